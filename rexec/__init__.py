@@ -1,0 +1,3 @@
+"""rexec: remote command execution over a small, strict, length-prefixed protocol."""
+
+__version__ = "0.1.0"

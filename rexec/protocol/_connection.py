@@ -1,0 +1,264 @@
+"""``Connection``: the protocol state of one connection, for either role.
+
+It never touches a socket. Feed it the bytes received with ``receive_data`` and
+take messages out with ``next_event``; pass every message to be sent through
+``send`` and write the bytes it returns. Both directions are checked against the
+same rules: a violation by the peer raises ``RemoteProtocolError`` (answer with
+an ``error`` frame carrying its code, then close), one by this side raises
+``LocalProtocolError`` (a bug here; nothing is sent).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ._errors import ErrorCode, LocalProtocolError, ProtocolError, RemoteProtocolError
+from ._framing import FrameDecoder, encode_frame
+from ._limits import Limits
+from ._messages import (
+    Error,
+    Exit,
+    Hello,
+    Run,
+    ServerLimits,
+    Started,
+    Stdin,
+    StdinCredit,
+    StdinEof,
+    _Message,
+)
+from ._state import (
+    HANDSHAKE_STEPS,
+    OPEN_SENDS,
+    ConnectionState,
+    HandshakeStep,
+    Role,
+    other,
+)
+
+#: Protocol versions this implementation speaks.
+SUPPORTED_VERSIONS = (1,)
+
+#: A peer never sends a header or body larger than these, in either direction;
+#: a server may announce lower limits for what it receives.
+PROTOCOL_MAX_HEADER = Limits().max_header
+PROTOCOL_MAX_BODY = Limits().max_body
+
+
+@dataclasses.dataclass
+class _Command:
+    """What both sides track of one command between ``run`` and its terminal frame."""
+
+    stdin_open: bool
+    credit: int  # stdin bytes the client may still send
+    started: bool = False
+
+
+class Connection:
+    """Protocol state of one connection.
+
+    Args:
+        role: which end of the connection this object is.
+        limits: for a server, the limits it enforces and announces; for a
+            client, ignored except that the defaults bound what it accepts.
+    """
+
+    def __init__(self, role: Role, *, limits: Limits | None = None) -> None:
+        self.role = role
+        self.limits = limits or Limits()
+        self.state = ConnectionState.HANDSHAKE
+        self._step = HandshakeStep.HELLO
+        self._commands: dict[int, _Command] = {}
+        self._last_id = -1
+        self._stdin_window = self.limits.stdin_window
+        receive_limits = self.limits if role is Role.SERVER else Limits()
+        self._post_auth_max_header = receive_limits.max_header
+        self._decoder = FrameDecoder(
+            max_header=receive_limits.pre_auth_max_header,
+            max_body=receive_limits.max_body,
+        )
+        #: For a client, the limits the server announced in ``hello``.
+        self.server_limits: ServerLimits | None = None
+
+    # --- public API ----------------------------------------------------------
+
+    def announced_limits(self) -> ServerLimits:
+        """The ``limits`` object a server puts in its ``hello``."""
+        return ServerLimits(
+            max_header=self.limits.max_header,
+            max_body=self.limits.max_body,
+            stdin_window=self.limits.stdin_window,
+            max_commands=self.limits.max_commands,
+        )
+
+    def receive_data(self, data: bytes) -> None:
+        """Buffer bytes received from the peer; ``b""`` means the peer closed.
+
+        Raises:
+            RemoteProtocolError: ``frame.truncated`` when the stream ends inside
+                a frame.
+        """
+        if data:
+            self._decoder.feed(data)
+            return
+        self.state = ConnectionState.CLOSED
+        self._commands.clear()
+        if self._decoder.mid_frame:
+            raise RemoteProtocolError(
+                ErrorCode.FRAME_TRUNCATED, "connection closed inside a frame"
+            )
+
+    def next_event(self) -> _Message | None:
+        """The next message from the peer, or None until more data arrives.
+
+        Frames for a command that has already ended (a race the peer can't
+        avoid, such as a signal crossing the exit frame) are dropped here.
+
+        Raises:
+            RemoteProtocolError: the peer broke the protocol; send an ``error``
+                frame with the exception's code, then close.
+        """
+        while True:
+            message = self._decoder.next_message()
+            if message is None:
+                return None
+            if self._apply(message, sender=other(self.role)):
+                return message
+
+    def send(self, message: _Message) -> bytes:
+        """Check that sending ``message`` is legal now, record it, and return
+        the bytes to write.
+
+        Raises:
+            LocalProtocolError: the message is illegal in the current state.
+        """
+        if not self._apply(message, sender=self.role):
+            raise LocalProtocolError(
+                ErrorCode.PROTOCOL_UNEXPECTED,
+                f"{message.type} for a command that has ended",  # type: ignore[attr-defined]
+            )
+        return encode_frame(message)
+
+    def stdin_credit(self, command_id: int) -> int:
+        """How many stdin bytes the client may send now for ``command_id``
+        (0 when the command is unknown, ended, or its stdin is closed)."""
+        command = self._commands.get(command_id)
+        if command is None or not command.stdin_open:
+            return 0
+        return command.credit
+
+    def is_active(self, command_id: int) -> bool:
+        """True between a command's ``run`` and its terminal frame."""
+        return command_id in self._commands
+
+    @property
+    def active_commands(self) -> int:
+        return len(self._commands)
+
+    @property
+    def last_command_id(self) -> int:
+        """The highest command id used so far (-1 before the first ``run``)."""
+        return self._last_id
+
+    # --- rules -----------------------------------------------------------------
+
+    def _apply(self, message: _Message, sender: Role) -> bool:
+        """Check ``message`` against the rules and update the state.
+
+        Returns False for a stale frame from the peer that must be dropped.
+        """
+        fault: type[ProtocolError] = (
+            LocalProtocolError if sender is self.role else RemoteProtocolError
+        )
+        if self.state is ConnectionState.CLOSED:
+            raise fault(ErrorCode.PROTOCOL_UNEXPECTED, "the connection is closed")
+        if isinstance(message, Error) and message.fatal:
+            self.state = ConnectionState.CLOSED
+            return True
+        if self.state is ConnectionState.HANDSHAKE:
+            self._apply_handshake(message, sender, fault)
+            return True
+        if not isinstance(message, OPEN_SENDS[sender]):
+            raise fault(
+                ErrorCode.PROTOCOL_UNEXPECTED,
+                f"a {sender.value} may not send {message.type} now",  # type: ignore[attr-defined]
+            )
+        command_id = getattr(message, "id", None)
+        if command_id is None:
+            return True  # ping, pong, connection-level error
+        if isinstance(message, Run):
+            self._register(message, fault)
+            return True
+        command = self._commands.get(command_id)
+        if command is None:
+            if command_id > self._last_id:
+                raise fault(ErrorCode.COMMAND_BAD_ID, "no command has this id")
+            if sender is self.role or sender is Role.SERVER:
+                # A server never speaks of an ended command; neither do we.
+                raise fault(ErrorCode.PROTOCOL_UNEXPECTED, "the command has ended")
+            return False  # a client frame that crossed the command's end
+        if sender is Role.CLIENT:
+            self._apply_client_command_frame(message, command, fault)
+        else:
+            self._apply_server_command_frame(message, command_id, command, fault)
+        return True
+
+    def _apply_handshake(
+        self, message: _Message, sender: Role, fault: type[ProtocolError]
+    ) -> None:
+        expected, expected_sender, next_step = HANDSHAKE_STEPS[self._step]
+        if sender is not expected_sender or not isinstance(message, expected):
+            raise fault(
+                ErrorCode.PROTOCOL_UNEXPECTED,
+                f"expected {expected_sender.value} {expected.model_fields['type'].default}",
+            )
+        if isinstance(message, Hello):
+            if self.role is Role.CLIENT:
+                self.server_limits = message.limits
+                self._stdin_window = message.limits.stdin_window
+        self._step = next_step
+        if next_step is HandshakeStep.DONE:
+            self.state = ConnectionState.OPEN
+            self._decoder.max_header = self._post_auth_max_header
+
+    def _register(self, run: Run, fault: type[ProtocolError]) -> None:
+        if run.id <= self._last_id:
+            raise fault(ErrorCode.COMMAND_BAD_ID, "command ids must increase")
+        self._last_id = run.id
+        self._commands[run.id] = _Command(stdin_open=run.stdin, credit=self._stdin_window)
+
+    @staticmethod
+    def _apply_client_command_frame(
+        message: _Message, command: _Command, fault: type[ProtocolError]
+    ) -> None:
+        if isinstance(message, (Stdin, StdinEof)):
+            if not command.stdin_open:
+                raise fault(ErrorCode.PROTOCOL_UNEXPECTED, "stdin is not open")
+            if isinstance(message, StdinEof):
+                command.stdin_open = False
+            elif message.data_size > command.credit:
+                raise fault(ErrorCode.FLOW_WINDOW_EXCEEDED, "stdin exceeds its credit")
+            else:
+                command.credit -= message.data_size
+
+    def _apply_server_command_frame(
+        self,
+        message: _Message,
+        command_id: int,
+        command: _Command,
+        fault: type[ProtocolError],
+    ) -> None:
+        if isinstance(message, Started):
+            if command.started:
+                raise fault(ErrorCode.PROTOCOL_UNEXPECTED, "command already started")
+            command.started = True
+        elif isinstance(message, StdinCredit):
+            command.credit += message.bytes
+        elif isinstance(message, Exit):
+            if not command.started:
+                raise fault(ErrorCode.PROTOCOL_UNEXPECTED, "exit before started")
+            del self._commands[command_id]
+        elif isinstance(message, Error):
+            del self._commands[command_id]
+        elif not command.started:  # stdout, stderr
+            raise fault(ErrorCode.PROTOCOL_UNEXPECTED, "output before started")

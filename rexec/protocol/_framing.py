@@ -1,0 +1,140 @@
+"""Frames: bytes ⇄ messages.
+
+A frame is ``<i`` header length, that many bytes of a UTF-8 JSON object (the
+header), then a body of exactly ``data_size`` bytes. ``FrameDecoder`` turns any
+chunking of a byte stream into the same sequence of messages, and rejects a bad
+declared length as soon as the 4 bytes declaring it have arrived.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from pydantic import ValidationError
+
+from ._errors import ErrorCode, LocalProtocolError, RemoteProtocolError
+from ._messages import MESSAGE_ADAPTER, _DataMessage, _Message
+
+HEADER_LENGTH = struct.Struct("<i")
+
+
+def encode_frame(message: _Message) -> bytes:
+    """Serialise ``message`` (header and, for data messages, its body) to bytes.
+
+    Raises:
+        LocalProtocolError: a data message whose ``data_size`` does not match
+            its data.
+    """
+    header = message.__pydantic_serializer__.to_json(message)
+    if isinstance(message, _DataMessage):
+        body = message.data
+        if len(body) != message.data_size:
+            raise LocalProtocolError(
+                ErrorCode.INTERNAL, "data_size does not match the data"
+            )
+        return b"".join((HEADER_LENGTH.pack(len(header)), header, body))
+    return HEADER_LENGTH.pack(len(header)) + header
+
+
+_CODE_BY_PYDANTIC_ERROR = {
+    "json_invalid": ErrorCode.HEADER_BAD_JSON,
+    "dict_type": ErrorCode.HEADER_NOT_OBJECT,
+    "model_type": ErrorCode.HEADER_NOT_OBJECT,
+    "union_tag_not_found": ErrorCode.HEADER_UNKNOWN_TYPE,
+    "union_tag_invalid": ErrorCode.HEADER_UNKNOWN_TYPE,
+}
+
+
+def decode_header(raw: bytes) -> Any:
+    """Validate one raw JSON header into its message model.
+
+    Raises:
+        RemoteProtocolError: with the ``header.*`` code that names the fault.
+            The message never quotes the input.
+    """
+    try:
+        return MESSAGE_ADAPTER.validate_json(raw)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)[0]
+        code = _CODE_BY_PYDANTIC_ERROR.get(first["type"], ErrorCode.HEADER_INVALID)
+        if code is ErrorCode.HEADER_INVALID:
+            # The location names only our own field names, never peer input.
+            where = ".".join(str(part) for part in first["loc"][1:]) or "header"
+            detail = f"invalid field {where}: {first['type']}"
+        else:
+            detail = {
+                ErrorCode.HEADER_BAD_JSON: "header is not valid UTF-8 JSON",
+                ErrorCode.HEADER_NOT_OBJECT: "header is not a JSON object",
+                ErrorCode.HEADER_UNKNOWN_TYPE: "header type is missing or unknown",
+            }[code]
+        raise RemoteProtocolError(code, detail[:200]) from exc
+
+
+class FrameDecoder:
+    """Incremental decoder: feed bytes in any chunking, take messages out.
+
+    Limits are attributes so a connection can raise the header cap once the
+    peer has authenticated.
+    """
+
+    def __init__(self, *, max_header: int, max_body: int) -> None:
+        self.max_header = max_header
+        self.max_body = max_body
+        self._buffer = bytearray()
+        self._pending: _Message | None = None  # a header whose body is awaited
+
+    def feed(self, data: bytes) -> None:
+        """Append received bytes; nothing is parsed until ``next_message``."""
+        self._buffer += data
+
+    @property
+    def mid_frame(self) -> bool:
+        """True when part of a frame has been received but not all of it."""
+        return bool(self._buffer) or self._pending is not None
+
+    def next_message(self) -> _Message | None:
+        """Return the next complete message, or None until more bytes arrive.
+
+        Raises:
+            RemoteProtocolError: a bad length (``frame.bad_length``), a header
+                over ``max_header`` (``frame.too_large``), a body over
+                ``max_body`` (``frame.body_too_large``), or a bad header. Each is
+                raised as soon as the bytes that prove it are buffered.
+        """
+        buffer = self._buffer
+        if self._pending is None:
+            if len(buffer) < 4:
+                return None
+            (length,) = HEADER_LENGTH.unpack_from(buffer)
+            if length <= 0:
+                raise RemoteProtocolError(
+                    ErrorCode.FRAME_BAD_LENGTH, "header length must be positive"
+                )
+            if length > self.max_header:
+                raise RemoteProtocolError(
+                    ErrorCode.FRAME_TOO_LARGE,
+                    f"header length exceeds the limit of {self.max_header} bytes",
+                )
+            if len(buffer) < 4 + length:
+                return None
+            message = decode_header(bytes(buffer[4 : 4 + length]))
+            del buffer[: 4 + length]
+            if message.data_size > self.max_body:
+                raise RemoteProtocolError(
+                    ErrorCode.FRAME_BODY_TOO_LARGE,
+                    f"data_size exceeds the limit of {self.max_body} bytes",
+                )
+            if message.data_size == 0:
+                return message  # type: ignore[no-any-return]
+            self._pending = message
+        pending = self._pending
+        size = pending.data_size
+        if len(buffer) < size:
+            return None
+        body = bytes(buffer[:size])
+        del buffer[:size]
+        self._pending = None
+        assert isinstance(pending, _DataMessage)
+        pending._attach_body(body)
+        return pending

@@ -1,0 +1,373 @@
+"""The messages of the rexec protocol: one frozen pydantic model per ``type``.
+
+Every model is strict (no coercion: ``"5"`` is not an int, ``1`` is not a
+bool), refuses unknown fields, refuses NUL in every string and non-finite
+numbers, and is immutable. ``MESSAGE_ADAPTER`` validates a raw JSON header into
+the right model in one pass, dispatching on ``type``.
+
+Three messages carry a body (``stdin``, ``stdout``, ``stderr``): their header
+declares ``data_size`` and the bytes follow the header on the wire. The bytes
+are available as ``message.data``; build such a message with ``with_data``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, ClassVar, Literal, Self, Union
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    TypeAdapter,
+    model_validator,
+)
+
+from ._limits import MAX_COMMAND_ID
+
+PROTOCOL_VERSION = 1
+
+_HEX_32_BYTES = re.compile(r"^[0-9a-f]{64}\Z")
+_ERROR_CODE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*\Z")
+
+
+def _no_nul(value: str) -> str:
+    # subprocess refuses NUL with "embedded null byte" deep in the spawn path;
+    # refusing it here turns that into a clear header error instead.
+    if "\x00" in value:
+        raise ValueError("NUL character not allowed")
+    return value
+
+
+def _hex_32_bytes(value: str) -> str:
+    if not _HEX_32_BYTES.match(value):
+        raise ValueError("must be 64 lowercase hex digits")
+    return value
+
+
+def _env_name(value: str) -> str:
+    if not value or "=" in value:
+        raise ValueError("environment names are non-empty and contain no '='")
+    return value
+
+
+def _error_code(value: str) -> str:
+    if not _ERROR_CODE.match(value):
+        raise ValueError("error codes are dotted lowercase words")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+Hex32 = Annotated[str, AfterValidator(_hex_32_bytes)]
+EnvName = Annotated[str, AfterValidator(_no_nul), AfterValidator(_env_name)]
+CommandId = Annotated[int, Field(ge=0, le=MAX_COMMAND_ID)]
+Count = Annotated[int, Field(ge=0)]
+DataSize = Annotated[int, Field(ge=0, le=2**31 - 1)]
+TermSize = Annotated[int, Field(ge=1, le=65535)]
+
+#: Signals a client may send to a command, by name. Numbers differ between
+#: systems; these names mean the same everywhere.
+SIGNAL_NAMES = (
+    "SIGHUP",
+    "SIGINT",
+    "SIGQUIT",
+    "SIGKILL",
+    "SIGUSR1",
+    "SIGUSR2",
+    "SIGTERM",
+    "SIGCONT",
+    "SIGSTOP",
+    "SIGTSTP",
+    "SIGWINCH",
+    "SIGALRM",
+)
+SignalName = Literal[
+    "SIGHUP",
+    "SIGINT",
+    "SIGQUIT",
+    "SIGKILL",
+    "SIGUSR1",
+    "SIGUSR2",
+    "SIGTERM",
+    "SIGCONT",
+    "SIGSTOP",
+    "SIGTSTP",
+    "SIGWINCH",
+    "SIGALRM",
+]
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(
+        frozen=True, strict=True, extra="forbid", allow_inf_nan=False
+    )
+
+    #: Whether frames of this type carry a body of ``data_size`` bytes.
+    has_body: ClassVar[bool] = False
+
+    # Declared here so that every header serialises with its type first.
+    type: str
+    data_size: DataSize = 0
+
+    @model_validator(mode="after")
+    def _bodiless_frames_have_no_body(self) -> Self:
+        if not self.has_body and self.data_size != 0:
+            raise ValueError("this message type carries no body")
+        return self
+
+
+class _DataMessage(_Message):
+    """A message whose payload bytes travel in the frame's body."""
+
+    has_body: ClassVar[bool] = True
+    id: CommandId
+    _data: bytes = PrivateAttr(default=b"")
+
+    @property
+    def data(self) -> bytes:
+        """The body bytes; ``len(data) == data_size``."""
+        return self._data
+
+    @classmethod
+    def with_data(cls, id: int, data: bytes) -> Self:
+        """Build the message for ``data``, with ``data_size`` set to match."""
+        message = cls(id=id, data_size=len(data))
+        message._data = data
+        return message
+
+    def _attach_body(self, body: bytes) -> None:
+        # Called once by the decoder, before the message is handed out.
+        self._data = body
+
+
+# --- Handshake -------------------------------------------------------------
+
+
+class ServerLimits(BaseModel):
+    """The limits a server enforces, announced in ``hello``."""
+
+    model_config = ConfigDict(frozen=True, strict=True, extra="forbid")
+    max_header: Annotated[int, Field(ge=1)]
+    max_body: Annotated[int, Field(ge=1)]
+    stdin_window: Annotated[int, Field(ge=1)]
+    max_commands: Annotated[int, Field(ge=1)]
+
+
+class Hello(_Message):
+    """Server → client, first frame: versions spoken, challenge nonce, limits."""
+
+    type: Literal["hello"] = "hello"
+    versions: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1, max_length=16)]
+    nonce: Hex32
+    server: Annotated[Text, Field(max_length=255)]
+    limits: ServerLimits
+
+
+class Auth(_Message):
+    """Client → server: the chosen version, the client nonce, the client's proof."""
+
+    type: Literal["auth"] = "auth"
+    version: Annotated[int, Field(ge=1)]
+    nonce: Hex32
+    mac: Hex32
+
+
+class AuthOk(_Message):
+    """Server → client: authentication accepted, and the server's proof."""
+
+    type: Literal["auth_ok"] = "auth_ok"
+    mac: Hex32
+
+
+# --- Commands: client → server ---------------------------------------------
+
+
+class Pty(BaseModel):
+    """The pseudo-terminal a command asks for."""
+
+    model_config = ConfigDict(frozen=True, strict=True, extra="forbid")
+    rows: TermSize = 24
+    cols: TermSize = 80
+    term: Annotated[Text, Field(min_length=1, max_length=64)] = "xterm-256color"
+
+
+class Run(_Message):
+    """Start a command. Exactly one of ``argv`` (exec'd directly) or ``shell``
+    (run by ``/bin/sh -c``) is given."""
+
+    type: Literal["run"] = "run"
+    id: CommandId
+    argv: Annotated[list[Text], Field(min_length=1)] | None = None
+    shell: Text | None = None
+    cwd: Annotated[Text, Field(min_length=1)] | None = None
+    env: dict[EnvName, Text] = Field(default_factory=dict)
+    stdin: bool = False
+    timeout: Annotated[float, Field(gt=0)] | None = None
+    output_limit: Annotated[int, Field(ge=0)] | None = None
+    pty: Pty | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one_of_argv_or_shell(self) -> Self:
+        if (self.argv is None) == (self.shell is None):
+            raise ValueError("exactly one of argv and shell is required")
+        if self.argv is not None and not self.argv[0]:
+            raise ValueError("argv[0] must not be empty")
+        return self
+
+
+class Stdin(_DataMessage):
+    """Client → server: bytes for a command's stdin, within its credit."""
+
+    type: Literal["stdin"] = "stdin"
+
+
+class StdinEof(_Message):
+    """Client → server: the end of a command's stdin."""
+
+    type: Literal["stdin_eof"] = "stdin_eof"
+    id: CommandId
+
+
+class Signal(_Message):
+    """Client → server: deliver a signal to a command's process group."""
+
+    type: Literal["signal"] = "signal"
+    id: CommandId
+    signal: SignalName
+
+
+class Cancel(_Message):
+    """Client → server: end a command (TERM, grace, KILL); its exit says cancelled."""
+
+    type: Literal["cancel"] = "cancel"
+    id: CommandId
+
+
+class Resize(_Message):
+    """Client → server: new window size for a command's pty."""
+
+    type: Literal["resize"] = "resize"
+    id: CommandId
+    rows: TermSize
+    cols: TermSize
+
+
+# --- Commands: server → client ---------------------------------------------
+
+
+class Started(_Message):
+    """Server → client: the command's process exists."""
+
+    type: Literal["started"] = "started"
+    id: CommandId
+    pid: Annotated[int, Field(ge=1)]
+
+
+class Stdout(_DataMessage):
+    """Server → client: bytes the command wrote to stdout (or to its pty)."""
+
+    type: Literal["stdout"] = "stdout"
+
+
+class Stderr(_DataMessage):
+    """Server → client: bytes the command wrote to stderr."""
+
+    type: Literal["stderr"] = "stderr"
+
+
+class StdinCredit(_Message):
+    """Server → client: the client may send ``bytes`` more bytes of stdin."""
+
+    type: Literal["stdin_credit"] = "stdin_credit"
+    id: CommandId
+    bytes: Annotated[int, Field(ge=1)]
+
+
+class Exit(_Message):
+    """Server → client: the one terminal record of a started command."""
+
+    type: Literal["exit"] = "exit"
+    id: CommandId
+    exit_code: Annotated[int, Field(ge=0, le=255)] | None
+    signal: Annotated[int, Field(ge=1, le=255)] | None
+    signal_name: Annotated[Text, Field(max_length=32)] | None = None
+    timed_out: bool = False
+    cancelled: bool = False
+    output_capped: bool = False
+    pipes_held: bool = False
+    duration: Annotated[float, Field(ge=0)]
+    stdout_bytes: Count = 0
+    stderr_bytes: Count = 0
+    stdin_bytes: Count = 0
+
+    @model_validator(mode="after")
+    def _exactly_one_of_code_or_signal(self) -> Self:
+        if (self.exit_code is None) == (self.signal is None):
+            raise ValueError("exactly one of exit_code and signal is set")
+        return self
+
+
+# --- Either direction --------------------------------------------------------
+
+
+class Error(_Message):
+    """An error report. With ``id`` it is the terminal frame of that command;
+    with ``fatal`` the sender closes the connection after it."""
+
+    type: Literal["error"] = "error"
+    code: Annotated[Text, AfterValidator(_error_code), Field(max_length=64)]
+    message: Annotated[Text, Field(max_length=200)]
+    fatal: bool
+    id: CommandId | None = None
+
+
+class Ping(_Message):
+    """Keepalive probe; the peer answers with a ``pong`` carrying the same seq."""
+
+    type: Literal["ping"] = "ping"
+    seq: Count
+
+
+class Pong(_Message):
+    """Keepalive answer."""
+
+    type: Literal["pong"] = "pong"
+    seq: Count
+
+
+Message = Annotated[
+    Union[
+        Hello,
+        Auth,
+        AuthOk,
+        Run,
+        Stdin,
+        StdinEof,
+        Signal,
+        Cancel,
+        Resize,
+        Started,
+        Stdout,
+        Stderr,
+        StdinCredit,
+        Exit,
+        Error,
+        Ping,
+        Pong,
+    ],
+    Field(discriminator="type"),
+]
+
+#: The one validator for every header: ``MESSAGE_ADAPTER.validate_json(raw)``.
+MESSAGE_ADAPTER: TypeAdapter[Any] = TypeAdapter(Message)
+
+#: Types a client may send, and types a server may send.
+CLIENT_MESSAGES: tuple[type[_Message], ...] = (
+    Auth, Run, Stdin, StdinEof, Signal, Cancel, Resize, Ping, Pong,
+)
+SERVER_MESSAGES: tuple[type[_Message], ...] = (
+    Hello, AuthOk, Started, Stdout, Stderr, StdinCredit, Exit, Error, Ping, Pong,
+)
+
