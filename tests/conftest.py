@@ -1,0 +1,142 @@
+"""Shared fixtures: a real ``rexecd`` on 127.0.0.1, port 0, in a subprocess.
+
+``rexecd`` prints one line ``rexecd listening on HOST:PORT`` on stdout once it
+accepts connections; the fixture waits for it (bounded) and reads the port.
+Each server gets its own key file and audit log in a temporary directory, and
+is stopped by its PID at teardown.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import secrets
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+READY_LINE = re.compile(rb"rexecd listening on (\S+):(\d+)")
+STARTUP_TIMEOUT = 15.0
+
+
+@dataclasses.dataclass
+class RunningServer:
+    """A started ``rexecd`` and what a client needs to reach it."""
+
+    host: str
+    port: int
+    key_file: Path
+    audit_log: Path
+    process: subprocess.Popen[bytes]
+
+    @property
+    def address(self) -> str:
+        """``HOST:PORT`` as the CLI takes it (IPv6 in brackets)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
+    def key(self) -> bytes:
+        return bytes.fromhex(self.key_file.read_text().strip())
+
+    def audit_records(self) -> list[dict[str, object]]:
+        import json
+
+        if not self.audit_log.exists():
+            return []
+        return [json.loads(line) for line in self.audit_log.read_text().splitlines() if line]
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        """Signal the server by its PID and wait for it; returns its exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise
+
+
+def write_key_file(directory: Path) -> Path:
+    path = directory / "key"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(secrets.token_hex(32) + "\n")
+    return path
+
+
+def start_rexecd(
+    directory: Path, *extra_args: str, host: str = "127.0.0.1", key_file: Path | None = None
+) -> RunningServer:
+    """Start ``rexecd`` with a fresh key (unless given) and wait until it listens."""
+    directory.mkdir(parents=True, exist_ok=True)
+    key_file = key_file or write_key_file(directory)
+    audit_log = directory / "audit.jsonl"
+    argv = [
+        sys.executable, "-m", "rexec.daemon",
+        "--host", host, "--port", "0",
+        "--key-file", str(key_file),
+        "--audit-log", str(audit_log),
+        *extra_args,
+    ]
+    with open(directory / "rexecd.stderr", "wb") as stderr_file:
+        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr_file)
+    assert process.stdout is not None
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    line = b""
+    while time.monotonic() < deadline and not line.endswith(b"\n"):
+        ready, _, _ = select.select([process.stdout], [], [], 0.1)
+        if ready:
+            chunk = os.read(process.stdout.fileno(), 4096)
+            if not chunk:
+                break
+            line += chunk
+    match = READY_LINE.search(line)
+    if not match:
+        process.kill()
+        process.wait()
+        stderr = (directory / "rexecd.stderr").read_text(errors="replace")
+        raise RuntimeError(f"rexecd did not start: {line!r} {stderr}")
+    bound_host = match.group(1).decode().strip("[]")
+    return RunningServer(bound_host, int(match.group(2)), key_file, audit_log, process)
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
+    """Factory: ``start_server(*extra_rexecd_args, host=...)`` → RunningServer.
+
+    Every server started is stopped at teardown."""
+    servers: list[RunningServer] = []
+
+    def start(*extra_args: str, host: str = "127.0.0.1", key_file: Path | None = None) -> RunningServer:
+        server = start_rexecd(
+            tmp_path / f"server{len(servers)}", *extra_args, host=host, key_file=key_file
+        )
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        if server.process.poll() is None:
+            server.process.send_signal(signal.SIGTERM)
+            try:
+                server.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                server.process.kill()
+                server.process.wait()
+        if server.process.stdout:
+            server.process.stdout.close()
+
+
+@pytest.fixture
+def server(start_server: Callable[..., RunningServer]) -> RunningServer:
+    """One running ``rexecd`` with default settings."""
+    return start_server()
