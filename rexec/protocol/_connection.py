@@ -16,6 +16,7 @@ from ._errors import ErrorCode, LocalProtocolError, ProtocolError, RemoteProtoco
 from ._framing import FrameDecoder, encode_frame
 from ._limits import Limits
 from ._messages import (
+    Auth,
     Error,
     Exit,
     Hello,
@@ -70,6 +71,7 @@ class Connection:
         self._step = HandshakeStep.HELLO
         self._commands: dict[int, _Command] = {}
         self._last_id = -1
+        self._versions: tuple[int, ...] = ()  # from hello, sent or received
         self._stdin_window = self.limits.stdin_window
         receive_limits = self.limits if role is Role.SERVER else Limits()
         self._post_auth_max_header = receive_limits.max_header
@@ -101,6 +103,11 @@ class Connection:
         if data:
             self._decoder.feed(data)
             return
+        if self.role is Role.SERVER and not self._decoder.mid_frame:
+            # A client's end of stream between frames is a half-close, not a
+            # disconnect (protocol.md [close.client.eof]): its running commands
+            # go on, and their frames must still be sendable.
+            return
         self.state = ConnectionState.CLOSED
         self._commands.clear()
         if self._decoder.mid_frame:
@@ -130,14 +137,19 @@ class Connection:
         the bytes to write.
 
         Raises:
-            LocalProtocolError: the message is illegal in the current state.
+            LocalProtocolError: the message is illegal in the current state,
+                or larger than the peer accepts.
         """
+        # Encode and size-check first: a message that can't be sent must
+        # leave the state (stdin credit, command table) untouched.
+        frame = encode_frame(message)
+        self._check_size(frame, message.data_size)
         if not self._apply(message, sender=self.role):
             raise LocalProtocolError(
                 ErrorCode.PROTOCOL_UNEXPECTED,
-                f"{message.type} for a command that has ended",  # type: ignore[attr-defined]
+                f"{message.type} for a command that has ended",
             )
-        return encode_frame(message)
+        return frame
 
     def stdin_credit(self, command_id: int) -> int:
         """How many stdin bytes the client may send now for ``command_id``
@@ -162,6 +174,23 @@ class Connection:
 
     # --- rules -----------------------------------------------------------------
 
+    def _check_size(self, frame: bytes, data_size: int) -> None:
+        """Refuse to send what the peer would reject as too large
+        (protocol.md [limits.announced])."""
+        if self.role is Role.CLIENT and self.server_limits is not None:
+            max_header = self.server_limits.max_header
+            max_body = self.server_limits.max_body
+        else:
+            max_header, max_body = PROTOCOL_MAX_HEADER, PROTOCOL_MAX_BODY
+        if len(frame) - 4 - data_size > max_header:
+            raise LocalProtocolError(
+                ErrorCode.FRAME_TOO_LARGE, f"header above the peer's limit of {max_header}"
+            )
+        if data_size > max_body:
+            raise LocalProtocolError(
+                ErrorCode.FRAME_BODY_TOO_LARGE, f"body above the peer's limit of {max_body}"
+            )
+
     def _apply(self, message: _Message, sender: Role) -> bool:
         """Check ``message`` against the rules and update the state.
 
@@ -181,7 +210,7 @@ class Connection:
         if not isinstance(message, OPEN_SENDS[sender]):
             raise fault(
                 ErrorCode.PROTOCOL_UNEXPECTED,
-                f"a {sender.value} may not send {message.type} now",  # type: ignore[attr-defined]
+                f"a {sender.value} may not send {message.type} now",
             )
         command_id = getattr(message, "id", None)
         if command_id is None:
@@ -213,9 +242,13 @@ class Connection:
                 f"expected {expected_sender.value} {expected.model_fields['type'].default}",
             )
         if isinstance(message, Hello):
+            self._versions = tuple(message.versions)
             if self.role is Role.CLIENT:
                 self.server_limits = message.limits
                 self._stdin_window = message.limits.stdin_window
+        if isinstance(message, Auth) and message.version not in self._versions:
+            # protocol.md [handshake.version]: the version must be one hello offered.
+            raise fault(ErrorCode.VERSION_UNSUPPORTED, "protocol version not offered")
         self._step = next_step
         if next_step is HandshakeStep.DONE:
             self.state = ConnectionState.OPEN
@@ -259,6 +292,10 @@ class Connection:
                 raise fault(ErrorCode.PROTOCOL_UNEXPECTED, "exit before started")
             del self._commands[command_id]
         elif isinstance(message, Error):
+            if command.started:
+                # protocol.md [command.terminal.one]: a started command ends with
+                # exit; an error with an id is only for one that never started.
+                raise fault(ErrorCode.PROTOCOL_UNEXPECTED, "error for a started command")
             del self._commands[command_id]
         elif not command.started:  # stdout, stderr
             raise fault(ErrorCode.PROTOCOL_UNEXPECTED, "output before started")

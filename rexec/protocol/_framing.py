@@ -58,6 +58,10 @@ def decode_header(raw: bytes) -> Any:
     except ValidationError as exc:
         first = exc.errors(include_url=False, include_input=False)[0]
         code = _CODE_BY_PYDANTIC_ERROR.get(first["type"], ErrorCode.HEADER_INVALID)
+        if first["loc"]:
+            # Only the header itself can be "not an object"; a member of the
+            # wrong JSON type (``"env": []``) is a schema error.
+            code = ErrorCode.HEADER_INVALID
         if code is ErrorCode.HEADER_INVALID:
             # The location names only our own field names, never peer input.
             where = ".".join(str(part) for part in first["loc"][1:]) or "header"
@@ -119,12 +123,14 @@ class FrameDecoder:
             if len(buffer) < 4 + length:
                 return None
             message = decode_header(bytes(buffer[4 : 4 + length]))
-            del buffer[: 4 + length]
             if message.data_size > self.max_body:
+                # Checked before consuming the header, so that calling again
+                # raises the same error instead of parsing the body as a frame.
                 raise RemoteProtocolError(
                     ErrorCode.FRAME_BODY_TOO_LARGE,
                     f"data_size exceeds the limit of {self.max_body} bytes",
                 )
+            del buffer[: 4 + length]
             if message.data_size == 0:
                 return message  # type: ignore[no-any-return]
             self._pending = message

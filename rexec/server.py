@@ -1,0 +1,342 @@
+"""The asyncio shell of the server: one ``Session`` per TCP connection.
+
+Bytes from the socket go into the session's ``rexec.protocol.Connection``;
+each message that comes out is acted on at once (auth, spawn through a
+``CommandRunner``, stdin, signals). Output from runners goes back through
+``Connection.send`` to the transport. When the transport's buffer passes its
+high-water mark, every runner of the session stops reading its pipes until it
+drains: that is the whole of the server's backpressure, and it keeps memory
+bounded whatever the output size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import secrets
+import signal
+import sys
+import traceback
+from typing import Any
+
+from rexec.audit import AuditError, AuditLog
+from rexec.config import ServerConfig
+from rexec.protocol import (
+    SUPPORTED_VERSIONS,
+    Auth,
+    AuthOk,
+    Cancel,
+    Connection,
+    ConnectionState,
+    Error,
+    ErrorCode,
+    Exit,
+    Hello,
+    LocalProtocolError,
+    Ping,
+    Pong,
+    RemoteProtocolError,
+    Resize,
+    Role,
+    Run,
+    Signal,
+    Started,
+    Stderr,
+    Stdin,
+    StdinCredit,
+    StdinEof,
+    Stdout,
+    client_proof,
+    proofs_match,
+    server_proof,
+)
+from rexec.protocol._messages import _Message
+from rexec.runner import CommandRunner, Outcome, Stream
+from rexec.spawn import SpawnError
+
+#: How long a fatal error frame may take to leave before the socket is dropped.
+FATAL_CLOSE_TIMEOUT = 1.0
+#: Transport buffer above which runners stop reading output.
+WRITE_HIGH_WATER = 1024 * 1024
+
+
+class Server:
+    """State shared by all sessions: config, audit log, and running commands."""
+
+    def __init__(self, config: ServerConfig, audit: AuditLog) -> None:
+        self.config = config
+        self.audit = audit
+        self.sessions: set[Session] = set()
+        self.running_commands = 0
+        self.shutting_down = False
+        self._session_numbers = itertools.count(1)
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def new_session(self) -> Session:
+        return Session(self, next(self._session_numbers))
+
+    def command_started(self) -> None:
+        self.running_commands += 1
+        self._idle.clear()
+
+    def command_finished(self) -> None:
+        self.running_commands -= 1
+        if self.running_commands == 0:
+            self._idle.set()
+
+    async def shut_down(self) -> None:
+        """Refuse new commands, let running ones finish within the shutdown
+        grace, cancel the rest, then close every session with a fatal
+        ``server.shutting_down``."""
+        self.shutting_down = True
+        try:
+            await asyncio.wait_for(self._idle.wait(), self.config.shutdown_grace)
+        except TimeoutError:
+            for session in list(self.sessions):
+                session.cancel_commands()
+            graces = self.config.graces
+            try:
+                await asyncio.wait_for(self._idle.wait(), graces.kill + graces.drain + 1.0)
+            except TimeoutError:
+                pass  # reported below: a command that survived SIGKILL is the kernel's
+        for session in list(self.sessions):
+            session.fatal(ErrorCode.SHUTTING_DOWN, "the server is shutting down")
+        deadline = FATAL_CLOSE_TIMEOUT + 0.5
+        while self.sessions and deadline > 0:
+            await asyncio.sleep(0.05)
+            deadline -= 0.05
+
+
+class Session(asyncio.Protocol):
+    """One client connection, from ``hello`` to close."""
+
+    def __init__(self, server: Server, number: int) -> None:
+        self.server = server
+        self.number = number
+        config = server.config
+        self.conn = Connection(Role.SERVER, limits=config.limits)
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self.runners: dict[int, CommandRunner] = {}
+        self._nonce = secrets.token_hex(32)
+        self._write_paused = False
+        self._read_eof = False
+        self._closing = False
+        self._auth_timer: asyncio.TimerHandle | None = None
+
+    # --- transport events -------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self.server.sessions.add(self)
+        self._audit("connect")
+        loop = asyncio.get_running_loop()
+        self._auth_timer = loop.call_later(self.server.config.auth_timeout, self._auth_expired)
+        self._send(
+            Hello(
+                versions=list(SUPPORTED_VERSIONS),
+                nonce=self._nonce,
+                server=self.server.config.server_name,
+                limits=self.conn.announced_limits(),
+            )
+        )
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        try:
+            self.conn.receive_data(data)
+            while not self._closing and (message := self.conn.next_event()) is not None:
+                self._handle(message)
+        except RemoteProtocolError as exc:
+            if exc.code is ErrorCode.FRAME_TOO_LARGE and self.conn.state is ConnectionState.HANDSHAKE:
+                self._audit("bad_frame", code=exc.code.value, note="possibly another protocol")
+            self.fatal(exc.code, exc.message)
+        except Exception:  # a bug here must end this connection only, loudly in the log
+            traceback.print_exc(file=sys.stderr)
+            self.fatal(ErrorCode.INTERNAL, "internal server error")
+
+    def eof_received(self) -> bool:
+        # A half-close ends the client's input, not its interest in the output:
+        # running commands go on, and the connection closes when they are done.
+        self._read_eof = True
+        if not self.runners:
+            self._close()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+        for runner in self.runners.values():
+            runner.cancel()  # it goes on until reaped; its exit goes nowhere
+        self.server.sessions.discard(self)
+        self._audit("disconnect", running=len(self.runners))
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        for runner in self.runners.values():
+            runner.pause_output()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        for runner in self.runners.values():
+            runner.resume_output()
+
+    # --- messages ----------------------------------------------------------------
+
+    def _handle(self, message: _Message) -> None:
+        if isinstance(message, Auth):
+            self._authenticate(message)
+        elif isinstance(message, Run):
+            self._start(message)
+        elif isinstance(message, Stdin):
+            self.runners[message.id].write_stdin(message.data)
+        elif isinstance(message, StdinEof):
+            self.runners[message.id].close_stdin()
+        elif isinstance(message, Signal):
+            self.runners[message.id].send_signal(signal.Signals[message.signal])
+        elif isinstance(message, Cancel):
+            self.runners[message.id].cancel()
+        elif isinstance(message, Resize):
+            self.runners[message.id].resize(message.rows, message.cols)
+        elif isinstance(message, Ping):
+            self._send(Pong(seq=message.seq))
+        elif isinstance(message, Error) and message.fatal:
+            self._close()
+        # pong and non-fatal errors from a client need no action
+
+    def _authenticate(self, auth: Auth) -> None:
+        config = self.server.config
+        if auth.version not in SUPPORTED_VERSIONS:
+            self.fatal(ErrorCode.VERSION_UNSUPPORTED, "protocol version not supported")
+            return
+        expected = client_proof(config.key, self._nonce, auth.nonce, config.server_name)
+        if not proofs_match(expected, auth.mac):
+            self._audit("auth", ok=False)
+            self.fatal(ErrorCode.AUTH_FAILED, "authentication failed")
+            return
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+        self._audit("auth", ok=True)
+        self._send(AuthOk(mac=server_proof(config.key, self._nonce, auth.nonce, config.server_name)))
+
+    def _start(self, run: Run) -> None:
+        server = self.server
+        if server.shutting_down:
+            self._refuse(run, ErrorCode.SHUTTING_DOWN, "the server is shutting down")
+            return
+        if (
+            len(self.runners) >= server.config.limits.max_commands
+            or server.running_commands >= server.config.max_total_commands
+        ):
+            self._refuse(run, ErrorCode.BUSY, "too many running commands; retry later")
+            return
+        what = {"argv": run.argv} if run.argv is not None else {"shell": run.shell}
+        try:
+            server.audit.write(
+                "exec", peer=self.peer, session=self.number, id=run.id, **what,
+                cwd=run.cwd, env=sorted(run.env), pty=run.pty is not None,
+                timeout=run.timeout,
+            )
+        except AuditError:
+            self._refuse(run, ErrorCode.AUDIT_UNAVAILABLE, "the audit log can't be written")
+            return
+        runner = CommandRunner(
+            run,
+            stdin_window=server.config.limits.stdin_window,
+            on_output=lambda stream, data: self._output(run.id, stream, data),
+            on_stdin_credit=lambda nbytes: self._send(StdinCredit(id=run.id, bytes=nbytes)),
+            on_finish=lambda outcome: self._finished(run.id, outcome),
+            graces=server.config.graces,
+        )
+        try:
+            pid = runner.start()
+        except SpawnError as exc:
+            self._refuse(run, exc.code, exc.message)
+            return
+        self.runners[run.id] = runner
+        server.command_started()
+        self._send(Started(id=run.id, pid=pid))
+        if self._write_paused:
+            runner.pause_output()
+
+    def _refuse(self, run: Run, code: ErrorCode, message: str) -> None:
+        self._audit("refused", id=run.id, code=code.value)
+        self._send(Error(code=code.value, message=message, fatal=False, id=run.id))
+
+    def _output(self, command_id: int, stream: Stream, data: bytes) -> None:
+        kind = Stdout if stream is Stream.STDOUT else Stderr
+        self._send(kind.with_data(command_id, data))
+
+    def _finished(self, command_id: int, outcome: Outcome) -> None:
+        del self.runners[command_id]
+        self.server.command_finished()
+        self._audit(
+            "exit", id=command_id, exit_code=outcome.exit_code, signal=outcome.signal,
+            timed_out=outcome.timed_out, cancelled=outcome.cancelled,
+            output_capped=outcome.output_capped, pipes_held=outcome.pipes_held,
+            duration=round(outcome.duration, 6), stdout_bytes=outcome.stdout_bytes,
+            stderr_bytes=outcome.stderr_bytes, stdin_bytes=outcome.stdin_bytes,
+        )
+        self._send(
+            Exit(
+                id=command_id,
+                exit_code=outcome.exit_code,
+                signal=outcome.signal,
+                signal_name=outcome.signal_name,
+                timed_out=outcome.timed_out,
+                cancelled=outcome.cancelled,
+                output_capped=outcome.output_capped,
+                pipes_held=outcome.pipes_held,
+                duration=outcome.duration,
+                stdout_bytes=outcome.stdout_bytes,
+                stderr_bytes=outcome.stderr_bytes,
+                stdin_bytes=outcome.stdin_bytes,
+            )
+        )
+        if self._read_eof and not self.runners:
+            self._close()
+
+    # --- sending and closing -------------------------------------------------------
+
+    def _send(self, message: _Message) -> None:
+        if self._closing or self.transport is None:
+            return  # the client is gone: its commands' output goes nowhere
+        try:
+            self.transport.write(self.conn.send(message))
+        except LocalProtocolError:
+            traceback.print_exc(file=sys.stderr)
+            self.fatal(ErrorCode.INTERNAL, "internal server error")
+
+    def fatal(self, code: ErrorCode, message: str) -> None:
+        """Send a fatal error, then close; drop the socket if the frame can't
+        leave within ``FATAL_CLOSE_TIMEOUT`` (a peer that does not read)."""
+        if self._closing or self.transport is None:
+            return
+        self._send(Error(code=code.value, message=message, fatal=True))
+        self._close()
+
+    def cancel_commands(self) -> None:
+        for runner in list(self.runners.values()):
+            runner.cancel()
+
+    def _close(self) -> None:
+        if self._closing or self.transport is None:
+            return
+        self._closing = True
+        transport = self.transport
+        transport.close()
+        asyncio.get_running_loop().call_later(FATAL_CLOSE_TIMEOUT, transport.abort)
+
+    def _auth_expired(self) -> None:
+        self._audit("auth", ok=False, reason="timeout")
+        self.fatal(ErrorCode.AUTH_TIMEOUT, "authentication deadline expired")
+
+    def _audit(self, event: str, **fields: Any) -> None:
+        self.server.audit.try_write(event, session=self.number, peer=self.peer, **fields)

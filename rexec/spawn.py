@@ -1,0 +1,206 @@
+"""Turning a ``run`` request into a process: environment, directory, pipes or pty.
+
+Everything that can refuse a command before it exists happens here, and each
+refusal is a ``SpawnError`` carrying the command-scoped error code that goes on
+the wire.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import fcntl
+import os
+import struct
+import subprocess
+import sys
+import termios
+
+from rexec.protocol import ErrorCode, Run
+
+#: What a command inherits from the daemon's own environment, when set there.
+#: Nothing else leaks: a daemon's secrets stay out of the commands it runs.
+BASE_ENV_NAMES = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "TZ", "TERM")
+
+#: Names that change how programs are loaded or how shells start: accepting
+#: them from a client would let it run code other than the command it asked for.
+FORBIDDEN_ENV_NAMES = frozenset(
+    {"GLIBC_TUNABLES", "BASH_ENV", "ENV", "PYTHONSTARTUP", "PERL5OPT", "NODE_OPTIONS", "IFS"}
+)
+FORBIDDEN_ENV_PREFIXES = ("LD_", "DYLD_")
+
+#: Room for bursts of output without a context switch per 64 KiB; Linux allows
+#: up to 1 MiB to unprivileged processes (/proc/sys/fs/pipe-max-size).
+PIPE_SIZE = 1024 * 1024
+_F_SETPIPE_SZ = 1031
+
+# A pty's slave only becomes the controlling terminal when the new session's
+# leader asks for it (TIOCSCTTY). subprocess can't do that without preexec_fn,
+# which is unsafe in a threaded process, so a tiny exec wrapper does it.
+_PTY_EXEC_WRAPPER = (
+    "import fcntl,os,sys,termios;"
+    "fcntl.ioctl(0,termios.TIOCSCTTY,0);"
+    "os.execvp(sys.argv[1],sys.argv[1:])"
+)
+
+
+class SpawnError(Exception):
+    """A command could not be started; ``code`` is the error code for the wire."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclasses.dataclass
+class Spawned:
+    """A started process and the parent's ends of its standard streams.
+
+    ``stdout_fd`` and ``stderr_fd`` are non-blocking read ends (``stderr_fd``
+    is None with a pty, whose one master carries all output); ``stdin_fd`` is a
+    non-blocking write end, or None when stdin is /dev/null. ``pty_fd`` is the
+    master of the command's pty, for window-size changes.
+    """
+
+    process: subprocess.Popen[bytes]
+    stdout_fd: int
+    stderr_fd: int | None
+    stdin_fd: int | None
+    pty_fd: int | None
+
+
+def command_env(run: Run) -> dict[str, str]:
+    """The environment for ``run``: the documented base plus the client's names.
+
+    Raises:
+        SpawnError: ``env.forbidden`` for a name that could hijack the command.
+    """
+    for name in run.env:
+        if name in FORBIDDEN_ENV_NAMES or name.startswith(FORBIDDEN_ENV_PREFIXES):
+            raise SpawnError(ErrorCode.ENV_FORBIDDEN, f"environment name {name[:40]!r} is not allowed")
+    env = {name: os.environ[name] for name in BASE_ENV_NAMES if name in os.environ}
+    env.setdefault("PATH", os.defpath)
+    if run.pty is not None:
+        env["TERM"] = run.pty.term
+    env.update(run.env)
+    return env
+
+
+def command_cwd(run: Run) -> str:
+    """The working directory for ``run``; the daemon user's home by default.
+
+    Raises:
+        SpawnError: ``cwd.invalid`` when it is not an existing directory.
+    """
+    cwd = run.cwd if run.cwd is not None else os.path.expanduser("~")
+    if not os.path.isdir(cwd):
+        raise SpawnError(ErrorCode.CWD_INVALID, "cwd is not an existing directory")
+    return cwd
+
+
+def spawn(run: Run) -> Spawned:
+    """Start the process for ``run`` in a new session (so a new process group).
+
+    Raises:
+        SpawnError: with the code that names why nothing was started.
+    """
+    env = command_env(run)
+    cwd = command_cwd(run)
+    argv = list(run.argv) if run.argv is not None else ["/bin/sh", "-c", run.shell or ""]
+    if run.pty is not None:
+        return _spawn_on_pty(run, argv, env, cwd)
+    # The pipes are made here rather than by Popen so that this module owns
+    # the parent's ends as plain descriptors, closed exactly once by the runner.
+    child_fds: list[int] = []
+    parent_fds: list[int] = []
+    try:
+        stdout_fd, child_stdout = _pipe(parent_fds, child_fds)
+        stderr_fd, child_stderr = _pipe(parent_fds, child_fds)
+        stdin_fd: int | None = None
+        child_stdin: int = subprocess.DEVNULL
+        if run.stdin:
+            child_stdin, stdin_fd = _pipe(child_fds, parent_fds)
+        process = subprocess.Popen(
+            argv,
+            stdin=child_stdin,
+            stdout=child_stdout,
+            stderr=child_stderr,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+            close_fds=True,
+        )
+    except OSError as exc:
+        for fd in parent_fds:
+            os.close(fd)
+        raise _spawn_error(exc) from None
+    finally:
+        for fd in child_fds:
+            os.close(fd)
+    for fd in parent_fds:
+        os.set_blocking(fd, False)
+    _enlarge_pipe(stdout_fd)
+    _enlarge_pipe(stderr_fd)
+    return Spawned(process, stdout_fd, stderr_fd, stdin_fd, None)
+
+
+def _pipe(readers: list[int], writers: list[int]) -> tuple[int, int]:
+    """A new pipe (read end, write end); each end is appended to the list of
+    the side that will hold it, so the caller can close them on any path."""
+    read_end, write_end = os.pipe()
+    readers.append(read_end)
+    writers.append(write_end)
+    return read_end, write_end
+
+
+def set_window_size(pty_fd: int, rows: int, cols: int) -> None:
+    """Set a pty's window size; the kernel signals SIGWINCH to its foreground group."""
+    fcntl.ioctl(pty_fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+def _spawn_on_pty(run: Run, argv: list[str], env: dict[str, str], cwd: str) -> Spawned:
+    assert run.pty is not None
+    try:
+        master, slave = os.openpty()
+    except OSError as exc:
+        raise SpawnError(ErrorCode.PTY_FAILED, f"no pseudo-terminal: {errno.errorcode.get(exc.errno or 0, 'error')}") from None
+    try:
+        set_window_size(master, run.pty.rows, run.pty.cols)
+        wrapper = [sys.executable, "-I", "-S", "-c", _PTY_EXEC_WRAPPER]
+        process = subprocess.Popen(
+            [*wrapper, *argv],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+            close_fds=True,
+        )
+    except OSError as exc:
+        os.close(master)
+        raise _spawn_error(exc) from None
+    finally:
+        os.close(slave)
+    os.set_blocking(master, False)
+    # One master, two roles: reading is output, writing is input. A separate
+    # descriptor for input lets each side be closed on its own schedule.
+    stdin_fd = os.dup(master) if run.stdin else None
+    return Spawned(process, master, None, stdin_fd, master)
+
+
+def _enlarge_pipe(fd: int) -> None:
+    try:
+        fcntl.fcntl(fd, _F_SETPIPE_SZ, PIPE_SIZE)
+    except OSError:
+        pass  # over this system's pipe-max-size: the default size still works
+
+
+def _spawn_error(exc: OSError) -> SpawnError:
+    name = errno.errorcode.get(exc.errno or 0, "EUNKNOWN")
+    if exc.errno == errno.ENOENT:
+        return SpawnError(ErrorCode.SPAWN_NOT_FOUND, f"no such program ({name})")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return SpawnError(ErrorCode.SPAWN_PERMISSION_DENIED, f"program not executable ({name})")
+    return SpawnError(ErrorCode.SPAWN_FAILED, f"could not start the program ({name})")
