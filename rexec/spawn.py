@@ -11,6 +11,7 @@ import dataclasses
 import errno
 import fcntl
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -161,6 +162,10 @@ def set_window_size(pty_fd: int, rows: int, cols: int) -> None:
 
 def _spawn_on_pty(run: Run, argv: list[str], env: dict[str, str], cwd: str) -> Spawned:
     assert run.pty is not None
+    # Behind the exec wrapper a missing program would only show as the
+    # wrapper's failure on the terminal; look it up first to report it cleanly.
+    if shutil.which(argv[0], path=env.get("PATH")) is None:
+        raise SpawnError(ErrorCode.SPAWN_NOT_FOUND, "no such program (ENOENT)")
     try:
         master, slave = os.openpty()
     except OSError as exc:
