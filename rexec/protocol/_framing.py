@@ -11,10 +11,18 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from ._errors import ErrorCode, LocalProtocolError, RemoteProtocolError
-from ._messages import MESSAGE_ADAPTER, _DataMessage, _Message
+from ._messages import (
+    CLIENT_MESSAGES,
+    MESSAGE_ADAPTER,
+    SERVER_MESSAGES,
+    Pty,
+    ServerLimits,
+    _DataMessage,
+    _Message,
+)
 
 HEADER_LENGTH = struct.Struct("<i")
 
@@ -46,6 +54,25 @@ _CODE_BY_PYDANTIC_ERROR = {
 }
 
 
+#: Every member name of every header model: the only strings an error message
+#: may quote. A location can also hold a JSON object key chosen by the peer
+#: (``env`` names), which must never be echoed back (protocol.md
+#: [error.message.no_echo]), let alone a NUL that no ``error`` frame can carry.
+_HEADER_MODELS: tuple[type[BaseModel], ...] = (
+    *CLIENT_MESSAGES,
+    *SERVER_MESSAGES,
+    Pty,
+    ServerLimits,
+)
+_FIELD_NAMES = frozenset(name for model in _HEADER_MODELS for name in model.model_fields)
+
+
+def _describe(loc: tuple[int | str, ...]) -> str:
+    return ".".join(
+        str(part) if isinstance(part, int) or part in _FIELD_NAMES else "*" for part in loc
+    )
+
+
 def decode_header(raw: bytes) -> Any:
     """Validate one raw JSON header into its message model.
 
@@ -64,7 +91,7 @@ def decode_header(raw: bytes) -> Any:
             code = ErrorCode.HEADER_INVALID
         if code is ErrorCode.HEADER_INVALID:
             # The location names only our own field names, never peer input.
-            where = ".".join(str(part) for part in first["loc"][1:]) or "header"
+            where = _describe(first["loc"][1:]) or "header"
             detail = f"invalid field {where}: {first['type']}"
         else:
             detail = {

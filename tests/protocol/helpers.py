@@ -1,0 +1,108 @@
+"""Small drivers shared by the protocol tests: feed bytes in chunks, and set up
+two ``Connection`` objects that talk to each other. No sockets, no event loop."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from itertools import pairwise
+
+from hypothesis import HealthCheck, settings
+
+from rexec.protocol import (
+    Auth,
+    AuthOk,
+    Connection,
+    FrameDecoder,
+    Hello,
+    Limits,
+    Role,
+    client_proof,
+    server_proof,
+)
+
+from .vectors import (
+    HANDSHAKE_CLIENT_NONCE,
+    HANDSHAKE_KEY,
+    HANDSHAKE_SERVER_NAME,
+    HANDSHAKE_SERVER_NONCE,
+)
+
+#: Hypothesis settings for this directory: bounded so the suite stays fast, no
+#: example database (nothing written into the work tree), no deadline (a slow
+#: CI machine must not turn into a flaky failure).
+FAST = settings(
+    max_examples=150,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+def new_decoder(limits: Limits | None = None) -> FrameDecoder:
+    limits = limits or Limits()
+    return FrameDecoder(max_header=limits.max_header, max_body=limits.max_body)
+
+
+def split(data: bytes, cuts: Iterable[int]) -> list[bytes]:
+    """Cut ``data`` at the given offsets (any order, duplicates allowed)."""
+    points = sorted({0, len(data), *(cut for cut in cuts if 0 <= cut <= len(data))})
+    return [data[a:b] for a, b in pairwise(points)]
+
+
+def byte_by_byte(data: bytes) -> list[bytes]:
+    return [data[i : i + 1] for i in range(len(data))]
+
+
+def decode_chunks(decoder: FrameDecoder, chunks: Sequence[bytes]) -> list[object]:
+    """Feed each chunk and drain the decoder after it, as a socket loop does."""
+    out: list[object] = []
+    for chunk in chunks:
+        decoder.feed(chunk)
+        while (message := decoder.next_message()) is not None:
+            out.append(message)
+    return out
+
+
+def receive_chunks(connection: Connection, chunks: Sequence[bytes]) -> list[object]:
+    """The same for a Connection."""
+    out: list[object] = []
+    for chunk in chunks:
+        connection.receive_data(chunk)
+        while (event := connection.next_event()) is not None:
+            out.append(event)
+    return out
+
+
+def deliver(sender: Connection, receiver: Connection, message: object) -> object:
+    """``sender.send(message)``, hand the bytes to ``receiver``, return the one
+    event it yields (and check it yields exactly one)."""
+    events = receive_chunks(receiver, [sender.send(message)])  # type: ignore[arg-type]
+    assert len(events) == 1, events
+    return events[0]
+
+
+def handshake(
+    client: Connection, server: Connection, *, version: int = 1
+) -> tuple[Hello, Auth, AuthOk]:
+    """Run the protocol.md 3.1 handshake between two fresh connections."""
+    hello = Hello(
+        versions=[1],
+        nonce=HANDSHAKE_SERVER_NONCE,
+        server=HANDSHAKE_SERVER_NAME,
+        limits=server.announced_limits(),
+    )
+    assert deliver(server, client, hello) == hello
+    args = (HANDSHAKE_KEY, HANDSHAKE_SERVER_NONCE, HANDSHAKE_CLIENT_NONCE, HANDSHAKE_SERVER_NAME)
+    auth = Auth(version=version, nonce=HANDSHAKE_CLIENT_NONCE, mac=client_proof(*args))
+    assert deliver(client, server, auth) == auth
+    auth_ok = AuthOk(mac=server_proof(*args))
+    assert deliver(server, client, auth_ok) == auth_ok
+    return hello, auth, auth_ok
+
+
+def open_pair(server_limits: Limits | None = None) -> tuple[Connection, Connection]:
+    """A client and a server Connection, handshake done, both OPEN."""
+    client = Connection(Role.CLIENT)
+    server = Connection(Role.SERVER, limits=server_limits)
+    handshake(client, server)
+    return client, server

@@ -1,0 +1,230 @@
+"""Header failures: raw JSON header in → exact ErrorCode out (protocol.md 2).
+
+Every row is also sent as a whole frame through a FrameDecoder, fed byte by
+byte, because the code a peer sees comes from there.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from rexec.protocol import ErrorCode, Ping, RemoteProtocolError, Run, decode_header
+
+from .helpers import byte_by_byte, decode_chunks, new_decoder
+from .vectors import _frame
+
+BAD_JSON = ErrorCode.HEADER_BAD_JSON
+NOT_OBJECT = ErrorCode.HEADER_NOT_OBJECT
+UNKNOWN_TYPE = ErrorCode.HEADER_UNKNOWN_TYPE
+INVALID = ErrorCode.HEADER_INVALID
+
+NONCE = b'"' + b"a" * 64 + b'"'
+LIMITS = b'{"max_header":1,"max_body":1,"stdin_window":1,"max_commands":1}'
+
+
+def _run(extra: bytes) -> bytes:
+    return b'{"type":"run","id":1,' + extra + b"}"
+
+
+def _hello(limits: bytes = LIMITS, server: bytes = b'"s"', versions: bytes = b"[1]") -> bytes:
+    return (
+        b'{"type":"hello","versions":' + versions + b',"nonce":' + NONCE
+        + b',"server":' + server + b',"limits":' + limits + b"}"
+    )  # fmt: skip
+
+
+def _exit(members: bytes) -> bytes:
+    return b'{"type":"exit","id":1,' + members + b"}"
+
+
+HEADER_FAILURES: list[tuple[str, bytes, ErrorCode]] = [
+    # [frame.header.json]: not UTF-8, or not JSON.
+    ("invalid_utf8_in_string", b'{"type":"ping","seq":7,"x":"\xff"}', BAD_JSON),
+    ("invalid_utf8_only", b"\xff\xfe", BAD_JSON),
+    ("utf8_encoded_surrogate", b'{"type":"error","code":"a","message":"\xed\xa0\x80","fatal":true}',
+     BAD_JSON),
+    # A lone surrogate escape can't become UTF-8 text; refusing it keeps such
+    # strings out of every model (they could not be re-encoded or logged).
+    ("lone_surrogate_escape", b'{"type":"error","code":"a","message":"\\ud800","fatal":true}',
+     BAD_JSON),
+    ("utf8_bom", b'\xef\xbb\xbf{"type":"ping","seq":7}', BAD_JSON),
+    ("unterminated", b'{"type":"ping","seq":7', BAD_JSON),
+    ("trailing_brace", b'{"type":"ping","seq":7}}', BAD_JSON),
+    ("trailing_comma", b'{"type":"ping","seq":7,}', BAD_JSON),
+    ("single_quotes", b"{'type':'ping','seq':7}", BAD_JSON),
+    ("trailing_nul", b'{"type":"ping","seq":7}\x00', BAD_JSON),
+    ("two_objects", b'{"type":"ping","seq":7}{"type":"ping","seq":8}', BAD_JSON),
+    ("bare_word", b"ping", BAD_JSON),
+    # [frame.header.object]
+    ("array", b'[{"type":"ping","seq":7}]', NOT_OBJECT),
+    ("empty_array", b"[]", NOT_OBJECT),
+    ("string", b'"ping"', NOT_OBJECT),
+    ("number", b"7", NOT_OBJECT),
+    ("float", b"7.5", NOT_OBJECT),
+    ("null", b"null", NOT_OBJECT),
+    ("true", b"true", NOT_OBJECT),
+    # [frame.header.type]
+    ("empty_object", b"{}", UNKNOWN_TYPE),
+    ("missing_type", b'{"seq":7}', UNKNOWN_TYPE),
+    ("unknown_type", b'{"type":"exec","seq":7}', UNKNOWN_TYPE),
+    ("type_wrong_case", b'{"type":"PING","seq":7}', UNKNOWN_TYPE),
+    ("type_number", b'{"type":5,"seq":7}', UNKNOWN_TYPE),
+    ("type_null", b'{"type":null,"seq":7}', UNKNOWN_TYPE),
+    # [frame.header.schema]: missing members.
+    ("ping_no_seq", b'{"type":"ping"}', INVALID),
+    ("run_no_id", b'{"type":"run","shell":"true"}', INVALID),
+    ("run_neither_argv_nor_shell", _run(b'"cwd":"/"'), INVALID),
+    ("run_both_argv_and_shell", _run(b'"argv":["ls"],"shell":"ls"'), INVALID),
+    ("exit_no_duration", _exit(b'"exit_code":0,"signal":null'), INVALID),
+    ("exit_neither_code_nor_signal", _exit(b'"exit_code":null,"signal":null,"duration":1'),
+     INVALID),
+    ("exit_both_code_and_signal", _exit(b'"exit_code":0,"signal":9,"duration":1'), INVALID),
+    ("error_no_fatal", b'{"type":"error","code":"internal","message":"m"}', INVALID),
+    ("hello_no_limits", b'{"type":"hello","versions":[1],"nonce":' + NONCE + b',"server":"s"}',
+     INVALID),
+    ("stdout_no_id", b'{"type":"stdout","data_size":0}', INVALID),
+    # Extra members.
+    ("ping_extra", b'{"type":"ping","seq":7,"extra":1}', INVALID),
+    ("run_extra", _run(b'"shell":"true","user":"root"'), INVALID),
+    ("pty_extra", _run(b'"shell":"true","pty":{"rows":1,"cols":1,"mode":"raw"}'), INVALID),
+    ("limits_extra", _hello(LIMITS[:-1] + b',"max_rate":1}'), INVALID),
+    # No coercion: "5" is not an integer, 1 is not a boolean, 1.0 not an integer.
+    ("seq_string", b'{"type":"ping","seq":"5"}', INVALID),
+    ("seq_float", b'{"type":"ping","seq":1.0}', INVALID),
+    ("seq_exponent", b'{"type":"ping","seq":1e2}', INVALID),
+    ("seq_bool", b'{"type":"ping","seq":true}', INVALID),
+    ("id_float", b'{"type":"cancel","id":1.0}', INVALID),
+    ("id_string", b'{"type":"cancel","id":"1"}', INVALID),
+    ("id_bool", b'{"type":"cancel","id":true}', INVALID),
+    ("stdin_int_for_bool", _run(b'"shell":"cat","stdin":1'), INVALID),
+    ("stdin_string_for_bool", _run(b'"shell":"cat","stdin":"true"'), INVALID),
+    ("fatal_int_for_bool", b'{"type":"error","code":"internal","message":"m","fatal":0}',
+     INVALID),
+    ("timeout_string", _run(b'"shell":"true","timeout":"1"'), INVALID),
+    ("argv_string", _run(b'"argv":"ls -l"'), INVALID),
+    ("argv_item_number", _run(b'"argv":["ls",5]'), INVALID),
+    ("data_size_string", b'{"type":"stdout","id":1,"data_size":"3"}', INVALID),
+    ("data_size_float", b'{"type":"stdout","id":1,"data_size":3.0}', INVALID),
+    # A member that should be an object but isn't: a schema error, not
+    # header.not_object (that code is about the header itself).
+    ("env_array", _run(b'"shell":"true","env":[]'), INVALID),
+    ("env_string", _run(b'"shell":"true","env":"A=1"'), INVALID),
+    ("pty_number", _run(b'"shell":"true","pty":5'), INVALID),
+    ("limits_array", _hello(b"[]"), INVALID),
+    # Ranges.
+    ("seq_negative", b'{"type":"ping","seq":-1}', INVALID),
+    ("id_negative", b'{"type":"cancel","id":-1}', INVALID),
+    ("id_2_pow_53", b'{"type":"cancel","id":9007199254740992}', INVALID),
+    ("data_size_negative", b'{"type":"stdout","id":1,"data_size":-1}', INVALID),
+    ("rows_zero", b'{"type":"resize","id":1,"rows":0,"cols":80}', INVALID),
+    ("cols_65536", b'{"type":"resize","id":1,"rows":24,"cols":65536}', INVALID),
+    ("exit_code_256", _exit(b'"exit_code":256,"signal":null,"duration":1'), INVALID),
+    ("duration_negative", _exit(b'"exit_code":0,"signal":null,"duration":-1'), INVALID),
+    ("pid_zero", b'{"type":"started","id":1,"pid":0}', INVALID),
+    ("credit_zero", b'{"type":"stdin_credit","id":1,"bytes":0}', INVALID),
+    ("timeout_zero", _run(b'"shell":"true","timeout":0'), INVALID),
+    ("output_limit_negative", _run(b'"shell":"true","output_limit":-1'), INVALID),
+    ("argv_empty", _run(b'"argv":[]'), INVALID),
+    ("argv0_empty", _run(b'"argv":[""]'), INVALID),
+    ("env_name_with_equals", _run(b'"shell":"true","env":{"A=B":"1"}'), INVALID),
+    ("env_name_empty", _run(b'"shell":"true","env":{"":"1"}'), INVALID),
+    ("signal_unknown", b'{"type":"signal","id":1,"signal":"SIGFOO"}', INVALID),
+    ("signal_number", b'{"type":"signal","id":1,"signal":9}', INVALID),
+    ("versions_empty", _hello(versions=b"[]"), INVALID),
+    ("versions_zero", _hello(versions=b"[0]"), INVALID),
+    ("limit_zero", _hello(LIMITS.replace(b'"max_body":1', b'"max_body":0')), INVALID),
+    ("nonce_upper_hex", b'{"type":"auth_ok","mac":"' + b"A" * 64 + b'"}', INVALID),
+    ("nonce_short", b'{"type":"auth_ok","mac":"' + b"a" * 62 + b'"}', INVALID),
+    ("nonce_trailing_newline", b'{"type":"auth_ok","mac":"' + b"a" * 64 + b'\\n"}', INVALID),
+    ("error_code_not_dotted_lowercase",
+     b'{"type":"error","code":"Bad Code","message":"m","fatal":true}', INVALID),
+    ("error_message_201", b'{"type":"error","code":"internal","message":"' + b"m" * 201
+     + b'","fatal":true}', INVALID),
+    ("server_name_256", _hello(server=b'"' + b"s" * 256 + b'"'), INVALID),
+    # Numbers must be finite. NaN and Infinity are not JSON, but parsers that
+    # accept them exist: they must still not get through.
+    ("timeout_nan", _run(b'"shell":"true","timeout":NaN'), INVALID),
+    ("timeout_infinity", _run(b'"shell":"true","timeout":Infinity'), INVALID),
+    ("timeout_overflow_to_infinity", _run(b'"shell":"true","timeout":1e400'), INVALID),
+    ("duration_nan", _exit(b'"exit_code":0,"signal":null,"duration":NaN'), INVALID),
+    ("duration_minus_infinity", _exit(b'"exit_code":0,"signal":null,"duration":-Infinity'),
+     INVALID),
+    ("seq_nan", b'{"type":"ping","seq":NaN}', INVALID),
+    # No NUL in any string: subprocess would fail with "embedded null byte".
+    ("nul_in_argv0", _run(b'"argv":["l\\u0000s"]'), INVALID),
+    ("nul_in_argv1", _run(b'"argv":["ls","a\\u0000"]'), INVALID),
+    ("nul_in_shell", _run(b'"shell":"true\\u0000"'), INVALID),
+    ("nul_in_cwd", _run(b'"shell":"true","cwd":"/tmp\\u0000"'), INVALID),
+    ("nul_in_env_key", _run(b'"shell":"true","env":{"A\\u0000":"1"}'), INVALID),
+    ("nul_in_env_value", _run(b'"shell":"true","env":{"A":"1\\u0000"}'), INVALID),
+    ("nul_in_pty_term", _run(b'"shell":"true","pty":{"term":"vt\\u0000"}'), INVALID),
+    ("nul_in_server_name", _hello(server=b'"s\\u0000"'), INVALID),
+    ("nul_in_error_message",
+     b'{"type":"error","code":"internal","message":"\\u0000","fatal":true}', INVALID),
+    ("nul_in_signal_name", _exit(b'"exit_code":null,"signal":9,"signal_name":"K\\u0000",'
+     b'"duration":1'), INVALID),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("header", "code"),
+    [case[1:] for case in HEADER_FAILURES],
+    ids=[case[0] for case in HEADER_FAILURES],
+)
+def test_header_failure(header: bytes, code: ErrorCode) -> None:
+    with pytest.raises(RemoteProtocolError) as info:
+        decode_header(header)
+    assert info.value.code is code
+    # The same through the decoder, byte by byte: the length is legal, so the
+    # fault is found only when the whole header is in.
+    decoder = new_decoder()
+    with pytest.raises(RemoteProtocolError) as info:
+        decode_chunks(decoder, byte_by_byte(_frame(header)))
+    assert info.value.code is code
+
+
+def test_header_failure_names_are_unique() -> None:
+    assert len({case[0] for case in HEADER_FAILURES}) == len(HEADER_FAILURES)
+
+
+MARKER = "zq9secret"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        _run(b'"shell":"true","env":{"' + MARKER.encode() + b'\\u0000":"1"}'),
+        _run(b'"shell":"true","env":{"' + MARKER.encode() + b'":5}'),
+        _run(b'"shell":"true","env":{"' + MARKER.encode() + b'=":"1"}'),
+        _run(b'"shell":"true","' + MARKER.encode() + b'":1'),
+        _run(b'"argv":["' + MARKER.encode() + b'\\u0000"]'),
+        b'{"type":"' + MARKER.encode() + b'"}',
+        b'{"type":"ping","seq":"' + MARKER.encode() + b'"}',
+        b'{"' + MARKER.encode() + b"}",
+    ],
+)
+def test_error_message_never_echoes_input(header: bytes) -> None:
+    # [error.message.no_echo]: the message goes into an error frame; it must
+    # name our fields, never repeat what the peer sent (env names included),
+    # and must itself be a valid error message (no NUL, at most 200 chars).
+    with pytest.raises(RemoteProtocolError) as info:
+        decode_header(header)
+    assert MARKER not in info.value.message
+    assert "\x00" not in info.value.message
+    assert len(info.value.message) <= 200
+
+
+def test_member_order_and_whitespace_do_not_matter() -> None:
+    assert decode_header(b' {"seq": 7, "type": "ping"}\n') == Ping(seq=7)
+
+
+def test_explicit_null_for_the_unused_command_form() -> None:
+    # Our encoder writes "shell":null next to argv; a null is the same as an
+    # absent member, so the other form is still "exactly one".
+    assert decode_header(_run(b'"argv":["ls"],"shell":null')) == Run(id=1, argv=["ls"])
+    assert decode_header(_run(b'"argv":null,"shell":"ls"')) == Run(id=1, shell="ls")
+
+
+def test_id_upper_bound_is_accepted() -> None:
+    # [command.id.increasing]: ids go up to 2**53 - 1 inclusive.
+    assert decode_header(b'{"type":"cancel","id":9007199254740991}').id == 2**53 - 1  # type: ignore[attr-defined]

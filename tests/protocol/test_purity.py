@@ -1,0 +1,94 @@
+"""rexec.protocol does no I/O: no networking, processes, clocks or threads
+(design.md section 3; h11's "containing no networking code at all").
+
+The AST check is the enforcement: it sees every import statement in the
+package. The runtime check adds what the AST can't see (an import hidden in a
+dependency of ours), but only against modules that are not already loaded at
+interpreter start (os, time and threading always are) and not pulled in by
+pydantic itself (typing_extensions imports asyncio, which imports socket, ssl,
+subprocess, select, selectors and signal), so it compares against a baseline
+that has already imported pydantic.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import rexec.protocol
+
+PACKAGE_DIR = Path(rexec.protocol.__file__).parent
+IO_MODULES = frozenset(
+    {
+        "asyncio", "socket", "subprocess", "time", "signal", "os", "threading",
+        "select", "selectors", "ssl", "multiprocessing", "concurrent", "socketserver",
+    }
+)  # fmt: skip
+#: In source, also nothing that gets around the list or reaches files,
+#: randomness (nonces are the caller's job) or logging. pydantic itself loads
+#: some of these (importlib.metadata for its plugins), so only the AST check
+#: can hold the package to them.
+FORBIDDEN = IO_MODULES | {
+    "importlib", "io", "shutil", "pathlib", "random", "secrets", "logging", "tempfile",
+}  # fmt: skip
+SOURCES = sorted(PACKAGE_DIR.glob("*.py"))
+
+
+def imported_modules(tree: ast.AST) -> set[str]:
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in {"__import__", "exec", "eval", "open"}
+        ):
+            names.add(f"<call {node.func.id}>")
+    return names
+
+
+def test_package_has_sources() -> None:
+    # Guard against the glob silently matching nothing.
+    assert {path.name for path in SOURCES} >= {"_framing.py", "_connection.py", "__init__.py"}
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda path: path.name)
+def test_no_io_imports(path: Path) -> None:
+    modules = imported_modules(ast.parse(path.read_text(encoding="utf-8"), str(path)))
+    offending = sorted(
+        name for name in modules if name.startswith("<") or name.split(".")[0] in FORBIDDEN
+    )
+    assert offending == [], f"{path.name} imports {offending}"
+
+
+def test_ast_check_catches_imports() -> None:
+    # The checker itself must be able to fail.
+    tree = ast.parse("import os.path\nfrom socket import socket\nx = __import__('time')\n")
+    assert imported_modules(tree) >= {"os.path", "socket", "<call __import__>"}
+
+
+PROBE = """
+import json, sys
+import pydantic, pydantic_core, typing_extensions  # baseline: our dependencies
+before = set(sys.modules)
+import rexec.protocol
+print(json.dumps(sorted(set(sys.modules) - before)))
+"""
+
+
+def test_importing_adds_no_io_modules() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, check=True, timeout=60
+    )
+    added = json.loads(result.stdout)
+    assert "rexec.protocol._connection" in added  # the probe really imported it
+    offending = sorted(name for name in added if name.split(".")[0] in IO_MODULES)
+    assert offending == []
