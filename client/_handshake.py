@@ -1,0 +1,125 @@
+"""The client side of the handshake (protocol.md 3): hello → auth → auth_ok.
+
+Authentication is mutual: after the server accepts our proof we check its
+proof, so a peer that does not hold the key is never sent a command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import TypeVar
+
+from rexec.protocol import (
+    NONCE_SIZE,
+    SUPPORTED_VERSIONS,
+    Auth,
+    AuthOk,
+    Connection,
+    Error,
+    ErrorCode,
+    Hello,
+    ProtocolError,
+    RemoteProtocolError,
+    client_proof,
+    proofs_match,
+    server_proof,
+)
+
+from .errors import AuthenticationError, ProtocolViolation, RexecConnectionError, VersionMismatch
+
+_T = TypeVar("_T")
+
+#: Bytes asked of the socket per read.
+READ_SIZE = 256 * 1024
+
+
+async def handshake(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    protocol: Connection,
+    key: bytes,
+    peer: str,
+) -> Hello:
+    """Authenticate both ways on a fresh connection; return the server's hello.
+
+    Raises:
+        VersionMismatch: the server speaks no version we speak.
+        AuthenticationError: the server refused our key, or failed to prove
+            that it holds the key.
+        ProtocolViolation: the peer does not speak the protocol.
+        RexecConnectionError: the server refused or closed the connection.
+    """
+    hello = await _receive(reader, writer, protocol, Hello, peer)
+    common = set(hello.versions) & set(SUPPORTED_VERSIONS)
+    if not common:
+        raise VersionMismatch(
+            f"{peer} speaks protocol version(s) {_listed(hello.versions)}; "
+            f"this client speaks {_listed(SUPPORTED_VERSIONS)}",
+            ErrorCode.VERSION_UNSUPPORTED.value,
+        )
+    nonce = secrets.token_hex(NONCE_SIZE)
+    mac = client_proof(key, hello.nonce, nonce, hello.server)
+    writer.write(protocol.send(Auth(version=max(common), nonce=nonce, mac=mac)))
+    auth_ok = await _receive(reader, writer, protocol, AuthOk, peer)
+    expected = server_proof(key, hello.nonce, nonce, hello.server)
+    if not proofs_match(expected, auth_ok.mac):
+        raise AuthenticationError(
+            f"{peer} accepted the key but could not prove it holds it: "
+            "it is not the server you meant to reach",
+            ErrorCode.AUTH_FAILED.value,
+        )
+    return hello
+
+
+async def _receive(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    protocol: Connection,
+    expected: type[_T],
+    peer: str,
+) -> _T:
+    try:
+        while (message := protocol.next_event()) is None:
+            data = await reader.read(READ_SIZE)
+            protocol.receive_data(data)
+            if not data:
+                raise RexecConnectionError(f"{peer} closed the connection during the handshake")
+    except RemoteProtocolError as exc:
+        if exc.code is not ErrorCode.FRAME_TRUNCATED:
+            writer.write(fatal_error_frame(protocol, exc))
+        raise ProtocolViolation(
+            f"{peer} does not speak the rexec protocol ({exc.code.value}: {exc.message})",
+            exc.code.value,
+        ) from None
+    if isinstance(message, Error):
+        raise _refusal(message, peer)
+    assert isinstance(message, expected)  # the protocol state enforces the order
+    return message
+
+
+def _refusal(error: Error, peer: str) -> RexecConnectionError:
+    """The exception for an ``error`` frame received during the handshake."""
+    if error.code == ErrorCode.AUTH_FAILED.value:
+        return AuthenticationError(
+            f"{peer} refused the key (auth.failed): the key file does not match the server's",
+            error.code,
+        )
+    if error.code == ErrorCode.VERSION_UNSUPPORTED.value:
+        return VersionMismatch(f"{peer}: {error.message} ({error.code})", error.code)
+    return RexecConnectionError(
+        f"{peer} refused the connection: {error.message} ({error.code})", error.code
+    )
+
+
+def fatal_error_frame(protocol: Connection, exc: RemoteProtocolError) -> bytes:
+    """The bytes of the fatal ``error`` frame answering ``exc`` (b"" when the
+    connection state no longer allows sending one)."""
+    try:
+        return protocol.send(Error(code=exc.code.value, message=exc.message[:200], fatal=True))
+    except ProtocolError:
+        return b""
+
+
+def _listed(versions: tuple[int, ...] | list[int]) -> str:
+    return ", ".join(str(v) for v in versions)

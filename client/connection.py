@@ -1,0 +1,499 @@
+"""``ClientConnection``: one authenticated connection to a rexec server.
+
+One reader task feeds received bytes to the sans-I/O ``rexec.protocol``
+``Connection`` and hands each frame to the process of its command id; it
+answers ``ping`` with ``pong``. There is one write path: every frame goes
+through ``Connection.send`` (which checks it) and then the transport, so frames
+never interleave. A fatal ``error``, a protocol violation, EOF, a failed
+keepalive or ``close()`` end the connection, and every command still running
+ends with a "connection lost" status: nothing waits forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import ssl as ssl_module
+import sys
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, BinaryIO, Self
+
+import pydantic
+
+from rexec.protocol import (
+    KEY_SIZE,
+    PROTOCOL_MAX_BODY,
+    Connection,
+    Error,
+    ErrorCode,
+    Exit,
+    Hello,
+    Ping,
+    Pong,
+    Pty,
+    RemoteProtocolError,
+    Role,
+    Run,
+    ServerLimits,
+)
+
+from ._handshake import READ_SIZE, fatal_error_frame, handshake
+from .address import DEFAULT_PORT, Address
+from .errors import ProtocolViolation, RexecConnectionError
+from .process import RemoteProcess
+from .result import CompletedProcess
+
+if TYPE_CHECKING:
+    from rexec.protocol import Message
+
+log = logging.getLogger(__name__)
+
+#: Seconds for TCP connect, TLS and the rexec handshake together.
+DEFAULT_CONNECT_TIMEOUT = 10.0
+#: Unread output of one command above which the connection stops reading its
+#: socket: two full frames, so a reader keeps up without stalling the sender.
+DEFAULT_OUTPUT_HIGH_WATER = 2 * PROTOCOL_MAX_BODY
+#: Seconds a keepalive ping may go unanswered before the connection is dead.
+DEFAULT_KEEPALIVE_TIMEOUT = 10.0
+#: Seconds ``close()`` waits for the transport to finish closing.
+_CLOSE_TIMEOUT = 2.0
+
+
+async def connect(
+    host: str,
+    port: int = DEFAULT_PORT,
+    key: bytes = b"",
+    *,
+    ssl: ssl_module.SSLContext | None = None,
+    server_hostname: str | None = None,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    keepalive: float | None = None,
+    keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT,
+    output_high_water: int = DEFAULT_OUTPUT_HIGH_WATER,
+) -> ClientConnection:
+    """Connect to a rexec server and authenticate.
+
+    Args:
+        host, port: the server. ``host`` is a name or an IP address (IPv6
+            without brackets).
+        key: the shared 32-byte key.
+        ssl: a client ``SSLContext`` to speak TLS; None for plain TCP.
+        server_hostname: the name to check the server certificate against
+            (default: ``host``); only with ``ssl``.
+        connect_timeout: bound on TCP connect, TLS and the handshake together.
+        keepalive: when set, send a ``ping`` every this many seconds and
+            declare the connection lost if no ``pong`` comes within
+            ``keepalive_timeout``.
+        output_high_water: unread output bytes of one command above which the
+            connection stops reading from the server (see ``RemoteProcess``).
+
+    Raises:
+        ValueError: the key is not 32 bytes.
+        AuthenticationError, VersionMismatch, ProtocolViolation: see
+            ``rexec_client.errors``.
+        RexecConnectionError: the connection could not be made (refused,
+            unreachable, TLS failure, timeout).
+    """
+    if len(key) != KEY_SIZE:
+        raise ValueError(f"the key must be {KEY_SIZE} bytes, not {len(key)}")
+    peer = str(Address(host, port))
+    tls = {"ssl": ssl, "server_hostname": server_hostname} if ssl is not None else {}
+    writer: asyncio.StreamWriter | None = None
+    try:
+        async with asyncio.timeout(connect_timeout):
+            reader, writer = await asyncio.open_connection(host, port, **tls)  # type: ignore[arg-type]
+            protocol = Connection(Role.CLIENT)
+            hello = await handshake(reader, writer, protocol, key, peer)
+    except BaseException as exc:
+        if writer is not None:
+            writer.transport.abort()
+        if isinstance(exc, RexecConnectionError):
+            raise  # already says what happened (it is an OSError too)
+        if isinstance(exc, TimeoutError):
+            raise RexecConnectionError(
+                f"no answer from {peer} within {connect_timeout:g} s"
+            ) from None
+        if isinstance(exc, OSError):
+            raise RexecConnectionError(
+                f"cannot connect to {peer}: {describe_os_error(exc)}"
+            ) from None
+        raise
+    return ClientConnection(
+        reader,
+        writer,
+        protocol,
+        hello,
+        peer=peer,
+        keepalive=keepalive,
+        keepalive_timeout=keepalive_timeout,
+        output_high_water=output_high_water,
+    )
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for a socket or TLS failure, without Python's decorations."""
+    if isinstance(exc, ssl_module.SSLCertVerificationError):
+        return f"TLS certificate verification failed: {exc.verify_message}"
+    if isinstance(exc, ssl_module.SSLError):
+        return f"TLS failed: {exc.reason or exc}"
+    if exc.errno:
+        return os.strerror(exc.errno).lower()
+    return str(exc) or type(exc).__name__
+
+
+class ClientConnection:
+    """An authenticated connection; made by ``connect()``.
+
+    Commands get increasing ids; several may run at once. Use it as an async
+    context manager, or call ``close()``.
+    """
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        protocol: Connection,
+        hello: Hello,
+        *,
+        peer: str,
+        keepalive: float | None,
+        keepalive_timeout: float,
+        output_high_water: int,
+    ) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._protocol = protocol
+        self._hello = hello
+        self.peer = peer
+        self._output_high_water = output_high_water
+        self._processes: dict[int, RemoteProcess] = {}
+        self._error: RexecConnectionError | None = None
+        self._reading_paused = False
+        self._pong = asyncio.Event()
+        self._pong_seq = -1
+        self._reader_task = asyncio.create_task(self._read_loop(), name=f"rexec-reader-{peer}")
+        self._keepalive_task = (
+            asyncio.create_task(self._keepalive(keepalive, keepalive_timeout))
+            if keepalive
+            else None
+        )
+
+    # --- information -----------------------------------------------------------
+
+    @property
+    def server_name(self) -> str:
+        """The name the server gave in its hello."""
+        return self._hello.server
+
+    @property
+    def server_limits(self) -> ServerLimits:
+        """The limits the server announced."""
+        return self._hello.limits
+
+    @property
+    def max_body(self) -> int:
+        """The largest frame body this connection may send."""
+        return min(self._hello.limits.max_body, PROTOCOL_MAX_BODY)
+
+    @property
+    def is_closed(self) -> bool:
+        return self._error is not None
+
+    def stdin_credit(self, command_id: int) -> int:
+        """Stdin bytes command ``command_id`` may be sent now."""
+        return self._protocol.stdin_credit(command_id)
+
+    # --- commands --------------------------------------------------------------
+
+    async def start(
+        self,
+        args: str | Sequence[str],
+        *,
+        shell: bool = False,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        stdin: bool = False,
+        timeout: float | None = None,
+        output_limit: int | None = None,
+        pty: Pty | None = None,
+    ) -> RemoteProcess:
+        """Start a command and wait until the server reports it started.
+
+        Args:
+            args: with ``shell`` false, the argv (a single string is the
+                program name, as in ``subprocess``); with ``shell`` true, one
+                string run by ``/bin/sh -c`` on the server.
+            cwd: working directory on the server (default: the server's).
+            env: variables added to the server's base environment.
+            stdin: give the command a ``stdin`` writer; otherwise its standard
+                input is ``/dev/null``.
+            timeout: seconds after which the server ends the command (its
+                status then says ``timed_out``).
+            output_limit: bytes of output after which the server ends it.
+            pty: run it on a pseudo-terminal of this size.
+
+        Raises:
+            RemoteCommandError: the server refused it (``spawn.not_found``,
+                ``cwd.invalid``, ``env.forbidden``, ``busy`` …).
+            RexecConnectionError: the connection is or got lost.
+            ValueError, TypeError: arguments the protocol can't carry.
+        """
+        run = _run_message(
+            self._protocol.last_command_id + 1,
+            args,
+            shell=shell,
+            cwd=cwd,
+            env=env,
+            stdin=stdin,
+            timeout=timeout,
+            output_limit=output_limit,
+            pty=pty,
+        )
+        process = RemoteProcess(
+            self, run.id, args, stdin=stdin, output_high_water=self._output_high_water
+        )
+        # Registered before sending: its ``started`` may arrive while ``send``
+        # waits for the transport.
+        self._processes[run.id] = process
+        try:
+            await self.send(run)
+        except BaseException:
+            self._processes.pop(run.id, None)
+            raise
+        await process.wait_started()
+        return process
+
+    async def run(
+        self,
+        args: str | Sequence[str],
+        *,
+        input: bytes | None = None,
+        timeout: float | None = None,
+        check: bool = False,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        shell: bool = False,
+        capture_output: bool = True,
+        output_limit: int | None = None,
+        stdout: BinaryIO | None = None,
+        stderr: BinaryIO | None = None,
+    ) -> CompletedProcess:
+        """Run a command to its end, like ``subprocess.run``.
+
+        ``input`` is sent as its stdin (without ``input`` its stdin is
+        ``/dev/null``). With ``capture_output`` the output is returned;
+        otherwise it is written, as it arrives, to ``stdout``/``stderr``
+        (binary files; default: this process's). With ``check``, a non-zero
+        returncode raises ``CalledProcessError`` (``TimeoutExpired`` when the
+        timeout expired). A connection lost during the command gives
+        ``connection_lost`` and returncode 255.
+
+        Raises:
+            RemoteCommandError, RexecConnectionError: as ``start``.
+        """
+        process = await self.start(
+            args,
+            shell=shell,
+            cwd=cwd,
+            env=env,
+            stdin=input is not None,
+            timeout=timeout,
+            output_limit=output_limit,
+        )
+        if capture_output:
+            out, err = await process.communicate(input)
+        else:
+            out, err = await process.communicate(
+                input,
+                stdout=stdout or sys.stdout.buffer,
+                stderr=stderr or sys.stderr.buffer,
+            )
+        result = CompletedProcess.from_status(args, await process.wait(), out, err)
+        if check:
+            result.check_returncode()
+        return result
+
+    # --- the write path --------------------------------------------------------
+
+    def send_nowait(self, message: Message) -> None:
+        """Check ``message`` against the protocol state and queue its bytes.
+
+        Raises:
+            RexecConnectionError: the connection is lost.
+            LocalProtocolError: the message is illegal now (a bug here).
+        """
+        if self._error is not None:
+            raise self._error
+        self._writer.write(self._protocol.send(message))
+
+    async def send(self, message: Message) -> None:
+        """``send_nowait``, then wait until the transport can take more.
+
+        The protocol state is updated before the first suspension, so a check
+        made just before calling ``send`` still holds when the frame is sent.
+        """
+        self.send_nowait(message)
+        try:
+            await self._writer.drain()
+        except OSError as exc:
+            raise self._fail(self._lost(describe_os_error(exc))) from None
+
+    # --- closing ---------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Close the connection. Commands still running end with
+        ``connection_lost`` (and the server kills them)."""
+        self._fail(RexecConnectionError(f"the connection to {self.peer} was closed by the client"))
+        tasks = [t for t in (self._reader_task, self._keepalive_task) if t is not None]
+        await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            async with asyncio.timeout(_CLOSE_TIMEOUT):
+                await self._writer.wait_closed()
+        except (OSError, TimeoutError):
+            self._writer.transport.abort()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def _lost(self, why: str, code: str | None = None) -> RexecConnectionError:
+        return RexecConnectionError(f"connection to {self.peer} lost: {why}", code)
+
+    def _fail(self, error: RexecConnectionError) -> RexecConnectionError:
+        """End the connection with ``error`` (the first reason wins): every
+        running command ends with it, tasks stop, the transport closes."""
+        if self._error is None:
+            self._error = error
+            for process in self._processes.values():
+                process.connection_lost(error)
+            self._processes.clear()
+            self._writer.close()
+            for task in (self._reader_task, self._keepalive_task):
+                if task is not None and task is not asyncio.current_task():
+                    task.cancel()
+        return self._error
+
+    # --- the reader --------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        try:
+            while True:
+                data = await self._reader.read(READ_SIZE)
+                self._protocol.receive_data(data)
+                if not data:
+                    raise self._lost("the server closed the connection")
+                while (message := self._protocol.next_event()) is not None:
+                    await self._dispatch(message)
+        except RemoteProtocolError as exc:
+            if exc.code is ErrorCode.FRAME_TRUNCATED:
+                self._fail(self._lost("the server closed the connection inside a frame"))
+            else:
+                self._writer.write(fatal_error_frame(self._protocol, exc))
+                self._fail(
+                    ProtocolViolation(
+                        f"connection to {self.peer} lost: the server broke the protocol "
+                        f"({exc.code.value}: {exc.message})",
+                        exc.code.value,
+                    )
+                )
+        except RexecConnectionError as exc:
+            self._fail(exc)
+        except OSError as exc:
+            self._fail(self._lost(describe_os_error(exc)))
+
+    async def _dispatch(self, message: object) -> None:
+        if isinstance(message, Ping):
+            self.send_nowait(Pong(seq=message.seq))
+            return
+        if isinstance(message, Pong):
+            self._pong_seq = message.seq
+            self._pong.set()
+            return
+        if isinstance(message, Error) and message.fatal:
+            raise self._lost(f"{message.message} ({message.code})", message.code)
+        command_id: int | None = getattr(message, "id", None)
+        if command_id is None:
+            assert isinstance(message, Error)  # the protocol state allows nothing else
+            # A non-fatal error about no command: nothing to end; tell the log.
+            log.warning("rexec server %s reported %s: %s", self.peer, message.code, message.message)
+            return
+        process = self._processes[command_id]
+        process.handle(message)
+        if isinstance(message, (Exit, Error)):
+            del self._processes[command_id]
+        elif process.needs_room:
+            # Stop reading the socket until the user reads this command's
+            # output: TCP backpressure then reaches the server.
+            self._reading_paused = True
+            try:
+                await process.wait_for_room()
+            finally:
+                self._reading_paused = False
+
+    # --- keepalive -----------------------------------------------------------------
+
+    async def _keepalive(self, interval: float, timeout: float) -> None:
+        seq = 0
+        try:
+            while True:
+                await asyncio.sleep(interval)
+                self._pong.clear()
+                self.send_nowait(Ping(seq=seq))
+                while self._pong_seq != seq:
+                    try:
+                        async with asyncio.timeout(timeout):
+                            await self._pong.wait()
+                    except TimeoutError:
+                        # While the reader is paused for backpressure, the pong
+                        # may well be waiting unread: only silence counts.
+                        if not self._reading_paused:
+                            self._fail(self._lost(f"no answer to keepalive within {timeout:g} s"))
+                            return
+                    self._pong.clear()
+                seq += 1
+        except RexecConnectionError:
+            return
+
+
+def _run_message(
+    command_id: int,
+    args: str | Sequence[str],
+    *,
+    shell: bool,
+    cwd: str | None,
+    env: Mapping[str, str] | None,
+    stdin: bool,
+    timeout: float | None,
+    output_limit: int | None,
+    pty: Pty | None,
+) -> Run:
+    """The ``run`` frame for these arguments, checked against the protocol."""
+    if shell and not isinstance(args, str):
+        raise TypeError("with shell=True, pass the command line as one string")
+    command: dict[str, object] = (
+        {"shell": args} if shell else {"argv": [args] if isinstance(args, str) else list(args)}
+    )
+    try:
+        return Run(
+            id=command_id,
+            cwd=cwd,
+            env=dict(env or {}),
+            stdin=stdin,
+            timeout=timeout,
+            output_limit=output_limit,
+            pty=pty,
+            **command,  # type: ignore[arg-type]
+        )
+    except pydantic.ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)[0]
+        where = ".".join(str(part) for part in first["loc"]) or "command"
+        raise ValueError(f"cannot run this command: {where}: {first['msg']}") from None

@@ -1,0 +1,83 @@
+"""The exceptions of the rexec client, by whose fault and what it means.
+
+``RexecError`` is the base of all of them. ``RexecConnectionError`` and its
+subclasses mean the connection could not be made or was lost: no command result
+exists (the CLI exits 255 for them, as ssh does). ``RemoteCommandError`` means
+the server refused one command and the connection carries on.
+``CalledProcessError`` is raised by ``run(check=True)`` for a command that ran
+and failed, as ``subprocess.CalledProcessError`` is.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .result import CompletedProcess
+
+
+class RexecError(Exception):
+    """Base of every error the rexec client raises."""
+
+
+class RexecConnectionError(RexecError, ConnectionError):
+    """The connection could not be made, or was lost.
+
+    Attributes:
+        code: the protocol error code involved (``auth.failed``,
+            ``frame.too_large``, ``server.shutting_down`` …), or None for a
+            transport failure such as a refused connection or a reset.
+    """
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class AuthenticationError(RexecConnectionError):
+    """The server refused our key, or could not prove it holds the key."""
+
+
+class VersionMismatch(RexecConnectionError):
+    """The server speaks no protocol version this client speaks."""
+
+
+class ProtocolViolation(RexecConnectionError):
+    """The server sent bytes that break the protocol (or is no rexec server)."""
+
+
+class RemoteCommandError(RexecError):
+    """The server refused to run one command (a command-scoped ``error``).
+
+    Attributes:
+        code: the stable error code, e.g. ``spawn.not_found``, ``cwd.invalid``,
+            ``env.forbidden``, ``busy``.
+        message: the server's short explanation.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{message} ({code})")
+        self.code = code
+        self.message = message
+
+
+class CalledProcessError(RexecError):
+    """A command run with ``check=True`` did not succeed (returncode != 0).
+
+    Attributes mirror ``subprocess.CalledProcessError``: ``returncode``,
+    ``cmd``, ``output``/``stdout``, ``stderr``; ``result`` is the whole
+    ``CompletedProcess`` (signal, timed_out, connection_lost, …).
+    """
+
+    def __init__(self, result: CompletedProcess) -> None:
+        super().__init__(f"Command {result.args!r} {result.describe()}")
+        self.result = result
+        self.returncode = result.returncode
+        self.cmd = result.args
+        self.output = self.stdout = result.stdout
+        self.stderr = result.stderr
+
+
+class TimeoutExpired(CalledProcessError):
+    """A command run with ``timeout=`` and ``check=True`` was ended by the
+    server when its timeout expired (``result.timed_out`` is true)."""

@@ -1,0 +1,74 @@
+"""Helpers for the client tests: the ``rexec`` CLI as a subprocess, a key file,
+and a scripted fake server for handshake cases a real rexecd never produces."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from rexec.protocol import (
+    Auth,
+    AuthOk,
+    Connection,
+    Hello,
+    Role,
+    server_proof,
+)
+
+#: Bound on every CLI run in these tests.
+CLI_TIMEOUT = 60
+
+
+def cli_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "rexec_client.cli", *args]
+
+
+@asynccontextmanager
+async def fake_server(
+    key: bytes, *, versions: list[int] | None = None, prove: bool = True
+) -> AsyncIterator[int]:
+    """A server that greets, checks nothing, answers ``auth`` with ``auth_ok``
+    (a wrong proof unless ``prove``), then reads and ignores everything: it
+    never answers a ping. Yields its port on 127.0.0.1."""
+
+    writers: list[asyncio.StreamWriter] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        protocol = Connection(Role.SERVER)
+        nonce = secrets.token_hex(32)
+        hello = Hello(
+            versions=versions or [1],
+            nonce=nonce,
+            server="fake",
+            limits=protocol.announced_limits(),
+        )
+        writer.write(protocol.send(hello))
+        auth = None
+        while auth is None and (data := await reader.read(65536)):
+            protocol.receive_data(data)
+            auth = protocol.next_event()
+        if isinstance(auth, Auth):
+            mac = server_proof(key if prove else bytes(32), nonce, auth.nonce, "fake")
+            writer.write(protocol.send(AuthOk(mac=mac)))
+        while await reader.read(65536):
+            pass
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        for writer in writers:
+            writer.close()
+        await server.wait_closed()
+
+
+def write_key(path: Path) -> Path:
+    path.write_text(secrets.token_hex(32) + "\n")
+    path.chmod(0o600)
+    return path

@@ -1,0 +1,26 @@
+"""Fixtures of the client tests (helpers live in client_helpers.py)."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from client_helpers import CLI_TIMEOUT, cli_argv
+
+
+@pytest.fixture
+def rexec_run(server: Any) -> Callable[..., subprocess.CompletedProcess[bytes]]:
+    """``rexec_run(*args, input=b"")``: ``rexec run --key-file K ADDR *args``
+    against the ``server`` fixture, output captured."""
+
+    def run(
+        *args: str, input: bytes = b"", address: str | None = None
+    ) -> subprocess.CompletedProcess[bytes]:
+        argv = cli_argv("run", "--key-file", str(server.key_file), address or server.address, *args)
+        return subprocess.run(
+            argv, input=input, capture_output=True, timeout=CLI_TIMEOUT, check=False
+        )
+
+    return run
