@@ -1,0 +1,203 @@
+"""The handshake against the real server: hello first, mutual HMAC proofs,
+nothing acted on before authentication, and the auth deadline."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import select
+import time
+
+import pytest
+
+from rexec.protocol import Auth, Run, client_proof, encode_frame
+
+from .wire import Wire, raw_frame, run_once
+
+
+def test_hello_is_the_first_frame_with_nonce_versions_and_limits(server) -> None:
+    with Wire.open(server.host, server.port) as wire:
+        started = time.monotonic()
+        hello = wire.read_hello(2)
+        assert time.monotonic() - started < 1.0
+        assert hello.versions == [1]
+        assert re.fullmatch(r"[0-9a-f]{64}", hello.nonce)
+        assert 0 < len(hello.server) <= 255
+        limits = hello.limits
+        assert (limits.max_header, limits.max_body, limits.stdin_window, limits.max_commands) == (
+            65536, 1024 * 1024, 256 * 1024, 64,
+        )
+
+
+def test_max_commands_flag_is_announced(start_server) -> None:
+    server = start_server("--max-commands", "3")
+    with Wire.open(server.host, server.port) as wire:
+        assert wire.read_hello(2).limits.max_commands == 3
+
+
+def test_nonces_are_fresh_per_connection(server) -> None:
+    nonces = set()
+    for _ in range(5):
+        with Wire.open(server.host, server.port) as wire:
+            nonces.add(wire.read_hello(2).nonce)
+    assert len(nonces) == 5
+
+
+def test_auth_ok_carries_a_verifying_server_proof(server) -> None:
+    with Wire.open(server.host, server.port, key=server.key) as wire:
+        ok = wire.authenticate()  # asserts the proof verifies with our key
+        assert ok is not None
+        from rexec.protocol import server_proof
+
+        assert wire.hello is not None
+        wrong_key = bytes(32)
+        # Sanity: the proof is bound to the key, not just to the nonces.
+        assert ok.mac != server_proof(wrong_key, wire.hello.nonce, "00" * 32, wire.hello.server)
+
+
+def test_wrong_mac_fails_runs_nothing_and_is_audited(server, tmp_path) -> None:
+    marker_file = tmp_path / "ran"
+    with Wire.open(server.host, server.port, key=server.key) as wire:
+        hello = wire.read_hello(2)
+        wrong_key = secrets.token_bytes(32)
+        nonce = secrets.token_hex(32)
+        auth = encode_frame(Auth(version=1, nonce=nonce,
+                                 mac=client_proof(wrong_key, hello.nonce, nonce, hello.server)))
+        run = encode_frame(Run(id=1, argv=["touch", str(marker_file)]))
+        wire.send_raw(auth + run)  # pipelined in one segment
+        error = wire.expect_error_then_eof("auth.failed")
+        assert "key" not in error.message.lower() or "mac" not in error.message.lower()
+    time.sleep(0.5)
+    assert not marker_file.exists(), "a run pipelined after a failed auth was executed"
+    records = server.audit_records()
+    auth_records = [r for r in records if r["event"] == "auth"]
+    assert auth_records and auth_records[-1]["ok"] is False
+    assert not [r for r in records if r["event"] == "exec"]
+
+
+@pytest.mark.parametrize("mac", ["0" * 64, "f" * 64])
+def test_garbage_mac_fails(server, mac) -> None:
+    with Wire.open(server.host, server.port, key=server.key) as wire:
+        wire.authenticate(mac=mac, expect_ok=False)
+        wire.expect_error_then_eof("auth.failed")
+
+
+def test_replayed_auth_fails(server) -> None:
+    """An auth frame captured from one connection is refused on another (the
+    server's nonce differs)."""
+    with Wire.open(server.host, server.port, key=server.key) as first:
+        hello = first.read_hello(2)
+        nonce = secrets.token_hex(32)
+        auth = Auth(version=1, nonce=nonce, mac=client_proof(server.key, hello.nonce, nonce, hello.server))
+        captured = encode_frame(auth)
+        first.send(auth)
+        assert first.next_event(5).type == "auth_ok"
+    with Wire.open(server.host, server.port, key=server.key) as second:
+        second.read_hello(2)
+        second.send_raw(captured)
+        second.expect_error_then_eof("auth.failed")
+
+
+def test_run_before_auth_is_unexpected_and_runs_nothing(server, tmp_path) -> None:
+    marker_file = tmp_path / "ran"
+    with Wire.open(server.host, server.port, key=server.key) as wire:
+        wire.read_hello(2)
+        wire.send_raw(encode_frame(Run(id=1, argv=["touch", str(marker_file)])))
+        wire.expect_error_then_eof("protocol.unexpected")
+    time.sleep(0.3)
+    assert not marker_file.exists()
+    assert not [r for r in server.audit_records() if r["event"] == "exec"]
+
+
+def test_run_before_reading_hello_is_unexpected(server, tmp_path) -> None:
+    marker_file = tmp_path / "ran"
+    with Wire.open(server.host, server.port, key=server.key) as wire:
+        wire.send_raw(encode_frame(Run(id=1, argv=["touch", str(marker_file)])))
+        wire.read_hello(2)
+        wire.expect_error_then_eof("protocol.unexpected")
+    time.sleep(0.3)
+    assert not marker_file.exists()
+
+
+def test_second_auth_after_success_is_unexpected(server) -> None:
+    with Wire.open(server.host, server.port, key=server.key) as wire:
+        wire.authenticate()
+        wire.send_raw(raw_frame({"type": "auth", "version": 1, "nonce": "a" * 64, "mac": "b" * 64}))
+        wire.expect_error_then_eof("protocol.unexpected")
+
+
+def test_server_frames_from_the_client_are_unexpected(server) -> None:
+    with Wire.open(server.host, server.port, key=server.key) as wire:
+        wire.authenticate()
+        wire.send_raw(raw_frame({"type": "started", "id": 1, "pid": 5}))
+        wire.expect_error_then_eof("protocol.unexpected")
+
+
+def test_auth_with_version_2_is_unsupported(server) -> None:
+    with Wire.open(server.host, server.port, key=server.key) as wire:
+        wire.authenticate(version=2, expect_ok=False)
+        wire.expect_error_then_eof("version.unsupported")
+
+
+def test_auth_deadline(start_server) -> None:
+    server = start_server("--auth-timeout", "0.5")
+    with Wire.open(server.host, server.port, key=server.key) as wire:
+        opened = time.monotonic()
+        wire.read_hello(2)
+        error = wire.expect_error_then_eof("auth.timeout", timeout=3.0)
+        elapsed = time.monotonic() - opened
+        assert error.fatal
+        assert 0.4 <= elapsed <= 1.5, elapsed
+    records = [r for r in server.audit_records() if r["event"] == "auth"]
+    assert records and records[-1]["ok"] is False
+
+
+def test_auth_deadline_is_not_extended_by_dribbling(start_server) -> None:
+    """A client that sends a byte at a time is still cut off at the deadline."""
+    server = start_server("--auth-timeout", "0.5")
+    frame = raw_frame({"type": "auth", "version": 1, "nonce": "a" * 64, "mac": "b" * 64})
+    with Wire.open(server.host, server.port, key=server.key) as wire:
+        opened = time.monotonic()
+        wire.read_hello(2)
+        for byte in frame[:40]:
+            if select.select([wire.sock], [], [], 0)[0]:
+                break  # the error has arrived: stop before a write could reset
+            try:
+                wire.send_raw(bytes([byte]))
+            except OSError:
+                break  # the server has closed: that is the point
+            time.sleep(0.05)
+            if time.monotonic() - opened > 1.0:
+                break
+        error = wire.expect_error_then_eof("auth.timeout", timeout=3.0)
+        assert error.fatal
+        assert time.monotonic() - opened <= 1.5
+
+
+def test_authenticated_connection_outlives_the_auth_deadline(start_server) -> None:
+    server = start_server("--auth-timeout", "0.5")
+    with Wire.open(server.host, server.port, key=server.key) as wire:
+        wire.authenticate()
+        time.sleep(0.8)
+        command_id = wire.run(["echo", "late"])
+        result = wire.wait(command_id, 5)
+        assert bytes(result.stdout) == b"late\n"
+
+
+def test_ping_is_answered_after_auth(server) -> None:
+    from rexec.protocol import Ping
+
+    with Wire.open(server.host, server.port, key=server.key) as wire:
+        wire.authenticate()
+        wire.send(Ping(seq=12345))
+        pong = wire.next_event(2)
+        assert pong.type == "pong" and pong.seq == 12345
+
+
+def test_fresh_connection_after_failures_is_served(server) -> None:
+    for _ in range(3):
+        with Wire.open(server.host, server.port, key=server.key) as wire:
+            wire.authenticate(mac="0" * 64, expect_ok=False)
+            wire.expect_error_then_eof("auth.failed")
+    result = run_once(server, ["echo", "ok"])
+    assert bytes(result.stdout) == b"ok\n"
