@@ -119,6 +119,11 @@ class CommandRunner:
         self._killing = False
         self._started_at = 0.0
         self._timers: list[asyncio.TimerHandle] = []
+        # The drain grace only runs while output is being read: a client that
+        # reads slowly must not be mistaken for a descendant holding the pipes.
+        self._drain_left: float | None = None  # None: the process has not exited
+        self._drain_timer: asyncio.TimerHandle | None = None
+        self._drain_armed_at = 0.0
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -181,17 +186,20 @@ class CommandRunner:
             self._kill_tree()
 
     def pause_output(self) -> None:
-        """Stop reading output (the client's side is full); the command blocks."""
+        """Stop reading output (the client's side is full); the command blocks,
+        and the drain grace, if running, stops counting."""
         if not self._paused:
             self._paused = True
             for fd in self._open_outputs:
                 self._loop.remove_reader(fd)
+            self._stop_drain_clock()
 
     def resume_output(self) -> None:
         if self._paused:
             self._paused = False
             for fd in self._open_outputs:
                 self._loop.add_reader(fd, self._read_output, fd)
+            self._start_drain_clock()
 
     # --- output ------------------------------------------------------------------
 
@@ -320,9 +328,22 @@ class CommandRunner:
             # the group goes now, rather than after the grace.
             self._signal_group(signal.SIGKILL)
         if not self._maybe_finish():
-            self._timers.append(self._loop.call_later(self._graces.drain, self._drain_expired))
+            self._drain_left = self._graces.drain
+            self._start_drain_clock()
+
+    def _start_drain_clock(self) -> None:
+        if self._drain_left is not None and self._drain_timer is None and not self._paused:
+            self._drain_armed_at = time.monotonic()
+            self._drain_timer = self._loop.call_later(self._drain_left, self._drain_expired)
+
+    def _stop_drain_clock(self) -> None:
+        if self._drain_timer is not None and self._drain_left is not None:
+            self._drain_timer.cancel()
+            self._drain_timer = None
+            self._drain_left = max(0.0, self._drain_left - (time.monotonic() - self._drain_armed_at))
 
     def _drain_expired(self) -> None:
+        self._drain_timer = None
         if self._finished:
             return
         self.outcome.pipes_held = True
@@ -364,6 +385,8 @@ class CommandRunner:
         self._finished = True
         for timer in self._timers:
             timer.cancel()
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
         self._release()
         self._on_finish(self.outcome)
         return True

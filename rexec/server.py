@@ -58,6 +58,15 @@ from rexec.spawn import SpawnError
 FATAL_CLOSE_TIMEOUT = 1.0
 #: Transport buffer above which runners stop reading output.
 WRITE_HIGH_WATER = 1024 * 1024
+#: Transport buffer above which the session stops reading its socket too. Below
+#: it, frames that answer the client (errors for refused runs, started) may
+#: still queue, so a client that has stopped reading can still cancel; above
+#: it, a client flooding requests without reading answers is simply not read.
+WRITE_HARD_LIMIT = 4 * WRITE_HIGH_WATER
+#: After a client's FIN, how often to probe with a ping while its commands run:
+#: a client that really closed answers the probe with a reset, which ends the
+#: session and its commands even when they print nothing.
+EOF_PROBE_INTERVAL = 0.5
 
 
 class Server:
@@ -121,9 +130,16 @@ class Session(asyncio.Protocol):
         self.runners: dict[int, CommandRunner] = {}
         self._nonce = secrets.token_hex(32)
         self._write_paused = False
+        self._read_paused = False
         self._read_eof = False
         self._closing = False
         self._auth_timer: asyncio.TimerHandle | None = None
+        self._eof_probe: asyncio.TimerHandle | None = None
+        # Answers held back while the client isn't reading, coalesced so that
+        # they can't grow without bound: the latest ping, credit per command.
+        self._held_pong: int | None = None
+        self._held_credit: dict[int, int] = {}
+        self._probe_seq = 0
 
     # --- transport events -------------------------------------------------------
 
@@ -164,16 +180,37 @@ class Session(asyncio.Protocol):
     def eof_received(self) -> bool:
         # A half-close ends the client's input, not its interest in the output:
         # running commands go on, and the connection closes when they are done.
+        # A FIN inside a frame, though, is a client that left.
+        if self._read_eof:
+            return True  # seen again after reading was paused and resumed
         self._read_eof = True
+        try:
+            self.conn.receive_data(b"")
+        except RemoteProtocolError:
+            if self.transport is not None:
+                self.transport.abort()
+            return False
         if not self.runners:
             self._close()
+        else:
+            self._probe_after_eof()
         return True
+
+    def _probe_after_eof(self) -> None:
+        if self._closing or not self.runners:
+            return
+        self._probe_seq += 1
+        self._send(Ping(seq=self._probe_seq))
+        self._eof_probe = asyncio.get_running_loop().call_later(
+            EOF_PROBE_INTERVAL, self._probe_after_eof
+        )
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
-        if self._auth_timer is not None:
-            self._auth_timer.cancel()
-        for runner in self.runners.values():
+        for timer in (self._auth_timer, self._eof_probe):
+            if timer is not None:
+                timer.cancel()
+        for runner in list(self.runners.values()):
             runner.cancel()  # it goes on until reaped; its exit goes nowhere
         self.server.sessions.discard(self)
         self._audit("disconnect", running=len(self.runners))
@@ -185,7 +222,16 @@ class Session(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._write_paused = False
-        for runner in self.runners.values():
+        if self._held_pong is not None:
+            self._send(Pong(seq=self._held_pong))
+            self._held_pong = None
+        for command_id, nbytes in self._held_credit.items():
+            self._send(StdinCredit(id=command_id, bytes=nbytes))
+        self._held_credit.clear()
+        if self._read_paused and self.transport is not None:
+            self._read_paused = False
+            self.transport.resume_reading()
+        for runner in list(self.runners.values()):
             runner.resume_output()
 
     # --- messages ----------------------------------------------------------------
@@ -206,7 +252,10 @@ class Session(asyncio.Protocol):
         elif isinstance(message, Resize):
             self.runners[message.id].resize(message.rows, message.cols)
         elif isinstance(message, Ping):
-            self._send(Pong(seq=message.seq))
+            if self._write_paused:
+                self._held_pong = message.seq
+            else:
+                self._send(Pong(seq=message.seq))
         elif isinstance(message, Error) and message.fatal:
             self._close()
         # pong and non-fatal errors from a client need no action
@@ -251,7 +300,7 @@ class Session(asyncio.Protocol):
             run,
             stdin_window=server.config.limits.stdin_window,
             on_output=lambda stream, data: self._output(run.id, stream, data),
-            on_stdin_credit=lambda nbytes: self._send(StdinCredit(id=run.id, bytes=nbytes)),
+            on_stdin_credit=lambda nbytes: self._grant_credit(run.id, nbytes),
             on_finish=lambda outcome: self._finished(run.id, outcome),
             graces=server.config.graces,
         )
@@ -270,12 +319,21 @@ class Session(asyncio.Protocol):
         self._audit("refused", id=run.id, code=code.value)
         self._send(Error(code=code.value, message=message, fatal=False, id=run.id))
 
+    def _grant_credit(self, command_id: int, nbytes: int) -> None:
+        # Withholding credit from a client that isn't reading is also the
+        # natural backpressure on its stdin.
+        if self._write_paused:
+            self._held_credit[command_id] = self._held_credit.get(command_id, 0) + nbytes
+        else:
+            self._send(StdinCredit(id=command_id, bytes=nbytes))
+
     def _output(self, command_id: int, stream: Stream, data: bytes) -> None:
         kind = Stdout if stream is Stream.STDOUT else Stderr
         self._send(kind.with_data(command_id, data))
 
     def _finished(self, command_id: int, outcome: Outcome) -> None:
         del self.runners[command_id]
+        self._held_credit.pop(command_id, None)  # no credit may follow the exit
         self.server.command_finished()
         self._audit(
             "exit", id=command_id, exit_code=outcome.exit_code, signal=outcome.signal,
@@ -310,6 +368,12 @@ class Session(asyncio.Protocol):
             return  # the client is gone: its commands' output goes nowhere
         try:
             self.transport.write(self.conn.send(message))
+            if (
+                not self._read_paused
+                and self.transport.get_write_buffer_size() > WRITE_HARD_LIMIT
+            ):
+                self._read_paused = True
+                self.transport.pause_reading()
         except LocalProtocolError:
             traceback.print_exc(file=sys.stderr)
             self.fatal(ErrorCode.INTERNAL, "internal server error")
