@@ -28,13 +28,17 @@ from rexec.protocol import (
     Cancel,
     Connection,
     ConnectionState,
+    Done,
     Error,
     ErrorCode,
     Exit,
+    File,
+    Get,
     Hello,
     LocalProtocolError,
     Ping,
     Pong,
+    Put,
     RemoteProtocolError,
     Resize,
     Role,
@@ -53,6 +57,13 @@ from rexec.protocol import (
 from rexec.protocol._messages import _Message
 from rexec.runner import CommandRunner, Outcome, Stream
 from rexec.spawn import SpawnError
+from rexec.transfer import (
+    GetTransfer,
+    PutTransfer,
+    TransferError,
+    TransferOutcome,
+    resolve_path,
+)
 
 #: How long a fatal error frame may take to leave before the socket is dropped.
 FATAL_CLOSE_TIMEOUT = 1.0
@@ -127,7 +138,9 @@ class Session(asyncio.Protocol):
         self.conn = Connection(Role.SERVER, limits=config.limits)
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
-        self.runners: dict[int, CommandRunner] = {}
+        #: Running commands and file transfers by id: both take stdin, cancel
+        #: and output pausing the same way (rexec/transfer.py).
+        self.runners: dict[int, CommandRunner | PutTransfer | GetTransfer] = {}
         self._nonce = secrets.token_hex(32)
         self._write_paused = False
         self._read_paused = False
@@ -190,6 +203,9 @@ class Session(asyncio.Protocol):
             if self.transport is not None:
                 self.transport.abort()
             return False
+        for runner in list(self.runners.values()):
+            if isinstance(runner, PutTransfer):
+                runner.input_ended()  # [transfer.put.half_close]
         if not self.runners:
             self._close()
         else:
@@ -241,6 +257,8 @@ class Session(asyncio.Protocol):
             self._authenticate(message)
         elif isinstance(message, Run):
             self._start(message)
+        elif isinstance(message, (Put, Get)):
+            self._start_transfer(message)
         elif isinstance(message, Stdin):
             self.runners[message.id].write_stdin(message.data)
         elif isinstance(message, StdinEof):
@@ -315,7 +333,74 @@ class Session(asyncio.Protocol):
         if self._write_paused:
             runner.pause_output()
 
-    def _refuse(self, run: Run, code: ErrorCode, message: str) -> None:
+    def _start_transfer(self, request: Put | Get) -> None:
+        server = self.server
+        if server.shutting_down:
+            self._refuse(request, ErrorCode.SHUTTING_DOWN, "the server is shutting down")
+            return
+        if (
+            len(self.runners) >= server.config.limits.max_commands
+            or server.running_commands >= server.config.max_total_commands
+        ):
+            self._refuse(request, ErrorCode.BUSY, "too many running commands; retry later")
+            return
+        path = resolve_path(request.path)
+        what = (
+            {"size": request.size, "mode": oct(request.mode), "sha256": request.sha256}
+            if isinstance(request, Put)
+            else {}
+        )
+        try:
+            server.audit.write(
+                request.type, peer=self.peer, session=self.number, id=request.id, path=path, **what
+            )
+        except AuditError:
+            self._refuse(request, ErrorCode.AUDIT_UNAVAILABLE, "the audit log can't be written")
+            return
+
+        def on_finish(outcome: TransferOutcome) -> None:
+            self._transfer_finished(request, outcome)
+
+        transfer: PutTransfer | GetTransfer
+        if isinstance(request, Put):
+            transfer = PutTransfer(
+                request, path,
+                on_stdin_credit=lambda n: self._grant_credit(request.id, n),
+                on_finish=on_finish,
+            )  # fmt: skip
+        else:
+            transfer = GetTransfer(
+                request, path,
+                on_file=lambda size, mode: self._send(File(id=request.id, size=size, mode=mode)),
+                on_data=lambda data: self._send(Stdout.with_data(request.id, data)),
+                on_finish=on_finish,
+            )  # fmt: skip
+        self.runners[request.id] = transfer
+        server.command_started()
+        transfer.start()
+        if self._write_paused:
+            transfer.pause_output()
+
+    def _transfer_finished(self, request: Put | Get, outcome: TransferOutcome) -> None:
+        del self.runners[request.id]
+        self._held_credit.pop(request.id, None)  # no credit may follow the terminal frame
+        self.server.command_finished()
+        error = outcome.error
+        if error is not None and error.code is ErrorCode.FILE_CANCELLED and self.server.shutting_down:
+            error = TransferError(ErrorCode.SHUTTING_DOWN, "the server is shutting down")
+        self._audit(
+            "transfer_end", id=request.id, op=request.type, ok=error is None,
+            code=None if error is None else error.code.value,
+            bytes=outcome.size, sha256=outcome.sha256,
+        )  # fmt: skip
+        if error is None:
+            self._send(Done(id=request.id, size=outcome.size, sha256=outcome.sha256))
+        else:
+            self._send(Error(code=error.code.value, message=error.message, fatal=False, id=request.id))
+        if self._read_eof and not self.runners:
+            self._close()
+
+    def _refuse(self, run: Run | Put | Get, code: ErrorCode, message: str) -> None:
         self._audit("refused", id=run.id, code=code.value)
         self._send(Error(code=code.value, message=message, fatal=False, id=run.id))
 

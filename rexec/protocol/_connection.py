@@ -10,24 +10,11 @@ an ``error`` frame carrying its code, then close), one by this side raises
 
 from __future__ import annotations
 
-import dataclasses
-
+from ._commands import Command, apply_client_frame, apply_server_frame, open_command
 from ._errors import ErrorCode, LocalProtocolError, ProtocolError, RemoteProtocolError
 from ._framing import FrameDecoder, encode_frame
 from ._limits import Limits
-from ._messages import (
-    Auth,
-    Error,
-    Exit,
-    Hello,
-    Run,
-    ServerLimits,
-    Started,
-    Stdin,
-    StdinCredit,
-    StdinEof,
-    _Message,
-)
+from ._messages import Auth, Error, Get, Hello, Put, Run, ServerLimits, _Message
 from ._state import (
     HANDSHAKE_STEPS,
     OPEN_SENDS,
@@ -46,15 +33,6 @@ PROTOCOL_MAX_HEADER = Limits().max_header
 PROTOCOL_MAX_BODY = Limits().max_body
 
 
-@dataclasses.dataclass
-class _Command:
-    """What both sides track of one command between ``run`` and its terminal frame."""
-
-    stdin_open: bool
-    credit: int  # stdin bytes the client may still send
-    started: bool = False
-
-
 class Connection:
     """Protocol state of one connection.
 
@@ -69,7 +47,7 @@ class Connection:
         self.limits = limits or Limits()
         self.state = ConnectionState.HANDSHAKE
         self._step = HandshakeStep.HELLO
-        self._commands: dict[int, _Command] = {}
+        self._commands: dict[int, Command] = {}
         self._last_id = -1
         self._versions: tuple[int, ...] = ()  # from hello, sent or received
         self._stdin_window = self.limits.stdin_window
@@ -160,7 +138,8 @@ class Connection:
         return command.credit
 
     def is_active(self, command_id: int) -> bool:
-        """True between a command's ``run`` and its terminal frame."""
+        """True between a command's opening frame (``run``, ``put`` or ``get``)
+        and its terminal frame."""
         return command_id in self._commands
 
     @property
@@ -169,7 +148,7 @@ class Connection:
 
     @property
     def last_command_id(self) -> int:
-        """The highest command id used so far (-1 before the first ``run``)."""
+        """The highest command id used so far (-1 before the first command)."""
         return self._last_id
 
     # --- rules -----------------------------------------------------------------
@@ -215,7 +194,7 @@ class Connection:
         command_id = getattr(message, "id", None)
         if command_id is None:
             return True  # ping, pong, connection-level error
-        if isinstance(message, Run):
+        if isinstance(message, (Run, Put, Get)):
             self._register(message, fault)
             return True
         command = self._commands.get(command_id)
@@ -227,9 +206,9 @@ class Connection:
                 raise fault(ErrorCode.PROTOCOL_UNEXPECTED, "the command has ended")
             return False  # a client frame that crossed the command's end
         if sender is Role.CLIENT:
-            self._apply_client_command_frame(message, command, fault)
-        else:
-            self._apply_server_command_frame(message, command_id, command, fault)
+            apply_client_frame(message, command, fault)
+        elif apply_server_frame(message, command, fault):
+            del self._commands[command_id]  # its terminal frame
         return True
 
     def _apply_handshake(
@@ -254,48 +233,9 @@ class Connection:
             self.state = ConnectionState.OPEN
             self._decoder.max_header = self._post_auth_max_header
 
-    def _register(self, run: Run, fault: type[ProtocolError]) -> None:
-        if run.id <= self._last_id:
+    def _register(self, message: Run | Put | Get, fault: type[ProtocolError]) -> None:
+        # protocol.md [command.id.increasing]: run, put and get share one id space.
+        if message.id <= self._last_id:
             raise fault(ErrorCode.COMMAND_BAD_ID, "command ids must increase")
-        self._last_id = run.id
-        self._commands[run.id] = _Command(stdin_open=run.stdin, credit=self._stdin_window)
-
-    @staticmethod
-    def _apply_client_command_frame(
-        message: _Message, command: _Command, fault: type[ProtocolError]
-    ) -> None:
-        if isinstance(message, (Stdin, StdinEof)):
-            if not command.stdin_open:
-                raise fault(ErrorCode.PROTOCOL_UNEXPECTED, "stdin is not open")
-            if isinstance(message, StdinEof):
-                command.stdin_open = False
-            elif message.data_size > command.credit:
-                raise fault(ErrorCode.FLOW_WINDOW_EXCEEDED, "stdin exceeds its credit")
-            else:
-                command.credit -= message.data_size
-
-    def _apply_server_command_frame(
-        self,
-        message: _Message,
-        command_id: int,
-        command: _Command,
-        fault: type[ProtocolError],
-    ) -> None:
-        if isinstance(message, Started):
-            if command.started:
-                raise fault(ErrorCode.PROTOCOL_UNEXPECTED, "command already started")
-            command.started = True
-        elif isinstance(message, StdinCredit):
-            command.credit += message.bytes
-        elif isinstance(message, Exit):
-            if not command.started:
-                raise fault(ErrorCode.PROTOCOL_UNEXPECTED, "exit before started")
-            del self._commands[command_id]
-        elif isinstance(message, Error):
-            if command.started:
-                # protocol.md [command.terminal.one]: a started command ends with
-                # exit; an error with an id is only for one that never started.
-                raise fault(ErrorCode.PROTOCOL_UNEXPECTED, "error for a started command")
-            del self._commands[command_id]
-        elif not command.started:  # stdout, stderr
-            raise fault(ErrorCode.PROTOCOL_UNEXPECTED, "output before started")
+        self._last_id = message.id
+        self._commands[message.id] = open_command(message, self._stdin_window)

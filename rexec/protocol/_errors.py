@@ -41,6 +41,14 @@ class ErrorCode(str, enum.Enum):
     ENV_FORBIDDEN = "env.forbidden"
     PTY_FAILED = "pty.failed"
     AUDIT_UNAVAILABLE = "audit.unavailable"
+    # Transfer-scoped (put, get): the transfer ended without a result.
+    FILE_NOT_FOUND = "file.not_found"
+    FILE_PERMISSION_DENIED = "file.permission_denied"
+    FILE_IS_DIRECTORY = "file.is_directory"
+    FILE_SIZE_MISMATCH = "file.size_mismatch"
+    FILE_DIGEST_MISMATCH = "file.digest_mismatch"
+    FILE_CANCELLED = "file.cancelled"
+    FILE_FAILED = "file.failed"
     # Either scope.
     SHUTTING_DOWN = "server.shutting_down"
     INTERNAL = "internal"

@@ -68,6 +68,8 @@ Count = Annotated[int, Field(ge=0)]
 # reported as frame.body_too_large (by the decoder), not as a schema error.
 DataSize = Annotated[int, Field(ge=0)]
 TermSize = Annotated[int, Field(ge=1, le=65535)]
+#: Permission bits of a file, as ``chmod`` takes them (setuid, setgid, sticky included).
+FileMode = Annotated[int, Field(ge=0, le=0o7777)]
 
 #: Signals a client may send to a command, by name. Numbers differ between
 #: systems; these names mean the same everywhere.
@@ -258,6 +260,31 @@ class Resize(_Message):
     cols: TermSize
 
 
+# --- File transfers: client → server --------------------------------------
+
+
+class Put(_Message):
+    """Write a file on the server: its bytes follow as ``stdin`` frames under
+    the usual credit, then ``stdin_eof``. ``size`` and ``sha256`` describe the
+    exact content the client will send; the server checks both before the file
+    takes its final name."""
+
+    type: Literal["put"] = "put"
+    id: CommandId
+    path: Annotated[Text, Field(min_length=1)]
+    size: Count
+    mode: FileMode = 0o644
+    sha256: Hex32
+
+
+class Get(_Message):
+    """Read a file from the server: ``file``, its bytes as ``stdout`` frames, ``done``."""
+
+    type: Literal["get"] = "get"
+    id: CommandId
+    path: Annotated[Text, Field(min_length=1)]
+
+
 # --- Commands: server → client ---------------------------------------------
 
 
@@ -313,6 +340,29 @@ class Exit(_Message):
         return self
 
 
+# --- File transfers: server → client --------------------------------------
+
+
+class File(_Message):
+    """Server → client, first frame of a ``get``: the file's size and mode
+    when it was opened. Exactly ``size`` bytes of ``stdout`` follow."""
+
+    type: Literal["file"] = "file"
+    id: CommandId
+    size: Count
+    mode: FileMode
+
+
+class Done(_Message):
+    """Server → client: the terminal frame of a transfer that succeeded, with
+    the byte count and SHA-256 of the content written (put) or sent (get)."""
+
+    type: Literal["done"] = "done"
+    id: CommandId
+    size: Count
+    sha256: Hex32
+
+
 # --- Either direction --------------------------------------------------------
 
 
@@ -352,11 +402,15 @@ Message = Annotated[
         Signal,
         Cancel,
         Resize,
+        Put,
+        Get,
         Started,
         Stdout,
         Stderr,
         StdinCredit,
         Exit,
+        File,
+        Done,
         Error,
         Ping,
         Pong,
@@ -369,9 +423,9 @@ MESSAGE_ADAPTER: TypeAdapter[Any] = TypeAdapter(Message)
 
 #: Types a client may send, and types a server may send.
 CLIENT_MESSAGES: tuple[type[_Message], ...] = (
-    Auth, Run, Stdin, StdinEof, Signal, Cancel, Resize, Ping, Pong,
+    Auth, Run, Stdin, StdinEof, Signal, Cancel, Resize, Put, Get, Ping, Pong,
 )
 SERVER_MESSAGES: tuple[type[_Message], ...] = (
-    Hello, AuthOk, Started, Stdout, Stderr, StdinCredit, Exit, Error, Ping, Pong,
+    Hello, AuthOk, Started, Stdout, Stderr, StdinCredit, Exit, File, Done, Error, Ping, Pong,
 )
 

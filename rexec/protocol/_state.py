@@ -14,11 +14,15 @@ from ._messages import (
     Auth,
     AuthOk,
     Cancel,
+    Done,
     Error,
     Exit,
+    File,
+    Get,
     Hello,
     Ping,
     Pong,
+    Put,
     Resize,
     Run,
     Signal,
@@ -56,8 +60,8 @@ Kinds = tuple[type[_Message], ...]
 
 #: What each role may send once the connection is open.
 OPEN_SENDS: dict[Role, Kinds] = {
-    Role.CLIENT: (Run, Stdin, StdinEof, Signal, Cancel, Resize, Ping, Pong, Error),
-    Role.SERVER: (Started, Stdout, Stderr, StdinCredit, Exit, Error, Ping, Pong),
+    Role.CLIENT: (Run, Put, Get, Stdin, StdinEof, Signal, Cancel, Resize, Ping, Pong, Error),
+    Role.SERVER: (Started, Stdout, Stderr, StdinCredit, Exit, File, Done, Error, Ping, Pong),
 }
 
 #: The frame each handshake step expects, and the step that follows it.

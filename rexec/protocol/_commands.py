@@ -1,0 +1,174 @@
+"""The rules of one command's frames, from its opening frame to its terminal one.
+
+Three kinds of command share the id space, the stdin credit and the terminal
+rule (protocol.md [command.terminal.one], [transfer.terminal.one]):
+
+- ``run``: ``started``, output, then ``exit``; or an ``error`` if it never started.
+- ``put``: the client's bytes as ``stdin`` under credit and ``stdin_eof``; the
+  server answers ``done`` (only after the ``stdin_eof``) or an ``error``.
+- ``get``: ``file``, exactly ``file.size`` bytes of ``stdout``, ``done``; or an
+  ``error`` at any point.
+
+Each function checks one frame against the command it names, updates the
+command, and says whether the frame was terminal. ``fault`` is the error class
+to raise: local when this side sent the frame, remote when the peer did.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+from ._errors import ErrorCode, ProtocolError
+from ._messages import (
+    Cancel,
+    Done,
+    Error,
+    Exit,
+    File,
+    Get,
+    Put,
+    Resize,
+    Run,
+    Signal,
+    Started,
+    Stderr,
+    Stdin,
+    StdinCredit,
+    StdinEof,
+    Stdout,
+    _Message,
+)
+
+
+class CommandKind(enum.Enum):
+    RUN = "run"
+    PUT = "put"
+    GET = "get"
+
+
+@dataclasses.dataclass
+class Command:
+    """What both sides track of one command between its opening frame and its
+    terminal frame."""
+
+    kind: CommandKind
+    stdin_open: bool
+    credit: int  # stdin bytes the client may still send
+    #: run: ``started`` was sent; get: ``file`` was sent. Unused for put.
+    started: bool = False
+    #: put: the declared size; get: the size announced in ``file``.
+    size: int = 0
+    #: get: the ``stdout`` bytes still due before ``done``.
+    remaining: int = 0
+
+
+def open_command(message: Run | Put | Get, stdin_window: int) -> Command:
+    """The state of the command a ``run``, ``put`` or ``get`` opens."""
+    if isinstance(message, Run):
+        return Command(CommandKind.RUN, stdin_open=message.stdin, credit=stdin_window)
+    if isinstance(message, Put):
+        return Command(CommandKind.PUT, stdin_open=True, credit=stdin_window, size=message.size)
+    return Command(CommandKind.GET, stdin_open=False, credit=0)
+
+
+#: Client frames each kind accepts, besides its opening frame.
+_CLIENT_FRAMES: dict[CommandKind, tuple[type[_Message], ...]] = {
+    CommandKind.RUN: (Stdin, StdinEof, Signal, Cancel, Resize),
+    # A transfer has no process: nothing to signal or resize.
+    CommandKind.PUT: (Stdin, StdinEof, Cancel),
+    CommandKind.GET: (Stdin, StdinEof, Cancel),  # stdin refused below: it is never open
+}
+
+#: Server frames each kind accepts.
+_SERVER_FRAMES: dict[CommandKind, tuple[type[_Message], ...]] = {
+    CommandKind.RUN: (Started, Stdout, Stderr, StdinCredit, Exit, Error),
+    CommandKind.PUT: (StdinCredit, Done, Error),
+    CommandKind.GET: (File, Stdout, Done, Error),
+}
+
+
+def apply_client_frame(
+    message: _Message, command: Command, fault: type[ProtocolError]
+) -> None:
+    """Check a client frame for an active command (never terminal)."""
+    if not isinstance(message, _CLIENT_FRAMES[command.kind]):
+        raise fault(
+            ErrorCode.PROTOCOL_UNEXPECTED, f"{message.type} is not legal for a {command.kind.value}"
+        )
+    if isinstance(message, (Stdin, StdinEof)):
+        if not command.stdin_open:
+            raise fault(ErrorCode.PROTOCOL_UNEXPECTED, "stdin is not open")
+        if isinstance(message, StdinEof):
+            command.stdin_open = False
+        elif message.data_size > command.credit:
+            raise fault(ErrorCode.FLOW_WINDOW_EXCEEDED, "stdin exceeds its credit")
+        else:
+            command.credit -= message.data_size
+
+
+def apply_server_frame(
+    message: _Message, command: Command, fault: type[ProtocolError]
+) -> bool:
+    """Check a server frame for an active command; True when it is terminal."""
+    if not isinstance(message, _SERVER_FRAMES[command.kind]):
+        raise fault(
+            ErrorCode.PROTOCOL_UNEXPECTED, f"{message.type} is not legal for a {command.kind.value}"
+        )
+    if isinstance(message, StdinCredit):
+        command.credit += message.bytes
+        return False
+    if command.kind is CommandKind.RUN:
+        return _apply_run_frame(message, command, fault)
+    if isinstance(message, Error):
+        return True  # a transfer may fail at any point
+    if command.kind is CommandKind.PUT:
+        assert isinstance(message, Done)
+        if command.stdin_open:
+            raise fault(ErrorCode.PROTOCOL_UNEXPECTED, "done before the put's stdin_eof")
+        if message.size != command.size:
+            raise fault(ErrorCode.PROTOCOL_UNEXPECTED, "done does not match the put's size")
+        return True
+    return _apply_get_frame(message, command, fault)
+
+
+def _apply_run_frame(message: _Message, command: Command, fault: type[ProtocolError]) -> bool:
+    if isinstance(message, Started):
+        if command.started:
+            raise fault(ErrorCode.PROTOCOL_UNEXPECTED, "command already started")
+        command.started = True
+        return False
+    if isinstance(message, Exit):
+        if not command.started:
+            raise fault(ErrorCode.PROTOCOL_UNEXPECTED, "exit before started")
+        return True
+    if isinstance(message, Error):
+        if command.started:
+            # protocol.md [command.terminal.one]: a started command ends with
+            # exit; an error with an id is only for one that never started.
+            raise fault(ErrorCode.PROTOCOL_UNEXPECTED, "error for a started command")
+        return True
+    if not command.started:  # stdout, stderr
+        raise fault(ErrorCode.PROTOCOL_UNEXPECTED, "output before started")
+    return False
+
+
+def _apply_get_frame(message: _Message, command: Command, fault: type[ProtocolError]) -> bool:
+    # protocol.md [transfer.get.stream]: file, exactly file.size bytes, done.
+    if isinstance(message, File):
+        if command.started:
+            raise fault(ErrorCode.PROTOCOL_UNEXPECTED, "file sent twice")
+        command.started = True
+        command.size = command.remaining = message.size
+        return False
+    if not command.started:
+        raise fault(ErrorCode.PROTOCOL_UNEXPECTED, f"{message.type} before file")
+    if isinstance(message, Stdout):
+        if message.data_size > command.remaining:
+            raise fault(ErrorCode.PROTOCOL_UNEXPECTED, "more bytes than file announced")
+        command.remaining -= message.data_size
+        return False
+    assert isinstance(message, Done)
+    if command.remaining or message.size != command.size:
+        raise fault(ErrorCode.PROTOCOL_UNEXPECTED, "done does not match the file's size")
+    return True
