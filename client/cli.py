@@ -23,7 +23,7 @@ import rexec
 from .cli_common import ArgumentParser
 
 #: Modules of the subcommands, in the order ``--help`` lists them.
-SUBCOMMANDS = ("rexec_client.cmd_run",)
+SUBCOMMANDS = ("rexec_client.cmd_run", "rexec_client.cmd_shell")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,11 +22,14 @@ from rexec.keyfile import KeyFileError, default_key_path, load_key
 
 from .address import Address, parse_address
 from .connection import DEFAULT_CONNECT_TIMEOUT, ClientConnection, connect
-from .errors import RexecError
+from .errors import RemoteCommandError, RexecError
+from .result import ExitStatus
 from .tls import client_ssl_context
 
 EXIT_FAILURE = 255
 EXIT_INTERRUPTED = 130
+#: Exit statuses for commands the server could not start, as shells use them.
+EXIT_BY_REFUSAL = {"spawn.not_found": 127, "spawn.permission_denied": 126}
 
 
 class CliError(Exception):
@@ -144,3 +147,16 @@ def fail(message: str, status: int = EXIT_FAILURE) -> int:
     """Print ``rexec: MESSAGE`` on stderr and return ``status``."""
     print(f"rexec: {message}", file=sys.stderr, flush=True)
     return status
+
+
+def refused(peer: str, exc: RemoteCommandError) -> int:
+    """Report a command the server refused; return the status to exit with."""
+    return fail(f"{peer}: {exc}", EXIT_BY_REFUSAL.get(exc.code, EXIT_FAILURE))
+
+
+def command_exit_status(status: ExitStatus) -> int:
+    """The exit status for a remote command that ended with ``status``; a
+    lost connection is reported in one line (status 255)."""
+    if status.connection_lost:
+        return fail(status.connection_error or "connection lost")
+    return status.returncode

@@ -6,41 +6,37 @@ a terminal is not read unless ``-i`` asks for it, so an interactive
 ``rexec run`` never swallows typing meant for the next command (use
 ``rexec shell`` for interactive programs). Ctrl-C sends SIGINT to the remote
 command; a second Ctrl-C within a second cancels it (SIGTERM, then SIGKILL).
+With ``-t`` the command runs on a remote pseudo-terminal instead, the local
+terminal in raw mode (see ``pty_session``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import signal
 import sys
-import time
-from typing import Any, BinaryIO
+from typing import Any
 
 from .cli_common import (
-    EXIT_FAILURE,
     CliError,
     add_connection_options,
+    command_exit_status,
     fail,
     open_connection,
     positive_float,
+    refused,
     run_async_command,
 )
-from .errors import RemoteCommandError, RexecConnectionError
-from .local_io import read_chunks
+from .errors import RemoteCommandError
 from .process import RemoteProcess
-from .result import RETURNCODE_SIGNAL_BASE
-from .stdin import StdinWriter
-from .streams import OutputReader
+from .pty_session import run_on_pty
+from .relay import copy_output, forward_input, interrupts_forwarded, stop_task
+from .result import RETURNCODE_SIGNAL_BASE, ExitStatus
 
-#: Seconds within which a second Ctrl-C cancels the command.
-DOUBLE_INTERRUPT = 1.0
 #: Status when local stdout was closed by its reader (as a process killed by SIGPIPE).
 EXIT_BROKEN_PIPE = RETURNCODE_SIGNAL_BASE + signal.SIGPIPE
-#: Statuses for commands the server could not start, as shells use them.
-EXIT_BY_REFUSAL = {"spawn.not_found": 127, "spawn.permission_denied": 126}
 
 DESCRIPTION = """\
 Run a command on a rexecd server: its output appears here, its exit status
@@ -51,6 +47,11 @@ Local stdin is sent to the command when it is a pipe or a file; a terminal is
 not read (the command's stdin is then empty) unless -i is given. -n never sends
 any. Ctrl-C sends SIGINT to the remote command; pressing it again within a
 second cancels the command (SIGTERM, then SIGKILL after a grace).
+
+With -t the command runs on a pseudo-terminal on the server, of this
+terminal's size (kept in step when the window changes), with this terminal in
+raw mode: every key goes to the command, as with 'ssh -t', for full-screen and
+interactive programs. Its output then all arrives on stdout.
 """
 
 EPILOG = """\
@@ -67,6 +68,7 @@ examples:
   rexec run 127.0.0.1 -- uname -a
   rexec run --timeout 60 server:7420 -- make -C /src test
   rexec run server --shell 'ls /var/log | wc -l'
+  rexec run -t server -- top
   tar cf - dir | rexec run server -- tar xf - -C /tmp
 """
 
@@ -104,6 +106,12 @@ def register(subparsers: Any) -> None:
         type=_env_assignment,
         metavar="NAME=VALUE",
         help="set an environment variable for the command (repeatable)",
+    )
+    what.add_argument(
+        "-t",
+        "--tty",
+        action="store_true",
+        help="run the command on a pseudo-terminal on the server, this terminal in raw mode",
     )
     stdin = what.add_mutually_exclusive_group()
     stdin.add_argument(
@@ -143,27 +151,33 @@ def _env_assignment(text: str) -> tuple[str, str]:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    forward_stdin = _forwards_stdin(args.stdin)
+    command = args.remote_command if args.shell is None else args.shell
+    options: dict[str, Any] = {
+        "shell": args.shell is not None,
+        "cwd": args.cwd,
+        "env": dict(args.env),
+        "timeout": args.timeout,
+    }
+    stdout_broke = False
     async with await open_connection(args, args.address) as connection:
         try:
-            process = await connection.start(
-                args.remote_command if args.shell is None else args.shell,
-                shell=args.shell is not None,
-                cwd=args.cwd,
-                env=dict(args.env),
-                stdin=forward_stdin,
-                timeout=args.timeout,
-            )
+            if args.tty:
+                # On a pty the terminal is the command's input: read it unless -n.
+                status = await run_on_pty(
+                    connection, command, forward_stdin=args.stdin != "none", **options
+                )
+            else:
+                process = await connection.start(
+                    command, stdin=_forwards_stdin(args.stdin), **options
+                )
+                stdout_broke, status = await _relay(process)
         except RemoteCommandError as exc:
-            return fail(f"{connection.peer}: {exc}", EXIT_BY_REFUSAL.get(exc.code, EXIT_FAILURE))
+            return refused(connection.peer, exc)
         except ValueError as exc:
             raise CliError(str(exc)) from None
-        with _interrupts_forwarded(process):
-            stdout_broke = await _relay(process)
-        status = await process.wait()
-    if status.connection_lost:
-        return fail(status.connection_error or "connection lost")
-    return EXIT_BROKEN_PIPE if stdout_broke else status.returncode
+    if stdout_broke and not status.connection_lost:
+        return EXIT_BROKEN_PIPE
+    return command_exit_status(status)
 
 
 def _forwards_stdin(mode: str) -> bool:
@@ -176,68 +190,16 @@ def _forwards_stdin(mode: str) -> bool:
     return not os.isatty(0)
 
 
-async def _relay(process: RemoteProcess) -> bool:
+async def _relay(process: RemoteProcess) -> tuple[bool, ExitStatus]:
     """Copy output out and stdin in until the command ends; return whether
-    local stdout was closed by its reader."""
-    feeder = asyncio.create_task(_forward_input(process.stdin)) if process.stdin else None
-    stdout_broke, _ = await asyncio.gather(
-        _copy_output(process.stdout, sys.stdout.buffer, on_broken=process.cancel),
-        _copy_output(process.stderr, sys.stderr.buffer, on_broken=lambda: None),
-    )
-    await process.wait()
-    if feeder is not None:
-        # The command has ended; what it did not read is not sent.
-        feeder.cancel()
-        await asyncio.gather(feeder, return_exceptions=True)
-    return stdout_broke
-
-
-async def _copy_output(reader: OutputReader, file: BinaryIO, on_broken: Any) -> bool:
-    """Copy ``reader`` to ``file``; when the local reader of ``file`` goes
-    away, call ``on_broken`` and discard the rest. Returns whether it broke."""
-    try:
-        await reader.copy_to(file)
-        return False
-    except BrokenPipeError:
-        # Point the descriptor at /dev/null so that the flush at exit does not
-        # report the same broken pipe again.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, file.fileno())
-        os.close(devnull)
-        on_broken()
-        while await reader.read(2**20):
-            pass  # keep the connection flowing until the command ends
-        return True
-
-
-async def _forward_input(stdin: StdinWriter) -> None:
-    try:
-        async for chunk in read_chunks(sys.stdin.fileno()):
-            stdin.write(chunk)
-            await stdin.drain()
-        stdin.close()
-    except (BrokenPipeError, RexecConnectionError):
-        pass  # the command or the connection ended; its status says how
-
-
-@contextlib.contextmanager
-def _interrupts_forwarded(process: RemoteProcess) -> Any:
-    """While active, Ctrl-C sends SIGINT to the remote command, and a second
-    one within ``DOUBLE_INTERRUPT`` seconds cancels it."""
-    loop = asyncio.get_running_loop()
-    last: list[float] = []
-
-    def on_interrupt() -> None:
-        now = time.monotonic()
-        with contextlib.suppress(RexecConnectionError):
-            if last and now - last[-1] <= DOUBLE_INTERRUPT:
-                process.cancel()
-            else:
-                process.send_signal("SIGINT")
-        last.append(now)
-
-    loop.add_signal_handler(signal.SIGINT, on_interrupt)
-    try:
-        yield
-    finally:
-        loop.remove_signal_handler(signal.SIGINT)
+    local stdout was closed by its reader, and how the command ended."""
+    feeder = asyncio.create_task(forward_input(process.stdin)) if process.stdin else None
+    with interrupts_forwarded(process):
+        stdout_broke, _ = await asyncio.gather(
+            copy_output(process.stdout, sys.stdout.buffer, on_broken=process.cancel),
+            copy_output(process.stderr, sys.stderr.buffer, on_broken=lambda: None),
+        )
+        status = await process.wait()
+    # The command has ended; what it did not read is not sent.
+    await stop_task(feeder)
+    return stdout_broke, status

@@ -170,6 +170,7 @@ class ClientConnection:
         self._output_high_water = output_high_water
         self._processes: dict[int, RemoteProcess] = {}
         self._error: RexecConnectionError | None = None
+        self._ended = asyncio.Event()
         self._reading_paused = False
         self._pong = asyncio.Event()
         self._pong_seq = -1
@@ -200,6 +201,13 @@ class ClientConnection:
     @property
     def is_closed(self) -> bool:
         return self._error is not None
+
+    async def wait_ended(self) -> RexecConnectionError:
+        """Wait until the connection has ended (lost, or closed by ``close()``)
+        and return why: lets an idle client notice a dead server at once."""
+        await self._ended.wait()
+        assert self._error is not None
+        return self._error
 
     def stdin_credit(self, command_id: int) -> int:
         """Stdin bytes command ``command_id`` may be sent now."""
@@ -373,6 +381,7 @@ class ClientConnection:
         running command ends with it, tasks stop, the transport closes."""
         if self._error is None:
             self._error = error
+            self._ended.set()
             for process in self._processes.values():
                 process.connection_lost(error)
             self._processes.clear()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
+import select
 import stat
 from collections.abc import AsyncIterator
 
@@ -13,14 +15,21 @@ CHUNK_SIZE = 64 * 1024
 async def read_chunks(fd: int) -> AsyncIterator[bytes]:
     """Yield what can be read from ``fd`` until EOF.
 
-    Pipes, sockets and terminals are read through the event loop. Other files
-    (regular files, ``/dev/null``) can't be polled, but reading them never
-    waits long, so they are read directly.
+    Pipes and sockets are read through the event loop. A terminal is read when
+    the loop says it is readable, and left in blocking mode: its file
+    description is usually shared with stdout and stderr, which must not turn
+    non-blocking under our writes. Other files (regular files, ``/dev/null``)
+    can't be polled, but reading them never waits long, so they are read
+    directly.
     """
+    if os.isatty(fd):
+        async for chunk in _read_terminal(fd):
+            yield chunk
+        return
     pipe = os.fdopen(os.dup(fd), "rb", buffering=0)
     with pipe:
         mode = os.fstat(pipe.fileno()).st_mode
-        if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(pipe.fileno())):
+        if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
             while chunk := pipe.read(CHUNK_SIZE):
                 yield chunk
             return
@@ -34,6 +43,36 @@ async def read_chunks(fd: int) -> AsyncIterator[bytes]:
                 yield chunk
         finally:
             transport.close()
-            # The transport made the file description non-blocking; a terminal
-            # shares it with the shell, which expects it blocking again.
+            # The transport made the file description non-blocking; another
+            # process may share it and expect it blocking again.
             os.set_blocking(fd, True)
+
+
+async def _read_terminal(fd: int) -> AsyncIterator[bytes]:
+    """Chunks from a terminal until its end of input: in canonical mode a line
+    at a time, and b"" (the end) for Ctrl-D at the start of a line; in raw mode
+    whatever bytes have arrived. A terminal that hung up (EIO) also ends it."""
+    loop = asyncio.get_running_loop()
+    readable = asyncio.Event()
+    loop.add_reader(fd, readable.set)
+    try:
+        while True:
+            await readable.wait()
+            readable.clear()
+            # The loop's readiness may be stale (reported before the last
+            # read took the data): ask again, as a read would block the loop.
+            if not select.select([fd], [], [], 0)[0]:
+                continue
+            try:
+                chunk = os.read(fd, CHUNK_SIZE)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError as exc:
+                if exc.errno == errno.EIO:
+                    return
+                raise
+            if not chunk:
+                return
+            yield chunk
+    finally:
+        loop.remove_reader(fd)

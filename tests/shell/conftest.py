@@ -1,0 +1,125 @@
+"""Driving the real ``rexec`` program on a terminal (pexpect) against a real rexecd.
+
+``ShellUnderTest`` wraps a pexpect child running ``rexec shell`` and knows its
+prompt. prompt_toolkit redraws a prompt when a line is accepted, so the text
+of a prompt alone can't tell a new prompt from the redraw of the old one; a
+new prompt is the one that turns bracketed paste on (``ESC [?2004h``) as it
+starts, then shows ``[STATUS] user@host:CWD$`` (``#`` for root).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pexpect
+import pytest
+
+#: Bound on every wait for the program under test.
+TIMEOUT = 15
+#: Terminal size the tests give the program.
+ROWS, COLS = 30, 100
+#: What a new prompt starts with (see the module docstring).
+PROMPT_START = b"\x1b[?2004h"
+#: The prompt's text: optional status, user@host, ':', the directory, '$' or '#'.
+PROMPT_TEXT = re.compile(rb"(?:\[([A-Za-z0-9]+)\] )?\S*@\S*?:(\S*?)[#$]")
+_ESCAPES = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\r")
+
+
+def rexec_argv(*args: str) -> list[str]:
+    """``rexec ARGS`` as this interpreter runs it."""
+    return [sys.executable, "-m", "rexec_client.cli", *args]
+
+
+def plain(data: bytes) -> str:
+    """Terminal output without escape sequences and carriage returns."""
+    return _ESCAPES.sub(b"", data).decode("utf-8", "replace")
+
+
+class ShellUnderTest:
+    """A ``rexec shell`` on a pexpect terminal."""
+
+    def __init__(self, child: pexpect.spawn) -> None:
+        self.child = child
+        #: The status label and directory the last prompt showed.
+        self.status: str | None = None
+        self.cwd = ""
+
+    def prompt(self) -> str:
+        """Wait for the next prompt; return what was shown before it (plain)."""
+        self.child.expect_exact(PROMPT_START)
+        before = plain(self.child.before)
+        self.child.expect(PROMPT_TEXT)
+        match = self.child.match
+        self.status = match.group(1).decode() if match.group(1) else None
+        self.cwd = match.group(2).decode()
+        return before
+
+    def run(self, line: str) -> str:
+        """Type ``line``, wait for the next prompt; return the output between
+        (including the redrawn line)."""
+        self.child.sendline(line)
+        return self.prompt()
+
+    def exit_status(self) -> int:
+        """Wait for the program to end; return its exit status."""
+        self.child.expect(pexpect.EOF)
+        self.child.close()
+        assert self.child.exitstatus is not None, self.child.signalstatus
+        return int(self.child.exitstatus)
+
+
+@pytest.fixture
+def terminal_env(tmp_path: Path) -> dict[str, str]:
+    """The environment of the program under test: a known terminal type, no
+    colour, a private history file, and no cursor-position requests (nothing
+    on a pexpect terminal answers them)."""
+    return {
+        **os.environ,
+        "TERM": "xterm-256color",
+        "NO_COLOR": "1",
+        "PROMPT_TOOLKIT_NO_CPR": "1",
+        "REXEC_HISTORY_FILE": str(tmp_path / "history"),
+    }
+
+
+@pytest.fixture
+def spawn(terminal_env: dict[str, str]) -> Iterator[Callable[..., pexpect.spawn]]:
+    """``spawn(argv)`` → a pexpect child on a ROWS×COLS terminal; every child
+    is closed (killed if need be) at teardown."""
+    children: list[pexpect.spawn] = []
+
+    def start(argv: list[str], **options: Any) -> pexpect.spawn:
+        child = pexpect.spawn(
+            argv[0],
+            argv[1:],
+            env=terminal_env,
+            dimensions=(ROWS, COLS),
+            timeout=TIMEOUT,
+            **options,
+        )
+        children.append(child)
+        return child
+
+    yield start
+    for child in children:
+        child.close(force=True)
+
+
+@pytest.fixture
+def open_shell(spawn: Callable[..., pexpect.spawn]) -> Callable[..., ShellUnderTest]:
+    """``open_shell(server, *options)`` → a ``rexec shell`` at its first prompt."""
+
+    def open_(server: Any, *options: str) -> ShellUnderTest:
+        child = spawn(
+            rexec_argv("shell", "--key-file", str(server.key_file), *options, server.address)
+        )
+        shell = ShellUnderTest(child)
+        shell.prompt()
+        return shell
+
+    return open_

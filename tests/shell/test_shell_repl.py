@@ -1,0 +1,263 @@
+"""``rexec shell`` (line mode) driven on a terminal against a real rexecd."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pexpect
+
+from .conftest import ShellUnderTest, plain, rexec_argv
+
+OpenShell = Callable[..., ShellUnderTest]
+UP_ARROW = "\x1b[A"
+
+
+def test_prompt_shows_user_host_and_directory(server: Any, open_shell: OpenShell) -> None:
+    shell = open_shell(server)
+    assert shell.cwd == "~" and shell.status is None
+    shell.child.sendline("exit")
+    assert shell.exit_status() == 0
+
+
+def test_cd_persists_to_the_next_line(server: Any, open_shell: OpenShell) -> None:
+    shell = open_shell(server)
+    shell.run("cd /tmp")
+    assert shell.cwd == "/tmp" and shell.status is None
+    assert "\n/tmp\n" in shell.run("pwd")
+    shell.run("cd -")
+    assert shell.cwd == "~"
+
+
+def test_cd_into_a_missing_directory_says_so_and_stays(server: Any, open_shell: OpenShell) -> None:
+    shell = open_shell(server)
+    shell.run("cd /tmp")
+    output = shell.run("cd /nonexistent-rexec-dir")
+    assert "nonexistent-rexec-dir" in output
+    assert shell.cwd == "/tmp" and shell.status not in (None, "0")
+    assert "\n/tmp\n" in shell.run("pwd")
+
+
+def test_cd_in_a_compound_line_lasts_for_that_line(server: Any, open_shell: OpenShell) -> None:
+    shell = open_shell(server)
+    output = shell.run("cd /tmp && pwd")
+    assert "\n/tmp\n" in output and "that line only" in output
+    assert shell.cwd == "~"
+
+
+def test_export_and_unset_persist(server: Any, open_shell: OpenShell) -> None:
+    shell = open_shell(server)
+    shell.run("export FOO=bar BAZ='two words'")
+    assert shell.status is None
+    assert "\nbar:two words\n" in shell.run('echo "$FOO:$BAZ"')
+    shell.run("export FOO=${FOO}x SUB=$(echo sub)")  # expanded on the server
+    assert "\nbarx sub\n" in shell.run("echo $FOO $SUB")
+    assert "export FOO=barx" in shell.run("env")
+    shell.run("unset FOO")
+    assert "\n[]\n" in shell.run('echo "[${FOO-}]"')
+    # A name from the server's base environment is hidden too.
+    shell.run("unset HOME")
+    assert "\nunset\n" in shell.run('echo "${HOME-unset}"')
+
+
+def test_export_of_a_forbidden_name_is_refused_at_once(server: Any, open_shell: OpenShell) -> None:
+    shell = open_shell(server)
+    assert "env.forbidden" in shell.run("export LD_PRELOAD=/x.so")
+    assert shell.status == "1"
+    assert "\nok\n" in shell.run("echo ok")  # later lines are not refused
+
+
+def test_output_streams_live(server: Any, open_shell: OpenShell) -> None:
+    shell = open_shell(server)
+    shell.child.sendline("echo fir''st; sleep 3; echo sec''ond")
+    shell.child.expect_exact("first")
+    # Seen while the command still sleeps: "second" has not been written yet.
+    assert b"second" not in shell.child.before + shell.child.buffer
+    assert "second" in shell.prompt()
+
+
+def test_ctrl_c_interrupts_the_command_and_the_shell_stays(
+    server: Any, open_shell: OpenShell
+) -> None:
+    shell = open_shell(server)
+    # "exec": dash ignores SIGINT in a child it has just forked, before the
+    # exec, so a Ctrl-C in that window would be lost (its second press cancels).
+    shell.child.sendline("echo sta''rted; exec sleep 30")
+    shell.child.expect_exact("started")
+    shell.child.sendintr()
+    shell.prompt()
+    assert shell.status == "SIGINT"
+    assert "\nafter\n" in shell.run("echo after")
+    assert shell.status is None
+
+
+def test_typed_input_goes_to_the_command_and_ctrl_d_ends_it(
+    server: Any, open_shell: OpenShell
+) -> None:
+    shell = open_shell(server)
+    shell.child.sendline("echo rea''dy; cat; echo cat-ended")
+    shell.child.expect_exact("ready")
+    shell.child.sendline("hello there")
+    # Once echoed by the local terminal, once by the remote cat.
+    shell.child.expect_exact("hello there")
+    shell.child.expect_exact("hello there")
+    shell.child.sendeof()
+    assert "cat-ended" in shell.prompt()
+    assert shell.status is None
+
+
+def test_exit_status_shows_in_the_prompt(server: Any, open_shell: OpenShell) -> None:
+    shell = open_shell(server)
+    shell.run("false")
+    assert shell.status == "1"
+    shell.run("kill -TERM $$")
+    assert shell.status == "SIGTERM"
+    shell.run("timeout 0.5")
+    shell.run("sleep 10")
+    assert shell.status == "timeout"
+    shell.run("timeout off")
+    shell.run("true")
+    assert shell.status is None
+    shell.run("sh -c 'exit 7'")
+    shell.child.sendeof()  # Ctrl-D at the prompt leaves with the last status
+    assert shell.exit_status() == 7
+
+
+def test_stderr_is_red_on_a_terminal_unless_no_color(
+    server: Any, open_shell: OpenShell, terminal_env: dict[str, str]
+) -> None:
+    shell = open_shell(server)
+    shell.child.sendline("echo to-err >&2")
+    shell.child.expect_exact("to-err")
+    assert b"\x1b[31m" not in shell.child.before[-20:]
+    del terminal_env["NO_COLOR"]
+    shell = open_shell(server)
+    shell.child.sendline("echo to-err >&2")
+    shell.child.expect_exact(b"\x1b[31mto-err")
+
+
+def test_exit_with_a_status(server: Any, open_shell: OpenShell) -> None:
+    shell = open_shell(server)
+    shell.child.sendline("exit 3")
+    assert shell.exit_status() == 3
+
+
+def test_builtins_help_and_local_commands(server: Any, open_shell: OpenShell) -> None:
+    shell = open_shell(server)
+    output = shell.run("help")
+    for word in ("cd", "export", "unset", "env", "timeout", "put", "get", "!COMMAND", "exit"):
+        assert word in output
+    assert "\nlocal-side\n" in shell.run("!echo local-side")
+    assert "not available yet" in shell.run("put a b")
+
+
+def test_history_is_kept_across_runs(
+    server: Any, open_shell: OpenShell, terminal_env: dict[str, str]
+) -> None:
+    marker = f"hist{secrets.token_hex(4)}"
+    shell = open_shell(server)
+    shell.run(f"echo {marker}")
+    shell.child.sendline("exit")
+    assert shell.exit_status() == 0
+    assert marker in Path(terminal_env["REXEC_HISTORY_FILE"]).read_text()
+
+    shell = open_shell(server)
+    shell.child.send(UP_ARROW + UP_ARROW)  # past "exit", to the echo
+    shell.child.expect_exact(f"echo {marker}")
+    shell.child.send("\r")
+    assert f"\n{marker}\n" in shell.prompt()
+
+
+def test_remote_paths_complete_on_tab(server: Any, open_shell: OpenShell, tmp_path: Path) -> None:
+    (tmp_path / "completion-target-dir").mkdir()
+    shell = open_shell(server)
+    shell.child.send(f"cd {tmp_path}/completion-tar\t")
+    shell.child.expect_exact("get-dir/")  # the completion, drawn after the typed part
+    shell.child.send("\r")
+    shell.prompt()
+    assert shell.cwd.endswith("/completion-target-dir")
+
+
+def test_server_killed_mid_command_gives_one_line(server: Any, open_shell: OpenShell) -> None:
+    shell = open_shell(server)
+    shell.child.sendline("echo sta''rted; sleep 30")
+    shell.child.expect_exact("started")
+    server.process.kill()
+    shell.child.expect_exact("? [y/n]")
+    message = plain(shell.child.before)
+    lines = [line for line in message.splitlines() if line.startswith("rexec:")]
+    assert len(lines) == 1 and "lost" in lines[0], message
+    assert "Traceback" not in message
+    shell.child.sendline("n")
+    assert shell.exit_status() == 255
+
+
+def test_server_killed_while_idle_is_noticed_at_the_prompt(
+    server: Any, open_shell: OpenShell
+) -> None:
+    shell = open_shell(server)
+    server.process.kill()
+    shell.child.expect_exact("? [y/n]")
+    message = plain(shell.child.before)
+    assert "lost" in message and "Traceback" not in message
+    shell.child.sendeof()
+    assert shell.exit_status() == 255
+
+
+def test_reconnect_keeps_directory_and_variables(
+    start_server: Callable[..., Any], open_shell: OpenShell
+) -> None:
+    first = start_server()
+    shell = open_shell(first)
+    shell.run("cd /tmp")
+    shell.run("export KEPT=yes")
+    first.process.kill()
+    first.process.wait()
+    start_server("--port", str(first.port), key_file=first.key_file)
+    shell.child.expect_exact("? [y/n]")
+    shell.child.sendline("y")
+    assert "reconnected" in shell.prompt()
+    assert shell.cwd == "/tmp"
+    assert "\n/tmp yes\n" in shell.run('echo "$(pwd) $KEPT"')
+
+
+def test_wrong_key_gives_one_line_and_255(
+    server: Any, spawn: Callable[..., pexpect.spawn], tmp_path: Path
+) -> None:
+    wrong = tmp_path / "wrong.key"
+    wrong.write_text(secrets.token_hex(32) + "\n")
+    wrong.chmod(0o600)
+    child = spawn(rexec_argv("shell", "--key-file", str(wrong), server.address))
+    child.expect(pexpect.EOF)
+    child.close()
+    lines = plain(child.before).strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rexec: "), lines
+    assert child.exitstatus == 255
+
+
+def test_refused_tls_gives_one_line_and_255(
+    server: Any, spawn: Callable[..., pexpect.spawn]
+) -> None:
+    child = spawn(rexec_argv("shell", "--tls", "--key-file", str(server.key_file), server.address))
+    child.expect(pexpect.EOF)
+    child.close()
+    lines = plain(child.before).strip().splitlines()
+    assert len(lines) == 1 and "TLS" in lines[0], lines
+    assert child.exitstatus == 255
+
+
+def test_lines_from_a_pipe_run_without_a_prompt(server: Any, tmp_path: Path) -> None:
+    import subprocess
+
+    script = b"cd /tmp\nexport X=1\necho \"$(pwd) $X\"\nsh -c 'exit 4'\n"
+    result = subprocess.run(
+        rexec_argv("shell", "--key-file", str(server.key_file), server.address),
+        input=script,
+        capture_output=True,
+        timeout=15,
+        check=False,
+    )
+    assert result.stdout == b"/tmp 1\n"
+    assert result.returncode == 4
