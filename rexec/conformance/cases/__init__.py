@@ -1,0 +1,22 @@
+"""All conformance cases, by area. ``all_cases()`` returns them in run order."""
+
+from __future__ import annotations
+
+from ..case import Case
+from . import (  # noqa: F401 - imported for their registrations
+    commands,
+    framing,
+    handshake,
+    lifecycle,
+    output,
+    session,
+    stdin,
+)
+from ._registry import REGISTRY
+
+AREAS = ("handshake", "framing", "commands", "output", "stdin", "lifecycle", "session")
+
+
+def all_cases() -> list[Case]:
+    """Every case, grouped by area in protocol order, then in definition order."""
+    return sorted(REGISTRY, key=lambda c: AREAS.index(c.area))

@@ -1,0 +1,41 @@
+"""The case registry: each area module registers its cases on import."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from ..case import Case, CaseFunction
+from ..requirements import Level, requirement
+
+REGISTRY: list[Case] = []
+
+
+def register(
+    case_id: str, description: str, expected: Iterable[str], function: CaseFunction, *,
+    timeout: float = 5.0, level: Level | None = None,
+) -> Case:
+    """Add a case. Ids are unique and name a known requirement.
+
+    Raises:
+        ValueError: a duplicate id. KeyError: an unknown requirement id.
+    """
+    requirement(case_id)  # fail at import on a typo, not at report time
+    if any(existing.id == case_id for existing in REGISTRY):
+        raise ValueError(f"duplicate case id {case_id}")
+    area = function.__module__.rsplit(".", 1)[-1]
+    new = Case(case_id, description, frozenset(expected), function, timeout, level, area)
+    REGISTRY.append(new)
+    return new
+
+
+def case(
+    case_id: str, description: str, expected: Iterable[str], *,
+    timeout: float = 5.0, level: Level | None = None,
+) -> Callable[[CaseFunction], CaseFunction]:
+    """Decorator form of ``register`` for a case without variants."""
+
+    def wrap(function: CaseFunction) -> CaseFunction:
+        register(case_id, description, expected, function, timeout=timeout, level=level)
+        return function
+
+    return wrap

@@ -1,0 +1,50 @@
+"""Scenario helpers shared by the case modules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..case import Context, require_started
+from ..client import Client, CommandRecord
+
+#: Seconds (× multiplier) a quick command may take from run to exit.
+QUICK = 5.0
+
+
+async def run_one(
+    ctx: Context, *, client: Client | None = None, data: bytes | None = None,
+    wait: float = QUICK, **fields: Any,
+) -> tuple[Client, CommandRecord]:
+    """Run one command (on ``client`` or a fresh connection) and read until
+    its terminal frame or ``wait`` seconds. With ``data``, the command gets
+    stdin: the data within its credit, then ``stdin_eof``.
+
+    Raises:
+        Unsupported: the server could not spawn a suite command.
+    """
+    client = client or await ctx.client()
+    if data is not None:
+        fields["stdin"] = True
+    command_id = await client.run(**fields)
+    if data is not None and await client.send_stdin(command_id, data, timeout=ctx.t(wait)):
+        await client.stdin_eof(command_id)
+    await client.wait_terminal(command_id, ctx.t(wait))
+    record = client.records[command_id]
+    require_started(record)
+    return client, record
+
+
+async def wait_started(ctx: Context, client: Client, command_id: int) -> int | None:
+    """Pump until ``started`` (returns the pid) or the command ends."""
+    record = client.records[command_id]
+    await client.pump(ctx.t(QUICK), until=lambda: record.pid is not None or record.terminal)
+    require_started(record)
+    return record.pid
+
+
+async def wait_output(ctx: Context, client: Client, command_id: int, needle: bytes) -> bool:
+    """Pump until the command's stdout contains ``needle``."""
+    record = client.records[command_id]
+    return await client.pump(
+        ctx.t(QUICK), until=lambda: needle in record.stdout or record.terminal
+    ) and needle in record.stdout

@@ -1,0 +1,320 @@
+"""Commands: argv and shell, cwd, env, spawn failures, process groups, ids,
+terminal frames, exit codes and signals."""
+
+from __future__ import annotations
+
+from rexec.protocol import Cancel, Signal, StdinEof
+
+from ..case import Context, Observation
+from ..client import CommandRecord
+from ._registry import case, register
+from ._util import QUICK, run_one, wait_output, wait_started
+
+
+def _exit_label(record: CommandRecord) -> str:
+    """``exit:CODE``, ``signal:NAME``, ``error:CODE`` or ``no-terminal``."""
+    if record.error is not None:
+        return f"error:{record.error.code}"
+    if record.exit is None:
+        return "no-terminal"
+    if record.exit.exit_code is not None and record.exit.signal is None:
+        return f"exit:{record.exit.exit_code}"
+    if record.exit.signal is not None and record.exit.exit_code is None:
+        return f"signal:{record.exit.signal_name}:{record.exit.signal}"
+    return "malformed-exit"
+
+
+# --- argv, shell, cwd, env ------------------------------------------------------------
+
+
+@case(
+    "command.argv/no-shell",
+    "argv ['printf', '%s|', 'a b', '$HOME', '*'] runs without a shell: output 'a b|$HOME|*|'.",
+    {"literal"},
+)
+async def argv_no_shell(ctx: Context) -> Observation:
+    _, record = await run_one(ctx, argv=["printf", "%s|", "a b", "$HOME", "*"])
+    out = bytes(record.stdout)
+    return Observation("literal" if out == b"a b|$HOME|*|" else "expanded", repr(out))
+
+
+@case(
+    "command.argv/shell",
+    "shell \"printf %s $((6*7))\" runs under /bin/sh -c: output '42'.",
+    {"42"},
+)
+async def shell_string(ctx: Context) -> Observation:
+    _, record = await run_one(ctx, shell="printf %s $((6*7))")
+    return Observation(bytes(record.stdout).decode("utf-8", "replace") or _exit_label(record))
+
+
+@case(
+    "command.cwd/given",
+    "cwd '/' : pwd prints '/'.",
+    {"/"},
+)
+async def cwd_given(ctx: Context) -> Observation:
+    _, record = await run_one(ctx, argv=["sh", "-c", "pwd"], cwd="/")
+    return Observation(bytes(record.stdout).decode("utf-8", "replace").strip())
+
+
+@case(
+    "command.cwd/invalid",
+    "cwd naming no directory: the command-scoped error cwd.invalid (fatal false, with the id).",
+    {"error:cwd.invalid"},
+)
+async def cwd_invalid(ctx: Context) -> Observation:
+    _, record = await run_one(ctx, argv=["true"], cwd="/nonexistent/rexec-conformance")
+    if record.error is not None and record.error.fatal:
+        return Observation("fatal")
+    return Observation(_exit_label(record))
+
+
+@case(
+    "command.env/added",
+    "env {REXEC_CONFORMANCE: 'v 1'} is visible to the command.",
+    {"v 1"},
+)
+async def env_added(ctx: Context) -> Observation:
+    _, record = await run_one(ctx, shell='printf %s "$REXEC_CONFORMANCE"',
+                              env={"REXEC_CONFORMANCE": "v 1"})
+    return Observation(bytes(record.stdout).decode("utf-8", "replace") or _exit_label(record))
+
+
+for _name in ("LD_PRELOAD", "BASH_ENV", "IFS", "ENV"):
+    async def _forbidden(ctx: Context, name: str = _name) -> Observation:
+        _, record = await run_one(ctx, argv=["true"], env={name: "/nonexistent"})
+        return Observation(_exit_label(record))
+
+    register(
+        f"command.env/forbidden-{_name}",
+        f"env {{{_name}: ...}} is refused with the command-scoped env.forbidden, not dropped.",
+        {"error:env.forbidden"}, _forbidden,
+    )
+
+
+# --- spawn failures and process groups -------------------------------------------------
+
+
+@case(
+    "command.spawn.failure/not-found",
+    "argv ['/nonexistent/rexec-conformance']: command-scoped spawn.not_found, no exit.",
+    {"error:spawn.not_found"},
+)
+async def not_found(ctx: Context) -> Observation:
+    client = await ctx.client()
+    command_id = await client.run(argv=["/nonexistent/rexec-conformance"])
+    await client.wait_terminal(command_id, ctx.t(QUICK))
+    return Observation(_exit_label(client.records[command_id]))
+
+
+@case(
+    "command.spawn.failure/permission-denied",
+    "argv naming an existing file without execute permission: spawn.permission_denied.",
+    {"error:spawn.permission_denied"},
+)
+async def permission_denied(ctx: Context) -> Observation:
+    path = ctx.temp_path("noexec")
+    await ctx.sh(f"printf 'echo hi\\n' > {path} && chmod 644 {path}")
+    client = await ctx.client()
+    command_id = await client.run(argv=[path])
+    await client.wait_terminal(command_id, ctx.t(QUICK))
+    return Observation(_exit_label(client.records[command_id]))
+
+
+@case(
+    "error.command.scoped",
+    "After a command-scoped spawn.not_found, the same connection still answers ping and runs "
+    "a command.",
+    {"carries-on"},
+)
+async def scoped_error(ctx: Context) -> Observation:
+    client = await ctx.client()
+    bad = await client.run(argv=["/nonexistent/rexec-conformance"])
+    await client.wait_terminal(bad, ctx.t(QUICK))
+    _, record = await run_one(ctx, client=client, argv=["printf", "alive"])
+    if client.closed is not None or client.fatal_error():
+        return Observation("connection-ended")
+    if bytes(record.stdout) == b"alive" and await client.ping(5, ctx.t(QUICK)):
+        return Observation("carries-on")
+    return Observation("stalled", data=record.summary())
+
+
+@case(
+    "command.process.group",
+    "The command's shell is the leader of its own process group: kill -0 -$$ succeeds.",
+    {"leader"},
+)
+async def process_group(ctx: Context) -> Observation:
+    _, record = await run_one(ctx, shell="kill -0 -$$ 2>/dev/null && echo leader || echo member")
+    return Observation(bytes(record.stdout).decode("utf-8", "replace").strip() or "no-output")
+
+
+# --- ids -----------------------------------------------------------------------------------
+
+
+@case(
+    "command.id.increasing/repeated",
+    "Two runs with the same id 5 on one connection: the second is a fatal command.bad_id.",
+    {"fatal:command.bad_id"},
+)
+async def id_repeated(ctx: Context) -> Observation:
+    client = await ctx.client()
+    client.next_id = 5
+    await client.run(argv=["true"])
+    client.next_id = 5
+    await client.run(argv=["true"])
+    return Observation(await ctx.await_fatal(client.wire))
+
+
+@case(
+    "command.id.increasing/lower",
+    "A run with id 3 after a run with id 10: fatal command.bad_id.",
+    {"fatal:command.bad_id"},
+)
+async def id_lower(ctx: Context) -> Observation:
+    client = await ctx.client()
+    client.next_id = 10
+    await client.run(argv=["true"])
+    client.next_id = 3
+    await client.run(argv=["true"])
+    return Observation(await ctx.await_fatal(client.wire))
+
+
+@case(
+    "command.id.unknown/ahead",
+    "A cancel for id 1000 when no run above 1 was sent: fatal command.bad_id.",
+    {"fatal:command.bad_id"},
+)
+async def id_ahead(ctx: Context) -> Observation:
+    client = await ctx.client()
+    await client.run(argv=["true"])
+    await client.wire.send(Cancel(id=1000))
+    return Observation(await ctx.await_fatal(client.wire))
+
+
+@case(
+    "command.id.unknown/ended-dropped",
+    "After a command's exit, a signal, a cancel and a stdin_eof for it are dropped silently: "
+    "the next ping is answered and nothing else arrives for that id.",
+    {"dropped"},
+)
+async def id_ended(ctx: Context) -> Observation:
+    client, record = await run_one(ctx, argv=["true"])
+    await client.wire.send(Signal(id=record.id, signal="SIGTERM"), Cancel(id=record.id),
+                           StdinEof(id=record.id))
+    if not await client.ping(11, ctx.t(QUICK)):
+        return Observation(await ctx.await_fatal(client.wire) if not client.closed else "closed")
+    return Observation("dropped" if not record.after_terminal else "answered")
+
+
+# --- terminal frames and order ------------------------------------------------------------
+
+
+@case(
+    "command.terminal.one/exit",
+    "A command that writes to both streams gets started, its output, one exit, and nothing "
+    "after it (checked up to a ping answered later).",
+    {"one-terminal"},
+)
+async def one_terminal(ctx: Context) -> Observation:
+    client, record = await run_one(ctx, shell="printf a; printf b >&2; printf c")
+    await client.ping(3, ctx.t(QUICK))
+    faults = record.order_faults()
+    if not record.terminal:
+        return Observation("no-terminal", data=record.summary())
+    return Observation("one-terminal" if not faults else "; ".join(faults), data=record.summary())
+
+
+@case(
+    "command.terminal.one/spawn-error",
+    "A run that can't start gets one error with its id (fatal false) and nothing else for it.",
+    {"one-terminal"},
+)
+async def one_terminal_error(ctx: Context) -> Observation:
+    client = await ctx.client()
+    command_id = await client.run(argv=["/nonexistent/rexec-conformance"])
+    await client.wait_terminal(command_id, ctx.t(QUICK))
+    await client.ping(3, ctx.t(QUICK))
+    record = client.records[command_id]
+    if record.error is None or record.error.fatal:
+        return Observation(_exit_label(record))
+    return Observation("one-terminal" if record.kinds == ["error"] else ",".join(record.kinds))
+
+
+@case(
+    "command.started.first",
+    "printf x: started is the first frame for the id, before stdout and exit.",
+    {"started-first"},
+)
+async def started_first(ctx: Context) -> Observation:
+    _, record = await run_one(ctx, argv=["printf", "x"])
+    ok = record.kinds[:1] == ["started"] and record.terminal
+    return Observation("started-first" if ok else ",".join(record.kinds) or "nothing")
+
+
+@case(
+    "exit.after.output",
+    "A shell loop writing 300 lines to stdout and stderr, then exiting at once: every output "
+    "frame comes before exit and all bytes arrive.",
+    {"exit-last"},
+)
+async def exit_after_output(ctx: Context) -> Observation:
+    script = 'i=0; while [ $i -lt 300 ]; do echo "out $i"; echo "err $i" >&2; i=$((i+1)); done'
+    _, record = await run_one(ctx, shell=script)
+    expected = "".join(f"out {i}\n" for i in range(300)).encode()
+    if "exit" not in record.kinds:
+        return Observation(_exit_label(record))
+    if record.after_terminal or record.kinds[-1] != "exit":
+        return Observation("output-after-exit", ",".join(record.after_terminal))
+    return Observation("exit-last" if bytes(record.stdout) == expected else "output-missing")
+
+
+# --- exit codes and signals --------------------------------------------------------------
+
+for _code in (0, 1, 2, 42, 127, 128, 200, 255):
+    async def _exit_code(ctx: Context, code: int = _code) -> Observation:
+        _, record = await run_one(ctx, shell=f"exit {code}")
+        return Observation(_exit_label(record), data=record.summary())
+
+    register(f"exit.code/{_code}", f"sh -c 'exit {_code}': exit_code {_code}, signal null.",
+             {f"exit:{_code}"}, _exit_code)
+
+
+for _sig, _num in (("KILL", 9), ("TERM", 15), ("USR1", None), ("INT", None)):
+    async def _killed(ctx: Context, sig: str = _sig) -> Observation:
+        _, record = await run_one(ctx, shell=f"kill -{sig} $$; sleep 5")
+        label = _exit_label(record)
+        # Numbers other than 9 and 15 differ between systems: check the name.
+        return Observation(label if sig in ("KILL", "TERM") else label.rsplit(":", 1)[0],
+                           data=record.summary())
+
+    register(
+        f"exit.signal.reported/SIG{_sig}",
+        f"A shell that sends itself SIG{_sig}: signal set to its number, signal_name "
+        f"'SIG{_sig}', exit_code null.",
+        {f"signal:SIG{_sig}:{_num}" if _num else f"signal:SIG{_sig}"}, _killed,
+    )
+
+
+@case(
+    "signal.group",
+    "A shell with a background sleep (pid printed) gets signal SIGTERM: the shell ends by "
+    "SIGTERM and the background sleep is gone too (the signal went to the group).",
+    {"group-signalled"}, timeout=10.0,
+)
+async def signal_group(ctx: Context) -> Observation:
+    client = await ctx.client()
+    command_id = await client.run(shell="sleep 60 >/dev/null 2>&1 & echo $!; wait")
+    if not await wait_output(ctx, client, command_id, b"\n"):
+        await wait_started(ctx, client, command_id)
+        return Observation("no-pid-printed", data=client.records[command_id].summary())
+    record = client.records[command_id]
+    child = int(bytes(record.stdout).split()[0])
+    await client.wire.send(Signal(id=command_id, signal="SIGTERM"))
+    await client.wait_terminal(command_id, ctx.t(QUICK))
+    gone = await ctx.pid_gone(child, 1.0, zombie_ok=True)
+    label = _exit_label(record)
+    if label != "signal:SIGTERM:15":
+        return Observation(f"leader:{label}", data=record.summary())
+    return Observation("group-signalled" if gone else "child-survived")

@@ -1,0 +1,148 @@
+"""Output: streams kept apart and live, order, backpressure without loss,
+byte counts, the output limit, and the server's own frame size bounds."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from ..case import Context, Observation
+from ._registry import case
+from ._util import run_one, wait_started
+
+#: Bytes the backpressure command writes: far more than every buffer between
+#: its pipe and the suite (pipe, server, both kernels, with SO_RCVBUF pinned).
+BULK = 32 * 1024 * 1024
+
+
+@case(
+    "output.streams.apart/interleaved",
+    "A shell alternating writes to stdout and stderr: stdout is exactly the stdout writes, "
+    "stderr exactly the stderr writes, each in order.",
+    {"apart"},
+)
+async def streams_apart(ctx: Context) -> Observation:
+    script = "; ".join(f"printf o{i}; printf e{i} >&2" for i in range(20))
+    _, record = await run_one(ctx, shell=script)
+    out = b"".join(b"o%d" % i for i in range(20))
+    err = b"".join(b"e%d" % i for i in range(20))
+    if bytes(record.stdout) == out and bytes(record.stderr) == err:
+        return Observation("apart")
+    return Observation("mixed", data=record.summary())
+
+
+@case(
+    "output.streams.apart/live",
+    "printf first; sleep 1.5; printf second: 'first' arrives at least 1 s before exit "
+    "(output is streamed, not held until the end).",
+    {"live"},
+)
+async def live(ctx: Context) -> Observation:
+    _, record = await run_one(ctx, shell="printf first; sleep 1.5; printf second")
+    if record.exit is None or not record.stdout_chunks or record.exit_time is None:
+        return Observation("no-exit-or-output", data=record.summary())
+    lead = record.exit_time - record.stdout_chunks[0][0]
+    return Observation("live" if lead >= 1.0 else "held", f"first output {lead:.2f} s before exit")
+
+
+@case(
+    "output.streams.apart/order",
+    "A shell printing the numbers 0..9999 one per line: they arrive complete and in order.",
+    {"in-order"},
+)
+async def order(ctx: Context) -> Observation:
+    script = "i=0; while [ $i -lt 10000 ]; do echo $i; i=$((i+1)); done"
+    _, record = await run_one(ctx, shell=script, wait=15.0)
+    expected = "".join(f"{i}\n" for i in range(10000)).encode()
+    return Observation("in-order" if bytes(record.stdout) == expected else "corrupted")
+
+
+async def _bulk(ctx: Context) -> tuple[bool, int, int | None]:
+    """Start BULK bytes of output then ``touch MARKER``; don't read for a while;
+    report whether the command was blocked, and the bytes then read."""
+    marker = ctx.temp_path("backpressure")
+    client = await ctx.client(rcvbuf=64 * 1024)
+    command_id = await client.run(shell=f"head -c {BULK} /dev/zero; touch {marker}")
+    await wait_started(ctx, client, command_id)
+    await asyncio.sleep(ctx.t(1.5))
+    blocked = not await ctx.path_exists(marker)
+    await client.wait_terminal(command_id, ctx.t(20.0))
+    record = client.records[command_id]
+    counted = record.exit.stdout_bytes if record.exit else None
+    return blocked, len(record.stdout), counted
+
+
+@case(
+    "output.backpressure/blocks",
+    f"Run a command writing {BULK >> 20} MiB then touching a marker, and read nothing for 1.5 s "
+    "(SO_RCVBUF 64 KiB): the marker must not exist yet (the command is blocked on its pipe).",
+    {"blocked"}, timeout=25.0,
+)
+async def blocks(ctx: Context) -> Observation:
+    blocked, _, _ = await _bulk(ctx)
+    return Observation("blocked" if blocked else "not-blocked")
+
+
+@case(
+    "output.backpressure/lossless",
+    f"The same {BULK >> 20} MiB read after the pause: every byte arrives and exit.stdout_bytes "
+    "agrees.",
+    {"lossless"}, timeout=25.0,
+)
+async def lossless(ctx: Context) -> Observation:
+    _, received, counted = await _bulk(ctx)
+    if received == BULK and counted == BULK:
+        return Observation("lossless")
+    return Observation("lost", f"received {received}, exit says {counted}, wrote {BULK}")
+
+
+@case(
+    "exit.counts",
+    "printf 12345 to stdout, 123 to stderr, 6 bytes of stdin: the exit counts 5, 3 and 6.",
+    {"5/3/6"},
+)
+async def counts(ctx: Context) -> Observation:
+    _, record = await run_one(ctx, shell="printf 12345; printf 123 >&2; cat >/dev/null",
+                              data=b"abcdef")
+    e = record.exit
+    if e is None:
+        return Observation("no-exit")
+    return Observation(f"{e.stdout_bytes}/{e.stderr_bytes}/{e.stdin_bytes}")
+
+
+@case(
+    "output.limit",
+    "output_limit 1000 on an endless printf loop: exactly 1000 bytes of output arrive.",
+    {"exactly-1000"}, timeout=10.0,
+)
+async def output_limit(ctx: Context) -> Observation:
+    _, record = await run_one(ctx, shell="while :; do printf 0123456789; done", output_limit=1000)
+    total = len(record.stdout) + len(record.stderr)
+    return Observation("exactly-1000" if total == 1000 else f"{total}-bytes")
+
+
+@case(
+    "exit.output_capped",
+    "output_limit 1000 on an endless loop: the exit has output_capped true.",
+    {"capped"}, timeout=10.0,
+)
+async def output_capped(ctx: Context) -> Observation:
+    _, record = await run_one(ctx, shell="while :; do printf 0123456789; done", output_limit=1000)
+    if record.exit is None:
+        return Observation("no-exit")
+    return Observation("capped" if record.exit.output_capped else "not-capped")
+
+
+@case(
+    "limits.announced/server-frames",
+    "4 MiB of output: every frame the server sends stays within 64 KiB of header and 1 MiB of "
+    "body (a larger one is reported by the decoder as a server fault).",
+    {"within-limits"}, timeout=10.0,
+)
+async def server_frames(ctx: Context) -> Observation:
+    started = time.monotonic()
+    _, record = await run_one(ctx, shell="head -c 4194304 /dev/zero", wait=8.0)
+    if len(record.stdout) != 4 * 1024 * 1024:
+        return Observation("incomplete", f"{len(record.stdout)} bytes in "
+                                         f"{time.monotonic() - started:.1f} s")
+    return Observation("within-limits")

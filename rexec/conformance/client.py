@@ -1,0 +1,264 @@
+"""A minimal, deliberately literal client on top of ``Wire``.
+
+``Client`` performs the handshake and keeps one ``CommandRecord`` per command
+id with everything the server sent for it, in order, including what it should
+not have sent (output before ``started``, frames after the terminal frame).
+It checks nothing itself beyond decoding: judging is the cases' job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import time
+from typing import Any
+
+from rexec.protocol import (
+    PROTOCOL_VERSION,
+    Auth,
+    AuthOk,
+    Error,
+    Exit,
+    Hello,
+    Pong,
+    Run,
+    Started,
+    Stderr,
+    Stdin,
+    StdinCredit,
+    StdinEof,
+    Stdout,
+    client_proof,
+    server_proof,
+)
+from rexec.protocol._messages import _Message
+
+from .wire import Closed, Wire
+
+
+class SetupError(Exception):
+    """The case could not get to the point it tests (connect, handshake, …)."""
+
+
+class Unsupported(Exception):
+    """The implementation declared it can't do what the case needs
+    (a ``spawn.*`` or ``pty.failed`` error for a command of protocol.md §10)."""
+
+
+@dataclasses.dataclass
+class CommandRecord:
+    """Everything received for one command id, in arrival order."""
+
+    id: int
+    kinds: list[str] = dataclasses.field(default_factory=list)
+    pid: int | None = None
+    stdout: bytearray = dataclasses.field(default_factory=bytearray)
+    stderr: bytearray = dataclasses.field(default_factory=bytearray)
+    stdout_chunks: list[tuple[float, int]] = dataclasses.field(default_factory=list)
+    exit: Exit | None = None
+    error: Error | None = None
+    credit_granted: int = 0
+    after_terminal: list[str] = dataclasses.field(default_factory=list)
+    exit_time: float | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.exit is not None or self.error is not None
+
+    def order_faults(self) -> list[str]:
+        """Breaches of started-first / exit-last / one-terminal seen so far."""
+        faults = []
+        kinds = self.kinds
+        if "started" in kinds:
+            first = kinds.index("started")
+            if any(k in ("stdout", "stderr", "exit") for k in kinds[:first]):
+                faults.append("frame before started")
+            if kinds.count("started") > 1:
+                faults.append("started twice")
+        elif "exit" in kinds or "stdout" in kinds or "stderr" in kinds:
+            faults.append("output or exit without started")
+        if self.after_terminal:
+            faults.append("frames after the terminal frame: " + ",".join(self.after_terminal))
+        return faults
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "frames": self.kinds, "pid": self.pid,
+            "stdout": bytes(self.stdout[:200]).decode("utf-8", "replace"),
+            "stdout_bytes": len(self.stdout), "stderr_bytes": len(self.stderr),
+            "exit": self.exit.model_dump(mode="json") if self.exit else None,
+            "error": self.error.model_dump(mode="json") if self.error else None,
+        }
+
+
+class Client:
+    """An authenticated (or authenticating) connection and its commands."""
+
+    def __init__(self, wire: Wire, key: bytes) -> None:
+        self.wire = wire
+        self.key = key
+        self.hello: Hello | None = None
+        self.records: dict[int, CommandRecord] = {}
+        self.other: list[_Message] = []  # frames without a command id (pong, errors)
+        self.next_id = 1
+        self.closed: Closed | None = None
+        self._stdin_count: dict[int, int] = {}
+
+    # --- handshake ---------------------------------------------------------------
+
+    async def read_hello(self, timeout: float) -> Hello:
+        got = await self.wire.next_frame(timeout)
+        if not isinstance(got, Hello):
+            raise SetupError(f"expected hello, got {_describe(got)}")
+        self.hello = got
+        return got
+
+    def auth_message(self, *, version: int = PROTOCOL_VERSION, key: bytes | None = None) -> Auth:
+        """The ``auth`` answering the hello read, with a fresh client nonce."""
+        assert self.hello is not None
+        nonce = secrets.token_hex(32)
+        mac = client_proof(key or self.key, self.hello.nonce, nonce, self.hello.server)
+        return Auth(version=version, nonce=nonce, mac=mac)
+
+    async def handshake(self, timeout: float) -> None:
+        """hello → auth → auth_ok, verifying the server's proof.
+
+        Raises:
+            SetupError: any other course of events.
+        """
+        await self.read_hello(timeout)
+        auth = self.auth_message()
+        await self.wire.send(auth)
+        got = await self.wire.next_frame(timeout)
+        if not isinstance(got, AuthOk):
+            raise SetupError(f"authentication failed: {_describe(got)}")
+        assert self.hello is not None
+        expected = server_proof(self.key, self.hello.nonce, auth.nonce, self.hello.server)
+        if got.mac != expected:
+            raise SetupError("the server's auth_ok proof is wrong (does it hold the same key?)")
+
+    # --- commands --------------------------------------------------------------
+
+    def new_id(self) -> int:
+        command_id = self.next_id
+        self.next_id += 1
+        self.records[command_id] = CommandRecord(command_id)
+        return command_id
+
+    def run_message(self, **fields: Any) -> Run:
+        """A ``run`` with a fresh id; ``fields`` are Run's members."""
+        return Run(id=self.new_id(), **fields)
+
+    async def run(self, **fields: Any) -> int:
+        message = self.run_message(**fields)
+        await self.wire.send(message)
+        return message.id
+
+    async def send_stdin(self, command_id: int, data: bytes, *, timeout: float) -> bool:
+        """Send ``data`` within the credit, waiting for ``stdin_credit`` as
+        needed. Returns False when credit did not come within ``timeout``."""
+        assert self.hello is not None
+        record = self.records[command_id]
+        limit = self.hello.limits
+        sent = 0
+        deadline = time.monotonic() + timeout
+        while sent < len(data):
+            credit = limit.stdin_window + record.credit_granted - self._stdin_sent(command_id)
+            if credit <= 0:
+                if time.monotonic() > deadline or record.terminal or self.closed:
+                    return False
+                await self.pump(deadline - time.monotonic(), until=lambda: False, max_frames=1)
+                continue
+            chunk = data[sent : sent + min(credit, limit.max_body, 256 * 1024)]
+            await self.wire.send(Stdin.with_data(command_id, chunk))
+            self._stdin_count[command_id] = self._stdin_sent(command_id) + len(chunk)
+            sent += len(chunk)
+        return True
+
+    def _stdin_sent(self, command_id: int) -> int:
+        return self._stdin_count.get(command_id, 0)
+
+    async def stdin_eof(self, command_id: int) -> None:
+        await self.wire.send(StdinEof(id=command_id))
+
+    # --- receiving ---------------------------------------------------------------
+
+    def _dispatch(self, message: _Message) -> None:
+        command_id = getattr(message, "id", None)
+        if command_id is None or (isinstance(message, Error) and message.fatal):
+            self.other.append(message)
+            return
+        record = self.records.get(command_id)
+        if record is None:
+            record = self.records[command_id] = CommandRecord(command_id)
+        if record.terminal:
+            record.after_terminal.append(message.type)
+        record.kinds.append(message.type)
+        if isinstance(message, Started):
+            record.pid = message.pid
+        elif isinstance(message, Stdout):
+            record.stdout += message.data
+            record.stdout_chunks.append((time.monotonic(), len(message.data)))
+        elif isinstance(message, Stderr):
+            record.stderr += message.data
+        elif isinstance(message, StdinCredit):
+            record.credit_granted += message.bytes
+        elif isinstance(message, Exit) and record.exit is None:
+            record.exit = message
+            record.exit_time = time.monotonic()
+        elif isinstance(message, Error) and record.error is None:
+            record.error = message
+
+    async def pump(self, timeout: float, *, until: Any, max_frames: int | None = None) -> bool:
+        """Read and file frames until ``until()`` is true, the connection
+        closes, or ``timeout`` passes. Returns ``until()``."""
+        deadline = time.monotonic() + timeout
+        count = 0
+        while not until():
+            if self.closed is not None or (max_frames is not None and count >= max_frames):
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            got = await self.wire.next_frame(remaining)
+            if got is None:
+                break
+            if isinstance(got, Closed):
+                self.closed = got
+                break
+            self._dispatch(got)
+            count += 1
+        return bool(until())
+
+    async def wait_terminal(self, ids: list[int] | int, timeout: float) -> bool:
+        """Pump until every command in ``ids`` has its terminal frame."""
+        wanted = [ids] if isinstance(ids, int) else ids
+        return await self.pump(
+            timeout, until=lambda: all(self.records[i].terminal for i in wanted)
+        )
+
+    async def ping(self, seq: int, timeout: float) -> bool:
+        """Send ``ping`` and pump until the matching ``pong`` arrives."""
+        from rexec.protocol import Ping
+
+        await self.wire.send(Ping(seq=seq))
+        return await self.pump(
+            timeout,
+            until=lambda: any(isinstance(m, Pong) and m.seq == seq for m in self.other),
+        )
+
+    def fatal_error(self) -> Error | None:
+        for message in self.other:
+            if isinstance(message, Error) and message.fatal:
+                return message
+        return None
+
+
+def _describe(got: object) -> str:
+    if got is None:
+        return "nothing (timeout)"
+    if isinstance(got, Closed):
+        return f"connection closed ({got.how})"
+    if isinstance(got, Error):
+        return f"error {got.code}"
+    return getattr(got, "type", repr(got))

@@ -1,0 +1,222 @@
+"""The requirements of protocol.md the suite checks, quoted.
+
+The suite ships without protocol.md, so each requirement it cites is embedded
+here: its stable id, its level and a verbatim quote. ``tests/conformance``
+checks every quote against protocol.md (whitespace and Markdown emphasis
+aside), so a quote can't drift from the document it cites.
+
+Level: ``MUST`` for every rule protocol.md states as mandatory, whether with the
+RFC 2119 keyword or in the indicative ("is a fatal error", "has exit_code
+set"); ``SHOULD`` only where the document says SHOULD.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+
+class Level(str, enum.Enum):
+    MUST = "MUST"
+    SHOULD = "SHOULD"
+
+
+@dataclasses.dataclass(frozen=True)
+class Requirement:
+    id: str
+    level: Level
+    quote: str
+
+
+_M, _S = Level.MUST, Level.SHOULD
+
+_TABLE: tuple[tuple[str, Level, str], ...] = (
+    ("frame.length.format", _M,
+     "The header length is a signed 32-bit little-endian integer"),
+    ("frame.length.negative", _M,
+     ("A receiver MUST treat a header length ≤ 0 as a fatal frame.bad_length error. It MUST detect "
+     "this as soon as the 4 length bytes have arrived, without waiting for more.")),
+    ("frame.length.limit", _M,
+     ("A receiver MUST treat a header length above its header limit (section 7) as a fatal "
+     "frame.too_large error, detected as soon as the 4 length bytes have arrived and without "
+     "reading the declared header. A length equal to the limit is accepted.")),
+    ("frame.header.json", _M,
+     ("The header MUST be UTF-8 JSON (RFC 8259). A header that is not valid UTF-8 or not valid JSON "
+     "is a fatal header.bad_json error.")),
+    ("frame.header.object", _M,
+     "The header MUST be a JSON object; anything else is a fatal header.not_object error."),
+    ("frame.header.type", _M,
+     ("The header MUST have a string member type naming one of the message types of section 4; a "
+     "missing or unknown type is a fatal header.unknown_type error.")),
+    ("frame.header.schema", _M,
+     ("The header MUST match its type's schema exactly: every required member present, no unknown "
+     "member, every member of its JSON type with no coercion")),
+    ("frame.body.size", _M,
+     ("Only stdin, stdout and stderr carry a body; a non-zero data_size on any other type is a "
+     "fatal header.invalid error.")),
+    ("frame.body.limit", _M,
+     ("A receiver MUST treat a data_size above its body limit as a fatal frame.body_too_large "
+     "error, detected when the header has arrived, before reading the body.")),
+    ("frame.body.binary", _M,
+     ("Command input and output bytes travel only in bodies, verbatim: never inside JSON, never "
+     "re-encoded. Any byte values are allowed.")),
+    ("frame.stream.chunking", _M,
+     ("A receiver MUST decode the same messages whatever the chunking of the byte stream: split at "
+     "any byte, or many frames in one segment.")),
+    ("frame.eof.truncated", _M,
+     ("A stream that ends inside a frame is a truncated frame: the receiver treats it as the peer's "
+     "departure")),
+    ("handshake.hello.first", _M,
+     "The server MUST send hello as its first frame, at once on accepting the connection"),
+    ("handshake.version", _M,
+     ("A server that receives an auth with a version it does not speak MUST answer with a fatal "
+     "version.unsupported error.")),
+    ("handshake.order", _M,
+     ("Before the handshake is complete, the only legal frames are hello (server), then auth "
+     "(client), then auth_ok (server), or at any point a fatal error from either peer. Any other "
+     "frame is a fatal protocol.unexpected error.")),
+    ("auth.before.anything", _M,
+     ("A server MUST NOT start a command, or act on any frame other than auth, before the client "
+     "has authenticated.")),
+    ("auth.deadline", _M,
+     ("A server MUST close a connection that has not completed authentication within its auth "
+     "deadline (default 10 s), sending a fatal auth.timeout error first.")),
+    ("auth.nonce.fresh", _M,
+     ("Each peer MUST draw a fresh nonce for every connection; the server's nonce makes a replayed "
+     "auth fail.")),
+    ("auth.mac.verify", _M,
+     ("On a mismatch it MUST send a fatal auth.failed error whose message does not say what was "
+     "wrong, and close.")),
+    ("auth.mutual", _M,
+     ("On a match the server sends auth_ok with its own mac. The client MUST verify it and, on a "
+     "mismatch, close the connection without sending any command")),
+    ("auth.key.secret", _M,
+     "The key never travels, in any form other than these macs."),
+    ("message.ping.answer", _M,
+     ("A peer that receives ping MUST answer pong with the same seq promptly, at any time after the "
+     "handshake.")),
+    ("command.id.increasing", _M,
+     ("Each run on a connection MUST use an id greater than every id used before on it. A run whose "
+     "id is not greater is a fatal command.bad_id error.")),
+    ("command.id.unknown", _M,
+     ("A frame naming an id greater than every run id so far is a fatal command.bad_id error. A "
+     "client frame naming a command that has already ended is dropped silently")),
+    ("command.concurrent", _M,
+     ("Several commands MAY run at once on one connection; their frames interleave. Order is "
+     "preserved within each stream of each command, not across them.")),
+    ("command.busy", _M,
+     ("A run beyond the server's max_commands running commands on the connection, or its global "
+     "limit, MUST be refused at once with the command-scoped error busy, never queued.")),
+    ("command.argv", _M,
+     ("With argv, the server executes argv[0] directly (searched in PATH), with argv as its "
+     "arguments and no shell. With shell, it runs /bin/sh -c SHELL.")),
+    ("command.cwd", _M,
+     "A cwd that is not an existing directory is the command-scoped error cwd.invalid."),
+    ("command.env", _M,
+     "A server MUST refuse names that change how programs load or shells start"),
+    ("command.spawn.failure", _M,
+     ("A command that can't be started is answered by a command-scoped error: spawn.not_found (no "
+     "such program), spawn.permission_denied (not executable)")),
+    ("command.process.group", _M,
+     "Each command runs in a process group (and session) of its own"),
+    ("command.terminal.one", _M,
+     ("Every run gets exactly one terminal frame for its id: exit if the command started, or an "
+     "error with that id (fatal false) if it never started. Nothing for that id follows its "
+     "terminal frame.")),
+    ("command.started.first", _M,
+     "For a command that starts, started comes before any output and before exit."),
+    ("exit.after.output", _M,
+     "exit MUST come after every stdout and stderr frame of the command."),
+    ("exit.code", _M,
+     "A command that exited has exit_code set (0–255) and signal null."),
+    ("exit.signal.reported", _M,
+     ("A command killed by a signal has signal set to the signal's number on the server and "
+     "signal_name to its name, and exit_code null.")),
+    ("exit.timed_out", _M,
+     "timed_out is true when the server ended the command because its timeout expired."),
+    ("exit.cancelled", _M,
+     "cancelled is true when the server ended the command because of a cancel"),
+    ("exit.output_capped", _M,
+     ("output_capped is true when the server ended the command because its output reached "
+     "output_limit.")),
+    ("exit.pipes_held", _M,
+     ("pipes_held is true when the command's process exited but a process it left behind kept its "
+     "output open past the drain grace")),
+    ("exit.counts", _M,
+     ("stdout_bytes and stderr_bytes are the body bytes sent in that command's stdout and stderr "
+     "frames; stdin_bytes is the stdin bytes received for it.")),
+    ("output.streams.apart", _M,
+     ("stdout and stderr MUST be kept apart, each delivered in order, as the command writes them "
+     "(no waiting for the end).")),
+    ("output.backpressure", _M,
+     ("The server MUST NOT buffer output without bound: when the client does not read, the server "
+     "stops reading the command's pipes, and the command blocks on its writes.")),
+    ("output.limit", _M,
+     "With output_limit N, the server sends exactly the first N bytes of output"),
+    ("stdin.closed.default", _M,
+     ("With stdin false, the command's standard input is /dev/null, and the client MUST NOT send "
+     "stdin or stdin_eof for it (fatal protocol.unexpected).")),
+    ("stdin.credit", _M,
+     ("Sending beyond the credit is a fatal flow.window_exceeded error. A client MAY send stdin "
+     "right after run, without waiting for started.")),
+    ("stdin.credit.grant", _M,
+     ("A server's frame reader MUST NOT block on a command's stdin pipe: signals, cancels and other "
+     "commands' frames are always read.")),
+    ("stdin.eof", _M,
+     ("stdin_eof closes the command's standard input after the bytes sent before it have been "
+     "written. No stdin for that id may follow it (fatal protocol.unexpected).")),
+    ("exit.by.process", _M,
+     ("A command ends when its process (the one the server started) exits, not when its pipes "
+     "close.")),
+    ("signal.group", _M,
+     "signal delivers the signal to the command's process group."),
+    ("timeout.kill.tree", _M,
+     ("When timeout expires, the server sends SIGTERM to the command's process group, then SIGKILL "
+     "to the group after a kill grace (default 2 s) if any process of it is left, and reports "
+     "timed_out.")),
+    ("cancel.kill.tree", _M,
+     ("cancel ends the command the same way (TERM, grace, KILL, to the group) and reports "
+     "cancelled. A cancel for a command that has ended is dropped.")),
+    ("resize.pty", _M,
+     "resize sets the window size of the command's pty"),
+    ("disconnect.kill", _M,
+     ("When the connection ends for any reason, the server MUST kill the process group of every "
+     "command still running on it (TERM, grace, KILL) and reap them.")),
+    ("process.reaped", _M,
+     "The server MUST reap every process it starts: no zombies."),
+    ("pty.run", _M,
+     ("With pty, the command's stdin, stdout and stderr are the slave side of a new "
+     "pseudo-terminal of the given size, with TERM set to term")),
+    ("error.message.no_echo", _M,
+     "a short message for people that MUST NOT echo the peer's input"),
+    ("error.fatal.close", _M,
+     ("After sending a fatal error a peer MUST close the connection (at once, without reading "
+     "further input)")),
+    ("error.fatal.prompt", _S,
+     "SHOULD do so within 1 s even when the peer does not read"),
+    ("error.command.scoped", _M,
+     "A non-fatal error with an id ends that command only; the connection carries on."),
+    ("limits.announced", _M,
+     ("The server announces its header, body, stdin and command limits in hello. A client MUST NOT "
+     "exceed them; a server MUST NOT send a header above 64 KiB or a body above 1 MiB.")),
+    ("close.client.eof", _M,
+     ("A half-close is not a disconnect: running commands go on and their frames are still sent; "
+     "the server closes the connection when no command is left running.")),
+    ("tls.loopback.only", _M,
+     ("Without TLS, a server MUST listen only on loopback addresses unless its operator explicitly "
+     "opts out")),
+)
+
+#: Every requirement the suite cites, by id.
+REQUIREMENTS: dict[str, Requirement] = {
+    rid: Requirement(rid, level, quote) for rid, level, quote in _TABLE
+}
+
+
+def requirement(rid: str) -> Requirement:
+    """The requirement ``rid`` (a case id without its ``/variant``).
+
+    Raises:
+        KeyError: the suite cites no such requirement (a bug in a case).
+    """
+    return REQUIREMENTS[rid.split("/", 1)[0]]

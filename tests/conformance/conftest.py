@@ -1,0 +1,113 @@
+"""Fixtures for the conformance suite's own tests: the broken (fake) server in
+a subprocess, and an in-process runner that returns verdicts by case id."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import re
+import secrets
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from rexec.conformance import Options, Result, Target, all_cases, run_suite
+from rexec.conformance import select as select_cases
+
+BROKEN_SERVER = Path(__file__).with_name("broken_server.py")
+READY = re.compile(rb"listening on (\S+):(\d+)")
+#: Settings the fake server runs with, and the suite is told about.
+FAKE_TIMING = {"auth_deadline": 1.0, "kill_grace": 1.0, "drain_grace": 1.0}
+
+
+@dataclasses.dataclass
+class FakeServer:
+    host: str
+    port: int
+    key: bytes
+    process: subprocess.Popen[bytes]
+
+
+def write_key_file(directory: Path) -> Path:
+    path = directory / "key"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(secrets.token_hex(32) + "\n")
+    return path
+
+
+def start_fake(directory: Path, flags: list[str], *extra: str) -> FakeServer:
+    directory.mkdir(parents=True, exist_ok=True)
+    key_file = directory / "key" if (directory / "key").exists() else write_key_file(directory)
+    with open(directory / "fake.stderr", "ab") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, str(BROKEN_SERVER), "--key-file", str(key_file), "--port", "0",
+             "--break", ",".join(flags), *extra],
+            stdout=subprocess.PIPE, stderr=stderr, start_new_session=True,
+        )
+    assert process.stdout is not None
+    deadline, line = time.monotonic() + 15, b""
+    while time.monotonic() < deadline and not line.endswith(b"\n"):
+        if select.select([process.stdout], [], [], 0.1)[0]:
+            chunk = os.read(process.stdout.fileno(), 4096)
+            if not chunk:
+                break
+            line += chunk
+    match = READY.search(line)
+    if not match:
+        process.kill()
+        raise RuntimeError(f"fake server did not start: {line!r}")
+    key = bytes.fromhex(key_file.read_text().strip())
+    return FakeServer(match.group(1).decode(), int(match.group(2)), key, process)
+
+
+def stop_fake(server: FakeServer) -> None:
+    """Stop the fake server; on SIGTERM it kills every command it started,
+    whatever its flags, so no breakage leaks processes past the test."""
+    if server.process.poll() is None:
+        server.process.send_signal(signal.SIGTERM)
+        try:
+            server.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()
+    if server.process.stdout:
+        server.process.stdout.close()
+
+
+@pytest.fixture
+def fake_server(tmp_path: Path) -> Iterator[Callable[..., FakeServer]]:
+    started: list[FakeServer] = []
+
+    def start(flags: list[str] | tuple[str, ...] = (), *extra: str) -> FakeServer:
+        server = start_fake(tmp_path / f"fake{len(started)}", list(flags), *extra)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        stop_fake(server)
+
+
+async def run_cases_async(
+    host: str, port: int, key: bytes, patterns: list[str] | None = None, **timing: float
+) -> dict[str, Result]:
+    """Run the selected cases; results by case id."""
+    cases = select_cases(all_cases(), patterns, None)
+    options = Options(key=key, **timing)
+    results = await run_suite(cases, Target(host, port), options)
+    return {r.case.id: r for r in results}
+
+
+def run_cases(
+    host: str, port: int, key: bytes, patterns: list[str] | None = None, **timing: float
+) -> dict[str, Result]:
+    """``run_cases_async`` in a fresh event loop."""
+    return asyncio.run(run_cases_async(host, port, key, patterns, **timing))

@@ -1,0 +1,177 @@
+"""The suite must be able to fail: each breakage of the fake server is caught
+by the right case ids, and the unbroken fake server passes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from rexec.conformance import Result, Verdict, all_cases
+
+from .broken_server import FLAGS
+from .conftest import FAKE_TIMING, FakeServer, run_cases, run_cases_async, start_fake, stop_fake
+
+#: Broken servers checked at once: most of a breakage run is spent waiting for
+#: a reaction that never comes, so they overlap well even on 2 cores.
+PARALLEL = 8
+
+#: flag -> the case ids that must fail (non-strict for SHOULD cases) against it.
+CAUGHT_BY: dict[str, set[str]] = {
+    "accept_negative_length": {
+        "frame.length.negative/00000000", "frame.length.negative/ffffffff",
+        "frame.length.negative/00000080", "frame.length.negative/pre-auth"},
+    "no_header_limit": {"frame.length.limit/over", "frame.length.limit/pre-auth",
+                        "frame.length.limit/http", "frame.length.limit/tls-client-hello"},
+    "off_by_one_limit": {"frame.length.limit/equal"},
+    "no_body_limit": {"frame.body.limit"},
+    "fragile_reader": {"frame.stream.chunking/every-byte", "frame.stream.chunking/odd-sizes",
+                       "frame.stream.chunking/split-length",
+                       "frame.stream.chunking/many-in-one-write",
+                       "frame.header.json/after-valid-frame"},
+    "lenient_utf8": {"frame.header.json/bad-utf8"},
+    "lax_schema": {f"frame.header.schema/{v}" for v in (
+        "missing-member", "unknown-member", "string-for-int", "float-for-int", "negative-int",
+        "int-for-bool", "nul", "argv-and-shell")} | {"frame.body.size/on-ping"},
+    "generic_header_error": {
+        "frame.header.json/not-json", "frame.header.json/truncated-json",
+        "frame.header.json/bad-utf8", "frame.header.object/array", "frame.header.object/string",
+        "frame.header.object/number", "frame.header.object/null", "frame.header.type/missing",
+        "frame.header.type/unknown", "error.message.no_echo/unknown-type",
+        "error.message.no_echo/bad-json"},
+    "echo_input": {"error.message.no_echo/unknown-type", "error.message.no_echo/schema",
+                   "error.message.no_echo/bad-json"},
+    "first_member_wins": {"frame.header.schema/duplicate-member"},
+    "require_data_size": {"frame.body.size/absent-is-zero"},
+    "big_endian": {"frame.length.format", "handshake.hello.first"},
+    "no_hello": {"handshake.hello.first"},
+    "ignore_version": {"handshake.version/unsupported"},
+    "no_auth_required": {"handshake.order/run-before-auth", "handshake.order/ping-before-auth",
+                         "auth.before.anything/pipelined-run"},
+    "accept_any_mac": {"auth.mac.verify/wrong-key", "auth.before.anything/after-bad-auth"},
+    "fixed_nonce": {"auth.nonce.fresh/replay", "auth.nonce.fresh/distinct"},
+    "bad_server_mac": {"auth.mutual/server-proof"},
+    "no_auth_deadline": {"auth.deadline"},
+    "leak_key": {"auth.key.secret"},
+    "argv_via_shell": {"command.argv/no-shell"},
+    "shell_split": {"command.argv/shell"},
+    "ignore_cwd": {"command.cwd/given", "command.cwd/invalid"},
+    "drop_env": {"command.env/added", "command.env/forbidden-LD_PRELOAD",
+                 "command.env/forbidden-IFS"},
+    "allow_forbidden_env": {"command.env/forbidden-LD_PRELOAD", "command.env/forbidden-BASH_ENV",
+                            "command.env/forbidden-IFS", "command.env/forbidden-ENV"},
+    "spawn_errors_as_exit": {"command.spawn.failure/not-found",
+                             "command.spawn.failure/permission-denied",
+                             "command.terminal.one/spawn-error"},
+    "no_process_group": {"command.process.group"},
+    "signal_leader_only": {"signal.group"},
+    "no_id_check": {"command.id.increasing/repeated", "command.id.increasing/lower",
+                    "command.id.unknown/ahead"},
+    "strict_ended": {"command.id.unknown/ended-dropped", "cancel.kill.tree/after-exit"},
+    "double_terminal": {"command.terminal.one/exit"},
+    "output_before_started": {"command.started.first", "command.terminal.one/exit"},
+    "exit_before_output": {"exit.after.output"},
+    "buffer_output": {"output.streams.apart/live"},
+    "merge_stderr": {"output.streams.apart/interleaved"},
+    "text_mode_output": {"frame.body.binary/stdin-roundtrip", "frame.body.binary/output"},
+    "exit_code_off_by_one": {f"exit.code/{c}" for c in (0, 1, 2, 42, 127, 128, 200, 255)},
+    "truncate_exit_code": {"exit.code/128", "exit.code/200", "exit.code/255"},
+    "signal_as_exit_code": {"exit.signal.reported/SIGKILL", "exit.signal.reported/SIGTERM",
+                            "exit.signal.reported/SIGUSR1", "exit.signal.reported/SIGINT",
+                            "exit.timed_out"},
+    "bad_counts": {"exit.counts"},
+    "close_on_command_error": {"error.command.scoped"},
+    "drop_when_paused": {"output.backpressure/lossless"},
+    "unbounded_buffer": {"output.backpressure/blocks"},
+    "huge_frames": {"limits.announced/server-frames"},
+    "ignore_output_limit": {"output.limit", "exit.output_capped"},
+    "no_credit_grant": {"stdin.credit.grant/through-cat"},
+    "no_flow_control": {"stdin.credit/exceeded"},
+    "blocking_stdin_write": {"stdin.credit.grant/reader-not-blocked"},
+    "lenient_stdin": {"stdin.closed.default/refused", "stdin.eof/stdin-after"},
+    "stdin_pipe_always": {"stdin.closed.default/dev-null"},
+    "ignore_stdin_eof": {"stdin.eof/closes", "stdin.credit/pipelined"},
+    "kill_leader_only": {"timeout.kill.tree/term", "timeout.kill.tree/kill",
+                         "cancel.kill.tree/mid-stream", "disconnect.kill"},
+    "leave_running_on_timeout": {"timeout.kill.tree/term", "timeout.kill.tree/kill"},
+    "no_cancelled_flag": {"exit.cancelled", "cancel.kill.tree/mid-stream",
+                          "cancel.kill.tree/before-start"},
+    "wait_for_pipes": {"exit.by.process", "exit.pipes_held"},
+    "no_reap": {"process.reaped"},
+    "no_kill_on_disconnect": {"disconnect.kill", "frame.eof.truncated/departure"},
+    "ignore_truncated_eof": {"frame.eof.truncated/departure"},
+    "eof_is_disconnect": {"close.client.eof"},
+    "serialize_commands": {"command.concurrent/not-serialised"},
+    "no_busy_limit": {"command.busy"},
+    "no_pong": {"message.ping.answer/idle", "message.ping.answer/large-seq",
+                "message.ping.answer/mid-stream"},
+    "no_close_after_fatal": {"frame.length.negative/ffffffff", "handshake.version/unsupported",
+                             "auth.mac.verify/wrong-key", "frame.header.object/array"},
+    "continue_after_fatal": {"error.fatal.close/stops-reading"},
+    "no_abort": {"error.fatal.prompt"},
+}
+
+#: Cases no breakage here fails, and why.
+NOT_CAUGHT = {
+    "auth.mac.verify/right-key": "a positive control: the fake must authenticate to be tested",
+    "frame.header.type/non-string": "both codes are accepted (protocol.md is silent)",
+    "frame.eof.truncated/not-a-message": "no plausible server acts on half a header",
+    "command.concurrent/interleaved": "would need a fake that mixes up ids",
+    "output.streams.apart/order": "would need a fake that reorders a stream",
+    "frame.header.schema/non-finite": "Python's JSON accepts 1e999 as inf; pydantic refuses it",
+    "pty.run": "the fake has no ptys (it answers pty.failed: unsupported)",
+    "resize.pty": "the fake has no ptys",
+    "resize.pty/no-pty": "the fake ignores resize like rexecd",
+    "tls.loopback.only": "needs a non-loopback address",
+}
+
+
+def test_every_flag_has_cases_and_every_case_a_flag_or_a_reason() -> None:
+    assert set(CAUGHT_BY) == set(FLAGS)
+    ids = {case.id for case in all_cases()}
+    caught = set().union(*CAUGHT_BY.values())
+    assert caught <= ids, caught - ids
+    assert ids - caught == set(NOT_CAUGHT)
+
+
+def test_unbroken_fake_server_passes(fake_server: Callable[..., FakeServer]) -> None:
+    server = fake_server()
+    results = run_cases(server.host, server.port, server.key, **FAKE_TIMING)
+    bad = {cid: (r.verdict.value, r.observed, r.detail) for cid, r in results.items()
+           if r.verdict not in (Verdict.PASS, Verdict.UNSUPPORTED)}
+    assert not bad
+    unsupported = {cid for cid, r in results.items() if r.verdict is Verdict.UNSUPPORTED}
+    assert unsupported == {"pty.run", "resize.pty", "tls.loopback.only"}
+
+
+@pytest.fixture(scope="module")
+def breakage_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Result]]:
+    """Every flag's selected cases, run against its own broken server,
+    PARALLEL servers at a time."""
+    root = tmp_path_factory.mktemp("broken")
+
+    async def one(flag: str, slots: asyncio.Semaphore) -> tuple[str, dict[str, Result]]:
+        async with slots:
+            server = await asyncio.to_thread(start_fake, Path(root, flag), [flag])
+            try:
+                return flag, await run_cases_async(
+                    server.host, server.port, server.key, sorted(CAUGHT_BY[flag]), **FAKE_TIMING)
+            finally:
+                await asyncio.to_thread(stop_fake, server)
+
+    async def all_flags() -> dict[str, dict[str, Result]]:
+        slots = asyncio.Semaphore(PARALLEL)
+        return dict(await asyncio.gather(*(one(flag, slots) for flag in CAUGHT_BY)))
+
+    return asyncio.run(all_flags())
+
+
+@pytest.mark.parametrize("flag", sorted(CAUGHT_BY))
+def test_breakage_is_caught(flag: str, breakage_results: dict[str, dict[str, Result]]) -> None:
+    expected = CAUGHT_BY[flag]
+    results = breakage_results[flag]
+    missed = {cid: (results[cid].verdict.value, results[cid].observed) for cid in expected
+              if results[cid].verdict not in (Verdict.FAIL, Verdict.NON_STRICT)}
+    assert not missed, f"{flag} ({FLAGS[flag]}) was not caught by {missed}"
