@@ -10,7 +10,9 @@ from __future__ import annotations
 import dataclasses
 import errno
 import fcntl
+import functools
 import os
+import pwd
 import shutil
 import struct
 import subprocess
@@ -21,7 +23,7 @@ from rexec.protocol import ErrorCode, Run
 
 #: What a command inherits from the daemon's own environment, when set there.
 #: Nothing else leaks: a daemon's secrets stay out of the commands it runs.
-BASE_ENV_NAMES = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "TZ", "TERM")
+BASE_ENV_NAMES = ("PATH", "LANG", "LC_ALL", "TZ", "TERM")
 
 #: Names that change how programs are loaded or how shells start: accepting
 #: them from a client would let it run code other than the command it asked for.
@@ -78,14 +80,36 @@ def command_env(run: Run) -> dict[str, str]:
         SpawnError: ``env.forbidden`` for a name that could hijack the command.
     """
     for name in run.env:
-        if name in FORBIDDEN_ENV_NAMES or name.startswith(FORBIDDEN_ENV_PREFIXES):
-            raise SpawnError(ErrorCode.ENV_FORBIDDEN, f"environment name {name[:40]!r} is not allowed")
+        # The message names our rule, never the client's text.
+        if name in FORBIDDEN_ENV_NAMES:
+            raise SpawnError(ErrorCode.ENV_FORBIDDEN, f"{name} may not be set by a client")
+        for prefix in FORBIDDEN_ENV_PREFIXES:
+            if name.startswith(prefix):
+                raise SpawnError(ErrorCode.ENV_FORBIDDEN, f"{prefix}* names may not be set by a client")
     env = {name: os.environ[name] for name in BASE_ENV_NAMES if name in os.environ}
+    env.update(_account_env())
     env.setdefault("PATH", os.defpath)
     if run.pty is not None:
         env["TERM"] = run.pty.term
     env.update(run.env)
     return env
+
+
+@functools.cache
+def _account_env() -> dict[str, str]:
+    """HOME, USER, LOGNAME and SHELL of the account commands run as, from its
+    passwd entry: the daemon's own environment may not describe it (a service
+    manager sets little), and a login shell on a pty must be the user's own."""
+    try:
+        entry = pwd.getpwuid(os.getuid())
+    except KeyError:  # no passwd entry (some containers): keep what we have
+        return {name: os.environ[name] for name in ("HOME", "USER", "LOGNAME", "SHELL") if name in os.environ}
+    return {
+        "HOME": entry.pw_dir,
+        "USER": entry.pw_name,
+        "LOGNAME": entry.pw_name,
+        "SHELL": entry.pw_shell or "/bin/sh",
+    }
 
 
 def command_cwd(run: Run) -> str:
