@@ -1,39 +1,69 @@
 """``rexecd``: the command line, start-up checks, and the serving loop.
 
-Every start-up failure (a bad flag, an unsafe key file, a port in use, a
-non-loopback address without TLS) is one line on stderr and a non-zero exit,
-never a traceback.
+Every start-up failure (a bad flag or config file, an unsafe key file, a port
+in use, a non-loopback address without TLS) is one line on stderr and a
+non-zero exit, never a traceback. Settings come from flags, ``REXECD_*``
+variables and a TOML file, in that order of precedence (rexec.settings).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import ipaddress
+import os
+import resource
 import signal
 import socket
 import ssl
 import sys
 from pathlib import Path
+from typing import Any
 
 from rexec import __version__
 from rexec.audit import AuditLog
-from rexec.config import DEFAULT_PORT, ServerConfig
-from rexec.keyfile import KeyFileError, default_key_path, load_or_create_key
-from rexec.protocol import Limits
-from rexec.runner import Graces
+from rexec.config import ServerConfig
+from rexec.keyfile import KeyFileError, default_key_path, load_key, load_or_create_key
+from rexec.policy import KeyRules
+from rexec.process_records import ProcessRecords
 from rexec.server import Server
+from rexec.settings import (
+    DEFAULT_PORT,
+    Settings,
+    SettingsError,
+    default_state_dir,
+    load_settings,
+    setting_names,
+    settings_help,
+)
+from rexec.spawn import Account, ProcessPolicy
 
-EXIT_USAGE = 2
 EXIT_STARTUP = 1
+
+_RLIMITS = {
+    "rlimit_cpu": resource.RLIMIT_CPU,
+    "rlimit_fsize": resource.RLIMIT_FSIZE,
+    "rlimit_nofile": resource.RLIMIT_NOFILE,
+    "rlimit_nproc": resource.RLIMIT_NPROC,
+}
 
 
 class StartupError(Exception):
     """A reason not to start, as one line for the operator."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the full usage is in --help)."""
+
+    def error(self, message: str) -> Any:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    """One flag per setting, each defaulting to None ("not given"), so that the
+    environment and the config file can fill what the command line leaves."""
+    parser = _Parser(
         prog="rexecd",
         description=(
             "Run commands for authenticated rexec clients. Listens on 127.0.0.1 by default; "
@@ -41,50 +71,47 @@ def build_parser() -> argparse.ArgumentParser:
             "shared key in --key-file, which is created on first start if missing."
         ),
         epilog=(
-            "example: rexecd --port 7420   then, on the same machine: "
-            "rexec run 127.0.0.1:7420 -- uname -a"
+            "Every setting can also be given as an environment variable REXECD_<NAME> "
+            "(REXECD_KILL_GRACE=1) or in the TOML file of --config; flags win over the "
+            "environment, which wins over the file. "
+            f"Example: rexecd --port {DEFAULT_PORT}   then, on the same machine: "
+            "rexec run 127.0.0.1 -- uname -a"
         ),
     )
     parser.add_argument("--version", action="version", version=f"rexecd {__version__}")
-    net = parser.add_argument_group("listening")
-    net.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    net.add_argument(
-        "--port", type=int, default=DEFAULT_PORT,
-        help=f"TCP port (default: {DEFAULT_PORT}; 0 picks a free one)",
+    parser.add_argument("--config", help="TOML config file (see README, 'Configuration')")
+    parser.add_argument(
+        "--check-config", action="store_true",
+        help="check the settings, keys and TLS files, print the result and exit",
     )
-    net.add_argument(
-        "--insecure", action="store_true",
-        help="allow a non-loopback address without TLS (the traffic is then readable on the network)",
-    )
-    auth = parser.add_argument_group("authentication and TLS")
-    auth.add_argument(
-        "--key-file", type=Path, default=None,
-        help=f"shared key file, created (mode 0600) if missing (default: {default_key_path()})",
-    )
-    auth.add_argument("--tls-cert", type=Path, help="TLS certificate chain (PEM)")
-    auth.add_argument("--tls-key", type=Path, help="TLS private key (PEM)")
-    auth.add_argument(
-        "--tls-client-ca", type=Path,
-        help="require client certificates signed by this CA (PEM)",
-    )
-    ops = parser.add_argument_group("operation")
-    ops.add_argument("--audit-log", type=Path, help="append JSON audit lines here (default: stderr)")
-    ops.add_argument(
-        "--shutdown-grace", type=float, default=10.0,
-        help="seconds running commands get to finish on SIGTERM/SIGINT (default: 10)",
-    )
-    ops.add_argument("--kill-grace", type=float, default=2.0, help="seconds from SIGTERM to SIGKILL (default: 2)")
-    ops.add_argument(
-        "--drain-grace", type=float, default=2.0,
-        help="seconds to keep reading output after a command exits (default: 2)",
-    )
-    ops.add_argument(
-        "--max-commands", type=int, default=Limits().max_commands,
-        help=f"running commands per connection (default: {Limits().max_commands})",
-    )
-    ops.add_argument("--max-total-commands", type=int, default=256, help="running commands in all (default: 256)")
-    ops.add_argument("--auth-timeout", type=float, default=10.0, help="seconds to authenticate (default: 10)")
+    defaults = Settings()
+    for name in setting_names():
+        flag = "--" + name.replace("_", "-")
+        default = getattr(defaults, name)
+        help_text = settings_help(name)
+        if name == "key_file":
+            help_text += f" (default: {default_key_path()})"
+        elif default not in (None, (), False):
+            help_text += f" (default: {default})"
+        if isinstance(default, bool):
+            parser.add_argument(flag, action="store_const", const=True, default=None, help=help_text)
+        elif isinstance(default, tuple):
+            parser.add_argument(flag, action="append", default=None, help=help_text + "; repeatable")
+        else:
+            kind = type(default) if default is not None else str
+            parser.add_argument(flag, type=_non_negative(kind), default=None, help=help_text)
     return parser
+
+
+def _non_negative(kind: type) -> Any:
+    def convert(text: str) -> Any:
+        value = kind(text)
+        if isinstance(value, (int, float)) and value < 0:
+            raise ValueError(text)
+        return value
+
+    convert.__name__ = kind.__name__  # argparse names the type in its message
+    return convert
 
 
 def _is_loopback(host: str) -> bool:
@@ -95,104 +122,139 @@ def _is_loopback(host: str) -> bool:
     return bool(infos) and all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
 
 
-def _tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
-    if args.tls_cert is None and args.tls_key is None:
-        if args.tls_client_ca is not None:
+def _tls_context(settings: Settings) -> ssl.SSLContext | None:
+    if settings.tls_cert is None and settings.tls_key is None:
+        if settings.tls_client_ca is not None:
             raise StartupError("--tls-client-ca needs --tls-cert and --tls-key")
         return None
-    if args.tls_cert is None or args.tls_key is None:
+    if settings.tls_cert is None or settings.tls_key is None:
         raise StartupError("TLS needs both --tls-cert and --tls-key")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
-        context.load_cert_chain(args.tls_cert, args.tls_key)
-        if args.tls_client_ca is not None:
+        context.load_cert_chain(settings.tls_cert, settings.tls_key)
+        if settings.tls_client_ca is not None:
             context.verify_mode = ssl.CERT_REQUIRED
-            context.load_verify_locations(cafile=args.tls_client_ca)
+            context.load_verify_locations(cafile=settings.tls_client_ca)
     except (OSError, ssl.SSLError) as exc:
         raise StartupError(f"cannot load TLS files: {exc}") from None
     return context
 
 
-def build_config(args: argparse.Namespace) -> ServerConfig:
-    """Validate the arguments into a config.
-
-    Raises:
-        StartupError: with the one line to show.
-    """
-    tls = _tls_context(args)
-    if tls is None and not args.insecure and not _is_loopback(args.host):
-        raise StartupError(
-            f"refusing to listen on {args.host} without TLS: use --tls-cert/--tls-key "
-            "(and --tls-client-ca), listen on 127.0.0.1, or pass --insecure"
-        )
-    for name in ("shutdown_grace", "kill_grace", "drain_grace", "auth_timeout"):
-        if getattr(args, name) < 0:
-            raise StartupError(f"--{name.replace('_', '-')} must not be negative")
-    if not 0 <= args.port <= 65535:
-        raise StartupError("--port must be between 0 and 65535")
+def _load_keys(settings: Settings) -> tuple[KeyRules, ...]:
     try:
-        limits = Limits(max_commands=args.max_commands)
-    except ValueError as exc:
-        raise StartupError(str(exc)) from None
-    key_path = args.key_file or default_key_path()
-    try:
+        if settings.keys:
+            return tuple(KeyRules.from_spec(spec, load_key(Path(spec.file))) for spec in settings.keys)
+        key_path = Path(settings.key_file) if settings.key_file else default_key_path()
         key, created = load_or_create_key(key_path)
     except KeyFileError as exc:
         raise StartupError(str(exc)) from None
     if created:
         print(f"rexecd: created a new key in {key_path}", file=sys.stderr, flush=True)
+    return (KeyRules(name="default", key=key),)
+
+
+def _process_policy(settings: Settings) -> ProcessPolicy:
+    rlimits = tuple(
+        (limit, getattr(settings, name)) for name, limit in _RLIMITS.items() if getattr(settings, name) > 0
+    )
+    if settings.run_as is None:
+        return dataclasses.replace(ProcessPolicy.current(), rlimits=rlimits)
+    try:
+        account = Account.named(settings.run_as)
+    except KeyError:
+        raise StartupError(f"run_as: no user named {settings.run_as!r}") from None
+    if os.geteuid() != 0:
+        raise StartupError("run_as needs rexecd to start as root")
+    if account.uid == 0:
+        raise StartupError("run_as must name an unprivileged user, not root")
+    return ProcessPolicy(account, switch_user=True, rlimits=rlimits)
+
+
+def build_config(settings: Settings) -> ServerConfig:
+    """Resolve settings into a runnable config.
+
+    Raises:
+        StartupError: with the one line to show.
+    """
+    tls = _tls_context(settings)
+    if tls is None and not settings.insecure and not _is_loopback(settings.host):
+        raise StartupError(
+            f"refusing to listen on {settings.host} without TLS: use --tls-cert/--tls-key "
+            "(and --tls-client-ca), listen on 127.0.0.1, or pass --insecure"
+        )
     return ServerConfig(
-        key=key,
+        keys=_load_keys(settings),
         server_name=socket.gethostname()[:255],
-        limits=limits,
-        max_total_commands=args.max_total_commands,
-        auth_timeout=args.auth_timeout,
-        shutdown_grace=args.shutdown_grace,
-        graces=Graces(kill=args.kill_grace, drain=args.drain_grace),
+        settings=settings,
+        process_policy=_process_policy(settings),
         ssl=tls,
     )
 
 
-async def serve(config: ServerConfig, audit: AuditLog, host: str, port: int) -> None:
+async def serve(config: ServerConfig, audit: AuditLog, records: ProcessRecords | None) -> None:
     """Listen until SIGTERM or SIGINT, then shut down gracefully."""
     loop = asyncio.get_running_loop()
-    server = Server(config, audit)
+    settings = config.settings
+    server = Server(config, audit, records)
     try:
         listener = await loop.create_server(
-            server.new_session, host, port,
+            server.new_session, settings.host, settings.port,
             reuse_address=True, ssl=config.ssl,
             ssl_handshake_timeout=10.0 if config.ssl else None,
-        )
+        )  # fmt: skip
     except OSError as exc:
-        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        raise StartupError(
+            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
+        ) from None
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     bound = listener.sockets[0].getsockname()
     shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
-    audit.try_write("listen", address=f"{shown}:{bound[1]}", tls=config.ssl is not None)
+    audit.try_write(
+        "listen", address=f"{shown}:{bound[1]}", tls=config.ssl is not None,
+        keys=[key.name for key in config.keys],
+    )  # fmt: skip
     print(f"rexecd listening on {shown}:{bound[1]}", flush=True)
-    print(
-        f"rexecd: connect with: rexec run {shown}:{bound[1]} -- uname -a",
-        file=sys.stderr, flush=True,
-    )
+    print(f"rexecd: connect with: rexec run {shown}:{bound[1]} -- uname -a", file=sys.stderr, flush=True)
     await stop.wait()
     listener.close()
     await server.shut_down()
     audit.try_write("shutdown")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _records(settings: Settings, audit: AuditLog) -> ProcessRecords | None:
+    """Open the state directory and end what a crashed predecessor left running."""
+    directory = Path(settings.state_dir) if settings.state_dir else default_state_dir()
     try:
-        config = build_config(args)
+        records = ProcessRecords(directory)
+        killed = records.sweep()
+    except OSError as exc:
+        raise StartupError(f"cannot use state directory {directory}: {exc.strerror}") from None
+    if killed:
+        audit.try_write("sweep", killed_process_groups=killed)
+    return records
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = vars(build_parser().parse_args(argv))
+    config_file, check_only = args.pop("config"), args.pop("check_config")
+    try:
         try:
-            audit = AuditLog(str(args.audit_log) if args.audit_log else None)
+            settings = load_settings(args, os.environ, config_file)
+        except SettingsError as exc:
+            raise StartupError(str(exc)) from None
+        config = build_config(settings)
+        if check_only:
+            print(f"rexecd: configuration OK ({len(config.keys)} key(s))")
+            return 0
+        try:
+            audit = AuditLog(settings.audit_log)
         except OSError as exc:
-            raise StartupError(f"cannot open audit log {args.audit_log}: {exc.strerror}") from None
+            raise StartupError(f"cannot open audit log {settings.audit_log}: {exc.strerror}") from None
         try:
-            asyncio.run(serve(config, audit, args.host, args.port))
+            asyncio.run(serve(config, audit, _records(settings, audit)))
         finally:
             audit.close()
     except StartupError as exc:

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 
 from rexec.protocol import Run
-from rexec.spawn import Spawned, set_window_size, spawn
+from rexec.spawn import ProcessPolicy, Spawned, set_window_size, spawn
 
 #: Bytes read from a pipe at once: big enough to amortise per-frame costs,
 #: well under the protocol's 1 MiB body limit.
@@ -82,6 +82,7 @@ class CommandRunner:
         on_stdin_credit: called with bytes of stdin credit to grant back.
         on_finish: called exactly once, after the last ``on_output``.
         graces: escalation delays.
+        policy: the account and resource limits to start it with.
 
     Raises (from ``start``):
         SpawnError: nothing was started.
@@ -96,8 +97,10 @@ class CommandRunner:
         on_stdin_credit: CreditCallback,
         on_finish: FinishCallback,
         graces: Graces = Graces(),
+        policy: ProcessPolicy | None = None,
     ) -> None:
         self._run = run
+        self._policy = policy or ProcessPolicy.current()
         self._loop = asyncio.get_running_loop()
         self._credit_batch = max(1, stdin_window // 4)
         self._on_output = on_output
@@ -129,7 +132,7 @@ class CommandRunner:
 
     def start(self) -> int:
         """Spawn the process and start watching it; returns its pid."""
-        spawned = spawn(self._run)
+        spawned = spawn(self._run, self._policy)
         self._spawned = spawned
         self._started_at = time.monotonic()
         self._open_outputs[spawned.stdout_fd] = Stream.STDOUT
@@ -146,6 +149,11 @@ class CommandRunner:
     @property
     def finished(self) -> bool:
         return self._finished
+
+    @property
+    def pid(self) -> int | None:
+        """The command's pid, which is also its process group id."""
+        return self._spawned.process.pid if self._spawned is not None else None
 
     # --- requests from the client ------------------------------------------------
 

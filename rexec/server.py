@@ -14,13 +14,17 @@ from __future__ import annotations
 import asyncio
 import itertools
 import secrets
+import time
 import signal
 import sys
 import traceback
 from typing import Any
 
+from rexec.admission import Admission
 from rexec.audit import AuditError, AuditLog
 from rexec.config import ServerConfig
+from rexec.policy import Denied, KeyRules, authorize, authorize_transfer
+from rexec.process_records import ProcessRecords
 from rexec.protocol import (
     SUPPORTED_VERSIONS,
     Auth,
@@ -83,9 +87,13 @@ EOF_PROBE_INTERVAL = 0.5
 class Server:
     """State shared by all sessions: config, audit log, and running commands."""
 
-    def __init__(self, config: ServerConfig, audit: AuditLog) -> None:
+    def __init__(
+        self, config: ServerConfig, audit: AuditLog, records: ProcessRecords | None = None
+    ) -> None:
         self.config = config
         self.audit = audit
+        self.records = records
+        self.admission = Admission(config.admission_limits)
         self.sessions: set[Session] = set()
         self.running_commands = 0
         self.shutting_down = False
@@ -96,14 +104,19 @@ class Server:
     def new_session(self) -> Session:
         return Session(self, next(self._session_numbers))
 
-    def command_started(self) -> None:
+    def command_started(self, pgid: int | None = None) -> None:
+        """Count a command (or transfer) in; record its process group, if any."""
         self.running_commands += 1
         self._idle.clear()
+        if pgid is not None and self.records is not None:
+            self.records.add(pgid)
 
-    def command_finished(self) -> None:
+    def command_finished(self, pgid: int | None = None) -> None:
         self.running_commands -= 1
         if self.running_commands == 0:
             self._idle.set()
+        if pgid is not None and self.records is not None:
+            self.records.remove(pgid)
 
     async def shut_down(self) -> None:
         """Refuse new commands, let running ones finish within the shutdown
@@ -111,7 +124,7 @@ class Server:
         ``server.shutting_down``."""
         self.shutting_down = True
         try:
-            await asyncio.wait_for(self._idle.wait(), self.config.shutdown_grace)
+            await asyncio.wait_for(self._idle.wait(), self.config.settings.shutdown_grace)
         except TimeoutError:
             for session in list(self.sessions):
                 session.cancel_commands()
@@ -146,8 +159,14 @@ class Session(asyncio.Protocol):
         self._read_paused = False
         self._read_eof = False
         self._closing = False
+        self.source = "?"  # the peer's address, without the port: admission's key
+        self.key: KeyRules | None = None  # set once authenticated
+        self._admitted = False
         self._auth_timer: asyncio.TimerHandle | None = None
         self._eof_probe: asyncio.TimerHandle | None = None
+        self._frame_timer: asyncio.TimerHandle | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._stall_timer: asyncio.TimerHandle | None = None
         # Answers held back while the client isn't reading, coalesced so that
         # they can't grow without bound: the latest ping, credit per command.
         self._held_pong: int | None = None
@@ -162,10 +181,20 @@ class Session(asyncio.Protocol):
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self.source = peer[0] if peer else "?"
         self.server.sessions.add(self)
+        refusal = self.server.admission.refusal(self.source, time.monotonic())
+        if refusal is not None:
+            self._audit("refused_connection", reason=refusal)
+            self.fatal(ErrorCode.BUSY, refusal)
+            return
+        self.server.admission.opened(self.source)
+        self._admitted = True
         self._audit("connect")
         loop = asyncio.get_running_loop()
-        self._auth_timer = loop.call_later(self.server.config.auth_timeout, self._auth_expired)
+        self._auth_timer = loop.call_later(
+            self.server.config.settings.auth_timeout, self._auth_expired
+        )
         self._send(
             Hello(
                 versions=list(SUPPORTED_VERSIONS),
@@ -182,6 +211,8 @@ class Session(asyncio.Protocol):
             self.conn.receive_data(data)
             while not self._closing and (message := self.conn.next_event()) is not None:
                 self._handle(message)
+            self._watch_frame_deadline()
+            self._rearm_idle_timer()
         except RemoteProtocolError as exc:
             if exc.code is ErrorCode.FRAME_TOO_LARGE and self.conn.state is ConnectionState.HANDSHAKE:
                 self._audit("bad_frame", code=exc.code.value, note="possibly another protocol")
@@ -223,9 +254,13 @@ class Session(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
-        for timer in (self._auth_timer, self._eof_probe):
+        for timer in (
+            self._auth_timer, self._eof_probe, self._frame_timer, self._idle_timer, self._stall_timer
+        ):
             if timer is not None:
                 timer.cancel()
+        if self._admitted:
+            self.server.admission.closed(self.source, authenticated=self.key is not None)
         for runner in list(self.runners.values()):
             runner.cancel()  # it goes on until reaped; its exit goes nowhere
         self.server.sessions.discard(self)
@@ -235,9 +270,15 @@ class Session(asyncio.Protocol):
         self._write_paused = True
         for runner in self.runners.values():
             runner.pause_output()
+        stall_timeout = self.server.config.settings.stall_timeout
+        if stall_timeout > 0:
+            self._stall_timer = asyncio.get_running_loop().call_later(stall_timeout, self._stalled)
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
         if self._held_pong is not None:
             self._send(Pong(seq=self._held_pong))
             self._held_pong = None
@@ -283,33 +324,40 @@ class Session(asyncio.Protocol):
         if auth.version not in SUPPORTED_VERSIONS:
             self.fatal(ErrorCode.VERSION_UNSUPPORTED, "protocol version not supported")
             return
-        expected = client_proof(config.key, self._nonce, auth.nonce, config.server_name)
-        if not proofs_match(expected, auth.mac):
+        # Every key is tried, so the time taken says nothing about which matched.
+        matched: KeyRules | None = None
+        for rules in config.keys:
+            expected = client_proof(rules.key, self._nonce, auth.nonce, config.server_name)
+            if proofs_match(expected, auth.mac) and matched is None:
+                matched = rules
+        if matched is None:
             self._audit("auth", ok=False)
+            self.server.admission.failed(self.source, time.monotonic())
             self.fatal(ErrorCode.AUTH_FAILED, "authentication failed")
             return
         if self._auth_timer is not None:
             self._auth_timer.cancel()
+        self.key = matched
+        self.server.admission.authenticated(self.source)
         self._audit("auth", ok=True)
-        self._send(AuthOk(mac=server_proof(config.key, self._nonce, auth.nonce, config.server_name)))
+        self._send(AuthOk(mac=server_proof(matched.key, self._nonce, auth.nonce, config.server_name)))
 
     def _start(self, run: Run) -> None:
         server = self.server
-        if server.shutting_down:
-            self._refuse(run, ErrorCode.SHUTTING_DOWN, "the server is shutting down")
-            return
-        if (
-            len(self.runners) >= server.config.limits.max_commands
-            or server.running_commands >= server.config.max_total_commands
-        ):
-            self._refuse(run, ErrorCode.BUSY, "too many running commands; retry later")
+        if not self._may_start(run):
             return
         what = {"argv": run.argv} if run.argv is not None else {"shell": run.shell}
+        assert self.key is not None
+        try:
+            run = authorize(run, self.key, server.config.settings)
+        except Denied as denied:
+            self._refuse(run, denied.code, denied.reason, **what)
+            return
         try:
             server.audit.write(
-                "exec", peer=self.peer, session=self.number, id=run.id, **what,
+                "exec", peer=self.peer, session=self.number, key=self.key.name, id=run.id, **what,
                 cwd=run.cwd, env=sorted(run.env), pty=run.pty is not None,
-                timeout=run.timeout,
+                timeout=run.timeout, output_limit=run.output_limit,
             )
         except AuditError:
             self._refuse(run, ErrorCode.AUDIT_UNAVAILABLE, "the audit log can't be written")
@@ -321,6 +369,7 @@ class Session(asyncio.Protocol):
             on_stdin_credit=lambda nbytes: self._grant_credit(run.id, nbytes),
             on_finish=lambda outcome: self._finished(run.id, outcome),
             graces=server.config.graces,
+            policy=server.config.process_policy,
         )
         try:
             pid = runner.start()
@@ -328,23 +377,26 @@ class Session(asyncio.Protocol):
             self._refuse(run, exc.code, exc.message)
             return
         self.runners[run.id] = runner
-        server.command_started()
+        server.command_started(pid)
         self._send(Started(id=run.id, pid=pid))
         if self._write_paused:
             runner.pause_output()
 
     def _start_transfer(self, request: Put | Get) -> None:
         server = self.server
-        if server.shutting_down:
-            self._refuse(request, ErrorCode.SHUTTING_DOWN, "the server is shutting down")
-            return
-        if (
-            len(self.runners) >= server.config.limits.max_commands
-            or server.running_commands >= server.config.max_total_commands
-        ):
-            self._refuse(request, ErrorCode.BUSY, "too many running commands; retry later")
+        if not self._may_start(request):
             return
         path = resolve_path(request.path)
+        assert self.key is not None
+        try:
+            if server.config.process_policy.switch_user:
+                # File I/O happens in the daemon, with its privileges, not the
+                # account's: refuse rather than write files as the wrong user.
+                raise Denied(ErrorCode.COMMAND_DENIED, "file transfer is off when run_as is set")
+            authorize_transfer(request, path, self.key, server.config.settings)
+        except Denied as denied:
+            self._refuse(request, denied.code, denied.reason, path=path)
+            return
         what = (
             {"size": request.size, "mode": oct(request.mode), "sha256": request.sha256}
             if isinstance(request, Put)
@@ -365,6 +417,7 @@ class Session(asyncio.Protocol):
         if isinstance(request, Put):
             transfer = PutTransfer(
                 request, path,
+                stdin_window=server.config.limits.stdin_window,
                 on_stdin_credit=lambda n: self._grant_credit(request.id, n),
                 on_finish=on_finish,
             )  # fmt: skip
@@ -399,10 +452,30 @@ class Session(asyncio.Protocol):
             self._send(Error(code=error.code.value, message=error.message, fatal=False, id=request.id))
         if self._read_eof and not self.runners:
             self._close()
+        self._rearm_idle_timer()
 
-    def _refuse(self, run: Run | Put | Get, code: ErrorCode, message: str) -> None:
-        self._audit("refused", id=run.id, code=code.value)
-        self._send(Error(code=code.value, message=message, fatal=False, id=run.id))
+    def _may_start(self, request: Run | Put | Get) -> bool:
+        """Refuse a request the server can't take now (shutting down, or at its
+        command limits: ``busy``, which a client may retry); True otherwise."""
+        server = self.server
+        if server.shutting_down:
+            self._refuse(request, ErrorCode.SHUTTING_DOWN, "the server is shutting down")
+            return False
+        if (
+            len(self.runners) >= server.config.settings.max_commands
+            or server.running_commands >= server.config.settings.max_total_commands
+        ):
+            self._refuse(request, ErrorCode.BUSY, "too many running commands; retry later")
+            return False
+        return True
+
+    def _refuse(
+        self, request: Run | Put | Get, code: ErrorCode, message: str, **audit_fields: Any
+    ) -> None:
+        """End a request that never started: audited with why, answered with a
+        command-scoped error."""
+        self._audit("refused", id=request.id, code=code.value, reason=message, **audit_fields)
+        self._send(Error(code=code.value, message=message, fatal=False, id=request.id))
 
     def _grant_credit(self, command_id: int, nbytes: int) -> None:
         # Withholding credit from a client that isn't reading is also the
@@ -417,9 +490,9 @@ class Session(asyncio.Protocol):
         self._send(kind.with_data(command_id, data))
 
     def _finished(self, command_id: int, outcome: Outcome) -> None:
-        del self.runners[command_id]
+        runner = self.runners.pop(command_id)
         self._held_credit.pop(command_id, None)  # no credit may follow the exit
-        self.server.command_finished()
+        self.server.command_finished(runner.pid)
         self._audit(
             "exit", id=command_id, exit_code=outcome.exit_code, signal=outcome.signal,
             timed_out=outcome.timed_out, cancelled=outcome.cancelled,
@@ -445,6 +518,7 @@ class Session(asyncio.Protocol):
         )
         if self._read_eof and not self.runners:
             self._close()
+        self._rearm_idle_timer()
 
     # --- sending and closing -------------------------------------------------------
 
@@ -482,6 +556,47 @@ class Session(asyncio.Protocol):
         transport = self.transport
         transport.close()
         asyncio.get_running_loop().call_later(FATAL_CLOSE_TIMEOUT, transport.abort)
+
+    def _watch_frame_deadline(self) -> None:
+        """Arm the frame deadline when a frame has begun, disarm it when none is
+        in progress: a peer dribbling a frame a byte at a time (slowloris) is
+        cut off however often it sends, since the clock starts at the frame's
+        first byte."""
+        if self.conn.mid_frame:
+            if self._frame_timer is None:
+                self._frame_timer = asyncio.get_running_loop().call_later(
+                    self.server.config.settings.frame_timeout, self._frame_expired
+                )
+        elif self._frame_timer is not None:
+            self._frame_timer.cancel()
+            self._frame_timer = None
+
+    def _frame_expired(self) -> None:
+        self._audit("frame_timeout")
+        self.fatal(ErrorCode.FRAME_TIMEOUT, "frame not completed within the frame deadline")
+
+    def _rearm_idle_timer(self) -> None:
+        """Restart the idle clock: it runs while the session is authenticated,
+        silent, and has nothing running."""
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        idle_timeout = self.server.config.settings.idle_timeout
+        if idle_timeout > 0 and self.key is not None and not self.runners and not self._closing:
+            self._idle_timer = asyncio.get_running_loop().call_later(idle_timeout, self._idle_expired)
+
+    def _idle_expired(self) -> None:
+        self._audit("idle_timeout")
+        self.fatal(ErrorCode.IDLE_TIMEOUT, "connection idle for too long")
+
+    def _stalled(self) -> None:
+        """The client has left output unread for the stall timeout: end its
+        commands (their exits can't reach it) and drop the connection."""
+        self._audit("client_stalled", running=len(self.runners))
+        self.cancel_commands()
+        if self.transport is not None:
+            self._closing = True
+            self.transport.abort()
 
     def _auth_expired(self) -> None:
         self._audit("auth", ok=False, reason="timeout")

@@ -10,14 +10,15 @@ from __future__ import annotations
 import dataclasses
 import errno
 import fcntl
-import functools
 import os
 import pwd
+import resource
 import shutil
 import struct
 import subprocess
 import sys
 import termios
+from typing import Any
 
 from rexec.protocol import ErrorCode, Run
 
@@ -73,8 +74,60 @@ class Spawned:
     pty_fd: int | None
 
 
-def command_env(run: Run) -> dict[str, str]:
+@dataclasses.dataclass(frozen=True)
+class Account:
+    """The account commands run as, from its passwd entry."""
+
+    uid: int
+    gid: int
+    name: str
+    home: str
+    shell: str
+
+    @classmethod
+    def of_uid(cls, uid: int) -> Account:
+        try:
+            entry = pwd.getpwuid(uid)
+        except KeyError:  # no passwd entry (some containers): what we can tell
+            return cls(uid, os.getgid(), os.environ.get("USER", str(uid)),
+                       os.path.expanduser("~"), os.environ.get("SHELL", "/bin/sh"))
+        return cls.from_entry(entry)
+
+    @classmethod
+    def named(cls, name: str) -> Account:
+        """Raises KeyError when there is no such user."""
+        return cls.from_entry(pwd.getpwnam(name))
+
+    @classmethod
+    def from_entry(cls, entry: pwd.struct_passwd) -> Account:
+        return cls(entry.pw_uid, entry.pw_gid, entry.pw_name, entry.pw_dir, entry.pw_shell or "/bin/sh")
+
+
+@dataclasses.dataclass(frozen=True)
+class ProcessPolicy:
+    """How every command is started: as whom, and within which resource limits.
+
+    ``rlimits`` pairs a ``resource.RLIMIT_*`` with the value set as both soft
+    and hard limit. They are applied with prlimit right after the spawn, since
+    the alternative, preexec_fn, is unsafe in a threaded process; the command
+    runs for a few microseconds before they bind.
+    """
+
+    account: Account
+    switch_user: bool = False
+    rlimits: tuple[tuple[int, int], ...] = ()
+
+    @classmethod
+    def current(cls) -> ProcessPolicy:
+        return cls(Account.of_uid(os.getuid()))
+
+
+def command_env(run: Run, account: Account) -> dict[str, str]:
     """The environment for ``run``: the documented base plus the client's names.
+
+    HOME, USER, LOGNAME and SHELL come from the account's passwd entry: the
+    daemon's own environment may not describe it (a service manager sets
+    little), and a login shell on a pty must be the user's own.
 
     Raises:
         SpawnError: ``env.forbidden`` for a name that could hijack the command.
@@ -87,7 +140,7 @@ def command_env(run: Run) -> dict[str, str]:
             if name.startswith(prefix):
                 raise SpawnError(ErrorCode.ENV_FORBIDDEN, f"{prefix}* names may not be set by a client")
     env = {name: os.environ[name] for name in BASE_ENV_NAMES if name in os.environ}
-    env.update(_account_env())
+    env.update(HOME=account.home, USER=account.name, LOGNAME=account.name, SHELL=account.shell)
     env.setdefault("PATH", os.defpath)
     if run.pty is not None:
         env["TERM"] = run.pty.term
@@ -95,46 +148,41 @@ def command_env(run: Run) -> dict[str, str]:
     return env
 
 
-@functools.cache
-def _account_env() -> dict[str, str]:
-    """HOME, USER, LOGNAME and SHELL of the account commands run as, from its
-    passwd entry: the daemon's own environment may not describe it (a service
-    manager sets little), and a login shell on a pty must be the user's own."""
-    try:
-        entry = pwd.getpwuid(os.getuid())
-    except KeyError:  # no passwd entry (some containers): keep what we have
-        return {name: os.environ[name] for name in ("HOME", "USER", "LOGNAME", "SHELL") if name in os.environ}
-    return {
-        "HOME": entry.pw_dir,
-        "USER": entry.pw_name,
-        "LOGNAME": entry.pw_name,
-        "SHELL": entry.pw_shell or "/bin/sh",
-    }
-
-
-def command_cwd(run: Run) -> str:
-    """The working directory for ``run``; the daemon user's home by default.
+def command_cwd(run: Run, account: Account) -> str:
+    """The working directory for ``run``; the account's home by default.
 
     Raises:
         SpawnError: ``cwd.invalid`` when it is not an existing directory.
     """
-    cwd = run.cwd if run.cwd is not None else os.path.expanduser("~")
+    cwd = run.cwd if run.cwd is not None else account.home
     if not os.path.isdir(cwd):
         raise SpawnError(ErrorCode.CWD_INVALID, "cwd is not an existing directory")
     return cwd
 
 
-def spawn(run: Run) -> Spawned:
+def spawn(run: Run, policy: ProcessPolicy) -> Spawned:
     """Start the process for ``run`` in a new session (so a new process group).
 
     Raises:
         SpawnError: with the code that names why nothing was started.
     """
-    env = command_env(run)
-    cwd = command_cwd(run)
+    env = command_env(run, policy.account)
+    cwd = command_cwd(run, policy.account)
     argv = list(run.argv) if run.argv is not None else ["/bin/sh", "-c", run.shell or ""]
+    identity: dict[str, Any] = {}
+    if policy.switch_user:
+        identity = {"user": policy.account.uid, "group": policy.account.gid, "extra_groups": []}
     if run.pty is not None:
-        return _spawn_on_pty(run, argv, env, cwd)
+        spawned = _spawn_on_pty(run, argv, env, cwd, identity)
+    else:
+        spawned = _spawn_on_pipes(run, argv, env, cwd, identity)
+    _apply_rlimits(spawned.process.pid, policy.rlimits)
+    return spawned
+
+
+def _spawn_on_pipes(
+    run: Run, argv: list[str], env: dict[str, str], cwd: str, identity: dict[str, Any]
+) -> Spawned:
     # The pipes are made here rather than by Popen so that this module owns
     # the parent's ends as plain descriptors, closed exactly once by the runner.
     child_fds: list[int] = []
@@ -155,6 +203,7 @@ def spawn(run: Run) -> Spawned:
             env=env,
             start_new_session=True,
             close_fds=True,
+            **identity,
         )
     except OSError as exc:
         for fd in parent_fds:
@@ -168,6 +217,14 @@ def spawn(run: Run) -> Spawned:
     _enlarge_pipe(stdout_fd)
     _enlarge_pipe(stderr_fd)
     return Spawned(process, stdout_fd, stderr_fd, stdin_fd, None)
+
+
+def _apply_rlimits(pid: int, rlimits: tuple[tuple[int, int], ...]) -> None:
+    for limit, value in rlimits:
+        try:
+            resource.prlimit(pid, limit, (value, value))
+        except (ProcessLookupError, ValueError):
+            pass  # already gone, or above the hard limit we may grant: nothing to bind
 
 
 def _pipe(readers: list[int], writers: list[int]) -> tuple[int, int]:
@@ -184,7 +241,9 @@ def set_window_size(pty_fd: int, rows: int, cols: int) -> None:
     fcntl.ioctl(pty_fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 
-def _spawn_on_pty(run: Run, argv: list[str], env: dict[str, str], cwd: str) -> Spawned:
+def _spawn_on_pty(
+    run: Run, argv: list[str], env: dict[str, str], cwd: str, identity: dict[str, Any]
+) -> Spawned:
     assert run.pty is not None
     # Behind the exec wrapper a missing program would only show as the
     # wrapper's failure on the terminal; look it up first to report it cleanly.
@@ -206,6 +265,7 @@ def _spawn_on_pty(run: Run, argv: list[str], env: dict[str, str], cwd: str) -> S
             env=env,
             start_new_session=True,
             close_fds=True,
+            **identity,
         )
     except OSError as exc:
         os.close(master)

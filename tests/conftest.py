@@ -85,6 +85,7 @@ def start_rexecd(
         "--host", host, "--port", "0",
         "--key-file", str(key_file),
         "--audit-log", str(audit_log),
+        "--state-dir", str(directory / "state"),
         *extra_args,
     ]
     with open(directory / "rexecd.stderr", "wb") as stderr_file:

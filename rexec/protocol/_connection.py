@@ -129,6 +129,12 @@ class Connection:
             )
         return frame
 
+    @property
+    def mid_frame(self) -> bool:
+        """True while part of a frame has arrived but not all of it (the
+        server's frame deadline runs in this state)."""
+        return self._decoder.mid_frame
+
     def stdin_credit(self, command_id: int) -> int:
         """How many stdin bytes the client may send now for ``command_id``
         (0 when the command is unknown, ended, or its stdin is closed)."""

@@ -30,6 +30,8 @@ class ErrorCode(str, enum.Enum):
     VERSION_UNSUPPORTED = "version.unsupported"
     AUTH_FAILED = "auth.failed"
     AUTH_TIMEOUT = "auth.timeout"
+    IDLE_TIMEOUT = "idle.timeout"
+    CLIENT_STALLED = "client.stalled"
     COMMAND_BAD_ID = "command.bad_id"
     FLOW_WINDOW_EXCEEDED = "flow.window_exceeded"
     # Command-scoped: the command never started, the connection carries on.
@@ -39,6 +41,7 @@ class ErrorCode(str, enum.Enum):
     SPAWN_FAILED = "spawn.failed"
     CWD_INVALID = "cwd.invalid"
     ENV_FORBIDDEN = "env.forbidden"
+    COMMAND_DENIED = "command.denied"
     PTY_FAILED = "pty.failed"
     AUDIT_UNAVAILABLE = "audit.unavailable"
     # Transfer-scoped (put, get): the transfer ended without a result.

@@ -1,0 +1,75 @@
+"""A record, on disk, of the process groups running now, so that a daemon
+restarted after a crash (``kill -9``, OOM) can end what its predecessor left.
+
+One file per running command, named after its process group id, holding the
+leader's start time (field 22 of /proc/PID/stat, in clock ticks since boot) and
+the pid and start time of the daemon that started it. A pid can be reused; a
+pid with the same start time is the same process. Files are removed when the
+command is reaped; a file whose daemon is no longer running belongs to one that
+did not get to clean up. Several daemons may share the directory: a sweep
+leaves the records of live ones alone.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            stat = file.read()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may contain anything.
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    return fields[19].decode()  # field 22 overall
+
+
+class ProcessRecords:
+    """The directory of records (created 0700 if missing)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._owner = f"{os.getpid()} {_start_time(os.getpid())}"
+
+    def add(self, pgid: int) -> None:
+        start = _start_time(pgid)
+        if start is not None:
+            (self.directory / str(pgid)).write_text(f"{start} {self._owner}\n")
+
+    def remove(self, pgid: int) -> None:
+        try:
+            (self.directory / str(pgid)).unlink()
+        except FileNotFoundError:
+            pass
+
+    def sweep(self) -> list[int]:
+        """SIGKILL every recorded group whose leader is still the same process;
+        forget every record. Returns the groups killed."""
+        killed = []
+        for record in self.directory.iterdir():
+            if not record.name.isdigit():
+                continue
+            pgid = int(record.name)
+            try:
+                leader_start, owner_pid, owner_start = record.read_text().split()
+            except (OSError, ValueError):
+                record.unlink(missing_ok=True)
+                continue
+            if _start_time(int(owner_pid)) == owner_start:
+                continue  # its daemon is alive and will clean up itself
+            # The leader still the process we started, or gone with members of
+            # its group left behind (a group id is not reused while the group
+            # has members): either way the group is ours to end.
+            if _start_time(pgid) in (None, leader_start):
+                try:
+                    os.killpg(pgid, signal.SIGKILL)
+                    killed.append(pgid)
+                except ProcessLookupError:
+                    pass
+            record.unlink(missing_ok=True)
+        return killed
