@@ -23,7 +23,12 @@ import rexec
 from .cli_common import ArgumentParser
 
 #: Modules of the subcommands, in the order ``--help`` lists them.
-SUBCOMMANDS = ("rexec_client.cmd_run", "rexec_client.cmd_shell")
+SUBCOMMANDS = (
+    "rexec_client.cmd_run",
+    "rexec_client.cmd_shell",
+    "rexec_client.cmd_put",
+    "rexec_client.cmd_get",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

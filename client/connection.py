@@ -18,7 +18,7 @@ import ssl as ssl_module
 import sys
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, BinaryIO, Self
+from typing import TYPE_CHECKING, BinaryIO, Protocol, Self
 
 import pydantic
 
@@ -26,13 +26,16 @@ from rexec.protocol import (
     KEY_SIZE,
     PROTOCOL_MAX_BODY,
     Connection,
+    Done,
     Error,
     ErrorCode,
     Exit,
+    Get,
     Hello,
     Ping,
     Pong,
     Pty,
+    Put,
     RemoteProtocolError,
     Role,
     Run,
@@ -103,7 +106,9 @@ async def connect(
     writer: asyncio.StreamWriter | None = None
     try:
         async with asyncio.timeout(connect_timeout):
-            reader, writer = await asyncio.open_connection(host, port, **tls)  # type: ignore[arg-type]
+            reader, writer = await asyncio.open_connection(  # type: ignore[arg-type]
+                host, port, limit=READ_SIZE, **tls
+            )
             protocol = Connection(Role.CLIENT)
             hello = await handshake(reader, writer, protocol, key, peer)
     except BaseException as exc:
@@ -130,6 +135,21 @@ async def connect(
         keepalive_timeout=keepalive_timeout,
         output_high_water=output_high_water,
     )
+
+
+class CommandHandler(Protocol):
+    """What the connection feeds the frames of one command id to: a
+    ``RemoteProcess`` for a ``run``, a transfer (``rexec_client.transfer``)
+    for a ``put`` or ``get``."""
+
+    def handle(self, message: object) -> None: ...
+
+    def connection_lost(self, error: RexecConnectionError) -> None: ...
+
+    @property
+    def needs_room(self) -> bool: ...
+
+    async def wait_for_room(self) -> None: ...
 
 
 def describe_os_error(exc: OSError) -> str:
@@ -168,7 +188,7 @@ class ClientConnection:
         self._hello = hello
         self.peer = peer
         self._output_high_water = output_high_water
-        self._processes: dict[int, RemoteProcess] = {}
+        self._processes: dict[int, CommandHandler] = {}
         self._error: RexecConnectionError | None = None
         self._ended = asyncio.Event()
         self._reading_paused = False
@@ -323,6 +343,27 @@ class ClientConnection:
             result.check_returncode()
         return result
 
+    def next_command_id(self) -> int:
+        """The id the next command opened on this connection will take."""
+        return self._protocol.last_command_id + 1
+
+    async def open_transfer(self, message: Put | Get, handler: CommandHandler) -> None:
+        """Send a ``put`` or ``get`` (whose id is ``next_command_id()``) and
+        route the frames of its id to ``handler`` until its terminal frame
+        (``done`` or ``error``) or the loss of the connection. Used by
+        ``rexec_client.transfer``.
+
+        Raises:
+            RexecConnectionError: the connection is or got lost.
+        """
+        # Registered before sending, as in ``start``.
+        self._processes[message.id] = handler
+        try:
+            await self.send(message)
+        except BaseException:
+            self._processes.pop(message.id, None)
+            raise
+
     # --- the write path --------------------------------------------------------
 
     def send_nowait(self, message: Message) -> None:
@@ -437,7 +478,7 @@ class ClientConnection:
             return
         process = self._processes[command_id]
         process.handle(message)
-        if isinstance(message, (Exit, Error)):
+        if isinstance(message, (Exit, Done, Error)):
             del self._processes[command_id]
         elif process.needs_room:
             # Stop reading the socket until the user reads this command's

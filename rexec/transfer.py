@@ -5,20 +5,28 @@ A transfer is driven like a ``CommandRunner`` (the session routes ``stdin``,
 cancels it on disconnect) and reports through callbacks, exactly once through
 ``on_finish``.
 
-Where the file I/O runs: on the loop's default executor (a thread), one
-operation at a time per transfer, each bounded to one chunk (≤ 256 KiB), and
-the SHA-256 is computed in the same thread call (hashlib releases the GIL for
-large buffers). Writes to the page cache are usually quick, but not always:
-the kernel throttles a writer once too much data is dirty, a cold read waits
-for the disk, and ``fsync`` of a large file takes as long as the disk needs.
-On the loop any of these would stall every other session of the server; in a
-thread they stall only this transfer. Closing a descriptor and unlinking a
-temporary file stay on the loop: they are short metadata calls, and cleanup
-must run even when the loop is tearing the task down.
+Where the file I/O runs: on the loop's default executor (a thread), at most
+one operation at a time per transfer, each bounded to one chunk (≤ 1 MiB,
+the protocol's body cap), and the SHA-256 is computed in the same thread call
+(hashlib releases the GIL for large buffers). Writes to the page cache are
+usually quick, but not always: the kernel throttles a writer once too much
+data is dirty, a cold read waits for the disk, and ``fsync`` of a large file
+takes as long as the disk needs. On the loop any of these would stall every
+other session of the server; in a thread they stall only this transfer.
+Closing a descriptor and unlinking a temporary file stay on the loop: they
+are short metadata calls, and cleanup must run even when the loop is tearing
+the task down.
 
-Memory stays bounded: a put holds at most its stdin credit (credit is granted
-back only once bytes are on disk, [stdin.credit.grant]); a get holds one chunk,
-and waits while the session's transport is above its high-water mark.
+Speed: a get reads one chunk ahead (the next chunk is read and hashed in the
+thread while the loop sends the current one); a put gives its client a window
+of ``PUT_WINDOW`` bytes (the connection's ``stdin_window`` at the start, the
+rest granted at once when the temporary file exists), and writes what has
+arrived in batches of up to ``CHUNK_SIZE`` while more arrives.
+
+Memory stays bounded: a put holds at most its window (credit is granted back
+only once bytes are on disk, [stdin.credit.grant]); a get holds two chunks
+(the one being sent and the one read ahead), and waits while the session's
+transport is above its high-water mark.
 """
 
 from __future__ import annotations
@@ -37,9 +45,15 @@ from typing import Any, TypeVar
 
 from rexec.protocol import ErrorCode, Get, Put
 
-#: Bytes read from a file, or written to one, in one executor call: the same
-#: chunk as command output (rexec.runner.READ_SIZE), well under the 1 MiB body cap.
-CHUNK_SIZE = 256 * 1024
+#: Bytes read from a file, or written to one, in one executor call: the
+#: protocol's body cap, so that a get's chunk is one ``stdout`` frame.
+CHUNK_SIZE = 1024 * 1024
+
+#: A put's credit window in all: the most a client may have sent that is not
+#: yet on disk, hence the most a put buffers. Above ``stdin_window`` (whose
+#: 256 KiB keep a command's pipe busy), because a file write and its hash
+#: take longer than a pipe write, and the window must cover them.
+PUT_WINDOW = 4 * 1024 * 1024
 
 #: How many bytes of the target's name the temporary file's name keeps, so
 #: that ``.NAME.rexec-XXXXXXXX.tmp`` stays within NAME_MAX (255 bytes).
@@ -159,6 +173,17 @@ class _Transfer:
         except OSError as exc:
             raise file_error(exc) from None
 
+    async def _io_result(self, future: asyncio.Future[_T]) -> _T:
+        """Await a file operation started earlier with ``run_in_executor``,
+        as ``_io`` does."""
+        try:
+            return await future
+        except asyncio.CancelledError:
+            self._abandoned = True
+            raise
+        except OSError as exc:
+            raise file_error(exc) from None
+
     async def _main(self) -> None:
         outcome = TransferOutcome()
         try:
@@ -213,11 +238,19 @@ def _create_temp(target: bytes) -> tuple[int, bytes]:
     raise TransferError(ErrorCode.FILE_FAILED, "could not create a temporary file (EEXIST)")
 
 
-def _write_all(fd: int, data: bytearray, digest: Any) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-    digest.update(data)
+def _write_all(fd: int, chunks: list[bytes], digest: Any) -> None:
+    """Write ``chunks`` in order (one ``writev`` as a rule) and hash them."""
+    pending = [memoryview(chunk) for chunk in chunks]
+    while pending:
+        written = os.writev(fd, pending)
+        while written:
+            if written >= len(pending[0]):
+                written -= len(pending.pop(0))
+            else:
+                pending[0] = pending[0][written:]
+                written = 0
+    for chunk in chunks:
+        digest.update(chunk)
 
 
 def _sync(fd: int, mode: int) -> None:
@@ -256,14 +289,18 @@ class PutTransfer(_Transfer):
         put: Put,
         path: str,
         *,
+        stdin_window: int,
         on_stdin_credit: Callable[[int], None],
         on_finish: FinishCallback,
     ) -> None:
         super().__init__(path, on_finish)
         self._put = put
+        self._stdin_window = stdin_window
         self._on_stdin_credit = on_stdin_credit
         self._received = 0
-        self._backlog = bytearray()  # received, not yet written; ≤ the credit
+        # Received, not yet written; at most the window in all.
+        self._backlog: list[bytes] = []
+        self._backlog_bytes = 0
         self._eof = False
         self._fd = -1
         self._temp: bytes | None = None
@@ -276,8 +313,10 @@ class PutTransfer(_Transfer):
             # Caught on arrival: never a byte past the declared size on disk.
             self._fail(TransferError(ErrorCode.FILE_SIZE_MISMATCH, "more bytes than declared"))
             return
-        self._backlog += data
-        self._wake.set()
+        if data:
+            self._backlog.append(data)
+            self._backlog_bytes += len(data)
+            self._wake.set()
 
     def close_stdin(self) -> None:
         self._eof = True
@@ -294,14 +333,21 @@ class PutTransfer(_Transfer):
     async def _transfer(self) -> None:
         target = _os_path(self.path)
         self._fd, self._temp = await self._io(_create_temp, target)
+        self._check_abort()
+        # The rest of the window, now that the bytes have somewhere to go
+        # (never more than the declared size still needs).
+        extra = min(PUT_WINDOW - self._stdin_window, self._put.size - self._stdin_window)
+        if extra > 0:
+            self._on_stdin_credit(extra)
         while True:
             self._check_abort()
             if self._backlog:
-                chunk, self._backlog = self._backlog, bytearray()
-                await self._io(_write_all, self._fd, chunk, self._digest)
-                self._bytes += len(chunk)
+                batch = self._take_batch()
+                nbytes = sum(len(chunk) for chunk in batch)
+                await self._io(_write_all, self._fd, batch, self._digest)
+                self._bytes += nbytes
                 self._check_abort()
-                self._on_stdin_credit(len(chunk))
+                self._on_stdin_credit(nbytes)
             elif self._eof:
                 break
             else:
@@ -324,6 +370,18 @@ class PutTransfer(_Transfer):
         # and once it is done the file is complete under its final name.
         await self._io(_rename_into_place, self._temp, target)
         self._temp = None
+
+    def _take_batch(self) -> list[bytes]:
+        """The oldest backlog chunks, about ``CHUNK_SIZE`` bytes (at least
+        one chunk), so that credit flows back while later bytes arrive."""
+        batch: list[bytes] = []
+        nbytes = 0
+        while self._backlog and nbytes < CHUNK_SIZE:
+            chunk = self._backlog.pop(0)
+            batch.append(chunk)
+            nbytes += len(chunk)
+        self._backlog_bytes -= nbytes
+        return batch
 
     def _cleanup(self) -> None:
         # Never a half file under the final name: until the rename, the
@@ -402,21 +460,44 @@ class GetTransfer(_Transfer):
         self._fd, size, mode = await self._io(_open_source, _os_path(self.path))
         self._check_abort()
         self._on_file(size, mode)
-        while self._bytes < size:
-            while self._paused:
-                self._wake.clear()
-                await self._wake.wait()
-                self._check_abort()
-            chunk = await self._io(
-                _read_chunk, self._fd, min(CHUNK_SIZE, size - self._bytes), self._digest
+        offset = 0
+        ahead: asyncio.Future[bytes] | None = None
+
+        def read_ahead() -> asyncio.Future[bytes] | None:
+            if offset >= size:
+                return None
+            return self._loop.run_in_executor(
+                None, _read_chunk, self._fd, min(CHUNK_SIZE, size - offset), self._digest
             )
-            if not chunk:
-                raise TransferError(
-                    ErrorCode.FILE_SIZE_MISMATCH, "the file shrank while it was read"
-                )
-            self._bytes += len(chunk)
-            self._check_abort()
-            self._on_data(chunk)
+
+        try:
+            ahead = read_ahead()
+            while ahead is not None:
+                chunk = await self._io_result(ahead)
+                if not chunk:
+                    raise TransferError(
+                        ErrorCode.FILE_SIZE_MISMATCH, "the file shrank while it was read"
+                    )
+                offset += len(chunk)
+                self._check_abort()
+                # The next chunk is read (and hashed) while this one is sent.
+                ahead = read_ahead()
+                self._bytes += len(chunk)
+                self._on_data(chunk)
+                while self._paused:
+                    self._wake.clear()
+                    await self._wake.wait()
+                    self._check_abort()
+        finally:
+            if ahead is not None and not ahead.done():
+                # Our descriptor is closed next: let the thread finish with it.
+                try:
+                    await asyncio.wait([ahead])
+                except asyncio.CancelledError:
+                    self._abandoned = True
+                    raise
+            if ahead is not None and ahead.done() and not ahead.cancelled():
+                ahead.exception()  # retrieved: an error of an unwanted read is not news
 
     def _cleanup(self) -> None:
         if self._fd >= 0 and not self._abandoned:
