@@ -16,18 +16,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import os
+import posixpath
 import re
 import shlex
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from . import transfer
 from .cli_common import positive_float
 from .connection import ClientConnection
 from .errors import RemoteCommandError
 from .remote_line import capture, say, stderr_painter
 from .result import RETURNCODE_SIGNAL_BASE, CompletedProcess
 from .session_state import SessionState
+from .transfer_cli import Reporter
 
 #: Status of a built-in used wrongly, as shells use it.
 EXIT_USAGE = 2
@@ -261,9 +265,46 @@ async def _exit(shell: Shell, rest: str) -> int:
     raise ExitShell(int(rest))
 
 
-async def _transfer(shell: Shell, rest: str) -> int:
-    say("put/get: file transfer is not available yet in this rexec version")
-    return 1
+async def _put(shell: Shell, rest: str) -> int:
+    return await _transfer(shell, "put", rest)
+
+
+async def _get(shell: Shell, rest: str) -> int:
+    return await _transfer(shell, "get", rest)
+
+
+async def _transfer(shell: Shell, verb: str, rest: str) -> int:
+    """``put LOCAL [REMOTE]`` / ``get REMOTE [LOCAL]``: one file, the remote
+    side relative to the session's directory, the local side to this one's;
+    a missing destination keeps the source's name."""
+    try:
+        words = shlex.split(rest)
+    except ValueError as exc:
+        say(f"{verb}: {exc}")
+        return EXIT_USAGE
+    if not 1 <= len(words) <= 2:
+        say(f"usage: {BUILTINS[verb].usage}")
+        return EXIT_USAGE
+    source, target = words[0], words[1] if len(words) == 2 else None
+    cwd = shell.state.cwd or "."
+    reporter = Reporter(argparse.Namespace(quiet=False, verbose=True))
+    try:
+        if verb == "put":
+            remote = posixpath.join(cwd, target or os.path.basename(source.rstrip("/")))
+            result = await transfer.put(shell.connection, source, remote, progress=reporter.progress(source))
+            reporter.done("sent", source, result)
+        else:
+            remote = posixpath.join(cwd, source)
+            local = target or posixpath.basename(source.rstrip("/"))
+            if os.path.isdir(local):
+                local = os.path.join(local, posixpath.basename(source.rstrip("/")))
+            result = await transfer.get(shell.connection, remote, local, progress=reporter.progress(source))
+            reporter.done("received", source, result)
+    except transfer.TransferError as exc:
+        reporter.clear()
+        say(f"{verb}: {source}: {exc}")
+        return 1
+    return 0
 
 
 async def _local(shell: Shell, rest: str) -> int:
@@ -335,8 +376,8 @@ BUILTINS: dict[str, Builtin] = {
             _timeout,
             max_words=1,
         ),
-        Builtin("put", "put LOCAL [REMOTE]", "copy a file to the server", _transfer),
-        Builtin("get", "get REMOTE [LOCAL]", "copy a file from the server", _transfer),
+        Builtin("put", "put LOCAL [REMOTE]", "copy a file to the server (sha256-checked)", _put),
+        Builtin("get", "get REMOTE [LOCAL]", "copy a file from the server (sha256-checked)", _get),
         Builtin("exit", "exit [N]", "leave with status N (default: the last line's)", _exit),
         Builtin("help", "help [BUILTIN]", "this help", _help),
     )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+
 import secrets
 from collections.abc import Callable
 from pathlib import Path
@@ -150,7 +153,7 @@ def test_builtins_help_and_local_commands(server: Any, open_shell: OpenShell) ->
     for word in ("cd", "export", "unset", "env", "timeout", "put", "get", "!COMMAND", "exit"):
         assert word in output
     assert "\nlocal-side\n" in shell.run("!echo local-side")
-    assert "not available yet" in shell.run("put a b")
+    assert "local.not_found" in shell.run("put no-such-file b")
 
 
 def test_history_is_kept_across_runs(
@@ -261,3 +264,24 @@ def test_lines_from_a_pipe_run_without_a_prompt(server: Any, tmp_path: Path) -> 
     )
     assert result.stdout == b"/tmp 1\n"
     assert result.returncode == 4
+
+
+def test_put_and_get_builtins_copy_files_relative_to_the_session_directory(
+    server: Any, open_shell: OpenShell, tmp_path: Path
+) -> None:
+    local = tmp_path / "local.bin"
+    local.write_bytes(os.urandom(300_000) + b"\x00\xff end")
+    remote_dir = tmp_path / "remote_dir"
+    remote_dir.mkdir()
+    shell = open_shell(server)
+    shell.run(f"cd '{remote_dir}'")
+    shown = shell.run(f"put '{local}' copy.bin")
+    assert shell.status is None, shown
+    assert "sent" in shown and hashlib.sha256(local.read_bytes()).hexdigest() in shown
+    assert (remote_dir / "copy.bin").read_bytes() == local.read_bytes()
+    back = tmp_path / "back.bin"
+    shell.run(f"get copy.bin '{back}'")
+    assert shell.status is None
+    assert back.read_bytes() == local.read_bytes()
+    assert "file.not_found" in shell.run(f"get missing.bin '{back}'")
+    assert shell.status == "1"
