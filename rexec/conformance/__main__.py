@@ -21,6 +21,7 @@ from .case import Options
 from .cases import all_cases
 from .report import Console, list_cases, write_json, write_junit
 from .runner import exit_status, run_suite, select
+from .serve import HANDSHAKES
 from .wire import Target
 
 DEFAULT_PORT = 7420
@@ -72,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--serve", type=int, metavar="PORT",
                        help="play the scripted server on PORT (0: any) for a client under test")
     serve.add_argument("--serve-host", default="127.0.0.1", help="address for --serve")
-    serve.add_argument("--serve-handshake", choices=("ok", "bad-mac", "version-2"), default="ok",
+    serve.add_argument("--serve-handshake", choices=HANDSHAKES, default="ok",
                        help="bad-mac: a wrong auth_ok mac; version-2: offer only version 2")
     return parser
 

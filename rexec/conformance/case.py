@@ -181,6 +181,12 @@ class Context:
         self._cleanups.append(shlex.quote(path))
         return path
 
+    def remove_at_cleanup(self, word: str) -> None:
+        """Have cleanup's ``rm -f`` remove ``word``: a shell word, quoted by
+        the caller (a glob stays unquoted; a relative path is relative to the
+        server's default directory, where the helper commands run)."""
+        self._cleanups.append(word)
+
     async def path_exists(self, path: str) -> bool:
         record = await self.sh(f"test -e {shlex.quote(path)} && echo yes || echo no")
         return bytes(record.stdout).strip() == b"yes"

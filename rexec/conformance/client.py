@@ -17,10 +17,14 @@ from rexec.protocol import (
     PROTOCOL_VERSION,
     Auth,
     AuthOk,
+    Done,
     Error,
     Exit,
+    File,
+    Get,
     Hello,
     Pong,
+    Put,
     Run,
     Started,
     Stderr,
@@ -47,7 +51,8 @@ class Unsupported(Exception):
 
 @dataclasses.dataclass
 class CommandRecord:
-    """Everything received for one command id, in arrival order."""
+    """Everything received for one command id (a ``run``, ``put`` or
+    ``get``), in arrival order."""
 
     id: int
     kinds: list[str] = dataclasses.field(default_factory=list)
@@ -57,13 +62,15 @@ class CommandRecord:
     stdout_chunks: list[tuple[float, int]] = dataclasses.field(default_factory=list)
     exit: Exit | None = None
     error: Error | None = None
+    file: File | None = None  # a get's first frame
+    done: Done | None = None  # a transfer's terminal frame on success
     credit_granted: int = 0
     after_terminal: list[str] = dataclasses.field(default_factory=list)
     exit_time: float | None = None
 
     @property
     def terminal(self) -> bool:
-        return self.exit is not None or self.error is not None
+        return self.exit is not None or self.error is not None or self.done is not None
 
     def order_faults(self) -> list[str]:
         """Breaches of started-first / exit-last / one-terminal seen so far."""
@@ -88,6 +95,8 @@ class CommandRecord:
             "stdout_bytes": len(self.stdout), "stderr_bytes": len(self.stderr),
             "exit": self.exit.model_dump(mode="json") if self.exit else None,
             "error": self.error.model_dump(mode="json") if self.error else None,
+            **({"file": self.file.model_dump(mode="json")} if self.file else {}),
+            **({"done": self.done.model_dump(mode="json")} if self.done else {}),
         }
 
 
@@ -154,6 +163,15 @@ class Client:
         await self.wire.send(message)
         return message.id
 
+    def put_message(self, **fields: Any) -> Put:
+        """A ``put`` with a fresh id; ``fields`` are Put's members."""
+        return Put(id=self.new_id(), **fields)
+
+    async def get(self, path: str) -> int:
+        message = Get(id=self.new_id(), path=path)
+        await self.wire.send(message)
+        return message.id
+
     async def send_stdin(self, command_id: int, data: bytes, *, timeout: float) -> bool:
         """Send ``data`` within the credit, waiting for ``stdin_credit`` as
         needed. Returns False when credit did not come within ``timeout``."""
@@ -208,6 +226,10 @@ class Client:
             record.exit_time = time.monotonic()
         elif isinstance(message, Error) and record.error is None:
             record.error = message
+        elif isinstance(message, File) and record.file is None:
+            record.file = message
+        elif isinstance(message, Done) and record.done is None:
+            record.done = message
 
     async def pump(self, timeout: float, *, until: Any, max_frames: int | None = None) -> bool:
         """Read and file frames until ``until()`` is true, the connection

@@ -47,7 +47,8 @@ _TABLE: tuple[tuple[str, Level, str], ...] = (
      "The header MUST be a JSON object; anything else is a fatal header.not_object error."),
     ("frame.header.type", _M,
      ("The header MUST have a string member type naming one of the message types of section 4; a "
-     "missing or unknown type is a fatal header.unknown_type error.")),
+     "missing or unknown type, or a type that is not a string, is a fatal header.unknown_type "
+     "error.")),
     ("frame.header.schema", _M,
      ("The header MUST match its type's schema exactly: every required member present, no unknown "
      "member, every member of its JSON type with no coercion")),
@@ -177,6 +178,53 @@ _TABLE: tuple[tuple[str, Level, str], ...] = (
     ("cancel.kill.tree", _M,
      ("cancel ends the command the same way (TERM, grace, KILL, to the group) and reports "
      "cancelled. A cancel for a command that has ended is dropped.")),
+    ("transfer.id", _M,
+     ("A put or get is a command for [command.id.increasing] and [command.id.unknown] (its id is "
+     "greater than every id before it, run, put or get), for [command.concurrent] (transfers and "
+     "commands interleave on one connection) and for [command.busy] (a running transfer counts "
+     "against max_commands and the global limit, and one beyond them is refused with busy).")),
+    ("transfer.path", _M,
+     ("a relative path is relative to the server's default directory (as [command.cwd]: the home "
+     "directory of the user it runs as). The server uses the path's UTF-8 bytes as the file name, "
+     "whatever its locale; there is no ~ expansion and no shell.")),
+    ("transfer.terminal.one", _M,
+     ("Every put and get gets exactly one terminal frame for its id: done when it succeeded, or an "
+     "error with that id (fatal false) when it did not. The error may come at any point, before or "
+     "after data; nothing for that id follows the terminal frame. started, exit and stderr for a "
+     "transfer, done and file for a run, and signal and resize for a transfer are fatal "
+     "protocol.unexpected.")),
+    ("transfer.put.data", _M,
+     ("The content of a put travels as the put's stdin frames, under the stdin credit of "
+     "[stdin.credit] (the credit starts at stdin_window as for a run with stdin true, and the "
+     "server grants it back as the bytes reach the file), and ends with stdin_eof [stdin.eof].")),
+    ("transfer.put.atomic", _M,
+     ("A put that fails, is cancelled or is cut off MUST NOT leave a file under the target name, "
+     "nor change a file already there, and its temporary file MUST be removed.")),
+    ("transfer.put.digest", _M,
+     ("At stdin_eof the server checks that it received exactly size bytes (otherwise "
+     "file.size_mismatch; more than size is caught as soon as it arrives) and that their SHA-256 "
+     "is sha256 (otherwise file.digest_mismatch).")),
+    ("transfer.put.done", _M,
+     ("done for a put comes only after the client's stdin_eof, and its size is the declared size")),
+    ("transfer.put.mode", _M,
+     ("The file gets exactly mode (permission bits, with setuid, setgid and sticky), whatever the "
+     "server's umask.")),
+    ("transfer.put.half_close", _M,
+     ("A client half-close ([close.client.eof]) before a put's stdin_eof ends that put as a "
+     "cancel does: its data can no longer arrive.")),
+    ("transfer.get.stream", _M,
+     ("The server answers a get with file (the size and permission bits of the file when it was "
+     "opened), then exactly size bytes of stdout frames, in order, then done with the size and "
+     "SHA-256 of the bytes sent.")),
+    ("transfer.get.regular", _M,
+     ("Only a regular file can be sent: a directory is file.is_directory, anything else (a FIFO, "
+     "a device, a socket) is file.failed, refused without waiting on it.")),
+    ("transfer.cancel", _M,
+     ("cancel ends a transfer with the command-scoped error file.cancelled; a put leaves nothing "
+     "behind, as in [transfer.put.atomic].")),
+    ("transfer.errors", _M,
+     ("A source or target directory that does not exist is file.not_found; one the server may not "
+     "read or write is file.permission_denied")),
     ("resize.pty", _M,
      "resize sets the window size of the command's pty"),
     ("disconnect.kill", _M,
@@ -193,9 +241,11 @@ _TABLE: tuple[tuple[str, Level, str], ...] = (
      ("After sending a fatal error a peer MUST close the connection (at once, without reading "
      "further input)")),
     ("error.fatal.prompt", _S,
-     "SHOULD do so within 1 s even when the peer does not read"),
+     "It SHOULD do so within 1 s even when the peer does not read."),
     ("error.command.scoped", _M,
      "A non-fatal error with an id ends that command only; the connection carries on."),
+    ("error.unknown.accept", _M,
+     "A receiver MUST accept codes it does not know, treating them by their fatal and id."),
     ("limits.announced", _M,
      ("The server announces its header, body, stdin and command limits in hello. A client MUST NOT "
      "exceed them; a server MUST NOT send a header above 64 KiB or a body above 1 MiB.")),

@@ -22,7 +22,8 @@ scenario           what the server does / what a conforming client shows
 ``exit-N``         exit with code N (0-255).
 ``unknown-error``  a non-fatal ``error`` with the unknown code
                    ``future.unknown_code`` and no id, then ``ok\\n``, exit 0.
-                   Client: carries on (protocol.md §6, unknown codes).
+                   Client: carries on, **[error.unknown.accept]** (a client
+                   that answers with a fatal error is reported).
 ``ping``           ``tick\\n``, then a ``ping`` (seq 4711), and waits up to 2 s
                    for the ``pong`` before ``tock\\n`` and exit 0 (exit 1 and
                    ``no pong`` on stderr if it does not come).
@@ -36,7 +37,14 @@ close without sending any command: **[auth.mutual]**); ``version-2`` offers
 only version 2 (the client must close and report the mismatch).
 
 Each finished connection is reported on stdout as one JSON line: the scenarios
-run and what the client did that the protocol forbids (``violations``).
+run and what the client did that the protocol forbids (``violations``, each
+naming the requirement id it breaks).
+
+``CLIENT_CHECKS`` lists the client-side requirements of protocol.md this mode
+checks and the scenarios that check them. Some, such as
+**[error.unknown.accept]**, have no server case at all: a server can't be made
+to receive an error code from the suite without the connection ending. The
+suite's own coverage test counts a requirement listed here as covered.
 """
 
 from __future__ import annotations
@@ -82,6 +90,19 @@ LIMITS = ServerLimits(max_header=65536, max_body=1024 * 1024, stdin_window=1, ma
 PING_SEQ = 4711
 SCENARIOS = ("chunks", "many-frames", "cat", "signal", "exit-N", "unknown-error", "ping",
              "malformed")
+HANDSHAKES = ("ok", "bad-mac", "version-2")
+
+#: Requirement id -> what checks it in client mode: scenario names (the
+#: command's argv[0]) or ``handshake:MODE`` (``--serve-handshake MODE``).
+CLIENT_CHECKS: dict[str, tuple[str, ...]] = {
+    "error.unknown.accept": ("unknown-error",),
+    "auth.mutual": ("handshake:bad-mac",),
+    "handshake.version": ("handshake:version-2",),
+    "stdin.credit": ("cat",),
+    "message.ping.answer": ("ping",),
+    "frame.stream.chunking": ("chunks", "many-frames"),
+    "frame.length.negative": ("malformed",),
+}
 
 
 class ClientGone(Exception):
@@ -132,6 +153,9 @@ class ScriptedSession:
             if message is not None:
                 if isinstance(message, Error) and message.fatal:
                     self.report["client_fatal_error"] = message.code
+                    if self.report["scenarios"][-1:] == ["unknown-error"]:
+                        self.report["violations"].append(
+                            "a fatal error after an unknown error code [error.unknown.accept]")
                     raise ClientGone
                 return message
             try:

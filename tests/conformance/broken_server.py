@@ -15,11 +15,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import functools
+import hashlib
 import json
 import os
 import secrets
 import signal
+import stat
 import struct
 import sys
 import threading
@@ -31,11 +34,15 @@ from rexec.protocol import (
     Auth,
     AuthOk,
     Cancel,
+    Done,
     Error,
     Exit,
+    File,
+    Get,
     Hello,
     Ping,
     Pong,
+    Put,
     RemoteProtocolError,
     Resize,
     Run,
@@ -127,6 +134,29 @@ FLAGS: dict[str, str] = {
     "no_close_after_fatal": "sends a fatal error but keeps the connection open",
     "continue_after_fatal": "sends a fatal error, then goes on reading and acting",
     "no_abort": "after a fatal error, waits for the peer to read everything",
+    # file transfer
+    "put_in_place": "writes a put straight into the target file (no temporary file, no rename)",
+    "keep_temp": "leaves a failed put's temporary file behind",
+    "put_umask": "creates a put's file with mode & ~0o022 (applies a umask)",
+    "no_digest_check": "never compares a put's sha256",
+    "no_size_check": "never compares a put's byte count with its size",
+    "early_done": "sends a put's done as soon as size bytes arrived, before stdin_eof",
+    "put_no_credit_grant": "never grants stdin credit back for a put",
+    "put_no_flow_control": "does not enforce the stdin credit of a put",
+    "put_ignores_half_close": "leaves a put open when the client half-closes",
+    "get_short": "sends one byte less than a get's file size, and a done that says so",
+    "done_bad_sha256": "sends done with the sha256 of something else",
+    "get_any_file": "sends devices and FIFOs as if they were empty regular files",
+    "generic_file_errors": "reports every transfer failure as file.failed",
+    "double_done": "sends a transfer's terminal frame (done or error) twice",
+    "no_replace": "refuses a put whose target exists (a no-clobber link: file.failed EEXIST)",
+    "lenient_transfer_frames": "ignores signal and resize for a transfer",
+    "ignore_transfer_cancel": "ignores cancel for a transfer",
+    "transfer_ids_apart": "checks transfer ids apart from run ids",
+    "transfers_not_counted": "does not count transfers against max_commands",
+    "expand_tilde": "expands ~ in transfer paths",
+    "relative_to_cwd": "resolves relative transfer paths against its own cwd, not the home",
+    "latin1_paths": "encodes transfer paths as Latin-1 (unencodable characters as ?)",
 }
 
 FORBIDDEN_ENV = ("LD_", "DYLD_")
@@ -360,6 +390,233 @@ class Command:
         session.command_done(self)
 
 
+def _file_code(flags: set[str], code: str) -> str:
+    return "file.failed" if "generic_file_errors" in flags else code
+
+
+def _file_error(flags: set[str], exc: OSError) -> tuple[str, str]:
+    name = errno.errorcode.get(exc.errno or 0, "EUNKNOWN")
+    code = {errno.ENOENT: "file.not_found", errno.ENOTDIR: "file.not_found",
+            errno.EACCES: "file.permission_denied", errno.EPERM: "file.permission_denied",
+            errno.EISDIR: "file.is_directory"}.get(exc.errno or 0, "file.failed")
+    return _file_code(flags, code), f"file operation failed ({name})"
+
+
+class Transfer:
+    """A put or a get: no process, one terminal frame (done or an error)."""
+
+    def __init__(self, session: Session, request: Put | Get) -> None:
+        self.session = session
+        self.request = request
+        self.id = request.id
+        self.flags = session.flags
+        self.finished = False
+        self.ended = asyncio.Event()
+        self.digest = hashlib.sha256()
+        path = request.path
+        if "expand_tilde" in self.flags:
+            path = os.path.expanduser(path)
+        if not os.path.isabs(path):
+            base = os.getcwd() if "relative_to_cwd" in self.flags else os.environ.get("HOME", "/")
+            path = os.path.join(base, path)
+        self.path = (path.encode("latin-1", "replace") if "latin1_paths" in self.flags
+                     else path.encode())
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def cleanup(self, failed: bool) -> None:
+        pass
+
+    def finish(self, error: tuple[str, str] | None, size: int = 0) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        self.ended.set()
+        self.cleanup(error is not None)
+        session = self.session
+        if error is None:
+            digest = self.digest.hexdigest()
+            if "done_bad_sha256" in self.flags:
+                digest = hashlib.sha256(b"something else").hexdigest()
+            done = Done(id=self.id, size=size, sha256=digest)
+            session.send(done)
+            if "double_done" in self.flags:
+                session.send(done)
+        else:
+            refusal = Error(code=error[0], message=error[1], fatal=False, id=self.id)
+            session.send(refusal)
+            if "double_done" in self.flags:
+                session.send(refusal)
+        session.transfer_done(self)
+
+    async def frame(self, message: Any) -> None:
+        if isinstance(message, (Signal, Resize)):
+            if "lenient_transfer_frames" not in self.flags:
+                raise Fatal("protocol.unexpected", f"{message.type} for a transfer")
+        elif isinstance(message, Cancel):
+            if "ignore_transfer_cancel" not in self.flags:
+                self.cancel()
+        else:
+            await self.data(message)
+
+    async def data(self, message: Any) -> None:
+        raise Fatal("protocol.unexpected", "a get takes no stdin")
+
+    def cancel(self) -> None:
+        self.finish(("file.cancelled", "transfer cancelled"))
+
+    def input_ended(self) -> None:
+        pass
+
+
+class PutTransfer(Transfer):
+    def __init__(self, session: Session, request: Put) -> None:
+        super().__init__(session, request)
+        self.put = request
+        self.credit = session.config.limits.stdin_window
+        self.received = 0
+        self.written = 0
+        self.fd = -1
+        self.temp: bytes | None = None
+        self.eof = False
+
+    def start(self) -> None:
+        target, flags = self.path, self.flags
+        directory, name = os.path.split(target)
+        try:
+            if name in (b"", b".", b"..") or os.path.isdir(target):
+                self.finish((_file_code(flags, "file.is_directory"), "the target is a directory"))
+                return
+            if "put_in_place" in flags:
+                self.fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
+                                  0o600)
+            else:
+                self.temp = os.path.join(
+                    directory, b"." + name + b".rexec-" + secrets.token_hex(4).encode() + b".tmp")
+                self.fd = os.open(self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                                  0o600)
+        except OSError as exc:
+            self.finish(_file_error(flags, exc))
+
+    async def data(self, message: Any) -> None:
+        flags = self.flags
+        if self.eof:
+            raise Fatal("protocol.unexpected", "stdin after stdin_eof")
+        if isinstance(message, StdinEof):
+            self.eof = True
+            self.complete()
+            return
+        size = message.data_size
+        if size > self.credit and "put_no_flow_control" not in flags:
+            raise Fatal("flow.window_exceeded", "stdin beyond its credit")
+        self.credit -= size
+        self.received += size
+        if self.received > self.put.size and "no_size_check" not in flags:
+            self.finish(("file.size_mismatch", "more bytes than declared"))
+            return
+        view = memoryview(message.data)
+        while view:
+            view = view[os.write(self.fd, view):]
+        self.digest.update(message.data)
+        self.written += size
+        if size and "put_no_credit_grant" not in flags:
+            self.credit += size
+            self.session.send(StdinCredit(id=self.id, bytes=size))
+        if "early_done" in flags and self.received >= self.put.size:
+            self.complete()
+
+    def complete(self) -> None:
+        flags = self.flags
+        if self.finished:
+            return
+        if self.written != self.put.size and "no_size_check" not in flags:
+            self.finish(("file.size_mismatch", "fewer bytes than declared"))
+            return
+        if self.digest.hexdigest() != self.put.sha256 and "no_digest_check" not in flags:
+            self.finish(("file.digest_mismatch", "the sha256 is not the declared one"))
+            return
+        mode = self.put.mode & ~0o022 if "put_umask" in flags else self.put.mode
+        try:
+            os.fchmod(self.fd, mode)
+            os.close(self.fd)
+            self.fd = -1
+            if self.temp is not None and "no_replace" in flags:
+                os.link(self.temp, self.path)  # EEXIST when the target exists
+                os.unlink(self.temp)
+                self.temp = None
+            elif self.temp is not None:
+                os.replace(self.temp, self.path)
+                self.temp = None
+        except OSError as exc:
+            self.finish(_file_error(flags, exc))
+            return
+        self.finish(None, self.written)
+
+    def input_ended(self) -> None:
+        if not self.eof and "put_ignores_half_close" not in self.flags:
+            self.cancel()
+
+    def cleanup(self, failed: bool) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        if self.temp is not None and "keep_temp" not in self.flags:
+            with contextlib.suppress(OSError):
+                os.unlink(self.temp)
+        self.temp = None
+
+
+class GetTransfer(Transfer):
+    task: asyncio.Future[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.ensure_future(self.stream())
+
+    async def stream(self) -> None:
+        flags = self.flags
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
+        except OSError as exc:
+            self.finish(_file_error(flags, exc))
+            return
+        try:
+            info = os.fstat(fd)
+            if stat.S_ISDIR(info.st_mode):
+                self.finish((_file_code(flags, "file.is_directory"), "the source is a directory"))
+                return
+            regular = stat.S_ISREG(info.st_mode)
+            if not regular and "get_any_file" not in flags:
+                self.finish(("file.failed", "the source is not a regular file"))
+                return
+            size = info.st_size if regular else 0
+            self.session.send(File(id=self.id, size=size, mode=stat.S_IMODE(info.st_mode)))
+            if "get_short" in flags and size:
+                size -= 1
+            sent = 0
+            while sent < size:
+                chunk = os.read(fd, min(64 * 1024, size - sent))
+                if not chunk:
+                    self.finish(("file.size_mismatch", "the file shrank while it was read"))
+                    return
+                self.digest.update(chunk)
+                sent += len(chunk)
+                self.session.send(Stdout.with_data(self.id, chunk))
+                try:
+                    await self.session.writer.drain()
+                except ConnectionError:
+                    self.finish(("file.cancelled", "the client has gone"))
+                    return
+            self.finish(None, sent)
+        finally:
+            os.close(fd)
+
+    def cancel(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+        super().cancel()
+
+
 class Session:
     """One client connection."""
 
@@ -377,6 +634,8 @@ class Session:
         self.buffer = bytearray()
         self.last_id = -1
         self.commands: dict[int, Command] = {}
+        self.transfers: dict[int, Transfer] = {}
+        self.last_transfer_id = -1
         self.serial: asyncio.Future[None] | None = None
 
     # --- output -------------------------------------------------------------------------
@@ -409,8 +668,18 @@ class Session:
 
     def command_done(self, command: Command) -> None:
         self.commands.pop(command.run.id, None)
-        if self.half_closed and not self.commands:
+        if self.half_closed and not self.commands and not self.transfers:
             self.close()
+
+    def transfer_done(self, transfer: Transfer) -> None:
+        self.transfers.pop(transfer.id, None)
+        if self.half_closed and not self.commands and not self.transfers:
+            self.close()
+
+    def running(self) -> int:
+        """What counts against max_commands."""
+        transfers = 0 if "transfers_not_counted" in self.flags else len(self.transfers)
+        return len(self.commands) + transfers
 
     # --- closing ------------------------------------------------------------------------
 
@@ -432,6 +701,8 @@ class Session:
         if "no_kill_on_disconnect" not in self.flags:
             for command in list(self.commands.values()):
                 command.kill_tree("cancelled")
+        for transfer in list(self.transfers.values()):
+            transfer.cancel()
         self.close()
 
     # --- input ----------------------------------------------------------------------------
@@ -480,7 +751,9 @@ class Session:
             self.disconnect()
             return
         self.half_closed = True
-        if not self.commands:
+        for transfer in list(self.transfers.values()):
+            transfer.input_ended()
+        if not self.commands and not self.transfers:
             self.close()
 
     def _header_error(self, exc: RemoteProtocolError, raw: bytes) -> Fatal:
@@ -570,6 +843,8 @@ class Session:
             pass
         elif isinstance(message, Run):
             await self.start(message)
+        elif isinstance(message, (Put, Get)):
+            self.start_transfer(message)
         elif isinstance(message, (Stdin, StdinEof, Signal, Cancel, Resize)):
             await self.command_frame(message)
         else:
@@ -598,9 +873,12 @@ class Session:
             raise Fatal("command.bad_id", "command ids must increase")
         self.last_id = max(self.last_id, run.id)
         if "serialize_commands" in flags:
-            while self.commands:
-                await next(iter(self.commands.values())).task
-        if len(self.commands) >= self.config.limits.max_commands and "no_busy_limit" not in flags:
+            while self.commands or self.transfers:
+                if self.commands:
+                    await next(iter(self.commands.values())).task
+                else:
+                    await next(iter(self.transfers.values())).ended.wait()
+        if self.running() >= self.config.limits.max_commands and "no_busy_limit" not in flags:
             self.refuse(run, "busy", "too many running commands")
             return
         if run.pty is not None:
@@ -659,11 +937,33 @@ class Session:
                     os._exit(0)
             self.send(Started(id=run.id, pid=pid))
 
+    def start_transfer(self, request: Put | Get) -> None:
+        apart = "transfer_ids_apart" in self.flags
+        last = self.last_transfer_id if apart else self.last_id
+        if request.id <= last and "no_id_check" not in self.flags:
+            raise Fatal("command.bad_id", "command ids must increase")
+        if apart:
+            self.last_transfer_id = max(self.last_transfer_id, request.id)
+        else:
+            self.last_id = max(self.last_id, request.id)
+        if self.running() >= self.config.limits.max_commands:
+            self.send(Error(code="busy", message="too many running commands", fatal=False,
+                            id=request.id))
+            return
+        transfer = (PutTransfer(self, request) if isinstance(request, Put)
+                    else GetTransfer(self, request))
+        self.transfers[request.id] = transfer
+        transfer.start()
+
     async def command_frame(self, message: Any) -> None:
         flags = self.flags
+        transfer = self.transfers.get(message.id)
+        if transfer is not None:
+            await transfer.frame(message)
+            return
         command = self.commands.get(message.id)
         if command is None:
-            if message.id > self.last_id and "no_id_check" not in flags:
+            if message.id > max(self.last_id, self.last_transfer_id) and "no_id_check" not in flags:
                 raise Fatal("command.bad_id", "no command has this id")
             if "strict_ended" in flags:
                 raise Fatal("protocol.unexpected", "the command has ended")

@@ -50,7 +50,7 @@ def start_fake(directory: Path, flags: list[str], *extra: str) -> FakeServer:
         process = subprocess.Popen(
             [sys.executable, str(BROKEN_SERVER), "--key-file", str(key_file), "--port", "0",
              "--break", ",".join(flags), *extra],
-            stdout=subprocess.PIPE, stderr=stderr, start_new_session=True,
+            stdout=subprocess.PIPE, stderr=stderr, start_new_session=True, cwd=directory,
         )
     assert process.stdout is not None
     deadline, line = time.monotonic() + 15, b""

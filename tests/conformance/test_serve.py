@@ -15,7 +15,7 @@ import pytest
 from rexec.conformance.client import Client, SetupError
 from rexec.conformance.serve import PING_SEQ, serve
 from rexec.conformance.wire import PeerFrameError, Target, Wire, WireLog
-from rexec.protocol import Ping, Pong, Stdin, StdinEof
+from rexec.protocol import Error, Ping, Pong, Stdin, StdinEof
 
 KEY = bytes(range(32))
 OPEN: list[Wire] = []
@@ -121,6 +121,21 @@ def test_cat_catches_a_client_that_ignores_the_credit() -> None:
             error = client.fatal_error()
             assert error is not None and error.code == "flow.window_exceeded"
         assert any("credit" in v for v in reports(log)[-1]["violations"])
+
+    run_async(body)
+
+
+def test_unknown_error_catches_a_client_that_treats_it_as_fatal() -> None:
+    async def body() -> None:
+        async with scripted() as (port, log):
+            client = await connect(port)
+            command_id = await client.run(argv=["unknown-error"])
+            await client.pump(5, until=lambda: any(m.type == "error" for m in client.other))
+            await client.wire.send(Error(code="protocol.unexpected", message="unknown code",
+                                         fatal=True))
+            await client.wait_terminal(command_id, 1)
+            client.wire.close()
+        assert any("[error.unknown.accept]" in v for v in reports(log)[-1]["violations"])
 
     run_async(body)
 

@@ -1,5 +1,9 @@
-"""The suite against protocol.md: every MUST has a case, every quote is
-verbatim, every level agrees with the document."""
+"""The suite against protocol.md: every MUST is covered, every quote is
+verbatim, every level agrees with the document.
+
+Covered means a case checks it against a server, or (for a client-side rule)
+a scenario of client mode (``--serve``) checks it, as listed in
+``rexec.conformance.serve.CLIENT_CHECKS``."""
 
 from __future__ import annotations
 
@@ -9,23 +13,14 @@ from pathlib import Path
 import pytest
 
 from rexec.conformance import REQUIREMENTS, Level, all_cases
+from rexec.conformance.serve import CLIENT_CHECKS, HANDSHAKES, SCENARIOS
 
 PROTOCOL_MD = Path(__file__).resolve().parents[2] / "protocol.md"
 ID = re.compile(r"\*\*\[([a-z0-9_.]+)\]\*\*")
 
-#: Requirements with no case, and why none can exist from the client side.
+#: Requirements neither a case nor client mode checks, and why.
 NO_CASE = {
     "close.server.shutdown": "needs the server under test to be shut down by its operator",
-}
-#: Requirements added to protocol.md after the suite was written (the file
-#: transfer section, put/get): their cases are owed. Listed so the gap is
-#: explicit; the MUST ones are strict xfails, so adding a case without
-#: removing the entry fails too.
-PENDING = {
-    "transfer.cancel", "transfer.errors", "transfer.get.regular", "transfer.get.stream",
-    "transfer.id", "transfer.path", "transfer.put.atomic", "transfer.put.data",
-    "transfer.put.digest", "transfer.put.done", "transfer.put.half_close", "transfer.put.mode",
-    "transfer.terminal.one",
 }
 
 
@@ -75,26 +70,36 @@ def case_requirements() -> set[str]:
     return {case.requirement_id for case in all_cases()}
 
 
+def covered() -> set[str]:
+    """Requirements a server case or a client-mode scenario checks."""
+    return case_requirements() | set(CLIENT_CHECKS)
+
+
 def test_protocol_md_is_parsed() -> None:
     ids = requirement_blocks()
     assert len(ids) >= 60 and "frame.length.negative" in ids
     assert {"frame.length.negative", "auth.mac.verify", "process.reaped"} <= must_ids()
 
 
-@pytest.mark.parametrize("rid", [
-    pytest.param(rid, marks=pytest.mark.xfail(strict=True, reason="case owed (PENDING)"))
-    if rid in PENDING else rid
-    for rid in sorted(must_ids())
-])
-def test_every_must_has_a_case(rid: str) -> None:
-    assert rid in case_requirements(), f"MUST requirement {rid} has no conformance case"
+@pytest.mark.parametrize("rid", sorted(must_ids()))
+def test_every_must_is_covered(rid: str) -> None:
+    assert rid in covered(), (
+        f"MUST requirement {rid} has no conformance case and no client-mode scenario")
 
 
-def test_every_requirement_has_a_case_or_a_reason() -> None:
-    missing = set(requirement_blocks()) - case_requirements() - set(NO_CASE) - PENDING
+def test_every_requirement_is_covered_or_has_a_reason() -> None:
+    missing = set(requirement_blocks()) - covered() - set(NO_CASE)
     assert not missing, f"requirements without a case: {sorted(missing)}"
-    assert not PENDING & case_requirements(), "PENDING lists a requirement that has a case"
-    assert not set(NO_CASE) & case_requirements(), "NO_CASE lists a requirement that has a case"
+    assert not set(NO_CASE) & covered(), "NO_CASE lists a requirement that is covered"
+
+
+@pytest.mark.parametrize("rid", sorted(CLIENT_CHECKS))
+def test_client_checks_name_real_requirements_and_scenarios(rid: str) -> None:
+    assert rid in REQUIREMENTS, f"{rid} is checked in client mode but not quoted"
+    assert CLIENT_CHECKS[rid]
+    for name in CLIENT_CHECKS[rid]:
+        mode = name.removeprefix("handshake:")
+        assert (mode in HANDSHAKES) if name.startswith("handshake:") else (name in SCENARIOS), name
 
 
 @pytest.mark.parametrize("rid", sorted(REQUIREMENTS))

@@ -11,10 +11,11 @@ from . import (  # noqa: F401 - imported for their registrations
     output,
     session,
     stdin,
+    transfer,
 )
 from ._registry import REGISTRY
 
-AREAS = ("handshake", "framing", "commands", "output", "stdin", "lifecycle", "session")
+AREAS = ("handshake", "framing", "commands", "output", "stdin", "lifecycle", "session", "transfer")
 
 
 def all_cases() -> list[Case]:
