@@ -21,11 +21,14 @@ import time
 from collections.abc import Callable
 
 from rexec.protocol import Run
-from rexec.spawn import ProcessPolicy, Spawned, set_window_size, spawn
+from rexec.spawn import ProcessPolicy, Spawned, enlarge_pipe, set_window_size, spawn
 
-#: Bytes read from a pipe at once: big enough to amortise per-frame costs,
-#: well under the protocol's 1 MiB body limit.
-READ_SIZE = 256 * 1024
+#: Bytes read from a pipe at once: the protocol's body limit, so that bulk
+#: output travels in as few frames as the producer allows.
+READ_SIZE = 1024 * 1024
+#: A read this large means the pipe was full at its default size: the command
+#: produces bulk output, and its pipes are grown (spawn.enlarge_pipe).
+_DEFAULT_PIPE_SIZE = 64 * 1024
 
 
 class Stream(enum.Enum):
@@ -111,6 +114,7 @@ class CommandRunner:
         self._spawned: Spawned | None = None
         self._pidfd = -1
         self._open_outputs: dict[int, Stream] = {}
+        self._enlarged: set[int] = set()
         self._paused = False
         self._output_left = run.output_limit  # None: unlimited
         self._stdin_buffer = bytearray()
@@ -213,7 +217,9 @@ class CommandRunner:
 
     def _read_output(self, fd: int) -> None:
         try:
-            data = os.read(fd, READ_SIZE)
+            # Small reads until the command shows it produces bulk output: a
+            # 1 MiB buffer per read would cost an mmap for every short command.
+            data = os.read(fd, READ_SIZE if fd in self._enlarged else _DEFAULT_PIPE_SIZE)
         except BlockingIOError:
             return
         except OSError as exc:
@@ -224,6 +230,9 @@ class CommandRunner:
             self._close_output(fd)
             self._maybe_finish()
             return
+        if len(data) == _DEFAULT_PIPE_SIZE and fd not in self._enlarged:
+            self._enlarged.add(fd)
+            enlarge_pipe(fd)
         capped = False
         if self._output_left is not None:
             if len(data) >= self._output_left:

@@ -196,6 +196,7 @@ def _spawn_on_pipes(
             child_stdin, stdin_fd = _pipe(child_fds, parent_fds)
         process = subprocess.Popen(
             argv,
+            executable=_executable(argv[0], env.get("PATH")),
             stdin=child_stdin,
             stdout=child_stdout,
             stderr=child_stderr,
@@ -208,14 +209,13 @@ def _spawn_on_pipes(
     except OSError as exc:
         for fd in parent_fds:
             os.close(fd)
+        _EXECUTABLES.pop((argv[0], env.get("PATH")), None)
         raise _spawn_error(exc) from None
     finally:
         for fd in child_fds:
             os.close(fd)
     for fd in parent_fds:
         os.set_blocking(fd, False)
-    _enlarge_pipe(stdout_fd)
-    _enlarge_pipe(stderr_fd)
     return Spawned(process, stdout_fd, stderr_fd, stdin_fd, None)
 
 
@@ -279,7 +279,28 @@ def _spawn_on_pty(
     return Spawned(process, master, None, stdin_fd, master)
 
 
-def _enlarge_pipe(fd: int) -> None:
+#: Programs found on a PATH, by (name, PATH): Popen otherwise builds and tries
+#: every candidate path for every command, a cost on each command's critical
+#: path. Only hits are kept, so a program installed later is still found; one
+#: that moved is looked up again after its exec fails (see spawn_error).
+_EXECUTABLES: dict[tuple[str, str | None], str] = {}
+_EXECUTABLES_MAX = 256
+
+
+def _executable(name: str, path: str | None) -> str | None:
+    if "/" in name:
+        return None  # a path: exec'd as it is
+    found = _EXECUTABLES.get((name, path))
+    if found is None:
+        found = shutil.which(name, path=path)
+        if found is not None and len(_EXECUTABLES) < _EXECUTABLES_MAX:
+            _EXECUTABLES[(name, path)] = found
+    return found
+
+
+def enlarge_pipe(fd: int) -> None:
+    """Grow a pipe to ``PIPE_SIZE``; done once a command has filled the
+    default size, so short commands don't pay for it."""
     try:
         fcntl.fcntl(fd, _F_SETPIPE_SZ, PIPE_SIZE)
     except OSError:
