@@ -35,6 +35,9 @@ class RunningServer:
     key_file: Path
     audit_log: Path
     process: subprocess.Popen[bytes]
+    #: What rexecd printed on stdout up to its ready line (other listeners'
+    #: addresses, e.g. ``rexecd http on HOST:PORT``, come before it).
+    startup_output: str = ""
 
     @property
     def address(self) -> str:
@@ -86,6 +89,10 @@ def start_rexecd(
         "--key-file", str(key_file),
         "--audit-log", str(audit_log),
         "--state-dir", str(directory / "state"),
+        # Short, so that stopping a server at teardown doesn't wait the default
+        # 10 s for a command a test left running; tests that are about the
+        # grace pass their own (the last flag wins).
+        "--shutdown-grace", "1",
         *extra_args,
     ]
     with open(directory / "rexecd.stderr", "wb") as stderr_file:
@@ -93,7 +100,7 @@ def start_rexecd(
     assert process.stdout is not None
     deadline = time.monotonic() + STARTUP_TIMEOUT
     line = b""
-    while time.monotonic() < deadline and not line.endswith(b"\n"):
+    while time.monotonic() < deadline and not (READY_LINE.search(line) and line.endswith(b"\n")):
         ready, _, _ = select.select([process.stdout], [], [], 0.1)
         if ready:
             chunk = os.read(process.stdout.fileno(), 4096)
@@ -107,7 +114,9 @@ def start_rexecd(
         stderr = (directory / "rexecd.stderr").read_text(errors="replace")
         raise RuntimeError(f"rexecd did not start: {line!r} {stderr}")
     bound_host = match.group(1).decode().strip("[]")
-    return RunningServer(bound_host, int(match.group(2)), key_file, audit_log, process)
+    return RunningServer(
+        bound_host, int(match.group(2)), key_file, audit_log, process, line.decode(errors="replace")
+    )
 
 
 @pytest.fixture
