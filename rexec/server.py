@@ -23,6 +23,7 @@ from typing import Any
 from rexec.admission import Admission
 from rexec.audit import AuditError, AuditLog
 from rexec.config import ServerConfig
+from rexec.metrics import ServerMetrics
 from rexec.policy import Denied, KeyRules, authorize, authorize_transfer
 from rexec.process_records import ProcessRecords
 from rexec.protocol import (
@@ -82,6 +83,11 @@ WRITE_HARD_LIMIT = 4 * WRITE_HIGH_WATER
 #: a client that really closed answers the probe with a reset, which ends the
 #: session and its commands even when they print nothing.
 EOF_PROBE_INTERVAL = 0.5
+#: How long a command's ``started`` may wait to travel with its first output or
+#: its exit, in one write: a command that ends at once then costs its client
+#: one wake-up, not two. Short, so a quiet command's client still learns its
+#: pid at once for any human purpose.
+STARTED_DELAY = 0.005
 
 
 class Server:
@@ -94,6 +100,7 @@ class Server:
         self.audit = audit
         self.records = records
         self.admission = Admission(config.admission_limits)
+        self.metrics = ServerMetrics(self)
         self.sessions: set[Session] = set()
         self.running_commands = 0
         self.shutting_down = False
@@ -167,6 +174,7 @@ class Session(asyncio.Protocol):
         self._frame_timer: asyncio.TimerHandle | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
         self._stall_timer: asyncio.TimerHandle | None = None
+        self._pending_started: dict[int, tuple[Started, asyncio.TimerHandle]] = {}
         # Answers held back while the client isn't reading, coalesced so that
         # they can't grow without bound: the latest ping, credit per command.
         self._held_pong: int | None = None
@@ -183,9 +191,11 @@ class Session(asyncio.Protocol):
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         self.source = peer[0] if peer else "?"
         self.server.sessions.add(self)
+        self.server.metrics.connection_opened()
         refusal = self.server.admission.refusal(self.source, time.monotonic())
         if refusal is not None:
             self._audit("refused_connection", reason=refusal)
+            self.server.metrics.admission_refused()
             self.fatal(ErrorCode.BUSY, refusal)
             return
         self.server.admission.opened(self.source)
@@ -231,12 +241,20 @@ class Session(asyncio.Protocol):
         try:
             self.conn.receive_data(b"")
         except RemoteProtocolError:
+            # The client left mid-frame: nothing more may be sent (the
+            # connection's state is closed) until connection_lost runs.
+            self._closing = True
             if self.transport is not None:
                 self.transport.abort()
             return False
         for runner in list(self.runners.values()):
             if isinstance(runner, PutTransfer):
                 runner.input_ended()  # [transfer.put.half_close]
+            elif isinstance(runner, CommandRunner):
+                # No stdin can follow a FIN: the command reads EOF once the
+                # bytes already received are written (else a `cat` waiting
+                # for input would hold the connection open forever).
+                runner.close_stdin()
         if not self.runners:
             self._close()
         else:
@@ -259,6 +277,9 @@ class Session(asyncio.Protocol):
         ):
             if timer is not None:
                 timer.cancel()
+        for _, started_timer in self._pending_started.values():
+            started_timer.cancel()
+        self._pending_started.clear()
         if self._admitted:
             self.server.admission.closed(self.source, authenticated=self.key is not None)
         for runner in list(self.runners.values()):
@@ -332,6 +353,7 @@ class Session(asyncio.Protocol):
                 matched = rules
         if matched is None:
             self._audit("auth", ok=False)
+            self.server.metrics.auth_failed("failed")
             self.server.admission.failed(self.source, time.monotonic())
             self.fatal(ErrorCode.AUTH_FAILED, "authentication failed")
             return
@@ -339,7 +361,7 @@ class Session(asyncio.Protocol):
             self._auth_timer.cancel()
         self.key = matched
         self.server.admission.authenticated(self.source)
-        self._audit("auth", ok=True)
+        self._audit("auth", ok=True, key=matched.name)
         self._send(AuthOk(mac=server_proof(matched.key, self._nonce, auth.nonce, config.server_name)))
 
     def _start(self, run: Run) -> None:
@@ -349,7 +371,9 @@ class Session(asyncio.Protocol):
         what = {"argv": run.argv} if run.argv is not None else {"shell": run.shell}
         assert self.key is not None
         try:
-            run = authorize(run, self.key, server.config.settings)
+            run = authorize(
+                run, self.key, server.config.settings, home=server.config.process_policy.account.home
+            )
         except Denied as denied:
             self._refuse(run, denied.code, denied.reason, **what)
             return
@@ -378,7 +402,9 @@ class Session(asyncio.Protocol):
             return
         self.runners[run.id] = runner
         server.command_started(pid)
-        self._send(Started(id=run.id, pid=pid))
+        server.metrics.command_started()
+        timer = asyncio.get_running_loop().call_later(STARTED_DELAY, self._flush_started, run.id)
+        self._pending_started[run.id] = (Started(id=run.id, pid=pid), timer)
         if self._write_paused:
             runner.pause_output()
 
@@ -475,6 +501,7 @@ class Session(asyncio.Protocol):
         """End a request that never started: audited with why, answered with a
         command-scoped error."""
         self._audit("refused", id=request.id, code=code.value, reason=message, **audit_fields)
+        self.server.metrics.refused(code.value)
         self._send(Error(code=code.value, message=message, fatal=False, id=request.id))
 
     def _grant_credit(self, command_id: int, nbytes: int) -> None:
@@ -486,6 +513,7 @@ class Session(asyncio.Protocol):
             self._send(StdinCredit(id=command_id, bytes=nbytes))
 
     def _output(self, command_id: int, stream: Stream, data: bytes) -> None:
+        self.server.metrics.output(stream, len(data))
         kind = Stdout if stream is Stream.STDOUT else Stderr
         self._send(kind.with_data(command_id, data))
 
@@ -493,6 +521,7 @@ class Session(asyncio.Protocol):
         runner = self.runners.pop(command_id)
         self._held_credit.pop(command_id, None)  # no credit may follow the exit
         self.server.command_finished(runner.pid)
+        self.server.metrics.command_finished(outcome)
         self._audit(
             "exit", id=command_id, exit_code=outcome.exit_code, signal=outcome.signal,
             timed_out=outcome.timed_out, cancelled=outcome.cancelled,
@@ -522,11 +551,26 @@ class Session(asyncio.Protocol):
 
     # --- sending and closing -------------------------------------------------------
 
+    def _flush_started(self, command_id: int) -> None:
+        entry = self._pending_started.pop(command_id, None)
+        if entry is not None:
+            self._send(entry[0])
+
     def _send(self, message: _Message) -> None:
         if self._closing or self.transport is None:
             return  # the client is gone: its commands' output goes nowhere
         try:
-            self.transport.write(self.conn.send(message))
+            pending = (
+                self._pending_started.pop(getattr(message, "id", -1), None)
+                if self._pending_started
+                else None
+            )
+            if pending is None:
+                self.transport.write(self.conn.send(message))
+            else:  # the command's deferred ``started`` goes first, in the same write
+                started, timer = pending
+                timer.cancel()
+                self.transport.write(self.conn.send(started) + self.conn.send(message))
             if (
                 not self._read_paused
                 and self.transport.get_write_buffer_size() > WRITE_HARD_LIMIT
@@ -535,7 +579,13 @@ class Session(asyncio.Protocol):
                 self.transport.pause_reading()
         except LocalProtocolError:
             traceback.print_exc(file=sys.stderr)
-            self.fatal(ErrorCode.INTERNAL, "internal server error")
+            if (isinstance(message, Error) and message.fatal) or self.conn.state is ConnectionState.CLOSED:
+                # Not even a fatal error can be said here: drop the connection
+                # (calling fatal() again would recurse).
+                self._closing = True
+                self.transport.abort()
+            else:
+                self.fatal(ErrorCode.INTERNAL, "internal server error")
 
     def fatal(self, code: ErrorCode, message: str) -> None:
         """Send a fatal error, then close; drop the socket if the frame can't
@@ -600,6 +650,7 @@ class Session(asyncio.Protocol):
 
     def _auth_expired(self) -> None:
         self._audit("auth", ok=False, reason="timeout")
+        self.server.metrics.auth_failed("timeout")
         self.fatal(ErrorCode.AUTH_TIMEOUT, "authentication deadline expired")
 
     def _audit(self, event: str, **fields: Any) -> None:
