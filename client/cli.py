@@ -28,6 +28,7 @@ SUBCOMMANDS = (
     "rexec_client.cmd_shell",
     "rexec_client.cmd_put",
     "rexec_client.cmd_get",
+    "rexec_client.cmd_batch",
 )
 
 

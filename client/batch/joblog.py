@@ -1,0 +1,123 @@
+"""``--joblog``: GNU parallel's TSV job log, and reading it back for
+``--resume``.
+
+Columns, exactly GNU parallel's: ``Seq Host Starttime JobRuntime Send
+Receive Exitval Signal Command``. ``Seq`` is the job's stable id (the input
+record number unless the input names ids), ``Host`` the ``host:port`` of the
+last attempt, ``Starttime`` epoch seconds, ``JobRuntime`` seconds (as GNU
+parallel: ``%.3f`` and ``%10.3f``), ``Send``/``Receive`` stdin and
+stdout+stderr bytes. ``Exitval`` is the exit code, or -1 when there is none
+(signal, timeout, cancel, connection error); ``Signal`` the signal number or
+0. Tabs and newlines in a command are written ``\\t`` and ``\\n``.
+
+One line per job that was tried, written (and flushed) when it finishes;
+skipped jobs are not logged, so ``--resume`` runs them. Resuming appends.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import re
+from pathlib import Path
+from typing import IO
+
+from ..address import Address
+from .jobs import Job
+from .outcome import JobResult, Status
+from .targets import label
+
+COLUMNS = ("Seq", "Host", "Starttime", "JobRuntime", "Send", "Receive", "Exitval", "Signal", "Command")
+
+
+_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n"}
+_UNESCAPES = {"t": "\t", "n": "\n"}
+
+
+def _escape(text: str) -> str:
+    return re.sub(r"[\\\t\n]", lambda m: _ESCAPES[m.group()], text)
+
+
+def _unescape(text: str) -> str:
+    return re.sub(r"\\(.)", lambda m: _UNESCAPES.get(m.group(1), m.group(1)), text)
+
+
+class JoblogWriter:
+    """Appends one line per finished job to ``path`` (header when new)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self._file: IO[str] = open(path, "a", encoding="utf-8", newline="")
+        if self._file.tell() == 0:
+            self._file.write("\t".join(COLUMNS) + "\n")
+            self._file.flush()
+
+    def write(self, result: JobResult) -> None:
+        if result.status is Status.SKIPPED:
+            return
+        fields = (
+            _escape(result.job.id),
+            label(result.target) if result.target else "",
+            f"{result.start:.3f}",
+            f"{result.duration:10.3f}",
+            str(result.stdin_bytes),
+            str(result.stdout_bytes + result.stderr_bytes),
+            str(result.exit_code if result.exit_code is not None else -1),
+            str(result.signal or 0),
+            _escape(result.job.command_text),
+        )
+        self._file.write("\t".join(fields) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+@dataclasses.dataclass
+class DoneJobs:
+    """The jobs a joblog records as done, for ``--resume``.
+
+    A spread job is done when its id is; a pinned one (``--onall``, or a
+    ``target``) when its (id, host) pair is. With ``failed_too=False``
+    (``--resume-failed``) only lines with Exitval 0 and Signal 0 count. The
+    last line of a key wins (a re-run appends a newer line).
+    """
+
+    ids: dict[str, bool] = dataclasses.field(default_factory=dict)
+    pairs: dict[tuple[str, str], bool] = dataclasses.field(default_factory=dict)
+    failed_too: bool = True
+
+    @classmethod
+    def read(cls, path: str | Path, *, failed_too: bool = True) -> DoneJobs:
+        """Read a joblog; a missing file means nothing is done.
+
+        Raises:
+            ValueError: the file is not a joblog (its header differs).
+        """
+        done = cls(failed_too=failed_too)
+        try:
+            file = open(path, encoding="utf-8", newline="")
+        except FileNotFoundError:
+            return done
+        with file:
+            rows = csv.reader(file, delimiter="\t", quoting=csv.QUOTE_NONE)
+            header = next(rows, None)
+            if header is not None and tuple(header) != COLUMNS:
+                raise ValueError(f"{path} is not a joblog: its header is not {' '.join(COLUMNS)}")
+            for row in rows:
+                if len(row) < len(COLUMNS):
+                    continue  # a line cut short by a crash: not done
+                seq, host, exitval, signal = row[0], row[1], row[6], row[7]
+                succeeded = exitval.strip() == "0" and signal.strip() == "0"
+                seq = _unescape(seq)
+                done.ids[seq] = succeeded
+                done.pairs[(seq, host)] = succeeded
+        return done
+
+    def __call__(self, job: Job, target: Address | None) -> bool:
+        """True when (``job``, ``target``) is done and must not run again."""
+        key_done = (
+            self.ids.get(job.id) if target is None else self.pairs.get((job.id, label(target)))
+        )
+        if key_done is None:
+            return False
+        return key_done or self.failed_too

@@ -1,0 +1,112 @@
+"""How one job of a batch ended: ``Status`` and ``JobResult``.
+
+Statuses (exactly one per job, in the results file and the summary):
+
+==============  ===========================================================
+ok              the command exited 0
+failed          it exited non-zero, or the server refused to start it
+                (``spawn.not_found`` …: ``error`` says which)
+signal          it was killed by a signal (not by our timeout or cancel)
+timeout         the server ended it because its timeout expired
+cancelled       it was ended by a cancel (Ctrl-C, ``--halt now``) or by the
+                server shutting down
+connect_error   no result: the server could not be reached, or the
+                connection was lost while the job ran
+protocol_error  no result: the server broke the protocol
+skipped         never started (``--halt``, Ctrl-C, no server left)
+==============  ===========================================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+from ..address import Address
+from ..errors import ProtocolViolation, RexecConnectionError
+from ..result import ExitStatus
+from .jobs import Job
+
+
+class Status(str, enum.Enum):
+    OK = "ok"
+    FAILED = "failed"
+    SIGNAL = "signal"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+    CONNECT_ERROR = "connect_error"
+    PROTOCOL_ERROR = "protocol_error"
+    SKIPPED = "skipped"
+
+    @property
+    def is_transport(self) -> bool:
+        """No result exists because of the connection or the server."""
+        return self in (Status.CONNECT_ERROR, Status.PROTOCOL_ERROR)
+
+    @property
+    def is_command_failure(self) -> bool:
+        """The command ran (or was refused) and did not succeed."""
+        return self in (Status.FAILED, Status.SIGNAL, Status.TIMEOUT)
+
+
+def status_of(exit_status: ExitStatus) -> Status:
+    """The status of a command the server reported (or lost)."""
+    if exit_status.connection_lost:
+        return Status.CONNECT_ERROR
+    if exit_status.timed_out:
+        return Status.TIMEOUT
+    if exit_status.cancelled:
+        return Status.CANCELLED
+    if exit_status.signal is not None:
+        return Status.SIGNAL
+    return Status.OK if exit_status.exit_code == 0 else Status.FAILED
+
+
+def status_of_connection_error(exc: RexecConnectionError) -> Status:
+    return Status.PROTOCOL_ERROR if isinstance(exc, ProtocolViolation) else Status.CONNECT_ERROR
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class JobResult:
+    """The final outcome of one job (after its last attempt).
+
+    ``target`` is the server of the last attempt (None when it never got
+    one). ``start`` is the wall-clock time (epoch seconds) the last attempt
+    was sent, ``duration`` its length as seen here (0 when it never started).
+    ``stdout``/``stderr`` are the captured bytes, or None when not captured.
+    ``order`` is the job's place in the input (for ``--keep-order``).
+    """
+
+    job: Job
+    target: Address | None
+    status: Status
+    attempt: int
+    order: int
+    exit_code: int | None = None
+    signal: int | None = None
+    signal_name: str | None = None
+    start: float = 0.0
+    duration: float = 0.0
+    server_duration: float | None = None
+    stdin_bytes: int = 0
+    stdout_bytes: int = 0
+    stderr_bytes: int = 0
+    stdout: bytes | None = None
+    stderr: bytes | None = None
+    error_code: str | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is Status.OK
+
+    @property
+    def reason(self) -> str:
+        """A short phrase for the summary: ``exit 3``, ``SIGKILL``, ``spawn.not_found`` …"""
+        if self.error_code:
+            return self.error_code
+        if self.status is Status.FAILED and self.exit_code is not None:
+            return f"exit {self.exit_code}"
+        if self.status is Status.SIGNAL:
+            return self.signal_name or f"signal {self.signal}"
+        return str(self.status.value)

@@ -1,0 +1,114 @@
+"""How job output reaches the terminal: the ``--group``, ``--keep-order``
+and ``--line`` modes, each optionally ``--tag``ged.
+
+* group (default): each job's stdout and stderr, whole, when it ends (stdout
+  to stdout, stderr to stderr), so jobs never interleave;
+* keep-order: the same, in input order (a job's output waits for the jobs
+  before it; held output is the price);
+* line: live, a line at a time, as jobs write them (lines of different jobs
+  interleave, never mix); a partial line is held until its newline or the
+  end of its stream.
+
+With ``tag`` every line starts with ``host:port jobid`` and a tab. A last
+line without a newline gets one when tagged (so the next tag starts a line).
+Printers are fed by the batch (``feed`` for live output, ``finished`` for
+results) and write bytes to two binary files.
+"""
+
+from __future__ import annotations
+
+from typing import BinaryIO, Protocol
+
+from ..address import Address
+from .jobs import Job
+from .outcome import JobResult
+from .targets import label
+
+
+class Printer(Protocol):
+    def feed(self, job: Job, target: Address, stream: str, data: bytes) -> None: ...
+
+    def finished(self, result: JobResult) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def tag_of(job: Job, target: Address | None) -> bytes:
+    return f"{label(target) if target else '-'} {job.id}\t".encode()
+
+
+def tagged(data: bytes, tag: bytes | None) -> bytes:
+    """``data`` with ``tag`` at the start of each line (``tag`` None: as is)."""
+    if tag is None or not data:
+        return data
+    lines = data.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    return b"".join(tag + line + b"\n" for line in lines)
+
+
+class GroupPrinter:
+    """``--group``: whole outputs when jobs end."""
+
+    def __init__(self, stdout: BinaryIO, stderr: BinaryIO, *, tag: bool) -> None:
+        self._out, self._err, self._tag = stdout, stderr, tag
+
+    def feed(self, job: Job, target: Address, stream: str, data: bytes) -> None:
+        pass
+
+    def finished(self, result: JobResult) -> None:
+        tag = tag_of(result.job, result.target) if self._tag else None
+        for data, file in ((result.stdout, self._out), (result.stderr, self._err)):
+            if data:
+                file.write(tagged(data, tag))
+                file.flush()
+
+    def close(self) -> None:
+        pass
+
+
+class OrderedPrinter(GroupPrinter):
+    """``--keep-order``: whole outputs, in input order."""
+
+    def __init__(self, stdout: BinaryIO, stderr: BinaryIO, *, tag: bool) -> None:
+        super().__init__(stdout, stderr, tag=tag)
+        self._held: dict[int, JobResult] = {}
+        self._next = 1
+
+    def finished(self, result: JobResult) -> None:
+        self._held[result.order] = result
+        while self._next in self._held:
+            super().finished(self._held.pop(self._next))
+            self._next += 1
+
+    def close(self) -> None:
+        for order in sorted(self._held):  # after a stop, what is left, in order
+            super().finished(self._held.pop(order))
+
+
+class LinePrinter:
+    """``--line``: live, whole lines."""
+
+    def __init__(self, stdout: BinaryIO, stderr: BinaryIO, *, tag: bool) -> None:
+        self._files = {"stdout": stdout, "stderr": stderr}
+        self._tag = tag
+        self._partial: dict[tuple[str, Address, str], bytes] = {}
+
+    def feed(self, job: Job, target: Address, stream: str, data: bytes) -> None:
+        key = (job.id, target, stream)
+        pending = self._partial.pop(key, b"") + data
+        if data:
+            end = pending.rfind(b"\n") + 1
+            pending, rest = pending[:end], pending[end:]
+            if rest:
+                self._partial[key] = rest
+        if pending:
+            file = self._files[stream]
+            file.write(tagged(pending, tag_of(job, target) if self._tag else None))
+            file.flush()
+
+    def finished(self, result: JobResult) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

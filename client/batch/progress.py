@@ -1,0 +1,54 @@
+"""The progress line on stderr, for people: only when stderr is a terminal.
+
+One line, redrawn in place (``\\r``) at most 5 times a second::
+
+    rexec batch: 1200/10000 ok 1180 failed 20 running 64  312/s  ETA 0:28
+
+The total and ETA appear when the number of jobs is known. ``clear()``
+erases the line (before the summary, or before output is printed in line
+mode would garble it: the caller clears first).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TextIO
+
+_INTERVAL = 0.2
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+class Progress:
+    def __init__(self, stream: TextIO, total: int | None) -> None:
+        self._stream = stream
+        self._total = total
+        self._started = time.monotonic()
+        self._last = 0.0
+        self._shown = False
+
+    def update(self, ok: int, failed: int, running: int, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last < _INTERVAL:
+            return
+        self._last = now
+        done = ok + failed
+        elapsed = max(now - self._started, 1e-6)
+        rate = done / elapsed
+        count = f"{done}/{self._total}" if self._total else f"{done}"
+        line = f"rexec batch: {count} ok {ok} failed {failed} running {running}  {rate:.0f}/s"
+        if self._total and rate > 0 and done < self._total:
+            line += f"  ETA {_clock((self._total - done) / rate)}"
+        self._stream.write("\r\033[K" + line)
+        self._stream.flush()
+        self._shown = True
+
+    def clear(self) -> None:
+        if self._shown:
+            self._stream.write("\r\033[K")
+            self._stream.flush()
+            self._shown = False
