@@ -4,7 +4,8 @@ high port, run in the foreground (``sshd -D``) so it is stopped by its PID.
 
 Settings follow bench-notes.md: MaxSessions/MaxStartups raised so 16
 concurrent channels are not refused, ``SetEnv SHLVL=1`` so Debian's bash does
-not source root's .bashrc for every command, ``UsePAM no``.
+not source root's .bashrc for every command, ``UsePAM no``; the sftp
+subsystem (Debian's external ``sftp-server``) for scp and sftp.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from pathlib import Path
 SSHD = shutil.which("sshd") or ("/usr/sbin/sshd" if os.path.exists("/usr/sbin/sshd") else None)
 SSH = shutil.which("ssh")
 SSH_KEYGEN = shutil.which("ssh-keygen")
+#: For ``sftp`` and ``scp`` (OpenSSH >= 9.0's scp speaks SFTP): Debian's path.
+SFTP_SERVER = next((p for p in ("/usr/lib/openssh/sftp-server", "/usr/libexec/sftp-server",
+                                "/usr/libexec/openssh/sftp-server") if os.path.exists(p)), "internal-sftp")
 
 
 def available() -> str | None:
@@ -75,6 +79,7 @@ SetEnv SHLVL=1
 PrintMotd no
 UseDNS no
 LogLevel ERROR
+Subsystem sftp {SFTP_SERVER}
 """
         )
         self.process = subprocess.Popen(
