@@ -23,13 +23,13 @@ from rexec.keyfile import KeyFileError, default_key_path, load_key
 from .address import Address, parse_address
 from .connection import DEFAULT_CONNECT_TIMEOUT, ClientConnection, connect
 from .errors import RemoteCommandError, RexecError
-from .result import ExitStatus
+from .result import RETURNCODE_BY_REFUSAL, ExitStatus
 from .tls import client_ssl_context
 
 EXIT_FAILURE = 255
 EXIT_INTERRUPTED = 130
 #: Exit statuses for commands the server could not start, as shells use them.
-EXIT_BY_REFUSAL = {"spawn.not_found": 127, "spawn.permission_denied": 126}
+EXIT_BY_REFUSAL = RETURNCODE_BY_REFUSAL
 
 
 class CliError(Exception):

@@ -28,6 +28,8 @@ from .errors import CalledProcessError, TimeoutExpired
 RETURNCODE_TIMEOUT = 124
 RETURNCODE_SIGNAL_BASE = 128
 RETURNCODE_CONNECTION_LOST = 255
+#: Return codes for commands the server could not start, as shells use them.
+RETURNCODE_BY_REFUSAL = {"spawn.not_found": 127, "spawn.permission_denied": 126}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

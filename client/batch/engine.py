@@ -35,9 +35,9 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 from ..address import Address
-from ..cli_common import EXIT_BY_REFUSAL
 from ..errors import RemoteCommandError, RexecConnectionError
 from ..process import RemoteProcess
+from ..result import RETURNCODE_BY_REFUSAL
 from ..streams import OutputReader
 from .halt import HaltPolicy
 from .jobs import Job, JobInputError
@@ -483,7 +483,7 @@ class Batch:
                 server.busy()
                 raise _Busy from None
             result = self._failure(item, server, Status.FAILED, exc.message, exc.code, start)
-            return dataclasses.replace(result, exit_code=EXIT_BY_REFUSAL.get(exc.code))
+            return dataclasses.replace(result, exit_code=RETURNCODE_BY_REFUSAL.get(exc.code))
         except RexecConnectionError as exc:
             server.mark_down(str(exc))
             return self._failure(item, server, status_of_connection_error(exc), str(exc), exc.code, start)
