@@ -29,6 +29,7 @@ SUBCOMMANDS = (
     "rexec_client.cmd_put",
     "rexec_client.cmd_get",
     "rexec_client.cmd_batch",
+    "rexec_client.cmd_discover",
 )
 
 

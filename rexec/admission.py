@@ -21,6 +21,10 @@ class AdmissionLimits:
     auth_penalty: float
 
 
+#: Tracked sources above which expired entries are first swept.
+_PRUNE_ABOVE = 4096
+
+
 class Admission:
     """Counts connections by source and decides whether a new one is let in."""
 
@@ -30,6 +34,7 @@ class Admission:
         self._unauthenticated: collections.Counter[str] = collections.Counter()
         self._failures: dict[str, collections.deque[float]] = {}
         self._penalised_until: dict[str, float] = {}
+        self._prune_at = _PRUNE_ABOVE
 
     def refusal(self, source: str, now: float) -> str | None:
         """Why a new connection from ``source`` is refused, or None to admit it."""
@@ -71,6 +76,19 @@ class Admission:
         if len(recent) >= limits.auth_failures:
             self._penalised_until[source] = now + limits.auth_penalty
             del self._failures[source]
+        if len(self._failures) + len(self._penalised_until) > self._prune_at:
+            self._prune(now)
+
+    def _prune(self, now: float) -> None:
+        """Forget sources whose failures and penalties have all expired, so
+        that many addresses failing once each can't grow memory for ever."""
+        window = self.limits.auth_failure_window
+        for source in [s for s, times in self._failures.items() if times[-1] <= now - window]:
+            del self._failures[source]
+        for source in [s for s, until in self._penalised_until.items() if until <= now]:
+            del self._penalised_until[source]
+        # Next sweep when the live entries have doubled: amortised O(1).
+        self._prune_at = max(_PRUNE_ABOVE, 2 * (len(self._failures) + len(self._penalised_until)))
 
     @staticmethod
     def _decrement(counter: collections.Counter[str], source: str) -> None:

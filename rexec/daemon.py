@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import functools
 import ipaddress
 import os
 import resource
@@ -18,6 +19,7 @@ import signal
 import socket
 import ssl
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +27,11 @@ from rexec import __version__
 from rexec.audit import AuditLog
 from rexec.config import ServerConfig
 from rexec.keyfile import KeyFileError, default_key_path, load_key, load_or_create_key
+from rexec.log import log
+from rexec.log import set_format as set_log_format
+from rexec.operations import Operations, OperationsError
 from rexec.policy import KeyRules
-from rexec.process_records import ProcessRecords
+from rexec.process_records import ProcessRecords, UnsafeDirectory
 from rexec.server import Server
 from rexec.settings import (
     DEFAULT_PORT,
@@ -141,17 +146,55 @@ def _tls_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
-def _load_keys(settings: Settings) -> tuple[KeyRules, ...]:
+def _load_keys(settings: Settings, *, create: bool = True) -> tuple[KeyRules, ...]:
+    """The keys with their rules. Without ``create`` (``--check-config``) a
+    missing default key is not created: a check changes nothing."""
     try:
         if settings.keys:
             return tuple(KeyRules.from_spec(spec, load_key(Path(spec.file))) for spec in settings.keys)
         key_path = Path(settings.key_file) if settings.key_file else default_key_path()
+        if not create and not key_path.exists():
+            print(f"rexecd: {key_path} does not exist yet; it will be created on first start")
+            return (KeyRules(name="default", key=bytes(32)),)
         key, created = load_or_create_key(key_path)
     except KeyFileError as exc:
         raise StartupError(str(exc)) from None
     if created:
-        print(f"rexecd: created a new key in {key_path}", file=sys.stderr, flush=True)
+        log(f"created a new key in {key_path}")
     return (KeyRules(name="default", key=key),)
+
+
+def _has_capability(number: int) -> bool:
+    """Whether this process has capability ``number`` in its effective set."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> number & 1)
+    except (OSError, ValueError):
+        pass
+    return False
+
+
+_CAP_SYS_RESOURCE = 24
+
+
+def _check_rlimits(settings: Settings, switch_user: bool) -> None:
+    """Refuse at start-up what every spawn would fail on: prlimit on another
+    user's process, or above our own hard limit, needs CAP_SYS_RESOURCE."""
+    if _has_capability(_CAP_SYS_RESOURCE):
+        return
+    for name, limit in _RLIMITS.items():
+        value = getattr(settings, name)
+        if value <= 0:
+            continue
+        if switch_user:
+            raise StartupError(
+                f"{name} with run_as needs CAP_SYS_RESOURCE, which this process lacks"
+            )
+        hard = resource.getrlimit(limit)[1]
+        if hard != resource.RLIM_INFINITY and value > hard:
+            raise StartupError(f"{name} {value} is above this process's hard limit {hard}")
 
 
 def _process_policy(settings: Settings) -> ProcessPolicy:
@@ -159,6 +202,7 @@ def _process_policy(settings: Settings) -> ProcessPolicy:
         (limit, getattr(settings, name)) for name, limit in _RLIMITS.items() if getattr(settings, name) > 0
     )
     if settings.run_as is None:
+        _check_rlimits(settings, switch_user=False)
         return dataclasses.replace(ProcessPolicy.current(), rlimits=rlimits)
     try:
         account = Account.named(settings.run_as)
@@ -168,11 +212,12 @@ def _process_policy(settings: Settings) -> ProcessPolicy:
         raise StartupError("run_as needs rexecd to start as root")
     if account.uid == 0:
         raise StartupError("run_as must name an unprivileged user, not root")
+    _check_rlimits(settings, switch_user=True)
     return ProcessPolicy(account, switch_user=True, rlimits=rlimits)
 
 
-def build_config(settings: Settings) -> ServerConfig:
-    """Resolve settings into a runnable config.
+def build_config(settings: Settings, *, check_only: bool = False) -> ServerConfig:
+    """Resolve settings into a runnable config (``check_only``: create nothing).
 
     Raises:
         StartupError: with the one line to show.
@@ -184,7 +229,7 @@ def build_config(settings: Settings) -> ServerConfig:
             "(and --tls-client-ca), listen on 127.0.0.1, or pass --insecure"
         )
     return ServerConfig(
-        keys=_load_keys(settings),
+        keys=_load_keys(settings, create=not check_only),
         server_name=socket.gethostname()[:255],
         settings=settings,
         process_policy=_process_policy(settings),
@@ -192,8 +237,12 @@ def build_config(settings: Settings) -> ServerConfig:
     )
 
 
-async def serve(config: ServerConfig, audit: AuditLog, records: ProcessRecords | None) -> None:
-    """Listen until SIGTERM or SIGINT, then shut down gracefully."""
+async def serve(
+    config: ServerConfig, audit: AuditLog, records: ProcessRecords | None,
+    rebuild: Callable[[], ServerConfig] | None = None,
+) -> None:
+    """Listen until SIGTERM or SIGINT, then shut down gracefully; with
+    ``rebuild``, SIGHUP replaces keys and rules with what it returns."""
     loop = asyncio.get_running_loop()
     settings = config.settings
     server = Server(config, audit, records)
@@ -212,15 +261,21 @@ async def serve(config: ServerConfig, audit: AuditLog, records: ProcessRecords |
         loop.add_signal_handler(signum, stop.set)
     bound = listener.sockets[0].getsockname()
     shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+    try:
+        operations = await Operations.start(server, bound, rebuild)  # --http, --announce, SIGHUP
+    except OperationsError as exc:
+        listener.close()
+        raise StartupError(str(exc)) from None
     audit.try_write(
         "listen", address=f"{shown}:{bound[1]}", tls=config.ssl is not None,
         keys=[key.name for key in config.keys],
     )  # fmt: skip
     print(f"rexecd listening on {shown}:{bound[1]}", flush=True)
-    print(f"rexecd: connect with: rexec run {shown}:{bound[1]} -- uname -a", file=sys.stderr, flush=True)
+    log(f"connect with: rexec run {shown}:{bound[1]} -- uname -a")
     await stop.wait()
     listener.close()
     await server.shut_down()
+    await operations.close()
     audit.try_write("shutdown")
 
 
@@ -230,11 +285,26 @@ def _records(settings: Settings, audit: AuditLog) -> ProcessRecords | None:
     try:
         records = ProcessRecords(directory)
         killed = records.sweep()
+    except UnsafeDirectory as exc:
+        raise StartupError(str(exc)) from None
     except OSError as exc:
         raise StartupError(f"cannot use state directory {directory}: {exc.strerror}") from None
     if killed:
         audit.try_write("sweep", killed_process_groups=killed)
     return records
+
+
+def _rebuild(flags: dict[str, Any], config_file: str | None) -> ServerConfig:
+    """The config a fresh start would build now (for SIGHUP).
+
+    Raises:
+        StartupError: the settings, keys or TLS files are broken.
+    """
+    try:
+        settings = load_settings(flags, os.environ, config_file)
+    except SettingsError as exc:
+        raise StartupError(str(exc)) from None
+    return build_config(settings)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -245,7 +315,8 @@ def main(argv: list[str] | None = None) -> int:
             settings = load_settings(args, os.environ, config_file)
         except SettingsError as exc:
             raise StartupError(str(exc)) from None
-        config = build_config(settings)
+        set_log_format(settings.log_format)
+        config = build_config(settings, check_only=check_only)
         if check_only:
             print(f"rexecd: configuration OK ({len(config.keys)} key(s))")
             return 0
@@ -254,11 +325,12 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             raise StartupError(f"cannot open audit log {settings.audit_log}: {exc.strerror}") from None
         try:
-            asyncio.run(serve(config, audit, _records(settings, audit)))
+            rebuild = functools.partial(_rebuild, args, config_file)
+            asyncio.run(serve(config, audit, _records(settings, audit), rebuild))
         finally:
             audit.close()
     except StartupError as exc:
-        print(f"rexecd: {exc}", file=sys.stderr)
+        log(str(exc), level="error")
         return EXIT_STARTUP
     return 0
 

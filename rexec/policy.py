@@ -66,11 +66,12 @@ def _tightest(*limits: float) -> float | None:
     return min(positive) if positive else None
 
 
-def authorize(run: Run, rules: KeyRules, settings: Settings) -> Run:
+def authorize(run: Run, rules: KeyRules, settings: Settings, *, home: str | None = None) -> Run:
     """The request as it will run, or ``Denied``.
 
     The server's and the key's maximum timeouts clamp the client's (a client may
-    only ask for less); the server's output cap likewise.
+    only ask for less); the server's output cap likewise. ``home`` is the
+    directory a command without ``cwd`` runs in (the account's home).
     """
     if run.argv is not None:
         argv_bytes = sum(len(arg.encode()) + 1 for arg in run.argv)
@@ -87,20 +88,29 @@ def authorize(run: Run, rules: KeyRules, settings: Settings) -> Run:
     env_bytes = sum(len(name.encode()) + len(value.encode()) + 2 for name, value in run.env.items())
     if env_bytes > settings.max_env_bytes:
         raise Denied(ErrorCode.COMMAND_DENIED, f"the environment exceeds {settings.max_env_bytes} bytes")
+    if rules.allow_argv and "PATH" in run.env and "PATH" not in rules.env_allow:
+        # Programs are allowed by name: a client's PATH would choose which
+        # file that name is.
+        raise Denied(ErrorCode.ENV_FORBIDDEN, f"key {rules.name} may not set PATH")
     if rules.env_allow:
         for name in run.env:
             if not any(fnmatch.fnmatchcase(name, pattern) for pattern in rules.env_allow):
                 raise Denied(ErrorCode.ENV_FORBIDDEN, f"key {rules.name} may set only its allowed names")
     if run.pty is not None and not rules.allow_pty:
         raise Denied(ErrorCode.COMMAND_DENIED, f"key {rules.name} may not use a pty")
-    check_cwd(run.cwd, rules, settings)
+    check_cwd(run.cwd if run.cwd is not None else home, rules, settings)
     timeout = _tightest(run.timeout or 0.0, rules.max_timeout, settings.max_timeout)
     output_limit = run.output_limit
     if settings.max_output > 0:
         output_limit = min(output_limit if output_limit is not None else settings.max_output, settings.max_output)
-    if timeout == run.timeout and output_limit == run.output_limit:
+    cwd = run.cwd
+    if cwd is not None and (settings.cwd_roots or rules.cwd_roots):
+        # Run in the directory that was checked, not in whatever a symlink on
+        # the way points to by the time the command starts.
+        cwd = os.path.realpath(cwd)
+    if timeout == run.timeout and output_limit == run.output_limit and cwd == run.cwd:
         return run
-    return run.model_copy(update={"timeout": timeout, "output_limit": output_limit})
+    return run.model_copy(update={"timeout": timeout, "output_limit": output_limit, "cwd": cwd})
 
 
 def authorize_transfer(request: Put | Get, path: str, rules: KeyRules, settings: Settings) -> None:

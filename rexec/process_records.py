@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 from pathlib import Path
 
 
@@ -28,12 +29,26 @@ def _start_time(pid: int) -> str | None:
     return fields[19].decode()  # field 22 overall
 
 
+class UnsafeDirectory(Exception):
+    """The state directory could be written by others; the message is one line."""
+
+
 class ProcessRecords:
     """The directory of records (created 0700 if missing)."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # A sweep signals whatever the records name, with the daemon's
+        # privileges: records that someone else could write are refused.
+        info = os.stat(directory, follow_symlinks=False)
+        if not stat.S_ISDIR(info.st_mode):
+            raise UnsafeDirectory(f"state directory {directory} is not a directory")
+        if info.st_uid != os.geteuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise UnsafeDirectory(
+                f"state directory {directory} must be owned by this user and writable by no one "
+                f"else; run: chmod 700 {directory}"
+            )
         self._owner = f"{os.getpid()} {_start_time(os.getpid())}"
 
     def add(self, pgid: int) -> None:

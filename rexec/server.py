@@ -284,6 +284,11 @@ class Session(asyncio.Protocol):
             self.server.admission.closed(self.source, authenticated=self.key is not None)
         for runner in list(self.runners.values()):
             runner.cancel()  # it goes on until reaped; its exit goes nowhere
+            # Output paused for a client that wasn't reading must flow again
+            # (into nothing, as _closing is set): a paused runner never sees
+            # its pipes close, never finishes, and holds its command slot,
+            # descriptors and zombie for ever.
+            runner.resume_output()
         self.server.sessions.discard(self)
         self._audit("disconnect", running=len(self.runners))
 

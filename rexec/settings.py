@@ -11,7 +11,10 @@ setting may stand in any of them). Keys and their rules live in ``[[keys]]``.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import math
 import os
+import shlex
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -81,6 +84,16 @@ class Settings:
     rlimit_fsize: int = _setting(0, "largest file a command may write, bytes (0: unlimited)")
     rlimit_nofile: int = _setting(0, "open files per command process (0: inherited)")
     rlimit_nproc: int = _setting(0, "processes per user, applied to commands (0: unlimited)")
+    # Operations (rexec/operations.py): all off unless asked for.
+    http: str | None = _setting(
+        None, "serve /healthz and /metrics over HTTP on HOST:PORT (an IP; off loopback needs --insecure)"
+    )
+    announce: bool = _setting(False, "answer UDP discovery probes (rexec discover)")
+    announce_port: int = _setting(7421, "UDP port discovery probes come to (0 picks a free one)")
+    announce_networks: tuple[str, ...] = _setting(
+        ("127.0.0.0/8",), "IPv4 networks (CIDR) whose discovery probes are answered"
+    )
+    log_format: str = _setting("text", "format of rexecd's own stderr messages: text or json")
     # Keys with their rules; empty means the one key of key_file, unrestricted.
     keys: tuple[KeySpec, ...] = _setting((), "authorised keys ([[keys]] tables)")
 
@@ -113,9 +126,26 @@ def setting_names() -> list[str]:
     return list(_FIELDS)
 
 
-def _convert(name: str, value: Any, annotation: str, where: str) -> Any:
-    """Check and convert one raw value (from TOML, or a string from env/flags)."""
-    from_text = isinstance(value, str) and not annotation.startswith("str")
+#: Settings with a narrower range than "≥ 0", checked where the value is read
+#: so that the message names its source (the file, or the variable).
+_RANGES = {"port": (0, 65535), "announce_port": (0, 65535), "max_commands": (1, None), "max_total_commands": (1, None)}
+
+
+def _convert(name: str, value: Any, annotation: str, where: str, *, text: bool = False) -> Any:
+    """Check and convert one raw value: from TOML (typed: a string is only a
+    string), or, with ``text``, a string from the environment."""
+    result = _convert_type(name, value, annotation, where, text=text)
+    bounds = _RANGES.get(name)
+    if bounds is not None:
+        low, high = bounds
+        if result < low or (high is not None and result > high):
+            span = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise SettingsError(f"{where}: {name} must be {span}")
+    return result
+
+
+def _convert_type(name: str, value: Any, annotation: str, where: str, *, text: bool) -> Any:
+    from_text = text and isinstance(value, str) and not annotation.startswith("str")
     try:
         if annotation == "bool":
             if from_text:
@@ -137,19 +167,19 @@ def _convert(name: str, value: Any, annotation: str, where: str) -> Any:
             if isinstance(value, bool):
                 raise ValueError
             result = float(value) if from_text else value
-            if not isinstance(result, (int, float)) or result < 0:
+            if not isinstance(result, (int, float)) or not math.isfinite(result) or result < 0:
                 raise ValueError
             return float(result)
         if annotation.startswith("tuple"):
-            items = value.split(",") if isinstance(value, str) else value
-            if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+            items = value.split(",") if from_text else value
+            if not isinstance(items, (list, tuple)) or not all(isinstance(item, str) for item in items):
                 raise ValueError
             return tuple(item.strip() for item in items if item.strip())
         if not isinstance(value, str):
             raise ValueError
         return value
     except ValueError:
-        kind = {"bool": "true or false", "int": "a whole number ≥ 0", "float": "a number ≥ 0"}.get(
+        kind = {"bool": "true or false", "int": "a whole number ≥ 0", "float": "a finite number ≥ 0"}.get(
             annotation, "a list of strings" if annotation.startswith("tuple") else "a string"
         )
         raise SettingsError(f"{where}: {name} must be {kind}") from None
@@ -197,6 +227,13 @@ def _key_spec(entry: Any, path: Path, index: int) -> KeySpec:
         if name not in _KEY_FIELDS:
             raise SettingsError(f"{where}: unknown rule {name!r}")
         fields[name] = _convert(name, value, str(_KEY_FIELDS[name].type), where)
+    for prefix in fields.get("allow_argv", ()):
+        try:
+            words = shlex.split(prefix)
+        except ValueError:
+            raise SettingsError(f"{where}: allow_argv entry {prefix!r} has unbalanced quotes") from None
+        if not words:
+            raise SettingsError(f"{where}: allow_argv entries must not be empty")
     return KeySpec(**fields)
 
 
@@ -221,10 +258,11 @@ def load_settings(
     for name, field in _FIELDS.items():
         raw = environ.get(f"REXECD_{name.upper()}")
         if raw is not None:
-            values[name] = _convert(name, raw, str(field.type), f"REXECD_{name.upper()}")
+            values[name] = _convert(name, raw, str(field.type), f"REXECD_{name.upper()}", text=True)
     for name, value in flags.items():
         if value is not None and name in _FIELDS:
-            values[name] = tuple(value) if isinstance(value, list) else value
+            value = tuple(value) if isinstance(value, list) else value
+            values[name] = _convert(name, value, str(_FIELDS[name].type), f"--{name.replace('_', '-')}")
     settings = Settings(keys=keys, **values)
     if settings.keys and settings.key_file:
         raise SettingsError("give either key_file or [[keys]] in the config file, not both")
@@ -232,7 +270,46 @@ def load_settings(
         raise SettingsError("port must be between 0 and 65535")
     if settings.max_commands < 1 or settings.max_total_commands < 1:
         raise SettingsError("max_commands and max_total_commands must be at least 1")
+    _check_operations(settings)
     return settings
+
+
+def parse_http_address(text: str) -> tuple[str, int]:
+    """``IP:PORT`` or ``[IPV6]:PORT`` (``localhost`` is 127.0.0.1) of ``http``.
+
+    Raises:
+        SettingsError: not an IP address with a port.
+    """
+    host, colon, port_text = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    host = "127.0.0.1" if host == "localhost" else host
+    try:
+        ipaddress.ip_address(host)
+        port = int(port_text)
+        if not colon or not 0 <= port <= 65535:
+            raise ValueError
+    except ValueError:
+        raise SettingsError(f"http must be IP:PORT (like 127.0.0.1:9420), not {text!r}") from None
+    return host, port
+
+
+def _check_operations(settings: Settings) -> None:
+    if settings.log_format not in ("text", "json"):
+        raise SettingsError("log_format must be text or json")
+    if settings.http is not None:
+        host, _ = parse_http_address(settings.http)
+        if not ipaddress.ip_address(host).is_loopback and not settings.insecure:
+            raise SettingsError(
+                f"refusing to serve HTTP on {host}: the endpoint has no authentication or TLS; "
+                "use a loopback address or pass --insecure"
+            )
+    for network in settings.announce_networks:
+        try:
+            ipaddress.IPv4Network(network, strict=False)
+        except ValueError:
+            raise SettingsError(
+                f"announce_networks: {network!r} is not an IPv4 network (like 192.168.1.0/24)"
+            ) from None
 
 
 def default_state_dir() -> Path:

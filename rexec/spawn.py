@@ -14,6 +14,7 @@ import os
 import pwd
 import resource
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -176,8 +177,27 @@ def spawn(run: Run, policy: ProcessPolicy) -> Spawned:
         spawned = _spawn_on_pty(run, argv, env, cwd, identity)
     else:
         spawned = _spawn_on_pipes(run, argv, env, cwd, identity)
-    _apply_rlimits(spawned.process.pid, policy.rlimits)
+    try:
+        _apply_rlimits(spawned.process.pid, policy.rlimits)
+    except OSError as exc:
+        # Fail closed: a command that should be limited and is not must not run.
+        _abandon(spawned)
+        name = errno.errorcode.get(exc.errno or 0, "EUNKNOWN")
+        raise SpawnError(ErrorCode.SPAWN_FAILED, f"could not apply resource limits ({name})") from None
     return spawned
+
+
+def _abandon(spawned: Spawned) -> None:
+    """Kill and reap a process that was started but must not run, and close
+    the parent's ends of its streams."""
+    try:
+        os.killpg(spawned.process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    spawned.process.wait()
+    for fd in {spawned.stdout_fd, spawned.stderr_fd, spawned.stdin_fd, spawned.pty_fd} - {None}:
+        assert fd is not None
+        os.close(fd)
 
 
 def _spawn_on_pipes(
@@ -220,11 +240,15 @@ def _spawn_on_pipes(
 
 
 def _apply_rlimits(pid: int, rlimits: tuple[tuple[int, int], ...]) -> None:
+    """Raises OSError (EPERM: another user's process without CAP_SYS_RESOURCE,
+    or a hard limit above our own) when a limit could not be set."""
     for limit, value in rlimits:
         try:
             resource.prlimit(pid, limit, (value, value))
-        except (ProcessLookupError, ValueError):
-            pass  # already gone, or above the hard limit we may grant: nothing to bind
+        except ProcessLookupError:
+            pass  # already gone (and reaped by no one yet): nothing to bind
+        except ValueError as exc:
+            raise OSError(errno.EINVAL, str(exc)) from None
 
 
 def _pipe(readers: list[int], writers: list[int]) -> tuple[int, int]:

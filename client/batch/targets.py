@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ..address import DEFAULT_PORT, Address, parse_address
+from ..discovery import discover_spec
 from .nodeset import NodeSetError, expand
 
 DEFAULT_HOST = "127.0.0.1"
@@ -99,7 +100,7 @@ def resolve_targets(
         except NodeSetError as exc:
             raise TargetError(str(exc)) from None
     seen: dict[Address, None] = {}
-    sources = [expand_spec(spec, default_port) for spec in specs]
+    sources = [discover_spec(spec) or expand_spec(spec, default_port) for spec in specs]
     sources += [read_host_file(path, default_port) for path in host_files]
     for source in sources:
         for address in source:

@@ -1,0 +1,227 @@
+"""Find rexecd servers that answer UDP discovery probes (``rexecd --announce``).
+
+    >>> from rexec_client.discovery import discover
+    >>> for server in discover(timeout=1.0):
+    ...     print(server.address, server.name, server.tls)
+
+One probe goes to each address (by default this host's loopback, the
+broadcast address of every IPv4 interface that has one, and 255.255.255.255);
+answers are collected until the timeout. An answer counts only if it is
+well-formed and echoes the nonce of our probe (rexec/discovery_format.py), so
+garbage and answers forged without seeing the probe are ignored. Discovery
+is a convenience, not an authority: a server found this way still has to prove
+the shared key when you connect, as every server does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import secrets
+import os
+import select
+import socket
+import struct
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from rexec.discovery_format import (
+    DEFAULT_ANNOUNCE_PORT,
+    MAX_PROBE_SIZE,
+    Announcement,
+    decode_answer,
+    encode_probe,
+)
+
+from .address import Address
+from .errors import RexecError
+
+__all__ = [
+    "DEFAULT_ANNOUNCE_PORT",
+    "DEFAULT_TIMEOUT",
+    "DiscoveredServer",
+    "DiscoveryError",
+    "default_probe_addresses",
+    "discover",
+    "discover_addresses",
+    "discover_spec",
+]
+
+#: Seconds to collect answers: a LAN answers in milliseconds; a second leaves
+#: room for a busy host without making ``rexec discover`` feel slow.
+DEFAULT_TIMEOUT = 1.0
+#: Answers kept at most: a flood of (valid) answers can't grow memory.
+MAX_ANSWERS = 4096
+
+_SIOCGIFFLAGS = 0x8913
+_SIOCGIFBRDADDR = 0x8919
+_IFF_UP = 0x1
+_IFF_BROADCAST = 0x2
+
+
+class DiscoveryError(RexecError, ValueError):
+    """No probe could be sent (no usable address or network), or a bad
+    ``@discover`` spec; a ValueError too, so that argument parsing that
+    reports ValueErrors as usage errors reports this one."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DiscoveredServer:
+    """A server that answered, and the address to reach it at."""
+
+    announcement: Announcement
+    responder: str  # the source address of the answer
+
+    @property
+    def address(self) -> Address:
+        return Address(self.announcement.host or self.responder, self.announcement.port)
+
+    @property
+    def name(self) -> str:
+        return self.announcement.name
+
+    @property
+    def tls(self) -> bool:
+        return self.announcement.tls
+
+    def to_json(self) -> dict[str, Any]:
+        a = self.announcement
+        return {
+            "address": str(self.address), "host": self.address.host, "port": a.port,
+            "name": a.name, "protocol": list(a.protocol), "tls": a.tls,
+            "client_cert": a.client_cert, "responder": self.responder,
+        }  # fmt: skip
+
+
+def default_probe_addresses() -> list[str]:
+    """127.0.0.1, each up IPv4 interface's broadcast address, 255.255.255.255."""
+    addresses = ["127.0.0.1", *_interface_broadcasts(), "255.255.255.255"]
+    return list(dict.fromkeys(addresses))
+
+
+def _interface_broadcasts() -> list[str]:
+    try:
+        import fcntl
+    except ImportError:  # not a Unix: the limited broadcast will have to do
+        return []
+    found = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for _, name in socket.if_nameindex():
+            request = struct.pack("256s", name.encode()[:15])
+            try:
+                flags = struct.unpack_from("H", fcntl.ioctl(sock, _SIOCGIFFLAGS, request), 16)[0]
+                if flags & _IFF_UP and flags & _IFF_BROADCAST:
+                    reply = fcntl.ioctl(sock, _SIOCGIFBRDADDR, request)
+                    found.append(socket.inet_ntoa(reply[20:24]))
+            except OSError:
+                continue  # no IPv4 address on it, or gone meanwhile
+    return [address for address in found if address != "0.0.0.0"]
+
+
+def discover(
+    addresses: Iterable[str] | None = None,
+    port: int = DEFAULT_ANNOUNCE_PORT,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> list[DiscoveredServer]:
+    """Probe ``addresses`` (default: ``default_probe_addresses()``) on UDP
+    ``port`` and return the servers that answered within ``timeout`` seconds,
+    each once, sorted by address.
+
+    Raises:
+        DiscoveryError: a bad address, or no probe could be sent at all.
+    """
+    targets = list(addresses) if addresses is not None else default_probe_addresses()
+    for target in targets:
+        try:
+            ipaddress.IPv4Address(target)
+        except ValueError:
+            raise DiscoveryError(f"discovery needs IPv4 addresses, not {target!r}") from None
+    nonce = secrets.token_bytes(16)
+    probe = encode_probe(nonce)
+    found: dict[tuple[str, int], DiscoveredServer] = {}
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        sock.setblocking(False)
+        errors = []
+        for target in targets:
+            try:
+                sock.sendto(probe, (target, port))
+            except OSError as exc:
+                errors.append(f"{target}: {exc.strerror or exc}")
+        if len(errors) == len(targets):
+            raise DiscoveryError("cannot send a discovery probe: " + "; ".join(errors or ["no address"]))
+        deadline = time.monotonic() + timeout
+        while len(found) < MAX_ANSWERS:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            ready, _, _ = select.select([sock], [], [], left)
+            if not ready:
+                break
+            try:
+                data, source = sock.recvfrom(MAX_PROBE_SIZE + 1)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                continue  # an ICMP error for one of the probes: that address is silent
+            announcement = decode_answer(data, nonce)
+            if announcement is None:
+                continue
+            server = DiscoveredServer(announcement, source[0])
+            found.setdefault((server.address.host, server.address.port), server)
+    return sorted(found.values(), key=_sort_key)
+
+
+def _sort_key(server: DiscoveredServer) -> tuple[int, int, str]:
+    host = server.address.host
+    try:
+        number = int(ipaddress.ip_address(host))
+    except ValueError:
+        number = 0
+    return number, server.address.port, host
+
+
+def discover_addresses(
+    addresses: Iterable[str] | None = None,
+    port: int = DEFAULT_ANNOUNCE_PORT,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> list[Address]:
+    """The rexec addresses of the servers ``discover`` finds (for ``rexec
+    batch --hosts @discover``)."""
+    return [server.address for server in discover(addresses, port, timeout)]
+
+
+#: The ``--hosts`` spec of ``rexec batch`` that stands for the servers found.
+DISCOVER_SPEC = "@discover"
+
+
+#: Where ``@discover`` sends its probes when set (comma-separated addresses),
+#: instead of the default ones: to keep discovery on one network.
+ADDRESSES_VARIABLE = "REXEC_DISCOVER_ADDRESSES"
+
+
+def discover_spec(
+    spec: str, timeout: float = DEFAULT_TIMEOUT, addresses: Iterable[str] | None = None
+) -> list[Address] | None:
+    """What a target spec means if it is ``@discover`` (probe the default
+    addresses on the default port) or ``@discover:PORT`` (another announce
+    port): the addresses found, in order. None for any other spec.
+
+    Raises:
+        DiscoveryError: a bad port, no probe could be sent, or no server answered.
+    """
+    if spec != DISCOVER_SPEC and not spec.startswith(DISCOVER_SPEC + ":"):
+        return None
+    port = DEFAULT_ANNOUNCE_PORT
+    if spec != DISCOVER_SPEC:
+        port_text = spec[len(DISCOVER_SPEC) + 1 :]
+        if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+            raise DiscoveryError(f"bad spec {spec!r}: expected @discover or @discover:PORT")
+        port = int(port_text)
+    if addresses is None and os.environ.get(ADDRESSES_VARIABLE):
+        addresses = os.environ[ADDRESSES_VARIABLE].split(",")
+    found = discover_addresses(addresses, port=port, timeout=timeout)
+    if not found:
+        raise DiscoveryError(f"{spec}: no server answered the discovery probe on UDP port {port}")
+    return found
