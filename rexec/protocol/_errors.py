@@ -31,7 +31,6 @@ class ErrorCode(str, enum.Enum):
     AUTH_FAILED = "auth.failed"
     AUTH_TIMEOUT = "auth.timeout"
     IDLE_TIMEOUT = "idle.timeout"
-    CLIENT_STALLED = "client.stalled"
     COMMAND_BAD_ID = "command.bad_id"
     FLOW_WINDOW_EXCEEDED = "flow.window_exceeded"
     # Command-scoped: the command never started, the connection carries on.
