@@ -19,13 +19,19 @@ from pathlib import Path
 
 
 def _start_time(pid: int) -> str | None:
+    # Plain descriptors rather than open(): this runs for every command.
     try:
-        with open(f"/proc/{pid}/stat", "rb") as file:
-            stat = file.read()
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
+    try:
+        stat_line = os.read(fd, 4096)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     # The command name (field 2) is in parentheses and may contain anything.
-    fields = stat[stat.rindex(b")") + 2 :].split()
+    fields = stat_line[stat_line.rindex(b")") + 2 :].split()
     return fields[19].decode()  # field 22 overall
 
 
@@ -54,11 +60,17 @@ class ProcessRecords:
     def add(self, pgid: int) -> None:
         start = _start_time(pgid)
         if start is not None:
-            (self.directory / str(pgid)).write_text(f"{start} {self._owner}\n")
+            fd = os.open(
+                f"{self.directory}/{pgid}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600
+            )
+            try:
+                os.write(fd, f"{start} {self._owner}\n".encode())
+            finally:
+                os.close(fd)
 
     def remove(self, pgid: int) -> None:
         try:
-            (self.directory / str(pgid)).unlink()
+            os.unlink(f"{self.directory}/{pgid}")
         except FileNotFoundError:
             pass
 
