@@ -19,7 +19,6 @@ from .transfer_cli import (
     add_transfer_options,
     fail,
     mkdir_batches,
-    remote_basename,
     remote_join,
     remote_run,
 )

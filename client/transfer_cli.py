@@ -34,7 +34,6 @@ Decisions (scp-like where it makes sense):
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Callable

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Daemon, healthy, open_wire, write_key
+from .conftest import Daemon, open_wire, write_key
 
 
 def rexecd(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from rexec.protocol import Cancel
 
 from server.wire import ServerClosed, raw_frame, processes_with, wait_for_processes, wait_gone
 
-from .conftest import launch, open_wire, stop
+from .conftest import open_wire
 
 
 def test_kill_9_then_restart_sweeps_the_orphans(daemon, tmp_path: Path, marker) -> None:
