@@ -9,18 +9,15 @@ is stopped by its PID at teardown.
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
-import secrets
-import select
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from launch import wait_for_ready, write_key_file
 
 READY_LINE = re.compile(rb"rexecd listening on (\S+):(\d+)")
 STARTUP_TIMEOUT = 15.0
@@ -68,14 +65,6 @@ class RunningServer:
             raise
 
 
-def write_key_file(directory: Path) -> Path:
-    path = directory / "key"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as file:
-        file.write(secrets.token_hex(32) + "\n")
-    return path
-
-
 def start_rexecd(
     directory: Path, *extra_args: str, host: str = "127.0.0.1", key_file: Path | None = None
 ) -> RunningServer:
@@ -97,17 +86,7 @@ def start_rexecd(
     ]
     with open(directory / "rexecd.stderr", "wb") as stderr_file:
         process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr_file)
-    assert process.stdout is not None
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    line = b""
-    while time.monotonic() < deadline and not (READY_LINE.search(line) and line.endswith(b"\n")):
-        ready, _, _ = select.select([process.stdout], [], [], 0.1)
-        if ready:
-            chunk = os.read(process.stdout.fileno(), 4096)
-            if not chunk:
-                break
-            line += chunk
-    match = READY_LINE.search(line)
+    match, line = wait_for_ready(process, READY_LINE, STARTUP_TIMEOUT)
     if not match:
         process.kill()
         process.wait()

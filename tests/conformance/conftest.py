@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import re
-import secrets
-import select
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from launch import wait_for_ready, write_key_file
 
 from rexec.conformance import Options, Result, Target, all_cases, run_suite
 from rexec.conformance import select as select_cases
@@ -35,14 +32,6 @@ class FakeServer:
     process: subprocess.Popen[bytes]
 
 
-def write_key_file(directory: Path) -> Path:
-    path = directory / "key"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as file:
-        file.write(secrets.token_hex(32) + "\n")
-    return path
-
-
 def start_fake(directory: Path, flags: list[str], *extra: str) -> FakeServer:
     directory.mkdir(parents=True, exist_ok=True)
     key_file = directory / "key" if (directory / "key").exists() else write_key_file(directory)
@@ -52,15 +41,7 @@ def start_fake(directory: Path, flags: list[str], *extra: str) -> FakeServer:
              "--break", ",".join(flags), *extra],
             stdout=subprocess.PIPE, stderr=stderr, start_new_session=True, cwd=directory,
         )
-    assert process.stdout is not None
-    deadline, line = time.monotonic() + 15, b""
-    while time.monotonic() < deadline and not line.endswith(b"\n"):
-        if select.select([process.stdout], [], [], 0.1)[0]:
-            chunk = os.read(process.stdout.fileno(), 4096)
-            if not chunk:
-                break
-            line += chunk
-    match = READY.search(line)
+    match, line = wait_for_ready(process, READY, 15)
     if not match:
         process.kill()
         raise RuntimeError(f"fake server did not start: {line!r}")

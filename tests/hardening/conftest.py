@@ -12,7 +12,6 @@ import json
 import os
 import re
 import secrets
-import select
 import signal
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from typing import Any
 
 import psutil
 import pytest
-
+from launch import wait_for_ready
 from server.wire import Wire, kill_leftovers, unique_marker
 
 READY_LINE = re.compile(rb"rexecd listening on (\S+):(\d+)")
@@ -109,17 +108,7 @@ def launch(
             command, stdout=subprocess.PIPE, stderr=stderr_file,
             env=env if env is not None else dict(os.environ),
         )  # fmt: skip
-    assert process.stdout is not None
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    line = b""
-    while time.monotonic() < deadline and not line.endswith(b"\n"):
-        ready, _, _ = select.select([process.stdout], [], [], 0.1)
-        if ready:
-            chunk = os.read(process.stdout.fileno(), 4096)
-            if not chunk:
-                break
-            line += chunk
-    match = READY_LINE.search(line)
+    match, line = wait_for_ready(process, READY_LINE, STARTUP_TIMEOUT)
     if not match:
         process.kill()
         process.wait()

@@ -9,17 +9,15 @@ import dataclasses
 import http.client
 import itertools
 import math
-import os
 import re
-import select
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from launch import wait_for_ready
 
 from tests.conftest import READY_LINE, STARTUP_TIMEOUT, RunningServer
 from tests.server.conftest import marker  # noqa: F401  (the fixture, shared)
@@ -165,17 +163,8 @@ def start_with_config(directory: Path, config: Path, *extra: str) -> subprocess.
     ]
     with open(directory / "rexecd.stderr", "wb") as stderr:
         process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr)
-    assert process.stdout is not None
-    output = b""
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while time.monotonic() < deadline and not (READY_LINE.search(output) and output.endswith(b"\n")):
-        ready, _, _ = select.select([process.stdout], [], [], 0.1)
-        if ready:
-            chunk = os.read(process.stdout.fileno(), 4096)
-            if not chunk:
-                break
-            output += chunk
-    if not READY_LINE.search(output):
+    match, output = wait_for_ready(process, READY_LINE, STARTUP_TIMEOUT)
+    if not match:
         process.kill()
         process.wait()
         raise RuntimeError(f"rexecd did not start: {(directory / 'rexecd.stderr').read_text()}")

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import READY_LINE, write_key_file
+from launch import write_key_file
+from tests.conftest import READY_LINE
 
 
 def ip(*args: str) -> None:

@@ -20,7 +20,7 @@ from types import SimpleNamespace
 import pytest
 
 from rexec import __version__
-from tests.conftest import write_key_file
+from launch import write_key_file
 from tests.server.wire import Wire, connect, feed_stdin
 
 from .conftest import parse_prometheus, sample

@@ -1,0 +1,39 @@
+"""Helpers for tests that start servers as subprocesses (imported by the
+conftest files; ``tests/`` is on ``sys.path`` as pytest's rootdir)."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import select
+import subprocess
+import time
+from pathlib import Path
+
+
+def write_key_file(directory: Path) -> Path:
+    """A fresh shared key in ``directory/key``, mode 0600."""
+    path = directory / "key"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(secrets.token_hex(32) + "\n")
+    return path
+
+
+def wait_for_ready(
+    process: subprocess.Popen[bytes], ready: re.Pattern[bytes], timeout: float
+) -> tuple[re.Match[bytes] | None, bytes]:
+    """Read ``process``'s stdout until a whole line matches ``ready``, it
+    closes, or ``timeout`` seconds pass. Returns the match (None if it never
+    came) and everything read, since servers may print other lines first."""
+    assert process.stdout is not None
+    deadline = time.monotonic() + timeout
+    output = b""
+    while time.monotonic() < deadline and not (ready.search(output) and output.endswith(b"\n")):
+        if select.select([process.stdout], [], [], 0.1)[0]:
+            chunk = os.read(process.stdout.fileno(), 4096)
+            if not chunk:
+                break
+            output += chunk
+    return ready.search(output), output
