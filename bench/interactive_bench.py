@@ -54,6 +54,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(BENCH))
 
+import local_sshd  # noqa: E402
 from run import (  # noqa: E402
     CLK_TCK,
     ForeignCpu,
@@ -67,8 +68,6 @@ from run import (  # noqa: E402
     wait_for_quiet,
     warm_memory,
 )
-
-import local_sshd  # noqa: E402
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -347,8 +346,9 @@ def lib_worker(direction: str, host: str, port: str, key_file: str, src: str, ds
     import resource
 
     import rexec_client
+    from rexec_client.transfer.api import get, put
+
     from rexec.keyfile import load_key
-    from rexec_client.transfer import get, put
 
     async def go():
         conn = await rexec_client.connect(host, int(port), load_key(key_file))

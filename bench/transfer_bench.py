@@ -23,10 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from conftest import start_rexecd  # noqa: E402
-
 import rexec_client  # noqa: E402
-from rexec_client.transfer import get, put  # noqa: E402
+from conftest import start_rexecd  # noqa: E402
+from rexec_client.transfer.api import get, put  # noqa: E402
 
 
 def _rss_kib(pid: int) -> int:

@@ -17,16 +17,14 @@ from .api import resolve_key, run, run_async
 from .connection import ClientConnection, connect
 from .errors import (
     AuthenticationError,
-    CalledProcessError,
     ProtocolViolation,
     RemoteCommandError,
     RexecConnectionError,
     RexecError,
-    TimeoutExpired,
     VersionMismatch,
 )
 from .process import RemoteProcess
-from .result import CompletedProcess, ExitStatus
+from .result import CalledProcessError, CompletedProcess, ExitStatus, TimeoutExpired
 from .stdin import StdinWriter
 from .streams import OutputReader
 from .tls import client_ssl_context

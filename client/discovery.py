@@ -7,7 +7,7 @@
 One probe goes to each address (by default this host's loopback, the
 broadcast address of every IPv4 interface that has one, and 255.255.255.255);
 answers are collected until the timeout. An answer counts only if it is
-well-formed and echoes the nonce of our probe (rexec/discovery_format.py), so
+well-formed and echoes the nonce of our probe (rexec/protocol/_discovery.py), so
 garbage and answers forged without seeing the probe are ignored. Discovery
 is a convenience, not an authority: a server found this way still has to prove
 the shared key when you connect, as every server does.
@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import secrets
 import os
+import secrets
 import select
 import socket
 import struct
@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from rexec.discovery_format import (
+from rexec.protocol._discovery import (
     DEFAULT_ANNOUNCE_PORT,
     MAX_PROBE_SIZE,
     Announcement,

@@ -4,16 +4,11 @@
 subclasses mean the connection could not be made or was lost: no command result
 exists (the CLI exits 255 for them, as ssh does). ``RemoteCommandError`` means
 the server refused one command and the connection carries on.
-``CalledProcessError`` is raised by ``run(check=True)`` for a command that ran
-and failed, as ``subprocess.CalledProcessError`` is.
+``CalledProcessError`` (in result.py, beside the ``CompletedProcess`` it
+carries) is raised by ``run(check=True)`` for a command that ran and failed.
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .result import CompletedProcess
 
 
 class RexecError(Exception):
@@ -59,25 +54,3 @@ class RemoteCommandError(RexecError):
         super().__init__(f"{message} ({code})")
         self.code = code
         self.message = message
-
-
-class CalledProcessError(RexecError):
-    """A command run with ``check=True`` did not succeed (returncode != 0).
-
-    Attributes mirror ``subprocess.CalledProcessError``: ``returncode``,
-    ``cmd``, ``output``/``stdout``, ``stderr``; ``result`` is the whole
-    ``CompletedProcess`` (signal, timed_out, connection_lost, …).
-    """
-
-    def __init__(self, result: CompletedProcess) -> None:
-        super().__init__(f"Command {result.args!r} {result.describe()}")
-        self.result = result
-        self.returncode = result.returncode
-        self.cmd = result.args
-        self.output = self.stdout = result.stdout
-        self.stderr = result.stderr
-
-
-class TimeoutExpired(CalledProcessError):
-    """A command run with ``timeout=`` and ``check=True`` was ended by the
-    server when its timeout expired (``result.timed_out`` is true)."""

@@ -28,14 +28,13 @@ from rexec.protocol import (
 )
 
 from .errors import RemoteCommandError, RexecConnectionError
+from .link import CommandLink
 from .result import ExitStatus
 from .stdin import StdinWriter
 from .streams import OutputReader
 
 if TYPE_CHECKING:
     from rexec.protocol import Message
-
-    from .connection import ClientConnection
 
 
 def signal_name(sig: int | str) -> str:
@@ -83,7 +82,7 @@ class RemoteProcess:
 
     def __init__(
         self,
-        connection: ClientConnection,
+        connection: CommandLink,
         command_id: int,
         args: str | Sequence[str],
         *,

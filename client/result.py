@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 from rexec.protocol import Exit
 
-from .errors import CalledProcessError, TimeoutExpired
+from .errors import RexecError
 
 RETURNCODE_TIMEOUT = 124
 RETURNCODE_SIGNAL_BASE = 128
@@ -114,3 +114,25 @@ class CompletedProcess(ExitStatus):
         the returncode is not 0."""
         if self.returncode != 0:
             raise (TimeoutExpired if self.timed_out else CalledProcessError)(self)
+
+
+class CalledProcessError(RexecError):
+    """A command run with ``check=True`` did not succeed (returncode != 0).
+
+    Attributes mirror ``subprocess.CalledProcessError``: ``returncode``,
+    ``cmd``, ``output``/``stdout``, ``stderr``; ``result`` is the whole
+    ``CompletedProcess`` (signal, timed_out, connection_lost, …).
+    """
+
+    def __init__(self, result: CompletedProcess) -> None:
+        super().__init__(f"Command {result.args!r} {result.describe()}")
+        self.result = result
+        self.returncode = result.returncode
+        self.cmd = result.args
+        self.output = self.stdout = result.stdout
+        self.stderr = result.stderr
+
+
+class TimeoutExpired(CalledProcessError):
+    """A command run with ``timeout=`` and ``check=True`` was ended by the
+    server when its timeout expired (``result.timed_out`` is true)."""

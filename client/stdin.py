@@ -9,14 +9,11 @@ pump task per writer does the sending, so ``write`` never blocks.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
 
 from rexec.protocol import Stdin, StdinEof
 
 from .errors import RexecConnectionError
-
-if TYPE_CHECKING:
-    from .connection import ClientConnection
+from .link import CommandLink
 
 
 class StdinWriter:
@@ -30,7 +27,7 @@ class StdinWriter:
     ``RexecConnectionError``.
     """
 
-    def __init__(self, connection: ClientConnection, command_id: int) -> None:
+    def __init__(self, connection: CommandLink, command_id: int) -> None:
         self._connection = connection
         self._id = command_id
         self._buffer = bytearray()

@@ -24,16 +24,17 @@ from pathlib import Path
 from typing import Any
 
 from rexec import __version__
-from rexec.audit import AuditLog
-from rexec.config import ServerConfig
 from rexec.keyfile import KeyFileError, default_key_path, load_key, load_or_create_key
 from rexec.log import log
 from rexec.log import set_format as set_log_format
-from rexec.operations import Operations, OperationsError
-from rexec.policy import KeyRules
-from rexec.process_records import ProcessRecords, UnsafeDirectory
-from rexec.server import Server
-from rexec.settings import (
+from rexec.ops.metrics import ServerMetrics
+from rexec.ops.operations import Operations, OperationsError
+from rexec.server.audit import AuditLog
+from rexec.server.config import ServerConfig
+from rexec.server.policy import KeyRules
+from rexec.server.process_records import ProcessRecords, UnsafeDirectory
+from rexec.server.session import Server
+from rexec.server.settings import (
     DEFAULT_PORT,
     Settings,
     SettingsError,
@@ -42,7 +43,7 @@ from rexec.settings import (
     setting_names,
     settings_help,
 )
-from rexec.spawn import Account, ProcessPolicy
+from rexec.server.spawn import Account, ProcessPolicy
 
 EXIT_STARTUP = 1
 
@@ -246,6 +247,8 @@ async def serve(
     loop = asyncio.get_running_loop()
     settings = config.settings
     server = Server(config, audit, records)
+    metrics = ServerMetrics(server)
+    server.observer = metrics
     try:
         listener = await loop.create_server(
             server.new_session, settings.host, settings.port,
@@ -262,7 +265,7 @@ async def serve(
     bound = listener.sockets[0].getsockname()
     shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
     try:
-        operations = await Operations.start(server, bound, rebuild)  # --http, --announce, SIGHUP
+        operations = await Operations.start(server, metrics, bound, rebuild)  # --http, --announce, SIGHUP
     except OperationsError as exc:
         listener.close()
         raise StartupError(str(exc)) from None

@@ -24,7 +24,7 @@ from typing import BinaryIO
 from rexec.keyfile import KeyFileError, default_key_path, load_key
 
 from ..address import DEFAULT_PORT, Address
-from ..cli_common import CliError, fail, open_connection
+from ..cli.common import CliError, fail, open_connection
 from ..connection import ClientConnection
 from ..errors import RexecConnectionError
 from .api import make_batch

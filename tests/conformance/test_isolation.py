@@ -13,8 +13,8 @@ from pathlib import Path
 import rexec.conformance
 
 PACKAGE = Path(rexec.conformance.__file__).parent
-FORBIDDEN = ("rexec.server", "rexec.runner", "rexec.daemon", "rexec.spawn", "rexec.config",
-             "rexec.audit")
+FORBIDDEN = ("rexec.server.session", "rexec.server.runner", "rexec.daemon", "rexec.server.spawn", "rexec.server.config",
+             "rexec.server.audit")
 
 
 def _imports(path: Path) -> set[str]:

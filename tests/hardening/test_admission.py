@@ -8,9 +8,9 @@ import os
 import socket
 import time
 
-from rexec.protocol import Error
-
 from server.wire import Wire
+
+from rexec.protocol import Error
 
 from .conftest import Daemon, healthy, open_wire
 
@@ -180,7 +180,7 @@ def test_refused_connections_do_not_leak(daemon) -> None:
 def test_failure_bookkeeping_is_bounded() -> None:
     """Addresses that fail once each (an IPv6 /64 is plenty) are forgotten
     once their window has passed, so the tables can't grow without bound."""
-    from rexec.admission import Admission, AdmissionLimits
+    from rexec.server.admission import Admission, AdmissionLimits
 
     admission = Admission(AdmissionLimits(10, 10, 10, 10, 3, 1.0, 1.0))
     for n in range(50_000):

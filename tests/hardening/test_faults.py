@@ -10,10 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
+from server.wire import ServerClosed, processes_with, raw_frame, wait_for_processes, wait_gone
 
 from rexec.protocol import Cancel
-
-from server.wire import ServerClosed, raw_frame, processes_with, wait_for_processes, wait_gone
 
 from .conftest import open_wire
 
@@ -71,7 +70,7 @@ def test_other_daemons_commands_are_left_alone(daemon, tmp_path: Path, marker) -
 def test_sweep_checks_the_start_time(tmp_path: Path, marker) -> None:
     """A record whose pid now names another process (pid reuse) is not
     signalled; the same record with the right start time is."""
-    from rexec.process_records import ProcessRecords, _start_time
+    from rexec.server.process_records import ProcessRecords, _start_time
 
     m = marker()
     victim = subprocess.Popen(["sleep", m], start_new_session=True)
@@ -184,7 +183,6 @@ def test_reader_that_stopped_then_reset_frees_everything(daemon, marker) -> None
     import struct
 
     import psutil
-
     from server.wire import Wire
 
     server = daemon("--max-total-commands", "1", "--kill-grace", "0.2", "--drain-grace", "0.3")

@@ -10,10 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
+from server.wire import wait_for_processes, wait_gone
 
 from rexec.protocol import Cancel, Get
-
-from server.wire import wait_for_processes, wait_gone
 
 from .conftest import healthy, open_wire, run
 
@@ -174,7 +173,7 @@ def test_a_limit_that_cannot_be_applied_kills_the_command(marker) -> None:
     import resource
 
     from rexec.protocol import Run
-    from rexec.spawn import ProcessPolicy, SpawnError, spawn
+    from rexec.server.spawn import ProcessPolicy, SpawnError, spawn
 
     m = marker()
     policy = ProcessPolicy(ProcessPolicy.current().account, rlimits=((resource.RLIMIT_NOFILE, 10**9),))

@@ -23,8 +23,8 @@ import rexec_client
 from rexec_client import Address
 from rexec_client.discovery import DiscoveryError, discover, discover_spec
 
-from rexec.discovery import TokenBuckets
-from rexec.discovery_format import (
+from rexec.ops.discovery import TokenBuckets
+from rexec.protocol._discovery import (
     HEADER_SIZE,
     MIN_PROBE_SIZE,
     Announcement,

@@ -1,0 +1,151 @@
+"""``rexec batch``: run many commands across many servers (the options; the
+body is ``rexec_client.batch.command``)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..batch.exit_codes import HELP_TABLE
+from .common import add_connection_options, positive_float
+
+DESCRIPTION = """\
+Run many commands across many rexecd servers, as GNU parallel, pdsh and
+ClusterShell do: one connection per server carries all its commands.
+
+Commands come one per line from COMMANDS_FILE or stdin ('-'), each run with
+/bin/sh -c (or NUL-separated with -0, or as JSON Lines with --jsonl:
+{"id", "argv" | "shell", "cwd", "env", "timeout", "target"}). Without
+--onall they are spread over the targets, the least-loaded server first; with
+--onall every command runs on every target. 'rexec batch --onall --hosts
+SPEC -- CMD ARG...' runs one command (an argv, no shell) everywhere.
+
+Targets: --hosts 'web[01-20/2]:7000,db[1-3]' (ranges with zero padding and
+steps, comma lists; the port defaults to --port), --hosts-file FILE (one
+[host][:port] a line, ranges allowed, '#' comments), minus -x SPEC (a
+name without port excludes it on every port).
+
+Each job has a stable id (the input line number, or the JSON 'id'): the
+joblog, --results and --resume use it.
+"""
+
+EPILOG = HELP_TABLE + """
+examples:
+  rexec batch --onall --hosts 'web[01-20]' -b -- uname -r
+  rexec batch -H 'node[1-4]:7420' -j 64 --joblog log.tsv jobs.txt
+  rexec batch -H 'node[1-4]' --resume --joblog log.tsv jobs.txt
+  rexec batch -f hosts.txt --jsonl --results out.jsonl --retries 2 jobs.jsonl
+  rexec batch -H 'db[1-3]' --halt now,fail=1 --timeout 60 --tag --line < cmds
+"""
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = _count(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    return 0.0 if text.strip() in ("0", "0.0") else positive_float(text)
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "batch",
+        help="run many commands across many servers",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="%(prog)s [options] (--hosts SPEC | --hosts-file F) [COMMANDS_FILE | -]\n"
+        "       %(prog)s [options] --onall (--hosts SPEC | --hosts-file F) -- CMD [ARG...]",
+    )
+    parser.add_argument(
+        "commands_file", nargs="?", default="-", metavar="COMMANDS_FILE",
+        help="the commands, one a line ('-': stdin, the default)",
+    )
+    targets = parser.add_argument_group("targets")
+    targets.add_argument("-H", "--hosts", action="append", default=[], metavar="SPEC",
+                         help="servers in node-set notation (repeatable)")
+    targets.add_argument("-f", "--hosts-file", action="append", default=[], metavar="FILE",
+                         help="a file of servers, one [host][:port] a line (repeatable)")
+    targets.add_argument("-x", "--exclude", action="append", default=[], metavar="SPEC",
+                         help="leave these servers out (repeatable)")
+    targets.add_argument("--port", type=_positive, default=None, metavar="PORT",
+                         help="port of targets that name none (default: 7420)")
+    targets.add_argument("--list-targets", action="store_true",
+                         help="print the targets, one a line, and exit")
+    work = parser.add_argument_group("work")
+    work.add_argument("--onall", action="store_true", help="run every command on every target")
+    fmt = work.add_mutually_exclusive_group()
+    fmt.add_argument("-0", "--null", action="store_true",
+                     help="commands are NUL-separated (they may contain newlines)")
+    fmt.add_argument("--jsonl", action="store_true", help="jobs are JSON Lines (see above)")
+    sched = parser.add_argument_group("scheduling")
+    sched.add_argument("-j", "--jobs", type=_positive, default=32, metavar="N",
+                       help="run at most N commands at once in all (default: %(default)s)")
+    sched.add_argument("--per-host", type=_positive, metavar="N",
+                       help="run at most N commands at once on one server "
+                       "(default: as many as the server allows)")
+    sched.add_argument("--timeout", type=positive_float, metavar="SECONDS",
+                       help="the server kills a command (its whole process group) after this long")
+    sched.add_argument("--retries", type=_count, default=0, metavar="N",
+                       help="retry a job up to N more times after a transport failure "
+                       "(connection refused or lost), on another server when spread")
+    sched.add_argument("--retry-failed", action="store_true",
+                       help="also retry commands that failed, timed out or were killed "
+                       "(preferring another server)")
+    sched.add_argument("--halt", metavar="WHEN,WHY=N",
+                       help="stop early as GNU parallel: now|soon,fail|success|done=N|P%%")
+    sched.add_argument("--delay", type=_seconds, default=0.0, metavar="SECONDS",
+                       help="wait this long between starting two jobs")
+    out = parser.add_argument_group("output")
+    mode = out.add_mutually_exclusive_group()
+    mode.add_argument("--group", dest="mode", action="store_const", const="group",
+                      help="print each job's output whole when it ends (default)")
+    mode.add_argument("-k", "--keep-order", dest="mode", action="store_const", const="keep-order",
+                      help="like --group, in input order")
+    mode.add_argument("--line", "--line-buffer", dest="mode", action="store_const", const="line",
+                      help="print output live, a line at a time")
+    mode.add_argument("-b", "--coalesce", dest="mode", action="store_const", const="coalesce",
+                      help="print identical results once, under their folded target list")
+    out.add_argument("--tag", action="store_true",
+                     help="start every output line with 'host:port jobid' and a tab")
+    records = parser.add_argument_group("records")
+    records.add_argument("--joblog", metavar="FILE",
+                         help="append a TSV line per job (GNU parallel's columns)")
+    records.add_argument("--results", metavar="FILE",
+                         help="write a JSON line per job as it finishes (with its output)")
+    resume = records.add_mutually_exclusive_group()
+    resume.add_argument("--resume", action="store_true",
+                        help="skip the jobs --joblog already lists")
+    resume.add_argument("--resume-failed", action="store_true",
+                        help="skip the jobs --joblog lists as succeeded; run the others again")
+    records.add_argument("--rerun-file", metavar="FILE",
+                         help="write the jobs that did not succeed, ready to run again")
+    people = parser.add_argument_group("people")
+    people.add_argument("--dry-run", action="store_true",
+                        help="print 'target<TAB>command' for each job and exit "
+                        "('*': spread at run time)")
+    people.add_argument("--no-progress", dest="progress", action="store_false",
+                        help="no progress line (shown only when stderr is a terminal)")
+    people.add_argument("-q", "--quiet", action="store_true",
+                        help="no summary at the end")
+    add_connection_options(parser)
+    parser.set_defaults(handler=_main, accepts_command=True, mode="group")
+
+
+def _main(args: argparse.Namespace) -> int:
+    from ..batch.command import main  # the batch machinery loads only when used
+
+    return main(args)

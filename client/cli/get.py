@@ -1,0 +1,138 @@
+"""``rexec get``: copy a file (or, with ``-r``, a tree) from a server.
+
+See ``transfer_cli`` for the decisions shared with ``rexec put``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from ..connection import ClientConnection
+from ..transfer import TransferError, check_local_target, get, local_error
+from .common import open_connection, run_async_command
+from .transfers import (
+    EPILOG_COMMON,
+    Reporter,
+    TreeFailed,
+    add_transfer_options,
+    fail,
+    remote_basename,
+    remote_run,
+)
+
+DESCRIPTION = """\
+Copy REMOTE from a rexecd server to LOCAL: streamed with bounded memory,
+written here under a temporary name (.NAME.rexec-XXXXXXXX.tmp, in LOCAL's
+directory) and renamed into place only once its size and sha256 are checked
+(a failed or interrupted copy never leaves a half file under LOCAL), with the
+server file's mode. LOCAL may be an existing directory (the file keeps its
+name); relative REMOTE paths are relative to the server's home directory.
+"""
+
+EXAMPLES = """
+examples:
+  rexec get server /var/log/syslog .
+  rexec get server:7420 'docs/Q3 report.pdf' /tmp/report.pdf
+  rexec get -r server /etc/nginx ./backup    # makes ./backup/nginx if ./backup exists
+"""
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "get",
+        help="copy a file or directory from a server",
+        description=DESCRIPTION,
+        epilog=EPILOG_COMMON + EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="%(prog)s [options] HOST[:PORT] REMOTE LOCAL",
+    )
+    parser.add_argument("address", metavar="HOST[:PORT]", help="the server")
+    parser.add_argument("remote", metavar="REMOTE", help="the file (directory with -r) to fetch")
+    parser.add_argument("local", metavar="LOCAL", help="the local target path or directory")
+    add_transfer_options(parser)
+    parser.set_defaults(handler=main)
+
+
+def local_target(remote: str, local: str) -> str:
+    """Where REMOTE goes: into LOCAL when it is a directory, else LOCAL."""
+    if os.path.isdir(local):
+        return os.path.join(local, remote_basename(remote))
+    return local
+
+
+def main(args: argparse.Namespace) -> int:
+    # Reported before connecting: there would be nowhere to write.
+    if args.recursive:
+        parent = os.path.dirname(os.path.abspath(args.local))
+        if not os.path.isdir(parent):
+            return fail(f"{args.local}: the target directory does not exist (local.not_found)", 1)
+    else:
+        try:
+            check_local_target(local_target(args.remote, args.local))
+        except TransferError as exc:
+            return fail(f"{args.local}: {exc}", 1)
+    return run_async_command(_main(args))
+
+
+async def _main(args: argparse.Namespace) -> int:
+    reporter = Reporter(args)
+    async with await open_connection(args, args.address) as conn:
+        if args.recursive:
+            await _get_tree(conn, args.remote, args.local, reporter)
+        else:
+            await get_one(conn, args.remote, local_target(args.remote, args.local), reporter)
+    return reporter.status
+
+
+async def get_one(conn: ClientConnection, remote: str, local: str, reporter: Reporter) -> None:
+    name = os.path.basename(local)
+    try:
+        result = await get(conn, remote, local, progress=reporter.progress(name))
+    except TransferError as exc:
+        reporter.failed(f"{remote} -> {local}", exc)
+        return
+    reporter.done("received", name, result)
+
+
+async def _find(conn: ClientConnection, remote: str, kind: str) -> list[str]:
+    """Paths of type ``kind`` (``d`` or ``f``) under ``remote``, by ``find``."""
+    status, error, out = await remote_run(
+        conn, ["find", remote, "-type", kind, "-print0"], "find"
+    )
+    if status != 0:
+        raise TreeFailed(f"{remote}: cannot list the remote tree: {error}")
+    # Names that are not UTF-8 come back with surrogates (skipped below).
+    return [p.decode("utf-8", "surrogateescape") for p in out.split(b"\0") if p]
+
+
+async def _get_tree(conn: ClientConnection, remote: str, local: str, reporter: Reporter) -> None:
+    directories = await _find(conn, remote, "d")
+    if not directories:  # not a directory: a plain get (find has seen it exists)
+        await get_one(conn, remote, local_target(remote, local), reporter)
+        return
+    top = os.path.join(local, remote_basename(remote)) if os.path.isdir(local) else local
+    root = directories[0]  # find prints its starting point first
+    files = await _find(conn, remote, "f")
+    for directory in directories:
+        try:
+            os.makedirs(_local_path(top, root, directory), exist_ok=True)
+        except OSError as exc:
+            raise TreeFailed(f"{_local_path(top, root, directory)}: {local_error(exc)}") from None
+    for path in files:
+        try:
+            path.encode("utf-8")
+        except UnicodeEncodeError:
+            reporter.skipped(os.fsdecode(path.encode("utf-8", "surrogateescape")),
+                             "the name is not UTF-8: the protocol can't name it")  # fmt: skip
+            continue
+        await get_one(conn, path, _local_path(top, root, path), reporter)
+
+
+def _local_path(top: str, root: str, remote_path: str) -> str:
+    relative = remote_path[len(root):].lstrip("/")
+    if not relative:
+        return top
+    parts = [part for part in relative.split("/") if part not in ("", ".", "..")]
+    return os.path.join(top, *parts)

@@ -1,0 +1,103 @@
+"""``rexec shell``: an interactive shell on a server.
+
+Line mode (the default) is a local REPL (``repl``) that runs each line on the
+server; ``--pty`` runs the remote user's login shell on a pseudo-terminal
+instead (``pty_session``), for full-screen programs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from ..errors import RemoteCommandError
+from ..shell.repl import history_path, start_repl
+from ..term.pty_session import LOGIN_SHELL, run_on_pty
+from .common import (
+    add_connection_options,
+    command_exit_status,
+    open_connection,
+    refused,
+    run_async_command,
+)
+
+#: Keepalive interval of the shell unless --keepalive says otherwise: an idle
+#: shell is where a dead server or network goes unnoticed longest.
+SHELL_KEEPALIVE = 5.0
+
+DESCRIPTION = """\
+An interactive shell on a rexecd server.
+
+Each line you type runs on the server with /bin/sh -c, its output shown as it
+arrives (stderr in red on a terminal, unless NO_COLOR is set). The session
+keeps a working directory and variables: 'cd', 'export' and 'unset' are
+checked on the server and last for the session. The prompt shows the remote
+user, host and directory, and the last status when it was not 0. Type 'help'
+for the built-ins (put, get, timeout, env, !COMMAND, exit).
+
+While a command runs, what you type goes to its stdin and Ctrl-D ends it;
+Ctrl-C sends it SIGINT, a second Ctrl-C within a second cancels it. Ctrl-D or
+'exit' at the prompt leaves, with the last status.
+
+With --pty you get the remote user's login shell on a pseudo-terminal instead,
+this terminal in raw mode, for full-screen programs (vi, top, less).
+"""
+
+EPILOG = f"""\
+exit status:
+  the last command's status (or exit N's); with --pty, the remote shell's
+  255  rexec failed: usage, address, key, connection, TLS or protocol error,
+       or the connection was lost and not re-established
+
+files:
+  history: {history_path()}
+           ($REXEC_HISTORY_FILE or $XDG_STATE_HOME/rexec/history override)
+
+A keepalive ping goes every {SHELL_KEEPALIVE:g} s unless --keepalive is given, so a dead
+server or network is noticed even while idle.
+
+examples:
+  rexec shell server
+  rexec shell --pty server:7420
+"""
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "shell",
+        help="an interactive shell on a server",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "address",
+        metavar="HOST[:PORT]",
+        help="the server (port 7420 by default; IPv6 as [::1]:PORT)",
+    )
+    parser.add_argument(
+        "--pty",
+        action="store_true",
+        help="run the remote login shell on a pseudo-terminal (full-screen programs)",
+    )
+    add_connection_options(parser)
+    parser.set_defaults(handler=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the shell ``args`` describe; return rexec's exit status."""
+    if args.keepalive is None:
+        args.keepalive = SHELL_KEEPALIVE
+    return run_async_command(_login_shell(args) if args.pty else start_repl(args))
+
+
+async def _login_shell(args: argparse.Namespace) -> int:
+    async with await open_connection(args, args.address) as connection:
+        try:
+            status = await run_on_pty(connection, LOGIN_SHELL, shell=True)
+        except RemoteCommandError as exc:
+            return refused(connection.peer, exc)
+    if status.connection_lost and sys.stdout.isatty():
+        print(flush=True)  # the remote prompt left the cursor mid-line
+    return command_exit_status(status)

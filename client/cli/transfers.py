@@ -1,0 +1,220 @@
+"""What ``rexec put`` and ``rexec get`` share: their options, the progress
+display, the summary line, directory trees (``-r``) and exit statuses.
+
+Decisions (scp-like where it makes sense):
+
+* The target may be a directory: ``put`` first tries REMOTE as the file's
+  name and, when the server answers ``file.is_directory`` (or REMOTE ends
+  with ``/``), puts into it under the local basename; ``get`` into an
+  existing local directory writes LOCAL/basename(REMOTE).
+* ``-r`` copies a tree. An existing target directory receives a copy of the
+  source directory under its basename (``put -r d host:/srv`` makes
+  ``/srv/d``); a missing one becomes the copy. The protocol has no directory
+  operations, so ``put -r`` creates remote directories with ``mkdir -p`` and
+  ``get -r`` lists the remote tree with ``find DIR -type d|f -print0``, both
+  run on the same connection: the server needs POSIX ``mkdir``, ``test``
+  and a ``find`` with ``-print0`` (GNU, BSD and busybox have it). Symbolic
+  links to files are copied as files; symbolic links to directories are not
+  followed (reported, skipped). Directory modes are not kept (files' are).
+  A file that fails is reported and the others are still copied.
+* File modes are always kept, exactly (``-p`` is accepted and changes
+  nothing).
+* Progress: on stderr, only when stderr is a terminal (``-q`` turns it off),
+  rewritten in place with ``\\r``. At the end of each file, one line
+  ``sent NAME: N bytes, sha256 X, Y MB/s`` (``received`` for get) on stderr,
+  when stderr is a terminal or with ``-v``; never with ``-q``. stdout stays
+  empty.
+* Exit status: 0 all copied; 1 a transfer failed (missing source, missing
+  target directory, permission, digest mismatch …; one ``rexec: …`` line
+  each); 255 usage, key, connection, authentication or protocol errors, as
+  ``rexec run``. A missing local source, or a missing local target
+  directory, is reported before connecting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+
+from ..connection import ClientConnection
+from ..errors import RemoteCommandError
+from ..transfer import TransferError, TransferResult
+from .common import EXIT_FAILURE, CliError, add_connection_options, fail
+
+#: Exit status when at least one transfer failed.
+EXIT_TRANSFER_FAILED = 1
+#: Seconds between two redraws of the progress line.
+_REDRAW_INTERVAL = 0.1
+#: Bytes of paths per ``mkdir -p`` command (well under the 64 KiB header cap).
+_MKDIR_BATCH_BYTES = 32 * 1024
+
+EPILOG_COMMON = """\
+exit status:
+  0    everything was copied, sizes and sha256 checked
+  1    a transfer failed: missing source or target directory, permission,
+       digest mismatch... (one 'rexec: ...' line each)
+  255  usage, key, connection, TLS or protocol error (as 'rexec run')
+
+progress and summary:
+  On a terminal, a progress line on stderr (bytes, %, MB/s, ETA), then one
+  line per file: 'sent NAME: N bytes, sha256 X, Y MB/s'. Not on a terminal:
+  silent unless -v. -q: silent always.
+
+-r needs 'mkdir', 'test' and 'find ... -print0' on the server (POSIX systems
+have them); directories' own modes are not kept, files' are.
+"""
+
+
+def add_transfer_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-r", "--recursive", action="store_true", help="copy a directory tree")
+    parser.add_argument(
+        "-p", "--preserve", action="store_true",
+        help="accepted for scp habits: file modes are always kept",
+    )  # fmt: skip
+    noise = parser.add_mutually_exclusive_group()
+    noise.add_argument("-q", "--quiet", action="store_true", help="no progress, no summary")
+    noise.add_argument(
+        "-v", "--verbose", action="store_true",
+        help="print the summary line even when stderr is not a terminal",
+    )  # fmt: skip
+    add_connection_options(parser)
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+class Reporter:
+    """Progress line and summary lines on stderr, as the options ask."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        tty = sys.stderr.isatty()
+        self.show_progress = tty and not args.quiet
+        self.show_summary = (tty or args.verbose) and not args.quiet
+        self.failures = 0
+        self._drawn = False
+
+    def progress(self, name: str) -> Callable[[int, int], None] | None:
+        """A ``progress`` callback for one file, or None when not shown."""
+        if not self.show_progress:
+            return None
+        started = time.monotonic()
+        last = 0.0
+
+        def update(done: int, total: int) -> None:
+            nonlocal last
+            now = time.monotonic()
+            if now - last < _REDRAW_INTERVAL and done < total:
+                return
+            last = now
+            elapsed = max(now - started, 1e-6)
+            rate = done / elapsed
+            percent = 100 * done // total if total else 100
+            eta = _duration((total - done) / rate) if rate > 0 else "--:--"
+            width = 20
+            filled = width * percent // 100
+            bar = "#" * filled + "-" * (width - filled)
+            shown = name if len(name) <= 30 else "..." + name[-27:]
+            line = (
+                f"\r{shown} [{bar}] {percent:3d}% {human_bytes(done)} "
+                f"{rate / 1e6:.1f} MB/s ETA {eta}"
+            )
+            sys.stderr.write(line + "\x1b[K")
+            sys.stderr.flush()
+            self._drawn = True
+
+        return update
+
+    def clear(self) -> None:
+        if self._drawn:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+            self._drawn = False
+
+    def done(self, verb: str, name: str, result: TransferResult) -> None:
+        self.clear()
+        if self.show_summary:
+            print(
+                f"{verb} {name}: {result.size} bytes, sha256 {result.sha256}, "
+                f"{result.mb_per_s:.1f} MB/s",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def failed(self, name: str, exc: TransferError) -> None:
+        self.clear()
+        self.failures += 1
+        fail(f"{name}: {exc}", EXIT_TRANSFER_FAILED)
+
+    def skipped(self, name: str, why: str) -> None:
+        self.clear()
+        self.failures += 1
+        fail(f"{name}: {why}", EXIT_TRANSFER_FAILED)
+
+    @property
+    def status(self) -> int:
+        return EXIT_TRANSFER_FAILED if self.failures else 0
+
+
+def remote_join(directory: str, name: str) -> str:
+    """``directory/name`` on the server (which is POSIX)."""
+    return directory + name if directory.endswith("/") else f"{directory}/{name}"
+
+
+def remote_basename(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def mkdir_batches(paths: list[str]) -> list[list[str]]:
+    """``paths`` split so that each ``mkdir -p`` argv stays small."""
+    batches: list[list[str]] = []
+    current: list[str] = []
+    size = 0
+    for path in paths:
+        if current and size + len(path.encode()) > _MKDIR_BATCH_BYTES:
+            batches.append(current)
+            current, size = [], 0
+        current.append(path)
+        size += len(path.encode()) + 8
+    if current:
+        batches.append(current)
+    return batches
+
+
+class TreeFailed(CliError):
+    """A ``-r`` copy that can't go on (its helper command failed): status 1."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, EXIT_TRANSFER_FAILED)
+
+
+async def remote_run(
+    conn: ClientConnection, argv: list[str], what: str
+) -> tuple[int, str, bytes]:
+    """Run a helper command of ``-r`` on the server: its return code, the
+    last line of its stderr, and its stdout.
+
+    Raises:
+        TreeFailed: the server could not run it.
+    """
+    try:
+        result = await conn.run(argv)
+    except RemoteCommandError as exc:
+        raise TreeFailed(f"-r needs '{what}' on the server: {exc}") from None
+    if result.connection_lost:
+        raise CliError(result.connection_error or "connection lost", EXIT_FAILURE)
+    lines = (result.stderr or b"").decode(errors="replace").strip().splitlines()
+    error = lines[-1] if lines else f"exit status {result.returncode}"
+    return result.returncode, error, result.stdout or b""

@@ -1,0 +1,1 @@
+"""``rexec shell``: the line-mode remote shell (a REPL) and its built-ins."""

@@ -1,0 +1,130 @@
+"""Joining a remote command to the local terminal or pipes.
+
+What ``rexec run``, ``rexec run -t`` and ``rexec shell`` share: copying a
+remote output stream to a local file as it arrives, forwarding local stdin
+with its end, and forwarding Ctrl-C to the remote command (a second Ctrl-C
+within ``DOUBLE_INTERRUPT`` seconds cancels it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from typing import BinaryIO
+
+from ..errors import RexecConnectionError
+from ..process import RemoteProcess
+from ..stdin import StdinWriter
+from ..streams import OutputReader
+from .local_io import read_chunks
+
+#: Seconds within which a second Ctrl-C cancels the command.
+DOUBLE_INTERRUPT = 1.0
+
+
+async def copy_output(
+    reader: OutputReader,
+    file: BinaryIO,
+    on_broken: Callable[[], None],
+    transform: Callable[[bytes], bytes] | None = None,
+) -> bool:
+    """Copy ``reader`` to ``file`` as chunks arrive (each one flushed); when
+    the local reader of ``file`` goes away, call ``on_broken`` and discard the
+    rest. ``transform``, when given, rewrites each chunk before it is written.
+    Returns whether ``file`` broke."""
+    try:
+        while chunk := await reader.read(2**20):
+            file.write(transform(chunk) if transform else chunk)
+            file.flush()
+        return False
+    except BrokenPipeError:
+        # Point the descriptor at /dev/null so that the flush at exit does not
+        # report the same broken pipe again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, file.fileno())
+        os.close(devnull)
+        on_broken()
+        while await reader.read(2**20):
+            pass  # keep the connection flowing until the command ends
+        return True
+
+
+async def forward_input(stdin: StdinWriter, fd: int = 0) -> None:
+    """Send what can be read from ``fd`` to ``stdin``, then end it.
+
+    On a terminal in canonical mode, Ctrl-D at the start of a line reads as
+    the end, so it ends the remote command's input.
+    """
+    try:
+        async for chunk in read_chunks(fd):
+            stdin.write(chunk)
+            await stdin.drain()
+        stdin.close()
+    except (BrokenPipeError, RexecConnectionError):
+        pass  # the command or the connection ended; its status says how
+
+
+async def stop_task(task: asyncio.Task[None] | None) -> None:
+    """Cancel ``task`` (if any) and wait until it has finished."""
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+class InterruptForwarder:
+    """Routes Ctrl-C (SIGINT here) to the remote command attached to it.
+
+    The first SIGINT sends SIGINT to the command; another within
+    ``DOUBLE_INTERRUPT`` seconds cancels it. With no command attached, SIGINT
+    is ignored: a program that stays (``rexec shell``) keeps one forwarder
+    installed for its whole life and attaches each command in turn.
+    """
+
+    def __init__(self) -> None:
+        self._process: RemoteProcess | None = None
+        self._last = float("-inf")
+
+    def __call__(self) -> None:
+        """Handle one SIGINT."""
+        process = self._process
+        if process is None:
+            return
+        now = time.monotonic()
+        with contextlib.suppress(RexecConnectionError):
+            if now - self._last <= DOUBLE_INTERRUPT:
+                process.cancel()
+            else:
+                process.send_signal("SIGINT")
+        self._last = now
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        """While active, this forwarder is the event loop's SIGINT handler."""
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGINT, self)
+        try:
+            yield
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+
+    @contextlib.contextmanager
+    def attached(self, process: RemoteProcess) -> Iterator[None]:
+        """While active, SIGINT goes to ``process``."""
+        self._process, self._last = process, float("-inf")
+        try:
+            yield
+        finally:
+            self._process = None
+
+
+@contextlib.contextmanager
+def interrupts_forwarded(process: RemoteProcess) -> Iterator[None]:
+    """While active, Ctrl-C (SIGINT here) sends SIGINT to the remote command,
+    and a second one within ``DOUBLE_INTERRUPT`` seconds cancels it."""
+    forwarder = InterruptForwarder()
+    with forwarder.installed(), forwarder.attached(process):
+        yield

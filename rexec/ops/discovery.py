@@ -1,0 +1,152 @@
+"""``rexecd --announce``: answer UDP discovery probes (rexec/protocol/_discovery.py).
+
+The socket is bound to every IPv4 address on ``announce_port`` (a broadcast
+probe reaches only sockets bound to the wildcard or to the broadcast address),
+with SO_REUSEADDR so that several rexecd on one host can all answer a
+broadcast. What is answered is narrowed in this order, each check cheaper than
+the next step:
+
+1. size: a datagram outside 256–512 bytes is dropped (no amplification);
+2. source: only from ``announce_networks`` (default: loopback only);
+3. format: magic, version, kind;
+4. rate: a token bucket per source address and one for all sources together
+   (spoofed sources spread over a network share the second);
+5. state: nothing is answered while the server shuts down.
+
+Dropped probes are counted in ``rexecd_discovery_probes_total``, never logged:
+a flood must not fill the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import time
+from collections.abc import Callable, Sequence
+from typing import cast
+
+from rexec.protocol._discovery import Announcement, decode_probe, encode_answer
+
+#: Per source: a burst of 5 probes, then one every half second. A person
+#: running ``rexec discover`` sends one probe per address per run.
+SOURCE_RATE = 2.0
+SOURCE_BURST = 5.0
+#: All sources together: a bound on answers per second whatever the sources.
+GLOBAL_RATE = 50.0
+GLOBAL_BURST = 100.0
+#: Sources tracked at once; beyond it, idle buckets are forgotten, and if none
+#: are idle the probe is dropped (a spoofing flood doesn't grow memory).
+MAX_SOURCES = 4096
+
+
+class TokenBuckets:
+    """Token buckets per key plus one shared by all; the caller passes the time."""
+
+    def __init__(
+        self, rate: float = SOURCE_RATE, burst: float = SOURCE_BURST,
+        global_rate: float = GLOBAL_RATE, global_burst: float = GLOBAL_BURST,
+        max_keys: int = MAX_SOURCES,
+    ) -> None:  # fmt: skip
+        self.rate, self.burst, self.max_keys = rate, burst, max_keys
+        self._global = [global_burst, 0.0]
+        self._global_rate, self._global_burst = global_rate, global_burst
+        self._buckets: dict[str, list[float]] = {}  # key → [tokens, last time]
+
+    def allow(self, key: str, now: float) -> bool:
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= self.max_keys:
+                self._forget_idle(now)
+                if len(self._buckets) >= self.max_keys:
+                    return False
+            bucket = self._buckets[key] = [self.burst, now]
+        bucket[0] = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
+        bucket[1] = now
+        shared = self._global
+        shared[0] = min(self._global_burst, shared[0] + (now - shared[1]) * self._global_rate)
+        shared[1] = now
+        if bucket[0] < 1.0 or shared[0] < 1.0:
+            return False
+        bucket[0] -= 1.0
+        shared[0] -= 1.0
+        return True
+
+    def _forget_idle(self, now: float) -> None:
+        full_after = self.burst / self.rate
+        for key in [k for k, (_, last) in self._buckets.items() if now - last >= full_after]:
+            del self._buckets[key]
+
+
+class Announcer(asyncio.DatagramProtocol):
+    """Answers probes with ``announcement()`` (None: answer nothing now)."""
+
+    def __init__(
+        self,
+        announcement: Callable[[], Announcement | None],
+        networks: Sequence[str],
+        count: Callable[[str], None] = lambda result: None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._announcement = announcement
+        self._networks = [ipaddress.IPv4Network(network, strict=False) for network in networks]
+        self._count = count
+        self._clock = clock
+        self._buckets = TokenBuckets()
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        nonce = decode_probe(data)
+        source = str(addr[0])
+        if nonce is None:
+            self._count("malformed")
+            return
+        if not self._allowed_source(source):
+            self._count("outside_networks")
+            return
+        if not self._buckets.allow(source, self._clock()):
+            self._count("rate_limited")
+            return
+        announcement = self._announcement()
+        answer = None if announcement is None else encode_answer(nonce, announcement, len(data))
+        if answer is None or self.transport is None:
+            self._count("not_answered")
+            return
+        self.transport.sendto(answer, addr)
+        self._count("answered")
+
+    def error_received(self, exc: Exception) -> None:
+        pass  # an ICMP error for an earlier answer: the prober has gone
+
+    def _allowed_source(self, source: str) -> bool:
+        try:
+            address = ipaddress.IPv4Address(source)
+        except ValueError:
+            return False
+        return any(address in network for network in self._networks)
+
+
+async def start_announcer(
+    port: int,
+    announcement: Callable[[], Announcement | None],
+    networks: Sequence[str],
+    count: Callable[[str], None] = lambda result: None,
+) -> tuple[asyncio.DatagramTransport, int]:
+    """Bind ``0.0.0.0:port`` and answer probes; returns the transport and the
+    bound port. Raises OSError."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("0.0.0.0", port))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(
+        lambda: Announcer(announcement, networks, count), sock=sock
+    )
+    return transport, sock.getsockname()[1]

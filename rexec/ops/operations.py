@@ -1,0 +1,172 @@
+"""What rexecd does for its operators beside serving clients: the HTTP health
+and metrics endpoint (``--http``), UDP discovery (``--announce``), and reload
+of keys and rules on SIGHUP. Started by rexec.daemon once the rexec port
+listens, closed after the graceful shutdown (so ``/healthz`` says 503 while it
+runs).
+
+Reload (SIGHUP, ``systemctl reload rexecd``): the settings are read again from
+the same flags, environment and config file, and keys and rules are loaded
+again. If anything is wrong, the error is logged, the old configuration stays,
+and ``rexecd_config_reloads_total{result="failed"}`` goes up. Otherwise the
+server's config is replaced: new connections authenticate against the new
+keys; connections already authenticated keep the rules of the key they
+authenticated with, and their running commands are not touched. Settings that
+belong to sockets or the process (``RESTART_ONLY``) keep their old values, with
+a warning naming those that changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import signal
+from collections.abc import Callable
+
+from rexec.log import log
+from rexec.ops.discovery import start_announcer
+from rexec.ops.http import HttpEndpoint
+from rexec.ops.metrics import ServerMetrics
+from rexec.protocol import SUPPORTED_VERSIONS
+from rexec.protocol._discovery import Announcement
+from rexec.server.config import ServerConfig
+from rexec.server.session import Server
+from rexec.server.settings import parse_http_address
+
+#: Settings a reload can't apply: they are sockets, files or the process's
+#: identity, fixed at start-up.
+RESTART_ONLY = (
+    "host", "port", "insecure", "tls_cert", "tls_key", "tls_client_ca", "audit_log", "state_dir",
+    "run_as", "http", "announce", "announce_port", "announce_networks", "log_format",
+)  # fmt: skip
+
+
+class OperationsError(Exception):
+    """The HTTP endpoint or the announcer could not start (one line)."""
+
+
+def _shown(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class Operations:
+    """The running extras of one server; ``await close()`` at the end."""
+
+    def __init__(
+        self, server: Server, metrics: ServerMetrics, rebuild: Callable[[], ServerConfig] | None
+    ) -> None:
+        self.server = server
+        self.metrics = metrics
+        self._rebuild = rebuild
+        self._http: HttpEndpoint | None = None
+        self._announcer: asyncio.DatagramTransport | None = None
+        self._listen: tuple[str, int] = ("", 0)
+        self._signal_installed = False
+
+    @classmethod
+    async def start(
+        cls,
+        server: Server,
+        metrics: ServerMetrics,
+        listen: tuple[str, int],
+        rebuild: Callable[[], ServerConfig] | None = None,
+    ) -> Operations:
+        """Start what the settings ask for and print each bound address on
+        stdout (``rexecd http on HOST:PORT``, ``rexecd announcing on
+        0.0.0.0:PORT``); install the SIGHUP handler when ``rebuild`` is given.
+
+        Raises:
+            OperationsError: a socket could not be bound.
+        """
+        self = cls(server, metrics, rebuild)
+        self._listen = (listen[0], listen[1])
+        settings = server.config.settings
+        try:
+            if settings.http is not None:
+                host, port = parse_http_address(settings.http)
+                self._http = HttpEndpoint(
+                    healthy=lambda: not server.shutting_down, metrics=metrics.render
+                )
+                try:
+                    bound = await self._http.start(host, port)
+                except OSError as exc:
+                    raise OperationsError(
+                        f"cannot serve HTTP on {_shown(host, port)}: {exc.strerror or exc}"
+                    ) from None
+                print(f"rexecd http on {_shown(*bound)}", flush=True)
+            if settings.announce:
+                try:
+                    self._announcer, port = await start_announcer(
+                        settings.announce_port, self._announcement,
+                        settings.announce_networks, metrics.discovery.inc,
+                    )  # fmt: skip
+                except OSError as exc:
+                    raise OperationsError(
+                        f"cannot answer discovery on UDP port {settings.announce_port}: "
+                        f"{exc.strerror or exc}"
+                    ) from None
+                print(f"rexecd announcing on 0.0.0.0:{port}", flush=True)
+        except OperationsError:
+            await self.close()
+            raise
+        if rebuild is not None:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.reload)
+            self._signal_installed = True
+        return self
+
+    async def close(self) -> None:
+        if self._signal_installed:
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+            self._signal_installed = False
+        if self._announcer is not None:
+            self._announcer.close()
+            self._announcer = None
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    def _announcement(self) -> Announcement | None:
+        server = self.server
+        if server.shutting_down:
+            return None
+        host, port = self._listen
+        if host in ("0.0.0.0", "::"):
+            host = ""  # every address: the prober uses the answer's source
+        config = server.config
+        return Announcement(
+            name=config.server_name, host=host, port=port, protocol=tuple(SUPPORTED_VERSIONS),
+            tls=config.ssl is not None, client_cert=config.settings.tls_client_ca is not None,
+        )  # fmt: skip
+
+    def reload(self) -> bool:
+        """Re-read settings, keys and rules; True if the new ones are in use."""
+        server = self.server
+        old = server.config
+        assert self._rebuild is not None
+        try:
+            new = self._rebuild()
+        except Exception as exc:  # noqa: BLE001  whatever went wrong, the running config stays
+            self.metrics.reloads.inc("failed")
+            log(f"reload failed, keeping the running configuration: {exc}", level="error")
+            server.audit.try_write("reload", ok=False, reason=str(exc))
+            return False
+        kept = {name: getattr(old.settings, name) for name in RESTART_ONLY}
+        changed = [name for name, value in kept.items() if getattr(new.settings, name) != value]
+        settings = dataclasses.replace(new.settings, **kept)
+        server.config = dataclasses.replace(
+            new,
+            settings=settings,
+            server_name=old.server_name,
+            ssl=old.ssl,
+            process_policy=new.process_policy if "run_as" not in changed else old.process_policy,
+        )
+        server.admission.limits = server.config.admission_limits
+        self.metrics.reloads.inc("ok")
+        names = [key.name for key in server.config.keys]
+        server.audit.try_write("reload", ok=True, keys=names)
+        log(f"reloaded the configuration: {len(names)} key(s)", keys=",".join(names))
+        if changed:
+            log(
+                "these settings need a restart and keep their old values: " + ", ".join(changed),
+                level="warning",
+            )
+        return True

@@ -1,0 +1,129 @@
+"""Authorization: what the holder of a key may run, and the server's own bounds.
+
+``authorize`` looks at a request before anything happens and either returns
+the request as it will run (with the server's timeout and output caps applied)
+or raises ``Denied`` with the reason, which is audited and sent as a
+command-scoped ``command.denied`` error. Messages name the rule that refused,
+never the client's text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import os
+import shlex
+
+from rexec.protocol import ErrorCode, Get, Put, Run
+from rexec.server.settings import KeySpec, Settings
+
+
+class Denied(Exception):
+    """The request is refused; ``code`` goes on the wire, ``reason`` too."""
+
+    def __init__(self, code: ErrorCode, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+@dataclasses.dataclass(frozen=True)
+class KeyRules:
+    """A loaded key and its rules (from a ``KeySpec``)."""
+
+    name: str
+    key: bytes
+    allow_argv: tuple[tuple[str, ...], ...] = ()
+    allow_shell: bool = True
+    allow_pty: bool = True
+    allow_transfer: bool = True
+    cwd_roots: tuple[str, ...] = ()
+    max_timeout: float = 0.0
+    env_allow: tuple[str, ...] = ()
+
+    @classmethod
+    def from_spec(cls, spec: KeySpec, key: bytes) -> KeyRules:
+        return cls(
+            name=spec.name,
+            key=key,
+            allow_argv=tuple(tuple(shlex.split(prefix)) for prefix in spec.allow_argv),
+            allow_shell=spec.allow_shell,
+            allow_pty=spec.allow_pty,
+            allow_transfer=spec.allow_transfer,
+            cwd_roots=tuple(os.path.realpath(root) for root in spec.cwd_roots),
+            max_timeout=spec.max_timeout,
+            env_allow=spec.env_allow,
+        )
+
+
+def _within(path: str, roots: tuple[str, ...]) -> bool:
+    real = os.path.realpath(path)
+    return any(real == root or real.startswith(root.rstrip("/") + "/") for root in roots)
+
+
+def _tightest(*limits: float) -> float | None:
+    positive = [limit for limit in limits if limit > 0]
+    return min(positive) if positive else None
+
+
+def authorize(run: Run, rules: KeyRules, settings: Settings, *, home: str | None = None) -> Run:
+    """The request as it will run, or ``Denied``.
+
+    The server's and the key's maximum timeouts clamp the client's (a client may
+    only ask for less); the server's output cap likewise. ``home`` is the
+    directory a command without ``cwd`` runs in (the account's home).
+    """
+    if run.argv is not None:
+        argv_bytes = sum(len(arg.encode()) + 1 for arg in run.argv)
+        if rules.allow_argv and not any(
+            tuple(run.argv[: len(prefix)]) == prefix for prefix in rules.allow_argv
+        ):
+            raise Denied(ErrorCode.COMMAND_DENIED, f"key {rules.name} may not run this program")
+    else:
+        argv_bytes = len((run.shell or "").encode())
+        if not rules.allow_shell or rules.allow_argv:
+            raise Denied(ErrorCode.COMMAND_DENIED, f"key {rules.name} may not run shell strings")
+    if argv_bytes > settings.max_argv_bytes:
+        raise Denied(ErrorCode.COMMAND_DENIED, f"the command exceeds {settings.max_argv_bytes} bytes")
+    env_bytes = sum(len(name.encode()) + len(value.encode()) + 2 for name, value in run.env.items())
+    if env_bytes > settings.max_env_bytes:
+        raise Denied(ErrorCode.COMMAND_DENIED, f"the environment exceeds {settings.max_env_bytes} bytes")
+    if rules.allow_argv and "PATH" in run.env and "PATH" not in rules.env_allow:
+        # Programs are allowed by name: a client's PATH would choose which
+        # file that name is.
+        raise Denied(ErrorCode.ENV_FORBIDDEN, f"key {rules.name} may not set PATH")
+    if rules.env_allow:
+        for name in run.env:
+            if not any(fnmatch.fnmatchcase(name, pattern) for pattern in rules.env_allow):
+                raise Denied(ErrorCode.ENV_FORBIDDEN, f"key {rules.name} may set only its allowed names")
+    if run.pty is not None and not rules.allow_pty:
+        raise Denied(ErrorCode.COMMAND_DENIED, f"key {rules.name} may not use a pty")
+    check_cwd(run.cwd if run.cwd is not None else home, rules, settings)
+    timeout = _tightest(run.timeout or 0.0, rules.max_timeout, settings.max_timeout)
+    output_limit = run.output_limit
+    if settings.max_output > 0:
+        output_limit = min(output_limit if output_limit is not None else settings.max_output, settings.max_output)
+    cwd = run.cwd
+    if cwd is not None and (settings.cwd_roots or rules.cwd_roots):
+        # Run in the directory that was checked, not in whatever a symlink on
+        # the way points to by the time the command starts.
+        cwd = os.path.realpath(cwd)
+    if timeout == run.timeout and output_limit == run.output_limit and cwd == run.cwd:
+        return run
+    return run.model_copy(update={"timeout": timeout, "output_limit": output_limit, "cwd": cwd})
+
+
+def authorize_transfer(request: Put | Get, path: str, rules: KeyRules, settings: Settings) -> None:
+    """Raise ``Denied`` unless the key may transfer ``path`` (already resolved)."""
+    if not rules.allow_transfer:
+        raise Denied(ErrorCode.COMMAND_DENIED, f"key {rules.name} may not transfer files")
+    check_cwd(os.path.dirname(path) or "/", rules, settings)
+
+
+def check_cwd(cwd: str | None, rules: KeyRules, settings: Settings) -> None:
+    """Raise ``Denied`` when ``cwd`` (None: the home directory) is outside the
+    configured roots of the server or of the key."""
+    directory = cwd if cwd is not None else os.path.expanduser("~")
+    for roots, whose in ((settings.cwd_roots, "the server's"), (rules.cwd_roots, f"key {rules.name}'s")):
+        if roots and not _within(directory, tuple(os.path.realpath(root) for root in roots)):
+            raise Denied(ErrorCode.COMMAND_DENIED, f"the directory is outside {whose} allowed roots")
