@@ -87,7 +87,7 @@ def frame_costs(frames: int) -> dict[str, tuple[float, float]]:
         "run": lambda i: Run(
             id=i + 2, argv=["sh", "-c", "echo $X; exit 3"], env={"X": "y", "LANG": "C.UTF-8"},
             stdin=True, timeout=30.0,
-        ),  # fmt: skip
+        ),
         "stdout 64 KiB": lambda i: Stdout.with_data(1, body),
     }
     results = {}

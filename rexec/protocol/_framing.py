@@ -9,38 +9,44 @@ declared length as soon as the 4 bytes declaring it have arrived.
 from __future__ import annotations
 
 import struct
-from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import from_json
 
 from ._errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 from ._messages import (
     CLIENT_MESSAGES,
     MESSAGE_ADAPTER,
     SERVER_MESSAGES,
+    Message,
+    MessageBase,
     Pty,
     ServerLimits,
-    _DataMessage,
-    _Message,
+    _BodyMessage,
 )
 
 HEADER_LENGTH = struct.Struct("<i")
 
 
-def encode_frame(message: _Message) -> bytes:
-    """Serialise ``message`` (header and, for data messages, its body) to bytes.
+def encode_header(message: MessageBase) -> bytes:
+    """The length prefix and JSON header of ``message``, without its body."""
+    header = message.__pydantic_serializer__.to_json(message)
+    return HEADER_LENGTH.pack(len(header)) + header
+
+
+def encode_frame(message: MessageBase) -> bytes:
+    """Serialise ``message`` (header and, for messages with a body, the body)
+    to bytes.
 
     Raises:
-        LocalProtocolError: a data message whose ``data_size`` does not match
-            its data.
+        LocalProtocolError: a message whose ``data_size`` does not match its
+            body.
     """
     header = message.__pydantic_serializer__.to_json(message)
-    if isinstance(message, _DataMessage):
+    if isinstance(message, _BodyMessage):
         body = message.data
         if len(body) != message.data_size:
-            raise LocalProtocolError(
-                ErrorCode.INTERNAL, "data_size does not match the data"
-            )
+            raise LocalProtocolError(ErrorCode.INTERNAL, "data_size does not match the data")
         return b"".join((HEADER_LENGTH.pack(len(header)), header, body))
     return HEADER_LENGTH.pack(len(header)) + header
 
@@ -73,13 +79,29 @@ def _describe(loc: tuple[int | str, ...]) -> str:
     )
 
 
-def decode_header(raw: bytes) -> Any:
+def _check_json_numbers(raw: bytes | bytearray) -> None:
+    """``NaN``, ``Infinity`` and ``-Infinity`` are not JSON (RFC 8259 6) but
+    pydantic's parser reads them; refuse them as bad JSON wherever they stand,
+    even in a member that would be ignored (protocol.md [frame.header.json])."""
+    # The substring test is cheap and nearly always false; only a header
+    # that has one of the words (maybe inside a string) is parsed twice.
+    if b"NaN" in raw or b"Infinity" in raw:
+        try:
+            from_json(raw, allow_inf_nan=False)
+        except ValueError as exc:
+            raise RemoteProtocolError(
+                ErrorCode.HEADER_BAD_JSON, "header is not valid UTF-8 JSON"
+            ) from exc
+
+
+def decode_header(raw: bytes | bytearray) -> Message:
     """Validate one raw JSON header into its message model.
 
     Raises:
         RemoteProtocolError: with the ``header.*`` code that names the fault.
             The message never quotes the input.
     """
+    _check_json_numbers(raw)
     try:
         return MESSAGE_ADAPTER.validate_json(raw)
     except ValidationError as exc:
@@ -118,8 +140,13 @@ class FrameDecoder:
     def __init__(self, *, max_header: int, max_body: int) -> None:
         self.max_header = max_header
         self.max_body = max_body
+        #: When set, ``raw_header`` keeps the length prefix and header of the
+        #: last frame whose header was decoded (or failed to decode): the
+        #: handshake's transcript is made of them.
+        self.keep_raw = False
+        self.raw_header = b""
         self._buffer = bytearray()  # bytes not yet known to be body bytes
-        self._pending: _Message | None = None  # a header whose body is awaited
+        self._pending: _BodyMessage | None = None  # a header whose body is awaited
         self._body_parts: list[bytes | memoryview] = []
         self._body_missing = 0
 
@@ -147,7 +174,7 @@ class FrameDecoder:
         """True when part of a frame has been received but not all of it."""
         return bool(self._buffer) or self._pending is not None
 
-    def next_message(self) -> _Message | None:
+    def next_message(self) -> Message | None:
         """Return the next complete message, or None until more bytes arrive.
 
         Raises:
@@ -172,7 +199,9 @@ class FrameDecoder:
                 )
             if len(buffer) < 4 + length:
                 return None
-            message = decode_header(bytes(buffer[4 : 4 + length]))
+            if self.keep_raw:
+                self.raw_header = bytes(buffer[: 4 + length])
+            message = decode_header(buffer[4 : 4 + length])
             if message.data_size > self.max_body:
                 # Checked before consuming the header, so that calling again
                 # raises the same error instead of parsing the body as a frame.
@@ -182,7 +211,8 @@ class FrameDecoder:
                 )
             del buffer[: 4 + length]
             if message.data_size == 0:
-                return message  # type: ignore[no-any-return]
+                return message
+            assert isinstance(message, _BodyMessage)  # the schema allows no other
             self._pending = message
             self._body_missing = message.data_size
             if buffer:  # body bytes that came with the header
@@ -196,6 +226,6 @@ class FrameDecoder:
         body = parts[0] if len(parts) == 1 and isinstance(parts[0], bytes) else b"".join(parts)
         self._body_parts = []
         self._pending = None
-        assert isinstance(pending, _DataMessage)
+        assert pending is not None
         pending._attach_body(body)
-        return pending
+        return pending  # type: ignore[return-value]
