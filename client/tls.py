@@ -11,7 +11,7 @@ def client_ssl_context(
     cert_file: str | Path | None = None,
     key_file: str | Path | None = None,
 ) -> ssl.SSLContext:
-    """A TLS 1.2+ client context that verifies the server's certificate.
+    """A TLS 1.3 client context that verifies the server's certificate.
 
     Args:
         ca_file: CA certificates (PEM) to trust; default: the system's.
@@ -25,7 +25,8 @@ def client_ssl_context(
     if key_file is not None and cert_file is None:
         raise ValueError("a TLS client key needs its certificate too")
     context = ssl.create_default_context(cafile=ca_file)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    # TLS 1.3: the handshake binds to its tls-exporter value (protocol.md 9).
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
     if cert_file is not None:
         context.load_cert_chain(cert_file, key_file)
     return context

@@ -44,7 +44,7 @@ from rexec.server.settings import (
     setting_names,
     settings_help,
 )
-from rexec.server.spawn import Account, ProcessPolicy
+from rexec.server.spawn import Account, ProcessPolicy, reset_inherited_signals
 
 EXIT_STARTUP = 1
 
@@ -137,7 +137,8 @@ def _tls_context(settings: Settings) -> ssl.SSLContext | None:
     if settings.tls_cert is None or settings.tls_key is None:
         raise StartupError("TLS needs both --tls-cert and --tls-key")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    # TLS 1.3: the handshake's macs bind to its tls-exporter (protocol.md 9).
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
     try:
         context.load_cert_chain(settings.tls_cert, settings.tls_key)
         if settings.tls_client_ca is not None:
@@ -312,6 +313,7 @@ def _rebuild(flags: dict[str, Any], config_file: str | None) -> ServerConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
+    reset_inherited_signals()  # before any thread exists
     args = vars(build_parser().parse_args(argv))
     config_file, check_only = args.pop("config"), args.pop("check_config")
     try:

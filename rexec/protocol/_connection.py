@@ -127,6 +127,11 @@ class Connection:
         """The ``hello`` of this connection, once sent or received."""
         return self._hello
 
+    @property
+    def hello_frame(self) -> bytes:
+        """The ``hello`` frame as it travelled (b"" before it did)."""
+        return self._hello_frame
+
     def sign_auth(
         self,
         key: bytes,

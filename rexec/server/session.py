@@ -20,11 +20,11 @@ import sys
 import time
 import traceback
 
+from rexec.log import log
 from rexec.protocol import (
     Auth,
     Cancel,
     Connection,
-    ConnectionState,
     Done,
     Error,
     ErrorCode,
@@ -62,6 +62,7 @@ from rexec.server.requests import Request, refuse
 from rexec.server.server import Server
 from rexec.server.transfers import start_transfer
 from rexec.server.writer import Writer
+from rexec.tls_binding import BindingUnavailable, channel_binding
 
 #: What each deadline ends the connection with.
 _EXPIRED = {
@@ -91,6 +92,7 @@ class Session(asyncio.Protocol):
         self._admitted = False
         self._read_eof = False
         self._probe_seq = 0
+        self._binding = b""  # the TLS channel binding, b"" without TLS
 
     # --- the transport's events -------------------------------------------------------
 
@@ -111,6 +113,14 @@ class Session(asyncio.Protocol):
         server.admission.opened(self._source)
         self._admitted = True
         server.emit(ConnectionAdmitted(self.origin))
+        try:
+            # protocol.md [auth.binding]: under TLS the macs cover the
+            # session's tls-exporter value; a session we can't bind is refused.
+            self._binding = channel_binding(transport.get_extra_info("ssl_object"))
+        except BindingUnavailable as exc:
+            log(f"refusing a TLS connection from {self.origin.peer}: {exc}", level="error")
+            self.writer.fatal(ErrorCode.TLS_BINDING_UNAVAILABLE, "no TLS channel binding")
+            return
         self.deadlines.start_auth()
         self.writer.send(self._handshake.hello(self.conn.announced_limits()))
 
@@ -124,10 +134,7 @@ class Session(asyncio.Protocol):
             self.deadlines.watch_frame(self.conn.mid_frame)
             self._rearm_idle()
         except RemoteProtocolError as exc:
-            if (
-                exc.code is ErrorCode.FRAME_TOO_LARGE
-                and self.conn.state is ConnectionState.HANDSHAKE
-            ):
+            if exc.code is ErrorCode.FRAME_TOO_LARGE and self._key is None:
                 self.server.emit(BadFrame(self.origin, exc.code.value, "possibly another protocol"))
             self.writer.fatal(exc.code, exc.message)
         except Exception:  # a bug here must end this connection only, loudly in the log
@@ -208,12 +215,12 @@ class Session(asyncio.Protocol):
 
     def _authenticate(self, auth: Auth) -> None:
         server = self.server
+        transcript = self.conn.transcript(self._binding)
         try:
-            self._key, answer = self._handshake.answer(auth, server.config.keys)
+            self._key, answer = self._handshake.answer(auth, transcript, server.config.keys)
         except HandshakeFailed as failed:
-            if failed.bad_key:
-                server.emit(AuthFailed(self.origin, "failed"))
-                server.admission.failed(self._source, time.monotonic())
+            server.emit(AuthFailed(self.origin, "failed"))
+            server.admission.failed(self._source, time.monotonic())
             self.writer.fatal(failed.code, failed.message)
             return
         self.deadlines.stop_auth()

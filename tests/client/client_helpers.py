@@ -16,7 +16,6 @@ from rexec.protocol import (
     Connection,
     Hello,
     Role,
-    server_proof,
 )
 
 #: Bound on every CLI run in these tests.
@@ -42,7 +41,7 @@ async def fake_server(
         protocol = Connection(Role.SERVER)
         nonce = secrets.token_hex(32)
         hello = Hello(
-            versions=versions or [1],
+            versions=versions or [2],
             nonce=nonce,
             server="fake",
             limits=protocol.announced_limits(),
@@ -53,8 +52,8 @@ async def fake_server(
             protocol.receive_data(data)
             auth = protocol.next_event()
         if isinstance(auth, Auth):
-            mac = server_proof(key if prove else bytes(32), nonce, auth.nonce, "fake")
-            writer.write(protocol.send(AuthOk(mac=mac)))
+            mac = protocol.transcript().server_mac(key if prove else bytes(32), auth.mac)
+            writer.write(protocol.send(AuthOk.with_mac(mac)))
         while await reader.read(65536):
             pass
 

@@ -620,3 +620,126 @@ def test_conversation_byte_by_byte() -> None:
 )
 def test_conversation_at_random_cuts(to_server: list[int], to_client: list[int]) -> None:
     _conversation(to_server, to_client)
+
+
+# --- The error state ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("role", [C, S])
+def test_after_a_remote_error_the_connection_goes_no_further(role: Role) -> None:
+    # Like h11's ERROR: once the peer has broken the protocol, nothing more
+    # is read (not even valid frames behind the bad one), every call raises
+    # the same error, and the only thing left to send is a fatal error.
+    client, server = open_pair()
+    receiver = server if role is S else client
+    receiver.receive_data(_frame(b'{"type":"ping","seq":-1}') + PING.wire)
+    with pytest.raises(RemoteProtocolError) as first:
+        receiver.next_event()
+    assert receiver.state is ConnectionState.ERROR
+    receiver.receive_data(PING.wire)  # discarded
+    with pytest.raises(RemoteProtocolError) as again:
+        receiver.next_event()
+    assert again.value is first.value and first.value.code is ErrorCode.HEADER_INVALID
+    with pytest.raises(LocalProtocolError):
+        receiver.send(Ping(seq=1))
+    assert not receiver.can_send
+    fatal = Error(code="header.invalid", message="m", fatal=True)
+    assert receiver.send(fatal) == encode_frame(fatal)
+    assert receiver.state is ConnectionState.CLOSED
+
+
+def test_a_state_error_also_stops_the_connection() -> None:
+    client, server = open_pair()
+    server.receive_data(encode_frame(Cancel(id=4)) + PING.wire)
+    with pytest.raises(RemoteProtocolError) as info:
+        server.next_event()
+    assert info.value.code is BAD_ID
+    with pytest.raises(RemoteProtocolError):
+        server.next_event()  # the ping behind it is never handed out
+
+
+def test_a_local_error_changes_nothing() -> None:
+    # A refused send is this side's problem: the connection goes on.
+    client, server = open_pair()
+    with pytest.raises(LocalProtocolError):
+        client.send(Cancel(id=3))
+    assert client.state is ConnectionState.OPEN
+    assert deliver(client, server, Ping(seq=2)) == Ping(seq=2)
+
+
+# --- Versions and features -----------------------------------------------------------------
+
+V1_AUTH = _frame(
+    b'{"type":"auth","data_size":0,"version":1,"nonce":"' + b"b" * 64 + b'",'
+    b'"mac":"' + b"e" * 64 + b'"}'
+)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        V1_AUTH,
+        _frame(b'{"type":"auth","version":7,"whatever":{"new":"shape"}}'),
+        _frame(b'{"type":"auth","version":3,"data_size":32,"nonce":"x"}', b"m" * 32),
+    ],
+    ids=["version_1", "version_7_other_shape", "version_3"],
+)
+def test_auth_of_another_version_is_version_unsupported(frame: bytes) -> None:
+    # [handshake.version]: whatever the shape of another version's auth, the
+    # answer is version.unsupported, not a schema error.
+    server = Connection(Role.SERVER)
+    server.send(_hello())
+    server.receive_data(frame)
+    with pytest.raises(RemoteProtocolError) as info:
+        server.next_event()
+    assert info.value.code is ErrorCode.VERSION_UNSUPPORTED
+
+
+def test_malformed_auth_of_this_version_is_a_schema_error() -> None:
+    server = Connection(Role.SERVER)
+    server.send(_hello())
+    server.receive_data(_frame(b'{"type":"auth","version":2,"data_size":32,"nonce":"x"}'))
+    with pytest.raises(RemoteProtocolError) as info:
+        server.next_event()
+    assert info.value.code is ErrorCode.HEADER_INVALID
+
+
+def test_features_offered_and_chosen() -> None:
+    # [handshake.features]: the client picks among what hello offered; both
+    # sides then know the same set.
+    client, server = Connection(Role.CLIENT), Connection(Role.SERVER)
+    handshake(client, server, features=("x-a", "x-b"))
+    assert client.features == server.features == frozenset({"x-a", "x-b"})
+    assert client.version == server.version == 2
+
+
+def test_client_refuses_to_sign_without_a_common_version() -> None:
+    client, server = Connection(Role.CLIENT), Connection(Role.SERVER)
+    deliver(server, client, Hello(versions=[1, 3], nonce="aa" * 32, server="s",
+                                  limits=server.announced_limits()))  # fmt: skip
+    with pytest.raises(LocalProtocolError) as info:
+        client.sign_auth(bytes(32), nonce="bb" * 32)
+    assert info.value.code is ErrorCode.VERSION_UNSUPPORTED
+
+
+# --- Half-close ------------------------------------------------------------------------------
+
+
+def test_half_closed_client_sends_nothing_more() -> None:
+    # [message.ping.answer] with [close.client.eof]: after its FIN a client
+    # can't answer a ping; the server may still send everything.
+    client, server = open_pair()
+    deliver(client, server, _run(1))
+    client.send_eof()
+    server.receive_data(b"")
+    assert not client.can_send
+    assert deliver(server, client, Ping(seq=9)) == Ping(seq=9)
+    with pytest.raises(LocalProtocolError):
+        client.send(Pong(seq=9))
+    deliver(server, client, Started(id=1, pid=3))
+    assert deliver(server, client, exit_ok(1)) == exit_ok(1)
+
+
+def test_a_server_does_not_half_close() -> None:
+    with pytest.raises(LocalProtocolError):
+        Connection(Role.SERVER).send_eof()
