@@ -27,6 +27,9 @@ scenario           what the server does / what a conforming client shows
 ``ping``           ``tick\\n``, then a ``ping`` (seq 4711), and waits up to 2 s
                    for the ``pong`` before ``tock\\n`` and exit 0 (exit 1 and
                    ``no pong`` on stderr if it does not come).
+``extended``       ``started`` and ``exit`` carrying members no version defines
+                   (``tty``, ``rusage``), and ``ok\\n``.  Client: ignores them,
+                   exit 0 **[message.extensible]**.
 ``malformed``      ``partial\\n``, then a frame with header length -1.  Client:
                    a fatal protocol error (``frame.bad_length``), then close.
 anything else      a command-scoped ``spawn.not_found``.
@@ -91,7 +94,7 @@ SERVER_NAME = "rexec-conformance"
 LIMITS = ServerLimits(max_header=65536, max_body=1024 * 1024, stdin_window=1, max_commands=4)
 PING_SEQ = 4711
 SCENARIOS = ("chunks", "many-frames", "cat", "signal", "exit-N", "unknown-error", "ping",
-             "malformed")
+             "extended", "malformed")
 HANDSHAKES = ("ok", "bad-mac", "altered-hello", "version-1")
 
 #: Requirement id -> what checks it in client mode: scenario names (the
@@ -100,6 +103,7 @@ CLIENT_CHECKS: dict[str, tuple[str, ...]] = {
     "error.unknown.accept": ("unknown-error",),
     "auth.mutual": ("handshake:bad-mac",),
     "auth.transcript": ("handshake:altered-hello",),
+    "message.extensible": ("extended",),
     "handshake.version": ("handshake:version-1",),
     "stdin.credit": ("cat",),
     "message.ping.answer": ("ping",),
@@ -232,6 +236,10 @@ class ScriptedSession:
 
     async def started(self, run: Run) -> None:
         self.pid += 1
+        if run.argv == ["extended"]:
+            await self.write(_raw({"type": "started", "id": run.id, "pid": self.pid,
+                                   "tty": None, "cgroup": "/rexec/1"}))
+            return
         await self.send(Started(id=run.id, pid=self.pid))
 
     async def exit(self, run: Run, code: int | None = 0, signal: int | None = None,
@@ -304,6 +312,14 @@ class ScriptedSession:
                         Stdout.with_data(run.id, b"ok\n"))
         await self.exit(run, 0, counts=(3, 0, 0))
 
+    async def play_extended(self, run: Run) -> None:
+        # The scripted session normally sends ``started`` itself; here the
+        # reports carry members of a later version, so they are written raw.
+        await self.write(_raw({"type": "stdout", "data_size": 3, "id": run.id}, b"ok\n"))
+        await self.write(_raw({"type": "exit", "id": run.id, "exit_code": 0, "signal": None,
+                               "duration": 0.01, "stdout_bytes": 3,
+                               "rusage": {"utime": 0.002, "maxrss": 1024}, "note": None}))
+
     async def play_ping(self, run: Run) -> None:
         await self.send(Stdout.with_data(run.id, b"tick\n"), Ping(seq=PING_SEQ))
         deadline = time.monotonic() + 2.0
@@ -335,6 +351,13 @@ class ScriptedSession:
         except TimeoutError:
             self.report["violations"].append("did not close after a malformed frame")
         raise ClientGone
+
+
+def _raw(header: dict[str, Any], body: bytes = b"") -> bytes:
+    """A frame written from a header dict as is (members the models don't know
+    included)."""
+    data = json.dumps(header, separators=(",", ":")).encode()
+    return struct.pack("<i", len(data)) + data + body
 
 
 async def _serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,

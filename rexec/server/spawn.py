@@ -41,10 +41,13 @@ _F_SETPIPE_SZ = 1031
 
 # A pty's slave only becomes the controlling terminal when the new session's
 # leader asks for it (TIOCSCTTY). subprocess can't do that without preexec_fn,
-# which is unsafe in a threaded process, so a tiny exec wrapper does it.
+# which is unsafe in a threaded process, so a tiny exec wrapper does it. Being
+# a Python, the wrapper ignores SIGPIPE and SIGXFSZ from its own start: it sets
+# them back before the exec, or the command would inherit them ignored.
 _PTY_EXEC_WRAPPER = (
-    "import fcntl,os,sys,termios;"
+    "import fcntl,os,signal,sys,termios;"
     "fcntl.ioctl(0,termios.TIOCSCTTY,0);"
+    "[signal.signal(s,signal.SIG_DFL) for s in (signal.SIGPIPE,signal.SIGXFSZ)];"
     "os.execvp(sys.argv[1],sys.argv[1:])"
 )
 

@@ -138,6 +138,7 @@ FLAGS: dict[str, str] = {
     "eof_is_disconnect": "kills commands on a half-close",
     "serialize_commands": "starts a command only when the previous one has ended",
     "no_busy_limit": "never answers busy",
+    "slot_freed_late": "counts a command against max_commands for 1 s after its exit",
     # session
     "no_pong": "never answers ping",
     "no_close_after_fatal": "sends a fatal error but keeps the connection open",
@@ -725,6 +726,9 @@ class Session:
         command.held.clear()
 
     def command_done(self, command: Command) -> None:
+        if "slot_freed_late" in self.flags and not self.closing:
+            asyncio.get_running_loop().call_later(1.0, self.commands.pop, command.run.id, None)
+            return
         self.commands.pop(command.run.id, None)
         if self.half_closed and not self.commands and not self.transfers:
             self.close()

@@ -125,6 +125,6 @@ def test_wrong_hmac_key_still_fails_inside_tls(tls_server, pki) -> None:
     ca, client_cert, _ = pki
     with Wire.open(tls_server.host, tls_server.port, key=tls_server.key,
                    ssl_context=client_context(ca, client_cert)) as wire:
-        wire.authenticate(mac="0" * 64, expect_ok=False)
+        wire.authenticate(mac=bytes(32), expect_ok=False)
         error = wire.next_event(5)
         assert error.type == "error" and error.code == "auth.failed"
