@@ -263,8 +263,11 @@ async def tls_1_2(ctx: Context) -> Observation:
         wire = await Wire.open(dataclasses.replace(ctx.target, tls=old), ctx.log, 0,
                                timeout=ctx.t(5.0))
     except ssl.SSLError as exc:
+        # A protocol_version alert, or (asyncio's servers) a close before it left.
         reason = exc.reason or ""
-        return Observation("refused" if "VERSION" in reason else f"tls-error:{reason}")
+        if "VERSION" in reason or "EOF" in reason:
+            return Observation("refused", reason)
+        return Observation(f"tls-error:{reason}")
     except (ConnectionError, OSError, TimeoutError):
         return Observation("closed")
     try:
