@@ -8,11 +8,16 @@ StrictModes refuses a loose authorized_keys.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import stat
 from pathlib import Path
 
 from rexec.protocol import KEY_SIZE
+
+#: The key file's whole content: the key as hex, ASCII whitespace around it.
+_KEY_TEXT = re.compile(rb"[ \t\r\n\f\v]*[0-9a-fA-F]{%d}[ \t\r\n\f\v]*" % (2 * KEY_SIZE))
+_MAX_KEY_FILE_SIZE = 4 * KEY_SIZE
 
 
 class KeyFileError(Exception):
@@ -49,14 +54,12 @@ def load_key(path: Path) -> bytes:
             raise KeyFileError(
                 f"key file {path} is accessible by group or others; run: chmod 600 {path}"
             )
-        text = file.read(4 * KEY_SIZE).strip()
-    try:
-        key = bytes.fromhex(text.decode("ascii"))
-    except (UnicodeDecodeError, ValueError):
-        key = b""
-    if len(key) != KEY_SIZE:
-        raise KeyFileError(f"key file {path} must hold {2 * KEY_SIZE} hex digits")
-    return key
+        # protocol.md 11: 64 hex digits, whitespace around them, 128 bytes at
+        # most; one byte more is read to tell a longer file.
+        text = file.read(_MAX_KEY_FILE_SIZE + 1)
+    if len(text) > _MAX_KEY_FILE_SIZE or not _KEY_TEXT.fullmatch(text):
+        raise KeyFileError(f"key file {path} must hold {2 * KEY_SIZE} hex digits and nothing else")
+    return bytes.fromhex(text.strip().decode("ascii"))
 
 
 def load_or_create_key(path: Path) -> tuple[bytes, bool]:

@@ -168,7 +168,8 @@ _TABLE: tuple[tuple[str, Level, str], ...] = (
      "output open past the drain grace")),
     ("exit.counts", _M,
      ("stdout_bytes and stderr_bytes are the body bytes sent in that command's stdout and stderr "
-     "frames; stdin_bytes is the stdin bytes received for it.")),
+     "frames (output withheld by [output.limit] is not counted); stdin_bytes is the bytes of the "
+     "stdin frames the server accepted for it")),
     ("output.streams.apart", _M,
      ("stdout and stderr MUST be kept apart, each delivered in order, as the command writes them "
      "(no waiting for the end).")),

@@ -53,7 +53,7 @@ class Settings:
     # Deadlines, in seconds. Small enough that a stuck peer frees its slot soon,
     # large enough for a slow network.
     auth_timeout: float = _setting(10.0, "seconds a new connection has to authenticate")
-    frame_timeout: float = _setting(10.0, "seconds a frame may take from its first byte to its last header byte")
+    frame_timeout: float = _setting(10.0, "seconds a frame may take from its first byte to its last, body included")
     idle_timeout: float = _setting(
         300.0, "seconds an authenticated connection may stay silent with nothing running (0: never)"
     )

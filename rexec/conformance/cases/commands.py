@@ -348,8 +348,12 @@ async def signals_proc_status(ctx: Context) -> Observation:
 for _name in ("SIGINT", "SIGQUIT"):
     async def _default_action(ctx: Context, name: str = _name) -> Observation:
         client = await ctx.client()
-        command_id = await client.run(argv=["sleep", "30"])
-        await wait_started(ctx, client, command_id)
+        # "ready" once the command is really running: started may come before
+        # its exec, and a signal then would hit whatever runs before it.
+        command_id = await client.run(argv=["sh", "-c", "echo ready; exec sleep 30"])
+        if not await wait_output(ctx, client, command_id, b"ready\n"):
+            await wait_started(ctx, client, command_id)
+            return Observation("not-ready", data=client.records[command_id].summary())
         await client.wire.send(Signal(id=command_id, signal=name))  # type: ignore[arg-type]
         ended = await client.wait_terminal(command_id, ctx.t(QUICK))
         record = client.records[command_id]
@@ -362,7 +366,8 @@ for _name in ("SIGINT", "SIGQUIT"):
 
     register(
         f"command.signals.default/{_name}",
-        f"sleep 30 gets signal {_name}: it ends by {_name} (its default action), not ignored.",
+        f"sh -c 'echo ready; exec sleep 30' gets signal {_name} once ready: it ends by {_name} "
+        "(its default action), not ignored.",
         {f"signal:{_name}"}, _default_action, timeout=10.0,
     )
 

@@ -135,12 +135,12 @@ async def output_capped(ctx: Context) -> Observation:
 
 @case(
     "output.limit/exact",
-    "output_limit 1000 on a command that writes exactly 1000 bytes (head -c 1000 /dev/zero): "
-    "all 1000 arrive and it exits 0 on its own.",
+    "output_limit 1000 on a shell that writes exactly 1000 bytes, then sleeps 0.5 s and exits "
+    "0: all 1000 arrive and it is not ended (exit 0 on its own).",
     {"exact:exit:0"}, timeout=10.0,
 )
 async def output_limit_exact(ctx: Context) -> Observation:
-    _, record = await run_one(ctx, argv=["head", "-c", "1000", "/dev/zero"], output_limit=1000)
+    _, record = await run_one(ctx, shell="head -c 1000 /dev/zero; sleep 0.5", output_limit=1000)
     total = len(record.stdout) + len(record.stderr)
     if record.exit is None:
         return Observation("no-exit", data=record.summary())
