@@ -68,6 +68,11 @@ class Command:
     size: int = 0
     #: get: the ``stdout`` bytes still due before ``done``.
     remaining: int = 0
+    #: The server frames legal for this kind (looked up once, not per frame).
+    server_frames: tuple[type[MessageBase], ...] = dataclasses.field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.server_frames = _SERVER_FRAMES[self.kind]
 
 
 def open_command(message: Run | Put | Get, stdin_window: int) -> Command:
@@ -120,7 +125,7 @@ def _dropped(fault: type[ProtocolError], message: MessageBase, command: Command)
 
 def apply_server_frame(message: MessageBase, command: Command, fault: type[ProtocolError]) -> bool:
     """Check a server frame for an active command; True when it is terminal."""
-    if not isinstance(message, _SERVER_FRAMES[command.kind]):
+    if not isinstance(message, command.server_frames):
         raise fault(
             ErrorCode.PROTOCOL_UNEXPECTED, f"{message.type} is not legal for a {command.kind.value}"
         )

@@ -102,6 +102,9 @@ class Connection:
         self._auth_frame = b""  # without its body, the client's mac
         self._error: RemoteProtocolError | None = None
         self._eof_sent = False
+        self._peer = other(role)
+        # What each side may send once open, looked up once (not per frame).
+        self._own_sends, self._peer_sends = OPEN_SENDS[role], OPEN_SENDS[other(role)]
         self._stdin_window = self.limits.stdin_window
         receive_limits = self.limits if role is Role.SERVER else Limits()
         self._post_auth_max_header = receive_limits.max_header
@@ -220,7 +223,7 @@ class Connection:
                 message = self._decoder.next_message()
                 if message is None:
                     return None
-                if self._apply(message, sender=other(self.role)):
+                if self._apply(message, sender=self._peer):
                     return message
         except RemoteProtocolError as exc:
             self._error = self._version_refusal() or exc
@@ -343,7 +346,7 @@ class Connection:
         if self.state is ConnectionState.HANDSHAKE:
             self._apply_handshake(message, sender, fault)
             return True
-        if not isinstance(message, OPEN_SENDS[sender]):
+        if not isinstance(message, self._own_sends if sender is self.role else self._peer_sends):
             raise fault(
                 ErrorCode.PROTOCOL_UNEXPECTED,
                 f"a {sender.value} may not send {message.type} now",
