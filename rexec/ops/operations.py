@@ -97,7 +97,7 @@ class Operations:
                 try:
                     self._announcer, port = await start_announcer(
                         settings.announce_port, self._announcement,
-                        settings.announce_networks, metrics.discovery.inc,
+                        settings.announce_networks, metrics.count_probe,
                     )  # fmt: skip
                 except OSError as exc:
                     raise OperationsError(
@@ -145,13 +145,13 @@ class Operations:
         try:
             new = self._rebuild()
         except Exception as exc:  # noqa: BLE001  whatever went wrong, the running config stays
-            self.metrics.reloads.inc("failed")
+            self.metrics.count_reload("failed")
             log(f"reload failed, keeping the running configuration: {exc}", level="error")
             server.audit.try_write("reload", ok=False, reason=str(exc))
             return False
         kept = {name: getattr(old.settings, name) for name in RESTART_ONLY}
         changed = [name for name, value in kept.items() if getattr(new.settings, name) != value]
-        settings = dataclasses.replace(new.settings, **kept)
+        settings = new.settings.model_copy(update=kept)
         server.config = dataclasses.replace(
             new,
             settings=settings,
@@ -160,7 +160,7 @@ class Operations:
             process_policy=new.process_policy if "run_as" not in changed else old.process_policy,
         )
         server.admission.limits = server.config.admission_limits
-        self.metrics.reloads.inc("ok")
+        self.metrics.count_reload("ok")
         names = [key.name for key in server.config.keys]
         server.audit.try_write("reload", ok=True, keys=names)
         log(f"reloaded the configuration: {len(names)} key(s)", keys=",".join(names))

@@ -370,7 +370,8 @@ class CommandRunner:
         if self._drain_timer is not None and self._drain_left is not None:
             self._drain_timer.cancel()
             self._drain_timer = None
-            self._drain_left = max(0.0, self._drain_left - (time.monotonic() - self._drain_armed_at))
+            elapsed = time.monotonic() - self._drain_armed_at
+            self._drain_left = max(0.0, self._drain_left - elapsed)
 
     def _drain_expired(self) -> None:
         self._drain_timer = None
