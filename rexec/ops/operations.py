@@ -26,8 +26,7 @@ from rexec.log import log
 from rexec.ops.discovery import start_announcer
 from rexec.ops.http import HttpEndpoint
 from rexec.ops.metrics import ServerMetrics
-from rexec.protocol import SUPPORTED_VERSIONS
-from rexec.protocol._discovery import Announcement
+from rexec.protocol import SUPPORTED_VERSIONS, Announcement
 from rexec.server.config import ServerConfig
 from rexec.server.server import Server
 from rexec.server.settings import parse_http_address

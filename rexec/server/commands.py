@@ -48,15 +48,15 @@ def start_command(run: Run, host: RequestHost) -> Command | None:
     return command
 
 
-class Command:
-    """One running command of a session (a ``Request``): the protocol side of
-    a ``CommandRunner``, which owns the process."""
+class Command(CommandRunner):
+    """One running command of a session (a ``Request``): a ``CommandRunner``
+    whose output, credit and end go to the client as frames."""
 
     def __init__(self, run: Run, host: RequestHost) -> None:
         self.id = run.id
         self._host = host
         config = host.server.config
-        self._runner = CommandRunner(
+        super().__init__(
             run,
             stdin_window=config.limits.stdin_window,
             on_output=self._output,
@@ -65,46 +65,24 @@ class Command:
             graces=config.graces,
             policy=config.process_policy,
         )
-        self._pid: int | None = None
 
-    def start(self) -> None:
-        """Spawn the process; raises ``SpawnError`` when nothing started."""
+    def start(self) -> int:
+        """Spawn the process and announce it; raises ``SpawnError`` when
+        nothing started."""
         host = self._host
-        self._pid = self._runner.start()
-        host.server.request_started(self._pid)
-        host.server.emit(CommandStarted(host.origin, self.id, self._pid))
-        host.send_started(Started(id=self.id, pid=self._pid))
+        pid = super().start()
+        host.server.request_started(pid)
+        host.server.emit(CommandStarted(host.origin, self.id, pid))
+        host.send_started(Started(id=self.id, pid=pid))
         if host.output_paused:
-            self._runner.pause_output()
-
-    # --- from the client, routed by the session ---------------------------------------
-
-    def write_stdin(self, data: bytes) -> None:
-        self._runner.write_stdin(data)
-
-    def close_stdin(self) -> None:
-        self._runner.close_stdin()
+            self.pause_output()
+        return pid
 
     def input_ended(self) -> None:
         # No stdin can follow a FIN: the command reads EOF once the bytes
         # already received are written (else a ``cat`` waiting for input
         # would hold the connection open for ever).
-        self._runner.close_stdin()
-
-    def send_signal(self, signum: int) -> None:
-        self._runner.send_signal(signum)
-
-    def resize(self, rows: int, cols: int) -> None:
-        self._runner.resize(rows, cols)
-
-    def cancel(self) -> None:
-        self._runner.cancel()
-
-    def pause_output(self) -> None:
-        self._runner.pause_output()
-
-    def resume_output(self) -> None:
-        self._runner.resume_output()
+        self.close_stdin()
 
     # --- from the process, back to the client -------------------------------------------
 
@@ -118,6 +96,6 @@ class Command:
 
     def _finished(self, exit: Exit) -> None:
         host = self._host
-        host.server.request_finished(self._pid)
+        host.server.request_finished(self.pid)
         host.server.emit(CommandFinished(host.origin, exit))
         host.end(exit)

@@ -25,10 +25,8 @@ from rexec.protocol import (
     Cancel,
     Connection,
     ConnectionState,
-    Done,
     Error,
     ErrorCode,
-    Exit,
     Get,
     Message,
     Ping,
@@ -61,7 +59,7 @@ from rexec.server.policy import KeyRules
 from rexec.server.requests import Request, refuse
 from rexec.server.server import Server
 from rexec.server.transfers import start_transfer
-from rexec.server.writer import Writer
+from rexec.server.writer import Terminal, Writer
 
 #: What each deadline ends the connection with.
 _EXPIRED = {
@@ -254,7 +252,7 @@ class Session(asyncio.Protocol):
     def grant_credit(self, command_id: int, nbytes: int) -> None:
         self.writer.grant_credit(command_id, nbytes)
 
-    def end(self, terminal: Exit | Done | Error) -> None:
+    def end(self, terminal: Terminal) -> None:
         assert terminal.id is not None
         self.requests.pop(terminal.id, None)
         self.writer.end(terminal)

@@ -152,6 +152,15 @@ class _Transfer:
     def close_stdin(self) -> None:
         pass
 
+    def input_ended(self) -> None:
+        """The client half-closed the connection (only a put cares)."""
+
+    def send_signal(self, signum: int) -> None:
+        """The protocol core refuses signals for transfers: nothing to signal."""
+
+    def resize(self, rows: int, cols: int) -> None:
+        """The protocol core refuses resizes for transfers."""
+
     # --- internals ---------------------------------------------------------------
 
     def _fail(self, error: TransferError) -> None:
