@@ -25,7 +25,6 @@ from typing import Any
 from rexec.keyfile import KeyFileError, default_key_path, load_key, load_or_create_key
 from rexec.log import log
 from rexec.log import set_format as set_log_format
-from rexec.ops.metrics import ServerMetrics
 from rexec.ops.operations import Operations, OperationsError
 from rexec.server.audit import AuditLog
 from rexec.server.config import ServerConfig
@@ -226,8 +225,6 @@ async def serve(
     ``rebuild``, SIGHUP replaces keys and rules with what it returns."""
     loop = asyncio.get_running_loop()
     server = Server(config, audit, records)
-    metrics = ServerMetrics(server)
-    server.subscribe(metrics)
     listeners = await _listen(server, config.settings, config.ssl)
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -235,9 +232,7 @@ async def serve(
     addresses = [_shown(listener.sockets[0].getsockname()) for listener in listeners]
     try:
         first = listeners[0].sockets[0].getsockname()
-        operations = await Operations.start(
-            server, metrics, first, rebuild
-        )  # --http, --announce, SIGHUP
+        operations = await Operations.start(server, first, rebuild)  # --http, --announce, SIGHUP
     except OperationsError as exc:
         for listener in listeners:
             listener.close()

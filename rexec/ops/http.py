@@ -20,8 +20,6 @@ from http import HTTPStatus
 
 import h11
 
-from rexec.ops.metrics import CONTENT_TYPE
-
 #: A scrape or health check sends a request line and a few headers; 8 KiB is
 #: what common servers allow for the whole head (nginx's default buffer).
 MAX_REQUEST_HEAD = 8 * 1024
@@ -33,6 +31,10 @@ READ_DEADLINE = 5.0
 MAX_CONNECTIONS = 32
 #: Seconds a response may take to leave before the connection is dropped.
 WRITE_DEADLINE = 5.0
+
+#: What ``/metrics`` is: Prometheus's text format 0.0.4, which
+#: rexec.ops.metrics renders (with prometheus_client).
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 ALLOWED_METHODS = (b"GET", b"HEAD")
 PATHS = (b"/healthz", b"/metrics")
@@ -135,7 +137,7 @@ class HttpEndpoint:
             if self._healthy():
                 return _Answer(HTTPStatus.OK, b"ok\n")
             return _Answer(HTTPStatus.SERVICE_UNAVAILABLE, b"shutting down\n")
-        return _Answer(HTTPStatus.OK, self._metrics(), content_type=CONTENT_TYPE)
+        return _Answer(HTTPStatus.OK, self._metrics(), content_type=METRICS_CONTENT_TYPE)
 
     @staticmethod
     async def _respond(http: h11.Connection, writer: asyncio.StreamWriter, answer: _Answer) -> None:

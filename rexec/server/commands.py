@@ -14,9 +14,10 @@ from __future__ import annotations
 from rexec.protocol import ErrorCode, Exit, Run, Started, Stderr, Stdout
 from rexec.server.audit import AuditError
 from rexec.server.events import CommandFinished, CommandStarted, OutputSent
+from rexec.server.outcome import Stream
 from rexec.server.policy import Denied, authorize
 from rexec.server.requests import RequestHost, refuse
-from rexec.server.runner import CommandRunner, Stream
+from rexec.server.runner import CommandRunner
 from rexec.server.spawn import SpawnError
 
 

@@ -99,7 +99,7 @@ class Session(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.origin = Origin(self.origin.session, f"{peer[0]}:{peer[1]}" if peer else "?")
         self._source = peer[0] if peer else "?"
-        server.sessions.add(self)
+        server.session_opened(self)
         server.emit(ConnectionOpened(self.origin))
         refusal = server.admission.refusal(self._source, time.monotonic())
         if refusal is not None:
@@ -165,7 +165,7 @@ class Session(asyncio.Protocol):
             # (into nothing): a paused command never sees its pipes close,
             # never finishes, and holds its slot, descriptors and zombie for ever.
             request.resume_output()
-        self.server.sessions.discard(self)
+        self.server.session_closed(self)
         self.server.emit(Disconnected(self.origin, len(self.requests)))
 
     def pause_writing(self) -> None:
