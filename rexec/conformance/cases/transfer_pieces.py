@@ -10,6 +10,7 @@ import shlex
 from rexec.protocol import Cancel, Get, Stdin, StdinEof
 
 from ..case import Context, Observation
+from ..client import Client, CommandRecord
 from ._registry import case
 from ._util import QUICK
 from .transfer import (
@@ -51,7 +52,8 @@ async def put_unsized(ctx: Context) -> Observation:
     "transfer.put.end/digest-at-end",
     "put with sha256 null whose stdin_eof gives a sha256 that is not the content's: "
     "file.digest_mismatch, and no file or temporary file is left.",
-    {"error:file.digest_mismatch"}, timeout=10.0,
+    {"error:file.digest_mismatch"},
+    timeout=10.0,
 )
 async def put_unsized_mismatch(ctx: Context) -> Observation:
     client = await ctx.client()
@@ -72,7 +74,8 @@ async def put_unsized_mismatch(ctx: Context) -> Observation:
     "a resumable put of 2000 bytes: file {size 0} before any credit; 1000 bytes sent, then "
     "cancel. A second put of the same path and key: file {size 1000}; the last 1000 bytes sent, "
     "then stdin_eof: done with the whole size and digest, and cat shows the whole content.",
-    {"resumed"}, timeout=15.0,
+    {"resumed"},
+    timeout=15.0,
 )
 async def put_resume(ctx: Context) -> Observation:
     client = await ctx.client()
@@ -81,35 +84,48 @@ async def put_resume(ctx: Context) -> Observation:
     data = bytes(range(250)) * 8
     key = secrets.token_hex(8)
     offsets = []
-    for attempt in range(2):
-        message = client.put_message(path=path, size=len(data), sha256=sha256(data), resume=key)
-        await client.wire.send(message)
-        record = client.records[message.id]
-        await client.pump(ctx.t(QUICK), until=lambda: record.file is not None or record.terminal)
-        if record.file is None:
-            return Observation(f"no-file:{terminal_outcome(record)}", data=record.summary())
-        if record.kinds[0] != "file":
-            return Observation("credit-before-file", data=record.summary())
+    for end in (1000, len(data)):
+        record, fault = await _resumable_put(ctx, client, path, data, key, end)
+        if fault:
+            return Observation(fault, data=record.summary())
+        assert record.file is not None
         offsets.append(record.file.size)
-        end = 1000 if attempt == 0 else len(data)
-        await client.pump(ctx.t(QUICK), until=lambda: record.credit_granted >= end - offsets[-1])
-        if record.credit_granted < end - offsets[-1]:
-            return Observation("no-credit", data=record.summary())
-        granted = record.credit_granted
-        await client.wire.send(Stdin.with_data(message.id, data[offsets[-1] : end]))
-        if attempt == 0:
-            # Let the bytes reach the file (their credit comes back), then cancel.
-            await client.pump(ctx.t(0.5), until=lambda: record.credit_granted >= granted + end)
-            await client.wire.send(Cancel(id=message.id))
-        else:
-            await client.wire.send(StdinEof(id=message.id))
-        await client.wait_terminal(message.id, ctx.t(QUICK))
     if offsets != [0, 1000]:
         return Observation("offsets:" + "/".join(map(str, offsets)), data=record.summary())
     if record.done is None:
         return Observation(terminal_outcome(record), data=record.summary())
     stored = await read_back(ctx, path)
     return Observation("resumed" if stored == data else "content-differs", data=record.summary())
+
+
+async def _resumable_put(
+    ctx: Context, client: Client, path: str, data: bytes, key: str, end: int
+) -> tuple[CommandRecord, str]:
+    """A resumable put that sends from where ``file`` says up to ``end``,
+    then (``end`` short of the whole) cancels, or ends with ``stdin_eof``.
+    Returns its record and a fault, if any."""
+    message = client.put_message(path=path, size=len(data), sha256=sha256(data), resume=key)
+    await client.wire.send(message)
+    record = client.records[message.id]
+    await client.pump(ctx.t(QUICK), until=lambda: record.file is not None or record.terminal)
+    if record.file is None:
+        return record, f"no-file:{terminal_outcome(record)}"
+    if record.kinds[0] != "file":
+        return record, "credit-before-file"
+    start = record.file.size
+    await client.pump(ctx.t(QUICK), until=lambda: record.credit_granted >= end - start)
+    if record.credit_granted < end - start:
+        return record, "no-credit"
+    granted = record.credit_granted
+    await client.wire.send(Stdin.with_data(message.id, data[start:end]))
+    if end < len(data):
+        # Let the bytes reach the file (their credit comes back), then cancel.
+        await client.pump(ctx.t(0.5), until=lambda: record.credit_granted >= granted + end)
+        await client.wire.send(Cancel(id=message.id))
+    else:
+        await client.wire.send(StdinEof(id=message.id))
+    await client.wait_terminal(message.id, ctx.t(QUICK))
+    return record, ""
 
 
 @case(
