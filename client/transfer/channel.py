@@ -66,9 +66,10 @@ def remote_path(path: str) -> str:
         return path[2:].lstrip("/") or "."
     if path.startswith("~"):
         raise TransferError(
-            "local.failed", "~user paths are not supported (use ./~name for a name starting with ~)",
+            "local.failed",
+            "~user paths are not supported (use ./~name for a name starting with ~)",
             remote=False,
-        )  # fmt: skip
+        )
     return path
 
 

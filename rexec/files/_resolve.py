@@ -23,10 +23,11 @@ directory the resolution passes through is inside a root or on the way down
 to one (``/`` and ``/srv`` on the way to the root ``/srv/data``), and what it
 ends on is inside a root. Symbolic links are read wherever they are met, and
 where they lead obeys the same rule (so a root may be named through a link,
-``/srv/current`` → ``/srv/releases/5``, as it was configured). A symbolic link inside a root that points elsewhere
-inside the roots (relative or absolute, into the same root or another) is
-followed; one that points outside them is refused with ``OutsideRoots``, as
-is a ``..`` that climbs out. With no roots at all (``Roots.anywhere``), paths
+``/srv/current`` → ``/srv/releases/5``, as it was configured). A symbolic
+link inside a root that points elsewhere inside the roots (relative or
+absolute, into the same root or another) is followed; one that points
+outside them is refused with ``OutsideRoots``, as is a ``..`` that climbs
+out. With no roots at all (``Roots.anywhere``), paths
 resolve as the kernel resolves them for any program.
 
 A directory moved out of the roots *after* it was opened keeps the
