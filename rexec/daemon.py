@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from rexec import __version__
+from rexec.files import TempRecords, UnsafeRecords
 from rexec.keyfile import KeyFileError, default_key_path, load_key, load_or_create_key
 from rexec.log import log
 from rexec.log import set_format as set_log_format
@@ -44,6 +45,7 @@ from rexec.server.settings import (
     settings_help,
 )
 from rexec.server.spawn import Account, ProcessPolicy
+from rexec.server.transfers import PARTIAL_MAX_AGE
 
 EXIT_STARTUP = 1
 
@@ -241,12 +243,14 @@ def build_config(settings: Settings, *, check_only: bool = False) -> ServerConfi
 async def serve(
     config: ServerConfig, audit: AuditLog, records: ProcessRecords | None,
     rebuild: Callable[[], ServerConfig] | None = None,
+    temp_records: TempRecords | None = None,
 ) -> None:
     """Listen until SIGTERM or SIGINT, then shut down gracefully; with
     ``rebuild``, SIGHUP replaces keys and rules with what it returns."""
     loop = asyncio.get_running_loop()
     settings = config.settings
     server = Server(config, audit, records)
+    server.temp_records = temp_records
     metrics = ServerMetrics(server)
     server.observer = metrics
     try:
@@ -297,6 +301,22 @@ def _records(settings: Settings, audit: AuditLog) -> ProcessRecords | None:
     return records
 
 
+def _temp_records(settings: Settings, audit: AuditLog) -> TempRecords:
+    """Remove the temporary files of puts a crashed predecessor left (and its
+    resumable partial files past their age), and record ours from now on."""
+    directory = Path(settings.state_dir) if settings.state_dir else default_state_dir()
+    try:
+        records = TempRecords(directory / "transfers")
+        removed = records.sweep(partial_max_age=PARTIAL_MAX_AGE)
+    except UnsafeRecords as exc:
+        raise StartupError(str(exc)) from None
+    except OSError as exc:
+        raise StartupError(f"cannot use state directory {directory}: {exc.strerror}") from None
+    if removed:
+        audit.try_write("sweep", removed_temp_files=removed)
+    return records
+
+
 def _rebuild(flags: dict[str, Any], config_file: str | None) -> ServerConfig:
     """The config a fresh start would build now (for SIGHUP).
 
@@ -329,7 +349,9 @@ def main(argv: list[str] | None = None) -> int:
             raise StartupError(f"cannot open audit log {settings.audit_log}: {exc.strerror}") from None
         try:
             rebuild = functools.partial(_rebuild, args, config_file)
-            asyncio.run(serve(config, audit, _records(settings, audit), rebuild))
+            records = _records(settings, audit)
+            temp_records = _temp_records(settings, audit)
+            asyncio.run(serve(config, audit, records, rebuild, temp_records))
         finally:
             audit.close()
     except StartupError as exc:

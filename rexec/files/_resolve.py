@@ -117,14 +117,37 @@ class Roots:
         self._roots = tuple(
             tuple(_components(os.path.realpath(os.fsencode(path)))) for path in paths
         )
+        self._everywhere = not self._roots
+
+    @classmethod
+    def intersection(cls, *root_sets: Iterable[str | bytes]) -> Roots:
+        """What every one of ``root_sets`` allows (an empty set allows
+        anywhere): a path must be inside a root of each. Two sets with no
+        common ground allow nothing at all."""
+        result = cls()
+        for paths in root_sets:
+            other = cls(paths)
+            if other.anywhere:
+                continue
+            if result.anywhere:
+                result = other
+                continue
+            # The deeper of each nested pair; disjoint pairs share nothing.
+            result._roots = tuple(
+                max(mine, theirs, key=len)
+                for mine in result._roots
+                for theirs in other._roots
+                if mine[: len(theirs)] == theirs or theirs[: len(mine)] == mine
+            )
+        return result
 
     @property
     def anywhere(self) -> bool:
-        return not self._roots
+        return self._everywhere
 
     def contains(self, where: list[bytes]) -> bool:
         """Whether the real path ``where`` (components) is inside a root."""
-        return self.anywhere or any(tuple(where[: len(root)]) == root for root in self._roots)
+        return self._everywhere or any(tuple(where[: len(root)]) == root for root in self._roots)
 
     def allows(self, where: list[bytes]) -> bool:
         """Whether a resolution may pass through ``where``: inside a root,

@@ -14,7 +14,7 @@ import fnmatch
 import os
 import shlex
 
-from rexec.protocol import ErrorCode, Get, Put, Run
+from rexec.protocol import ErrorCode, Run
 from rexec.server.settings import KeySpec, Settings
 
 
@@ -113,11 +113,12 @@ def authorize(run: Run, rules: KeyRules, settings: Settings, *, home: str | None
     return run.model_copy(update={"timeout": timeout, "output_limit": output_limit, "cwd": cwd})
 
 
-def authorize_transfer(request: Put | Get, path: str, rules: KeyRules, settings: Settings) -> None:
-    """Raise ``Denied`` unless the key may transfer ``path`` (already resolved)."""
+def authorize_transfer(rules: KeyRules) -> None:
+    """Raise ``Denied`` unless the key may transfer files at all. Where to is
+    checked when the file is opened (``rexec.server.transfers``): a path
+    checked here could change before it is used."""
     if not rules.allow_transfer:
         raise Denied(ErrorCode.COMMAND_DENIED, f"key {rules.name} may not transfer files")
-    check_cwd(os.path.dirname(path) or "/", rules, settings)
 
 
 def check_cwd(cwd: str | None, rules: KeyRules, settings: Settings) -> None:

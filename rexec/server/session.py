@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import secrets
 import signal
 import sys
@@ -59,15 +60,16 @@ from rexec.server.audit import AuditError, AuditLog
 from rexec.server.config import ServerConfig
 from rexec.server.events import NoObserver, ServerObserver
 from rexec.server.policy import Denied, KeyRules, authorize, authorize_transfer
+from rexec.files import Roots, TempRecords
 from rexec.server.process_records import ProcessRecords
 from rexec.server.runner import CommandRunner, Outcome, Stream
 from rexec.server.spawn import SpawnError
 from rexec.server.transfers import (
     GetTransfer,
+    Place,
     PutTransfer,
     TransferError,
     TransferOutcome,
-    resolve_path,
 )
 
 #: How long a fatal error frame may take to leave before the socket is dropped.
@@ -103,6 +105,8 @@ class Server:
         self.config = config
         self.audit = audit
         self.records = records
+        #: Temporary files of puts in flight, for the start-up sweep; set by rexec.daemon.
+        self.temp_records: TempRecords | None = None
         self.admission = Admission(config.admission_limits)
         #: Told of what happens (rexec.ops.metrics counts it); set by rexec.daemon.
         self.observer: ServerObserver = observer or NoObserver()
@@ -334,7 +338,11 @@ class Session(asyncio.Protocol):
         elif isinstance(message, Stdin):
             self.runners[message.id].write_stdin(message.data)
         elif isinstance(message, StdinEof):
-            self.runners[message.id].close_stdin()
+            runner = self.runners[message.id]
+            if isinstance(runner, PutTransfer):
+                runner.close_stdin(message)  # a put's end may carry its size and digest
+            else:
+                runner.close_stdin()
         elif isinstance(message, Signal):
             self.runners[message.id].send_signal(signal.Signals[message.signal])
         elif isinstance(message, Cancel):
@@ -422,22 +430,26 @@ class Session(asyncio.Protocol):
         server = self.server
         if not self._may_start(request):
             return
-        path = resolve_path(request.path)
         assert self.key is not None
+        home = os.path.expanduser("~")
+        # Resolved (within the roots) by the transfer when it opens the file;
+        # audited as the client named it, joined to the home directory.
+        path = os.path.join(home, request.path)
         try:
             if server.config.process_policy.switch_user:
                 # File I/O happens in the daemon, with its privileges, not the
                 # account's: refuse rather than write files as the wrong user.
                 raise Denied(ErrorCode.COMMAND_DENIED, "file transfer is off when run_as is set")
-            authorize_transfer(request, path, self.key, server.config.settings)
+            authorize_transfer(self.key)
         except Denied as denied:
             self._refuse(request, denied.code, denied.reason, path=path)
             return
         what = (
-            {"size": request.size, "mode": oct(request.mode), "sha256": request.sha256}
+            {"size": request.size, "mode": oct(request.mode), "sha256": request.sha256,
+             "resume": request.resume is not None}
             if isinstance(request, Put)
-            else {}
-        )
+            else {"offset": request.offset}
+        )  # fmt: skip
         try:
             server.audit.write(
                 request.type, peer=self.peer, session=self.number, id=request.id, path=path, **what
@@ -449,18 +461,25 @@ class Session(asyncio.Protocol):
         def on_finish(outcome: TransferOutcome) -> None:
             self._transfer_finished(request, outcome)
 
+        place = Place(
+            Roots.intersection(server.config.settings.cwd_roots, self.key.cwd_roots),
+            home, server.temp_records,
+        )  # fmt: skip
         transfer: PutTransfer | GetTransfer
         if isinstance(request, Put):
             transfer = PutTransfer(
-                request, path,
+                request, request.path, place,
                 stdin_window=server.config.limits.stdin_window,
+                on_file=lambda size, mode: self._send(File(id=request.id, size=size, mode=mode)),
                 on_stdin_credit=lambda n: self._grant_credit(request.id, n),
                 on_finish=on_finish,
             )  # fmt: skip
         else:
             transfer = GetTransfer(
-                request, path,
-                on_file=lambda size, mode: self._send(File(id=request.id, size=size, mode=mode)),
+                request, request.path, place,
+                on_file=lambda size, mode, mtime: self._send(
+                    File(id=request.id, size=size, mode=mode, mtime=mtime)
+                ),
                 on_data=lambda data: self._send(Stdout.with_data(request.id, data)),
                 on_finish=on_finish,
             )  # fmt: skip
