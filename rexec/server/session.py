@@ -60,7 +60,7 @@ from rexec.server.audit import AuditError, AuditLog
 from rexec.server.config import ServerConfig
 from rexec.server.events import NoObserver, ServerObserver
 from rexec.server.policy import Denied, KeyRules, authorize, authorize_transfer
-from rexec.files import Roots, TempRecords
+from rexec.files import OutsideRoots, Roots, TempRecords, open_path
 from rexec.server.process_records import ProcessRecords
 from rexec.server.runner import CommandRunner, Outcome, Stream
 from rexec.server.spawn import SpawnError
@@ -389,12 +389,39 @@ class Session(asyncio.Protocol):
         what = {"argv": run.argv} if run.argv is not None else {"shell": run.shell}
         assert self.key is not None
         try:
-            run = authorize(
-                run, self.key, server.config.settings, home=server.config.process_policy.account.home
-            )
+            run = authorize(run, self.key, server.config.settings)
+            cwd_fd = self._open_cwd(run)
         except Denied as denied:
             self._refuse(run, denied.code, denied.reason, **what)
             return
+        try:
+            self._start_in(run, what, cwd_fd)
+        finally:
+            os.close(cwd_fd)
+
+    def _open_cwd(self, run: Run) -> int:
+        """The command's working directory (``cwd``, else the account's
+        home), resolved within the server's and the key's roots now, when it
+        is used: the command starts in this descriptor's directory, whatever
+        a path to it leads to by then.
+
+        Raises:
+            Denied: ``command.denied`` outside the roots, ``cwd.invalid``
+                when it is not an existing directory.
+        """
+        assert self.key is not None
+        home = self.server.config.process_policy.account.home
+        roots = Roots.intersection(self.server.config.settings.cwd_roots, self.key.cwd_roots)
+        try:
+            return open_path(run.cwd or home, roots, base=home, flags=os.O_PATH | os.O_DIRECTORY)
+        except OutsideRoots:
+            raise Denied(ErrorCode.COMMAND_DENIED, "the directory is outside the allowed roots") from None
+        except OSError:
+            raise Denied(ErrorCode.CWD_INVALID, "cwd is not an existing directory") from None
+
+    def _start_in(self, run: Run, what: dict[str, Any], cwd_fd: int) -> None:
+        server = self.server
+        assert self.key is not None
         try:
             server.audit.write(
                 "exec", peer=self.peer, session=self.number, key=self.key.name, id=run.id, **what,
@@ -404,8 +431,10 @@ class Session(asyncio.Protocol):
         except AuditError:
             self._refuse(run, ErrorCode.AUDIT_UNAVAILABLE, "the audit log can't be written")
             return
+        # The child changes into the directory through the descriptor it
+        # inherits (it is closed at exec), not through a path looked up again.
         runner = CommandRunner(
-            run,
+            run.model_copy(update={"cwd": f"/proc/self/fd/{cwd_fd}"}),
             stdin_window=server.config.limits.stdin_window,
             on_output=lambda stream, data: self._output(run.id, stream, data),
             on_stdin_credit=lambda nbytes: self._grant_credit(run.id, nbytes),

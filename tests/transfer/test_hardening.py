@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import start_rexecd
 
 from rexec.protocol import Stdin
 
@@ -139,37 +138,27 @@ def test_a_put_in_one_byte_frames(
 
 
 def test_kill_9_mid_put_leaves_a_temporary_file_that_the_restart_removes(
-    tmp_path: Path,
+    tmp_path: Path, start_server: Callable[..., Any]
 ) -> None:
     """11.8: a kill -9 mid-put left its temporary file, also after restart.
     The restarted rexecd removes exactly the temporary files it recorded."""
-    directory, work = tmp_path / "server", tmp_path / "work"
+    state, work = tmp_path / "state", tmp_path / "work"
     work.mkdir()
     foreign = work / ".f.rexec-0123abcd.tmp"  # someone else's file, named like ours
     foreign.write_bytes(b"not rexecd's")
-    server = start_rexecd(directory)
-    try:
-        with TransferClient.to(server) as client:
-            result = client.start_put(str(work / "f"), size=2 * MiB, sha256="0" * 64)
-            client.sock.sendall(client.conn.send(Stdin.with_data(result.id, b"x" * 100_000)))
-            deadline = time.monotonic() + 10
-            while len(temp_files(work)) < 2 and time.monotonic() < deadline:
-                time.sleep(0.02)
-            left = sorted(set(temp_files(work)) - {foreign.name})
-            assert len(left) == 1
-            server.process.send_signal(signal.SIGKILL)
-            server.process.wait(10)
-        assert (work / left[0]).exists()  # the crash left it
-    finally:
-        server.stop()
-        if server.process.stdout:
-            server.process.stdout.close()
-    restarted = start_rexecd(directory, key_file=server.key_file)
-    try:
-        assert temp_files(work) == [foreign.name]
-        sweeps = [r for r in restarted.audit_records() if r.get("event") == "sweep"]
-        assert [os.path.basename(p) for p in sweeps[-1]["removed_temp_files"]] == left
-    finally:
-        restarted.stop()
-        if restarted.process.stdout:
-            restarted.process.stdout.close()
+    server = start_server("--state-dir", str(state))
+    with TransferClient.to(server) as client:
+        result = client.start_put(str(work / "f"), size=2 * MiB, sha256="0" * 64)
+        client.sock.sendall(client.conn.send(Stdin.with_data(result.id, b"x" * 100_000)))
+        deadline = time.monotonic() + 10
+        while len(temp_files(work)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        left = sorted(set(temp_files(work)) - {foreign.name})
+        assert len(left) == 1
+        server.process.send_signal(signal.SIGKILL)
+        server.process.wait(10)
+    assert (work / left[0]).exists()  # the crash left it
+    restarted = start_server("--state-dir", str(state), key_file=server.key_file)
+    assert temp_files(work) == [foreign.name]
+    sweeps = [r for r in restarted.audit_records() if r.get("event") == "sweep"]
+    assert [os.path.basename(p) for p in sweeps[-1]["removed_temp_files"]] == left
