@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from rexec.protocol import Stdin
+from rexec.protocol import Error, Exit, Run, Stdin, Stdout
 
 from .client import TransferClient
 from .test_put_get import RssWatch, temp_files
@@ -162,3 +162,46 @@ def test_kill_9_mid_put_leaves_a_temporary_file_that_the_restart_removes(
     assert temp_files(work) == [foreign.name]
     sweeps = [r for r in restarted.audit_records() if r.get("event") == "sweep"]
     assert [os.path.basename(p) for p in sweeps[-1]["removed_temp_files"]] == left
+
+
+def test_a_racing_swap_never_runs_a_command_outside(
+    rooted: tuple[Any, Path, Path], clients: Callable[[Any], TransferClient]
+) -> None:
+    """11.2: "the same rules for run's cwd". The cwd was checked by path
+    (realpath) and then used by path, so a swap in between ran the command
+    outside the roots."""
+    server, root, outside = rooted
+    (root / "dir").mkdir()
+    (root / "evil").symlink_to(outside)
+    stop = threading.Event()
+
+    def swap() -> None:
+        while not stop.is_set():
+            os.rename(root / "dir", root / "dir.real")
+            os.rename(root / "evil", root / "dir")
+            os.rename(root / "dir", root / "evil")
+            os.rename(root / "dir.real", root / "dir")
+
+    swapper = threading.Thread(target=swap)
+    swapper.start()
+    client = clients(server)
+    where: dict[str, int] = {}
+    try:
+        for _ in range(150):
+            command_id = client.new_id()
+            client.send(Run(id=command_id, argv=["pwd", "-P"], cwd=str(root / "dir")))
+            output = b""
+            while True:
+                event = client.next_event()
+                if isinstance(event, Stdout):
+                    output += event.data
+                elif isinstance(event, (Exit, Error)):
+                    break
+            seen = event.code if isinstance(event, Error) else output.decode().strip()
+            where[seen] = where.get(seen, 0) + 1
+    finally:
+        stop.set()
+        swapper.join()
+    assert str(outside) not in where, where
+    assert set(where) <= {str(root / "dir"), str(root / "dir.real"), "command.denied",
+                          "cwd.invalid"}, where  # fmt: skip
