@@ -286,35 +286,25 @@ async def serve(
     audit.try_write("shutdown")
 
 
-def _records(settings: Settings, audit: AuditLog) -> ProcessRecords | None:
-    """Open the state directory and end what a crashed predecessor left running."""
+def _records(settings: Settings, audit: AuditLog) -> tuple[ProcessRecords, TempRecords]:
+    """Open the state directory and clean up after a crashed predecessor: end
+    the process groups it left running, remove the temporary files of its
+    puts (and resumable partial files past their age)."""
     directory = Path(settings.state_dir) if settings.state_dir else default_state_dir()
     try:
         records = ProcessRecords(directory)
         killed = records.sweep()
-    except UnsafeDirectory as exc:
+        temp_records = TempRecords(directory / "transfers")
+        removed = temp_records.sweep(partial_max_age=PARTIAL_MAX_AGE)
+    except (UnsafeDirectory, UnsafeRecords) as exc:
         raise StartupError(str(exc)) from None
     except OSError as exc:
         raise StartupError(f"cannot use state directory {directory}: {exc.strerror}") from None
     if killed:
         audit.try_write("sweep", killed_process_groups=killed)
-    return records
-
-
-def _temp_records(settings: Settings, audit: AuditLog) -> TempRecords:
-    """Remove the temporary files of puts a crashed predecessor left (and its
-    resumable partial files past their age), and record ours from now on."""
-    directory = Path(settings.state_dir) if settings.state_dir else default_state_dir()
-    try:
-        records = TempRecords(directory / "transfers")
-        removed = records.sweep(partial_max_age=PARTIAL_MAX_AGE)
-    except UnsafeRecords as exc:
-        raise StartupError(str(exc)) from None
-    except OSError as exc:
-        raise StartupError(f"cannot use state directory {directory}: {exc.strerror}") from None
     if removed:
         audit.try_write("sweep", removed_temp_files=removed)
-    return records
+    return records, temp_records
 
 
 def _rebuild(flags: dict[str, Any], config_file: str | None) -> ServerConfig:
@@ -349,8 +339,7 @@ def main(argv: list[str] | None = None) -> int:
             raise StartupError(f"cannot open audit log {settings.audit_log}: {exc.strerror}") from None
         try:
             rebuild = functools.partial(_rebuild, args, config_file)
-            records = _records(settings, audit)
-            temp_records = _temp_records(settings, audit)
+            records, temp_records = _records(settings, audit)
             asyncio.run(serve(config, audit, records, rebuild, temp_records))
         finally:
             audit.close()

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..connection import ClientConnection
 from ..transfer import TransferError, check_local_target, get, local_error, remote_path
-from .common import EXIT_FAILURE, open_connection, run_async_command
+from .common import open_connection, run_async_command
 from .transfers import (
     EPILOG_COMMON,
     Reporter,
@@ -23,6 +23,7 @@ from .transfers import (
     fail,
     remote_basename,
     remote_run,
+    usage_problem,
 )
 
 DESCRIPTION = """\
@@ -74,18 +75,14 @@ def local_target(remote: str, local: str) -> str:
 
 def main(args: argparse.Namespace) -> int:
     # Reported before connecting: there would be nowhere to write.
-    try:
-        remote_path(args.remote)
-    except TransferError as exc:
-        return fail(f"{args.remote}: {exc.message}", EXIT_FAILURE)
-    if args.local == "-":
-        if args.recursive or args.resume:
-            return fail("-r and --resume need a local file or directory, not standard output", 1)
-    elif args.recursive:
+    problem = usage_problem(args, "standard output")
+    if problem is not None:
+        return problem
+    if args.recursive:
         parent = os.path.dirname(os.path.abspath(args.local))
         if not os.path.isdir(parent):
             return fail(f"{args.local}: the target directory does not exist (local.not_found)", 1)
-    else:
+    elif args.local != "-":
         try:
             check_local_target(local_target(args.remote, args.local))
         except TransferError as exc:

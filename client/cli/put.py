@@ -13,7 +13,7 @@ from typing import Any
 
 from ..connection import ClientConnection
 from ..transfer import TransferError, local_error, put, remote_path
-from .common import EXIT_FAILURE, open_connection, run_async_command
+from .common import open_connection, run_async_command
 from .transfers import (
     EPILOG_COMMON,
     Reporter,
@@ -23,6 +23,7 @@ from .transfers import (
     fail,
     remote_join,
     remote_run,
+    usage_problem,
 )
 
 DESCRIPTION = """\
@@ -65,13 +66,10 @@ def register(subparsers: Any) -> None:
 
 def main(args: argparse.Namespace) -> int:
     # Reported before connecting: nothing to send.
-    try:
-        remote_path(args.remote)
-    except TransferError as exc:
-        return fail(f"{args.remote}: {exc.message}", EXIT_FAILURE)
+    problem = usage_problem(args, "standard input")
+    if problem is not None:
+        return problem
     if args.local == "-":
-        if args.recursive or args.resume:
-            return fail("-r and --resume need a file or a directory, not standard input", 1)
         return run_async_command(_main(args))
     try:
         os.stat(args.local)

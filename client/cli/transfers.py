@@ -52,7 +52,7 @@ import time
 
 from ..connection import ClientConnection
 from ..errors import RemoteCommandError
-from ..transfer import Progress, TransferError, TransferResult
+from ..transfer import Progress, TransferError, TransferResult, remote_path
 from .common import EXIT_FAILURE, CliError, add_connection_options, fail
 
 #: Exit status when at least one transfer failed.
@@ -195,6 +195,19 @@ class Reporter:
     @property
     def status(self) -> int:
         return EXIT_TRANSFER_FAILED if self.failures else 0
+
+
+def usage_problem(args: argparse.Namespace, stream: str) -> int | None:
+    """The exit status for what is wrong with the command line before
+    connecting (a ``~user`` REMOTE; ``-r`` or ``--resume`` with ``-`` for
+    ``stream``), or None."""
+    try:
+        remote_path(args.remote)
+    except TransferError as exc:
+        return fail(f"{args.remote}: {exc.message}", EXIT_FAILURE)
+    if args.local == "-" and (args.recursive or args.resume):
+        return fail(f"-r and --resume need a file or a directory, not {stream}", EXIT_TRANSFER_FAILED)
+    return None
 
 
 def remote_join(directory: str, name: str) -> str:

@@ -27,7 +27,7 @@ import os
 import time
 from typing import TYPE_CHECKING, BinaryIO
 
-from rexec.files import AtomicFile, OutsideRoots, Roots, open_parent, write_all
+from rexec.files import AtomicFile, DigestWriter, OutsideRoots, Roots, open_parent
 from rexec.protocol import Get
 
 from .channel import Channel, Progress, TransferResult, in_thread, interrupted, remote_path
@@ -39,26 +39,6 @@ if TYPE_CHECKING:
 #: Bytes of a get received but not yet written above which the connection
 #: stops reading its socket (it resumes at half).
 GET_HIGH_WATER = 4 * 1024 * 1024
-
-
-class _StreamSink:
-    """Writes to a descriptor that is not ours (standard output), hashing."""
-
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-        self.size = self.resumed = 0
-        self.digest = hashlib.sha256()
-
-    def write(self, chunks: list[bytes]) -> int:
-        written = write_all(self._fd, chunks)
-        for chunk in chunks:
-            self.digest.update(chunk)
-        self.size += written
-        return written
-
-    @property
-    def sha256(self) -> str:
-        return self.digest.hexdigest()
 
 
 def check_local_target(local_path: str | os.PathLike[str]) -> None:
@@ -115,7 +95,7 @@ async def get(
     started = time.monotonic()
     path = remote_path(remote)
     if not isinstance(local, (str, os.PathLike)):
-        sink = _StreamSink(local.fileno())
+        sink = DigestWriter(local.fileno())  # standard output is not ours to close
         mode, _ = await _fetch(conn, path, sink, 0, progress)
         return _result(local, remote, sink, mode, started)
     check_local_target(local)
@@ -149,7 +129,7 @@ async def get(
 async def _fetch(
     conn: ClientConnection,
     path: str,
-    sink: AtomicFile | _StreamSink,
+    sink: DigestWriter,
     offset: int,
     progress: Progress | None,
 ) -> tuple[int, float | None]:
@@ -190,7 +170,7 @@ async def _fetch(
 
 
 def _result(
-    local: object, remote: str, sink: AtomicFile | _StreamSink, mode: int, started: float
+    local: object, remote: str, sink: DigestWriter, mode: int, started: float
 ) -> TransferResult:
     name = os.fsdecode(local) if isinstance(local, (str, os.PathLike)) else "-"
     return TransferResult(

@@ -11,6 +11,7 @@ from ._resolve import OutsideRoots, Roots, absolute, open_parent, open_path
 from ._writer import (
     IOV_MAX,
     AtomicFile,
+    DigestWriter,
     Registry,
     partial_name,
     temp_name,
@@ -20,6 +21,7 @@ from ._writer import (
 __all__ = [
     "IOV_MAX",
     "AtomicFile",
+    "DigestWriter",
     "OutsideRoots",
     "Registry",
     "Roots",

@@ -88,11 +88,8 @@ def write_all(fd: int, chunks: Sequence[bytes | bytearray | memoryview]) -> int:
     return total
 
 
-class AtomicFile:
-    """A file under construction; see the module docstring.
-
-    Use ``create``. It owns ``dir_fd`` from then on (closed by ``commit``,
-    ``discard`` or ``keep``).
+class DigestWriter:
+    """Writes chunks to a descriptor in order, hashing them as they go.
 
     Attributes:
         size: the bytes the file holds (for a resumed file, those it held
@@ -101,17 +98,41 @@ class AtomicFile:
         resumed: bytes that were already there when it was opened.
     """
 
-    def __init__(
-        self, dir_fd: int, name: bytes, temp: bytes, fd: int, registry: Registry | None
-    ) -> None:
-        self._dir_fd = dir_fd
-        self.name = name
-        self.temp = temp
+    def __init__(self, fd: int) -> None:
         self._fd = fd
-        self._registry = registry
         self.size = 0
         self.resumed = 0
         self.digest = hashlib.sha256()
+
+    def write(self, chunks: Sequence[bytes | bytearray | memoryview]) -> int:
+        """Append ``chunks`` (any number, any sizes) and hash them; returns
+        the bytes written."""
+        written = write_all(self._fd, chunks)
+        for chunk in chunks:
+            self.digest.update(chunk)
+        self.size += written
+        return written
+
+    @property
+    def sha256(self) -> str:
+        return self.digest.hexdigest()
+
+
+class AtomicFile(DigestWriter):
+    """A file under construction; see the module docstring.
+
+    Use ``create``. It owns ``dir_fd`` from then on (closed by ``commit``,
+    ``discard`` or ``keep``).
+    """
+
+    def __init__(
+        self, dir_fd: int, name: bytes, temp: bytes, fd: int, registry: Registry | None
+    ) -> None:
+        super().__init__(fd)
+        self._dir_fd = dir_fd
+        self.name = name
+        self.temp = temp
+        self._registry = registry
 
     @classmethod
     def create(
@@ -157,19 +178,6 @@ class AtomicFile:
             self.digest.update(view[:n])
             self.size += n
         self.resumed = self.size
-
-    def write(self, chunks: Sequence[bytes | bytearray | memoryview]) -> int:
-        """Append ``chunks`` (any number, any sizes) and hash them; returns
-        the bytes written."""
-        written = write_all(self._fd, chunks)
-        for chunk in chunks:
-            self.digest.update(chunk)
-        self.size += written
-        return written
-
-    @property
-    def sha256(self) -> str:
-        return self.digest.hexdigest()
 
     def commit(self, mode: int, mtime: float | None = None) -> None:
         """Give the file exactly ``mode`` (the umask does not apply) and,

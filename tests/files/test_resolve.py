@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import errno
 import os
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from racing import swapping
 
 from rexec.files import AtomicFile, OutsideRoots, Roots, _resolve, open_parent, open_path
 
@@ -183,21 +183,8 @@ def test_a_racing_swap_never_writes_outside(tree: Path, mode: str) -> None:
     either writes inside or fails with a file error or OutsideRoots."""
     root = tree / "root"
     roots = Roots([root])
-    (root / "dir").mkdir()
-    (root / "evil").symlink_to(tree / "outside")
-    stop = threading.Event()
-
-    def swap() -> None:
-        while not stop.is_set():
-            os.rename(root / "dir", root / "dir.real")
-            os.rename(root / "evil", root / "dir")
-            os.rename(root / "dir", root / "evil")
-            os.rename(root / "dir.real", root / "dir")
-
-    swapper = threading.Thread(target=swap)
-    swapper.start()
     outcomes: dict[str, int] = {}
-    try:
+    with swapping(root / "dir", tree / "outside"):
         for attempt in range(400):
             try:
                 dir_fd, name = open_parent(str(root / "dir" / f"f{attempt}"), roots, base="/")
@@ -210,9 +197,6 @@ def test_a_racing_swap_never_writes_outside(tree: Path, mode: str) -> None:
             except OSError as exc:
                 outcome = errno.errorcode[exc.errno or 0]
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
-    finally:
-        stop.set()
-        swapper.join()
     assert os.listdir(tree / "outside") == ["secret"], outcomes
     assert set(outcomes) <= {"written", "denied", "ENOENT", "ENOTDIR"}, outcomes
     assert outcomes.get("written", 0) > 0, outcomes

@@ -8,13 +8,13 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from racing import swapping
 
 from rexec.protocol import Error, Exit, Run, Stdin, Stdout
 
@@ -73,28 +73,12 @@ def test_a_racing_swap_never_writes_outside_nor_breaks_the_connection(
     link to outside wrote 3 files outside in 86 tries, and realpath raising
     EINVAL ended connections with ``internal``."""
     server, root, outside = rooted
-    (root / "dir").mkdir()
-    (root / "evil").symlink_to(outside)
-    stop = threading.Event()
-
-    def swap() -> None:
-        while not stop.is_set():
-            os.rename(root / "dir", root / "dir.real")
-            os.rename(root / "evil", root / "dir")
-            os.rename(root / "dir", root / "evil")
-            os.rename(root / "dir.real", root / "dir")
-
-    swapper = threading.Thread(target=swap)
-    swapper.start()
     client = clients(server)
     codes: dict[str | None, int] = {}
-    try:
+    with swapping(root / "dir", outside):
         for attempt in range(200):
             result = client.put_bytes(str(root / "dir" / f"f{attempt}"), b"payload")
             codes[result.code] = codes.get(result.code, 0) + 1
-    finally:
-        stop.set()
-        swapper.join()
     assert sorted(os.listdir(outside)) == ["secret"], codes
     assert set(codes) <= {None, "command.denied", "file.not_found"}, codes
     assert len(os.listdir(root / "dir")) == codes.get(None, 0)
@@ -171,22 +155,9 @@ def test_a_racing_swap_never_runs_a_command_outside(
     (realpath) and then used by path, so a swap in between ran the command
     outside the roots."""
     server, root, outside = rooted
-    (root / "dir").mkdir()
-    (root / "evil").symlink_to(outside)
-    stop = threading.Event()
-
-    def swap() -> None:
-        while not stop.is_set():
-            os.rename(root / "dir", root / "dir.real")
-            os.rename(root / "evil", root / "dir")
-            os.rename(root / "dir", root / "evil")
-            os.rename(root / "dir.real", root / "dir")
-
-    swapper = threading.Thread(target=swap)
-    swapper.start()
     client = clients(server)
     where: dict[str, int] = {}
-    try:
+    with swapping(root / "dir", outside):
         for _ in range(150):
             command_id = client.new_id()
             client.send(Run(id=command_id, argv=["pwd", "-P"], cwd=str(root / "dir")))
@@ -199,9 +170,6 @@ def test_a_racing_swap_never_runs_a_command_outside(
                     break
             seen = event.code if isinstance(event, Error) else output.decode().strip()
             where[seen] = where.get(seen, 0) + 1
-    finally:
-        stop.set()
-        swapper.join()
     assert str(outside) not in where, where
     assert set(where) <= {str(root / "dir"), str(root / "dir.real"), "command.denied",
                           "cwd.invalid"}, where  # fmt: skip
