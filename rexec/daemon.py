@@ -34,7 +34,8 @@ from rexec.server.audit import AuditLog
 from rexec.server.config import ServerConfig
 from rexec.server.policy import KeyRules
 from rexec.server.process_records import ProcessRecords, UnsafeDirectory
-from rexec.server.session import Server
+from rexec.server.server import Server
+from rexec.server.session import Session
 from rexec.server.settings import (
     DEFAULT_PORT,
     Settings,
@@ -45,7 +46,7 @@ from rexec.server.settings import (
     settings_help,
 )
 from rexec.server.spawn import Account, ProcessPolicy
-from rexec.server.transfers import PARTIAL_MAX_AGE
+from rexec.server.transfer_io import PARTIAL_MAX_AGE
 
 EXIT_STARTUP = 1
 
@@ -252,10 +253,10 @@ async def serve(
     server = Server(config, audit, records)
     server.temp_records = temp_records
     metrics = ServerMetrics(server)
-    server.observer = metrics
+    server.subscribe(metrics)
     try:
         listener = await loop.create_server(
-            server.new_session, settings.host, settings.port,
+            lambda: Session(server), settings.host, settings.port,
             reuse_address=True, ssl=config.ssl,
             ssl_handshake_timeout=10.0 if config.ssl else None,
         )  # fmt: skip
