@@ -295,7 +295,7 @@ def _records(settings: Settings, audit: AuditLog) -> tuple[ProcessRecords, TempR
     try:
         records = ProcessRecords(directory)
         killed = records.sweep()
-        temp_records = TempRecords(directory / "transfers")
+        temp_records = TempRecords(directory)
         removed = temp_records.sweep(partial_max_age=PARTIAL_MAX_AGE)
     except (UnsafeDirectory, UnsafeRecords) as exc:
         raise StartupError(str(exc)) from None

@@ -2,7 +2,8 @@
 process restarted after a crash (``kill -9``, OOM) removes what its
 predecessor left half-written, and nothing else.
 
-One small file per temporary file, named after its device and inode, holding
+One small file per temporary file, ``transfer-DEV-INO`` after its device and
+inode (so the directory can be shared with other records), holding
 the directory's path and identity (device, inode), the temporary name, and
 the file's identity. A sweep removes a recorded file only if the directory at
 that path is still the recorded one and the name still holds the recorded
@@ -25,6 +26,9 @@ import time
 from pathlib import Path
 
 from ._writer import PARTIAL_SUFFIX, TEMP_MARK
+
+
+_PREFIX = "transfer-"
 
 
 class UnsafeRecords(Exception):
@@ -57,7 +61,7 @@ class TempRecords:
             )
 
     def _path(self, info: os.stat_result) -> str:
-        return f"{self.directory}/{info.st_dev}-{info.st_ino}"
+        return f"{self.directory}/{_PREFIX}{info.st_dev}-{info.st_ino}"
 
     def add(self, dir_fd: int, name: bytes, fd: int) -> None:
         """Record the file ``fd``, named ``name`` in the directory ``dir_fd``."""
@@ -87,6 +91,8 @@ class TempRecords:
         Returns the paths removed."""
         removed: list[str] = []
         for entry in self.directory.iterdir():
+            if not entry.name.startswith(_PREFIX):
+                continue  # another kind of record
             try:
                 record = json.loads(entry.read_bytes())
                 directory, name = record["dir"], bytes.fromhex(record["name"])
