@@ -2,8 +2,7 @@
 ``done`` or ``error``.
 
 ``start_transfer`` takes a request the session has routed here and either
-refuses it or returns the running transfer, which the session then drives as
-a ``Request``. The file work itself (the
+refuses it or returns the running ``Transfer``. The file work itself (the
 temporary file, the rename, reading ahead, hashing) is
 rexec/server/transfer_io.py's; this module decides whether it may start and
 says how it ended.
@@ -11,38 +10,45 @@ says how it ended.
 
 from __future__ import annotations
 
-from rexec.protocol import Done, Error, ErrorCode, File, Get, Put, Stdout
+import os
+
+from rexec.files import Roots
+from rexec.protocol import Done, Error, ErrorCode, File, Get, Put, StdinEof, Stdout
 from rexec.server.audit import AuditError
 from rexec.server.events import TransferFinished
 from rexec.server.policy import Denied, authorize_transfer
 from rexec.server.requests import RequestHost, refuse
 from rexec.server.transfer_io import (
     GetTransfer,
+    Place,
     PutTransfer,
     TransferError,
     TransferOutcome,
-    resolve_path,
 )
 
 
-def start_transfer(request: Put | Get, host: RequestHost) -> PutTransfer | GetTransfer | None:
-    """Authorise, audit and start ``request``; None when it was refused."""
+def start_transfer(request: Put | Get, host: RequestHost) -> Transfer | None:
+    """Authorise, audit and start ``request``; None when it was refused.
+    Where the path leads is decided when the file is opened
+    (rexec/server/transfer_io.py), within the server's and the key's roots."""
     server = host.server
-    path = resolve_path(request.path)
+    # Audited as the client named it, joined to the home directory.
+    path = os.path.join(os.path.expanduser("~"), request.path)
     try:
         if server.config.process_policy.switch_user:
             # File I/O happens in the daemon, with its privileges, not the
             # account's: refuse rather than write files as the wrong user.
             raise Denied(ErrorCode.COMMAND_DENIED, "file transfer is off when run_as is set")
-        authorize_transfer(request, path, host.key, server.config.settings)
+        authorize_transfer(host.key)
     except Denied as denied:
         refuse(host, request, denied.code, denied.reason, path=path)
         return None
     what = (
-        {"size": request.size, "mode": oct(request.mode), "sha256": request.sha256}
+        {"size": request.size, "mode": oct(request.mode), "sha256": request.sha256,
+         "resume": request.resume is not None}
         if isinstance(request, Put)
-        else {}
-    )
+        else {"offset": request.offset}
+    )  # fmt: skip
     try:
         server.audit.write(
             request.type, peer=host.origin.peer, session=host.origin.session, id=request.id,
@@ -51,44 +57,96 @@ def start_transfer(request: Put | Get, host: RequestHost) -> PutTransfer | GetTr
     except AuditError:
         refuse(host, request, ErrorCode.AUDIT_UNAVAILABLE, "the audit log can't be written")
         return None
-    command_id = request.id
+    return Transfer(request, host)
 
-    def finished(outcome: TransferOutcome) -> None:
-        _finished(request, outcome, host)
 
-    transfer: PutTransfer | GetTransfer
-    if isinstance(request, Put):
-        transfer = PutTransfer(
-            request, path,
-            stdin_window=server.config.limits.stdin_window,
-            on_stdin_credit=lambda nbytes: host.grant_credit(command_id, nbytes),
-            on_finish=finished,
+class Transfer:
+    """One running transfer of a session (a ``Request``)."""
+
+    def __init__(self, request: Put | Get, host: RequestHost) -> None:
+        self._request = request
+        self._host = host
+        command_id = request.id
+        server = host.server
+        place = Place(
+            Roots.intersection(server.config.settings.cwd_roots, host.key.cwd_roots),
+            os.path.expanduser("~"), server.temp_records,
         )  # fmt: skip
-    else:
-        transfer = GetTransfer(
-            request, path,
-            on_file=lambda size, mode: host.send(File(id=command_id, size=size, mode=mode)),
-            on_data=lambda data: host.send(Stdout.with_data(command_id, data)),
-            on_finish=finished,
-        )  # fmt: skip
-    server.request_started()
-    transfer.start()
-    if host.output_paused:
-        transfer.pause_output()
-    return transfer
+        self._io: PutTransfer | GetTransfer
+        if isinstance(request, Put):
+            self._io = PutTransfer(
+                request, request.path, place,
+                stdin_window=server.config.limits.stdin_window,
+                on_file=lambda size, mode: host.send(File(id=command_id, size=size, mode=mode)),
+                on_stdin_credit=lambda nbytes: host.grant_credit(command_id, nbytes),
+                on_finish=self._finished,
+            )  # fmt: skip
+        else:
+            self._io = GetTransfer(
+                request, request.path, place,
+                on_file=lambda size, mode, mtime: host.send(
+                    File(id=command_id, size=size, mode=mode, mtime=mtime)
+                ),
+                on_data=lambda data: host.send(Stdout.with_data(command_id, data)),
+                on_finish=self._finished,
+            )  # fmt: skip
+        host.server.request_started()
+        self._io.start()
+        if host.output_paused:
+            self._io.pause_output()
 
+    # --- from the client, routed by the session ---------------------------------------
 
-def _finished(request: Put | Get, outcome: TransferOutcome, host: RequestHost) -> None:
-    """Say how the transfer ended: ``done``, or its error."""
-    host.server.request_finished()
-    error = outcome.error
-    if error is not None and error.code is ErrorCode.FILE_CANCELLED and host.server.shutting_down:
-        error = TransferError(ErrorCode.SHUTTING_DOWN, "the server is shutting down")
-    code = None if error is None else error.code.value
-    host.server.emit(
-        TransferFinished(host.origin, request.id, request.type, code, outcome.size, outcome.sha256)
-    )
-    if error is None:
-        host.end(Done(id=request.id, size=outcome.size, sha256=outcome.sha256))
-    else:
-        host.end(Error(code=code, message=error.message, fatal=False, id=request.id))
+    def write_stdin(self, data: bytes) -> None:
+        self._io.write_stdin(data)
+
+    def close_stdin(self, eof: StdinEof) -> None:
+        self._io.close_stdin(eof)  # a put's end may carry its size and digest
+
+    def input_ended(self) -> None:
+        if isinstance(self._io, PutTransfer):
+            self._io.input_ended()  # [transfer.put.half_close]
+
+    def send_signal(self, signum: int) -> None:
+        """The protocol core refuses signals for transfers."""
+
+    def resize(self, rows: int, cols: int) -> None:
+        """The protocol core refuses resizes for transfers."""
+
+    def cancel(self) -> None:
+        self._io.cancel()
+
+    def pause_output(self) -> None:
+        self._io.pause_output()
+
+    def resume_output(self) -> None:
+        self._io.resume_output()
+
+    # --- how it ended -------------------------------------------------------------------
+
+    def _finished(self, outcome: TransferOutcome) -> None:
+        host, request = self._host, self._request
+        host.server.request_finished()
+        error = outcome.error
+        if (
+            error is not None
+            and error.code is ErrorCode.FILE_CANCELLED
+            and host.server.shutting_down
+        ):
+            error = TransferError(ErrorCode.SHUTTING_DOWN, "the server is shutting down")
+        host.server.emit(
+            TransferFinished(
+                host.origin,
+                request.id,
+                request.type,
+                None if error is None else error.code.value,
+                outcome.size,
+                outcome.sha256,
+            )
+        )
+        if error is None:
+            host.end(Done(id=request.id, size=outcome.size, sha256=outcome.sha256))
+        else:
+            host.end(
+                Error(code=error.code.value, message=error.message, fatal=False, id=request.id)
+            )
