@@ -82,7 +82,8 @@ def open_cwd(run: Run, host: RequestHost) -> int:
 
 class Command(CommandRunner):
     """One running command of a session (a ``Request``): a ``CommandRunner``
-    whose output, credit and end go to the client as frames."""
+    whose output, credit and end go to the client as frames (through the
+    ``_send_*`` callbacks; names apart from the runner's own)."""
 
     def __init__(self, run: Run, host: RequestHost) -> None:
         self.id = run.id
@@ -91,9 +92,9 @@ class Command(CommandRunner):
         super().__init__(
             run,
             stdin_window=config.limits.stdin_window,
-            on_output=self._output,
-            on_stdin_credit=self._credit,
-            on_finish=self._finished,
+            on_output=self._send_output,
+            on_stdin_credit=self._send_credit,
+            on_finish=self._send_exit,
             graces=config.graces,
             policy=config.process_policy,
         )
@@ -122,15 +123,15 @@ class Command(CommandRunner):
 
     # --- from the process, back to the client -------------------------------------------
 
-    def _output(self, stream: Stream, data: bytes) -> None:
+    def _send_output(self, stream: Stream, data: bytes) -> None:
         self._host.server.emit(OutputSent(stream, len(data)))
         kind = Stdout if stream is Stream.STDOUT else Stderr
         self._host.send(kind.with_data(self.id, data))
 
-    def _credit(self, nbytes: int) -> None:
+    def _send_credit(self, nbytes: int) -> None:
         self._host.grant_credit(self.id, nbytes)
 
-    def _finished(self, exit: Exit) -> None:
+    def _send_exit(self, exit: Exit) -> None:
         host = self._host
         host.server.request_finished(self.pid)
         host.server.emit(CommandFinished(host.origin, exit))

@@ -24,7 +24,7 @@ from rexec.server.settings import FILE_SOURCE, SETTINGS, KeySpec, Settings, Sett
 TABLES = ("server", "limits", "commands")
 
 _STRICT = ConfigDict(strict=True)
-_CHECKS = {
+_CHECKS: dict[str, TypeAdapter[Any]] = {
     name: TypeAdapter(Annotated[field.annotation, *field.metadata], config=_STRICT)
     for name, field in SETTINGS.items()
 }
