@@ -200,9 +200,7 @@ class TreeFailed(CliError):
         super().__init__(message, EXIT_TRANSFER_FAILED)
 
 
-async def remote_run(
-    conn: ClientConnection, argv: list[str], what: str
-) -> tuple[int, str, bytes]:
+async def remote_run(conn: ClientConnection, argv: list[str], what: str) -> tuple[int, str, bytes]:
     """Run a helper command of ``-r`` on the server: its return code, the
     last line of its stderr, and its stdout.
 
