@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from rexec import __version__
+from rexec.connect_hint import connect_hint
 from rexec.keyfile import KeyFileError, default_key_path, load_key, load_or_create_key
 from rexec.log import log
 from rexec.log import set_format as set_log_format
@@ -89,6 +90,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--check-config", action="store_true",
         help="check the settings, keys and TLS files, print the result and exit",
+    )
+    parser.add_argument(
+        "--init-tls", metavar="DIR",
+        help="make a private CA, a server and a client certificate in DIR (missing files only) "
+        "and exit; see README 'A second machine'",
+    )
+    parser.add_argument(
+        "--tls-name", action="append", default=[], metavar="NAME",
+        help="with --init-tls: a DNS name or IP address clients use to reach this server "
+        "(repeatable; default: this host's name and the loopback addresses)",
     )
     defaults = Settings()
     for name in setting_names():
@@ -227,7 +238,8 @@ def build_config(settings: Settings, *, check_only: bool = False) -> ServerConfi
     if tls is None and not settings.insecure and not _is_loopback(settings.host):
         raise StartupError(
             f"refusing to listen on {settings.host} without TLS: use --tls-cert/--tls-key "
-            "(and --tls-client-ca), listen on 127.0.0.1, or pass --insecure"
+            "(and --tls-client-ca; rexecd --init-tls DIR makes them), listen on 127.0.0.1, "
+            "or pass --insecure"
         )
     return ServerConfig(
         keys=_load_keys(settings, create=not check_only),
@@ -274,7 +286,8 @@ async def serve(
         keys=[key.name for key in config.keys],
     )  # fmt: skip
     print(f"rexecd listening on {shown}:{bound[1]}", flush=True)
-    log(f"connect with: rexec run {shown}:{bound[1]} -- uname -a")
+    tls, key_file = config.ssl is not None, None if settings.keys else settings.key_file
+    log(f"connect with: {connect_hint(bound[0], bound[1], key_file=key_file, tls=tls)}")
     await stop.wait()
     listener.close()
     await server.shut_down()
@@ -313,6 +326,11 @@ def _rebuild(flags: dict[str, Any], config_file: str | None) -> ServerConfig:
 def main(argv: list[str] | None = None) -> int:
     args = vars(build_parser().parse_args(argv))
     config_file, check_only = args.pop("config"), args.pop("check_config")
+    init_tls_dir, tls_names = args.pop("init_tls"), args.pop("tls_name")
+    if init_tls_dir is not None:
+        from rexec.pki import init_tls_command  # cryptography: only loaded for this
+
+        return init_tls_command(Path(init_tls_dir), tls_names)
     try:
         try:
             settings = load_settings(args, os.environ, config_file)
