@@ -123,9 +123,11 @@ async def connect(
         if isinstance(exc, TimeoutError):
             raise ConnectTimeout(f"no answer from {peer} within {connect_timeout:g} s") from None
         if isinstance(exc, OSError):
+            # Chained: the cause (a TLS verification failure…) is for
+            # callers that want to say more than the message does.
             raise RexecConnectionError(
                 f"cannot connect to {peer}: {describe_os_error(exc)}"
-            ) from None
+            ) from exc
         raise
     return ClientConnection(
         reader,
@@ -174,9 +176,7 @@ def describe_os_error(exc: OSError) -> str:
 #: What the TLS failures a user meets most often mean, by OpenSSL's reason.
 _TLS_REASONS = {
     "WRONG_VERSION_NUMBER": "the server does not speak TLS (WRONG_VERSION_NUMBER)",
-    "TLSV13_ALERT_CERTIFICATE_REQUIRED": (
-        "the server requires a client certificate: give --tls-cert and --tls-key, or --tls-dir"
-    ),
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED": "the server requires a client certificate",
     "SSLV3_ALERT_BAD_CERTIFICATE": "the server refused our client certificate",
     "TLSV1_ALERT_UNKNOWN_CA": "the server does not trust the CA of our client certificate",
 }

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
+import dataclasses
 import ssl
 from collections.abc import Coroutine
 from pathlib import Path
@@ -17,7 +17,7 @@ from rexec.keyfile import KeyFileError, default_key_path, load_key
 
 from ..address import Address, parse_address
 from ..connection import DEFAULT_CONNECT_TIMEOUT, ClientConnection, connect
-from ..errors import ConnectTimeout, RemoteCommandError, RexecError
+from ..errors import ConnectTimeout, RemoteCommandError, RexecConnectionError, RexecError
 from ..result import RETURNCODE_BY_REFUSAL, ExitStatus
 from ..tls import TlsFiles, TlsSetupError, client_ssl_context, default_tls_dir, tls_files
 from .base import (
@@ -113,35 +113,46 @@ async def open_connection(args: argparse.Namespace, address_text: str) -> Client
         key = load_key(Path(args.key_file) if args.key_file else default_key_path())
     except KeyFileError as exc:
         raise CliError(str(exc)) from None
-    context = _ssl_context(args)
+    tls = _tls_settings(args)
     try:
         return await connect(
             address.host,
             address.port,
             key,
-            ssl=context,
+            ssl=tls.context if tls else None,
             connect_timeout=args.connect_timeout,
             keepalive=args.keepalive,
         )
-    except ConnectTimeout as exc:
-        if context is None and not _is_loopback(address.host):
-            # A TLS server waits for a TLS hello and we for a rexec one: the
-            # symptom is silence, the cause a missing option.
-            raise ConnectTimeout(f"{exc} (servers off this machine speak TLS: add --tls)") from None
-        raise
+    except RexecConnectionError as exc:
+        hint = _connection_hint(exc, tls)
+        if hint is None:
+            raise
+        raise type(exc)(f"{exc} ({hint})", exc.code) from exc
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.partition("%")[0]).is_loopback
-    except ValueError:
-        return False
+def _connection_hint(exc: RexecConnectionError, tls: _Tls | None) -> str | None:
+    """The option that likely fixes a failed connection, if one does."""
+    if tls is None:
+        # A TLS server waits for a TLS hello and we for a rexec one: the
+        # symptom is silence, the cause a missing option.
+        return "if the server uses TLS, add --tls" if isinstance(exc, ConnectTimeout) else None
+    if isinstance(exc.__cause__, ssl.SSLCertVerificationError):
+        return "give the CA that signed the server's certificate: --tls-ca CA, or --tls-dir DIR"
+    if exc.code is None and exc.__cause__ is None and not tls.client_certificate:
+        # Under TLS 1.3 a server that wants a client certificate says so
+        # after the handshake: we only see the connection close.
+        return "if the server requires a client certificate: --tls-cert and --tls-key, or --tls-dir"
+    return None
 
 
-def _ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
-    """The TLS context the options ask for, or None for plain TCP."""
+@dataclasses.dataclass(frozen=True)
+class _Tls:
+    context: ssl.SSLContext
+    client_certificate: bool
+
+
+def _tls_settings(args: argparse.Namespace) -> _Tls | None:
+    """The TLS the options ask for, or None for plain TCP."""
     explicit = TlsFiles(
         *(Path(name) if name else None for name in (args.tls_ca, args.tls_cert, args.tls_key))
     )
@@ -154,13 +165,12 @@ def _ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
             found = tls_files(default_tls_dir(), required=False)
         else:
             found = TlsFiles()
-        return client_ssl_context(
-            explicit.ca_file or found.ca_file,
-            explicit.cert_file or found.cert_file,
-            explicit.key_file or (found.key_file if not explicit.cert_file else None),
-        )
+        cert_file = explicit.cert_file or found.cert_file
+        key_file = explicit.key_file or (found.key_file if not explicit.cert_file else None)
+        context = client_ssl_context(explicit.ca_file or found.ca_file, cert_file, key_file)
     except TlsSetupError as exc:
         raise CliError(f"cannot set up TLS: {exc}") from None
+    return _Tls(context, client_certificate=cert_file is not None)
 
 
 def run_async_command(coroutine: Coroutine[Any, Any, int]) -> int:
