@@ -98,7 +98,9 @@ async def get_one(conn: ClientConnection, remote: str, local: str, reporter: Rep
 
 async def _find(conn: ClientConnection, remote: str, kind: str) -> list[str]:
     """Paths of type ``kind`` (``d`` or ``f``) under ``remote``, by ``find``."""
-    status, error, out = await remote_run(conn, ["find", remote, "-type", kind, "-print0"], "find")
+    status, error, out = await remote_run(
+        conn, ["find", remote, "-type", kind, "-print0"], "find"
+    )
     if status != 0:
         raise TreeFailed(f"{remote}: cannot list the remote tree: {error}")
     # Names that are not UTF-8 come back with surrogates (skipped below).
@@ -129,7 +131,7 @@ async def _get_tree(conn: ClientConnection, remote: str, local: str, reporter: R
 
 
 def _local_path(top: str, root: str, remote_path: str) -> str:
-    relative = remote_path[len(root) :].lstrip("/")
+    relative = remote_path[len(root):].lstrip("/")
     if not relative:
         return top
     parts = [part for part in relative.split("/") if part not in ("", ".", "..")]

@@ -200,7 +200,9 @@ class TreeFailed(CliError):
         super().__init__(message, EXIT_TRANSFER_FAILED)
 
 
-async def remote_run(conn: ClientConnection, argv: list[str], what: str) -> tuple[int, str, bytes]:
+async def remote_run(
+    conn: ClientConnection, argv: list[str], what: str
+) -> tuple[int, str, bytes]:
     """Run a helper command of ``-r`` on the server: its return code, the
     last line of its stderr, and its stdout.
 
