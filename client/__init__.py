@@ -11,8 +11,9 @@ many servers, ``rexec_client.transfer`` copies files. The ``rexec``
 command-line program is ``rexec_client.cli``.
 
 Names and subpackages are imported on first use (PEP 562), so that a program
-pays only for what it uses: ``rexec keygen`` never loads the protocol, and
-``import rexec_client`` then ``rexec_client.batch.run_batch_sync(...)`` works.
+pays only for what it uses (``rexec keygen`` never loads asyncio, ssl or the
+connection code), and ``import rexec_client`` then
+``rexec_client.batch.run_batch_sync(...)`` works.
 """
 
 from __future__ import annotations

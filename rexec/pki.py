@@ -79,7 +79,8 @@ def init_tls(directory: Path, server_names: Sequence[str] = ()) -> Made:
         PkiError: a pair is half there, a name is not valid, or a file can't
             be read or written.
     """
-    names = _checked_names(server_names or default_server_names())
+    # dict.fromkeys: each name once, in the order given.
+    names = _checked_names(list(dict.fromkeys(server_names or default_server_names())))
     directory = directory.absolute()  # the paths printed must work from anywhere
     try:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)

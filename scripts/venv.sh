@@ -3,7 +3,7 @@
 # changed since the last one (rexec is installed editable, so its own code
 # needs no reinstall; pyproject.toml and the Python version are what matter).
 #
-#   ensure_venv NAME EXTRA   NAME for messages; EXTRA "" or an extra ("test")
+#   ensure_venv NAME EXTRA   NAME starts each message; EXTRA "" or an extra ("test")
 
 say() { printf '%s: %s\n' "$SCRIPT_NAME" "$*" >&2; }
 die() { say "$*"; exit 1; }

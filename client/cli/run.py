@@ -236,7 +236,10 @@ def _remote_command(
             parser.error("the command after '--' is empty")
         return RemoteCommand(words, shell=False)
     if not words:
-        parser.error("give a command: rexec run HOST COMMAND [ARG...] (see rexec run --help)")
+        parser.error(
+            "give a command: rexec run HOST COMMAND [ARG...]; for an interactive shell: "
+            "rexec shell HOST"
+        )
     if len(words) == 1:
         if not words[0].strip():
             parser.error("the command is empty")
@@ -292,9 +295,10 @@ def _hint(command: RemoteCommand, code: str, address: str) -> str | None:
         program = command.words[0]
         if code == "spawn.not_found" and (" " in program or _SHELL_SYNTAX.search(program)):
             line = shlex.quote(" ".join(command.words))
+            how = "as one word" if command.implicit else "as one word, without '--'"
             return (
-                f"{program!r} was run as a program name, without a shell; for a shell "
-                f"command line give it as one word without '--': rexec run {address} {line}"
+                f"{program!r} was run as a program name, without a shell; to run a shell "
+                f"command line, give it {how}: rexec run {address} {line}"
             )
     elif code == "command.denied" and command.implicit and not _SHELL_SYNTAX.search(command.words):
         return f"to run it as a program, without a shell: rexec run {address} -- {command.words}"
