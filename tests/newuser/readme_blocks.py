@@ -77,7 +77,9 @@ def commands(block: Block) -> list[str]:
 
 
 #: The documented servers, each replaced by the test's server address.
-DOCUMENTED_SERVERS = re.compile(r"(?<![\w.-])(server\.example\.org|192\.0\.2\.10|0\.0\.0\.0)(?![\w.-])")
+DOCUMENTED_SERVERS = re.compile(
+    r"(?<![\w.-])(server\.example\.org|192\.0\.2\.10|0\.0\.0\.0)(?![\w.-])"
+)
 TEST_SERVER = "127.0.0.2"
 #: The documented port.
 _PORT = re.compile(r"(?<!\d)7420(?!\d)")
