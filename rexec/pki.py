@@ -23,6 +23,7 @@ import dataclasses
 import datetime
 import ipaddress
 import os
+import re
 import socket
 import sys
 from collections.abc import Sequence
@@ -56,6 +57,8 @@ class Made:
     kept: tuple[str, ...]
     server_names: tuple[str, ...]
     server_expires: datetime.datetime
+    #: Names asked for that a kept server certificate does not hold.
+    missing_names: tuple[str, ...] = ()
 
     def path(self, stem: str, suffix: str) -> Path:
         return self.directory / f"{stem}.{suffix}"
@@ -107,16 +110,25 @@ def init_tls(directory: Path, server_names: Sequence[str] = ()) -> Made:
     else:
         kept += [f"{CLIENT}.pem", f"{CLIENT}.key"]
     certificate = server[0]
+    held = _subject_alt_names(certificate)
+    asked = [str(name.value) if not isinstance(name, str) else name for name in names]
+    missing = [name for name in asked if name.lower() not in {h.lower() for h in held}]
     return Made(
         directory,
         tuple(written),
         tuple(kept),
-        tuple(_subject_alt_names(certificate)),
+        tuple(held),
         certificate.not_valid_after_utc,
+        tuple(missing) if server_names else (),
     )
 
 
 _Pair = tuple[x509.Certificate, ec.EllipticCurvePrivateKey]
+
+
+#: A DNS label as a certificate carries it (IDNA-encoded): letters, digits and
+#: inner hyphens, at most 63 characters.
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 
 
 def _checked_names(names: Sequence[str]) -> list[x509.GeneralName | str]:
@@ -128,10 +140,11 @@ def _checked_names(names: Sequence[str]) -> list[x509.GeneralName | str]:
         except ValueError:
             pass
         try:
-            ascii_name = name.encode("idna").decode("ascii")
+            ascii_name = name.encode("idna").decode("ascii").rstrip(".")
         except UnicodeError:
             ascii_name = ""
-        if not ascii_name or len(ascii_name) > 253 or name.startswith(("-", ".")):
+        labels = ascii_name.split(".")
+        if not 0 < len(ascii_name) <= 253 or not all(map(_LABEL.fullmatch, labels)):
             raise PkiError(f"{name!r} is neither a host name nor an IP address")
         result.append(ascii_name)
     return result
@@ -262,13 +275,22 @@ def _write_new(path: Path, data: bytes, mode: int) -> None:
 
 def init_tls_command(directory: Path, server_names: Sequence[str]) -> int:
     """``rexecd --init-tls DIR [--tls-name NAME]...``: make the files and say
-    how to use them. Returns the exit status (0 made or complete, 1 failed)."""
+    how to use them. Returns the exit status: 0 made or complete, 1 failed or
+    a kept server certificate lacks a name asked for."""
     try:
         made = init_tls(directory, server_names)
     except PkiError as exc:
         print(f"rexecd: {exc}", file=sys.stderr)
         return 1
     path = made.path
+    if made.missing_names:
+        print(
+            f"rexecd: {path(SERVER, 'pem')} exists and lacks {', '.join(made.missing_names)}: "
+            f"to add them, delete it and {path(SERVER, 'key')}, then run this again with every "
+            "name",
+            file=sys.stderr,
+        )
+        return 1
     if made.written:
         print(f"rexecd: made {', '.join(made.written)} in {made.directory}")
     if made.kept:

@@ -130,25 +130,51 @@ async def open_connection(args: argparse.Namespace, address_text: str) -> Client
         raise type(exc)(f"{exc} ({hint})", exc.code) from exc
 
 
+#: OpenSSL's verification results (X509_V_ERR_*) that a hint can name.
+_NAME_MISMATCH = (62, 64)  # HOSTNAME_MISMATCH, IP_ADDRESS_MISMATCH
+_CERT_HAS_EXPIRED = 10
+
+
 def _connection_hint(exc: RexecConnectionError, tls: _Tls | None) -> str | None:
     """The option that likely fixes a failed connection, if one does."""
     if tls is None:
         # A TLS server waits for a TLS hello and we for a rexec one: the
         # symptom is silence, the cause a missing option.
         return "if the server uses TLS, add --tls" if isinstance(exc, ConnectTimeout) else None
-    if isinstance(exc.__cause__, ssl.SSLCertVerificationError):
-        return "give the CA that signed the server's certificate: --tls-ca CA, or --tls-dir DIR"
-    if exc.code is None and exc.__cause__ is None and not tls.client_certificate:
-        # Under TLS 1.3 a server that wants a client certificate says so
-        # after the handshake: we only see the connection close.
-        return "if the server requires a client certificate: --tls-cert and --tls-key, or --tls-dir"
+    cause = exc.__cause__
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        if cause.verify_code in _NAME_MISMATCH:
+            return (
+                "connect by a name the server's certificate holds, or reissue it with this one: "
+                "rexecd --init-tls DIR --tls-name NAME (README 'A second machine')"
+            )
+        if cause.verify_code == _CERT_HAS_EXPIRED:
+            return "renew it: README 'A second machine'"
+        if tls.ca_file is None:
+            return (
+                f"no CA was given, so only the system's are trusted: put the server's ca.pem in "
+                f"{default_tls_dir()}, or give --tls-ca CA (README 'A second machine')"
+            )
+        return f"{tls.ca_file} did not sign it: give the CA that did, with --tls-ca or --tls-dir"
+    if exc.code is None and cause is None:
+        # Under TLS 1.3 a server checks the client's certificate after the
+        # handshake, and refuses by closing: that is all we see.
+        if tls.cert_file is None:
+            return "if the server requires a client certificate: --tls-cert and --tls-key, or --tls-dir"
+        return (
+            f"if the server refused {tls.cert_file}, use a client certificate its CA signed: "
+            "the client.pem of the server's rexecd --init-tls"
+        )
     return None
 
 
 @dataclasses.dataclass(frozen=True)
 class _Tls:
+    """The TLS of a connection: its context and the files it was made from."""
+
     context: ssl.SSLContext
-    client_certificate: bool
+    ca_file: Path | None
+    cert_file: Path | None
 
 
 def _tls_settings(args: argparse.Namespace) -> _Tls | None:
@@ -165,12 +191,13 @@ def _tls_settings(args: argparse.Namespace) -> _Tls | None:
             found = tls_files(default_tls_dir(), required=False)
         else:
             found = TlsFiles()
+        ca_file = explicit.ca_file or found.ca_file
         cert_file = explicit.cert_file or found.cert_file
         key_file = explicit.key_file or (found.key_file if not explicit.cert_file else None)
-        context = client_ssl_context(explicit.ca_file or found.ca_file, cert_file, key_file)
+        context = client_ssl_context(ca_file, cert_file, key_file)
     except TlsSetupError as exc:
         raise CliError(f"cannot set up TLS: {exc}") from None
-    return _Tls(context, client_certificate=cert_file is not None)
+    return _Tls(context, ca_file, cert_file)
 
 
 def run_async_command(coroutine: Coroutine[Any, Any, int]) -> int:
