@@ -33,13 +33,14 @@ import socket
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from launch import wait_for_ready
+from launch import wait_for_ready, write_key_file
 
-from .readme_blocks import Block, Section, commands, rewrite, sections
+from .readme_blocks import README, Block, Section, commands, rewrite, sections
 
 #: Commands not run (a regular expression searched in each), and why.
 SKIPS = {
@@ -242,6 +243,7 @@ def _has_examples_to_run(section: Section) -> bool:
 
 
 SECTIONS = sections()
+README_TEXT = README.read_text()
 
 
 @pytest.mark.timeout(600)
@@ -284,3 +286,30 @@ def test_the_readme_has_runnable_examples() -> None:
     titles = [section.title for section in SECTIONS]
     for title in ("rexec", "A quick tour", "A second machine"):
         assert title in titles
+
+
+def test_the_inline_batch_example_works_after_import_rexec_client(
+    start_server: Callable[..., Any], tmp_path: Path
+) -> None:
+    """The README's one-line library example of ``rexec batch`` (inline code,
+    so not a block): after ``import rexec_client`` alone, with its two hosts
+    and key file replaced by two test servers and their key."""
+    inline = re.search(
+        r"`(for r in rexec_client\.batch\.run_batch_sync\(.*?)`", README_TEXT, re.DOTALL
+    )
+    assert inline is not None, "the README's inline run_batch_sync example is gone"
+    key_file = write_key_file(tmp_path)
+    first, second = start_server(key_file=key_file), start_server(key_file=key_file)
+    snippet = " ".join(inline.group(1).split())
+    snippet = snippet.replace('["web1", "web2"]', repr([first.address, second.address]))
+    snippet = snippet.replace('key_file="key"', f"key_file={str(key_file)!r}")
+    result = subprocess.run(
+        [sys.executable, "-c", f"import rexec_client\n{snippet}\n"],
+        capture_output=True, timeout=COMMAND_TIMEOUT, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode()
+    lines = sorted(result.stdout.decode().splitlines())
+    assert len(lines) == 2, lines
+    for line, server in zip(lines, sorted([first.address, second.address]), strict=True):
+        assert line.startswith(server) and re.search(r"\bok\b", line, re.IGNORECASE), line
+        assert "load average" in line
