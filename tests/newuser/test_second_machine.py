@@ -64,14 +64,18 @@ def server_tls(tmp_path: Path) -> Path:
     return directory
 
 
+def serve_tls(start_server: Callable[..., Any], directory: Path) -> Any:
+    """rexecd on 127.0.0.2 with the certificates ``--init-tls`` made in
+    ``directory``, requiring client certificates from its CA."""
+    return start_server(
+        "--tls-cert", str(directory / "server.pem"), "--tls-key", str(directory / "server.key"),
+        "--tls-client-ca", str(directory / "ca.pem"), host=SERVER_ADDRESS,
+    )  # fmt: skip
+
+
 @pytest.fixture
 def tls_server(start_server: Callable[..., Any], server_tls: Path) -> Any:
-    """rexecd on 127.0.0.2 with the certificates of ``--init-tls``, requiring
-    client certificates from its CA."""
-    return start_server(
-        "--tls-cert", str(server_tls / "server.pem"), "--tls-key", str(server_tls / "server.key"),
-        "--tls-client-ca", str(server_tls / "ca.pem"), host=SERVER_ADDRESS,
-    )  # fmt: skip
+    return serve_tls(start_server, server_tls)
 
 
 @pytest.fixture
@@ -149,10 +153,7 @@ def test_init_tls_keeps_what_exists_and_reissues_what_is_missing(
     assert reissued.returncode == 0 and "made server.pem, server.key" in reissued.stdout
     for name in ("ca.pem", "ca.key", "client.pem", "client.key"):
         assert (directory / name).read_bytes() == before[name]
-    server = start_server(
-        "--tls-cert", str(directory / "server.pem"), "--tls-key", str(directory / "server.key"),
-        "--tls-client-ca", str(directory / "ca.pem"), host=SERVER_ADDRESS,
-    )  # fmt: skip
+    server = serve_tls(start_server, directory)
     machine = ClientMachine(tmp_path / "client-home")
     machine.receive(directory, "ca.pem", "client.pem", "client.key")
     result = machine.rexec(
@@ -241,10 +242,7 @@ def test_a_name_the_certificate_lacks_is_named(
 ) -> None:
     directory = tmp_path / "tls"
     assert init_tls(directory, "localhost").returncode == 0
-    server = start_server(
-        "--tls-cert", str(directory / "server.pem"), "--tls-key", str(directory / "server.key"),
-        "--tls-client-ca", str(directory / "ca.pem"), host=SERVER_ADDRESS,
-    )  # fmt: skip
+    server = serve_tls(start_server, directory)
     machine = ClientMachine(tmp_path / "client-home")
     machine.receive(directory, "ca.pem", "client.pem", "client.key")
     result = machine.rexec(
