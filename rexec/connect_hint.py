@@ -2,8 +2,9 @@
 paste into another terminal: it has to work there as printed.
 
 So it names the ``rexec`` installed beside this ``rexecd`` by its full path
-unless that is the ``rexec`` a new shell finds on PATH (``./scripts/serve``
-installs into .venv, which is on nobody's PATH), and it carries the options
+when it lives in a virtual environment (``./scripts/serve`` installs into
+.venv, whose programs are on PATH only where it is activated) or is not the
+``rexec`` found on PATH; and it carries the options
 the server's settings make necessary: the key file when it is not the
 default one, ``--tls`` when the server speaks TLS.
 """
@@ -16,20 +17,29 @@ import shlex
 import shutil
 import socket
 import sys
+import sysconfig
 from pathlib import Path
 
-from rexec.keyfile import default_key_path
+from rexec.keyfile import config_dir
 
 
 def client_program() -> str:
     """How to start the ``rexec`` of this installation from a new shell."""
-    beside = Path(sys.executable).parent / "rexec"
+    # rexecd's own directory first: that of its console script, then the
+    # installation's, then its interpreter's.
+    candidates = [Path(sysconfig.get_path("scripts")), Path(sys.executable).parent]
+    if Path(sys.argv[0]).name == "rexecd":
+        candidates.insert(0, Path(sys.argv[0]).parent)
+    beside = next((d / "rexec" for d in candidates if (d / "rexec").is_file()), None)
     on_path = shutil.which("rexec")
-    if not beside.exists():
+    if beside is None:
         return "rexec" if on_path else f"{shlex.quote(sys.executable)} -m rexec_client.cli"
-    if on_path and os.path.samefile(on_path, beside):
+    # A virtual environment's programs are on PATH only where it is
+    # activated, which a new terminal is not: name them in full.
+    in_venv = sys.prefix != sys.base_prefix
+    if not in_venv and on_path and os.path.samefile(on_path, beside):
         return "rexec"
-    return shlex.quote(str(beside))
+    return shlex.quote(str(beside.absolute()))
 
 
 def connect_hint(host: str, port: int, *, key_file: str | None, tls: bool) -> str:
@@ -43,7 +53,8 @@ def connect_hint(host: str, port: int, *, key_file: str | None, tls: bool) -> st
         host = socket.gethostname()
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     options = []
-    if key_file is not None and Path(key_file).absolute() != default_key_path().absolute():
+    # The key a client in a new terminal reads unless told otherwise.
+    if key_file is not None and Path(key_file).absolute() != (config_dir() / "key").absolute():
         options += ["--key-file", str(Path(key_file).absolute())]
     if tls:
         options.append("--tls")

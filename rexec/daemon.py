@@ -335,9 +335,12 @@ def _rebuild(flags: dict[str, Any], config_file: str | None) -> ServerConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = vars(build_parser().parse_args(argv))
+    parser = build_parser()
+    args = vars(parser.parse_args(argv))
     config_file, check_only = args.pop("config"), args.pop("check_config")
     init_tls_dir, tls_names = args.pop("init_tls"), args.pop("tls_name")
+    if tls_names and init_tls_dir is None:
+        parser.error("--tls-name goes with --init-tls DIR")
     if init_tls_dir is not None:
         from rexec.pki import init_tls_command  # cryptography: only loaded for this
 

@@ -58,14 +58,18 @@ def _read_until(process: subprocess.Popen[bytes], pattern: re.Pattern[str]) -> t
     pytest.fail(f"no line matching {pattern.pattern!r}: {text!r}")
 
 
+@pytest.mark.parametrize("activated", [False, True], ids=["plain", "venv activated"])
 def test_serve_says_what_it_does_and_prints_a_command_that_works_elsewhere(
-    tmp_path: Path,
+    tmp_path: Path, activated: bool
 ) -> None:
     home = tmp_path / "home"
     home.mkdir()
+    env = new_terminal(home)
+    if activated:  # as after 'source .venv/bin/activate' in the server's terminal
+        env |= {"VIRTUAL_ENV": str(VENV_BIN.parent), "PATH": f"{VENV_BIN}:{env['PATH']}"}
     serve = subprocess.Popen(
         [str(ROOT / "scripts" / "serve"), "--port", "0", "--audit-log", str(tmp_path / "audit")],
-        cwd=tmp_path, env=new_terminal(home),
+        cwd=tmp_path, env=env,
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:

@@ -249,3 +249,9 @@ def test_a_name_the_certificate_lacks_is_named(
         "run", "--key-file", str(server.key_file), "--tls", server.address, "true"
     )
     one_line(result, "not valid for '127.0.0.2'", "--tls-name NAME")
+
+
+def test_tls_name_without_init_tls_is_a_usage_error(tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "rexec.daemon", "--tls-name", "server.example.org"]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT, check=False)
+    assert result.returncode == 2 and "--tls-name goes with --init-tls DIR" in result.stderr
