@@ -25,6 +25,16 @@ SCRIPT_TIMEOUT = 300
 CONNECT_WITH = re.compile(r"connect with: (.+)")
 
 
+#: pip pointed at a closed port on loopback: tests never reach PyPI, and an
+#: install that was needed fails at once.
+OFFLINE_PIP = {
+    "PIP_INDEX_URL": "http://127.0.0.1:9/simple",
+    "PIP_CONFIG_FILE": os.devnull,
+    "PIP_NO_CACHE_DIR": "1",
+    "PIP_RETRIES": "0",
+}
+
+
 def new_terminal(home: Path) -> dict[str, str]:
     """The environment of a new terminal: no venv on PATH (nor activated), a
     home of its own."""
@@ -38,7 +48,24 @@ def new_terminal(home: Path) -> dict[str, str]:
         entry for entry in path if not (Path(entry).exists() and Path(entry).samefile(VENV_BIN))
     )
     env["HOME"] = str(home)
-    return env
+    return env | OFFLINE_PIP
+
+
+@pytest.fixture(scope="module")
+def installed() -> None:
+    """This checkout's .venv, installed by the scripts from the current
+    pyproject.toml (as scripts/test, which CI runs, makes sure of): else the
+    scripts would install from PyPI, which tests do not reach."""
+    result = subprocess.run(
+        [str(ROOT / "scripts" / "serve"), "--version"], env=new_terminal(Path.home()),
+        capture_output=True, text=True, timeout=SCRIPT_TIMEOUT, check=False,
+    )  # fmt: skip
+    if "pip install failed" in result.stderr:
+        pytest.skip(
+            "this checkout's .venv was not installed by scripts/serve or scripts/test from the "
+            "current pyproject.toml; run scripts/test (what CI runs), which installs first"
+        )
+    assert result.returncode == 0, result.stderr
 
 
 def _read_until(process: subprocess.Popen[bytes], pattern: re.Pattern[str]) -> tuple[str, str]:
@@ -59,6 +86,7 @@ def _read_until(process: subprocess.Popen[bytes], pattern: re.Pattern[str]) -> t
 
 
 @pytest.mark.parametrize("activated", [False, True], ids=["plain", "venv activated"])
+@pytest.mark.usefixtures("installed")
 def test_serve_says_what_it_does_and_prints_a_command_that_works_elsewhere(
     tmp_path: Path, activated: bool
 ) -> None:
@@ -92,17 +120,12 @@ def test_serve_says_what_it_does_and_prints_a_command_that_works_elsewhere(
         serve.stderr.close()
 
 
+@pytest.mark.usefixtures("installed")
 def test_serve_skips_the_install_when_nothing_changed(tmp_path: Path) -> None:
-    env = new_terminal(tmp_path)
-
-    def serve_version() -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(ROOT / "scripts" / "serve"), "--version"], env=env, text=True,
-            capture_output=True, timeout=SCRIPT_TIMEOUT, check=False,
-        )  # fmt: skip
-
-    serve_version()  # installs, if this checkout's .venv is not up to date
-    result = serve_version()
+    result = subprocess.run(
+        [str(ROOT / "scripts" / "serve"), "--version"], env=new_terminal(tmp_path), text=True,
+        capture_output=True, timeout=SCRIPT_TIMEOUT, check=False,
+    )  # fmt: skip
     assert result.returncode == 0 and result.stdout.startswith("rexecd ")
     assert "scripts/serve: .venv is up to date" in result.stderr
     assert "installing" not in result.stderr
@@ -123,17 +146,11 @@ def _fresh_clone(destination: Path) -> Path:
 
 
 def test_serve_on_a_fresh_clone_says_what_it_does_before_the_slow_part(tmp_path: Path) -> None:
-    # Network traffic stays on loopback: pip is pointed at a closed local
-    # port, so the install fails fast, and what serve says is what we check.
+    # pip is pointed at a closed port (OFFLINE_PIP): the install fails at
+    # once, and what serve says up to then is what is checked.
     clone = _fresh_clone(tmp_path / "clone")
-    env = new_terminal(tmp_path) | {
-        "PIP_INDEX_URL": "http://127.0.0.1:9/simple",
-        "PIP_CONFIG_FILE": os.devnull,
-        "PIP_NO_CACHE_DIR": "1",
-        "PIP_RETRIES": "0",
-    }
     result = subprocess.run(
-        [str(clone / "scripts" / "serve")], cwd=tmp_path, env=env, text=True,
+        [str(clone / "scripts" / "serve")], cwd=tmp_path, env=new_terminal(tmp_path), text=True,
         stdin=subprocess.DEVNULL, capture_output=True, timeout=SCRIPT_TIMEOUT, check=False,
     )  # fmt: skip
     said = [line for line in result.stderr.splitlines() if line.startswith("scripts/serve: ")]
@@ -144,6 +161,7 @@ def test_serve_on_a_fresh_clone_says_what_it_does_before_the_slow_part(tmp_path:
     assert not (clone / ".venv" / "rexec-install-stamp").exists()  # the next run installs
 
 
+@pytest.mark.usefixtures("installed")
 def test_scripts_test_finds_the_installed_console_scripts(tmp_path: Path) -> None:
     # The test that used to be skipped because .venv/bin was not on PATH.
     selected = "tests/client/test_client_cli.py::test_console_script_is_installed"
