@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rexec.connect_hint import connect_hint
 from rexec.files import TempRecords, UnsafeRecords
 from rexec.keyfile import KeyFileError, default_key_path, load_key, load_or_create_key
 from rexec.log import log
@@ -169,7 +170,8 @@ def build_config(settings: Settings, *, check_only: bool = False) -> ServerConfi
     if tls is None and not settings.insecure and not loopback:
         raise StartupError(
             f"refusing to listen on {settings.host} without TLS: use --tls-cert/--tls-key "
-            "(and --tls-client-ca), listen on 127.0.0.1, or pass --insecure"
+            "(and --tls-client-ca; rexecd --init-tls DIR makes them), listen on 127.0.0.1, "
+            "or pass --insecure"
         )
     return ServerConfig(
         keys=_load_keys(settings, create=not check_only),
@@ -248,7 +250,9 @@ async def serve(
         )  # fmt: skip
     for address in addresses:  # the first line is the one scripts wait for
         print(f"rexecd listening on {address}", flush=True)
-    log(f"connect with: rexec run {addresses[0]} -- uname -a")
+    settings = config.settings
+    tls, key_file = config.ssl is not None, None if settings.keys else settings.key_file
+    log(f"connect with: {connect_hint(first[0], first[1], key_file=key_file, tls=tls)}")
     log(f"audit log: {audit.path or 'stderr'}")
     await stop.wait()
     for listener in listeners:
@@ -305,8 +309,16 @@ def _rebuild(flags: dict[str, Any], config_file: str | None) -> ServerConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = vars(build_parser().parse_args(argv))
+    parser = build_parser()
+    args = vars(parser.parse_args(argv))
     config_file, check_only = args.pop("config"), args.pop("check_config")
+    init_tls_dir, tls_names = args.pop("init_tls"), args.pop("tls_name")
+    if tls_names and init_tls_dir is None:
+        parser.error("--tls-name goes with --init-tls DIR")
+    if init_tls_dir is not None:
+        from rexec.pki import init_tls_command  # cryptography: only loaded for this
+
+        return init_tls_command(Path(init_tls_dir), tls_names)
     try:
         try:
             settings = load_settings(args, config_file)

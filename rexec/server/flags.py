@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     flag as text, or None when it was not given."""
     parser = _Parser(
         prog="rexecd",
-        usage="%(prog)s [--config FILE] [--check-config] [SETTING FLAGS]",
+        usage="%(prog)s [--config FILE] [--check-config | --init-tls DIR] [SETTING FLAGS]",
         description=(
             "Run commands for authenticated rexec clients. Listens on 127.0.0.1 and ::1 by "
             "default; any other address needs TLS (or --insecure). Clients prove they hold the "
@@ -83,6 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--check-config", action="store_true",
         help="check the settings, keys and TLS files, print the result and exit",
+    )  # fmt: skip
+    parser.add_argument(
+        "--init-tls", metavar="DIR",
+        help="make a private CA, a server and a client certificate in DIR (missing files only) "
+        "and exit; see README 'A second machine'",
+    )  # fmt: skip
+    parser.add_argument(
+        "--tls-name", action="append", default=[], metavar="NAME",
+        help="with --init-tls: a DNS name or IP address clients use to reach this server "
+        "(repeatable; default: this host's name and the loopback addresses)",
     )  # fmt: skip
     group = parser.add_argument_group()
     for name, field in SETTINGS.items():
