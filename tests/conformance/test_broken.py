@@ -62,6 +62,9 @@ CAUGHT_BY: dict[str, set[str]] = {
     "v1_auth_invalid": {"handshake.version/version-1-auth"},
     "ignore_features": {"handshake.features/not-offered"},
     "weak_mac": {"auth.transcript/version-1-mac"},
+    "ignore_end_digest": {"transfer.put.end/digest-at-end"},
+    "resume_from_zero": {"transfer.put.resume/after-cancel"},
+    "get_offset_ignored": {"transfer.get.offset/tail"},
     "no_auth_required": {"handshake.order/run-before-auth", "handshake.order/ping-before-auth",
                          "auth.before.anything/pipelined-run"},
     "accept_any_mac": {"auth.mac.verify/wrong-key", "auth.before.anything/after-bad-auth",
@@ -180,6 +183,7 @@ NOT_CAUGHT = {
     "tls.loopback.only": "needs a non-loopback address",
     "tls.version/tls-1.2": "needs a TLS target (the fake speaks plain TCP)",
     "transfer.put.mode/0600": "a umask of 022 or 077 leaves 0600 as it is",
+    "transfer.put.end/unsized": "a fake that fails it would fail the digest-at-end case first",
 } | {cid: "root reads a file of mode 000: the case is unsupported here"
      for cid in UNSUPPORTED_AS_ROOT}
 

@@ -79,7 +79,8 @@ def test_lazy_door_loads_only_own_modules() -> None:
     exports = rexec.protocol._EXPORTS
     modules = set(exports.values())
     assert modules == {path.stem for path in SOURCES if path.stem.startswith("_")} - {
-        "__init__", "_commands", "_discovery"
+        "__init__",
+        "_commands",
     }
     assert sorted(exports) == sorted(rexec.protocol.__all__)
     for name in exports:
