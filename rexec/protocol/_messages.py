@@ -24,7 +24,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PrivateAttr,
     SerializerFunctionWrapHandler,
     TypeAdapter,
     model_serializer,
@@ -168,20 +167,37 @@ MessageBase = _Message
 
 
 class _BodyMessage(_Message):
-    """A message whose payload bytes travel in the frame's body."""
+    """A message whose payload bytes travel in the frame's body.
+
+    The body is kept in the instance's ``__dict__`` beside the fields (which
+    validation and serialisation never look at), not as a pydantic private
+    attribute: a model with private attributes runs a post-init hook for
+    every instance, which costs more than the rest of decoding a frame.
+    """
 
     has_body: ClassVar[bool] = True
-    _data: bytes = PrivateAttr(default=b"")
+    _body: ClassVar[bytes] = b""  # the class default; each message sets its own
 
     @property
     def data(self) -> bytes:
         """The body bytes; ``len(data) == data_size``."""
-        return self._data
+        return self._body
 
     def _attach_body(self, body: bytes) -> None:
         # Called once, by the decoder or by a constructor here, before the
-        # message is handed out.
-        self._data = body
+        # message is handed out. Frozen models refuse setattr.
+        object.__setattr__(self, "_body", body)
+
+    def __eq__(self, other: object) -> bool:
+        # pydantic compares fields only; two frames are equal bodies included.
+        return (
+            super().__eq__(other) is True
+            and isinstance(other, _BodyMessage)
+            and self._body == other._body
+        )
+
+    def __hash__(self) -> int:
+        return hash((super().__hash__(), self._body))
 
 
 class _DataMessage(_BodyMessage):
@@ -240,7 +256,7 @@ class Auth(_BodyMessage):
 
     @property
     def mac(self) -> bytes:
-        return self._data
+        return self._body
 
     @classmethod
     def unsigned(cls, *, version: int, nonce: str, features: Sequence[str] = ()) -> Auth:
@@ -264,7 +280,7 @@ class AuthOk(_BodyMessage):
 
     @property
     def mac(self) -> bytes:
-        return self._data
+        return self._body
 
     @classmethod
     def with_mac(cls, mac: bytes) -> AuthOk:
