@@ -55,7 +55,7 @@ CAUGHT_BY: dict[str, set[str]] = {
     "first_member_wins": {"frame.header.schema/duplicate-member"},
     "require_data_size": {"frame.body.size/absent-is-zero"},
     "nan_is_invalid": {"frame.header.json/nan", "frame.header.json/infinity-in-unknown-member"},
-    "unbounded_integers": {"message.integers/seq-2-pow-53"},
+    "unbounded_integers": {"message.integers/seq-2-pow-53", "message.integers/seq-2-pow-64"},
     "big_endian": {"frame.length.format", "handshake.hello.first"},
     "no_hello": {"handshake.hello.first"},
     "ignore_version": {"handshake.version/unsupported"},

@@ -173,6 +173,9 @@ _HEADER_CASES: tuple[tuple[str, str, bytes, set[str]], ...] = (
     ("frame.header.json/infinity-in-unknown-member", "a ping with an extra member -Infinity", b'{"type":"ping","seq":1,"x":-Infinity}', {"fatal:header.bad_json"}),
     ("message.integers/seq-2-pow-53", "a ping with seq 2**53 (one above the bound)",
      b'{"type":"ping","seq":9007199254740992}', {"fatal:header.invalid"}),
+    # What version 1 echoed back: no integer of the protocol reaches 2**64.
+    ("message.integers/seq-2-pow-64", "a ping with seq 2**64",
+     b'{"type":"ping","seq":18446744073709551616}', {"fatal:header.invalid"}),
     ("message.extensible/closed-run",
      'a run with a member no version defines ("sandbox": true): never half-understood',
      b'{"type":"run","id":1,"argv":["true"],"sandbox":true}', {"fatal:header.invalid"}),
