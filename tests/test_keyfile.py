@@ -51,7 +51,7 @@ def test_accepted_forms(tmp_path: Path, content: bytes) -> None:
          "empty"],
 )
 def test_refused_forms(tmp_path: Path, content: bytes) -> None:
-    with pytest.raises(KeyFileError, match="64 hex digits and nothing else"):
+    with pytest.raises(KeyFileError, match="64 hex digits on one line"):
         load_key(_write(tmp_path / "key", content))
 
 
