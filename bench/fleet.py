@@ -50,9 +50,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
-from fleet_endpoint import Behaviour, Endpoint, EndpointSession, Stats  # noqa: E402
+from fleet_endpoint import Behaviour, Endpoint, EndpointSession, Stats
 
-from rexec.keyfile import KeyFileError, load_key  # noqa: E402
+from rexec.keyfile import KeyFileError, load_key
 
 #: Endpoints per /24 of the base network (.1 to .250).
 PER_ROW = 250

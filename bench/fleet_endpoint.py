@@ -315,7 +315,7 @@ class EndpointSession(asyncio.Protocol):
         if self._eof and not self._commands:
             self._close()
 
-    def _output(self, command: _Command, kind: type[Stdout] | type[Stderr], data: bytes) -> None:
+    def _output(self, command: _Command, kind: type[Stdout | Stderr], data: bytes) -> None:
         if kind is Stdout:
             command.stdout_bytes += len(data)
         else:

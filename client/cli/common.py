@@ -112,13 +112,18 @@ async def open_connection(args: argparse.Namespace, address_text: str) -> Client
         address.host,
         address.port,
         key,
-        ssl=_ssl_context(args),
+        ssl=ssl_context(args),
         connect_timeout=args.connect_timeout,
         keepalive=args.keepalive,
     )
 
 
-def _ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+def ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The TLS context the TLS options ask for (None: plain TCP).
+
+    Raises:
+        CliError: a TLS file can't be read or used.
+    """
     wants_tls = args.tls or args.tls_ca or args.tls_cert or args.tls_key
     if not wants_tls:
         return None
