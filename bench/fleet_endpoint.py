@@ -79,6 +79,8 @@ class Counts:
     """What the fleet has served so far (``fleet.py`` prints them on SIGUSR1)."""
 
     connections: int = 0
+    #: The most connections open at once (a client's fanout, seen from here).
+    peak_open: int = 0
     authenticated: int = 0
     auth_failures: int = 0
     commands: int = 0
@@ -142,7 +144,9 @@ class EndpointSession(asyncio.Protocol):
         if behaviour is Behaviour.DROP:
             transport.abort()
             return
-        self.endpoint.stats.sessions.add(self)
+        stats = self.endpoint.stats
+        stats.sessions.add(self)
+        stats.counts.peak_open = max(stats.counts.peak_open, len(stats.sessions))
         if behaviour is Behaviour.SLOW:
             self._hello_timer = self._loop.call_later(self.endpoint.slow_seconds, self._hello)
             return

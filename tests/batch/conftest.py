@@ -1,15 +1,20 @@
 """Fixtures for the batch tests: a pool of real ``rexecd`` servers on
 127.0.0.2, 127.0.0.3, … sharing one key and one port (so their names fold
-as ``127.0.0.[2-4]:PORT``), and the ``rexec batch`` CLI as a subprocess."""
+as ``127.0.0.[2-4]:PORT``), the fleet emulator (``bench/fleet.py``) for
+hundreds of servers, and the ``rexec batch`` CLI as a subprocess."""
 
 from __future__ import annotations
 
 import dataclasses
 import importlib.util
 import json
+import os
+import select
+import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -27,6 +32,7 @@ def _shared_conftest():  # tests/conftest.py, loaded under its own name
 
 
 start_rexecd = _shared_conftest().start_rexecd
+FLEET = Path(__file__).resolve().parents[2] / "bench" / "fleet.py"
 
 #: Bound on every CLI run in these tests.
 CLI_TIMEOUT = 60
@@ -142,3 +148,68 @@ def read_joblog(path: Path) -> list[dict[str, str]]:
 def marker_counts(directory: Path) -> dict[str, int]:
     """Lines each job appended to its marker file (job id → runs)."""
     return {p.name: len(p.read_text().splitlines()) for p in directory.iterdir()}
+
+
+@dataclasses.dataclass
+class Fleet:
+    """A running fleet emulator (``bench/fleet.py``) and its first line."""
+
+    process: subprocess.Popen[bytes]
+    hosts: str
+    key_file: Path
+    port: int
+    count: int
+
+    def host(self, index: int) -> str:
+        """The address of endpoint ``index`` (1-based), as the emulator numbers them."""
+        row, column = divmod(index - 1, 250)
+        return f"127.1.{row}.{column + 1}"
+
+    def stats(self) -> dict:
+        """The emulator's counters (SIGUSR1 makes it print them)."""
+        self.process.send_signal(signal.SIGUSR1)
+        return json.loads(_read_line(self.process, 15))["stats"]
+
+
+def _read_line(process: subprocess.Popen[bytes], timeout: float) -> bytes:
+    """One line of ``process``'s stdout, waiting at most ``timeout`` seconds."""
+    assert process.stdout is not None
+    deadline = time.monotonic() + timeout
+    line = b""
+    while not line.endswith(b"\n") and time.monotonic() < deadline:
+        if select.select([process.stdout], [], [], 0.1)[0]:
+            byte = os.read(process.stdout.fileno(), 1)
+            if not byte:
+                break
+            line += byte
+    if not line.endswith(b"\n"):
+        raise RuntimeError(f"no line from the fleet emulator: {line!r}")
+    return line
+
+
+@pytest.fixture
+def start_fleet() -> Iterator[Callable[..., Fleet]]:
+    """Factory: ``start_fleet(n, *fleet_args)`` → a running ``Fleet`` of n
+    emulated servers; each stopped by its PID (SIGTERM) at teardown."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(n: int, *extra: str) -> Fleet:
+        process = subprocess.Popen(
+            [sys.executable, str(FLEET), "--servers", str(n), *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        started.append(process)
+        first = json.loads(_read_line(process, 60))
+        return Fleet(process, first["hosts"], Path(first["key_file"]), first["port"], n)
+
+    yield start
+    for process in started:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
