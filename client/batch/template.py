@@ -18,7 +18,7 @@ appended. Replacement strings (``{N…}``: the same for input source N):
 ``{}``     the argument (several sources: all, space-separated)
 ``{.}``    without its extension (``dir/a.tar.gz`` → ``dir/a.tar``)
 ``{/}``    its base name (``a.tar.gz``)
-``{//}``   its directory (``dir``)
+``{//}``   its directory (``dir``; ``.`` for a bare name)
 ``{/.}``   its base name without the extension (``a.tar``)
 ``{#}``    the job's sequence number, which is also its id
 =========  =====================================================
@@ -151,7 +151,7 @@ def _transform(value: str, form: str) -> str:
     if form == "/":
         return os.path.basename(value)
     if form == "//":
-        return os.path.dirname(value)
+        return os.path.dirname(value) or "."
     if form == "/.":
         return _strip_extension(os.path.basename(value))
     return value
