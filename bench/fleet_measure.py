@@ -1,0 +1,171 @@
+"""What the fleet benchmarks share: the emulator as a subprocess, and one
+measured run of a client program.
+
+``Emulator(n, *args)`` starts ``bench/fleet.py --servers n`` and reads its
+first line; ``cpu()`` asks it (SIGUSR1) for its CPU seconds so far, so a
+run's server-side cost is the difference; ``stop()`` ends it by its PID.
+
+``measure(argv)`` runs a program to its end and returns its wall time, its
+CPU (user + system, its reaped children included, from ``wait4``), its peak
+RSS (``ru_maxrss``) and its peak number of open descriptors (sampled from
+``/proc/PID/fd`` every 5 ms by a thread).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO, Self
+
+BENCH = Path(__file__).resolve().parent
+FLEET = BENCH / "fleet.py"
+
+
+class Emulator:
+    """A running ``bench/fleet.py``."""
+
+    def __init__(self, servers: int, *args: str, timeout: float = 180.0) -> None:
+        self.servers = servers
+        self.process = subprocess.Popen(
+            [sys.executable, str(FLEET), "--servers", str(servers), *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        try:
+            first = json.loads(self._line(timeout))
+        except BaseException:
+            self.stop()
+            raise
+        self.hosts: str = first["hosts"]
+        self.key_file: str = first["key_file"]
+        self.port: int = first["port"]
+        self.tls_ca: str | None = first["tls_ca"]
+        self.tls_server_name: str | None = first["tls_server_name"]
+
+    def _line(self, timeout: float) -> bytes:
+        assert self.process.stdout is not None
+        deadline = time.monotonic() + timeout
+        line = b""
+        while not line.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.process.stdout], [], [], left)[0]:
+                raise RuntimeError(f"the fleet emulator said nothing in {timeout:g} s")
+            byte = os.read(self.process.stdout.fileno(), 1)
+            if not byte:
+                assert self.process.stderr is not None
+                raise RuntimeError(f"the fleet emulator exited: {self.process.stderr.read()!r}")
+            line += byte
+        return line
+
+    def host(self, index: int) -> str:
+        """The address of endpoint ``index`` (1-based), as ``fleet.address_of``."""
+        prefix = ".".join(self.hosts.split(".")[:2])
+        row, column = divmod(index - 1, 250)
+        return f"{prefix}.{row}.{column + 1}"
+
+    def stats(self) -> dict[str, float]:
+        self.process.send_signal(signal.SIGUSR1)
+        return json.loads(self._line(30))["stats"]  # type: ignore[no-any-return]
+
+    def cpu(self) -> float:
+        return float(self.stats()["cpu_seconds"])
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@dataclasses.dataclass
+class Run:
+    """One measured run of a client program."""
+
+    seconds: float
+    status: int
+    cpu: float  # user + system seconds, reaped children included
+    rss_mib: float
+    peak_fds: int
+    stderr: str
+
+
+def _count_fds(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0
+
+
+def measure(
+    argv: list[str], *, stdin: IO[bytes] | int = subprocess.DEVNULL,
+    stdout: IO[bytes] | int = subprocess.DEVNULL, env: dict[str, str] | None = None,
+) -> Run:
+    """Run ``argv`` to its end; see the module docstring."""
+    started = time.perf_counter()
+    process = subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, env=env)
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.wait(0.005):
+            peak = max(peak, _count_fds(process.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    assert process.stderr is not None
+    err = process.stderr.read()  # small: a summary and notes
+    _, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.perf_counter() - started
+    done.set()
+    sampler.join()
+    process.returncode = os.waitstatus_to_exitcode(status)
+    process.stderr.close()
+    return Run(elapsed, process.returncode, usage.ru_utime + usage.ru_stime,
+               usage.ru_maxrss / 1024, peak, err.decode(errors="replace"))
+
+
+def _busy_ticks() -> tuple[int, int]:
+    with open("/proc/stat") as file:
+        fields = [int(v) for v in file.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def wait_for_quiet(max_busy_cpus: float = 0.3, timeout: float = 90.0) -> float:
+    """Wait until the machine's CPUs are busy less than ``max_busy_cpus`` over
+    a second (servers just started settle, other jobs finish), at most
+    ``timeout`` seconds; return the busy CPUs last seen."""
+    deadline = time.monotonic() + timeout
+    cpus = os.cpu_count() or 1
+    while True:
+        busy0, total0 = _busy_ticks()
+        time.sleep(1.0)
+        busy1, total1 = _busy_ticks()
+        busy = cpus * (busy1 - busy0) / max(1, total1 - total0)
+        if busy < max_busy_cpus or time.monotonic() > deadline:
+            return busy
+
+
+def rexec_batch(*args: str) -> list[str]:
+    """The argv of ``rexec batch`` from this checkout's interpreter."""
+    return [sys.executable, "-m", "rexec_client.cli", "batch", "--no-progress", *args]
