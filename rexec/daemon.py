@@ -33,7 +33,8 @@ from rexec.server.audit import AuditLog
 from rexec.server.config import ServerConfig
 from rexec.server.policy import KeyRules
 from rexec.server.process_records import ProcessRecords, UnsafeDirectory
-from rexec.server.session import Server
+from rexec.server.server import Server
+from rexec.server.session import Session
 from rexec.server.settings import (
     DEFAULT_PORT,
     Settings,
@@ -248,10 +249,10 @@ async def serve(
     settings = config.settings
     server = Server(config, audit, records)
     metrics = ServerMetrics(server)
-    server.observer = metrics
+    server.subscribe(metrics)
     try:
         listener = await loop.create_server(
-            server.new_session, settings.host, settings.port,
+            lambda: Session(server), settings.host, settings.port,
             reuse_address=True, ssl=config.ssl,
             ssl_handshake_timeout=10.0 if config.ssl else None,
         )  # fmt: skip

@@ -18,13 +18,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING
 
 from rexec import __version__
-
-if TYPE_CHECKING:
-    from rexec.server.runner import Outcome, Stream
-    from rexec.server.session import Server
+from rexec.protocol import Exit
+from rexec.server.events import (
+    AuthFailed,
+    CommandFinished,
+    CommandStarted,
+    ConnectionOpened,
+    ConnectionRefused,
+    Event,
+    OutputSent,
+    RequestRefused,
+)
+from rexec.server.server import Server
 
 #: The content type of the text format, for the HTTP endpoint.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -176,7 +183,7 @@ REJECTIONS = ("busy", "denied", "admission")
 DISCOVERY_RESULTS = ("answered", "malformed", "outside_networks", "rate_limited", "not_answered")
 
 
-def outcome_label(outcome: Outcome) -> str:
+def outcome_label(outcome: Exit) -> str:
     if outcome.timed_out:
         return "timeout"
     if outcome.cancelled:
@@ -189,8 +196,8 @@ def outcome_label(outcome: Outcome) -> str:
 
 
 class ServerMetrics:
-    """Every metric of one ``Server``; the server calls the methods below at
-    the points where the events happen (rexec/server/session.py)."""
+    """Every metric of one ``Server``: an observer of its events (subscribe
+    it with ``Server.subscribe``), plus gauges read from it when rendered."""
 
     def __init__(self, server: Server) -> None:
         self._server = server
@@ -242,7 +249,7 @@ class ServerMetrics:
             self.commands_finished,
             Gauge(
                 "rexecd_running_commands", "commands and transfers running now",
-                lambda: server.running_commands,
+                lambda: server.running_requests,
             ),
             self.commands_refused,
             self.rejections,
@@ -256,32 +263,26 @@ class ServerMetrics:
             self.discovery,
         ]
 
-    # --- hooks, called by rexec/server/session.py --------------------------------------
-
-    def connection_opened(self) -> None:
-        self.connections.inc()
-
-    def admission_refused(self) -> None:
-        self.rejections.inc("admission")
-
-    def auth_failed(self, reason: str) -> None:
-        self.auth_failures.inc(reason)
-
-    def command_started(self) -> None:
-        self.commands_started.inc()
-
-    def command_finished(self, outcome: Outcome) -> None:
-        self.commands_finished.inc(outcome_label(outcome))
-        self.duration.observe(outcome.duration)
-
-    def refused(self, code: str) -> None:
-        self.commands_refused.inc(code)
-        rejection = _REJECTION_BY_CODE.get(code)
-        if rejection is not None:
-            self.rejections.inc(rejection)
-
-    def output(self, stream: Stream, nbytes: int) -> None:
-        self.output_bytes.inc(stream.value, amount=nbytes)
+    def notify(self, event: Event) -> None:
+        match event:
+            case ConnectionOpened():
+                self.connections.inc()
+            case ConnectionRefused():
+                self.rejections.inc("admission")
+            case AuthFailed(reason=reason):
+                self.auth_failures.inc(reason)
+            case CommandStarted():
+                self.commands_started.inc()
+            case CommandFinished(exit=exit):
+                self.commands_finished.inc(outcome_label(exit))
+                self.duration.observe(exit.duration)
+            case RequestRefused(code=code):
+                self.commands_refused.inc(code)
+                rejection = _REJECTION_BY_CODE.get(code)
+                if rejection is not None:
+                    self.rejections.inc(rejection)
+            case OutputSent(stream, nbytes):
+                self.output_bytes.inc(stream.value, amount=nbytes)
 
     # --- exposition ------------------------------------------------------------
 

@@ -29,7 +29,7 @@ from rexec.ops.metrics import ServerMetrics
 from rexec.protocol import SUPPORTED_VERSIONS
 from rexec.protocol._discovery import Announcement
 from rexec.server.config import ServerConfig
-from rexec.server.session import Server
+from rexec.server.server import Server
 from rexec.server.settings import parse_http_address
 
 #: Settings a reload can't apply: they are sockets, files or the process's

@@ -1,5 +1,10 @@
 """The audit trail: one JSON object per line, per event.
 
+``AuditLog`` writes records; ``AuditTrail`` is the server's observer that
+turns its events (rexec/server/events.py) into records. The records that gate
+a request (``exec``, ``put``, ``get``) are written by the request's lifecycle
+itself, with ``AuditLog.write``, because a failure there must stop it.
+
 Lines are built with ``json.dumps`` (ASCII only), so control characters and
 anything else a client put in a command are escaped and can't forge a line.
 Writes are synchronous and unbuffered: a record is on disk (in the kernel) before
@@ -14,6 +19,22 @@ import json
 import os
 import sys
 from typing import Any
+
+from rexec.server.events import (
+    AuthFailed,
+    AuthSucceeded,
+    BadFrame,
+    ClientStalled,
+    CommandFinished,
+    ConnectionAdmitted,
+    ConnectionRefused,
+    DeadlineExpired,
+    Disconnected,
+    Event,
+    Origin,
+    RequestRefused,
+    TransferFinished,
+)
 
 
 class AuditError(Exception):
@@ -60,3 +81,53 @@ class AuditLog:
     def close(self) -> None:
         if self.path is not None:
             os.close(self._fd)
+
+
+class AuditTrail:
+    """The observer that records what happened to each connection and request.
+
+    Records that nothing waits on: a failure to write one is reported on
+    stderr, and the server goes on.
+    """
+
+    def __init__(self, log: AuditLog) -> None:
+        self._log = log
+
+    def notify(self, event: Event) -> None:
+        match event:
+            case ConnectionAdmitted(origin):
+                self._record(origin, "connect")
+            case ConnectionRefused(origin, reason):
+                self._record(origin, "refused_connection", reason=reason)
+            case Disconnected(origin, running):
+                self._record(origin, "disconnect", running=running)
+            case BadFrame(origin, code, note):
+                self._record(origin, "bad_frame", code=code, note=note)
+            case AuthSucceeded(origin, key):
+                self._record(origin, "auth", ok=True, key=key)
+            case AuthFailed(origin, "timeout"):
+                self._record(origin, "auth", ok=False, reason="timeout")
+            case AuthFailed(origin):
+                self._record(origin, "auth", ok=False)
+            case DeadlineExpired(origin, deadline):
+                self._record(origin, deadline)
+            case ClientStalled(origin, running):
+                self._record(origin, "client_stalled", running=running)
+            case RequestRefused(origin, command_id, code, reason, details):
+                self._record(origin, "refused", id=command_id, code=code, reason=reason, **details)
+            case CommandFinished(origin, exit):
+                self._record(
+                    origin, "exit", id=exit.id, exit_code=exit.exit_code, signal=exit.signal,
+                    timed_out=exit.timed_out, cancelled=exit.cancelled,
+                    output_capped=exit.output_capped, pipes_held=exit.pipes_held,
+                    duration=round(exit.duration, 6), stdout_bytes=exit.stdout_bytes,
+                    stderr_bytes=exit.stderr_bytes, stdin_bytes=exit.stdin_bytes,
+                )  # fmt: skip
+            case TransferFinished(origin, command_id, op, code, size, sha256):
+                self._record(
+                    origin, "transfer_end", id=command_id, op=op, ok=code is None, code=code,
+                    bytes=size, sha256=sha256,
+                )  # fmt: skip
+
+    def _record(self, origin: Origin, event: str, **fields: Any) -> None:
+        self._log.try_write(event, session=origin.session, peer=origin.peer, **fields)

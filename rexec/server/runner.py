@@ -20,7 +20,7 @@ import signal
 import time
 from collections.abc import Callable
 
-from rexec.protocol import Run
+from rexec.protocol import Exit, Run
 from rexec.server.spawn import ProcessPolicy, Spawned, enlarge_pipe, set_window_size, spawn
 
 #: Bytes read from a pipe at once: the protocol's body limit, so that bulk
@@ -38,7 +38,8 @@ class Stream(enum.Enum):
 
 @dataclasses.dataclass
 class Outcome:
-    """How a command ended: the facts its ``exit`` frame reports."""
+    """The tally of a running command, from which its ``exit`` record is
+    built once, when it has finished."""
 
     exit_code: int | None = None
     signal: int | None = None
@@ -51,14 +52,25 @@ class Outcome:
     stderr_bytes: int = 0
     stdin_bytes: int = 0
 
-    @property
-    def signal_name(self) -> str | None:
-        if self.signal is None:
-            return None
-        try:
-            return signal.Signals(self.signal).name
-        except ValueError:
-            return None
+    def exit_record(self, command_id: int) -> Exit:
+        """The command's one terminal record, for the client and every observer."""
+        return Exit(
+            id=command_id, exit_code=self.exit_code, signal=self.signal,
+            signal_name=_signal_name(self.signal), timed_out=self.timed_out,
+            cancelled=self.cancelled, output_capped=self.output_capped,
+            pipes_held=self.pipes_held, duration=self.duration,
+            stdout_bytes=self.stdout_bytes, stderr_bytes=self.stderr_bytes,
+            stdin_bytes=self.stdin_bytes,
+        )  # fmt: skip
+
+
+def _signal_name(signum: int | None) -> str | None:
+    if signum is None:
+        return None
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return None  # a real-time signal, which has no name of its own
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +83,7 @@ class Graces:
 
 OutputCallback = Callable[[Stream, bytes], None]
 CreditCallback = Callable[[int], None]
-FinishCallback = Callable[[Outcome], None]
+FinishCallback = Callable[[Exit], None]
 
 
 class CommandRunner:
@@ -83,7 +95,8 @@ class CommandRunner:
             batched to a quarter of it.
         on_output: called with each chunk read, in order per stream.
         on_stdin_credit: called with bytes of stdin credit to grant back.
-        on_finish: called exactly once, after the last ``on_output``.
+        on_finish: called exactly once, after the last ``on_output``, with the
+            command's ``exit`` record.
         graces: escalation delays.
         policy: the account and resource limits to start it with.
 
@@ -405,7 +418,7 @@ class CommandRunner:
         if self._drain_timer is not None:
             self._drain_timer.cancel()
         self._release()
-        self._on_finish(self.outcome)
+        self._on_finish(self.outcome.exit_record(self._run.id))
         return True
 
     def _release(self) -> None:

@@ -1,0 +1,114 @@
+"""What all sessions of one daemon share: the config, the audit log, admission,
+the count of running requests, the observers, and the graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Protocol
+
+from rexec.protocol import ErrorCode
+from rexec.server.admission import Admission
+from rexec.server.audit import AuditLog, AuditTrail
+from rexec.server.config import ServerConfig
+from rexec.server.events import Event, Observer
+from rexec.server.process_records import ProcessRecords
+
+#: How long a session's fatal error frame may take to leave before its socket
+#: is dropped; shutdown waits this long (and a little) for sessions to close.
+FATAL_CLOSE_TIMEOUT = 1.0
+
+
+class LiveSession(Protocol):
+    """What the server asks of a session when it shuts down."""
+
+    def cancel_requests(self) -> None: ...
+
+    def fatal(self, code: ErrorCode, message: str) -> None: ...
+
+
+class Server:
+    """State shared by all sessions of one daemon.
+
+    Args:
+        config: the resolved settings; replaced on reload (rexec.ops.operations).
+        audit: the audit log; the server records every event in it.
+        records: the state directory's process records, or None.
+    """
+
+    def __init__(
+        self, config: ServerConfig, audit: AuditLog, records: ProcessRecords | None = None
+    ) -> None:
+        self.config = config
+        self.audit = audit
+        self.records = records
+        self.admission = Admission(config.admission_limits)
+        self.sessions: set[LiveSession] = set()
+        #: Commands and transfers running now, on every session.
+        self.running_requests = 0
+        self.shutting_down = False
+        self._observers: list[Observer] = [AuditTrail(audit)]
+        self._session_numbers = itertools.count(1)
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def subscribe(self, observer: Observer) -> None:
+        """Tell ``observer`` of every later event (rexec.ops.metrics does)."""
+        self._observers.append(observer)
+
+    def emit(self, event: Event) -> None:
+        for observer in self._observers:
+            observer.notify(event)
+
+    def next_session_number(self) -> int:
+        return next(self._session_numbers)
+
+    def busy_refusal(self, running_here: int) -> tuple[ErrorCode, str] | None:
+        """Why a new request on a session running ``running_here`` can't start
+        now (shutting down, or a command limit: ``busy``, which a client may
+        retry), or None."""
+        if self.shutting_down:
+            return ErrorCode.SHUTTING_DOWN, "the server is shutting down"
+        settings = self.config.settings
+        if (
+            running_here >= settings.max_commands
+            or self.running_requests >= settings.max_total_commands
+        ):
+            return ErrorCode.BUSY, "too many running commands; retry later"
+        return None
+
+    def request_started(self, pgid: int | None = None) -> None:
+        """Count a command (or transfer) in; record its process group, if any."""
+        self.running_requests += 1
+        self._idle.clear()
+        if pgid is not None and self.records is not None:
+            self.records.add(pgid)
+
+    def request_finished(self, pgid: int | None = None) -> None:
+        self.running_requests -= 1
+        if self.running_requests == 0:
+            self._idle.set()
+        if pgid is not None and self.records is not None:
+            self.records.remove(pgid)
+
+    async def shut_down(self) -> None:
+        """Refuse new requests, let running ones finish within the shutdown
+        grace, cancel the rest, then close every session with a fatal
+        ``server.shutting_down``."""
+        self.shutting_down = True
+        try:
+            await asyncio.wait_for(self._idle.wait(), self.config.settings.shutdown_grace)
+        except TimeoutError:
+            for session in list(self.sessions):
+                session.cancel_requests()
+            graces = self.config.graces
+            try:
+                await asyncio.wait_for(self._idle.wait(), graces.kill + graces.drain + 1.0)
+            except TimeoutError:
+                pass  # a command that survived SIGKILL is the kernel's
+        for session in list(self.sessions):
+            session.fatal(ErrorCode.SHUTTING_DOWN, "the server is shutting down")
+        deadline = FATAL_CLOSE_TIMEOUT + 0.5
+        while self.sessions and deadline > 0:
+            await asyncio.sleep(0.05)
+            deadline -= 0.05
