@@ -124,7 +124,7 @@ def test_a_missing_or_unreadable_commands_file_is_an_error(pool: Pool, tmp_path:
 
 def _readme_batch_examples() -> list[str]:
     section = README.read_text().split("## Many commands on many servers", 1)[1].split("\n## ")[0]
-    return [line for line in re.findall(r"^(rexec batch .*?)(?:\s+#.*)?$", section, re.M)]
+    return [line for line in re.findall(r"^(rexec batch .*?)(?:\s+#.*)?$", section, re.MULTILINE)]
 
 
 def test_readme_examples_parse_and_help_names_the_letters() -> None:
@@ -138,7 +138,7 @@ def test_readme_examples_parse_and_help_names_the_letters() -> None:
         except SystemExit:
             pytest.fail(f"README example does not parse: {example}")
         assert remote is None or remote, example
-    usage = parser._subparsers._group_actions[0].choices["batch"].format_help()  # noqa: SLF001
+    usage = parser._subparsers._group_actions[0].choices["batch"].format_help()
     for words in ("-w SPEC, -H SPEC, --hosts SPEC", "-f N, --fanout N", "--hosts-file FILE",
                   "--groups-file FILE", "--no-host-prefix", "::: ARG"):
         assert words in usage
