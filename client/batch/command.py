@@ -52,8 +52,9 @@ def main(args: argparse.Namespace) -> int:
     """Run ``rexec batch`` as ``args`` say; return the exit status."""
     try:
         groups = Groups(args.groups_file) if args.groups_file else Groups()
+        specs = [*args.hosts, *(f"@{group}" for group in args.host_groups)]
         targets = resolve_targets(
-            args.hosts, args.hosts_file, args.exclude, args.port or DEFAULT_PORT, groups
+            specs, args.hosts_file, args.exclude, args.port or DEFAULT_PORT, groups
         )
         if args.list_targets:
             sys.stdout.write("".join(label(t) + "\n" for t in targets))

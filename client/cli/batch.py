@@ -94,6 +94,8 @@ def register(subparsers: Any) -> None:
     targets = parser.add_argument_group("targets")
     targets.add_argument("-w", "-H", "--hosts", action="append", default=[], metavar="SPEC",
                          help="servers in node-set notation, @group names allowed (repeatable)")
+    targets.add_argument("-g", dest="host_groups", action="append", default=[], metavar="GROUP",
+                         help="the servers of a group, as -w @GROUP (repeatable)")
     targets.add_argument("--hosts-file", action="append", default=[], metavar="FILE",
                          help="a file of servers, one [host][:port] a line (repeatable)")
     targets.add_argument("--groups-file", type=Path, metavar="FILE",
