@@ -30,7 +30,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,25 +37,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fleet_measure import free_port
 from local_sshd import LocalSshd
 from local_sshd import available as sshd_available
 
 HOSTS = [f"127.0.0.{i}" for i in range(2, 6)]
 MIB = 1 << 20
-
-
-def free_port(hosts: list[str]) -> int:
-    while True:
-        with socket.socket() as probe:
-            probe.bind((hosts[0], 0))
-            port = probe.getsockname()[1]
-        try:
-            for host in hosts:
-                with socket.socket() as other:
-                    other.bind((host, port))
-            return port
-        except OSError:
-            continue
 
 
 def start_servers(directory: Path) -> tuple[list[subprocess.Popen[bytes]], Path, int]:

@@ -18,6 +18,7 @@ import json
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -78,16 +79,7 @@ class Emulator:
         return float(self.stats()["cpu_seconds"])
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        for stream in (self.process.stdout, self.process.stderr):
-            if stream is not None:
-                stream.close()
+        stop_processes([self.process])
 
     def __enter__(self) -> Self:
         return self
@@ -164,6 +156,39 @@ def wait_for_quiet(max_busy_cpus: float = 0.3, timeout: float = 90.0) -> float:
         busy = cpus * (busy1 - busy0) / max(1, total1 - total0)
         if busy < max_busy_cpus or time.monotonic() > deadline:
             return busy
+
+
+def stop_processes(processes: list[subprocess.Popen[bytes]], grace: float = 15.0) -> None:
+    """SIGTERM each (by its PID), wait up to ``grace`` seconds, then SIGKILL;
+    close their pipes."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        for stream in (process.stdin, process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def free_port(addresses: list[str]) -> int:
+    """A port free on every address (found by binding, a bounded number of times)."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind((addresses[0], 0))
+            port = probe.getsockname()[1]
+        try:
+            for address in addresses[1:]:
+                with socket.socket() as other:
+                    other.bind((address, port))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no port free on every address")
 
 
 def rexec_batch(*args: str) -> list[str]:

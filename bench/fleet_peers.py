@@ -37,8 +37,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fleet_measure import Emulator, measure, rexec_batch, wait_for_quiet
-from ssh_fleet import SshFleet, available, cpu_ticks, free_port
+from fleet_measure import Emulator, free_port, measure, rexec_batch, stop_processes, wait_for_quiet
+from ssh_fleet import SshFleet, available, cpu_ticks
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -74,17 +74,7 @@ class RexecdPool:
         return sum(cpu_ticks(p.pid) for p in self.processes)
 
     def stop(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in self.processes:
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            if process.stdout:
-                process.stdout.close()
+        stop_processes(self.processes)
 
 
 def check(output: str, hosts: list[str]) -> str | None:

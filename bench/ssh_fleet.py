@@ -4,41 +4,24 @@ One sshd listens on at most 16 addresses (OpenSSH's ``MAX_LISTEN_SOCKS``),
 so ``SshFleet`` starts one sshd per 16 addresses, all on one port and
 sharing one host key, one client key and one ``authorized_keys`` in a
 temporary directory, each in the foreground (``sshd -D``) so that it is
-stopped by its PID. Settings as ``local_sshd.py`` (no PAM, no DNS, quiet),
-with ``MaxStartups`` raised for a fanout of 128.
+stopped by its PID. Settings as ``local_sshd.py`` (no PAM, no DNS, quiet).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import time
 from pathlib import Path
 
-from local_sshd import SSH, SSH_KEYGEN, SSHD, available
+from fleet_measure import free_port, stop_processes
+from local_sshd import SSH, SSHD, available, make_keys, settings
 
 #: OpenSSH's limit on the listening sockets of one sshd.
 ADDRESSES_PER_SSHD = 16
 
 __all__ = ["SshFleet", "available"]
-
-
-def free_port(addresses: list[str]) -> int:
-    """A port free on every address (found by binding, a bounded number of times)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind((addresses[0], 0))
-            port = probe.getsockname()[1]
-        try:
-            for address in addresses[1:]:
-                with socket.socket() as other:
-                    other.bind((address, port))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no port free on every address")
 
 
 def cpu_ticks(pid: int) -> int:
@@ -63,32 +46,13 @@ class SshFleet:
         d = self.dir
         d.mkdir(parents=True, exist_ok=True)
         os.makedirs("/run/sshd", exist_ok=True)  # privilege separation directory
-        for name in ("host_key", "client_key"):
-            subprocess.run([SSH_KEYGEN, "-q", "-t", "ed25519", "-N", "", "-f", str(d / name)],
-                           check=True, stdin=subprocess.DEVNULL)
-        shutil.copy(d / "client_key.pub", d / "authorized_keys")
-        os.chmod(d / "authorized_keys", 0o600)
+        make_keys(d)
         self.port = free_port(self.addresses)
         for first in range(0, len(self.addresses), ADDRESSES_PER_SSHD):
             group = self.addresses[first:first + ADDRESSES_PER_SSHD]
             config = d / f"sshd_config.{first}"
-            config.write_text("".join(f"ListenAddress {a}:{self.port}\n" for a in group) + f"""\
-HostKey {d / 'host_key'}
-AuthorizedKeysFile {d / 'authorized_keys'}
-PidFile none
-UsePAM no
-StrictModes no
-PermitRootLogin prohibit-password
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-MaxSessions 256
-MaxStartups 512:30:1024
-SetEnv SHLVL=1
-PrintMotd no
-UseDNS no
-LogLevel ERROR
-""")
+            config.write_text(
+                "".join(f"ListenAddress {a}:{self.port}\n" for a in group) + settings(d))
             with open(d / f"sshd.{first}.log", "wb") as log:
                 self.processes.append(subprocess.Popen(
                     [str(SSHD), "-D", "-e", "-f", str(config)],
@@ -123,12 +87,4 @@ LogLevel ERROR
         return sum(cpu_ticks(p.pid) for p in self.processes)
 
     def stop(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in self.processes:
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_processes(self.processes)
