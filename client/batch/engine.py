@@ -339,7 +339,7 @@ class Batch:
         while self._ready:
             server = next(iter(self._ready))
             del self._ready[server]
-            queue = self._pinned[server]
+            queue = self._pinned.get(server)
             if not queue:
                 continue
             if server.down is not None and not server.revive():
@@ -362,7 +362,8 @@ class Batch:
             queue = self._pinned[item.pinned]
             queue.popleft()
             item.pinned.pending -= 1
-            if not queue:
+            if not queue:  # a server's queue lives only while it holds items
+                del self._pinned[item.pinned]
                 self._ready.pop(item.pinned, None)
                 self._blocked.pop(item.pinned, None)
         self._pending -= 1
@@ -467,6 +468,7 @@ class Batch:
 
     async def _skip_pending(self) -> None:
         queues = [self._spread, *self._pinned.values()]
+        self._pinned.clear()
         self._ready.clear()
         self._blocked.clear()
         for queue in queues:

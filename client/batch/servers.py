@@ -72,6 +72,11 @@ def _out_of_descriptors(exc: BaseException) -> bool:
 class Server:
     """One target of the batch."""
 
+    __slots__ = (
+        "address", "label", "index", "spread", "running", "pending", "limit", "down",
+        "holds_slot", "_pool", "_connection", "_connecting", "_reconnects_left", "_revivals",
+    )
+
     def __init__(
         self, address: Address, index: int, pool: ServerPool, per_host: int | None,
         reconnects: int, spread: bool,
