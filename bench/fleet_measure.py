@@ -7,8 +7,10 @@ run's server-side cost is the difference; ``stop()`` ends it by its PID.
 
 ``measure(argv)`` runs a program to its end and returns its wall time, its
 CPU (user + system, its reaped children included, from ``wait4``), its peak
-RSS (``ru_maxrss``) and its peak number of open descriptors (sampled from
-``/proc/PID/fd`` every 5 ms by a thread).
+RSS and its peak number of open descriptors, sampled every 5 ms by a thread
+from ``/proc/PID/status`` (``VmHWM``) and ``/proc/PID/fd``. Not
+``ru_maxrss``: Linux carries the parent's RSS at ``fork`` into the child's
+``ru_maxrss`` across ``exec``, so a grown benchmark would inflate it.
 """
 
 from __future__ import annotations
@@ -107,6 +109,17 @@ def _count_fds(pid: int) -> int:
         return 0
 
 
+def _peak_rss_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as file:
+            for line in file:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def measure(
     argv: list[str], *, stdin: IO[bytes] | int = subprocess.DEVNULL,
     stdout: IO[bytes] | int = subprocess.DEVNULL, env: dict[str, str] | None = None,
@@ -114,13 +127,14 @@ def measure(
     """Run ``argv`` to its end; see the module docstring."""
     started = time.perf_counter()
     process = subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, env=env)
-    peak = 0
+    peak_fds = peak_rss = 0
     done = threading.Event()
 
     def sample() -> None:
-        nonlocal peak
+        nonlocal peak_fds, peak_rss
         while not done.wait(0.005):
-            peak = max(peak, _count_fds(process.pid))
+            peak_fds = max(peak_fds, _count_fds(process.pid))
+            peak_rss = max(peak_rss, _peak_rss_kib(process.pid))
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -133,7 +147,7 @@ def measure(
     process.returncode = os.waitstatus_to_exitcode(status)
     process.stderr.close()
     return Run(elapsed, process.returncode, usage.ru_utime + usage.ru_stime,
-               usage.ru_maxrss / 1024, peak, err.decode(errors="replace"))
+               peak_rss / 1024, peak_fds, err.decode(errors="replace"))
 
 
 def _busy_ticks() -> tuple[int, int]:

@@ -97,7 +97,8 @@ class Summary:
 
     def lines(self, elapsed: float, *, stopped: str | None = None) -> list[str]:
         parts = [f"{n} {s.value}" for s in Status if (n := self.counts.get(s))]
-        head = f"rexec batch: {self.total} jobs in {elapsed:.1f} s: {', '.join(parts) or 'none'}"
+        jobs = "job" if self.total == 1 else "jobs"
+        head = f"rexec batch: {self.total} {jobs} in {elapsed:.1f} s: {', '.join(parts) or 'none'}"
         if stopped == "halt":
             head += " (halted by --halt)"
         elif stopped == "interrupt":
