@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from rexec import __version__
+from rexec.files import TempRecords, UnsafeRecords
 from rexec.keyfile import KeyFileError, default_key_path, load_key, load_or_create_key
 from rexec.log import log
 from rexec.log import set_format as set_log_format
@@ -45,6 +46,7 @@ from rexec.server.settings import (
     settings_help,
 )
 from rexec.server.spawn import Account, ProcessPolicy
+from rexec.server.transfer_io import PARTIAL_MAX_AGE
 
 EXIT_STARTUP = 1
 
@@ -242,12 +244,14 @@ def build_config(settings: Settings, *, check_only: bool = False) -> ServerConfi
 async def serve(
     config: ServerConfig, audit: AuditLog, records: ProcessRecords | None,
     rebuild: Callable[[], ServerConfig] | None = None,
+    temp_records: TempRecords | None = None,
 ) -> None:
     """Listen until SIGTERM or SIGINT, then shut down gracefully; with
     ``rebuild``, SIGHUP replaces keys and rules with what it returns."""
     loop = asyncio.get_running_loop()
     settings = config.settings
     server = Server(config, audit, records)
+    server.temp_records = temp_records
     metrics = ServerMetrics(server)
     server.subscribe(metrics)
     try:
@@ -283,19 +287,25 @@ async def serve(
     audit.try_write("shutdown")
 
 
-def _records(settings: Settings, audit: AuditLog) -> ProcessRecords | None:
-    """Open the state directory and end what a crashed predecessor left running."""
+def _records(settings: Settings, audit: AuditLog) -> tuple[ProcessRecords, TempRecords]:
+    """Open the state directory and clean up after a crashed predecessor: end
+    the process groups it left running, remove the temporary files of its
+    puts (and resumable partial files past their age)."""
     directory = Path(settings.state_dir) if settings.state_dir else default_state_dir()
     try:
         records = ProcessRecords(directory)
         killed = records.sweep()
-    except UnsafeDirectory as exc:
+        temp_records = TempRecords(directory)
+        removed = temp_records.sweep(partial_max_age=PARTIAL_MAX_AGE)
+    except (UnsafeDirectory, UnsafeRecords) as exc:
         raise StartupError(str(exc)) from None
     except OSError as exc:
         raise StartupError(f"cannot use state directory {directory}: {exc.strerror}") from None
     if killed:
         audit.try_write("sweep", killed_process_groups=killed)
-    return records
+    if removed:
+        audit.try_write("sweep", removed_temp_files=removed)
+    return records, temp_records
 
 
 def _rebuild(flags: dict[str, Any], config_file: str | None) -> ServerConfig:
@@ -330,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
             raise StartupError(f"cannot open audit log {settings.audit_log}: {exc.strerror}") from None
         try:
             rebuild = functools.partial(_rebuild, args, config_file)
-            asyncio.run(serve(config, audit, _records(settings, audit), rebuild))
+            records, temp_records = _records(settings, audit)
+            asyncio.run(serve(config, audit, records, rebuild, temp_records))
         finally:
             audit.close()
     except StartupError as exc:

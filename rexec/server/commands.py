@@ -11,7 +11,10 @@ session: ``started``, output as it is read, stdin credit, and exactly one
 
 from __future__ import annotations
 
-from rexec.protocol import ErrorCode, Exit, Run, Started, Stderr, Stdout
+import os
+
+from rexec.files import OutsideRoots, Roots, open_path
+from rexec.protocol import ErrorCode, Exit, Run, Started, StdinEof, Stderr, Stdout
 from rexec.server.audit import AuditError
 from rexec.server.events import CommandFinished, CommandStarted, OutputSent
 from rexec.server.policy import Denied, authorize
@@ -26,26 +29,53 @@ def start_command(run: Run, host: RequestHost) -> Command | None:
     config = server.config
     what = {"argv": run.argv} if run.argv is not None else {"shell": run.shell}
     try:
-        run = authorize(run, host.key, config.settings, home=config.process_policy.account.home)
+        run = authorize(run, host.key, config.settings)
+        cwd_fd = open_cwd(run, host)
     except Denied as denied:
         refuse(host, run, denied.code, denied.reason, **what)
         return None
     try:
-        server.audit.write(
-            "exec", peer=host.origin.peer, session=host.origin.session, key=host.key.name,
-            id=run.id, **what, cwd=run.cwd, env=sorted(run.env), pty=run.pty is not None,
-            timeout=run.timeout, output_limit=run.output_limit,
-        )  # fmt: skip
-    except AuditError:
-        refuse(host, run, ErrorCode.AUDIT_UNAVAILABLE, "the audit log can't be written")
-        return None
-    command = Command(run, host)
+        try:
+            server.audit.write(
+                "exec", peer=host.origin.peer, session=host.origin.session, key=host.key.name,
+                id=run.id, **what, cwd=run.cwd, env=sorted(run.env), pty=run.pty is not None,
+                timeout=run.timeout, output_limit=run.output_limit,
+            )  # fmt: skip
+        except AuditError:
+            refuse(host, run, ErrorCode.AUDIT_UNAVAILABLE, "the audit log can't be written")
+            return None
+        # The child changes into the directory through the descriptor it
+        # inherits (closed at exec), not through a path looked up again.
+        command = Command(run.model_copy(update={"cwd": f"/proc/self/fd/{cwd_fd}"}), host)
+        try:
+            command.start()
+        except SpawnError as exc:
+            refuse(host, run, exc.code, exc.message)
+            return None
+        return command
+    finally:
+        os.close(cwd_fd)
+
+
+def open_cwd(run: Run, host: RequestHost) -> int:
+    """The command's working directory (``cwd``, else the account's home),
+    resolved within the server's and the key's roots now, when it is used
+    ([command.cwd]): the command starts in this descriptor's directory,
+    whatever a path to it leads to by then.
+
+    Raises:
+        Denied: ``command.denied`` outside the roots, ``cwd.invalid`` when
+            it is not an existing directory.
+    """
+    config = host.server.config
+    home = config.process_policy.account.home
+    roots = Roots.intersection(config.settings.cwd_roots, host.key.cwd_roots)
     try:
-        command.start()
-    except SpawnError as exc:
-        refuse(host, run, exc.code, exc.message)
-        return None
-    return command
+        return open_path(run.cwd or home, roots, base=home, flags=os.O_PATH | os.O_DIRECTORY)
+    except OutsideRoots:
+        raise Denied(ErrorCode.COMMAND_DENIED, "the directory is outside the allowed roots") from None
+    except OSError:
+        raise Denied(ErrorCode.CWD_INVALID, "cwd is not an existing directory") from None
 
 
 class Command:
@@ -82,7 +112,7 @@ class Command:
     def write_stdin(self, data: bytes) -> None:
         self._runner.write_stdin(data)
 
-    def close_stdin(self) -> None:
+    def close_stdin(self, eof: StdinEof) -> None:
         self._runner.close_stdin()
 
     def input_ended(self) -> None:

@@ -11,7 +11,18 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from rexec.protocol import Done, Error, ErrorCode, Exit, Get, Message, Put, Run, Started
+from rexec.protocol import (
+    Done,
+    Error,
+    ErrorCode,
+    Exit,
+    Get,
+    Message,
+    Put,
+    Run,
+    Started,
+    StdinEof,
+)
 from rexec.server.events import Origin, RequestRefused
 from rexec.server.policy import KeyRules
 from rexec.server.server import Server
@@ -24,7 +35,8 @@ class Request(Protocol):
 
     def write_stdin(self, data: bytes) -> None: ...
 
-    def close_stdin(self) -> None: ...
+    def close_stdin(self, eof: StdinEof) -> None:
+        """The end of stdin (for a put, perhaps with its size and digest)."""
 
     def input_ended(self) -> None:
         """The client half-closed the connection: no more input will come."""

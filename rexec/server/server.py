@@ -7,6 +7,7 @@ import asyncio
 import itertools
 from typing import Protocol
 
+from rexec.files import TempRecords
 from rexec.protocol import ErrorCode
 from rexec.server.admission import Admission
 from rexec.server.audit import AuditLog, AuditTrail
@@ -42,6 +43,8 @@ class Server:
         self.config = config
         self.audit = audit
         self.records = records
+        #: Temporary files of puts in flight, for the start-up sweep; set by rexec.daemon.
+        self.temp_records: TempRecords | None = None
         self.admission = Admission(config.admission_limits)
         self.sessions: set[LiveSession] = set()
         #: Commands and transfers running now, on every session.

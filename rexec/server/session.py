@@ -193,7 +193,7 @@ class Session(asyncio.Protocol):
             case Stdin(id=command_id):
                 self.requests[command_id].write_stdin(message.data)
             case StdinEof(id=command_id):
-                self.requests[command_id].close_stdin()
+                self.requests[command_id].close_stdin(message)
             case Signal(id=command_id, signal=name):
                 self.requests[command_id].send_signal(signal.Signals[name])
             case Cancel(id=command_id):
