@@ -44,6 +44,8 @@ class BatchInput:
         self.name = args.commands_file
         if args.remote_command is not None:
             self._command(args)
+        elif args.quote:
+            raise CliError("-q quotes the words of a command template: give one after '--'")
         elif args.commands_file == "-":
             self._file = sys.stdin.buffer
             self.name = "<stdin>"
@@ -61,10 +63,11 @@ class BatchInput:
         if args.commands_file != "-":
             raise CliError("give either COMMANDS_FILE or a command after '--', not both")
         try:
-            template = Template.parse(args.remote_command)
+            template = Template.parse(args.remote_command, quote=args.quote)
         except TemplateError as exc:
             raise CliError(str(exc)) from None
         if args.onall and not template.sources and not template.has_replacement:
+            # The argv runs as it is, no shell: -q changes nothing.
             self.argv = tuple(args.remote_command)
             return
         if args.jsonl:

@@ -12,7 +12,10 @@ The job's command is the template's words joined by spaces and run by
 ``/bin/sh -c`` on the server, with the replacement strings below replaced by
 the argument, quoted for the shell (so ``a b`` or ``$HOME`` arrive as they
 were typed); a template with no replacement string gets the arguments
-appended. Replacement strings (``{N…}``: the same for input source N):
+appended. With ``quote`` (GNU parallel's ``-q``) each word of the template is
+quoted too, after its replacements, so that it reaches the program as one
+word, as typed: ``-q perl -e 'print "{}\n"'`` runs perl with that script.
+Replacement strings (``{N…}``: the same for input source N):
 
 =========  =====================================================
 ``{}``     the argument (several sources: all, space-separated)
@@ -52,10 +55,13 @@ class Template:
     words: tuple[str, ...]
     #: ``(":::", args)`` or ``("::::", files)``, in order.
     sources: tuple[tuple[str, tuple[str, ...]], ...]
+    #: Each word reaches the program as one word (GNU parallel's ``-q``).
+    quote: bool = False
 
     @classmethod
-    def parse(cls, words: list[str]) -> Template:
-        """Split the words after ``--`` into the template and its sources.
+    def parse(cls, words: list[str], *, quote: bool = False) -> Template:
+        """Split the words after ``--`` into the template and its sources;
+        ``quote`` as GNU parallel's ``-q`` (see the module docstring).
 
         Raises:
             TemplateError: no command before the first source, or a bad
@@ -72,7 +78,9 @@ class Template:
                 command.append(word)
         if not command:
             raise TemplateError("no command before ':::' (rexec batch -w HOSTS -- CMD {} ::: ARG...)")
-        template = cls(tuple(command), tuple((kind, tuple(args)) for kind, args in sources))
+        template = cls(
+            tuple(command), tuple((kind, tuple(args)) for kind, args in sources), quote
+        )
         for number in template._source_numbers():
             if number > max(1, len(template.sources)):
                 raise TemplateError(
@@ -110,17 +118,21 @@ class Template:
 
     def command(self, args: tuple[str, ...], seq: int) -> str:
         """The shell command for one combination of arguments."""
+        # Quoting each word whole (quote) means its replacements go in bare,
+        # or the argument would be quoted twice.
+        inner = (lambda value: value) if self.quote else shlex.quote
+        outer = shlex.quote if self.quote else (lambda word: word)
         if not self.has_replacement:
-            return " ".join((*self.words, *map(shlex.quote, args)))
+            return " ".join((*map(outer, self.words), *map(shlex.quote, args)))
 
         def replace(match: re.Match[str]) -> str:
             if match.group(1) == "#":
                 return str(seq)
             number, form = match.group(2), match.group(3) or ""
             values = (args[int(number) - 1],) if number else args
-            return " ".join(shlex.quote(_transform(value, form)) for value in values)
+            return " ".join(inner(_transform(value, form)) for value in values)
 
-        return " ".join(_REPLACEMENT.sub(replace, word) for word in self.words)
+        return " ".join(outer(_REPLACEMENT.sub(replace, word)) for word in self.words)
 
     def jobs(self, stdin: IO[bytes], *, separator: bytes = b"\n") -> Iterator[Job]:
         """The jobs, in order, ids 1, 2, … (lazily for a single source).

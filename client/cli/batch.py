@@ -27,7 +27,8 @@ A command template after '--', as with GNU parallel: 'rexec batch -w SPEC --
 gzip {} ::: a b' or 'seq 3 | rexec batch -w SPEC -- echo {}' (arguments from
 '::: ARG...', ':::: FILE...' or stdin, one a line; {} {.} {/} {//} {/.} {#}
 and {1} {2} ... for several sources; arguments are quoted for the shell and
-appended when the template has no {}). 'rexec batch --onall -w SPEC -- CMD
+appended when the template has no {}; with -q each word of the template is
+quoted too, as GNU parallel -q). 'rexec batch --onall -w SPEC -- CMD
 ARG...' without any replacement string or ':::' runs CMD once on every
 target, as an argv (no shell).
 
@@ -113,6 +114,9 @@ def register(subparsers: Any) -> None:
     fmt.add_argument("-0", "--null", action="store_true",
                      help="commands are NUL-separated (they may contain newlines)")
     fmt.add_argument("--jsonl", action="store_true", help="jobs are JSON Lines (see above)")
+    work.add_argument("-q", "--quote", action="store_true",
+                      help="quote each word of the template, as GNU parallel -q: it reaches "
+                      "the program as one word, shell characters and all")
     sched = parser.add_argument_group("scheduling")
     sched.add_argument("-j", "--jobs", type=_positive, default=32, metavar="N",
                        help="run at most N commands at once in all (default: %(default)s)")
@@ -166,7 +170,7 @@ def register(subparsers: Any) -> None:
                         "('*': spread at run time)")
     people.add_argument("--no-progress", dest="progress", action="store_false",
                         help="no progress line (shown only when stderr is a terminal)")
-    people.add_argument("-q", "--quiet", action="store_true",
+    people.add_argument("--quiet", action="store_true",
                         help="no summary at the end")
     add_connection_options(parser)
     parser.set_defaults(handler=_main, accepts_command=True, mode="group")

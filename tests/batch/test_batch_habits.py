@@ -40,6 +40,22 @@ def test_triple_colon_sources_quote_their_arguments(pool: Pool) -> None:
     assert appended.stdout == "got x\ngot y z\n"
 
 
+def test_q_quotes_every_word_of_the_template_as_gnu_parallel(pool: Pool, tmp_path: Path) -> None:
+    """``parallel -q``: each word reaches the program as one word, shell
+    characters and all (without -q the shell would split and expand them)."""
+    done = run_batch_cli(pool, "-w", pool.spec, "-k", "-q", "--", "printf", "%s|%s\\n",
+                         "<{}>", "$HOME;x", ":::", "a b", "it's")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "<a b>|$HOME;x\n<it's>|$HOME;x\n"
+    quiet = run_batch_cli(pool, "-w", pool.spec, "--quiet", "--", "false", ":::", "1")
+    assert quiet.returncode == 1 and quiet.stderr == ""
+    commands = tmp_path / "commands"
+    commands.write_text("true\n")
+    misplaced = run_batch_cli(pool, "-w", pool.spec, "-q", str(commands))
+    assert misplaced.returncode == 255 and misplaced.stdout == ""
+    assert "-q quotes the words of a command template" in misplaced.stderr
+
+
 def test_a_template_runs_on_every_server_with_onall(pool: Pool) -> None:
     done = run_batch_cli(pool, "-w", pool.spec, "--onall", "--", "echo", "{}", input="a\nb\n")
     assert done.returncode == 0, done.stderr
@@ -140,5 +156,6 @@ def test_readme_examples_parse_and_help_names_the_letters() -> None:
         assert remote is None or remote, example
     usage = parser._subparsers._group_actions[0].choices["batch"].format_help()
     for words in ("-w SPEC, -H SPEC, --hosts SPEC", "-f N, --fanout N", "--hosts-file FILE",
-                  "--groups-file FILE", "--no-host-prefix", "::: ARG"):
+                  "--groups-file FILE", "--no-host-prefix", "::: ARG", "-q, --quote",
+                  "--quiet"):
         assert words in usage
