@@ -77,7 +77,9 @@ class Template:
             else:
                 command.append(word)
         if not command:
-            raise TemplateError("no command before ':::' (rexec batch -w HOSTS -- CMD {} ::: ARG...)")
+            raise TemplateError(
+                "no command before ':::' (rexec batch -w HOSTS -- CMD {} ::: ARG...)"
+            )
         template = cls(
             tuple(command), tuple((kind, tuple(args)) for kind, args in sources), quote
         )
