@@ -83,7 +83,8 @@ def onall(directory: Path, fanouts: tuple[int | None, ...] = (None,)) -> dict[st
                                           "--onall", *extra, "--", "hostname"), stdout=stdout)
             row = figures(run, ONALL_SERVERS, fleet.cpu() - before)
             row["checked"] = check_onall(fleet, out.read_text(), run.stderr)
-            rows[f"onall hostname × {ONALL_SERVERS:,}" + (f", -f {fanout}" if fanout else "")] = row
+            name = f"onall hostname × {ONALL_SERVERS:,}" + (f", -f {fanout}" if fanout else "")
+            rows[name] = row
         if fanouts == (None,):
             before = fleet.cpu()
             with open(directory / "onall-b.out", "wb") as stdout:
@@ -132,8 +133,10 @@ def spread(directory: Path) -> dict[str, dict]:
     ok = all(r[6] == "0" and r[7] == "0" for r in rows)
     printed = sorted(int(line) for line in out.read_text().split())
     complete = ids == printed == list(range(1, SPREAD_JOBS + 1))
-    row["checked"] = (f"all {SPREAD_JOBS:,} jobs logged once, succeeded, output once"
-                      if complete and ok else f"{len(set(ids))} ids, ok={ok}, output {len(printed)}")
+    row["checked"] = (
+        f"all {SPREAD_JOBS:,} jobs logged once, succeeded, output once"
+        if complete and ok else f"{len(set(ids))} ids, ok={ok}, output {len(printed)}"
+    )
     return {f"spread {SPREAD_JOBS:,} × echo over {SPREAD_SERVERS:,}, -j 64": row}
 
 

@@ -68,8 +68,8 @@ class SshFleet:
                     if time.monotonic() > deadline:
                         raise RuntimeError(f"sshd did not listen on {address}") from None
                     time.sleep(0.05)
-        out = subprocess.run([str(SSH), *self.options(), "-l", "root", self.addresses[-1], "echo ok"],
-                             capture_output=True, timeout=20, check=False)
+        probe = [str(SSH), *self.options(), "-l", "root", self.addresses[-1], "echo ok"]
+        out = subprocess.run(probe, capture_output=True, timeout=20, check=False)
         if out.stdout.strip() != b"ok":
             raise RuntimeError(f"ssh to the local sshd fails: {out.stderr.decode()[-300:]}")
 
