@@ -12,7 +12,8 @@ What it measures (client and emulator share this machine's CPUs):
   CPU; every one of the 9,998 answers is checked (``host: nodeNNNNN``) and
   the two failures must be named.
 * ``spread``: 100,000 jobs (``seq 100000 | rexec batch -- echo``) over
-  1,000 emulated servers at ``-j 64``: the same figures, and the joblog and
+  1,000 emulated servers, at ``-j 64`` and at ``-j 1000 -f 1000`` (every
+  server in use): the same figures, the servers used, and the joblog and
   output must hold each of the 100,000 jobs exactly once, succeeded.
 * ``fanout``: the 10,000-server ``--onall`` at ``-f`` 64, 256 and 1,024.
 * ``handshake``: client and emulator CPU per connection over 2,000
@@ -115,29 +116,44 @@ def check_onall(fleet: Emulator, output: str, stderr: str) -> str:
 
 
 def spread(directory: Path) -> dict[str, dict]:
+    """Twice: at ``-j 64`` (the least-loaded policy keeps to 64 warm
+    servers) and at ``-j 1000 -f 1000`` (every server in use at once)."""
     numbers = directory / "numbers"
     numbers.write_text("".join(f"{i}\n" for i in range(1, SPREAD_JOBS + 1)))
-    log, out = directory / "spread.log", directory / "spread.out"
+    rows: dict[str, dict] = {}
     with Emulator(SPREAD_SERVERS) as fleet:
-        before = fleet.cpu()
-        with open(numbers, "rb") as stdin, open(out, "wb") as stdout:
-            run = measure(rexec_batch("--key-file", fleet.key_file, "-w", fleet.hosts, "-j", "64",
-                                      "--joblog", str(log), "--", "echo"),
-                          stdin=stdin, stdout=stdout)
-        row = figures(run, SPREAD_SERVERS, fleet.cpu() - before)
-        row["jobs_per_s"] = round(SPREAD_JOBS / run.seconds)
-        row["client_cpu_per_job_ms"] = round(1000 * run.cpu / SPREAD_JOBS, 3)
-        row["servers_used"] = int(fleet.stats()["authenticated"])
+        for jobs, fanout in ((64, None), (SPREAD_SERVERS, SPREAD_SERVERS)):
+            extra = ("-f", str(fanout)) if fanout else ()
+            log, out = directory / f"spread-{jobs}.log", directory / f"spread-{jobs}.out"
+            before = fleet.cpu()
+            with open(numbers, "rb") as stdin, open(out, "wb") as stdout:
+                run = measure(rexec_batch("--key-file", fleet.key_file, "-w", fleet.hosts,
+                                          "-j", str(jobs), *extra, "--joblog", str(log),
+                                          "--", "echo"),
+                              stdin=stdin, stdout=stdout)
+            row = figures(run, SPREAD_SERVERS, fleet.cpu() - before)
+            row["jobs_per_s"] = round(SPREAD_JOBS / run.seconds)
+            row["client_cpu_per_job_ms"] = round(1000 * run.cpu / SPREAD_JOBS, 3)
+            row.update(check_spread(log, out))
+            rows[f"spread {SPREAD_JOBS:,} × echo over {SPREAD_SERVERS:,}, -j {jobs}"
+                 + (f" -f {fanout}" if fanout else "")] = row
+    return rows
+
+
+def check_spread(log: Path, out: Path) -> dict[str, object]:
+    """Every job once in the joblog and the output, succeeded; the servers used."""
     rows = [line.split("\t") for line in log.read_text().splitlines()[1:]]
     ids = sorted(int(r[0]) for r in rows)
     ok = all(r[6] == "0" and r[7] == "0" for r in rows)
     printed = sorted(int(line) for line in out.read_text().split())
     complete = ids == printed == list(range(1, SPREAD_JOBS + 1))
-    row["checked"] = (
-        f"all {SPREAD_JOBS:,} jobs logged once, succeeded, output once"
-        if complete and ok else f"{len(set(ids))} ids, ok={ok}, output {len(printed)}"
-    )
-    return {f"spread {SPREAD_JOBS:,} × echo over {SPREAD_SERVERS:,}, -j 64": row}
+    return {
+        "servers_used": len({r[1] for r in rows}),
+        "checked": (
+            f"all {SPREAD_JOBS:,} jobs logged once, succeeded, output once"
+            if complete and ok else f"{len(set(ids))} ids, ok={ok}, output {len(printed)}"
+        ),
+    }
 
 
 # --- handshake CPU -------------------------------------------------------------------------
