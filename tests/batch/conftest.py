@@ -8,22 +8,16 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
-import os
-import select
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 
-def _shared_conftest():  # tests/conftest.py, loaded under its own name
-    path = Path(__file__).parent.parent / "conftest.py"
-    spec = importlib.util.spec_from_file_location("_rexec_tests_conftest", path)
+def _load(path: Path, name: str):  # a module by path, under its own name
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
@@ -31,8 +25,13 @@ def _shared_conftest():  # tests/conftest.py, loaded under its own name
     return module
 
 
-start_rexecd = _shared_conftest().start_rexecd
-FLEET = Path(__file__).resolve().parents[2] / "bench" / "fleet.py"
+_ROOT = Path(__file__).resolve().parents[2]
+start_rexecd = _load(_ROOT / "tests" / "conftest.py", "_rexec_tests_conftest").start_rexecd
+# The fleet emulator's driver, shared with the benchmarks (stdlib only).
+_fleet_measure = _load(_ROOT / "bench" / "fleet_measure.py", "_rexec_bench_fleet_measure")
+Emulator = _fleet_measure.Emulator
+stop_processes = _fleet_measure.stop_processes
+free_port = _fleet_measure.free_port
 
 #: Bound on every CLI run in these tests.
 CLI_TIMEOUT = 60
@@ -54,25 +53,9 @@ class Pool:
         return f"{self.servers[index].host}:{self.port}"
 
 
-def _port_free_on(hosts: list[str]) -> int:
-    """A port that is free on every one of ``hosts`` (checked by binding)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind((hosts[0], 0))
-            port = probe.getsockname()[1]
-        try:
-            for host in hosts:
-                with socket.socket() as other:
-                    other.bind((host, port))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no port free on every test address")
-
-
 def _start_pool(directory: Path, n: int, extra: tuple[str, ...]) -> Pool:
     hosts = [f"127.0.0.{2 + i}" for i in range(n)]
-    port = _port_free_on(hosts)
+    port = free_port(hosts)
     args = ("--port", str(port), *extra)
     first = start_rexecd(directory / "server0", *args, host=hosts[0])
     servers = [first]
@@ -150,66 +133,17 @@ def marker_counts(directory: Path) -> dict[str, int]:
     return {p.name: len(p.read_text().splitlines()) for p in directory.iterdir()}
 
 
-@dataclasses.dataclass
-class Fleet:
-    """A running fleet emulator (``bench/fleet.py``) and its first line."""
-
-    process: subprocess.Popen[bytes]
-    hosts: str
-    key_file: Path
-    port: int
-    count: int
-
-    def host(self, index: int) -> str:
-        """The address of endpoint ``index`` (1-based), as the emulator numbers them."""
-        row, column = divmod(index - 1, 250)
-        return f"127.1.{row}.{column + 1}"
-
-    def stats(self) -> dict:
-        """The emulator's counters (SIGUSR1 makes it print them)."""
-        self.process.send_signal(signal.SIGUSR1)
-        return json.loads(_read_line(self.process, 15))["stats"]
-
-
-def _read_line(process: subprocess.Popen[bytes], timeout: float) -> bytes:
-    """One line of ``process``'s stdout, waiting at most ``timeout`` seconds."""
-    assert process.stdout is not None
-    deadline = time.monotonic() + timeout
-    line = b""
-    while not line.endswith(b"\n") and time.monotonic() < deadline:
-        if select.select([process.stdout], [], [], 0.1)[0]:
-            byte = os.read(process.stdout.fileno(), 1)
-            if not byte:
-                break
-            line += byte
-    if not line.endswith(b"\n"):
-        raise RuntimeError(f"no line from the fleet emulator: {line!r}")
-    return line
-
-
 @pytest.fixture
-def start_fleet() -> Iterator[Callable[..., Fleet]]:
-    """Factory: ``start_fleet(n, *fleet_args)`` → a running ``Fleet`` of n
-    emulated servers; each stopped by its PID (SIGTERM) at teardown."""
-    started: list[subprocess.Popen[bytes]] = []
+def start_fleet() -> Iterator[Callable[..., Emulator]]:
+    """Factory: ``start_fleet(n, *fleet_args)`` → a running fleet emulator
+    (``bench/fleet_measure.Emulator``) of n servers; each stopped by its PID
+    (SIGTERM) at teardown."""
+    started: list[Emulator] = []
 
-    def start(n: int, *extra: str) -> Fleet:
-        process = subprocess.Popen(
-            [sys.executable, str(FLEET), "--servers", str(n), *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        )
-        started.append(process)
-        first = json.loads(_read_line(process, 60))
-        return Fleet(process, first["hosts"], Path(first["key_file"]), first["port"], n)
+    def start(n: int, *extra: str) -> Emulator:
+        fleet = Emulator(n, *extra, timeout=60)
+        started.append(fleet)
+        return fleet
 
     yield start
-    for process in started:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        for stream in (process.stdout, process.stderr):
-            if stream is not None:
-                stream.close()
+    stop_processes([fleet.process for fleet in started])
