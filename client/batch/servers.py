@@ -130,9 +130,15 @@ class Server:
             raise
         finally:
             self._connecting = None
-        if not self.holds_slot:  # evicted or closed while it connected
+        if not self.holds_slot:
+            # Marked down while it connected (another job's connection to it
+            # was lost), or the batch is closing: an idle server is the only
+            # one evicted, and a server connecting has a job. The reason it is
+            # down is this job's reason too.
             asyncio.ensure_future(connection.close())
-            raise RexecConnectionError(f"the connection to {self.label} was closed by the client")
+            raise RexecConnectionError(
+                self.down or f"the connection to {self.label} was closed by the client"
+            )
         self._connection = connection
         self.limit = min(self.limit, connection.server_limits.max_commands)
         return connection

@@ -3,6 +3,7 @@ the open-file limit, and output a person can read at that scale."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -104,3 +105,27 @@ def test_a_spread_batch_over_many_servers_accounts_for_every_job(
     assert {r["status"] for r in records} == {"ok"}
     assert sorted(int(r["stdout"]) for r in records) == list(range(3000))
     assert fleet.stats()["peak_open"] <= 32
+
+
+def test_a_server_that_dies_mid_command_is_a_lost_connection_not_a_result(
+    start_fleet, tmp_path: Path
+) -> None:
+    """The emulator's ``drop-connection`` takes the connection down after
+    ``started``: every job is reported lost, each after its retry on another
+    server, and the summary says the server closed (or reset) it, never that
+    the client did, whichever job noticed first (a race: several rounds)."""
+    fleet = start_fleet(20)
+    results = tmp_path / "r.jsonl"
+    for _ in range(4):
+        done = run("--key-file", str(fleet.key_file), "-w", fleet.hosts, "--retries", "1",
+                   "--results", str(results), input="drop-connection\n" * 5)
+        assert done.returncode == 3
+        records = read_results(results)
+        assert sorted(r["id"] for r in records) == ["1", "2", "3", "4", "5"]
+        assert {(r["status"], r["attempt"]) for r in records} == {("connect_error", 2)}
+        causes = done.stderr.splitlines()[1:]
+        assert causes and all(
+            re.fullmatch(r"  127\.1\.0\.\S+: connection lost: (the server closed the connection|"
+                         r"connection reset by peer) \(\d connect_error; jobs [\d ]+\)", line)
+            for line in causes), causes
+        assert sum(int(re.search(r"\((\d) connect_error", line)[1]) for line in causes) == 5
