@@ -8,6 +8,7 @@ import json
 
 import pytest
 from rexec_client.address import Address
+from rexec_client.batch.coalesce import CoalescingPrinter
 from rexec_client.batch.exit_codes import batch_exit_status
 from rexec_client.batch.groups import GroupError, Groups
 from rexec_client.batch.halt import HaltPolicy, HaltSyntaxError
@@ -152,3 +153,27 @@ def test_summary_gathers_targets_by_cause() -> None:
         "  h3: connection lost: the server closed the connection (1 connect_error; jobs 1)",
         "  h4: exit 2 (1 failed; jobs 1)",
     ]
+
+
+def test_named_nodes_fold_as_the_issue_writes_them() -> None:
+    """10,000 named servers: one ``-b`` block headed ``node[00001-10000]``,
+    and the failures by node set and cause (the emulator's targets are
+    addresses; names as DNS gives them fold the same way)."""
+    def result(index: int, status: Status, **fields) -> JobResult:
+        return JobResult(job=Job(id="1", argv=("echo", "hi")),
+                         target=Address(f"node{index:05d}", 7420), status=status, attempt=1,
+                         order=index, **fields)
+
+    names = [Address(f"node{i:05d}", 7420) for i in range(1, 10_001)]
+    out = io.BytesIO()
+    printer = CoalescingPrinter(out, DisplayNames(names))
+    for index in range(1, 10_001):
+        printer.finished(result(index, Status.OK, exit_code=0, stdout=b"hi\n"))
+    printer.close()
+    assert out.getvalue() == b"---------------- node[00001-10000] (10000)\nhi\n"
+    summary = Summary(DisplayNames(names))
+    for index in (17, 342):
+        summary.add(result(index, Status.CONNECT_ERROR,
+                           error=f"cannot connect to node{index:05d}:7420: connection refused"))
+    assert summary.lines(1.0)[1:] == [
+        "  node[00017,00342]: connection refused (2 connect_error; jobs 1)"]
