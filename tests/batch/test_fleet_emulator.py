@@ -9,6 +9,7 @@ import json
 import signal
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 from .conftest import Pool, batch_argv, read_results
@@ -84,3 +85,29 @@ def test_the_emulator_prints_its_targets_then_stops_cleanly_on_sigterm(start_fle
     fleet.process.send_signal(signal.SIGTERM)
     assert fleet.process.wait(timeout=15) == 0
     assert not key_file.exists()  # its temporary key is gone with it
+
+
+def test_sigint_ends_the_emulator_cleanly_with_commands_running(start_fleet) -> None:
+    """Ctrl-C in the middle of a batch: the emulator exits 0 without a
+    traceback, and the batch reports the lost connections at once."""
+    fleet = start_fleet(2)
+    batch = subprocess.Popen(
+        batch_argv(None, "--key-file", str(fleet.key_file), "-w", fleet.hosts, "--onall",
+                   "--", "sleep", "60"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while fleet.stats()["commands"] < 2:
+            assert time.monotonic() < deadline, "the batch never started its commands"
+            time.sleep(0.1)
+        fleet.process.send_signal(signal.SIGINT)
+        assert fleet.process.wait(timeout=15) == 0
+        out, err = batch.communicate(timeout=30)
+    finally:
+        if batch.poll() is None:
+            batch.kill()
+            batch.communicate()
+    assert b"Traceback" not in fleet.process.stderr.read()
+    assert batch.returncode == 3
+    assert "2 connect_error" in err and out == ""
