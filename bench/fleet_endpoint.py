@@ -13,7 +13,8 @@ What a session does, as rexecd does it: hello at once; mutual HMAC
 authentication (a wrong key gets a fatal ``auth.failed``); commands run
 concurrently up to ``max_commands`` (beyond: ``busy``); ``timeout``,
 ``cancel`` and ``signal`` end a command as they end a real ``sleep``
-(SIGTERM, reported ``timed_out``/``cancelled``); stdin is read and thrown
+(SIGTERM, reported ``timed_out``/``cancelled``), and so does output past
+the run's ``output_limit`` (``output_capped``); stdin is read and thrown
 away under credit; ``put``/``get`` are refused (``command.denied``); a
 protocol violation gets its fatal error and the connection is closed.
 Output is paused while the transport's buffer is above its high-water mark.
@@ -274,12 +275,13 @@ class EndpointSession(asyncio.Protocol):
     # --- ending commands -----------------------------------------------------------
 
     def _complete(self, command: _Command, *, flush: bool = True) -> None:
-        """The command's normal end: its output, then its exit."""
-        if command.plan.stdout:
+        """The command's normal end: its output, then its exit (unless the
+        output reached its limit, which ended it)."""
+        if (
             self._output(command, Stdout, command.plan.stdout)
-        if command.plan.stderr:
-            self._output(command, Stderr, command.plan.stderr)
-        self._exit(command, exit_code=command.plan.exit_code)
+            and self._output(command, Stderr, command.plan.stderr)
+        ):
+            self._exit(command, exit_code=command.plan.exit_code)
         if flush:
             self._flush()
 
@@ -289,15 +291,17 @@ class EndpointSession(asyncio.Protocol):
 
     def _end(
         self, command: _Command, sig: signal.Signals, *, timed_out: bool = False,
-        cancelled: bool = False,
+        cancelled: bool = False, output_capped: bool = False,
     ) -> None:
-        """The command killed by ``sig`` (a timeout, a cancel, a signal)."""
+        """The command killed by ``sig`` (a timeout, a cancel, a signal, the
+        output limit)."""
         if self.conn.is_active(command.run.id):
-            self._exit(command, sig=sig, timed_out=timed_out, cancelled=cancelled)
+            self._exit(command, sig=sig, timed_out=timed_out, cancelled=cancelled,
+                       output_capped=output_capped)
 
     def _exit(
         self, command: _Command, *, exit_code: int | None = None, sig: signal.Signals | None = None,
-        timed_out: bool = False, cancelled: bool = False,
+        timed_out: bool = False, cancelled: bool = False, output_capped: bool = False,
     ) -> None:
         for timer in command.timers:
             timer.cancel()
@@ -310,6 +314,7 @@ class EndpointSession(asyncio.Protocol):
                 signal_name=sig.name if sig is not None else None,
                 timed_out=timed_out,
                 cancelled=cancelled,
+                output_capped=output_capped,
                 duration=self._loop.time() - command.started_at,
                 stdout_bytes=command.stdout_bytes,
                 stderr_bytes=command.stderr_bytes,
@@ -319,18 +324,34 @@ class EndpointSession(asyncio.Protocol):
         if self._eof and not self._commands:
             self._close()
 
-    def _output(self, command: _Command, kind: type[Stdout | Stderr], data: bytes) -> None:
+    def _output(self, command: _Command, kind: type[Stdout | Stderr], data: bytes) -> bool:
+        """Send ``data`` on ``kind``'s stream; False when it reached the run's
+        ``output_limit``, which ended the command as a timeout does
+        (protocol.md [output.limit]: exactly the first N bytes, then
+        ``output_capped``)."""
+        limit = command.run.output_limit
+        if limit is not None:
+            left = limit - command.stdout_bytes - command.stderr_bytes
+            if len(data) > left:
+                if left:
+                    self._output(command, kind, data[:left])
+                self._end(command, signal.SIGTERM, output_capped=True)
+                return False
+        if not data:
+            return True
         if kind is Stdout:
             command.stdout_bytes += len(data)
         else:
             command.stderr_bytes += len(data)
         self._send(kind.with_data(command.run.id, data))
+        return True
 
     def _stream_zeros(self, command: _Command) -> None:
         while command.zeros_left and not self._paused:
             size = min(_CHUNK, command.zeros_left)
             command.zeros_left -= size
-            self._output(command, Stdout, bytes(size))
+            if not self._output(command, Stdout, bytes(size)):
+                command.zeros_left = 0
             self._flush()
         if not command.zeros_left and command.run.id in self._commands:
             self._complete(command, flush=False)

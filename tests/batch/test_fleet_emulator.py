@@ -12,6 +12,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import rexec_client
+
 from .conftest import Pool, batch_argv, read_results
 
 #: Every command of the emulator's set, as argv and as shell strings.
@@ -111,3 +113,30 @@ def test_sigint_ends_the_emulator_cleanly_with_commands_running(start_fleet) -> 
     assert b"Traceback" not in fleet.process.stderr.read()
     assert batch.returncode == 3
     assert "2 connect_error" in err and out == ""
+
+
+def test_output_limit_cuts_alike_on_the_emulator_and_on_rexecd(pool: Pool, start_fleet) -> None:
+    """protocol.md [output.limit]: exactly the first N bytes, then the
+    command ends as for a timeout, ``output_capped``; a command within its
+    limit is untouched. (How a capped command dies on rexecd is a race, its
+    SIGTERM against the SIGPIPE of the closed pipe; the emulator says
+    SIGTERM, as for a timeout.)"""
+    fleet = start_fleet(1)
+    targets = {
+        "real": (pool.servers[0].host, pool.port, pool.key_file),
+        "emulated": (fleet.host(1), fleet.port, fleet.key_file),
+    }
+    seen: dict[str, list[tuple]] = {}
+    ends: dict[str, list[tuple]] = {}
+    for name, (host, port, key_file) in targets.items():
+        seen[name], ends[name] = [], []
+        # A gigabyte: the real head is still writing when the cap ends it.
+        for command, limit in (("head -c 1073741824 /dev/zero", 1000), ("echo hello", 100)):
+            done = rexec_client.run(command, shell=True, host=host, port=port, key_file=key_file,
+                                    output_limit=limit, timeout=30)
+            seen[name].append((done.stdout, done.stderr, done.output_capped, done.stdout_bytes))
+            ends[name].append((done.exit_code, done.signal_name))
+    assert seen["real"] == seen["emulated"] == [
+        (bytes(1000), b"", True, 1000), (b"hello\n", b"", False, 6)]
+    assert ends["emulated"] == [(None, "SIGTERM"), (0, None)]
+    assert ends["real"][1] == (0, None)
