@@ -42,6 +42,18 @@ def test_fanout_fits_a_low_open_file_limit(start_fleet) -> None:
     assert fleet.stats()["authenticated"] == 200
 
 
+def test_the_soft_open_file_limit_is_raised_to_fit_the_fanout(start_fleet) -> None:
+    """Soft limit 64, hard 4,096: -f 300 needs more than 64 descriptors, and
+    the batch raises its own soft limit rather than lowering the fanout."""
+    fleet = start_fleet(300)
+    done = run("--key-file", str(fleet.key_file), "-w", fleet.hosts, "--onall", "-f", "300",
+               "-j", "300", "--", "sleep", "0.5", prefix=("prlimit", "--nofile=64:4096"))
+    assert done.returncode == 0, done.stderr
+    assert "fanout lowered" not in done.stderr
+    stats = fleet.stats()
+    assert stats["authenticated"] == 300 and stats["peak_open"] > 64
+
+
 def test_running_out_of_descriptors_makes_jobs_wait_not_fail(start_fleet, tmp_path: Path) -> None:
     """The library does not touch the process's limits: when connecting
     meets EMFILE, the pool lowers its fanout and the job waits for a slot."""
