@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 from collections.abc import Callable
 from typing import BinaryIO
 
@@ -116,7 +117,9 @@ def _done_jobs(args: argparse.Namespace) -> DoneJobs | None:
 
 
 def _dry_run(
-    args: argparse.Namespace, batch_input: BatchInput, targets: list[Address],
+    args: argparse.Namespace,
+    batch_input: BatchInput,
+    targets: list[Address],
     skip: DoneJobs | None,
 ) -> int:
     """Print 'target<TAB>command' for each job that would run ('*': spread)."""
@@ -146,7 +149,7 @@ def _connector(args: argparse.Namespace) -> Connector:
     """One key and one TLS context for every connection (a bad key or TLS
     file is a usage error, reported once, before anything runs)."""
     return make_connector(
-        load_key(args.key_file or default_key_path()),
+        load_key(Path(args.key_file) if args.key_file else default_key_path()),
         ssl=ssl_context(args),
         connect_timeout=args.connect_timeout,
         keepalive=args.keepalive,
@@ -210,8 +213,12 @@ def _install_interrupts(batch: Batch) -> Callable[[], None]:
         nonlocal presses
         presses += 1
         if presses == 1:
-            print(f"\rrexec batch: interrupted: cancelling {batch.running} running command(s) "
-                  "(Ctrl-C again to drop the connections)", file=sys.stderr, flush=True)
+            print(
+                f"\rrexec batch: interrupted: cancelling {batch.running} running command(s) "
+                "(Ctrl-C again to drop the connections)",
+                file=sys.stderr,
+                flush=True,
+            )
             batch.cancel("interrupt")
         else:
             batch.abort()
@@ -227,13 +234,19 @@ def _install_interrupts(batch: Batch) -> Callable[[], None]:
 
 
 async def _run(
-    args: argparse.Namespace, batch_input: BatchInput, targets: list[Address],
-    options: BatchOptions, skip: DoneJobs | None, connector: Connector,
+    args: argparse.Namespace,
+    batch_input: BatchInput,
+    targets: list[Address],
+    options: BatchOptions,
+    skip: DoneJobs | None,
+    connector: Connector,
 ) -> int:
     stdout, stderr = sys.stdout.buffer, sys.stderr.buffer
     display = DisplayNames(targets)
     printer = _printer(args, display, stdout, stderr)
-    progress = Progress(sys.stderr, options.total) if args.progress and sys.stderr.isatty() else None
+    progress = (
+        Progress(sys.stderr, options.total) if args.progress and sys.stderr.isatty() else None
+    )
     broken_pipe = False
 
     def show_live(job: Job, target: Address, stream: str, data: bytes) -> None:

@@ -73,13 +73,30 @@ class Server:
     """One target of the batch."""
 
     __slots__ = (
-        "address", "label", "index", "spread", "running", "pending", "limit", "down",
-        "holds_slot", "_pool", "_connection", "_connecting", "_reconnects_left", "_revivals",
+        "_connecting",
+        "_connection",
+        "_pool",
+        "_reconnects_left",
+        "_revivals",
+        "address",
+        "down",
+        "holds_slot",
+        "index",
+        "label",
+        "limit",
+        "pending",
+        "running",
+        "spread",
     )
 
     def __init__(
-        self, address: Address, index: int, pool: ServerPool, per_host: int | None,
-        reconnects: int, spread: bool,
+        self,
+        address: Address,
+        index: int,
+        pool: ServerPool,
+        per_host: int | None,
+        reconnects: int,
+        spread: bool,
     ) -> None:
         self.address = address
         self.label = label(address)
@@ -220,8 +237,13 @@ class ServerPool:
     """
 
     def __init__(
-        self, addresses: Iterable[Address], connector: Connector, *,
-        per_host: int | None = None, reconnects: int = 0, fanout: int | None = None,
+        self,
+        addresses: Iterable[Address],
+        connector: Connector,
+        *,
+        per_host: int | None = None,
+        reconnects: int = 0,
+        fanout: int | None = None,
     ) -> None:
         self.connector = connector
         self._per_host = per_host
@@ -304,8 +326,11 @@ class ServerPool:
         avoided = set(avoid)
         if avoided:
             others = [
-                s for s in self.targets
-                if s.spread and s.has_room and s not in avoided
+                s
+                for s in self.targets
+                if s.spread
+                and s.has_room
+                and s not in avoided
                 and (s.holds_slot or self._slot_free)
             ]
             if others:
