@@ -146,7 +146,7 @@ def _readme_batch_examples() -> list[str]:
 def test_readme_examples_parse_and_help_names_the_letters() -> None:
     examples = _readme_batch_examples()
     assert len(examples) >= 5
-    parser = build_parser()
+    parser = build_parser("batch")
     for example in examples:
         own, remote = split_remote_command(shlex.split(example.split("|")[-1].strip())[1:])
         try:
