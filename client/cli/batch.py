@@ -66,10 +66,26 @@ def _count(text: str) -> int:
 
 
 def _positive(text: str) -> int:
-    value = _count(text)
+    try:
+        value = _count(text)
+    except argparse.ArgumentTypeError:
+        value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
     return value
+
+
+def _fanout(text: str) -> int:
+    """``-f N``; a word that is no number is most likely a hosts file, which
+    ``-f`` named before it became the fanout: say where that went."""
+    try:
+        return _positive(text)
+    except argparse.ArgumentTypeError as exc:
+        if text.strip().isdigit():
+            raise
+        raise argparse.ArgumentTypeError(
+            f"{exc} (-f is the fanout, as in pdsh and clush; a hosts file is --hosts-file FILE)"
+        ) from None
 
 
 def _seconds(text: str) -> float:
@@ -123,7 +139,7 @@ def register(subparsers: Any) -> None:
     sched.add_argument("--per-host", type=_positive, metavar="N",
                        help="run at most N commands at once on one server "
                        "(default: as many as the server allows)")
-    sched.add_argument("-f", "--fanout", type=_positive, default=DEFAULT_FANOUT, metavar="N",
+    sched.add_argument("-f", "--fanout", type=_fanout, default=DEFAULT_FANOUT, metavar="N",
                        help="keep at most N connections open at once, as clush and pdsh -f "
                        "(default: %(default)s; lowered to fit the open-file limit)")
     sched.add_argument("--timeout", type=positive_float, metavar="SECONDS",
