@@ -180,7 +180,7 @@ class _Records:
         resuming = args.resume or args.resume_failed
         self.writers: list[JoblogWriter | ResultsWriter | RerunWriter] = []
         if args.joblog:
-            self.writers.append(JoblogWriter(args.joblog))
+            self.writers.append(JoblogWriter(args.joblog, append=resuming))
         if args.results:
             self.writers.append(ResultsWriter(args.results, append=resuming))
         if args.rerun_file:

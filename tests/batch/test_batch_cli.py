@@ -274,6 +274,17 @@ def test_joblog_has_gnu_parallel_columns(pool: Pool, tmp_path: Path) -> None:
     assert 0 <= float(first["JobRuntime"]) < 10 and len(first["JobRuntime"]) == 10
 
 
+def test_a_new_run_starts_the_joblog_afresh_as_gnu_parallel(pool: Pool, tmp_path: Path) -> None:
+    """Only --resume appends; a second plain run does not pile onto the
+    first one's lines (which --resume would then take for done)."""
+    log = tmp_path / "log.tsv"
+    for commands in ("echo one\necho two\n", "echo three\n"):
+        done = run_batch_cli(pool, "-H", pool.label(1), "--joblog", str(log), input=commands)
+        assert done.returncode == 0, done.stderr
+    assert log.read_text().count("Seq\t") == 1
+    assert [row["Command"] for row in read_joblog(log)] == ["echo three"]
+
+
 def test_results_schema_with_jsonl_input_and_binary_output(pool: Pool, tmp_path: Path) -> None:
     jobs = [
         {"id": "bin", "shell": "printf '\\377\\376ok'; echo err >&2"},
