@@ -17,8 +17,8 @@ import os
 import signal
 import sys
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import BinaryIO
 
 from rexec.keyfile import KeyFileError, default_key_path, load_key
