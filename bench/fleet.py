@@ -10,7 +10,8 @@ batch --hosts`` notation (``hosts``) and the shared key (``key_file``), plus
 ``hostname`` with, as a node set), ``pid`` and, with ``--tls``,
 ``tls_ca``/``tls_server_name``. Then it serves until SIGTERM or SIGINT,
 which end it cleanly (exit 0, its temporary key removed). SIGUSR1 prints a
-line of counters (``{"stats": …}``: connections, commands, CPU seconds).
+line of counters (``{"stats": …}``: connections, commands, the most open or
+running at once, CPU seconds).
 
 Endpoint i (1-based) listens on 127.1.(i-1)//250.((i-1)%250+1) (``--base``
 moves the /16), all on one port, and calls itself ``node%05d``. The whole

@@ -85,6 +85,9 @@ class Counts:
     authenticated: int = 0
     auth_failures: int = 0
     commands: int = 0
+    #: Commands running now, and the most at once (a client's concurrency).
+    running: int = 0
+    peak_running: int = 0
 
 
 @dataclasses.dataclass
@@ -197,6 +200,7 @@ class EndpointSession(asyncio.Protocol):
         for command in self._commands.values():
             for timer in command.timers:
                 timer.cancel()
+        self.endpoint.stats.counts.running -= len(self._commands)
         self._commands.clear()
 
     def pause_writing(self) -> None:
@@ -254,7 +258,10 @@ class EndpointSession(asyncio.Protocol):
         if what.drop:
             self._abort()
             return
-        self.endpoint.stats.counts.commands += 1
+        counts = self.endpoint.stats.counts
+        counts.commands += 1
+        counts.running += 1
+        counts.peak_running = max(counts.peak_running, counts.running)
         command = _Command(run, what, self._loop.time(), zeros_left=what.zeros)
         self._commands[run.id] = command
         self._send(Started(id=run.id, pid=next(_pids)))
@@ -306,6 +313,7 @@ class EndpointSession(asyncio.Protocol):
         for timer in command.timers:
             timer.cancel()
         del self._commands[command.run.id]
+        self.endpoint.stats.counts.running -= 1
         self._send(
             Exit(
                 id=command.run.id,

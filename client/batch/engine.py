@@ -56,13 +56,18 @@ OutputCallback = Callable[[Job, Address, str, bytes], None]
 SkipPredicate = Callable[[Job, Address | None], bool]
 
 _READ_SIZE = 1 << 16
+#: Commands running at once in a spread batch unless ``-j`` says otherwise.
+DEFAULT_JOBS = 32
 
 
 @dataclasses.dataclass(kw_only=True)
 class BatchOptions:
     """How a batch runs (the CLI options of the same names)."""
 
-    max_running: int = 32
+    #: Commands running at once in all; None: ``DEFAULT_JOBS``, or with
+    #: ``onall`` the fanout (pdsh and clush run as many commands as their
+    #: fanout, one per connection). ``running_limit`` is the number in force.
+    max_running: int | None = None
     per_host: int | None = None
     #: Connections open at once (None: one per server, never closed early).
     fanout: int | None = DEFAULT_FANOUT
@@ -83,7 +88,7 @@ class BatchOptions:
     lookahead: int | None = None
 
     def __post_init__(self) -> None:
-        if self.max_running < 1:
+        if self.max_running is not None and self.max_running < 1:
             raise ValueError("max_running must be at least 1")
         if self.fanout is not None and self.fanout < 1:
             raise ValueError("fanout must be at least 1")
@@ -91,6 +96,12 @@ class BatchOptions:
             raise ValueError("per_host must be at least 1")
         if self.retries < 0 or self.delay < 0:
             raise ValueError("retries and delay must be >= 0")
+
+    @property
+    def running_limit(self) -> int:
+        if self.max_running is not None:
+            return self.max_running
+        return self.fanout if self.onall and self.fanout is not None else DEFAULT_JOBS
 
 
 @dataclasses.dataclass(slots=True, eq=False)
@@ -126,7 +137,7 @@ class Batch:
         self.options = options
         self._on_output = on_output
         self._skip = skip
-        self._lookahead = options.lookahead or max(1024, 4 * options.max_running, 2 * len(pool.targets))
+        self._lookahead = options.lookahead or max(1024, 4 * options.running_limit, 2 * len(pool.targets))
         self._spread: collections.deque[_Item] = collections.deque()
         self._pinned: dict[Server, collections.deque[_Item]] = {}
         self._ready: dict[Server, None] = {}  # servers with pinned items and room (or down)
@@ -134,7 +145,7 @@ class Batch:
         self._pending = 0
         self._order = 0
         self._running: set[_Item] = set()
-        self._results: asyncio.Queue[JobResult | None] = asyncio.Queue(max(64, 2 * options.max_running))
+        self._results: asyncio.Queue[JobResult | None] = asyncio.Queue(max(64, 2 * options.running_limit))
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
         pool.on_slot_free = self._wake.set
@@ -288,7 +299,7 @@ class Batch:
 
     async def _start_ready(self) -> None:
         """Start items while there is room."""
-        while len(self._running) < self.options.max_running and self.stopped is None:
+        while len(self._running) < self.options.running_limit and self.stopped is None:
             choice = self._next_startable()
             if choice is None:
                 return

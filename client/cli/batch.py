@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ..batch.engine import DEFAULT_JOBS
 from ..batch.exit_codes import HELP_TABLE
 from ..batch.servers import DEFAULT_FANOUT
 from .common import add_connection_options, positive_float
@@ -134,8 +135,9 @@ def register(subparsers: Any) -> None:
                       help="quote each word of the template, as GNU parallel -q: it reaches "
                       "the program as one word, shell characters and all")
     sched = parser.add_argument_group("scheduling")
-    sched.add_argument("-j", "--jobs", type=_positive, default=32, metavar="N",
-                       help="run at most N commands at once in all (default: %(default)s)")
+    sched.add_argument("-j", "--jobs", type=_positive, metavar="N",
+                       help=f"run at most N commands at once in all (default: {DEFAULT_JOBS}; "
+                       "with --onall, the fanout, as pdsh and clush)")
     sched.add_argument("--per-host", type=_positive, metavar="N",
                        help="run at most N commands at once on one server "
                        "(default: as many as the server allows)")
