@@ -137,7 +137,9 @@ class Batch:
         self.options = options
         self._on_output = on_output
         self._skip = skip
-        self._lookahead = options.lookahead or max(1024, 4 * options.running_limit, 2 * len(pool.targets))
+        self._lookahead = options.lookahead or max(
+            1024, 4 * options.running_limit, 2 * len(pool.targets)
+        )
         self._spread: collections.deque[_Item] = collections.deque()
         self._pinned: dict[Server, collections.deque[_Item]] = {}
         self._ready: dict[Server, None] = {}  # servers with pinned items and room (or down)
@@ -145,7 +147,9 @@ class Batch:
         self._pending = 0
         self._order = 0
         self._running: set[_Item] = set()
-        self._results: asyncio.Queue[JobResult | None] = asyncio.Queue(max(64, 2 * options.running_limit))
+        self._results: asyncio.Queue[JobResult | None] = asyncio.Queue(
+            max(64, 2 * options.running_limit)
+        )
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
         pool.on_slot_free = self._wake.set

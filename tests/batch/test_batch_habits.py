@@ -123,8 +123,9 @@ def test_f_is_the_fanout_and_hosts_files_keep_their_long_option(tmp_path: Path) 
     hosts.write_text("h1\nh2\n")
     wrong = run_batch_cli(None, "-f", str(hosts), "--list-targets")
     assert wrong.returncode == 255 and wrong.stderr.splitlines() == [(
-        f"rexec: argument -f/--fanout: expected a whole number >= 1, got {str(hosts)!r} (-f is the "
-        "fanout, as in pdsh and clush; a hosts file is --hosts-file FILE) (see 'rexec batch --help')"
+        f"rexec: argument -f/--fanout: expected a whole number >= 1, got {str(hosts)!r} "
+        "(-f is the fanout, as in pdsh and clush; a hosts file is --hosts-file FILE) "
+        "(see 'rexec batch --help')"
     )]
     zero = run_batch_cli(None, "-f", "0", "--list-targets", "-w", "h1")
     assert zero.returncode == 255 and "expected a whole number >= 1, got '0' (see" in zero.stderr
