@@ -146,9 +146,9 @@ def test_a_server_that_dies_mid_command_is_a_lost_connection_not_a_result(
 def test_onall_runs_as_many_commands_at_once_as_the_fanout(start_fleet) -> None:
     """pdsh -f 40 and clush -f 40 run 40 commands at once: so does --onall -f
     40 unless -j says otherwise (not the spread batch's default of 32)."""
-    fleet = start_fleet(80)
+    fleet = start_fleet(40)  # one round, its commands long enough to overlap under load
     base = ("--key-file", str(fleet.key_file), "-w", fleet.hosts, "--onall")
-    done = run(*base, "-f", "40", "--", "sleep", "2")
+    done = run(*base, "-f", "40", "--", "sleep", "3")
     assert done.returncode == 0, done.stderr
     assert fleet.stats()["peak_running"] == 40
     bounded = start_fleet(20)
