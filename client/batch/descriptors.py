@@ -6,18 +6,34 @@ descriptor, so the fanout must fit under ``RLIMIT_NOFILE``.
 fanout that fits, with a note for people when it had to be lowered. What is
 left after that (another part of the process opening files meanwhile) is
 caught when connecting: the pool lowers its fanout further and the job waits
-for a slot (``servers.OutOfDescriptors``), so a batch never fails with
+for a slot (``OutOfDescriptors``), so a batch never fails with
 EMFILE.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import resource
 
 #: Descriptors kept for everything but connections: the standard streams,
 #: the event loop's, the joblog, results and re-run files, TLS files.
 RESERVE = 32
+
+
+class OutOfDescriptors(Exception):
+    """Connecting failed for want of file descriptors (EMFILE, ENFILE): not the
+    server's fault; the job waits for a slot and the fanout is lowered."""
+
+
+def out_of_descriptors(exc: BaseException) -> bool:
+    """Whether ``exc``, or an exception it arose from, is EMFILE or ENFILE."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.EMFILE, errno.ENFILE):
+            return True
+        seen = seen.__context__
+    return False
 
 
 def descriptors_in_use() -> int:

@@ -42,10 +42,11 @@ from ..errors import RemoteCommandError, RexecConnectionError
 from ..process import RemoteProcess
 from ..result import RETURNCODE_BY_REFUSAL
 from ..streams import OutputReader
+from .descriptors import OutOfDescriptors
 from .halt import HaltPolicy
 from .jobs import Job, JobInputError
 from .outcome import JobResult, Status, status_of, status_of_connection_error
-from .servers import DEFAULT_FANOUT, OutOfDescriptors, Server, ServerPool
+from .servers import DEFAULT_FANOUT, Server, ServerPool
 from .source import JobSource
 
 #: ``on_output(job, target, stream, data)``: live output of an attempt

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import errno
 import heapq
 import math
 from collections.abc import Awaitable, Callable, Iterable
@@ -39,6 +38,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from ..address import Address
 from ..connection import ClientConnection
 from ..errors import RexecConnectionError
+from .descriptors import OutOfDescriptors, out_of_descriptors
 from .targets import label
 
 Connector = Callable[[Address], Awaitable[ClientConnection]]
@@ -53,20 +53,6 @@ REVIVE_BACKOFF = 0.5
 _CLOSE_TIMEOUT = 5.0
 #: How many idle servers ``reserve`` looks through for one with no work queued.
 _EVICTION_SCAN = 64
-
-
-class OutOfDescriptors(Exception):
-    """Connecting failed for want of file descriptors (EMFILE, ENFILE): not the
-    server's fault; the job waits for a slot and the fanout is lowered."""
-
-
-def _out_of_descriptors(exc: BaseException) -> bool:
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, OSError) and seen.errno in (errno.EMFILE, errno.ENFILE):
-            return True
-        seen = seen.__context__
-    return False
 
 
 class Server:
@@ -141,7 +127,7 @@ class Server:
                 await asyncio.sleep(min(REVIVE_BACKOFF * self._revivals, 5.0))
             connection = await self._connector(self.address)
         except RexecConnectionError as exc:
-            if _out_of_descriptors(exc) and self._pool.out_of_descriptors(self):
+            if out_of_descriptors(exc) and self._pool.out_of_descriptors(self):
                 raise OutOfDescriptors(str(exc)) from None
             self.mark_down(str(exc))
             raise
