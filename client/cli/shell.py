@@ -89,6 +89,12 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="run the remote login shell on a pseudo-terminal (full-screen programs)",
     )
+    parser.add_argument(
+        "--sh",
+        action="store_true",
+        help="line mode in /bin/sh even where the login shell is bash (POSIX sh: no functions"
+        " kept over a reconnect)",
+    )
     add_connection_options(parser)
     parser.set_defaults(handler=main)
 

@@ -16,11 +16,14 @@ streams: ``output.MarkedStream`` tells when a line's output is complete.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 from collections.abc import Callable
 
 from ..streams import OutputReader
 
+#: Records nobody waited for that are kept for a later ``expect``.
+UNCLAIMED_KEPT = 8
 #: Most bytes of one record kept while it arrives (a state snapshot of a
 #: session with very large variables); a longer one is dropped.
 MAX_RECORD = 64 * 2**20
@@ -63,8 +66,8 @@ class _Waiter:
 class ControlChannel:
     """Reads records from ``reader`` (``run``) and hands each to whoever
     waits for its kind and sequence number (``expect``); ``state`` and
-    ``warning`` records go to ``on_state`` and ``on_warning``, others nobody
-    waits for are dropped.
+    ``warning`` records go to ``on_state`` and ``on_warning``. A record
+    nobody waits for yet is kept (the last few) for the next ``expect``.
 
     Args:
         reader: the helper ``cat``'s stdout.
@@ -82,6 +85,7 @@ class ControlChannel:
         self._on_state = on_state
         self._on_warning = on_warning
         self._waiters: list[_Waiter] = []
+        self._unclaimed: collections.deque[Record] = collections.deque(maxlen=UNCLAIMED_KEPT)
         self._closed = False
 
     async def run(self) -> None:
@@ -114,6 +118,11 @@ class ControlChannel:
         """A future for the next record of one of ``kinds`` with ``seq``. Ask
         before sending what it answers, so the answer can't be missed."""
         future: asyncio.Future[Record] = asyncio.get_running_loop().create_future()
+        for record in self._unclaimed:
+            if record.kind in kinds and record.seq == seq:
+                self._unclaimed.remove(record)
+                future.set_result(record)
+                return future
         if self._closed:
             future.set_exception(ChannelClosed())
         else:
@@ -131,3 +140,5 @@ class ControlChannel:
                 if not waiter.future.done():
                     waiter.future.set_result(record)
                 return
+        if record.kind not in ("state", "warning"):
+            self._unclaimed.append(record)

@@ -253,6 +253,7 @@ class Repl:
             self._output.stderr,
             snapshot=self.state.snapshot,
             status=self.state.last_status,
+            posix_sh=self._args.sh,
             on_snapshot=self._keep_snapshot,
             on_warning=say,
         )

@@ -47,10 +47,11 @@ LEAVE_TIMEOUT = 5.0
 #: Seconds the rest of a line's output may take once its status has come.
 OUTPUT_END_TIMEOUT = 30.0
 
-#: Started by /bin/sh -c on the server, with the control helper's pid: checks
-#: that /proc can reach the helpers, names the shell it starts on the control
-#: channel, and starts it with its stdout and stderr hidden (kept on 4 and 3)
-#: until rexec's functions are in place: no prompt or start-up noise leaks.
+#: Started by /bin/sh -c on the server, with the control helper's pid and the
+#: login shell (the server sets $SHELL from the account): checks that /proc
+#: can reach the helpers, names the shell it starts on the control channel,
+#: and starts it with its stdout and stderr hidden (kept on 4 and 3) until
+#: rexec's functions are in place: no prompt or start-up noise leaks.
 SESSION_COMMAND = """\
 exec 3>&2 4>&1 >/dev/null 2>&1
 ctl=/proc/{control}/fd/0
@@ -58,7 +59,7 @@ if ! [ -w "$ctl" ]; then
     echo "rexec shell: this server has no /proc/PID/fd, which line mode needs (try --pty)" >&3
     exit 1
 fi
-case ${{SHELL-}} in */bash)
+case {login_shell} in */bash)
     if [ -x "$SHELL" ]; then
         printf '\\000shell 0\\nbash\\000' >"$ctl"
         exec "$SHELL" --noediting --norc --noprofile +o history -i
@@ -117,6 +118,8 @@ class Ready:
 
 
 Writer = Callable[[bytes], Awaitable[None]]
+#: The records that answer a line.
+_ANSWERS = {"status", "more", "top"}
 
 
 def _script(name: str) -> bytes:
@@ -157,11 +160,12 @@ class RemoteShell:
     # --- start -------------------------------------------------------------------
 
     async def start(
-        self, out: Writer, err: Writer, snapshot: Snapshot | None, status: int
+        self, out: Writer, err: Writer, snapshot: Snapshot | None, status: int, posix_sh: bool
     ) -> Ready:
         """Start the shell, its output going to ``out`` and ``err``; make it
         the shell ``snapshot`` describes (with ``status`` as its $?), else
-        read the start-up files a login shell reads.
+        read the start-up files a login shell reads. With ``posix_sh`` it is
+        /bin/sh even where the login shell is bash.
 
         Raises:
             ShellEnded: the shell ended before it was ready.
@@ -171,7 +175,11 @@ class RemoteShell:
         self._line_stdin.prepare()
         named = self._channel.expect({"shell"}, 0)
         session = await self._connection.start(
-            SESSION_COMMAND.format(control=self._control.pid), shell=True, stdin=True
+            SESSION_COMMAND.format(
+                control=self._control.pid, login_shell="/bin/sh" if posix_sh else '"${SHELL-}"'
+            ),
+            shell=True,
+            stdin=True,
         )
         self._session = session
         self._ended = asyncio.create_task(session.wait())
@@ -224,12 +232,13 @@ class RemoteShell:
         self._seq += 1
         seq, nonce = self._seq, secrets.token_hex(16)
         stdin_path = await self._line_stdin.path() if typed_input else "/dev/null"
-        answer = self._channel.expect({"status", "more"}, seq)
+        answer = self._channel.expect(_ANSWERS, seq)
         markers = self._expect_markers(nonce)
+        done = f"__rexec_done {seq} {nonce}\n".encode()
         self._send(
             f"__rexec_pre {seq} {mode} {stdin_path} {self.dialect.quote(text)}"
-            f' && {self.dialect.eval_word} "$__rexec_s_cmd" <"$__rexec_s_in"\n'
-            f"__rexec_done {seq} {nonce}\n".encode()
+            f' && {self.dialect.eval_word} "$__rexec_s_cmd" <"$__rexec_s_in"\n'.encode()
+            + done
         )
         assert self._session is not None
         control = LineControl(self._session, timeout)
@@ -238,6 +247,11 @@ class RemoteShell:
             with interrupts.attached(control):
                 try:
                     record = await self._until(answer)
+                    while record.kind == "top":
+                        # sh dropped the line's end with what it had read
+                        # ahead (see remote.sh): send it again.
+                        self._send(done)
+                        record = await self._until(self._channel.expect(_ANSWERS, seq))
                 except ShellEnded as ended:
                     raise ShellEnded(ended.status, killed_by_rexec=control.killed) from None
             try:
@@ -354,6 +368,7 @@ async def open_shell(
     *,
     snapshot: Snapshot | None,
     status: int,
+    posix_sh: bool = False,
     on_snapshot: Callable[[Snapshot], None],
     on_warning: Callable[[str], None],
 ) -> RemoteShell:
@@ -362,7 +377,7 @@ async def open_shell(
     control = await connection.start(["cat"], stdin=True)
     shell = RemoteShell(connection, control, on_snapshot, on_warning)
     try:
-        await shell.start(out, err, snapshot, status)
+        await shell.start(out, err, snapshot, status, posix_sh)
     except BaseException:
         await shell.close()
         raise

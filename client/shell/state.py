@@ -20,8 +20,11 @@ from ..result import ExitStatus
 EXIT_TIMEOUT = 124
 #: ``set -o`` options a restored shell must not take from the snapshot: line
 #: editing would read the command stream as a terminal, job control wants one,
-#: and the history setting is kept aside by the shell itself.
-_UNRESTORED_OPTIONS = frozenset({b"emacs", b"vi", b"monitor", b"history", b"interactive"})
+#: the history setting is kept aside by the shell itself, and sh's
+#: interactive and stdin are how it was started.
+_UNRESTORED_OPTIONS = frozenset(
+    {b"emacs", b"vi", b"monitor", b"history", b"interactive", b"stdin"}
+)
 _SET_OPTION = re.compile(rb"set [-+]o (\S+)\Z")
 _FUNCTION_ATTRIBUTES = re.compile(rb"declare -f(\S*) ")
 
@@ -109,6 +112,9 @@ def _restorable(name: str, text: bytes) -> bytes:
         ]
     elif name == "umask":
         lines = [b"umask " + line for line in lines if line.strip()]
+    elif name == "aliases":
+        # sh's `alias` prints NAME='VALUE'; bash's `alias -p` adds the word.
+        lines = [line if line.startswith(b"alias ") else b"alias " + line for line in lines]
     return b"".join(line + b"\n" for line in lines)
 
 
