@@ -51,7 +51,11 @@ OUTPUT_END_TIMEOUT = 30.0
 #: login shell (the server sets $SHELL from the account): checks that /proc
 #: can reach the helpers, names the shell it starts on the control channel,
 #: and starts it with its stdout and stderr hidden (kept on 4 and 3) until
-#: rexec's functions are in place: no prompt or start-up noise leaks.
+#: rexec's functions are in place: no prompt or start-up noise leaks. An
+#: interactive bash keeps a copy of its first stderr as "its terminal" and,
+#: after a program killed by a signal, resets that terminal's modes, saying
+#: "tcsetattr: Inappropriate ioctl for device" when it is none: a pty master
+#: it never uses otherwise (and which gives it no job control) keeps it quiet.
 SESSION_COMMAND = """\
 exec 3>&2 4>&1 >/dev/null 2>&1
 ctl=/proc/{control}/fd/0
@@ -61,8 +65,10 @@ if ! [ -w "$ctl" ]; then
 fi
 case {login_shell} in */bash)
     if [ -x "$SHELL" ]; then
+        tty=/dev/null
+        if {{ : <>/dev/ptmx; }} 2>/dev/null; then tty=/dev/ptmx; fi
         printf '\\000shell 0\\nbash\\000' >"$ctl"
-        exec "$SHELL" --noediting --norc --noprofile +o history -i
+        exec "$SHELL" --noediting --norc --noprofile +o history -i 2<>"$tty"
     fi
 esac
 printf '\\000shell 0\\nsh\\000' >"$ctl"
