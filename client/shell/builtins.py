@@ -162,7 +162,7 @@ async def _help(shell: Shell, rest: str) -> int:
     which = (
         f"bash ({state.shell.removeprefix('bash ')}), the account's login shell"
         if state.shell.startswith("bash")
-        else "/bin/sh (the account's login shell is not bash)"
+        else "/bin/sh (the account's login shell is not bash, or --sh)"
     )
     print(HELP_HEADER.format(host=state.identity.host or "the server", which=which))
     for builtin in (*BUILTINS.values(), LOCAL):

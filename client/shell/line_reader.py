@@ -25,6 +25,7 @@ from prompt_toolkit.completion import Completer
 from prompt_toolkit.formatted_text import AnyFormattedText
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+from prompt_toolkit.search import stop_search
 from prompt_toolkit.styles import Style
 
 from .display import say
@@ -91,8 +92,13 @@ def _open_history() -> History:
 def _key_bindings() -> KeyBindings:
     bindings = KeyBindings()
 
-    @bindings.add("c-c")
+    # Eager: before prompt_toolkit's own, in a history search too (bash drops
+    # the line there as well).
+    @bindings.add("c-c", eager=True)
     def _discard(event: KeyPressEvent) -> None:
+        if event.app.layout.is_searching:
+            # Or the next prompt would open in the search field.
+            stop_search()
         event.app.exit(exception=LineDiscarded())
 
     return bindings

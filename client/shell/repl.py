@@ -182,6 +182,7 @@ class Repl:
             self.state.record(EXIT_TIMEOUT, "timeout")
         else:
             self.state.record(end.status)
+        self.state.shell_status = end.status
         self.state.cwd = end.cwd or self.state.cwd
 
     def _remember(self, text: str) -> None:
@@ -252,7 +253,7 @@ class Repl:
             self._output.stdout,
             self._output.stderr,
             snapshot=self.state.snapshot,
-            status=self.state.last_status,
+            status=self.state.shell_status,
             posix_sh=self._args.sh,
             on_snapshot=self._keep_snapshot,
             on_warning=say,
@@ -271,6 +272,8 @@ class Repl:
         status = ended.status
         if status.exit_code is not None and not ended.killed_by_rexec:
             return False
+        if self._interactive:
+            print(flush=True)  # after the terminal's ^C
         say(f"the remote shell {status.describe()}; a new one goes on from the session's state")
         self.state.record(EXIT_TIMEOUT if status.timed_out else EXIT_KILLED)
         try:

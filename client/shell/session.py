@@ -207,8 +207,11 @@ class RemoteShell:
         markers = self._expect_markers(nonce)
         begin = f"__rexec_begin /proc/{self._control.pid}/fd/0 {self._mark} && {then}"
         self._send(text + _script(self.dialect.script) + f"\n{begin}; __rexec_ready {nonce}\n".encode())
-        fields = (await self._until(ready)).fields()
-        await self._until(markers)
+        try:
+            fields = (await self._until(ready)).fields()
+            await self._until(markers)
+        finally:
+            _forget(markers)
         shell, user, host, home, cwd = (fields + [""] * 5)[:5]
         self.ready = Ready(shell, RemoteIdentity(user, host, home), cwd)
         return self.ready
@@ -266,6 +269,7 @@ class RemoteShell:
                 self._on_warning("the end of the line's output is late; more of it may follow")
         finally:
             control.close()
+            _forget(markers)
             await stop_task(feeder)
             self._line_stdin.after_line()
         if record.kind == "more":
@@ -365,6 +369,15 @@ class RemoteShell:
         if status.connection_lost:
             raise RexecConnectionError(status.connection_error or "connection lost")
         raise ShellEnded(status)
+
+
+def _forget(future: asyncio.Future[Any]) -> None:
+    """Stop waiting for ``future``: cancel it, or take its exception (so
+    that asyncio does not report it as never retrieved)."""
+    if not future.done():
+        future.cancel()
+    elif not future.cancelled():
+        future.exception()
 
 
 async def open_shell(

@@ -131,8 +131,9 @@ class SessionState:
     snapshot: Snapshot | None = None
     #: Each line's time limit in seconds (None: none).
     timeout: float | None = None
-    #: The last line's status as a number (what ``exit`` leaves with, and $?
-    #: in a restored shell) …
+    #: The last line's status as the remote shell has it ($? in a new shell).
+    shell_status: int = 0
+    #: The last line's status as a number (what ``exit`` leaves with) …
     last_status: int = 0
     #: … and as the prompt shows it (None: success).
     last_label: str | None = None
