@@ -126,14 +126,18 @@ async def _transfer(shell: Shell, verb: str, rest: str) -> int:
     try:
         if verb == "put":
             remote = posixpath.join(cwd, target or os.path.basename(source.rstrip("/")))
-            result = await transfer.put(shell.connection, source, remote, progress=reporter.progress(source))
+            result = await transfer.put(
+                shell.connection, source, remote, progress=reporter.progress(source)
+            )
             reporter.done("sent", source, result)
         else:
             remote = posixpath.join(cwd, source)
             local = target or posixpath.basename(source.rstrip("/"))
             if os.path.isdir(local):
                 local = os.path.join(local, posixpath.basename(source.rstrip("/")))
-            result = await transfer.get(shell.connection, remote, local, progress=reporter.progress(source))
+            result = await transfer.get(
+                shell.connection, remote, local, progress=reporter.progress(source)
+            )
             reporter.done("received", source, result)
     except transfer.TransferError as exc:
         reporter.clear()

@@ -118,6 +118,8 @@ class ControlChannel:
         """A future for the next record of one of ``kinds`` with ``seq``. Ask
         before sending what it answers, so the answer can't be missed."""
         future: asyncio.Future[Record] = asyncio.get_running_loop().create_future()
+        # Waiters given up on (a line that needed more: no state comes).
+        self._waiters = [waiter for waiter in self._waiters if not waiter.future.done()]
         for record in self._unclaimed:
             if record.kind in kinds and record.seq == seq:
                 self._unclaimed.remove(record)

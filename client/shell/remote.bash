@@ -144,14 +144,7 @@ __rexec_end() {
     # e.g. its stdin could not be opened) are still the ones put aside.
     if [ -z "$__rexec_s_live" ]; then return 0; fi
     __rexec_s_live=
-    __rexec_u_flags=
-    __rexec_s_value=$-
-    for ((__rexec_s_i = 0; __rexec_s_i < ${#__rexec_s_value}; __rexec_s_i++)); do
-        __rexec_s_flag=${__rexec_s_value:__rexec_s_i:1}
-        if [ "${__rexec_s_flags/"$__rexec_s_flag"/}" != "$__rexec_s_flags" ]; then
-            __rexec_u_flags+=$__rexec_s_flag
-        fi
-    done
+    __rexec_u_flags=${-//[^$__rexec_s_flags]/}
     if [ -n "$__rexec_u_flags" ]; then builtin set "+$__rexec_u_flags"; fi
     __rexec_stash PS1 && __rexec_u_ps1=$__rexec_s_value && PS1=
     __rexec_stash PS2 && __rexec_u_ps2=$__rexec_s_value && PS2=
@@ -188,9 +181,9 @@ __rexec_done() {
 }
 
 # What is left to do at the top level (STATUS [NONCE]): end a line cut short
-# (Ctrl-C: the tail did not run), report it, write the output markers. Each
-# step clears its mark only when done, so a Ctrl-C in the middle leaves the
-# rest to the next PROMPT_COMMAND.
+# (Ctrl-C: the tail did not run), report it, write the output markers, send
+# the state snapshot. Each step clears its mark only when done, so a Ctrl-C
+# in the middle leaves the rest to the next PROMPT_COMMAND.
 __rexec_finish() {
     if [ -n "$__rexec_s_running" ]; then __rexec_end "$1" "$__rexec_u_underscore"; fi
     if [ -n "$2" ]; then __rexec_s_nonce=$2; fi
@@ -199,11 +192,15 @@ __rexec_finish() {
         builtin printf '\0%s' "$__rexec_s_nonce" >&"$__rexec_s_out"
         builtin printf '\0%s' "$__rexec_s_nonce" >&"$__rexec_s_err"
         __rexec_s_nonce=
+        if [ -n "$__rexec_s_snapshot" ]; then
+            __rexec_snapshot "$__rexec_s_snapshot"
+            __rexec_s_snapshot=
+        fi
     fi
 }
 
 # Runs the user's PROMPT_COMMAND, as bash would before its prompt, then sends
-# the status and the directory, then the state snapshot.
+# the status and the directory (the snapshot follows the markers).
 __rexec_report() {
     if ((${#__rexec_u_prompt_command[@]})); then
         # With the user's settings, $? and $_; put aside again after.
@@ -216,8 +213,7 @@ __rexec_report() {
         __rexec_end "$__rexec_s_status" "$__rexec_u_underscore"
     fi
     __rexec_send "status $__rexec_s_report"$'\n'"$__rexec_s_status"$'\n'"$PWD"
-    __rexec_snapshot "$__rexec_s_report"
-    __rexec_s_report=
+    __rexec_s_snapshot=$__rexec_s_report __rexec_s_report=
 }
 
 # Sets $? to STATUS (and $_ to the last argument).
@@ -290,7 +286,7 @@ __rexec_begin() {
     __rexec_s_out=$((__rexec_s_value - 2)) __rexec_s_err=$((__rexec_s_value - 3))
     builtin eval "exec $__rexec_s_out>&1 $__rexec_s_err>&2"
     __rexec_s_ctl=$1 __rexec_s_mark=$2
-    __rexec_s_running= __rexec_s_report= __rexec_s_nonce= __rexec_s_status=0
+    __rexec_s_running= __rexec_s_report= __rexec_s_nonce= __rexec_s_snapshot= __rexec_s_status=0
     PROMPT_COMMAND=__rexec_prompt
 }
 
@@ -317,15 +313,15 @@ __rexec_restored() {
 }
 
 # The shell is ready, NONCE: the user's settings put aside, the history bash
-# would have loaded at start-up loaded, the identity and a first snapshot
-# sent, the start-up files' output marked as complete.
+# would have loaded at start-up loaded, the identity sent, the start-up
+# files' output marked as complete, a first snapshot sent.
 __rexec_ready() {
     __rexec_s_running=ready
     __rexec_end "$__rexec_s_status" "${__rexec_u_underscore-$_}"
     __rexec_s_report=
     if [ "$__rexec_u_history" = 1 ] && [ -n "${HISTFILE-}" ]; then builtin history -r; fi
     __rexec_send "ready 0"$'\n'"bash $BASH_VERSION"$'\n'"${USER:-$(id -un 2>/dev/null)}"$'\n'"${HOSTNAME%%.*}"$'\n'"${HOME-}"$'\n'"$PWD"
-    __rexec_snapshot 0
+    __rexec_s_snapshot=0
     __rexec_finish 0 "$1"
 }
 

@@ -106,6 +106,10 @@ __rexec_finish() {
         printf '\000%s' "$__rexec_s_nonce" >&9
         printf '\000%s' "$__rexec_s_nonce" >&8
         __rexec_s_nonce=
+        if [ -n "$__rexec_s_snapshot" ]; then
+            __rexec_snapshot "$__rexec_s_snapshot"
+            __rexec_s_snapshot=
+        fi
     fi
 }
 
@@ -113,8 +117,7 @@ __rexec_report() {
     __rexec_send "status $__rexec_s_report
 $__rexec_s_status
 $PWD"
-    __rexec_snapshot "$__rexec_s_report"
-    __rexec_s_report=
+    __rexec_s_snapshot=$__rexec_s_report __rexec_s_report=
 }
 
 __rexec_snapshot() {
@@ -158,7 +161,7 @@ $__rexec_s_path"
 __rexec_begin() {
     exec 1>&4 2>&3 3>&- 4>&- 9>&1 8>&2
     __rexec_s_ctl=$1 __rexec_s_mark=$2
-    __rexec_s_running= __rexec_s_report= __rexec_s_nonce= __rexec_s_status=0
+    __rexec_s_running= __rexec_s_report= __rexec_s_nonce= __rexec_s_snapshot= __rexec_s_status=0
 }
 
 __rexec_s_login='if [ -r /etc/profile ]; then . /etc/profile; fi
@@ -183,7 +186,7 @@ $(id -un 2>/dev/null)
 $(uname -n 2>/dev/null | cut -d. -f1)
 ${HOME-}
 $PWD"
-    __rexec_snapshot 0
+    __rexec_s_snapshot=0
     __rexec_finish 0 "$1"
 }
 

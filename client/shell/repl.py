@@ -260,7 +260,11 @@ class Repl:
         )
         ready = self.shell.ready
         assert ready is not None
-        self.state.identity, self.state.cwd, self.state.shell = ready.identity, ready.cwd, ready.shell
+        self.state.identity, self.state.cwd, self.state.shell = (
+            ready.identity,
+            ready.cwd,
+            ready.shell,
+        )
 
     def _keep_snapshot(self, snapshot: Snapshot) -> None:
         self.state.snapshot = snapshot

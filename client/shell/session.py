@@ -47,6 +47,7 @@ LEAVE_TIMEOUT = 5.0
 #: Seconds the rest of a line's output may take once its status has come.
 OUTPUT_END_TIMEOUT = 30.0
 
+
 #: Started by /bin/sh -c on the server, with the control helper's pid and the
 #: login shell (the server sets $SHELL from the account): checks that /proc
 #: can reach the helpers, names the shell it starts on the control channel,
@@ -124,6 +125,9 @@ class Ready:
 
 
 Writer = Callable[[bytes], Awaitable[None]]
+#: What only the start needs, dropped after it: the state snapshot sent after
+#: each line (functions and variables included) is that much smaller.
+_STARTUP_ONLY = "command unset -f __rexec_begin __rexec_ready __rexec_restored; command unset -v __rexec_s_login"
 #: The records that answer a line.
 _ANSWERS = {"status", "more", "top"}
 
@@ -191,7 +195,10 @@ class RemoteShell:
         self._ended = asyncio.create_task(session.wait())
         self._stdout = MarkedStream(session.stdout, out)
         self._stderr = MarkedStream(session.stderr, err)
-        self._tasks += [asyncio.create_task(self._stdout.run()), asyncio.create_task(self._stderr.run())]
+        self._tasks += [
+            asyncio.create_task(self._stdout.run()),
+            asyncio.create_task(self._stderr.run()),
+        ]
         record = await self._until(named)
         self.dialect = BASH if record.fields()[0] == "bash" else SH
         text = b""
@@ -204,14 +211,18 @@ class RemoteShell:
             then = f'{self.dialect.eval_word} "$__rexec_s_login" </dev/null'
         nonce = secrets.token_hex(16)
         ready = self._channel.expect({"ready"}, 0)
-        markers = self._expect_markers(nonce)
+        ending = asyncio.gather(self._expect_markers(nonce), self._channel.expect({"state"}, 0))
         begin = f"__rexec_begin /proc/{self._control.pid}/fd/0 {self._mark} && {then}"
-        self._send(text + _script(self.dialect.script) + f"\n{begin}; __rexec_ready {nonce}\n".encode())
+        self._send(
+            text
+            + _script(self.dialect.script)
+            + f"\n{begin}; __rexec_ready {nonce}; {_STARTUP_ONLY}\n".encode()
+        )
         try:
             fields = (await self._until(ready)).fields()
-            await self._until(markers)
+            await self._until(ending)
         finally:
-            _forget(markers)
+            _forget(ending)
         shell, user, host, home, cwd = (fields + [""] * 5)[:5]
         self.ready = Ready(shell, RemoteIdentity(user, host, home), cwd)
         return self.ready
@@ -242,7 +253,9 @@ class RemoteShell:
         seq, nonce = self._seq, secrets.token_hex(16)
         stdin_path = await self._line_stdin.path() if typed_input else "/dev/null"
         answer = self._channel.expect(_ANSWERS, seq)
-        markers = self._expect_markers(nonce)
+        # The line is over when its output has all come and the state after
+        # it is safe here (a reconnect right after restores it).
+        ending = asyncio.gather(self._expect_markers(nonce), self._channel.expect({"state"}, seq))
         done = f"__rexec_done {seq} {nonce}\n".encode()
         self._send(
             f"__rexec_pre {seq} {mode} {stdin_path} {self.dialect.quote(text)}"
@@ -263,13 +276,14 @@ class RemoteShell:
                         record = await self._until(self._channel.expect(_ANSWERS, seq))
                 except ShellEnded as ended:
                     raise ShellEnded(ended.status, killed_by_rexec=control.killed) from None
-            try:
-                await self._until(asyncio.wait_for(markers, OUTPUT_END_TIMEOUT))
-            except TimeoutError:
-                self._on_warning("the end of the line's output is late; more of it may follow")
+            if record.kind != "more":
+                try:
+                    await self._until(asyncio.wait_for(ending, OUTPUT_END_TIMEOUT))
+                except TimeoutError:
+                    self._on_warning("the end of the line's output is late; more may follow")
         finally:
             control.close()
-            _forget(markers)
+            _forget(ending)
             await stop_task(feeder)
             self._line_stdin.after_line()
         if record.kind == "more":
@@ -336,7 +350,7 @@ class RemoteShell:
         return asyncio.gather(self._stdout.expect(marker), self._stderr.expect(marker))
 
     def _state_record(self, record: Record) -> None:
-        snapshot = Snapshot.parse(self.dialect.name, record.payload, self._mark)
+        snapshot = Snapshot.whole(self.dialect.name, record.payload, self._mark)
         if snapshot is not None:
             self._on_snapshot(snapshot)
 

@@ -22,9 +22,7 @@ EXIT_TIMEOUT = 124
 #: editing would read the command stream as a terminal, job control wants one,
 #: the history setting is kept aside by the shell itself, and sh's
 #: interactive and stdin are how it was started.
-_UNRESTORED_OPTIONS = frozenset(
-    {b"emacs", b"vi", b"monitor", b"history", b"interactive", b"stdin"}
-)
+_UNRESTORED_OPTIONS = frozenset({b"emacs", b"vi", b"monitor", b"history", b"interactive", b"stdin"})
 _SET_OPTION = re.compile(rb"set [-+]o (\S+)\Z")
 _FUNCTION_ATTRIBUTES = re.compile(rb"declare -f(\S*) ")
 
@@ -64,37 +62,44 @@ def status_label(status: ExitStatus | int) -> str | None:
 class Snapshot:
     """The remote shell's state as it sent it: named sections of shell text
     (``declare -p``, ``declare -f``, ``alias -p`` … for bash; ``set``,
-    ``export -p`` … for sh), in the order a new shell must run them, and the
-    kind of shell that can (``bash`` or ``sh``)."""
+    ``export -p`` … for sh) that start with lines ``MARK NAME``, in the order
+    a new shell must run them, and the kind of shell that can (``bash`` or
+    ``sh``). It is kept as it came (one arrives after every line) and read
+    only when a new shell needs it."""
 
     shell: str
-    sections: tuple[tuple[str, bytes], ...]
+    text: bytes
+    mark: str
 
     @classmethod
-    def parse(cls, shell: str, payload: bytes, mark: str) -> Snapshot | None:
-        """The snapshot in a ``state`` record's payload, whose sections start
-        with lines ``MARK NAME``; None unless it is whole (its last section
-        is ``end``: a snapshot cut short by Ctrl-C is not used)."""
-        prefix = mark.encode() + b" "
+    def whole(cls, shell: str, text: bytes, mark: str) -> Snapshot | None:
+        """The snapshot in a ``state`` record's payload, or None unless it is
+        whole (it ends with its ``end`` line: one cut short by Ctrl-C is not
+        used)."""
+        if not text.endswith(f"{mark} end\n".encode()):
+            return None
+        return cls(shell, text, mark)
+
+    def sections(self) -> list[tuple[str, bytes]]:
+        """(name, text) of each section, in order."""
+        prefix = self.mark.encode() + b" "
         sections: list[tuple[str, bytes]] = []
         name: str | None = None
         lines: list[bytes] = []
-        for line in payload.split(b"\n"):
+        for line in self.text.split(b"\n"):
             if line.startswith(prefix) and line[len(prefix) :].isalpha():
                 if name is not None:
                     sections.append((name, b"\n".join(lines) + b"\n"))
                 name, lines = line[len(prefix) :].decode(), []
-                if name == "end":
-                    return cls(shell, tuple(sections))
             elif name is not None:
                 lines.append(line)
-        return None
+        return sections
 
     def restore_script(self) -> bytes:
         """Shell text that makes a new shell of the same kind like this one,
         as far as text can; run at its top level, errors hidden (read-only
         variables of the shell itself refuse their old values, as they may)."""
-        return b"".join(_restorable(name, text) for name, text in self.sections)
+        return b"".join(_restorable(name, text) for name, text in self.sections())
 
 
 def _restorable(name: str, text: bytes) -> bytes:
@@ -107,9 +112,7 @@ def _restorable(name: str, text: bytes) -> bytes:
         ]
     elif name == "fattrs":
         # "declare -f NAME" would print the function; only attributes matter.
-        lines = [
-            line for line in lines if (match := _FUNCTION_ATTRIBUTES.match(line)) and match[1]
-        ]
+        lines = [line for line in lines if (match := _FUNCTION_ATTRIBUTES.match(line)) and match[1]]
     elif name == "umask":
         lines = [b"umask " + line for line in lines if line.strip()]
     elif name == "aliases":

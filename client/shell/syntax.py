@@ -34,9 +34,11 @@ def ansi_c_quote(text: str) -> str:
     """``text`` as one bash word ``$'...'`` on one line, every byte outside
     printable ASCII (and ``'``, ``\\``, ``!``, which history expansion would
     see) escaped as ``\\xHH``: what bash reads is exactly ``text``'s UTF-8."""
-    return "$'" + "".join(
-        chr(byte) if byte in _PRINTABLE else f"\\x{byte:02x}" for byte in text.encode()
-    ) + "'"
+    return (
+        "$'"
+        + "".join(chr(byte) if byte in _PRINTABLE else f"\\x{byte:02x}" for byte in text.encode())
+        + "'"
+    )
 
 
 def sh_quote(text: str) -> str:
