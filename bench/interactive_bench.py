@@ -562,9 +562,10 @@ def fmt_ratio(r):
 
 
 def line_report(meta, rows, lines) -> list[str]:
-    L = [f"### A `true` line, Enter to the next prompt ({meta['line_samples']} lines x {meta['reps']} "
-         f"repetitions per row)", "",
-         "| | median | p95 | p99 | on top of `ssh -tt HOST bash` (median) | vs `ssh -tt HOST bash` |",
+    L = [f"### A `true` line, Enter to the next prompt ({meta['line_samples']} lines x "
+         f"{meta['reps']} repetitions per row)", "",
+         "| | median | p95 | p99 | on top of `ssh -tt HOST bash` (median) "
+         "| vs `ssh -tt HOST bash` |",
          "|---|---|---|---|---|---|"]
     ssh = lines.get("ssh-bash")
     for row in rows:
@@ -572,16 +573,18 @@ def line_report(meta, rows, lines) -> list[str]:
         if not d:
             continue
         pooled = [x for rep in d["samples"] for x in rep]
-        extra = "—"
+        extra = versus = "—"
         if ssh and row.name != "ssh-bash":
-            diffs = [a - b for a, b in zip(d["medians"], ssh["medians"])]
-            extra = f"{statistics.median(diffs) * 1e3:+.2f} ms [{min(diffs) * 1e3:+.2f}–{max(diffs) * 1e3:+.2f}]"
-        L.append(f"| {row.label} | {statistics.median(pooled) * 1e3:.2f} ms | {pct(pooled, 0.95) * 1e3:.2f} ms "
-                 f"| {pct(pooled, 0.99) * 1e3:.2f} ms | {extra} "
-                 f"| {fmt_ratio(ratio(d['medians'], ssh['medians'])) if ssh and row.name != 'ssh-bash' else '—'} |")
-    L += ["", "Median and percentiles over all lines pooled; the difference and ratio to `ssh -tt HOST bash` "
-          "are of the per-repetition medians, median [min–max] over the repetitions. Goal: a `true` line "
-          "costs rexec shell under 5 ms on top of what it costs over ssh."]
+            diffs = [(a - b) * 1e3 for a, b in zip(d["medians"], ssh["medians"])]
+            extra = f"{statistics.median(diffs):+.2f} ms [{min(diffs):+.2f}–{max(diffs):+.2f}]"
+            versus = fmt_ratio(ratio(d["medians"], ssh["medians"]))
+        L.append(f"| {row.label} | {statistics.median(pooled) * 1e3:.2f} ms "
+                 f"| {pct(pooled, 0.95) * 1e3:.2f} ms | {pct(pooled, 0.99) * 1e3:.2f} ms "
+                 f"| {extra} | {versus} |")
+    L += ["", "Median and percentiles over all lines pooled; the difference and ratio to "
+          "`ssh -tt HOST bash` are of the per-repetition medians, median [min–max] over the "
+          "repetitions. Goal: a `true` line costs rexec shell under 5 ms on top of what it costs "
+          "over ssh."]
     return L
 
 
@@ -591,8 +594,8 @@ def report(meta, lat_rows, lat, xfer_rows, xfer, guard, size, line_rows_=(), lin
         L += line_report(meta, line_rows_, lines)
         L.append("")
     if lat:
-        L.append(f"### Keystroke to echo on a pty ({meta['samples']} samples x {meta['reps']} repetitions per row, "
-                 f"{meta['gap'] * 1e3:.0f} ms between keys)")
+        L.append(f"### Keystroke to echo on a pty ({meta['samples']} samples x {meta['reps']} "
+                 f"repetitions per row, {meta['gap'] * 1e3:.0f} ms between keys)")
         L.append("")
         L.append("| | median | p95 | p99 | vs local pty (median) | vs `ssh -tt` (median) |")
         L.append("|---|---|---|---|---|---|")
@@ -751,7 +754,8 @@ def main(argv=None) -> int:
     meta = {
         "command": " ".join(["python", *sys.argv]), "nproc": os.cpu_count(),
         "python": platform.python_version(), "kernel": platform.release(), "reps": args.reps,
-        "samples": args.samples, "gap": args.gap, "line_samples": args.line_samples, "size": args.size, "max_foreign": args.max_foreign,
+        "samples": args.samples, "gap": args.gap, "line_samples": args.line_samples,
+        "size": args.size, "max_foreign": args.max_foreign,
         "retries": args.retries, "ssh": subprocess.run(["ssh", "-V"], capture_output=True, text=True).stderr.strip(),
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
@@ -800,14 +804,16 @@ def main(argv=None) -> int:
             if shell_rows:
                 k = rep % len(shell_rows)
                 for row in shell_rows[k:] + shell_rows[:k]:
-                    samples, foreign = guard.measure(f"lines/{row.name}/rep{rep + 1}",
-                                                     lambda: row.measure(args.line_samples, args.gap))
+                    samples, foreign = guard.measure(
+                        f"lines/{row.name}/rep{rep + 1}",
+                        lambda: row.measure(args.line_samples, args.gap))
                     d = lines.setdefault(row.name, {"samples": [], "medians": [], "foreign": []})
                     d["samples"].append(samples)
                     d["medians"].append(statistics.median(samples))
                     d["foreign"].append(foreign)
-                    print(f"rep {rep + 1}/{args.reps} line {row.name:16} median {statistics.median(samples) * 1e3:.3f} ms"
-                          f" p95 {pct(samples, 0.95) * 1e3:.3f} ms  (other jobs: {foreign:.2f} CPU)",
+                    print(f"rep {rep + 1}/{args.reps} line {row.name:16} median "
+                          f"{statistics.median(samples) * 1e3:.3f} ms p95 "
+                          f"{pct(samples, 0.95) * 1e3:.3f} ms  (other jobs: {foreign:.2f} CPU)",
                           file=sys.stderr, flush=True)
             if xfer_rows:
                 warm_memory(1.5)

@@ -101,6 +101,10 @@ class Repl:
             try:
                 await self._interruptible(self._start_shell())
             except Interrupted:
+                say(
+                    "interrupted while the remote shell started (do its start-up files wait for"
+                    " something? try --sh or --pty)"
+                )
                 return EXIT_INTERRUPTED
             while True:
                 try:

@@ -25,7 +25,6 @@ import contextlib
 import dataclasses
 import secrets
 from collections.abc import Awaitable, Callable
-from importlib import resources
 from typing import Any
 
 from ..connection import ClientConnection
@@ -34,11 +33,11 @@ from ..process import RemoteProcess
 from ..result import ExitStatus
 from ..term.relay import InterruptForwarder, stop_task
 from .channel import ChannelClosed, ControlChannel, Record
+from .dialects import BASH, SESSION_COMMAND, SH, STARTUP_ONLY, script
 from .interrupts import LineControl
 from .line_stdin import LineStdin
 from .output import MarkedStream, StreamEnded
 from .state import RemoteIdentity, Snapshot
-from .syntax import ansi_c_quote, sh_quote
 
 #: Seconds a Tab completion may take before it completes nothing.
 COMPLETION_TIMEOUT = 5.0
@@ -46,52 +45,6 @@ COMPLETION_TIMEOUT = 5.0
 LEAVE_TIMEOUT = 5.0
 #: Seconds the rest of a line's output may take once its status has come.
 OUTPUT_END_TIMEOUT = 30.0
-
-
-#: Started by /bin/sh -c on the server, with the control helper's pid and the
-#: login shell (the server sets $SHELL from the account): checks that /proc
-#: can reach the helpers, names the shell it starts on the control channel,
-#: and starts it with its stdout and stderr hidden (kept on 4 and 3) until
-#: rexec's functions are in place: no prompt or start-up noise leaks. An
-#: interactive bash keeps a copy of its first stderr as "its terminal" and,
-#: after a program killed by a signal, resets that terminal's modes, saying
-#: "tcsetattr: Inappropriate ioctl for device" when it is none: a pty master
-#: it never uses otherwise (and which gives it no job control) keeps it quiet.
-SESSION_COMMAND = """\
-exec 3>&2 4>&1 >/dev/null 2>&1
-ctl=/proc/{control}/fd/0
-if ! [ -w "$ctl" ]; then
-    echo "rexec shell: this server has no /proc/PID/fd, which line mode needs (try --pty)" >&3
-    exit 1
-fi
-case {login_shell} in */bash)
-    if [ -x "$SHELL" ]; then
-        tty=/dev/null
-        if {{ : <>/dev/ptmx; }} 2>/dev/null; then tty=/dev/ptmx; fi
-        printf '\\000shell 0\\nbash\\000' >"$ctl"
-        exec "$SHELL" --noediting --norc --noprofile +o history -i 2<>"$tty"
-    fi
-esac
-printf '\\000shell 0\\nsh\\000' >"$ctl"
-exec /bin/sh -i
-"""
-
-
-@dataclasses.dataclass(frozen=True)
-class Dialect:
-    """How rexec talks to one kind of remote shell."""
-
-    name: str
-    #: rexec's functions for it (a file beside this module).
-    script: str
-    #: Quotes a line's text as one word of this shell.
-    quote: Callable[[str], str]
-    #: How this shell's eval is called past any function of that name.
-    eval_word: str
-
-
-BASH = Dialect("bash", "remote.bash", ansi_c_quote, "builtin eval")
-SH = Dialect("sh", "remote.sh", sh_quote, "eval")
 
 
 class ShellEnded(Exception):
@@ -125,15 +78,8 @@ class Ready:
 
 
 Writer = Callable[[bytes], Awaitable[None]]
-#: What only the start needs, dropped after it: the state snapshot sent after
-#: each line (functions and variables included) is that much smaller.
-_STARTUP_ONLY = "command unset -f __rexec_begin __rexec_ready __rexec_restored; command unset -v __rexec_s_login"
 #: The records that answer a line.
 _ANSWERS = {"status", "more", "top"}
-
-
-def _script(name: str) -> bytes:
-    return resources.files(__package__).joinpath(name).read_bytes()
 
 
 class RemoteShell:
@@ -215,8 +161,8 @@ class RemoteShell:
         begin = f"__rexec_begin /proc/{self._control.pid}/fd/0 {self._mark} && {then}"
         self._send(
             text
-            + _script(self.dialect.script)
-            + f"\n{begin}; __rexec_ready {nonce}; {_STARTUP_ONLY}\n".encode()
+            + script(self.dialect.script)
+            + f"\n{begin}; __rexec_ready {nonce}; {STARTUP_ONLY}\n".encode()
         )
         try:
             fields = (await self._until(ready)).fields()

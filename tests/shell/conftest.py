@@ -124,7 +124,8 @@ def spawn(terminal_env: dict[str, str]) -> Iterator[Callable[..., pexpect.spawn]
 
 @pytest.fixture
 def open_shell(spawn: Callable[..., pexpect.spawn]) -> Callable[..., ShellUnderTest]:
-    """``open_shell(server, *options)`` → a ``rexec shell`` at its first prompt."""
+    """``open_shell(server, *options)`` → a ``rexec shell`` at its first
+    prompt, after one line (``unset HISTFILE``)."""
 
     def open_(server: Any, *options: str) -> ShellUnderTest:
         child = spawn(
@@ -132,6 +133,9 @@ def open_shell(spawn: Callable[..., pexpect.spawn]) -> Callable[..., ShellUnderT
         )
         shell = ShellUnderTest(child)
         shell.prompt()
+        # The remote bash is the test user's login shell, which saves its
+        # history on exit: not into the real ~/.bash_history.
+        shell.run("unset HISTFILE")
         return shell
 
     return open_

@@ -150,7 +150,7 @@ def test_history_is_kept_across_runs(
     assert marker in Path(terminal_env["REXEC_HISTORY_FILE"]).read_text()
 
     shell = open_shell(server)
-    shell.child.send(UP_ARROW + UP_ARROW)  # past "exit", to the echo
+    shell.child.send(UP_ARROW * 3)  # past "unset HISTFILE" and "exit", to the echo
     shell.child.expect_exact(f"echo {marker}")
     shell.child.send("\r")
     assert f"\n{marker}\n" in shell.prompt()
