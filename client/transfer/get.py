@@ -148,6 +148,8 @@ async def _fetch(
             if chunks:
                 try:
                     await in_thread(sink.write, chunks)
+                except BrokenPipeError:
+                    raise  # a stream's reader went away (`| head`): as print() does
                 except OSError as exc:
                     raise local_error(exc) from None
                 if progress is not None:

@@ -58,7 +58,7 @@ class AuditLog:
             AuditError: the record could not be written whole.
         """
         record = {
-            "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds"),
+            "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds"),
             "event": event,
             **fields,
         }

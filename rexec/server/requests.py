@@ -11,21 +11,11 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from rexec.protocol import (
-    Done,
-    Error,
-    ErrorCode,
-    Exit,
-    Get,
-    Message,
-    Put,
-    Run,
-    Started,
-    StdinEof,
-)
+from rexec.protocol import Error, ErrorCode, Get, Message, Put, Run, Started, StdinEof
 from rexec.server.events import Origin, RequestRefused
 from rexec.server.policy import KeyRules
 from rexec.server.server import Server
+from rexec.server.writer import Terminal
 
 
 class Request(Protocol):
@@ -77,7 +67,7 @@ class RequestHost(Protocol):
 
     def grant_credit(self, command_id: int, nbytes: int) -> None: ...
 
-    def end(self, terminal: Exit | Done | Error) -> None:
+    def end(self, terminal: Terminal) -> None:
         """Send a request's terminal frame and forget the request."""
 
 
