@@ -264,6 +264,10 @@ def latency_rows(servers: Servers) -> list[LatencyRow]:
 
 #: What ``ssh -tt HOST bash`` shows as its prompt in the line rows.
 SSH_PROMPT = b"RXPROMPT> "
+#: Sets that prompt; split by quotes so that the typed line's own echo can't
+#: be taken for the first prompt (every line would then find the previous
+#: line's prompt and measure nothing).
+SSH_SETUP = b"PS1='RX''PROMPT> '\r"
 #: How a new prompt of ``rexec shell`` starts (prompt_toolkit turns bracketed paste on).
 REXEC_PROMPT = b"\x1b[?2004h"
 
@@ -381,7 +385,7 @@ def line_rows(servers: Servers) -> list[LineRow]:
                 lambda: RunPerLine(servers)),
         LineRow("ssh-bash", "OpenSSH `ssh -tt HOST bash`",
                 lambda: PromptSession(servers.ssh_tt(["bash", "--norc", "--noprofile"]), SSH_PROMPT,
-                                      setup=b"PS1='" + SSH_PROMPT + b"'\r")),
+                                      setup=SSH_SETUP)),
     ]
 
 
