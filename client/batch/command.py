@@ -311,7 +311,8 @@ async def _run(
         interrupted=batch.stopped == "interrupt",
         input_error=input_error is not None,
     )
-    if not args.quiet and (status != 0 or progress is not None):
+    # A closed stdout ends the batch quietly, as every subcommand (the reader left).
+    if not args.quiet and not broken_pipe and (status != 0 or progress is not None):
         for line in summary.lines(time.monotonic() - started, stopped=batch.stopped):
             print(line, file=sys.stderr)
     if batch.fanout_note is not None:
