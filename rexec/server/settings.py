@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from rexec.protocol import Limits
+from rexec.server.environment import DEFAULT_ENV_ALLOW, EnvPatternError, check_patterns
 
 DEFAULT_PORT = 7420
 
@@ -80,6 +81,10 @@ class Settings:
     max_output: int = _setting(0, "most output bytes of one command (0: no limit)")
     run_as: str | None = _setting(None, "user to run commands as (the daemon must be root)")
     cwd_roots: tuple[str, ...] = _setting((), "directories commands may run in (empty: anywhere)")
+    env_allow: tuple[str, ...] = _setting(
+        (), f"environment names (patterns) a client may set, besides {', '.join(DEFAULT_ENV_ALLOW)}; "
+        "for keys without allow_argv or an env_allow of their own"
+    )
     rlimit_cpu: int = _setting(0, "CPU seconds per command (0: unlimited)")
     rlimit_fsize: int = _setting(0, "largest file a command may write, bytes (0: unlimited)")
     rlimit_nofile: int = _setting(0, "open files per command process (0: inherited)")
@@ -111,7 +116,9 @@ class KeySpec:
     allow_transfer: bool = True
     cwd_roots: tuple[str, ...] = ()
     max_timeout: float = 0.0
-    env_allow: tuple[str, ...] = ()  # names or NAME_* patterns; empty: any (bar the forbidden)
+    # Names or NAME_* patterns its holder may set; None: the server's list, or
+    # none with allow_argv (rexec/server/environment.py).
+    env_allow: tuple[str, ...] | None = None
 
 
 _FIELDS = {field.name: field for field in dataclasses.fields(Settings) if field.name != "keys"}
@@ -234,7 +241,15 @@ def _key_spec(entry: Any, path: Path, index: int) -> KeySpec:
             raise SettingsError(f"{where}: allow_argv entry {prefix!r} has unbalanced quotes") from None
         if not words:
             raise SettingsError(f"{where}: allow_argv entries must not be empty")
+    _check_env_allow(fields.get("env_allow", ()), where)
     return KeySpec(**fields)
+
+
+def _check_env_allow(patterns: tuple[str, ...], where: str | None) -> None:
+    try:
+        check_patterns(patterns)
+    except EnvPatternError as exc:
+        raise SettingsError(f"{where}: {exc}" if where else str(exc)) from None
 
 
 def load_settings(
@@ -268,6 +283,7 @@ def load_settings(
         raise SettingsError("give either key_file or [[keys]] in the config file, not both")
     if not 0 <= settings.port <= 65535:
         raise SettingsError("port must be between 0 and 65535")
+    _check_env_allow(settings.env_allow, None)
     if settings.max_commands < 1 or settings.max_total_commands < 1:
         raise SettingsError("max_commands and max_total_commands must be at least 1")
     _check_operations(settings)
