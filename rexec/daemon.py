@@ -274,6 +274,9 @@ async def serve(
         "listen", address=f"{shown}:{bound[1]}", tls=config.ssl is not None,
         keys=[key.name for key in config.keys],
     )  # fmt: skip
+    # Ready once the first record is written (or found unwritable, so that the
+    # first command is refused, not run unrecorded), within the audit timeout.
+    await asyncio.to_thread(audit.flush, settings.audit_timeout)
     print(f"rexecd listening on {shown}:{bound[1]}", flush=True)
     log(f"connect with: rexec run {shown}:{bound[1]} -- uname -a")
     await stop.wait()
@@ -325,7 +328,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"rexecd: configuration OK ({len(config.keys)} key(s))")
             return 0
         try:
-            audit = AuditLog(settings.audit_log)
+            audit = AuditLog(
+                settings.audit_log, timeout=settings.audit_timeout, max_buffer=settings.audit_buffer
+            )
         except OSError as exc:
             raise StartupError(f"cannot open audit log {settings.audit_log}: {exc.strerror}") from None
         try:

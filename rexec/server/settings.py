@@ -48,6 +48,12 @@ class Settings:
     # Identity and records.
     key_file: str | None = _setting(None, "shared key file, created (0600) if missing")
     audit_log: str | None = _setting(None, "append JSON audit lines here (default: stderr)")
+    audit_timeout: float = _setting(
+        5.0, "seconds an audit record may wait to be written before new commands are refused"
+    )
+    audit_buffer: int = _setting(
+        4 * 1024 * 1024, "bytes of audit records held while the log is slow or stuck"
+    )
     state_dir: str | None = _setting(
         None, "where running process groups are recorded, so a restart after a crash can end them"
     )
@@ -135,7 +141,10 @@ def setting_names() -> list[str]:
 
 #: Settings with a narrower range than "≥ 0", checked where the value is read
 #: so that the message names its source (the file, or the variable).
-_RANGES = {"port": (0, 65535), "announce_port": (0, 65535), "max_commands": (1, None), "max_total_commands": (1, None)}
+_RANGES = {
+    "port": (0, 65535), "announce_port": (0, 65535), "max_commands": (1, None),
+    "max_total_commands": (1, None), "audit_timeout": (0.01, None), "audit_buffer": (4096, None),
+}  # fmt: skip
 
 
 def _convert(name: str, value: Any, annotation: str, where: str, *, text: bool = False) -> Any:

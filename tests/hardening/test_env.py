@@ -46,18 +46,18 @@ def restricted(daemon, tmp_path: Path) -> tuple[Daemon, bytes, bytes, dict[str, 
     config.write_text(f"""
 [[keys]]
 name = "fixed"
-file = "{keys['fixed']}"
+file = "{keys["fixed"]}"
 allow_argv = {programs}
 
 [[keys]]
 name = "app"
-file = "{keys['app']}"
+file = "{keys["app"]}"
 allow_argv = {programs}
 env_allow = ["APP_*"]
 
 [[keys]]
 name = "ops"
-file = "{keys['ops']}"
+file = "{keys["ops"]}"
 """)
     server = daemon("--config", str(config), key=False)
     server.key = ops_key
@@ -90,7 +90,11 @@ def test_bash_function_import_is_refused(restricted) -> None:
 def test_git_config_from_the_environment_is_refused(restricted) -> None:
     server, fixed_key, _, files = restricted
     hook = f"echo {PWNED}; false"
-    env = {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "core.fsmonitor", "GIT_CONFIG_VALUE_0": hook}
+    env = {
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": "core.fsmonitor",
+        "GIT_CONFIG_VALUE_0": hook,
+    }
     with open_wire(server, key=fixed_key) as wire:
         refused(wire.wait(wire.run(["git", "status"], cwd=str(files["repo"]), env=env), 5))
         ok = wire.wait(wire.run(["git", "status"], cwd=str(files["repo"])), 5)
@@ -187,7 +191,7 @@ def test_a_config_that_allows_the_floor_is_refused_at_start(pattern: str, tmp_pa
     for argv in (["--config", str(config)], ["--key-file", str(key), "--env-allow", pattern]):
         result = subprocess.run(
             [sys.executable, "-m", "rexec.daemon", "--check-config", *argv],
-            capture_output=True, text=True, timeout=30,
+            capture_output=True, text=True, timeout=30, check=False,
         )  # fmt: skip
         assert result.returncode == 1, result
         lines = result.stderr.strip().splitlines()
