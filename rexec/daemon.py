@@ -44,7 +44,7 @@ from rexec.server.settings import (
     setting_names,
     settings_help,
 )
-from rexec.server.spawn import Account, ProcessPolicy
+from rexec.server.spawn import Account, ProcessPolicy, raise_open_file_limit
 
 EXIT_STARTUP = 1
 
@@ -327,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         if check_only:
             print(f"rexecd: configuration OK ({len(config.keys)} key(s))")
             return 0
+        raise_open_file_limit()  # room for hundreds of connections (rexec/server/admission.py)
         try:
             audit = AuditLog(
                 settings.audit_log, timeout=settings.audit_timeout, max_buffer=settings.audit_buffer

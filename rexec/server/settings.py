@@ -70,14 +70,23 @@ class Settings:
     shutdown_grace: float = _setting(10.0, "seconds running commands get to finish on SIGTERM/SIGINT")
     kill_grace: float = _setting(2.0, "seconds from SIGTERM to SIGKILL")
     drain_grace: float = _setting(2.0, "seconds to keep reading output after a command exits")
-    # Admission: like sshd's MaxStartups and PerSourcePenalties.
-    max_connections: int = _setting(512, "connections in all")
-    max_connections_per_source: int = _setting(64, "connections from one address")
-    max_unauthenticated: int = _setting(64, "connections still authenticating, in all")
-    max_unauthenticated_per_source: int = _setting(8, "connections still authenticating, per address")
-    auth_failures: int = _setting(5, "failed authentications from one address before a penalty")
+    # Admission (rexec/server/admission.py): like sshd's MaxStartups and
+    # PerSourcePenalties, except that nothing is refused before a key is proven.
+    max_connections: int = _setting(512, "authenticated connections in all")
+    max_connections_per_source: int = _setting(64, "authenticated connections from one address")
+    max_unauthenticated: int = _setting(
+        256, "connections still authenticating; beyond, the oldest of the busiest address is closed"
+    )
+    auth_failures: int = _setting(
+        5, "failed authentications from one address before each further one is answered late"
+    )
     auth_failure_window: float = _setting(60.0, "seconds over which failures are counted")
-    auth_penalty: float = _setting(30.0, "seconds an address is refused after too many failures")
+    auth_penalty: float = _setting(
+        30.0, "longest delay before a failed authentication is answered (1 s, doubling)"
+    )
+    auth_penalty_exempt: tuple[str, ...] = _setting(
+        (), "networks (CIDR) whose failed authentications are never delayed"
+    )
     # Commands.
     max_commands: int = _setting(Limits().max_commands, "running commands per connection")
     max_total_commands: int = _setting(256, "running commands in all")
@@ -144,6 +153,7 @@ def setting_names() -> list[str]:
 _RANGES = {
     "port": (0, 65535), "announce_port": (0, 65535), "max_commands": (1, None),
     "max_total_commands": (1, None), "audit_timeout": (0.01, None), "audit_buffer": (4096, None),
+    "max_unauthenticated": (1, None),
 }  # fmt: skip
 
 
@@ -296,6 +306,7 @@ def load_settings(
     if settings.max_commands < 1 or settings.max_total_commands < 1:
         raise SettingsError("max_commands and max_total_commands must be at least 1")
     _check_operations(settings)
+    _check_networks(settings.auth_penalty_exempt, "auth_penalty_exempt")
     return settings
 
 
@@ -316,6 +327,16 @@ def parse_http_address(text: str) -> tuple[str, int]:
     except ValueError:
         raise SettingsError(f"http must be IP:PORT (like 127.0.0.1:9420), not {text!r}") from None
     return host, port
+
+
+def _check_networks(networks: tuple[str, ...], name: str) -> None:
+    for network in networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise SettingsError(
+                f"{name}: {network!r} is not a network (like 10.0.0.0/8 or ::1/128)"
+            ) from None
 
 
 def _check_operations(settings: Settings) -> None:

@@ -195,7 +195,48 @@ def spawn(run: Run, policy: ProcessPolicy) -> Spawned:
         _abandon(spawned)
         name = errno.errorcode.get(exc.errno or 0, "EUNKNOWN")
         raise SpawnError(ErrorCode.SPAWN_FAILED, f"could not apply resource limits ({name})") from None
+    if _command_nofile is not None and all(
+        limit != resource.RLIMIT_NOFILE for limit, _ in policy.rlimits
+    ):
+        _give_back_open_file_limit(spawned.process.pid, _command_nofile)
     return spawned
+
+
+#: The open-file limits rexecd was started with, once it has raised its own
+#: (``raise_open_file_limit``): what commands get back.
+_command_nofile: tuple[int, int] | None = None
+
+
+def raise_open_file_limit() -> int:
+    """Raise this process's soft limit on open files to its hard limit, so
+    that hundreds of connections fit; returns the soft limit now in force.
+
+    Commands get the limits rexecd was started with back (unless
+    ``rlimit_nofile`` sets theirs): some programs still use ``select`` or
+    close every descriptor up to the limit, and a service manager's hard limit
+    is in the hundreds of thousands (systemd's advice for services).
+    """
+    global _command_nofile
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if target <= soft:
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError):
+        return soft  # a container's limit on what the kernel allows: keep ours
+    _command_nofile = (soft, hard)
+    return target
+
+
+def _give_back_open_file_limit(pid: int, limits: tuple[int, int]) -> None:
+    # Best effort, like every prlimit right after the spawn (see ProcessPolicy):
+    # without CAP_SYS_RESOURCE another user's process (run_as) can't be
+    # changed, and a higher soft limit costs nothing in safety.
+    try:
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, limits)
+    except (OSError, ValueError):
+        pass
 
 
 def _abandon(spawned: Spawned) -> None:

@@ -89,7 +89,7 @@ def test_soak_every_exit_and_digest(daemon, tmp_path: Path) -> None:
     data = random.Random(20240611).randbytes(2 * MiB)  # NULs and invalid UTF-8 included
     data_file = tmp_path / "data"
     data_file.write_bytes(data)
-    server = daemon("--max-total-commands", "64", "--max-unauthenticated-per-source", "32")
+    server = daemon("--max-total-commands", "64")
     # Warm up, then take the baseline.
     with open_wire(server) as wire:
         for _ in range(20):
