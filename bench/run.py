@@ -362,7 +362,11 @@ class RexecFast(Peer):
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
         self.proc, self.host, self.port = start_listening_process(
             [sys.executable, "-m", "rexec.daemon", "--port", "0", "--key-file", str(d / "key"),
-             "--audit-log", "/dev/null"], env=env, pattern=b"rexecd listening on ")
+             "--audit-log", "/dev/null",
+             # Warm connections wait through every other measurement of a
+             # repetition, longer than the default idle timeout when retakes
+             # pile up on a busy machine.
+             "--idle-timeout", "0"], env=env, pattern=b"rexecd listening on ")
         self.key = bytes.fromhex((d / "key").read_text().strip())
         await self.connect()
 

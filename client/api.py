@@ -14,7 +14,6 @@ from pathlib import Path
 
 from rexec.keyfile import default_key_path, load_key
 
-from .address import DEFAULT_PORT
 from .connection import DEFAULT_CONNECT_TIMEOUT, connect
 from .result import CompletedProcess
 
@@ -38,7 +37,7 @@ async def run_async(
     args: str | Sequence[str],
     *,
     host: str,
-    port: int = DEFAULT_PORT,
+    port: int | None = None,
     key: bytes | None = None,
     key_file: str | Path | None = None,
     input: bytes | None = None,
@@ -55,6 +54,10 @@ async def run_async(
 ) -> CompletedProcess:
     """Run one command on ``host:port`` and return its ``CompletedProcess``.
 
+    ``host`` is written as on the command line and may carry the port
+    (``"server:7000"``, ``"[::1]:7000"``); ``port`` defaults to that one, else
+    7420.
+
     ``timeout`` is enforced by the server, which ends the command's whole
     process group; the result then says ``timed_out`` (returncode 124).
     See ``ClientConnection.run`` for the other arguments and ``connect`` for
@@ -65,6 +68,7 @@ async def run_async(
         RemoteCommandError: the server refused the command.
         RexecConnectionError: connecting or authenticating failed.
         rexec.keyfile.KeyFileError: the key file can't be used.
+        ValueError: a malformed address.
     """
     connection = await connect(
         host,
@@ -92,7 +96,7 @@ def run(
     args: str | Sequence[str],
     *,
     host: str,
-    port: int = DEFAULT_PORT,
+    port: int | None = None,
     key: bytes | None = None,
     key_file: str | Path | None = None,
     input: bytes | None = None,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import ssl as ssl_module
 import sys
 from collections.abc import Mapping, Sequence
@@ -43,8 +44,8 @@ from rexec.protocol import (
 )
 
 from ._handshake import READ_SIZE, fatal_error_frame, handshake
-from .address import DEFAULT_PORT, Address
-from .errors import ProtocolViolation, RexecConnectionError
+from .address import library_address
+from .errors import ConnectTimeout, ProtocolViolation, RexecConnectionError
 from .process import RemoteProcess
 from .result import CompletedProcess
 
@@ -66,7 +67,7 @@ _CLOSE_TIMEOUT = 2.0
 
 async def connect(
     host: str,
-    port: int = DEFAULT_PORT,
+    port: int | None = None,
     key: bytes = b"",
     *,
     ssl: ssl_module.SSLContext | None = None,
@@ -79,8 +80,10 @@ async def connect(
     """Connect to a rexec server and authenticate.
 
     Args:
-        host, port: the server. ``host`` is a name or an IP address (IPv6
-            without brackets).
+        host, port: the server. ``host`` is written as on the command line:
+            a name or an IP address, optionally with its port (``"server:7000"``,
+            ``"[::1]:7000"``, or bare ``"::1"``); ``port`` defaults to the one in
+            ``host``, else 7420.
         key: the shared 32-byte key.
         ssl: a client ``SSLContext`` to speak TLS; None for plain TCP.
         server_hostname: the name to check the server certificate against
@@ -93,7 +96,7 @@ async def connect(
             connection stops reading from the server (see ``RemoteProcess``).
 
     Raises:
-        ValueError: the key is not 32 bytes.
+        ValueError: the key is not 32 bytes, or the address is malformed.
         AuthenticationError, VersionMismatch, ProtocolViolation: see
             ``rexec_client.errors``.
         RexecConnectionError: the connection could not be made (refused,
@@ -101,13 +104,14 @@ async def connect(
     """
     if len(key) != KEY_SIZE:
         raise ValueError(f"the key must be {KEY_SIZE} bytes, not {len(key)}")
-    peer = str(Address(host, port))
+    address = library_address(host, port)
+    peer = str(address)
     tls = {"ssl": ssl, "server_hostname": server_hostname} if ssl is not None else {}
     writer: asyncio.StreamWriter | None = None
     try:
         async with asyncio.timeout(connect_timeout):
             reader, writer = await asyncio.open_connection(  # type: ignore[arg-type]
-                host, port, limit=READ_SIZE, **tls
+                address.host, address.port, limit=READ_SIZE, **tls
             )
             protocol = Connection(Role.CLIENT)
             hello = await handshake(reader, writer, protocol, key, peer)
@@ -117,13 +121,13 @@ async def connect(
         if isinstance(exc, RexecConnectionError):
             raise  # already says what happened (it is an OSError too)
         if isinstance(exc, TimeoutError):
-            raise RexecConnectionError(
-                f"no answer from {peer} within {connect_timeout:g} s"
-            ) from None
+            raise ConnectTimeout(f"no answer from {peer} within {connect_timeout:g} s") from None
         if isinstance(exc, OSError):
+            # Chained: the cause (a TLS verification failure…) is for
+            # callers that want to say more than the message does.
             raise RexecConnectionError(
                 f"cannot connect to {peer}: {describe_os_error(exc)}"
-            ) from None
+            ) from exc
         raise
     return ClientConnection(
         reader,
@@ -153,14 +157,29 @@ class CommandHandler(Protocol):
 
 
 def describe_os_error(exc: OSError) -> str:
-    """One line for a socket or TLS failure, without Python's decorations."""
+    """One line for a socket, name resolution or TLS failure, without
+    Python's decorations."""
+    if isinstance(exc, socket.gaierror):
+        if exc.errno in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)):
+            return "no such host (the name does not resolve)"
+        return f"cannot resolve the host name ({(exc.strerror or str(exc)).lower()})"
     if isinstance(exc, ssl_module.SSLCertVerificationError):
         return f"TLS certificate verification failed: {exc.verify_message}"
     if isinstance(exc, ssl_module.SSLError):
-        return f"TLS failed: {exc.reason or exc}"
+        reason = exc.reason or str(exc)
+        return f"TLS failed: {_TLS_REASONS.get(reason, reason)}"
     if exc.errno:
         return os.strerror(exc.errno).lower()
     return str(exc) or type(exc).__name__
+
+
+#: What the TLS failures a user meets most often mean, by OpenSSL's reason.
+_TLS_REASONS = {
+    "WRONG_VERSION_NUMBER": "the server does not speak TLS (WRONG_VERSION_NUMBER)",
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED": "the server requires a client certificate",
+    "SSLV3_ALERT_BAD_CERTIFICATE": "the server refused our client certificate",
+    "TLSV1_ALERT_UNKNOWN_CA": "the server does not trust the CA of our client certificate",
+}
 
 
 class ClientConnection:

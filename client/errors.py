@@ -29,6 +29,12 @@ class RexecConnectionError(RexecError, ConnectionError):
         self.code = code
 
 
+class ConnectTimeout(RexecConnectionError, TimeoutError):
+    """The server did not complete the connection and handshake in time: it
+    is unreachable, overloaded, or waits for something else (a TLS server
+    waits for a TLS hello)."""
+
+
 class AuthenticationError(RexecConnectionError):
     """The server refused our key, or could not prove it holds the key."""
 

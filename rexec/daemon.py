@@ -8,7 +8,6 @@ variables and a TOML file, in that order of precedence (rexec.settings).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import dataclasses
 import functools
@@ -23,30 +22,29 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rexec import __version__
+from rexec.connect_hint import connect_hint
+from rexec.files import TempRecords, UnsafeRecords
 from rexec.keyfile import KeyFileError, default_key_path, load_key, load_or_create_key
 from rexec.log import log
 from rexec.log import set_format as set_log_format
-from rexec.ops.metrics import ServerMetrics
 from rexec.ops.operations import Operations, OperationsError
 from rexec.server.audit import AuditLog
 from rexec.server.config import ServerConfig
+from rexec.server.flags import EXIT_STARTUP, build_parser
 from rexec.server.policy import KeyRules
 from rexec.server.process_records import ProcessRecords, UnsafeDirectory
 from rexec.server.server import Server
 from rexec.server.session import Session
 from rexec.server.settings import (
-    DEFAULT_PORT,
+    LOOPBACKS,
     Settings,
     SettingsError,
+    audit_log_path,
     default_state_dir,
-    load_settings,
-    setting_names,
-    settings_help,
 )
+from rexec.server.settings_file import load_settings
 from rexec.server.spawn import Account, ProcessPolicy, raise_open_file_limit
-
-EXIT_STARTUP = 1
+from rexec.server.transfer_io import PARTIAL_MAX_AGE
 
 _RLIMITS = {
     "rlimit_cpu": resource.RLIMIT_CPU,
@@ -58,67 +56,6 @@ _RLIMITS = {
 
 class StartupError(Exception):
     """A reason not to start, as one line for the operator."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (the full usage is in --help)."""
-
-    def error(self, message: str) -> Any:
-        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """One flag per setting, each defaulting to None ("not given"), so that the
-    environment and the config file can fill what the command line leaves."""
-    parser = _Parser(
-        prog="rexecd",
-        description=(
-            "Run commands for authenticated rexec clients. Listens on 127.0.0.1 by default; "
-            "any other address needs TLS (or --insecure). Clients prove they hold the "
-            "shared key in --key-file, which is created on first start if missing."
-        ),
-        epilog=(
-            "Every setting can also be given as an environment variable REXECD_<NAME> "
-            "(REXECD_KILL_GRACE=1) or in the TOML file of --config; flags win over the "
-            "environment, which wins over the file. "
-            f"Example: rexecd --port {DEFAULT_PORT}   then, on the same machine: "
-            "rexec run 127.0.0.1 -- uname -a"
-        ),
-    )
-    parser.add_argument("--version", action="version", version=f"rexecd {__version__}")
-    parser.add_argument("--config", help="TOML config file (see README, 'Configuration')")
-    parser.add_argument(
-        "--check-config", action="store_true",
-        help="check the settings, keys and TLS files, print the result and exit",
-    )
-    defaults = Settings()
-    for name in setting_names():
-        flag = "--" + name.replace("_", "-")
-        default = getattr(defaults, name)
-        help_text = settings_help(name)
-        if name == "key_file":
-            help_text += f" (default: {default_key_path()})"
-        elif default not in (None, (), False):
-            help_text += f" (default: {default})"
-        if isinstance(default, bool):
-            parser.add_argument(flag, action="store_const", const=True, default=None, help=help_text)
-        elif isinstance(default, tuple):
-            parser.add_argument(flag, action="append", default=None, help=help_text + "; repeatable")
-        else:
-            kind = type(default) if default is not None else str
-            parser.add_argument(flag, type=_non_negative(kind), default=None, help=help_text)
-    return parser
-
-
-def _non_negative(kind: type) -> Any:
-    def convert(text: str) -> Any:
-        value = kind(text)
-        if isinstance(value, (int, float)) and value < 0:
-            raise ValueError(text)
-        return value
-
-    convert.__name__ = kind.__name__  # argparse names the type in its message
-    return convert
 
 
 def _is_loopback(host: str) -> bool:
@@ -153,7 +90,9 @@ def _load_keys(settings: Settings, *, create: bool = True) -> tuple[KeyRules, ..
     missing default key is not created: a check changes nothing."""
     try:
         if settings.keys:
-            return tuple(KeyRules.from_spec(spec, load_key(Path(spec.file))) for spec in settings.keys)
+            return tuple(
+                KeyRules.from_spec(spec, load_key(Path(spec.file))) for spec in settings.keys
+            )
         key_path = Path(settings.key_file) if settings.key_file else default_key_path()
         if not create and not key_path.exists():
             print(f"rexecd: {key_path} does not exist yet; it will be created on first start")
@@ -201,7 +140,9 @@ def _check_rlimits(settings: Settings, switch_user: bool) -> None:
 
 def _process_policy(settings: Settings) -> ProcessPolicy:
     rlimits = tuple(
-        (limit, getattr(settings, name)) for name, limit in _RLIMITS.items() if getattr(settings, name) > 0
+        (limit, getattr(settings, name))
+        for name, limit in _RLIMITS.items()
+        if getattr(settings, name) > 0
     )
     if settings.run_as is None:
         _check_rlimits(settings, switch_user=False)
@@ -225,10 +166,12 @@ def build_config(settings: Settings, *, check_only: bool = False) -> ServerConfi
         StartupError: with the one line to show.
     """
     tls = _tls_context(settings)
-    if tls is None and not settings.insecure and not _is_loopback(settings.host):
+    loopback = settings.host == LOOPBACKS or _is_loopback(settings.host)
+    if tls is None and not settings.insecure and not loopback:
         raise StartupError(
             f"refusing to listen on {settings.host} without TLS: use --tls-cert/--tls-key "
-            "(and --tls-client-ca), listen on 127.0.0.1, or pass --insecure"
+            "(and --tls-client-ca; rexecd --init-tls DIR makes them), listen on 127.0.0.1, "
+            "or pass --insecure"
         )
     return ServerConfig(
         keys=_load_keys(settings, create=not check_only),
@@ -239,66 +182,124 @@ def build_config(settings: Settings, *, check_only: bool = False) -> ServerConfi
     )
 
 
+async def _listen(
+    server: Server, settings: Settings, tls: ssl.SSLContext | None
+) -> list[asyncio.Server]:
+    """The listening sockets: ``host``, or both loopbacks for ``localhost``
+    (the IPv6 one on the port the IPv4 one got, and only where the host has
+    IPv6).
+
+    Raises:
+        StartupError: the address can't be listened on.
+    """
+    loop = asyncio.get_running_loop()
+    hosts = ["127.0.0.1", "::1"] if settings.host == LOOPBACKS else [settings.host]
+    port = settings.port
+    listeners: list[asyncio.Server] = []
+    for host in hosts:
+        try:
+            listener = await loop.create_server(
+                lambda: Session(server), host, port, reuse_address=True, ssl=tls,
+                ssl_handshake_timeout=10.0 if tls else None,
+            )  # fmt: skip
+        except OSError as exc:
+            if listeners:  # ::1 after 127.0.0.1: a host without IPv6 still serves
+                log(f"not listening on [{host}]:{port}: {exc.strerror or exc}")
+                break
+            for opened in listeners:
+                opened.close()
+            raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        listeners.append(listener)
+        port = listener.sockets[0].getsockname()[1]
+    return listeners
+
+
+def _shown(address: tuple[str, int]) -> str:
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 async def serve(
-    config: ServerConfig, audit: AuditLog, records: ProcessRecords | None,
+    config: ServerConfig,
+    audit: AuditLog,
+    records: ProcessRecords | None,
     rebuild: Callable[[], ServerConfig] | None = None,
+    temp_records: TempRecords | None = None,
 ) -> None:
     """Listen until SIGTERM or SIGINT, then shut down gracefully; with
     ``rebuild``, SIGHUP replaces keys and rules with what it returns."""
     loop = asyncio.get_running_loop()
-    settings = config.settings
     server = Server(config, audit, records)
-    metrics = ServerMetrics(server)
-    server.subscribe(metrics)
-    try:
-        listener = await loop.create_server(
-            lambda: Session(server), settings.host, settings.port,
-            reuse_address=True, ssl=config.ssl,
-            ssl_handshake_timeout=10.0 if config.ssl else None,
-        )  # fmt: skip
-    except OSError as exc:
-        raise StartupError(
-            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
-        ) from None
+    server.temp_records = temp_records
+    listeners = await _listen(server, config.settings, config.ssl)
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    bound = listener.sockets[0].getsockname()
-    shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+    addresses = [_shown(listener.sockets[0].getsockname()) for listener in listeners]
     try:
-        operations = await Operations.start(server, metrics, bound, rebuild)  # --http, --announce, SIGHUP
+        first = listeners[0].sockets[0].getsockname()
+        operations = await Operations.start(server, first, rebuild)  # --http, --announce, SIGHUP
     except OperationsError as exc:
-        listener.close()
+        for listener in listeners:
+            listener.close()
         raise StartupError(str(exc)) from None
-    audit.try_write(
-        "listen", address=f"{shown}:{bound[1]}", tls=config.ssl is not None,
-        keys=[key.name for key in config.keys],
-    )  # fmt: skip
-    # Ready once the first record is written (or found unwritable, so that the
-    # first command is refused, not run unrecorded), within the audit timeout.
-    await asyncio.to_thread(audit.flush, settings.audit_timeout)
-    print(f"rexecd listening on {shown}:{bound[1]}", flush=True)
-    log(f"connect with: rexec run {shown}:{bound[1]} -- uname -a")
+    for address in addresses:
+        audit.try_write(
+            "listen", address=address, tls=config.ssl is not None,
+            keys=[key.name for key in config.keys],
+        )  # fmt: skip
+    # Ready once the first records are written (or found unwritable, so that
+    # the first command is refused, not run unrecorded), within the audit timeout.
+    await asyncio.to_thread(audit.flush, config.settings.audit_timeout)
+    for address in addresses:  # the first line is the one scripts wait for
+        print(f"rexecd listening on {address}", flush=True)
+    settings = config.settings
+    tls, key_file = config.ssl is not None, None if settings.keys else settings.key_file
+    log(f"connect with: {connect_hint(first[0], first[1], key_file=key_file, tls=tls)}")
+    log(f"audit log: {audit.path or 'stderr'}")
     await stop.wait()
-    listener.close()
+    for listener in listeners:
+        listener.close()
     await server.shut_down()
     await operations.close()
     audit.try_write("shutdown")
 
 
-def _records(settings: Settings, audit: AuditLog) -> ProcessRecords | None:
-    """Open the state directory and end what a crashed predecessor left running."""
+def _open_audit(settings: Settings) -> AuditLog:
+    """The audit log, in its own file unless ``audit_log = "-"`` (stderr)."""
+    path = audit_log_path(settings)
+    try:
+        if path is not None and settings.audit_log is None:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        audit = AuditLog(
+            None if path is None else str(path),
+            timeout=settings.audit_timeout,
+            max_buffer=settings.audit_buffer,
+        )
+    except OSError as exc:
+        raise StartupError(f"cannot open audit log {path}: {exc.strerror}") from None
+    return audit
+
+
+def _records(settings: Settings, audit: AuditLog) -> tuple[ProcessRecords, TempRecords]:
+    """Open the state directory and clean up after a crashed predecessor: end
+    the process groups it left running, remove the temporary files of its
+    puts (and resumable partial files past their age)."""
     directory = Path(settings.state_dir) if settings.state_dir else default_state_dir()
     try:
         records = ProcessRecords(directory)
         killed = records.sweep()
-    except UnsafeDirectory as exc:
+        temp_records = TempRecords(directory)
+        removed = temp_records.sweep(partial_max_age=PARTIAL_MAX_AGE)
+    except (UnsafeDirectory, UnsafeRecords) as exc:
         raise StartupError(str(exc)) from None
     except OSError as exc:
         raise StartupError(f"cannot use state directory {directory}: {exc.strerror}") from None
     if killed:
         audit.try_write("sweep", killed_process_groups=killed)
-    return records
+    if removed:
+        audit.try_write("sweep", removed_temp_files=removed)
+    return records, temp_records
 
 
 def _rebuild(flags: dict[str, Any], config_file: str | None) -> ServerConfig:
@@ -308,18 +309,26 @@ def _rebuild(flags: dict[str, Any], config_file: str | None) -> ServerConfig:
         StartupError: the settings, keys or TLS files are broken.
     """
     try:
-        settings = load_settings(flags, os.environ, config_file)
+        settings = load_settings(flags, config_file)
     except SettingsError as exc:
         raise StartupError(str(exc)) from None
     return build_config(settings)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = vars(build_parser().parse_args(argv))
+    parser = build_parser()
+    args = vars(parser.parse_args(argv))
     config_file, check_only = args.pop("config"), args.pop("check_config")
+    init_tls_dir, tls_names = args.pop("init_tls"), args.pop("tls_name")
+    if tls_names and init_tls_dir is None:
+        parser.error("--tls-name goes with --init-tls DIR")
+    if init_tls_dir is not None:
+        from rexec.pki import init_tls_command  # cryptography: only loaded for this
+
+        return init_tls_command(Path(init_tls_dir), tls_names)
     try:
         try:
-            settings = load_settings(args, os.environ, config_file)
+            settings = load_settings(args, config_file)
         except SettingsError as exc:
             raise StartupError(str(exc)) from None
         set_log_format(settings.log_format)
@@ -328,15 +337,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"rexecd: configuration OK ({len(config.keys)} key(s))")
             return 0
         raise_open_file_limit()  # room for hundreds of connections (rexec/server/admission.py)
-        try:
-            audit = AuditLog(
-                settings.audit_log, timeout=settings.audit_timeout, max_buffer=settings.audit_buffer
-            )
-        except OSError as exc:
-            raise StartupError(f"cannot open audit log {settings.audit_log}: {exc.strerror}") from None
+        audit = _open_audit(settings)
         try:
             rebuild = functools.partial(_rebuild, args, config_file)
-            asyncio.run(serve(config, audit, _records(settings, audit), rebuild))
+            records, temp_records = _records(settings, audit)
+            asyncio.run(serve(config, audit, records, rebuild, temp_records))
         finally:
             audit.close()
     except StartupError as exc:

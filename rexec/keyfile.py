@@ -1,18 +1,26 @@
 """The shared key file: 32 random bytes, stored as 64 hex digits, mode 0600.
 
-Both the server and the clients read it; only the server creates it, on first
-start. A key file that others could read or replace is refused, as OpenSSH's
-StrictModes refuses a loose authorized_keys.
+The format, in full: 64 hexadecimal digits (either case) on one line, optional
+surrounding whitespace (a trailing newline), nothing else. Both the server and
+the clients read it; ``rexecd`` creates one on first start and ``rexec keygen``
+makes or imports one. A key file that others could read or replace is refused,
+as OpenSSH's StrictModes refuses a loose authorized_keys.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import stat
+import tempfile
 from pathlib import Path
 
 from rexec.protocol import KEY_SIZE
+
+#: The longest key file accepted: the hex digits and some whitespace around
+#: them. Anything longer is not a key file (and is not read into memory).
+_MAX_FILE_SIZE = 4 * KEY_SIZE
 
 
 class KeyFileError(Exception):
@@ -26,8 +34,44 @@ def default_key_path() -> Path:
     explicit = os.environ.get("REXEC_KEY_FILE")
     if explicit:
         return Path(explicit)
+    return config_dir() / "key"
+
+
+def config_dir() -> Path:
+    """``$XDG_CONFIG_HOME/rexec``, else ``~/.config/rexec``: where the key and
+    the client's TLS files live by default."""
     config_home = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(config_home) / "rexec" / "key"
+    return Path(config_home) / "rexec"
+
+
+def parse_key(text: bytes | str) -> bytes:
+    """The key that ``text`` (a key file's content) holds.
+
+    Raises:
+        ValueError: ``text`` is not 64 hex digits with optional whitespace
+            around them.
+    """
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("ascii")
+        except UnicodeDecodeError:
+            text = ""
+    digits = text.strip()
+    if len(digits) != 2 * KEY_SIZE or not all(c in "0123456789abcdefABCDEF" for c in digits):
+        raise ValueError(f"a key is {2 * KEY_SIZE} hex digits on one line")
+    return bytes.fromhex(digits)
+
+
+def format_key(key: bytes) -> str:
+    """The key file content for ``key``: its hex digits and a newline."""
+    if len(key) != KEY_SIZE:
+        raise ValueError(f"a key is {KEY_SIZE} bytes, not {len(key)}")
+    return key.hex() + "\n"
+
+
+def new_key() -> bytes:
+    """A fresh random key."""
+    return secrets.token_bytes(KEY_SIZE)
 
 
 def load_key(path: Path) -> bytes:
@@ -38,25 +82,73 @@ def load_key(path: Path) -> bytes:
             writable by group or others.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        # O_NONBLOCK: a FIFO planted at the path must not hang the caller.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
-        raise KeyFileError(f"key file {path} does not exist") from None
+        raise KeyFileError(
+            f"key file {path} does not exist (make one with 'rexec keygen', or copy the "
+            "server's; see README 'A second machine')"
+        ) from None
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise KeyFileError(
+                f"key file {path} is a symbolic link; give the path of the file itself"
+            ) from None
         raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from None
-    with os.fdopen(fd, "rb") as file:
-        mode = os.fstat(file.fileno()).st_mode
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise KeyFileError(f"key file {path} is not a regular file")
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise KeyFileError(
                 f"key file {path} is accessible by group or others; run: chmod 600 {path}"
             )
-        text = file.read(4 * KEY_SIZE).strip()
+        content = os.read(fd, _MAX_FILE_SIZE + 1)
+    except OSError as exc:
+        raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
     try:
-        key = bytes.fromhex(text.decode("ascii"))
-    except (UnicodeDecodeError, ValueError):
-        key = b""
-    if len(key) != KEY_SIZE:
-        raise KeyFileError(f"key file {path} must hold {2 * KEY_SIZE} hex digits")
-    return key
+        return parse_key(content)
+    except ValueError:
+        raise KeyFileError(
+            f"key file {path} must hold {2 * KEY_SIZE} hex digits on one line"
+        ) from None
+
+
+def write_key(path: Path, key: bytes, *, replace: bool = False) -> None:
+    """Store ``key`` at ``path`` (mode 0600), creating its directory (0700)
+    if needed. The file appears whole or not at all: it is written under a
+    temporary name and renamed into place.
+
+    Raises:
+        FileExistsError: ``path`` exists and ``replace`` is false.
+        KeyFileError: the directory or the file can't be written.
+    """
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # mkstemp creates the file 0600, so the key is never readable by others.
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise KeyFileError(f"cannot create key file {path}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write(format_key(key))
+            file.flush()
+            os.fsync(file.fileno())
+        if replace:
+            os.replace(temporary, path)
+        else:
+            # link() fails if the name exists, so a key is never overwritten
+            # by a concurrent writer either.
+            os.link(temporary, path)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        raise KeyFileError(f"cannot write key file {path}: {exc.strerror}") from None
+    finally:
+        if os.path.lexists(temporary):
+            os.unlink(temporary)
 
 
 def load_or_create_key(path: Path) -> tuple[bytes, bool]:
@@ -69,16 +161,11 @@ def load_or_create_key(path: Path) -> tuple[bytes, bool]:
     Raises:
         KeyFileError: as ``load_key``, or the file can't be created.
     """
-    if not path.exists():
+    if not os.path.lexists(path):
         try:
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            write_key(path, new_key())
         except FileExistsError:
             pass  # created concurrently: load what the other process wrote
-        except OSError as exc:
-            raise KeyFileError(f"cannot create key file {path}: {exc.strerror}") from None
         else:
-            with os.fdopen(fd, "w") as file:
-                file.write(secrets.token_hex(KEY_SIZE) + "\n")
             return load_key(path), True
     return load_key(path), False

@@ -7,6 +7,7 @@ import os
 import re
 import secrets
 import select
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -37,3 +38,13 @@ def wait_for_ready(
                 break
             output += chunk
     return ready.search(output), output
+
+
+def has_ipv6_loopback() -> bool:
+    """Whether this host can bind ::1 (some containers have no IPv6 at all)."""
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False

@@ -1,96 +1,101 @@
-"""What every ``rexec`` subcommand shares: connection options, connecting,
-and turning failures into one line on stderr and an exit status.
-
-Exit statuses of the ``rexec`` program (subcommands add their own meanings
-below 255):
-
-* 255: rexec itself failed: bad usage or address, key file, connection,
-  authentication, TLS or protocol error, or the connection was lost.
-* 130: interrupted (Ctrl-C) before a command was running.
+"""What the ``rexec`` subcommands that connect share: connection options,
+connecting, and turning failures into one line on stderr and an exit status
+(the statuses are listed in ``base``, whose names are re-exported here).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import ssl
-import sys
 from collections.abc import Coroutine
-from typing import Any, NoReturn
+from pathlib import Path
+from typing import Any
 
 from rexec.keyfile import KeyFileError, default_key_path, load_key
 
 from ..address import Address, parse_address
 from ..connection import DEFAULT_CONNECT_TIMEOUT, ClientConnection, connect
-from ..errors import RemoteCommandError, RexecError
+from ..errors import ConnectTimeout, RemoteCommandError, RexecConnectionError, RexecError
 from ..result import RETURNCODE_BY_REFUSAL, ExitStatus
-from ..tls import client_ssl_context
+from ..tls import TlsFiles, TlsSetupError, client_ssl_context, default_tls_dir, tls_files
+from .base import (
+    EXIT_BROKEN_PIPE,
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    ArgumentParser,
+    CliError,
+    fail,
+    positive_float,
+)
 
-EXIT_FAILURE = 255
-EXIT_INTERRUPTED = 130
+__all__ = [
+    "EXIT_BROKEN_PIPE",
+    "EXIT_BY_REFUSAL",
+    "EXIT_FAILURE",
+    "EXIT_INTERRUPTED",
+    "ArgumentParser",
+    "CliError",
+    "add_connection_options",
+    "command_exit_status",
+    "fail",
+    "open_connection",
+    "positive_float",
+    "refused",
+    "run_async_command",
+]
+
 #: Exit statuses for commands the server could not start, as shells use them.
 EXIT_BY_REFUSAL = RETURNCODE_BY_REFUSAL
 
 
-class CliError(Exception):
-    """A failure to report as ``rexec: MESSAGE`` (one line) with ``status``."""
-
-    def __init__(self, message: str, status: int = EXIT_FAILURE) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse, exiting 255 on a usage error, so that statuses 1–254 stay
-    the remote command's."""
-
-    def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_FAILURE, f"rexec: {message}\n")
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a number of seconds > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
-    return value
-
-
-def add_connection_options(parser: argparse.ArgumentParser) -> None:
-    """Options for reaching and authenticating to a server."""
+def add_connection_options(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    """Options for reaching and authenticating to a server; returns them."""
     group = parser.add_argument_group("connection")
-    group.add_argument(
-        "--key-file",
-        metavar="FILE",
-        help=f"shared key file, the server's (default: {default_key_path()}; "
-        "$REXEC_KEY_FILE overrides)",
+    tls = parser.add_argument_group(
+        "TLS (servers not on this machine speak only TLS; see README 'A second machine')"
     )
-    group.add_argument(
-        "--connect-timeout",
-        type=positive_float,
-        default=DEFAULT_CONNECT_TIMEOUT,
-        metavar="SECONDS",
-        help="give up connecting and authenticating after this long (default: %(default)g)",
-    )
-    group.add_argument(
-        "--keepalive",
-        type=positive_float,
-        metavar="SECONDS",
-        help="ping the server this often and give up when it stops answering (default: off)",
-    )
-    tls = parser.add_argument_group("TLS (needed for servers not on this machine)")
-    tls.add_argument("--tls", action="store_true", help="use TLS, trusting the system's CAs")
-    tls.add_argument(
-        "--tls-ca", metavar="CA", help="use TLS, trusting this CA (PEM) for the server"
-    )
-    tls.add_argument(
-        "--tls-cert", metavar="CERT", help="client certificate (PEM), if the server wants one"
-    )
-    tls.add_argument("--tls-key", metavar="KEY", help="private key of --tls-cert (PEM)")
+    return [
+        group.add_argument(
+            "--key-file",
+            metavar="FILE",
+            help=f"shared key file, the server's (default: {default_key_path()}; "
+            "$REXEC_KEY_FILE overrides)",
+        ),
+        group.add_argument(
+            "--connect-timeout",
+            type=positive_float,
+            default=DEFAULT_CONNECT_TIMEOUT,
+            metavar="SECONDS",
+            help="give up connecting and authenticating after this long (default: %(default)g)",
+        ),
+        group.add_argument(
+            "--keepalive",
+            type=positive_float,
+            metavar="SECONDS",
+            help="ping the server this often and give up when it stops answering (default: off)",
+        ),
+        tls.add_argument(
+            "--tls",
+            action="store_true",
+            help=f"use TLS with the files of the TLS directory ({default_tls_dir()}): trust its "
+            "ca.pem (else the system's CAs) and present its client.pem and client.key",
+        ),
+        tls.add_argument(
+            "--tls-dir",
+            metavar="DIR",
+            help="use TLS with the files 'rexecd --init-tls DIR' made: DIR/ca.pem, "
+            "DIR/client.pem, DIR/client.key",
+        ),
+        tls.add_argument(
+            "--tls-ca", metavar="CA", help="use TLS, trusting this CA (PEM) for the server"
+        ),
+        tls.add_argument(
+            "--tls-cert", metavar="CERT", help="use TLS with this client certificate (PEM)"
+        ),
+        tls.add_argument("--tls-key", metavar="KEY", help="private key of --tls-cert (PEM)"),
+    ]
 
 
 async def open_connection(args: argparse.Namespace, address_text: str) -> ClientConnection:
@@ -105,29 +110,94 @@ async def open_connection(args: argparse.Namespace, address_text: str) -> Client
     except ValueError as exc:
         raise CliError(str(exc)) from None
     try:
-        key = load_key(args.key_file or default_key_path())
+        key = load_key(Path(args.key_file) if args.key_file else default_key_path())
     except KeyFileError as exc:
         raise CliError(str(exc)) from None
-    return await connect(
-        address.host,
-        address.port,
-        key,
-        ssl=_ssl_context(args),
-        connect_timeout=args.connect_timeout,
-        keepalive=args.keepalive,
+    tls = _tls_settings(args)
+    try:
+        return await connect(
+            address.host,
+            address.port,
+            key,
+            ssl=tls.context if tls else None,
+            connect_timeout=args.connect_timeout,
+            keepalive=args.keepalive,
+        )
+    except RexecConnectionError as exc:
+        hint = _connection_hint(exc, tls)
+        if hint is None:
+            raise
+        raise type(exc)(f"{exc} ({hint})", exc.code) from exc
+
+
+#: OpenSSL's verification results (X509_V_ERR_*) that a hint can name.
+_NAME_MISMATCH = (62, 64)  # HOSTNAME_MISMATCH, IP_ADDRESS_MISMATCH
+_CERT_HAS_EXPIRED = 10
+
+
+def _connection_hint(exc: RexecConnectionError, tls: _Tls | None) -> str | None:
+    """The option that likely fixes a failed connection, if one does."""
+    if tls is None:
+        # A TLS server waits for a TLS hello and we for a rexec one: the
+        # symptom is silence, the cause a missing option.
+        return "if the server uses TLS, add --tls" if isinstance(exc, ConnectTimeout) else None
+    cause = exc.__cause__
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        if cause.verify_code in _NAME_MISMATCH:
+            return (
+                "connect by a name the server's certificate holds, or reissue it with this one: "
+                "rexecd --init-tls DIR --tls-name NAME (README 'A second machine')"
+            )
+        if cause.verify_code == _CERT_HAS_EXPIRED:
+            return "renew it: README 'A second machine'"
+        if tls.ca_file is None:
+            return (
+                f"no CA was given, so only the system's are trusted: put the server's ca.pem in "
+                f"{default_tls_dir()}, or give --tls-ca CA (README 'A second machine')"
+            )
+        return f"{tls.ca_file} did not sign it: give the CA that did, with --tls-ca or --tls-dir"
+    if exc.code is None and cause is None:
+        # Under TLS 1.3 a server checks the client's certificate after the
+        # handshake, and refuses by closing: that is all we see.
+        if tls.cert_file is None:
+            return "if the server requires a client certificate: --tls-cert and --tls-key, or --tls-dir"
+        return (
+            f"if the server refused {tls.cert_file}, use a client certificate its CA signed: "
+            "the client.pem of the server's rexecd --init-tls"
+        )
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Tls:
+    """The TLS of a connection: its context and the files it was made from."""
+
+    context: ssl.SSLContext
+    ca_file: Path | None
+    cert_file: Path | None
+
+
+def _tls_settings(args: argparse.Namespace) -> _Tls | None:
+    """The TLS the options ask for, or None for plain TCP."""
+    explicit = TlsFiles(
+        *(Path(name) if name else None for name in (args.tls_ca, args.tls_cert, args.tls_key))
     )
-
-
-def _ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
-    wants_tls = args.tls or args.tls_ca or args.tls_cert or args.tls_key
-    if not wants_tls:
+    if not (args.tls or args.tls_dir or explicit != TlsFiles()):
         return None
     try:
-        return client_ssl_context(args.tls_ca, args.tls_cert, args.tls_key)
-    except (OSError, ValueError) as exc:
-        # ssl.SSLError is an OSError; its str() is noisy, its reason is not.
-        detail = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
-        raise CliError(f"cannot set up TLS: {detail}") from None
+        if args.tls_dir:
+            found = tls_files(Path(args.tls_dir), required=True)
+        elif args.tls:
+            found = tls_files(default_tls_dir(), required=False)
+        else:
+            found = TlsFiles()
+        ca_file = explicit.ca_file or found.ca_file
+        cert_file = explicit.cert_file or found.cert_file
+        key_file = explicit.key_file or (found.key_file if not explicit.cert_file else None)
+        context = client_ssl_context(ca_file, cert_file, key_file)
+    except TlsSetupError as exc:
+        raise CliError(f"cannot set up TLS: {exc}") from None
+    return _Tls(context, ca_file, cert_file)
 
 
 def run_async_command(coroutine: Coroutine[Any, Any, int]) -> int:
@@ -143,15 +213,11 @@ def run_async_command(coroutine: Coroutine[Any, Any, int]) -> int:
         return EXIT_INTERRUPTED
 
 
-def fail(message: str, status: int = EXIT_FAILURE) -> int:
-    """Print ``rexec: MESSAGE`` on stderr and return ``status``."""
-    print(f"rexec: {message}", file=sys.stderr, flush=True)
-    return status
-
-
-def refused(peer: str, exc: RemoteCommandError) -> int:
-    """Report a command the server refused; return the status to exit with."""
-    return fail(f"{peer}: {exc}", EXIT_BY_REFUSAL.get(exc.code, EXIT_FAILURE))
+def refused(peer: str, exc: RemoteCommandError, hint: str | None = None) -> int:
+    """Report a command the server refused, with what to do instead when
+    known (on the same line); return the status to exit with."""
+    message = f"{peer}: {exc}" + (f"; {hint}" if hint else "")
+    return fail(message, EXIT_BY_REFUSAL.get(exc.code, EXIT_FAILURE))
 
 
 def command_exit_status(status: ExitStatus) -> int:

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from ..discovery import DEFAULT_ANNOUNCE_PORT, DEFAULT_TIMEOUT, DiscoveryError, discover
-from .common import fail, positive_float
+from .base import fail, positive_float
 
 DESCRIPTION = """\
 Find rexecd servers started with --announce: send one UDP probe to each

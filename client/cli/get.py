@@ -1,42 +1,51 @@
-"""``rexec get``: copy a file (or, with ``-r``, a tree) from a server.
+"""``rexec get``: copy a file (or with ``-r`` a tree) from a server, to a
+local file, standard output, or a local tree.
 
-See ``transfer_cli`` for the decisions shared with ``rexec put``.
+See ``transfers`` for the decisions shared with ``rexec put``.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 from typing import Any
 
 from ..connection import ClientConnection
-from ..transfer import TransferError, check_local_target, get, local_error
+from ..transfer import TransferError, check_local_target, get, local_error, remote_path
 from .common import open_connection, run_async_command
 from .transfers import (
     EPILOG_COMMON,
     Reporter,
     TreeFailed,
     add_transfer_options,
+    argv_batches,
     fail,
     remote_basename,
     remote_run,
+    usage_problem,
 )
 
 DESCRIPTION = """\
-Copy REMOTE from a rexecd server to LOCAL: streamed with bounded memory,
-written here under a temporary name (.NAME.rexec-XXXXXXXX.tmp, in LOCAL's
-directory) and renamed into place only once its size and sha256 are checked
-(a failed or interrupted copy never leaves a half file under LOCAL), with the
-server file's mode. LOCAL may be an existing directory (the file keeps its
-name); relative REMOTE paths are relative to the server's home directory.
+Copy REMOTE from a rexecd server to LOCAL ('-' for standard output): streamed
+with bounded memory, written here under a temporary name
+(.NAME.rexec-XXXXXXXX.tmp, in LOCAL's directory) and renamed into place only
+once its size and sha256 are checked (a failed or interrupted copy never
+leaves a half file under LOCAL), with the server file's mode. LOCAL may be an
+existing directory (the file keeps its name); relative REMOTE paths, '~' and
+'~/PATH' are relative to the server account's home.
 """
 
 EXAMPLES = """
 examples:
   rexec get server /var/log/syslog .
   rexec get server:7420 'docs/Q3 report.pdf' /tmp/report.pdf
+  rexec get server '~/backup.tar.gz' - | tar xzf -
   rexec get -r server /etc/nginx ./backup    # makes ./backup/nginx if ./backup exists
 """
+
+#: Prints each link's target, NUL-terminated (readlink adds a newline).
+_READLINK_SCRIPT = 'for l; do readlink -- "$l" || exit 1; printf "\\0"; done'
 
 
 def register(subparsers: Any) -> None:
@@ -50,7 +59,9 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("address", metavar="HOST[:PORT]", help="the server")
     parser.add_argument("remote", metavar="REMOTE", help="the file (directory with -r) to fetch")
-    parser.add_argument("local", metavar="LOCAL", help="the local target path or directory")
+    parser.add_argument(
+        "local", metavar="LOCAL", help="the local target ('-': stdout) or directory"
+    )
     add_transfer_options(parser)
     parser.set_defaults(handler=main)
 
@@ -64,11 +75,14 @@ def local_target(remote: str, local: str) -> str:
 
 def main(args: argparse.Namespace) -> int:
     # Reported before connecting: there would be nowhere to write.
+    problem = usage_problem(args, "standard output")
+    if problem is not None:
+        return problem
     if args.recursive:
         parent = os.path.dirname(os.path.abspath(args.local))
         if not os.path.isdir(parent):
             return fail(f"{args.local}: the target directory does not exist (local.not_found)", 1)
-    else:
+    elif args.local != "-":
         try:
             check_local_target(local_target(args.remote, args.local))
         except TransferError as exc:
@@ -80,16 +94,32 @@ async def _main(args: argparse.Namespace) -> int:
     reporter = Reporter(args)
     async with await open_connection(args, args.address) as conn:
         if args.recursive:
-            await _get_tree(conn, args.remote, args.local, reporter)
+            await _get_tree(conn, args, reporter)
+        elif args.local == "-":
+            await get_one(conn, args.remote, "-", reporter, args)
         else:
-            await get_one(conn, args.remote, local_target(args.remote, args.local), reporter)
+            await get_one(conn, args.remote, local_target(args.remote, args.local), reporter, args)
     return reporter.status
 
 
-async def get_one(conn: ClientConnection, remote: str, local: str, reporter: Reporter) -> None:
-    name = os.path.basename(local)
+async def get_one(
+    conn: ClientConnection,
+    remote: str,
+    local: str,
+    reporter: Reporter,
+    args: argparse.Namespace,
+    *,
+    tree: str | None = None,
+) -> None:
+    """Get one file into ``local`` ('-': standard output; with ``tree``, a
+    path that must stay inside that directory), reporting its outcome."""
+    name = os.path.basename(local) if local != "-" else remote_basename(remote)
     try:
-        result = await get(conn, remote, local, progress=reporter.progress(name))
+        result = await get(
+            conn, remote, sys.stdout.buffer if local == "-" else local,
+            preserve_mtime=args.preserve, resume=args.resume, local_root=tree,
+            progress=reporter.progress(name),
+        )  # fmt: skip
     except TransferError as exc:
         reporter.failed(f"{remote} -> {local}", exc)
         return
@@ -97,41 +127,71 @@ async def get_one(conn: ClientConnection, remote: str, local: str, reporter: Rep
 
 
 async def _find(conn: ClientConnection, remote: str, kind: str) -> list[str]:
-    """Paths of type ``kind`` (``d`` or ``f``) under ``remote``, by ``find``."""
-    status, error, out = await remote_run(
-        conn, ["find", remote, "-type", kind, "-print0"], "find"
-    )
+    """Paths of type ``kind`` (``d``, ``f`` or ``l``) under ``remote``, by ``find``."""
+    status, error, out = await remote_run(conn, ["find", remote, "-type", kind, "-print0"], "find")
     if status != 0:
         raise TreeFailed(f"{remote}: cannot list the remote tree: {error}")
     # Names that are not UTF-8 come back with surrogates (skipped below).
     return [p.decode("utf-8", "surrogateescape") for p in out.split(b"\0") if p]
 
 
-async def _get_tree(conn: ClientConnection, remote: str, local: str, reporter: Reporter) -> None:
+async def _link_targets(conn: ClientConnection, links: list[str]) -> list[str]:
+    targets: list[str] = []
+    for batch in argv_batches(links):
+        status, error, out = await remote_run(
+            conn, ["sh", "-c", _READLINK_SCRIPT, "sh", *batch], "readlink"
+        )
+        found = out.split(b"\n\0")[:-1]
+        if status != 0 or len(found) != len(batch):
+            raise TreeFailed(f"cannot read the remote links: {error}")
+        targets += [target.decode("utf-8", "surrogateescape") for target in found]
+    return targets
+
+
+def _utf8(path: str, reporter: Reporter) -> bool:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        reporter.skipped(os.fsdecode(path.encode("utf-8", "surrogateescape")),
+                         "the name is not UTF-8: the protocol can't name it")  # fmt: skip
+        return False
+    return True
+
+
+async def _get_tree(conn: ClientConnection, args: argparse.Namespace, reporter: Reporter) -> None:
+    remote = remote_path(args.remote)
     directories = await _find(conn, remote, "d")
     if not directories:  # not a directory: a plain get (find has seen it exists)
-        await get_one(conn, remote, local_target(remote, local), reporter)
+        await get_one(conn, args.remote, local_target(remote, args.local), reporter, args)
         return
+    local = args.local
     top = os.path.join(local, remote_basename(remote)) if os.path.isdir(local) else local
     root = directories[0]  # find prints its starting point first
     files = await _find(conn, remote, "f")
+    links = [link for link in await _find(conn, remote, "l") if _utf8(link, reporter)]
     for directory in directories:
         try:
             os.makedirs(_local_path(top, root, directory), exist_ok=True)
         except OSError as exc:
             raise TreeFailed(f"{_local_path(top, root, directory)}: {local_error(exc)}") from None
     for path in files:
+        if _utf8(path, reporter):
+            await get_one(conn, path, _local_path(top, root, path), reporter, args, tree=top)
+    # Links last, and as links: nothing above was written through one.
+    for link, target in zip(links, await _link_targets(conn, links), strict=True):
+        where = _local_path(top, root, link)
         try:
-            path.encode("utf-8")
-        except UnicodeEncodeError:
-            reporter.skipped(os.fsdecode(path.encode("utf-8", "surrogateescape")),
-                             "the name is not UTF-8: the protocol can't name it")  # fmt: skip
+            if os.path.lexists(where) and not os.path.isdir(where):
+                os.unlink(where)
+            os.symlink(target, where)
+        except OSError as exc:
+            reporter.failed(f"{link} -> {where}", local_error(exc))
             continue
-        await get_one(conn, path, _local_path(top, root, path), reporter)
+        reporter.say(f"link {where} -> {target}")
 
 
 def _local_path(top: str, root: str, remote_path: str) -> str:
-    relative = remote_path[len(root):].lstrip("/")
+    relative = remote_path[len(root) :].lstrip("/")
     if not relative:
         return top
     parts = [part for part in relative.split("/") if part not in ("", ".", "..")]

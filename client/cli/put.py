@@ -1,42 +1,51 @@
-"""``rexec put``: copy a local file (or, with ``-r``, a tree) to a server.
+"""``rexec put``: copy a local file (or standard input, or with ``-r`` a
+tree) to a server.
 
-See ``transfer_cli`` for the decisions shared with ``rexec get``.
+See ``transfers`` for the decisions shared with ``rexec get``.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 from typing import Any
 
 from ..connection import ClientConnection
-from ..transfer import TransferError, local_error, put
+from ..transfer import TransferError, local_error, put, remote_path
 from .common import open_connection, run_async_command
 from .transfers import (
     EPILOG_COMMON,
     Reporter,
     TreeFailed,
     add_transfer_options,
+    argv_batches,
     fail,
-    mkdir_batches,
     remote_join,
     remote_run,
+    usage_problem,
 )
 
 DESCRIPTION = """\
-Copy LOCAL to REMOTE on a rexecd server: streamed with bounded memory, written
-there under a temporary name and renamed into place only once its size and
-sha256 are checked (a failed copy never leaves a half file), with the local
-file's mode. REMOTE may be an existing directory (the file keeps its name);
-relative REMOTE paths are relative to the server's home directory.
+Copy LOCAL (a file, '-' for standard input, a directory with -r) to REMOTE on
+a rexecd server: streamed with bounded memory, written there under a
+temporary name and renamed into place only once its size and sha256 are
+checked (a failed copy never leaves a half file), with the local file's mode.
+REMOTE may be an existing directory (the file keeps its name); relative
+REMOTE paths, '~' and '~/PATH' are relative to the server account's home.
 """
 
 EXAMPLES = """
 examples:
   rexec put server:7420 build.tar.gz /srv/releases/
   rexec put server ./report.pdf 'docs/Q3 report.pdf'
+  tar czf - src | rexec put server - '~/src.tar.gz'
   rexec put -r server ./site /var/www        # makes /var/www/site
+  rexec put --resume server big.iso /srv/    # run again after an interruption
 """
+
+#: Creates symbolic links given as TARGET PATH pairs, replacing what is there.
+_LINK_SCRIPT = 'while [ $# -gt 1 ]; do ln -sfn -- "$1" "$2" || exit 1; shift 2; done'
 
 
 def register(subparsers: Any) -> None:
@@ -49,7 +58,7 @@ def register(subparsers: Any) -> None:
         usage="%(prog)s [options] HOST[:PORT] LOCAL REMOTE",
     )
     parser.add_argument("address", metavar="HOST[:PORT]", help="the server")
-    parser.add_argument("local", metavar="LOCAL", help="the file (directory with -r) to send")
+    parser.add_argument("local", metavar="LOCAL", help="the file ('-': stdin; a directory with -r)")
     parser.add_argument("remote", metavar="REMOTE", help="the target path on the server")
     add_transfer_options(parser)
     parser.set_defaults(handler=main)
@@ -57,6 +66,11 @@ def register(subparsers: Any) -> None:
 
 def main(args: argparse.Namespace) -> int:
     # Reported before connecting: nothing to send.
+    problem = usage_problem(args, "standard input")
+    if problem is not None:
+        return problem
+    if args.local == "-":
+        return run_async_command(_main(args))
     try:
         os.stat(args.local)
     except OSError as exc:
@@ -69,10 +83,11 @@ def main(args: argparse.Namespace) -> int:
 async def _main(args: argparse.Namespace) -> int:
     reporter = Reporter(args)
     async with await open_connection(args, args.address) as conn:
-        if os.path.isdir(args.local):
-            await _put_tree(conn, args.local, args.remote, reporter)
+        if args.local != "-" and os.path.isdir(args.local):
+            await _put_tree(conn, args, reporter)
         else:
-            await put_one(conn, args.local, args.remote, reporter, retry_into_directory=True)
+            await put_one(conn, args.local, args.remote, reporter, args,
+                          retry_into_directory=args.local != "-")  # fmt: skip
     return reporter.status
 
 
@@ -81,50 +96,64 @@ async def put_one(
     local: str,
     remote: str,
     reporter: Reporter,
+    args: argparse.Namespace,
     *,
     retry_into_directory: bool,
 ) -> None:
-    """Put one file, reporting its outcome; with ``retry_into_directory``, a
-    REMOTE that is a directory receives the file under its local name."""
+    """Put one file ('-': standard input), reporting its outcome; with
+    ``retry_into_directory``, a REMOTE that is a directory receives the
+    file under its local name."""
     name = os.path.basename(local.rstrip(os.sep)) or local
     if retry_into_directory and remote.endswith("/"):
         remote, retry_into_directory = remote_join(remote, name), False
+    source = sys.stdin.buffer if local == "-" else local
+    options = {"preserve_mtime": args.preserve, "resume": args.resume}
     try:
         try:
-            result = await put(conn, local, remote, progress=reporter.progress(name))
+            result = await put(conn, source, remote, progress=reporter.progress(name), **options)
         except TransferError as exc:
             if not (retry_into_directory and exc.code == "file.is_directory"):
                 raise
             remote = remote_join(remote, name)
-            result = await put(conn, local, remote, progress=reporter.progress(name))
+            result = await put(conn, source, remote, progress=reporter.progress(name), **options)
     except TransferError as exc:
         reporter.failed(f"{local} -> {remote}", exc)
         return
     reporter.done("sent", name, result)
 
 
-async def _put_tree(conn: ClientConnection, local: str, remote: str, reporter: Reporter) -> None:
-    local = local.rstrip(os.sep) or os.sep
+async def _put_tree(conn: ClientConnection, args: argparse.Namespace, reporter: Reporter) -> None:
+    local = args.local.rstrip(os.sep) or os.sep
+    remote = remote_path(args.remote)
     # scp -r: into an existing directory, as a copy under the same name.
     exists, _, _ = await remote_run(conn, ["test", "-d", remote], "test")
     top = remote_join(remote, os.path.basename(local)) if exists == 0 else remote.rstrip("/") or "/"
     directories: list[str] = [top]
     files: list[tuple[str, str]] = []
-    for root, dirnames, filenames in os.walk(local, onerror=None):
+    links: list[str] = []  # TARGET, PATH pairs
+    # Links are not followed (followlinks=False lists a link to a directory
+    # among the directories, but does not enter it): each is sent as a link.
+    for root, dirnames, filenames in os.walk(local):
         relative = os.path.relpath(root, local)
         remote_root = top if relative == "." else remote_join(top, relative.replace(os.sep, "/"))
-        for dirname in sorted(dirnames):
-            path = os.path.join(root, dirname)
+        for name in sorted(dirnames + filenames):
+            path = os.path.join(root, name)
             if os.path.islink(path):
-                reporter.skipped(path, "a symbolic link to a directory: not followed")
-                continue
-            directories.append(remote_join(remote_root, dirname))
+                links += [os.readlink(path), remote_join(remote_root, name)]
+            elif name in dirnames:
+                directories.append(remote_join(remote_root, name))
+            else:
+                files.append((path, remote_join(remote_root, name)))
         dirnames[:] = sorted(d for d in dirnames if not os.path.islink(os.path.join(root, d)))
-        for filename in sorted(filenames):
-            files.append((os.path.join(root, filename), remote_join(remote_root, filename)))
-    for batch in mkdir_batches(directories):
+    for batch in argv_batches(directories):
         status, error, _ = await remote_run(conn, ["mkdir", "-p", "--", *batch], "mkdir")
         if status != 0:
-            raise TreeFailed(f"{remote}: could not create the remote directories: {error}")
-    for local_path, remote_path in files:
-        await put_one(conn, local_path, remote_path, reporter, retry_into_directory=False)
+            raise TreeFailed(f"{args.remote}: could not create the remote directories: {error}")
+    for local_path, remote_file in files:
+        await put_one(conn, local_path, remote_file, reporter, args, retry_into_directory=False)
+    for batch in argv_batches(links, per=2):
+        status, error, _ = await remote_run(conn, ["sh", "-c", _LINK_SCRIPT, "sh", *batch], "ln")
+        if status != 0:
+            raise TreeFailed(f"{args.remote}: could not create the remote links: {error}")
+        for target, path in zip(batch[::2], batch[1::2], strict=True):
+            reporter.say(f"link {path} -> {target}")

@@ -1,10 +1,14 @@
 """``rexec run``: run one command on a server, as if it ran here.
 
+The command line reads as ssh's: rexec's options, HOST, maybe more of rexec's
+options, then the command, whose words are never taken as rexec options
+(``split_command``). Several words run as an argv without a shell; a single
+word is a command line for the server's ``/bin/sh``, as ssh runs it; ``--``
+forces an argv and ``--shell`` a command line.
+
 Remote stdout and stderr go to local stdout and stderr as raw bytes, as they
-arrive. Local stdin is forwarded (with its EOF) when it is a pipe or a file;
-a terminal is not read unless ``-i`` asks for it, so an interactive
-``rexec run`` never swallows typing meant for the next command (use
-``rexec shell`` for interactive programs). Ctrl-C sends SIGINT to the remote
+arrive. Local stdin is forwarded with its end, whatever it is (a terminal
+too, as ssh does); ``-n`` sends none. Ctrl-C sends SIGINT to the remote
 command; a second Ctrl-C within a second cancels it (SIGTERM, then SIGKILL).
 With ``-t`` the command runs on a remote pseudo-terminal instead, the local
 terminal in raw mode (see ``pty_session``).
@@ -14,39 +18,49 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
-import signal
+import re
+import shlex
 import sys
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from ..errors import RemoteCommandError
 from ..process import RemoteProcess
-from ..result import RETURNCODE_SIGNAL_BASE, ExitStatus
+from ..result import ExitStatus
 from ..term.pty_session import run_on_pty
 from ..term.relay import copy_output, forward_input, interrupts_forwarded, stop_task
 from .common import (
+    EXIT_BROKEN_PIPE,
     CliError,
     add_connection_options,
     command_exit_status,
-    fail,
     open_connection,
     positive_float,
     refused,
     run_async_command,
 )
 
-#: Status when local stdout was closed by its reader (as a process killed by SIGPIPE).
-EXIT_BROKEN_PIPE = RETURNCODE_SIGNAL_BASE + signal.SIGPIPE
-
 DESCRIPTION = """\
 Run a command on a rexecd server: its output appears here, its exit status
-becomes rexec's. The command is either an argv after '--' (run directly, no
-shell: no quoting issues) or a shell command line given with --shell.
+becomes rexec's, as with 'ssh HOST COMMAND'.
 
-Local stdin is sent to the command when it is a pipe or a file; a terminal is
-not read (the command's stdin is then empty) unless -i is given. -n never sends
-any. Ctrl-C sends SIGINT to the remote command; pressing it again within a
-second cancels the command (SIGTERM, then SIGKILL after a grace).
+  rexec run HOST ls -l '/tmp/a b'    several words: an argv, run without a shell;
+                                     each word reaches the program as typed
+  rexec run HOST 'ls /tmp | wc -l'   one word: a command line for the server's
+                                     /bin/sh, as ssh runs it
+  rexec run HOST -- PROGRAM [ARG...] an argv, even of one word
+  rexec run HOST --shell STRING      a command line, whatever it looks like
+
+rexec's options go before HOST or right after it; the first word that is not
+one of them starts the command, and the command's words are never read as
+rexec's options: 'rexec run HOST ls -l' passes -l to ls.
+
+Local stdin is sent to the command with its end, as ssh does, a terminal too
+(type Ctrl-D to end it); -n sends none (the command reads EOF at once). Ctrl-C
+sends SIGINT to the remote command; pressing it again within a second cancels
+the command (SIGTERM, then SIGKILL after a grace).
 
 With -t the command runs on a pseudo-terminal on the server, of this
 terminal's size (kept in step when the window changes), with this terminal in
@@ -65,12 +79,27 @@ exit status:
             error, or the connection was lost (one 'rexec: ...' line says which)
 
 examples:
-  rexec run 127.0.0.1 -- uname -a
-  rexec run --timeout 60 server:7420 -- make -C /src test
-  rexec run server --shell 'ls /var/log | wc -l'
-  rexec run -t server -- top
-  tar cf - dir | rexec run server -- tar xf - -C /tmp
+  rexec run 127.0.0.1 uname -a
+  rexec run --timeout 60 server:7420 make -C /src test
+  rexec run server 'ls /var/log | wc -l'
+  rexec run -t server top
+  tar cf - dir | rexec run server tar xf - -C /tmp
+  rexec run --tls server.example.org uptime
 """
+
+#: Characters that only a shell gives a meaning to (quotes, operators,
+#: expansions): a "program name" containing one was meant for the shell.
+_SHELL_SYNTAX = re.compile(r"[|&;<>()$`*?'\"\\]")
+
+
+@dataclasses.dataclass(frozen=True)
+class RemoteCommand:
+    """What to run: an argv, or a command line for the server's shell."""
+
+    words: str | list[str]
+    shell: bool
+    #: The form was chosen by the number of words (not by '--' or --shell).
+    implicit: bool = False
 
 
 def register(subparsers: Any) -> None:
@@ -80,7 +109,11 @@ def register(subparsers: Any) -> None:
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        usage="%(prog)s [options] HOST[:PORT] (-- COMMAND [ARG...] | --shell STRING)",
+        usage="%(prog)s [options] HOST[:PORT] [options] "
+        "(COMMAND [ARG...] | -- PROGRAM [ARG...] | --shell STRING)",
+        # Abbreviations would make '--time 5' an option whose value the
+        # command-line split below can't know about.
+        allow_abbrev=False,
     )
     parser.add_argument(
         "address",
@@ -88,59 +121,130 @@ def register(subparsers: Any) -> None:
         help="the server (port 7420 by default; IPv6 as [::1]:PORT)",
     )
     what = parser.add_argument_group("the command")
-    what.add_argument("--shell", metavar="STRING", help="run STRING with /bin/sh -c on the server")
-    what.add_argument(
-        "--timeout",
-        type=positive_float,
-        metavar="SECONDS",
-        help="the server ends the command (and all it started) after this long; exit status 124",
+    actions = [
+        what.add_argument(
+            "--shell", metavar="STRING", help="run STRING with /bin/sh -c on the server"
+        ),
+        what.add_argument(
+            "--timeout",
+            type=positive_float,
+            metavar="SECONDS",
+            help="the server ends the command (and all it started) after this long; "
+            "exit status 124",
+        ),
+        what.add_argument(
+            "--cwd", metavar="DIR", help="working directory on the server (default: its home)"
+        ),
+        what.add_argument(
+            "-e",
+            "--env",
+            action="append",
+            default=[],
+            type=_env_assignment,
+            metavar="NAME=VALUE",
+            help="set an environment variable for the command (repeatable)",
+        ),
+        what.add_argument(
+            "-t",
+            "--tty",
+            action="store_true",
+            help="run the command on a pseudo-terminal on the server, this terminal in raw mode",
+        ),
+        what.add_argument(
+            "-n",
+            "--no-stdin",
+            action="store_true",
+            help="send no stdin: the command reads EOF at once",
+        ),
+        *add_connection_options(parser),
+    ]
+    parser.set_defaults(
+        handler=main,
+        value_options=frozenset(
+            option for action in actions if action.nargs != 0 for option in action.option_strings
+        ),
     )
-    what.add_argument(
-        "--cwd", metavar="DIR", help="working directory on the server (default: its home)"
-    )
-    what.add_argument(
-        "-e",
-        "--env",
-        action="append",
-        default=[],
-        type=_env_assignment,
-        metavar="NAME=VALUE",
-        help="set an environment variable for the command (repeatable)",
-    )
-    what.add_argument(
-        "-t",
-        "--tty",
-        action="store_true",
-        help="run the command on a pseudo-terminal on the server, this terminal in raw mode",
-    )
-    stdin = what.add_mutually_exclusive_group()
-    stdin.add_argument(
-        "-n",
-        "--no-stdin",
-        dest="stdin",
-        action="store_const",
-        const="none",
-        help="send no stdin: the command reads EOF at once",
-    )
-    stdin.add_argument(
-        "-i",
-        "--stdin",
-        dest="stdin",
-        action="store_const",
-        const="always",
-        help="send stdin even when it is a terminal (end it with Ctrl-D)",
-    )
-    add_connection_options(parser)
-    parser.set_defaults(handler=main, accepts_command=True, stdin="auto")
 
 
-def main(args: argparse.Namespace) -> int:
-    """Run the command ``args`` describe; return rexec's exit status."""
-    if (args.remote_command is None) == (args.shell is None):
-        return fail("give the command after '--' (rexec run HOST -- CMD ARG...) or with --shell")
-    if args.remote_command == []:
-        return fail("the command after '--' is empty")
-    return run_async_command(_run(args))
+def parse_arguments(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse ``rexec run``'s arguments (those after ``run``)."""
+    own, words, forced_argv = split_command(argv, parser.get_default("value_options"))
+    args = parser.parse_args(own)
+    args.command = _remote_command(parser, args.shell, words, forced_argv)
+    return args
+
+
+def split_command(
+    argv: Sequence[str], value_options: Collection[str]
+) -> tuple[list[str], list[str], bool]:
+    """Split ``argv`` as ssh does: rexec's options, HOST and the options right
+    after it, then the command, from the first word that is not an option
+    (or from after ``--``).
+
+    ``value_options`` are the option strings that take a value (``--timeout``,
+    ``-e``): their value is never mistaken for HOST or the command.
+
+    Returns:
+        rexec's own arguments (HOST included), the command's words, and
+        whether they followed ``--`` (an argv, whatever it looks like).
+    """
+    own: list[str] = []
+    host_seen = False
+    index = 0
+    while index < len(argv):
+        word = argv[index]
+        index += 1
+        if word == "--":
+            if not host_seen and index < len(argv):
+                own.append(argv[index])
+                index += 1
+            return own, list(argv[index:]), True
+        if word.startswith("-") and word != "-":
+            own.append(word)
+            if _takes_value(word, value_options) and index < len(argv):
+                own.append(argv[index])
+                index += 1
+        elif not host_seen:
+            own.append(word)
+            host_seen = True
+        else:
+            return own, list(argv[index - 1 :]), False
+    return own, [], False
+
+
+def _takes_value(word: str, value_options: Collection[str]) -> bool:
+    """Whether option ``word`` consumes the next argument."""
+    if word.startswith("--"):
+        return "=" not in word and word in value_options
+    # A cluster of short options (-nt); a value-taking one takes the rest of
+    # the word as its value (-eA=1), or else the next argument.
+    for position, letter in enumerate(word[1:], start=1):
+        if f"-{letter}" in value_options:
+            return position == len(word) - 1
+    return False
+
+
+def _remote_command(
+    parser: argparse.ArgumentParser, shell: str | None, words: list[str], forced_argv: bool
+) -> RemoteCommand:
+    if shell is not None:
+        if words or forced_argv:
+            parser.error("give the command either with --shell or after HOST, not both")
+        return RemoteCommand(shell, shell=True)
+    if forced_argv:
+        if not words:
+            parser.error("the command after '--' is empty")
+        return RemoteCommand(words, shell=False)
+    if not words:
+        parser.error(
+            "give a command: rexec run HOST COMMAND [ARG...]; for an interactive shell: "
+            "rexec shell HOST"
+        )
+    if len(words) == 1:
+        if not words[0].strip():
+            parser.error("the command is empty")
+        return RemoteCommand(words[0], shell=True, implicit=True)
+    return RemoteCommand(words, shell=False, implicit=True)
 
 
 def _env_assignment(text: str) -> tuple[str, str]:
@@ -150,10 +254,15 @@ def _env_assignment(text: str) -> tuple[str, str]:
     return name, value
 
 
+def main(args: argparse.Namespace) -> int:
+    """Run the command ``args`` describe; return rexec's exit status."""
+    return run_async_command(_run(args))
+
+
 async def _run(args: argparse.Namespace) -> int:
-    command = args.remote_command if args.shell is None else args.shell
+    command: RemoteCommand = args.command
     options: dict[str, Any] = {
-        "shell": args.shell is not None,
+        "shell": command.shell,
         "cwd": args.cwd,
         "env": dict(args.env),
         "timeout": args.timeout,
@@ -164,15 +273,15 @@ async def _run(args: argparse.Namespace) -> int:
             if args.tty:
                 # On a pty the terminal is the command's input: read it unless -n.
                 status = await run_on_pty(
-                    connection, command, forward_stdin=args.stdin != "none", **options
+                    connection, command.words, forward_stdin=not args.no_stdin, **options
                 )
             else:
                 process = await connection.start(
-                    command, stdin=_forwards_stdin(args.stdin), **options
+                    command.words, stdin=_forwards_stdin(args.no_stdin), **options
                 )
                 stdout_broke, status = await _relay(process)
         except RemoteCommandError as exc:
-            return refused(connection.peer, exc)
+            return refused(connection.peer, exc, hint=_hint(command, exc.code, args.address))
         except ValueError as exc:
             raise CliError(str(exc)) from None
     if stdout_broke and not status.connection_lost:
@@ -180,14 +289,30 @@ async def _run(args: argparse.Namespace) -> int:
     return command_exit_status(status)
 
 
-def _forwards_stdin(mode: str) -> bool:
-    if mode != "auto":
-        return mode == "always"
+def _hint(command: RemoteCommand, code: str, address: str) -> str | None:
+    """What to do instead, when a refusal comes from the form of the command."""
+    if isinstance(command.words, list):
+        program = command.words[0]
+        if code == "spawn.not_found" and (" " in program or _SHELL_SYNTAX.search(program)):
+            line = shlex.quote(" ".join(command.words))
+            how = "as one word" if command.implicit else "as one word, without '--'"
+            return (
+                f"{program!r} was run as a program name, without a shell; to run a shell "
+                f"command line, give it {how}: rexec run {address} {line}"
+            )
+    elif code == "command.denied" and command.implicit and not _SHELL_SYNTAX.search(command.words):
+        return f"to run it as a program, without a shell: rexec run {address} -- {command.words}"
+    return None
+
+
+def _forwards_stdin(no_stdin: bool) -> bool:
+    if no_stdin:
+        return False
     try:
         os.fstat(0)
     except OSError:
         return False  # no stdin at all
-    return not os.isatty(0)
+    return True
 
 
 async def _relay(process: RemoteProcess) -> tuple[bool, ExitStatus]:

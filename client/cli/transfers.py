@@ -11,14 +11,27 @@ Decisions (scp-like where it makes sense):
   source directory under its basename (``put -r d host:/srv`` makes
   ``/srv/d``); a missing one becomes the copy. The protocol has no directory
   operations, so ``put -r`` creates remote directories with ``mkdir -p`` and
-  ``get -r`` lists the remote tree with ``find DIR -type d|f -print0``, both
-  run on the same connection: the server needs POSIX ``mkdir``, ``test``
-  and a ``find`` with ``-print0`` (GNU, BSD and busybox have it). Symbolic
-  links to files are copied as files; symbolic links to directories are not
-  followed (reported, skipped). Directory modes are not kept (files' are).
-  A file that fails is reported and the others are still copied.
-* File modes are always kept, exactly (``-p`` is accepted and changes
-  nothing).
+  ``get -r`` lists the remote tree with ``find DIR -type d|f|l -print0``,
+  both run on the same connection: the server needs POSIX ``sh``, ``mkdir``,
+  ``test``, ``ln``, ``readlink`` and a ``find`` with ``-print0`` (GNU, BSD
+  and busybox have them). Symbolic links are copied as links, in both
+  directions (as ``rsync -l`` and ``cp -a``, unlike ``scp -r``, which copies
+  what they point to): the link's text is kept, never followed, so nothing
+  outside the tree is read or written through one; a file of a ``get -r``
+  whose local path would lead out of the target tree through a link is
+  refused. Other special files (FIFOs, devices, sockets) are reported and
+  skipped. Directory modes are not kept (files' are). A file that fails is
+  reported and the others are still copied.
+* File modes are always kept, exactly; ``-p`` also keeps modification
+  times (of files).
+* ``-`` as LOCAL is standard input (put: read to its end, its size and
+  digest sent at the end) or standard output (get: written as it arrives;
+  a digest mismatch is reported after the bytes, so check the exit status).
+* ``~`` and ``~/PATH`` in REMOTE are the server account's home (quote them,
+  or the local shell expands them first); ``~user`` is refused.
+* ``--resume``: an interrupted transfer keeps what it moved (the server's
+  ``.NAME.rexec-KEY.part`` for a put, the local one for a get), and the same
+  command run again continues from there; the whole file is still checked.
 * Progress: on stderr, only when stderr is a terminal (``-q`` turns it off),
   rewritten in place with ``\\r``. At the end of each file, one line
   ``sent NAME: N bytes, sha256 X, Y MB/s`` (``received`` for get) on stderr,
@@ -36,19 +49,19 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Callable
 
 from ..connection import ClientConnection
 from ..errors import RemoteCommandError
-from ..transfer import TransferError, TransferResult
+from ..transfer import Progress, TransferError, TransferResult, remote_path
 from .common import EXIT_FAILURE, CliError, add_connection_options, fail
 
 #: Exit status when at least one transfer failed.
 EXIT_TRANSFER_FAILED = 1
 #: Seconds between two redraws of the progress line.
 _REDRAW_INTERVAL = 0.1
-#: Bytes of paths per ``mkdir -p`` command (well under the 64 KiB header cap).
-_MKDIR_BATCH_BYTES = 32 * 1024
+#: Bytes of paths per helper command (``mkdir -p``, ``ln -s``, ``readlink``):
+#: well under the 64 KiB header cap.
+_ARGV_BATCH_BYTES = 32 * 1024
 
 EPILOG_COMMON = """\
 exit status:
@@ -62,16 +75,26 @@ progress and summary:
   line per file: 'sent NAME: N bytes, sha256 X, Y MB/s'. Not on a terminal:
   silent unless -v. -q: silent always.
 
--r needs 'mkdir', 'test' and 'find ... -print0' on the server (POSIX systems
-have them); directories' own modes are not kept, files' are.
+-r copies symbolic links as links (never following them) and needs 'sh',
+'mkdir', 'test', 'ln', 'readlink' and 'find ... -print0' on the server (POSIX
+systems have them); directories' own modes are not kept, files' are.
+'-' as LOCAL is standard input (put) or standard output (get). '~/PATH' in
+REMOTE is the server account's home (quote it from the local shell).
 """
 
 
 def add_transfer_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-r", "--recursive", action="store_true", help="copy a directory tree")
+    parser.add_argument(
+        "-r", "--recursive", action="store_true",
+        help="copy a directory tree; symbolic links are copied as links, never followed",
+    )  # fmt: skip
     parser.add_argument(
         "-p", "--preserve", action="store_true",
-        help="accepted for scp habits: file modes are always kept",
+        help="keep modification times too (file modes are always kept)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--resume", action="store_true",
+        help="keep what an interrupted transfer moved, and continue from it when run again",
     )  # fmt: skip
     noise = parser.add_mutually_exclusive_group()
     noise.add_argument("-q", "--quiet", action="store_true", help="no progress, no summary")
@@ -106,31 +129,34 @@ class Reporter:
         self.failures = 0
         self._drawn = False
 
-    def progress(self, name: str) -> Callable[[int, int], None] | None:
+    def progress(self, name: str) -> Progress | None:
         """A ``progress`` callback for one file, or None when not shown."""
         if not self.show_progress:
             return None
         started = time.monotonic()
         last = 0.0
 
-        def update(done: int, total: int) -> None:
+        def update(done: int, total: int | None) -> None:
             nonlocal last
             now = time.monotonic()
-            if now - last < _REDRAW_INTERVAL and done < total:
+            if now - last < _REDRAW_INTERVAL and (total is None or done < total):
                 return
             last = now
             elapsed = max(now - started, 1e-6)
             rate = done / elapsed
-            percent = 100 * done // total if total else 100
-            eta = _duration((total - done) / rate) if rate > 0 else "--:--"
-            width = 20
-            filled = width * percent // 100
-            bar = "#" * filled + "-" * (width - filled)
             shown = name if len(name) <= 30 else "..." + name[-27:]
-            line = (
-                f"\r{shown} [{bar}] {percent:3d}% {human_bytes(done)} "
-                f"{rate / 1e6:.1f} MB/s ETA {eta}"
-            )
+            if total is None:  # a stream: no end known
+                line = f"\r{shown} {human_bytes(done)} {rate / 1e6:.1f} MB/s"
+            else:
+                percent = 100 * done // total if total else 100
+                eta = _duration((total - done) / rate) if rate > 0 else "--:--"
+                width = 20
+                filled = width * percent // 100
+                bar = "#" * filled + "-" * (width - filled)
+                line = (
+                    f"\r{shown} [{bar}] {percent:3d}% {human_bytes(done)} "
+                    f"{rate / 1e6:.1f} MB/s ETA {eta}"
+                )
             sys.stderr.write(line + "\x1b[K")
             sys.stderr.flush()
             self._drawn = True
@@ -145,13 +171,16 @@ class Reporter:
 
     def done(self, verb: str, name: str, result: TransferResult) -> None:
         self.clear()
+        resumed = f" (resumed after {result.resumed})" if result.resumed else ""
+        self.say(
+            f"{verb} {name}: {result.size} bytes{resumed}, sha256 {result.sha256}, "
+            f"{result.mb_per_s:.1f} MB/s"
+        )
+
+    def say(self, line: str) -> None:
+        """A summary line (a file done, a link made), when summaries show."""
         if self.show_summary:
-            print(
-                f"{verb} {name}: {result.size} bytes, sha256 {result.sha256}, "
-                f"{result.mb_per_s:.1f} MB/s",
-                file=sys.stderr,
-                flush=True,
-            )
+            print(line, file=sys.stderr, flush=True)
 
     def failed(self, name: str, exc: TransferError) -> None:
         self.clear()
@@ -168,6 +197,19 @@ class Reporter:
         return EXIT_TRANSFER_FAILED if self.failures else 0
 
 
+def usage_problem(args: argparse.Namespace, stream: str) -> int | None:
+    """The exit status for what is wrong with the command line before
+    connecting (a ``~user`` REMOTE; ``-r`` or ``--resume`` with ``-`` for
+    ``stream``), or None."""
+    try:
+        remote_path(args.remote)
+    except TransferError as exc:
+        return fail(f"{args.remote}: {exc.message}", EXIT_FAILURE)
+    if args.local == "-" and (args.recursive or args.resume):
+        return fail(f"-r and --resume need a file or a directory, not {stream}", EXIT_TRANSFER_FAILED)
+    return None
+
+
 def remote_join(directory: str, name: str) -> str:
     """``directory/name`` on the server (which is POSIX)."""
     return directory + name if directory.endswith("/") else f"{directory}/{name}"
@@ -177,17 +219,20 @@ def remote_basename(path: str) -> str:
     return path.rstrip("/").rsplit("/", 1)[-1]
 
 
-def mkdir_batches(paths: list[str]) -> list[list[str]]:
-    """``paths`` split so that each ``mkdir -p`` argv stays small."""
+def argv_batches(items: list[str], per: int = 1) -> list[list[str]]:
+    """``items`` (in groups of ``per`` that stay together) split so that
+    each helper command's argv stays small."""
     batches: list[list[str]] = []
     current: list[str] = []
     size = 0
-    for path in paths:
-        if current and size + len(path.encode()) > _MKDIR_BATCH_BYTES:
+    for start in range(0, len(items), per):
+        group = items[start : start + per]
+        grown = sum(len(item.encode()) + 8 for item in group)
+        if current and size + grown > _ARGV_BATCH_BYTES:
             batches.append(current)
             current, size = [], 0
-        current.append(path)
-        size += len(path.encode()) + 8
+        current.extend(group)
+        size += grown
     if current:
         batches.append(current)
     return batches
@@ -200,9 +245,7 @@ class TreeFailed(CliError):
         super().__init__(message, EXIT_TRANSFER_FAILED)
 
 
-async def remote_run(
-    conn: ClientConnection, argv: list[str], what: str
-) -> tuple[int, str, bytes]:
+async def remote_run(conn: ClientConnection, argv: list[str], what: str) -> tuple[int, str, bytes]:
     """Run a helper command of ``-r`` on the server: its return code, the
     last line of its stderr, and its stdout.
 

@@ -197,6 +197,15 @@ _TABLE: tuple[tuple[str, Level, str], ...] = (
      ("The content of a put travels as the put's stdin frames, under the stdin credit of "
      "[stdin.credit] (the credit starts at stdin_window as for a run with stdin true, and the "
      "server grants it back as the bytes reach the file), and ends with stdin_eof [stdin.eof].")),
+    ("transfer.put.end", _M,
+     ("A put may leave size, sha256 or both null (a file read from a pipe, hashed as it is "
+     "sent); its stdin_eof then MUST give exactly the members the put left null")),
+    ("transfer.put.resume", _M,
+     ("Its credit starts at 0: the server MUST first send file whose size is the number of bytes "
+     "it already holds from an earlier put of the same path and key that was cancelled, cut off "
+     "or half-closed (0 when none), and only then grant credit")),
+    ("transfer.get.offset", _M,
+     ("A get with offset sends only the bytes from offset on: file gives the whole file's size")),
     ("transfer.put.atomic", _M,
      ("A put that fails, is cancelled or is cut off MUST NOT leave a file under the target name, "
      "nor change a file already there, and its temporary file MUST be removed.")),

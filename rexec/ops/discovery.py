@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import cast
 
-from rexec.protocol._discovery import Announcement, decode_probe, encode_answer
+from rexec.protocol import Announcement, decode_probe, encode_answer
 
 #: Per source: a burst of 5 probes, then one every half second. A person
 #: running ``rexec discover`` sends one probe per address per run.

@@ -1,14 +1,15 @@
 """``rexecd --http HOST:PORT``: ``/healthz`` and ``/metrics`` over HTTP/1.1.
 
-A deliberately small server: one request per connection (every response says
-``Connection: close``), GET and HEAD only, no request body, no keep-alive, no
-chunking. That is all a load balancer's health check and a Prometheus scrape
-need, and it leaves little to get wrong. Everything a peer controls is bounded:
-the request head (``MAX_REQUEST_HEAD`` bytes), the time to send it
+HTTP is parsed and written by h11 (a sans-I/O HTTP/1.1 library, as
+rexec.protocol is for our own protocol); this module is the thin asyncio shell
+around it. One request per connection (every response says ``Connection:
+close``), GET and HEAD only, no request body: all a load balancer's health
+check and a Prometheus scrape need. Everything a peer controls is bounded: the
+request head (``MAX_REQUEST_HEAD`` bytes), the time to send it
 (``READ_DEADLINE``), and the connections open at once (``MAX_CONNECTIONS``).
 
 Responses never echo the request (no path, no header in an error page) and
-``/metrics`` holds counts only, never command text (rexec.metrics).
+``/metrics`` holds counts only, never command text (rexec.ops.metrics).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import asyncio
 from collections.abc import Callable
 from http import HTTPStatus
 
-from rexec.ops.metrics import CONTENT_TYPE
+import h11
 
 #: A scrape or health check sends a request line and a few headers; 8 KiB is
 #: what common servers allow for the whole head (nginx's default buffer).
@@ -31,7 +32,35 @@ MAX_CONNECTIONS = 32
 #: Seconds a response may take to leave before the connection is dropped.
 WRITE_DEADLINE = 5.0
 
-ALLOWED_METHODS = ("GET", "HEAD")
+#: What ``/metrics`` is: Prometheus's text format 0.0.4, which
+#: rexec.ops.metrics renders (with prometheus_client).
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+ALLOWED_METHODS = (b"GET", b"HEAD")
+PATHS = (b"/healthz", b"/metrics")
+
+
+class _Answer:
+    """A response to send: status, body, and what else goes in the head."""
+
+    def __init__(
+        self,
+        status: HTTPStatus,
+        body: bytes,
+        *,
+        content_type: str = "text/plain; charset=utf-8",
+        allow: bool = False,
+    ) -> None:
+        self.status = status
+        self.body = body
+        self.headers = [
+            ("Content-Type", content_type),
+            ("Content-Length", str(len(body))),
+            ("Cache-Control", "no-store"),
+            ("Connection", "close"),
+        ]
+        if allow:
+            self.headers.append(("Allow", ", ".join(m.decode() for m in ALLOWED_METHODS)))
 
 
 class HttpEndpoint:
@@ -47,9 +76,7 @@ class HttpEndpoint:
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
         """Listen; returns the bound address. Raises OSError."""
-        self._server = await asyncio.start_server(
-            self._serve, host, port, reuse_address=True, limit=MAX_REQUEST_HEAD
-        )
+        self._server = await asyncio.start_server(self._serve, host, port, reuse_address=True)
         bound = self._server.sockets[0].getsockname()
         return bound[0], bound[1]
 
@@ -68,107 +95,74 @@ class HttpEndpoint:
         if task is not None:
             self._tasks.add(task)
         self._open += 1
+        http = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_HEAD)
         try:
-            if self._open > MAX_CONNECTIONS:
-                await self._respond(writer, HTTPStatus.SERVICE_UNAVAILABLE, b"too many connections\n")
-                return
             try:
-                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_DEADLINE)
-            except asyncio.LimitOverrunError:
-                await self._respond(writer, HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, b"request too large\n")
-                return
-            except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
-                return  # gone, or too slow: nobody to answer
-            await self._answer(writer, head)
+                async with asyncio.timeout(READ_DEADLINE):
+                    request = await _read_request(http, reader)
+            except h11.RemoteProtocolError as exc:
+                status = HTTPStatus(exc.error_status_hint)
+                body = b"request too large\n" if status == 431 else b"bad request\n"
+                answer = _Answer(status, body)
+            else:
+                if request is None:
+                    return
+                if self._open > MAX_CONNECTIONS:
+                    answer = _Answer(HTTPStatus.SERVICE_UNAVAILABLE, b"too many connections\n")
+                else:
+                    answer = self._answer(request)
+                if request.method == b"HEAD":
+                    answer.body = b""  # the head says what a GET would get
+            await self._respond(http, writer, answer)
         except (ConnectionError, TimeoutError):
-            pass
+            pass  # gone, or too slow
         finally:
             self._open -= 1
             writer.close()
             if task is not None:
                 self._tasks.discard(task)
 
-    async def _answer(self, writer: asyncio.StreamWriter, head: bytes) -> None:
-        request = parse_request_head(head)
-        if request is None:
-            await self._respond(writer, HTTPStatus.BAD_REQUEST, b"bad request\n")
-            return
-        method, path = request
-        if path not in ("/healthz", "/metrics"):
-            await self._respond(writer, HTTPStatus.NOT_FOUND, b"not found\n", head_only=method == "HEAD")
-            return
-        if method not in ALLOWED_METHODS:
-            await self._respond(
-                writer, HTTPStatus.METHOD_NOT_ALLOWED, b"method not allowed\n",
-                extra=[("Allow", ", ".join(ALLOWED_METHODS))],
-            )  # fmt: skip
-            return
-        head_only = method == "HEAD"
-        if path == "/healthz":
+    def _answer(self, request: h11.Request) -> _Answer:
+        path = request.target.split(b"?", 1)[0]
+        framing = (b"content-length", b"transfer-encoding")
+        if request.method in ALLOWED_METHODS and any(n in framing for n, _ in request.headers):
+            # A body would have to be read (or the connection poisoned); GET
+            # and HEAD don't carry one, and nothing else is served.
+            return _Answer(HTTPStatus.BAD_REQUEST, b"bad request\n")
+        if path not in PATHS:
+            return _Answer(HTTPStatus.NOT_FOUND, b"not found\n")
+        if request.method not in ALLOWED_METHODS:
+            return _Answer(HTTPStatus.METHOD_NOT_ALLOWED, b"method not allowed\n", allow=True)
+        if path == b"/healthz":
             if self._healthy():
-                await self._respond(writer, HTTPStatus.OK, b"ok\n", head_only=head_only)
-            else:
-                await self._respond(
-                    writer, HTTPStatus.SERVICE_UNAVAILABLE, b"shutting down\n", head_only=head_only
-                )
-            return
-        await self._respond(
-            writer, HTTPStatus.OK, self._metrics(), content_type=CONTENT_TYPE, head_only=head_only
-        )
+                return _Answer(HTTPStatus.OK, b"ok\n")
+            return _Answer(HTTPStatus.SERVICE_UNAVAILABLE, b"shutting down\n")
+        return _Answer(HTTPStatus.OK, self._metrics(), content_type=METRICS_CONTENT_TYPE)
 
     @staticmethod
-    async def _respond(
-        writer: asyncio.StreamWriter,
-        status: HTTPStatus,
-        body: bytes,
-        *,
-        content_type: str = "text/plain; charset=utf-8",
-        extra: list[tuple[str, str]] | None = None,
-        head_only: bool = False,
-    ) -> None:
-        headers = [
-            ("Content-Type", content_type),
-            ("Content-Length", str(len(body))),
-            ("Cache-Control", "no-store"),
-            ("Connection", "close"),
-            *(extra or []),
-        ]
-        lines = [f"HTTP/1.1 {status.value} {status.phrase}"] + [f"{k}: {v}" for k, v in headers]
-        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("ascii") + (b"" if head_only else body))
+    async def _respond(http: h11.Connection, writer: asyncio.StreamWriter, answer: _Answer) -> None:
+        response = h11.Response(
+            status_code=answer.status.value, reason=answer.status.phrase, headers=answer.headers
+        )
+        data = http.send(response)
+        if answer.body:
+            data += http.send(h11.Data(data=answer.body))
+        data += http.send(h11.EndOfMessage())
+        writer.write(data)
         await asyncio.wait_for(writer.drain(), WRITE_DEADLINE)
 
 
-def parse_request_head(head: bytes) -> tuple[str, str] | None:
-    """``(method, path)`` of a request head (request line and headers, ending
-    in a blank line), or None when it is malformed: not ASCII, not
-    ``METHOD SP TARGET SP HTTP/1.x``, a header line without a colon, an
-    HTTP/1.1 request without ``Host`` (RFC 9112 §3.2), or a body announced
-    (this endpoint takes none). The query string is dropped from the path."""
-    try:
-        text = head.decode("ascii")
-    except UnicodeDecodeError:
-        return None
-    lines = text[: -len("\r\n\r\n")].split("\r\n") if text.endswith("\r\n\r\n") else None
-    if not lines:
-        return None
-    parts = lines[0].split(" ")
-    if len(parts) != 3:
-        return None
-    method, target, version = parts
-    if version not in ("HTTP/1.0", "HTTP/1.1") or not method.isalpha() or not method.isupper():
-        return None
-    if not target.startswith("/"):
-        return None
-    names = set()
-    for line in lines[1:]:
-        name, colon, _ = line.partition(":")
-        if not colon or not name or name != name.strip() or any(c in name for c in " \t"):
-            return None
-        names.add(name.lower())
-    if version == "HTTP/1.1" and "host" not in names:
-        return None
-    # A request body would have to be read (or the connection poisoned); GET
-    # and HEAD don't carry one, and nothing else is served.
-    if method in ALLOWED_METHODS and ("content-length" in names or "transfer-encoding" in names):
-        return None
-    return method, target.split("?", 1)[0]
+async def _read_request(http: h11.Connection, reader: asyncio.StreamReader) -> h11.Request | None:
+    """The request's head, or None if the peer closed first.
+
+    Raises:
+        h11.RemoteProtocolError: a malformed or too large request head.
+    """
+    while True:
+        event = http.next_event()
+        if isinstance(event, h11.Request):
+            return event
+        data = await reader.read(MAX_REQUEST_HEAD)
+        if not data:
+            return None  # gone before a whole request: nobody to answer
+        http.receive_data(data)

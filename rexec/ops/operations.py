@@ -21,16 +21,18 @@ import asyncio
 import dataclasses
 import signal
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from rexec.log import log
 from rexec.ops.discovery import start_announcer
 from rexec.ops.http import HttpEndpoint
-from rexec.ops.metrics import ServerMetrics
-from rexec.protocol import SUPPORTED_VERSIONS
-from rexec.protocol._discovery import Announcement
+from rexec.protocol import SUPPORTED_VERSIONS, Announcement
 from rexec.server.config import ServerConfig
 from rexec.server.server import Server
 from rexec.server.settings import parse_http_address
+
+if TYPE_CHECKING:
+    from rexec.ops.metrics import ServerMetrics
 
 #: Settings a reload can't apply: they are sockets, files or the process's
 #: identity, fixed at start-up.
@@ -51,11 +53,12 @@ def _shown(host: str, port: int) -> str:
 class Operations:
     """The running extras of one server; ``await close()`` at the end."""
 
-    def __init__(
-        self, server: Server, metrics: ServerMetrics, rebuild: Callable[[], ServerConfig] | None
-    ) -> None:
+    def __init__(self, server: Server, rebuild: Callable[[], ServerConfig] | None) -> None:
         self.server = server
-        self.metrics = metrics
+        #: Kept only where /metrics is served (--http): without a reader the
+        #: counts would cost memory, prometheus_client, and a call per output
+        #: chunk, for nothing.
+        self.metrics: ServerMetrics | None = None
         self._rebuild = rebuild
         self._http: HttpEndpoint | None = None
         self._announcer: asyncio.DatagramTransport | None = None
@@ -66,22 +69,26 @@ class Operations:
     async def start(
         cls,
         server: Server,
-        metrics: ServerMetrics,
         listen: tuple[str, int],
         rebuild: Callable[[], ServerConfig] | None = None,
     ) -> Operations:
         """Start what the settings ask for and print each bound address on
         stdout (``rexecd http on HOST:PORT``, ``rexecd announcing on
         0.0.0.0:PORT``); install the SIGHUP handler when ``rebuild`` is given.
+        With ``http``, the server's metrics are kept from now on.
 
         Raises:
             OperationsError: a socket could not be bound.
         """
-        self = cls(server, metrics, rebuild)
+        self = cls(server, rebuild)
         self._listen = (listen[0], listen[1])
         settings = server.config.settings
         try:
             if settings.http is not None:
+                from rexec.ops.metrics import ServerMetrics  # only here: see self.metrics
+
+                self.metrics = metrics = ServerMetrics(server)
+                server.subscribe(metrics)
                 host, port = parse_http_address(settings.http)
                 self._http = HttpEndpoint(
                     healthy=lambda: not server.shutting_down, metrics=metrics.render
@@ -97,7 +104,7 @@ class Operations:
                 try:
                     self._announcer, port = await start_announcer(
                         settings.announce_port, self._announcement,
-                        settings.announce_networks, metrics.discovery.inc,
+                        settings.announce_networks, self._count_probe,
                     )  # fmt: skip
                 except OSError as exc:
                     raise OperationsError(
@@ -124,6 +131,14 @@ class Operations:
             await self._http.close()
             self._http = None
 
+    def _count_probe(self, result: str) -> None:
+        if self.metrics is not None:
+            self.metrics.count_probe(result)
+
+    def _count_reload(self, result: str) -> None:
+        if self.metrics is not None:
+            self.metrics.count_reload(result)
+
     def _announcement(self) -> Announcement | None:
         server = self.server
         if server.shutting_down:
@@ -145,13 +160,13 @@ class Operations:
         try:
             new = self._rebuild()
         except Exception as exc:  # noqa: BLE001  whatever went wrong, the running config stays
-            self.metrics.reloads.inc("failed")
+            self._count_reload("failed")
             log(f"reload failed, keeping the running configuration: {exc}", level="error")
             server.audit.try_write("reload", ok=False, reason=str(exc))
             return False
         kept = {name: getattr(old.settings, name) for name in RESTART_ONLY}
         changed = [name for name, value in kept.items() if getattr(new.settings, name) != value]
-        settings = dataclasses.replace(new.settings, **kept)
+        settings = new.settings.model_copy(update=kept)
         server.config = dataclasses.replace(
             new,
             settings=settings,
@@ -160,7 +175,7 @@ class Operations:
             process_policy=new.process_policy if "run_as" not in changed else old.process_policy,
         )
         server.admission.limits = server.config.admission_limits
-        self.metrics.reloads.inc("ok")
+        self._count_reload("ok")
         names = [key.name for key in server.config.keys]
         server.audit.try_write("reload", ok=True, keys=names)
         log(f"reloaded the configuration: {len(names)} key(s)", keys=",".join(names))

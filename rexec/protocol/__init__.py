@@ -12,6 +12,15 @@ from ._connection import (
     SUPPORTED_VERSIONS,
     Connection,
 )
+from ._discovery import (
+    DEFAULT_ANNOUNCE_PORT,
+    MAX_PROBE_SIZE,
+    Announcement,
+    decode_answer,
+    decode_probe,
+    encode_answer,
+    encode_probe,
+)
 from ._errors import ErrorCode, LocalProtocolError, ProtocolError, RemoteProtocolError
 from ._framing import HEADER_LENGTH, FrameDecoder, decode_header, encode_frame
 from ._limits import Limits
@@ -56,6 +65,13 @@ __all__ = [
     "PROTOCOL_MAX_HEADER",
     "SUPPORTED_VERSIONS",
     "Connection",
+    "DEFAULT_ANNOUNCE_PORT",
+    "MAX_PROBE_SIZE",
+    "Announcement",
+    "decode_answer",
+    "decode_probe",
+    "encode_answer",
+    "encode_probe",
     "ErrorCode",
     "LocalProtocolError",
     "ProtocolError",

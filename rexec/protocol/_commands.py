@@ -4,10 +4,13 @@ Three kinds of command share the id space, the stdin credit and the terminal
 rule (protocol.md [command.terminal.one], [transfer.terminal.one]):
 
 - ``run``: ``started``, output, then ``exit``; or an ``error`` if it never started.
-- ``put``: the client's bytes as ``stdin`` under credit and ``stdin_eof``; the
-  server answers ``done`` (only after the ``stdin_eof``) or an ``error``.
-- ``get``: ``file``, exactly ``file.size`` bytes of ``stdout``, ``done``; or an
-  ``error`` at any point.
+- ``put``: the client's bytes as ``stdin`` under credit and ``stdin_eof``
+  (which gives the size and digest the ``put`` left null); the server answers
+  ``done`` (only after the ``stdin_eof``) or an ``error``. A resumable put
+  starts without credit: the server first says in ``file`` how many bytes it
+  already holds.
+- ``get``: ``file``, exactly ``file.size`` minus ``offset`` bytes of
+  ``stdout``, ``done``; or an ``error`` at any point.
 
 Each function checks one frame against the command it names, updates the
 command, and says whether the frame was terminal. ``fault`` is the error class
@@ -55,12 +58,20 @@ class Command:
     kind: CommandKind
     stdin_open: bool
     credit: int  # stdin bytes the client may still send
-    #: run: ``started`` was sent; get: ``file`` was sent. Unused for put.
+    #: run: ``started`` was sent; get and resumable put: ``file`` was sent.
     started: bool = False
-    #: put: the declared size; get: the size announced in ``file``.
-    size: int = 0
-    #: get: the ``stdout`` bytes still due before ``done``.
+    #: put: the declared size (None until ``stdin_eof`` when the put left it
+    #: null); get: the size announced in ``file``.
+    size: int | None = 0
+    #: get: the ``stdout`` bytes still due before ``done``; put: the offset
+    #: it asked from.
     remaining: int = 0
+    offset: int = 0
+    #: put: which of size and sha256 its ``stdin_eof`` must give.
+    size_at_end: bool = False
+    digest_at_end: bool = False
+    #: put: resumable (``file`` comes first, then credit).
+    resume: bool = False
 
 
 def open_command(message: Run | Put | Get, stdin_window: int) -> Command:
@@ -68,8 +79,17 @@ def open_command(message: Run | Put | Get, stdin_window: int) -> Command:
     if isinstance(message, Run):
         return Command(CommandKind.RUN, stdin_open=message.stdin, credit=stdin_window)
     if isinstance(message, Put):
-        return Command(CommandKind.PUT, stdin_open=True, credit=stdin_window, size=message.size)
-    return Command(CommandKind.GET, stdin_open=False, credit=0)
+        resume = message.resume is not None
+        return Command(
+            CommandKind.PUT,
+            stdin_open=True,
+            credit=0 if resume else stdin_window,
+            size=message.size,
+            size_at_end=message.size is None,
+            digest_at_end=message.sha256 is None,
+            resume=resume,
+        )
+    return Command(CommandKind.GET, stdin_open=False, credit=0, offset=message.offset)
 
 
 #: Client frames each kind accepts, besides its opening frame.
@@ -83,7 +103,7 @@ _CLIENT_FRAMES: dict[CommandKind, tuple[type[_Message], ...]] = {
 #: Server frames each kind accepts.
 _SERVER_FRAMES: dict[CommandKind, tuple[type[_Message], ...]] = {
     CommandKind.RUN: (Started, Stdout, Stderr, StdinCredit, Exit, Error),
-    CommandKind.PUT: (StdinCredit, Done, Error),
+    CommandKind.PUT: (StdinCredit, File, Done, Error),  # file: only when resumable
     CommandKind.GET: (File, Stdout, Done, Error),
 }
 
@@ -100,11 +120,27 @@ def apply_client_frame(
         if not command.stdin_open:
             raise fault(ErrorCode.PROTOCOL_UNEXPECTED, "stdin is not open")
         if isinstance(message, StdinEof):
+            _apply_eof(message, command, fault)
             command.stdin_open = False
         elif message.data_size > command.credit:
             raise fault(ErrorCode.FLOW_WINDOW_EXCEEDED, "stdin exceeds its credit")
         else:
             command.credit -= message.data_size
+
+
+def _apply_eof(message: StdinEof, command: Command, fault: type[ProtocolError]) -> None:
+    """protocol.md [transfer.put.end]: a put's ``stdin_eof`` gives exactly
+    the size and digest its ``put`` left null; no other ``stdin_eof`` gives
+    either."""
+    if (message.size is not None) != command.size_at_end or (
+        message.sha256 is not None
+    ) != command.digest_at_end:
+        raise fault(
+            ErrorCode.PROTOCOL_UNEXPECTED,
+            "stdin_eof gives size and sha256 exactly when the put left them null",
+        )
+    if message.size is not None:
+        command.size = message.size
 
 
 def apply_server_frame(
@@ -116,6 +152,8 @@ def apply_server_frame(
             ErrorCode.PROTOCOL_UNEXPECTED, f"{message.type} is not legal for a {command.kind.value}"
         )
     if isinstance(message, StdinCredit):
+        if command.resume and not command.started:
+            raise fault(ErrorCode.PROTOCOL_UNEXPECTED, "stdin_credit before a resumable put's file")
         command.credit += message.bytes
         return False
     if command.kind is CommandKind.RUN:
@@ -123,13 +161,26 @@ def apply_server_frame(
     if isinstance(message, Error):
         return True  # a transfer may fail at any point
     if command.kind is CommandKind.PUT:
-        assert isinstance(message, Done)
-        if command.stdin_open:
-            raise fault(ErrorCode.PROTOCOL_UNEXPECTED, "done before the put's stdin_eof")
-        if message.size != command.size:
-            raise fault(ErrorCode.PROTOCOL_UNEXPECTED, "done does not match the put's size")
-        return True
+        return _apply_put_frame(message, command, fault)
     return _apply_get_frame(message, command, fault)
+
+
+def _apply_put_frame(message: _Message, command: Command, fault: type[ProtocolError]) -> bool:
+    if isinstance(message, File):
+        # protocol.md [transfer.put.resume]: once, first, for a resumable put.
+        if not command.resume or command.started:
+            raise fault(ErrorCode.PROTOCOL_UNEXPECTED, "file is for a resumable put, once")
+        if command.size is not None and message.size > command.size:
+            raise fault(ErrorCode.PROTOCOL_UNEXPECTED, "file holds more than the put's size")
+        command.started = True
+        command.offset = message.size
+        return False
+    assert isinstance(message, Done)
+    if command.stdin_open or (command.resume and not command.started):
+        raise fault(ErrorCode.PROTOCOL_UNEXPECTED, "done before the put's stdin_eof")
+    if message.size != command.size:
+        raise fault(ErrorCode.PROTOCOL_UNEXPECTED, "done does not match the put's size")
+    return True
 
 
 def _apply_run_frame(message: _Message, command: Command, fault: type[ProtocolError]) -> bool:
@@ -158,8 +209,11 @@ def _apply_get_frame(message: _Message, command: Command, fault: type[ProtocolEr
     if isinstance(message, File):
         if command.started:
             raise fault(ErrorCode.PROTOCOL_UNEXPECTED, "file sent twice")
+        if message.size < command.offset:
+            raise fault(ErrorCode.PROTOCOL_UNEXPECTED, "file is shorter than the get's offset")
         command.started = True
-        command.size = command.remaining = message.size
+        command.size = message.size
+        command.remaining = message.size - command.offset
         return False
     if not command.started:
         raise fault(ErrorCode.PROTOCOL_UNEXPECTED, f"{message.type} before file")

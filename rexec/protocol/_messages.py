@@ -21,7 +21,9 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    SerializerFunctionWrapHandler,
     TypeAdapter,
+    model_serializer,
     model_validator,
 )
 
@@ -30,6 +32,7 @@ from ._limits import MAX_COMMAND_ID
 PROTOCOL_VERSION = 1
 
 _HEX_32_BYTES = re.compile(r"^[0-9a-f]{64}\Z")
+_RESUME_KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 _ERROR_CODE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*\Z")
 
 
@@ -53,6 +56,12 @@ def _env_name(value: str) -> str:
     return value
 
 
+def _resume_key(value: str) -> str:
+    if not _RESUME_KEY.match(value):
+        raise ValueError("must be 1 to 64 letters, digits, '_' or '-'")
+    return value
+
+
 def _error_code(value: str) -> str:
     if not _ERROR_CODE.match(value):
         raise ValueError("error codes are dotted lowercase words")
@@ -70,6 +79,8 @@ DataSize = Annotated[int, Field(ge=0)]
 TermSize = Annotated[int, Field(ge=1, le=65535)]
 #: Permission bits of a file, as ``chmod`` takes them (setuid, setgid, sticky included).
 FileMode = Annotated[int, Field(ge=0, le=0o7777)]
+#: A client's name for one version of a source file, to resume a put with.
+ResumeKey = Annotated[str, AfterValidator(_resume_key)]
 
 #: Signals a client may send to a command, by name. Numbers differ between
 #: systems; these names mean the same everywhere.
@@ -230,10 +241,24 @@ class Stdin(_DataMessage):
 
 
 class StdinEof(_Message):
-    """Client → server: the end of a command's stdin."""
+    """Client → server: the end of a command's stdin. For a ``put`` that left
+    its ``size`` or ``sha256`` null, the end also gives them (protocol.md
+    [transfer.put.end])."""
 
     type: Literal["stdin_eof"] = "stdin_eof"
     id: CommandId
+    size: Count | None = None
+    sha256: Hex32 | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_put_members_unless_given(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # A command's stdin_eof is the frame it always was; only the end of
+        # a put that left its size or digest null carries them.
+        fields: dict[str, Any] = handler(self)
+        for name in ("size", "sha256"):
+            if fields.get(name) is None:
+                fields.pop(name, None)
+        return fields
 
 
 class Signal(_Message):
@@ -266,23 +291,30 @@ class Resize(_Message):
 class Put(_Message):
     """Write a file on the server: its bytes follow as ``stdin`` frames under
     the usual credit, then ``stdin_eof``. ``size`` and ``sha256`` describe the
-    exact content the client will send; the server checks both before the file
-    takes its final name."""
+    exact content; either may be null here and given in ``stdin_eof`` instead
+    (a file read from a pipe). The server checks both before the file takes
+    its final name. ``mtime`` (seconds since the epoch) sets its modification
+    time; with ``resume``, a put interrupted before continues where it
+    stopped (protocol.md [transfer.put.resume])."""
 
     type: Literal["put"] = "put"
     id: CommandId
     path: Annotated[Text, Field(min_length=1)]
-    size: Count
+    size: Count | None = None
     mode: FileMode = 0o644
-    sha256: Hex32
+    sha256: Hex32 | None = None
+    mtime: float | None = None
+    resume: ResumeKey | None = None
 
 
 class Get(_Message):
-    """Read a file from the server: ``file``, its bytes as ``stdout`` frames, ``done``."""
+    """Read a file from the server: ``file``, its bytes from ``offset`` on as
+    ``stdout`` frames, ``done`` (with the size and SHA-256 of the whole file)."""
 
     type: Literal["get"] = "get"
     id: CommandId
     path: Annotated[Text, Field(min_length=1)]
+    offset: Count = 0
 
 
 # --- Commands: server → client ---------------------------------------------
@@ -344,13 +376,16 @@ class Exit(_Message):
 
 
 class File(_Message):
-    """Server → client, first frame of a ``get``: the file's size and mode
-    when it was opened. Exactly ``size`` bytes of ``stdout`` follow."""
+    """Server → client, first frame of a ``get``: the file's size, mode and
+    modification time when it was opened; ``size`` minus the get's ``offset``
+    bytes of ``stdout`` follow. For a ``put`` with ``resume``: the bytes the
+    server already holds (``size``), before any credit."""
 
     type: Literal["file"] = "file"
     id: CommandId
     size: Count
     mode: FileMode
+    mtime: float | None = None
 
 
 class Done(_Message):

@@ -11,12 +11,16 @@ session: ``started``, output as it is read, stdin credit, and exactly one
 
 from __future__ import annotations
 
-from rexec.protocol import ErrorCode, Exit, Run, Started, Stderr, Stdout
+import os
+
+from rexec.files import OutsideRoots, Roots, open_path
+from rexec.protocol import ErrorCode, Exit, Run, Started, Stderr, StdinEof, Stdout
 from rexec.server.audit import AuditError
 from rexec.server.events import CommandFinished, CommandStarted, OutputSent
+from rexec.server.outcome import Stream
 from rexec.server.policy import Denied, authorize
 from rexec.server.requests import RequestHost, refuse
-from rexec.server.runner import CommandRunner, Stream
+from rexec.server.runner import CommandRunner
 from rexec.server.spawn import SpawnError, preflight
 
 
@@ -26,8 +30,9 @@ def start_command(run: Run, host: RequestHost) -> Command | None:
     config = server.config
     what = {"argv": run.argv} if run.argv is not None else {"shell": run.shell}
     try:
-        run = authorize(run, host.key, config.settings, home=config.process_policy.account.home)
-        preflight(run, config.process_policy)
+        run = authorize(run, host.key, config.settings)
+        preflight(run)
+        cwd_fd = open_cwd(run, host)
     except Denied as denied:
         refuse(host, run, denied.code, denied.reason, **what)
         return None
@@ -35,93 +40,103 @@ def start_command(run: Run, host: RequestHost) -> Command | None:
         refuse(host, run, exc.code, exc.message, **what)
         return None
     try:
-        server.audit.write(
-            "exec", peer=host.origin.peer, session=host.origin.session, key=host.key.name,
-            id=run.id, **what, cwd=run.cwd, env=sorted(run.env), pty=run.pty is not None,
-            timeout=run.timeout, output_limit=run.output_limit,
-        )  # fmt: skip
-    except AuditError:
-        refuse(host, run, ErrorCode.AUDIT_UNAVAILABLE, "the audit log can't be written")
-        return None
-    command = Command(run, host)
+        try:
+            server.audit.write(
+                "exec", peer=host.origin.peer, session=host.origin.session, key=host.key.name,
+                id=run.id, **what, cwd=run.cwd, env=sorted(run.env), pty=run.pty is not None,
+                timeout=run.timeout, output_limit=run.output_limit,
+            )  # fmt: skip
+        except AuditError:
+            refuse(host, run, ErrorCode.AUDIT_UNAVAILABLE, "the audit log can't be written")
+            return None
+        # The child changes into the directory through the descriptor it
+        # inherits (closed at exec), not through a path looked up again.
+        command = Command(run.model_copy(update={"cwd": f"/proc/self/fd/{cwd_fd}"}), host)
+        try:
+            command.start()
+        except SpawnError as exc:
+            refuse(host, run, exc.code, exc.message)
+            return None
+        return command
+    finally:
+        os.close(cwd_fd)
+
+
+def open_cwd(run: Run, host: RequestHost) -> int:
+    """The command's working directory (``cwd``, else the account's home),
+    resolved within the server's and the key's roots now, when it is used
+    ([command.cwd]): the command starts in this descriptor's directory,
+    whatever a path to it leads to by then.
+
+    Raises:
+        Denied: ``command.denied`` outside the roots, ``cwd.invalid`` when
+            it is not an existing directory.
+    """
+    config = host.server.config
+    home = config.process_policy.account.home
+    roots = Roots.intersection(config.settings.cwd_roots, host.key.cwd_roots)
     try:
-        command.start()
-    except SpawnError as exc:
-        refuse(host, run, exc.code, exc.message)
-        return None
-    return command
+        return open_path(run.cwd or home, roots, base=home, flags=os.O_PATH | os.O_DIRECTORY)
+    except OutsideRoots:
+        outside = "the directory is outside the allowed roots"
+        raise Denied(ErrorCode.COMMAND_DENIED, outside) from None
+    except OSError:
+        raise Denied(ErrorCode.CWD_INVALID, "cwd is not an existing directory") from None
 
 
-class Command:
-    """One running command of a session (a ``Request``): the protocol side of
-    a ``CommandRunner``, which owns the process."""
+class Command(CommandRunner):
+    """One running command of a session (a ``Request``): a ``CommandRunner``
+    whose output, credit and end go to the client as frames (through the
+    ``_send_*`` callbacks; names apart from the runner's own)."""
 
     def __init__(self, run: Run, host: RequestHost) -> None:
         self.id = run.id
         self._host = host
         config = host.server.config
-        self._runner = CommandRunner(
+        super().__init__(
             run,
             stdin_window=config.limits.stdin_window,
-            on_output=self._output,
-            on_stdin_credit=self._credit,
-            on_finish=self._finished,
+            on_output=self._send_output,
+            on_stdin_credit=self._send_credit,
+            on_finish=self._send_exit,
             graces=config.graces,
             policy=config.process_policy,
         )
-        self._pid: int | None = None
 
-    def start(self) -> None:
-        """Spawn the process; raises ``SpawnError`` when nothing started."""
+    def start(self) -> int:
+        """Spawn the process and announce it; raises ``SpawnError`` when
+        nothing started."""
         host = self._host
-        self._pid = self._runner.start()
-        host.server.request_started(self._pid)
-        host.server.emit(CommandStarted(host.origin, self.id, self._pid))
-        host.send_started(Started(id=self.id, pid=self._pid))
+        pid = super().start()
+        host.server.request_started(pid)
+        host.server.emit(CommandStarted(host.origin, self.id, pid))
+        host.send_started(Started(id=self.id, pid=pid))
         if host.output_paused:
-            self._runner.pause_output()
+            self.pause_output()
+        return pid
 
-    # --- from the client, routed by the session ---------------------------------------
-
-    def write_stdin(self, data: bytes) -> None:
-        self._runner.write_stdin(data)
-
-    def close_stdin(self) -> None:
-        self._runner.close_stdin()
+    def close_stdin(self, eof: StdinEof | None = None) -> None:
+        """The client's ``stdin_eof`` (a command takes no size or digest in it)."""
+        super().close_stdin()
 
     def input_ended(self) -> None:
         # No stdin can follow a FIN: the command reads EOF once the bytes
         # already received are written (else a ``cat`` waiting for input
         # would hold the connection open for ever).
-        self._runner.close_stdin()
-
-    def send_signal(self, signum: int) -> None:
-        self._runner.send_signal(signum)
-
-    def resize(self, rows: int, cols: int) -> None:
-        self._runner.resize(rows, cols)
-
-    def cancel(self) -> None:
-        self._runner.cancel()
-
-    def pause_output(self) -> None:
-        self._runner.pause_output()
-
-    def resume_output(self) -> None:
-        self._runner.resume_output()
+        self.close_stdin()
 
     # --- from the process, back to the client -------------------------------------------
 
-    def _output(self, stream: Stream, data: bytes) -> None:
+    def _send_output(self, stream: Stream, data: bytes) -> None:
         self._host.server.emit(OutputSent(stream, len(data)))
         kind = Stdout if stream is Stream.STDOUT else Stderr
         self._host.send(kind.with_data(self.id, data))
 
-    def _credit(self, nbytes: int) -> None:
+    def _send_credit(self, nbytes: int) -> None:
         self._host.grant_credit(self.id, nbytes)
 
-    def _finished(self, exit: Exit) -> None:
+    def _send_exit(self, exit: Exit) -> None:
         host = self._host
-        host.server.request_finished(self._pid)
+        host.server.request_finished(self.pid)
         host.server.emit(CommandFinished(host.origin, exit))
         host.end(exit)

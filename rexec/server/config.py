@@ -32,7 +32,7 @@ class ServerConfig:
 
     keys: tuple[KeyRules, ...]
     server_name: str
-    settings: Settings = Settings()
+    settings: Settings
     process_policy: ProcessPolicy = dataclasses.field(default_factory=ProcessPolicy.current)
     ssl: ssl.SSLContext | None = None
 

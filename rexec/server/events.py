@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any, Literal, Protocol
 
 from rexec.protocol import Exit
-from rexec.server.runner import Stream
+from rexec.server.outcome import Stream
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

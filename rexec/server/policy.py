@@ -14,7 +14,7 @@ import os
 import shlex
 from collections.abc import Mapping
 
-from rexec.protocol import ErrorCode, Get, Put, Run
+from rexec.protocol import ErrorCode, Run
 from rexec.server.environment import allowed_by_default, refusal
 from rexec.server.settings import KeySpec, Settings
 
@@ -58,22 +58,19 @@ class KeyRules:
         )
 
 
-def _within(path: str, roots: tuple[str, ...]) -> bool:
-    real = os.path.realpath(path)
-    return any(real == root or real.startswith(root.rstrip("/") + "/") for root in roots)
-
-
 def _tightest(*limits: float) -> float | None:
     positive = [limit for limit in limits if limit > 0]
     return min(positive) if positive else None
 
 
-def authorize(run: Run, rules: KeyRules, settings: Settings, *, home: str | None = None) -> Run:
+def authorize(run: Run, rules: KeyRules, settings: Settings) -> Run:
     """The request as it will run, or ``Denied``.
 
     The server's and the key's maximum timeouts clamp the client's (a client may
-    only ask for less); the server's output cap likewise. ``home`` is the
-    directory a command without ``cwd`` runs in (the account's home).
+    only ask for less); the server's output cap likewise. The working
+    directory is not looked at here: it is resolved within the roots when
+    the command starts (``rexec.server.session``), as a path checked now
+    could change before it is used.
     """
     if run.argv is not None:
         argv_bytes = sum(len(arg.encode()) + 1 for arg in run.argv)
@@ -94,19 +91,13 @@ def authorize(run: Run, rules: KeyRules, settings: Settings, *, home: str | None
         check_env(run.env, rules, settings)
     if run.pty is not None and not rules.allow_pty:
         raise Denied(ErrorCode.COMMAND_DENIED, f"key {rules.name} may not use a pty")
-    check_cwd(run.cwd if run.cwd is not None else home, rules, settings)
     timeout = _tightest(run.timeout or 0.0, rules.max_timeout, settings.max_timeout)
     output_limit = run.output_limit
     if settings.max_output > 0:
         output_limit = min(output_limit if output_limit is not None else settings.max_output, settings.max_output)
-    cwd = run.cwd
-    if cwd is not None and (settings.cwd_roots or rules.cwd_roots):
-        # Run in the directory that was checked, not in whatever a symlink on
-        # the way points to by the time the command starts.
-        cwd = os.path.realpath(cwd)
-    if timeout == run.timeout and output_limit == run.output_limit and cwd == run.cwd:
+    if timeout == run.timeout and output_limit == run.output_limit:
         return run
-    return run.model_copy(update={"timeout": timeout, "output_limit": output_limit, "cwd": cwd})
+    return run.model_copy(update={"timeout": timeout, "output_limit": output_limit})
 
 
 def env_allowed(rules: KeyRules, settings: Settings) -> tuple[str, ...]:
@@ -133,17 +124,9 @@ def check_env(env: Mapping[str, str], rules: KeyRules, settings: Settings) -> No
         raise Denied(ErrorCode.ENV_FORBIDDEN, reason)
 
 
-def authorize_transfer(request: Put | Get, path: str, rules: KeyRules, settings: Settings) -> None:
-    """Raise ``Denied`` unless the key may transfer ``path`` (already resolved)."""
+def authorize_transfer(rules: KeyRules) -> None:
+    """Raise ``Denied`` unless the key may transfer files at all. Where to is
+    checked when the file is opened (``rexec.server.transfers``): a path
+    checked here could change before it is used."""
     if not rules.allow_transfer:
         raise Denied(ErrorCode.COMMAND_DENIED, f"key {rules.name} may not transfer files")
-    check_cwd(os.path.dirname(path) or "/", rules, settings)
-
-
-def check_cwd(cwd: str | None, rules: KeyRules, settings: Settings) -> None:
-    """Raise ``Denied`` when ``cwd`` (None: the home directory) is outside the
-    configured roots of the server or of the key."""
-    directory = cwd if cwd is not None else os.path.expanduser("~")
-    for roots, whose in ((settings.cwd_roots, "the server's"), (rules.cwd_roots, f"key {rules.name}'s")):
-        if roots and not _within(directory, tuple(os.path.realpath(root) for root in roots)):
-            raise Denied(ErrorCode.COMMAND_DENIED, f"the directory is outside {whose} allowed roots")

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from rexec.protocol import Done, Error, ErrorCode, Exit, Get, Message, Put, Run, Started
+from rexec.protocol import Error, ErrorCode, Get, Message, Put, Run, Started, StdinEof
 from rexec.server.events import Origin, RequestRefused
 from rexec.server.policy import KeyRules
 from rexec.server.server import Server
+from rexec.server.writer import Terminal
 
 
 class Request(Protocol):
@@ -24,7 +25,8 @@ class Request(Protocol):
 
     def write_stdin(self, data: bytes) -> None: ...
 
-    def close_stdin(self) -> None: ...
+    def close_stdin(self, eof: StdinEof) -> None:
+        """The end of stdin (for a put, perhaps with its size and digest)."""
 
     def input_ended(self) -> None:
         """The client half-closed the connection: no more input will come."""
@@ -65,7 +67,7 @@ class RequestHost(Protocol):
 
     def grant_credit(self, command_id: int, nbytes: int) -> None: ...
 
-    def end(self, terminal: Exit | Done | Error) -> None:
+    def end(self, terminal: Terminal) -> None:
         """Send a request's terminal frame and forget the request."""
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import enum
 import errno
 import os
 import signal
@@ -21,6 +20,7 @@ import time
 from collections.abc import Callable
 
 from rexec.protocol import Exit, Run
+from rexec.server.outcome import Outcome, Stream
 from rexec.server.spawn import ProcessPolicy, Spawned, enlarge_pipe, set_window_size, spawn
 
 #: Bytes read from a pipe at once: the protocol's body limit, so that bulk
@@ -29,48 +29,6 @@ READ_SIZE = 1024 * 1024
 #: A read this large means the pipe was full at its default size: the command
 #: produces bulk output, and its pipes are grown (spawn.enlarge_pipe).
 _DEFAULT_PIPE_SIZE = 64 * 1024
-
-
-class Stream(enum.Enum):
-    STDOUT = "stdout"
-    STDERR = "stderr"
-
-
-@dataclasses.dataclass
-class Outcome:
-    """The tally of a running command, from which its ``exit`` record is
-    built once, when it has finished."""
-
-    exit_code: int | None = None
-    signal: int | None = None
-    timed_out: bool = False
-    cancelled: bool = False
-    output_capped: bool = False
-    pipes_held: bool = False
-    duration: float = 0.0
-    stdout_bytes: int = 0
-    stderr_bytes: int = 0
-    stdin_bytes: int = 0
-
-    def exit_record(self, command_id: int) -> Exit:
-        """The command's one terminal record, for the client and every observer."""
-        return Exit(
-            id=command_id, exit_code=self.exit_code, signal=self.signal,
-            signal_name=_signal_name(self.signal), timed_out=self.timed_out,
-            cancelled=self.cancelled, output_capped=self.output_capped,
-            pipes_held=self.pipes_held, duration=self.duration,
-            stdout_bytes=self.stdout_bytes, stderr_bytes=self.stderr_bytes,
-            stdin_bytes=self.stdin_bytes,
-        )  # fmt: skip
-
-
-def _signal_name(signum: int | None) -> str | None:
-    if signum is None:
-        return None
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return None  # a real-time signal, which has no name of its own
 
 
 @dataclasses.dataclass(frozen=True)
@@ -370,7 +328,8 @@ class CommandRunner:
         if self._drain_timer is not None and self._drain_left is not None:
             self._drain_timer.cancel()
             self._drain_timer = None
-            self._drain_left = max(0.0, self._drain_left - (time.monotonic() - self._drain_armed_at))
+            elapsed = time.monotonic() - self._drain_armed_at
+            self._drain_left = max(0.0, self._drain_left - elapsed)
 
     def _drain_expired(self) -> None:
         self._drain_timer = None

@@ -7,6 +7,7 @@ import asyncio
 import itertools
 from typing import Protocol
 
+from rexec.files import TempRecords
 from rexec.protocol import ErrorCode
 from rexec.server.admission import Admission
 from rexec.server.audit import AuditLog, AuditTrail
@@ -42,6 +43,8 @@ class Server:
         self.config = config
         self.audit = audit
         self.records = records
+        #: Temporary files of puts in flight, for the start-up sweep; set by rexec.daemon.
+        self.temp_records: TempRecords | None = None
         self.admission = Admission(config.admission_limits)
         self.sessions: set[LiveSession] = set()
         #: Commands and transfers running now, on every session.
@@ -49,8 +52,10 @@ class Server:
         self.shutting_down = False
         self._observers: list[Observer] = [AuditTrail(audit)]
         self._session_numbers = itertools.count(1)
-        self._idle = asyncio.Event()
+        self._idle = asyncio.Event()  # no request running
         self._idle.set()
+        self._empty = asyncio.Event()  # no session open
+        self._empty.set()
 
     def subscribe(self, observer: Observer) -> None:
         """Tell ``observer`` of every later event (rexec.ops.metrics does)."""
@@ -62,6 +67,15 @@ class Server:
 
     def next_session_number(self) -> int:
         return next(self._session_numbers)
+
+    def session_opened(self, session: LiveSession) -> None:
+        self.sessions.add(session)
+        self._empty.clear()
+
+    def session_closed(self, session: LiveSession) -> None:
+        self.sessions.discard(session)
+        if not self.sessions:
+            self._empty.set()
 
     def busy_refusal(self, running_here: int) -> tuple[ErrorCode, str] | None:
         """Why a new request on a session running ``running_here`` can't start
@@ -108,7 +122,8 @@ class Server:
                 pass  # a command that survived SIGKILL is the kernel's
         for session in list(self.sessions):
             session.fatal(ErrorCode.SHUTTING_DOWN, "the server is shutting down")
-        deadline = FATAL_CLOSE_TIMEOUT + 0.5
-        while self.sessions and deadline > 0:
-            await asyncio.sleep(0.05)
-            deadline -= 0.05
+        try:
+            # Each session drops its socket within FATAL_CLOSE_TIMEOUT at most.
+            await asyncio.wait_for(self._empty.wait(), FATAL_CLOSE_TIMEOUT + 0.5)
+        except TimeoutError:
+            pass

@@ -25,10 +25,8 @@ from rexec.protocol import (
     Cancel,
     Connection,
     ConnectionState,
-    Done,
     Error,
     ErrorCode,
-    Exit,
     Get,
     Message,
     Ping,
@@ -61,7 +59,7 @@ from rexec.server.policy import KeyRules
 from rexec.server.requests import Request, refuse
 from rexec.server.server import Server
 from rexec.server.transfers import start_transfer
-from rexec.server.writer import Writer
+from rexec.server.writer import Terminal, Writer
 
 #: What each deadline ends the connection with.
 _EXPIRED = {
@@ -100,7 +98,7 @@ class Session(asyncio.Protocol):
         self.writer.attach(transport)
         peer = transport.get_extra_info("peername")
         self.origin = Origin(self.origin.session, f"{peer[0]}:{peer[1]}" if peer else "?")
-        server.sessions.add(self)
+        server.session_opened(self)
         server.emit(ConnectionOpened(self.origin))
         # Every connection is let in (rexec/server/admission.py); when the
         # table of those authenticating is full, an older one makes room.
@@ -167,7 +165,7 @@ class Session(asyncio.Protocol):
             # (into nothing): a paused command never sees its pipes close,
             # never finishes, and holds its slot, descriptors and zombie for ever.
             request.resume_output()
-        self.server.sessions.discard(self)
+        self.server.session_closed(self)
         self.server.emit(Disconnected(self.origin, len(self.requests)))
 
     def pause_writing(self) -> None:
@@ -193,7 +191,7 @@ class Session(asyncio.Protocol):
             case Stdin(id=command_id):
                 self.requests[command_id].write_stdin(message.data)
             case StdinEof(id=command_id):
-                self.requests[command_id].close_stdin()
+                self.requests[command_id].close_stdin(message)
             case Signal(id=command_id, signal=name):
                 self.requests[command_id].send_signal(signal.Signals[name])
             case Cancel(id=command_id):
@@ -287,7 +285,7 @@ class Session(asyncio.Protocol):
     def grant_credit(self, command_id: int, nbytes: int) -> None:
         self.writer.grant_credit(command_id, nbytes)
 
-    def end(self, terminal: Exit | Done | Error) -> None:
+    def end(self, terminal: Terminal) -> None:
         assert terminal.id is not None
         self.requests.pop(terminal.id, None)
         self.writer.end(terminal)

@@ -145,22 +145,24 @@ def command_cwd(run: Run, account: Account) -> str:
     return cwd
 
 
-def preflight(run: Run, policy: ProcessPolicy) -> None:
+def preflight(run: Run) -> None:
     """Refuse what ``spawn`` would fail on for a reason known in advance (a
-    directory or program that isn't there, a file that isn't executable), so
-    that such a command is refused before its audit record says it is run.
-    ``spawn`` still reports what changes in between.
+    program that isn't there, a file that isn't executable), so that such a
+    command is refused before its audit record says it is run. A program
+    named relative to the working directory is left to ``spawn``, as is
+    whatever changes in between.
 
     Raises:
-        SpawnError: ``cwd.invalid``, ``spawn.not_found``, ``spawn.permission_denied``.
+        SpawnError: ``spawn.not_found``, ``spawn.permission_denied``.
     """
-    command_cwd(run, policy.account)
     if run.argv is None:
         return  # /bin/sh
     program = run.argv[0]
     if "/" not in program:
         if _executable(program, _search_path(run)) is None:
             raise SpawnError(ErrorCode.SPAWN_NOT_FOUND, "no such program (ENOENT)")
+    elif not os.path.isabs(program):
+        return
     elif not os.path.exists(program):
         raise SpawnError(ErrorCode.SPAWN_NOT_FOUND, "no such program (ENOENT)")
     elif os.path.isdir(program) or not os.access(program, os.X_OK):

@@ -6,28 +6,29 @@ lifecycle in rexec/server/transfers.py (stdin, ``stdin_eof`` and cancel routed
 to it, output paused when the client stops reading, cancelled on disconnect)
 and reports through callbacks, exactly once through ``on_finish``.
 
+Paths are resolved when the file is opened, beneath the roots the server and
+the key allow (``rexec.files.open_path``/``open_parent``: every component
+opened relative to a verified directory descriptor), and the put's temporary
+file, its rename and the get's read all happen relative to descriptors from
+that resolution, never to a path looked up again. A path that leads outside
+the roots is ``command.denied``; a race with someone swapping directories
+gives that or a file error, never a byte outside.
+
 Where the file I/O runs: on the loop's default executor (a thread), at most
-one operation at a time per transfer, each bounded to one chunk (≤ 1 MiB,
-the protocol's body cap), and the SHA-256 is computed in the same thread call
-(hashlib releases the GIL for large buffers). Writes to the page cache are
-usually quick, but not always: the kernel throttles a writer once too much
-data is dirty, a cold read waits for the disk, and ``fsync`` of a large file
-takes as long as the disk needs. On the loop any of these would stall every
-other session of the server; in a thread they stall only this transfer.
-Closing a descriptor and unlinking a temporary file stay on the loop: they
-are short metadata calls, and cleanup must run even when the loop is tearing
-the task down.
+one operation at a time per transfer, each bounded to about one chunk
+(``CHUNK_SIZE``), with the SHA-256 computed in the same thread call (hashlib
+releases the GIL). Writes to the page cache are usually quick, but not
+always: the kernel throttles a writer once too much data is dirty, a cold
+read waits for the disk, and ``fsync`` takes as long as the disk needs; in a
+thread they stall only this transfer.
 
-Speed: a get reads one chunk ahead (the next chunk is read and hashed in the
-thread while the loop sends the current one); a put gives its client a window
-of ``PUT_WINDOW`` bytes (the connection's ``stdin_window`` at the start, the
-rest granted at once when the temporary file exists), and writes what has
-arrived in batches of up to ``CHUNK_SIZE`` while more arrives.
-
-Memory stays bounded: a put holds at most its window (credit is granted back
-only once bytes are on disk, [stdin.credit.grant]); a get holds two chunks
-(the one being sent and the one read ahead), and waits while the session's
-transport is above its high-water mark.
+Memory stays bounded by the credit: a put holds at most its window of
+received bytes, with small frames coalesced on arrival into one buffer (a
+put sent as 262,144 one-byte frames holds 1 byte per byte of credit, not the
+~50 of a list of tiny objects), and the atomic writer hands any number of
+pieces to ``writev`` in batches of at most ``IOV_MAX``; a get holds two
+chunks (the one being sent and the one read ahead), and waits while the
+session's transport is above its high-water mark.
 """
 
 from __future__ import annotations
@@ -37,14 +38,14 @@ import dataclasses
 import errno
 import hashlib
 import os
-import secrets
 import stat
 import sys
 import traceback
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from rexec.protocol import ErrorCode, Get, Put
+from rexec.files import AtomicFile, OutsideRoots, Roots, TempRecords, open_parent, open_path
+from rexec.protocol import ErrorCode, Get, Put, StdinEof
 
 #: Bytes read from a file, or written to one, in one executor call: the
 #: protocol's body cap, so that a get's chunk is one ``stdout`` frame.
@@ -56,9 +57,14 @@ CHUNK_SIZE = 1024 * 1024
 #: take longer than a pipe write, and the window must cover them.
 PUT_WINDOW = 4 * 1024 * 1024
 
-#: How many bytes of the target's name the temporary file's name keeps, so
-#: that ``.NAME.rexec-XXXXXXXX.tmp`` stays within NAME_MAX (255 bytes).
-_TEMP_NAME_BUDGET = 200
+#: Frames smaller than this are copied into one growing buffer on arrival;
+#: larger ones are kept as they came (copying them would cost more than the
+#: list entry they take).
+COALESCE_BELOW = 64 * 1024
+
+#: Seconds a resumable put's partial file is kept for a resume: the start-up
+#: sweep removes older ones.
+PARTIAL_MAX_AGE = 7 * 24 * 3600
 
 _T = TypeVar("_T")
 
@@ -80,24 +86,21 @@ class TransferOutcome:
     """How a transfer ended: ``done`` when ``error`` is None."""
 
     error: TransferError | None = None
-    size: int = 0  # bytes written (put) or sent (get)
-    sha256: str = ""  # of those bytes
+    size: int = 0  # bytes of the file written (put) or sent from (get)
+    sha256: str = ""  # of the whole file
+
+
+@dataclasses.dataclass(frozen=True)
+class Place:
+    """Where transfers may go: beneath ``roots``, relative paths from
+    ``home``; ``records`` notes temporary files for the start-up sweep."""
+
+    roots: Roots
+    home: str
+    records: TempRecords | None = None
 
 
 FinishCallback = Callable[[TransferOutcome], None]
-
-
-def resolve_path(path: str) -> str:
-    """The absolute path a client's ``path`` names: relative paths are relative
-    to the home directory of the user the server runs as (the default ``cwd``
-    of a command). No ``~`` expansion: a ``~`` is an ordinary character."""
-    return os.path.join(os.path.expanduser("~"), path)
-
-
-def _os_path(path: str) -> bytes:
-    # Paths travel as JSON strings; on the server's disk they are their UTF-8
-    # bytes, whatever the daemon's locale (protocol.md [transfer.path]).
-    return path.encode("utf-8")
 
 
 def file_error(exc: OSError, *, missing: str = "no such file or directory") -> TransferError:
@@ -112,16 +115,19 @@ def file_error(exc: OSError, *, missing: str = "no such file or directory") -> T
     return TransferError(ErrorCode.FILE_FAILED, f"file operation failed ({name})")
 
 
+def _denied() -> TransferError:
+    return TransferError(ErrorCode.COMMAND_DENIED, "the path leads outside the allowed roots")
+
+
 class _Transfer:
     """What puts and gets share: the task that owns the file, its abort, and
     the executor calls."""
 
-    def __init__(self, path: str, on_finish: FinishCallback) -> None:
+    def __init__(self, path: str, place: Place, on_finish: FinishCallback) -> None:
         self.path = path
+        self.place = place
         self._loop = asyncio.get_running_loop()
         self._on_finish = on_finish
-        self._digest = hashlib.sha256()
-        self._bytes = 0
         self._abort: TransferError | None = None
         self._wake = asyncio.Event()  # set when there is something to do
         self._task: asyncio.Task[None] | None = None
@@ -133,11 +139,12 @@ class _Transfer:
     def start(self) -> None:
         self._task = self._loop.create_task(self._main())
 
-    # --- the runner-like interface rexec/server/transfers.py drives ------------
+    # --- the runner-like interface the session drives ---------------------------
 
     def cancel(self) -> None:
         """Abort the transfer (a ``cancel``, a disconnect, or shutdown); it
-        ends with ``file.cancelled`` and leaves nothing behind."""
+        ends with ``file.cancelled`` and leaves nothing behind (a resumable
+        put keeps what it received)."""
         self._fail(TransferError(ErrorCode.FILE_CANCELLED, "transfer cancelled"))
 
     def pause_output(self) -> None:
@@ -149,7 +156,7 @@ class _Transfer:
     def write_stdin(self, data: bytes) -> None:
         """Only a put takes stdin; the protocol core refuses it for a get."""
 
-    def close_stdin(self) -> None:
+    def close_stdin(self, eof: StdinEof | None = None) -> None:
         pass
 
     # --- internals ---------------------------------------------------------------
@@ -171,24 +178,15 @@ class _Transfer:
         except asyncio.CancelledError:
             self._abandoned = True  # the thread may be mid-call on our descriptor
             raise
-        except OSError as exc:
-            raise file_error(exc) from None
-
-    async def _io_result(self, future: asyncio.Future[_T]) -> _T:
-        """Await a file operation started earlier with ``run_in_executor``,
-        as ``_io`` does."""
-        try:
-            return await future
-        except asyncio.CancelledError:
-            self._abandoned = True
-            raise
+        except OutsideRoots:
+            raise _denied() from None
         except OSError as exc:
             raise file_error(exc) from None
 
     async def _main(self) -> None:
         outcome = TransferOutcome()
         try:
-            await self._transfer()
+            outcome.size, outcome.sha256 = await self._transfer()
         except TransferError as exc:
             outcome.error = exc
         except Exception:  # noqa: BLE001 -- a bug: end this transfer, loudly in the log
@@ -197,11 +195,9 @@ class _Transfer:
         finally:
             self._cleanup()
         self.finished = True
-        outcome.size = self._bytes
-        outcome.sha256 = self._digest.hexdigest()
         self._on_finish(outcome)
 
-    async def _transfer(self) -> None:
+    async def _transfer(self) -> tuple[int, str]:
         raise NotImplementedError
 
     def _cleanup(self) -> None:
@@ -211,67 +207,79 @@ class _Transfer:
 # --- put ---------------------------------------------------------------------------
 
 
-def _create_temp(target: bytes) -> tuple[int, bytes]:
-    """Open a new temporary file beside ``target`` (mode 0600, exclusive);
-    returns its descriptor and path."""
-    directory, name = os.path.split(target)
-    if name in (b"", b".", b".."):
-        raise TransferError(ErrorCode.FILE_IS_DIRECTORY, "the target is a directory")
+def _open_target(path: str, place: Place, put: Put) -> AtomicFile:
+    """The writer of a put's target: its directory resolved within the roots,
+    the target itself not a directory (nor a link to one in the roots)."""
+    dir_fd, name = open_parent(path, place.roots, base=place.home)
     try:
-        if stat.S_ISDIR(os.stat(target).st_mode):
-            raise TransferError(ErrorCode.FILE_IS_DIRECTORY, "the target is a directory")
+        info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     except FileNotFoundError:
-        pass  # the usual case: a new file (a missing directory is found below)
-    except OSError as exc:
-        raise file_error(exc, missing="target directory not found") from None
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
-    for _ in range(8):
-        temp = os.path.join(
-            directory,
-            b"." + name[:_TEMP_NAME_BUDGET] + b".rexec-" + secrets.token_hex(4).encode() + b".tmp",
-        )
-        try:
-            return os.open(temp, flags, 0o600), temp
-        except FileExistsError:
-            continue  # another transfer drew the same name: draw again
-        except OSError as exc:
-            raise file_error(exc, missing="target directory not found") from None
-    raise TransferError(ErrorCode.FILE_FAILED, "could not create a temporary file (EEXIST)")
-
-
-def _write_all(fd: int, chunks: list[bytes], digest: Any) -> None:
-    """Write ``chunks`` in order (one ``writev`` as a rule) and hash them."""
-    pending = [memoryview(chunk) for chunk in chunks]
-    while pending:
-        written = os.writev(fd, pending)
-        while written:
-            if written >= len(pending[0]):
-                written -= len(pending.pop(0))
-            else:
-                pending[0] = pending[0][written:]
-                written = 0
-    for chunk in chunks:
-        digest.update(chunk)
-
-
-def _sync(fd: int, mode: int) -> None:
-    os.fchmod(fd, mode)  # exact: fchmod ignores the umask
-    os.fsync(fd)
-
-
-def _rename_into_place(temp: bytes, target: bytes) -> None:
-    os.replace(temp, target)
-    # The rename itself is durable only once its directory is on disk.
-    try:
-        dir_fd = os.open(os.path.dirname(target), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass  # some file systems can't sync a directory; the file is in place
-    finally:
+        info = None  # the usual case: a new file
+    except BaseException:
         os.close(dir_fd)
+        raise
+    if info is not None and _names_a_directory(info, dir_fd, name, place):
+        os.close(dir_fd)
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+    writer = AtomicFile.create(dir_fd, name, resume_key=put.resume, registry=place.records)
+    if put.size is not None and writer.size > put.size:
+        # A partial file longer than the content can't be its start: anew.
+        writer.discard()
+        return _open_target(path, place, put)
+    return writer
+
+
+def _names_a_directory(info: os.stat_result, dir_fd: int, name: bytes, place: Place) -> bool:
+    if stat.S_ISDIR(info.st_mode):
+        return True
+    if not stat.S_ISLNK(info.st_mode):
+        return False
+    # A link: a directory if it leads to one within the roots (put into it,
+    # as a client does with a directory), else a name to replace.
+    parent = os.readlink(f"/proc/self/fd/{dir_fd}")
+    try:
+        fd = open_path(os.path.join(parent, os.fsdecode(name)), place.roots, base="/",
+                       flags=os.O_PATH | os.O_DIRECTORY)  # fmt: skip
+    except (OSError, OutsideRoots):
+        return False
+    os.close(fd)
+    return True
+
+
+class _Backlog:
+    """Received bytes not yet written, in arrival order: small frames
+    coalesced into one buffer (1 byte of memory per byte received, whatever
+    the framing), large ones kept as they came."""
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes | bytearray] = []
+        self.size = 0
+
+    def add(self, data: bytes) -> None:
+        if len(data) >= COALESCE_BELOW:
+            self._chunks.append(data)
+        elif self._chunks and isinstance(self._chunks[-1], bytearray) and (
+            len(self._chunks[-1]) < CHUNK_SIZE
+        ):
+            self._chunks[-1] += data
+        else:
+            self._chunks.append(bytearray(data))
+        self.size += len(data)
+
+    def take_all(self) -> list[bytes | bytearray]:
+        batch, self._chunks, self.size = self._chunks, [], 0
+        return batch
+
+    def take(self) -> list[bytes | bytearray]:
+        """The oldest chunks, about ``CHUNK_SIZE`` bytes (at least one), so
+        that credit flows back while later bytes arrive."""
+        count, nbytes = 0, 0
+        while count < len(self._chunks) and nbytes < CHUNK_SIZE:
+            nbytes += len(self._chunks[count])
+            count += 1
+        batch, self._chunks = self._chunks[:count], self._chunks[count:]
+        self.size -= nbytes
+        return batch
 
 
 class PutTransfer(_Transfer):
@@ -279,133 +287,153 @@ class PutTransfer(_Transfer):
 
     Args:
         put: the request.
-        path: its resolved, absolute target path.
+        path: its path as the client gave it.
+        place: the roots and home it resolves in.
+        on_file: called with the bytes already held and the mode, for a
+            resumable put, before any credit.
         on_stdin_credit: called with the bytes of credit to grant back.
         on_finish: called once, after the file is in place or everything
-            written is removed.
+            written is removed (or, resumable and interrupted, kept).
     """
 
     def __init__(
         self,
         put: Put,
         path: str,
+        place: Place,
         *,
         stdin_window: int,
+        on_file: Callable[[int, int], None],
         on_stdin_credit: Callable[[int], None],
         on_finish: FinishCallback,
     ) -> None:
-        super().__init__(path, on_finish)
+        super().__init__(path, place, on_finish)
         self._put = put
         self._stdin_window = stdin_window
+        self._on_file = on_file
         self._on_stdin_credit = on_stdin_credit
-        self._received = 0
-        # Received, not yet written; at most the window in all.
-        self._backlog: list[bytes] = []
-        self._backlog_bytes = 0
-        self._eof = False
-        self._fd = -1
-        self._temp: bytes | None = None
+        self._received = 0  # stdin bytes received (after the resumed offset)
+        self._offset = 0  # bytes a resumed partial file held
+        self._backlog = _Backlog()
+        self._eof: StdinEof | None = None
+        self._writer: AtomicFile | None = None
 
     def write_stdin(self, data: bytes) -> None:
         if self._abort is not None or self.finished:
             return
         self._received += len(data)
-        if self._received > self._put.size:
+        if self._put.size is not None and self._offset + self._received > self._put.size:
             # Caught on arrival: never a byte past the declared size on disk.
             self._fail(TransferError(ErrorCode.FILE_SIZE_MISMATCH, "more bytes than declared"))
             return
         if data:
-            self._backlog.append(data)
-            self._backlog_bytes += len(data)
+            self._backlog.add(data)
             self._wake.set()
 
-    def close_stdin(self) -> None:
-        self._eof = True
+    def close_stdin(self, eof: StdinEof | None = None) -> None:
+        self._eof = eof or StdinEof(id=self._put.id)
         self._wake.set()
 
     def input_ended(self) -> None:
         """The client half-closed the connection: if this put's ``stdin_eof``
         has not come, its data never will; end it as a cancel does."""
-        if not self._eof:
+        if self._eof is None:
             self._fail(
                 TransferError(ErrorCode.FILE_CANCELLED, "the client's input ended before stdin_eof")
             )
 
-    async def _transfer(self) -> None:
-        target = _os_path(self.path)
-        self._fd, self._temp = await self._io(_create_temp, target)
+    async def _transfer(self) -> tuple[int, str]:
+        put = self._put
+        self._writer = writer = await self._io(_open_target, self.path, self.place, put)
+        self._offset = writer.resumed
         self._check_abort()
-        # The rest of the window, now that the bytes have somewhere to go
-        # (never more than the declared size still needs).
-        extra = min(PUT_WINDOW - self._stdin_window, self._put.size - self._stdin_window)
-        if extra > 0:
-            self._on_stdin_credit(extra)
-        while True:
-            self._check_abort()
-            if self._backlog:
-                batch = self._take_batch()
-                nbytes = sum(len(chunk) for chunk in batch)
-                await self._io(_write_all, self._fd, batch, self._digest)
-                self._bytes += nbytes
-                self._check_abort()
-                self._on_stdin_credit(nbytes)
-            elif self._eof:
-                break
-            else:
-                self._wake.clear()
-                await self._wake.wait()
-        if self._bytes != self._put.size:
-            raise TransferError(ErrorCode.FILE_SIZE_MISMATCH, "fewer bytes than declared")
-        if self._digest.hexdigest() != self._put.sha256:
+        if put.resume is not None:
+            self._on_file(writer.size, put.mode)
+        self._grant_window()
+        try:
+            await self._receive(writer)
+        except TransferError as exc:
+            if put.resume is not None and exc.code is ErrorCode.FILE_CANCELLED:
+                # Interrupted: what arrived is kept for the next put to continue.
+                self._writer = None
+                await self._io(_keep, writer, self._backlog.take_all())
+            raise
+        assert self._eof is not None
+        size = put.size if put.size is not None else self._eof.size
+        sha256 = put.sha256 if put.sha256 is not None else self._eof.sha256
+        if writer.size != size:
+            raise TransferError(ErrorCode.FILE_SIZE_MISMATCH, "not the declared number of bytes")
+        if writer.sha256 != sha256:
             raise TransferError(
                 ErrorCode.FILE_DIGEST_MISMATCH, "the content's sha256 is not the declared one"
             )
-        await self._io(_sync, self._fd, self._put.mode)
-        fd, self._fd = self._fd, -1
-        try:
-            os.close(fd)
-        except OSError as exc:  # a deferred write error (NFS): the content is not safe
-            raise file_error(exc) from None
         self._check_abort()
         # Past this point the transfer can't be aborted: the rename is atomic,
         # and once it is done the file is complete under its final name.
-        await self._io(_rename_into_place, self._temp, target)
-        self._temp = None
+        self._writer = None
+        try:
+            await self._io(writer.commit, put.mode, put.mtime)
+        except BaseException:
+            self._writer = writer
+            raise
+        return writer.size, writer.sha256
 
-    def _take_batch(self) -> list[bytes]:
-        """The oldest backlog chunks, about ``CHUNK_SIZE`` bytes (at least
-        one chunk), so that credit flows back while later bytes arrive."""
-        batch: list[bytes] = []
-        nbytes = 0
-        while self._backlog and nbytes < CHUNK_SIZE:
-            chunk = self._backlog.pop(0)
-            batch.append(chunk)
-            nbytes += len(chunk)
-        self._backlog_bytes -= nbytes
-        return batch
+    def _grant_window(self) -> None:
+        """Credit up to ``PUT_WINDOW`` in all, now that the bytes have
+        somewhere to go (never more than the declared size still needs). A
+        resumable put starts from none; another, from ``stdin_window``."""
+        granted = 0 if self._put.resume is not None else self._stdin_window
+        want = PUT_WINDOW
+        if self._put.size is not None:
+            want = min(want, self._put.size - self._offset)
+        if want > granted:
+            self._on_stdin_credit(want - granted)
+
+    async def _receive(self, writer: AtomicFile) -> None:
+        """Write what arrives until ``stdin_eof`` (or an abort)."""
+        while True:
+            self._check_abort()
+            if self._backlog.size:
+                batch = self._backlog.take()
+                nbytes = await self._io(writer.write, batch)
+                self._check_abort()
+                self._on_stdin_credit(nbytes)
+            elif self._eof is not None:
+                return
+            else:
+                self._wake.clear()
+                await self._wake.wait()
 
     def _cleanup(self) -> None:
         # Never a half file under the final name: until the rename, the
-        # content only ever had the temporary name, removed here.
-        if self._fd >= 0 and not self._abandoned:
-            os.close(self._fd)
-        self._fd = -1
-        if self._temp is not None:
-            try:
-                os.unlink(self._temp)
-            except OSError:
-                pass
-            self._temp = None
+        # content only ever had the temporary name, removed here. A writer a
+        # thread may still be using is left (its record lets the next start
+        # remove it).
+        if self._writer is not None and not self._abandoned:
+            self._writer.discard()
+        self._writer = None
+
+
+def _keep(writer: AtomicFile, rest: list[bytes | bytearray]) -> None:
+    """Keep a resumable put's partial file, with what arrived last."""
+    try:
+        writer.write(rest)
+    except OSError:
+        pass  # what is on disk is kept; the next put resumes from there
+    finally:
+        writer.keep()
 
 
 # --- get ---------------------------------------------------------------------------
 
 
-def _open_source(source: bytes) -> tuple[int, int, int]:
-    """Open a regular file for reading; returns its descriptor, size and mode."""
+def _open_source(path: str, place: Place) -> tuple[int, os.stat_result]:
+    """Open a regular file for reading, within the roots; returns its
+    descriptor and status."""
     # O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused
     # below); it changes nothing for a regular file.
-    fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
+    fd = open_path(path, place.roots, base=place.home,
+                   flags=os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)  # fmt: skip
     try:
         info = os.fstat(fd)
         if stat.S_ISDIR(info.st_mode):
@@ -415,7 +443,7 @@ def _open_source(source: bytes) -> tuple[int, int, int]:
     except BaseException:
         os.close(fd)
         raise
-    return fd, info.st_size, stat.S_IMODE(info.st_mode)
+    return fd, info
 
 
 def _read_chunk(fd: int, size: int, digest: Any) -> bytes:
@@ -425,12 +453,14 @@ def _read_chunk(fd: int, size: int, digest: Any) -> bytes:
 
 
 class GetTransfer(_Transfer):
-    """Streams a file: ``file``, exactly its size in chunks, then ``done``.
+    """Streams a file: ``file``, its bytes from the get's offset in chunks,
+    then ``done`` with the size and digest of the whole file.
 
     Args:
         get: the request.
-        path: its resolved, absolute source path.
-        on_file: called with the size and mode, before any data.
+        path: its path as the client gave it.
+        place: the roots and home it resolves in.
+        on_file: called with the size, mode and mtime, before any data.
         on_data: called with each chunk, in order.
         on_finish: called once, after the last ``on_data``.
     """
@@ -439,12 +469,14 @@ class GetTransfer(_Transfer):
         self,
         get: Get,
         path: str,
+        place: Place,
         *,
-        on_file: Callable[[int, int], None],
+        on_file: Callable[[int, int, float], None],
         on_data: Callable[[bytes], None],
         on_finish: FinishCallback,
     ) -> None:
-        super().__init__(path, on_finish)
+        super().__init__(path, place, on_finish)
+        self._offset = get.offset
         self._on_file = on_file
         self._on_data = on_data
         self._paused = False
@@ -457,18 +489,33 @@ class GetTransfer(_Transfer):
         self._paused = False
         self._wake.set()
 
-    async def _transfer(self) -> None:
-        self._fd, size, mode = await self._io(_open_source, _os_path(self.path))
+    async def _transfer(self) -> tuple[int, str]:
+        self._fd, info = await self._io(_open_source, self.path, self.place)
         self._check_abort()
-        self._on_file(size, mode)
-        offset = 0
+        size = info.st_size
+        if self._offset > size:
+            raise TransferError(ErrorCode.FILE_SIZE_MISMATCH, "the file is shorter than the offset")
+        self._on_file(size, stat.S_IMODE(info.st_mode), info.st_mtime)
+        digest = hashlib.sha256()
+        done = 0
+        while done < self._offset:  # hashed, not sent: the client holds it
+            chunk = await self._io(_read_chunk, self._fd, min(CHUNK_SIZE, self._offset - done),
+                                   digest)  # fmt: skip
+            if not chunk:
+                raise TransferError(ErrorCode.FILE_SIZE_MISMATCH, "the file shrank while read")
+            done += len(chunk)
+            self._check_abort()
+        await self._stream(size, done, digest)
+        return size, digest.hexdigest()
+
+    async def _stream(self, size: int, offset: int, digest: Any) -> None:
         ahead: asyncio.Future[bytes] | None = None
 
         def read_ahead() -> asyncio.Future[bytes] | None:
             if offset >= size:
                 return None
             return self._loop.run_in_executor(
-                None, _read_chunk, self._fd, min(CHUNK_SIZE, size - offset), self._digest
+                None, _read_chunk, self._fd, min(CHUNK_SIZE, size - offset), digest
             )
 
         try:
@@ -483,7 +530,6 @@ class GetTransfer(_Transfer):
                 self._check_abort()
                 # The next chunk is read (and hashed) while this one is sent.
                 ahead = read_ahead()
-                self._bytes += len(chunk)
                 self._on_data(chunk)
                 while self._paused:
                     self._wake.clear()
@@ -499,6 +545,17 @@ class GetTransfer(_Transfer):
                     raise
             if ahead is not None and ahead.done() and not ahead.cancelled():
                 ahead.exception()  # retrieved: an error of an unwanted read is not news
+
+    async def _io_result(self, future: asyncio.Future[_T]) -> _T:
+        """Await a file operation started earlier with ``run_in_executor``,
+        as ``_io`` does."""
+        try:
+            return await future
+        except asyncio.CancelledError:
+            self._abandoned = True
+            raise
+        except OSError as exc:
+            raise file_error(exc) from None
 
     def _cleanup(self) -> None:
         if self._fd >= 0 and not self._abandoned:

@@ -10,38 +10,45 @@ says how it ended.
 
 from __future__ import annotations
 
-from rexec.protocol import Done, Error, ErrorCode, File, Get, Put, Stdout
+import os
+
+from rexec.files import Roots
+from rexec.protocol import Done, Error, ErrorCode, File, Get, Put, StdinEof, Stdout
 from rexec.server.audit import AuditError
 from rexec.server.events import TransferFinished
 from rexec.server.policy import Denied, authorize_transfer
 from rexec.server.requests import RequestHost, refuse
 from rexec.server.transfer_io import (
     GetTransfer,
+    Place,
     PutTransfer,
     TransferError,
     TransferOutcome,
-    resolve_path,
 )
 
 
 def start_transfer(request: Put | Get, host: RequestHost) -> Transfer | None:
-    """Authorise, audit and start ``request``; None when it was refused."""
+    """Authorise, audit and start ``request``; None when it was refused.
+    Where the path leads is decided when the file is opened
+    (rexec/server/transfer_io.py), within the server's and the key's roots."""
     server = host.server
-    path = resolve_path(request.path)
+    # Audited as the client named it, joined to the home directory.
+    path = os.path.join(os.path.expanduser("~"), request.path)
     try:
         if server.config.process_policy.switch_user:
             # File I/O happens in the daemon, with its privileges, not the
             # account's: refuse rather than write files as the wrong user.
             raise Denied(ErrorCode.COMMAND_DENIED, "file transfer is off when run_as is set")
-        authorize_transfer(request, path, host.key, server.config.settings)
+        authorize_transfer(host.key)
     except Denied as denied:
         refuse(host, request, denied.code, denied.reason, path=path)
         return None
     what = (
-        {"size": request.size, "mode": oct(request.mode), "sha256": request.sha256}
+        {"size": request.size, "mode": oct(request.mode), "sha256": request.sha256,
+         "resume": request.resume is not None}
         if isinstance(request, Put)
-        else {}
-    )
+        else {"offset": request.offset}
+    )  # fmt: skip
     try:
         server.audit.write(
             request.type, peer=host.origin.peer, session=host.origin.session, id=request.id,
@@ -50,28 +57,36 @@ def start_transfer(request: Put | Get, host: RequestHost) -> Transfer | None:
     except AuditError:
         refuse(host, request, ErrorCode.AUDIT_UNAVAILABLE, "the audit log can't be written")
         return None
-    return Transfer(request, path, host)
+    return Transfer(request, host)
 
 
 class Transfer:
     """One running transfer of a session (a ``Request``)."""
 
-    def __init__(self, request: Put | Get, path: str, host: RequestHost) -> None:
+    def __init__(self, request: Put | Get, host: RequestHost) -> None:
         self._request = request
         self._host = host
         command_id = request.id
+        server = host.server
+        place = Place(
+            Roots.intersection(server.config.settings.cwd_roots, host.key.cwd_roots),
+            os.path.expanduser("~"), server.temp_records,
+        )  # fmt: skip
         self._io: PutTransfer | GetTransfer
         if isinstance(request, Put):
             self._io = PutTransfer(
-                request, path,
-                stdin_window=host.server.config.limits.stdin_window,
+                request, request.path, place,
+                stdin_window=server.config.limits.stdin_window,
+                on_file=lambda size, mode: host.send(File(id=command_id, size=size, mode=mode)),
                 on_stdin_credit=lambda nbytes: host.grant_credit(command_id, nbytes),
                 on_finish=self._finished,
             )  # fmt: skip
         else:
             self._io = GetTransfer(
-                request, path,
-                on_file=lambda size, mode: host.send(File(id=command_id, size=size, mode=mode)),
+                request, request.path, place,
+                on_file=lambda size, mode, mtime: host.send(
+                    File(id=command_id, size=size, mode=mode, mtime=mtime)
+                ),
                 on_data=lambda data: host.send(Stdout.with_data(command_id, data)),
                 on_finish=self._finished,
             )  # fmt: skip
@@ -85,8 +100,8 @@ class Transfer:
     def write_stdin(self, data: bytes) -> None:
         self._io.write_stdin(data)
 
-    def close_stdin(self) -> None:
-        self._io.close_stdin()
+    def close_stdin(self, eof: StdinEof) -> None:
+        self._io.close_stdin(eof)  # a put's end may carry its size and digest
 
     def input_ended(self) -> None:
         if isinstance(self._io, PutTransfer):

@@ -29,6 +29,9 @@ from rexec.protocol import (
 )
 from rexec.server.server import FATAL_CLOSE_TIMEOUT
 
+#: The frames that end a request: nothing of it may follow one.
+Terminal = Exit | Done | Error
+
 #: Transport buffer above which requests stop reading output.
 WRITE_HIGH_WATER = 1024 * 1024
 #: Transport buffer above which the session stops reading its socket too. Below
@@ -107,7 +110,7 @@ class Writer:
         )
         self._pending_started[started.id] = (started, timer)
 
-    def end(self, terminal: Exit | Done | Error) -> None:
+    def end(self, terminal: Terminal) -> None:
         """Send a request's terminal frame; nothing of it may follow."""
         assert terminal.id is not None
         self._held_credit.pop(terminal.id, None)

@@ -14,6 +14,7 @@ from typing import Any
 import psutil
 import pytest
 from client_helpers import CLI_TIMEOUT, cli_argv, write_key
+from launch import has_ipv6_loopback
 
 Run = Callable[..., subprocess.CompletedProcess[bytes]]
 
@@ -174,16 +175,7 @@ def test_help_explains_usage_and_exit_statuses() -> None:
         assert text in result.stdout
 
 
-def _ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as sock:
-            sock.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback")
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback")
 def test_ipv6_loopback_address(start_server: Any) -> None:
     server = start_server(host="::1")
     argv = cli_argv(

@@ -157,6 +157,9 @@ FLAGS: dict[str, str] = {
     "expand_tilde": "expands ~ in transfer paths",
     "relative_to_cwd": "resolves relative transfer paths against its own cwd, not the home",
     "latin1_paths": "encodes transfer paths as Latin-1 (unencodable characters as ?)",
+    "ignore_end_digest": "never checks the sha256 a put gives in its stdin_eof",
+    "resume_from_zero": "drops what an interrupted resumable put received: file always says 0",
+    "get_offset_ignored": "sends a get's whole file, whatever its offset",
 }
 
 FORBIDDEN_ENV = ("LD_", "DYLD_")
@@ -474,12 +477,12 @@ class PutTransfer(Transfer):
     def __init__(self, session: Session, request: Put) -> None:
         super().__init__(session, request)
         self.put = request
-        self.credit = session.config.limits.stdin_window
+        self.credit = 0 if request.resume else session.config.limits.stdin_window
         self.received = 0
         self.written = 0
         self.fd = -1
         self.temp: bytes | None = None
-        self.eof = False
+        self.eof: StdinEof | None = None
 
     def start(self) -> None:
         target, flags = self.path, self.flags
@@ -487,6 +490,9 @@ class PutTransfer(Transfer):
         try:
             if name in (b"", b".", b"..") or os.path.isdir(target):
                 self.finish((_file_code(flags, "file.is_directory"), "the target is a directory"))
+                return
+            if self.put.resume:
+                self.resume(directory, name)
                 return
             if "put_in_place" in flags:
                 self.fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
@@ -499,12 +505,29 @@ class PutTransfer(Transfer):
         except OSError as exc:
             self.finish(_file_error(flags, exc))
 
+    def resume(self, directory: bytes, name: bytes) -> None:
+        """A resumable put: continue the partial file of this path and key."""
+        assert self.put.resume is not None
+        self.temp = os.path.join(directory, b"." + name + b".rexec-" +
+                                 self.put.resume.encode() + b".part")  # fmt: skip
+        if "resume_from_zero" in self.flags:
+            with contextlib.suppress(OSError):
+                os.unlink(self.temp)
+        self.fd = os.open(self.temp, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        while chunk := os.read(self.fd, 1 << 20):
+            self.digest.update(chunk)
+            self.written += len(chunk)
+        window = self.session.config.limits.stdin_window
+        self.credit = window
+        self.session.send(File(id=self.id, size=self.written, mode=self.put.mode))
+        self.session.send(StdinCredit(id=self.id, bytes=window))
+
     async def data(self, message: Any) -> None:
         flags = self.flags
         if self.eof:
             raise Fatal("protocol.unexpected", "stdin after stdin_eof")
         if isinstance(message, StdinEof):
-            self.eof = True
+            self.eof = message
             self.complete()
             return
         size = message.data_size
@@ -512,7 +535,9 @@ class PutTransfer(Transfer):
             raise Fatal("flow.window_exceeded", "stdin beyond its credit")
         self.credit -= size
         self.received += size
-        if self.received > self.put.size and "no_size_check" not in flags:
+        if self.put.size is not None and self.written + size > self.put.size and (
+            "no_size_check" not in flags
+        ):
             self.finish(("file.size_mismatch", "more bytes than declared"))
             return
         view = memoryview(message.data)
@@ -523,17 +548,24 @@ class PutTransfer(Transfer):
         if size and "put_no_credit_grant" not in flags:
             self.credit += size
             self.session.send(StdinCredit(id=self.id, bytes=size))
-        if "early_done" in flags and self.received >= self.put.size:
+        if "early_done" in flags and self.put.size is not None and self.received >= self.put.size:
             self.complete()
 
     def complete(self) -> None:
         flags = self.flags
         if self.finished:
             return
-        if self.written != self.put.size and "no_size_check" not in flags:
+        eof = self.eof or StdinEof(id=self.id)
+        size = self.put.size if self.put.size is not None else eof.size
+        if self.written != size and "no_size_check" not in flags:
             self.finish(("file.size_mismatch", "fewer bytes than declared"))
             return
-        if self.digest.hexdigest() != self.put.sha256 and "no_digest_check" not in flags:
+        sha256 = self.put.sha256
+        if sha256 is None and "ignore_end_digest" not in flags:
+            sha256 = eof.sha256
+        if sha256 is not None and self.digest.hexdigest() != sha256 and (
+            "no_digest_check" not in flags
+        ):
             self.finish(("file.digest_mismatch", "the sha256 is not the declared one"))
             return
         mode = self.put.mode & ~0o022 if "put_umask" in flags else self.put.mode
@@ -561,7 +593,8 @@ class PutTransfer(Transfer):
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
-        if self.temp is not None and "keep_temp" not in self.flags:
+        interrupted = self.put.resume and not self.eof
+        if self.temp is not None and "keep_temp" not in self.flags and not interrupted:
             with contextlib.suppress(OSError):
                 os.unlink(self.temp)
         self.temp = None
@@ -590,10 +623,19 @@ class GetTransfer(Transfer):
                 self.finish(("file.failed", "the source is not a regular file"))
                 return
             size = info.st_size if regular else 0
+            assert isinstance(self.request, Get)
+            offset = 0 if "get_offset_ignored" in flags else self.request.offset
+            if offset > size:
+                self.finish(("file.size_mismatch", "the file is shorter than the offset"))
+                return
             self.session.send(File(id=self.id, size=size, mode=stat.S_IMODE(info.st_mode)))
             if "get_short" in flags and size:
                 size -= 1
             sent = 0
+            while sent < offset:  # hashed, not sent
+                chunk = os.read(fd, min(64 * 1024, offset - sent))
+                self.digest.update(chunk)
+                sent += len(chunk)
             while sent < size:
                 chunk = os.read(fd, min(64 * 1024, size - sent))
                 if not chunk:

@@ -56,6 +56,9 @@ CAUGHT_BY: dict[str, set[str]] = {
     "big_endian": {"frame.length.format", "handshake.hello.first"},
     "no_hello": {"handshake.hello.first"},
     "ignore_version": {"handshake.version/unsupported"},
+    "ignore_end_digest": {"transfer.put.end/digest-at-end"},
+    "resume_from_zero": {"transfer.put.resume/after-cancel"},
+    "get_offset_ignored": {"transfer.get.offset/tail"},
     "no_auth_required": {"handshake.order/run-before-auth", "handshake.order/ping-before-auth",
                          "auth.before.anything/pipelined-run"},
     "accept_any_mac": {"auth.mac.verify/wrong-key", "auth.before.anything/after-bad-auth"},
@@ -164,6 +167,7 @@ NOT_CAUGHT = {
     "resize.pty/no-pty": "the fake ignores resize like rexecd",
     "tls.loopback.only": "needs a non-loopback address",
     "transfer.put.mode/0600": "a umask of 022 or 077 leaves 0600 as it is",
+    "transfer.put.end/unsized": "a fake that fails it would fail the digest-at-end case first",
 } | {cid: "root reads a file of mode 000: the case is unsupported here"
      for cid in UNSUPPORTED_AS_ROOT}
 

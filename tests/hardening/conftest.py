@@ -104,7 +104,7 @@ def launch(
     ``key``: write a fresh key file and pass ``--key-file`` (False when the
     args bring ``--config`` with ``[[keys]]``). ``shell_prefix``: run it as
     ``sh -c 'PREFIX; exec rexecd ...'`` (e.g. ``ulimit -n 4096``).
-    ``audit_to_stderr``: no ``--audit-log`` (the records go to stderr).
+    ``audit_to_stderr``: ``--audit-log -`` (the records go to stderr).
     ``stderr``: where its stderr goes (``subprocess.PIPE``), instead of the
     ``rexecd.stderr`` file.
     """
@@ -117,8 +117,7 @@ def launch(
         argv += ["--key-file", str(key_path)]
     audit_log = directory / "audit.jsonl"
     state_dir = state_dir or directory / "state"
-    if not audit_to_stderr:
-        argv += ["--audit-log", str(audit_log)]
+    argv += ["--audit-log", "-" if audit_to_stderr else str(audit_log)]
     argv += ["--state-dir", str(state_dir), *args]
     command: list[str] = argv
     if shell_prefix is not None:

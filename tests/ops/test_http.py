@@ -200,3 +200,16 @@ def test_http_port_in_use_is_a_start_up_error(tmp_path) -> None:
         )  # fmt: skip
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith(f"rexecd: cannot serve HTTP on 127.0.0.1:{port}")
+
+
+def test_metrics_include_the_process_rss_cpu_and_descriptors(start_server) -> None:
+    server = start_server(*HTTP)
+    families = scrape(server)
+    kinds = {name: families[name].kind for name in families if name.startswith("process_")}
+    assert kinds["process_resident_memory_bytes"] == "gauge"
+    assert kinds["process_cpu_seconds_total"] == "counter"
+    assert kinds["process_open_fds"] == "gauge" and kinds["process_max_fds"] == "gauge"
+    rss = sample(families, "process_resident_memory_bytes")
+    assert 1 << 20 < rss < 1 << 30  # a Python daemon: MiBs, not bytes or GiBs
+    assert sample(families, "process_open_fds") >= 3
+    assert sample(families, "process_cpu_seconds_total") > 0

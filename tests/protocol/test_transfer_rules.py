@@ -92,21 +92,36 @@ VECTORS = [
     (
         _put(3, mode=0o755),
         b'{"type":"put","data_size":0,"id":3,"path":"dir/file","size":14,"mode":493,'
-        b'"sha256":"' + DIGEST.encode() + b'"}',
+        b'"sha256":"' + DIGEST.encode() + b'","mtime":null,"resume":null}',
     ),
-    (_get(4), b'{"type":"get","data_size":0,"id":4,"path":"dir/file"}'),
     (
-        File(id=4, size=14, mode=0o640),
-        b'{"type":"file","data_size":0,"id":4,"size":14,"mode":416}',
+        Put(id=3, path="f", mtime=1.5, resume="k-1"),
+        b'{"type":"put","data_size":0,"id":3,"path":"f","size":null,"mode":420,'
+        b'"sha256":null,"mtime":1.5,"resume":"k-1"}',
+    ),
+    (_get(4), b'{"type":"get","data_size":0,"id":4,"path":"dir/file","offset":0}'),
+    (
+        File(id=4, size=14, mode=0o640, mtime=1700000000.25),
+        b'{"type":"file","data_size":0,"id":4,"size":14,"mode":416,"mtime":1700000000.25}',
     ),
     (
         Done(id=4, size=14, sha256=DIGEST),
         b'{"type":"done","data_size":0,"id":4,"size":14,"sha256":"' + DIGEST.encode() + b'"}',
     ),
+    # A command's stdin_eof is unchanged; a put's may end with its size and digest.
+    (StdinEof(id=4), b'{"type":"stdin_eof","data_size":0,"id":4}'),
+    (
+        StdinEof(id=4, size=14, sha256=DIGEST),
+        b'{"type":"stdin_eof","data_size":0,"id":4,"size":14,"sha256":"' + DIGEST.encode() + b'"}',
+    ),
 ]
 
 
-@pytest.mark.parametrize(("message", "header"), VECTORS, ids=["put", "get", "file", "done"])
+@pytest.mark.parametrize(
+    ("message", "header"),
+    VECTORS,
+    ids=["put", "put_unsized", "get", "file", "done", "stdin_eof", "stdin_eof_of_put"],
+)
 def test_messages_encode_and_decode_byte_for_byte(message: object, header: bytes) -> None:
     wire = _frame(header)
     assert encode_frame(message) == wire  # type: ignore[arg-type]
@@ -137,12 +152,18 @@ BAD_HEADERS = {
                              "sha256": EMPTY_DIGEST.upper()},
     "put_sha256_short": {"type": "put", "id": 1, "path": "f", "size": 0,
                          "sha256": EMPTY_DIGEST[:-2]},
-    "put_without_sha256": {"type": "put", "id": 1, "path": "f", "size": 0},
-    "put_without_size": {"type": "put", "id": 1, "path": "f", "sha256": EMPTY_DIGEST},
+    "put_mtime_as_string": {"type": "put", "id": 1, "path": "f", "mtime": "1"},
+    "put_mtime_infinite": {"type": "put", "id": 1, "path": "f", "mtime": 1e999},
+    "put_resume_with_slash": {"type": "put", "id": 1, "path": "f", "resume": "a/b"},
+    "put_resume_empty": {"type": "put", "id": 1, "path": "f", "resume": ""},
+    "put_resume_too_long": {"type": "put", "id": 1, "path": "f", "resume": "k" * 65},
+    "get_offset_negative": {"type": "get", "id": 1, "path": "f", "offset": -1},
+    "stdin_eof_size_negative": {"type": "stdin_eof", "id": 1, "size": -1},
+    "stdin_eof_sha256_short": {"type": "stdin_eof", "id": 1, "sha256": EMPTY_DIGEST[:-1]},
     "put_with_body": {"type": "put", "id": 1, "path": "f", "size": 0, "sha256": EMPTY_DIGEST,
                       "data_size": 1},
     "put_unknown_member": {"type": "put", "id": 1, "path": "f", "size": 0,
-                           "sha256": EMPTY_DIGEST, "offset": 0},
+                           "sha256": EMPTY_DIGEST, "append": True},
     "get_without_path": {"type": "get", "id": 1},
     "get_path_null": {"type": "get", "id": 1, "path": None},
     "file_without_mode": {"type": "file", "id": 1, "size": 0},
@@ -177,6 +198,8 @@ PUT_1 = (C, _put(1))
 GET_1 = (C, _get(1))
 FILE_1 = (S, File(id=1, size=3, mode=0o644))
 EOF_1 = (C, StdinEof(id=1))
+UNSIZED_1 = (C, Put(id=1, path="dir/file"))
+RESUMABLE_1 = (C, _put(1, resume="key"))
 
 CASES = [
     # [transfer.id]: transfers share the increasing ids of commands.
@@ -218,6 +241,30 @@ CASES = [
     Case("put_done_before_eof", (PUT_1,), S, Done(id=1, size=14, sha256=DIGEST), UNEXPECTED),
     Case("put_done_wrong_size", (PUT_1, EOF_1), S, Done(id=1, size=13, sha256=DIGEST),
          UNEXPECTED),
+    # [transfer.put.end]: a put's stdin_eof gives exactly what the put left null.
+    Case("eof_repeats_the_size", (PUT_1,), C, StdinEof(id=1, size=14), UNEXPECTED),
+    Case("eof_repeats_the_digest", (PUT_1,), C, StdinEof(id=1, sha256=DIGEST), UNEXPECTED),
+    Case("eof_lacks_the_size", (UNSIZED_1,), C, StdinEof(id=1, sha256=DIGEST), UNEXPECTED),
+    Case("eof_lacks_the_digest", (UNSIZED_1,), C, StdinEof(id=1, size=14), UNEXPECTED),
+    Case("eof_of_a_run_with_size", ((C, Run(id=1, shell="cat", stdin=True)),), C,
+         StdinEof(id=1, size=0), UNEXPECTED),
+    Case("unsized_done_other_size", (UNSIZED_1, (C, StdinEof(id=1, size=14, sha256=DIGEST))), S,
+         Done(id=1, size=13, sha256=DIGEST), UNEXPECTED),
+    # [transfer.put.resume]: file once and first, then credit; none for another put.
+    Case("resume_credit_before_file", (RESUMABLE_1,), S, StdinCredit(id=1, bytes=1), UNEXPECTED),
+    Case("resume_stdin_before_file", (RESUMABLE_1,), C, Stdin.with_data(1, b"x"), WINDOW),
+    Case("resume_file_twice", (RESUMABLE_1, (S, File(id=1, size=3, mode=0o600))), S,
+         File(id=1, size=3, mode=0o600), UNEXPECTED),
+    Case("resume_file_beyond_size", (RESUMABLE_1,), S, File(id=1, size=15, mode=0o600),
+         UNEXPECTED),
+    Case("resume_done_before_file", (RESUMABLE_1, EOF_1), S, Done(id=1, size=14, sha256=DIGEST),
+         UNEXPECTED),
+    # [transfer.get.offset]: file no shorter than the offset; the rest of it follows.
+    Case("get_file_before_offset", ((C, Get(id=1, path="f", offset=4)),), S,
+         File(id=1, size=3, mode=0o644), UNEXPECTED),
+    Case("get_offset_stdout_beyond", ((C, Get(id=1, path="f", offset=2)), FILE_1,
+                                      (S, Stdout.with_data(1, b"a"))), S,
+         Stdout.with_data(1, b"b"), UNEXPECTED),
     # [transfer.get.stream]: file first, exactly file.size bytes, then done.
     Case("get_stdout_before_file", (GET_1,), S, Stdout.with_data(1, b"x"), UNEXPECTED),
     Case("get_done_before_file", (GET_1,), S, Done(id=1, size=0, sha256=EMPTY_DIGEST),
@@ -416,4 +463,42 @@ def test_get_stream_at_random_cuts(sizes: list[int], cuts: list[int]) -> None:
     for message in messages:
         server.send(message)  # type: ignore[arg-type]
     assert receive_chunks(client, split(wire, cuts)) == messages
+    assert not client.is_active(1)
+
+
+def test_unsized_put_conversation() -> None:
+    # [transfer.put.end]: size and digest unknown at the start travel at the end.
+    client, server = open_pair(SMALL_WINDOW)
+    deliver(client, server, Put(id=1, path="f", sha256=DIGEST))
+    deliver(client, server, Stdin.with_data(1, CONTENT[:8]))
+    deliver(server, client, StdinCredit(id=1, bytes=8))
+    deliver(client, server, Stdin.with_data(1, CONTENT[8:]))
+    deliver(client, server, StdinEof(id=1, size=len(CONTENT)))
+    deliver(server, client, Done(id=1, size=len(CONTENT), sha256=DIGEST))
+    deliver(client, server, Put(id=2, path="f"))
+    deliver(client, server, StdinEof(id=2, size=0, sha256=EMPTY_DIGEST))
+    deliver(server, client, Done(id=2, size=0, sha256=EMPTY_DIGEST))
+    assert client.active_commands == server.active_commands == 0
+
+
+def test_resumable_put_conversation() -> None:
+    # [transfer.put.resume]: no credit until file says where to go on from.
+    client, server = open_pair(SMALL_WINDOW)
+    deliver(client, server, _put(1, resume="key"))
+    assert client.stdin_credit(1) == 0
+    deliver(server, client, File(id=1, size=10, mode=0o644))
+    deliver(server, client, StdinCredit(id=1, bytes=8))
+    deliver(client, server, Stdin.with_data(1, CONTENT[10:]))
+    deliver(client, server, StdinEof(id=1))
+    deliver(server, client, Done(id=1, size=len(CONTENT), sha256=DIGEST))
+    assert client.active_commands == server.active_commands == 0
+
+
+def test_get_from_an_offset() -> None:
+    # [transfer.get.offset]: the bytes from offset on, done for the whole file.
+    client, server = open_pair()
+    deliver(client, server, Get(id=1, path="f", offset=10))
+    deliver(server, client, File(id=1, size=len(CONTENT), mode=0o644))
+    deliver(server, client, Stdout.with_data(1, CONTENT[10:]))
+    deliver(server, client, Done(id=1, size=len(CONTENT), sha256=DIGEST))
     assert not client.is_active(1)

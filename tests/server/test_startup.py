@@ -3,11 +3,17 @@ each refusal, never a traceback."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import signal
 import socket
 import stat
 import subprocess
 import sys
+
+import pytest
+from launch import has_ipv6_loopback, wait_for_ready
 
 from .wire import run_once
 
@@ -122,3 +128,107 @@ def test_unreadable_tls_files_are_refused(tmp_path) -> None:
 
 def test_ready_line_names_the_address(server) -> None:
     assert server.host == "127.0.0.1" and 0 < server.port < 65536
+
+
+def test_help_names_each_value_and_shows_defaults_plainly() -> None:
+    out = rexecd("--help").stdout
+    assert "--kill-grace SECONDS" in out and "--port PORT" in out and "--run-as USER" in out
+    assert "--kill-grace KILL_GRACE" not in out and "TLS_CERT" not in out  # argparse's own
+    assert "--log-format {text,json}" in out
+    assert "(default: 127.0.0.0/8)" in out and "('127.0.0.0/8',)" not in out
+    assert "(default: 10)" in out and "(default: 10.0)" not in out
+
+
+@pytest.mark.parametrize(
+    "args", [("--bogus",), ("--port",), ("--log-format", "xml"), ("--max-commands", "many")]
+)
+def test_bad_flag_is_one_line_and_exit_1(args: tuple[str, ...]) -> None:
+    proc = rexecd(*args, "--check-config")
+    line = assert_one_line_refusal(proc)
+    assert proc.returncode == 1, line
+    assert line.startswith("rexecd: ")
+
+
+def _start_default(directory, *args: str, env: dict[str, str] | None = None):
+    """rexecd as a user starts it: no --host and no --audit-log."""
+    key = write_key(directory / "key")
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("REXECD_", "LOGS_DIR"))}
+    environ["XDG_STATE_HOME"] = str(directory / "state-home")
+    environ.update(env or {})
+    stderr = open(directory / "stderr", "wb")  # noqa: SIM115 -- closed by the caller's stop
+    process = subprocess.Popen(
+        [*DAEMON, "--port", "0", "--key-file", str(key), "--shutdown-grace", "1", *args],
+        stdout=subprocess.PIPE, stderr=stderr, env=environ,
+    )  # fmt: skip
+    stderr.close()
+    match, line = wait_for_ready(process, re.compile(rb"rexecd listening on (\S+):(\d+)"), 15.0)
+    assert match, line
+    return process, key, int(match.group(2)), line.decode()
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=15) == 0
+    assert process.stdout is not None
+    process.stdout.close()
+
+
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="this host has no IPv6 loopback")
+def test_default_listens_on_both_loopbacks(tmp_path) -> None:
+    """The README's `rexec run '[::1]:7420' -- id` works against a default server."""
+    process, key, port, ready = _start_default(tmp_path)
+    try:
+        assert f"rexecd listening on 127.0.0.1:{port}\n" in ready  # first: what scripts wait for
+        if "[::1]" not in ready:
+            match, _ = wait_for_ready(process, re.compile(rb"listening on \[::1\]:(\d+)"), 15.0)
+            assert match is not None and int(match.group(1)) == port
+        for address in (f"127.0.0.1:{port}", f"[::1]:{port}"):
+            done = subprocess.run(
+                [sys.executable, "-m", "rexec_client.cli", "run", "--key-file", str(key),
+                 address, "--", "id", "-u"],
+                capture_output=True, text=True, timeout=30, check=False,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr
+            assert done.stdout.strip() == str(os.getuid())
+    finally:
+        _stop(process)
+
+
+def test_audit_log_has_a_file_of_its_own_by_default(tmp_path) -> None:
+    process, key, port, _ = _start_default(tmp_path)
+    try:
+        assert run_once(_Address(port, key), ["true"]).exit.exit_code == 0
+    finally:
+        _stop(process)
+    audit = tmp_path / "state-home" / "rexecd" / "audit.jsonl"
+    events = [json.loads(line)["event"] for line in audit.read_text().splitlines()]
+    assert "exec" in events and "exit" in events
+    assert stat.S_IMODE(audit.stat().st_mode) == 0o600
+    stderr = (tmp_path / "stderr").read_text()
+    assert '"event"' not in stderr  # no audit line among rexecd's own messages
+    assert f"audit log: {audit}" in stderr
+
+
+def test_audit_log_dash_is_stderr(tmp_path) -> None:
+    process, key, port, _ = _start_default(tmp_path, "--audit-log", "-")
+    try:
+        assert run_once(_Address(port, key), ["true"]).exit.exit_code == 0
+    finally:
+        _stop(process)
+    records = [
+        json.loads(line) for line in (tmp_path / "stderr").read_text().splitlines()
+        if line.startswith("{")
+    ]  # fmt: skip
+    assert [r["event"] for r in records if r["event"] in ("exec", "exit")] == ["exec", "exit"]
+    assert not (tmp_path / "state-home" / "rexecd" / "audit.jsonl").exists()
+
+
+class _Address:
+    """What run_once needs of a server: where it is and its key."""
+
+    def __init__(self, port: int, key_file) -> None:
+        self.host, self.port, self.key_file = "127.0.0.1", port, key_file
+
+    @property
+    def key(self) -> bytes:
+        return bytes.fromhex(self.key_file.read_text().strip())

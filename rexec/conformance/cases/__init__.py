@@ -12,10 +12,12 @@ from . import (  # noqa: F401 - imported for their registrations
     session,
     stdin,
     transfer,
+    transfer_pieces,
 )
 from ._registry import REGISTRY
 
-AREAS = ("handshake", "framing", "commands", "output", "stdin", "lifecycle", "session", "transfer")
+AREAS = ("handshake", "framing", "commands", "output", "stdin", "lifecycle", "session", "transfer",
+         "transfer_pieces")
 
 
 def all_cases() -> list[Case]:

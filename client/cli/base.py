@@ -1,0 +1,68 @@
+"""What every ``rexec`` subcommand shares and costs nothing to import: the
+argument parser that exits 255, the one-line error report, exit statuses.
+
+Exit statuses of the ``rexec`` program (subcommands add their own meanings
+below 255):
+
+* 255: rexec itself failed: bad usage or address, key file, connection,
+  authentication, TLS or protocol error, or the connection was lost.
+* 141: our standard output was closed by its reader (``| head``), as for a
+  program killed by SIGPIPE.
+* 130: interrupted (Ctrl-C) before a command was running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from typing import NoReturn
+
+EXIT_FAILURE = 255
+EXIT_INTERRUPTED = 128 + signal.SIGINT
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
+
+
+class CliError(Exception):
+    """A failure to report as ``rexec: MESSAGE`` (one line) with ``status``."""
+
+    def __init__(self, message: str, status: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the usage is in --help) and
+    exits 255, so that statuses 1–254 stay the remote command's."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_FAILURE, f"rexec: {message} (see '{self.prog} --help')\n")
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def fail(message: str, status: int = EXIT_FAILURE) -> int:
+    """Print ``rexec: MESSAGE`` on stderr and return ``status``."""
+    print(f"rexec: {message}", file=sys.stderr, flush=True)
+    return status
+
+
+def discard_stdout() -> None:
+    """Point standard output at /dev/null after its reader went away, so that
+    nothing written later (the interpreter's final flush included) reports
+    the same broken pipe again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)

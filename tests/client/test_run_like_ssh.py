@@ -1,0 +1,190 @@
+"""``rexec run`` with the habits of ssh: ``rexec run HOST CMD ARG...`` without
+``--``, one word through the remote shell, options after the host, stdin
+forwarded by default (a terminal too), and hints when the form of a command
+was the problem. The real CLI against a real rexecd."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pexpect
+import pytest
+from client_helpers import CLI_TIMEOUT, cli_argv, write_key
+from launch import wait_for_ready
+
+Run = Callable[..., subprocess.CompletedProcess[bytes]]
+
+READY_LINE = re.compile(rb"rexecd listening on (\S+):(\d+)")
+#: Bound on every wait for the program on a terminal.
+TERMINAL_TIMEOUT = 20
+
+
+def test_the_words_after_the_host_are_the_command(rexec_run: Run) -> None:
+    result = rexec_run("uname", "-a")
+    local = subprocess.run(["uname", "-a"], capture_output=True, check=True).stdout
+    assert (result.returncode, result.stdout, result.stderr) == (0, local, b"")
+
+
+def test_options_after_the_command_are_the_commands(rexec_run: Run) -> None:
+    # -n, -t, -e and --timeout are rexec's options too; after the command's
+    # first word they are the command's.
+    result = rexec_run("printf", "%s|", "-l", "-n", "-t", "-e", "X=1", "--timeout", "5")
+    assert (result.returncode, result.stdout) == (0, b"-l|-n|-t|-e|X=1|--timeout|5|")
+
+
+def test_rexec_options_right_after_the_host_are_rexecs(rexec_run: Run) -> None:
+    result = rexec_run(
+        "-e", "GREETING=hi", "--timeout", "0.5", "sh", "-c", 'echo "$GREETING"; sleep 30'
+    )
+    assert (result.returncode, result.stdout) == (124, b"hi\n")
+
+
+def test_one_word_is_a_command_line_for_the_remote_shell(rexec_run: Run) -> None:
+    result = rexec_run("printf 'a\\nb\\nc\\n' | wc -l; exit 3")
+    assert (result.returncode, result.stdout.strip()) == (3, b"3")
+
+
+def test_several_words_are_an_argv_without_a_shell(rexec_run: Run) -> None:
+    result = rexec_run("printf", "%s|", "$HOME", "a  b", "*", ";")
+    assert (result.returncode, result.stdout) == (0, b"$HOME|a  b|*|;|")
+
+
+def test_dashes_still_force_an_argv(rexec_run: Run) -> None:
+    # Even one word: a program name with a space in it, not a shell line.
+    result = rexec_run("--", "echo hi")
+    assert result.returncode == 127 and result.stdout == b""
+
+
+def _shell(line: str, key_file: Path) -> subprocess.CompletedProcess[bytes]:
+    """``line`` typed into a shell where ``rexec`` is this test's client."""
+    env = dict(os.environ, REXEC_KEY_FILE=str(key_file))
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return subprocess.run(
+        ["/bin/sh", "-c", line], env=env, capture_output=True, timeout=CLI_TIMEOUT, check=False
+    )
+
+
+def test_a_shell_line_after_dashes_gets_a_hint_that_works(rexec_run: Run, server: Any) -> None:
+    result = rexec_run("--", "echo one | tr a-z A-Z")
+    assert result.returncode == 127
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1 and "no such program" in lines[0], lines
+    suggested = f"rexec run {server.address} 'echo one | tr a-z A-Z'"
+    assert lines[0].endswith(suggested) and "without '--'" in lines[0], lines
+    followed = _shell(suggested, server.key_file)
+    assert (followed.returncode, followed.stdout) == (0, b"ONE\n")
+
+
+@pytest.fixture
+def argv_only_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A rexecd whose one key may run ``uptime`` as an argv, and no shell
+    strings; yields its address and that key's file."""
+    key_file = write_key(tmp_path / "ci.key")
+    config = tmp_path / "rexecd.toml"
+    config.write_text(
+        f'[[keys]]\nname = "ci"\nfile = "{key_file}"\nallow_argv = ["uptime"]\n'
+        "allow_shell = false\n"
+    )
+    argv = [
+        sys.executable, "-m", "rexec.daemon", "--host", "127.0.0.1", "--port", "0",
+        "--config", str(config), "--audit-log", str(tmp_path / "audit.jsonl"),
+        "--state-dir", str(tmp_path / "state"),
+    ]  # fmt: skip
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        match, output = wait_for_ready(process, READY_LINE, CLI_TIMEOUT)
+        assert match is not None, output
+        yield f"127.0.0.1:{int(match.group(2))}", key_file
+    finally:
+        process.terminate()
+        process.wait(timeout=CLI_TIMEOUT)
+        assert process.stdout is not None
+        process.stdout.close()
+
+
+def test_a_key_without_shell_strings_gets_a_hint_that_works(
+    argv_only_server: tuple[str, Path],
+) -> None:
+    address, key_file = argv_only_server
+    result = _shell(f"rexec run {address} uptime", key_file)
+    assert result.returncode == 255
+    lines = result.stderr.decode().splitlines()
+    suggested = f"rexec run {address} -- uptime"
+    assert len(lines) == 1 and lines[0].endswith(suggested), lines
+    followed = _shell(suggested, key_file)
+    assert followed.returncode == 0 and b"load average" in followed.stdout
+
+
+def test_no_command_says_what_to_give(server: Any) -> None:
+    result = _shell(f"rexec run {server.address}", server.key_file)
+    assert result.returncode == 255
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1 and "rexec run HOST COMMAND" in lines[0] and "rexec shell" in lines[0]
+
+
+def test_help_says_how_the_command_line_is_read() -> None:
+    result = subprocess.run(
+        cli_argv("run", "--help"), capture_output=True, timeout=CLI_TIMEOUT, check=False
+    )
+    text = result.stdout.decode()
+    assert result.returncode == 0
+    for phrase in ("several words", "one word", "/bin/sh", "passes -l to ls", "-n", "Ctrl-D"):
+        assert phrase in text, phrase
+
+
+def _on_terminal(server: Any, *args: str) -> pexpect.spawn:
+    argv = cli_argv("run", "--key-file", str(server.key_file), server.address, *args)
+    return pexpect.spawn(argv[0], argv[1:], timeout=TERMINAL_TIMEOUT)
+
+
+def test_a_remote_prompt_reads_what_is_typed_on_the_terminal(server: Any) -> None:
+    child = _on_terminal(server, 'printf "name? "; read name; echo "hello $name"')
+    try:
+        child.expect_exact("name? ")
+        child.sendline("bob")
+        child.expect_exact("hello bob")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0
+
+
+def test_ctrl_d_on_the_terminal_ends_the_remote_stdin(server: Any) -> None:
+    child = _on_terminal(server, "wc", "-l")
+    try:
+        child.sendline("one")
+        child.sendline("two")
+        child.sendeof()
+        child.expect(r"\b2\b")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0
+
+
+def test_a_command_that_reads_nothing_ends_without_waiting_for_typing(server: Any) -> None:
+    child = _on_terminal(server, "echo", "done")
+    try:
+        child.expect_exact("done")
+        child.expect(pexpect.EOF)  # nothing typed: the end of the command ends rexec
+    finally:
+        child.close()
+    assert child.exitstatus == 0
+
+
+def test_no_stdin_flag_gives_eof_at_once_even_on_a_terminal(server: Any) -> None:
+    started = time.monotonic()
+    child = _on_terminal(server, "-n", "cat; echo after-eof")
+    try:
+        child.expect_exact("after-eof")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0 and time.monotonic() - started < TERMINAL_TIMEOUT
