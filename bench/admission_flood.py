@@ -8,7 +8,7 @@ Scenarios (each against a fresh rexecd with default settings):
   idle     500 connections that never speak (400 from 127.0.0.1, 100 from
            eight other addresses) and 20 wrong keys, held while the right key
            connects, authenticates and runs ``true`` 100 times
-  churn    8 threads opening connections as fast as they can and leaving
+  churn    8 processes opening connections as fast as they can and leaving
            each silent and open (closing the oldest past 600 of their own)
   guesses  4 threads presenting wrong keys in a loop, from one address
 Each reports the right key's time to a finished ``true`` (median, max), how
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import socket
 import statistics
@@ -125,35 +126,48 @@ def scenario_idle(server: Daemon, seconds: float) -> dict[str, Any]:
     return {"attacker_connections": 520, **result}
 
 
-def scenario_churn(server: Daemon, seconds: float) -> dict[str, Any]:
-    done = threading.Event()
-    opened = [0]
-
-    def flood() -> None:
-        mine: list[socket.socket] = []
-        while not done.is_set():
-            try:
-                mine.append(connect(server))
-                opened[0] += 1
-            except OSError:
-                time.sleep(0.01)
-            if len(mine) > 600:
-                mine.pop(0).close()
-        for sock in mine:
+def _flood(host: str, port: int, done: Any, opened: Any) -> None:
+    """One attacker process: open connections as fast as it can, each left
+    silent and open, closing its oldest past 600."""
+    mine: list[socket.socket] = []
+    while not done.is_set():
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(5)
+            sock.connect((host, port))
+            mine.append(sock)
+            with opened.get_lock():
+                opened.value += 1
+        except OSError:
             sock.close()
+            time.sleep(0.01)
+        if len(mine) > 600:
+            mine.pop(0).close()
+    for sock in mine:
+        sock.close()
 
-    threads = [threading.Thread(target=flood) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    timer = threading.Timer(seconds, done.set)
+
+def scenario_churn(server: Daemon, seconds: float) -> dict[str, Any]:
+    # The attackers are processes of their own: their thousands of sockets
+    # would push the measuring client's descriptor past what select() takes.
+    context = multiprocessing.get_context("fork")
+    done, opened = context.Event(), context.Value("l", 0)
+    attackers = [
+        context.Process(target=_flood, args=(server.host, server.port, done, opened))
+        for _ in range(8)
+    ]
+    for attacker in attackers:
+        attacker.start()
+    until = threading.Event()
+    timer = threading.Timer(seconds, until.set)
     timer.start()
     try:
-        result = measure(server, done, None, 0.05)
+        result = measure(server, until, None, 0.05)
     finally:
         done.set()
-        for thread in threads:
-            thread.join(30)
-    return {"attacker_connections": opened[0], **result}
+        for attacker in attackers:
+            attacker.join(30)
+    return {"attacker_connections": opened.value, **result}
 
 
 def scenario_guesses(server: Daemon, seconds: float) -> dict[str, Any]:

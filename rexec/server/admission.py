@@ -24,6 +24,13 @@ did. So nothing is refused before authentication:
   authenticated connections only, and are checked once a key is proven:
   ``busy`` to a key holder when the server is full is an honest answer.
 
+What "slows" means under a flood of new connections from the client's own
+address: the listening socket keeps asyncio's accept queue of 100, and a
+connection whose SYN finds it full waits for the kernel's retry (1 s). A
+larger queue is worse: asyncio accepts up to that many connections at a time,
+and a burst of more than ``max_unauthenticated`` then displaces a connection
+before its client could answer ``hello`` (bench/admission_flood.py, churn).
+
 A source is an IPv4 address or an IPv6 /64 (the block one host is usually
 given). Pure bookkeeping: the caller passes the time in, so it is tested
 without a clock. Its tables are bounded: the slots by their number, the
