@@ -83,10 +83,14 @@ def authorize(run: Run, rules: KeyRules, settings: Settings) -> Run:
         if not rules.allow_shell or rules.allow_argv:
             raise Denied(ErrorCode.COMMAND_DENIED, f"key {rules.name} may not run shell strings")
     if argv_bytes > settings.max_argv_bytes:
-        raise Denied(ErrorCode.COMMAND_DENIED, f"the command exceeds {settings.max_argv_bytes} bytes")
+        raise Denied(
+            ErrorCode.COMMAND_DENIED, f"the command exceeds {settings.max_argv_bytes} bytes"
+        )
     env_bytes = sum(len(name.encode()) + len(value.encode()) + 2 for name, value in run.env.items())
     if env_bytes > settings.max_env_bytes:
-        raise Denied(ErrorCode.COMMAND_DENIED, f"the environment exceeds {settings.max_env_bytes} bytes")
+        raise Denied(
+            ErrorCode.COMMAND_DENIED, f"the environment exceeds {settings.max_env_bytes} bytes"
+        )
     if run.env:
         check_env(run.env, rules, settings)
     if run.pty is not None and not rules.allow_pty:
@@ -94,7 +98,9 @@ def authorize(run: Run, rules: KeyRules, settings: Settings) -> Run:
     timeout = _tightest(run.timeout or 0.0, rules.max_timeout, settings.max_timeout)
     output_limit = run.output_limit
     if settings.max_output > 0:
-        output_limit = min(output_limit if output_limit is not None else settings.max_output, settings.max_output)
+        output_limit = min(
+            output_limit if output_limit is not None else settings.max_output, settings.max_output
+        )
     if timeout == run.timeout and output_limit == run.output_limit:
         return run
     return run.model_copy(update={"timeout": timeout, "output_limit": output_limit})
@@ -115,7 +121,12 @@ def check_env(env: Mapping[str, str], rules: KeyRules, settings: Settings) -> No
     """Raise ``Denied`` (``env.forbidden``) unless every name in ``env`` is allowed."""
     whose = f"key {rules.name}"
     reason = refusal(env, env_allowed(rules, settings), whose)
-    if reason is None and rules.allow_argv and "PATH" in env and "PATH" not in (rules.env_allow or ()):
+    if (
+        reason is None
+        and rules.allow_argv
+        and "PATH" in env
+        and "PATH" not in (rules.env_allow or ())
+    ):
         # Programs are allowed by name, and a client's PATH would choose which
         # file that name is: only a list naming PATH itself (not a pattern
         # such as *) lets it through.

@@ -175,9 +175,11 @@ class Settings(BaseSettings):
     )
     audit_timeout: Annotated[
         float, Field(ge=0.01, allow_inf_nan=False), Shown("SECONDS", "a finite number ≥ 0.01")
-    ] = _setting(5.0, "seconds an audit record may wait to be written before new commands are refused")
-    audit_buffer: Annotated[int, Field(ge=4096), Shown("BYTES", "a whole number ≥ 4096")] = _setting(
-        4 * 1024 * 1024, "bytes of audit records held while the log is slow or stuck"
+    ] = _setting(
+        5.0, "seconds an audit record may wait to be written before new commands are refused"
+    )
+    audit_buffer: Annotated[int, Field(ge=4096), Shown("BYTES", "a whole number ≥ 4096")] = (
+        _setting(4 * 1024 * 1024, "bytes of audit records held while the log is slow or stuck")
     )
     state_dir: Directory = _setting(
         None, "where running process groups are recorded, so a restart after a crash can end them"
@@ -228,7 +230,8 @@ class Settings(BaseSettings):
     )
     cwd_roots: Directories = _setting((), "directories commands may run in (empty: anywhere)")
     env_allow: EnvPatterns = _setting(
-        (), f"environment names (patterns) a client may set, besides {', '.join(DEFAULT_ENV_ALLOW)}; "
+        (),
+        f"environment names (patterns) a client may set, besides {', '.join(DEFAULT_ENV_ALLOW)}; "
         "for keys without allow_argv or an env_allow of their own",
     )
     rlimit_cpu: Count = _setting(0, "CPU seconds per command (0: unlimited)")
