@@ -146,7 +146,7 @@ class Admission:
         if beyond <= 0 or pending.exempt or limits.auth_penalty <= 0:
             return 0.0
         self._penalised[conn] = None
-        return min(limits.auth_penalty, PENALTY_BASE * 2 ** min(beyond - 1, 30))
+        return min(limits.auth_penalty, PENALTY_BASE * float(2 ** min(beyond - 1, 30)))
 
     # --- after authentication ----------------------------------------------------------
 

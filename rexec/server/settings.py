@@ -22,6 +22,7 @@ import dataclasses
 import ipaddress
 import os
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -74,33 +75,31 @@ Directory = Annotated[str | None, Shown("DIR", "a string")]
 Directories = Annotated[tuple[str, ...], Shown("DIR", "a list of strings")]
 
 
-def _ipv4_network(value: str) -> str:
-    try:
-        ipaddress.IPv4Network(value, strict=False)
-    except ValueError:
-        raise ValueError(
-            f"announce_networks: {value!r} is not an IPv4 network (like 192.168.1.0/24)"
-        ) from None
-    return value
+def _network_check(setting: str, parse: Callable[..., object], kind: str) -> Callable[[str], str]:
+    """A validator of one network (CIDR) of ``setting``: one that ``parse``
+    accepts, else refused as "not ``kind``"."""
+
+    def check(value: str) -> str:
+        try:
+            parse(value, strict=False)
+        except ValueError:
+            raise ValueError(f"{setting}: {value!r} is not {kind}") from None
+        return value
+
+    return check
 
 
+_IPV4_NETWORK = _network_check(
+    "announce_networks", ipaddress.IPv4Network, "an IPv4 network (like 192.168.1.0/24)"
+)
+_ANY_NETWORK = _network_check(
+    "auth_penalty_exempt", ipaddress.ip_network, "a network (like 10.0.0.0/8 or ::1/128)"
+)
 Networks = Annotated[
-    tuple[Annotated[str, AfterValidator(_ipv4_network)], ...], Shown("CIDR", "a list of strings")
+    tuple[Annotated[str, AfterValidator(_IPV4_NETWORK)], ...], Shown("CIDR", "a list of strings")
 ]
-
-
-def _ip_network(value: str) -> str:
-    try:
-        ipaddress.ip_network(value, strict=False)
-    except ValueError:
-        raise ValueError(
-            f"auth_penalty_exempt: {value!r} is not a network (like 10.0.0.0/8 or ::1/128)"
-        ) from None
-    return value
-
-
 AnyNetworks = Annotated[
-    tuple[Annotated[str, AfterValidator(_ip_network)], ...], Shown("CIDR", "a list of strings")
+    tuple[Annotated[str, AfterValidator(_ANY_NETWORK)], ...], Shown("CIDR", "a list of strings")
 ]
 
 
