@@ -96,8 +96,11 @@ def start_pool(tmp_path: Path) -> Iterator[Callable[..., Pool]]:
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pool]:
     """Three servers, 127.0.0.2–4, shared by a module's tests (which must
-    leave them running), quick kill grace."""
-    shared = _start_pool(tmp_path_factory.mktemp("pool"), 3, ("--kill-grace", "0.5"))
+    leave them running), quick kill grace, and GREETING among the names a
+    job's env may set."""
+    shared = _start_pool(
+        tmp_path_factory.mktemp("pool"), 3, ("--kill-grace", "0.5", "--env-allow", "GREETING")
+    )
     yield shared
     _stop_pool(shared.servers)
 
