@@ -188,12 +188,11 @@ def build_config(settings: Settings, *, check_only: bool = False) -> ServerConfi
     )
 
 
-async def _listen(
-    server: Server, settings: Settings, tls: ssl.SSLContext | None
-) -> list[asyncio.Server]:
+async def _listen(server: Server, settings: Settings) -> list[asyncio.Server]:
     """The listening sockets: ``host``, or both loopbacks for ``localhost``
     (the IPv6 one on the port the IPv4 one got, and only where the host has
-    IPv6).
+    IPv6). They accept plain TCP: under TLS each session runs its handshake
+    once admitted (rexec/server/session.py).
 
     Raises:
         StartupError: the address can't be listened on.
@@ -205,9 +204,8 @@ async def _listen(
     for host in hosts:
         try:
             listener = await loop.create_server(
-                lambda: Session(server), host, port, reuse_address=True, ssl=tls,
-                ssl_handshake_timeout=10.0 if tls else None,
-            )  # fmt: skip
+                lambda: Session(server), host, port, reuse_address=True
+            )
         except OSError as exc:
             if listeners:  # ::1 after 127.0.0.1: a host without IPv6 still serves
                 log(f"not listening on [{host}]:{port}: {exc.strerror or exc}")
@@ -237,7 +235,7 @@ async def serve(
     loop = asyncio.get_running_loop()
     server = Server(config, audit, records)
     server.temp_records = temp_records
-    listeners = await _listen(server, config.settings, config.ssl)
+    listeners = await _listen(server, config.settings)
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)

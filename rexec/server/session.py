@@ -10,6 +10,8 @@ Requests send their frames back through the session's one ``Writer``
 (rexec/server/writer.py); the session's clocks are in
 rexec/server/deadlines.py; what happens is told to the server's observers as
 events (rexec/server/events.py).
+Under TLS the session is admitted first and runs its TLS handshake then
+(rexec/server/tls_upgrade.py).
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ from rexec.server.events import (
 from rexec.server.policy import KeyRules
 from rexec.server.requests import Request, refuse
 from rexec.server.server import Server
+from rexec.server.tls_upgrade import TlsUpgrade
 from rexec.server.transfers import start_transfer
 from rexec.server.writer import Terminal, Writer
 from rexec.tls_binding import BindingUnavailable, channel_binding
@@ -91,13 +94,15 @@ class Session(asyncio.Protocol):
         self._read_eof = False
         self._probe_seq = 0
         self._binding = b""  # the TLS channel binding, b"" without TLS
+        self._upgrade: TlsUpgrade | None = None  # under TLS, until the greeting
+        self._tls = False
+        self._lost = False
 
     # --- the transport's events -------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         server = self.server
-        self.writer.attach(transport)
         peer = transport.get_extra_info("peername")
         self.origin = Origin(self.origin.session, f"{peer[0]}:{peer[1]}" if peer else "?")
         server.session_opened(self)
@@ -108,6 +113,27 @@ class Session(asyncio.Protocol):
         server.emit(ConnectionAdmitted(self.origin))
         if isinstance(displaced, Session):
             displaced.displace()
+        context = server.config.ssl
+        if context is None:
+            self._greet(transport)
+        else:
+            self._upgrade = TlsUpgrade(
+                transport, self, context, self._upgraded, lambda: self.connection_lost(None)
+            )
+
+    def _upgraded(self, tls: asyncio.Transport, early: bytes, early_eof: bool) -> None:
+        self._upgrade = None
+        self._tls = True
+        self._greet(tls)
+        if early:
+            self.data_received(early)
+        if early_eof:
+            self.eof_received()
+
+    def _greet(self, transport: asyncio.Transport) -> None:
+        """Bind to the TLS channel (if any), start the authentication clock
+        and send ``hello``."""
+        self.writer.attach(transport)
         try:
             # protocol.md [auth.binding]: under TLS the macs cover the
             # session's tls-exporter value; a session we can't bind is refused.
@@ -120,6 +146,9 @@ class Session(asyncio.Protocol):
         self.writer.send(self._handshake.hello(self.conn.announced_limits()))
 
     def data_received(self, data: bytes) -> None:
+        if self._upgrade is not None:  # TLS is up and delivering; the greeting comes first
+            self._upgrade.hold(data)
+            return
         if not self._reading:
             return
         try:
@@ -141,9 +170,15 @@ class Session(asyncio.Protocol):
     def eof_received(self) -> bool:
         # A half-close ends the client's input, not its interest in the output:
         # running requests go on, and the connection closes when they are done.
-        # A FIN inside a frame, though, is a client that left.
+        # A FIN inside a frame, though, is a client that left. (Under TLS,
+        # asyncio shuts the connection down after the client's close_notify
+        # whatever this returns, and warns when it is true.)
+        if self._upgrade is not None:
+            self._upgrade.hold_eof()
+            return False
+        half_close = not self._tls
         if self._read_eof:
-            return True  # seen again after reading was paused and resumed
+            return half_close  # seen again after reading was paused and resumed
         self._read_eof = True
         try:
             self.conn.receive_data(b"")
@@ -158,9 +193,13 @@ class Session(asyncio.Protocol):
             self.writer.close()
         else:
             self.deadlines.start_probe()
-        return True
+        return half_close
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._lost:
+            return
+        self._lost = True
+        self._upgrade = None
         self.writer.lost()
         self.deadlines.stop_all()
         if self._answer_later is not None:
@@ -256,6 +295,9 @@ class Session(asyncio.Protocol):
         connection took (rexec/server/admission.py)."""
         reason = "too many connections authenticating; retry later"
         self.server.emit(ConnectionRefused(self.origin, reason))
+        if self._upgrade is not None:  # in its TLS handshake: nothing can be said to it
+            self._upgrade.drop()
+            return
         if self._answer_later is not None:
             self._answer_later.cancel()
         self.writer.fatal(ErrorCode.BUSY, reason)
@@ -308,6 +350,8 @@ class Session(asyncio.Protocol):
             request.cancel()
 
     def fatal(self, code: ErrorCode, message: str) -> None:
+        if self._upgrade is not None:  # in its TLS handshake: nothing can be said to it
+            self._upgrade.drop()
         self.writer.fatal(code, message)
 
     # --- clocks ---------------------------------------------------------------------------
