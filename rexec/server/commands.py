@@ -11,6 +11,7 @@ session: ``started``, output as it is read, stdin credit, and exactly one
 
 from __future__ import annotations
 
+import errno
 import os
 
 from rexec.files import OutsideRoots, Roots, open_path
@@ -62,6 +63,12 @@ def start_command(run: Run, host: RequestHost) -> Command | None:
         os.close(cwd_fd)
 
 
+#: Errors opening a cwd that say the path leads to no directory we may use.
+_NOT_A_DIRECTORY = frozenset(
+    (errno.ENOENT, errno.ENOTDIR, errno.EACCES, errno.ELOOP, errno.ENAMETOOLONG)
+)
+
+
 def open_cwd(run: Run, host: RequestHost) -> int:
     """The command's working directory (``cwd``, else the account's home),
     resolved within the server's and the key's roots now, when it is used
@@ -70,7 +77,9 @@ def open_cwd(run: Run, host: RequestHost) -> int:
 
     Raises:
         Denied: ``command.denied`` outside the roots, ``cwd.invalid`` when
-            it is not an existing directory.
+            it is not an existing directory (one the path can't reach);
+            ``spawn.failed`` naming the errno when the server itself failed
+            (out of descriptors, EMFILE): the client's cwd may be fine.
     """
     config = host.server.config
     home = config.process_policy.account.home
@@ -80,8 +89,13 @@ def open_cwd(run: Run, host: RequestHost) -> int:
     except OutsideRoots:
         outside = "the directory is outside the allowed roots"
         raise Denied(ErrorCode.COMMAND_DENIED, outside) from None
-    except OSError:
-        raise Denied(ErrorCode.CWD_INVALID, "cwd is not an existing directory") from None
+    except OSError as exc:
+        if exc.errno in _NOT_A_DIRECTORY:
+            raise Denied(ErrorCode.CWD_INVALID, "cwd is not an existing directory") from None
+        name = errno.errorcode.get(exc.errno or 0, "EUNKNOWN")
+        raise Denied(
+            ErrorCode.SPAWN_FAILED, f"could not open the working directory ({name})"
+        ) from None
 
 
 class Command(CommandRunner):
