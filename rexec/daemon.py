@@ -25,8 +25,10 @@ from typing import Any
 from rexec.connect_hint import connect_hint
 from rexec.files import TempRecords, UnsafeRecords
 from rexec.keyfile import KeyFileError, default_key_path, load_key, load_or_create_key
-from rexec.log import log
+from rexec.log import capture_library_logs, log, loop_exception_handler
 from rexec.log import set_format as set_log_format
+from rexec.log import start_background as log_to_background
+from rexec.log import stop_background as stop_log_background
 from rexec.ops.operations import Operations, OperationsError
 from rexec.server.audit import AuditLog
 from rexec.server.config import ServerConfig
@@ -233,6 +235,7 @@ async def serve(
     """Listen until SIGTERM or SIGINT, then shut down gracefully; with
     ``rebuild``, SIGHUP replaces keys and rules with what it returns."""
     loop = asyncio.get_running_loop()
+    loop.set_exception_handler(loop_exception_handler)
     server = Server(config, audit, records)
     server.temp_records = temp_records
     listeners = await _listen(server, config.settings)
@@ -342,13 +345,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"rexecd: configuration OK ({len(config.keys)} key(s))")
             return 0
         raise_open_file_limit()  # room for hundreds of connections (rexec/server/admission.py)
-        audit = _open_audit(settings)
+        # From here on no message of ours or of a library waits on stderr.
+        log_to_background()
+        capture_library_logs()
         try:
-            rebuild = functools.partial(_rebuild, args, config_file)
-            records, temp_records = _records(settings, audit)
-            asyncio.run(serve(config, audit, records, rebuild, temp_records))
+            audit = _open_audit(settings)
+            try:
+                rebuild = functools.partial(_rebuild, args, config_file)
+                records, temp_records = _records(settings, audit)
+                asyncio.run(serve(config, audit, records, rebuild, temp_records))
+            finally:
+                audit.close()
         finally:
-            audit.close()
+            stop_log_background()
     except StartupError as exc:
         log(str(exc), level="error")
         return EXIT_STARTUP

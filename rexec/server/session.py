@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 import time
-import traceback
 
-from rexec.log import log
+from rexec.log import log, log_exception
 from rexec.protocol import (
     Auth,
     Cancel,
@@ -164,7 +162,7 @@ class Session(asyncio.Protocol):
                 self.server.emit(BadFrame(self.origin, exc.code.value, "possibly another protocol"))
             self.writer.fatal(exc.code, exc.message)
         except Exception:  # a bug here must end this connection only, loudly in the log
-            traceback.print_exc(file=sys.stderr)
+            log_exception("a connection ended by a bug")
             self.writer.fatal(ErrorCode.INTERNAL, "internal server error")
 
     def eof_received(self) -> bool:

@@ -39,12 +39,11 @@ import errno
 import hashlib
 import os
 import stat
-import sys
-import traceback
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from rexec.files import AtomicFile, OutsideRoots, Roots, TempRecords, open_parent, open_path
+from rexec.log import log_exception
 from rexec.protocol import ErrorCode, Get, Put, StdinEof
 
 #: Bytes read from a file, or written to one, in one executor call: the
@@ -190,7 +189,7 @@ class _Transfer:
         except TransferError as exc:
             outcome.error = exc
         except Exception:  # noqa: BLE001 -- a bug: end this transfer, loudly in the log
-            traceback.print_exc(file=sys.stderr)
+            log_exception("a transfer ended by a bug")
             outcome.error = TransferError(ErrorCode.FILE_FAILED, "internal server error")
         finally:
             self._cleanup()

@@ -11,9 +11,8 @@ it keeps memory bounded whatever the output size.
 from __future__ import annotations
 
 import asyncio
-import sys
-import traceback
 
+from rexec.log import log_exception
 from rexec.protocol import (
     Connection,
     ConnectionState,
@@ -92,7 +91,7 @@ class Writer:
                 self._read_paused = True
                 self.transport.pause_reading()
         except LocalProtocolError:
-            traceback.print_exc(file=sys.stderr)
+            log_exception("a frame could not be sent (a bug)")
             if (
                 isinstance(message, Error) and message.fatal
             ) or self.conn.state is ConnectionState.CLOSED:
