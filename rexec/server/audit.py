@@ -62,6 +62,10 @@ _BATCH = 256
 _RETRY = 0.5
 
 
+#: Why records can't be written to a FIFO nobody has opened to read.
+_NO_READER = "no reader on its FIFO"
+
+
 class AuditError(Exception):
     """The record can't be written now; the request it gates must not run."""
 
@@ -85,10 +89,7 @@ class AuditLog:
         max_buffer: int = DEFAULT_BUFFER,
     ) -> None:
         self.path = path
-        if path is None:
-            self._fd = sys.stderr.fileno()
-        else:
-            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self._fd: int | None = sys.stderr.fileno() if path is None else self._open(path)
         self._timeout = timeout
         self._max_buffer = max_buffer
         # The event loop's side: what it has queued (times of records not yet
@@ -102,6 +103,13 @@ class AuditLog:
         self._written = 0
         self._written_bytes = 0
         self._error: str | None = None
+        if self._fd is None:
+            self._error = _NO_READER
+            log(
+                f"audit log {path} is a FIFO with no reader yet: commands are refused "
+                "(audit.unavailable) until one opens it",
+                level="warning",
+            )
         self._lines: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._writer = threading.Thread(target=self._write_out, name="rexecd-audit", daemon=True)
@@ -162,8 +170,27 @@ class AuditLog:
         self._lines.put(None)
         self._writer.join(self._timeout if timeout is None else timeout)
         self._stop.set()
-        if not self._writer.is_alive() and self.path is not None:
+        if not self._writer.is_alive() and self.path is not None and self._fd is not None:
             os.close(self._fd)
+
+    @staticmethod
+    def _open(path: str) -> int | None:
+        """Open the log to append (created 0600) without waiting: None for a
+        FIFO that has no reader yet (ENXIO); the descriptor then blocks, as
+        this writer thread's writes may.
+
+        Raises:
+            OSError: the file can't be opened.
+        """
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK
+        try:
+            fd = os.open(path, flags, 0o600)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:
+                return None
+            raise
+        os.set_blocking(fd, True)
+        return fd
 
     def _queue(self, line: bytes) -> None:
         if self._lost:
@@ -212,12 +239,25 @@ class AuditLog:
             if closing:
                 return
 
+    def _descriptor(self) -> int:
+        """The log's descriptor; a FIFO is opened once it has a reader.
+
+        Raises:
+            OSError: ENXIO while the FIFO has none.
+        """
+        if self._fd is None:
+            assert self.path is not None
+            self._fd = self._open(self.path)
+            if self._fd is None:
+                raise OSError(errno.ENXIO, _NO_READER)
+        return self._fd
+
     def _write_batch(self, data: bytes) -> bool:
         """Write all of ``data``; False if the log was closed before it could be."""
         view = memoryview(data)
         while view:
             try:
-                view = view[os.write(self._fd, view) :]
+                view = view[os.write(self._descriptor(), view) :]
             except OSError as exc:
                 if self._error is None:
                     self._error = errno.errorcode.get(exc.errno or 0, "error")
