@@ -29,13 +29,13 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
 sys.path.insert(0, str(BENCH))
 
-import rexec.protocol._connection as connection_module  # noqa: E402
-from rexec.protocol._errors import ErrorCode, RemoteProtocolError  # noqa: E402
-from rexec.protocol._framing import HEADER_LENGTH, FrameDecoder, decode_header  # noqa: E402
-
 from profile_server import cpu_seconds, start_server  # noqa: E402
 from rexec_fast_client import FastClient  # noqa: E402
 from run import ForeignCpu, warm_memory  # noqa: E402
+
+import rexec.protocol._connection as connection_module  # noqa: E402
+from rexec.protocol._errors import ErrorCode, RemoteProtocolError  # noqa: E402
+from rexec.protocol._framing import HEADER_LENGTH, FrameDecoder, decode_header  # noqa: E402
 
 
 class ChunkedBodyDecoder(FrameDecoder):

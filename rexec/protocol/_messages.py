@@ -13,7 +13,7 @@ are available as ``message.data``; build such a message with ``with_data``.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, ClassVar, Literal, Self, Union
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -427,29 +427,7 @@ class Pong(_Message):
 
 
 Message = Annotated[
-    Union[
-        Hello,
-        Auth,
-        AuthOk,
-        Run,
-        Stdin,
-        StdinEof,
-        Signal,
-        Cancel,
-        Resize,
-        Put,
-        Get,
-        Started,
-        Stdout,
-        Stderr,
-        StdinCredit,
-        Exit,
-        File,
-        Done,
-        Error,
-        Ping,
-        Pong,
-    ],
+    Hello | Auth | AuthOk | Run | Stdin | StdinEof | Signal | Cancel | Resize | Put | Get | Started | Stdout | Stderr | StdinCredit | Exit | File | Done | Error | Ping | Pong,
     Field(discriminator="type"),
 ]
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-
 import secrets
 from collections.abc import Callable
 from pathlib import Path
