@@ -229,6 +229,9 @@ def breakage_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict
     return asyncio.run(all_flags())
 
 
+# One xdist group: the module-scoped breakage run above happens once, on one
+# worker, instead of once on every worker that draws one of these tests.
+@pytest.mark.xdist_group("conformance-breakage")
 @pytest.mark.parametrize("flag", sorted(CAUGHT_BY))
 def test_breakage_is_caught(flag: str, breakage_results: dict[str, dict[str, Result]]) -> None:
     expected = CAUGHT_BY[flag]
