@@ -79,6 +79,11 @@ DataSize = Annotated[int, Field(ge=0)]
 TermSize = Annotated[int, Field(ge=1, le=65535)]
 #: Permission bits of a file, as ``chmod`` takes them (setuid, setgid, sticky included).
 FileMode = Annotated[int, Field(ge=0, le=0o7777)]
+#: A file's size or an offset in it: what ``off_t`` holds.
+FileSize = Annotated[int, Field(ge=0, le=2**63 - 1)]
+#: A modification time, seconds since the epoch: years 1 to 9999, as
+#: ``datetime`` (any file system's range fits; ``utime`` can't overflow).
+FileTime = Annotated[float, Field(ge=-62135596800, le=253402300799, allow_inf_nan=False)]
 #: A client's name for one version of a source file, to resume a put with.
 ResumeKey = Annotated[str, AfterValidator(_resume_key)]
 
@@ -247,7 +252,7 @@ class StdinEof(_Message):
 
     type: Literal["stdin_eof"] = "stdin_eof"
     id: CommandId
-    size: Count | None = None
+    size: FileSize | None = None
     sha256: Hex32 | None = None
 
     @model_serializer(mode="wrap")
@@ -300,10 +305,10 @@ class Put(_Message):
     type: Literal["put"] = "put"
     id: CommandId
     path: Annotated[Text, Field(min_length=1)]
-    size: Count | None = None
+    size: FileSize | None = None
     mode: FileMode = 0o644
     sha256: Hex32 | None = None
-    mtime: float | None = None
+    mtime: FileTime | None = None
     resume: ResumeKey | None = None
 
 
@@ -314,7 +319,7 @@ class Get(_Message):
     type: Literal["get"] = "get"
     id: CommandId
     path: Annotated[Text, Field(min_length=1)]
-    offset: Count = 0
+    offset: FileSize = 0
 
 
 # --- Commands: server → client ---------------------------------------------
@@ -383,9 +388,9 @@ class File(_Message):
 
     type: Literal["file"] = "file"
     id: CommandId
-    size: Count
+    size: FileSize | None
     mode: FileMode
-    mtime: float | None = None
+    mtime: FileTime | None = None
 
 
 class Done(_Message):
@@ -394,7 +399,7 @@ class Done(_Message):
 
     type: Literal["done"] = "done"
     id: CommandId
-    size: Count
+    size: FileSize
     sha256: Hex32
 
 

@@ -113,7 +113,9 @@ class KeySpec(BaseModel):
     ] = ()
     allow_shell: Switch = True
     allow_pty: Switch = True
-    allow_transfer: Switch = True
+    #: unset: true, but false when allow_argv is set (as shell strings are):
+    #: a key that may run some programs must not be able to replace them.
+    allow_transfer: Switch | None = None
     cwd_roots: Directories = ()
     max_timeout: Seconds = 0.0
     #: names or NAME_* patterns; empty: any (bar the forbidden).
