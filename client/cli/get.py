@@ -20,6 +20,7 @@ from .transfers import (
     TreeFailed,
     add_transfer_options,
     argv_batches,
+    ended_by_signals,
     fail,
     remote_basename,
     remote_run,
@@ -87,7 +88,7 @@ def main(args: argparse.Namespace) -> int:
             check_local_target(local_target(args.remote, args.local))
         except TransferError as exc:
             return fail(f"{args.local}: {exc}", 1)
-    return run_async_command(_main(args))
+    return run_async_command(ended_by_signals(_main(args)))
 
 
 async def _main(args: argparse.Namespace) -> int:

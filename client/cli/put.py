@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 import sys
 from typing import Any
 
@@ -20,6 +21,7 @@ from .transfers import (
     TreeFailed,
     add_transfer_options,
     argv_batches,
+    ended_by_signals,
     fail,
     remote_join,
     remote_run,
@@ -70,14 +72,14 @@ def main(args: argparse.Namespace) -> int:
     if problem is not None:
         return problem
     if args.local == "-":
-        return run_async_command(_main(args))
+        return run_async_command(ended_by_signals(_main(args)))
     try:
         os.stat(args.local)
     except OSError as exc:
         return fail(f"{args.local}: {local_error(exc)}", 1)
     if os.path.isdir(args.local) and not args.recursive:
         return fail(f"{args.local}: is a directory (use -r to copy a tree)", 1)
-    return run_async_command(_main(args))
+    return run_async_command(ended_by_signals(_main(args)))
 
 
 async def _main(args: argparse.Namespace) -> int:
@@ -142,6 +144,8 @@ async def _put_tree(conn: ClientConnection, args: argparse.Namespace, reporter: 
                 links += [os.readlink(path), remote_join(remote_root, name)]
             elif name in dirnames:
                 directories.append(remote_join(remote_root, name))
+            elif _is_special(path):
+                reporter.passed_over(path, "not a regular file (a FIFO, socket or device)")
             else:
                 files.append((path, remote_join(remote_root, name)))
         dirnames[:] = sorted(d for d in dirnames if not os.path.islink(os.path.join(root, d)))
@@ -157,3 +161,12 @@ async def _put_tree(conn: ClientConnection, args: argparse.Namespace, reporter: 
             raise TreeFailed(f"{args.remote}: could not create the remote links: {error}")
         for target, path in zip(batch[::2], batch[1::2], strict=True):
             reporter.say(f"link {path} -> {target}")
+
+
+def _is_special(path: str) -> bool:
+    """A FIFO, socket or device: skipped, as rsync does without -D (a file
+    that vanished is left to fail, and be reported, when it is opened)."""
+    try:
+        return not stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False

@@ -47,8 +47,12 @@ Decisions (scp-like where it makes sense):
 from __future__ import annotations
 
 import argparse
+import asyncio
+import signal
 import sys
 import time
+from collections.abc import Coroutine
+from typing import Any
 
 from ..connection import ClientConnection
 from ..errors import RemoteCommandError
@@ -62,6 +66,8 @@ _REDRAW_INTERVAL = 0.1
 #: Bytes of paths per helper command (``mkdir -p``, ``ln -s``, ``readlink``):
 #: well under the 64 KiB header cap.
 _ARGV_BATCH_BYTES = 32 * 1024
+#: Signals that end a transfer as Ctrl-C does (cleaning up after it).
+_ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 EPILOG_COMMON = """\
 exit status:
@@ -126,6 +132,7 @@ class Reporter:
         tty = sys.stderr.isatty()
         self.show_progress = tty and not args.quiet
         self.show_summary = (tty or args.verbose) and not args.quiet
+        self.quiet = args.quiet
         self.failures = 0
         self._drawn = False
 
@@ -187,6 +194,13 @@ class Reporter:
         self.failures += 1
         fail(f"{name}: {exc}", EXIT_TRANSFER_FAILED)
 
+    def passed_over(self, name: str, why: str) -> None:
+        """A file left out on purpose, as rsync's "skipping non-regular
+        file": one line (unless -q), and not a failure."""
+        self.clear()
+        if not self.quiet:
+            print(f"rexec: {name}: {why}, skipped", file=sys.stderr, flush=True)
+
     def skipped(self, name: str, why: str) -> None:
         self.clear()
         self.failures += 1
@@ -204,7 +218,7 @@ def usage_problem(args: argparse.Namespace, stream: str) -> int | None:
     try:
         remote_path(args.remote)
     except TransferError as exc:
-        return fail(f"{args.remote}: {exc.message}", EXIT_FAILURE)
+        return fail(f"{args.remote or repr(args.remote)}: {exc.message}", EXIT_FAILURE)
     if args.local == "-" and (args.recursive or args.resume):
         return fail(f"-r and --resume need a file or a directory, not {stream}", EXIT_TRANSFER_FAILED)
     return None
@@ -243,6 +257,33 @@ class TreeFailed(CliError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, EXIT_TRANSFER_FAILED)
+
+
+async def ended_by_signals(coroutine: Coroutine[Any, Any, int]) -> int:
+    """Run a transfer's ``coroutine`` so that SIGTERM and SIGHUP end it as
+    Ctrl-C does: cancelled, so that a get's temporary file is removed (or
+    kept, with --resume), then the status of that signal (128 + its number)."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    received: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        received.append(signum)
+        task.cancel()
+
+    for signum in _ENDING_SIGNALS:
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        return await coroutine
+    except asyncio.CancelledError:
+        if not received:
+            raise
+        task.uncancel()
+        return 128 + received[0]
+    finally:
+        for signum in _ENDING_SIGNALS:
+            loop.remove_signal_handler(signum)
 
 
 async def remote_run(conn: ClientConnection, argv: list[str], what: str) -> tuple[int, str, bytes]:
