@@ -233,6 +233,14 @@ def remote_basename(path: str) -> str:
     return path.rstrip("/").rsplit("/", 1)[-1]
 
 
+def remote_parent(path: str) -> str:
+    """The directory holding ``path`` on the server (``.``: the home)."""
+    stripped = path.rstrip("/")
+    if "/" not in stripped:
+        return "."
+    return stripped.rsplit("/", 1)[0] or "/"
+
+
 def argv_batches(items: list[str], per: int = 1) -> list[list[str]]:
     """``items`` (in groups of ``per`` that stay together) split so that
     each helper command's argv stays small."""
@@ -255,8 +263,9 @@ def argv_batches(items: list[str], per: int = 1) -> list[list[str]]:
 class TreeFailed(CliError):
     """A ``-r`` copy that can't go on (its helper command failed): status 1."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, code: str | None = None) -> None:
         super().__init__(message, EXIT_TRANSFER_FAILED)
+        self.code = code  # the server's error code, when it refused the helper
 
 
 async def ended_by_signals(coroutine: Coroutine[Any, Any, int]) -> int:
@@ -286,19 +295,43 @@ async def ended_by_signals(coroutine: Coroutine[Any, Any, int]) -> int:
             loop.remove_signal_handler(signum)
 
 
-async def remote_run(conn: ClientConnection, argv: list[str], what: str) -> tuple[int, str, bytes]:
-    """Run a helper command of ``-r`` on the server: its return code, the
-    last line of its stderr, and its stdout.
+async def remote_run(
+    conn: ClientConnection, argv: list[str], what: str, *, cwd: str
+) -> tuple[int, str, bytes]:
+    """Run a helper command of ``-r`` on the server in ``cwd``, which the
+    server resolves within the roots (so a key or server with ``cwd_roots``
+    can use ``-r``); its arguments are relative to ``cwd`` and never climb
+    out of it. Returns its return code, the last line of its stderr, and its
+    stdout.
 
     Raises:
-        TreeFailed: the server could not run it.
+        TreeFailed: the server could not run it, or refused the directory.
     """
     try:
-        result = await conn.run(argv)
+        result = await conn.run(argv, cwd=cwd)
     except RemoteCommandError as exc:
-        raise TreeFailed(f"-r needs '{what}' on the server: {exc}") from None
+        if exc.code == "spawn.not_found":
+            raise TreeFailed(f"-r needs '{what}' on the server: {exc}") from None
+        raise TreeFailed(f"{cwd}: {exc}", exc.code) from None
     if result.connection_lost:
         raise CliError(result.connection_error or "connection lost", EXIT_FAILURE)
     lines = (result.stderr or b"").decode(errors="replace").strip().splitlines()
     error = lines[-1] if lines else f"exit status {result.returncode}"
     return result.returncode, error, result.stdout or b""
+
+
+async def remote_is_directory(conn: ClientConnection, path: str) -> bool:
+    """Whether ``path`` is a directory on the server the key may use, asked
+    by starting ``true`` in it: the server resolves a working directory
+    within the roots, as it would the transfers'.
+
+    Raises:
+        TreeFailed: it is outside the roots, or the server can't run ``true``.
+    """
+    try:
+        await remote_run(conn, ["true"], "true", cwd=path)
+    except TreeFailed as exc:
+        if exc.code == "cwd.invalid":
+            return False
+        raise
+    return True

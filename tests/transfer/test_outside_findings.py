@@ -12,6 +12,7 @@ import io
 import json
 import os
 import pwd
+import re
 import secrets
 import stat
 import subprocess
@@ -22,13 +23,15 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from conftest import READY_LINE
 from launch import wait_for_ready
 
 from rexec.files import partial_name
 from rexec.protocol import Put
 
 from .client import Result, TransferClient
+
+#: rexecd's line once it listens (as tests/conftest.py reads it).
+READY_LINE = re.compile(rb"rexecd listening on (\S+):(\d+)")
 
 
 def _key(path: Path) -> Path:
