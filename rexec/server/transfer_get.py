@@ -25,6 +25,10 @@ from rexec.server.transfer_io import (
 
 _T = TypeVar("_T")
 
+#: The most a pseudo file's status claims: /proc's files say 0, /sys's a
+#: page.
+PSEUDO_FILE_SIZE = 4096
+
 
 def _open_source(path: str, place: Place) -> tuple[int, os.stat_result]:
     """Open a regular file for reading, within the roots; returns its
@@ -108,12 +112,12 @@ class GetTransfer(FileTransfer):
         self._check_abort()
         size: int | None = info.st_size
         head = b""
-        if not info.st_blocks:
-            # A file with no blocks may not know its size: /proc's say 0 and
-            # /sys's 4096, whatever they hold. Read first: one that ends
-            # within a chunk announces its real size; a longer one (a sparse
-            # file, say) announces none and is read to its end, and done
-            # says how long it was.
+        if not info.st_blocks and info.st_size <= PSEUDO_FILE_SIZE:
+            # A small file with no blocks may not know its size: /proc's say
+            # 0 and /sys's 4096, whatever they hold. Read first: one that
+            # ends within a chunk announces its real size; a longer one
+            # announces none and is read to its end, and done says how long
+            # it was. (A large sparse file knows its size.)
             head, ended = await self._io(_read_head, self._fd)
             self._check_abort()
             size = len(head) if ended else None

@@ -94,10 +94,8 @@ FinishCallback = Callable[[TransferOutcome], None]
 def file_error(exc: OSError, *, missing: str = "no such file or directory") -> TransferError:
     """The wire error for an OSError raised by a file operation."""
     name = errno.errorcode.get(exc.errno or 0, "EUNKNOWN")
-    if exc.errno == errno.ENOENT:
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
         return TransferError(ErrorCode.FILE_NOT_FOUND, f"{missing} ({name})")
-    if exc.errno == errno.ENOTDIR:
-        return TransferError(ErrorCode.FILE_FAILED, f"not a directory ({name})")
     if exc.errno in (errno.EACCES, errno.EPERM):
         return TransferError(ErrorCode.FILE_PERMISSION_DENIED, f"permission denied ({name})")
     if exc.errno == errno.EISDIR:

@@ -35,7 +35,13 @@ COALESCE_BELOW = 64 * 1024
 def _open_target(path: str, place: Place, put: Put) -> AtomicFile:
     """The writer of a put's target: its directory resolved within the roots,
     the target itself not a directory (nor a link to one in the roots)."""
-    dir_fd, name = open_parent(path, place.roots, base=place.home)
+    try:
+        dir_fd, name = open_parent(path, place.roots, base=place.home)
+    except NotADirectoryError:
+        if os.path.basename(path) not in ("", ".", ".."):
+            raise  # a missing directory on the way: file.not_found
+        # "file/": the path names a directory, and that is a file.
+        raise TransferError(ErrorCode.FILE_FAILED, "not a directory (ENOTDIR)") from None
     try:
         info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     except FileNotFoundError:
