@@ -12,23 +12,30 @@ Decisions (scp-like where it makes sense):
   ``/srv/d``); a missing one becomes the copy. The protocol has no directory
   operations, so ``put -r`` creates remote directories with ``mkdir -p`` and
   ``get -r`` lists the remote tree with ``find DIR -type d|f|l -print0``,
-  both run on the same connection: the server needs POSIX ``sh``, ``mkdir``,
-  ``test``, ``ln``, ``readlink`` and a ``find`` with ``-print0`` (GNU, BSD
-  and busybox have them). Symbolic links are copied as links, in both
+  both run on the same connection, in the target directory as the server
+  resolves it within the roots (so ``-r`` works with ``cwd_roots``, and a
+  tree outside them is ``command.denied``), on paths relative to it: the
+  server needs POSIX ``sh``, ``mkdir``, ``true``, ``ln``, ``readlink`` and a
+  ``find`` with ``-print0`` (GNU, BSD and busybox have them). Symbolic links are copied as links, in both
   directions (as ``rsync -l`` and ``cp -a``, unlike ``scp -r``, which copies
   what they point to): the link's text is kept, never followed, so nothing
   outside the tree is read or written through one; a file of a ``get -r``
   whose local path would lead out of the target tree through a link is
-  refused. Other special files (FIFOs, devices, sockets) are reported and
-  skipped. Directory modes are not kept (files' are). A file that fails is
+  refused, and a ``put -r`` refuses a remote link where a directory of the
+  tree goes. Other special files (FIFOs, devices, sockets) are reported in
+  one line each and skipped, without changing the exit status (rsync's
+  "skipping non-regular file"). Directory modes are not kept (files' are). A file that fails is
   reported and the others are still copied.
 * File modes are always kept, exactly; ``-p`` also keeps modification
   times (of files).
 * ``-`` as LOCAL is standard input (put: read to its end, its size and
   digest sent at the end) or standard output (get: written as it arrives;
   a digest mismatch is reported after the bytes, so check the exit status).
-* ``~`` and ``~/PATH`` in REMOTE are the server account's home (quote them,
-  or the local shell expands them first); ``~user`` is refused.
+* ``~`` and ``~/PATH`` in REMOTE are the home commands run in (the
+  account's passwd home; quote them, or the local shell expands them
+  first); ``~user`` is refused, and so is an empty REMOTE (status 255).
+* SIGTERM and SIGHUP end a transfer as Ctrl-C does: cleaned up (a get's
+  temporary file removed, or kept with ``--resume``), status 128 + N.
 * ``--resume``: an interrupted transfer keeps what it moved (the server's
   ``.NAME.rexec-KEY.part`` for a put, the local one for a get), and the same
   command run again continues from there; the whole file is still checked.
@@ -82,8 +89,9 @@ progress and summary:
   silent unless -v. -q: silent always.
 
 -r copies symbolic links as links (never following them) and needs 'sh',
-'mkdir', 'test', 'ln', 'readlink' and 'find ... -print0' on the server (POSIX
-systems have them); directories' own modes are not kept, files' are.
+'mkdir', 'true', 'ln', 'readlink' and 'find ... -print0' on the server (POSIX
+systems have them); directories' own modes are not kept, files' are. FIFOs,
+sockets and devices are skipped with a line.
 '-' as LOCAL is standard input (put) or standard output (get). '~/PATH' in
 REMOTE is the server account's home (quote it from the local shell).
 """

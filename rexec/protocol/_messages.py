@@ -383,7 +383,8 @@ class Exit(_Message):
 class File(_Message):
     """Server → client, first frame of a ``get``: the file's size, mode and
     modification time when it was opened; ``size`` minus the get's ``offset``
-    bytes of ``stdout`` follow. For a ``put`` with ``resume``: the bytes the
+    bytes of ``stdout`` follow (``size`` null: not known, the bytes run to the
+    file's end and ``done`` gives it). For a ``put`` with ``resume``: the bytes the
     server already holds (``size``), before any credit."""
 
     type: Literal["file"] = "file"
