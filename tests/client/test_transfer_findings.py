@@ -35,15 +35,24 @@ def _tree(base: Path) -> Path:
     return tree
 
 
+@pytest.fixture
+def rooted(tmp_path: Path, start_server: Callable[..., Any]) -> tuple[Any, Path]:
+    root = tmp_path / "root"
+    root.mkdir()
+    return start_server("--cwd-roots", str(root)), root
+
+
 @pytest.mark.parametrize("argv", [
     ("put", "-r", "{tree}", ""), ("put", "{tree}/a", ""), ("get", "", "-"),
     ("get", "-r", "", "{tmp}/back"),
 ])  # fmt: skip
 def test_an_empty_remote_path_is_a_usage_error(
-    server: Any, tmp_path: Path, argv: tuple[str, ...]
+    rooted: tuple[Any, Path], tmp_path: Path, argv: tuple[str, ...]
 ) -> None:
     """newcomer1 #1: ``put -r HOST tree ''`` wrote into the server's /; the
-    others gave a pydantic traceback."""
+    others gave a pydantic traceback. (The server is confined to a root, so
+    that a regression can't write into this machine's /.)"""
+    server, _ = rooted
     tree = _tree(tmp_path)
     words = [word.format(tree=tree, tmp=tmp_path) for word in argv]
     before = set(os.listdir("/"))
@@ -53,13 +62,6 @@ def test_an_empty_remote_path_is_a_usage_error(
     assert lines == ["rexec: '': the remote path is empty (use '~' or '.' for the home directory)"]
     assert set(os.listdir("/")) == before
     assert not (tmp_path / "back").exists()
-
-
-@pytest.fixture
-def rooted(tmp_path: Path, start_server: Callable[..., Any]) -> tuple[Any, Path]:
-    root = tmp_path / "root"
-    root.mkdir()
-    return start_server("--cwd-roots", str(root)), root
 
 
 def test_recursive_copies_work_with_roots(rooted: tuple[Any, Path], tmp_path: Path) -> None:
