@@ -863,7 +863,9 @@ async def main_async(args) -> int:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    return asyncio.run(main_async(args))
+    from rexec import eventloop
+
+    return eventloop.run(main_async(args))
 
 
 if __name__ == "__main__":

@@ -73,7 +73,8 @@ def _imports(name: str, path: pathlib.Path) -> set[str]:
 
 GRAPH = {name: _imports(name, path) for name, path in MODULES.items()}
 
-SHARED = ("rexec", "rexec.keyfile", "rexec.log", "rexec.files", "rexec.pki", "rexec.connect_hint")
+SHARED = ("rexec", "rexec.keyfile", "rexec.log", "rexec.files", "rexec.pki", "rexec.connect_hint",
+          "rexec.eventloop")
 
 
 def _layer(module: str) -> str:

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
+from rexec import eventloop
 from rexec.keyfile import KeyFileError, default_key_path, load_key
 
 from ..address import DEFAULT_PORT, Address
@@ -65,7 +66,7 @@ def main(args: argparse.Namespace) -> int:
     except (TargetError, HaltSyntaxError, KeyFileError, CliError, ValueError, OSError) as exc:
         return fail(str(exc), EXIT_USAGE)
     try:
-        return asyncio.run(_run(args, targets, options, skip))
+        return eventloop.run(_run(args, targets, options, skip))
     except CliError as exc:
         return fail(str(exc), EXIT_USAGE)
 
