@@ -775,15 +775,18 @@ async def main_async(args) -> int:
                 skipped.append((cls.label, f"setup failed: {exc!r}"[:200]))
                 print(f"skipped {cls.name}: setup failed: {exc!r}", file=sys.stderr, flush=True)
                 await peer.teardown()
+        # Warming scales with the transfer: 3 GiB for 1 GiB, next to nothing for a smoke run.
+        warm_gib = min(3.0, 3 * bulk_bytes / GiB)
         if "bulk" in metrics:
-            print(f"warming memory: {warm_memory(3.0):.1f} s for 3 GiB", file=sys.stderr, flush=True)
+            print(f"warming memory: {warm_memory(warm_gib):.1f} s for {warm_gib:.2f} GiB",
+                  file=sys.stderr, flush=True)
         started = time.monotonic()
         for rep in range(reps):
             # rotate the order each repetition so no peer always goes first
             order = peers[rep % len(peers):] + peers[: rep % len(peers)] if peers else []
             for metric in metrics:
                 if metric == "bulk":
-                    warm_memory(1.5)
+                    warm_memory(warm_gib / 2)
                 for peer in order:
                     if metric not in peer.metrics:
                         continue
