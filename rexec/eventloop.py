@@ -1,10 +1,10 @@
-"""The event loop every rexec program runs on: uvloop where it is installed
-(a libuv loop: fewer system calls and less Python per read, write and
-readiness callback), the standard library's loop otherwise.
+"""The event loop every rexec program runs on: the standard library's, or
+uvloop when ``REXEC_EVENT_LOOP=uvloop`` asks for it and it is installed.
 
-``REXEC_EVENT_LOOP=asyncio`` forces the standard loop (to compare, or to rule
-uvloop out when chasing a bug). Nothing else in rexec depends on which loop
-runs: the code uses only what both implement.
+uvloop is opt-in, not the default, because ``bench/run.py`` did not show it
+paying here: about 10% off the warm round trip, but bulk output no faster and
+in most runs slower (see the README's Speed section). Every rexec program
+runs on either loop (the test suite passes on both); nothing depends on which.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ T = TypeVar("T")
 
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's ``new_event_loop`` when it is installed and not switched off,
-    else None (the standard library's loop)."""
-    if os.environ.get("REXEC_EVENT_LOOP", "").lower() == "asyncio":
+    """uvloop's ``new_event_loop`` when ``REXEC_EVENT_LOOP=uvloop`` and uvloop
+    is installed; else None (the standard library's loop)."""
+    if os.environ.get("REXEC_EVENT_LOOP", "").lower() != "uvloop":
         return None
     try:
         import uvloop
