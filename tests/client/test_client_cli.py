@@ -71,8 +71,10 @@ def test_arguments_after_dashes_reach_the_command_verbatim(rexec_run: Run) -> No
 
 
 def test_env_and_cwd(rexec_run: Run, tmp_path: Path) -> None:
+    # LC_* names: what a server accepts from a client by default.
     result = rexec_run(
-        "--cwd", str(tmp_path), "-e", "A=1", "--env", "B=two", "--shell", 'echo "$A $B"; pwd'
+        "--cwd", str(tmp_path), "-e", "LC_A=1", "--env", "LC_B=two", "--shell",
+        'echo "$LC_A $LC_B"; pwd',
     )
     assert result.stdout == f"1 two\n{tmp_path}\n".encode()
 

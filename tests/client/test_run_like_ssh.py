@@ -41,7 +41,7 @@ def test_options_after_the_command_are_the_commands(rexec_run: Run) -> None:
 
 def test_rexec_options_right_after_the_host_are_rexecs(rexec_run: Run) -> None:
     result = rexec_run(
-        "-e", "GREETING=hi", "--timeout", "0.5", "sh", "-c", 'echo "$GREETING"; sleep 30'
+        "-e", "LC_GREETING=hi", "--timeout", "0.5", "sh", "-c", 'echo "$LC_GREETING"; sleep 30'
     )
     assert (result.returncode, result.stdout) == (124, b"hi\n")
 
