@@ -73,8 +73,16 @@ def _imports(name: str, path: pathlib.Path) -> set[str]:
 
 GRAPH = {name: _imports(name, path) for name, path in MODULES.items()}
 
-SHARED = ("rexec", "rexec.keyfile", "rexec.log", "rexec.files", "rexec.pki", "rexec.connect_hint",
-          "rexec.eventloop")
+SHARED = (
+    "rexec",
+    "rexec.keyfile",
+    "rexec.log",
+    "rexec.files",
+    "rexec.pki",
+    "rexec.connect_hint",
+    "rexec.tls_binding",
+    "rexec.eventloop",
+)
 
 
 def _layer(module: str) -> str:
