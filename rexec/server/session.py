@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+import typing
 
 from rexec.log import log, log_exception
 from rexec.protocol import (
@@ -99,7 +100,8 @@ class Session(asyncio.Protocol):
     # --- the transport's events -------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # A stream transport (uvloop's does not subclass asyncio.Transport).
+        transport = typing.cast(asyncio.Transport, transport)
         server = self.server
         peer = transport.get_extra_info("peername")
         self.origin = Origin(self.origin.session, f"{peer[0]}:{peer[1]}" if peer else "?")
