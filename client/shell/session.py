@@ -332,11 +332,19 @@ class RemoteShell:
 
 
 def _forget(future: asyncio.Future[Any]) -> None:
-    """Stop waiting for ``future``: cancel it, or take its exception (so
-    that asyncio does not report it as never retrieved)."""
-    if not future.done():
-        future.cancel()
-    elif not future.cancelled():
+    """Stop waiting for ``future``: cancel it, and take its exception (so
+    that asyncio does not report it as never retrieved).
+
+    A cancelled ``gather`` does not end cancelled: it ends later, once its
+    children have, with a ``CancelledError`` as its *exception*, which is
+    taken when it comes (a line that needs a continuation line forgets its
+    ``ending`` gather this way at every ``> `` prompt)."""
+    future.cancel()
+    future.add_done_callback(_take_exception)
+
+
+def _take_exception(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
         future.exception()
 
 
