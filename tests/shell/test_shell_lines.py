@@ -34,6 +34,17 @@ def test_ctrl_c_at_the_prompt_discards_the_line(server: Any, open_shell: OpenShe
     assert shell.exit_status() == 0
 
 
+def test_enter_in_a_history_search_runs_the_line_found(server: Any, open_shell: OpenShell) -> None:
+    shell = open_shell(server)
+    shell.run("echo UP''TEST-$((20 + 1))")
+    shell.child.send("\x12UP'")  # Ctrl-R
+    shell.child.expect_exact("TEST-$((20 + 1))")
+    shell.child.send("\r")
+    # Run at once, as bash does: its output, then a new prompt.
+    assert "\nUPTEST-21\n" in shell.prompt()
+    assert "\nnext\n" in shell.run("echo next")
+
+
 def test_an_unfinished_line_continues_and_runs_as_one(server: Any, open_shell: OpenShell) -> None:
     shell = open_shell(server)
     shell.more("for i in 1 2; do")
