@@ -173,3 +173,14 @@ def test_sh_fallback_keeps_state_too(server: Any, open_shell: OpenShell) -> None
         "f12",
         "/tmp",
     )
+
+
+def test_xtrace_traces_only_the_user_s_line(server: Any, open_shell: OpenShell) -> None:
+    shell = open_shell(server)
+    output = shell.run("set -x; echo traced")
+    output += shell.run("echo again")
+    output += shell.run("set +x")
+    assert "__rexec" not in output, output
+    # (Traced one level down, "++", as the line runs in an eval.)
+    assert "+ echo traced\ntraced\n" in output and "+ echo again\nagain\n" in output
+    assert "__rexec" not in shell.run("echo quiet")
