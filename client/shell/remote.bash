@@ -106,7 +106,8 @@ __rexec_pre() {
         # forced run of an unfinished here-document, which would swallow it.
         __rexec_s_cmd+=$'\n''{ __rexec_tail "$?" "$_" "$@"; } 2>/dev/null'
     fi
-    if [ "$__rexec_u_history" = 1 ]; then builtin history -s -- "$4"; fi
+    # The history: bash keeps the text of the eval as it reads it (the
+    # user's settings, `set -o history` among them, are back by then).
     # set -v echoes what the shell reads: the line, as bash would.
     case $__rexec_u_flags in *v*) builtin printf '%s\n' "$4" >&2 ;; esac
     return 0
@@ -130,6 +131,9 @@ __rexec_is_complete() {
 # The last line of each eval: STATUS UNDERSCORE ARGS... (the line's $?, $_
 # and the shell's positional parameters).
 __rexec_tail() {
+    # The line that called this was put in the history as it was read (see
+    # __rexec_pre): take it out.
+    if [[ -o history ]]; then builtin history -d -1; fi
     __rexec_u_args=("${@:3}")
     __rexec_end "$1" "$2"
 }

@@ -184,3 +184,18 @@ def test_xtrace_traces_only_the_user_s_line(server: Any, open_shell: OpenShell) 
     # (Traced one level down, "++", as the line runs in an eval.)
     assert "+ echo traced\ntraced\n" in output and "+ echo again\nagain\n" in output
     assert "__rexec" not in shell.run("echo quiet")
+
+
+def test_the_remote_history_holds_each_typed_line_once(server: Any, open_shell: OpenShell) -> None:
+    shell = open_shell(server)
+    shell.run("set -o history")
+    shell.run("echo first-line")
+    shell.run("echo second-line")
+    output = shell.run("history 4")
+    entries = [line.split(None, 1)[1] for line in output.splitlines()[1:] if line.strip()]
+    assert entries == ["set -o history", "echo first-line", "echo second-line", "history 4"], output
+    shell.more("for i in 1; do")
+    shell.run("echo loop-$i; done  # a comment")
+    output = shell.run("history 2")
+    entries = [line.split(None, 1)[1] for line in output.splitlines()[1:] if line.strip()]
+    assert entries[-1] == "history 2" and "loop-$i" in entries[0] and "__rexec" not in output
