@@ -136,8 +136,11 @@ def spawn(terminal_env: dict[str, str]) -> Iterator[Callable[..., pexpect.spawn]
 
 
 def _drain(child: pexpect.spawn) -> None:
-    """Read what the child has still shown (into its transcript), briefly."""
+    """Read what the child has still shown (into its transcript), briefly;
+    one already closed (``exit_status``) was read to its end."""
     for _ in range(100):
+        if child.closed:
+            return
         try:
             child.read_nonblocking(65536, timeout=0.2)
         except (pexpect.TIMEOUT, pexpect.EOF):
