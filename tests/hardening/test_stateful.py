@@ -10,19 +10,25 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import traceback
 import socket
 import struct
 import time
+import traceback
 
 import pytest
+from budget import examples
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+from server.wire import ServerClosed, Wire, kill_leftovers, raw_frame, unique_marker, wait_gone
 
 from rexec.protocol import Cancel, Signal
-
-from server.wire import ServerClosed, Wire, raw_frame, kill_leftovers, unique_marker, wait_gone
 
 from .conftest import Daemon, healthy, open_wire
 
@@ -243,7 +249,7 @@ def test_state_machine(daemon) -> None:
         run_state_machine_as_test(
             ServerMachine,
             settings=settings(
-                max_examples=50, stateful_step_count=30, deadline=None,
+                max_examples=examples(50), stateful_step_count=30, deadline=None,
                 suppress_health_check=list(HealthCheck), database=None, phases=[Phase.explicit, Phase.generate],  # no shrinking: timing-bound steps replay inexactly,
             ),
         )  # fmt: skip
