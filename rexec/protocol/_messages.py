@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Annotated, Any, ClassVar, Literal, Self, Union
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -523,29 +523,7 @@ class Pong(_Message):
 
 
 Message = Annotated[
-    Union[
-        Hello,
-        Auth,
-        AuthOk,
-        Run,
-        Stdin,
-        StdinEof,
-        Signal,
-        Cancel,
-        Resize,
-        Put,
-        Get,
-        Started,
-        Stdout,
-        Stderr,
-        StdinCredit,
-        Exit,
-        File,
-        Done,
-        Error,
-        Ping,
-        Pong,
-    ],
+    Hello | Auth | AuthOk | Run | Stdin | StdinEof | Signal | Cancel | Resize | Put | Get | Started | Stdout | Stderr | StdinCredit | Exit | File | Done | Error | Ping | Pong,
     Field(discriminator="type"),
 ]
 

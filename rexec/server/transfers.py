@@ -4,7 +4,7 @@
 ``start_transfer`` takes a request the session has routed here and either
 refuses it or returns the running ``Transfer``. The file work itself (the
 temporary file, the rename, reading ahead, hashing) is
-rexec/server/transfer_io.py's; this module decides whether it may start and
+rexec/server/transfer_put.py's and transfer_get.py's; this module decides whether it may start and
 says how it ended.
 """
 
@@ -18,19 +18,15 @@ from rexec.server.audit import AuditError
 from rexec.server.events import TransferFinished
 from rexec.server.policy import Denied, authorize_transfer
 from rexec.server.requests import RequestHost, refuse
-from rexec.server.transfer_io import (
-    GetTransfer,
-    Place,
-    PutTransfer,
-    TransferError,
-    TransferOutcome,
-)
+from rexec.server.transfer_get import GetTransfer
+from rexec.server.transfer_io import Place, TransferError, TransferOutcome
+from rexec.server.transfer_put import PutTransfer
 
 
 def start_transfer(request: Put | Get, host: RequestHost) -> Transfer | None:
     """Authorise, audit and start ``request``; None when it was refused.
     Where the path leads is decided when the file is opened
-    (rexec/server/transfer_io.py), within the server's and the key's roots."""
+    (rexec/server/transfer_put.py, transfer_get.py), within the server's and the key's roots."""
     server = host.server
     # Audited as the client named it, joined to the home directory.
     path = os.path.join(os.path.expanduser("~"), request.path)
