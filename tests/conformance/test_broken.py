@@ -4,7 +4,6 @@ by the right case ids, and the unbroken fake server passes."""
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,11 +18,6 @@ from .conftest import FAKE_TIMING, FakeServer, run_cases, run_cases_async, start
 #: a reaction that never comes, so they overlap well even on 2 cores.
 PARALLEL = 8
 
-#: Cases the fake can only be caught failing when it does not run as root
-#: (root reads a file of mode 000, so the case is unsupported).
-NEEDS_NON_ROOT = {"transfer.errors/get-permission-denied"} if os.geteuid() != 0 else set()
-#: ... and the cases that are then unsupported against any server.
-UNSUPPORTED_AS_ROOT = {"transfer.errors/get-permission-denied"} if os.geteuid() == 0 else set()
 
 #: flag -> the case ids that must fail (non-strict for SHOULD cases) against it.
 CAUGHT_BY: dict[str, set[str]] = {
@@ -157,7 +151,7 @@ CAUGHT_BY: dict[str, set[str]] = {
     "generic_file_errors": {
         "transfer.get.regular/directory", "transfer.errors/get-missing",
         "transfer.errors/put-missing-directory", "transfer.put.atomic/is-directory",
-        "transfer.path/no-tilde"} | NEEDS_NON_ROOT,
+        "transfer.path/no-tilde"} | {"transfer.errors/get-permission-denied"},
     "double_done": {"transfer.terminal.one/put", "transfer.terminal.one/get",
                     "transfer.terminal.one/error"},
     "no_replace": {"transfer.put.atomic/replace"},
@@ -184,8 +178,7 @@ NOT_CAUGHT = {
     "tls.version/tls-1.2": "needs a TLS target (the fake speaks plain TCP)",
     "transfer.put.mode/0600": "a umask of 022 or 077 leaves 0600 as it is",
     "transfer.put.end/unsized": "a fake that fails it would fail the digest-at-end case first",
-} | {cid: "root reads a file of mode 000: the case is unsupported here"
-     for cid in UNSUPPORTED_AS_ROOT}
+}
 
 
 def test_every_flag_has_cases_and_every_case_a_flag_or_a_reason() -> None:
@@ -204,7 +197,7 @@ def test_unbroken_fake_server_passes(fake_server: Callable[..., FakeServer]) -> 
     assert not bad
     unsupported = {cid for cid, r in results.items() if r.verdict is Verdict.UNSUPPORTED}
     assert unsupported == {"pty.run", "resize.pty", "tls.loopback.only",
-                           "tls.version/tls-1.2"} | UNSUPPORTED_AS_ROOT
+                           "tls.version/tls-1.2"}
 
 
 @pytest.fixture(scope="module")
