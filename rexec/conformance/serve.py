@@ -62,21 +62,16 @@ import secrets
 import struct
 import sys
 import time
-from typing import Any
 
 from rexec.protocol import (
-    PROTOCOL_MAX_BODY,
-    PROTOCOL_MAX_HEADER,
     Auth,
     AuthOk,
     Error,
     Exit,
-    FrameDecoder,
     Hello,
     MessageBase,
     Ping,
     Pong,
-    RemoteProtocolError,
     Run,
     ServerLimits,
     Started,
@@ -89,6 +84,8 @@ from rexec.protocol import (
     encode_frame,
     macs_match,
 )
+
+from .serve_wire import ClientGone, ScriptedWire, raw_frame
 
 SERVER_NAME = "rexec-conformance"
 LIMITS = ServerLimits(max_header=65536, max_body=1024 * 1024, stdin_window=1, max_commands=4)
@@ -112,66 +109,15 @@ CLIENT_CHECKS: dict[str, tuple[str, ...]] = {
 }
 
 
-class ClientGone(Exception):
-    """The client closed the connection (or broke it)."""
-
-
-class ScriptedSession:
+class ScriptedSession(ScriptedWire):
     """One client connection, played from hello to close."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: bytes,
                  handshake: str) -> None:
-        self.reader = reader
-        self.writer = writer
+        super().__init__(reader, writer)
         self.key = key
         self.handshake = handshake
-        self.decoder = FrameDecoder(max_header=PROTOCOL_MAX_HEADER, max_body=PROTOCOL_MAX_BODY)
-        self.report: dict[str, Any] = {"event": "connection", "scenarios": [], "violations": []}
         self.pid = 1000
-
-    # --- wire ---------------------------------------------------------------------------
-
-    async def write(self, data: bytes, sizes: tuple[int, ...] = ()) -> None:
-        """Write ``data``; with ``sizes``, as separate segments of those sizes."""
-        if not sizes:
-            self.writer.write(data)
-            await self.writer.drain()
-            return
-        at = i = 0
-        while at < len(data):
-            size = sizes[i % len(sizes)]
-            self.writer.write(data[at : at + size])
-            await self.writer.drain()
-            await asyncio.sleep(0.001)
-            at, i = at + size, i + 1
-
-    async def send(self, *messages: MessageBase, sizes: tuple[int, ...] = ()) -> None:
-        await self.write(b"".join(encode_frame(m) for m in messages), sizes)
-
-    async def receive(self, timeout: float | None = None) -> MessageBase:
-        """The next client frame. Raises ClientGone, TimeoutError."""
-        while True:
-            try:
-                message = self.decoder.next_message()
-            except RemoteProtocolError as exc:
-                self.report["violations"].append(f"sent an invalid frame: {exc.code.value}")
-                await self.send(Error(code=exc.code.value, message=exc.message, fatal=True))
-                raise ClientGone from None
-            if message is not None:
-                if isinstance(message, Error) and message.fatal:
-                    self.report["client_fatal_error"] = message.code
-                    if self.report["scenarios"][-1:] == ["unknown-error"]:
-                        self.report["violations"].append(
-                            "a fatal error after an unknown error code [error.unknown.accept]")
-                    raise ClientGone
-                return message
-            try:
-                data = await asyncio.wait_for(self.reader.read(65536), timeout)
-            except ConnectionError:
-                data = b""
-            if not data:
-                raise ClientGone
-            self.decoder.feed(data)
 
     # --- the script ---------------------------------------------------------------------
 
@@ -237,7 +183,7 @@ class ScriptedSession:
     async def started(self, run: Run) -> None:
         self.pid += 1
         if run.argv == ["extended"]:
-            await self.write(_raw({"type": "started", "id": run.id, "pid": self.pid,
+            await self.write(raw_frame({"type": "started", "id": run.id, "pid": self.pid,
                                    "tty": None, "cgroup": "/rexec/1"}))
             return
         await self.send(Started(id=run.id, pid=self.pid))
@@ -315,8 +261,8 @@ class ScriptedSession:
     async def play_extended(self, run: Run) -> None:
         # The scripted session normally sends ``started`` itself; here the
         # reports carry members of a later version, so they are written raw.
-        await self.write(_raw({"type": "stdout", "data_size": 3, "id": run.id}, b"ok\n"))
-        await self.write(_raw({"type": "exit", "id": run.id, "exit_code": 0, "signal": None,
+        await self.write(raw_frame({"type": "stdout", "data_size": 3, "id": run.id}, b"ok\n"))
+        await self.write(raw_frame({"type": "exit", "id": run.id, "exit_code": 0, "signal": None,
                                "duration": 0.01, "stdout_bytes": 3,
                                "rusage": {"utime": 0.002, "maxrss": 1024}, "note": None}))
 
@@ -351,13 +297,6 @@ class ScriptedSession:
         except TimeoutError:
             self.report["violations"].append("did not close after a malformed frame")
         raise ClientGone
-
-
-def _raw(header: dict[str, Any], body: bytes = b"") -> bytes:
-    """A frame written from a header dict as is (members the models don't know
-    included)."""
-    data = json.dumps(header, separators=(",", ":")).encode()
-    return struct.pack("<i", len(data)) + data + body
 
 
 async def _serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
