@@ -32,6 +32,15 @@ scenario           what the server does / what a conforming client shows
                    exit 0 **[message.extensible]**.
 ``malformed``      ``partial\\n``, then a frame with header length -1.  Client:
                    a fatal protocol error (``frame.bad_length``), then close.
+``max-size``       one ``stdout`` frame with a body of exactly 1 MiB (bytes
+                   ``i % 251``) in 64 KiB + 1 segments, then an ``exit`` whose
+                   header is exactly 64 KiB (an unknown member pads it): the
+                   largest a server may send **[limits.announced]**.  Client:
+                   all of it, exit 0, no error.
+``unknown-id``     a ``stdout`` frame for the id after the run's, which the
+                   client never opened.  Client: a fatal ``command.bad_id``
+                   **[command.id.unknown]**; one that carries on gets ``ok\\n``
+                   and exit 0, and is reported.
 anything else      a command-scoped ``spawn.not_found``.
 =================  ===========================================================
 
@@ -91,7 +100,7 @@ SERVER_NAME = "rexec-conformance"
 LIMITS = ServerLimits(max_header=65536, max_body=1024 * 1024, stdin_window=1, max_commands=4)
 PING_SEQ = 4711
 SCENARIOS = ("chunks", "many-frames", "cat", "signal", "exit-N", "unknown-error", "ping",
-             "extended", "malformed")
+             "extended", "malformed", "max-size", "unknown-id")
 HANDSHAKES = ("ok", "bad-mac", "altered-hello", "version-1")
 
 #: Requirement id -> what checks it in client mode: scenario names (the
@@ -106,7 +115,11 @@ CLIENT_CHECKS: dict[str, tuple[str, ...]] = {
     "message.ping.answer": ("ping",),
     "frame.stream.chunking": ("chunks", "many-frames"),
     "frame.length.negative": ("malformed",),
+    "limits.announced": ("max-size",),
+    "command.id.unknown": ("unknown-id",),
 }
+#: The largest frame a server may send [limits.announced].
+MAX_SERVER_HEADER, MAX_SERVER_BODY = 64 * 1024, 1024 * 1024
 
 
 class ScriptedSession(ScriptedWire):
@@ -297,6 +310,33 @@ class ScriptedSession(ScriptedWire):
         except TimeoutError:
             self.report["violations"].append("did not close after a malformed frame")
         raise ClientGone
+
+    async def play_max_size(self, run: Run) -> None:
+        body = bytes(i % 251 for i in range(MAX_SERVER_BODY))
+        await self.send(Stdout.with_data(run.id, body), sizes=(64 * 1024 + 1,))
+        header = {"type": "exit", "id": run.id, "exit_code": 0, "signal": None,
+                  "duration": 0.01, "stdout_bytes": len(body), "padding": ""}
+        header["padding"] = "x" * (MAX_SERVER_HEADER + 4 - len(raw_frame(header)))
+        await self.write(raw_frame(header), sizes=(64 * 1024 + 1,))
+
+    async def play_unknown_id(self, run: Run) -> None:
+        await self.send(Stdout.with_data(run.id + 1, b"ghost\n"))
+        try:
+            with contextlib.suppress(TimeoutError):
+                while True:
+                    message = await self.receive(2.0)
+                    if isinstance(message, Ping):
+                        await self.send(Pong(seq=message.seq))
+        except ClientGone:
+            if self.report.get("client_fatal_error") != "command.bad_id":
+                self.report["violations"].append(
+                    "no fatal command.bad_id for a frame of an id never opened "
+                    "[command.id.unknown]")
+            raise
+        self.report["violations"].append(
+            "carried on after a frame of an id never opened [command.id.unknown]")
+        await self.send(Stdout.with_data(run.id, b"ok\n"))
+        await self.exit(run, 0, counts=(3, 0, 0))
 
 
 async def _serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,

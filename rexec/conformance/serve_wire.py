@@ -18,6 +18,12 @@ from rexec.protocol import (
     encode_frame,
 )
 
+#: Scenario -> what it sent, where a fatal error from the client breaks a rule.
+FATAL_IS_A_VIOLATION = {
+    "unknown-error": "an unknown error code [error.unknown.accept]",
+    "max-size": "frames of the largest size a server may send [limits.announced]",
+}
+
 
 class ClientGone(Exception):
     """The client closed the connection (or broke it)."""
@@ -62,9 +68,10 @@ class ScriptedWire:
             if message is not None:
                 if isinstance(message, Error) and message.fatal:
                     self.report["client_fatal_error"] = message.code
-                    if self.report["scenarios"][-1:] == ["unknown-error"]:
+                    scenario = (self.report["scenarios"] or [""])[-1]
+                    if scenario in FATAL_IS_A_VIOLATION:
                         self.report["violations"].append(
-                            "a fatal error after an unknown error code [error.unknown.accept]")
+                            f"a fatal {message.code} after {FATAL_IS_A_VIOLATION[scenario]}")
                     raise ClientGone
                 return message
             try:
