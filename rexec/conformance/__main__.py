@@ -151,7 +151,8 @@ def run(args: argparse.Namespace) -> int:
     cases = select(all_cases(), _patterns(args.cases), _patterns(args.exclude))
     if args.list:
         list_cases(cases, sys.stdout)
-        print(f"\n{coverage_line(all_cases())}")
+        # stdout stays one case a line, for scripts; the coverage goes to stderr.
+        print(coverage_line(all_cases()), file=sys.stderr)
         return 0
     if args.timeout_multiplier <= 0:
         raise UsageError("--timeout-multiplier must be positive")

@@ -163,8 +163,17 @@ class ScriptedSession(ScriptedWire):
             transcript = Transcript(encode_frame(altered), transcript.auth)
         mac = transcript.server_mac(self.key, auth.mac)
         await self.send(AuthOk.with_mac(bytes(32) if self.handshake == "bad-mac" else mac))
-        self.report["handshake"] = "ok"
-        await self.commands()
+        if self.handshake == "ok":
+            self.report["handshake"] = "ok"
+            await self.commands()
+            return
+        # A wrong auth_ok mac: the client must close without a command.
+        try:
+            await self.commands()
+        finally:
+            self.report["handshake"] = (
+                f"{self.handshake}: accepted by the client" if self.report["violations"]
+                else f"{self.handshake}: refused by the client")
 
     async def fatal(self, code: str, message: str) -> None:
         await self.send(Error(code=code, message=message, fatal=True))

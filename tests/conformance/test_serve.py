@@ -191,6 +191,8 @@ def test_bad_mac_is_caught_by_a_verifying_client_and_a_careless_one_is_reported(
         first, second = reports(log)[-2:]
         assert first["violations"] == []
         assert any("auth.mutual" in v for v in second["violations"])
+        assert first["handshake"] == "bad-mac: refused by the client"
+        assert second["handshake"] == "bad-mac: accepted by the client"
 
     run_async(body)
 
@@ -213,6 +215,8 @@ def test_altered_hello_is_caught_by_the_transcript_and_a_careless_client_reporte
         first, second = reports(log)[-2:]
         assert first["violations"] == []
         assert any("auth.transcript" in v for v in second["violations"])
+        assert first["handshake"] == "altered-hello: refused by the client"
+        assert second["handshake"] == "altered-hello: accepted by the client"
 
     run_async(body)
 
