@@ -15,7 +15,7 @@ from launch import wait_for_ready, write_key_file
 
 from rexec.conformance import Verdict
 
-from .conftest import run_cases
+from .conftest import FakeServer, run_cases, stop_fake
 from .mutant_rexecd import MUTATIONS
 
 MUTANT_REXECD = Path(__file__).with_name("mutant_rexecd.py")
@@ -32,7 +32,7 @@ CAUGHT_BY: dict[str, tuple[set[str], set[str]]] = {
 }
 
 
-def start_mutant(directory: Path, mutation: str) -> tuple[subprocess.Popen[bytes], str, int, bytes]:
+def start_mutant(directory: Path, mutation: str) -> FakeServer:
     directory.mkdir(parents=True, exist_ok=True)
     key_file = write_key_file(directory)
     with open(directory / "rexecd.stderr", "wb") as stderr:
@@ -49,18 +49,7 @@ def start_mutant(directory: Path, mutation: str) -> tuple[subprocess.Popen[bytes
         process.stdout.close()
         raise RuntimeError(f"mutant {mutation} did not start: {line!r}")
     key = bytes.fromhex(key_file.read_text().strip())
-    return process, match.group(1).decode(), int(match.group(2)), key
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-    if process.stdout:
-        process.stdout.close()
+    return FakeServer(match.group(1).decode(), int(match.group(2)), key, process)
 
 
 def test_every_mutation_is_tested() -> None:
@@ -70,12 +59,12 @@ def test_every_mutation_is_tested() -> None:
 @pytest.mark.parametrize("mutation", sorted(CAUGHT_BY))
 def test_mutant_is_caught_by_the_named_case(mutation: str, tmp_path: Path) -> None:
     must_fail, must_pass = CAUGHT_BY[mutation]
-    process, host, port, key = start_mutant(tmp_path, mutation)
+    server = start_mutant(tmp_path, mutation)
     try:
-        results = run_cases(host, port, key, sorted(must_fail | must_pass),
+        results = run_cases(server.host, server.port, server.key, sorted(must_fail | must_pass),
                             kill_grace=KILL_GRACE)
     finally:
-        stop(process)
+        stop_fake(server)
     verdicts = {cid: (r.verdict.value, r.observed) for cid, r in results.items()}
     assert {cid for cid in must_fail if results[cid].verdict is Verdict.FAIL} == must_fail, verdicts
     assert {cid for cid in must_pass if results[cid].verdict is Verdict.PASS} == must_pass, verdicts
