@@ -247,3 +247,16 @@ def test_breakage_is_caught(
               for number, results in enumerate(breakage_results[flag]) for cid in CAUGHT_BY[flag]
               if results[cid].verdict not in (Verdict.FAIL, Verdict.NON_STRICT)}
     assert not missed, f"{flag} ({FLAGS[flag]}) was not caught by (round, case): {missed}"
+
+
+#: (flag, case) -> what the failing case must report it saw: the error the
+#: broken server sent, not just that it closed.
+OBSERVED = {("off_by_one_limit", "frame.length.limit/equal"): "fatal:frame.too_large"}
+
+
+@pytest.mark.parametrize(("flag", "case_id"), sorted(OBSERVED))
+def test_failure_names_what_the_server_sent(
+    flag: str, case_id: str, breakage_results: dict[str, list[dict[str, Result]]],
+) -> None:
+    assert {rounds[case_id].observed for rounds in breakage_results[flag]} == {
+        OBSERVED[flag, case_id]}
