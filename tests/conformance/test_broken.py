@@ -254,6 +254,7 @@ def test_breakage_is_caught(
 OBSERVED = {("off_by_one_limit", "frame.length.limit/equal"): "fatal:frame.too_large"}
 
 
+@pytest.mark.xdist_group("conformance-breakage")  # the group branch ci2 gives the breakage run
 @pytest.mark.parametrize(("flag", "case_id"), sorted(OBSERVED))
 def test_failure_names_what_the_server_sent(
     flag: str, case_id: str, breakage_results: dict[str, list[dict[str, Result]]],
