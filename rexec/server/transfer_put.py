@@ -11,7 +11,7 @@ import os
 import stat
 from collections.abc import Callable
 
-from rexec.files import AtomicFile, OutsideRoots, open_parent, open_path
+from rexec.files import AtomicFile, open_parent
 from rexec.protocol import ErrorCode, Put, StdinEof
 from rexec.server.transfer_io import (
     CHUNK_SIZE,
@@ -35,7 +35,13 @@ COALESCE_BELOW = 64 * 1024
 def _open_target(path: str, place: Place, put: Put) -> AtomicFile:
     """The writer of a put's target: its directory resolved within the roots,
     the target itself not a directory (nor a link to one in the roots)."""
-    dir_fd, name = open_parent(path, place.roots, base=place.home)
+    try:
+        dir_fd, name = open_parent(path, place.roots, base=place.home)
+    except NotADirectoryError:
+        if os.path.basename(path) not in ("", ".", ".."):
+            raise  # a missing directory on the way: file.not_found
+        # "file/": the path names a directory, and that is a file.
+        raise TransferError(ErrorCode.FILE_FAILED, "not a directory (ENOTDIR)") from None
     try:
         info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     except FileNotFoundError:
@@ -43,7 +49,7 @@ def _open_target(path: str, place: Place, put: Put) -> AtomicFile:
     except BaseException:
         os.close(dir_fd)
         raise
-    if info is not None and _names_a_directory(info, dir_fd, name, place):
+    if info is not None and _names_a_directory(info, dir_fd, name):
         os.close(dir_fd)
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
     writer = AtomicFile.create(dir_fd, name, resume_key=put.resume, registry=place.records)
@@ -54,21 +60,18 @@ def _open_target(path: str, place: Place, put: Put) -> AtomicFile:
     return writer
 
 
-def _names_a_directory(info: os.stat_result, dir_fd: int, name: bytes, place: Place) -> bool:
+def _names_a_directory(info: os.stat_result, dir_fd: int, name: bytes) -> bool:
+    """Whether the target is a directory, or a link to one wherever it leads
+    (protocol.md 5.6): a link is never replaced by a put. Where a link to a
+    directory leads is checked against the roots when a file is put into it."""
     if stat.S_ISDIR(info.st_mode):
         return True
     if not stat.S_ISLNK(info.st_mode):
         return False
-    # A link: a directory if it leads to one within the roots (put into it,
-    # as a client does with a directory), else a name to replace.
-    parent = os.readlink(f"/proc/self/fd/{dir_fd}")
     try:
-        fd = open_path(os.path.join(parent, os.fsdecode(name)), place.roots, base="/",
-                       flags=os.O_PATH | os.O_DIRECTORY)  # fmt: skip
-    except (OSError, OutsideRoots):
-        return False
-    os.close(fd)
-    return True
+        return stat.S_ISDIR(os.stat(name, dir_fd=dir_fd).st_mode)
+    except OSError:
+        return False  # dangling, or a loop: a name to replace
 
 
 class _Backlog:
