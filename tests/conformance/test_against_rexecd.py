@@ -31,11 +31,6 @@ JUNIT_ENV = "REXEC_CONFORMANCE_JUNIT"
 
 #: case id -> the rexecd bug it exposes.
 KNOWN_SERVER_BUGS: dict[str, str] = {
-    "transfer.path/relative": (
-        "rexecd resolves a transfer's relative path against the daemon's $HOME "
-        "(rexec/server/transfers.py, expanduser('~')), a command's default directory against "
-        "the account's passwd home; they differ when $HOME is not the account's (as in these "
-        "tests since each has its own HOME)"),
     # Found by the suite and fixed since, kept here as a record:
     # "frame.eof.truncated/departure": rexecd at 105114d treated every end of
     # stream as a half-close (Session.eof_received never told the Connection),
