@@ -209,7 +209,9 @@ def test_unbroken_fake_server_passes(fake_server: Callable[..., FakeServer]) -> 
                            "tls.version/tls-1.2"}
 
 
-@pytest.fixture(scope="module")
+# Session scope, not module: under xdist another module's test can run between
+# two of this group's, and a module fixture would then be set up again.
+@pytest.fixture(scope="session")
 def breakage_results(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, list[dict[str, Result]]]:
@@ -238,6 +240,9 @@ def breakage_results(
     return asyncio.run(all_flags())
 
 
+# One xdist group: the breakage run above happens once, on one worker,
+# instead of once on every worker that draws one of these tests.
+@pytest.mark.xdist_group("conformance-breakage")
 @pytest.mark.parametrize("flag", sorted(CAUGHT_BY))
 def test_breakage_is_caught(
     flag: str, breakage_results: dict[str, list[dict[str, Result]]],
