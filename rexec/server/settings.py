@@ -42,7 +42,7 @@ from pydantic_settings import (
 )
 
 from rexec.protocol import Limits
-from rexec.server.environment import DEFAULT_ENV_ALLOW, check_patterns
+from rexec.server.environment import DEFAULT_ENV_ALLOW, check_exact, check_patterns
 
 DEFAULT_PORT = 7420
 #: The default ``host``: both loopback addresses, 127.0.0.1 and ::1.
@@ -141,12 +141,19 @@ class KeySpec(BaseModel):
     allow_transfer: Switch = True
     cwd_roots: Directories = ()
     max_timeout: Seconds = 0.0
-    #: Names or NAME_* patterns its holder may set, its whole list; None: the
-    #: server's list, or none with allow_argv (rexec/server/environment.py).
+    #: Names or NAME_* patterns its holder may set, its whole list (exact
+    #: names only with allow_argv); None: the server's list, or none with
+    #: allow_argv (rexec/server/environment.py).
     env_allow: Annotated[
         tuple[Annotated[str, AfterValidator(_env_pattern)], ...] | None,
         Shown("", "a list of strings"),
     ] = None
+
+    @model_validator(mode="after")
+    def _exact_names_for_programs(self) -> KeySpec:
+        if self.allow_argv and self.env_allow:
+            check_exact(self.env_allow)
+        return self
 
 
 def _setting(default: Any, help: str) -> Any:
@@ -202,6 +209,9 @@ class Settings(BaseSettings):
     # PerSourcePenalties, except that nothing is refused before a key is proven.
     max_connections: Count = _setting(512, "authenticated connections in all")
     max_connections_per_source: Count = _setting(64, "authenticated connections from one address")
+    max_connections_per_key: Count = _setting(
+        128, "authenticated connections with one key, so one key can't fill the server (0: no cap)"
+    )
     max_unauthenticated: Positive = _setting(
         256, "connections still authenticating; beyond, the oldest of the busiest address is closed"
     )
