@@ -31,6 +31,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 from pydantic.fields import FieldInfo
@@ -149,11 +151,14 @@ class KeySpec(BaseModel):
         Shown("", "a list of strings"),
     ] = None
 
-    @model_validator(mode="after")
-    def _exact_names_for_programs(self) -> KeySpec:
-        if self.allow_argv and self.env_allow:
-            check_exact(self.env_allow)
-        return self
+    @field_validator("env_allow")
+    @classmethod
+    def _exact_names_for_programs(
+        cls, env_allow: tuple[str, ...] | None, info: ValidationInfo
+    ) -> tuple[str, ...] | None:
+        if env_allow and info.data.get("allow_argv"):
+            check_exact(env_allow)
+        return env_allow
 
 
 def _setting(default: Any, help: str) -> Any:
