@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from .connection import ClientConnection, connect
     from .errors import (
         AuthenticationError,
+        CannotSend,
         ConnectTimeout,
         ProtocolViolation,
         RemoteCommandError,
@@ -55,6 +56,7 @@ _ORIGINS = {
     "ClientConnection": ".connection",
     "connect": ".connection",
     "AuthenticationError": ".errors",
+    "CannotSend": ".errors",
     "ConnectTimeout": ".errors",
     "ProtocolViolation": ".errors",
     "RemoteCommandError": ".errors",
@@ -84,6 +86,7 @@ __all__ = [
     "ExitStatus",
     "KeyFileError",
     "OutputReader",
+    "CannotSend",
     "ProtocolViolation",
     "RemoteCommandError",
     "RemoteProcess",

@@ -37,6 +37,7 @@ from rexec.protocol import (
     Pong,
     Pty,
     Put,
+    LocalProtocolError,
     RemoteProtocolError,
     Role,
     Run,
@@ -45,7 +46,7 @@ from rexec.protocol import (
 
 from ._handshake import READ_SIZE, fatal_error_frame, handshake
 from .address import library_address
-from .errors import ConnectTimeout, ProtocolViolation, RexecConnectionError
+from .errors import CannotSend, ConnectTimeout, ProtocolViolation, RexecConnectionError
 from .process import RemoteProcess
 from .result import CompletedProcess
 
@@ -395,11 +396,18 @@ class ClientConnection:
 
         Raises:
             RexecConnectionError: the connection is lost.
-            LocalProtocolError: the message is illegal now (a bug here).
+            CannotSend: the message is above the server's limits, or illegal
+                now; nothing was sent.
         """
         if self._error is not None:
             raise self._error
-        self._writer.write(self._protocol.send(message))
+        try:
+            frame = self._protocol.send(message)
+        except LocalProtocolError as exc:
+            raise CannotSend(
+                f"{self.peer}: cannot send {message.type}: {exc.message}", exc.code.value
+            ) from None
+        self._writer.write(frame)
 
     async def send(self, message: Message) -> None:
         """``send_nowait``, then wait until the transport can take more.

@@ -47,6 +47,20 @@ class ProtocolViolation(RexecConnectionError):
     """The server sent bytes that break the protocol (or is no rexec server)."""
 
 
+class CannotSend(RexecError):
+    """A message can't be sent on this connection: larger than the server's
+    announced limits, or not allowed in the connection's state. Nothing was
+    sent; the connection carries on.
+
+    Attributes:
+        code: the protocol error code (``frame.too_large`` …).
+    """
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class RemoteCommandError(RexecError):
     """The server refused to run one command (a command-scoped ``error``).
 
