@@ -118,9 +118,7 @@ def value_refusal(env: Mapping[str, str]) -> str | None:
     ``A-Z a-z 0-9 _ . @ : -``, no ``..``), which glibc would read as a path."""
     for name, value in env.items():
         if _LOCALE.match(name) and (not _LOCALE_VALUE.match(value) or ".." in value):
-            return (
-                f"{name} must be a locale name (letters, digits and _ . @ : -), not a path"
-            )
+            return f"{name} must be a locale name (letters, digits and _ . @ : -), not a path"
     return None
 
 
@@ -132,8 +130,7 @@ def check_exact(names: Iterable[str]) -> None:
     for name in names:
         if _WILDCARD.search(name):
             raise EnvPatternError(
-                f"env_allow entry {name!r}: a key with allow_argv lists exact names, "
-                "not patterns"
+                f"env_allow entry {name!r}: a key with allow_argv lists exact names, not patterns"
             )
 
 

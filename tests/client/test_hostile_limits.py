@@ -13,10 +13,9 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from client_helpers import CLI_TIMEOUT, cli_argv, fake_server, write_key
 
 from rexec.protocol import ServerLimits
-
-from client_helpers import CLI_TIMEOUT, cli_argv, fake_server, write_key
 
 #: What every subcommand is asked to do (the address is added).
 SUBCOMMANDS = {
