@@ -71,7 +71,7 @@ class SettingsFile(TomlConfigSettingsSource):
         except ValidationError as exc:
             error = exc.errors()[0]
             if error["type"] == "value_error":
-                raise SettingsError(f"{self.path}: {error['msg'].removeprefix('Value error, ')}")
+                raise SettingsError(f"{self.path}: {error['msg'].removeprefix('Value error, ')}") from None
             raise SettingsError(
                 f"{self.path}: {name} must be {shown(SETTINGS[name]).kind}"
             ) from None
