@@ -120,7 +120,11 @@ def _main(argv: list[str]) -> int:
         args = module.parse_arguments(subparsers[chosen], argv[1:])
     else:
         own, remote = split_remote_command(argv)
-        args = parser.parse_args(own)
+        args, unknown = parser.parse_known_args(own)
+        if unknown:
+            # Point at the subcommand's --help, where its options are.
+            where = subparsers[chosen] if chosen else parser
+            where.error(f"unrecognized arguments: {' '.join(unknown)}")
         if remote is not None and not getattr(args, "accepts_command", False):
             parser.error("this command takes no remote command after '--'")
         args.remote_command = remote
