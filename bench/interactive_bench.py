@@ -13,7 +13,15 @@
    ``cat`` directly (floor), ``rexec run -t HOST -- cat``, ``rexec shell
    --pty`` (login shell, then ``exec cat``), ``ssh -tt HOST cat`` to the
    benchmark's own sshd.
-2. put/get throughput of one ``--size`` file (default 1 GiB, random bytes,
+2. What a line of ``rexec shell`` costs (``--only lines``): a ``true`` line
+   typed again and again, from the Enter to the next prompt, on a local pty
+   (pexpect). Rows: ``rexec shell`` (the CLI: prompt_toolkit, the remote
+   bash's framing, the state snapshot after each line), the same lines
+   through ``rexec_client.shell.session`` in this process (the mechanism
+   without the local prompt), one ``rexec run`` of ``true`` per line on a
+   warm connection (what a line cost before the session kept one shell),
+   and ``ssh -tt HOST bash`` with the same line (a prompt of its own).
+3. put/get throughput of one ``--size`` file (default 1 GiB, random bytes,
    on /dev/shm on both ends so no disk is involved): ``rexec put``/``rexec
    get`` (CLI, whole process: start-up, connect, hash pass, transfer, fsync,
    rename), the client library (``rexec_client.transfer.put/get`` in a
@@ -252,7 +260,136 @@ def latency_rows(servers: Servers) -> list[LatencyRow]:
     ]
 
 
-# --- 2. put/get ----------------------------------------------------------------------------
+# --- 2. a line of rexec shell --------------------------------------------------------------
+
+#: What ``ssh -tt HOST bash`` shows as its prompt in the line rows.
+SSH_PROMPT = b"RXPROMPT> "
+#: Sets that prompt; split by quotes so that the typed line's own echo can't
+#: be taken for the first prompt (every line would then find the previous
+#: line's prompt and measure nothing).
+SSH_SETUP = b"PS1='RX''PROMPT> '\r"
+#: How a new prompt of ``rexec shell`` starts (prompt_toolkit turns bracketed paste on).
+REXEC_PROMPT = b"\x1b[?2004h"
+
+
+class PromptSession:
+    """A shell on the slave side of a local pty: type a line, wait for the
+    next prompt."""
+
+    def __init__(self, argv: list[str], prompt: bytes, setup: bytes = b"") -> None:
+        import pexpect
+
+        self.child = pexpect.spawn(argv[0], argv[1:], env=ENV, dimensions=(24, 200), timeout=60)
+        self.child.delaybeforesend = None  # pexpect's default 50 ms would be measured
+        self.prompt = prompt
+        if setup:
+            self.child.expect(rb"[$#] ", timeout=60)
+            self.child.send(setup)
+        self.child.expect_exact(prompt, timeout=60)
+
+    def line(self, text: bytes) -> float:
+        t = time.perf_counter()
+        self.child.send(text + b"\r")
+        self.child.expect_exact(self.prompt, timeout=30)
+        return time.perf_counter() - t
+
+    def close(self) -> None:
+        self.child.sendeof()
+        self.child.close(force=True)
+
+
+class LibraryShell:
+    """``rexec_client.shell.session`` in this process: lines without the CLI."""
+
+    def __init__(self, servers: Servers) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.servers = servers
+        self.loop.run_until_complete(self._open())
+
+    async def _open(self) -> None:
+        from rexec.keyfile import load_key
+        from rexec_client.connection import connect
+        from rexec_client.shell.session import open_shell
+        from rexec_client.term.relay import InterruptForwarder
+
+        async def discard(data: bytes) -> None:
+            pass
+
+        self.connection = await connect(self.servers.host, int(self.servers.port),
+                                        load_key(self.servers.key_file))
+        self.shell = await open_shell(self.connection, discard, discard, snapshot=None, status=0,
+                                      on_snapshot=lambda s: None, on_warning=print)
+        self.interrupts = InterruptForwarder()
+
+    def line(self, text: bytes) -> float:
+        t = time.perf_counter()
+        self.loop.run_until_complete(self.shell.run_line(
+            text.decode(), "run", typed_input=False, interrupts=self.interrupts, timeout=None))
+        return time.perf_counter() - t
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.shell.leave(0))
+        self.loop.run_until_complete(self.connection.close())
+        self.loop.close()
+
+
+class RunPerLine:
+    """One ``rexec run`` of the line (``sh -c``) per line, on a warm connection."""
+
+    def __init__(self, servers: Servers) -> None:
+        from rexec.keyfile import load_key
+        from rexec_client.connection import connect
+
+        self.loop = asyncio.new_event_loop()
+        self.connection = self.loop.run_until_complete(
+            connect(servers.host, int(servers.port), load_key(servers.key_file)))
+
+    def line(self, text: bytes) -> float:
+        t = time.perf_counter()
+        self.loop.run_until_complete(self.connection.run(text.decode(), shell=True))
+        return time.perf_counter() - t
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.connection.close())
+        self.loop.close()
+
+
+class LineRow:
+    def __init__(self, name: str, label: str, open_session) -> None:
+        self.name, self.label, self.open_session = name, label, open_session
+        self.session = None
+
+    def open(self) -> None:
+        self.session = self.open_session()
+
+    def measure(self, samples: int, gap: float) -> list[float]:
+        out = []
+        for _ in range(samples):
+            out.append(self.session.line(b"true"))
+            time.sleep(gap)
+        return out
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+
+
+def line_rows(servers: Servers) -> list[LineRow]:
+    return [
+        LineRow("rexec-shell", "**rexec** `shell HOST` (the CLI, on a pty)",
+                lambda: PromptSession(servers.rexec("shell", servers.address), REXEC_PROMPT)),
+        LineRow("rexec-session", "**rexec** `shell`'s session, in-process (no prompt drawn)",
+                lambda: LibraryShell(servers)),
+        LineRow("rexec-run", "one `rexec run` (`sh -c`) per line, warm connection",
+                lambda: RunPerLine(servers)),
+        LineRow("ssh-bash", "OpenSSH `ssh -tt HOST bash`",
+                lambda: PromptSession(servers.ssh_tt(["bash", "--norc", "--noprofile"]), SSH_PROMPT,
+                                      setup=SSH_SETUP)),
+    ]
+
+
+# --- 3. put/get ----------------------------------------------------------------------------
 
 def run_client(argv: list[str], timeout: float = 600.0) -> dict:
     """Run a client process to its end: wall seconds, its CPU and peak RSS
@@ -428,13 +565,44 @@ def fmt_ratio(r):
     return "—" if r is None else f"{r[0]:.2f}x [{r[1]:.2f}–{r[2]:.2f}]"
 
 
-def report(meta, lat_rows, lat, xfer_rows, xfer, guard, size) -> str:
+def line_report(meta, rows, lines) -> list[str]:
+    L = [f"### A `true` line, Enter to the next prompt ({meta['line_samples']} lines x "
+         f"{meta['reps']} repetitions per row)", "",
+         "| | median | p95 | p99 | on top of `ssh -tt HOST bash` (median) "
+         "| vs `ssh -tt HOST bash` |",
+         "|---|---|---|---|---|---|"]
+    ssh = lines.get("ssh-bash")
+    for row in rows:
+        d = lines.get(row.name)
+        if not d:
+            continue
+        pooled = [x for rep in d["samples"] for x in rep]
+        extra = versus = "—"
+        if ssh and row.name != "ssh-bash":
+            diffs = [(a - b) * 1e3 for a, b in zip(d["medians"], ssh["medians"])]
+            extra = f"{statistics.median(diffs):+.2f} ms [{min(diffs):+.2f}–{max(diffs):+.2f}]"
+            versus = fmt_ratio(ratio(d["medians"], ssh["medians"]))
+        L.append(f"| {row.label} | {statistics.median(pooled) * 1e3:.2f} ms "
+                 f"| {pct(pooled, 0.95) * 1e3:.2f} ms | {pct(pooled, 0.99) * 1e3:.2f} ms "
+                 f"| {extra} | {versus} |")
+    L += ["", "Median and percentiles over all lines pooled; the difference and ratio to "
+          "`ssh -tt HOST bash` are of the per-repetition medians, median [min–max] over the "
+          "repetitions. Goal: a `true` line costs rexec shell under 5 ms on top of what it costs "
+          "over ssh."]
+    return L
+
+
+def report(meta, lat_rows, lat, xfer_rows, xfer, guard, size, line_rows_=(), lines=None) -> str:
     L = []
-    L.append(f"### Keystroke to echo on a pty ({meta['samples']} samples x {meta['reps']} repetitions per row, "
-             f"{meta['gap'] * 1e3:.0f} ms between keys)")
-    L.append("")
-    L.append("| | median | p95 | p99 | vs local pty (median) | vs `ssh -tt` (median) |")
-    L.append("|---|---|---|---|---|---|")
+    if lines:
+        L += line_report(meta, line_rows_, lines)
+        L.append("")
+    if lat:
+        L.append(f"### Keystroke to echo on a pty ({meta['samples']} samples x {meta['reps']} "
+                 f"repetitions per row, {meta['gap'] * 1e3:.0f} ms between keys)")
+        L.append("")
+        L.append("| | median | p95 | p99 | vs local pty (median) | vs `ssh -tt` (median) |")
+        L.append("|---|---|---|---|---|---|")
     for row in lat_rows:
         d = lat.get(row.name)
         if not d:
@@ -565,7 +733,10 @@ def parse_args(argv=None):
     p.add_argument("--reps", type=int, default=3, help="interleaved repetitions (default 3)")
     p.add_argument("--samples", type=int, default=300, help="keystrokes per row per repetition (default 300)")
     p.add_argument("--gap", type=float, default=0.005, help="seconds between keystrokes (default 0.005)")
-    p.add_argument("--only", default="latency,transfer", help="latency, transfer or both (default)")
+    p.add_argument("--only", default="latency,lines,transfer",
+                   help="some of latency, lines, transfer (default: all three)")
+    p.add_argument("--line-samples", type=int, default=200,
+                   help="`true` lines per row per repetition (default 200)")
     p.add_argument("--no-profile", action="store_true", help="skip the py-spy profile of one get")
     p.add_argument("--results", type=Path, help="also write this markdown file (table and profile)")
     p.add_argument("--json", type=Path, help="write every raw measurement here")
@@ -587,13 +758,16 @@ def main(argv=None) -> int:
     meta = {
         "command": " ".join(["python", *sys.argv]), "nproc": os.cpu_count(),
         "python": platform.python_version(), "kernel": platform.release(), "reps": args.reps,
-        "samples": args.samples, "gap": args.gap, "size": args.size, "max_foreign": args.max_foreign,
+        "samples": args.samples, "gap": args.gap, "line_samples": args.line_samples,
+        "size": args.size, "max_foreign": args.max_foreign,
         "retries": args.retries, "ssh": subprocess.run(["ssh", "-V"], capture_output=True, text=True).stderr.strip(),
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
     tmp = Path(tempfile.mkdtemp(prefix="rexec-ibench-", dir="/dev/shm"))
     servers = Servers(tmp)
     lat_rows: list[LatencyRow] = []
+    shell_rows: list[LineRow] = []
+    lines: dict[str, dict] = {}
     xfer_rows: list[TransferRow] = []
     lat: dict[str, dict] = {}
     xfer: dict[tuple[str, str], list] = {}
@@ -605,6 +779,10 @@ def main(argv=None) -> int:
         if "latency" in parts:
             lat_rows = latency_rows(servers)
             for row in lat_rows:
+                row.open()
+        if "lines" in parts:
+            shell_rows = line_rows(servers)
+            for row in shell_rows:
                 row.open()
         if "transfer" in parts:
             src = tmp / "source.bin"
@@ -626,6 +804,20 @@ def main(argv=None) -> int:
                     d["foreign"].append(foreign)
                     print(f"rep {rep + 1}/{args.reps} echo {row.name:16} median {statistics.median(samples) * 1e3:.3f} ms"
                           f" p95 {pct(samples, 0.95) * 1e3:.3f} ms  (other jobs: {foreign:.2f} CPU)",
+                          file=sys.stderr, flush=True)
+            if shell_rows:
+                k = rep % len(shell_rows)
+                for row in shell_rows[k:] + shell_rows[:k]:
+                    samples, foreign = guard.measure(
+                        f"lines/{row.name}/rep{rep + 1}",
+                        lambda: row.measure(args.line_samples, args.gap))
+                    d = lines.setdefault(row.name, {"samples": [], "medians": [], "foreign": []})
+                    d["samples"].append(samples)
+                    d["medians"].append(statistics.median(samples))
+                    d["foreign"].append(foreign)
+                    print(f"rep {rep + 1}/{args.reps} line {row.name:16} median "
+                          f"{statistics.median(samples) * 1e3:.3f} ms p95 "
+                          f"{pct(samples, 0.95) * 1e3:.3f} ms  (other jobs: {foreign:.2f} CPU)",
                           file=sys.stderr, flush=True)
             if xfer_rows:
                 warm_memory(1.5)
@@ -650,17 +842,17 @@ def main(argv=None) -> int:
                                 p.unlink()
                         xfer.setdefault((direction, row.name), []).append(r)
                         print(f"rep {rep + 1}/{args.reps} {direction} {row.name:10} {shown}", file=sys.stderr, flush=True)
-        for row in lat_rows:
+        for row in [*lat_rows, *shell_rows]:
             row.close()
         if xfer_rows and not args.no_profile:
             print("profiling one rexec get with py-spy", file=sys.stderr, flush=True)
             profile_text = profile_get(servers, src, tmp / "out" / "profiled.bin", tmp / "profile")
     finally:
-        for row in lat_rows:
+        for row in [*lat_rows, *shell_rows]:
             row.close()
         servers.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    text = report(meta, lat_rows, lat, xfer_rows, xfer, guard, args.size)
+    text = report(meta, lat_rows, lat, xfer_rows, xfer, guard, args.size, shell_rows, lines)
     print(text)
     if "sha256_mb_s" in meta:
         print(f"\nsha256 alone (hashlib, 1 MiB updates, one thread): {meta['sha256_mb_s']:,.0f} MB/s")
@@ -677,6 +869,7 @@ def main(argv=None) -> int:
         args.json.write_text(json.dumps({
             "meta": meta, "guard": guard.log, "noisy": guard.noisy,
             "latency": {k: v for k, v in lat.items()},
+            "lines": lines,
             "transfer": {f"{d}/{n}": v for (d, n), v in xfer.items()},
         }, indent=1, default=str))
     return 0

@@ -12,7 +12,8 @@ import sys
 from typing import Any
 
 from ..errors import RemoteCommandError
-from ..shell.repl import history_path, start_repl
+from ..shell.line_reader import history_path
+from ..shell.repl import start_repl
 from ..term.pty_session import LOGIN_SHELL, run_on_pty
 from .common import (
     add_connection_options,
@@ -29,16 +30,22 @@ SHELL_KEEPALIVE = 5.0
 DESCRIPTION = """\
 An interactive shell on a rexecd server.
 
-Each line you type runs on the server with /bin/sh -c, its output shown as it
-arrives (stderr in red on a terminal, unless NO_COLOR is set). The session
-keeps a working directory and variables: 'cd', 'export' and 'unset' are
-checked on the server and last for the session. The prompt shows the remote
-user, host and directory, and the last status when it was not 0. Type 'help'
-for the built-ins (put, get, timeout, env, !COMMAND, exit).
+The lines you type run in one remote shell that lasts for the session: the
+account's login shell where it is bash (it reads the login start-up files),
+else /bin/sh. Whatever a line changes lasts for the next one, as in bash over
+ssh: the directory (cd, pushd, cd -), variables, functions, aliases, umask,
+set -o and shopt options, anything sourced. Output streams as it comes
+(stderr in red on a terminal, unless NO_COLOR is set). The prompt shows the
+remote user, host and directory, and the last status when it was not 0.
+Type 'help' for rexec's built-ins (put, get, timeout, !COMMAND, exit).
 
-While a command runs, what you type goes to its stdin and Ctrl-D ends it;
-Ctrl-C sends it SIGINT, a second Ctrl-C within a second cancels it. Ctrl-D or
-'exit' at the prompt leaves, with the last status.
+While a line runs, what you type goes to its stdin and Ctrl-D ends it;
+Ctrl-C interrupts it (a second Ctrl-C within a second sends SIGTERM, a third
+replaces the remote shell with a new one that has the session's state). At
+the prompt, Ctrl-C discards the line and Ctrl-D leaves with the last status;
+an unfinished line (an open quote, 'do' without 'done', a trailing
+backslash, a here-document) goes on with a '> ' prompt. After a lost
+connection you are offered a reconnect that restores the session's state.
 
 With --pty you get the remote user's login shell on a pseudo-terminal instead,
 this terminal in raw mode, for full-screen programs (vi, top, less).
@@ -46,7 +53,8 @@ this terminal in raw mode, for full-screen programs (vi, top, less).
 
 EPILOG = f"""\
 exit status:
-  the last command's status (or exit N's); with --pty, the remote shell's
+  the last line's status (or exit N's, in a line or as the built-in); with
+  --pty, the remote shell's
   255  rexec failed: usage, address, key, connection, TLS or protocol error,
        or the connection was lost and not re-established
 
@@ -80,6 +88,12 @@ def register(subparsers: Any) -> None:
         "--pty",
         action="store_true",
         help="run the remote login shell on a pseudo-terminal (full-screen programs)",
+    )
+    parser.add_argument(
+        "--sh",
+        action="store_true",
+        help="line mode in /bin/sh even where the login shell is bash (POSIX sh: no functions"
+        " kept over a reconnect)",
     )
     add_connection_options(parser)
     parser.set_defaults(handler=main)

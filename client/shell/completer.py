@@ -1,55 +1,58 @@
-"""Tab completion of remote paths for ``rexec shell``.
+"""Tab completion for ``rexec shell``, answered by the remote shell itself.
 
-On Tab, the word before the cursor is taken as a path: the server's shell
-lists the names in its directory that start with the rest (a glob, in the
-session's directory and variables), marking directories with ``/``. One short
-query per Tab, never per keystroke; a slow or failed query completes nothing.
+On Tab, the word before the cursor is completed in the session: as a command
+when it is the first word of a command (the session's aliases, functions,
+builtins and programs, and paths), as a variable after ``$``, else as a path
+(relative to the session's directory; directories end in ``/``). One query
+per Tab, never per keystroke; a slow or failed query completes nothing.
 """
 
 from __future__ import annotations
 
 import re
-import shlex
 from collections.abc import AsyncGenerator, Callable, Iterable
 
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
 
 from ..errors import RexecError
-from .builtins import Shell
-from .remote_line import capture
+from .session import RemoteShell
 
 #: Characters a completion escapes with a backslash, as shells do.
-_SPECIAL = re.compile(r"([\s\\'\"$`!&|;<>()*?\[\]{}#~])")
+_SPECIAL = re.compile(r"([\s\\'\"$`!&|;<>()*?\[\]{}#])")
+#: What may come just before the first word of a command.
+_COMMAND_START = re.compile(r"(?:^|[;&|(`]|\$\(|\b(?:then|else|do|if|while|until|time)\s)\s*\Z")
 #: Most names offered for one Tab.
 MAX_COMPLETIONS = 500
 
 
-def _listing_script(directory: str, prefix: str) -> str:
-    """Shell code printing, NUL-terminated, the names in ``directory`` that
-    start with ``prefix`` (directories with a trailing ``/``)."""
-    if directory in ("~", "~/") or directory.startswith("~/"):
-        where = '"$HOME"/' + shlex.quote(directory[2:] or ".")
-    else:
-        where = shlex.quote(directory or ".")
-    return (
-        f"cd {where} 2>/dev/null || exit 1\n"
-        f"for f in {shlex.quote(prefix)}*; do\n"
-        '  if [ -d "$f" ]; then printf \'%s/\\0\' "$f"; '
-        'elif [ -e "$f" ] || [ -L "$f" ]; then printf \'%s\\0\' "$f"; fi\n'
-        "done"
-    )
+def _kind(before_word: str, word: str) -> tuple[str, str]:
+    """What to complete (``command``, ``variable``, ``path``) and the part
+    of ``word`` the remote shell completes."""
+    if word.startswith("${"):
+        return "variable", word[2:]
+    if word.startswith("$"):
+        return "variable", word[1:]
+    if "/" not in word and _COMMAND_START.search(before_word):
+        return "command", word
+    return "path", word
 
 
-class RemotePathCompleter(Completer):
-    """Completes the path before the cursor with names on the server.
+def _escaped(name: str) -> str:
+    # A leading ~ stays one: the shell expands it.
+    head = "~" if name.startswith("~") else ""
+    return head + _SPECIAL.sub(r"\\\1", name[len(head) :])
+
+
+class RemoteCompleter(Completer):
+    """Completes the word before the cursor in the remote shell.
 
     Args:
-        shell: gives the current connection and session state at each Tab
-            (the connection changes on a reconnect).
+        shell: gives the current remote shell at each Tab (it changes on a
+            reconnect); None while there is none.
     """
 
-    def __init__(self, shell: Callable[[], Shell]) -> None:
+    def __init__(self, shell: Callable[[], RemoteShell | None]) -> None:
         self._shell = shell
 
     def get_completions(
@@ -61,24 +64,22 @@ class RemotePathCompleter(Completer):
         self, document: Document, complete_event: CompleteEvent
     ) -> AsyncGenerator[Completion, None]:
         word = document.get_word_before_cursor(WORD=True)
-        directory, slash, prefix = word.rpartition("/")
-        directory += slash
+        before = document.text_before_cursor[: len(document.text_before_cursor) - len(word)]
+        kind, stem = _kind(before, word)
         shell = self._shell()
-        if shell.connection.is_closed:
+        if shell is None or shell.has_ended():
             return
         try:
-            result = await capture(
-                shell.connection, shell.state, _listing_script(directory, prefix)
-            )
-        except (RexecError, ValueError):
+            names = await shell.complete(kind, stem)
+        except RexecError:
             return
-        if result.returncode != 0 or not result.stdout:
-            return
-        names = result.stdout.split(b"\0")[:-1][:MAX_COMPLETIONS]
-        for raw in sorted(names):
-            name = raw.decode("utf-8", "replace")
+        prefix = word[: len(word) - len(stem)]
+        for name in sorted(set(names))[:MAX_COMPLETIONS]:
+            text = prefix + (name if kind == "variable" else _escaped(name))
+            if kind == "variable" and prefix == "${":
+                text += "}"
             yield Completion(
-                _SPECIAL.sub(r"\\\1", name),
-                start_position=-len(prefix),
-                display=name,
+                text,
+                start_position=-len(word),
+                display=name.rstrip("/").rpartition("/")[2] + ("/" if name.endswith("/") else ""),
             )

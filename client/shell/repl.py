@@ -1,122 +1,199 @@
 """The read-eval-print loop of ``rexec shell`` (line mode).
 
-It reads a line (prompt_toolkit: editing, a persistent history, Ctrl-R
-search, Tab completion of remote paths), runs it as a built-in
-(``shell_builtins``) or on the server (``remote_line``), and remembers its
-status for the prompt. A lost connection, noticed while a command runs or
-while idle at the prompt (the connection's keepalive catches a silent one),
-is reported in one line, and the user is offered a reconnect that keeps the
-session's directory and variables.
+It reads a unit of input (a line, and the continuation lines an unfinished
+one needs), runs it as a built-in (``builtins``) or in the remote shell
+(``session``), and shows its status in the next prompt. The remote shell
+lasts for the session, so whatever a line changes lasts for the next one.
+
+A lost connection, noticed while a line runs or while idle at the prompt
+(the connection's keepalive catches a silent one), is reported in one line,
+and the user is offered a reconnect: a new shell there is made from the last
+state snapshot. A shell that was killed is replaced the same way; one that
+exited (``exit`` in a line) ends the session with its status.
 
 When stdin is not a terminal, lines are read from it without a prompt and
-commands get no stdin, as ``sh < script`` would do.
+lines get no stdin, as ``sh < script`` would do.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
+import contextlib
 import sys
-from pathlib import Path
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.formatted_text import FormattedText
-from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.styles import Style
 
-from ..cli.common import EXIT_FAILURE, open_connection
+from ..cli.common import EXIT_FAILURE, EXIT_INTERRUPTED, open_connection
 from ..connection import ClientConnection
-from ..errors import RexecConnectionError, RexecError
+from ..errors import RemoteCommandError, RexecConnectionError, RexecError
 from ..term.relay import InterruptForwarder
 from ..term.terminal import colour_enabled
 from .builtins import ExitShell, find_builtin
-from .completer import RemotePathCompleter
-from .remote_line import probe_identity, run_line, say
-from .state import SessionState
+from .completer import RemoteCompleter
+from .display import TerminalOutput, say
+from .line_reader import LineDiscarded, PipeReader, PromptReader, Watched
+from .session import LineEnd, RemoteShell, ShellEnded, open_shell
+from .state import EXIT_TIMEOUT, SessionState, Snapshot
+from .syntax import ends_in_continuation, surely_complete
 
 _STYLE = Style.from_dict(
     {"status": "ansired bold", "user": "ansigreen bold", "cwd": "ansiblue bold"}
 )
+#: Status of a line whose shell was killed (as by SIGKILL).
+EXIT_KILLED = 137
+
+T = TypeVar("T")
 
 
-def history_path() -> Path:
-    """Where the history is kept: ``$REXEC_HISTORY_FILE``, else
-    ``$XDG_STATE_HOME/rexec/history``, else ``~/.local/state/rexec/history``."""
-    if explicit := os.environ.get("REXEC_HISTORY_FILE"):
-        return Path(explicit)
-    state_home = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
-    return Path(state_home) / "rexec" / "history"
+class Interrupted(Exception):
+    """Ctrl-C while the shell was starting or reconnecting."""
 
 
-def _open_history() -> History:
-    path = history_path()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path.touch(mode=0o600, exist_ok=True)
-    except OSError as exc:
-        say(f"history not kept: {path}: {exc.strerror or exc}")
-        return InMemoryHistory()
-    return FileHistory(str(path))
+class _CancelOnInterrupt:
+    """An ``InterruptForwarder`` target that cancels a task (start-up, reconnect)."""
 
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self._task = task
 
-class _LostAtPrompt(Exception):
-    """The connection ended while the prompt was waiting for a line."""
+    def send_signal(self, sig: int | str) -> None:
+        self._task.cancel()
 
-    def __init__(self, error: RexecConnectionError) -> None:
-        super().__init__(str(error))
-        self.error = error
+    def cancel(self) -> None:
+        self._task.cancel()
 
 
 class Repl:
-    """One ``rexec shell`` session on a connection (replaced on reconnect).
+    """One ``rexec shell`` session (see the module docstring).
 
     Attributes:
-        connection: the current connection.
-        state: the session's directory, variables and last status.
+        connection: the current connection (replaced on reconnect).
+        shell: the current remote shell (replaced with the connection, or
+            when it was killed).
+        state: what the session knows of itself.
     """
 
-    def __init__(
-        self, args: argparse.Namespace, connection: ClientConnection, state: SessionState
-    ) -> None:
+    def __init__(self, args: argparse.Namespace, connection: ClientConnection) -> None:
         self._args = args
         self.connection = connection
-        self.state = state
+        self.shell: RemoteShell | None = None
+        self.state = SessionState()
         self._forwarder = InterruptForwarder()
+        self._output = TerminalOutput()
         self._interactive = sys.stdin.isatty()
-        self._prompt: PromptSession[str] | None = None
+        self._reader: PromptReader | PipeReader = PipeReader()
         if self._interactive:
-            self._prompt = PromptSession(
-                history=_open_history(),
-                completer=RemotePathCompleter(lambda: self),
-                complete_while_typing=False,
-                style=_STYLE if colour_enabled(sys.stdout) else None,
+            self._reader = PromptReader(
+                RemoteCompleter(lambda: self.shell),
+                self._message,
+                _STYLE if colour_enabled(sys.stdout) else None,
             )
 
     async def run(self) -> int:
-        """Read and run lines until ``exit``, Ctrl-D or end of input, or a lost
-        connection the user does not reconnect; return the exit status."""
+        """Start the remote shell, then read and run units until ``exit``,
+        Ctrl-D or the end of input, or a lost connection the user does not
+        reconnect; return the exit status."""
         with self._forwarder.installed():
+            try:
+                await self._interruptible(self._start_shell())
+            except Interrupted:
+                say(
+                    "interrupted while the remote shell started (do its start-up files wait for"
+                    " something? try --sh or --pty)"
+                )
+                return EXIT_INTERRUPTED
             while True:
                 try:
-                    line = await self._read_line()
-                except EOFError:
-                    return self.state.last_status
-                except KeyboardInterrupt:
-                    continue  # Ctrl-C at the prompt drops the line, as shells do
-                except _LostAtPrompt as lost:
-                    if not await self._recover(lost.error):
-                        return EXIT_FAILURE
-                    continue
-                try:
-                    await self._execute(line)
+                    await self._step()
                 except ExitShell as exc:
+                    if self.shell is not None:
+                        await self.shell.leave(exc.status)
                     return exc.status
+                except ShellEnded as ended:
+                    if not await self._shell_ended(ended):
+                        return ended.status.returncode
                 except RexecConnectionError as exc:
                     if not await self._recover(exc):
                         return EXIT_FAILURE
 
-    # --- reading ----------------------------------------------------------------
+    async def close(self) -> None:
+        if self.shell is not None:
+            await self.shell.close()
+        await self.connection.close()
+
+    # --- one unit ----------------------------------------------------------------
+
+    async def _step(self) -> None:
+        """Read one unit and run it.
+
+        Raises:
+            ExitShell: leave (``exit``, Ctrl-D, the end of input).
+            ShellEnded, RexecConnectionError: as ``RemoteShell.run_line``.
+        """
+        try:
+            text = await self._read(continuation=False)
+        except LineDiscarded:
+            return
+        except EOFError:
+            raise ExitShell(self.state.last_status) from None
+        if not text.strip():
+            return
+        found = find_builtin(text)
+        if found is not None:
+            self._remember(text)
+            builtin, rest = found
+            self.state.record(await builtin.run(self, rest))
+            return
+        await self._run_unit(text)
+
+    async def _run_unit(self, text: str) -> None:
+        """Run ``text`` in the remote shell, reading continuation lines while
+        it is unfinished; Ctrl-C on one drops the unit, Ctrl-D runs it as it
+        is (the shell then says what is missing)."""
+        forced = False
+        while True:
+            if forced or not ends_in_continuation(text):
+                mode = "force" if forced else "run" if surely_complete(text) else "check"
+                end = await self._run_line(text, mode)
+                if not end.more:
+                    self._remember(text)
+                    self._record(end)
+                    return
+            try:
+                text += "\n" + await self._read(continuation=True)
+            except LineDiscarded:
+                self._remember(text)
+                return
+            except EOFError:
+                forced = True
+
+    async def _run_line(self, text: str, mode: str) -> LineEnd:
+        assert self.shell is not None
+        return await self.shell.run_line(
+            text,
+            mode,
+            typed_input=self._interactive,
+            interrupts=self._forwarder,
+            timeout=self.state.timeout,
+        )
+
+    def _record(self, end: LineEnd) -> None:
+        if end.timed_out:
+            self.state.record(EXIT_TIMEOUT, "timeout")
+        else:
+            self.state.record(end.status)
+        self.state.shell_status = end.status
+        self.state.cwd = end.cwd or self.state.cwd
+
+    def _remember(self, text: str) -> None:
+        if self._reader.history is not None:
+            self._reader.history.add(text)
+
+    # --- reading -------------------------------------------------------------------
 
     def _message(self) -> FormattedText:
         state = self.state
@@ -133,62 +210,106 @@ class Repl:
         ]
         return FormattedText(parts)
 
-    async def _read_line(self) -> str:
-        """The next line; raises EOFError at the end, KeyboardInterrupt for a
-        Ctrl-C at the prompt, ``_LostAtPrompt`` when the connection ends."""
-        if self._prompt is None:
-            data: bytes = await asyncio.to_thread(sys.stdin.buffer.readline)
-            if not data:
-                raise EOFError
-            return data.decode("utf-8", "replace").rstrip("\n")
-        prompt = asyncio.ensure_future(
-            # Ctrl-C at the prompt is a key (the terminal is raw there); the
-            # SIGINT handler stays the shell's forwarder.
-            self._prompt.prompt_async(self._message, handle_sigint=False)
-        )
-        ended = asyncio.ensure_future(self.connection.wait_ended())
+    async def _read(self, *, continuation: bool) -> str:
+        """The next line; raises EOFError, LineDiscarded, or what ended
+        while the prompt waited (``ShellEnded``, ``RexecConnectionError``)."""
+        assert self.shell is not None
+        watch = asyncio.ensure_future(self._idle_end(self.shell))
         try:
-            await asyncio.wait({prompt, ended}, return_when=asyncio.FIRST_COMPLETED)
-            if ended.done() and not prompt.done():
-                if self._prompt.app.is_running:
-                    self._prompt.app.exit(exception=_LostAtPrompt(ended.result()))
-                else:
-                    prompt.cancel()
-                    raise _LostAtPrompt(ended.result())
-            return await prompt
+            return await self._reader.read(continuation=continuation, watch=watch)
+        except Watched as watched:
+            raise watched.result from None
         finally:
+            watch.cancel()
+
+    async def _idle_end(self, shell: RemoteShell) -> Exception:
+        """What ends the session's wait at the prompt: the connection's end, or
+        the shell's (as the exception to raise)."""
+        lost = asyncio.ensure_future(self.connection.wait_ended())
+        ended = asyncio.ensure_future(shell.wait_ended())
+        try:
+            await asyncio.wait({lost, ended}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            lost.cancel()
             ended.cancel()
+        if lost.done() and not lost.cancelled():
+            return lost.result()
+        status = ended.result()
+        if status.connection_lost:
+            return RexecConnectionError(status.connection_error or "connection lost")
+        return ShellEnded(status)
 
-    # --- running ------------------------------------------------------------------
+    # --- the remote shell ----------------------------------------------------------
 
-    async def _execute(self, line: str) -> None:
-        line = line.strip()
-        if not line:
-            return
-        found = find_builtin(line)
-        if found is not None:
-            builtin, rest = found
-            self.state.record(await builtin.run(self, rest))
-            return
-        status = await run_line(
-            self.connection, self.state, line, self._forwarder, interactive=self._interactive
+    async def _start_shell(self) -> None:
+        """Start a shell on the current connection: the one the last snapshot
+        describes, if there is one.
+
+        Raises:
+            ShellEnded: it ended before it was ready.
+            RexecError: the server refused it, or the connection was lost.
+        """
+        if self.shell is not None:
+            await self.shell.close()
+            self.shell = None
+        self.shell = await open_shell(
+            self.connection,
+            self._output.stdout,
+            self._output.stderr,
+            snapshot=self.state.snapshot,
+            status=self.state.shell_status,
+            posix_sh=self._args.sh,
+            on_snapshot=self._keep_snapshot,
+            on_warning=say,
         )
-        if not isinstance(status, int):
-            if status.connection_lost:
-                raise RexecConnectionError(status.connection_error or "connection lost")
-            if status.signal is not None and self._interactive:
-                print(flush=True)  # after the terminal's "^C", as shells do
-        self.state.record(status)
+        ready = self.shell.ready
+        assert ready is not None
+        self.state.identity, self.state.cwd, self.state.shell = (
+            ready.identity,
+            ready.cwd,
+            ready.shell,
+        )
 
-    # --- losing and regaining the connection -------------------------------------------
+    def _keep_snapshot(self, snapshot: Snapshot) -> None:
+        self.state.snapshot = snapshot
+
+    async def _shell_ended(self, ended: ShellEnded) -> bool:
+        """The remote shell ended: return whether the session goes on (in a
+        new shell). One that exited by itself ends the session, as ``exit``
+        in bash over ssh does; one that was killed is replaced."""
+        status = ended.status
+        if status.exit_code is not None and not ended.killed_by_rexec:
+            return False
+        if self._interactive:
+            print(flush=True)  # after the terminal's ^C
+        say(f"the remote shell {status.describe()}; a new one goes on from the session's state")
+        self.state.record(EXIT_TIMEOUT if status.timed_out else EXIT_KILLED)
+        try:
+            await self._interruptible(self._start_shell())
+        except (Interrupted, ShellEnded, RexecError) as exc:
+            say(f"no new shell: {exc}")
+            return False
+        return True
+
+    async def _interruptible(self, work: Awaitable[T]) -> T:
+        """``work``, which Ctrl-C cancels (``Interrupted``)."""
+        task = asyncio.ensure_future(work)
+        with self._forwarder.attached(_CancelOnInterrupt(task)):
+            await asyncio.wait({task})
+        if task.cancelled():
+            raise Interrupted()
+        return task.result()
+
+    # --- losing and regaining the connection ---------------------------------------
 
     async def _recover(self, error: RexecConnectionError) -> bool:
         """Report a lost connection in one line and offer to reconnect;
-        return whether the session goes on (on a new connection)."""
+        return whether the session goes on (on a new connection, in a shell
+        made from the session's state)."""
         say(str(error))
         self.state.record(EXIT_FAILURE)
-        await self.connection.close()
-        if self._prompt is None:
+        await self.close()
+        if not self._interactive:
             return False
         asker: PromptSession[str] = PromptSession()
         while True:
@@ -204,27 +325,40 @@ class Repl:
             if answer not in ("y", "yes"):
                 continue
             try:
-                self.connection = await open_connection(self._args, self._args.address)
-            except RexecError as exc:
-                say(str(exc))
+                await self._interruptible(self._reconnect())
+            except Interrupted:
+                say("reconnecting interrupted")
                 continue
-            say(f"reconnected to {self.connection.peer}; directory and variables kept")
+            except (RexecError, ShellEnded) as exc:
+                say(str(exc))
+                await self.close()
+                continue
+            restored = "restored" if self.state.snapshot is not None else "not known: a new one"
+            say(f"reconnected to {self.connection.peer}; the shell's state {restored}")
             return True
+
+    async def _reconnect(self) -> None:
+        self.connection = await open_connection(self._args, self._args.address)
+        await self._start_shell()
 
 
 async def start_repl(args: argparse.Namespace) -> int:
-    """Connect, learn the remote identity and directory, and run the loop.
+    """Connect, start the remote shell and run the loop.
 
     Raises:
         CliError, RexecConnectionError: the first connection failed (the
             caller turns them into one line and status 255).
     """
     connection = await open_connection(args, args.address)
-    repl: Repl | None = None
+    repl = Repl(args, connection)
     try:
-        identity, cwd = await probe_identity(connection)
-        repl = Repl(args, connection, SessionState(cwd=cwd, identity=identity))
         return await repl.run()
+    except RemoteCommandError as exc:
+        say(f"{connection.peer}: the remote shell was refused: {exc}")
+        return EXIT_FAILURE
+    except ShellEnded as exc:
+        say(f"the remote shell did not start: it {exc}")
+        return EXIT_FAILURE
     finally:
-        # A reconnect replaces the connection: close the latest one.
-        await (repl.connection if repl is not None else connection).close()
+        with contextlib.suppress(RexecError):
+            await repl.close()

@@ -1,20 +1,30 @@
-"""What a ``rexec shell`` session remembers between lines.
+"""What a ``rexec shell`` session knows of itself between lines.
 
-The server keeps nothing between commands: each line is a new ``/bin/sh -c``.
-The session's place and settings live here, on the client, and go with every
-``run``: the working directory (``cwd``), the variables set by ``export``
-(``env``, added to the server's base environment), the base variables hidden
-by ``unset`` (the protocol can only add names, so each line starts with an
-``unset -v`` of them), and the default timeout. A reconnect keeps all of it.
+The session's real state (directory, variables, functions, aliases, options,
+traps, umask) lives in the remote shell, which lasts for the session. After
+each line that shell sends a snapshot of it (``Snapshot``), kept here so that
+a new shell, after a lost connection or a killed shell, can be made the same
+again. Besides: who and where the session is (for the prompt), the last
+line's status, and the per-line time limit.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import shlex
-from typing import Any
+import re
+import signal
 
 from ..result import ExitStatus
+
+#: Exit status of a line ended by the session's time limit (as coreutils' timeout).
+EXIT_TIMEOUT = 124
+#: ``set -o`` options a restored shell must not take from the snapshot: line
+#: editing would read the command stream as a terminal, job control wants one,
+#: the history setting is kept aside by the shell itself, and sh's
+#: interactive and stdin are how it was started.
+_UNRESTORED_OPTIONS = frozenset({b"emacs", b"vi", b"monitor", b"history", b"interactive", b"stdin"})
+_SET_OPTION = re.compile(rb"set [-+]o (\S+)\Z")
+_FUNCTION_ATTRIBUTES = re.compile(rb"declare -f(\S*) ")
 
 
 @dataclasses.dataclass
@@ -28,49 +38,115 @@ class RemoteIdentity:
 
 def status_label(status: ExitStatus | int) -> str | None:
     """How the prompt shows an outcome: None for success, else the exit code,
-    the signal name (``SIGINT``), ``timeout`` or ``lost``."""
-    if isinstance(status, int):
-        return str(status) if status else None
-    if status.connection_lost:
-        return "lost"
-    if status.timed_out:
-        return "timeout"
-    if status.signal is not None:
-        return status.signal_name or f"signal {status.signal}"
-    return str(status.exit_code) if status.exit_code else None
+    or the signal's name (``SIGINT``) for 128+N as shells report a command
+    killed by signal N, ``timeout`` or ``lost``."""
+    if isinstance(status, ExitStatus):
+        if status.connection_lost:
+            return "lost"
+        if status.timed_out:
+            return "timeout"
+        if status.signal is not None:
+            return status.signal_name or f"signal {status.signal}"
+        status = status.returncode
+    if status == 0:
+        return None
+    if 128 < status < 128 + signal.NSIG:
+        try:
+            return signal.Signals(status - 128).name
+        except ValueError:
+            pass
+    return str(status)
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """The remote shell's state as it sent it: named sections of shell text
+    (``declare -p``, ``declare -f``, ``alias -p`` … for bash; ``set``,
+    ``export -p`` … for sh) that start with lines ``MARK NAME``, in the order
+    a new shell must run them, and the kind of shell that can (``bash`` or
+    ``sh``). It is kept as it came (one arrives after every line) and read
+    only when a new shell needs it."""
+
+    shell: str
+    text: bytes
+    mark: str
+
+    @classmethod
+    def whole(cls, shell: str, text: bytes, mark: str) -> Snapshot | None:
+        """The snapshot in a ``state`` record's payload, or None unless it is
+        whole (it ends with its ``end`` line: one cut short by Ctrl-C is not
+        used)."""
+        if not text.endswith(f"{mark} end\n".encode()):
+            return None
+        return cls(shell, text, mark)
+
+    def sections(self) -> list[tuple[str, bytes]]:
+        """(name, text) of each section, in order."""
+        prefix = self.mark.encode() + b" "
+        sections: list[tuple[str, bytes]] = []
+        name: str | None = None
+        lines: list[bytes] = []
+        for line in self.text.split(b"\n"):
+            if line.startswith(prefix) and line[len(prefix) :].isalpha():
+                if name is not None:
+                    sections.append((name, b"\n".join(lines) + b"\n"))
+                name, lines = line[len(prefix) :].decode(), []
+            elif name is not None:
+                lines.append(line)
+        return sections
+
+    def restore_script(self) -> bytes:
+        """Shell text that makes a new shell of the same kind like this one,
+        as far as text can; run at its top level, errors hidden (read-only
+        variables of the shell itself refuse their old values, as they may)."""
+        return b"".join(_restorable(name, text) for name, text in self.sections())
+
+
+def _restorable(name: str, text: bytes) -> bytes:
+    lines = text.splitlines()
+    if name == "setopts":
+        lines = [
+            line
+            for line in lines
+            if not ((match := _SET_OPTION.match(line.strip())) and match[1] in _UNRESTORED_OPTIONS)
+        ]
+    elif name == "fattrs":
+        # "declare -f NAME" would print the function; only attributes matter.
+        lines = [line for line in lines if (match := _FUNCTION_ATTRIBUTES.match(line)) and match[1]]
+    elif name == "umask":
+        lines = [b"umask " + line for line in lines if line.strip()]
+    elif name == "aliases":
+        # sh's `alias` prints NAME='VALUE'; bash's `alias -p` adds the word.
+        lines = [line if line.startswith(b"alias ") else b"alias " + line for line in lines]
+    return b"".join(line + b"\n" for line in lines)
 
 
 @dataclasses.dataclass
 class SessionState:
-    """The session's place and settings on the server (see the module doc)."""
+    """The session as the client knows it (see the module docstring)."""
 
-    cwd: str | None = None
-    oldpwd: str | None = None
-    env: dict[str, str] = dataclasses.field(default_factory=dict)
-    unset: set[str] = dataclasses.field(default_factory=set)
-    timeout: float | None = None
     identity: RemoteIdentity = dataclasses.field(default_factory=RemoteIdentity)
+    #: The remote shell's working directory, as its last line left it.
+    cwd: str | None = None
+    #: Which shell runs the lines: "bash 5.2.15(1)-release", "sh".
+    shell: str = ""
+    #: The remote shell's state after the last line (None: not known yet).
+    snapshot: Snapshot | None = None
+    #: Each line's time limit in seconds (None: none).
+    timeout: float | None = None
+    #: The last line's status as the remote shell has it ($? in a new shell).
+    shell_status: int = 0
     #: The last line's status as a number (what ``exit`` leaves with) …
     last_status: int = 0
     #: … and as the prompt shows it (None: success).
     last_label: str | None = None
 
-    def record(self, status: ExitStatus | int) -> int:
-        """Remember how the last line ended; return it as a number."""
+    def record(self, status: ExitStatus | int, label: str | None = None) -> int:
+        """Remember how the last line ended (``label`` overrides how the
+        prompt shows it); return it as a number."""
         self.last_status = status if isinstance(status, int) else status.returncode
-        self.last_label = status_label(status)
+        self.last_label = label or status_label(status)
         return self.last_status
-
-    def command_line(self, line: str) -> str:
-        """The shell string that runs ``line`` in this session."""
-        if not self.unset:
-            return line
-        names = " ".join(shlex.quote(name) for name in sorted(self.unset))
-        return f"unset -v {names}\n{line}"
-
-    def run_options(self) -> dict[str, Any]:
-        """Keyword arguments of ``ClientConnection.start`` for this session."""
-        return {"cwd": self.cwd, "env": dict(self.env), "timeout": self.timeout}
 
     def display_cwd(self) -> str:
         """The working directory for the prompt, with the home shown as ``~``."""
@@ -78,18 +154,3 @@ class SessionState:
         if home and (cwd == home or cwd.startswith(home + "/")):
             return "~" + cwd[len(home) :]
         return cwd
-
-    def set_variable(self, name: str, value: str | None) -> None:
-        """Record ``export NAME=VALUE`` (``value`` None: ``unset NAME``, where
-        the name stays hidden only if the server's base environment has it —
-        see ``hide``)."""
-        if value is None:
-            self.env.pop(name, None)
-        else:
-            self.env[name] = value
-            self.unset.discard(name)
-
-    def hide(self, name: str) -> None:
-        """Hide a base-environment name from every later line."""
-        self.env.pop(name, None)
-        self.unset.add(name)

@@ -14,7 +14,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from ..errors import RexecConnectionError
 from ..process import RemoteProcess
@@ -53,16 +53,24 @@ async def copy_output(
         return True
 
 
-async def forward_input(stdin: StdinWriter, fd: int = 0) -> None:
+async def forward_input(
+    stdin: StdinWriter, fd: int = 0, on_input: Callable[[], None] | None = None
+) -> None:
     """Send what can be read from ``fd`` to ``stdin``, then end it.
+    ``on_input``, when given, is called before anything (data or the end) is
+    sent.
 
     On a terminal in canonical mode, Ctrl-D at the start of a line reads as
     the end, so it ends the remote command's input.
     """
     try:
         async for chunk in read_chunks(fd):
+            if on_input is not None:
+                on_input()
             stdin.write(chunk)
             await stdin.drain()
+        if on_input is not None:
+            on_input()
         stdin.close()
     except (BrokenPipeError, RexecConnectionError):
         pass  # the command or the connection ended; its status says how
@@ -75,6 +83,14 @@ async def stop_task(task: asyncio.Task[None] | None) -> None:
         await asyncio.gather(task, return_exceptions=True)
 
 
+class Interruptible(Protocol):
+    """What Ctrl-C acts on: a remote command, or a line of the remote shell."""
+
+    def send_signal(self, sig: int | str) -> None: ...
+
+    def cancel(self) -> None: ...
+
+
 class InterruptForwarder:
     """Routes Ctrl-C (SIGINT here) to the remote command attached to it.
 
@@ -85,7 +101,7 @@ class InterruptForwarder:
     """
 
     def __init__(self) -> None:
-        self._process: RemoteProcess | None = None
+        self._process: Interruptible | None = None
         self._last = float("-inf")
 
     def __call__(self) -> None:
@@ -112,7 +128,7 @@ class InterruptForwarder:
             loop.remove_signal_handler(signal.SIGINT)
 
     @contextlib.contextmanager
-    def attached(self, process: RemoteProcess) -> Iterator[None]:
+    def attached(self, process: Interruptible) -> Iterator[None]:
         """While active, SIGINT goes to ``process``."""
         self._process, self._last = process, float("-inf")
         try:

@@ -4,7 +4,8 @@
 prompt. prompt_toolkit redraws a prompt when a line is accepted, so the text
 of a prompt alone can't tell a new prompt from the redraw of the old one; a
 new prompt is the one that turns bracketed paste on (``ESC [?2004h``) as it
-starts, then shows ``[STATUS] user@host:CWD$`` (``#`` for root).
+starts, then shows ``[STATUS] user@host:CWD$`` (``#`` for root), or ``>``
+when it continues an unfinished line.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ ROWS, COLS = 30, 100
 PROMPT_START = b"\x1b[?2004h"
 #: The prompt's text: optional status, user@host, ':', the directory, '$' or '#'.
 PROMPT_TEXT = re.compile(rb"(?:\[([A-Za-z0-9]+)\] )?\S*@\S*?:(\S*?)[#$]")
+#: The prompt of a continuation line.
+CONTINUATION_TEXT = re.compile(rb">")
 _ESCAPES = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\r")
 
 
@@ -64,6 +67,15 @@ class ShellUnderTest:
         (including the redrawn line)."""
         self.child.sendline(line)
         return self.prompt()
+
+    def more(self, line: str) -> str:
+        """Type ``line``, which leaves the input unfinished, and wait for the
+        continuation prompt; return what was shown before it."""
+        self.child.sendline(line)
+        self.child.expect_exact(PROMPT_START)
+        before = plain(self.child.before)
+        self.child.expect(CONTINUATION_TEXT)
+        return before
 
     def exit_status(self) -> int:
         """Wait for the program to end; return its exit status."""
@@ -112,7 +124,8 @@ def spawn(terminal_env: dict[str, str]) -> Iterator[Callable[..., pexpect.spawn]
 
 @pytest.fixture
 def open_shell(spawn: Callable[..., pexpect.spawn]) -> Callable[..., ShellUnderTest]:
-    """``open_shell(server, *options)`` → a ``rexec shell`` at its first prompt."""
+    """``open_shell(server, *options)`` → a ``rexec shell`` at its first
+    prompt, after one line (``unset HISTFILE``)."""
 
     def open_(server: Any, *options: str) -> ShellUnderTest:
         child = spawn(
@@ -120,6 +133,9 @@ def open_shell(spawn: Callable[..., pexpect.spawn]) -> Callable[..., ShellUnderT
         )
         shell = ShellUnderTest(child)
         shell.prompt()
+        # The remote bash is the test user's login shell, which saves its
+        # history on exit: not into the real ~/.bash_history.
+        shell.run("unset HISTFILE")
         return shell
 
     return open_

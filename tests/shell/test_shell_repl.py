@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-
 import secrets
 from collections.abc import Callable
 from pathlib import Path
@@ -43,13 +42,6 @@ def test_cd_into_a_missing_directory_says_so_and_stays(server: Any, open_shell: 
     assert "\n/tmp\n" in shell.run("pwd")
 
 
-def test_cd_in_a_compound_line_lasts_for_that_line(server: Any, open_shell: OpenShell) -> None:
-    shell = open_shell(server)
-    output = shell.run("cd /tmp && pwd")
-    assert "\n/tmp\n" in output and "that line only" in output
-    assert shell.cwd == "~"
-
-
 def test_export_and_unset_persist(server: Any, open_shell: OpenShell) -> None:
     shell = open_shell(server)
     shell.run("export FOO=bar BAZ='two words'")
@@ -57,19 +49,12 @@ def test_export_and_unset_persist(server: Any, open_shell: OpenShell) -> None:
     assert "\nbar:two words\n" in shell.run('echo "$FOO:$BAZ"')
     shell.run("export FOO=${FOO}x SUB=$(echo sub)")  # expanded on the server
     assert "\nbarx sub\n" in shell.run("echo $FOO $SUB")
-    assert "export FOO=barx" in shell.run("env")
+    assert "\nFOO=barx\n" in shell.run("env")
     shell.run("unset FOO")
     assert "\n[]\n" in shell.run('echo "[${FOO-}]"')
     # A name from the server's base environment is hidden too.
     shell.run("unset HOME")
     assert "\nunset\n" in shell.run('echo "${HOME-unset}"')
-
-
-def test_export_of_a_forbidden_name_is_refused_at_once(server: Any, open_shell: OpenShell) -> None:
-    shell = open_shell(server)
-    assert "env.forbidden" in shell.run("export LD_PRELOAD=/x.so")
-    assert shell.status == "1"
-    assert "\nok\n" in shell.run("echo ok")  # later lines are not refused
 
 
 def test_output_streams_live(server: Any, open_shell: OpenShell) -> None:
@@ -85,12 +70,10 @@ def test_ctrl_c_interrupts_the_command_and_the_shell_stays(
     server: Any, open_shell: OpenShell
 ) -> None:
     shell = open_shell(server)
-    # "exec": dash ignores SIGINT in a child it has just forked, before the
-    # exec, so a Ctrl-C in that window would be lost (its second press cancels).
-    shell.child.sendline("echo sta''rted; exec sleep 30")
+    shell.child.sendline("echo sta''rted; sleep 30; echo not-reached")
     shell.child.expect_exact("started")
     shell.child.sendintr()
-    shell.prompt()
+    assert "not-reached" not in shell.prompt()
     assert shell.status == "SIGINT"
     assert "\nafter\n" in shell.run("echo after")
     assert shell.status is None
@@ -115,7 +98,7 @@ def test_exit_status_shows_in_the_prompt(server: Any, open_shell: OpenShell) -> 
     shell = open_shell(server)
     shell.run("false")
     assert shell.status == "1"
-    shell.run("kill -TERM $$")
+    shell.run("sh -c 'kill -TERM $$'")
     assert shell.status == "SIGTERM"
     shell.run("timeout 0.5")
     shell.run("sleep 10")
@@ -150,7 +133,7 @@ def test_exit_with_a_status(server: Any, open_shell: OpenShell) -> None:
 def test_builtins_help_and_local_commands(server: Any, open_shell: OpenShell) -> None:
     shell = open_shell(server)
     output = shell.run("help")
-    for word in ("cd", "export", "unset", "env", "timeout", "put", "get", "!COMMAND", "exit"):
+    for word in ("bash", "timeout", "put", "get", "!COMMAND", "exit"):
         assert word in output
     assert "\nlocal-side\n" in shell.run("!echo local-side")
     assert "local.not_found" in shell.run("put no-such-file b")
@@ -167,7 +150,7 @@ def test_history_is_kept_across_runs(
     assert marker in Path(terminal_env["REXEC_HISTORY_FILE"]).read_text()
 
     shell = open_shell(server)
-    shell.child.send(UP_ARROW + UP_ARROW)  # past "exit", to the echo
+    shell.child.send(UP_ARROW * 3)  # past "unset HISTFILE" and "exit", to the echo
     shell.child.expect_exact(f"echo {marker}")
     shell.child.send("\r")
     assert f"\n{marker}\n" in shell.prompt()

@@ -1,0 +1,146 @@
+"""The control channel of a remote shell: records from the shell to rexec.
+
+The remote shell (``remote.bash``, ``remote.sh``) writes records between
+NULs into the stdin pipe of a ``cat`` that runs beside it; that ``cat``'s
+stdout arrives here. A record is ``KIND SEQ`` on its first line, then a
+payload: ``shell`` and ``ready`` at start-up, ``status`` and ``state`` after
+each line, ``more`` for an unfinished line, ``complete`` for Tab, ``warning``
+for something to tell the user. The shell's own strings can't hold NUL, so no
+payload contains one; the NUL before each record ends whatever a record cut
+short by Ctrl-C left behind.
+
+Records say nothing about the shell's output, which arrives on other
+streams: ``output.MarkedStream`` tells when a line's output is complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+from collections.abc import Callable
+
+from ..streams import OutputReader
+
+#: Records nobody waited for that are kept for a later ``expect``.
+UNCLAIMED_KEPT = 8
+#: Most bytes of one record kept while it arrives (a state snapshot of a
+#: session with very large variables); a longer one is dropped.
+MAX_RECORD = 64 * 2**20
+
+
+class ChannelClosed(Exception):
+    """The control channel ended: the shell's helper is gone."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Record:
+    """One record: its kind, sequence number and payload."""
+
+    kind: str
+    seq: int
+    payload: bytes
+
+    def fields(self) -> list[str]:
+        """The payload's lines, decoded (undecodable bytes replaced)."""
+        return self.payload.decode("utf-8", "replace").split("\n")
+
+
+def parse_record(data: bytes) -> Record | None:
+    """The record in ``data`` (one record without its NULs), or None when it
+    is not one (nothing, or a user wrote to the channel: it is ignored)."""
+    header, _, payload = data.partition(b"\n")
+    kind, _, seq = header.decode("ascii", "replace").partition(" ")
+    if not kind.isalpha() or not seq.isdigit():
+        return None
+    return Record(kind, int(seq), payload)
+
+
+@dataclasses.dataclass
+class _Waiter:
+    kinds: frozenset[str]
+    seq: int
+    future: asyncio.Future[Record]
+
+
+class ControlChannel:
+    """Reads records from ``reader`` (``run``) and hands each to whoever
+    waits for its kind and sequence number (``expect``); ``state`` and
+    ``warning`` records go to ``on_state`` and ``on_warning``. A record
+    nobody waits for yet is kept (the last few) for the next ``expect``.
+
+    Args:
+        reader: the helper ``cat``'s stdout.
+        on_state: called with each ``state`` record.
+        on_warning: called with the text of each ``warning`` record.
+    """
+
+    def __init__(
+        self,
+        reader: OutputReader,
+        on_state: Callable[[Record], None],
+        on_warning: Callable[[str], None],
+    ) -> None:
+        self._reader = reader
+        self._on_state = on_state
+        self._on_warning = on_warning
+        self._waiters: list[_Waiter] = []
+        self._unclaimed: collections.deque[Record] = collections.deque(maxlen=UNCLAIMED_KEPT)
+        self._closed = False
+
+    async def run(self) -> None:
+        """Read records until the channel ends; then every waiter gets
+        ``ChannelClosed``."""
+        pending = bytearray()
+        skipping = False  # the record being read is too long: drop it
+        try:
+            while chunk := await self._reader.read(2**20):
+                for index, part in enumerate(chunk.split(b"\0")):
+                    if index:
+                        # A NUL: the record before it is complete.
+                        if not skipping and (record := parse_record(bytes(pending))):
+                            self._deliver(record)
+                        pending.clear()
+                        skipping = False
+                    if not skipping:
+                        pending += part
+                        if len(pending) > MAX_RECORD:
+                            pending.clear()
+                            skipping = True
+        finally:
+            self._closed = True
+            for waiter in self._waiters:
+                if not waiter.future.done():
+                    waiter.future.set_exception(ChannelClosed())
+            self._waiters.clear()
+
+    def expect(self, kinds: set[str], seq: int) -> asyncio.Future[Record]:
+        """A future for the next record of one of ``kinds`` with ``seq``. Ask
+        before sending what it answers, so the answer can't be missed."""
+        future: asyncio.Future[Record] = asyncio.get_running_loop().create_future()
+        # Waiters given up on (a line that needed more: no state comes).
+        self._waiters = [waiter for waiter in self._waiters if not waiter.future.done()]
+        for record in self._unclaimed:
+            if record.kind in kinds and record.seq == seq:
+                self._unclaimed.remove(record)
+                future.set_result(record)
+                return future
+        if self._closed:
+            future.set_exception(ChannelClosed())
+        else:
+            self._waiters.append(_Waiter(frozenset(kinds), seq, future))
+        return future
+
+    def _deliver(self, record: Record) -> None:
+        if record.kind == "state":
+            self._on_state(record)
+        elif record.kind == "warning":
+            self._on_warning("\n".join(record.fields()))
+        for waiter in self._waiters:
+            if record.kind in waiter.kinds and record.seq == waiter.seq:
+                self._waiters.remove(waiter)
+                if not waiter.future.done():
+                    waiter.future.set_result(record)
+                return
+        if record.kind not in ("state", "warning"):
+            self._unclaimed.append(record)

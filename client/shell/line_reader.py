@@ -1,0 +1,175 @@
+"""Reading what the user types into ``rexec shell``.
+
+On a terminal: prompt_toolkit, with line editing, Ctrl-R search of a
+persistent history and Tab completion. Ctrl-C discards what was typed
+(``LineDiscarded``), never a traceback; Ctrl-D on an empty line is the end
+(``EOFError``). A line and the continuation lines that finish it (``> ``)
+are one unit of history, as bash keeps them (``UnitHistory``). The prompt
+gives way when something else needs the user first (``watch``: a lost
+connection, an ended shell).
+
+From a pipe or a file: lines as they come, no prompt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from prompt_toolkit import PromptSession
+from prompt_toolkit.completion import Completer
+from prompt_toolkit.formatted_text import AnyFormattedText
+from prompt_toolkit.history import FileHistory, History, InMemoryHistory
+from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+from prompt_toolkit.search import stop_search
+from prompt_toolkit.styles import Style
+
+from .display import say
+
+#: The prompt of a continuation line, as bash's PS2.
+CONTINUATION = "> "
+
+
+class LineDiscarded(Exception):
+    """Ctrl-C at the prompt: what was typed is dropped."""
+
+
+class Watched(Exception):
+    """What the prompt watched happened first; ``result`` is its result."""
+
+    def __init__(self, result: Any) -> None:
+        super().__init__("watched event")
+        self.result = result
+
+
+def history_path() -> Path:
+    """Where the history is kept: ``$REXEC_HISTORY_FILE``, else
+    ``$XDG_STATE_HOME/rexec/history``, else ``~/.local/state/rexec/history``."""
+    if explicit := os.environ.get("REXEC_HISTORY_FILE"):
+        return Path(explicit)
+    state_home = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(state_home) / "rexec" / "history"
+
+
+class UnitHistory(History):
+    """A history that keeps whole units (``add``), not each line as the prompt
+    accepts it: a ``for`` loop typed over three lines comes back as one."""
+
+    def __init__(self, store: History) -> None:
+        super().__init__()
+        self._store = store
+
+    def load_history_strings(self) -> Iterable[str]:
+        return self._store.load_history_strings()
+
+    def store_string(self, string: str) -> None:
+        self._store.store_string(string)
+
+    def append_string(self, string: str) -> None:
+        """What the prompt calls on each accepted line: nothing (see ``add``)."""
+
+    def add(self, unit: str) -> None:
+        """Keep ``unit`` (unless it repeats the last one)."""
+        if unit.strip() and unit != next(iter(self.get_strings()[-1:]), None):
+            super().append_string(unit)
+
+
+def _open_history() -> History:
+    path = history_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.touch(mode=0o600, exist_ok=True)
+    except OSError as exc:
+        say(f"history not kept: {path}: {exc.strerror or exc}")
+        return InMemoryHistory()
+    return FileHistory(str(path))
+
+
+def _key_bindings() -> KeyBindings:
+    bindings = KeyBindings()
+
+    # Eager: before prompt_toolkit's own, in a history search too (bash drops
+    # the line there as well).
+    @bindings.add("c-c", eager=True)
+    def _discard(event: KeyPressEvent) -> None:
+        if event.app.layout.is_searching:
+            # Or the next prompt would open in the search field.
+            stop_search()
+        event.app.exit(exception=LineDiscarded())
+
+    return bindings
+
+
+class PromptReader:
+    """Lines from the terminal (see the module docstring).
+
+    Args:
+        completer: Tab completion.
+        message: the prompt of a first line, computed at each prompt.
+        style: its colours, or None.
+    """
+
+    def __init__(
+        self, completer: Completer, message: Callable[[], AnyFormattedText], style: Style | None
+    ) -> None:
+        self.history = UnitHistory(_open_history())
+        self._message = message
+        self._session: PromptSession[str] = PromptSession(
+            history=self.history,
+            completer=completer,
+            complete_while_typing=False,
+            key_bindings=_key_bindings(),
+            style=style,
+        )
+
+    async def read(self, *, continuation: bool, watch: asyncio.Future[Any]) -> str:
+        """The next line typed.
+
+        Raises:
+            LineDiscarded: Ctrl-C.
+            EOFError: Ctrl-D on an empty line.
+            Watched: ``watch`` finished first (the prompt is gone).
+        """
+        prompt = asyncio.ensure_future(self._prompt(continuation))
+        await asyncio.wait({prompt, watch}, return_when=asyncio.FIRST_COMPLETED)
+        if watch.done() and not prompt.done():
+            app = self._session.app
+            if app.is_running:
+                app.exit(exception=Watched(watch.result()))
+            else:
+                prompt.cancel()
+                raise Watched(watch.result())
+        return await prompt
+
+    async def _prompt(self, continuation: bool) -> str:
+        message = CONTINUATION if continuation else self._message
+        try:
+            # Ctrl-C at the prompt is a key (the terminal is raw there); the
+            # SIGINT handler stays the shell's.
+            return await self._session.prompt_async(message, handle_sigint=False)
+        except KeyboardInterrupt:
+            # prompt_toolkit's own Ctrl-C, where a key binding of ours does not
+            # reach (a KeyboardInterrupt must not leave this task: asyncio
+            # would end the program with it).
+            raise LineDiscarded() from None
+
+
+class PipeReader:
+    """Lines from a stdin that is not a terminal."""
+
+    history = None
+
+    async def read(self, *, continuation: bool, watch: asyncio.Future[Any]) -> str:
+        """The next line, without its newline.
+
+        Raises:
+            EOFError: the input has ended.
+        """
+        data: bytes = await asyncio.to_thread(sys.stdin.buffer.readline)
+        if not data:
+            raise EOFError
+        return data.decode("utf-8", "replace").removesuffix("\n")

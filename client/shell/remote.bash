@@ -1,0 +1,335 @@
+# The remote half of `rexec shell` when the account's login shell is bash.
+#
+# rexec_client.shell.session sends this to one interactive bash that lives as
+# long as the session (bash --noediting --norc --noprofile +o history -i, its
+# stdin the session's command stream). Each line the user types arrives as
+#
+#   __rexec_pre SEQ MODE STDIN $'TEXT' && builtin eval "$__rexec_s_cmd" <"$__rexec_s_in"
+#   __rexec_done SEQ NONCE
+#
+# so the text runs at the top level of this shell, where every change it makes
+# (directory, variables, functions, aliases, options, traps, umask, anything
+# sourced) stays for the next line, exactly as typed into bash over ssh. Its
+# output goes to the shell's own stdout and stderr, untouched. What rexec needs
+# back (the status, the directory, the state snapshot kept for a reconnect)
+# goes as NUL-delimited records to $__rexec_s_ctl, the stdin pipe of a `cat`
+# the client runs beside this shell: a channel of its own that the user's
+# commands never write to.
+#
+# NONCE is a fresh random string the client sends after the line; bash reads
+# it only once the line has ended, and then writes it to the session's stdout
+# and stderr (on descriptors kept for that, even if the line redirected 1 or
+# 2): when the client has seen it on both, it has all the line's output. It
+# strips exactly that string, which no command of the line could have known.
+#
+# Between lines the shell sits at its own top level with the user's prompts,
+# PROMPT_COMMAND and a few `set` flags put aside (kept in __rexec_u_*), so that
+# nothing of rexec's framing is printed, traced or recorded in the history. The
+# first line of each eval gives them back, with $? and $_ of the previous line;
+# the last line (__rexec_tail) puts them aside again. When Ctrl-C cuts a line
+# short, the tail never runs: bash goes back to its top level and runs
+# PROMPT_COMMAND, which is __rexec_prompt, and that does the same; so does
+# __rexec_done if the line replaced PROMPT_COMMAND too.
+#
+# Names: __rexec_s_* belong to this session (helper paths, the line running);
+# __rexec_u_* are the user's, put aside, and are part of the state snapshot.
+
+# The `set` flags put aside between lines: allexport, errexit, nounset,
+# verbose, xtrace, errtrace, functrace would act on rexec's framing itself.
+__rexec_s_flags=aeuvxET
+# Whether the user's settings are in force (a new shell: its start-up files'
+# are); __rexec_settings and __rexec_end switch between the two.
+__rexec_s_live=1
+
+# Writes one record. The leading NUL ends whatever a record cut short by
+# Ctrl-C left behind, so that a lost record never swallows the next one.
+__rexec_send() {
+    builtin printf '\0%s\0' "$1" >| "$__rexec_s_ctl"
+}
+
+# Gives back, as the first line of each eval, what the user had: the status
+# ($?) of the previous line (returned) and its last argument ($_, this call's
+# last argument), and, when that status is not 0, the settings put aside (when
+# it is 0, __rexec_settings does it, after the &&).
+__rexec_resume() {
+    if [ "$1" != 0 ]; then __rexec_settings "$2"; fi
+    return "$1"
+}
+
+__rexec_settings() {
+    if [ -n "$__rexec_u_flags" ]; then builtin set "-$__rexec_u_flags"; fi
+    __rexec_unstash PS1 "$__rexec_u_ps1"
+    __rexec_unstash PS2 "$__rexec_u_ps2"
+    __rexec_unstash PS0 "$__rexec_u_ps0"
+    if [ "$__rexec_u_history" = 1 ]; then builtin set -o history; fi
+    __rexec_s_live=1
+    return 0
+}
+
+# __rexec_stash NAME: the value of NAME as "=VALUE", or "" when it is unset.
+__rexec_stash() {
+    if [[ -v $1 ]]; then __rexec_s_value="=${!1}"; else __rexec_s_value=; fi
+}
+
+# __rexec_unstash NAME STASHED: undoes __rexec_stash.
+__rexec_unstash() {
+    if [ -n "$2" ]; then builtin printf -v "$1" '%s' "${2#=}"; else builtin unset -v "$1"; fi
+}
+
+# Starts a line: SEQ MODE STDIN TEXT. MODE is "run", "check" (run it only if
+# it is complete; if not, say "more") or "force" (run it as it is: Ctrl-D on
+# an unfinished line). STDIN is what the line reads. Returns non-zero when the
+# line is not to run.
+__rexec_pre() {
+    if [ "$2" != run ] && ! __rexec_is_complete "$4"; then
+        if [ "$2" = check ]; then
+            __rexec_send "more $1"
+            return 1
+        fi
+        if [[ $__rexec_s_value == *unexpected* ]]; then
+            # Forced, and it can't run: say why in bash -n's words (this
+            # shell's own parser, at its top level, adds stray bytes after
+            # its message, in bash 5.2), with bash's status for it.
+            builtin printf '%s\n' "$__rexec_s_value" >&2
+            __rexec_s_status=2 __rexec_s_report=$1
+            return 1
+        fi
+    fi
+    __rexec_s_in=$3
+    __rexec_s_running=$1
+    builtin printf -v __rexec_s_value '%q' "$__rexec_u_underscore"
+    __rexec_s_cmd="__rexec_resume $__rexec_s_status $__rexec_s_value 2>/dev/null"
+    __rexec_s_cmd+=" && __rexec_settings $__rexec_s_value 2>/dev/null"$'\n'"$4"
+    if [ "$2" != force ]; then
+        # On a line of its own: the text may end in a comment. Not on the
+        # forced run of an unfinished here-document, which would swallow it.
+        __rexec_s_cmd+=$'\n''{ __rexec_tail "$?" "$_" "$@"; } 2>/dev/null'
+    fi
+    if [ "$__rexec_u_history" = 1 ]; then builtin history -s -- "$4"; fi
+    # set -v echoes what the shell reads: the line, as bash would.
+    case $__rexec_u_flags in *v*) builtin printf '%s\n' "$4" >&2 ;; esac
+    return 0
+}
+
+# Whether TEXT is a complete command: bash -n, with the session's extglob
+# (which changes what parses), says "unexpected end of file", "unexpected EOF"
+# or warns of a here-document ended by the end of the text when it is not.
+# What it said is left in __rexec_s_value.
+__rexec_is_complete() {
+    __rexec_s_value=$(
+        if builtin shopt -q extglob; then __rexec_s_extglob=(-O extglob); else __rexec_s_extglob=(); fi
+        LC_ALL=C LANGUAGE=C exec -a bash "$BASH" --norc --noprofile "${__rexec_s_extglob[@]}" -n 2>&1 <<<"$1"
+    )
+    case $__rexec_s_value in
+        *"unexpected end of file"* | *"unexpected EOF"* | *"delimited by end-of-file"*) return 1 ;;
+    esac
+    return 0
+}
+
+# The last line of each eval: STATUS UNDERSCORE ARGS... (the line's $?, $_
+# and the shell's positional parameters).
+__rexec_tail() {
+    __rexec_u_args=("${@:3}")
+    __rexec_end "$1" "$2"
+}
+
+# A line has ended (STATUS UNDERSCORE): put the user's settings aside and
+# mark the line for reporting.
+__rexec_end() {
+    __rexec_s_status=$1
+    __rexec_u_underscore=$2
+    __rexec_s_report=$__rexec_s_running
+    __rexec_s_running=
+    # Settings not in force (the line failed before they were given back,
+    # e.g. its stdin could not be opened) are still the ones put aside.
+    if [ -z "$__rexec_s_live" ]; then return 0; fi
+    __rexec_s_live=
+    __rexec_u_flags=${-//[^$__rexec_s_flags]/}
+    if [ -n "$__rexec_u_flags" ]; then builtin set "+$__rexec_u_flags"; fi
+    __rexec_stash PS1 && __rexec_u_ps1=$__rexec_s_value && PS1=
+    __rexec_stash PS2 && __rexec_u_ps2=$__rexec_s_value && PS2=
+    __rexec_stash PS0 && __rexec_u_ps0=$__rexec_s_value && PS0=
+    if [[ -o history ]]; then __rexec_u_history=1; builtin set +o history; else __rexec_u_history=0; fi
+    __rexec_keep_prompt_command
+}
+
+# If the line set PROMPT_COMMAND, take what it set (without this hook) as the
+# user's and put the hook back.
+__rexec_keep_prompt_command() {
+    if [[ ${PROMPT_COMMAND@a} != *a* && ${PROMPT_COMMAND-} == __rexec_prompt ]]; then
+        return 0
+    fi
+    __rexec_u_prompt_command=()
+    for __rexec_s_value in "${PROMPT_COMMAND[@]}"; do
+        __rexec_s_value=${__rexec_s_value//__rexec_prompt/}
+        if [ -n "${__rexec_s_value//[; $'\n']/}" ]; then
+            __rexec_u_prompt_command+=("$__rexec_s_value")
+        fi
+    done
+    builtin unset -v PROMPT_COMMAND
+    PROMPT_COMMAND=__rexec_prompt
+}
+
+# PROMPT_COMMAND: bash runs it each time it is back at its top level.
+__rexec_prompt() {
+    __rexec_finish "$?"
+}
+
+# The second line of each line the user typed: SEQ NONCE (see the top).
+__rexec_done() {
+    __rexec_finish "$?" "$2"
+}
+
+# What is left to do at the top level (STATUS [NONCE]): end a line cut short
+# (Ctrl-C: the tail did not run), report it, write the output markers, send
+# the state snapshot. Each step clears its mark only when done, so a Ctrl-C
+# in the middle leaves the rest to the next PROMPT_COMMAND.
+__rexec_finish() {
+    if [ -n "$__rexec_s_running" ]; then __rexec_end "$1" "$__rexec_u_underscore"; fi
+    if [ -n "$2" ]; then __rexec_s_nonce=$2; fi
+    if [ -n "$__rexec_s_report" ]; then __rexec_report; fi
+    if [ -n "$__rexec_s_nonce" ]; then
+        builtin printf '\0%s' "$__rexec_s_nonce" >&"$__rexec_s_out"
+        builtin printf '\0%s' "$__rexec_s_nonce" >&"$__rexec_s_err"
+        __rexec_s_nonce=
+        if [ -n "$__rexec_s_snapshot" ]; then
+            __rexec_snapshot "$__rexec_s_snapshot"
+            __rexec_s_snapshot=
+        fi
+    fi
+}
+
+# Runs the user's PROMPT_COMMAND, as bash would before its prompt, then sends
+# the status and the directory (the snapshot follows the markers).
+__rexec_report() {
+    if ((${#__rexec_u_prompt_command[@]})); then
+        # With the user's settings, $? and $_; put aside again after.
+        __rexec_settings
+        for __rexec_s_value in "${__rexec_u_prompt_command[@]}"; do
+            __rexec_return "$__rexec_s_status" "$__rexec_u_underscore"
+            builtin eval "$__rexec_s_value"
+        done </dev/null
+        __rexec_s_running=$__rexec_s_report
+        __rexec_end "$__rexec_s_status" "$__rexec_u_underscore"
+    fi
+    __rexec_send "status $__rexec_s_report"$'\n'"$__rexec_s_status"$'\n'"$PWD"
+    __rexec_s_snapshot=$__rexec_s_report __rexec_s_report=
+}
+
+# Sets $? to STATUS (and $_ to the last argument).
+__rexec_return() {
+    return "$1"
+}
+
+# The state a new shell needs to be this one (see state.py: Snapshot), in the
+# order it is to be restored: options before the functions whose text they
+# change (extglob), aliases last so that they change nothing restored. The
+# last line says it is whole: a snapshot cut short by Ctrl-C is not used.
+__rexec_snapshot() {
+    __rexec_u_dirstack=("${DIRSTACK[@]}")
+    {
+        builtin printf '\0state %s\n' "$1"
+        builtin printf '%s shopt\n' "$__rexec_s_mark"
+        builtin shopt -p
+        builtin printf '%s setopts\n' "$__rexec_s_mark"
+        builtin set +o
+        builtin printf '%s vars\n' "$__rexec_s_mark"
+        builtin declare -p
+        builtin printf '%s funcs\n' "$__rexec_s_mark"
+        builtin declare -f
+        builtin printf '%s fattrs\n' "$__rexec_s_mark"
+        builtin declare -F
+        builtin printf '%s traps\n' "$__rexec_s_mark"
+        builtin trap -p
+        builtin printf '%s umask\n' "$__rexec_s_mark"
+        builtin umask
+        builtin printf '%s aliases\n' "$__rexec_s_mark"
+        builtin alias -p
+        builtin printf '%s end\n\0' "$__rexec_s_mark"
+    } >| "$__rexec_s_ctl"
+}
+
+# Tab completion: SEQ KIND WORD, KIND "command" (the first word: aliases,
+# functions, builtins, keywords, programs; and paths), "variable" (after a $)
+# or "path". Sends the candidates, one per line, directories marked with a
+# trailing /.
+__rexec_complete() {
+    __rexec_s_value="complete $1"
+    case $2 in
+        command) builtin mapfile -t __rexec_s_list < <(builtin compgen -c -- "$3" 2>/dev/null) ;;
+        variable) builtin mapfile -t __rexec_s_list < <(builtin compgen -v -- "$3" 2>/dev/null) ;;
+        *) __rexec_s_list=() ;;
+    esac
+    if [ "$2" != variable ]; then
+        builtin mapfile -t __rexec_s_paths < <(builtin compgen -f -- "$3" 2>/dev/null)
+        for __rexec_s_path in "${__rexec_s_paths[@]}"; do
+            __rexec_s_test=$__rexec_s_path
+            # compgen keeps a leading ~ as typed; test the real path.
+            case $__rexec_s_test in "~"*) __rexec_s_test=$HOME${__rexec_s_test#"~"} ;; esac
+            if [ -d "$__rexec_s_test" ]; then __rexec_s_path+=/; fi
+            __rexec_s_list+=("$__rexec_s_path")
+        done
+    fi
+    for __rexec_s_path in "${__rexec_s_list[@]}"; do __rexec_s_value+=$'\n'$__rexec_s_path; done
+    __rexec_send "$__rexec_s_value"
+    builtin unset -v __rexec_s_list __rexec_s_paths __rexec_s_path __rexec_s_test
+}
+
+# The start of a session, CTL MARK: the session's stdout and stderr (hidden
+# until now, see session.py) given back, two spare descriptors of them kept
+# for the markers, the control channel named.
+__rexec_begin() {
+    exec 1>&4 2>&3 3>&- 4>&-
+    # Spare descriptors high up, where a line's own redirections rarely go.
+    __rexec_s_value=$(builtin ulimit -n 2>/dev/null)
+    if ! [[ $__rexec_s_value =~ ^[0-9]+$ ]] || ((__rexec_s_value > 256)); then __rexec_s_value=256; fi
+    __rexec_s_out=$((__rexec_s_value - 2)) __rexec_s_err=$((__rexec_s_value - 3))
+    builtin eval "exec $__rexec_s_out>&1 $__rexec_s_err>&2"
+    __rexec_s_ctl=$1 __rexec_s_mark=$2
+    __rexec_s_running= __rexec_s_report= __rexec_s_nonce= __rexec_s_snapshot= __rexec_s_status=0
+    PROMPT_COMMAND=__rexec_prompt
+}
+
+# The start-up files a login bash reads (rexec starts bash with --norc
+# --noprofile so that their prompt settings stay hidden until put aside), run
+# at the top level by `builtin eval "$__rexec_s_login"`, stdin /dev/null.
+__rexec_s_login='builtin set -o history
+if [ -r /etc/profile ]; then . /etc/profile; fi
+for __rexec_s_value in ~/.bash_profile ~/.bash_login ~/.profile; do
+    if [ -r "$__rexec_s_value" ]; then . "$__rexec_s_value"; break; fi
+done'
+
+# After a restored snapshot, STATUS: back in its directory and directory stack
+# (the variables are back already, OLDPWD among them), its status for $?.
+__rexec_restored() {
+    __rexec_s_value=$OLDPWD
+    builtin cd -- "$PWD" || __rexec_send "warning 0"$'\n'"the directory $PWD is gone"
+    OLDPWD=$__rexec_s_value
+    for ((__rexec_s_i = ${#__rexec_u_dirstack[@]} - 1; __rexec_s_i > 0; __rexec_s_i--)); do
+        builtin pushd -n -- "${__rexec_u_dirstack[__rexec_s_i]}" >/dev/null
+    done
+    __rexec_s_status=$1 __rexec_s_live=
+    PROMPT_COMMAND=__rexec_prompt
+}
+
+# The shell is ready, NONCE: the user's settings put aside, the history bash
+# would have loaded at start-up loaded, the identity sent, the start-up
+# files' output marked as complete, a first snapshot sent.
+__rexec_ready() {
+    __rexec_s_running=ready
+    __rexec_end "$__rexec_s_status" "${__rexec_u_underscore-$_}"
+    __rexec_s_report=
+    if [ "$__rexec_u_history" = 1 ] && [ -n "${HISTFILE-}" ]; then builtin history -r; fi
+    __rexec_send "ready 0"$'\n'"bash $BASH_VERSION"$'\n'"${USER:-$(id -un 2>/dev/null)}"$'\n'"${HOSTNAME%%.*}"$'\n'"${HOME-}"$'\n'"$PWD"
+    __rexec_s_snapshot=0
+    __rexec_finish 0 "$1"
+}
+
+# Leaving with STATUS: the user's settings back, so that bash saves the
+# history as it would, then what a login shell does on exit.
+__rexec_leave() {
+    __rexec_settings "$__rexec_u_underscore"
+    PROMPT_COMMAND=
+    if [ -r ~/.bash_logout ]; then . ~/.bash_logout </dev/null; fi
+    builtin exit "$1" 2>/dev/null
+}

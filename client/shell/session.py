@@ -1,0 +1,363 @@
+"""One remote shell of a ``rexec shell`` session, and the helpers beside it.
+
+A session is three commands on one connection (the protocol multiplexes
+them; nothing on the server knows they belong together):
+
+- the shell: bash when it is the account's login shell, else ``/bin/sh``,
+  interactive, for the whole session. Its stdin is the command stream this
+  module writes (``remote.bash`` / ``remote.sh`` say what goes on it), its
+  stdout and stderr are the session's output, as they are;
+- a ``cat`` whose stdin pipe the shell writes records into, by
+  ``/proc/PID/fd/0``, and whose stdout is the control channel (``channel``);
+- a ``sleep`` whose stdin pipe a line reads as its own (``line_stdin``).
+
+A line's output is complete when the fresh marker sent after it has come back
+on both streams (``output``). After each line the shell sends its state; a new
+shell (after a lost connection, or when the shell was killed) starts by
+running it (``state.Snapshot``), before rexec's own functions and in place of
+the start-up files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ..connection import ClientConnection
+from ..errors import RexecConnectionError
+from ..process import RemoteProcess
+from ..result import ExitStatus
+from ..term.relay import InterruptForwarder, stop_task
+from .channel import ChannelClosed, ControlChannel, Record
+from .dialects import BASH, SESSION_COMMAND, SH, STARTUP_ONLY, script
+from .interrupts import LineControl
+from .line_stdin import LineStdin
+from .output import MarkedStream, StreamEnded
+from .state import RemoteIdentity, Snapshot
+
+#: Seconds a Tab completion may take before it completes nothing.
+COMPLETION_TIMEOUT = 5.0
+#: Seconds the shell gets to save its history and run its exit traps on leaving.
+LEAVE_TIMEOUT = 5.0
+#: Seconds the rest of a line's output may take once its status has come.
+OUTPUT_END_TIMEOUT = 30.0
+
+
+class ShellEnded(Exception):
+    """The remote shell ended (``exit`` in a line, or it was killed)."""
+
+    def __init__(self, status: ExitStatus, *, killed_by_rexec: bool = False) -> None:
+        super().__init__(status.describe())
+        self.status = status
+        #: rexec ended it (Ctrl-C pressed three times, a line's time limit).
+        self.killed_by_rexec = killed_by_rexec
+
+
+@dataclasses.dataclass(frozen=True)
+class LineEnd:
+    """How a line ended: its status and the shell's directory after it, or
+    ``more`` (it was not complete: nothing ran)."""
+
+    status: int = 0
+    cwd: str = ""
+    more: bool = False
+    timed_out: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Ready:
+    """What a new shell says about itself."""
+
+    shell: str
+    identity: RemoteIdentity
+    cwd: str
+
+
+Writer = Callable[[bytes], Awaitable[None]]
+#: The records that answer a line.
+_ANSWERS = {"status", "more", "top"}
+
+
+class RemoteShell:
+    """A started remote shell (``open_shell`` makes one).
+
+    Attributes:
+        dialect: the kind of shell it is.
+        ready: what it said about itself when it was ready.
+    """
+
+    def __init__(
+        self,
+        connection: ClientConnection,
+        control: RemoteProcess,
+        on_snapshot: Callable[[Snapshot], None],
+        on_warning: Callable[[str], None],
+    ) -> None:
+        self._connection = connection
+        self._control = control
+        self._on_snapshot = on_snapshot
+        self._on_warning = on_warning
+        self._mark = f"rexec-{secrets.token_hex(8)}"
+        self._channel = ControlChannel(control.stdout, self._state_record, on_warning)
+        self._line_stdin = LineStdin(connection)
+        self._tasks: list[asyncio.Task[Any]] = [asyncio.create_task(self._channel.run())]
+        self._session: RemoteProcess | None = None
+        self._ended: asyncio.Task[ExitStatus] | None = None
+        self._stdout: MarkedStream | None = None
+        self._stderr: MarkedStream | None = None
+        self._seq = 0
+        self.dialect = BASH
+        self.ready: Ready | None = None
+
+    # --- start -------------------------------------------------------------------
+
+    async def start(
+        self, out: Writer, err: Writer, snapshot: Snapshot | None, status: int, posix_sh: bool
+    ) -> Ready:
+        """Start the shell, its output going to ``out`` and ``err``; make it
+        the shell ``snapshot`` describes (with ``status`` as its $?), else
+        read the start-up files a login shell reads. With ``posix_sh`` it is
+        /bin/sh even where the login shell is bash.
+
+        Raises:
+            ShellEnded: the shell ended before it was ready.
+            RemoteCommandError: the server refused it.
+            RexecConnectionError: the connection was lost.
+        """
+        self._line_stdin.prepare()
+        named = self._channel.expect({"shell"}, 0)
+        session = await self._connection.start(
+            SESSION_COMMAND.format(
+                control=self._control.pid, login_shell="/bin/sh" if posix_sh else '"${SHELL-}"'
+            ),
+            shell=True,
+            stdin=True,
+        )
+        self._session = session
+        self._ended = asyncio.create_task(session.wait())
+        self._stdout = MarkedStream(session.stdout, out)
+        self._stderr = MarkedStream(session.stderr, err)
+        self._tasks += [
+            asyncio.create_task(self._stdout.run()),
+            asyncio.create_task(self._stderr.run()),
+        ]
+        record = await self._until(named)
+        self.dialect = BASH if record.fields()[0] == "bash" else SH
+        text = b""
+        if snapshot is not None and snapshot.shell == self.dialect.name:
+            text += snapshot.restore_script()
+            then = f"__rexec_restored {status}"
+            if self.dialect is BASH:
+                then += ' && set -- "${__rexec_u_args[@]}"'
+        else:
+            then = f'{self.dialect.eval_word} "$__rexec_s_login" </dev/null'
+        nonce = secrets.token_hex(16)
+        ready = self._channel.expect({"ready"}, 0)
+        ending = asyncio.gather(self._expect_markers(nonce), self._channel.expect({"state"}, 0))
+        begin = f"__rexec_begin /proc/{self._control.pid}/fd/0 {self._mark} && {then}"
+        self._send(
+            text
+            + script(self.dialect.script)
+            + f"\n{begin}; __rexec_ready {nonce}; {STARTUP_ONLY}\n".encode()
+        )
+        try:
+            fields = (await self._until(ready)).fields()
+            await self._until(ending)
+        finally:
+            _forget(ending)
+        shell, user, host, home, cwd = (fields + [""] * 5)[:5]
+        self.ready = Ready(shell, RemoteIdentity(user, host, home), cwd)
+        return self.ready
+
+    # --- lines ---------------------------------------------------------------------
+
+    async def run_line(
+        self,
+        text: str,
+        mode: str,
+        *,
+        typed_input: bool,
+        interrupts: InterruptForwarder,
+        timeout: float | None,
+    ) -> LineEnd:
+        """Run ``text`` in the shell, its output going where ``start`` said;
+        return how it ended. ``mode`` is ``run``, ``check`` (only if it is
+        complete; else ``more``) or ``force`` (as it is). With
+        ``typed_input`` local stdin feeds the line, else it reads nothing.
+        Ctrl-C (through ``interrupts``) and ``timeout`` act as
+        ``interrupts.LineControl`` says.
+
+        Raises:
+            ShellEnded: the shell ended during the line.
+            RexecConnectionError: the connection was lost.
+        """
+        self._seq += 1
+        seq, nonce = self._seq, secrets.token_hex(16)
+        stdin_path = await self._line_stdin.path() if typed_input else "/dev/null"
+        answer = self._channel.expect(_ANSWERS, seq)
+        # The line is over when its output has all come and the state after
+        # it is safe here (a reconnect right after restores it).
+        ending = asyncio.gather(self._expect_markers(nonce), self._channel.expect({"state"}, seq))
+        done = f"__rexec_done {seq} {nonce}\n".encode()
+        self._send(
+            f"__rexec_pre {seq} {mode} {stdin_path} {self.dialect.quote(text)}"
+            f' && {self.dialect.eval_word} "$__rexec_s_cmd" <"$__rexec_s_in"\n'.encode()
+            + done
+        )
+        assert self._session is not None
+        control = LineControl(self._session, timeout)
+        feeder = asyncio.create_task(self._line_stdin.forward()) if typed_input else None
+        try:
+            with interrupts.attached(control):
+                try:
+                    record = await self._until(answer)
+                    while record.kind == "top":
+                        # sh dropped the line's end with what it had read
+                        # ahead (see remote.sh): send it again.
+                        self._send(done)
+                        record = await self._until(self._channel.expect(_ANSWERS, seq))
+                except ShellEnded as ended:
+                    raise ShellEnded(ended.status, killed_by_rexec=control.killed) from None
+            if record.kind != "more":
+                try:
+                    await self._until(asyncio.wait_for(ending, OUTPUT_END_TIMEOUT))
+                except TimeoutError:
+                    self._on_warning("the end of the line's output is late; more may follow")
+        finally:
+            control.close()
+            _forget(ending)
+            await stop_task(feeder)
+            self._line_stdin.after_line()
+        if record.kind == "more":
+            return LineEnd(more=True)
+        status, cwd = (record.fields() + ["1", ""])[:2]
+        return LineEnd(int(status) if status.isdigit() else 1, cwd, timed_out=control.timed_out)
+
+    async def complete(self, kind: str, word: str) -> list[str]:
+        """Candidates for ``word`` (``kind``: ``command``, ``variable`` or
+        ``path``); none when the shell does not answer in time."""
+        self._seq += 1
+        answer = self._channel.expect({"complete"}, self._seq)
+        self._send(f"__rexec_complete {self._seq} {kind} {self.dialect.quote(word)}\n".encode())
+        try:
+            record = await asyncio.wait_for(self._until(answer), COMPLETION_TIMEOUT)
+        except (TimeoutError, ShellEnded, ChannelClosed):
+            return []
+        return [name for name in record.fields() if name]
+
+    # --- the end ---------------------------------------------------------------------
+
+    def has_ended(self) -> bool:
+        return self._ended is not None and self._ended.done()
+
+    async def wait_ended(self) -> ExitStatus:
+        """Wait until the shell has ended, its output shown; return how."""
+        assert self._ended is not None
+        status = await asyncio.shield(self._ended)
+        await self._output_shown()
+        return status
+
+    async def leave(self, status: int) -> None:
+        """Leave as ``exit STATUS`` would: the shell saves its history and
+        runs its exit trap and ~/.bash_logout; then everything is ended."""
+        if self._session is not None and not self.has_ended():
+            with contextlib.suppress(RexecConnectionError, BrokenPipeError):
+                self._send(f"__rexec_leave {status}\n".encode())
+            with contextlib.suppress(TimeoutError, RexecConnectionError):
+                await asyncio.wait_for(self.wait_ended(), LEAVE_TIMEOUT)
+        await self.close()
+
+    async def close(self) -> None:
+        """End the shell and its helpers (without waiting for them)."""
+        for process in (self._session, self._control):
+            if process is not None and process.status is None:
+                with contextlib.suppress(RexecConnectionError):
+                    process.cancel()
+        with contextlib.suppress(RexecConnectionError):
+            await self._line_stdin.close()
+        for task in self._tasks:
+            await stop_task(task)
+        if self._ended is not None:
+            await stop_task(self._ended)  # type: ignore[arg-type]
+
+    # --- helpers -------------------------------------------------------------------
+
+    def _send(self, data: bytes) -> None:
+        assert self._session is not None and self._session.stdin is not None
+        self._session.stdin.write(data)
+
+    def _expect_markers(self, nonce: str) -> asyncio.Future[Any]:
+        assert self._stdout is not None and self._stderr is not None
+        marker = b"\0" + nonce.encode()
+        return asyncio.gather(self._stdout.expect(marker), self._stderr.expect(marker))
+
+    def _state_record(self, record: Record) -> None:
+        snapshot = Snapshot.whole(self.dialect.name, record.payload, self._mark)
+        if snapshot is not None:
+            self._on_snapshot(snapshot)
+
+    async def _output_shown(self) -> None:
+        for task in self._tasks[1:]:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(task)
+
+    async def _until(self, awaitable: Awaitable[Any]) -> Any:
+        """The result of ``awaitable``, unless the shell ends first.
+
+        Raises:
+            ShellEnded: the shell ended (its output all shown).
+            RexecConnectionError: the connection was lost.
+        """
+        assert self._ended is not None
+        waited = asyncio.ensure_future(awaitable)
+        try:
+            await asyncio.wait({waited, self._ended}, return_when=asyncio.FIRST_COMPLETED)
+            if waited.done() and not waited.cancelled() and waited.exception() is None:
+                return waited.result()
+            if not self._ended.done():
+                return waited.result()  # its exception: a timeout, a closed channel
+        finally:
+            if not waited.done():
+                waited.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StreamEnded, ChannelClosed):
+                    await waited
+        status = await self.wait_ended()
+        if status.connection_lost:
+            raise RexecConnectionError(status.connection_error or "connection lost")
+        raise ShellEnded(status)
+
+
+def _forget(future: asyncio.Future[Any]) -> None:
+    """Stop waiting for ``future``: cancel it, or take its exception (so
+    that asyncio does not report it as never retrieved)."""
+    if not future.done():
+        future.cancel()
+    elif not future.cancelled():
+        future.exception()
+
+
+async def open_shell(
+    connection: ClientConnection,
+    out: Writer,
+    err: Writer,
+    *,
+    snapshot: Snapshot | None,
+    status: int,
+    posix_sh: bool = False,
+    on_snapshot: Callable[[Snapshot], None],
+    on_warning: Callable[[str], None],
+) -> RemoteShell:
+    """A remote shell started on ``connection`` (see ``RemoteShell.start``);
+    nothing is left running if it fails."""
+    control = await connection.start(["cat"], stdin=True)
+    shell = RemoteShell(connection, control, on_snapshot, on_warning)
+    try:
+        await shell.start(out, err, snapshot, status, posix_sh)
+    except BaseException:
+        await shell.close()
+        raise
+    return shell

@@ -1,0 +1,174 @@
+"""``rexec shell`` keeps the session's state from one line to the next, as one
+bash over ssh does, whether a simple command, a compound line or a sourced
+file changed it; a subshell stays a subshell; a new shell after a lost
+connection or a killed shell gets all of it back."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .conftest import ShellUnderTest
+
+OpenShell = Callable[..., ShellUnderTest]
+
+
+def printed(output: str, *lines: str) -> bool:
+    """Whether ``output`` (of ``ShellUnderTest.run``) shows ``lines`` as whole
+    lines, one after the other."""
+    return ("\n" + "\n".join(lines) + "\n") in output
+
+
+def test_cd_in_a_compound_line_lasts(server: Any, open_shell: OpenShell, tmp_path: Path) -> None:
+    (tmp_path / "listed-file").write_text("")
+    shell = open_shell(server)
+    assert "listed-file" in shell.run(f"cd {tmp_path} && ls")
+    assert shell.cwd == str(tmp_path)
+    assert printed(shell.run("pwd"), str(tmp_path))
+
+
+def test_export_in_a_compound_line_lasts(server: Any, open_shell: OpenShell) -> None:
+    shell = open_shell(server)
+    assert printed(shell.run("export X=1; echo $X"), "1")
+    assert printed(shell.run("echo $X; sh -c 'echo child:$X'"), "1", "child:1")
+
+
+def test_plain_variables_aliases_functions_umask_and_options_last(
+    server: Any, open_shell: OpenShell
+) -> None:
+    shell = open_shell(server)
+    shell.run("Y=2")
+    shell.run("alias ll='echo listing'")
+    shell.run('greet() { echo "hello $1"; }')
+    shell.run("umask 027")
+    shell.run("set -o pipefail")
+    shell.run("shopt -s extglob")
+    output = shell.run(
+        "echo \"y=$Y\"; sh -c 'echo child-y=${Y-unset}'; ll; greet you; umask;"
+        " false | true; echo pipe=$?; [[ ab == @(ab|cd) ]] && echo extglob"
+    )
+    assert printed(
+        output,
+        "y=2",
+        "child-y=unset",
+        "listing",
+        "hello you",
+        "0027",
+        "pipe=1",
+        "extglob",
+    )
+
+
+def test_a_sourced_file_changes_the_session(
+    server: Any, open_shell: OpenShell, tmp_path: Path
+) -> None:
+    (tmp_path / "env.sh").write_text(
+        "export FROM_FILE=exported\nPLAIN=plain\nsourced_fn() { echo fn-ok; }\n"
+        "alias sourced_alias='echo alias-ok'\ncd /\n"
+    )
+    shell = open_shell(server)
+    shell.run(f"cd {tmp_path}")
+    shell.run("source ./env.sh")
+    assert shell.cwd == "/"
+    output = shell.run("echo $FROM_FILE $PLAIN; sourced_fn; sourced_alias")
+    assert printed(output, "exported plain", "fn-ok", "alias-ok")
+
+
+def test_directory_stack_cd_minus_and_unset(server: Any, open_shell: OpenShell) -> None:
+    shell = open_shell(server)
+    shell.run("cd /tmp")
+    shell.run("pushd /usr >/dev/null")
+    assert printed(shell.run("dirs"), "/usr /tmp")
+    shell.run("popd >/dev/null")
+    assert shell.cwd == "/tmp"
+    shell.run("cd /")
+    assert printed(shell.run("cd -"), "/tmp")
+    assert shell.cwd == "/tmp"
+    shell.run("export GONE=1 KEPT=1; PLAIN_GONE=1")
+    shell.run("unset GONE PLAIN_GONE")
+    output = shell.run(
+        "echo ${GONE-unset} ${PLAIN_GONE-unset} $KEPT; unset HOME; echo ${HOME-nohome}"
+    )
+    assert printed(output, "unset unset 1", "nohome")
+    assert printed(shell.run("echo ${HOME-nohome}"), "nohome")
+
+
+def test_a_subshell_stays_a_subshell(server: Any, open_shell: OpenShell) -> None:
+    shell = open_shell(server)
+    shell.run("cd /tmp; Z=outer")
+    shell.run("(cd /; Z=inner; umask 077; alias zz=true; true)")
+    assert shell.cwd == "/tmp"
+    assert printed(
+        shell.run("echo $Z; umask; alias zz 2>&1 | grep -c 'not found'"),
+        "outer",
+        "0022",
+        "1",
+    )
+
+
+def test_state_comes_back_after_a_reconnect(
+    start_server: Callable[..., Any], open_shell: OpenShell
+) -> None:
+    first = start_server()
+    shell = open_shell(first)
+    shell.run("cd /tmp && pushd /usr >/dev/null && cd /etc")
+    shell.run("export KEPT=yes; PLAIN='two words'; declare -A MAP=([k]=v)")
+    shell.run("alias ll='echo listing'; greet() { echo hello; }; umask 027")
+    shell.run("set -o pipefail; shopt -s extglob; set -- one 'two 2'")
+    shell.run("sh -c 'exit 3'")
+    assert shell.status == "3"
+    first.process.kill()
+    first.process.wait()
+    start_server("--port", str(first.port), key_file=first.key_file)
+    shell.child.expect_exact("? [y/n]")
+    shell.child.sendline("y")
+    assert "state restored" in shell.prompt()
+    assert shell.cwd == "/etc"
+    output = shell.run(
+        'echo "status=$? $KEPT/$PLAIN/${MAP[k]} $#:$2"; ll; greet; umask; dirs;'
+        " set -o | grep -c 'pipefail.*on'; shopt -q extglob && echo extglob; cd -"
+    )
+    assert printed(
+        output,
+        "status=3 yes/two words/v 2:two 2",
+        "listing",
+        "hello",
+        "0027",
+        "/etc /tmp",
+        "1",
+        "extglob",
+        "/usr",
+    )
+
+
+def test_a_shell_killed_by_ctrl_c_is_replaced_with_the_session_state(
+    server: Any, open_shell: OpenShell
+) -> None:
+    shell = open_shell(server)
+    shell.run("cd /tmp; KEPT=yes")
+    # A line that ignores SIGINT and SIGTERM: the third Ctrl-C ends the shell.
+    shell.child.sendline("trap '' INT TERM; echo sta''rted; sleep 60")
+    shell.child.expect_exact("started")
+    for _ in range(3):
+        shell.child.sendintr()
+        time.sleep(0.2)  # each its own SIGINT (pending ones merge into one)
+    output = shell.prompt()
+    assert "a new one goes on from the session's state" in output
+    assert "Traceback" not in output
+    assert shell.cwd == "/tmp"
+    assert printed(shell.run("echo $KEPT"), "yes")
+
+
+def test_sh_fallback_keeps_state_too(server: Any, open_shell: OpenShell) -> None:
+    shell = open_shell(server, "--sh")
+    assert "/bin/sh" in shell.run("help")
+    shell.run("cd /tmp && export A=1; B=2; f() { echo f$A$B; }")
+    assert shell.cwd == "/tmp"
+    assert printed(
+        shell.run('echo "${BASH_VERSION-no bash}"; f; pwd'),
+        "no bash",
+        "f12",
+        "/tmp",
+    )
