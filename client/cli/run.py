@@ -35,6 +35,7 @@ from .common import (
     CliError,
     add_connection_options,
     command_exit_status,
+    fail,
     open_connection,
     positive_float,
     refused,
@@ -71,11 +72,14 @@ EPILOG = """\
 exit status:
   0-255     the remote command's exit code
   124       the command was ended because --timeout expired
-  128+N     the command was killed by signal N (130 after Ctrl-C)
+  128+N     the command was killed by signal N (130 after Ctrl-C; 143 when
+            the server shut down under it, with a line saying so)
   126, 127  the command could not be executed / was not found
   141       local stdout was closed early (e.g. '| head'); the command is cancelled
   255       rexec failed: usage, address, key, connection, TLS or protocol
-            error, or the connection was lost (one 'rexec: ...' line says which)
+            error, the connection was lost, stdout was closed (>&-), or the
+            server refused the command: command.denied, env.forbidden,
+            cwd.invalid, busy (one 'rexec: ...' line says which)
 
 examples:
   rexec run 127.0.0.1 uname -a
@@ -303,18 +307,40 @@ async def _run(args: argparse.Namespace) -> int:
                 status = await run_on_pty(
                     connection, command.words, forward_stdin=not args.no_stdin, **options
                 )
+                # A pty's Ctrl-C is a byte for the command, never a cancel.
+                cancelled_here = False
             else:
                 process = await connection.start(
                     command.words, stdin=_forwards_stdin(args.no_stdin), **options
                 )
                 stdout_broke, status = await _relay(process)
+                cancelled_here = process.cancel_requested
         except RemoteCommandError as exc:
             return refused(connection.peer, exc, hint=_hint(command, exc.code, args.address))
         except ValueError as exc:
             raise CliError(str(exc)) from None
     if stdout_broke and not status.connection_lost:
         return EXIT_BROKEN_PIPE
+    note = _ending_note(status, cancelled_here)
+    if note:
+        fail(f"{connection.peer}: {note}")
     return command_exit_status(status)
+
+
+def _ending_note(status: ExitStatus, cancelled_here: bool) -> str | None:
+    """One line on what the server did to the command that its exit status
+    alone does not say, as the ``exit`` record says it (None: nothing)."""
+    if status.cancelled and not cancelled_here:
+        # Only a server shutting down cancels a command nobody cancelled.
+        how = f" ({status.signal_name})" if status.signal_name else ""
+        return f"the server is shutting down: it ended the command{how} (server.shutting_down)"
+    if status.pipes_held:
+        return (
+            "the command exited, but something it left running in the background kept its "
+            "output open, so the server ended it (pipes_held); to leave a job running, "
+            "redirect its output: 'JOB >/dev/null 2>&1 &'"
+        )
+    return None
 
 
 def _hint(command: RemoteCommand, code: str, address: str) -> str | None:
