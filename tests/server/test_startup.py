@@ -64,6 +64,21 @@ def test_port_in_use(tmp_path) -> None:
     assert str(port) in line
 
 
+def test_port_in_use_creates_no_key_file(tmp_path) -> None:
+    """A first start that cannot listen leaves nothing behind: the key file
+    it would have created does not exist afterwards."""
+    key = tmp_path / "new-key"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = rexecd("--host", "127.0.0.1", "--port", str(port), "--key-file", str(key),
+                      "--state-dir", str(tmp_path / "state"), "--audit-log", "-")  # fmt: skip
+    line = assert_one_line_refusal(proc)
+    assert f"127.0.0.1:{port}" in line and "in use" in line
+    assert not key.exists()
+
+
 def test_key_file_readable_by_others_is_refused(tmp_path) -> None:
     key = write_key(tmp_path / "key", 0o644)
     proc = rexecd("--port", "0", "--key-file", str(key))
