@@ -247,3 +247,20 @@ class _Address:
     @property
     def key(self) -> bytes:
         return bytes.fromhex(self.key_file.read_text().strip())
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[server]\n# the port\nport = 7420\n\nidle_timeout = "x"\n',
+         ':5: [server] idle_timeout must be a finite number'),
+        ("[limits]\n'max_commands' = -3\n", ":2: [limits] max_commands must be a whole number"),
+    ],
+)  # fmt: skip
+def test_a_bad_value_in_the_config_names_its_line(tmp_path, text: str, expected: str) -> None:
+    config = tmp_path / "rexecd.toml"
+    config.write_text(text)
+    key = write_key(tmp_path / "key")
+    proc = rexecd("--config", str(config), "--key-file", str(key), "--check-config")
+    line = assert_one_line_refusal(proc)
+    assert line.startswith(f"rexecd: {config}{expected}"), line
