@@ -19,7 +19,7 @@ What it measures, in one run on one machine (all traffic on loopback):
   reason, when ``parallel`` or sshd is missing (``apt-get install -y parallel
   openssh-server``).
 
-Peak RSS is the child's ``ru_maxrss`` from ``wait4``. Every server started
+Peak RSS is the child's ``VmHWM`` (``fleet_measure.measure``). Every server started
 here is stopped by its PID at the end.
 """
 
@@ -30,7 +30,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,25 +37,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fleet_measure import free_port, measure
 from local_sshd import LocalSshd
 from local_sshd import available as sshd_available
 
 HOSTS = [f"127.0.0.{i}" for i in range(2, 6)]
 MIB = 1 << 20
-
-
-def free_port(hosts: list[str]) -> int:
-    while True:
-        with socket.socket() as probe:
-            probe.bind((hosts[0], 0))
-            port = probe.getsockname()[1]
-        try:
-            for host in hosts:
-                with socket.socket() as other:
-                    other.bind((host, port))
-            return port
-        except OSError:
-            continue
 
 
 def start_servers(directory: Path) -> tuple[list[subprocess.Popen[bytes]], Path, int]:
@@ -79,22 +65,13 @@ def start_servers(directory: Path) -> tuple[list[subprocess.Popen[bytes]], Path,
     return servers, key, port
 
 
-def timed(argv: list[str], *, stdin_path: Path | None = None) -> tuple[float, int, int]:
-    """Run ``argv`` (stdout to /dev/null); return (seconds, exit status, peak RSS KiB)."""
-    stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL
-    started = time.perf_counter()
-    process = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    elapsed = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(status)
-    assert process.stderr is not None
-    err = process.stderr.read().decode(errors="replace")
-    process.stderr.close()
-    if stdin_path:
-        stdin.close()  # type: ignore[union-attr]
-    if process.returncode != 0:
-        print(f"  ! {argv[:6]}… exited {process.returncode}: {err[-400:]}", file=sys.stderr)
-    return elapsed, process.returncode, usage.ru_maxrss
+def timed(argv: list[str], *, stdin_path: Path | None = None) -> tuple[float, int, float]:
+    """Run ``argv`` (stdout to /dev/null); return (seconds, exit status, peak RSS MiB)."""
+    with open(stdin_path or os.devnull, "rb") as stdin:
+        run = measure(argv, stdin=stdin)
+    if run.status != 0:
+        print(f"  ! {argv[:6]}… exited {run.status}: {run.stderr[-400:]}", file=sys.stderr)
+    return run.seconds, run.status, run.rss_mib
 
 
 def write_commands(path: Path, command: str, count: int) -> Path:
@@ -145,7 +122,7 @@ def gnu_parallel(directory: Path, cases: list[tuple[str, Path, int]]) -> list[tu
             )
             rows.append((f"{name}: {label} × {count:,}, -j 64",
                          f"{seconds:.2f} s, {count / seconds:,.0f} jobs/s, "
-                         f"peak RSS {rss / 1024:.0f} MiB, exit {status}"))
+                         f"peak RSS {rss:.0f} MiB, exit {status}"))
     finally:
         sshd.stop()
     return rows
@@ -171,12 +148,12 @@ def main() -> None:
                     key, port, write_commands(directory / f"true{count}", "true", count)))
                 rows.append((f"rexec batch: true × {count:,}, 4 servers, -j 64",
                              f"{seconds:.2f} s, {count / seconds:,.0f} jobs/s, "
-                             f"peak RSS {rss / 1024:.0f} MiB, exit {status}"))
+                             f"peak RSS {rss:.0f} MiB, exit {status}"))
             bulk = write_commands(directory / "bulk", f"head -c {MIB} /dev/zero", n_bulk)
             seconds, status, rss = timed(rexec_batch(key, port, bulk))
             rows.append((f"rexec batch: {n_bulk:,} jobs × 1 MiB stdout, -j 64",
                          f"{seconds:.2f} s, {n_bulk / seconds:,.0f} jobs/s, "
-                         f"{n_bulk * MIB / seconds / 1e6:,.0f} MB/s, peak RSS {rss / 1024:.0f} MiB, "
+                         f"{n_bulk * MIB / seconds / 1e6:,.0f} MB/s, peak RSS {rss:.0f} MiB, "
                          f"exit {status}"))
         finally:
             for process in servers:

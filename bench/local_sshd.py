@@ -33,6 +33,38 @@ def available() -> str | None:
     return None
 
 
+def make_keys(directory: Path) -> None:
+    """A host key, a client key, and the client key as the only authorized one."""
+    for name in ("host_key", "client_key"):
+        subprocess.run(
+            [SSH_KEYGEN, "-q", "-t", "ed25519", "-N", "", "-f", str(directory / name)],
+            check=True, stdin=subprocess.DEVNULL,
+        )
+    shutil.copy(directory / "client_key.pub", directory / "authorized_keys")
+    os.chmod(directory / "authorized_keys", 0o600)
+
+
+def settings(directory: Path) -> str:
+    """The sshd_config lines of every benchmark sshd (the keys of ``make_keys``)."""
+    return f"""\
+HostKey {directory / 'host_key'}
+AuthorizedKeysFile {directory / 'authorized_keys'}
+PidFile none
+UsePAM no
+StrictModes no
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+MaxSessions 256
+MaxStartups 256:30:512
+SetEnv SHLVL=1
+PrintMotd no
+UseDNS no
+LogLevel ERROR
+"""
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -52,35 +84,11 @@ class LocalSshd:
         d = self.dir
         d.mkdir(parents=True, exist_ok=True)
         os.makedirs("/run/sshd", exist_ok=True)  # privilege separation directory
-        for name in ("host_key", "client_key"):
-            subprocess.run(
-                [SSH_KEYGEN, "-q", "-t", "ed25519", "-N", "", "-f", str(d / name)],
-                check=True, stdin=subprocess.DEVNULL,
-            )
-        shutil.copy(d / "client_key.pub", d / "authorized_keys")
-        os.chmod(d / "authorized_keys", 0o600)
+        make_keys(d)
         self.port = _free_port()
         (d / "sshd_config").write_text(
-            f"""\
-Port {self.port}
-ListenAddress 127.0.0.1
-HostKey {d / 'host_key'}
-AuthorizedKeysFile {d / 'authorized_keys'}
-PidFile none
-UsePAM no
-StrictModes no
-PermitRootLogin prohibit-password
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-MaxSessions 256
-MaxStartups 256:30:512
-SetEnv SHLVL=1
-PrintMotd no
-UseDNS no
-LogLevel ERROR
-Subsystem sftp {SFTP_SERVER}
-"""
+            f"Port {self.port}\nListenAddress 127.0.0.1\n{settings(d)}"
+            f"Subsystem sftp {SFTP_SERVER}\n"
         )
         self.process = subprocess.Popen(
             [SSHD, "-D", "-e", "-f", str(d / "sshd_config")],

@@ -170,6 +170,11 @@ def describe_os_error(exc: OSError) -> str:
         return f"TLS failed: {_TLS_REASONS.get(reason, reason)}"
     if exc.errno:
         return os.strerror(exc.errno).lower()
+    if isinstance(exc, ConnectionResetError):
+        # asyncio's own "Connection lost" (no errno): a write found the
+        # transport already closed by the peer. Said as the reader says it, so
+        # that one cause reads the same whichever side noticed first.
+        return "the server closed the connection"
     return str(exc) or type(exc).__name__
 
 

@@ -43,7 +43,7 @@ from rexec.server.settings import (
     default_state_dir,
 )
 from rexec.server.settings_file import load_settings
-from rexec.server.spawn import Account, ProcessPolicy
+from rexec.server.spawn import Account, ProcessPolicy, raise_open_file_limit
 from rexec.server.transfer_io import PARTIAL_MAX_AGE
 
 _RLIMITS = {
@@ -271,6 +271,9 @@ async def serve(
             "listen", address=address, tls=config.ssl is not None,
             keys=[key.name for key in config.keys],
         )  # fmt: skip
+    # Ready once the first records are written (or found unwritable, so that
+    # the first command is refused, not run unrecorded), within the audit timeout.
+    await asyncio.to_thread(audit.flush, config.settings.audit_timeout)
     for address in addresses:  # the first line is the one scripts wait for
         print(f"rexecd listening on {address}", flush=True)
     settings = config.settings
@@ -291,7 +294,11 @@ def _open_audit(settings: Settings) -> AuditLog:
     try:
         if path is not None and settings.audit_log is None:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        audit = AuditLog(None if path is None else str(path))
+        audit = AuditLog(
+            None if path is None else str(path),
+            timeout=settings.audit_timeout,
+            max_buffer=settings.audit_buffer,
+        )
     except OSError as exc:
         raise StartupError(f"cannot open audit log {path}: {exc.strerror}") from None
     return audit
@@ -354,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         if check_only:
             print(f"rexecd: configuration OK ({len(config.keys)} key(s))")
             return 0
+        raise_open_file_limit()  # room for hundreds of connections (rexec/server/admission.py)
         audit = _open_audit(settings)
         try:
             rebuild = functools.partial(_rebuild, args, config_file)

@@ -9,7 +9,7 @@
 Jobs are shell strings, argv lists or ``Job``s (or an async iterable of
 them, or a ``JobSource``); targets are ``host[:port]`` strings or
 ``Address``es. Options are the fields of ``BatchOptions`` (``max_running``,
-``per_host``, ``onall``, ``timeout``, ``retries``, ``retry_failed``,
+``per_host``, ``fanout``, ``onall``, ``timeout``, ``retries``, ``retry_failed``,
 ``halt`` — a ``HaltPolicy`` or its text —, ``delay``, ``capture`` …).
 Results come as jobs finish, one per job (per (job, target) with
 ``onall``); breaking out of the loop cancels the rest (the connections are
@@ -65,7 +65,8 @@ def make_batch(
     """A ``Batch`` ready to run (its ``results()`` starts it)."""
     addresses = [t if isinstance(t, Address) else parse_target(t) for t in targets]
     pool = ServerPool(
-        addresses, connector, per_host=options.per_host, reconnects=options.retries
+        addresses, connector, per_host=options.per_host, reconnects=options.retries,
+        fanout=options.fanout,
     )
     return Batch(source_of(jobs), pool, options, on_output=on_output, skip=skip)
 

@@ -1,11 +1,12 @@
 """``-b``: identical results printed once, as ``clush -b`` and
 ``dshbak -c`` do.
 
-Results are grouped by (command, stdout, stderr, status); each group is
-printed at the end (in input order) under a header naming its targets as a folded node set
-and their count::
+Results are grouped by (command, stdout, stderr, status) as they finish
+(only a digest of each output is kept per result); each group is printed at
+the end (in input order) under a header naming its targets as a folded node
+set and their count::
 
-    ---------------- web[01-03]:7420 (3)
+    ---------------- web[01-03] (3)
     <the output: stdout, then stderr>
 
 A group whose status is not ok says so in its header (``exit 2``,
@@ -17,6 +18,7 @@ output, plus the target names.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import BinaryIO
 
 from ..address import Address
@@ -29,8 +31,11 @@ SEPARATOR = "-" * 16
 
 
 class CoalescingPrinter:
-    def __init__(self, stdout: BinaryIO) -> None:
+    """Args: ``display``, how a target is written (``targets.DisplayNames``)."""
+
+    def __init__(self, stdout: BinaryIO, display: Callable[[Address], str] = label) -> None:
         self._out = stdout
+        self._display = display
         self._groups: dict[bytes, tuple[JobResult, list[str], list[int]]] = {}
         self._commands: set[str] = set()
 
@@ -46,7 +51,7 @@ class CoalescingPrinter:
                 _state(result).encode(),
             ))
         ).digest()
-        name = label(result.target) if result.target else f"job {result.job.id}"
+        name = self._display(result.target) if result.target else f"job {result.job.id}"
         group = self._groups.get(key)
         if group is None:
             # Keep one copy of the output, not one per target.

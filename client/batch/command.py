@@ -15,34 +15,35 @@ import argparse
 import asyncio
 import os
 import signal
-import stat
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from pathlib import Path
 from typing import BinaryIO
 
 from rexec.keyfile import KeyFileError, default_key_path, load_key
 
 from ..address import DEFAULT_PORT, Address
-from ..cli.common import CliError, fail, open_connection
-from ..connection import ClientConnection
-from ..errors import RexecConnectionError
-from .api import make_batch
+from ..cli.common import CliError, fail, ssl_context
+from .api import make_batch, make_connector
 from .coalesce import CoalescingPrinter
+from .descriptors import fit_fanout
 from .engine import Batch, BatchOptions
 from .exit_codes import EXIT_INTERRUPTED, EXIT_USAGE, batch_exit_status
+from .groups import Groups
 from .halt import HaltPolicy, HaltSyntaxError
+from .inputs import BatchInput
 from .joblog import DoneJobs, JoblogWriter
-from .jobs import InputFormat, Job, JobInputError, read_jobs
+from .jobs import Job, JobInputError
 from .outcome import JobResult
-from .output import GroupPrinter, LinePrinter, OrderedPrinter, Printer
+from .output import GroupPrinter, LinePrinter, OrderedPrinter, Printer, Tagger, host_prefix, job_tag
 from .progress import Progress
 from .rerun import RerunWriter, rerun_format
 from .results_file import ResultsWriter
 from .servers import Connector
 from .source import ThreadedSource
 from .summary import Summary
-from .targets import TargetError, label, resolve_targets
+from .targets import DisplayNames, TargetError, label, resolve_targets
 
 #: Status when our stdout was closed by its reader (as a process killed by SIGPIPE).
 EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
@@ -51,95 +52,52 @@ EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 def main(args: argparse.Namespace) -> int:
     """Run ``rexec batch`` as ``args`` say; return the exit status."""
     try:
+        groups = Groups(args.groups_file) if args.groups_file else Groups()
+        specs = [*args.hosts, *(f"@{group}" for group in args.host_groups)]
         targets = resolve_targets(
-            args.hosts, args.hosts_file, args.exclude, args.port or DEFAULT_PORT
+            specs, args.hosts_file, args.exclude, args.port or DEFAULT_PORT, groups
         )
         if args.list_targets:
             sys.stdout.write("".join(label(t) + "\n" for t in targets))
             return 0
-        options = _options(args, len(targets))
-        skip = _done_jobs(args)
-        if args.dry_run:
-            return _dry_run(args, targets, skip)
-        load_key(args.key_file or default_key_path())  # a bad key is a usage error, now
-    except (TargetError, HaltSyntaxError, KeyFileError, CliError, ValueError, OSError) as exc:
+        batch_input = BatchInput(args)
+    except (TargetError, CliError) as exc:
         return fail(str(exc), EXIT_USAGE)
     try:
-        return asyncio.run(_run(args, targets, options, skip))
+        skip = _done_jobs(args)
+        if args.dry_run:
+            return _dry_run(args, batch_input, targets, skip)
+        options = _options(args, len(targets), batch_input)
+        connector = _connector(args)
+    except (HaltSyntaxError, KeyFileError, CliError, ValueError, OSError) as exc:
+        batch_input.close()
+        return fail(str(exc), EXIT_USAGE)
+    try:
+        return asyncio.run(_run(args, batch_input, targets, options, skip, connector))
     except CliError as exc:
         return fail(str(exc), EXIT_USAGE)
+    finally:
+        batch_input.close()
 
 
 # --- planning ------------------------------------------------------------------
 
 
-def _input_format(args: argparse.Namespace) -> InputFormat:
-    if args.jsonl:
-        return InputFormat.JSONL
-    return InputFormat.NUL if args.null else InputFormat.LINES
-
-
-def _check_input(args: argparse.Namespace) -> None:
-    if args.remote_command is not None:
-        if not args.onall:
-            raise CliError("a command after '--' needs --onall (else give commands in a file)")
-        if not args.remote_command:
-            raise CliError("the command after '--' is empty")
-        if args.commands_file != "-":
-            raise CliError("give either COMMANDS_FILE or a command after '--', not both")
-
-
-def _open_jobs(args: argparse.Namespace) -> Iterator[Job]:
-    """The jobs of the input, read lazily (a generator)."""
-    if args.remote_command is not None:
-        yield Job(id="1", argv=tuple(args.remote_command))
-        return
-    if args.commands_file == "-":
-        yield from read_jobs(sys.stdin.buffer, _input_format(args))
-        return
-    with open(args.commands_file, "rb") as file:
-        yield from read_jobs(file, _input_format(args), args.commands_file)
-
-
-def _is_regular_file(args: argparse.Namespace) -> bool:
-    if args.remote_command is not None:
-        return True
-    try:
-        mode = os.stat(args.commands_file).st_mode if args.commands_file != "-" else os.fstat(0).st_mode
-    except OSError:
-        return False
-    return stat.S_ISREG(mode)
-
-
-def _count_jobs(args: argparse.Namespace) -> int | None:
-    """The number of jobs when the input is a regular file (a quick pass),
-    else None. Only counted when someone needs it (progress, --halt P%)."""
-    if args.remote_command is not None:
-        return 1
-    if args.commands_file == "-" or not _is_regular_file(args):
-        return None
-    separator = b"\0" if args.null else b"\n"
-    count, tail = 0, b""
-    with open(args.commands_file, "rb") as file:
-        while chunk := file.read(1 << 20):
-            records = (tail + chunk).split(separator)
-            tail = records.pop()
-            count += sum(1 for r in records if r.strip())
-    return count + (1 if tail.strip() else 0)
-
-
-def _options(args: argparse.Namespace, n_targets: int) -> BatchOptions:
-    _check_input(args)
+def _options(args: argparse.Namespace, n_targets: int, batch_input: BatchInput) -> BatchOptions:
     if (args.resume or args.resume_failed) and not args.joblog:
         raise CliError("--resume needs --joblog FILE (the log to resume from)")
     halt = HaltPolicy.parse(args.halt) if args.halt else None
     wants_total = (args.progress and sys.stderr.isatty()) or (halt is not None and halt.percent)
-    total = _count_jobs(args) if wants_total else None
+    total = batch_input.count() if wants_total else None
     if total is not None and args.onall:
         total *= n_targets
+    fanout, note = fit_fanout(args.fanout)
+    if note is not None:
+        print(f"rexec batch: {note}", file=sys.stderr)
     return BatchOptions(
         max_running=args.jobs,
         per_host=args.per_host,
+        fanout=fanout,
         onall=args.onall,
         timeout=args.timeout,
         retries=args.retries,
@@ -148,7 +106,7 @@ def _options(args: argparse.Namespace, n_targets: int) -> BatchOptions:
         delay=args.delay,
         capture=args.mode != "line" or bool(args.results),
         total=total,
-        report_unstarted=_is_regular_file(args),
+        report_unstarted=batch_input.finite,
     )
 
 
@@ -158,11 +116,16 @@ def _done_jobs(args: argparse.Namespace) -> DoneJobs | None:
     return DoneJobs.read(args.joblog, failed_too=args.resume)
 
 
-def _dry_run(args: argparse.Namespace, targets: list[Address], skip: DoneJobs | None) -> int:
+def _dry_run(
+    args: argparse.Namespace,
+    batch_input: BatchInput,
+    targets: list[Address],
+    skip: DoneJobs | None,
+) -> int:
     """Print 'target<TAB>command' for each job that would run ('*': spread)."""
     out = sys.stdout
     try:
-        for job in _open_jobs(args):
+        for job in batch_input.jobs():
             pairs: list[Address | None]
             if job.target is not None:
                 pairs = [job.target]
@@ -183,37 +146,45 @@ def _dry_run(args: argparse.Namespace, targets: list[Address], skip: DoneJobs | 
 
 
 def _connector(args: argparse.Namespace) -> Connector:
-    async def connect(address: Address) -> ClientConnection:
-        try:
-            return await open_connection(args, str(address))
-        except CliError as exc:  # TLS files: every server fails alike
-            raise RexecConnectionError(str(exc)) from None
+    """One key and one TLS context for every connection (a bad key or TLS
+    file is a usage error, reported once, before anything runs)."""
+    return make_connector(
+        load_key(Path(args.key_file) if args.key_file else default_key_path()),
+        ssl=ssl_context(args),
+        connect_timeout=args.connect_timeout,
+        keepalive=args.keepalive,
+    )
 
-    return connect
 
-
-def _printer(args: argparse.Namespace, stdout: BinaryIO, stderr: BinaryIO) -> Printer:
+def _printer(
+    args: argparse.Namespace, display: DisplayNames, stdout: BinaryIO, stderr: BinaryIO
+) -> Printer:
     if args.mode == "coalesce":
-        return CoalescingPrinter(stdout)
+        return CoalescingPrinter(stdout, display)
+    tag: Tagger | None = None
+    if args.tag:
+        tag = job_tag
+    elif args.onall and args.host_prefix:
+        tag = host_prefix(display)
     if args.mode == "keep-order":
-        return OrderedPrinter(stdout, stderr, tag=args.tag)
+        return OrderedPrinter(stdout, stderr, tag=tag)
     if args.mode == "line":
-        return LinePrinter(stdout, stderr, tag=args.tag)
-    return GroupPrinter(stdout, stderr, tag=args.tag)
+        return LinePrinter(stdout, stderr, tag=tag)
+    return GroupPrinter(stdout, stderr, tag=tag)
 
 
 class _Records:
     """The files a batch writes as results come: joblog, results, re-run."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, batch_input: BatchInput) -> None:
         resuming = args.resume or args.resume_failed
         self.writers: list[JoblogWriter | ResultsWriter | RerunWriter] = []
         if args.joblog:
-            self.writers.append(JoblogWriter(args.joblog))
+            self.writers.append(JoblogWriter(args.joblog, append=resuming))
         if args.results:
             self.writers.append(ResultsWriter(args.results, append=resuming))
         if args.rerun_file:
-            fmt = rerun_format(_input_format(args), args.onall or args.remote_command is not None)
+            fmt = rerun_format(batch_input.format, args.onall or batch_input.one_command)
             self.writers.append(RerunWriter(args.rerun_file, fmt, pin_targets=args.onall))
 
     def write(self, result: JobResult) -> None:
@@ -242,8 +213,12 @@ def _install_interrupts(batch: Batch) -> Callable[[], None]:
         nonlocal presses
         presses += 1
         if presses == 1:
-            print(f"\rrexec batch: interrupted: cancelling {batch.running} running command(s) "
-                  "(Ctrl-C again to drop the connections)", file=sys.stderr, flush=True)
+            print(
+                f"\rrexec batch: interrupted: cancelling {batch.running} running command(s) "
+                "(Ctrl-C again to drop the connections)",
+                file=sys.stderr,
+                flush=True,
+            )
             batch.cancel("interrupt")
         else:
             batch.abort()
@@ -259,11 +234,19 @@ def _install_interrupts(batch: Batch) -> Callable[[], None]:
 
 
 async def _run(
-    args: argparse.Namespace, targets: list[Address], options: BatchOptions, skip: DoneJobs | None
+    args: argparse.Namespace,
+    batch_input: BatchInput,
+    targets: list[Address],
+    options: BatchOptions,
+    skip: DoneJobs | None,
+    connector: Connector,
 ) -> int:
     stdout, stderr = sys.stdout.buffer, sys.stderr.buffer
-    printer = _printer(args, stdout, stderr)
-    progress = Progress(sys.stderr, options.total) if args.progress and sys.stderr.isatty() else None
+    display = DisplayNames(targets)
+    printer = _printer(args, display, stdout, stderr)
+    progress = (
+        Progress(sys.stderr, options.total) if args.progress and sys.stderr.isatty() else None
+    )
     broken_pipe = False
 
     def show_live(job: Job, target: Address, stream: str, data: bytes) -> None:
@@ -279,15 +262,18 @@ async def _run(
             batch.cancel("interrupt")
 
     batch = make_batch(
-        ThreadedSource(_open_jobs(args)),
+        ThreadedSource(batch_input.jobs()),
         targets,
-        connector=_connector(args),
+        connector=connector,
         options=options,
         on_output=show_live if args.mode == "line" else None,
         skip=skip,
     )
-    records = _Records(args)
-    summary = Summary()
+    try:
+        records = _Records(args, batch_input)
+    except OSError as exc:
+        raise CliError(f"cannot write {exc.filename}: {exc.strerror}") from None
+    summary = Summary(display)
     remove_handlers = _install_interrupts(batch)
     started = time.monotonic()
     input_error: JobInputError | None = None
@@ -325,9 +311,12 @@ async def _run(
         interrupted=batch.stopped == "interrupt",
         input_error=input_error is not None,
     )
-    if not args.quiet and (status != 0 or progress is not None):
+    # A closed stdout ends the batch quietly, as every subcommand (the reader left).
+    if not args.quiet and not broken_pipe and (status != 0 or progress is not None):
         for line in summary.lines(time.monotonic() - started, stopped=batch.stopped):
             print(line, file=sys.stderr)
+    if batch.fanout_note is not None:
+        print(f"rexec batch: {batch.fanout_note}", file=sys.stderr)
     if input_error is not None:
         fail(str(input_error), EXIT_USAGE)
     if broken_pipe and status == EXIT_INTERRUPTED:

@@ -4,7 +4,10 @@ and yields each job's final result as it finishes.
 Contract:
 
 * At most ``max_running`` attempts run at once, at most ``Server.limit`` on
-  one server; each server has one connection, shared by its jobs.
+  one server; each server has one connection, shared by its jobs; at most
+  ``fanout`` connections are open at once (``servers``): a job whose server
+  can't get a connection slot waits, and never holds a running slot while
+  it waits.
 * The input is pulled ahead by at most ``lookahead`` work items, never whole.
 * A job is *spread* (it goes to the least-loaded server with room) unless it
   is *pinned*: ``--onall`` pins one copy of each job to every target, and a
@@ -39,10 +42,11 @@ from ..errors import RemoteCommandError, RexecConnectionError
 from ..process import RemoteProcess
 from ..result import RETURNCODE_BY_REFUSAL
 from ..streams import OutputReader
+from .descriptors import OutOfDescriptors
 from .halt import HaltPolicy
 from .jobs import Job, JobInputError
 from .outcome import JobResult, Status, status_of, status_of_connection_error
-from .servers import Server, ServerPool
+from .servers import DEFAULT_FANOUT, Server, ServerPool
 from .source import JobSource
 
 #: ``on_output(job, target, stream, data)``: live output of an attempt
@@ -53,14 +57,21 @@ OutputCallback = Callable[[Job, Address, str, bytes], None]
 SkipPredicate = Callable[[Job, Address | None], bool]
 
 _READ_SIZE = 1 << 16
+#: Commands running at once in a spread batch unless ``-j`` says otherwise.
+DEFAULT_JOBS = 32
 
 
 @dataclasses.dataclass(kw_only=True)
 class BatchOptions:
     """How a batch runs (the CLI options of the same names)."""
 
-    max_running: int = 32
+    #: Commands running at once in all; None: ``DEFAULT_JOBS``, or with
+    #: ``onall`` the fanout (pdsh and clush run as many commands as their
+    #: fanout, one per connection). ``running_limit`` is the number in force.
+    max_running: int | None = None
     per_host: int | None = None
+    #: Connections open at once (None: one per server, never closed early).
+    fanout: int | None = DEFAULT_FANOUT
     onall: bool = False
     timeout: float | None = None
     retries: int = 0
@@ -78,12 +89,20 @@ class BatchOptions:
     lookahead: int | None = None
 
     def __post_init__(self) -> None:
-        if self.max_running < 1:
+        if self.max_running is not None and self.max_running < 1:
             raise ValueError("max_running must be at least 1")
+        if self.fanout is not None and self.fanout < 1:
+            raise ValueError("fanout must be at least 1")
         if self.per_host is not None and self.per_host < 1:
             raise ValueError("per_host must be at least 1")
         if self.retries < 0 or self.delay < 0:
             raise ValueError("retries and delay must be >= 0")
+
+    @property
+    def running_limit(self) -> int:
+        if self.max_running is not None:
+            return self.max_running
+        return self.fanout if self.onall and self.fanout is not None else DEFAULT_JOBS
 
 
 @dataclasses.dataclass(slots=True, eq=False)
@@ -119,16 +138,22 @@ class Batch:
         self.options = options
         self._on_output = on_output
         self._skip = skip
-        self._lookahead = options.lookahead or max(1024, 4 * options.max_running, 2 * len(pool.targets))
+        self._lookahead = options.lookahead or max(
+            1024, 4 * options.running_limit, 2 * len(pool.targets)
+        )
         self._spread: collections.deque[_Item] = collections.deque()
         self._pinned: dict[Server, collections.deque[_Item]] = {}
         self._ready: dict[Server, None] = {}  # servers with pinned items and room (or down)
+        self._blocked: dict[Server, None] = {}  # the same, waiting for a connection slot
         self._pending = 0
         self._order = 0
         self._running: set[_Item] = set()
-        self._results: asyncio.Queue[JobResult | None] = asyncio.Queue(max(64, 2 * options.max_running))
+        self._results: asyncio.Queue[JobResult | None] = asyncio.Queue(
+            max(64, 2 * options.running_limit)
+        )
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
+        pool.on_slot_free = self._wake.set
         self._input_done = False
         self._next_start = 0.0
         #: Why the batch stopped starting jobs early: None, "halt", "interrupt", "input".
@@ -146,6 +171,11 @@ class Batch:
     @property
     def running(self) -> int:
         return len(self._running)
+
+    @property
+    def fanout_note(self) -> str | None:
+        """Why the fanout was lowered during the run (out of descriptors), if it was."""
+        return self._pool.fanout_note
 
     async def results(self) -> AsyncIterator[JobResult]:
         """Each job's final result, as jobs finish.
@@ -184,7 +214,7 @@ class Batch:
         """Cancel without waiting for the servers: close every connection now
         (a second Ctrl-C)."""
         self.cancel()
-        for server in self._pool.targets:
+        for server in self._pool.servers:
             server.mark_down("the batch was aborted")
         for item in list(self._running):
             if item.task is not None:
@@ -207,6 +237,9 @@ class Batch:
                 self._wake.set()
         except JobInputError as exc:
             self.input_error = exc
+            self._stop("input")
+        except OSError as exc:  # the input failed while being read
+            self.input_error = JobInputError(f"cannot read the input: {exc.strerror or exc}")
             self._stop("input")
         finally:
             self._input_done = True
@@ -238,6 +271,7 @@ class Batch:
         else:
             queue.append(item)
         if item.pinned is not None:
+            item.pinned.pending += 1
             self._mark_ready(item.pinned)
 
     def _mark_ready(self, server: Server) -> None:
@@ -270,7 +304,7 @@ class Batch:
 
     async def _start_ready(self) -> None:
         """Start items while there is room."""
-        while len(self._running) < self.options.max_running and self.stopped is None:
+        while len(self._running) < self.options.running_limit and self.stopped is None:
             choice = self._next_startable()
             if choice is None:
                 return
@@ -292,29 +326,48 @@ class Batch:
 
     def _next_startable(self) -> tuple[_Item, Server | None] | None:
         """The next item to start and where (None as server: it can't run)."""
-        while self._ready:
-            server = next(iter(self._ready))
-            del self._ready[server]
-            queue = self._pinned[server]
-            if not queue:
-                continue
-            if server.down is not None and not server.revive():
-                self._ready[server] = None  # its other items fail next
-                return queue[0], None
-            if server.has_room:
-                self._ready[server] = None  # move to the end: round robin
-                return queue[0], server
+        while True:
+            found = self._next_pinned()
+            if found is not None:
+                return found
+            if not self._blocked or not self._pool.can_reserve(next(iter(self._blocked))):
+                break
+            # A slot is free: the longest-waiting server gets the next try.
+            server = next(iter(self._blocked))
+            del self._blocked[server]
+            if self._pinned.get(server):
+                self._ready[server] = None
         if self._spread:
             item = self._spread[0]
             chosen = self._pool.least_loaded(item.tried)
             if chosen is None and self._pool.all_down:
                 for candidate in self._pool.targets:
                     if candidate.revive():
-                        self._pool.changed(candidate)
-                        return item, candidate
+                        return (item, candidate) if self._pool.can_reserve(candidate) else None
                 return item, None
             if chosen is not None:
                 return item, chosen
+        return None
+
+    def _next_pinned(self) -> tuple[_Item, Server | None] | None:
+        """The next pinned item whose server has room and a connection slot
+        (round robin over the servers), or one that must fail."""
+        while self._ready:
+            server = next(iter(self._ready))
+            del self._ready[server]
+            queue = self._pinned.get(server)
+            if not queue:
+                continue
+            if server.down is not None and not server.revive():
+                self._ready[server] = None  # its other items fail next
+                return queue[0], None
+            if not server.has_room:
+                continue  # back in _ready when an attempt there ends
+            if not self._pool.can_reserve(server):
+                self._blocked[server] = None
+                continue
+            self._ready[server] = None  # move to the end: round robin
+            return queue[0], server
         return None
 
     def _take(self, item: _Item) -> None:
@@ -324,14 +377,18 @@ class Batch:
         else:
             queue = self._pinned[item.pinned]
             queue.popleft()
-            if not queue:
+            item.pinned.pending -= 1
+            if not queue:  # a server's queue lives only while it holds items
+                del self._pinned[item.pinned]
                 self._ready.pop(item.pinned, None)
+                self._blocked.pop(item.pinned, None)
         self._pending -= 1
         self._room.set()
 
     def _launch(self, item: _Item, server: Server) -> None:
         item.attempt += 1
         item.tried.append(server)
+        self._pool.reserve(server)
         server.running += 1
         self._pool.changed(server)
         if not server.has_room:
@@ -427,11 +484,15 @@ class Batch:
 
     async def _skip_pending(self) -> None:
         queues = [self._spread, *self._pinned.values()]
+        self._pinned.clear()
         self._ready.clear()
+        self._blocked.clear()
         for queue in queues:
             while queue:
                 item = queue.popleft()
                 self._pending -= 1
+                if item.pinned is not None:
+                    item.pinned.pending -= 1
                 await self._final(item, self._failure(item, None, Status.SKIPPED, None))
 
     async def _skip_rest_of_input(self) -> None:
@@ -466,6 +527,8 @@ class Batch:
         item.connecting = True
         try:
             connection = await server.connection()
+        except OutOfDescriptors:
+            raise _Busy from None  # it waits for a slot; the fanout was lowered
         except RexecConnectionError as exc:
             return self._failure(item, server, status_of_connection_error(exc), str(exc), exc.code)
         finally:

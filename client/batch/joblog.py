@@ -11,7 +11,8 @@ stdout+stderr bytes. ``Exitval`` is the exit code, or -1 when there is none
 0. Tabs and newlines in a command are written ``\\t`` and ``\\n``.
 
 One line per job that was tried, written (and flushed) when it finishes;
-skipped jobs are not logged, so ``--resume`` runs them. Resuming appends.
+skipped jobs are not logged, so ``--resume`` runs them. As GNU parallel, a
+new run starts the log afresh and only resuming appends to it.
 """
 
 from __future__ import annotations
@@ -43,10 +44,11 @@ def _unescape(text: str) -> str:
 
 
 class JoblogWriter:
-    """Appends one line per finished job to ``path`` (header when new)."""
+    """Writes one line per finished job to ``path``: a new log (header
+    first), or, with ``append`` (resuming), after the lines already there."""
 
-    def __init__(self, path: str | Path) -> None:
-        self._file: IO[str] = open(path, "a", encoding="utf-8", newline="")
+    def __init__(self, path: str | Path, *, append: bool = False) -> None:
+        self._file: IO[str] = open(path, "a" if append else "w", encoding="utf-8", newline="")
         if self._file.tell() == 0:
             self._file.write("\t".join(COLUMNS) + "\n")
             self._file.flush()

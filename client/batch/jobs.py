@@ -163,7 +163,8 @@ def _decode(record: bytes, where: str) -> str:
         raise JobInputError(f"{where}: not UTF-8") from None
 
 
-def _records(file: IO[bytes], separator: bytes) -> Iterator[bytes]:
+def split_records(file: IO[bytes], separator: bytes) -> Iterator[bytes]:
+    """The records of ``file`` (binary, read lazily), without their separator."""
     if separator == b"\n":
         for line in file:
             yield line[:-1] if line.endswith(b"\n") else line
@@ -184,7 +185,7 @@ def read_jobs(file: IO[bytes], fmt: InputFormat, name: str = "<stdin>") -> Itera
         JobInputError: a record that is not a valid job, when it is reached.
     """
     separator = b"\0" if fmt is InputFormat.NUL else b"\n"
-    for number, raw in enumerate(_records(file, separator), 1):
+    for number, raw in enumerate(split_records(file, separator), 1):
         where = f"{name}:{number}"
         if fmt is InputFormat.JSONL:
             text = _decode(raw, where).strip()

@@ -12,7 +12,7 @@ Expansion contract (``expand``):
   and is copied as it is.
 
 Folding (``fold``) is the inverse for display: names that differ only in their
-last run of digits are written as one pattern, ``web[01-03,07]``.
+numbers are written as one pattern, ``web[01-03,07]``, ``10.0.[0-3].[1-250]``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterable, Iterator
 
 _ITEM = re.compile(r"(\d+)(?:-(\d+)(?:/(\d+))?)?")
-_LAST_NUMBER = re.compile(r"^(.*?)(\d+)(\D*)$")
+_DIGITS = re.compile(r"(\d+)")
 
 
 class NodeSetError(ValueError):
@@ -101,10 +101,14 @@ def _consecutive(a: str, b: str) -> bool:
     return int(b) == int(a) + 1 and same_form
 
 
-def _fold_numbers(numbers: list[str]) -> str:
-    numbers = sorted(set(numbers), key=lambda n: (int(n), len(n)))
+def _number_key(number: str) -> tuple[int, int]:
+    return int(number), len(number)
+
+
+def _fold_numbers(numbers: Iterable[str]) -> str:
+    """``["1", "2", "3", "7"]`` → ``"1-3,7"`` (zero padding kept)."""
     runs: list[list[str]] = []
-    for number in numbers:
+    for number in sorted(set(numbers), key=_number_key):
         if runs and _consecutive(runs[-1][-1], number):
             runs[-1].append(number)
         else:
@@ -112,25 +116,50 @@ def _fold_numbers(numbers: list[str]) -> str:
     return ",".join(run[0] if len(run) == 1 else f"{run[0]}-{run[-1]}" for run in runs)
 
 
+def _bracketed(folded: str) -> str:
+    return f"[{folded}]" if "-" in folded or "," in folded else folded
+
+
+def _fold_vectors(vectors: Iterable[tuple[str, ...]]) -> list[tuple[str, ...]]:
+    """Fold number vectors one dimension at a time, last first: vectors that
+    differ only in dimension k (the later ones already folded alike) become
+    one, with a range there. ``(0, 1) (0, 2) (1, 1) (1, 2)`` → ``([0-1], [1-2])``."""
+    folded: list[tuple[tuple[str, ...], tuple[str, ...]]] = [(v, ()) for v in vectors]
+    width = len(folded[0][0]) if folded else 0
+    for _ in range(width):
+        groups: dict[tuple[tuple[str, ...], tuple[str, ...]], list[str]] = {}
+        for head, tail in folded:
+            groups.setdefault((head[:-1], tail), []).append(head[-1])
+        folded = [
+            (head, (_bracketed(_fold_numbers(numbers)), *tail))
+            for (head, tail), numbers in groups.items()
+        ]
+    return [tail for _, tail in folded]
+
+
+def _first_number(part: tuple[str, ...]) -> tuple[int, ...]:
+    return tuple(int(re.match(r"\[?(\d+)", p).group(1)) for p in part)  # type: ignore[union-attr]
+
+
 def fold(names: Iterable[str]) -> str:
     """One compact pattern for ``names`` (the inverse of ``expand`` for
-    display): ``["web01:7000", "web02:7000"]`` → ``"web[01-02]:7000"``. The
-    number folded is the last run of digits before any ``:PORT``."""
-    groups: dict[tuple[str, str], list[str]] = {}
+    display), folding every run of digits as ClusterShell folds n-dimensional
+    node sets: ``web01:7000 web02:7000`` → ``web[01-02]:7000``;
+    ``127.1.0.1 … 127.1.39.250`` → ``127.1.[0-39].[1-250]``. Names holding a
+    bracket (IPv6 literals) are kept as they are. Parts come in the order of
+    their patterns' first appearance, each sorted by number."""
+    patterns: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
     for name in names:
-        host, colon, port = name.rpartition(":") if name.count(":") == 1 else (name, "", "")
-        match = _LAST_NUMBER.match(host)
-        if match is None:
-            groups.setdefault((name, ""), [])
+        if "[" in name:
+            patterns.setdefault((name,), [])
             continue
-        prefix, number, suffix = match.groups()
-        groups.setdefault((prefix, suffix + colon + port), []).append(number)
+        pieces = _DIGITS.split(name)
+        patterns.setdefault(tuple(pieces[0::2]), []).append(tuple(pieces[1::2]))
     parts = []
-    for (prefix, suffix), numbers in groups.items():
-        if not numbers:
-            parts.append(prefix)
-        elif len(set(numbers)) == 1:
-            parts.append(f"{prefix}{numbers[0]}{suffix}")
-        else:
-            parts.append(f"{prefix}[{_fold_numbers(numbers)}]{suffix}")
+    for texts, vectors in patterns.items():
+        if not vectors:
+            parts.append(texts[0])
+            continue
+        for numbers in sorted(set(_fold_vectors(dict.fromkeys(vectors))), key=_first_number):
+            parts.append("".join(t + n for t, n in zip(texts, (*numbers, ""))))
     return ",".join(parts)

@@ -9,14 +9,17 @@ and ``--line`` modes, each optionally ``--tag``ged.
   interleave, never mix); a partial line is held until its newline or the
   end of its stream.
 
-With ``tag`` every line starts with ``host:port jobid`` and a tab. A last
-line without a newline gets one when tagged (so the next tag starts a line).
-Printers are fed by the batch (``feed`` for live output, ``finished`` for
-results) and write bytes to two binary files.
+A ``Tagger`` puts a tag before every line: ``--tag`` writes ``host:port
+jobid`` and a tab (``job_tag``), ``--onall`` writes ``host: `` as pdsh and
+clush do (``host_prefix``). A last line without a newline gets one when
+tagged (so the next tag starts a line). Printers are fed by the batch
+(``feed`` for live output, ``finished`` for results) and write bytes to two
+binary files.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import BinaryIO, Protocol
 
 from ..address import Address
@@ -33,8 +36,22 @@ class Printer(Protocol):
     def close(self) -> None: ...
 
 
-def tag_of(job: Job, target: Address | None) -> bytes:
+#: The tag of a job's lines: ``tagger(job, target)``.
+Tagger = Callable[[Job, "Address | None"], bytes]
+
+
+def job_tag(job: Job, target: Address | None) -> bytes:
+    """``--tag``: ``host:port jobid`` and a tab."""
     return f"{label(target) if target else '-'} {job.id}\t".encode()
+
+
+def host_prefix(display: Callable[[Address], str]) -> Tagger:
+    """``--onall``'s default: ``host: `` (the name as ``display`` writes it)."""
+
+    def tag(job: Job, target: Address | None) -> bytes:
+        return f"{display(target) if target else '-'}: ".encode()
+
+    return tag
 
 
 def tagged(data: bytes, tag: bytes | None) -> bytes:
@@ -50,14 +67,14 @@ def tagged(data: bytes, tag: bytes | None) -> bytes:
 class GroupPrinter:
     """``--group``: whole outputs when jobs end."""
 
-    def __init__(self, stdout: BinaryIO, stderr: BinaryIO, *, tag: bool) -> None:
+    def __init__(self, stdout: BinaryIO, stderr: BinaryIO, *, tag: Tagger | None) -> None:
         self._out, self._err, self._tag = stdout, stderr, tag
 
     def feed(self, job: Job, target: Address, stream: str, data: bytes) -> None:
         pass
 
     def finished(self, result: JobResult) -> None:
-        tag = tag_of(result.job, result.target) if self._tag else None
+        tag = self._tag(result.job, result.target) if self._tag else None
         for data, file in ((result.stdout, self._out), (result.stderr, self._err)):
             if data:
                 file.write(tagged(data, tag))
@@ -70,7 +87,7 @@ class GroupPrinter:
 class OrderedPrinter(GroupPrinter):
     """``--keep-order``: whole outputs, in input order."""
 
-    def __init__(self, stdout: BinaryIO, stderr: BinaryIO, *, tag: bool) -> None:
+    def __init__(self, stdout: BinaryIO, stderr: BinaryIO, *, tag: Tagger | None) -> None:
         super().__init__(stdout, stderr, tag=tag)
         self._held: dict[int, JobResult] = {}
         self._next = 1
@@ -89,7 +106,7 @@ class OrderedPrinter(GroupPrinter):
 class LinePrinter:
     """``--line``: live, whole lines."""
 
-    def __init__(self, stdout: BinaryIO, stderr: BinaryIO, *, tag: bool) -> None:
+    def __init__(self, stdout: BinaryIO, stderr: BinaryIO, *, tag: Tagger | None) -> None:
         self._files = {"stdout": stdout, "stderr": stderr}
         self._tag = tag
         self._partial: dict[tuple[str, Address, str], bytes] = {}
@@ -104,7 +121,7 @@ class LinePrinter:
                 self._partial[key] = rest
         if pending:
             file = self._files[stream]
-            file.write(tagged(pending, tag_of(job, target) if self._tag else None))
+            file.write(tagged(pending, self._tag(job, target) if self._tag else None))
             file.flush()
 
     def finished(self, result: JobResult) -> None:

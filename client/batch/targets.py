@@ -7,6 +7,8 @@ A target is an ``Address`` (host, port). Contract:
   127.0.0.1 (rexecd's default address);
 * a host file has one spec a line (ranges allowed); ``#`` starts a comment,
   blank lines are skipped;
+* ``@name`` in a spec, host file or exclusion is a group of the groups file
+  (``groups``); ``@discover`` probes the network instead;
 * an exclusion with a port removes that address; without one it removes the
   host on every port;
 * duplicates are dropped, the first occurrence keeps its place.
@@ -19,6 +21,7 @@ from pathlib import Path
 
 from ..address import DEFAULT_PORT, Address, parse_address
 from ..discovery import discover_spec
+from .groups import GroupError, Groups
 from .nodeset import NodeSetError, expand
 
 DEFAULT_HOST = "127.0.0.1"
@@ -33,6 +36,21 @@ def label(address: Address) -> str:
     return str(address)
 
 
+class DisplayNames:
+    """How targets are written for people (``--onall`` line prefixes, ``-b``
+    headers, the summary): the host alone when every target has the same
+    port, as pdsh and clush write node names; ``host:port`` otherwise, and
+    for a target of another port. Records (joblog, results) always use
+    ``label``."""
+
+    def __init__(self, targets: Iterable[Address]) -> None:
+        ports = {target.port for target in targets}
+        self._port = ports.pop() if len(ports) == 1 else None
+
+    def __call__(self, address: Address) -> str:
+        return address.host if address.port == self._port else label(address)
+
+
 def parse_target(name: str, default_port: int = DEFAULT_PORT) -> Address:
     """One expanded name ``[host][:port]`` as an address."""
     if name.startswith(":"):
@@ -43,16 +61,22 @@ def parse_target(name: str, default_port: int = DEFAULT_PORT) -> Address:
         raise TargetError(str(exc)) from None
 
 
-def expand_spec(spec: str, default_port: int = DEFAULT_PORT) -> Iterator[Address]:
+def expand_spec(
+    spec: str, default_port: int = DEFAULT_PORT, groups: Groups | None = None
+) -> Iterator[Address]:
     """The addresses one ``--hosts`` spec denotes."""
     try:
+        if groups is not None:
+            spec = groups.expand(spec)
         for name in expand(spec):
             yield parse_target(name, default_port)
-    except NodeSetError as exc:
+    except (NodeSetError, GroupError) as exc:
         raise TargetError(str(exc)) from None
 
 
-def read_host_file(path: str | Path, default_port: int = DEFAULT_PORT) -> Iterator[Address]:
+def read_host_file(
+    path: str | Path, default_port: int = DEFAULT_PORT, groups: Groups | None = None
+) -> Iterator[Address]:
     """The addresses in a host file (see the module docstring)."""
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -63,7 +87,7 @@ def read_host_file(path: str | Path, default_port: int = DEFAULT_PORT) -> Iterat
         if not spec:
             continue
         try:
-            yield from expand_spec(spec, default_port)
+            yield from expand_spec(spec, default_port, groups)
         except TargetError as exc:
             raise TargetError(f"{path}:{number}: {exc}") from None
 
@@ -86,26 +110,30 @@ def resolve_targets(
     host_files: Iterable[str | Path] = (),
     exclude: Iterable[str] = (),
     default_port: int = DEFAULT_PORT,
+    groups: Groups | None = None,
 ) -> list[Address]:
     """The target list: every spec and host file, minus the exclusions
-    (node-set specs too), without duplicates, in order of appearance.
+    (node-set specs and groups too), without duplicates, in order of
+    appearance.
 
     Raises:
-        TargetError: bad syntax, an unreadable host file, or no target left.
+        TargetError: bad syntax, an unknown group, an unreadable host or
+            groups file, or no target left.
     """
+    groups = groups or Groups()
     exclusions: list[tuple[str, int | None]] = []
     for spec in exclude:
         try:
-            exclusions.extend(_exclusion(name) for name in expand(spec))
-        except NodeSetError as exc:
+            exclusions.extend(_exclusion(name) for name in expand(groups.expand(spec)))
+        except (NodeSetError, GroupError) as exc:
             raise TargetError(str(exc)) from None
     seen: dict[Address, None] = {}
-    sources = [discover_spec(spec) or expand_spec(spec, default_port) for spec in specs]
-    sources += [read_host_file(path, default_port) for path in host_files]
+    sources = [discover_spec(spec) or expand_spec(spec, default_port, groups) for spec in specs]
+    sources += [read_host_file(path, default_port, groups) for path in host_files]
     for source in sources:
         for address in source:
             if not _excluded(address, exclusions):
                 seen.setdefault(address, None)
     if not seen:
-        raise TargetError("no targets: give --hosts or --hosts-file (after -x none are left)")
+        raise TargetError("no targets: give -w/--hosts or --hosts-file (after -x none are left)")
     return list(seen)

@@ -4,38 +4,55 @@ body is ``rexec_client.batch.command``)."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
+from ..batch.engine import DEFAULT_JOBS
 from ..batch.exit_codes import HELP_TABLE
+from ..batch.servers import DEFAULT_FANOUT
 from .common import add_connection_options, positive_float
 
 DESCRIPTION = """\
 Run many commands across many rexecd servers, as GNU parallel, pdsh and
-ClusterShell do: one connection per server carries all its commands.
+ClusterShell do: one connection per server carries all its commands, and at
+most --fanout connections are open at once.
 
 Commands come one per line from COMMANDS_FILE or stdin ('-'), each run with
 /bin/sh -c (or NUL-separated with -0, or as JSON Lines with --jsonl:
 {"id", "argv" | "shell", "cwd", "env", "timeout", "target"}). Without
 --onall they are spread over the targets, the least-loaded server first; with
---onall every command runs on every target. 'rexec batch --onall --hosts
-SPEC -- CMD ARG...' runs one command (an argv, no shell) everywhere.
+--onall every command runs on every target, and its output lines start with
+'host: ' as with pdsh and clush.
 
-Targets: --hosts 'web[01-20/2]:7000,db[1-3]' (ranges with zero padding and
-steps, comma lists; the port defaults to --port), --hosts-file FILE (one
-[host][:port] a line, ranges allowed, '#' comments), minus -x SPEC (a
-name without port excludes it on every port).
+A command template after '--', as with GNU parallel: 'rexec batch -w SPEC --
+gzip {} ::: a b' or 'seq 3 | rexec batch -w SPEC -- echo {}' (arguments from
+'::: ARG...', ':::: FILE...' or stdin, one a line; {} {.} {/} {//} {/.} {#}
+and {1} {2} ... for several sources; arguments are quoted for the shell and
+appended when the template has no {}; with -q each word of the template is
+quoted too, as GNU parallel -q). 'rexec batch --onall -w SPEC -- CMD
+ARG...' without any replacement string or ':::' runs CMD once on every
+target, as an argv (no shell).
 
-Each job has a stable id (the input line number, or the JSON 'id'): the
-joblog, --results and --resume use it.
+Targets: -w 'web[01-20/2]:7000,db[1-3]' (ranges with zero padding and steps,
+comma lists; the port defaults to --port), '@name' for a group of the groups
+file ('name: nodes' lines, as ClusterShell's), --hosts-file FILE (one
+[host][:port] a line, ranges allowed, '#' comments), minus -x SPEC (a name
+without port excludes it on every port).
+
+Each job has a stable id (the input line number, the argument's number, or
+the JSON 'id'): the joblog, --results and --resume use it.
 """
 
 EPILOG = HELP_TABLE + """
 examples:
-  rexec batch --onall --hosts 'web[01-20]' -b -- uname -r
-  rexec batch -H 'node[1-4]:7420' -j 64 --joblog log.tsv jobs.txt
-  rexec batch -H 'node[1-4]' --resume --joblog log.tsv jobs.txt
-  rexec batch -f hosts.txt --jsonl --results out.jsonl --retries 2 jobs.jsonl
-  rexec batch -H 'db[1-3]' --halt now,fail=1 --timeout 60 --tag --line < cmds
+  rexec batch --onall -w 'web[01-20]' -b -- uname -r
+  rexec batch --onall -w @compute -f 512 -- systemctl is-active sshd
+  rexec batch -w 'node[1-4]:7420' -j 64 --joblog log.tsv jobs.txt
+  rexec batch -w 'node[1-4]' --resume --joblog log.tsv jobs.txt
+  seq 100 | rexec batch -w 'node[1-4]' -- ./simulate --seed {}
+  rexec batch -w 'node[1-4]' -- 'gzip -9 {}' ::: /data/*.log
+  rexec batch --hosts-file hosts.txt --jsonl --results out.jsonl --retries 2 jobs.jsonl
+  rexec batch -w 'db[1-3]' --halt now,fail=1 --timeout 60 --tag --line < cmds
 """
 
 
@@ -50,10 +67,26 @@ def _count(text: str) -> int:
 
 
 def _positive(text: str) -> int:
-    value = _count(text)
+    try:
+        value = _count(text)
+    except argparse.ArgumentTypeError:
+        value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
     return value
+
+
+def _fanout(text: str) -> int:
+    """``-f N``; a word that is no number is most likely a hosts file, which
+    ``-f`` named before it became the fanout: say where that went."""
+    try:
+        return _positive(text)
+    except argparse.ArgumentTypeError as exc:
+        if text.strip().isdigit():
+            raise
+        raise argparse.ArgumentTypeError(
+            f"{exc} (-f is the fanout, as in pdsh and clush; a hosts file is --hosts-file FILE)"
+        ) from None
 
 
 def _seconds(text: str) -> float:
@@ -67,18 +100,25 @@ def register(subparsers: Any) -> None:
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        usage="%(prog)s [options] (--hosts SPEC | --hosts-file F) [COMMANDS_FILE | -]\n"
-        "       %(prog)s [options] --onall (--hosts SPEC | --hosts-file F) -- CMD [ARG...]",
+        usage="%(prog)s [options] (-w SPEC | --hosts-file F) [COMMANDS_FILE | -]\n"
+        "       %(prog)s [options] (-w SPEC | --hosts-file F) -- TEMPLATE... [::: ARG... | "
+        ":::: FILE...]...\n"
+        "       %(prog)s [options] --onall (-w SPEC | --hosts-file F) -- CMD [ARG...]",
     )
     parser.add_argument(
         "commands_file", nargs="?", default="-", metavar="COMMANDS_FILE",
         help="the commands, one a line ('-': stdin, the default)",
     )
     targets = parser.add_argument_group("targets")
-    targets.add_argument("-H", "--hosts", action="append", default=[], metavar="SPEC",
-                         help="servers in node-set notation (repeatable)")
-    targets.add_argument("-f", "--hosts-file", action="append", default=[], metavar="FILE",
+    targets.add_argument("-w", "-H", "--hosts", action="append", default=[], metavar="SPEC",
+                         help="servers in node-set notation, @group names allowed (repeatable)")
+    targets.add_argument("-g", dest="host_groups", action="append", default=[], metavar="GROUP",
+                         help="the servers of a group, as -w @GROUP (repeatable)")
+    targets.add_argument("--hosts-file", action="append", default=[], metavar="FILE",
                          help="a file of servers, one [host][:port] a line (repeatable)")
+    targets.add_argument("--groups-file", type=Path, metavar="FILE",
+                         help="where @group names are defined ('name: nodes' lines; default: "
+                         "$REXEC_GROUPS_FILE or ~/.config/rexec/groups)")
     targets.add_argument("-x", "--exclude", action="append", default=[], metavar="SPEC",
                          help="leave these servers out (repeatable)")
     targets.add_argument("--port", type=_positive, default=None, metavar="PORT",
@@ -91,12 +131,19 @@ def register(subparsers: Any) -> None:
     fmt.add_argument("-0", "--null", action="store_true",
                      help="commands are NUL-separated (they may contain newlines)")
     fmt.add_argument("--jsonl", action="store_true", help="jobs are JSON Lines (see above)")
+    work.add_argument("-q", "--quote", action="store_true",
+                      help="quote each word of the template, as GNU parallel -q: it reaches "
+                      "the program as one word, shell characters and all")
     sched = parser.add_argument_group("scheduling")
-    sched.add_argument("-j", "--jobs", type=_positive, default=32, metavar="N",
-                       help="run at most N commands at once in all (default: %(default)s)")
+    sched.add_argument("-j", "--jobs", type=_positive, metavar="N",
+                       help=f"run at most N commands at once in all (default: {DEFAULT_JOBS}; "
+                       "with --onall, the fanout, as pdsh and clush)")
     sched.add_argument("--per-host", type=_positive, metavar="N",
                        help="run at most N commands at once on one server "
                        "(default: as many as the server allows)")
+    sched.add_argument("-f", "--fanout", type=_fanout, default=DEFAULT_FANOUT, metavar="N",
+                       help="keep at most N connections open at once, as clush and pdsh -f "
+                       "(default: %(default)s; lowered to fit the open-file limit)")
     sched.add_argument("--timeout", type=positive_float, metavar="SECONDS",
                        help="the server kills a command (its whole process group) after this long")
     sched.add_argument("--retries", type=_count, default=0, metavar="N",
@@ -121,6 +168,8 @@ def register(subparsers: Any) -> None:
                       help="print identical results once, under their folded target list")
     out.add_argument("--tag", action="store_true",
                      help="start every output line with 'host:port jobid' and a tab")
+    out.add_argument("--no-host-prefix", dest="host_prefix", action="store_false",
+                     help="with --onall, print output lines as they are, without 'host: '")
     records = parser.add_argument_group("records")
     records.add_argument("--joblog", metavar="FILE",
                          help="append a TSV line per job (GNU parallel's columns)")
@@ -139,7 +188,7 @@ def register(subparsers: Any) -> None:
                         "('*': spread at run time)")
     people.add_argument("--no-progress", dest="progress", action="store_false",
                         help="no progress line (shown only when stderr is a terminal)")
-    people.add_argument("-q", "--quiet", action="store_true",
+    people.add_argument("--quiet", action="store_true",
                         help="no summary at the end")
     add_connection_options(parser)
     parser.set_defaults(handler=_main, accepts_command=True, mode="group")

@@ -203,6 +203,16 @@ async def _speaks_tls(address: Address, timeout: float) -> bool:
     return True
 
 
+def ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The TLS context the TLS options ask for (None: plain TCP).
+
+    Raises:
+        CliError: a TLS file can't be read or used.
+    """
+    tls = _tls_settings(args)
+    return tls.context if tls else None
+
+
 #: OpenSSL's verification results (X509_V_ERR_*) that a hint can name.
 _NAME_MISMATCH = (62, 64)  # HOSTNAME_MISMATCH, IP_ADDRESS_MISMATCH
 _CERT_HAS_EXPIRED = 10

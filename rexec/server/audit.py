@@ -7,19 +7,33 @@ itself, with ``AuditLog.write``, because a failure there must stop it.
 
 Lines are built with ``json.dumps`` (ASCII only), so control characters and
 anything else a client put in a command are escaped and can't forge a line.
-Writes are synchronous and unbuffered: a record is on disk (in the kernel) before
-the action it describes goes on, and a command whose record can't be written
-does not run.
+
+The log may be a file on a slow disk, a FIFO read by a log shipper or stderr
+under a supervisor: whoever reads it can stop. So the event loop never writes
+it. Records go, in order, into a bounded queue that a thread of the log's own
+writes out. A gate record is refused (``AuditError``, which the request turns
+into ``audit.unavailable``: nothing runs) while the log is failing, while the
+oldest record still unwritten has waited longer than ``timeout``, or when the
+queue is full; what already runs goes on, and so do connections and health
+checks. Other records are then kept while there is room and otherwise counted,
+and the count is written (an ``audit_lost`` record) once there is room again.
 """
 
 from __future__ import annotations
 
+import collections
 import datetime
+import errno
 import json
 import os
+import queue
+import select
 import sys
+import threading
+import time
 from typing import Any
 
+from rexec.log import log
 from rexec.server.events import (
     AuthFailed,
     AuthSucceeded,
@@ -36,51 +50,206 @@ from rexec.server.events import (
     TransferFinished,
 )
 
+#: How long a record may wait to be written before new requests are refused.
+#: Longer than a disk's or a log shipper's usual hiccup; short enough that an
+#: operator learns of a stuck log from refused commands, not from a lost trail.
+DEFAULT_TIMEOUT = 5.0
+#: Bytes of records held while the log is slow: thousands of records (a
+#: command makes about four of 200–400 bytes), a bounded cost in memory.
+DEFAULT_BUFFER = 4 * 1024 * 1024
+#: Records the writer takes from the queue for one write.
+_BATCH = 256
+#: Pause between attempts after a failed write (ENOSPC, EIO, EPIPE).
+_RETRY = 0.5
+
 
 class AuditError(Exception):
-    """The audit record could not be written."""
+    """The record can't be written now; the request it gates must not run."""
 
 
 class AuditLog:
-    """Appends records to a file (created 0600) or, without a path, to stderr."""
+    """Appends records to a file (created 0600) or, without a path, to stderr,
+    through a bounded queue and a writer thread (see the module doc).
 
-    def __init__(self, path: str | None) -> None:
+    Args:
+        path: the log file; None for stderr.
+        timeout: seconds the oldest unwritten record may wait before gate
+            records are refused.
+        max_buffer: bytes of unwritten records held at most.
+    """
+
+    def __init__(
+        self,
+        path: str | None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_buffer: int = DEFAULT_BUFFER,
+    ) -> None:
         self.path = path
         if path is None:
             self._fd = sys.stderr.fileno()
         else:
             self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self._timeout = timeout
+        self._max_buffer = max_buffer
+        # The event loop's side: what it has queued (times of records not yet
+        # known to be written, bytes queued in all, records dropped).
+        self._queued_at: collections.deque[float] = collections.deque()
+        self._queued = 0
+        self._queued_bytes = 0
+        self._lost = 0
+        # The writer's side, read by the loop: records and bytes written, and
+        # the error of the last attempt (None once a write succeeds again).
+        self._written = 0
+        self._written_bytes = 0
+        self._error: str | None = None
+        self._lines: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._writer = threading.Thread(target=self._write_out, name="rexecd-audit", daemon=True)
+        self._writer.start()
+
+    # --- the event loop's side ---------------------------------------------------
 
     def write(self, event: str, **fields: Any) -> None:
-        """Append one record ``{"time": …, "event": event, **fields}``.
+        """Queue a record that gates a request.
 
         Raises:
-            AuditError: the record could not be written whole.
+            AuditError: the log is failing or behind (see the module doc);
+                the record is not queued.
         """
-        record = {
-            "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds"),
-            "event": event,
-            **fields,
-        }
-        line = (json.dumps(record, ensure_ascii=True, separators=(",", ":")) + "\n").encode()
-        try:
-            written = os.write(self._fd, line)
-        except OSError as exc:
-            raise AuditError(str(exc)) from exc
-        if written != len(line):
-            raise AuditError("short write")
+        line = _line(event, fields)
+        reason = self.unavailable(len(line))
+        if reason is not None:
+            raise AuditError(reason)
+        self._queue(line)
 
     def try_write(self, event: str, **fields: Any) -> None:
-        """As ``write``, for records nothing waits on: a failure is reported on
-        stderr instead of raised."""
-        try:
-            self.write(event, **fields)
-        except AuditError as exc:
-            print(f"rexecd: audit log write failed: {exc}", file=sys.stderr, flush=True)
+        """Queue a record nothing waits on; when the queue is full it is
+        counted as lost instead."""
+        line = _line(event, fields)
+        if self._backlog_bytes() + len(line) > self._max_buffer:
+            self._lost += 1
+            return
+        self._queue(line)
 
-    def close(self) -> None:
-        if self.path is not None:
+    def unavailable(self, room: int = 0) -> str | None:
+        """Why a gate record (of ``room`` bytes) can't be queued now, or None."""
+        if self._error is not None:
+            return f"the audit log can't be written ({self._error})"
+        self._forget_written()
+        if self._queued_at and time.monotonic() - self._queued_at[0] > self._timeout:
+            return f"the audit log has not been written for {self._timeout:g} s"
+        if self._backlog_bytes() + room > self._max_buffer:
+            return "the audit buffer is full"
+        return None
+
+    def flush(self, timeout: float) -> bool:
+        """Wait (blocking the caller: not for the event loop) until every
+        record queued so far is written; False if a write failed, or if it
+        takes longer than ``timeout``."""
+        target = self._queued
+        deadline = time.monotonic() + timeout
+        while self._written < target:
+            if self._error is not None or not self._writer.is_alive():
+                return False
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def close(self, timeout: float | None = None) -> None:
+        """Write what is queued (for ``timeout``, default the log's own), then
+        stop the writer. A writer still stuck then is left to the process's exit."""
+        self._lines.put(None)
+        self._writer.join(self._timeout if timeout is None else timeout)
+        self._stop.set()
+        if not self._writer.is_alive() and self.path is not None:
             os.close(self._fd)
+
+    def _queue(self, line: bytes) -> None:
+        if self._lost:
+            lost = _line("audit_lost", {"records": self._lost})
+            self._lost = 0
+            self._put(lost)
+        self._put(line)
+
+    def _put(self, line: bytes) -> None:
+        self._queued_at.append(time.monotonic())
+        self._queued += 1
+        self._queued_bytes += len(line)
+        self._lines.put(line)
+
+    def _forget_written(self) -> None:
+        for _ in range(len(self._queued_at) - (self._queued - self._written)):
+            self._queued_at.popleft()
+
+    def _backlog_bytes(self) -> int:
+        return self._queued_bytes - self._written_bytes
+
+    # --- the writer thread ---------------------------------------------------------
+
+    def _write_out(self) -> None:
+        """Take records in order and write them, in batches; retry a failed
+        write until it succeeds or the log is closed."""
+        while True:
+            line = self._lines.get()
+            if line is None:
+                return
+            batch = [line]
+            closing = False
+            while len(batch) < _BATCH:
+                try:
+                    more = self._lines.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    closing = True
+                    break
+                batch.append(more)
+            if not self._write_batch(b"".join(batch)):
+                return
+            self._written_bytes += sum(len(line) for line in batch)
+            self._written += len(batch)
+            if closing:
+                return
+
+    def _write_batch(self, data: bytes) -> bool:
+        """Write all of ``data``; False if the log was closed before it could be."""
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(self._fd, view) :]
+            except OSError as exc:
+                if self._error is None:
+                    self._error = errno.errorcode.get(exc.errno or 0, "error")
+                    self._notice(
+                        f"audit log write failed ({self._error}); new commands are refused"
+                    )
+                if self._stop.wait(_RETRY):
+                    return False
+        if self._error is not None:
+            self._error = None
+            self._notice("audit log written again; commands are accepted")
+        return True
+
+    def _notice(self, message: str) -> None:
+        """Tell the operator on stderr, unless the log is stderr, and only if
+        stderr takes the line at once: this thread must not hang on it."""
+        if self.path is None:
+            return
+        poller = select.poll()
+        poller.register(2, select.POLLOUT)
+        if poller.poll(0):
+            log(message, level="error")
+
+
+def _line(event: str, fields: dict[str, Any]) -> bytes:
+    record = {
+        "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds"),
+        "event": event,
+        **fields,
+    }
+    return (json.dumps(record, ensure_ascii=True, separators=(",", ":")) + "\n").encode()
 
 
 class AuditTrail:

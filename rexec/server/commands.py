@@ -1,5 +1,5 @@
-"""A ``run`` request's lifecycle: policy → audit → spawn → output and stdin
-credit → exit record.
+"""A ``run`` request's lifecycle: policy and preflight → audit → spawn →
+output and stdin credit → exit record.
 
 ``start_command`` takes a request the session has routed here and either
 refuses it (one command-scoped ``error``, recorded with why) or returns the
@@ -21,7 +21,7 @@ from rexec.server.outcome import Stream
 from rexec.server.policy import Denied, authorize
 from rexec.server.requests import RequestHost, refuse
 from rexec.server.runner import CommandRunner
-from rexec.server.spawn import SpawnError
+from rexec.server.spawn import SpawnError, preflight
 
 
 def start_command(run: Run, host: RequestHost) -> Command | None:
@@ -31,9 +31,13 @@ def start_command(run: Run, host: RequestHost) -> Command | None:
     what = {"argv": run.argv} if run.argv is not None else {"shell": run.shell}
     try:
         run = authorize(run, host.key, config.settings)
+        preflight(run)
         cwd_fd = open_cwd(run, host)
     except Denied as denied:
         refuse(host, run, denied.code, denied.reason, **what)
+        return None
+    except SpawnError as exc:
+        refuse(host, run, exc.code, exc.message, **what)
         return None
     try:
         try:

@@ -4,6 +4,7 @@ TLS context built, accounts looked up. Built once at start-up by rexec.daemon.""
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import ssl
 
 from rexec.protocol import Limits
@@ -50,8 +51,10 @@ class ServerConfig:
             max_connections=s.max_connections,
             max_connections_per_source=s.max_connections_per_source,
             max_unauthenticated=s.max_unauthenticated,
-            max_unauthenticated_per_source=s.max_unauthenticated_per_source,
             auth_failures=s.auth_failures,
             auth_failure_window=s.auth_failure_window,
             auth_penalty=s.auth_penalty,
+            penalty_exempt=tuple(
+                ipaddress.ip_network(network, strict=False) for network in s.auth_penalty_exempt
+            ),
         )

@@ -41,7 +41,9 @@ class ConnectionOpened:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ConnectionRefused:
-    """Admission turned the connection away (limits, or a penalised source)."""
+    """Admission closed the connection with ``busy``: a newer connection took
+    its slot before it authenticated, or, once its key was proven, the
+    connection limits were reached (rexec/server/admission.py)."""
 
     origin: Origin
     reason: str

@@ -10,11 +10,12 @@ never the client's text.
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
 import os
 import shlex
+from collections.abc import Mapping
 
 from rexec.protocol import ErrorCode, Run
+from rexec.server.environment import allowed_by_default, refusal
 from rexec.server.settings import KeySpec, Settings
 
 
@@ -39,7 +40,8 @@ class KeyRules:
     allow_transfer: bool = True
     cwd_roots: tuple[str, ...] = ()
     max_timeout: float = 0.0
-    env_allow: tuple[str, ...] = ()
+    #: The names its holder may set; None: see ``env_allowed``.
+    env_allow: tuple[str, ...] | None = None
 
     @classmethod
     def from_spec(cls, spec: KeySpec, key: bytes) -> KeyRules:
@@ -81,27 +83,56 @@ def authorize(run: Run, rules: KeyRules, settings: Settings) -> Run:
         if not rules.allow_shell or rules.allow_argv:
             raise Denied(ErrorCode.COMMAND_DENIED, f"key {rules.name} may not run shell strings")
     if argv_bytes > settings.max_argv_bytes:
-        raise Denied(ErrorCode.COMMAND_DENIED, f"the command exceeds {settings.max_argv_bytes} bytes")
+        raise Denied(
+            ErrorCode.COMMAND_DENIED, f"the command exceeds {settings.max_argv_bytes} bytes"
+        )
     env_bytes = sum(len(name.encode()) + len(value.encode()) + 2 for name, value in run.env.items())
     if env_bytes > settings.max_env_bytes:
-        raise Denied(ErrorCode.COMMAND_DENIED, f"the environment exceeds {settings.max_env_bytes} bytes")
-    if rules.allow_argv and "PATH" in run.env and "PATH" not in rules.env_allow:
-        # Programs are allowed by name: a client's PATH would choose which
-        # file that name is.
-        raise Denied(ErrorCode.ENV_FORBIDDEN, f"key {rules.name} may not set PATH")
-    if rules.env_allow:
-        for name in run.env:
-            if not any(fnmatch.fnmatchcase(name, pattern) for pattern in rules.env_allow):
-                raise Denied(ErrorCode.ENV_FORBIDDEN, f"key {rules.name} may set only its allowed names")
+        raise Denied(
+            ErrorCode.COMMAND_DENIED, f"the environment exceeds {settings.max_env_bytes} bytes"
+        )
+    if run.env:
+        check_env(run.env, rules, settings)
     if run.pty is not None and not rules.allow_pty:
         raise Denied(ErrorCode.COMMAND_DENIED, f"key {rules.name} may not use a pty")
     timeout = _tightest(run.timeout or 0.0, rules.max_timeout, settings.max_timeout)
     output_limit = run.output_limit
     if settings.max_output > 0:
-        output_limit = min(output_limit if output_limit is not None else settings.max_output, settings.max_output)
+        output_limit = min(
+            output_limit if output_limit is not None else settings.max_output, settings.max_output
+        )
     if timeout == run.timeout and output_limit == run.output_limit:
         return run
     return run.model_copy(update={"timeout": timeout, "output_limit": output_limit})
+
+
+def env_allowed(rules: KeyRules, settings: Settings) -> tuple[str, ...]:
+    """The names (patterns) the holder of ``rules`` may set: the key's own
+    list; without one, none for a key restricted to programs, else the
+    default list and the server's ``env_allow``."""
+    if rules.env_allow is not None:
+        return rules.env_allow
+    if rules.allow_argv:
+        return ()
+    return allowed_by_default(settings.env_allow)
+
+
+def check_env(env: Mapping[str, str], rules: KeyRules, settings: Settings) -> None:
+    """Raise ``Denied`` (``env.forbidden``) unless every name in ``env`` is allowed."""
+    whose = f"key {rules.name}"
+    reason = refusal(env, env_allowed(rules, settings), whose)
+    if (
+        reason is None
+        and rules.allow_argv
+        and "PATH" in env
+        and "PATH" not in (rules.env_allow or ())
+    ):
+        # Programs are allowed by name, and a client's PATH would choose which
+        # file that name is: only a list naming PATH itself (not a pattern
+        # such as *) lets it through.
+        reason = f"{whose} may not set PATH"
+    if reason is not None:
+        raise Denied(ErrorCode.ENV_FORBIDDEN, reason)
 
 
 def authorize_transfer(rules: KeyRules) -> None:

@@ -84,9 +84,9 @@ class Session(asyncio.Protocol):
         self._handshake = Handshake(server.config.server_name)
         #: Running commands and transfers by id.
         self.requests: dict[int, Request] = {}
-        self._source = "?"  # the peer's address, without the port: admission's key
         self._key: KeyRules | None = None  # set once authenticated
-        self._admitted = False
+        #: A failed authentication's answer, held back for the penalty.
+        self._answer_later: asyncio.TimerHandle | None = None
         self._read_eof = False
         self._probe_seq = 0
 
@@ -98,27 +98,26 @@ class Session(asyncio.Protocol):
         self.writer.attach(transport)
         peer = transport.get_extra_info("peername")
         self.origin = Origin(self.origin.session, f"{peer[0]}:{peer[1]}" if peer else "?")
-        self._source = peer[0] if peer else "?"
         server.session_opened(self)
         server.emit(ConnectionOpened(self.origin))
-        refusal = server.admission.refusal(self._source, time.monotonic())
-        if refusal is not None:
-            server.emit(ConnectionRefused(self.origin, refusal))
-            self.writer.fatal(ErrorCode.BUSY, refusal)
-            return
-        server.admission.opened(self._source)
-        self._admitted = True
+        # Every connection is let in (rexec/server/admission.py); when the
+        # table of those authenticating is full, an older one makes room.
+        displaced = server.admission.admit(self, peer[0] if peer else "?")
         server.emit(ConnectionAdmitted(self.origin))
         self.deadlines.start_auth()
         self.writer.send(self._handshake.hello(self.conn.announced_limits()))
+        if isinstance(displaced, Session):
+            displaced.displace()
 
     def data_received(self, data: bytes) -> None:
-        if self.writer.closing:
+        if not self._reading:
             return
         try:
             self.conn.receive_data(data)
-            while not self.writer.closing and (message := self.conn.next_event()) is not None:
+            while self._reading and (message := self.conn.next_event()) is not None:
                 self._route(message)
+            if not self._reading:
+                return
             self.deadlines.watch_frame(self.conn.mid_frame)
             self._rearm_idle()
         except RemoteProtocolError as exc:
@@ -157,8 +156,9 @@ class Session(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.writer.lost()
         self.deadlines.stop_all()
-        if self._admitted:
-            self.server.admission.closed(self._source, authenticated=self._key is not None)
+        if self._answer_later is not None:
+            self._answer_later.cancel()
+        self.server.admission.closed(self)
         for request in list(self.requests.values()):
             request.cancel()  # it goes on until reaped; its end goes nowhere
             # Output paused for a client that wasn't reading must flow again
@@ -207,17 +207,50 @@ class Session(asyncio.Protocol):
     def _authenticate(self, auth: Auth) -> None:
         server = self.server
         try:
-            self._key, answer = self._handshake.answer(auth, server.config.keys)
+            key, answer = self._handshake.answer(auth, server.config.keys)
         except HandshakeFailed as failed:
+            delay = 0.0
             if failed.bad_key:
                 server.emit(AuthFailed(self.origin, "failed"))
-                server.admission.failed(self._source, time.monotonic())
-            self.writer.fatal(failed.code, failed.message)
+                delay = server.admission.failed(self, time.monotonic())
+            self._fail_handshake(failed.code, failed.message, delay)
             return
         self.deadlines.stop_auth()
-        server.admission.authenticated(self._source)
-        server.emit(AuthSucceeded(self.origin, self._key.name))
+        server.emit(AuthSucceeded(self.origin, key.name))
+        refusal = server.admission.authenticated(self)
+        if refusal is not None:  # the connection limits, checked for key holders only
+            server.emit(ConnectionRefused(self.origin, refusal))
+            self.writer.fatal(ErrorCode.BUSY, refusal)
+            return
+        self._key = key
         self.writer.send(answer)
+
+    def _fail_handshake(self, code: ErrorCode, message: str, delay: float) -> None:
+        """End a failed handshake, after ``delay`` seconds of penalty: the
+        answer waits, the connection is read no more, and its slot is the
+        first to go should a newer connection need one."""
+        if delay <= 0 or self.writer.transport is None:
+            self.writer.fatal(code, message)
+            return
+        self.deadlines.stop_auth()
+        self.writer.transport.pause_reading()
+        self._answer_later = asyncio.get_running_loop().call_later(
+            delay, self.writer.fatal, code, message
+        )
+
+    @property
+    def _reading(self) -> bool:
+        """Whether frames from the client are still acted on."""
+        return not self.writer.closing and self._answer_later is None
+
+    def displace(self) -> None:
+        """Close this connection, still authenticating, whose slot a newer
+        connection took (rexec/server/admission.py)."""
+        reason = "too many connections authenticating; retry later"
+        self.server.emit(ConnectionRefused(self.origin, reason))
+        if self._answer_later is not None:
+            self._answer_later.cancel()
+        self.writer.fatal(ErrorCode.BUSY, reason)
 
     def _start(self, request: Run | Put | Get) -> None:
         busy = self.server.busy_refusal(len(self.requests))

@@ -22,6 +22,7 @@ import dataclasses
 import ipaddress
 import os
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -41,6 +42,7 @@ from pydantic_settings import (
 )
 
 from rexec.protocol import Limits
+from rexec.server.environment import DEFAULT_ENV_ALLOW, check_patterns
 
 DEFAULT_PORT = 7420
 #: The default ``host``: both loopback addresses, 127.0.0.1 and ::1.
@@ -73,18 +75,41 @@ Directory = Annotated[str | None, Shown("DIR", "a string")]
 Directories = Annotated[tuple[str, ...], Shown("DIR", "a list of strings")]
 
 
-def _ipv4_network(value: str) -> str:
-    try:
-        ipaddress.IPv4Network(value, strict=False)
-    except ValueError:
-        raise ValueError(
-            f"announce_networks: {value!r} is not an IPv4 network (like 192.168.1.0/24)"
-        ) from None
-    return value
+def _network_check(setting: str, parse: Callable[..., object], kind: str) -> Callable[[str], str]:
+    """A validator of one network (CIDR) of ``setting``: one that ``parse``
+    accepts, else refused as "not ``kind``"."""
+
+    def check(value: str) -> str:
+        try:
+            parse(value, strict=False)
+        except ValueError:
+            raise ValueError(f"{setting}: {value!r} is not {kind}") from None
+        return value
+
+    return check
 
 
+_IPV4_NETWORK = _network_check(
+    "announce_networks", ipaddress.IPv4Network, "an IPv4 network (like 192.168.1.0/24)"
+)
+_ANY_NETWORK = _network_check(
+    "auth_penalty_exempt", ipaddress.ip_network, "a network (like 10.0.0.0/8 or ::1/128)"
+)
 Networks = Annotated[
-    tuple[Annotated[str, AfterValidator(_ipv4_network)], ...], Shown("CIDR", "a list of strings")
+    tuple[Annotated[str, AfterValidator(_IPV4_NETWORK)], ...], Shown("CIDR", "a list of strings")
+]
+AnyNetworks = Annotated[
+    tuple[Annotated[str, AfterValidator(_ANY_NETWORK)], ...], Shown("CIDR", "a list of strings")
+]
+
+
+def _env_pattern(pattern: str) -> str:
+    check_patterns((pattern,))  # an EnvPatternError is a ValueError, with its reason
+    return pattern
+
+
+EnvPatterns = Annotated[
+    tuple[Annotated[str, AfterValidator(_env_pattern)], ...], Shown("NAME", "a list of strings")
 ]
 
 
@@ -116,8 +141,12 @@ class KeySpec(BaseModel):
     allow_transfer: Switch = True
     cwd_roots: Directories = ()
     max_timeout: Seconds = 0.0
-    #: names or NAME_* patterns; empty: any (bar the forbidden).
-    env_allow: Annotated[tuple[str, ...], Shown("", "a list of strings")] = ()
+    #: Names or NAME_* patterns its holder may set, its whole list; None: the
+    #: server's list, or none with allow_argv (rexec/server/environment.py).
+    env_allow: Annotated[
+        tuple[Annotated[str, AfterValidator(_env_pattern)], ...] | None,
+        Shown("", "a list of strings"),
+    ] = None
 
 
 def _setting(default: Any, help: str) -> Any:
@@ -143,6 +172,14 @@ class Settings(BaseSettings):
     audit_log: File = _setting(
         None, "append JSON audit lines to this file ('-': stderr); see README, 'The server'"
     )
+    audit_timeout: Annotated[
+        float, Field(ge=0.01, allow_inf_nan=False), Shown("SECONDS", "a finite number ≥ 0.01")
+    ] = _setting(
+        5.0, "seconds an audit record may wait to be written before new commands are refused"
+    )
+    audit_buffer: Annotated[int, Field(ge=4096), Shown("BYTES", "a whole number ≥ 4096")] = (
+        _setting(4 * 1024 * 1024, "bytes of audit records held while the log is slow or stuck")
+    )
     state_dir: Directory = _setting(
         None, "where running process groups are recorded, so a restart after a crash can end them"
     )
@@ -161,16 +198,23 @@ class Settings(BaseSettings):
     shutdown_grace: Seconds = _setting(10.0, "seconds running commands get to finish on SIGTERM")
     kill_grace: Seconds = _setting(2.0, "seconds from SIGTERM to SIGKILL")
     drain_grace: Seconds = _setting(2.0, "seconds to keep reading output after a command exits")
-    # Admission: like sshd's MaxStartups and PerSourcePenalties.
-    max_connections: Count = _setting(512, "connections in all")
-    max_connections_per_source: Count = _setting(64, "connections from one address")
-    max_unauthenticated: Count = _setting(64, "connections still authenticating, in all")
-    max_unauthenticated_per_source: Count = _setting(
-        8, "connections still authenticating, per address"
+    # Admission (rexec/server/admission.py): like sshd's MaxStartups and
+    # PerSourcePenalties, except that nothing is refused before a key is proven.
+    max_connections: Count = _setting(512, "authenticated connections in all")
+    max_connections_per_source: Count = _setting(64, "authenticated connections from one address")
+    max_unauthenticated: Positive = _setting(
+        256, "connections still authenticating; beyond, the oldest of the busiest address is closed"
     )
-    auth_failures: Count = _setting(5, "failed authentications from one address before a penalty")
+    auth_failures: Count = _setting(
+        5, "failed authentications from one address before each further one is answered late"
+    )
     auth_failure_window: Seconds = _setting(60.0, "seconds over which failures are counted")
-    auth_penalty: Seconds = _setting(30.0, "seconds an address is refused after too many failures")
+    auth_penalty: Seconds = _setting(
+        30.0, "longest delay before a failed authentication is answered (1 s, doubling)"
+    )
+    auth_penalty_exempt: AnyNetworks = _setting(
+        (), "networks whose failed authentications are never delayed"
+    )
     # Commands.
     max_commands: Positive = _setting(Limits().max_commands, "running commands per connection")
     max_total_commands: Positive = _setting(256, "running commands in all")
@@ -184,6 +228,11 @@ class Settings(BaseSettings):
         None, "user to run commands as (the daemon must be root)"
     )
     cwd_roots: Directories = _setting((), "directories commands may run in (empty: anywhere)")
+    env_allow: EnvPatterns = _setting(
+        (),
+        f"environment names (patterns) a client may set, besides {', '.join(DEFAULT_ENV_ALLOW)}; "
+        "for keys without allow_argv or an env_allow of their own",
+    )
     rlimit_cpu: Count = _setting(0, "CPU seconds per command (0: unlimited)")
     rlimit_fsize: Bytes = _setting(0, "largest file a command may write (0: unlimited)")
     rlimit_nofile: Count = _setting(0, "open files per command process (0: inherited)")

@@ -1,13 +1,13 @@
 """Fixtures for the batch tests: a pool of real ``rexecd`` servers on
 127.0.0.2, 127.0.0.3, … sharing one key and one port (so their names fold
-as ``127.0.0.[2-4]:PORT``), and the ``rexec batch`` CLI as a subprocess."""
+as ``127.0.0.[2-4]:PORT``), the fleet emulator (``bench/fleet.py``) for
+hundreds of servers, and the ``rexec batch`` CLI as a subprocess."""
 
 from __future__ import annotations
 
 import dataclasses
 import importlib.util
 import json
-import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -16,9 +16,8 @@ from pathlib import Path
 import pytest
 
 
-def _shared_conftest():  # tests/conftest.py, loaded under its own name
-    path = Path(__file__).parent.parent / "conftest.py"
-    spec = importlib.util.spec_from_file_location("_rexec_tests_conftest", path)
+def _load(path: Path, name: str):  # a module by path, under its own name
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
@@ -26,7 +25,13 @@ def _shared_conftest():  # tests/conftest.py, loaded under its own name
     return module
 
 
-start_rexecd = _shared_conftest().start_rexecd
+_ROOT = Path(__file__).resolve().parents[2]
+start_rexecd = _load(_ROOT / "tests" / "conftest.py", "_rexec_tests_conftest").start_rexecd
+# The fleet emulator's driver, shared with the benchmarks (stdlib only).
+_fleet_measure = _load(_ROOT / "bench" / "fleet_measure.py", "_rexec_bench_fleet_measure")
+Emulator = _fleet_measure.Emulator
+stop_processes = _fleet_measure.stop_processes
+free_port = _fleet_measure.free_port
 
 #: Bound on every CLI run in these tests.
 CLI_TIMEOUT = 60
@@ -48,25 +53,9 @@ class Pool:
         return f"{self.servers[index].host}:{self.port}"
 
 
-def _port_free_on(hosts: list[str]) -> int:
-    """A port that is free on every one of ``hosts`` (checked by binding)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind((hosts[0], 0))
-            port = probe.getsockname()[1]
-        try:
-            for host in hosts:
-                with socket.socket() as other:
-                    other.bind((host, port))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no port free on every test address")
-
-
 def _start_pool(directory: Path, n: int, extra: tuple[str, ...]) -> Pool:
     hosts = [f"127.0.0.{2 + i}" for i in range(n)]
-    port = _port_free_on(hosts)
+    port = free_port(hosts)
     args = ("--port", str(port), *extra)
     first = start_rexecd(directory / "server0", *args, host=hosts[0])
     servers = [first]
@@ -107,8 +96,11 @@ def start_pool(tmp_path: Path) -> Iterator[Callable[..., Pool]]:
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pool]:
     """Three servers, 127.0.0.2–4, shared by a module's tests (which must
-    leave them running), quick kill grace."""
-    shared = _start_pool(tmp_path_factory.mktemp("pool"), 3, ("--kill-grace", "0.5"))
+    leave them running), quick kill grace, and GREETING among the names a
+    job's env may set."""
+    shared = _start_pool(
+        tmp_path_factory.mktemp("pool"), 3, ("--kill-grace", "0.5", "--env-allow", "GREETING")
+    )
     yield shared
     _stop_pool(shared.servers)
 
@@ -142,3 +134,19 @@ def read_joblog(path: Path) -> list[dict[str, str]]:
 def marker_counts(directory: Path) -> dict[str, int]:
     """Lines each job appended to its marker file (job id → runs)."""
     return {p.name: len(p.read_text().splitlines()) for p in directory.iterdir()}
+
+
+@pytest.fixture
+def start_fleet() -> Iterator[Callable[..., Emulator]]:
+    """Factory: ``start_fleet(n, *fleet_args)`` → a running fleet emulator
+    (``bench/fleet_measure.Emulator``) of n servers; each stopped by its PID
+    (SIGTERM) at teardown."""
+    started: list[Emulator] = []
+
+    def start(n: int, *extra: str) -> Emulator:
+        fleet = Emulator(n, *extra, timeout=60)
+        started.append(fleet)
+        return fleet
+
+    yield start
+    stop_processes([fleet.process for fleet in started])

@@ -8,12 +8,16 @@ import json
 
 import pytest
 from rexec_client.address import Address
+from rexec_client.batch.coalesce import CoalescingPrinter
 from rexec_client.batch.exit_codes import batch_exit_status
+from rexec_client.batch.groups import GroupError, Groups
 from rexec_client.batch.halt import HaltPolicy, HaltSyntaxError
 from rexec_client.batch.jobs import InputFormat, Job, JobInputError, format_job, read_jobs
 from rexec_client.batch.nodeset import NodeSetError, expand, fold
-from rexec_client.batch.outcome import Status
-from rexec_client.batch.targets import TargetError, resolve_targets
+from rexec_client.batch.outcome import JobResult, Status
+from rexec_client.batch.summary import Summary
+from rexec_client.batch.targets import DisplayNames, TargetError, resolve_targets
+from rexec_client.batch.template import Template, TemplateError
 
 
 def test_expand_ranges_padding_steps_and_lists() -> None:
@@ -90,3 +94,86 @@ def test_exit_status_precedence() -> None:
                              halted_by=HaltPolicy.parse("now,success=1")) == 0
     assert batch_exit_status({Status.CANCELLED: 2}, halted_by=fail_halt, interrupted=True) == 130
     assert batch_exit_status({Status.OK: 1}, interrupted=True, input_error=True) == 255
+
+
+def test_fold_folds_every_number_as_clustershell() -> None:
+    fleet = [f"127.1.{row}.{col}" for row in range(40) for col in range(1, 251)]
+    assert fold(fleet) == "127.1.[0-39].[1-250]"
+    assert fold(fleet[:-8]) == "127.1.[0-38].[1-250],127.1.39.[1-242]"
+    holes = [n for n in fleet[:500] if n not in ("127.1.0.17", "127.1.1.92")]
+    assert fold(holes) == "127.1.0.[1-16,18-250],127.1.1.[1-91,93-250]"
+    assert sorted(expand(fold(holes))) == sorted(holes)
+    assert fold(["n1r0", "n1r1", "n3r0", "n3r1"]) == "n[1,3]r[0-1]"
+    assert fold(["a:7000", "a:7001", "[::1]:7420"]) == "a:[7000-7001],[::1]:7420"
+
+
+def test_templates_replace_as_gnu_parallel() -> None:
+    template = Template.parse(["cp", "{}", "{//}/{/.}.bak", "#{#}", ":::", "d/x.tar.gz", "y b"])
+    assert [job.shell for job in template.jobs(io.BytesIO())] == [
+        "cp d/x.tar.gz d/x.tar.bak #1", "cp 'y b' ./'y b'.bak #2"]
+    assert template.count == 2 and not template.reads_stdin
+    stdin = Template.parse(["echo"])
+    assert [(j.id, j.shell) for j in stdin.jobs(io.BytesIO(b"a\n\n$x\r\n"))] == [
+        ("1", "echo a"), ("2", "echo ''"), ("3", "echo '$x'")]
+    nul = Template.parse(["echo", "{}"]).jobs(io.BytesIO(b"a\nb\0c"), separator=b"\0")
+    assert [j.shell for j in nul] == ["echo 'a\nb'", "echo c"]
+    with pytest.raises(TemplateError):
+        Template.parse([":::", "a"])
+    with pytest.raises(JobInputError, match="<stdin>:2: not UTF-8"):
+        list(stdin.jobs(io.BytesIO(b"ok\n\xff\n")))
+
+
+def test_groups_expand_nested_names(tmp_path) -> None:
+    path = tmp_path / "groups"
+    path.write_text("web: w[1-2] w9  # three\nall: @web,db1\n")
+    groups = Groups(path)
+    assert groups.expand("@all,x") == "w[1-2],w9,db1,x"
+    with pytest.raises(GroupError, match="unknown group @db"):
+        groups.expand("@db")
+    (tmp_path / "bad").write_text("just words\n")
+    with pytest.raises(GroupError, match="bad:1: expected 'name: nodes'"):
+        Groups(tmp_path / "bad").expand("@x")
+
+
+def test_summary_gathers_targets_by_cause() -> None:
+    def result(host: str, status: Status, **fields) -> JobResult:
+        return JobResult(job=Job(id="1", shell="true"), target=Address(host, 7420),
+                         status=status, attempt=1, order=1, **fields)
+
+    summary = Summary(DisplayNames([Address("h1", 7420)]))
+    for host in ("h1", "h2"):
+        summary.add(result(host, Status.CONNECT_ERROR,
+                           error=f"cannot connect to {host}:7420: connection refused"))
+    summary.add(result("h3", Status.CONNECT_ERROR,
+                       error="connection to h3:7420 lost: the server closed the connection"))
+    summary.add(result("h4", Status.FAILED, exit_code=2))
+    summary.add(result("h5", Status.OK, exit_code=0))
+    assert summary.lines(1.0)[1:] == [
+        "  h[1-2]: connection refused (2 connect_error; jobs 1)",
+        "  h3: connection lost: the server closed the connection (1 connect_error; jobs 1)",
+        "  h4: exit 2 (1 failed; jobs 1)",
+    ]
+
+
+def test_named_nodes_fold_as_the_issue_writes_them() -> None:
+    """10,000 named servers: one ``-b`` block headed ``node[00001-10000]``,
+    and the failures by node set and cause (the emulator's targets are
+    addresses; names as DNS gives them fold the same way)."""
+    def result(index: int, status: Status, **fields) -> JobResult:
+        return JobResult(job=Job(id="1", argv=("echo", "hi")),
+                         target=Address(f"node{index:05d}", 7420), status=status, attempt=1,
+                         order=index, **fields)
+
+    names = [Address(f"node{i:05d}", 7420) for i in range(1, 10_001)]
+    out = io.BytesIO()
+    printer = CoalescingPrinter(out, DisplayNames(names))
+    for index in range(1, 10_001):
+        printer.finished(result(index, Status.OK, exit_code=0, stdout=b"hi\n"))
+    printer.close()
+    assert out.getvalue() == b"---------------- node[00001-10000] (10000)\nhi\n"
+    summary = Summary(DisplayNames(names))
+    for index in (17, 342):
+        summary.add(result(index, Status.CONNECT_ERROR,
+                           error=f"cannot connect to node{index:05d}:7420: connection refused"))
+    assert summary.lines(1.0)[1:] == [
+        "  node[00017,00342]: connection refused (2 connect_error; jobs 1)"]

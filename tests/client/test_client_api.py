@@ -112,7 +112,8 @@ def test_input_the_command_does_not_read_is_dropped(server: Any) -> None:
     assert (result.returncode, result.stdout) == (0, b"xxx")
 
 
-def test_cwd_and_env_are_applied(server: Any, tmp_path: Path) -> None:
+def test_cwd_and_env_are_applied(start_server: Any, tmp_path: Path) -> None:
+    server = start_server("--env-allow", "GREETING")
     result = run(
         server, 'echo "$GREETING"; pwd', shell=True, cwd=str(tmp_path), env={"GREETING": "hi"}
     )

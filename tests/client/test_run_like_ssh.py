@@ -42,7 +42,10 @@ def test_options_after_the_command_are_the_commands(rexec_run: Run) -> None:
 
 def test_rexec_options_before_the_host_are_rexecs(rexec_run: Run) -> None:
     result = rexec_run(
-        "sh", "-c", 'echo "$GREETING"; sleep 30', options=["-e", "GREETING=hi", "--timeout", "0.5"]
+        "sh",
+        "-c",
+        'echo "$LC_GREETING"; sleep 30',
+        options=["-e", "LC_GREETING=hi", "--timeout", "0.5"],
     )
     assert (result.returncode, result.stdout) == (124, b"hi\n")
 

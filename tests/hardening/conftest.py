@@ -49,16 +49,29 @@ class Daemon:
     state_dir: Path
     process: subprocess.Popen[bytes]
     argv: list[str]
+    #: What rexecd printed on stdout up to its ready line (``rexecd http on …``).
+    startup_output: str = ""
 
     @property
     def pid(self) -> int:
         """The daemon's own pid (a ``sh -c 'ulimit; exec'`` wrapper execs into it)."""
         return self.process.pid
 
-    def audit_records(self) -> list[dict[str, Any]]:
+    def audit_records(self, settle: float = 0.05) -> list[dict[str, Any]]:
+        """The records written so far, read once the log has stopped growing
+        for ``settle`` seconds (a writer thread writes them, a moment after
+        the frames they describe may have left; bounded to 2 s)."""
         if not self.audit_log.exists():
             return []
-        return [json.loads(line) for line in self.audit_log.read_text().splitlines() if line]
+        deadline = time.monotonic() + 2.0
+        text = self.audit_log.read_text()
+        while time.monotonic() < deadline:
+            time.sleep(settle)
+            again = self.audit_log.read_text()
+            if again == text:
+                break
+            text = again
+        return [json.loads(line) for line in text.splitlines() if line]
 
     def events(self, name: str) -> list[dict[str, Any]]:
         return [record for record in self.audit_records() if record.get("event") == name]
@@ -83,12 +96,17 @@ def launch(
     env: dict[str, str] | None = None,
     shell_prefix: str | None = None,
     state_dir: Path | None = None,
+    audit_to_stderr: bool = False,
+    stderr: int | None = None,
 ) -> Daemon:
     """Start ``rexecd`` (port 0) and wait for its ready line.
 
     ``key``: write a fresh key file and pass ``--key-file`` (False when the
     args bring ``--config`` with ``[[keys]]``). ``shell_prefix``: run it as
     ``sh -c 'PREFIX; exec rexecd ...'`` (e.g. ``ulimit -n 4096``).
+    ``audit_to_stderr``: ``--audit-log -`` (the records go to stderr).
+    ``stderr``: where its stderr goes (``subprocess.PIPE``), instead of the
+    ``rexecd.stderr`` file.
     """
     directory.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "rexec.daemon", "--host", "127.0.0.1", "--port", "0"]
@@ -99,13 +117,14 @@ def launch(
         argv += ["--key-file", str(key_path)]
     audit_log = directory / "audit.jsonl"
     state_dir = state_dir or directory / "state"
-    argv += ["--audit-log", str(audit_log), "--state-dir", str(state_dir), *args]
+    argv += ["--audit-log", "-" if audit_to_stderr else str(audit_log)]
+    argv += ["--state-dir", str(state_dir), *args]
     command: list[str] = argv
     if shell_prefix is not None:
         command = ["sh", "-c", f'{shell_prefix}; exec "$@"', "sh", *argv]
     with open(directory / "rexecd.stderr", "ab") as stderr_file:
         process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=stderr_file,
+            command, stdout=subprocess.PIPE, stderr=stderr if stderr is not None else stderr_file,
             env=env if env is not None else dict(os.environ),
         )  # fmt: skip
     match, line = wait_for_ready(process, READY_LINE, STARTUP_TIMEOUT)
@@ -116,7 +135,10 @@ def launch(
         stderr = (directory / "rexecd.stderr").read_text(errors="replace")
         raise RuntimeError(f"rexecd did not start: {line!r} {stderr}")
     host = match.group(1).decode().strip("[]")
-    return Daemon(host, int(match.group(2)), client_key, directory, audit_log, state_dir, process, argv)
+    return Daemon(
+        host, int(match.group(2)), client_key, directory, audit_log, state_dir, process, argv,
+        line.decode(errors="replace"),
+    )  # fmt: skip
 
 
 def stop(daemon: Daemon, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
@@ -128,8 +150,9 @@ def stop(daemon: Daemon, sig: int = signal.SIGTERM, timeout: float = 15.0) -> in
         except subprocess.TimeoutExpired:
             daemon.process.kill()
             daemon.process.wait()
-    if daemon.process.stdout:
-        daemon.process.stdout.close()
+    for stream in (daemon.process.stdout, daemon.process.stderr):
+        if stream:
+            stream.close()
     return daemon.process.returncode
 
 

@@ -98,7 +98,7 @@ def fuzz_server(tmp_path_factory: pytest.TempPathFactory):
 
     server = launch(
         tmp_path_factory.mktemp("fuzz"), "--frame-timeout", "0.5", "--kill-grace", "0.2",
-        "--max-unauthenticated-per-source", "64", "--auth-failures", "1000",
+        "--auth-failures", "1000",
     )  # fmt: skip
     yield server
     stop(server)

@@ -154,9 +154,12 @@ def test_env_allow(keyed) -> None:
         result = wire.wait(wire.run(["env"], cwd=str(root), env={"APP_MODE": "x", "LANG": "C"}), 5)
         assert b"APP_MODE=x\n" in bytes(result.stdout)
         message = denied(wire.wait(wire.run(["env"], cwd=str(root), env={"OTHER": "y"}), 5), "env.forbidden")
-        assert "OTHER" not in message
-        # The built-in refusals still apply to names a pattern would allow.
-        denied(wire.wait(wire.run(["env"], cwd=str(root), env={"LD_PRELOAD": "/x.so"}), 5), "env.forbidden")
+        assert message == "key ops may not set OTHER"
+        # The key's list replaces the default one: TZ is not on it.
+        denied(wire.wait(wire.run(["env"], cwd=str(root), env={"TZ": "UTC"}), 5), "env.forbidden")
+        # The floor still applies to names a pattern would allow.
+        message = denied(wire.wait(wire.run(["env"], cwd=str(root), env={"LD_PRELOAD": "/x.so"}), 5), "env.forbidden")
+        assert message == "LD_PRELOAD may never be set by a client"
 
 
 def test_server_max_output_clamps(keyed) -> None:

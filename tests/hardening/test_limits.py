@@ -32,7 +32,7 @@ def test_max_argv_bytes(daemon) -> None:
 
 
 def test_max_env_bytes(daemon) -> None:
-    server = daemon("--max-env-bytes", "100")
+    server = daemon("--max-env-bytes", "100", "--env-allow", "A", "--env-allow", "V*")
     with open_wire(server) as wire:
         ok = wire.wait(wire.run(["env"], env={"A": "x" * 97}), 5)  # 1 + 97 + 2 = 100
         assert b"A=" + b"x" * 97 in bytes(ok.stdout)

@@ -44,7 +44,8 @@ def test_one_exec_and_one_exit_record_per_command(server) -> None:
     assert auth["ok"] is True and auth["peer"].startswith("127.0.0.1:")
 
 
-def test_env_values_are_not_audited(server) -> None:
+def test_env_values_are_not_audited(start_server) -> None:
+    server = start_server("--env-allow", "API_TOKEN")
     with connect(server) as wire:
         wire.wait(wire.run(["true"], env={"API_TOKEN": "hunter2-secret-value"}), 5)
     text = server.audit_log.read_text()

@@ -121,7 +121,7 @@ def test_forbidden_env_names_are_refused(server, wires, name, tmp_path) -> None:
 
 def test_env_is_base_plus_client_names_only(start_server, monkeypatch, wires) -> None:
     monkeypatch.setenv("REXEC_TEST_DAEMON_SECRET", "s3cret")
-    server = start_server()
+    server = start_server("--env-allow", "MY_VAR")
     wire = wires(server)
     result = wire.wait(wire.run(["env"], env={"MY_VAR": "a b=c"}))
     lines = bytes(result.stdout).decode().splitlines()

@@ -42,8 +42,8 @@ def test_cd_into_a_missing_directory_says_so_and_stays(server: Any, open_shell: 
     assert "\n/tmp\n" in shell.run("pwd")
 
 
-def test_export_and_unset_persist(server: Any, open_shell: OpenShell) -> None:
-    shell = open_shell(server)
+def test_export_and_unset_persist(start_server: Any, open_shell: OpenShell) -> None:
+    shell = open_shell(start_server("--env-allow", "*"))
     shell.run("export FOO=bar BAZ='two words'")
     assert shell.status is None
     assert "\nbar:two words\n" in shell.run('echo "$FOO:$BAZ"')
@@ -201,13 +201,13 @@ def test_server_killed_while_idle_is_noticed_at_the_prompt(
 def test_reconnect_keeps_directory_and_variables(
     start_server: Callable[..., Any], open_shell: OpenShell
 ) -> None:
-    first = start_server()
+    first = start_server("--env-allow", "KEPT")
     shell = open_shell(first)
     shell.run("cd /tmp")
     shell.run("export KEPT=yes")
     first.process.kill()
     first.process.wait()
-    start_server("--port", str(first.port), key_file=first.key_file)
+    start_server("--env-allow", "KEPT", "--port", str(first.port), key_file=first.key_file)
     shell.child.expect_exact("? [y/n]")
     shell.child.sendline("y")
     assert "reconnected" in shell.prompt()
@@ -240,9 +240,10 @@ def test_refused_tls_gives_one_line_and_255(
     assert child.exitstatus == 255
 
 
-def test_lines_from_a_pipe_run_without_a_prompt(server: Any, tmp_path: Path) -> None:
+def test_lines_from_a_pipe_run_without_a_prompt(start_server: Any, tmp_path: Path) -> None:
     import subprocess
 
+    server = start_server("--env-allow", "X")
     script = b"cd /tmp\nexport X=1\necho \"$(pwd) $X\"\nsh -c 'exit 4'\n"
     result = subprocess.run(
         rexec_argv("shell", "--key-file", str(server.key_file), server.address),

@@ -1,0 +1,134 @@
+"""Where the jobs of ``rexec batch`` come from, as the command line says:
+
+* a commands file, or stdin (``-``): one command a line, ``-0`` records or
+  ``--jsonl`` jobs (``jobs.read_jobs``);
+* a template after ``--`` with its arguments (``template``): ``-- echo {}
+  ::: a b``, or the arguments on stdin;
+* with ``--onall``, a command after ``--`` with no replacement string and no
+  ``:::``: that argv, once on every target (no shell, no input read).
+
+The commands file is opened when the batch starts, so a missing or
+unreadable file is a usage error naming it, never an empty batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import stat
+import sys
+from collections.abc import Iterator
+from typing import IO
+
+from ..cli.common import CliError
+from .jobs import InputFormat, Job, read_jobs
+from .template import Template, TemplateError
+
+
+class BatchInput:
+    """The jobs of one ``rexec batch`` run (see the module docstring).
+
+    Raises (from the constructor):
+        CliError: contradictory options, a bad template, or a commands file
+            that can't be opened.
+    """
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.format = (
+            InputFormat.JSONL if args.jsonl else InputFormat.NUL if args.null else InputFormat.LINES
+        )
+        self._separator = b"\0" if args.null else b"\n"
+        self.template: Template | None = None
+        self.argv: tuple[str, ...] | None = None
+        self._file: IO[bytes] | None = None
+        self.name = args.commands_file
+        if args.remote_command is not None:
+            self._command(args)
+        elif args.quote:
+            raise CliError("-q quotes the words of a command template: give one after '--'")
+        elif args.commands_file == "-":
+            self._file = sys.stdin.buffer
+            self.name = "<stdin>"
+        else:
+            try:
+                self._file = open(args.commands_file, "rb")  # noqa: SIM115 (closed by close())
+            except OSError as exc:
+                raise CliError(
+                    f"cannot read commands file {args.commands_file!r}: {exc.strerror}"
+                ) from None
+
+    def _command(self, args: argparse.Namespace) -> None:
+        if not args.remote_command:
+            raise CliError("the command after '--' is empty")
+        if args.commands_file != "-":
+            raise CliError("give either COMMANDS_FILE or a command after '--', not both")
+        try:
+            template = Template.parse(args.remote_command, quote=args.quote)
+        except TemplateError as exc:
+            raise CliError(str(exc)) from None
+        if args.onall and not template.sources and not template.has_replacement:
+            # The argv runs as it is, no shell: -q changes nothing.
+            self.argv = tuple(args.remote_command)
+            return
+        if args.jsonl:
+            raise CliError("--jsonl reads jobs, not a template's arguments: drop one")
+        self.template = template
+        if template.reads_stdin and sys.stdin.isatty():
+            print("rexec batch: reading arguments from the terminal, one a line "
+                  "(end with Ctrl-D)", file=sys.stderr)
+
+    @property
+    def one_command(self) -> bool:
+        """True for ``--onall -- CMD ARG...`` (one argv, run everywhere)."""
+        return self.argv is not None
+
+    def jobs(self) -> Iterator[Job]:
+        """The jobs, read lazily (a generator)."""
+        if self.argv is not None:
+            yield Job(id="1", argv=self.argv)
+        elif self.template is not None:
+            yield from self.template.jobs(sys.stdin.buffer, separator=self._separator)
+        else:
+            assert self._file is not None
+            yield from read_jobs(self._file, self.format, self.name)
+
+    @property
+    def finite(self) -> bool:
+        """True when the input ends by itself (a regular file, a list of
+        arguments, one command): after a stop, the rest can be read to
+        report it skipped."""
+        if self.argv is not None:
+            return True
+        if self.template is not None:
+            return self.template.count is not None or _is_regular(sys.stdin)
+        assert self._file is not None
+        return _is_regular(self._file)
+
+    def count(self) -> int | None:
+        """The number of jobs when it can be known without running them
+        (a regular commands file is read once more, quickly); else None."""
+        if self.argv is not None:
+            return 1
+        if self.template is not None:
+            return self.template.count
+        assert self._file is not None
+        if self._file is sys.stdin.buffer or not _is_regular(self._file):
+            return None
+        count, tail = 0, b""
+        with open(self._file.name, "rb") as file:
+            while chunk := file.read(1 << 20):
+                records = (tail + chunk).split(self._separator)
+                tail = records.pop()
+                count += sum(1 for r in records if r.strip())
+        return count + (1 if tail.strip() else 0)
+
+    def close(self) -> None:
+        if self._file is not None and self._file is not sys.stdin.buffer:
+            self._file.close()
+
+
+def _is_regular(file: IO[bytes] | IO[str]) -> bool:
+    try:
+        return stat.S_ISREG(os.fstat(file.fileno()).st_mode)
+    except (OSError, ValueError):
+        return False

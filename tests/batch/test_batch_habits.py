@@ -1,0 +1,167 @@
+"""What GNU parallel, pdsh and clush users type on the first day: command
+templates with ``{}`` and ``:::``, ``host: `` prefixes with ``--onall``,
+``-w``, ``-f`` and ``@group`` names; and a commands file that isn't there."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+from rexec_client.cli import build_parser, split_remote_command
+
+from .conftest import Pool, read_joblog, run_batch_cli
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+# --- templates, as GNU parallel -----------------------------------------------------
+
+
+def test_arguments_from_stdin_fill_the_template(pool: Pool, tmp_path: Path) -> None:
+    log = tmp_path / "log.tsv"
+    done = run_batch_cli(pool, "-w", pool.spec, "--joblog", str(log), "--", "echo", "{}",
+                         input="1\n2\n3\n")
+    assert done.returncode == 0, done.stderr
+    assert sorted(done.stdout.split()) == ["1", "2", "3"]
+    assert sorted(row["Command"] for row in read_joblog(log)) == ["echo 1", "echo 2", "echo 3"]
+
+
+def test_triple_colon_sources_quote_their_arguments(pool: Pool) -> None:
+    done = run_batch_cli(pool, "-w", pool.spec, "-k", "--", "printf", "'%s|%s\\n'", "{}", "{#}",
+                         ":::", "a b", "$HOME", "it's")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "a b|1\n$HOME|2\nit's|3\n"
+    product = run_batch_cli(pool, "-w", pool.spec, "-k", "--", "echo", "{2}-{1/.}", ":::",
+                            "/x/a.tar", "b.c", ":::", "1", "2")
+    assert product.stdout == "1-a\n2-a\n1-b\n2-b\n"
+    appended = run_batch_cli(pool, "-w", pool.spec, "-k", "--", "echo", "got", ":::", "x", "y z")
+    assert appended.stdout == "got x\ngot y z\n"
+
+
+def test_q_quotes_every_word_of_the_template_as_gnu_parallel(pool: Pool, tmp_path: Path) -> None:
+    """``parallel -q``: each word reaches the program as one word, shell
+    characters and all (without -q the shell would split and expand them)."""
+    done = run_batch_cli(pool, "-w", pool.spec, "-k", "-q", "--", "printf", "%s|%s\\n",
+                         "<{}>", "$HOME;x", ":::", "a b", "it's")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "<a b>|$HOME;x\n<it's>|$HOME;x\n"
+    quiet = run_batch_cli(pool, "-w", pool.spec, "--quiet", "--", "false", ":::", "1")
+    assert quiet.returncode == 1 and quiet.stderr == ""
+    commands = tmp_path / "commands"
+    commands.write_text("true\n")
+    misplaced = run_batch_cli(pool, "-w", pool.spec, "-q", str(commands))
+    assert misplaced.returncode == 255 and misplaced.stdout == ""
+    assert "-q quotes the words of a command template" in misplaced.stderr
+
+
+def test_a_template_runs_on_every_server_with_onall(pool: Pool) -> None:
+    done = run_batch_cli(pool, "-w", pool.spec, "--onall", "--", "echo", "{}", input="a\nb\n")
+    assert done.returncode == 0, done.stderr
+    assert sorted(done.stdout.splitlines()) == sorted(
+        f"{server.host}: {arg}" for server in pool.servers for arg in "ab")
+
+
+def test_dry_run_shows_the_composed_commands(pool: Pool, tmp_path: Path) -> None:
+    args = tmp_path / "args"
+    args.write_text("f 1.log\nf2.log\n")
+    done = run_batch_cli(None, "-w", "h1", "--dry-run", "--", "gzip -9 {} > {.}.gz",
+                         "::::", str(args))
+    assert done.stdout == "*\tgzip -9 'f 1.log' > 'f 1'.gz\n*\tgzip -9 f2.log > f2.gz\n"
+    bad = run_batch_cli(None, "-w", "h1", "--dry-run", "--", "echo", "{3}", ":::", "a")
+    assert bad.returncode == 255 and "{3} names input source 3" in bad.stderr
+
+
+# --- --onall output, as pdsh and clush -----------------------------------------------------
+
+
+def test_onall_lines_start_with_the_host(pool: Pool) -> None:
+    command = ("--", "sh", "-c", "echo out; echo err >&2")
+    done = run_batch_cli(pool, "-w", pool.spec, "--onall", *command)
+    assert done.returncode == 0, done.stderr
+    hosts = [server.host for server in pool.servers]
+    assert sorted(done.stdout.splitlines()) == sorted(f"{h}: out" for h in hosts)
+    assert sorted(done.stderr.splitlines()) == sorted(f"{h}: err" for h in hosts)
+    live = run_batch_cli(pool, "-w", pool.spec, "--onall", "--line", *command)
+    assert sorted(live.stdout.splitlines()) == sorted(f"{h}: out" for h in hosts)
+    plain = run_batch_cli(pool, "-w", pool.spec, "--onall", "--no-host-prefix", *command)
+    assert plain.stdout == "out\n" * 3
+
+
+def test_the_port_shows_when_targets_differ_in_port(pool: Pool) -> None:
+    other = f"127.0.0.2:{pool.port + 1 if pool.port < 65535 else pool.port - 1}"
+    done = run_batch_cli(pool, "-w", f"{pool.label(0)},{other}", "--onall", "--", "echo", "hi")
+    assert done.stdout == f"{pool.label(0)}: hi\n"
+    assert f"  {other}: connection refused" in done.stderr
+
+
+# --- targets: -w, -f, @groups -------------------------------------------------------------
+
+
+def test_groups_file_names_node_sets(tmp_path: Path) -> None:
+    groups = tmp_path / "groups"
+    groups.write_text("# racks\nweb: web[01-03]:7000, web09:7000\ndb: db[1-2]\n"
+                      "all: @web @db\n")
+    listed = run_batch_cli(None, "--groups-file", str(groups), "-w", "@all", "-x", "@db",
+                           "-x", "web02", "--list-targets")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.split() == ["web01:7000", "web03:7000", "web09:7000"]
+    by_letter = run_batch_cli(None, "--groups-file", str(groups), "-g", "db", "--list-targets")
+    assert by_letter.stdout.split() == ["db1:7420", "db2:7420"]
+    unknown = run_batch_cli(None, "--groups-file", str(groups), "-w", "@nope", "--list-targets")
+    assert unknown.returncode == 255
+    assert f"unknown group @nope (not in {groups})" in unknown.stderr
+    (tmp_path / "loop").write_text("a: @b\nb: @a\n")
+    looped = run_batch_cli(None, "--groups-file", str(tmp_path / "loop"), "-w", "@a",
+                           "--list-targets")
+    assert looped.returncode == 255 and "cycle" in looped.stderr
+
+
+def test_f_is_the_fanout_and_hosts_files_keep_their_long_option(tmp_path: Path) -> None:
+    hosts = tmp_path / "hosts"
+    hosts.write_text("h1\nh2\n")
+    wrong = run_batch_cli(None, "-f", str(hosts), "--list-targets")
+    assert wrong.returncode == 255 and wrong.stderr.splitlines() == [(
+        f"rexec: argument -f/--fanout: expected a whole number >= 1, got {str(hosts)!r} "
+        "(-f is the fanout, as in pdsh and clush; a hosts file is --hosts-file FILE) "
+        "(see 'rexec batch --help')"
+    )]
+    zero = run_batch_cli(None, "-f", "0", "--list-targets", "-w", "h1")
+    assert zero.returncode == 255 and "expected a whole number >= 1, got '0' (see" in zero.stderr
+    right = run_batch_cli(None, "--hosts-file", str(hosts), "-f", "2", "--list-targets")
+    assert right.stdout.split() == ["h1:7420", "h2:7420"]
+
+
+def test_a_missing_or_unreadable_commands_file_is_an_error(pool: Pool, tmp_path: Path) -> None:
+    for path in (tmp_path / "missing.txt", tmp_path):
+        done = run_batch_cli(pool, "-H", pool.spec, str(path))
+        assert done.returncode == 255
+        assert done.stdout == ""
+        assert done.stderr.startswith(f"rexec: cannot read commands file {str(path)!r}: ")
+
+
+# --- one story: README, --help and the parser agree ------------------------------------------
+
+
+def _readme_batch_examples() -> list[str]:
+    section = README.read_text().split("## Many commands on many servers", 1)[1].split("\n## ")[0]
+    return [line for line in re.findall(r"^(rexec batch .*?)(?:\s+#.*)?$", section, re.MULTILINE)]
+
+
+def test_readme_examples_parse_and_help_names_the_letters() -> None:
+    examples = _readme_batch_examples()
+    assert len(examples) >= 5
+    parser = build_parser("batch")
+    for example in examples:
+        own, remote = split_remote_command(shlex.split(example.split("|")[-1].strip())[1:])
+        try:
+            parser.parse_args(own)
+        except SystemExit:
+            pytest.fail(f"README example does not parse: {example}")
+        assert remote is None or remote, example
+    usage = parser._subparsers._group_actions[0].choices["batch"].format_help()
+    for words in ("-w SPEC, -H SPEC, --hosts SPEC", "-f N, --fanout N", "--hosts-file FILE",
+                  "--groups-file FILE", "--no-host-prefix", "::: ARG", "-q, --quote",
+                  "--quiet"):
+        assert words in usage
