@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import re
 import signal
 import sys
 from typing import NoReturn
@@ -58,9 +59,25 @@ def positive_float(text: str) -> float:
 
 
 def fail(message: str, status: int = EXIT_FAILURE) -> int:
-    """Print ``rexec: MESSAGE`` on stderr and return ``status``."""
-    print(f"rexec: {message}", file=sys.stderr, flush=True)
+    """Print ``rexec: MESSAGE`` on stderr, as one line (``one_line``), and
+    return ``status``."""
+    print(f"rexec: {one_line(message)}", file=sys.stderr, flush=True)
     return status
+
+
+#: Control characters (C0, DEL, C1): a newline in a file name would split a
+#: message, an escape would drive the terminal.
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_NAMED_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def one_line(text: str) -> str:
+    """``text`` with its control characters written as ``ls -b`` writes them
+    (``\\n``, ``\\t``, ``\\x1b``), so that a name from a file system or a
+    server prints as one inert line."""
+    return _CONTROLS.sub(
+        lambda match: _NAMED_ESCAPES.get(match[0], f"\\x{ord(match[0]):02x}"), text
+    )
 
 
 def discard_stdout() -> None:
