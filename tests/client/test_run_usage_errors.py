@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from client_helpers import CLI_TIMEOUT, cli_argv
@@ -62,3 +63,29 @@ def test_an_unknown_option_points_at_the_subcommands_help(subcommand: str) -> No
     assert result.returncode == 255
     [line] = result.stderr.decode().splitlines()
     assert "--bogus-option" in line and line.endswith(f"(see 'rexec {subcommand} --help')")
+
+
+@pytest.mark.parametrize(
+    ("options", "code"),
+    [(["--cwd", "/nonexistent-dir"], "cwd.invalid"), (["-e", "LD_PRELOAD=x"], "env.forbidden")],
+)
+def test_a_command_the_server_refused_is_255_naming_the_code(
+    rexec_run: Run, server: Any, options: list[str], code: str
+) -> None:
+    """README's exit table: a refusal is rexec's own failure (255), not a
+    status the command could have returned."""
+    result = rexec_run("true", options=options)
+    assert result.returncode == 255
+    [line] = result.stderr.decode().splitlines()
+    assert line.startswith(f"rexec: {server.address}: ") and line.endswith(f"({code})")
+
+
+def test_the_library_says_it_in_words_too(server: Any) -> None:
+    import rexec_client
+
+    for args, options in (([""], {}), (["true"], {"cwd": ""})):
+        with pytest.raises(ValueError) as raised:
+            rexec_client.run(args, host=server.address, key_file=server.key_file, **options)
+        text = str(raised.value)
+        assert "must not be empty" in text and "Value error" not in text, text
+        assert "at least 1 item" not in text
