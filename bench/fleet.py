@@ -162,7 +162,7 @@ def tls_context(directory: Path) -> tuple[ssl.SSLContext, Path]:
     ca_file = directory / "ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.minimum_version = ssl.TLSVersion.TLSv1_3  # as rexecd: the channel binding needs it
     ca.issue_cert(TLS_NAME).configure_cert(context)
     return context, ca_file
 

@@ -10,7 +10,9 @@ through ``Connection.send`` and is written in one batch per event, so a
 ``true`` costs one write for its ``started``, ``exit`` and output.
 
 What a session does, as rexecd does it: hello at once; mutual HMAC
-authentication (a wrong key gets a fatal ``auth.failed``); commands run
+authentication over the transcript the ``Connection`` recorded, bound to the
+TLS channel under TLS (``rexec.protocol``'s ``Transcript``; a wrong key gets a
+fatal ``auth.failed``); commands run
 concurrently up to ``max_commands`` (beyond: ``busy``); ``timeout``,
 ``cancel`` and ``signal`` end a command as they end a real ``sleep``
 (SIGTERM, reported ``timed_out``/``cancelled``), and so does output past
@@ -32,6 +34,8 @@ import signal
 from fleet_commands import Plan, Refusal, plan
 
 from rexec.protocol import (
+    NONCE_SIZE,
+    SUPPORTED_FEATURES,
     SUPPORTED_VERSIONS,
     Auth,
     AuthOk,
@@ -56,10 +60,9 @@ from rexec.protocol import (
     Stdin,
     StdinCredit,
     Stdout,
-    client_proof,
-    proofs_match,
-    server_proof,
+    macs_match,
 )
+from rexec.tls_binding import BindingUnavailable, channel_binding
 
 #: Bytes of ``head -c`` output per frame.
 _CHUNK = 256 * 1024
@@ -130,7 +133,8 @@ class EndpointSession(asyncio.Protocol):
         self.conn = Connection(Role.SERVER, limits=endpoint.limits)
         self.transport: asyncio.Transport | None = None
         self._loop = asyncio.get_running_loop()
-        self._nonce = secrets.token_hex(32)
+        self._nonce = secrets.token_hex(NONCE_SIZE)
+        self._binding = b""  # the TLS channel binding, b"" without TLS
         self._commands: dict[int, _Command] = {}
         self._out: list[bytes] = []
         self._paused = False
@@ -151,6 +155,11 @@ class EndpointSession(asyncio.Protocol):
         stats = self.endpoint.stats
         stats.sessions.add(self)
         stats.counts.peak_open = max(stats.counts.peak_open, len(stats.sessions))
+        try:
+            self._binding = channel_binding(transport.get_extra_info("ssl_object"))
+        except BindingUnavailable:
+            self._fatal(ErrorCode.TLS_BINDING_UNAVAILABLE, "no TLS channel binding")
+            return
         if behaviour is Behaviour.SLOW:
             self._hello_timer = self._loop.call_later(self.endpoint.slow_seconds, self._hello)
             return
@@ -160,6 +169,7 @@ class EndpointSession(asyncio.Protocol):
         self._send(
             Hello(
                 versions=list(SUPPORTED_VERSIONS),
+                features=sorted(SUPPORTED_FEATURES),
                 nonce=self._nonce,
                 server=self.endpoint.name,
                 limits=self.conn.announced_limits(),
@@ -239,13 +249,14 @@ class EndpointSession(asyncio.Protocol):
         # stdin_eof, resize, pong and non-fatal errors need nothing here
 
     def _authenticate(self, auth: Auth) -> None:
-        name, key = self.endpoint.name, self.endpoint.key
-        if not proofs_match(client_proof(key, self._nonce, auth.nonce, name), auth.mac):
+        key = self.endpoint.key
+        transcript = self.conn.transcript(self._binding)
+        if not macs_match(transcript.client_mac(key), auth.mac):
             self.endpoint.stats.counts.auth_failures += 1
             self._fatal(ErrorCode.AUTH_FAILED, "authentication failed")
             return
         self.endpoint.stats.counts.authenticated += 1
-        self._send(AuthOk(mac=server_proof(key, self._nonce, auth.nonce, name)))
+        self._send(AuthOk.with_mac(transcript.server_mac(key, auth.mac)))
 
     def _start(self, run: Run) -> None:
         if len(self._commands) >= self.endpoint.limits.max_commands:

@@ -14,7 +14,6 @@ import secrets
 from dataclasses import dataclass, field
 
 from rexec.protocol import (
-    PROTOCOL_VERSION,
     Auth,
     AuthOk,
     Connection,
@@ -27,9 +26,7 @@ from rexec.protocol import (
     Run,
     Stderr,
     Stdout,
-    client_proof,
-    proofs_match,
-    server_proof,
+    macs_match,
 )
 
 
@@ -55,6 +52,7 @@ class FastClient(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._nonce = secrets.token_hex(32)
         self._hello: Hello | None = None
+        self._auth: Auth | None = None
         self._ready: asyncio.Future = asyncio.get_running_loop().create_future()
         self._pending: dict[int, _Pending] = {}
         self._closed_exc: Exception | None = None
@@ -101,18 +99,12 @@ class FastClient(asyncio.Protocol):
             self._pending[msg.id].stderr_bytes += msg.data_size
         elif isinstance(msg, Hello):
             self._hello = msg
-            self._send(
-                Auth(
-                    version=PROTOCOL_VERSION,
-                    nonce=self._nonce,
-                    mac=client_proof(self._key, msg.nonce, self._nonce, msg.server),
-                )
-            )
+            self._auth = self._conn.sign_auth(self._key, nonce=self._nonce)
+            self._send(self._auth)
         elif isinstance(msg, AuthOk):
-            hello = self._hello
-            assert hello is not None
-            expected = server_proof(self._key, hello.nonce, self._nonce, hello.server)
-            if not proofs_match(expected, msg.mac):
+            assert self._auth is not None
+            expected = self._conn.transcript().server_mac(self._key, self._auth.mac)
+            if not macs_match(expected, msg.mac):
                 self._fail(RexecError("server failed to prove the key"))
                 return
             if not self._ready.done():

@@ -1,7 +1,10 @@
 """The client side of the handshake (protocol.md 3): hello → auth → auth_ok.
 
 Authentication is mutual: after the server accepts our proof we check its
-proof, so a peer that does not hold the key is never sent a command.
+proof, so a peer that does not hold the key is never sent a command. Both
+proofs cover the whole transcript (both frames as they travelled and, under
+TLS, the session's channel binding), computed by the protocol core: a man in
+the middle who alters the hello or terminates TLS is caught here.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ from typing import TypeVar
 from rexec.protocol import (
     NONCE_SIZE,
     SUPPORTED_VERSIONS,
-    Auth,
     AuthOk,
     Connection,
     Error,
@@ -21,10 +23,10 @@ from rexec.protocol import (
     Hello,
     ProtocolError,
     RemoteProtocolError,
-    client_proof,
-    proofs_match,
-    server_proof,
+    choose_version,
+    macs_match,
 )
+from rexec.tls_binding import BindingUnavailable, channel_binding
 
 from .errors import AuthenticationError, ProtocolViolation, RexecConnectionError, VersionMismatch
 
@@ -48,22 +50,28 @@ async def handshake(
         AuthenticationError: the server refused our key, or failed to prove
             that it holds the key.
         ProtocolViolation: the peer does not speak the protocol.
-        RexecConnectionError: the server refused or closed the connection.
+        RexecConnectionError: the server refused or closed the connection, or
+            the TLS session can't be bound.
     """
+    try:
+        binding = channel_binding(writer.get_extra_info("ssl_object"))
+    except BindingUnavailable as exc:
+        raise RexecConnectionError(
+            f"cannot authenticate over TLS to {peer}: {exc}; refusing an unbound connection",
+            ErrorCode.TLS_BINDING_UNAVAILABLE.value,
+        ) from None
     hello = await _receive(reader, writer, protocol, Hello, peer)
-    common = set(hello.versions) & set(SUPPORTED_VERSIONS)
-    if not common:
+    if choose_version(hello.versions) is None:
         raise VersionMismatch(
             f"{peer} speaks protocol version(s) {_listed(hello.versions)}; "
             f"this client speaks {_listed(SUPPORTED_VERSIONS)}",
             ErrorCode.VERSION_UNSUPPORTED.value,
         )
-    nonce = secrets.token_hex(NONCE_SIZE)
-    mac = client_proof(key, hello.nonce, nonce, hello.server)
-    writer.write(protocol.send(Auth(version=max(common), nonce=nonce, mac=mac)))
+    auth = protocol.sign_auth(key, nonce=secrets.token_hex(NONCE_SIZE), binding=binding)
+    writer.write(protocol.send(auth))
     auth_ok = await _receive(reader, writer, protocol, AuthOk, peer)
-    expected = server_proof(key, hello.nonce, nonce, hello.server)
-    if not proofs_match(expected, auth_ok.mac):
+    expected = protocol.transcript(binding).server_mac(key, auth.mac)
+    if not macs_match(expected, auth_ok.mac):
         raise AuthenticationError(
             f"{peer} accepted the key but could not prove it holds it: "
             "it is not the server you meant to reach",
@@ -101,8 +109,11 @@ async def _receive(
 def _refusal(error: Error, peer: str) -> RexecConnectionError:
     """The exception for an ``error`` frame received during the handshake."""
     if error.code == ErrorCode.AUTH_FAILED.value:
+        # The macs cover the whole handshake: a wrong key, or a man in the
+        # middle who changed it, look the same from here.
         return AuthenticationError(
-            f"{peer} refused the key (auth.failed): the key file does not match the server's",
+            f"{peer} refused the key (auth.failed): the key file does not match the server's, "
+            "or something between you and the server altered the handshake",
             error.code,
         )
     if error.code == ErrorCode.VERSION_UNSUPPORTED.value:

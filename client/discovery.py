@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from rexec.protocol._discovery import (
+from rexec.protocol import (
     DEFAULT_ANNOUNCE_PORT,
     MAX_PROBE_SIZE,
     Announcement,

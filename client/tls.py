@@ -65,7 +65,7 @@ def client_ssl_context(
     cert_file: str | Path | None = None,
     key_file: str | Path | None = None,
 ) -> ssl.SSLContext:
-    """A TLS 1.2+ client context that verifies the server's certificate.
+    """A TLS 1.3 client context that verifies the server's certificate.
 
     Args:
         ca_file: CA certificates (PEM) to trust; default: the system's.
@@ -82,7 +82,8 @@ def client_ssl_context(
     # public CA could otherwise vouch for a server of the private one.
     context = _load(ca_file or "the system's CA certificates",
                     lambda: ssl.create_default_context(cafile=ca_file))  # fmt: skip
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    # TLS 1.3: the handshake binds to its tls-exporter value (protocol.md 9).
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
     if cert_file is not None:
         _load(cert_file, lambda: context.load_cert_chain(cert_file, key_file))
     return context

@@ -43,7 +43,12 @@ from rexec.server.settings import (
     default_state_dir,
 )
 from rexec.server.settings_file import load_settings
-from rexec.server.spawn import Account, ProcessPolicy, raise_open_file_limit
+from rexec.server.spawn import (
+    Account,
+    ProcessPolicy,
+    raise_open_file_limit,
+    reset_inherited_signals,
+)
 from rexec.server.transfer_io import PARTIAL_MAX_AGE
 
 _RLIMITS = {
@@ -74,7 +79,8 @@ def _tls_context(settings: Settings) -> ssl.SSLContext | None:
     if settings.tls_cert is None or settings.tls_key is None:
         raise StartupError("TLS needs both --tls-cert and --tls-key")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    # TLS 1.3: the handshake's macs bind to its tls-exporter (protocol.md 9).
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
     try:
         context.load_cert_chain(settings.tls_cert, settings.tls_key)
         if settings.tls_client_ca is not None:
@@ -339,6 +345,7 @@ def _rebuild(flags: dict[str, Any], config_file: str | None) -> ServerConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
+    reset_inherited_signals()  # before any thread exists
     parser = build_parser()
     args = vars(parser.parse_args(argv))
     config_file, check_only = args.pop("config"), args.pop("check_config")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import secrets
 import stat
 import tempfile
@@ -21,6 +22,8 @@ from rexec.protocol import KEY_SIZE
 #: The longest key file accepted: the hex digits and some whitespace around
 #: them. Anything longer is not a key file (and is not read into memory).
 _MAX_FILE_SIZE = 4 * KEY_SIZE
+#: The key file's whole content: the key as hex, ASCII whitespace around it.
+_KEY_TEXT = re.compile(rb"[ \t\r\n\f\v]*[0-9a-fA-F]{%d}[ \t\r\n\f\v]*" % (2 * KEY_SIZE))
 
 
 class KeyFileError(Exception):
@@ -48,18 +51,14 @@ def parse_key(text: bytes | str) -> bytes:
     """The key that ``text`` (a key file's content) holds.
 
     Raises:
-        ValueError: ``text`` is not 64 hex digits with optional whitespace
-            around them.
+        ValueError: ``text`` is not 64 hex digits with optional ASCII
+            whitespace around them, 128 bytes at most in all (protocol.md 11).
     """
-    if isinstance(text, bytes):
-        try:
-            text = text.decode("ascii")
-        except UnicodeDecodeError:
-            text = ""
-    digits = text.strip()
-    if len(digits) != 2 * KEY_SIZE or not all(c in "0123456789abcdefABCDEF" for c in digits):
+    if isinstance(text, str):
+        text = text.encode("utf-8")
+    if len(text) > _MAX_FILE_SIZE or not _KEY_TEXT.fullmatch(text):
         raise ValueError(f"a key is {2 * KEY_SIZE} hex digits on one line")
-    return bytes.fromhex(digits)
+    return bytes.fromhex(text.strip().decode("ascii"))
 
 
 def format_key(key: bytes) -> str:

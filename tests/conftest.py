@@ -90,6 +90,7 @@ def start_rexecd(
     if not match:
         process.kill()
         process.wait()
+        process.stdout.close()  # else a ResourceWarning fails a later test
         stderr = (directory / "rexecd.stderr").read_text(errors="replace")
         raise RuntimeError(f"rexecd did not start: {line!r} {stderr}")
     bound_host = match.group(1).decode().strip("[]")

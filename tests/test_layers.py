@@ -73,7 +73,15 @@ def _imports(name: str, path: pathlib.Path) -> set[str]:
 
 GRAPH = {name: _imports(name, path) for name, path in MODULES.items()}
 
-SHARED = ("rexec", "rexec.keyfile", "rexec.log", "rexec.files", "rexec.pki", "rexec.connect_hint")
+SHARED = (
+    "rexec",
+    "rexec.keyfile",
+    "rexec.log",
+    "rexec.files",
+    "rexec.pki",
+    "rexec.connect_hint",
+    "rexec.tls_binding",
+)
 
 
 def _layer(module: str) -> str:

@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="play the scripted server on PORT (0: any) for a client under test")
     serve.add_argument("--serve-host", default="127.0.0.1", help="address for --serve")
     serve.add_argument("--serve-handshake", choices=HANDSHAKES, default="ok",
-                       help="bad-mac: a wrong auth_ok mac; version-2: offer only version 2")
+                       help="bad-mac: a wrong auth_ok mac; altered-hello: an auth_ok mac over "
+                       "another hello; version-1: offer only version 1")
     return parser
 
 

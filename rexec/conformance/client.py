@@ -23,6 +23,7 @@ from rexec.protocol import (
     File,
     Get,
     Hello,
+    MessageBase,
     Pong,
     Put,
     Run,
@@ -32,10 +33,12 @@ from rexec.protocol import (
     StdinCredit,
     StdinEof,
     Stdout,
-    client_proof,
-    server_proof,
+    Transcript,
+    encode_header,
+    macs_match,
+    sign_auth,
 )
-from rexec.protocol._messages import _Message
+from rexec.tls_binding import BindingUnavailable, channel_binding
 
 from .wire import Closed, Wire
 
@@ -107,8 +110,9 @@ class Client:
         self.wire = wire
         self.key = key
         self.hello: Hello | None = None
+        self.hello_frame = b""  # the hello as it travelled
         self.records: dict[int, CommandRecord] = {}
-        self.other: list[_Message] = []  # frames without a command id (pong, errors)
+        self.other: list[MessageBase] = []  # frames without a command id (pong, errors)
         self.next_id = 1
         self.closed: Closed | None = None
         self._stdin_count: dict[int, int] = {}
@@ -116,18 +120,55 @@ class Client:
     # --- handshake ---------------------------------------------------------------
 
     async def read_hello(self, timeout: float) -> Hello:
+        self.wire.decoder.keep_raw = True  # the hello's bytes, for the transcript
         got = await self.wire.next_frame(timeout)
         if not isinstance(got, Hello):
             raise SetupError(f"expected hello, got {_describe(got)}")
         self.hello = got
+        self.hello_frame = self.wire.decoder.raw_header
+        self.wire.decoder.keep_raw = False
         return got
 
-    def auth_message(self, *, version: int = PROTOCOL_VERSION, key: bytes | None = None) -> Auth:
-        """The ``auth`` answering the hello read, with a fresh client nonce."""
+    @property
+    def binding(self) -> bytes:
+        """The TLS channel binding of this connection (b"" without TLS).
+
+        Raises:
+            SetupError: a TLS session whose binding can't be computed here.
+        """
+        try:
+            return channel_binding(self.wire.writer.get_extra_info("ssl_object"))
+        except BindingUnavailable as exc:
+            raise SetupError(f"no TLS channel binding: {exc}") from None
+
+    def auth_message(
+        self,
+        *,
+        version: int = PROTOCOL_VERSION,
+        key: bytes | None = None,
+        features: tuple[str, ...] = (),
+        binding: bytes | None = None,
+        hello_frame: bytes | None = None,
+    ) -> Auth:
+        """The ``auth`` answering the hello read, with a fresh client nonce and
+        the mac of protocol.md 3.1; each argument can make it wrong on purpose
+        (another key, binding, or hello than the one that travelled)."""
         assert self.hello is not None
-        nonce = secrets.token_hex(32)
-        mac = client_proof(key or self.key, self.hello.nonce, nonce, self.hello.server)
-        return Auth(version=version, nonce=nonce, mac=mac)
+        return sign_auth(
+            self.hello_frame if hello_frame is None else hello_frame,
+            key or self.key,
+            nonce=secrets.token_hex(32),
+            version=version,
+            features=features,
+            binding=self.binding if binding is None else binding,
+        )
+
+    def server_mac(self, auth: Auth, *, binding: bytes | None = None) -> bytes:
+        """The mac a correct ``auth_ok`` answering ``auth`` carries."""
+        transcript = Transcript(
+            self.hello_frame, encode_header(auth), self.binding if binding is None else binding
+        )
+        return transcript.server_mac(self.key, auth.mac)
 
     async def handshake(self, timeout: float) -> None:
         """hello → auth → auth_ok, verifying the server's proof.
@@ -141,9 +182,7 @@ class Client:
         got = await self.wire.next_frame(timeout)
         if not isinstance(got, AuthOk):
             raise SetupError(f"authentication failed: {_describe(got)}")
-        assert self.hello is not None
-        expected = server_proof(self.key, self.hello.nonce, auth.nonce, self.hello.server)
-        if got.mac != expected:
+        if not macs_match(self.server_mac(auth), got.mac):
             raise SetupError("the server's auth_ok proof is wrong (does it hold the same key?)")
 
     # --- commands --------------------------------------------------------------
@@ -201,7 +240,7 @@ class Client:
 
     # --- receiving ---------------------------------------------------------------
 
-    def _dispatch(self, message: _Message) -> None:
+    def _dispatch(self, message: MessageBase) -> None:
         command_id = getattr(message, "id", None)
         if command_id is None or (isinstance(message, Error) and message.fatal):
             self.other.append(message)

@@ -51,10 +51,12 @@ _TABLE: tuple[tuple[str, Level, str], ...] = (
      "error.")),
     ("frame.header.schema", _M,
      ("The header MUST match its type's schema exactly: every required member present, no unknown "
-     "member, every member of its JSON type with no coercion")),
+     "member (except in the extensible objects of [message.extensible]), every member of its JSON "
+     "type with no coercion")),
     ("frame.body.size", _M,
-     ("Only stdin, stdout and stderr carry a body; a non-zero data_size on any other type is a "
-     "fatal header.invalid error.")),
+     ("Only stdin, stdout and stderr carry a body of any size, and auth and auth_ok one of exactly "
+     "32 bytes (their mac, section 3.1); any other data_size on these two, or a non-zero data_size "
+     "on any other type, is a fatal header.invalid error.")),
     ("frame.body.limit", _M,
      ("A receiver MUST treat a data_size above its body limit as a fatal frame.body_too_large "
      "error, detected when the header has arrived, before reading the body.")),
@@ -71,7 +73,9 @@ _TABLE: tuple[tuple[str, Level, str], ...] = (
      "The server MUST send hello as its first frame, at once on accepting the connection"),
     ("handshake.version", _M,
      ("A server that receives an auth with a version it does not speak MUST answer with a fatal "
-     "version.unsupported error.")),
+     "version.unsupported error, whatever the rest of that auth looks like")),
+    ("handshake.features", _M,
+     ("An auth naming a feature the hello did not offer is a fatal feature.unsupported error.")),
     ("handshake.order", _M,
      ("Before the handshake is complete, the only legal frames are hello (server), then auth "
      "(client), then auth_ok (server), or at any point a fatal error from either peer. Any other "
@@ -88,23 +92,40 @@ _TABLE: tuple[tuple[str, Level, str], ...] = (
     ("auth.mac.verify", _M,
      ("On a mismatch it MUST send a fatal auth.failed error whose message does not say what was "
      "wrong, and close.")),
+    ("auth.transcript", _M,
+     ("Each peer MUST compute and check the macs over the transcript as it itself sent or received "
+     "it.")),
+    ("auth.binding", _M,
+     "Under TLS, both peers MUST bind the macs to the session's tls-exporter value."),
     ("auth.mutual", _M,
      ("On a match the server sends auth_ok with its own mac. The client MUST verify it and, on a "
      "mismatch, close the connection without sending any command")),
     ("auth.key.secret", _M,
      "The key never travels, in any form other than these macs."),
+    ("message.integers", _M,
+     "Every integer is bounded, and out of range is header.invalid."),
+    ("message.extensible", _M,
+     ("a receiver MUST ignore members it does not know (of any JSON type, bounded only by the header "
+     "limit). Every other object is closed: a member it does not know is a fatal header.invalid "
+     "error, unless a feature chosen on the connection defines it.")),
     ("message.ping.answer", _M,
      ("A peer that receives ping MUST answer pong with the same seq promptly, at any time after the "
-     "handshake.")),
+     "handshake, as long as it can send")),
     ("command.id.increasing", _M,
      ("Each run on a connection MUST use an id greater than every id used before on it. A run whose "
      "id is not greater is a fatal command.bad_id error.")),
     ("command.id.unknown", _M,
-     ("A frame naming an id greater than every run id so far is a fatal command.bad_id error. A "
-     "client frame naming a command that has already ended is dropped silently")),
+     ("A frame naming an id greater than every id opened so far (by a run, put or get) is a fatal "
+     "command.bad_id error. A client frame naming a command that has already ended is dropped "
+     "silently")),
+    ("command.frames.dropped", _M,
+     ("A server drops such a frame silently, whether the command is still running or has ended")),
     ("command.concurrent", _M,
      ("Several commands MAY run at once on one connection; their frames interleave. Order is "
      "preserved within each stream of each command, not across them.")),
+    ("command.slot", _M,
+     ("A client that has received a terminal frame may open a new command at once, without being "
+     "refused busy for the one that ended.")),
     ("command.busy", _M,
      ("A run beyond the server's max_commands running commands on the connection, or its global "
      "limit, MUST be refused at once with the command-scoped error busy, never queued.")),
@@ -120,6 +141,9 @@ _TABLE: tuple[tuple[str, Level, str], ...] = (
      "such program), spawn.permission_denied (not executable)")),
     ("command.process.group", _M,
      "Each command runs in a process group (and session) of its own"),
+    ("command.signals.default", _M,
+     ("Every command MUST start with every signal at its default disposition and an empty signal "
+     "mask, whatever the server itself inherited")),
     ("command.terminal.one", _M,
      ("Every run gets exactly one terminal frame for its id: exit if the command started, or an "
      "error with that id (fatal false) if it never started. Nothing for that id follows its "
@@ -138,14 +162,14 @@ _TABLE: tuple[tuple[str, Level, str], ...] = (
     ("exit.cancelled", _M,
      "cancelled is true when the server ended the command because of a cancel"),
     ("exit.output_capped", _M,
-     ("output_capped is true when the server ended the command because its output reached "
-     "output_limit.")),
+     ("output_capped is true when the server withheld output beyond output_limit, and only then")),
     ("exit.pipes_held", _M,
      ("pipes_held is true when the command's process exited but a process it left behind kept its "
      "output open past the drain grace")),
     ("exit.counts", _M,
      ("stdout_bytes and stderr_bytes are the body bytes sent in that command's stdout and stderr "
-     "frames; stdin_bytes is the stdin bytes received for it.")),
+     "frames (output withheld by [output.limit] is not counted); stdin_bytes is the bytes of the "
+     "stdin frames the server accepted for it")),
     ("output.streams.apart", _M,
      ("stdout and stderr MUST be kept apart, each delivered in order, as the command writes them "
      "(no waiting for the end).")),
@@ -153,10 +177,11 @@ _TABLE: tuple[tuple[str, Level, str], ...] = (
      ("The server MUST NOT buffer output without bound: when the client does not read, the server "
      "stops reading the command's pipes, and the command blocks on its writes.")),
     ("output.limit", _M,
-     "With output_limit N, the server sends exactly the first N bytes of output"),
+     ("With output_limit N, the server sends exactly the first N bytes of output, stdout and stderr "
+     "counted together in the order it read them")),
     ("stdin.closed.default", _M,
      ("With stdin false, the command's standard input is /dev/null, and the client MUST NOT send "
-     "stdin or stdin_eof for it (fatal protocol.unexpected).")),
+     "stdin or stdin_eof for it")),
     ("stdin.credit", _M,
      ("Sending beyond the credit is a fatal flow.window_exceeded error. A client MAY send stdin "
      "right after run, without waiting for started.")),
@@ -165,7 +190,7 @@ _TABLE: tuple[tuple[str, Level, str], ...] = (
      "commands' frames are always read.")),
     ("stdin.eof", _M,
      ("stdin_eof closes the command's standard input after the bytes sent before it have been "
-     "written. No stdin for that id may follow it (fatal protocol.unexpected).")),
+     "written.")),
     ("exit.by.process", _M,
      ("A command ends when its process (the one the server started) exits, not when its pipes "
      "close.")),
@@ -191,8 +216,7 @@ _TABLE: tuple[tuple[str, Level, str], ...] = (
      ("Every put and get gets exactly one terminal frame for its id: done when it succeeded, or an "
      "error with that id (fatal false) when it did not. The error may come at any point, before or "
      "after data; nothing for that id follows the terminal frame. started, exit and stderr for a "
-     "transfer, done and file for a run, and signal and resize for a transfer are fatal "
-     "protocol.unexpected.")),
+     "transfer, and done and file for a run, are fatal protocol.unexpected")),
     ("transfer.put.data", _M,
      ("The content of a put travels as the put's stdin frames, under the stdin credit of "
      "[stdin.credit] (the credit starts at stdin_window as for a run with stdin true, and the "
@@ -261,6 +285,8 @@ _TABLE: tuple[tuple[str, Level, str], ...] = (
     ("close.client.eof", _M,
      ("A half-close is not a disconnect: running commands go on and their frames are still sent; "
      "the server closes the connection when no command is left running.")),
+    ("tls.version", _M,
+     "The session MUST be TLS 1.3"),
     ("tls.loopback.only", _M,
      ("Without TLS, a server MUST listen only on loopback addresses unless its operator explicitly "
      "opts out")),

@@ -27,14 +27,20 @@ scenario           what the server does / what a conforming client shows
 ``ping``           ``tick\\n``, then a ``ping`` (seq 4711), and waits up to 2 s
                    for the ``pong`` before ``tock\\n`` and exit 0 (exit 1 and
                    ``no pong`` on stderr if it does not come).
+``extended``       ``started`` and ``exit`` carrying members no version defines
+                   (``tty``, ``rusage``), and ``ok\\n``.  Client: ignores them,
+                   exit 0 **[message.extensible]**.
 ``malformed``      ``partial\\n``, then a frame with header length -1.  Client:
                    a fatal protocol error (``frame.bad_length``), then close.
 anything else      a command-scoped ``spawn.not_found``.
 =================  ===========================================================
 
 ``--serve-handshake bad-mac`` sends a wrong ``auth_ok`` mac (the client must
-close without sending any command: **[auth.mutual]**); ``version-2`` offers
-only version 2 (the client must close and report the mismatch).
+close without sending any command: **[auth.mutual]**); ``altered-hello``
+computes its ``auth_ok`` mac over a hello other than the one it sent, as the
+server behind a man in the middle who rewrote the hello would (the client must
+close likewise: **[auth.transcript]**); ``version-1`` offers only version 1
+(the client must close and report the mismatch).
 
 Each finished connection is reported on stdout as one JSON line: the scenarios
 run and what the client did that the protocol forbids (``violations``, each
@@ -67,6 +73,7 @@ from rexec.protocol import (
     Exit,
     FrameDecoder,
     Hello,
+    MessageBase,
     Ping,
     Pong,
     RemoteProtocolError,
@@ -78,26 +85,26 @@ from rexec.protocol import (
     StdinCredit,
     StdinEof,
     Stdout,
-    client_proof,
+    Transcript,
     encode_frame,
-    proofs_match,
-    server_proof,
+    macs_match,
 )
-from rexec.protocol._messages import _Message
 
 SERVER_NAME = "rexec-conformance"
 LIMITS = ServerLimits(max_header=65536, max_body=1024 * 1024, stdin_window=1, max_commands=4)
 PING_SEQ = 4711
 SCENARIOS = ("chunks", "many-frames", "cat", "signal", "exit-N", "unknown-error", "ping",
-             "malformed")
-HANDSHAKES = ("ok", "bad-mac", "version-2")
+             "extended", "malformed")
+HANDSHAKES = ("ok", "bad-mac", "altered-hello", "version-1")
 
 #: Requirement id -> what checks it in client mode: scenario names (the
 #: command's argv[0]) or ``handshake:MODE`` (``--serve-handshake MODE``).
 CLIENT_CHECKS: dict[str, tuple[str, ...]] = {
     "error.unknown.accept": ("unknown-error",),
     "auth.mutual": ("handshake:bad-mac",),
-    "handshake.version": ("handshake:version-2",),
+    "auth.transcript": ("handshake:altered-hello",),
+    "message.extensible": ("extended",),
+    "handshake.version": ("handshake:version-1",),
     "stdin.credit": ("cat",),
     "message.ping.answer": ("ping",),
     "frame.stream.chunking": ("chunks", "many-frames"),
@@ -138,10 +145,10 @@ class ScriptedSession:
             await asyncio.sleep(0.001)
             at, i = at + size, i + 1
 
-    async def send(self, *messages: _Message, sizes: tuple[int, ...] = ()) -> None:
+    async def send(self, *messages: MessageBase, sizes: tuple[int, ...] = ()) -> None:
         await self.write(b"".join(encode_frame(m) for m in messages), sizes)
 
-    async def receive(self, timeout: float | None = None) -> _Message:
+    async def receive(self, timeout: float | None = None) -> MessageBase:
         """The next client frame. Raises ClientGone, TimeoutError."""
         while True:
             try:
@@ -169,14 +176,18 @@ class ScriptedSession:
     # --- the script ---------------------------------------------------------------------
 
     async def play(self) -> None:
-        nonce = secrets.token_hex(32)
-        versions = [2] if self.handshake == "version-2" else [1]
-        await self.send(Hello(versions=versions, nonce=nonce, server=SERVER_NAME, limits=LIMITS))
+        versions = [1] if self.handshake == "version-1" else [2]
+        hello = Hello(versions=versions, nonce=secrets.token_hex(32), server=SERVER_NAME,
+                      limits=LIMITS)
+        hello_frame = encode_frame(hello)
+        await self.write(hello_frame)
+        self.decoder.keep_raw = True  # the auth's bytes, for the transcript
         try:
             auth = await self.receive(10.0)
         except (ClientGone, TimeoutError):
             self.report["handshake"] = "client closed before auth"
             return
+        self.decoder.keep_raw = False
         if not isinstance(auth, Auth):
             await self.fatal("protocol.unexpected", "expected auth")
             return
@@ -184,12 +195,15 @@ class ScriptedSession:
             await self.fatal("version.unsupported", "protocol version not supported")
             self.report["violations"].append(f"sent auth version {auth.version}, not offered")
             return
-        expected = client_proof(self.key, nonce, auth.nonce, SERVER_NAME)
-        if not proofs_match(expected, auth.mac):
+        transcript = Transcript(hello_frame, self.decoder.raw_header)
+        if not macs_match(transcript.client_mac(self.key), auth.mac):
             await self.fatal("auth.failed", "authentication failed")
             return
-        mac = server_proof(self.key, nonce, auth.nonce, SERVER_NAME)
-        await self.send(AuthOk(mac="0" * 64 if self.handshake == "bad-mac" else mac))
+        if self.handshake == "altered-hello":
+            altered = hello.model_copy(update={"limits": LIMITS.model_copy(update={"max_body": 1})})
+            transcript = Transcript(encode_frame(altered), transcript.auth)
+        mac = transcript.server_mac(self.key, auth.mac)
+        await self.send(AuthOk.with_mac(bytes(32) if self.handshake == "bad-mac" else mac))
         self.report["handshake"] = "ok"
         await self.commands()
 
@@ -200,9 +214,10 @@ class ScriptedSession:
         last_id = -1
         while True:
             message = await self.receive()
-            if self.handshake == "bad-mac" and not isinstance(message, Error):
+            if self.handshake in ("bad-mac", "altered-hello") and not isinstance(message, Error):
+                rule = "auth.mutual" if self.handshake == "bad-mac" else "auth.transcript"
                 self.report["violations"].append(
-                    f"sent {message.type} after a wrong auth_ok mac [auth.mutual]")
+                    f"sent {message.type} after a wrong auth_ok mac [{rule}]")
             if isinstance(message, Ping):
                 await self.send(Pong(seq=message.seq))
             elif isinstance(message, Run):
@@ -221,6 +236,10 @@ class ScriptedSession:
 
     async def started(self, run: Run) -> None:
         self.pid += 1
+        if run.argv == ["extended"]:
+            await self.write(_raw({"type": "started", "id": run.id, "pid": self.pid,
+                                   "tty": None, "cgroup": "/rexec/1"}))
+            return
         await self.send(Started(id=run.id, pid=self.pid))
 
     async def exit(self, run: Run, code: int | None = 0, signal: int | None = None,
@@ -246,7 +265,7 @@ class ScriptedSession:
 
     async def play_chunks(self, run: Run) -> None:
         out, err = b"hello, world\n", b"warn\n"
-        frames: list[_Message] = []
+        frames: list[MessageBase] = []
         for i in range(0, len(out), 3):
             frames.append(Stdout.with_data(run.id, out[i : i + 1]))
             frames.append(Stdout.with_data(run.id, out[i + 1 : i + 3]))
@@ -293,6 +312,14 @@ class ScriptedSession:
                         Stdout.with_data(run.id, b"ok\n"))
         await self.exit(run, 0, counts=(3, 0, 0))
 
+    async def play_extended(self, run: Run) -> None:
+        # The scripted session normally sends ``started`` itself; here the
+        # reports carry members of a later version, so they are written raw.
+        await self.write(_raw({"type": "stdout", "data_size": 3, "id": run.id}, b"ok\n"))
+        await self.write(_raw({"type": "exit", "id": run.id, "exit_code": 0, "signal": None,
+                               "duration": 0.01, "stdout_bytes": 3,
+                               "rusage": {"utime": 0.002, "maxrss": 1024}, "note": None}))
+
     async def play_ping(self, run: Run) -> None:
         await self.send(Stdout.with_data(run.id, b"tick\n"), Ping(seq=PING_SEQ))
         deadline = time.monotonic() + 2.0
@@ -324,6 +351,13 @@ class ScriptedSession:
         except TimeoutError:
             self.report["violations"].append("did not close after a malformed frame")
         raise ClientGone
+
+
+def _raw(header: dict[str, Any], body: bytes = b"") -> bytes:
+    """A frame written from a header dict as is (members the models don't know
+    included)."""
+    data = json.dumps(header, separators=(",", ":")).encode()
+    return struct.pack("<i", len(data)) + data + body
 
 
 async def _serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,

@@ -24,12 +24,12 @@ from rexec.protocol import (
     PROTOCOL_MAX_BODY,
     PROTOCOL_MAX_HEADER,
     FrameDecoder,
+    MessageBase,
     Ping,
     Pong,
     RemoteProtocolError,
     encode_frame,
 )
-from rexec.protocol._messages import _Message
 
 #: Bytes of each chunk kept in the wire log (the rest is counted, not shown).
 LOG_BYTES = 96
@@ -92,7 +92,7 @@ class WireLog:
         self._add({"conn": conn, "dir": direction, "bytes": len(data), "hex": shown,
                    "truncated": len(data) > LOG_BYTES})
 
-    def frame(self, conn: int, direction: str, message: _Message) -> None:
+    def frame(self, conn: int, direction: str, message: MessageBase) -> None:
         header = message.model_dump(mode="json")
         self._add({"conn": conn, "dir": direction, "frame": header})
 
@@ -163,7 +163,7 @@ class Wire:
         self.writer.write(data)
         await self.writer.drain()
 
-    async def send(self, *messages: _Message) -> None:
+    async def send(self, *messages: MessageBase) -> None:
         """Encode ``messages`` (no state checks: the suite may send anything
         a schema allows) and write them in one write."""
         for message in messages:
@@ -194,7 +194,7 @@ class Wire:
 
     # --- receiving -------------------------------------------------------------
 
-    def _decoded(self) -> _Message | None:
+    def _decoded(self) -> MessageBase | None:
         try:
             message = self.decoder.next_message()
         except RemoteProtocolError as exc:
@@ -204,7 +204,7 @@ class Wire:
             self.log.frame(self.number, "recv", message)
         return message
 
-    async def next_frame(self, timeout: float) -> _Message | Closed | None:
+    async def next_frame(self, timeout: float) -> MessageBase | Closed | None:
         """The next frame from the peer, ``Closed`` once it has gone, or None
         when nothing complete arrived within ``timeout`` seconds.
 
@@ -252,13 +252,13 @@ class Wire:
             self.log.data(self.number, "recv", data)
             self.decoder.feed(data)
 
-    async def wait_closed(self, timeout: float) -> tuple[Closed | None, list[_Message]]:
+    async def wait_closed(self, timeout: float) -> tuple[Closed | None, list[MessageBase]]:
         """Read until the peer closes, for at most ``timeout`` seconds.
 
         Returns:
             How it closed (None if it did not), and the frames read meanwhile.
         """
-        frames: list[_Message] = []
+        frames: list[MessageBase] = []
         deadline = time.monotonic() + timeout
         while (remaining := deadline - time.monotonic()) > 0:
             got = await self.next_frame(remaining)

@@ -12,9 +12,17 @@ rule (protocol.md [command.terminal.one], [transfer.terminal.one]):
 - ``get``: ``file``, exactly ``file.size`` minus ``offset`` bytes of
   ``stdout``, ``done``; or an ``error`` at any point.
 
-Each function checks one frame against the command it names, updates the
-command, and says whether the frame was terminal. ``fault`` is the error class
-to raise: local when this side sent the frame, remote when the peer did.
+Each function checks one frame against the command it names and updates the
+command. ``fault`` is the error class to raise: local when this side sent the
+frame, remote when the peer did.
+
+Two kinds of client frame are never errors from the peer, only dropped: a
+``signal`` or ``resize`` for a transfer, and ``stdin`` or ``stdin_eof`` for a
+command whose stdin is not open (never opened, or closed by an earlier
+``stdin_eof``). The same frames reach a server after the command has ended,
+when it can no longer tell them from frames that merely crossed the end;
+dropping them while it runs too makes the outcome the same whatever the
+timing (protocol.md [command.frames.dropped]). This side never sends them.
 """
 
 from __future__ import annotations
@@ -22,14 +30,14 @@ from __future__ import annotations
 import dataclasses
 import enum
 
-from ._errors import ErrorCode, ProtocolError
+from ._errors import ErrorCode, LocalProtocolError, ProtocolError
 from ._messages import (
-    Cancel,
     Done,
     Error,
     Exit,
     File,
     Get,
+    MessageBase,
     Put,
     Resize,
     Run,
@@ -40,7 +48,6 @@ from ._messages import (
     StdinCredit,
     StdinEof,
     Stdout,
-    _Message,
 )
 
 
@@ -72,6 +79,11 @@ class Command:
     digest_at_end: bool = False
     #: put: resumable (``file`` comes first, then credit).
     resume: bool = False
+    #: The server frames legal for this kind (looked up once, not per frame).
+    server_frames: tuple[type[MessageBase], ...] = dataclasses.field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.server_frames = _SERVER_FRAMES[self.kind]
 
 
 def open_command(message: Run | Put | Get, stdin_window: int) -> Command:
@@ -92,40 +104,44 @@ def open_command(message: Run | Put | Get, stdin_window: int) -> Command:
     return Command(CommandKind.GET, stdin_open=False, credit=0, offset=message.offset)
 
 
-#: Client frames each kind accepts, besides its opening frame.
-_CLIENT_FRAMES: dict[CommandKind, tuple[type[_Message], ...]] = {
-    CommandKind.RUN: (Stdin, StdinEof, Signal, Cancel, Resize),
-    # A transfer has no process: nothing to signal or resize.
-    CommandKind.PUT: (Stdin, StdinEof, Cancel),
-    CommandKind.GET: (Stdin, StdinEof, Cancel),  # stdin refused below: it is never open
-}
-
 #: Server frames each kind accepts.
-_SERVER_FRAMES: dict[CommandKind, tuple[type[_Message], ...]] = {
+_SERVER_FRAMES: dict[CommandKind, tuple[type[MessageBase], ...]] = {
     CommandKind.RUN: (Started, Stdout, Stderr, StdinCredit, Exit, Error),
     CommandKind.PUT: (StdinCredit, File, Done, Error),  # file: only when resumable
     CommandKind.GET: (File, Stdout, Done, Error),
 }
 
 
-def apply_client_frame(
-    message: _Message, command: Command, fault: type[ProtocolError]
-) -> None:
-    """Check a client frame for an active command (never terminal)."""
-    if not isinstance(message, _CLIENT_FRAMES[command.kind]):
+def apply_client_frame(message: MessageBase, command: Command, fault: type[ProtocolError]) -> bool:
+    """Check a client frame for an active command (never terminal).
+
+    Returns False when the peer's frame is to be dropped (see above).
+    """
+    if isinstance(message, (Signal, Resize)):
+        # A transfer has no process: nothing to signal or resize.
+        return command.kind is CommandKind.RUN or _dropped(fault, message, command)
+    if not isinstance(message, (Stdin, StdinEof)):
+        return True  # cancel
+    if not command.stdin_open:
+        return _dropped(fault, message, command)
+    if isinstance(message, StdinEof):
+        _apply_eof(message, command, fault)
+        command.stdin_open = False
+    elif message.data_size > command.credit:
+        raise fault(ErrorCode.FLOW_WINDOW_EXCEEDED, "stdin exceeds its credit")
+    else:
+        command.credit -= message.data_size
+    return True
+
+
+def _dropped(fault: type[ProtocolError], message: MessageBase, command: Command) -> bool:
+    if fault is LocalProtocolError:
+        what = "stdin is not open" if isinstance(message, (Stdin, StdinEof)) else "no process"
         raise fault(
-            ErrorCode.PROTOCOL_UNEXPECTED, f"{message.type} is not legal for a {command.kind.value}"
+            ErrorCode.PROTOCOL_UNEXPECTED,
+            f"{message.type} for this {command.kind.value}: {what}",
         )
-    if isinstance(message, (Stdin, StdinEof)):
-        if not command.stdin_open:
-            raise fault(ErrorCode.PROTOCOL_UNEXPECTED, "stdin is not open")
-        if isinstance(message, StdinEof):
-            _apply_eof(message, command, fault)
-            command.stdin_open = False
-        elif message.data_size > command.credit:
-            raise fault(ErrorCode.FLOW_WINDOW_EXCEEDED, "stdin exceeds its credit")
-        else:
-            command.credit -= message.data_size
+    return False
 
 
 def _apply_eof(message: StdinEof, command: Command, fault: type[ProtocolError]) -> None:
@@ -143,11 +159,9 @@ def _apply_eof(message: StdinEof, command: Command, fault: type[ProtocolError]) 
         command.size = message.size
 
 
-def apply_server_frame(
-    message: _Message, command: Command, fault: type[ProtocolError]
-) -> bool:
+def apply_server_frame(message: MessageBase, command: Command, fault: type[ProtocolError]) -> bool:
     """Check a server frame for an active command; True when it is terminal."""
-    if not isinstance(message, _SERVER_FRAMES[command.kind]):
+    if not isinstance(message, command.server_frames):
         raise fault(
             ErrorCode.PROTOCOL_UNEXPECTED, f"{message.type} is not legal for a {command.kind.value}"
         )
@@ -165,7 +179,7 @@ def apply_server_frame(
     return _apply_get_frame(message, command, fault)
 
 
-def _apply_put_frame(message: _Message, command: Command, fault: type[ProtocolError]) -> bool:
+def _apply_put_frame(message: MessageBase, command: Command, fault: type[ProtocolError]) -> bool:
     if isinstance(message, File):
         # protocol.md [transfer.put.resume]: once, first, for a resumable put.
         if not command.resume or command.started:
@@ -183,7 +197,7 @@ def _apply_put_frame(message: _Message, command: Command, fault: type[ProtocolEr
     return True
 
 
-def _apply_run_frame(message: _Message, command: Command, fault: type[ProtocolError]) -> bool:
+def _apply_run_frame(message: MessageBase, command: Command, fault: type[ProtocolError]) -> bool:
     if isinstance(message, Started):
         if command.started:
             raise fault(ErrorCode.PROTOCOL_UNEXPECTED, "command already started")
@@ -204,7 +218,7 @@ def _apply_run_frame(message: _Message, command: Command, fault: type[ProtocolEr
     return False
 
 
-def _apply_get_frame(message: _Message, command: Command, fault: type[ProtocolError]) -> bool:
+def _apply_get_frame(message: MessageBase, command: Command, fault: type[ProtocolError]) -> bool:
     # protocol.md [transfer.get.stream]: file, exactly file.size bytes, done.
     if isinstance(message, File):
         if command.started:

@@ -4,17 +4,38 @@ It never touches a socket. Feed it the bytes received with ``receive_data`` and
 take messages out with ``next_event``; pass every message to be sent through
 ``send`` and write the bytes it returns. Both directions are checked against the
 same rules: a violation by the peer raises ``RemoteProtocolError`` (answer with
-an ``error`` frame carrying its code, then close), one by this side raises
-``LocalProtocolError`` (a bug here; nothing is sent).
+an ``error`` frame carrying its code, then close) and leaves the connection in
+``ERROR``, where it reads nothing more; one by this side raises
+``LocalProtocolError`` (a bug here, or a race the caller handles; nothing is
+sent and the state is unchanged).
+
+During the handshake it records the ``hello`` and ``auth`` frames as they
+travel, so that both sides compute their macs over the same bytes
+(``transcript``, ``sign_auth``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from pydantic_core import from_json
+
 from ._commands import Command, apply_client_frame, apply_server_frame, open_command
 from ._errors import ErrorCode, LocalProtocolError, ProtocolError, RemoteProtocolError
-from ._framing import FrameDecoder, encode_frame
+from ._framing import FrameDecoder, encode_frame, encode_header
+from ._handshake import PROTOCOL_VERSION, SUPPORTED_VERSIONS, Transcript, choose_version
 from ._limits import Limits
-from ._messages import Auth, Error, Get, Hello, Put, Run, ServerLimits, _Message
+from ._messages import (
+    Auth,
+    Error,
+    Get,
+    Hello,
+    Message,
+    MessageBase,
+    Put,
+    Run,
+    ServerLimits,
+)
 from ._state import (
     HANDSHAKE_STEPS,
     OPEN_SENDS,
@@ -24,13 +45,31 @@ from ._state import (
     other,
 )
 
-#: Protocol versions this implementation speaks.
-SUPPORTED_VERSIONS = (1,)
-
 #: A peer never sends a header or body larger than these, in either direction;
 #: a server may announce lower limits for what it receives.
 PROTOCOL_MAX_HEADER = Limits().max_header
 PROTOCOL_MAX_BODY = Limits().max_body
+
+
+def sign_auth(
+    hello_frame: bytes,
+    key: bytes,
+    *,
+    nonce: str,
+    version: int = PROTOCOL_VERSION,
+    features: Sequence[str] = (),
+    binding: bytes = b"",
+) -> Auth:
+    """The client's ``auth`` answering the ``hello`` frame ``hello_frame`` (as
+    received, byte for byte), its mac computed over the header exactly as
+    ``encode_frame`` writes it (protocol.md 3.1).
+
+    Raises:
+        ValueError: a key, nonce, feature or binding of the wrong form.
+    """
+    unsigned = Auth.unsigned(version=version, nonce=nonce, features=features)
+    transcript = Transcript(hello_frame, encode_header(unsigned), binding)
+    return unsigned.signed(transcript.client_mac(key))
 
 
 class Connection:
@@ -40,16 +79,32 @@ class Connection:
         role: which end of the connection this object is.
         limits: for a server, the limits it enforces and announces; for a
             client, ignored except that the defaults bound what it accepts.
+
+    Attributes:
+        state: where the connection stands (``ConnectionState``).
+        server_limits: for a client, the limits the server announced.
+        version: the protocol version agreed in the handshake.
+        features: the features the client chose in ``auth`` (protocol.md 3.2).
     """
 
     def __init__(self, role: Role, *, limits: Limits | None = None) -> None:
         self.role = role
         self.limits = limits or Limits()
         self.state = ConnectionState.HANDSHAKE
+        self.server_limits: ServerLimits | None = None
+        self.version: int | None = None
+        self.features: frozenset[str] = frozenset()
         self._step = HandshakeStep.HELLO
         self._commands: dict[int, Command] = {}
         self._last_id = -1
-        self._versions: tuple[int, ...] = ()  # from hello, sent or received
+        self._hello: Hello | None = None  # sent or received
+        self._hello_frame = b""
+        self._auth_frame = b""  # without its body, the client's mac
+        self._error: RemoteProtocolError | None = None
+        self._eof_sent = False
+        self._peer = other(role)
+        # What each side may send once open, looked up once (not per frame).
+        self._own_sends, self._peer_sends = OPEN_SENDS[role], OPEN_SENDS[other(role)]
         self._stdin_window = self.limits.stdin_window
         receive_limits = self.limits if role is Role.SERVER else Limits()
         self._post_auth_max_header = receive_limits.max_header
@@ -57,10 +112,9 @@ class Connection:
             max_header=receive_limits.pre_auth_max_header,
             max_body=receive_limits.max_body,
         )
-        #: For a client, the limits the server announced in ``hello``.
-        self.server_limits: ServerLimits | None = None
+        self._decoder.keep_raw = True  # until the handshake is done
 
-    # --- public API ----------------------------------------------------------
+    # --- the handshake -------------------------------------------------------
 
     def announced_limits(self) -> ServerLimits:
         """The ``limits`` object a server puts in its ``hello``."""
@@ -71,53 +125,123 @@ class Connection:
             max_commands=self.limits.max_commands,
         )
 
+    @property
+    def hello(self) -> Hello | None:
+        """The ``hello`` of this connection, once sent or received."""
+        return self._hello
+
+    @property
+    def hello_frame(self) -> bytes:
+        """The ``hello`` frame as it travelled (b"" before it did)."""
+        return self._hello_frame
+
+    def sign_auth(
+        self,
+        key: bytes,
+        *,
+        nonce: str,
+        binding: bytes = b"",
+        features: Sequence[str] = (),
+        version: int | None = None,
+    ) -> Auth:
+        """For a client, the ``auth`` answering the ``hello`` received: the
+        highest common version unless ``version`` is given, and the mac over
+        the transcript (protocol.md 3.1). Send it with ``send``.
+
+        Raises:
+            LocalProtocolError: no hello yet, or no version in common.
+        """
+        if self._hello is None or self.role is not Role.CLIENT:
+            raise LocalProtocolError(ErrorCode.PROTOCOL_UNEXPECTED, "no hello received")
+        if version is None:
+            version = choose_version(self._hello.versions)
+            if version is None:
+                raise LocalProtocolError(
+                    ErrorCode.VERSION_UNSUPPORTED, "no protocol version in common"
+                )
+        return sign_auth(
+            self._hello_frame, key, nonce=nonce, version=version, features=features,
+            binding=binding,
+        )  # fmt: skip
+
+    def transcript(self, binding: bytes = b"") -> Transcript:
+        """The handshake as it travelled (protocol.md 3.1), once ``auth`` has
+        been sent or received; ``binding`` is the TLS channel binding (b""
+        without TLS).
+
+        Raises:
+            LocalProtocolError: no ``auth`` yet.
+        """
+        if not self._auth_frame:
+            raise LocalProtocolError(ErrorCode.PROTOCOL_UNEXPECTED, "no auth yet")
+        return Transcript(self._hello_frame, self._auth_frame, binding)
+
+    # --- bytes in, messages out ---------------------------------------------------
+
     def receive_data(self, data: bytes) -> None:
-        """Buffer bytes received from the peer; ``b""`` means the peer closed.
+        """Buffer bytes received from the peer; ``b""`` means the peer closed
+        (for a server, between frames, a half-close: protocol.md
+        [close.client.eof]). Bytes that arrive once the peer has broken the
+        protocol are discarded.
 
         Raises:
             RemoteProtocolError: ``frame.truncated`` when the stream ends inside
                 a frame.
         """
+        if self.state is ConnectionState.ERROR:
+            return
         if data:
             self._decoder.feed(data)
             return
         if self.role is Role.SERVER and not self._decoder.mid_frame:
             # A client's end of stream between frames is a half-close, not a
-            # disconnect (protocol.md [close.client.eof]): its running commands
-            # go on, and their frames must still be sendable.
+            # disconnect: its running commands go on, and their frames must
+            # still be sendable.
             return
+        mid_frame = self._decoder.mid_frame
         self.state = ConnectionState.CLOSED
         self._commands.clear()
-        if self._decoder.mid_frame:
-            raise RemoteProtocolError(
-                ErrorCode.FRAME_TRUNCATED, "connection closed inside a frame"
-            )
+        if mid_frame:
+            raise RemoteProtocolError(ErrorCode.FRAME_TRUNCATED, "connection closed inside a frame")
 
-    def next_event(self) -> _Message | None:
+    def next_event(self) -> Message | None:
         """The next message from the peer, or None until more data arrives.
 
-        Frames for a command that has already ended (a race the peer can't
-        avoid, such as a signal crossing the exit frame) are dropped here.
+        Frames the protocol drops are not returned: those for a command that
+        has already ended (a race the peer can't avoid, such as a signal
+        crossing the exit frame), and those of [command.frames.dropped].
 
         Raises:
             RemoteProtocolError: the peer broke the protocol; send an ``error``
-                frame with the exception's code, then close.
+                frame with the exception's code, then close. The connection is
+                then in ``ERROR``, and every later call raises the same error.
         """
-        while True:
-            message = self._decoder.next_message()
-            if message is None:
-                return None
-            if self._apply(message, sender=other(self.role)):
-                return message
+        if self._error is not None:
+            raise self._error
+        try:
+            while True:
+                message = self._decoder.next_message()
+                if message is None:
+                    return None
+                if self._apply(message, sender=self._peer):
+                    return message
+        except RemoteProtocolError as exc:
+            self._error = self._version_refusal() or exc
+            self.state = ConnectionState.ERROR
+            raise self._error from exc
 
-    def send(self, message: _Message) -> bytes:
+    # --- messages in, bytes out ---------------------------------------------------
+
+    def send(self, message: MessageBase) -> bytes:
         """Check that sending ``message`` is legal now, record it, and return
         the bytes to write.
 
         Raises:
             LocalProtocolError: the message is illegal in the current state,
-                or larger than the peer accepts.
+                or larger than the peer accepts; nothing changes.
         """
+        if self._eof_sent:
+            raise LocalProtocolError(ErrorCode.PROTOCOL_UNEXPECTED, "this side has half-closed")
         # Encode and size-check first: a message that can't be sent must
         # leave the state (stdin credit, command table) untouched.
         frame = encode_frame(message)
@@ -127,7 +251,32 @@ class Connection:
                 ErrorCode.PROTOCOL_UNEXPECTED,
                 f"{message.type} for a command that has ended",
             )
+        if isinstance(message, Hello):
+            self._hello_frame = frame
+        elif isinstance(message, Auth):
+            self._auth_frame = frame[: len(frame) - message.data_size]
         return frame
+
+    def send_eof(self) -> None:
+        """Record that this client half-closes (protocol.md [close.client.eof]):
+        nothing more may be sent, not even a ``pong``. The caller then shuts
+        down its writing side.
+
+        Raises:
+            LocalProtocolError: a server can't half-close.
+        """
+        if self.role is not Role.CLIENT:
+            raise LocalProtocolError(ErrorCode.PROTOCOL_UNEXPECTED, "only a client half-closes")
+        self._eof_sent = True
+
+    @property
+    def can_send(self) -> bool:
+        """False once this side has half-closed, failed or closed."""
+        return not self._eof_sent and self.state in (
+            ConnectionState.HANDSHAKE, ConnectionState.OPEN
+        )  # fmt: skip
+
+    # --- what the shells ask ------------------------------------------------------
 
     @property
     def mid_frame(self) -> bool:
@@ -176,10 +325,10 @@ class Connection:
                 ErrorCode.FRAME_BODY_TOO_LARGE, f"body above the peer's limit of {max_body}"
             )
 
-    def _apply(self, message: _Message, sender: Role) -> bool:
+    def _apply(self, message: MessageBase, sender: Role) -> bool:
         """Check ``message`` against the rules and update the state.
 
-        Returns False for a stale frame from the peer that must be dropped.
+        Returns False for a frame from the peer that must be dropped.
         """
         fault: type[ProtocolError] = (
             LocalProtocolError if sender is self.role else RemoteProtocolError
@@ -189,10 +338,15 @@ class Connection:
         if isinstance(message, Error) and message.fatal:
             self.state = ConnectionState.CLOSED
             return True
+        if self.state is ConnectionState.ERROR:
+            raise fault(
+                ErrorCode.PROTOCOL_UNEXPECTED,
+                "the peer broke the protocol: only a fatal error may follow",
+            )
         if self.state is ConnectionState.HANDSHAKE:
             self._apply_handshake(message, sender, fault)
             return True
-        if not isinstance(message, OPEN_SENDS[sender]):
+        if not isinstance(message, self._own_sends if sender is self.role else self._peer_sends):
             raise fault(
                 ErrorCode.PROTOCOL_UNEXPECTED,
                 f"a {sender.value} may not send {message.type} now",
@@ -212,13 +366,13 @@ class Connection:
                 raise fault(ErrorCode.PROTOCOL_UNEXPECTED, "the command has ended")
             return False  # a client frame that crossed the command's end
         if sender is Role.CLIENT:
-            apply_client_frame(message, command, fault)
-        elif apply_server_frame(message, command, fault):
+            return apply_client_frame(message, command, fault)
+        if apply_server_frame(message, command, fault):
             del self._commands[command_id]  # its terminal frame
         return True
 
     def _apply_handshake(
-        self, message: _Message, sender: Role, fault: type[ProtocolError]
+        self, message: MessageBase, sender: Role, fault: type[ProtocolError]
     ) -> None:
         expected, expected_sender, next_step = HANDSHAKE_STEPS[self._step]
         if sender is not expected_sender or not isinstance(message, expected):
@@ -227,17 +381,51 @@ class Connection:
                 f"expected {expected_sender.value} {expected.model_fields['type'].default}",
             )
         if isinstance(message, Hello):
-            self._versions = tuple(message.versions)
+            self._hello = message
+            if sender is not self.role:
+                self._hello_frame = self._decoder.raw_header
             if self.role is Role.CLIENT:
                 self.server_limits = message.limits
                 self._stdin_window = message.limits.stdin_window
-        if isinstance(message, Auth) and message.version not in self._versions:
-            # protocol.md [handshake.version]: the version must be one hello offered.
-            raise fault(ErrorCode.VERSION_UNSUPPORTED, "protocol version not offered")
+        elif isinstance(message, Auth):
+            self._accept_auth(message, sender, fault)
         self._step = next_step
         if next_step is HandshakeStep.DONE:
             self.state = ConnectionState.OPEN
             self._decoder.max_header = self._post_auth_max_header
+            self._decoder.keep_raw = False
+
+    def _accept_auth(self, auth: Auth, sender: Role, fault: type[ProtocolError]) -> None:
+        assert self._hello is not None  # the handshake's order
+        if auth.version not in self._hello.versions:
+            # protocol.md [handshake.version]: the version must be one hello offered.
+            raise fault(ErrorCode.VERSION_UNSUPPORTED, "protocol version not offered")
+        if not set(auth.features) <= set(self._hello.features):
+            # protocol.md [handshake.features]: only features hello offered.
+            raise fault(ErrorCode.FEATURE_UNSUPPORTED, "feature not offered")
+        self.version = auth.version
+        self.features = frozenset(auth.features)
+        if sender is not self.role:
+            self._auth_frame = self._decoder.raw_header
+
+    def _version_refusal(self) -> RemoteProtocolError | None:
+        """protocol.md [handshake.version]: an ``auth`` of a version we do not
+        speak is refused as such, even when its shape is another version's
+        (which our schema rejects first)."""
+        if self.role is not Role.SERVER or self._step is not HandshakeStep.AUTH:
+            return None
+        try:
+            header = from_json(self._decoder.raw_header[4:], allow_inf_nan=False)
+        except ValueError:
+            return None
+        if not isinstance(header, dict) or header.get("type") != "auth":
+            return None
+        version = header.get("version")
+        if type(version) is int and version not in SUPPORTED_VERSIONS:
+            return RemoteProtocolError(
+                ErrorCode.VERSION_UNSUPPORTED, "protocol version not offered"
+            )
+        return None
 
     def _register(self, message: Run | Put | Get, fault: type[ProtocolError]) -> None:
         # protocol.md [command.id.increasing]: run, put and get share one id space.

@@ -28,6 +28,8 @@ class ErrorCode(str, enum.Enum):
     # Sequencing: fatal.
     PROTOCOL_UNEXPECTED = "protocol.unexpected"
     VERSION_UNSUPPORTED = "version.unsupported"
+    FEATURE_UNSUPPORTED = "feature.unsupported"
+    TLS_BINDING_UNAVAILABLE = "tls.binding_unavailable"
     AUTH_FAILED = "auth.failed"
     AUTH_TIMEOUT = "auth.timeout"
     IDLE_TIMEOUT = "idle.timeout"
@@ -78,4 +80,6 @@ class RemoteProtocolError(ProtocolError):
 class LocalProtocolError(ProtocolError):
     """This side tried to send a message that is illegal in the current state.
 
-    It is a bug in the caller, not the peer's fault; nothing is sent."""
+    It is never the peer's fault: a bug in the caller, or a race the caller
+    handles (a ``cancel`` for a command whose end has just arrived). Nothing is
+    sent and the connection's state is unchanged."""

@@ -8,39 +8,47 @@ declared length as soon as the 4 bytes declaring it have arrived.
 
 from __future__ import annotations
 
+import collections
 import struct
-from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import from_json
 
 from ._errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 from ._messages import (
     CLIENT_MESSAGES,
     MESSAGE_ADAPTER,
     SERVER_MESSAGES,
+    Message,
+    MessageBase,
     Pty,
     ServerLimits,
-    _DataMessage,
-    _Message,
+    _BodyMessage,
 )
 
 HEADER_LENGTH = struct.Struct("<i")
+_VALIDATE_JSON = MESSAGE_ADAPTER.validator.validate_json
 
 
-def encode_frame(message: _Message) -> bytes:
-    """Serialise ``message`` (header and, for data messages, its body) to bytes.
+def encode_header(message: MessageBase) -> bytes:
+    """The length prefix and JSON header of ``message``, without its body."""
+    header = message.__pydantic_serializer__.to_json(message)
+    return HEADER_LENGTH.pack(len(header)) + header
+
+
+def encode_frame(message: MessageBase) -> bytes:
+    """Serialise ``message`` (header and, for messages with a body, the body)
+    to bytes.
 
     Raises:
-        LocalProtocolError: a data message whose ``data_size`` does not match
-            its data.
+        LocalProtocolError: a message whose ``data_size`` does not match its
+            body.
     """
     header = message.__pydantic_serializer__.to_json(message)
-    if isinstance(message, _DataMessage):
+    if isinstance(message, _BodyMessage):
         body = message.data
         if len(body) != message.data_size:
-            raise LocalProtocolError(
-                ErrorCode.INTERNAL, "data_size does not match the data"
-            )
+            raise LocalProtocolError(ErrorCode.INTERNAL, "data_size does not match the data")
         return b"".join((HEADER_LENGTH.pack(len(header)), header, body))
     return HEADER_LENGTH.pack(len(header)) + header
 
@@ -73,15 +81,33 @@ def _describe(loc: tuple[int | str, ...]) -> str:
     )
 
 
-def decode_header(raw: bytes) -> Any:
+def _check_json_numbers(raw: bytes | bytearray) -> None:
+    """``NaN``, ``Infinity`` and ``-Infinity`` are not JSON (RFC 8259 6) but
+    pydantic's parser reads them; refuse them as bad JSON wherever they stand,
+    even in a member that would be ignored (protocol.md [frame.header.json])."""
+    # The substring test is cheap and nearly always false; only a header
+    # that has one of the words (maybe inside a string) is parsed twice.
+    if b"NaN" in raw or b"Infinity" in raw:
+        try:
+            from_json(raw, allow_inf_nan=False)
+        except ValueError as exc:
+            raise RemoteProtocolError(
+                ErrorCode.HEADER_BAD_JSON, "header is not valid UTF-8 JSON"
+            ) from exc
+
+
+def decode_header(raw: bytes | bytearray) -> Message:
     """Validate one raw JSON header into its message model.
 
     Raises:
         RemoteProtocolError: with the ``header.*`` code that names the fault.
             The message never quotes the input.
     """
+    _check_json_numbers(raw)
     try:
-        return MESSAGE_ADAPTER.validate_json(raw)
+        # The compiled validator itself: straight from the bytes, without the
+        # TypeAdapter's per-call Python wrapper.
+        return _VALIDATE_JSON(raw)  # type: ignore[no-any-return]
     except ValidationError as exc:
         first = exc.errors(include_url=False, include_input=False)[0]
         code = _CODE_BY_PYDANTIC_ERROR.get(first["type"], ErrorCode.HEADER_INVALID)
@@ -108,94 +134,140 @@ class FrameDecoder:
     Limits are attributes so a connection can raise the header cap once the
     peer has authenticated.
 
-    Bodies bypass the header buffer: once a header is decoded, the chunks that
-    carry its body are kept as they arrived (slices, not copies) and joined
-    once, so each body byte is copied once, and the buffer stays header-sized
-    instead of growing and shrinking by whole bodies (which, for bulk output,
-    costs a page fault per 4 KiB in the allocator).
+    Received chunks are kept as they arrived, and read through memoryviews:
+    a header is copied once (to validate it), a body is sliced out of the
+    chunks that carry it and joined once (not at all when one chunk is exactly
+    the body), and the bytes behind a frame are never moved. A buffer that
+    grew and shrank by whole bodies would cost a page fault per 4 KiB for
+    bulk output; one that copied what follows each frame, a copy of the rest
+    of every read per frame in it.
     """
 
     def __init__(self, *, max_header: int, max_body: int) -> None:
         self.max_header = max_header
         self.max_body = max_body
-        self._buffer = bytearray()  # bytes not yet known to be body bytes
-        self._pending: _Message | None = None  # a header whose body is awaited
-        self._body_parts: list[bytes | memoryview] = []
+        #: When set, ``raw_header`` keeps the length prefix and header of the
+        #: last frame whose header was decoded (or failed to decode): the
+        #: handshake's transcript is made of them.
+        self.keep_raw = False
+        self.raw_header = b""
+        self._input: collections.deque[memoryview] = collections.deque()  # unread, in order
+        self._unread = 0  # bytes in _input
+        self._pending: _BodyMessage | None = None  # a header whose body is awaited
+        self._body_parts: list[memoryview] = []
         self._body_missing = 0
 
     def feed(self, data: bytes) -> None:
         """Take received bytes; nothing is parsed until ``next_message``."""
-        if self._body_missing and not self._buffer:
-            self._take_body(data)
-        else:
-            self._buffer += data
-
-    def _take_body(self, data: bytes) -> None:
-        """Keep the part of ``data`` that belongs to the awaited body; the rest
-        (the next frames) goes to the buffer."""
-        if len(data) <= self._body_missing:
-            self._body_parts.append(data)
-            self._body_missing -= len(data)
-            return
-        view = memoryview(data)
-        self._body_parts.append(view[: self._body_missing])
-        self._buffer += view[self._body_missing :]
-        self._body_missing = 0
+        if data:
+            self._input.append(memoryview(data))
+            self._unread += len(data)
 
     @property
     def mid_frame(self) -> bool:
         """True when part of a frame has been received but not all of it."""
-        return bool(self._buffer) or self._pending is not None
+        return self._unread > 0 or self._pending is not None
 
-    def next_message(self) -> _Message | None:
+    def next_message(self) -> Message | None:
         """Return the next complete message, or None until more bytes arrive.
 
         Raises:
             RemoteProtocolError: a bad length (``frame.bad_length``), a header
                 over ``max_header`` (``frame.too_large``), a body over
                 ``max_body`` (``frame.body_too_large``), or a bad header. Each is
-                raised as soon as the bytes that prove it are buffered.
+                raised as soon as the bytes that prove it are buffered, and
+                again on a later call (nothing is consumed).
         """
-        buffer = self._buffer
         if self._pending is None:
-            if len(buffer) < 4:
-                return None
-            (length,) = HEADER_LENGTH.unpack_from(buffer)
-            if length <= 0:
-                raise RemoteProtocolError(
-                    ErrorCode.FRAME_BAD_LENGTH, "header length must be positive"
-                )
-            if length > self.max_header:
-                raise RemoteProtocolError(
-                    ErrorCode.FRAME_TOO_LARGE,
-                    f"header length exceeds the limit of {self.max_header} bytes",
-                )
-            if len(buffer) < 4 + length:
-                return None
-            message = decode_header(bytes(buffer[4 : 4 + length]))
-            if message.data_size > self.max_body:
-                # Checked before consuming the header, so that calling again
-                # raises the same error instead of parsing the body as a frame.
-                raise RemoteProtocolError(
-                    ErrorCode.FRAME_BODY_TOO_LARGE,
-                    f"data_size exceeds the limit of {self.max_body} bytes",
-                )
-            del buffer[: 4 + length]
-            if message.data_size == 0:
-                return message  # type: ignore[no-any-return]
+            message = self._next_header()
+            if message is None or message.data_size == 0:
+                return message
+            assert isinstance(message, _BodyMessage)  # the schema allows no other
             self._pending = message
             self._body_missing = message.data_size
-            if buffer:  # body bytes that came with the header
-                rest = bytes(buffer)
-                buffer.clear()
-                self._take_body(rest)
+        return self._next_body()
+
+    def _next_header(self) -> Message | None:
+        if self._unread < 4:
+            return None
+        first = self._input[0]
+        (length,) = HEADER_LENGTH.unpack_from(first if len(first) >= 4 else self._peek(4))
+        if length <= 0:
+            raise RemoteProtocolError(ErrorCode.FRAME_BAD_LENGTH, "header length must be positive")
+        if length > self.max_header:
+            raise RemoteProtocolError(
+                ErrorCode.FRAME_TOO_LARGE,
+                f"header length exceeds the limit of {self.max_header} bytes",
+            )
+        if self._unread < 4 + length:
+            return None
+        # Nearly always within one chunk: then the header is its one copy.
+        header = (
+            bytes(first[4 : 4 + length])
+            if len(first) >= 4 + length
+            else (self._peek(4 + length)[4:])
+        )
+        if self.keep_raw:
+            self.raw_header = HEADER_LENGTH.pack(length) + header
+        message = decode_header(header)
+        if message.data_size > self.max_body:
+            # Checked before consuming the header, so that calling again
+            # raises the same error instead of parsing the body as a frame.
+            raise RemoteProtocolError(
+                ErrorCode.FRAME_BODY_TOO_LARGE,
+                f"data_size exceeds the limit of {self.max_body} bytes",
+            )
+        self._skip(4 + length)
+        return message
+
+    def _next_body(self) -> Message | None:
+        """Slice the awaited body out of the input; the message once whole."""
+        parts, queue = self._body_parts, self._input
+        while self._body_missing and queue:
+            view = queue[0]
+            if len(view) <= self._body_missing:
+                parts.append(queue.popleft())
+                taken = len(view)
+            else:
+                taken = self._body_missing
+                parts.append(view[:taken])
+                queue[0] = view[taken:]
+            self._body_missing -= taken
+            self._unread -= taken
         if self._body_missing:
             return None
-        pending = self._pending
-        parts = self._body_parts
-        body = parts[0] if len(parts) == 1 and isinstance(parts[0], bytes) else b"".join(parts)
+        first = parts[0]
+        if len(parts) == 1 and isinstance(first.obj, bytes) and len(first) == len(first.obj):
+            body = first.obj  # a chunk that is exactly the body: no copy
+        else:
+            body = b"".join(parts)
         self._body_parts = []
-        self._pending = None
-        assert isinstance(pending, _DataMessage)
+        pending, self._pending = self._pending, None
+        assert pending is not None
         pending._attach_body(body)
-        return pending
+        return pending  # type: ignore[return-value]
+
+    def _peek(self, size: int) -> bytes:
+        """The next ``size`` unread bytes (``size`` <= unread), not consumed."""
+        first = self._input[0]
+        if len(first) >= size:
+            return bytes(first[:size])
+        out = bytearray()
+        for view in self._input:
+            out += view[: size - len(out)]
+            if len(out) == size:
+                break
+        return bytes(out)
+
+    def _skip(self, size: int) -> None:
+        """Consume ``size`` unread bytes."""
+        self._unread -= size
+        queue = self._input
+        while size:
+            view = queue[0]
+            if len(view) <= size:
+                queue.popleft()
+                size -= len(view)
+            else:
+                queue[0] = view[size:]
+                size = 0

@@ -34,9 +34,22 @@ STDIN_WINDOW = 256 * KiB
 #: the command-scoped ``busy`` error, never queued.
 MAX_COMMANDS_PER_CONNECTION = 64
 
-#: Commands ids are JSON numbers; keeping them below 2**53 keeps them exact in
-#: every JSON implementation (JavaScript's numbers included).
-MAX_COMMAND_ID = 2**53 - 1
+#: The largest integer every JSON implementation reads exactly (RFC 7493,
+#: I-JSON; JavaScript's numbers included). Command ids, ping sequence numbers,
+#: byte counts and sizes stay within it.
+MAX_SAFE_INTEGER = 2**53 - 1
+
+#: Command ids are JSON numbers, exact everywhere below 2**53.
+MAX_COMMAND_ID = MAX_SAFE_INTEGER
+
+#: The bound of a limit announced in ``hello``, of a pid and of one stdin
+#: grant: what a signed 32-bit integer holds (a frame's header length is one).
+MAX_INT32 = 2**31 - 1
+
+#: The longest duration a message carries, in seconds (a ``run``'s timeout,
+#: an ``exit``'s duration): about 68 years, far beyond any command, and small
+#: enough for every clock and timer API to take.
+MAX_SECONDS = float(MAX_INT32)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,18 +1,22 @@
 """The messages of the rexec protocol: one frozen pydantic model per ``type``.
 
 Every model is strict (no coercion: ``"5"`` is not an int, ``1`` is not a
-bool), refuses unknown fields, refuses NUL in every string and non-finite
-numbers, and is immutable. ``MESSAGE_ADAPTER`` validates a raw JSON header into
-the right model in one pass, dispatching on ``type``.
+bool), refuses NUL in every string, non-finite numbers and integers out of
+range, and is immutable. Most are closed (an unknown member is an error); the
+server's reports (``hello`` and its ``limits``, ``started``, ``exit``,
+``error``) are extensible: a receiver ignores members it does not know
+(protocol.md [message.extensible]). ``MESSAGE_ADAPTER`` validates a raw JSON
+header into the right model in one pass, dispatching on ``type``.
 
-Three messages carry a body (``stdin``, ``stdout``, ``stderr``): their header
-declares ``data_size`` and the bytes follow the header on the wire. The bytes
-are available as ``message.data``; build such a message with ``with_data``.
+Five messages carry a body: ``stdin``, ``stdout`` and ``stderr`` their bytes,
+``auth`` and ``auth_ok`` their 32-byte mac. The header declares ``data_size``
+and the bytes follow it on the wire; they are available as ``message.data``.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Annotated, Any, ClassVar, Literal, Self, Union
 
 from pydantic import (
@@ -20,20 +24,19 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PrivateAttr,
     SerializerFunctionWrapHandler,
     TypeAdapter,
     model_serializer,
     model_validator,
 )
 
-from ._limits import MAX_COMMAND_ID
-
-PROTOCOL_VERSION = 1
+from ._handshake import MAC_SIZE
+from ._limits import MAX_COMMAND_ID, MAX_INT32, MAX_SAFE_INTEGER, MAX_SECONDS
 
 _HEX_32_BYTES = re.compile(r"^[0-9a-f]{64}\Z")
 _RESUME_KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 _ERROR_CODE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*\Z")
+_FEATURE_NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,63}\Z")
 
 
 def _no_nul(value: str) -> str:
@@ -68,17 +71,41 @@ def _error_code(value: str) -> str:
     return value
 
 
+def _feature_name(value: str) -> str:
+    if not _FEATURE_NAME.match(value):
+        raise ValueError("feature names are 1 to 64 of a-z 0-9 _ . -, starting with a letter")
+    return value
+
+
+def _unique(values: list[str]) -> list[str]:
+    if len(set(values)) != len(values):
+        raise ValueError("a feature is named twice")
+    return values
+
+
 Text = Annotated[str, AfterValidator(_no_nul)]
 Hex32 = Annotated[str, AfterValidator(_hex_32_bytes)]
 EnvName = Annotated[str, AfterValidator(_no_nul), AfterValidator(_env_name)]
 CommandId = Annotated[int, Field(ge=0, le=MAX_COMMAND_ID)]
-Count = Annotated[int, Field(ge=0)]
-# No upper bound here: a data_size above the receiver's body limit must be
-# reported as frame.body_too_large (by the decoder), not as a schema error.
+#: Byte counts, sizes and sequence numbers.
+Count = Annotated[int, Field(ge=0, le=MAX_SAFE_INTEGER)]
+#: No upper bound here: a data_size above the receiver's body limit, however
+#: large, must be reported as frame.body_too_large (by the decoder), not as a
+#: schema error.
 DataSize = Annotated[int, Field(ge=0)]
+#: The data_size of a message that carries no body.
+NoBody = Annotated[int, Field(ge=0, le=0)]
+#: The data_size of a message whose body is a mac.
+MacBody = Annotated[int, Field(ge=MAC_SIZE, le=MAC_SIZE)]
 TermSize = Annotated[int, Field(ge=1, le=65535)]
 #: Permission bits of a file, as ``chmod`` takes them (setuid, setgid, sticky included).
 FileMode = Annotated[int, Field(ge=0, le=0o7777)]
+Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS)]
+Features = Annotated[
+    list[Annotated[str, AfterValidator(_feature_name)]],
+    Field(max_length=32),
+    AfterValidator(_unique),
+]
 #: A client's name for one version of a source file, to resume a put with.
 ResumeKey = Annotated[str, AfterValidator(_resume_key)]
 
@@ -114,36 +141,70 @@ SignalName = Literal[
 ]
 
 
+_CLOSED = ConfigDict(frozen=True, strict=True, extra="forbid", allow_inf_nan=False)
+#: Objects a receiver must accept with members it does not know (protocol.md
+#: [message.extensible]): they are dropped, never stored, never echoed.
+_EXTENSIBLE = ConfigDict(frozen=True, strict=True, extra="ignore", allow_inf_nan=False)
+
+
 class _Message(BaseModel):
-    model_config = ConfigDict(
-        frozen=True, strict=True, extra="forbid", allow_inf_nan=False
-    )
+    """What every message has: a ``type``, and the ``data_size`` of its body
+    (0 for the messages that carry none)."""
+
+    model_config = _CLOSED
 
     #: Whether frames of this type carry a body of ``data_size`` bytes.
     has_body: ClassVar[bool] = False
 
     # Declared here so that every header serialises with its type first.
     type: str
-    data_size: DataSize = 0
-
-    @model_validator(mode="after")
-    def _bodiless_frames_have_no_body(self) -> Self:
-        if not self.has_body and self.data_size != 0:
-            raise ValueError("this message type carries no body")
-        return self
+    data_size: NoBody = 0
 
 
-class _DataMessage(_Message):
-    """A message whose payload bytes travel in the frame's body."""
+#: The public name of the base of every message (for annotations and
+#: ``isinstance``).
+MessageBase = _Message
+
+
+class _BodyMessage(_Message):
+    """A message whose payload bytes travel in the frame's body.
+
+    The body is kept in the instance's ``__dict__`` beside the fields (which
+    validation and serialisation never look at), not as a pydantic private
+    attribute: a model with private attributes runs a post-init hook for
+    every instance, which costs more than the rest of decoding a frame.
+    """
 
     has_body: ClassVar[bool] = True
-    id: CommandId
-    _data: bytes = PrivateAttr(default=b"")
+    _body: ClassVar[bytes] = b""  # the class default; each message sets its own
 
     @property
     def data(self) -> bytes:
         """The body bytes; ``len(data) == data_size``."""
-        return self._data
+        return self._body
+
+    def _attach_body(self, body: bytes) -> None:
+        # Called once, by the decoder or by a constructor here, before the
+        # message is handed out. Frozen models refuse setattr.
+        object.__setattr__(self, "_body", body)
+
+    def __eq__(self, other: object) -> bool:
+        # pydantic compares fields only; two frames are equal bodies included.
+        return (
+            super().__eq__(other) is True
+            and isinstance(other, _BodyMessage)
+            and self._body == other._body
+        )
+
+    def __hash__(self) -> int:
+        return hash((super().__hash__(), self._body))
+
+
+class _DataMessage(_BodyMessage):
+    """Command bytes: a body of any size, for the command ``id``."""
+
+    id: CommandId
+    data_size: DataSize = 0
 
     @classmethod
     def with_data(cls, id: int, data: bytes) -> Self:
@@ -151,12 +212,8 @@ class _DataMessage(_Message):
         # ``type`` has a default in every concrete subclass; mypy only sees
         # this abstract base, where it has none.
         message = cls(id=id, data_size=len(data))  # type: ignore[call-arg]
-        message._data = data
+        message._attach_body(data)
         return message
-
-    def _attach_body(self, body: bytes) -> None:
-        # Called once by the decoder, before the message is handed out.
-        self._data = body
 
 
 # --- Handshake -------------------------------------------------------------
@@ -165,37 +222,73 @@ class _DataMessage(_Message):
 class ServerLimits(BaseModel):
     """The limits a server enforces, announced in ``hello``."""
 
-    model_config = ConfigDict(frozen=True, strict=True, extra="forbid")
-    max_header: Annotated[int, Field(ge=1)]
-    max_body: Annotated[int, Field(ge=1)]
-    stdin_window: Annotated[int, Field(ge=1)]
-    max_commands: Annotated[int, Field(ge=1)]
+    model_config = _EXTENSIBLE
+    max_header: Annotated[int, Field(ge=1, le=MAX_INT32)]
+    max_body: Annotated[int, Field(ge=1, le=MAX_INT32)]
+    stdin_window: Annotated[int, Field(ge=1, le=MAX_INT32)]
+    max_commands: Annotated[int, Field(ge=1, le=MAX_INT32)]
 
 
 class Hello(_Message):
-    """Server → client, first frame: versions spoken, challenge nonce, limits."""
+    """Server → client, first frame: versions spoken, features offered,
+    challenge nonce, limits."""
 
+    model_config = _EXTENSIBLE
     type: Literal["hello"] = "hello"
-    versions: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1, max_length=16)]
+    versions: Annotated[
+        list[Annotated[int, Field(ge=1, le=65535)]], Field(min_length=1, max_length=16)
+    ]
+    features: Features = Field(default_factory=list)
     nonce: Hex32
     server: Annotated[Text, Field(max_length=255)]
     limits: ServerLimits
 
 
-class Auth(_Message):
-    """Client → server: the chosen version, the client nonce, the client's proof."""
+class Auth(_BodyMessage):
+    """Client → server: the chosen version and features, the client nonce;
+    the body is the client's mac over the transcript (protocol.md 3.1)."""
 
     type: Literal["auth"] = "auth"
-    version: Annotated[int, Field(ge=1)]
+    data_size: MacBody
+    version: Annotated[int, Field(ge=1, le=65535)]
+    features: Features = Field(default_factory=list)
     nonce: Hex32
-    mac: Hex32
+
+    @property
+    def mac(self) -> bytes:
+        return self._body
+
+    @classmethod
+    def unsigned(cls, *, version: int, nonce: str, features: Sequence[str] = ()) -> Auth:
+        """The ``auth`` header to sign; its mac is attached by ``signed``."""
+        return cls(data_size=MAC_SIZE, version=version, nonce=nonce, features=list(features))
+
+    def signed(self, mac: bytes) -> Auth:
+        """This ``auth`` with ``mac`` as its body."""
+        if len(mac) != MAC_SIZE:
+            raise ValueError(f"a mac is {MAC_SIZE} bytes")
+        message = self.model_copy()
+        message._attach_body(mac)
+        return message
 
 
-class AuthOk(_Message):
-    """Server → client: authentication accepted, and the server's proof."""
+class AuthOk(_BodyMessage):
+    """Server → client: authentication accepted; the body is the server's mac."""
 
     type: Literal["auth_ok"] = "auth_ok"
-    mac: Hex32
+    data_size: MacBody
+
+    @property
+    def mac(self) -> bytes:
+        return self._body
+
+    @classmethod
+    def with_mac(cls, mac: bytes) -> AuthOk:
+        if len(mac) != MAC_SIZE:
+            raise ValueError(f"a mac is {MAC_SIZE} bytes")
+        message = cls(data_size=MAC_SIZE)
+        message._attach_body(mac)
+        return message
 
 
 # --- Commands: client → server ---------------------------------------------
@@ -204,7 +297,7 @@ class AuthOk(_Message):
 class Pty(BaseModel):
     """The pseudo-terminal a command asks for."""
 
-    model_config = ConfigDict(frozen=True, strict=True, extra="forbid")
+    model_config = _CLOSED
     rows: TermSize = 24
     cols: TermSize = 80
     term: Annotated[Text, Field(min_length=1, max_length=64)] = "xterm-256color"
@@ -221,8 +314,8 @@ class Run(_Message):
     cwd: Annotated[Text, Field(min_length=1)] | None = None
     env: dict[EnvName, Text] = Field(default_factory=dict)
     stdin: bool = False
-    timeout: Annotated[float, Field(gt=0)] | None = None
-    output_limit: Annotated[int, Field(ge=0)] | None = None
+    timeout: Annotated[float, Field(gt=0, le=MAX_SECONDS)] | None = None
+    output_limit: Count | None = None
     pty: Pty | None = None
 
     @model_validator(mode="after")
@@ -323,9 +416,10 @@ class Get(_Message):
 class Started(_Message):
     """Server → client: the command's process exists."""
 
+    model_config = _EXTENSIBLE
     type: Literal["started"] = "started"
     id: CommandId
-    pid: Annotated[int, Field(ge=1)]
+    pid: Annotated[int, Field(ge=1, le=MAX_INT32)]
 
 
 class Stdout(_DataMessage):
@@ -345,12 +439,13 @@ class StdinCredit(_Message):
 
     type: Literal["stdin_credit"] = "stdin_credit"
     id: CommandId
-    bytes: Annotated[int, Field(ge=1)]
+    bytes: Annotated[int, Field(ge=1, le=MAX_INT32)]
 
 
 class Exit(_Message):
     """Server → client: the one terminal record of a started command."""
 
+    model_config = _EXTENSIBLE
     type: Literal["exit"] = "exit"
     id: CommandId
     exit_code: Annotated[int, Field(ge=0, le=255)] | None
@@ -360,7 +455,7 @@ class Exit(_Message):
     cancelled: bool = False
     output_capped: bool = False
     pipes_held: bool = False
-    duration: Annotated[float, Field(ge=0)]
+    duration: Seconds
     stdout_bytes: Count = 0
     stderr_bytes: Count = 0
     stdin_bytes: Count = 0
@@ -405,6 +500,7 @@ class Error(_Message):
     """An error report. With ``id`` it is the terminal frame of that command;
     with ``fatal`` the sender closes the connection after it."""
 
+    model_config = _EXTENSIBLE
     type: Literal["error"] = "error"
     code: Annotated[Text, AfterValidator(_error_code), Field(max_length=64)]
     message: Annotated[Text, Field(max_length=200)]
@@ -454,7 +550,7 @@ Message = Annotated[
 ]
 
 #: The one validator for every header: ``MESSAGE_ADAPTER.validate_json(raw)``.
-MESSAGE_ADAPTER: TypeAdapter[Any] = TypeAdapter(Message)
+MESSAGE_ADAPTER: TypeAdapter[Message] = TypeAdapter(Message)
 
 #: Types a client may send, and types a server may send.
 CLIENT_MESSAGES: tuple[type[_Message], ...] = (

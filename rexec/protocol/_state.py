@@ -3,7 +3,9 @@
 A connection goes HANDSHAKE → OPEN → CLOSED. In HANDSHAKE the only legal
 frames are the handshake's, in its order; in OPEN the command frames of each
 direction; a fatal ``error`` either way, or the end of the stream, closes it.
-Per-command rules (ids, stdin credit, terminal frames) live in _connection.py.
+A protocol error by the peer puts it in ERROR, from which the only way on is
+a fatal ``error`` frame, sent, to CLOSED. Per-command rules (ids, stdin
+credit, terminal frames) live in _commands.py.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from ._messages import (
     File,
     Get,
     Hello,
+    MessageBase,
     Ping,
     Pong,
     Put,
@@ -32,7 +35,6 @@ from ._messages import (
     StdinCredit,
     StdinEof,
     Stdout,
-    _Message,
 )
 
 
@@ -44,6 +46,9 @@ class Role(enum.Enum):
 class ConnectionState(enum.Enum):
     HANDSHAKE = "handshake"
     OPEN = "open"
+    #: The peer broke the protocol: nothing more is read; only a fatal
+    #: ``error`` may still be sent.
+    ERROR = "error"
     CLOSED = "closed"
 
 
@@ -56,7 +61,7 @@ class HandshakeStep(enum.Enum):
     DONE = "done"
 
 
-Kinds = tuple[type[_Message], ...]
+Kinds = tuple[type[MessageBase], ...]
 
 #: What each role may send once the connection is open.
 OPEN_SENDS: dict[Role, Kinds] = {
@@ -65,7 +70,7 @@ OPEN_SENDS: dict[Role, Kinds] = {
 }
 
 #: The frame each handshake step expects, and the step that follows it.
-HANDSHAKE_STEPS: dict[HandshakeStep, tuple[type[_Message], Role, HandshakeStep]] = {
+HANDSHAKE_STEPS: dict[HandshakeStep, tuple[type[MessageBase], Role, HandshakeStep]] = {
     HandshakeStep.HELLO: (Hello, Role.SERVER, HandshakeStep.AUTH),
     HandshakeStep.AUTH: (Auth, Role.CLIENT, HandshakeStep.AUTH_OK),
     HandshakeStep.AUTH_OK: (AuthOk, Role.SERVER, HandshakeStep.DONE),

@@ -2,8 +2,8 @@
 the check of the client's ``auth`` against every authorised key.
 
 The session calls ``hello`` once on connect and ``answer`` once with the
-client's ``auth``; everything else about the handshake (the nonce, the proofs)
-stays in here.
+client's ``auth``; the macs themselves are computed by the protocol core, over
+the transcript its ``Connection`` recorded (protocol.md 3.1).
 """
 
 from __future__ import annotations
@@ -11,70 +11,66 @@ from __future__ import annotations
 import secrets
 
 from rexec.protocol import (
+    NONCE_SIZE,
+    SUPPORTED_FEATURES,
     SUPPORTED_VERSIONS,
     Auth,
     AuthOk,
     ErrorCode,
     Hello,
     ServerLimits,
-    client_proof,
-    proofs_match,
-    server_proof,
+    Transcript,
+    macs_match,
 )
 from rexec.server.policy import KeyRules
 
 
 class HandshakeFailed(Exception):
-    """The client can't be let in; ``code`` is the fatal error for the wire.
+    """The client proved no authorised key (a failure that counts against its
+    address); ``code`` is the fatal error for the wire."""
 
-    ``bad_key`` is True when it proved no authorised key (a failure that
-    counts against its address), False for a version it can't speak.
-    """
-
-    def __init__(self, code: ErrorCode, message: str, *, bad_key: bool) -> None:
+    def __init__(self, code: ErrorCode, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
-        self.bad_key = bad_key
 
 
 class Handshake:
     """One connection's handshake, from the server's side.
 
     Args:
-        server_name: announced in ``hello`` and bound into the proofs.
+        server_name: announced in ``hello``, and so covered by the macs.
     """
 
     def __init__(self, server_name: str) -> None:
         self._server_name = server_name
-        self._nonce = secrets.token_hex(32)
+        self._nonce = secrets.token_hex(NONCE_SIZE)
 
     def hello(self, limits: ServerLimits) -> Hello:
         """The server's first message."""
         return Hello(
-            versions=list(SUPPORTED_VERSIONS), nonce=self._nonce, server=self._server_name,
-            limits=limits,
+            versions=list(SUPPORTED_VERSIONS), features=sorted(SUPPORTED_FEATURES),
+            nonce=self._nonce, server=self._server_name, limits=limits,
         )  # fmt: skip
 
-    def answer(self, auth: Auth, keys: tuple[KeyRules, ...]) -> tuple[KeyRules, AuthOk]:
-        """The key of ``keys`` the client proved it holds (the keys in force
-        now: a reload may have changed them since ``hello``), and the
-        server's proof in return.
+    def answer(
+        self, auth: Auth, transcript: Transcript, keys: tuple[KeyRules, ...]
+    ) -> tuple[KeyRules, AuthOk]:
+        """The key of ``keys`` the client proved it holds over ``transcript``
+        (the keys in force now: a reload may have changed them since
+        ``hello``), and the server's proof in return. The protocol core has
+        already refused a version or feature hello did not offer.
 
         Raises:
-            HandshakeFailed: an unsupported version, or no key matched.
+            HandshakeFailed: no key matched: the client holds none of them, or
+                the handshake was altered on its way (another binding, a
+                changed hello).
         """
-        if auth.version not in SUPPORTED_VERSIONS:
-            raise HandshakeFailed(
-                ErrorCode.VERSION_UNSUPPORTED, "protocol version not supported", bad_key=False
-            )
         # Every key is tried, so the time taken says nothing about which matched.
         matched: KeyRules | None = None
         for rules in keys:
-            expected = client_proof(rules.key, self._nonce, auth.nonce, self._server_name)
-            if proofs_match(expected, auth.mac) and matched is None:
+            if macs_match(transcript.client_mac(rules.key), auth.mac) and matched is None:
                 matched = rules
         if matched is None:
-            raise HandshakeFailed(ErrorCode.AUTH_FAILED, "authentication failed", bad_key=True)
-        mac = server_proof(matched.key, self._nonce, auth.nonce, self._server_name)
-        return matched, AuthOk(mac=mac)
+            raise HandshakeFailed(ErrorCode.AUTH_FAILED, "authentication failed")
+        return matched, AuthOk.with_mac(transcript.server_mac(matched.key, auth.mac))

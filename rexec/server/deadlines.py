@@ -24,7 +24,7 @@ EOF_PROBE_INTERVAL = 0.5
 
 class Deadline(enum.Enum):
     AUTH = "auth"  # from connect to a valid ``auth``
-    FRAME = "frame"  # from a frame's first byte to its last header byte (slowloris)
+    FRAME = "frame"  # from a frame's first byte to its last, body included (slowloris)
     IDLE = "idle"  # authenticated, silent, nothing running
     STALL = "stall"  # output left unread by the client
 

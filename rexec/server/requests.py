@@ -20,7 +20,7 @@ from rexec.server.writer import Terminal
 
 class Request(Protocol):
     """A running command or transfer, as its session drives it. Messages the
-    protocol core refuses for a kind of request (a ``signal`` for a ``get``)
+    protocol core refuses or drops for a kind of request (a ``signal`` for a ``get``)
     never reach it."""
 
     def write_stdin(self, data: bytes) -> None: ...

@@ -204,11 +204,14 @@ class CommandRunner:
         if len(data) == _DEFAULT_PIPE_SIZE and fd not in self._enlarged:
             self._enlarged.add(fd)
             enlarge_pipe(fd)
-        capped = False
+        withheld = False
         if self._output_left is not None:
-            if len(data) >= self._output_left:
+            # protocol.md [output.limit]: exactly min(limit, produced) bytes
+            # across both streams, in the order read; capped only when a byte
+            # is actually withheld.
+            if len(data) > self._output_left:
                 data = data[: self._output_left]
-                capped = True
+                withheld = True
             self._output_left -= len(data)
         if data:
             if self._open_outputs[fd] is Stream.STDOUT:
@@ -217,14 +220,12 @@ class CommandRunner:
             else:
                 self.outcome.stderr_bytes += len(data)
                 self._on_output(Stream.STDERR, data)
-        if capped:
-            self._cap_output()
-
-    def _cap_output(self) -> None:
-        self.outcome.output_capped = True
-        for fd in list(self._open_outputs):
-            self._close_output(fd)
-        self._kill_tree()
+        if withheld and not self.outcome.output_capped:
+            self.outcome.output_capped = True
+            # The pipes stay open, read and discarded, until the command has
+            # gone: closing them first would kill it with SIGPIPE, or not,
+            # depending on timing. It ends by the TERM (KILL after the grace).
+            self._kill_tree()
 
     def _close_output(self, fd: int) -> None:
         if self._open_outputs.pop(fd, None) is None:

@@ -20,11 +20,11 @@ import sys
 import time
 import traceback
 
+from rexec.log import log
 from rexec.protocol import (
     Auth,
     Cancel,
     Connection,
-    ConnectionState,
     Error,
     ErrorCode,
     Get,
@@ -60,6 +60,7 @@ from rexec.server.requests import Request, refuse
 from rexec.server.server import Server
 from rexec.server.transfers import start_transfer
 from rexec.server.writer import Terminal, Writer
+from rexec.tls_binding import BindingUnavailable, channel_binding
 
 #: What each deadline ends the connection with.
 _EXPIRED = {
@@ -89,6 +90,7 @@ class Session(asyncio.Protocol):
         self._answer_later: asyncio.TimerHandle | None = None
         self._read_eof = False
         self._probe_seq = 0
+        self._binding = b""  # the TLS channel binding, b"" without TLS
 
     # --- the transport's events -------------------------------------------------------
 
@@ -104,10 +106,18 @@ class Session(asyncio.Protocol):
         # table of those authenticating is full, an older one makes room.
         displaced = server.admission.admit(self, peer[0] if peer else "?")
         server.emit(ConnectionAdmitted(self.origin))
-        self.deadlines.start_auth()
-        self.writer.send(self._handshake.hello(self.conn.announced_limits()))
         if isinstance(displaced, Session):
             displaced.displace()
+        try:
+            # protocol.md [auth.binding]: under TLS the macs cover the
+            # session's tls-exporter value; a session we can't bind is refused.
+            self._binding = channel_binding(transport.get_extra_info("ssl_object"))
+        except BindingUnavailable as exc:
+            log(f"refusing a TLS connection from {self.origin.peer}: {exc}", level="error")
+            self.writer.fatal(ErrorCode.TLS_BINDING_UNAVAILABLE, "no TLS channel binding")
+            return
+        self.deadlines.start_auth()
+        self.writer.send(self._handshake.hello(self.conn.announced_limits()))
 
     def data_received(self, data: bytes) -> None:
         if not self._reading:
@@ -121,10 +131,7 @@ class Session(asyncio.Protocol):
             self.deadlines.watch_frame(self.conn.mid_frame)
             self._rearm_idle()
         except RemoteProtocolError as exc:
-            if (
-                exc.code is ErrorCode.FRAME_TOO_LARGE
-                and self.conn.state is ConnectionState.HANDSHAKE
-            ):
+            if exc.code is ErrorCode.FRAME_TOO_LARGE and self._key is None:
                 self.server.emit(BadFrame(self.origin, exc.code.value, "possibly another protocol"))
             self.writer.fatal(exc.code, exc.message)
         except Exception:  # a bug here must end this connection only, loudly in the log
@@ -206,13 +213,14 @@ class Session(asyncio.Protocol):
 
     def _authenticate(self, auth: Auth) -> None:
         server = self.server
+        transcript = self.conn.transcript(self._binding)
         try:
-            key, answer = self._handshake.answer(auth, server.config.keys)
+            key, answer = self._handshake.answer(auth, transcript, server.config.keys)
         except HandshakeFailed as failed:
-            delay = 0.0
-            if failed.bad_key:
-                server.emit(AuthFailed(self.origin, "failed"))
-                delay = server.admission.failed(self, time.monotonic())
+            # The protocol core has refused an unoffered version already: a
+            # failure here is always a key not proven, which counts.
+            server.emit(AuthFailed(self.origin, "failed"))
+            delay = server.admission.failed(self, time.monotonic())
             self._fail_handshake(failed.code, failed.message, delay)
             return
         self.deadlines.stop_auth()

@@ -187,7 +187,7 @@ class Settings(BaseSettings):
     # enough for a slow network.
     auth_timeout: Seconds = _setting(10.0, "seconds a new connection has to authenticate")
     frame_timeout: Seconds = _setting(
-        10.0, "seconds a frame may take from its first byte to its last header byte"
+        10.0, "seconds a frame may take from its first byte to its last, body included"
     )
     idle_timeout: Seconds = _setting(
         300.0, "seconds an authenticated connection may stay silent with nothing running (0: never)"

@@ -34,12 +34,43 @@ _F_SETPIPE_SZ = 1031
 
 # A pty's slave only becomes the controlling terminal when the new session's
 # leader asks for it (TIOCSCTTY). subprocess can't do that without preexec_fn,
-# which is unsafe in a threaded process, so a tiny exec wrapper does it.
+# which is unsafe in a threaded process, so a tiny exec wrapper does it. Being
+# a Python, the wrapper ignores SIGPIPE and SIGXFSZ from its own start: it sets
+# them back before the exec, or the command would inherit them ignored.
 _PTY_EXEC_WRAPPER = (
-    "import fcntl,os,sys,termios;"
+    "import fcntl,os,signal,sys,termios;"
     "fcntl.ioctl(0,termios.TIOCSCTTY,0);"
+    "[signal.signal(s,signal.SIG_DFL) for s in (signal.SIGPIPE,signal.SIGXFSZ)];"
     "os.execvp(sys.argv[1],sys.argv[1:])"
 )
+
+
+#: Python ignores these itself at startup, so that a write to a closed pipe or
+#: socket raises instead of killing the daemon; subprocess restores them to
+#: the default in every child (``restore_signals``).
+_IGNORED_BY_PYTHON = frozenset({signal.SIGPIPE, signal.SIGXFSZ})
+
+
+def reset_inherited_signals() -> None:
+    """Unblock every signal and set every ignored one back to its default
+    action, so that every command starts as sshd starts one: default
+    dispositions and an empty mask, whatever the daemon inherited (protocol.md
+    [command.signals.default]). A daemon started as a background job of a
+    non-interactive shell has SIGINT and SIGQUIT ignored, and ignored signals
+    and the mask survive fork and exec; caught ones are reset by exec anyway.
+
+    Call it first thing, before any thread exists: a thread takes the mask of
+    the thread that creates it.
+    """
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
+    for signum in signal.valid_signals():
+        if signum in _IGNORED_BY_PYTHON:
+            continue
+        try:
+            if signal.getsignal(signum) == signal.SIG_IGN:
+                signal.signal(signum, signal.SIG_DFL)
+        except (OSError, ValueError):
+            continue  # SIGKILL, SIGSTOP and those the C library keeps to itself
 
 
 class SpawnError(Exception):

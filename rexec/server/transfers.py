@@ -108,10 +108,10 @@ class Transfer:
             self._io.input_ended()  # [transfer.put.half_close]
 
     def send_signal(self, signum: int) -> None:
-        """The protocol core refuses signals for transfers."""
+        """The protocol core drops signals for transfers ([command.frames.dropped])."""
 
     def resize(self, rows: int, cols: int) -> None:
-        """The protocol core refuses resizes for transfers."""
+        """The protocol core drops resizes for transfers ([command.frames.dropped])."""
 
     def cancel(self) -> None:
         self._io.cancel()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import ssl
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,7 +17,6 @@ from rexec.protocol import (
     Connection,
     Hello,
     Role,
-    server_proof,
 )
 
 #: Bound on every CLI run in these tests.
@@ -29,11 +29,14 @@ def cli_argv(*args: str) -> list[str]:
 
 @asynccontextmanager
 async def fake_server(
-    key: bytes, *, versions: list[int] | None = None, prove: bool = True
+    key: bytes, *, versions: list[int] | None = None, prove: bool = True,
+    tls: ssl.SSLContext | None = None, received: list[bytes] | None = None,
 ) -> AsyncIterator[int]:
     """A server that greets, checks nothing, answers ``auth`` with ``auth_ok``
     (a wrong proof unless ``prove``), then reads and ignores everything: it
-    never answers a ping. Yields its port on 127.0.0.1."""
+    never answers a ping. With ``tls``, it speaks TLS with that context (and
+    binds nothing); ``received`` collects every byte a client sent. Yields its
+    port on 127.0.0.1."""
 
     writers: list[asyncio.StreamWriter] = []
 
@@ -42,7 +45,7 @@ async def fake_server(
         protocol = Connection(Role.SERVER)
         nonce = secrets.token_hex(32)
         hello = Hello(
-            versions=versions or [1],
+            versions=versions or [2],
             nonce=nonce,
             server="fake",
             limits=protocol.announced_limits(),
@@ -50,15 +53,18 @@ async def fake_server(
         writer.write(protocol.send(hello))
         auth = None
         while auth is None and (data := await reader.read(65536)):
+            if received is not None:
+                received.append(data)
             protocol.receive_data(data)
             auth = protocol.next_event()
         if isinstance(auth, Auth):
-            mac = server_proof(key if prove else bytes(32), nonce, auth.nonce, "fake")
-            writer.write(protocol.send(AuthOk(mac=mac)))
-        while await reader.read(65536):
-            pass
+            mac = protocol.transcript().server_mac(key if prove else bytes(32), auth.mac)
+            writer.write(protocol.send(AuthOk.with_mac(mac)))
+        while data := await reader.read(65536):
+            if received is not None:
+                received.append(data)
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=tls)
     try:
         yield server.sockets[0].getsockname()[1]
     finally:

@@ -170,11 +170,38 @@ def test_version_mismatch_is_a_clear_error() -> None:
     key = bytes(range(32))
 
     async def go() -> None:
-        async with fake_server(key, versions=[2, 3]) as port:
+        async with fake_server(key, versions=[1, 3]) as port:
             with pytest.raises(VersionMismatch, match="version"):
                 await connect("127.0.0.1", port, key)
 
     asyncio.run(go())
+
+
+def test_a_tls_session_that_cannot_be_bound_is_refused_before_auth() -> None:
+    """[auth.binding]: over TLS 1.2 (a server that still allows it, a client
+    context the user made) the channel binding can't be computed; the client
+    refuses to authenticate unbound: it sends nothing and says why."""
+    import ssl
+
+    import trustme
+
+    key = bytes(range(32))
+    ca = trustme.CA()
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    server_context.maximum_version = ssl.TLSVersion.TLSv1_2
+    client_context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ca.configure_trust(client_context)
+    received: list[bytes] = []
+
+    async def go() -> None:
+        async with fake_server(key, tls=server_context, received=received) as port:
+            with pytest.raises(RexecConnectionError, match="TLSv1.3") as info:
+                await connect("127.0.0.1", port, key, ssl=client_context)
+            assert info.value.code == "tls.binding_unavailable"
+
+    asyncio.run(go())
+    assert received == []  # not even an auth left the client
 
 
 def test_keepalive_declares_a_silent_server_dead() -> None:

@@ -18,6 +18,7 @@ import contextlib
 import errno
 import functools
 import hashlib
+import hmac
 import json
 import os
 import secrets
@@ -54,11 +55,10 @@ from rexec.protocol import (
     StdinCredit,
     StdinEof,
     Stdout,
-    client_proof,
+    Transcript,
     decode_header,
     encode_frame,
-    proofs_match,
-    server_proof,
+    macs_match,
 )
 
 FLAGS: dict[str, str] = {
@@ -74,10 +74,15 @@ FLAGS: dict[str, str] = {
     "echo_input": "quotes the offending header in error messages",
     "first_member_wins": "keeps the first of repeated members",
     "require_data_size": "refuses a header without data_size",
+    "nan_is_invalid": "answers NaN and Infinity with header.invalid, not header.bad_json",
+    "unbounded_integers": "answers a ping whose seq is 2**53 or more",
     "big_endian": "sends hello with a big-endian length",
     # handshake
     "no_hello": "never sends hello",
     "ignore_version": "accepts any auth version",
+    "v1_auth_invalid": "answers a version 1 auth with header.invalid, not version.unsupported",
+    "ignore_features": "accepts features hello did not offer",
+    "weak_mac": "also accepts version 1's mac, over the nonces and the name only",
     "no_auth_required": "acts on frames before authentication",
     "accept_any_mac": "does not check the client's mac",
     "fixed_nonce": "uses the same nonce for every connection",
@@ -112,11 +117,15 @@ FLAGS: dict[str, str] = {
     "unbounded_buffer": "never waits for the socket: buffers all output",
     "huge_frames": "sends output in frames of up to 2 MiB",
     "ignore_output_limit": "never caps output",
+    "capped_at_limit": "ends a command whose output reaches output_limit exactly: output_capped",
+    "cap_closes_pipes": "at output_limit closes the pipes, and sends TERM only 0.5 s later",
+    "inherit_ignored_signals": "starts commands with SIGINT and SIGQUIT ignored, SIGUSR1 blocked",
     # stdin
     "no_credit_grant": "never sends stdin_credit",
     "no_flow_control": "does not enforce the stdin credit",
     "blocking_stdin_write": "waits for each stdin write in the frame reader",
-    "lenient_stdin": "ignores stdin for a command without stdin, or after stdin_eof",
+    "strict_stdin": "fails the connection on stdin for a running command without stdin, or "
+                    "after stdin_eof (and drops it once the command has ended)",
     "ignore_stdin_eof": "never closes a command's stdin",
     # ending commands
     "kill_leader_only": "timeouts, cancels and disconnects kill the leader only",
@@ -129,6 +138,7 @@ FLAGS: dict[str, str] = {
     "eof_is_disconnect": "kills commands on a half-close",
     "serialize_commands": "starts a command only when the previous one has ended",
     "no_busy_limit": "never answers busy",
+    "slot_freed_late": "counts a command against max_commands for 1 s after its exit",
     # session
     "no_pong": "never answers ping",
     "no_close_after_fatal": "sends a fatal error but keeps the connection open",
@@ -150,7 +160,7 @@ FLAGS: dict[str, str] = {
     "generic_file_errors": "reports every transfer failure as file.failed",
     "double_done": "sends a transfer's terminal frame (done or error) twice",
     "no_replace": "refuses a put whose target exists (a no-clobber link: file.failed EEXIST)",
-    "lenient_transfer_frames": "ignores signal and resize for a transfer",
+    "strict_transfer_frames": "fails the connection on signal or resize for a running transfer",
     "ignore_transfer_cancel": "ignores cancel for a transfer",
     "transfer_ids_apart": "checks transfer ids apart from run ids",
     "transfers_not_counted": "does not count transfers against max_commands",
@@ -174,6 +184,32 @@ class Fatal(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+#: What a daemon started as a background job of a script passes on when it
+#: resets nothing: SIGINT and SIGQUIT ignored; and a blocked SIGUSR1.
+_INHERITED_SIGNALS = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    "signal.signal(signal.SIGQUIT, signal.SIG_IGN); "
+    "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1}); "
+    "os.execvp(sys.argv[1], sys.argv[1:])"
+)
+
+
+def _version_1_mac(key: bytes, session: Session, auth: Auth) -> bytes:
+    """Protocol version 1's client mac: over the nonces and the server name only."""
+    data = (b"rexec-auth-v1 client\x00" + bytes.fromhex(session.nonce) + bytes.fromhex(auth.nonce)
+            + session.config.name.encode())
+    return hmac.new(key, data, hashlib.sha256).digest()
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    """``raw`` as a JSON object, or {} if it is none."""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _first_wins(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -258,6 +294,18 @@ class Command:
             self.session.config.kill_grace,
             functools.partial(self.signal, signal.SIGKILL, leader_only=leader_only)))
 
+    def close_pipes_then_kill(self) -> None:
+        if self.outcome["output_capped"]:
+            return
+        self.outcome["output_capped"] = True
+        transport = self.proc._transport  # type: ignore[attr-defined]
+        for fd in (1, 2):
+            pipe = transport.get_pipe_transport(fd)
+            if pipe is not None:
+                pipe.close()
+        loop = asyncio.get_running_loop()
+        self.timers.append(loop.call_later(0.5, self.kill_tree, "output_capped"))
+
     # --- pumps -----------------------------------------------------------------------
 
     async def pump(self, stream: asyncio.StreamReader | None, kind: str) -> None:
@@ -283,8 +331,11 @@ class Command:
             limit = self.run.output_limit
             if limit is not None and "ignore_output_limit" not in flags:
                 room = limit - self.counts["stdout"] - self.counts["stderr"]
+                withheld = len(data) >= room if "capped_at_limit" in flags else len(data) > room
                 data = data[:max(room, 0)]
-                if len(data) >= room:
+                if withheld and "cap_closes_pipes" in flags:
+                    self.close_pipes_then_kill()
+                elif withheld:
                     self.kill_tree("output_capped")
                 if not data:
                     continue
@@ -455,7 +506,7 @@ class Transfer:
 
     async def frame(self, message: Any) -> None:
         if isinstance(message, (Signal, Resize)):
-            if "lenient_transfer_frames" not in self.flags:
+            if "strict_transfer_frames" in self.flags:
                 raise Fatal("protocol.unexpected", f"{message.type} for a transfer")
         elif isinstance(message, Cancel):
             if "ignore_transfer_cancel" not in self.flags:
@@ -464,7 +515,9 @@ class Transfer:
             await self.data(message)
 
     async def data(self, message: Any) -> None:
-        raise Fatal("protocol.unexpected", "a get takes no stdin")
+        if "strict_stdin" in self.flags:
+            raise Fatal("protocol.unexpected", "a get takes no stdin")
+        # [command.frames.dropped]: a get's stdin is never open.
 
     def cancel(self) -> None:
         self.finish(("file.cancelled", "transfer cancelled"))
@@ -525,7 +578,9 @@ class PutTransfer(Transfer):
     async def data(self, message: Any) -> None:
         flags = self.flags
         if self.eof:
-            raise Fatal("protocol.unexpected", "stdin after stdin_eof")
+            if "strict_stdin" in flags:
+                raise Fatal("protocol.unexpected", "stdin after stdin_eof")
+            return  # [command.frames.dropped]
         if isinstance(message, StdinEof):
             self.eof = message
             self.complete()
@@ -679,6 +734,8 @@ class Session:
         self.transfers: dict[int, Transfer] = {}
         self.last_transfer_id = -1
         self.serial: asyncio.Future[None] | None = None
+        self.hello_frame = b""
+        self.frame_head = b""  # the length and header of the frame being handled
 
     # --- output -------------------------------------------------------------------------
 
@@ -690,6 +747,8 @@ class Session:
         frame = encode_frame(message)
         if isinstance(message, Hello) and "big_endian" in self.flags:
             frame = struct.pack(">i", len(frame) - 4) + frame[4:]
+        if isinstance(message, Hello):
+            self.hello_frame = frame  # as it travels: the transcript's first piece
         self.writer.write(frame)
 
     async def send_output(self, command_id: int, kind: str, data: bytes) -> None:
@@ -709,6 +768,9 @@ class Session:
         command.held.clear()
 
     def command_done(self, command: Command) -> None:
+        if "slot_freed_late" in self.flags and not self.closing:
+            asyncio.get_running_loop().call_later(1.0, self.commands.pop, command.run.id, None)
+            return
         self.commands.pop(command.run.id, None)
         if self.half_closed and not self.commands and not self.transfers:
             self.close()
@@ -751,7 +813,7 @@ class Session:
 
     async def serve(self) -> None:
         if "no_hello" not in self.flags:
-            self.send(Hello(versions=[1], nonce=self.nonce, server=self.config.name,
+            self.send(Hello(versions=[2], nonce=self.nonce, server=self.config.name,
                             limits=self.config.limits))
         loop = asyncio.get_running_loop()
         deadline = None
@@ -800,6 +862,13 @@ class Session:
 
     def _header_error(self, exc: RemoteProtocolError, raw: bytes) -> Fatal:
         code = exc.code.value
+        header = _json_object(raw)
+        if (not self.authed and header.get("type") == "auth" and header.get("version") != 2
+                and "v1_auth_invalid" not in self.flags):
+            code = "version.unsupported"  # whatever another version's auth looks like
+        if code == "header.bad_json" and "nan_is_invalid" in self.flags and (
+                b"NaN" in raw or b"Infinity" in raw):
+            code = "header.invalid"
         if "generic_header_error" in self.flags:
             code = "header.invalid"
         message = exc.message
@@ -823,6 +892,7 @@ class Session:
             if len(self.buffer) < 4 + length:
                 return
             raw = bytes(self.buffer[4 : 4 + length])
+            self.frame_head = bytes(self.buffer[: 4 + length])
             if "lenient_utf8" in flags:
                 raw = raw.decode("utf-8", "replace").encode()
             if "first_member_wins" in flags:
@@ -836,6 +906,13 @@ class Session:
                 if "lax_schema" in flags and exc.code.value == "header.invalid":
                     del self.buffer[: 4 + length]
                     self._lax(raw)
+                    continue
+                big = _json_object(raw)
+                if ("unbounded_integers" in flags and big.get("type") == "ping"
+                        and type(big.get("seq")) is int):
+                    del self.buffer[: 4 + length]
+                    pong = json.dumps({"type": "pong", "data_size": 0, "seq": big["seq"]})
+                    self.writer.write(LENGTH.pack(len(pong)) + pong.encode())
                     continue
                 raise self._header_error(exc, raw) from None
             size = message.data_size
@@ -893,16 +970,23 @@ class Session:
             raise Fatal("protocol.unexpected", f"a client may not send {message.type}")
 
     def authenticate(self, auth: Auth) -> None:
-        if auth.version != 1 and "ignore_version" not in self.flags:
+        if auth.version != 2 and "ignore_version" not in self.flags:
             raise Fatal("version.unsupported", "protocol version not supported")
-        expected = client_proof(self.config.key, self.nonce, auth.nonce, self.config.name)
-        if not proofs_match(expected, auth.mac) and "accept_any_mac" not in self.flags:
+        if auth.features and "ignore_features" not in self.flags:
+            raise Fatal("feature.unsupported", "feature not offered")
+        transcript = Transcript(self.hello_frame, self.frame_head)
+        key = self.config.key
+        if not (
+            macs_match(transcript.client_mac(key), auth.mac)
+            or "accept_any_mac" in self.flags
+            or ("weak_mac" in self.flags and macs_match(_version_1_mac(key, self, auth), auth.mac))
+        ):
             raise Fatal("auth.failed", "authentication failed")
-        mac = server_proof(self.config.key, self.nonce, auth.nonce, self.config.name)
+        mac = transcript.server_mac(key, auth.mac)
         if "bad_server_mac" in self.flags:
-            mac = "0" * 64
+            mac = bytes(32)
         self.authed = True
-        self.send(AuthOk(mac=mac))
+        self.send(AuthOk.with_mac(mac))
 
     def refuse(self, run: Run, code: str, message: str) -> None:
         if "close_on_command_error" in self.flags:
@@ -949,6 +1033,8 @@ class Session:
             argv = ["/bin/sh", "-c", 'exec "$@"', "sh", *(run.argv or [])]
         else:
             argv = list(run.argv or [])
+        if "inherit_ignored_signals" in flags:
+            argv = [sys.executable, "-c", _INHERITED_SIGNALS, *argv]
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv, cwd=cwd, env=env,
@@ -1012,9 +1098,9 @@ class Session:
             return
         if isinstance(message, (Stdin, StdinEof)):
             if not command.stdin_open:
-                if "lenient_stdin" in flags:
-                    return
-                raise Fatal("protocol.unexpected", "stdin is not open")
+                if "strict_stdin" in flags:
+                    raise Fatal("protocol.unexpected", "stdin is not open")
+                return  # [command.frames.dropped]
             if isinstance(message, StdinEof):
                 command.stdin_open = False
                 command.stdin_queue.put_nowait(None)

@@ -44,6 +44,8 @@ def start_fake(directory: Path, flags: list[str], *extra: str) -> FakeServer:
     match, line = wait_for_ready(process, READY, 15)
     if not match:
         process.kill()
+        process.wait()
+        process.stdout.close()  # else a ResourceWarning fails a later test
         raise RuntimeError(f"fake server did not start: {line!r}")
     key = bytes.fromhex(key_file.read_text().strip())
     return FakeServer(match.group(1).decode(), int(match.group(2)), key, process)

@@ -73,6 +73,7 @@ def test_hello_announces_a_one_byte_window() -> None:
     ("exit-255", b"", b"", 255, None),
     ("unknown-error", b"ok\n", b"", 0, None),
     ("ping", b"tick\ntock\n", b"", 0, None),
+    ("extended", b"ok\n", b"", 0, None),
 ])
 def test_scenarios_as_a_conforming_client_sees_them(
     scenario: str, stdout: bytes, stderr: bytes, code: int | None, signal: int | None
@@ -193,13 +194,35 @@ def test_bad_mac_is_caught_by_a_verifying_client_and_a_careless_one_is_reported(
     run_async(body)
 
 
-def test_version_2_only_hello() -> None:
+def test_altered_hello_is_caught_by_the_transcript_and_a_careless_client_reported() -> None:
+    # [auth.transcript]: the auth_ok mac is over a hello other than the one sent.
     async def body() -> None:
-        async with scripted("version-2") as (port, log):
+        async with scripted("altered-hello") as (port, log):
+            with pytest.raises(SetupError, match="proof is wrong"):
+                await connect(port)
+            OPEN.pop().close()
+            await asyncio.sleep(0.1)
+            careless = await connect(port, handshake=False)
+            await careless.read_hello(5)
+            await careless.wire.send(careless.auth_message())
+            await careless.wire.next_frame(5)  # auth_ok, its mac not checked
+            await careless.wire.send(Ping(seq=1))
+            await careless.pump(2, until=lambda: any(isinstance(m, Pong) for m in careless.other))
+            careless.wire.close()
+        first, second = reports(log)[-2:]
+        assert first["violations"] == []
+        assert any("auth.transcript" in v for v in second["violations"])
+
+    run_async(body)
+
+
+def test_version_1_only_hello() -> None:
+    async def body() -> None:
+        async with scripted("version-1") as (port, log):
             client = await connect(port, handshake=False)
             hello = await client.read_hello(5)
-            assert hello.versions == [2]
-            client.wire.close()  # a version-1 client closes and reports the mismatch
+            assert hello.versions == [1]
+            client.wire.close()  # a version-2 client closes and reports the mismatch
             await asyncio.sleep(0.1)
         assert reports(log)[-1]["handshake"] == "client closed before auth"
 

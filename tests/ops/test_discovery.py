@@ -75,7 +75,7 @@ def test_discover_finds_two_servers_by_loopback_broadcast(start_server) -> None:
     found = [json.loads(line) for line in result.stdout.splitlines()]
     assert [entry["address"] for entry in found] == [first.address, second.address]
     for entry in found:
-        assert entry["protocol"] == [1] and entry["tls"] is False and entry["client_cert"] is False
+        assert entry["protocol"] == [2] and entry["tls"] is False and entry["client_cert"] is False
         assert set(entry) == {"address", "host", "port", "name", "protocol", "tls", "client_cert", "responder"}
     # What was found is a server one can use (with its key: discovery grants nothing).
     done = rexec_client.run(["echo", "found"], host=found[1]["host"], port=found[1]["port"], key=second.key)

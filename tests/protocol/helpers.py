@@ -16,8 +16,7 @@ from rexec.protocol import (
     Hello,
     Limits,
     Role,
-    client_proof,
-    server_proof,
+    macs_match,
 )
 
 from .vectors import (
@@ -82,21 +81,27 @@ def deliver(sender: Connection, receiver: Connection, message: object) -> object
 
 
 def handshake(
-    client: Connection, server: Connection, *, version: int = 1
+    client: Connection, server: Connection, *, binding: bytes = b"", features: tuple[str, ...] = ()
 ) -> tuple[Hello, Auth, AuthOk]:
-    """Run the protocol.md 3.1 handshake between two fresh connections."""
+    """Run the protocol.md 3.1 handshake between two fresh connections, with
+    the deterministic nonces and key, each side computing its mac over its
+    own record of the transcript."""
     hello = Hello(
-        versions=[1],
+        versions=[2],
+        features=list(features),
         nonce=HANDSHAKE_SERVER_NONCE,
         server=HANDSHAKE_SERVER_NAME,
         limits=server.announced_limits(),
     )
     assert deliver(server, client, hello) == hello
-    args = (HANDSHAKE_KEY, HANDSHAKE_SERVER_NONCE, HANDSHAKE_CLIENT_NONCE, HANDSHAKE_SERVER_NAME)
-    auth = Auth(version=version, nonce=HANDSHAKE_CLIENT_NONCE, mac=client_proof(*args))
+    auth = client.sign_auth(
+        HANDSHAKE_KEY, nonce=HANDSHAKE_CLIENT_NONCE, binding=binding, features=features
+    )
     assert deliver(client, server, auth) == auth
-    auth_ok = AuthOk(mac=server_proof(*args))
+    assert macs_match(server.transcript(binding).client_mac(HANDSHAKE_KEY), auth.mac)
+    auth_ok = AuthOk.with_mac(server.transcript(binding).server_mac(HANDSHAKE_KEY, auth.mac))
     assert deliver(server, client, auth_ok) == auth_ok
+    assert macs_match(client.transcript(binding).server_mac(HANDSHAKE_KEY, auth.mac), auth_ok.mac)
     return hello, auth, auth_ok
 
 

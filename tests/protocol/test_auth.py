@@ -1,37 +1,57 @@
-"""Handshake proofs (protocol.md 3.1): known answers computed here with the
-stdlib, independently of rexec.protocol._auth."""
+"""Handshake macs over the transcript (protocol.md 3.1): known answers computed
+here with the stdlib, independently of rexec.protocol; every byte of the
+transcript is covered; and the Connection records exactly the bytes that
+travelled."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import struct
 
 import pytest
 
-from rexec.protocol import KEY_SIZE, NONCE_SIZE, client_proof, proofs_match, server_proof
+from rexec.protocol import (
+    BINDING_SIZE,
+    KEY_SIZE,
+    NONCE_SIZE,
+    Auth,
+    Connection,
+    Hello,
+    Role,
+    Transcript,
+    encode_frame,
+    macs_match,
+    sign_auth,
+)
 
+from .helpers import deliver, receive_chunks
 from .vectors import (
+    AUTH,
+    AUTH_HEADER,
+    AUTH_OK,
+    HANDSHAKE_BINDING,
     HANDSHAKE_CLIENT_MAC,
+    HANDSHAKE_CLIENT_MAC_TLS,
     HANDSHAKE_CLIENT_NONCE,
     HANDSHAKE_KEY,
     HANDSHAKE_SERVER_MAC,
-    HANDSHAKE_SERVER_NAME,
+    HANDSHAKE_SERVER_MAC_TLS,
     HANDSHAKE_SERVER_NONCE,
+    HELLO,
 )
 
-ARGS = (HANDSHAKE_KEY, HANDSHAKE_SERVER_NONCE, HANDSHAKE_CLIENT_NONCE, HANDSHAKE_SERVER_NAME)
+TRANSCRIPT = Transcript(HELLO.wire, AUTH_HEADER)
+TLS_TRANSCRIPT = Transcript(HELLO.wire, AUTH_HEADER, HANDSHAKE_BINDING)
 
 
-def reference_mac(role: str, key: bytes, server_nonce: str, client_nonce: str, server: str) -> str:
-    """The formula of protocol.md 3.1, spelled out."""
-    transcript = (
-        f"rexec-auth-v1 {role}".encode("ascii")
-        + b"\x00"
-        + bytes.fromhex(server_nonce)
-        + bytes.fromhex(client_nonce)
-        + server.encode("utf-8")
+def reference_mac(label: str, key: bytes, *pieces: bytes) -> bytes:
+    """The formula of protocol.md 3.1, spelled out: each piece preceded by its
+    length as 4 bytes little-endian."""
+    data = b"".join(
+        struct.pack("<I", len(piece)) + piece for piece in (label.encode("ascii"), *pieces)
     )
-    return hmac.new(key, transcript, hashlib.sha256).hexdigest()
+    return hmac.new(key, data, hashlib.sha256).digest()
 
 
 def test_example_key_and_nonces() -> None:
@@ -39,61 +59,125 @@ def test_example_key_and_nonces() -> None:
     assert len(HANDSHAKE_KEY) == KEY_SIZE
     assert bytes.fromhex(HANDSHAKE_SERVER_NONCE) == b"\xaa" * NONCE_SIZE
     assert bytes.fromhex(HANDSHAKE_CLIENT_NONCE) == b"\xbb" * NONCE_SIZE
+    assert len(HANDSHAKE_BINDING) == BINDING_SIZE
 
 
-def test_known_answers() -> None:
+@pytest.mark.parametrize(
+    ("transcript", "binding", "client_mac", "server_mac"),
+    [
+        (TRANSCRIPT, b"", HANDSHAKE_CLIENT_MAC, HANDSHAKE_SERVER_MAC),
+        (TLS_TRANSCRIPT, HANDSHAKE_BINDING, HANDSHAKE_CLIENT_MAC_TLS, HANDSHAKE_SERVER_MAC_TLS),
+    ],
+    ids=["plain", "tls"],
+)
+def test_known_answers(
+    transcript: Transcript, binding: bytes, client_mac: bytes, server_mac: bytes
+) -> None:
+    pieces = (HELLO.wire, AUTH_HEADER, binding)
     # The vectors (and so protocol.md's example) hold the right macs...
-    assert reference_mac("client", *ARGS) == HANDSHAKE_CLIENT_MAC
-    assert reference_mac("server", *ARGS) == HANDSHAKE_SERVER_MAC
+    assert reference_mac("rexec v2 client mac", HANDSHAKE_KEY, *pieces) == client_mac
+    assert reference_mac("rexec v2 server mac", HANDSHAKE_KEY, *pieces, client_mac) == server_mac
     # ...and the implementation computes the same.
-    assert client_proof(*ARGS) == HANDSHAKE_CLIENT_MAC
-    assert server_proof(*ARGS) == HANDSHAKE_SERVER_MAC
+    assert transcript.client_mac(HANDSHAKE_KEY) == client_mac
+    assert transcript.server_mac(HANDSHAKE_KEY, client_mac) == server_mac
 
 
-@pytest.mark.parametrize("server_name", ["", "example", "h\u00e9t\u00e9ro\u2603", "x" * 255])
-def test_matches_reference_for_other_inputs(server_name: str) -> None:
-    # The server name is UTF-8 encoded, not ASCII, not hex.
-    key = bytes(range(100, 132))
-    nonces = ("0f" * 32, "f0" * 32)
-    for role, proof in (("client", client_proof), ("server", server_proof)):
-        assert proof(key, *nonces, server_name) == reference_mac(role, key, *nonces, server_name)
+def test_the_vectors_carry_the_macs_in_their_bodies() -> None:
+    assert AUTH.wire == AUTH_HEADER + HANDSHAKE_CLIENT_MAC
+    assert AUTH_OK.wire.endswith(HANDSHAKE_SERVER_MAC)
+    assert sign_auth(HELLO.wire, HANDSHAKE_KEY, nonce=HANDSHAKE_CLIENT_NONCE) == AUTH.message
+    assert encode_frame(AUTH.message) == AUTH.wire
 
 
-def test_labels_differ_so_proofs_cannot_be_reflected() -> None:
-    # A server echoing the client's mac in auth_ok must not pass as a proof.
-    assert client_proof(*ARGS) != server_proof(*ARGS)
-    assert not proofs_match(server_proof(*ARGS), client_proof(*ARGS))
+def test_labels_differ_so_macs_cannot_be_reflected() -> None:
+    # A server echoing the client's mac in auth_ok must not pass as its proof.
+    client_mac = TRANSCRIPT.client_mac(HANDSHAKE_KEY)
+    assert not macs_match(TRANSCRIPT.server_mac(HANDSHAKE_KEY, client_mac), client_mac)
 
 
-def test_every_input_changes_the_proof() -> None:
-    base = client_proof(*ARGS)
-    assert client_proof(bytes(32), *ARGS[1:]) != base
-    assert client_proof(ARGS[0], "ab" * 32, *ARGS[2:]) != base
-    assert client_proof(*ARGS[:2], "bc" * 32, ARGS[3]) != base
-    assert client_proof(*ARGS[:3], "example2") != base
-    # Swapping the nonces is a different transcript (no symmetric replay).
-    assert client_proof(ARGS[0], ARGS[2], ARGS[1], ARGS[3]) != base
+def _flipped(data: bytes, index: int) -> bytes:
+    return data[:index] + bytes([data[index] ^ 0x01]) + data[index + 1 :]
 
 
-def test_proofs_match() -> None:
-    mac = client_proof(*ARGS)
-    assert proofs_match(mac, mac)
-    assert proofs_match(mac, str(mac))
-    assert not proofs_match(mac, mac[:-1] + ("0" if mac[-1] != "0" else "1"))
-    assert not proofs_match(mac, mac.upper())
-    assert not proofs_match(mac, "")
-    assert not proofs_match(mac, mac + "0")
+@pytest.mark.parametrize("piece", ["hello", "auth"])
+def test_every_byte_of_the_frames_is_covered(piece: str) -> None:
+    # A man in the middle who changes any byte (a version, a limit, a length
+    # prefix, a feature) changes both macs.
+    base = TRANSCRIPT.client_mac(HANDSHAKE_KEY)
+    data = HELLO.wire if piece == "hello" else AUTH_HEADER
+    for index in range(len(data)):
+        changed = _flipped(data, index)
+        transcript = (
+            Transcript(changed, AUTH_HEADER)
+            if piece == "hello"
+            else Transcript(HELLO.wire, changed)
+        )
+        assert transcript.client_mac(HANDSHAKE_KEY) != base, index
+        assert transcript.server_mac(HANDSHAKE_KEY, base) != TRANSCRIPT.server_mac(
+            HANDSHAKE_KEY, base
+        ), index
 
 
-def test_proofs_match_takes_non_ascii_without_raising() -> None:
-    # hmac.compare_digest raises TypeError on non-ASCII str; the helper
-    # encodes first, so a hostile value is just a mismatch.
-    assert not proofs_match(client_proof(*ARGS), "\u00e9" * 64)
+def test_binding_key_and_client_mac_are_covered() -> None:
+    base = TRANSCRIPT.client_mac(HANDSHAKE_KEY)
+    assert TLS_TRANSCRIPT.client_mac(HANDSHAKE_KEY) != base
+    assert Transcript(HELLO.wire, AUTH_HEADER, bytes(32)).client_mac(HANDSHAKE_KEY) != (
+        TLS_TRANSCRIPT.client_mac(HANDSHAKE_KEY)
+    )
+    assert TRANSCRIPT.client_mac(bytes(32)) != base
+    server = TRANSCRIPT.server_mac(HANDSHAKE_KEY, base)
+    assert TRANSCRIPT.server_mac(HANDSHAKE_KEY, _flipped(base, 0)) != server
+
+
+def test_length_prefixes_keep_pieces_apart() -> None:
+    # Moving a byte from the end of hello to the start of auth keeps the
+    # concatenation but not the transcript.
+    moved = Transcript(HELLO.wire[:-1], HELLO.wire[-1:] + AUTH_HEADER)
+    assert moved.client_mac(HANDSHAKE_KEY) != TRANSCRIPT.client_mac(HANDSHAKE_KEY)
+
+
+def test_macs_match() -> None:
+    mac = TRANSCRIPT.client_mac(HANDSHAKE_KEY)
+    assert macs_match(mac, bytes(mac))
+    assert not macs_match(mac, _flipped(mac, 31))
+    assert not macs_match(mac, b"")
+    assert not macs_match(mac, mac + b"\x00")
 
 
 @pytest.mark.parametrize("size", [0, 16, 31, 33, 64])
 def test_wrong_key_size_refused(size: int) -> None:
     with pytest.raises(ValueError):
-        client_proof(bytes(size), *ARGS[1:])
+        TRANSCRIPT.client_mac(bytes(size))
     with pytest.raises(ValueError):
-        server_proof(bytes(size), *ARGS[1:])
+        TRANSCRIPT.server_mac(bytes(size), HANDSHAKE_CLIENT_MAC)
+
+
+@pytest.mark.parametrize("size", [1, 31, 33, 48])
+def test_binding_is_32_bytes_or_none(size: int) -> None:
+    with pytest.raises(ValueError):
+        Transcript(HELLO.wire, AUTH_HEADER, bytes(size))
+
+
+def test_connections_record_the_bytes_that_travelled() -> None:
+    # The server writes its hello with spacing and member order of its own;
+    # the client's transcript holds those bytes, not a re-encoding.
+    spelled = HELLO.wire[4:].replace(b'"data_size":0,', b"").replace(b",", b", ")
+    hello_frame = struct.pack("<i", len(spelled)) + spelled
+    client = Connection(Role.CLIENT)
+    [hello] = receive_chunks(client, [hello_frame[:7], hello_frame[7:]])
+    assert isinstance(hello, Hello)
+    auth = client.sign_auth(HANDSHAKE_KEY, nonce=HANDSHAKE_CLIENT_NONCE)
+    sent = client.send(auth)
+    assert client.transcript() == Transcript(hello_frame, sent[:-32])
+    server = Connection(Role.SERVER)
+    server.send(HELLO.message)
+    [received] = receive_chunks(server, [AUTH.wire])
+    assert server.transcript(HANDSHAKE_BINDING) == TLS_TRANSCRIPT
+    assert isinstance(received, Auth) and received.mac == HANDSHAKE_CLIENT_MAC
+
+
+def test_signing_follows_the_hello_received() -> None:
+    client, server = Connection(Role.CLIENT), Connection(Role.SERVER)
+    deliver(server, client, HELLO.message)
+    auth = client.sign_auth(HANDSHAKE_KEY, nonce=HANDSHAKE_CLIENT_NONCE, binding=HANDSHAKE_BINDING)
+    assert auth.mac == HANDSHAKE_CLIENT_MAC_TLS and auth.version == 2

@@ -26,11 +26,13 @@ from rexec.protocol import (
     Error,
     ErrorCode,
     Exit,
+    Get,
     Hello,
     Limits,
     LocalProtocolError,
     Ping,
     Pong,
+    Put,
     RemoteProtocolError,
     Resize,
     Role,
@@ -60,6 +62,7 @@ from .vectors import (
 )
 
 UNEXPECTED = ErrorCode.PROTOCOL_UNEXPECTED
+EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 BAD_ID = ErrorCode.COMMAND_BAD_ID
 WINDOW = ErrorCode.FLOW_WINDOW_EXCEEDED
 
@@ -97,11 +100,12 @@ def _hello() -> Hello:
     return HELLO.message  # type: ignore[return-value]
 
 
-def _auth(version: int = 1) -> Auth:
-    return Auth(version=version, nonce=HANDSHAKE_CLIENT_NONCE, mac=HANDSHAKE_CLIENT_MAC)
+def _auth(version: int = 2, features: tuple[str, ...] = ()) -> Auth:
+    unsigned = Auth.unsigned(version=version, nonce=HANDSHAKE_CLIENT_NONCE, features=features)
+    return unsigned.signed(HANDSHAKE_CLIENT_MAC)
 
 
-AUTH_OK_MESSAGE = AuthOk(mac=HANDSHAKE_SERVER_MAC)
+AUTH_OK_MESSAGE = AuthOk.with_mac(HANDSHAKE_SERVER_MAC)
 
 # How far the handshake has gone before the offending frame.
 Setup = Callable[[Connection, Connection], None]
@@ -185,8 +189,13 @@ CASES = [
     Case("stdin_from_server", _steps(RUN_1_STDIN), S, Stdin.with_data(1, b"x"), UNEXPECTED),
     Case("signal_from_server", _steps(RUN_1), S, Signal(id=1, signal="SIGINT"), UNEXPECTED),
     # [handshake.version]
-    Case("auth_version_not_offered", _after_hello, C, _auth(version=2),
+    Case("auth_version_not_offered", _after_hello, C, _auth(version=1),
          ErrorCode.VERSION_UNSUPPORTED),
+    Case("auth_future_version", _after_hello, C, _auth(version=3),
+         ErrorCode.VERSION_UNSUPPORTED),
+    # [handshake.features]
+    Case("auth_feature_not_offered", _after_hello, C, _auth(features=("x-nope",)),
+         ErrorCode.FEATURE_UNSUPPORTED),
     # [command.id.increasing], [command.id.unknown]
     Case("run_id_repeated", _steps((C, _run(5))), C, _run(5), BAD_ID),
     Case("run_id_decreasing", _steps((C, _run(5))), C, _run(3), BAD_ID),
@@ -196,9 +205,6 @@ CASES = [
     Case("started_future_id", _steps(RUN_1), S, Started(id=2, pid=1), BAD_ID),
     Case("error_future_id", _steps(RUN_1), S,
          Error(code="busy", message="m", fatal=False, id=2), BAD_ID),
-    # [stdin.closed.default]
-    Case("stdin_not_requested", _steps(RUN_1), C, Stdin.with_data(1, b"x"), UNEXPECTED),
-    Case("stdin_eof_not_requested", _steps(RUN_1), C, StdinEof(id=1), UNEXPECTED),
     # [stdin.credit]
     Case("stdin_over_window", _steps(RUN_1_STDIN, limits=SMALL_WINDOW), C,
          Stdin.with_data(1, b"x" * 9), WINDOW, SMALL_WINDOW),
@@ -209,11 +215,6 @@ CASES = [
          _steps(RUN_1_STDIN, (C, Stdin.with_data(1, b"x" * 8)), (S, StdinCredit(id=1, bytes=3)),
                 limits=SMALL_WINDOW), C,
          Stdin.with_data(1, b"x" * 4), WINDOW, SMALL_WINDOW),
-    # [stdin.eof]
-    Case("stdin_after_eof", _steps(RUN_1_STDIN, (C, StdinEof(id=1))), C,
-         Stdin.with_data(1, b"x"), UNEXPECTED),
-    Case("stdin_eof_twice", _steps(RUN_1_STDIN, (C, StdinEof(id=1))), C, StdinEof(id=1),
-         UNEXPECTED),
     # [command.started.first]
     Case("exit_before_started", _steps(RUN_1), S, exit_ok(1), UNEXPECTED),
     Case("stdout_before_started", _steps(RUN_1), S, Stdout.with_data(1, b"x"), UNEXPECTED),
@@ -244,6 +245,54 @@ CASES = [
          _steps((S, Error(code="server.shutting_down", message="m", fatal=True))), C, _run(1),
          UNEXPECTED),
 ]  # fmt: skip
+
+
+# [command.frames.dropped]: frames a client must not send but a server drops
+# rather than failing the connection, whether the command is running or has
+# ended, so that the outcome can't depend on timing. Each: the steps after the
+# handshake, then the frame.
+DROPPED: list[tuple[str, tuple[tuple[Role, object], ...], object]] = [
+    ("stdin_not_requested", (RUN_1,), Stdin.with_data(1, b"x")),
+    ("stdin_eof_not_requested", (RUN_1,), StdinEof(id=1)),
+    ("stdin_after_eof", (RUN_1_STDIN, (C, StdinEof(id=1))), Stdin.with_data(1, b"x")),
+    ("stdin_eof_twice", (RUN_1_STDIN, (C, StdinEof(id=1))), StdinEof(id=1)),
+    ("signal_for_put", ((C, Put(id=1, path="f", size=0, sha256=EMPTY_SHA256)),),
+     Signal(id=1, signal="SIGINT")),
+    ("resize_for_get", ((C, Get(id=1, path="f")),), Resize(id=1, rows=1, cols=1)),
+    ("signal_for_get", ((C, Get(id=1, path="f")),), Signal(id=1, signal="SIGKILL")),
+    ("stdin_for_get", ((C, Get(id=1, path="f")),), Stdin.with_data(1, b"x")),
+    ("stdin_eof_for_get", ((C, Get(id=1, path="f")),), StdinEof(id=1)),
+    ("put_stdin_after_eof", ((C, Put(id=1, path="f", size=0, sha256=EMPTY_SHA256)),
+                             (C, StdinEof(id=1))), Stdin.with_data(1, b"x")),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "steps", "frame"), DROPPED, ids=[d[0] for d in DROPPED])
+def test_dropped_frame_is_refused_locally(
+    name: str, steps: tuple[tuple[Role, object], ...], frame: object
+) -> None:
+    client, server = open_pair()
+    for role, message in steps:
+        deliver(*pair_of(client, server, role), message)
+    with pytest.raises(LocalProtocolError) as info:
+        client.send(frame)  # type: ignore[arg-type]
+    assert info.value.code is UNEXPECTED
+
+
+@pytest.mark.parametrize("ended", [False, True], ids=["running", "ended"])
+@pytest.mark.parametrize(("name", "steps", "frame"), DROPPED, ids=[d[0] for d in DROPPED])
+def test_dropped_frame_is_dropped_whatever_the_timing(
+    name: str, steps: tuple[tuple[Role, object], ...], frame: object, ended: bool
+) -> None:
+    client, server = open_pair()
+    for role, message in steps:
+        deliver(*pair_of(client, server, role), message)
+    if ended:  # the server ends the command before the forged frame arrives
+        server.send(Error(code="busy", message="m", fatal=False, id=1))
+        assert not server.is_active(1)
+    server.receive_data(encode_frame(frame) + encode_frame(Ping(seq=5)))  # type: ignore[arg-type]
+    assert server.next_event() == Ping(seq=5)
+    assert server.state is ConnectionState.OPEN
 
 
 def _setup(case: Case) -> tuple[Connection, Connection]:
@@ -571,3 +620,126 @@ def test_conversation_byte_by_byte() -> None:
 )
 def test_conversation_at_random_cuts(to_server: list[int], to_client: list[int]) -> None:
     _conversation(to_server, to_client)
+
+
+# --- The error state ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("role", [C, S])
+def test_after_a_remote_error_the_connection_goes_no_further(role: Role) -> None:
+    # Like h11's ERROR: once the peer has broken the protocol, nothing more
+    # is read (not even valid frames behind the bad one), every call raises
+    # the same error, and the only thing left to send is a fatal error.
+    client, server = open_pair()
+    receiver = server if role is S else client
+    receiver.receive_data(_frame(b'{"type":"ping","seq":-1}') + PING.wire)
+    with pytest.raises(RemoteProtocolError) as first:
+        receiver.next_event()
+    assert receiver.state is ConnectionState.ERROR
+    receiver.receive_data(PING.wire)  # discarded
+    with pytest.raises(RemoteProtocolError) as again:
+        receiver.next_event()
+    assert again.value is first.value and first.value.code is ErrorCode.HEADER_INVALID
+    with pytest.raises(LocalProtocolError):
+        receiver.send(Ping(seq=1))
+    assert not receiver.can_send
+    fatal = Error(code="header.invalid", message="m", fatal=True)
+    assert receiver.send(fatal) == encode_frame(fatal)
+    assert receiver.state is ConnectionState.CLOSED
+
+
+def test_a_state_error_also_stops_the_connection() -> None:
+    client, server = open_pair()
+    server.receive_data(encode_frame(Cancel(id=4)) + PING.wire)
+    with pytest.raises(RemoteProtocolError) as info:
+        server.next_event()
+    assert info.value.code is BAD_ID
+    with pytest.raises(RemoteProtocolError):
+        server.next_event()  # the ping behind it is never handed out
+
+
+def test_a_local_error_changes_nothing() -> None:
+    # A refused send is this side's problem: the connection goes on.
+    client, server = open_pair()
+    with pytest.raises(LocalProtocolError):
+        client.send(Cancel(id=3))
+    assert client.state is ConnectionState.OPEN
+    assert deliver(client, server, Ping(seq=2)) == Ping(seq=2)
+
+
+# --- Versions and features -----------------------------------------------------------------
+
+V1_AUTH = _frame(
+    b'{"type":"auth","data_size":0,"version":1,"nonce":"' + b"b" * 64 + b'",'
+    b'"mac":"' + b"e" * 64 + b'"}'
+)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        V1_AUTH,
+        _frame(b'{"type":"auth","version":7,"whatever":{"new":"shape"}}'),
+        _frame(b'{"type":"auth","version":3,"data_size":32,"nonce":"x"}', b"m" * 32),
+    ],
+    ids=["version_1", "version_7_other_shape", "version_3"],
+)
+def test_auth_of_another_version_is_version_unsupported(frame: bytes) -> None:
+    # [handshake.version]: whatever the shape of another version's auth, the
+    # answer is version.unsupported, not a schema error.
+    server = Connection(Role.SERVER)
+    server.send(_hello())
+    server.receive_data(frame)
+    with pytest.raises(RemoteProtocolError) as info:
+        server.next_event()
+    assert info.value.code is ErrorCode.VERSION_UNSUPPORTED
+
+
+def test_malformed_auth_of_this_version_is_a_schema_error() -> None:
+    server = Connection(Role.SERVER)
+    server.send(_hello())
+    server.receive_data(_frame(b'{"type":"auth","version":2,"data_size":32,"nonce":"x"}'))
+    with pytest.raises(RemoteProtocolError) as info:
+        server.next_event()
+    assert info.value.code is ErrorCode.HEADER_INVALID
+
+
+def test_features_offered_and_chosen() -> None:
+    # [handshake.features]: the client picks among what hello offered; both
+    # sides then know the same set.
+    client, server = Connection(Role.CLIENT), Connection(Role.SERVER)
+    handshake(client, server, features=("x-a", "x-b"))
+    assert client.features == server.features == frozenset({"x-a", "x-b"})
+    assert client.version == server.version == 2
+
+
+def test_client_refuses_to_sign_without_a_common_version() -> None:
+    client, server = Connection(Role.CLIENT), Connection(Role.SERVER)
+    deliver(server, client, Hello(versions=[1, 3], nonce="aa" * 32, server="s",
+                                  limits=server.announced_limits()))  # fmt: skip
+    with pytest.raises(LocalProtocolError) as info:
+        client.sign_auth(bytes(32), nonce="bb" * 32)
+    assert info.value.code is ErrorCode.VERSION_UNSUPPORTED
+
+
+# --- Half-close ------------------------------------------------------------------------------
+
+
+def test_half_closed_client_sends_nothing_more() -> None:
+    # [message.ping.answer] with [close.client.eof]: after its FIN a client
+    # can't answer a ping; the server may still send everything.
+    client, server = open_pair()
+    deliver(client, server, _run(1))
+    client.send_eof()
+    server.receive_data(b"")
+    assert not client.can_send
+    assert deliver(server, client, Ping(seq=9)) == Ping(seq=9)
+    with pytest.raises(LocalProtocolError):
+        client.send(Pong(seq=9))
+    deliver(server, client, Started(id=1, pid=3))
+    assert deliver(server, client, exit_ok(1)) == exit_ok(1)
+
+
+def test_a_server_does_not_half_close() -> None:
+    with pytest.raises(LocalProtocolError):
+        Connection(Role.SERVER).send_eof()

@@ -33,9 +33,9 @@ def tool() -> Iterator[ModuleType]:
 
 def test_protocol_md_examples_are_current(tool: ModuleType) -> None:
     text = (ROOT / "protocol.md").read_text(encoding="utf-8")
-    assert "HEX_PING" not in text and "HEX_HANDSHAKE" not in text, "run the renderer"
+    assert "HEX_" not in text, "run the renderer"
     assert tool.render(text, vectors) == text, "run tools/render_protocol_examples.py"
-    for name in ("ping", "handshake"):
+    for name in ("ping", "handshake", "macs"):
         assert f"<!-- vector:{name} -->" in text
 
 
@@ -48,6 +48,14 @@ def test_examples_show_the_vector_bytes(tool: ModuleType) -> None:
         frames.append(bytes.fromhex(hex_bytes))
     assert frames == [vector.wire for _, vector in vectors.HANDSHAKE]
     assert "server -> client  hello" in block and "client -> server  auth" in block
+
+
+def test_macs_block_shows_the_vector_macs(tool: ModuleType) -> None:
+    block = tool.render_block("macs", vectors)
+    for mac in (vectors.HANDSHAKE_CLIENT_MAC, vectors.HANDSHAKE_SERVER_MAC,
+                vectors.HANDSHAKE_CLIENT_MAC_TLS, vectors.HANDSHAKE_SERVER_MAC_TLS):  # fmt: skip
+        assert mac.hex() in block
+    assert f"hello {len(vectors.HELLO.wire)} bytes" in block
 
 
 def test_render_is_idempotent_and_local(tool: ModuleType) -> None:

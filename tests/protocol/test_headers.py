@@ -26,7 +26,7 @@ def _run(extra: bytes) -> bytes:
     return b'{"type":"run","id":1,' + extra + b"}"
 
 
-def _hello(limits: bytes = LIMITS, server: bytes = b'"s"', versions: bytes = b"[1]") -> bytes:
+def _hello(limits: bytes = LIMITS, server: bytes = b'"s"', versions: bytes = b"[2]") -> bytes:
     return (
         b'{"type":"hello","versions":' + versions + b',"nonce":' + NONCE
         + b',"server":' + server + b',"limits":' + limits + b"}"
@@ -80,14 +80,24 @@ HEADER_FAILURES: list[tuple[str, bytes, ErrorCode]] = [
      INVALID),
     ("exit_both_code_and_signal", _exit(b'"exit_code":0,"signal":9,"duration":1'), INVALID),
     ("error_no_fatal", b'{"type":"error","code":"internal","message":"m"}', INVALID),
-    ("hello_no_limits", b'{"type":"hello","versions":[1],"nonce":' + NONCE + b',"server":"s"}',
+    ("hello_no_limits", b'{"type":"hello","versions":[2],"nonce":' + NONCE + b',"server":"s"}',
      INVALID),
+    ("auth_no_data_size", b'{"type":"auth","version":2,"nonce":' + NONCE + b"}", INVALID),
+    ("auth_ok_no_data_size", b'{"type":"auth_ok"}', INVALID),
     ("stdout_no_id", b'{"type":"stdout","data_size":0}', INVALID),
-    # Extra members.
+    # [message.extensible]: extra members, in every closed object (all a client
+    # sends, and the server's frames other than its reports).
     ("ping_extra", b'{"type":"ping","seq":7,"extra":1}', INVALID),
     ("run_extra", _run(b'"shell":"true","user":"root"'), INVALID),
     ("pty_extra", _run(b'"shell":"true","pty":{"rows":1,"cols":1,"mode":"raw"}'), INVALID),
-    ("limits_extra", _hello(LIMITS[:-1] + b',"max_rate":1}'), INVALID),
+    ("auth_extra", b'{"type":"auth","data_size":32,"version":2,"nonce":' + NONCE
+     + b',"mac":"' + b"a" * 64 + b'"}', INVALID),
+    ("auth_ok_extra", b'{"type":"auth_ok","data_size":32,"mac":"' + b"a" * 64 + b'"}', INVALID),
+    ("stdout_extra", b'{"type":"stdout","id":1,"data_size":0,"fd":1}', INVALID),
+    ("credit_extra", b'{"type":"stdin_credit","id":1,"bytes":1,"total":1}', INVALID),
+    ("cancel_extra", b'{"type":"cancel","id":1,"force":true}', INVALID),
+    # Even an ignored member must be JSON (and is bounded by the header limit).
+    ("exit_extra_nan", _exit(b'"exit_code":0,"signal":null,"duration":1,"x":NaN'), BAD_JSON),
     # No coercion: "5" is not an integer, 1 is not a boolean, 1.0 not an integer.
     ("seq_string", b'{"type":"ping","seq":"5"}', INVALID),
     ("seq_float", b'{"type":"ping","seq":1.0}', INVALID),
@@ -133,23 +143,56 @@ HEADER_FAILURES: list[tuple[str, bytes, ErrorCode]] = [
     ("versions_empty", _hello(versions=b"[]"), INVALID),
     ("versions_zero", _hello(versions=b"[0]"), INVALID),
     ("limit_zero", _hello(LIMITS.replace(b'"max_body":1', b'"max_body":0')), INVALID),
-    ("nonce_upper_hex", b'{"type":"auth_ok","mac":"' + b"A" * 64 + b'"}', INVALID),
-    ("nonce_short", b'{"type":"auth_ok","mac":"' + b"a" * 62 + b'"}', INVALID),
-    ("nonce_trailing_newline", b'{"type":"auth_ok","mac":"' + b"a" * 64 + b'\\n"}', INVALID),
+    ("nonce_upper_hex", _hello().replace(b"a" * 64, b"A" * 64), INVALID),
+    ("nonce_short", _hello().replace(b"a" * 64, b"a" * 62), INVALID),
+    ("nonce_trailing_newline", _hello().replace(b"a" * 64, b"a" * 64 + b"\\n"), INVALID),
+    ("auth_data_size_0", b'{"type":"auth","data_size":0,"version":2,"nonce":' + NONCE + b"}",
+     INVALID),
+    ("auth_ok_data_size_64", b'{"type":"auth_ok","data_size":64}', INVALID),
+    ("auth_ok_data_size_bool", b'{"type":"auth_ok","data_size":true}', INVALID),
+    ("ping_data_size_1", b'{"type":"ping","seq":1,"data_size":1}', INVALID),
+    ("ping_data_size_false", b'{"type":"ping","seq":1,"data_size":false}', INVALID),
+    ("ping_data_size_float", b'{"type":"ping","seq":1,"data_size":0.0}', INVALID),
+    ("feature_upper_case", _hello().replace(b'"versions"', b'"features":["Tls"],"versions"'),
+     INVALID),
+    ("feature_twice", _hello().replace(b'"versions"', b'"features":["a","a"],"versions"'),
+     INVALID),
+    ("feature_65_chars", _hello().replace(b'"versions"', b'"features":["' + b"a" * 65
+     + b'"],"versions"'), INVALID),
+    ("features_33", _hello().replace(b'"versions"', b'"features":['
+     + b",".join(b'"f%d"' % i for i in range(33)) + b'],"versions"'), INVALID),
+    # [message.integers]: every integer is bounded.
+    ("seq_2_pow_53", b'{"type":"ping","seq":9007199254740992}', INVALID),
+    ("seq_2_pow_64", b'{"type":"pong","seq":18446744073709551616}', INVALID),
+    ("pid_2_pow_31", b'{"type":"started","id":1,"pid":2147483648}', INVALID),
+    ("credit_2_pow_31", b'{"type":"stdin_credit","id":1,"bytes":2147483648}', INVALID),
+    ("limit_2_pow_31", _hello(LIMITS.replace(b'"max_body":1', b'"max_body":2147483648')),
+     INVALID),
+    ("version_65536", _hello(versions=b"[65536]"), INVALID),
+    ("output_limit_2_pow_53", _run(b'"shell":"true","output_limit":9007199254740992'), INVALID),
+    ("stdout_bytes_2_pow_53", _exit(b'"exit_code":0,"signal":null,"duration":1,'
+     b'"stdout_bytes":9007199254740992'), INVALID),
+    ("timeout_2_pow_31", _run(b'"shell":"true","timeout":2147483648'), INVALID),
+    ("duration_2_pow_31", _exit(b'"exit_code":0,"signal":null,"duration":2147483648'), INVALID),
     ("error_code_not_dotted_lowercase",
      b'{"type":"error","code":"Bad Code","message":"m","fatal":true}', INVALID),
     ("error_message_201", b'{"type":"error","code":"internal","message":"' + b"m" * 201
      + b'","fatal":true}', INVALID),
     ("server_name_256", _hello(server=b'"' + b"s" * 256 + b'"'), INVALID),
-    # Numbers must be finite. NaN and Infinity are not JSON, but parsers that
-    # accept them exist: they must still not get through.
-    ("timeout_nan", _run(b'"shell":"true","timeout":NaN'), INVALID),
-    ("timeout_infinity", _run(b'"shell":"true","timeout":Infinity'), INVALID),
-    ("timeout_overflow_to_infinity", _run(b'"shell":"true","timeout":1e400'), INVALID),
-    ("duration_nan", _exit(b'"exit_code":0,"signal":null,"duration":NaN'), INVALID),
+    # [frame.header.json]: NaN and Infinity are not JSON (RFC 8259 6), though
+    # parsers that accept them exist: header.bad_json wherever they stand.
+    ("timeout_nan", _run(b'"shell":"true","timeout":NaN'), BAD_JSON),
+    ("timeout_infinity", _run(b'"shell":"true","timeout":Infinity'), BAD_JSON),
+    ("duration_nan", _exit(b'"exit_code":0,"signal":null,"duration":NaN'), BAD_JSON),
     ("duration_minus_infinity", _exit(b'"exit_code":0,"signal":null,"duration":-Infinity'),
-     INVALID),
-    ("seq_nan", b'{"type":"ping","seq":NaN}', INVALID),
+     BAD_JSON),
+    ("seq_nan", b'{"type":"ping","seq":NaN}', BAD_JSON),
+    ("env_value_nan", _run(b'"shell":"true","env":{"A":NaN}'), BAD_JSON),
+    ("type_nan", b'{"type":NaN}', BAD_JSON),
+    ("nan_alone", b"NaN", BAD_JSON),
+    # [frame.header.schema]: a number that is JSON but overflows to infinity is
+    # not finite.
+    ("timeout_overflow_to_infinity", _run(b'"shell":"true","timeout":1e400'), INVALID),
     # No NUL in any string: subprocess would fail with "embedded null byte".
     ("nul_in_argv0", _run(b'"argv":["l\\u0000s"]'), INVALID),
     ("nul_in_argv1", _run(b'"argv":["ls","a\\u0000"]'), INVALID),
@@ -228,3 +271,45 @@ def test_explicit_null_for_the_unused_command_form() -> None:
 def test_id_upper_bound_is_accepted() -> None:
     # [command.id.increasing]: ids go up to 2**53 - 1 inclusive.
     assert decode_header(b'{"type":"cancel","id":9007199254740991}').id == 2**53 - 1  # type: ignore[attr-defined]
+
+
+def test_the_words_nan_and_infinity_inside_strings_are_text() -> None:
+    # Only the bare tokens are refused; the check must not catch text.
+    header = b'{"type":"error","code":"internal","message":"NaN Infinity -Infinity","fatal":true}'
+    assert decode_header(header).message == "NaN Infinity -Infinity"  # type: ignore[attr-defined]
+    run = decode_header(_run(b'"argv":["echo","NaN"],"env":{"Infinity":"NaN"}'))
+    assert run == Run(id=1, argv=["echo", "NaN"], env={"Infinity": "NaN"})
+
+
+@pytest.mark.parametrize(
+    ("header", "member", "value"),
+    [
+        (b'{"type":"ping","seq":9007199254740991}', "seq", 2**53 - 1),
+        (b'{"type":"started","id":1,"pid":2147483647}', "pid", 2**31 - 1),
+        (b'{"type":"stdin_credit","id":1,"bytes":2147483647}', "bytes", 2**31 - 1),
+        (_run(b'"shell":"true","timeout":2147483647'), "timeout", 2**31 - 1),
+    ],
+)
+def test_integer_bounds_are_inclusive(header: bytes, member: str, value: int) -> None:
+    # [message.integers]: the upper bound itself is accepted.
+    assert getattr(decode_header(header), member) == value
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        _hello().replace(b'"versions"', b'"software":{"name":"x","list":[1,{}]},"versions"'),
+        _hello(LIMITS[:-1] + b',"max_rate":1,"nested":{"a":[null]}}'),
+        _exit(b'"exit_code":0,"signal":null,"duration":1,"rusage":{"utime":1.5}'),
+        b'{"type":"started","id":1,"pid":5,"tty":"/dev/pts/1"}',
+        b'{"type":"error","code":"internal","message":"m","fatal":true,"detail":["x"]}',
+    ],
+    ids=["hello", "hello_limits", "exit", "started", "error"],
+)
+def test_extensible_objects_ignore_unknown_members(header: bytes) -> None:
+    # [message.extensible]: a server's reports may carry members a later
+    # version (or a feature) defines; they are dropped, not kept.
+    message = decode_header(header)
+    assert not message.model_extra
+    limits = getattr(message, "limits", None)
+    assert limits is None or not limits.model_extra

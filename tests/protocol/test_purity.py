@@ -37,6 +37,9 @@ FORBIDDEN = IO_MODULES | {
     "importlib", "io", "shutil", "pathlib", "random", "secrets", "logging", "tempfile",
 }  # fmt: skip
 SOURCES = sorted(PACKAGE_DIR.glob("*.py"))
+#: The package's door loads its own submodules on first use (PEP 562), with
+#: importlib.import_module; test_lazy_door_loads_only_own_modules holds it to that.
+ALLOWED = {"__init__.py": {"importlib"}}
 
 
 def imported_modules(tree: ast.AST) -> set[str]:
@@ -63,10 +66,45 @@ def test_package_has_sources() -> None:
 @pytest.mark.parametrize("path", SOURCES, ids=lambda path: path.name)
 def test_no_io_imports(path: Path) -> None:
     modules = imported_modules(ast.parse(path.read_text(encoding="utf-8"), str(path)))
+    forbidden = FORBIDDEN - ALLOWED.get(path.name, set())
     offending = sorted(
-        name for name in modules if name.startswith("<") or name.split(".")[0] in FORBIDDEN
+        name for name in modules if name.startswith("<") or name.split(".")[0] in forbidden
     )
     assert offending == [], f"{path.name} imports {offending}"
+
+
+def test_lazy_door_loads_only_own_modules() -> None:
+    # Every name the door can load comes from a private module of this
+    # package, and every module of the package is reachable through it.
+    exports = rexec.protocol._EXPORTS
+    modules = set(exports.values())
+    assert modules == {path.stem for path in SOURCES if path.stem.startswith("_")} - {
+        "__init__",
+        "_commands",
+    }
+    assert sorted(exports) == sorted(rexec.protocol.__all__)
+    for name in exports:
+        assert getattr(rexec.protocol, name) is not None
+
+
+LIGHT_IMPORT = """
+import json, sys
+import rexec.protocol
+first = "pydantic" in sys.modules
+rexec.protocol.KEY_SIZE, rexec.protocol.Transcript, rexec.protocol.ErrorCode
+print(json.dumps([first, "pydantic" in sys.modules]))
+"""
+
+
+def test_import_and_constants_do_not_load_pydantic() -> None:
+    # protocol.md's constants and the handshake macs need no validator: a
+    # program that only reads a key file, or answers --version, does not pay
+    # for pydantic's import.
+    result = subprocess.run(
+        [sys.executable, "-c", LIGHT_IMPORT], capture_output=True, text=True, check=True,
+        timeout=60,
+    )  # fmt: skip
+    assert json.loads(result.stdout) == [False, False]
 
 
 def test_ast_check_catches_imports() -> None:
@@ -99,6 +137,7 @@ class B(pydantic.BaseModel):
 pydantic.TypeAdapter(Annotated[Union[A, B], pydantic.Field(discriminator="type")]).validate_json(b'{"type":"a"}')
 before = set(sys.modules)
 import rexec.protocol
+rexec.protocol.Connection, rexec.protocol.Run  # the door loads on first use
 print(json.dumps(sorted(set(sys.modules) - before)))
 """
 

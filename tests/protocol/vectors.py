@@ -68,22 +68,36 @@ HANDSHAKE_KEY = bytes(range(32))  # 00 01 02 ... 1f
 HANDSHAKE_SERVER_NONCE = "aa" * 32
 HANDSHAKE_CLIENT_NONCE = "bb" * 32
 HANDSHAKE_SERVER_NAME = "example"
-# HMAC-SHA256(key, label NUL || server nonce || client nonce || b"example"),
-# computed once with the stdlib hmac module, not with rexec.protocol._auth;
-# test_auth.py recomputes them independently.
-HANDSHAKE_CLIENT_MAC = "eebb6afc3f83c2d1f08312c10fcb44b1b5c920f1c5fc89543eba5c353c8dd3ee"
-HANDSHAKE_SERVER_MAC = "a55bfc0593d6fdc100cf933601041905b576992583411d119bd8f4c11d427d5f"
+#: A stand-in for a TLS channel binding (tls-exporter), for the macs under TLS.
+HANDSHAKE_BINDING = b"\xcc" * 32
+# HMAC-SHA256 over the length-prefixed label, hello frame, auth frame (without
+# its body) and binding; the server's also over the client's mac. Computed
+# once with the stdlib hmac module, not with rexec.protocol; test_auth.py
+# recomputes them independently.
+HANDSHAKE_CLIENT_MAC = bytes.fromhex(
+    "71d5b0fe0482b90eef81613e828957edc0ffb4345940ee9cfbdc9388ed416d2a"
+)
+HANDSHAKE_SERVER_MAC = bytes.fromhex(
+    "ea25ea0e7f34c49270a0c5d2d096919ddad70be7d6bc8234c9f187880c5ef1b4"
+)
+#: The same handshake under TLS, with HANDSHAKE_BINDING as the channel binding.
+HANDSHAKE_CLIENT_MAC_TLS = bytes.fromhex(
+    "3f50d2a594af24f60789258389ac959a3f671edda9eca3ca70e17e56b5e47ad5"
+)
+HANDSHAKE_SERVER_MAC_TLS = bytes.fromhex(
+    "c28babf794d4f1ee8a138e5f30fbcd3d2ff42bf5a83056d9c711d25b5f30dad2"
+)
 
 HELLO = Vector(
     "hello",
     _frame(
-        b'{"type":"hello","data_size":0,"versions":[1],'
+        b'{"type":"hello","data_size":0,"versions":[2],"features":[],'
         b'"nonce":"' + HANDSHAKE_SERVER_NONCE.encode() + b'","server":"example",'
         b'"limits":{"max_header":65536,"max_body":1048576,'
         b'"stdin_window":262144,"max_commands":64}}'
     ),
     Hello(
-        versions=[1],
+        versions=[2],
         nonce=HANDSHAKE_SERVER_NONCE,
         server=HANDSHAKE_SERVER_NAME,
         limits=ServerLimits(
@@ -91,19 +105,20 @@ HELLO = Vector(
         ),
     ),
 )
+#: The auth frame's length prefix and header: what the macs cover of it.
+AUTH_HEADER = _frame(
+    b'{"type":"auth","data_size":32,"version":2,"features":[],'
+    b'"nonce":"' + HANDSHAKE_CLIENT_NONCE.encode() + b'"}'
+)
 AUTH = Vector(
     "auth",
-    _frame(
-        b'{"type":"auth","data_size":0,"version":1,'
-        b'"nonce":"' + HANDSHAKE_CLIENT_NONCE.encode() + b'",'
-        b'"mac":"' + HANDSHAKE_CLIENT_MAC.encode() + b'"}'
-    ),
-    Auth(version=1, nonce=HANDSHAKE_CLIENT_NONCE, mac=HANDSHAKE_CLIENT_MAC),
+    AUTH_HEADER + HANDSHAKE_CLIENT_MAC,
+    Auth.unsigned(version=2, nonce=HANDSHAKE_CLIENT_NONCE).signed(HANDSHAKE_CLIENT_MAC),
 )
 AUTH_OK = Vector(
     "auth_ok",
-    _frame(b'{"type":"auth_ok","data_size":0,"mac":"' + HANDSHAKE_SERVER_MAC.encode() + b'"}'),
-    AuthOk(mac=HANDSHAKE_SERVER_MAC),
+    _frame(b'{"type":"auth_ok","data_size":32}', HANDSHAKE_SERVER_MAC),
+    AuthOk.with_mac(HANDSHAKE_SERVER_MAC),
 )
 
 #: The handshake in wire order, with the sender of each frame.
@@ -299,6 +314,37 @@ VECTORS: tuple[Vector, ...] = (
         "stdout_data_size_last",
         _frame(b'{"id":2,"type":"stdout","data_size":3}', b"\x00\xff\n"),
         Stdout.with_data(2, b"\x00\xff\n"),
+        canonical=False,
+    ),
+    # Extensible objects (protocol.md [message.extensible]): members this
+    # version does not define are ignored, in hello, its limits and exit.
+    Vector(
+        "hello_extended",
+        _frame(
+            b'{"type":"hello","versions":[2,3],"features":["x-later"],'
+            b'"nonce":"' + HANDSHAKE_SERVER_NONCE.encode() + b'","server":"example",'
+            b'"software":{"name":"rexecd","version":[9,1]},'
+            b'"limits":{"max_header":65536,"max_body":1048576,'
+            b'"stdin_window":262144,"max_commands":64,"max_files":3}}'
+        ),
+        Hello(
+            versions=[2, 3],
+            features=["x-later"],
+            nonce=HANDSHAKE_SERVER_NONCE,
+            server=HANDSHAKE_SERVER_NAME,
+            limits=ServerLimits(
+                max_header=65536, max_body=1048576, stdin_window=262144, max_commands=64
+            ),
+        ),
+        canonical=False,
+    ),
+    Vector(
+        "exit_extended",
+        _frame(
+            b'{"type":"exit","id":2,"exit_code":0,"signal":null,"duration":0.5,'
+            b'"rusage":{"utime":0.25,"maxrss":1024},"note":null}'
+        ),
+        Exit(id=2, exit_code=0, signal=None, duration=0.5),
         canonical=False,
     ),
     Vector(

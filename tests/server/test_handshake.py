@@ -1,5 +1,6 @@
-"""The handshake against the real server: hello first, mutual HMAC proofs,
-nothing acted on before authentication, and the auth deadline."""
+"""The handshake against the real server: hello first, mutual HMAC proofs over
+the whole transcript, nothing acted on before authentication, and the auth
+deadline."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import time
 
 import pytest
 
-from rexec.protocol import Auth, Run, client_proof, encode_frame
+from rexec.protocol import Auth, Run, encode_frame, sign_auth
 
 from .wire import Wire, raw_frame, run_once
 
@@ -20,7 +21,8 @@ def test_hello_is_the_first_frame_with_nonce_versions_and_limits(server) -> None
         started = time.monotonic()
         hello = wire.read_hello(2)
         assert time.monotonic() - started < 1.0
-        assert hello.versions == [1]
+        assert hello.versions == [2]
+        assert hello.features == []
         assert re.fullmatch(r"[0-9a-f]{64}", hello.nonce)
         assert 0 < len(hello.server) <= 255
         limits = hello.limits
@@ -47,22 +49,17 @@ def test_auth_ok_carries_a_verifying_server_proof(server) -> None:
     with Wire.open(server.host, server.port, key=server.key) as wire:
         ok = wire.authenticate()  # asserts the proof verifies with our key
         assert ok is not None
-        from rexec.protocol import server_proof
-
-        assert wire.hello is not None
-        wrong_key = bytes(32)
-        # Sanity: the proof is bound to the key, not just to the nonces.
-        assert ok.mac != server_proof(wrong_key, wire.hello.nonce, "00" * 32, wire.hello.server)
+        # Sanity: the proof is bound to the key, not just to the transcript.
+        transcript = wire.conn.transcript()
+        assert ok.mac != transcript.server_mac(bytes(32), transcript.client_mac(bytes(32)))
 
 
 def test_wrong_mac_fails_runs_nothing_and_is_audited(server, tmp_path) -> None:
     marker_file = tmp_path / "ran"
     with Wire.open(server.host, server.port, key=server.key) as wire:
-        hello = wire.read_hello(2)
+        wire.read_hello(2)
         wrong_key = secrets.token_bytes(32)
-        nonce = secrets.token_hex(32)
-        auth = encode_frame(Auth(version=1, nonce=nonce,
-                                 mac=client_proof(wrong_key, hello.nonce, nonce, hello.server)))
+        auth = encode_frame(wire.conn.sign_auth(wrong_key, nonce=secrets.token_hex(32)))
         run = encode_frame(Run(id=1, argv=["touch", str(marker_file)]))
         wire.send_raw(auth + run)  # pipelined in one segment
         error = wire.expect_error_then_eof("auth.failed")
@@ -75,7 +72,7 @@ def test_wrong_mac_fails_runs_nothing_and_is_audited(server, tmp_path) -> None:
     assert not [r for r in records if r["event"] == "exec"]
 
 
-@pytest.mark.parametrize("mac", ["0" * 64, "f" * 64])
+@pytest.mark.parametrize("mac", [bytes(32), b"\xff" * 32])
 def test_garbage_mac_fails(server, mac) -> None:
     with Wire.open(server.host, server.port, key=server.key) as wire:
         wire.authenticate(mac=mac, expect_ok=False)
@@ -86,9 +83,8 @@ def test_replayed_auth_fails(server) -> None:
     """An auth frame captured from one connection is refused on another (the
     server's nonce differs)."""
     with Wire.open(server.host, server.port, key=server.key) as first:
-        hello = first.read_hello(2)
-        nonce = secrets.token_hex(32)
-        auth = Auth(version=1, nonce=nonce, mac=client_proof(server.key, hello.nonce, nonce, hello.server))
+        first.read_hello(2)
+        auth = first.conn.sign_auth(server.key, nonce=secrets.token_hex(32))
         captured = encode_frame(auth)
         first.send(auth)
         assert first.next_event(5).type == "auth_ok"
@@ -122,7 +118,7 @@ def test_run_before_reading_hello_is_unexpected(server, tmp_path) -> None:
 def test_second_auth_after_success_is_unexpected(server) -> None:
     with Wire.open(server.host, server.port, key=server.key) as wire:
         wire.authenticate()
-        wire.send_raw(raw_frame({"type": "auth", "version": 1, "nonce": "a" * 64, "mac": "b" * 64}))
+        wire.send_raw(encode_frame(Auth.unsigned(version=2, nonce="a" * 64).signed(bytes(32))))
         wire.expect_error_then_eof("protocol.unexpected")
 
 
@@ -133,10 +129,66 @@ def test_server_frames_from_the_client_are_unexpected(server) -> None:
         wire.expect_error_then_eof("protocol.unexpected")
 
 
-def test_auth_with_version_2_is_unsupported(server) -> None:
+@pytest.mark.parametrize("version", [1, 3])
+def test_auth_with_another_version_is_unsupported(server, version) -> None:
     with Wire.open(server.host, server.port, key=server.key) as wire:
-        wire.authenticate(version=2, expect_ok=False)
+        wire.authenticate(version=version, expect_ok=False)
         wire.expect_error_then_eof("version.unsupported")
+
+
+def test_version_1_client_gets_version_unsupported_not_a_hang(server) -> None:
+    # A client of protocol version 1 answers hello with its own auth (mac in
+    # the header, no body): a clear refusal, at once.
+    with Wire.open(server.host, server.port, key=server.key) as wire:
+        wire.read_hello(2)
+        started = time.monotonic()
+        wire.send_raw(raw_frame({"type": "auth", "data_size": 0, "version": 1,
+                                 "nonce": "b" * 64, "mac": "e" * 64}))  # fmt: skip
+        wire.expect_error_then_eof("version.unsupported", timeout=3.0)
+        assert time.monotonic() - started < 2.0
+
+
+def test_feature_not_offered_is_refused(server) -> None:
+    with Wire.open(server.host, server.port, key=server.key) as wire:
+        wire.read_hello(2)
+        # Signed correctly; the client core itself would refuse to send it.
+        auth = wire.conn.sign_auth(server.key, nonce="b" * 64, features=["x-never-offered"])
+        wire.send_raw(encode_frame(auth))
+        wire.expect_error_then_eof("feature.unsupported")
+
+
+@pytest.mark.parametrize("change", ["max_body", "versions", "server"])
+def test_mac_over_an_altered_hello_fails(server, change) -> None:
+    """[auth.transcript]: a man in the middle rewrote hello (limits down to 1,
+    another version list, another name) and the client computed its mac over
+    what it saw: the server, whose transcript has the real hello, refuses."""
+    with Wire.open(server.host, server.port, key=server.key) as wire:
+        hello = wire.read_hello(2)
+        altered = {
+            "max_body": {"limits": hello.limits.model_copy(update={"max_body": 1})},
+            "versions": {"versions": [2, 3]},
+            "server": {"server": hello.server + "-evil"},
+        }[change]
+        seen = encode_frame(hello.model_copy(update=altered))
+        wire.send_raw(encode_frame(sign_auth(seen, server.key, nonce=secrets.token_hex(32))))
+        wire.expect_error_then_eof("auth.failed")
+
+
+def test_mac_over_a_binding_the_server_does_not_have_fails(server) -> None:
+    """[auth.binding]: without TLS the binding is empty; a mac made for a TLS
+    session (any 32 bytes) is refused."""
+    with Wire.open(server.host, server.port, key=server.key) as wire:
+        wire.authenticate(binding=b"\x5a" * 32, expect_ok=False)
+        wire.expect_error_then_eof("auth.failed")
+
+
+def test_server_proof_covers_the_client_mac(server) -> None:
+    with Wire.open(server.host, server.port, key=server.key) as wire:
+        ok = wire.authenticate()
+        assert ok is not None
+        transcript = wire.conn.transcript()
+        assert ok.mac == transcript.server_mac(server.key, transcript.client_mac(server.key))
+        assert ok.mac != transcript.server_mac(server.key, bytes(32))
 
 
 def test_auth_deadline(start_server) -> None:
@@ -155,7 +207,7 @@ def test_auth_deadline(start_server) -> None:
 def test_auth_deadline_is_not_extended_by_dribbling(start_server) -> None:
     """A client that sends a byte at a time is still cut off at the deadline."""
     server = start_server("--auth-timeout", "0.5")
-    frame = raw_frame({"type": "auth", "version": 1, "nonce": "a" * 64, "mac": "b" * 64})
+    frame = encode_frame(Auth.unsigned(version=2, nonce="a" * 64).signed(bytes(32)))
     with Wire.open(server.host, server.port, key=server.key) as wire:
         opened = time.monotonic()
         wire.read_hello(2)
@@ -197,7 +249,7 @@ def test_ping_is_answered_after_auth(server) -> None:
 def test_fresh_connection_after_failures_is_served(server) -> None:
     for _ in range(3):
         with Wire.open(server.host, server.port, key=server.key) as wire:
-            wire.authenticate(mac="0" * 64, expect_ok=False)
+            wire.authenticate(mac=bytes(32), expect_ok=False)
             wire.expect_error_then_eof("auth.failed")
     result = run_once(server, ["echo", "ok"])
     assert bytes(result.stdout) == b"ok\n"

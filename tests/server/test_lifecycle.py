@@ -207,6 +207,21 @@ def test_half_close_does_not_kill(graced, wires, marker) -> None:
         wire.next_event(2)
 
 
+def test_half_closed_client_is_pinged_but_need_not_answer(graced, wires) -> None:
+    """[message.ping.answer] with [close.client.eof]: the server probes a
+    half-closed client with pings; the client can't answer (it sent its FIN)
+    and doesn't, and the command still runs to its end."""
+    wire = wires(graced)
+    command_id = wire.run(shell="sleep 1.6; echo finished")
+    wire.wait_for(lambda: wire.results[command_id].started is not None, 3)
+    wire.sock.shutdown(socket.SHUT_WR)
+    wire.conn.send_eof()  # our side can send nothing more, pongs included
+    result = wire.wait(command_id, 6)
+    assert bytes(result.stdout) == b"finished\n" and result.exit.exit_code == 0
+    assert not result.exit.cancelled
+    assert [e.type for e in wire.other_events].count("ping") >= 2
+
+
 def test_half_close_with_stdin_open_keeps_the_command(graced, wires) -> None:
     """A half-close after stdin_eof: the command still reads what was sent."""
     wire = wires(graced)

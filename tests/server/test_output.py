@@ -66,13 +66,39 @@ def test_8_mib_of_binary_on_each_stream(server) -> None:
     assert all(f.data_size <= 1024 * 1024 for f in result.frames if f.type in ("stdout", "stderr"))
 
 
-def test_output_limit_is_exact(server) -> None:
+@pytest.mark.parametrize("attempt", range(5))
+def test_output_limit_is_exact_and_ends_by_sigterm(server, attempt) -> None:
+    """[output.limit]: exactly the limit, and the command ends by the
+    server's SIGTERM every time, never by a SIGPIPE from pipes closed under it
+    (which, depending on timing, it used to)."""
     result = run_once(server, ["yes"], output_limit=65536, wait=20)
     assert len(result.stdout) == 65536
     assert bytes(result.stdout) == b"y\n" * 32768
     assert result.exit.output_capped is True
     assert result.exit.stdout_bytes == 65536
+    assert (result.exit.signal_name, result.exit.exit_code) == ("SIGTERM", None)
     assert not result.exit.timed_out and not result.exit.cancelled
+
+
+@pytest.mark.parametrize("produced", [999, 1000])
+def test_output_up_to_the_limit_is_not_capped(server, produced) -> None:
+    """[exit.output_capped]: true only when bytes were withheld; a command
+    that writes exactly the limit runs to its own end."""
+    result = run_once(server, ["head", "-c", str(produced), "/dev/zero"], output_limit=1000)
+    assert len(result.stdout) == produced
+    assert result.exit.output_capped is False and result.exit.exit_code == 0
+
+
+def test_output_limit_withholds_across_streams_and_exited_commands(server) -> None:
+    # Both streams, 1200 bytes produced at once, and the command gone before
+    # the server could signal it: 1000 delivered, capped, its own exit code.
+    result = run_once(server, shell="head -c 600 /dev/zero; head -c 600 /dev/zero >&2; exit 3",
+                      output_limit=1000)
+    assert len(result.stdout) + len(result.stderr) == 1000
+    assert result.exit.stdout_bytes + result.exit.stderr_bytes == 1000
+    assert result.exit.output_capped is True
+    # It may have exited before the TERM reached it, or not: whatever ended it is reported.
+    assert result.exit.exit_code == 3 or result.exit.signal_name == "SIGTERM"
 
 
 def test_output_limit_counts_both_streams(server) -> None:

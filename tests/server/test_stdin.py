@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from rexec.protocol import Signal
+from rexec.protocol import Ping, Signal
 
 from .wire import feed_stdin, raw_frame, sha256, wait_gone
 
@@ -133,19 +133,43 @@ def test_sending_beyond_the_credit_in_many_frames_is_fatal(server, wires, marker
     wire.expect_error_then_eof("flow.window_exceeded", timeout=5)
 
 
-def test_stdin_for_a_command_without_stdin_is_unexpected(server, wires) -> None:
-    wire = wires(server)
-    command_id = wire.run(["sleep", "5"])
-    wire.send_raw(raw_frame({"type": "stdin", "id": command_id, "data_size": 3}, b"abc"))
-    wire.expect_error_then_eof("protocol.unexpected")
+def _ping_answered(wire, seq: int) -> None:
+    """The connection carries on: a ping sent now is answered."""
+    wire.send(Ping(seq=seq))
+    wire.wait_for(lambda: any(e.type == "pong" and e.seq == seq for e in wire.other_events), 5)
 
 
-def test_stdin_after_stdin_eof_is_unexpected(server, wires) -> None:
+@pytest.mark.parametrize("ended", [False, True], ids=["running", "ended"])
+def test_stdin_for_a_command_without_stdin_is_dropped(server, wires, ended) -> None:
+    """[command.frames.dropped]: the same answer whether the command is still
+    running or has ended: the frame is dropped, the connection carries on."""
     wire = wires(server)
-    command_id = wire.run(["sleep", "5"], stdin=True)
+    command_id = wire.run(["sh", "-c", "sleep 0.3; echo ok"])
+    if ended:
+        wire.wait(command_id, 10)
+    wire.send_raw(raw_frame({"type": "stdin", "id": command_id, "data_size": 3}, b"abc")
+                  + raw_frame({"type": "stdin_eof", "id": command_id}))
+    _ping_answered(wire, 7)
+    result = wire.wait(command_id, 10)
+    assert bytes(result.stdout) == b"ok\n" and result.exit.exit_code == 0
+    assert result.exit.stdin_bytes == 0
+
+
+@pytest.mark.parametrize("ended", [False, True], ids=["running", "ended"])
+def test_stdin_after_stdin_eof_is_dropped(server, wires, ended) -> None:
+    wire = wires(server)
+    command_id = wire.run(["cat"], stdin=True)
+    wire.stdin(command_id, b"abc")
     wire.stdin_eof(command_id)
-    wire.send_raw(raw_frame({"type": "stdin", "id": command_id, "data_size": 3}, b"abc"))
-    wire.expect_error_then_eof("protocol.unexpected")
+    if ended:
+        wire.wait(command_id, 10)
+    late = raw_frame({"type": "stdin", "id": command_id, "data_size": 4}, b"late")
+    wire.send_raw(late + raw_frame({"type": "stdin_eof", "id": command_id}))
+    _ping_answered(wire, 8)
+    result = wire.wait(command_id, 10)
+    assert bytes(result.stdout) == b"abc" and result.exit.exit_code == 0
+    # [exit.counts]: dropped frames are not counted.
+    assert result.exit.stdin_bytes == 3
 
 
 def test_signal_reaches_a_command_that_never_reads_its_stdin(server, wires, marker) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import socket
 import ssl
 import time
 import warnings
+from collections.abc import AsyncIterator
 
 import pytest
 import trustme
@@ -51,7 +54,7 @@ def test_valid_client_certificate_runs_a_command(tls_server, pki) -> None:
     with Wire.open(tls_server.host, tls_server.port, key=tls_server.key,
                    ssl_context=client_context(ca, client_cert)) as wire:
         assert isinstance(wire.sock, ssl.SSLSocket)
-        assert wire.sock.version() in ("TLSv1.2", "TLSv1.3")
+        assert wire.sock.version() == "TLSv1.3"
         wire.authenticate()
         result = wire.wait(wire.run(["echo", "ok"]), 5)
         assert bytes(result.stdout) == b"ok\n" and result.exit.exit_code == 0
@@ -125,6 +128,135 @@ def test_wrong_hmac_key_still_fails_inside_tls(tls_server, pki) -> None:
     ca, client_cert, _ = pki
     with Wire.open(tls_server.host, tls_server.port, key=tls_server.key,
                    ssl_context=client_context(ca, client_cert)) as wire:
-        wire.authenticate(mac="0" * 64, expect_ok=False)
+        wire.authenticate(mac=bytes(32), expect_ok=False)
         error = wire.next_event(5)
         assert error.type == "error" and error.code == "auth.failed"
+
+
+# --- the channel binding: a man in the middle who terminates TLS is caught --------------------
+
+
+@pytest.fixture
+def server_auth_only(start_server, pki):
+    """TLS without client certificates, so that a relay can open its own session."""
+    _, _, paths = pki
+    return start_server("--tls-cert", str(paths["cert"]), "--tls-key", str(paths["key"]))
+
+
+@contextlib.asynccontextmanager
+async def relay(
+    target: tuple[str, int], mitm: tuple[ssl.SSLContext, ssl.SSLContext] | None
+) -> AsyncIterator[tuple[int, list[int]]]:
+    """Accept connections on 127.0.0.1 and relay each to ``target``: byte for
+    byte over TCP, or, with ``mitm``, as a man in the middle would: end the
+    client's TLS with a certificate of its own (from a CA the client trusts),
+    open a TLS session of its own to the server, and relay the plaintext
+    between the two. Yields the port and a one-item list counting the bytes
+    relayed."""
+    relayed = [0]
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                relayed[0] += len(data)
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+
+    async def serve(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        tasks.add(asyncio.current_task())  # type: ignore[arg-type]
+        upstream = mitm[1] if mitm else None
+        server_r, server_w = await asyncio.open_connection(
+            *target, ssl=upstream, server_hostname=target[0] if upstream else None)
+        try:
+            await asyncio.gather(copy(client_r, server_w), copy(server_r, client_w))
+        finally:
+            for writer in (client_w, server_w):
+                writer.close()
+                with contextlib.suppress(ConnectionError, ssl.SSLError):
+                    await writer.wait_closed()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=mitm[0] if mitm else None)
+    try:
+        yield server.sockets[0].getsockname()[1], relayed
+    finally:
+        server.close()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await server.wait_closed()
+
+
+def _through_relay(server, ca, *, mitm: bool) -> tuple[bytes | Exception, int]:
+    """Run ``echo through`` with the client library through a relay to
+    ``server``; returns its output (or the exception) and the bytes relayed."""
+    from rexec_client import connect
+
+    contexts = None
+    if mitm:
+        own = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ca.issue_cert("127.0.0.1").configure_cert(own)  # another certificate, same trusted CA
+        upstream = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ca.configure_trust(upstream)
+        contexts = (own, upstream)
+    client_context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ca.configure_trust(client_context)
+
+    async def go() -> tuple[bytes | Exception, int]:
+        async with relay((server.host, server.port), contexts) as (port, relayed):
+            try:
+                async with await connect("127.0.0.1", port, server.key,
+                                         ssl=client_context) as connection:
+                    result = await connection.run(["echo", "through"])
+                    return result.stdout, relayed[0]
+            except Exception as exc:  # noqa: BLE001 - handed to the test to judge
+                return exc, relayed[0]
+
+    return asyncio.run(asyncio.wait_for(go(), 30))
+
+
+def test_a_plain_tcp_relay_changes_nothing(server_auth_only, pki) -> None:
+    # The control: the TLS session is still end to end, so is its binding.
+    ca, _, _ = pki
+    output, relayed = _through_relay(server_auth_only, ca, mitm=False)
+    assert output == b"through\n" and relayed > 0
+
+
+def test_a_tls_terminating_man_in_the_middle_is_caught(server_auth_only, pki) -> None:
+    """[auth.binding]: the relay holds a certificate the client trusts and
+    relays every byte faithfully, yet the two TLS sessions export different
+    values: the server refuses the client's mac, and the client says why."""
+    from rexec_client import AuthenticationError
+
+    ca, _, _ = pki
+    outcome, relayed = _through_relay(server_auth_only, ca, mitm=True)
+    assert isinstance(outcome, AuthenticationError), outcome
+    assert "altered the handshake" in str(outcome)
+    assert relayed > 0  # it really went through the relay
+    records = [r for r in server_auth_only.audit_records() if r["event"] == "auth"]
+    assert records and records[-1]["ok"] is False
+
+
+def test_an_unbound_mac_is_refused_under_tls(server_auth_only, pki) -> None:
+    # A client that skips the binding (empty, as without TLS) is refused.
+    ca, _, _ = pki
+    with Wire.open(server_auth_only.host, server_auth_only.port, key=server_auth_only.key,
+                   ssl_context=client_context(ca)) as wire:
+        assert len(wire.binding) == 32
+        wire.authenticate(binding=b"", expect_ok=False)
+        wire.expect_error_then_eof("auth.failed")
+
+
+def test_tls_1_2_client_is_refused(tls_server, pki) -> None:
+    # [tls.version]: the binding needs TLS 1.3; 1.2 is refused in the TLS handshake.
+    ca, client_cert, _ = pki
+    context = client_context(ca, client_cert)
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    # (asyncio's TLS server may close before its protocol_version alert leaves:
+    # the client then sees an EOF in the handshake.)
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        Wire.open(tls_server.host, tls_server.port, ssl_context=context).close()

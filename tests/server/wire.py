@@ -42,10 +42,10 @@ from rexec.protocol import (
     StdinCredit,
     StdinEof,
     Stdout,
-    client_proof,
-    proofs_match,
-    server_proof,
+    encode_frame,
+    macs_match,
 )
+from rexec.tls_binding import channel_binding
 
 #: Default bound on one read from the server.
 EVENT_TIMEOUT = 10.0
@@ -163,37 +163,47 @@ class Wire:
         self.hello = message
         return message
 
+    @property
+    def binding(self) -> bytes:
+        """The TLS channel binding of this connection (b"" without TLS)."""
+        return channel_binding(self.sock if isinstance(self.sock, ssl.SSLSocket) else None)
+
     def authenticate(
         self,
         key: bytes | None = None,
         *,
-        version: int = 1,
-        mac: str | None = None,
+        version: int = 2,
+        mac: bytes | None = None,
+        binding: bytes | None = None,
         timeout: float = EVENT_TIMEOUT,
         expect_ok: bool = True,
     ) -> AuthOk | None:
-        """Send ``auth`` (reading ``hello`` first if needed). With ``expect_ok``,
-        read and verify ``auth_ok`` (the server's proof)."""
+        """Send ``auth`` (reading ``hello`` first if needed), signed with
+        ``key`` over this connection's transcript and ``binding`` (default: the
+        real one), or carrying ``mac`` as is. With ``expect_ok``, read and
+        verify ``auth_ok`` (the server's proof)."""
         if self.hello is None:
             self.read_hello(timeout)
         assert self.hello is not None
         key = key if key is not None else self.key
         assert key is not None
-        nonce = secrets.token_hex(32)
-        if mac is None:
-            mac = client_proof(key, self.hello.nonce, nonce, self.hello.server)
-        auth = Auth(version=version, nonce=nonce, mac=mac)
+        binding = self.binding if binding is None else binding
+        auth = self.conn.sign_auth(
+            key, nonce=secrets.token_hex(32), binding=binding, version=version
+        )
+        if mac is not None:
+            auth = Auth.unsigned(version=version, nonce=auth.nonce).signed(mac)
         if version in self.hello.versions:
             self.send(auth)
         else:
             # The client core refuses to send a version hello did not offer.
-            self.send_raw(raw_frame(auth.model_dump(mode="json")))
+            self.send_raw(encode_frame(auth))
         if not expect_ok:
             return None
         message = self.next_event(timeout)
         assert isinstance(message, AuthOk), f"expected auth_ok, got {message!r}"
-        expected = server_proof(key, self.hello.nonce, nonce, self.hello.server)
-        assert proofs_match(expected, message.mac), "server proof does not verify"
+        expected = self.conn.transcript(binding).server_mac(key, auth.mac)
+        assert macs_match(expected, message.mac), "server proof does not verify"
         self.auth_ok = message
         return message
 

@@ -19,7 +19,6 @@ from collections.abc import Callable
 from typing import Any, BinaryIO, Self
 
 from rexec.protocol import (
-    Auth,
     AuthOk,
     Cancel,
     Connection,
@@ -35,9 +34,7 @@ from rexec.protocol import (
     Stdin,
     StdinEof,
     Stdout,
-    client_proof,
-    proofs_match,
-    server_proof,
+    macs_match,
 )
 
 #: Bound on any one wait for the server.
@@ -138,17 +135,11 @@ class TransferClient:
     def _handshake(self, key: bytes) -> None:
         hello = self.next_event()
         assert isinstance(hello, Hello), hello
-        nonce = secrets.token_hex(32)
-        self.send(
-            Auth(
-                version=1,
-                nonce=nonce,
-                mac=client_proof(key, hello.nonce, nonce, hello.server),
-            )
-        )
+        auth = self.conn.sign_auth(key, nonce=secrets.token_hex(32))
+        self.send(auth)
         auth_ok = self.next_event()
         assert isinstance(auth_ok, AuthOk), auth_ok
-        assert proofs_match(server_proof(key, hello.nonce, nonce, hello.server), auth_ok.mac)
+        assert macs_match(self.conn.transcript().server_mac(key, auth.mac), auth_ok.mac)
 
     def new_id(self) -> int:
         command_id, self._next_id = self._next_id, self._next_id + 1

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from rexec.protocol import Error
+
 from ..case import Context, require_started
 from ..client import Client, CommandRecord
 
@@ -48,3 +50,12 @@ async def wait_output(ctx: Context, client: Client, command_id: int, needle: byt
     return await client.pump(
         ctx.t(QUICK), until=lambda: needle in record.stdout or record.terminal
     ) and needle in record.stdout
+
+
+def fatal_seen(client: Client) -> str | None:
+    """The code of the fatal error the server sent on ``client``, if any; "closed"
+    when it closed the connection without one."""
+    for message in client.other:
+        if isinstance(message, Error) and message.fatal:
+            return message.code
+    return "closed" if client.closed is not None else None

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from rexec.protocol import Cancel, Signal, StdinEof
 
-from ..case import Context, Observation
-from ..client import CommandRecord
+from ..case import Context, Observation, require_started
+from ..client import CommandRecord, Unsupported
 from ._registry import case, register
 from ._util import QUICK, run_one, wait_output, wait_started
 
@@ -318,3 +318,88 @@ async def signal_group(ctx: Context) -> Observation:
     if label != "signal:SIGTERM:15":
         return Observation(f"leader:{label}", data=record.summary())
     return Observation("group-signalled" if gone else "child-survived")
+
+
+# --- what a command starts with ------------------------------------------------------------
+
+
+@case(
+    "command.signals.default/proc-status",
+    "cat /proc/self/status: SigIgn and SigBlk are all zero (no signal ignored or blocked, "
+    "whatever the server inherited). Unsupported without /proc.",
+    {"default"},
+)
+async def signals_proc_status(ctx: Context) -> Observation:
+    _, record = await run_one(ctx, argv=["cat", "/proc/self/status"])
+    if record.exit is None or record.exit.exit_code != 0:
+        raise Unsupported("no /proc/self/status on the server")
+    fields = dict(
+        line.split(":", 1) for line in bytes(record.stdout).decode("ascii", "replace").splitlines()
+        if ":" in line
+    )
+    masks = {name: fields.get(name, "").strip() for name in ("SigIgn", "SigBlk")}
+    if any(not value for value in masks.values()):
+        raise Unsupported("no signal masks in /proc/self/status")
+    changed = {name: value for name, value in masks.items() if int(value, 16) != 0}
+    return Observation("default" if not changed else "inherited:" + ",".join(sorted(changed)),
+                       str(masks))
+
+
+for _name in ("SIGINT", "SIGQUIT"):
+    async def _default_action(ctx: Context, name: str = _name) -> Observation:
+        client = await ctx.client()
+        # "ready" once the command is really running: started may come before
+        # its exec, and a signal then would hit whatever runs before it.
+        command_id = await client.run(argv=["sh", "-c", "echo ready; exec sleep 30"])
+        if not await wait_output(ctx, client, command_id, b"ready\n"):
+            await wait_started(ctx, client, command_id)
+            return Observation("not-ready", data=client.records[command_id].summary())
+        await client.wire.send(Signal(id=command_id, signal=name))  # type: ignore[arg-type]
+        ended = await client.wait_terminal(command_id, ctx.t(QUICK))
+        record = client.records[command_id]
+        if not ended:
+            await client.wire.send(Cancel(id=command_id))
+            return Observation("ignored", f"sleep outlived {name}")
+        label = _exit_label(record)  # signal numbers differ between systems: the name
+        return Observation(label.rsplit(":", 1)[0] if label.startswith("signal:") else label,
+                           data=record.summary())
+
+    register(
+        f"command.signals.default/{_name}",
+        f"sh -c 'echo ready; exec sleep 30' gets signal {_name} once ready: it ends by {_name} "
+        "(its default action), not ignored.",
+        {f"signal:{_name}"}, _default_action, timeout=10.0,
+    )
+
+
+# --- slots ---------------------------------------------------------------------------------
+
+
+@case(
+    "command.slot",
+    "max_commands - 1 sleeps and one true: as soon as true's exit arrives, another run is "
+    "accepted (the slot is free once the terminal frame is sent), not refused busy.",
+    {"accepted"}, timeout=20.0,
+)
+async def slot_freed(ctx: Context) -> Observation:
+    client = await ctx.client()
+    assert client.hello is not None
+    limit = client.hello.limits.max_commands
+    if limit > 256:
+        return Observation("unsupported", f"max_commands {limit} is above what the suite starts")
+    sleeps = [client.run_message(argv=["sleep", "30"]) for _ in range(limit - 1)]
+    quick = client.run_message(argv=["true"])
+    await client.wire.send(*sleeps, quick)
+    try:
+        if not await client.wait_terminal(quick.id, ctx.t(10.0)):
+            return Observation("no-exit")
+        require_started(client.records[quick.id])
+        if client.records[quick.id].exit is None:
+            return Observation(_exit_label(client.records[quick.id]))
+        after = client.run_message(argv=["true"])
+        await client.wire.send(after)
+        await client.wait_terminal(after.id, ctx.t(QUICK))
+        label = _exit_label(client.records[after.id])
+    finally:
+        await client.wire.send(*[Cancel(id=r.id) for r in sleeps])
+    return Observation("accepted" if label == "exit:0" else label)

@@ -167,6 +167,18 @@ _HEADER_CASES: tuple[tuple[str, str, bytes, set[str]], ...] = (
      b'{"type":"run","id":1,"argv":["true"],"shell":"true"}', {"fatal:header.invalid"}),
     ("frame.body.size/on-ping", "a ping with data_size 3 and a 3-byte body",
      b'{"type":"ping","seq":1,"data_size":3}', {"fatal:header.invalid"}),
+    # NaN and Infinity are not JSON: bad JSON, even where a number may stand.
+    ("frame.header.json/nan", "a run with timeout NaN",
+     b'{"type":"run","id":1,"argv":["true"],"timeout":NaN}', {"fatal:header.bad_json"}),
+    ("frame.header.json/infinity-in-unknown-member", "a ping with an extra member -Infinity", b'{"type":"ping","seq":1,"x":-Infinity}', {"fatal:header.bad_json"}),
+    ("message.integers/seq-2-pow-53", "a ping with seq 2**53 (one above the bound)",
+     b'{"type":"ping","seq":9007199254740992}', {"fatal:header.invalid"}),
+    # What version 1 echoed back: no integer of the protocol reaches 2**64.
+    ("message.integers/seq-2-pow-64", "a ping with seq 2**64",
+     b'{"type":"ping","seq":18446744073709551616}', {"fatal:header.invalid"}),
+    ("message.extensible/closed-run",
+     'a run with a member no version defines ("sandbox": true): never half-understood',
+     b'{"type":"run","id":1,"argv":["true"],"sandbox":true}', {"fatal:header.invalid"}),
 )
 
 for _id, _what, _header, _expected in _HEADER_CASES:

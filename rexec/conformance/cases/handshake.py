@@ -1,15 +1,22 @@
-"""Handshake and authentication: hello first, versions, order, macs, nonces,
-the auth deadline, and that nothing runs before authentication."""
+"""Handshake and authentication: hello first, versions, features, order, macs
+over the transcript, nonces, the auth deadline, and that nothing runs before
+authentication."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import hmac
+import json
 import shlex
+import ssl
+import struct
 
-from rexec.protocol import AuthOk, Hello, Ping, Run, server_proof
+from rexec.protocol import AuthOk, Hello, Ping, Run, encode_frame, macs_match
 
 from ..case import REACTION_WAIT, Context, Observation
-from ..client import Client
-from ..wire import Closed
+from ..client import Client, Unsupported
+from ..wire import Closed, Wire
 from ._registry import case
 
 
@@ -151,7 +158,7 @@ async def wrong_key(ctx: Context) -> Observation:
 
 @case(
     "auth.mutual/server-proof",
-    "The auth_ok mac is the server proof of protocol.md 3.1 for this key and these nonces.",
+    "The auth_ok mac is the server mac of protocol.md 3.1 over this connection's transcript.",
     {"valid-proof"},
 )
 async def server_mac(ctx: Context) -> Observation:
@@ -161,9 +168,113 @@ async def server_mac(ctx: Context) -> Observation:
     got = await client.wire.next_frame(ctx.t(REACTION_WAIT))
     if not isinstance(got, AuthOk):
         return Observation(f"no-auth_ok:{getattr(got, 'type', got)}")
+    return Observation("valid-proof" if macs_match(client.server_mac(auth), got.mac)
+                       else "wrong-proof")
+
+
+@case(
+    "auth.transcript/altered-hello",
+    "Sign the auth over the hello a man in the middle would show (limits.max_body 1), not the one "
+    "that travelled: fatal auth.failed.",
+    {"fatal:auth.failed"},
+)
+async def altered_hello(ctx: Context) -> Observation:
+    client = await ctx.hello_only()
     assert client.hello is not None
-    expected = server_proof(ctx.options.key, client.hello.nonce, auth.nonce, client.hello.server)
-    return Observation("valid-proof" if got.mac == expected else "wrong-proof")
+    limits = client.hello.limits.model_copy(update={"max_body": 1})
+    shown = encode_frame(client.hello.model_copy(update={"limits": limits}))
+    await client.wire.send(client.auth_message(hello_frame=shown))
+    return Observation(await ctx.await_fatal(client.wire))
+
+
+@case(
+    "auth.transcript/version-1-mac",
+    "An auth whose mac is version 1's (HMAC over the nonces and the server name only), in a "
+    "version 2 frame: fatal auth.failed.",
+    {"fatal:auth.failed"},
+)
+async def version_1_mac(ctx: Context) -> Observation:
+    client = await ctx.hello_only()
+    assert client.hello is not None
+    auth = client.auth_message()
+    data = (b"rexec-auth-v1 client\x00" + bytes.fromhex(client.hello.nonce)
+            + bytes.fromhex(auth.nonce) + client.hello.server.encode())
+    weak = hmac.new(ctx.options.key, data, hashlib.sha256).digest()
+    await client.wire.send(auth.signed(weak))
+    return Observation(await ctx.await_fatal(client.wire))
+
+
+@case(
+    "auth.binding/other-binding",
+    "Sign the auth with a channel binding of 32 bytes of 5a, which no session exports (without "
+    "TLS the binding is empty; under TLS it is the session's): fatal auth.failed.",
+    {"fatal:auth.failed"},
+)
+async def other_binding(ctx: Context) -> Observation:
+    client = await ctx.hello_only()
+    await client.wire.send(client.auth_message(binding=b"\x5a" * 32))
+    return Observation(await ctx.await_fatal(client.wire))
+
+
+@case(
+    "handshake.features/not-offered",
+    "Choose a feature hello did not offer (x-conformance-never) in an otherwise valid auth: "
+    "fatal feature.unsupported.",
+    {"fatal:feature.unsupported"},
+)
+async def feature_not_offered(ctx: Context) -> Observation:
+    client = await ctx.hello_only()
+    assert client.hello is not None
+    if "x-conformance-never" in client.hello.features:
+        return Observation("offered", "the server offers the suite's made-up feature")
+    await client.wire.send(client.auth_message(features=("x-conformance-never",)))
+    return Observation(await ctx.await_fatal(client.wire))
+
+
+@case(
+    "handshake.version/version-1-auth",
+    "Answer hello as a version 1 client would (version 1, the mac as hex in the header, no "
+    "body): fatal version.unsupported, not a schema error.",
+    {"fatal:version.unsupported"},
+)
+async def version_1_auth(ctx: Context) -> Observation:
+    client = await ctx.hello_only()
+    header = json.dumps({"type": "auth", "data_size": 0, "version": 1, "nonce": "b" * 64,
+                         "mac": "e" * 64}, separators=(",", ":")).encode()
+    await client.wire.send_raw(struct.pack("<i", len(header)) + header)
+    return Observation(await ctx.await_fatal(client.wire))
+
+
+@case(
+    "tls.version/tls-1.2",
+    "Against a TLS target, offer TLS 1.2 at most: the TLS handshake fails (no hello arrives).",
+    {"refused", "closed"},
+)
+async def tls_1_2(ctx: Context) -> Observation:
+    if ctx.target.tls is None:
+        raise Unsupported("the target is not TLS (--tls)")
+    # Only the version is at stake: the server's certificate is not checked,
+    # and a refusal for any other reason is reported as such.
+    old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    old.check_hostname = False
+    old.verify_mode = ssl.CERT_NONE
+    old.maximum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        wire = await Wire.open(dataclasses.replace(ctx.target, tls=old), ctx.log, 0,
+                               timeout=ctx.t(5.0))
+    except ssl.SSLError as exc:
+        # A protocol_version alert, or (asyncio's servers) a close before it left.
+        reason = exc.reason or ""
+        if "VERSION" in reason or "EOF" in reason:
+            return Observation("refused", reason)
+        return Observation(f"tls-error:{reason}")
+    except (ConnectionError, OSError, TimeoutError):
+        return Observation("closed")
+    try:
+        got = await wire.next_frame(ctx.t(REACTION_WAIT))
+    finally:
+        wire.close()
+    return Observation("served-tls-1.2" if isinstance(got, Hello) else f"no-hello:{got!r}")
 
 
 @case(

@@ -134,6 +134,65 @@ async def output_capped(ctx: Context) -> Observation:
 
 
 @case(
+    "output.limit/exact",
+    "output_limit 1000 on a shell that writes exactly 1000 bytes, then sleeps 0.5 s and exits "
+    "0: all 1000 arrive and it is not ended (exit 0 on its own).",
+    {"exact:exit:0"}, timeout=10.0,
+)
+async def output_limit_exact(ctx: Context) -> Observation:
+    _, record = await run_one(ctx, shell="head -c 1000 /dev/zero; sleep 0.5", output_limit=1000)
+    total = len(record.stdout) + len(record.stderr)
+    if record.exit is None:
+        return Observation("no-exit", data=record.summary())
+    ended = f"exit:{record.exit.exit_code}" if record.exit.signal is None else (
+        f"signal:{record.exit.signal_name}")
+    return Observation(f"exact:{ended}" if total == 1000 else f"{total}-bytes:{ended}")
+
+
+@case(
+    "exit.output_capped/exact",
+    "output_limit 1000 on a command that writes exactly 1000 bytes: nothing was withheld, so "
+    "output_capped is false.",
+    {"not-capped"}, timeout=10.0,
+)
+async def output_capped_exact(ctx: Context) -> Observation:
+    _, record = await run_one(ctx, argv=["head", "-c", "1000", "/dev/zero"], output_limit=1000)
+    if record.exit is None:
+        return Observation("no-exit")
+    return Observation("capped" if record.exit.output_capped else "not-capped")
+
+
+@case(
+    "output.limit/both-streams",
+    "output_limit 1000 on a shell writing 600 bytes to stdout and 600 to stderr, then sleeping: "
+    "exactly 1000 bytes arrive across the two streams, output_capped.",
+    {"exactly-1000,capped"}, timeout=10.0,
+)
+async def output_limit_both(ctx: Context) -> Observation:
+    script = "head -c 600 /dev/zero; head -c 600 /dev/zero >&2; sleep 5"
+    _, record = await run_one(ctx, shell=script, output_limit=1000, wait=8.0)
+    total = len(record.stdout) + len(record.stderr)
+    capped = record.exit is not None and record.exit.output_capped
+    return Observation(f"{'exactly-1000' if total == 1000 else f'{total}-bytes'},"
+                       f"{'capped' if capped else 'not-capped'}", data=record.summary())
+
+
+@case(
+    "output.limit/sigterm",
+    "output_limit 100000 on yes: exactly 100000 bytes, and yes ends by the server's SIGTERM "
+    "(its pipe kept open and drained), not by SIGPIPE.",
+    {"exactly,SIGTERM"}, timeout=10.0,
+)
+async def output_limit_sigterm(ctx: Context) -> Observation:
+    _, record = await run_one(ctx, argv=["yes"], output_limit=100_000, wait=8.0)
+    if record.exit is None:
+        return Observation("no-exit", data=record.summary())
+    total = len(record.stdout) + len(record.stderr)
+    ended = record.exit.signal_name or f"exit:{record.exit.exit_code}"
+    return Observation(f"{'exactly' if total == 100_000 else f'{total}-bytes'},{ended}")
+
+
+@case(
     "limits.announced/server-frames",
     "4 MiB of output: every frame the server sends stays within 64 KiB of header and 1 MiB of "
     "body (a larger one is reported by the decoder as a server fault).",

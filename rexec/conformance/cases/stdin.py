@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 
-from rexec.protocol import Run, Stdin, StdinEof, encode_frame
+from rexec.protocol import Ping, Pong, Stdin, StdinEof
 
-from ..case import Context, Observation
+from ..case import Context, Observation, require_started
+from ..client import Client
 from ._registry import case
-from ._util import QUICK, run_one, wait_started
+from ._util import QUICK, fatal_seen, run_one, wait_started
 
 
 @case(
@@ -25,15 +26,16 @@ async def dev_null(ctx: Context) -> Observation:
 
 
 @case(
-    "stdin.closed.default/refused",
-    "A stdin frame for a command run with stdin false: fatal protocol.unexpected.",
-    {"fatal:protocol.unexpected"},
+    "command.frames.dropped/stdin-without-stdin",
+    "stdin and stdin_eof for a running command with stdin false (sh -c 'sleep 0.3; echo ok'), "
+    "then ping: dropped, not fatal: the pong and the command's output and exit 0 arrive.",
+    {"dropped"},
 )
-async def refused(ctx: Context) -> Observation:
+async def stdin_without_stdin(ctx: Context) -> Observation:
     client = await ctx.client()
-    run = client.run_message(argv=["sleep", "5"])
-    await client.wire.send(run, Stdin.with_data(run.id, b"x"))
-    return Observation(await ctx.await_fatal(client.wire))
+    run = client.run_message(argv=["sh", "-c", "sleep 0.3; echo ok"])
+    await client.wire.send(run, Stdin.with_data(run.id, b"x"), StdinEof(id=run.id), Ping(seq=31))
+    return await _dropped(ctx, client, run.id, b"ok\n")
 
 
 @case(
@@ -122,15 +124,35 @@ async def eof_closes(ctx: Context) -> Observation:
 
 
 @case(
-    "stdin.eof/stdin-after",
-    "A stdin frame after stdin_eof for the same running command: fatal protocol.unexpected.",
-    {"fatal:protocol.unexpected"},
+    "command.frames.dropped/stdin-after-eof",
+    "cat with stdin 'abc', stdin_eof, then stdin 'late', a second stdin_eof and ping, in one "
+    "write: the late frames are dropped, not fatal: output 'abc', exit 0, stdin_bytes 3, pong.",
+    {"dropped"},
 )
 async def stdin_after_eof(ctx: Context) -> Observation:
     client = await ctx.client()
-    run = Run(id=1, argv=["sleep", "5"], stdin=True)
-    client.next_id = 2
-    await client.wire.send_raw(
-        encode_frame(run) + encode_frame(StdinEof(id=1)) + encode_frame(Stdin.with_data(1, b"late"))
-    )
-    return Observation(await ctx.await_fatal(client.wire))
+    run = client.run_message(argv=["cat"], stdin=True)
+    await client.wire.send(run, Stdin.with_data(run.id, b"abc"), StdinEof(id=run.id),
+                           Stdin.with_data(run.id, b"late"), StdinEof(id=run.id), Ping(seq=32))
+    observation = await _dropped(ctx, client, run.id, b"abc")
+    record = client.records[run.id]
+    if observation.outcome == "dropped" and record.exit is not None and record.exit.stdin_bytes != 3:
+        return Observation(f"stdin_bytes:{record.exit.stdin_bytes}", data=record.summary())
+    return observation
+
+
+async def _dropped(ctx: Context, client: Client, command_id: int, output: bytes) -> Observation:
+    """``dropped`` when the connection carried on (pong, output, exit 0), else
+    what happened instead."""
+    record = client.records[command_id]
+    ponged = await client.pump(ctx.t(QUICK), until=lambda: record.terminal and any(
+        isinstance(m, Pong) for m in client.other))
+    fatal = fatal_seen(client)
+    if fatal is not None:
+        return Observation(f"fatal:{fatal}")
+    require_started(record)
+    if not ponged:
+        return Observation("no-pong" if record.terminal else "no-exit", data=record.summary())
+    if record.exit is None or record.exit.exit_code != 0 or bytes(record.stdout) != output:
+        return Observation("command-disturbed", data=record.summary())
+    return Observation("dropped")

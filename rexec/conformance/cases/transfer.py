@@ -16,12 +16,12 @@ import hashlib
 import secrets
 import shlex
 
-from rexec.protocol import Cancel, Put, Run, Signal, Stdin, encode_frame
+from rexec.protocol import Cancel, Put, Resize, Run, Signal, Stdin, StdinEof, encode_frame
 
 from ..case import REACTION_WAIT, Context, Observation
 from ..client import Client, CommandRecord, SetupError, Unsupported
 from ._registry import case, register
-from ._util import QUICK
+from ._util import QUICK, fatal_seen
 
 #: A small content with every byte value.
 ALL_BYTES = bytes(range(256)) * 4
@@ -594,15 +594,24 @@ async def terminal_error(ctx: Context) -> Observation:
 
 
 @case(
-    "transfer.terminal.one/signal",
-    "A signal frame for a running put: fatal protocol.unexpected.",
-    {"fatal:protocol.unexpected"},
+    "command.frames.dropped/signal-for-put",
+    "signal and resize for a running put, then the rest of its data and stdin_eof: the frames "
+    "are dropped (no fatal error) and the put ends with done.",
+    {"dropped"},
 )
 async def terminal_signal(ctx: Context) -> Observation:
     client = await ctx.client()
     message = await started_put(ctx, client, ctx.temp_path("put"))
-    await client.wire.send(Signal(id=message.id, signal="SIGTERM"))
-    return Observation(await ctx.await_fatal(client.wire))
+    await client.wire.send(Signal(id=message.id, signal="SIGTERM"),
+                           Resize(id=message.id, rows=10, cols=10),
+                           Stdin.with_data(message.id, b"p" * 1000), StdinEof(id=message.id))
+    await client.wait_terminal(message.id, ctx.t(QUICK))
+    record = client.records[message.id]
+    fatal = fatal_seen(client)
+    if fatal is not None:
+        return Observation(f"fatal:{fatal}")
+    return Observation("dropped" if record.done is not None else
+                       f"error:{record.error.code}" if record.error else "no-terminal")
 
 
 # --- ids, concurrency, busy ---------------------------------------------------------------
