@@ -495,7 +495,9 @@ def lib_worker(direction: str, host: str, port: str, key_file: str, src: str, ds
             return await get(conn, src, dst)
 
     before = resource.getrusage(resource.RUSAGE_SELF)
-    result = asyncio.run(go())
+    from rexec import eventloop
+
+    result = eventloop.run(go())
     after = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({
         # No hashing pass any more: the digest is computed as the bytes stream.

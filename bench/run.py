@@ -620,6 +620,12 @@ def parse_args(argv=None):
     p.add_argument("--bulk-bytes", type=int, help="bytes of stdout for the bulk metric (default 1 GiB)")
     p.add_argument("--conc-seconds", type=float, help="seconds per concurrency measurement (default 3)")
     p.add_argument("--json", type=Path, help="write raw results here")
+    p.add_argument("--no-session", action="store_true",
+                   help="skip the cold-start, pty-echo and put/get rows (bench/session_rows.py)")
+    p.add_argument("--xfer-bytes", type=int,
+                   help="bytes of the put/get file (default 512 MiB, 64 MiB with --quick)")
+    p.add_argument("--echo-samples", type=int,
+                   help="keystrokes per pty-echo measurement (default 200, 40 with --quick)")
     p.add_argument("--max-foreign", type=float, default=0.15,
                    help="retake a measurement when other jobs used more CPUs than this (default 0.15)")
     p.add_argument("--retries", type=int, default=2, help="retakes per measurement (default 2)")
@@ -742,6 +748,8 @@ async def main_async(args) -> int:
         "bulk_bytes": bulk_bytes, "conc_seconds": conc_seconds, "concurrency": CONCURRENCY,
         "machine": platform.machine(), "kernel": platform.release(),
         "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
+        "xfer_bytes": args.xfer_bytes or (64 * MiB if args.quick else 512 * MiB),
+        "echo_samples": args.echo_samples or (40 if args.quick else 200),
     }
     tmp = Path(tempfile.mkdtemp(prefix="rexec-bench-"))
     peers: list[Peer] = []
@@ -767,15 +775,18 @@ async def main_async(args) -> int:
                 skipped.append((cls.label, f"setup failed: {exc!r}"[:200]))
                 print(f"skipped {cls.name}: setup failed: {exc!r}", file=sys.stderr, flush=True)
                 await peer.teardown()
+        # Warming scales with the transfer: 3 GiB for 1 GiB, next to nothing for a smoke run.
+        warm_gib = min(3.0, 3 * bulk_bytes / GiB)
         if "bulk" in metrics:
-            print(f"warming memory: {warm_memory(3.0):.1f} s for 3 GiB", file=sys.stderr, flush=True)
+            print(f"warming memory: {warm_memory(warm_gib):.1f} s for {warm_gib:.2f} GiB",
+                  file=sys.stderr, flush=True)
         started = time.monotonic()
         for rep in range(reps):
             # rotate the order each repetition so no peer always goes first
             order = peers[rep % len(peers):] + peers[: rep % len(peers)] if peers else []
             for metric in metrics:
                 if metric == "bulk":
-                    warm_memory(1.5)
+                    warm_memory(warm_gib / 2)
                 for peer in order:
                     if metric not in peer.metrics:
                         continue
@@ -824,7 +835,21 @@ async def main_async(args) -> int:
         if SshMux._sshd is not None:
             SshMux._sshd.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+    sess: dict[str, list] = {}
+    if not args.no_session:
+        import session_rows
+
+        sess, sess_skipped = session_rows.measure(
+            reps if not args.quick else 1, meta["xfer_bytes"], meta["echo_samples"],
+            lambda line: print(line, file=sys.stderr, flush=True))
+        skipped += sess_skipped
     text = report(peers, res, rss, skipped, args, meta)
+    if not args.no_session:
+        import session_rows
+
+        text = ("Issue 15 (" + session_rows.stamp() + f", `{meta['command']}`):\n\n"
+                + session_rows.issue_table(res, rss, sess, meta["xfer_bytes"], bulk_bytes)
+                + "\n\n" + text)
     if foreign_log:
         worst = max(f["foreign_cpus"] for f in foreign_log)
         text += (f"\n\nOther jobs on the machine used at most {worst:.2f} CPU during a kept measurement; "
@@ -833,6 +858,7 @@ async def main_async(args) -> int:
     print(text)
     if args.json:
         args.json.write_text(json.dumps({"meta": meta, "results": res, "server_peak_rss": rss,
+                                         "session_rows": sess,
                                          "skipped": skipped, "foreign_cpu": foreign_log,
                                          "labels": {p.name: p.label for p in peers}}, indent=2))
     return 0
@@ -840,7 +866,9 @@ async def main_async(args) -> int:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    return asyncio.run(main_async(args))
+    from rexec import eventloop
+
+    return eventloop.run(main_async(args))
 
 
 if __name__ == "__main__":

@@ -7,11 +7,11 @@ connection, use ``connect()`` and ``ClientConnection.run``/``start``.
 
 from __future__ import annotations
 
-import asyncio
 import ssl as ssl_module
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from rexec import eventloop
 from rexec.keyfile import default_key_path, load_key
 
 from .connection import DEFAULT_CONNECT_TIMEOUT, connect
@@ -113,7 +113,7 @@ def run(
 ) -> CompletedProcess:
     """``run_async`` for synchronous code (it runs its own event loop, so it
     can't be called from a coroutine: await ``run_async`` there)."""
-    return asyncio.run(
+    return eventloop.run(
         run_async(
             args,
             host=host,

@@ -10,8 +10,13 @@ server and the command blocks on its writes, as it would on a full pipe.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable
 from typing import BinaryIO
+
+#: A read hands a buffered body of at least this size over by itself rather
+#: than joining it with the next ones (a copy that buys nothing at this size).
+_WHOLE_BODY = 64 * 1024
 
 
 class OutputReader:
@@ -26,7 +31,11 @@ class OutputReader:
     """
 
     def __init__(self, on_consumed: Callable[[], None], line_limit: int) -> None:
-        self._buffer = bytearray()
+        # The received bodies as they came: a read of a whole body hands that
+        # very object over, with no copy (the common case for bulk output).
+        self._chunks: deque[bytes] = deque()
+        self._size = 0
+        self._head = 0  # bytes of the first chunk already read
         self._eof = False
         self._changed = asyncio.Event()
         self._on_consumed = on_consumed
@@ -37,11 +46,11 @@ class OutputReader:
     @property
     def buffered(self) -> int:
         """Bytes received and not yet read."""
-        return len(self._buffer)
+        return self._size
 
     def at_eof(self) -> bool:
         """True once the stream has ended and every byte has been read."""
-        return self._eof and not self._buffer
+        return self._eof and not self._size
 
     async def read(self, n: int = -1) -> bytes:
         """Read up to ``n`` bytes (at least one, unless at EOF: then b"").
@@ -51,17 +60,20 @@ class OutputReader:
             while chunk := await self.read(2**20):
                 chunks.append(chunk)
             return b"".join(chunks)
-        await self._wait_until(lambda: bool(self._buffer) or self._eof)
-        return self._take(min(n, len(self._buffer)))
+        await self._wait_until(lambda: bool(self._size) or self._eof)
+        first = len(self._chunks[0]) - self._head if self._chunks else 0
+        if _WHOLE_BODY <= first <= n:
+            return self._take(first)  # one large body as it came: handed over, not copied
+        return self._take(min(n, self._size))
 
     async def readline(self) -> bytes:
         """Read one line including its b"\\n"; at EOF, what is left (maybe
         b""). A line longer than the line limit comes back in pieces."""
         await self._wait_until(
-            lambda: b"\n" in self._buffer or self._eof or len(self._buffer) >= self._line_limit
+            lambda: self._line_end() >= 0 or self._eof or self._size >= self._line_limit
         )
-        end = self._buffer.find(b"\n")
-        return self._take(len(self._buffer) if end < 0 else end + 1)
+        end = self._line_end()
+        return self._take(self._size if end < 0 else end)
 
     async def copy_to(self, file: BinaryIO) -> int:
         """Write every chunk to ``file`` as it arrives, flushing each one, until
@@ -86,7 +98,9 @@ class OutputReader:
     # --- fed by the connection ----------------------------------------------
 
     def feed_data(self, data: bytes) -> None:
-        self._buffer += data
+        if data:
+            self._chunks.append(bytes(data))  # a no-op for bytes; a view is copied once
+            self._size += len(data)
         self.received += len(data)
         self._changed.set()
 
@@ -101,9 +115,38 @@ class OutputReader:
             self._changed.clear()
             await self._changed.wait()
 
+    def _line_end(self) -> int:
+        """The offset just past the first buffered b"\\n", or -1."""
+        offset = -self._head
+        for i, chunk in enumerate(self._chunks):
+            end = chunk.find(b"\n", self._head if i == 0 else 0)
+            if end >= 0:
+                return offset + end + 1
+            offset += len(chunk)
+        return -1
+
     def _take(self, n: int) -> bytes:
-        data = bytes(self._buffer[:n])
-        del self._buffer[:n]
-        if data:
-            self._on_consumed()
-        return data
+        """The first ``n`` buffered bytes (``n`` <= what is buffered). The
+        first chunk is consumed through an offset (``_head``), so reading it
+        a line at a time copies each line once, not the rest of the chunk."""
+        if n <= 0:
+            return b""
+        parts = []
+        left = n
+        while left:
+            chunk = self._chunks[0]
+            available = len(chunk) - self._head
+            if self._head == 0 and available <= left:
+                parts.append(chunk)  # the whole body: no copy
+            else:
+                parts.append(chunk[self._head : self._head + min(left, available)])
+            if available <= left:
+                self._chunks.popleft()
+                self._head = 0
+                left -= available
+            else:
+                self._head += left
+                left = 0
+        self._size -= n
+        self._on_consumed()
+        return parts[0] if len(parts) == 1 else b"".join(parts)

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rexec import eventloop
 from rexec.connect_hint import connect_hint
 from rexec.files import TempRecords, UnsafeRecords
 from rexec.keyfile import KeyFileError, default_key_path, load_key, load_or_create_key
@@ -373,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             rebuild = functools.partial(_rebuild, args, config_file)
             records, temp_records = _records(settings, audit)
-            asyncio.run(serve(config, audit, records, rebuild, temp_records))
+            eventloop.run(serve(config, audit, records, rebuild, temp_records))
         finally:
             audit.close()
     except StartupError as exc:

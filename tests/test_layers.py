@@ -81,6 +81,7 @@ SHARED = (
     "rexec.pki",
     "rexec.connect_hint",
     "rexec.tls_binding",
+    "rexec.eventloop",
 )
 
 

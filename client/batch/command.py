@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from rexec import eventloop
 from rexec.keyfile import KeyFileError, default_key_path, load_key
 
 from ..address import DEFAULT_PORT, Address
@@ -73,7 +74,7 @@ def main(args: argparse.Namespace) -> int:
         batch_input.close()
         return fail(str(exc), EXIT_USAGE)
     try:
-        return asyncio.run(_run(args, batch_input, targets, options, skip, connector))
+        return eventloop.run(_run(args, batch_input, targets, options, skip, connector))
     except CliError as exc:
         return fail(str(exc), EXIT_USAGE)
     finally:

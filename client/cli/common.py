@@ -14,6 +14,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
+from rexec import eventloop
 from rexec.keyfile import KeyFileError, default_key_path, load_key
 
 from ..address import Address, parse_address
@@ -291,7 +292,7 @@ def run_async_command(coroutine: Coroutine[Any, Any, int]) -> int:
     """Run a subcommand's coroutine and return its exit status; every rexec
     failure becomes one ``rexec: …`` line on stderr, never a traceback."""
     try:
-        return asyncio.run(coroutine)
+        return eventloop.run(coroutine)
     except CliError as exc:
         return fail(str(exc), exc.status)
     except RexecError as exc:

@@ -19,6 +19,7 @@ import signal
 import sys
 import time
 import traceback
+import typing
 
 from rexec.log import log
 from rexec.protocol import (
@@ -95,7 +96,8 @@ class Session(asyncio.Protocol):
     # --- the transport's events -------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # A stream transport (uvloop's does not subclass asyncio.Transport).
+        transport = typing.cast(asyncio.Transport, transport)
         server = self.server
         self.writer.attach(transport)
         peer = transport.get_extra_info("peername")

@@ -743,3 +743,76 @@ def test_half_closed_client_sends_nothing_more() -> None:
 def test_a_server_does_not_half_close() -> None:
     with pytest.raises(LocalProtocolError):
         Connection(Role.SERVER).send_eof()
+
+
+# --- What protocol.md settles for an implementer who asked ---------------------------
+
+
+@pytest.mark.parametrize("version", [0, 70000])
+def test_an_integer_version_not_offered_is_unsupported_whatever_its_value(version: int) -> None:
+    # [handshake.version]: an integer not offered, in range or not.
+    server = Connection(Role.SERVER)
+    server.send(_hello())
+    header = b'{"type":"auth","version":%d,"data_size":32,"nonce":"%s"}' % (version, b"0" * 64)
+    server.receive_data(_frame(header, b"m" * 32))
+    with pytest.raises(RemoteProtocolError) as info:
+        server.next_event()
+    assert info.value.code is ErrorCode.VERSION_UNSUPPORTED
+
+
+@pytest.mark.parametrize("version", [b'"2"', b"2.0", b"null", None], ids=["str", "float", "null", "missing"])
+def test_a_version_that_is_not_an_integer_is_a_schema_error(version: bytes | None) -> None:
+    # [handshake.version]: missing or not an integer is header.invalid.
+    server = Connection(Role.SERVER)
+    server.send(_hello())
+    member = b"" if version is None else b'"version":' + version + b","
+    header = b'{"type":"auth",%s"data_size":32,"nonce":"%s"}' % (member, b"0" * 64)
+    server.receive_data(_frame(header, b"m" * 32))
+    with pytest.raises(RemoteProtocolError) as info:
+        server.next_event()
+    assert info.value.code is ErrorCode.HEADER_INVALID
+
+
+@pytest.mark.parametrize(
+    "header",
+    [b'{"type":"run","id":1,"argv":["true"],"env":null}',
+     b'{"type":"run","id":1,"argv":["true"],"stdin":null}',
+     b'{"type":"ping","seq":1,"data_size":null}'],
+    ids=["env", "stdin", "data_size"],
+)  # fmt: skip
+def test_null_is_legal_only_where_the_table_says_or_null(header: bytes) -> None:
+    # Section 4: a member that may be omitted still does not take null.
+    client, server = open_pair()
+    server.receive_data(_frame(header))
+    with pytest.raises(RemoteProtocolError) as info:
+        server.next_event()
+    assert info.value.code is ErrorCode.HEADER_INVALID
+
+
+def test_an_ignored_member_is_not_checked_against_ranges_or_nul() -> None:
+    # [frame.header.schema]: what an extensible object ignores is not read.
+    client, server = open_pair()
+    error = b'{"type":"error","code":"x.y","message":"m","fatal":false,"a":1e999,"b":"\\u0000"}'
+    server.receive_data(_frame(error) + encode_frame(Ping(seq=3)))
+    events = [server.next_event(), server.next_event()]
+    assert events[1] == Ping(seq=3)
+    assert server.state is ConnectionState.OPEN
+
+
+def test_a_pong_that_answers_no_ping_is_dropped() -> None:
+    client, server = open_pair()
+    server.receive_data(encode_frame(Pong(seq=99)) + encode_frame(Ping(seq=4)))
+    events = [server.next_event(), server.next_event()]
+    assert Ping(seq=4) in events
+    assert server.state is ConnectionState.OPEN
+
+
+def test_a_clients_non_fatal_error_for_an_opened_command_is_not_fatal() -> None:
+    # Section 6: a server acts on no non-fatal error from a client.
+    client, server = open_pair()
+    deliver(client, server, _run(1))
+    error = Error(code="x.y", message="m", fatal=False, id=1)
+    server.receive_data(encode_frame(error) + encode_frame(Ping(seq=5)))
+    events = [server.next_event(), server.next_event()]
+    assert events[-1] == Ping(seq=5)
+    assert server.state is ConnectionState.OPEN
