@@ -483,9 +483,8 @@ def lib_worker(direction: str, host: str, port: str, key_file: str, src: str, ds
     import resource
 
     import rexec_client
-    from rexec_client.transfer.api import get, put
-
     from rexec.keyfile import load_key
+    from rexec_client.transfer.api import get, put
 
     async def go():
         conn = await rexec_client.connect(host, int(port), load_key(key_file))
@@ -559,7 +558,7 @@ def med(xs):
 
 def ratio(a_list, b_list):
     """Median (min, max) of per-repetition a/b."""
-    rs = [a / b for a, b in zip(a_list, b_list) if a is not None and b]
+    rs = [a / b for a, b in zip(a_list, b_list, strict=False) if a is not None and b]
     return (statistics.median(rs), min(rs), max(rs)) if rs else None
 
 

@@ -123,7 +123,7 @@ class LocalSshd:
         """ssh argv up to the host; append the remote command."""
         extra = ["-o", "ControlMaster=no", "-o", f"ControlPath={self.control_path}"] if mux else [
             "-o", "ControlMaster=no", "-o", "ControlPath=none"]
-        return self.base() + extra + [f"root@127.0.0.1"]
+        return self.base() + extra + ["root@127.0.0.1"]
 
     def start_master(self, timeout: float = 10.0) -> None:
         """The warm ControlMaster, in the foreground so we hold its PID."""

@@ -58,7 +58,7 @@ class FastClient(asyncio.Protocol):
         self._closed_exc: Exception | None = None
 
     @classmethod
-    async def connect(cls, host: str, port: int, key: bytes, timeout: float = 10.0) -> "FastClient":
+    async def connect(cls, host: str, port: int, key: bytes, timeout: float = 10.0) -> FastClient:
         loop = asyncio.get_running_loop()
         _, proto = await asyncio.wait_for(
             loop.create_connection(lambda: cls(key), host, port), timeout

@@ -18,8 +18,8 @@ def check() -> None:
 
     for name in ("connect", "ClientConnection"):
         getattr(rexec_client, name)
-    getattr(rexec_client.ClientConnection, "run")
-    getattr(rexec_client.ClientConnection, "start")
+    for method in ("run", "start"):
+        getattr(rexec_client.ClientConnection, method)
 
 
 class _Adapter:

@@ -87,7 +87,7 @@ class RssSampler:
             self.peak = max(self.peak, total)
             self._stop.wait(self._interval)
 
-    def __enter__(self) -> "RssSampler":
+    def __enter__(self) -> RssSampler:
         self._thread.start()
         return self
 
@@ -129,7 +129,7 @@ class ForeignCpu:
     minus the CPU of this process tree (the benchmark, its servers, their
     commands). Other jobs are the main source of noise on a shared machine."""
 
-    def __enter__(self) -> "ForeignCpu":
+    def __enter__(self) -> ForeignCpu:
         self._t = time.perf_counter()
         self._sys = self._system()
         self._ours = self._our()
@@ -667,7 +667,7 @@ def ratio_series(res, metric, a, b, invert=False):
     xs = res[metric].get(a, [])
     ys = res[metric].get(b, [])
     out = []
-    for x, y in zip(xs, ys):
+    for x, y in zip(xs, ys, strict=False):
         if x is None or y is None or (y == 0 if not invert else x == 0):
             continue
         out.append(y / x if invert else x / y)

@@ -42,8 +42,8 @@ sys.path.insert(0, str(BENCH.parent))
 sys.path.insert(0, str(BENCH))
 
 from interactive_bench import (  # noqa: E402
-    MiB,
     Guard,
+    MiB,
     Servers,
     TransferRow,
     fmt_ratio,

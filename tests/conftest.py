@@ -4,6 +4,11 @@
 accepts connections; the fixture waits for it (bounded) and reads the port.
 Each server gets its own key file and audit log in a temporary directory, and
 is stopped by its PID at teardown.
+
+Every test also runs with its own HOME and XDG directories (``isolated_home``),
+so that tests running side by side under pytest-xdist never share a config
+file, a key, a known-servers file or a shell history, and none touches the
+real ones of whoever runs the suite.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from pathlib import Path
 
 import pytest
 from launch import wait_for_ready, write_key_file
+
+#: The XDG base directories: unset, each is its default beneath HOME.
+XDG_DIRECTORIES = ("XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME")
 
 READY_LINE = re.compile(rb"rexecd listening on (\S+):(\d+)")
 STARTUP_TIMEOUT = 15.0
@@ -97,6 +105,19 @@ def start_rexecd(
     return RunningServer(
         bound_host, int(match.group(2)), key_file, audit_log, process, line.decode(errors="replace")
     )
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh, empty HOME for this test (and every process it starts), the
+    XDG directories unset so that they default to beneath it (a test that
+    sets HOME itself moves them along); ``tmp_path`` stays as empty as the
+    test expects."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    for name in XDG_DIRECTORIES:
+        monkeypatch.delenv(name, raising=False)
+    return home
 
 
 @pytest.fixture

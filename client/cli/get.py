@@ -12,7 +12,14 @@ import sys
 from typing import Any
 
 from ..connection import ClientConnection
-from ..transfer import TransferError, check_local_target, get, local_error, remote_path
+from ..transfer import (
+    TransferError,
+    check_local_target,
+    get,
+    make_directory,
+    make_link,
+    remote_path,
+)
 from .common import open_connection, run_async_command
 from .transfers import (
     EPILOG_COMMON,
@@ -20,8 +27,11 @@ from .transfers import (
     TreeFailed,
     add_transfer_options,
     argv_batches,
+    ended_by_signals,
     fail,
     remote_basename,
+    remote_is_directory,
+    remote_join,
     remote_run,
     usage_problem,
 )
@@ -87,7 +97,7 @@ def main(args: argparse.Namespace) -> int:
             check_local_target(local_target(args.remote, args.local))
         except TransferError as exc:
             return fail(f"{args.local}: {exc}", 1)
-    return run_async_command(_main(args))
+    return run_async_command(ended_by_signals(_main(args)))
 
 
 async def _main(args: argparse.Namespace) -> int:
@@ -131,19 +141,22 @@ async def get_one(
 
 
 async def _find(conn: ClientConnection, remote: str, kind: str) -> list[str]:
-    """Paths of type ``kind`` (``d``, ``f`` or ``l``) under ``remote``, by ``find``."""
-    status, error, out = await remote_run(conn, ["find", remote, "-type", kind, "-print0"], "find")
+    """Paths of type ``kind`` (``d``, ``f`` or ``l``) in the directory
+    ``remote``, relative to it (``.`` itself), by ``find`` run there."""
+    status, error, out = await remote_run(
+        conn, ["find", ".", "-type", kind, "-print0"], "find", cwd=remote
+    )
     if status != 0:
         raise TreeFailed(f"{remote}: cannot list the remote tree: {error}")
     # Names that are not UTF-8 come back with surrogates (skipped below).
     return [p.decode("utf-8", "surrogateescape") for p in out.split(b"\0") if p]
 
 
-async def _link_targets(conn: ClientConnection, links: list[str]) -> list[str]:
+async def _link_targets(conn: ClientConnection, remote: str, links: list[str]) -> list[str]:
     targets: list[str] = []
     for batch in argv_batches(links):
         status, error, out = await remote_run(
-            conn, ["sh", "-c", _READLINK_SCRIPT, "sh", *batch], "readlink"
+            conn, ["sh", "-c", _READLINK_SCRIPT, "sh", *batch], "readlink", cwd=remote
         )
         found = out.split(b"\n\0")[:-1]
         if status != 0 or len(found) != len(batch):
@@ -164,39 +177,39 @@ def _utf8(path: str, reporter: Reporter) -> bool:
 
 async def _get_tree(conn: ClientConnection, args: argparse.Namespace, reporter: Reporter) -> None:
     remote = remote_path(args.remote)
-    directories = await _find(conn, remote, "d")
-    if not directories:  # not a directory: a plain get (find has seen it exists)
+    if not await remote_is_directory(conn, remote):  # a file: a plain get
         await get_one(conn, args.remote, local_target(remote, args.local), reporter, args)
         return
     local = args.local
     top = os.path.join(local, remote_basename(remote)) if os.path.isdir(local) else local
-    root = directories[0]  # find prints its starting point first
+    directories = await _find(conn, remote, "d")
     files = await _find(conn, remote, "f")
     links = [link for link in await _find(conn, remote, "l") if _utf8(link, reporter)]
+    # Everything local is made beneath ``top`` through descriptors of
+    # directories verified to be in it: a link in the local tree that leads
+    # out is never written through (local.denied).
     for directory in directories:
+        where = _local_path(top, directory)
         try:
-            os.makedirs(_local_path(top, root, directory), exist_ok=True)
-        except OSError as exc:
-            raise TreeFailed(f"{_local_path(top, root, directory)}: {local_error(exc)}") from None
+            make_directory(top, where)
+        except TransferError as exc:
+            reporter.failed(where, exc)  # and the files beneath it fail in turn
     for path in files:
         if _utf8(path, reporter):
-            await get_one(conn, path, _local_path(top, root, path), reporter, args, tree=top)
+            await get_one(conn, remote_join(remote, path[2:]), _local_path(top, path), reporter,
+                          args, tree=top)  # fmt: skip
     # Links last, and as links: nothing above was written through one.
-    for link, target in zip(links, await _link_targets(conn, links), strict=True):
-        where = _local_path(top, root, link)
+    for link, target in zip(links, await _link_targets(conn, remote, links), strict=True):
+        where = _local_path(top, link)
         try:
-            if os.path.lexists(where) and not os.path.isdir(where):
-                os.unlink(where)
-            os.symlink(target, where)
-        except OSError as exc:
-            reporter.failed(f"{link} -> {where}", local_error(exc))
+            make_link(top, target, where)
+        except TransferError as exc:
+            reporter.failed(f"{remote_join(remote, link[2:])} -> {where}", exc)
             continue
         reporter.say(f"link {where} -> {target}")
 
 
-def _local_path(top: str, root: str, remote_path: str) -> str:
-    relative = remote_path[len(root) :].lstrip("/")
-    if not relative:
-        return top
+def _local_path(top: str, relative: str) -> str:
+    """Where the remote ``./relative`` goes beneath ``top``."""
     parts = [part for part in relative.split("/") if part not in ("", ".", "..")]
     return os.path.join(top, *parts)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 import sys
 from typing import Any
 
@@ -20,8 +21,12 @@ from .transfers import (
     TreeFailed,
     add_transfer_options,
     argv_batches,
+    ended_by_signals,
     fail,
+    remote_basename,
+    remote_is_directory,
     remote_join,
+    remote_parent,
     remote_run,
     usage_problem,
 )
@@ -46,6 +51,12 @@ examples:
 
 #: Creates symbolic links given as TARGET PATH pairs, replacing what is there.
 _LINK_SCRIPT = 'while [ $# -gt 1 ]; do ln -sfn -- "$1" "$2" || exit 1; shift 2; done'
+#: Creates the directories given, parents first, refusing to go through a
+#: symbolic link already there (nothing is written through one).
+_MKDIR_SCRIPT = (
+    'for d; do if [ -L "$d" ]; then echo "$d: a symbolic link is in the way" >&2; exit 1; fi; '
+    'mkdir -p -- "$d" || exit 1; done'
+)
 
 
 def register(subparsers: Any) -> None:
@@ -70,14 +81,14 @@ def main(args: argparse.Namespace) -> int:
     if problem is not None:
         return problem
     if args.local == "-":
-        return run_async_command(_main(args))
+        return run_async_command(ended_by_signals(_main(args)))
     try:
         os.stat(args.local)
     except OSError as exc:
         return fail(f"{args.local}: {local_error(exc)}", 1)
     if os.path.isdir(args.local) and not args.recursive:
         return fail(f"{args.local}: is a directory (use -r to copy a tree)", 1)
-    return run_async_command(_main(args))
+    return run_async_command(ended_by_signals(_main(args)))
 
 
 async def _main(args: argparse.Namespace) -> int:
@@ -130,34 +141,54 @@ async def _put_tree(conn: ClientConnection, args: argparse.Namespace, reporter: 
     local = args.local.rstrip(os.sep) or os.sep
     remote = remote_path(args.remote)
     # scp -r: into an existing directory, as a copy under the same name.
-    exists, _, _ = await remote_run(conn, ["test", "-d", remote], "test")
-    top = remote_join(remote, os.path.basename(local)) if exists == 0 else remote.rstrip("/") or "/"
-    directories: list[str] = [top]
+    if await remote_is_directory(conn, remote):
+        base, name = remote, os.path.basename(os.path.abspath(local))
+    else:
+        base, name = remote_parent(remote), remote_basename(remote)
+    if name in ("", ".", ".."):
+        raise TreeFailed(f"{args.remote}: not a name for the copy of {args.local}")
+    # Helpers run in ``base`` (resolved by the server within the roots) on
+    # paths relative to it; files are put at the same paths from the top.
+    directories: list[str] = [name]
     files: list[tuple[str, str]] = []
     links: list[str] = []  # TARGET, PATH pairs
     # Links are not followed (followlinks=False lists a link to a directory
     # among the directories, but does not enter it): each is sent as a link.
     for root, dirnames, filenames in os.walk(local):
         relative = os.path.relpath(root, local)
-        remote_root = top if relative == "." else remote_join(top, relative.replace(os.sep, "/"))
-        for name in sorted(dirnames + filenames):
-            path = os.path.join(root, name)
+        remote_root = name if relative == "." else remote_join(name, relative.replace(os.sep, "/"))
+        for entry in sorted(dirnames + filenames):
+            path = os.path.join(root, entry)
             if os.path.islink(path):
-                links += [os.readlink(path), remote_join(remote_root, name)]
-            elif name in dirnames:
-                directories.append(remote_join(remote_root, name))
+                links += [os.readlink(path), remote_join(remote_root, entry)]
+            elif entry in dirnames:
+                directories.append(remote_join(remote_root, entry))
+            elif _is_special(path):
+                reporter.passed_over(path, "not a regular file (a FIFO, socket or device)")
             else:
-                files.append((path, remote_join(remote_root, name)))
+                files.append((path, remote_join(remote_root, entry)))
         dirnames[:] = sorted(d for d in dirnames if not os.path.islink(os.path.join(root, d)))
     for batch in argv_batches(directories):
-        status, error, _ = await remote_run(conn, ["mkdir", "-p", "--", *batch], "mkdir")
+        status, error, _ = await remote_run(conn, ["sh", "-c", _MKDIR_SCRIPT, "sh", *batch],
+                                            "mkdir", cwd=base)  # fmt: skip
         if status != 0:
             raise TreeFailed(f"{args.remote}: could not create the remote directories: {error}")
     for local_path, remote_file in files:
-        await put_one(conn, local_path, remote_file, reporter, args, retry_into_directory=False)
+        await put_one(conn, local_path, remote_join(base, remote_file), reporter, args,
+                      retry_into_directory=False)  # fmt: skip
     for batch in argv_batches(links, per=2):
-        status, error, _ = await remote_run(conn, ["sh", "-c", _LINK_SCRIPT, "sh", *batch], "ln")
+        status, error, _ = await remote_run(conn, ["sh", "-c", _LINK_SCRIPT, "sh", *batch], "ln",
+                                            cwd=base)  # fmt: skip
         if status != 0:
             raise TreeFailed(f"{args.remote}: could not create the remote links: {error}")
         for target, path in zip(batch[::2], batch[1::2], strict=True):
-            reporter.say(f"link {path} -> {target}")
+            reporter.say(f"link {remote_join(base, path)} -> {target}")
+
+
+def _is_special(path: str) -> bool:
+    """A FIFO, socket or device: skipped, as rsync does without -D (a file
+    that vanished is left to fail, and be reported, when it is opened)."""
+    try:
+        return not stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False

@@ -12,23 +12,30 @@ Decisions (scp-like where it makes sense):
   ``/srv/d``); a missing one becomes the copy. The protocol has no directory
   operations, so ``put -r`` creates remote directories with ``mkdir -p`` and
   ``get -r`` lists the remote tree with ``find DIR -type d|f|l -print0``,
-  both run on the same connection: the server needs POSIX ``sh``, ``mkdir``,
-  ``test``, ``ln``, ``readlink`` and a ``find`` with ``-print0`` (GNU, BSD
-  and busybox have them). Symbolic links are copied as links, in both
+  both run on the same connection, in the target directory as the server
+  resolves it within the roots (so ``-r`` works with ``cwd_roots``, and a
+  tree outside them is ``command.denied``), on paths relative to it: the
+  server needs POSIX ``sh``, ``mkdir``, ``true``, ``ln``, ``readlink`` and a
+  ``find`` with ``-print0`` (GNU, BSD and busybox have them). Symbolic links are copied as links, in both
   directions (as ``rsync -l`` and ``cp -a``, unlike ``scp -r``, which copies
   what they point to): the link's text is kept, never followed, so nothing
   outside the tree is read or written through one; a file of a ``get -r``
   whose local path would lead out of the target tree through a link is
-  refused. Other special files (FIFOs, devices, sockets) are reported and
-  skipped. Directory modes are not kept (files' are). A file that fails is
+  refused, and a ``put -r`` refuses a remote link where a directory of the
+  tree goes. Other special files (FIFOs, devices, sockets) are reported in
+  one line each and skipped, without changing the exit status (rsync's
+  "skipping non-regular file"). Directory modes are not kept (files' are). A file that fails is
   reported and the others are still copied.
 * File modes are always kept, exactly; ``-p`` also keeps modification
   times (of files).
 * ``-`` as LOCAL is standard input (put: read to its end, its size and
   digest sent at the end) or standard output (get: written as it arrives;
   a digest mismatch is reported after the bytes, so check the exit status).
-* ``~`` and ``~/PATH`` in REMOTE are the server account's home (quote them,
-  or the local shell expands them first); ``~user`` is refused.
+* ``~`` and ``~/PATH`` in REMOTE are the home commands run in (the
+  account's passwd home; quote them, or the local shell expands them
+  first); ``~user`` is refused, and so is an empty REMOTE (status 255).
+* SIGTERM and SIGHUP end a transfer as Ctrl-C does: cleaned up (a get's
+  temporary file removed, or kept with ``--resume``), status 128 + N.
 * ``--resume``: an interrupted transfer keeps what it moved (the server's
   ``.NAME.rexec-KEY.part`` for a put, the local one for a get), and the same
   command run again continues from there; the whole file is still checked.
@@ -47,9 +54,12 @@ Decisions (scp-like where it makes sense):
 from __future__ import annotations
 
 import argparse
+import asyncio
+import signal
 import sys
 import time
-from typing import Self
+from collections.abc import Coroutine
+from typing import Any, Self
 
 from ..connection import ClientConnection
 from ..errors import RemoteCommandError
@@ -64,6 +74,8 @@ _REDRAW_INTERVAL = 0.1
 #: Bytes of paths per helper command (``mkdir -p``, ``ln -s``, ``readlink``):
 #: well under the 64 KiB header cap.
 _ARGV_BATCH_BYTES = 32 * 1024
+#: Signals that end a transfer as Ctrl-C does (cleaning up after it).
+_ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 EPILOG_COMMON = """\
 exit status:
@@ -78,8 +90,9 @@ progress and summary:
   silent unless -v. -q: silent always.
 
 -r copies symbolic links as links (never following them) and needs 'sh',
-'mkdir', 'test', 'ln', 'readlink' and 'find ... -print0' on the server (POSIX
-systems have them); directories' own modes are not kept, files' are.
+'mkdir', 'true', 'ln', 'readlink' and 'find ... -print0' on the server (POSIX
+systems have them); directories' own modes are not kept, files' are. FIFOs,
+sockets and devices are skipped with a line.
 '-' as LOCAL is standard input (put) or standard output (get). '~/PATH' in
 REMOTE is the server account's home (quote it from the local shell).
 """
@@ -128,6 +141,7 @@ class Reporter:
         tty = sys.stderr.isatty()
         self.show_progress = tty and not args.quiet
         self.show_summary = (tty or args.verbose) and not args.quiet
+        self.quiet = args.quiet
         self.failures = 0
         self._drawn = False
 
@@ -202,6 +216,13 @@ class Reporter:
         self.failures += 1
         fail(f"{name}: {exc}", EXIT_TRANSFER_FAILED)
 
+    def passed_over(self, name: str, why: str) -> None:
+        """A file left out on purpose, as rsync's "skipping non-regular
+        file": one line (unless -q), and not a failure."""
+        self.clear()
+        if not self.quiet:
+            print(f"rexec: {name}: {why}, skipped", file=sys.stderr, flush=True)
+
     def skipped(self, name: str, why: str) -> None:
         self.clear()
         self.failures += 1
@@ -219,7 +240,7 @@ def usage_problem(args: argparse.Namespace, stream: str) -> int | None:
     try:
         remote_path(args.remote)
     except TransferError as exc:
-        return fail(f"{args.remote}: {exc.message}", EXIT_FAILURE)
+        return fail(f"{args.remote or repr(args.remote)}: {exc.message}", EXIT_FAILURE)
     if args.local == "-" and (args.recursive or args.resume):
         return fail(f"-r and --resume need a file or a directory, not {stream}", EXIT_TRANSFER_FAILED)
     return None
@@ -232,6 +253,14 @@ def remote_join(directory: str, name: str) -> str:
 
 def remote_basename(path: str) -> str:
     return path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def remote_parent(path: str) -> str:
+    """The directory holding ``path`` on the server (``.``: the home)."""
+    stripped = path.rstrip("/")
+    if "/" not in stripped:
+        return "."
+    return stripped.rsplit("/", 1)[0] or "/"
 
 
 def argv_batches(items: list[str], per: int = 1) -> list[list[str]]:
@@ -256,23 +285,75 @@ def argv_batches(items: list[str], per: int = 1) -> list[list[str]]:
 class TreeFailed(CliError):
     """A ``-r`` copy that can't go on (its helper command failed): status 1."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, code: str | None = None) -> None:
         super().__init__(message, EXIT_TRANSFER_FAILED)
+        self.code = code  # the server's error code, when it refused the helper
 
 
-async def remote_run(conn: ClientConnection, argv: list[str], what: str) -> tuple[int, str, bytes]:
-    """Run a helper command of ``-r`` on the server: its return code, the
-    last line of its stderr, and its stdout.
+async def ended_by_signals(coroutine: Coroutine[Any, Any, int]) -> int:
+    """Run a transfer's ``coroutine`` so that SIGTERM and SIGHUP end it as
+    Ctrl-C does: cancelled, so that a get's temporary file is removed (or
+    kept, with --resume), then the status of that signal (128 + its number)."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    received: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        received.append(signum)
+        task.cancel()
+
+    for signum in _ENDING_SIGNALS:
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        return await coroutine
+    except asyncio.CancelledError:
+        if not received:
+            raise
+        task.uncancel()
+        return 128 + received[0]
+    finally:
+        for signum in _ENDING_SIGNALS:
+            loop.remove_signal_handler(signum)
+
+
+async def remote_run(
+    conn: ClientConnection, argv: list[str], what: str, *, cwd: str
+) -> tuple[int, str, bytes]:
+    """Run a helper command of ``-r`` on the server in ``cwd``, which the
+    server resolves within the roots (so a key or server with ``cwd_roots``
+    can use ``-r``); its arguments are relative to ``cwd`` and never climb
+    out of it. Returns its return code, the last line of its stderr, and its
+    stdout.
 
     Raises:
-        TreeFailed: the server could not run it.
+        TreeFailed: the server could not run it, or refused the directory.
     """
     try:
-        result = await conn.run(argv)
+        result = await conn.run(argv, cwd=cwd)
     except RemoteCommandError as exc:
-        raise TreeFailed(f"-r needs '{what}' on the server: {exc}") from None
+        if exc.code == "spawn.not_found":
+            raise TreeFailed(f"-r needs '{what}' on the server: {exc}") from None
+        raise TreeFailed(f"{cwd}: {exc}", exc.code) from None
     if result.connection_lost:
         raise CliError(result.connection_error or "connection lost", EXIT_FAILURE)
     lines = (result.stderr or b"").decode(errors="replace").strip().splitlines()
     error = lines[-1] if lines else f"exit status {result.returncode}"
     return result.returncode, error, result.stdout or b""
+
+
+async def remote_is_directory(conn: ClientConnection, path: str) -> bool:
+    """Whether ``path`` is a directory on the server the key may use, asked
+    by starting ``true`` in it: the server resolves a working directory
+    within the roots, as it would the transfers'.
+
+    Raises:
+        TreeFailed: it is outside the roots, or the server can't run ``true``.
+    """
+    try:
+        await remote_run(conn, ["true"], "true", cwd=path)
+    except TreeFailed as exc:
+        if exc.code == "cwd.invalid":
+            return False
+        raise
+    return True

@@ -17,6 +17,7 @@ from .channel import Progress, TransferResult, remote_path
 from .errors import TransferError, local_error
 from .get import check_local_target, get
 from .put import put
+from .tree import make_directory, make_link
 
 __all__ = [
     "Progress",
@@ -25,6 +26,8 @@ __all__ = [
     "check_local_target",
     "get",
     "local_error",
+    "make_directory",
+    "make_link",
     "put",
     "remote_path",
 ]

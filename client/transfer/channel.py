@@ -58,8 +58,14 @@ def remote_path(path: str) -> str:
     ([transfer.path]), so they are sent relative.
 
     Raises:
-        TransferError: ``~user`` (another account's home: not supported).
+        TransferError: ``~user`` (another account's home: not supported), or
+            an empty path (it names nothing; never the root, never the home).
     """
+    if not path:
+        raise TransferError(
+            "local.failed", "the remote path is empty (use '~' or '.' for the home directory)",
+            remote=False,
+        )  # fmt: skip
     if path == "~" or path == "~/":
         return "."
     if path.startswith("~/"):

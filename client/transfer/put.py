@@ -232,7 +232,7 @@ async def put(
                 await channel.wait_until(lambda: channel.file is not None)
                 channel.raise_error()
                 assert channel.file is not None
-                offset = channel.file.size
+                offset = channel.file.size or 0
             reader = _Reader(source, conn.max_body, offset)
             try:
                 await _send(conn, command_id, channel, reader, offset, source.size, progress)

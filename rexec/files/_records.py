@@ -27,7 +27,6 @@ from pathlib import Path
 
 from ._writer import PARTIAL_SUFFIX, TEMP_MARK
 
-
 _PREFIX = "transfer-"
 
 

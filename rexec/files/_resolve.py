@@ -209,13 +209,16 @@ def open_parent(path: str | bytes, roots: Roots, *, base: str | bytes) -> tuple[
     caller's to replace or to refuse.
 
     Raises:
-        IsADirectoryError: ``path`` ends with ``/``, ``.`` or ``..`` (it names
-            a directory, not an entry in one).
-        OutsideRoots, OSError: as ``open_path``, for the directory.
+        IsADirectoryError: ``path`` ends with ``/``, ``.`` or ``..`` and
+            names a directory within the roots (not an entry in one).
+        OutsideRoots, OSError: as ``open_path``, for the directory (or, for
+            a path ending so, for the whole path: the roots are checked
+            first, and ``foo/`` for a file is ``ENOTDIR``).
     """
     target = absolute(path, base)
     directory, name = os.path.split(target)
     if name in (b"", b".", b".."):
+        os.close(open_path(target, roots, base=b"/", flags=_DIRECTORY_FLAGS))
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
     return open_path(directory, roots, base=b"/", flags=_DIRECTORY_FLAGS), name
 

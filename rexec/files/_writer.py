@@ -151,8 +151,7 @@ class AtomicFile(DigestWriter):
 
         Raises:
             OSError: the temporary file can't be created (``EACCES``,
-                ``ENOSPC`` …), or a partial file of that name is not one
-                this user could have kept (``EEXIST``).
+                ``ENOSPC`` …).
         """
         if resume_key is not None:
             temp = partial_name(name, resume_key)
@@ -239,17 +238,23 @@ class AtomicFile(DigestWriter):
 
 def _open_partial(dir_fd: int, temp: bytes) -> int:
     """Open (or create) a resumable partial file. Only a plain file of this
-    user's with no other name is continued: anything else under that name
-    (a link to someone else's file, a FIFO) is refused, and left alone."""
-    fd = os.open(
-        temp, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600,
-        dir_fd=dir_fd,
-    )  # fmt: skip
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or info.st_nlink != 1:
+    user's with no other name is continued; anything else under that name (a
+    symbolic or hard link, a FIFO, someone else's file) is unlinked, never
+    followed or written, and a new empty partial file takes its place."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(temp, flags, 0o600, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:  # ELOOP: a symbolic link, under O_NOFOLLOW
+            raise
+    else:
+        info = os.fstat(fd)
+        if stat.S_ISREG(info.st_mode) and info.st_uid == os.geteuid() and info.st_nlink == 1:
+            os.set_blocking(fd, True)
+            return fd
         os.close(fd)
-        raise OSError(errno.EEXIST, "a foreign file holds the partial file's name")
-    return fd
+    os.unlink(temp, dir_fd=dir_fd)  # the name only: another name keeps a hard-linked file
+    return os.open(temp, flags | os.O_EXCL, 0o600, dir_fd=dir_fd)
 
 
 def _new_temp(dir_fd: int, name: bytes) -> tuple[int, bytes]:

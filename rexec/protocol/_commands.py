@@ -68,11 +68,14 @@ class Command:
     #: run: ``started`` was sent; get and resumable put: ``file`` was sent.
     started: bool = False
     #: put: the declared size (None until ``stdin_eof`` when the put left it
-    #: null); get: the size announced in ``file``.
+    #: null); get: the size announced in ``file`` (None: not known, a file
+    #: read to its end).
     size: int | None = 0
     #: get: the ``stdout`` bytes still due before ``done``; put: the offset
     #: it asked from.
     remaining: int = 0
+    #: get: the ``stdout`` bytes so far.
+    streamed: int = 0
     offset: int = 0
     #: put: which of size and sha256 its ``stdin_eof`` must give.
     size_at_end: bool = False
@@ -184,6 +187,8 @@ def _apply_put_frame(message: MessageBase, command: Command, fault: type[Protoco
         # protocol.md [transfer.put.resume]: once, first, for a resumable put.
         if not command.resume or command.started:
             raise fault(ErrorCode.PROTOCOL_UNEXPECTED, "file is for a resumable put, once")
+        if message.size is None:
+            raise fault(ErrorCode.PROTOCOL_UNEXPECTED, "file for a put gives the size held")
         if command.size is not None and message.size > command.size:
             raise fault(ErrorCode.PROTOCOL_UNEXPECTED, "file holds more than the put's size")
         command.started = True
@@ -223,20 +228,26 @@ def _apply_get_frame(message: MessageBase, command: Command, fault: type[Protoco
     if isinstance(message, File):
         if command.started:
             raise fault(ErrorCode.PROTOCOL_UNEXPECTED, "file sent twice")
-        if message.size < command.offset:
+        if message.size is not None and message.size < command.offset:
             raise fault(ErrorCode.PROTOCOL_UNEXPECTED, "file is shorter than the get's offset")
         command.started = True
         command.size = message.size
-        command.remaining = message.size - command.offset
+        if message.size is not None:
+            command.remaining = message.size - command.offset
         return False
     if not command.started:
         raise fault(ErrorCode.PROTOCOL_UNEXPECTED, f"{message.type} before file")
     if isinstance(message, Stdout):
-        if message.data_size > command.remaining:
+        if command.size is not None and message.data_size > command.remaining:
             raise fault(ErrorCode.PROTOCOL_UNEXPECTED, "more bytes than file announced")
         command.remaining -= message.data_size
+        command.streamed += message.data_size
         return False
     assert isinstance(message, Done)
+    if command.size is None:  # [transfer.get.unknown_size]: done gives it
+        if message.size != command.offset + command.streamed:
+            raise fault(ErrorCode.PROTOCOL_UNEXPECTED, "done does not match the bytes sent")
+        return True
     if command.remaining or message.size != command.size:
         raise fault(ErrorCode.PROTOCOL_UNEXPECTED, "done does not match the file's size")
     return True

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Annotated, Any, ClassVar, Literal, Self, Union
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -100,6 +100,9 @@ MacBody = Annotated[int, Field(ge=MAC_SIZE, le=MAC_SIZE)]
 TermSize = Annotated[int, Field(ge=1, le=65535)]
 #: Permission bits of a file, as ``chmod`` takes them (setuid, setgid, sticky included).
 FileMode = Annotated[int, Field(ge=0, le=0o7777)]
+#: A modification time, seconds since the epoch: years 1 to 9999, as
+#: ``datetime`` (any file system's range fits; ``utime`` can't overflow).
+FileTime = Annotated[float, Field(ge=-62135596800, le=253402300799, allow_inf_nan=False)]
 Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS)]
 Features = Annotated[
     list[Annotated[str, AfterValidator(_feature_name)]],
@@ -396,7 +399,7 @@ class Put(_Message):
     size: Count | None = None
     mode: FileMode = 0o644
     sha256: Hex32 | None = None
-    mtime: float | None = None
+    mtime: FileTime | None = None
     resume: ResumeKey | None = None
 
 
@@ -473,14 +476,15 @@ class Exit(_Message):
 class File(_Message):
     """Server → client, first frame of a ``get``: the file's size, mode and
     modification time when it was opened; ``size`` minus the get's ``offset``
-    bytes of ``stdout`` follow. For a ``put`` with ``resume``: the bytes the
+    bytes of ``stdout`` follow (``size`` null: not known, the bytes run to the
+    file's end and ``done`` gives it). For a ``put`` with ``resume``: the bytes the
     server already holds (``size``), before any credit."""
 
     type: Literal["file"] = "file"
     id: CommandId
-    size: Count
+    size: Count | None
     mode: FileMode
-    mtime: float | None = None
+    mtime: FileTime | None = None
 
 
 class Done(_Message):
@@ -523,29 +527,7 @@ class Pong(_Message):
 
 
 Message = Annotated[
-    Union[
-        Hello,
-        Auth,
-        AuthOk,
-        Run,
-        Stdin,
-        StdinEof,
-        Signal,
-        Cancel,
-        Resize,
-        Put,
-        Get,
-        Started,
-        Stdout,
-        Stderr,
-        StdinCredit,
-        Exit,
-        File,
-        Done,
-        Error,
-        Ping,
-        Pong,
-    ],
+    Hello | Auth | AuthOk | Run | Stdin | StdinEof | Signal | Cancel | Resize | Put | Get | Started | Stdout | Stderr | StdinCredit | Exit | File | Done | Error | Ping | Pong,
     Field(discriminator="type"),
 ]
 

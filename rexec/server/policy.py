@@ -51,7 +51,11 @@ class KeyRules:
             allow_argv=tuple(tuple(shlex.split(prefix)) for prefix in spec.allow_argv),
             allow_shell=spec.allow_shell,
             allow_pty=spec.allow_pty,
-            allow_transfer=spec.allow_transfer,
+            # Off by default for a key limited to some programs: it could
+            # put its own program; an explicit true turns it back on.
+            allow_transfer=(
+                spec.allow_transfer if spec.allow_transfer is not None else not spec.allow_argv
+            ),
             cwd_roots=tuple(os.path.realpath(root) for root in spec.cwd_roots),
             max_timeout=spec.max_timeout,
             env_allow=spec.env_allow,

@@ -138,7 +138,9 @@ class KeySpec(BaseModel):
     ] = ()
     allow_shell: Switch = True
     allow_pty: Switch = True
-    allow_transfer: Switch = True
+    #: unset: true, but false when allow_argv is set (as shell strings are):
+    #: a key that may run some programs must not be able to replace them.
+    allow_transfer: Switch | None = None
     cwd_roots: Directories = ()
     max_timeout: Seconds = 0.0
     #: Names or NAME_* patterns its holder may set, its whole list; None: the

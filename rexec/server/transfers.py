@@ -4,13 +4,14 @@
 ``start_transfer`` takes a request the session has routed here and either
 refuses it or returns the running ``Transfer``. The file work itself (the
 temporary file, the rename, reading ahead, hashing) is
-rexec/server/transfer_io.py's; this module decides whether it may start and
+rexec/server/transfer_put.py's and transfer_get.py's; this module decides whether it may start and
 says how it ended.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 
 from rexec.files import Roots
 from rexec.protocol import Done, Error, ErrorCode, File, Get, Put, StdinEof, Stdout
@@ -18,22 +19,18 @@ from rexec.server.audit import AuditError
 from rexec.server.events import TransferFinished
 from rexec.server.policy import Denied, authorize_transfer
 from rexec.server.requests import RequestHost, refuse
-from rexec.server.transfer_io import (
-    GetTransfer,
-    Place,
-    PutTransfer,
-    TransferError,
-    TransferOutcome,
-)
+from rexec.server.transfer_get import GetTransfer
+from rexec.server.transfer_io import Place, TransferError, TransferOutcome
+from rexec.server.transfer_put import PutTransfer
 
 
 def start_transfer(request: Put | Get, host: RequestHost) -> Transfer | None:
     """Authorise, audit and start ``request``; None when it was refused.
     Where the path leads is decided when the file is opened
-    (rexec/server/transfer_io.py), within the server's and the key's roots."""
+    (rexec/server/transfer_put.py, transfer_get.py), within the server's and the key's roots."""
     server = host.server
     # Audited as the client named it, joined to the home directory.
-    path = os.path.join(os.path.expanduser("~"), request.path)
+    path = os.path.join(server.config.process_policy.account.home, request.path)
     try:
         if server.config.process_policy.switch_user:
             # File I/O happens in the daemon, with its privileges, not the
@@ -60,6 +57,25 @@ def start_transfer(request: Put | Get, host: RequestHost) -> Transfer | None:
     return Transfer(request, host)
 
 
+#: Mode bits a put keeps only for a key that may run anything anyway.
+_PRIVILEGE_BITS = stat.S_ISUID | stat.S_ISGID
+
+
+def _without_privilege_bits(put: Put, host: RequestHost) -> Put:
+    """``put`` with its setuid and setgid bits dropped unless the key is
+    unrestricted (any program, shell strings, no roots): a restricted key
+    must not leave a program that runs as the server's account (as root,
+    for a root server) for someone else to start."""
+    key = host.key
+    unrestricted = (
+        not key.allow_argv and key.allow_shell and not key.cwd_roots
+        and not host.server.config.settings.cwd_roots
+    )  # fmt: skip
+    if unrestricted or not put.mode & _PRIVILEGE_BITS:
+        return put
+    return put.model_copy(update={"mode": put.mode & ~_PRIVILEGE_BITS})
+
+
 class Transfer:
     """One running transfer of a session (a ``Request``)."""
 
@@ -68,12 +84,15 @@ class Transfer:
         self._host = host
         command_id = request.id
         server = host.server
+        # Relative paths start where commands do: the home of the account
+        # commands run as (its passwd entry, not the daemon's $HOME), as scp.
         place = Place(
             Roots.intersection(server.config.settings.cwd_roots, host.key.cwd_roots),
-            os.path.expanduser("~"), server.temp_records,
+            server.config.process_policy.account.home, server.temp_records,
         )  # fmt: skip
         self._io: PutTransfer | GetTransfer
         if isinstance(request, Put):
+            request = _without_privilege_bits(request, host)
             self._io = PutTransfer(
                 request, request.path, place,
                 stdin_window=server.config.limits.stdin_window,

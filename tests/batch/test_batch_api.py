@@ -37,6 +37,6 @@ def test_delay_spaces_the_starts_and_per_host_bounds_each_server(pool: Pool) -> 
         ["sleep 0.3"] * 4, [pool.label(0)], key_file=pool.key_file, delay=0.25, per_host=2,
     ))
     starts = sorted(r.start for r in results)
-    assert all(b - a >= 0.2 for a, b in zip(starts, starts[1:]))
+    assert all(b - a >= 0.2 for a, b in zip(starts, starts[1:], strict=False))
     # per_host=2 with 0.3 s jobs started 0.25 s apart: the third waits for the first.
     assert {r.status for r in results} == {Status.OK}

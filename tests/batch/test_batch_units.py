@@ -7,6 +7,7 @@ import io
 import json
 
 import pytest
+
 from rexec_client.address import Address
 from rexec_client.batch.coalesce import CoalescingPrinter
 from rexec_client.batch.exit_codes import batch_exit_status

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from rexec_client import DEFAULT_PORT, Address, parse_address
 
 

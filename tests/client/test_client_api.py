@@ -12,8 +12,9 @@ from typing import Any, BinaryIO
 
 import psutil
 import pytest
-import rexec_client
 from client_helpers import write_key
+
+import rexec_client
 from rexec_client import (
     AuthenticationError,
     CalledProcessError,

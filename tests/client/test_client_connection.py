@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import psutil
 import pytest
 from client_helpers import fake_server
+
 from rexec_client import (
     AuthenticationError,
     ClientConnection,

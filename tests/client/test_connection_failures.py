@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import rexec_client
 from client_helpers import CLI_TIMEOUT, cli_argv, fake_server, write_key
+
+import rexec_client
 
 PRIVATE_RESOLVER = Path(__file__).with_name("private_resolver.py")
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pwd
 import re
+import secrets
 import signal
 import subprocess
 import time
@@ -61,20 +63,23 @@ def test_preserve_keeps_modification_times(server: Any, tmp_path: Path) -> None:
     assert (tmp_path / "back").stat().st_mtime == 1_000_000_000
 
 
-def test_tilde_is_the_remote_home(
-    start_server: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    server = start_server()
-    source = tmp_path / "f"
+def test_tilde_is_the_remote_home(server: Any, tmp_path: Path) -> None:
+    """``~`` is the home commands run in: the account's passwd home."""
+    home = Path(pwd.getpwuid(os.getuid()).pw_dir)
+    if not os.access(home, os.W_OK):
+        pytest.skip("the account's home is not writable")
+    name = f"rexec-test-{secrets.token_hex(6)}"
+    source = tmp_path / name
     source.write_bytes(b"at home")
-    assert rexec(server, "put", str(source), "~/f").returncode == 0
-    assert (home / "f").read_bytes() == b"at home"
-    assert rexec(server, "put", str(source), "~").returncode == 0  # into the home directory
-    assert rexec(server, "get", "~/f", str(tmp_path / "back")).returncode == 0
-    assert (tmp_path / "back").read_bytes() == b"at home"
+    try:
+        assert rexec(server, "put", str(source), f"~/{name}").returncode == 0
+        assert (home / name).read_bytes() == b"at home"
+        (home / name).unlink()
+        assert rexec(server, "put", str(source), "~").returncode == 0  # into the home directory
+        assert rexec(server, "get", f"~/{name}", str(tmp_path / "back")).returncode == 0
+        assert (tmp_path / "back").read_bytes() == b"at home"
+    finally:
+        (home / name).unlink(missing_ok=True)
     result = rexec(server, "get", "~root/f", str(tmp_path / "other"))
     assert result.returncode == 255 and b"~user paths are not supported" in result.stderr
 

@@ -104,14 +104,19 @@ def test_a_resumable_file_continues(tmp_path: Path) -> None:
     assert leftovers(tmp_path) == []
 
 
-def test_a_foreign_file_under_the_partial_name_is_left_alone(tmp_path: Path) -> None:
+def test_a_foreign_file_under_the_partial_name_is_never_written(tmp_path: Path) -> None:
+    """A hard link to someone else's file in the partial file's place is
+    unlinked (that name only) and the write starts over; the file is never
+    read back nor written (findings attacker1 #5: it blocked the key)."""
     precious = tmp_path / "precious"
     precious.write_bytes(b"someone else's")
     os.link(precious, tmp_path / os.fsdecode(partial_name(b"f", "k")))
-    with pytest.raises(FileExistsError):
-        writer_for(tmp_path / "f", resume_key="k")
-    assert precious.read_bytes() == b"someone else's"
-    assert (tmp_path / os.fsdecode(partial_name(b"f", "k"))).exists()
+    writer = writer_for(tmp_path / "f", resume_key="k")
+    assert writer.resumed == 0
+    writer.write([b"mine"])
+    writer.commit(0o644)
+    assert precious.read_bytes() == b"someone else's" and precious.stat().st_nlink == 1
+    assert (tmp_path / "f").read_bytes() == b"mine"
 
 
 def test_records_let_a_sweep_remove_what_a_crash_left(tmp_path: Path) -> None:

@@ -8,10 +8,9 @@ import time
 
 import psutil
 import pytest
+from server.wire import ServerClosed, Wire, processes_with, wait_for_processes, wait_gone
 
 from rexec.protocol import Error, Run
-
-from server.wire import ServerClosed, Wire, processes_with, wait_for_processes, wait_gone
 
 from .conftest import healthy, open_wire
 

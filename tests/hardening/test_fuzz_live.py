@@ -11,10 +11,18 @@ import time
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-
-from rexec.protocol import PROTOCOL_MAX_BODY, PROTOCOL_MAX_HEADER, Cancel, Error, FrameDecoder, Ping, Run, Signal
-
 from server.wire import Wire, raw_frame
+
+from rexec.protocol import (
+    PROTOCOL_MAX_BODY,
+    PROTOCOL_MAX_HEADER,
+    Cancel,
+    Error,
+    FrameDecoder,
+    Ping,
+    Run,
+    Signal,
+)
 
 from .conftest import Daemon, healthy, open_wire
 

@@ -8,10 +8,9 @@ import time
 from pathlib import Path
 
 import pytest
+from server.wire import wait_gone
 
 from rexec.protocol import Pty
-
-from server.wire import wait_gone
 
 from .conftest import Daemon, open_wire, write_key
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import statistics
 import time
 
-from rexec.protocol import Cancel
-
 from server.wire import wait_for_processes, wait_gone
+
+from rexec.protocol import Cancel
 
 from .conftest import healthy, open_wire
 

@@ -42,7 +42,7 @@ def test_1000_concurrent_connections(daemon) -> None:
             wires.append(open_wire(server))
         assert server.fds() >= baseline + 1000  # all open at once
         ids = [wire.run(["true"]) for wire in wires]
-        for wire, command_id in zip(wires, ids):
+        for wire, command_id in zip(wires, ids, strict=True):
             result = wire.wait(command_id, 60)
             assert result.exit is not None and result.exit.exit_code == 0, result.frames
     finally:
@@ -151,12 +151,12 @@ def test_overload_at_twice_the_cap(daemon, marker) -> None:
     server = daemon("--max-total-commands", str(cap))
     wires = [open_wire(server) for _ in range(2 * cap)]
     try:
-        for round_number in range(3):
+        for _round in range(3):
             ids = [wire.run(["sh", "-c", "sleep 0.3; echo done; exit 7"]) for wire in wires]
             started = time.monotonic()
             codes: dict[str, int] = {}
             busy_times = []
-            for wire, command_id in zip(wires, ids):
+            for wire, command_id in zip(wires, ids, strict=True):
                 result = wire.wait(command_id, 10)
                 if result.error is not None:
                     codes[result.error.code] = codes.get(result.error.code, 0) + 1

@@ -10,19 +10,24 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import traceback
 import socket
 import struct
 import time
+import traceback
 
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+from server.wire import ServerClosed, Wire, kill_leftovers, raw_frame, unique_marker, wait_gone
 
 from rexec.protocol import Cancel, Signal
-
-from server.wire import ServerClosed, Wire, raw_frame, kill_leftovers, unique_marker, wait_gone
 
 from .conftest import Daemon, healthy, open_wire
 

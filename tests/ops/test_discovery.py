@@ -19,10 +19,8 @@ import time
 
 import psutil
 import pytest
-import rexec_client
-from rexec_client import Address
-from rexec_client.discovery import DiscoveryError, discover, discover_spec
 
+import rexec_client
 from rexec.ops.discovery import TokenBuckets
 from rexec.protocol._discovery import (
     HEADER_SIZE,
@@ -33,6 +31,8 @@ from rexec.protocol._discovery import (
     encode_answer,
     encode_probe,
 )
+from rexec_client import Address
+from rexec_client.discovery import DiscoveryError, discover, discover_spec
 
 from .conftest import announce_port, sample, scrape
 

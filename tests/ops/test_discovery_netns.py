@@ -22,8 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from launch import write_key_file
+
 from tests.conftest import READY_LINE
 
 

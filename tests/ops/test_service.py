@@ -18,9 +18,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from launch import write_key_file
 
 from rexec import __version__
-from launch import write_key_file
 from tests.server.wire import Wire, connect, feed_stdin
 
 from .conftest import parse_prometheus, sample

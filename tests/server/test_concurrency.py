@@ -44,7 +44,7 @@ def test_50_connections_at_once(server) -> None:
         for _ in range(50):
             wires.append(connect(server))
         ids = [wire.run(["sh", "-c", f"sleep 0.2; echo conn {n}"]) for n, wire in enumerate(wires)]
-        for n, (wire, command_id) in enumerate(zip(wires, ids)):
+        for n, (wire, command_id) in enumerate(zip(wires, ids, strict=True)):
             result = wire.wait(command_id, 30)
             assert result.exit.exit_code == 0
             assert bytes(result.stdout) == f"conn {n}\n".encode()

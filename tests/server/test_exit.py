@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import signal
 
 import pytest
@@ -101,7 +102,9 @@ def test_cwd_is_used_and_defaults_to_home(server, wires, tmp_path) -> None:
     result = wire.wait(wire.run(["pwd"], cwd=str(tmp_path)))
     assert bytes(result.stdout).decode().strip() == os.path.realpath(tmp_path)
     result = wire.wait(wire.run(["pwd"]))
-    assert bytes(result.stdout).decode().strip() == os.path.realpath(os.path.expanduser("~"))
+    # The account's home (as sshd), not whatever HOME the server was given.
+    home = pwd.getpwuid(os.getuid()).pw_dir
+    assert bytes(result.stdout).decode().strip() == os.path.realpath(home)
 
 
 @pytest.mark.parametrize(

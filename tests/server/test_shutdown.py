@@ -31,12 +31,12 @@ def test_sigterm_cancels_commands_then_closes_every_connection(start_server, mar
     wires = [connect(server) for _ in range(3)]
     idle = connect(server)
     try:
-        ids = [wire.run(["sleep", m]) for wire, m in zip(wires, markers)]
+        ids = [wire.run(["sleep", m]) for wire, m in zip(wires, markers, strict=True)]
         for m in markers:
             assert wait_for_processes(m, 1)
         signalled = time.monotonic()
         server.process.send_signal(signal.SIGTERM)
-        for wire, command_id in zip(wires, ids):
+        for wire, command_id in zip(wires, ids, strict=True):
             frames = read_to_the_end(wire, 5)
             exits = [f for f in frames if isinstance(f, Exit)]
             assert len(exits) == 1 and exits[0].id == command_id

@@ -6,6 +6,9 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import pwd
+import secrets
+import shutil
 import stat
 import time
 from collections.abc import Callable
@@ -223,23 +226,26 @@ def test_file_under_construction_has_only_a_temporary_name(
 
 
 def test_relative_paths_are_relative_to_home(
-    start_server: Callable[..., Any],
-    clients: Callable[[Any], TransferClient],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    server: Any, clients: Callable[[Any], TransferClient]
 ) -> None:
-    # [transfer.path]: the same default directory as a command's cwd; no "~"
-    # expansion (a "~" is a character of the name).
-    home = tmp_path / "home"
-    (home / "docs").mkdir(parents=True)
-    monkeypatch.setenv("HOME", str(home))
-    client = clients(start_server())
-    assert client.put_bytes("docs/notes.txt", b"hello").error is None
-    assert (home / "docs" / "notes.txt").read_bytes() == b"hello"
-    sink = io.BytesIO()
-    assert client.get("docs/notes.txt", sink).error is None
-    assert sink.getvalue() == b"hello"
-    assert client.get("~/docs/notes.txt").code == "file.not_found"
+    # [transfer.path]: the same default directory as a command's cwd, the
+    # account's passwd home (not the daemon's $HOME); no "~" expansion (a
+    # "~" is a character of the name).
+    home = Path(pwd.getpwuid(os.getuid()).pw_dir)
+    if not os.access(home, os.W_OK):
+        pytest.skip("the account's home is not writable")
+    docs = f"rexec-test-{secrets.token_hex(6)}"
+    (home / docs).mkdir()
+    try:
+        client = clients(server)
+        assert client.put_bytes(f"{docs}/notes.txt", b"hello").error is None
+        assert (home / docs / "notes.txt").read_bytes() == b"hello"
+        sink = io.BytesIO()
+        assert client.get(f"{docs}/notes.txt", sink).error is None
+        assert sink.getvalue() == b"hello"
+        assert client.get(f"~/{docs}/notes.txt").code == "file.not_found"
+    finally:
+        shutil.rmtree(home / docs)
 
 
 def test_transfers_and_commands_share_a_connection(

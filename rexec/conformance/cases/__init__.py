@@ -12,12 +12,14 @@ from . import (  # noqa: F401 - imported for their registrations
     session,
     stdin,
     transfer,
+    transfer_lifecycle,
+    transfer_paths,
     transfer_pieces,
 )
 from ._registry import REGISTRY
 
 AREAS = ("handshake", "framing", "commands", "output", "stdin", "lifecycle", "session", "transfer",
-         "transfer_pieces")
+         "transfer_lifecycle", "transfer_paths", "transfer_pieces")
 
 
 def all_cases() -> list[Case]:

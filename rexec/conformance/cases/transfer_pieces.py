@@ -12,8 +12,7 @@ from rexec.protocol import Cancel, Get, Stdin, StdinEof
 from ..case import Context, Observation
 from ..client import Client, CommandRecord
 from ._registry import case
-from ._util import QUICK
-from .transfer import (
+from ._transfer import (
     ALL_BYTES,
     leftovers_gone,
     printf_script,
@@ -22,6 +21,7 @@ from .transfer import (
     shell_ok,
     terminal_outcome,
 )
+from ._util import QUICK
 
 
 @case(
