@@ -35,8 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from hardening.conftest import Daemon, launch, stop  # the tests' own launcher and probes
-from server.wire import Wire
+from hardening.conftest import Daemon, launch, stop  # the tests' own launcher and probes  # noqa: E402
+from server.wire import Wire  # noqa: E402
 
 MiB = 2**20
 

@@ -30,7 +30,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(BENCH))
 
-from run import (  # the bench's own helpers, importable after the path set-up
+from run import (  # noqa: E402 -- the bench's own helpers, importable after the path set-up
     CONCURRENCY,
     TRUE,
     ForeignCpu,

@@ -79,7 +79,7 @@ def indices(text: str, count: int) -> set[int]:
         try:
             low, high = int(first), int(last or first)
         except ValueError:
-            raise FleetError(f"bad endpoint list {text!r}: expected N or N-M, comma-separated")
+            raise FleetError(f"bad endpoint list {text!r}: expected N or N-M, comma-separated") from None
         if not 1 <= low <= high <= count:
             raise FleetError(f"bad endpoint list {text!r}: numbers run from 1 to {count}")
         chosen.update(range(low, high + 1))

@@ -42,10 +42,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
 from fleet_measure import Emulator, Run, measure, rexec_batch
-from rexec_client import connect
 
 from rexec.keyfile import load_key
 from rexec.protocol import HEADER_LENGTH  # struct "<i"
+from rexec_client import connect
 
 ONALL_SERVERS = 10_000
 DOWN = (17, 342)

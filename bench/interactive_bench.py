@@ -580,7 +580,7 @@ def line_report(meta, rows, lines) -> list[str]:
         pooled = [x for rep in d["samples"] for x in rep]
         extra = versus = "—"
         if ssh and row.name != "ssh-bash":
-            diffs = [(a - b) * 1e3 for a, b in zip(d["medians"], ssh["medians"])]
+            diffs = [(a - b) * 1e3 for a, b in zip(d["medians"], ssh["medians"], strict=True)]
             extra = f"{statistics.median(diffs):+.2f} ms [{min(diffs):+.2f}–{max(diffs):+.2f}]"
             versus = fmt_ratio(ratio(d["medians"], ssh["medians"]))
         L.append(f"| {row.label} | {statistics.median(pooled) * 1e3:.2f} ms "

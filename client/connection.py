@@ -46,7 +46,13 @@ from rexec.protocol import (
 
 from ._handshake import READ_SIZE, fatal_error_frame, handshake
 from .address import library_address
-from .errors import CannotSend, ConnectTimeout, ProtocolViolation, RexecConnectionError
+from .errors import (
+    CannotSend,
+    ConnectTimeout,
+    ProtocolViolation,
+    RexecConnectionError,
+    describe_invalid,
+)
 from .process import RemoteProcess
 from .result import CompletedProcess
 
@@ -576,6 +582,4 @@ def _run_message(
             **command,  # type: ignore[arg-type]
         )
     except pydantic.ValidationError as exc:
-        first = exc.errors(include_url=False, include_input=False)[0]
-        where = ".".join(str(part) for part in first["loc"]) or "command"
-        raise ValueError(f"cannot run this command: {where}: {first['msg']}") from None
+        raise ValueError(f"cannot run this command: {describe_invalid(exc)}") from None

@@ -161,5 +161,5 @@ def fold(names: Iterable[str]) -> str:
             parts.append(texts[0])
             continue
         for numbers in sorted(set(_fold_vectors(dict.fromkeys(vectors))), key=_first_number):
-            parts.append("".join(t + n for t, n in zip(texts, (*numbers, ""))))
+            parts.append("".join(t + n for t, n in zip(texts, (*numbers, ""), strict=False)))
     return ",".join(parts)

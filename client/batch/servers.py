@@ -355,7 +355,7 @@ class ServerPool:
 
     def _evict_one(self) -> None:
         victim = next(iter(self._idle))
-        for _, candidate in zip(range(_EVICTION_SCAN), self._idle):
+        for _, candidate in zip(range(_EVICTION_SCAN), self._idle, strict=False):
             if candidate.pending == 0:
                 victim = candidate
                 break

@@ -536,7 +536,8 @@ class Pong(_Message):
 
 
 Message = Annotated[
-    Hello | Auth | AuthOk | Run | Stdin | StdinEof | Signal | Cancel | Resize | Put | Get | Started | Stdout | Stderr | StdinCredit | Exit | File | Done | Error | Ping | Pong,
+    Hello | Auth | AuthOk | Run | Stdin | StdinEof | Signal | Cancel | Resize | Put | Get
+    | Started | Stdout | Stderr | StdinCredit | Exit | File | Done | Error | Ping | Pong,
     Field(discriminator="type"),
 ]
 

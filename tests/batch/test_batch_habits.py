@@ -9,6 +9,7 @@ import shlex
 from pathlib import Path
 
 import pytest
+
 from rexec_client.cli import build_parser, split_remote_command
 
 from .conftest import Pool, read_joblog, run_batch_cli

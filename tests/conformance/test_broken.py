@@ -207,7 +207,9 @@ def test_unbroken_fake_server_passes(fake_server: Callable[..., FakeServer]) -> 
                            "tls.version/tls-1.2"} | UNSUPPORTED_AS_ROOT
 
 
-@pytest.fixture(scope="module")
+# Session scope, not module: under xdist another module's test can run between
+# two of this group's, and a module fixture would then be set up again.
+@pytest.fixture(scope="session")
 def breakage_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Result]]:
     """Every flag's selected cases, run against its own broken server,
     PARALLEL servers at a time."""
@@ -229,6 +231,9 @@ def breakage_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict
     return asyncio.run(all_flags())
 
 
+# One xdist group: the breakage run above happens once, on one worker,
+# instead of once on every worker that draws one of these tests.
+@pytest.mark.xdist_group("conformance-breakage")
 @pytest.mark.parametrize("flag", sorted(CAUGHT_BY))
 def test_breakage_is_caught(flag: str, breakage_results: dict[str, dict[str, Result]]) -> None:
     expected = CAUGHT_BY[flag]

@@ -9,6 +9,7 @@ import socket
 import time
 
 import pytest
+from budget import examples
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from server.wire import Wire, raw_frame
@@ -112,7 +113,7 @@ def fuzz_server(tmp_path_factory: pytest.TempPathFactory):
     stop(server)
 
 
-@settings(max_examples=1000, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@settings(max_examples=examples(1000), deadline=None, suppress_health_check=list(HealthCheck), database=None)
 @given(stream=streams)
 # Found by this test: a half-close while `cat` waited for stdin kept the
 # connection open for ever (the FIN now closes running commands' stdin).
@@ -128,7 +129,7 @@ def test_fuzzed_stream_after_auth(fuzz_server: Daemon, stream: bytes) -> None:
     assert fuzz_server.alive()
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=list(HealthCheck), database=None)
 @given(stream=st.binary(min_size=1, max_size=512))
 def test_fuzzed_bytes_before_auth(fuzz_server: Daemon, stream: bytes) -> None:
     with open_wire(fuzz_server, auth=False) as wire:

@@ -16,6 +16,7 @@ import time
 import traceback
 
 import pytest
+from budget import examples
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -248,7 +249,7 @@ def test_state_machine(daemon) -> None:
         run_state_machine_as_test(
             ServerMachine,
             settings=settings(
-                max_examples=50, stateful_step_count=30, deadline=None,
+                max_examples=examples(50), stateful_step_count=30, deadline=None,
                 suppress_health_check=list(HealthCheck), database=None, phases=[Phase.explicit, Phase.generate],  # no shrinking: timing-bound steps replay inexactly,
             ),
         )  # fmt: skip

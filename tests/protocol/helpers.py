@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from itertools import pairwise
 
+from budget import examples
 from hypothesis import HealthCheck, settings
 
 from rexec.protocol import (
@@ -30,7 +31,7 @@ from .vectors import (
 #: example database (nothing written into the work tree), no deadline (a slow
 #: CI machine must not turn into a flaky failure).
 FAST = settings(
-    max_examples=150,
+    max_examples=examples(150),
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow],
