@@ -120,7 +120,7 @@ def measure(reps: int, size: int, echo_samples: int, log) -> tuple[dict, list[tu
 
 
 def _ratio(xs, ys):
-    rs = [x / y for x, y in zip(xs or [], ys or []) if x is not None and y]
+    rs = [x / y for x, y in zip(xs or [], ys or [], strict=False) if x is not None and y]
     return (statistics.median(rs), min(rs), max(rs)) if rs else None
 
 

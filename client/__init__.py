@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from .connection import ClientConnection, connect
     from .errors import (
         AuthenticationError,
+        CannotSend,
         ConnectTimeout,
         ProtocolViolation,
         RemoteCommandError,
@@ -55,6 +56,7 @@ _ORIGINS = {
     "ClientConnection": ".connection",
     "connect": ".connection",
     "AuthenticationError": ".errors",
+    "CannotSend": ".errors",
     "ConnectTimeout": ".errors",
     "ProtocolViolation": ".errors",
     "RemoteCommandError": ".errors",
@@ -78,6 +80,7 @@ __all__ = [
     "Address",
     "AuthenticationError",
     "CalledProcessError",
+    "CannotSend",
     "ClientConnection",
     "CompletedProcess",
     "ConnectTimeout",

@@ -21,6 +21,7 @@ from rexec.protocol import (
     Error,
     ErrorCode,
     Hello,
+    LocalProtocolError,
     ProtocolError,
     RemoteProtocolError,
     choose_version,
@@ -68,7 +69,15 @@ async def handshake(
             ErrorCode.VERSION_UNSUPPORTED.value,
         )
     auth = protocol.sign_auth(key, nonce=secrets.token_hex(NONCE_SIZE), binding=binding)
-    writer.write(protocol.send(auth))
+    try:
+        writer.write(protocol.send(auth))
+    except LocalProtocolError as exc:  # hello's limits can't carry our auth frame
+        raise ProtocolViolation(
+            f"{peer} announced limits too small to authenticate (max_header "
+            f"{hello.limits.max_header}, max_body {hello.limits.max_body}): "
+            "not a rexec server, or something altered the handshake",
+            exc.code.value,
+        ) from None
     auth_ok = await _receive(reader, writer, protocol, AuthOk, peer)
     expected = protocol.transcript(binding).server_mac(key, auth.mac)
     if not macs_match(expected, auth_ok.mac):

@@ -33,6 +33,7 @@ from rexec.protocol import (
     Exit,
     Get,
     Hello,
+    LocalProtocolError,
     Ping,
     Pong,
     Pty,
@@ -45,7 +46,13 @@ from rexec.protocol import (
 
 from ._handshake import READ_SIZE, fatal_error_frame, handshake
 from .address import library_address
-from .errors import ConnectTimeout, ProtocolViolation, RexecConnectionError
+from .errors import (
+    CannotSend,
+    ConnectTimeout,
+    ProtocolViolation,
+    RexecConnectionError,
+    describe_invalid,
+)
 from .process import RemoteProcess
 from .result import CompletedProcess
 
@@ -395,11 +402,18 @@ class ClientConnection:
 
         Raises:
             RexecConnectionError: the connection is lost.
-            LocalProtocolError: the message is illegal now (a bug here).
+            CannotSend: the message is above the server's limits, or illegal
+                now; nothing was sent.
         """
         if self._error is not None:
             raise self._error
-        self._writer.write(self._protocol.send(message))
+        try:
+            frame = self._protocol.send(message)
+        except LocalProtocolError as exc:
+            raise CannotSend(
+                f"{self.peer}: cannot send {message.type}: {exc.message}", exc.code.value
+            ) from None
+        self._writer.write(frame)
 
     async def send(self, message: Message) -> None:
         """``send_nowait``, then wait until the transport can take more.
@@ -568,6 +582,4 @@ def _run_message(
             **command,  # type: ignore[arg-type]
         )
     except pydantic.ValidationError as exc:
-        first = exc.errors(include_url=False, include_input=False)[0]
-        where = ".".join(str(part) for part in first["loc"]) or "command"
-        raise ValueError(f"cannot run this command: {where}: {first['msg']}") from None
+        raise ValueError(f"cannot run this command: {describe_invalid(exc)}") from None

@@ -10,6 +10,11 @@ carries) is raised by ``run(check=True)`` for a command that ran and failed.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pydantic
+
 
 class RexecError(Exception):
     """Base of every error the rexec client raises."""
@@ -47,6 +52,20 @@ class ProtocolViolation(RexecConnectionError):
     """The server sent bytes that break the protocol (or is no rexec server)."""
 
 
+class CannotSend(RexecError):
+    """A message can't be sent on this connection: larger than the server's
+    announced limits, or not allowed in the connection's state. Nothing was
+    sent; the connection carries on.
+
+    Attributes:
+        code: the protocol error code (``frame.too_large`` …).
+    """
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class RemoteCommandError(RexecError):
     """The server refused to run one command (a command-scoped ``error``).
 
@@ -60,3 +79,26 @@ class RemoteCommandError(RexecError):
         super().__init__(f"{message} ({code})")
         self.code = code
         self.message = message
+
+
+#: How a field of a ``run`` frame is named to a person.
+_FIELD_NAMES = {"argv": "the command", "shell": "the command line", "cwd": "the working directory",
+                "env": "the environment", "timeout": "the timeout"}  # fmt: skip
+
+
+def describe_invalid(exc: pydantic.ValidationError) -> str:
+    """One line for a person saying what the first error of ``exc`` found
+    wrong, in words rather than pydantic's (``argv.0: must not be empty``,
+    never "Value should have at least 1 item after validation")."""
+    first = exc.errors(include_url=False, include_input=False)[0]
+    loc = [str(part) for part in first["loc"]]
+    where = _FIELD_NAMES.get(loc[0], loc[0]) if loc else "the command"
+    if loc[1:]:
+        where += f" ({'.'.join(loc[1:])})"
+    if first["type"] in ("too_short", "string_too_short"):
+        what = "must not be empty"
+    elif first["type"] == "value_error":
+        what = str(first.get("ctx", {}).get("error", first["msg"]))
+    else:
+        what = first["msg"][:1].lower() + first["msg"][1:]
+    return f"{where}: {what}"

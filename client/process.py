@@ -93,6 +93,10 @@ class RemoteProcess:
         self.id = command_id
         self.args = args
         self.pid: int | None = None
+        #: Whether this client asked the server to end the command
+        #: (``cancel``): a status that says ``cancelled`` without it means the
+        #: server ended it on its own, shutting down.
+        self.cancel_requested = False
         self.stdin = StdinWriter(connection, command_id) if stdin else None
         self.stdout = OutputReader(self._output_consumed, output_high_water)
         self.stderr = OutputReader(self._output_consumed, output_high_water)
@@ -179,6 +183,7 @@ class RemoteProcess:
     def cancel(self) -> None:
         """Ask the server to end the command (SIGTERM, grace, SIGKILL to its
         group); its status then says ``cancelled``."""
+        self.cancel_requested = True
         self._control(Cancel(id=self.id))
 
     def resize(self, rows: int, cols: int) -> None:

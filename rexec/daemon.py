@@ -221,6 +221,29 @@ async def _listen(server: Server, settings: Settings) -> list[asyncio.Server]:
     return listeners
 
 
+def _check_port_free(settings: Settings) -> None:
+    """Fail as listening would, before anything is created (the key file on
+    a first start), when the port is taken: a failed start leaves nothing.
+    The listeners bind for real later; this is only an early answer.
+
+    Raises:
+        StartupError: the address can't be listened on.
+    """
+    if settings.port == 0:
+        return
+    host = "127.0.0.1" if settings.host == LOOPBACKS else settings.host
+    try:
+        infos = socket.getaddrinfo(host, settings.port, type=socket.SOCK_STREAM)
+        family, _, _, _, address = infos[0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the listener
+            probe.bind(address)
+    except OSError as exc:
+        raise StartupError(
+            f"cannot listen on {host}:{settings.port}: {exc.strerror or exc}"
+        ) from None
+
+
 def _shown(address: tuple[str, int]) -> str:
     host, port = address[0], address[1]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -341,6 +364,8 @@ def main(argv: list[str] | None = None) -> int:
         except SettingsError as exc:
             raise StartupError(str(exc)) from None
         set_log_format(settings.log_format)
+        if not check_only:
+            _check_port_free(settings)  # before a first start creates the key file
         config = build_config(settings, check_only=check_only)
         if check_only:
             print(f"rexecd: configuration OK ({len(config.keys)} key(s))")

@@ -24,7 +24,6 @@ KNOWN_OVER = {
     "client/batch/engine.py",
     # Over the limit as main landed them (protocol v2, hardening); their owners split them.
     "rexec/conformance/cases/commands.py",
-    "rexec/conformance/serve.py",
     "rexec/protocol/_connection.py",
     "rexec/server/spawn.py",
 }

@@ -53,7 +53,7 @@ class DisplayNames:
 
 def parse_target(name: str, default_port: int = DEFAULT_PORT) -> Address:
     """One expanded name ``[host][:port]`` as an address."""
-    if name.startswith(":"):
+    if name.startswith(":") and name[1:].isdigit():  # ":7000"; "::1" is an IPv6 address
         name = DEFAULT_HOST + name
     try:
         return parse_address(name, default_port)

@@ -14,8 +14,10 @@ set ``accepts_command=True`` in their defaults. A module that reads its
 command line otherwise (``rexec run HOST CMD ARG...``, as ssh does) defines
 ``parse_arguments(parser, argv)`` and returns the parsed namespace itself.
 
-Whatever a subcommand does, a closed standard output (``rexec ... | head``)
-ends it quietly with status 141, and Ctrl-C with 130: never a traceback.
+Whatever a subcommand does, a standard output closed by its reader
+(``rexec ... | head``) ends it quietly with status 141, and Ctrl-C with 130:
+never a traceback. A standard output closed before rexec starts (``>&-``) is
+one line and status 255 before anything runs (see ``base``).
 """
 
 from __future__ import annotations
@@ -27,7 +29,15 @@ from collections.abc import Sequence
 
 import rexec
 
-from .base import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, ArgumentParser, discard_stdout
+from .base import (
+    EXIT_BROKEN_PIPE,
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    ArgumentParser,
+    discard_stdout,
+    fail,
+    guard_standard_streams,
+)
 
 #: Each subcommand's module and its line in ``rexec --help``, in that order.
 SUBCOMMANDS = {
@@ -80,6 +90,12 @@ def split_remote_command(argv: list[str]) -> tuple[list[str], list[str] | None]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rexec`` console script; returns the exit status."""
+    if guard_standard_streams():
+        return fail(
+            "standard output is closed: the output would be lost "
+            "(to discard it, redirect it to /dev/null)",
+            EXIT_FAILURE,
+        )
     try:
         try:
             return _main(list(sys.argv[1:] if argv is None else argv))
@@ -104,7 +120,11 @@ def _main(argv: list[str]) -> int:
         args = module.parse_arguments(subparsers[chosen], argv[1:])
     else:
         own, remote = split_remote_command(argv)
-        args = parser.parse_args(own)
+        args, unknown = parser.parse_known_args(own)
+        if unknown:
+            # Point at the subcommand's --help, where its options are.
+            where = subparsers[chosen] if chosen else parser
+            where.error(f"unrecognized arguments: {' '.join(unknown)}")
         if remote is not None and not getattr(args, "accepts_command", False):
             parser.error("this command takes no remote command after '--'")
         args.remote_command = remote

@@ -9,12 +9,19 @@ below 255):
 * 141: our standard output was closed by its reader (``| head``), as for a
   program killed by SIGPIPE.
 * 130: interrupted (Ctrl-C) before a command was running.
+
+A standard stream closed by the caller (``>&-``) is settled before anything
+else (``guard_standard_streams``): a closed stdin or stderr is /dev/null, as
+ssh makes it; a closed stdout is a usage failure (255, nothing run), since
+all the output would be lost.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import re
 import signal
 import sys
 from typing import NoReturn
@@ -52,9 +59,25 @@ def positive_float(text: str) -> float:
 
 
 def fail(message: str, status: int = EXIT_FAILURE) -> int:
-    """Print ``rexec: MESSAGE`` on stderr and return ``status``."""
-    print(f"rexec: {message}", file=sys.stderr, flush=True)
+    """Print ``rexec: MESSAGE`` on stderr, as one line (``one_line``), and
+    return ``status``."""
+    print(f"rexec: {one_line(message)}", file=sys.stderr, flush=True)
     return status
+
+
+#: Control characters (C0, DEL, C1): a newline in a file name would split a
+#: message, an escape would drive the terminal.
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_NAMED_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def one_line(text: str) -> str:
+    """``text`` with its control characters written as ``ls -b`` writes them
+    (``\\n``, ``\\t``, ``\\x1b``), so that a name from a file system or a
+    server prints as one inert line."""
+    return _CONTROLS.sub(
+        lambda match: _NAMED_ESCAPES.get(match[0], f"\\x{ord(match[0]):02x}"), text
+    )
 
 
 def discard_stdout() -> None:
@@ -66,3 +89,36 @@ def discard_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     finally:
         os.close(devnull)
+
+
+def guard_standard_streams() -> bool:
+    """Put /dev/null on any of descriptors 0-2 that is closed, as ssh's
+    sanitise_stdfd does, so that no socket or file opened later lands on
+    one of them; give Python's ``sys`` streams objects again for those.
+
+    Returns whether standard output was closed (the caller then fails: its
+    output would go nowhere).
+    """
+    closed = [fd for fd in (0, 1, 2) if not _is_open(fd)]
+    for fd in closed:
+        devnull = os.open(os.devnull, os.O_RDWR)
+        if devnull != fd:
+            os.dup2(devnull, fd)
+            os.close(devnull)
+    if 0 in closed:
+        sys.stdin = open(0, encoding="utf-8", errors="surrogateescape", closefd=False)  # noqa: SIM115
+    if 1 in closed:
+        sys.stdout = open(1, "w", encoding="utf-8", errors="surrogateescape", closefd=False)  # noqa: SIM115
+    if 2 in closed:
+        sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
+    return 1 in closed
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError as exc:
+        if exc.errno == errno.EBADF:
+            return False
+        raise
+    return True

@@ -6,6 +6,8 @@ connecting, and turning failures into one line on stderr and an exit status
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import dataclasses
 import ssl
 from collections.abc import Coroutine
@@ -16,7 +18,12 @@ from rexec import eventloop
 from rexec.keyfile import KeyFileError, default_key_path, load_key
 
 from ..address import Address, parse_address
-from ..connection import DEFAULT_CONNECT_TIMEOUT, ClientConnection, connect
+from ..connection import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_KEEPALIVE_TIMEOUT,
+    ClientConnection,
+    connect,
+)
 from ..errors import ConnectTimeout, RemoteCommandError, RexecConnectionError, RexecError
 from ..result import RETURNCODE_BY_REFUSAL, ExitStatus
 from ..tls import TlsFiles, TlsSetupError, client_ssl_context, default_tls_dir, tls_files
@@ -74,7 +81,9 @@ def add_connection_options(parser: argparse.ArgumentParser) -> list[argparse.Act
             "--keepalive",
             type=positive_float,
             metavar="SECONDS",
-            help="ping the server this often and give up when it stops answering (default: off)",
+            help="ping the server this often; give up after "
+            f"{KEEPALIVE_COUNT} pings in a row go unanswered, as ssh's ServerAliveInterval "
+            "and ServerAliveCountMax (default: off)",
         ),
         tls.add_argument(
             "--tls",
@@ -114,20 +123,85 @@ async def open_connection(args: argparse.Namespace, address_text: str) -> Client
     except KeyFileError as exc:
         raise CliError(str(exc)) from None
     tls = _tls_settings(args)
+    connecting = connect(
+        address.host,
+        address.port,
+        key,
+        ssl=tls.context if tls else None,
+        connect_timeout=args.connect_timeout,
+        keepalive=args.keepalive,
+        keepalive_timeout=(
+            args.keepalive * KEEPALIVE_COUNT if args.keepalive else DEFAULT_KEEPALIVE_TIMEOUT
+        ),
+    )
     try:
-        return await connect(
-            address.host,
-            address.port,
-            key,
-            ssl=tls.context if tls else None,
-            connect_timeout=args.connect_timeout,
-            keepalive=args.keepalive,
-        )
+        if tls is not None:
+            return await connecting
+        return await _unless_tls(connecting, address, args.connect_timeout)
     except RexecConnectionError as exc:
         hint = _connection_hint(exc, tls)
         if hint is None:
             raise
         raise type(exc)(f"{exc} ({hint})", exc.code) from exc
+
+
+#: Keepalive pings in a row that may go unanswered before the connection is
+#: given up, as ssh's ServerAliveCountMax (whose default is also 3).
+KEEPALIVE_COUNT = 3
+
+#: Seconds without a rexec hello after which a plaintext connection checks,
+#: on a second connection, whether the server speaks TLS: a rexec server
+#: greets at once on accepting, a TLS server waits for a TLS hello.
+TLS_PROBE_DELAY = 1.0
+
+
+async def _unless_tls(
+    connecting: Coroutine[Any, Any, ClientConnection], address: Address, connect_timeout: float
+) -> ClientConnection:
+    """Await ``connecting`` (plaintext); if the server is silent for a while
+    and a TLS hello on a second connection gets a TLS answer, give up at once
+    rather than at the connect timeout.
+
+    Raises:
+        RexecConnectionError: the server speaks TLS, or as ``connect``.
+    """
+    task = asyncio.ensure_future(connecting)
+    done, _ = await asyncio.wait({task}, timeout=min(TLS_PROBE_DELAY, connect_timeout / 2))
+    if done:
+        return task.result()
+    probe = asyncio.ensure_future(_speaks_tls(address, connect_timeout))
+    await asyncio.wait({task, probe}, return_when=asyncio.FIRST_COMPLETED)
+    if not task.done() and probe.result():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, RexecConnectionError):
+            await task
+        raise RexecConnectionError(
+            f"no answer from {address} in plaintext: it speaks TLS; add --tls "
+            "(or --tls-dir DIR; README 'A second machine')"
+        )
+    probe.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await probe
+    return await task
+
+
+async def _speaks_tls(address: Address, timeout: float) -> bool:
+    """Whether the server answers a TLS hello as a TLS server does (its
+    certificate is not checked: this only tells TLS from silence)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        async with asyncio.timeout(timeout):
+            _, writer = await asyncio.open_connection(address.host, address.port, ssl=context)
+    except ssl.SSLError as exc:
+        # An alert (a client certificate required under TLS 1.2…) is TLS
+        # too; "wrong version number" is a peer that spoke something else.
+        return "ALERT" in (exc.reason or "")
+    except (OSError, TimeoutError):
+        return False
+    writer.transport.abort()
+    return True
 
 
 def ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
@@ -166,6 +240,10 @@ def _connection_hint(exc: RexecConnectionError, tls: _Tls | None) -> str | None:
                 f"{default_tls_dir()}, or give --tls-ca CA (README 'A second machine')"
             )
         return f"{tls.ca_file} did not sign it: give the CA that did, with --tls-ca or --tls-dir"
+    if isinstance(exc, ConnectTimeout):
+        # Silence is not a refusal: a stopped or overloaded server says
+        # nothing about certificates.
+        return None
     if exc.code is None and cause is None:
         # Under TLS 1.3 a server checks the client's certificate after the
         # handshake, and refuses by closing: that is all we see.

@@ -101,7 +101,11 @@ def main(args: argparse.Namespace) -> int:
 
 
 async def _main(args: argparse.Namespace) -> int:
-    reporter = Reporter(args)
+    with Reporter(args) as reporter:
+        return await _transfer(args, reporter)
+
+
+async def _transfer(args: argparse.Namespace, reporter: Reporter) -> int:
     async with await open_connection(args, args.address) as conn:
         if args.recursive:
             await _get_tree(conn, args, reporter)

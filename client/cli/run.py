@@ -1,8 +1,7 @@
 """``rexec run``: run one command on a server, as if it ran here.
 
-The command line reads as ssh's: rexec's options, HOST, maybe more of rexec's
-options, then the command, whose words are never taken as rexec options
-(``split_command``). Several words run as an argv without a shell; a single
+The command line reads: rexec's options, HOST, then the command, verbatim:
+no word after HOST is taken as one of rexec's options (``split_command``). Several words run as an argv without a shell; a single
 word is a command line for the server's ``/bin/sh``, as ssh runs it; ``--``
 forces an argv and ``--shell`` a command line.
 
@@ -36,6 +35,7 @@ from .common import (
     CliError,
     add_connection_options,
     command_exit_status,
+    fail,
     open_connection,
     positive_float,
     refused,
@@ -51,11 +51,11 @@ becomes rexec's, as with 'ssh HOST COMMAND'.
   rexec run HOST 'ls /tmp | wc -l'   one word: a command line for the server's
                                      /bin/sh, as ssh runs it
   rexec run HOST -- PROGRAM [ARG...] an argv, even of one word
-  rexec run HOST --shell STRING      a command line, whatever it looks like
+  rexec run --shell STRING HOST      a command line, whatever it looks like
 
-rexec's options go before HOST or right after it; the first word that is not
-one of them starts the command, and the command's words are never read as
-rexec's options: 'rexec run HOST ls -l' passes -l to ls.
+rexec's options go before HOST; everything after HOST is the command,
+verbatim, never read as rexec's options: 'rexec run HOST ls -l'
+passes -l to ls, and 'rexec run HOST -la' runs a program named -la.
 
 Local stdin is sent to the command with its end, as ssh does, a terminal too
 (type Ctrl-D to end it); -n sends none (the command reads EOF at once). Ctrl-C
@@ -72,11 +72,14 @@ EPILOG = """\
 exit status:
   0-255     the remote command's exit code
   124       the command was ended because --timeout expired
-  128+N     the command was killed by signal N (130 after Ctrl-C)
+  128+N     the command was killed by signal N (130 after Ctrl-C; 143 when
+            the server shut down under it, with a line saying so)
   126, 127  the command could not be executed / was not found
   141       local stdout was closed early (e.g. '| head'); the command is cancelled
   255       rexec failed: usage, address, key, connection, TLS or protocol
-            error, or the connection was lost (one 'rexec: ...' line says which)
+            error, the connection was lost, stdout was closed (>&-), or the
+            server refused the command: command.denied, env.forbidden,
+            cwd.invalid, busy (one 'rexec: ...' line says which)
 
 examples:
   rexec run 127.0.0.1 uname -a
@@ -109,8 +112,8 @@ def register(subparsers: Any) -> None:
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        usage="%(prog)s [options] HOST[:PORT] [options] "
-        "(COMMAND [ARG...] | -- PROGRAM [ARG...] | --shell STRING)",
+        usage="%(prog)s [options] HOST[:PORT] (COMMAND [ARG...] | -- PROGRAM [ARG...])\n"
+        "       %(prog)s [options] --shell STRING HOST[:PORT]",
         # Abbreviations would make '--time 5' an option whose value the
         # command-line split below can't know about.
         allow_abbrev=False,
@@ -133,7 +136,10 @@ def register(subparsers: Any) -> None:
             "exit status 124",
         ),
         what.add_argument(
-            "--cwd", metavar="DIR", help="working directory on the server (default: its home)"
+            "--cwd",
+            type=_directory,
+            metavar="DIR",
+            help="working directory on the server (default: its home)",
         ),
         what.add_argument(
             "-e",
@@ -171,45 +177,45 @@ def parse_arguments(parser: argparse.ArgumentParser, argv: list[str]) -> argpars
     own, words, forced_argv = split_command(argv, parser.get_default("value_options"))
     args = parser.parse_args(own)
     args.command = _remote_command(parser, args.shell, words, forced_argv)
+    _check_text(parser, args)
     return args
 
 
 def split_command(
     argv: Sequence[str], value_options: Collection[str]
 ) -> tuple[list[str], list[str], bool]:
-    """Split ``argv`` as ssh does: rexec's options, HOST and the options right
-    after it, then the command, from the first word that is not an option
-    (or from after ``--``).
+    """Split ``argv`` at HOST: rexec's options and HOST, then the command,
+    verbatim: no word after HOST is read as rexec's, however it looks
+    (``rexec run HOST -la`` runs ``-la``). A ``--`` right after HOST makes
+    the rest an argv even of one word; so does a ``--`` before HOST, which
+    ends rexec's options: HOST follows it, then the argv.
 
     ``value_options`` are the option strings that take a value (``--timeout``,
-    ``-e``): their value is never mistaken for HOST or the command.
+    ``-e``): their value is never mistaken for HOST.
 
     Returns:
         rexec's own arguments (HOST included), the command's words, and
         whether they followed ``--`` (an argv, whatever it looks like).
     """
     own: list[str] = []
-    host_seen = False
     index = 0
     while index < len(argv):
         word = argv[index]
         index += 1
         if word == "--":
-            if not host_seen and index < len(argv):
-                own.append(argv[index])
-                index += 1
-            return own, list(argv[index:]), True
-        if word.startswith("-") and word != "-":
-            own.append(word)
-            if _takes_value(word, value_options) and index < len(argv):
-                own.append(argv[index])
-                index += 1
-        elif not host_seen:
-            own.append(word)
-            host_seen = True
-        else:
-            return own, list(argv[index - 1 :]), False
-    return own, [], False
+            # HOST is the next word, however it looks.
+            own.extend(argv[index : index + 1])
+            return own, list(argv[index + 1 :]), True
+        own.append(word)
+        if not word.startswith("-") or word == "-":
+            break  # HOST
+        if _takes_value(word, value_options) and index < len(argv):
+            own.append(argv[index])
+            index += 1
+    words = list(argv[index:])
+    if words[:1] == ["--"]:
+        return own, words[1:], True
+    return own, words, False
 
 
 def _takes_value(word: str, value_options: Collection[str]) -> bool:
@@ -234,6 +240,8 @@ def _remote_command(
     if forced_argv:
         if not words:
             parser.error("the command after '--' is empty")
+        if not words[0]:
+            parser.error("the program name (the first word after '--') is empty")
         return RemoteCommand(words, shell=False)
     if not words:
         parser.error(
@@ -245,6 +253,30 @@ def _remote_command(
             parser.error("the command is empty")
         return RemoteCommand(words[0], shell=True, implicit=True)
     return RemoteCommand(words, shell=False, implicit=True)
+
+
+def _check_text(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Reject, as a usage error, a word that is not UTF-8 text: the protocol
+    carries commands, directories and the environment as text."""
+    words = args.command.words
+    texts = {
+        "the command": [words] if isinstance(words, str) else words,
+        "--cwd": [args.cwd] if args.cwd is not None else [],
+        "-e": [f"{name}={value}" for name, value in args.env],
+    }
+    for where, items in texts.items():
+        for text in items:
+            try:
+                text.encode()
+            except UnicodeEncodeError:
+                raw = text.encode(errors="surrogateescape")
+                parser.error(f"{where}: {raw!r} is not UTF-8 text, which rexec carries")
+
+
+def _directory(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("expected a directory on the server, got ''")
+    return text
 
 
 def _env_assignment(text: str) -> tuple[str, str]:
@@ -275,24 +307,51 @@ async def _run(args: argparse.Namespace) -> int:
                 status = await run_on_pty(
                     connection, command.words, forward_stdin=not args.no_stdin, **options
                 )
+                # A pty's Ctrl-C is a byte for the command, never a cancel.
+                cancelled_here = False
             else:
                 process = await connection.start(
                     command.words, stdin=_forwards_stdin(args.no_stdin), **options
                 )
                 stdout_broke, status = await _relay(process)
+                cancelled_here = process.cancel_requested
         except RemoteCommandError as exc:
             return refused(connection.peer, exc, hint=_hint(command, exc.code, args.address))
         except ValueError as exc:
             raise CliError(str(exc)) from None
     if stdout_broke and not status.connection_lost:
         return EXIT_BROKEN_PIPE
+    note = _ending_note(status, cancelled_here)
+    if note:
+        fail(f"{connection.peer}: {note}")
     return command_exit_status(status)
+
+
+def _ending_note(status: ExitStatus, cancelled_here: bool) -> str | None:
+    """One line on what the server did to the command that its exit status
+    alone does not say, as the ``exit`` record says it (None: nothing)."""
+    if status.cancelled and not cancelled_here:
+        # Only a server shutting down cancels a command nobody cancelled.
+        how = f" ({status.signal_name})" if status.signal_name else ""
+        return f"the server is shutting down: it ended the command{how} (server.shutting_down)"
+    if status.pipes_held:
+        return (
+            "the command exited, but something it left running in the background kept its "
+            "output open, so the server ended it (pipes_held); to leave a job running, "
+            "redirect its output: 'JOB >/dev/null 2>&1 &'"
+        )
+    return None
 
 
 def _hint(command: RemoteCommand, code: str, address: str) -> str | None:
     """What to do instead, when a refusal comes from the form of the command."""
     if isinstance(command.words, list):
         program = command.words[0]
+        if code == "spawn.not_found" and program.startswith("-"):
+            return (
+                f"{program!r} came after HOST, so it was run as the command: rexec's options "
+                "go before HOST (see 'rexec run --help')"
+            )
         if code == "spawn.not_found" and (" " in program or _SHELL_SYNTAX.search(program)):
             line = shlex.quote(" ".join(command.words))
             how = "as one word" if command.implicit else "as one word, without '--'"

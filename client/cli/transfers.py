@@ -59,11 +59,12 @@ import signal
 import sys
 import time
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, Self
 
 from ..connection import ClientConnection
 from ..errors import RemoteCommandError
 from ..transfer import Progress, TransferError, TransferResult, remote_path
+from .base import one_line
 from .common import EXIT_FAILURE, CliError, add_connection_options, fail
 
 #: Exit status when at least one transfer failed.
@@ -159,7 +160,8 @@ class Reporter:
             last = now
             elapsed = max(now - started, 1e-6)
             rate = done / elapsed
-            shown = name if len(name) <= 30 else "..." + name[-27:]
+            shown = one_line(name)
+            shown = shown if len(shown) <= 30 else "..." + shown[-27:]
             if total is None:  # a stream: no end known
                 line = f"\r{shown} {human_bytes(done)} {rate / 1e6:.1f} MB/s"
             else:
@@ -178,6 +180,18 @@ class Reporter:
 
         return update
 
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """A progress line still drawn when the transfer stops short (Ctrl-C,
+        a lost connection) stays as it was, ended by a newline, so that what
+        follows (the shell's prompt) starts a line of its own."""
+        if self._drawn:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+            self._drawn = False
+
     def clear(self) -> None:
         if self._drawn:
             sys.stderr.write("\r\x1b[K")
@@ -195,7 +209,7 @@ class Reporter:
     def say(self, line: str) -> None:
         """A summary line (a file done, a link made), when summaries show."""
         if self.show_summary:
-            print(line, file=sys.stderr, flush=True)
+            print(one_line(line), file=sys.stderr, flush=True)
 
     def failed(self, name: str, exc: TransferError) -> None:
         self.clear()

@@ -195,7 +195,9 @@ ends it; Ctrl-C interrupts the line (again within a second: SIGTERM; a third
 time: the shell is replaced by a new one with the session's state). At the
 prompt: Ctrl-C discards the line, Ctrl-D leaves, Ctrl-R searches the history,
 Tab completes remote commands, paths and $variables. An unfinished line goes
-on with '> '. For full-screen programs use 'rexec shell --pty'."""
+on with '> '. A line that starts with '!' runs here, so bash's history
+expansion ('!!', '!$', '^old^new') is not available: use Up or Ctrl-R. For
+full-screen programs use 'rexec shell --pty'."""
 
 BUILTINS: dict[str, Builtin] = {
     builtin.name: builtin

@@ -22,10 +22,11 @@ from typing import Any
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.completion import Completer
+from prompt_toolkit.filters import is_searching
 from prompt_toolkit.formatted_text import AnyFormattedText
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
-from prompt_toolkit.search import stop_search
+from prompt_toolkit.search import accept_search, stop_search
 from prompt_toolkit.styles import Style
 
 from .display import say
@@ -100,6 +101,13 @@ def _key_bindings() -> KeyBindings:
             # Or the next prompt would open in the search field.
             stop_search()
         event.app.exit(exception=LineDiscarded())
+
+    # Enter in a Ctrl-R search runs the line found, as in bash (prompt_toolkit
+    # would only put it at the prompt).
+    @bindings.add("enter", filter=is_searching, eager=True)
+    def _run_found(event: KeyPressEvent) -> None:
+        accept_search()
+        event.app.current_buffer.validate_and_handle()
 
     return bindings
 

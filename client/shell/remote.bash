@@ -57,13 +57,14 @@ __rexec_resume() {
 }
 
 __rexec_settings() {
-    if [ -n "$__rexec_u_flags" ]; then builtin set "-$__rexec_u_flags"; fi
     __rexec_unstash PS1 "$__rexec_u_ps1"
     __rexec_unstash PS2 "$__rexec_u_ps2"
     __rexec_unstash PS0 "$__rexec_u_ps0"
     if [ "$__rexec_u_history" = 1 ]; then builtin set -o history; fi
     __rexec_s_live=1
-    return 0
+    # Last (its status is the function's): under `set -x`, nothing of this
+    # function is traced.
+    if [ -n "$__rexec_u_flags" ]; then builtin set "-$__rexec_u_flags"; fi
 }
 
 # __rexec_stash NAME: the value of NAME as "=VALUE", or "" when it is unset.
@@ -105,7 +106,8 @@ __rexec_pre() {
         # forced run of an unfinished here-document, which would swallow it.
         __rexec_s_cmd+=$'\n''{ __rexec_tail "$?" "$_" "$@"; } 2>/dev/null'
     fi
-    if [ "$__rexec_u_history" = 1 ]; then builtin history -s -- "$4"; fi
+    # The history: bash keeps the text of the eval as it reads it (the
+    # user's settings, `set -o history` among them, are back by then).
     # set -v echoes what the shell reads: the line, as bash would.
     case $__rexec_u_flags in *v*) builtin printf '%s\n' "$4" >&2 ;; esac
     return 0
@@ -129,6 +131,9 @@ __rexec_is_complete() {
 # The last line of each eval: STATUS UNDERSCORE ARGS... (the line's $?, $_
 # and the shell's positional parameters).
 __rexec_tail() {
+    # The line that called this was put in the history as it was read (see
+    # __rexec_pre): take it out.
+    if [[ -o history ]]; then builtin history -d -1; fi
     __rexec_u_args=("${@:3}")
     __rexec_end "$1" "$2"
 }
@@ -203,7 +208,10 @@ __rexec_finish() {
 # the status and the directory (the snapshot follows the markers).
 __rexec_report() {
     if ((${#__rexec_u_prompt_command[@]})); then
-        # With the user's settings, $? and $_; put aside again after.
+        # With the user's settings, $? and $_; put aside again after. Not
+        # `set -x`, which would trace rexec's own steps around it.
+        __rexec_s_xtrace=${__rexec_u_flags//[^x]/}
+        __rexec_u_flags=${__rexec_u_flags//x/}
         __rexec_settings
         for __rexec_s_value in "${__rexec_u_prompt_command[@]}"; do
             __rexec_return "$__rexec_s_status" "$__rexec_u_underscore"
@@ -211,6 +219,7 @@ __rexec_report() {
         done </dev/null
         __rexec_s_running=$__rexec_s_report
         __rexec_end "$__rexec_s_status" "$__rexec_u_underscore"
+        __rexec_u_flags+=$__rexec_s_xtrace
     fi
     __rexec_send "status $__rexec_s_report"$'\n'"$__rexec_s_status"$'\n'"$PWD"
     __rexec_s_snapshot=$__rexec_s_report __rexec_s_report=

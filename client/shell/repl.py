@@ -323,6 +323,7 @@ class Repl:
             if answer in ("n", "no"):
                 return False
             if answer not in ("y", "yes"):
+                say("answer y (reconnect) or n (leave)")
                 continue
             try:
                 await self._interruptible(self._reconnect())
@@ -333,6 +334,9 @@ class Repl:
                 say(str(exc))
                 await self.close()
                 continue
+            # The prompt shows what ``$?`` is in the new shell: the last
+            # finished line's status, not the lost connection's.
+            self.state.record(self.state.shell_status)
             restored = "restored" if self.state.snapshot is not None else "not known: a new one"
             say(f"reconnected to {self.connection.peer}; the shell's state {restored}")
             return True

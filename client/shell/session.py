@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..connection import ClientConnection
-from ..errors import RexecConnectionError
+from ..errors import RemoteCommandError, RexecConnectionError
 from ..process import RemoteProcess
 from ..result import ExitStatus
 from ..term.relay import InterruptForwarder, stop_task
@@ -38,6 +38,7 @@ from .interrupts import LineControl
 from .line_stdin import LineStdin
 from .output import MarkedStream, StreamEnded
 from .state import RemoteIdentity, Snapshot
+from .window import WindowSize, terminal_env
 
 #: Seconds a Tab completion may take before it completes nothing.
 COMPLETION_TIMEOUT = 5.0
@@ -112,6 +113,7 @@ class RemoteShell:
         self._seq = 0
         self.dialect = BASH
         self.ready: Ready | None = None
+        self._window = WindowSize(None)
 
     # --- start -------------------------------------------------------------------
 
@@ -130,13 +132,22 @@ class RemoteShell:
         """
         self._line_stdin.prepare()
         named = self._channel.expect({"shell"}, 0)
-        session = await self._connection.start(
-            SESSION_COMMAND.format(
-                control=self._control.pid, login_shell="/bin/sh" if posix_sh else '"${SHELL-}"'
-            ),
-            shell=True,
-            stdin=True,
+        command = SESSION_COMMAND.format(
+            control=self._control.pid, login_shell="/bin/sh" if posix_sh else '"${SHELL-}"'
         )
+        env = terminal_env()
+        try:
+            session = await self._connection.start(command, shell=True, stdin=True, env=env)
+        except RemoteCommandError as exc:
+            if exc.code != "env.forbidden":
+                raise
+            # A server that does not take these: the shell goes on without
+            # them (COLUMNS and LINES still come, from the first line on).
+            self._on_warning(f"the terminal's TERM, COLUMNS and LINES not passed: {exc}")
+            session = await self._connection.start(command, shell=True, stdin=True)
+            env = {}
+        if env and snapshot is None:
+            self._window = WindowSize((int(env["LINES"]), int(env["COLUMNS"])))
         self._session = session
         self._ended = asyncio.create_task(session.wait())
         self._stdout = MarkedStream(session.stdout, out)
@@ -204,6 +215,7 @@ class RemoteShell:
         ending = asyncio.gather(self._expect_markers(nonce), self._channel.expect({"state"}, seq))
         done = f"__rexec_done {seq} {nonce}\n".encode()
         self._send(
+            f"{self._window.update()}"
             f"__rexec_pre {seq} {mode} {stdin_path} {self.dialect.quote(text)}"
             f' && {self.dialect.eval_word} "$__rexec_s_cmd" <"$__rexec_s_in"\n'.encode()
             + done
@@ -332,11 +344,19 @@ class RemoteShell:
 
 
 def _forget(future: asyncio.Future[Any]) -> None:
-    """Stop waiting for ``future``: cancel it, or take its exception (so
-    that asyncio does not report it as never retrieved)."""
-    if not future.done():
-        future.cancel()
-    elif not future.cancelled():
+    """Stop waiting for ``future``: cancel it, and take its exception (so
+    that asyncio does not report it as never retrieved).
+
+    A cancelled ``gather`` does not end cancelled: it ends later, once its
+    children have, with a ``CancelledError`` as its *exception*, which is
+    taken when it comes (a line that needs a continuation line forgets its
+    ``ending`` gather this way at every ``> `` prompt)."""
+    future.cancel()
+    future.add_done_callback(_take_exception)
+
+
+def _take_exception(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
         future.exception()
 
 

@@ -19,6 +19,8 @@ import tty
 from collections.abc import Iterator
 from types import FrameType
 
+from rexec.protocol import Pty
+
 #: Used when no terminal tells us its size (pipes, files), as ``ssh -tt`` does.
 DEFAULT_SIZE = (24, 80)
 #: Used when ``$TERM`` is unset or unusable: what modern terminals emulate.
@@ -50,12 +52,15 @@ def window_size() -> tuple[int, int]:
 
 
 def terminal_type() -> str:
-    """``$TERM`` when it can be sent (1–64 printable characters), else
-    ``DEFAULT_TERM``."""
+    """``$TERM`` when it can be sent (a terminal type as the protocol allows
+    one: 1–64 of ``A-Z a-z 0-9 . _ + -``), else ``DEFAULT_TERM``."""
     term = os.environ.get("TERM", "")
-    if 1 <= len(term) <= 64 and term.isprintable() and term != "dumb":
-        return term
-    return DEFAULT_TERM
+    if term == "dumb":
+        return DEFAULT_TERM
+    try:
+        return Pty(term=term).term
+    except ValueError:  # pydantic's ValidationError: not a terminal type
+        return DEFAULT_TERM
 
 
 @contextlib.contextmanager

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .case import Options
 from .cases import all_cases
+from .coverage import coverage_line, uncovered
 from .report import Console, list_cases, write_json, write_junit
 from .runner import exit_status, run_suite, select
 from .serve import HANDSHAKES
@@ -150,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
     cases = select(all_cases(), _patterns(args.cases), _patterns(args.exclude))
     if args.list:
         list_cases(cases, sys.stdout)
+        # stdout stays one case a line, for scripts; the coverage goes to stderr.
+        print(coverage_line(all_cases()), file=sys.stderr)
         return 0
     if args.timeout_multiplier <= 0:
         raise UsageError("--timeout-multiplier must be positive")
@@ -173,8 +176,10 @@ def run(args: argparse.Namespace) -> int:
     results = asyncio.run(run_suite(cases, target, options, console.result))
     elapsed = time.monotonic() - started
     console.summary(results, elapsed)
+    print(coverage_line(all_cases()), flush=True)
     meta = {"target": f"{host}:{port}", "tls": target.tls is not None, "elapsed": round(elapsed, 3),
-            "multiplier": args.timeout_multiplier, "strict": args.strict}
+            "multiplier": args.timeout_multiplier, "strict": args.strict,
+            "requirements_without_case": uncovered(all_cases())}
     if args.json:
         write_json(args.json, results, meta)
     if args.junit:

@@ -281,7 +281,9 @@ _TABLE: tuple[tuple[str, Level, str], ...] = (
      "A receiver MUST accept codes it does not know, treating them by their fatal and id."),
     ("limits.announced", _M,
      ("The server announces its header, body, stdin and command limits in hello. A client MUST NOT "
-     "exceed them; a server MUST NOT send a header above 64 KiB or a body above 1 MiB.")),
+     "exceed them; a server MUST NOT send a header above 64 KiB or a body above 1 MiB, hello "
+     "included: a client that accepts headers of 64 KiB from the first frame on accepts every "
+     "legal frame.")),
     ("close.client.eof", _M,
      ("A half-close is not a disconnect: running commands go on and their frames are still sent; "
      "the server closes the connection when no command is left running.")),

@@ -19,6 +19,7 @@ its ``timeout`` × the multiplier; running out of it is the outcome
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import enum
 import fnmatch
@@ -108,12 +109,44 @@ def budget(case: Case, options: Options) -> float:
     return seconds * options.multiplier
 
 
-async def run_case(case: Case, target: Target, options: Options) -> Result:
-    """Run one case to a verdict; never raises (but for cancellation)."""
+#: A path no server has: the transfer probe's get is refused or not found.
+PROBE_PATH = "/nonexistent/rexec-conformance-transfer-probe"
+
+
+async def transfers_refused(target: Target, options: Options) -> bool:
+    """Whether the server refuses file transfers as such (a ``get`` answered
+    with ``command.denied``): they are optional, as ptys are, so the transfer
+    cases are then unsupported rather than failed. False when unsure."""
+    ctx = Context(target, options)
+    try:
+        client = await ctx.client()
+        command_id = await client.get(PROBE_PATH)
+        await client.wait_terminal(command_id, ctx.t(5.0))
+        error = client.records[command_id].error
+        return error is not None and not error.fatal and error.code == "command.denied"
+    except Exception:  # noqa: BLE001 - the cases themselves report what went wrong
+        return False
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(ctx.cleanup(), 5.0)
+
+
+def uses_transfers(case: Case) -> bool:
+    return case.area.startswith("transfer")
+
+
+async def run_case(
+    case: Case, target: Target, options: Options, *, transfers_off: bool = False,
+) -> Result:
+    """Run one case to a verdict; never raises (but for cancellation). With
+    ``transfers_off`` (see ``transfers_refused``) a transfer case is
+    unsupported without being run."""
     ctx = Context(target, options)
     started = time.monotonic()
     verdict: Verdict | None = None
     try:
+        if transfers_off and uses_transfers(case):
+            raise Unsupported("the server refuses file transfers (command.denied)")
         observation = await asyncio.wait_for(case.function(ctx), budget(case, options))
     except SetupError as exc:
         observation, verdict = Observation("setup-error", str(exc)), Verdict.SETUP_ERROR
@@ -152,8 +185,9 @@ async def run_suite(
 ) -> list[Result]:
     """Run ``cases`` in order; ``on_result`` is called after each."""
     results = []
+    transfers_off = any(map(uses_transfers, cases)) and await transfers_refused(target, options)
     for case in cases:
-        result = await run_case(case, target, options)
+        result = await run_case(case, target, options, transfers_off=transfers_off)
         results.append(result)
         if on_result is not None:
             on_result(result)

@@ -32,6 +32,15 @@ scenario           what the server does / what a conforming client shows
                    exit 0 **[message.extensible]**.
 ``malformed``      ``partial\\n``, then a frame with header length -1.  Client:
                    a fatal protocol error (``frame.bad_length``), then close.
+``max-size``       one ``stdout`` frame with a body of exactly 1 MiB (bytes
+                   ``i % 251``) in 64 KiB + 1 segments, then an ``exit`` whose
+                   header is exactly 64 KiB (an unknown member pads it): the
+                   largest a server may send **[limits.announced]**.  Client:
+                   all of it, exit 0, no error.
+``unknown-id``     a ``stdout`` frame for the id after the run's, which the
+                   client never opened.  Client: a fatal ``command.bad_id``
+                   **[command.id.unknown]**; one that carries on gets ``ok\\n``
+                   and exit 0, and is reported.
 anything else      a command-scoped ``spawn.not_found``.
 =================  ===========================================================
 
@@ -62,21 +71,16 @@ import secrets
 import struct
 import sys
 import time
-from typing import Any
 
 from rexec.protocol import (
-    PROTOCOL_MAX_BODY,
-    PROTOCOL_MAX_HEADER,
     Auth,
     AuthOk,
     Error,
     Exit,
-    FrameDecoder,
     Hello,
     MessageBase,
     Ping,
     Pong,
-    RemoteProtocolError,
     Run,
     ServerLimits,
     Started,
@@ -90,11 +94,13 @@ from rexec.protocol import (
     macs_match,
 )
 
+from .serve_wire import ClientGone, ScriptedWire, raw_frame
+
 SERVER_NAME = "rexec-conformance"
 LIMITS = ServerLimits(max_header=65536, max_body=1024 * 1024, stdin_window=1, max_commands=4)
 PING_SEQ = 4711
 SCENARIOS = ("chunks", "many-frames", "cat", "signal", "exit-N", "unknown-error", "ping",
-             "extended", "malformed")
+             "extended", "malformed", "max-size", "unknown-id")
 HANDSHAKES = ("ok", "bad-mac", "altered-hello", "version-1")
 
 #: Requirement id -> what checks it in client mode: scenario names (the
@@ -109,69 +115,22 @@ CLIENT_CHECKS: dict[str, tuple[str, ...]] = {
     "message.ping.answer": ("ping",),
     "frame.stream.chunking": ("chunks", "many-frames"),
     "frame.length.negative": ("malformed",),
+    "limits.announced": ("max-size",),
+    "command.id.unknown": ("unknown-id",),
 }
+#: The largest frame a server may send [limits.announced].
+MAX_SERVER_HEADER, MAX_SERVER_BODY = 64 * 1024, 1024 * 1024
 
 
-class ClientGone(Exception):
-    """The client closed the connection (or broke it)."""
-
-
-class ScriptedSession:
+class ScriptedSession(ScriptedWire):
     """One client connection, played from hello to close."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: bytes,
                  handshake: str) -> None:
-        self.reader = reader
-        self.writer = writer
+        super().__init__(reader, writer)
         self.key = key
         self.handshake = handshake
-        self.decoder = FrameDecoder(max_header=PROTOCOL_MAX_HEADER, max_body=PROTOCOL_MAX_BODY)
-        self.report: dict[str, Any] = {"event": "connection", "scenarios": [], "violations": []}
         self.pid = 1000
-
-    # --- wire ---------------------------------------------------------------------------
-
-    async def write(self, data: bytes, sizes: tuple[int, ...] = ()) -> None:
-        """Write ``data``; with ``sizes``, as separate segments of those sizes."""
-        if not sizes:
-            self.writer.write(data)
-            await self.writer.drain()
-            return
-        at = i = 0
-        while at < len(data):
-            size = sizes[i % len(sizes)]
-            self.writer.write(data[at : at + size])
-            await self.writer.drain()
-            await asyncio.sleep(0.001)
-            at, i = at + size, i + 1
-
-    async def send(self, *messages: MessageBase, sizes: tuple[int, ...] = ()) -> None:
-        await self.write(b"".join(encode_frame(m) for m in messages), sizes)
-
-    async def receive(self, timeout: float | None = None) -> MessageBase:
-        """The next client frame. Raises ClientGone, TimeoutError."""
-        while True:
-            try:
-                message = self.decoder.next_message()
-            except RemoteProtocolError as exc:
-                self.report["violations"].append(f"sent an invalid frame: {exc.code.value}")
-                await self.send(Error(code=exc.code.value, message=exc.message, fatal=True))
-                raise ClientGone from None
-            if message is not None:
-                if isinstance(message, Error) and message.fatal:
-                    self.report["client_fatal_error"] = message.code
-                    if self.report["scenarios"][-1:] == ["unknown-error"]:
-                        self.report["violations"].append(
-                            "a fatal error after an unknown error code [error.unknown.accept]")
-                    raise ClientGone
-                return message
-            try:
-                data = await asyncio.wait_for(self.reader.read(65536), timeout)
-            except ConnectionError:
-                data = b""
-            if not data:
-                raise ClientGone
-            self.decoder.feed(data)
 
     # --- the script ---------------------------------------------------------------------
 
@@ -204,8 +163,17 @@ class ScriptedSession:
             transcript = Transcript(encode_frame(altered), transcript.auth)
         mac = transcript.server_mac(self.key, auth.mac)
         await self.send(AuthOk.with_mac(bytes(32) if self.handshake == "bad-mac" else mac))
-        self.report["handshake"] = "ok"
-        await self.commands()
+        if self.handshake == "ok":
+            self.report["handshake"] = "ok"
+            await self.commands()
+            return
+        # A wrong auth_ok mac: the client must close without a command.
+        try:
+            await self.commands()
+        finally:
+            self.report["handshake"] = (
+                f"{self.handshake}: accepted by the client" if self.report["violations"]
+                else f"{self.handshake}: refused by the client")
 
     async def fatal(self, code: str, message: str) -> None:
         await self.send(Error(code=code, message=message, fatal=True))
@@ -237,7 +205,7 @@ class ScriptedSession:
     async def started(self, run: Run) -> None:
         self.pid += 1
         if run.argv == ["extended"]:
-            await self.write(_raw({"type": "started", "id": run.id, "pid": self.pid,
+            await self.write(raw_frame({"type": "started", "id": run.id, "pid": self.pid,
                                    "tty": None, "cgroup": "/rexec/1"}))
             return
         await self.send(Started(id=run.id, pid=self.pid))
@@ -315,8 +283,8 @@ class ScriptedSession:
     async def play_extended(self, run: Run) -> None:
         # The scripted session normally sends ``started`` itself; here the
         # reports carry members of a later version, so they are written raw.
-        await self.write(_raw({"type": "stdout", "data_size": 3, "id": run.id}, b"ok\n"))
-        await self.write(_raw({"type": "exit", "id": run.id, "exit_code": 0, "signal": None,
+        await self.write(raw_frame({"type": "stdout", "data_size": 3, "id": run.id}, b"ok\n"))
+        await self.write(raw_frame({"type": "exit", "id": run.id, "exit_code": 0, "signal": None,
                                "duration": 0.01, "stdout_bytes": 3,
                                "rusage": {"utime": 0.002, "maxrss": 1024}, "note": None}))
 
@@ -352,12 +320,32 @@ class ScriptedSession:
             self.report["violations"].append("did not close after a malformed frame")
         raise ClientGone
 
+    async def play_max_size(self, run: Run) -> None:
+        body = bytes(i % 251 for i in range(MAX_SERVER_BODY))
+        await self.send(Stdout.with_data(run.id, body), sizes=(64 * 1024 + 1,))
+        header = {"type": "exit", "id": run.id, "exit_code": 0, "signal": None,
+                  "duration": 0.01, "stdout_bytes": len(body), "padding": ""}
+        header["padding"] = "x" * (MAX_SERVER_HEADER + 4 - len(raw_frame(header)))
+        await self.write(raw_frame(header), sizes=(64 * 1024 + 1,))
 
-def _raw(header: dict[str, Any], body: bytes = b"") -> bytes:
-    """A frame written from a header dict as is (members the models don't know
-    included)."""
-    data = json.dumps(header, separators=(",", ":")).encode()
-    return struct.pack("<i", len(data)) + data + body
+    async def play_unknown_id(self, run: Run) -> None:
+        await self.send(Stdout.with_data(run.id + 1, b"ghost\n"))
+        try:
+            with contextlib.suppress(TimeoutError):
+                while True:
+                    message = await self.receive(2.0)
+                    if isinstance(message, Ping):
+                        await self.send(Pong(seq=message.seq))
+        except ClientGone:
+            if self.report.get("client_fatal_error") != "command.bad_id":
+                self.report["violations"].append(
+                    "no fatal command.bad_id for a frame of an id never opened "
+                    "[command.id.unknown]")
+            raise
+        self.report["violations"].append(
+            "carried on after a frame of an id never opened [command.id.unknown]")
+        await self.send(Stdout.with_data(run.id, b"ok\n"))
+        await self.exit(run, 0, counts=(3, 0, 0))
 
 
 async def _serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,

@@ -35,6 +35,9 @@ from ._limits import MAX_COMMAND_ID, MAX_INT32, MAX_SAFE_INTEGER, MAX_SECONDS
 
 _HEX_32_BYTES = re.compile(r"^[0-9a-f]{64}\Z")
 _RESUME_KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
+#: A terminal type as terminfo names one (``xterm-256color``, ``screen.xterm``):
+#: it becomes the command's TERM, so nothing a program could read as a path or code.
+_TERM_NAME = re.compile(r"[A-Za-z0-9._+-]{1,64}\Z")
 _ERROR_CODE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*\Z")
 _FEATURE_NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,63}\Z")
 
@@ -68,6 +71,12 @@ def _resume_key(value: str) -> str:
 def _error_code(value: str) -> str:
     if not _ERROR_CODE.match(value):
         raise ValueError("error codes are dotted lowercase words")
+    return value
+
+
+def _term_name(value: str) -> str:
+    if not _TERM_NAME.match(value):
+        raise ValueError("a terminal type is 1 to 64 of A-Z a-z 0-9 . _ + -")
     return value
 
 
@@ -303,7 +312,7 @@ class Pty(BaseModel):
     model_config = _CLOSED
     rows: TermSize = 24
     cols: TermSize = 80
-    term: Annotated[Text, Field(min_length=1, max_length=64)] = "xterm-256color"
+    term: Annotated[str, AfterValidator(_term_name)] = "xterm-256color"
 
 
 class Run(_Message):

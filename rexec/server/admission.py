@@ -20,9 +20,12 @@ did. So nothing is refused before authentication:
   is answered only after a delay (1 s, doubling, at most ``auth_penalty``),
   except for sources in ``penalty_exempt``. The next connection, and the
   right key, are not slowed.
-- The limits on connections (``max_connections`` in all and per source) count
-  authenticated connections only, and are checked once a key is proven:
-  ``busy`` to a key holder when the server is full is an honest answer.
+- The limits on connections (``max_connections`` in all, per source and per
+  key) count authenticated connections only, and are checked once a key is
+  proven: ``busy`` to a key holder when the server is full is an honest
+  answer. The per-key cap, well below the global one, keeps the holder of one
+  key (however restricted) from filling the server: it is that key's new
+  connection that is refused, never another key's.
 
 What "slows" means under a flood of new connections from the client's own
 address: the listening socket keeps asyncio's accept queue of 100, and a
@@ -62,6 +65,8 @@ class AdmissionLimits:
     auth_failure_window: float
     auth_penalty: float
     penalty_exempt: tuple[Network, ...] = ()
+    #: Authenticated connections with one key (0: no cap).
+    max_connections_per_key: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,9 +112,11 @@ class Admission:
         self._holding: dict[int, dict[str, None]] = {}
         self._most = 0
         self._seq = itertools.count()
-        #: Authenticated connections and their sources, and the count by source.
-        self._authenticated: dict[Hashable, str] = {}
+        #: Authenticated connections with their sources and keys, and the
+        #: counts by source and by key.
+        self._authenticated: dict[Hashable, tuple[str, str]] = {}
         self._per_source: collections.Counter[str] = collections.Counter()
+        self._per_key: collections.Counter[str] = collections.Counter()
         #: Failed authentications by source: how many, and when the last was.
         self._failures: dict[str, tuple[int, float]] = {}
         self._prune_at = _PRUNE_ABOVE
@@ -150,9 +157,9 @@ class Admission:
 
     # --- after authentication ----------------------------------------------------------
 
-    def authenticated(self, conn: Hashable) -> str | None:
-        """``conn`` proved a key: None if it may stay (it now counts as
-        authenticated), else why not (the connection limits)."""
+    def authenticated(self, conn: Hashable, key: str) -> str | None:
+        """``conn`` proved the key named ``key``: None if it may stay (it now
+        counts as authenticated), else why not (the connection limits)."""
         pending = self._pending.get(conn)
         if pending is None:
             return "the connection is closing"
@@ -162,18 +169,21 @@ class Admission:
             return "too many connections; retry later"
         if self._per_source[pending.source] >= limits.max_connections_per_source:
             return "too many connections from this address; retry later"
-        self._authenticated[conn] = pending.source
+        if 0 < limits.max_connections_per_key <= self._per_key[key]:
+            return "too many connections with this key; retry later"
+        self._authenticated[conn] = (pending.source, key)
         self._per_source[pending.source] += 1
+        self._per_key[key] += 1
         return None
 
     def closed(self, conn: Hashable) -> None:
         """``conn`` is gone (closing twice is harmless)."""
         self._forget(conn)
-        source = self._authenticated.pop(conn, None)
-        if source is not None:
-            self._per_source[source] -= 1
-            if not self._per_source[source]:
-                del self._per_source[source]
+        held = self._authenticated.pop(conn, None)
+        if held is not None:
+            source, key = held
+            _release(self._per_source, source)
+            _release(self._per_key, key)
 
     # --- internals ---------------------------------------------------------------------
 
@@ -229,3 +239,11 @@ class Admission:
             del self._failures[source]
         # Next sweep when the live entries have doubled: amortised O(1).
         self._prune_at = max(_PRUNE_ABOVE, 2 * len(self._failures))
+
+
+def _release(counts: collections.Counter[str], name: str) -> None:
+    """One fewer under ``name``; a count that reaches zero is dropped (the
+    tables hold only what is in use)."""
+    counts[name] -= 1
+    if not counts[name]:
+        del counts[name]

@@ -50,6 +50,7 @@ class ServerConfig:
         return AdmissionLimits(
             max_connections=s.max_connections,
             max_connections_per_source=s.max_connections_per_source,
+            max_connections_per_key=s.max_connections_per_key,
             max_unauthenticated=s.max_unauthenticated,
             auth_failures=s.auth_failures,
             auth_failure_window=s.auth_failure_window,

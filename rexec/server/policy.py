@@ -15,7 +15,7 @@ import shlex
 from collections.abc import Mapping
 
 from rexec.protocol import ErrorCode, Run
-from rexec.server.environment import allowed_by_default, refusal
+from rexec.server.environment import allowed_by_default, refusal, value_refusal
 from rexec.server.settings import KeySpec, Settings
 
 
@@ -122,19 +122,11 @@ def env_allowed(rules: KeyRules, settings: Settings) -> tuple[str, ...]:
 
 
 def check_env(env: Mapping[str, str], rules: KeyRules, settings: Settings) -> None:
-    """Raise ``Denied`` (``env.forbidden``) unless every name in ``env`` is allowed."""
-    whose = f"key {rules.name}"
-    reason = refusal(env, env_allowed(rules, settings), whose)
-    if (
-        reason is None
-        and rules.allow_argv
-        and "PATH" in env
-        and "PATH" not in (rules.env_allow or ())
-    ):
-        # Programs are allowed by name, and a client's PATH would choose which
-        # file that name is: only a list naming PATH itself (not a pattern
-        # such as *) lets it through.
-        reason = f"{whose} may not set PATH"
+    """Raise ``Denied`` (``env.forbidden``) unless every name in ``env`` is
+    allowed and every locale value is a locale name. (A key restricted to
+    programs lists exact names: PATH, which would choose which file a
+    program's name is, only when it names PATH itself.)"""
+    reason = refusal(env, env_allowed(rules, settings), f"key {rules.name}") or value_refusal(env)
     if reason is not None:
         raise Denied(ErrorCode.ENV_FORBIDDEN, reason)
 

@@ -264,7 +264,7 @@ class Session(asyncio.Protocol):
             return
         self.deadlines.stop_auth()
         server.emit(AuthSucceeded(self.origin, key.name))
-        refusal = server.admission.authenticated(self)
+        refusal = server.admission.authenticated(self, key.name)
         if refusal is not None:  # the connection limits, checked for key holders only
             server.emit(ConnectionRefused(self.origin, refusal))
             self.writer.fatal(ErrorCode.BUSY, refusal)

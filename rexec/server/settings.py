@@ -31,6 +31,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 from pydantic.fields import FieldInfo
@@ -42,7 +44,7 @@ from pydantic_settings import (
 )
 
 from rexec.protocol import Limits
-from rexec.server.environment import DEFAULT_ENV_ALLOW, check_patterns
+from rexec.server.environment import DEFAULT_ENV_ALLOW, check_exact, check_patterns
 
 DEFAULT_PORT = 7420
 #: The default ``host``: both loopback addresses, 127.0.0.1 and ::1.
@@ -143,12 +145,22 @@ class KeySpec(BaseModel):
     allow_transfer: Switch | None = None
     cwd_roots: Directories = ()
     max_timeout: Seconds = 0.0
-    #: Names or NAME_* patterns its holder may set, its whole list; None: the
-    #: server's list, or none with allow_argv (rexec/server/environment.py).
+    #: Names or NAME_* patterns its holder may set, its whole list (exact
+    #: names only with allow_argv); None: the server's list, or none with
+    #: allow_argv (rexec/server/environment.py).
     env_allow: Annotated[
         tuple[Annotated[str, AfterValidator(_env_pattern)], ...] | None,
         Shown("", "a list of strings"),
     ] = None
+
+    @field_validator("env_allow")
+    @classmethod
+    def _exact_names_for_programs(
+        cls, env_allow: tuple[str, ...] | None, info: ValidationInfo
+    ) -> tuple[str, ...] | None:
+        if env_allow and info.data.get("allow_argv"):
+            check_exact(env_allow)
+        return env_allow
 
 
 def _setting(default: Any, help: str) -> Any:
@@ -204,6 +216,9 @@ class Settings(BaseSettings):
     # PerSourcePenalties, except that nothing is refused before a key is proven.
     max_connections: Count = _setting(512, "authenticated connections in all")
     max_connections_per_source: Count = _setting(64, "authenticated connections from one address")
+    max_connections_per_key: Count = _setting(
+        128, "authenticated connections with one key, so one key can't fill the server (0: no cap)"
+    )
     max_unauthenticated: Positive = _setting(
         256, "connections still authenticating; beyond, the oldest of the busiest address is closed"
     )

@@ -11,6 +11,7 @@ so that every error names the file, and the line when TOML gives one.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -60,21 +61,40 @@ class SettingsFile(TomlConfigSettingsSource):
                         raise SettingsError(
                             f"{self.path}: unknown setting {name!r} in [{table_name}]"
                         )
-                    values[name] = self._check(name, value)
+                    values[name] = self._check(table_name, name, value)
             else:
                 raise SettingsError(f"{self.path}: unknown table [{table_name}]")
         return values
 
-    def _check(self, name: str, value: Any) -> Any:
+    def _check(self, table_name: str, name: str, value: Any) -> Any:
         try:
             return _CHECKS[name].validate_python(_tuples(value))
         except ValidationError as exc:
             error = exc.errors()[0]
-            if error["type"] == "value_error":
-                raise SettingsError(f"{self.path}: {error['msg'].removeprefix('Value error, ')}") from None
-            raise SettingsError(
-                f"{self.path}: {name} must be {shown(SETTINGS[name]).kind}"
-            ) from None
+        where = self._where(table_name, name)
+        if error["type"] == "value_error":
+            raise SettingsError(f"{where}: {error['msg'].removeprefix('Value error, ')}")
+        raise SettingsError(f"{where} must be {shown(SETTINGS[name]).kind}")
+
+    def _where(self, table_name: str, name: str) -> str:
+        """``FILE:LINE: [table] name`` for a setting; tomllib keeps no
+        positions, so the line is found again in the text (the first
+        ``name =`` under ``[table]``), and left out if it is not found."""
+        key = re.compile(
+            rf"""\s*(?:{re.escape(name)}|"{re.escape(name)}"|'{re.escape(name)}')\s*="""
+        )
+        table = None
+        try:
+            lines = self.path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError):
+            lines = []
+        for number, line in enumerate(lines, 1):
+            header = _TABLE_HEADER.match(line)
+            if header:
+                table = header.group(1).strip().strip("\"'")
+            elif table == table_name and key.match(line):
+                return f"{self.path}:{number}: [{table_name}] {name}"
+        return f"{self.path}: [{table_name}] {name}"
 
     def _keys(self, tables: Any) -> tuple[KeySpec, ...]:
         if not isinstance(tables, list):
@@ -102,6 +122,10 @@ class SettingsFile(TomlConfigSettingsSource):
             raise SettingsError(f"{where}: {error['msg'].removeprefix('Value error, ')}")
         field = KeySpec.model_fields[name]
         raise SettingsError(f"{where}: {name} must be {shown(field).kind}")
+
+
+#: A TOML table header, ``[name]`` (not an array of tables, ``[[keys]]``).
+_TABLE_HEADER = re.compile(r"\s*\[([^\[\]]+)\]\s*(?:#.*)?$")
 
 
 def _tuples(value: Any) -> Any:

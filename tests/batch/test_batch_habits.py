@@ -166,3 +166,13 @@ def test_readme_examples_parse_and_help_names_the_letters() -> None:
                   "--groups-file FILE", "--no-host-prefix", "::: ARG", "-q, --quote",
                   "--quiet"):
         assert words in usage
+
+
+def test_ipv6_targets_are_not_taken_for_a_bare_port() -> None:
+    """``:7000`` is 127.0.0.1:7000, but ``::1`` is the IPv6 loopback (an
+    outside tester's ``-H '::1'`` became '127.0.0.1::1')."""
+    listed = run_batch_cli(None, "--port", "7441", "-H", "localhost,::1,:7000,[::1]:7001",
+                           "--list-targets")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.split() == ["localhost:7441", "[::1]:7441", "127.0.0.1:7000",
+                                     "[::1]:7001"]

@@ -17,6 +17,7 @@ from rexec.protocol import (
     Connection,
     Hello,
     Role,
+    ServerLimits,
 )
 
 #: Bound on every CLI run in these tests.
@@ -31,11 +32,13 @@ def cli_argv(*args: str) -> list[str]:
 async def fake_server(
     key: bytes, *, versions: list[int] | None = None, prove: bool = True,
     tls: ssl.SSLContext | None = None, received: list[bytes] | None = None,
+    limits: ServerLimits | None = None,
 ) -> AsyncIterator[int]:
     """A server that greets, checks nothing, answers ``auth`` with ``auth_ok``
     (a wrong proof unless ``prove``), then reads and ignores everything: it
     never answers a ping. With ``tls``, it speaks TLS with that context (and
-    binds nothing); ``received`` collects every byte a client sent. Yields its
+    binds nothing); ``received`` collects every byte a client sent; ``limits``
+    are announced in ``hello`` instead of the protocol's. Yields its
     port on 127.0.0.1."""
 
     writers: list[asyncio.StreamWriter] = []
@@ -48,7 +51,7 @@ async def fake_server(
             versions=versions or [2],
             nonce=nonce,
             server="fake",
-            limits=protocol.announced_limits(),
+            limits=limits or protocol.announced_limits(),
         )
         writer.write(protocol.send(hello))
         auth = None

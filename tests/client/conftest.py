@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -12,13 +12,15 @@ from client_helpers import CLI_TIMEOUT, cli_argv
 
 @pytest.fixture
 def rexec_run(server: Any) -> Callable[..., subprocess.CompletedProcess[bytes]]:
-    """``rexec_run(*args, input=b"")``: ``rexec run --key-file K ADDR *args``
-    against the ``server`` fixture, output captured."""
+    """``rexec_run(*args, input=b"", options=())``: ``rexec run --key-file K
+    *options ADDR *args`` against the ``server`` fixture, output captured."""
 
     def run(
-        *args: str, input: bytes = b"", address: str | None = None
+        *args: str, input: bytes = b"", address: str | None = None, options: Sequence[str] = ()
     ) -> subprocess.CompletedProcess[bytes]:
-        argv = cli_argv("run", "--key-file", str(server.key_file), address or server.address, *args)
+        argv = cli_argv(
+            "run", "--key-file", str(server.key_file), *options, address or server.address, *args
+        )
         return subprocess.run(
             argv, input=input, capture_output=True, timeout=CLI_TIMEOUT, check=False
         )

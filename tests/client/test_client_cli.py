@@ -45,12 +45,12 @@ def test_exit_status_follows_the_remote_command(
 
 def test_timeout_exits_124(rexec_run: Run) -> None:
     started = time.monotonic()
-    assert rexec_run("--timeout", "0.5", "--", "sleep", "30").returncode == 124
+    assert rexec_run("--", "sleep", "30", options=["--timeout", "0.5"]).returncode == 124
     assert time.monotonic() - started < 15
 
 
 def test_output_streams_stay_apart(rexec_run: Run) -> None:
-    result = rexec_run("--shell", "echo to-out; echo to-err >&2")
+    result = rexec_run(options=["--shell", "echo to-out; echo to-err >&2"])
     assert (result.stdout, result.stderr) == (b"to-out\n", b"to-err\n")
 
 
@@ -62,7 +62,7 @@ def test_piped_stdin_is_forwarded_with_its_eof(rexec_run: Run) -> None:
 
 
 def test_no_stdin_flag_sends_nothing(rexec_run: Run) -> None:
-    assert rexec_run("-n", "--", "cat", input=b"ignored").stdout == b""
+    assert rexec_run("--", "cat", input=b"ignored", options=["-n"]).stdout == b""
 
 
 def test_arguments_after_dashes_reach_the_command_verbatim(rexec_run: Run) -> None:
@@ -72,10 +72,8 @@ def test_arguments_after_dashes_reach_the_command_verbatim(rexec_run: Run) -> No
 
 def test_env_and_cwd(rexec_run: Run, tmp_path: Path) -> None:
     # LC_* names: what a server accepts from a client by default.
-    result = rexec_run(
-        "--cwd", str(tmp_path), "-e", "LC_A=1", "--env", "LC_B=two", "--shell",
-        'echo "$LC_A $LC_B"; pwd',
-    )
+    options = ["--cwd", str(tmp_path), "-e", "LC_A=1", "--env", "LC_B=two"]
+    result = rexec_run(options=[*options, "--shell", 'echo "$LC_A $LC_B"; pwd'])
     assert result.stdout == f"1 two\n{tmp_path}\n".encode()
 
 

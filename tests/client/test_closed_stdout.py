@@ -108,3 +108,46 @@ def test_help_into_a_closed_pipe_is_quiet(args: list[str]) -> None:
     # argparse drops help it cannot write and exits 0; either way, no noise.
     result = run_into_closed_pipe(*args)
     assert result.returncode in (0, EXIT_BROKEN_PIPE) and result.stderr == b""
+
+
+def run_with_closed_fds(
+    *args: str, closed: tuple[int, ...], stdin: bytes = b""
+) -> subprocess.CompletedProcess[bytes]:
+    """Run the CLI with descriptors ``closed`` closed at its start (the
+    shell's ``>&-``), the others captured."""
+
+    def close_them() -> None:
+        for fd in closed:
+            os.close(fd)
+
+    return subprocess.run(
+        cli_argv(*args), input=stdin, capture_output=True, timeout=CLI_TIMEOUT, check=False,
+        preexec_fn=close_them,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("case", [*CASES, "put"])
+def test_a_stdout_closed_before_the_start_is_one_line_and_255(
+    case: str, server: Any, big_file: Path, tmp_path: Path
+) -> None:
+    """``rexec ... >&-``: nothing is run, one line says why, never a traceback."""
+    marker = tmp_path / "ran"
+    if case == "put":
+        args, stdin = ["put", "--key-file", str(server.key_file), server.address,
+                       str(big_file), str(marker)], b""  # fmt: skip
+    else:
+        args, stdin = _argv(case, server, big_file, tmp_path)
+    result = run_with_closed_fds(*args, closed=(1,), stdin=stdin)
+    assert result.returncode == 255
+    assert result.stderr.decode().startswith("rexec: standard output is closed")
+    assert result.stderr.count(b"\n") == 1
+    assert not marker.exists() and not (tmp_path / "new-key").exists()
+
+
+def test_closed_stdin_and_stderr_are_empty_and_discarded(server: Any) -> None:
+    """As ssh: a closed stdin reads as empty, a closed stderr discards; the
+    command runs and its output and status come back."""
+    key = ["--key-file", str(server.key_file)]
+    script = "cat; echo out; echo err >&2; exit 3"
+    result = run_with_closed_fds("run", *key, server.address, script, closed=(0, 2))
+    assert (result.returncode, result.stdout) == (3, b"out\n")

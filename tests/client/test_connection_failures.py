@@ -5,6 +5,7 @@ library's ``host`` written as on the command line."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import socket
 import subprocess
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from client_helpers import CLI_TIMEOUT, cli_argv, write_key
+from client_helpers import CLI_TIMEOUT, cli_argv, fake_server, write_key
 
 import rexec_client
 
@@ -172,3 +173,69 @@ def test_the_library_refuses_a_malformed_host_in_words(
     with pytest.raises(ValueError, match="bad (address|port)") as info:
         rexec_client.run(["true"], host=host, port=port, key=bytes(32))
     assert complaint in str(info.value)
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> Path:
+    """The CA and certificates ``rexecd --init-tls`` makes for 127.0.0.1."""
+    directory = tmp_path / "tls"
+    made = subprocess.run(
+        [sys.executable, "-m", "rexec.daemon", "--init-tls", str(directory),
+         "--tls-name", "127.0.0.1"],
+        capture_output=True, timeout=CLI_TIMEOUT, check=False,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    return directory
+
+
+def test_a_tls_server_is_named_without_waiting_for_the_timeout(
+    start_server: Any, tls_files: Path
+) -> None:
+    """Plaintext to a TLS rexecd: told at once (a TLS hello on the side gets
+    a TLS answer), not after the 60 s connect timeout."""
+    server = start_server(
+        "--tls-cert", str(tls_files / "server.pem"), "--tls-key", str(tls_files / "server.key")
+    )
+    argv = cli_argv(
+        "run", "--key-file", str(server.key_file), "--connect-timeout", "60", server.address, "true"
+    )
+    result = subprocess.run(argv, capture_output=True, timeout=CLI_TIMEOUT - 10, check=False)
+    assert_one_line(result, f"no answer from {server.address} in plaintext", "speaks TLS",
+                    "add --tls")  # fmt: skip
+
+
+def test_a_silent_tls_server_gets_no_certificate_hint(
+    silent_server: int, tls_files: Path, tmp_path: Path
+) -> None:
+    """A server that does not answer (stopped, overloaded) has refused no
+    certificate: the line says it did not answer, and nothing else."""
+    key = write_key(tmp_path / "key")
+    argv = cli_argv(
+        "run", "--key-file", str(key), "--tls-dir", str(tls_files), "--connect-timeout", "0.5",
+        f"127.0.0.1:{silent_server}", "true",
+    )  # fmt: skip
+    result = subprocess.run(argv, capture_output=True, timeout=CLI_TIMEOUT, check=False)
+    line = assert_one_line(result, "no answer from 127.0.0.1:", "within 0.5 s")
+    assert "certificate" not in line
+
+
+def test_keepalive_gives_up_after_three_unanswered_intervals(tmp_path: Path) -> None:
+    """--keepalive N counts as ssh's ServerAliveInterval with
+    ServerAliveCountMax 3: the line says how long the server was silent."""
+    key = write_key(tmp_path / "key")
+
+    async def go() -> subprocess.CompletedProcess[bytes]:
+        async with fake_server(bytes.fromhex(key.read_text())) as port:
+            argv = cli_argv(
+                "run", "--key-file", str(key), "--keepalive", "0.3", f"127.0.0.1:{port}", "true"
+            )
+            process = await asyncio.create_subprocess_exec(
+                *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+            )
+            async with asyncio.timeout(CLI_TIMEOUT):
+                stdout, stderr = await process.communicate()
+            assert process.returncode is not None
+            return subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
+
+    result = asyncio.run(go())
+    assert_one_line(result, "no answer to keepalive within 0.9 s")

@@ -1,5 +1,6 @@
 """``rexec run`` with the habits of ssh: ``rexec run HOST CMD ARG...`` without
-``--``, one word through the remote shell, options after the host, stdin
+``--``, one word through the remote shell, everything after the host the
+command's, stdin
 forwarded by default (a terminal too), and hints when the form of a command
 was the problem. The real CLI against a real rexecd."""
 
@@ -39,11 +40,28 @@ def test_options_after_the_command_are_the_commands(rexec_run: Run) -> None:
     assert (result.returncode, result.stdout) == (0, b"-l|-n|-t|-e|X=1|--timeout|5|")
 
 
-def test_rexec_options_right_after_the_host_are_rexecs(rexec_run: Run) -> None:
+def test_rexec_options_before_the_host_are_rexecs(rexec_run: Run) -> None:
     result = rexec_run(
-        "-e", "LC_GREETING=hi", "--timeout", "0.5", "sh", "-c", 'echo "$LC_GREETING"; sleep 30'
+        "sh",
+        "-c",
+        'echo "$LC_GREETING"; sleep 30',
+        options=["-e", "LC_GREETING=hi", "--timeout", "0.5"],
     )
     assert (result.returncode, result.stdout) == (124, b"hi\n")
+
+
+@pytest.mark.parametrize("command", [["-la"], ["--bogus", "true"], ["--timeout", "5", "true"]])
+def test_every_word_after_the_host_is_the_command(rexec_run: Run, command: list[str]) -> None:
+    """Never "unrecognized arguments": after HOST, rexec reads nothing; a
+    command that looks like rexec's options is run, and when no program has
+    that name, a hint says where rexec's options go."""
+    result = rexec_run("--", *command)
+    assert result.returncode == 127
+    [line] = result.stderr.decode().splitlines()
+    assert "spawn.not_found" in line and "options go before HOST" in line
+    assert "unrecognized" not in line
+    # In the shell form too (one word): sh reads it, rexec does not.
+    assert rexec_run(*command).stderr.count(b"unrecognized") == 0
 
 
 def test_one_word_is_a_command_line_for_the_remote_shell(rexec_run: Run) -> None:
@@ -139,8 +157,8 @@ def test_help_says_how_the_command_line_is_read() -> None:
         assert phrase in text, phrase
 
 
-def _on_terminal(server: Any, *args: str) -> pexpect.spawn:
-    argv = cli_argv("run", "--key-file", str(server.key_file), server.address, *args)
+def _on_terminal(server: Any, *args: str, options: tuple[str, ...] = ()) -> pexpect.spawn:
+    argv = cli_argv("run", "--key-file", str(server.key_file), *options, server.address, *args)
     return pexpect.spawn(argv[0], argv[1:], timeout=TERMINAL_TIMEOUT)
 
 
@@ -181,7 +199,7 @@ def test_a_command_that_reads_nothing_ends_without_waiting_for_typing(server: An
 
 def test_no_stdin_flag_gives_eof_at_once_even_on_a_terminal(server: Any) -> None:
     started = time.monotonic()
-    child = _on_terminal(server, "-n", "cat; echo after-eof")
+    child = _on_terminal(server, "cat; echo after-eof", options=("-n",))
     try:
         child.expect_exact("after-eof")
         child.expect(pexpect.EOF)

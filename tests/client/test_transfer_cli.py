@@ -61,7 +61,10 @@ def test_put_then_get_round_trip(server: Any, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     digest = hashlib.sha256(data).hexdigest()
     line = result.stderr.decode()
-    assert line.startswith(f"received {name}: {len(data)} bytes, sha256 {digest}, ")
+    # One line: the name's tab and newline are escaped as ls -b writes them.
+    shown = name.replace("\t", "\\t").replace("\n", "\\n")
+    assert line.count("\n") == 1
+    assert line.startswith(f"received {shown}: {len(data)} bytes, sha256 {digest}, ")
     assert line.rstrip().endswith("MB/s")
     assert (back_dir / name).read_bytes() == data
     assert stat.S_IMODE((back_dir / name).stat().st_mode) == 0o604

@@ -130,6 +130,9 @@ FLAGS: dict[str, str] = {
     # ending commands
     "kill_leader_only": "timeouts, cancels and disconnects kill the leader only",
     "leave_running_on_timeout": "reports a timeout without killing anything",
+    "no_kill_grace": "sends SIGKILL together with SIGTERM, with no kill grace between",
+    "timeout_in_ms": "reads a run's timeout as milliseconds",
+    "duration_in_ms": "reports an exit's duration in milliseconds",
     "no_cancelled_flag": "reports cancelled false",
     "wait_for_pipes": "ends a command when its pipes close, not when it exits",
     "no_reap": "reports the pid of a child it never reaps",
@@ -267,7 +270,8 @@ class Command:
         self.task = asyncio.ensure_future(self.supervise())
         if run.timeout is not None:
             loop = asyncio.get_running_loop()
-            self.timers.append(loop.call_later(run.timeout, self.kill_tree, "timed_out"))
+            delay = run.timeout / 1000 if "timeout_in_ms" in self.flags else run.timeout
+            self.timers.append(loop.call_later(delay, self.kill_tree, "timed_out"))
 
     # --- signals ------------------------------------------------------------------
 
@@ -291,7 +295,7 @@ class Command:
         self.signal(signal.SIGTERM, leader_only=leader_only)
         loop = asyncio.get_running_loop()
         self.kill_timers.append(loop.call_later(
-            self.session.config.kill_grace,
+            0 if "no_kill_grace" in self.flags else self.session.config.kill_grace,
             functools.partial(self.signal, signal.SIGKILL, leader_only=leader_only)))
 
     def close_pipes_then_kill(self) -> None:
@@ -428,7 +432,8 @@ class Command:
         exit_frame = Exit(
             id=self.run.id, exit_code=exit_code, signal=sig,
             signal_name=signal.Signals(sig).name if sig else None,
-            duration=time.monotonic() - self.started, **self.outcome, **counts,
+            duration=(time.monotonic() - self.started) * (
+                1000 if "duration_in_ms" in flags else 1), **self.outcome, **counts,
         )
         session = self.session
         if "output_before_started" in flags:

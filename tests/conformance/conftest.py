@@ -20,8 +20,10 @@ from rexec.conformance import select as select_cases
 
 BROKEN_SERVER = Path(__file__).with_name("broken_server.py")
 READY = re.compile(rb"listening on (\S+):(\d+)")
-#: Settings the fake server runs with, and the suite is told about.
-FAKE_TIMING = {"auth_deadline": 1.0, "kill_grace": 1.0, "drain_grace": 1.0}
+#: Settings the fake server runs with, and the suite is told about. The auth
+#: deadline leaves room for frame.stream.chunking/every-byte, which writes the
+#: auth a byte at a time: under load 1 s was not always enough.
+FAKE_TIMING = {"auth_deadline": 3.0, "kill_grace": 1.0, "drain_grace": 1.0}
 
 
 @dataclasses.dataclass
@@ -38,7 +40,8 @@ def start_fake(directory: Path, flags: list[str], *extra: str) -> FakeServer:
     with open(directory / "fake.stderr", "ab") as stderr:
         process = subprocess.Popen(
             [sys.executable, str(BROKEN_SERVER), "--key-file", str(key_file), "--port", "0",
-             "--break", ",".join(flags), *extra],
+             "--break", ",".join(flags), "--auth-timeout", str(FAKE_TIMING["auth_deadline"]),
+             *extra],
             stdout=subprocess.PIPE, stderr=stderr, start_new_session=True, cwd=directory,
         )
     match, line = wait_for_ready(process, READY, 15)

@@ -20,7 +20,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rexec.conformance import all_cases
+import pytest
+
+from rexec.conformance import Verdict, all_cases
+
+from .conftest import run_cases
 
 #: Where CI wants the JUnit report (unset: a temporary path).
 JUNIT_ENV = "REXEC_CONFORMANCE_JUNIT"
@@ -32,11 +36,9 @@ KNOWN_SERVER_BUGS: dict[str, str] = {
     # stream as a half-close (Session.eof_received never told the Connection),
     # so a stream ending inside a frame left the commands running.
 }
-#: Cases that can't be judged against a loopback plaintext server (nor, the
-#: mode 000 one, when the tests run as root, who reads any file).
-UNSUPPORTED_HERE = {"tls.loopback.only", "tls.version/tls-1.2"} | (
-    {"transfer.errors/get-permission-denied"} if os.geteuid() == 0 else set()
-)
+#: Cases that can't be judged against a loopback plaintext server. (The mode
+#: 000 case runs as root too: it falls back to a write-only sysctl.)
+UNSUPPORTED_HERE = {"tls.loopback.only", "tls.version/tls-1.2"}
 
 
 @dataclasses.dataclass
@@ -100,3 +102,20 @@ def check_junit(suite_run: SuiteRun) -> None:
     assert int(suite.get("errors", "0")) == 0  # no setup-error: every case was judged
     skipped = {tc.get("name") for tc in testcases if tc.find("skipped") is not None}
     assert skipped == UNSUPPORTED_HERE
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="rexecd's run_as needs root")
+def test_a_server_that_refuses_transfers_gets_unsupported_not_failed(
+    start_server: Callable[..., Any],
+) -> None:
+    """rexecd refuses file transfers under run_as (command.denied): transfers
+    are optional, as ptys are, so every transfer case is unsupported, not failed."""
+    server = start_server("--run-as", "nobody", "--env-allow", "REXEC_CONFORMANCE")
+    key = bytes.fromhex(server.key_file.read_text().strip())
+    results = run_cases(server.host, server.port, key,
+                        ["transfer.*", "command.frames.dropped/signal-for-put"])
+    assert len(results) > 40 and "command.frames.dropped/signal-for-put" in results
+    verdicts = {cid: (r.verdict.value, r.observed, r.detail) for cid, r in results.items()}
+    assert all(results[cid].verdict is Verdict.UNSUPPORTED
+               and "refuses file transfers" in results[cid].detail
+               for cid in results), verdicts

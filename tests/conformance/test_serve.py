@@ -74,6 +74,7 @@ def test_hello_announces_a_one_byte_window() -> None:
     ("unknown-error", b"ok\n", b"", 0, None),
     ("ping", b"tick\ntock\n", b"", 0, None),
     ("extended", b"ok\n", b"", 0, None),
+    ("max-size", bytes(i % 251 for i in range(1024 * 1024)), b"", 0, None),
 ])
 def test_scenarios_as_a_conforming_client_sees_them(
     scenario: str, stdout: bytes, stderr: bytes, code: int | None, signal: int | None
@@ -190,6 +191,8 @@ def test_bad_mac_is_caught_by_a_verifying_client_and_a_careless_one_is_reported(
         first, second = reports(log)[-2:]
         assert first["violations"] == []
         assert any("auth.mutual" in v for v in second["violations"])
+        assert first["handshake"] == "bad-mac: refused by the client"
+        assert second["handshake"] == "bad-mac: accepted by the client"
 
     run_async(body)
 
@@ -212,6 +215,8 @@ def test_altered_hello_is_caught_by_the_transcript_and_a_careless_client_reporte
         first, second = reports(log)[-2:]
         assert first["violations"] == []
         assert any("auth.transcript" in v for v in second["violations"])
+        assert first["handshake"] == "altered-hello: refused by the client"
+        assert second["handshake"] == "altered-hello: accepted by the client"
 
     run_async(body)
 
@@ -237,5 +242,47 @@ def test_unknown_scenario_is_spawn_not_found() -> None:
             assert await client.wait_terminal(command_id, 5)
             error = client.records[command_id].error
             assert error is not None and error.code == "spawn.not_found" and not error.fatal
+
+    run_async(body)
+
+
+def test_max_size_catches_a_client_with_too_small_a_body_limit() -> None:
+    async def body() -> None:
+        async with scripted() as (port, log):
+            client = await connect(port)
+            command_id = await client.run(argv=["max-size"])
+            await client.pump(5, until=lambda: client.records[command_id].stdout)
+            await client.wire.send(Error(code="frame.body_too_large", message="body over 64 KiB",
+                                         fatal=True))
+            await client.wait_terminal(command_id, 2)
+            client.wire.close()
+        assert any("[limits.announced]" in v for v in reports(log)[-1]["violations"])
+
+    run_async(body)
+
+
+def test_unknown_id_passes_a_client_that_fails_with_bad_id() -> None:
+    async def body() -> None:
+        async with scripted() as (port, log):
+            client = await connect(port)
+            await client.run(argv=["unknown-id"])
+            await client.wire.send(Error(code="command.bad_id", message="id 2 was never opened",
+                                         fatal=True))
+            await client.pump(3, until=lambda: False)
+            client.wire.close()
+        assert reports(log)[-1]["violations"] == []
+
+    run_async(body)
+
+
+def test_unknown_id_catches_a_client_that_carries_on() -> None:
+    async def body() -> None:
+        async with scripted() as (port, log):
+            client = await connect(port)
+            command_id = await client.run(argv=["unknown-id"])
+            await client.pump(6, until=lambda: client.records[command_id].terminal)
+            assert bytes(client.records[command_id].stdout) == b"ok\n"
+            client.wire.close()
+        assert any("[command.id.unknown]" in v for v in reports(log)[-1]["violations"])
 
     run_async(body)

@@ -8,11 +8,14 @@ a scenario of client mode (``--serve``) checks it, as listed in
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from rexec.conformance import REQUIREMENTS, Level, all_cases
+from rexec.conformance.coverage import coverage_line, uncovered
 from rexec.conformance.serve import CLIENT_CHECKS, HANDSHAKES, SCENARIOS
 
 PROTOCOL_MD = Path(__file__).resolve().parents[2] / "protocol.md"
@@ -127,3 +130,27 @@ def test_case_metadata() -> None:
         assert re.fullmatch(r"[a-z0-9_.]+(/[A-Za-z0-9_.-]+)?", case.id), case.id
         assert case.expected and case.description and case.quote
         assert case.requirement_id in REQUIREMENTS
+
+
+def test_every_must_of_protocol_md_is_quoted() -> None:
+    """The suite's own coverage report can only see the rules it quotes."""
+    assert must_ids() <= set(REQUIREMENTS), sorted(must_ids() - set(REQUIREMENTS))
+
+
+def test_the_suite_reports_no_must_without_a_case() -> None:
+    assert uncovered(all_cases()) == []
+    assert coverage_line(all_cases()) == "MUST requirements without a case: none"
+
+
+def test_the_suite_reports_a_must_without_a_case_by_id() -> None:
+    rest = [case for case in all_cases()
+            if case.requirement_id not in {"timeout.kill.tree", "output.limit"}]
+    assert uncovered(rest) == ["output.limit", "timeout.kill.tree"]
+    assert coverage_line(rest).endswith(": output.limit, timeout.kill.tree")
+
+
+def test_list_reports_the_coverage_on_stderr() -> None:
+    listed = subprocess.run([sys.executable, "-m", "rexec.conformance", "--list"],
+                            capture_output=True, text=True, timeout=60, check=True)
+    assert listed.stderr.strip() == "MUST requirements without a case: none"
+    assert len(listed.stdout.splitlines()) == len(all_cases())

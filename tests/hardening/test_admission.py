@@ -296,3 +296,37 @@ def test_bookkeeping_is_bounded() -> None:
     # One IPv6 /64 is one source; an IPv4-mapped address is its IPv4 one.
     assert source_of("2001:db8::1") == source_of("2001:db8::ffff:1") != source_of("2001:db8:0:1::1")
     assert source_of("::ffff:192.0.2.1") == "192.0.2.1"
+
+
+def test_one_key_can_not_fill_the_server(daemon, tmp_path: Path) -> None:
+    """Finding 2: the holder of one key, however restricted, fills only its
+    own share (``max_connections_per_key``); another key still gets in."""
+    from .conftest import write_key
+
+    keys = {name: tmp_path / f"{name}.key" for name in ("argv", "open")}
+    argv_key, open_key = write_key(keys["argv"]), write_key(keys["open"])
+    config = tmp_path / "rexecd.toml"
+    config.write_text(
+        f'[[keys]]\nname = "argv"\nfile = "{keys["argv"]}"\nallow_argv = ["true"]\n\n'
+        f'[[keys]]\nname = "open"\nfile = "{keys["open"]}"\n'
+    )
+    server = daemon(
+        "--config", str(config), "--max-connections", "6", "--max-connections-per-key", "3",
+        key=False,
+    )  # fmt: skip
+    held = []
+    try:
+        for n in range(3):
+            held.append(wire_from(server, f"127.0.9.{n + 1}", key=argv_key))
+            held[-1].authenticate(timeout=5)
+        with wire_from(server, "127.0.9.9", key=argv_key) as fourth:
+            fourth.authenticate(expect_ok=False)
+            assert "with this key" in fourth.expect_error_then_eof("busy").message
+        server.key = open_key
+        assert served(server, "127.0.8.1") < 5
+        held.pop().close()
+        server.key = argv_key
+        assert wait_until(lambda: _authenticates(server, "127.0.9.5"), 5, 0.05)
+    finally:
+        for wire in held:
+            wire.close()

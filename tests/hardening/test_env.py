@@ -53,7 +53,7 @@ allow_argv = {programs}
 name = "app"
 file = "{keys["app"]}"
 allow_argv = {programs}
-env_allow = ["APP_*"]
+env_allow = ["APP_MODE", "PATH"]
 
 [[keys]]
 name = "ops"
@@ -126,8 +126,7 @@ def test_a_restricted_key_may_set_only_what_it_lists(restricted) -> None:
         result = wire.wait(wire.run(["env"], env={"APP_MODE": "blue"}), 5)
         assert b"APP_MODE=blue\n" in bytes(result.stdout)
         refused(wire.wait(wire.run(["env"], env={"LANG": "C"}), 5), "LANG")
-        # A program allowed by name: PATH would choose which file it is.
-        refused(wire.wait(wire.run(["env"], env={"PATH": "/tmp"}), 5), "PATH")
+        refused(wire.wait(wire.run(["env"], env={"APP_MODEX": "1"}), 5), "APP_MODEX")
     refusals = [r for r in server.events("refused") if r["code"] == "env.forbidden"]
     assert len(refusals) == 6
     assert [r for r in server.events("exec") if r["key"] == "fixed"] == []
@@ -158,6 +157,15 @@ def test_the_floor_holds_whatever_the_config_allows(daemon, tmp_path: Path) -> N
         "ENV": "/tmp/x", "BASH_FUNC_ls%%": "() { id; }", "SHELLOPTS": "xtrace", "PS4": "$(id)",
         "PYTHONPATH": "/tmp", "PYTHONSTARTUP": "/tmp/x", "PERL5OPT": "-Mx", "NODE_OPTIONS": "-r x",
         "GIT_CONFIG_COUNT": "1", "GIT_SSH_COMMAND": "id", "IFS": "/", "x y": "1", "A-B": "1",
+        # The second attacker's list: programs that run or load what these name.
+        "LESSOPEN": "|id; echo %s", "LESSCLOSE": "id", "LESS": "+!id", "PAGER": "id",
+        "MANPAGER": "id", "EDITOR": "id", "VISUAL": "id", "GIT_DIR": "/tmp",
+        "GIT_SEQUENCE_EDITOR": "id", "GIT_TEMPLATE_DIR": "/tmp", "HOME": "/tmp",
+        "XDG_CONFIG_HOME": "/tmp", "VIMINIT": ":!id", "EXINIT": ":!id", "MYVIMRC": "/tmp/x",
+        "LUA_INIT": "os.execute'id'", "LUA_INIT_5_4": "x", "OPENSSL_CONF": "/tmp/x",
+        "OPENSSL_ENGINES": "/tmp", "TERMINFO": "/tmp", "TERMINFO_DIRS": "/tmp",
+        "BASH_LOADABLES_PATH": "/tmp", "PERLIO": ":via(x)", "RUBYLIB": "/tmp",
+        "NODE_EXTRA_CA_CERTS": "/tmp/x", "PS1": "$(id)", "SHELL": "/tmp/x",
     }  # fmt: skip
     with open_wire(server) as wire:
         for name, value in floor.items():
@@ -165,8 +173,8 @@ def test_the_floor_holds_whatever_the_config_allows(daemon, tmp_path: Path) -> N
             message = refused(result)
             assert "may never be set" in message, (name, message)
         # Everything else is allowed by "*", and seen by the command.
-        result = wire.wait(wire.run(["env"], env={"APP_MODE": "x", "EDITOR": "vi"}), 5)
-        assert b"APP_MODE=x\n" in bytes(result.stdout) and b"EDITOR=vi\n" in bytes(result.stdout)
+        result = wire.wait(wire.run(["env"], env={"APP_MODE": "x", "TMPDIR": "/tmp"}), 5)
+        assert b"APP_MODE=x\n" in bytes(result.stdout) and b"TMPDIR=/tmp\n" in bytes(result.stdout)
     assert not marker.exists()
 
 
@@ -196,3 +204,50 @@ def test_a_config_that_allows_the_floor_is_refused_at_start(pattern: str, tmp_pa
         assert result.returncode == 1, result
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and "env_allow" in lines[0] and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("entry", ["*", "APP_*", "LC_?", "[A]PP"])
+def test_a_key_restricted_to_programs_lists_exact_names(entry: str, tmp_path: Path) -> None:
+    """A pattern (``*`` above all) on a key with allow_argv is refused at start."""
+    key = tmp_path / "k.key"
+    write_key(key)
+    config = tmp_path / "rexecd.toml"
+    config.write_text(
+        f'[[keys]]\nname = "k"\nfile = "{key}"\nallow_argv = ["/usr/bin/less"]\n'
+        f'env_allow = ["APP_MODE", "{entry}"]\n'
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "rexec.daemon", "--check-config", "--config", str(config)],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "exact names" in lines[0] and entry in lines[0]
+
+
+def test_lessopen_runs_nothing(daemon, tmp_path: Path) -> None:
+    """The attack itself: ``less`` runs LESSOPEN's command (finding 4)."""
+    marker, text = tmp_path / "pwned", tmp_path / "notes.txt"
+    text.write_text("notes\n")
+    server = daemon("--env-allow", "*")
+    lessopen = f"|touch {marker}; cat %s"
+    with open_wire(server) as wire:
+        message = refused(wire.wait(wire.run(["less", str(text)], env={"LESSOPEN": lessopen}), 5))
+        assert "LESSOPEN may never be set" in message
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("LC_ALL", "/tmp/evil"), ("LANG", "../../tmp/evil"), ("LANGUAGE", "fr:/tmp/x"),
+     ("LC_CTYPE", "C.UTF-8;id"), ("LC_MESSAGES", "..")],
+)  # fmt: skip
+def test_locale_values_are_names_not_paths(restricted, name: str, value: str) -> None:
+    server, _, _, _ = restricted
+    with open_wire(server) as wire:
+        message = refused(wire.wait(wire.run(["env"], env={name: value}), 5), name)
+        assert "locale name" in message and value not in message
+        good = {"LANG": "de_DE.UTF-8@euro", "LANGUAGE": "fr_CA:en", "LC_ALL": "C", "LC_TIME": ""}
+        result = wire.wait(wire.run(["env"], env=good), 5)
+        assert result.exit.exit_code == 0 and b"LANGUAGE=fr_CA:en\n" in bytes(result.stdout)

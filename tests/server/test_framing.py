@@ -202,6 +202,11 @@ POST_AUTH_INVALID = [
     ({"type": "run", "id": 1, "argv": []}, "header.invalid"),
     ({"type": "run", "id": 1, "argv": [""]}, "header.invalid"),
     ({"type": "run", "id": 1, "argv": ["echo"], "env": []}, "header.invalid"),
+    # pty.term becomes TERM: a terminal type, never a path or shell text.
+    ({"type": "run", "id": 1, "argv": ["echo"], "pty": {"term": "/work/x;$(id)"}}, "header.invalid"),
+    ({"type": "run", "id": 1, "argv": ["echo"], "pty": {"term": "xterm 256"}}, "header.invalid"),
+    ({"type": "run", "id": 1, "argv": ["echo"], "pty": {"term": "x" * 65}}, "header.invalid"),
+    ({"type": "run", "id": 1, "argv": ["echo"], "pty": {"term": "vt100\u00e9"}}, "header.invalid"),
     ({"type": "run", "id": -1, "argv": ["echo"]}, "header.invalid"),
     ({"type": "run", "id": 2**53, "argv": ["echo"]}, "header.invalid"),
     ({"type": "signal", "id": 1, "signal": "SIGSEGV"}, "header.invalid"),

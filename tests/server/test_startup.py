@@ -64,6 +64,21 @@ def test_port_in_use(tmp_path) -> None:
     assert str(port) in line
 
 
+def test_port_in_use_creates_no_key_file(tmp_path) -> None:
+    """A first start that cannot listen leaves nothing behind: the key file
+    it would have created does not exist afterwards."""
+    key = tmp_path / "new-key"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = rexecd("--host", "127.0.0.1", "--port", str(port), "--key-file", str(key),
+                      "--state-dir", str(tmp_path / "state"), "--audit-log", "-")  # fmt: skip
+    line = assert_one_line_refusal(proc)
+    assert f"127.0.0.1:{port}" in line and "in use" in line
+    assert not key.exists()
+
+
 def test_key_file_readable_by_others_is_refused(tmp_path) -> None:
     key = write_key(tmp_path / "key", 0o644)
     proc = rexecd("--port", "0", "--key-file", str(key))
@@ -232,3 +247,20 @@ class _Address:
     @property
     def key(self) -> bytes:
         return bytes.fromhex(self.key_file.read_text().strip())
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[server]\n# the port\nport = 7420\n\nidle_timeout = "x"\n',
+         ':5: [server] idle_timeout must be a finite number'),
+        ("[limits]\n'max_commands' = -3\n", ":2: [limits] max_commands must be a whole number"),
+    ],
+)  # fmt: skip
+def test_a_bad_value_in_the_config_names_its_line(tmp_path, text: str, expected: str) -> None:
+    config = tmp_path / "rexecd.toml"
+    config.write_text(text)
+    key = write_key(tmp_path / "key")
+    proc = rexecd("--config", str(config), "--key-file", str(key), "--check-config")
+    line = assert_one_line_refusal(proc)
+    assert line.startswith(f"rexecd: {config}{expected}"), line

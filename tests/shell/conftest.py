@@ -10,6 +10,7 @@ when it continues an unfinished line.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import sys
@@ -31,6 +32,8 @@ PROMPT_TEXT = re.compile(rb"(?:\[([A-Za-z0-9]+)\] )?\S*@\S*?:(\S*?)[#$]")
 #: The prompt of a continuation line.
 CONTINUATION_TEXT = re.compile(rb">")
 _ESCAPES = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\r")
+#: What must never show on the terminal: a Python error that escaped the program.
+LEAKED_ERRORS = ("Traceback (most recent call last)", "exception was never retrieved")
 
 
 def rexec_argv(*args: str) -> list[str]:
@@ -102,8 +105,10 @@ def terminal_env(tmp_path: Path) -> dict[str, str]:
 @pytest.fixture
 def spawn(terminal_env: dict[str, str]) -> Iterator[Callable[..., pexpect.spawn]]:
     """``spawn(argv)`` → a pexpect child on a ROWS×COLS terminal; every child
-    is closed (killed if need be) at teardown."""
+    is closed (killed if need be) at teardown, and the test fails if any
+    child showed a Python traceback or an asyncio "never retrieved" report."""
     children: list[pexpect.spawn] = []
+    transcripts: list[io.BytesIO] = []
 
     def start(argv: list[str], **options: Any) -> pexpect.spawn:
         child = pexpect.spawn(
@@ -114,12 +119,32 @@ def spawn(terminal_env: dict[str, str]) -> Iterator[Callable[..., pexpect.spawn]
             timeout=TIMEOUT,
             **options,
         )
+        transcript = io.BytesIO()
+        child.logfile_read = transcript
         children.append(child)
+        transcripts.append(transcript)
         return child
 
     yield start
     for child in children:
+        _drain(child)
         child.close(force=True)
+    for transcript in transcripts:
+        shown = plain(transcript.getvalue())
+        leaked = [error for error in LEAKED_ERRORS if error in shown]
+        assert not leaked, f"the program showed {leaked}:\n{shown[-3000:]}"
+
+
+def _drain(child: pexpect.spawn) -> None:
+    """Read what the child has still shown (into its transcript), briefly;
+    one already closed (``exit_status``) was read to its end."""
+    for _ in range(100):
+        if child.closed:
+            return
+        try:
+            child.read_nonblocking(65536, timeout=0.2)
+        except (pexpect.TIMEOUT, pexpect.EOF):
+            return
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from typing import Any
 
 import pexpect
 
-from .conftest import ShellUnderTest, plain, rexec_argv
+from .conftest import COLS, ROWS, ShellUnderTest, plain, rexec_argv
 
 OpenShell = Callable[..., ShellUnderTest]
 
@@ -32,6 +32,27 @@ def test_ctrl_c_at_the_prompt_discards_the_line(server: Any, open_shell: OpenShe
     assert "Traceback" not in shell.prompt()
     shell.child.sendline("exit")
     assert shell.exit_status() == 0
+
+
+def test_enter_in_a_history_search_runs_the_line_found(server: Any, open_shell: OpenShell) -> None:
+    shell = open_shell(server)
+    shell.run("echo UP''TEST-$((20 + 1))")
+    shell.child.send("\x12UP'")  # Ctrl-R
+    shell.child.expect_exact("TEST-$((20 + 1))")
+    shell.child.send("\r")
+    # Run at once, as bash does: its output, then a new prompt.
+    assert "\nUPTEST-21\n" in shell.prompt()
+    assert "\nnext\n" in shell.run("echo next")
+
+
+def test_the_terminal_type_and_size_reach_the_remote_shell(
+    server: Any, open_shell: OpenShell
+) -> None:
+    shell = open_shell(server)
+    assert f"\n[xterm-256color {COLS}x{ROWS}]\n" in shell.run('echo "[$TERM ${COLUMNS}x$LINES]"')
+    shell.child.setwinsize(ROWS + 5, COLS + 20)
+    shell.prompt()  # redrawn at the new size
+    assert f"\n{COLS + 20}x{ROWS + 5}\n" in shell.run('echo "${COLUMNS}x$LINES"')
 
 
 def test_an_unfinished_line_continues_and_runs_as_one(server: Any, open_shell: OpenShell) -> None:

@@ -209,9 +209,15 @@ def test_reconnect_keeps_directory_and_variables(
     first.process.wait()
     start_server("--env-allow", "KEPT", "--port", str(first.port), key_file=first.key_file)
     shell.child.expect_exact("? [y/n]")
+    shell.child.sendline("maybe")
+    shell.child.expect_exact("answer y (reconnect) or n (leave)")
+    shell.child.expect_exact("? [y/n]")
     shell.child.sendline("y")
     assert "reconnected" in shell.prompt()
-    assert shell.cwd == "/tmp"
+    # No line failed: the prompt shows no status, on an empty line either.
+    assert shell.cwd == "/tmp" and shell.status is None
+    shell.run("")
+    assert shell.status is None
     assert "\n/tmp yes\n" in shell.run('echo "$(pwd) $KEPT"')
 
 

@@ -125,7 +125,8 @@ def test_state_comes_back_after_a_reconnect(
     shell.child.expect_exact("? [y/n]")
     shell.child.sendline("y")
     assert "state restored" in shell.prompt()
-    assert shell.cwd == "/etc"
+    # The prompt shows the last line's status (what $? is), not the lost connection's.
+    assert shell.cwd == "/etc" and shell.status == "3"
     output = shell.run(
         'echo "status=$? $KEPT/$PLAIN/${MAP[k]} $#:$2"; ll; greet; umask; dirs;'
         " set -o | grep -c 'pipefail.*on'; shopt -q extglob && echo extglob; cd -"
@@ -172,3 +173,29 @@ def test_sh_fallback_keeps_state_too(server: Any, open_shell: OpenShell) -> None
         "f12",
         "/tmp",
     )
+
+
+def test_xtrace_traces_only_the_user_s_line(server: Any, open_shell: OpenShell) -> None:
+    shell = open_shell(server)
+    output = shell.run("set -x; echo traced")
+    output += shell.run("echo again")
+    output += shell.run("set +x")
+    assert "__rexec" not in output, output
+    # (Traced one level down, "++", as the line runs in an eval.)
+    assert "+ echo traced\ntraced\n" in output and "+ echo again\nagain\n" in output
+    assert "__rexec" not in shell.run("echo quiet")
+
+
+def test_the_remote_history_holds_each_typed_line_once(server: Any, open_shell: OpenShell) -> None:
+    shell = open_shell(server)
+    shell.run("set -o history")
+    shell.run("echo first-line")
+    shell.run("echo second-line")
+    output = shell.run("history 4")
+    entries = [line.split(None, 1)[1] for line in output.splitlines()[1:] if line.strip()]
+    assert entries == ["set -o history", "echo first-line", "echo second-line", "history 4"], output
+    shell.more("for i in 1; do")
+    shell.run("echo loop-$i; done  # a comment")
+    output = shell.run("history 2")
+    entries = [line.split(None, 1)[1] for line in output.splitlines()[1:] if line.strip()]
+    assert entries[-1] == "history 2" and "loop-$i" in entries[0] and "__rexec" not in output

@@ -15,7 +15,7 @@ from ..case import REACTION_WAIT, Context, Observation
 from ..client import Client
 from ..wire import Wire
 from ._registry import case, register
-from ._util import run_one
+from ._util import fatal_seen, run_one
 
 LENGTH = struct.Struct("<i")
 
@@ -104,6 +104,10 @@ async def equal_limit(ctx: Context) -> Observation:
     await wire.send_raw(raw_frame(header))
     if await client.pump(ctx.t(REACTION_WAIT), until=lambda: _has_pong(client, 4242)):
         return Observation("pong")
+    # The pump may have read the server's fatal error already: report its code.
+    fatal = fatal_seen(client)
+    if fatal not in (None, "closed"):
+        return Observation(f"fatal:{fatal}")
     return Observation(await ctx.await_fatal(wire))
 
 

@@ -10,6 +10,8 @@ zombie, so "gone" means killed *and* reaped when the server is its parent).
 from __future__ import annotations
 
 import asyncio
+import signal
+import time
 
 from rexec.protocol import Cancel, encode_frame
 
@@ -84,6 +86,59 @@ async def timeout_term(ctx: Context) -> Observation:
 )
 async def timeout_kill(ctx: Context) -> Observation:
     return await _timeout_tree(ctx, STUBBORN_TREE)
+
+
+#: A shell that survives SIGTERM and says so; its sleeps die of it, the loop
+#: goes on (bounded: 60 s), so only SIGKILL can end it.
+TERM_IGNORED = "trap 'echo term' TERM; i=0; while [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done"
+
+
+@case(
+    "timeout.kill.tree/grace",
+    "A shell that ignores SIGTERM (printing 'term' when it arrives), timeout 0.5: it is told "
+    "SIGTERM first, then ends by SIGKILL, no sooner than the kill grace (--kill-grace) after "
+    "the SIGTERM and no later than the grace plus 2 s.",
+    {"killed-after-grace"}, timeout=20.0,
+)
+async def timeout_grace(ctx: Context) -> Observation:
+    client = await ctx.client()
+    command_id = await client.run(shell=TERM_IGNORED, timeout=0.5)
+    record = client.records[command_id]
+    if not await wait_output(ctx, client, command_id, b"term"):
+        await client.wait_terminal(command_id, ctx.t(_grace(ctx)))
+        return Observation("no-sigterm-first", data=record.summary())
+    term_seen = time.monotonic()
+    await client.wait_terminal(command_id, ctx.t(_grace(ctx) + QUICK))
+    if record.exit is None or record.exit_time is None:
+        return Observation("no-exit", data=record.summary())
+    waited = record.exit_time - term_seen
+    detail = f"SIGKILL {waited:.2f} s after the SIGTERM was seen, kill grace {ctx.options.kill_grace} s"
+    if record.exit.signal != signal.SIGKILL or not record.exit.timed_out:
+        return Observation("not-killed-by-sigkill", detail, data=record.summary())
+    # The 'term' line reaches us after the SIGTERM, so the measured wait is a
+    # little short of the server's: allow a quarter of the grace.
+    if waited < 0.75 * ctx.options.kill_grace:
+        return Observation("killed-before-grace", detail, data=record.summary())
+    return Observation("killed-after-grace", detail)
+
+
+@case(
+    "message.integers/seconds",
+    "sleep 1 with timeout 5: durations are seconds, so the command is not timed out (as it "
+    "would be at 5 ms) and its exit's duration is about 1 (not 1000).",
+    {"seconds"}, timeout=15.0,
+)
+async def durations_in_seconds(ctx: Context) -> Observation:
+    started = time.monotonic()
+    _, record = await run_one(ctx, argv=["sleep", "1"], timeout=5, wait=8.0)
+    elapsed = time.monotonic() - started
+    if record.exit is None:
+        return Observation("no-exit", data=record.summary())
+    if record.exit.timed_out:
+        return Observation("timed-out", "a timeout of 5 read as milliseconds?", record.summary())
+    detail = f"duration {record.exit.duration}, {elapsed:.2f} s measured by the suite"
+    in_seconds = 0.9 <= record.exit.duration <= elapsed + 0.5
+    return Observation("seconds" if in_seconds else "duration-not-seconds", detail)
 
 
 # --- cancellation ---------------------------------------------------------------------

@@ -172,21 +172,37 @@ async def put_missing_directory(ctx: Context) -> Observation:
     return Observation(terminal_outcome(record), data=record.summary())
 
 
-@case(
-    "transfer.errors/get-permission-denied",
-    "get a file of mode 000: file.permission_denied (unsupported when the server's user can "
-    "read it anyway, as root can).",
-    {"error:file.permission_denied"},
-)
-async def get_permission_denied(ctx: Context) -> Observation:
+#: Files even root can't read: Linux's write-only sysctls (mode 0200), whose
+#: permission check has no CAP_DAC_OVERRIDE bypass. Used when the server's
+#: user reads a file of mode 000 anyway.
+ROOT_UNREADABLE = ("/proc/sys/vm/compact_memory", "/proc/sys/vm/drop_caches")
+
+
+async def unreadable_file(ctx: Context) -> str:
+    """A regular file the server's user can't read: one of mode 000 it
+    creates, else (root) a file of ROOT_UNREADABLE; Unsupported if none."""
     path = ctx.temp_path("noperm")
     quoted = shlex.quote(path)
     await shell_ok(ctx, f"printf secret > {quoted} && chmod 000 {quoted}", "create the file")
-    readable = await ctx.sh(f"test -r {quoted}")
-    if readable.exit is not None and readable.exit.exit_code == 0:
-        raise Unsupported("the server's user can read a file of mode 000 (root)")
+    for candidate in (path, *ROOT_UNREADABLE):
+        quoted = shlex.quote(candidate)
+        check = await ctx.sh(f"test -f {quoted} && ! test -r {quoted}")
+        if check.exit is not None and check.exit.exit_code == 0:
+            return candidate
+    raise Unsupported("the server's user reads a file of mode 000 (root) and no write-only "
+                      f"file ({', '.join(ROOT_UNREADABLE)}) exists")
+
+
+@case(
+    "transfer.errors/get-permission-denied",
+    "get a file of mode 000 (as root, a write-only sysctl such as /proc/sys/vm/compact_memory, "
+    "which root can't read either): file.permission_denied.",
+    {"error:file.permission_denied"},
+)
+async def get_permission_denied(ctx: Context) -> Observation:
+    path = await unreadable_file(ctx)
     record = await get(ctx, await ctx.client(), path)
-    return Observation(terminal_outcome(record), data=record.summary())
+    return Observation(terminal_outcome(record), data=record.summary(), detail=path)
 
 
 # --- put: data, digest, done, mode ------------------------------------------------------

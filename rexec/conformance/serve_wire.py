@@ -1,0 +1,90 @@
+"""Client mode's wire: one connection's frames both ways, the client's
+invalid frames answered with their fatal error and reported as violations."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import struct
+from typing import Any
+
+from rexec.protocol import (
+    PROTOCOL_MAX_BODY,
+    PROTOCOL_MAX_HEADER,
+    Error,
+    FrameDecoder,
+    MessageBase,
+    RemoteProtocolError,
+    encode_frame,
+)
+
+#: Scenario -> what it sent, where a fatal error from the client breaks a rule.
+FATAL_IS_A_VIOLATION = {
+    "unknown-error": "an unknown error code [error.unknown.accept]",
+    "max-size": "frames of the largest size a server may send [limits.announced]",
+}
+
+
+class ClientGone(Exception):
+    """The client closed the connection (or broke it)."""
+
+
+class ScriptedWire:
+    """One client connection's frames; ``report`` collects what the client
+    did that the protocol forbids (``violations``)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.decoder = FrameDecoder(max_header=PROTOCOL_MAX_HEADER, max_body=PROTOCOL_MAX_BODY)
+        self.report: dict[str, Any] = {"event": "connection", "scenarios": [], "violations": []}
+
+    async def write(self, data: bytes, sizes: tuple[int, ...] = ()) -> None:
+        """Write ``data``; with ``sizes``, as separate segments of those sizes."""
+        if not sizes:
+            self.writer.write(data)
+            await self.writer.drain()
+            return
+        at = i = 0
+        while at < len(data):
+            size = sizes[i % len(sizes)]
+            self.writer.write(data[at : at + size])
+            await self.writer.drain()
+            await asyncio.sleep(0.001)
+            at, i = at + size, i + 1
+
+    async def send(self, *messages: MessageBase, sizes: tuple[int, ...] = ()) -> None:
+        await self.write(b"".join(encode_frame(m) for m in messages), sizes)
+
+    async def receive(self, timeout: float | None = None) -> MessageBase:
+        """The next client frame. Raises ClientGone, TimeoutError."""
+        while True:
+            try:
+                message = self.decoder.next_message()
+            except RemoteProtocolError as exc:
+                self.report["violations"].append(f"sent an invalid frame: {exc.code.value}")
+                await self.send(Error(code=exc.code.value, message=exc.message, fatal=True))
+                raise ClientGone from None
+            if message is not None:
+                if isinstance(message, Error) and message.fatal:
+                    self.report["client_fatal_error"] = message.code
+                    scenario = (self.report["scenarios"] or [""])[-1]
+                    if scenario in FATAL_IS_A_VIOLATION:
+                        self.report["violations"].append(
+                            f"a fatal {message.code} after {FATAL_IS_A_VIOLATION[scenario]}")
+                    raise ClientGone
+                return message
+            try:
+                data = await asyncio.wait_for(self.reader.read(65536), timeout)
+            except ConnectionError:
+                data = b""
+            if not data:
+                raise ClientGone
+            self.decoder.feed(data)
+
+
+def raw_frame(header: dict[str, Any], body: bytes = b"") -> bytes:
+    """A frame written from a header dict as is (members the models don't know
+    included)."""
+    data = json.dumps(header, separators=(",", ":")).encode()
+    return struct.pack("<i", len(data)) + data + body
