@@ -15,16 +15,13 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 LIMIT = 400
 
 KNOWN_OVER = {
-    # The speed engineer's, being reworked now; the lead empties this list
-    # once those branches have landed.
-    "client/connection.py",
-    # The protocol engineer's.
-    "rexec/protocol/_messages.py",
-    # The fleet engineer's.
+    # Over the limit today, each to be split by job (issue 14, item 6); the
+    # test fails once one of them drops under the limit, so the list shrinks.
     "client/batch/engine.py",
-    # Over the limit as main landed them (protocol v2, hardening); their owners split them.
+    "client/connection.py",
     "rexec/conformance/cases/commands.py",
     "rexec/protocol/_connection.py",
+    "rexec/protocol/_messages.py",
     "rexec/server/spawn.py",
 }
 
