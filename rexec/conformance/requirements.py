@@ -133,7 +133,7 @@ _TABLE: tuple[tuple[str, Level, str], ...] = (
      ("With argv, the server executes argv[0] directly (searched in PATH), with argv as its "
      "arguments and no shell. With shell, it runs /bin/sh -c SHELL.")),
     ("command.cwd", _M,
-     "A cwd that is not an existing directory is the command-scoped error cwd.invalid."),
+     "A cwd that is not an existing directory is the command-scoped error cwd.invalid"),
     ("command.env", _M,
      "A server MUST refuse names that change how programs load or shells start"),
     ("command.spawn.failure", _M,

@@ -30,6 +30,7 @@ def settle_fds(server: Daemon, baseline: int, timeout: float = 5.0) -> int:
 def test_1000_concurrent_connections(daemon) -> None:
     server = daemon(
         "--max-connections", "2000", "--max-connections-per-source", "2000",
+        "--max-connections-per-key", "2000",
         "--max-total-commands", "2000",
         shell_prefix="ulimit -n 8192",
     )  # fmt: skip
