@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -156,7 +157,14 @@ def test_history_is_kept_across_runs(
     assert f"\n{marker}\n" in shell.prompt()
 
 
-def test_remote_paths_complete_on_tab(server: Any, open_shell: OpenShell, tmp_path: Path) -> None:
+def test_remote_paths_complete_on_tab(server: Any, open_shell: OpenShell) -> None:
+    # A short directory: under xdist tmp_path is long enough to wrap the
+    # prompt that shows it past the terminal's width.
+    with tempfile.TemporaryDirectory(prefix="rx") as short:
+        _complete_a_remote_path(server, open_shell, Path(short))
+
+
+def _complete_a_remote_path(server: Any, open_shell: OpenShell, tmp_path: Path) -> None:
     (tmp_path / "completion-target-dir").mkdir()
     shell = open_shell(server)
     shell.child.send(f"cd {tmp_path}/completion-tar\t")
