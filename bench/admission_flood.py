@@ -96,7 +96,9 @@ class Probe:
                 "rss_peak_mib": round(max(self.rss) / MiB, 1)}  # fmt: skip
 
 
-def measure(server: Daemon, until: threading.Event, runs: int | None, pause: float) -> dict[str, Any]:
+def measure(
+    server: Daemon, until: threading.Event, runs: int | None, pause: float
+) -> dict[str, Any]:
     times: list[float] = []
     errors: list[str] = []
     while (runs is None and not until.is_set()) or (runs is not None and len(times) < runs):
@@ -111,7 +113,9 @@ def measure(server: Daemon, until: threading.Event, runs: int | None, pause: flo
 
 
 def scenario_idle(server: Daemon, seconds: float) -> dict[str, Any]:
-    held = [connect(server, "127.0.0.1" if n < 400 else f"127.0.0.{10 + n % 8}") for n in range(500)]
+    held = [
+        connect(server, "127.0.0.1" if n < 400 else f"127.0.0.{10 + n % 8}") for n in range(500)
+    ]
     guessers = [threading.Thread(target=wrong_key, args=(server, f"127.0.0.{2 + n % 4}"))
                 for n in range(20)]  # fmt: skip
     for thread in guessers:
@@ -212,7 +216,11 @@ def main() -> None:
             finally:
                 load = probe.close()
                 stop(server)
-            results[name] = {**outcome, **load, "displaced": len(server.events("refused_connection"))}
+            results[name] = {
+                **outcome,
+                **load,
+                "displaced": len(server.events("refused_connection")),
+            }
             print(name, json.dumps(results[name]), flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

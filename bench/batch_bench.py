@@ -53,10 +53,25 @@ def start_servers(directory: Path) -> tuple[list[subprocess.Popen[bytes]], Path,
     servers = []
     for host in HOSTS:
         process = subprocess.Popen(
-            [sys.executable, "-m", "rexec.daemon", "--host", host, "--port", str(port),
-             "--key-file", str(key), "--audit-log", str(directory / f"audit-{host}.jsonl"),
-             "--max-commands", "64", "--max-total-commands", "256"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "rexec.daemon",
+                "--host",
+                host,
+                "--port",
+                str(port),
+                "--key-file",
+                str(key),
+                "--audit-log",
+                str(directory / f"audit-{host}.jsonl"),
+                "--max-commands",
+                "64",
+                "--max-total-commands",
+                "256",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
         )
         assert process.stdout is not None
         if b"listening" not in process.stdout.readline():
@@ -80,16 +95,39 @@ def write_commands(path: Path, command: str, count: int) -> Path:
 
 
 def rexec_batch(key: Path, port: int, commands: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "rexec_client.cli", "batch", "--key-file", str(key),
-            "-H", f"127.0.0.[2-5]:{port}", "-j", "64", "--no-progress", *extra, str(commands)]
+    return [
+        sys.executable,
+        "-m",
+        "rexec_client.cli",
+        "batch",
+        "--key-file",
+        str(key),
+        "-H",
+        f"127.0.0.[2-5]:{port}",
+        "-j",
+        "64",
+        "--no-progress",
+        *extra,
+        str(commands),
+    ]
 
 
 def dry_run_first_line(directory: Path) -> tuple[float, float]:
     commands = write_commands(directory / "dry", "echo hello", 100)
     started = time.perf_counter()
     process = subprocess.Popen(
-        [sys.executable, "-m", "rexec_client.cli", "batch", "-H", "n[0000-0999]", "--onall",
-         "--dry-run", str(commands)], stdout=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "rexec_client.cli",
+            "batch",
+            "-H",
+            "n[0000-0999]",
+            "--onall",
+            "--dry-run",
+            str(commands),
+        ],
+        stdout=subprocess.PIPE,
     )
     assert process.stdout is not None
     process.stdout.readline()
@@ -105,8 +143,11 @@ def gnu_parallel(directory: Path, cases: list[tuple[str, Path, int]]) -> list[tu
     """GNU parallel over ssh with a warm ControlMaster, 64 at a time: one
     row per (label, commands file, count)."""
     name = "GNU parallel -S over ssh (ControlMaster)"
-    why = "parallel not installed (apt-get install -y parallel)" if not shutil.which("parallel") \
+    why = (
+        "parallel not installed (apt-get install -y parallel)"
+        if not shutil.which("parallel")
         else sshd_available()
+    )
     if why is not None:
         return [(f"{name}: {label}", f"skipped: {why}") for label, _, _ in cases]
     sshd = LocalSshd(directory / "sshd")
@@ -120,9 +161,13 @@ def gnu_parallel(directory: Path, cases: list[tuple[str, Path, int]]) -> list[tu
                 ["parallel", "--will-cite", "-j", "64", "-S", "64/root@127.0.0.1", "--ssh", ssh],
                 stdin_path=commands,
             )
-            rows.append((f"{name}: {label} × {count:,}, -j 64",
-                         f"{seconds:.2f} s, {count / seconds:,.0f} jobs/s, "
-                         f"peak RSS {rss:.0f} MiB, exit {status}"))
+            rows.append(
+                (
+                    f"{name}: {label} × {count:,}, -j 64",
+                    f"{seconds:.2f} s, {count / seconds:,.0f} jobs/s, "
+                    f"peak RSS {rss:.0f} MiB, exit {status}",
+                )
+            )
     finally:
         sshd.stop()
     return rows
@@ -140,21 +185,36 @@ def main() -> None:
         servers, key, port = start_servers(directory)
         try:
             first, total = dry_run_first_line(directory)
-            rows.append(("dry run 1,000 servers × 100 commands",
-                         f"first line {first * 1000:.0f} ms (interpreter start included), "
-                         f"all 100,000 in {total:.2f} s"))
+            rows.append(
+                (
+                    "dry run 1,000 servers × 100 commands",
+                    f"first line {first * 1000:.0f} ms (interpreter start included), "
+                    f"all 100,000 in {total:.2f} s",
+                )
+            )
             for count in (n_small, n_true):
-                seconds, status, rss = timed(rexec_batch(
-                    key, port, write_commands(directory / f"true{count}", "true", count)))
-                rows.append((f"rexec batch: true × {count:,}, 4 servers, -j 64",
-                             f"{seconds:.2f} s, {count / seconds:,.0f} jobs/s, "
-                             f"peak RSS {rss:.0f} MiB, exit {status}"))
+                seconds, status, rss = timed(
+                    rexec_batch(
+                        key, port, write_commands(directory / f"true{count}", "true", count)
+                    )
+                )
+                rows.append(
+                    (
+                        f"rexec batch: true × {count:,}, 4 servers, -j 64",
+                        f"{seconds:.2f} s, {count / seconds:,.0f} jobs/s, "
+                        f"peak RSS {rss:.0f} MiB, exit {status}",
+                    )
+                )
             bulk = write_commands(directory / "bulk", f"head -c {MIB} /dev/zero", n_bulk)
             seconds, status, rss = timed(rexec_batch(key, port, bulk))
-            rows.append((f"rexec batch: {n_bulk:,} jobs × 1 MiB stdout, -j 64",
-                         f"{seconds:.2f} s, {n_bulk / seconds:,.0f} jobs/s, "
-                         f"{n_bulk * MIB / seconds / 1e6:,.0f} MB/s, peak RSS {rss:.0f} MiB, "
-                         f"exit {status}"))
+            rows.append(
+                (
+                    f"rexec batch: {n_bulk:,} jobs × 1 MiB stdout, -j 64",
+                    f"{seconds:.2f} s, {n_bulk / seconds:,.0f} jobs/s, "
+                    f"{n_bulk * MIB / seconds / 1e6:,.0f} MB/s, peak RSS {rss:.0f} MiB, "
+                    f"exit {status}",
+                )
+            )
         finally:
             for process in servers:
                 process.send_signal(signal.SIGTERM)
@@ -166,11 +226,17 @@ def main() -> None:
                     process.wait()
                 if process.stdout:
                     process.stdout.close()
-        rows += gnu_parallel(directory, [
-            ("true", write_commands(directory / "ssh-true", "true", n_ssh_true), n_ssh_true),
-            ("1 MiB stdout", write_commands(directory / "ssh-bulk", f"head -c {MIB} /dev/zero",
-                                            n_ssh_bulk), n_ssh_bulk),
-        ])
+        rows += gnu_parallel(
+            directory,
+            [
+                ("true", write_commands(directory / "ssh-true", "true", n_ssh_true), n_ssh_true),
+                (
+                    "1 MiB stdout",
+                    write_commands(directory / "ssh-bulk", f"head -c {MIB} /dev/zero", n_ssh_bulk),
+                    n_ssh_bulk,
+                ),
+            ],
+        )
     width = max(len(name) for name, _ in rows)
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     for name, figures in rows:

@@ -79,7 +79,9 @@ def indices(text: str, count: int) -> set[int]:
         try:
             low, high = int(first), int(last or first)
         except ValueError:
-            raise FleetError(f"bad endpoint list {text!r}: expected N or N-M, comma-separated") from None
+            raise FleetError(
+                f"bad endpoint list {text!r}: expected N or N-M, comma-separated"
+            ) from None
         if not 1 <= low <= high <= count:
             raise FleetError(f"bad endpoint list {text!r}: numbers run from 1 to {count}")
         chosen.update(range(low, high + 1))
@@ -201,10 +203,14 @@ async def serve(fleet: Fleet) -> None:
     servers = []
     for index, sock in zip(listening, sockets, strict=True):
         endpoint = fleet.endpoint(index, width, stats)
-        servers.append(await loop.create_server(
-            lambda endpoint=endpoint: EndpointSession(endpoint), sock=sock, ssl=fleet.tls,
-            backlog=LISTEN_BACKLOG,
-        ))
+        servers.append(
+            await loop.create_server(
+                lambda endpoint=endpoint: EndpointSession(endpoint),
+                sock=sock,
+                ssl=fleet.tls,
+                backlog=LISTEN_BACKLOG,
+            )
+        )
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -242,23 +248,52 @@ def parse(argv: list[str] | None, scratch: Path) -> Fleet:
     parser = argparse.ArgumentParser(
         description="Serve N emulated rexec servers on loopback addresses (see the docstring).",
     )
-    parser.add_argument("--servers", type=int, required=True, metavar="N",
-                        help=f"how many endpoints (1 to {MAX_SERVERS})")
-    parser.add_argument("--base", default="127.1.0.0", metavar="ADDR",
-                        help="the /16 the endpoints live in (default: %(default)s)")
-    parser.add_argument("--port", type=int, metavar="PORT",
-                        help="the port of every endpoint (default: one free on all)")
-    parser.add_argument("--key-file", type=Path, metavar="FILE",
-                        help="use this key (default: a fresh one in a temporary directory)")
-    parser.add_argument("--down", default="", metavar="LIST",
-                        help="endpoints that do not listen (connection refused), e.g. 17,342")
-    parser.add_argument("--drop", default="", metavar="LIST",
-                        help="endpoints that accept and drop every connection")
-    parser.add_argument("--slow", default="", metavar="LIST",
-                        help="endpoints that say hello only after --slow-seconds")
+    parser.add_argument(
+        "--servers",
+        type=int,
+        required=True,
+        metavar="N",
+        help=f"how many endpoints (1 to {MAX_SERVERS})",
+    )
+    parser.add_argument(
+        "--base",
+        default="127.1.0.0",
+        metavar="ADDR",
+        help="the /16 the endpoints live in (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        metavar="PORT",
+        help="the port of every endpoint (default: one free on all)",
+    )
+    parser.add_argument(
+        "--key-file",
+        type=Path,
+        metavar="FILE",
+        help="use this key (default: a fresh one in a temporary directory)",
+    )
+    parser.add_argument(
+        "--down",
+        default="",
+        metavar="LIST",
+        help="endpoints that do not listen (connection refused), e.g. 17,342",
+    )
+    parser.add_argument(
+        "--drop", default="", metavar="LIST", help="endpoints that accept and drop every connection"
+    )
+    parser.add_argument(
+        "--slow",
+        default="",
+        metavar="LIST",
+        help="endpoints that say hello only after --slow-seconds",
+    )
     parser.add_argument("--slow-seconds", type=float, default=5.0, metavar="S")
-    parser.add_argument("--tls", action="store_true",
-                        help=f"speak TLS (a fresh CA; the certificate names {TLS_NAME})")
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help=f"speak TLS (a fresh CA; the certificate names {TLS_NAME})",
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.servers <= MAX_SERVERS:
         raise FleetError(f"--servers must be from 1 to {MAX_SERVERS}")
@@ -279,9 +314,17 @@ def parse(argv: list[str] | None, scratch: Path) -> Fleet:
         key = load_key(key_file)
     context, ca_file = tls_context(scratch) if args.tls else (None, None)
     return Fleet(
-        args.servers, base, args.port, key_file, key, indices(args.down, args.servers),
-        indices(args.drop, args.servers), indices(args.slow, args.servers), args.slow_seconds,
-        context, ca_file,
+        args.servers,
+        base,
+        args.port,
+        key_file,
+        key,
+        indices(args.down, args.servers),
+        indices(args.drop, args.servers),
+        indices(args.slow, args.servers),
+        args.slow_seconds,
+        context,
+        ca_file,
     )
 
 

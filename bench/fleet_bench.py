@@ -80,8 +80,19 @@ def onall(directory: Path, fanouts: tuple[int | None, ...] = (None,)) -> dict[st
             out = directory / "onall.out"
             before = fleet.cpu()
             with open(out, "wb") as stdout:
-                run = measure(rexec_batch("--key-file", fleet.key_file, "-w", fleet.hosts,
-                                          "--onall", *extra, "--", "hostname"), stdout=stdout)
+                run = measure(
+                    rexec_batch(
+                        "--key-file",
+                        fleet.key_file,
+                        "-w",
+                        fleet.hosts,
+                        "--onall",
+                        *extra,
+                        "--",
+                        "hostname",
+                    ),
+                    stdout=stdout,
+                )
             row = figures(run, ONALL_SERVERS, fleet.cpu() - before)
             row["checked"] = check_onall(fleet, out.read_text(), run.stderr)
             name = f"onall hostname × {ONALL_SERVERS:,}" + (f", -f {fanout}" if fanout else "")
@@ -89,8 +100,20 @@ def onall(directory: Path, fanouts: tuple[int | None, ...] = (None,)) -> dict[st
         if fanouts == (None,):
             before = fleet.cpu()
             with open(directory / "onall-b.out", "wb") as stdout:
-                run = measure(rexec_batch("--key-file", fleet.key_file, "-w", fleet.hosts,
-                                          "--onall", "-b", "--", "echo", "hello"), stdout=stdout)
+                run = measure(
+                    rexec_batch(
+                        "--key-file",
+                        fleet.key_file,
+                        "-w",
+                        fleet.hosts,
+                        "--onall",
+                        "-b",
+                        "--",
+                        "echo",
+                        "hello",
+                    ),
+                    stdout=stdout,
+                )
             row = figures(run, ONALL_SERVERS, fleet.cpu() - before)
             text = (directory / "onall-b.out").read_text()
             row["output"] = text.splitlines()
@@ -100,8 +123,9 @@ def onall(directory: Path, fanouts: tuple[int | None, ...] = (None,)) -> dict[st
 
 
 def check_onall(fleet: Emulator, output: str, stderr: str) -> str:
-    expected = {f"{fleet.host(i)}: node{i:05d}" for i in range(1, ONALL_SERVERS + 1)
-                if i not in DOWN}
+    expected = {
+        f"{fleet.host(i)}: node{i:05d}" for i in range(1, ONALL_SERVERS + 1) if i not in DOWN
+    }
     got = output.splitlines()
     problems = []
     if len(got) != len(expected) or set(got) != expected:
@@ -127,16 +151,31 @@ def spread(directory: Path) -> dict[str, dict]:
             log, out = directory / f"spread-{jobs}.log", directory / f"spread-{jobs}.out"
             before = fleet.cpu()
             with open(numbers, "rb") as stdin, open(out, "wb") as stdout:
-                run = measure(rexec_batch("--key-file", fleet.key_file, "-w", fleet.hosts,
-                                          "-j", str(jobs), *extra, "--joblog", str(log),
-                                          "--", "echo"),
-                              stdin=stdin, stdout=stdout)
+                run = measure(
+                    rexec_batch(
+                        "--key-file",
+                        fleet.key_file,
+                        "-w",
+                        fleet.hosts,
+                        "-j",
+                        str(jobs),
+                        *extra,
+                        "--joblog",
+                        str(log),
+                        "--",
+                        "echo",
+                    ),
+                    stdin=stdin,
+                    stdout=stdout,
+                )
             row = figures(run, SPREAD_SERVERS, fleet.cpu() - before)
             row["jobs_per_s"] = round(SPREAD_JOBS / run.seconds)
             row["client_cpu_per_job_ms"] = round(1000 * run.cpu / SPREAD_JOBS, 3)
             row.update(check_spread(log, out))
-            rows[f"spread {SPREAD_JOBS:,} × echo over {SPREAD_SERVERS:,}, -j {jobs}"
-                 + (f" -f {fanout}" if fanout else "")] = row
+            rows[
+                f"spread {SPREAD_JOBS:,} × echo over {SPREAD_SERVERS:,}, -j {jobs}"
+                + (f" -f {fanout}" if fanout else "")
+            ] = row
     return rows
 
 
@@ -151,7 +190,8 @@ def check_spread(log: Path, out: Path) -> dict[str, object]:
         "servers_used": len({r[1] for r in rows}),
         "checked": (
             f"all {SPREAD_JOBS:,} jobs logged once, succeeded, output once"
-            if complete and ok else f"{len(set(ids))} ids, ok={ok}, output {len(printed)}"
+            if complete and ok
+            else f"{len(set(ids))} ids, ok={ok}, output {len(printed)}"
         ),
     }
 
@@ -199,8 +239,13 @@ async def handshakes(fleet: Emulator, mode: str, context: ResumingContext | None
                 writer.close()
                 await writer.wait_closed()
                 return
-            conn = await connect(host, fleet.port, key, ssl=context,
-                                 server_hostname=fleet.tls_server_name if context else None)
+            conn = await connect(
+                host,
+                fleet.port,
+                key,
+                ssl=context,
+                server_hostname=fleet.tls_server_name if context else None,
+            )
             if context is not None:
                 ssl_object = conn._writer.get_extra_info("ssl_object")
                 resumed += ssl_object.session_reused
@@ -214,28 +259,37 @@ async def handshakes(fleet: Emulator, mode: str, context: ResumingContext | None
 def handshake(reps: int = 3) -> dict[str, dict]:
     """Each mode ``reps`` times, interleaved; medians per mode."""
     samples: dict[str, list[dict[str, float]]] = {}
-    with Emulator(HANDSHAKE_SERVERS) as plain, \
-            Emulator(HANDSHAKE_SERVERS, "--base", "127.3.0.0", "--tls") as tls:
+    with (
+        Emulator(HANDSHAKE_SERVERS) as plain,
+        Emulator(HANDSHAKE_SERVERS, "--base", "127.3.0.0", "--tls") as tls,
+    ):
         assert tls.tls_ca is not None
         context = tls_context(tls.tls_ca)
         for _ in range(reps):
-            for mode, fleet in (("tcp", plain), ("hmac", plain), ("tls full", tls),
-                                ("tls resumed", tls)):
+            for mode, fleet in (
+                ("tcp", plain),
+                ("hmac", plain),
+                ("tls full", tls),
+                ("tls resumed", tls),
+            ):
                 if mode == "tls full":
                     context.sessions.clear()
                 server_before, client_before = fleet.cpu(), time.process_time()
                 started = time.perf_counter()
-                resumed = asyncio.run(
-                    handshakes(fleet, mode, context if fleet is tls else None))
+                resumed = asyncio.run(handshakes(fleet, mode, context if fleet is tls else None))
                 wall = time.perf_counter() - started
-                samples.setdefault(mode, []).append({
-                    "client": 1000 * (time.process_time() - client_before) / HANDSHAKE_SERVERS,
-                    "server": 1000 * (fleet.cpu() - server_before) / HANDSHAKE_SERVERS,
-                    "rate": HANDSHAKE_SERVERS / wall,
-                    "resumed": resumed,
-                })
-    medians = {mode: {key: statistics.median(s[key] for s in runs) for key in runs[0]}
-               for mode, runs in samples.items()}
+                samples.setdefault(mode, []).append(
+                    {
+                        "client": 1000 * (time.process_time() - client_before) / HANDSHAKE_SERVERS,
+                        "server": 1000 * (fleet.cpu() - server_before) / HANDSHAKE_SERVERS,
+                        "rate": HANDSHAKE_SERVERS / wall,
+                        "resumed": resumed,
+                    }
+                )
+    medians = {
+        mode: {key: statistics.median(s[key] for s in runs) for key in runs[0]}
+        for mode, runs in samples.items()
+    }
     rows: dict[str, dict] = {}
     for mode, median in medians.items():
         row = {
@@ -267,8 +321,10 @@ def main() -> None:
             results |= onall(directory, (64, 256, 1024))
         if args.only in (None, "handshake"):
             results |= handshake()
-    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
-          f"python {sys.version.split()[0]}, {ssl.OPENSSL_VERSION}")
+    print(
+        f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
+        f"python {sys.version.split()[0]}, {ssl.OPENSSL_VERSION}"
+    )
     for name, row in results.items():
         shown = {k: v for k, v in row.items() if k not in ("output", "summary")}
         print(f"{name}\n  {json.dumps(shown)}")

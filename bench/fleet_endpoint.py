@@ -277,9 +277,7 @@ class EndpointSession(asyncio.Protocol):
         self._commands[run.id] = command
         self._send(Started(id=run.id, pid=next(_pids)))
         if run.timeout is not None and (what.seconds > run.timeout or what.zeros):
-            command.timers.append(
-                self._loop.call_later(run.timeout, self._timed_out, command)
-            )
+            command.timers.append(self._loop.call_later(run.timeout, self._timed_out, command))
         if what.seconds:
             command.timers.append(self._loop.call_later(what.seconds, self._complete, command))
         elif what.zeros:
@@ -295,9 +293,8 @@ class EndpointSession(asyncio.Protocol):
     def _complete(self, command: _Command, *, flush: bool = True) -> None:
         """The command's normal end: its output, then its exit (unless the
         output reached its limit, which ended it)."""
-        if (
-            self._output(command, Stdout, command.plan.stdout)
-            and self._output(command, Stderr, command.plan.stderr)
+        if self._output(command, Stdout, command.plan.stdout) and self._output(
+            command, Stderr, command.plan.stderr
         ):
             self._exit(command, exit_code=command.plan.exit_code)
         if flush:
@@ -308,18 +305,34 @@ class EndpointSession(asyncio.Protocol):
         self._flush()
 
     def _end(
-        self, command: _Command, sig: signal.Signals, *, timed_out: bool = False,
-        cancelled: bool = False, output_capped: bool = False,
+        self,
+        command: _Command,
+        sig: signal.Signals,
+        *,
+        timed_out: bool = False,
+        cancelled: bool = False,
+        output_capped: bool = False,
     ) -> None:
         """The command killed by ``sig`` (a timeout, a cancel, a signal, the
         output limit)."""
         if self.conn.is_active(command.run.id):
-            self._exit(command, sig=sig, timed_out=timed_out, cancelled=cancelled,
-                       output_capped=output_capped)
+            self._exit(
+                command,
+                sig=sig,
+                timed_out=timed_out,
+                cancelled=cancelled,
+                output_capped=output_capped,
+            )
 
     def _exit(
-        self, command: _Command, *, exit_code: int | None = None, sig: signal.Signals | None = None,
-        timed_out: bool = False, cancelled: bool = False, output_capped: bool = False,
+        self,
+        command: _Command,
+        *,
+        exit_code: int | None = None,
+        sig: signal.Signals | None = None,
+        timed_out: bool = False,
+        cancelled: bool = False,
+        output_capped: bool = False,
     ) -> None:
         for timer in command.timers:
             timer.cancel()

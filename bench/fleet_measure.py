@@ -39,7 +39,8 @@ class Emulator:
         self.servers = servers
         self.process = subprocess.Popen(
             [sys.executable, str(FLEET), "--servers", str(servers), *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
         try:
             first = json.loads(self._line(timeout))
@@ -121,8 +122,11 @@ def _peak_rss_kib(pid: int) -> int:
 
 
 def measure(
-    argv: list[str], *, stdin: IO[bytes] | int = subprocess.DEVNULL,
-    stdout: IO[bytes] | int = subprocess.DEVNULL, env: dict[str, str] | None = None,
+    argv: list[str],
+    *,
+    stdin: IO[bytes] | int = subprocess.DEVNULL,
+    stdout: IO[bytes] | int = subprocess.DEVNULL,
+    env: dict[str, str] | None = None,
 ) -> Run:
     """Run ``argv`` to its end; see the module docstring."""
     started = time.perf_counter()
@@ -146,8 +150,14 @@ def measure(
     sampler.join()
     process.returncode = os.waitstatus_to_exitcode(status)
     process.stderr.close()
-    return Run(elapsed, process.returncode, usage.ru_utime + usage.ru_stime,
-               peak_rss / 1024, peak_fds, err.decode(errors="replace"))
+    return Run(
+        elapsed,
+        process.returncode,
+        usage.ru_utime + usage.ru_stime,
+        peak_rss / 1024,
+        peak_fds,
+        err.decode(errors="replace"),
+    )
 
 
 def _busy_ticks() -> tuple[int, int]:

@@ -58,12 +58,29 @@ class RexecdPool:
         for address in addresses:
             state = directory / address
             state.mkdir()
-            self.processes.append(subprocess.Popen(
-                [sys.executable, "-m", "rexec.daemon", "--host", address, "--port", str(self.port),
-                 "--key-file", str(self.key_file), "--audit-log", str(state / "audit.jsonl"),
-                 "--state-dir", str(state / "state"), "--shutdown-grace", "1"],
-                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            ))
+            self.processes.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "rexec.daemon",
+                        "--host",
+                        address,
+                        "--port",
+                        str(self.port),
+                        "--key-file",
+                        str(self.key_file),
+                        "--audit-log",
+                        str(state / "audit.jsonl"),
+                        "--state-dir",
+                        str(state / "state"),
+                        "--shutdown-grace",
+                        "1",
+                    ],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
         for process in self.processes:  # readline: each prints its line at once when ready
             assert process.stdout is not None
             if b"listening" not in process.stdout.readline():
@@ -126,26 +143,71 @@ def main() -> None:
                 busy.append(wait_for_quiet())
                 runs = {
                     f"rexec batch → {n} rexecd": (
-                        rexec_batch("--key-file", str(pool.key_file), "-w",
-                                    f"{nodeset}:{pool.port}",
-                                    "--onall", "-j", fanout, "-f", fanout, "--", "hostname"),
-                        None, pool.cpu_ticks, addresses),
+                        rexec_batch(
+                            "--key-file",
+                            str(pool.key_file),
+                            "-w",
+                            f"{nodeset}:{pool.port}",
+                            "--onall",
+                            "-j",
+                            fanout,
+                            "-f",
+                            fanout,
+                            "--",
+                            "hostname",
+                        ),
+                        None,
+                        pool.cpu_ticks,
+                        addresses,
+                    ),
                     f"rexec batch → {n} emulated": (
-                        rexec_batch("--key-file", fleet.key_file, "-w", fleet.hosts,
-                                    "--onall", "-j", fanout, "-f", fanout, "--", "hostname"),
-                        None, lambda: int(fleet.cpu() * TICK), emulated),
+                        rexec_batch(
+                            "--key-file",
+                            fleet.key_file,
+                            "-w",
+                            fleet.hosts,
+                            "--onall",
+                            "-j",
+                            fanout,
+                            "-f",
+                            fanout,
+                            "--",
+                            "hostname",
+                        ),
+                        None,
+                        lambda: int(fleet.cpu() * TICK),
+                        emulated,
+                    ),
                 }
                 if ssh is not None and "clush" not in skipped:
                     runs[f"clush → {n} sshd"] = (
-                        ["clush", "-w", nodeset, "-f", fanout, "-l", "root",
-                         "-o", " ".join(ssh.options()), "hostname"],
-                        None, ssh.cpu_ticks, addresses)
+                        [
+                            "clush",
+                            "-w",
+                            nodeset,
+                            "-f",
+                            fanout,
+                            "-l",
+                            "root",
+                            "-o",
+                            " ".join(ssh.options()),
+                            "hostname",
+                        ],
+                        None,
+                        ssh.cpu_ticks,
+                        addresses,
+                    )
                 if ssh is not None and "pdsh" not in skipped:
-                    env = os.environ | {"PDSH_RCMD_TYPE": "ssh",
-                                        "PDSH_SSH_ARGS": " ".join(ssh.options()) + " -l%u %h"}
+                    env = os.environ | {
+                        "PDSH_RCMD_TYPE": "ssh",
+                        "PDSH_SSH_ARGS": " ".join(ssh.options()) + " -l%u %h",
+                    }
                     runs[f"pdsh -R ssh → {n} sshd"] = (
                         ["pdsh", "-f", fanout, "-l", "root", "-w", nodeset, "hostname"],
-                        env, ssh.cpu_ticks, addresses)
+                        env,
+                        ssh.cpu_ticks,
+                        addresses,
+                    )
                 for name, (argv, env, server_ticks, hosts) in runs.items():
                     before = server_ticks()
                     out = directory / "out"
@@ -155,22 +217,31 @@ def main() -> None:
                     problem = check(out.read_text(errors="replace"), hosts)
                     if problem or run.status:
                         problems[name] = f"{problem or ''} exit {run.status} {run.stderr[-200:]}"
-                    rows.setdefault(name, []).append({
-                        "wall": run.seconds, "client_cpu": run.cpu, "server_cpu": server,
-                        "rss": run.rss_mib})
+                    rows.setdefault(name, []).append(
+                        {
+                            "wall": run.seconds,
+                            "client_cpu": run.cpu,
+                            "server_cpu": server,
+                            "rss": run.rss_mib,
+                        }
+                    )
         finally:
             pool.stop()
             fleet.stop()
             if ssh is not None:
                 ssh.stop()
-    print(f"machine: {os.cpu_count()} CPUs, busy before each repetition: "
-          f"{', '.join(f'{b:.2f}' for b in busy)} CPUs; "
-          f"{n} servers, fanout {fanout}, hostname once on each, medians of {args.reps}")
+    print(
+        f"machine: {os.cpu_count()} CPUs, busy before each repetition: "
+        f"{', '.join(f'{b:.2f}' for b in busy)} CPUs; "
+        f"{n} servers, fanout {fanout}, hostname once on each, medians of {args.reps}"
+    )
     print(f"{'':34} {'wall s':>8} {'client CPU s':>13} {'server CPU s':>13} {'client RSS MiB':>15}")
     for name, samples in rows.items():
         med = {k: statistics.median(s[k] for s in samples) for k in samples[0]}
-        print(f"{name:34} {med['wall']:8.2f} {med['client_cpu']:13.2f} {med['server_cpu']:13.2f} "
-              f"{med['rss']:15.1f}  {problems.get(name, '')}")
+        print(
+            f"{name:34} {med['wall']:8.2f} {med['client_cpu']:13.2f} {med['server_cpu']:13.2f} "
+            f"{med['rss']:15.1f}  {problems.get(name, '')}"
+        )
     for name, why in skipped.items():
         print(f"{name:34} skipped: {why}")
 

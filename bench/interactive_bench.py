@@ -82,13 +82,22 @@ GiB = 1 << 30
 LETTERS = b"abcdefghijklmnopqrstuvwxyz"
 #: Characters typed on one line before it is ended (and cat's copy drained).
 LINE_LENGTH = 64
-ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-           TERM="xterm", LC_ALL="C")
+ENV = dict(
+    os.environ,
+    PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    TERM="xterm",
+    LC_ALL="C",
+)
 #: ``python -m``-less entry point of the rexec CLI (no pyenv shim in between).
-REXEC_CLI = [sys.executable, "-c", "import sys; from rexec_client.cli import main; sys.exit(main())"]
+REXEC_CLI = [
+    sys.executable,
+    "-c",
+    "import sys; from rexec_client.cli import main; sys.exit(main())",
+]
 
 
 # --- the servers --------------------------------------------------------------------------
+
 
 class Servers:
     """rexecd and the local sshd, both children of this process."""
@@ -103,9 +112,22 @@ class Servers:
         d.mkdir()
         self.key_file = d / "key"
         self.rexecd, self.host, self.port = start_listening_process(
-            [sys.executable, "-m", "rexec.daemon", "--port", "0", "--key-file", str(self.key_file),
-             "--audit-log", "/dev/null", "--state-dir", str(d / "state")],
-            env=ENV, pattern=b"rexecd listening on ")
+            [
+                sys.executable,
+                "-m",
+                "rexec.daemon",
+                "--port",
+                "0",
+                "--key-file",
+                str(self.key_file),
+                "--audit-log",
+                "/dev/null",
+                "--state-dir",
+                str(d / "state"),
+            ],
+            env=ENV,
+            pattern=b"rexecd listening on ",
+        )
         self.address = f"{self.host}:{self.port}"
         why = local_sshd.available()
         if why:
@@ -128,7 +150,7 @@ class Servers:
         removed (scp and sftp spell it ``-P``)."""
         base = self.sshd.base()[1:]
         i = base.index("-p")
-        return base[:i] + base[i + 2:] + ["-o", "ControlPath=none"]
+        return base[:i] + base[i + 2 :] + ["-o", "ControlPath=none"]
 
     def ssh_tt(self, command: list[str]) -> list[str]:
         argv = self.sshd.argv(mux=False)
@@ -138,8 +160,16 @@ class Servers:
         return ["scp", "-q", "-P", str(self.sshd.port), *self.ssh_options(), src, dst]
 
     def sftp(self, batch: Path) -> list[str]:
-        return ["sftp", "-q", "-P", str(self.sshd.port), *self.ssh_options(), "-b", str(batch),
-                "root@127.0.0.1"]
+        return [
+            "sftp",
+            "-q",
+            "-P",
+            str(self.sshd.port),
+            *self.ssh_options(),
+            "-b",
+            str(batch),
+            "root@127.0.0.1",
+        ]
 
     def rexecd_pids(self) -> list[int]:
         return _tree(self.rexecd.pid)
@@ -150,11 +180,14 @@ class Servers:
 
 # --- 1. keystroke to echo -----------------------------------------------------------------
 
+
 class EchoSession:
     """A program on the slave side of a local pty (pexpect), typed at one
     byte at a time once it echoes."""
 
-    def __init__(self, argv: list[str], setup: bytes | None = None, ready: bytes | None = None) -> None:
+    def __init__(
+        self, argv: list[str], setup: bytes | None = None, ready: bytes | None = None
+    ) -> None:
         import pexpect
 
         self.child = pexpect.spawn(argv[0], argv[1:], env=ENV, dimensions=(24, 80), echo=True)
@@ -234,7 +267,7 @@ class LatencyRow:
         s = self.session
         out = []
         for i in range(samples):
-            out.append(s.type_one(LETTERS[i % 26: i % 26 + 1]))
+            out.append(s.type_one(LETTERS[i % 26 : i % 26 + 1]))
             if len(s.line) >= LINE_LENGTH:
                 s.end_line()
             time.sleep(gap)
@@ -250,13 +283,19 @@ class LatencyRow:
 def latency_rows(servers: Servers) -> list[LatencyRow]:
     return [
         LatencyRow("local", "local pty, `cat` (floor)", ["cat"]),
-        LatencyRow("rexec-run-t", "**rexec** `run -t HOST -- cat`",
-                   servers.rexec("run", "-t", servers.address, "--", "cat")),
-        LatencyRow("rexec-shell-pty", "**rexec** `shell --pty`, then `exec cat`",
-                   servers.rexec("shell", "--pty", servers.address),
-                   setup=b"echo RE''ADY; exec cat\r", ready=None),
-        LatencyRow("ssh-tt", "OpenSSH `ssh -tt HOST cat`",
-                   servers.ssh_tt(["cat"])),
+        LatencyRow(
+            "rexec-run-t",
+            "**rexec** `run -t HOST -- cat`",
+            servers.rexec("run", "-t", servers.address, "--", "cat"),
+        ),
+        LatencyRow(
+            "rexec-shell-pty",
+            "**rexec** `shell --pty`, then `exec cat`",
+            servers.rexec("shell", "--pty", servers.address),
+            setup=b"echo RE''ADY; exec cat\r",
+            ready=None,
+        ),
+        LatencyRow("ssh-tt", "OpenSSH `ssh -tt HOST cat`", servers.ssh_tt(["cat"])),
     ]
 
 
@@ -315,16 +354,27 @@ class LibraryShell:
         async def discard(data: bytes) -> None:
             pass
 
-        self.connection = await connect(self.servers.host, int(self.servers.port),
-                                        load_key(self.servers.key_file))
-        self.shell = await open_shell(self.connection, discard, discard, snapshot=None, status=0,
-                                      on_snapshot=lambda s: None, on_warning=print)
+        self.connection = await connect(
+            self.servers.host, int(self.servers.port), load_key(self.servers.key_file)
+        )
+        self.shell = await open_shell(
+            self.connection,
+            discard,
+            discard,
+            snapshot=None,
+            status=0,
+            on_snapshot=lambda s: None,
+            on_warning=print,
+        )
         self.interrupts = InterruptForwarder()
 
     def line(self, text: bytes) -> float:
         t = time.perf_counter()
-        self.loop.run_until_complete(self.shell.run_line(
-            text.decode(), "run", typed_input=False, interrupts=self.interrupts, timeout=None))
+        self.loop.run_until_complete(
+            self.shell.run_line(
+                text.decode(), "run", typed_input=False, interrupts=self.interrupts, timeout=None
+            )
+        )
         return time.perf_counter() - t
 
     def close(self) -> None:
@@ -342,7 +392,8 @@ class RunPerLine:
 
         self.loop = asyncio.new_event_loop()
         self.connection = self.loop.run_until_complete(
-            connect(servers.host, int(servers.port), load_key(servers.key_file)))
+            connect(servers.host, int(servers.port), load_key(servers.key_file))
+        )
 
     def line(self, text: bytes) -> float:
         t = time.perf_counter()
@@ -377,19 +428,33 @@ class LineRow:
 
 def line_rows(servers: Servers) -> list[LineRow]:
     return [
-        LineRow("rexec-shell", "**rexec** `shell HOST` (the CLI, on a pty)",
-                lambda: PromptSession(servers.rexec("shell", servers.address), REXEC_PROMPT)),
-        LineRow("rexec-session", "**rexec** `shell`'s session, in-process (no prompt drawn)",
-                lambda: LibraryShell(servers)),
-        LineRow("rexec-run", "one `rexec run` (`sh -c`) per line, warm connection",
-                lambda: RunPerLine(servers)),
-        LineRow("ssh-bash", "OpenSSH `ssh -tt HOST bash`",
-                lambda: PromptSession(servers.ssh_tt(["bash", "--norc", "--noprofile"]), SSH_PROMPT,
-                                      setup=SSH_SETUP)),
+        LineRow(
+            "rexec-shell",
+            "**rexec** `shell HOST` (the CLI, on a pty)",
+            lambda: PromptSession(servers.rexec("shell", servers.address), REXEC_PROMPT),
+        ),
+        LineRow(
+            "rexec-session",
+            "**rexec** `shell`'s session, in-process (no prompt drawn)",
+            lambda: LibraryShell(servers),
+        ),
+        LineRow(
+            "rexec-run",
+            "one `rexec run` (`sh -c`) per line, warm connection",
+            lambda: RunPerLine(servers),
+        ),
+        LineRow(
+            "ssh-bash",
+            "OpenSSH `ssh -tt HOST bash`",
+            lambda: PromptSession(
+                servers.ssh_tt(["bash", "--norc", "--noprofile"]), SSH_PROMPT, setup=SSH_SETUP
+            ),
+        ),
     ]
 
 
 # --- 3. put/get ----------------------------------------------------------------------------
+
 
 def run_client(argv: list[str], timeout: float = 600.0) -> dict:
     """Run a client process to its end: wall seconds, its CPU and peak RSS
@@ -407,8 +472,14 @@ def run_client(argv: list[str], timeout: float = 600.0) -> dict:
     proc.returncode = os.waitstatus_to_exitcode(status)
     out_f.seek(0)
     err_f.seek(0)
-    return {"wall": wall, "rc": proc.returncode, "cpu": usage.ru_utime + usage.ru_stime,
-            "maxrss": sampler.peak, "stdout": out_f.read(), "stderr": err_f.read()}
+    return {
+        "wall": wall,
+        "rc": proc.returncode,
+        "cpu": usage.ru_utime + usage.ru_stime,
+        "maxrss": sampler.peak,
+        "stdout": out_f.read(),
+        "stderr": err_f.read(),
+    }
 
 
 class TransferRow:
@@ -439,8 +510,13 @@ class TransferRow:
         r["seconds"] = r["wall"]
         if self.inner:  # the library worker reports the transfer's own time and rusage
             inner = json.loads(r["stdout"])
-            r.update(seconds=inner["seconds"], hash_seconds=inner["hash_seconds"], cpu=inner["cpu"],
-                     maxrss=inner["maxrss"], process_wall=r["wall"])
+            r.update(
+                seconds=inner["seconds"],
+                hash_seconds=inner["hash_seconds"],
+                cpu=inner["cpu"],
+                maxrss=inner["maxrss"],
+                process_wall=r["wall"],
+            )
         r["mb_s"] = size / r["seconds"] / 1e6
         del r["stdout"], r["stderr"]
         return r
@@ -454,11 +530,24 @@ def transfer_rows(servers: Servers, work: Path) -> list[TransferRow]:
         return s.rexec(direction, "-q", s.address, str(src), str(dst))
 
     def rexec_lib(direction, src, dst):
-        return [sys.executable, __file__, "_lib", direction, s.host, str(s.port), str(s.key_file),
-                str(src), str(dst)]
+        return [
+            sys.executable,
+            __file__,
+            "_lib",
+            direction,
+            s.host,
+            str(s.port),
+            str(s.key_file),
+            str(src),
+            str(dst),
+        ]
 
     def scp(direction, src, dst):
-        return s.scp(str(src), remote + str(dst)) if direction == "put" else s.scp(remote + str(src), str(dst))
+        return (
+            s.scp(str(src), remote + str(dst))
+            if direction == "put"
+            else s.scp(remote + str(src), str(dst))
+        )
 
     def sftp(direction, src, dst):
         batch = work / "sftp.batch"
@@ -468,10 +557,21 @@ def transfer_rows(servers: Servers, work: Path) -> list[TransferRow]:
     rexec_root = lambda: s.rexecd.pid  # noqa: E731
     ssh_root = lambda: s.sshd.process.pid  # noqa: E731
     return [
-        TransferRow("rexec-cli", "**rexec** CLI (`rexec put`/`get`, whole process)", rexec_cli,
-                    s.rexecd_pids, rexec_root),
-        TransferRow("rexec-lib", "**rexec** library (`transfer.put`/`get`, open connection)", rexec_lib,
-                    s.rexecd_pids, rexec_root, inner=True),
+        TransferRow(
+            "rexec-cli",
+            "**rexec** CLI (`rexec put`/`get`, whole process)",
+            rexec_cli,
+            s.rexecd_pids,
+            rexec_root,
+        ),
+        TransferRow(
+            "rexec-lib",
+            "**rexec** library (`transfer.put`/`get`, open connection)",
+            rexec_lib,
+            s.rexecd_pids,
+            rexec_root,
+            inner=True,
+        ),
         TransferRow("scp", "OpenSSH `scp` (whole process)", scp, s.sshd_pids, ssh_root),
         TransferRow("sftp", "OpenSSH `sftp -b` (whole process)", sftp, s.sshd_pids, ssh_root),
     ]
@@ -498,13 +598,18 @@ def lib_worker(direction: str, host: str, port: str, key_file: str, src: str, ds
 
     result = eventloop.run(go())
     after = resource.getrusage(resource.RUSAGE_SELF)
-    print(json.dumps({
-        # No hashing pass any more: the digest is computed as the bytes stream.
-        "seconds": result.seconds, "hash_seconds": 0.0,
-        "cpu": after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime,
-        # VmHWM: this exec'd process's own peak (ru_maxrss would include the parent's, see run_client)
-        "maxrss": _read_status(os.getpid()).get("VmHWM", 0),
-    }))
+    print(
+        json.dumps(
+            {
+                # No hashing pass any more: the digest is computed as the bytes stream.
+                "seconds": result.seconds,
+                "hash_seconds": 0.0,
+                "cpu": after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime,
+                # VmHWM: this exec'd process's own peak (ru_maxrss would include the parent's, see run_client)
+                "maxrss": _read_status(os.getpid()).get("VmHWM", 0),
+            }
+        )
+    )
     return 0
 
 
@@ -518,6 +623,7 @@ def make_file(path: Path, size: int) -> None:
 
 
 # --- measuring with the foreign-CPU guard --------------------------------------------------
+
 
 class Guard:
     def __init__(self, args, started: float) -> None:
@@ -537,7 +643,11 @@ class Guard:
             if foreign.cpus <= a.max_foreign:
                 break
             if attempt < a.retries and not over:
-                print(f"  {what}: other jobs used {foreign.cpus:.2f} CPU -> retaken", file=sys.stderr, flush=True)
+                print(
+                    f"  {what}: other jobs used {foreign.cpus:.2f} CPU -> retaken",
+                    file=sys.stderr,
+                    flush=True,
+                )
             else:
                 self.noisy.append(f"{what}: {foreign.cpus:.2f}")
         self.log.append({"what": what, "foreign_cpus": round(foreign.cpus, 3)})
@@ -545,6 +655,7 @@ class Guard:
 
 
 # --- report -------------------------------------------------------------------------------
+
 
 def pct(values, q):
     values = sorted(values)
@@ -567,11 +678,14 @@ def fmt_ratio(r):
 
 
 def line_report(meta, rows, lines) -> list[str]:
-    L = [f"### A `true` line, Enter to the next prompt ({meta['line_samples']} lines x "
-         f"{meta['reps']} repetitions per row)", "",
-         "| | median | p95 | p99 | on top of `ssh -tt HOST bash` (median) "
-         "| vs `ssh -tt HOST bash` |",
-         "|---|---|---|---|---|---|"]
+    L = [
+        f"### A `true` line, Enter to the next prompt ({meta['line_samples']} lines x "
+        f"{meta['reps']} repetitions per row)",
+        "",
+        "| | median | p95 | p99 | on top of `ssh -tt HOST bash` (median) "
+        "| vs `ssh -tt HOST bash` |",
+        "|---|---|---|---|---|---|",
+    ]
     ssh = lines.get("ssh-bash")
     for row in rows:
         d = lines.get(row.name)
@@ -583,13 +697,18 @@ def line_report(meta, rows, lines) -> list[str]:
             diffs = [(a - b) * 1e3 for a, b in zip(d["medians"], ssh["medians"], strict=True)]
             extra = f"{statistics.median(diffs):+.2f} ms [{min(diffs):+.2f}–{max(diffs):+.2f}]"
             versus = fmt_ratio(ratio(d["medians"], ssh["medians"]))
-        L.append(f"| {row.label} | {statistics.median(pooled) * 1e3:.2f} ms "
-                 f"| {pct(pooled, 0.95) * 1e3:.2f} ms | {pct(pooled, 0.99) * 1e3:.2f} ms "
-                 f"| {extra} | {versus} |")
-    L += ["", "Median and percentiles over all lines pooled; the difference and ratio to "
-          "`ssh -tt HOST bash` are of the per-repetition medians, median [min–max] over the "
-          "repetitions. Goal: a `true` line costs rexec shell under 5 ms on top of what it costs "
-          "over ssh."]
+        L.append(
+            f"| {row.label} | {statistics.median(pooled) * 1e3:.2f} ms "
+            f"| {pct(pooled, 0.95) * 1e3:.2f} ms | {pct(pooled, 0.99) * 1e3:.2f} ms "
+            f"| {extra} | {versus} |"
+        )
+    L += [
+        "",
+        "Median and percentiles over all lines pooled; the difference and ratio to "
+        "`ssh -tt HOST bash` are of the per-repetition medians, median [min–max] over the "
+        "repetitions. Goal: a `true` line costs rexec shell under 5 ms on top of what it costs "
+        "over ssh.",
+    ]
     return L
 
 
@@ -599,8 +718,10 @@ def report(meta, lat_rows, lat, xfer_rows, xfer, guard, size, line_rows_=(), lin
         L += line_report(meta, line_rows_, lines)
         L.append("")
     if lat:
-        L.append(f"### Keystroke to echo on a pty ({meta['samples']} samples x {meta['reps']} "
-                 f"repetitions per row, {meta['gap'] * 1e3:.0f} ms between keys)")
+        L.append(
+            f"### Keystroke to echo on a pty ({meta['samples']} samples x {meta['reps']} "
+            f"repetitions per row, {meta['gap'] * 1e3:.0f} ms between keys)"
+        )
         L.append("")
         L.append("| | median | p95 | p99 | vs local pty (median) | vs `ssh -tt` (median) |")
         L.append("|---|---|---|---|---|---|")
@@ -610,32 +731,43 @@ def report(meta, lat_rows, lat, xfer_rows, xfer, guard, size, line_rows_=(), lin
             continue
         pooled = [x for rep in d["samples"] for x in rep]
         medians = d["medians"]
-        L.append(f"| {row.label} | {statistics.median(pooled) * 1e3:.3f} ms | {pct(pooled, 0.95) * 1e3:.3f} ms "
-                 f"| {pct(pooled, 0.99) * 1e3:.3f} ms "
-                 f"| {fmt_ratio(ratio(medians, lat['local']['medians'])) if row.name != 'local' and 'local' in lat else '—'} "
-                 f"| {fmt_ratio(ratio(medians, lat['ssh-tt']['medians'])) if row.name != 'ssh-tt' and 'ssh-tt' in lat else '—'} |")
+        L.append(
+            f"| {row.label} | {statistics.median(pooled) * 1e3:.3f} ms | {pct(pooled, 0.95) * 1e3:.3f} ms "
+            f"| {pct(pooled, 0.99) * 1e3:.3f} ms "
+            f"| {fmt_ratio(ratio(medians, lat['local']['medians'])) if row.name != 'local' and 'local' in lat else '—'} "
+            f"| {fmt_ratio(ratio(medians, lat['ssh-tt']['medians'])) if row.name != 'ssh-tt' and 'ssh-tt' in lat else '—'} |"
+        )
     if lat:
         L.append("")
-        L.append("Median and percentiles over all samples pooled; ratios of the per-repetition medians, "
-                 "median [min–max] over the repetitions.")
+        L.append(
+            "Median and percentiles over all samples pooled; ratios of the per-repetition medians, "
+            "median [min–max] over the repetitions."
+        )
     if xfer:
         sz = "1 GiB" if size == GiB else f"{size / MiB:,.0f} MiB"
         L.append("")
-        L.append(f"### put/get of {sz} (random bytes, /dev/shm to /dev/shm), MB/s = 10^6 B/s, "
-                 f"median of {meta['reps']} interleaved repetitions")
+        L.append(
+            f"### put/get of {sz} (random bytes, /dev/shm to /dev/shm), MB/s = 10^6 B/s, "
+            f"median of {meta['reps']} interleaved repetitions"
+        )
         L.append("")
-        L.append("| | put MB/s | get MB/s | put vs scp | get vs scp | client CPU-s put / get | "
-                 "server CPU-s put / get | client peak RSS | server peak RSS |")
+        L.append(
+            "| | put MB/s | get MB/s | put vs scp | get vs scp | client CPU-s put / get | "
+            "server CPU-s put / get | client peak RSS | server peak RSS |"
+        )
         L.append("|---|---|---|---|---|---|---|---|---|")
         for row in xfer_rows:
             p = xfer.get(("put", row.name), [])
             g = xfer.get(("get", row.name), [])
             if not p and not g:
                 continue
+
             def col(rs, k):
                 return med([r[k] for r in rs if r])
+
             def fm(x, unit=""):
                 return "—" if x is None else (f"{x:,.0f}{unit}" if x >= 100 else f"{x:.2f}{unit}")
+
             rs_all = [r for r in p + g if r]
             cpeak = max((r["maxrss"] for r in rs_all), default=0) / MiB
             speak = max((r["server_peak"] for r in rs_all), default=0) / MiB
@@ -649,28 +781,36 @@ def report(meta, lat_rows, lat, xfer_rows, xfer, guard, size, line_rows_=(), lin
                 f"| {fmt_ratio(ratio(mbg, scp_g)) if row.name != 'scp' else '—'} "
                 f"| {fm(col(p, 'cpu'))} / {fm(col(g, 'cpu'))} "
                 f"| {fm(col(p, 'server_cpu'))} / {fm(col(g, 'server_cpu'))} "
-                f"| {cpeak:,.0f} MiB | {speak:,.0f} MiB |")
+                f"| {cpeak:,.0f} MiB | {speak:,.0f} MiB |"
+            )
         lib_p = [r for r in xfer.get(("put", "rexec-lib"), []) if r]
         if lib_p:
             L.append("")
-            L.append(f"rexec library put: of its {med([r['seconds'] for r in lib_p]):.2f} s, "
-                     f"{med([r['hash_seconds'] for r in lib_p]):.2f} s are the hashing pass before the first byte "
-                     f"is sent. Whole-process rows include interpreter start-up and connection set-up "
-                     f"(rexec CLI: start-up alone ≈ {meta.get('cli_startup', 0):.2f} s; ssh handshake for scp/sftp).")
+            L.append(
+                f"rexec library put: of its {med([r['seconds'] for r in lib_p]):.2f} s, "
+                f"{med([r['hash_seconds'] for r in lib_p]):.2f} s are the hashing pass before the first byte "
+                f"is sent. Whole-process rows include interpreter start-up and connection set-up "
+                f"(rexec CLI: start-up alone ≈ {meta.get('cli_startup', 0):.2f} s; ssh handshake for scp/sftp)."
+            )
         L.append("")
-        L.append("Goal: put/get ≥ 1,000 MB/s on loopback. Peak RSS: the client's process tree sampled every "
-                 "10 ms (scp/sftp: with their ssh child; the library worker: its VmHWM, interpreter included), the server's process tree "
-                 "(rexecd: one process; sshd: listener + session + sftp-server) sampled every 10 ms. "
-                 "CPU-s: user+system seconds, client and server (server of sshd: its reaped sessions).")
+        L.append(
+            "Goal: put/get ≥ 1,000 MB/s on loopback. Peak RSS: the client's process tree sampled every "
+            "10 ms (scp/sftp: with their ssh child; the library worker: its VmHWM, interpreter included), the server's process tree "
+            "(rexecd: one process; sshd: listener + session + sftp-server) sampled every 10 ms. "
+            "CPU-s: user+system seconds, client and server (server of sshd: its reaped sessions)."
+        )
     L.append("")
     worst = max((e["foreign_cpus"] for e in guard.log), default=0.0)
-    L.append(f"Other jobs on the machine used at most {worst:.2f} CPU (of {meta['nproc']}) during a kept "
-             f"measurement; {len(guard.noisy)} measurement(s) stayed above {meta['max_foreign']} CPU after "
-             f"{meta['retries']} retake(s)" + (": " + "; ".join(guard.noisy) if guard.noisy else "."))
+    L.append(
+        f"Other jobs on the machine used at most {worst:.2f} CPU (of {meta['nproc']}) during a kept "
+        f"measurement; {len(guard.noisy)} measurement(s) stayed above {meta['max_foreign']} CPU after "
+        f"{meta['retries']} retake(s)" + (": " + "; ".join(guard.noisy) if guard.noisy else ".")
+    )
     return "\n".join(L)
 
 
 # --- profile --------------------------------------------------------------------------------
+
 
 def profile_get(servers: Servers, src: Path, dst: Path, out: Path) -> str:
     """One ``rexec get`` with py-spy on the server and on the client."""
@@ -681,13 +821,39 @@ def profile_get(servers: Servers, src: Path, dst: Path, out: Path) -> str:
     out.mkdir(parents=True, exist_ok=True)
     srv_raw, cli_raw = out / "server.txt", out / "client.txt"
     spy_srv = subprocess.Popen(
-        ["py-spy", "record", "--pid", str(servers.rexecd.pid), "--rate", "250", "--nonblocking",
-         "--format", "raw", "--output", str(srv_raw)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        [
+            "py-spy",
+            "record",
+            "--pid",
+            str(servers.rexecd.pid),
+            "--rate",
+            "250",
+            "--nonblocking",
+            "--format",
+            "raw",
+            "--output",
+            str(srv_raw),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     time.sleep(1.0)  # attached
     cpu0 = _ticks(servers.rexecd.pid)
-    r = run_client(["py-spy", "record", "--rate", "250", "--nonblocking", "--format", "raw",
-                    "--output", str(cli_raw), "--", *servers.rexec("get", "-q", servers.address, str(src), str(dst))])
+    r = run_client(
+        [
+            "py-spy",
+            "record",
+            "--rate",
+            "250",
+            "--nonblocking",
+            "--format",
+            "raw",
+            "--output",
+            str(cli_raw),
+            "--",
+            *servers.rexec("get", "-q", servers.address, str(src), str(dst)),
+        ]
+    )
     srv_cpu = (_ticks(servers.rexecd.pid) - cpu0) / CLK_TCK
     spy_srv.send_signal(2)
     try:
@@ -695,9 +861,11 @@ def profile_get(servers: Servers, src: Path, dst: Path, out: Path) -> str:
     except subprocess.TimeoutExpired:
         spy_srv.kill()
         spy_srv.wait()
-    parts = [f"`rexec get` of {dst.stat().st_size / MiB:,.0f} MiB under py-spy (250 Hz, --nonblocking): "
-             f"{r['wall']:.2f} s wall (profiling slows it), client CPU {r['cpu']:.2f} s, server CPU {srv_cpu:.2f} s.",
-             ""]
+    parts = [
+        f"`rexec get` of {dst.stat().st_size / MiB:,.0f} MiB under py-spy (250 Hz, --nonblocking): "
+        f"{r['wall']:.2f} s wall (profiling slows it), client CPU {r['cpu']:.2f} s, server CPU {srv_cpu:.2f} s.",
+        "",
+    ]
     for name, raw in (("server (rexecd)", srv_raw), ("client (rexec get)", cli_raw)):
         parts.append(f"#### {name}")
         parts.append("")
@@ -715,11 +883,12 @@ def sha256_rate() -> float:
     t = time.perf_counter()
     h = hashlib.sha256()
     for i in range(0, len(buf), MiB):
-        h.update(memoryview(buf)[i:i + MiB])
+        h.update(memoryview(buf)[i : i + MiB])
     return len(buf) / (time.perf_counter() - t) / 1e6
 
 
 # --- main ----------------------------------------------------------------------------------
+
 
 def parse_size(text: str) -> int:
     m = re.fullmatch(r"(\d+)([KMG]?)i?B?", text.strip(), re.I)
@@ -730,24 +899,49 @@ def parse_size(text: str) -> int:
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--size", type=parse_size, default=GiB, help="file size for put/get (default 1G)")
+    p.add_argument(
+        "--size", type=parse_size, default=GiB, help="file size for put/get (default 1G)"
+    )
     p.add_argument("--reps", type=int, default=3, help="interleaved repetitions (default 3)")
-    p.add_argument("--samples", type=int, default=300, help="keystrokes per row per repetition (default 300)")
-    p.add_argument("--gap", type=float, default=0.005, help="seconds between keystrokes (default 0.005)")
-    p.add_argument("--only", default="latency,lines,transfer",
-                   help="some of latency, lines, transfer (default: all three)")
-    p.add_argument("--line-samples", type=int, default=200,
-                   help="`true` lines per row per repetition (default 200)")
+    p.add_argument(
+        "--samples", type=int, default=300, help="keystrokes per row per repetition (default 300)"
+    )
+    p.add_argument(
+        "--gap", type=float, default=0.005, help="seconds between keystrokes (default 0.005)"
+    )
+    p.add_argument(
+        "--only",
+        default="latency,lines,transfer",
+        help="some of latency, lines, transfer (default: all three)",
+    )
+    p.add_argument(
+        "--line-samples",
+        type=int,
+        default=200,
+        help="`true` lines per row per repetition (default 200)",
+    )
     p.add_argument("--no-profile", action="store_true", help="skip the py-spy profile of one get")
     p.add_argument("--results", type=Path, help="also write this markdown file (table and profile)")
     p.add_argument("--json", type=Path, help="write every raw measurement here")
-    p.add_argument("--max-foreign", type=float, default=0.15,
-                   help="retake a measurement when other jobs used more CPUs than this (default 0.15)")
+    p.add_argument(
+        "--max-foreign",
+        type=float,
+        default=0.15,
+        help="retake a measurement when other jobs used more CPUs than this (default 0.15)",
+    )
     p.add_argument("--retries", type=int, default=1, help="retakes per measurement (default 1)")
-    p.add_argument("--quiet-wait", type=float, default=5.0,
-                   help="seconds to wait at most for other jobs to go quiet (default 5)")
-    p.add_argument("--budget", type=float, default=900.0,
-                   help="seconds after which measurements are no longer retaken or delayed (default 900)")
+    p.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=5.0,
+        help="seconds to wait at most for other jobs to go quiet (default 5)",
+    )
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=900.0,
+        help="seconds after which measurements are no longer retaken or delayed (default 900)",
+    )
     return p.parse_args(argv)
 
 
@@ -757,11 +951,18 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     parts = {x.strip() for x in args.only.split(",")}
     meta = {
-        "command": " ".join(["python", *sys.argv]), "nproc": os.cpu_count(),
-        "python": platform.python_version(), "kernel": platform.release(), "reps": args.reps,
-        "samples": args.samples, "gap": args.gap, "line_samples": args.line_samples,
-        "size": args.size, "max_foreign": args.max_foreign,
-        "retries": args.retries, "ssh": subprocess.run(["ssh", "-V"], capture_output=True, text=True).stderr.strip(),
+        "command": " ".join(["python", *sys.argv]),
+        "nproc": os.cpu_count(),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "reps": args.reps,
+        "samples": args.samples,
+        "gap": args.gap,
+        "line_samples": args.line_samples,
+        "size": args.size,
+        "max_foreign": args.max_foreign,
+        "retries": args.retries,
+        "ssh": subprocess.run(["ssh", "-V"], capture_output=True, text=True).stderr.strip(),
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
     tmp = Path(tempfile.mkdtemp(prefix="rexec-ibench-", dir="/dev/shm"))
@@ -776,7 +977,11 @@ def main(argv=None) -> int:
     guard = Guard(args, time.monotonic())
     try:
         servers.start()
-        print(f"rexecd on {servers.address}, sshd on 127.0.0.1:{servers.sshd.port}", file=sys.stderr, flush=True)
+        print(
+            f"rexecd on {servers.address}, sshd on 127.0.0.1:{servers.sshd.port}",
+            file=sys.stderr,
+            flush=True,
+        )
         if "latency" in parts:
             lat_rows = latency_rows(servers)
             for row in lat_rows:
@@ -792,34 +997,45 @@ def main(argv=None) -> int:
             xfer_rows = transfer_rows(servers, tmp)
             meta["cli_startup"] = min(run_client(REXEC_CLI + ["--help"])["wall"] for _ in range(3))
             meta["sha256_mb_s"] = sha256_rate()
-            print(f"warming memory: {warm_memory(3.0):.1f} s for 3 GiB", file=sys.stderr, flush=True)
+            print(
+                f"warming memory: {warm_memory(3.0):.1f} s for 3 GiB", file=sys.stderr, flush=True
+            )
         for rep in range(args.reps):
             if lat_rows:
                 k = rep % len(lat_rows)
                 for row in lat_rows[k:] + lat_rows[:k]:
-                    samples, foreign = guard.measure(f"latency/{row.name}/rep{rep + 1}",
-                                                     lambda: row.measure(args.samples, args.gap))
+                    samples, foreign = guard.measure(
+                        f"latency/{row.name}/rep{rep + 1}",
+                        lambda: row.measure(args.samples, args.gap),
+                    )
                     d = lat.setdefault(row.name, {"samples": [], "medians": [], "foreign": []})
                     d["samples"].append(samples)
                     d["medians"].append(statistics.median(samples))
                     d["foreign"].append(foreign)
-                    print(f"rep {rep + 1}/{args.reps} echo {row.name:16} median {statistics.median(samples) * 1e3:.3f} ms"
-                          f" p95 {pct(samples, 0.95) * 1e3:.3f} ms  (other jobs: {foreign:.2f} CPU)",
-                          file=sys.stderr, flush=True)
+                    print(
+                        f"rep {rep + 1}/{args.reps} echo {row.name:16} median {statistics.median(samples) * 1e3:.3f} ms"
+                        f" p95 {pct(samples, 0.95) * 1e3:.3f} ms  (other jobs: {foreign:.2f} CPU)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
             if shell_rows:
                 k = rep % len(shell_rows)
                 for row in shell_rows[k:] + shell_rows[:k]:
                     samples, foreign = guard.measure(
                         f"lines/{row.name}/rep{rep + 1}",
-                        lambda: row.measure(args.line_samples, args.gap))
+                        lambda: row.measure(args.line_samples, args.gap),
+                    )
                     d = lines.setdefault(row.name, {"samples": [], "medians": [], "foreign": []})
                     d["samples"].append(samples)
                     d["medians"].append(statistics.median(samples))
                     d["foreign"].append(foreign)
-                    print(f"rep {rep + 1}/{args.reps} line {row.name:16} median "
-                          f"{statistics.median(samples) * 1e3:.3f} ms p95 "
-                          f"{pct(samples, 0.95) * 1e3:.3f} ms  (other jobs: {foreign:.2f} CPU)",
-                          file=sys.stderr, flush=True)
+                    print(
+                        f"rep {rep + 1}/{args.reps} line {row.name:16} median "
+                        f"{statistics.median(samples) * 1e3:.3f} ms p95 "
+                        f"{pct(samples, 0.95) * 1e3:.3f} ms  (other jobs: {foreign:.2f} CPU)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
             if xfer_rows:
                 warm_memory(1.5)
                 k = rep % len(xfer_rows)
@@ -830,19 +1046,27 @@ def main(argv=None) -> int:
                         else:
                             s_, d_ = src, tmp / "out" / f"get-{row.name}.bin"
                         try:
-                            r, foreign = guard.measure(f"{direction}/{row.name}/rep{rep + 1}",
-                                                       lambda: row.transfer(direction, s_, d_, args.size))
+                            r, foreign = guard.measure(
+                                f"{direction}/{row.name}/rep{rep + 1}",
+                                lambda: row.transfer(direction, s_, d_, args.size),
+                            )
                             r["foreign"] = foreign
-                            shown = (f"{r['mb_s']:,.0f} MB/s, client CPU {r['cpu']:.2f} s, server CPU "
-                                     f"{r['server_cpu']:.2f} s, client peak {r['maxrss'] / MiB:.0f} MiB, server peak "
-                                     f"{r['server_peak'] / MiB:.0f} MiB  (other jobs: {foreign:.2f} CPU)")
+                            shown = (
+                                f"{r['mb_s']:,.0f} MB/s, client CPU {r['cpu']:.2f} s, server CPU "
+                                f"{r['server_cpu']:.2f} s, client peak {r['maxrss'] / MiB:.0f} MiB, server peak "
+                                f"{r['server_peak'] / MiB:.0f} MiB  (other jobs: {foreign:.2f} CPU)"
+                            )
                         except Exception as exc:  # noqa: BLE001 - one failure must not sink the run
                             r, shown = None, f"FAILED: {exc!r}"[:300]
                         finally:
                             for p in (tmp / "out").iterdir():
                                 p.unlink()
                         xfer.setdefault((direction, row.name), []).append(r)
-                        print(f"rep {rep + 1}/{args.reps} {direction} {row.name:10} {shown}", file=sys.stderr, flush=True)
+                        print(
+                            f"rep {rep + 1}/{args.reps} {direction} {row.name:10} {shown}",
+                            file=sys.stderr,
+                            flush=True,
+                        )
         for row in [*lat_rows, *shell_rows]:
             row.close()
         if xfer_rows and not args.no_profile:
@@ -856,23 +1080,37 @@ def main(argv=None) -> int:
     text = report(meta, lat_rows, lat, xfer_rows, xfer, guard, args.size, shell_rows, lines)
     print(text)
     if "sha256_mb_s" in meta:
-        print(f"\nsha256 alone (hashlib, 1 MiB updates, one thread): {meta['sha256_mb_s']:,.0f} MB/s")
+        print(
+            f"\nsha256 alone (hashlib, 1 MiB updates, one thread): {meta['sha256_mb_s']:,.0f} MB/s"
+        )
     if profile_text:
         print("\n" + profile_text)
     if args.results:
         args.results.write_text(
             f"<!-- generated by bench/interactive_bench.py at {meta['started']} -->\n"
             f"Command: `{meta['command']}`\n\n{text}\n\n"
-            + (f"sha256 alone (hashlib, 1 MiB updates, one thread): {meta['sha256_mb_s']:,.0f} MB/s\n\n"
-               if "sha256_mb_s" in meta else "")
-            + (f"### Profile\n\n{profile_text}\n" if profile_text else ""))
+            + (
+                f"sha256 alone (hashlib, 1 MiB updates, one thread): {meta['sha256_mb_s']:,.0f} MB/s\n\n"
+                if "sha256_mb_s" in meta
+                else ""
+            )
+            + (f"### Profile\n\n{profile_text}\n" if profile_text else "")
+        )
     if args.json:
-        args.json.write_text(json.dumps({
-            "meta": meta, "guard": guard.log, "noisy": guard.noisy,
-            "latency": {k: v for k, v in lat.items()},
-            "lines": lines,
-            "transfer": {f"{d}/{n}": v for (d, n), v in xfer.items()},
-        }, indent=1, default=str))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "meta": meta,
+                    "guard": guard.log,
+                    "noisy": guard.noisy,
+                    "latency": {k: v for k, v in lat.items()},
+                    "lines": lines,
+                    "transfer": {f"{d}/{n}": v for (d, n), v in xfer.items()},
+                },
+                indent=1,
+                default=str,
+            )
+        )
     return 0
 
 

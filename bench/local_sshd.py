@@ -21,8 +21,18 @@ SSHD = shutil.which("sshd") or ("/usr/sbin/sshd" if os.path.exists("/usr/sbin/ss
 SSH = shutil.which("ssh")
 SSH_KEYGEN = shutil.which("ssh-keygen")
 #: For ``sftp`` and ``scp`` (OpenSSH >= 9.0's scp speaks SFTP): Debian's path.
-SFTP_SERVER = next((p for p in ("/usr/lib/openssh/sftp-server", "/usr/libexec/sftp-server",
-                                "/usr/libexec/openssh/sftp-server") if os.path.exists(p)), "internal-sftp")
+SFTP_SERVER = next(
+    (
+        p
+        for p in (
+            "/usr/lib/openssh/sftp-server",
+            "/usr/libexec/sftp-server",
+            "/usr/libexec/openssh/sftp-server",
+        )
+        if os.path.exists(p)
+    ),
+    "internal-sftp",
+)
 
 
 def available() -> str | None:
@@ -38,7 +48,8 @@ def make_keys(directory: Path) -> None:
     for name in ("host_key", "client_key"):
         subprocess.run(
             [SSH_KEYGEN, "-q", "-t", "ed25519", "-N", "", "-f", str(directory / name)],
-            check=True, stdin=subprocess.DEVNULL,
+            check=True,
+            stdin=subprocess.DEVNULL,
         )
     shutil.copy(directory / "client_key.pub", directory / "authorized_keys")
     os.chmod(directory / "authorized_keys", 0o600)
@@ -47,8 +58,8 @@ def make_keys(directory: Path) -> None:
 def settings(directory: Path) -> str:
     """The sshd_config lines of every benchmark sshd (the keys of ``make_keys``)."""
     return f"""\
-HostKey {directory / 'host_key'}
-AuthorizedKeysFile {directory / 'authorized_keys'}
+HostKey {directory / "host_key"}
+AuthorizedKeysFile {directory / "authorized_keys"}
 PidFile none
 UsePAM no
 StrictModes no
@@ -92,7 +103,8 @@ class LocalSshd:
         )
         self.process = subprocess.Popen(
             [SSHD, "-D", "-e", "-f", str(d / "sshd_config")],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
             stderr=open(d / "sshd.log", "wb"),
         )
         deadline = time.monotonic() + timeout
@@ -113,24 +125,51 @@ class LocalSshd:
 
     def base(self) -> list[str]:
         return [
-            SSH, "-F", "/dev/null", "-p", str(self.port), "-i", self.client_key,
-            "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-            "-o", "IdentitiesOnly=yes",
+            SSH,
+            "-F",
+            "/dev/null",
+            "-p",
+            str(self.port),
+            "-i",
+            self.client_key,
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "IdentitiesOnly=yes",
         ]
 
     def argv(self, *, mux: bool) -> list[str]:
         """ssh argv up to the host; append the remote command."""
-        extra = ["-o", "ControlMaster=no", "-o", f"ControlPath={self.control_path}"] if mux else [
-            "-o", "ControlMaster=no", "-o", "ControlPath=none"]
+        extra = (
+            ["-o", "ControlMaster=no", "-o", f"ControlPath={self.control_path}"]
+            if mux
+            else ["-o", "ControlMaster=no", "-o", "ControlPath=none"]
+        )
         return self.base() + extra + ["root@127.0.0.1"]
 
     def start_master(self, timeout: float = 10.0) -> None:
         """The warm ControlMaster, in the foreground so we hold its PID."""
         self.master = subprocess.Popen(
-            self.base() + ["-N", "-o", "ControlMaster=yes", "-o", f"ControlPath={self.control_path}",
-                           "-o", "ControlPersist=no", "root@127.0.0.1"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            self.base()
+            + [
+                "-N",
+                "-o",
+                "ControlMaster=yes",
+                "-o",
+                f"ControlPath={self.control_path}",
+                "-o",
+                "ControlPersist=no",
+                "root@127.0.0.1",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + timeout
         while not os.path.exists(self.control_path):

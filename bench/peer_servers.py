@@ -23,6 +23,7 @@ CHUNK = 1024 * 1024
 
 # --- raw loopback TCP: the limit of what any protocol can move here ------------
 
+
 def _tcp_serve_one(conn: socket.socket) -> None:
     buf = memoryview(bytes(CHUNK))
     with conn:
@@ -48,6 +49,7 @@ def tcp_main() -> None:
 
 
 # --- asyncssh: an exec server, the command spawned without a shell ----------------
+
 
 async def _copy(reader: asyncio.StreamReader, writer) -> None:
     # bench-notes: SSHServerProcess.redirect() from asyncio pipes truncates big

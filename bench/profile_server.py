@@ -59,8 +59,19 @@ def start_server(tmp: Path, tool: str, prof_out: Path):
     argv = [sys.executable]
     if tool == "cprofile":
         argv += ["-m", "cProfile", "-o", str(prof_out)]
-    argv += ["-m", "rexec.daemon", "--port", "0", "--key-file", str(key_file), "--audit-log", "/dev/null"]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    argv += [
+        "-m",
+        "rexec.daemon",
+        "--port",
+        "0",
+        "--key-file",
+        str(key_file),
+        "--audit-log",
+        "/dev/null",
+    ]
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    )
     proc, host, port = start_listening_process(argv, env=env, pattern=b"rexecd listening on ")
     return proc, host, port, bytes.fromhex(key_file.read_text().strip())
 
@@ -153,9 +164,21 @@ def profile_one(workload, args, out: Path) -> str:
         if args.tool == "py-spy":
             raw = out / f"server-{workload}.pyspy.txt"
             spy = subprocess.Popen(
-                ["py-spy", "record", "--pid", str(proc.pid), "--rate", str(args.rate), "--nonblocking",
-                 "--format", "raw", "--output", str(raw)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                [
+                    "py-spy",
+                    "record",
+                    "--pid",
+                    str(proc.pid),
+                    "--rate",
+                    str(args.rate),
+                    "--nonblocking",
+                    "--format",
+                    "raw",
+                    "--output",
+                    str(raw),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
             )
             time.sleep(1.0)  # let it attach
         cpu0 = cpu_seconds(proc.pid)
@@ -172,17 +195,22 @@ def profile_one(workload, args, out: Path) -> str:
             n = max(1, args.rt_count // 16) * 16
             report.append(
                 f"{n} `true` from 16 concurrent clients: {n / elapsed:.0f} /s, "
-                f"server CPU {cpu / n * 1e3:.3f} ms per command ({100 * cpu / elapsed:.0f}% of one CPU)")
+                f"server CPU {cpu / n * 1e3:.3f} ms per command ({100 * cpu / elapsed:.0f}% of one CPU)"
+            )
         elif workload == "rt":
             report.append(
                 f"{args.rt_count} sequential `true`: {elapsed / args.rt_count * 1e3:.3f} ms per command wall, "
-                f"server CPU {cpu / args.rt_count * 1e3:.3f} ms per command ({100 * cpu / elapsed:.0f}% of one CPU)")
+                f"server CPU {cpu / args.rt_count * 1e3:.3f} ms per command ({100 * cpu / elapsed:.0f}% of one CPU)"
+            )
         else:
             report.append(
                 f"{args.bulk_bytes / 2**20:.0f} MiB of stdout: {args.bulk_bytes / elapsed / 1e6:.0f} MB/s, "
-                f"server CPU {cpu:.2f} s over {elapsed:.2f} s wall ({100 * cpu / elapsed:.0f}% of one CPU)")
-        report.append(f"client (this process) CPU {ccpu:.2f} s over {elapsed:.2f} s wall"
-                      + (" (inflated by cProfile)" if client_prof else ""))
+                f"server CPU {cpu:.2f} s over {elapsed:.2f} s wall ({100 * cpu / elapsed:.0f}% of one CPU)"
+            )
+        report.append(
+            f"client (this process) CPU {ccpu:.2f} s over {elapsed:.2f} s wall"
+            + (" (inflated by cProfile)" if client_prof else "")
+        )
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             try:
@@ -203,7 +231,9 @@ def profile_one(workload, args, out: Path) -> str:
         if raw.exists():
             report.append("```\n" + summarize_pyspy(raw) + "\n```")
         else:
-            report.append(f"py-spy wrote nothing: {spy.stderr.read().decode()[-500:] if spy else ''}")
+            report.append(
+                f"py-spy wrote nothing: {spy.stderr.read().decode()[-500:] if spy else ''}"
+            )
     elif prof_out.exists():
         text = summarize_cprofile(prof_out)
         (out / f"server-{workload}.cprofile.txt").write_text(text)

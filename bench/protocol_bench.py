@@ -85,8 +85,11 @@ def frame_costs(frames: int) -> dict[str, tuple[float, float]]:
     kinds: dict[str, Callable[[int], object]] = {
         "stdin_credit": lambda i: StdinCredit(id=1, bytes=4096),
         "run": lambda i: Run(
-            id=i + 2, argv=["sh", "-c", "echo $X; exit 3"], env={"X": "y", "LANG": "C.UTF-8"},
-            stdin=True, timeout=30.0,
+            id=i + 2,
+            argv=["sh", "-c", "echo $X; exit 3"],
+            env={"X": "y", "LANG": "C.UTF-8"},
+            stdin=True,
+            timeout=30.0,
         ),
         "stdout 64 KiB": lambda i: Stdout.with_data(1, body),
     }
@@ -131,10 +134,14 @@ def main() -> int:
     args = parser.parse_args()
     imports = [import_micros() for _ in range(args.reps)]
     firsts = [first_message_millis() for _ in range(args.reps)]
-    print(f"import rexec.protocol: {statistics.median(imports) / 1000:.1f} ms "
-          f"(min {min(imports) / 1000:.1f}, max {max(imports) / 1000:.1f})")
-    print(f"first message (import + decode + encode): {statistics.median(firsts):.1f} ms "
-          f"(min {min(firsts):.1f}, max {max(firsts):.1f})")
+    print(
+        f"import rexec.protocol: {statistics.median(imports) / 1000:.1f} ms "
+        f"(min {min(imports) / 1000:.1f}, max {max(imports) / 1000:.1f})"
+    )
+    print(
+        f"first message (import + decode + encode): {statistics.median(firsts):.1f} ms "
+        f"(min {min(firsts):.1f}, max {max(firsts):.1f})"
+    )
     runs = [frame_costs(args.frames) for _ in range(args.reps)]
     print(f"{'frame':<16}{'encode µs':>12}{'decode µs':>12}")
     for name in runs[0]:

@@ -48,6 +48,7 @@ class Skip(Exception):
 
 # --- processes and memory ----------------------------------------------------------
 
+
 def _read_status(pid: int) -> dict[str, int]:
     out = {}
     try:
@@ -175,7 +176,9 @@ def warm_memory(gib: float) -> float:
     return time.perf_counter() - start
 
 
-def start_listening_process(argv, env=None, timeout=20.0, pattern=b"listening on ") -> tuple[subprocess.Popen, str, int]:
+def start_listening_process(
+    argv, env=None, timeout=20.0, pattern=b"listening on "
+) -> tuple[subprocess.Popen, str, int]:
     """Start a server that prints ``... listening on HOST:PORT`` and wait for it."""
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env)
     deadline = time.monotonic() + timeout
@@ -211,6 +214,7 @@ def stop_process(proc: subprocess.Popen | None) -> None:
 
 
 # --- generic drivers -------------------------------------------------------------------
+
 
 async def async_concurrent(workers, duration: float, cap: int = 1_000_000) -> float:
     """Each worker is an ``async () -> None`` running one command; they loop
@@ -264,6 +268,7 @@ def thread_concurrent(one, n: int, duration: float, cap: int = 1_000_000) -> flo
 # supports, async setup/teardown, rt_once(), conc(duration), bulk(nbytes) -> bytes
 # received, and server_pids() for the memory column.
 
+
 class Peer:
     name = ""
     label = ""
@@ -287,7 +292,9 @@ class LocalSubprocess(Peer):
         return thread_concurrent(lambda: subprocess.run(TRUE, check=True), CONCURRENCY, duration)
 
     async def bulk(self, nbytes):
-        proc = subprocess.Popen(["head", "-c", str(nbytes), "/dev/zero"], stdout=subprocess.PIPE, bufsize=0)
+        proc = subprocess.Popen(
+            ["head", "-c", str(nbytes), "/dev/zero"], stdout=subprocess.PIPE, bufsize=0
+        )
         buf = bytearray(MiB)
         got = 0
         fd = proc.stdout.fileno()
@@ -313,7 +320,8 @@ class LocalAsyncio(Peer):
 
     async def bulk(self, nbytes):
         p = await asyncio.create_subprocess_exec(
-            "head", "-c", str(nbytes), "/dev/zero", stdout=asyncio.subprocess.PIPE)
+            "head", "-c", str(nbytes), "/dev/zero", stdout=asyncio.subprocess.PIPE
+        )
         got = 0
         while chunk := await p.stdout.read(MiB):
             got += len(chunk)
@@ -327,7 +335,8 @@ class RawTcp(Peer):
 
     async def setup(self, tmp):
         self.proc, self.host, self.port = start_listening_process(
-            [sys.executable, str(BENCH / "peer_servers.py"), "tcp"])
+            [sys.executable, str(BENCH / "peer_servers.py"), "tcp"]
+        )
 
     async def teardown(self):
         stop_process(getattr(self, "proc", None))
@@ -350,6 +359,7 @@ class RawTcp(Peer):
                         break
                     got += n
                 return got
+
         return blocking()
 
 
@@ -359,21 +369,38 @@ class RexecFast(Peer):
     async def setup(self, tmp):
         d = tmp / self.name
         d.mkdir(parents=True)
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+        env = dict(
+            os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+        )
         self.proc, self.host, self.port = start_listening_process(
-            [sys.executable, "-m", "rexec.daemon", "--port", "0", "--key-file", str(d / "key"),
-             "--audit-log", "/dev/null",
-             # Warm connections wait through every other measurement of a
-             # repetition, longer than the default idle timeout when retakes
-             # pile up on a busy machine.
-             "--idle-timeout", "0"], env=env, pattern=b"rexecd listening on ")
+            [
+                sys.executable,
+                "-m",
+                "rexec.daemon",
+                "--port",
+                "0",
+                "--key-file",
+                str(d / "key"),
+                "--audit-log",
+                "/dev/null",
+                # Warm connections wait through every other measurement of a
+                # repetition, longer than the default idle timeout when retakes
+                # pile up on a busy machine.
+                "--idle-timeout",
+                "0",
+            ],
+            env=env,
+            pattern=b"rexecd listening on ",
+        )
         self.key = bytes.fromhex((d / "key").read_text().strip())
         await self.connect()
 
     async def connect(self):
         from rexec_fast_client import FastClient
 
-        self.clients = [await FastClient.connect(self.host, self.port, self.key) for _ in range(CONCURRENCY)]
+        self.clients = [
+            await FastClient.connect(self.host, self.port, self.key) for _ in range(CONCURRENCY)
+        ]
         exit_msg, out = await self.clients[0].run(["echo", "ok"])
         if exit_msg.exit_code != 0 or b"".join(out.stdout) != b"ok\n":
             raise RuntimeError("rexec sanity check failed")
@@ -394,7 +421,8 @@ class RexecFast(Peer):
 
     async def bulk(self, nbytes):
         exit_msg, out = await self.clients[0].run(
-            ["head", "-c", str(nbytes), "/dev/zero"], keep_output=False)
+            ["head", "-c", str(nbytes), "/dev/zero"], keep_output=False
+        )
         return out.stdout_bytes
 
 
@@ -431,7 +459,8 @@ class RexecLibrary(Peer):
         self.server.connect = _noop  # type: ignore[method-assign]
         await self.server.setup(tmp / "lib")
         self.adapter = await rexec_lib_adapter.open(
-            self.server.host, self.server.port, self.server.key, CONCURRENCY)
+            self.server.host, self.server.port, self.server.key, CONCURRENCY
+        )
 
     async def teardown(self):
         if hasattr(self, "adapter"):
@@ -447,7 +476,8 @@ class RexecLibrary(Peer):
 
     async def conc(self, duration):
         return await async_concurrent(
-            [(lambda i=i: self.adapter.run_true(i)) for i in range(CONCURRENCY)], duration)
+            [(lambda i=i: self.adapter.run_true(i)) for i in range(CONCURRENCY)], duration
+        )
 
     async def bulk(self, nbytes):
         return await self.adapter.bulk(nbytes)
@@ -471,11 +501,13 @@ class AsyncSsh(Peer):
         d.mkdir()
         make_asyncssh_keys(str(d))
         self.proc, self.host, self.port = start_listening_process(
-            [sys.executable, str(BENCH / "peer_servers.py"), "asyncssh", str(d)])
+            [sys.executable, str(BENCH / "peer_servers.py"), "asyncssh", str(d)]
+        )
         key = asyncssh.read_private_key(str(d / "client_key"))
         self.conns = [
-            await asyncssh.connect(self.host, self.port, username="bench", client_keys=[key],
-                                   known_hosts=None)
+            await asyncssh.connect(
+                self.host, self.port, username="bench", client_keys=[key], known_hosts=None
+            )
             for _ in range(CONCURRENCY)
         ]
         r = await self.conns[0].run("echo ok", check=True)
@@ -495,7 +527,8 @@ class AsyncSsh(Peer):
 
     async def conc(self, duration):
         return await async_concurrent(
-            [(lambda c=c: c.run("true", check=True)) for c in self.conns], duration)
+            [(lambda c=c: c.run("true", check=True)) for c in self.conns], duration
+        )
 
     async def bulk(self, nbytes):
         proc = await self.conns[0].create_process(f"head -c {nbytes} /dev/zero", encoding=None)
@@ -557,8 +590,12 @@ class SshMux(Peer):
         return thread_concurrent(self._one, CONCURRENCY, duration)
 
     async def bulk(self, nbytes):
-        proc = subprocess.Popen(self.argv + ["head", "-c", str(nbytes), "/dev/zero"],
-                                stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, bufsize=0)
+        proc = subprocess.Popen(
+            self.argv + ["head", "-c", str(nbytes), "/dev/zero"],
+            stdout=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            bufsize=0,
+        )
         buf = bytearray(MiB)
         got = 0
         fd = proc.stdout.fileno()
@@ -576,13 +613,26 @@ class SshNew(SshMux):
     mux = False
 
 
-ALL_PEERS = [LocalSubprocess, LocalAsyncio, RawTcp, RexecFast, RexecFastOneConnection, RexecLibrary,
-             AsyncSsh, SshMux, SshNew]
-ALIASES = {"local": ["local", "local-asyncio"], "ssh": ["ssh-mux", "ssh-new"],
-           "rexec": ["rexec", "rexec-mux", "rexec-lib"]}
+ALL_PEERS = [
+    LocalSubprocess,
+    LocalAsyncio,
+    RawTcp,
+    RexecFast,
+    RexecFastOneConnection,
+    RexecLibrary,
+    AsyncSsh,
+    SshMux,
+    SshNew,
+]
+ALIASES = {
+    "local": ["local", "local-asyncio"],
+    "ssh": ["ssh-mux", "ssh-new"],
+    "rexec": ["rexec", "rexec-mux", "rexec-lib"],
+}
 
 
 # --- the run ---------------------------------------------------------------------------------
+
 
 async def measure_rt(peer: Peer, iterations: int) -> float:
     for _ in range(peer.rt_warmup):
@@ -613,26 +663,53 @@ async def measure_bulk(peer: Peer, nbytes: int) -> tuple[float, int]:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="1 repetition, 256 MiB, shorter loops")
-    p.add_argument("--only", help="comma-separated peers: " + ",".join(
-        [c.name for c in ALL_PEERS] + list(ALIASES)))
+    p.add_argument(
+        "--only",
+        help="comma-separated peers: " + ",".join([c.name for c in ALL_PEERS] + list(ALIASES)),
+    )
     p.add_argument("--reps", type=int, help="repetitions (default 5, 1 with --quick)")
     p.add_argument("--metrics", default="rt,conc,bulk", help="subset of rt,conc,bulk")
-    p.add_argument("--bulk-bytes", type=int, help="bytes of stdout for the bulk metric (default 1 GiB)")
-    p.add_argument("--conc-seconds", type=float, help="seconds per concurrency measurement (default 3)")
+    p.add_argument(
+        "--bulk-bytes", type=int, help="bytes of stdout for the bulk metric (default 1 GiB)"
+    )
+    p.add_argument(
+        "--conc-seconds", type=float, help="seconds per concurrency measurement (default 3)"
+    )
     p.add_argument("--json", type=Path, help="write raw results here")
-    p.add_argument("--no-session", action="store_true",
-                   help="skip the cold-start, pty-echo and put/get rows (bench/session_rows.py)")
-    p.add_argument("--xfer-bytes", type=int,
-                   help="bytes of the put/get file (default 512 MiB, 64 MiB with --quick)")
-    p.add_argument("--echo-samples", type=int,
-                   help="keystrokes per pty-echo measurement (default 200, 40 with --quick)")
-    p.add_argument("--max-foreign", type=float, default=0.15,
-                   help="retake a measurement when other jobs used more CPUs than this (default 0.15)")
+    p.add_argument(
+        "--no-session",
+        action="store_true",
+        help="skip the cold-start, pty-echo and put/get rows (bench/session_rows.py)",
+    )
+    p.add_argument(
+        "--xfer-bytes",
+        type=int,
+        help="bytes of the put/get file (default 512 MiB, 64 MiB with --quick)",
+    )
+    p.add_argument(
+        "--echo-samples",
+        type=int,
+        help="keystrokes per pty-echo measurement (default 200, 40 with --quick)",
+    )
+    p.add_argument(
+        "--max-foreign",
+        type=float,
+        default=0.15,
+        help="retake a measurement when other jobs used more CPUs than this (default 0.15)",
+    )
     p.add_argument("--retries", type=int, default=2, help="retakes per measurement (default 2)")
-    p.add_argument("--quiet-wait", type=float, default=10.0,
-                   help="seconds to wait at most for other jobs to go quiet before a measurement (default 10)")
-    p.add_argument("--budget", type=float, default=1200.0,
-                   help="seconds after which measurements are no longer retaken or delayed (default 1200)")
+    p.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=10.0,
+        help="seconds to wait at most for other jobs to go quiet before a measurement (default 10)",
+    )
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=1200.0,
+        help="seconds after which measurements are no longer retaken or delayed (default 1200)",
+    )
     return p.parse_args(argv)
 
 
@@ -676,11 +753,15 @@ def ratio_series(res, metric, a, b, invert=False):
 
 def report(peers, res, rss, skipped, args, meta) -> str:
     lines = []
-    lines.append(f"rexec benchmark — {meta['reps']} repetition(s), medians; "
-                 f"{meta['nproc']} CPUs, Python {meta['python']}, bulk {meta['bulk_bytes'] / MiB:,.0f} MiB")
+    lines.append(
+        f"rexec benchmark — {meta['reps']} repetition(s), medians; "
+        f"{meta['nproc']} CPUs, Python {meta['python']}, bulk {meta['bulk_bytes'] / MiB:,.0f} MiB"
+    )
     lines.append("")
     size = "1 GiB" if meta["bulk_bytes"] == GiB else f"{meta['bulk_bytes'] / MiB:,.0f} MiB"
-    lines.append(f"| | warm `true` round trip | `true` at 16 concurrent | {size} of stdout | server peak RSS (bulk) |")
+    lines.append(
+        f"| | warm `true` round trip | `true` at 16 concurrent | {size} of stdout | server peak RSS (bulk) |"
+    )
     lines.append("|---|---|---|---|---|")
     for p in peers:
         rt = median_or_none(res["rt"].get(p.name, []))
@@ -691,7 +772,8 @@ def report(peers, res, rss, skipped, args, meta) -> str:
             f"| {p.label} | {fmt(rt) + ' ms' if rt is not None else '—'} "
             f"| {fmt(conc) + ' /s' if conc is not None else '—'} "
             f"| {fmt(bulk) + ' MB/s' if bulk is not None else '—'} "
-            f"| {fmt(mem / MiB, 0) + ' MiB' if mem and p.name not in ('local', 'local-asyncio') else '—'} |")
+            f"| {fmt(mem / MiB, 0) + ' MiB' if mem and p.name not in ('local', 'local-asyncio') else '—'} |"
+        )
     for name, why in skipped:
         lines.append(f"| {name} | skipped: {why} | | | |")
     lines.append("")
@@ -705,35 +787,63 @@ def report(peers, res, rss, skipped, args, meta) -> str:
             lines.append(f"| {goal} | not measured | — |")
             return
         med, lo, hi = r
-        lines.append(f"| {goal} | {med:.2f}{unit} [{lo:.2f}–{hi:.2f}] | {'**met**' if ok(med) else '**not met**'} |")
+        lines.append(
+            f"| {goal} | {med:.2f}{unit} [{lo:.2f}–{hi:.2f}] | {'**met**' if ok(med) else '**not met**'} |"
+        )
 
     for who in ("rexec", "rexec-lib"):
         if who not in res["rt"] and who not in res["conc"] and who not in res["bulk"]:
             continue
         tag = "rexec" if who == "rexec" else "rexec (client library)"
-        row(f"{tag}: warm `true` ≤ 1.25x local spawn (subprocess)",
-            ratio_series(res, "rt", who, "local"), lambda m: m <= 1.25)
-        row(f"{tag}: warm `true` vs local spawn (asyncio), for reference",
-            ratio_series(res, "rt", who, "local-asyncio"), lambda m: m <= 1.25)
-        row(f"{tag}: warm `true` ≥ 2x faster than asyncssh",
-            ratio_series(res, "rt", "asyncssh", who), lambda m: m >= 2)
-        row(f"{tag}: 16 concurrent ≥ 0.85x local spawn (subprocess) rate",
-            ratio_series(res, "conc", who, "local"), lambda m: m >= 0.85)
+        row(
+            f"{tag}: warm `true` ≤ 1.25x local spawn (subprocess)",
+            ratio_series(res, "rt", who, "local"),
+            lambda m: m <= 1.25,
+        )
+        row(
+            f"{tag}: warm `true` vs local spawn (asyncio), for reference",
+            ratio_series(res, "rt", who, "local-asyncio"),
+            lambda m: m <= 1.25,
+        )
+        row(
+            f"{tag}: warm `true` ≥ 2x faster than asyncssh",
+            ratio_series(res, "rt", "asyncssh", who),
+            lambda m: m >= 2,
+        )
+        row(
+            f"{tag}: 16 concurrent ≥ 0.85x local spawn (subprocess) rate",
+            ratio_series(res, "conc", who, "local"),
+            lambda m: m >= 0.85,
+        )
         bulk = res["bulk"].get(who, [])
         if bulk:
             vals = [v for v in bulk if v is not None]
-            row(f"{tag}: 1 GiB of stdout ≥ 1,000 MB/s",
-                (statistics.median(vals), min(vals), max(vals)), lambda m: m >= 1000, " MB/s")
-            row(f"{tag}: 1 GiB vs asyncssh (4x is the 1,000 MB/s goal's ratio)",
-                ratio_series(res, "bulk", who, "asyncssh"), lambda m: m >= 4)
+            row(
+                f"{tag}: 1 GiB of stdout ≥ 1,000 MB/s",
+                (statistics.median(vals), min(vals), max(vals)),
+                lambda m: m >= 1000,
+                " MB/s",
+            )
+            row(
+                f"{tag}: 1 GiB vs asyncssh (4x is the 1,000 MB/s goal's ratio)",
+                ratio_series(res, "bulk", who, "asyncssh"),
+                lambda m: m >= 4,
+            )
             mems = rss.get(who, [])
             if mems:
                 peak = max(mems) / MiB
-                row(f"{tag}: server peak RSS < 64 MiB", (peak, min(mems) / MiB, peak),
-                    lambda m: m < 64, " MiB")
+                row(
+                    f"{tag}: server peak RSS < 64 MiB",
+                    (peak, min(mems) / MiB, peak),
+                    lambda m: m < 64,
+                    " MiB",
+                )
     if "rexec-mux" in res["conc"]:
-        row("rexec, 16 on one connection, vs local spawn rate",
-            ratio_series(res, "conc", "rexec-mux", "local"), lambda m: m >= 0.85)
+        row(
+            "rexec, 16 on one connection, vs local spawn rate",
+            ratio_series(res, "conc", "rexec-mux", "local"),
+            lambda m: m >= 0.85,
+        )
     return "\n".join(lines)
 
 
@@ -744,9 +854,14 @@ async def main_async(args) -> int:
     metrics = [m for m in args.metrics.split(",") if m]
     scale = 0.25 if args.quick else 1.0
     meta = {
-        "nproc": os.cpu_count(), "python": platform.python_version(), "reps": reps,
-        "bulk_bytes": bulk_bytes, "conc_seconds": conc_seconds, "concurrency": CONCURRENCY,
-        "machine": platform.machine(), "kernel": platform.release(),
+        "nproc": os.cpu_count(),
+        "python": platform.python_version(),
+        "reps": reps,
+        "bulk_bytes": bulk_bytes,
+        "conc_seconds": conc_seconds,
+        "concurrency": CONCURRENCY,
+        "machine": platform.machine(),
+        "kernel": platform.release(),
         "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
         "xfer_bytes": args.xfer_bytes or (64 * MiB if args.quick else 512 * MiB),
         "echo_samples": args.echo_samples or (40 if args.quick else 200),
@@ -778,12 +893,15 @@ async def main_async(args) -> int:
         # Warming scales with the transfer: 3 GiB for 1 GiB, next to nothing for a smoke run.
         warm_gib = min(3.0, 3 * bulk_bytes / GiB)
         if "bulk" in metrics:
-            print(f"warming memory: {warm_memory(warm_gib):.1f} s for {warm_gib:.2f} GiB",
-                  file=sys.stderr, flush=True)
+            print(
+                f"warming memory: {warm_memory(warm_gib):.1f} s for {warm_gib:.2f} GiB",
+                file=sys.stderr,
+                flush=True,
+            )
         started = time.monotonic()
         for rep in range(reps):
             # rotate the order each repetition so no peer always goes first
-            order = peers[rep % len(peers):] + peers[: rep % len(peers)] if peers else []
+            order = peers[rep % len(peers) :] + peers[: rep % len(peers)] if peers else []
             for metric in metrics:
                 if metric == "bulk":
                     warm_memory(warm_gib / 2)
@@ -800,7 +918,9 @@ async def main_async(args) -> int:
                         try:
                             with ForeignCpu() as foreign:
                                 if metric == "rt":
-                                    value = await measure_rt(peer, max(5, int(peer.rt_iterations * scale)))
+                                    value = await measure_rt(
+                                        peer, max(5, int(peer.rt_iterations * scale))
+                                    )
                                     shown = f"{value:.2f} ms"
                                 elif metric == "conc":
                                     value = await peer.conc(conc_seconds)
@@ -808,7 +928,8 @@ async def main_async(args) -> int:
                                 else:
                                     value, peak = await measure_bulk(peer, bulk_bytes)
                                     shown = f"{value:,.0f} MB/s" + (
-                                        f", server peak {peak / MiB:.1f} MiB" if peak else "")
+                                        f", server peak {peak / MiB:.1f} MiB" if peak else ""
+                                    )
                         except Exception as exc:  # noqa: BLE001
                             value, shown = None, f"FAILED: {exc!r}"
                             break
@@ -816,16 +937,32 @@ async def main_async(args) -> int:
                         if foreign.cpus <= args.max_foreign:
                             break
                         if attempt < args.retries and not over_budget:
-                            print(f"rep {rep + 1}/{reps} {metric:4} {peer.name:14} {shown} -> retaken",
-                                  file=sys.stderr, flush=True)
+                            print(
+                                f"rep {rep + 1}/{reps} {metric:4} {peer.name:14} {shown} -> retaken",
+                                file=sys.stderr,
+                                flush=True,
+                            )
                         else:
-                            noisy.append(f"{metric}/{peer.name}/rep{rep + 1}: {foreign.cpus:.2f} CPU")
-                    foreign_log.append({"rep": rep + 1, "metric": metric, "peer": peer.name,
-                                        "value": value, "foreign_cpus": round(foreign.cpus, 3)})
+                            noisy.append(
+                                f"{metric}/{peer.name}/rep{rep + 1}: {foreign.cpus:.2f} CPU"
+                            )
+                    foreign_log.append(
+                        {
+                            "rep": rep + 1,
+                            "metric": metric,
+                            "peer": peer.name,
+                            "value": value,
+                            "foreign_cpus": round(foreign.cpus, 3),
+                        }
+                    )
                     if peak is not None:
                         rss.setdefault(peer.name, []).append(peak)
                     res[metric].setdefault(peer.name, []).append(value)
-                    print(f"rep {rep + 1}/{reps} {metric:4} {peer.name:14} {shown}", file=sys.stderr, flush=True)
+                    print(
+                        f"rep {rep + 1}/{reps} {metric:4} {peer.name:14} {shown}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
     finally:
         for peer in reversed(peers):
             try:
@@ -840,27 +977,47 @@ async def main_async(args) -> int:
         import session_rows
 
         sess, sess_skipped = session_rows.measure(
-            reps if not args.quick else 1, meta["xfer_bytes"], meta["echo_samples"],
-            lambda line: print(line, file=sys.stderr, flush=True))
+            reps if not args.quick else 1,
+            meta["xfer_bytes"],
+            meta["echo_samples"],
+            lambda line: print(line, file=sys.stderr, flush=True),
+        )
         skipped += sess_skipped
     text = report(peers, res, rss, skipped, args, meta)
     if not args.no_session:
         import session_rows
 
-        text = ("Issue 15 (" + session_rows.stamp() + f", `{meta['command']}`):\n\n"
-                + session_rows.issue_table(res, rss, sess, meta["xfer_bytes"], bulk_bytes)
-                + "\n\n" + text)
+        text = (
+            "Issue 15 ("
+            + session_rows.stamp()
+            + f", `{meta['command']}`):\n\n"
+            + session_rows.issue_table(res, rss, sess, meta["xfer_bytes"], bulk_bytes)
+            + "\n\n"
+            + text
+        )
     if foreign_log:
         worst = max(f["foreign_cpus"] for f in foreign_log)
-        text += (f"\n\nOther jobs on the machine used at most {worst:.2f} CPU during a kept measurement; "
-                 f"{len(noisy)} measurement(s) stayed above {args.max_foreign} CPU after "
-                 f"{args.retries} retries" + (": " + "; ".join(noisy) if noisy else "."))
+        text += (
+            f"\n\nOther jobs on the machine used at most {worst:.2f} CPU during a kept measurement; "
+            f"{len(noisy)} measurement(s) stayed above {args.max_foreign} CPU after "
+            f"{args.retries} retries" + (": " + "; ".join(noisy) if noisy else ".")
+        )
     print(text)
     if args.json:
-        args.json.write_text(json.dumps({"meta": meta, "results": res, "server_peak_rss": rss,
-                                         "session_rows": sess,
-                                         "skipped": skipped, "foreign_cpu": foreign_log,
-                                         "labels": {p.name: p.label for p in peers}}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "meta": meta,
+                    "results": res,
+                    "server_peak_rss": rss,
+                    "session_rows": sess,
+                    "skipped": skipped,
+                    "foreign_cpu": foreign_log,
+                    "labels": {p.name: p.label for p in peers},
+                },
+                indent=2,
+            )
+        )
     return 0
 
 

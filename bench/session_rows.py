@@ -38,9 +38,22 @@ class _RexecOnly(ib.Servers):
         d.mkdir()
         self.key_file = d / "key"
         self.rexecd, self.host, self.port = ib.start_listening_process(
-            [sys.executable, "-m", "rexec.daemon", "--port", "0", "--key-file", str(self.key_file),
-             "--audit-log", "/dev/null", "--state-dir", str(d / "state")],
-            env=ib.ENV, pattern=b"rexecd listening on ")
+            [
+                sys.executable,
+                "-m",
+                "rexec.daemon",
+                "--port",
+                "0",
+                "--key-file",
+                str(self.key_file),
+                "--audit-log",
+                "/dev/null",
+                "--state-dir",
+                str(d / "state"),
+            ],
+            env=ib.ENV,
+            pattern=b"rexecd listening on ",
+        )
         self.address = f"{self.host}:{self.port}"
 
 
@@ -72,7 +85,12 @@ def measure(reps: int, size: int, echo_samples: int, log) -> tuple[dict, list[tu
     try:
         servers.start()
         rexec_cold = _rexec_console_script() + [
-            "run", "--key-file", str(servers.key_file), servers.address, "true"]
+            "run",
+            "--key-file",
+            str(servers.key_file),
+            servers.address,
+            "true",
+        ]
         cold = {"rexec": rexec_cold}
         echo_rows = [r for r in ib.latency_rows(servers) if r.name in ("local", "rexec-run-t")]
         xfer_rows = [r for r in ib.transfer_rows(servers, tmp) if r.name == "rexec-cli"]
@@ -108,9 +126,13 @@ def measure(reps: int, size: int, echo_samples: int, log) -> tuple[dict, list[tu
                         dst.unlink(missing_ok=True)
                     out.setdefault(f"{direction}/{row.name}", []).append(r["mb_s"])
                     out.setdefault(f"{direction}/{row.name}-client-rss", []).append(r["maxrss"])
-                    out.setdefault(f"{direction}/{row.name}-server-rss", []).append(r["server_peak"])
-                    log(f"rep {rep + 1}/{reps} {direction} {row.name:9} {r['mb_s']:,.0f} MB/s, client "
-                        f"{r['maxrss'] / MiB:.0f} MiB, server {r['server_peak'] / MiB:.0f} MiB")
+                    out.setdefault(f"{direction}/{row.name}-server-rss", []).append(
+                        r["server_peak"]
+                    )
+                    log(
+                        f"rep {rep + 1}/{reps} {direction} {row.name:9} {r['mb_s']:,.0f} MB/s, client "
+                        f"{r['maxrss'] / MiB:.0f} MiB, server {r['server_peak'] / MiB:.0f} MiB"
+                    )
     finally:
         for row in echo_rows:
             row.close()
@@ -132,8 +154,10 @@ def _med(xs):
 def issue_table(res: dict, rss: dict, sess: dict, size: int, bulk_bytes: int) -> str:
     """Issue 15's table from one run: rexec, the reference, the ratio's
     median [min–max] over repetitions, the goal and the verdict."""
-    lines = ["| what | rexec | reference in the same run | ratio | goal | verdict |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| what | rexec | reference in the same run | ratio | goal | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
 
     def row(what, mine, ref, r, goal, ok):
         verdict = "—" if r is None else ("**met**" if ok(r[0]) else "**not met**")
@@ -149,37 +173,69 @@ def issue_table(res: dict, rss: dict, sess: dict, size: int, bulk_bytes: int) ->
     rt, conc, bulk = res.get("rt", {}), res.get("conc", {}), res.get("bulk", {})
     lib_rt = [x and x / 1e3 for x in rt.get("rexec-lib", [])]
     loc_rt = [x and x / 1e3 for x in rt.get("local", [])]
-    row("warm `true` round trip, client library", ms(_med(lib_rt)), f"local spawn {ms(_med(loc_rt))}",
-        _ratio(lib_rt, loc_rt), "≤ 1.25x", lambda m: m <= 1.25)
-    row("`true` at 16 concurrent, client library", rate(_med(conc.get("rexec-lib")), "/s"),
+    row(
+        "warm `true` round trip, client library",
+        ms(_med(lib_rt)),
+        f"local spawn {ms(_med(loc_rt))}",
+        _ratio(lib_rt, loc_rt),
+        "≤ 1.25x",
+        lambda m: m <= 1.25,
+    )
+    row(
+        "`true` at 16 concurrent, client library",
+        rate(_med(conc.get("rexec-lib")), "/s"),
         f"local spawn {rate(_med(conc.get('local')), '/s')}",
-        _ratio(conc.get("rexec-lib"), conc.get("local")), "≥ 0.9x", lambda m: m >= 0.9)
-    row("cold `rexec run HOST true` from a shell", ms(_med(sess.get("cold/rexec"))),
+        _ratio(conc.get("rexec-lib"), conc.get("local")),
+        "≥ 0.9x",
+        lambda m: m >= 0.9,
+    )
+    row(
+        "cold `rexec run HOST true` from a shell",
+        ms(_med(sess.get("cold/rexec"))),
         f"cold `ssh HOST true` {ms(_med(sess.get('cold/ssh')))}",
-        _ratio(sess.get("cold/rexec"), sess.get("cold/ssh")), "≤ 0.5x", lambda m: m <= 0.5)
-    row("pty keystroke echo (`run -t -- cat`)", ms(_med(sess.get("echo/rexec-run-t"))),
+        _ratio(sess.get("cold/rexec"), sess.get("cold/ssh")),
+        "≤ 0.5x",
+        lambda m: m <= 0.5,
+    )
+    row(
+        "pty keystroke echo (`run -t -- cat`)",
+        ms(_med(sess.get("echo/rexec-run-t"))),
         f"`ssh -tt HOST cat` {ms(_med(sess.get('echo/ssh-tt')))}; local pty "
         f"{ms(_med(sess.get('echo/local')))}",
-        _ratio(sess.get("echo/rexec-run-t"), sess.get("echo/ssh-tt")), "≤ 1.0x", lambda m: m <= 1.0)
+        _ratio(sess.get("echo/rexec-run-t"), sess.get("echo/ssh-tt")),
+        "≤ 1.0x",
+        lambda m: m <= 1.0,
+    )
     label = f"{size / MiB:,.0f} MiB (tmpfs)"
     for d in ("put", "get"):
         for peer in ("scp", "sftp"):
-            row(f"{d} of {label} vs {peer}", rate(_med(sess.get(f"{d}/rexec-cli")), "MB/s"),
+            row(
+                f"{d} of {label} vs {peer}",
+                rate(_med(sess.get(f"{d}/rexec-cli")), "MB/s"),
                 f"{peer} {rate(_med(sess.get(f'{d}/{peer}')), 'MB/s')}",
-                _ratio(sess.get(f"{d}/rexec-cli"), sess.get(f"{d}/{peer}")), "≥ 4x",
-                lambda m: m >= 4)
+                _ratio(sess.get(f"{d}/rexec-cli"), sess.get(f"{d}/{peer}")),
+                "≥ 4x",
+                lambda m: m >= 4,
+            )
     gib = "1 GiB" if bulk_bytes == 1 << 30 else f"{bulk_bytes / MiB:,.0f} MiB"
-    row(f"{gib} of stdout, client library", rate(_med(bulk.get("rexec-lib")), "MB/s"),
+    row(
+        f"{gib} of stdout, client library",
+        rate(_med(bulk.get("rexec-lib")), "MB/s"),
         f"local spawn's pipe {rate(_med(bulk.get('local')), 'MB/s')}",
-        _ratio(bulk.get("rexec-lib"), bulk.get("local")), "≥ 0.85x", lambda m: m >= 0.85)
+        _ratio(bulk.get("rexec-lib"), bulk.get("local")),
+        "≥ 0.85x",
+        lambda m: m >= 0.85,
+    )
     server = [v for k in ("rexec", "rexec-lib") for v in rss.get(k, [])]
     server += [v for k, vs in sess.items() if k.endswith("rexec-cli-server-rss") for v in vs]
     client = [v for k, vs in sess.items() if k.endswith("rexec-cli-client-rss") for v in vs]
     for who, vals in (("server", server), ("client (put/get)", client)):
         peak = max(vals) / MiB if vals else None
-        lines.append(f"| {who} peak RSS in all of these | "
-                     f"{'—' if peak is None else f'{peak:.0f} MiB'} | | | < 64 MiB | "
-                     f"{'—' if peak is None else '**met**' if peak < 64 else '**not met**'} |")
+        lines.append(
+            f"| {who} peak RSS in all of these | "
+            f"{'—' if peak is None else f'{peak:.0f} MiB'} | | | < 64 MiB | "
+            f"{'—' if peak is None else '**met**' if peak < 64 else '**not met**'} |"
+        )
     return "\n".join(lines)
 
 

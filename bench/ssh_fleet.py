@@ -49,15 +49,20 @@ class SshFleet:
         make_keys(d)
         self.port = free_port(self.addresses)
         for first in range(0, len(self.addresses), ADDRESSES_PER_SSHD):
-            group = self.addresses[first:first + ADDRESSES_PER_SSHD]
+            group = self.addresses[first : first + ADDRESSES_PER_SSHD]
             config = d / f"sshd_config.{first}"
             config.write_text(
-                "".join(f"ListenAddress {a}:{self.port}\n" for a in group) + settings(d))
+                "".join(f"ListenAddress {a}:{self.port}\n" for a in group) + settings(d)
+            )
             with open(d / f"sshd.{first}.log", "wb") as log:
-                self.processes.append(subprocess.Popen(
-                    [str(SSHD), "-D", "-e", "-f", str(config)],
-                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
-                ))
+                self.processes.append(
+                    subprocess.Popen(
+                        [str(SSHD), "-D", "-e", "-f", str(config)],
+                        stdin=subprocess.DEVNULL,
+                        stdout=subprocess.DEVNULL,
+                        stderr=log,
+                    )
+                )
         deadline = time.monotonic() + timeout
         for address in self.addresses:
             while True:
@@ -76,10 +81,22 @@ class SshFleet:
     def options(self) -> list[str]:
         """ssh options for this fleet (no host, no user)."""
         return [
-            "-F", "/dev/null", "-p", str(self.port), "-i", str(self.client_key),
-            "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-            "-o", "IdentitiesOnly=yes",
+            "-F",
+            "/dev/null",
+            "-p",
+            str(self.port),
+            "-i",
+            str(self.client_key),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "IdentitiesOnly=yes",
         ]
 
     def cpu_ticks(self) -> int:

@@ -89,10 +89,21 @@ def rows(servers: Servers, work: Path) -> list[TransferRow]:
 
     return [
         TransferRow("rexec-cli", "**rexec** CLI (whole process)", rexec_cli, s.rexecd_pids, rexecd),
-        TransferRow("rexec-lib", "**rexec** library (open connection)", rexec_lib, s.rexecd_pids,
-                    rexecd, inner=True),  # fmt: skip
-        TransferRow("rexec-pipe", "**rexec** CLI, put from a pipe (`cat F | rexec put H - D`)",
-                    rexec_pipe, s.rexecd_pids, rexecd),  # fmt: skip
+        TransferRow(
+            "rexec-lib",
+            "**rexec** library (open connection)",
+            rexec_lib,
+            s.rexecd_pids,
+            rexecd,
+            inner=True,
+        ),  # fmt: skip
+        TransferRow(
+            "rexec-pipe",
+            "**rexec** CLI, put from a pipe (`cat F | rexec put H - D`)",
+            rexec_pipe,
+            s.rexecd_pids,
+            rexecd,
+        ),  # fmt: skip
         TransferRow("scp", "OpenSSH `scp` (whole process)", scp, s.sshd_pids, sshd),
         TransferRow("sftp", "OpenSSH `sftp -b` (whole process)", sftp, s.sshd_pids, sshd),
     ]
@@ -206,6 +217,7 @@ def main() -> int:
                         continue
                     dst = out / f"{direction}-{row.name}.bin"
                     try:
+
                         def once(row=row, d=direction, dst=dst) -> dict:  # noqa: ANN001
                             return row.transfer(d, src, dst, args.size)
 

@@ -40,7 +40,8 @@ def parse_address(text: str, default_port: int = DEFAULT_PORT) -> Address:
         host, port_text = text, None
         if not _is_ipv6(host):
             raise ValueError(
-                f"bad address {text!r}: not an IPv6 address (write IPv6 with a port as [ADDRESS]:PORT)"
+                f"bad address {text!r}: not an IPv6 address"
+                " (write IPv6 with a port as [ADDRESS]:PORT)"
             )
     else:
         host, colon, port_text_or_empty = text.partition(":")

@@ -150,7 +150,9 @@ def discover(
             except OSError as exc:
                 errors.append(f"{target}: {exc.strerror or exc}")
         if len(errors) == len(targets):
-            raise DiscoveryError("cannot send a discovery probe: " + "; ".join(errors or ["no address"]))
+            raise DiscoveryError(
+                "cannot send a discovery probe: " + "; ".join(errors or ["no address"])
+            )
         deadline = time.monotonic() + timeout
         while len(found) < MAX_ANSWERS:
             left = deadline - time.monotonic()

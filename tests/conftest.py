@@ -81,15 +81,24 @@ def start_rexecd(
     key_file = key_file or write_key_file(directory)
     audit_log = directory / "audit.jsonl"
     argv = [
-        sys.executable, "-m", "rexec.daemon",
-        "--host", host, "--port", "0",
-        "--key-file", str(key_file),
-        "--audit-log", str(audit_log),
-        "--state-dir", str(directory / "state"),
+        sys.executable,
+        "-m",
+        "rexec.daemon",
+        "--host",
+        host,
+        "--port",
+        "0",
+        "--key-file",
+        str(key_file),
+        "--audit-log",
+        str(audit_log),
+        "--state-dir",
+        str(directory / "state"),
         # Short, so that stopping a server at teardown doesn't wait the default
         # 10 s for a command a test left running; tests that are about the
         # grace pass their own (the last flag wins).
-        "--shutdown-grace", "1",
+        "--shutdown-grace",
+        "1",
         *extra_args,
     ]
     with open(directory / "rexecd.stderr", "wb") as stderr_file:
@@ -108,7 +117,9 @@ def start_rexecd(
 
 
 @pytest.fixture(autouse=True)
-def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+def isolated_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
     """A fresh, empty HOME for this test (and every process it starts), the
     XDG directories unset so that they default to beneath it (a test that
     sets HOME itself moves them along); ``tmp_path`` stays as empty as the
@@ -127,7 +138,9 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
     Every server started is stopped at teardown."""
     servers: list[RunningServer] = []
 
-    def start(*extra_args: str, host: str = "127.0.0.1", key_file: Path | None = None) -> RunningServer:
+    def start(
+        *extra_args: str, host: str = "127.0.0.1", key_file: Path | None = None
+    ) -> RunningServer:
         server = start_rexecd(
             tmp_path / f"server{len(servers)}", *extra_args, host=host, key_file=key_file
         )

@@ -29,10 +29,29 @@ ISSUE_ROWS = (
 def test_run_py_prints_issue_15s_table_with_verdicts() -> None:
     mib = str(1 << 20)
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--only", "local,rexec-lib",
-         "--bulk-bytes", mib, "--xfer-bytes", mib, "--echo-samples", "3", "--conc-seconds", "0.2",
-         "--retries", "0", "--budget", "0"],
-        capture_output=True, text=True, timeout=170, cwd=ROOT,
+        [
+            sys.executable,
+            str(ROOT / "bench" / "run.py"),
+            "--quick",
+            "--only",
+            "local,rexec-lib",
+            "--bulk-bytes",
+            mib,
+            "--xfer-bytes",
+            mib,
+            "--echo-samples",
+            "3",
+            "--conc-seconds",
+            "0.2",
+            "--retries",
+            "0",
+            "--budget",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=170,
+        cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     table = proc.stdout.split("\n\n")[1]

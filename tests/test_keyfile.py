@@ -47,8 +47,17 @@ def test_accepted_forms(tmp_path: Path, content: bytes) -> None:
         KEY.hex().encode() + b"\x00",
         b"",
     ],
-    ids=["63-digits", "65-digits", "comment", "junk", "spaced-pairs", "129-bytes", "0x", "nul",
-         "empty"],
+    ids=[
+        "63-digits",
+        "65-digits",
+        "comment",
+        "junk",
+        "spaced-pairs",
+        "129-bytes",
+        "0x",
+        "nul",
+        "empty",
+    ],
 )
 def test_refused_forms(tmp_path: Path, content: bytes) -> None:
     with pytest.raises(KeyFileError, match="64 hex digits on one line"):

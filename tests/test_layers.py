@@ -60,7 +60,9 @@ def _imports(name: str, path: pathlib.Path) -> set[str]:
                 module = node.module or ""
             # ``from package import submodule`` depends on the submodule; a
             # name from a module depends on that module.
-            submodules = [f"{module}.{a.name}" for a in node.names if f"{module}.{a.name}" in MODULES]
+            submodules = [
+                f"{module}.{a.name}" for a in node.names if f"{module}.{a.name}" in MODULES
+            ]
             names = [a.name for a in node.names if f"{module}.{a.name}" not in MODULES]
             targets = submodules + ([module] if names else [])
         else:
@@ -86,7 +88,13 @@ SHARED = (
 
 
 def _layer(module: str) -> str:
-    for prefix in ("rexec.protocol", "rexec.server", "rexec.ops", "rexec.conformance", "rexec_client"):
+    for prefix in (
+        "rexec.protocol",
+        "rexec.server",
+        "rexec.ops",
+        "rexec.conformance",
+        "rexec_client",
+    ):
         if module == prefix or module.startswith(prefix + "."):
             return prefix
     if module == "rexec.daemon":

@@ -46,8 +46,12 @@ def make_connector(
 
     async def open_connection(address: Address) -> ClientConnection:
         return await connect(
-            address.host, address.port, key, ssl=ssl,
-            connect_timeout=connect_timeout, keepalive=keepalive,
+            address.host,
+            address.port,
+            key,
+            ssl=ssl,
+            connect_timeout=connect_timeout,
+            keepalive=keepalive,
         )
 
     return open_connection
@@ -65,7 +69,10 @@ def make_batch(
     """A ``Batch`` ready to run (its ``results()`` starts it)."""
     addresses = [t if isinstance(t, Address) else parse_target(t) for t in targets]
     pool = ServerPool(
-        addresses, connector, per_host=options.per_host, reconnects=options.retries,
+        addresses,
+        connector,
+        per_host=options.per_host,
+        reconnects=options.retries,
         fanout=options.fanout,
     )
     return Batch(source_of(jobs), pool, options, on_output=on_output, skip=skip)
@@ -96,8 +103,10 @@ async def run_batch(
         jobs,
         targets,
         connector=make_connector(
-            resolve_key(key, key_file), ssl=ssl,
-            connect_timeout=connect_timeout, keepalive=keepalive,
+            resolve_key(key, key_file),
+            ssl=ssl,
+            connect_timeout=connect_timeout,
+            keepalive=keepalive,
         ),
         options=BatchOptions(**options),
         on_output=on_output,

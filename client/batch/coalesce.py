@@ -46,10 +46,14 @@ class CoalescingPrinter:
         command = result.job.command_text
         self._commands.add(command)
         key = hashlib.sha256(
-            b"\0".join((
-                command.encode(), result.stdout or b"", result.stderr or b"",
-                _state(result).encode(),
-            ))
+            b"\0".join(
+                (
+                    command.encode(),
+                    result.stdout or b"",
+                    result.stderr or b"",
+                    _state(result).encode(),
+                )
+            )
         ).digest()
         name = self._display(result.target) if result.target else f"job {result.job.id}"
         group = self._groups.get(key)
@@ -67,7 +71,9 @@ class CoalescingPrinter:
             header = f"{SEPARATOR} {fold(names)} ({len(names)})"
             if state != "ok":
                 header += f" {state}"
-            lines = [header] if len(self._commands) == 1 else [header, f"$ {result.job.command_text}"]
+            lines = (
+                [header] if len(self._commands) == 1 else [header, f"$ {result.job.command_text}"]
+            )
             self._out.write(("\n".join(lines) + "\n").encode())
             for data in (result.stdout, result.stderr):
                 if data:

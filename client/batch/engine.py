@@ -450,8 +450,10 @@ class Batch:
         elif result.status not in (Status.CANCELLED, Status.SKIPPED):
             self.failed += 1
         halt = self.options.halt
-        if halt is not None and self.stopped is None and halt.triggered(
-            self.succeeded, self.failed, self.options.total
+        if (
+            halt is not None
+            and self.stopped is None
+            and halt.triggered(self.succeeded, self.failed, self.options.total)
         ):
             self.halted_by = halt
             if halt.now:
@@ -507,8 +509,13 @@ class Batch:
     # --- one attempt --------------------------------------------------------------
 
     def _failure(
-        self, item: _Item, server: Server | None, status: Status, why: str | None,
-        code: str | None = None, start: float = 0.0,
+        self,
+        item: _Item,
+        server: Server | None,
+        status: Status,
+        why: str | None,
+        code: str | None = None,
+        start: float = 0.0,
     ) -> JobResult:
         return JobResult(
             job=item.job,
@@ -538,7 +545,10 @@ class Batch:
         start, t0 = time.time(), time.monotonic()
         try:
             process = await connection.start(
-                job.args, shell=job.is_shell, cwd=job.cwd, env=job.env,
+                job.args,
+                shell=job.is_shell,
+                cwd=job.cwd,
+                env=job.env,
                 timeout=job.timeout or self.options.timeout,
             )
         except RemoteCommandError as exc:
@@ -549,7 +559,9 @@ class Batch:
             return dataclasses.replace(result, exit_code=RETURNCODE_BY_REFUSAL.get(exc.code))
         except RexecConnectionError as exc:
             server.mark_down(str(exc))
-            return self._failure(item, server, status_of_connection_error(exc), str(exc), exc.code, start)
+            return self._failure(
+                item, server, status_of_connection_error(exc), str(exc), exc.code, start
+            )
         except ValueError as exc:
             return self._failure(item, server, Status.FAILED, str(exc), "invalid", start)
         item.process = process
@@ -588,7 +600,9 @@ class Batch:
             error=error,
         )
 
-    async def _read(self, reader: OutputReader, job: Job, target: Address, stream: str) -> bytes | None:
+    async def _read(
+        self, reader: OutputReader, job: Job, target: Address, stream: str
+    ) -> bytes | None:
         chunks: list[bytes] = []
         while chunk := await reader.read(_READ_SIZE):
             if self._on_output is not None:

@@ -64,8 +64,10 @@ def batch_exit_status(
         if halted_by.why != "success":
             return EXIT_HALTED
         return EXIT_OK  # the goal was reached; the rest was skipped on purpose
-    if any(counts.get(s) for s in (Status.CONNECT_ERROR, Status.PROTOCOL_ERROR,
-                                   Status.CANCELLED, Status.SKIPPED)):
+    if any(
+        counts.get(s)
+        for s in (Status.CONNECT_ERROR, Status.PROTOCOL_ERROR, Status.CANCELLED, Status.SKIPPED)
+    ):
         return EXIT_UNREACHABLE
     if counts.get(Status.TIMEOUT) or counts.get(Status.SIGNAL):
         return EXIT_TIMEOUT_OR_SIGNAL

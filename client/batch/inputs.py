@@ -74,8 +74,10 @@ class BatchInput:
             raise CliError("--jsonl reads jobs, not a template's arguments: drop one")
         self.template = template
         if template.reads_stdin and sys.stdin.isatty():
-            print("rexec batch: reading arguments from the terminal, one a line "
-                  "(end with Ctrl-D)", file=sys.stderr)
+            print(
+                "rexec batch: reading arguments from the terminal, one a line (end with Ctrl-D)",
+                file=sys.stderr,
+            )
 
     @property
     def one_command(self) -> bool:

@@ -28,7 +28,17 @@ from .jobs import Job
 from .outcome import JobResult, Status
 from .targets import label
 
-COLUMNS = ("Seq", "Host", "Starttime", "JobRuntime", "Send", "Receive", "Exitval", "Signal", "Command")
+COLUMNS = (
+    "Seq",
+    "Host",
+    "Starttime",
+    "JobRuntime",
+    "Send",
+    "Receive",
+    "Exitval",
+    "Signal",
+    "Command",
+)
 
 
 _ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n"}

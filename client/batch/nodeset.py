@@ -74,7 +74,11 @@ def _expand_one(pattern: str) -> Iterator[str]:
     close_at = pattern.find("]", open_at)
     if close_at < 0:
         raise NodeSetError(f"missing ']' in {pattern!r}")
-    head, content, tail = pattern[:open_at], pattern[open_at + 1 : close_at], pattern[close_at + 1 :]
+    head, content, tail = (
+        pattern[:open_at],
+        pattern[open_at + 1 : close_at],
+        pattern[close_at + 1 :],
+    )
     if ":" in content:  # an IPv6 literal, not a range
         for rest in _expand_one(tail):
             yield f"{head}[{content}]{rest}"

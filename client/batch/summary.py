@@ -109,9 +109,7 @@ class Summary:
             where = fold(cause.targets) if cause.targets else "-"
             jobs = " ".join(cause.ids)
             more = " …" if cause.count > len(cause.ids) and len(cause.ids) == _MAX_IDS else ""
-            lines.append(
-                f"  {where}: {text} ({cause.count} {status.value}; jobs {jobs}{more})"
-            )
+            lines.append(f"  {where}: {text} ({cause.count} {status.value}; jobs {jobs}{more})")
         if self._other:
             others = ", ".join(f"{n} {s.value}" for s, n in self._other.items())
             lines.append(f"  (more causes: {others})")

@@ -94,8 +94,7 @@ def read_host_file(
 
 def _excluded(address: Address, exclusions: list[tuple[str, int | None]]) -> bool:
     return any(
-        address.host == host and (port is None or address.port == port)
-        for host, port in exclusions
+        address.host == host and (port is None or address.port == port) for host, port in exclusions
     )
 
 

@@ -80,9 +80,7 @@ class Template:
             raise TemplateError(
                 "no command before ':::' (rexec batch -w HOSTS -- CMD {} ::: ARG...)"
             )
-        template = cls(
-            tuple(command), tuple((kind, tuple(args)) for kind, args in sources), quote
-        )
+        template = cls(tuple(command), tuple((kind, tuple(args)) for kind, args in sources), quote)
         for number in template._source_numbers():
             if number > max(1, len(template.sources)):
                 raise TemplateError(

@@ -43,7 +43,9 @@ Each job has a stable id (the input line number, the argument's number, or
 the JSON 'id'): the joblog, --results and --resume use it.
 """
 
-EPILOG = HELP_TABLE + """
+EPILOG = (
+    HELP_TABLE
+    + """
 examples:
   rexec batch --onall -w 'web[01-20]' -b -- uname -r
   rexec batch --onall -w @compute -f 512 -- systemctl is-active sshd
@@ -54,6 +56,7 @@ examples:
   rexec batch --hosts-file hosts.txt --jsonl --results out.jsonl --retries 2 jobs.jsonl
   rexec batch -w 'db[1-3]' --halt now,fail=1 --timeout 60 --tag --line < cmds
 """
+)
 
 
 def _count(text: str) -> int:
@@ -106,90 +109,215 @@ def register(subparsers: Any) -> None:
         "       %(prog)s [options] --onall (-w SPEC | --hosts-file F) -- CMD [ARG...]",
     )
     parser.add_argument(
-        "commands_file", nargs="?", default="-", metavar="COMMANDS_FILE",
+        "commands_file",
+        nargs="?",
+        default="-",
+        metavar="COMMANDS_FILE",
         help="the commands, one a line ('-': stdin, the default)",
     )
     targets = parser.add_argument_group("targets")
-    targets.add_argument("-w", "-H", "--hosts", action="append", default=[], metavar="SPEC",
-                         help="servers in node-set notation, @group names allowed (repeatable)")
-    targets.add_argument("-g", dest="host_groups", action="append", default=[], metavar="GROUP",
-                         help="the servers of a group, as -w @GROUP (repeatable)")
-    targets.add_argument("--hosts-file", action="append", default=[], metavar="FILE",
-                         help="a file of servers, one [host][:port] a line (repeatable)")
-    targets.add_argument("--groups-file", type=Path, metavar="FILE",
-                         help="where @group names are defined ('name: nodes' lines; default: "
-                         "$REXEC_GROUPS_FILE or ~/.config/rexec/groups)")
-    targets.add_argument("-x", "--exclude", action="append", default=[], metavar="SPEC",
-                         help="leave these servers out (repeatable)")
-    targets.add_argument("--port", type=_positive, default=None, metavar="PORT",
-                         help="port of targets that name none (default: 7420)")
-    targets.add_argument("--list-targets", action="store_true",
-                         help="print the targets, one a line, and exit")
+    targets.add_argument(
+        "-w",
+        "-H",
+        "--hosts",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="servers in node-set notation, @group names allowed (repeatable)",
+    )
+    targets.add_argument(
+        "-g",
+        dest="host_groups",
+        action="append",
+        default=[],
+        metavar="GROUP",
+        help="the servers of a group, as -w @GROUP (repeatable)",
+    )
+    targets.add_argument(
+        "--hosts-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a file of servers, one [host][:port] a line (repeatable)",
+    )
+    targets.add_argument(
+        "--groups-file",
+        type=Path,
+        metavar="FILE",
+        help="where @group names are defined ('name: nodes' lines; default: "
+        "$REXEC_GROUPS_FILE or ~/.config/rexec/groups)",
+    )
+    targets.add_argument(
+        "-x",
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="leave these servers out (repeatable)",
+    )
+    targets.add_argument(
+        "--port",
+        type=_positive,
+        default=None,
+        metavar="PORT",
+        help="port of targets that name none (default: 7420)",
+    )
+    targets.add_argument(
+        "--list-targets", action="store_true", help="print the targets, one a line, and exit"
+    )
     work = parser.add_argument_group("work")
     work.add_argument("--onall", action="store_true", help="run every command on every target")
     fmt = work.add_mutually_exclusive_group()
-    fmt.add_argument("-0", "--null", action="store_true",
-                     help="commands are NUL-separated (they may contain newlines)")
+    fmt.add_argument(
+        "-0",
+        "--null",
+        action="store_true",
+        help="commands are NUL-separated (they may contain newlines)",
+    )
     fmt.add_argument("--jsonl", action="store_true", help="jobs are JSON Lines (see above)")
-    work.add_argument("-q", "--quote", action="store_true",
-                      help="quote each word of the template, as GNU parallel -q: it reaches "
-                      "the program as one word, shell characters and all")
+    work.add_argument(
+        "-q",
+        "--quote",
+        action="store_true",
+        help="quote each word of the template, as GNU parallel -q: it reaches "
+        "the program as one word, shell characters and all",
+    )
     sched = parser.add_argument_group("scheduling")
-    sched.add_argument("-j", "--jobs", type=_positive, metavar="N",
-                       help=f"run at most N commands at once in all (default: {DEFAULT_JOBS}; "
-                       "with --onall, the fanout, as pdsh and clush)")
-    sched.add_argument("--per-host", type=_positive, metavar="N",
-                       help="run at most N commands at once on one server "
-                       "(default: as many as the server allows)")
-    sched.add_argument("-f", "--fanout", type=_fanout, default=DEFAULT_FANOUT, metavar="N",
-                       help="keep at most N connections open at once, as clush and pdsh -f "
-                       "(default: %(default)s; lowered to fit the open-file limit)")
-    sched.add_argument("--timeout", type=positive_float, metavar="SECONDS",
-                       help="the server kills a command (its whole process group) after this long")
-    sched.add_argument("--retries", type=_count, default=0, metavar="N",
-                       help="retry a job up to N more times after a transport failure "
-                       "(connection refused or lost), on another server when spread")
-    sched.add_argument("--retry-failed", action="store_true",
-                       help="also retry commands that failed, timed out or were killed "
-                       "(preferring another server)")
-    sched.add_argument("--halt", metavar="WHEN,WHY=N",
-                       help="stop early as GNU parallel: now|soon,fail|success|done=N|P%%")
-    sched.add_argument("--delay", type=_seconds, default=0.0, metavar="SECONDS",
-                       help="wait this long between starting two jobs")
+    sched.add_argument(
+        "-j",
+        "--jobs",
+        type=_positive,
+        metavar="N",
+        help=f"run at most N commands at once in all (default: {DEFAULT_JOBS}; "
+        "with --onall, the fanout, as pdsh and clush)",
+    )
+    sched.add_argument(
+        "--per-host",
+        type=_positive,
+        metavar="N",
+        help="run at most N commands at once on one server (default: as many as the server allows)",
+    )
+    sched.add_argument(
+        "-f",
+        "--fanout",
+        type=_fanout,
+        default=DEFAULT_FANOUT,
+        metavar="N",
+        help="keep at most N connections open at once, as clush and pdsh -f "
+        "(default: %(default)s; lowered to fit the open-file limit)",
+    )
+    sched.add_argument(
+        "--timeout",
+        type=positive_float,
+        metavar="SECONDS",
+        help="the server kills a command (its whole process group) after this long",
+    )
+    sched.add_argument(
+        "--retries",
+        type=_count,
+        default=0,
+        metavar="N",
+        help="retry a job up to N more times after a transport failure "
+        "(connection refused or lost), on another server when spread",
+    )
+    sched.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="also retry commands that failed, timed out or were killed "
+        "(preferring another server)",
+    )
+    sched.add_argument(
+        "--halt",
+        metavar="WHEN,WHY=N",
+        help="stop early as GNU parallel: now|soon,fail|success|done=N|P%%",
+    )
+    sched.add_argument(
+        "--delay",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long between starting two jobs",
+    )
     out = parser.add_argument_group("output")
     mode = out.add_mutually_exclusive_group()
-    mode.add_argument("--group", dest="mode", action="store_const", const="group",
-                      help="print each job's output whole when it ends (default)")
-    mode.add_argument("-k", "--keep-order", dest="mode", action="store_const", const="keep-order",
-                      help="like --group, in input order")
-    mode.add_argument("--line", "--line-buffer", dest="mode", action="store_const", const="line",
-                      help="print output live, a line at a time")
-    mode.add_argument("-b", "--coalesce", dest="mode", action="store_const", const="coalesce",
-                      help="print identical results once, under their folded target list")
-    out.add_argument("--tag", action="store_true",
-                     help="start every output line with 'host:port jobid' and a tab")
-    out.add_argument("--no-host-prefix", dest="host_prefix", action="store_false",
-                     help="with --onall, print output lines as they are, without 'host: '")
+    mode.add_argument(
+        "--group",
+        dest="mode",
+        action="store_const",
+        const="group",
+        help="print each job's output whole when it ends (default)",
+    )
+    mode.add_argument(
+        "-k",
+        "--keep-order",
+        dest="mode",
+        action="store_const",
+        const="keep-order",
+        help="like --group, in input order",
+    )
+    mode.add_argument(
+        "--line",
+        "--line-buffer",
+        dest="mode",
+        action="store_const",
+        const="line",
+        help="print output live, a line at a time",
+    )
+    mode.add_argument(
+        "-b",
+        "--coalesce",
+        dest="mode",
+        action="store_const",
+        const="coalesce",
+        help="print identical results once, under their folded target list",
+    )
+    out.add_argument(
+        "--tag",
+        action="store_true",
+        help="start every output line with 'host:port jobid' and a tab",
+    )
+    out.add_argument(
+        "--no-host-prefix",
+        dest="host_prefix",
+        action="store_false",
+        help="with --onall, print output lines as they are, without 'host: '",
+    )
     records = parser.add_argument_group("records")
-    records.add_argument("--joblog", metavar="FILE",
-                         help="append a TSV line per job (GNU parallel's columns)")
-    records.add_argument("--results", metavar="FILE",
-                         help="write a JSON line per job as it finishes (with its output)")
+    records.add_argument(
+        "--joblog", metavar="FILE", help="append a TSV line per job (GNU parallel's columns)"
+    )
+    records.add_argument(
+        "--results",
+        metavar="FILE",
+        help="write a JSON line per job as it finishes (with its output)",
+    )
     resume = records.add_mutually_exclusive_group()
-    resume.add_argument("--resume", action="store_true",
-                        help="skip the jobs --joblog already lists")
-    resume.add_argument("--resume-failed", action="store_true",
-                        help="skip the jobs --joblog lists as succeeded; run the others again")
-    records.add_argument("--rerun-file", metavar="FILE",
-                         help="write the jobs that did not succeed, ready to run again")
+    resume.add_argument(
+        "--resume", action="store_true", help="skip the jobs --joblog already lists"
+    )
+    resume.add_argument(
+        "--resume-failed",
+        action="store_true",
+        help="skip the jobs --joblog lists as succeeded; run the others again",
+    )
+    records.add_argument(
+        "--rerun-file",
+        metavar="FILE",
+        help="write the jobs that did not succeed, ready to run again",
+    )
     people = parser.add_argument_group("people")
-    people.add_argument("--dry-run", action="store_true",
-                        help="print 'target<TAB>command' for each job and exit "
-                        "('*': spread at run time)")
-    people.add_argument("--no-progress", dest="progress", action="store_false",
-                        help="no progress line (shown only when stderr is a terminal)")
-    people.add_argument("--quiet", action="store_true",
-                        help="no summary at the end")
+    people.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print 'target<TAB>command' for each job and exit ('*': spread at run time)",
+    )
+    people.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        help="no progress line (shown only when stderr is a terminal)",
+    )
+    people.add_argument("--quiet", action="store_true", help="no summary at the end")
     add_connection_options(parser)
     parser.set_defaults(handler=_main, accepts_command=True, mode="group")
 

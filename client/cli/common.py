@@ -248,7 +248,10 @@ def _connection_hint(exc: RexecConnectionError, tls: _Tls | None) -> str | None:
         # Under TLS 1.3 a server checks the client's certificate after the
         # handshake, and refuses by closing: that is all we see.
         if tls.cert_file is None:
-            return "if the server requires a client certificate: --tls-cert and --tls-key, or --tls-dir"
+            return (
+                "if the server requires a client certificate:"
+                " --tls-cert and --tls-key, or --tls-dir"
+            )
         return (
             f"if the server refused {tls.cert_file}, use a client certificate its CA signed: "
             "the client.pem of the server's rexecd --init-tls"

@@ -1,9 +1,10 @@
 """``rexec run``: run one command on a server, as if it ran here.
 
 The command line reads: rexec's options, HOST, then the command, verbatim:
-no word after HOST is taken as one of rexec's options (``split_command``). Several words run as an argv without a shell; a single
-word is a command line for the server's ``/bin/sh``, as ssh runs it; ``--``
-forces an argv and ``--shell`` a command line.
+no word after HOST is taken as one of rexec's options (``split_command``).
+Several words run as an argv without a shell; a single word is a command
+line for the server's ``/bin/sh``, as ssh runs it; ``--`` forces an argv and
+``--shell`` a command line.
 
 Remote stdout and stderr go to local stdout and stderr as raw bytes, as they
 arrive. Local stdin is forwarded with its end, whatever it is (a terminal

@@ -11,21 +11,21 @@ Decisions (scp-like where it makes sense):
   source directory under its basename (``put -r d host:/srv`` makes
   ``/srv/d``); a missing one becomes the copy. The protocol has no directory
   operations, so ``put -r`` creates remote directories with ``mkdir -p`` and
-  ``get -r`` lists the remote tree with ``find DIR -type d|f|l -print0``,
-  both run on the same connection, in the target directory as the server
-  resolves it within the roots (so ``-r`` works with ``cwd_roots``, and a
-  tree outside them is ``command.denied``), on paths relative to it: the
-  server needs POSIX ``sh``, ``mkdir``, ``true``, ``ln``, ``readlink`` and a
-  ``find`` with ``-print0`` (GNU, BSD and busybox have them). Symbolic links are copied as links, in both
-  directions (as ``rsync -l`` and ``cp -a``, unlike ``scp -r``, which copies
-  what they point to): the link's text is kept, never followed, so nothing
-  outside the tree is read or written through one; a file of a ``get -r``
-  whose local path would lead out of the target tree through a link is
-  refused, and a ``put -r`` refuses a remote link where a directory of the
-  tree goes. Other special files (FIFOs, devices, sockets) are reported in
-  one line each and skipped, without changing the exit status (rsync's
-  "skipping non-regular file"). Directory modes are not kept (files' are). A file that fails is
-  reported and the others are still copied.
+  ``get -r`` lists the remote tree with ``find DIR -type d|f|l -print0``, both
+  run on the same connection, in the target directory as the server resolves it
+  within the roots (so ``-r`` works with ``cwd_roots``, and a tree outside them
+  is ``command.denied``), on paths relative to it: the server needs POSIX
+  ``sh``, ``mkdir``, ``true``, ``ln``, ``readlink`` and a ``find`` with
+  ``-print0`` (GNU, BSD and busybox have them). Symbolic links are copied as
+  links, in both directions (as ``rsync -l`` and ``cp -a``, unlike ``scp -r``,
+  which copies what they point to): the link's text is kept, never followed, so
+  nothing outside the tree is read or written through one; a file of a ``get
+  -r`` whose local path would lead out of the target tree through a link is
+  refused, and a ``put -r`` refuses a remote link where a directory of the tree
+  goes. Other special files (FIFOs, devices, sockets) are reported in one line
+  each and skipped, without changing the exit status (rsync's "skipping
+  non-regular file"). Directory modes are not kept (files' are). A file that
+  fails is reported and the others are still copied.
 * File modes are always kept, exactly; ``-p`` also keeps modification
   times (of files).
 * ``-`` as LOCAL is standard input (put: read to its end, its size and
@@ -242,7 +242,9 @@ def usage_problem(args: argparse.Namespace, stream: str) -> int | None:
     except TransferError as exc:
         return fail(f"{args.remote or repr(args.remote)}: {exc.message}", EXIT_FAILURE)
     if args.local == "-" and (args.recursive or args.resume):
-        return fail(f"-r and --resume need a file or a directory, not {stream}", EXIT_TRANSFER_FAILED)
+        return fail(
+            f"-r and --resume need a file or a directory, not {stream}", EXIT_TRANSFER_FAILED
+        )
     return None
 
 

@@ -38,45 +38,84 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rexec-conformance",
         description="Check a rexec server against protocol.md, case by case (ids are protocol.md "
-                    "requirement ids), or play a scripted server for a client under test.",
+        "requirement ids), or play a scripted server for a client under test.",
         epilog="example: rexec-conformance --key-file ~/.config/rexec/key 127.0.0.1:7420 "
-               "--junit report.xml",
+        "--junit report.xml",
     )
     parser.add_argument("target", nargs="?", help="HOST[:PORT] of the server (default port 7420)")
-    parser.add_argument("--key-file", type=Path,
-                        help="shared key file (default: $REXEC_KEY_FILE or ~/.config/rexec/key)")
+    parser.add_argument(
+        "--key-file",
+        type=Path,
+        help="shared key file (default: $REXEC_KEY_FILE or ~/.config/rexec/key)",
+    )
     tls = parser.add_argument_group("TLS")
     tls.add_argument("--tls-ca", type=Path, help="CA bundle to verify the server (enables TLS)")
     tls.add_argument("--tls-cert", type=Path, help="client certificate (PEM)")
     tls.add_argument("--tls-key", type=Path, help="client private key (PEM)")
     tls.add_argument("--tls-server-name", help="name to verify in the server certificate")
     pick = parser.add_argument_group("selection")
-    pick.add_argument("--cases", action="append", default=[], metavar="GLOB",
-                      help="run only cases whose id matches (repeatable, comma-separated)")
-    pick.add_argument("--exclude", action="append", default=[], metavar="GLOB",
-                      help="skip cases whose id matches (repeatable, comma-separated)")
+    pick.add_argument(
+        "--cases",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="run only cases whose id matches (repeatable, comma-separated)",
+    )
+    pick.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="skip cases whose id matches (repeatable, comma-separated)",
+    )
     pick.add_argument("--list", action="store_true", help="list the selected cases and exit")
-    timing = parser.add_argument_group("timing (the server's settings, for cases that wait on them)")
-    timing.add_argument("--timeout-multiplier", type=float, default=1.0,
-                        help="scale every wait and case timeout (slow machines, CI)")
-    timing.add_argument("--auth-deadline", type=float, default=10.0,
-                        help="the server's authentication deadline in seconds (default 10)")
-    timing.add_argument("--kill-grace", type=float, default=2.0,
-                        help="the server's TERM-to-KILL grace in seconds (default 2)")
-    timing.add_argument("--drain-grace", type=float, default=2.0,
-                        help="the server's drain grace in seconds (default 2)")
+    timing = parser.add_argument_group(
+        "timing (the server's settings, for cases that wait on them)"
+    )
+    timing.add_argument(
+        "--timeout-multiplier",
+        type=float,
+        default=1.0,
+        help="scale every wait and case timeout (slow machines, CI)",
+    )
+    timing.add_argument(
+        "--auth-deadline",
+        type=float,
+        default=10.0,
+        help="the server's authentication deadline in seconds (default 10)",
+    )
+    timing.add_argument(
+        "--kill-grace",
+        type=float,
+        default=2.0,
+        help="the server's TERM-to-KILL grace in seconds (default 2)",
+    )
+    timing.add_argument(
+        "--drain-grace",
+        type=float,
+        default=2.0,
+        help="the server's drain grace in seconds (default 2)",
+    )
     out = parser.add_argument_group("reports")
     out.add_argument("--json", metavar="FILE", help="write a JSON report with a wire log per case")
     out.add_argument("--junit", metavar="FILE", help="write JUnit XML")
     out.add_argument("--strict", action="store_true", help="SHOULD failures also fail the run")
     out.add_argument("-v", "--verbose", action="store_true", help="details for passing cases too")
     serve = parser.add_argument_group("client mode")
-    serve.add_argument("--serve", type=int, metavar="PORT",
-                       help="play the scripted server on PORT (0: any) for a client under test")
+    serve.add_argument(
+        "--serve",
+        type=int,
+        metavar="PORT",
+        help="play the scripted server on PORT (0: any) for a client under test",
+    )
     serve.add_argument("--serve-host", default="127.0.0.1", help="address for --serve")
-    serve.add_argument("--serve-handshake", choices=HANDSHAKES, default="ok",
-                       help="bad-mac: a wrong auth_ok mac; altered-hello: an auth_ok mac over "
-                       "another hello; version-1: offer only version 1")
+    serve.add_argument(
+        "--serve-handshake",
+        choices=HANDSHAKES,
+        default="ok",
+        help="bad-mac: a wrong auth_ok mac; altered-hello: an auth_ok mac over "
+        "another hello; version-1: offer only version 1",
+    )
     return parser
 
 
@@ -164,8 +203,11 @@ def run(args: argparse.Namespace) -> int:
     key = load_key(args.key_file)
     target = Target(host, port, tls_context(args), args.tls_server_name)
     options = Options(
-        key=key, multiplier=args.timeout_multiplier, auth_deadline=args.auth_deadline,
-        kill_grace=args.kill_grace, drain_grace=args.drain_grace,
+        key=key,
+        multiplier=args.timeout_multiplier,
+        auth_deadline=args.auth_deadline,
+        kill_grace=args.kill_grace,
+        drain_grace=args.drain_grace,
     )
     reason = asyncio.run(preflight(target, key, 5.0 * args.timeout_multiplier))
     if reason is not None:
@@ -177,9 +219,14 @@ def run(args: argparse.Namespace) -> int:
     elapsed = time.monotonic() - started
     console.summary(results, elapsed)
     print(coverage_line(all_cases()), flush=True)
-    meta = {"target": f"{host}:{port}", "tls": target.tls is not None, "elapsed": round(elapsed, 3),
-            "multiplier": args.timeout_multiplier, "strict": args.strict,
-            "requirements_without_case": uncovered(all_cases())}
+    meta = {
+        "target": f"{host}:{port}",
+        "tls": target.tls is not None,
+        "elapsed": round(elapsed, 3),
+        "multiplier": args.timeout_multiplier,
+        "strict": args.strict,
+        "requirements_without_case": uncovered(all_cases()),
+    }
     if args.json:
         write_json(args.json, results, meta)
     if args.junit:

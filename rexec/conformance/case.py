@@ -125,7 +125,9 @@ class Context:
                 self.target, self.log, len(self._wires) + 1, timeout=self.t(5.0), rcvbuf=rcvbuf
             )
         except (OSError, TimeoutError) as exc:
-            raise SetupError(f"cannot connect to {self.target.host}:{self.target.port}: {exc}") from None
+            raise SetupError(
+                f"cannot connect to {self.target.host}:{self.target.port}: {exc}"
+            ) from None
         self._wires.append(wire)
         return wire
 
@@ -205,7 +207,8 @@ class Context:
         zombie = (
             f'case "$( (ps -o stat= -p {pid} || cut -d" " -f3 /proc/{pid}/stat) 2>/dev/null)" '
             "in *Z*) exit 0;; esac; "
-            if zombie_ok else ""
+            if zombie_ok
+            else ""
         )
         script = (
             f"i=0; while kill -0 {pid} 2>/dev/null; do {zombie}i=$((i+1)); "
@@ -216,8 +219,9 @@ class Context:
 
     # --- outcome helpers ---------------------------------------------------------
 
-    async def await_fatal(self, wire: Wire, *, wait: float = REACTION_WAIT,
-                          canary: bytes | None = None) -> str:
+    async def await_fatal(
+        self, wire: Wire, *, wait: float = REACTION_WAIT, canary: bytes | None = None
+    ) -> str:
         """Read until a fatal error, the end of the connection, or ``wait``.
 
         Returns one of the shared outcomes: ``fatal:CODE`` (then closed),
@@ -249,6 +253,16 @@ def require_started(record: CommandRecord) -> None:
 
 
 __all__ = [
-    "CLOSE_WAIT", "REACTION_WAIT", "UNSUPPORTED", "Case", "CaseFunction", "Context", "Observation",
-    "Options", "PeerFrameError", "SetupError", "Unsupported", "require_started",
+    "CLOSE_WAIT",
+    "REACTION_WAIT",
+    "UNSUPPORTED",
+    "Case",
+    "CaseFunction",
+    "Context",
+    "Observation",
+    "Options",
+    "PeerFrameError",
+    "SetupError",
+    "Unsupported",
+    "require_started",
 ]

@@ -93,9 +93,12 @@ class CommandRecord:
 
     def summary(self) -> dict[str, Any]:
         return {
-            "id": self.id, "frames": self.kinds, "pid": self.pid,
+            "id": self.id,
+            "frames": self.kinds,
+            "pid": self.pid,
             "stdout": bytes(self.stdout[:200]).decode("utf-8", "replace"),
-            "stdout_bytes": len(self.stdout), "stderr_bytes": len(self.stderr),
+            "stdout_bytes": len(self.stdout),
+            "stderr_bytes": len(self.stderr),
             "exit": self.exit.model_dump(mode="json") if self.exit else None,
             "error": self.error.model_dump(mode="json") if self.error else None,
             **({"file": self.file.model_dump(mode="json")} if self.file else {}),
@@ -294,9 +297,7 @@ class Client:
     async def wait_terminal(self, ids: list[int] | int, timeout: float) -> bool:
         """Pump until every command in ``ids`` has its terminal frame."""
         wanted = [ids] if isinstance(ids, int) else ids
-        return await self.pump(
-            timeout, until=lambda: all(self.records[i].terminal for i in wanted)
-        )
+        return await self.pump(timeout, until=lambda: all(self.records[i].terminal for i in wanted))
 
     async def ping(self, seq: int, timeout: float) -> bool:
         """Send ``ping`` and pump until the matching ``pong`` arrives."""

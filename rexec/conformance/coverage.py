@@ -19,8 +19,9 @@ def uncovered(cases: Iterable[Case]) -> list[str]:
     """MUST requirement ids (sorted) that none of ``cases`` and no client-mode
     scenario checks."""
     named = {case.requirement_id for case in cases} | set(CLIENT_CHECKS)
-    return sorted(rid for rid, req in REQUIREMENTS.items()
-                  if req.level is Level.MUST and rid not in named)
+    return sorted(
+        rid for rid, req in REQUIREMENTS.items() if req.level is Level.MUST and rid not in named
+    )
 
 
 def coverage_line(cases: Iterable[Case]) -> str:

@@ -32,7 +32,9 @@ def use_colour(stream: TextIO) -> bool:
 class Console:
     """Writes one line per result as it arrives, then the totals."""
 
-    def __init__(self, stream: TextIO, *, colour: bool | None = None, verbose: bool = False) -> None:
+    def __init__(
+        self, stream: TextIO, *, colour: bool | None = None, verbose: bool = False
+    ) -> None:
         self.stream = stream
         self.colour = use_colour(stream) if colour is None else colour
         self.verbose = verbose
@@ -53,8 +55,11 @@ class Console:
     def summary(self, results: list[Result], elapsed: float) -> None:
         counts = collections.Counter(r.verdict for r in results)
         parts = [f"{counts.get(v, 0)} {v.value}" for v in Verdict]
-        print(f"\n{len(results)} cases in {elapsed:.1f} s: " + ", ".join(parts),
-              file=self.stream, flush=True)
+        print(
+            f"\n{len(results)} cases in {elapsed:.1f} s: " + ", ".join(parts),
+            file=self.stream,
+            flush=True,
+        )
 
 
 def to_json(results: list[Result], meta: dict[str, Any]) -> dict[str, Any]:
@@ -73,19 +78,27 @@ def write_junit(path: str, results: list[Result], *, suite_name: str = "rexec-co
     type="SHOULD">, unsupported → <skipped>, setup-error → <error>."""
     counts = collections.Counter(r.verdict for r in results)
     suite = ET.Element(
-        "testsuite", name=suite_name, tests=str(len(results)),
+        "testsuite",
+        name=suite_name,
+        tests=str(len(results)),
         failures=str(counts[Verdict.FAIL] + counts[Verdict.NON_STRICT]),
-        errors=str(counts[Verdict.SETUP_ERROR]), skipped=str(counts[Verdict.UNSUPPORTED]),
+        errors=str(counts[Verdict.SETUP_ERROR]),
+        skipped=str(counts[Verdict.UNSUPPORTED]),
         time=f"{sum(r.duration for r in results):.3f}",
     )
     for result in results:
         case = ET.SubElement(
-            suite, "testcase", classname=f"{suite_name}.{result.case.area}",
-            name=result.case.id, time=f"{result.duration:.3f}",
+            suite,
+            "testcase",
+            classname=f"{suite_name}.{result.case.area}",
+            name=result.case.id,
+            time=f"{result.duration:.3f}",
         )
-        text = (f"[{result.case.level.value}] {result.case.quote}\nexpected: "
-                f"{' | '.join(sorted(result.case.expected))}\nobserved: {result.observed}\n"
-                f"{result.detail}")
+        text = (
+            f"[{result.case.level.value}] {result.case.quote}\nexpected: "
+            f"{' | '.join(sorted(result.case.expected))}\nobserved: {result.observed}\n"
+            f"{result.detail}"
+        )
         message = f"expected {' | '.join(sorted(result.case.expected))}; observed {result.observed}"
         if result.verdict is Verdict.FAIL:
             ET.SubElement(case, "failure", message=message, type="MUST").text = text

@@ -72,7 +72,9 @@ class Result:
         }
 
 
-def select(cases: Iterable[Case], include: list[str] | None, exclude: list[str] | None) -> list[Case]:
+def select(
+    cases: Iterable[Case], include: list[str] | None, exclude: list[str] | None
+) -> list[Case]:
     """Cases whose id (or requirement id) matches an ``include`` glob (all
     when none is given) and no ``exclude`` glob."""
 
@@ -83,7 +85,8 @@ def select(cases: Iterable[Case], include: list[str] | None, exclude: list[str] 
         )
 
     return [
-        case for case in cases
+        case
+        for case in cases
         if (not include or matches(case, include)) and not (exclude and matches(case, exclude))
     ]
 
@@ -136,7 +139,11 @@ def uses_transfers(case: Case) -> bool:
 
 
 async def run_case(
-    case: Case, target: Target, options: Options, *, transfers_off: bool = False,
+    case: Case,
+    target: Target,
+    options: Options,
+    *,
+    transfers_off: bool = False,
 ) -> Result:
     """Run one case to a verdict; never raises (but for cancellation). With
     ``transfers_off`` (see ``transfers_refused``) a transfer case is
@@ -155,12 +162,16 @@ async def run_case(
     except PeerFrameError as exc:
         observation = Observation(f"invalid-frame-from-peer:{exc.code}", str(exc))
     except TimeoutError:
-        observation = Observation("case-timeout", f"no verdict within {budget(case, options):.1f} s")
+        observation = Observation(
+            "case-timeout", f"no verdict within {budget(case, options):.1f} s"
+        )
     except (ConnectionError, OSError) as exc:
         observation = Observation("connection-lost", f"{type(exc).__name__}: {exc}")
     except Exception as exc:  # noqa: BLE001 - a suite bug must not pass as the peer's fault
-        observation = Observation("setup-error", "suite error: " + "".join(
-            traceback.format_exception_only(type(exc), exc)).strip())
+        observation = Observation(
+            "setup-error",
+            "suite error: " + "".join(traceback.format_exception_only(type(exc), exc)).strip(),
+        )
         verdict = Verdict.SETUP_ERROR
         observation.data["traceback"] = traceback.format_exc()
     finally:
@@ -180,7 +191,9 @@ async def run_case(
 
 
 async def run_suite(
-    cases: list[Case], target: Target, options: Options,
+    cases: list[Case],
+    target: Target,
+    options: Options,
     on_result: Callable[[Result], None] | None = None,
 ) -> list[Result]:
     """Run ``cases`` in order; ``on_result`` is called after each."""

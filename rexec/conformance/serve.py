@@ -99,8 +99,19 @@ from .serve_wire import ClientGone, ScriptedWire, raw_frame
 SERVER_NAME = "rexec-conformance"
 LIMITS = ServerLimits(max_header=65536, max_body=1024 * 1024, stdin_window=1, max_commands=4)
 PING_SEQ = 4711
-SCENARIOS = ("chunks", "many-frames", "cat", "signal", "exit-N", "unknown-error", "ping",
-             "extended", "malformed", "max-size", "unknown-id")
+SCENARIOS = (
+    "chunks",
+    "many-frames",
+    "cat",
+    "signal",
+    "exit-N",
+    "unknown-error",
+    "ping",
+    "extended",
+    "malformed",
+    "max-size",
+    "unknown-id",
+)
 HANDSHAKES = ("ok", "bad-mac", "altered-hello", "version-1")
 
 #: Requirement id -> what checks it in client mode: scenario names (the
@@ -125,8 +136,9 @@ MAX_SERVER_HEADER, MAX_SERVER_BODY = 64 * 1024, 1024 * 1024
 class ScriptedSession(ScriptedWire):
     """One client connection, played from hello to close."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: bytes,
-                 handshake: str) -> None:
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: bytes, handshake: str
+    ) -> None:
         super().__init__(reader, writer)
         self.key = key
         self.handshake = handshake
@@ -136,8 +148,9 @@ class ScriptedSession(ScriptedWire):
 
     async def play(self) -> None:
         versions = [1] if self.handshake == "version-1" else [2]
-        hello = Hello(versions=versions, nonce=secrets.token_hex(32), server=SERVER_NAME,
-                      limits=LIMITS)
+        hello = Hello(
+            versions=versions, nonce=secrets.token_hex(32), server=SERVER_NAME, limits=LIMITS
+        )
         hello_frame = encode_frame(hello)
         await self.write(hello_frame)
         self.decoder.keep_raw = True  # the auth's bytes, for the transcript
@@ -172,8 +185,10 @@ class ScriptedSession(ScriptedWire):
             await self.commands()
         finally:
             self.report["handshake"] = (
-                f"{self.handshake}: accepted by the client" if self.report["violations"]
-                else f"{self.handshake}: refused by the client")
+                f"{self.handshake}: accepted by the client"
+                if self.report["violations"]
+                else f"{self.handshake}: refused by the client"
+            )
 
     async def fatal(self, code: str, message: str) -> None:
         await self.send(Error(code=code, message=message, fatal=True))
@@ -185,7 +200,8 @@ class ScriptedSession(ScriptedWire):
             if self.handshake in ("bad-mac", "altered-hello") and not isinstance(message, Error):
                 rule = "auth.mutual" if self.handshake == "bad-mac" else "auth.transcript"
                 self.report["violations"].append(
-                    f"sent {message.type} after a wrong auth_ok mac [{rule}]")
+                    f"sent {message.type} after a wrong auth_ok mac [{rule}]"
+                )
             if isinstance(message, Ping):
                 await self.send(Pong(seq=message.seq))
             elif isinstance(message, Run):
@@ -205,18 +221,39 @@ class ScriptedSession(ScriptedWire):
     async def started(self, run: Run) -> None:
         self.pid += 1
         if run.argv == ["extended"]:
-            await self.write(raw_frame({"type": "started", "id": run.id, "pid": self.pid,
-                                   "tty": None, "cgroup": "/rexec/1"}))
+            await self.write(
+                raw_frame(
+                    {
+                        "type": "started",
+                        "id": run.id,
+                        "pid": self.pid,
+                        "tty": None,
+                        "cgroup": "/rexec/1",
+                    }
+                )
+            )
             return
         await self.send(Started(id=run.id, pid=self.pid))
 
-    async def exit(self, run: Run, code: int | None = 0, signal: int | None = None,
-                   counts: tuple[int, int, int] = (0, 0, 0)) -> None:
-        await self.send(Exit(
-            id=run.id, exit_code=code, signal=signal,
-            signal_name="SIGKILL" if signal == 9 else None, duration=0.01,
-            stdout_bytes=counts[0], stderr_bytes=counts[1], stdin_bytes=counts[2],
-        ))
+    async def exit(
+        self,
+        run: Run,
+        code: int | None = 0,
+        signal: int | None = None,
+        counts: tuple[int, int, int] = (0, 0, 0),
+    ) -> None:
+        await self.send(
+            Exit(
+                id=run.id,
+                exit_code=code,
+                signal=signal,
+                signal_name="SIGKILL" if signal == 9 else None,
+                duration=0.01,
+                stdout_bytes=counts[0],
+                stderr_bytes=counts[1],
+                stdin_bytes=counts[2],
+            )
+        )
 
     async def scenario(self, run: Run, name: str) -> None:
         if name.startswith("exit-") and name[5:].isdigit() and int(name[5:]) < 256:
@@ -225,8 +262,14 @@ class ScriptedSession(ScriptedWire):
             return
         method = getattr(self, "play_" + name.replace("-", "_"), None)
         if method is None or name == "exit-N":
-            await self.send(Error(code="spawn.not_found", message="no such scenario: ENOENT",
-                                  fatal=False, id=run.id))
+            await self.send(
+                Error(
+                    code="spawn.not_found",
+                    message="no such scenario: ENOENT",
+                    fatal=False,
+                    id=run.id,
+                )
+            )
             return
         await self.started(run)
         await method(run)
@@ -266,7 +309,9 @@ class ScriptedSession(ScriptedWire):
                     raise ClientGone
                 credit -= message.data_size
                 total += message.data_size
-                grant = [StdinCredit(id=run.id, bytes=message.data_size)] if message.data_size else []
+                grant = (
+                    [StdinCredit(id=run.id, bytes=message.data_size)] if message.data_size else []
+                )
                 await self.send(Stdout.with_data(run.id, message.data), *grant)
                 credit += message.data_size
 
@@ -275,18 +320,30 @@ class ScriptedSession(ScriptedWire):
         await self.exit(run, None, signal=9, counts=(6, 0, 0))
 
     async def play_unknown_error(self, run: Run) -> None:
-        await self.send(Error(code="future.unknown_code", message="a code from a later version",
-                              fatal=False),
-                        Stdout.with_data(run.id, b"ok\n"))
+        await self.send(
+            Error(code="future.unknown_code", message="a code from a later version", fatal=False),
+            Stdout.with_data(run.id, b"ok\n"),
+        )
         await self.exit(run, 0, counts=(3, 0, 0))
 
     async def play_extended(self, run: Run) -> None:
         # The scripted session normally sends ``started`` itself; here the
         # reports carry members of a later version, so they are written raw.
         await self.write(raw_frame({"type": "stdout", "data_size": 3, "id": run.id}, b"ok\n"))
-        await self.write(raw_frame({"type": "exit", "id": run.id, "exit_code": 0, "signal": None,
-                               "duration": 0.01, "stdout_bytes": 3,
-                               "rusage": {"utime": 0.002, "maxrss": 1024}, "note": None}))
+        await self.write(
+            raw_frame(
+                {
+                    "type": "exit",
+                    "id": run.id,
+                    "exit_code": 0,
+                    "signal": None,
+                    "duration": 0.01,
+                    "stdout_bytes": 3,
+                    "rusage": {"utime": 0.002, "maxrss": 1024},
+                    "note": None,
+                }
+            )
+        )
 
     async def play_ping(self, run: Run) -> None:
         await self.send(Stdout.with_data(run.id, b"tick\n"), Ping(seq=PING_SEQ))
@@ -323,8 +380,15 @@ class ScriptedSession(ScriptedWire):
     async def play_max_size(self, run: Run) -> None:
         body = bytes(i % 251 for i in range(MAX_SERVER_BODY))
         await self.send(Stdout.with_data(run.id, body), sizes=(64 * 1024 + 1,))
-        header = {"type": "exit", "id": run.id, "exit_code": 0, "signal": None,
-                  "duration": 0.01, "stdout_bytes": len(body), "padding": ""}
+        header = {
+            "type": "exit",
+            "id": run.id,
+            "exit_code": 0,
+            "signal": None,
+            "duration": 0.01,
+            "stdout_bytes": len(body),
+            "padding": "",
+        }
         header["padding"] = "x" * (MAX_SERVER_HEADER + 4 - len(raw_frame(header)))
         await self.write(raw_frame(header), sizes=(64 * 1024 + 1,))
 
@@ -339,17 +403,19 @@ class ScriptedSession(ScriptedWire):
         except ClientGone:
             if self.report.get("client_fatal_error") != "command.bad_id":
                 self.report["violations"].append(
-                    "no fatal command.bad_id for a frame of an id never opened "
-                    "[command.id.unknown]")
+                    "no fatal command.bad_id for a frame of an id never opened [command.id.unknown]"
+                )
             raise
         self.report["violations"].append(
-            "carried on after a frame of an id never opened [command.id.unknown]")
+            "carried on after a frame of an id never opened [command.id.unknown]"
+        )
         await self.send(Stdout.with_data(run.id, b"ok\n"))
         await self.exit(run, 0, counts=(3, 0, 0))
 
 
-async def _serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                            key: bytes, handshake: str) -> None:
+async def _serve_connection(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: bytes, handshake: str
+) -> None:
     session = ScriptedSession(reader, writer, key, handshake)
     peer = writer.get_extra_info("peername")
     session.report["peer"] = f"{peer[0]}:{peer[1]}" if peer else "?"
@@ -362,14 +428,22 @@ async def _serve_connection(reader: asyncio.StreamReader, writer: asyncio.Stream
         print(json.dumps(session.report), flush=True)
 
 
-async def serve(host: str, port: int, key: bytes, handshake: str = "ok",
-                ready: asyncio.Future[int] | None = None) -> None:
+async def serve(
+    host: str,
+    port: int,
+    key: bytes,
+    handshake: str = "ok",
+    ready: asyncio.Future[int] | None = None,
+) -> None:
     """Listen until cancelled; resolve ``ready`` with the bound port."""
     server = await asyncio.start_server(
-        lambda r, w: _serve_connection(r, w, key, handshake), host, port)
+        lambda r, w: _serve_connection(r, w, key, handshake), host, port
+    )
     bound = server.sockets[0].getsockname()[1]
-    print(f"rexec-conformance serving on {host}:{bound} (scenarios: {', '.join(SCENARIOS)})",
-          flush=True)
+    print(
+        f"rexec-conformance serving on {host}:{bound} (scenarios: {', '.join(SCENARIOS)})",
+        flush=True,
+    )
     if ready is not None:
         ready.set_result(bound)
     async with server:
@@ -381,8 +455,10 @@ def serve_forever(host: str, port: int, key: bytes, handshake: str = "ok") -> in
     try:
         asyncio.run(serve(host, port, key, handshake))
     except OSError as exc:
-        print(f"rexec-conformance: cannot listen on {host}:{port}: {exc.strerror or exc}",
-              file=sys.stderr)
+        print(
+            f"rexec-conformance: cannot listen on {host}:{port}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
         return 3
     except KeyboardInterrupt:
         pass

@@ -71,7 +71,8 @@ class ScriptedWire:
                     scenario = (self.report["scenarios"] or [""])[-1]
                     if scenario in FATAL_IS_A_VIOLATION:
                         self.report["violations"].append(
-                            f"a fatal {message.code} after {FATAL_IS_A_VIOLATION[scenario]}")
+                            f"a fatal {message.code} after {FATAL_IS_A_VIOLATION[scenario]}"
+                        )
                     raise ClientGone
                 return message
             try:

@@ -89,8 +89,15 @@ class WireLog:
 
     def data(self, conn: int, direction: str, data: bytes) -> None:
         shown = data[:LOG_BYTES].hex()
-        self._add({"conn": conn, "dir": direction, "bytes": len(data), "hex": shown,
-                   "truncated": len(data) > LOG_BYTES})
+        self._add(
+            {
+                "conn": conn,
+                "dir": direction,
+                "bytes": len(data),
+                "hex": shown,
+                "truncated": len(data) > LOG_BYTES,
+            }
+        )
 
     def frame(self, conn: int, direction: str, message: MessageBase) -> None:
         header = message.model_dump(mode="json")
@@ -122,7 +129,12 @@ class Wire:
 
     @classmethod
     async def open(
-        cls, target: Target, log: WireLog, number: int, *, timeout: float,
+        cls,
+        target: Target,
+        log: WireLog,
+        number: int,
+        *,
+        timeout: float,
         rcvbuf: int | None = None,
     ) -> Wire:
         """Connect to ``target``.
@@ -144,7 +156,9 @@ class Wire:
             await asyncio.wait_for(loop.sock_connect(sock, (target.host, target.port)), timeout)
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(
-                    sock=sock, ssl=target.tls, limit=4 * 1024 * 1024,
+                    sock=sock,
+                    ssl=target.tls,
+                    limit=4 * 1024 * 1024,
                     server_hostname=(target.server_hostname or target.host) if target.tls else None,
                 ),
                 timeout,
@@ -187,7 +201,9 @@ class Wire:
         sock = self.writer.get_extra_info("socket")
         if sock is not None:
             try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                sock.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+                )
             except OSError:
                 pass
         self.writer.transport.abort()

@@ -536,8 +536,27 @@ class Pong(_Message):
 
 
 Message = Annotated[
-    Hello | Auth | AuthOk | Run | Stdin | StdinEof | Signal | Cancel | Resize | Put | Get
-    | Started | Stdout | Stderr | StdinCredit | Exit | File | Done | Error | Ping | Pong,
+    Hello
+    | Auth
+    | AuthOk
+    | Run
+    | Stdin
+    | StdinEof
+    | Signal
+    | Cancel
+    | Resize
+    | Put
+    | Get
+    | Started
+    | Stdout
+    | Stderr
+    | StdinCredit
+    | Exit
+    | File
+    | Done
+    | Error
+    | Ping
+    | Pong,
     Field(discriminator="type"),
 ]
 
@@ -546,9 +565,29 @@ MESSAGE_ADAPTER: TypeAdapter[Message] = TypeAdapter(Message)
 
 #: Types a client may send, and types a server may send.
 CLIENT_MESSAGES: tuple[type[_Message], ...] = (
-    Auth, Run, Stdin, StdinEof, Signal, Cancel, Resize, Put, Get, Ping, Pong,
+    Auth,
+    Run,
+    Stdin,
+    StdinEof,
+    Signal,
+    Cancel,
+    Resize,
+    Put,
+    Get,
+    Ping,
+    Pong,
 )
 SERVER_MESSAGES: tuple[type[_Message], ...] = (
-    Hello, AuthOk, Started, Stdout, Stderr, StdinCredit, Exit, File, Done, Error, Ping, Pong,
+    Hello,
+    AuthOk,
+    Started,
+    Stdout,
+    Stderr,
+    StdinCredit,
+    Exit,
+    File,
+    Done,
+    Error,
+    Ping,
+    Pong,
 )
-

@@ -11,8 +11,9 @@ A key restricted to programs lists exact names only (``check_exact``): a
 pattern would admit names nobody has checked against those programs.
 
 The floor (``NEVER_ALLOWED``) is defence in depth for a broad pattern such as
-``*`` (on a key that may run anything): names that make a program load other code, start a shell or an
-interpreter differently, or run a command from its configuration. They, and
+``*`` (on a key that may run anything): names that make a program load other
+code, start a shell or an interpreter differently, or run a command from its
+configuration. They, and
 any name outside the portable set ``[A-Za-z_][A-Za-z0-9_]*``, are refused
 whatever the configuration says; a config that lists one by name is refused at
 start-up. The locale variables' values are names, never paths

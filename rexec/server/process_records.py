@@ -61,7 +61,9 @@ class ProcessRecords:
         start = _start_time(pgid)
         if start is not None:
             fd = os.open(
-                f"{self.directory}/{pgid}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600
+                f"{self.directory}/{pgid}",
+                os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
+                0o600,
             )
             try:
                 os.write(fd, f"{start} {self._owner}\n".encode())

@@ -114,8 +114,13 @@ class Account:
         try:
             entry = pwd.getpwuid(uid)
         except KeyError:  # no passwd entry (some containers): what we can tell
-            return cls(uid, os.getgid(), os.environ.get("USER", str(uid)),
-                       os.path.expanduser("~"), os.environ.get("SHELL", "/bin/sh"))
+            return cls(
+                uid,
+                os.getgid(),
+                os.environ.get("USER", str(uid)),
+                os.path.expanduser("~"),
+                os.environ.get("SHELL", "/bin/sh"),
+            )
         return cls.from_entry(entry)
 
     @classmethod
@@ -125,7 +130,9 @@ class Account:
 
     @classmethod
     def from_entry(cls, entry: pwd.struct_passwd) -> Account:
-        return cls(entry.pw_uid, entry.pw_gid, entry.pw_name, entry.pw_dir, entry.pw_shell or "/bin/sh")
+        return cls(
+            entry.pw_uid, entry.pw_gid, entry.pw_name, entry.pw_dir, entry.pw_shell or "/bin/sh"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -227,7 +234,9 @@ def spawn(run: Run, policy: ProcessPolicy) -> Spawned:
         # Fail closed: a command that should be limited and is not must not run.
         _abandon(spawned)
         name = errno.errorcode.get(exc.errno or 0, "EUNKNOWN")
-        raise SpawnError(ErrorCode.SPAWN_FAILED, f"could not apply resource limits ({name})") from None
+        raise SpawnError(
+            ErrorCode.SPAWN_FAILED, f"could not apply resource limits ({name})"
+        ) from None
     if _command_nofile is not None and all(
         limit != resource.RLIMIT_NOFILE for limit, _ in policy.rlimits
     ):
@@ -361,7 +370,10 @@ def _spawn_on_pty(
     try:
         master, slave = os.openpty()
     except OSError as exc:
-        raise SpawnError(ErrorCode.PTY_FAILED, f"no pseudo-terminal: {errno.errorcode.get(exc.errno or 0, 'error')}") from None
+        raise SpawnError(
+            ErrorCode.PTY_FAILED,
+            f"no pseudo-terminal: {errno.errorcode.get(exc.errno or 0, 'error')}",
+        ) from None
     try:
         set_window_size(master, run.pty.rows, run.pty.cols)
         wrapper = [sys.executable, "-I", "-S", "-c", _PTY_EXEC_WRAPPER]

@@ -32,6 +32,7 @@ PUT_WINDOW = 4 * 1024 * 1024
 #: list entry they take).
 COALESCE_BELOW = 64 * 1024
 
+
 def _open_target(path: str, place: Place, put: Put) -> AtomicFile:
     """The writer of a put's target: its directory resolved within the roots,
     the target itself not a directory (nor a link to one in the roots)."""
@@ -86,8 +87,10 @@ class _Backlog:
     def add(self, data: bytes) -> None:
         if len(data) >= COALESCE_BELOW:
             self._chunks.append(data)
-        elif self._chunks and isinstance(self._chunks[-1], bytearray) and (
-            len(self._chunks[-1]) < CHUNK_SIZE
+        elif (
+            self._chunks
+            and isinstance(self._chunks[-1], bytearray)
+            and (len(self._chunks[-1]) < CHUNK_SIZE)
         ):
             self._chunks[-1] += data
         else:

@@ -111,14 +111,21 @@ def batch_argv(pool: Pool | None, *args: str) -> list[str]:
 
 
 def run_batch_cli(
-    pool: Pool | None, *args: str, input: str = "", text: bool = True,
+    pool: Pool | None,
+    *args: str,
+    input: str = "",
+    text: bool = True,
     timeout: float = CLI_TIMEOUT,
 ) -> subprocess.CompletedProcess:
     """``rexec batch`` with the pool's key, ``input`` on its stdin; output
     as text (bytes with ``text=False``); bounded."""
     return subprocess.run(
-        batch_argv(pool, *args), input=input if text else input.encode(),
-        capture_output=True, text=text, timeout=timeout, check=False,
+        batch_argv(pool, *args),
+        input=input if text else input.encode(),
+        capture_output=True,
+        text=text,
+        timeout=timeout,
+        check=False,
     )
 
 

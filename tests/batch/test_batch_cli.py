@@ -22,12 +22,41 @@ from .conftest import (
     run_batch_cli,
 )
 
-JOBLOG_COLUMNS = ["Seq", "Host", "Starttime", "JobRuntime", "Send", "Receive", "Exitval", "Signal", "Command"]
+JOBLOG_COLUMNS = [
+    "Seq",
+    "Host",
+    "Starttime",
+    "JobRuntime",
+    "Send",
+    "Receive",
+    "Exitval",
+    "Signal",
+    "Command",
+]
 RESULT_FIELDS = {
-    "schema", "id", "target", "command", "argv", "shell", "status", "exit_code", "signal",
-    "signal_name", "attempt", "start", "duration", "server_duration", "stdin_bytes",
-    "stdout_bytes", "stderr_bytes", "stdout", "stdout_encoding", "stderr", "stderr_encoding",
-    "error_code", "error",
+    "schema",
+    "id",
+    "target",
+    "command",
+    "argv",
+    "shell",
+    "status",
+    "exit_code",
+    "signal",
+    "signal_name",
+    "attempt",
+    "start",
+    "duration",
+    "server_duration",
+    "stdin_bytes",
+    "stdout_bytes",
+    "stderr_bytes",
+    "stdout",
+    "stdout_encoding",
+    "stderr",
+    "stderr_encoding",
+    "error_code",
+    "error",
 }
 #: A command that says which server runs it: rexecd is the parent of the shell.
 ON_FIRST = "grep -q 127.0.0.2 /proc/$PPID/cmdline"
@@ -66,8 +95,9 @@ def test_spread_runs_each_job_once_over_the_servers(pool: Pool, tmp_path: Path) 
     marks = tmp_path / "marks"
     marks.mkdir()
     commands = "".join(f"echo x >> {marks}/{i}; sleep 0.2; echo out{i}\n" for i in range(1, 13))
-    done = run_batch_cli(pool, "-H", pool.spec, "-j", "6", "--results", str(tmp_path / "r.jsonl"),
-                         input=commands)
+    done = run_batch_cli(
+        pool, "-H", pool.spec, "-j", "6", "--results", str(tmp_path / "r.jsonl"), input=commands
+    )
     assert done.returncode == 0, done.stderr
     assert sorted(done.stdout.split()) == sorted(f"out{i}" for i in range(1, 13))
     assert marker_counts(marks) == {str(i): 1 for i in range(1, 13)}
@@ -78,10 +108,22 @@ def test_spread_runs_each_job_once_over_the_servers(pool: Pool, tmp_path: Path) 
 
 
 def test_onall_runs_the_command_on_every_target(pool: Pool, tmp_path: Path) -> None:
-    done = run_batch_cli(pool, "--onall", "-H", pool.spec, "--tag",
-                         "--results", str(tmp_path / "r.jsonl"), "--", "echo", "hi there")
+    done = run_batch_cli(
+        pool,
+        "--onall",
+        "-H",
+        pool.spec,
+        "--tag",
+        "--results",
+        str(tmp_path / "r.jsonl"),
+        "--",
+        "echo",
+        "hi there",
+    )
     assert done.returncode == 0, done.stderr
-    assert sorted(done.stdout.splitlines()) == sorted(f"{pool.label(i)} 1\thi there" for i in range(3))
+    assert sorted(done.stdout.splitlines()) == sorted(
+        f"{pool.label(i)} 1\thi there" for i in range(3)
+    )
     results = read_results(tmp_path / "r.jsonl")
     assert sorted(r["target"] for r in results) == sorted(pool.label(i) for i in range(3))
     assert {r["argv"] == ["echo", "hi there"] and r["status"] == "ok" for r in results} == {True}
@@ -93,18 +135,24 @@ def test_output_modes_keep_order_and_line(pool: Pool) -> None:
     assert ordered.stdout == "first\nsecond\nthird\n"
     grouped = run_batch_cli(pool, "-H", pool.spec, input=commands)
     assert grouped.stdout == "third\nsecond\nfirst\n"
-    live = run_batch_cli(pool, "-H", pool.label(0), "--line", "--tag",
-                         input="printf 'a\\nb'; sleep 0.2; printf 'c\\n'\n")
+    live = run_batch_cli(
+        pool,
+        "-H",
+        pool.label(0),
+        "--line",
+        "--tag",
+        input="printf 'a\\nb'; sleep 0.2; printf 'c\\n'\n",
+    )
     assert live.stdout == f"{pool.label(0)} 1\ta\n{pool.label(0)} 1\tbc\n"
 
 
 def test_coalesce_groups_identical_results(pool: Pool) -> None:
-    done = run_batch_cli(pool, "--onall", "-H", pool.spec, "-b", "--",
-                         "sh", "-c", f"echo same; {ON_FIRST} || exit 1")
+    done = run_batch_cli(
+        pool, "--onall", "-H", pool.spec, "-b", "--", "sh", "-c", f"echo same; {ON_FIRST} || exit 1"
+    )
     assert done.returncode == 1
     assert done.stdout == (
-        "---------------- 127.0.0.2 (1)\nsame\n"
-        "---------------- 127.0.0.[3-4] (2) exit 1\nsame\n"
+        "---------------- 127.0.0.2 (1)\nsame\n---------------- 127.0.0.[3-4] (2) exit 1\nsame\n"
     )
 
 
@@ -113,7 +161,12 @@ def test_targets_listing_and_dry_run(tmp_path: Path) -> None:
     hosts.write_text("# a comment\nweb[01-05/2]:7000\ndb[1-3]  # dbs\n")
     listed = run_batch_cli(None, "--hosts-file", str(hosts), "-x", "db2", "--list-targets")
     assert listed.stdout.split() == [
-        "web01:7000", "web03:7000", "web05:7000", "db1:7420", "db3:7420"]
+        "web01:7000",
+        "web03:7000",
+        "web05:7000",
+        "db1:7420",
+        "db3:7420",
+    ]
     dry = run_batch_cli(None, "-H", "a,b", "--onall", "--dry-run", input="echo 1\necho 2\n")
     assert dry.stdout == "a:7420\techo 1\nb:7420\techo 1\na:7420\techo 2\nb:7420\techo 2\n"
     assert run_batch_cli(None, "-H", "w[2-1]", "--dry-run").returncode == 255
@@ -151,12 +204,29 @@ def test_server_killed_mid_batch(start_pool, tmp_path: Path, retries: int) -> No
     token = f"{time.time_ns() % 10**6:06d}{retries}"  # a unique sleep length finds leftovers
     commands = tmp_path / "cmds"
     commands.write_text(
-        "".join(f"echo x >> {marks}/{i}; sleep 1.{token}; echo done{i}\n" for i in range(1, 10)))
+        "".join(f"echo x >> {marks}/{i}; sleep 1.{token}; echo done{i}\n" for i in range(1, 10))
+    )
     results = tmp_path / "r.jsonl"
     process = subprocess.Popen(
-        batch_argv(pool, "-H", pool.spec, "-j", "9", "--per-host", "3", "--retries", str(retries),
-                   "--results", str(results), "--joblog", str(tmp_path / "log"), str(commands)),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        batch_argv(
+            pool,
+            "-H",
+            pool.spec,
+            "-j",
+            "9",
+            "--per-host",
+            "3",
+            "--retries",
+            str(retries),
+            "--results",
+            str(results),
+            "--joblog",
+            str(tmp_path / "log"),
+            str(commands),
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert wait_until(lambda: len(list(marks.iterdir())) == 9)
@@ -190,9 +260,16 @@ def test_server_killed_mid_batch(start_pool, tmp_path: Path, retries: int) -> No
 
 def test_timeout_kills_the_remote_process_tree(pool: Pool, tmp_path: Path) -> None:
     token = f"5{time.time_ns() % 10**6}.25"
-    done = run_batch_cli(pool, "-H", pool.spec, "--timeout", "0.5",
-                         "--results", str(tmp_path / "r.jsonl"),
-                         input=f"sleep {token} & sleep {token}; wait\necho quick\n")
+    done = run_batch_cli(
+        pool,
+        "-H",
+        pool.spec,
+        "--timeout",
+        "0.5",
+        "--results",
+        str(tmp_path / "r.jsonl"),
+        input=f"sleep {token} & sleep {token}; wait\necho quick\n",
+    )
     assert done.returncode == 2, done.stderr
     timed_out, quick = sorted(read_results(tmp_path / "r.jsonl"), key=lambda r: r["id"])
     assert timed_out["status"] == "timeout" and timed_out["exit_code"] is None
@@ -202,9 +279,17 @@ def test_timeout_kills_the_remote_process_tree(pool: Pool, tmp_path: Path) -> No
 
 
 def test_retry_failed_prefers_another_server(pool: Pool, tmp_path: Path) -> None:
-    done = run_batch_cli(pool, "-H", pool.spec, "--retries", "2", "--retry-failed",
-                         "--results", str(tmp_path / "r.jsonl"),
-                         input=f"{ON_FIRST} && exit 7; echo fine\n")
+    done = run_batch_cli(
+        pool,
+        "-H",
+        pool.spec,
+        "--retries",
+        "2",
+        "--retry-failed",
+        "--results",
+        str(tmp_path / "r.jsonl"),
+        input=f"{ON_FIRST} && exit 7; echo fine\n",
+    )
     assert done.returncode == 0, done.stderr
     (record,) = read_results(tmp_path / "r.jsonl")
     assert record["attempt"] == 2 and record["target"] != pool.label(0)
@@ -213,9 +298,18 @@ def test_retry_failed_prefers_another_server(pool: Pool, tmp_path: Path) -> None
 
 def test_unreachable_server_is_reported(pool: Pool, tmp_path: Path) -> None:
     dead = f"127.0.0.9:{pool.port}"
-    done = run_batch_cli(pool, "--onall", "-H", f"{pool.spec},{dead}",
-                         "--results", str(tmp_path / "r.jsonl"),
-                         "--rerun-file", str(tmp_path / "rerun"), "--", "true")
+    done = run_batch_cli(
+        pool,
+        "--onall",
+        "-H",
+        f"{pool.spec},{dead}",
+        "--results",
+        str(tmp_path / "r.jsonl"),
+        "--rerun-file",
+        str(tmp_path / "rerun"),
+        "--",
+        "true",
+    )
     assert done.returncode == 3
     assert "127.0.0.9: connection refused (1 connect_error; jobs 1)" in done.stderr
     failed = [r for r in read_results(tmp_path / "r.jsonl") if r["status"] != "ok"]
@@ -232,8 +326,18 @@ def test_halt_now_fail_cancels_running_jobs_remotely(pool: Pool, tmp_path: Path)
     token = f"4{time.time_ns() % 10**6}.5"
     commands = "sleep 0.3; exit 1\n" + "".join(f"sleep {token}\n" for _ in range(5))
     started = time.monotonic()
-    done = run_batch_cli(pool, "-H", pool.spec, "-j", "3", "--halt", "now,fail=1",
-                         "--results", str(tmp_path / "r.jsonl"), input=commands)
+    done = run_batch_cli(
+        pool,
+        "-H",
+        pool.spec,
+        "-j",
+        "3",
+        "--halt",
+        "now,fail=1",
+        "--results",
+        str(tmp_path / "r.jsonl"),
+        input=commands,
+    )
     assert done.returncode == 4, done.stderr
     assert time.monotonic() - started < 15
     statuses = sorted(r["status"] for r in read_results(tmp_path / "r.jsonl"))
@@ -244,14 +348,32 @@ def test_halt_now_fail_cancels_running_jobs_remotely(pool: Pool, tmp_path: Path)
 
 def test_halt_soon_lets_running_jobs_finish(pool: Pool, tmp_path: Path) -> None:
     commands = "sleep 0.2; exit 1\nsleep 1; echo finished\necho never\necho never\n"
-    done = run_batch_cli(pool, "-H", pool.spec, "-j", "2", "--halt", "soon,fail=1",
-                         "--results", str(tmp_path / "r.jsonl"), input=commands)
+    done = run_batch_cli(
+        pool,
+        "-H",
+        pool.spec,
+        "-j",
+        "2",
+        "--halt",
+        "soon,fail=1",
+        "--results",
+        str(tmp_path / "r.jsonl"),
+        input=commands,
+    )
     assert done.returncode == 4
     assert done.stdout == "finished\n"
     by_id = {r["id"]: r["status"] for r in read_results(tmp_path / "r.jsonl")}
     assert by_id == {"1": "failed", "2": "ok", "3": "skipped", "4": "skipped"}
-    success = run_batch_cli(pool, "-H", pool.spec, "-j", "1", "--halt", "now,success=1",
-                            input="exit 3\necho yes\necho no\n")
+    success = run_batch_cli(
+        pool,
+        "-H",
+        pool.spec,
+        "-j",
+        "1",
+        "--halt",
+        "now,success=1",
+        input="exit 3\necho yes\necho no\n",
+    )
     assert success.returncode == 0 and success.stdout == "yes\n"
 
 
@@ -260,13 +382,17 @@ def test_halt_soon_lets_running_jobs_finish(pool: Pool, tmp_path: Path) -> None:
 
 def test_joblog_has_gnu_parallel_columns(pool: Pool, tmp_path: Path) -> None:
     log = tmp_path / "log.tsv"
-    done = run_batch_cli(pool, "-H", pool.label(1), "--joblog", str(log),
-                         input="printf abc\nexit 5\nkill -9 $$\n")
+    done = run_batch_cli(
+        pool, "-H", pool.label(1), "--joblog", str(log), input="printf abc\nexit 5\nkill -9 $$\n"
+    )
     assert done.returncode == 2
     assert log.read_text().splitlines()[0] == "\t".join(JOBLOG_COLUMNS)
     rows = {row["Seq"]: row for row in read_joblog(log)}
     assert {k: (v["Exitval"], v["Signal"]) for k, v in rows.items()} == {
-        "1": ("0", "0"), "2": ("5", "0"), "3": ("-1", "9")}
+        "1": ("0", "0"),
+        "2": ("5", "0"),
+        "3": ("-1", "9"),
+    }
     first = rows["1"]
     assert first["Host"] == pool.label(1) and first["Command"] == "printf abc"
     assert first["Receive"] == "3" and first["Send"] == "0"
@@ -288,13 +414,25 @@ def test_a_new_run_starts_the_joblog_afresh_as_gnu_parallel(pool: Pool, tmp_path
 def test_results_schema_with_jsonl_input_and_binary_output(pool: Pool, tmp_path: Path) -> None:
     jobs = [
         {"id": "bin", "shell": "printf '\\377\\376ok'; echo err >&2"},
-        {"id": "argv", "argv": ["sh", "-c", "pwd; echo $GREETING"], "cwd": "/tmp",
-         "env": {"GREETING": "héllo"}},
+        {
+            "id": "argv",
+            "argv": ["sh", "-c", "pwd; echo $GREETING"],
+            "cwd": "/tmp",
+            "env": {"GREETING": "héllo"},
+        },
         {"id": "slow", "shell": "sleep 5", "timeout": 0.3},
         {"id": "missing", "argv": ["/no/such/program"]},
     ]
-    done = run_batch_cli(pool, "-H", pool.spec, "--jsonl", "--results", str(tmp_path / "r.jsonl"),
-                         input="".join(json.dumps(j) + "\n" for j in jobs), text=False)
+    done = run_batch_cli(
+        pool,
+        "-H",
+        pool.spec,
+        "--jsonl",
+        "--results",
+        str(tmp_path / "r.jsonl"),
+        input="".join(json.dumps(j) + "\n" for j in jobs),
+        text=False,
+    )
     assert done.returncode == 2, done.stderr
     records = {r["id"]: r for r in read_results(tmp_path / "r.jsonl")}
     for record in records.values():
@@ -309,7 +447,10 @@ def test_results_schema_with_jsonl_input_and_binary_output(pool: Pool, tmp_path:
     assert records["slow"]["status"] == "timeout" and records["slow"]["signal"] is not None
     missing = records["missing"]
     assert (missing["status"], missing["exit_code"], missing["error_code"]) == (
-        "failed", 127, "spawn.not_found")
+        "failed",
+        127,
+        "spawn.not_found",
+    )
 
 
 def test_resume_runs_exactly_the_missing_jobs(pool: Pool, tmp_path: Path) -> None:
@@ -318,12 +459,26 @@ def test_resume_runs_exactly_the_missing_jobs(pool: Pool, tmp_path: Path) -> Non
     flag = tmp_path / "fail-3"
     flag.touch()
     commands = tmp_path / "cmds"
-    commands.write_text("".join(
-        f"echo x >> {marks}/{i}; " + (f"test ! -e {flag}\n" if i == 3 else "true\n")
-        for i in range(1, 7)))
-    first = run_batch_cli(pool, "-H", pool.spec, "-j", "1", "--halt", "soon,fail=1",
-                          "--joblog", str(log), "--rerun-file", str(tmp_path / "rerun"),
-                          str(commands))
+    commands.write_text(
+        "".join(
+            f"echo x >> {marks}/{i}; " + (f"test ! -e {flag}\n" if i == 3 else "true\n")
+            for i in range(1, 7)
+        )
+    )
+    first = run_batch_cli(
+        pool,
+        "-H",
+        pool.spec,
+        "-j",
+        "1",
+        "--halt",
+        "soon,fail=1",
+        "--joblog",
+        str(log),
+        "--rerun-file",
+        str(tmp_path / "rerun"),
+        str(commands),
+    )
     assert first.returncode == 4
     assert marker_counts(marks) == {"1": 1, "2": 1, "3": 1}
     # The re-run file: the failed and the skipped, as command lines.
@@ -332,18 +487,28 @@ def test_resume_runs_exactly_the_missing_jobs(pool: Pool, tmp_path: Path) -> Non
     assert resumed.returncode == 0, resumed.stderr
     assert marker_counts(marks) == {"1": 1, "2": 1, "3": 1, "4": 1, "5": 1, "6": 1}
     flag.unlink()
-    again = run_batch_cli(pool, "-H", pool.spec, "--resume-failed", "--joblog", str(log),
-                          str(commands))
+    again = run_batch_cli(
+        pool, "-H", pool.spec, "--resume-failed", "--joblog", str(log), str(commands)
+    )
     assert again.returncode == 0, again.stderr
     assert marker_counts(marks) == {"1": 1, "2": 1, "3": 2, "4": 1, "5": 1, "6": 1}
     seqs = [row["Seq"] for row in read_joblog(log)]
-    assert seqs[:3] == ["1", "2", "3"] and sorted(seqs[3:6]) == ["4", "5", "6"] and seqs[6:] == ["3"]
+    assert (
+        seqs[:3] == ["1", "2", "3"] and sorted(seqs[3:6]) == ["4", "5", "6"] and seqs[6:] == ["3"]
+    )
 
 
 def test_exit_status_table(pool: Pool) -> None:
     def status(*commands: str, extra: tuple[str, ...] = ()) -> int:
-        return run_batch_cli(pool, "-H", pool.spec, "--timeout", "0.5", *extra,
-                             input="".join(c + "\n" for c in commands)).returncode
+        return run_batch_cli(
+            pool,
+            "-H",
+            pool.spec,
+            "--timeout",
+            "0.5",
+            *extra,
+            input="".join(c + "\n" for c in commands),
+        ).returncode
 
     assert status("true", "true") == 0
     assert status("true", "exit 3") == 1
@@ -365,9 +530,21 @@ def test_ctrl_c_cancels_remote_processes_and_writes_the_logs(pool: Pool, tmp_pat
     commands.write_text("".join(f"echo x >> {marks}/{i}; sleep {token}\n" for i in range(1, 11)))
     results, log = tmp_path / "r.jsonl", tmp_path / "log.tsv"
     process = subprocess.Popen(
-        batch_argv(pool, "-H", pool.spec, "-j", "6", "--results", str(results),
-                   "--joblog", str(log), str(commands)),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        batch_argv(
+            pool,
+            "-H",
+            pool.spec,
+            "-j",
+            "6",
+            "--results",
+            str(results),
+            "--joblog",
+            str(log),
+            str(commands),
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert wait_until(lambda: len(processes_with(token)) == 6)

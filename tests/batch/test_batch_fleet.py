@@ -14,15 +14,30 @@ from .conftest import CLI_TIMEOUT, batch_argv, read_results
 
 def run(*args: str, prefix: tuple[str, ...] = (), input: str = "") -> subprocess.CompletedProcess:
     return subprocess.run(
-        [*prefix, *batch_argv(None, *args)], input=input, capture_output=True, text=True,
-        timeout=CLI_TIMEOUT, check=False,
+        [*prefix, *batch_argv(None, *args)],
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT,
+        check=False,
     )
 
 
 def test_onall_keeps_at_most_fanout_connections_open(start_fleet) -> None:
     fleet = start_fleet(300)
-    done = run("--key-file", str(fleet.key_file), "-w", fleet.hosts, "--onall", "-f", "8",
-               "-j", "32", "--", "hostname")
+    done = run(
+        "--key-file",
+        str(fleet.key_file),
+        "-w",
+        fleet.hosts,
+        "--onall",
+        "-f",
+        "8",
+        "-j",
+        "32",
+        "--",
+        "hostname",
+    )
     assert done.returncode == 0, done.stderr
     lines = sorted(done.stdout.splitlines())
     assert lines == sorted(f"{fleet.host(i)}: node{i:05d}" for i in range(1, 301))
@@ -35,8 +50,18 @@ def test_fanout_fits_a_low_open_file_limit(start_fleet) -> None:
     """With 64 descriptors, -f 500 can't be: the fanout is lowered, said
     once, and every one of 200 servers is still reached."""
     fleet = start_fleet(200)
-    done = run("--key-file", str(fleet.key_file), "-w", fleet.hosts, "--onall", "-f", "500",
-               "--", "true", prefix=("prlimit", "--nofile=64:64"))
+    done = run(
+        "--key-file",
+        str(fleet.key_file),
+        "-w",
+        fleet.hosts,
+        "--onall",
+        "-f",
+        "500",
+        "--",
+        "true",
+        prefix=("prlimit", "--nofile=64:64"),
+    )
     assert done.returncode == 0, done.stderr
     assert "fanout lowered from 500 to" in done.stderr and "open-file limit is 64" in done.stderr
     assert fleet.stats()["authenticated"] == 200
@@ -46,8 +71,21 @@ def test_the_soft_open_file_limit_is_raised_to_fit_the_fanout(start_fleet) -> No
     """Soft limit 64, hard 4,096: -f 300 needs more than 64 descriptors, and
     the batch raises its own soft limit rather than lowering the fanout."""
     fleet = start_fleet(300)
-    done = run("--key-file", str(fleet.key_file), "-w", fleet.hosts, "--onall", "-f", "300",
-               "-j", "300", "--", "sleep", "0.5", prefix=("prlimit", "--nofile=64:4096"))
+    done = run(
+        "--key-file",
+        str(fleet.key_file),
+        "-w",
+        fleet.hosts,
+        "--onall",
+        "-f",
+        "300",
+        "-j",
+        "300",
+        "--",
+        "sleep",
+        "0.5",
+        prefix=("prlimit", "--nofile=64:4096"),
+    )
     assert done.returncode == 0, done.stderr
     assert "fanout lowered" not in done.stderr
     stats = fleet.stats()
@@ -60,24 +98,32 @@ def test_running_out_of_descriptors_makes_jobs_wait_not_fail(start_fleet, tmp_pa
     fleet = start_fleet(150)
     script = tmp_path / "batch.py"
     targets = [f"{fleet.host(i)}:{fleet.port}" for i in range(1, 151)]
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         from rexec_client.batch import run_batch_sync
         results = list(run_batch_sync(
             ["true"], {targets!r}, key_file={str(fleet.key_file)!r},
             onall=True, fanout=1000, max_running=200,
         ))
         print(len(results), sorted({{r.status.value for r in results}}))
-    """))
-    done = subprocess.run(["prlimit", "--nofile=48:48", sys.executable, str(script)],
-                          capture_output=True, text=True, timeout=CLI_TIMEOUT, check=False)
+    """)
+    )
+    done = subprocess.run(
+        ["prlimit", "--nofile=48:48", sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[0] == "150 ['ok']"
 
 
 def test_b_folds_identical_outputs_and_failures_name_their_nodes(start_fleet) -> None:
     fleet = start_fleet(500, "--down", "17,342")
-    done = run("--key-file", str(fleet.key_file), "-w", fleet.hosts, "--onall", "-b",
-               "--", "echo", "hello")
+    done = run(
+        "--key-file", str(fleet.key_file), "-w", fleet.hosts, "--onall", "-b", "--", "echo", "hello"
+    )
     assert done.returncode == 3
     assert done.stdout.splitlines() == [
         "---------------- 127.1.0.[1-16,18-250],127.1.1.[1-91,93-250] (498)",
@@ -85,21 +131,35 @@ def test_b_folds_identical_outputs_and_failures_name_their_nodes(start_fleet) ->
         "---------------- 127.1.0.17,127.1.1.92 (2) connect_error",
     ]
     assert done.stderr.splitlines()[1:] == [
-        "  127.1.0.17,127.1.1.92: connection refused (2 connect_error; jobs 1)"]
+        "  127.1.0.17,127.1.1.92: connection refused (2 connect_error; jobs 1)"
+    ]
 
 
 def test_failures_are_summarised_by_cause(start_fleet, tmp_path: Path) -> None:
     fleet = start_fleet(40, "--down", "5", "--drop", "6-7", "--slow", "8", "--slow-seconds", "30")
     results = tmp_path / "r.jsonl"
-    done = run("--key-file", str(fleet.key_file), "-w", fleet.hosts, "--onall",
-               "--connect-timeout", "1", "--results", str(results), "--", "false")
+    done = run(
+        "--key-file",
+        str(fleet.key_file),
+        "-w",
+        fleet.hosts,
+        "--onall",
+        "--connect-timeout",
+        "1",
+        "--results",
+        str(results),
+        "--",
+        "false",
+    )
     assert done.returncode == 3
-    assert sorted(done.stderr.splitlines()[1:]) == sorted([
-        "  127.1.0.[1-4,9-40]: exit 1 (36 failed; jobs 1)",
-        "  127.1.0.[6-7]: closed the connection during the handshake (2 connect_error; jobs 1)",
-        "  127.1.0.5: connection refused (1 connect_error; jobs 1)",
-        "  127.1.0.8: no answer within 1 s (1 connect_error; jobs 1)",
-    ])
+    assert sorted(done.stderr.splitlines()[1:]) == sorted(
+        [
+            "  127.1.0.[1-4,9-40]: exit 1 (36 failed; jobs 1)",
+            "  127.1.0.[6-7]: closed the connection during the handshake (2 connect_error; jobs 1)",
+            "  127.1.0.5: connection refused (1 connect_error; jobs 1)",
+            "  127.1.0.8: no answer within 1 s (1 connect_error; jobs 1)",
+        ]
+    )
     assert len(read_results(results)) == 40  # every job accounted for
 
 
@@ -108,9 +168,24 @@ def test_a_spread_batch_over_many_servers_accounts_for_every_job(
 ) -> None:
     fleet = start_fleet(200, "--down", "50")
     results = tmp_path / "r.jsonl"
-    done = run("--key-file", str(fleet.key_file), "-w", fleet.hosts, "-j", "64", "-f", "32",
-               "--retries", "1", "--results", str(results), "--", "echo", ":::",
-               *map(str, range(3000)))
+    done = run(
+        "--key-file",
+        str(fleet.key_file),
+        "-w",
+        fleet.hosts,
+        "-j",
+        "64",
+        "-f",
+        "32",
+        "--retries",
+        "1",
+        "--results",
+        str(results),
+        "--",
+        "echo",
+        ":::",
+        *map(str, range(3000)),
+    )
     assert done.returncode == 0, done.stderr
     records = read_results(results)
     assert sorted(int(r["id"]) for r in records) == list(range(1, 3001))
@@ -129,17 +204,30 @@ def test_a_server_that_dies_mid_command_is_a_lost_connection_not_a_result(
     fleet = start_fleet(20)
     results = tmp_path / "r.jsonl"
     for _ in range(4):
-        done = run("--key-file", str(fleet.key_file), "-w", fleet.hosts, "--retries", "1",
-                   "--results", str(results), input="drop-connection\n" * 5)
+        done = run(
+            "--key-file",
+            str(fleet.key_file),
+            "-w",
+            fleet.hosts,
+            "--retries",
+            "1",
+            "--results",
+            str(results),
+            input="drop-connection\n" * 5,
+        )
         assert done.returncode == 3
         records = read_results(results)
         assert sorted(r["id"] for r in records) == ["1", "2", "3", "4", "5"]
         assert {(r["status"], r["attempt"]) for r in records} == {("connect_error", 2)}
         causes = done.stderr.splitlines()[1:]
         assert causes and all(
-            re.fullmatch(r"  127\.1\.0\.\S+: connection lost: (the server closed the connection|"
-                         r"connection reset by peer) \(\d connect_error; jobs [\d ]+\)", line)
-            for line in causes), causes
+            re.fullmatch(
+                r"  127\.1\.0\.\S+: connection lost: (the server closed the connection|"
+                r"connection reset by peer) \(\d connect_error; jobs [\d ]+\)",
+                line,
+            )
+            for line in causes
+        ), causes
         assert sum(int(re.search(r"\((\d) connect_error", line)[1]) for line in causes) == 5
 
 
@@ -152,7 +240,19 @@ def test_onall_runs_as_many_commands_at_once_as_the_fanout(start_fleet) -> None:
     assert done.returncode == 0, done.stderr
     assert fleet.stats()["peak_running"] == 40
     bounded = start_fleet(20)
-    done = run("--key-file", str(bounded.key_file), "-w", bounded.hosts, "--onall", "-f", "40",
-               "-j", "4", "--", "sleep", "0.2")
+    done = run(
+        "--key-file",
+        str(bounded.key_file),
+        "-w",
+        bounded.hosts,
+        "--onall",
+        "-f",
+        "40",
+        "-j",
+        "4",
+        "--",
+        "sleep",
+        "0.2",
+    )
     assert done.returncode == 0, done.stderr
     assert bounded.stats()["peak_running"] == 4

@@ -22,20 +22,47 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 def test_arguments_from_stdin_fill_the_template(pool: Pool, tmp_path: Path) -> None:
     log = tmp_path / "log.tsv"
-    done = run_batch_cli(pool, "-w", pool.spec, "--joblog", str(log), "--", "echo", "{}",
-                         input="1\n2\n3\n")
+    done = run_batch_cli(
+        pool, "-w", pool.spec, "--joblog", str(log), "--", "echo", "{}", input="1\n2\n3\n"
+    )
     assert done.returncode == 0, done.stderr
     assert sorted(done.stdout.split()) == ["1", "2", "3"]
     assert sorted(row["Command"] for row in read_joblog(log)) == ["echo 1", "echo 2", "echo 3"]
 
 
 def test_triple_colon_sources_quote_their_arguments(pool: Pool) -> None:
-    done = run_batch_cli(pool, "-w", pool.spec, "-k", "--", "printf", "'%s|%s\\n'", "{}", "{#}",
-                         ":::", "a b", "$HOME", "it's")
+    done = run_batch_cli(
+        pool,
+        "-w",
+        pool.spec,
+        "-k",
+        "--",
+        "printf",
+        "'%s|%s\\n'",
+        "{}",
+        "{#}",
+        ":::",
+        "a b",
+        "$HOME",
+        "it's",
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "a b|1\n$HOME|2\nit's|3\n"
-    product = run_batch_cli(pool, "-w", pool.spec, "-k", "--", "echo", "{2}-{1/.}", ":::",
-                            "/x/a.tar", "b.c", ":::", "1", "2")
+    product = run_batch_cli(
+        pool,
+        "-w",
+        pool.spec,
+        "-k",
+        "--",
+        "echo",
+        "{2}-{1/.}",
+        ":::",
+        "/x/a.tar",
+        "b.c",
+        ":::",
+        "1",
+        "2",
+    )
     assert product.stdout == "1-a\n2-a\n1-b\n2-b\n"
     appended = run_batch_cli(pool, "-w", pool.spec, "-k", "--", "echo", "got", ":::", "x", "y z")
     assert appended.stdout == "got x\ngot y z\n"
@@ -44,8 +71,21 @@ def test_triple_colon_sources_quote_their_arguments(pool: Pool) -> None:
 def test_q_quotes_every_word_of_the_template_as_gnu_parallel(pool: Pool, tmp_path: Path) -> None:
     """``parallel -q``: each word reaches the program as one word, shell
     characters and all (without -q the shell would split and expand them)."""
-    done = run_batch_cli(pool, "-w", pool.spec, "-k", "-q", "--", "printf", "%s|%s\\n",
-                         "<{}>", "$HOME;x", ":::", "a b", "it's")
+    done = run_batch_cli(
+        pool,
+        "-w",
+        pool.spec,
+        "-k",
+        "-q",
+        "--",
+        "printf",
+        "%s|%s\\n",
+        "<{}>",
+        "$HOME;x",
+        ":::",
+        "a b",
+        "it's",
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "<a b>|$HOME;x\n<it's>|$HOME;x\n"
     quiet = run_batch_cli(pool, "-w", pool.spec, "--quiet", "--", "false", ":::", "1")
@@ -61,14 +101,16 @@ def test_a_template_runs_on_every_server_with_onall(pool: Pool) -> None:
     done = run_batch_cli(pool, "-w", pool.spec, "--onall", "--", "echo", "{}", input="a\nb\n")
     assert done.returncode == 0, done.stderr
     assert sorted(done.stdout.splitlines()) == sorted(
-        f"{server.host}: {arg}" for server in pool.servers for arg in "ab")
+        f"{server.host}: {arg}" for server in pool.servers for arg in "ab"
+    )
 
 
 def test_dry_run_shows_the_composed_commands(pool: Pool, tmp_path: Path) -> None:
     args = tmp_path / "args"
     args.write_text("f 1.log\nf2.log\n")
-    done = run_batch_cli(None, "-w", "h1", "--dry-run", "--", "gzip -9 {} > {.}.gz",
-                         "::::", str(args))
+    done = run_batch_cli(
+        None, "-w", "h1", "--dry-run", "--", "gzip -9 {} > {.}.gz", "::::", str(args)
+    )
     assert done.stdout == "*\tgzip -9 'f 1.log' > 'f 1'.gz\n*\tgzip -9 f2.log > f2.gz\n"
     bad = run_batch_cli(None, "-w", "h1", "--dry-run", "--", "echo", "{3}", ":::", "a")
     assert bad.returncode == 255 and "{3} names input source 3" in bad.stderr
@@ -102,10 +144,19 @@ def test_the_port_shows_when_targets_differ_in_port(pool: Pool) -> None:
 
 def test_groups_file_names_node_sets(tmp_path: Path) -> None:
     groups = tmp_path / "groups"
-    groups.write_text("# racks\nweb: web[01-03]:7000, web09:7000\ndb: db[1-2]\n"
-                      "all: @web @db\n")
-    listed = run_batch_cli(None, "--groups-file", str(groups), "-w", "@all", "-x", "@db",
-                           "-x", "web02", "--list-targets")
+    groups.write_text("# racks\nweb: web[01-03]:7000, web09:7000\ndb: db[1-2]\nall: @web @db\n")
+    listed = run_batch_cli(
+        None,
+        "--groups-file",
+        str(groups),
+        "-w",
+        "@all",
+        "-x",
+        "@db",
+        "-x",
+        "web02",
+        "--list-targets",
+    )
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.split() == ["web01:7000", "web03:7000", "web09:7000"]
     by_letter = run_batch_cli(None, "--groups-file", str(groups), "-g", "db", "--list-targets")
@@ -114,8 +165,9 @@ def test_groups_file_names_node_sets(tmp_path: Path) -> None:
     assert unknown.returncode == 255
     assert f"unknown group @nope (not in {groups})" in unknown.stderr
     (tmp_path / "loop").write_text("a: @b\nb: @a\n")
-    looped = run_batch_cli(None, "--groups-file", str(tmp_path / "loop"), "-w", "@a",
-                           "--list-targets")
+    looped = run_batch_cli(
+        None, "--groups-file", str(tmp_path / "loop"), "-w", "@a", "--list-targets"
+    )
     assert looped.returncode == 255 and "cycle" in looped.stderr
 
 
@@ -123,11 +175,13 @@ def test_f_is_the_fanout_and_hosts_files_keep_their_long_option(tmp_path: Path) 
     hosts = tmp_path / "hosts"
     hosts.write_text("h1\nh2\n")
     wrong = run_batch_cli(None, "-f", str(hosts), "--list-targets")
-    assert wrong.returncode == 255 and wrong.stderr.splitlines() == [(
-        f"rexec: argument -f/--fanout: expected a whole number >= 1, got {str(hosts)!r} "
-        "(-f is the fanout, as in pdsh and clush; a hosts file is --hosts-file FILE) "
-        "(see 'rexec batch --help')"
-    )]
+    assert wrong.returncode == 255 and wrong.stderr.splitlines() == [
+        (
+            f"rexec: argument -f/--fanout: expected a whole number >= 1, got {str(hosts)!r} "
+            "(-f is the fanout, as in pdsh and clush; a hosts file is --hosts-file FILE) "
+            "(see 'rexec batch --help')"
+        )
+    ]
     zero = run_batch_cli(None, "-f", "0", "--list-targets", "-w", "h1")
     assert zero.returncode == 255 and "expected a whole number >= 1, got '0' (see" in zero.stderr
     right = run_batch_cli(None, "--hosts-file", str(hosts), "-f", "2", "--list-targets")
@@ -162,17 +216,24 @@ def test_readme_examples_parse_and_help_names_the_letters() -> None:
             pytest.fail(f"README example does not parse: {example}")
         assert remote is None or remote, example
     usage = parser._subparsers._group_actions[0].choices["batch"].format_help()
-    for words in ("-w SPEC, -H SPEC, --hosts SPEC", "-f N, --fanout N", "--hosts-file FILE",
-                  "--groups-file FILE", "--no-host-prefix", "::: ARG", "-q, --quote",
-                  "--quiet"):
+    for words in (
+        "-w SPEC, -H SPEC, --hosts SPEC",
+        "-f N, --fanout N",
+        "--hosts-file FILE",
+        "--groups-file FILE",
+        "--no-host-prefix",
+        "::: ARG",
+        "-q, --quote",
+        "--quiet",
+    ):
         assert words in usage
 
 
 def test_ipv6_targets_are_not_taken_for_a_bare_port() -> None:
     """``:7000`` is 127.0.0.1:7000, but ``::1`` is the IPv6 loopback (an
     outside tester's ``-H '::1'`` became '127.0.0.1::1')."""
-    listed = run_batch_cli(None, "--port", "7441", "-H", "localhost,::1,:7000,[::1]:7001",
-                           "--list-targets")
+    listed = run_batch_cli(
+        None, "--port", "7441", "-H", "localhost,::1,:7000,[::1]:7001", "--list-targets"
+    )
     assert listed.returncode == 0, listed.stderr
-    assert listed.stdout.split() == ["localhost:7441", "[::1]:7441", "127.0.0.1:7000",
-                                     "[::1]:7001"]
+    assert listed.stdout.split() == ["localhost:7441", "[::1]:7441", "127.0.0.1:7000", "[::1]:7001"]

@@ -23,7 +23,12 @@ from rexec_client.batch.template import Template, TemplateError
 
 def test_expand_ranges_padding_steps_and_lists() -> None:
     assert list(expand("web[01-07/3]:7000,db[1-2],x")) == [
-        "web01:7000", "web04:7000", "web07:7000", "db1", "db2", "x",
+        "web01:7000",
+        "web04:7000",
+        "web07:7000",
+        "db1",
+        "db2",
+        "x",
     ]
     assert list(expand("n[1,3-4]r[0-1]")) == ["n1r0", "n1r1", "n3r0", "n3r1", "n4r0", "n4r1"]
     assert list(expand("[::1]:7420")) == ["[::1]:7420"]
@@ -43,7 +48,10 @@ def test_targets_files_exclusions_and_defaults(tmp_path) -> None:
     hosts.write_text("# fleet\nweb[1-3]:7000  # web\n\n:7001\ndb1\n")
     got = resolve_targets(["a,b:9"], [hosts], exclude=["web2", "db1:7420"], default_port=7420)
     assert got == [
-        Address("a", 7420), Address("b", 9), Address("web1", 7000), Address("web3", 7000),
+        Address("a", 7420),
+        Address("b", 9),
+        Address("web1", 7000),
+        Address("web3", 7000),
         Address("127.0.0.1", 7001),
     ]
     with pytest.raises(TargetError, match="no targets"):
@@ -72,14 +80,31 @@ def test_input_formats_and_stable_ids() -> None:
     assert [(j.id, j.shell) for j in lines] == [("1", "echo a"), ("3", "echo b")]
     nul = list(read_jobs(io.BytesIO(b"printf 'x\ny'\0true"), InputFormat.NUL))
     assert [j.shell for j in nul] == ["printf 'x\ny'", "true"]
-    record = {"id": "build-7", "argv": ["make", "-j2"], "cwd": "/src", "env": {"A": "1"},
-              "timeout": 5, "target": "h:9"}
+    record = {
+        "id": "build-7",
+        "argv": ["make", "-j2"],
+        "cwd": "/src",
+        "env": {"A": "1"},
+        "timeout": 5,
+        "target": "h:9",
+    }
     (job,) = read_jobs(io.BytesIO(json.dumps(record).encode()), InputFormat.JSONL)
-    assert job == Job(id="build-7", argv=("make", "-j2"), cwd="/src", env={"A": "1"},
-                      timeout=5, target=Address("h", 9))
+    assert job == Job(
+        id="build-7",
+        argv=("make", "-j2"),
+        cwd="/src",
+        env={"A": "1"},
+        timeout=5,
+        target=Address("h", 9),
+    )
     assert json.loads(format_job(job, InputFormat.JSONL)) == record
-    for bad in ('{"argv": []}', '{"shell": "x", "argv": ["y"]}', '{"shell": "x", "oops": 1}',
-                '{"shell": "x", "timeout": -1}', "not json"):
+    for bad in (
+        '{"argv": []}',
+        '{"shell": "x", "argv": ["y"]}',
+        '{"shell": "x", "oops": 1}',
+        '{"shell": "x", "timeout": -1}',
+        "not json",
+    ):
         with pytest.raises(JobInputError, match="<stdin>:1"):
             list(read_jobs(io.BytesIO(bad.encode()), InputFormat.JSONL))
 
@@ -91,8 +116,12 @@ def test_exit_status_precedence() -> None:
     assert batch_exit_status({Status.FAILED: 1, Status.TIMEOUT: 1}) == 2
     assert batch_exit_status({Status.FAILED: 1, Status.SIGNAL: 1, Status.CONNECT_ERROR: 1}) == 3
     assert batch_exit_status({Status.FAILED: 1, Status.SKIPPED: 2}, halted_by=fail_halt) == 4
-    assert batch_exit_status({Status.OK: 1, Status.CANCELLED: 1},
-                             halted_by=HaltPolicy.parse("now,success=1")) == 0
+    assert (
+        batch_exit_status(
+            {Status.OK: 1, Status.CANCELLED: 1}, halted_by=HaltPolicy.parse("now,success=1")
+        )
+        == 0
+    )
     assert batch_exit_status({Status.CANCELLED: 2}, halted_by=fail_halt, interrupted=True) == 130
     assert batch_exit_status({Status.OK: 1}, interrupted=True, input_error=True) == 255
 
@@ -111,11 +140,16 @@ def test_fold_folds_every_number_as_clustershell() -> None:
 def test_templates_replace_as_gnu_parallel() -> None:
     template = Template.parse(["cp", "{}", "{//}/{/.}.bak", "#{#}", ":::", "d/x.tar.gz", "y b"])
     assert [job.shell for job in template.jobs(io.BytesIO())] == [
-        "cp d/x.tar.gz d/x.tar.bak #1", "cp 'y b' ./'y b'.bak #2"]
+        "cp d/x.tar.gz d/x.tar.bak #1",
+        "cp 'y b' ./'y b'.bak #2",
+    ]
     assert template.count == 2 and not template.reads_stdin
     stdin = Template.parse(["echo"])
     assert [(j.id, j.shell) for j in stdin.jobs(io.BytesIO(b"a\n\n$x\r\n"))] == [
-        ("1", "echo a"), ("2", "echo ''"), ("3", "echo '$x'")]
+        ("1", "echo a"),
+        ("2", "echo ''"),
+        ("3", "echo '$x'"),
+    ]
     nul = Template.parse(["echo", "{}"]).jobs(io.BytesIO(b"a\nb\0c"), separator=b"\0")
     assert [j.shell for j in nul] == ["echo 'a\nb'", "echo c"]
     with pytest.raises(TemplateError):
@@ -138,15 +172,31 @@ def test_groups_expand_nested_names(tmp_path) -> None:
 
 def test_summary_gathers_targets_by_cause() -> None:
     def result(host: str, status: Status, **fields) -> JobResult:
-        return JobResult(job=Job(id="1", shell="true"), target=Address(host, 7420),
-                         status=status, attempt=1, order=1, **fields)
+        return JobResult(
+            job=Job(id="1", shell="true"),
+            target=Address(host, 7420),
+            status=status,
+            attempt=1,
+            order=1,
+            **fields,
+        )
 
     summary = Summary(DisplayNames([Address("h1", 7420)]))
     for host in ("h1", "h2"):
-        summary.add(result(host, Status.CONNECT_ERROR,
-                           error=f"cannot connect to {host}:7420: connection refused"))
-    summary.add(result("h3", Status.CONNECT_ERROR,
-                       error="connection to h3:7420 lost: the server closed the connection"))
+        summary.add(
+            result(
+                host,
+                Status.CONNECT_ERROR,
+                error=f"cannot connect to {host}:7420: connection refused",
+            )
+        )
+    summary.add(
+        result(
+            "h3",
+            Status.CONNECT_ERROR,
+            error="connection to h3:7420 lost: the server closed the connection",
+        )
+    )
     summary.add(result("h4", Status.FAILED, exit_code=2))
     summary.add(result("h5", Status.OK, exit_code=0))
     assert summary.lines(1.0)[1:] == [
@@ -160,10 +210,16 @@ def test_named_nodes_fold_as_the_issue_writes_them() -> None:
     """10,000 named servers: one ``-b`` block headed ``node[00001-10000]``,
     and the failures by node set and cause (the emulator's targets are
     addresses; names as DNS gives them fold the same way)."""
+
     def result(index: int, status: Status, **fields) -> JobResult:
-        return JobResult(job=Job(id="1", argv=("echo", "hi")),
-                         target=Address(f"node{index:05d}", 7420), status=status, attempt=1,
-                         order=index, **fields)
+        return JobResult(
+            job=Job(id="1", argv=("echo", "hi")),
+            target=Address(f"node{index:05d}", 7420),
+            status=status,
+            attempt=1,
+            order=index,
+            **fields,
+        )
 
     names = [Address(f"node{i:05d}", 7420) for i in range(1, 10_001)]
     out = io.BytesIO()
@@ -174,7 +230,13 @@ def test_named_nodes_fold_as_the_issue_writes_them() -> None:
     assert out.getvalue() == b"---------------- node[00001-10000] (10000)\nhi\n"
     summary = Summary(DisplayNames(names))
     for index in (17, 342):
-        summary.add(result(index, Status.CONNECT_ERROR,
-                           error=f"cannot connect to node{index:05d}:7420: connection refused"))
+        summary.add(
+            result(
+                index,
+                Status.CONNECT_ERROR,
+                error=f"cannot connect to node{index:05d}:7420: connection refused",
+            )
+        )
     assert summary.lines(1.0)[1:] == [
-        "  node[00017,00342]: connection refused (2 connect_error; jobs 1)"]
+        "  node[00017,00342]: connection refused (2 connect_error; jobs 1)"
+    ]

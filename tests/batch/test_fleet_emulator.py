@@ -30,8 +30,19 @@ JOBS = [
     {"id": "zeros", "shell": "head -c 300000 /dev/zero"},
     {"id": "hostname", "argv": ["hostname"]},
 ]
-COMPARED = ("status", "exit_code", "signal", "signal_name", "stdout", "stderr", "stdout_bytes",
-            "stderr_bytes", "error_code", "attempt", "stdout_encoding")
+COMPARED = (
+    "status",
+    "exit_code",
+    "signal",
+    "signal_name",
+    "stdout",
+    "stderr",
+    "stdout_bytes",
+    "stderr_bytes",
+    "error_code",
+    "attempt",
+    "stdout_encoding",
+)
 
 
 def run_jobs(
@@ -39,10 +50,23 @@ def run_jobs(
 ) -> tuple[int, dict[str, list[dict]]]:
     results = directory / "results.jsonl"
     done = subprocess.run(
-        batch_argv(None, "--key-file", str(key_file), "--onall", "-w", hosts, "--jsonl",
-                   "--results", str(results), "--quiet"),
-        input="".join(json.dumps(job) + "\n" for job in JOBS), capture_output=True, text=True,
-        timeout=60, check=False,
+        batch_argv(
+            None,
+            "--key-file",
+            str(key_file),
+            "--onall",
+            "-w",
+            hosts,
+            "--jsonl",
+            "--results",
+            str(results),
+            "--quiet",
+        ),
+        input="".join(json.dumps(job) + "\n" for job in JOBS),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     by_id: dict[str, list[dict]] = {}
     for record in read_results(results):
@@ -66,10 +90,15 @@ def test_a_batch_gives_the_same_results_on_the_emulator_and_on_rexecd(
             if job_id == "hostname" and field in ("stdout", "stdout_bytes"):
                 continue
             assert {str(r[field]) for r in real[job_id]} == {str(r[field]) for r in fake[job_id]}, (
-                job_id, field)
+                job_id,
+                field,
+            )
     assert {r["stdout"] for r in real["hostname"]} == {socket.gethostname() + "\n"}
     assert sorted(r["stdout"] for r in fake["hostname"]) == [
-        "node00001\n", "node00002\n", "node00003\n"]
+        "node00001\n",
+        "node00002\n",
+        "node00003\n",
+    ]
 
 
 def test_the_emulator_prints_its_targets_then_stops_cleanly_on_sigterm(start_fleet) -> None:
@@ -94,9 +123,20 @@ def test_sigint_ends_the_emulator_cleanly_with_commands_running(start_fleet) -> 
     traceback, and the batch reports the lost connections at once."""
     fleet = start_fleet(2)
     batch = subprocess.Popen(
-        batch_argv(None, "--key-file", str(fleet.key_file), "-w", fleet.hosts, "--onall",
-                   "--", "sleep", "60"),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        batch_argv(
+            None,
+            "--key-file",
+            str(fleet.key_file),
+            "-w",
+            fleet.hosts,
+            "--onall",
+            "--",
+            "sleep",
+            "60",
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 30
@@ -132,11 +172,21 @@ def test_output_limit_cuts_alike_on_the_emulator_and_on_rexecd(pool: Pool, start
         seen[name], ends[name] = [], []
         # A gigabyte: the real head is still writing when the cap ends it.
         for command, limit in (("head -c 1073741824 /dev/zero", 1000), ("echo hello", 100)):
-            done = rexec_client.run(command, shell=True, host=host, port=port, key_file=key_file,
-                                    output_limit=limit, timeout=30)
+            done = rexec_client.run(
+                command,
+                shell=True,
+                host=host,
+                port=port,
+                key_file=key_file,
+                output_limit=limit,
+                timeout=30,
+            )
             seen[name].append((done.stdout, done.stderr, done.output_capped, done.stdout_bytes))
             ends[name].append((done.exit_code, done.signal_name))
-    assert seen["real"] == seen["emulated"] == [
-        (bytes(1000), b"", True, 1000), (b"hello\n", b"", False, 6)]
+    assert (
+        seen["real"]
+        == seen["emulated"]
+        == [(bytes(1000), b"", True, 1000), (b"hello\n", b"", False, 6)]
+    )
     assert ends["emulated"] == [(None, "SIGTERM"), (0, None)]
     assert ends["real"][1] == (0, None)

@@ -30,8 +30,12 @@ def cli_argv(*args: str) -> list[str]:
 
 @asynccontextmanager
 async def fake_server(
-    key: bytes, *, versions: list[int] | None = None, prove: bool = True,
-    tls: ssl.SSLContext | None = None, received: list[bytes] | None = None,
+    key: bytes,
+    *,
+    versions: list[int] | None = None,
+    prove: bool = True,
+    tls: ssl.SSLContext | None = None,
+    received: list[bytes] | None = None,
     limits: ServerLimits | None = None,
 ) -> AsyncIterator[int]:
     """A server that greets, checks nothing, answers ``auth`` with ``auth_ok``

@@ -124,7 +124,9 @@ def test_recursive_put_and_get(server: Any, tmp_path: Path) -> None:
 def test_directory_without_r_is_refused_before_connecting(tmp_path: Path) -> None:
     (tmp_path / "d").mkdir()
     # An unreachable address: the check comes first.
-    argv = cli_argv("put", "--key-file", str(tmp_path / "nokey"), "127.0.0.1:1", str(tmp_path / "d"), "x")
+    argv = cli_argv(
+        "put", "--key-file", str(tmp_path / "nokey"), "127.0.0.1:1", str(tmp_path / "d"), "x"
+    )
     result = subprocess.run(argv, capture_output=True, timeout=CLI_TIMEOUT, check=False)
     assert result.returncode == 1
     assert b"is a directory (use -r" in result.stderr
@@ -185,7 +187,9 @@ def test_killed_get_leaves_no_file_under_the_final_name(server: Any, tmp_path: P
     target_dir = tmp_path / "target"
     target_dir.mkdir()
     target = target_dir / "huge.bin"
-    argv = cli_argv("get", "--key-file", str(server.key_file), server.address, str(source), str(target))
+    argv = cli_argv(
+        "get", "--key-file", str(server.key_file), server.address, str(source), str(target)
+    )
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30

@@ -125,7 +125,7 @@ FLAGS: dict[str, str] = {
     "no_flow_control": "does not enforce the stdin credit",
     "blocking_stdin_write": "waits for each stdin write in the frame reader",
     "strict_stdin": "fails the connection on stdin for a running command without stdin, or "
-                    "after stdin_eof (and drops it once the command has ended)",
+    "after stdin_eof (and drops it once the command has ended)",
     "ignore_stdin_eof": "never closes a command's stdin",
     # ending commands
     "kill_leader_only": "timeouts, cancels and disconnects kill the leader only",
@@ -176,8 +176,15 @@ FLAGS: dict[str, str] = {
 }
 
 FORBIDDEN_ENV = ("LD_", "DYLD_")
-FORBIDDEN_ENV_NAMES = {"GLIBC_TUNABLES", "BASH_ENV", "ENV", "PYTHONSTARTUP", "PERL5OPT",
-                       "NODE_OPTIONS", "IFS"}
+FORBIDDEN_ENV_NAMES = {
+    "GLIBC_TUNABLES",
+    "BASH_ENV",
+    "ENV",
+    "PYTHONSTARTUP",
+    "PERL5OPT",
+    "NODE_OPTIONS",
+    "IFS",
+}
 LENGTH = struct.Struct("<i")
 HIGH_WATER = 256 * 1024
 
@@ -201,8 +208,12 @@ _INHERITED_SIGNALS = (
 
 def _version_1_mac(key: bytes, session: Session, auth: Auth) -> bytes:
     """Protocol version 1's client mac: over the nonces and the server name only."""
-    data = (b"rexec-auth-v1 client\x00" + bytes.fromhex(session.nonce) + bytes.fromhex(auth.nonce)
-            + session.config.name.encode())
+    data = (
+        b"rexec-auth-v1 client\x00"
+        + bytes.fromhex(session.nonce)
+        + bytes.fromhex(auth.nonce)
+        + session.config.name.encode()
+    )
     return hmac.new(key, data, hashlib.sha256).digest()
 
 
@@ -229,8 +240,12 @@ class Config:
         unknown = self.flags - FLAGS.keys()
         if unknown:
             raise SystemExit(f"unknown flags: {sorted(unknown)}")
-        self.limits = ServerLimits(max_header=args.max_header, max_body=1024 * 1024,
-                                   stdin_window=256 * 1024, max_commands=args.max_commands)
+        self.limits = ServerLimits(
+            max_header=args.max_header,
+            max_body=1024 * 1024,
+            stdin_window=256 * 1024,
+            max_commands=args.max_commands,
+        )
         self.auth_timeout = args.auth_timeout
         self.kill_grace = args.kill_grace
         self.drain_grace = args.drain_grace
@@ -251,8 +266,12 @@ class Command:
         self.flags = session.flags
         self.pid = proc.pid
         self.counts = {"stdout": 0, "stderr": 0, "stdin": 0}
-        self.outcome: dict[str, Any] = {"timed_out": False, "cancelled": False,
-                                        "output_capped": False, "pipes_held": False}
+        self.outcome: dict[str, Any] = {
+            "timed_out": False,
+            "cancelled": False,
+            "output_capped": False,
+            "pipes_held": False,
+        }
         self.started = time.monotonic()
         self.stdin_open = run.stdin
         self.credit = session.config.limits.stdin_window
@@ -294,9 +313,12 @@ class Command:
         leader_only = "kill_leader_only" in self.flags
         self.signal(signal.SIGTERM, leader_only=leader_only)
         loop = asyncio.get_running_loop()
-        self.kill_timers.append(loop.call_later(
-            0 if "no_kill_grace" in self.flags else self.session.config.kill_grace,
-            functools.partial(self.signal, signal.SIGKILL, leader_only=leader_only)))
+        self.kill_timers.append(
+            loop.call_later(
+                0 if "no_kill_grace" in self.flags else self.session.config.kill_grace,
+                functools.partial(self.signal, signal.SIGKILL, leader_only=leader_only),
+            )
+        )
 
     def close_pipes_then_kill(self) -> None:
         if self.outcome["output_capped"]:
@@ -336,7 +358,7 @@ class Command:
             if limit is not None and "ignore_output_limit" not in flags:
                 room = limit - self.counts["stdout"] - self.counts["stderr"]
                 withheld = len(data) >= room if "capped_at_limit" in flags else len(data) > room
-                data = data[:max(room, 0)]
+                data = data[: max(room, 0)]
                 if withheld and "cap_closes_pipes" in flags:
                     self.close_pipes_then_kill()
                 elif withheld:
@@ -344,8 +366,11 @@ class Command:
                 if not data:
                     continue
             self.counts[kind] += len(data)
-            if ("buffer_output" in flags or "exit_before_output" in flags
-                    or "output_before_started" in flags):
+            if (
+                "buffer_output" in flags
+                or "exit_before_output" in flags
+                or "output_before_started" in flags
+            ):
                 self.held.append((kind, data))
                 continue
             await self.session.send_output(self.run.id, kind, data)
@@ -430,10 +455,13 @@ class Command:
             self.outcome["cancelled"] = False
         counts = {f"{k}_bytes": (0 if "bad_counts" in flags else v) for k, v in self.counts.items()}
         exit_frame = Exit(
-            id=self.run.id, exit_code=exit_code, signal=sig,
+            id=self.run.id,
+            exit_code=exit_code,
+            signal=sig,
             signal_name=signal.Signals(sig).name if sig else None,
-            duration=(time.monotonic() - self.started) * (
-                1000 if "duration_in_ms" in flags else 1), **self.outcome, **counts,
+            duration=(time.monotonic() - self.started) * (1000 if "duration_in_ms" in flags else 1),
+            **self.outcome,
+            **counts,
         )
         session = self.session
         if "output_before_started" in flags:
@@ -455,9 +483,13 @@ def _file_code(flags: set[str], code: str) -> str:
 
 def _file_error(flags: set[str], exc: OSError) -> tuple[str, str]:
     name = errno.errorcode.get(exc.errno or 0, "EUNKNOWN")
-    code = {errno.ENOENT: "file.not_found", errno.ENOTDIR: "file.not_found",
-            errno.EACCES: "file.permission_denied", errno.EPERM: "file.permission_denied",
-            errno.EISDIR: "file.is_directory"}.get(exc.errno or 0, "file.failed")
+    code = {
+        errno.ENOENT: "file.not_found",
+        errno.ENOTDIR: "file.not_found",
+        errno.EACCES: "file.permission_denied",
+        errno.EPERM: "file.permission_denied",
+        errno.EISDIR: "file.is_directory",
+    }.get(exc.errno or 0, "file.failed")
     return _file_code(flags, code), f"file operation failed ({name})"
 
 
@@ -478,8 +510,9 @@ class Transfer:
         if not os.path.isabs(path):
             base = os.getcwd() if "relative_to_cwd" in self.flags else os.environ.get("HOME", "/")
             path = os.path.join(base, path)
-        self.path = (path.encode("latin-1", "replace") if "latin1_paths" in self.flags
-                     else path.encode())
+        self.path = (
+            path.encode("latin-1", "replace") if "latin1_paths" in self.flags else path.encode()
+        )
 
     def start(self) -> None:
         raise NotImplementedError
@@ -553,13 +586,16 @@ class PutTransfer(Transfer):
                 self.resume(directory, name)
                 return
             if "put_in_place" in flags:
-                self.fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
-                                  0o600)
+                self.fd = os.open(
+                    target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600
+                )
             else:
                 self.temp = os.path.join(
-                    directory, b"." + name + b".rexec-" + secrets.token_hex(4).encode() + b".tmp")
-                self.fd = os.open(self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
-                                  0o600)
+                    directory, b"." + name + b".rexec-" + secrets.token_hex(4).encode() + b".tmp"
+                )
+                self.fd = os.open(
+                    self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600
+                )
         except OSError as exc:
             self.finish(_file_error(flags, exc))
 
@@ -595,14 +631,16 @@ class PutTransfer(Transfer):
             raise Fatal("flow.window_exceeded", "stdin beyond its credit")
         self.credit -= size
         self.received += size
-        if self.put.size is not None and self.written + size > self.put.size and (
-            "no_size_check" not in flags
+        if (
+            self.put.size is not None
+            and self.written + size > self.put.size
+            and ("no_size_check" not in flags)
         ):
             self.finish(("file.size_mismatch", "more bytes than declared"))
             return
         view = memoryview(message.data)
         while view:
-            view = view[os.write(self.fd, view):]
+            view = view[os.write(self.fd, view) :]
         self.digest.update(message.data)
         self.written += size
         if size and "put_no_credit_grant" not in flags:
@@ -623,8 +661,10 @@ class PutTransfer(Transfer):
         sha256 = self.put.sha256
         if sha256 is None and "ignore_end_digest" not in flags:
             sha256 = eof.sha256
-        if sha256 is not None and self.digest.hexdigest() != sha256 and (
-            "no_digest_check" not in flags
+        if (
+            sha256 is not None
+            and self.digest.hexdigest() != sha256
+            and ("no_digest_check" not in flags)
         ):
             self.finish(("file.digest_mismatch", "the sha256 is not the declared one"))
             return
@@ -722,8 +762,9 @@ class GetTransfer(Transfer):
 class Session:
     """One client connection."""
 
-    def __init__(self, config: Config, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self, config: Config, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         self.config = config
         self.flags = config.flags
         self.reader = reader
@@ -758,8 +799,10 @@ class Session:
 
     async def send_output(self, command_id: int, kind: str, data: bytes) -> None:
         cls = Stdout if kind == "stdout" else Stderr
-        if "drop_when_paused" in self.flags and \
-                self.writer.transport.get_write_buffer_size() > HIGH_WATER:
+        if (
+            "drop_when_paused" in self.flags
+            and self.writer.transport.get_write_buffer_size() > HIGH_WATER
+        ):
             return
         self.send(cls.with_data(command_id, data))
         if "unbounded_buffer" not in self.flags and "drop_when_paused" not in self.flags:
@@ -818,8 +861,14 @@ class Session:
 
     async def serve(self) -> None:
         if "no_hello" not in self.flags:
-            self.send(Hello(versions=[2], nonce=self.nonce, server=self.config.name,
-                            limits=self.config.limits))
+            self.send(
+                Hello(
+                    versions=[2],
+                    nonce=self.nonce,
+                    server=self.config.name,
+                    limits=self.config.limits,
+                )
+            )
         loop = asyncio.get_running_loop()
         deadline = None
         if "no_auth_deadline" not in self.flags:
@@ -868,11 +917,18 @@ class Session:
     def _header_error(self, exc: RemoteProtocolError, raw: bytes) -> Fatal:
         code = exc.code.value
         header = _json_object(raw)
-        if (not self.authed and header.get("type") == "auth" and header.get("version") != 2
-                and "v1_auth_invalid" not in self.flags):
+        if (
+            not self.authed
+            and header.get("type") == "auth"
+            and header.get("version") != 2
+            and "v1_auth_invalid" not in self.flags
+        ):
             code = "version.unsupported"  # whatever another version's auth looks like
-        if code == "header.bad_json" and "nan_is_invalid" in self.flags and (
-                b"NaN" in raw or b"Infinity" in raw):
+        if (
+            code == "header.bad_json"
+            and "nan_is_invalid" in self.flags
+            and (b"NaN" in raw or b"Infinity" in raw)
+        ):
             code = "header.invalid"
         if "generic_header_error" in self.flags:
             code = "header.invalid"
@@ -913,8 +969,11 @@ class Session:
                     self._lax(raw)
                     continue
                 big = _json_object(raw)
-                if ("unbounded_integers" in flags and big.get("type") == "ping"
-                        and type(big.get("seq")) is int):
+                if (
+                    "unbounded_integers" in flags
+                    and big.get("type") == "ping"
+                    and type(big.get("seq")) is int
+                ):
                     del self.buffer[: 4 + length]
                     pong = json.dumps({"type": "pong", "data_size": 0, "seq": big["seq"]})
                     self.writer.write(LENGTH.pack(len(pong)) + pong.encode())
@@ -1017,8 +1076,9 @@ class Session:
             return
         env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
         for name, value in ({} if "drop_env" in flags else run.env).items():
-            if (name.startswith(FORBIDDEN_ENV) or name in FORBIDDEN_ENV_NAMES) and \
-                    "allow_forbidden_env" not in flags:
+            if (
+                name.startswith(FORBIDDEN_ENV) or name in FORBIDDEN_ENV_NAMES
+            ) and "allow_forbidden_env" not in flags:
                 self.refuse(run, "env.forbidden", "environment name not allowed")
                 return
             env[name] = value
@@ -1042,11 +1102,15 @@ class Session:
             argv = [sys.executable, "-c", _INHERITED_SIGNALS, *argv]
         try:
             proc = await asyncio.create_subprocess_exec(
-                *argv, cwd=cwd, env=env,
-                stdin=asyncio.subprocess.PIPE if run.stdin or "stdin_pipe_always" in flags
+                *argv,
+                cwd=cwd,
+                env=env,
+                stdin=asyncio.subprocess.PIPE
+                if run.stdin or "stdin_pipe_always" in flags
                 else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT if "merge_stderr" in flags
+                stderr=asyncio.subprocess.STDOUT
+                if "merge_stderr" in flags
                 else asyncio.subprocess.PIPE,
                 start_new_session="no_process_group" not in flags,
             )
@@ -1080,11 +1144,13 @@ class Session:
         else:
             self.last_id = max(self.last_id, request.id)
         if self.running() >= self.config.limits.max_commands:
-            self.send(Error(code="busy", message="too many running commands", fatal=False,
-                            id=request.id))
+            self.send(
+                Error(code="busy", message="too many running commands", fatal=False, id=request.id)
+            )
             return
-        transfer = (PutTransfer(self, request) if isinstance(request, Put)
-                    else GetTransfer(self, request))
+        transfer = (
+            PutTransfer(self, request) if isinstance(request, Put) else GetTransfer(self, request)
+        )
         self.transfers[request.id] = transfer
         transfer.start()
 
@@ -1122,15 +1188,17 @@ class Session:
                 return
             command.stdin_queue.put_nowait(message.data)
         elif isinstance(message, Signal):
-            command.signal(signal.Signals[message.signal],
-                           leader_only="signal_leader_only" in flags)
+            command.signal(
+                signal.Signals[message.signal], leader_only="signal_leader_only" in flags
+            )
         elif isinstance(message, Cancel):
             command.kill_tree("cancelled")
         # resize: no pty here, ignored
 
 
-async def _handle_client(config: Config, reader: asyncio.StreamReader,
-                         writer: asyncio.StreamWriter) -> None:
+async def _handle_client(
+    config: Config, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
     session = Session(config, reader, writer)
     try:
         await session.serve()
@@ -1145,7 +1213,8 @@ async def main_async(args: argparse.Namespace) -> None:
     key = bytes.fromhex(Path(args.key_file).read_text().strip())
     config = Config(args, key)
     server = await asyncio.start_server(
-        lambda r, w: _handle_client(config, r, w), args.host, args.port)
+        lambda r, w: _handle_client(config, r, w), args.host, args.port
+    )
     host, port = server.sockets[0].getsockname()[:2]
     print(f"listening on {host}:{port}", flush=True)
     stop = asyncio.Event()

@@ -39,10 +39,23 @@ def start_fake(directory: Path, flags: list[str], *extra: str) -> FakeServer:
     key_file = directory / "key" if (directory / "key").exists() else write_key_file(directory)
     with open(directory / "fake.stderr", "ab") as stderr:
         process = subprocess.Popen(
-            [sys.executable, str(BROKEN_SERVER), "--key-file", str(key_file), "--port", "0",
-             "--break", ",".join(flags), "--auth-timeout", str(FAKE_TIMING["auth_deadline"]),
-             *extra],
-            stdout=subprocess.PIPE, stderr=stderr, start_new_session=True, cwd=directory,
+            [
+                sys.executable,
+                str(BROKEN_SERVER),
+                "--key-file",
+                str(key_file),
+                "--port",
+                "0",
+                "--break",
+                ",".join(flags),
+                "--auth-timeout",
+                str(FAKE_TIMING["auth_deadline"]),
+                *extra,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            start_new_session=True,
+            cwd=directory,
         )
     match, line = wait_for_ready(process, READY, 15)
     if not match:

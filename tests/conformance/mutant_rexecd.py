@@ -67,8 +67,9 @@ MUTATIONS: dict[str, tuple[str, Callable[[], None]]] = {
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in MUTATIONS:
-        print(f"usage: mutant_rexecd.py {{{','.join(MUTATIONS)}}} [rexecd arguments]",
-              file=sys.stderr)
+        print(
+            f"usage: mutant_rexecd.py {{{','.join(MUTATIONS)}}} [rexecd arguments]", file=sys.stderr
+        )
         return 2
     MUTATIONS[argv[0]][1]()
     return daemon.main(argv[1:])

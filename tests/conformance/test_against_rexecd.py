@@ -54,20 +54,45 @@ def run_suite_cli(start_server: Callable[..., Any], tmp_path: Path) -> SuiteRun:
     # The suite fails authentication on purpose (README): above its count, so
     # that rexecd's penalty for failing addresses does not slow later cases.
     server = start_server(
-        "--auth-timeout", "1", "--shutdown-grace", "1", "--auth-failures", "20",
-        "--env-allow", "REXEC_CONFORMANCE",
+        "--auth-timeout",
+        "1",
+        "--shutdown-grace",
+        "1",
+        "--auth-failures",
+        "20",
+        "--env-allow",
+        "REXEC_CONFORMANCE",
     )
     junit = Path(os.environ.get(JUNIT_ENV) or tmp_path / "conformance-junit.xml")
     junit.parent.mkdir(parents=True, exist_ok=True)
     report = junit.with_name(junit.stem + ".json")
     result = subprocess.run(
-        [sys.executable, "-m", "rexec.conformance", "--key-file", str(server.key_file),
-         server.address, "--auth-deadline", "1", "--junit", str(junit), "--json", str(report)],
-        check=False, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "rexec.conformance",
+            "--key-file",
+            str(server.key_file),
+            server.address,
+            "--auth-deadline",
+            "1",
+            "--junit",
+            str(junit),
+            "--json",
+            str(report),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert report.exists(), result.stdout + result.stderr
-    return SuiteRun(result.returncode, result.stdout + result.stderr, junit,
-                    json.loads(report.read_text(encoding="utf-8")))
+    return SuiteRun(
+        result.returncode,
+        result.stdout + result.stderr,
+        junit,
+        json.loads(report.read_text(encoding="utf-8")),
+    )
 
 
 def test_rexecd_passes_every_must(start_server: Callable[..., Any], tmp_path: Path) -> None:
@@ -81,8 +106,9 @@ def check_verdicts(suite_run: SuiteRun) -> None:
     cases = {c["id"]: c for c in suite_run.report["cases"]}
     assert set(cases) == {case.id for case in all_cases()}
     failed = {cid for cid, c in cases.items() if c["verdict"] != "pass"}
-    details = {cid: (cases[cid]["verdict"], cases[cid]["observed"], cases[cid]["detail"])
-               for cid in failed}
+    details = {
+        cid: (cases[cid]["verdict"], cases[cid]["observed"], cases[cid]["detail"]) for cid in failed
+    }
     assert failed == set(KNOWN_SERVER_BUGS) | UNSUPPORTED_HERE, details
     for cid in KNOWN_SERVER_BUGS:
         assert cases[cid]["verdict"] == "fail"
@@ -96,8 +122,9 @@ def check_junit(suite_run: SuiteRun) -> None:
     assert suite.tag == "testsuite" and int(suite.get("tests", "0")) == len(all_cases())
     testcases = suite.findall("testcase")
     assert len(testcases) == len(all_cases())
-    must_failures = {tc.get("name") for tc in testcases
-                     if tc.find("failure[@type='MUST']") is not None}
+    must_failures = {
+        tc.get("name") for tc in testcases if tc.find("failure[@type='MUST']") is not None
+    }
     assert must_failures == set(KNOWN_SERVER_BUGS), must_failures
     assert int(suite.get("errors", "0")) == 0  # no setup-error: every case was judged
     skipped = {tc.get("name") for tc in testcases if tc.find("skipped") is not None}
@@ -112,10 +139,13 @@ def test_a_server_that_refuses_transfers_gets_unsupported_not_failed(
     are optional, as ptys are, so every transfer case is unsupported, not failed."""
     server = start_server("--run-as", "nobody", "--env-allow", "REXEC_CONFORMANCE")
     key = bytes.fromhex(server.key_file.read_text().strip())
-    results = run_cases(server.host, server.port, key,
-                        ["transfer.*", "command.frames.dropped/signal-for-put"])
+    results = run_cases(
+        server.host, server.port, key, ["transfer.*", "command.frames.dropped/signal-for-put"]
+    )
     assert len(results) > 40 and "command.frames.dropped/signal-for-put" in results
     verdicts = {cid: (r.verdict.value, r.observed, r.detail) for cid, r in results.items()}
-    assert all(results[cid].verdict is Verdict.UNSUPPORTED
-               and "refuses file transfers" in results[cid].detail
-               for cid in results), verdicts
+    assert all(
+        results[cid].verdict is Verdict.UNSUPPORTED
+        and "refuses file transfers" in results[cid].detail
+        for cid in results
+    ), verdicts

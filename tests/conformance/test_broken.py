@@ -27,30 +27,60 @@ PARALLEL = 8
 #: flag -> the case ids that must fail (non-strict for SHOULD cases) against it.
 CAUGHT_BY: dict[str, set[str]] = {
     "accept_negative_length": {
-        "frame.length.negative/00000000", "frame.length.negative/ffffffff",
-        "frame.length.negative/00000080", "frame.length.negative/pre-auth"},
-    "no_header_limit": {"frame.length.limit/over", "frame.length.limit/pre-auth",
-                        "frame.length.limit/http", "frame.length.limit/tls-client-hello"},
+        "frame.length.negative/00000000",
+        "frame.length.negative/ffffffff",
+        "frame.length.negative/00000080",
+        "frame.length.negative/pre-auth",
+    },
+    "no_header_limit": {
+        "frame.length.limit/over",
+        "frame.length.limit/pre-auth",
+        "frame.length.limit/http",
+        "frame.length.limit/tls-client-hello",
+    },
     "off_by_one_limit": {"frame.length.limit/equal"},
     "no_body_limit": {"frame.body.limit"},
-    "fragile_reader": {"frame.stream.chunking/every-byte", "frame.stream.chunking/odd-sizes",
-                       "frame.stream.chunking/split-length",
-                       "frame.stream.chunking/many-in-one-write",
-                       "frame.header.json/after-valid-frame"},
+    "fragile_reader": {
+        "frame.stream.chunking/every-byte",
+        "frame.stream.chunking/odd-sizes",
+        "frame.stream.chunking/split-length",
+        "frame.stream.chunking/many-in-one-write",
+        "frame.header.json/after-valid-frame",
+    },
     "lenient_utf8": {"frame.header.json/bad-utf8"},
-    "lax_schema": {f"frame.header.schema/{v}" for v in (
-        "missing-member", "unknown-member", "string-for-int", "float-for-int", "negative-int",
-        "int-for-bool", "nul", "argv-and-shell")} | {"frame.body.size/on-ping",
-                                                      "message.extensible/closed-run"},
+    "lax_schema": {
+        f"frame.header.schema/{v}"
+        for v in (
+            "missing-member",
+            "unknown-member",
+            "string-for-int",
+            "float-for-int",
+            "negative-int",
+            "int-for-bool",
+            "nul",
+            "argv-and-shell",
+        )
+    }
+    | {"frame.body.size/on-ping", "message.extensible/closed-run"},
     "generic_header_error": {
-        "frame.header.json/not-json", "frame.header.json/truncated-json",
-        "frame.header.json/bad-utf8", "frame.header.object/array", "frame.header.object/string",
-        "frame.header.object/number", "frame.header.object/null", "frame.header.type/missing",
-        "frame.header.type/unknown", "frame.header.type/non-string",
+        "frame.header.json/not-json",
+        "frame.header.json/truncated-json",
+        "frame.header.json/bad-utf8",
+        "frame.header.object/array",
+        "frame.header.object/string",
+        "frame.header.object/number",
+        "frame.header.object/null",
+        "frame.header.type/missing",
+        "frame.header.type/unknown",
+        "frame.header.type/non-string",
         "error.message.no_echo/unknown-type",
-        "error.message.no_echo/bad-json"},
-    "echo_input": {"error.message.no_echo/unknown-type", "error.message.no_echo/schema",
-                   "error.message.no_echo/bad-json"},
+        "error.message.no_echo/bad-json",
+    },
+    "echo_input": {
+        "error.message.no_echo/unknown-type",
+        "error.message.no_echo/schema",
+        "error.message.no_echo/bad-json",
+    },
     "first_member_wins": {"frame.header.schema/duplicate-member"},
     "require_data_size": {"frame.body.size/absent-is-zero"},
     "nan_is_invalid": {"frame.header.json/nan", "frame.header.json/infinity-in-unknown-member"},
@@ -64,11 +94,18 @@ CAUGHT_BY: dict[str, set[str]] = {
     "ignore_end_digest": {"transfer.put.end/digest-at-end"},
     "resume_from_zero": {"transfer.put.resume/after-cancel"},
     "get_offset_ignored": {"transfer.get.offset/tail"},
-    "no_auth_required": {"handshake.order/run-before-auth", "handshake.order/ping-before-auth",
-                         "auth.before.anything/pipelined-run"},
-    "accept_any_mac": {"auth.mac.verify/wrong-key", "auth.before.anything/after-bad-auth",
-                       "auth.transcript/altered-hello", "auth.transcript/version-1-mac",
-                       "auth.binding/other-binding"},
+    "no_auth_required": {
+        "handshake.order/run-before-auth",
+        "handshake.order/ping-before-auth",
+        "auth.before.anything/pipelined-run",
+    },
+    "accept_any_mac": {
+        "auth.mac.verify/wrong-key",
+        "auth.before.anything/after-bad-auth",
+        "auth.transcript/altered-hello",
+        "auth.transcript/version-1-mac",
+        "auth.binding/other-binding",
+    },
     "fixed_nonce": {"auth.nonce.fresh/replay", "auth.nonce.fresh/distinct"},
     "bad_server_mac": {"auth.mutual/server-proof"},
     "no_auth_deadline": {"auth.deadline"},
@@ -76,17 +113,29 @@ CAUGHT_BY: dict[str, set[str]] = {
     "argv_via_shell": {"command.argv/no-shell"},
     "shell_split": {"command.argv/shell"},
     "ignore_cwd": {"command.cwd/given", "command.cwd/invalid"},
-    "drop_env": {"command.env/added", "command.env/forbidden-LD_PRELOAD",
-                 "command.env/forbidden-IFS"},
-    "allow_forbidden_env": {"command.env/forbidden-LD_PRELOAD", "command.env/forbidden-BASH_ENV",
-                            "command.env/forbidden-IFS", "command.env/forbidden-ENV"},
-    "spawn_errors_as_exit": {"command.spawn.failure/not-found",
-                             "command.spawn.failure/permission-denied",
-                             "command.terminal.one/spawn-error"},
+    "drop_env": {
+        "command.env/added",
+        "command.env/forbidden-LD_PRELOAD",
+        "command.env/forbidden-IFS",
+    },
+    "allow_forbidden_env": {
+        "command.env/forbidden-LD_PRELOAD",
+        "command.env/forbidden-BASH_ENV",
+        "command.env/forbidden-IFS",
+        "command.env/forbidden-ENV",
+    },
+    "spawn_errors_as_exit": {
+        "command.spawn.failure/not-found",
+        "command.spawn.failure/permission-denied",
+        "command.terminal.one/spawn-error",
+    },
     "no_process_group": {"command.process.group"},
     "signal_leader_only": {"signal.group"},
-    "no_id_check": {"command.id.increasing/repeated", "command.id.increasing/lower",
-                    "command.id.unknown/ahead"},
+    "no_id_check": {
+        "command.id.increasing/repeated",
+        "command.id.increasing/lower",
+        "command.id.unknown/ahead",
+    },
     "strict_ended": {"command.id.unknown/ended-dropped", "cancel.kill.tree/after-exit"},
     "double_terminal": {"command.terminal.one/exit"},
     "output_before_started": {"command.started.first", "command.terminal.one/exit"},
@@ -96,9 +145,13 @@ CAUGHT_BY: dict[str, set[str]] = {
     "text_mode_output": {"frame.body.binary/stdin-roundtrip", "frame.body.binary/output"},
     "exit_code_off_by_one": {f"exit.code/{c}" for c in (0, 1, 2, 42, 127, 128, 200, 255)},
     "truncate_exit_code": {"exit.code/128", "exit.code/200", "exit.code/255"},
-    "signal_as_exit_code": {"exit.signal.reported/SIGKILL", "exit.signal.reported/SIGTERM",
-                            "exit.signal.reported/SIGUSR1", "exit.signal.reported/SIGINT",
-                            "exit.timed_out"},
+    "signal_as_exit_code": {
+        "exit.signal.reported/SIGKILL",
+        "exit.signal.reported/SIGTERM",
+        "exit.signal.reported/SIGUSR1",
+        "exit.signal.reported/SIGINT",
+        "exit.timed_out",
+    },
     "bad_counts": {"exit.counts"},
     "close_on_command_error": {"error.command.scoped"},
     "drop_when_paused": {"output.backpressure/lossless"},
@@ -107,25 +160,39 @@ CAUGHT_BY: dict[str, set[str]] = {
     "ignore_output_limit": {"output.limit", "exit.output_capped", "output.limit/both-streams"},
     "capped_at_limit": {"output.limit/exact", "exit.output_capped/exact"},
     "cap_closes_pipes": {"output.limit/sigterm"},
-    "inherit_ignored_signals": {"command.signals.default/proc-status",
-                                "command.signals.default/SIGINT",
-                                "command.signals.default/SIGQUIT"},
+    "inherit_ignored_signals": {
+        "command.signals.default/proc-status",
+        "command.signals.default/SIGINT",
+        "command.signals.default/SIGQUIT",
+    },
     "no_credit_grant": {"stdin.credit.grant/through-cat"},
     "no_flow_control": {"stdin.credit/exceeded"},
     "blocking_stdin_write": {"stdin.credit.grant/reader-not-blocked"},
-    "strict_stdin": {"command.frames.dropped/stdin-without-stdin",
-                     "command.frames.dropped/stdin-after-eof"},
+    "strict_stdin": {
+        "command.frames.dropped/stdin-without-stdin",
+        "command.frames.dropped/stdin-after-eof",
+    },
     "stdin_pipe_always": {"stdin.closed.default/dev-null"},
     "ignore_stdin_eof": {"stdin.eof/closes", "stdin.credit/pipelined"},
-    "kill_leader_only": {"timeout.kill.tree/term", "timeout.kill.tree/kill",
-                         "cancel.kill.tree/mid-stream", "disconnect.kill"},
-    "leave_running_on_timeout": {"timeout.kill.tree/term", "timeout.kill.tree/kill",
-                                 "timeout.kill.tree/grace"},
+    "kill_leader_only": {
+        "timeout.kill.tree/term",
+        "timeout.kill.tree/kill",
+        "cancel.kill.tree/mid-stream",
+        "disconnect.kill",
+    },
+    "leave_running_on_timeout": {
+        "timeout.kill.tree/term",
+        "timeout.kill.tree/kill",
+        "timeout.kill.tree/grace",
+    },
     "no_kill_grace": {"timeout.kill.tree/grace"},
     "timeout_in_ms": {"message.integers/seconds"},
     "duration_in_ms": {"message.integers/seconds"},
-    "no_cancelled_flag": {"exit.cancelled", "cancel.kill.tree/mid-stream",
-                          "cancel.kill.tree/before-start"},
+    "no_cancelled_flag": {
+        "exit.cancelled",
+        "cancel.kill.tree/mid-stream",
+        "cancel.kill.tree/before-start",
+    },
     "wait_for_pipes": {"exit.by.process", "exit.pipes_held"},
     "no_reap": {"process.reaped"},
     "no_kill_on_disconnect": {"disconnect.kill", "frame.eof.truncated/departure"},
@@ -134,18 +201,33 @@ CAUGHT_BY: dict[str, set[str]] = {
     "serialize_commands": {"command.concurrent/not-serialised", "transfer.id/concurrent"},
     "no_busy_limit": {"command.busy"},
     "slot_freed_late": {"command.slot"},
-    "no_pong": {"message.ping.answer/idle", "message.ping.answer/large-seq",
-                "message.ping.answer/mid-stream"},
-    "no_close_after_fatal": {"frame.length.negative/ffffffff", "handshake.version/unsupported",
-                             "auth.mac.verify/wrong-key", "frame.header.object/array"},
+    "no_pong": {
+        "message.ping.answer/idle",
+        "message.ping.answer/large-seq",
+        "message.ping.answer/mid-stream",
+    },
+    "no_close_after_fatal": {
+        "frame.length.negative/ffffffff",
+        "handshake.version/unsupported",
+        "auth.mac.verify/wrong-key",
+        "frame.header.object/array",
+    },
     "continue_after_fatal": {"error.fatal.close/stops-reading"},
     "no_abort": {"error.fatal.prompt"},
     # file transfer
-    "put_in_place": {"transfer.put.atomic/in-progress", "transfer.put.atomic/cut-off",
-                     "transfer.put.atomic/failed-replace", "transfer.cancel/put",
-                     "transfer.put.half_close"},
-    "keep_temp": {"transfer.put.atomic/cut-off", "transfer.put.atomic/failed-replace",
-                  "transfer.cancel/put", "transfer.put.half_close"},
+    "put_in_place": {
+        "transfer.put.atomic/in-progress",
+        "transfer.put.atomic/cut-off",
+        "transfer.put.atomic/failed-replace",
+        "transfer.cancel/put",
+        "transfer.put.half_close",
+    },
+    "keep_temp": {
+        "transfer.put.atomic/cut-off",
+        "transfer.put.atomic/failed-replace",
+        "transfer.cancel/put",
+        "transfer.put.half_close",
+    },
     "put_umask": {"transfer.put.mode/0666", "transfer.put.mode/0707"},
     "no_digest_check": {"transfer.put.digest/sha256", "transfer.put.atomic/failed-replace"},
     "no_size_check": {"transfer.put.digest/short", "transfer.put.digest/long"},
@@ -154,15 +236,26 @@ CAUGHT_BY: dict[str, set[str]] = {
     "put_no_flow_control": {"transfer.put.data/window-exceeded"},
     "put_ignores_half_close": {"transfer.put.half_close"},
     "get_short": {"transfer.get.stream/small", "transfer.get.stream/large"},
-    "done_bad_sha256": {"transfer.get.stream/small", "transfer.get.stream/large",
-                        "transfer.get.stream/empty", "transfer.put.done/after-eof"},
+    "done_bad_sha256": {
+        "transfer.get.stream/small",
+        "transfer.get.stream/large",
+        "transfer.get.stream/empty",
+        "transfer.put.done/after-eof",
+    },
     "get_any_file": {"transfer.get.regular/device", "transfer.get.regular/fifo"},
     "generic_file_errors": {
-        "transfer.get.regular/directory", "transfer.errors/get-missing",
-        "transfer.errors/put-missing-directory", "transfer.put.atomic/is-directory",
-        "transfer.path/no-tilde"} | {"transfer.errors/get-permission-denied"},
-    "double_done": {"transfer.terminal.one/put", "transfer.terminal.one/get",
-                    "transfer.terminal.one/error"},
+        "transfer.get.regular/directory",
+        "transfer.errors/get-missing",
+        "transfer.errors/put-missing-directory",
+        "transfer.put.atomic/is-directory",
+        "transfer.path/no-tilde",
+    }
+    | {"transfer.errors/get-permission-denied"},
+    "double_done": {
+        "transfer.terminal.one/put",
+        "transfer.terminal.one/get",
+        "transfer.terminal.one/error",
+    },
     "no_replace": {"transfer.put.atomic/replace"},
     "strict_transfer_frames": {"command.frames.dropped/signal-for-put"},
     "ignore_transfer_cancel": {"transfer.cancel/put", "transfer.cancel/get"},
@@ -201,12 +294,14 @@ def test_every_flag_has_cases_and_every_case_a_flag_or_a_reason() -> None:
 def test_unbroken_fake_server_passes(fake_server: Callable[..., FakeServer]) -> None:
     server = fake_server()
     results = run_cases(server.host, server.port, server.key, **FAKE_TIMING)
-    bad = {cid: (r.verdict.value, r.observed, r.detail) for cid, r in results.items()
-           if r.verdict not in (Verdict.PASS, Verdict.UNSUPPORTED)}
+    bad = {
+        cid: (r.verdict.value, r.observed, r.detail)
+        for cid, r in results.items()
+        if r.verdict not in (Verdict.PASS, Verdict.UNSUPPORTED)
+    }
     assert not bad
     unsupported = {cid for cid, r in results.items() if r.verdict is Verdict.UNSUPPORTED}
-    assert unsupported == {"pty.run", "resize.pty", "tls.loopback.only",
-                           "tls.version/tls-1.2"}
+    assert unsupported == {"pty.run", "resize.pty", "tls.loopback.only", "tls.version/tls-1.2"}
 
 
 # Session scope, not module: under xdist another module's test can run between
@@ -224,11 +319,18 @@ def breakage_results(
         for round_number in range(ROUNDS):
             async with slots:
                 server = await asyncio.to_thread(
-                    start_fake, Path(root, f"{flag}-{round_number}"), [flag])
+                    start_fake, Path(root, f"{flag}-{round_number}"), [flag]
+                )
                 try:
-                    rounds.append(await run_cases_async(
-                        server.host, server.port, server.key, sorted(CAUGHT_BY[flag]),
-                        **FAKE_TIMING))
+                    rounds.append(
+                        await run_cases_async(
+                            server.host,
+                            server.port,
+                            server.key,
+                            sorted(CAUGHT_BY[flag]),
+                            **FAKE_TIMING,
+                        )
+                    )
                 finally:
                     await asyncio.to_thread(stop_fake, server)
         return flag, rounds
@@ -245,12 +347,16 @@ def breakage_results(
 @pytest.mark.xdist_group("conformance-breakage")
 @pytest.mark.parametrize("flag", sorted(CAUGHT_BY))
 def test_breakage_is_caught(
-    flag: str, breakage_results: dict[str, list[dict[str, Result]]],
+    flag: str,
+    breakage_results: dict[str, list[dict[str, Result]]],
 ) -> None:
     """Caught by every named case, in every round."""
-    missed = {(number, cid): (results[cid].verdict.value, results[cid].observed)
-              for number, results in enumerate(breakage_results[flag]) for cid in CAUGHT_BY[flag]
-              if results[cid].verdict not in (Verdict.FAIL, Verdict.NON_STRICT)}
+    missed = {
+        (number, cid): (results[cid].verdict.value, results[cid].observed)
+        for number, results in enumerate(breakage_results[flag])
+        for cid in CAUGHT_BY[flag]
+        if results[cid].verdict not in (Verdict.FAIL, Verdict.NON_STRICT)
+    }
     assert not missed, f"{flag} ({FLAGS[flag]}) was not caught by (round, case): {missed}"
 
 
@@ -262,7 +368,10 @@ OBSERVED = {("off_by_one_limit", "frame.length.limit/equal"): "fatal:frame.too_l
 @pytest.mark.xdist_group("conformance-breakage")  # the group branch ci2 gives the breakage run
 @pytest.mark.parametrize(("flag", "case_id"), sorted(OBSERVED))
 def test_failure_names_what_the_server_sent(
-    flag: str, case_id: str, breakage_results: dict[str, list[dict[str, Result]]],
+    flag: str,
+    case_id: str,
+    breakage_results: dict[str, list[dict[str, Result]]],
 ) -> None:
     assert {rounds[case_id].observed for rounds in breakage_results[flag]} == {
-        OBSERVED[flag, case_id]}
+        OBSERVED[flag, case_id]
+    }

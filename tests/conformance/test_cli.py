@@ -19,8 +19,14 @@ from .conftest import FakeServer
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "rexec.conformance", *args],
-                          check=False, capture_output=True, text=True, timeout=120, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "rexec.conformance", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
 
 
 def key_file(server: FakeServer, tmp_path: Path) -> str:
@@ -35,10 +41,15 @@ def test_list_and_selection() -> None:
     assert not [i for i in ids if not i.startswith("frame.length.") or i.endswith("/pre-auth")]
 
 
-@pytest.mark.parametrize("args", [
-    (), ("--timeout-multiplier", "0", "127.0.0.1:1"), ("--no-such-flag",),
-    ("--cases", "no.such.case", "127.0.0.1:1"),
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        (),
+        ("--timeout-multiplier", "0", "127.0.0.1:1"),
+        ("--no-such-flag",),
+        ("--cases", "no.such.case", "127.0.0.1:1"),
+    ],
+)
 def test_usage_errors_exit_2(args: tuple[str, ...], tmp_path: Path) -> None:
     key = tmp_path / "key"
     key.write_text("00" * 32)
@@ -66,9 +77,17 @@ def test_reports_and_exit_status_on_a_must_failure(
 ) -> None:
     server = fake_server(["no_pong"])
     report, junit = tmp_path / "r.json", tmp_path / "r.xml"
-    result = cli("--key-file", key_file(server, tmp_path), f"{server.host}:{server.port}",
-                 "--cases", "message.ping.answer/idle,auth.mac.verify/right-key",
-                 "--json", str(report), "--junit", str(junit))
+    result = cli(
+        "--key-file",
+        key_file(server, tmp_path),
+        f"{server.host}:{server.port}",
+        "--cases",
+        "message.ping.answer/idle,auth.mac.verify/right-key",
+        "--json",
+        str(report),
+        "--junit",
+        str(junit),
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     assert "\033[" not in result.stdout  # not a terminal: no colour
     assert "fail" in result.stdout and "2 cases" in result.stdout
@@ -91,8 +110,13 @@ def test_should_failure_fails_only_in_strict_mode(
     fake_server: Callable[..., FakeServer], tmp_path: Path
 ) -> None:
     server = fake_server(["no_abort"])
-    args = ("--key-file", key_file(server, tmp_path), f"{server.host}:{server.port}",
-            "--cases", "error.fatal.prompt")
+    args = (
+        "--key-file",
+        key_file(server, tmp_path),
+        f"{server.host}:{server.port}",
+        "--cases",
+        "error.fatal.prompt",
+    )
     relaxed = cli(*args)
     assert relaxed.returncode == 0 and "non-strict" in relaxed.stdout
     assert cli(*args, "--strict").returncode == 1

@@ -13,8 +13,14 @@ from pathlib import Path
 import rexec.conformance
 
 PACKAGE = Path(rexec.conformance.__file__).parent
-FORBIDDEN = ("rexec.server.session", "rexec.server.runner", "rexec.daemon", "rexec.server.spawn", "rexec.server.config",
-             "rexec.server.audit")
+FORBIDDEN = (
+    "rexec.server.session",
+    "rexec.server.runner",
+    "rexec.daemon",
+    "rexec.server.spawn",
+    "rexec.server.config",
+    "rexec.server.audit",
+)
 
 
 def _imports(path: Path) -> set[str]:
@@ -33,7 +39,8 @@ def test_no_server_import_in_the_source() -> None:
     assert len(files) > 5
     offenders = {
         f"{path.relative_to(PACKAGE)}: {name}"
-        for path in files for name in _imports(path)
+        for path in files
+        for name in _imports(path)
         if any(name == bad or name.startswith(bad + ".") for bad in FORBIDDEN)
     }
     assert not offenders
@@ -44,6 +51,9 @@ def test_no_server_module_is_loaded() -> None:
         "import sys, json, rexec.conformance.__main__, rexec.conformance.serve;"
         "print(json.dumps(sorted(sys.modules)))"
     )
-    loaded = json.loads(subprocess.run([sys.executable, "-c", code], check=True,
-                                       capture_output=True, text=True).stdout)
+    loaded = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", code], check=True, capture_output=True, text=True
+        ).stdout
+    )
     assert not [m for m in loaded if m in FORBIDDEN]

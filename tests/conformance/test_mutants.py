@@ -24,8 +24,10 @@ KILL_GRACE = 1.0
 
 #: mutation -> (cases that must fail, cases of neighbouring rules that must pass).
 CAUGHT_BY: dict[str, tuple[set[str], set[str]]] = {
-    "no_kill_grace": ({"timeout.kill.tree/grace"},
-                      {"timeout.kill.tree/term", "timeout.kill.tree/kill", "exit.timed_out"}),
+    "no_kill_grace": (
+        {"timeout.kill.tree/grace"},
+        {"timeout.kill.tree/term", "timeout.kill.tree/kill", "exit.timed_out"},
+    ),
     "kill_leader_only": ({"timeout.kill.tree/term", "signal.group"}, {"exit.timed_out"}),
     "no_pong": ({"message.ping.answer/idle"}, {"exit.code/0"}),
     "ignore_output_limit": ({"output.limit", "exit.output_capped"}, {"output.limit/exact"}),
@@ -37,11 +39,28 @@ def start_mutant(directory: Path, mutation: str) -> FakeServer:
     key_file = write_key_file(directory)
     with open(directory / "rexecd.stderr", "wb") as stderr:
         process = subprocess.Popen(
-            [sys.executable, str(MUTANT_REXECD), mutation, "--host", "127.0.0.1", "--port", "0",
-             "--key-file", str(key_file), "--state-dir", str(directory / "state"),
-             "--kill-grace", str(KILL_GRACE), "--shutdown-grace", "1",
-             "--env-allow", "REXEC_CONFORMANCE"],
-            stdout=subprocess.PIPE, stderr=stderr)
+            [
+                sys.executable,
+                str(MUTANT_REXECD),
+                mutation,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--key-file",
+                str(key_file),
+                "--state-dir",
+                str(directory / "state"),
+                "--kill-grace",
+                str(KILL_GRACE),
+                "--shutdown-grace",
+                "1",
+                "--env-allow",
+                "REXEC_CONFORMANCE",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+        )
     match, line = wait_for_ready(process, READY_LINE, 30)
     if not match:
         process.kill()
@@ -61,8 +80,13 @@ def test_mutant_is_caught_by_the_named_case(mutation: str, tmp_path: Path) -> No
     must_fail, must_pass = CAUGHT_BY[mutation]
     server = start_mutant(tmp_path, mutation)
     try:
-        results = run_cases(server.host, server.port, server.key, sorted(must_fail | must_pass),
-                            kill_grace=KILL_GRACE)
+        results = run_cases(
+            server.host,
+            server.port,
+            server.key,
+            sorted(must_fail | must_pass),
+            kill_grace=KILL_GRACE,
+        )
     finally:
         stop_fake(server)
     verdicts = {cid: (r.verdict.value, r.observed) for cid, r in results.items()}
@@ -71,7 +95,11 @@ def test_mutant_is_caught_by_the_named_case(mutation: str, tmp_path: Path) -> No
 
 
 def test_mutant_launcher_refuses_an_unknown_mutation() -> None:
-    result = subprocess.run([sys.executable, str(MUTANT_REXECD), "no-such-mutation"],
-                            capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [sys.executable, str(MUTANT_REXECD), "no-such-mutation"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 2 and "usage: mutant_rexecd.py" in result.stderr
-

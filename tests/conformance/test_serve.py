@@ -66,16 +66,19 @@ def test_hello_announces_a_one_byte_window() -> None:
     run_async(body)
 
 
-@pytest.mark.parametrize(("scenario", "stdout", "stderr", "code", "signal"), [
-    ("chunks", b"hello, world\n", b"warn\n", 0, None),
-    ("many-frames", b"".join(b"line %d\n" % i for i in range(100)), b"", 0, None),
-    ("signal", b"dying\n", b"", None, 9),
-    ("exit-255", b"", b"", 255, None),
-    ("unknown-error", b"ok\n", b"", 0, None),
-    ("ping", b"tick\ntock\n", b"", 0, None),
-    ("extended", b"ok\n", b"", 0, None),
-    ("max-size", bytes(i % 251 for i in range(1024 * 1024)), b"", 0, None),
-])
+@pytest.mark.parametrize(
+    ("scenario", "stdout", "stderr", "code", "signal"),
+    [
+        ("chunks", b"hello, world\n", b"warn\n", 0, None),
+        ("many-frames", b"".join(b"line %d\n" % i for i in range(100)), b"", 0, None),
+        ("signal", b"dying\n", b"", None, 9),
+        ("exit-255", b"", b"", 255, None),
+        ("unknown-error", b"ok\n", b"", 0, None),
+        ("ping", b"tick\ntock\n", b"", 0, None),
+        ("extended", b"ok\n", b"", 0, None),
+        ("max-size", bytes(i % 251 for i in range(1024 * 1024)), b"", 0, None),
+    ],
+)
 def test_scenarios_as_a_conforming_client_sees_them(
     scenario: str, stdout: bytes, stderr: bytes, code: int | None, signal: int | None
 ) -> None:
@@ -118,7 +121,9 @@ def test_cat_catches_a_client_that_ignores_the_credit() -> None:
         async with scripted() as (port, log):
             client = await connect(port)
             command_id = await client.run(argv=["cat"], stdin=True)
-            await client.wire.send(Stdin.with_data(command_id, b"too much"), StdinEof(id=command_id))
+            await client.wire.send(
+                Stdin.with_data(command_id, b"too much"), StdinEof(id=command_id)
+            )
             await client.pump(5, until=lambda: client.fatal_error() is not None)
             error = client.fatal_error()
             assert error is not None and error.code == "flow.window_exceeded"
@@ -133,8 +138,9 @@ def test_unknown_error_catches_a_client_that_treats_it_as_fatal() -> None:
             client = await connect(port)
             command_id = await client.run(argv=["unknown-error"])
             await client.pump(5, until=lambda: any(m.type == "error" for m in client.other))
-            await client.wire.send(Error(code="protocol.unexpected", message="unknown code",
-                                         fatal=True))
+            await client.wire.send(
+                Error(code="protocol.unexpected", message="unknown code", fatal=True)
+            )
             await client.wait_terminal(command_id, 1)
             client.wire.close()
         assert any("[error.unknown.accept]" in v for v in reports(log)[-1]["violations"])
@@ -252,8 +258,9 @@ def test_max_size_catches_a_client_with_too_small_a_body_limit() -> None:
             client = await connect(port)
             command_id = await client.run(argv=["max-size"])
             await client.pump(5, until=lambda: client.records[command_id].stdout)
-            await client.wire.send(Error(code="frame.body_too_large", message="body over 64 KiB",
-                                         fatal=True))
+            await client.wire.send(
+                Error(code="frame.body_too_large", message="body over 64 KiB", fatal=True)
+            )
             await client.wait_terminal(command_id, 2)
             client.wire.close()
         assert any("[limits.announced]" in v for v in reports(log)[-1]["violations"])
@@ -266,8 +273,9 @@ def test_unknown_id_passes_a_client_that_fails_with_bad_id() -> None:
         async with scripted() as (port, log):
             client = await connect(port)
             await client.run(argv=["unknown-id"])
-            await client.wire.send(Error(code="command.bad_id", message="id 2 was never opened",
-                                         fatal=True))
+            await client.wire.send(
+                Error(code="command.bad_id", message="id 2 was never opened", fatal=True)
+            )
             await client.pump(3, until=lambda: False)
             client.wire.close()
         assert reports(log)[-1]["violations"] == []

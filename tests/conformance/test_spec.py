@@ -90,7 +90,8 @@ def test_protocol_md_is_parsed() -> None:
 @pytest.mark.parametrize("rid", sorted(must_ids()))
 def test_every_must_is_covered(rid: str) -> None:
     assert rid in covered(), (
-        f"MUST requirement {rid} has no conformance case and no client-mode scenario")
+        f"MUST requirement {rid} has no conformance case and no client-mode scenario"
+    )
 
 
 def test_every_requirement_is_covered_or_has_a_reason() -> None:
@@ -143,14 +144,22 @@ def test_the_suite_reports_no_must_without_a_case() -> None:
 
 
 def test_the_suite_reports_a_must_without_a_case_by_id() -> None:
-    rest = [case for case in all_cases()
-            if case.requirement_id not in {"timeout.kill.tree", "output.limit"}]
+    rest = [
+        case
+        for case in all_cases()
+        if case.requirement_id not in {"timeout.kill.tree", "output.limit"}
+    ]
     assert uncovered(rest) == ["output.limit", "timeout.kill.tree"]
     assert coverage_line(rest).endswith(": output.limit, timeout.kill.tree")
 
 
 def test_list_reports_the_coverage_on_stderr() -> None:
-    listed = subprocess.run([sys.executable, "-m", "rexec.conformance", "--list"],
-                            capture_output=True, text=True, timeout=60, check=True)
+    listed = subprocess.run(
+        [sys.executable, "-m", "rexec.conformance", "--list"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert listed.stderr.strip() == "MUST requirements without a case: none"
     assert len(listed.stdout.splitlines()) == len(all_cases())

@@ -205,7 +205,9 @@ def wires() -> Iterator[Callable[..., Wire]]:
         wire.close()
 
 
-def open_wire(target: Daemon, *, key: bytes | None = None, auth: bool = True, **kwargs: Any) -> Wire:
+def open_wire(
+    target: Daemon, *, key: bytes | None = None, auth: bool = True, **kwargs: Any
+) -> Wire:
     wire = Wire.open(target.host, target.port, key=key or target.key, **kwargs)
     try:
         if auth:
@@ -223,8 +225,14 @@ def healthy(target: Daemon, timeout: float = 5.0) -> bool:
     return result.exit is not None and result.exit.exit_code == 0
 
 
-def run(target: Daemon, argv: Sequence[str] | None = None, *, key: bytes | None = None,
-        wait: float = 10.0, **fields: Any) -> Any:
+def run(
+    target: Daemon,
+    argv: Sequence[str] | None = None,
+    *,
+    key: bytes | None = None,
+    wait: float = 10.0,
+    **fields: Any,
+) -> Any:
     """One command on a fresh connection; returns its CommandResult."""
     with open_wire(target, key=key) as wire:
         return wire.wait(wire.run(list(argv) if argv is not None else None, **fields), wait)

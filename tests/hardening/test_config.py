@@ -13,7 +13,9 @@ import pytest
 from .conftest import Daemon, open_wire, write_key
 
 
-def rexecd(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def rexecd(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     merged = {k: v for k, v in os.environ.items() if not k.startswith("REXECD_")}
     merged.update(env or {})
     return subprocess.run(
@@ -52,7 +54,9 @@ def two_keys(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def full_config(tmp_path: Path, ops: Path, ci: Path, extra_limits: str = "") -> Path:
-    return write_config(tmp_path / "rexecd.toml", f"""
+    return write_config(
+        tmp_path / "rexecd.toml",
+        f"""
 [server]
 host = "127.0.0.1"
 frame_timeout = 5.0
@@ -76,7 +80,8 @@ name = "ci"
 file = "{ci}"
 allow_argv = ["echo"]
 allow_shell = false
-""")
+""",
+    )
 
 
 def test_check_config_accepts_a_full_file(tmp_path: Path, two_keys: tuple[Path, Path]) -> None:
@@ -117,7 +122,11 @@ def test_file_settings_apply_and_keys_authenticate(daemon, tmp_path: Path, two_k
 
 @pytest.mark.parametrize(
     ("env", "flags", "expected"),
-    [({}, (), 100), ({"REXECD_MAX_OUTPUT": "50"}, (), 50), ({"REXECD_MAX_OUTPUT": "50"}, ("--max-output", "10"), 10)],
+    [
+        ({}, (), 100),
+        ({"REXECD_MAX_OUTPUT": "50"}, (), 50),
+        ({"REXECD_MAX_OUTPUT": "50"}, ("--max-output", "10"), 10),
+    ],
     ids=["file", "env-over-file", "flag-over-env"],
 )
 def test_precedence_flags_over_env_over_file(
@@ -142,30 +151,49 @@ def test_env_alone_sets_a_setting(tmp_path: Path) -> None:
     ("text", "needles"),
     [
         ("[server]\nframe_timout = 1\n", ["frame_timout", "unknown setting"]),
-        ("[server]\nframe_timeout = \"soon\"\n", ["frame_timeout", "number"]),
+        ('[server]\nframe_timeout = "soon"\n', ["frame_timeout", "number"]),
         ("[limits]\nmax_output = -5\n", ["max_output"]),
         ("[limits]\nmax_commands = 1.5\n", ["max_commands", "whole number"]),
-        ("[server]\ninsecure = \"maybe\"\n", ["insecure", "true or false"]),
+        ('[server]\ninsecure = "maybe"\n', ["insecure", "true or false"]),
         ("[limits]\nkill_grace = nan\n", ["kill_grace"]),
         ("[limits]\nframe_timeout = inf\n", ["frame_timeout"]),
         ("[serverr]\nport = 1\n", ["serverr", "unknown table"]),
         ("[server]\nport = 1\n\n[limits\nmax_output = 1\n", ["line 4"]),
         ("[server]\nport = 1\nport = 2\n", ["line 3"]),
-        ("[[keys]]\nname = \"a\"\n", ["[[keys]] #1", "file"]),
-        ("[[keys]]\nname = \"a\"\nfile = \"/x\"\nallow_everything = true\n", ["allow_everything"]),
-        ("[[keys]]\nname = \"a\"\nfile = \"/x\"\nallow_argv = \"echo\"\n", ["allow_argv", "list of strings"]),
-        ("[[keys]]\nname = \"a\"\nfile = \"/x\"\nallow_argv = [\"echo 'unclosed\"]\n", ["allow_argv"]),
+        ('[[keys]]\nname = "a"\n', ["[[keys]] #1", "file"]),
+        ('[[keys]]\nname = "a"\nfile = "/x"\nallow_everything = true\n', ["allow_everything"]),
+        (
+            '[[keys]]\nname = "a"\nfile = "/x"\nallow_argv = "echo"\n',
+            ["allow_argv", "list of strings"],
+        ),
+        ('[[keys]]\nname = "a"\nfile = "/x"\nallow_argv = ["echo \'unclosed"]\n', ["allow_argv"]),
         ("[server]\nport = 70000\n", ["port", "65535"]),
-        ("[server]\nport = \"7420\"\n", ["port", "whole number"]),
+        ('[server]\nport = "7420"\n', ["port", "whole number"]),
         ("[limits]\nmax_commands = 0\n", ["max_commands", "at least 1"]),
     ],
     ids=[
-        "unknown-setting", "bad-type", "negative", "float-for-int", "bad-bool", "nan", "inf",
-        "unknown-table", "syntax-error", "duplicate-key", "key-without-file", "unknown-rule",
-        "rule-bad-type", "rule-bad-quoting", "port-range", "string-for-int", "zero-commands",
+        "unknown-setting",
+        "bad-type",
+        "negative",
+        "float-for-int",
+        "bad-bool",
+        "nan",
+        "inf",
+        "unknown-table",
+        "syntax-error",
+        "duplicate-key",
+        "key-without-file",
+        "unknown-rule",
+        "rule-bad-type",
+        "rule-bad-quoting",
+        "port-range",
+        "string-for-int",
+        "zero-commands",
     ],
 )
-def test_bad_file_is_one_line_naming_the_file(tmp_path: Path, text: str, needles: list[str]) -> None:
+def test_bad_file_is_one_line_naming_the_file(
+    tmp_path: Path, text: str, needles: list[str]
+) -> None:
     config = write_config(tmp_path / "bad.toml", text)
     line = one_line_failure(rexecd("--config", str(config), "--check-config"))
     assert str(config) in line, line
@@ -183,18 +211,22 @@ def test_missing_config_file(tmp_path: Path) -> None:
 
 
 def test_missing_key_file_of_a_key(tmp_path: Path) -> None:
-    config = write_config(tmp_path / "k.toml", f"[[keys]]\nname = \"a\"\nfile = \"{tmp_path}/none\"\n")
+    config = write_config(tmp_path / "k.toml", f'[[keys]]\nname = "a"\nfile = "{tmp_path}/none"\n')
     line = one_line_failure(rexecd("--config", str(config), "--check-config"))
     assert f"{tmp_path}/none" in line
 
 
 def test_key_file_and_keys_together_refused(tmp_path: Path, two_keys) -> None:
     config = full_config(tmp_path, *two_keys)
-    line = one_line_failure(rexecd("--config", str(config), "--key-file", str(two_keys[0]), "--check-config"))
+    line = one_line_failure(
+        rexecd("--config", str(config), "--key-file", str(two_keys[0]), "--check-config")
+    )
     assert "key_file" in line
 
 
-@pytest.mark.parametrize("args", [("--frame-timeout", "-1"), ("--kill-grace", "nan"), ("--max-commands", "0")])
+@pytest.mark.parametrize(
+    "args", [("--frame-timeout", "-1"), ("--kill-grace", "nan"), ("--max-commands", "0")]
+)
 def test_bad_flag_is_one_line(args: tuple[str, str]) -> None:
     line = one_line_failure(rexecd(*args, "--check-config"))
     assert args[0].lstrip("-") in line.replace("_", "-")
@@ -203,7 +235,9 @@ def test_bad_flag_is_one_line(args: tuple[str, str]) -> None:
 def test_run_as_needs_a_real_user(tmp_path: Path) -> None:
     write_key(tmp_path / "k")
     line = one_line_failure(
-        rexecd("--key-file", str(tmp_path / "k"), "--run-as", "no-such-user-rexec", "--check-config")
+        rexecd(
+            "--key-file", str(tmp_path / "k"), "--run-as", "no-such-user-rexec", "--check-config"
+        )
     )
     assert "no-such-user-rexec" in line
 
@@ -211,7 +245,9 @@ def test_run_as_needs_a_real_user(tmp_path: Path) -> None:
 @pytest.mark.skipif(os.geteuid() != 0, reason="run_as=root refusal is checked as root")
 def test_run_as_root_refused(tmp_path: Path) -> None:
     write_key(tmp_path / "k")
-    line = one_line_failure(rexecd("--key-file", str(tmp_path / "k"), "--run-as", "root", "--check-config"))
+    line = one_line_failure(
+        rexecd("--key-file", str(tmp_path / "k"), "--run-as", "root", "--check-config")
+    )
     assert "unprivileged" in line
 
 

@@ -142,6 +142,8 @@ def test_client_that_stops_reading_is_dropped_and_its_command_killed(daemon, mar
         assert time.monotonic() < deadline, "the stalled command never finished"
         time.sleep(0.05)
     assert healthy(server)
-    assert [p for p in psutil.Process(server.pid).children() if p.status() == psutil.STATUS_ZOMBIE] == []
+    assert [
+        p for p in psutil.Process(server.pid).children() if p.status() == psutil.STATUS_ZOMBIE
+    ] == []
     assert list(server.state_dir.iterdir()) == []
     assert abs(server.fds() - fds_before) <= 2

@@ -80,7 +80,9 @@ def test_sweep_checks_the_start_time(tmp_path: Path, marker) -> None:
         (records.directory / str(victim.pid)).write_text(f"1 {dead_owner}\n")
         assert ProcessRecords(tmp_path / "state").sweep() == []
         assert victim.poll() is None
-        (records.directory / str(victim.pid)).write_text(f"{_start_time(victim.pid)} {dead_owner}\n")
+        (records.directory / str(victim.pid)).write_text(
+            f"{_start_time(victim.pid)} {dead_owner}\n"
+        )
         (records.directory / "garbage").write_text("not a record")
         (records.directory / "12345").write_text("truncated")
         assert ProcessRecords(tmp_path / "state").sweep() == [victim.pid]
@@ -124,7 +126,11 @@ def test_argv_beyond_the_header_limit_closes_the_connection(daemon) -> None:
     server = daemon("--max-argv-bytes", str(4 * 2**20))
     with open_wire(server) as wire:
         try:
-            wire.send_raw(raw_frame({"type": "run", "data_size": 0, "id": 1, "argv": ["echo", "x" * (2 * 2**20)]}))
+            wire.send_raw(
+                raw_frame(
+                    {"type": "run", "data_size": 0, "id": 1, "argv": ["echo", "x" * (2 * 2**20)]}
+                )
+            )
         except (BrokenPipeError, ConnectionResetError):
             pass
         wire.expect_error_then_eof("frame.too_large", timeout=5)
@@ -143,7 +149,7 @@ def test_fin_inside_a_frame_while_output_flows(daemon, marker) -> None:
         with open_wire(server) as wire:
             command = wire.run(["sh", "-c", f"sleep {m} & yes"])
             wire.wait_for(lambda: len(wire.results[command].stdout) > 0, 5)
-            wire.send_raw(b"\x10\x00\x00\x00{\"ty")  # a frame's first bytes...
+            wire.send_raw(b'\x10\x00\x00\x00{"ty')  # a frame's first bytes...
             wire.sock.shutdown(__import__("socket").SHUT_WR)  # ...then FIN
             try:
                 wire.raw_eof(3)
@@ -205,6 +211,8 @@ def test_reader_that_stopped_then_reset_frees_everything(daemon, marker) -> None
                 break
             time.sleep(0.1)
         assert result.exit is not None and result.exit.exit_code == 0, result.frames
-    zombies = [p for p in psutil.Process(server.pid).children() if p.status() == psutil.STATUS_ZOMBIE]
+    zombies = [
+        p for p in psutil.Process(server.pid).children() if p.status() == psutil.STATUS_ZOMBIE
+    ]
     assert zombies == []
     assert list(server.state_dir.iterdir()) == []

@@ -79,7 +79,9 @@ VALID = b"".join(valid_frames())
 def mutated_streams(draw: st.DrawFn) -> bytes:
     stream = bytearray(VALID)
     for _ in range(draw(st.integers(1, 6))):
-        operation = draw(st.sampled_from(["flip", "insert", "delete", "truncate", "duplicate", "length"]))
+        operation = draw(
+            st.sampled_from(["flip", "insert", "delete", "truncate", "duplicate", "length"])
+        )
         position = draw(st.integers(0, max(0, len(stream) - 1)))
         if operation == "flip" and stream:
             stream[position] ^= 1 << draw(st.integers(0, 7))
@@ -93,7 +95,14 @@ def mutated_streams(draw: st.DrawFn) -> bytes:
             stream += stream[position : position + draw(st.integers(1, 64))]
         else:  # a length prefix replaced by an extreme value
             stream[position : position + 4] = draw(
-                st.sampled_from([b"\x00\x00\x00\x00", b"\xff\xff\xff\xff", b"\x7f\xff\xff\xff", b"\x00\x00\x01\x00"])
+                st.sampled_from(
+                    [
+                        b"\x00\x00\x00\x00",
+                        b"\xff\xff\xff\xff",
+                        b"\x7f\xff\xff\xff",
+                        b"\x00\x00\x01\x00",
+                    ]
+                )
             )
     return bytes(stream)
 
@@ -113,7 +122,12 @@ def fuzz_server(tmp_path_factory: pytest.TempPathFactory):
     stop(server)
 
 
-@settings(max_examples=examples(1000), deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@settings(
+    max_examples=examples(1000),
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    database=None,
+)
 @given(stream=streams)
 # Found by this test: a half-close while `cat` waited for stdin kept the
 # connection open for ever (the FIN now closes running commands' stdin).
@@ -129,7 +143,12 @@ def test_fuzzed_stream_after_auth(fuzz_server: Daemon, stream: bytes) -> None:
     assert fuzz_server.alive()
 
 
-@settings(max_examples=examples(300), deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@settings(
+    max_examples=examples(300),
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    database=None,
+)
 @given(stream=st.binary(min_size=1, max_size=512))
 def test_fuzzed_bytes_before_auth(fuzz_server: Daemon, stream: bytes) -> None:
     with open_wire(fuzz_server, auth=False) as wire:

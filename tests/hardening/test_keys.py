@@ -34,13 +34,13 @@ max_output = 4096
 
 [[keys]]
 name = "ops"
-file = "{tmp_path / 'ops.key'}"
+file = "{tmp_path / "ops.key"}"
 cwd_roots = ["{root}"]
 env_allow = ["APP_*", "LANG"]
 
 [[keys]]
 name = "ci"
-file = "{tmp_path / 'ci.key'}"
+file = "{tmp_path / "ci.key"}"
 allow_argv = ["echo", "sleep", "yes", "sh -c 'exit 3'"]
 allow_shell = false
 allow_pty = false
@@ -73,7 +73,9 @@ def test_each_key_authenticates_and_is_audited_by_name(keyed) -> None:
         wire.authenticate(expect_ok=False)
         wire.expect_error_then_eof("auth.failed")
     failed = [r for r in server.events("auth") if r.get("ok") is False]
-    assert len(failed) == 1 and "key" not in failed[0] and failed[0]["peer"].startswith("127.0.0.1:")
+    assert (
+        len(failed) == 1 and "key" not in failed[0] and failed[0]["peer"].startswith("127.0.0.1:")
+    )
 
 
 def test_argv_prefixes(keyed) -> None:
@@ -152,12 +154,17 @@ def test_env_allow(keyed) -> None:
     with open_wire(server, key=ops_key) as wire:
         result = wire.wait(wire.run(["env"], cwd=str(root), env={"APP_MODE": "x", "LANG": "C"}), 5)
         assert b"APP_MODE=x\n" in bytes(result.stdout)
-        message = denied(wire.wait(wire.run(["env"], cwd=str(root), env={"OTHER": "y"}), 5), "env.forbidden")
+        message = denied(
+            wire.wait(wire.run(["env"], cwd=str(root), env={"OTHER": "y"}), 5), "env.forbidden"
+        )
         assert message == "key ops may not set OTHER"
         # The key's list replaces the default one: TZ is not on it.
         denied(wire.wait(wire.run(["env"], cwd=str(root), env={"TZ": "UTC"}), 5), "env.forbidden")
         # The floor still applies to names a pattern would allow.
-        message = denied(wire.wait(wire.run(["env"], cwd=str(root), env={"LD_PRELOAD": "/x.so"}), 5), "env.forbidden")
+        message = denied(
+            wire.wait(wire.run(["env"], cwd=str(root), env={"LD_PRELOAD": "/x.so"}), 5),
+            "env.forbidden",
+        )
         assert message == "LD_PRELOAD may never be set by a client"
 
 

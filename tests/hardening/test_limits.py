@@ -37,7 +37,9 @@ def test_max_env_bytes(daemon) -> None:
         ok = wire.wait(wire.run(["env"], env={"A": "x" * 97}), 5)  # 1 + 97 + 2 = 100
         assert b"A=" + b"x" * 97 in bytes(ok.stdout)
         refused(wire.wait(wire.run(["env"], env={"A": "x" * 98}), 5), "command.denied")
-        refused(wire.wait(wire.run(["env"], env={f"V{i}": "" for i in range(40)}), 5), "command.denied")
+        refused(
+            wire.wait(wire.run(["env"], env={f"V{i}": "" for i in range(40)}), 5), "command.denied"
+        )
         assert wire.wait(wire.run(["true"]), 5).exit.exit_code == 0
 
 

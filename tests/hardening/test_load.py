@@ -75,7 +75,10 @@ def soak_command(seed: int, data_file: Path, data: bytes) -> tuple[list[str], by
     """A command printing a seeded slice of ``data`` on stdout, another on
     stderr, exiting with seed % 256; and what it must produce."""
     rng = random.Random(seed)
-    lengths = [rng.choice((0, 1, rng.randrange(2, 4096), rng.randrange(4096, 128 * 1024))) for _ in range(2)]
+    lengths = [
+        rng.choice((0, 1, rng.randrange(2, 4096), rng.randrange(4096, 128 * 1024)))
+        for _ in range(2)
+    ]
     offsets = [rng.randrange(0, len(data) - length) for length in lengths]
     # One dd per stream (not a tail | head pipeline): the soak is of the server,
     # and every process the command forks is load on the two cores CI has.
@@ -118,7 +121,10 @@ def test_soak_every_exit_and_digest(daemon, tmp_path: Path) -> None:
                         failures.append(f"seed {n}: stdout digest")
                     elif hashlib.sha256(result.stderr).digest() != hashlib.sha256(err).digest():
                         failures.append(f"seed {n}: stderr digest")
-                    elif (result.exit.stdout_bytes, result.exit.stderr_bytes) != (len(out), len(err)):
+                    elif (result.exit.stdout_bytes, result.exit.stderr_bytes) != (
+                        len(out),
+                        len(err),
+                    ):
                         failures.append(f"seed {n}: exit counts")
                     done[index] += 1
         except Exception as exc:  # reported below

@@ -61,7 +61,9 @@ def test_rlimits_are_visible_to_the_command(daemon) -> None:
 def test_rlimit_fsize_stops_a_big_write(daemon, tmp_path: Path) -> None:
     server = daemon("--rlimit-fsize", "1048576")
     target = tmp_path / "big"
-    result = run(server, ["sh", "-c", f"sleep 0.1; head -c 3000000 /dev/zero > {target}; echo rc=$?"])
+    result = run(
+        server, ["sh", "-c", f"sleep 0.1; head -c 3000000 /dev/zero > {target}; echo rc=$?"]
+    )
     # head dies of SIGXFSZ (128 + 25); the file stops at the limit.
     assert bytes(result.stdout) == b"rc=153\n"
     assert target.stat().st_size == 1048576
@@ -101,7 +103,9 @@ def test_run_as_nobody(daemon) -> None:
         result = wire.wait(wire.run(["id", "-G"], cwd="/"), 5)
         assert bytes(result.stdout).split() == [str(nobody.pw_gid).encode()]  # no root groups
         result = wire.wait(wire.run(["env"], cwd="/"), 5)
-        assert b"USER=nobody\n" in bytes(result.stdout) and b"HOME=/nonexistent\n" in bytes(result.stdout)
+        assert b"USER=nobody\n" in bytes(result.stdout) and b"HOME=/nonexistent\n" in bytes(
+            result.stdout
+        )
         # nobody's home does not exist: without a cwd the command can't start.
         result = wire.wait(wire.run(["true"]), 5)
         assert result.error is not None and result.error.code == "cwd.invalid"
@@ -121,7 +125,11 @@ def test_fork_loop_under_nproc_does_not_stop_other_clients(daemon, marker) -> No
     m = marker()
     with open_wire(server) as bomber, open_wire(server) as other:
         command = bomber.run(
-            ["sh", "-c", f"sleep 0.1; n=0; for i in $(seq 200); do sleep {m} 2>/dev/null & done; wait"],
+            [
+                "sh",
+                "-c",
+                f"sleep 0.1; n=0; for i in $(seq 200); do sleep {m} 2>/dev/null & done; wait",
+            ],
             cwd="/",
         )
         found = wait_for_processes(m, 15, 5)
@@ -144,7 +152,9 @@ def test_daemon_environment_does_not_leak(daemon) -> None:
     lines = bytes(result.stdout).decode().splitlines()
     names = {line.split("=", 1)[0] for line in lines}
     assert "hunter2" not in bytes(result.stdout).decode()
-    assert names <= {"PATH", "LANG", "LC_ALL", "TZ", "TERM", "HOME", "USER", "LOGNAME", "SHELL"}, names
+    assert names <= {"PATH", "LANG", "LC_ALL", "TZ", "TERM", "HOME", "USER", "LOGNAME", "SHELL"}, (
+        names
+    )
     assert {"PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG"} <= names
     # The key never reaches a command either.
     assert server.key.hex() not in bytes(result.stdout).decode()
@@ -176,7 +186,9 @@ def test_a_limit_that_cannot_be_applied_kills_the_command(marker) -> None:
     from rexec.server.spawn import ProcessPolicy, SpawnError, spawn
 
     m = marker()
-    policy = ProcessPolicy(ProcessPolicy.current().account, rlimits=((resource.RLIMIT_NOFILE, 10**9),))
+    policy = ProcessPolicy(
+        ProcessPolicy.current().account, rlimits=((resource.RLIMIT_NOFILE, 10**9),)
+    )
     fds_before = len(os.listdir("/proc/self/fd"))
     with pytest.raises(SpawnError) as caught:
         spawn(Run(id=1, argv=["sleep", m], cwd="/"), policy)
@@ -205,7 +217,9 @@ def test_bounded_fork_loop_does_not_stop_other_clients(daemon, marker) -> None:
     server = daemon("--run-as", "nobody", "--kill-grace", "0.3")
     m = marker()
     with open_wire(server) as bomber, open_wire(server) as other:
-        command = bomber.run(["sh", "-c", f"for i in $(seq 300); do sleep {m} & done; wait"], cwd="/")
+        command = bomber.run(
+            ["sh", "-c", f"for i in $(seq 300); do sleep {m} & done; wait"], cwd="/"
+        )
         assert len(wait_for_processes(m, 300, 10)) == 300
         start = time.monotonic()
         result = other.wait(other.run(["true"], cwd="/"), 5)

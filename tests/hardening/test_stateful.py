@@ -133,7 +133,10 @@ class ServerMachine(RuleBasedStateMachine):
     # signal or cancel for a command that has already ended is dropped by
     # the server, which is part of what is tested.
     @precondition(lambda self: any(c.commands for c in self.conns))
-    @rule(data=st.data(), signame=st.sampled_from(["SIGTERM", "SIGKILL", "SIGINT", "SIGHUP", "SIGUSR1"]))
+    @rule(
+        data=st.data(),
+        signame=st.sampled_from(["SIGTERM", "SIGKILL", "SIGINT", "SIGHUP", "SIGUSR1"]),
+    )
     @logged
     def signal(self, data: st.DataObject, signame: str) -> None:
         conn, command_id = self._pick(data)
@@ -250,7 +253,9 @@ def test_state_machine(daemon) -> None:
             ServerMachine,
             settings=settings(
                 max_examples=examples(50), stateful_step_count=30, deadline=None,
-                suppress_health_check=list(HealthCheck), database=None, phases=[Phase.explicit, Phase.generate],  # no shrinking: timing-bound steps replay inexactly,
+                suppress_health_check=list(HealthCheck), database=None,
+                # no shrinking: timing-bound steps replay inexactly
+                phases=[Phase.explicit, Phase.generate],
             ),
         )  # fmt: skip
     except BaseException:

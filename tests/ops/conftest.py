@@ -117,7 +117,7 @@ def parse_prometheus(text: str) -> dict[str, Family]:
             label = _LABEL.match(rest)
             assert label, f"bad labels in {line!r}"
             labels.append((label.group(1), _unescape(label.group(2))))
-            rest = rest[label.end():]
+            rest = rest[label.end() :]
         value = float(value_text)  # raises on a bad value; +Inf/NaN parse
         key = (name, tuple(labels))
         assert key not in current.samples, f"duplicate series {line!r}"
@@ -127,8 +127,11 @@ def parse_prometheus(text: str) -> dict[str, Family]:
             assert family.name.endswith("_total"), family.name
             assert all(v >= 0 for v in family.samples.values())
         if family.kind == "histogram":
-            buckets = [(float(dict(labels)["le"]), value) for (name, labels), value in
-                       family.samples.items() if name.endswith("_bucket")]
+            buckets = [
+                (float(dict(labels)["le"]), value)
+                for (name, labels), value in family.samples.items()
+                if name.endswith("_bucket")
+            ]
             assert buckets and buckets[-1][0] == math.inf, "histogram needs le=+Inf last"
             assert [b for b, _ in buckets] == sorted(b for b, _ in buckets)
             assert all(a[1] <= b[1] for a, b in itertools.pairwise(buckets)), "not cumulative"
@@ -153,12 +156,22 @@ def scrape(server: RunningServer) -> dict[str, Family]:
 
 # --- rexecd from a config file ----------------------------------------------------
 
+
 def start_with_config(directory: Path, config: Path, *extra: str) -> subprocess.Popen[bytes]:
     """Start rexecd with ``--config`` and no ``--key-file``; wait until it listens.
     Returns the process; its startup stdout is in ``process.startup_output``."""
     argv = [
-        sys.executable, "-m", "rexec.daemon", "--config", str(config), "--port", "0",
-        "--audit-log", str(directory / "audit.jsonl"), "--state-dir", str(directory / "state"),
+        sys.executable,
+        "-m",
+        "rexec.daemon",
+        "--config",
+        str(config),
+        "--port",
+        "0",
+        "--audit-log",
+        str(directory / "audit.jsonl"),
+        "--state-dir",
+        str(directory / "state"),
         *extra,
     ]
     with open(directory / "rexecd.stderr", "wb") as stderr:

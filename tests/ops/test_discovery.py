@@ -70,15 +70,28 @@ def test_discover_finds_two_servers_by_loopback_broadcast(start_server) -> None:
     announce = ("--announce", "--announce-port", str(port))
     first = start_server(*announce, host="127.0.0.2")
     second = start_server(*announce, host="127.0.0.3")
-    result = rexec_discover("--address", "127.255.255.255", "--port", str(port), "--json", "--timeout", "0.5")
+    result = rexec_discover(
+        "--address", "127.255.255.255", "--port", str(port), "--json", "--timeout", "0.5"
+    )
     assert result.returncode == 0, result.stderr
     found = [json.loads(line) for line in result.stdout.splitlines()]
     assert [entry["address"] for entry in found] == [first.address, second.address]
     for entry in found:
         assert entry["protocol"] == [2] and entry["tls"] is False and entry["client_cert"] is False
-        assert set(entry) == {"address", "host", "port", "name", "protocol", "tls", "client_cert", "responder"}
+        assert set(entry) == {
+            "address",
+            "host",
+            "port",
+            "name",
+            "protocol",
+            "tls",
+            "client_cert",
+            "responder",
+        }
     # What was found is a server one can use (with its key: discovery grants nothing).
-    done = rexec_client.run(["echo", "found"], host=found[1]["host"], port=found[1]["port"], key=second.key)
+    done = rexec_client.run(
+        ["echo", "found"], host=found[1]["host"], port=found[1]["port"], key=second.key
+    )
     assert done.stdout == b"found\n"
     text = rexec_discover("--address", "127.255.255.255", "--port", str(port), "--timeout", "0.5")
     assert text.returncode == 0 and first.address in text.stdout and second.address in text.stdout
@@ -87,7 +100,9 @@ def test_discover_finds_two_servers_by_loopback_broadcast(start_server) -> None:
 def test_no_answer_when_announce_is_off(start_server) -> None:
     server = start_server()
     assert psutil.Process(server.process.pid).net_connections(kind="udp") == []
-    result = rexec_discover("--address", "127.255.255.255", "--port", str(free_udp_port()), "--timeout", "0.3")
+    result = rexec_discover(
+        "--address", "127.255.255.255", "--port", str(free_udp_port()), "--timeout", "0.3"
+    )
     assert result.returncode == 1 and result.stdout == ""
 
 
@@ -121,7 +136,10 @@ def test_probes_are_rate_limited_per_source(start_server) -> None:
         except TimeoutError:
             pass
     assert 5 <= answered <= 7  # the burst, plus what refills while sending
-    assert sample(scrape(server), "rexecd_discovery_probes_total", result="rate_limited") == 20 - answered
+    assert (
+        sample(scrape(server), "rexecd_discovery_probes_total", result="rate_limited")
+        == 20 - answered
+    )
 
 
 def test_probes_from_outside_the_networks_are_ignored(start_server) -> None:
@@ -162,8 +180,13 @@ class FakeResponder:
 
 
 def announcement(name: str, port: int = 7420, **fields) -> Announcement:
-    return Announcement(name=name, host=fields.pop("host", "127.0.0.1"), port=port, protocol=(1,),
-                        tls=fields.pop("tls", False))
+    return Announcement(
+        name=name,
+        host=fields.pop("host", "127.0.0.1"),
+        port=port,
+        protocol=(1,),
+        tls=fields.pop("tls", False),
+    )
 
 
 def test_spoofed_and_garbled_answers_are_ignored() -> None:
@@ -175,13 +198,24 @@ def test_spoofed_and_garbled_answers_are_ignored() -> None:
         bad_host = encode_answer(nonce, announcement("badhost", 7003, host="evil.example"), 512)
         control = encode_answer(nonce, announcement("esc\x1b[2J", 7004), 512)
         truncated = good[:-3]
-        return [b"garbage", wrong_nonce, bad_port, bad_json, bad_host, control, truncated,
-                bytes(600), good]
+        return [
+            b"garbage",
+            wrong_nonce,
+            bad_port,
+            bad_json,
+            bad_host,
+            control,
+            truncated,
+            bytes(600),
+            good,
+        ]
 
     fake = FakeResponder(answers)
     try:
         found = discover(["127.0.0.1"], port=fake.port, timeout=0.5)
-        result = rexec_discover("--address", "127.0.0.1", "--port", str(fake.port), "--json", "--timeout", "0.5")
+        result = rexec_discover(
+            "--address", "127.0.0.1", "--port", str(fake.port), "--json", "--timeout", "0.5"
+        )
     finally:
         fake.close()
     assert [(server.name, server.address.port) for server in found] == [("real", 7001)]
@@ -194,7 +228,9 @@ def test_answer_never_longer_than_the_probe() -> None:
     answer = encode_answer(nonce, long_name, MIN_PROBE_SIZE)
     assert answer is not None and len(answer) <= MIN_PROBE_SIZE
     decoded = decode_answer(answer, nonce)
-    assert decoded is not None and decoded.name == "n" * len(decoded.name) and len(decoded.name) < 255
+    assert (
+        decoded is not None and decoded.name == "n" * len(decoded.name) and len(decoded.name) < 255
+    )
     assert encode_answer(nonce, long_name, HEADER_SIZE + 40) is None  # no room even without a name
     assert decode_probe(encode_probe(nonce)) == nonce
     with pytest.raises(ValueError):

@@ -56,12 +56,31 @@ class Lan:
         ip("-n", client, "link", "set", "br0", "up")
         for number, letter in enumerate("abd", 2):
             inner, outer = f"{letter}0", f"{letter}1"
-            ip("link", "add", f"rxt{self.tag}{letter}", "type", "veth", "peer", "name", f"rxt{self.tag}{letter}p")
+            ip(
+                "link",
+                "add",
+                f"rxt{self.tag}{letter}",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                f"rxt{self.tag}{letter}p",
+            )
             ip("link", "set", f"rxt{self.tag}{letter}", "netns", self.ns(letter))
             ip("link", "set", f"rxt{self.tag}{letter}p", "netns", client)
             ip("-n", self.ns(letter), "link", "set", f"rxt{self.tag}{letter}", "name", inner)
             ip("-n", client, "link", "set", f"rxt{self.tag}{letter}p", "name", outer)
-            ip("-n", self.ns(letter), "addr", "add", f"{self.address(number)}/24", "brd", "+", "dev", inner)
+            ip(
+                "-n",
+                self.ns(letter),
+                "addr",
+                "add",
+                f"{self.address(number)}/24",
+                "brd",
+                "+",
+                "dev",
+                inner,
+            )
             ip("-n", self.ns(letter), "link", "set", inner, "up")
             ip("-n", client, "link", "set", outer, "master", "br0")
             ip("-n", client, "link", "set", outer, "up")
@@ -75,10 +94,15 @@ class Lan:
         argv = [
             "ip", "netns", "exec", self.ns(letter), sys.executable, "-m", "rexec.daemon",
             "--host", host, "--port", "0", "--insecure", "--key-file", str(key),
-            "--audit-log", str(directory / "audit"), "--state-dir", str(directory / "state"), *extra,
+            "--audit-log", str(directory / "audit"),
+            "--state-dir", str(directory / "state"), *extra,
         ]  # fmt: skip
-        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                   env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+        process = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        )
         self.processes.append(process)
         return process
 
@@ -119,7 +143,9 @@ class Lan:
             if process.stdout:
                 process.stdout.close()
         for namespace in self.namespaces:
-            subprocess.run(["ip", "netns", "del", namespace], check=False, capture_output=True, timeout=10)
+            subprocess.run(
+                ["ip", "netns", "del", namespace], check=False, capture_output=True, timeout=10
+            )
 
 
 @pytest.fixture
@@ -127,14 +153,19 @@ def lan(tmp_path: Path) -> Iterator[Lan]:
     if sys.platform != "linux" or shutil.which("ip") is None:
         pytest.skip("needs Linux with iproute2 (ip netns) for a real broadcast domain")
     if os.geteuid() != 0:
-        pytest.skip("network namespaces need root (CAP_NET_ADMIN); the loopback tests cover the rest")
+        pytest.skip(
+            "network namespaces need root (CAP_NET_ADMIN); the loopback tests cover the rest"
+        )
     lan = Lan(tmp_path)
     try:
         lan.build()
     except (subprocess.CalledProcessError, OSError) as exc:
         lan.tear_down()
         detail = getattr(exc, "stderr", b"") or b""
-        pytest.skip(f"cannot set up namespaces and veth pairs: {detail.decode(errors='replace').strip() or exc}")
+        pytest.skip(
+            "cannot set up namespaces and veth pairs: "
+            f"{detail.decode(errors='replace').strip() or exc}"
+        )
     yield lan
     lan.tear_down()
 

@@ -61,7 +61,9 @@ def test_counters_move_as_commands_run(start_server, marker) -> None:
     before = scrape(server)
 
     secret = "do-not-show-this-" + marker()
-    assert run_once(server, ["sh", "-c", "printf 12345; printf abc >&2", secret]).exit.exit_code == 0
+    assert (
+        run_once(server, ["sh", "-c", "printf 12345; printf abc >&2", secret]).exit.exit_code == 0
+    )
     assert run_once(server, shell="kill -9 $$").exit.signal == 9
     assert run_once(server, ["sleep", "5"], timeout=0.3).exit.timed_out
     assert run_once(server, ["/nonexistent/program"]).error.code == "spawn.not_found"
@@ -92,7 +94,10 @@ def test_counters_move_as_commands_run(start_server, marker) -> None:
     deadline = time.monotonic() + 5
     while True:  # the refused connection's counters land as its socket closes
         after = scrape(server)
-        if sample(after, "rexecd_rejections_total", reason="admission") >= 1 or time.monotonic() > deadline:
+        if (
+            sample(after, "rexecd_rejections_total", reason="admission") >= 1
+            or time.monotonic() > deadline
+        ):
             break
         time.sleep(0.05)
 
@@ -130,7 +135,9 @@ def test_unknown_paths_methods_and_bad_requests(start_server) -> None:
         assert response.status == 405, method
         assert response.headers["allow"] == "GET, HEAD"
     assert raw_http(server, b"GARBAGE\r\n\r\n").startswith(b"HTTP/1.1 400 ")
-    assert raw_http(server, b"GET /healthz HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 400 ")  # no Host
+    assert raw_http(server, b"GET /healthz HTTP/1.1\r\n\r\n").startswith(
+        b"HTTP/1.1 400 "
+    )  # no Host
     assert raw_http(server, b"GET /healthz HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.1 200 ")
     assert raw_http(server, b"\xff\xfe /healthz HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 400 ")
     huge = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 20000 + b"\r\n\r\n"
@@ -169,7 +176,11 @@ def test_healthz_is_503_during_graceful_shutdown(start_server, marker) -> None:
 
 def rexecd(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "rexec.daemon", *args], check=False, capture_output=True, text=True, timeout=30
+        [sys.executable, "-m", "rexec.daemon", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
 
 
@@ -180,7 +191,9 @@ def test_http_off_loopback_needs_insecure(tmp_path) -> None:
     result = rexecd("--key-file", str(key), "--http", "0.0.0.0:9100", "--check-config")
     assert result.returncode == 1
     assert "refusing to serve HTTP on 0.0.0.0" in result.stderr and "--insecure" in result.stderr
-    result = rexecd("--key-file", str(key), "--http", "0.0.0.0:9100", "--insecure", "--check-config")
+    result = rexecd(
+        "--key-file", str(key), "--http", "0.0.0.0:9100", "--insecure", "--check-config"
+    )
     assert result.returncode == 0, result.stderr
     result = rexecd("--key-file", str(key), "--http", "somewhere", "--check-config")
     assert result.returncode == 1 and "http must be IP:PORT" in result.stderr
@@ -199,7 +212,11 @@ def test_http_port_in_use_is_a_start_up_error(tmp_path) -> None:
             "--audit-log", str(tmp_path / "audit"), "--http", f"127.0.0.1:{port}",
         )  # fmt: skip
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1].startswith(f"rexecd: cannot serve HTTP on 127.0.0.1:{port}")
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"rexecd: cannot serve HTTP on 127.0.0.1:{port}")
+    )
 
 
 def test_metrics_include_the_process_rss_cpu_and_descriptors(start_server) -> None:

@@ -35,8 +35,8 @@ def key_file(directory: Path, name: str) -> Path:
 
 
 def keys_config(*entries: tuple[str, Path, str]) -> str:
-    return "[server]\nhttp = \"127.0.0.1:0\"\n\n" + "".join(
-        f"[[keys]]\nname = \"{name}\"\nfile = \"{path}\"\n{rules}\n" for name, path, rules in entries
+    return '[server]\nhttp = "127.0.0.1:0"\n\n' + "".join(
+        f'[[keys]]\nname = "{name}"\nfile = "{path}"\n{rules}\n' for name, path, rules in entries
     )
 
 
@@ -82,7 +82,9 @@ def test_sighup_reload_adds_a_key_without_disturbing_a_running_command(
     running.wait_for(lambda: running.results[command].started is not None)
 
     # Reload: a second key, restricted to echo.
-    config.write_text(keys_config(("first", first, ""), ("second", second, 'allow_argv = ["echo"]')))
+    config.write_text(
+        keys_config(("first", first, ""), ("second", second, 'allow_argv = ["echo"]'))
+    )
     reload_and_wait(process, "ok", 1)
     with connect(as_second) as wire:
         assert wire.wait(wire.run(["echo", "new key"])).stdout == b"new key\n"
@@ -107,19 +109,25 @@ def test_sighup_reload_adds_a_key_without_disturbing_a_running_command(
     with connect(as_second) as wire:
         assert wire.wait(wire.run(["echo", "kept"])).stdout == b"kept\n"
     stderr = (tmp_path / "rexecd.stderr").read_text()
-    assert re.search(r"reload failed, keeping the running configuration: .*line \d+", stderr), stderr
+    assert re.search(r"reload failed, keeping the running configuration: .*line \d+", stderr), (
+        stderr
+    )
     events = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
     reloads = [(event["ok"], event.get("keys")) for event in events if event["event"] == "reload"]
     assert reloads == [(True, ["first", "second"]), (True, ["second"]), (False, None)]
     assert process.poll() is None
 
 
-def test_sighup_reload_warns_about_settings_that_need_a_restart(tmp_path: Path, configured_servers) -> None:
+def test_sighup_reload_warns_about_settings_that_need_a_restart(
+    tmp_path: Path, configured_servers
+) -> None:
     first = key_file(tmp_path, "k1")
     config = tmp_path / "rexecd.toml"
     config.write_text(keys_config(("first", first, "")))
     process = configured_servers(tmp_path, config)
-    config.write_text(keys_config(("first", first, "")).replace("[server]\n", "[server]\nannounce = true\n"))
+    config.write_text(
+        keys_config(("first", first, "")).replace("[server]\n", "[server]\nannounce = true\n")
+    )
     reload_and_wait(process, "ok", 1)
     stderr = (tmp_path / "rexecd.stderr").read_text()
     assert "these settings need a restart and keep their old values: announce" in stderr
@@ -127,7 +135,11 @@ def test_sighup_reload_warns_about_settings_that_need_a_restart(tmp_path: Path, 
 
 def rexecd(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "rexec.daemon", *args], check=False, capture_output=True, text=True, timeout=30
+        [sys.executable, "-m", "rexec.daemon", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
 
 
@@ -143,7 +155,9 @@ def rexecd(*args: str) -> subprocess.CompletedProcess[str]:
 def test_check_config_catches_a_broken_file(tmp_path: Path, text: str, needle: str) -> None:
     config = tmp_path / "rexecd.toml"
     config.write_text(text)
-    result = rexecd("--config", str(config), "--key-file", str(write_key_file(tmp_path)), "--check-config")
+    result = rexecd(
+        "--config", str(config), "--key-file", str(write_key_file(tmp_path)), "--check-config"
+    )
     assert result.returncode == 1
     assert len(result.stderr.strip().splitlines()) == 1 and needle in result.stderr, result.stderr
 
@@ -178,13 +192,27 @@ def test_version() -> None:
 
 def test_contrib_files(tmp_path: Path) -> None:
     unit = (ROOT / "contrib" / "rexecd.service").read_text()
-    for needle in ("KillMode=control-group", "NoNewPrivileges=yes", "ProtectSystem=strict",
-                   "StateDirectory=rexecd", "LogsDirectory=rexecd", "PrivateTmp=yes",
-                   "ExecReload=/bin/kill -HUP $MAINPID", "--check-config\nExecStart="):
+    for needle in (
+        "KillMode=control-group",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "StateDirectory=rexecd",
+        "LogsDirectory=rexecd",
+        "PrivateTmp=yes",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "--check-config\nExecStart=",
+    ):
         assert needle in unit, needle
     example = tomllib.loads((ROOT / "contrib" / "rexecd.toml").read_text())
     assert example["server"]["log_format"] in ("text", "json")
     if shutil.which("systemd-analyze"):
-        verify = subprocess.run(["systemd-analyze", "verify", str(ROOT / "contrib" / "rexecd.service")],
-                                check=False, capture_output=True, text=True, timeout=30)
-        assert "Unknown key" not in verify.stderr and "Unknown section" not in verify.stderr, verify.stderr
+        verify = subprocess.run(
+            ["systemd-analyze", "verify", str(ROOT / "contrib" / "rexecd.service")],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert "Unknown key" not in verify.stderr and "Unknown section" not in verify.stderr, (
+            verify.stderr
+        )

@@ -760,7 +760,9 @@ def test_an_integer_version_not_offered_is_unsupported_whatever_its_value(versio
     assert info.value.code is ErrorCode.VERSION_UNSUPPORTED
 
 
-@pytest.mark.parametrize("version", [b'"2"', b"2.0", b"null", None], ids=["str", "float", "null", "missing"])
+@pytest.mark.parametrize(
+    "version", [b'"2"', b"2.0", b"null", None], ids=["str", "float", "null", "missing"]
+)
 def test_a_version_that_is_not_an_integer_is_a_schema_error(version: bytes | None) -> None:
     # [handshake.version]: missing or not an integer is header.invalid.
     server = Connection(Role.SERVER)

@@ -122,7 +122,9 @@ import pydantic, pydantic_core, typing_extensions  # baseline: our dependencies
 # models of the same kinds first, so that only what rexec.protocol itself
 # imports is counted.
 class A(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(frozen=True, strict=True, extra="forbid", allow_inf_nan=False)
+    model_config = pydantic.ConfigDict(
+        frozen=True, strict=True, extra="forbid", allow_inf_nan=False
+    )
     type: Literal["a"]
     x: Annotated[int, pydantic.Field(ge=0)] = 0
     _p: bytes = pydantic.PrivateAttr(default=b"")
@@ -134,7 +136,8 @@ class A(pydantic.BaseModel):
 class B(pydantic.BaseModel):
     type: Literal["b"]
 
-pydantic.TypeAdapter(Annotated[Union[A, B], pydantic.Field(discriminator="type")]).validate_json(b'{"type":"a"}')
+union = pydantic.TypeAdapter(Annotated[Union[A, B], pydantic.Field(discriminator="type")])
+union.validate_json(b'{"type":"a"}')
 before = set(sys.modules)
 import rexec.protocol
 rexec.protocol.Connection, rexec.protocol.Run  # the door loads on first use

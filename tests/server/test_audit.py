@@ -34,8 +34,12 @@ def test_one_exec_and_one_exit_record_per_command(server) -> None:
     assert {r["session"] for r in execs + exits} == {execs[0]["session"]}
     # Each exec is recorded before its exit.
     for command_id in ids:
-        exec_at = next(i for i, r in enumerate(records) if r["event"] == "exec" and r["id"] == command_id)
-        exit_at = next(i for i, r in enumerate(records) if r["event"] == "exit" and r["id"] == command_id)
+        exec_at = next(
+            i for i, r in enumerate(records) if r["event"] == "exec" and r["id"] == command_id
+        )
+        exit_at = next(
+            i for i, r in enumerate(records) if r["event"] == "exit" and r["id"] == command_id
+        )
         assert exec_at < exit_at
     events = [r["event"] for r in records]
     for name in ("listen", "connect", "auth", "disconnect"):

@@ -53,7 +53,9 @@ def test_client_that_stops_reading_does_not_grow_the_server(server) -> None:
         result = wire.results[command_id]
         assert not result.done
         # The command is held back (seq alone writes 21 MB in well under 2 s).
-        seq = [p for p in psutil.Process(server.process.pid).children() if p.pid == result.started.pid]
+        seq = [
+            p for p in psutil.Process(server.process.pid).children() if p.pid == result.started.pid
+        ]
         assert seq and seq[0].status() in (psutil.STATUS_SLEEPING, psutil.STATUS_DISK_SLEEP)
         assert growth < 8 * 1024 * 1024, f"server RSS grew by {growth / 2**20:.1f} MiB"
         # Reading resumes: everything arrives, in order, nothing lost.
@@ -117,7 +119,8 @@ def test_slow_reader_loses_no_output_after_the_command_exits(start_server, tmp_p
         assert result.exit.exit_code == 0
         received = bytes(result.stdout)
         assert len(received) == len(SEQ_OUTPUT), (
-            f"lost {len(SEQ_OUTPUT) - len(received)} bytes of output; pipes_held={result.exit.pipes_held}"
+            f"lost {len(SEQ_OUTPUT) - len(received)} bytes of output;"
+            f" pipes_held={result.exit.pipes_held}"
         )
         assert received == SEQ_OUTPUT
         assert result.exit.pipes_held is False

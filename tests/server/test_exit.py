@@ -31,7 +31,11 @@ def test_false_and_true_by_argv(server, wires) -> None:
 
 @pytest.mark.parametrize(
     ("shell", "signum", "name"),
-    [("kill -KILL $$", 9, "SIGKILL"), ("kill -TERM $$", 15, "SIGTERM"), ("kill -SEGV $$", 11, "SIGSEGV")],
+    [
+        ("kill -KILL $$", 9, "SIGKILL"),
+        ("kill -TERM $$", 15, "SIGTERM"),
+        ("kill -SEGV $$", 11, "SIGSEGV"),
+    ],
 )
 def test_killed_by_signal(server, shell, signum, name) -> None:
     result = run_once(server, shell=shell)
@@ -108,8 +112,19 @@ def test_cwd_is_used_and_defaults_to_home(server, wires, tmp_path) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["LD_PRELOAD", "LD_LIBRARY_PATH", "DYLD_INSERT_LIBRARIES", "GLIBC_TUNABLES", "BASH_ENV",
-             "ENV", "PYTHONSTARTUP", "PERL5OPT", "NODE_OPTIONS", "IFS"],
+    "name",
+    [
+        "LD_PRELOAD",
+        "LD_LIBRARY_PATH",
+        "DYLD_INSERT_LIBRARIES",
+        "GLIBC_TUNABLES",
+        "BASH_ENV",
+        "ENV",
+        "PYTHONSTARTUP",
+        "PERL5OPT",
+        "NODE_OPTIONS",
+        "IFS",
+    ],
 )
 def test_forbidden_env_names_are_refused(server, wires, name, tmp_path) -> None:
     marker_file = tmp_path / "ran"
@@ -180,7 +195,9 @@ def test_started_pid_is_the_command_process(server, wires) -> None:
 
 def test_command_runs_in_its_own_session_and_group(server, wires) -> None:
     wire = wires(server)
-    result = wire.wait(wire.run(["python3", "-c", "import os; print(os.getpid(), os.getpgid(0), os.getsid(0))"]))
+    result = wire.wait(
+        wire.run(["python3", "-c", "import os; print(os.getpid(), os.getpgid(0), os.getsid(0))"])
+    )
     pid, pgid, sid = map(int, bytes(result.stdout).split())
     assert pid == pgid == sid == result.started.pid
     assert sid != os.getsid(0)

@@ -120,15 +120,17 @@ def test_post_auth_header_of_exactly_64_kib_is_accepted(server, wires) -> None:
 # --- other protocols on our port -------------------------------------------------------
 
 
-TLS_CLIENT_HELLO_PREFIX = bytes.fromhex(
-    "160301020001000" "1fc0303" + "00" * 32 + "20" + "11" * 32
-)
+TLS_CLIENT_HELLO_PREFIX = bytes.fromhex("1603010200010001fc0303" + "00" * 32 + "20" + "11" * 32)
 
 
 @pytest.mark.parametrize(
     "payload",
-    [b"GET / HTTP/1.1\r\n\r\n", b"POST / HTTP/1.1\r\nHost: x\r\n\r\n", TLS_CLIENT_HELLO_PREFIX,
-     b"SSH-2.0-OpenSSH_9.6\r\n"],
+    [
+        b"GET / HTTP/1.1\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\n\r\n",
+        TLS_CLIENT_HELLO_PREFIX,
+        b"SSH-2.0-OpenSSH_9.6\r\n",
+    ],
     ids=["http-get", "http-post", "tls-client-hello", "ssh-banner"],
 )
 def test_cross_protocol_bytes_are_refused_at_once(server, payload) -> None:
@@ -155,23 +157,26 @@ def test_cross_protocol_bytes_before_reading_hello(server) -> None:
 
 
 BAD_HEADERS_PRE_AUTH = [
-    (b"\xff\xfe{\"type\":\"auth\"}", "header.bad_json"),  # invalid UTF-8
-    (b"{\"type\":\"auth\",\"x\":\"\xc3\x28\"}", "header.bad_json"),  # invalid UTF-8 inside a string
-    (b"{\"type\":", "header.bad_json"),  # truncated JSON
+    (b'\xff\xfe{"type":"auth"}', "header.bad_json"),  # invalid UTF-8
+    (b'{"type":"auth","x":"\xc3\x28"}', "header.bad_json"),  # invalid UTF-8 inside a string
+    (b'{"type":', "header.bad_json"),  # truncated JSON
     (b"not json at all", "header.bad_json"),
     (b"[1,2,3]", "header.not_object"),
-    (b"\"auth\"", "header.not_object"),
+    (b'"auth"', "header.not_object"),
     (b"42", "header.not_object"),
     (b"null", "header.not_object"),
     (b"{}", "header.unknown_type"),
-    (b"{\"type\":\"bogus\"}", "header.unknown_type"),
-    (b"{\"type\":\"__class__\"}", "header.unknown_type"),
-    (b"{\"type\":7}", "header.unknown_type"),
+    (b'{"type":"bogus"}', "header.unknown_type"),
+    (b'{"type":"__class__"}', "header.unknown_type"),
+    (b'{"type":7}', "header.unknown_type"),
 ]
 
 
-@pytest.mark.parametrize(("header", "code"), BAD_HEADERS_PRE_AUTH,
-                         ids=[f"{i}-{c}" for i, (_, c) in enumerate(BAD_HEADERS_PRE_AUTH)])
+@pytest.mark.parametrize(
+    ("header", "code"),
+    BAD_HEADERS_PRE_AUTH,
+    ids=[f"{i}-{c}" for i, (_, c) in enumerate(BAD_HEADERS_PRE_AUTH)],
+)
 def test_bad_header_before_auth(server, header, code) -> None:
     with raw_wire(server) as wire:
         wire.send_raw(raw_frame(header))
@@ -184,8 +189,12 @@ def test_bad_header_before_auth(server, header, code) -> None:
 def test_extra_field_in_auth_is_invalid(server) -> None:
     # auth is closed ([message.extensible]): a member it does not define is fatal.
     with raw_wire(server) as wire:
-        wire.send_raw(raw_frame({"type": "auth", "data_size": 32, "version": 2, "nonce": "a" * 64,
-                                 "extra": 1}, bytes(32)))
+        wire.send_raw(
+            raw_frame(
+                {"type": "auth", "data_size": 32, "version": 2, "nonce": "a" * 64, "extra": 1},
+                bytes(32),
+            )
+        )
         wire.expect_error_then_eof("header.invalid")
     assert_still_serving(server)
 
@@ -203,7 +212,10 @@ POST_AUTH_INVALID = [
     ({"type": "run", "id": 1, "argv": [""]}, "header.invalid"),
     ({"type": "run", "id": 1, "argv": ["echo"], "env": []}, "header.invalid"),
     # pty.term becomes TERM: a terminal type, never a path or shell text.
-    ({"type": "run", "id": 1, "argv": ["echo"], "pty": {"term": "/work/x;$(id)"}}, "header.invalid"),
+    (
+        {"type": "run", "id": 1, "argv": ["echo"], "pty": {"term": "/work/x;$(id)"}},
+        "header.invalid",
+    ),
     ({"type": "run", "id": 1, "argv": ["echo"], "pty": {"term": "xterm 256"}}, "header.invalid"),
     ({"type": "run", "id": 1, "argv": ["echo"], "pty": {"term": "x" * 65}}, "header.invalid"),
     ({"type": "run", "id": 1, "argv": ["echo"], "pty": {"term": "vt100\u00e9"}}, "header.invalid"),
@@ -214,9 +226,12 @@ POST_AUTH_INVALID = [
 ]
 
 
-@pytest.mark.parametrize(("header", "code"), POST_AUTH_INVALID,
-                         ids=[f"{i}" for i in range(len(POST_AUTH_INVALID))])
-def test_invalid_header_after_auth_is_fatal_and_runs_nothing(server, wires, header, code, tmp_path) -> None:
+@pytest.mark.parametrize(
+    ("header", "code"), POST_AUTH_INVALID, ids=[f"{i}" for i in range(len(POST_AUTH_INVALID))]
+)
+def test_invalid_header_after_auth_is_fatal_and_runs_nothing(
+    server, wires, header, code, tmp_path
+) -> None:
     wire = wires(server)
     wire.send_raw(raw_frame(header))
     wire.expect_error_then_eof(code)

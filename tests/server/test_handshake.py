@@ -27,7 +27,10 @@ def test_hello_is_the_first_frame_with_nonce_versions_and_limits(server) -> None
         assert 0 < len(hello.server) <= 255
         limits = hello.limits
         assert (limits.max_header, limits.max_body, limits.stdin_window, limits.max_commands) == (
-            65536, 1024 * 1024, 256 * 1024, 64,
+            65536,
+            1024 * 1024,
+            256 * 1024,
+            64,
         )
 
 

@@ -113,7 +113,9 @@ def test_signal_reaches_the_whole_group(graced, wires, marker) -> None:
 
 def test_signal_handled_by_the_command(graced, wires) -> None:
     wire = wires(graced)
-    command_id = wire.run(shell="trap 'echo got usr1; exit 7' USR1; echo ready; while :; do sleep 0.05; done")
+    command_id = wire.run(
+        shell="trap 'echo got usr1; exit 7' USR1; echo ready; while :; do sleep 0.05; done"
+    )
     wire.wait_for(lambda: b"ready" in wire.results[command_id].stdout, 3)
     wire.send(Signal(id=command_id, signal="SIGUSR1"))
     result = wire.wait(command_id, 3)

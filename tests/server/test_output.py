@@ -28,9 +28,7 @@ for i in range(0, size, step):
 
 
 def test_stdout_and_stderr_apart_and_in_order(server) -> None:
-    script = "; ".join(
-        f"printf 'out{i}\\n'; printf 'err{i}\\n' >&2" for i in range(50)
-    )
+    script = "; ".join(f"printf 'out{i}\\n'; printf 'err{i}\\n' >&2" for i in range(50))
     result = run_once(server, shell=script)
     assert bytes(result.stdout) == b"".join(b"out%d\n" % i for i in range(50))
     assert bytes(result.stderr) == b"".join(b"err%d\n" % i for i in range(50))
@@ -92,8 +90,9 @@ def test_output_up_to_the_limit_is_not_capped(server, produced) -> None:
 def test_output_limit_withholds_across_streams_and_exited_commands(server) -> None:
     # Both streams, 1200 bytes produced at once, and the command gone before
     # the server could signal it: 1000 delivered, capped, its own exit code.
-    result = run_once(server, shell="head -c 600 /dev/zero; head -c 600 /dev/zero >&2; exit 3",
-                      output_limit=1000)
+    result = run_once(
+        server, shell="head -c 600 /dev/zero; head -c 600 /dev/zero >&2; exit 3", output_limit=1000
+    )
     assert len(result.stdout) + len(result.stderr) == 1000
     assert result.exit.stdout_bytes + result.exit.stderr_bytes == 1000
     assert result.exit.output_capped is True
@@ -102,8 +101,9 @@ def test_output_limit_withholds_across_streams_and_exited_commands(server) -> No
 
 
 def test_output_limit_counts_both_streams(server) -> None:
-    result = run_once(server, shell="while :; do echo out; echo err >&2; done", output_limit=1000,
-                      wait=20)
+    result = run_once(
+        server, shell="while :; do echo out; echo err >&2; done", output_limit=1000, wait=20
+    )
     assert len(result.stdout) + len(result.stderr) == 1000
     assert result.exit.output_capped is True
     assert result.exit.stdout_bytes + result.exit.stderr_bytes == 1000

@@ -9,7 +9,9 @@ from .wire import connect
 
 def test_pty_size_term_and_controlling_terminal(server) -> None:
     with connect(server) as wire:
-        command_id = wire.run(shell='stty size; echo "$TERM"; tty', pty=Pty(rows=30, cols=100, term="vt100"))
+        command_id = wire.run(
+            shell='stty size; echo "$TERM"; tty', pty=Pty(rows=30, cols=100, term="vt100")
+        )
         result = wire.wait(command_id, 5)
         lines = bytes(result.stdout).replace(b"\r", b"").split(b"\n")
         assert lines[0] == b"30 100"

@@ -43,9 +43,13 @@ def test_sigterm_cancels_commands_then_closes_every_connection(start_server, mar
             assert exits[0].cancelled is True
             fatal = [f for f in frames if isinstance(f, Error)]
             assert len(fatal) == 1 and fatal[0].code == "server.shutting_down" and fatal[0].fatal
-            assert frames.index(exits[0]) < frames.index(fatal[0]), "exit must come before the fatal error"
+            assert frames.index(exits[0]) < frames.index(fatal[0]), (
+                "exit must come before the fatal error"
+            )
         frames = read_to_the_end(idle, 5)
-        assert [(f.code, f.fatal) for f in frames if isinstance(f, Error)] == [("server.shutting_down", True)]
+        assert [(f.code, f.fatal) for f in frames if isinstance(f, Error)] == [
+            ("server.shutting_down", True)
+        ]
         assert server.process.wait(timeout=5) == 0
         assert time.monotonic() - signalled < 0.5 + 0.3 + 3.0
         for m in markers:

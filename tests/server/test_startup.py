@@ -21,7 +21,9 @@ DAEMON = [sys.executable, "-m", "rexec.daemon"]
 
 
 def rexecd(*args: str, timeout: float = 5.0) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*DAEMON, *args], capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [*DAEMON, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def write_key(path, mode: int = 0o600):
@@ -58,8 +60,9 @@ def test_port_in_use(tmp_path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        proc = rexecd("--port", str(port), "--key-file", str(key),
-                      "--audit-log", str(tmp_path / "audit"))
+        proc = rexecd(
+            "--port", str(port), "--key-file", str(key), "--audit-log", str(tmp_path / "audit")
+        )
     line = assert_one_line_refusal(proc)
     assert str(port) in line
 
@@ -122,22 +125,34 @@ def test_help() -> None:
 
 def test_negative_grace_is_refused(tmp_path) -> None:
     key = write_key(tmp_path / "key")
-    line = assert_one_line_refusal(rexecd("--port", "0", "--key-file", str(key), "--kill-grace", "-1"))
+    line = assert_one_line_refusal(
+        rexecd("--port", "0", "--key-file", str(key), "--kill-grace", "-1")
+    )
     assert "--kill-grace" in line
 
 
 def test_tls_cert_without_key_is_refused(tmp_path) -> None:
     key = write_key(tmp_path / "key")
-    line = assert_one_line_refusal(rexecd("--port", "0", "--key-file", str(key),
-                                          "--tls-cert", str(tmp_path / "cert.pem")))
+    line = assert_one_line_refusal(
+        rexecd("--port", "0", "--key-file", str(key), "--tls-cert", str(tmp_path / "cert.pem"))
+    )
     assert "--tls-key" in line
 
 
 def test_unreadable_tls_files_are_refused(tmp_path) -> None:
     key = write_key(tmp_path / "key")
-    line = assert_one_line_refusal(rexecd("--port", "0", "--key-file", str(key),
-                                          "--tls-cert", str(tmp_path / "nope.pem"),
-                                          "--tls-key", str(tmp_path / "nope.key")))
+    line = assert_one_line_refusal(
+        rexecd(
+            "--port",
+            "0",
+            "--key-file",
+            str(key),
+            "--tls-cert",
+            str(tmp_path / "nope.pem"),
+            "--tls-key",
+            str(tmp_path / "nope.key"),
+        )
+    )
     assert "TLS" in line
 
 

@@ -101,8 +101,9 @@ def test_sending_beyond_the_credit_is_fatal(server, wires, marker) -> None:
     command_id = wire.run(["sleep", m], stdin=True)
     # One frame one byte over the initial window (no credit can have been
     # granted yet: nothing was written).
-    wire.send_raw(raw_frame({"type": "stdin", "id": command_id, "data_size": WINDOW + 1},
-                            b"x" * (WINDOW + 1)))
+    wire.send_raw(
+        raw_frame({"type": "stdin", "id": command_id, "data_size": WINDOW + 1}, b"x" * (WINDOW + 1))
+    )
     wire.expect_error_then_eof("flow.window_exceeded", timeout=5)
     assert wait_gone(m, 2.0 + 1.0) == []
 
@@ -147,8 +148,10 @@ def test_stdin_for_a_command_without_stdin_is_dropped(server, wires, ended) -> N
     command_id = wire.run(["sh", "-c", "sleep 0.3; echo ok"])
     if ended:
         wire.wait(command_id, 10)
-    wire.send_raw(raw_frame({"type": "stdin", "id": command_id, "data_size": 3}, b"abc")
-                  + raw_frame({"type": "stdin_eof", "id": command_id}))
+    wire.send_raw(
+        raw_frame({"type": "stdin", "id": command_id, "data_size": 3}, b"abc")
+        + raw_frame({"type": "stdin_eof", "id": command_id})
+    )
     _ping_answered(wire, 7)
     result = wire.wait(command_id, 10)
     assert bytes(result.stdout) == b"ok\n" and result.exit.exit_code == 0

@@ -37,8 +37,14 @@ def pki(tmp_path):
 @pytest.fixture
 def tls_server(start_server, pki):
     _, _, paths = pki
-    return start_server("--tls-cert", str(paths["cert"]), "--tls-key", str(paths["key"]),
-                        "--tls-client-ca", str(paths["ca"]))
+    return start_server(
+        "--tls-cert",
+        str(paths["cert"]),
+        "--tls-key",
+        str(paths["key"]),
+        "--tls-client-ca",
+        str(paths["ca"]),
+    )
 
 
 def client_context(ca, client_cert=None) -> ssl.SSLContext:
@@ -51,8 +57,12 @@ def client_context(ca, client_cert=None) -> ssl.SSLContext:
 
 def test_valid_client_certificate_runs_a_command(tls_server, pki) -> None:
     ca, client_cert, _ = pki
-    with Wire.open(tls_server.host, tls_server.port, key=tls_server.key,
-                   ssl_context=client_context(ca, client_cert)) as wire:
+    with Wire.open(
+        tls_server.host,
+        tls_server.port,
+        key=tls_server.key,
+        ssl_context=client_context(ca, client_cert),
+    ) as wire:
         assert isinstance(wire.sock, ssl.SSLSocket)
         assert wire.sock.version() == "TLSv1.3"
         wire.authenticate()
@@ -69,12 +79,14 @@ def test_no_client_certificate_fails_the_tls_handshake(tls_server, pki) -> None:
     got_hello = False
     with (
         pytest.raises((ssl.SSLError, ConnectionError, ServerClosed, TimeoutError)),
-        Wire.open(tls_server.host, tls_server.port, key=tls_server.key, ssl_context=context) as wire,
+        Wire.open(
+            tls_server.host, tls_server.port, key=tls_server.key, ssl_context=context
+        ) as wire,
     ):
-            # With TLS 1.3 the server's refusal arrives after the client's
-            # side of the handshake: the first read fails instead.
-            wire.read_hello(3)
-            got_hello = True
+        # With TLS 1.3 the server's refusal arrives after the client's
+        # side of the handshake: the first read fails instead.
+        wire.read_hello(3)
+        got_hello = True
     assert not got_hello
 
 
@@ -85,10 +97,12 @@ def test_certificate_from_another_ca_fails(tls_server, pki) -> None:
     got_hello = False
     with (
         pytest.raises((ssl.SSLError, ConnectionError, ServerClosed, TimeoutError)),
-        Wire.open(tls_server.host, tls_server.port, key=tls_server.key, ssl_context=context) as wire,
+        Wire.open(
+            tls_server.host, tls_server.port, key=tls_server.key, ssl_context=context
+        ) as wire,
     ):
-            wire.read_hello(3)
-            got_hello = True
+        wire.read_hello(3)
+        got_hello = True
     assert not got_hello
 
 
@@ -126,8 +140,12 @@ def test_tls_1_1_client_is_refused(tls_server, pki) -> None:
 
 def test_wrong_hmac_key_still_fails_inside_tls(tls_server, pki) -> None:
     ca, client_cert, _ = pki
-    with Wire.open(tls_server.host, tls_server.port, key=tls_server.key,
-                   ssl_context=client_context(ca, client_cert)) as wire:
+    with Wire.open(
+        tls_server.host,
+        tls_server.port,
+        key=tls_server.key,
+        ssl_context=client_context(ca, client_cert),
+    ) as wire:
         wire.authenticate(mac=bytes(32), expect_ok=False)
         error = wire.next_event(5)
         assert error.type == "error" and error.code == "auth.failed"
@@ -171,7 +189,8 @@ async def relay(
         tasks.add(asyncio.current_task())  # type: ignore[arg-type]
         upstream = mitm[1] if mitm else None
         server_r, server_w = await asyncio.open_connection(
-            *target, ssl=upstream, server_hostname=target[0] if upstream else None)
+            *target, ssl=upstream, server_hostname=target[0] if upstream else None
+        )
         try:
             await asyncio.gather(copy(client_r, server_w), copy(server_r, client_w))
         finally:
@@ -209,8 +228,9 @@ def _through_relay(server, ca, *, mitm: bool) -> tuple[bytes | Exception, int]:
     async def go() -> tuple[bytes | Exception, int]:
         async with relay((server.host, server.port), contexts) as (port, relayed):
             try:
-                async with await connect("127.0.0.1", port, server.key,
-                                         ssl=client_context) as connection:
+                async with await connect(
+                    "127.0.0.1", port, server.key, ssl=client_context
+                ) as connection:
                     result = await connection.run(["echo", "through"])
                     return result.stdout, relayed[0]
             except Exception as exc:  # noqa: BLE001 - handed to the test to judge
@@ -244,8 +264,12 @@ def test_a_tls_terminating_man_in_the_middle_is_caught(server_auth_only, pki) ->
 def test_an_unbound_mac_is_refused_under_tls(server_auth_only, pki) -> None:
     # A client that skips the binding (empty, as without TLS) is refused.
     ca, _, _ = pki
-    with Wire.open(server_auth_only.host, server_auth_only.port, key=server_auth_only.key,
-                   ssl_context=client_context(ca)) as wire:
+    with Wire.open(
+        server_auth_only.host,
+        server_auth_only.port,
+        key=server_auth_only.key,
+        ssl_context=client_context(ca),
+    ) as wire:
         assert len(wire.binding) == 32
         wire.authenticate(binding=b"", expect_ok=False)
         wire.expect_error_then_eof("auth.failed")

@@ -317,7 +317,9 @@ class Wire:
         while not predicate():
             self.next_event(deadline - time.monotonic())
 
-    def expect_error_then_eof(self, code: str, timeout: float = 2.0, eof_within: float = 1.0) -> Error:
+    def expect_error_then_eof(
+        self, code: str, timeout: float = 2.0, eof_within: float = 1.0
+    ) -> Error:
         """Read until a fatal error arrives (skipping hello), check its code, then
         check the server closes within ``eof_within`` seconds."""
         deadline = time.monotonic() + timeout
@@ -341,7 +343,9 @@ class Wire:
         except ServerClosed:
             return seen
         except TimeoutError:
-            raise AssertionError(f"the server did not close within {within} s (saw {seen!r})") from None
+            raise AssertionError(
+                f"the server did not close within {within} s (saw {seen!r})"
+            ) from None
 
     def raw_eof(self, within: float = 1.0) -> bytes:
         """Read raw bytes (no decoding) until EOF; returns them."""
@@ -369,9 +373,15 @@ def connect(server: Any, *, auth: bool = True, **kwargs: Any) -> Wire:
     return wire
 
 
-def run_once(server: Any, argv: list[str] | None = None, *, shell: str | None = None,
-             stdin_data: bytes | None = None, wait: float = EVENT_TIMEOUT,
-             **fields: Any) -> CommandResult:
+def run_once(
+    server: Any,
+    argv: list[str] | None = None,
+    *,
+    shell: str | None = None,
+    stdin_data: bytes | None = None,
+    wait: float = EVENT_TIMEOUT,
+    **fields: Any,
+) -> CommandResult:
     """Connect, run one command (feeding ``stdin_data`` then EOF if given) and
     wait at most ``wait`` seconds for its end. Other keywords go into ``run``
     (``timeout=`` is the command's timeout)."""
@@ -384,8 +394,15 @@ def run_once(server: Any, argv: list[str] | None = None, *, shell: str | None = 
         return wire.wait(command_id, wait)
 
 
-def feed_stdin(wire: Wire, command_id: int, data: bytes | Iterable[bytes], *, chunk: int = 64 * 1024,
-               timeout: float = 60.0, eof: bool = True) -> int:
+def feed_stdin(
+    wire: Wire,
+    command_id: int,
+    data: bytes | Iterable[bytes],
+    *,
+    chunk: int = 64 * 1024,
+    timeout: float = 60.0,
+    eof: bool = True,
+) -> int:
     """Send ``data`` within the credit the server grants (reading events while
     waiting for credit); returns the highest credit seen in use. Never sends
     beyond the credit: the client core would raise if it tried."""

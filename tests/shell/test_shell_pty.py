@@ -107,9 +107,7 @@ def test_connection_lost_restores_the_terminal(server: Any, spawn: Spawn) -> Non
     assert_cooked(plain(child.before))
 
 
-def test_a_local_term_that_is_no_terminal_name_sends_the_default(
-    server: Any, spawn: Spawn
-) -> None:
+def test_a_local_term_that_is_no_terminal_name_sends_the_default(server: Any, spawn: Spawn) -> None:
     """pty.term is a terminal name (protocol.md, run.pty): a local $TERM
     outside that charset is replaced by xterm-256color, not sent (the
     server would refuse the run with header.invalid)."""

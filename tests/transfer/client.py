@@ -167,9 +167,7 @@ class TransferClient:
     def _ended(result: Result) -> bool:
         return result.done is not None or result.error is not None
 
-    def start_put(
-        self, path: str, *, size: int, sha256: str, mode: int = 0o644
-    ) -> Result:
+    def start_put(self, path: str, *, size: int, sha256: str, mode: int = 0o644) -> Result:
         result = Result(self.new_id())
         self.send(Put(id=result.id, path=path, size=size, sha256=sha256, mode=mode))
         return result
@@ -240,9 +238,7 @@ class TransferClient:
         size = os.path.getsize(local)
         mode = kwargs.pop("mode", os.stat(local).st_mode & 0o7777)
         with open(local, "rb") as source:
-            return self.put(
-                path, source, size=size, sha256=file_digest(local), mode=mode, **kwargs
-            )
+            return self.put(path, source, size=size, sha256=file_digest(local), mode=mode, **kwargs)
 
     def get(
         self,

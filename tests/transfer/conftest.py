@@ -50,8 +50,10 @@ def permission_server(
         return start_server()
     setpriv = shutil.which("setpriv")
     if setpriv is None:
-        pytest.skip("running as root, and setpriv (util-linux) is missing to drop "
-                    "CAP_DAC_OVERRIDE: permission bits would not apply to the server")
+        pytest.skip(
+            "running as root, and setpriv (util-linux) is missing to drop "
+            "CAP_DAC_OVERRIDE: permission bits would not apply to the server"
+        )
     wrapper = tmp_path / "python-without-dac-override"
     wrapper.write_text(
         "#!/bin/sh\n"

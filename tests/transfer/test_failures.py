@@ -133,7 +133,9 @@ def test_cancel_ends_a_get(client: TransferClient, work: Path) -> None:
 # --- Declared size and digest: [transfer.put.digest] ----------------------------------
 
 
-@pytest.mark.parametrize("declared", [len(DATA) + 1, len(DATA) - 1, 0], ids=["short", "long", "zero"])
+@pytest.mark.parametrize(
+    "declared", [len(DATA) + 1, len(DATA) - 1, 0], ids=["short", "long", "zero"]
+)
 def test_size_mismatch(client: TransferClient, work: Path, declared: int) -> None:
     target = work / "f"
     result = client.put(str(target), io.BytesIO(DATA), size=declared, sha256=DIGEST)

@@ -55,20 +55,20 @@ def keyed(tmp_path: Path) -> Iterator[dict[str, Any]]:
     config.write_text(f"""
 [[keys]]
 name = "deploy"
-file = "{keys['deploy']}"
+file = "{keys["deploy"]}"
 cwd_roots = ["{root}"]
 allow_argv = ["{migrate}"]
 
 [[keys]]
 name = "deploy_tx"
-file = "{keys['deploy_tx']}"
+file = "{keys["deploy_tx"]}"
 cwd_roots = ["{root}"]
 allow_argv = ["{migrate}"]
 allow_transfer = true
 
 [[keys]]
 name = "full"
-file = "{keys['full']}"
+file = "{keys["full"]}"
 cwd_roots = ["{root}"]
 """)
     # start_server gives the daemon a --key-file, which [[keys]] excludes.
@@ -191,9 +191,7 @@ def test_a_sys_file_comes_whole(server: Any) -> None:
 
 
 @pytest.mark.parametrize("tamper", ["fifo", "hardlink", "symlink"])
-def test_a_tampered_resume_file_is_started_over(
-    server: Any, tmp_path: Path, tamper: str
-) -> None:
+def test_a_tampered_resume_file_is_started_over(server: Any, tmp_path: Path, tamper: str) -> None:
     """attacker1 #5: a .part replaced by a FIFO, a hard link or a symbolic
     link made every later put of that key fail, forever."""
     target = tmp_path / "big"

@@ -250,9 +250,7 @@ def test_relative_paths_are_relative_to_home(
         shutil.rmtree(home / docs)
 
 
-def test_transfers_and_commands_share_a_connection(
-    client: TransferClient, tmp_path: Path
-) -> None:
+def test_transfers_and_commands_share_a_connection(client: TransferClient, tmp_path: Path) -> None:
     # [command.concurrent]: a put in progress does not hold back a get.
     (tmp_path / "a").write_bytes(b"A" * 1000)
     data = os.urandom(MiB)
@@ -277,9 +275,7 @@ def test_transfers_and_commands_share_a_connection(
     assert (tmp_path / "b").read_bytes() == data
 
 
-def test_audit_records_each_transfer(
-    server: Any, client: TransferClient, tmp_path: Path
-) -> None:
+def test_audit_records_each_transfer(server: Any, client: TransferClient, tmp_path: Path) -> None:
     # One record when a transfer starts (before the file is touched) and one
     # when it ends, with its outcome, byte count and sha256.
     data = b"audited"

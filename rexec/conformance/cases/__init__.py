@@ -18,8 +18,19 @@ from . import (  # noqa: F401 - imported for their registrations
 )
 from ._registry import REGISTRY
 
-AREAS = ("handshake", "framing", "commands", "output", "stdin", "lifecycle", "session", "transfer",
-         "transfer_lifecycle", "transfer_paths", "transfer_pieces")
+AREAS = (
+    "handshake",
+    "framing",
+    "commands",
+    "output",
+    "stdin",
+    "lifecycle",
+    "session",
+    "transfer",
+    "transfer_lifecycle",
+    "transfer_paths",
+    "transfer_pieces",
+)
 
 
 def all_cases() -> list[Case]:

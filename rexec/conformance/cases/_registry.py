@@ -11,8 +11,13 @@ REGISTRY: list[Case] = []
 
 
 def register(
-    case_id: str, description: str, expected: Iterable[str], function: CaseFunction, *,
-    timeout: float = 5.0, level: Level | None = None,
+    case_id: str,
+    description: str,
+    expected: Iterable[str],
+    function: CaseFunction,
+    *,
+    timeout: float = 5.0,
+    level: Level | None = None,
 ) -> Case:
     """Add a case. Ids are unique and name a known requirement.
 
@@ -29,8 +34,12 @@ def register(
 
 
 def case(
-    case_id: str, description: str, expected: Iterable[str], *,
-    timeout: float = 5.0, level: Level | None = None,
+    case_id: str,
+    description: str,
+    expected: Iterable[str],
+    *,
+    timeout: float = 5.0,
+    level: Level | None = None,
 ) -> Callable[[CaseFunction], CaseFunction]:
     """Decorator form of ``register`` for a case without variants."""
 

@@ -58,13 +58,22 @@ async def read_back(ctx: Context, path: str) -> bytes | None:
 
 
 async def put(
-    ctx: Context, client: Client, path: str, data: bytes, *, size: int | None = None,
-    digest: str | None = None, mode: int | None = None, eof: bool = True, wait: float = QUICK,
+    ctx: Context,
+    client: Client,
+    path: str,
+    data: bytes,
+    *,
+    size: int | None = None,
+    digest: str | None = None,
+    mode: int | None = None,
+    eof: bool = True,
+    wait: float = QUICK,
 ) -> CommandRecord:
     """Send a ``put`` and ``data`` under the credit; with ``eof``, then
     ``stdin_eof`` and read until its terminal frame."""
     fields: dict[str, object] = {
-        "path": path, "size": len(data) if size is None else size,
+        "path": path,
+        "size": len(data) if size is None else size,
         "sha256": digest or sha256(data),
     }
     if mode is not None:
@@ -108,8 +117,9 @@ async def nothing_left(ctx: Context, path: str) -> str:
     return "nothing-left" if temp_gone else "temp-left"
 
 
-async def started_put(ctx: Context, client: Client, path: str, *, size: int = 2000,
-                      part: int = 1000) -> Put:
+async def started_put(
+    ctx: Context, client: Client, path: str, *, size: int = 2000, part: int = 1000
+) -> Put:
     """A put of ``size`` bytes of which ``part`` are sent (no ``stdin_eof``),
     given a moment to reach the server's file: until credit for them is
     granted back (at most 0.5 s), then 0.1 s more."""

@@ -14,8 +14,12 @@ QUICK = 5.0
 
 
 async def run_one(
-    ctx: Context, *, client: Client | None = None, data: bytes | None = None,
-    wait: float = QUICK, **fields: Any,
+    ctx: Context,
+    *,
+    client: Client | None = None,
+    data: bytes | None = None,
+    wait: float = QUICK,
+    **fields: Any,
 ) -> tuple[Client, CommandRecord]:
     """Run one command (on ``client`` or a fresh connection) and read until
     its terminal frame or ``wait`` seconds. With ``data``, the command gets
@@ -47,9 +51,10 @@ async def wait_started(ctx: Context, client: Client, command_id: int) -> int | N
 async def wait_output(ctx: Context, client: Client, command_id: int, needle: bytes) -> bool:
     """Pump until the command's stdout contains ``needle``."""
     record = client.records[command_id]
-    return await client.pump(
-        ctx.t(QUICK), until=lambda: needle in record.stdout or record.terminal
-    ) and needle in record.stdout
+    return (
+        await client.pump(ctx.t(QUICK), until=lambda: needle in record.stdout or record.terminal)
+        and needle in record.stdout
+    )
 
 
 def fatal_seen(client: Client) -> str | None:

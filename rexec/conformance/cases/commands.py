@@ -76,12 +76,14 @@ async def cwd_invalid(ctx: Context) -> Observation:
     {"v 1"},
 )
 async def env_added(ctx: Context) -> Observation:
-    _, record = await run_one(ctx, shell='printf %s "$REXEC_CONFORMANCE"',
-                              env={"REXEC_CONFORMANCE": "v 1"})
+    _, record = await run_one(
+        ctx, shell='printf %s "$REXEC_CONFORMANCE"', env={"REXEC_CONFORMANCE": "v 1"}
+    )
     return Observation(bytes(record.stdout).decode("utf-8", "replace") or _exit_label(record))
 
 
 for _name in ("LD_PRELOAD", "BASH_ENV", "IFS", "ENV"):
+
     async def _forbidden(ctx: Context, name: str = _name) -> Observation:
         _, record = await run_one(ctx, argv=["true"], env={name: "/nonexistent"})
         return Observation(_exit_label(record))
@@ -89,7 +91,8 @@ for _name in ("LD_PRELOAD", "BASH_ENV", "IFS", "ENV"):
     register(
         f"command.env/forbidden-{_name}",
         f"env {{{_name}: ...}} is refused with the command-scoped env.forbidden, not dropped.",
-        {"error:env.forbidden"}, _forbidden,
+        {"error:env.forbidden"},
+        _forbidden,
     )
 
 
@@ -201,8 +204,9 @@ async def id_ahead(ctx: Context) -> Observation:
 )
 async def id_ended(ctx: Context) -> Observation:
     client, record = await run_one(ctx, argv=["true"])
-    await client.wire.send(Signal(id=record.id, signal="SIGTERM"), Cancel(id=record.id),
-                           StdinEof(id=record.id))
+    await client.wire.send(
+        Signal(id=record.id, signal="SIGTERM"), Cancel(id=record.id), StdinEof(id=record.id)
+    )
     if not await client.ping(11, ctx.t(QUICK)):
         return Observation(await ctx.await_fatal(client.wire) if not client.closed else "closed")
     return Observation("dropped" if not record.after_terminal else "answered")
@@ -273,27 +277,35 @@ async def exit_after_output(ctx: Context) -> Observation:
 # --- exit codes and signals --------------------------------------------------------------
 
 for _code in (0, 1, 2, 42, 127, 128, 200, 255):
+
     async def _exit_code(ctx: Context, code: int = _code) -> Observation:
         _, record = await run_one(ctx, shell=f"exit {code}")
         return Observation(_exit_label(record), data=record.summary())
 
-    register(f"exit.code/{_code}", f"sh -c 'exit {_code}': exit_code {_code}, signal null.",
-             {f"exit:{_code}"}, _exit_code)
+    register(
+        f"exit.code/{_code}",
+        f"sh -c 'exit {_code}': exit_code {_code}, signal null.",
+        {f"exit:{_code}"},
+        _exit_code,
+    )
 
 
 for _sig, _num in (("KILL", 9), ("TERM", 15), ("USR1", None), ("INT", None)):
+
     async def _killed(ctx: Context, sig: str = _sig) -> Observation:
         _, record = await run_one(ctx, shell=f"kill -{sig} $$; sleep 5")
         label = _exit_label(record)
         # Numbers other than 9 and 15 differ between systems: check the name.
-        return Observation(label if sig in ("KILL", "TERM") else label.rsplit(":", 1)[0],
-                           data=record.summary())
+        return Observation(
+            label if sig in ("KILL", "TERM") else label.rsplit(":", 1)[0], data=record.summary()
+        )
 
     register(
         f"exit.signal.reported/SIG{_sig}",
         f"A shell that sends itself SIG{_sig}: signal set to its number, signal_name "
         f"'SIG{_sig}', exit_code null.",
-        {f"signal:SIG{_sig}:{_num}" if _num else f"signal:SIG{_sig}"}, _killed,
+        {f"signal:SIG{_sig}:{_num}" if _num else f"signal:SIG{_sig}"},
+        _killed,
     )
 
 
@@ -301,7 +313,8 @@ for _sig, _num in (("KILL", 9), ("TERM", 15), ("USR1", None), ("INT", None)):
     "signal.group",
     "A shell with a background sleep (pid printed) gets signal SIGTERM: the shell ends by "
     "SIGTERM and the background sleep is gone too (the signal went to the group).",
-    {"group-signalled"}, timeout=10.0,
+    {"group-signalled"},
+    timeout=10.0,
 )
 async def signal_group(ctx: Context) -> Observation:
     client = await ctx.client()
@@ -334,18 +347,21 @@ async def signals_proc_status(ctx: Context) -> Observation:
     if record.exit is None or record.exit.exit_code != 0:
         raise Unsupported("no /proc/self/status on the server")
     fields = dict(
-        line.split(":", 1) for line in bytes(record.stdout).decode("ascii", "replace").splitlines()
+        line.split(":", 1)
+        for line in bytes(record.stdout).decode("ascii", "replace").splitlines()
         if ":" in line
     )
     masks = {name: fields.get(name, "").strip() for name in ("SigIgn", "SigBlk")}
     if any(not value for value in masks.values()):
         raise Unsupported("no signal masks in /proc/self/status")
     changed = {name: value for name, value in masks.items() if int(value, 16) != 0}
-    return Observation("default" if not changed else "inherited:" + ",".join(sorted(changed)),
-                       str(masks))
+    return Observation(
+        "default" if not changed else "inherited:" + ",".join(sorted(changed)), str(masks)
+    )
 
 
 for _name in ("SIGINT", "SIGQUIT"):
+
     async def _default_action(ctx: Context, name: str = _name) -> Observation:
         client = await ctx.client()
         # "ready" once the command is really running: started may come before
@@ -361,14 +377,17 @@ for _name in ("SIGINT", "SIGQUIT"):
             await client.wire.send(Cancel(id=command_id))
             return Observation("ignored", f"sleep outlived {name}")
         label = _exit_label(record)  # signal numbers differ between systems: the name
-        return Observation(label.rsplit(":", 1)[0] if label.startswith("signal:") else label,
-                           data=record.summary())
+        return Observation(
+            label.rsplit(":", 1)[0] if label.startswith("signal:") else label, data=record.summary()
+        )
 
     register(
         f"command.signals.default/{_name}",
         f"sh -c 'echo ready; exec sleep 30' gets signal {_name} once ready: it ends by {_name} "
         "(its default action), not ignored.",
-        {f"signal:{_name}"}, _default_action, timeout=10.0,
+        {f"signal:{_name}"},
+        _default_action,
+        timeout=10.0,
     )
 
 
@@ -379,7 +398,8 @@ for _name in ("SIGINT", "SIGQUIT"):
     "command.slot",
     "max_commands - 1 sleeps and one true: as soon as true's exit arrives, another run is "
     "accepted (the slot is free once the terminal frame is sent), not refused busy.",
-    {"accepted"}, timeout=20.0,
+    {"accepted"},
+    timeout=20.0,
 )
 async def slot_freed(ctx: Context) -> Observation:
     client = await ctx.client()

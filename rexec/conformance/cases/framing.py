@@ -31,8 +31,15 @@ async def _wire(ctx: Context, authed: bool) -> tuple[Client, Wire]:
     return client, client.wire
 
 
-def _fatal_case(case_id: str, description: str, data: bytes, expected: set[str], *,
-                authed: bool = True, canary: bytes | None = None) -> None:
+def _fatal_case(
+    case_id: str,
+    description: str,
+    data: bytes,
+    expected: set[str],
+    *,
+    authed: bool = True,
+    canary: bytes | None = None,
+) -> None:
     """Register a case: send ``data`` (after auth, or right after hello) and
     expect one of ``expected``."""
 
@@ -51,12 +58,15 @@ for _name, _value in (("zero", 0), ("minus-one", -1), ("min-int", -(2**31))):
         f"frame.length.negative/{LENGTH.pack(_value).hex()}",
         f"After auth, send only the 4 bytes of a header length of {_value} ({_name}): "
         "fatal frame.bad_length at once, without waiting for more bytes.",
-        LENGTH.pack(_value), {"fatal:frame.bad_length"},
+        LENGTH.pack(_value),
+        {"fatal:frame.bad_length"},
     )
 _fatal_case(
     "frame.length.negative/pre-auth",
     "Right after hello, send only ff ff ff ff (-1): fatal frame.bad_length.",
-    LENGTH.pack(-1), {"fatal:frame.bad_length"}, authed=False,
+    LENGTH.pack(-1),
+    {"fatal:frame.bad_length"},
+    authed=False,
 )
 
 
@@ -119,82 +129,178 @@ _fatal_case(
     "frame.length.limit/http",
     "Right after hello, send 'GET / HTTP/1.1' with headers (a huge length as '<i'): "
     "fatal frame.too_large; a bare close is tolerated as the bytes after the 4th may be unread.",
-    b"GET / HTTP/1.1\r\nHost: rexec\r\n\r\n", {"fatal:frame.too_large", "closed"}, authed=False,
+    b"GET / HTTP/1.1\r\nHost: rexec\r\n\r\n",
+    {"fatal:frame.too_large", "closed"},
+    authed=False,
 )
 _fatal_case(
     "frame.length.limit/tls-client-hello",
     "Right after hello, send the start of a TLS ClientHello (16 03 01 02 00 01 …): "
     "fatal frame.too_large (or a bare close).",
-    bytes.fromhex("160301020001000200030300") + bytes(32), {"fatal:frame.too_large", "closed"},
+    bytes.fromhex("160301020001000200030300") + bytes(32),
+    {"fatal:frame.too_large", "closed"},
     authed=False,
 )
 
 # --- the header ------------------------------------------------------------------
 
 _HEADER_CASES: tuple[tuple[str, str, bytes, set[str]], ...] = (
-    ("frame.header.json/not-json", "a header that is not JSON", b"{type: ping}",
-     {"fatal:header.bad_json"}),
-    ("frame.header.json/truncated-json", "a header that is cut-off JSON", b'{"type":"ping",',
-     {"fatal:header.bad_json"}),
-    ("frame.header.json/bad-utf8", "valid JSON syntax with an invalid UTF-8 byte in a string",
-     b'{"type":"error","code":"x","message":"\xff\xfe","fatal":false}', {"fatal:header.bad_json"}),
+    (
+        "frame.header.json/not-json",
+        "a header that is not JSON",
+        b"{type: ping}",
+        {"fatal:header.bad_json"},
+    ),
+    (
+        "frame.header.json/truncated-json",
+        "a header that is cut-off JSON",
+        b'{"type":"ping",',
+        {"fatal:header.bad_json"},
+    ),
+    (
+        "frame.header.json/bad-utf8",
+        "valid JSON syntax with an invalid UTF-8 byte in a string",
+        b'{"type":"error","code":"x","message":"\xff\xfe","fatal":false}',
+        {"fatal:header.bad_json"},
+    ),
     ("frame.header.object/array", "the JSON array [1]", b"[1]", {"fatal:header.not_object"}),
-    ("frame.header.object/string", 'the JSON string "ping"', b'"ping"', {"fatal:header.not_object"}),
+    (
+        "frame.header.object/string",
+        'the JSON string "ping"',
+        b'"ping"',
+        {"fatal:header.not_object"},
+    ),
     ("frame.header.object/number", "the JSON number 7", b"7", {"fatal:header.not_object"}),
     ("frame.header.object/null", "the JSON null", b"null", {"fatal:header.not_object"}),
-    ("frame.header.type/missing", "an object without type", b'{"seq":1}',
-     {"fatal:header.unknown_type"}),
-    ("frame.header.type/unknown", "an object of type 'teleport'", b'{"type":"teleport"}',
-     {"fatal:header.unknown_type"}),
-    ("frame.header.type/non-string", "an object whose type is the number 5", b'{"type":5}',
-     {"fatal:header.unknown_type"}),
-    ("frame.header.schema/missing-member", "a ping without seq", b'{"type":"ping"}',
-     {"fatal:header.invalid"}),
-    ("frame.header.schema/unknown-member", "a ping with an extra member",
-     b'{"type":"ping","seq":1,"colour":"red"}', {"fatal:header.invalid"}),
-    ("frame.header.schema/string-for-int", 'a ping with seq "1"', b'{"type":"ping","seq":"1"}',
-     {"fatal:header.invalid"}),
-    ("frame.header.schema/float-for-int", "a ping with seq 1.0", b'{"type":"ping","seq":1.0}',
-     {"fatal:header.invalid"}),
-    ("frame.header.schema/negative-int", "a ping with seq -1", b'{"type":"ping","seq":-1}',
-     {"fatal:header.invalid"}),
-    ("frame.header.schema/int-for-bool", "a run with stdin 1",
-     b'{"type":"run","id":1,"argv":["true"],"stdin":1}', {"fatal:header.invalid"}),
-    ("frame.header.schema/nul", "a run whose argv holds U+0000",
-     b'{"type":"run","id":1,"argv":["printf","a\\u0000b"]}', {"fatal:header.invalid"}),
+    (
+        "frame.header.type/missing",
+        "an object without type",
+        b'{"seq":1}',
+        {"fatal:header.unknown_type"},
+    ),
+    (
+        "frame.header.type/unknown",
+        "an object of type 'teleport'",
+        b'{"type":"teleport"}',
+        {"fatal:header.unknown_type"},
+    ),
+    (
+        "frame.header.type/non-string",
+        "an object whose type is the number 5",
+        b'{"type":5}',
+        {"fatal:header.unknown_type"},
+    ),
+    (
+        "frame.header.schema/missing-member",
+        "a ping without seq",
+        b'{"type":"ping"}',
+        {"fatal:header.invalid"},
+    ),
+    (
+        "frame.header.schema/unknown-member",
+        "a ping with an extra member",
+        b'{"type":"ping","seq":1,"colour":"red"}',
+        {"fatal:header.invalid"},
+    ),
+    (
+        "frame.header.schema/string-for-int",
+        'a ping with seq "1"',
+        b'{"type":"ping","seq":"1"}',
+        {"fatal:header.invalid"},
+    ),
+    (
+        "frame.header.schema/float-for-int",
+        "a ping with seq 1.0",
+        b'{"type":"ping","seq":1.0}',
+        {"fatal:header.invalid"},
+    ),
+    (
+        "frame.header.schema/negative-int",
+        "a ping with seq -1",
+        b'{"type":"ping","seq":-1}',
+        {"fatal:header.invalid"},
+    ),
+    (
+        "frame.header.schema/int-for-bool",
+        "a run with stdin 1",
+        b'{"type":"run","id":1,"argv":["true"],"stdin":1}',
+        {"fatal:header.invalid"},
+    ),
+    (
+        "frame.header.schema/nul",
+        "a run whose argv holds U+0000",
+        b'{"type":"run","id":1,"argv":["printf","a\\u0000b"]}',
+        {"fatal:header.invalid"},
+    ),
     # 1e999 is valid RFC 8259 syntax that overflows a double: protocol.md
     # names it, "numbers finite (a number such as 1e999 that overflows is not)".
-    ("frame.header.schema/non-finite", "a run with timeout 1e999",
-     b'{"type":"run","id":1,"argv":["true"],"timeout":1e999}',
-     {"fatal:header.invalid"}),
-    ("frame.header.schema/argv-and-shell", "a run with both argv and shell",
-     b'{"type":"run","id":1,"argv":["true"],"shell":"true"}', {"fatal:header.invalid"}),
-    ("frame.body.size/on-ping", "a ping with data_size 3 and a 3-byte body",
-     b'{"type":"ping","seq":1,"data_size":3}', {"fatal:header.invalid"}),
+    (
+        "frame.header.schema/non-finite",
+        "a run with timeout 1e999",
+        b'{"type":"run","id":1,"argv":["true"],"timeout":1e999}',
+        {"fatal:header.invalid"},
+    ),
+    (
+        "frame.header.schema/argv-and-shell",
+        "a run with both argv and shell",
+        b'{"type":"run","id":1,"argv":["true"],"shell":"true"}',
+        {"fatal:header.invalid"},
+    ),
+    (
+        "frame.body.size/on-ping",
+        "a ping with data_size 3 and a 3-byte body",
+        b'{"type":"ping","seq":1,"data_size":3}',
+        {"fatal:header.invalid"},
+    ),
     # NaN and Infinity are not JSON: bad JSON, even where a number may stand.
-    ("frame.header.json/nan", "a run with timeout NaN",
-     b'{"type":"run","id":1,"argv":["true"],"timeout":NaN}', {"fatal:header.bad_json"}),
-    ("frame.header.json/infinity-in-unknown-member", "a ping with an extra member -Infinity", b'{"type":"ping","seq":1,"x":-Infinity}', {"fatal:header.bad_json"}),
-    ("message.integers/seq-2-pow-53", "a ping with seq 2**53 (one above the bound)",
-     b'{"type":"ping","seq":9007199254740992}', {"fatal:header.invalid"}),
+    (
+        "frame.header.json/nan",
+        "a run with timeout NaN",
+        b'{"type":"run","id":1,"argv":["true"],"timeout":NaN}',
+        {"fatal:header.bad_json"},
+    ),
+    (
+        "frame.header.json/infinity-in-unknown-member",
+        "a ping with an extra member -Infinity",
+        b'{"type":"ping","seq":1,"x":-Infinity}',
+        {"fatal:header.bad_json"},
+    ),
+    (
+        "message.integers/seq-2-pow-53",
+        "a ping with seq 2**53 (one above the bound)",
+        b'{"type":"ping","seq":9007199254740992}',
+        {"fatal:header.invalid"},
+    ),
     # What version 1 echoed back: no integer of the protocol reaches 2**64.
-    ("message.integers/seq-2-pow-64", "a ping with seq 2**64",
-     b'{"type":"ping","seq":18446744073709551616}', {"fatal:header.invalid"}),
-    ("message.extensible/closed-run",
-     'a run with a member no version defines ("sandbox": true): never half-understood',
-     b'{"type":"run","id":1,"argv":["true"],"sandbox":true}', {"fatal:header.invalid"}),
+    (
+        "message.integers/seq-2-pow-64",
+        "a ping with seq 2**64",
+        b'{"type":"ping","seq":18446744073709551616}',
+        {"fatal:header.invalid"},
+    ),
+    (
+        "message.extensible/closed-run",
+        'a run with a member no version defines ("sandbox": true): never half-understood',
+        b'{"type":"run","id":1,"argv":["true"],"sandbox":true}',
+        {"fatal:header.invalid"},
+    ),
 )
 
 for _id, _what, _header, _expected in _HEADER_CASES:
     _body = b"abc" if _id == "frame.body.size/on-ping" else b""
-    _fatal_case(_id, f"After auth, send a frame whose header is {_what}.",
-                raw_frame(_header, _body), _expected)
+    _fatal_case(
+        _id,
+        f"After auth, send a frame whose header is {_what}.",
+        raw_frame(_header, _body),
+        _expected,
+    )
 
 _fatal_case(
     "frame.header.json/after-valid-frame",
     "After auth, send a valid ping and garbage (length 5, 'xxxxx') in one write: a pong, then "
     "fatal header.bad_json.",
-    encode_frame(Ping(seq=9)) + raw_frame(b"xxxxx"), {"fatal:header.bad_json"},
+    encode_frame(Ping(seq=9)) + raw_frame(b"xxxxx"),
+    {"fatal:header.bad_json"},
 )
 
 
@@ -250,8 +356,9 @@ ALL_BYTES = bytes(range(256))
 )
 async def binary_roundtrip(ctx: Context) -> Observation:
     _, record = await run_one(ctx, argv=["cat"], stdin=True, data=ALL_BYTES * 4)
-    return Observation("verbatim" if bytes(record.stdout) == ALL_BYTES * 4 else "altered",
-                       data=record.summary())
+    return Observation(
+        "verbatim" if bytes(record.stdout) == ALL_BYTES * 4 else "altered", data=record.summary()
+    )
 
 
 @case(
@@ -262,8 +369,9 @@ async def binary_roundtrip(ctx: Context) -> Observation:
 async def binary_output(ctx: Context) -> Observation:
     script = "printf '" + "".join(f"\\{b:03o}" for b in range(256)) + "'"
     _, record = await run_one(ctx, shell=script)
-    return Observation("verbatim" if bytes(record.stdout) == ALL_BYTES else "altered",
-                       data=record.summary())
+    return Observation(
+        "verbatim" if bytes(record.stdout) == ALL_BYTES else "altered", data=record.summary()
+    )
 
 
 # --- chopping ----------------------------------------------------------------------
@@ -301,14 +409,16 @@ async def _chopped_session(ctx: Context, sizes: list[int]) -> Observation:
     record = client.records[run.id]
     if done and bytes(record.stdout) == b"chopped-ok":
         return Observation("decoded")
-    return Observation(await ctx.await_fatal(wire) if not done else "wrong-output",
-                       data=record.summary())
+    return Observation(
+        await ctx.await_fatal(wire) if not done else "wrong-output", data=record.summary()
+    )
 
 
 @case(
     "frame.stream.chunking/every-byte",
     "Send auth, then a run and a ping, one byte per write: all decoded (auth_ok, output, pong).",
-    {"decoded"}, timeout=10.0,
+    {"decoded"},
+    timeout=10.0,
 )
 async def every_byte(ctx: Context) -> Observation:
     return await _chopped_session(ctx, [1])
@@ -374,12 +484,15 @@ async def truncated_not_message(ctx: Context) -> Observation:
     "frame.eof.truncated/departure",
     "After auth, start sleep 60, then send half a ping and end the stream: the server treats it "
     "as a disconnect, so the command is killed (not a half-close that lets it run).",
-    {"departed"}, timeout=12.0,
+    {"departed"},
+    timeout=12.0,
 )
 async def truncated_departure(ctx: Context) -> Observation:
     client, wire = await _wire(ctx, True)
     command_id = await client.run(argv=["sleep", "60"])
-    await client.pump(ctx.t(REACTION_WAIT), until=lambda: client.records[command_id].pid is not None)
+    await client.pump(
+        ctx.t(REACTION_WAIT), until=lambda: client.records[command_id].pid is not None
+    )
     pid = client.records[command_id].pid
     if pid is None:
         return Observation("no-started", data=client.records[command_id].summary())

@@ -168,8 +168,9 @@ async def server_mac(ctx: Context) -> Observation:
     got = await client.wire.next_frame(ctx.t(REACTION_WAIT))
     if not isinstance(got, AuthOk):
         return Observation(f"no-auth_ok:{getattr(got, 'type', got)}")
-    return Observation("valid-proof" if macs_match(client.server_mac(auth), got.mac)
-                       else "wrong-proof")
+    return Observation(
+        "valid-proof" if macs_match(client.server_mac(auth), got.mac) else "wrong-proof"
+    )
 
 
 @case(
@@ -197,8 +198,12 @@ async def version_1_mac(ctx: Context) -> Observation:
     client = await ctx.hello_only()
     assert client.hello is not None
     auth = client.auth_message()
-    data = (b"rexec-auth-v1 client\x00" + bytes.fromhex(client.hello.nonce)
-            + bytes.fromhex(auth.nonce) + client.hello.server.encode())
+    data = (
+        b"rexec-auth-v1 client\x00"
+        + bytes.fromhex(client.hello.nonce)
+        + bytes.fromhex(auth.nonce)
+        + client.hello.server.encode()
+    )
     weak = hmac.new(ctx.options.key, data, hashlib.sha256).digest()
     await client.wire.send(auth.signed(weak))
     return Observation(await ctx.await_fatal(client.wire))
@@ -239,8 +244,10 @@ async def feature_not_offered(ctx: Context) -> Observation:
 )
 async def version_1_auth(ctx: Context) -> Observation:
     client = await ctx.hello_only()
-    header = json.dumps({"type": "auth", "data_size": 0, "version": 1, "nonce": "b" * 64,
-                         "mac": "e" * 64}, separators=(",", ":")).encode()
+    header = json.dumps(
+        {"type": "auth", "data_size": 0, "version": 1, "nonce": "b" * 64, "mac": "e" * 64},
+        separators=(",", ":"),
+    ).encode()
     await client.wire.send_raw(struct.pack("<i", len(header)) + header)
     return Observation(await ctx.await_fatal(client.wire))
 
@@ -260,8 +267,9 @@ async def tls_1_2(ctx: Context) -> Observation:
     old.verify_mode = ssl.CERT_NONE
     old.maximum_version = ssl.TLSVersion.TLSv1_2
     try:
-        wire = await Wire.open(dataclasses.replace(ctx.target, tls=old), ctx.log, 0,
-                               timeout=ctx.t(5.0))
+        wire = await Wire.open(
+            dataclasses.replace(ctx.target, tls=old), ctx.log, 0, timeout=ctx.t(5.0)
+        )
     except ssl.SSLError as exc:
         # A protocol_version alert, or (asyncio's servers) a close before it left.
         reason = exc.reason or ""

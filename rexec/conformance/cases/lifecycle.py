@@ -66,13 +66,18 @@ async def _timeout_tree(ctx: Context, script: str) -> Observation:
     record = client.records[command_id]
     if record.exit is None or not record.exit.timed_out:
         return Observation("no-timed-out-exit", data=record.summary())
-    return Observation("tree-killed" if await ctx.pid_gone(child, _grace(ctx), zombie_ok=True) else "child-survived")
+    return Observation(
+        "tree-killed"
+        if await ctx.pid_gone(child, _grace(ctx), zombie_ok=True)
+        else "child-survived"
+    )
 
 
 @case(
     "timeout.kill.tree/term",
     "A shell with a background sleep, timeout 0.5: after the exit, the sleep is gone too.",
-    {"tree-killed"}, timeout=15.0,
+    {"tree-killed"},
+    timeout=15.0,
 )
 async def timeout_term(ctx: Context) -> Observation:
     return await _timeout_tree(ctx, PLAIN_TREE)
@@ -82,7 +87,8 @@ async def timeout_term(ctx: Context) -> Observation:
     "timeout.kill.tree/kill",
     "As timeout.kill.tree/term with a child that ignores SIGTERM: gone within the kill grace "
     "(--kill-grace, default 2 s) plus 2 s.",
-    {"tree-killed"}, timeout=20.0,
+    {"tree-killed"},
+    timeout=20.0,
 )
 async def timeout_kill(ctx: Context) -> Observation:
     return await _timeout_tree(ctx, STUBBORN_TREE)
@@ -98,7 +104,8 @@ TERM_IGNORED = "trap 'echo term' TERM; i=0; while [ $i -lt 600 ]; do sleep 0.1; 
     "A shell that ignores SIGTERM (printing 'term' when it arrives), timeout 0.5: it is told "
     "SIGTERM first, then ends by SIGKILL, no sooner than the kill grace (--kill-grace) after "
     "the SIGTERM and no later than the grace plus 2 s.",
-    {"killed-after-grace"}, timeout=20.0,
+    {"killed-after-grace"},
+    timeout=20.0,
 )
 async def timeout_grace(ctx: Context) -> Observation:
     client = await ctx.client()
@@ -112,7 +119,9 @@ async def timeout_grace(ctx: Context) -> Observation:
     if record.exit is None or record.exit_time is None:
         return Observation("no-exit", data=record.summary())
     waited = record.exit_time - term_seen
-    detail = f"SIGKILL {waited:.2f} s after the SIGTERM was seen, kill grace {ctx.options.kill_grace} s"
+    detail = (
+        f"SIGKILL {waited:.2f} s after the SIGTERM was seen, kill grace {ctx.options.kill_grace} s"
+    )
     if record.exit.signal != signal.SIGKILL or not record.exit.timed_out:
         return Observation("not-killed-by-sigkill", detail, data=record.summary())
     # The 'term' line reaches us after the SIGTERM, so the measured wait is a
@@ -126,7 +135,8 @@ async def timeout_grace(ctx: Context) -> Observation:
     "message.integers/seconds",
     "sleep 1 with timeout 5: durations are seconds, so the command is not timed out (as it "
     "would be at 5 ms) and its exit's duration is about 1 (not 1000).",
-    {"seconds"}, timeout=15.0,
+    {"seconds"},
+    timeout=15.0,
 )
 async def durations_in_seconds(ctx: Context) -> Observation:
     started = time.monotonic()
@@ -167,11 +177,14 @@ async def cancel_before_start(ctx: Context) -> Observation:
     "cancel.kill.tree/mid-stream",
     "A shell printing a tick every 50 ms is cancelled after its first tick, with a child that "
     "ignores SIGTERM: exit cancelled true, and the child is gone within the kill grace.",
-    {"tree-killed"}, timeout=20.0,
+    {"tree-killed"},
+    timeout=20.0,
 )
 async def cancel_mid_stream(ctx: Context) -> Observation:
-    script = ("(trap '' TERM; exec sleep 60) >/dev/null 2>&1 & echo $!; "
-              "while :; do echo tick; sleep 0.05; done")
+    script = (
+        "(trap '' TERM; exec sleep 60) >/dev/null 2>&1 & echo $!; "
+        "while :; do echo tick; sleep 0.05; done"
+    )
     client, command_id, child = await _tree(ctx, script)
     if child is None:
         return Observation("no-pid-printed", data=client.records[command_id].summary())
@@ -181,13 +194,18 @@ async def cancel_mid_stream(ctx: Context) -> Observation:
     record = client.records[command_id]
     if record.exit is None or not record.exit.cancelled:
         return Observation("not-cancelled", data=record.summary())
-    return Observation("tree-killed" if await ctx.pid_gone(child, _grace(ctx), zombie_ok=True) else "child-survived")
+    return Observation(
+        "tree-killed"
+        if await ctx.pid_gone(child, _grace(ctx), zombie_ok=True)
+        else "child-survived"
+    )
 
 
 @case(
     "exit.cancelled",
     "sleep 30 cancelled after started: exit with cancelled true and timed_out false.",
-    {"cancelled"}, timeout=10.0,
+    {"cancelled"},
+    timeout=10.0,
 )
 async def exit_cancelled(ctx: Context) -> Observation:
     client = await ctx.client()
@@ -231,7 +249,8 @@ async def _pipes_held(ctx: Context) -> tuple[Observation | None, CommandRecord]:
     "exit.by.process",
     "sh -c 'sleep 30 & echo hi': the exit comes within the drain grace (default 2 s) plus "
     "3 s, with output 'hi' and exit_code 0, although the sleep holds the pipes.",
-    {"ended-by-process"}, timeout=12.0,
+    {"ended-by-process"},
+    timeout=12.0,
 )
 async def by_process(ctx: Context) -> Observation:
     failure, record = await _pipes_held(ctx)
@@ -244,7 +263,8 @@ async def by_process(ctx: Context) -> Observation:
 @case(
     "exit.pipes_held",
     "sh -c 'sleep 30 & echo hi': the exit has pipes_held true.",
-    {"pipes-held"}, timeout=12.0,
+    {"pipes-held"},
+    timeout=12.0,
 )
 async def pipes_held(ctx: Context) -> Observation:
     failure, record = await _pipes_held(ctx)
@@ -269,7 +289,8 @@ async def reaped(ctx: Context) -> Observation:
     "disconnect.kill",
     "Start a shell with a SIGTERM-ignoring child, then close the connection: both are gone "
     "within the kill grace plus 2 s.",
-    {"tree-killed"}, timeout=15.0,
+    {"tree-killed"},
+    timeout=15.0,
 )
 async def disconnect(ctx: Context) -> Observation:
     client, command_id, child = await _tree(ctx, STUBBORN_TREE)
@@ -306,7 +327,8 @@ async def half_close(ctx: Context) -> Observation:
     "command.concurrent/interleaved",
     "20 commands (or max_commands, if lower) at once on one connection, each printing its own "
     "numbered lines with pauses: every command's output complete and in order.",
-    {"all-intact"}, timeout=10.0,
+    {"all-intact"},
+    timeout=10.0,
 )
 async def concurrent(ctx: Context) -> Observation:
     client = await ctx.client()
@@ -345,7 +367,8 @@ async def not_serialised(ctx: Context) -> Observation:
     "command.busy",
     "Start max_commands (announced) sleeps, then one more run: it is refused at once with the "
     "command-scoped busy; after cancelling one, a run is accepted again.",
-    {"busy"}, timeout=20.0,
+    {"busy"},
+    timeout=20.0,
 )
 async def busy(ctx: Context) -> Observation:
     client = await ctx.client()
@@ -355,8 +378,12 @@ async def busy(ctx: Context) -> Observation:
         return Observation("unsupported", f"max_commands {limit} is above what the suite starts")
     runs = [client.run_message(argv=["sleep", "30"]) for _ in range(limit)]
     await client.wire.send(*runs)
-    await client.pump(ctx.t(10.0), until=lambda: all(
-        client.records[r.id].pid is not None or client.records[r.id].terminal for r in runs))
+    await client.pump(
+        ctx.t(10.0),
+        until=lambda: all(
+            client.records[r.id].pid is not None or client.records[r.id].terminal for r in runs
+        ),
+    )
     over = client.run_message(argv=["true"])
     await client.wire.send(over)
     await client.wait_terminal(over.id, ctx.t(2.0))
@@ -367,4 +394,3 @@ async def busy(ctx: Context) -> Observation:
     if record.exit is not None:
         return Observation("not-refused")
     return Observation(f"error:{record.error.code}" if record.error else "queued")
-

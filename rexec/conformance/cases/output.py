@@ -76,7 +76,8 @@ async def _bulk(ctx: Context) -> tuple[bool, int, int | None]:
     "output.backpressure/blocks",
     f"Run a command writing {BULK >> 20} MiB then touching a marker, and read nothing for 1.5 s "
     "(SO_RCVBUF 64 KiB): the marker must not exist yet (the command is blocked on its pipe).",
-    {"blocked"}, timeout=25.0,
+    {"blocked"},
+    timeout=25.0,
 )
 async def blocks(ctx: Context) -> Observation:
     blocked, _, _ = await _bulk(ctx)
@@ -87,7 +88,8 @@ async def blocks(ctx: Context) -> Observation:
     "output.backpressure/lossless",
     f"The same {BULK >> 20} MiB read after the pause: every byte arrives and exit.stdout_bytes "
     "agrees.",
-    {"lossless"}, timeout=25.0,
+    {"lossless"},
+    timeout=25.0,
 )
 async def lossless(ctx: Context) -> Observation:
     _, received, counted = await _bulk(ctx)
@@ -102,8 +104,9 @@ async def lossless(ctx: Context) -> Observation:
     {"5/3/6"},
 )
 async def counts(ctx: Context) -> Observation:
-    _, record = await run_one(ctx, shell="printf 12345; printf 123 >&2; cat >/dev/null",
-                              data=b"abcdef")
+    _, record = await run_one(
+        ctx, shell="printf 12345; printf 123 >&2; cat >/dev/null", data=b"abcdef"
+    )
     e = record.exit
     if e is None:
         return Observation("no-exit")
@@ -113,7 +116,8 @@ async def counts(ctx: Context) -> Observation:
 @case(
     "output.limit",
     "output_limit 1000 on an endless printf loop: exactly 1000 bytes of output arrive.",
-    {"exactly-1000"}, timeout=10.0,
+    {"exactly-1000"},
+    timeout=10.0,
 )
 async def output_limit(ctx: Context) -> Observation:
     _, record = await run_one(ctx, shell="while :; do printf 0123456789; done", output_limit=1000)
@@ -124,7 +128,8 @@ async def output_limit(ctx: Context) -> Observation:
 @case(
     "exit.output_capped",
     "output_limit 1000 on an endless loop: the exit has output_capped true.",
-    {"capped"}, timeout=10.0,
+    {"capped"},
+    timeout=10.0,
 )
 async def output_capped(ctx: Context) -> Observation:
     _, record = await run_one(ctx, shell="while :; do printf 0123456789; done", output_limit=1000)
@@ -137,15 +142,19 @@ async def output_capped(ctx: Context) -> Observation:
     "output.limit/exact",
     "output_limit 1000 on a shell that writes exactly 1000 bytes, then sleeps 0.5 s and exits "
     "0: all 1000 arrive and it is not ended (exit 0 on its own).",
-    {"exact:exit:0"}, timeout=10.0,
+    {"exact:exit:0"},
+    timeout=10.0,
 )
 async def output_limit_exact(ctx: Context) -> Observation:
     _, record = await run_one(ctx, shell="head -c 1000 /dev/zero; sleep 0.5", output_limit=1000)
     total = len(record.stdout) + len(record.stderr)
     if record.exit is None:
         return Observation("no-exit", data=record.summary())
-    ended = f"exit:{record.exit.exit_code}" if record.exit.signal is None else (
-        f"signal:{record.exit.signal_name}")
+    ended = (
+        f"exit:{record.exit.exit_code}"
+        if record.exit.signal is None
+        else (f"signal:{record.exit.signal_name}")
+    )
     return Observation(f"exact:{ended}" if total == 1000 else f"{total}-bytes:{ended}")
 
 
@@ -153,7 +162,8 @@ async def output_limit_exact(ctx: Context) -> Observation:
     "exit.output_capped/exact",
     "output_limit 1000 on a command that writes exactly 1000 bytes: nothing was withheld, so "
     "output_capped is false.",
-    {"not-capped"}, timeout=10.0,
+    {"not-capped"},
+    timeout=10.0,
 )
 async def output_capped_exact(ctx: Context) -> Observation:
     _, record = await run_one(ctx, argv=["head", "-c", "1000", "/dev/zero"], output_limit=1000)
@@ -166,22 +176,27 @@ async def output_capped_exact(ctx: Context) -> Observation:
     "output.limit/both-streams",
     "output_limit 1000 on a shell writing 600 bytes to stdout and 600 to stderr, then sleeping: "
     "exactly 1000 bytes arrive across the two streams, output_capped.",
-    {"exactly-1000,capped"}, timeout=10.0,
+    {"exactly-1000,capped"},
+    timeout=10.0,
 )
 async def output_limit_both(ctx: Context) -> Observation:
     script = "head -c 600 /dev/zero; head -c 600 /dev/zero >&2; sleep 5"
     _, record = await run_one(ctx, shell=script, output_limit=1000, wait=8.0)
     total = len(record.stdout) + len(record.stderr)
     capped = record.exit is not None and record.exit.output_capped
-    return Observation(f"{'exactly-1000' if total == 1000 else f'{total}-bytes'},"
-                       f"{'capped' if capped else 'not-capped'}", data=record.summary())
+    return Observation(
+        f"{'exactly-1000' if total == 1000 else f'{total}-bytes'},"
+        f"{'capped' if capped else 'not-capped'}",
+        data=record.summary(),
+    )
 
 
 @case(
     "output.limit/sigterm",
     "output_limit 100000 on yes: exactly 100000 bytes, and yes ends by the server's SIGTERM "
     "(its pipe kept open and drained), not by SIGPIPE.",
-    {"exactly,SIGTERM"}, timeout=10.0,
+    {"exactly,SIGTERM"},
+    timeout=10.0,
 )
 async def output_limit_sigterm(ctx: Context) -> Observation:
     _, record = await run_one(ctx, argv=["yes"], output_limit=100_000, wait=8.0)
@@ -196,12 +211,14 @@ async def output_limit_sigterm(ctx: Context) -> Observation:
     "limits.announced/server-frames",
     "4 MiB of output: every frame the server sends stays within 64 KiB of header and 1 MiB of "
     "body (a larger one is reported by the decoder as a server fault).",
-    {"within-limits"}, timeout=10.0,
+    {"within-limits"},
+    timeout=10.0,
 )
 async def server_frames(ctx: Context) -> Observation:
     started = time.monotonic()
     _, record = await run_one(ctx, shell="head -c 4194304 /dev/zero", wait=8.0)
     if len(record.stdout) != 4 * 1024 * 1024:
-        return Observation("incomplete", f"{len(record.stdout)} bytes in "
-                                         f"{time.monotonic() - started:.1f} s")
+        return Observation(
+            "incomplete", f"{len(record.stdout)} bytes in {time.monotonic() - started:.1f} s"
+        )
     return Observation("within-limits")

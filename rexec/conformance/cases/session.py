@@ -48,8 +48,9 @@ async def ping_large(ctx: Context) -> Observation:
 )
 async def ping_mid_stream(ctx: Context) -> Observation:
     client = await ctx.client()
-    command_id = await client.run(shell="i=0; while [ $i -lt 100 ]; do echo $i; sleep 0.02; "
-                                        "i=$((i+1)); done")
+    command_id = await client.run(
+        shell="i=0; while [ $i -lt 100 ]; do echo $i; sleep 0.02; i=$((i+1)); done"
+    )
     await wait_output(ctx, client, command_id, b"1\n")
     got = await client.ping(99, ctx.t(1.0))
     await client.wire.send(Cancel(id=command_id))
@@ -83,7 +84,8 @@ async def stops_reading(ctx: Context) -> Observation:
     "With 32 MiB of output unread (SO_RCVBUF 64 KiB), send a bad length and keep not reading "
     "for 2 s: the server must have given up on flushing, so draining the socket afterwards "
     "ends in a close without the error frame.",
-    {"abandoned"}, timeout=20.0,
+    {"abandoned"},
+    timeout=20.0,
 )
 async def prompt(ctx: Context) -> Observation:
     client = await ctx.client(rcvbuf=64 * 1024)
@@ -106,6 +108,7 @@ for _variant, _header, _code in (
     ("schema", b'{"type":"ping","seq":"%s"}' % CANARY, "header.invalid"),
     ("bad-json", b"{%s}" % CANARY, "header.bad_json"),
 ):
+
     async def _no_echo(ctx: Context, header: bytes = _header) -> Observation:
         client = await ctx.client()
         await client.wire.send_raw(struct.pack("<i", len(header)) + header)
@@ -115,7 +118,8 @@ for _variant, _header, _code in (
         f"error.message.no_echo/{_variant}",
         f"A bad header carrying the string {CANARY.decode()}: fatal {_code} whose message does "
         "not contain it.",
-        {f"fatal:{_code}"}, _no_echo,
+        {f"fatal:{_code}"},
+        _no_echo,
     )
 
 
@@ -130,7 +134,8 @@ for _variant, _header, _code in (
 )
 async def pty_run(ctx: Context) -> Observation:
     _, record = await run_one(
-        ctx, shell='test -t 0 && test -t 1 && printf tty; printf ":%s:" "$TERM"; stty size',
+        ctx,
+        shell='test -t 0 && test -t 1 && printf tty; printf ":%s:" "$TERM"; stty size',
         pty={"rows": 30, "cols": 100, "term": "xterm"},
     )
     return Observation(bytes(record.stdout).decode("utf-8", "replace").strip())
@@ -144,14 +149,18 @@ async def pty_run(ctx: Context) -> Observation:
 )
 async def pty_resize(ctx: Context) -> Observation:
     client = await ctx.client()
-    command_id = await client.run(shell="read line; stty size", stdin=True, pty={"rows": 24, "cols": 80})
+    command_id = await client.run(
+        shell="read line; stty size", stdin=True, pty={"rows": 24, "cols": 80}
+    )
     await wait_started(ctx, client, command_id)
-    await client.wire.send(Resize(id=command_id, rows=40, cols=120),
-                           Stdin.with_data(command_id, b"\n"))
+    await client.wire.send(
+        Resize(id=command_id, rows=40, cols=120), Stdin.with_data(command_id, b"\n")
+    )
     await client.wait_terminal(command_id, ctx.t(QUICK))
     lines = bytes(client.records[command_id].stdout).replace(b"\r", b"").split(b"\n")
-    return Observation(next((x.decode() for x in lines if x.strip() and x.strip()[0:1].isdigit()),
-                            "no-size"))
+    return Observation(
+        next((x.decode() for x in lines if x.strip() and x.strip()[0:1].isdigit()), "no-size")
+    )
 
 
 @case(
@@ -194,4 +203,3 @@ async def loopback_only(ctx: Context) -> Observation:
     if got is None or isinstance(got, Closed):
         return Observation("tls", "no plaintext hello")
     return Observation("plaintext-off-loopback")
-

@@ -67,15 +67,17 @@ async def pipelined(ctx: Context) -> Observation:
     await client.wire.send(run, Stdin.with_data(run.id, b"early"), StdinEof(id=run.id))
     await client.wait_terminal(run.id, ctx.t(QUICK))
     record = client.records[run.id]
-    return Observation(bytes(record.stdout).decode("utf-8", "replace") or "nothing",
-                       data=record.summary())
+    return Observation(
+        bytes(record.stdout).decode("utf-8", "replace") or "nothing", data=record.summary()
+    )
 
 
 @case(
     "stdin.credit.grant/through-cat",
     "Send 4 x stdin_window bytes through cat, honouring the credit: stdin_credit frames arrive "
     "and every byte comes back.",
-    {"echoed"}, timeout=15.0,
+    {"echoed"},
+    timeout=15.0,
 )
 async def through_cat(ctx: Context) -> Observation:
     client = await ctx.client()
@@ -84,8 +86,10 @@ async def through_cat(ctx: Context) -> Observation:
     _, record = await run_one(ctx, client=client, argv=["cat"], data=data, wait=10.0)
     if record.credit_granted == 0:
         return Observation("no-credit", data=record.summary())
-    return Observation("echoed" if bytes(record.stdout) == data else "stalled-or-lost",
-                       f"{len(record.stdout)} of {len(data)} bytes")
+    return Observation(
+        "echoed" if bytes(record.stdout) == data else "stalled-or-lost",
+        f"{len(record.stdout)} of {len(data)} bytes",
+    )
 
 
 @case(
@@ -132,11 +136,21 @@ async def eof_closes(ctx: Context) -> Observation:
 async def stdin_after_eof(ctx: Context) -> Observation:
     client = await ctx.client()
     run = client.run_message(argv=["cat"], stdin=True)
-    await client.wire.send(run, Stdin.with_data(run.id, b"abc"), StdinEof(id=run.id),
-                           Stdin.with_data(run.id, b"late"), StdinEof(id=run.id), Ping(seq=32))
+    await client.wire.send(
+        run,
+        Stdin.with_data(run.id, b"abc"),
+        StdinEof(id=run.id),
+        Stdin.with_data(run.id, b"late"),
+        StdinEof(id=run.id),
+        Ping(seq=32),
+    )
     observation = await _dropped(ctx, client, run.id, b"abc")
     record = client.records[run.id]
-    if observation.outcome == "dropped" and record.exit is not None and record.exit.stdin_bytes != 3:
+    if (
+        observation.outcome == "dropped"
+        and record.exit is not None
+        and record.exit.stdin_bytes != 3
+    ):
         return Observation(f"stdin_bytes:{record.exit.stdin_bytes}", data=record.summary())
     return observation
 
@@ -145,8 +159,10 @@ async def _dropped(ctx: Context, client: Client, command_id: int, output: bytes)
     """``dropped`` when the connection carried on (pong, output, exit 0), else
     what happened instead."""
     record = client.records[command_id]
-    ponged = await client.pump(ctx.t(QUICK), until=lambda: record.terminal and any(
-        isinstance(m, Pong) for m in client.other))
+    ponged = await client.pump(
+        ctx.t(QUICK),
+        until=lambda: record.terminal and any(isinstance(m, Pong) for m in client.other),
+    )
     fatal = fatal_seen(client)
     if fatal is not None:
         return Observation(f"fatal:{fatal}")

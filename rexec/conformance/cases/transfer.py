@@ -77,8 +77,11 @@ def stream_outcome(record: CommandRecord, expected: bytes, mode: int | None = No
 )
 async def get_small(ctx: Context) -> Observation:
     path = ctx.temp_path("get")
-    await shell_ok(ctx, f"{printf_script(ALL_BYTES)} > {shlex.quote(path)} && chmod 640 "
-                   f"{shlex.quote(path)}", "create the source file")
+    await shell_ok(
+        ctx,
+        f"{printf_script(ALL_BYTES)} > {shlex.quote(path)} && chmod 640 {shlex.quote(path)}",
+        "create the source file",
+    )
     record = await get(ctx, await ctx.client(), path)
     return Observation(stream_outcome(record, ALL_BYTES, 0o640), data=record.summary())
 
@@ -87,13 +90,18 @@ async def get_small(ctx: Context) -> Observation:
     "transfer.get.stream/large",
     f"get a file of {(len(ALL_BYTES) * 2 + LARGE_ZEROS) >> 10} KiB (several body-sized frames): "
     "exactly its bytes in order, then done with the size and sha256.",
-    {"exact"}, timeout=10.0,
+    {"exact"},
+    timeout=10.0,
 )
 async def get_large(ctx: Context) -> Observation:
     path = ctx.temp_path("get")
     tail = bytes(reversed(ALL_BYTES))
-    await shell_ok(ctx, f"{{ {printf_script(ALL_BYTES)}; head -c {LARGE_ZEROS} /dev/zero; "
-                   f"{printf_script(tail)}; }} > {shlex.quote(path)}", "create the source file")
+    await shell_ok(
+        ctx,
+        f"{{ {printf_script(ALL_BYTES)}; head -c {LARGE_ZEROS} /dev/zero; "
+        f"{printf_script(tail)}; }} > {shlex.quote(path)}",
+        "create the source file",
+    )
     record = await get(ctx, await ctx.client(), path, wait=8.0)
     expected = ALL_BYTES + bytes(LARGE_ZEROS) + tail
     return Observation(stream_outcome(record, expected), data=record.summary())
@@ -189,8 +197,10 @@ async def unreadable_file(ctx: Context) -> str:
         check = await ctx.sh(f"test -f {quoted} && ! test -r {quoted}")
         if check.exit is not None and check.exit.exit_code == 0:
             return candidate
-    raise Unsupported("the server's user reads a file of mode 000 (root) and no write-only "
-                      f"file ({', '.join(ROOT_UNREADABLE)}) exists")
+    raise Unsupported(
+        "the server's user reads a file of mode 000 (root) and no write-only "
+        f"file ({', '.join(ROOT_UNREADABLE)}) exists"
+    )
 
 
 @case(
@@ -212,7 +222,8 @@ async def get_permission_denied(ctx: Context) -> Observation:
     "transfer.put.data/credit",
     "put 2 x stdin_window + 4099 bytes, sending only within the credit (stdin_window, then "
     "what stdin_credit grants): done, and cat shows exactly those bytes.",
-    {"stored"}, timeout=15.0,
+    {"stored"},
+    timeout=15.0,
 )
 async def put_credit(ctx: Context) -> Observation:
     client = await ctx.client()
@@ -227,14 +238,16 @@ async def put_credit(ctx: Context) -> Observation:
     if record.done is None:
         return Observation(terminal_outcome(record), data=record.summary())
     stored = await read_back(ctx, path)
-    return Observation("stored" if stored == data else "content-differs",
-                       f"{len(stored or b'')} of {size} bytes read back", data=record.summary())
+    return Observation(
+        "stored" if stored == data else "content-differs",
+        f"{len(stored or b'')} of {size} bytes read back",
+        data=record.summary(),
+    )
 
 
 @case(
     "transfer.put.data/window-exceeded",
-    "put stdin_window + 1 bytes in one stdin frame sent with the put: fatal "
-    "flow.window_exceeded.",
+    "put stdin_window + 1 bytes in one stdin frame sent with the put: fatal flow.window_exceeded.",
     {"fatal:flow.window_exceeded"},
 )
 async def put_window_exceeded(ctx: Context) -> Observation:
@@ -255,8 +268,9 @@ async def put_window_exceeded(ctx: Context) -> Observation:
     {"error:file.size_mismatch"},
 )
 async def put_short(ctx: Context) -> Observation:
-    record = await put(ctx, await ctx.client(), ctx.temp_path("put"), b"short",
-                       size=10, digest=sha256(b"short"))
+    record = await put(
+        ctx, await ctx.client(), ctx.temp_path("put"), b"short", size=10, digest=sha256(b"short")
+    )
     return Observation(terminal_outcome(record), data=record.summary())
 
 
@@ -268,8 +282,9 @@ async def put_short(ctx: Context) -> Observation:
 )
 async def put_long(ctx: Context) -> Observation:
     client = await ctx.client()
-    record = await put(ctx, client, ctx.temp_path("put"), b"0123456789", size=5,
-                       digest=sha256(b"01234"), eof=False)
+    record = await put(
+        ctx, client, ctx.temp_path("put"), b"0123456789", size=5, digest=sha256(b"01234"), eof=False
+    )
     await client.wait_terminal(record.id, ctx.t(REACTION_WAIT))
     return Observation(terminal_outcome(record), data=record.summary())
 
@@ -280,8 +295,9 @@ async def put_long(ctx: Context) -> Observation:
     {"error:file.digest_mismatch"},
 )
 async def put_bad_digest(ctx: Context) -> Observation:
-    record = await put(ctx, await ctx.client(), ctx.temp_path("put"), b"content\n",
-                       digest=sha256(b"other\n"))
+    record = await put(
+        ctx, await ctx.client(), ctx.temp_path("put"), b"content\n", digest=sha256(b"other\n")
+    )
     return Observation(terminal_outcome(record), data=record.summary())
 
 
@@ -302,12 +318,19 @@ async def put_done_after_eof(ctx: Context) -> Observation:
     await client.wait_terminal(record.id, ctx.t(QUICK))
     if record.done is None:
         return Observation(terminal_outcome(record), data=record.summary())
-    faults = [f for f, bad in (("done-size", record.done.size != len(data)),
-                               ("done-sha256", record.done.sha256 != sha256(data))) if bad]
+    faults = [
+        f
+        for f, bad in (
+            ("done-size", record.done.size != len(data)),
+            ("done-sha256", record.done.sha256 != sha256(data)),
+        )
+        if bad
+    ]
     return Observation(",".join(faults) or "done-after-eof", data=record.summary())
 
 
 for _mode in (0o600, 0o666, 0o707):
+
     async def _put_mode(ctx: Context, mode: int = _mode) -> Observation:
         client = await ctx.client()
         path = ctx.temp_path("mode")
@@ -323,5 +346,6 @@ for _mode in (0o600, 0o666, 0o707):
         f"transfer.put.mode/{_mode:04o}",
         f"put with mode {_mode:#o}: a get of the file reports mode {_mode:#o}, whatever the "
         "server's umask.",
-        {f"mode:{_mode:#o}"}, _put_mode,
+        {f"mode:{_mode:#o}"},
+        _put_mode,
     )

@@ -53,7 +53,8 @@ async def put_in_progress(ctx: Context) -> Observation:
     "transfer.put.atomic/cut-off",
     "A put whose connection is reset after half its bytes: no file under the target name, and "
     "no temporary file beside it within 2 s.",
-    {"nothing-left"}, timeout=10.0,
+    {"nothing-left"},
+    timeout=10.0,
 )
 async def put_cut_off(ctx: Context) -> Observation:
     client = await ctx.client()
@@ -69,7 +70,8 @@ async def put_cut_off(ctx: Context) -> Observation:
     "transfer.put.atomic/failed-replace",
     "A file holds 'old'; a put of new content with a wrong sha256 fails: the file still holds "
     "'old', and no temporary file is left.",
-    {"unchanged"}, timeout=10.0,
+    {"unchanged"},
+    timeout=10.0,
 )
 async def put_failed_replace(ctx: Context) -> Observation:
     path = ctx.temp_path("atomic")
@@ -114,7 +116,8 @@ async def put_is_directory(ctx: Context) -> Observation:
     "transfer.cancel/put",
     "cancel a put after half its bytes: file.cancelled, and neither the target nor a "
     "temporary file is left.",
-    {"error:file.cancelled,nothing-left"}, timeout=10.0,
+    {"error:file.cancelled,nothing-left"},
+    timeout=10.0,
 )
 async def cancel_put(ctx: Context) -> Observation:
     client = await ctx.client()
@@ -123,15 +126,17 @@ async def cancel_put(ctx: Context) -> Observation:
     await client.wire.send(Cancel(id=message.id))
     await client.wait_terminal(message.id, ctx.t(QUICK))
     record = client.records[message.id]
-    return Observation(f"{terminal_outcome(record)},{await nothing_left(ctx, path)}",
-                       data=record.summary())
+    return Observation(
+        f"{terminal_outcome(record)},{await nothing_left(ctx, path)}", data=record.summary()
+    )
 
 
 @case(
     "transfer.cancel/get",
     f"get a {HUGE >> 20} MiB file without reading (SO_RCVBUF 64 KiB), cancel it after 0.5 s, "
     "then read: the get ends with file.cancelled, not done.",
-    {"error:file.cancelled"}, timeout=20.0,
+    {"error:file.cancelled"},
+    timeout=20.0,
 )
 async def cancel_get(ctx: Context) -> Observation:
     path = ctx.temp_path("cancel")
@@ -150,7 +155,8 @@ async def cancel_get(ctx: Context) -> Observation:
     "transfer.put.half_close",
     "Half-close the connection (FIN) while a put has sent half its bytes: the put ends with "
     "file.cancelled and nothing is left.",
-    {"error:file.cancelled,nothing-left"}, timeout=10.0,
+    {"error:file.cancelled,nothing-left"},
+    timeout=10.0,
 )
 async def put_half_close(ctx: Context) -> Observation:
     client = await ctx.client()
@@ -159,8 +165,9 @@ async def put_half_close(ctx: Context) -> Observation:
     await client.wire.shutdown_write()
     await client.wait_terminal(message.id, ctx.t(QUICK))
     record = client.records[message.id]
-    return Observation(f"{terminal_outcome(record)},{await nothing_left(ctx, path)}",
-                       data=record.summary())
+    return Observation(
+        f"{terminal_outcome(record)},{await nothing_left(ctx, path)}", data=record.summary()
+    )
 
 
 # --- terminal frames ----------------------------------------------------------------------
@@ -223,16 +230,24 @@ async def terminal_error(ctx: Context) -> Observation:
 async def terminal_signal(ctx: Context) -> Observation:
     client = await ctx.client()
     message = await started_put(ctx, client, ctx.temp_path("put"))
-    await client.wire.send(Signal(id=message.id, signal="SIGTERM"),
-                           Resize(id=message.id, rows=10, cols=10),
-                           Stdin.with_data(message.id, b"p" * 1000), StdinEof(id=message.id))
+    await client.wire.send(
+        Signal(id=message.id, signal="SIGTERM"),
+        Resize(id=message.id, rows=10, cols=10),
+        Stdin.with_data(message.id, b"p" * 1000),
+        StdinEof(id=message.id),
+    )
     await client.wait_terminal(message.id, ctx.t(QUICK))
     record = client.records[message.id]
     fatal = fatal_seen(client)
     if fatal is not None:
         return Observation(f"fatal:{fatal}")
-    return Observation("dropped" if record.done is not None else
-                       f"error:{record.error.code}" if record.error else "no-terminal")
+    return Observation(
+        "dropped"
+        if record.done is not None
+        else f"error:{record.error.code}"
+        if record.error
+        else "no-terminal"
+    )
 
 
 # --- ids, concurrency, busy ---------------------------------------------------------------
@@ -290,15 +305,18 @@ async def id_concurrent(ctx: Context) -> Observation:
     await client.wire.send(Stdin.with_data(message.id, b"p" * 1000))
     await client.stdin_eof(message.id)
     await client.wait_terminal(message.id, ctx.t(QUICK))
-    return Observation("interleaved" if record.done is not None else terminal_outcome(record),
-                       data=record.summary())
+    return Observation(
+        "interleaved" if record.done is not None else terminal_outcome(record),
+        data=record.summary(),
+    )
 
 
 @case(
     "transfer.id/busy",
     "max_commands puts left open (no data), then one more put: the command-scoped error busy "
     "(a running transfer counts against max_commands).",
-    {"error:busy"}, timeout=10.0,
+    {"error:busy"},
+    timeout=10.0,
 )
 async def id_busy(ctx: Context) -> Observation:
     client = await ctx.client()
@@ -307,11 +325,14 @@ async def id_busy(ctx: Context) -> Observation:
     if count > 256:
         raise Unsupported(f"max_commands {count} is too many open puts for this case")
     tag = secrets.token_hex(4)
-    messages = [client.put_message(path=ctx.temp_path(f"busy{tag}-{i}"), size=1, sha256=sha256(b"b"))
-                for i in range(count + 1)]
+    messages = [
+        client.put_message(path=ctx.temp_path(f"busy{tag}-{i}"), size=1, sha256=sha256(b"b"))
+        for i in range(count + 1)
+    ]
     await client.wire.send(*messages[:-1])
-    await client.pump(ctx.t(0.5), until=lambda: any(client.records[m.id].terminal
-                                                    for m in messages[:-1]))
+    await client.pump(
+        ctx.t(0.5), until=lambda: any(client.records[m.id].terminal for m in messages[:-1])
+    )
     ended = [m.id for m in messages[:-1] if client.records[m.id].terminal]
     if ended:
         first = client.records[ended[0]]
