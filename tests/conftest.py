@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from launch import wait_for_ready, write_key_file
+from launch import read_audit_log, wait_for_ready, write_key_file
 
 #: The XDG base directories: unset, each is its default beneath HOME.
 XDG_DIRECTORIES = ("XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME")
@@ -55,11 +55,8 @@ class RunningServer:
         return bytes.fromhex(self.key_file.read_text().strip())
 
     def audit_records(self) -> list[dict[str, object]]:
-        import json
-
-        if not self.audit_log.exists():
-            return []
-        return [json.loads(line) for line in self.audit_log.read_text().splitlines() if line]
+        """The records written so far (``read_audit_log``)."""
+        return read_audit_log(self.audit_log)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
         """Signal the server by its PID and wait for it; returns its exit status."""

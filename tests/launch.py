@@ -3,6 +3,7 @@ conftest files; ``tests/`` is on ``sys.path`` as pytest's rootdir)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -11,6 +12,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 
 def write_key_file(directory: Path) -> Path:
@@ -48,3 +50,20 @@ def has_ipv6_loopback() -> bool:
         return True
     except OSError:
         return False
+
+
+def read_audit_log(path: Path, settle: float = 0.05) -> list[dict[str, Any]]:
+    """The audit records in ``path`` so far, read once the log has stopped
+    growing for ``settle`` seconds (rexecd's writer thread writes a record a
+    moment after the frames it describes may have left; bounded to 2 s)."""
+    if not path.exists():
+        return []
+    deadline = time.monotonic() + 2.0
+    text = path.read_text()
+    while time.monotonic() < deadline:
+        time.sleep(settle)
+        again = path.read_text()
+        if again == text:
+            break
+        text = again
+    return [json.loads(line) for line in text.splitlines() if line]

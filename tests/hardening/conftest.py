@@ -8,7 +8,6 @@ The raw protocol client is tests/server/wire.py, imported, not copied.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 import secrets
@@ -22,7 +21,7 @@ from typing import Any
 
 import psutil
 import pytest
-from launch import wait_for_ready
+from launch import read_audit_log, wait_for_ready
 from server.wire import Wire, kill_leftovers, unique_marker
 
 READY_LINE = re.compile(rb"rexecd listening on (\S+):(\d+)")
@@ -58,20 +57,8 @@ class Daemon:
         return self.process.pid
 
     def audit_records(self, settle: float = 0.05) -> list[dict[str, Any]]:
-        """The records written so far, read once the log has stopped growing
-        for ``settle`` seconds (a writer thread writes them, a moment after
-        the frames they describe may have left; bounded to 2 s)."""
-        if not self.audit_log.exists():
-            return []
-        deadline = time.monotonic() + 2.0
-        text = self.audit_log.read_text()
-        while time.monotonic() < deadline:
-            time.sleep(settle)
-            again = self.audit_log.read_text()
-            if again == text:
-                break
-            text = again
-        return [json.loads(line) for line in text.splitlines() if line]
+        """The records written so far (``read_audit_log``)."""
+        return read_audit_log(self.audit_log, settle)
 
     def events(self, name: str) -> list[dict[str, Any]]:
         return [record for record in self.audit_records() if record.get("event") == name]

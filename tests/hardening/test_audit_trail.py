@@ -200,6 +200,10 @@ def test_full_buffer_counts_lost_records_and_keeps_order(tmp_path: Path) -> None
             received += os.read(read_end, 1 << 16)
         records = [json.loads(line) for line in received.splitlines()]
         assert [r["id"] for r in records] == list(range(sent))
+        # The writer counts a batch as written just after write() returns.
+        deadline = time.monotonic() + 10
+        while log.unavailable(200) is not None and time.monotonic() < deadline:
+            time.sleep(0.005)
         log.write("exec", id=sent)  # room again: the count goes first
         assert log.flush(5)
         tail = [json.loads(line) for line in os.read(read_end, 1 << 16).splitlines()]
