@@ -22,8 +22,6 @@ KNOWN_OVER = {
     "rexec/conformance/cases/framing.py",
     "rexec/conformance/serve.py",
     "rexec/conformance/cases/commands.py",
-    "rexec/protocol/_connection.py",
-    "rexec/protocol/_messages.py",
     "rexec/server/spawn.py",
 }
 
