@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from launch import read_audit_log, wait_for_ready, write_key_file
+from launch import ended_with_this_process, read_audit_log, wait_for_ready, write_key_file
 
 #: The XDG base directories: unset, each is its default beneath HOME.
 XDG_DIRECTORIES = ("XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME")
@@ -99,7 +99,9 @@ def start_rexecd(
         *extra_args,
     ]
     with open(directory / "rexecd.stderr", "wb") as stderr_file:
-        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr_file)
+        process = subprocess.Popen(
+            ended_with_this_process(argv), stdout=subprocess.PIPE, stderr=stderr_file
+        )
     match, line = wait_for_ready(process, READY_LINE, STARTUP_TIMEOUT)
     if not match:
         process.kill()
