@@ -14,14 +14,16 @@ real ones of whoever runs the suite.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import signal
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from forkserver import ForkedProcess, ForkServer
+from forkserver import FORK_SERVER, ForkedProcess
 from launch import read_audit_log, wait_for_ready, write_key_file
 
 #: The XDG base directories: unset, each is its default beneath HOME.
@@ -29,8 +31,6 @@ XDG_DIRECTORIES = ("XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_DATA_HOME", "XDG_CA
 
 READY_LINE = re.compile(rb"rexecd listening on (\S+):(\d+)")
 STARTUP_TIMEOUT = 15.0
-#: This worker's fork server (started on first use, ends with the worker).
-FORK_SERVER = ForkServer()
 
 
 @dataclasses.dataclass
@@ -84,6 +84,9 @@ def start_rexecd(
     key_file = key_file or write_key_file(directory)
     audit_log = directory / "audit.jsonl"
     argv = [
+        sys.executable,
+        "-m",
+        "rexec.daemon",
         "--host",
         host,
         "--port",
@@ -102,7 +105,7 @@ def start_rexecd(
         *extra_args,
     ]
     with open(directory / "rexecd.stderr", "wb") as stderr_file:
-        process = FORK_SERVER.start(argv, stderr=stderr_file.fileno())
+        process = FORK_SERVER.popen(argv, stdout=subprocess.PIPE, stderr=stderr_file)
     match, line = wait_for_ready(process, READY_LINE, STARTUP_TIMEOUT)
     if not match:
         process.kill()
@@ -164,3 +167,45 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
 def server(start_server: Callable[..., RunningServer]) -> RunningServer:
     """One running ``rexecd`` with default settings."""
     return start_server()
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: two workers per core. Much of a test's time is spent
+    waiting (for a deadline, a grace period, a peer that never answers): a
+    second worker per core runs meanwhile. Every test has its own port,
+    directories and HOME, so workers never meet."""
+    return 2 * len(os.sched_getaffinity(0))
+
+
+#: The tests that take longest (wall time measured, run under xdist), longest
+#: first: they start first, so that the run does not end waiting for one of
+#: them on a single worker. The breakage run after the long waits: every worker
+#: that draws one of its tests waits for the one run (run_once.py).
+RUN_FIRST = (
+    "tests/conformance/test_broken.py::test_unbroken_fake_server_passes",
+    "tests/conformance/test_against_rexecd.py::test_rexecd_passes_every_must",
+    "tests/hardening/test_load.py::test_soak_every_exit_and_digest",
+    "tests/conformance/test_broken.py::test_breakage_is_caught",
+    "tests/conformance/test_broken.py::test_failure_names_what_the_server_sent",
+    "tests/conformance/test_mutants.py::test_mutant_is_caught_by_the_named_case",
+    "tests/client/test_transfer_cli_habits.py::test_resume_continues_a_killed_transfer",
+    "tests/hardening/test_stateful.py::test_state_machine",
+    "tests/server/test_stdin.py::test_64_mib_through_cat",
+    "tests/test_bench_smoke.py",
+    "tests/hardening/test_load.py::test_1000_concurrent_connections",
+    "tests/transfer/test_hardening.py::test_a_put_in_one_byte_frames",
+    "tests/newuser/test_scripts.py::test_serve_on_a_fresh_clone",
+    "tests/transfer/test_put_get.py::test_128_mib_round_trip_with_bounded_memory",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests of RUN_FIRST first, in its order; the rest as collected."""
+
+    def rank(item: pytest.Item) -> int:
+        return next(
+            (n for n, prefix in enumerate(RUN_FIRST) if item.nodeid.startswith(prefix)),
+            len(RUN_FIRST),
+        )
+
+    items.sort(key=rank)

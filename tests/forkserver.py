@@ -27,6 +27,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import runpy
 import select
 import signal
 import socket
@@ -34,7 +35,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from launch import ended_with_this_process
 
@@ -47,13 +48,20 @@ MAX_REQUEST = 1 << 20
 
 class ForkedProcess:
     """A child of the fork server with the part of ``subprocess.Popen``'s
-    interface the tests use: ``pid``, ``args``, ``stdout``, ``returncode``,
-    ``poll``, ``wait``, ``send_signal``, ``terminate``, ``kill``."""
+    interface the tests use: ``pid``, ``args``, ``stdout``, ``stderr``,
+    ``returncode``, ``poll``, ``wait``, ``send_signal``, ``terminate``,
+    ``kill``."""
 
-    def __init__(self, args: list[str], status: socket.socket, stdout: Any) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        status: socket.socket,
+        stdout: IO[bytes] | None,
+        stderr: IO[bytes] | None,
+    ) -> None:
         self.args = args
         self.stdout = stdout
-        self.stderr = None
+        self.stderr = stderr
         self.stdin = None
         self.returncode: int | None = None
         self._status = status
@@ -117,35 +125,66 @@ class ForkServer:
             self._control = ours
         return self._control
 
-    def start(self, argv: list[str], stderr: int, cwd: Path | None = None) -> ForkedProcess:
-        """``rexecd argv`` (without the program), its stdout a new pipe
-        (``.stdout``), its stderr the descriptor ``stderr``, the rest
-        inherited as with Popen."""
-        read_end, write_end = os.pipe()
-        status_ours, status_theirs = socket.socketpair()
+    def popen(
+        self,
+        args: list[str],
+        *,
+        stdout: int | None = None,
+        stderr: int | IO[Any] | None = None,
+        cwd: str | Path | None = None,
+        env: dict[str, str] | None = None,
+        start_new_session: bool = False,
+    ) -> ForkedProcess:
+        """As ``subprocess.Popen(args, ...)`` for ``args`` of the form
+        ``[sys.executable, "-m", MODULE, ...]`` or ``[sys.executable,
+        SCRIPT.py, ...]`` (ValueError for any other program). ``stdout`` and
+        ``stderr``: None (inherited), ``subprocess.PIPE``, a descriptor or a
+        file; stdin is inherited."""
+        if len(args) < 2 or args[0] != sys.executable:
+            raise ValueError(f"not a Python program of ours: {args[:2]}")
+        program = args[1:3] if args[1] == "-m" else args[1:2]
+        if program[0] != "-m" and not program[0].endswith(".py"):
+            raise ValueError(f"not a module or a script: {program[0]}")
         request = {
-            "argv": argv,
-            "env": dict(os.environ),
+            "program": program,
+            "argv": args[1 + len(program) :],
+            "env": dict(os.environ if env is None else env),
             "cwd": str(cwd or os.getcwd()),
             "umask": current_umask(),
+            "new_session": start_new_session,
         }
-        fds = [0, write_end, stderr, status_theirs.fileno()]
+        streams, theirs = [], []
+        for target, given in ((1, stdout), (2, stderr)):
+            if given == subprocess.PIPE:
+                read_end, write_end = os.pipe()
+                streams.append(os.fdopen(read_end, "rb"))
+                theirs.append(write_end)
+            else:
+                streams.append(None)
+                theirs.append(target if given is None else _descriptor(given))
+        status_ours, status_theirs = socket.socketpair()
         try:
             with self._lock:
                 control = self._ensure_started()
-                socket.send_fds(control, [json.dumps(request).encode()], fds)
+                socket.send_fds(
+                    control, [json.dumps(request).encode()], [0, *theirs, status_theirs.fileno()]
+                )
         finally:
-            os.close(write_end)
+            for given, fd in zip((stdout, stderr), theirs, strict=True):
+                if given == subprocess.PIPE:
+                    os.close(fd)
             status_theirs.close()
-        return ForkedProcess(
-            [sys.executable, "-m", "rexec.daemon", *argv], status_ours, os.fdopen(read_end, "rb")
-        )
+        return ForkedProcess(args, status_ours, *streams)
 
     def close(self) -> None:
         if self._control is not None:
             self._control.close()  # EOF: the fork server exits
         if self._process is not None:
             self._process.wait(timeout=15)
+
+
+def _descriptor(stream: int | IO[Any]) -> int:
+    return stream if isinstance(stream, int) else stream.fileno()
 
 
 def current_umask() -> int:
@@ -225,8 +264,22 @@ def _become_child(request: dict[str, Any], fds: list[int], fork_server: int) -> 
     os.environ.clear()
     os.environ.update(request["env"])
     os.umask(request["umask"])
-    # As 'python -m rexec.daemon': the working directory first on sys.path.
-    sys.path[0] = os.getcwd()
+    if request["new_session"]:
+        os.setsid()
+
+
+def _run_as_main(request: dict[str, Any]) -> None:
+    """Run the request's program as ``python -m MODULE`` or ``python
+    SCRIPT`` would: as ``__main__``, with its sys.argv and sys.path[0]."""
+    program, argv = request["program"], request["argv"]
+    if program[0] == "-m":
+        sys.argv = [program[1], *argv]
+        sys.path[0] = os.getcwd()
+        runpy.run_module(program[1], run_name="__main__", alter_sys=True)
+    else:
+        sys.argv = [program[0], *argv]
+        sys.path[0] = os.path.dirname(os.path.abspath(program[0]))
+        runpy.run_path(program[0], run_name="__main__")
 
 
 def main() -> None:
@@ -234,13 +287,16 @@ def main() -> None:
     # what rexecd imports later, when it starts serving).
     import concurrent.futures.thread  # noqa: F401
 
-    import rexec.daemon
+    import rexec.daemon  # noqa: F401
 
     control = socket.socket(fileno=int(sys.argv[1]))
-    request = _serve(control)
-    sys.argv = [rexec.daemon.__file__, *request["argv"]]
-    sys.exit(rexec.daemon.main(request["argv"]))
+    _run_as_main(_serve(control))
+    sys.exit(0)
 
 
 if __name__ == "__main__":
     main()
+
+
+#: This worker's fork server (started on first use, ends with the worker).
+FORK_SERVER = ForkServer()
