@@ -275,6 +275,9 @@ def _run_as_main(request: dict[str, Any]) -> None:
     if program[0] == "-m":
         sys.argv = [program[1], *argv]
         sys.path[0] = os.getcwd()
+        # As after 'python -m': the module is __main__ only (the fork server
+        # imported it for what it imports, which stays imported).
+        sys.modules.pop(program[1], None)
         runpy.run_module(program[1], run_name="__main__", alter_sys=True)
     else:
         sys.argv = [program[0], *argv]

@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from launch import ended_with_this_process, wait_for_ready, write_key_file
+from forkserver import FORK_SERVER
+from launch import wait_for_ready, write_key_file
 
 from rexec.conformance import Options, Result, Target, all_cases, run_suite
 from rexec.conformance import select as select_cases
@@ -38,22 +39,20 @@ def start_fake(directory: Path, flags: list[str], *extra: str) -> FakeServer:
     directory.mkdir(parents=True, exist_ok=True)
     key_file = directory / "key" if (directory / "key").exists() else write_key_file(directory)
     with open(directory / "fake.stderr", "ab") as stderr:
-        process = subprocess.Popen(
-            ended_with_this_process(
-                [
-                    sys.executable,
-                    str(BROKEN_SERVER),
-                    "--key-file",
-                    str(key_file),
-                    "--port",
-                    "0",
-                    "--break",
-                    ",".join(flags),
-                    "--auth-timeout",
-                    str(FAKE_TIMING["auth_deadline"]),
-                    *extra,
-                ]
-            ),
+        process = FORK_SERVER.popen(
+            [
+                sys.executable,
+                str(BROKEN_SERVER),
+                "--key-file",
+                str(key_file),
+                "--port",
+                "0",
+                "--break",
+                ",".join(flags),
+                "--auth-timeout",
+                str(FAKE_TIMING["auth_deadline"]),
+                *extra,
+            ],
             stdout=subprocess.PIPE,
             stderr=stderr,
             start_new_session=True,

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from launch import ended_with_this_process, wait_for_ready, write_key_file
+from forkserver import FORK_SERVER
+from launch import wait_for_ready, write_key_file
 
 from rexec.conformance import Verdict
 
@@ -38,28 +39,26 @@ def start_mutant(directory: Path, mutation: str) -> FakeServer:
     directory.mkdir(parents=True, exist_ok=True)
     key_file = write_key_file(directory)
     with open(directory / "rexecd.stderr", "wb") as stderr:
-        process = subprocess.Popen(
-            ended_with_this_process(
-                [
-                    sys.executable,
-                    str(MUTANT_REXECD),
-                    mutation,
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    "0",
-                    "--key-file",
-                    str(key_file),
-                    "--state-dir",
-                    str(directory / "state"),
-                    "--kill-grace",
-                    str(KILL_GRACE),
-                    "--shutdown-grace",
-                    "1",
-                    "--env-allow",
-                    "REXEC_CONFORMANCE",
-                ]
-            ),
+        process = FORK_SERVER.popen(
+            [
+                sys.executable,
+                str(MUTANT_REXECD),
+                mutation,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--key-file",
+                str(key_file),
+                "--state-dir",
+                str(directory / "state"),
+                "--kill-grace",
+                str(KILL_GRACE),
+                "--shutdown-grace",
+                "1",
+                "--env-allow",
+                "REXEC_CONFORMANCE",
+            ],
             stdout=subprocess.PIPE,
             stderr=stderr,
         )

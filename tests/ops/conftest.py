@@ -17,7 +17,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from launch import ended_with_this_process, wait_for_ready
+from forkserver import FORK_SERVER
+from launch import wait_for_ready
 
 from tests.conftest import READY_LINE, STARTUP_TIMEOUT, RunningServer
 from tests.server.conftest import marker  # noqa: F401  (the fixture, shared)
@@ -175,9 +176,7 @@ def start_with_config(directory: Path, config: Path, *extra: str) -> subprocess.
         *extra,
     ]
     with open(directory / "rexecd.stderr", "wb") as stderr:
-        process = subprocess.Popen(
-            ended_with_this_process(argv), stdout=subprocess.PIPE, stderr=stderr
-        )
+        process = FORK_SERVER.popen(argv, stdout=subprocess.PIPE, stderr=stderr)
     match, output = wait_for_ready(process, READY_LINE, STARTUP_TIMEOUT)
     if not match:
         process.kill()
