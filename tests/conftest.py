@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 from forkserver import FORK_SERVER, ForkedProcess
-from launch import read_audit_log, wait_for_ready, write_key_file
+from launch import ended_with_this_process, read_audit_log, wait_for_ready, write_key_file
 
 #: The XDG base directories: unset, each is its default beneath HOME.
 XDG_DIRECTORIES = ("XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME")
@@ -73,13 +73,18 @@ class RunningServer:
 
 
 def start_rexecd(
-    directory: Path, *extra_args: str, host: str = "127.0.0.1", key_file: Path | None = None
+    directory: Path,
+    *extra_args: str,
+    host: str = "127.0.0.1",
+    key_file: Path | None = None,
+    real_exec: bool = False,
 ) -> RunningServer:
     """Start ``rexecd`` with a fresh key (unless given) and wait until it listens.
 
     It is forked from a fork server that has imported rexec already
     (tests/forkserver.py): the same program as ``python -m rexec.daemon``,
-    without a third of a second of start-up CPU per server."""
+    without a third of a second of start-up CPU per server. ``real_exec``:
+    exec it instead, for a test that reads its ``/proc/PID/cmdline``."""
     directory.mkdir(parents=True, exist_ok=True)
     key_file = key_file or write_key_file(directory)
     audit_log = directory / "audit.jsonl"
@@ -105,7 +110,12 @@ def start_rexecd(
         *extra_args,
     ]
     with open(directory / "rexecd.stderr", "wb") as stderr_file:
-        process = FORK_SERVER.popen(argv, stdout=subprocess.PIPE, stderr=stderr_file)
+        popen = subprocess.Popen if real_exec else FORK_SERVER.popen
+        process = popen(
+            ended_with_this_process(argv) if real_exec else argv,
+            stdout=subprocess.PIPE,
+            stderr=stderr_file,
+        )
     match, line = wait_for_ready(process, READY_LINE, STARTUP_TIMEOUT)
     if not match:
         process.kill()
