@@ -146,16 +146,24 @@ def isolated_home(
 
 @pytest.fixture
 def start_server(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
-    """Factory: ``start_server(*extra_rexecd_args, host=...)`` → RunningServer.
+    """Factory: ``start_server(*extra_rexecd_args, host=..., real_exec=...)``
+    → RunningServer (``start_rexecd``).
 
     Every server started is stopped at teardown."""
     servers: list[RunningServer] = []
 
     def start(
-        *extra_args: str, host: str = "127.0.0.1", key_file: Path | None = None
+        *extra_args: str,
+        host: str = "127.0.0.1",
+        key_file: Path | None = None,
+        real_exec: bool = False,
     ) -> RunningServer:
         server = start_rexecd(
-            tmp_path / f"server{len(servers)}", *extra_args, host=host, key_file=key_file
+            tmp_path / f"server{len(servers)}",
+            *extra_args,
+            host=host,
+            key_file=key_file,
+            real_exec=real_exec,
         )
         servers.append(server)
         return server
