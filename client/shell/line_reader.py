@@ -26,6 +26,8 @@ from prompt_toolkit.filters import is_searching
 from prompt_toolkit.formatted_text import AnyFormattedText
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+from prompt_toolkit.output import Output, create_output
+from prompt_toolkit.output.vt100 import Vt100_Output
 from prompt_toolkit.search import accept_search, stop_search
 from prompt_toolkit.styles import Style
 
@@ -90,6 +92,21 @@ def _open_history() -> History:
     return FileHistory(str(path))
 
 
+def terminal_output() -> Output:
+    """Where the prompts are drawn: the terminal, asked no cursor position.
+
+    prompt_toolkit asks the terminal where the cursor is (a CPR request) at
+    each prompt, only to size a completion menu, and waits up to a second for
+    the answer when a prompt ends before the answer came (a line typed ahead
+    or pasted, a terminal or harness that never answers): every such line
+    would start that much late. bash asks nothing; neither does rexec.
+    """
+    output = create_output()
+    if isinstance(output, Vt100_Output):
+        output.enable_cpr = False
+    return output
+
+
 def _key_bindings() -> KeyBindings:
     bindings = KeyBindings()
 
@@ -132,6 +149,7 @@ class PromptReader:
             complete_while_typing=False,
             key_bindings=_key_bindings(),
             style=style,
+            output=terminal_output(),
         )
 
     async def read(self, *, continuation: bool, watch: asyncio.Future[Any]) -> str:
