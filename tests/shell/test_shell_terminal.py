@@ -3,10 +3,14 @@ from it in one go (Tab, Ctrl-C bursts)."""
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from .conftest import ShellUnderTest
+import pytest
+
+from .conftest import ShellUnderTest, plain
 
 OpenShell = Callable[..., ShellUnderTest]
 #: A cursor position request (CPR): ESC [ 6 n.
@@ -26,3 +30,43 @@ def test_the_terminal_is_never_asked_for_the_cursor_position(
         shell.child.expect_exact(b"\x1b[?2004h")
         seen += shell.child.before
     assert CURSOR_POSITION_REQUEST not in seen
+
+
+@pytest.fixture
+def short_dir() -> Path:
+    """A directory with a short path (a long one wraps the prompt), holding
+    ``dir with space/file-one`` and ``unique-file``."""
+    with tempfile.TemporaryDirectory(prefix="rx") as name:
+        root = Path(name)
+        (root / "dir with space").mkdir()
+        (root / "dir with space" / "file-one").write_text("in the spaced dir\n")
+        (root / "unique-file").write_text("unique\n")
+        yield root
+
+
+@pytest.mark.parametrize(
+    ("typed", "shown"),
+    [
+        # A unique file: the name, then a space (the next word can follow).
+        ("cat uniq\t", "cat unique-file "),
+        # A unique directory: its /, no space.
+        ("cd dir\t", "cd dir\\ with\\ space/"),
+        # Escaped spaces are part of the word.
+        ("cat dir\\ with\\ space/fi\t", "cat dir\\ with\\ space/file-one "),
+        # An open double quote: completed inside it, then closed.
+        ('cat "dir with space/fi\t', 'cat "dir with space/file-one" '),
+        ("cat 'dir with space/fi\t", "cat 'dir with space/file-one' "),
+    ],
+)
+def test_tab_completes_a_path_as_bash_does(
+    server: Any, open_shell: OpenShell, short_dir: Path, typed: str, shown: str
+) -> None:
+    shell = open_shell(server)
+    shell.run(f"cd {short_dir}")
+    shell.child.send(typed)
+    shell.child.expect_exact(shown.rstrip()[-6:])  # the completion, drawn
+    # What the line holds: run it (a trailing space must be there for the
+    # word typed after Tab to be a word of its own).
+    shell.child.send("\x05END\r")  # Ctrl-E: the end of the line, then a last word
+    output = shell.prompt()
+    assert plain(shown.encode()) + "END" in output
