@@ -70,3 +70,31 @@ def test_tab_completes_a_path_as_bash_does(
     shell.child.send("\x05END\r")  # Ctrl-E: the end of the line, then a last word
     output = shell.prompt()
     assert plain(shown.encode()) + "END" in output
+
+
+def test_three_ctrl_c_in_one_write_count_as_three(server: Any, open_shell: OpenShell) -> None:
+    shell = open_shell(server)
+    shell.run("cd /tmp; KEPT=yes")
+    # A line that ignores SIGINT and SIGTERM: only the third Ctrl-C, which
+    # replaces the shell, ends it. One write, as a key held down sends them.
+    shell.child.sendline("trap '' INT TERM; echo sta''rted; sleep 60")
+    shell.child.expect_exact("started")
+    shell.child.send("\x03\x03\x03")
+    output = shell.prompt()
+    assert "a new one goes on from the session's state" in output
+    assert shell.cwd == "/tmp"
+    assert "yes" in shell.run("echo $KEPT")
+
+
+def test_ctrl_c_drops_what_was_typed_on_its_line(server: Any, open_shell: OpenShell) -> None:
+    shell = open_shell(server)
+    shell.child.sendline("echo rea''dy; cat; echo cat-ended")
+    shell.child.expect_exact("ready")
+    shell.child.sendline("kept line")
+    shell.child.expect_exact("kept line")
+    shell.child.expect_exact("kept line")  # the terminal's echo, then cat's
+    shell.child.send("dropped\x03")
+    output = shell.prompt()
+    assert "cat-ended" not in output
+    assert output.count("dropped") <= 1  # at most the terminal's echo: cat never got it
+    assert shell.status == "SIGINT"
