@@ -14,10 +14,8 @@ From a pipe or a file: lines as they come, no prompt.
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 
 from prompt_toolkit import PromptSession
@@ -32,6 +30,7 @@ from prompt_toolkit.search import accept_search, stop_search
 from prompt_toolkit.styles import Style
 
 from .display import say
+from .history_file import history_path
 
 #: The prompt of a continuation line, as bash's PS2.
 CONTINUATION = "> "
@@ -47,15 +46,6 @@ class Watched(Exception):
     def __init__(self, result: Any) -> None:
         super().__init__("watched event")
         self.result = result
-
-
-def history_path() -> Path:
-    """Where the history is kept: ``$REXEC_HISTORY_FILE``, else
-    ``$XDG_STATE_HOME/rexec/history``, else ``~/.local/state/rexec/history``."""
-    if explicit := os.environ.get("REXEC_HISTORY_FILE"):
-        return Path(explicit)
-    state_home = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
-    return Path(state_home) / "rexec" / "history"
 
 
 class UnitHistory(History):
