@@ -406,18 +406,36 @@ class RunPerLine:
 
 
 class LineRow:
-    def __init__(self, name: str, label: str, open_session) -> None:
+    """One way of running lines; ``server_pids`` gives the processes that
+    serve it (their CPU is counted with the client's)."""
+
+    def __init__(self, name: str, label: str, open_session, server_pids) -> None:
         self.name, self.label, self.open_session = name, label, open_session
+        self.server_pids = server_pids
         self.session = None
+        #: CPU seconds per line of the last ``measure`` (client, server side).
+        self.cpu = (0.0, 0.0)
 
     def open(self) -> None:
         self.session = self.open_session()
 
+    def _client_pids(self) -> list[int]:
+        child = getattr(self.session, "child", None)
+        return _tree(child.pid) if child is not None else [os.getpid()]
+
     def measure(self, samples: int, gap: float) -> list[float]:
+        def cpu(pids):
+            return sum(_ticks(pid) for pid in pids) / CLK_TCK
+
+        client, server = cpu(self._client_pids()), cpu(self.server_pids())
         out = []
         for _ in range(samples):
             out.append(self.session.line(b"true"))
             time.sleep(gap)
+        self.cpu = (
+            (cpu(self._client_pids()) - client) / samples,
+            (cpu(self.server_pids()) - server) / samples,
+        )
         return out
 
     def close(self) -> None:
@@ -432,16 +450,19 @@ def line_rows(servers: Servers) -> list[LineRow]:
             "rexec-shell",
             "**rexec** `shell HOST` (the CLI, on a pty)",
             lambda: PromptSession(servers.rexec("shell", servers.address), REXEC_PROMPT),
+            servers.rexecd_pids,
         ),
         LineRow(
             "rexec-session",
             "**rexec** `shell`'s session, in-process (no prompt drawn)",
             lambda: LibraryShell(servers),
+            servers.rexecd_pids,
         ),
         LineRow(
             "rexec-run",
             "one `rexec run` (`sh -c`) per line, warm connection",
             lambda: RunPerLine(servers),
+            servers.rexecd_pids,
         ),
         LineRow(
             "ssh-bash",
@@ -449,6 +470,7 @@ def line_rows(servers: Servers) -> list[LineRow]:
             lambda: PromptSession(
                 servers.ssh_tt(["bash", "--norc", "--noprofile"]), SSH_PROMPT, setup=SSH_SETUP
             ),
+            servers.sshd_pids,
         ),
     ]
 
@@ -683,8 +705,8 @@ def line_report(meta, rows, lines) -> list[str]:
         f"{meta['reps']} repetitions per row)",
         "",
         "| | median | p95 | p99 | on top of `ssh -tt HOST bash` (median) "
-        "| vs `ssh -tt HOST bash` |",
-        "|---|---|---|---|---|---|",
+        "| vs `ssh -tt HOST bash` | CPU a line: client + server side |",
+        "|---|---|---|---|---|---|---|",
     ]
     ssh = lines.get("ssh-bash")
     for row in rows:
@@ -700,16 +722,27 @@ def line_report(meta, rows, lines) -> list[str]:
         L.append(
             f"| {row.label} | {statistics.median(pooled) * 1e3:.2f} ms "
             f"| {pct(pooled, 0.95) * 1e3:.2f} ms | {pct(pooled, 0.99) * 1e3:.2f} ms "
-            f"| {extra} | {versus} |"
+            f"| {extra} | {versus} | {_cpu_cell(d.get('cpu'))} |"
         )
     L += [
         "",
         "Median and percentiles over all lines pooled; the difference and ratio to "
         "`ssh -tt HOST bash` are of the per-repetition medians, median [min–max] over the "
         "repetitions. Goal: a `true` line costs rexec shell under 5 ms on top of what it costs "
-        "over ssh.",
+        "over ssh. CPU a line: medians over the repetitions of the CPU time the client "
+        "(the CLI's process tree, or this process for the in-process rows) and the server side "
+        "(rexecd and its children: the remote bash and helpers; sshd and its children) used, per "
+        "line, in clock ticks of 10 ms over the whole repetition: on a busy machine wall times "
+        "wait for a CPU, CPU time does not.",
     ]
     return L
+
+
+def _cpu_cell(cpu) -> str:
+    if not cpu:
+        return "—"
+    client, server = med([c for c, _ in cpu]), med([s for _, s in cpu])
+    return f"{client * 1e3:.2f} + {server * 1e3:.2f} = {(client + server) * 1e3:.2f} ms"
 
 
 def report(meta, lat_rows, lat, xfer_rows, xfer, guard, size, line_rows_=(), lines=None) -> str:
@@ -1025,7 +1058,10 @@ def main(argv=None) -> int:
                         f"lines/{row.name}/rep{rep + 1}",
                         lambda: row.measure(args.line_samples, args.gap),
                     )
-                    d = lines.setdefault(row.name, {"samples": [], "medians": [], "foreign": []})
+                    d = lines.setdefault(
+                        row.name, {"samples": [], "medians": [], "foreign": [], "cpu": []}
+                    )
+                    d["cpu"].append(row.cpu)
                     d["samples"].append(samples)
                     d["medians"].append(statistics.median(samples))
                     d["foreign"].append(foreign)

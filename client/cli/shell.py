@@ -12,8 +12,7 @@ import sys
 from typing import Any
 
 from ..errors import RemoteCommandError
-from ..shell.line_reader import history_path
-from ..shell.repl import start_repl
+from ..shell.history_file import history_path
 from ..term.pty_session import LOGIN_SHELL, run_on_pty
 from .common import (
     add_connection_options,
@@ -103,7 +102,13 @@ def main(args: argparse.Namespace) -> int:
     """Run the shell ``args`` describe; return rexec's exit status."""
     if args.keepalive is None:
         args.keepalive = SHELL_KEEPALIVE
-    return run_async_command(_login_shell(args) if args.pty else start_repl(args))
+    if args.pty:
+        return run_async_command(_login_shell(args))
+    # Here, not at the top: the line mode's prompt (prompt_toolkit) is heavy
+    # to import, and every other rexec command would pay for it.
+    from ..shell.repl import start_repl
+
+    return run_async_command(start_repl(args))
 
 
 async def _login_shell(args: argparse.Namespace) -> int:

@@ -191,8 +191,9 @@ remote shell's help for its own commands. rexec's built-ins:"""
 
 HELP_FOOTER = """
 While a line runs, what you type goes to its stdin (line by line) and Ctrl-D
-ends it; Ctrl-C interrupts the line (again within a second: SIGTERM; a third
-time: the shell is replaced by a new one with the session's state). At the
+ends it; what the line does not read is dropped, not run at the next prompt.
+Ctrl-C interrupts the line (again within a second: SIGTERM; a third time, or
+three at once: the shell is replaced by a new one with the session's state). At the
 prompt: Ctrl-C discards the line, Ctrl-D leaves, Ctrl-R searches the history,
 Tab completes remote commands, paths and $variables. An unfinished line goes
 on with '> '. A line that starts with '!' runs here, so bash's history

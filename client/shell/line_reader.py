@@ -14,10 +14,8 @@ From a pipe or a file: lines as they come, no prompt.
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 
 from prompt_toolkit import PromptSession
@@ -26,10 +24,13 @@ from prompt_toolkit.filters import is_searching
 from prompt_toolkit.formatted_text import AnyFormattedText
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+from prompt_toolkit.output import Output, create_output
+from prompt_toolkit.output.vt100 import Vt100_Output
 from prompt_toolkit.search import accept_search, stop_search
 from prompt_toolkit.styles import Style
 
 from .display import say
+from .history_file import history_path
 
 #: The prompt of a continuation line, as bash's PS2.
 CONTINUATION = "> "
@@ -45,15 +46,6 @@ class Watched(Exception):
     def __init__(self, result: Any) -> None:
         super().__init__("watched event")
         self.result = result
-
-
-def history_path() -> Path:
-    """Where the history is kept: ``$REXEC_HISTORY_FILE``, else
-    ``$XDG_STATE_HOME/rexec/history``, else ``~/.local/state/rexec/history``."""
-    if explicit := os.environ.get("REXEC_HISTORY_FILE"):
-        return Path(explicit)
-    state_home = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
-    return Path(state_home) / "rexec" / "history"
 
 
 class UnitHistory(History):
@@ -88,6 +80,21 @@ def _open_history() -> History:
         say(f"history not kept: {path}: {exc.strerror or exc}")
         return InMemoryHistory()
     return FileHistory(str(path))
+
+
+def terminal_output() -> Output:
+    """Where the prompts are drawn: the terminal, asked no cursor position.
+
+    prompt_toolkit asks the terminal where the cursor is (a CPR request) at
+    each prompt, only to size a completion menu, and waits up to a second for
+    the answer when a prompt ends before the answer came (a line typed ahead
+    or pasted, a terminal or harness that never answers): every such line
+    would start that much late. bash asks nothing; neither does rexec.
+    """
+    output = create_output()
+    if isinstance(output, Vt100_Output):
+        output.enable_cpr = False
+    return output
 
 
 def _key_bindings() -> KeyBindings:
@@ -132,6 +139,7 @@ class PromptReader:
             complete_while_typing=False,
             key_bindings=_key_bindings(),
             style=style,
+            output=terminal_output(),
         )
 
     async def read(self, *, continuation: bool, watch: asyncio.Future[Any]) -> str:

@@ -6,6 +6,9 @@ opened by the line as ``/proc/PID/fd/0``. What the user types while the line
 runs is sent to that helper's stdin; Ctrl-D (the end of the local input)
 closes it, and the line reads EOF.
 
+On a terminal, Ctrl-C is read here too, as a key (``interrupt_key``): each
+one counts, however many came in one write.
+
 A helper nobody typed into serves the next line too. One that was typed into
 (or closed) is ended after its line, and a new one takes its place, so that
 input typed for one line, read or not, never reaches the next one.
@@ -15,11 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
 from ..connection import ClientConnection
-from ..errors import RexecError
+from ..errors import RexecConnectionError, RexecError
 from ..process import RemoteProcess
-from ..term.relay import forward_input
+from ..term.interrupt_key import interrupt_as_input
+from ..term.local_io import read_chunks
 
 #: The helper: waits, holding its stdin pipe, until ended (about 68 years).
 HOLDER_ARGV = ("sleep", "2147483647")
@@ -69,16 +74,31 @@ class LineStdin:
             return await self.path()
         return f"/proc/{self._holder.pid}/fd/0"
 
-    async def forward(self) -> None:
+    async def forward(self, interrupt: Callable[[], None]) -> None:
         """Send local input to the current helper until the end of input
-        (then close its stdin) or until cancelled."""
+        (then close its stdin) or until cancelled; call ``interrupt`` for
+        each Ctrl-C read from the terminal (the text typed before it on its
+        line is dropped, as the terminal's Ctrl-C drops it). Without a helper
+        the input is read for its Ctrl-C only."""
         holder = self._holder
-        if holder is None or holder.stdin is None:
-            return
-        await forward_input(holder.stdin, on_input=self._mark_used)
-
-    def _mark_used(self) -> None:
-        self._used = True
+        stdin = holder.stdin if holder is not None else None
+        try:
+            with interrupt_as_input(0) as key:
+                async for chunk in read_chunks(0):
+                    if key is not None and chunk.endswith(key):
+                        interrupt()
+                        continue
+                    self._used = True
+                    if stdin is not None:
+                        stdin.write(chunk)
+                        await stdin.drain()
+            # The end of input (Ctrl-D): the terminal is back as it was, so
+            # what is typed next waits there for the next prompt.
+            self._used = True
+            if stdin is not None:
+                stdin.close()
+        except (BrokenPipeError, RexecConnectionError):
+            pass  # the helper or the connection ended; the line's status says how
 
     def after_line(self) -> None:
         """The line has ended: end the helper if it was typed into, and start

@@ -36,7 +36,7 @@ from ..term.terminal import colour_enabled
 from .builtins import ExitShell, find_builtin
 from .completer import RemoteCompleter
 from .display import TerminalOutput, say
-from .line_reader import LineDiscarded, PipeReader, PromptReader, Watched
+from .line_reader import LineDiscarded, PipeReader, PromptReader, Watched, terminal_output
 from .session import LineEnd, RemoteShell, ShellEnded, open_shell
 from .state import EXIT_TIMEOUT, SessionState, Snapshot
 from .syntax import ends_in_continuation, surely_complete
@@ -311,7 +311,7 @@ class Repl:
         await self.close()
         if not self._interactive:
             return False
-        asker: PromptSession[str] = PromptSession()
+        asker: PromptSession[str] = PromptSession(output=terminal_output())
         while True:
             try:
                 answer = await asker.prompt_async(

@@ -222,7 +222,7 @@ class RemoteShell:
         )
         assert self._session is not None
         control = LineControl(self._session, timeout)
-        feeder = asyncio.create_task(self._line_stdin.forward()) if typed_input else None
+        feeder = asyncio.create_task(self._line_stdin.forward(interrupts)) if typed_input else None
         try:
             with interrupts.attached(control):
                 try:

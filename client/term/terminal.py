@@ -18,6 +18,7 @@ import termios
 import tty
 from collections.abc import Iterator
 from types import FrameType
+from typing import Any
 
 from rexec.protocol import Pty
 
@@ -72,6 +73,16 @@ def raw_mode(fd: int = 0) -> Iterator[bool]:
     except (termios.error, OSError):
         yield False  # not a terminal: nothing to change or restore
         return
+    with restored_modes(fd, saved):
+        # TCSADRAIN, not setraw's default TCSAFLUSH: keys typed ahead are kept.
+        tty.setraw(fd, termios.TCSADRAIN)
+        yield True
+
+
+@contextlib.contextmanager
+def restored_modes(fd: int, saved: list[Any]) -> Iterator[None]:
+    """Give the terminal ``fd`` back its modes ``saved`` at the end, however
+    the program ends (see the module docstring); change them inside."""
     restored = False
 
     def restore() -> None:
@@ -89,9 +100,7 @@ def raw_mode(fd: int = 0) -> Iterator[bool]:
     previous = {sig: signal.signal(sig, restore_and_die) for sig in _FATAL_SIGNALS}
     atexit.register(restore)
     try:
-        # TCSADRAIN, not setraw's default TCSAFLUSH: keys typed ahead are kept.
-        tty.setraw(fd, termios.TCSADRAIN)
-        yield True
+        yield
     finally:
         restore()
         atexit.unregister(restore)
