@@ -231,14 +231,10 @@ class ClientConnection:
             timeout=timeout,
             output_limit=output_limit,
         )
-        if capture_output:
-            out, err = await process.communicate(input)
-        else:
-            out, err = await process.communicate(
-                input,
-                stdout=stdout or sys.stdout.buffer,
-                stderr=stderr or sys.stderr.buffer,
-            )
+        sinks: dict[str, BinaryIO] = {}
+        if not capture_output:
+            sinks = {"stdout": stdout or sys.stdout.buffer, "stderr": stderr or sys.stderr.buffer}
+        out, err = await process.communicate(input, **sinks)
         result = CompletedProcess.from_status(args, await process.wait(), out, err)
         if check:
             result.check_returncode()
