@@ -123,13 +123,11 @@ class Client:
     # --- handshake ---------------------------------------------------------------
 
     async def read_hello(self, timeout: float) -> Hello:
-        self.wire.decoder.keep_raw = True  # the hello's bytes, for the transcript
         got = await self.wire.next_frame(timeout)
         if not isinstance(got, Hello):
             raise SetupError(f"expected hello, got {_describe(got)}")
         self.hello = got
-        self.hello_frame = self.wire.decoder.raw_header
-        self.wire.decoder.keep_raw = False
+        self.hello_frame = self.wire.decoder.raw_header  # as it travelled, for the transcript
         return got
 
     @property

@@ -160,7 +160,11 @@ async def run_case(
     except Unsupported as exc:
         observation = Observation(UNSUPPORTED, str(exc))
     except PeerFrameError as exc:
-        observation = Observation(f"invalid-frame-from-peer:{exc.code}", str(exc))
+        # Failed here because the case could not read on; the rule the frame
+        # breaks is named, so the fault is not mistaken for the case's own.
+        observation = Observation(
+            f"invalid-frame-from-peer:{exc.code}", str(exc), {"rule_broken": exc.rule}
+        )
     except TimeoutError:
         observation = Observation(
             "case-timeout", f"no verdict within {budget(case, options):.1f} s"

@@ -31,6 +31,8 @@ from rexec.protocol import (
     encode_frame,
 )
 
+from .peer_frames import PeerFrameError, check_accepted, diagnose
+
 #: Bytes of each chunk kept in the wire log (the rest is counted, not shown).
 LOG_BYTES = 96
 #: Log entries kept per case; the rest is counted.
@@ -58,18 +60,6 @@ class Closed:
 
     def __repr__(self) -> str:
         return f"Closed({self.how})"
-
-
-class PeerFrameError(Exception):
-    """The implementation under test sent bytes that are not a valid frame.
-
-    Attributes:
-        code: the protocol error code the bytes deserve (``header.invalid`` …).
-    """
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
 
 
 class WireLog:
@@ -121,6 +111,9 @@ class Wire:
         self.log = log
         self.number = number
         self.decoder = FrameDecoder(max_header=PROTOCOL_MAX_HEADER, max_body=PROTOCOL_MAX_BODY)
+        # Every header is kept as it travelled: the handshake's transcript is
+        # made of two, and a faulty one is named in the report.
+        self.decoder.keep_raw = True
         self.closed: Closed | None = None
         self.auto_pong = True
         self.eof_sent = False  # after a half-close nothing can be sent, pongs included
@@ -214,10 +207,16 @@ class Wire:
         try:
             message = self.decoder.next_message()
         except RemoteProtocolError as exc:
-            self.log.note(self.number, f"undecodable frame from the peer: {exc}")
-            raise PeerFrameError(exc.code.value, exc.message) from None
+            fault = diagnose(exc.code.value, exc.message, self.decoder.raw_header)
+            self.log.note(self.number, f"undecodable frame from the peer: {fault}")
+            raise fault from None
         if message is not None:
             self.log.frame(self.number, "recv", message)
+            try:
+                check_accepted(self.decoder.raw_header)
+            except PeerFrameError as fault:
+                self.log.note(self.number, f"malformed frame from the peer: {fault}")
+                raise
         return message
 
     async def next_frame(self, timeout: float) -> MessageBase | Closed | None:

@@ -61,6 +61,13 @@ from rexec.protocol import (
     macs_match,
 )
 
+
+def _header_frame(header: dict[str, Any], *, drop: str) -> bytes:
+    """A body-less frame of ``header`` without its member ``drop``."""
+    data = json.dumps({k: v for k, v in header.items() if k != drop}).encode()
+    return struct.pack("<i", len(data)) + data
+
+
 FLAGS: dict[str, str] = {
     # framing
     "accept_negative_length": "reads the length as unsigned: -1 is 'too large', 0 waits",
@@ -68,6 +75,8 @@ FLAGS: dict[str, str] = {
     "off_by_one_limit": "refuses a header exactly at the limit",
     "no_body_limit": "never checks data_size against the body limit",
     "fragile_reader": "assumes each read() holds whole frames: drops partial ones and the rest",
+    "exit_without_signal": "leaves out exit's signal member when it is null",
+    "repeated_member": "writes started's pid member twice (the same value)",
     "lenient_utf8": "decodes headers with errors='replace' before parsing",
     "lax_schema": "ignores frames that fail the schema (pings get a coerced pong)",
     "generic_header_error": "reports every header fault as header.invalid",
@@ -795,6 +804,15 @@ class Session:
             frame = struct.pack(">i", len(frame) - 4) + frame[4:]
         if isinstance(message, Hello):
             self.hello_frame = frame  # as it travels: the transcript's first piece
+        if (
+            isinstance(message, Exit)
+            and message.signal is None
+            and "exit_without_signal" in self.flags
+        ):
+            frame = _header_frame(json.loads(frame[4:]) | {"signal": None}, drop="signal")
+        if isinstance(message, Started) and "repeated_member" in self.flags:
+            header = frame[4:-1] + b',"pid":%d}' % message.pid
+            frame = struct.pack("<i", len(header)) + header
         self.writer.write(frame)
 
     async def send_output(self, command_id: int, kind: str, data: bytes) -> None:

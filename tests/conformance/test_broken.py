@@ -48,6 +48,8 @@ CAUGHT_BY: dict[str, set[str]] = {
         "frame.header.json/after-valid-frame",
     },
     "lenient_utf8": {"frame.header.json/bad-utf8"},
+    "exit_without_signal": {"frame.header.schema/server-frames"},
+    "repeated_member": {"frame.header.schema/server-frames"},
     "lax_schema": {
         f"frame.header.schema/{v}"
         for v in (
@@ -375,3 +377,24 @@ def test_failure_names_what_the_server_sent(
     assert {rounds[case_id].observed for rounds in breakage_results[flag]} == {
         OBSERVED[flag, case_id]
     }
+
+
+#: flag -> what the failing frame.header.schema/server-frames case must say:
+#: the frame type, the member at fault and the rule broken (not just "invalid").
+NAMED_FAULT = {
+    "exit_without_signal": ("`exit` frame", "member `signal`: Field required"),
+    "repeated_member": ("`started` frame", "member `pid` appears twice"),
+}
+
+
+@pytest.mark.xdist_group("conformance-breakage")
+@pytest.mark.parametrize("flag", sorted(NAMED_FAULT))
+def test_malformed_server_frame_is_named_under_its_rule(
+    flag: str, breakage_results: dict[str, list[dict[str, Result]]]
+) -> None:
+    for rounds in breakage_results[flag]:
+        result = rounds["frame.header.schema/server-frames"]
+        assert result.observed == "invalid-frame-from-peer:header.invalid"
+        assert result.data["rule_broken"] == "frame.header.schema"
+        for words in (*NAMED_FAULT[flag], "[frame.header.schema]"):
+            assert words in result.detail

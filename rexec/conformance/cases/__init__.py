@@ -7,6 +7,7 @@ from . import (  # noqa: F401 - imported for their registrations
     commands,
     framing,
     handshake,
+    headers,
     lifecycle,
     output,
     session,
@@ -21,6 +22,7 @@ from ._registry import REGISTRY
 AREAS = (
     "handshake",
     "framing",
+    "headers",
     "commands",
     "output",
     "stdin",
