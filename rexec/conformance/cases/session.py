@@ -8,10 +8,10 @@ import ipaddress
 import shlex
 import struct
 
-from rexec.protocol import Cancel, Error, Resize, Run, Stdin, encode_frame
+from rexec.protocol import Cancel, Resize, Run, Stdin, encode_frame
 
 from ..case import Context, Observation
-from ..wire import Closed, PeerFrameError
+from ..wire import Closed
 from ._registry import case, register
 from ._util import QUICK, run_one, wait_output, wait_started
 
@@ -77,30 +77,6 @@ async def stops_reading(ctx: Context) -> Observation:
         return Observation("acted-after-fatal", f"reaction: {outcome}")
     # A reset may eat the error frame: the bytes after the bad length were unread.
     return Observation("fatal:frame.bad_length" if outcome == "closed" else outcome)
-
-
-@case(
-    "error.fatal.prompt",
-    "With 32 MiB of output unread (SO_RCVBUF 64 KiB), send a bad length and keep not reading "
-    "for 2 s: the server must have given up on flushing, so draining the socket afterwards "
-    "ends in a close without the error frame.",
-    {"abandoned"},
-    timeout=20.0,
-)
-async def prompt(ctx: Context) -> Observation:
-    client = await ctx.client(rcvbuf=64 * 1024)
-    command_id = await client.run(shell="head -c 33554432 /dev/zero")
-    await wait_started(ctx, client, command_id)
-    await asyncio.sleep(ctx.t(0.5))
-    await client.wire.send_raw(struct.pack("<i", -1))
-    await asyncio.sleep(ctx.t(2.0))
-    try:
-        closed, frames = await client.wire.wait_closed(ctx.t(10.0))
-    except PeerFrameError:
-        return Observation("abandoned", "closed inside a frame")
-    if any(isinstance(f, Error) and f.fatal for f in frames):
-        return Observation("flushed-late", "the error frame was still delivered after 2 s")
-    return Observation("abandoned" if closed else "never-closed")
 
 
 for _variant, _header, _code in (
