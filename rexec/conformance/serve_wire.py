@@ -14,9 +14,13 @@ from rexec.protocol import (
     Error,
     FrameDecoder,
     MessageBase,
+    Ping,
+    Pong,
     RemoteProtocolError,
     encode_frame,
 )
+
+from .peer_frames import PeerFrameError, check_accepted
 
 #: Scenario -> what it sent, where a fatal error from the client breaks a rule.
 FATAL_IS_A_VIOLATION = {
@@ -37,7 +41,19 @@ class ScriptedWire:
         self.reader = reader
         self.writer = writer
         self.decoder = FrameDecoder(max_header=PROTOCOL_MAX_HEADER, max_body=PROTOCOL_MAX_BODY)
+        self.decoder.keep_raw = True  # the auth's bytes, and a header to check for repeats
         self.report: dict[str, Any] = {"event": "connection", "scenarios": [], "violations": []}
+        self.pings_sent: list[int] = []
+        self.pongs: set[int] = set()
+
+    def ping(self, seq: int) -> Ping:
+        """A ``ping`` the client must answer; ``unanswered`` tells if it did."""
+        self.pings_sent.append(seq)
+        return Ping(seq=seq)
+
+    def unanswered(self) -> list[int]:
+        """The seqs of the pings sent that no ``pong`` answered (yet)."""
+        return [seq for seq in self.pings_sent if seq not in self.pongs]
 
     async def write(self, data: bytes, sizes: tuple[int, ...] = ()) -> None:
         """Write ``data``; with ``sizes``, as separate segments of those sizes."""
@@ -66,6 +82,12 @@ class ScriptedWire:
                 await self.send(Error(code=exc.code.value, message=exc.message, fatal=True))
                 raise ClientGone from None
             if message is not None:
+                try:
+                    check_accepted(self.decoder.raw_header)
+                except PeerFrameError as fault:  # the receiver takes the last: carry on
+                    self.report["violations"].append(str(fault))
+                if isinstance(message, Pong):
+                    self.pongs.add(message.seq)
                 if isinstance(message, Error) and message.fatal:
                     self.report["client_fatal_error"] = message.code
                     scenario = (self.report["scenarios"] or [""])[-1]
