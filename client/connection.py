@@ -475,12 +475,14 @@ class ClientConnection:
     async def _read_loop(self) -> None:
         try:
             while True:
+                # Frames first: those that came in the handshake's last read,
+                # behind auth_ok (a ping), are due before the server sends more.
+                while (message := self._protocol.next_event()) is not None:
+                    await self._dispatch(message)
                 data = await self._reader.read(READ_SIZE)
                 self._protocol.receive_data(data)
                 if not data:
                     raise self._lost("the server closed the connection")
-                while (message := self._protocol.next_event()) is not None:
-                    await self._dispatch(message)
         except RemoteProtocolError as exc:
             if exc.code is ErrorCode.FRAME_TRUNCATED:
                 self._fail(self._lost("the server closed the connection inside a frame"))

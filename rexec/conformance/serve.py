@@ -30,9 +30,11 @@ suite's own coverage test counts a requirement listed here as covered.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -41,6 +43,7 @@ from rexec.protocol import (
     AuthOk,
     Error,
     Hello,
+    MessageBase,
     Ping,
     Pong,
     Run,
@@ -56,8 +59,9 @@ from .serve_wire import ClientGone
 
 SERVER_NAME = "rexec-conformance"
 HANDSHAKES = ("ok", "split", "coalesced", "bad-mac", "altered-hello", "version-1")
-#: Seq of the ping that ``--serve-handshake coalesced`` sends with ``auth_ok``.
-HANDSHAKE_PING = 1
+#: Seq of the ping that ``--serve-handshake coalesced`` sends with ``auth_ok``,
+#: and the seconds within which its pong must come.
+HANDSHAKE_PING, PROMPT_PONG = 1, 5.0
 
 #: Requirement id -> what checks it in client mode: scenario names (the
 #: command's argv[0]) or ``handshake:MODE`` (``--serve-handshake MODE``).
@@ -87,6 +91,7 @@ class ScriptedSession(Scenarios):
         self.key = key
         self.handshake = handshake
         self.pid = 1000
+        self.held: list[MessageBase] = []  # read while waiting for a pong, not yet played
 
     # --- the script ---------------------------------------------------------------------
 
@@ -123,8 +128,11 @@ class ScriptedSession(Scenarios):
         if self.handshake == "coalesced":
             # auth_ok and, in the same segment, frames a client must take
             # right after it: a ping and a non-fatal error of an unknown code.
-            unknown = Error(code="future.session_note", message="a later version's note")
+            unknown = Error(
+                code="future.session_note", message="a later version's note", fatal=False
+            )
             await self.send(auth_ok, self.ping(HANDSHAKE_PING), unknown)
+            await self.await_pong(HANDSHAKE_PING, PROMPT_PONG)
         else:
             await self.send(auth_ok, sizes=sizes)
         if self.handshake in ("ok", "split", "coalesced"):
@@ -141,10 +149,27 @@ class ScriptedSession(Scenarios):
                 else f"{self.handshake}: refused by the client"
             )
 
+    async def await_pong(self, seq: int, timeout: float) -> None:
+        """Read until the pong for ``seq``, holding what else comes (a run the
+        client sent at once) for ``commands``: the ping came with nothing
+        after it, so only a client that reads what it has already received
+        answers it [message.ping.answer]."""
+        deadline = time.monotonic() + timeout
+        with contextlib.suppress(TimeoutError):
+            while seq not in self.pongs:
+                message = await self.receive(max(0.01, deadline - time.monotonic()))
+                if not isinstance(message, Pong):
+                    self.held.append(message)
+        if seq not in self.pongs:
+            self.report["violations"].append(
+                f"no pong within {timeout:g} s for the ping that came with auth_ok "
+                "(frames behind auth_ok left unread?) [message.ping.answer]"
+            )
+
     async def commands(self) -> None:
         last_id = -1
         while True:
-            message = await self.receive()
+            message = self.held.pop(0) if self.held else await self.receive()
             if self.handshake in ("bad-mac", "altered-hello") and not isinstance(message, Error):
                 rule = "auth.mutual" if self.handshake == "bad-mac" else "auth.transcript"
                 self.report["violations"].append(
