@@ -97,6 +97,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=2.0,
         help="the server's drain grace in seconds (default 2)",
     )
+    for name, what in (
+        ("frame", "a frame may take from its first byte to its last"),
+        ("idle", "an authenticated connection may stay silent with nothing running"),
+        ("stall", "a client may leave output unread"),
+    ):
+        timing.add_argument(
+            f"--{name}-timeout",
+            type=float,
+            metavar="SECONDS",
+            help=f"the server's {name} timeout: seconds {what} (unset: its case is unsupported)",
+        )
     out = parser.add_argument_group("reports")
     out.add_argument("--json", metavar="FILE", help="write a JSON report with a wire log per case")
     out.add_argument("--junit", metavar="FILE", help="write JUnit XML")
@@ -216,6 +227,9 @@ def run(args: argparse.Namespace) -> int:
         auth_deadline=args.auth_deadline,
         kill_grace=args.kill_grace,
         drain_grace=args.drain_grace,
+        frame_timeout=args.frame_timeout,
+        idle_timeout=args.idle_timeout,
+        stall_timeout=args.stall_timeout,
     )
     reason = asyncio.run(preflight(target, key, 5.0 * args.timeout_multiplier))
     if reason is not None:

@@ -107,6 +107,13 @@ def budget(case: Case, options: Options) -> float:
         seconds = max(seconds, options.auth_deadline + 5.0)
     if "kill" in case.requirement_id or case.requirement_id in ("disconnect.kill",):
         seconds += max(0.0, options.kill_grace - 2.0) * 2
+    waited = {
+        "timeout.frame": options.frame_timeout,
+        "timeout.idle": options.idle_timeout,
+        "timeout.stall": options.stall_timeout,
+    }.get(case.requirement_id)
+    if waited is not None:
+        seconds += waited + options.kill_grace
     if case.requirement_id in ("exit.by.process", "exit.pipes_held"):
         seconds += max(0.0, options.drain_grace - 2.0)
     return seconds * options.multiplier

@@ -77,6 +77,7 @@ FLAGS: dict[str, str] = {
     "fragile_reader": "assumes each read() holds whole frames: drops partial ones and the rest",
     "exit_without_signal": "leaves out exit's signal member when it is null",
     "repeated_member": "writes started's pid member twice (the same value)",
+    "unknown_code_fatal": "fails the connection on a client's error of a code it does not know",
     "lenient_utf8": "decodes headers with errors='replace' before parsing",
     "lax_schema": "ignores frames that fail the schema (pings get a coerced pong)",
     "generic_header_error": "reports every header fault as header.invalid",
@@ -1026,6 +1027,8 @@ class Session:
         if isinstance(message, Error):
             if message.fatal:
                 self.close()
+            elif "unknown_code_fatal" in flags and "." in message.code:
+                raise Fatal("protocol.unexpected", "unknown error code")
             return
         if not self.authed and "no_auth_required" not in flags:
             if not isinstance(message, Auth):

@@ -8,12 +8,12 @@ import ipaddress
 import shlex
 import struct
 
-from rexec.protocol import Cancel, Resize, Run, Stdin, encode_frame
+from rexec.protocol import Cancel, Error, Resize, Run, Stdin, encode_frame
 
-from ..case import Context, Observation
+from ..case import REACTION_WAIT, Context, Observation
 from ..wire import Closed
 from ._registry import case, register
-from ._util import QUICK, run_one, wait_output, wait_started
+from ._util import QUICK, fatal_seen, run_one, wait_output, wait_started
 
 CANARY = b"CANARYx9q"
 
@@ -179,3 +179,29 @@ async def loopback_only(ctx: Context) -> Observation:
     if got is None or isinstance(got, Closed):
         return Observation("tls", "no plaintext hello")
     return Observation("plaintext-off-loopback")
+
+
+@case(
+    "error.unknown.accept/server",
+    "After auth, run 'sleep 0.3; echo done', then send two non-fatal errors of a code no version "
+    "defines, one without an id and one with the command's: the server drops both, answers a "
+    "ping, and the command runs to its exit.",
+    {"carried-on"},
+)
+async def unknown_code(ctx: Context) -> Observation:
+    client = await ctx.client()
+    command_id = await client.run(shell="sleep 0.3; echo done")
+    await wait_started(ctx, client, command_id)
+    note = "a code from a later version"
+    await client.wire.send(
+        Error(code="future.unknown_code", message=note, fatal=False),
+        Error(code="future.unknown_code", message=note, fatal=False, id=command_id),
+    )
+    if not await client.ping(31, ctx.t(REACTION_WAIT)):
+        fatal = fatal_seen(client)
+        return Observation(f"fatal:{fatal}" if fatal else "no-pong")
+    await client.wait_terminal(command_id, ctx.t(QUICK))
+    record = client.records[command_id]
+    if record.exit is None or bytes(record.stdout) != b"done\n":
+        return Observation("command-ended", f"frames {record.kinds}")
+    return Observation("carried-on")
