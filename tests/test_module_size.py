@@ -19,7 +19,6 @@ KNOWN_OVER = {
     # test fails once one of them drops under the limit, so the list shrinks.
     "client/batch/engine.py",
     "client/connection.py",
-    "rexec/conformance/cases/commands.py",
     "rexec/protocol/_connection.py",
     "rexec/protocol/_messages.py",
     "rexec/server/spawn.py",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..case import Case
 from . import (  # noqa: F401 - imported for their registrations
     commands,
+    exits,
     framing,
     handshake,
     headers,
@@ -26,6 +27,7 @@ AREAS = (
     "framing",
     "headers",
     "commands",
+    "exits",
     "output",
     "stdin",
     "lifecycle",

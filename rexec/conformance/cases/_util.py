@@ -64,3 +64,16 @@ def fatal_seen(client: Client) -> str | None:
         if isinstance(message, Error) and message.fatal:
             return message.code
     return "closed" if client.closed is not None else None
+
+
+def exit_label(record: CommandRecord) -> str:
+    """``exit:CODE``, ``signal:NAME``, ``error:CODE`` or ``no-terminal``."""
+    if record.error is not None:
+        return f"error:{record.error.code}"
+    if record.exit is None:
+        return "no-terminal"
+    if record.exit.exit_code is not None and record.exit.signal is None:
+        return f"exit:{record.exit.exit_code}"
+    if record.exit.signal is not None and record.exit.exit_code is None:
+        return f"signal:{record.exit.signal_name}:{record.exit.signal}"
+    return "malformed-exit"
