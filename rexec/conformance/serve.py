@@ -38,21 +38,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from rexec.protocol import (
-    Auth,
-    AuthOk,
-    Error,
-    Hello,
-    MessageBase,
-    Ping,
-    Pong,
-    Run,
-    Stdin,
-    StdinEof,
-    Transcript,
-    encode_frame,
-    macs_match,
-)
+from rexec import protocol
 
 from .serve_scenarios import LIMITS, SCENARIOS, Scenarios
 from .serve_wire import ClientGone
@@ -91,16 +77,16 @@ class ScriptedSession(Scenarios):
         self.key = key
         self.handshake = handshake
         self.pid = 1000
-        self.held: list[MessageBase] = []  # read while waiting for a pong, not yet played
+        self.held: list[protocol.MessageBase] = []  # read while waiting for a pong, not yet played
 
     # --- the script ---------------------------------------------------------------------
 
     async def play(self) -> None:
         versions = [1] if self.handshake == "version-1" else [2]
-        hello = Hello(
+        hello = protocol.Hello(
             versions=versions, nonce=secrets.token_hex(32), server=SERVER_NAME, limits=LIMITS
         )
-        hello_frame = encode_frame(hello)
+        hello_frame = protocol.encode_frame(hello)
         # "split": each handshake frame a byte per TCP segment.
         sizes = (1,) if self.handshake == "split" else ()
         await self.write(hello_frame, sizes)
@@ -109,26 +95,26 @@ class ScriptedSession(Scenarios):
         except (ClientGone, TimeoutError):
             self.report["handshake"] = "client closed before auth"
             return
-        if not isinstance(auth, Auth):
+        if not isinstance(auth, protocol.Auth):
             await self.fatal("protocol.unexpected", "expected auth")
             return
         if auth.version not in versions:
             await self.fatal("version.unsupported", "protocol version not supported")
             self.report["violations"].append(f"sent auth version {auth.version}, not offered")
             return
-        transcript = Transcript(hello_frame, self.decoder.raw_header)
-        if not macs_match(transcript.client_mac(self.key), auth.mac):
+        transcript = protocol.Transcript(hello_frame, self.decoder.raw_header)
+        if not protocol.macs_match(transcript.client_mac(self.key), auth.mac):
             await self.fatal("auth.failed", "authentication failed")
             return
         if self.handshake == "altered-hello":
             altered = hello.model_copy(update={"limits": LIMITS.model_copy(update={"max_body": 1})})
-            transcript = Transcript(encode_frame(altered), transcript.auth)
+            transcript = protocol.Transcript(protocol.encode_frame(altered), transcript.auth)
         mac = transcript.server_mac(self.key, auth.mac)
-        auth_ok = AuthOk.with_mac(bytes(32) if self.handshake == "bad-mac" else mac)
+        auth_ok = protocol.AuthOk.with_mac(bytes(32) if self.handshake == "bad-mac" else mac)
         if self.handshake == "coalesced":
             # auth_ok and, in the same segment, frames a client must take
             # right after it: a ping and a non-fatal error of an unknown code.
-            unknown = Error(
+            unknown = protocol.Error(
                 code="future.session_note", message="a later version's note", fatal=False
             )
             await self.send(auth_ok, self.ping(HANDSHAKE_PING), unknown)
@@ -158,7 +144,7 @@ class ScriptedSession(Scenarios):
         with contextlib.suppress(TimeoutError):
             while seq not in self.pongs:
                 message = await self.receive(max(0.01, deadline - time.monotonic()))
-                if not isinstance(message, Pong):
+                if not isinstance(message, protocol.Pong):
                     self.held.append(message)
         if seq not in self.pongs:
             self.report["violations"].append(
@@ -170,14 +156,16 @@ class ScriptedSession(Scenarios):
         last_id = -1
         while True:
             message = self.held.pop(0) if self.held else await self.receive()
-            if self.handshake in ("bad-mac", "altered-hello") and not isinstance(message, Error):
+            if self.handshake in ("bad-mac", "altered-hello") and not isinstance(
+                message, protocol.Error
+            ):
                 rule = "auth.mutual" if self.handshake == "bad-mac" else "auth.transcript"
                 self.report["violations"].append(
                     f"sent {message.type} after a wrong auth_ok mac [{rule}]"
                 )
-            if isinstance(message, Ping):
-                await self.send(Pong(seq=message.seq))
-            elif isinstance(message, Run):
+            if isinstance(message, protocol.Ping):
+                await self.send(protocol.Pong(seq=message.seq))
+            elif isinstance(message, protocol.Run):
                 if message.id <= last_id:
                     self.report["violations"].append("run id not increasing")
                     await self.fatal("command.bad_id", "command ids must increase")
@@ -186,7 +174,7 @@ class ScriptedSession(Scenarios):
                 name = message.argv[0] if message.argv else (message.shell or "")
                 self.report["scenarios"].append(name)
                 await self.scenario(message, name)
-            elif isinstance(message, (Stdin, StdinEof)):
+            elif isinstance(message, (protocol.Stdin, protocol.StdinEof)):
                 self.report["violations"].append(f"{message.type} for a command without stdin")
                 await self.fatal("protocol.unexpected", "stdin is not open")
                 return

@@ -56,25 +56,13 @@ import contextlib
 import struct
 import time
 
-from rexec.protocol import (
-    Error,
-    Exit,
-    MessageBase,
-    Ping,
-    Pong,
-    Run,
-    ServerLimits,
-    Started,
-    Stderr,
-    Stdin,
-    StdinCredit,
-    StdinEof,
-    Stdout,
-)
+from rexec import protocol
 
 from .serve_wire import ClientGone, ScriptedWire, raw_frame
 
-LIMITS = ServerLimits(max_header=65536, max_body=1024 * 1024, stdin_window=1, max_commands=4)
+LIMITS = protocol.ServerLimits(
+    max_header=65536, max_body=1024 * 1024, stdin_window=1, max_commands=4
+)
 PING_SEQ = 4711
 SCENARIOS = (
     "chunks",
@@ -103,9 +91,9 @@ class Scenarios(ScriptedWire):
     pid = 1000
 
     async def fatal(self, code: str, message: str) -> None:
-        await self.send(Error(code=code, message=message, fatal=True))
+        await self.send(protocol.Error(code=code, message=message, fatal=True))
 
-    async def started(self, run: Run) -> None:
+    async def started(self, run: protocol.Run) -> None:
         self.pid += 1
         if run.argv == ["extended"]:
             await self.write(
@@ -120,17 +108,17 @@ class Scenarios(ScriptedWire):
                 )
             )
             return
-        await self.send(Started(id=run.id, pid=self.pid))
+        await self.send(protocol.Started(id=run.id, pid=self.pid))
 
     @staticmethod
     def exit_message(
-        run: Run,
+        run: protocol.Run,
         code: int | None = 0,
         signal: int | None = None,
         counts: tuple[int, int, int] = (0, 0, 0),
-    ) -> Exit:
+    ) -> protocol.Exit:
         """``run``'s exit; ``counts`` are its stdout, stderr and stdin bytes."""
-        return Exit(
+        return protocol.Exit(
             id=run.id,
             exit_code=code,
             signal=signal,
@@ -143,14 +131,14 @@ class Scenarios(ScriptedWire):
 
     async def exit(
         self,
-        run: Run,
+        run: protocol.Run,
         code: int | None = 0,
         signal: int | None = None,
         counts: tuple[int, int, int] = (0, 0, 0),
     ) -> None:
         await self.send(self.exit_message(run, code, signal, counts))
 
-    async def scenario(self, run: Run, name: str) -> None:
+    async def scenario(self, run: protocol.Run, name: str) -> None:
         if name.startswith("exit-") and name[5:].isdigit() and int(name[5:]) < 256:
             await self.started(run)
             await self.exit(run, int(name[5:]))
@@ -158,7 +146,7 @@ class Scenarios(ScriptedWire):
         method = getattr(self, "play_" + name.replace("-", "_"), None)
         if method is None or name == "exit-N":
             await self.send(
-                Error(
+                protocol.Error(
                     code="spawn.not_found",
                     message="no such scenario: ENOENT",
                     fatal=False,
@@ -169,35 +157,38 @@ class Scenarios(ScriptedWire):
         await self.started(run)
         await method(run)
 
-    async def play_chunks(self, run: Run) -> None:
+    async def play_chunks(self, run: protocol.Run) -> None:
         out, err = b"hello, world\n", b"warn\n"
-        frames: list[MessageBase] = []
+        frames: list[protocol.MessageBase] = []
         for i in range(0, len(out), 3):
-            frames.append(Stdout.with_data(run.id, out[i : i + 1]))
-            frames.append(Stdout.with_data(run.id, out[i + 1 : i + 3]))
-        frames += [Stderr.with_data(run.id, err[:2]), Stderr.with_data(run.id, err[2:])]
+            frames.append(protocol.Stdout.with_data(run.id, out[i : i + 1]))
+            frames.append(protocol.Stdout.with_data(run.id, out[i + 1 : i + 3]))
+        frames += [
+            protocol.Stderr.with_data(run.id, err[:2]),
+            protocol.Stderr.with_data(run.id, err[2:]),
+        ]
         frames = [f for f in frames if f.data_size]
         await self.send(*frames, sizes=(1, 2, 3, 5, 7))
         await self.exit(run, 0, counts=(len(out), len(err), 0))
 
-    async def play_many_frames(self, run: Run) -> None:
+    async def play_many_frames(self, run: protocol.Run) -> None:
         lines = [b"line %d\n" % i for i in range(100)]
-        await self.send(*[Stdout.with_data(run.id, line) for line in lines])
+        await self.send(*[protocol.Stdout.with_data(run.id, line) for line in lines])
         await self.exit(run, 0, counts=(sum(map(len, lines)), 0, 0))
 
-    async def play_cat(self, run: Run) -> None:
+    async def play_cat(self, run: protocol.Run) -> None:
         if not run.stdin:
             await self.exit(run, 0)
             return
         credit, total = LIMITS.stdin_window, 0
         while True:
             message = await self.receive(10.0)
-            if isinstance(message, Ping):
-                await self.send(Pong(seq=message.seq))
-            elif isinstance(message, StdinEof) and message.id == run.id:
+            if isinstance(message, protocol.Ping):
+                await self.send(protocol.Pong(seq=message.seq))
+            elif isinstance(message, protocol.StdinEof) and message.id == run.id:
                 await self.exit(run, 0, counts=(total, 0, total))
                 return
-            elif isinstance(message, Stdin) and message.id == run.id:
+            elif isinstance(message, protocol.Stdin) and message.id == run.id:
                 if message.data_size > credit:
                     self.report["violations"].append("stdin beyond its credit [stdin.credit]")
                     await self.fatal("flow.window_exceeded", "stdin exceeds its credit")
@@ -205,23 +196,27 @@ class Scenarios(ScriptedWire):
                 credit -= message.data_size
                 total += message.data_size
                 grant = (
-                    [StdinCredit(id=run.id, bytes=message.data_size)] if message.data_size else []
+                    [protocol.StdinCredit(id=run.id, bytes=message.data_size)]
+                    if message.data_size
+                    else []
                 )
-                await self.send(Stdout.with_data(run.id, message.data), *grant)
+                await self.send(protocol.Stdout.with_data(run.id, message.data), *grant)
                 credit += message.data_size
 
-    async def play_signal(self, run: Run) -> None:
-        await self.send(Stdout.with_data(run.id, b"dying\n"))
+    async def play_signal(self, run: protocol.Run) -> None:
+        await self.send(protocol.Stdout.with_data(run.id, b"dying\n"))
         await self.exit(run, None, signal=9, counts=(6, 0, 0))
 
-    async def play_unknown_error(self, run: Run) -> None:
+    async def play_unknown_error(self, run: protocol.Run) -> None:
         await self.send(
-            Error(code="future.unknown_code", message="a code from a later version", fatal=False),
-            Stdout.with_data(run.id, b"ok\n"),
+            protocol.Error(
+                code="future.unknown_code", message="a code from a later version", fatal=False
+            ),
+            protocol.Stdout.with_data(run.id, b"ok\n"),
         )
         await self.exit(run, 0, counts=(3, 0, 0))
 
-    async def play_extended(self, run: Run) -> None:
+    async def play_extended(self, run: protocol.Run) -> None:
         # The scripted session normally sends ``started`` itself; here the
         # reports carry members of a later version, so they are written raw.
         await self.write(raw_frame({"type": "stdout", "data_size": 3, "id": run.id}, b"ok\n"))
@@ -240,30 +235,30 @@ class Scenarios(ScriptedWire):
             )
         )
 
-    async def play_ping(self, run: Run) -> None:
-        await self.send(Stdout.with_data(run.id, b"tick\n"), Ping(seq=PING_SEQ))
+    async def play_ping(self, run: protocol.Run) -> None:
+        await self.send(protocol.Stdout.with_data(run.id, b"tick\n"), protocol.Ping(seq=PING_SEQ))
         deadline = time.monotonic() + 2.0
         answered = False
         with contextlib.suppress(TimeoutError):
             while not answered:
                 message = await self.receive(max(0.01, deadline - time.monotonic()))
-                if isinstance(message, Pong):
+                if isinstance(message, protocol.Pong):
                     answered = message.seq == PING_SEQ
                     if not answered:
                         self.report["violations"].append("pong with the wrong seq")
                         break
-                elif isinstance(message, Ping):
-                    await self.send(Pong(seq=message.seq))
+                elif isinstance(message, protocol.Ping):
+                    await self.send(protocol.Pong(seq=message.seq))
         if answered:
-            await self.send(Stdout.with_data(run.id, b"tock\n"))
+            await self.send(protocol.Stdout.with_data(run.id, b"tock\n"))
             await self.exit(run, 0, counts=(10, 0, 0))
         else:
             self.report["violations"].append("no pong within 2 s [message.ping.answer]")
-            await self.send(Stderr.with_data(run.id, b"no pong\n"))
+            await self.send(protocol.Stderr.with_data(run.id, b"no pong\n"))
             await self.exit(run, 1, counts=(5, 8, 0))
 
-    async def play_malformed(self, run: Run) -> None:
-        await self.send(Stdout.with_data(run.id, b"partial\n"))
+    async def play_malformed(self, run: protocol.Run) -> None:
+        await self.send(protocol.Stdout.with_data(run.id, b"partial\n"))
         await self.write(struct.pack("<i", -1))
         try:
             while True:
@@ -272,9 +267,9 @@ class Scenarios(ScriptedWire):
             self.report["violations"].append("did not close after a malformed frame")
         raise ClientGone
 
-    async def play_max_size(self, run: Run) -> None:
+    async def play_max_size(self, run: protocol.Run) -> None:
         body = bytes(i % 251 for i in range(MAX_SERVER_BODY))
-        await self.send(Stdout.with_data(run.id, body), sizes=(64 * 1024 + 1,))
+        await self.send(protocol.Stdout.with_data(run.id, body), sizes=(64 * 1024 + 1,))
         header = {
             "type": "exit",
             "id": run.id,
@@ -287,61 +282,61 @@ class Scenarios(ScriptedWire):
         header["padding"] = "x" * (MAX_SERVER_HEADER + 4 - len(raw_frame(header)))
         await self.write(raw_frame(header), sizes=(64 * 1024 + 1,))
 
-    async def play_every_byte(self, run: Run) -> None:
+    async def play_every_byte(self, run: protocol.Run) -> None:
         out, err = b"split\n", b"at every byte\n"
         await self.send(
-            Stdout.with_data(run.id, out),
-            Stderr.with_data(run.id, err),
+            protocol.Stdout.with_data(run.id, out),
+            protocol.Stderr.with_data(run.id, err),
             self.exit_message(run, 0, counts=(len(out), len(err), 0)),
             sizes=(1,),
         )
 
-    async def play_interleave_a(self, run: Run) -> None:
+    async def play_interleave_a(self, run: protocol.Run) -> None:
         other = await self._next_run(INTERLEAVE_WAIT)
         if other is None or other.argv != ["interleave-b"]:
-            await self.send(Stderr.with_data(run.id, b"no interleave-b\n"))
+            await self.send(protocol.Stderr.with_data(run.id, b"no interleave-b\n"))
             await self.exit(run, 1, counts=(0, 16, 0))
             if other is not None:
                 await self.scenario(other, other.argv[0] if other.argv else other.shell or "")
             return
         await self.started(other)
         a, b = run.id, other.id
-        frames: list[MessageBase] = [
-            Stdout.with_data(a, b"a1\n"),
-            Stderr.with_data(b, b"b-err\n"),
-            Stdout.with_data(b, b"b1\n"),
-            Stderr.with_data(a, b"a-err\n"),
-            Stdout.with_data(a, b"a2\n"),
+        frames: list[protocol.MessageBase] = [
+            protocol.Stdout.with_data(a, b"a1\n"),
+            protocol.Stderr.with_data(b, b"b-err\n"),
+            protocol.Stdout.with_data(b, b"b1\n"),
+            protocol.Stderr.with_data(a, b"a-err\n"),
+            protocol.Stdout.with_data(a, b"a2\n"),
             self.exit_message(run, 3, counts=(6, 6, 0)),  # B's output follows A's exit
-            Stdout.with_data(b, b"b2\n"),
+            protocol.Stdout.with_data(b, b"b2\n"),
             self.exit_message(other, 0, counts=(6, 6, 0)),
         ]
-        pinged: list[MessageBase] = []
+        pinged: list[protocol.MessageBase] = []
         for number, frame in enumerate(frames):
             pinged += [frame] if number == 0 else [self.ping(PING_SEQ + 1 + number), frame]
         await self.send(*pinged)
 
-    async def _next_run(self, timeout: float) -> Run | None:
+    async def _next_run(self, timeout: float) -> protocol.Run | None:
         """The client's next ``run`` (pings answered meanwhile), None if none
         comes within ``timeout``."""
         deadline = time.monotonic() + timeout
         with contextlib.suppress(TimeoutError):
             while True:
                 message = await self.receive(max(0.01, deadline - time.monotonic()))
-                if isinstance(message, Ping):
-                    await self.send(Pong(seq=message.seq))
-                elif isinstance(message, Run):
+                if isinstance(message, protocol.Ping):
+                    await self.send(protocol.Pong(seq=message.seq))
+                elif isinstance(message, protocol.Run):
                     return message
         return None
 
-    async def play_unknown_id(self, run: Run) -> None:
-        await self.send(Stdout.with_data(run.id + 1, b"ghost\n"))
+    async def play_unknown_id(self, run: protocol.Run) -> None:
+        await self.send(protocol.Stdout.with_data(run.id + 1, b"ghost\n"))
         try:
             with contextlib.suppress(TimeoutError):
                 while True:
                     message = await self.receive(2.0)
-                    if isinstance(message, Ping):
-                        await self.send(Pong(seq=message.seq))
+                    if isinstance(message, protocol.Ping):
+                        await self.send(protocol.Pong(seq=message.seq))
         except ClientGone:
             if self.report.get("client_fatal_error") != "command.bad_id":
                 self.report["violations"].append(
@@ -351,5 +346,5 @@ class Scenarios(ScriptedWire):
         self.report["violations"].append(
             "carried on after a frame of an id never opened [command.id.unknown]"
         )
-        await self.send(Stdout.with_data(run.id, b"ok\n"))
+        await self.send(protocol.Stdout.with_data(run.id, b"ok\n"))
         await self.exit(run, 0, counts=(3, 0, 0))
