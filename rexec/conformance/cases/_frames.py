@@ -7,10 +7,11 @@ import struct
 
 from rexec.protocol import Pong
 
-from ..case import Context, Observation
+from ..case import REACTION_WAIT, Context, Observation
 from ..client import Client
 from ..wire import Wire
 from ._registry import register
+from ._util import fatal_seen
 
 LENGTH = struct.Struct("<i")
 
@@ -49,3 +50,16 @@ def fatal_case(
 
 def has_pong(client: Client, seq: int) -> bool:
     return any(isinstance(m, Pong) and m.seq == seq for m in client.other)
+
+
+async def pong_or_fatal(ctx: Context, client: Client, header: bytes, seq: int) -> Observation:
+    """Send a ping with the literal ``header``: ``pong`` when the server
+    answers pong ``seq``, else its fatal error (or what it did instead)."""
+    await client.wire.send_raw(raw_frame(header))
+    if await client.pump(ctx.t(REACTION_WAIT), until=lambda: has_pong(client, seq)):
+        return Observation("pong")
+    # The pump may have read the server's fatal error already: report its code.
+    fatal = fatal_seen(client)
+    if fatal not in (None, "closed"):
+        return Observation(f"fatal:{fatal}")
+    return Observation(await ctx.await_fatal(client.wire))

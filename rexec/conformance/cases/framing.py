@@ -11,9 +11,9 @@ import shlex
 from rexec.protocol import AuthOk, Ping, Pong, Run, encode_frame
 
 from ..case import REACTION_WAIT, Context, Observation
-from ._frames import LENGTH, fatal_case, has_pong, raw_frame, wire_of
+from ._frames import LENGTH, fatal_case, has_pong, pong_or_fatal, wire_of
 from ._registry import case
-from ._util import fatal_seen, run_one
+from ._util import run_one
 
 AREA = "framing"
 
@@ -72,21 +72,13 @@ async def over_limit_pre_auth(ctx: Context) -> Observation:
     {"pong"},
 )
 async def equal_limit(ctx: Context) -> Observation:
-    client, wire = await wire_of(ctx, True)
+    client = await ctx.client()
     assert client.hello is not None
     size = client.hello.limits.max_header
     start = b'{"type":"ping","seq":4242'
     if size > 16 * 1024 * 1024:
         return Observation("unsupported", "max_header above 16 MiB")
-    header = start + b" " * (size - len(start) - 1) + b"}"
-    await wire.send_raw(raw_frame(header))
-    if await client.pump(ctx.t(REACTION_WAIT), until=lambda: has_pong(client, 4242)):
-        return Observation("pong")
-    # The pump may have read the server's fatal error already: report its code.
-    fatal = fatal_seen(client)
-    if fatal not in (None, "closed"):
-        return Observation(f"fatal:{fatal}")
-    return Observation(await ctx.await_fatal(wire))
+    return await pong_or_fatal(ctx, client, start + b" " * (size - len(start) - 1) + b"}", 4242)
 
 
 fatal_case(

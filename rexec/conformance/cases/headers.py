@@ -8,7 +8,7 @@ from __future__ import annotations
 from rexec.protocol import Ping, Pong, encode_frame
 
 from ..case import REACTION_WAIT, Context, Observation
-from ._frames import LENGTH, fatal_case, has_pong, raw_frame, wire_of
+from ._frames import LENGTH, fatal_case, pong_or_fatal, raw_frame, wire_of
 from ._registry import case
 from ._util import QUICK, run_one
 
@@ -197,10 +197,7 @@ async def duplicate_member(ctx: Context) -> Observation:
     {"pong"},
 )
 async def absent_data_size(ctx: Context) -> Observation:
-    client, wire = await wire_of(ctx, True)
-    await wire.send_raw(raw_frame(b'{"type":"ping","seq":3}'))
-    ok = await client.pump(ctx.t(REACTION_WAIT), until=lambda: has_pong(client, 3))
-    return Observation("pong" if ok else await ctx.await_fatal(wire))
+    return await pong_or_fatal(ctx, await ctx.client(), b'{"type":"ping","seq":3}', 3)
 
 
 @case(

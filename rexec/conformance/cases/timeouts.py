@@ -22,6 +22,16 @@ def _told(value: float | None, flag: str) -> float:
     return value
 
 
+async def _fatal_after(ctx: Context, clock: str, data: bytes) -> Observation:
+    """After auth, send ``data`` and wait for the server's ``clock`` timeout
+    (its value from ``--CLOCK-timeout``) and the margin: the shared outcome."""
+    timeout = _told(getattr(ctx.options, f"{clock}_timeout"), f"--{clock}-timeout")
+    client = await ctx.client()
+    if data:
+        await client.wire.send_raw(data)
+    return Observation(await ctx.await_fatal(client.wire, wait=timeout + MARGIN))
+
+
 @case(
     "timeout.frame",
     "After auth, send a header length of 30 and 10 bytes of the header, then nothing: fatal "
@@ -29,10 +39,7 @@ def _told(value: float | None, flag: str) -> float:
     {"fatal:frame.timeout"},
 )
 async def frame_deadline(ctx: Context) -> Observation:
-    deadline = _told(ctx.options.frame_timeout, "--frame-timeout")
-    client = await ctx.client()
-    await client.wire.send_raw(LENGTH.pack(30) + b'{"type":"p')
-    return Observation(await ctx.await_fatal(client.wire, wait=deadline + MARGIN))
+    return await _fatal_after(ctx, "frame", LENGTH.pack(30) + b'{"type":"p')
 
 
 @case(
@@ -42,9 +49,7 @@ async def frame_deadline(ctx: Context) -> Observation:
     {"fatal:idle.timeout"},
 )
 async def idle(ctx: Context) -> Observation:
-    timeout = _told(ctx.options.idle_timeout, "--idle-timeout")
-    client = await ctx.client()
-    return Observation(await ctx.await_fatal(client.wire, wait=timeout + MARGIN))
+    return await _fatal_after(ctx, "idle", b"")
 
 
 @case(
