@@ -113,7 +113,9 @@ def budget(case: Case, options: Options) -> float:
         "timeout.stall": options.stall_timeout,
     }.get(case.requirement_id)
     if waited is not None:
-        seconds += waited + options.kill_grace
+        # The case waits for the timeout, a TERM-to-KILL grace each way and
+        # a margin before it concludes; the budget leaves room for its verdict.
+        seconds += waited + 2 * options.kill_grace + 10.0
     if case.requirement_id in ("exit.by.process", "exit.pipes_held"):
         seconds += max(0.0, options.drain_grace - 2.0)
     return seconds * options.multiplier
