@@ -12,6 +12,9 @@ from rexec import protocol
 
 from .peer_frames import PeerFrameError, check_accepted
 
+#: Seconds between two segments of a split write.
+SEGMENT_PAUSE = 0.001
+
 #: Scenario -> what it sent, where a fatal error from the client breaks a rule.
 FATAL_IS_A_VIOLATION = {
     "unknown-error": "an unknown error code [error.unknown.accept]",
@@ -58,7 +61,8 @@ class ScriptedWire:
             size = sizes[i % len(sizes)]
             self.writer.write(data[at : at + size])
             await self.writer.drain()
-            await asyncio.sleep(0.001)
+            # A pause, so that the client's reads see the segments apart.
+            await asyncio.sleep(SEGMENT_PAUSE)
             at, i = at + size, i + 1
 
     async def send(self, *messages: protocol.MessageBase, sizes: tuple[int, ...] = ()) -> None:

@@ -27,6 +27,7 @@ from rexec.protocol import Error, MessageBase
 from ..case import Context, Observation
 from ..client import Client, SetupError, Unsupported
 from ..peer_frames import PeerFrameError
+from ..tcp_table import ESTABLISHED, find_socket
 from ._registry import case
 from ._util import wait_started
 
@@ -42,24 +43,6 @@ MARGIN = 65536
 #: server is seen to act long before; they bound a broken server's case only.
 FILL_WAIT = 15.0
 CLOSE_WAIT_EVENT = 10.0
-ESTABLISHED = "01"
-
-
-def _port_of(address: str) -> int:
-    return int(address.rsplit(":", 1)[1], 16)
-
-
-def server_socket(table: str, server_port: int, client_port: int) -> tuple[str, int] | None:
-    """(state, send queue) of the server's socket of this connection in the
-    text of ``/proc/net/tcp`` and ``tcp6``, or None when it has none."""
-    for line in table.splitlines():
-        fields = line.split()
-        if len(fields) < 5 or ":" not in fields[1] or ":" not in fields[4]:
-            continue
-        local, remote, state, queues = fields[1], fields[2], fields[3], fields[4]
-        if _port_of(local) == server_port and _port_of(remote) == client_port:
-            return state, int(queues.split(":")[0], 16)
-    return None
 
 
 def _unread_bytes(client: Client) -> int:
@@ -83,10 +66,10 @@ async def _server_view(ctx: Context, progress: str, client_port: int) -> tuple[i
     )
     text = bytes(record.stdout).decode("ascii", "replace")
     first, _, table = text.partition("\n")
-    found = server_socket(table, ctx.target.port, client_port)
+    found = find_socket(table, ctx.target.port, client_port)
     if found is None:
         raise Unsupported("no /proc/net/tcp entry for this connection on the server's host")
-    return int(first.strip() or 0) * CHUNK, *found
+    return int(first.strip() or 0) * CHUNK, found.state, found.send_queue
 
 
 async def _drain(client: Client, wait: float) -> str:
