@@ -14,6 +14,7 @@ real ones of whoever runs the suite.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import signal
 import subprocess
@@ -22,7 +23,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from launch import read_audit_log, wait_for_ready, write_key_file
+from forkserver import FORK_SERVER, ForkedProcess
+from launch import ended_with_this_process, read_audit_log, wait_for_ready, write_key_file
 
 #: The XDG base directories: unset, each is its default beneath HOME.
 XDG_DIRECTORIES = ("XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME")
@@ -39,7 +41,7 @@ class RunningServer:
     port: int
     key_file: Path
     audit_log: Path
-    process: subprocess.Popen[bytes]
+    process: ForkedProcess
     #: What rexecd printed on stdout up to its ready line (other listeners'
     #: addresses, e.g. ``rexecd http on HOST:PORT``, come before it).
     startup_output: str = ""
@@ -71,9 +73,18 @@ class RunningServer:
 
 
 def start_rexecd(
-    directory: Path, *extra_args: str, host: str = "127.0.0.1", key_file: Path | None = None
+    directory: Path,
+    *extra_args: str,
+    host: str = "127.0.0.1",
+    key_file: Path | None = None,
+    real_exec: bool = False,
 ) -> RunningServer:
-    """Start ``rexecd`` with a fresh key (unless given) and wait until it listens."""
+    """Start ``rexecd`` with a fresh key (unless given) and wait until it listens.
+
+    It is forked from a fork server that has imported rexec already
+    (tests/forkserver.py): the same program as ``python -m rexec.daemon``,
+    without a third of a second of start-up CPU per server. ``real_exec``:
+    exec it instead, for a test that reads its ``/proc/PID/cmdline``."""
     directory.mkdir(parents=True, exist_ok=True)
     key_file = key_file or write_key_file(directory)
     audit_log = directory / "audit.jsonl"
@@ -99,7 +110,12 @@ def start_rexecd(
         *extra_args,
     ]
     with open(directory / "rexecd.stderr", "wb") as stderr_file:
-        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr_file)
+        popen = subprocess.Popen if real_exec else FORK_SERVER.popen
+        process = popen(
+            ended_with_this_process(argv) if real_exec else argv,
+            stdout=subprocess.PIPE,
+            stderr=stderr_file,
+        )
     match, line = wait_for_ready(process, READY_LINE, STARTUP_TIMEOUT)
     if not match:
         process.kill()
@@ -130,16 +146,24 @@ def isolated_home(
 
 @pytest.fixture
 def start_server(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
-    """Factory: ``start_server(*extra_rexecd_args, host=...)`` → RunningServer.
+    """Factory: ``start_server(*extra_rexecd_args, host=..., real_exec=...)``
+    → RunningServer (``start_rexecd``).
 
     Every server started is stopped at teardown."""
     servers: list[RunningServer] = []
 
     def start(
-        *extra_args: str, host: str = "127.0.0.1", key_file: Path | None = None
+        *extra_args: str,
+        host: str = "127.0.0.1",
+        key_file: Path | None = None,
+        real_exec: bool = False,
     ) -> RunningServer:
         server = start_rexecd(
-            tmp_path / f"server{len(servers)}", *extra_args, host=host, key_file=key_file
+            tmp_path / f"server{len(servers)}",
+            *extra_args,
+            host=host,
+            key_file=key_file,
+            real_exec=real_exec,
         )
         servers.append(server)
         return server
@@ -161,3 +185,45 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
 def server(start_server: Callable[..., RunningServer]) -> RunningServer:
     """One running ``rexecd`` with default settings."""
     return start_server()
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: two workers per core. Much of a test's time is spent
+    waiting (for a deadline, a grace period, a peer that never answers): a
+    second worker per core runs meanwhile. Every test has its own port,
+    directories and HOME, so workers never meet."""
+    return 2 * len(os.sched_getaffinity(0))
+
+
+#: The tests that take longest (wall time measured, run under xdist), longest
+#: first: they start first, so that the run does not end waiting for one of
+#: them on a single worker. The breakage run after the long waits: every worker
+#: that draws one of its tests waits for the one run (run_once.py).
+RUN_FIRST = (
+    "tests/conformance/test_broken.py::test_unbroken_fake_server_passes",
+    "tests/conformance/test_against_rexecd.py::test_rexecd_passes_every_must",
+    "tests/hardening/test_load.py::test_soak_every_exit_and_digest",
+    "tests/conformance/test_broken.py::test_breakage_is_caught",
+    "tests/conformance/test_broken.py::test_failure_names_what_the_server_sent",
+    "tests/conformance/test_mutants.py::test_mutant_is_caught_by_the_named_case",
+    "tests/client/test_transfer_cli_habits.py::test_resume_continues_a_killed_transfer",
+    "tests/hardening/test_stateful.py::test_state_machine",
+    "tests/server/test_stdin.py::test_64_mib_through_cat",
+    "tests/test_bench_smoke.py",
+    "tests/hardening/test_load.py::test_1000_concurrent_connections",
+    "tests/transfer/test_hardening.py::test_a_put_in_one_byte_frames",
+    "tests/newuser/test_scripts.py::test_serve_on_a_fresh_clone",
+    "tests/transfer/test_put_get.py::test_128_mib_round_trip_with_bounded_memory",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests of RUN_FIRST first, in its order; the rest as collected."""
+
+    def rank(item: pytest.Item) -> int:
+        return next(
+            (n for n, prefix in enumerate(RUN_FIRST) if item.nodeid.startswith(prefix)),
+            len(RUN_FIRST),
+        )
+
+    items.sort(key=rank)

@@ -8,11 +8,28 @@ import os
 import re
 import secrets
 import select
+import shutil
 import socket
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
+
+#: util-linux's setpriv, which sets the parent-death signal and execs.
+SETPRIV = shutil.which("setpriv")
+
+
+def ended_with_this_process(argv: list[str]) -> list[str]:
+    """``argv`` run so that it gets SIGTERM when the process that starts it
+    dies, even by SIGKILL, when no fixture teardown runs: a server started by a
+    test never outlives a killed pytest run (its worker process). SIGTERM, not
+    SIGKILL, so that the server still ends the commands it started.
+
+    The signal comes when the *thread* that started it ends: start servers
+    from the test's thread, or from one that outlives them."""
+    if SETPRIV is None:
+        return argv
+    return [SETPRIV, "--pdeathsig", "TERM", "--", *argv]
 
 
 def write_key_file(directory: Path) -> Path:

@@ -57,12 +57,19 @@ def _start_pool(directory: Path, n: int, extra: tuple[str, ...]) -> Pool:
     hosts = [f"127.0.0.{2 + i}" for i in range(n)]
     port = free_port(hosts)
     args = ("--port", str(port), *extra)
-    first = start_rexecd(directory / "server0", *args, host=hosts[0])
+    # Real execs: tests tell the servers apart by /proc/$PPID/cmdline.
+    first = start_rexecd(directory / "server0", *args, host=hosts[0], real_exec=True)
     servers = [first]
     try:
         for i, host in enumerate(hosts[1:], 1):
             servers.append(
-                start_rexecd(directory / f"server{i}", *args, host=host, key_file=first.key_file)
+                start_rexecd(
+                    directory / f"server{i}",
+                    *args,
+                    host=host,
+                    key_file=first.key_file,
+                    real_exec=True,
+                )
             )
     except BaseException:
         _stop_pool(servers)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from forkserver import FORK_SERVER
 from launch import wait_for_ready, write_key_file
 
 from rexec.conformance import Options, Result, Target, all_cases, run_suite
@@ -38,7 +39,7 @@ def start_fake(directory: Path, flags: list[str], *extra: str) -> FakeServer:
     directory.mkdir(parents=True, exist_ok=True)
     key_file = directory / "key" if (directory / "key").exists() else write_key_file(directory)
     with open(directory / "fake.stderr", "ab") as stderr:
-        process = subprocess.Popen(
+        process = FORK_SERVER.popen(
             [
                 sys.executable,
                 str(BROKEN_SERVER),

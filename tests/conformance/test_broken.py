@@ -7,8 +7,10 @@ import asyncio
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
+from run_once import once_per_run
 
 from rexec.conformance import Result, Verdict, all_cases
 
@@ -318,17 +320,22 @@ def test_unbroken_fake_server_passes(fake_server: Callable[..., FakeServer]) -> 
     }
 
 
-# Session scope, not module: under xdist another module's test can run between
-# two of this group's, and a module fixture would then be set up again.
-@pytest.fixture(scope="session")
-def breakage_results(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> dict[str, list[dict[str, Result]]]:
-    """Every flag's selected cases, ROUNDS times, each round against its own
-    broken server, PARALLEL servers at a time."""
-    root = tmp_path_factory.mktemp("broken")
+class Seen(NamedTuple):
+    """What a breakage test needs of one case's result (shared as JSON)."""
 
-    async def one(flag: str, slots: asyncio.Semaphore) -> tuple[str, list[dict[str, Result]]]:
+    verdict: Verdict
+    observed: str
+
+
+@pytest.fixture(scope="session")
+def breakage_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, Seen]]]:
+    """Every flag's selected cases, ROUNDS times, each round against its own
+    broken server, PARALLEL servers at a time: run once per test run, whichever
+    xdist worker needs it first (``once_per_run``)."""
+
+    async def one(
+        root: Path, flag: str, slots: asyncio.Semaphore
+    ) -> tuple[str, list[dict[str, Result]]]:
         rounds = []
         for round_number in range(ROUNDS):
             async with slots:
@@ -349,20 +356,33 @@ def breakage_results(
                     await asyncio.to_thread(stop_fake, server)
         return flag, rounds
 
-    async def all_flags() -> dict[str, list[dict[str, Result]]]:
+    async def all_flags(root: Path) -> dict[str, list[dict[str, Result]]]:
         slots = asyncio.Semaphore(PARALLEL)
-        return dict(await asyncio.gather(*(one(flag, slots) for flag in CAUGHT_BY)))
+        return dict(await asyncio.gather(*(one(root, flag, slots) for flag in CAUGHT_BY)))
 
-    return asyncio.run(all_flags())
+    def run(root: Path) -> dict[str, list[dict[str, list[str]]]]:
+        return {
+            flag: [
+                {cid: [r.verdict.value, r.observed] for cid, r in results.items()}
+                for results in rounds
+            ]
+            for flag, rounds in asyncio.run(all_flags(root)).items()
+        }
+
+    shared = once_per_run(tmp_path_factory, "conformance-breakage", run)
+    return {
+        flag: [{cid: Seen(Verdict(v), o) for cid, (v, o) in results.items()} for results in rounds]
+        for flag, rounds in shared.items()
+    }
 
 
-# One xdist group: the breakage run above happens once, on one worker,
-# instead of once on every worker that draws one of these tests.
+# One xdist group: where --dist loadgroup groups, one worker runs them all and
+# no other waits for the breakage run; once_per_run keeps it to one run anyway.
 @pytest.mark.xdist_group("conformance-breakage")
 @pytest.mark.parametrize("flag", sorted(CAUGHT_BY))
 def test_breakage_is_caught(
     flag: str,
-    breakage_results: dict[str, list[dict[str, Result]]],
+    breakage_results: dict[str, list[dict[str, Seen]]],
 ) -> None:
     """Caught by every named case, in every round."""
     missed = {
@@ -384,7 +404,7 @@ OBSERVED = {("off_by_one_limit", "frame.length.limit/equal"): "fatal:frame.too_l
 def test_failure_names_what_the_server_sent(
     flag: str,
     case_id: str,
-    breakage_results: dict[str, list[dict[str, Result]]],
+    breakage_results: dict[str, list[dict[str, Seen]]],
 ) -> None:
     assert {rounds[case_id].observed for rounds in breakage_results[flag]} == {
         OBSERVED[flag, case_id]

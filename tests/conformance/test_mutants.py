@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from forkserver import FORK_SERVER
 from launch import wait_for_ready, write_key_file
 
 from rexec.conformance import Verdict
@@ -42,7 +43,7 @@ def start_mutant(directory: Path, mutation: str) -> FakeServer:
     directory.mkdir(parents=True, exist_ok=True)
     key_file = write_key_file(directory)
     with open(directory / "rexecd.stderr", "wb") as stderr:
-        process = subprocess.Popen(
+        process = FORK_SERVER.popen(
             [
                 sys.executable,
                 str(MUTANT_REXECD),

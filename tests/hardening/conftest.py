@@ -21,7 +21,8 @@ from typing import Any
 
 import psutil
 import pytest
-from launch import read_audit_log, wait_for_ready
+from forkserver import FORK_SERVER
+from launch import ended_with_this_process, read_audit_log, wait_for_ready
 from server.wire import Wire, kill_leftovers, unique_marker
 
 READY_LINE = re.compile(rb"rexecd listening on (\S+):(\d+)")
@@ -110,8 +111,12 @@ def launch(
     if shell_prefix is not None:
         command = ["sh", "-c", f'{shell_prefix}; exec "$@"', "sh", *argv]
     with open(directory / "rexecd.stderr", "ab") as stderr_file:
-        process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=stderr if stderr is not None else stderr_file,
+        # A shell wrapper needs a real exec; rexecd alone comes from the fork server.
+        popen = subprocess.Popen if shell_prefix is not None else FORK_SERVER.popen
+        process = popen(
+            ended_with_this_process(command) if shell_prefix is not None else command,
+            stdout=subprocess.PIPE,
+            stderr=stderr if stderr is not None else stderr_file,
             env=env if env is not None else dict(os.environ),
         )  # fmt: skip
     match, line = wait_for_ready(process, READY_LINE, STARTUP_TIMEOUT)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from forkserver import FORK_SERVER
 from launch import wait_for_ready
 
 from tests.conftest import READY_LINE, STARTUP_TIMEOUT, RunningServer
@@ -175,7 +176,7 @@ def start_with_config(directory: Path, config: Path, *extra: str) -> subprocess.
         *extra,
     ]
     with open(directory / "rexecd.stderr", "wb") as stderr:
-        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr)
+        process = FORK_SERVER.popen(argv, stdout=subprocess.PIPE, stderr=stderr)
     match, output = wait_for_ready(process, READY_LINE, STARTUP_TIMEOUT)
     if not match:
         process.kill()

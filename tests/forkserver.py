@@ -1,0 +1,305 @@
+"""Start ``rexecd`` without paying Python's start-up and imports each time.
+
+Half a second of CPU per start (interpreter start-up and importing rexec,
+pydantic, asyncio) was a third of the whole suite's CPU: ~600 tests start
+their own rexecd. A fork server, one per pytest worker, imports
+``rexec.daemon`` once and forks a child per start; the child takes the
+test's argv, environment, working directory, umask and standard streams and
+runs ``rexec.daemon.main(argv)`` to its end, exiting as ``python -m
+rexec.daemon`` would (atexit handlers, threads joined). Every test still gets
+its own fresh rexecd process, port and directories.
+
+The fork server is tied to the worker (it ends on EOF on its control socket
+and with ``setpriv --pdeathsig``) and its children to it (``PR_SET_PDEATHSIG``),
+so a killed test run leaves no rexecd behind.
+
+Protocol on the control socket (a SOCK_SEQPACKET socketpair): the worker
+sends each request as one JSON message with four descriptors (stdin, stdout,
+stderr, and the child's end of a status socketpair); the fork server writes
+``PID\\n`` on the status socket once forked and ``STATUS\\n`` (the raw wait
+status) when the child has ended, then closes it.
+
+Run by ``ForkServer`` (below) as ``python forkserver.py FD``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import runpy
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import IO, Any
+
+from launch import ended_with_this_process
+
+PR_SET_PDEATHSIG = 1
+#: Descriptors per request: stdin, stdout, stderr, status socket.
+FDS_PER_REQUEST = 4
+#: Bytes of one request at most (argv and environment as JSON).
+MAX_REQUEST = 1 << 20
+
+
+class ForkedProcess:
+    """A child of the fork server with the part of ``subprocess.Popen``'s
+    interface the tests use: ``pid``, ``args``, ``stdout``, ``stderr``,
+    ``returncode``, ``poll``, ``wait``, ``send_signal``, ``terminate``,
+    ``kill``."""
+
+    def __init__(
+        self,
+        args: list[str],
+        status: socket.socket,
+        stdout: IO[bytes] | None,
+        stderr: IO[bytes] | None,
+    ) -> None:
+        self.args = args
+        self.stdout = stdout
+        self.stderr = stderr
+        self.stdin = None
+        self.returncode: int | None = None
+        self._status = status
+        self._received = b""
+        self.pid = int(self._read_line(timeout=15.0))
+
+    def _read_line(self, timeout: float | None) -> bytes:
+        """The next line from the fork server; TimeoutExpired when none came."""
+        while b"\n" not in self._received:
+            if not select.select([self._status], [], [], timeout)[0]:
+                raise subprocess.TimeoutExpired(self.args, timeout or 0)
+            chunk = self._status.recv(64)
+            if not chunk:
+                raise RuntimeError("the fork server went away")
+            self._received += chunk
+        line, self._received = self._received.split(b"\n", 1)
+        return line
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            self.returncode = os.waitstatus_to_exitcode(int(self._read_line(timeout)))
+            self._status.close()
+        return self.returncode
+
+    def poll(self) -> int | None:
+        try:
+            return self.wait(timeout=0)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def send_signal(self, sig: int) -> None:
+        # Until the fork server has said the child ended it has not reaped
+        # it either, so the PID cannot have been reused.
+        if self.poll() is None:
+            os.kill(self.pid, sig)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+class ForkServer:
+    """The worker's side: starts the fork server on first use."""
+
+    def __init__(self) -> None:
+        self._control: socket.socket | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+
+    def _ensure_started(self) -> socket.socket:
+        if self._control is None or self._process is None or self._process.poll() is not None:
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            self._process = subprocess.Popen(
+                ended_with_this_process([sys.executable, __file__, str(theirs.fileno())]),
+                pass_fds=[theirs.fileno()],
+                stdin=subprocess.DEVNULL,
+            )
+            theirs.close()
+            self._control = ours
+        return self._control
+
+    def popen(
+        self,
+        args: list[str],
+        *,
+        stdout: int | None = None,
+        stderr: int | IO[Any] | None = None,
+        cwd: str | Path | None = None,
+        env: dict[str, str] | None = None,
+        start_new_session: bool = False,
+    ) -> ForkedProcess:
+        """As ``subprocess.Popen(args, ...)`` for ``args`` of the form
+        ``[sys.executable, "-m", MODULE, ...]`` or ``[sys.executable,
+        SCRIPT.py, ...]`` (ValueError for any other program). ``stdout`` and
+        ``stderr``: None (inherited), ``subprocess.PIPE``, a descriptor or a
+        file; stdin is inherited."""
+        if len(args) < 2 or args[0] != sys.executable:
+            raise ValueError(f"not a Python program of ours: {args[:2]}")
+        program = args[1:3] if args[1] == "-m" else args[1:2]
+        if program[0] != "-m" and not program[0].endswith(".py"):
+            raise ValueError(f"not a module or a script: {program[0]}")
+        request = {
+            "program": program,
+            "argv": args[1 + len(program) :],
+            "env": dict(os.environ if env is None else env),
+            "cwd": str(cwd or os.getcwd()),
+            "umask": current_umask(),
+            "new_session": start_new_session,
+        }
+        streams, theirs = [], []
+        for target, given in ((1, stdout), (2, stderr)):
+            if given == subprocess.PIPE:
+                read_end, write_end = os.pipe()
+                streams.append(os.fdopen(read_end, "rb"))
+                theirs.append(write_end)
+            else:
+                streams.append(None)
+                theirs.append(target if given is None else _descriptor(given))
+        status_ours, status_theirs = socket.socketpair()
+        try:
+            with self._lock:
+                control = self._ensure_started()
+                socket.send_fds(
+                    control, [json.dumps(request).encode()], [0, *theirs, status_theirs.fileno()]
+                )
+        finally:
+            for given, fd in zip((stdout, stderr), theirs, strict=True):
+                if given == subprocess.PIPE:
+                    os.close(fd)
+            status_theirs.close()
+        return ForkedProcess(args, status_ours, *streams)
+
+    def close(self) -> None:
+        if self._control is not None:
+            self._control.close()  # EOF: the fork server exits
+        if self._process is not None:
+            self._process.wait(timeout=15)
+
+
+def _descriptor(stream: int | IO[Any]) -> int:
+    return stream if isinstance(stream, int) else stream.fileno()
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# The fork server itself.
+
+
+def _serve(control: socket.socket) -> dict[str, Any]:
+    """Fork a child per request until EOF; returns (in the child only) its
+    request, with its descriptors already in place."""
+    children: dict[int, socket.socket] = {}
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_write, False)
+    signal.set_wakeup_fd(wake_write)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    while True:
+        ready = select.select([control, wake_read], [], [])[0]
+        if wake_read in ready:
+            os.read(wake_read, 4096)
+            _reap(children)
+        if control not in ready:
+            continue
+        message, fds, _flags, _address = socket.recv_fds(control, MAX_REQUEST, FDS_PER_REQUEST)
+        if not message:
+            for pid in children:  # the worker is gone: so are its servers
+                os.kill(pid, signal.SIGTERM)
+            os._exit(0)
+        request = json.loads(message)
+        status = socket.socket(fileno=fds[3])
+        fork_server = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            os.close(wake_read)
+            os.close(wake_write)
+            control.close()
+            status.close()
+            for child_status in children.values():
+                child_status.close()
+            _become_child(request, fds[:3], fork_server)
+            return request
+        for fd in fds[:3]:
+            os.close(fd)
+        status.sendall(f"{pid}\n".encode())
+        children[pid] = status
+
+
+def _reap(children: dict[int, socket.socket]) -> None:
+    while children:
+        pid, wait_status = os.waitpid(-1, os.WNOHANG)
+        if pid == 0:
+            return
+        status = children.pop(pid, None)
+        if status is not None:
+            try:
+                status.sendall(f"{wait_status}\n".encode())
+            except OSError:
+                pass  # the test has gone; nothing to tell
+            status.close()
+
+
+def _become_child(request: dict[str, Any], fds: list[int], fork_server: int) -> None:
+    """Take the test's streams, directory, environment and umask; end with
+    the fork server."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != fork_server:  # it died before the line above
+        os._exit(1)
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+        os.close(fd)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    os.umask(request["umask"])
+    if request["new_session"]:
+        os.setsid()
+
+
+def _run_as_main(request: dict[str, Any]) -> None:
+    """Run the request's program as ``python -m MODULE`` or ``python
+    SCRIPT`` would: as ``__main__``, with its sys.argv and sys.path[0]."""
+    program, argv = request["program"], request["argv"]
+    if program[0] == "-m":
+        sys.argv = [program[1], *argv]
+        sys.path[0] = os.getcwd()
+        # As after 'python -m': the module is __main__ only (the fork server
+        # imported it for what it imports, which stays imported).
+        sys.modules.pop(program[1], None)
+        runpy.run_module(program[1], run_name="__main__", alter_sys=True)
+    else:
+        sys.argv = [program[0], *argv]
+        sys.path[0] = os.path.dirname(os.path.abspath(program[0]))
+        runpy.run_path(program[0], run_name="__main__")
+
+
+def main() -> None:
+    # The point: imported once, before any fork (concurrent.futures.thread is
+    # what rexecd imports later, when it starts serving).
+    import concurrent.futures.thread  # noqa: F401
+
+    import rexec.daemon  # noqa: F401
+
+    control = socket.socket(fileno=int(sys.argv[1]))
+    _run_as_main(_serve(control))
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
+
+
+#: This worker's fork server (started on first use, ends with the worker).
+FORK_SERVER = ForkServer()
