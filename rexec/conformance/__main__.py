@@ -1,9 +1,9 @@
-"""``rexec-conformance``: check a server (or, with ``--serve``, a client)
-against protocol.md.
+"""``rexec-conformance``: check a server (or, with ``--serve`` or ``--client``, a
+client) against protocol.md.
 
 Exit status:
     0  every MUST case passed (with --strict: every SHOULD case too)
-    1  a MUST case failed (with --strict: or a SHOULD case)
+    1  a MUST case failed (with --strict: or a SHOULD case); --client: a scenario failed
     2  usage error (bad flags, unreadable key file, bad TLS files)
     3  the server could not be reached at all (refused, unresolvable, no hello)
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import ssl
 import sys
 import time
@@ -96,6 +97,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=2.0,
         help="the server's drain grace in seconds (default 2)",
     )
+    for name, what in (
+        ("frame", "a frame may take from its first byte to its last"),
+        ("idle", "an authenticated connection may stay silent with nothing running"),
+        ("stall", "a client may leave output unread"),
+    ):
+        timing.add_argument(
+            f"--{name}-timeout",
+            type=float,
+            metavar="SECONDS",
+            help=f"the server's {name} timeout: seconds {what} (unset: its case is unsupported)",
+        )
     out = parser.add_argument_group("reports")
     out.add_argument("--json", metavar="FILE", help="write a JSON report with a wire log per case")
     out.add_argument("--junit", metavar="FILE", help="write JUnit XML")
@@ -109,6 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="play the scripted server on PORT (0: any) for a client under test",
     )
     serve.add_argument("--serve-host", default="127.0.0.1", help="address for --serve")
+    serve.add_argument(
+        "--client",
+        metavar="ADAPTER",
+        help="judge a client: run ADAPTER (a command line) against the scripted server once "
+        "per scenario, with HOST:PORT NAME... appended and REXEC_KEY_FILE set (see "
+        "rexec/conformance/client_check.py for what it must print)",
+    )
     serve.add_argument(
         "--serve-handshake",
         choices=HANDSHAKES,
@@ -208,6 +227,9 @@ def run(args: argparse.Namespace) -> int:
         auth_deadline=args.auth_deadline,
         kill_grace=args.kill_grace,
         drain_grace=args.drain_grace,
+        frame_timeout=args.frame_timeout,
+        idle_timeout=args.idle_timeout,
+        stall_timeout=args.stall_timeout,
     )
     reason = asyncio.run(preflight(target, key, 5.0 * args.timeout_multiplier))
     if reason is not None:
@@ -234,10 +256,36 @@ def run(args: argparse.Namespace) -> int:
     return exit_status(results, strict=args.strict)
 
 
+def check_client(args: argparse.Namespace) -> int:
+    """The ``--client`` entry point: 0 when every scenario passes, else 1."""
+    from rexec.keyfile import default_key_path
+
+    from .client_check import check_client as run_checks
+
+    key = load_key(args.key_file)
+    if args.timeout_multiplier <= 0:
+        raise UsageError("--timeout-multiplier must be positive")
+    key_file = (args.key_file or default_key_path()).resolve()
+    results = asyncio.run(run_checks(args.client, key, key_file, args.timeout_multiplier))
+    for result in results:
+        verdict = "pass" if result.passed else "fail"
+        rules = ", ".join(result.scenario.rules)
+        print(f"{verdict:<6} client/{result.scenario.id} [{rules}]", flush=True)
+        for fault in result.faults:
+            print(f"           {fault}")
+    failed = sum(not r.passed for r in results)
+    print(f"{len(results)} client scenarios: {len(results) - failed} pass, {failed} fail")
+    if args.json:
+        Path(args.json).write_text(json.dumps([r.to_json() for r in results], indent=2))
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # exits 2 on bad flags
     try:
+        if args.client is not None:
+            return check_client(args)
         if args.serve is not None:
             from .serve import serve_forever
 

@@ -70,6 +70,11 @@ class Options:
     auth_deadline: float = 10.0
     kill_grace: float = 2.0
     drain_grace: float = 2.0
+    #: The server's frame, idle and stall timeouts when the suite was told
+    #: them (None: unknown, and the cases that wait for one are unsupported).
+    frame_timeout: float | None = None
+    idle_timeout: float | None = None
+    stall_timeout: float | None = None
 
 
 CaseFunction = Callable[["Context"], Awaitable[Observation]]

@@ -13,31 +13,7 @@ import secrets
 import time
 from typing import Any
 
-from rexec.protocol import (
-    PROTOCOL_VERSION,
-    Auth,
-    AuthOk,
-    Done,
-    Error,
-    Exit,
-    File,
-    Get,
-    Hello,
-    MessageBase,
-    Pong,
-    Put,
-    Run,
-    Started,
-    Stderr,
-    Stdin,
-    StdinCredit,
-    StdinEof,
-    Stdout,
-    Transcript,
-    encode_header,
-    macs_match,
-    sign_auth,
-)
+from rexec import protocol
 from rexec.tls_binding import BindingUnavailable, channel_binding
 
 from .wire import Closed, Wire
@@ -63,10 +39,10 @@ class CommandRecord:
     stdout: bytearray = dataclasses.field(default_factory=bytearray)
     stderr: bytearray = dataclasses.field(default_factory=bytearray)
     stdout_chunks: list[tuple[float, int]] = dataclasses.field(default_factory=list)
-    exit: Exit | None = None
-    error: Error | None = None
-    file: File | None = None  # a get's first frame
-    done: Done | None = None  # a transfer's terminal frame on success
+    exit: protocol.Exit | None = None
+    error: protocol.Error | None = None
+    file: protocol.File | None = None  # a get's first frame
+    done: protocol.Done | None = None  # a transfer's terminal frame on success
     credit_granted: int = 0
     after_terminal: list[str] = dataclasses.field(default_factory=list)
     exit_time: float | None = None
@@ -112,24 +88,22 @@ class Client:
     def __init__(self, wire: Wire, key: bytes) -> None:
         self.wire = wire
         self.key = key
-        self.hello: Hello | None = None
+        self.hello: protocol.Hello | None = None
         self.hello_frame = b""  # the hello as it travelled
         self.records: dict[int, CommandRecord] = {}
-        self.other: list[MessageBase] = []  # frames without a command id (pong, errors)
+        self.other: list[protocol.MessageBase] = []  # frames without a command id (pong, errors)
         self.next_id = 1
         self.closed: Closed | None = None
         self._stdin_count: dict[int, int] = {}
 
     # --- handshake ---------------------------------------------------------------
 
-    async def read_hello(self, timeout: float) -> Hello:
-        self.wire.decoder.keep_raw = True  # the hello's bytes, for the transcript
+    async def read_hello(self, timeout: float) -> protocol.Hello:
         got = await self.wire.next_frame(timeout)
-        if not isinstance(got, Hello):
+        if not isinstance(got, protocol.Hello):
             raise SetupError(f"expected hello, got {_describe(got)}")
         self.hello = got
-        self.hello_frame = self.wire.decoder.raw_header
-        self.wire.decoder.keep_raw = False
+        self.hello_frame = self.wire.decoder.raw_header  # as it travelled, for the transcript
         return got
 
     @property
@@ -147,17 +121,17 @@ class Client:
     def auth_message(
         self,
         *,
-        version: int = PROTOCOL_VERSION,
+        version: int = protocol.PROTOCOL_VERSION,
         key: bytes | None = None,
         features: tuple[str, ...] = (),
         binding: bytes | None = None,
         hello_frame: bytes | None = None,
-    ) -> Auth:
+    ) -> protocol.Auth:
         """The ``auth`` answering the hello read, with a fresh client nonce and
         the mac of protocol.md 3.1; each argument can make it wrong on purpose
         (another key, binding, or hello than the one that travelled)."""
         assert self.hello is not None
-        return sign_auth(
+        return protocol.sign_auth(
             self.hello_frame if hello_frame is None else hello_frame,
             key or self.key,
             nonce=secrets.token_hex(32),
@@ -166,10 +140,12 @@ class Client:
             binding=self.binding if binding is None else binding,
         )
 
-    def server_mac(self, auth: Auth, *, binding: bytes | None = None) -> bytes:
+    def server_mac(self, auth: protocol.Auth, *, binding: bytes | None = None) -> bytes:
         """The mac a correct ``auth_ok`` answering ``auth`` carries."""
-        transcript = Transcript(
-            self.hello_frame, encode_header(auth), self.binding if binding is None else binding
+        transcript = protocol.Transcript(
+            self.hello_frame,
+            protocol.encode_header(auth),
+            self.binding if binding is None else binding,
         )
         return transcript.server_mac(self.key, auth.mac)
 
@@ -183,9 +159,9 @@ class Client:
         auth = self.auth_message()
         await self.wire.send(auth)
         got = await self.wire.next_frame(timeout)
-        if not isinstance(got, AuthOk):
+        if not isinstance(got, protocol.AuthOk):
             raise SetupError(f"authentication failed: {_describe(got)}")
-        if not macs_match(self.server_mac(auth), got.mac):
+        if not protocol.macs_match(self.server_mac(auth), got.mac):
             raise SetupError("the server's auth_ok proof is wrong (does it hold the same key?)")
 
     # --- commands --------------------------------------------------------------
@@ -196,21 +172,21 @@ class Client:
         self.records[command_id] = CommandRecord(command_id)
         return command_id
 
-    def run_message(self, **fields: Any) -> Run:
+    def run_message(self, **fields: Any) -> protocol.Run:
         """A ``run`` with a fresh id; ``fields`` are Run's members."""
-        return Run(id=self.new_id(), **fields)
+        return protocol.Run(id=self.new_id(), **fields)
 
     async def run(self, **fields: Any) -> int:
         message = self.run_message(**fields)
         await self.wire.send(message)
         return message.id
 
-    def put_message(self, **fields: Any) -> Put:
+    def put_message(self, **fields: Any) -> protocol.Put:
         """A ``put`` with a fresh id; ``fields`` are Put's members."""
-        return Put(id=self.new_id(), **fields)
+        return protocol.Put(id=self.new_id(), **fields)
 
     async def get(self, path: str) -> int:
-        message = Get(id=self.new_id(), path=path)
+        message = protocol.Get(id=self.new_id(), path=path)
         await self.wire.send(message)
         return message.id
 
@@ -230,7 +206,7 @@ class Client:
                 await self.pump(deadline - time.monotonic(), until=lambda: False, max_frames=1)
                 continue
             chunk = data[sent : sent + min(credit, limit.max_body, 256 * 1024)]
-            await self.wire.send(Stdin.with_data(command_id, chunk))
+            await self.wire.send(protocol.Stdin.with_data(command_id, chunk))
             self._stdin_count[command_id] = self._stdin_sent(command_id) + len(chunk)
             sent += len(chunk)
         return True
@@ -239,13 +215,13 @@ class Client:
         return self._stdin_count.get(command_id, 0)
 
     async def stdin_eof(self, command_id: int) -> None:
-        await self.wire.send(StdinEof(id=command_id))
+        await self.wire.send(protocol.StdinEof(id=command_id))
 
     # --- receiving ---------------------------------------------------------------
 
-    def _dispatch(self, message: MessageBase) -> None:
+    def _dispatch(self, message: protocol.MessageBase) -> None:
         command_id = getattr(message, "id", None)
-        if command_id is None or (isinstance(message, Error) and message.fatal):
+        if command_id is None or (isinstance(message, protocol.Error) and message.fatal):
             self.other.append(message)
             return
         record = self.records.get(command_id)
@@ -254,23 +230,23 @@ class Client:
         if record.terminal:
             record.after_terminal.append(message.type)
         record.kinds.append(message.type)
-        if isinstance(message, Started):
+        if isinstance(message, protocol.Started):
             record.pid = message.pid
-        elif isinstance(message, Stdout):
+        elif isinstance(message, protocol.Stdout):
             record.stdout += message.data
             record.stdout_chunks.append((time.monotonic(), len(message.data)))
-        elif isinstance(message, Stderr):
+        elif isinstance(message, protocol.Stderr):
             record.stderr += message.data
-        elif isinstance(message, StdinCredit):
+        elif isinstance(message, protocol.StdinCredit):
             record.credit_granted += message.bytes
-        elif isinstance(message, Exit) and record.exit is None:
+        elif isinstance(message, protocol.Exit) and record.exit is None:
             record.exit = message
             record.exit_time = time.monotonic()
-        elif isinstance(message, Error) and record.error is None:
+        elif isinstance(message, protocol.Error) and record.error is None:
             record.error = message
-        elif isinstance(message, File) and record.file is None:
+        elif isinstance(message, protocol.File) and record.file is None:
             record.file = message
-        elif isinstance(message, Done) and record.done is None:
+        elif isinstance(message, protocol.Done) and record.done is None:
             record.done = message
 
     async def pump(self, timeout: float, *, until: Any, max_frames: int | None = None) -> bool:
@@ -301,17 +277,15 @@ class Client:
 
     async def ping(self, seq: int, timeout: float) -> bool:
         """Send ``ping`` and pump until the matching ``pong`` arrives."""
-        from rexec.protocol import Ping
-
-        await self.wire.send(Ping(seq=seq))
+        await self.wire.send(protocol.Ping(seq=seq))
         return await self.pump(
             timeout,
-            until=lambda: any(isinstance(m, Pong) and m.seq == seq for m in self.other),
+            until=lambda: any(isinstance(m, protocol.Pong) and m.seq == seq for m in self.other),
         )
 
-    def fatal_error(self) -> Error | None:
+    def fatal_error(self) -> protocol.Error | None:
         for message in self.other:
-            if isinstance(message, Error) and message.fatal:
+            if isinstance(message, protocol.Error) and message.fatal:
                 return message
         return None
 
@@ -321,6 +295,6 @@ def _describe(got: object) -> str:
         return "nothing (timeout)"
     if isinstance(got, Closed):
         return f"connection closed ({got.how})"
-    if isinstance(got, Error):
+    if isinstance(got, protocol.Error):
         return f"error {got.code}"
     return getattr(got, "type", repr(got))

@@ -286,6 +286,19 @@ _TABLE: tuple[tuple[str, Level, str], ...] = (
      "exceed them; a server MUST NOT send a header above 64 KiB or a body above 1 MiB, hello "
      "included: a client that accepts headers of 64 KiB from the first frame on accepts every "
      "legal frame.")),
+    ("timeout.frame", _M,
+     ("A server MUST end a connection whose started frame (header and body) does not complete "
+     "within its frame deadline with a fatal frame.timeout.")),
+    ("timeout.idle", _M,
+     ("A server that has an idle timeout MUST end an authenticated connection that sent nothing, "
+     "with nothing running, for that long with a fatal idle.timeout, not a bare close.")),
+    ("timeout.stall", _M,
+     ("A server that has a stall timeout MUST, once a client has left output unread for that "
+     "long, end the connection's commands (TERM, grace, KILL) and drop the connection without an "
+     "error frame")),
+    ("error.internal", _S,
+     ("A peer that meets a bug of its own SHOULD end the connection with a fatal internal rather "
+     "than a bare close.")),
     ("close.client.eof", _M,
      ("A half-close is not a disconnect: running commands go on and their frames are still sent; "
      "the server closes the connection when no command is left running.")),

@@ -107,6 +107,15 @@ def budget(case: Case, options: Options) -> float:
         seconds = max(seconds, options.auth_deadline + 5.0)
     if "kill" in case.requirement_id or case.requirement_id in ("disconnect.kill",):
         seconds += max(0.0, options.kill_grace - 2.0) * 2
+    waited = {
+        "timeout.frame": options.frame_timeout,
+        "timeout.idle": options.idle_timeout,
+        "timeout.stall": options.stall_timeout,
+    }.get(case.requirement_id)
+    if waited is not None:
+        # The case waits for the timeout, a TERM-to-KILL grace each way and
+        # a margin before it concludes; the budget leaves room for its verdict.
+        seconds += waited + 2 * options.kill_grace + 10.0
     if case.requirement_id in ("exit.by.process", "exit.pipes_held"):
         seconds += max(0.0, options.drain_grace - 2.0)
     return seconds * options.multiplier
@@ -160,7 +169,11 @@ async def run_case(
     except Unsupported as exc:
         observation = Observation(UNSUPPORTED, str(exc))
     except PeerFrameError as exc:
-        observation = Observation(f"invalid-frame-from-peer:{exc.code}", str(exc))
+        # Failed here because the case could not read on; the rule the frame
+        # breaks is named, so the fault is not mistaken for the case's own.
+        observation = Observation(
+            f"invalid-frame-from-peer:{exc.code}", str(exc), {"rule_broken": exc.rule}
+        )
     except TimeoutError:
         observation = Observation(
             "case-timeout", f"no verdict within {budget(case, options):.1f} s"

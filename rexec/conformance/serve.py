@@ -6,43 +6,8 @@ gets a ``hello`` announcing ``stdin_window`` **1** (a client must send stdin
 one byte per credit) and ``max_commands`` 4. The command the client runs picks
 the scenario: ``argv[0]`` (or the whole ``shell`` string) is its name.
 
-=================  ===========================================================
-scenario           what the server does / what a conforming client shows
-=================  ===========================================================
-``chunks``         stdout ``hello, world\\n`` and stderr ``warn\\n`` in frames
-                   of 1-3 bytes, the whole stream written in odd TCP segments
-                   (1, 2, 3, 5, 7 bytes); exit 0.  Client: exactly that output.
-``many-frames``    100 stdout frames ``line N\\n`` in a single write; exit 0.
-``cat``            echoes stdin to stdout, granting 1 byte of credit per byte
-                   received; exit 0 after ``stdin_eof``.  Sending beyond the
-                   credit is answered with a fatal ``flow.window_exceeded``.
-``signal``         output ``dying\\n``, then exit by SIGKILL: ``signal`` 9,
-                   ``signal_name`` SIGKILL, ``exit_code`` null.  Client: 137
-                   by the shell convention.
-``exit-N``         exit with code N (0-255).
-``unknown-error``  a non-fatal ``error`` with the unknown code
-                   ``future.unknown_code`` and no id, then ``ok\\n``, exit 0.
-                   Client: carries on, **[error.unknown.accept]** (a client
-                   that answers with a fatal error is reported).
-``ping``           ``tick\\n``, then a ``ping`` (seq 4711), and waits up to 2 s
-                   for the ``pong`` before ``tock\\n`` and exit 0 (exit 1 and
-                   ``no pong`` on stderr if it does not come).
-``extended``       ``started`` and ``exit`` carrying members no version defines
-                   (``tty``, ``rusage``), and ``ok\\n``.  Client: ignores them,
-                   exit 0 **[message.extensible]**.
-``malformed``      ``partial\\n``, then a frame with header length -1.  Client:
-                   a fatal protocol error (``frame.bad_length``), then close.
-``max-size``       one ``stdout`` frame with a body of exactly 1 MiB (bytes
-                   ``i % 251``) in 64 KiB + 1 segments, then an ``exit`` whose
-                   header is exactly 64 KiB (an unknown member pads it): the
-                   largest a server may send **[limits.announced]**.  Client:
-                   all of it, exit 0, no error.
-``unknown-id``     a ``stdout`` frame for the id after the run's, which the
-                   client never opened.  Client: a fatal ``command.bad_id``
-                   **[command.id.unknown]**; one that carries on gets ``ok\\n``
-                   and exit 0, and is reported.
-anything else      a command-scoped ``spawn.not_found``.
-=================  ===========================================================
+The scenarios, and what a conforming client shows for each, are listed in
+serve_scenarios.py.
 
 ``--serve-handshake bad-mac`` sends a wrong ``auth_ok`` mac (the client must
 close without sending any command: **[auth.mutual]**); ``altered-hello``
@@ -68,51 +33,21 @@ import asyncio
 import contextlib
 import json
 import secrets
-import struct
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
-from rexec.protocol import (
-    Auth,
-    AuthOk,
-    Error,
-    Exit,
-    Hello,
-    MessageBase,
-    Ping,
-    Pong,
-    Run,
-    ServerLimits,
-    Started,
-    Stderr,
-    Stdin,
-    StdinCredit,
-    StdinEof,
-    Stdout,
-    Transcript,
-    encode_frame,
-    macs_match,
-)
+from rexec import protocol
 
-from .serve_wire import ClientGone, ScriptedWire, raw_frame
+from .serve_scenarios import LIMITS, SCENARIOS, Scenarios
+from .serve_wire import ClientGone
 
 SERVER_NAME = "rexec-conformance"
-LIMITS = ServerLimits(max_header=65536, max_body=1024 * 1024, stdin_window=1, max_commands=4)
-PING_SEQ = 4711
-SCENARIOS = (
-    "chunks",
-    "many-frames",
-    "cat",
-    "signal",
-    "exit-N",
-    "unknown-error",
-    "ping",
-    "extended",
-    "malformed",
-    "max-size",
-    "unknown-id",
-)
-HANDSHAKES = ("ok", "bad-mac", "altered-hello", "version-1")
+HANDSHAKES = ("ok", "split", "coalesced", "bad-mac", "altered-hello", "version-1")
+#: Seq of the ping that ``--serve-handshake coalesced`` sends with ``auth_ok``,
+#: and the seconds within which its pong must come.
+HANDSHAKE_PING, PROMPT_PONG = 1, 5.0
 
 #: Requirement id -> what checks it in client mode: scenario names (the
 #: command's argv[0]) or ``handshake:MODE`` (``--serve-handshake MODE``).
@@ -123,17 +58,16 @@ CLIENT_CHECKS: dict[str, tuple[str, ...]] = {
     "message.extensible": ("extended",),
     "handshake.version": ("handshake:version-1",),
     "stdin.credit": ("cat",),
-    "message.ping.answer": ("ping",),
-    "frame.stream.chunking": ("chunks", "many-frames"),
+    "message.ping.answer": ("ping", "interleave-a", "handshake:coalesced"),
+    "frame.stream.chunking": ("chunks", "many-frames", "every-byte", "handshake:split"),
+    "command.concurrent": ("interleave-a",),
     "frame.length.negative": ("malformed",),
     "limits.announced": ("max-size",),
     "command.id.unknown": ("unknown-id",),
 }
-#: The largest frame a server may send [limits.announced].
-MAX_SERVER_HEADER, MAX_SERVER_BODY = 64 * 1024, 1024 * 1024
 
 
-class ScriptedSession(ScriptedWire):
+class ScriptedSession(Scenarios):
     """One client connection, played from hello to close."""
 
     def __init__(
@@ -143,41 +77,52 @@ class ScriptedSession(ScriptedWire):
         self.key = key
         self.handshake = handshake
         self.pid = 1000
+        self.held: list[protocol.MessageBase] = []  # read while waiting for a pong, not yet played
 
     # --- the script ---------------------------------------------------------------------
 
     async def play(self) -> None:
         versions = [1] if self.handshake == "version-1" else [2]
-        hello = Hello(
+        hello = protocol.Hello(
             versions=versions, nonce=secrets.token_hex(32), server=SERVER_NAME, limits=LIMITS
         )
-        hello_frame = encode_frame(hello)
-        await self.write(hello_frame)
-        self.decoder.keep_raw = True  # the auth's bytes, for the transcript
+        hello_frame = protocol.encode_frame(hello)
+        # "split": each handshake frame a byte per TCP segment.
+        sizes = (1,) if self.handshake == "split" else ()
+        await self.write(hello_frame, sizes)
         try:
             auth = await self.receive(10.0)
         except (ClientGone, TimeoutError):
             self.report["handshake"] = "client closed before auth"
             return
-        self.decoder.keep_raw = False
-        if not isinstance(auth, Auth):
+        if not isinstance(auth, protocol.Auth):
             await self.fatal("protocol.unexpected", "expected auth")
             return
         if auth.version not in versions:
             await self.fatal("version.unsupported", "protocol version not supported")
             self.report["violations"].append(f"sent auth version {auth.version}, not offered")
             return
-        transcript = Transcript(hello_frame, self.decoder.raw_header)
-        if not macs_match(transcript.client_mac(self.key), auth.mac):
+        transcript = protocol.Transcript(hello_frame, self.decoder.raw_header)
+        if not protocol.macs_match(transcript.client_mac(self.key), auth.mac):
             await self.fatal("auth.failed", "authentication failed")
             return
         if self.handshake == "altered-hello":
             altered = hello.model_copy(update={"limits": LIMITS.model_copy(update={"max_body": 1})})
-            transcript = Transcript(encode_frame(altered), transcript.auth)
+            transcript = protocol.Transcript(protocol.encode_frame(altered), transcript.auth)
         mac = transcript.server_mac(self.key, auth.mac)
-        await self.send(AuthOk.with_mac(bytes(32) if self.handshake == "bad-mac" else mac))
-        if self.handshake == "ok":
-            self.report["handshake"] = "ok"
+        auth_ok = protocol.AuthOk.with_mac(bytes(32) if self.handshake == "bad-mac" else mac)
+        if self.handshake == "coalesced":
+            # auth_ok and, in the same segment, frames a client must take
+            # right after it: a ping and a non-fatal error of an unknown code.
+            unknown = protocol.Error(
+                code="future.session_note", message="a later version's note", fatal=False
+            )
+            await self.send(auth_ok, self.ping(HANDSHAKE_PING), unknown)
+            await self.await_pong(HANDSHAKE_PING, PROMPT_PONG)
+        else:
+            await self.send(auth_ok, sizes=sizes)
+        if self.handshake in ("ok", "split", "coalesced"):
+            self.report["handshake"] = self.handshake
             await self.commands()
             return
         # A wrong auth_ok mac: the client must close without a command.
@@ -190,21 +135,37 @@ class ScriptedSession(ScriptedWire):
                 else f"{self.handshake}: refused by the client"
             )
 
-    async def fatal(self, code: str, message: str) -> None:
-        await self.send(Error(code=code, message=message, fatal=True))
+    async def await_pong(self, seq: int, timeout: float) -> None:
+        """Read until the pong for ``seq``, holding what else comes (a run the
+        client sent at once) for ``commands``: the ping came with nothing
+        after it, so only a client that reads what it has already received
+        answers it [message.ping.answer]."""
+        deadline = time.monotonic() + timeout
+        with contextlib.suppress(TimeoutError):
+            while seq not in self.pongs:
+                message = await self.receive(max(0.01, deadline - time.monotonic()))
+                if not isinstance(message, protocol.Pong):
+                    self.held.append(message)
+        if seq not in self.pongs:
+            self.report["violations"].append(
+                f"no pong within {timeout:g} s for the ping that came with auth_ok "
+                "(frames behind auth_ok left unread?) [message.ping.answer]"
+            )
 
     async def commands(self) -> None:
         last_id = -1
         while True:
-            message = await self.receive()
-            if self.handshake in ("bad-mac", "altered-hello") and not isinstance(message, Error):
+            message = self.held.pop(0) if self.held else await self.receive()
+            if self.handshake in ("bad-mac", "altered-hello") and not isinstance(
+                message, protocol.Error
+            ):
                 rule = "auth.mutual" if self.handshake == "bad-mac" else "auth.transcript"
                 self.report["violations"].append(
                     f"sent {message.type} after a wrong auth_ok mac [{rule}]"
                 )
-            if isinstance(message, Ping):
-                await self.send(Pong(seq=message.seq))
-            elif isinstance(message, Run):
+            if isinstance(message, protocol.Ping):
+                await self.send(protocol.Pong(seq=message.seq))
+            elif isinstance(message, protocol.Run):
                 if message.id <= last_id:
                     self.report["violations"].append("run id not increasing")
                     await self.fatal("command.bad_id", "command ids must increase")
@@ -213,208 +174,22 @@ class ScriptedSession(ScriptedWire):
                 name = message.argv[0] if message.argv else (message.shell or "")
                 self.report["scenarios"].append(name)
                 await self.scenario(message, name)
-            elif isinstance(message, (Stdin, StdinEof)):
+            elif isinstance(message, (protocol.Stdin, protocol.StdinEof)):
                 self.report["violations"].append(f"{message.type} for a command without stdin")
                 await self.fatal("protocol.unexpected", "stdin is not open")
                 return
 
-    async def started(self, run: Run) -> None:
-        self.pid += 1
-        if run.argv == ["extended"]:
-            await self.write(
-                raw_frame(
-                    {
-                        "type": "started",
-                        "id": run.id,
-                        "pid": self.pid,
-                        "tty": None,
-                        "cgroup": "/rexec/1",
-                    }
-                )
-            )
-            return
-        await self.send(Started(id=run.id, pid=self.pid))
 
-    async def exit(
-        self,
-        run: Run,
-        code: int | None = 0,
-        signal: int | None = None,
-        counts: tuple[int, int, int] = (0, 0, 0),
-    ) -> None:
-        await self.send(
-            Exit(
-                id=run.id,
-                exit_code=code,
-                signal=signal,
-                signal_name="SIGKILL" if signal == 9 else None,
-                duration=0.01,
-                stdout_bytes=counts[0],
-                stderr_bytes=counts[1],
-                stdin_bytes=counts[2],
-            )
-        )
-
-    async def scenario(self, run: Run, name: str) -> None:
-        if name.startswith("exit-") and name[5:].isdigit() and int(name[5:]) < 256:
-            await self.started(run)
-            await self.exit(run, int(name[5:]))
-            return
-        method = getattr(self, "play_" + name.replace("-", "_"), None)
-        if method is None or name == "exit-N":
-            await self.send(
-                Error(
-                    code="spawn.not_found",
-                    message="no such scenario: ENOENT",
-                    fatal=False,
-                    id=run.id,
-                )
-            )
-            return
-        await self.started(run)
-        await method(run)
-
-    async def play_chunks(self, run: Run) -> None:
-        out, err = b"hello, world\n", b"warn\n"
-        frames: list[MessageBase] = []
-        for i in range(0, len(out), 3):
-            frames.append(Stdout.with_data(run.id, out[i : i + 1]))
-            frames.append(Stdout.with_data(run.id, out[i + 1 : i + 3]))
-        frames += [Stderr.with_data(run.id, err[:2]), Stderr.with_data(run.id, err[2:])]
-        frames = [f for f in frames if f.data_size]
-        await self.send(*frames, sizes=(1, 2, 3, 5, 7))
-        await self.exit(run, 0, counts=(len(out), len(err), 0))
-
-    async def play_many_frames(self, run: Run) -> None:
-        lines = [b"line %d\n" % i for i in range(100)]
-        await self.send(*[Stdout.with_data(run.id, line) for line in lines])
-        await self.exit(run, 0, counts=(sum(map(len, lines)), 0, 0))
-
-    async def play_cat(self, run: Run) -> None:
-        if not run.stdin:
-            await self.exit(run, 0)
-            return
-        credit, total = LIMITS.stdin_window, 0
-        while True:
-            message = await self.receive(10.0)
-            if isinstance(message, Ping):
-                await self.send(Pong(seq=message.seq))
-            elif isinstance(message, StdinEof) and message.id == run.id:
-                await self.exit(run, 0, counts=(total, 0, total))
-                return
-            elif isinstance(message, Stdin) and message.id == run.id:
-                if message.data_size > credit:
-                    self.report["violations"].append("stdin beyond its credit [stdin.credit]")
-                    await self.fatal("flow.window_exceeded", "stdin exceeds its credit")
-                    raise ClientGone
-                credit -= message.data_size
-                total += message.data_size
-                grant = (
-                    [StdinCredit(id=run.id, bytes=message.data_size)] if message.data_size else []
-                )
-                await self.send(Stdout.with_data(run.id, message.data), *grant)
-                credit += message.data_size
-
-    async def play_signal(self, run: Run) -> None:
-        await self.send(Stdout.with_data(run.id, b"dying\n"))
-        await self.exit(run, None, signal=9, counts=(6, 0, 0))
-
-    async def play_unknown_error(self, run: Run) -> None:
-        await self.send(
-            Error(code="future.unknown_code", message="a code from a later version", fatal=False),
-            Stdout.with_data(run.id, b"ok\n"),
-        )
-        await self.exit(run, 0, counts=(3, 0, 0))
-
-    async def play_extended(self, run: Run) -> None:
-        # The scripted session normally sends ``started`` itself; here the
-        # reports carry members of a later version, so they are written raw.
-        await self.write(raw_frame({"type": "stdout", "data_size": 3, "id": run.id}, b"ok\n"))
-        await self.write(
-            raw_frame(
-                {
-                    "type": "exit",
-                    "id": run.id,
-                    "exit_code": 0,
-                    "signal": None,
-                    "duration": 0.01,
-                    "stdout_bytes": 3,
-                    "rusage": {"utime": 0.002, "maxrss": 1024},
-                    "note": None,
-                }
-            )
-        )
-
-    async def play_ping(self, run: Run) -> None:
-        await self.send(Stdout.with_data(run.id, b"tick\n"), Ping(seq=PING_SEQ))
-        deadline = time.monotonic() + 2.0
-        answered = False
-        with contextlib.suppress(TimeoutError):
-            while not answered:
-                message = await self.receive(max(0.01, deadline - time.monotonic()))
-                if isinstance(message, Pong):
-                    answered = message.seq == PING_SEQ
-                    if not answered:
-                        self.report["violations"].append("pong with the wrong seq")
-                        break
-                elif isinstance(message, Ping):
-                    await self.send(Pong(seq=message.seq))
-        if answered:
-            await self.send(Stdout.with_data(run.id, b"tock\n"))
-            await self.exit(run, 0, counts=(10, 0, 0))
-        else:
-            self.report["violations"].append("no pong within 2 s [message.ping.answer]")
-            await self.send(Stderr.with_data(run.id, b"no pong\n"))
-            await self.exit(run, 1, counts=(5, 8, 0))
-
-    async def play_malformed(self, run: Run) -> None:
-        await self.send(Stdout.with_data(run.id, b"partial\n"))
-        await self.write(struct.pack("<i", -1))
-        try:
-            while True:
-                await self.receive(3.0)
-        except TimeoutError:
-            self.report["violations"].append("did not close after a malformed frame")
-        raise ClientGone
-
-    async def play_max_size(self, run: Run) -> None:
-        body = bytes(i % 251 for i in range(MAX_SERVER_BODY))
-        await self.send(Stdout.with_data(run.id, body), sizes=(64 * 1024 + 1,))
-        header = {
-            "type": "exit",
-            "id": run.id,
-            "exit_code": 0,
-            "signal": None,
-            "duration": 0.01,
-            "stdout_bytes": len(body),
-            "padding": "",
-        }
-        header["padding"] = "x" * (MAX_SERVER_HEADER + 4 - len(raw_frame(header)))
-        await self.write(raw_frame(header), sizes=(64 * 1024 + 1,))
-
-    async def play_unknown_id(self, run: Run) -> None:
-        await self.send(Stdout.with_data(run.id + 1, b"ghost\n"))
-        try:
-            with contextlib.suppress(TimeoutError):
-                while True:
-                    message = await self.receive(2.0)
-                    if isinstance(message, Ping):
-                        await self.send(Pong(seq=message.seq))
-        except ClientGone:
-            if self.report.get("client_fatal_error") != "command.bad_id":
-                self.report["violations"].append(
-                    "no fatal command.bad_id for a frame of an id never opened [command.id.unknown]"
-                )
-            raise
-        self.report["violations"].append(
-            "carried on after a frame of an id never opened [command.id.unknown]"
-        )
-        await self.send(Stdout.with_data(run.id, b"ok\n"))
-        await self.exit(run, 0, counts=(3, 0, 0))
+def print_report(report: dict[str, Any]) -> None:
+    print(json.dumps(report), flush=True)
 
 
 async def _serve_connection(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: bytes, handshake: str
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    key: bytes,
+    handshake: str,
+    on_report: Callable[[dict[str, Any]], None],
 ) -> None:
     session = ScriptedSession(reader, writer, key, handshake)
     peer = writer.get_extra_info("peername")
@@ -424,8 +199,12 @@ async def _serve_connection(
     except (ClientGone, TimeoutError, ConnectionError):
         pass
     finally:
+        if session.unanswered():
+            session.report["violations"].append(
+                f"pings never answered: seq {session.unanswered()} [message.ping.answer]"
+            )
         writer.close()
-        print(json.dumps(session.report), flush=True)
+        on_report(session.report)
 
 
 async def serve(
@@ -434,16 +213,22 @@ async def serve(
     key: bytes,
     handshake: str = "ok",
     ready: asyncio.Future[int] | None = None,
+    on_report: Callable[[dict[str, Any]], None] | None = None,
 ) -> None:
-    """Listen until cancelled; resolve ``ready`` with the bound port."""
+    """Listen until cancelled; resolve ``ready`` with the bound port. Each
+    finished connection's report goes to ``on_report`` (default: printed as a
+    JSON line, after a line saying where it listens)."""
     server = await asyncio.start_server(
-        lambda r, w: _serve_connection(r, w, key, handshake), host, port
+        lambda r, w: _serve_connection(r, w, key, handshake, on_report or print_report),
+        host,
+        port,
     )
     bound = server.sockets[0].getsockname()[1]
-    print(
-        f"rexec-conformance serving on {host}:{bound} (scenarios: {', '.join(SCENARIOS)})",
-        flush=True,
-    )
+    if on_report is None:
+        print(
+            f"rexec-conformance serving on {host}:{bound} (scenarios: {', '.join(SCENARIOS)})",
+            flush=True,
+        )
     if ready is not None:
         ready.set_result(bound)
     async with server:

@@ -20,16 +20,9 @@ import ssl
 import time
 from typing import Any
 
-from rexec.protocol import (
-    PROTOCOL_MAX_BODY,
-    PROTOCOL_MAX_HEADER,
-    FrameDecoder,
-    MessageBase,
-    Ping,
-    Pong,
-    RemoteProtocolError,
-    encode_frame,
-)
+from rexec import protocol
+
+from .peer_frames import PeerFrameError, check_accepted, diagnose
 
 #: Bytes of each chunk kept in the wire log (the rest is counted, not shown).
 LOG_BYTES = 96
@@ -60,18 +53,6 @@ class Closed:
         return f"Closed({self.how})"
 
 
-class PeerFrameError(Exception):
-    """The implementation under test sent bytes that are not a valid frame.
-
-    Attributes:
-        code: the protocol error code the bytes deserve (``header.invalid`` …).
-    """
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-
-
 class WireLog:
     """What crossed the wire during one case, in order, size-bounded."""
 
@@ -99,7 +80,7 @@ class WireLog:
             }
         )
 
-    def frame(self, conn: int, direction: str, message: MessageBase) -> None:
+    def frame(self, conn: int, direction: str, message: protocol.MessageBase) -> None:
         header = message.model_dump(mode="json")
         self._add({"conn": conn, "dir": direction, "frame": header})
 
@@ -120,7 +101,12 @@ class Wire:
         self.writer = writer
         self.log = log
         self.number = number
-        self.decoder = FrameDecoder(max_header=PROTOCOL_MAX_HEADER, max_body=PROTOCOL_MAX_BODY)
+        self.decoder = protocol.FrameDecoder(
+            max_header=protocol.PROTOCOL_MAX_HEADER, max_body=protocol.PROTOCOL_MAX_BODY
+        )
+        # Every header is kept as it travelled: the handshake's transcript is
+        # made of two, and a faulty one is named in the report.
+        self.decoder.keep_raw = True
         self.closed: Closed | None = None
         self.auto_pong = True
         self.eof_sent = False  # after a half-close nothing can be sent, pongs included
@@ -177,12 +163,12 @@ class Wire:
         self.writer.write(data)
         await self.writer.drain()
 
-    async def send(self, *messages: MessageBase) -> None:
+    async def send(self, *messages: protocol.MessageBase) -> None:
         """Encode ``messages`` (no state checks: the suite may send anything
         a schema allows) and write them in one write."""
         for message in messages:
             self.log.frame(self.number, "sent", message)
-        await self.send_raw(b"".join(encode_frame(m) for m in messages))
+        await self.send_raw(b"".join(protocol.encode_frame(m) for m in messages))
 
     async def shutdown_write(self) -> None:
         """Half-close: send FIN, keep reading."""
@@ -210,17 +196,23 @@ class Wire:
 
     # --- receiving -------------------------------------------------------------
 
-    def _decoded(self) -> MessageBase | None:
+    def _decoded(self) -> protocol.MessageBase | None:
         try:
             message = self.decoder.next_message()
-        except RemoteProtocolError as exc:
-            self.log.note(self.number, f"undecodable frame from the peer: {exc}")
-            raise PeerFrameError(exc.code.value, exc.message) from None
+        except protocol.RemoteProtocolError as exc:
+            fault = diagnose(exc.code.value, exc.message, self.decoder.raw_header)
+            self.log.note(self.number, f"undecodable frame from the peer: {fault}")
+            raise fault from None
         if message is not None:
             self.log.frame(self.number, "recv", message)
+            try:
+                check_accepted(self.decoder.raw_header)
+            except PeerFrameError as fault:
+                self.log.note(self.number, f"malformed frame from the peer: {fault}")
+                raise
         return message
 
-    async def next_frame(self, timeout: float) -> MessageBase | Closed | None:
+    async def next_frame(self, timeout: float) -> protocol.MessageBase | Closed | None:
         """The next frame from the peer, ``Closed`` once it has gone, or None
         when nothing complete arrived within ``timeout`` seconds.
 
@@ -235,10 +227,10 @@ class Wire:
         while True:
             message = self._decoded()
             if message is not None:
-                if self.auto_pong and isinstance(message, Ping):
+                if self.auto_pong and isinstance(message, protocol.Ping):
                     if self.closed is None and not self.eof_sent:
                         try:
-                            await self.send(Pong(seq=message.seq))
+                            await self.send(protocol.Pong(seq=message.seq))
                         except (ConnectionError, OSError):
                             pass
                     continue
@@ -268,13 +260,13 @@ class Wire:
             self.log.data(self.number, "recv", data)
             self.decoder.feed(data)
 
-    async def wait_closed(self, timeout: float) -> tuple[Closed | None, list[MessageBase]]:
+    async def wait_closed(self, timeout: float) -> tuple[Closed | None, list[protocol.MessageBase]]:
         """Read until the peer closes, for at most ``timeout`` seconds.
 
         Returns:
             How it closed (None if it did not), and the frames read meanwhile.
         """
-        frames: list[MessageBase] = []
+        frames: list[protocol.MessageBase] = []
         deadline = time.monotonic() + timeout
         while (remaining := deadline - time.monotonic()) > 0:
             got = await self.next_frame(remaining)

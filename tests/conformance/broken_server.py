@@ -31,35 +31,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rexec.protocol import (
-    Auth,
-    AuthOk,
-    Cancel,
-    Done,
-    Error,
-    Exit,
-    File,
-    Get,
-    Hello,
-    Ping,
-    Pong,
-    Put,
-    RemoteProtocolError,
-    Resize,
-    Run,
-    ServerLimits,
-    Signal,
-    Started,
-    Stderr,
-    Stdin,
-    StdinCredit,
-    StdinEof,
-    Stdout,
-    Transcript,
-    decode_header,
-    encode_frame,
-    macs_match,
-)
+from rexec import protocol
+
+
+def _header_frame(header: dict[str, Any], *, drop: str) -> bytes:
+    """A body-less frame of ``header`` without its member ``drop``."""
+    data = json.dumps({k: v for k, v in header.items() if k != drop}).encode()
+    return struct.pack("<i", len(data)) + data
+
 
 FLAGS: dict[str, str] = {
     # framing
@@ -68,6 +47,9 @@ FLAGS: dict[str, str] = {
     "off_by_one_limit": "refuses a header exactly at the limit",
     "no_body_limit": "never checks data_size against the body limit",
     "fragile_reader": "assumes each read() holds whole frames: drops partial ones and the rest",
+    "exit_without_signal": "leaves out exit's signal member when it is null",
+    "repeated_member": "writes started's pid member twice (the same value)",
+    "unknown_code_fatal": "fails the connection on a client's error of a code it does not know",
     "lenient_utf8": "decodes headers with errors='replace' before parsing",
     "lax_schema": "ignores frames that fail the schema (pings get a coerced pong)",
     "generic_header_error": "reports every header fault as header.invalid",
@@ -206,7 +188,7 @@ _INHERITED_SIGNALS = (
 )
 
 
-def _version_1_mac(key: bytes, session: Session, auth: Auth) -> bytes:
+def _version_1_mac(key: bytes, session: Session, auth: protocol.Auth) -> bytes:
     """Protocol version 1's client mac: over the nonces and the server name only."""
     data = (
         b"rexec-auth-v1 client\x00"
@@ -240,7 +222,7 @@ class Config:
         unknown = self.flags - FLAGS.keys()
         if unknown:
             raise SystemExit(f"unknown flags: {sorted(unknown)}")
-        self.limits = ServerLimits(
+        self.limits = protocol.ServerLimits(
             max_header=args.max_header,
             max_body=1024 * 1024,
             stdin_window=256 * 1024,
@@ -259,7 +241,9 @@ STARTED_GROUPS: set[int] = set()
 class Command:
     """One running command and its pumps."""
 
-    def __init__(self, session: Session, run: Run, proc: asyncio.subprocess.Process) -> None:
+    def __init__(
+        self, session: Session, run: protocol.Run, proc: asyncio.subprocess.Process
+    ) -> None:
         self.session = session
         self.run = run
         self.proc = proc
@@ -384,7 +368,7 @@ class Command:
                 await stdin.drain()
             if "no_credit_grant" not in self.flags and not self.finished and data:
                 self.credit += len(data)
-                self.session.send(StdinCredit(id=self.run.id, bytes=len(data)))
+                self.session.send(protocol.StdinCredit(id=self.run.id, bytes=len(data)))
         if "ignore_stdin_eof" not in self.flags:
             stdin.close()
 
@@ -454,7 +438,7 @@ class Command:
         if "no_cancelled_flag" in flags:
             self.outcome["cancelled"] = False
         counts = {f"{k}_bytes": (0 if "bad_counts" in flags else v) for k, v in self.counts.items()}
-        exit_frame = Exit(
+        exit_frame = protocol.Exit(
             id=self.run.id,
             exit_code=exit_code,
             signal=sig,
@@ -466,7 +450,7 @@ class Command:
         session = self.session
         if "output_before_started" in flags:
             session.flush_held(self)
-            session.send(Started(id=self.run.id, pid=self.pid))
+            session.send(protocol.Started(id=self.run.id, pid=self.pid))
         elif "buffer_output" in flags:
             session.flush_held(self)
         session.send(exit_frame)
@@ -496,7 +480,7 @@ def _file_error(flags: set[str], exc: OSError) -> tuple[str, str]:
 class Transfer:
     """A put or a get: no process, one terminal frame (done or an error)."""
 
-    def __init__(self, session: Session, request: Put | Get) -> None:
+    def __init__(self, session: Session, request: protocol.Put | protocol.Get) -> None:
         self.session = session
         self.request = request
         self.id = request.id
@@ -531,22 +515,22 @@ class Transfer:
             digest = self.digest.hexdigest()
             if "done_bad_sha256" in self.flags:
                 digest = hashlib.sha256(b"something else").hexdigest()
-            done = Done(id=self.id, size=size, sha256=digest)
+            done = protocol.Done(id=self.id, size=size, sha256=digest)
             session.send(done)
             if "double_done" in self.flags:
                 session.send(done)
         else:
-            refusal = Error(code=error[0], message=error[1], fatal=False, id=self.id)
+            refusal = protocol.Error(code=error[0], message=error[1], fatal=False, id=self.id)
             session.send(refusal)
             if "double_done" in self.flags:
                 session.send(refusal)
         session.transfer_done(self)
 
     async def frame(self, message: Any) -> None:
-        if isinstance(message, (Signal, Resize)):
+        if isinstance(message, (protocol.Signal, protocol.Resize)):
             if "strict_transfer_frames" in self.flags:
                 raise Fatal("protocol.unexpected", f"{message.type} for a transfer")
-        elif isinstance(message, Cancel):
+        elif isinstance(message, protocol.Cancel):
             if "ignore_transfer_cancel" not in self.flags:
                 self.cancel()
         else:
@@ -565,7 +549,7 @@ class Transfer:
 
 
 class PutTransfer(Transfer):
-    def __init__(self, session: Session, request: Put) -> None:
+    def __init__(self, session: Session, request: protocol.Put) -> None:
         super().__init__(session, request)
         self.put = request
         self.credit = 0 if request.resume else session.config.limits.stdin_window
@@ -573,7 +557,7 @@ class PutTransfer(Transfer):
         self.written = 0
         self.fd = -1
         self.temp: bytes | None = None
-        self.eof: StdinEof | None = None
+        self.eof: protocol.StdinEof | None = None
 
     def start(self) -> None:
         target, flags = self.path, self.flags
@@ -613,8 +597,8 @@ class PutTransfer(Transfer):
             self.written += len(chunk)
         window = self.session.config.limits.stdin_window
         self.credit = window
-        self.session.send(File(id=self.id, size=self.written, mode=self.put.mode))
-        self.session.send(StdinCredit(id=self.id, bytes=window))
+        self.session.send(protocol.File(id=self.id, size=self.written, mode=self.put.mode))
+        self.session.send(protocol.StdinCredit(id=self.id, bytes=window))
 
     async def data(self, message: Any) -> None:
         flags = self.flags
@@ -622,7 +606,7 @@ class PutTransfer(Transfer):
             if "strict_stdin" in flags:
                 raise Fatal("protocol.unexpected", "stdin after stdin_eof")
             return  # [command.frames.dropped]
-        if isinstance(message, StdinEof):
+        if isinstance(message, protocol.StdinEof):
             self.eof = message
             self.complete()
             return
@@ -645,7 +629,7 @@ class PutTransfer(Transfer):
         self.written += size
         if size and "put_no_credit_grant" not in flags:
             self.credit += size
-            self.session.send(StdinCredit(id=self.id, bytes=size))
+            self.session.send(protocol.StdinCredit(id=self.id, bytes=size))
         if "early_done" in flags and self.put.size is not None and self.received >= self.put.size:
             self.complete()
 
@@ -653,7 +637,7 @@ class PutTransfer(Transfer):
         flags = self.flags
         if self.finished:
             return
-        eof = self.eof or StdinEof(id=self.id)
+        eof = self.eof or protocol.StdinEof(id=self.id)
         size = self.put.size if self.put.size is not None else eof.size
         if self.written != size and "no_size_check" not in flags:
             self.finish(("file.size_mismatch", "fewer bytes than declared"))
@@ -723,12 +707,12 @@ class GetTransfer(Transfer):
                 self.finish(("file.failed", "the source is not a regular file"))
                 return
             size = info.st_size if regular else 0
-            assert isinstance(self.request, Get)
+            assert isinstance(self.request, protocol.Get)
             offset = 0 if "get_offset_ignored" in flags else self.request.offset
             if offset > size:
                 self.finish(("file.size_mismatch", "the file is shorter than the offset"))
                 return
-            self.session.send(File(id=self.id, size=size, mode=stat.S_IMODE(info.st_mode)))
+            self.session.send(protocol.File(id=self.id, size=size, mode=stat.S_IMODE(info.st_mode)))
             if "get_short" in flags and size:
                 size -= 1
             sent = 0
@@ -743,7 +727,7 @@ class GetTransfer(Transfer):
                     return
                 self.digest.update(chunk)
                 sent += len(chunk)
-                self.session.send(Stdout.with_data(self.id, chunk))
+                self.session.send(protocol.Stdout.with_data(self.id, chunk))
                 try:
                     await self.session.writer.drain()
                 except ConnectionError:
@@ -786,19 +770,28 @@ class Session:
     # --- output -------------------------------------------------------------------------
 
     def send(self, message: Any) -> None:
-        if self.closing and not isinstance(message, Error):
+        if self.closing and not isinstance(message, protocol.Error):
             return
         if self.writer.is_closing():
             return
-        frame = encode_frame(message)
-        if isinstance(message, Hello) and "big_endian" in self.flags:
+        frame = protocol.encode_frame(message)
+        if isinstance(message, protocol.Hello) and "big_endian" in self.flags:
             frame = struct.pack(">i", len(frame) - 4) + frame[4:]
-        if isinstance(message, Hello):
+        if isinstance(message, protocol.Hello):
             self.hello_frame = frame  # as it travels: the transcript's first piece
+        if (
+            isinstance(message, protocol.Exit)
+            and message.signal is None
+            and "exit_without_signal" in self.flags
+        ):
+            frame = _header_frame(json.loads(frame[4:]) | {"signal": None}, drop="signal")
+        if isinstance(message, protocol.Started) and "repeated_member" in self.flags:
+            header = frame[4:-1] + b',"pid":%d}' % message.pid
+            frame = struct.pack("<i", len(header)) + header
         self.writer.write(frame)
 
     async def send_output(self, command_id: int, kind: str, data: bytes) -> None:
-        cls = Stdout if kind == "stdout" else Stderr
+        cls = protocol.Stdout if kind == "stdout" else protocol.Stderr
         if (
             "drop_when_paused" in self.flags
             and self.writer.transport.get_write_buffer_size() > HIGH_WATER
@@ -811,7 +804,7 @@ class Session:
 
     def flush_held(self, command: Command) -> None:
         for kind, data in command.held:
-            cls = Stdout if kind == "stdout" else Stderr
+            cls = protocol.Stdout if kind == "stdout" else protocol.Stderr
             self.send(cls.with_data(command.run.id, data))
         command.held.clear()
 
@@ -836,7 +829,7 @@ class Session:
     # --- closing ------------------------------------------------------------------------
 
     def fatal(self, code: str, message: str) -> None:
-        self.send(Error(code=code, message=message[:200], fatal=True))
+        self.send(protocol.Error(code=code, message=message[:200], fatal=True))
         if "no_close_after_fatal" in self.flags or "continue_after_fatal" in self.flags:
             return
         self.close()
@@ -862,7 +855,7 @@ class Session:
     async def serve(self) -> None:
         if "no_hello" not in self.flags:
             self.send(
-                Hello(
+                protocol.Hello(
                     versions=[2],
                     nonce=self.nonce,
                     server=self.config.name,
@@ -914,7 +907,7 @@ class Session:
         if not self.commands and not self.transfers:
             self.close()
 
-    def _header_error(self, exc: RemoteProtocolError, raw: bytes) -> Fatal:
+    def _header_error(self, exc: protocol.RemoteProtocolError, raw: bytes) -> Fatal:
         code = exc.code.value
         header = _json_object(raw)
         if (
@@ -962,8 +955,8 @@ class Session:
             if "require_data_size" in flags and b'"data_size"' not in raw:
                 raise Fatal("header.invalid", "data_size is required")
             try:
-                message = decode_header(raw)
-            except RemoteProtocolError as exc:
+                message = protocol.decode_header(raw)
+            except protocol.RemoteProtocolError as exc:
                 if "lax_schema" in flags and exc.code.value == "header.invalid":
                     del self.buffer[: 4 + length]
                     self._lax(raw)
@@ -999,65 +992,73 @@ class Session:
         with contextlib.suppress(Exception):
             header = json.loads(raw)
             if header.get("type") == "ping":
-                self.send(Pong(seq=int(float(header["seq"]))))
+                self.send(protocol.Pong(seq=int(float(header["seq"]))))
 
     # --- messages -------------------------------------------------------------------------
 
     async def handle(self, message: Any) -> None:
         flags = self.flags
-        if isinstance(message, Error):
+        if isinstance(message, protocol.Error):
             if message.fatal:
                 self.close()
+            elif "unknown_code_fatal" in flags and "." in message.code:
+                raise Fatal("protocol.unexpected", "unknown error code")
             return
         if not self.authed and "no_auth_required" not in flags:
-            if not isinstance(message, Auth):
+            if not isinstance(message, protocol.Auth):
                 raise Fatal("protocol.unexpected", "expected auth")
             self.authenticate(message)
             return
-        if isinstance(message, Auth):
+        if isinstance(message, protocol.Auth):
             if "no_auth_required" in flags and not self.authed:
                 self.authenticate(message)
                 return
             raise Fatal("protocol.unexpected", "already authenticated")
-        if isinstance(message, Ping):
+        if isinstance(message, protocol.Ping):
             if "no_pong" not in flags:
-                self.send(Pong(seq=message.seq))
-        elif isinstance(message, Pong):
+                self.send(protocol.Pong(seq=message.seq))
+        elif isinstance(message, protocol.Pong):
             pass
-        elif isinstance(message, Run):
+        elif isinstance(message, protocol.Run):
             await self.start(message)
-        elif isinstance(message, (Put, Get)):
+        elif isinstance(message, (protocol.Put, protocol.Get)):
             self.start_transfer(message)
-        elif isinstance(message, (Stdin, StdinEof, Signal, Cancel, Resize)):
+        elif isinstance(
+            message,
+            (protocol.Stdin, protocol.StdinEof, protocol.Signal, protocol.Cancel, protocol.Resize),
+        ):
             await self.command_frame(message)
         else:
             raise Fatal("protocol.unexpected", f"a client may not send {message.type}")
 
-    def authenticate(self, auth: Auth) -> None:
+    def authenticate(self, auth: protocol.Auth) -> None:
         if auth.version != 2 and "ignore_version" not in self.flags:
             raise Fatal("version.unsupported", "protocol version not supported")
         if auth.features and "ignore_features" not in self.flags:
             raise Fatal("feature.unsupported", "feature not offered")
-        transcript = Transcript(self.hello_frame, self.frame_head)
+        transcript = protocol.Transcript(self.hello_frame, self.frame_head)
         key = self.config.key
         if not (
-            macs_match(transcript.client_mac(key), auth.mac)
+            protocol.macs_match(transcript.client_mac(key), auth.mac)
             or "accept_any_mac" in self.flags
-            or ("weak_mac" in self.flags and macs_match(_version_1_mac(key, self, auth), auth.mac))
+            or (
+                "weak_mac" in self.flags
+                and protocol.macs_match(_version_1_mac(key, self, auth), auth.mac)
+            )
         ):
             raise Fatal("auth.failed", "authentication failed")
         mac = transcript.server_mac(key, auth.mac)
         if "bad_server_mac" in self.flags:
             mac = bytes(32)
         self.authed = True
-        self.send(AuthOk.with_mac(mac))
+        self.send(protocol.AuthOk.with_mac(mac))
 
-    def refuse(self, run: Run, code: str, message: str) -> None:
+    def refuse(self, run: protocol.Run, code: str, message: str) -> None:
         if "close_on_command_error" in self.flags:
             raise Fatal(code, message)
-        self.send(Error(code=code, message=message, fatal=False, id=run.id))
+        self.send(protocol.Error(code=code, message=message, fatal=False, id=run.id))
 
-    async def start(self, run: Run) -> None:
+    async def start(self, run: protocol.Run) -> None:
         flags = self.flags
         if run.id <= self.last_id and "no_id_check" not in flags:
             raise Fatal("command.bad_id", "command ids must increase")
@@ -1132,9 +1133,9 @@ class Session:
                 pid = os.fork()
                 if pid == 0:
                     os._exit(0)
-            self.send(Started(id=run.id, pid=pid))
+            self.send(protocol.Started(id=run.id, pid=pid))
 
-    def start_transfer(self, request: Put | Get) -> None:
+    def start_transfer(self, request: protocol.Put | protocol.Get) -> None:
         apart = "transfer_ids_apart" in self.flags
         last = self.last_transfer_id if apart else self.last_id
         if request.id <= last and "no_id_check" not in self.flags:
@@ -1145,11 +1146,15 @@ class Session:
             self.last_id = max(self.last_id, request.id)
         if self.running() >= self.config.limits.max_commands:
             self.send(
-                Error(code="busy", message="too many running commands", fatal=False, id=request.id)
+                protocol.Error(
+                    code="busy", message="too many running commands", fatal=False, id=request.id
+                )
             )
             return
         transfer = (
-            PutTransfer(self, request) if isinstance(request, Put) else GetTransfer(self, request)
+            PutTransfer(self, request)
+            if isinstance(request, protocol.Put)
+            else GetTransfer(self, request)
         )
         self.transfers[request.id] = transfer
         transfer.start()
@@ -1167,12 +1172,12 @@ class Session:
             if "strict_ended" in flags:
                 raise Fatal("protocol.unexpected", "the command has ended")
             return
-        if isinstance(message, (Stdin, StdinEof)):
+        if isinstance(message, (protocol.Stdin, protocol.StdinEof)):
             if not command.stdin_open:
                 if "strict_stdin" in flags:
                     raise Fatal("protocol.unexpected", "stdin is not open")
                 return  # [command.frames.dropped]
-            if isinstance(message, StdinEof):
+            if isinstance(message, protocol.StdinEof):
                 command.stdin_open = False
                 command.stdin_queue.put_nowait(None)
                 return
@@ -1187,11 +1192,11 @@ class Session:
                     await command.proc.stdin.drain()  # the frame reader waits: the breakage
                 return
             command.stdin_queue.put_nowait(message.data)
-        elif isinstance(message, Signal):
+        elif isinstance(message, protocol.Signal):
             command.signal(
                 signal.Signals[message.signal], leader_only="signal_leader_only" in flags
             )
-        elif isinstance(message, Cancel):
+        elif isinstance(message, protocol.Cancel):
             command.kill_tree("cancelled")
         # resize: no pty here, ignored
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rexec import daemon
+from rexec.server.deadlines import Deadlines
 from rexec.server.runner import CommandRunner
 from rexec.server.writer import Writer
 
@@ -56,12 +57,22 @@ def _ignore_output_limit() -> None:
     CommandRunner.__init__ = unlimited  # type: ignore[method-assign]
 
 
+def _no_frame_deadline() -> None:
+    Deadlines.watch_frame = lambda self, mid_frame: None  # type: ignore[method-assign]
+
+
+def _no_idle_timeout() -> None:
+    Deadlines.rearm_idle = lambda self, idle: None  # type: ignore[method-assign]
+
+
 #: mutation -> (what it breaks, how).
 MUTATIONS: dict[str, tuple[str, Callable[[], None]]] = {
     "no_kill_grace": ("SIGKILL right behind SIGTERM, no kill grace", _no_kill_grace),
     "kill_leader_only": ("signals, timeouts and cancels reach the leader only", _kill_leader_only),
     "no_pong": ("never answers ping", _no_pong),
     "ignore_output_limit": ("sends all output whatever output_limit says", _ignore_output_limit),
+    "no_frame_deadline": ("never arms the frame deadline", _no_frame_deadline),
+    "no_idle_timeout": ("never arms the idle timeout", _no_idle_timeout),
 }
 
 

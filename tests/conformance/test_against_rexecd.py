@@ -36,6 +36,9 @@ KNOWN_SERVER_BUGS: dict[str, str] = {
     # stream as a half-close (Session.eof_received never told the Connection),
     # so a stream ending inside a frame left the commands running.
 }
+#: The frame, idle and stall timeouts, short for the timeout cases, given to
+#: rexecd and to the suite alike (long enough for every other case).
+TIMEOUTS = ("--frame-timeout", "2", "--idle-timeout", "5", "--stall-timeout", "6")
 #: Cases that can't be judged against a loopback plaintext server. (The mode
 #: 000 case runs as root too: it falls back to a write-only sysctl.)
 UNSUPPORTED_HERE = {"tls.loopback.only", "tls.version/tls-1.2"}
@@ -62,6 +65,7 @@ def run_suite_cli(start_server: Callable[..., Any], tmp_path: Path) -> SuiteRun:
         "20",
         "--env-allow",
         "REXEC_CONFORMANCE",
+        *TIMEOUTS,
     )
     junit = Path(os.environ.get(JUNIT_ENV) or tmp_path / "conformance-junit.xml")
     junit.parent.mkdir(parents=True, exist_ok=True)
@@ -76,6 +80,7 @@ def run_suite_cli(start_server: Callable[..., Any], tmp_path: Path) -> SuiteRun:
             server.address,
             "--auth-deadline",
             "1",
+            *TIMEOUTS,
             "--junit",
             str(junit),
             "--json",

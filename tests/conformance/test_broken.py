@@ -50,6 +50,9 @@ CAUGHT_BY: dict[str, set[str]] = {
         "frame.header.json/after-valid-frame",
     },
     "lenient_utf8": {"frame.header.json/bad-utf8"},
+    "exit_without_signal": {"frame.header.schema/server-frames"},
+    "repeated_member": {"frame.header.schema/server-frames"},
+    "unknown_code_fatal": {"error.unknown.accept/server"},
     "lax_schema": {
         f"frame.header.schema/{v}"
         for v in (
@@ -279,6 +282,9 @@ NOT_CAUGHT = {
     "resize.pty": "the fake has no ptys",
     "resize.pty/no-pty": "the fake ignores resize like rexecd",
     "tls.loopback.only": "needs a non-loopback address",
+    "timeout.frame": "the fake has no frame deadline (unsupported here); rexecd's run checks it",
+    "timeout.idle": "the fake has no idle timeout (unsupported here); rexecd's run checks it",
+    "timeout.stall": "the fake has no stall timeout (unsupported here); rexecd's run checks it",
     "tls.version/tls-1.2": "needs a TLS target (the fake speaks plain TCP)",
     "transfer.put.mode/0600": "a umask of 022 or 077 leaves 0600 as it is",
     "transfer.put.end/unsized": "a fake that fails it would fail the digest-at-end case first",
@@ -303,7 +309,15 @@ def test_unbroken_fake_server_passes(fake_server: Callable[..., FakeServer]) -> 
     }
     assert not bad
     unsupported = {cid for cid, r in results.items() if r.verdict is Verdict.UNSUPPORTED}
-    assert unsupported == {"pty.run", "resize.pty", "tls.loopback.only", "tls.version/tls-1.2"}
+    assert unsupported == {
+        "pty.run",
+        "resize.pty",
+        "tls.loopback.only",
+        "tls.version/tls-1.2",
+        "timeout.frame",
+        "timeout.idle",
+        "timeout.stall",
+    }
 
 
 class Seen(NamedTuple):
@@ -395,3 +409,24 @@ def test_failure_names_what_the_server_sent(
     assert {rounds[case_id].observed for rounds in breakage_results[flag]} == {
         OBSERVED[flag, case_id]
     }
+
+
+#: flag -> what the failing frame.header.schema/server-frames case must say:
+#: the frame type, the member at fault and the rule broken (not just "invalid").
+NAMED_FAULT = {
+    "exit_without_signal": ("`exit` frame", "member `signal`: Field required"),
+    "repeated_member": ("`started` frame", "member `pid` appears twice"),
+}
+
+
+@pytest.mark.xdist_group("conformance-breakage")
+@pytest.mark.parametrize("flag", sorted(NAMED_FAULT))
+def test_malformed_server_frame_is_named_under_its_rule(
+    flag: str, breakage_results: dict[str, list[dict[str, Result]]]
+) -> None:
+    for rounds in breakage_results[flag]:
+        result = rounds["frame.header.schema/server-frames"]
+        assert result.observed == "invalid-frame-from-peer:header.invalid"
+        assert result.data["rule_broken"] == "frame.header.schema"
+        for words in (*NAMED_FAULT[flag], "[frame.header.schema]"):
+            assert words in result.detail

@@ -22,6 +22,8 @@ from .mutant_rexecd import MUTATIONS
 MUTANT_REXECD = Path(__file__).with_name("mutant_rexecd.py")
 READY_LINE = re.compile(rb"rexecd listening on (\S+):(\d+)")
 KILL_GRACE = 1.0
+#: The frame and idle timeouts the mutants run with, told to the suite too.
+TIMEOUTS = {"frame_timeout": 1.0, "idle_timeout": 2.0}
 
 #: mutation -> (cases that must fail, cases of neighbouring rules that must pass).
 CAUGHT_BY: dict[str, tuple[set[str], set[str]]] = {
@@ -32,6 +34,8 @@ CAUGHT_BY: dict[str, tuple[set[str], set[str]]] = {
     "kill_leader_only": ({"timeout.kill.tree/term", "signal.group"}, {"exit.timed_out"}),
     "no_pong": ({"message.ping.answer/idle"}, {"exit.code/0"}),
     "ignore_output_limit": ({"output.limit", "exit.output_capped"}, {"output.limit/exact"}),
+    "no_frame_deadline": ({"timeout.frame"}, {"timeout.idle"}),
+    "no_idle_timeout": ({"timeout.idle"}, {"timeout.frame"}),
 }
 
 
@@ -58,6 +62,7 @@ def start_mutant(directory: Path, mutation: str) -> FakeServer:
                 "1",
                 "--env-allow",
                 "REXEC_CONFORMANCE",
+                *(f"--{name.replace('_', '-')}={value}" for name, value in TIMEOUTS.items()),
             ],
             stdout=subprocess.PIPE,
             stderr=stderr,
@@ -87,6 +92,7 @@ def test_mutant_is_caught_by_the_named_case(mutation: str, tmp_path: Path) -> No
             server.key,
             sorted(must_fail | must_pass),
             kill_grace=KILL_GRACE,
+            **TIMEOUTS,
         )
     finally:
         stop_fake(server)

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from rexec.conformance.client import Client, SetupError
-from rexec.conformance.serve import PING_SEQ, serve
+from rexec.conformance.serve import serve
+from rexec.conformance.serve_scenarios import PING_SEQ
 from rexec.conformance.wire import PeerFrameError, Target, Wire, WireLog
 from rexec.protocol import Error, Ping, Pong, Stdin, StdinEof
 

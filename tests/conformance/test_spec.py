@@ -23,6 +23,8 @@ ID = re.compile(r"\*\*\[([a-z0-9_.]+)\]\*\*")
 
 #: Requirements neither a case nor client mode checks, and why.
 NO_CASE = {
+    "audit.unavailable": "only the server's operator can make its audit log fail",
+    "error.internal": "a peer under test can't be made to have a bug",
     "close.server.shutdown": "needs the server under test to be shut down by its operator",
     "transfer.get.unknown_size": "needs a file whose status misstates its size (Linux /proc, "
     "/sys), which a server under test need not have nor let a key read; rexecd's own tests "

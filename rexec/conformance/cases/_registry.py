@@ -18,8 +18,10 @@ def register(
     *,
     timeout: float = 5.0,
     level: Level | None = None,
+    area: str | None = None,
 ) -> Case:
-    """Add a case. Ids are unique and name a known requirement.
+    """Add a case. Ids are unique and name a known requirement; its area is
+    the module that defines ``function`` unless ``area`` names another.
 
     Raises:
         ValueError: a duplicate id. KeyError: an unknown requirement id.
@@ -27,7 +29,7 @@ def register(
     requirement(case_id)  # fail at import on a typo, not at report time
     if any(existing.id == case_id for existing in REGISTRY):
         raise ValueError(f"duplicate case id {case_id}")
-    area = function.__module__.rsplit(".", 1)[-1]
+    area = area or function.__module__.rsplit(".", 1)[-1]
     new = Case(case_id, description, frozenset(expected), function, timeout, level, area)
     REGISTRY.append(new)
     return new

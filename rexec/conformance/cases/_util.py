@@ -7,7 +7,7 @@ from typing import Any
 from rexec.protocol import Error
 
 from ..case import Context, require_started
-from ..client import Client, CommandRecord
+from ..client import Client, CommandRecord, Unsupported
 
 #: Seconds (× multiplier) a quick command may take from run to exit.
 QUICK = 5.0
@@ -64,3 +64,36 @@ def fatal_seen(client: Client) -> str | None:
         if isinstance(message, Error) and message.fatal:
             return message.code
     return "closed" if client.closed is not None else None
+
+
+def exit_label(record: CommandRecord) -> str:
+    """``exit:CODE``, ``signal:NAME``, ``error:CODE`` or ``no-terminal``."""
+    if record.error is not None:
+        return f"error:{record.error.code}"
+    if record.exit is None:
+        return "no-terminal"
+    if record.exit.exit_code is not None and record.exit.signal is None:
+        return f"exit:{record.exit.exit_code}"
+    if record.exit.signal is not None and record.exit.exit_code is None:
+        return f"signal:{record.exit.signal_name}:{record.exit.signal}"
+    return "malformed-exit"
+
+
+def over_the_window(client: Client) -> int:
+    """stdin_window + 1: the smallest stdin frame that exceeds a fresh credit.
+
+    Raises:
+        Unsupported: it would exceed max_body too (a different fault).
+    """
+    assert client.hello is not None
+    size = client.hello.limits.stdin_window + 1
+    if size > client.hello.limits.max_body:
+        raise Unsupported("stdin_window + 1 exceeds max_body")
+    return size
+
+
+def capped_label(record: CommandRecord) -> str:
+    """``capped`` or ``not-capped`` as the exit says, ``no-exit`` without one."""
+    if record.exit is None:
+        return "no-exit"
+    return "capped" if record.exit.output_capped else "not-capped"

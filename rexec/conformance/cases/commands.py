@@ -1,28 +1,13 @@
 """Commands: argv and shell, cwd, env, spawn failures, process groups, ids,
-terminal frames, exit codes and signals."""
+terminal frames (exit codes, signals and slots are in exits.py)."""
 
 from __future__ import annotations
 
 from rexec.protocol import Cancel, Signal, StdinEof
 
-from ..case import Context, Observation, require_started
-from ..client import CommandRecord, Unsupported
+from ..case import Context, Observation
 from ._registry import case, register
-from ._util import QUICK, run_one, wait_output, wait_started
-
-
-def _exit_label(record: CommandRecord) -> str:
-    """``exit:CODE``, ``signal:NAME``, ``error:CODE`` or ``no-terminal``."""
-    if record.error is not None:
-        return f"error:{record.error.code}"
-    if record.exit is None:
-        return "no-terminal"
-    if record.exit.exit_code is not None and record.exit.signal is None:
-        return f"exit:{record.exit.exit_code}"
-    if record.exit.signal is not None and record.exit.exit_code is None:
-        return f"signal:{record.exit.signal_name}:{record.exit.signal}"
-    return "malformed-exit"
-
+from ._util import QUICK, exit_label, run_one
 
 # --- argv, shell, cwd, env ------------------------------------------------------------
 
@@ -45,7 +30,7 @@ async def argv_no_shell(ctx: Context) -> Observation:
 )
 async def shell_string(ctx: Context) -> Observation:
     _, record = await run_one(ctx, shell="printf %s $((6*7))")
-    return Observation(bytes(record.stdout).decode("utf-8", "replace") or _exit_label(record))
+    return Observation(bytes(record.stdout).decode("utf-8", "replace") or exit_label(record))
 
 
 @case(
@@ -67,7 +52,7 @@ async def cwd_invalid(ctx: Context) -> Observation:
     _, record = await run_one(ctx, argv=["true"], cwd="/nonexistent/rexec-conformance")
     if record.error is not None and record.error.fatal:
         return Observation("fatal")
-    return Observation(_exit_label(record))
+    return Observation(exit_label(record))
 
 
 @case(
@@ -79,14 +64,14 @@ async def env_added(ctx: Context) -> Observation:
     _, record = await run_one(
         ctx, shell='printf %s "$REXEC_CONFORMANCE"', env={"REXEC_CONFORMANCE": "v 1"}
     )
-    return Observation(bytes(record.stdout).decode("utf-8", "replace") or _exit_label(record))
+    return Observation(bytes(record.stdout).decode("utf-8", "replace") or exit_label(record))
 
 
 for _name in ("LD_PRELOAD", "BASH_ENV", "IFS", "ENV"):
 
     async def _forbidden(ctx: Context, name: str = _name) -> Observation:
         _, record = await run_one(ctx, argv=["true"], env={name: "/nonexistent"})
-        return Observation(_exit_label(record))
+        return Observation(exit_label(record))
 
     register(
         f"command.env/forbidden-{_name}",
@@ -108,7 +93,7 @@ async def not_found(ctx: Context) -> Observation:
     client = await ctx.client()
     command_id = await client.run(argv=["/nonexistent/rexec-conformance"])
     await client.wait_terminal(command_id, ctx.t(QUICK))
-    return Observation(_exit_label(client.records[command_id]))
+    return Observation(exit_label(client.records[command_id]))
 
 
 @case(
@@ -122,7 +107,7 @@ async def permission_denied(ctx: Context) -> Observation:
     client = await ctx.client()
     command_id = await client.run(argv=[path])
     await client.wait_terminal(command_id, ctx.t(QUICK))
-    return Observation(_exit_label(client.records[command_id]))
+    return Observation(exit_label(client.records[command_id]))
 
 
 @case(
@@ -242,7 +227,7 @@ async def one_terminal_error(ctx: Context) -> Observation:
     await client.ping(3, ctx.t(QUICK))
     record = client.records[command_id]
     if record.error is None or record.error.fatal:
-        return Observation(_exit_label(record))
+        return Observation(exit_label(record))
     return Observation("one-terminal" if record.kinds == ["error"] else ",".join(record.kinds))
 
 
@@ -268,158 +253,7 @@ async def exit_after_output(ctx: Context) -> Observation:
     _, record = await run_one(ctx, shell=script)
     expected = "".join(f"out {i}\n" for i in range(300)).encode()
     if "exit" not in record.kinds:
-        return Observation(_exit_label(record))
+        return Observation(exit_label(record))
     if record.after_terminal or record.kinds[-1] != "exit":
         return Observation("output-after-exit", ",".join(record.after_terminal))
     return Observation("exit-last" if bytes(record.stdout) == expected else "output-missing")
-
-
-# --- exit codes and signals --------------------------------------------------------------
-
-for _code in (0, 1, 2, 42, 127, 128, 200, 255):
-
-    async def _exit_code(ctx: Context, code: int = _code) -> Observation:
-        _, record = await run_one(ctx, shell=f"exit {code}")
-        return Observation(_exit_label(record), data=record.summary())
-
-    register(
-        f"exit.code/{_code}",
-        f"sh -c 'exit {_code}': exit_code {_code}, signal null.",
-        {f"exit:{_code}"},
-        _exit_code,
-    )
-
-
-for _sig, _num in (("KILL", 9), ("TERM", 15), ("USR1", None), ("INT", None)):
-
-    async def _killed(ctx: Context, sig: str = _sig) -> Observation:
-        _, record = await run_one(ctx, shell=f"kill -{sig} $$; sleep 5")
-        label = _exit_label(record)
-        # Numbers other than 9 and 15 differ between systems: check the name.
-        return Observation(
-            label if sig in ("KILL", "TERM") else label.rsplit(":", 1)[0], data=record.summary()
-        )
-
-    register(
-        f"exit.signal.reported/SIG{_sig}",
-        f"A shell that sends itself SIG{_sig}: signal set to its number, signal_name "
-        f"'SIG{_sig}', exit_code null.",
-        {f"signal:SIG{_sig}:{_num}" if _num else f"signal:SIG{_sig}"},
-        _killed,
-    )
-
-
-@case(
-    "signal.group",
-    "A shell with a background sleep (pid printed) gets signal SIGTERM: the shell ends by "
-    "SIGTERM and the background sleep is gone too (the signal went to the group).",
-    {"group-signalled"},
-    timeout=10.0,
-)
-async def signal_group(ctx: Context) -> Observation:
-    client = await ctx.client()
-    command_id = await client.run(shell="sleep 60 >/dev/null 2>&1 & echo $!; wait")
-    if not await wait_output(ctx, client, command_id, b"\n"):
-        await wait_started(ctx, client, command_id)
-        return Observation("no-pid-printed", data=client.records[command_id].summary())
-    record = client.records[command_id]
-    child = int(bytes(record.stdout).split()[0])
-    await client.wire.send(Signal(id=command_id, signal="SIGTERM"))
-    await client.wait_terminal(command_id, ctx.t(QUICK))
-    gone = await ctx.pid_gone(child, 1.0, zombie_ok=True)
-    label = _exit_label(record)
-    if label != "signal:SIGTERM:15":
-        return Observation(f"leader:{label}", data=record.summary())
-    return Observation("group-signalled" if gone else "child-survived")
-
-
-# --- what a command starts with ------------------------------------------------------------
-
-
-@case(
-    "command.signals.default/proc-status",
-    "cat /proc/self/status: SigIgn and SigBlk are all zero (no signal ignored or blocked, "
-    "whatever the server inherited). Unsupported without /proc.",
-    {"default"},
-)
-async def signals_proc_status(ctx: Context) -> Observation:
-    _, record = await run_one(ctx, argv=["cat", "/proc/self/status"])
-    if record.exit is None or record.exit.exit_code != 0:
-        raise Unsupported("no /proc/self/status on the server")
-    fields = dict(
-        line.split(":", 1)
-        for line in bytes(record.stdout).decode("ascii", "replace").splitlines()
-        if ":" in line
-    )
-    masks = {name: fields.get(name, "").strip() for name in ("SigIgn", "SigBlk")}
-    if any(not value for value in masks.values()):
-        raise Unsupported("no signal masks in /proc/self/status")
-    changed = {name: value for name, value in masks.items() if int(value, 16) != 0}
-    return Observation(
-        "default" if not changed else "inherited:" + ",".join(sorted(changed)), str(masks)
-    )
-
-
-for _name in ("SIGINT", "SIGQUIT"):
-
-    async def _default_action(ctx: Context, name: str = _name) -> Observation:
-        client = await ctx.client()
-        # "ready" once the command is really running: started may come before
-        # its exec, and a signal then would hit whatever runs before it.
-        command_id = await client.run(argv=["sh", "-c", "echo ready; exec sleep 30"])
-        if not await wait_output(ctx, client, command_id, b"ready\n"):
-            await wait_started(ctx, client, command_id)
-            return Observation("not-ready", data=client.records[command_id].summary())
-        await client.wire.send(Signal(id=command_id, signal=name))  # type: ignore[arg-type]
-        ended = await client.wait_terminal(command_id, ctx.t(QUICK))
-        record = client.records[command_id]
-        if not ended:
-            await client.wire.send(Cancel(id=command_id))
-            return Observation("ignored", f"sleep outlived {name}")
-        label = _exit_label(record)  # signal numbers differ between systems: the name
-        return Observation(
-            label.rsplit(":", 1)[0] if label.startswith("signal:") else label, data=record.summary()
-        )
-
-    register(
-        f"command.signals.default/{_name}",
-        f"sh -c 'echo ready; exec sleep 30' gets signal {_name} once ready: it ends by {_name} "
-        "(its default action), not ignored.",
-        {f"signal:{_name}"},
-        _default_action,
-        timeout=10.0,
-    )
-
-
-# --- slots ---------------------------------------------------------------------------------
-
-
-@case(
-    "command.slot",
-    "max_commands - 1 sleeps and one true: as soon as true's exit arrives, another run is "
-    "accepted (the slot is free once the terminal frame is sent), not refused busy.",
-    {"accepted"},
-    timeout=20.0,
-)
-async def slot_freed(ctx: Context) -> Observation:
-    client = await ctx.client()
-    assert client.hello is not None
-    limit = client.hello.limits.max_commands
-    if limit > 256:
-        return Observation("unsupported", f"max_commands {limit} is above what the suite starts")
-    sleeps = [client.run_message(argv=["sleep", "30"]) for _ in range(limit - 1)]
-    quick = client.run_message(argv=["true"])
-    await client.wire.send(*sleeps, quick)
-    try:
-        if not await client.wait_terminal(quick.id, ctx.t(10.0)):
-            return Observation("no-exit")
-        require_started(client.records[quick.id])
-        if client.records[quick.id].exit is None:
-            return Observation(_exit_label(client.records[quick.id]))
-        after = client.run_message(argv=["true"])
-        await client.wire.send(after)
-        await client.wait_terminal(after.id, ctx.t(QUICK))
-        label = _exit_label(client.records[after.id])
-    finally:
-        await client.wire.send(*[Cancel(id=r.id) for r in sleeps])
-    return Observation("accepted" if label == "exit:0" else label)

@@ -1,5 +1,5 @@
-"""Frames: the length prefix, the JSON header, bodies, TCP chopping, and a
-stream that ends inside a frame. Each bad-frame case sends exactly the bytes
+"""Frames: the length prefix, bodies, TCP chopping, and a stream that ends
+inside a frame (headers are in headers.py). Each bad-frame case sends exactly the bytes
 that prove the fault and nothing after them, so no unread input can turn the
 server's close into a reset that destroys its error frame."""
 
@@ -7,61 +7,29 @@ from __future__ import annotations
 
 import asyncio
 import shlex
-import struct
 
 from rexec.protocol import AuthOk, Ping, Pong, Run, encode_frame
 
 from ..case import REACTION_WAIT, Context, Observation
-from ..client import Client
-from ..wire import Wire
-from ._registry import case, register
-from ._util import fatal_seen, run_one
+from ._frames import LENGTH, fatal_case, has_pong, pong_or_fatal, wire_of
+from ._registry import case
+from ._util import run_one
 
-LENGTH = struct.Struct("<i")
-
-
-def raw_frame(header: bytes, body: bytes = b"") -> bytes:
-    """A frame with a literal header (not validated): the suite's way to send
-    headers no model would produce."""
-    return LENGTH.pack(len(header)) + header + body
-
-
-async def _wire(ctx: Context, authed: bool) -> tuple[Client, Wire]:
-    client = await (ctx.client() if authed else ctx.hello_only())
-    return client, client.wire
-
-
-def _fatal_case(
-    case_id: str,
-    description: str,
-    data: bytes,
-    expected: set[str],
-    *,
-    authed: bool = True,
-    canary: bytes | None = None,
-) -> None:
-    """Register a case: send ``data`` (after auth, or right after hello) and
-    expect one of ``expected``."""
-
-    async def function(ctx: Context) -> Observation:
-        _, wire = await _wire(ctx, authed)
-        await wire.send_raw(data)
-        return Observation(await ctx.await_fatal(wire, canary=canary))
-
-    register(case_id, description, expected, function)
-
+AREA = "framing"
 
 # --- the length prefix ---------------------------------------------------------
 
 for _name, _value in (("zero", 0), ("minus-one", -1), ("min-int", -(2**31))):
-    _fatal_case(
+    fatal_case(
+        AREA,
         f"frame.length.negative/{LENGTH.pack(_value).hex()}",
         f"After auth, send only the 4 bytes of a header length of {_value} ({_name}): "
         "fatal frame.bad_length at once, without waiting for more bytes.",
         LENGTH.pack(_value),
         {"fatal:frame.bad_length"},
     )
-_fatal_case(
+fatal_case(
+    AREA,
     "frame.length.negative/pre-auth",
     "Right after hello, send only ff ff ff ff (-1): fatal frame.bad_length.",
     LENGTH.pack(-1),
@@ -71,7 +39,7 @@ _fatal_case(
 
 
 async def _over_limit(ctx: Context, authed: bool) -> Observation:
-    client, wire = await _wire(ctx, authed)
+    client, wire = await wire_of(ctx, authed)
     assert client.hello is not None
     await wire.send_raw(LENGTH.pack(client.hello.limits.max_header + 1))
     return Observation(await ctx.await_fatal(wire))
@@ -104,28 +72,17 @@ async def over_limit_pre_auth(ctx: Context) -> Observation:
     {"pong"},
 )
 async def equal_limit(ctx: Context) -> Observation:
-    client, wire = await _wire(ctx, True)
+    client = await ctx.client()
     assert client.hello is not None
     size = client.hello.limits.max_header
     start = b'{"type":"ping","seq":4242'
     if size > 16 * 1024 * 1024:
         return Observation("unsupported", "max_header above 16 MiB")
-    header = start + b" " * (size - len(start) - 1) + b"}"
-    await wire.send_raw(raw_frame(header))
-    if await client.pump(ctx.t(REACTION_WAIT), until=lambda: _has_pong(client, 4242)):
-        return Observation("pong")
-    # The pump may have read the server's fatal error already: report its code.
-    fatal = fatal_seen(client)
-    if fatal not in (None, "closed"):
-        return Observation(f"fatal:{fatal}")
-    return Observation(await ctx.await_fatal(wire))
+    return await pong_or_fatal(ctx, client, start + b" " * (size - len(start) - 1) + b"}", 4242)
 
 
-def _has_pong(client: Client, seq: int) -> bool:
-    return any(isinstance(m, Pong) and m.seq == seq for m in client.other)
-
-
-_fatal_case(
+fatal_case(
+    AREA,
     "frame.length.limit/http",
     "Right after hello, send 'GET / HTTP/1.1' with headers (a huge length as '<i'): "
     "fatal frame.too_large; a bare close is tolerated as the bytes after the 4th may be unread.",
@@ -133,7 +90,8 @@ _fatal_case(
     {"fatal:frame.too_large", "closed"},
     authed=False,
 )
-_fatal_case(
+fatal_case(
+    AREA,
     "frame.length.limit/tls-client-hello",
     "Right after hello, send the start of a TLS ClientHello (16 03 01 02 00 01 …): "
     "fatal frame.too_large (or a bare close).",
@@ -141,208 +99,6 @@ _fatal_case(
     {"fatal:frame.too_large", "closed"},
     authed=False,
 )
-
-# --- the header ------------------------------------------------------------------
-
-_HEADER_CASES: tuple[tuple[str, str, bytes, set[str]], ...] = (
-    (
-        "frame.header.json/not-json",
-        "a header that is not JSON",
-        b"{type: ping}",
-        {"fatal:header.bad_json"},
-    ),
-    (
-        "frame.header.json/truncated-json",
-        "a header that is cut-off JSON",
-        b'{"type":"ping",',
-        {"fatal:header.bad_json"},
-    ),
-    (
-        "frame.header.json/bad-utf8",
-        "valid JSON syntax with an invalid UTF-8 byte in a string",
-        b'{"type":"error","code":"x","message":"\xff\xfe","fatal":false}',
-        {"fatal:header.bad_json"},
-    ),
-    ("frame.header.object/array", "the JSON array [1]", b"[1]", {"fatal:header.not_object"}),
-    (
-        "frame.header.object/string",
-        'the JSON string "ping"',
-        b'"ping"',
-        {"fatal:header.not_object"},
-    ),
-    ("frame.header.object/number", "the JSON number 7", b"7", {"fatal:header.not_object"}),
-    ("frame.header.object/null", "the JSON null", b"null", {"fatal:header.not_object"}),
-    (
-        "frame.header.type/missing",
-        "an object without type",
-        b'{"seq":1}',
-        {"fatal:header.unknown_type"},
-    ),
-    (
-        "frame.header.type/unknown",
-        "an object of type 'teleport'",
-        b'{"type":"teleport"}',
-        {"fatal:header.unknown_type"},
-    ),
-    (
-        "frame.header.type/non-string",
-        "an object whose type is the number 5",
-        b'{"type":5}',
-        {"fatal:header.unknown_type"},
-    ),
-    (
-        "frame.header.schema/missing-member",
-        "a ping without seq",
-        b'{"type":"ping"}',
-        {"fatal:header.invalid"},
-    ),
-    (
-        "frame.header.schema/unknown-member",
-        "a ping with an extra member",
-        b'{"type":"ping","seq":1,"colour":"red"}',
-        {"fatal:header.invalid"},
-    ),
-    (
-        "frame.header.schema/string-for-int",
-        'a ping with seq "1"',
-        b'{"type":"ping","seq":"1"}',
-        {"fatal:header.invalid"},
-    ),
-    (
-        "frame.header.schema/float-for-int",
-        "a ping with seq 1.0",
-        b'{"type":"ping","seq":1.0}',
-        {"fatal:header.invalid"},
-    ),
-    (
-        "frame.header.schema/negative-int",
-        "a ping with seq -1",
-        b'{"type":"ping","seq":-1}',
-        {"fatal:header.invalid"},
-    ),
-    (
-        "frame.header.schema/int-for-bool",
-        "a run with stdin 1",
-        b'{"type":"run","id":1,"argv":["true"],"stdin":1}',
-        {"fatal:header.invalid"},
-    ),
-    (
-        "frame.header.schema/nul",
-        "a run whose argv holds U+0000",
-        b'{"type":"run","id":1,"argv":["printf","a\\u0000b"]}',
-        {"fatal:header.invalid"},
-    ),
-    # 1e999 is valid RFC 8259 syntax that overflows a double: protocol.md
-    # names it, "numbers finite (a number such as 1e999 that overflows is not)".
-    (
-        "frame.header.schema/non-finite",
-        "a run with timeout 1e999",
-        b'{"type":"run","id":1,"argv":["true"],"timeout":1e999}',
-        {"fatal:header.invalid"},
-    ),
-    (
-        "frame.header.schema/argv-and-shell",
-        "a run with both argv and shell",
-        b'{"type":"run","id":1,"argv":["true"],"shell":"true"}',
-        {"fatal:header.invalid"},
-    ),
-    (
-        "frame.body.size/on-ping",
-        "a ping with data_size 3 and a 3-byte body",
-        b'{"type":"ping","seq":1,"data_size":3}',
-        {"fatal:header.invalid"},
-    ),
-    # NaN and Infinity are not JSON: bad JSON, even where a number may stand.
-    (
-        "frame.header.json/nan",
-        "a run with timeout NaN",
-        b'{"type":"run","id":1,"argv":["true"],"timeout":NaN}',
-        {"fatal:header.bad_json"},
-    ),
-    (
-        "frame.header.json/infinity-in-unknown-member",
-        "a ping with an extra member -Infinity",
-        b'{"type":"ping","seq":1,"x":-Infinity}',
-        {"fatal:header.bad_json"},
-    ),
-    (
-        "message.integers/seq-2-pow-53",
-        "a ping with seq 2**53 (one above the bound)",
-        b'{"type":"ping","seq":9007199254740992}',
-        {"fatal:header.invalid"},
-    ),
-    # What version 1 echoed back: no integer of the protocol reaches 2**64.
-    (
-        "message.integers/seq-2-pow-64",
-        "a ping with seq 2**64",
-        b'{"type":"ping","seq":18446744073709551616}',
-        {"fatal:header.invalid"},
-    ),
-    (
-        "message.extensible/closed-run",
-        'a run with a member no version defines ("sandbox": true): never half-understood',
-        b'{"type":"run","id":1,"argv":["true"],"sandbox":true}',
-        {"fatal:header.invalid"},
-    ),
-)
-
-for _id, _what, _header, _expected in _HEADER_CASES:
-    _body = b"abc" if _id == "frame.body.size/on-ping" else b""
-    _fatal_case(
-        _id,
-        f"After auth, send a frame whose header is {_what}.",
-        raw_frame(_header, _body),
-        _expected,
-    )
-
-_fatal_case(
-    "frame.header.json/after-valid-frame",
-    "After auth, send a valid ping and garbage (length 5, 'xxxxx') in one write: a pong, then "
-    "fatal header.bad_json.",
-    encode_frame(Ping(seq=9)) + raw_frame(b"xxxxx"),
-    {"fatal:header.bad_json"},
-)
-
-
-@case(
-    "frame.header.schema/duplicate-member",
-    'After auth, send {"type":"ping","seq":1,"seq":2}: the last member wins, so pong seq 2.',
-    {"pong:2"},
-)
-async def duplicate_member(ctx: Context) -> Observation:
-    client, wire = await _wire(ctx, True)
-    await wire.send_raw(raw_frame(b'{"type":"ping","seq":1,"seq":2}'))
-    await client.pump(ctx.t(REACTION_WAIT), until=lambda: bool(client.other))
-    pongs = [m.seq for m in client.other if isinstance(m, Pong)]
-    return Observation(f"pong:{pongs[0]}" if pongs else "no-pong")
-
-
-@case(
-    "frame.body.size/absent-is-zero",
-    'After auth, send {"type":"ping","seq":3} with no data_size: answered by pong 3.',
-    {"pong"},
-)
-async def absent_data_size(ctx: Context) -> Observation:
-    client, wire = await _wire(ctx, True)
-    await wire.send_raw(raw_frame(b'{"type":"ping","seq":3}'))
-    ok = await client.pump(ctx.t(REACTION_WAIT), until=lambda: _has_pong(client, 3))
-    return Observation("pong" if ok else await ctx.await_fatal(wire))
-
-
-@case(
-    "frame.body.limit",
-    "After auth, run cat with stdin, then send a stdin header with data_size max_body + 1 and "
-    "no body: fatal frame.body_too_large as soon as the header is in.",
-    {"fatal:frame.body_too_large"},
-)
-async def body_limit(ctx: Context) -> Observation:
-    client, wire = await _wire(ctx, True)
-    assert client.hello is not None
-    run = client.run_message(argv=["cat"], stdin=True)
-    header = b'{"type":"stdin","id":%d,"data_size":%d}' % (run.id, client.hello.limits.max_body + 1)
-    await wire.send_raw(encode_frame(run) + LENGTH.pack(len(header)) + header)
-    return Observation(await ctx.await_fatal(wire))
-
 
 # --- bodies ------------------------------------------------------------------------
 
@@ -404,7 +160,7 @@ async def _chopped_session(ctx: Context, sizes: list[int]) -> Observation:
         await asyncio.sleep(0.001)
     done = await client.pump(
         ctx.t(REACTION_WAIT),
-        until=lambda: client.records[run.id].terminal and _has_pong(client, 77),
+        until=lambda: client.records[run.id].terminal and has_pong(client, 77),
     )
     record = client.records[run.id]
     if done and bytes(record.stdout) == b"chopped-ok":
@@ -448,12 +204,12 @@ async def split_length(ctx: Context) -> Observation:
     {"decoded"},
 )
 async def many_in_one(ctx: Context) -> Observation:
-    client, wire = await _wire(ctx, True)
+    client, wire = await wire_of(ctx, True)
     run = client.run_message(argv=["printf", "many-ok"])
     await wire.send_raw(b"".join(encode_frame(Ping(seq=i)) for i in range(200)) + encode_frame(run))
     done = await client.pump(
         ctx.t(REACTION_WAIT + 2),
-        until=lambda: client.records[run.id].terminal and _has_pong(client, 199),
+        until=lambda: client.records[run.id].terminal and has_pong(client, 199),
     )
     seqs = [m.seq for m in client.other if isinstance(m, Pong)]
     if done and seqs == list(range(200)) and bytes(client.records[run.id].stdout) == b"many-ok":
@@ -472,7 +228,7 @@ async def many_in_one(ctx: Context) -> Observation:
 )
 async def truncated_not_message(ctx: Context) -> Observation:
     marker = ctx.temp_path("truncated")
-    _, wire = await _wire(ctx, True)
+    _, wire = await wire_of(ctx, True)
     frame = encode_frame(Run(id=1, shell=f"touch {shlex.quote(marker)}"))
     await wire.send_raw(frame[: len(frame) - 3])
     await wire.shutdown_write()
@@ -488,7 +244,7 @@ async def truncated_not_message(ctx: Context) -> Observation:
     timeout=12.0,
 )
 async def truncated_departure(ctx: Context) -> Observation:
-    client, wire = await _wire(ctx, True)
+    client, wire = await wire_of(ctx, True)
     command_id = await client.run(argv=["sleep", "60"])
     await client.pump(
         ctx.t(REACTION_WAIT), until=lambda: client.records[command_id].pid is not None

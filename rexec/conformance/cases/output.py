@@ -8,7 +8,7 @@ import time
 
 from ..case import Context, Observation
 from ._registry import case
-from ._util import run_one, wait_started
+from ._util import capped_label, run_one, wait_started
 
 #: Bytes the backpressure command writes: far more than every buffer between
 #: its pipe and the suite (pipe, server, both kernels, with SO_RCVBUF pinned).
@@ -133,9 +133,7 @@ async def output_limit(ctx: Context) -> Observation:
 )
 async def output_capped(ctx: Context) -> Observation:
     _, record = await run_one(ctx, shell="while :; do printf 0123456789; done", output_limit=1000)
-    if record.exit is None:
-        return Observation("no-exit")
-    return Observation("capped" if record.exit.output_capped else "not-capped")
+    return Observation(capped_label(record))
 
 
 @case(
@@ -167,9 +165,7 @@ async def output_limit_exact(ctx: Context) -> Observation:
 )
 async def output_capped_exact(ctx: Context) -> Observation:
     _, record = await run_one(ctx, argv=["head", "-c", "1000", "/dev/zero"], output_limit=1000)
-    if record.exit is None:
-        return Observation("no-exit")
-    return Observation("capped" if record.exit.output_capped else "not-capped")
+    return Observation(capped_label(record))
 
 
 @case(

@@ -10,7 +10,7 @@ from rexec.protocol import Ping, Pong, Stdin, StdinEof
 from ..case import Context, Observation, require_started
 from ..client import Client
 from ._registry import case
-from ._util import QUICK, fatal_seen, run_one, wait_started
+from ._util import QUICK, fatal_seen, over_the_window, run_one, wait_started
 
 
 @case(
@@ -46,10 +46,7 @@ async def stdin_without_stdin(ctx: Context) -> Observation:
 )
 async def exceeded(ctx: Context) -> Observation:
     client = await ctx.client()
-    assert client.hello is not None
-    size = client.hello.limits.stdin_window + 1
-    if size > client.hello.limits.max_body:
-        return Observation("unsupported", "stdin_window + 1 exceeds max_body")
+    size = over_the_window(client)
     run = client.run_message(argv=["sleep", "5"], stdin=True)
     await client.wire.send(run, Stdin.with_data(run.id, b"x" * size))
     return Observation(await ctx.await_fatal(client.wire))

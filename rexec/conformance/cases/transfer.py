@@ -29,7 +29,7 @@ from ._transfer import (
     shell_ok,
     terminal_outcome,
 )
-from ._util import QUICK
+from ._util import QUICK, over_the_window
 
 # --- get ------------------------------------------------------------------------------
 
@@ -252,10 +252,7 @@ async def put_credit(ctx: Context) -> Observation:
 )
 async def put_window_exceeded(ctx: Context) -> Observation:
     client = await ctx.client()
-    assert client.hello is not None
-    size = client.hello.limits.stdin_window + 1
-    if size > client.hello.limits.max_body:
-        raise Unsupported("stdin_window + 1 exceeds max_body")
+    size = over_the_window(client)
     data = b"w" * size
     message = client.put_message(path=ctx.temp_path("put"), size=size, sha256=sha256(data))
     await client.wire.send(message, Stdin.with_data(message.id, data))
