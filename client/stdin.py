@@ -3,9 +3,7 @@
 Bytes written are sent in ``stdin`` frames no larger than the server's body
 limit and never beyond the command's stdin credit (protocol.md 5.3): when the
 credit is spent, sending waits for the server's ``stdin_credit`` frames. One
-pump task per writer does the sending, so ``write`` never blocks; while that
-task is idle, a write that fits the credit and one frame (a keystroke) is sent
-by ``write`` itself, a task switch sooner.
+pump task per writer does the sending, so ``write`` never blocks.
 """
 
 from __future__ import annotations
@@ -38,9 +36,6 @@ class StdinWriter:
         self._changed = asyncio.Event()  # wakes the pump: data, close, credit, end
         self._progress = asyncio.Event()  # wakes drain: bytes sent, or failure
         self._pump_task: asyncio.Task[None] | None = None
-        #: True while the pump waits for work: nothing of ours is queued or
-        #: waiting on the transport's buffer, so ``write`` may send itself.
-        self._pump_idle = True
         self._written = 0
         #: Bytes handed to the connection so far.
         self.sent = 0
@@ -52,10 +47,9 @@ class StdinWriter:
         if self._closing:
             raise ValueError("write to a closed stdin")
         if data:
+            self._buffer += data
             self._written += len(data)
-            if not self._send_at_once(data):
-                self._buffer += data
-                self._kick()
+            self._kick()
 
     async def drain(self) -> None:
         """Wait until every byte written so far has been sent."""
@@ -95,22 +89,6 @@ class StdinWriter:
 
     # --- internals -------------------------------------------------------------
 
-    def _send_at_once(self, data: bytes) -> bool:
-        """Send ``data`` in one frame now if the pump has nothing queued or
-        in flight and the credit covers it; False to leave it to the pump."""
-        if not self._pump_idle or self._buffer:
-            return False
-        if len(data) > min(self._connection.stdin_credit(self._id), self._connection.max_body):
-            return False
-        try:
-            self._connection.send_nowait(Stdin.with_data(self._id, bytes(data)))
-        except RexecConnectionError as exc:
-            self.command_ended(exc)
-            return True
-        self.sent += len(data)
-        self._progress.set()
-        return True
-
     def _kick(self) -> None:
         if self._pump_task is None:
             self._pump_task = asyncio.create_task(self._pump(), name=f"rexec-stdin-{self._id}")
@@ -122,7 +100,6 @@ class StdinWriter:
         # state before its first await), so the command can't end between them.
         try:
             while self._error is None:
-                self._pump_idle = False
                 credit = self._connection.stdin_credit(self._id)
                 if self._buffer and credit:
                     size = min(len(self._buffer), credit, self._connection.max_body)
@@ -136,7 +113,6 @@ class StdinWriter:
                     await self._connection.send(StdinEof(id=self._id))
                     return
                 self._changed.clear()
-                self._pump_idle = True
                 await self._changed.wait()
         except RexecConnectionError as exc:
             self.command_ended(exc)
