@@ -81,6 +81,8 @@ class Template:
                 "no command before ':::' (rexec batch -w HOSTS -- CMD {} ::: ARG...)"
             )
         template = cls(tuple(command), tuple((kind, tuple(args)) for kind, args in sources), quote)
+        if not quote:
+            _refuse_quoted_replacements(" ".join(command))
         for number in template._source_numbers():
             if number > max(1, len(template.sources)):
                 raise TemplateError(
@@ -155,6 +157,44 @@ class Template:
             combos = itertools.product(*lists)
         for seq, combo in enumerate(combos, 1):
             yield Job(id=str(seq), shell=self.command(combo, seq))
+
+
+def _refuse_quoted_replacements(text: str) -> None:
+    """Refuse a replacement string that stands inside the template's own
+    quotes (``'echo "{}"'``): the argument goes in already quoted for the
+    shell, and quotes inside quotes are literal, so ``$(...)`` in a file name
+    would run (GNU parallel has the same trap; rexec refuses it).
+
+    Raises:
+        TemplateError: naming the replacement string and the safe form.
+    """
+    quoted_at = _quote_states(text)
+    for match in _REPLACEMENT.finditer(text):
+        if match.group(1) != "#" and quoted_at[match.start()]:
+            raise TemplateError(
+                f"{match.group(0)} stands inside quotes in the template; the argument is "
+                f"quoted for the shell already: write it outside quotes "
+                f'(echo "processing "{match.group(0)}), or use -q'
+            )
+
+
+def _quote_states(text: str) -> list[bool]:
+    """For each character of ``text``, whether ``/bin/sh`` reads it inside
+    single or double quotes."""
+    states: list[bool] = []
+    quote: str | None = None
+    escaped = False
+    for char in text:
+        states.append(quote is not None)
+        if escaped:
+            escaped = False
+        elif char == "\\" and quote != "'":
+            escaped = True
+        elif quote is None and char in "'\"":
+            quote = char
+        elif char == quote:
+            quote = None
+    return states
 
 
 def _transform(value: str, form: str) -> str:

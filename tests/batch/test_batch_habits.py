@@ -237,3 +237,18 @@ def test_ipv6_targets_are_not_taken_for_a_bare_port() -> None:
     )
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.split() == ["localhost:7441", "[::1]:7441", "127.0.0.1:7000", "[::1]:7001"]
+
+
+def test_a_replacement_inside_the_templates_quotes_is_refused(pool: Pool, tmp_path: Path) -> None:
+    # Attacker III, F6: inside the template's own quotes, the quotes of the
+    # argument are literal: a file name's $(...) ran on the server.
+    pwned = tmp_path / "pwned"
+    name = f"report$(touch {pwned}).txt"
+    for template in ['echo processing "{}"', "echo '{/}'"]:
+        refused = run_batch_cli(pool, "-w", pool.spec, "--", template, ":::", name)
+        assert refused.returncode == 255 and refused.stdout == ""
+        assert "stands inside quotes in the template" in refused.stderr
+    # Outside quotes, and with -q, the same name is one inert word.
+    done = run_batch_cli(pool, "-w", pool.spec, "--", 'echo "processing "{}', ":::", name)
+    assert done.returncode == 0 and done.stdout == f"processing {name}\n"
+    assert not pwned.exists()
