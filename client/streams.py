@@ -14,6 +14,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import BinaryIO
 
+from rexec.eventloop import pin_allocator
+
 #: A read hands a buffered body of at least this size over by itself rather
 #: than joining it with the next ones (a copy that buys nothing at this size).
 _WHOLE_BODY = 64 * 1024
@@ -98,6 +100,8 @@ class OutputReader:
     # --- fed by the connection ----------------------------------------------
 
     def feed_data(self, data: bytes) -> None:
+        if len(data) >= _WHOLE_BODY:
+            pin_allocator()  # bulk output: keep its megabyte buffers in the heap (idempotent)
         if data:
             self._chunks.append(bytes(data))  # a no-op for bytes; a view is copied once
             self._size += len(data)

@@ -367,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"rexecd: configuration OK ({len(config.keys)} key(s))")
             return 0
         raise_open_file_limit()  # room for hundreds of connections (rexec/server/admission.py)
+        eventloop.pin_allocator()  # every command's output may be bulk
         # From here on no message of ours or of a library waits on stderr.
         log_to_background()
         capture_library_logs()

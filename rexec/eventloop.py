@@ -33,3 +33,46 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
     """``asyncio.run`` on the loop :func:`loop_factory` picks."""
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         return runner.run(coroutine)
+
+
+#: glibc's ``mallopt`` parameters (malloc.h).
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+#: Blocks up to this size come from the heap, not a fresh ``mmap`` each: above
+#: the largest frame body (1 MiB) with its header, and a transport's buffer.
+_MMAP_THRESHOLD = 4 * 1024 * 1024
+#: Free memory at the heap's top kept for reuse rather than handed back.
+_TRIM_THRESHOLD = 16 * 1024 * 1024
+_allocator_pinned = False
+
+
+def pin_allocator() -> None:
+    """Keep megabyte buffers in the heap, for a process about to stream bulk data.
+
+    Every bulk frame allocates about 1 MiB (the read, the frame, the decoded
+    body). glibc serves such a block with a fresh ``mmap`` and hands it back on
+    ``free`` (its dynamic threshold rises, but the heap's top is trimmed again
+    at twice that), so each frame's pages fault in anew: measured at 0.5 CPU-s
+    per GiB for one 1 MiB copy, against 0.05 with the thresholds pinned
+    (bench/SPEED3_RESULTS.md). Pinned, freed blocks are reused; peak memory is
+    unchanged (the same blocks, reused rather than remapped), and at most
+    ``_TRIM_THRESHOLD`` of free heap is kept after a burst.
+
+    Process-wide and idempotent; a no-op where the C library is not glibc.
+    Called by rexecd at start and by the client when bulk data begins (the
+    ctypes import, ~2 ms, stays out of a short command's start-up).
+    """
+    global _allocator_pinned
+    if _allocator_pinned:
+        return
+    _allocator_pinned = True
+    try:
+        if not os.confstr("CS_GNU_LIBC_VERSION"):
+            return
+    except (ValueError, OSError):
+        return  # not glibc (musl, macOS): its allocator has no such thresholds
+    import ctypes
+
+    libc = ctypes.CDLL(None)
+    libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
+    libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)

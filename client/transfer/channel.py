@@ -10,6 +10,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from rexec.eventloop import pin_allocator
 from rexec.protocol import Cancel, Done, Error, File, LocalProtocolError, StdinCredit, Stdout
 
 from ..errors import RexecConnectionError
@@ -83,6 +84,7 @@ class Channel:
     """What arrived for one transfer id; the transfer waits on ``wait``."""
 
     def __init__(self, high_water: int) -> None:
+        pin_allocator()  # a transfer is bulk data: keep its megabyte buffers in the heap
         self.file: File | None = None
         self.done: Done | None = None
         self.error: BaseException | None = None

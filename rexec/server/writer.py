@@ -43,6 +43,11 @@ WRITE_HARD_LIMIT = 4 * WRITE_HIGH_WATER
 #: one wake-up, not two. Short, so a quiet command's client still learns its
 #: pid at once for any human purpose.
 STARTED_DELAY = 0.005
+#: How long a small stdin grant may wait to travel with its command's next
+#: frame (a keystroke's grant with its echo: one frame for the client to wake
+#: up to, not two). "Small" is below an eighth of the window summed, so the
+#: client keeps at least 7/8 of its credit meanwhile and never waits on it.
+CREDIT_DELAY = 0.005
 
 
 class Writer:
@@ -64,6 +69,8 @@ class Writer:
         # they can't grow without bound: the latest ping, credit per command.
         self._held_pong: int | None = None
         self._held_credit: dict[int, int] = {}
+        # Small grants waiting (at most CREDIT_DELAY) for their command's next frame.
+        self._lazy_credit: dict[int, tuple[int, asyncio.TimerHandle]] = {}
 
     def attach(self, transport: asyncio.Transport) -> None:
         self.transport = transport
@@ -76,17 +83,24 @@ class Writer:
         if self.closing or self.transport is None:
             return
         try:
-            pending = (
-                self._pending_started.pop(getattr(message, "id", -1), None)
-                if self._pending_started
-                else None
-            )
-            if pending is None:
+            command_id = getattr(message, "id", -1)
+            pending = self._pending_started.pop(command_id, None) if self._pending_started else None
+            lazy = self._lazy_credit.pop(command_id, None) if self._lazy_credit else None
+            if pending is None and lazy is None:
                 self.transport.write(self.conn.send(message))
-            else:  # the command's deferred ``started`` goes first, in the same write
-                started, timer = pending
-                timer.cancel()
-                self.transport.write(self.conn.send(started) + self.conn.send(message))
+            else:  # deferred frames of the command travel in the same write
+                frames = []
+                if pending is not None:  # the command's ``started`` goes first
+                    started, timer = pending
+                    timer.cancel()
+                    frames.append(self.conn.send(started))
+                frames.append(self.conn.send(message))
+                if lazy is not None:  # its credit after (none after a terminal frame)
+                    nbytes, timer = lazy
+                    timer.cancel()
+                    if not isinstance(message, Terminal):
+                        frames.append(self.conn.send(StdinCredit(id=command_id, bytes=nbytes)))
+                self.transport.write(b"".join(frames))
             if not self._read_paused and self.transport.get_write_buffer_size() > WRITE_HARD_LIMIT:
                 self._read_paused = True
                 self.transport.pause_reading()
@@ -116,12 +130,20 @@ class Writer:
         self.send(terminal)
 
     def grant_credit(self, command_id: int, nbytes: int) -> None:
-        # Withholding credit from a client that isn't reading is also the
-        # natural backpressure on its stdin.
-        if self.paused:
-            self._held_credit[command_id] = self._held_credit.get(command_id, 0) + nbytes
+        lazy = self._lazy_credit.pop(command_id, None)
+        if lazy is not None:
+            nbytes += lazy[0]
+        if self.paused or nbytes * 8 >= self.conn.limits.stdin_window:
+            if lazy is not None:
+                lazy[1].cancel()
+            self._send_credit(command_id, nbytes)
+        elif lazy is not None:  # summed, on the first grant's timer
+            self._lazy_credit[command_id] = (nbytes, lazy[1])
         else:
-            self.send(StdinCredit(id=command_id, bytes=nbytes))
+            timer = asyncio.get_running_loop().call_later(
+                CREDIT_DELAY, self._flush_credit, command_id
+            )
+            self._lazy_credit[command_id] = (nbytes, timer)
 
     def pong(self, seq: int) -> None:
         if self.paused:
@@ -133,6 +155,19 @@ class Writer:
         entry = self._pending_started.pop(command_id, None)
         if entry is not None:
             self.send(entry[0])
+
+    def _flush_credit(self, command_id: int) -> None:
+        entry = self._lazy_credit.pop(command_id, None)
+        if entry is not None:
+            self._send_credit(command_id, entry[0])
+
+    def _send_credit(self, command_id: int, nbytes: int) -> None:
+        # Withholding credit from a client that isn't reading is also the
+        # natural backpressure on its stdin.
+        if self.paused:
+            self._held_credit[command_id] = self._held_credit.get(command_id, 0) + nbytes
+        else:
+            self.send(StdinCredit(id=command_id, bytes=nbytes))
 
     # --- the transport's buffer ---------------------------------------------------
 
@@ -180,6 +215,7 @@ class Writer:
     def lost(self) -> None:
         """The connection is gone: nothing more is sent."""
         self.closing = True
-        for _, timer in self._pending_started.values():
+        for _, timer in (*self._pending_started.values(), *self._lazy_credit.values()):
             timer.cancel()
         self._pending_started.clear()
+        self._lazy_credit.clear()
