@@ -31,7 +31,6 @@ from rexec.log import set_format as set_log_format
 from rexec.log import start_background as log_to_background
 from rexec.log import stop_background as stop_log_background
 from rexec.ops.operations import Operations, OperationsError
-from rexec.server.allocator import pin_malloc_thresholds
 from rexec.server.audit import AuditLog
 from rexec.server.config import ServerConfig
 from rexec.server.flags import EXIT_STARTUP, build_parser
@@ -372,7 +371,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"rexecd: configuration OK ({len(config.keys)} key(s))")
             return 0
         raise_open_file_limit()  # room for hundreds of connections (rexec/server/admission.py)
-        pin_malloc_thresholds()  # bulk output without a page fault per byte
         # From here on no message of ours or of a library waits on stderr.
         log_to_background()
         capture_library_logs()
