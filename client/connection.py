@@ -13,18 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
-import ssl as ssl_module
 import sys
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, BinaryIO, Protocol, Self
-
-import pydantic
+from typing import TYPE_CHECKING, BinaryIO, Self
 
 from rexec.protocol import (
-    KEY_SIZE,
     PROTOCOL_MAX_BODY,
     Connection,
     Done,
@@ -39,21 +33,19 @@ from rexec.protocol import (
     Pty,
     Put,
     RemoteProtocolError,
-    Role,
-    Run,
     ServerLimits,
 )
 
-from ._handshake import READ_SIZE, fatal_error_frame, handshake
-from .address import library_address
+from ._handshake import READ_SIZE, fatal_error_frame
 from .errors import (
     CannotSend,
-    ConnectTimeout,
     ProtocolViolation,
     RexecConnectionError,
-    describe_invalid,
 )
-from .process import RemoteProcess
+from .failures import describe_os_error
+from .keepalive import Keepalive
+from .link import CommandHandler
+from .process import RemoteProcess, run_message
 from .result import CompletedProcess
 
 if TYPE_CHECKING:
@@ -61,137 +53,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Seconds for TCP connect, TLS and the rexec handshake together.
-DEFAULT_CONNECT_TIMEOUT = 10.0
 #: Unread output of one command above which the connection stops reading its
 #: socket: two full frames, so a reader keeps up without stalling the sender.
 DEFAULT_OUTPUT_HIGH_WATER = 2 * PROTOCOL_MAX_BODY
-#: Seconds a keepalive ping may go unanswered before the connection is dead.
-DEFAULT_KEEPALIVE_TIMEOUT = 10.0
 #: Seconds ``close()`` waits for the transport to finish closing.
 _CLOSE_TIMEOUT = 2.0
-
-
-async def connect(
-    host: str,
-    port: int | None = None,
-    key: bytes = b"",
-    *,
-    ssl: ssl_module.SSLContext | None = None,
-    server_hostname: str | None = None,
-    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-    keepalive: float | None = None,
-    keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT,
-    output_high_water: int = DEFAULT_OUTPUT_HIGH_WATER,
-) -> ClientConnection:
-    """Connect to a rexec server and authenticate.
-
-    Args:
-        host, port: the server. ``host`` is written as on the command line:
-            a name or an IP address, optionally with its port (``"server:7000"``,
-            ``"[::1]:7000"``, or bare ``"::1"``); ``port`` defaults to the one in
-            ``host``, else 7420.
-        key: the shared 32-byte key.
-        ssl: a client ``SSLContext`` to speak TLS; None for plain TCP.
-        server_hostname: the name to check the server certificate against
-            (default: ``host``); only with ``ssl``.
-        connect_timeout: bound on TCP connect, TLS and the handshake together.
-        keepalive: when set, send a ``ping`` every this many seconds and
-            declare the connection lost if no ``pong`` comes within
-            ``keepalive_timeout``.
-        output_high_water: unread output bytes of one command above which the
-            connection stops reading from the server (see ``RemoteProcess``).
-
-    Raises:
-        ValueError: the key is not 32 bytes, or the address is malformed.
-        AuthenticationError, VersionMismatch, ProtocolViolation: see
-            ``rexec_client.errors``.
-        RexecConnectionError: the connection could not be made (refused,
-            unreachable, TLS failure, timeout).
-    """
-    if len(key) != KEY_SIZE:
-        raise ValueError(f"the key must be {KEY_SIZE} bytes, not {len(key)}")
-    address = library_address(host, port)
-    peer = str(address)
-    tls = {"ssl": ssl, "server_hostname": server_hostname} if ssl is not None else {}
-    writer: asyncio.StreamWriter | None = None
-    try:
-        async with asyncio.timeout(connect_timeout):
-            reader, writer = await asyncio.open_connection(  # type: ignore[arg-type]
-                address.host, address.port, limit=READ_SIZE, **tls
-            )
-            protocol = Connection(Role.CLIENT)
-            hello = await handshake(reader, writer, protocol, key, peer)
-    except BaseException as exc:
-        if writer is not None:
-            writer.transport.abort()
-        if isinstance(exc, RexecConnectionError):
-            raise  # already says what happened (it is an OSError too)
-        if isinstance(exc, TimeoutError):
-            raise ConnectTimeout(f"no answer from {peer} within {connect_timeout:g} s") from None
-        if isinstance(exc, OSError):
-            # Chained: the cause (a TLS verification failure…) is for
-            # callers that want to say more than the message does.
-            raise RexecConnectionError(
-                f"cannot connect to {peer}: {describe_os_error(exc)}"
-            ) from exc
-        raise
-    return ClientConnection(
-        reader,
-        writer,
-        protocol,
-        hello,
-        peer=peer,
-        keepalive=keepalive,
-        keepalive_timeout=keepalive_timeout,
-        output_high_water=output_high_water,
-    )
-
-
-class CommandHandler(Protocol):
-    """What the connection feeds the frames of one command id to: a
-    ``RemoteProcess`` for a ``run``, a transfer (``rexec_client.transfer``)
-    for a ``put`` or ``get``."""
-
-    def handle(self, message: object) -> None: ...
-
-    def connection_lost(self, error: RexecConnectionError) -> None: ...
-
-    @property
-    def needs_room(self) -> bool: ...
-
-    async def wait_for_room(self) -> None: ...
-
-
-def describe_os_error(exc: OSError) -> str:
-    """One line for a socket, name resolution or TLS failure, without
-    Python's decorations."""
-    if isinstance(exc, socket.gaierror):
-        if exc.errno in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)):
-            return "no such host (the name does not resolve)"
-        return f"cannot resolve the host name ({(exc.strerror or str(exc)).lower()})"
-    if isinstance(exc, ssl_module.SSLCertVerificationError):
-        return f"TLS certificate verification failed: {exc.verify_message}"
-    if isinstance(exc, ssl_module.SSLError):
-        reason = exc.reason or str(exc)
-        return f"TLS failed: {_TLS_REASONS.get(reason, reason)}"
-    if exc.errno:
-        return os.strerror(exc.errno).lower()
-    if isinstance(exc, ConnectionResetError):
-        # asyncio's own "Connection lost" (no errno): a write found the
-        # transport already closed by the peer. Said as the reader says it, so
-        # that one cause reads the same whichever side noticed first.
-        return "the server closed the connection"
-    return str(exc) or type(exc).__name__
-
-
-#: What the TLS failures a user meets most often mean, by OpenSSL's reason.
-_TLS_REASONS = {
-    "WRONG_VERSION_NUMBER": "the server does not speak TLS (WRONG_VERSION_NUMBER)",
-    "TLSV13_ALERT_CERTIFICATE_REQUIRED": "the server requires a client certificate",
-    "SSLV3_ALERT_BAD_CERTIFICATE": "the server refused our client certificate",
-    "TLSV1_ALERT_UNKNOWN_CA": "the server does not trust the CA of our client certificate",
-}
 
 
 class ClientConnection:
@@ -223,11 +89,15 @@ class ClientConnection:
         self._error: RexecConnectionError | None = None
         self._ended = asyncio.Event()
         self._reading_paused = False
-        self._pong = asyncio.Event()
-        self._pong_seq = -1
         self._reader_task = asyncio.create_task(self._read_loop(), name=f"rexec-reader-{peer}")
-        self._keepalive_task = (
-            asyncio.create_task(self._keepalive(keepalive, keepalive_timeout))
+        self._keepalive = (
+            Keepalive(
+                keepalive,
+                keepalive_timeout,
+                send=self.send_nowait,
+                reading_paused=lambda: self._reading_paused,
+                dead=lambda why: self._fail(self._lost(why)),
+            )
             if keepalive
             else None
         )
@@ -299,7 +169,7 @@ class ClientConnection:
             RexecConnectionError: the connection is or got lost.
             ValueError, TypeError: arguments the protocol can't carry.
         """
-        run = _run_message(
+        run = run_message(
             self._protocol.last_command_id + 1,
             args,
             shell=shell,
@@ -433,8 +303,7 @@ class ClientConnection:
         """Close the connection. Commands still running end with
         ``connection_lost`` (and the server kills them)."""
         self._fail(RexecConnectionError(f"the connection to {self.peer} was closed by the client"))
-        tasks = [t for t in (self._reader_task, self._keepalive_task) if t is not None]
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks(), return_exceptions=True)
         try:
             async with asyncio.timeout(_CLOSE_TIMEOUT):
                 await self._writer.wait_closed()
@@ -452,6 +321,9 @@ class ClientConnection:
     ) -> None:
         await self.close()
 
+    def _tasks(self) -> list[asyncio.Task[None]]:
+        return [self._reader_task, *([self._keepalive.task] if self._keepalive else [])]
+
     def _lost(self, why: str, code: str | None = None) -> RexecConnectionError:
         return RexecConnectionError(f"connection to {self.peer} lost: {why}", code)
 
@@ -465,8 +337,8 @@ class ClientConnection:
                 process.connection_lost(error)
             self._processes.clear()
             self._writer.close()
-            for task in (self._reader_task, self._keepalive_task):
-                if task is not None and task is not asyncio.current_task():
+            for task in self._tasks():
+                if task is not asyncio.current_task():
                     task.cancel()
         return self._error
 
@@ -503,8 +375,8 @@ class ClientConnection:
             self.send_nowait(Pong(seq=message.seq))
             return
         if isinstance(message, Pong):
-            self._pong_seq = message.seq
-            self._pong.set()
+            if self._keepalive is not None:
+                self._keepalive.answered(message.seq)
             return
         if isinstance(message, Error) and message.fatal:
             raise self._lost(f"{message.message} ({message.code})", message.code)
@@ -526,60 +398,3 @@ class ClientConnection:
                 await process.wait_for_room()
             finally:
                 self._reading_paused = False
-
-    # --- keepalive -----------------------------------------------------------------
-
-    async def _keepalive(self, interval: float, timeout: float) -> None:
-        seq = 0
-        try:
-            while True:
-                await asyncio.sleep(interval)
-                self._pong.clear()
-                self.send_nowait(Ping(seq=seq))
-                while self._pong_seq != seq:
-                    try:
-                        async with asyncio.timeout(timeout):
-                            await self._pong.wait()
-                    except TimeoutError:
-                        # While the reader is paused for backpressure, the pong
-                        # may well be waiting unread: only silence counts.
-                        if not self._reading_paused:
-                            self._fail(self._lost(f"no answer to keepalive within {timeout:g} s"))
-                            return
-                    self._pong.clear()
-                seq += 1
-        except RexecConnectionError:
-            return
-
-
-def _run_message(
-    command_id: int,
-    args: str | Sequence[str],
-    *,
-    shell: bool,
-    cwd: str | None,
-    env: Mapping[str, str] | None,
-    stdin: bool,
-    timeout: float | None,
-    output_limit: int | None,
-    pty: Pty | None,
-) -> Run:
-    """The ``run`` frame for these arguments, checked against the protocol."""
-    if shell and not isinstance(args, str):
-        raise TypeError("with shell=True, pass the command line as one string")
-    command: dict[str, object] = (
-        {"shell": args} if shell else {"argv": [args] if isinstance(args, str) else list(args)}
-    )
-    try:
-        return Run(
-            id=command_id,
-            cwd=cwd,
-            env=dict(env or {}),
-            stdin=stdin,
-            timeout=timeout,
-            output_limit=output_limit,
-            pty=pty,
-            **command,  # type: ignore[arg-type]
-        )
-    except pydantic.ValidationError as exc:
-        raise ValueError(f"cannot run this command: {describe_invalid(exc)}") from None

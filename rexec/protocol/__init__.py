@@ -4,157 +4,69 @@ This package contains no networking, process or clock code at all (a test
 enforces it): the server, the client and the conformance suite are thin shells
 around it. See protocol.md for the normative description.
 
-Names are loaded on first use (PEP 562): ``import rexec.protocol`` costs next
-to nothing, and only what needs the message models pays for pydantic, so that
-a program can import the package for a constant (the key size) and answer
-``--version`` or ``--help`` without building a validator.
+Its public names are those its private modules list in their ``__all__``;
+each is written there once. They are loaded on first use (PEP 562): ``import
+rexec.protocol`` costs next to nothing, and a name is looked up in the modules
+of ``_MODULES`` in order, those that need no pydantic first, so that a program
+can import the package for a constant (the key size) and answer ``--version``
+or ``--help`` without building a validator.
 """
 
 from __future__ import annotations
 
 import importlib
+from types import ModuleType
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from ._connection import PROTOCOL_MAX_BODY, PROTOCOL_MAX_HEADER, Connection, sign_auth
-    from ._discovery import (
-        DEFAULT_ANNOUNCE_PORT,
-        MAX_PROBE_SIZE,
-        Announcement,
-        decode_answer,
-        decode_probe,
-        encode_answer,
-        encode_probe,
-    )
-    from ._errors import ErrorCode, LocalProtocolError, ProtocolError, RemoteProtocolError
-    from ._framing import HEADER_LENGTH, FrameDecoder, decode_header, encode_frame, encode_header
-    from ._handshake import (
-        BINDING_SIZE,
-        KEY_SIZE,
-        MAC_SIZE,
-        NONCE_SIZE,
-        PROTOCOL_VERSION,
-        SUPPORTED_FEATURES,
-        SUPPORTED_VERSIONS,
-        Transcript,
-        choose_version,
-        macs_match,
-    )
-    from ._limits import MAX_SAFE_INTEGER, Limits
-    from ._messages import (
-        MESSAGE_ADAPTER,
-        SIGNAL_NAMES,
-        Auth,
-        AuthOk,
-        Cancel,
-        Done,
-        Error,
-        Exit,
-        File,
-        Get,
-        Hello,
-        Message,
-        MessageBase,
-        Ping,
-        Pong,
-        Pty,
-        Put,
-        Resize,
-        Run,
-        ServerLimits,
-        Signal,
-        Started,
-        Stderr,
-        Stdin,
-        StdinCredit,
-        StdinEof,
-        Stdout,
-    )
-    from ._state import ConnectionState, Role
+if TYPE_CHECKING:  # the same modules as _MODULES, for type checkers
+    from ._command_messages import *  # noqa: F403
+    from ._connection import *  # noqa: F403
+    from ._discovery import *  # noqa: F403
+    from ._errors import *  # noqa: F403
+    from ._fields import *  # noqa: F403
+    from ._framing import *  # noqa: F403
+    from ._handshake import *  # noqa: F403
+    from ._handshake_steps import *  # noqa: F403
+    from ._limits import *  # noqa: F403
+    from ._message_base import *  # noqa: F403
+    from ._messages import *  # noqa: F403
+    from ._session_messages import *  # noqa: F403
+    from ._state import *  # noqa: F403
+    from ._transfer_messages import *  # noqa: F403
 
-#: The private module that defines each public name.
-_MODULES: dict[str, tuple[str, ...]] = {
-    "_connection": ("PROTOCOL_MAX_BODY", "PROTOCOL_MAX_HEADER", "Connection", "sign_auth"),
-    "_discovery": (
-        "DEFAULT_ANNOUNCE_PORT",
-        "MAX_PROBE_SIZE",
-        "Announcement",
-        "decode_answer",
-        "decode_probe",
-        "encode_answer",
-        "encode_probe",
-    ),
-    "_errors": ("ErrorCode", "LocalProtocolError", "ProtocolError", "RemoteProtocolError"),
-    "_framing": ("HEADER_LENGTH", "FrameDecoder", "decode_header", "encode_frame", "encode_header"),
-    "_handshake": (
-        "BINDING_SIZE",
-        "KEY_SIZE",
-        "MAC_SIZE",
-        "NONCE_SIZE",
-        "PROTOCOL_VERSION",
-        "SUPPORTED_FEATURES",
-        "SUPPORTED_VERSIONS",
-        "Transcript",
-        "choose_version",
-        "macs_match",
-    ),
-    "_limits": ("MAX_SAFE_INTEGER", "Limits"),
-    "_messages": (
-        "MESSAGE_ADAPTER",
-        "SIGNAL_NAMES",
-        "Auth",
-        "AuthOk",
-        "Cancel",
-        "Done",
-        "Error",
-        "Exit",
-        "File",
-        "Get",
-        "Hello",
-        "Message",
-        "MessageBase",
-        "Ping",
-        "Pong",
-        "Pty",
-        "Put",
-        "Resize",
-        "Run",
-        "ServerLimits",
-        "Signal",
-        "Started",
-        "Stderr",
-        "Stdin",
-        "StdinCredit",
-        "StdinEof",
-        "Stdout",
-    ),
-    "_state": ("ConnectionState", "Role"),
-}
-_EXPORTS = {name: module for module, names in _MODULES.items() for name in names}
+#: The private modules whose ``__all__`` make up the public names, in the
+#: order a name is looked for: the four that import no pydantic first.
+_MODULES = (
+    "_errors", "_limits", "_handshake", "_discovery",
+    "_fields", "_message_base", "_session_messages", "_command_messages", "_transfer_messages",
+    "_messages", "_framing", "_state", "_handshake_steps", "_connection",
+)  # fmt: skip
 
-__all__ = [
-    "BINDING_SIZE", "DEFAULT_ANNOUNCE_PORT", "HEADER_LENGTH", "KEY_SIZE", "MAC_SIZE",
-    "MAX_PROBE_SIZE", "MAX_SAFE_INTEGER", "MESSAGE_ADAPTER", "NONCE_SIZE", "PROTOCOL_MAX_BODY",
-    "PROTOCOL_MAX_HEADER", "PROTOCOL_VERSION", "SIGNAL_NAMES", "SUPPORTED_FEATURES",
-    "SUPPORTED_VERSIONS", "Announcement", "Auth", "AuthOk", "Cancel", "Connection",
-    "ConnectionState", "Done", "Error", "ErrorCode", "Exit", "File", "FrameDecoder", "Get",
-    "Hello", "Limits", "LocalProtocolError", "Message", "MessageBase", "Ping", "Pong",
-    "ProtocolError", "Pty", "Put", "RemoteProtocolError", "Resize", "Role", "Run", "ServerLimits",
-    "Signal", "Started", "Stderr", "Stdin", "StdinCredit", "StdinEof", "Stdout", "Transcript",
-    "choose_version", "decode_answer", "decode_header", "decode_probe", "encode_answer",
-    "encode_frame", "encode_header", "encode_probe", "macs_match", "sign_auth",
-]  # fmt: skip
+
+def _module(name: str) -> ModuleType:
+    # Only our own submodules, by the names in the table above.
+    return importlib.import_module(f"{__name__}.{name}")
+
+
+def _exports() -> dict[str, str]:
+    """Every public name and the private module that defines it (loads them all)."""
+    return {name: module for module in _MODULES for name in _module(module).__all__}
 
 
 def __getattr__(name: str) -> object:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    # Only our own submodules, by the names in the table above.
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    if name == "__all__":
+        value: object = sorted(_exports())
+    else:
+        for module_name in _MODULES:
+            module = _module(module_name)
+            if name in module.__all__:
+                value = getattr(module, name)
+                break
+        else:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+    return sorted({*globals(), *_exports()})

@@ -30,15 +30,8 @@ from __future__ import annotations
 import dataclasses
 import enum
 
-from ._errors import ErrorCode, LocalProtocolError, ProtocolError
-from ._messages import (
-    Done,
-    Error,
+from ._command_messages import (
     Exit,
-    File,
-    Get,
-    MessageBase,
-    Put,
     Resize,
     Run,
     Signal,
@@ -48,7 +41,11 @@ from ._messages import (
     StdinCredit,
     StdinEof,
     Stdout,
-)
+)  # fmt: skip
+from ._errors import ErrorCode, LocalProtocolError, ProtocolError
+from ._message_base import MessageBase
+from ._session_messages import Error
+from ._transfer_messages import Done, File, Get, Put
 
 
 class CommandKind(enum.Enum):

@@ -9,67 +9,32 @@ an ``error`` frame carrying its code, then close) and leaves the connection in
 ``LocalProtocolError`` (a bug here, or a race the caller handles; nothing is
 sent and the state is unchanged).
 
-During the handshake it records the ``hello`` and ``auth`` frames as they
-travel, so that both sides compute their macs over the same bytes
-(``transcript``, ``sign_auth``).
+The handshake's order and transcript are _handshake_steps.py's, each
+command's rules _commands.py's; this module holds them together with the
+frame decoder, the connection's state and the size limits of what it sends.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pydantic_core import from_json
-
+from ._command_messages import Run
 from ._commands import Command, apply_client_frame, apply_server_frame, open_command
 from ._errors import ErrorCode, LocalProtocolError, ProtocolError, RemoteProtocolError
-from ._framing import FrameDecoder, encode_frame, encode_header
-from ._handshake import PROTOCOL_VERSION, SUPPORTED_VERSIONS, Transcript, choose_version
+from ._framing import FrameDecoder, encode_frame
+from ._handshake import Transcript, choose_version
+from ._handshake_steps import Handshake, HandshakeStep, sign_auth
 from ._limits import Limits
-from ._messages import (
-    Auth,
-    Error,
-    Get,
-    Hello,
-    Message,
-    MessageBase,
-    Put,
-    Run,
-    ServerLimits,
-)
-from ._state import (
-    HANDSHAKE_STEPS,
-    OPEN_SENDS,
-    ConnectionState,
-    HandshakeStep,
-    Role,
-    other,
-)
+from ._message_base import MessageBase
+from ._messages import Message
+from ._session_messages import Auth, Error, Hello, ServerLimits
+from ._state import OPEN_SENDS, ConnectionState, Role, other
+from ._transfer_messages import Get, Put
 
 #: A peer never sends a header or body larger than these, in either direction;
 #: a server may announce lower limits for what it receives.
 PROTOCOL_MAX_HEADER = Limits().max_header
 PROTOCOL_MAX_BODY = Limits().max_body
-
-
-def sign_auth(
-    hello_frame: bytes,
-    key: bytes,
-    *,
-    nonce: str,
-    version: int = PROTOCOL_VERSION,
-    features: Sequence[str] = (),
-    binding: bytes = b"",
-) -> Auth:
-    """The client's ``auth`` answering the ``hello`` frame ``hello_frame`` (as
-    received, byte for byte), its mac computed over the header exactly as
-    ``encode_frame`` writes it (protocol.md 3.1).
-
-    Raises:
-        ValueError: a key, nonce, feature or binding of the wrong form.
-    """
-    unsigned = Auth.unsigned(version=version, nonce=nonce, features=features)
-    transcript = Transcript(hello_frame, encode_header(unsigned), binding)
-    return unsigned.signed(transcript.client_mac(key))
 
 
 class Connection:
@@ -92,14 +57,9 @@ class Connection:
         self.limits = limits or Limits()
         self.state = ConnectionState.HANDSHAKE
         self.server_limits: ServerLimits | None = None
-        self.version: int | None = None
-        self.features: frozenset[str] = frozenset()
-        self._step = HandshakeStep.HELLO
+        self._handshake = Handshake(role)
         self._commands: dict[int, Command] = {}
         self._last_id = -1
-        self._hello: Hello | None = None  # sent or received
-        self._hello_frame = b""
-        self._auth_frame = b""  # without its body, the client's mac
         self._error: RemoteProtocolError | None = None
         self._eof_sent = False
         self._peer = other(role)
@@ -126,14 +86,24 @@ class Connection:
         )
 
     @property
+    def version(self) -> int | None:
+        """The protocol version agreed in the handshake."""
+        return self._handshake.version
+
+    @property
+    def features(self) -> frozenset[str]:
+        """The features the client chose in ``auth`` (protocol.md 3.2)."""
+        return self._handshake.features
+
+    @property
     def hello(self) -> Hello | None:
         """The ``hello`` of this connection, once sent or received."""
-        return self._hello
+        return self._handshake.hello
 
     @property
     def hello_frame(self) -> bytes:
         """The ``hello`` frame as it travelled (b"" before it did)."""
-        return self._hello_frame
+        return self._handshake.hello_frame
 
     def sign_auth(
         self,
@@ -151,16 +121,17 @@ class Connection:
         Raises:
             LocalProtocolError: no hello yet, or no version in common.
         """
-        if self._hello is None or self.role is not Role.CLIENT:
+        hello = self._handshake.hello
+        if hello is None or self.role is not Role.CLIENT:
             raise LocalProtocolError(ErrorCode.PROTOCOL_UNEXPECTED, "no hello received")
         if version is None:
-            version = choose_version(self._hello.versions)
+            version = choose_version(hello.versions)
             if version is None:
                 raise LocalProtocolError(
                     ErrorCode.VERSION_UNSUPPORTED, "no protocol version in common"
                 )
         return sign_auth(
-            self._hello_frame, key, nonce=nonce, version=version, features=features,
+            self._handshake.hello_frame, key, nonce=nonce, version=version, features=features,
             binding=binding,
         )  # fmt: skip
 
@@ -172,9 +143,7 @@ class Connection:
         Raises:
             LocalProtocolError: no ``auth`` yet.
         """
-        if not self._auth_frame:
-            raise LocalProtocolError(ErrorCode.PROTOCOL_UNEXPECTED, "no auth yet")
-        return Transcript(self._hello_frame, self._auth_frame, binding)
+        return self._handshake.transcript(binding)
 
     # --- bytes in, messages out ---------------------------------------------------
 
@@ -223,10 +192,10 @@ class Connection:
                 message = self._decoder.next_message()
                 if message is None:
                     return None
-                if self._apply(message, sender=self._peer):
+                if self._apply(message, sender=self._peer, raw=self._decoder.raw_header):
                     return message
         except RemoteProtocolError as exc:
-            self._error = self._version_refusal() or exc
+            self._error = self._handshake.version_refusal(self._decoder.raw_header) or exc
             self.state = ConnectionState.ERROR
             raise self._error from exc
 
@@ -246,15 +215,15 @@ class Connection:
         # leave the state (stdin credit, command table) untouched.
         frame = encode_frame(message)
         self._check_size(frame, message.data_size)
-        if not self._apply(message, sender=self.role):
+        # The handshake records its frames as they travel, without the body
+        # (an auth's mac); no later frame needs the copy.
+        handshake = self.state is ConnectionState.HANDSHAKE
+        raw = frame[: len(frame) - message.data_size] if handshake else b""
+        if not self._apply(message, sender=self.role, raw=raw):
             raise LocalProtocolError(
                 ErrorCode.PROTOCOL_UNEXPECTED,
                 f"{message.type} for a command that has ended",
             )
-        if isinstance(message, Hello):
-            self._hello_frame = frame
-        elif isinstance(message, Auth):
-            self._auth_frame = frame[: len(frame) - message.data_size]
         return frame
 
     def send_eof(self) -> None:
@@ -325,8 +294,9 @@ class Connection:
                 ErrorCode.FRAME_BODY_TOO_LARGE, f"body above the peer's limit of {max_body}"
             )
 
-    def _apply(self, message: MessageBase, sender: Role) -> bool:
-        """Check ``message`` against the rules and update the state.
+    def _apply(self, message: MessageBase, sender: Role, raw: bytes) -> bool:
+        """Check ``message`` (``raw``: its header as it travelled, during the
+        handshake) against the rules and update the state.
 
         Returns False for a frame from the peer that must be dropped.
         """
@@ -344,7 +314,7 @@ class Connection:
                 "the peer broke the protocol: only a fatal error may follow",
             )
         if self.state is ConnectionState.HANDSHAKE:
-            self._apply_handshake(message, sender, fault)
+            self._apply_handshake(message, sender, raw, fault)
             return True
         if not isinstance(message, self._own_sends if sender is self.role else self._peer_sends):
             raise fault(
@@ -372,60 +342,16 @@ class Connection:
         return True
 
     def _apply_handshake(
-        self, message: MessageBase, sender: Role, fault: type[ProtocolError]
+        self, message: MessageBase, sender: Role, raw: bytes, fault: type[ProtocolError]
     ) -> None:
-        expected, expected_sender, next_step = HANDSHAKE_STEPS[self._step]
-        if sender is not expected_sender or not isinstance(message, expected):
-            raise fault(
-                ErrorCode.PROTOCOL_UNEXPECTED,
-                f"expected {expected_sender.value} {expected.model_fields['type'].default}",
-            )
-        if isinstance(message, Hello):
-            self._hello = message
-            if sender is not self.role:
-                self._hello_frame = self._decoder.raw_header
-            if self.role is Role.CLIENT:
-                self.server_limits = message.limits
-                self._stdin_window = message.limits.stdin_window
-        elif isinstance(message, Auth):
-            self._accept_auth(message, sender, fault)
-        self._step = next_step
-        if next_step is HandshakeStep.DONE:
+        self._handshake.apply(message, sender, raw, fault)
+        if isinstance(message, Hello) and self.role is Role.CLIENT:
+            self.server_limits = message.limits
+            self._stdin_window = message.limits.stdin_window
+        if self._handshake.step is HandshakeStep.DONE:
             self.state = ConnectionState.OPEN
             self._decoder.max_header = self._post_auth_max_header
             self._decoder.keep_raw = False
-
-    def _accept_auth(self, auth: Auth, sender: Role, fault: type[ProtocolError]) -> None:
-        assert self._hello is not None  # the handshake's order
-        if auth.version not in self._hello.versions:
-            # protocol.md [handshake.version]: the version must be one hello offered.
-            raise fault(ErrorCode.VERSION_UNSUPPORTED, "protocol version not offered")
-        if not set(auth.features) <= set(self._hello.features):
-            # protocol.md [handshake.features]: only features hello offered.
-            raise fault(ErrorCode.FEATURE_UNSUPPORTED, "feature not offered")
-        self.version = auth.version
-        self.features = frozenset(auth.features)
-        if sender is not self.role:
-            self._auth_frame = self._decoder.raw_header
-
-    def _version_refusal(self) -> RemoteProtocolError | None:
-        """protocol.md [handshake.version]: an ``auth`` of a version we do not
-        speak is refused as such, even when its shape is another version's
-        (which our schema rejects first)."""
-        if self.role is not Role.SERVER or self._step is not HandshakeStep.AUTH:
-            return None
-        try:
-            header = from_json(self._decoder.raw_header[4:], allow_inf_nan=False)
-        except ValueError:
-            return None
-        if not isinstance(header, dict) or header.get("type") != "auth":
-            return None
-        version = header.get("version")
-        if type(version) is int and version not in SUPPORTED_VERSIONS:
-            return RemoteProtocolError(
-                ErrorCode.VERSION_UNSUPPORTED, "protocol version not offered"
-            )
-        return None
 
     def _register(self, message: Run | Put | Get, fault: type[ProtocolError]) -> None:
         # protocol.md [command.id.increasing]: run, put and get share one id space.
@@ -433,3 +359,6 @@ class Connection:
             raise fault(ErrorCode.COMMAND_BAD_ID, "command ids must increase")
         self._last_id = message.id
         self._commands[message.id] = open_command(message, self._stdin_window)
+
+
+__all__ = ["PROTOCOL_MAX_BODY", "PROTOCOL_MAX_HEADER", "Connection"]

@@ -140,3 +140,10 @@ def _is_ip(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+# NONCE_SIZE is this module's own (a probe's); the package's is the handshake's.
+__all__ = [
+    "DEFAULT_ANNOUNCE_PORT", "MAX_PROBE_SIZE", "Announcement", "decode_answer", "decode_probe",
+    "encode_answer", "encode_probe",
+]  # fmt: skip

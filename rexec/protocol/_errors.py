@@ -83,3 +83,6 @@ class LocalProtocolError(ProtocolError):
     It is never the peer's fault: a bug in the caller, or a race the caller
     handles (a ``cancel`` for a command whose end has just arrived). Nothing is
     sent and the connection's state is unchanged."""
+
+
+__all__ = ["ErrorCode", "LocalProtocolError", "ProtocolError", "RemoteProtocolError"]

@@ -14,17 +14,11 @@ import struct
 from pydantic import BaseModel, ValidationError
 from pydantic_core import from_json
 
+from ._command_messages import Pty
 from ._errors import ErrorCode, LocalProtocolError, RemoteProtocolError
-from ._messages import (
-    CLIENT_MESSAGES,
-    MESSAGE_ADAPTER,
-    SERVER_MESSAGES,
-    Message,
-    MessageBase,
-    Pty,
-    ServerLimits,
-    _BodyMessage,
-)
+from ._message_base import BodyMessage, MessageBase
+from ._messages import CLIENT_MESSAGES, MESSAGE_ADAPTER, SERVER_MESSAGES, Message
+from ._session_messages import ServerLimits
 
 HEADER_LENGTH = struct.Struct("<i")
 _VALIDATE_JSON = MESSAGE_ADAPTER.validator.validate_json
@@ -45,7 +39,7 @@ def encode_frame(message: MessageBase) -> bytes:
             body.
     """
     header = message.__pydantic_serializer__.to_json(message)
-    if isinstance(message, _BodyMessage):
+    if isinstance(message, BodyMessage):
         body = message.data
         if len(body) != message.data_size:
             raise LocalProtocolError(ErrorCode.INTERNAL, "data_size does not match the data")
@@ -153,7 +147,7 @@ class FrameDecoder:
         self.raw_header = b""
         self._input: collections.deque[memoryview] = collections.deque()  # unread, in order
         self._unread = 0  # bytes in _input
-        self._pending: _BodyMessage | None = None  # a header whose body is awaited
+        self._pending: BodyMessage | None = None  # a header whose body is awaited
         self._body_parts: list[memoryview] = []
         self._body_missing = 0
 
@@ -182,7 +176,7 @@ class FrameDecoder:
             message = self._next_header()
             if message is None or message.data_size == 0:
                 return message
-            assert isinstance(message, _BodyMessage)  # the schema allows no other
+            assert isinstance(message, BodyMessage)  # the schema allows no other
             self._pending = message
             self._body_missing = message.data_size
         return self._next_body()
@@ -271,3 +265,6 @@ class FrameDecoder:
             else:
                 queue[0] = view[size:]
                 size = 0
+
+
+__all__ = ["HEADER_LENGTH", "FrameDecoder", "decode_header", "encode_frame", "encode_header"]

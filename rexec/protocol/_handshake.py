@@ -11,7 +11,7 @@ no two different transcripts feed the same bytes to HMAC.
 
 Labels differ per role, so a proof can't be reflected back; both nonces are in
 the frames and fresh, so a recorded transcript can't be replayed; the key
-itself never travels. This module (with ``sign_auth`` in _connection.py,
+itself never travels. This module (with ``sign_auth`` in _handshake_steps.py,
 which needs the message models) is the one implementation, used by the server,
 the client, the conformance suite and the tests. It imports no pydantic, so
 that what only needs the key size stays cheap to import. Nonces and the

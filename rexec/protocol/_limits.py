@@ -76,3 +76,6 @@ class Limits:
                 raise ValueError(f"limit {field.name} must be positive")
         if self.pre_auth_max_header > self.max_header:
             raise ValueError("pre_auth_max_header must not exceed max_header")
+
+
+__all__ = ["MAX_SAFE_INTEGER", "Limits"]

@@ -1,7 +1,7 @@
 """The table of legal transitions of a connection.
 
 A connection goes HANDSHAKE → OPEN → CLOSED. In HANDSHAKE the only legal
-frames are the handshake's, in its order; in OPEN the command frames of each
+frames are the handshake's, in its order (_handshake_steps.py); in OPEN the command frames of each
 direction; a fatal ``error`` either way, or the end of the stream, closes it.
 A protocol error by the peer puts it in ERROR, from which the only way on is
 a fatal ``error`` frame, sent, to CLOSED. Per-command rules (ids, stdin
@@ -12,30 +12,9 @@ from __future__ import annotations
 
 import enum
 
-from ._messages import (
-    Auth,
-    AuthOk,
-    Cancel,
-    Done,
-    Error,
-    Exit,
-    File,
-    Get,
-    Hello,
-    MessageBase,
-    Ping,
-    Pong,
-    Put,
-    Resize,
-    Run,
-    Signal,
-    Started,
-    Stderr,
-    Stdin,
-    StdinCredit,
-    StdinEof,
-    Stdout,
-)
+from ._message_base import MessageBase
+from ._messages import CLIENT_MESSAGES, SERVER_MESSAGES
+from ._session_messages import Auth, AuthOk, Hello
 
 
 class Role(enum.Enum):
@@ -52,30 +31,19 @@ class ConnectionState(enum.Enum):
     CLOSED = "closed"
 
 
-class HandshakeStep(enum.Enum):
-    """Where the handshake stands; each step names the frame awaited next."""
-
-    HELLO = "hello"  # the server has yet to send (client: receive) hello
-    AUTH = "auth"  # the client has yet to send (server: receive) auth
-    AUTH_OK = "auth_ok"  # the server has yet to send (client: receive) auth_ok
-    DONE = "done"
-
-
 Kinds = tuple[type[MessageBase], ...]
 
-#: What each role may send once the connection is open.
+_HANDSHAKE: Kinds = (Hello, Auth, AuthOk)
+#: What each role may send once the connection is open: all it sends but the
+#: handshake's frames.
 OPEN_SENDS: dict[Role, Kinds] = {
-    Role.CLIENT: (Run, Put, Get, Stdin, StdinEof, Signal, Cancel, Resize, Ping, Pong, Error),
-    Role.SERVER: (Started, Stdout, Stderr, StdinCredit, Exit, File, Done, Error, Ping, Pong),
-}
-
-#: The frame each handshake step expects, and the step that follows it.
-HANDSHAKE_STEPS: dict[HandshakeStep, tuple[type[MessageBase], Role, HandshakeStep]] = {
-    HandshakeStep.HELLO: (Hello, Role.SERVER, HandshakeStep.AUTH),
-    HandshakeStep.AUTH: (Auth, Role.CLIENT, HandshakeStep.AUTH_OK),
-    HandshakeStep.AUTH_OK: (AuthOk, Role.SERVER, HandshakeStep.DONE),
+    Role.CLIENT: tuple(kind for kind in CLIENT_MESSAGES if kind not in _HANDSHAKE),
+    Role.SERVER: tuple(kind for kind in SERVER_MESSAGES if kind not in _HANDSHAKE),
 }
 
 
 def other(role: Role) -> Role:
     return Role.SERVER if role is Role.CLIENT else Role.CLIENT
+
+
+__all__ = ["ConnectionState", "Role"]

@@ -76,13 +76,16 @@ def test_no_io_imports(path: Path) -> None:
 def test_lazy_door_loads_only_own_modules() -> None:
     # Every name the door can load comes from a private module of this
     # package, and every module of the package is reachable through it.
-    exports = rexec.protocol._EXPORTS
+    exports = rexec.protocol._exports()
     modules = set(exports.values())
     assert modules == {path.stem for path in SOURCES if path.stem.startswith("_")} - {
         "__init__",
         "_commands",
     }
     assert sorted(exports) == sorted(rexec.protocol.__all__)
+    # No name is exported by two modules.
+    listed = [name for module in modules for name in rexec.protocol._module(module).__all__]
+    assert sorted(listed) == sorted(exports)
     for name in exports:
         assert getattr(rexec.protocol, name) is not None
 
