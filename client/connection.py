@@ -347,12 +347,14 @@ class ClientConnection:
     async def _read_loop(self) -> None:
         try:
             while True:
+                # First what is already buffered: frames that came in the
+                # same read as the handshake's last one wait for nobody.
+                while (message := self._protocol.next_event()) is not None:
+                    await self._dispatch(message)
                 data = await self._reader.read(READ_SIZE)
                 self._protocol.receive_data(data)
                 if not data:
                     raise self._lost("the server closed the connection")
-                while (message := self._protocol.next_event()) is not None:
-                    await self._dispatch(message)
         except RemoteProtocolError as exc:
             if exc.code is ErrorCode.FRAME_TRUNCATED:
                 self._fail(self._lost("the server closed the connection inside a frame"))

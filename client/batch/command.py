@@ -25,6 +25,7 @@ from rexec import eventloop
 from rexec.keyfile import KeyFileError, default_key_path, load_key
 
 from ..address import DEFAULT_PORT, Address
+from ..cli.base import one_line
 from ..cli.common import CliError, fail, ssl_context
 from .api import make_batch, make_connector
 from .coalesce import CoalescingPrinter
@@ -315,7 +316,9 @@ async def _run(
     # A closed stdout ends the batch quietly, as every subcommand (the reader left).
     if not args.quiet and not broken_pipe and (status != 0 or progress is not None):
         for line in summary.lines(time.monotonic() - started, stopped=batch.stopped):
-            print(line, file=sys.stderr)
+            # A cause may quote a server (an error's message, a signal's
+            # name): printed inert, as rexec run prints it.
+            print(one_line(line), file=sys.stderr)
     if batch.fanout_note is not None:
         print(f"rexec batch: {batch.fanout_note}", file=sys.stderr)
     if input_error is not None:

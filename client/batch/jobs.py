@@ -212,5 +212,26 @@ def format_job(job: Job, fmt: InputFormat) -> bytes:
     ``rerun.rerun_format``)."""
     if fmt is InputFormat.JSONL:
         return json.dumps(job.to_json(), ensure_ascii=False).encode() + b"\n"
-    separator = b"\0" if fmt is InputFormat.NUL else b"\n"
-    return job.command_text.encode() + separator
+    if fmt is InputFormat.NUL:
+        return job.command_text.encode() + b"\0"
+    return one_line_for_sh(job.command_text).encode() + b"\n"
+
+
+def one_line_for_sh(command: str) -> str:
+    """A line that ``/bin/sh -c`` runs exactly as it runs ``command``.
+
+    A ``lines`` record ends at a line break, so a command holding one (a
+    template filled with an argument that has a newline) would be read back
+    as two commands, its argument's second line run as a command of its own.
+    Such a command is written as ``eval`` of its text rebuilt by ``printf
+    %b`` from escapes, on one line; any other command is written as it is.
+    """
+    if "\n" not in command and "\r" not in command:
+        return command
+    escaped = (
+        command.replace("\\", "\\\\")
+        .replace("\n", "\\n")
+        .replace("\r", "\\r")
+        .replace("'", "'\\''")
+    )
+    return f"eval \"$(printf '%b' '{escaped}')\""

@@ -560,3 +560,31 @@ def test_ctrl_c_cancels_remote_processes_and_writes_the_logs(pool: Pool, tmp_pat
     rows = read_joblog(log)
     assert len(rows) == 6 and {(r["Exitval"], r["Signal"]) for r in rows} == {("-1", "15")}
     assert "interrupted" in err
+
+
+def test_rerun_file_runs_exactly_the_failed_jobs_whatever_their_arguments(
+    pool: Pool, tmp_path: Path
+) -> None:
+    # Attacker III, F11: an argument with a newline made the re-run file's
+    # second line a command of its own.
+    evil, out = tmp_path / "evil", tmp_path / "out"
+    arguments = [
+        f"a'\ntouch {evil} #",
+        "tab\there",
+        'quote"s $(touch ' + str(evil) + ") `x` \\back\\slash\r",
+        "plain",
+    ]
+    template = f"printf '%s|' {{}} >> {out}; test {{}} = plain"
+    first = run_batch_cli(
+        pool, "-H", pool.spec, "-j", "1", "--rerun-file", str(tmp_path / "rerun"),
+        "--", template, ":::", *arguments,
+    )  # fmt: skip
+    assert first.returncode != 0
+    assert out.read_bytes() == "".join(f"{argument}|" for argument in arguments).encode()
+    rerun = tmp_path / "rerun"
+    assert rerun.read_bytes().count(b"\n") == 3  # one line per failed job
+    out.unlink()
+    again = run_batch_cli(pool, "-H", pool.spec, "-j", "1", str(rerun))
+    assert again.returncode != 0  # the same three jobs fail again
+    assert not evil.exists()
+    assert out.read_bytes() == "".join(f"{argument}|" for argument in arguments[:3]).encode()

@@ -7,7 +7,7 @@ import asyncio
 import secrets
 import ssl
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -16,6 +16,7 @@ from rexec.protocol import (
     AuthOk,
     Connection,
     Hello,
+    MessageBase,
     Role,
     ServerLimits,
 )
@@ -37,13 +38,14 @@ async def fake_server(
     tls: ssl.SSLContext | None = None,
     received: list[bytes] | None = None,
     limits: ServerLimits | None = None,
+    after_auth: Sequence[MessageBase] = (),
 ) -> AsyncIterator[int]:
     """A server that greets, checks nothing, answers ``auth`` with ``auth_ok``
     (a wrong proof unless ``prove``), then reads and ignores everything: it
     never answers a ping. With ``tls``, it speaks TLS with that context (and
     binds nothing); ``received`` collects every byte a client sent; ``limits``
-    are announced in ``hello`` instead of the protocol's. Yields its
-    port on 127.0.0.1."""
+    are announced in ``hello`` instead of the protocol's; ``after_auth`` are
+    sent right after ``auth_ok``. Yields its port on 127.0.0.1."""
 
     writers: list[asyncio.StreamWriter] = []
 
@@ -67,6 +69,8 @@ async def fake_server(
         if isinstance(auth, Auth):
             mac = protocol.transcript().server_mac(key if prove else bytes(32), auth.mac)
             writer.write(protocol.send(AuthOk.with_mac(mac)))
+            for message in after_auth:
+                writer.write(protocol.send(message))
         while data := await reader.read(65536):
             if received is not None:
                 received.append(data)

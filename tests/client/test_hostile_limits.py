@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from client_helpers import CLI_TIMEOUT, cli_argv, fake_server, write_key
 
-from rexec.protocol import ServerLimits
+from rexec.protocol import Error, ServerLimits
 
 #: What every subcommand is asked to do (the address is added).
 SUBCOMMANDS = {
@@ -94,3 +94,26 @@ def test_a_message_above_the_announced_header_limit(tmp_path: Path) -> None:
     line = one_line_255(*asyncio.run(go()))
     assert "cannot send run" in line and "x" * 100 not in line
     assert b"x" * 1000 not in b"".join(received)
+
+
+@pytest.mark.parametrize("subcommand", ["run", "batch"])
+def test_a_fatal_error_right_after_auth_ok_is_said_inert(subcommand: str, tmp_path: Path) -> None:
+    # Attacker III, F5: a server's fatal error message reached the operator's
+    # terminal raw (escape sequences, a forged summary line). And a frame
+    # that came in the same read as auth_ok waited for more data: the client
+    # hung until the server closed.
+    key_file = write_key(tmp_path / "key")
+    key = bytes.fromhex(key_file.read_text().strip())
+    hostile = "\x1b]0;PWNED\x07\x1b[2J\r\nfake: line"
+    fatal = Error(code="internal", message=hostile, fatal=True)
+
+    async def go() -> tuple[int, str]:
+        async with fake_server(key, after_auth=[fatal]) as port:
+            return await _cli(key_file, SUBCOMMANDS[subcommand](f"127.0.0.1:{port}", tmp_path))
+
+    status, stderr = asyncio.run(go())
+    assert status == (255 if subcommand == "run" else 3), (status, stderr)
+    assert "Traceback" not in stderr
+    assert "\x1b" not in stderr and "\x07" not in stderr and "\r" not in stderr
+    assert "\\x1b]0;PWNED\\x07" in stderr
+    assert not any(line.startswith("fake: line") for line in stderr.splitlines())
