@@ -183,8 +183,7 @@ class ClientConnection:
         process = RemoteProcess(
             self, run.id, args, stdin=stdin, output_high_water=self._output_high_water
         )
-        # Registered before sending: its ``started`` may arrive while ``send``
-        # waits for the transport.
+        # Registered before sending: its ``started`` may come while ``send`` waits.
         self._processes[run.id] = process
         try:
             await self.send(run)
@@ -343,8 +342,7 @@ class ClientConnection:
     async def _read_loop(self) -> None:
         try:
             while True:
-                # First what is already buffered: frames that came in the
-                # same read as the handshake's last one wait for nobody.
+                # First the frames already buffered (some came with the handshake).
                 while (message := self._protocol.next_event()) is not None:
                     await self._dispatch(message)
                 data = await self._reader.read(READ_SIZE)

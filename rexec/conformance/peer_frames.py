@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from rexec.protocol import MESSAGE_ADAPTER
+from rexec.protocol import MODEL_BY_TYPE
 
 #: The rule of protocol.md section 2 that each decoding error code breaks.
 RULE_BY_CODE = {
@@ -96,11 +96,14 @@ def diagnose(code: str, message: str, raw_header: bytes) -> PeerFrameError:
 def schema_fault(header: bytes) -> str:
     """What is wrong with a header that fails its schema, naming the member
     (the peer's own name for an unknown one): ``member `signal`: Field required``."""
+    model = MODEL_BY_TYPE.get(frame_type(header))
+    if model is None:
+        return ""
     try:
-        MESSAGE_ADAPTER.validate_json(header)
+        model.model_validate_json(header)
     except ValidationError as exc:
         first = exc.errors(include_url=False, include_input=False)[0]
-        where = ".".join(_show(part) for part in first["loc"][1:]) or "header"
+        where = ".".join(_show(part) for part in first["loc"]) or "header"
         return f"member `{where}`: {first['msg']}"
     return ""
 

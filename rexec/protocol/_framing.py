@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import struct
+from collections.abc import Callable
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import from_json
@@ -17,11 +18,10 @@ from pydantic_core import from_json
 from ._command_messages import Pty
 from ._errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 from ._message_base import BodyMessage, MessageBase
-from ._messages import CLIENT_MESSAGES, MESSAGE_ADAPTER, SERVER_MESSAGES, Message
+from ._messages import CLIENT_MESSAGES, MODEL_BY_TYPE, SERVER_MESSAGES, Message
 from ._session_messages import ServerLimits
 
 HEADER_LENGTH = struct.Struct("<i")
-_VALIDATE_JSON = MESSAGE_ADAPTER.validator.validate_json
 
 
 def encode_header(message: MessageBase) -> bytes:
@@ -47,12 +47,10 @@ def encode_frame(message: MessageBase) -> bytes:
     return HEADER_LENGTH.pack(len(header)) + header
 
 
-_CODE_BY_PYDANTIC_ERROR = {
-    "json_invalid": ErrorCode.HEADER_BAD_JSON,
-    "dict_type": ErrorCode.HEADER_NOT_OBJECT,
-    "model_type": ErrorCode.HEADER_NOT_OBJECT,
-    "union_tag_not_found": ErrorCode.HEADER_UNKNOWN_TYPE,
-    "union_tag_invalid": ErrorCode.HEADER_UNKNOWN_TYPE,
+_DETAIL_BY_CODE = {
+    ErrorCode.HEADER_BAD_JSON: "header is not valid UTF-8 JSON",
+    ErrorCode.HEADER_NOT_OBJECT: "header is not a JSON object",
+    ErrorCode.HEADER_UNKNOWN_TYPE: "header type is missing or unknown",
 }
 
 
@@ -90,8 +88,28 @@ def _check_json_numbers(raw: bytes | bytearray) -> None:
             ) from exc
 
 
+def _fault(code: ErrorCode) -> RemoteProtocolError:
+    return RemoteProtocolError(code, _DETAIL_BY_CODE[code])
+
+
+#: Each type's compiled validator, once a header of that type has been seen.
+_VALIDATORS: dict[str, Callable[[bytes | bytearray], Message]] = {}
+
+
+def _validator(type_name: str) -> Callable[[bytes | bytearray], Message]:
+    validate = _VALIDATORS.get(type_name)
+    if validate is None:
+        model = MODEL_BY_TYPE[type_name]
+        model.model_rebuild()  # builds a deferred model; nothing once built
+        # The compiled validator itself: straight from the bytes, without a
+        # Python wrapper per call.
+        validate = _VALIDATORS[type_name] = model.__pydantic_validator__.validate_json
+    return validate
+
+
 def decode_header(raw: bytes | bytearray) -> Message:
-    """Validate one raw JSON header into its message model.
+    """Validate one raw JSON header into its message model: the model its
+    ``type`` names, and only that one is built.
 
     Raises:
         RemoteProtocolError: with the ``header.*`` code that names the fault.
@@ -99,27 +117,22 @@ def decode_header(raw: bytes | bytearray) -> Message:
     """
     _check_json_numbers(raw)
     try:
-        # The compiled validator itself: straight from the bytes, without the
-        # TypeAdapter's per-call Python wrapper.
-        return _VALIDATE_JSON(raw)  # type: ignore[no-any-return]
+        header = from_json(raw)
+    except ValueError as exc:
+        raise _fault(ErrorCode.HEADER_BAD_JSON) from exc
+    if not isinstance(header, dict):
+        raise _fault(ErrorCode.HEADER_NOT_OBJECT)
+    type_name = header.get("type")
+    if not isinstance(type_name, str) or type_name not in MODEL_BY_TYPE:
+        raise _fault(ErrorCode.HEADER_UNKNOWN_TYPE)
+    try:
+        return _validator(type_name)(raw)
     except ValidationError as exc:
         first = exc.errors(include_url=False, include_input=False)[0]
-        code = _CODE_BY_PYDANTIC_ERROR.get(first["type"], ErrorCode.HEADER_INVALID)
-        if first["loc"]:
-            # Only the header itself can be "not an object"; a member of the
-            # wrong JSON type (``"env": []``) is a schema error.
-            code = ErrorCode.HEADER_INVALID
-        if code is ErrorCode.HEADER_INVALID:
-            # The location names only our own field names, never peer input.
-            where = _describe(first["loc"][1:]) or "header"
-            detail = f"invalid field {where}: {first['type']}"
-        else:
-            detail = {
-                ErrorCode.HEADER_BAD_JSON: "header is not valid UTF-8 JSON",
-                ErrorCode.HEADER_NOT_OBJECT: "header is not a JSON object",
-                ErrorCode.HEADER_UNKNOWN_TYPE: "header type is missing or unknown",
-            }[code]
-        raise RemoteProtocolError(code, detail[:200]) from exc
+        # The location names only our own field names, never peer input.
+        where = _describe(first["loc"]) or "header"
+        detail = f"invalid field {where}: {first['type']}"
+        raise RemoteProtocolError(ErrorCode.HEADER_INVALID, detail[:200]) from exc
 
 
 class FrameDecoder:

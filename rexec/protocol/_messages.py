@@ -1,6 +1,7 @@
-"""Every message of the protocol as one type, and the one validator that turns
-a raw JSON header into the right model in a single pass, dispatching on
-``type``: ``MESSAGE_ADAPTER.validate_json(raw)``.
+"""Every message of the protocol as one type (``Message``, for annotations), and
+each message's model by its ``type`` (``MODEL_BY_TYPE``): a header is
+validated by the one model its ``type`` names (see _framing.py), so that a
+program builds the validators of the messages it meets, not of all of them.
 
 The models themselves are in _session_messages.py (handshake, error,
 keepalive), _command_messages.py and _transfer_messages.py, on the base in
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, TypeAdapter
+from pydantic import Field
 
 from . import _command_messages, _session_messages, _transfer_messages
 from ._command_messages import CommandMessage
@@ -33,7 +34,9 @@ SERVER_MESSAGES: tuple[type[MessageBase], ...] = (
 
 Message = Annotated[SessionMessage | CommandMessage | TransferMessage, Field(discriminator="type")]
 
-#: The one validator for every header: ``MESSAGE_ADAPTER.validate_json(raw)``.
-MESSAGE_ADAPTER: TypeAdapter[Message] = TypeAdapter(Message)
+#: Each message's model, by the ``type`` its header names.
+MODEL_BY_TYPE: dict[str, type[MessageBase]] = {
+    model.model_fields["type"].default: model for model in (*CLIENT_MESSAGES, *SERVER_MESSAGES)
+}
 
-__all__ = ["MESSAGE_ADAPTER", "Message"]
+__all__ = ["MODEL_BY_TYPE", "Message"]
