@@ -7,7 +7,7 @@ import asyncio
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import pytest
 from run_once import once_per_run
@@ -325,6 +325,8 @@ class Seen(NamedTuple):
 
     verdict: Verdict
     observed: str
+    detail: str
+    data: dict[str, Any]
 
 
 @pytest.fixture(scope="session")
@@ -360,10 +362,10 @@ def breakage_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list
         slots = asyncio.Semaphore(PARALLEL)
         return dict(await asyncio.gather(*(one(root, flag, slots) for flag in CAUGHT_BY)))
 
-    def run(root: Path) -> dict[str, list[dict[str, list[str]]]]:
+    def run(root: Path) -> dict[str, list[dict[str, list[Any]]]]:
         return {
             flag: [
-                {cid: [r.verdict.value, r.observed] for cid, r in results.items()}
+                {cid: [r.verdict.value, r.observed, r.detail, r.data] for cid, r in results.items()}
                 for results in rounds
             ]
             for flag, rounds in asyncio.run(all_flags(root)).items()
@@ -371,7 +373,10 @@ def breakage_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list
 
     shared = once_per_run(tmp_path_factory, "conformance-breakage", run)
     return {
-        flag: [{cid: Seen(Verdict(v), o) for cid, (v, o) in results.items()} for results in rounds]
+        flag: [
+            {cid: Seen(Verdict(v), *rest) for cid, (v, *rest) in results.items()}
+            for results in rounds
+        ]
         for flag, rounds in shared.items()
     }
 
