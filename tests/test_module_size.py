@@ -21,7 +21,6 @@ KNOWN_OVER = {
     "rexec/conformance/cases/framing.py",
     "rexec/conformance/serve.py",
     "rexec/conformance/cases/commands.py",
-    "rexec/server/spawn.py",
 }
 
 

@@ -9,10 +9,10 @@ import ssl
 
 from rexec.protocol import Limits
 from rexec.server.admission import AdmissionLimits
+from rexec.server.identity import ProcessPolicy
 from rexec.server.policy import KeyRules
 from rexec.server.runner import Graces
 from rexec.server.settings import DEFAULT_PORT, Settings
-from rexec.server.spawn import ProcessPolicy
 
 __all__ = ["DEFAULT_PORT", "ServerConfig"]
 

@@ -2,7 +2,9 @@
 
 Everything that can refuse a command before it exists happens here, and each
 refusal is a ``SpawnError`` carrying the command-scoped error code that goes on
-the wire.
+the wire. As whom a command runs is identity.py's ``ProcessPolicy``; what it
+inherits from rexecd's own process (signal dispositions, the open-file
+limit), inherited.py's.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import dataclasses
 import errno
 import fcntl
 import os
-import pwd
 import resource
 import shutil
 import signal
@@ -22,6 +23,8 @@ import termios
 from typing import Any
 
 from rexec.protocol import ErrorCode, Run
+from rexec.server.identity import Account, ProcessPolicy
+from rexec.server.inherited import give_back_open_file_limit
 
 #: What a command inherits from the daemon's own environment, when set there.
 #: Nothing else leaks: a daemon's secrets stay out of the commands it runs.
@@ -43,34 +46,6 @@ _PTY_EXEC_WRAPPER = (
     "[signal.signal(s,signal.SIG_DFL) for s in (signal.SIGPIPE,signal.SIGXFSZ)];"
     "os.execvp(sys.argv[1],sys.argv[1:])"
 )
-
-
-#: Python ignores these itself at startup, so that a write to a closed pipe or
-#: socket raises instead of killing the daemon; subprocess restores them to
-#: the default in every child (``restore_signals``).
-_IGNORED_BY_PYTHON = frozenset({signal.SIGPIPE, signal.SIGXFSZ})
-
-
-def reset_inherited_signals() -> None:
-    """Unblock every signal and set every ignored one back to its default
-    action, so that every command starts as sshd starts one: default
-    dispositions and an empty mask, whatever the daemon inherited (protocol.md
-    [command.signals.default]). A daemon started as a background job of a
-    non-interactive shell has SIGINT and SIGQUIT ignored, and ignored signals
-    and the mask survive fork and exec; caught ones are reset by exec anyway.
-
-    Call it first thing, before any thread exists: a thread takes the mask of
-    the thread that creates it.
-    """
-    signal.pthread_sigmask(signal.SIG_SETMASK, ())
-    for signum in signal.valid_signals():
-        if signum in _IGNORED_BY_PYTHON:
-            continue
-        try:
-            if signal.getsignal(signum) == signal.SIG_IGN:
-                signal.signal(signum, signal.SIG_DFL)
-        except (OSError, ValueError):
-            continue  # SIGKILL, SIGSTOP and those the C library keeps to itself
 
 
 class SpawnError(Exception):
@@ -97,61 +72,6 @@ class Spawned:
     stderr_fd: int | None
     stdin_fd: int | None
     pty_fd: int | None
-
-
-@dataclasses.dataclass(frozen=True)
-class Account:
-    """The account commands run as, from its passwd entry."""
-
-    uid: int
-    gid: int
-    name: str
-    home: str
-    shell: str
-
-    @classmethod
-    def of_uid(cls, uid: int) -> Account:
-        try:
-            entry = pwd.getpwuid(uid)
-        except KeyError:  # no passwd entry (some containers): what we can tell
-            return cls(
-                uid,
-                os.getgid(),
-                os.environ.get("USER", str(uid)),
-                os.path.expanduser("~"),
-                os.environ.get("SHELL", "/bin/sh"),
-            )
-        return cls.from_entry(entry)
-
-    @classmethod
-    def named(cls, name: str) -> Account:
-        """Raises KeyError when there is no such user."""
-        return cls.from_entry(pwd.getpwnam(name))
-
-    @classmethod
-    def from_entry(cls, entry: pwd.struct_passwd) -> Account:
-        return cls(
-            entry.pw_uid, entry.pw_gid, entry.pw_name, entry.pw_dir, entry.pw_shell or "/bin/sh"
-        )
-
-
-@dataclasses.dataclass(frozen=True)
-class ProcessPolicy:
-    """How every command is started: as whom, and within which resource limits.
-
-    ``rlimits`` pairs a ``resource.RLIMIT_*`` with the value set as both soft
-    and hard limit. They are applied with prlimit right after the spawn, since
-    the alternative, preexec_fn, is unsafe in a threaded process; the command
-    runs for a few microseconds before they bind.
-    """
-
-    account: Account
-    switch_user: bool = False
-    rlimits: tuple[tuple[int, int], ...] = ()
-
-    @classmethod
-    def current(cls) -> ProcessPolicy:
-        return cls(Account.of_uid(os.getuid()))
 
 
 def command_env(run: Run, account: Account) -> dict[str, str]:
@@ -237,48 +157,9 @@ def spawn(run: Run, policy: ProcessPolicy) -> Spawned:
         raise SpawnError(
             ErrorCode.SPAWN_FAILED, f"could not apply resource limits ({name})"
         ) from None
-    if _command_nofile is not None and all(
-        limit != resource.RLIMIT_NOFILE for limit, _ in policy.rlimits
-    ):
-        _give_back_open_file_limit(spawned.process.pid, _command_nofile)
+    if all(limit != resource.RLIMIT_NOFILE for limit, _ in policy.rlimits):
+        give_back_open_file_limit(spawned.process.pid)
     return spawned
-
-
-#: The open-file limits rexecd was started with, once it has raised its own
-#: (``raise_open_file_limit``): what commands get back.
-_command_nofile: tuple[int, int] | None = None
-
-
-def raise_open_file_limit() -> int:
-    """Raise this process's soft limit on open files to its hard limit, so
-    that hundreds of connections fit; returns the soft limit now in force.
-
-    Commands get the limits rexecd was started with back (unless
-    ``rlimit_nofile`` sets theirs): some programs still use ``select`` or
-    close every descriptor up to the limit, and a service manager's hard limit
-    is in the hundreds of thousands (systemd's advice for services).
-    """
-    global _command_nofile
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = hard if hard != resource.RLIM_INFINITY else 1 << 20
-    if target <= soft:
-        return soft
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    except (ValueError, OSError):
-        return soft  # a container's limit on what the kernel allows: keep ours
-    _command_nofile = (soft, hard)
-    return target
-
-
-def _give_back_open_file_limit(pid: int, limits: tuple[int, int]) -> None:
-    # Best effort, like every prlimit right after the spawn (see ProcessPolicy):
-    # without CAP_SYS_RESOURCE another user's process (run_as) can't be
-    # changed, and a higher soft limit costs nothing in safety.
-    try:
-        resource.prlimit(pid, resource.RLIMIT_NOFILE, limits)
-    except (OSError, ValueError):
-        pass
 
 
 def _abandon(spawned: Spawned) -> None:
@@ -308,18 +189,9 @@ def _spawn_on_pipes(
         child_stdin: int = subprocess.DEVNULL
         if run.stdin:
             child_stdin, stdin_fd = _pipe(child_fds, parent_fds)
-        process = subprocess.Popen(
-            argv,
-            executable=_executable(argv[0], env.get("PATH")),
-            stdin=child_stdin,
-            stdout=child_stdout,
-            stderr=child_stderr,
-            cwd=cwd,
-            env=env,
-            start_new_session=True,
-            close_fds=True,
-            **identity,
-        )
+        streams = (child_stdin, child_stdout, child_stderr)
+        executable = _executable(argv[0], env.get("PATH"))
+        process = _popen(argv, env, cwd, identity, streams, executable=executable)
     except OSError as exc:
         for fd in parent_fds:
             os.close(fd)
@@ -331,6 +203,38 @@ def _spawn_on_pipes(
     for fd in parent_fds:
         os.set_blocking(fd, False)
     return Spawned(process, stdout_fd, stderr_fd, stdin_fd, None)
+
+
+def _popen(
+    argv: list[str],
+    env: dict[str, str],
+    cwd: str,
+    identity: dict[str, Any],
+    streams: tuple[int, int, int],
+    *,
+    executable: str | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` as every command starts: in a new session (so a new
+    process group), with ``streams`` as its stdin, stdout and stderr and no
+    other descriptor of ours, as the user ``identity`` names (Popen's
+    ``user``, ``group``, ``extra_groups``; empty: as we are).
+
+    Raises:
+        OSError: from the fork or the exec.
+    """
+    stdin, stdout, stderr = streams
+    return subprocess.Popen(
+        argv,
+        executable=executable,
+        stdin=stdin,
+        stdout=stdout,
+        stderr=stderr,
+        cwd=cwd,
+        env=env,
+        start_new_session=True,
+        close_fds=True,
+        **identity,
+    )
 
 
 def _apply_rlimits(pid: int, rlimits: tuple[tuple[int, int], ...]) -> None:
@@ -377,17 +281,7 @@ def _spawn_on_pty(
     try:
         set_window_size(master, run.pty.rows, run.pty.cols)
         wrapper = [sys.executable, "-I", "-S", "-c", _PTY_EXEC_WRAPPER]
-        process = subprocess.Popen(
-            [*wrapper, *argv],
-            stdin=slave,
-            stdout=slave,
-            stderr=slave,
-            cwd=cwd,
-            env=env,
-            start_new_session=True,
-            close_fds=True,
-            **identity,
-        )
+        process = _popen([*wrapper, *argv], env, cwd, identity, (slave, slave, slave))
     except OSError as exc:
         os.close(master)
         raise _spawn_error(exc) from None
