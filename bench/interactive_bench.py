@@ -347,7 +347,7 @@ class LibraryShell:
 
     async def _open(self) -> None:
         from rexec.keyfile import load_key
-        from rexec_client.connection import connect
+        from rexec_client.dial import connect
         from rexec_client.shell.session import open_shell
         from rexec_client.term.relay import InterruptForwarder
 
@@ -388,7 +388,7 @@ class RunPerLine:
 
     def __init__(self, servers: Servers) -> None:
         from rexec.keyfile import load_key
-        from rexec_client.connection import connect
+        from rexec_client.dial import connect
 
         self.loop = asyncio.new_event_loop()
         self.connection = self.loop.run_until_complete(

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from . import batch, transfer
     from .address import DEFAULT_PORT, Address, parse_address
     from .api import resolve_key, run, run_async
-    from .connection import ClientConnection, connect
+    from .connection import ClientConnection
+    from .dial import connect
     from .errors import (
         AuthenticationError,
         CannotSend,
@@ -54,7 +55,7 @@ _ORIGINS = {
     "run": ".api",
     "run_async": ".api",
     "ClientConnection": ".connection",
-    "connect": ".connection",
+    "connect": ".dial",
     "AuthenticationError": ".errors",
     "CannotSend": ".errors",
     "ConnectTimeout": ".errors",

@@ -15,7 +15,7 @@ from typing import Any, TypedDict, Unpack
 from rexec import eventloop
 from rexec.keyfile import default_key_path, load_key
 
-from .connection import DEFAULT_CONNECT_TIMEOUT, connect
+from .dial import DEFAULT_CONNECT_TIMEOUT, connect
 from .result import CompletedProcess
 
 

@@ -1,129 +1,66 @@
-"""``connect()`` and ``ClientConnection``: one authenticated connection to a
-rexec server, on which commands run (``start``, ``run``) and files travel
-(``open_transfer``, for ``rexec_client.transfer``).
+"""``ClientConnection``: one authenticated connection to a rexec server.
 
-``connect`` opens the socket (TLS when asked) and runs the handshake
-(_handshake.py) within one timeout. The frames themselves, the reader task,
-the keepalive and the end of the connection are ``Wire``'s (wire.py), which
-``ClientConnection`` extends with the commands.
+One reader task feeds received bytes to the sans-I/O ``rexec.protocol``
+``Connection`` and hands each frame to the process of its command id; it
+answers ``ping`` with ``pong``. There is one write path: every frame goes
+through ``Connection.send`` (which checks it) and then the transport, so frames
+never interleave. A fatal ``error``, a protocol violation, EOF, a failed
+keepalive or ``close()`` end the connection, and every command still running
+ends with a "connection lost" status: nothing waits forever.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ssl as ssl_module
+import logging
 import sys
 from collections.abc import Mapping, Sequence
-from typing import BinaryIO
-
-import pydantic
+from types import TracebackType
+from typing import TYPE_CHECKING, BinaryIO, Self
 
 from rexec.protocol import (
-    KEY_SIZE,
     PROTOCOL_MAX_BODY,
     Connection,
+    Done,
+    Error,
+    ErrorCode,
+    Exit,
     Get,
     Hello,
+    LocalProtocolError,
+    Ping,
+    Pong,
     Pty,
     Put,
-    Role,
-    Run,
+    RemoteProtocolError,
     ServerLimits,
 )
 
-from ._handshake import READ_SIZE, handshake
-from .address import library_address
-from .errors import ConnectTimeout, RexecConnectionError, describe_invalid
-from .process import RemoteProcess
+from ._handshake import READ_SIZE, fatal_error_frame
+from .errors import (
+    CannotSend,
+    ProtocolViolation,
+    RexecConnectionError,
+)
+from .failures import describe_os_error
+from .keepalive import Keepalive
+from .link import CommandHandler
+from .process import RemoteProcess, run_message
 from .result import CompletedProcess
-from .wire import CommandHandler, Wire, describe_os_error
 
-#: Seconds for TCP connect, TLS and the rexec handshake together.
-DEFAULT_CONNECT_TIMEOUT = 10.0
+if TYPE_CHECKING:
+    from rexec.protocol import Message
+
+log = logging.getLogger(__name__)
+
 #: Unread output of one command above which the connection stops reading its
 #: socket: two full frames, so a reader keeps up without stalling the sender.
 DEFAULT_OUTPUT_HIGH_WATER = 2 * PROTOCOL_MAX_BODY
-#: Seconds a keepalive ping may go unanswered before the connection is dead.
-DEFAULT_KEEPALIVE_TIMEOUT = 10.0
+#: Seconds ``close()`` waits for the transport to finish closing.
+_CLOSE_TIMEOUT = 2.0
 
 
-async def connect(
-    host: str,
-    port: int | None = None,
-    key: bytes = b"",
-    *,
-    ssl: ssl_module.SSLContext | None = None,
-    server_hostname: str | None = None,
-    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-    keepalive: float | None = None,
-    keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT,
-    output_high_water: int = DEFAULT_OUTPUT_HIGH_WATER,
-) -> ClientConnection:
-    """Connect to a rexec server and authenticate.
-
-    Args:
-        host, port: the server. ``host`` is written as on the command line:
-            a name or an IP address, optionally with its port (``"server:7000"``,
-            ``"[::1]:7000"``, or bare ``"::1"``); ``port`` defaults to the one in
-            ``host``, else 7420.
-        key: the shared 32-byte key.
-        ssl: a client ``SSLContext`` to speak TLS; None for plain TCP.
-        server_hostname: the name to check the server certificate against
-            (default: ``host``); only with ``ssl``.
-        connect_timeout: bound on TCP connect, TLS and the handshake together.
-        keepalive: when set, send a ``ping`` every this many seconds and
-            declare the connection lost if no ``pong`` comes within
-            ``keepalive_timeout``.
-        output_high_water: unread output bytes of one command above which the
-            connection stops reading from the server (see ``RemoteProcess``).
-
-    Raises:
-        ValueError: the key is not 32 bytes, or the address is malformed.
-        AuthenticationError, VersionMismatch, ProtocolViolation: see
-            ``rexec_client.errors``.
-        RexecConnectionError: the connection could not be made (refused,
-            unreachable, TLS failure, timeout).
-    """
-    if len(key) != KEY_SIZE:
-        raise ValueError(f"the key must be {KEY_SIZE} bytes, not {len(key)}")
-    address = library_address(host, port)
-    peer = str(address)
-    tls = {"ssl": ssl, "server_hostname": server_hostname} if ssl is not None else {}
-    writer: asyncio.StreamWriter | None = None
-    try:
-        async with asyncio.timeout(connect_timeout):
-            reader, writer = await asyncio.open_connection(  # type: ignore[arg-type]
-                address.host, address.port, limit=READ_SIZE, **tls
-            )
-            protocol = Connection(Role.CLIENT)
-            hello = await handshake(reader, writer, protocol, key, peer)
-    except BaseException as exc:
-        if writer is not None:
-            writer.transport.abort()
-        if isinstance(exc, RexecConnectionError):
-            raise  # already says what happened (it is an OSError too)
-        if isinstance(exc, TimeoutError):
-            raise ConnectTimeout(f"no answer from {peer} within {connect_timeout:g} s") from None
-        if isinstance(exc, OSError):
-            # Chained: the cause (a TLS verification failure…) is for
-            # callers that want to say more than the message does.
-            raise RexecConnectionError(
-                f"cannot connect to {peer}: {describe_os_error(exc)}"
-            ) from exc
-        raise
-    return ClientConnection(
-        reader,
-        writer,
-        protocol,
-        hello,
-        peer=peer,
-        keepalive=keepalive,
-        keepalive_timeout=keepalive_timeout,
-        output_high_water=output_high_water,
-    )
-
-
-class ClientConnection(Wire):
+class ClientConnection:
     """An authenticated connection; made by ``connect()``.
 
     Commands get increasing ids; several may run at once. Use it as an async
@@ -142,12 +79,28 @@ class ClientConnection(Wire):
         keepalive_timeout: float,
         output_high_water: int,
     ) -> None:
-        super().__init__(
-            reader, writer, protocol, peer=peer, keepalive=keepalive,
-            keepalive_timeout=keepalive_timeout,
-        )  # fmt: skip
+        self._reader = reader
+        self._writer = writer
+        self._protocol = protocol
         self._hello = hello
+        self.peer = peer
         self._output_high_water = output_high_water
+        self._processes: dict[int, CommandHandler] = {}
+        self._error: RexecConnectionError | None = None
+        self._ended = asyncio.Event()
+        self._reading_paused = False
+        self._reader_task = asyncio.create_task(self._read_loop(), name=f"rexec-reader-{peer}")
+        self._keepalive = (
+            Keepalive(
+                keepalive,
+                keepalive_timeout,
+                send=self.send_nowait,
+                reading_paused=lambda: self._reading_paused,
+                dead=lambda why: self._fail(self._lost(why)),
+            )
+            if keepalive
+            else None
+        )
 
     # --- information -----------------------------------------------------------
 
@@ -165,6 +118,17 @@ class ClientConnection(Wire):
     def max_body(self) -> int:
         """The largest frame body this connection may send."""
         return min(self._hello.limits.max_body, PROTOCOL_MAX_BODY)
+
+    @property
+    def is_closed(self) -> bool:
+        return self._error is not None
+
+    async def wait_ended(self) -> RexecConnectionError:
+        """Wait until the connection has ended (lost, or closed by ``close()``)
+        and return why: lets an idle client notice a dead server at once."""
+        await self._ended.wait()
+        assert self._error is not None
+        return self._error
 
     def stdin_credit(self, command_id: int) -> int:
         """Stdin bytes command ``command_id`` may be sent now."""
@@ -205,7 +169,7 @@ class ClientConnection(Wire):
             RexecConnectionError: the connection is or got lost.
             ValueError, TypeError: arguments the protocol can't carry.
         """
-        run = _run_message(
+        run = run_message(
             self._protocol.last_command_id + 1,
             args,
             shell=shell,
@@ -219,7 +183,14 @@ class ClientConnection(Wire):
         process = RemoteProcess(
             self, run.id, args, stdin=stdin, output_high_water=self._output_high_water
         )
-        await self.open_command(run, process)
+        # Registered before sending: its ``started`` may arrive while ``send``
+        # waits for the transport.
+        self._processes[run.id] = process
+        try:
+            await self.send(run)
+        except BaseException:
+            self._processes.pop(run.id, None)
+            raise
         await process.wait_started()
         return process
 
@@ -286,37 +257,144 @@ class ClientConnection(Wire):
         Raises:
             RexecConnectionError: the connection is or got lost.
         """
-        await self.open_command(message, handler)
+        # Registered before sending, as in ``start``.
+        self._processes[message.id] = handler
+        try:
+            await self.send(message)
+        except BaseException:
+            self._processes.pop(message.id, None)
+            raise
 
+    # --- the write path --------------------------------------------------------
 
-def _run_message(
-    command_id: int,
-    args: str | Sequence[str],
-    *,
-    shell: bool,
-    cwd: str | None,
-    env: Mapping[str, str] | None,
-    stdin: bool,
-    timeout: float | None,
-    output_limit: int | None,
-    pty: Pty | None,
-) -> Run:
-    """The ``run`` frame for these arguments, checked against the protocol."""
-    if shell and not isinstance(args, str):
-        raise TypeError("with shell=True, pass the command line as one string")
-    command: dict[str, object] = (
-        {"shell": args} if shell else {"argv": [args] if isinstance(args, str) else list(args)}
-    )
-    try:
-        return Run(
-            id=command_id,
-            cwd=cwd,
-            env=dict(env or {}),
-            stdin=stdin,
-            timeout=timeout,
-            output_limit=output_limit,
-            pty=pty,
-            **command,  # type: ignore[arg-type]
-        )
-    except pydantic.ValidationError as exc:
-        raise ValueError(f"cannot run this command: {describe_invalid(exc)}") from None
+    def send_nowait(self, message: Message) -> None:
+        """Check ``message`` against the protocol state and queue its bytes.
+
+        Raises:
+            RexecConnectionError: the connection is lost.
+            CannotSend: the message is above the server's limits, or illegal
+                now; nothing was sent.
+        """
+        if self._error is not None:
+            raise self._error
+        try:
+            frame = self._protocol.send(message)
+        except LocalProtocolError as exc:
+            raise CannotSend(
+                f"{self.peer}: cannot send {message.type}: {exc.message}", exc.code.value
+            ) from None
+        self._writer.write(frame)
+
+    async def send(self, message: Message) -> None:
+        """``send_nowait``, then wait until the transport can take more.
+
+        The protocol state is updated before the first suspension, so a check
+        made just before calling ``send`` still holds when the frame is sent.
+        """
+        self.send_nowait(message)
+        try:
+            await self._writer.drain()
+        except OSError as exc:
+            raise self._fail(self._lost(describe_os_error(exc))) from None
+
+    # --- closing ---------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Close the connection. Commands still running end with
+        ``connection_lost`` (and the server kills them)."""
+        self._fail(RexecConnectionError(f"the connection to {self.peer} was closed by the client"))
+        await asyncio.gather(*self._tasks(), return_exceptions=True)
+        try:
+            async with asyncio.timeout(_CLOSE_TIMEOUT):
+                await self._writer.wait_closed()
+        except (OSError, TimeoutError):
+            self._writer.transport.abort()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def _tasks(self) -> list[asyncio.Task[None]]:
+        return [self._reader_task, *([self._keepalive.task] if self._keepalive else [])]
+
+    def _lost(self, why: str, code: str | None = None) -> RexecConnectionError:
+        return RexecConnectionError(f"connection to {self.peer} lost: {why}", code)
+
+    def _fail(self, error: RexecConnectionError) -> RexecConnectionError:
+        """End the connection with ``error`` (the first reason wins): every
+        running command ends with it, tasks stop, the transport closes."""
+        if self._error is None:
+            self._error = error
+            self._ended.set()
+            for process in self._processes.values():
+                process.connection_lost(error)
+            self._processes.clear()
+            self._writer.close()
+            for task in self._tasks():
+                if task is not asyncio.current_task():
+                    task.cancel()
+        return self._error
+
+    # --- the reader --------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        try:
+            while True:
+                data = await self._reader.read(READ_SIZE)
+                self._protocol.receive_data(data)
+                if not data:
+                    raise self._lost("the server closed the connection")
+                while (message := self._protocol.next_event()) is not None:
+                    await self._dispatch(message)
+        except RemoteProtocolError as exc:
+            if exc.code is ErrorCode.FRAME_TRUNCATED:
+                self._fail(self._lost("the server closed the connection inside a frame"))
+            else:
+                self._writer.write(fatal_error_frame(self._protocol, exc))
+                self._fail(
+                    ProtocolViolation(
+                        f"connection to {self.peer} lost: the server broke the protocol "
+                        f"({exc.code.value}: {exc.message})",
+                        exc.code.value,
+                    )
+                )
+        except RexecConnectionError as exc:
+            self._fail(exc)
+        except OSError as exc:
+            self._fail(self._lost(describe_os_error(exc)))
+
+    async def _dispatch(self, message: object) -> None:
+        if isinstance(message, Ping):
+            self.send_nowait(Pong(seq=message.seq))
+            return
+        if isinstance(message, Pong):
+            if self._keepalive is not None:
+                self._keepalive.answered(message.seq)
+            return
+        if isinstance(message, Error) and message.fatal:
+            raise self._lost(f"{message.message} ({message.code})", message.code)
+        command_id: int | None = getattr(message, "id", None)
+        if command_id is None:
+            assert isinstance(message, Error)  # the protocol state allows nothing else
+            # A non-fatal error about no command: nothing to end; tell the log.
+            log.warning("rexec server %s reported %s: %s", self.peer, message.code, message.message)
+            return
+        process = self._processes[command_id]
+        process.handle(message)
+        if isinstance(message, (Exit, Done, Error)):
+            del self._processes[command_id]
+        elif process.needs_room:
+            # Stop reading the socket until the user reads this command's
+            # output: TCP backpressure then reaches the server.
+            self._reading_paused = True
+            try:
+                await process.wait_for_room()
+            finally:
+                self._reading_paused = False

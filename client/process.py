@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import signal as signal_module
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, BinaryIO
+
+import pydantic
 
 from rexec.protocol import (
     SIGNAL_NAMES,
     Cancel,
     Error,
     Exit,
+    Pty,
     Resize,
+    Run,
     Signal,
     Started,
     Stderr,
@@ -27,7 +31,7 @@ from rexec.protocol import (
     Stdout,
 )
 
-from .errors import RemoteCommandError, RexecConnectionError
+from .errors import RemoteCommandError, RexecConnectionError, describe_invalid
 from .link import CommandLink
 from .result import ExitStatus
 from .stdin import StdinWriter
@@ -264,3 +268,36 @@ class RemoteProcess:
     def _output_consumed(self) -> None:
         if self._has_room():
             self._room.set()
+
+
+def run_message(
+    command_id: int,
+    args: str | Sequence[str],
+    *,
+    shell: bool,
+    cwd: str | None,
+    env: Mapping[str, str] | None,
+    stdin: bool,
+    timeout: float | None,
+    output_limit: int | None,
+    pty: Pty | None,
+) -> Run:
+    """The ``run`` frame for these arguments, checked against the protocol."""
+    if shell and not isinstance(args, str):
+        raise TypeError("with shell=True, pass the command line as one string")
+    command: dict[str, object] = (
+        {"shell": args} if shell else {"argv": [args] if isinstance(args, str) else list(args)}
+    )
+    try:
+        return Run(
+            id=command_id,
+            cwd=cwd,
+            env=dict(env or {}),
+            stdin=stdin,
+            timeout=timeout,
+            output_limit=output_limit,
+            pty=pty,
+            **command,  # type: ignore[arg-type]
+        )
+    except pydantic.ValidationError as exc:
+        raise ValueError(f"cannot run this command: {describe_invalid(exc)}") from None

@@ -34,10 +34,9 @@ from rexec.ops.operations import Operations, OperationsError
 from rexec.server.audit import AuditLog
 from rexec.server.config import ServerConfig
 from rexec.server.flags import EXIT_STARTUP, build_parser
-from rexec.server.identity import Account, ProcessPolicy
-from rexec.server.inherited import raise_open_file_limit, reset_inherited_signals
 from rexec.server.policy import KeyRules
 from rexec.server.process_records import ProcessRecords, UnsafeDirectory
+from rexec.server.process_setup import Account, ProcessPolicy
 from rexec.server.server import Server
 from rexec.server.session import Session
 from rexec.server.settings import (
@@ -48,6 +47,7 @@ from rexec.server.settings import (
     default_state_dir,
 )
 from rexec.server.settings_file import load_settings
+from rexec.server.spawn import raise_open_file_limit, reset_inherited_signals
 from rexec.server.transfer_io import PARTIAL_MAX_AGE
 
 _RLIMITS = {

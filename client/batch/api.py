@@ -26,7 +26,8 @@ from typing import Any
 
 from ..address import Address
 from ..api import resolve_key
-from ..connection import DEFAULT_CONNECT_TIMEOUT, ClientConnection, connect
+from ..connection import ClientConnection
+from ..dial import DEFAULT_CONNECT_TIMEOUT, connect
 from .engine import Batch, BatchOptions, OutputCallback, SkipPredicate
 from .halt import HaltPolicy
 from .outcome import JobResult

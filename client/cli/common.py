@@ -18,12 +18,8 @@ from rexec import eventloop
 from rexec.keyfile import KeyFileError, default_key_path, load_key
 
 from ..address import Address, parse_address
-from ..connection import (
-    DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_KEEPALIVE_TIMEOUT,
-    ClientConnection,
-    connect,
-)
+from ..connection import ClientConnection
+from ..dial import DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEEPALIVE_TIMEOUT, connect
 from ..errors import ConnectTimeout, RemoteCommandError, RexecConnectionError, RexecError
 from ..result import RETURNCODE_BY_REFUSAL, ExitStatus
 from ..tls import TlsFiles, TlsSetupError, client_ssl_context, default_tls_dir, tls_files

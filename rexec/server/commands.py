@@ -20,9 +20,9 @@ from rexec.server.audit import AuditError
 from rexec.server.events import CommandFinished, CommandStarted, OutputSent
 from rexec.server.outcome import Stream
 from rexec.server.policy import Denied, authorize
+from rexec.server.process_setup import SpawnError, preflight
 from rexec.server.requests import RequestHost, refuse
 from rexec.server.runner import CommandRunner
-from rexec.server.spawn import SpawnError, preflight
 
 
 def start_command(run: Run, host: RequestHost) -> Command | None:

@@ -9,8 +9,8 @@ import ssl
 
 from rexec.protocol import Limits
 from rexec.server.admission import AdmissionLimits
-from rexec.server.identity import ProcessPolicy
 from rexec.server.policy import KeyRules
+from rexec.server.process_setup import ProcessPolicy
 from rexec.server.runner import Graces
 from rexec.server.settings import DEFAULT_PORT, Settings
 

@@ -21,7 +21,8 @@ from collections.abc import Callable
 
 from rexec.protocol import Exit, Run
 from rexec.server.outcome import Outcome, Stream
-from rexec.server.spawn import ProcessPolicy, Spawned, enlarge_pipe, set_window_size, spawn
+from rexec.server.process_setup import ProcessPolicy
+from rexec.server.spawn import Spawned, enlarge_pipe, set_window_size, spawn
 
 #: Bytes read from a pipe at once: the protocol's body limit, so that bulk
 #: output travels in as few frames as the producer allows.

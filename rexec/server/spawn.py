@@ -1,10 +1,9 @@
-"""Turning a ``run`` request into a process: environment, directory, pipes or pty.
+"""Starting the process for a ``run`` request: in a session of its own, on
+pipes or a pty, within its resource limits, with the signal dispositions and
+open-file limit of a fresh process.
 
-Everything that can refuse a command before it exists happens here, and each
-refusal is a ``SpawnError`` carrying the command-scoped error code that goes on
-the wire. As whom a command runs is identity.py's ``ProcessPolicy``; what it
-inherits from rexecd's own process (signal dispositions, the open-file
-limit), inherited.py's.
+What it runs as and with (account, environment, directory, program) comes
+from ``process_setup``; a failure here is a ``SpawnError`` as there.
 """
 
 from __future__ import annotations
@@ -23,12 +22,15 @@ import termios
 from typing import Any
 
 from rexec.protocol import ErrorCode, Run
-from rexec.server.identity import Account, ProcessPolicy
-from rexec.server.inherited import give_back_open_file_limit
-
-#: What a command inherits from the daemon's own environment, when set there.
-#: Nothing else leaks: a daemon's secrets stay out of the commands it runs.
-BASE_ENV_NAMES = ("PATH", "LANG", "LC_ALL", "TZ", "TERM")
+from rexec.server.process_setup import (
+    ProcessPolicy,
+    SpawnError,
+    command_cwd,
+    command_env,
+    find_executable,
+    forget_executable,
+    spawn_error,
+)
 
 #: Room for bursts of output without a context switch per 64 KiB; Linux allows
 #: up to 1 MiB to unprivileged processes (/proc/sys/fs/pipe-max-size).
@@ -48,13 +50,32 @@ _PTY_EXEC_WRAPPER = (
 )
 
 
-class SpawnError(Exception):
-    """A command could not be started; ``code`` is the error code for the wire."""
+#: Python ignores these itself at startup, so that a write to a closed pipe or
+#: socket raises instead of killing the daemon; subprocess restores them to
+#: the default in every child (``restore_signals``).
+_IGNORED_BY_PYTHON = frozenset({signal.SIGPIPE, signal.SIGXFSZ})
 
-    def __init__(self, code: ErrorCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+
+def reset_inherited_signals() -> None:
+    """Unblock every signal and set every ignored one back to its default
+    action, so that every command starts as sshd starts one: default
+    dispositions and an empty mask, whatever the daemon inherited (protocol.md
+    [command.signals.default]). A daemon started as a background job of a
+    non-interactive shell has SIGINT and SIGQUIT ignored, and ignored signals
+    and the mask survive fork and exec; caught ones are reset by exec anyway.
+
+    Call it first thing, before any thread exists: a thread takes the mask of
+    the thread that creates it.
+    """
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
+    for signum in signal.valid_signals():
+        if signum in _IGNORED_BY_PYTHON:
+            continue
+        try:
+            if signal.getsignal(signum) == signal.SIG_IGN:
+                signal.signal(signum, signal.SIG_DFL)
+        except (OSError, ValueError):
+            continue  # SIGKILL, SIGSTOP and those the C library keeps to itself
 
 
 @dataclasses.dataclass
@@ -72,64 +93,6 @@ class Spawned:
     stderr_fd: int | None
     stdin_fd: int | None
     pty_fd: int | None
-
-
-def command_env(run: Run, account: Account) -> dict[str, str]:
-    """The environment for ``run``: the documented base plus the client's
-    names, which its key's rules have allowed (rexec/server/policy.py).
-
-    HOME, USER, LOGNAME and SHELL come from the account's passwd entry: the
-    daemon's own environment may not describe it (a service manager sets
-    little), and a login shell on a pty must be the user's own.
-    """
-    env = {name: os.environ[name] for name in BASE_ENV_NAMES if name in os.environ}
-    env.update(HOME=account.home, USER=account.name, LOGNAME=account.name, SHELL=account.shell)
-    env.setdefault("PATH", os.defpath)
-    if run.pty is not None:
-        env["TERM"] = run.pty.term
-    env.update(run.env)
-    return env
-
-
-def command_cwd(run: Run, account: Account) -> str:
-    """The working directory for ``run``; the account's home by default.
-
-    Raises:
-        SpawnError: ``cwd.invalid`` when it is not an existing directory.
-    """
-    cwd = run.cwd if run.cwd is not None else account.home
-    if not os.path.isdir(cwd):
-        raise SpawnError(ErrorCode.CWD_INVALID, "cwd is not an existing directory")
-    return cwd
-
-
-def preflight(run: Run) -> None:
-    """Refuse what ``spawn`` would fail on for a reason known in advance (a
-    program that isn't there, a file that isn't executable), so that such a
-    command is refused before its audit record says it is run. A program
-    named relative to the working directory is left to ``spawn``, as is
-    whatever changes in between.
-
-    Raises:
-        SpawnError: ``spawn.not_found``, ``spawn.permission_denied``.
-    """
-    if run.argv is None:
-        return  # /bin/sh
-    program = run.argv[0]
-    if "/" not in program:
-        if _executable(program, _search_path(run)) is None:
-            raise SpawnError(ErrorCode.SPAWN_NOT_FOUND, "no such program (ENOENT)")
-    elif not os.path.isabs(program):
-        return
-    elif not os.path.exists(program):
-        raise SpawnError(ErrorCode.SPAWN_NOT_FOUND, "no such program (ENOENT)")
-    elif os.path.isdir(program) or not os.access(program, os.X_OK):
-        raise SpawnError(ErrorCode.SPAWN_PERMISSION_DENIED, "program not executable (EACCES)")
-
-
-def _search_path(run: Run) -> str:
-    """The PATH ``run``'s program is looked up in (what ``command_env`` gives it)."""
-    return run.env.get("PATH", os.environ.get("PATH", os.defpath))
 
 
 def spawn(run: Run, policy: ProcessPolicy) -> Spawned:
@@ -157,9 +120,48 @@ def spawn(run: Run, policy: ProcessPolicy) -> Spawned:
         raise SpawnError(
             ErrorCode.SPAWN_FAILED, f"could not apply resource limits ({name})"
         ) from None
-    if all(limit != resource.RLIMIT_NOFILE for limit, _ in policy.rlimits):
-        give_back_open_file_limit(spawned.process.pid)
+    if _command_nofile is not None and all(
+        limit != resource.RLIMIT_NOFILE for limit, _ in policy.rlimits
+    ):
+        _give_back_open_file_limit(spawned.process.pid, _command_nofile)
     return spawned
+
+
+#: The open-file limits rexecd was started with, once it has raised its own
+#: (``raise_open_file_limit``): what commands get back.
+_command_nofile: tuple[int, int] | None = None
+
+
+def raise_open_file_limit() -> int:
+    """Raise this process's soft limit on open files to its hard limit, so
+    that hundreds of connections fit; returns the soft limit now in force.
+
+    Commands get the limits rexecd was started with back (unless
+    ``rlimit_nofile`` sets theirs): some programs still use ``select`` or
+    close every descriptor up to the limit, and a service manager's hard limit
+    is in the hundreds of thousands (systemd's advice for services).
+    """
+    global _command_nofile
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if target <= soft:
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError):
+        return soft  # a container's limit on what the kernel allows: keep ours
+    _command_nofile = (soft, hard)
+    return target
+
+
+def _give_back_open_file_limit(pid: int, limits: tuple[int, int]) -> None:
+    # Best effort, like every prlimit right after the spawn (see ProcessPolicy):
+    # without CAP_SYS_RESOURCE another user's process (run_as) can't be
+    # changed, and a higher soft limit costs nothing in safety.
+    try:
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, limits)
+    except (OSError, ValueError):
+        pass
 
 
 def _abandon(spawned: Spawned) -> None:
@@ -189,52 +191,29 @@ def _spawn_on_pipes(
         child_stdin: int = subprocess.DEVNULL
         if run.stdin:
             child_stdin, stdin_fd = _pipe(child_fds, parent_fds)
-        streams = (child_stdin, child_stdout, child_stderr)
-        executable = _executable(argv[0], env.get("PATH"))
-        process = _popen(argv, env, cwd, identity, streams, executable=executable)
+        process = subprocess.Popen(
+            argv,
+            executable=find_executable(argv[0], env.get("PATH")),
+            stdin=child_stdin,
+            stdout=child_stdout,
+            stderr=child_stderr,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+            close_fds=True,
+            **identity,
+        )
     except OSError as exc:
         for fd in parent_fds:
             os.close(fd)
-        _EXECUTABLES.pop((argv[0], env.get("PATH")), None)
-        raise _spawn_error(exc) from None
+        forget_executable(argv[0], env.get("PATH"))
+        raise spawn_error(exc) from None
     finally:
         for fd in child_fds:
             os.close(fd)
     for fd in parent_fds:
         os.set_blocking(fd, False)
     return Spawned(process, stdout_fd, stderr_fd, stdin_fd, None)
-
-
-def _popen(
-    argv: list[str],
-    env: dict[str, str],
-    cwd: str,
-    identity: dict[str, Any],
-    streams: tuple[int, int, int],
-    *,
-    executable: str | None = None,
-) -> subprocess.Popen[bytes]:
-    """Start ``argv`` as every command starts: in a new session (so a new
-    process group), with ``streams`` as its stdin, stdout and stderr and no
-    other descriptor of ours, as the user ``identity`` names (Popen's
-    ``user``, ``group``, ``extra_groups``; empty: as we are).
-
-    Raises:
-        OSError: from the fork or the exec.
-    """
-    stdin, stdout, stderr = streams
-    return subprocess.Popen(
-        argv,
-        executable=executable,
-        stdin=stdin,
-        stdout=stdout,
-        stderr=stderr,
-        cwd=cwd,
-        env=env,
-        start_new_session=True,
-        close_fds=True,
-        **identity,
-    )
 
 
 def _apply_rlimits(pid: int, rlimits: tuple[tuple[int, int], ...]) -> None:
@@ -281,10 +260,20 @@ def _spawn_on_pty(
     try:
         set_window_size(master, run.pty.rows, run.pty.cols)
         wrapper = [sys.executable, "-I", "-S", "-c", _PTY_EXEC_WRAPPER]
-        process = _popen([*wrapper, *argv], env, cwd, identity, (slave, slave, slave))
+        process = subprocess.Popen(
+            [*wrapper, *argv],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+            close_fds=True,
+            **identity,
+        )
     except OSError as exc:
         os.close(master)
-        raise _spawn_error(exc) from None
+        raise spawn_error(exc) from None
     finally:
         os.close(slave)
     os.set_blocking(master, False)
@@ -294,25 +283,6 @@ def _spawn_on_pty(
     return Spawned(process, master, None, stdin_fd, master)
 
 
-#: Programs found on a PATH, by (name, PATH): Popen otherwise builds and tries
-#: every candidate path for every command, a cost on each command's critical
-#: path. Only hits are kept, so a program installed later is still found; one
-#: that moved is looked up again after its exec fails (see spawn_error).
-_EXECUTABLES: dict[tuple[str, str | None], str] = {}
-_EXECUTABLES_MAX = 256
-
-
-def _executable(name: str, path: str | None) -> str | None:
-    if "/" in name:
-        return None  # a path: exec'd as it is
-    found = _EXECUTABLES.get((name, path))
-    if found is None:
-        found = shutil.which(name, path=path)
-        if found is not None and len(_EXECUTABLES) < _EXECUTABLES_MAX:
-            _EXECUTABLES[(name, path)] = found
-    return found
-
-
 def enlarge_pipe(fd: int) -> None:
     """Grow a pipe to ``PIPE_SIZE``; done once a command has filled the
     default size, so short commands don't pay for it."""
@@ -320,12 +290,3 @@ def enlarge_pipe(fd: int) -> None:
         fcntl.fcntl(fd, _F_SETPIPE_SZ, PIPE_SIZE)
     except OSError:
         pass  # over this system's pipe-max-size: the default size still works
-
-
-def _spawn_error(exc: OSError) -> SpawnError:
-    name = errno.errorcode.get(exc.errno or 0, "EUNKNOWN")
-    if exc.errno == errno.ENOENT:
-        return SpawnError(ErrorCode.SPAWN_NOT_FOUND, f"no such program ({name})")
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return SpawnError(ErrorCode.SPAWN_PERMISSION_DENIED, f"program not executable ({name})")
-    return SpawnError(ErrorCode.SPAWN_FAILED, f"could not start the program ({name})")

@@ -183,7 +183,8 @@ def test_a_limit_that_cannot_be_applied_kills_the_command(marker) -> None:
     import resource
 
     from rexec.protocol import Run
-    from rexec.server.spawn import ProcessPolicy, SpawnError, spawn
+    from rexec.server.process_setup import ProcessPolicy, SpawnError
+    from rexec.server.spawn import spawn
 
     m = marker()
     policy = ProcessPolicy(
