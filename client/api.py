@@ -78,6 +78,10 @@ async def run_async(
         rexec.keyfile.KeyFileError: the key file can't be used.
         ValueError: a malformed address.
     """
+    # A misspelt option fails before connecting, as a misspelt argument does.
+    unknown = sorted(options.keys() - RunOptions.__optional_keys__)
+    if unknown:
+        raise TypeError(f"run_async() got an unexpected keyword argument {unknown[0]!r}")
     connection = await connect(
         host,
         port,
