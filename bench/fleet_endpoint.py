@@ -33,35 +33,7 @@ import signal
 
 from fleet_commands import Plan, Refusal, plan
 
-from rexec.protocol import (
-    NONCE_SIZE,
-    SUPPORTED_FEATURES,
-    SUPPORTED_VERSIONS,
-    Auth,
-    AuthOk,
-    Cancel,
-    Connection,
-    Error,
-    ErrorCode,
-    Exit,
-    Get,
-    Hello,
-    Limits,
-    Ping,
-    Pong,
-    ProtocolError,
-    Put,
-    RemoteProtocolError,
-    Role,
-    Run,
-    Signal,
-    Started,
-    Stderr,
-    Stdin,
-    StdinCredit,
-    Stdout,
-    macs_match,
-)
+from rexec import protocol
 from rexec.tls_binding import BindingUnavailable, channel_binding
 
 #: Bytes of ``head -c`` output per frame.
@@ -110,12 +82,12 @@ class Endpoint:
     stats: Stats
     behaviour: Behaviour = Behaviour.NORMAL
     slow_seconds: float = 0.0
-    limits: Limits = dataclasses.field(default_factory=Limits)
+    limits: protocol.Limits = dataclasses.field(default_factory=protocol.Limits)
 
 
 @dataclasses.dataclass(eq=False)
 class _Command:
-    run: Run
+    run: protocol.Run
     plan: Plan
     started_at: float
     stdout_bytes: int = 0
@@ -130,10 +102,10 @@ class EndpointSession(asyncio.Protocol):
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
-        self.conn = Connection(Role.SERVER, limits=endpoint.limits)
+        self.conn = protocol.Connection(protocol.Role.SERVER, limits=endpoint.limits)
         self.transport: asyncio.Transport | None = None
         self._loop = asyncio.get_running_loop()
-        self._nonce = secrets.token_hex(NONCE_SIZE)
+        self._nonce = secrets.token_hex(protocol.NONCE_SIZE)
         self._binding = b""  # the TLS channel binding, b"" without TLS
         self._commands: dict[int, _Command] = {}
         self._out: list[bytes] = []
@@ -158,7 +130,7 @@ class EndpointSession(asyncio.Protocol):
         try:
             self._binding = channel_binding(transport.get_extra_info("ssl_object"))
         except BindingUnavailable:
-            self._fatal(ErrorCode.TLS_BINDING_UNAVAILABLE, "no TLS channel binding")
+            self._fatal(protocol.ErrorCode.TLS_BINDING_UNAVAILABLE, "no TLS channel binding")
             return
         if behaviour is Behaviour.SLOW:
             self._hello_timer = self._loop.call_later(self.endpoint.slow_seconds, self._hello)
@@ -167,9 +139,9 @@ class EndpointSession(asyncio.Protocol):
 
     def _hello(self) -> None:
         self._send(
-            Hello(
-                versions=list(SUPPORTED_VERSIONS),
-                features=sorted(SUPPORTED_FEATURES),
+            protocol.Hello(
+                versions=list(protocol.SUPPORTED_VERSIONS),
+                features=sorted(protocol.SUPPORTED_FEATURES),
                 nonce=self._nonce,
                 server=self.endpoint.name,
                 limits=self.conn.announced_limits(),
@@ -184,7 +156,7 @@ class EndpointSession(asyncio.Protocol):
             self.conn.receive_data(data)
             while not self._closed and (message := self.conn.next_event()) is not None:
                 self._handle(message)
-        except RemoteProtocolError as exc:
+        except protocol.RemoteProtocolError as exc:
             self._fatal(exc.code, exc.message)
         self._flush()
 
@@ -193,7 +165,7 @@ class EndpointSession(asyncio.Protocol):
         # when they are done (protocol.md [close.client.eof]).
         try:
             self.conn.receive_data(b"")
-        except RemoteProtocolError:
+        except protocol.RemoteProtocolError:
             self._abort()
             return False
         self._eof = True
@@ -226,41 +198,43 @@ class EndpointSession(asyncio.Protocol):
     # --- messages ------------------------------------------------------------------
 
     def _handle(self, message: object) -> None:
-        if isinstance(message, Auth):
+        if isinstance(message, protocol.Auth):
             self._authenticate(message)
-        elif isinstance(message, Run):
+        elif isinstance(message, protocol.Run):
             self._start(message)
-        elif isinstance(message, (Put, Get)):
-            self._refuse(message.id, ErrorCode.COMMAND_DENIED, "the fleet emulator moves no files")
-        elif isinstance(message, Stdin):
+        elif isinstance(message, (protocol.Put, protocol.Get)):
+            self._refuse(
+                message.id, protocol.ErrorCode.COMMAND_DENIED, "the fleet emulator moves no files"
+            )
+        elif isinstance(message, protocol.Stdin):
             command = self._commands[message.id]
             command.stdin_bytes += message.data_size
             if message.data_size:
-                self._send(StdinCredit(id=message.id, bytes=message.data_size))
-        elif isinstance(message, Cancel):
+                self._send(protocol.StdinCredit(id=message.id, bytes=message.data_size))
+        elif isinstance(message, protocol.Cancel):
             self._end(self._commands[message.id], signal.SIGTERM, cancelled=True)
-        elif isinstance(message, Signal):
+        elif isinstance(message, protocol.Signal):
             if message.signal not in _HARMLESS:
                 self._end(self._commands[message.id], signal.Signals[message.signal])
-        elif isinstance(message, Ping):
-            self._send(Pong(seq=message.seq))
-        elif isinstance(message, Error) and message.fatal:
+        elif isinstance(message, protocol.Ping):
+            self._send(protocol.Pong(seq=message.seq))
+        elif isinstance(message, protocol.Error) and message.fatal:
             self._close()
         # stdin_eof, resize, pong and non-fatal errors need nothing here
 
-    def _authenticate(self, auth: Auth) -> None:
+    def _authenticate(self, auth: protocol.Auth) -> None:
         key = self.endpoint.key
         transcript = self.conn.transcript(self._binding)
-        if not macs_match(transcript.client_mac(key), auth.mac):
+        if not protocol.macs_match(transcript.client_mac(key), auth.mac):
             self.endpoint.stats.counts.auth_failures += 1
-            self._fatal(ErrorCode.AUTH_FAILED, "authentication failed")
+            self._fatal(protocol.ErrorCode.AUTH_FAILED, "authentication failed")
             return
         self.endpoint.stats.counts.authenticated += 1
-        self._send(AuthOk.with_mac(transcript.server_mac(key, auth.mac)))
+        self._send(protocol.AuthOk.with_mac(transcript.server_mac(key, auth.mac)))
 
-    def _start(self, run: Run) -> None:
+    def _start(self, run: protocol.Run) -> None:
         if len(self._commands) >= self.endpoint.limits.max_commands:
-            self._refuse(run.id, ErrorCode.BUSY, "too many running commands; retry later")
+            self._refuse(run.id, protocol.ErrorCode.BUSY, "too many running commands; retry later")
             return
         what = plan(run, self.endpoint.name)
         if isinstance(what, Refusal):
@@ -275,7 +249,7 @@ class EndpointSession(asyncio.Protocol):
         counts.peak_running = max(counts.peak_running, counts.running)
         command = _Command(run, what, self._loop.time(), zeros_left=what.zeros)
         self._commands[run.id] = command
-        self._send(Started(id=run.id, pid=next(_pids)))
+        self._send(protocol.Started(id=run.id, pid=next(_pids)))
         if run.timeout is not None and (what.seconds > run.timeout or what.zeros):
             command.timers.append(self._loop.call_later(run.timeout, self._timed_out, command))
         if what.seconds:
@@ -285,16 +259,16 @@ class EndpointSession(asyncio.Protocol):
         else:
             self._complete(command, flush=False)
 
-    def _refuse(self, command_id: int, code: ErrorCode, message: str) -> None:
-        self._send(Error(code=code.value, message=message, fatal=False, id=command_id))
+    def _refuse(self, command_id: int, code: protocol.ErrorCode, message: str) -> None:
+        self._send(protocol.Error(code=code.value, message=message, fatal=False, id=command_id))
 
     # --- ending commands -----------------------------------------------------------
 
     def _complete(self, command: _Command, *, flush: bool = True) -> None:
         """The command's normal end: its output, then its exit (unless the
         output reached its limit, which ended it)."""
-        if self._output(command, Stdout, command.plan.stdout) and self._output(
-            command, Stderr, command.plan.stderr
+        if self._output(command, protocol.Stdout, command.plan.stdout) and self._output(
+            command, protocol.Stderr, command.plan.stderr
         ):
             self._exit(command, exit_code=command.plan.exit_code)
         if flush:
@@ -339,7 +313,7 @@ class EndpointSession(asyncio.Protocol):
         del self._commands[command.run.id]
         self.endpoint.stats.counts.running -= 1
         self._send(
-            Exit(
+            protocol.Exit(
                 id=command.run.id,
                 exit_code=exit_code,
                 signal=int(sig) if sig is not None else None,
@@ -356,7 +330,9 @@ class EndpointSession(asyncio.Protocol):
         if self._eof and not self._commands:
             self._close()
 
-    def _output(self, command: _Command, kind: type[Stdout | Stderr], data: bytes) -> bool:
+    def _output(
+        self, command: _Command, kind: type[protocol.Stdout | protocol.Stderr], data: bytes
+    ) -> bool:
         """Send ``data`` on ``kind``'s stream; False when it reached the run's
         ``output_limit``, which ended the command as a timeout does
         (protocol.md [output.limit]: exactly the first N bytes, then
@@ -371,7 +347,7 @@ class EndpointSession(asyncio.Protocol):
                 return False
         if not data:
             return True
-        if kind is Stdout:
+        if kind is protocol.Stdout:
             command.stdout_bytes += len(data)
         else:
             command.stderr_bytes += len(data)
@@ -382,7 +358,7 @@ class EndpointSession(asyncio.Protocol):
         while command.zeros_left and not self._paused:
             size = min(_CHUNK, command.zeros_left)
             command.zeros_left -= size
-            if not self._output(command, Stdout, bytes(size)):
+            if not self._output(command, protocol.Stdout, bytes(size)):
                 command.zeros_left = 0
             self._flush()
         if not command.zeros_left and command.run.id in self._commands:
@@ -399,10 +375,10 @@ class EndpointSession(asyncio.Protocol):
             self.transport.write(b"".join(self._out))
         self._out.clear()
 
-    def _fatal(self, code: ErrorCode, message: str) -> None:
+    def _fatal(self, code: protocol.ErrorCode, message: str) -> None:
         try:
-            self._send(Error(code=code.value, message=message, fatal=True))
-        except ProtocolError:
+            self._send(protocol.Error(code=code.value, message=message, fatal=True))
+        except protocol.ProtocolError:
             pass  # the state allows no more frames: just close
         self._close()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ssl as ssl_module
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any, TypedDict, Unpack
 
 from rexec import eventloop
 from rexec.keyfile import default_key_path, load_key
@@ -33,6 +34,20 @@ def resolve_key(key: bytes | None = None, key_file: str | Path | None = None) ->
     return load_key(Path(key_file) if key_file is not None else default_key_path())
 
 
+class RunOptions(TypedDict, total=False):
+    """What ``run_async`` and ``run`` pass on to ``ClientConnection.run``
+    (which documents them): the command's input, limits and output."""
+
+    input: bytes | None
+    timeout: float | None
+    check: bool
+    cwd: str | None
+    env: Mapping[str, str] | None
+    shell: bool
+    capture_output: bool
+    output_limit: int | None
+
+
 async def run_async(
     args: str | Sequence[str],
     *,
@@ -40,17 +55,10 @@ async def run_async(
     port: int | None = None,
     key: bytes | None = None,
     key_file: str | Path | None = None,
-    input: bytes | None = None,
-    timeout: float | None = None,
-    check: bool = False,
-    cwd: str | None = None,
-    env: Mapping[str, str] | None = None,
-    shell: bool = False,
-    capture_output: bool = True,
-    output_limit: int | None = None,
     ssl: ssl_module.SSLContext | None = None,
     server_hostname: str | None = None,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    **options: Unpack[RunOptions],
 ) -> CompletedProcess:
     """Run one command on ``host:port`` and return its ``CompletedProcess``.
 
@@ -60,8 +68,8 @@ async def run_async(
 
     ``timeout`` is enforced by the server, which ends the command's whole
     process group; the result then says ``timed_out`` (returncode 124).
-    See ``ClientConnection.run`` for the other arguments and ``connect`` for
-    the connection ones.
+    See ``ClientConnection.run`` for the other ``options`` (``RunOptions``)
+    and ``connect`` for the connection ones.
 
     Raises:
         CalledProcessError: with ``check``, a returncode other than 0.
@@ -70,6 +78,10 @@ async def run_async(
         rexec.keyfile.KeyFileError: the key file can't be used.
         ValueError: a malformed address.
     """
+    # A misspelt option fails before connecting, as a misspelt argument does.
+    unknown = sorted(options.keys() - RunOptions.__optional_keys__)
+    if unknown:
+        raise TypeError(f"run_async() got an unexpected keyword argument {unknown[0]!r}")
     connection = await connect(
         host,
         port,
@@ -79,57 +91,15 @@ async def run_async(
         connect_timeout=connect_timeout,
     )
     async with connection:
-        return await connection.run(
-            args,
-            input=input,
-            timeout=timeout,
-            check=check,
-            cwd=cwd,
-            env=env,
-            shell=shell,
-            capture_output=capture_output,
-            output_limit=output_limit,
-        )
+        return await connection.run(args, **options)
 
 
-def run(
-    args: str | Sequence[str],
-    *,
-    host: str,
-    port: int | None = None,
-    key: bytes | None = None,
-    key_file: str | Path | None = None,
-    input: bytes | None = None,
-    timeout: float | None = None,
-    check: bool = False,
-    cwd: str | None = None,
-    env: Mapping[str, str] | None = None,
-    shell: bool = False,
-    capture_output: bool = True,
-    output_limit: int | None = None,
-    ssl: ssl_module.SSLContext | None = None,
-    server_hostname: str | None = None,
-    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-) -> CompletedProcess:
-    """``run_async`` for synchronous code (it runs its own event loop, so it
-    can't be called from a coroutine: await ``run_async`` there)."""
-    return eventloop.run(
-        run_async(
-            args,
-            host=host,
-            port=port,
-            key=key,
-            key_file=key_file,
-            input=input,
-            timeout=timeout,
-            check=check,
-            cwd=cwd,
-            env=env,
-            shell=shell,
-            capture_output=capture_output,
-            output_limit=output_limit,
-            ssl=ssl,
-            server_hostname=server_hostname,
-            connect_timeout=connect_timeout,
-        )
-    )
+def run(args: str | Sequence[str], **arguments: Any) -> CompletedProcess:
+    """``run_async`` for synchronous code, with the same arguments (it runs
+    its own event loop, so it can't be called from a coroutine: await
+    ``run_async`` there)."""
+    return eventloop.run(run_async(args, **arguments))
+
+
+# What help() and inspect.signature show for ``run``: run_async's arguments.
+run.__wrapped__ = run_async  # type: ignore[attr-defined]

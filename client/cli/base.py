@@ -24,7 +24,7 @@ import os
 import re
 import signal
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 EXIT_FAILURE = 255
 EXIT_INTERRUPTED = 128 + signal.SIGINT
@@ -45,6 +45,23 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_FAILURE, f"rexec: {message} (see '{self.prog} --help')\n")
+
+
+def add_command(
+    subparsers: Any, name: str, help: str, description: str, epilog: str, **options: Any
+) -> argparse.ArgumentParser:
+    """The parser of the subcommand ``name``: ``help`` is its line in
+    ``rexec --help``; its ``description`` and ``epilog`` (the examples) are
+    shown as written. ``options`` go to argparse as they are (``usage`` …)."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        name,
+        help=help,
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **options,
+    )
+    return parser
 
 
 def positive_float(text: str) -> float:

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from ..discovery import DEFAULT_ANNOUNCE_PORT, DEFAULT_TIMEOUT, DiscoveryError, discover
-from .base import fail, positive_float
+from .base import add_command, fail, positive_float
 
 DESCRIPTION = """\
 Find rexecd servers started with --announce: send one UDP probe to each
@@ -32,12 +32,12 @@ examples:
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "discover",
-        help="find rexecd servers on the local network (UDP broadcast)",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "find rexecd servers on the local network (UDP broadcast)",
+        DESCRIPTION,
+        EPILOG,
     )
     parser.add_argument(
         "--timeout", type=positive_float, default=DEFAULT_TIMEOUT, metavar="S",

@@ -20,19 +20,17 @@ from ..transfer import (
     make_link,
     remote_path,
 )
-from .common import open_connection, run_async_command
 from .transfers import (
-    EPILOG_COMMON,
     Reporter,
     TreeFailed,
-    add_transfer_options,
     argv_batches,
-    ended_by_signals,
     fail,
+    register_transfer,
     remote_basename,
     remote_is_directory,
     remote_join,
     remote_run,
+    run_transfer,
     usage_problem,
 )
 
@@ -45,6 +43,12 @@ leaves a half file under LOCAL), with the server file's mode. LOCAL may be an
 existing directory (the file keeps its name); relative REMOTE paths, '~' and
 '~/PATH' are relative to the server account's home.
 """
+
+#: What follows HOST[:PORT]: (name, metavar, help).
+OPERANDS = (
+    ("remote", "REMOTE", "the file (directory with -r) to fetch"),
+    ("local", "LOCAL", "the local target ('-': stdout) or directory"),
+)
 
 EXAMPLES = """
 examples:
@@ -59,21 +63,8 @@ _READLINK_SCRIPT = 'for l; do readlink -- "$l" || exit 1; printf "\\0"; done'
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "get",
-        help="copy a file or directory from a server",
-        description=DESCRIPTION,
-        epilog=EPILOG_COMMON + EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        usage="%(prog)s [options] HOST[:PORT] REMOTE LOCAL",
-    )
-    parser.add_argument("address", metavar="HOST[:PORT]", help="the server")
-    parser.add_argument("remote", metavar="REMOTE", help="the file (directory with -r) to fetch")
-    parser.add_argument(
-        "local", metavar="LOCAL", help="the local target ('-': stdout) or directory"
-    )
-    add_transfer_options(parser)
-    parser.set_defaults(handler=main)
+    help_line = "copy a file or directory from a server"
+    register_transfer(subparsers, "get", help_line, DESCRIPTION, EXAMPLES, OPERANDS, main)
 
 
 def local_target(remote: str, local: str) -> str:
@@ -97,23 +88,16 @@ def main(args: argparse.Namespace) -> int:
             check_local_target(local_target(args.remote, args.local))
         except TransferError as exc:
             return fail(f"{args.local}: {exc}", 1)
-    return run_async_command(ended_by_signals(_main(args)))
+    return run_transfer(args, _transfer)
 
 
-async def _main(args: argparse.Namespace) -> int:
-    with Reporter(args) as reporter:
-        return await _transfer(args, reporter)
-
-
-async def _transfer(args: argparse.Namespace, reporter: Reporter) -> int:
-    async with await open_connection(args, args.address) as conn:
-        if args.recursive:
-            await _get_tree(conn, args, reporter)
-        elif args.local == "-":
-            await get_one(conn, args.remote, "-", reporter, args)
-        else:
-            await get_one(conn, args.remote, local_target(args.remote, args.local), reporter, args)
-    return reporter.status
+async def _transfer(conn: ClientConnection, args: argparse.Namespace, reporter: Reporter) -> None:
+    if args.recursive:
+        await _get_tree(conn, args, reporter)
+    elif args.local == "-":
+        await get_one(conn, args.remote, "-", reporter, args)
+    else:
+        await get_one(conn, args.remote, local_target(args.remote, args.local), reporter, args)
 
 
 async def get_one(

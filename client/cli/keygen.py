@@ -13,7 +13,7 @@ from typing import Any
 
 from rexec.keyfile import KeyFileError, default_key_path, new_key, parse_key, write_key
 
-from .base import fail
+from .base import add_command, fail
 
 #: Status when no key file was written (it exists, the input is not a key,
 #: or the file can't be written).
@@ -49,12 +49,12 @@ examples:
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "keygen",
-        help="make or import the shared key file",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "make or import the shared key file",
+        DESCRIPTION,
+        EPILOG,
     )
     parser.add_argument("--key-file", metavar="FILE", help="where to write the key")
     parser.add_argument(

@@ -14,20 +14,18 @@ from typing import Any
 
 from ..connection import ClientConnection
 from ..transfer import TransferError, local_error, put, remote_path
-from .common import open_connection, run_async_command
 from .transfers import (
-    EPILOG_COMMON,
     Reporter,
     TreeFailed,
-    add_transfer_options,
     argv_batches,
-    ended_by_signals,
     fail,
+    register_transfer,
     remote_basename,
     remote_is_directory,
     remote_join,
     remote_parent,
     remote_run,
+    run_transfer,
     usage_problem,
 )
 
@@ -39,6 +37,12 @@ checked (a failed copy never leaves a half file), with the local file's mode.
 REMOTE may be an existing directory (the file keeps its name); relative
 REMOTE paths, '~' and '~/PATH' are relative to the server account's home.
 """
+
+#: What follows HOST[:PORT]: (name, metavar, help).
+OPERANDS = (
+    ("local", "LOCAL", "the file ('-': stdin; a directory with -r)"),
+    ("remote", "REMOTE", "the target path on the server"),
+)
 
 EXAMPLES = """
 examples:
@@ -60,19 +64,8 @@ _MKDIR_SCRIPT = (
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "put",
-        help="copy a file or directory to a server",
-        description=DESCRIPTION,
-        epilog=EPILOG_COMMON + EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        usage="%(prog)s [options] HOST[:PORT] LOCAL REMOTE",
-    )
-    parser.add_argument("address", metavar="HOST[:PORT]", help="the server")
-    parser.add_argument("local", metavar="LOCAL", help="the file ('-': stdin; a directory with -r)")
-    parser.add_argument("remote", metavar="REMOTE", help="the target path on the server")
-    add_transfer_options(parser)
-    parser.set_defaults(handler=main)
+    help_line = "copy a file or directory to a server"
+    register_transfer(subparsers, "put", help_line, DESCRIPTION, EXAMPLES, OPERANDS, main)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -81,29 +74,22 @@ def main(args: argparse.Namespace) -> int:
     if problem is not None:
         return problem
     if args.local == "-":
-        return run_async_command(ended_by_signals(_main(args)))
+        return run_transfer(args, _transfer)
     try:
         os.stat(args.local)
     except OSError as exc:
         return fail(f"{args.local}: {local_error(exc)}", 1)
     if os.path.isdir(args.local) and not args.recursive:
         return fail(f"{args.local}: is a directory (use -r to copy a tree)", 1)
-    return run_async_command(ended_by_signals(_main(args)))
+    return run_transfer(args, _transfer)
 
 
-async def _main(args: argparse.Namespace) -> int:
-    with Reporter(args) as reporter:
-        return await _transfer(args, reporter)
-
-
-async def _transfer(args: argparse.Namespace, reporter: Reporter) -> int:
-    async with await open_connection(args, args.address) as conn:
-        if args.local != "-" and os.path.isdir(args.local):
-            await _put_tree(conn, args, reporter)
-        else:
-            await put_one(conn, args.local, args.remote, reporter, args,
-                          retry_into_directory=args.local != "-")  # fmt: skip
-    return reporter.status
+async def _transfer(conn: ClientConnection, args: argparse.Namespace, reporter: Reporter) -> None:
+    if args.local != "-" and os.path.isdir(args.local):
+        await _put_tree(conn, args, reporter)
+    else:
+        await put_one(conn, args.local, args.remote, reporter, args,
+                      retry_into_directory=args.local != "-")  # fmt: skip
 
 
 async def put_one(

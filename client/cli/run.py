@@ -31,6 +31,7 @@ from ..process import RemoteProcess
 from ..result import ExitStatus
 from ..term.pty_session import run_on_pty
 from ..term.relay import copy_output, forward_input, interrupts_forwarded, stop_task
+from .base import add_command
 from .common import (
     EXIT_BROKEN_PIPE,
     CliError,
@@ -107,12 +108,12 @@ class RemoteCommand:
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "run",
-        help="run one command on a server",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "run one command on a server",
+        DESCRIPTION,
+        EPILOG,
         usage="%(prog)s [options] HOST[:PORT] (COMMAND [ARG...] | -- PROGRAM [ARG...])\n"
         "       %(prog)s [options] --shell STRING HOST[:PORT]",
         # Abbreviations would make '--time 5' an option whose value the

@@ -58,14 +58,21 @@ import asyncio
 import signal
 import sys
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Self
 
 from ..connection import ClientConnection
 from ..errors import RemoteCommandError
 from ..transfer import Progress, TransferError, TransferResult, remote_path
-from .base import one_line
-from .common import EXIT_FAILURE, CliError, add_connection_options, fail
+from .base import add_command, one_line
+from .common import (
+    EXIT_FAILURE,
+    CliError,
+    add_connection_options,
+    fail,
+    open_connection,
+    run_async_command,
+)
 
 #: Exit status when at least one transfer failed.
 EXIT_TRANSFER_FAILED = 1
@@ -98,7 +105,22 @@ REMOTE is the server account's home (quote it from the local shell).
 """
 
 
-def add_transfer_options(parser: argparse.ArgumentParser) -> None:
+def register_transfer(
+    subparsers: Any,
+    name: str,
+    help: str,
+    description: str,
+    examples: str,
+    operands: Sequence[tuple[str, str, str]],
+    handler: Callable[[argparse.Namespace], int],
+) -> None:
+    """Add ``rexec put`` or ``rexec get``: ``HOST[:PORT]`` then the
+    ``operands`` (name, metavar, help), the options of both, ``handler``."""
+    usage = "%(prog)s [options] HOST[:PORT] " + " ".join(metavar for _, metavar, _ in operands)
+    parser = add_command(subparsers, name, help, description, EPILOG_COMMON + examples, usage=usage)
+    parser.add_argument("address", metavar="HOST[:PORT]", help="the server")
+    for operand, metavar, text in operands:
+        parser.add_argument(operand, metavar=metavar, help=text)
     parser.add_argument(
         "-r", "--recursive", action="store_true",
         help="copy a directory tree; symbolic links are copied as links, never followed",
@@ -118,6 +140,23 @@ def add_transfer_options(parser: argparse.ArgumentParser) -> None:
         help="print the summary line even when stderr is not a terminal",
     )  # fmt: skip
     add_connection_options(parser)
+    parser.set_defaults(handler=handler)
+
+
+def run_transfer(
+    args: argparse.Namespace,
+    transfer: Callable[[ClientConnection, argparse.Namespace, Reporter], Awaitable[None]],
+) -> int:
+    """Connect as ``args`` say, run ``transfer`` reporting to a ``Reporter``,
+    and return the exit status (SIGTERM and SIGHUP end it as Ctrl-C does)."""
+
+    async def connected() -> int:
+        with Reporter(args) as reporter:
+            async with await open_connection(args, args.address) as conn:
+                await transfer(conn, args, reporter)
+            return reporter.status
+
+    return run_async_command(ended_by_signals(connected()))
 
 
 def human_bytes(n: float) -> str:

@@ -31,17 +31,17 @@ import dataclasses
 import enum
 
 from ._command_messages import (
+    SERVER_SENDS,
     Exit,
     Resize,
     Run,
     Signal,
     Started,
-    Stderr,
     Stdin,
     StdinCredit,
     StdinEof,
     Stdout,
-)  # fmt: skip
+)
 from ._errors import ErrorCode, LocalProtocolError, ProtocolError
 from ._message_base import MessageBase
 from ._session_messages import Error
@@ -106,7 +106,7 @@ def open_command(message: Run | Put | Get, stdin_window: int) -> Command:
 
 #: Server frames each kind accepts.
 _SERVER_FRAMES: dict[CommandKind, tuple[type[MessageBase], ...]] = {
-    CommandKind.RUN: (Started, Stdout, Stderr, StdinCredit, Exit, Error),
+    CommandKind.RUN: (*SERVER_SENDS, Error),  # started, output, credit, exit
     CommandKind.PUT: (StdinCredit, File, Done, Error),  # file: only when resumable
     CommandKind.GET: (File, Stdout, Done, Error),
 }
@@ -199,10 +199,16 @@ def _apply_put_frame(message: MessageBase, command: Command, fault: type[Protoco
     return True
 
 
+def _not_yet_started(command: Command, fault: type[ProtocolError], twice: str) -> None:
+    """The frame that starts a command (a run's ``started``, a get's ``file``)
+    comes once; ``twice`` says what a second one is."""
+    if command.started:
+        raise fault(ErrorCode.PROTOCOL_UNEXPECTED, twice)
+
+
 def _apply_run_frame(message: MessageBase, command: Command, fault: type[ProtocolError]) -> bool:
     if isinstance(message, Started):
-        if command.started:
-            raise fault(ErrorCode.PROTOCOL_UNEXPECTED, "command already started")
+        _not_yet_started(command, fault, "command already started")
         command.started = True
         return False
     if isinstance(message, Exit):
@@ -223,8 +229,7 @@ def _apply_run_frame(message: MessageBase, command: Command, fault: type[Protoco
 def _apply_get_frame(message: MessageBase, command: Command, fault: type[ProtocolError]) -> bool:
     # protocol.md [transfer.get.stream]: file, exactly file.size bytes, done.
     if isinstance(message, File):
-        if command.started:
-            raise fault(ErrorCode.PROTOCOL_UNEXPECTED, "file sent twice")
+        _not_yet_started(command, fault, "file sent twice")
         if message.size is not None and message.size < command.offset:
             raise fault(ErrorCode.PROTOCOL_UNEXPECTED, "file is shorter than the get's offset")
         command.started = True

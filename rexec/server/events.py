@@ -32,107 +32,104 @@ class Origin:
     peer: str
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class ConnectionOpened:
-    """A TCP connection was accepted, whether it is then admitted or not."""
+#: Every event is a frozen dataclass with slots.
+_event = dataclasses.dataclass(frozen=True, slots=True)
+
+
+@_event
+class _OfConnection:
+    """An event of one connection, which ``origin`` names."""
 
     origin: Origin
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class ConnectionRefused:
+@_event
+class ConnectionOpened(_OfConnection):
+    """A TCP connection was accepted, whether it is then admitted or not."""
+
+
+@_event
+class ConnectionRefused(_OfConnection):
     """Admission closed the connection with ``busy``: a newer connection took
     its slot before it authenticated, or, once its key was proven, the
     connection limits were reached (rexec/server/admission.py)."""
 
-    origin: Origin
     reason: str
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class ConnectionAdmitted:
+@_event
+class ConnectionAdmitted(_OfConnection):
     """The connection was let in and has been sent the server's ``hello``."""
 
-    origin: Origin
 
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Disconnected:
+@_event
+class Disconnected(_OfConnection):
     """The connection is gone; ``running`` commands and transfers were cancelled."""
 
-    origin: Origin
     running: int
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class BadFrame:
+@_event
+class BadFrame(_OfConnection):
     """A frame too large before authentication: perhaps another protocol."""
 
-    origin: Origin
     code: str
     note: str
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class AuthSucceeded:
-    origin: Origin
+@_event
+class AuthSucceeded(_OfConnection):
     key: str  # the name of the key that matched
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class AuthFailed:
-    origin: Origin
+@_event
+class AuthFailed(_OfConnection):
     reason: Literal["failed", "timeout"]
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class DeadlineExpired:
+@_event
+class DeadlineExpired(_OfConnection):
     """The connection was closed because a frame or the idle deadline passed."""
 
-    origin: Origin
     deadline: Literal["frame_timeout", "idle_timeout"]
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class ClientStalled:
+@_event
+class ClientStalled(_OfConnection):
     """The client left output unread for the stall timeout: its ``running``
     commands were ended and the connection dropped."""
 
-    origin: Origin
     running: int
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class RequestRefused:
+@_event
+class RequestRefused(_OfConnection):
     """A ``run``, ``put`` or ``get`` was refused before it started.
 
     ``details`` says what was asked (argv or shell string, or path) when the
     refusal was about it.
     """
 
-    origin: Origin
     id: int
     code: str
     reason: str
     details: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class CommandStarted:
-    origin: Origin
+@_event
+class CommandStarted(_OfConnection):
     id: int
     pid: int
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class CommandFinished:
+@_event
+class CommandFinished(_OfConnection):
     """A command ended; ``exit`` is the record its client was sent."""
 
-    origin: Origin
     exit: Exit
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@_event
 class OutputSent:
     """Command output went to the client (counted, never looked at)."""
 
@@ -140,11 +137,10 @@ class OutputSent:
     nbytes: int
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class TransferFinished:
+@_event
+class TransferFinished(_OfConnection):
     """A ``put`` or ``get`` ended: done when ``code`` is None."""
 
-    origin: Origin
     id: int
     op: Literal["put", "get"]
     code: str | None

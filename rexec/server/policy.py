@@ -16,16 +16,17 @@ from collections.abc import Mapping
 
 from rexec.protocol import ErrorCode, Run
 from rexec.server.environment import allowed_by_default, refusal, value_refusal
+from rexec.server.refusal import Refusal
 from rexec.server.settings import KeySpec, Settings
 
 
-class Denied(Exception):
-    """The request is refused; ``code`` goes on the wire, ``reason`` too."""
+class Denied(Refusal):
+    """The request is refused by its key's rules; ``code`` goes on the wire,
+    ``reason`` too."""
 
-    def __init__(self, code: ErrorCode, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
+    @property
+    def reason(self) -> str:
+        return self.message
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,19 +16,15 @@ import pwd
 import shutil
 
 from rexec.protocol import ErrorCode, Run
+from rexec.server.refusal import Refusal
 
 #: What a command inherits from the daemon's own environment, when set there.
 #: Nothing else leaks: a daemon's secrets stay out of the commands it runs.
 BASE_ENV_NAMES = ("PATH", "LANG", "LC_ALL", "TZ", "TERM")
 
 
-class SpawnError(Exception):
+class SpawnError(Refusal):
     """A command could not be started; ``code`` is the error code for the wire."""
-
-    def __init__(self, code: ErrorCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclasses.dataclass(frozen=True)

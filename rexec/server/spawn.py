@@ -191,18 +191,9 @@ def _spawn_on_pipes(
         child_stdin: int = subprocess.DEVNULL
         if run.stdin:
             child_stdin, stdin_fd = _pipe(child_fds, parent_fds)
-        process = subprocess.Popen(
-            argv,
-            executable=find_executable(argv[0], env.get("PATH")),
-            stdin=child_stdin,
-            stdout=child_stdout,
-            stderr=child_stderr,
-            cwd=cwd,
-            env=env,
-            start_new_session=True,
-            close_fds=True,
-            **identity,
-        )
+        streams = (child_stdin, child_stdout, child_stderr)
+        executable = find_executable(argv[0], env.get("PATH"))
+        process = _popen(argv, env, cwd, identity, streams, executable=executable)
     except OSError as exc:
         for fd in parent_fds:
             os.close(fd)
@@ -214,6 +205,38 @@ def _spawn_on_pipes(
     for fd in parent_fds:
         os.set_blocking(fd, False)
     return Spawned(process, stdout_fd, stderr_fd, stdin_fd, None)
+
+
+def _popen(
+    argv: list[str],
+    env: dict[str, str],
+    cwd: str,
+    identity: dict[str, Any],
+    streams: tuple[int, int, int],
+    *,
+    executable: str | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` as every command starts: in a new session (so a new
+    process group), with ``streams`` as its stdin, stdout and stderr and no
+    other descriptor of ours, as the user ``identity`` names (Popen's
+    ``user``, ``group``, ``extra_groups``; empty: as we are).
+
+    Raises:
+        OSError: from the fork or the exec.
+    """
+    stdin, stdout, stderr = streams
+    return subprocess.Popen(
+        argv,
+        executable=executable,
+        stdin=stdin,
+        stdout=stdout,
+        stderr=stderr,
+        cwd=cwd,
+        env=env,
+        start_new_session=True,
+        close_fds=True,
+        **identity,
+    )
 
 
 def _apply_rlimits(pid: int, rlimits: tuple[tuple[int, int], ...]) -> None:
@@ -260,17 +283,7 @@ def _spawn_on_pty(
     try:
         set_window_size(master, run.pty.rows, run.pty.cols)
         wrapper = [sys.executable, "-I", "-S", "-c", _PTY_EXEC_WRAPPER]
-        process = subprocess.Popen(
-            [*wrapper, *argv],
-            stdin=slave,
-            stdout=slave,
-            stderr=slave,
-            cwd=cwd,
-            env=env,
-            start_new_session=True,
-            close_fds=True,
-            **identity,
-        )
+        process = _popen([*wrapper, *argv], env, cwd, identity, (slave, slave, slave))
     except OSError as exc:
         os.close(master)
         raise spawn_error(exc) from None
