@@ -14,9 +14,10 @@ input lazily), ``servers`` (one connection per server, load), ``engine``
 """
 
 from .api import run_batch, run_batch_sync
-from .engine import Batch, BatchOptions
+from .engine import Batch
 from .halt import HaltPolicy
 from .jobs import InputFormat, Job, JobInputError
+from .options import BatchOptions
 from .outcome import JobResult, Status
 
 __all__ = [

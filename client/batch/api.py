@@ -27,8 +27,10 @@ from typing import Any
 from ..address import Address
 from ..api import resolve_key
 from ..connection import DEFAULT_CONNECT_TIMEOUT, ClientConnection, connect
-from .engine import Batch, BatchOptions, OutputCallback, SkipPredicate
+from .attempt import OutputCallback
+from .engine import Batch, SkipPredicate
 from .halt import HaltPolicy
+from .options import BatchOptions
 from .outcome import JobResult
 from .servers import Connector, ServerPool
 from .source import Command, JobSource, source_of

@@ -7,8 +7,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..batch.engine import DEFAULT_JOBS
 from ..batch.exit_codes import HELP_TABLE
+from ..batch.options import DEFAULT_JOBS
 from ..batch.servers import DEFAULT_FANOUT
 from .common import add_connection_options, positive_float
 

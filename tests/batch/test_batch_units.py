@@ -9,6 +9,7 @@ import json
 import pytest
 
 from rexec_client.address import Address
+from rexec_client.batch.capture import Captured
 from rexec_client.batch.coalesce import CoalescingPrinter
 from rexec_client.batch.exit_codes import batch_exit_status
 from rexec_client.batch.groups import GroupError, Groups
@@ -225,7 +226,7 @@ def test_named_nodes_fold_as_the_issue_writes_them() -> None:
     out = io.BytesIO()
     printer = CoalescingPrinter(out, DisplayNames(names))
     for index in range(1, 10_001):
-        printer.finished(result(index, Status.OK, exit_code=0, stdout=b"hi\n"))
+        printer.finished(result(index, Status.OK, exit_code=0, stdout_capture=Captured.of(b"hi\n")))
     printer.close()
     assert out.getvalue() == b"---------------- node[00001-10000] (10000)\nhi\n"
     summary = Summary(DisplayNames(names))
