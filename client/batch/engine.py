@@ -52,6 +52,7 @@ from .halt import HaltPolicy
 from .jobs import Job, JobInputError
 from .options import BatchOptions
 from .outcome import JobResult, Status
+from .pending import PendingWork
 from .servers import Server, ServerPool
 from .source import JobSource
 
@@ -85,11 +86,7 @@ class Batch:
         self._lookahead = options.lookahead or max(
             1024, 4 * options.running_limit, 2 * len(pool.targets)
         )
-        self._spread: collections.deque[WorkItem] = collections.deque()
-        self._pinned: dict[Server, collections.deque[WorkItem]] = {}
-        self._ready: dict[Server, None] = {}  # servers with pinned items and room (or down)
-        self._blocked: dict[Server, None] = {}  # the same, waiting for a connection slot
-        self._pending = 0
+        self._pending = PendingWork(pool)
         self._order = 0
         self._running: set[WorkItem] = set()
         self._results: asyncio.Queue[JobResult | None] = asyncio.Queue(
@@ -175,11 +172,11 @@ class Batch:
     async def _feed(self) -> None:
         try:
             while self.stopped is None:
-                if self._pending >= self._lookahead:
+                if self._pending.count >= self._lookahead:
                     self._room.clear()
                     await self._room.wait()
                     continue
-                jobs = await self._source.take(min(256, self._lookahead - self._pending))
+                jobs = await self._source.take(min(256, self._lookahead - self._pending.count))
                 if not jobs:
                     break
                 for job in jobs:
@@ -208,25 +205,7 @@ class Batch:
             if self._skip is not None and self._skip(job, address):
                 continue
             self._order += 1
-            self._enqueue(WorkItem(job, self._order, server))
-
-    def _enqueue(self, item: WorkItem, *, first: bool = False) -> None:
-        self._pending += 1
-        if item.pinned is None:
-            queue = self._spread
-        else:
-            queue = self._pinned.setdefault(item.pinned, collections.deque())
-        if first:
-            queue.appendleft(item)
-        else:
-            queue.append(item)
-        if item.pinned is not None:
-            item.pinned.pending += 1
-            self._mark_ready(item.pinned)
-
-    def _mark_ready(self, server: Server) -> None:
-        if self._pinned.get(server) and (server.has_room or server.down is not None):
-            self._ready[server] = None
+            self._pending.add(WorkItem(job, self._order, server))
 
     # --- dispatching ------------------------------------------------------------
 
@@ -243,7 +222,11 @@ class Batch:
                 await self._skip_pending()
             else:
                 await self._start_ready()
-            if not self._running and self._input_done and (self._pending == 0 or self.stopped):
+            if (
+                not self._running
+                and self._input_done
+                and (self._pending.count == 0 or self.stopped)
+            ):
                 break
             self._wake.clear()
             await self._wake.wait()
@@ -252,10 +235,16 @@ class Batch:
             if self.options.report_unstarted and self.stopped != "input":
                 await self._skip_rest_of_input()
 
+    @property
+    def _finished(self) -> bool:
+        """Nothing runs, the input is read, and nothing pending will start."""
+        idle = not self._running and self._input_done
+        return idle and (self._pending.count == 0 or self.stopped is not None)
+
     async def _start_ready(self) -> None:
         """Start items while there is room."""
         while len(self._running) < self.options.running_limit and self.stopped is None:
-            choice = self._next_startable()
+            choice = self._pending.next_startable()
             if choice is None:
                 return
             item, server = choice
@@ -274,65 +263,9 @@ class Batch:
             self._take(item)
             self._launch(item, server)
 
-    def _next_startable(self) -> tuple[WorkItem, Server | None] | None:
-        """The next item to start and where (None as server: it can't run)."""
-        while True:
-            found = self._next_pinned()
-            if found is not None:
-                return found
-            if not self._blocked or not self._pool.can_reserve(next(iter(self._blocked))):
-                break
-            # A slot is free: the longest-waiting server gets the next try.
-            server = next(iter(self._blocked))
-            del self._blocked[server]
-            if self._pinned.get(server):
-                self._ready[server] = None
-        if self._spread:
-            item = self._spread[0]
-            chosen = self._pool.least_loaded(item.tried)
-            if chosen is None and self._pool.all_down:
-                for candidate in self._pool.targets:
-                    if candidate.revive():
-                        return (item, candidate) if self._pool.can_reserve(candidate) else None
-                return item, None
-            if chosen is not None:
-                return item, chosen
-        return None
-
-    def _next_pinned(self) -> tuple[WorkItem, Server | None] | None:
-        """The next pinned item whose server has room and a connection slot
-        (round robin over the servers), or one that must fail."""
-        while self._ready:
-            server = next(iter(self._ready))
-            del self._ready[server]
-            queue = self._pinned.get(server)
-            if not queue:
-                continue
-            if server.down is not None and not server.revive():
-                self._ready[server] = None  # its other items fail next
-                return queue[0], None
-            if not server.has_room:
-                continue  # back in _ready when an attempt there ends
-            if not self._pool.can_reserve(server):
-                self._blocked[server] = None
-                continue
-            self._ready[server] = None  # move to the end: round robin
-            return queue[0], server
-        return None
-
     def _take(self, item: WorkItem) -> None:
         """Remove ``item`` (the head of its queue) from the pending items."""
-        if item.pinned is None:
-            self._spread.popleft()
-        else:
-            queue = self._pinned[item.pinned]
-            queue.popleft()
-            item.pinned.pending -= 1
-            if not queue:  # a server's queue lives only while it holds items
-                del self._pinned[item.pinned]
-                self._ready.pop(item.pinned, None)
-                self._blocked.pop(item.pinned, None)
-        self._pending -= 1
+        self._pending.take(item)
         self._room.set()
 
     def _launch(self, item: WorkItem, server: Server) -> None:
@@ -342,7 +275,7 @@ class Batch:
         server.running += 1
         self._pool.changed(server)
         if not server.has_room:
-            self._ready.pop(server, None)
+            self._pending.server_full(server)
         self._running.add(item)
         item.task = asyncio.create_task(self._attempt(item, server))
 
@@ -359,7 +292,7 @@ class Batch:
                 released = True
                 server.running -= 1
                 self._pool.changed(server)
-                self._mark_ready(server)
+                self._pending.mark_ready(server)
                 self._wake.set()
 
         try:
@@ -380,9 +313,9 @@ class Batch:
             release_server()
             if result is None:  # again, later, not counted as an attempt
                 item.attempt -= 1
-                self._enqueue(item, first=True)
+                self._pending.add(item, first=True)
             elif self._should_retry(result):
-                self._enqueue(item, first=True)
+                self._pending.add(item, first=True)
             else:
                 await self._final(item, result)
         finally:
@@ -446,17 +379,8 @@ class Batch:
             item.tried[-1].mark_down("it did not confirm a cancel in time")
 
     async def _skip_pending(self) -> None:
-        queues = [self._spread, *self._pinned.values()]
-        self._pinned.clear()
-        self._ready.clear()
-        self._blocked.clear()
-        for queue in queues:
-            while queue:
-                item = queue.popleft()
-                self._pending -= 1
-                if item.pinned is not None:
-                    item.pinned.pending -= 1
-                await self._final(item, failure(item, None, Status.SKIPPED, None))
+        for item in self._pending.drain():
+            await self._final(item, failure(item, None, Status.SKIPPED, None))
 
     async def _skip_rest_of_input(self) -> None:
         try:
