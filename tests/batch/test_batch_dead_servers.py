@@ -7,6 +7,7 @@ so, never silently rerun; every failure is summarised under its own cause;
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -149,7 +150,8 @@ def test_a_job_whose_server_died_is_reported_not_rerun(start_pool, tmp_path: Pat
             process.kill()
             process.communicate()
         if shell is not None:  # the orphan its dead server left
-            os.killpg(os.getpgid(shell), signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(os.getpgid(shell), signal.SIGKILL)
     host = pool.servers[victim].host
     assert process.returncode == 3, err
     assert out == "ok\n" * 4

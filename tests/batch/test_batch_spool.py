@@ -1,0 +1,119 @@
+"""``rexec batch`` holds the output of running and unprinted jobs in
+bounded memory: past a budget it goes to a temporary file in $TMPDIR (as
+GNU parallel buffers there), which never outlives the batch, Ctrl-C
+included. The real CLI against real ``rexecd`` servers."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from .conftest import CLI_TIMEOUT, Pool, batch_argv, run_batch_cli
+
+MiB = 1 << 20
+
+
+def _spool_files(pid: int, directory: Path) -> list[str]:
+    """The files ``pid`` holds open in ``directory``."""
+    found = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue  # closed meanwhile
+        if target.startswith(f"{directory}/"):
+            found.append(target)
+    return found
+
+
+def _wait_exit(process: subprocess.Popen, timeout: float) -> tuple[int, int]:
+    """Wait for ``process``; its exit status and peak RSS in KiB."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            process.returncode = os.waitstatus_to_exitcode(status)
+            return process.returncode, usage.ru_maxrss
+        if time.monotonic() > deadline:
+            process.kill()
+            process.wait()
+            raise AssertionError("rexec batch did not finish")
+        time.sleep(0.05)
+
+
+def test_big_outputs_do_not_grow_the_client(pool: Pool, tmp_path: Path) -> None:
+    """Four jobs print 32 MiB each at once: the client's peak memory stays
+    far below the 128 MiB it prints, the output is exact and in order (-k),
+    and nothing is left in $TMPDIR."""
+    spool_dir, out = tmp_path / "tmp", tmp_path / "out"
+    spool_dir.mkdir()
+    size = 32 * MiB
+    commands = "".join(f"yes job{i} | head -c {size}\n" for i in range(1, 5))
+    with open(out, "wb") as stdout, open(tmp_path / "err", "wb") as stderr:
+        process = subprocess.Popen(
+            batch_argv(pool, "-H", pool.spec, "-j", "4", "-k"),
+            stdin=subprocess.PIPE,
+            stdout=stdout,
+            stderr=stderr,
+            env={**os.environ, "TMPDIR": str(spool_dir)},
+        )
+        process.stdin.write(commands.encode())
+        process.stdin.close()
+        status, peak_kib = _wait_exit(process, CLI_TIMEOUT)
+    assert status == 0, (tmp_path / "err").read_text()
+    expected = hashlib.sha256()
+    for i in range(1, 5):
+        line = f"job{i}\n".encode()
+        expected.update((line * (size // len(line) + 1))[:size])
+    printed = hashlib.sha256()
+    with open(out, "rb") as file:
+        while chunk := file.read(MiB):
+            printed.update(chunk)
+    assert out.stat().st_size == 4 * size and printed.digest() == expected.digest()
+    assert peak_kib < 96 * 1024, f"peak RSS {peak_kib // 1024} MiB for 128 MiB of output"
+    assert os.listdir(spool_dir) == []
+
+
+def test_ctrl_c_leaves_no_spooled_output_behind(pool: Pool, tmp_path: Path) -> None:
+    spool_dir = tmp_path / "tmp"
+    spool_dir.mkdir()
+    commands = tmp_path / "cmds"
+    commands.write_text("yes | head -c 4000000; sleep 60\n")
+    process = subprocess.Popen(
+        batch_argv(pool, "-H", pool.label(0), str(commands)),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "TMPDIR": str(spool_dir)},
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not _spool_files(process.pid, spool_dir):
+            assert process.poll() is None and time.monotonic() < deadline, "no spool file"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=CLI_TIMEOUT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 130, err
+    assert os.listdir(spool_dir) == []
+
+
+def test_spooled_output_prints_as_held_output_did(pool: Pool) -> None:
+    """Tagged lines across the spool's chunks, and -b folding of spooled
+    outputs, come out exactly as they always did."""
+    count = 300_000  # about 2 MiB of lines: past the in-memory part
+    numbers = "".join(f"{n}\n" for n in range(1, count + 1))
+    tagged = run_batch_cli(pool, "--onall", "-H", pool.label(0), "--tag", "--", "seq", str(count))
+    assert tagged.returncode == 0, tagged.stderr
+    tag = f"{pool.label(0)} 1\t"
+    assert tagged.stdout == "".join(tag + line + "\n" for line in numbers.splitlines())
+    folded = run_batch_cli(pool, "--onall", "-H", pool.spec, "-b", "--", "seq", str(count))
+    assert folded.returncode == 0, folded.stderr
+    assert folded.stdout == f"---------------- 127.0.0.[2-4] (3)\n{numbers}"
