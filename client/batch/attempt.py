@@ -168,13 +168,18 @@ class AttemptRunner:
         item.process = process
         if self._cancelling():
             self._cancel(item)
+        lost: list[str] = []  # why output could not be kept
         stdout, stderr = await asyncio.gather(
-            self._read(process.stdout, job, server.address, "stdout"),
-            self._read(process.stderr, job, server.address, "stderr"),
+            self._read(process.stdout, job, server.address, "stdout", lost),
+            self._read(process.stderr, job, server.address, "stderr", lost),
         )
         status = await process.wait()
         result_status = status_of(status)
-        error = None
+        error = code = None
+        if lost:  # never an ok without its output
+            code, error = "output.lost", lost[0]
+            if result_status is Status.OK:
+                result_status = Status.FAILED
         if status.connection_lost:
             server.mark_down(status.connection_error or "connection lost")
             error = status.connection_error
@@ -191,20 +196,31 @@ class AttemptRunner:
             server_duration=status.duration,
             stdout_capture=stdout,
             stderr_capture=stderr,
+            error_code=code,
             error=error,
             **{name: getattr(status, name) for name in _FROM_EXIT_STATUS},
         )
 
     async def _read(
-        self, reader: OutputReader, job: Job, target: Address, stream: str
+        self, reader: OutputReader, job: Job, target: Address, stream: str, lost: list[str]
     ) -> Captured | None:
+        """Read a stream to its end; its capture, or None. A capture that
+        can't be kept (the spool file can't be written: disk full …) is
+        dropped, the stream read to its end all the same, and ``lost`` says
+        why."""
         captured = Captured(self._options.spool) if self._options.capture else None
         try:
             while chunk := await reader.read(_READ_SIZE):
                 if self._on_output is not None:
                     self._on_output(job, target, stream, chunk)
-                if captured is not None:
+                if captured is None:
+                    continue
+                try:
                     captured.write(chunk)
+                except OSError as exc:
+                    captured.release()
+                    captured = None
+                    lost.append(f"its {stream} was lost: cannot write the spool file: {exc}")
         except BaseException:
             if captured is not None:
                 captured.release()

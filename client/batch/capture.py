@@ -64,7 +64,9 @@ class Spool:
         if self._file is None:
             self._file = tempfile.TemporaryFile(dir=self._directory, prefix="rexec-batch-")
         offset = self._end
-        os.pwrite(self._file.fileno(), data, offset)
+        written = 0
+        while written < len(data):  # a short write: the next one says why
+            written += os.pwrite(self._file.fileno(), data[written:], offset + written)
         self._end += len(data)
         self._holders += first
         return offset

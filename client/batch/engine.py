@@ -120,9 +120,10 @@ class Batch:
 
     @property
     def dropped(self) -> list[tuple[Address, str]]:
-        """The servers found unreachable or lost during the run, and why, in
-        the order they were dropped (a server revived and up again is not)."""
-        return [(s.address, s.down) for s in self._dropped if s.down is not None]
+        """The target servers found unreachable or lost during the run, and
+        why, in the order they were dropped (a server revived and up again
+        is not; one only named by a pinned job reports through that job)."""
+        return [(s.address, s.down) for s in self._dropped if s.down is not None and s.spread]
 
     async def results(self) -> AsyncIterator[JobResult]:
         """Each job's final result, as jobs finish.

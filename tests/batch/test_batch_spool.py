@@ -6,7 +6,9 @@ included. The real CLI against real ``rexecd`` servers."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import resource
 import signal
 import subprocess
 import time
@@ -132,3 +134,32 @@ def test_spooled_output_prints_as_held_output_did(pool: Pool) -> None:
     folded = run_batch_cli(pool, "--onall", "-H", pool.spec, "-b", "--", "seq", str(count))
     assert folded.returncode == 0, folded.stderr
     assert folded.stdout == f"---------------- 127.0.0.[2-4] (3)\n{numbers}"
+
+
+def test_output_that_cannot_be_spooled_fails_the_job_not_silently(
+    pool: Pool, tmp_path: Path
+) -> None:
+    """The spool file can't grow (here a 1 MiB file-size limit, as a full
+    disk): the job is reported failed with why, never ok with its output
+    cut short; the other jobs are unharmed."""
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (MiB, MiB))
+
+    commands = tmp_path / "cmds"
+    commands.write_text("yes | head -c 8000000\necho small\n")
+    process = subprocess.Popen(
+        batch_argv(pool, "-H", pool.label(0), "-k", "--results", "/dev/stdout", str(commands)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=small_files,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+    )
+    out, err = process.communicate(timeout=CLI_TIMEOUT)
+    assert process.returncode == 1, err
+    records = [json.loads(line) for line in out.splitlines() if line.startswith(b"{")]
+    by_id = {r["id"]: r for r in records}
+    assert (by_id["1"]["status"], by_id["1"]["error_code"]) == ("failed", "output.lost")
+    assert by_id["1"]["error"].startswith("its stdout was lost: cannot write the spool file: ")
+    assert (by_id["2"]["status"], by_id["2"]["stdout"]) == ("ok", "small\n")
+    assert "output.lost (1 failed; jobs 1)" in err.decode()
