@@ -5,7 +5,9 @@ Statuses (exactly one per job, in the results file and the summary):
 ==============  ===========================================================
 ok              the command exited 0
 failed          it exited non-zero, or the server refused to start it
-                (``spawn.not_found`` …: ``error`` says which)
+                (``spawn.not_found`` …: ``error`` says which), or its
+                output could not be kept (``output.lost``: the spool file
+                could not be written)
 signal          it was killed by a signal (not by our timeout or cancel)
 timeout         the server ended it because its timeout expired
 cancelled       it was ended by a cancel (Ctrl-C, ``--halt now``) or by the
