@@ -223,11 +223,7 @@ class Batch:
                 await self._skip_pending()
             else:
                 await self._start_ready()
-            if (
-                not self._running
-                and self._input_done
-                and (self._pending.count == 0 or self.stopped)
-            ):
+            if self._finished:
                 break
             self._wake.clear()
             await self._wake.wait()
