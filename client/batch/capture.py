@@ -54,6 +54,11 @@ class Spool:
         self._end = 0
         self._holders = 0  # live captures with bytes in the file
 
+    @property
+    def file_size(self) -> int:
+        """Bytes in the file now (0 once no capture holds any)."""
+        return self._end
+
     def admits(self, held: int, more: int) -> bool:
         """Whether a stream holding ``held`` bytes may keep ``more`` in memory."""
         return held + more <= self.per_stream and self.memory + more <= self.memory_budget
