@@ -14,7 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from .conftest import CLI_TIMEOUT, Pool, batch_argv, run_batch_cli
+from .conftest import CLI_TIMEOUT, Pool, batch_argv, peak_rss_kib, run_batch_cli
 
 MiB = 1 << 20
 
@@ -32,25 +32,13 @@ def _spool_files(pid: int, directory: Path) -> list[str]:
     return found
 
 
-def _peak_rss_kib(pid: int) -> int:
-    """``VmHWM`` (not ``ru_maxrss``, which inherits the forking parent's peak)."""
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass  # it ended meanwhile
-    return 0
-
-
 def _wait_exit(process: subprocess.Popen, timeout: float) -> tuple[int, int]:
     """Wait for ``process``; its exit status and peak RSS in KiB (sampled
     every 10 ms: the peak only grows, so a late sample catches it)."""
     deadline = time.monotonic() + timeout
     peak = 0
     while True:
-        peak = max(peak, _peak_rss_kib(process.pid))
+        peak = max(peak, peak_rss_kib(process.pid))
         pid, status, _ = os.wait4(process.pid, os.WNOHANG)
         if pid:
             process.returncode = os.waitstatus_to_exitcode(status)
