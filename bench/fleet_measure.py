@@ -110,7 +110,8 @@ def _count_fds(pid: int) -> int:
         return 0
 
 
-def _peak_rss_kib(pid: int) -> int:
+def peak_rss_kib(pid: int) -> int:
+    """``VmHWM`` of ``pid`` in KiB (0 once it is gone)."""
     try:
         with open(f"/proc/{pid}/status") as file:
             for line in file:
@@ -138,7 +139,7 @@ def measure(
         nonlocal peak_fds, peak_rss
         while not done.wait(0.005):
             peak_fds = max(peak_fds, _count_fds(process.pid))
-            peak_rss = max(peak_rss, _peak_rss_kib(process.pid))
+            peak_rss = max(peak_rss, peak_rss_kib(process.pid))
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()

@@ -28,8 +28,10 @@ from ..address import Address
 from ..api import resolve_key
 from ..connection import ClientConnection
 from ..dial import DEFAULT_CONNECT_TIMEOUT, connect
-from .engine import Batch, BatchOptions, OutputCallback, SkipPredicate
+from .attempt import OutputCallback
+from .engine import Batch, SkipPredicate
 from .halt import HaltPolicy
+from .options import BatchOptions
 from .outcome import JobResult
 from .servers import Connector, ServerPool
 from .source import Command, JobSource, source_of

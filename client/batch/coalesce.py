@@ -25,6 +25,7 @@ from ..address import Address
 from .jobs import Job
 from .nodeset import fold
 from .outcome import JobResult, Status
+from .output import write_captured
 from .targets import label
 
 SEPARATOR = "-" * 16
@@ -45,22 +46,14 @@ class CoalescingPrinter:
     def finished(self, result: JobResult) -> None:
         command = result.job.command_text
         self._commands.add(command)
-        key = hashlib.sha256(
-            b"\0".join(
-                (
-                    command.encode(),
-                    result.stdout or b"",
-                    result.stderr or b"",
-                    _state(result).encode(),
-                )
-            )
-        ).digest()
         name = self._display(result.target) if result.target else f"job {result.job.id}"
+        key = _fingerprint(command, result)
         group = self._groups.get(key)
         if group is None:
             # Keep one copy of the output, not one per target.
             self._groups[key] = (result, [name], [result.order])
         else:
+            result.release()
             group[1].append(name)
             group[2][0] = min(group[2][0], result.order)
 
@@ -75,10 +68,23 @@ class CoalescingPrinter:
                 [header] if len(self._commands) == 1 else [header, f"$ {result.job.command_text}"]
             )
             self._out.write(("\n".join(lines) + "\n").encode())
-            for data in (result.stdout, result.stderr):
-                if data:
-                    self._out.write(data if data.endswith(b"\n") else data + b"\n")
+            for captured in (result.stdout_capture, result.stderr_capture):
+                if captured is not None and captured.size:
+                    write_captured(self._out, captured, None)
+                    if captured.last_byte != b"\n":
+                        self._out.write(b"\n")
+            result.release()
         self._out.flush()
+
+
+def _fingerprint(command: str, result: JobResult) -> bytes:
+    """What makes two results print the same: command, output, state."""
+    digest = hashlib.sha256(command.encode() + b"\0" + _state(result).encode())
+    for captured in (result.stdout_capture, result.stderr_capture):
+        digest.update(b"\0%d\0" % (captured.size if captured else -1))
+        for chunk in captured.chunks() if captured else ():
+            digest.update(chunk)
+    return digest.digest()
 
 
 def _state(result: JobResult) -> str:

@@ -28,15 +28,17 @@ from ..address import DEFAULT_PORT, Address
 from ..cli.base import one_line
 from ..cli.common import CliError, fail, ssl_context
 from .api import make_batch, make_connector
+from .capture import Spool
 from .coalesce import CoalescingPrinter
 from .descriptors import fit_fanout
-from .engine import Batch, BatchOptions
+from .engine import Batch
 from .exit_codes import EXIT_INTERRUPTED, EXIT_USAGE, batch_exit_status
 from .groups import Groups
 from .halt import HaltPolicy, HaltSyntaxError
 from .inputs import BatchInput
 from .joblog import DoneJobs, JoblogWriter
 from .jobs import Job, JobInputError
+from .options import BatchOptions
 from .outcome import JobResult
 from .output import GroupPrinter, LinePrinter, OrderedPrinter, Printer, Tagger, host_prefix, job_tag
 from .progress import Progress
@@ -80,9 +82,15 @@ def main(args: argparse.Namespace) -> int:
         return fail(str(exc), EXIT_USAGE)
     finally:
         batch_input.close()
+        if options.spool is not None:
+            options.spool.close()
 
 
 # --- planning ------------------------------------------------------------------
+
+
+#: The options given to ``BatchOptions`` as they are, under the same name.
+_SAME_NAMED_OPTIONS = ("per_host", "onall", "timeout", "retries", "retry_failed", "delay")
 
 
 def _options(args: argparse.Namespace, n_targets: int, batch_input: BatchInput) -> BatchOptions:
@@ -98,17 +106,13 @@ def _options(args: argparse.Namespace, n_targets: int, batch_input: BatchInput) 
         print(f"rexec batch: {note}", file=sys.stderr)
     return BatchOptions(
         max_running=args.jobs,
-        per_host=args.per_host,
         fanout=fanout,
-        onall=args.onall,
-        timeout=args.timeout,
-        retries=args.retries,
-        retry_failed=args.retry_failed,
         halt=halt,
-        delay=args.delay,
         capture=args.mode != "line" or bool(args.results),
+        spool=Spool(),
         total=total,
         report_unstarted=batch_input.finite,
+        **{name: getattr(args, name) for name in _SAME_NAMED_OPTIONS},
     )
 
 
@@ -285,7 +289,9 @@ async def _run(
             summary.add(result)
             if progress is not None:
                 progress.clear()
-            if not broken_pipe:
+            if broken_pipe:
+                result.release()
+            else:
                 try:
                     printer.finished(result)
                 except BrokenPipeError:
@@ -313,8 +319,11 @@ async def _run(
         interrupted=batch.stopped == "interrupt",
         input_error=input_error is not None,
     )
+    if not args.onall:  # with --onall each target's own jobs say it failed
+        summary.add_dropped(batch.dropped)
     # A closed stdout ends the batch quietly, as every subcommand (the reader left).
-    if not args.quiet and not broken_pipe and (status != 0 or progress is not None):
+    shown = status != 0 or progress is not None or summary.dropped
+    if not args.quiet and not broken_pipe and shown:
         for line in summary.lines(time.monotonic() - started, stopped=batch.stopped):
             # A cause may quote a server (an error's message, a signal's
             # name): printed inert, as rexec run prints it.

@@ -14,6 +14,15 @@ Contract:
   job with ``target`` is pinned there.
 * Every work item pulled from the input yields exactly one ``JobResult``,
   after its last attempt: nothing is lost, nothing reported twice.
+* Dead servers (``attempt``): a server that can't be reached, or whose
+  connection is lost, is *dropped* (``dropped``): it gets no more spread
+  jobs. A spread job whose server could not be reached was never sent, so
+  it goes back to the queue for the others, uncounted; when every server is
+  dropped (and none may be revived) it fails, ``NO_SERVER_LEFT``. A job
+  whose command was sent before its connection was lost may have run: it
+  ends ``connect_error``, rerun only within ``retries`` (a command need not
+  be idempotent: running it twice is the user's call). A pinned job whose
+  server is dropped fails with the server's reason.
 * Retries: a transport failure (``connect_error``, ``protocol_error``) is
   retried up to ``retries`` times; with ``retry_failed`` a command failure
   (``failed``, ``signal``, ``timeout``) is too. A spread job prefers a server
@@ -33,92 +42,25 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable
 
 from ..address import Address
-from ..errors import RemoteCommandError, RexecConnectionError
-from ..process import RemoteProcess
-from ..result import RETURNCODE_BY_REFUSAL
-from ..streams import OutputReader
-from .descriptors import OutOfDescriptors
+from ..errors import RexecConnectionError
+from .attempt import AttemptRunner, Busy, NotStarted, OutputCallback, WorkItem, failure
 from .halt import HaltPolicy
 from .jobs import Job, JobInputError
-from .outcome import JobResult, Status, status_of, status_of_connection_error
-from .servers import DEFAULT_FANOUT, Server, ServerPool
+from .options import BatchOptions
+from .outcome import JobResult, Status
+from .pending import PendingWork
+from .servers import Server, ServerPool
 from .source import JobSource
 
-#: ``on_output(job, target, stream, data)``: live output of an attempt
-#: (``stream`` is "stdout" or "stderr"); ``data`` b"" marks the stream's end.
-OutputCallback = Callable[[Job, Address, str, bytes], None]
 #: ``skip(job, target)``: True for work already done (``--resume``);
 #: ``target`` is None for a spread job.
 SkipPredicate = Callable[[Job, Address | None], bool]
-
-_READ_SIZE = 1 << 16
-#: Commands running at once in a spread batch unless ``-j`` says otherwise.
-DEFAULT_JOBS = 32
-
-
-@dataclasses.dataclass(kw_only=True)
-class BatchOptions:
-    """How a batch runs (the CLI options of the same names)."""
-
-    #: Commands running at once in all; None: ``DEFAULT_JOBS``, or with
-    #: ``onall`` the fanout (pdsh and clush run as many commands as their
-    #: fanout, one per connection). ``running_limit`` is the number in force.
-    max_running: int | None = None
-    per_host: int | None = None
-    #: Connections open at once (None: one per server, never closed early).
-    fanout: int | None = DEFAULT_FANOUT
-    onall: bool = False
-    timeout: float | None = None
-    retries: int = 0
-    retry_failed: bool = False
-    halt: HaltPolicy | None = None
-    delay: float = 0.0
-    #: Keep each job's output in its result (else only ``on_output`` sees it).
-    capture: bool = True
-    #: The number of jobs when known (``--halt P%``, progress ETA).
-    total: int | None = None
-    #: After a halt or cancel, read the rest of the input to report it skipped
-    #: (only for finite inputs).
-    report_unstarted: bool = False
-    cancel_grace: float = 10.0
-    lookahead: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.max_running is not None and self.max_running < 1:
-            raise ValueError("max_running must be at least 1")
-        if self.fanout is not None and self.fanout < 1:
-            raise ValueError("fanout must be at least 1")
-        if self.per_host is not None and self.per_host < 1:
-            raise ValueError("per_host must be at least 1")
-        if self.retries < 0 or self.delay < 0:
-            raise ValueError("retries and delay must be >= 0")
-
-    @property
-    def running_limit(self) -> int:
-        if self.max_running is not None:
-            return self.max_running
-        return self.fanout if self.onall and self.fanout is not None else DEFAULT_JOBS
-
-
-@dataclasses.dataclass(slots=True, eq=False)
-class _Item:
-    job: Job
-    order: int
-    pinned: Server | None
-    attempt: int = 0
-    tried: list[Server] = dataclasses.field(default_factory=list)
-    process: RemoteProcess | None = None
-    task: asyncio.Task[None] | None = None
-    connecting: bool = False
-
-
-class _Busy(Exception):
-    """The server refused the attempt as busy: run it again, uncounted."""
+#: Why a spread job fails when every server was dropped before it could start.
+NO_SERVER_LEFT = "not started: every server was dropped"
 
 
 class Batch:
@@ -136,18 +78,17 @@ class Batch:
         self._source = source
         self._pool = pool
         self.options = options
-        self._on_output = on_output
         self._skip = skip
+        self._runner = AttemptRunner(
+            options, on_output, cancelling=lambda: self._cancelling, cancel=self._cancel_item
+        )
+        self._dropped: dict[Server, None] = {}
         self._lookahead = options.lookahead or max(
             1024, 4 * options.running_limit, 2 * len(pool.targets)
         )
-        self._spread: collections.deque[_Item] = collections.deque()
-        self._pinned: dict[Server, collections.deque[_Item]] = {}
-        self._ready: dict[Server, None] = {}  # servers with pinned items and room (or down)
-        self._blocked: dict[Server, None] = {}  # the same, waiting for a connection slot
-        self._pending = 0
+        self._pending = PendingWork(pool)
         self._order = 0
-        self._running: set[_Item] = set()
+        self._running: set[WorkItem] = set()
         self._results: asyncio.Queue[JobResult | None] = asyncio.Queue(
             max(64, 2 * options.running_limit)
         )
@@ -176,6 +117,13 @@ class Batch:
     def fanout_note(self) -> str | None:
         """Why the fanout was lowered during the run (out of descriptors), if it was."""
         return self._pool.fanout_note
+
+    @property
+    def dropped(self) -> list[tuple[Address, str]]:
+        """The target servers found unreachable or lost during the run, and
+        why, in the order they were dropped (a server revived and up again
+        is not; one only named by a pinned job reports through that job)."""
+        return [(s.address, s.down) for s in self._dropped if s.down is not None and s.spread]
 
     async def results(self) -> AsyncIterator[JobResult]:
         """Each job's final result, as jobs finish.
@@ -225,11 +173,11 @@ class Batch:
     async def _feed(self) -> None:
         try:
             while self.stopped is None:
-                if self._pending >= self._lookahead:
+                if self._pending.count >= self._lookahead:
                     self._room.clear()
                     await self._room.wait()
                     continue
-                jobs = await self._source.take(min(256, self._lookahead - self._pending))
+                jobs = await self._source.take(min(256, self._lookahead - self._pending.count))
                 if not jobs:
                     break
                 for job in jobs:
@@ -258,25 +206,7 @@ class Batch:
             if self._skip is not None and self._skip(job, address):
                 continue
             self._order += 1
-            self._enqueue(_Item(job, self._order, server))
-
-    def _enqueue(self, item: _Item, *, first: bool = False) -> None:
-        self._pending += 1
-        if item.pinned is None:
-            queue = self._spread
-        else:
-            queue = self._pinned.setdefault(item.pinned, collections.deque())
-        if first:
-            queue.appendleft(item)
-        else:
-            queue.append(item)
-        if item.pinned is not None:
-            item.pinned.pending += 1
-            self._mark_ready(item.pinned)
-
-    def _mark_ready(self, server: Server) -> None:
-        if self._pinned.get(server) and (server.has_room or server.down is not None):
-            self._ready[server] = None
+            self._pending.add(WorkItem(job, self._order, server))
 
     # --- dispatching ------------------------------------------------------------
 
@@ -293,7 +223,7 @@ class Batch:
                 await self._skip_pending()
             else:
                 await self._start_ready()
-            if not self._running and self._input_done and (self._pending == 0 or self.stopped):
+            if self._finished:
                 break
             self._wake.clear()
             await self._wake.wait()
@@ -302,18 +232,24 @@ class Batch:
             if self.options.report_unstarted and self.stopped != "input":
                 await self._skip_rest_of_input()
 
+    @property
+    def _finished(self) -> bool:
+        """Nothing runs, the input is read, and nothing pending will start."""
+        idle = not self._running and self._input_done
+        return idle and (self._pending.count == 0 or self.stopped is not None)
+
     async def _start_ready(self) -> None:
         """Start items while there is room."""
         while len(self._running) < self.options.running_limit and self.stopped is None:
-            choice = self._next_startable()
+            choice = self._pending.next_startable()
             if choice is None:
                 return
             item, server = choice
             if server is None:  # nowhere to run it: it fails now
                 self._take(item)
                 item.attempt += 1
-                why = (item.pinned.down if item.pinned else None) or "no server is reachable"
-                await self._final(item, self._failure(item, item.pinned, Status.CONNECT_ERROR, why))
+                why = (item.pinned.down if item.pinned else None) or NO_SERVER_LEFT
+                await self._final(item, failure(item, item.pinned, Status.CONNECT_ERROR, why))
                 continue
             if self.options.delay:
                 now = time.monotonic()
@@ -324,79 +260,23 @@ class Batch:
             self._take(item)
             self._launch(item, server)
 
-    def _next_startable(self) -> tuple[_Item, Server | None] | None:
-        """The next item to start and where (None as server: it can't run)."""
-        while True:
-            found = self._next_pinned()
-            if found is not None:
-                return found
-            if not self._blocked or not self._pool.can_reserve(next(iter(self._blocked))):
-                break
-            # A slot is free: the longest-waiting server gets the next try.
-            server = next(iter(self._blocked))
-            del self._blocked[server]
-            if self._pinned.get(server):
-                self._ready[server] = None
-        if self._spread:
-            item = self._spread[0]
-            chosen = self._pool.least_loaded(item.tried)
-            if chosen is None and self._pool.all_down:
-                for candidate in self._pool.targets:
-                    if candidate.revive():
-                        return (item, candidate) if self._pool.can_reserve(candidate) else None
-                return item, None
-            if chosen is not None:
-                return item, chosen
-        return None
-
-    def _next_pinned(self) -> tuple[_Item, Server | None] | None:
-        """The next pinned item whose server has room and a connection slot
-        (round robin over the servers), or one that must fail."""
-        while self._ready:
-            server = next(iter(self._ready))
-            del self._ready[server]
-            queue = self._pinned.get(server)
-            if not queue:
-                continue
-            if server.down is not None and not server.revive():
-                self._ready[server] = None  # its other items fail next
-                return queue[0], None
-            if not server.has_room:
-                continue  # back in _ready when an attempt there ends
-            if not self._pool.can_reserve(server):
-                self._blocked[server] = None
-                continue
-            self._ready[server] = None  # move to the end: round robin
-            return queue[0], server
-        return None
-
-    def _take(self, item: _Item) -> None:
+    def _take(self, item: WorkItem) -> None:
         """Remove ``item`` (the head of its queue) from the pending items."""
-        if item.pinned is None:
-            self._spread.popleft()
-        else:
-            queue = self._pinned[item.pinned]
-            queue.popleft()
-            item.pinned.pending -= 1
-            if not queue:  # a server's queue lives only while it holds items
-                del self._pinned[item.pinned]
-                self._ready.pop(item.pinned, None)
-                self._blocked.pop(item.pinned, None)
-        self._pending -= 1
+        self._pending.take(item)
         self._room.set()
 
-    def _launch(self, item: _Item, server: Server) -> None:
+    def _launch(self, item: WorkItem, server: Server) -> None:
         item.attempt += 1
         item.tried.append(server)
         self._pool.reserve(server)
         server.running += 1
         self._pool.changed(server)
         if not server.has_room:
-            self._ready.pop(server, None)
+            self._pending.server_full(server)
         self._running.add(item)
         item.task = asyncio.create_task(self._attempt(item, server))
 
-    async def _attempt(self, item: _Item, server: Server) -> None:
+    async def _attempt(self, item: WorkItem, server: Server) -> None:
         """One attempt of ``item`` on ``server``. The server's slot is freed
         when the attempt ends; the global slot only once its result is
         handed over, so a slow consumer of ``results()`` slows the batch
@@ -409,32 +289,43 @@ class Batch:
                 released = True
                 server.running -= 1
                 self._pool.changed(server)
-                self._mark_ready(server)
+                self._pending.mark_ready(server)
                 self._wake.set()
 
         try:
             try:
-                result: JobResult | None = await self._execute(item, server)
-            except _Busy:
+                result: JobResult | None = await self._runner.run(item, server)
+            except Busy:
                 result = None
+                item.tried.pop()  # the server may take it later
+            except NotStarted as exc:
+                result = None if self._elsewhere(item) else exc.result
             except asyncio.CancelledError:
                 if self._closed:
                     raise
                 status = Status.CANCELLED if item.process is not None else Status.SKIPPED
-                result = self._failure(item, server, status, "the batch was aborted")
+                result = failure(item, server, status, "the batch was aborted")
+            if server.down is not None and not self._cancelling:
+                self._dropped[server] = None
             release_server()
-            if result is None:  # busy: again, later, not counted as an attempt
+            if result is None:  # again, later, not counted as an attempt
                 item.attempt -= 1
-                item.tried.pop()
-                self._enqueue(item, first=True)
+                self._pending.add(item, first=True)
             elif self._should_retry(result):
-                self._enqueue(item, first=True)
+                self._pending.add(item, first=True)
             else:
                 await self._final(item, result)
         finally:
             release_server()
             self._running.discard(item)
             self._wake.set()
+
+    def _elsewhere(self, item: WorkItem) -> bool:
+        """Whether a job whose server could not be reached goes back to the
+        queue, for the servers still up (as a scheduler requeues, and GNU
+        parallel's ``--filter-hosts`` drops dead hosts): a spread job does;
+        a pinned one has nowhere else to go."""
+        return item.pinned is None and self.stopped is None
 
     def _should_retry(self, result: JobResult) -> bool:
         if self.stopped is not None or result.attempt > self.options.retries:
@@ -443,7 +334,7 @@ class Batch:
             self.options.retry_failed and result.status.is_command_failure
         )
 
-    async def _final(self, item: _Item, result: JobResult) -> None:
+    async def _final(self, item: WorkItem, result: JobResult) -> None:
         self.counts[result.status] += 1
         if result.status is Status.OK:
             self.succeeded += 1
@@ -469,7 +360,7 @@ class Batch:
         self._room.set()
         self._wake.set()
 
-    def _cancel_item(self, item: _Item) -> None:
+    def _cancel_item(self, item: WorkItem) -> None:
         if item.process is not None:
             try:
                 item.process.cancel()
@@ -479,23 +370,14 @@ class Batch:
             item.task.cancel()
         asyncio.get_running_loop().call_later(self.options.cancel_grace, self._give_up, item)
 
-    def _give_up(self, item: _Item) -> None:
+    def _give_up(self, item: WorkItem) -> None:
         """The server did not confirm a cancel in time: drop its connection."""
         if item in self._running and item.tried:
             item.tried[-1].mark_down("it did not confirm a cancel in time")
 
     async def _skip_pending(self) -> None:
-        queues = [self._spread, *self._pinned.values()]
-        self._pinned.clear()
-        self._ready.clear()
-        self._blocked.clear()
-        for queue in queues:
-            while queue:
-                item = queue.popleft()
-                self._pending -= 1
-                if item.pinned is not None:
-                    item.pinned.pending -= 1
-                await self._final(item, self._failure(item, None, Status.SKIPPED, None))
+        for item in self._pending.drain():
+            await self._final(item, failure(item, None, Status.SKIPPED, None))
 
     async def _skip_rest_of_input(self) -> None:
         try:
@@ -505,110 +387,3 @@ class Batch:
                 await self._skip_pending()
         except JobInputError as exc:
             self.input_error = exc
-
-    # --- one attempt --------------------------------------------------------------
-
-    def _failure(
-        self,
-        item: _Item,
-        server: Server | None,
-        status: Status,
-        why: str | None,
-        code: str | None = None,
-        start: float = 0.0,
-    ) -> JobResult:
-        return JobResult(
-            job=item.job,
-            target=server.address if server else (item.pinned.address if item.pinned else None),
-            status=status,
-            attempt=item.attempt,
-            order=item.order,
-            start=start,
-            duration=0.0,
-            error_code=code,
-            error=why,
-        )
-
-    async def _execute(self, item: _Item, server: Server) -> JobResult:
-        job = item.job
-        item.connecting = True
-        try:
-            connection = await server.connection()
-        except OutOfDescriptors:
-            raise _Busy from None  # it waits for a slot; the fanout was lowered
-        except RexecConnectionError as exc:
-            return self._failure(item, server, status_of_connection_error(exc), str(exc), exc.code)
-        finally:
-            item.connecting = False
-        if self._cancelling:
-            return self._failure(item, server, Status.SKIPPED, "cancelled before it started")
-        start, t0 = time.time(), time.monotonic()
-        try:
-            process = await connection.start(
-                job.args,
-                shell=job.is_shell,
-                cwd=job.cwd,
-                env=job.env,
-                timeout=job.timeout or self.options.timeout,
-            )
-        except RemoteCommandError as exc:
-            if exc.code == "busy":
-                server.busy()
-                raise _Busy from None
-            result = self._failure(item, server, Status.FAILED, exc.message, exc.code, start)
-            return dataclasses.replace(result, exit_code=RETURNCODE_BY_REFUSAL.get(exc.code))
-        except RexecConnectionError as exc:
-            server.mark_down(str(exc))
-            return self._failure(
-                item, server, status_of_connection_error(exc), str(exc), exc.code, start
-            )
-        except ValueError as exc:
-            return self._failure(item, server, Status.FAILED, str(exc), "invalid", start)
-        item.process = process
-        if self._cancelling:
-            self._cancel_item(item)
-        stdout, stderr = await asyncio.gather(
-            self._read(process.stdout, job, server.address, "stdout"),
-            self._read(process.stderr, job, server.address, "stderr"),
-        )
-        status = await process.wait()
-        duration = time.monotonic() - t0
-        result_status = status_of(status)
-        error = None
-        if status.connection_lost:
-            server.mark_down(status.connection_error or "connection lost")
-            error = status.connection_error
-            if self._cancelling:  # we dropped it after cancelling: the server kills it
-                result_status = Status.CANCELLED
-        return JobResult(
-            job=job,
-            target=server.address,
-            status=result_status,
-            attempt=item.attempt,
-            order=item.order,
-            exit_code=status.exit_code,
-            signal=status.signal,
-            signal_name=status.signal_name,
-            start=start,
-            duration=duration,
-            server_duration=status.duration,
-            stdin_bytes=status.stdin_bytes,
-            stdout_bytes=status.stdout_bytes,
-            stderr_bytes=status.stderr_bytes,
-            stdout=stdout,
-            stderr=stderr,
-            error=error,
-        )
-
-    async def _read(
-        self, reader: OutputReader, job: Job, target: Address, stream: str
-    ) -> bytes | None:
-        chunks: list[bytes] = []
-        while chunk := await reader.read(_READ_SIZE):
-            if self._on_output is not None:
-                self._on_output(job, target, stream, chunk)
-            if self.options.capture:
-                chunks.append(chunk)
-        if self._on_output is not None:
-            self._on_output(job, target, stream, b"")
-        return b"".join(chunks) if self.options.capture else None

@@ -6,9 +6,11 @@ status  meaning
 0       every job succeeded (or a ``--halt ...,success=`` goal was reached)
 1       some command failed: exited non-zero, or could not be started
 2       some command timed out or was killed by a signal
-3       some server was unreachable or broke the protocol, or the
-        connection was lost: those jobs have no result (connect_error,
-        protocol_error; a server shutting down cancels its commands: 3 too)
+3       a job has no result: its server was unreachable or broke the
+        protocol, or the connection was lost (connect_error,
+        protocol_error; a server shutting down cancels its commands: 3
+        too). A server dropped from a spread batch whose jobs all ran on
+        the others is named in the summary but fails no job: 0.
 4       the batch was stopped by ``--halt`` (fail= or done=)
 130     interrupted (Ctrl-C); running commands were cancelled
 255     usage error (bad option, host spec, input record or key file)
@@ -41,7 +43,7 @@ exit status (the first that applies wins):
   255  usage error: bad option, host spec, input record or key file
   130  interrupted by Ctrl-C (running commands were cancelled remotely)
   4    stopped by --halt (fail= or done=; a reached success= goal exits 0)
-  3    a server was unreachable or lost, or broke the protocol (no result)
+  3    a job has no result: its server was unreachable or lost, or broke the protocol
   2    a command timed out or was killed by a signal
   1    a command exited non-zero or could not be started
   0    every job succeeded

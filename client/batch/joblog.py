@@ -13,6 +13,25 @@ stdout+stderr bytes. ``Exitval`` is the exit code, or -1 when there is none
 One line per job that was tried, written (and flushed) when it finishes;
 skipped jobs are not logged, so ``--resume`` runs them. As GNU parallel, a
 new run starts the log afresh and only resuming appends to it.
+
+Three cases a resume must tell apart, told by ``Starttime`` and
+``Exitval``:
+
+==========================  ===========  =======  =========================
+case                        Starttime    Exitval  ``--resume`` /
+                                                  ``--resume-failed``
+==========================  ===========  =======  =========================
+never started (no server    0.000        -1       runs it again / again
+could be reached)
+ran, or may have run (its   the start    its      done / again unless it
+connection was lost once                 code or  succeeded (Exitval 0,
+the command was sent)                    -1       Signal 0)
+==========================  ===========  =======  =========================
+
+A job that never started is not done (unlike GNU parallel, whose joblog
+counts an unreachable ``--sshlogin``'s job, exit 255, as done): no server
+ran it. One that may have run is done for ``--resume``, since a command
+need not be safe to run twice; ``--resume-failed`` reruns it.
 """
 
 from __future__ import annotations
@@ -89,13 +108,16 @@ class DoneJobs:
     """The jobs a joblog records as done, for ``--resume``.
 
     A spread job is done when its id is; a pinned one (``--onall``, or a
-    ``target``) when its (id, host) pair is. With ``failed_too=False``
+    ``target``) when its (id, host) pair is. A line of a job that never
+    started (Starttime 0) does not count. With ``failed_too=False``
     (``--resume-failed``) only lines with Exitval 0 and Signal 0 count. The
     last line of a key wins (a re-run appends a newer line).
     """
 
-    ids: dict[str, bool] = dataclasses.field(default_factory=dict)
-    pairs: dict[tuple[str, str], bool] = dataclasses.field(default_factory=dict)
+    #: Whether each id (pair) is done, and succeeded (True) or not (False);
+    #: None: it never started.
+    ids: dict[str, bool | None] = dataclasses.field(default_factory=dict)
+    pairs: dict[tuple[str, str], bool | None] = dataclasses.field(default_factory=dict)
     failed_too: bool = True
 
     @classmethod
@@ -118,8 +140,10 @@ class DoneJobs:
             for row in rows:
                 if len(row) < len(COLUMNS):
                     continue  # a line cut short by a crash: not done
-                seq, host, exitval, signal = row[0], row[1], row[6], row[7]
-                succeeded = exitval.strip() == "0" and signal.strip() == "0"
+                seq, host, starttime, exitval, signal = row[0], row[1], row[2], row[6], row[7]
+                succeeded: bool | None = exitval.strip() == "0" and signal.strip() == "0"
+                if _never_started(starttime):
+                    succeeded = None
                 seq = _unescape(seq)
                 done.ids[seq] = succeeded
                 done.pairs[(seq, host)] = succeeded
@@ -133,3 +157,10 @@ class DoneJobs:
         if key_done is None:
             return False
         return key_done or self.failed_too
+
+
+def _never_started(starttime: str) -> bool:
+    try:
+        return float(starttime) == 0
+    except ValueError:
+        return False  # not ours to judge: as GNU parallel, the line counts

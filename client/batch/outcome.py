@@ -5,15 +5,17 @@ Statuses (exactly one per job, in the results file and the summary):
 ==============  ===========================================================
 ok              the command exited 0
 failed          it exited non-zero, or the server refused to start it
-                (``spawn.not_found`` …: ``error`` says which)
+                (``spawn.not_found`` …: ``error`` says which), or its
+                output could not be kept (``output.lost``: the spool file
+                could not be written)
 signal          it was killed by a signal (not by our timeout or cancel)
 timeout         the server ended it because its timeout expired
 cancelled       it was ended by a cancel (Ctrl-C, ``--halt now``) or by the
                 server shutting down
-connect_error   no result: the server could not be reached, or the
-                connection was lost while the job ran
+connect_error   no result: the connection was lost while the job ran (it
+                had started: it may have run), or no server could run it
 protocol_error  no result: the server broke the protocol
-skipped         never started (``--halt``, Ctrl-C, no server left)
+skipped         never started (``--halt``, Ctrl-C)
 ==============  ===========================================================
 """
 
@@ -25,6 +27,7 @@ import enum
 from ..address import Address
 from ..errors import ProtocolViolation, RexecConnectionError
 from ..result import ExitStatus
+from .capture import Captured
 from .jobs import Job
 
 
@@ -72,8 +75,11 @@ class JobResult:
 
     ``target`` is the server of the last attempt (None when it never got
     one). ``start`` is the wall-clock time (epoch seconds) the last attempt
-    was sent, ``duration`` its length as seen here (0 when it never started).
-    ``stdout``/``stderr`` are the captured bytes, or None when not captured.
+    was sent, 0 when it never started (``started``: then no server may have
+    run it), ``duration`` its length as seen here (0 when it never started).
+    ``stdout``/``stderr`` are the captured bytes, or None when not captured
+    (``stdout_capture``/``stderr_capture`` hold them, possibly spooled to a
+    file: printers stream them and ``release()`` them).
     ``order`` is the job's place in the input (for ``--keep-order``).
     """
 
@@ -91,14 +97,33 @@ class JobResult:
     stdin_bytes: int = 0
     stdout_bytes: int = 0
     stderr_bytes: int = 0
-    stdout: bytes | None = None
-    stderr: bytes | None = None
+    stdout_capture: Captured | None = None
+    stderr_capture: Captured | None = None
     error_code: str | None = None
     error: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.status is Status.OK
+
+    @property
+    def started(self) -> bool:
+        """Whether the command was sent to a server (it may have run)."""
+        return self.start > 0
+
+    @property
+    def stdout(self) -> bytes | None:
+        return self.stdout_capture.read() if self.stdout_capture is not None else None
+
+    @property
+    def stderr(self) -> bytes | None:
+        return self.stderr_capture.read() if self.stderr_capture is not None else None
+
+    def release(self) -> None:
+        """Free the captured output (it can't be read after)."""
+        for captured in (self.stdout_capture, self.stderr_capture):
+            if captured is not None:
+                captured.release()
 
     @property
     def reason(self) -> str:

@@ -15,6 +15,11 @@ clush do (``host_prefix``). A last line without a newline gets one when
 tagged (so the next tag starts a line). Printers are fed by the batch
 (``feed`` for live output, ``finished`` for results) and write bytes to two
 binary files.
+
+A printer owns each result handed to ``finished``: it releases the result's
+captured output (``JobResult.release``) once printed, and streams it from
+its spool rather than reading it whole, so printing holds no more than a
+chunk at a time.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from collections.abc import Callable
 from typing import BinaryIO, Protocol
 
 from ..address import Address
+from .capture import Captured
 from .jobs import Job
 from .outcome import JobResult
 from .targets import label
@@ -64,6 +70,24 @@ def tagged(data: bytes, tag: bytes | None) -> bytes:
     return b"".join(tag + line + b"\n" for line in lines)
 
 
+def write_captured(file: BinaryIO, captured: Captured | None, tag: bytes | None) -> None:
+    """``captured`` to ``file``, chunk by chunk, ``tag`` before each line
+    (a last line without a newline gets one when tagged)."""
+    if captured is None:
+        return
+    partial = b""
+    for chunk in captured.chunks():
+        if tag is None:
+            file.write(chunk)
+            continue
+        data = partial + chunk
+        end = data.rfind(b"\n") + 1
+        file.write(tagged(data[:end], tag))
+        partial = data[end:]
+    if partial:
+        file.write(tagged(partial, tag))
+
+
 class GroupPrinter:
     """``--group``: whole outputs when jobs end."""
 
@@ -75,10 +99,16 @@ class GroupPrinter:
 
     def finished(self, result: JobResult) -> None:
         tag = self._tag(result.job, result.target) if self._tag else None
-        for data, file in ((result.stdout, self._out), (result.stderr, self._err)):
-            if data:
-                file.write(tagged(data, tag))
-                file.flush()
+        try:
+            for captured, file in (
+                (result.stdout_capture, self._out),
+                (result.stderr_capture, self._err),
+            ):
+                if captured is not None and captured.size:
+                    write_captured(file, captured, tag)
+                    file.flush()
+        finally:
+            result.release()
 
     def close(self) -> None:
         pass
@@ -125,7 +155,7 @@ class LinePrinter:
             file.flush()
 
     def finished(self, result: JobResult) -> None:
-        pass
+        result.release()  # printed live already
 
     def close(self) -> None:
         pass

@@ -7,6 +7,16 @@ pdsh users read them::
       node[0100-0105]: no answer within 10 s (6 connect_error)
       node0007: exit 1 (2 failed; jobs 3 9)
 
+In a spread batch (not ``--onall``) the servers dropped during the run
+(unreachable, or their connection lost: no more jobs went there) follow,
+by cause, even when every job succeeded elsewhere::
+
+      node[0017,0342]: connection refused (dropped: no more jobs sent there)
+
+A job whose connection was lost after its command was sent says so (``…
+after the command was sent``): it may have run, and is not run again
+unless ``--retries`` allows.
+
 Lines come most frequent first. Memory is bounded whatever the batch size:
 per cause, the set of targets and the first few job ids, and at most
 ``MAX_CAUSES`` causes (the rest are counted on one line).
@@ -16,7 +26,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from ..address import Address
 from .nodeset import fold
@@ -45,7 +55,8 @@ def cause_of(result: JobResult) -> str:
     if status is Status.CANCELLED:
         return "cancelled"
     if status.is_transport:
-        return _without_peer(result.error or status.value, result.target)
+        text = _without_peer(result.error or status.value, result.target)
+        return f"{text}, after the command was sent" if result.started else text
     return result.reason
 
 
@@ -73,6 +84,14 @@ class Summary:
         self.counts: collections.Counter[Status] = collections.Counter()
         self._causes: dict[tuple[Status, str], _Cause] = {}
         self._other: collections.Counter[Status] = collections.Counter()
+        #: Servers dropped during the run, by cause.
+        self.dropped: dict[str, list[str]] = {}
+
+    def add_dropped(self, servers: Iterable[tuple[Address, str]]) -> None:
+        """Servers dropped during the run, with the reason each was."""
+        for address, why in servers:
+            names = self.dropped.setdefault(_without_peer(why, address), [])
+            names.append(self._display(address))
 
     def add(self, result: JobResult) -> None:
         self.counts[result.status] += 1
@@ -110,6 +129,8 @@ class Summary:
             jobs = " ".join(cause.ids)
             more = " …" if cause.count > len(cause.ids) and len(cause.ids) == _MAX_IDS else ""
             lines.append(f"  {where}: {text} ({cause.count} {status.value}; jobs {jobs}{more})")
+        for text, names in sorted(self.dropped.items(), key=lambda item: -len(item[1])):
+            lines.append(f"  {fold(names)}: {text} (dropped: no more jobs sent there)")
         if self._other:
             others = ", ".join(f"{n} {s.value}" for s, n in self._other.items())
             lines.append(f"  (more causes: {others})")

@@ -7,8 +7,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..batch.engine import DEFAULT_JOBS
 from ..batch.exit_codes import HELP_TABLE
+from ..batch.options import DEFAULT_JOBS
 from ..batch.servers import DEFAULT_FANOUT
 from .common import add_connection_options, positive_float
 
@@ -283,28 +283,18 @@ def register(subparsers: Any) -> None:
         help="with --onall, print output lines as they are, without 'host: '",
     )
     records = parser.add_argument_group("records")
-    records.add_argument(
-        "--joblog", metavar="FILE", help="append a TSV line per job (GNU parallel's columns)"
-    )
-    records.add_argument(
-        "--results",
-        metavar="FILE",
-        help="write a JSON line per job as it finishes (with its output)",
-    )
+    for flag, text in (
+        ("--joblog", "write a TSV line per job (GNU parallel's columns; --resume appends)"),
+        ("--results", "write a JSON line per job as it finishes (with its output)"),
+        ("--rerun-file", "write the jobs that did not succeed, ready to run again"),
+    ):
+        records.add_argument(flag, metavar="FILE", help=text)
     resume = records.add_mutually_exclusive_group()
-    resume.add_argument(
-        "--resume", action="store_true", help="skip the jobs --joblog already lists"
-    )
-    resume.add_argument(
-        "--resume-failed",
-        action="store_true",
-        help="skip the jobs --joblog lists as succeeded; run the others again",
-    )
-    records.add_argument(
-        "--rerun-file",
-        metavar="FILE",
-        help="write the jobs that did not succeed, ready to run again",
-    )
+    for flag, text in (
+        ("--resume", "skip the jobs --joblog lists as run (one that never started runs again)"),
+        ("--resume-failed", "skip the jobs --joblog lists as succeeded; run the others again"),
+    ):
+        resume.add_argument(flag, action="store_true", help=text)
     people = parser.add_argument_group("people")
     people.add_argument(
         "--dry-run",

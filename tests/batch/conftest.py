@@ -32,6 +32,9 @@ _fleet_measure = _load(_ROOT / "bench" / "fleet_measure.py", "_rexec_bench_fleet
 Emulator = _fleet_measure.Emulator
 stop_processes = _fleet_measure.stop_processes
 free_port = _fleet_measure.free_port
+#: A process's peak RSS in KiB, from ``VmHWM`` (``ru_maxrss`` carries the
+#: forking parent's peak).
+peak_rss_kib = _fleet_measure.peak_rss_kib
 
 #: Bound on every CLI run in these tests.
 CLI_TIMEOUT = 60

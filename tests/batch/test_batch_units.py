@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import io
 import json
+import os
+from pathlib import Path
 
 import pytest
 
 from rexec_client.address import Address
+from rexec_client.batch.capture import Captured, Spool
 from rexec_client.batch.coalesce import CoalescingPrinter
 from rexec_client.batch.exit_codes import batch_exit_status
 from rexec_client.batch.groups import GroupError, Groups
@@ -225,7 +228,7 @@ def test_named_nodes_fold_as_the_issue_writes_them() -> None:
     out = io.BytesIO()
     printer = CoalescingPrinter(out, DisplayNames(names))
     for index in range(1, 10_001):
-        printer.finished(result(index, Status.OK, exit_code=0, stdout=b"hi\n"))
+        printer.finished(result(index, Status.OK, exit_code=0, stdout_capture=Captured.of(b"hi\n")))
     printer.close()
     assert out.getvalue() == b"---------------- node[00001-10000] (10000)\nhi\n"
     summary = Summary(DisplayNames(names))
@@ -240,3 +243,22 @@ def test_named_nodes_fold_as_the_issue_writes_them() -> None:
     assert summary.lines(1.0)[1:] == [
         "  node[00017,00342]: connection refused (2 connect_error; jobs 1)"
     ]
+
+
+def test_spool_keeps_order_bounds_memory_and_gives_space_back(tmp_path: Path) -> None:
+    spool = Spool(memory_budget=100, per_stream=100, directory=str(tmp_path))
+    first, second = Captured(spool), Captured(spool)
+    first.write(b"a" * 60)
+    second.write(b"b" * 50)  # past the budget of 100 in all: to the file
+    first.write(b"c" * 30)  # within both limits: memory
+    first.write(b"d" * 20)  # past its stream's 100: the file, and so is the rest
+    first.write(b"e" * 5)
+    assert first.read() == b"a" * 60 + b"c" * 30 + b"d" * 20 + b"e" * 5
+    assert second.read() == b"b" * 50 and second.last_byte == b"b"
+    assert (spool.memory, spool.file_size, first.size) == (90, 75, 115)
+    assert os.listdir(tmp_path) == []  # the file has no name
+    first.release()
+    assert (spool.memory, spool.file_size) == (0, 75)  # the other still holds some
+    second.release()
+    assert spool.file_size == 0
+    spool.close()

@@ -1,0 +1,230 @@
+"""One attempt of one job on one server: connect (the server's shared
+connection), start the command, read its output, wait for its status, and
+say how it ended as a ``JobResult``.
+
+How an attempt can end, for the scheduler (``engine``):
+
+* a ``JobResult`` — the command ran (whatever its status), was refused, or
+  its connection was lost once the command had been sent: it *may have run*
+  (``JobResult.started``), so it is never run again without ``--retries``;
+* ``NotStarted`` — the server could not be reached (connect, handshake or
+  authentication failed): the command was never sent, so the job may go
+  to another server without being counted as an attempt;
+* ``Busy`` — the server refused the command as ``busy`` (its own limit):
+  run it again later, uncounted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Callable
+
+from ..address import Address
+from ..errors import RemoteCommandError, RexecConnectionError
+from ..process import RemoteProcess
+from ..result import RETURNCODE_BY_REFUSAL
+from ..streams import OutputReader
+from .capture import Captured
+from .descriptors import OutOfDescriptors
+from .jobs import Job
+from .options import BatchOptions
+from .outcome import JobResult, Status, status_of, status_of_connection_error
+from .servers import Server
+
+#: ``on_output(job, target, stream, data)``: live output of an attempt
+#: (``stream`` is "stdout" or "stderr"); ``data`` b"" marks the stream's end.
+OutputCallback = Callable[[Job, Address, str, bytes], None]
+
+_READ_SIZE = 1 << 16
+
+
+@dataclasses.dataclass(slots=True, eq=False)
+class WorkItem:
+    """A job on its way through the scheduler (one per (job, target) pinned)."""
+
+    job: Job
+    order: int
+    pinned: Server | None
+    attempt: int = 0
+    tried: list[Server] = dataclasses.field(default_factory=list)
+    process: RemoteProcess | None = None
+    task: asyncio.Task[None] | None = None
+    connecting: bool = False
+
+
+class Busy(Exception):
+    """The server refused the attempt as busy: run it again, uncounted."""
+
+
+class NotStarted(Exception):
+    """The server could not be reached: the command was never sent.
+    ``result`` is how the job ends if it can't go anywhere else."""
+
+    def __init__(self, result: JobResult) -> None:
+        super().__init__(result.error)
+        self.result = result
+
+
+def failure(
+    item: WorkItem,
+    server: Server | None,
+    status: Status,
+    why: str | None,
+    code: str | None = None,
+    start: float = 0.0,
+) -> JobResult:
+    """The result of an attempt that produced no exit status."""
+    return JobResult(
+        job=item.job,
+        target=server.address if server else (item.pinned.address if item.pinned else None),
+        status=status,
+        attempt=item.attempt,
+        order=item.order,
+        start=start,
+        duration=0.0,
+        error_code=code,
+        error=why,
+    )
+
+
+#: The fields of a result copied from the command's ``ExitStatus``.
+_FROM_EXIT_STATUS = (
+    "exit_code",
+    "signal",
+    "signal_name",
+    "stdin_bytes",
+    "stdout_bytes",
+    "stderr_bytes",
+)
+
+
+class AttemptRunner:
+    """Runs attempts as ``options`` say.
+
+    Args:
+        cancelling: whether the batch is being cancelled (an attempt that
+            gets its connection then does not start; one that started is
+            handed to ``cancel`` at once).
+        cancel: cancel a started item's command remotely.
+    """
+
+    def __init__(
+        self,
+        options: BatchOptions,
+        on_output: OutputCallback | None,
+        *,
+        cancelling: Callable[[], bool],
+        cancel: Callable[[WorkItem], None],
+    ) -> None:
+        self._options = options
+        self._on_output = on_output
+        self._cancelling = cancelling
+        self._cancel = cancel
+
+    async def run(self, item: WorkItem, server: Server) -> JobResult:
+        """One attempt of ``item`` on ``server``.
+
+        Raises:
+            NotStarted: the server could not be reached.
+            Busy: the server refused the command as busy.
+        """
+        job = item.job
+        item.connecting = True
+        try:
+            connection = await server.connection()
+        except OutOfDescriptors:
+            raise Busy from None  # it waits for a slot; the fanout was lowered
+        except RexecConnectionError as exc:
+            status = status_of_connection_error(exc)
+            raise NotStarted(failure(item, server, status, str(exc), exc.code)) from None
+        finally:
+            item.connecting = False
+        if self._cancelling():
+            return failure(item, server, Status.SKIPPED, "cancelled before it started")
+        start, t0 = time.time(), time.monotonic()
+        try:
+            process = await connection.start(
+                job.args,
+                shell=job.is_shell,
+                cwd=job.cwd,
+                env=job.env,
+                timeout=job.timeout or self._options.timeout,
+            )
+        except RemoteCommandError as exc:
+            if exc.code == "busy":
+                server.busy()
+                raise Busy from None
+            result = failure(item, server, Status.FAILED, exc.message, exc.code, start)
+            return dataclasses.replace(result, exit_code=RETURNCODE_BY_REFUSAL.get(exc.code))
+        except RexecConnectionError as exc:
+            # The start frame may have reached the server: the command may run.
+            server.mark_down(str(exc))
+            status = status_of_connection_error(exc)
+            return failure(item, server, status, str(exc), exc.code, start)
+        except ValueError as exc:
+            return failure(item, server, Status.FAILED, str(exc), "invalid", start)
+        item.process = process
+        if self._cancelling():
+            self._cancel(item)
+        lost: list[str] = []  # why output could not be kept
+        stdout, stderr = await asyncio.gather(
+            self._read(process.stdout, job, server.address, "stdout", lost),
+            self._read(process.stderr, job, server.address, "stderr", lost),
+        )
+        status = await process.wait()
+        result_status = status_of(status)
+        error = code = None
+        if lost:  # never an ok without its output
+            code, error = "output.lost", lost[0]
+            if result_status is Status.OK:
+                result_status = Status.FAILED
+        if status.connection_lost:
+            server.mark_down(status.connection_error or "connection lost")
+            error = status.connection_error
+            if self._cancelling():  # we dropped it after cancelling: the server kills it
+                result_status = Status.CANCELLED
+        return JobResult(
+            job=job,
+            target=server.address,
+            status=result_status,
+            attempt=item.attempt,
+            order=item.order,
+            start=start,
+            duration=time.monotonic() - t0,
+            server_duration=status.duration,
+            stdout_capture=stdout,
+            stderr_capture=stderr,
+            error_code=code,
+            error=error,
+            **{name: getattr(status, name) for name in _FROM_EXIT_STATUS},
+        )
+
+    async def _read(
+        self, reader: OutputReader, job: Job, target: Address, stream: str, lost: list[str]
+    ) -> Captured | None:
+        """Read a stream to its end; its capture, or None. A capture that
+        can't be kept (the spool file can't be written: disk full …) is
+        dropped, the stream read to its end all the same, and ``lost`` says
+        why."""
+        captured = Captured(self._options.spool) if self._options.capture else None
+        try:
+            while chunk := await reader.read(_READ_SIZE):
+                if self._on_output is not None:
+                    self._on_output(job, target, stream, chunk)
+                if captured is None:
+                    continue
+                try:
+                    captured.write(chunk)
+                except OSError as exc:
+                    captured.release()
+                    captured = None
+                    lost.append(f"its {stream} was lost: cannot write the spool file: {exc}")
+        except BaseException:
+            if captured is not None:
+                captured.release()
+            raise
+        if self._on_output is not None:
+            self._on_output(job, target, stream, b"")
+        return captured
