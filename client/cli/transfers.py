@@ -55,14 +55,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import signal
 import sys
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable, Iterator
 from typing import Any, Self
 
 from ..connection import ClientConnection
 from ..errors import RemoteCommandError
+from ..streams import OutputReader
 from ..transfer import Progress, TransferError, TransferResult, remote_path
 from .base import one_line
 from .common import EXIT_FAILURE, CliError, add_connection_options, fail
@@ -74,6 +76,13 @@ _REDRAW_INTERVAL = 0.1
 #: Bytes of paths per helper command (``mkdir -p``, ``ln -s``, ``readlink``):
 #: well under the 64 KiB header cap.
 _ARGV_BATCH_BYTES = 32 * 1024
+#: Bytes of a helper command's stdout (``find``'s listing of a tree: NUL-
+#: separated names, some 250,000 of them) that ``-r`` holds in memory; a
+#: server that sends more fails the copy, so memory stays bounded.
+HELPER_OUTPUT_LIMIT = 16 * 1024 * 1024
+#: Bytes of a helper command's stderr kept for its last line.
+_STDERR_TAIL = 4096
+MiB = 1024 * 1024
 #: Signals that end a transfer as Ctrl-C does (cleaning up after it).
 _ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
@@ -265,23 +274,21 @@ def remote_parent(path: str) -> str:
     return stripped.rsplit("/", 1)[0] or "/"
 
 
-def argv_batches(items: list[str], per: int = 1) -> list[list[str]]:
+def argv_batches(items: Iterable[str], per: int = 1) -> Iterator[list[str]]:
     """``items`` (in groups of ``per`` that stay together) split so that
-    each helper command's argv stays small."""
-    batches: list[list[str]] = []
+    each helper command's argv stays small; read lazily, batch by batch."""
     current: list[str] = []
     size = 0
-    for start in range(0, len(items), per):
-        group = items[start : start + per]
+    stream = iter(items)
+    while group := list(itertools.islice(stream, per)):
         grown = sum(len(item.encode()) + 8 for item in group)
         if current and size + grown > _ARGV_BATCH_BYTES:
-            batches.append(current)
+            yield current
             current, size = [], 0
         current.extend(group)
         size += grown
     if current:
-        batches.append(current)
-    return batches
+        yield current
 
 
 class TreeFailed(CliError):
@@ -321,27 +328,61 @@ async def ended_by_signals(coroutine: Coroutine[Any, Any, int]) -> int:
 
 async def remote_run(
     conn: ClientConnection, argv: list[str], what: str, *, cwd: str
-) -> tuple[int, str, bytes]:
+) -> tuple[int, str, bytearray]:
     """Run a helper command of ``-r`` on the server in ``cwd``, which the
     server resolves within the roots (so a key or server with ``cwd_roots``
     can use ``-r``); its arguments are relative to ``cwd`` and never climb
     out of it. Returns its return code, the last line of its stderr, and its
-    stdout.
+    stdout, which is held in memory: at most ``HELPER_OUTPUT_LIMIT`` bytes
+    (a server's listing of a tree can't exhaust this side's memory).
 
     Raises:
-        TreeFailed: the server could not run it, or refused the directory.
+        TreeFailed: the server could not run it, refused the directory, or
+            sent more than ``HELPER_OUTPUT_LIMIT`` bytes (the command is
+            cancelled).
     """
     try:
-        result = await conn.run(argv, cwd=cwd)
+        process = await conn.start(argv, cwd=cwd)
     except RemoteCommandError as exc:
         if exc.code == "spawn.not_found":
             raise TreeFailed(f"-r needs '{what}' on the server: {exc}") from None
         raise TreeFailed(f"{cwd}: {exc}", exc.code) from None
-    if result.connection_lost:
-        raise CliError(result.connection_error or "connection lost", EXIT_FAILURE)
-    lines = (result.stderr or b"").decode(errors="replace").strip().splitlines()
-    error = lines[-1] if lines else f"exit status {result.returncode}"
-    return result.returncode, error, result.stdout or b""
+    stderr_tail = asyncio.create_task(_tail(process.stderr, _STDERR_TAIL))
+    try:
+        out = await _bounded(process.stdout, HELPER_OUTPUT_LIMIT)
+        if out is None:
+            process.cancel()
+            raise TreeFailed(
+                f"{cwd}: the server's '{what}' output passes {HELPER_OUTPUT_LIMIT // MiB} MiB, "
+                "the most -r holds in memory (a tree of too many names?): copy it in parts"
+            )
+        status = await process.wait()
+        err = await stderr_tail
+    finally:
+        stderr_tail.cancel()
+    if status.connection_lost:
+        raise CliError(status.connection_error or "connection lost", EXIT_FAILURE)
+    lines = err.decode(errors="replace").strip().splitlines()
+    error = lines[-1] if lines else f"exit status {status.returncode}"
+    return status.returncode, error, out
+
+
+async def _bounded(stream: OutputReader, limit: int) -> bytearray | None:
+    """All of ``stream``, or None once it passes ``limit`` bytes."""
+    out = bytearray()
+    while chunk := await stream.read(2**20):
+        if len(out) + len(chunk) > limit:
+            return None
+        out += chunk
+    return out
+
+
+async def _tail(stream: OutputReader, keep: int) -> bytes:
+    """The last ``keep`` bytes of ``stream``, read to its end."""
+    tail = b""
+    while chunk := await stream.read(2**20):
+        tail = (tail + chunk)[-keep:]
+    return tail
 
 
 async def remote_is_directory(conn: ClientConnection, path: str) -> bool:
