@@ -80,9 +80,7 @@ _ARGV_BATCH_BYTES = 32 * 1024
 #: separated names, some 250,000 of them) that ``-r`` holds in memory; a
 #: server that sends more fails the copy, so memory stays bounded.
 HELPER_OUTPUT_LIMIT = 16 * 1024 * 1024
-#: Bytes of a helper command's stderr kept for its last line.
-_STDERR_TAIL = 4096
-MiB = 1024 * 1024
+_STDERR_TAIL = 4096  # bytes of a helper's stderr kept, for its last line
 #: Signals that end a transfer as Ctrl-C does (cleaning up after it).
 _ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
@@ -353,7 +351,7 @@ async def remote_run(
         if out is None:
             process.cancel()
             raise TreeFailed(
-                f"{cwd}: the server's '{what}' output passes {HELPER_OUTPUT_LIMIT // MiB} MiB, "
+                f"{cwd}: the server's '{what}' output passes {HELPER_OUTPUT_LIMIT >> 20} MiB, "
                 "the most -r holds in memory (a tree of too many names?): copy it in parts"
             )
         status = await process.wait()
