@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from ..connection import ClientConnection
@@ -20,16 +21,18 @@ from ..transfer import (
     make_link,
     remote_path,
 )
-from .transfers import (
-    Reporter,
+from .remote_tree import (
     TreeFailed,
     argv_batches,
-    fail,
-    register_transfer,
     remote_basename,
     remote_is_directory,
     remote_join,
     remote_run,
+)
+from .transfers import (
+    Reporter,
+    fail,
+    register_transfer,
     run_transfer,
     usage_problem,
 )
@@ -124,29 +127,39 @@ async def get_one(
     reporter.done("received", name, result)
 
 
-async def _find(conn: ClientConnection, remote: str, kind: str) -> list[str]:
+async def _find(conn: ClientConnection, remote: str, kind: str) -> Iterator[str]:
     """Paths of type ``kind`` (``d``, ``f`` or ``l``) in the directory
-    ``remote``, relative to it (``.`` itself), by ``find`` run there."""
+    ``remote``, relative to it (``.`` itself), by ``find`` run there; the
+    listing is bounded (``remote_run``) and its names are decoded one by
+    one as they are used."""
     status, error, out = await remote_run(
         conn, ["find", ".", "-type", kind, "-print0"], "find", cwd=remote
     )
     if status != 0:
         raise TreeFailed(f"{remote}: cannot list the remote tree: {error}")
-    # Names that are not UTF-8 come back with surrogates (skipped below).
-    return [p.decode("utf-8", "surrogateescape") for p in out.split(b"\0") if p]
+    return _names(out)
+
+
+def _names(listing: bytearray) -> Iterator[str]:
+    """The NUL-separated names of ``listing``; names that are not UTF-8 come
+    back with surrogates (skipped by ``_utf8``)."""
+    start = 0
+    while start < len(listing):
+        end = listing.find(b"\0", start)
+        end = len(listing) if end < 0 else end
+        if end > start:
+            yield listing[start:end].decode("utf-8", "surrogateescape")
+        start = end + 1
 
 
 async def _link_targets(conn: ClientConnection, remote: str, links: list[str]) -> list[str]:
-    targets: list[str] = []
-    for batch in argv_batches(links):
-        status, error, out = await remote_run(
-            conn, ["sh", "-c", _READLINK_SCRIPT, "sh", *batch], "readlink", cwd=remote
-        )
-        found = out.split(b"\n\0")[:-1]
-        if status != 0 or len(found) != len(batch):
-            raise TreeFailed(f"cannot read the remote links: {error}")
-        targets += [target.decode("utf-8", "surrogateescape") for target in found]
-    return targets
+    status, error, out = await remote_run(
+        conn, ["sh", "-c", _READLINK_SCRIPT, "sh", *links], "readlink", cwd=remote
+    )
+    found = out.split(b"\n\0")[:-1]
+    if status != 0 or len(found) != len(links):
+        raise TreeFailed(f"cannot read the remote links: {error}")
+    return [target.decode("utf-8", "surrogateescape") for target in found]
 
 
 def _utf8(path: str, reporter: Reporter) -> bool:
@@ -159,38 +172,64 @@ def _utf8(path: str, reporter: Reporter) -> bool:
     return True
 
 
+async def _tree_top(conn: ClientConnection, remote: str, local: str) -> str:
+    """Where the remote directory ``remote`` goes: into ``local`` under its
+    own name when ``local`` is an existing directory, else ``local``. A
+    REMOTE whose last part names no directory (``..``, ``.``, ``~``, a path
+    ending in ``/..``) is named after the directory the server resolves it
+    to, never written into ``local`` itself or its parent.
+
+    Raises:
+        TreeFailed: it resolves to ``/``, which has no name to go under.
+    """
+    if not os.path.isdir(local):
+        return local
+    name = remote_basename(remote)
+    if name in ("", ".", ".."):
+        _, error, out = await remote_run(conn, ["sh", "-c", "pwd -P"], "sh", cwd=remote)
+        resolved = out.decode("utf-8", "surrogateescape").removesuffix("\n")
+        if not resolved.startswith("/"):
+            raise TreeFailed(f"{remote}: cannot tell which remote directory it is: {error}")
+        name = remote_basename(resolved)
+        if not name:
+            raise TreeFailed(
+                f"{remote}: the remote directory is '/', which has no name to copy it under "
+                f"in {local}: give a LOCAL directory that does not exist yet"
+            )
+    return os.path.join(local, name)
+
+
 async def _get_tree(conn: ClientConnection, args: argparse.Namespace, reporter: Reporter) -> None:
     remote = remote_path(args.remote)
     if not await remote_is_directory(conn, remote):  # a file: a plain get
         await get_one(conn, args.remote, local_target(remote, args.local), reporter, args)
         return
-    local = args.local
-    top = os.path.join(local, remote_basename(remote)) if os.path.isdir(local) else local
-    directories = await _find(conn, remote, "d")
-    files = await _find(conn, remote, "f")
-    links = [link for link in await _find(conn, remote, "l") if _utf8(link, reporter)]
+    top = await _tree_top(conn, remote, args.local)
     # Everything local is made beneath ``top`` through descriptors of
     # directories verified to be in it: a link in the local tree that leads
-    # out is never written through (local.denied).
-    for directory in directories:
+    # out is never written through (local.denied). One listing at a time is
+    # held (each bounded), its names decoded as they are used.
+    for directory in await _find(conn, remote, "d"):
         where = _local_path(top, directory)
         try:
             make_directory(top, where)
         except TransferError as exc:
             reporter.failed(where, exc)  # and the files beneath it fail in turn
-    for path in files:
+    for path in await _find(conn, remote, "f"):
         if _utf8(path, reporter):
             await get_one(conn, remote_join(remote, path[2:]), _local_path(top, path), reporter,
                           args, tree=top)  # fmt: skip
     # Links last, and as links: nothing above was written through one.
-    for link, target in zip(links, await _link_targets(conn, remote, links), strict=True):
-        where = _local_path(top, link)
-        try:
-            make_link(top, target, where)
-        except TransferError as exc:
-            reporter.failed(f"{remote_join(remote, link[2:])} -> {where}", exc)
-            continue
-        reporter.say(f"link {where} -> {target}")
+    links = (link for link in await _find(conn, remote, "l") if _utf8(link, reporter))
+    for batch in argv_batches(links):
+        for link, target in zip(batch, await _link_targets(conn, remote, batch), strict=True):
+            where = _local_path(top, link)
+            try:
+                make_link(top, target, where)
+            except TransferError as exc:
+                reporter.failed(f"{remote_join(remote, link[2:])} -> {where}", exc)
+                continue
+            reporter.say(f"link {where} -> {target}")
 
 
 def _local_path(top: str, relative: str) -> str:

@@ -14,17 +14,19 @@ from typing import Any
 
 from ..connection import ClientConnection
 from ..transfer import TransferError, local_error, put, remote_path
-from .transfers import (
-    Reporter,
+from .remote_tree import (
     TreeFailed,
     argv_batches,
-    fail,
-    register_transfer,
     remote_basename,
     remote_is_directory,
     remote_join,
     remote_parent,
     remote_run,
+)
+from .transfers import (
+    Reporter,
+    fail,
+    register_transfer,
     run_transfer,
     usage_problem,
 )

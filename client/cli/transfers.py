@@ -62,12 +62,10 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Self
 
 from ..connection import ClientConnection
-from ..errors import RemoteCommandError
 from ..transfer import Progress, TransferError, TransferResult, remote_path
 from .base import add_command, one_line
 from .common import (
     EXIT_FAILURE,
-    CliError,
     add_connection_options,
     fail,
     open_connection,
@@ -78,9 +76,6 @@ from .common import (
 EXIT_TRANSFER_FAILED = 1
 #: Seconds between two redraws of the progress line.
 _REDRAW_INTERVAL = 0.1
-#: Bytes of paths per helper command (``mkdir -p``, ``ln -s``, ``readlink``):
-#: well under the 64 KiB header cap.
-_ARGV_BATCH_BYTES = 32 * 1024
 #: Signals that end a transfer as Ctrl-C does (cleaning up after it).
 _ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
@@ -287,50 +282,6 @@ def usage_problem(args: argparse.Namespace, stream: str) -> int | None:
     return None
 
 
-def remote_join(directory: str, name: str) -> str:
-    """``directory/name`` on the server (which is POSIX)."""
-    return directory + name if directory.endswith("/") else f"{directory}/{name}"
-
-
-def remote_basename(path: str) -> str:
-    return path.rstrip("/").rsplit("/", 1)[-1]
-
-
-def remote_parent(path: str) -> str:
-    """The directory holding ``path`` on the server (``.``: the home)."""
-    stripped = path.rstrip("/")
-    if "/" not in stripped:
-        return "."
-    return stripped.rsplit("/", 1)[0] or "/"
-
-
-def argv_batches(items: list[str], per: int = 1) -> list[list[str]]:
-    """``items`` (in groups of ``per`` that stay together) split so that
-    each helper command's argv stays small."""
-    batches: list[list[str]] = []
-    current: list[str] = []
-    size = 0
-    for start in range(0, len(items), per):
-        group = items[start : start + per]
-        grown = sum(len(item.encode()) + 8 for item in group)
-        if current and size + grown > _ARGV_BATCH_BYTES:
-            batches.append(current)
-            current, size = [], 0
-        current.extend(group)
-        size += grown
-    if current:
-        batches.append(current)
-    return batches
-
-
-class TreeFailed(CliError):
-    """A ``-r`` copy that can't go on (its helper command failed): status 1."""
-
-    def __init__(self, message: str, code: str | None = None) -> None:
-        super().__init__(message, EXIT_TRANSFER_FAILED)
-        self.code = code  # the server's error code, when it refused the helper
-
-
 async def ended_by_signals(coroutine: Coroutine[Any, Any, int]) -> int:
     """Run a transfer's ``coroutine`` so that SIGTERM and SIGHUP end it as
     Ctrl-C does: cancelled, so that a get's temporary file is removed (or
@@ -356,45 +307,3 @@ async def ended_by_signals(coroutine: Coroutine[Any, Any, int]) -> int:
     finally:
         for signum in _ENDING_SIGNALS:
             loop.remove_signal_handler(signum)
-
-
-async def remote_run(
-    conn: ClientConnection, argv: list[str], what: str, *, cwd: str
-) -> tuple[int, str, bytes]:
-    """Run a helper command of ``-r`` on the server in ``cwd``, which the
-    server resolves within the roots (so a key or server with ``cwd_roots``
-    can use ``-r``); its arguments are relative to ``cwd`` and never climb
-    out of it. Returns its return code, the last line of its stderr, and its
-    stdout.
-
-    Raises:
-        TreeFailed: the server could not run it, or refused the directory.
-    """
-    try:
-        result = await conn.run(argv, cwd=cwd)
-    except RemoteCommandError as exc:
-        if exc.code == "spawn.not_found":
-            raise TreeFailed(f"-r needs '{what}' on the server: {exc}") from None
-        raise TreeFailed(f"{cwd}: {exc}", exc.code) from None
-    if result.connection_lost:
-        raise CliError(result.connection_error or "connection lost", EXIT_FAILURE)
-    lines = (result.stderr or b"").decode(errors="replace").strip().splitlines()
-    error = lines[-1] if lines else f"exit status {result.returncode}"
-    return result.returncode, error, result.stdout or b""
-
-
-async def remote_is_directory(conn: ClientConnection, path: str) -> bool:
-    """Whether ``path`` is a directory on the server the key may use, asked
-    by starting ``true`` in it: the server resolves a working directory
-    within the roots, as it would the transfers'.
-
-    Raises:
-        TreeFailed: it is outside the roots, or the server can't run ``true``.
-    """
-    try:
-        await remote_run(conn, ["true"], "true", cwd=path)
-    except TreeFailed as exc:
-        if exc.code == "cwd.invalid":
-            return False
-        raise
-    return True

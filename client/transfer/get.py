@@ -4,7 +4,8 @@ output).
 To a file, through the one atomic writer (``rexec.files.AtomicFile``): a new
 temporary file beside the target (``.NAME.rexec-XXXXXXXX.tmp``, mode 0600),
 written and hashed in a thread as frames arrive; at ``done`` the size and
-SHA-256 are checked, the file gets the server's mode exactly (and with
+SHA-256 are checked, the file gets the server's permission bits less the
+local umask (``local_mode``: never setuid, setgid or sticky; and with
 ``preserve_mtime`` its modification time), is flushed, and is renamed into
 place. A failed, cancelled or interrupted ``get`` never leaves a file under
 the final name. With ``resume``, an interrupted get keeps its partial file
@@ -39,6 +40,33 @@ if TYPE_CHECKING:
 #: Bytes of a get received but not yet written above which the connection
 #: stops reading its socket (it resumes at half).
 GET_HIGH_WATER = 4 * 1024 * 1024
+#: The bits of a server's mode a local file may get: read, write and execute
+#: for owner, group and others; setuid, setgid and sticky never (as rsync
+#: without --perms, the safer of scp and rsync).
+_PERMISSION_BITS = 0o777
+
+
+def local_mode(server_mode: int) -> int:
+    """The mode a fetched file gets: the server's permission bits less
+    setuid, setgid and sticky, and less this process's umask, as for any
+    file a local program creates (rsync without --perms): a server can't
+    make a setuid or world-writable file here."""
+    return server_mode & _PERMISSION_BITS & ~_umask()
+
+
+def _umask() -> int:
+    # Read, not set: os.umask() can only be read by changing it, which
+    # would race the threads that create files.
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o077)  # no /proc (not Linux): the portable way, briefly strict
+    os.umask(mask)
+    return mask
 
 
 def check_local_target(local_path: str | os.PathLike[str]) -> None:
@@ -80,7 +108,8 @@ async def get(
     progress: Progress | None = None,
 ) -> TransferResult:
     """Copy the server's file ``remote`` to ``local``: a path (replaced
-    atomically if it exists, with the server file's mode, and with
+    atomically if it exists, with the server file's mode through
+    ``local_mode``, and with
     ``preserve_mtime`` its modification time) or a binary stream (such as
     ``sys.stdout.buffer``). With ``resume``, see the module docstring. With
     ``local_root``, ``local`` must resolve inside that directory (symbolic
@@ -107,6 +136,7 @@ async def get(
             raise local_error(exc) from None
         try:
             mode, mtime = await _fetch(conn, path, writer, writer.resumed, progress)
+            mode = local_mode(mode)
             await in_thread(writer.commit, mode, mtime if preserve_mtime else None)
         except TransferError as exc:
             await in_thread(writer.discard)

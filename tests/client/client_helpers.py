@@ -7,7 +7,7 @@ import asyncio
 import secrets
 import ssl
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -16,6 +16,7 @@ from rexec.protocol import (
     AuthOk,
     Connection,
     Hello,
+    Message,
     MessageBase,
     Role,
     ServerLimits,
@@ -39,13 +40,17 @@ async def fake_server(
     received: list[bytes] | None = None,
     limits: ServerLimits | None = None,
     after_auth: Sequence[MessageBase] = (),
+    answer: Callable[[Message], Iterable[MessageBase]] | None = None,
 ) -> AsyncIterator[int]:
     """A server that greets, checks nothing, answers ``auth`` with ``auth_ok``
     (a wrong proof unless ``prove``), then reads and ignores everything: it
     never answers a ping. With ``tls``, it speaks TLS with that context (and
     binds nothing); ``received`` collects every byte a client sent; ``limits``
     are announced in ``hello`` instead of the protocol's; ``after_auth`` are
-    sent right after ``auth_ok``. Yields its port on 127.0.0.1."""
+    sent right after ``auth_ok``. With ``answer``, every message after the
+    handshake is given to it, and the messages it yields are sent back (a
+    scripted, possibly malicious, server: the core checks that each is legal
+    to send). Yields its port on 127.0.0.1."""
 
     writers: list[asyncio.StreamWriter] = []
 
@@ -74,6 +79,12 @@ async def fake_server(
         while data := await reader.read(65536):
             if received is not None:
                 received.append(data)
+            if answer is not None:
+                protocol.receive_data(data)
+                while (event := protocol.next_event()) is not None:
+                    for message in answer(event):
+                        writer.write(protocol.send(message))
+                        await writer.drain()
 
     server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=tls)
     try:

@@ -67,11 +67,11 @@ def test_explicit_mode_and_empty_file(server: Any, tmp_path: Path) -> None:
             result = await put(conn, source, str(tmp_path / "remote"), mode=0o4755)
             assert result.size == 0
             got = await get(conn, str(tmp_path / "remote"), tmp_path / "back")
-            assert got.mode == 0o4755
+            assert got.mode == 0o755  # F1: never setuid locally
 
     run(main())
     assert stat.S_IMODE((tmp_path / "remote").stat().st_mode) == 0o4755
-    assert stat.S_IMODE((tmp_path / "back").stat().st_mode) == 0o4755
+    assert stat.S_IMODE((tmp_path / "back").stat().st_mode) == 0o755
 
 
 @pytest.mark.parametrize(
