@@ -93,6 +93,8 @@ class Channel:
         self._high_water = high_water
         self._changed = asyncio.Event()
         self._room = asyncio.Event()
+        #: Set by ``cancel``: nobody reads the bytes any more.
+        self._abandoned = False
 
     @property
     def finished(self) -> bool:
@@ -102,6 +104,8 @@ class Channel:
 
     def handle(self, message: object) -> None:
         if isinstance(message, Stdout):
+            if self._abandoned:
+                return  # in flight before the server saw the cancel
             self.chunks.append(message.data)
             self.buffered += len(message.data)
         elif isinstance(message, File):
@@ -155,7 +159,12 @@ class Channel:
             raise self.error
 
     def cancel(self, conn: ClientConnection, command_id: int) -> None:
-        """Ask the server to end the transfer, unless it has already ended."""
+        """Ask the server to end the transfer, unless it has already ended.
+        What it sent meanwhile is dropped: with nobody left to read it, held
+        bytes would keep the connection's reader paused (backpressure) and
+        every other command on the connection waiting."""
+        self._abandoned = True
+        self.take()
         if self.finished:
             return
         try:
