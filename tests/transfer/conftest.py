@@ -64,4 +64,6 @@ def permission_server(
     wrapper.chmod(0o755)
     with monkeypatch.context() as patch:
         patch.setattr(sys, "executable", str(wrapper))
-        return start_server()
+        # Exec'd through the wrapper: a server forked by the tests' fork
+        # server would keep the capabilities the wrapper drops.
+        return start_server(real_exec=True)
