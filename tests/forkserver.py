@@ -34,6 +34,7 @@ import socket
 import subprocess
 import sys
 import threading
+import weakref
 from pathlib import Path
 from typing import IO, Any
 
@@ -65,6 +66,9 @@ class ForkedProcess:
         self.stdin = None
         self.returncode: int | None = None
         self._status = status
+        # A test that never waits for its process still closes the socket
+        # (no ResourceWarning failing whichever test runs the collector).
+        weakref.finalize(self, status.close)
         self._received = b""
         self.pid = int(self._read_line(timeout=15.0))
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import stat
 import subprocess
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -80,30 +80,43 @@ def tree_commands(
     return commands
 
 
+#: The CLI, writing its own peak RSS (``VmHWM``, KiB) to ``argv[1]`` at exit.
+_REPORTING_PEAK = """
+import atexit, runpy, sys
+path = sys.argv.pop(1)
+def report():
+    with open("/proc/self/status") as status, open(path, "w") as out:
+        out.write(next(l.split()[1] for l in status if l.startswith("VmHWM:")))
+atexit.register(report)
+sys.argv[0] = "rexec"
+runpy.run_module("rexec_client.cli", run_name="__main__", alter_sys=True)
+"""
+
+
 def run_cli(
     tmp_path: Path, script: ScriptedServer, *args: str, umask: int = 0o022
 ) -> tuple[int, str, int]:
     """``rexec get --key-file K 127.0.0.1:PORT *args`` against ``script``;
-    returns its status, its stderr and its peak RSS in KiB (``wait4``)."""
+    returns its status, its stderr and its peak RSS in KiB: the ``VmHWM`` of
+    its own image, which the CLI writes at exit (``wait4``'s ``ru_maxrss``
+    also counts the test worker's pages the child had before its exec)."""
     key_file = tmp_path / "key"
     if not key_file.exists():
         write_key(key_file)
     key = bytes.fromhex(key_file.read_text().strip())
 
     def measured(address: str) -> tuple[int, str, int]:
-        argv = cli_argv("get", "--key-file", str(key_file), address, *args)
+        hwm = tmp_path / "peak-rss"
+        argv = [sys.executable, "-c", _REPORTING_PEAK, str(hwm)]
+        argv += cli_argv("get", "--key-file", str(key_file), address, *args)[3:]
         with open(tmp_path / "stderr", "w+b") as stderr:
-            child = subprocess.Popen(
+            child = subprocess.run(
                 argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
-                umask=umask,
+                umask=umask, timeout=CLI_TIMEOUT,
             )  # fmt: skip
-            try:
-                _, wait_status, usage = os.wait4(child.pid, 0)
-            finally:
-                child.returncode = 0  # reaped by wait4: Popen must not wait again
             stderr.seek(0)
             text = stderr.read().decode(errors="replace")
-        return os.waitstatus_to_exitcode(wait_status), text, usage.ru_maxrss
+        return child.returncode, text, int(hwm.read_text())
 
     async def go() -> tuple[int, str, int]:
         async with fake_server(key, answer=script) as port:
