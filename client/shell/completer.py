@@ -21,6 +21,7 @@ from collections.abc import AsyncGenerator, Callable, Iterable
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
 
+from ..cli.base import one_line
 from ..errors import RexecError
 from .session import RemoteShell
 
@@ -135,7 +136,9 @@ class RemoteCompleter(Completer):
             yield Completion(
                 _replacement(kind, prefix, name, word.quote, unique=len(names) == 1),
                 start_position=word.start - len(typed),
-                display=name.rstrip("/").rpartition("/")[2] + ("/" if name.endswith("/") else ""),
+                display=one_line(
+                    name.rstrip("/").rpartition("/")[2] + ("/" if name.endswith("/") else "")
+                ),
             )
 
 

@@ -28,6 +28,7 @@ from prompt_toolkit import PromptSession
 from prompt_toolkit.formatted_text import FormattedText
 from prompt_toolkit.styles import Style
 
+from ..cli.base import one_line
 from ..cli.common import EXIT_FAILURE, EXIT_INTERRUPTED, open_connection
 from ..connection import ClientConnection
 from ..errors import RemoteCommandError, RexecConnectionError, RexecError
@@ -203,9 +204,9 @@ class Repl:
             parts.append(("class:status", f"[{state.last_label}] "))
         user = f"{who.user}@" if who.user else ""
         parts += [
-            ("class:user", f"{user}{who.host}"),
+            ("class:user", one_line(f"{user}{who.host}")),
             ("", ":"),
-            ("class:cwd", state.display_cwd()),
+            ("class:cwd", one_line(state.display_cwd())),
             ("", "# " if who.user == "root" else "$ "),
         ]
         return FormattedText(parts)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -285,3 +286,23 @@ def test_put_and_get_builtins_copy_files_relative_to_the_session_directory(
     assert back.read_bytes() == local.read_bytes()
     assert "file.not_found" in shell.run(f"get missing.bin '{back}'")
     assert shell.status == "1"
+
+
+def test_remote_names_print_inert_in_prompt_and_completion(
+    server: Any, open_shell: OpenShell
+) -> None:
+    # A name anyone could leave in a shared directory: an OSC title sequence.
+    base = Path(tempfile.mkdtemp(prefix="esc", dir="/tmp"))
+    try:
+        (base / "d\x1b]0;PWNTITLE\x07x").mkdir()
+        (base / "q\x1b]0;COMPTITLE\x07z").touch()
+        shell = open_shell(server)
+        shell.child.sendline(f"cd {base}/d*")
+        shell.child.expect_exact(rb"d\x1b]0;PWNTITLE\x07x")
+        assert b"\x1b]0;PWNTITLE" not in shell.child.before + shell.child.after
+        shell.child.sendline("cd ..")
+        shell.child.send("ls \t\t")
+        shell.child.expect_exact(rb"q\x1b]0;COMPTITLE\x07z")
+        assert b"\x1b]0;COMPTITLE" not in shell.child.before
+    finally:
+        shutil.rmtree(base)
