@@ -119,6 +119,8 @@ class ForkServer:
 
     def _ensure_started(self) -> socket.socket:
         if self._control is None or self._process is None or self._process.poll() is not None:
+            if self._control is not None:
+                self._control.close()  # the fork server that read it has ended
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             self._process = subprocess.Popen(
                 ended_with_this_process([sys.executable, __file__, str(theirs.fileno())]),
