@@ -108,6 +108,14 @@ class Servers:
         self.sshd = None
 
     def start(self) -> None:
+        self.start_rexecd()
+        why = local_sshd.available()
+        if why:
+            raise SystemExit(f"the ssh rows need OpenSSH: {why}")
+        self.sshd = local_sshd.LocalSshd(self.tmp / "sshd")
+        self.sshd.start()
+
+    def start_rexecd(self) -> None:
         d = self.tmp / "rexecd"
         d.mkdir()
         self.key_file = d / "key"
@@ -129,11 +137,6 @@ class Servers:
             pattern=b"rexecd listening on ",
         )
         self.address = f"{self.host}:{self.port}"
-        why = local_sshd.available()
-        if why:
-            raise SystemExit(f"the ssh rows need OpenSSH: {why}")
-        self.sshd = local_sshd.LocalSshd(self.tmp / "sshd")
-        self.sshd.start()
 
     def stop(self) -> None:
         stop_process(self.rexecd)

@@ -35,27 +35,7 @@ class _RexecOnly(ib.Servers):
     """rexecd alone, for a machine without OpenSSH."""
 
     def start(self) -> None:
-        d = self.tmp / "rexecd"
-        d.mkdir()
-        self.key_file = d / "key"
-        self.rexecd, self.host, self.port = ib.start_listening_process(
-            [
-                sys.executable,
-                "-m",
-                "rexec.daemon",
-                "--port",
-                "0",
-                "--key-file",
-                str(self.key_file),
-                "--audit-log",
-                "/dev/null",
-                "--state-dir",
-                str(d / "state"),
-            ],
-            env=ib.ENV,
-            pattern=b"rexecd listening on ",
-        )
-        self.address = f"{self.host}:{self.port}"
+        self.start_rexecd()
 
 
 def _rexec_console_script() -> list[str]:
