@@ -82,6 +82,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def client_options(port: int, key: str | Path) -> list[str]:
+    """ssh options for a private sshd on ``port`` with ``key`` (no host, no
+    user): no config file, no prompts, no known_hosts, quiet."""
+    return [
+        "-F", "/dev/null", "-p", str(port), "-i", str(key),
+        "-o", "BatchMode=yes",
+        "-o", "StrictHostKeyChecking=no",
+        "-o", "UserKnownHostsFile=/dev/null",
+        "-o", "LogLevel=ERROR",
+        "-o", "IdentitiesOnly=yes",
+    ]  # fmt: skip
+
+
 class LocalSshd:
     def __init__(self, directory: Path) -> None:
         self.dir = directory
@@ -124,25 +137,7 @@ class LocalSshd:
             raise RuntimeError(f"ssh to the local sshd fails: {out.stderr.decode()[-300:]}")
 
     def base(self) -> list[str]:
-        return [
-            SSH,
-            "-F",
-            "/dev/null",
-            "-p",
-            str(self.port),
-            "-i",
-            self.client_key,
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "LogLevel=ERROR",
-            "-o",
-            "IdentitiesOnly=yes",
-        ]
+        return [SSH, *client_options(self.port, self.client_key)]
 
     def argv(self, *, mux: bool) -> list[str]:
         """ssh argv up to the host; append the remote command."""

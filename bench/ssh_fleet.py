@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from fleet_measure import free_port, stop_processes
-from local_sshd import SSH, SSHD, available, make_keys, settings
+from local_sshd import SSH, SSHD, available, client_options, make_keys, settings
 
 #: OpenSSH's limit on the listening sockets of one sshd.
 ADDRESSES_PER_SSHD = 16
@@ -80,24 +80,7 @@ class SshFleet:
 
     def options(self) -> list[str]:
         """ssh options for this fleet (no host, no user)."""
-        return [
-            "-F",
-            "/dev/null",
-            "-p",
-            str(self.port),
-            "-i",
-            str(self.client_key),
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "LogLevel=ERROR",
-            "-o",
-            "IdentitiesOnly=yes",
-        ]
+        return client_options(self.port, self.client_key)
 
     def cpu_ticks(self) -> int:
         """CPU of the sshd listeners and the per-connection sshd they reaped."""
