@@ -16,7 +16,18 @@ from pydantic import (
     model_validator,
 )
 
-from ._fields import CommandId, Count, EnvName, Hex32, Seconds, SignalName, TermName, TermSize, Text
+from ._fields import (
+    CommandId,
+    Count,
+    EnvName,
+    ExitSignalName,
+    Hex32,
+    Seconds,
+    SignalName,
+    TermName,
+    TermSize,
+    Text,
+)
 from ._limits import MAX_INT32, MAX_SECONDS
 from ._message_base import CLOSED, EXTENSIBLE, DataMessage, MessageBase
 
@@ -142,7 +153,7 @@ class Exit(MessageBase):
     id: CommandId
     exit_code: Annotated[int, Field(ge=0, le=255)] | None
     signal: Annotated[int, Field(ge=1, le=255)] | None
-    signal_name: Annotated[Text, Field(max_length=32)] | None = None
+    signal_name: ExitSignalName | None = None
     timed_out: bool = False
     cancelled: bool = False
     output_capped: bool = False

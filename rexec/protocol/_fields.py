@@ -54,6 +54,11 @@ def _matching(pattern: str, complaint: str) -> AfterValidator:
 Text = Annotated[str, AfterValidator(_no_nul)]
 Hex32 = Annotated[str, _matching("[0-9a-f]{64}", "must be 64 lowercase hex digits")]
 EnvName = Annotated[str, AfterValidator(_no_nul), AfterValidator(_env_name)]
+#: The name an ``exit`` gives the signal that ended a command: a peer's text
+#: that a client prints, so letters and digits only, never a space or an escape.
+ExitSignalName = Annotated[
+    str, _matching("SIG[A-Z0-9]{1,29}", "must be SIG and 1 to 29 capital letters or digits")
+]
 #: A terminal type as terminfo names one (``xterm-256color``, ``screen.xterm``):
 #: it becomes the command's TERM, so nothing a program could read as a path or code.
 TermName = Annotated[

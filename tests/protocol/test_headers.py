@@ -139,6 +139,11 @@ HEADER_FAILURES: list[tuple[str, bytes, ErrorCode]] = [
     ("env_name_with_equals", _run(b'"shell":"true","env":{"A=B":"1"}'), INVALID),
     ("env_name_empty", _run(b'"shell":"true","env":{"":"1"}'), INVALID),
     ("signal_unknown", b'{"type":"signal","id":1,"signal":"SIGFOO"}', INVALID),
+    # An exit's signal name is printed by clients: no escapes, no spaces.
+    ("signal_name_escape", _exit(b'"exit_code":null,"signal":9,"duration":1,'
+                                 b'"signal_name":"SIG\\u001b]0;x\\u0007"'), INVALID),
+    ("signal_name_lowercase", _exit(b'"exit_code":null,"signal":9,"signal_name":"kill",'
+                                    b'"duration":1'), INVALID),
     ("signal_number", b'{"type":"signal","id":1,"signal":9}', INVALID),
     ("versions_empty", _hello(versions=b"[]"), INVALID),
     ("versions_zero", _hello(versions=b"[0]"), INVALID),
