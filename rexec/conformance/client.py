@@ -107,6 +107,12 @@ class Client:
         return got
 
     @property
+    def limits(self) -> protocol.ServerLimits:
+        """The limits the server's hello announced (read the hello first)."""
+        assert self.hello is not None, "no hello read yet"
+        return self.hello.limits
+
+    @property
     def binding(self) -> bytes:
         """The TLS channel binding of this connection (b"" without TLS).
 

@@ -85,9 +85,8 @@ def over_the_window(client: Client) -> int:
     Raises:
         Unsupported: it would exceed max_body too (a different fault).
     """
-    assert client.hello is not None
-    size = client.hello.limits.stdin_window + 1
-    if size > client.hello.limits.max_body:
+    size = client.limits.stdin_window + 1
+    if size > client.limits.max_body:
         raise Unsupported("stdin_window + 1 exceeds max_body")
     return size
 

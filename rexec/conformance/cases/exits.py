@@ -139,8 +139,7 @@ for _name in ("SIGINT", "SIGQUIT"):
 )
 async def slot_freed(ctx: Context) -> Observation:
     client = await ctx.client()
-    assert client.hello is not None
-    limit = client.hello.limits.max_commands
+    limit = client.limits.max_commands
     if limit > 256:
         return Observation("unsupported", f"max_commands {limit} is above what the suite starts")
     sleeps = [client.run_message(argv=["sleep", "30"]) for _ in range(limit - 1)]

@@ -40,8 +40,7 @@ fatal_case(
 
 async def _over_limit(ctx: Context, authed: bool) -> Observation:
     client, wire = await wire_of(ctx, authed)
-    assert client.hello is not None
-    await wire.send_raw(LENGTH.pack(client.hello.limits.max_header + 1))
+    await wire.send_raw(LENGTH.pack(client.limits.max_header + 1))
     return Observation(await ctx.await_fatal(wire))
 
 
@@ -73,8 +72,7 @@ async def over_limit_pre_auth(ctx: Context) -> Observation:
 )
 async def equal_limit(ctx: Context) -> Observation:
     client = await ctx.client()
-    assert client.hello is not None
-    size = client.hello.limits.max_header
+    size = client.limits.max_header
     start = b'{"type":"ping","seq":4242'
     if size > 16 * 1024 * 1024:
         return Observation("unsupported", "max_header above 16 MiB")

@@ -208,9 +208,8 @@ async def absent_data_size(ctx: Context) -> Observation:
 )
 async def body_limit(ctx: Context) -> Observation:
     client, wire = await wire_of(ctx, True)
-    assert client.hello is not None
     run = client.run_message(argv=["cat"], stdin=True)
-    header = b'{"type":"stdin","id":%d,"data_size":%d}' % (run.id, client.hello.limits.max_body + 1)
+    header = b'{"type":"stdin","id":%d,"data_size":%d}' % (run.id, client.limits.max_body + 1)
     await wire.send_raw(encode_frame(run) + LENGTH.pack(len(header)) + header)
     return Observation(await ctx.await_fatal(wire))
 

@@ -332,9 +332,8 @@ async def half_close(ctx: Context) -> Observation:
 )
 async def concurrent(ctx: Context) -> Observation:
     client = await ctx.client()
-    assert client.hello is not None
     ids = []
-    for n in range(min(20, client.hello.limits.max_commands)):
+    for n in range(min(20, client.limits.max_commands)):
         script = f'i=0; while [ $i -lt 20 ]; do echo "{n}:$i"; i=$((i+1)); sleep 0.01; done'
         ids.append(client.run_message(shell=script))
     await client.wire.send(*ids)
@@ -372,8 +371,7 @@ async def not_serialised(ctx: Context) -> Observation:
 )
 async def busy(ctx: Context) -> Observation:
     client = await ctx.client()
-    assert client.hello is not None
-    limit = client.hello.limits.max_commands
+    limit = client.limits.max_commands
     if limit > 256:
         return Observation("unsupported", f"max_commands {limit} is above what the suite starts")
     runs = [client.run_message(argv=["sleep", "30"]) for _ in range(limit)]

@@ -78,8 +78,7 @@ async def pipelined(ctx: Context) -> Observation:
 )
 async def through_cat(ctx: Context) -> Observation:
     client = await ctx.client()
-    assert client.hello is not None
-    data = bytes(range(256)) * (4 * client.hello.limits.stdin_window // 256)
+    data = bytes(range(256)) * (4 * client.limits.stdin_window // 256)
     _, record = await run_one(ctx, client=client, argv=["cat"], data=data, wait=10.0)
     if record.credit_granted == 0:
         return Observation("no-credit", data=record.summary())
@@ -97,10 +96,9 @@ async def through_cat(ctx: Context) -> Observation:
 )
 async def reader_not_blocked(ctx: Context) -> Observation:
     client = await ctx.client()
-    assert client.hello is not None
-    window = client.hello.limits.stdin_window
+    window = client.limits.stdin_window
     sleeper = client.run_message(argv=["sleep", "10"], stdin=True)
-    chunk = min(window, client.hello.limits.max_body)
+    chunk = min(window, client.limits.max_body)
     frames = [Stdin.with_data(sleeper.id, b"s" * chunk)] * (window // chunk)
     await client.wire.send(sleeper, *frames)
     await wait_started(ctx, client, sleeper.id)

@@ -227,13 +227,12 @@ async def get_permission_denied(ctx: Context) -> Observation:
 )
 async def put_credit(ctx: Context) -> Observation:
     client = await ctx.client()
-    assert client.hello is not None
-    size = min(2 * client.hello.limits.stdin_window + 4099, 16 * 1024 * 1024)
+    size = min(2 * client.limits.stdin_window + 4099, 16 * 1024 * 1024)
     data = (bytes(range(251)) * (size // 251 + 1))[:size]
     path = ctx.temp_path("put")
     record = await put(ctx, client, path, data, wait=10.0)
     if not record.terminal:
-        stalled = record.credit_granted == 0 and size > client.hello.limits.stdin_window
+        stalled = record.credit_granted == 0 and size > client.limits.stdin_window
         return Observation("stalled" if stalled else "no-terminal", data=record.summary())
     if record.done is None:
         return Observation(terminal_outcome(record), data=record.summary())

@@ -320,8 +320,7 @@ async def id_concurrent(ctx: Context) -> Observation:
 )
 async def id_busy(ctx: Context) -> Observation:
     client = await ctx.client()
-    assert client.hello is not None
-    count = client.hello.limits.max_commands
+    count = client.limits.max_commands
     if count > 256:
         raise Unsupported(f"max_commands {count} is too many open puts for this case")
     tag = secrets.token_hex(4)
