@@ -181,7 +181,8 @@ async def server_mac(ctx: Context) -> Observation:
 )
 async def altered_hello(ctx: Context) -> Observation:
     client = await ctx.hello_only()
-    limits = client.limits.model_copy(update={"max_body": 1})
+    assert client.hello is not None
+    limits = client.hello.limits.model_copy(update={"max_body": 1})
     shown = encode_frame(client.hello.model_copy(update={"limits": limits}))
     await client.wire.send(client.auth_message(hello_frame=shown))
     return Observation(await ctx.await_fatal(client.wire))
