@@ -11,6 +11,8 @@ from ..client import Client, CommandRecord, Unsupported
 
 #: Seconds (× multiplier) a quick command may take from run to exit.
 QUICK = 5.0
+#: The most commands a case keeps open at once to fill the server's max_commands.
+MOST_OPEN = 256
 
 
 async def run_one(
@@ -89,6 +91,18 @@ def over_the_window(client: Client) -> int:
     if size > client.limits.max_body:
         raise Unsupported("stdin_window + 1 exceeds max_body")
     return size
+
+
+def slots_to_fill(client: Client) -> int:
+    """The server's max_commands, for a case that fills every slot.
+
+    Raises:
+        Unsupported: it is more than the suite keeps open (``MOST_OPEN``).
+    """
+    limit = client.limits.max_commands
+    if limit > MOST_OPEN:
+        raise Unsupported(f"max_commands {limit} is above what the suite starts")
+    return limit
 
 
 def capped_label(record: CommandRecord) -> str:

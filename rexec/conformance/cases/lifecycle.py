@@ -18,7 +18,7 @@ from rexec.protocol import Cancel, encode_frame
 from ..case import Context, Observation
 from ..client import Client, CommandRecord
 from ._registry import case
-from ._util import QUICK, run_one, wait_output, wait_started
+from ._util import QUICK, run_one, slots_to_fill, wait_output, wait_started
 
 #: A shell whose background child ignores SIGTERM (so only SIGKILL ends it)
 #: and does not hold the command's pipes; the child's pid is printed first.
@@ -371,9 +371,7 @@ async def not_serialised(ctx: Context) -> Observation:
 )
 async def busy(ctx: Context) -> Observation:
     client = await ctx.client()
-    limit = client.limits.max_commands
-    if limit > 256:
-        return Observation("unsupported", f"max_commands {limit} is above what the suite starts")
+    limit = slots_to_fill(client)
     runs = [client.run_message(argv=["sleep", "30"]) for _ in range(limit)]
     await client.wire.send(*runs)
     await client.pump(

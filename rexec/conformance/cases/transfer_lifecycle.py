@@ -28,7 +28,7 @@ from ._transfer import (
     started_put,
     terminal_outcome,
 )
-from ._util import QUICK, fatal_seen
+from ._util import QUICK, fatal_seen, slots_to_fill
 
 # --- put: atomic, cancel, half-close ------------------------------------------------------
 
@@ -320,9 +320,7 @@ async def id_concurrent(ctx: Context) -> Observation:
 )
 async def id_busy(ctx: Context) -> Observation:
     client = await ctx.client()
-    count = client.limits.max_commands
-    if count > 256:
-        raise Unsupported(f"max_commands {count} is too many open puts for this case")
+    count = slots_to_fill(client)
     tag = secrets.token_hex(4)
     messages = [
         client.put_message(path=ctx.temp_path(f"busy{tag}-{i}"), size=1, sha256=sha256(b"b"))
