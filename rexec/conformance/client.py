@@ -281,6 +281,12 @@ class Client:
         wanted = [ids] if isinstance(ids, int) else ids
         return await self.pump(timeout, until=lambda: all(self.records[i].terminal for i in wanted))
 
+    async def wait_record(self, command_id: int, timeout: float) -> CommandRecord:
+        """Pump until the command has its terminal frame or ``timeout`` passes;
+        its record either way (``terminal`` tells which)."""
+        await self.wait_terminal(command_id, timeout)
+        return self.records[command_id]
+
     async def ping(self, seq: int, timeout: float) -> bool:
         """Send ``ping`` and pump until the matching ``pong`` arrives."""
         await self.wire.send(protocol.Ping(seq=seq))

@@ -89,8 +89,7 @@ async def put(
 
 async def get(ctx: Context, client: Client, path: str, wait: float = QUICK) -> CommandRecord:
     command_id = await client.get(path)
-    await client.wait_terminal(command_id, ctx.t(wait))
-    return client.records[command_id]
+    return await client.wait_record(command_id, ctx.t(wait))
 
 
 async def leftovers_gone(ctx: Context, path: str, within: float = 2.0) -> bool:

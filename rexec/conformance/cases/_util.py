@@ -36,8 +36,7 @@ async def run_one(
     command_id = await client.run(**fields)
     if data is not None and await client.send_stdin(command_id, data, timeout=ctx.t(wait)):
         await client.stdin_eof(command_id)
-    await client.wait_terminal(command_id, ctx.t(wait))
-    record = client.records[command_id]
+    record = await client.wait_record(command_id, ctx.t(wait))
     require_started(record)
     return client, record
 

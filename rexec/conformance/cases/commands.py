@@ -92,8 +92,7 @@ for _name in ("LD_PRELOAD", "BASH_ENV", "IFS", "ENV"):
 async def not_found(ctx: Context) -> Observation:
     client = await ctx.client()
     command_id = await client.run(argv=["/nonexistent/rexec-conformance"])
-    await client.wait_terminal(command_id, ctx.t(QUICK))
-    return Observation(exit_label(client.records[command_id]))
+    return Observation(exit_label(await client.wait_record(command_id, ctx.t(QUICK))))
 
 
 @case(
@@ -106,8 +105,7 @@ async def permission_denied(ctx: Context) -> Observation:
     await ctx.sh(f"printf 'echo hi\\n' > {path} && chmod 644 {path}")
     client = await ctx.client()
     command_id = await client.run(argv=[path])
-    await client.wait_terminal(command_id, ctx.t(QUICK))
-    return Observation(exit_label(client.records[command_id]))
+    return Observation(exit_label(await client.wait_record(command_id, ctx.t(QUICK))))
 
 
 @case(

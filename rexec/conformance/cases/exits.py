@@ -151,8 +151,7 @@ async def slot_freed(ctx: Context) -> Observation:
             return Observation(exit_label(client.records[quick.id]))
         after = client.run_message(argv=["true"])
         await client.wire.send(after)
-        await client.wait_terminal(after.id, ctx.t(QUICK))
-        label = exit_label(client.records[after.id])
+        label = exit_label(await client.wait_record(after.id, ctx.t(QUICK)))
     finally:
         await client.wire.send(*[Cancel(id=r.id) for r in sleeps])
     return Observation("accepted" if label == "exit:0" else label)

@@ -62,8 +62,7 @@ async def _timeout_tree(ctx: Context, script: str) -> Observation:
     client, command_id, child = await _tree(ctx, script, timeout=0.5)
     if child is None:
         return Observation("no-pid-printed", data=client.records[command_id].summary())
-    await client.wait_terminal(command_id, ctx.t(_grace(ctx) + QUICK))
-    record = client.records[command_id]
+    record = await client.wait_record(command_id, ctx.t(_grace(ctx) + QUICK))
     if record.exit is None or not record.exit.timed_out:
         return Observation("no-timed-out-exit", data=record.summary())
     return Observation(
@@ -164,8 +163,7 @@ async def cancel_before_start(ctx: Context) -> Observation:
     client = await ctx.client()
     run = client.run_message(argv=["sleep", "30"])
     await client.wire.send_raw(encode_frame(run) + encode_frame(Cancel(id=run.id)))
-    await client.wait_terminal(run.id, ctx.t(_grace(ctx) + QUICK))
-    record = client.records[run.id]
+    record = await client.wait_record(run.id, ctx.t(_grace(ctx) + QUICK))
     if record.error is not None and not record.error.fatal:
         return Observation("error-terminal")
     if record.exit is None:
@@ -190,8 +188,7 @@ async def cancel_mid_stream(ctx: Context) -> Observation:
         return Observation("no-pid-printed", data=client.records[command_id].summary())
     await wait_output(ctx, client, command_id, b"tick")
     await client.wire.send(Cancel(id=command_id))
-    await client.wait_terminal(command_id, ctx.t(_grace(ctx) + QUICK))
-    record = client.records[command_id]
+    record = await client.wait_record(command_id, ctx.t(_grace(ctx) + QUICK))
     if record.exit is None or not record.exit.cancelled:
         return Observation("not-cancelled", data=record.summary())
     return Observation(
@@ -212,8 +209,7 @@ async def exit_cancelled(ctx: Context) -> Observation:
     command_id = await client.run(argv=["sleep", "30"])
     await wait_started(ctx, client, command_id)
     await client.wire.send(Cancel(id=command_id))
-    await client.wait_terminal(command_id, ctx.t(_grace(ctx) + QUICK))
-    e = client.records[command_id].exit
+    e = (await client.wait_record(command_id, ctx.t(_grace(ctx) + QUICK))).exit
     if e is None:
         return Observation("no-exit")
     return Observation("cancelled" if e.cancelled and not e.timed_out else "not-flagged")
@@ -312,8 +308,7 @@ async def half_close(ctx: Context) -> Observation:
     client = await ctx.client()
     command_id = await client.run(shell="sleep 0.5; echo done")
     await client.wire.shutdown_write()
-    await client.wait_terminal(command_id, ctx.t(QUICK))
-    record = client.records[command_id]
+    record = await client.wait_record(command_id, ctx.t(QUICK))
     if record.exit is None or bytes(record.stdout) != b"done\n":
         return Observation("cut-off", data=record.summary())
     closed, _ = await client.wire.wait_closed(ctx.t(2.0))
@@ -382,8 +377,7 @@ async def busy(ctx: Context) -> Observation:
     )
     over = client.run_message(argv=["true"])
     await client.wire.send(over)
-    await client.wait_terminal(over.id, ctx.t(2.0))
-    record = client.records[over.id]
+    record = await client.wait_record(over.id, ctx.t(2.0))
     await client.wire.send(*[Cancel(id=r.id) for r in runs])
     if record.error is not None and record.error.code == "busy" and not record.error.fatal:
         return Observation("busy")

@@ -66,8 +66,7 @@ async def _bulk(ctx: Context) -> tuple[bool, int, int | None]:
     await wait_started(ctx, client, command_id)
     await asyncio.sleep(ctx.t(1.5))
     blocked = not await ctx.path_exists(marker)
-    await client.wait_terminal(command_id, ctx.t(20.0))
-    record = client.records[command_id]
+    record = await client.wait_record(command_id, ctx.t(20.0))
     counted = record.exit.stdout_bytes if record.exit else None
     return blocked, len(record.stdout), counted
 

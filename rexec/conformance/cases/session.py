@@ -132,8 +132,8 @@ async def pty_resize(ctx: Context) -> Observation:
     await client.wire.send(
         Resize(id=command_id, rows=40, cols=120), Stdin.with_data(command_id, b"\n")
     )
-    await client.wait_terminal(command_id, ctx.t(QUICK))
-    lines = bytes(client.records[command_id].stdout).replace(b"\r", b"").split(b"\n")
+    record = await client.wait_record(command_id, ctx.t(QUICK))
+    lines = bytes(record.stdout).replace(b"\r", b"").split(b"\n")
     return Observation(
         next((x.decode() for x in lines if x.strip() and x.strip()[0:1].isdigit()), "no-size")
     )
@@ -151,8 +151,7 @@ async def resize_no_pty(ctx: Context) -> Observation:
     await client.wire.send(Resize(id=command_id, rows=40, cols=120))
     if not await client.ping(4, ctx.t(QUICK)):
         return Observation("closed" if client.closed or client.fatal_error() else "no-pong")
-    await client.wait_terminal(command_id, ctx.t(QUICK))
-    e = client.records[command_id].exit
+    e = (await client.wait_record(command_id, ctx.t(QUICK))).exit
     return Observation("ignored" if e is not None and e.exit_code == 0 else "disturbed")
 
 
@@ -200,8 +199,7 @@ async def unknown_code(ctx: Context) -> Observation:
     if not await client.ping(31, ctx.t(REACTION_WAIT)):
         fatal = fatal_seen(client)
         return Observation(f"fatal:{fatal}" if fatal else "no-pong")
-    await client.wait_terminal(command_id, ctx.t(QUICK))
-    record = client.records[command_id]
+    record = await client.wait_record(command_id, ctx.t(QUICK))
     if record.exit is None or bytes(record.stdout) != b"done\n":
         return Observation("command-ended", f"frames {record.kinds}")
     return Observation("carried-on")

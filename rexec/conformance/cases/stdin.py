@@ -62,8 +62,7 @@ async def pipelined(ctx: Context) -> Observation:
     client = await ctx.client()
     run = client.run_message(argv=["cat"], stdin=True)
     await client.wire.send(run, Stdin.with_data(run.id, b"early"), StdinEof(id=run.id))
-    await client.wait_terminal(run.id, ctx.t(QUICK))
-    record = client.records[run.id]
+    record = await client.wait_record(run.id, ctx.t(QUICK))
     return Observation(
         bytes(record.stdout).decode("utf-8", "replace") or "nothing", data=record.summary()
     )

@@ -124,8 +124,7 @@ async def cancel_put(ctx: Context) -> Observation:
     path = ctx.temp_path("cancel")
     message = await started_put(ctx, client, path)
     await client.wire.send(Cancel(id=message.id))
-    await client.wait_terminal(message.id, ctx.t(QUICK))
-    record = client.records[message.id]
+    record = await client.wait_record(message.id, ctx.t(QUICK))
     return Observation(
         f"{terminal_outcome(record)},{await nothing_left(ctx, path)}", data=record.summary()
     )
@@ -163,8 +162,7 @@ async def put_half_close(ctx: Context) -> Observation:
     path = ctx.temp_path("halfclose")
     message = await started_put(ctx, client, path)
     await client.wire.shutdown_write()
-    await client.wait_terminal(message.id, ctx.t(QUICK))
-    record = client.records[message.id]
+    record = await client.wait_record(message.id, ctx.t(QUICK))
     return Observation(
         f"{terminal_outcome(record)},{await nothing_left(ctx, path)}", data=record.summary()
     )
@@ -236,8 +234,7 @@ async def terminal_signal(ctx: Context) -> Observation:
         Stdin.with_data(message.id, b"p" * 1000),
         StdinEof(id=message.id),
     )
-    await client.wait_terminal(message.id, ctx.t(QUICK))
-    record = client.records[message.id]
+    record = await client.wait_record(message.id, ctx.t(QUICK))
     fatal = fatal_seen(client)
     if fatal is not None:
         return Observation(f"fatal:{fatal}")
@@ -295,8 +292,7 @@ async def id_concurrent(ctx: Context) -> Observation:
     path = ctx.temp_path("put")
     message = await started_put(ctx, client, path, size=2000, part=1000)
     run_id = await client.run(argv=["printf", "ok"])
-    await client.wait_terminal(run_id, ctx.t(3.0))
-    ran = client.records[run_id]
+    ran = await client.wait_record(run_id, ctx.t(3.0))
     if ran.error is not None and ran.error.code.startswith("spawn."):
         raise Unsupported(f"the server can't run printf: {ran.error.code}")
     record = client.records[message.id]

@@ -38,8 +38,7 @@ async def put_unsized(ctx: Context) -> Observation:
     if not await client.send_stdin(message.id, ALL_BYTES, timeout=ctx.t(QUICK)):
         return Observation("stalled", data=client.records[message.id].summary())
     await client.wire.send(StdinEof(id=message.id, size=len(ALL_BYTES), sha256=sha256(ALL_BYTES)))
-    await client.wait_terminal(message.id, ctx.t(QUICK))
-    record = client.records[message.id]
+    record = await client.wait_record(message.id, ctx.t(QUICK))
     if record.done is None:
         return Observation(terminal_outcome(record), data=record.summary())
     if (record.done.size, record.done.sha256) != (len(ALL_BYTES), sha256(ALL_BYTES)):
@@ -61,8 +60,7 @@ async def put_unsized_mismatch(ctx: Context) -> Observation:
     message = client.put_message(path=path, size=4)
     await client.wire.send(message, Stdin.with_data(message.id, b"data"))
     await client.wire.send(StdinEof(id=message.id, sha256=sha256(b"other")))
-    await client.wait_terminal(message.id, ctx.t(QUICK))
-    record = client.records[message.id]
+    record = await client.wait_record(message.id, ctx.t(QUICK))
     outcome = terminal_outcome(record)
     if await ctx.path_exists(path) or not await leftovers_gone(ctx, path):
         outcome += ",left-behind"
@@ -140,8 +138,7 @@ async def get_offset(ctx: Context) -> Observation:
     client = await ctx.client()
     command_id = client.new_id()
     await client.wire.send(Get(id=command_id, path=path, offset=1000))
-    await client.wait_terminal(command_id, ctx.t(QUICK))
-    record = client.records[command_id]
+    record = await client.wait_record(command_id, ctx.t(QUICK))
     if record.file is None or record.done is None:
         return Observation(terminal_outcome(record), data=record.summary())
     faults = [
