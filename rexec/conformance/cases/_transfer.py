@@ -11,7 +11,7 @@ import shlex
 
 from rexec.protocol import Put, Stdin
 
-from ..case import Context
+from ..case import Context, Observation
 from ..client import Client, CommandRecord, SetupError
 from ._util import QUICK
 
@@ -40,6 +40,14 @@ def terminal_outcome(record: CommandRecord) -> str:
     if record.exit is not None:
         return "exit"
     return "no-terminal"
+
+
+def observed(record: CommandRecord, outcome: str | None = None) -> Observation:
+    """A transfer case's observation: ``outcome`` (by default the record's
+    terminal outcome) with the record's frames as its data."""
+    return Observation(
+        terminal_outcome(record) if outcome is None else outcome, data=record.summary()
+    )
 
 
 async def shell_ok(ctx: Context, script: str, what: str) -> None:

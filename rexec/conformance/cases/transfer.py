@@ -22,6 +22,7 @@ from ._transfer import (
     ALL_BYTES,
     LARGE_ZEROS,
     get,
+    observed,
     printf_script,
     put,
     read_back,
@@ -83,7 +84,7 @@ async def get_small(ctx: Context) -> Observation:
         "create the source file",
     )
     record = await get(ctx, await ctx.client(), path)
-    return Observation(stream_outcome(record, ALL_BYTES, 0o640), data=record.summary())
+    return observed(record, stream_outcome(record, ALL_BYTES, 0o640))
 
 
 @case(
@@ -104,7 +105,7 @@ async def get_large(ctx: Context) -> Observation:
     )
     record = await get(ctx, await ctx.client(), path, wait=8.0)
     expected = ALL_BYTES + bytes(LARGE_ZEROS) + tail
-    return Observation(stream_outcome(record, expected), data=record.summary())
+    return observed(record, stream_outcome(record, expected))
 
 
 @case(
@@ -116,7 +117,7 @@ async def get_empty(ctx: Context) -> Observation:
     path = ctx.temp_path("get")
     await shell_ok(ctx, f": > {shlex.quote(path)}", "create the source file")
     record = await get(ctx, await ctx.client(), path)
-    return Observation(stream_outcome(record, b""), data=record.summary())
+    return observed(record, stream_outcome(record, b""))
 
 
 @case(
@@ -126,7 +127,7 @@ async def get_empty(ctx: Context) -> Observation:
 )
 async def get_directory(ctx: Context) -> Observation:
     record = await get(ctx, await ctx.client(), "/tmp")
-    return Observation(terminal_outcome(record), data=record.summary())
+    return observed(record)
 
 
 @case(
@@ -136,7 +137,7 @@ async def get_directory(ctx: Context) -> Observation:
 )
 async def get_device(ctx: Context) -> Observation:
     record = await get(ctx, await ctx.client(), "/dev/null")
-    return Observation(terminal_outcome(record), data=record.summary())
+    return observed(record)
 
 
 @case(
@@ -151,7 +152,7 @@ async def get_fifo(ctx: Context) -> Observation:
     if record.exit is None or record.exit.exit_code != 0:
         raise Unsupported("the server can't run mkfifo")
     record = await get(ctx, await ctx.client(), path, wait=REACTION_WAIT)
-    return Observation(terminal_outcome(record), data=record.summary())
+    return observed(record)
 
 
 # --- errors ---------------------------------------------------------------------------
@@ -164,7 +165,7 @@ async def get_fifo(ctx: Context) -> Observation:
 )
 async def get_missing(ctx: Context) -> Observation:
     record = await get(ctx, await ctx.client(), ctx.temp_path("missing"))
-    return Observation(terminal_outcome(record), data=record.summary())
+    return observed(record)
 
 
 @case(
@@ -177,7 +178,7 @@ async def put_missing_directory(ctx: Context) -> Observation:
     path = ctx.temp_path("nodir") + "/file"
     record = await put(ctx, client, path, b"abc", eof=False)
     await client.wait_terminal(record.id, ctx.t(REACTION_WAIT))
-    return Observation(terminal_outcome(record), data=record.summary())
+    return observed(record)
 
 
 #: Files even root can't read: Linux's write-only sysctls (mode 0200), whose
@@ -233,9 +234,9 @@ async def put_credit(ctx: Context) -> Observation:
     record = await put(ctx, client, path, data, wait=10.0)
     if not record.terminal:
         stalled = record.credit_granted == 0 and size > client.limits.stdin_window
-        return Observation("stalled" if stalled else "no-terminal", data=record.summary())
+        return observed(record, "stalled" if stalled else "no-terminal")
     if record.done is None:
-        return Observation(terminal_outcome(record), data=record.summary())
+        return observed(record)
     stored = await read_back(ctx, path)
     return Observation(
         "stored" if stored == data else "content-differs",
@@ -267,7 +268,7 @@ async def put_short(ctx: Context) -> Observation:
     record = await put(
         ctx, await ctx.client(), ctx.temp_path("put"), b"short", size=10, digest=sha256(b"short")
     )
-    return Observation(terminal_outcome(record), data=record.summary())
+    return observed(record)
 
 
 @case(
@@ -282,7 +283,7 @@ async def put_long(ctx: Context) -> Observation:
         ctx, client, ctx.temp_path("put"), b"0123456789", size=5, digest=sha256(b"01234"), eof=False
     )
     await client.wait_terminal(record.id, ctx.t(REACTION_WAIT))
-    return Observation(terminal_outcome(record), data=record.summary())
+    return observed(record)
 
 
 @case(
@@ -294,7 +295,7 @@ async def put_bad_digest(ctx: Context) -> Observation:
     record = await put(
         ctx, await ctx.client(), ctx.temp_path("put"), b"content\n", digest=sha256(b"other\n")
     )
-    return Observation(terminal_outcome(record), data=record.summary())
+    return observed(record)
 
 
 @case(
@@ -309,11 +310,11 @@ async def put_done_after_eof(ctx: Context) -> Observation:
     record = await put(ctx, client, ctx.temp_path("put"), data, eof=False)
     await client.pump(ctx.t(0.5), until=lambda: record.terminal)
     if record.terminal:
-        return Observation(f"{terminal_outcome(record)}-before-eof", data=record.summary())
+        return observed(record, f"{terminal_outcome(record)}-before-eof")
     await client.stdin_eof(record.id)
     await client.wait_terminal(record.id, ctx.t(QUICK))
     if record.done is None:
-        return Observation(terminal_outcome(record), data=record.summary())
+        return observed(record)
     faults = [
         f
         for f, bad in (
@@ -322,7 +323,7 @@ async def put_done_after_eof(ctx: Context) -> Observation:
         )
         if bad
     ]
-    return Observation(",".join(faults) or "done-after-eof", data=record.summary())
+    return observed(record, ",".join(faults) or "done-after-eof")
 
 
 for _mode in (0o600, 0o666, 0o707):
@@ -332,10 +333,10 @@ for _mode in (0o600, 0o666, 0o707):
         path = ctx.temp_path("mode")
         record = await put(ctx, client, path, b"mode\n", mode=mode)
         if record.done is None:
-            return Observation(terminal_outcome(record), data=record.summary())
+            return observed(record)
         got = await get(ctx, client, path)
         if got.file is None:
-            return Observation(f"get:{terminal_outcome(got)}", data=got.summary())
+            return observed(got, f"get:{terminal_outcome(got)}")
         return Observation(f"mode:{got.file.mode:#o}")
 
     register(

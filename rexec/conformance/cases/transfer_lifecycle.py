@@ -21,6 +21,7 @@ from ._transfer import (
     get,
     leftovers_gone,
     nothing_left,
+    observed,
     put,
     read_back,
     sha256,
@@ -45,7 +46,7 @@ async def put_in_progress(ctx: Context) -> Observation:
     message = await started_put(ctx, client, path)
     record = client.records[message.id]
     if record.terminal:
-        return Observation(f"ended:{terminal_outcome(record)}", data=record.summary())
+        return observed(record, f"ended:{terminal_outcome(record)}")
     return Observation("visible" if await ctx.path_exists(path) else "hidden")
 
 
@@ -78,10 +79,10 @@ async def put_failed_replace(ctx: Context) -> Observation:
     await shell_ok(ctx, f"printf 'old\\n' > {shlex.quote(path)}", "create the target")
     record = await put(ctx, await ctx.client(), path, b"new content\n", digest=sha256(b"x"))
     if record.error is None:
-        return Observation(terminal_outcome(record), data=record.summary())
+        return observed(record)
     content = await read_back(ctx, path)
     if content != b"old\n":
-        return Observation("gone" if content is None else "changed", data=record.summary())
+        return observed(record, "gone" if content is None else "changed")
     return Observation("unchanged" if await leftovers_gone(ctx, path) else "temp-left")
 
 
@@ -95,7 +96,7 @@ async def put_replace(ctx: Context) -> Observation:
     await shell_ok(ctx, f"printf 'old\\n' > {shlex.quote(path)}", "create the target")
     record = await put(ctx, await ctx.client(), path, b"new\n")
     if record.done is None:
-        return Observation(terminal_outcome(record), data=record.summary())
+        return observed(record)
     content = await read_back(ctx, path)
     return Observation("replaced" if content == b"new\n" else "not-replaced")
 
@@ -109,7 +110,7 @@ async def put_is_directory(ctx: Context) -> Observation:
     client = await ctx.client()
     record = await put(ctx, client, "/tmp", b"abc", eof=False)
     await client.wait_terminal(record.id, ctx.t(REACTION_WAIT))
-    return Observation(terminal_outcome(record), data=record.summary())
+    return observed(record)
 
 
 @case(
@@ -125,9 +126,7 @@ async def cancel_put(ctx: Context) -> Observation:
     message = await started_put(ctx, client, path)
     await client.wire.send(Cancel(id=message.id))
     record = await client.wait_record(message.id, ctx.t(QUICK))
-    return Observation(
-        f"{terminal_outcome(record)},{await nothing_left(ctx, path)}", data=record.summary()
-    )
+    return observed(record, f"{terminal_outcome(record)},{await nothing_left(ctx, path)}")
 
 
 @case(
@@ -163,9 +162,7 @@ async def put_half_close(ctx: Context) -> Observation:
     message = await started_put(ctx, client, path)
     await client.wire.shutdown_write()
     record = await client.wait_record(message.id, ctx.t(QUICK))
-    return Observation(
-        f"{terminal_outcome(record)},{await nothing_left(ctx, path)}", data=record.summary()
-    )
+    return observed(record, f"{terminal_outcome(record)},{await nothing_left(ctx, path)}")
 
 
 # --- terminal frames ----------------------------------------------------------------------
@@ -190,7 +187,7 @@ async def _one_terminal(ctx: Context, client: Client, record: CommandRecord) -> 
 async def terminal_put(ctx: Context) -> Observation:
     client = await ctx.client()
     record = await put(ctx, client, ctx.temp_path("put"), b"once\n")
-    return Observation(await _one_terminal(ctx, client, record), data=record.summary())
+    return observed(record, await _one_terminal(ctx, client, record))
 
 
 @case(
@@ -203,7 +200,7 @@ async def terminal_get(ctx: Context) -> Observation:
     await shell_ok(ctx, f"printf 'once\\n' > {shlex.quote(path)}", "create the file")
     client = await ctx.client()
     record = await get(ctx, client, path)
-    return Observation(await _one_terminal(ctx, client, record), data=record.summary())
+    return observed(record, await _one_terminal(ctx, client, record))
 
 
 @case(
@@ -216,7 +213,7 @@ async def terminal_error(ctx: Context) -> Observation:
     record = await get(ctx, client, ctx.temp_path("missing"))
     if record.error is not None and record.error.fatal:
         return Observation("fatal")
-    return Observation(await _one_terminal(ctx, client, record), data=record.summary())
+    return observed(record, await _one_terminal(ctx, client, record))
 
 
 @case(
@@ -329,8 +326,8 @@ async def id_busy(ctx: Context) -> Observation:
     ended = [m.id for m in messages[:-1] if client.records[m.id].terminal]
     if ended:
         first = client.records[ended[0]]
-        return Observation(f"open-put-ended:{terminal_outcome(first)}", data=first.summary())
+        return observed(first, f"open-put-ended:{terminal_outcome(first)}")
     await client.wire.send(messages[-1])
     record = client.records[messages[-1].id]
     await client.wait_terminal(record.id, ctx.t(REACTION_WAIT))
-    return Observation(terminal_outcome(record), data=record.summary())
+    return observed(record)

@@ -10,6 +10,7 @@ import secrets
 from ..case import Context, Observation
 from ._registry import case
 from ._transfer import (
+    observed,
     put,
     terminal_outcome,
 )
@@ -28,7 +29,7 @@ async def path_relative(ctx: Context) -> Observation:
     ctx.remove_at_cleanup(name)
     record = await put(ctx, await ctx.client(), name, b"relative\n")
     if record.done is None:
-        return Observation(terminal_outcome(record), data=record.summary())
+        return observed(record)
     found = await ctx.sh(f"test -e {name}")
     ok = found.exit is not None and found.exit.exit_code == 0
     return Observation("in-default-directory" if ok else "elsewhere")
@@ -44,7 +45,7 @@ async def path_utf8(ctx: Context) -> Observation:
     path = ctx.temp_path("utf8-é✓")
     record = await put(ctx, await ctx.client(), path, b"utf-8\n")
     if record.done is None:
-        return Observation(terminal_outcome(record), data=record.summary())
+        return observed(record)
     return Observation("found" if await ctx.path_exists(path) else "not-found")
 
 
@@ -62,4 +63,4 @@ async def path_no_tilde(ctx: Context) -> Observation:
     found = await ctx.sh(f"test -e {name}")
     if found.exit is not None and found.exit.exit_code == 0:
         outcome += ",expanded"
-    return Observation(outcome, data=record.summary())
+    return observed(record, outcome)

@@ -15,6 +15,7 @@ from ._registry import case
 from ._transfer import (
     ALL_BYTES,
     leftovers_gone,
+    observed,
     printf_script,
     read_back,
     sha256,
@@ -40,9 +41,9 @@ async def put_unsized(ctx: Context) -> Observation:
     await client.wire.send(StdinEof(id=message.id, size=len(ALL_BYTES), sha256=sha256(ALL_BYTES)))
     record = await client.wait_record(message.id, ctx.t(QUICK))
     if record.done is None:
-        return Observation(terminal_outcome(record), data=record.summary())
+        return observed(record)
     if (record.done.size, record.done.sha256) != (len(ALL_BYTES), sha256(ALL_BYTES)):
-        return Observation("done-differs", data=record.summary())
+        return observed(record, "done-differs")
     stored = await read_back(ctx, path)
     return Observation("stored" if stored == ALL_BYTES else "content-differs")
 
@@ -64,7 +65,7 @@ async def put_unsized_mismatch(ctx: Context) -> Observation:
     outcome = terminal_outcome(record)
     if await ctx.path_exists(path) or not await leftovers_gone(ctx, path):
         outcome += ",left-behind"
-    return Observation(outcome, data=record.summary())
+    return observed(record, outcome)
 
 
 @case(
@@ -85,15 +86,15 @@ async def put_resume(ctx: Context) -> Observation:
     for end in (1000, len(data)):
         record, fault = await _resumable_put(ctx, client, path, data, key, end)
         if fault:
-            return Observation(fault, data=record.summary())
+            return observed(record, fault)
         assert record.file is not None
         offsets.append(record.file.size)
     if offsets != [0, 1000]:
-        return Observation("offsets:" + "/".join(map(str, offsets)), data=record.summary())
+        return observed(record, "offsets:" + "/".join(map(str, offsets)))
     if record.done is None:
-        return Observation(terminal_outcome(record), data=record.summary())
+        return observed(record)
     stored = await read_back(ctx, path)
-    return Observation("resumed" if stored == data else "content-differs", data=record.summary())
+    return observed(record, "resumed" if stored == data else "content-differs")
 
 
 async def _resumable_put(
@@ -140,7 +141,7 @@ async def get_offset(ctx: Context) -> Observation:
     await client.wire.send(Get(id=command_id, path=path, offset=1000))
     record = await client.wait_record(command_id, ctx.t(QUICK))
     if record.file is None or record.done is None:
-        return Observation(terminal_outcome(record), data=record.summary())
+        return observed(record)
     faults = [
         fault for fault, bad in (
             ("file-size", record.file.size != len(ALL_BYTES)),
@@ -149,4 +150,4 @@ async def get_offset(ctx: Context) -> Observation:
             ("done-sha256", record.done.sha256 != sha256(ALL_BYTES)),
         ) if bad
     ]  # fmt: skip
-    return Observation(",".join(faults) or "exact", data=record.summary())
+    return observed(record, ",".join(faults) or "exact")
