@@ -37,16 +37,26 @@ def register(
 
 def case(
     case_id: str,
-    description: str,
     expected: Iterable[str],
     *,
+    description: str | None = None,
     timeout: float = 5.0,
     level: Level | None = None,
 ) -> Callable[[CaseFunction], CaseFunction]:
-    """Decorator form of ``register`` for a case without variants."""
+    """Decorator form of ``register`` for a case without variants: the id and
+    the outcomes that pass, above the function; its docstring describes the
+    case (white space folded), unless ``description`` is given (a computed
+    one: an f-string can't be a docstring).
+
+    Raises:
+        ValueError: neither a docstring nor ``description``.
+    """
 
     def wrap(function: CaseFunction) -> CaseFunction:
-        register(case_id, description, expected, function, timeout=timeout, level=level)
+        text = description or " ".join((function.__doc__ or "").split())
+        if not text:
+            raise ValueError(f"case {case_id} has no description")
+        register(case_id, text, expected, function, timeout=timeout, level=level)
         return function
 
     return wrap

@@ -18,13 +18,10 @@ from ._transfer import (
 # --- paths ----------------------------------------------------------------------------------
 
 
-@case(
-    "transfer.path/relative",
-    "put to a relative name: a run without cwd (the server's default directory) finds it "
-    "with test -e.",
-    {"in-default-directory"},
-)
+@case("transfer.path/relative", {"in-default-directory"})
 async def path_relative(ctx: Context) -> Observation:
+    """put to a relative name: a run without cwd (the server's default directory) finds it with
+    test -e."""
     name = f"rexec-conformance-rel-{secrets.token_hex(6)}"
     ctx.remove_at_cleanup(name)
     record = await put(ctx, await ctx.client(), name, b"relative\n")
@@ -35,13 +32,10 @@ async def path_relative(ctx: Context) -> Observation:
     return Observation("in-default-directory" if ok else "elsewhere")
 
 
-@case(
-    "transfer.path/utf8",
-    "put to a name with non-ASCII characters (é, ✓): test -e with the same name, as UTF-8, "
-    "finds it.",
-    {"found"},
-)
+@case("transfer.path/utf8", {"found"})
 async def path_utf8(ctx: Context) -> Observation:
+    """put to a name with non-ASCII characters (é, ✓): test -e with the same name, as UTF-8,
+    finds it."""
     path = ctx.temp_path("utf8-é✓")
     record = await put(ctx, await ctx.client(), path, b"utf-8\n")
     if record.done is None:
@@ -49,13 +43,10 @@ async def path_utf8(ctx: Context) -> Observation:
     return Observation("found" if await ctx.path_exists(path) else "not-found")
 
 
-@case(
-    "transfer.path/no-tilde",
-    "put to '~/NAME': no ~ expansion, so file.not_found (no directory named ~), and no NAME "
-    "in the home directory.",
-    {"error:file.not_found"},
-)
+@case("transfer.path/no-tilde", {"error:file.not_found"})
 async def path_no_tilde(ctx: Context) -> Observation:
+    """put to '~/NAME': no ~ expansion, so file.not_found (no directory named ~), and no NAME in
+    the home directory."""
     name = f"rexec-conformance-tilde-{secrets.token_hex(6)}"
     ctx.remove_at_cleanup(name)
     record = await put(ctx, await ctx.client(), f"~/{name}", b"tilde\n")

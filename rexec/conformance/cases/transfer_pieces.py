@@ -25,13 +25,10 @@ from ._transfer import (
 from ._util import QUICK
 
 
-@case(
-    "transfer.put.end/unsized",
-    "put with size and sha256 null, 1 KiB of every byte value, then stdin_eof giving both: done "
-    "with that size and digest, and cat shows exactly those bytes.",
-    {"stored"},
-)
+@case("transfer.put.end/unsized", {"stored"})
 async def put_unsized(ctx: Context) -> Observation:
+    """put with size and sha256 null, 1 KiB of every byte value, then stdin_eof giving both:
+    done with that size and digest, and cat shows exactly those bytes."""
     client = await ctx.client()
     path = ctx.temp_path("unsized")
     message = client.put_message(path=path)
@@ -48,14 +45,10 @@ async def put_unsized(ctx: Context) -> Observation:
     return Observation("stored" if stored == ALL_BYTES else "content-differs")
 
 
-@case(
-    "transfer.put.end/digest-at-end",
-    "put with sha256 null whose stdin_eof gives a sha256 that is not the content's: "
-    "file.digest_mismatch, and no file or temporary file is left.",
-    {"error:file.digest_mismatch"},
-    timeout=10.0,
-)
+@case("transfer.put.end/digest-at-end", {"error:file.digest_mismatch"}, timeout=10.0)
 async def put_unsized_mismatch(ctx: Context) -> Observation:
+    """put with sha256 null whose stdin_eof gives a sha256 that is not the content's:
+    file.digest_mismatch, and no file or temporary file is left."""
     client = await ctx.client()
     path = ctx.temp_path("unsized")
     message = client.put_message(path=path, size=4)
@@ -68,15 +61,11 @@ async def put_unsized_mismatch(ctx: Context) -> Observation:
     return observed(record, outcome)
 
 
-@case(
-    "transfer.put.resume/after-cancel",
-    "a resumable put of 2000 bytes: file {size 0} before any credit; 1000 bytes sent, then "
-    "cancel. A second put of the same path and key: file {size 1000}; the last 1000 bytes sent, "
-    "then stdin_eof: done with the whole size and digest, and cat shows the whole content.",
-    {"resumed"},
-    timeout=15.0,
-)
+@case("transfer.put.resume/after-cancel", {"resumed"}, timeout=15.0)
 async def put_resume(ctx: Context) -> Observation:
+    """a resumable put of 2000 bytes: file {size 0} before any credit; 1000 bytes sent, then
+    cancel. A second put of the same path and key: file {size 1000}; the last 1000 bytes sent,
+    then stdin_eof: done with the whole size and digest, and cat shows the whole content."""
     client = await ctx.client()
     path = ctx.temp_path("resume")
     ctx.remove_at_cleanup(f"{shlex.quote(path.rsplit('/', 1)[0])}/.{path.rsplit('/', 1)[1]}*")
@@ -127,13 +116,10 @@ async def _resumable_put(
     return record, ""
 
 
-@case(
-    "transfer.get.offset/tail",
-    "get with offset 1000 of a 1 KiB file holding every byte value: file {size 1024}, exactly "
-    "its last 24 bytes as stdout, done with size 1024 and the sha256 of the whole file.",
-    {"exact"},
-)
+@case("transfer.get.offset/tail", {"exact"})
 async def get_offset(ctx: Context) -> Observation:
+    """get with offset 1000 of a 1 KiB file holding every byte value: file {size 1024}, exactly
+    its last 24 bytes as stdout, done with size 1024 and the sha256 of the whole file."""
     path = ctx.temp_path("offset")
     await shell_ok(ctx, f"{printf_script(ALL_BYTES)} > {shlex.quote(path)}", "create the file")
     client = await ctx.client()
