@@ -40,6 +40,13 @@ def _grace(ctx: Context) -> float:
     return ctx.options.kill_grace + 2.0
 
 
+async def _child_gone(ctx: Context, child: int) -> Observation:
+    """After the command's end: ``tree-killed`` when its child (``child``,
+    in its process group) is gone within the kill grace, else ``child-survived``."""
+    gone = await ctx.pid_gone(child, _grace(ctx), zombie_ok=True)
+    return Observation("tree-killed" if gone else "child-survived")
+
+
 # --- timeouts ------------------------------------------------------------------------
 
 
@@ -62,11 +69,7 @@ async def _timeout_tree(ctx: Context, script: str) -> Observation:
     record = await client.wait_record(command_id, ctx.t(_grace(ctx) + QUICK))
     if record.exit is None or not record.exit.timed_out:
         return Observation("no-timed-out-exit", data=record.summary())
-    return Observation(
-        "tree-killed"
-        if await ctx.pid_gone(child, _grace(ctx), zombie_ok=True)
-        else "child-survived"
-    )
+    return await _child_gone(ctx, child)
 
 
 @case("timeout.kill.tree/term", {"tree-killed"}, timeout=15.0)
@@ -165,11 +168,7 @@ async def cancel_mid_stream(ctx: Context) -> Observation:
     record = await client.wait_record(command_id, ctx.t(_grace(ctx) + QUICK))
     if record.exit is None or not record.exit.cancelled:
         return Observation("not-cancelled", data=record.summary())
-    return Observation(
-        "tree-killed"
-        if await ctx.pid_gone(child, _grace(ctx), zombie_ok=True)
-        else "child-survived"
-    )
+    return await _child_gone(ctx, child)
 
 
 @case("exit.cancelled", {"cancelled"}, timeout=10.0)
