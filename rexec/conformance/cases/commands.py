@@ -112,26 +112,26 @@ async def process_group(ctx: Context) -> Observation:
 # --- ids -----------------------------------------------------------------------------------
 
 
+async def _runs_with_ids(ctx: Context, *ids: int) -> Observation:
+    """Run ``true`` under each of ``ids`` in turn on one connection: how the
+    server reacts (``Context.await_fatal``)."""
+    client = await ctx.client()
+    for command_id in ids:
+        client.next_id = command_id
+        await client.run(argv=["true"])
+    return Observation(await ctx.await_fatal(client.wire))
+
+
 @case("command.id.increasing/repeated", {"fatal:command.bad_id"})
 async def id_repeated(ctx: Context) -> Observation:
     """Two runs with the same id 5 on one connection: the second is a fatal command.bad_id."""
-    client = await ctx.client()
-    client.next_id = 5
-    await client.run(argv=["true"])
-    client.next_id = 5
-    await client.run(argv=["true"])
-    return Observation(await ctx.await_fatal(client.wire))
+    return await _runs_with_ids(ctx, 5, 5)
 
 
 @case("command.id.increasing/lower", {"fatal:command.bad_id"})
 async def id_lower(ctx: Context) -> Observation:
     """A run with id 3 after a run with id 10: fatal command.bad_id."""
-    client = await ctx.client()
-    client.next_id = 10
-    await client.run(argv=["true"])
-    client.next_id = 3
-    await client.run(argv=["true"])
-    return Observation(await ctx.await_fatal(client.wire))
+    return await _runs_with_ids(ctx, 10, 3)
 
 
 @case("command.id.unknown/ahead", {"fatal:command.bad_id"})
