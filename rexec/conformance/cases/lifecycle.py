@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from typing import Literal
 
 from rexec.protocol import Cancel, encode_frame
 
@@ -40,9 +41,20 @@ def _grace(ctx: Context) -> float:
     return ctx.options.kill_grace + 2.0
 
 
-async def _child_gone(ctx: Context, child: int) -> Observation:
-    """After the command's end: ``tree-killed`` when its child (``child``,
-    in its process group) is gone within the kill grace, else ``child-survived``."""
+async def _tree_ended(
+    ctx: Context,
+    client: Client,
+    command_id: int,
+    child: int,
+    flag: Literal["timed_out", "cancelled"],
+    unflagged: str,
+) -> Observation:
+    """Wait for the command's exit, which must carry ``flag`` (else
+    ``unflagged``); then ``tree-killed`` when its child ``child`` is gone
+    within the kill grace, else ``child-survived``."""
+    record = await client.wait_record(command_id, ctx.t(_grace(ctx) + QUICK))
+    if record.exit is None or not getattr(record.exit, flag):
+        return Observation(unflagged, data=record.summary())
     gone = await ctx.pid_gone(child, _grace(ctx), zombie_ok=True)
     return Observation("tree-killed" if gone else "child-survived")
 
@@ -66,10 +78,7 @@ async def _timeout_tree(ctx: Context, script: str) -> Observation:
     client, command_id, child = await _tree(ctx, script, timeout=0.5)
     if child is None:
         return Observation("no-pid-printed", data=client.records[command_id].summary())
-    record = await client.wait_record(command_id, ctx.t(_grace(ctx) + QUICK))
-    if record.exit is None or not record.exit.timed_out:
-        return Observation("no-timed-out-exit", data=record.summary())
-    return await _child_gone(ctx, child)
+    return await _tree_ended(ctx, client, command_id, child, "timed_out", "no-timed-out-exit")
 
 
 @case("timeout.kill.tree/term", {"tree-killed"}, timeout=15.0)
@@ -165,10 +174,7 @@ async def cancel_mid_stream(ctx: Context) -> Observation:
         return Observation("no-pid-printed", data=client.records[command_id].summary())
     await wait_output(ctx, client, command_id, b"tick")
     await client.wire.send(Cancel(id=command_id))
-    record = await client.wait_record(command_id, ctx.t(_grace(ctx) + QUICK))
-    if record.exit is None or not record.exit.cancelled:
-        return Observation("not-cancelled", data=record.summary())
-    return await _child_gone(ctx, child)
+    return await _tree_ended(ctx, client, command_id, child, "cancelled", "not-cancelled")
 
 
 @case("exit.cancelled", {"cancelled"}, timeout=10.0)
