@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from ..case import Case, CaseFunction
 from ..requirements import Level, requirement
@@ -39,24 +39,25 @@ def case(
     case_id: str,
     expected: Iterable[str],
     *,
-    description: str | None = None,
     timeout: float = 5.0,
     level: Level | None = None,
+    facts: Mapping[str, object] | None = None,
 ) -> Callable[[CaseFunction], CaseFunction]:
     """Decorator form of ``register`` for a case without variants: the id and
     the outcomes that pass, above the function; its docstring describes the
-    case (white space folded), unless ``description`` is given (a computed
-    one: an f-string can't be a docstring).
+    case (white space folded). With ``facts``, the docstring's ``{NAME}``
+    fields are filled from them: the sizes a case computes from its constants.
 
     Raises:
-        ValueError: neither a docstring nor ``description``.
+        ValueError: the function has no docstring.
     """
 
     def wrap(function: CaseFunction) -> CaseFunction:
-        text = description or " ".join((function.__doc__ or "").split())
+        text = " ".join((function.__doc__ or "").split())
         if not text:
-            raise ValueError(f"case {case_id} has no description")
-        register(case_id, text, expected, function, timeout=timeout, level=level)
+            raise ValueError(f"case {case_id} has no docstring to describe it")
+        description = text.format_map(facts) if facts is not None else text
+        register(case_id, description, expected, function, timeout=timeout, level=level)
         return function
 
     return wrap

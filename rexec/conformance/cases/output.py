@@ -62,31 +62,18 @@ async def _bulk(ctx: Context) -> tuple[bool, int, int | None]:
     return blocked, len(record.stdout), counted
 
 
-@case(
-    "output.backpressure/blocks",
-    {"blocked"},
-    description=(
-        f"Run a command writing {BULK >> 20} MiB then touching a marker, and read nothing for "
-        "1.5 s (SO_RCVBUF 64 KiB): the marker must not exist yet (the command is blocked on its "
-        "pipe)."
-    ),
-    timeout=25.0,
-)
+@case("output.backpressure/blocks", {"blocked"}, timeout=25.0, facts={"mib": BULK >> 20})
 async def blocks(ctx: Context) -> Observation:
+    """Run a command writing {mib} MiB then touching a marker, and read nothing for 1.5 s
+    (SO_RCVBUF 64 KiB): the marker must not exist yet (the command is blocked on its pipe)."""
     blocked, _, _ = await _bulk(ctx)
     return Observation("blocked" if blocked else "not-blocked")
 
 
-@case(
-    "output.backpressure/lossless",
-    {"lossless"},
-    description=(
-        f"The same {BULK >> 20} MiB read after the pause: every byte arrives and "
-        "exit.stdout_bytes agrees."
-    ),
-    timeout=25.0,
-)
+@case("output.backpressure/lossless", {"lossless"}, timeout=25.0, facts={"mib": BULK >> 20})
 async def lossless(ctx: Context) -> Observation:
+    """The same {mib} MiB read after the pause: every byte arrives and exit.stdout_bytes
+    agrees."""
     _, received, counted = await _bulk(ctx)
     if received == BULK and counted == BULK:
         return Observation("lossless")

@@ -87,13 +87,12 @@ async def get_small(ctx: Context) -> Observation:
 @case(
     "transfer.get.stream/large",
     {"exact"},
-    description=(
-        f"get a file of {(len(ALL_BYTES) * 2 + LARGE_ZEROS) >> 10} KiB (several body-sized "
-        "frames): exactly its bytes in order, then done with the size and sha256."
-    ),
     timeout=10.0,
+    facts={"kib": (len(ALL_BYTES) * 2 + LARGE_ZEROS) >> 10},
 )
 async def get_large(ctx: Context) -> Observation:
+    """get a file of {kib} KiB (several body-sized frames): exactly its bytes in order, then done
+    with the size and sha256."""
     path = ctx.temp_path("get")
     tail = bytes(reversed(ALL_BYTES))
     await shell_ok(

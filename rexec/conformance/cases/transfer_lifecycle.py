@@ -108,16 +108,10 @@ async def cancel_put(ctx: Context) -> Observation:
     return observed(record, f"{terminal_outcome(record)},{await nothing_left(ctx, path)}")
 
 
-@case(
-    "transfer.cancel/get",
-    {"error:file.cancelled"},
-    description=(
-        f"get a {HUGE >> 20} MiB file without reading (SO_RCVBUF 64 KiB), cancel it after "
-        "0.5 s, then read: the get ends with file.cancelled, not done."
-    ),
-    timeout=20.0,
-)
+@case("transfer.cancel/get", {"error:file.cancelled"}, timeout=20.0, facts={"mib": HUGE >> 20})
 async def cancel_get(ctx: Context) -> Observation:
+    """get a {mib} MiB file without reading (SO_RCVBUF 64 KiB), cancel it after 0.5 s, then read:
+    the get ends with file.cancelled, not done."""
     path = ctx.temp_path("cancel")
     await shell_ok(ctx, f"head -c {HUGE} /dev/zero > {shlex.quote(path)}", "create the file")
     client = await ctx.client(rcvbuf=64 * 1024)
