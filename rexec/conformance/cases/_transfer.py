@@ -57,6 +57,14 @@ async def shell_ok(ctx: Context, script: str, what: str) -> None:
         raise SetupError(f"could not {what} on the server")
 
 
+async def make_file(ctx: Context, path: str, data: bytes, *, mode: int | None = None) -> None:
+    """Create ``path`` on the server holding ``data`` byte for byte, with
+    ``mode`` when given; SetupError unless that worked."""
+    quoted = shlex.quote(path)
+    chmod = "" if mode is None else f" && chmod {mode:03o} {quoted}"
+    await shell_ok(ctx, f"{printf_script(data)} > {quoted}{chmod}", "create the file")
+
+
 async def read_back(ctx: Context, path: str) -> bytes | None:
     """The file's content, read with ``cat``; None when it does not exist."""
     record = await ctx.sh(f"cat {shlex.quote(path)} 2>/dev/null || exit 3", wait=10.0)

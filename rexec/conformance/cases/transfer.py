@@ -22,6 +22,7 @@ from ._transfer import (
     ALL_BYTES,
     LARGE_ZEROS,
     get,
+    make_file,
     observed,
     printf_script,
     put,
@@ -75,11 +76,7 @@ async def get_small(ctx: Context) -> Observation:
     """get a 1 KiB file holding every byte value, mode 0640: file {size 1024, mode 0o640},
     exactly those bytes as stdout, done with size 1024 and their sha256."""
     path = ctx.temp_path("get")
-    await shell_ok(
-        ctx,
-        f"{printf_script(ALL_BYTES)} > {shlex.quote(path)} && chmod 640 {shlex.quote(path)}",
-        "create the source file",
-    )
+    await make_file(ctx, path, ALL_BYTES, mode=0o640)
     record = await get(ctx, await ctx.client(), path)
     return observed(record, stream_outcome(record, ALL_BYTES, 0o640))
 
@@ -110,7 +107,7 @@ async def get_large(ctx: Context) -> Observation:
 async def get_empty(ctx: Context) -> Observation:
     """get an empty file: file {size 0}, no stdout, done with size 0 and the sha256 of nothing."""
     path = ctx.temp_path("get")
-    await shell_ok(ctx, f": > {shlex.quote(path)}", "create the source file")
+    await make_file(ctx, path, b"")
     record = await get(ctx, await ctx.client(), path)
     return observed(record, stream_outcome(record, b""))
 
@@ -171,8 +168,7 @@ async def unreadable_file(ctx: Context) -> str:
     """A regular file the server's user can't read: one of mode 000 it
     creates, else (root) a file of ROOT_UNREADABLE; Unsupported if none."""
     path = ctx.temp_path("noperm")
-    quoted = shlex.quote(path)
-    await shell_ok(ctx, f"printf secret > {quoted} && chmod 000 {quoted}", "create the file")
+    await make_file(ctx, path, b"secret", mode=0o000)
     for candidate in (path, *ROOT_UNREADABLE):
         quoted = shlex.quote(candidate)
         check = await ctx.sh(f"test -f {quoted} && ! test -r {quoted}")

@@ -20,6 +20,7 @@ from ._transfer import (
     HUGE,
     get,
     leftovers_gone,
+    make_file,
     nothing_left,
     observed,
     put,
@@ -65,7 +66,7 @@ async def put_failed_replace(ctx: Context) -> Observation:
     """A file holds 'old'; a put of new content with a wrong sha256 fails: the file still holds
     'old', and no temporary file is left."""
     path = ctx.temp_path("atomic")
-    await shell_ok(ctx, f"printf 'old\\n' > {shlex.quote(path)}", "create the target")
+    await make_file(ctx, path, b"old\n")
     record = await put(ctx, await ctx.client(), path, b"new content\n", digest=sha256(b"x"))
     if record.error is None:
         return observed(record)
@@ -79,7 +80,7 @@ async def put_failed_replace(ctx: Context) -> Observation:
 async def put_replace(ctx: Context) -> Observation:
     """A file holds 'old'; a put of 'new' succeeds: done, and the file holds 'new'."""
     path = ctx.temp_path("atomic")
-    await shell_ok(ctx, f"printf 'old\\n' > {shlex.quote(path)}", "create the target")
+    await make_file(ctx, path, b"old\n")
     record = await put(ctx, await ctx.client(), path, b"new\n")
     if record.done is None:
         return observed(record)
@@ -162,7 +163,7 @@ async def terminal_put(ctx: Context) -> Observation:
 async def terminal_get(ctx: Context) -> Observation:
     """A successful get: exactly one done, and nothing for its id in the 0.3 s after."""
     path = ctx.temp_path("get")
-    await shell_ok(ctx, f"printf 'once\\n' > {shlex.quote(path)}", "create the file")
+    await make_file(ctx, path, b"once\n")
     client = await ctx.client()
     record = await get(ctx, client, path)
     return observed(record, await _one_terminal(ctx, client, record))

@@ -15,11 +15,10 @@ from ._registry import case
 from ._transfer import (
     ALL_BYTES,
     leftovers_gone,
+    make_file,
     observed,
-    printf_script,
     read_back,
     sha256,
-    shell_ok,
     terminal_outcome,
 )
 from ._util import QUICK
@@ -121,7 +120,7 @@ async def get_offset(ctx: Context) -> Observation:
     """get with offset 1000 of a 1 KiB file holding every byte value: file {size 1024}, exactly
     its last 24 bytes as stdout, done with size 1024 and the sha256 of the whole file."""
     path = ctx.temp_path("offset")
-    await shell_ok(ctx, f"{printf_script(ALL_BYTES)} > {shlex.quote(path)}", "create the file")
+    await make_file(ctx, path, ALL_BYTES)
     client = await ctx.client()
     command_id = client.new_id()
     await client.wire.send(Get(id=command_id, path=path, offset=1000))
