@@ -5,8 +5,6 @@ expansion. Judged from the client side, as in ``transfer``.
 
 from __future__ import annotations
 
-import secrets
-
 from ..case import Context, Observation
 from ._registry import case
 from ._transfer import (
@@ -22,8 +20,7 @@ from ._transfer import (
 async def path_relative(ctx: Context) -> Observation:
     """put to a relative name: a run without cwd (the server's default directory) finds it with
     test -e."""
-    name = f"rexec-conformance-rel-{secrets.token_hex(6)}"
-    ctx.remove_at_cleanup(name)
+    name = ctx.temp_name("rel")
     record = await put(ctx, await ctx.client(), name, b"relative\n")
     if record.done is None:
         return observed(record)
@@ -47,8 +44,7 @@ async def path_utf8(ctx: Context) -> Observation:
 async def path_no_tilde(ctx: Context) -> Observation:
     """put to '~/NAME': no ~ expansion, so file.not_found (no directory named ~), and no NAME in
     the home directory."""
-    name = f"rexec-conformance-tilde-{secrets.token_hex(6)}"
-    ctx.remove_at_cleanup(name)
+    name = ctx.temp_name("tilde")
     record = await put(ctx, await ctx.client(), f"~/{name}", b"tilde\n")
     outcome = terminal_outcome(record)
     found = await ctx.sh(f"test -e {name}")
