@@ -108,12 +108,19 @@ async def get(ctx: Context, client: Client, path: str, wait: float = QUICK) -> C
     return await client.wait_record(command_id, ctx.t(wait))
 
 
-async def leftovers_gone(ctx: Context, path: str, within: float = 2.0) -> bool:
-    """Whether no ``DIR/.NAME*`` (a temporary file beside ``path``) is left,
-    at some point within ``within`` seconds (× multiplier)."""
+def clean_up_temporaries(ctx: Context, path: str) -> str:
+    """Have cleanup remove the temporary files a server may leave beside
+    ``path``; returns their shell glob, ``DIR/.NAME*``."""
     directory, name = path.rsplit("/", 1)
     pattern = f"{shlex.quote(directory)}/.{name}*"  # names here are [a-z0-9-]
     ctx.remove_at_cleanup(pattern)
+    return pattern
+
+
+async def leftovers_gone(ctx: Context, path: str, within: float = 2.0) -> bool:
+    """Whether no ``DIR/.NAME*`` (a temporary file beside ``path``) is left,
+    at some point within ``within`` seconds (× multiplier)."""
+    pattern = clean_up_temporaries(ctx, path)
     tries = max(1, int(ctx.t(within) / 0.1))
     script = (
         f'i=0; while :; do left=; for f in {pattern}; do test -e "$f" && left=1; done; '

@@ -5,7 +5,6 @@ from an offset. Judged from the client side, as in ``transfer``."""
 from __future__ import annotations
 
 import secrets
-import shlex
 
 from rexec.protocol import Cancel, Get, Stdin, StdinEof
 
@@ -14,6 +13,7 @@ from ..client import Client, CommandRecord
 from ._registry import case
 from ._transfer import (
     ALL_BYTES,
+    clean_up_temporaries,
     leftovers_gone,
     make_file,
     observed,
@@ -67,7 +67,7 @@ async def put_resume(ctx: Context) -> Observation:
     then stdin_eof: done with the whole size and digest, and cat shows the whole content."""
     client = await ctx.client()
     path = ctx.temp_path("resume")
-    ctx.remove_at_cleanup(f"{shlex.quote(path.rsplit('/', 1)[0])}/.{path.rsplit('/', 1)[1]}*")
+    clean_up_temporaries(ctx, path)
     data = bytes(range(250)) * 8
     key = secrets.token_hex(8)
     offsets = []
