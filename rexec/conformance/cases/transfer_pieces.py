@@ -14,8 +14,8 @@ from ._registry import case
 from ._transfer import (
     ALL_BYTES,
     clean_up_temporaries,
-    leftovers_gone,
     make_file,
+    nothing_left,
     observed,
     read_back,
     sha256,
@@ -55,7 +55,7 @@ async def put_unsized_mismatch(ctx: Context) -> Observation:
     await client.wire.send(StdinEof(id=message.id, sha256=sha256(b"other")))
     record = await client.wait_record(message.id, ctx.t(QUICK))
     outcome = terminal_outcome(record)
-    if await ctx.path_exists(path) or not await leftovers_gone(ctx, path):
+    if await nothing_left(ctx, path) != "nothing-left":
         outcome += ",left-behind"
     return observed(record, outcome)
 
