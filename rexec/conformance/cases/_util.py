@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from rexec.protocol import Error
+from rexec.protocol import Error, MessageBase
 
-from ..case import Context, require_started
+from ..case import Context, Observation, require_started
 from ..client import Client, CommandRecord, Unsupported
 
 #: Seconds (× multiplier) a quick command may take from run to exit.
@@ -56,6 +56,13 @@ async def wait_output(ctx: Context, client: Client, command_id: int, needle: byt
         await client.pump(ctx.t(QUICK), until=lambda: needle in record.stdout or record.terminal)
         and needle in record.stdout
     )
+
+
+async def fatal_after(ctx: Context, client: Client, *messages: MessageBase) -> Observation:
+    """Send ``messages`` on ``client`` in one write; the server's reaction as
+    ``Context.await_fatal`` reads it (the cases that use it expect a fatal error)."""
+    await client.wire.send(*messages)
+    return Observation(await ctx.await_fatal(client.wire))
 
 
 def fatal_seen(client: Client) -> str | None:

@@ -7,7 +7,7 @@ from rexec.protocol import Cancel, Signal, StdinEof
 
 from ..case import Context, Observation
 from ._registry import case, register
-from ._util import QUICK, exit_label, run_one
+from ._util import QUICK, exit_label, fatal_after, run_one
 
 # --- argv, shell, cwd, env ------------------------------------------------------------
 
@@ -139,8 +139,7 @@ async def id_ahead(ctx: Context) -> Observation:
     """A cancel for id 1000 when no run above 1 was sent: fatal command.bad_id."""
     client = await ctx.client()
     await client.run(argv=["true"])
-    await client.wire.send(Cancel(id=1000))
-    return Observation(await ctx.await_fatal(client.wire))
+    return await fatal_after(ctx, client, Cancel(id=1000))
 
 
 @case("command.id.unknown/ended-dropped", {"dropped"})

@@ -18,6 +18,7 @@ from ..case import REACTION_WAIT, Context, Observation
 from ..client import Client, Unsupported
 from ..wire import Closed, Wire
 from ._registry import case
+from ._util import fatal_after
 
 
 @case("handshake.hello.first", {"hello"})
@@ -48,15 +49,13 @@ async def version_mismatch(ctx: Context) -> Observation:
     """Answer hello with auth version 99 (not offered, otherwise valid): fatal
     version.unsupported."""
     client = await ctx.hello_only()
-    await client.wire.send(client.auth_message(version=99))
-    return Observation(await ctx.await_fatal(client.wire))
+    return await fatal_after(ctx, client, client.auth_message(version=99))
 
 
 async def _before_auth(ctx: Context, what: str) -> Observation:
     client = await ctx.hello_only()
     message = Run(id=1, shell="true") if what == "run" else Ping(seq=1)
-    await client.wire.send(message)
-    return Observation(await ctx.await_fatal(client.wire))
+    return await fatal_after(ctx, client, message)
 
 
 @case("handshake.order/run-before-auth", {"fatal:protocol.unexpected"})
@@ -123,8 +122,7 @@ async def right_key(ctx: Context) -> Observation:
 async def wrong_key(ctx: Context) -> Observation:
     """An auth made with another key gets a fatal auth.failed, then close."""
     client = await ctx.hello_only()
-    await client.wire.send(client.auth_message(key=b"\x55" * 32))
-    return Observation(await ctx.await_fatal(client.wire))
+    return await fatal_after(ctx, client, client.auth_message(key=b"\x55" * 32))
 
 
 @case("auth.mutual/server-proof", {"valid-proof"})
@@ -149,8 +147,7 @@ async def altered_hello(ctx: Context) -> Observation:
     assert client.hello is not None
     limits = client.hello.limits.model_copy(update={"max_body": 1})
     shown = encode_frame(client.hello.model_copy(update={"limits": limits}))
-    await client.wire.send(client.auth_message(hello_frame=shown))
-    return Observation(await ctx.await_fatal(client.wire))
+    return await fatal_after(ctx, client, client.auth_message(hello_frame=shown))
 
 
 @case("auth.transcript/version-1-mac", {"fatal:auth.failed"})
@@ -167,8 +164,7 @@ async def version_1_mac(ctx: Context) -> Observation:
         + client.hello.server.encode()
     )
     weak = hmac.new(ctx.options.key, data, hashlib.sha256).digest()
-    await client.wire.send(auth.signed(weak))
-    return Observation(await ctx.await_fatal(client.wire))
+    return await fatal_after(ctx, client, auth.signed(weak))
 
 
 @case("auth.binding/other-binding", {"fatal:auth.failed"})
@@ -176,8 +172,7 @@ async def other_binding(ctx: Context) -> Observation:
     """Sign the auth with a channel binding of 32 bytes of 5a, which no session exports (without
     TLS the binding is empty; under TLS it is the session's): fatal auth.failed."""
     client = await ctx.hello_only()
-    await client.wire.send(client.auth_message(binding=b"\x5a" * 32))
-    return Observation(await ctx.await_fatal(client.wire))
+    return await fatal_after(ctx, client, client.auth_message(binding=b"\x5a" * 32))
 
 
 @case("handshake.features/not-offered", {"fatal:feature.unsupported"})
@@ -188,8 +183,7 @@ async def feature_not_offered(ctx: Context) -> Observation:
     assert client.hello is not None
     if "x-conformance-never" in client.hello.features:
         return Observation("offered", "the server offers the suite's made-up feature")
-    await client.wire.send(client.auth_message(features=("x-conformance-never",)))
-    return Observation(await ctx.await_fatal(client.wire))
+    return await fatal_after(ctx, client, client.auth_message(features=("x-conformance-never",)))
 
 
 @case("handshake.version/version-1-auth", {"fatal:version.unsupported"})

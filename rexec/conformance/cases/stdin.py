@@ -10,7 +10,7 @@ from rexec.protocol import Ping, Pong, Stdin, StdinEof
 from ..case import Context, Observation, require_started
 from ..client import Client
 from ._registry import case
-from ._util import QUICK, fatal_seen, over_the_window, run_one, wait_started
+from ._util import QUICK, fatal_after, fatal_seen, over_the_window, run_one, wait_started
 
 
 @case("stdin.closed.default/dev-null", {"exit:0,empty"})
@@ -39,8 +39,7 @@ async def exceeded(ctx: Context) -> Observation:
     client = await ctx.client()
     size = over_the_window(client)
     run = client.run_message(argv=["sleep", "5"], stdin=True)
-    await client.wire.send(run, Stdin.with_data(run.id, b"x" * size))
-    return Observation(await ctx.await_fatal(client.wire))
+    return await fatal_after(ctx, client, run, Stdin.with_data(run.id, b"x" * size))
 
 
 @case("stdin.credit/pipelined", {"early"})

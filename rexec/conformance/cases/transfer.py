@@ -31,7 +31,7 @@ from ._transfer import (
     shell_ok,
     terminal_outcome,
 )
-from ._util import QUICK, over_the_window
+from ._util import QUICK, fatal_after, over_the_window
 
 # --- get ------------------------------------------------------------------------------
 
@@ -222,8 +222,7 @@ async def put_window_exceeded(ctx: Context) -> Observation:
     size = over_the_window(client)
     data = b"w" * size
     message = client.put_message(path=ctx.temp_path("put"), size=size, sha256=sha256(data))
-    await client.wire.send(message, Stdin.with_data(message.id, data))
-    return Observation(await ctx.await_fatal(client.wire))
+    return await fatal_after(ctx, client, message, Stdin.with_data(message.id, data))
 
 
 @case("transfer.put.digest/short", {"error:file.size_mismatch"})

@@ -30,7 +30,7 @@ from ._transfer import (
     started_put,
     terminal_outcome,
 )
-from ._util import QUICK, fatal_seen, slots_to_fill
+from ._util import QUICK, fatal_after, fatal_seen, slots_to_fill
 
 # --- put: atomic, cancel, half-close ------------------------------------------------------
 
@@ -228,8 +228,7 @@ async def id_run_after_get(ctx: Context) -> Observation:
     record = await get(ctx, client, ctx.temp_path("missing"))
     if not record.terminal:
         return Observation("get-no-terminal")
-    await client.wire.send(Run(id=7, argv=["true"]))
-    return Observation(await ctx.await_fatal(client.wire))
+    return await fatal_after(ctx, client, Run(id=7, argv=["true"]))
 
 
 @case("transfer.id/concurrent", {"interleaved"})
