@@ -11,6 +11,7 @@ import json
 import shlex
 import ssl
 import struct
+from typing import Any
 
 from rexec.protocol import AuthOk, Hello, Ping, Run, encode_frame, macs_match
 
@@ -44,12 +45,18 @@ async def length_format(ctx: Context) -> Observation:
     return Observation(f"no-hello:{getattr(got, 'type', got)}")
 
 
+async def _wrong_auth(ctx: Context, **wrong: Any) -> Observation:
+    """Answer hello with an auth made wrong as ``wrong`` says (arguments of
+    ``Client.auth_message``): the server's reaction."""
+    client = await ctx.hello_only()
+    return await fatal_after(ctx, client, client.auth_message(**wrong))
+
+
 @case("handshake.version/unsupported", {"fatal:version.unsupported"})
 async def version_mismatch(ctx: Context) -> Observation:
     """Answer hello with auth version 99 (not offered, otherwise valid): fatal
     version.unsupported."""
-    client = await ctx.hello_only()
-    return await fatal_after(ctx, client, client.auth_message(version=99))
+    return await _wrong_auth(ctx, version=99)
 
 
 async def _before_auth(ctx: Context, what: str) -> Observation:
@@ -121,8 +128,7 @@ async def right_key(ctx: Context) -> Observation:
 @case("auth.mac.verify/wrong-key", {"fatal:auth.failed"})
 async def wrong_key(ctx: Context) -> Observation:
     """An auth made with another key gets a fatal auth.failed, then close."""
-    client = await ctx.hello_only()
-    return await fatal_after(ctx, client, client.auth_message(key=b"\x55" * 32))
+    return await _wrong_auth(ctx, key=b"\x55" * 32)
 
 
 @case("auth.mutual/server-proof", {"valid-proof"})
@@ -171,8 +177,7 @@ async def version_1_mac(ctx: Context) -> Observation:
 async def other_binding(ctx: Context) -> Observation:
     """Sign the auth with a channel binding of 32 bytes of 5a, which no session exports (without
     TLS the binding is empty; under TLS it is the session's): fatal auth.failed."""
-    client = await ctx.hello_only()
-    return await fatal_after(ctx, client, client.auth_message(binding=b"\x5a" * 32))
+    return await _wrong_auth(ctx, binding=b"\x5a" * 32)
 
 
 @case("handshake.features/not-offered", {"fatal:feature.unsupported"})
