@@ -41,6 +41,19 @@ async def run_one(
     return client, record
 
 
+async def start_one(ctx: Context, **fields: Any) -> tuple[Client, int]:
+    """A fresh connection with one command (``fields`` are Run's) running:
+    its ``started`` is in. Returns the client and the command id.
+
+    Raises:
+        Unsupported: the server could not spawn it.
+    """
+    client = await ctx.client()
+    command_id = await client.run(**fields)
+    await wait_started(ctx, client, command_id)
+    return client, command_id
+
+
 async def wait_started(ctx: Context, client: Client, command_id: int) -> int | None:
     """Pump until ``started`` (returns the pid) or the command ends."""
     record = client.records[command_id]

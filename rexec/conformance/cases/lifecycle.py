@@ -19,7 +19,7 @@ from rexec.protocol import Cancel, encode_frame
 from ..case import Context, Observation
 from ..client import Client, CommandRecord
 from ._registry import case
-from ._util import QUICK, run_one, slots_to_fill, wait_output, wait_started
+from ._util import QUICK, run_one, slots_to_fill, start_one, wait_output
 
 #: A shell whose background child ignores SIGTERM (so only SIGKILL ends it)
 #: and does not hold the command's pipes; the child's pid is printed first.
@@ -180,9 +180,7 @@ async def cancel_mid_stream(ctx: Context) -> Observation:
 @case("exit.cancelled", {"cancelled"}, timeout=10.0)
 async def exit_cancelled(ctx: Context) -> Observation:
     """sleep 30 cancelled after started: exit with cancelled true and timed_out false."""
-    client = await ctx.client()
-    command_id = await client.run(argv=["sleep", "30"])
-    await wait_started(ctx, client, command_id)
+    client, command_id = await start_one(ctx, argv=["sleep", "30"])
     await client.wire.send(Cancel(id=command_id))
     e = (await client.wait_record(command_id, ctx.t(_grace(ctx) + QUICK))).exit
     if e is None:
@@ -296,9 +294,7 @@ async def concurrent(ctx: Context) -> Observation:
 async def not_serialised(ctx: Context) -> Observation:
     """cat (stdin open, so it waits) runs while a second command, printf, starts and ends on the
     same connection."""
-    client = await ctx.client()
-    reader = await client.run(argv=["cat"], stdin=True)
-    await wait_started(ctx, client, reader)
+    client, reader = await start_one(ctx, argv=["cat"], stdin=True)
     _, record = await run_one(ctx, client=client, argv=["printf", "second"], wait=3.0)
     await client.stdin_eof(reader)
     return Observation("concurrent" if bytes(record.stdout) == b"second" else "serialised")

@@ -13,7 +13,7 @@ from rexec.protocol import Cancel, Error, Resize, Run, Stdin, encode_frame
 from ..case import REACTION_WAIT, Context, Observation
 from ..wire import Closed
 from ._registry import case, register
-from ._util import QUICK, fatal_seen, run_one, wait_output, wait_started
+from ._util import QUICK, fatal_seen, run_one, start_one, wait_output, wait_started
 
 CANARY = b"CANARYx9q"
 
@@ -124,9 +124,7 @@ async def pty_resize(ctx: Context) -> Observation:
 @case("resize.pty/no-pty", {"ignored"})
 async def resize_no_pty(ctx: Context) -> Observation:
     """A resize for a command without a pty is ignored: it runs on and ping is answered."""
-    client = await ctx.client()
-    command_id = await client.run(argv=["sleep", "0.3"])
-    await wait_started(ctx, client, command_id)
+    client, command_id = await start_one(ctx, argv=["sleep", "0.3"])
     await client.wire.send(Resize(id=command_id, rows=40, cols=120))
     if not await client.ping(4, ctx.t(QUICK)):
         return Observation("closed" if client.closed or client.fatal_error() else "no-pong")
@@ -161,9 +159,7 @@ async def unknown_code(ctx: Context) -> Observation:
     """After auth, run 'sleep 0.3; echo done', then send two non-fatal errors of a code no
     version defines, one without an id and one with the command's: the server drops both,
     answers a ping, and the command runs to its exit."""
-    client = await ctx.client()
-    command_id = await client.run(shell="sleep 0.3; echo done")
-    await wait_started(ctx, client, command_id)
+    client, command_id = await start_one(ctx, shell="sleep 0.3; echo done")
     note = "a code from a later version"
     await client.wire.send(
         Error(code="future.unknown_code", message=note, fatal=False),
