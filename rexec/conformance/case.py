@@ -226,7 +226,7 @@ class Context:
             f"[ $i -ge {tries} ] && exit 1; sleep 0.1; done; exit 0"
         )
         record = await self.sh(script, wait=within + 5)
-        return record.exit is not None and record.exit.exit_code == 0
+        return record.succeeded
 
     # --- outcome helpers ---------------------------------------------------------
 

@@ -51,6 +51,11 @@ class CommandRecord:
     def terminal(self) -> bool:
         return self.exit is not None or self.error is not None or self.done is not None
 
+    @property
+    def succeeded(self) -> bool:
+        """Whether the command exited with code 0."""
+        return self.exit is not None and self.exit.exit_code == 0
+
     def order_faults(self) -> list[str]:
         """Breaches of started-first / exit-last / one-terminal seen so far."""
         faults = []

@@ -53,7 +53,7 @@ def observed(record: CommandRecord, outcome: str | None = None) -> Observation:
 async def shell_ok(ctx: Context, script: str, what: str) -> None:
     """Run a helper script; SetupError unless it exits 0."""
     record = await ctx.sh(script, wait=10.0)
-    if record.exit is None or record.exit.exit_code != 0:
+    if not record.succeeded:
         raise SetupError(f"could not {what} on the server")
 
 
@@ -68,7 +68,7 @@ async def make_file(ctx: Context, path: str, data: bytes, *, mode: int | None = 
 async def read_back(ctx: Context, path: str) -> bytes | None:
     """The file's content, read with ``cat``; None when it does not exist."""
     record = await ctx.sh(f"cat {shlex.quote(path)} 2>/dev/null || exit 3", wait=10.0)
-    if record.exit is None or record.exit.exit_code != 0:
+    if not record.succeeded:
         return None
     return bytes(record.stdout)
 
@@ -127,7 +127,7 @@ async def leftovers_gone(ctx: Context, path: str, within: float = 2.0) -> bool:
         f'test -z "$left" && exit 0; i=$((i+1)); [ $i -ge {tries} ] && exit 1; sleep 0.1; done'
     )
     record = await ctx.sh(script, wait=within + 5)
-    return record.exit is not None and record.exit.exit_code == 0
+    return record.succeeded
 
 
 async def nothing_left(ctx: Context, path: str) -> str:

@@ -73,7 +73,7 @@ async def signals_proc_status(ctx: Context) -> Observation:
     """cat /proc/self/status: SigIgn and SigBlk are all zero (no signal ignored or blocked,
     whatever the server inherited). Unsupported without /proc."""
     _, record = await run_one(ctx, argv=["cat", "/proc/self/status"])
-    if record.exit is None or record.exit.exit_code != 0:
+    if not record.succeeded:
         raise Unsupported("no /proc/self/status on the server")
     fields = dict(
         line.split(":", 1)

@@ -137,6 +137,6 @@ async def _dropped(ctx: Context, client: Client, command_id: int, output: bytes)
     require_started(record)
     if not ponged:
         return Observation("no-pong" if record.terminal else "no-exit", data=record.summary())
-    if record.exit is None or record.exit.exit_code != 0 or bytes(record.stdout) != output:
+    if not record.succeeded or bytes(record.stdout) != output:
         return Observation("command-disturbed", data=record.summary())
     return Observation("dropped")

@@ -132,7 +132,7 @@ async def get_fifo(ctx: Context) -> Observation:
     (unsupported when the server can't run mkfifo)."""
     path = ctx.temp_path("fifo")
     record = await ctx.sh(f"mkfifo {shlex.quote(path)}")
-    if record.exit is None or record.exit.exit_code != 0:
+    if not record.succeeded:
         raise Unsupported("the server can't run mkfifo")
     record = await get(ctx, await ctx.client(), path, wait=REACTION_WAIT)
     return observed(record)
@@ -172,7 +172,7 @@ async def unreadable_file(ctx: Context) -> str:
     for candidate in (path, *ROOT_UNREADABLE):
         quoted = shlex.quote(candidate)
         check = await ctx.sh(f"test -f {quoted} && ! test -r {quoted}")
-        if check.exit is not None and check.exit.exit_code == 0:
+        if check.succeeded:
             return candidate
     raise Unsupported(
         "the server's user reads a file of mode 000 (root) and no write-only "

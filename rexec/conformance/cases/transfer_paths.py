@@ -25,7 +25,7 @@ async def path_relative(ctx: Context) -> Observation:
     if record.done is None:
         return observed(record)
     found = await ctx.sh(f"test -e {name}")
-    ok = found.exit is not None and found.exit.exit_code == 0
+    ok = found.succeeded
     return Observation("in-default-directory" if ok else "elsewhere")
 
 
@@ -48,6 +48,6 @@ async def path_no_tilde(ctx: Context) -> Observation:
     record = await put(ctx, await ctx.client(), f"~/{name}", b"tilde\n")
     outcome = terminal_outcome(record)
     found = await ctx.sh(f"test -e {name}")
-    if found.exit is not None and found.exit.exit_code == 0:
+    if found.succeeded:
         outcome += ",expanded"
     return observed(record, outcome)
