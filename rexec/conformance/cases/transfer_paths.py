@@ -24,9 +24,8 @@ async def path_relative(ctx: Context) -> Observation:
     record = await put(ctx, await ctx.client(), name, b"relative\n")
     if record.done is None:
         return observed(record)
-    found = await ctx.sh(f"test -e {name}")
-    ok = found.succeeded
-    return Observation("in-default-directory" if ok else "elsewhere")
+    found = await ctx.path_exists(name)
+    return Observation("in-default-directory" if found else "elsewhere")
 
 
 @case("transfer.path/utf8", {"found"})
@@ -47,7 +46,6 @@ async def path_no_tilde(ctx: Context) -> Observation:
     name = ctx.temp_name("tilde")
     record = await put(ctx, await ctx.client(), f"~/{name}", b"tilde\n")
     outcome = terminal_outcome(record)
-    found = await ctx.sh(f"test -e {name}")
-    if found.succeeded:
+    if await ctx.path_exists(name):
         outcome += ",expanded"
     return observed(record, outcome)
