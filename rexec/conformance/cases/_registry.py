@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Mapping
 
 from ..case import Case, CaseFunction
@@ -47,16 +48,20 @@ def case(
     the outcomes that pass, above the function; its docstring describes the
     case (white space folded). With ``facts``, the docstring's ``{NAME}``
     fields are filled from them: the sizes a case computes from its constants.
+    Under ``python -OO``, which drops docstrings, the id stands in.
 
     Raises:
         ValueError: the function has no docstring.
     """
 
     def wrap(function: CaseFunction) -> CaseFunction:
-        text = " ".join((function.__doc__ or "").split())
-        if not text:
+        doc = " ".join((function.__doc__ or "").split())
+        if doc:
+            description = doc.format_map(facts) if facts is not None else doc
+        elif sys.flags.optimize >= 2:  # python -OO dropped the docstrings
+            description = case_id
+        else:
             raise ValueError(f"case {case_id} has no docstring to describe it")
-        description = text.format_map(facts) if facts is not None else text
         register(case_id, description, expected, function, timeout=timeout, level=level)
         return function
 
