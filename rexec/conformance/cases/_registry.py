@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
 import sys
+import textwrap
 from collections.abc import Callable, Iterable, Mapping
 
 from ..case import Case, CaseFunction
@@ -36,6 +39,22 @@ def register(
     return new
 
 
+def _docstring(function: CaseFunction) -> str | None:
+    """``function``'s docstring, white space folded ("" without one). Under
+    ``python -OO``, which drops docstrings, it is read from the source; None
+    when there is no source to read."""
+    doc = function.__doc__
+    if doc is None and sys.flags.optimize >= 2:
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
+        except (OSError, TypeError):
+            return None
+        node = tree.body[0]
+        assert isinstance(node, ast.AsyncFunctionDef | ast.FunctionDef)
+        doc = ast.get_docstring(node)
+    return " ".join((doc or "").split())
+
+
 def case(
     case_id: str,
     expected: Iterable[str],
@@ -48,20 +67,19 @@ def case(
     the outcomes that pass, above the function; its docstring describes the
     case (white space folded). With ``facts``, the docstring's ``{NAME}``
     fields are filled from them: the sizes a case computes from its constants.
-    Under ``python -OO``, which drops docstrings, the id stands in.
 
     Raises:
         ValueError: the function has no docstring.
     """
 
     def wrap(function: CaseFunction) -> CaseFunction:
-        doc = " ".join((function.__doc__ or "").split())
-        if doc:
-            description = doc.format_map(facts) if facts is not None else doc
-        elif sys.flags.optimize >= 2:  # python -OO dropped the docstrings
+        doc = _docstring(function)
+        if doc == "":
+            raise ValueError(f"case {case_id} has no docstring to describe it")
+        if doc is None:  # python -OO and no source: the id stands in
             description = case_id
         else:
-            raise ValueError(f"case {case_id} has no docstring to describe it")
+            description = doc if facts is None else doc.format_map(facts)
         register(case_id, description, expected, function, timeout=timeout, level=level)
         return function
 
