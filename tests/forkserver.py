@@ -117,6 +117,14 @@ class ForkServer:
         self._process: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
 
+    def start(self) -> None:
+        """Start the fork server now, from this thread (``popen`` starts it on
+        first use). Call it from the main thread before starting servers from
+        others: the fork server ends with the thread that started it
+        (``ended_with_this_process``), and with it every server it forked."""
+        with self._lock:
+            self._ensure_started()
+
     def _ensure_started(self) -> socket.socket:
         if self._control is None or self._process is None or self._process.poll() is not None:
             if self._control is not None:
