@@ -97,10 +97,14 @@ class ForkedProcess:
             return None
 
     def send_signal(self, sig: int) -> None:
-        # Until the fork server has said the child ended it has not reaped
-        # it either, so the PID cannot have been reused.
+        # The fork server reaps the child a moment before it says so: no such
+        # process then means it has ended (its status is on the way). The PID
+        # is free for that moment only, too short for the kernel to reuse it.
         if self.poll() is None:
-            os.kill(self.pid, sig)
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
 
     def terminate(self) -> None:
         self.send_signal(signal.SIGTERM)
