@@ -34,6 +34,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import weakref
 from pathlib import Path
 from typing import IO, Any
@@ -199,6 +200,48 @@ class ForkServer:
             self._control.close()  # EOF: the fork server exits
         if self._process is not None:
             self._process.wait(timeout=15)
+
+
+def run(
+    args: list[str],
+    *,
+    timeout: float,
+    env: dict[str, str] | None = None,
+    cwd: str | Path | None = None,
+    text: bool = False,
+) -> subprocess.CompletedProcess[Any]:
+    """As ``subprocess.run(args, capture_output=True, timeout=..., ...)``
+    (``text``: decoded as UTF-8), forked from this worker's fork server
+    (``ForkServer.popen``): for tests that start rexecd only to see it refuse
+    a setting, without paying its imports each time. TimeoutExpired, the
+    child killed, after ``timeout`` seconds."""
+    process = FORK_SERVER.popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=cwd
+    )
+    output = {process.stdout: bytearray(), process.stderr: bytearray()}
+    deadline = time.monotonic() + timeout
+    try:
+        while streams := [stream for stream in output if not stream.closed]:
+            ready = select.select(streams, [], [], max(0.0, deadline - time.monotonic()))[0]
+            if not ready:
+                raise subprocess.TimeoutExpired(args, timeout)
+            for stream in ready:
+                chunk = os.read(stream.fileno(), 65536)
+                output[stream] += chunk
+                if not chunk:
+                    stream.close()
+        returncode = process.wait(timeout=max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise subprocess.TimeoutExpired(args, timeout) from None
+    finally:
+        for stream in output:
+            stream.close()
+    stdout, stderr = (bytes(data) for data in output.values())
+    if text:
+        return subprocess.CompletedProcess(args, returncode, stdout.decode(), stderr.decode())
+    return subprocess.CompletedProcess(args, returncode, stdout, stderr)
 
 
 def _descriptor(stream: int | IO[Any]) -> int:
