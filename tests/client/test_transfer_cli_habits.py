@@ -18,15 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from client_helpers import CLI_TIMEOUT, cli_argv
+from client_helpers import cli_argv, run_cli
 
 MiB = 1024 * 1024
 
 
 def rexec(server: Any, command: str, *args: str, input: bytes | None = None
           ) -> subprocess.CompletedProcess[bytes]:  # fmt: skip
-    argv = cli_argv(command, "--key-file", str(server.key_file), server.address, *args)
-    return subprocess.run(argv, capture_output=True, timeout=CLI_TIMEOUT, check=False, input=input)
+    return run_cli(command, "--key-file", str(server.key_file), server.address, *args, input=input)
 
 
 def test_dash_is_standard_input_and_output(server: Any, tmp_path: Path) -> None:
