@@ -47,9 +47,9 @@ class ClientMachine:
         return env | {"HOME": str(self.home)}
 
     def rexec(self, *args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run(
+        return forkserver.run(  # forked: without the program's imports (CLI_FORK_SERVER)
             [sys.executable, "-m", "rexec_client.cli", *args], input=stdin, env=self.env(),
-            capture_output=True, timeout=TIMEOUT, check=False,
+            timeout=TIMEOUT, server=forkserver.CLI_FORK_SERVER,
         )  # fmt: skip
 
     def receive(self, server_tls_dir: Path, *names: str) -> None:
