@@ -12,6 +12,7 @@ from rexec.protocol import KEY_SIZE, Connection, Role
 
 from ._handshake import READ_SIZE, handshake
 from .address import library_address
+from .chunk_reader import open_connection
 from .connection import DEFAULT_OUTPUT_HIGH_WATER, ClientConnection
 from .errors import ConnectTimeout, RexecConnectionError
 from .failures import describe_os_error
@@ -67,7 +68,7 @@ async def connect(
     writer: asyncio.StreamWriter | None = None
     try:
         async with asyncio.timeout(connect_timeout):
-            reader, writer = await asyncio.open_connection(  # type: ignore[arg-type]
+            reader, writer = await open_connection(
                 address.host, address.port, limit=READ_SIZE, **tls
             )
             protocol = Connection(Role.CLIENT)
