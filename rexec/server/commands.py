@@ -15,16 +15,7 @@ import errno
 import os
 
 from rexec.files import OutsideRoots, Roots, open_path
-from rexec.protocol import (
-    PROTOCOL_MAX_BODY,
-    ErrorCode,
-    Exit,
-    Run,
-    Started,
-    Stderr,
-    StdinEof,
-    Stdout,
-)
+from rexec.protocol import ErrorCode, Exit, Run, Started, Stderr, StdinEof, Stdout
 from rexec.server.audit import AuditError
 from rexec.server.events import CommandFinished, CommandStarted, OutputSent
 from rexec.server.outcome import Stream
@@ -32,8 +23,6 @@ from rexec.server.policy import Denied, authorize
 from rexec.server.process_setup import SpawnError, preflight
 from rexec.server.requests import RequestHost, refuse
 from rexec.server.runner import CommandRunner
-from rexec.server.splice import AVAILABLE as SPLICE_AVAILABLE
-from rexec.server.splice import pipe_bytes
 
 
 def start_command(run: Run, host: RequestHost) -> Command | None:
@@ -122,7 +111,6 @@ class Command(CommandRunner):
             run,
             stdin_window=config.limits.stdin_window,
             on_output=self._send_output,
-            on_pipe_output=self._send_from_pipe if SPLICE_AVAILABLE else None,
             on_stdin_credit=self._send_credit,
             on_finish=self._send_exit,
             graces=config.graces,
@@ -157,16 +145,6 @@ class Command(CommandRunner):
         self._host.server.emit(OutputSent(stream, len(data)))
         kind = Stdout if stream is Stream.STDOUT else Stderr
         self._host.send(kind.with_data(self.id, data))
-
-    def _send_from_pipe(self, stream: Stream, pipe_fd: int) -> int:
-        """Bulk output: one frame of what waits in the pipe, its body spliced
-        (rexec/server/splice.py); 0 when it must be read instead."""
-        size = min(pipe_bytes(pipe_fd), PROTOCOL_MAX_BODY)
-        kind = Stdout if stream is Stream.STDOUT else Stderr
-        if not size or not self._host.send_from_pipe(kind(id=self.id, data_size=size), pipe_fd):
-            return 0
-        self._host.server.emit(OutputSent(stream, size))
-        return size
 
     def _send_credit(self, nbytes: int) -> None:
         self._host.grant_credit(self.id, nbytes)

@@ -33,12 +33,6 @@ class Outcome:
     stderr_bytes: int = 0
     stdin_bytes: int = 0
 
-    def add_output(self, stream: Stream, nbytes: int) -> None:
-        if stream is Stream.STDOUT:
-            self.stdout_bytes += nbytes
-        else:
-            self.stderr_bytes += nbytes
-
     def exit_record(self, command_id: int) -> Exit:
         """The command's one terminal record, for the client and every observer."""
         return Exit(

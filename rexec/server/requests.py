@@ -11,18 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from rexec.protocol import (
-    Error,
-    ErrorCode,
-    Get,
-    Message,
-    Put,
-    Run,
-    Started,
-    Stderr,
-    StdinEof,
-    Stdout,
-)
+from rexec.protocol import Error, ErrorCode, Get, Message, Put, Run, Started, StdinEof
 from rexec.server.events import Origin, RequestRefused
 from rexec.server.policy import KeyRules
 from rexec.server.server import Server
@@ -72,10 +61,6 @@ class RequestHost(Protocol):
 
     def send(self, message: Message) -> None:
         """Send a frame of a running request."""
-
-    def send_from_pipe(self, message: Stdout | Stderr, pipe_fd: int) -> bool:
-        """Send an output frame whose body waits in ``pipe_fd`` (see
-        ``Writer.send_from_pipe``); False when it must be read and ``send``."""
 
     def send_started(self, started: Started) -> None:
         """Send a command's ``started``, perhaps with its next frame."""

@@ -23,7 +23,6 @@ from rexec.protocol import Exit, Run
 from rexec.server.outcome import Outcome, Stream
 from rexec.server.process_setup import ProcessPolicy
 from rexec.server.spawn import Spawned, enlarge_pipe, set_window_size, spawn
-from rexec.server.stdin_feed import StdinFeed
 
 #: Bytes read from a pipe at once: the protocol's body limit, so that bulk
 #: output travels in as few frames as the producer allows.
@@ -54,8 +53,6 @@ class CommandRunner:
         stdin_window: the stdin credit the client started with; grants are
             batched to a quarter of it.
         on_output: called with each chunk read, in order per stream.
-        on_pipe_output: given a pipe of bulk output first (no output limit):
-            sends what waits there unread, returns its size (0: to be read).
         on_stdin_credit: called with bytes of stdin credit to grant back.
         on_finish: called exactly once, after the last ``on_output``, with the
             command's ``exit`` record.
@@ -76,14 +73,12 @@ class CommandRunner:
         on_finish: FinishCallback,
         graces: Graces = Graces(),
         policy: ProcessPolicy | None = None,
-        on_pipe_output: Callable[[Stream, int], int] | None = None,
     ) -> None:
         self._run = run
         self._policy = policy or ProcessPolicy.current()
         self._loop = asyncio.get_running_loop()
         self._credit_batch = max(1, stdin_window // 4)
         self._on_output = on_output
-        self._on_pipe_output = on_pipe_output
         self._on_stdin_credit = on_stdin_credit
         self._on_finish = on_finish
         self._graces = graces
@@ -94,7 +89,10 @@ class CommandRunner:
         self._enlarged: set[int] = set()
         self._paused = False
         self._output_left = run.output_limit  # None: unlimited
-        self._stdin: StdinFeed | None = None
+        self._stdin_buffer = bytearray()
+        self._stdin_eof = False
+        self._stdin_broken = False
+        self._credit_owed = 0
         self._exited = False
         self._finished = False
         self._killing = False
@@ -118,12 +116,6 @@ class CommandRunner:
             self._open_outputs[spawned.stderr_fd] = Stream.STDERR
         for fd in self._open_outputs:
             self._loop.add_reader(fd, self._read_output, fd)
-        if spawned.stdin_fd is not None:
-            self._stdin = StdinFeed(
-                spawned.stdin_fd, pty=spawned.pty_fd is not None,
-                credit_batch=self._credit_batch, on_credit=self._on_stdin_credit,
-                finished=lambda: self._finished,
-            )  # fmt: skip
         self._pidfd = os.pidfd_open(spawned.process.pid)
         self._loop.add_reader(self._pidfd, self._process_exited)
         if self._run.timeout is not None:
@@ -144,15 +136,20 @@ class CommandRunner:
     def write_stdin(self, data: bytes) -> None:
         """Queue stdin bytes; they are written as the pipe accepts them."""
         self.outcome.stdin_bytes += len(data)
-        if self._stdin is not None:
-            self._stdin.write(data)
-        elif data and not self._finished:
-            self._on_stdin_credit(len(data))  # no stdin to write to: discarded
+        spawned = self._spawned
+        if self._stdin_broken or spawned is None or spawned.stdin_fd is None or self._finished:
+            self._grant(len(data), discarded=True)
+            return
+        had_backlog = bool(self._stdin_buffer)
+        self._stdin_buffer += data
+        if not had_backlog:
+            self._flush_stdin()
 
     def close_stdin(self) -> None:
         """End stdin once the queued bytes are written (^D on a pty)."""
-        if self._stdin is not None:
-            self._stdin.close()
+        self._stdin_eof = True
+        if not self._stdin_buffer:
+            self._finish_stdin()
 
     def send_signal(self, signum: int) -> None:
         """Deliver ``signum`` to the command's process group."""
@@ -191,14 +188,6 @@ class CommandRunner:
     # --- output ------------------------------------------------------------------
 
     def _read_output(self, fd: int) -> None:
-        pipe_output = self._on_pipe_output if self._output_left is None else None
-        if (
-            pipe_output
-            and fd in self._enlarged
-            and (sent := pipe_output(self._open_outputs[fd], fd))
-        ):
-            self.outcome.add_output(self._open_outputs[fd], sent)
-            return
         try:
             # Small reads until the command shows it produces bulk output: a
             # 1 MiB buffer per read would cost an mmap for every short command.
@@ -214,7 +203,7 @@ class CommandRunner:
             self._maybe_finish()
             return
         if len(data) == _DEFAULT_PIPE_SIZE and fd not in self._enlarged:
-            self._enlarged.add(fd)  # only pipes: a pty's reads are far smaller
+            self._enlarged.add(fd)
             enlarge_pipe(fd)
         withheld = False
         if self._output_left is not None:
@@ -226,8 +215,12 @@ class CommandRunner:
                 withheld = True
             self._output_left -= len(data)
         if data:
-            self.outcome.add_output(self._open_outputs[fd], len(data))
-            self._on_output(self._open_outputs[fd], data)
+            if self._open_outputs[fd] is Stream.STDOUT:
+                self.outcome.stdout_bytes += len(data)
+                self._on_output(Stream.STDOUT, data)
+            else:
+                self.outcome.stderr_bytes += len(data)
+                self._on_output(Stream.STDERR, data)
         if withheld and not self.outcome.output_capped:
             self.outcome.output_capped = True
             # The pipes stay open, read and discarded, until the command has
@@ -244,6 +237,63 @@ class CommandRunner:
         assert spawned is not None
         if fd == spawned.pty_fd:
             return  # the master is closed last, in _release, as resize uses it
+        os.close(fd)
+
+    # --- stdin -------------------------------------------------------------------
+
+    def _flush_stdin(self) -> None:
+        spawned = self._spawned
+        assert spawned is not None and spawned.stdin_fd is not None
+        fd = spawned.stdin_fd
+        written = 0
+        try:
+            while self._stdin_buffer:
+                n = os.write(fd, self._stdin_buffer[:READ_SIZE])
+                del self._stdin_buffer[:n]
+                written += n
+        except BlockingIOError:
+            pass
+        except OSError:  # EPIPE: the command closed its stdin; what's left is moot
+            self._stdin_broken = True
+            self._grant(written, discarded=False)
+            self._grant(len(self._stdin_buffer), discarded=True)
+            self._stdin_buffer.clear()
+            self._finish_stdin()
+            return
+        self._grant(written, discarded=False)
+        if self._stdin_buffer:
+            self._loop.add_writer(fd, self._on_stdin_writable)
+        elif self._stdin_eof:
+            self._finish_stdin()
+
+    def _on_stdin_writable(self) -> None:
+        spawned = self._spawned
+        assert spawned is not None and spawned.stdin_fd is not None
+        self._loop.remove_writer(spawned.stdin_fd)
+        self._flush_stdin()
+
+    def _grant(self, nbytes: int, *, discarded: bool) -> None:
+        # Grants are batched so a trickle of small writes doesn't cost a frame
+        # each; an empty buffer always settles the debt so the client never
+        # waits on credit the command has already consumed.
+        self._credit_owed += nbytes
+        if self._finished or self._credit_owed == 0:
+            return
+        if discarded or self._credit_owed >= self._credit_batch or not self._stdin_buffer:
+            owed, self._credit_owed = self._credit_owed, 0
+            self._on_stdin_credit(owed)
+
+    def _finish_stdin(self) -> None:
+        spawned = self._spawned
+        if spawned is None or spawned.stdin_fd is None:
+            return
+        fd, spawned.stdin_fd = spawned.stdin_fd, None
+        self._loop.remove_writer(fd)
+        if spawned.pty_fd is not None and not self._stdin_broken:
+            try:
+                os.write(fd, b"\x04")  # a terminal's end of input is ^D, not a close
+            except OSError:
+                pass
         os.close(fd)
 
     # --- exit and escalation -------------------------------------------------------
@@ -335,8 +385,7 @@ class CommandRunner:
     def _release(self) -> None:
         spawned = self._spawned
         assert spawned is not None
-        if self._stdin is not None:
-            self._stdin.abandon()
+        self._finish_stdin_quietly()
         if spawned.pty_fd is not None:
             os.close(spawned.pty_fd)
         self._loop.remove_reader(self._pidfd)
@@ -344,3 +393,8 @@ class CommandRunner:
         # Reap now: the zombie kept the group id ours until this point.
         _, status = os.waitpid(spawned.process.pid, 0)
         spawned.process.returncode = os.waitstatus_to_exitcode(status)
+
+    def _finish_stdin_quietly(self) -> None:
+        self._stdin_buffer.clear()
+        self._stdin_broken = True  # no ^D into a pty that is closing
+        self._finish_stdin()

@@ -38,10 +38,8 @@ from rexec.protocol import (
     Run,
     Signal,
     Started,
-    Stderr,
     Stdin,
     StdinEof,
-    Stdout,
 )
 from rexec.server.auth import Handshake, HandshakeFailed
 from rexec.server.commands import start_command
@@ -330,9 +328,6 @@ class Session(asyncio.Protocol):
 
     def send(self, message: Message) -> None:
         self.writer.send(message)
-
-    def send_from_pipe(self, message: Stdout | Stderr, pipe_fd: int) -> bool:
-        return self.writer.send_from_pipe(message, pipe_fd)
 
     def send_started(self, started: Started) -> None:
         self.writer.send_started(started)

@@ -24,13 +24,9 @@ from rexec.protocol import (
     Message,
     Pong,
     Started,
-    Stderr,
     StdinCredit,
-    Stdout,
 )
-from rexec.server import splice
 from rexec.server.server import FATAL_CLOSE_TIMEOUT
-from rexec.server.splice import splice_frame
 
 #: The frames that end a request: nothing of it may follow one.
 Terminal = Exit | Done | Error
@@ -53,7 +49,8 @@ STARTED_DELAY = 0.005
 #: client keeps at least 7/8 of its credit meanwhile and never waits on it.
 CREDIT_DELAY = 0.005
 #: A body at least this large is written apart from its header rather than
-#: copied into one buffer with it (two writes cost less than the copy).
+#: copied into one buffer with it (``write`` sends at once when nothing is
+#: queued: two system calls cost less than the copy of a megabyte).
 _BODY_APART = 64 * 1024
 
 
@@ -78,14 +75,10 @@ class Writer:
         self._held_credit: dict[int, int] = {}
         # Small grants waiting (at most CREDIT_DELAY) for their command's next frame.
         self._lazy_credit: dict[int, tuple[int, asyncio.TimerHandle]] = {}
-        self._sock_fd: int | None = None  # set when bodies may be spliced into the socket
 
     def attach(self, transport: asyncio.Transport) -> None:
         self.transport = transport
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
-        sock = transport.get_extra_info("socket")
-        if splice.AVAILABLE and sock is not None and transport.get_extra_info("ssl_object") is None:
-            self._sock_fd = sock.fileno()  # plain TCP: bodies may be spliced into it
 
     # --- what goes out ------------------------------------------------------------
 
@@ -97,8 +90,11 @@ class Writer:
             command_id = getattr(message, "id", -1)
             pending = self._pending_started.pop(command_id, None) if self._pending_started else None
             lazy = self._lazy_credit.pop(command_id, None) if self._lazy_credit else None
-            if pending is None and lazy is None:
-                self._write(message)
+            if pending is None and lazy is None and message.data_size >= _BODY_APART:
+                self.transport.write(self.conn.send_header(message))
+                self.transport.write(message.data)  # type: ignore[union-attr]
+            elif pending is None and lazy is None:
+                self.transport.write(self.conn.send(message))
             else:  # deferred frames of the command travel in the same write
                 frames = []
                 if pending is not None:  # the command's ``started`` goes first
@@ -112,67 +108,19 @@ class Writer:
                     if not isinstance(message, Terminal):
                         frames.append(self.conn.send(StdinCredit(id=command_id, bytes=nbytes)))
                 self.transport.write(b"".join(frames))
-            self._limit_reading()
+            if not self._read_paused and self.transport.get_write_buffer_size() > WRITE_HARD_LIMIT:
+                self._read_paused = True
+                self.transport.pause_reading()
         except LocalProtocolError:
-            self._unsendable(message)
-
-    def send_from_pipe(self, message: Stdout | Stderr, pipe_fd: int) -> bool:
-        """Send ``message`` (a header whose ``data_size`` bytes are waiting in
-        the pipe ``pipe_fd``, and no body of its own) with its body spliced
-        from the pipe into the socket. False, with nothing read or sent, when
-        this connection can't (TLS, bytes already queued, frames of the
-        command held back): the caller then reads and ``send``s the bytes."""
-        transport = self.transport
-        if (
-            self._sock_fd is None
-            or self.closing
-            or transport is None
-            or message.id in self._lazy_credit
-            or transport.get_write_buffer_size()
-        ):
-            return False
-        if message.id in self._pending_started:
-            self._flush_started(message.id)  # a small frame; usually leaves at once
-            if transport.get_write_buffer_size():
-                return False
-        try:
-            header = self.conn.send_header(message)
-        except LocalProtocolError:
-            self._unsendable(message)
-            return True  # nothing can be sent for it; its bytes are the caller's to drop
-        rest = splice_frame(self._sock_fd, header, pipe_fd, message.data_size)
-        if rest:
-            transport.write(rest)
-            self._limit_reading()
-        return True
-
-    def _write(self, message: Message) -> None:
-        """One frame into the transport; a large body is written apart from
-        its header (``write`` sends at once when nothing is queued), not
-        joined to it in a new megabyte buffer."""
-        assert self.transport is not None
-        if message.data_size >= _BODY_APART:
-            self.transport.write(self.conn.send_header(message))
-            self.transport.write(message.data)  # type: ignore[union-attr]
-        else:
-            self.transport.write(self.conn.send(message))
-
-    def _limit_reading(self) -> None:
-        assert self.transport is not None
-        if not self._read_paused and self.transport.get_write_buffer_size() > WRITE_HARD_LIMIT:
-            self._read_paused = True
-            self.transport.pause_reading()
-
-    def _unsendable(self, message: Message) -> None:
-        log_exception("a frame could not be sent (a bug)")
-        if (
-            isinstance(message, Error) and message.fatal
-        ) or self.conn.state is ConnectionState.CLOSED:
-            # Not even a fatal error can be said here: drop the connection
-            # (calling fatal() again would recurse).
-            self.abort()
-        else:
-            self.fatal(ErrorCode.INTERNAL, "internal server error")
+            log_exception("a frame could not be sent (a bug)")
+            if (
+                isinstance(message, Error) and message.fatal
+            ) or self.conn.state is ConnectionState.CLOSED:
+                # Not even a fatal error can be said here: drop the connection
+                # (calling fatal() again would recurse).
+                self.abort()
+            else:
+                self.fatal(ErrorCode.INTERNAL, "internal server error")
 
     def send_started(self, started: Started) -> None:
         """Send a command's ``started`` with whatever it sends next, or after
