@@ -42,6 +42,11 @@ def _daemon_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+def _peak_rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+
+
 def _own_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -118,6 +123,8 @@ def worker(workload: str, nbytes: int) -> dict:
                 "client": client / gib,
                 "server": server / gib,
                 "mb_s": nbytes / wall / 1e6,
+                "client_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "server_rss": _peak_rss_mib(daemon.pid),
             }
         finally:
             daemon.terminate()
@@ -153,7 +160,8 @@ def main() -> None:
                 loads.append(os.getloadavg()[0])
                 r = results[side][-1]
                 print(f"{workload} {side}: client {r['client']:.3f} server {r['server']:.3f} "
-                      f"CPU-s/GiB, {r['mb_s']:.0f} MB/s", flush=True)  # fmt: skip
+                      f"CPU-s/GiB, {r['mb_s']:.0f} MB/s, peak RSS client {r['client_rss']:.0f} "
+                      f"server {r['server_rss']:.0f} MiB", flush=True)  # fmt: skip
         med = {
             side: {k: statistics.median(r[k] for r in rows) for k in ("client", "server", "mb_s")}
             for side, rows in results.items()
@@ -163,6 +171,9 @@ def main() -> None:
               f"{min(loads):.1f}-{max(loads):.1f}: CPU-s per GiB client B {b['client']:.3f} → A "
               f"{a['client']:.3f}, server B {b['server']:.3f} → A {a['server']:.3f}; "
               f"wall B {b['mb_s']:.0f} → A {a['mb_s']:.0f} MB/s", flush=True)  # fmt: skip
+        for side, rows in results.items():
+            print(f"   peak RSS in {side}: client {max(r['client_rss'] for r in rows):.0f} MiB, "
+                  f"rexecd {max(r['server_rss'] for r in rows):.0f} MiB")  # fmt: skip
 
 
 def _checkout_packages() -> str:

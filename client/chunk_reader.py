@@ -26,6 +26,9 @@ from rexec.protocol import PROTOCOL_MAX_BODY, PROTOCOL_MAX_HEADER
 #: Bytes asked of the socket per receive: the largest frame, so that a frame
 #: already in the socket's buffer arrives in one piece.
 RECV_SIZE = 4 + PROTOCOL_MAX_HEADER + PROTOCOL_MAX_BODY
+#: Unread bytes above twice which the socket is paused (as ``StreamReader``'s
+#: ``limit``): at most 512 KiB and one receive held.
+HOLD_LIMIT = 256 * 1024
 #: A body at least this large is written apart from its header rather than
 #: copied into one buffer with it (``ClientConnection.send_nowait``).
 BODY_APART = 64 * 1024
