@@ -33,6 +33,7 @@ from rexec.protocol import (
     Pty,
     Put,
     RemoteProtocolError,
+    Run,
     ServerLimits,
 )
 
@@ -184,13 +185,7 @@ class ClientConnection:
         process = RemoteProcess(
             self, run.id, args, stdin=stdin, output_high_water=self._output_high_water
         )
-        # Registered before sending: its ``started`` may come while ``send`` waits.
-        self._processes[run.id] = process
-        try:
-            await self.send(run)
-        except BaseException:
-            self._processes.pop(run.id, None)
-            raise
+        await self._open(run, process)
         await process.wait_started()
         return process
 
@@ -253,7 +248,12 @@ class ClientConnection:
         Raises:
             RexecConnectionError: the connection is or got lost.
         """
-        # Registered before sending, as in ``start``.
+        await self._open(message, handler)
+
+    async def _open(self, message: Run | Put | Get, handler: CommandHandler) -> None:
+        """Send the command ``message`` with its frames routed to ``handler``:
+        registered before sending (its first frame may come while ``send``
+        waits), and again unregistered when the send fails."""
         self._processes[message.id] = handler
         try:
             await self.send(message)

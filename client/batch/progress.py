@@ -14,22 +14,17 @@ from __future__ import annotations
 import time
 from typing import TextIO
 
+from ..term.status_line import StatusLine, clock
+
 _INTERVAL = 0.2
-
-
-def _clock(seconds: float) -> str:
-    seconds = int(seconds)
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
 class Progress:
     def __init__(self, stream: TextIO, total: int | None) -> None:
-        self._stream = stream
+        self._line = StatusLine(stream)
         self._total = total
         self._started = time.monotonic()
         self._last = 0.0
-        self._shown = False
 
     def update(self, ok: int, failed: int, running: int, *, force: bool = False) -> None:
         now = time.monotonic()
@@ -42,13 +37,8 @@ class Progress:
         count = f"{done}/{self._total}" if self._total else f"{done}"
         line = f"rexec batch: {count} ok {ok} failed {failed} running {running}  {rate:.0f}/s"
         if self._total and rate > 0 and done < self._total:
-            line += f"  ETA {_clock((self._total - done) / rate)}"
-        self._stream.write("\r\033[K" + line)
-        self._stream.flush()
-        self._shown = True
+            line += f"  ETA {clock((self._total - done) / rate)}"
+        self._line.draw(line)
 
     def clear(self) -> None:
-        if self._shown:
-            self._stream.write("\r\033[K")
-            self._stream.flush()
-            self._shown = False
+        self._line.clear()

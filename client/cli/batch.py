@@ -10,6 +10,7 @@ from typing import Any
 from ..batch.exit_codes import HELP_TABLE
 from ..batch.options import DEFAULT_JOBS
 from ..batch.servers import DEFAULT_FANOUT
+from .base import add_command
 from .common import add_connection_options, positive_float
 
 DESCRIPTION = """\
@@ -97,12 +98,12 @@ def _seconds(text: str) -> float:
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "batch",
-        help="run many commands across many servers",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "run many commands across many servers",
+        DESCRIPTION,
+        EPILOG,
         usage="%(prog)s [options] (-w SPEC | --hosts-file F) [COMMANDS_FILE | -]\n"
         "       %(prog)s [options] (-w SPEC | --hosts-file F) -- TEMPLATE... [::: ARG... | "
         ":::: FILE...]...\n"

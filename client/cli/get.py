@@ -29,13 +29,7 @@ from .remote_tree import (
     remote_join,
     remote_run,
 )
-from .transfers import (
-    Reporter,
-    fail,
-    register_transfer,
-    run_transfer,
-    usage_problem,
-)
+from .transfers import Reporter, fail, register_transfer, run_transfer, usage_problem
 
 DESCRIPTION = """\
 Copy REMOTE from a rexecd server to LOCAL ('-' for standard output): streamed

@@ -23,13 +23,7 @@ from .remote_tree import (
     remote_parent,
     remote_run,
 )
-from .transfers import (
-    Reporter,
-    fail,
-    register_transfer,
-    run_transfer,
-    usage_problem,
-)
+from .transfers import Reporter, fail, register_transfer, run_transfer, usage_problem
 
 DESCRIPTION = """\
 Copy LOCAL (a file, '-' for standard input, a directory with -r) to REMOTE on

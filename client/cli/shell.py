@@ -14,6 +14,7 @@ from typing import Any
 from ..errors import RemoteCommandError
 from ..shell.history_file import history_path
 from ..term.pty_session import LOGIN_SHELL, run_on_pty
+from .base import add_command
 from .common import (
     add_connection_options,
     command_exit_status,
@@ -71,12 +72,8 @@ examples:
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "shell",
-        help="an interactive shell on a server",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = add_command(
+        subparsers, "shell", "an interactive shell on a server", DESCRIPTION, EPILOG
     )
     parser.add_argument(
         "address",

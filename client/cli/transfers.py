@@ -62,6 +62,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Self
 
 from ..connection import ClientConnection
+from ..term.status_line import StatusLine, clock
 from ..transfer import Progress, TransferError, TransferResult, remote_path
 from .base import add_command, one_line
 from .common import (
@@ -162,12 +163,6 @@ def human_bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
-
-
 class Reporter:
     """Progress line and summary lines on stderr, as the options ask."""
 
@@ -177,7 +172,7 @@ class Reporter:
         self.show_summary = (tty or args.verbose) and not args.quiet
         self.quiet = args.quiet
         self.failures = 0
-        self._drawn = False
+        self._line = StatusLine(sys.stderr)
 
     def progress(self, name: str) -> Progress | None:
         """A ``progress`` callback for one file, or None when not shown."""
@@ -197,20 +192,18 @@ class Reporter:
             shown = one_line(name)
             shown = shown if len(shown) <= 30 else "..." + shown[-27:]
             if total is None:  # a stream: no end known
-                line = f"\r{shown} {human_bytes(done)} {rate / 1e6:.1f} MB/s"
+                line = f"{shown} {human_bytes(done)} {rate / 1e6:.1f} MB/s"
             else:
                 percent = 100 * done // total if total else 100
-                eta = _duration((total - done) / rate) if rate > 0 else "--:--"
+                eta = clock((total - done) / rate) if rate > 0 else "--:--"
                 width = 20
                 filled = width * percent // 100
                 bar = "#" * filled + "-" * (width - filled)
                 line = (
-                    f"\r{shown} [{bar}] {percent:3d}% {human_bytes(done)} "
+                    f"{shown} [{bar}] {percent:3d}% {human_bytes(done)} "
                     f"{rate / 1e6:.1f} MB/s ETA {eta}"
                 )
-            sys.stderr.write(line + "\x1b[K")
-            sys.stderr.flush()
-            self._drawn = True
+            self._line.draw(line)
 
         return update
 
@@ -221,16 +214,10 @@ class Reporter:
         """A progress line still drawn when the transfer stops short (Ctrl-C,
         a lost connection) stays as it was, ended by a newline, so that what
         follows (the shell's prompt) starts a line of its own."""
-        if self._drawn:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
-            self._drawn = False
+        self._line.end()
 
     def clear(self) -> None:
-        if self._drawn:
-            sys.stderr.write("\r\x1b[K")
-            sys.stderr.flush()
-            self._drawn = False
+        self._line.clear()
 
     def done(self, verb: str, name: str, result: TransferResult) -> None:
         self.clear()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import ssl
 import sys
@@ -29,6 +30,11 @@ from .wire import Target
 DEFAULT_PORT = 7420
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
+#: The Options that tell the suite the server's settings, each given by the
+#: flag of the same name (--auth-deadline, --kill-grace, ..., --stall-timeout).
+SERVER_SETTINGS = tuple(
+    field.name for field in dataclasses.fields(Options) if field.name not in ("key", "multiplier")
+)
 
 
 class UsageError(Exception):
@@ -221,16 +227,8 @@ def run(args: argparse.Namespace) -> int:
     host, port = parse_target(args.target)
     key = load_key(args.key_file)
     target = Target(host, port, tls_context(args), args.tls_server_name)
-    options = Options(
-        key=key,
-        multiplier=args.timeout_multiplier,
-        auth_deadline=args.auth_deadline,
-        kill_grace=args.kill_grace,
-        drain_grace=args.drain_grace,
-        frame_timeout=args.frame_timeout,
-        idle_timeout=args.idle_timeout,
-        stall_timeout=args.stall_timeout,
-    )
+    told = {name: getattr(args, name) for name in SERVER_SETTINGS}
+    options = Options(key=key, multiplier=args.timeout_multiplier, **told)
     reason = asyncio.run(preflight(target, key, 5.0 * args.timeout_multiplier))
     if reason is not None:
         print(f"rexec-conformance: {reason}", file=sys.stderr)

@@ -184,7 +184,13 @@ class Context:
 
     def temp_path(self, label: str) -> str:
         """A fresh path under /tmp on the server, removed at cleanup."""
-        path = f"/tmp/rexec-conformance-{label}-{secrets.token_hex(6)}"
+        return self.temp_name(label, directory="/tmp/")
+
+    def temp_name(self, label: str, *, directory: str = "") -> str:
+        """A fresh name, ``rexec-conformance-LABEL-HEX`` after ``directory``,
+        removed at cleanup (without a directory: relative to the server's
+        default directory, where the helper commands run)."""
+        path = f"{directory}rexec-conformance-{label}-{secrets.token_hex(6)}"
         self._cleanups.append(shlex.quote(path))
         return path
 
@@ -220,7 +226,7 @@ class Context:
             f"[ $i -ge {tries} ] && exit 1; sleep 0.1; done; exit 0"
         )
         record = await self.sh(script, wait=within + 5)
-        return record.exit is not None and record.exit.exit_code == 0
+        return record.succeeded
 
     # --- outcome helpers ---------------------------------------------------------
 

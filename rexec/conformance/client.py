@@ -51,6 +51,11 @@ class CommandRecord:
     def terminal(self) -> bool:
         return self.exit is not None or self.error is not None or self.done is not None
 
+    @property
+    def succeeded(self) -> bool:
+        """Whether the command exited with code 0."""
+        return self.exit is not None and self.exit.exit_code == 0
+
     def order_faults(self) -> list[str]:
         """Breaches of started-first / exit-last / one-terminal seen so far."""
         faults = []
@@ -105,6 +110,12 @@ class Client:
         self.hello = got
         self.hello_frame = self.wire.decoder.raw_header  # as it travelled, for the transcript
         return got
+
+    @property
+    def limits(self) -> protocol.ServerLimits:
+        """The limits the server's hello announced (read the hello first)."""
+        assert self.hello is not None, "no hello read yet"
+        return self.hello.limits
 
     @property
     def binding(self) -> bytes:
@@ -274,6 +285,12 @@ class Client:
         """Pump until every command in ``ids`` has its terminal frame."""
         wanted = [ids] if isinstance(ids, int) else ids
         return await self.pump(timeout, until=lambda: all(self.records[i].terminal for i in wanted))
+
+    async def wait_record(self, command_id: int, timeout: float) -> CommandRecord:
+        """Pump until the command has its terminal frame or ``timeout`` passes;
+        its record either way (``terminal`` tells which)."""
+        await self.wait_terminal(command_id, timeout)
+        return self.records[command_id]
 
     async def ping(self, seq: int, timeout: float) -> bool:
         """Send ``ping`` and pump until the matching ``pong`` arrives."""

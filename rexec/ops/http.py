@@ -7,6 +7,10 @@ close``), GET and HEAD only, no request body: all a load balancer's health
 check and a Prometheus scrape need. Everything a peer controls is bounded: the
 request head (``MAX_REQUEST_HEAD`` bytes), the time to send it
 (``READ_DEADLINE``), and the connections open at once (``MAX_CONNECTIONS``).
+A full table never shuts out a health check: a new connection displaces the
+oldest one that has not yet sent its whole request head (what idle or
+slowloris connections are), so holding connections open takes nothing from
+a peer that sends its request at once.
 
 Responses never echo the request (no path, no header in an error page) and
 ``/metrics`` holds counts only, never command text (rexec.ops.metrics).
@@ -26,8 +30,10 @@ MAX_REQUEST_HEAD = 8 * 1024
 #: Seconds a client has to send its whole request head: a slow or silent peer
 #: (slowloris) can't hold a connection longer.
 READ_DEADLINE = 5.0
-#: Connections served at once; more are answered 503 and closed. A scraper and
-#: a few health checkers need a handful.
+#: Connections open at once. A new one beyond it displaces the oldest
+#: connection still waiting for its request head; only when every connection
+#: has a request in hand (being answered) is it answered 503 and closed. A
+#: scraper and a few health checkers need a handful.
 MAX_CONNECTIONS = 32
 #: Seconds a response may take to leave before the connection is dropped.
 WRITE_DEADLINE = 5.0
@@ -71,7 +77,11 @@ class HttpEndpoint:
         self._healthy = healthy
         self._metrics = metrics
         self._server: asyncio.Server | None = None
-        self._open = 0
+        #: Connections still reading their request head, oldest first (a
+        #: dict keeps insertion order): the ones a newcomer may displace.
+        self._waiting: dict[asyncio.StreamWriter, None] = {}
+        #: Connections with a whole request, being answered.
+        self._answering = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
@@ -94,12 +104,17 @@ class HttpEndpoint:
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
-        self._open += 1
+        full = self._make_room()
+        self._waiting[writer] = None
+        answering = False
         http = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_HEAD)
         try:
             try:
                 async with asyncio.timeout(READ_DEADLINE):
                     request = await _read_request(http, reader)
+                self._waiting.pop(writer, None)
+                self._answering += 1
+                answering = True
             except h11.RemoteProtocolError as exc:
                 status = HTTPStatus(exc.error_status_hint)
                 body = b"request too large\n" if status == 431 else b"bad request\n"
@@ -107,7 +122,7 @@ class HttpEndpoint:
             else:
                 if request is None:
                     return
-                if self._open > MAX_CONNECTIONS:
+                if full:
                     answer = _Answer(HTTPStatus.SERVICE_UNAVAILABLE, b"too many connections\n")
                 else:
                     answer = self._answer(request)
@@ -117,10 +132,28 @@ class HttpEndpoint:
         except (ConnectionError, TimeoutError):
             pass  # gone, or too slow
         finally:
-            self._open -= 1
+            if answering:
+                self._answering -= 1
+            else:
+                self._waiting.pop(writer, None)  # unless displaced already
             writer.close()
             if task is not None:
                 self._tasks.discard(task)
+
+    def _make_room(self) -> bool:
+        """Free a slot for a new connection if the table is full, by closing
+        the oldest connection still waiting for its request head; returns
+        True if none could be closed (every slot is answering a request)."""
+        if len(self._waiting) + self._answering < MAX_CONNECTIONS:
+            return False
+        if not self._waiting:
+            return True
+        oldest = next(iter(self._waiting))
+        del self._waiting[oldest]
+        # Its reader sees end of file and its task ends without an answer,
+        # as if the peer had hung up.
+        oldest.transport.abort()
+        return False
 
     def _answer(self, request: h11.Request) -> _Answer:
         path = request.target.split(b"?", 1)[0]

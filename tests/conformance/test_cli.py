@@ -41,6 +41,32 @@ def test_list_and_selection() -> None:
     assert not [i for i in ids if not i.startswith("frame.length.") or i.endswith("/pre-auth")]
 
 
+def test_list_describes_every_case_from_its_docstring() -> None:
+    """Each line is id, level and description; a computed size is filled in."""
+    result = cli("--list")
+    assert result.returncode == 0, result.stderr
+    lines = {line.split()[0]: line.split(None, 2)[2] for line in result.stdout.splitlines()}
+    assert lines["command.id.increasing/lower"] == (
+        "A run with id 3 after a run with id 10: fatal command.bad_id."
+    )
+    assert lines["transfer.cancel/get"].startswith("get a 32 MiB file without reading")
+
+
+def test_list_describes_cases_under_optimize() -> None:
+    """python -OO drops docstrings: the descriptions are read from the source."""
+    result = subprocess.run(
+        [sys.executable, "-OO", "-m", "rexec.conformance", "--list", "--cases", "exit.counts"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split(None, 2)[2].strip() == (
+        "printf 12345 to stdout, 123 to stderr, 6 bytes of stdin: the exit counts 5, 3 and 6."
+    )
+
+
 @pytest.mark.parametrize(
     "args",
     [

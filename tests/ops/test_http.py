@@ -36,6 +36,25 @@ def test_healthz_is_200_while_accepting(start_server) -> None:
     assert head.status == 200 and head.body == b""
 
 
+def test_idle_connections_never_shut_out_a_health_check(start_server) -> None:
+    """40 connections that send nothing (more than the 32 the endpoint holds)
+    take nothing from a health check that sends its request at once: the
+    oldest idle ones are closed to make room (attacker finding F7)."""
+    server = start_server(*HTTP)
+    idle = [socket.create_connection(http_address(server), timeout=5.0) for _ in range(40)]
+    try:
+        for _ in range(3):
+            response = http_request(server, "/healthz")
+            assert (response.status, response.body) == (200, b"ok\n")
+        try:
+            assert idle[0].recv(1) == b""  # displaced, with nothing sent to it
+        except ConnectionResetError:
+            pass  # displaced by a reset: as good
+    finally:
+        for sock in idle:
+            sock.close()
+
+
 def test_metrics_parse_with_every_family(start_server) -> None:
     server = start_server(*HTTP)
     response = http_request(server, "/metrics")

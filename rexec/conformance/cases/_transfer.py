@@ -11,7 +11,7 @@ import shlex
 
 from rexec.protocol import Put, Stdin
 
-from ..case import Context
+from ..case import Context, Observation
 from ..client import Client, CommandRecord, SetupError
 from ._util import QUICK
 
@@ -42,17 +42,33 @@ def terminal_outcome(record: CommandRecord) -> str:
     return "no-terminal"
 
 
+def observed(record: CommandRecord, outcome: str | None = None) -> Observation:
+    """A transfer case's observation: ``outcome`` (by default the record's
+    terminal outcome) with the record's frames as its data."""
+    return Observation(
+        terminal_outcome(record) if outcome is None else outcome, data=record.summary()
+    )
+
+
 async def shell_ok(ctx: Context, script: str, what: str) -> None:
     """Run a helper script; SetupError unless it exits 0."""
     record = await ctx.sh(script, wait=10.0)
-    if record.exit is None or record.exit.exit_code != 0:
+    if not record.succeeded:
         raise SetupError(f"could not {what} on the server")
+
+
+async def make_file(ctx: Context, path: str, data: bytes, *, mode: int | None = None) -> None:
+    """Create ``path`` on the server holding ``data`` byte for byte, with
+    ``mode`` when given; SetupError unless that worked."""
+    quoted = shlex.quote(path)
+    chmod = "" if mode is None else f" && chmod {mode:03o} {quoted}"
+    await shell_ok(ctx, f"{printf_script(data)} > {quoted}{chmod}", "create the file")
 
 
 async def read_back(ctx: Context, path: str) -> bytes | None:
     """The file's content, read with ``cat``; None when it does not exist."""
     record = await ctx.sh(f"cat {shlex.quote(path)} 2>/dev/null || exit 3", wait=10.0)
-    if record.exit is None or record.exit.exit_code != 0:
+    if not record.succeeded:
         return None
     return bytes(record.stdout)
 
@@ -89,23 +105,29 @@ async def put(
 
 async def get(ctx: Context, client: Client, path: str, wait: float = QUICK) -> CommandRecord:
     command_id = await client.get(path)
-    await client.wait_terminal(command_id, ctx.t(wait))
-    return client.records[command_id]
+    return await client.wait_record(command_id, ctx.t(wait))
+
+
+def clean_up_temporaries(ctx: Context, path: str) -> str:
+    """Have cleanup remove the temporary files a server may leave beside
+    ``path``; returns their shell glob, ``DIR/.NAME*``."""
+    directory, name = path.rsplit("/", 1)
+    pattern = f"{shlex.quote(directory)}/.{name}*"  # names here are [a-z0-9-]
+    ctx.remove_at_cleanup(pattern)
+    return pattern
 
 
 async def leftovers_gone(ctx: Context, path: str, within: float = 2.0) -> bool:
     """Whether no ``DIR/.NAME*`` (a temporary file beside ``path``) is left,
     at some point within ``within`` seconds (× multiplier)."""
-    directory, name = path.rsplit("/", 1)
-    pattern = f"{shlex.quote(directory)}/.{name}*"  # names here are [a-z0-9-]
-    ctx.remove_at_cleanup(pattern)
+    pattern = clean_up_temporaries(ctx, path)
     tries = max(1, int(ctx.t(within) / 0.1))
     script = (
         f'i=0; while :; do left=; for f in {pattern}; do test -e "$f" && left=1; done; '
         f'test -z "$left" && exit 0; i=$((i+1)); [ $i -ge {tries} ] && exit 1; sleep 0.1; done'
     )
     record = await ctx.sh(script, wait=within + 5)
-    return record.exit is not None and record.exit.exit_code == 0
+    return record.succeeded
 
 
 async def nothing_left(ctx: Context, path: str) -> str:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from rexec.protocol import Error
+from rexec.protocol import Error, MessageBase
 
-from ..case import Context, require_started
+from ..case import Context, Observation, require_started
 from ..client import Client, CommandRecord, Unsupported
 
 #: Seconds (× multiplier) a quick command may take from run to exit.
 QUICK = 5.0
+#: The most commands a case keeps open at once to fill the server's max_commands.
+MOST_OPEN = 256
 
 
 async def run_one(
@@ -34,10 +36,22 @@ async def run_one(
     command_id = await client.run(**fields)
     if data is not None and await client.send_stdin(command_id, data, timeout=ctx.t(wait)):
         await client.stdin_eof(command_id)
-    await client.wait_terminal(command_id, ctx.t(wait))
-    record = client.records[command_id]
+    record = await client.wait_record(command_id, ctx.t(wait))
     require_started(record)
     return client, record
+
+
+async def start_one(ctx: Context, **fields: Any) -> tuple[Client, int]:
+    """A fresh connection with one command (``fields`` are Run's) running:
+    its ``started`` is in. Returns the client and the command id.
+
+    Raises:
+        Unsupported: the server could not spawn it.
+    """
+    client = await ctx.client()
+    command_id = await client.run(**fields)
+    await wait_started(ctx, client, command_id)
+    return client, command_id
 
 
 async def wait_started(ctx: Context, client: Client, command_id: int) -> int | None:
@@ -55,6 +69,13 @@ async def wait_output(ctx: Context, client: Client, command_id: int, needle: byt
         await client.pump(ctx.t(QUICK), until=lambda: needle in record.stdout or record.terminal)
         and needle in record.stdout
     )
+
+
+async def fatal_after(ctx: Context, client: Client, *messages: MessageBase) -> Observation:
+    """Send ``messages`` on ``client`` in one write; the server's reaction as
+    ``Context.await_fatal`` reads it (the cases that use it expect a fatal error)."""
+    await client.wire.send(*messages)
+    return Observation(await ctx.await_fatal(client.wire))
 
 
 def fatal_seen(client: Client) -> str | None:
@@ -85,11 +106,22 @@ def over_the_window(client: Client) -> int:
     Raises:
         Unsupported: it would exceed max_body too (a different fault).
     """
-    assert client.hello is not None
-    size = client.hello.limits.stdin_window + 1
-    if size > client.hello.limits.max_body:
+    size = client.limits.stdin_window + 1
+    if size > client.limits.max_body:
         raise Unsupported("stdin_window + 1 exceeds max_body")
     return size
+
+
+def slots_to_fill(client: Client) -> int:
+    """The server's max_commands, for a case that fills every slot.
+
+    Raises:
+        Unsupported: it is more than the suite keeps open (``MOST_OPEN``).
+    """
+    limit = client.limits.max_commands
+    if limit > MOST_OPEN:
+        raise Unsupported(f"max_commands {limit} is above what the suite starts")
+    return limit
 
 
 def capped_label(record: CommandRecord) -> str:

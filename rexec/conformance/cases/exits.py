@@ -8,7 +8,7 @@ from rexec.protocol import Cancel, Signal
 from ..case import Context, Observation, require_started
 from ..client import Unsupported
 from ._registry import case, register
-from ._util import QUICK, exit_label, run_one, wait_output, wait_started
+from ._util import QUICK, exit_label, run_one, slots_to_fill, wait_output, wait_started
 
 # --- exit codes and signals --------------------------------------------------------------
 
@@ -45,14 +45,10 @@ for _sig, _num in (("KILL", 9), ("TERM", 15), ("USR1", None), ("INT", None)):
     )
 
 
-@case(
-    "signal.group",
-    "A shell with a background sleep (pid printed) gets signal SIGTERM: the shell ends by "
-    "SIGTERM and the background sleep is gone too (the signal went to the group).",
-    {"group-signalled"},
-    timeout=10.0,
-)
+@case("signal.group", {"group-signalled"}, timeout=10.0)
 async def signal_group(ctx: Context) -> Observation:
+    """A shell with a background sleep (pid printed) gets signal SIGTERM: the shell ends by
+    SIGTERM and the background sleep is gone too (the signal went to the group)."""
     client = await ctx.client()
     command_id = await client.run(shell="sleep 60 >/dev/null 2>&1 & echo $!; wait")
     if not await wait_output(ctx, client, command_id, b"\n"):
@@ -72,15 +68,12 @@ async def signal_group(ctx: Context) -> Observation:
 # --- what a command starts with ------------------------------------------------------------
 
 
-@case(
-    "command.signals.default/proc-status",
-    "cat /proc/self/status: SigIgn and SigBlk are all zero (no signal ignored or blocked, "
-    "whatever the server inherited). Unsupported without /proc.",
-    {"default"},
-)
+@case("command.signals.default/proc-status", {"default"})
 async def signals_proc_status(ctx: Context) -> Observation:
+    """cat /proc/self/status: SigIgn and SigBlk are all zero (no signal ignored or blocked,
+    whatever the server inherited). Unsupported without /proc."""
     _, record = await run_one(ctx, argv=["cat", "/proc/self/status"])
-    if record.exit is None or record.exit.exit_code != 0:
+    if not record.succeeded:
         raise Unsupported("no /proc/self/status on the server")
     fields = dict(
         line.split(":", 1)
@@ -130,19 +123,12 @@ for _name in ("SIGINT", "SIGQUIT"):
 # --- slots ---------------------------------------------------------------------------------
 
 
-@case(
-    "command.slot",
-    "max_commands - 1 sleeps and one true: as soon as true's exit arrives, another run is "
-    "accepted (the slot is free once the terminal frame is sent), not refused busy.",
-    {"accepted"},
-    timeout=20.0,
-)
+@case("command.slot", {"accepted"}, timeout=20.0)
 async def slot_freed(ctx: Context) -> Observation:
+    """max_commands - 1 sleeps and one true: as soon as true's exit arrives, another run is
+    accepted (the slot is free once the terminal frame is sent), not refused busy."""
     client = await ctx.client()
-    assert client.hello is not None
-    limit = client.hello.limits.max_commands
-    if limit > 256:
-        return Observation("unsupported", f"max_commands {limit} is above what the suite starts")
+    limit = slots_to_fill(client)
     sleeps = [client.run_message(argv=["sleep", "30"]) for _ in range(limit - 1)]
     quick = client.run_message(argv=["true"])
     await client.wire.send(*sleeps, quick)
@@ -154,8 +140,7 @@ async def slot_freed(ctx: Context) -> Observation:
             return Observation(exit_label(client.records[quick.id]))
         after = client.run_message(argv=["true"])
         await client.wire.send(after)
-        await client.wait_terminal(after.id, ctx.t(QUICK))
-        label = exit_label(client.records[after.id])
+        label = exit_label(await client.wait_record(after.id, ctx.t(QUICK)))
     finally:
         await client.wire.send(*[Cancel(id=r.id) for r in sleeps])
     return Observation("accepted" if label == "exit:0" else label)

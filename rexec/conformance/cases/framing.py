@@ -40,41 +40,30 @@ fatal_case(
 
 async def _over_limit(ctx: Context, authed: bool) -> Observation:
     client, wire = await wire_of(ctx, authed)
-    assert client.hello is not None
-    await wire.send_raw(LENGTH.pack(client.hello.limits.max_header + 1))
+    await wire.send_raw(LENGTH.pack(client.limits.max_header + 1))
     return Observation(await ctx.await_fatal(wire))
 
 
-@case(
-    "frame.length.limit/over",
-    "After auth, send only a length of the announced max_header + 1: fatal frame.too_large "
-    "at once (the header itself is never sent).",
-    {"fatal:frame.too_large"},
-)
+@case("frame.length.limit/over", {"fatal:frame.too_large"})
 async def over_limit(ctx: Context) -> Observation:
+    """After auth, send only a length of the announced max_header + 1: fatal frame.too_large at
+    once (the header itself is never sent)."""
     return await _over_limit(ctx, True)
 
 
-@case(
-    "frame.length.limit/pre-auth",
-    "Right after hello, send only a length of max_header + 1 (above both the pre- and "
-    "post-authentication limits): fatal frame.too_large.",
-    {"fatal:frame.too_large"},
-)
+@case("frame.length.limit/pre-auth", {"fatal:frame.too_large"})
 async def over_limit_pre_auth(ctx: Context) -> Observation:
+    """Right after hello, send only a length of max_header + 1 (above both the pre- and
+    post-authentication limits): fatal frame.too_large."""
     return await _over_limit(ctx, False)
 
 
-@case(
-    "frame.length.limit/equal",
-    "After auth, send a ping whose header is padded with JSON whitespace to exactly the "
-    "announced max_header bytes: it is accepted and answered with pong.",
-    {"pong"},
-)
+@case("frame.length.limit/equal", {"pong"})
 async def equal_limit(ctx: Context) -> Observation:
+    """After auth, send a ping whose header is padded with JSON whitespace to exactly the
+    announced max_header bytes: it is accepted and answered with pong."""
     client = await ctx.client()
-    assert client.hello is not None
-    size = client.hello.limits.max_header
+    size = client.limits.max_header
     start = b'{"type":"ping","seq":4242'
     if size > 16 * 1024 * 1024:
         return Observation("unsupported", "max_header above 16 MiB")
@@ -105,24 +94,18 @@ fatal_case(
 ALL_BYTES = bytes(range(256))
 
 
-@case(
-    "frame.body.binary/stdin-roundtrip",
-    "Send every byte value 0-255 (x4) through cat's stdin: stdout returns them verbatim.",
-    {"verbatim"},
-)
+@case("frame.body.binary/stdin-roundtrip", {"verbatim"})
 async def binary_roundtrip(ctx: Context) -> Observation:
+    """Send every byte value 0-255 (x4) through cat's stdin: stdout returns them verbatim."""
     _, record = await run_one(ctx, argv=["cat"], stdin=True, data=ALL_BYTES * 4)
     return Observation(
         "verbatim" if bytes(record.stdout) == ALL_BYTES * 4 else "altered", data=record.summary()
     )
 
 
-@case(
-    "frame.body.binary/output",
-    "printf every byte value 0-255 with octal escapes: stdout carries them verbatim.",
-    {"verbatim"},
-)
+@case("frame.body.binary/output", {"verbatim"})
 async def binary_output(ctx: Context) -> Observation:
+    """printf every byte value 0-255 with octal escapes: stdout carries them verbatim."""
     script = "printf '" + "".join(f"\\{b:03o}" for b in range(256)) + "'"
     _, record = await run_one(ctx, shell=script)
     return Observation(
@@ -170,40 +153,29 @@ async def _chopped_session(ctx: Context, sizes: list[int]) -> Observation:
     )
 
 
-@case(
-    "frame.stream.chunking/every-byte",
-    "Send auth, then a run and a ping, one byte per write: all decoded (auth_ok, output, pong).",
-    {"decoded"},
-    timeout=10.0,
-)
+@case("frame.stream.chunking/every-byte", {"decoded"}, timeout=10.0)
 async def every_byte(ctx: Context) -> Observation:
+    """Send auth, then a run and a ping, one byte per write: all decoded (auth_ok, output,
+    pong)."""
     return await _chopped_session(ctx, [1])
 
 
-@case(
-    "frame.stream.chunking/odd-sizes",
-    "As every-byte, in writes of 3, 7, 2, 11, 5 and 13 bytes, crossing every boundary.",
-    {"decoded"},
-)
+@case("frame.stream.chunking/odd-sizes", {"decoded"})
 async def odd_sizes(ctx: Context) -> Observation:
+    """As every-byte, in writes of 3, 7, 2, 11, 5 and 13 bytes, crossing every boundary."""
     return await _chopped_session(ctx, [3, 7, 2, 11, 5, 13])
 
 
-@case(
-    "frame.stream.chunking/split-length",
-    "As every-byte, in writes of 2 bytes then the rest of each 4+N: the length prefix is split.",
-    {"decoded"},
-)
+@case("frame.stream.chunking/split-length", {"decoded"})
 async def split_length(ctx: Context) -> Observation:
+    """As every-byte, in writes of 2 bytes then the rest of each 4+N: the length prefix is
+    split."""
     return await _chopped_session(ctx, [2, 5])
 
 
-@case(
-    "frame.stream.chunking/many-in-one-write",
-    "After auth, 200 pings and a run in a single write: 200 pongs in seq order and the output.",
-    {"decoded"},
-)
+@case("frame.stream.chunking/many-in-one-write", {"decoded"})
 async def many_in_one(ctx: Context) -> Observation:
+    """After auth, 200 pings and a run in a single write: 200 pongs in seq order and the output."""
     client, wire = await wire_of(ctx, True)
     run = client.run_message(argv=["printf", "many-ok"])
     await wire.send_raw(b"".join(encode_frame(Ping(seq=i)) for i in range(200)) + encode_frame(run))
@@ -220,13 +192,10 @@ async def many_in_one(ctx: Context) -> Observation:
 # --- truncation ----------------------------------------------------------------------
 
 
-@case(
-    "frame.eof.truncated/not-a-message",
-    "After auth, send the first half of a run (touch MARKER), then end the stream: the run must "
-    "not happen.",
-    {"not-run"},
-)
+@case("frame.eof.truncated/not-a-message", {"not-run"})
 async def truncated_not_message(ctx: Context) -> Observation:
+    """After auth, send the first half of a run (touch MARKER), then end the stream: the run
+    must not happen."""
     marker = ctx.temp_path("truncated")
     _, wire = await wire_of(ctx, True)
     frame = encode_frame(Run(id=1, shell=f"touch {shlex.quote(marker)}"))
@@ -236,14 +205,10 @@ async def truncated_not_message(ctx: Context) -> Observation:
     return Observation("ran" if await ctx.path_exists(marker) else "not-run")
 
 
-@case(
-    "frame.eof.truncated/departure",
-    "After auth, start sleep 60, then send half a ping and end the stream: the server treats it "
-    "as a disconnect, so the command is killed (not a half-close that lets it run).",
-    {"departed"},
-    timeout=12.0,
-)
+@case("frame.eof.truncated/departure", {"departed"}, timeout=12.0)
 async def truncated_departure(ctx: Context) -> Observation:
+    """After auth, start sleep 60, then send half a ping and end the stream: the server treats
+    it as a disconnect, so the command is killed (not a half-close that lets it run)."""
     client, wire = await wire_of(ctx, True)
     command_id = await client.run(argv=["sleep", "60"])
     await client.pump(

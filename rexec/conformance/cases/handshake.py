@@ -11,6 +11,7 @@ import json
 import shlex
 import ssl
 import struct
+from typing import Any
 
 from rexec.protocol import AuthOk, Hello, Ping, Run, encode_frame, macs_match
 
@@ -18,14 +19,12 @@ from ..case import REACTION_WAIT, Context, Observation
 from ..client import Client, Unsupported
 from ..wire import Closed, Wire
 from ._registry import case
+from ._util import fatal_after
 
 
-@case(
-    "handshake.hello.first",
-    "Connect and send nothing: the first frame must be a valid hello, within 2 s.",
-    {"hello"},
-)
+@case("handshake.hello.first", {"hello"})
 async def hello_first(ctx: Context) -> Observation:
+    """Connect and send nothing: the first frame must be a valid hello, within 2 s."""
     wire = await ctx.connect()
     got = await wire.next_frame(ctx.t(REACTION_WAIT))
     if isinstance(got, Hello):
@@ -35,13 +34,10 @@ async def hello_first(ctx: Context) -> Observation:
     return Observation("closed" if isinstance(got, Closed) else f"answered:{got.type}")
 
 
-@case(
-    "frame.length.format",
-    "The hello's 4-byte prefix, read as '<i', gives a sane length whose header decodes "
-    "(a big-endian sender would announce a length in the gigabytes).",
-    {"little-endian"},
-)
+@case("frame.length.format", {"little-endian"})
 async def length_format(ctx: Context) -> Observation:
+    """The hello's 4-byte prefix, read as '<i', gives a sane length whose header decodes (a
+    big-endian sender would announce a length in the gigabytes)."""
     wire = await ctx.connect()
     got = await wire.next_frame(ctx.t(REACTION_WAIT))
     if isinstance(got, Hello):
@@ -49,39 +45,35 @@ async def length_format(ctx: Context) -> Observation:
     return Observation(f"no-hello:{getattr(got, 'type', got)}")
 
 
-@case(
-    "handshake.version/unsupported",
-    "Answer hello with auth version 99 (not offered, otherwise valid): fatal version.unsupported.",
-    {"fatal:version.unsupported"},
-)
-async def version_mismatch(ctx: Context) -> Observation:
+async def _wrong_auth(ctx: Context, **wrong: Any) -> Observation:
+    """Answer hello with an auth made wrong as ``wrong`` says (arguments of
+    ``Client.auth_message``): the server's reaction."""
     client = await ctx.hello_only()
-    await client.wire.send(client.auth_message(version=99))
-    return Observation(await ctx.await_fatal(client.wire))
+    return await fatal_after(ctx, client, client.auth_message(**wrong))
+
+
+@case("handshake.version/unsupported", {"fatal:version.unsupported"})
+async def version_mismatch(ctx: Context) -> Observation:
+    """Answer hello with auth version 99 (not offered, otherwise valid): fatal
+    version.unsupported."""
+    return await _wrong_auth(ctx, version=99)
 
 
 async def _before_auth(ctx: Context, what: str) -> Observation:
     client = await ctx.hello_only()
     message = Run(id=1, shell="true") if what == "run" else Ping(seq=1)
-    await client.wire.send(message)
-    return Observation(await ctx.await_fatal(client.wire))
+    return await fatal_after(ctx, client, message)
 
 
-@case(
-    "handshake.order/run-before-auth",
-    "Send run instead of auth: fatal protocol.unexpected (and no command starts).",
-    {"fatal:protocol.unexpected"},
-)
+@case("handshake.order/run-before-auth", {"fatal:protocol.unexpected"})
 async def run_before_auth(ctx: Context) -> Observation:
+    """Send run instead of auth: fatal protocol.unexpected (and no command starts)."""
     return await _before_auth(ctx, "run")
 
 
-@case(
-    "handshake.order/ping-before-auth",
-    "Send ping instead of auth: fatal protocol.unexpected, not a pong.",
-    {"fatal:protocol.unexpected"},
-)
+@case("handshake.order/ping-before-auth", {"fatal:protocol.unexpected"})
 async def ping_before_auth(ctx: Context) -> Observation:
+    """Send ping instead of auth: fatal protocol.unexpected, not a pong."""
     return await _before_auth(ctx, "ping")
 
 
@@ -99,44 +91,32 @@ async def _marker_check(ctx: Context, *, with_bad_auth: bool) -> Observation:
     return Observation("not-run", f"reaction: {first}")
 
 
-@case(
-    "auth.before.anything/pipelined-run",
-    "Pipeline a run (touch MARKER) right after hello, without auth; then check from an "
-    "authenticated connection that MARKER does not exist.",
-    {"not-run"},
-)
+@case("auth.before.anything/pipelined-run", {"not-run"})
 async def marker_without_auth(ctx: Context) -> Observation:
+    """Pipeline a run (touch MARKER) right after hello, without auth; then check from an
+    authenticated connection that MARKER does not exist."""
     return await _marker_check(ctx, with_bad_auth=False)
 
 
-@case(
-    "auth.before.anything/after-bad-auth",
-    "Send an auth with a wrong mac and a run (touch MARKER) in one write; MARKER must not exist.",
-    {"not-run"},
-)
+@case("auth.before.anything/after-bad-auth", {"not-run"})
 async def marker_after_bad_auth(ctx: Context) -> Observation:
+    """Send an auth with a wrong mac and a run (touch MARKER) in one write; MARKER must not
+    exist."""
     return await _marker_check(ctx, with_bad_auth=True)
 
 
-@case(
-    "auth.deadline",
-    "Read hello and send nothing: within the auth deadline (--auth-deadline, default 10 s) plus "
-    "2 s the server sends a fatal auth.timeout and closes.",
-    {"fatal:auth.timeout"},
-    timeout=15.0,
-)
+@case("auth.deadline", {"fatal:auth.timeout"}, timeout=15.0)
 async def auth_deadline(ctx: Context) -> Observation:
+    """Read hello and send nothing: within the auth deadline (--auth-deadline, default 10 s)
+    plus 2 s the server sends a fatal auth.timeout and closes."""
     client = await ctx.hello_only()
     wait = ctx.options.auth_deadline + 2.0
     return Observation(await ctx.await_fatal(client.wire, wait=wait))
 
 
-@case(
-    "auth.mac.verify/right-key",
-    "A correct auth gets auth_ok.",
-    {"auth_ok"},
-)
+@case("auth.mac.verify/right-key", {"auth_ok"})
 async def right_key(ctx: Context) -> Observation:
+    """A correct auth gets auth_ok."""
     client = await ctx.hello_only()
     await client.wire.send(client.auth_message())
     got = await client.wire.next_frame(ctx.t(REACTION_WAIT))
@@ -145,23 +125,15 @@ async def right_key(ctx: Context) -> Observation:
     return Observation(await ctx.await_fatal(client.wire) if got is None else repr(got))
 
 
-@case(
-    "auth.mac.verify/wrong-key",
-    "An auth made with another key gets a fatal auth.failed, then close.",
-    {"fatal:auth.failed"},
-)
+@case("auth.mac.verify/wrong-key", {"fatal:auth.failed"})
 async def wrong_key(ctx: Context) -> Observation:
-    client = await ctx.hello_only()
-    await client.wire.send(client.auth_message(key=b"\x55" * 32))
-    return Observation(await ctx.await_fatal(client.wire))
+    """An auth made with another key gets a fatal auth.failed, then close."""
+    return await _wrong_auth(ctx, key=b"\x55" * 32)
 
 
-@case(
-    "auth.mutual/server-proof",
-    "The auth_ok mac is the server mac of protocol.md 3.1 over this connection's transcript.",
-    {"valid-proof"},
-)
+@case("auth.mutual/server-proof", {"valid-proof"})
 async def server_mac(ctx: Context) -> Observation:
+    """The auth_ok mac is the server mac of protocol.md 3.1 over this connection's transcript."""
     client = await ctx.hello_only()
     auth = client.auth_message()
     await client.wire.send(auth)
@@ -173,28 +145,21 @@ async def server_mac(ctx: Context) -> Observation:
     )
 
 
-@case(
-    "auth.transcript/altered-hello",
-    "Sign the auth over the hello a man in the middle would show (limits.max_body 1), not the one "
-    "that travelled: fatal auth.failed.",
-    {"fatal:auth.failed"},
-)
+@case("auth.transcript/altered-hello", {"fatal:auth.failed"})
 async def altered_hello(ctx: Context) -> Observation:
+    """Sign the auth over the hello a man in the middle would show (limits.max_body 1), not the
+    one that travelled: fatal auth.failed."""
     client = await ctx.hello_only()
     assert client.hello is not None
     limits = client.hello.limits.model_copy(update={"max_body": 1})
     shown = encode_frame(client.hello.model_copy(update={"limits": limits}))
-    await client.wire.send(client.auth_message(hello_frame=shown))
-    return Observation(await ctx.await_fatal(client.wire))
+    return await fatal_after(ctx, client, client.auth_message(hello_frame=shown))
 
 
-@case(
-    "auth.transcript/version-1-mac",
-    "An auth whose mac is version 1's (HMAC over the nonces and the server name only), in a "
-    "version 2 frame: fatal auth.failed.",
-    {"fatal:auth.failed"},
-)
+@case("auth.transcript/version-1-mac", {"fatal:auth.failed"})
 async def version_1_mac(ctx: Context) -> Observation:
+    """An auth whose mac is version 1's (HMAC over the nonces and the server name only), in a
+    version 2 frame: fatal auth.failed."""
     client = await ctx.hello_only()
     assert client.hello is not None
     auth = client.auth_message()
@@ -205,44 +170,31 @@ async def version_1_mac(ctx: Context) -> Observation:
         + client.hello.server.encode()
     )
     weak = hmac.new(ctx.options.key, data, hashlib.sha256).digest()
-    await client.wire.send(auth.signed(weak))
-    return Observation(await ctx.await_fatal(client.wire))
+    return await fatal_after(ctx, client, auth.signed(weak))
 
 
-@case(
-    "auth.binding/other-binding",
-    "Sign the auth with a channel binding of 32 bytes of 5a, which no session exports (without "
-    "TLS the binding is empty; under TLS it is the session's): fatal auth.failed.",
-    {"fatal:auth.failed"},
-)
+@case("auth.binding/other-binding", {"fatal:auth.failed"})
 async def other_binding(ctx: Context) -> Observation:
-    client = await ctx.hello_only()
-    await client.wire.send(client.auth_message(binding=b"\x5a" * 32))
-    return Observation(await ctx.await_fatal(client.wire))
+    """Sign the auth with a channel binding of 32 bytes of 5a, which no session exports (without
+    TLS the binding is empty; under TLS it is the session's): fatal auth.failed."""
+    return await _wrong_auth(ctx, binding=b"\x5a" * 32)
 
 
-@case(
-    "handshake.features/not-offered",
-    "Choose a feature hello did not offer (x-conformance-never) in an otherwise valid auth: "
-    "fatal feature.unsupported.",
-    {"fatal:feature.unsupported"},
-)
+@case("handshake.features/not-offered", {"fatal:feature.unsupported"})
 async def feature_not_offered(ctx: Context) -> Observation:
+    """Choose a feature hello did not offer (x-conformance-never) in an otherwise valid auth:
+    fatal feature.unsupported."""
     client = await ctx.hello_only()
     assert client.hello is not None
     if "x-conformance-never" in client.hello.features:
         return Observation("offered", "the server offers the suite's made-up feature")
-    await client.wire.send(client.auth_message(features=("x-conformance-never",)))
-    return Observation(await ctx.await_fatal(client.wire))
+    return await fatal_after(ctx, client, client.auth_message(features=("x-conformance-never",)))
 
 
-@case(
-    "handshake.version/version-1-auth",
-    "Answer hello as a version 1 client would (version 1, the mac as hex in the header, no "
-    "body): fatal version.unsupported, not a schema error.",
-    {"fatal:version.unsupported"},
-)
+@case("handshake.version/version-1-auth", {"fatal:version.unsupported"})
 async def version_1_auth(ctx: Context) -> Observation:
+    """Answer hello as a version 1 client would (version 1, the mac as hex in the header, no
+    body): fatal version.unsupported, not a schema error."""
     client = await ctx.hello_only()
     header = json.dumps(
         {"type": "auth", "data_size": 0, "version": 1, "nonce": "b" * 64, "mac": "e" * 64},
@@ -252,12 +204,9 @@ async def version_1_auth(ctx: Context) -> Observation:
     return Observation(await ctx.await_fatal(client.wire))
 
 
-@case(
-    "tls.version/tls-1.2",
-    "Against a TLS target, offer TLS 1.2 at most: the TLS handshake fails (no hello arrives).",
-    {"refused", "closed"},
-)
+@case("tls.version/tls-1.2", {"refused", "closed"})
 async def tls_1_2(ctx: Context) -> Observation:
+    """Against a TLS target, offer TLS 1.2 at most: the TLS handshake fails (no hello arrives)."""
     if ctx.target.tls is None:
         raise Unsupported("the target is not TLS (--tls)")
     # Only the version is at stake: the server's certificate is not checked,
@@ -285,13 +234,10 @@ async def tls_1_2(ctx: Context) -> Observation:
     return Observation("served-tls-1.2" if isinstance(got, Hello) else f"no-hello:{got!r}")
 
 
-@case(
-    "auth.nonce.fresh/replay",
-    "Capture a successful auth frame, then send the same bytes on a new connection: "
-    "fatal auth.failed (the new server nonce makes the old mac wrong).",
-    {"fatal:auth.failed"},
-)
+@case("auth.nonce.fresh/replay", {"fatal:auth.failed"})
 async def replay(ctx: Context) -> Observation:
+    """Capture a successful auth frame, then send the same bytes on a new connection: fatal
+    auth.failed (the new server nonce makes the old mac wrong)."""
     first = await ctx.hello_only()
     captured = first.auth_message()
     await first.wire.send(captured)
@@ -302,12 +248,9 @@ async def replay(ctx: Context) -> Observation:
     return Observation(await ctx.await_fatal(second.wire))
 
 
-@case(
-    "auth.nonce.fresh/distinct",
-    "Three connections get three different hello nonces.",
-    {"distinct"},
-)
+@case("auth.nonce.fresh/distinct", {"distinct"})
 async def distinct_nonces(ctx: Context) -> Observation:
+    """Three connections get three different hello nonces."""
     nonces = set()
     for _ in range(3):
         client = await ctx.hello_only()
@@ -316,12 +259,10 @@ async def distinct_nonces(ctx: Context) -> Observation:
     return Observation("distinct" if len(nonces) == 3 else "repeated")
 
 
-@case(
-    "auth.key.secret",
-    "Over a handshake and a command, no received byte sequence contains the key, raw or as hex.",
-    {"not-leaked"},
-)
+@case("auth.key.secret", {"not-leaked"})
 async def key_secret(ctx: Context) -> Observation:
+    """Over a handshake and a command, no received byte sequence contains the key, raw or as
+    hex."""
     client: Client = await ctx.client()
     command_id = await client.run(argv=["true"])
     await client.wait_terminal(command_id, ctx.t(REACTION_WAIT))

@@ -178,12 +178,9 @@ fatal_case(
 )
 
 
-@case(
-    "frame.header.schema/duplicate-member",
-    'After auth, send {"type":"ping","seq":1,"seq":2}: the last member wins, so pong seq 2.',
-    {"pong:2"},
-)
+@case("frame.header.schema/duplicate-member", {"pong:2"})
 async def duplicate_member(ctx: Context) -> Observation:
+    """After auth, send {"type":"ping","seq":1,"seq":2}: the last member wins, so pong seq 2."""
     client, wire = await wire_of(ctx, True)
     await wire.send_raw(raw_frame(b'{"type":"ping","seq":1,"seq":2}'))
     await client.pump(ctx.t(REACTION_WAIT), until=lambda: bool(client.other))
@@ -191,38 +188,29 @@ async def duplicate_member(ctx: Context) -> Observation:
     return Observation(f"pong:{pongs[0]}" if pongs else "no-pong")
 
 
-@case(
-    "frame.body.size/absent-is-zero",
-    'After auth, send {"type":"ping","seq":3} with no data_size: answered by pong 3.',
-    {"pong"},
-)
+@case("frame.body.size/absent-is-zero", {"pong"})
 async def absent_data_size(ctx: Context) -> Observation:
+    """After auth, send {"type":"ping","seq":3} with no data_size: answered by pong 3."""
     return await pong_or_fatal(ctx, await ctx.client(), b'{"type":"ping","seq":3}', 3)
 
 
-@case(
-    "frame.body.limit",
-    "After auth, run cat with stdin, then send a stdin header with data_size max_body + 1 and "
-    "no body: fatal frame.body_too_large as soon as the header is in.",
-    {"fatal:frame.body_too_large"},
-)
+@case("frame.body.limit", {"fatal:frame.body_too_large"})
 async def body_limit(ctx: Context) -> Observation:
+    """After auth, run cat with stdin, then send a stdin header with data_size max_body + 1 and
+    no body: fatal frame.body_too_large as soon as the header is in."""
     client, wire = await wire_of(ctx, True)
-    assert client.hello is not None
     run = client.run_message(argv=["cat"], stdin=True)
-    header = b'{"type":"stdin","id":%d,"data_size":%d}' % (run.id, client.hello.limits.max_body + 1)
+    header = b'{"type":"stdin","id":%d,"data_size":%d}' % (run.id, client.limits.max_body + 1)
     await wire.send_raw(encode_frame(run) + LENGTH.pack(len(header)) + header)
     return Observation(await ctx.await_fatal(wire))
 
 
-@case(
-    "frame.header.schema/server-frames",
-    "After auth, ping, run a command with output on both streams and a refused one (no such "
-    "program): every frame the server sends (pong, started, stdout, stderr, exit, error) matches "
-    "its schema exactly and repeats no member name; the fault is named with frame type and member.",
-    {"well-formed"},
-)
+@case("frame.header.schema/server-frames", {"well-formed"})
 async def server_frames(ctx: Context) -> Observation:
+    """After auth, ping, run a command with output on both streams and a refused one (no such
+    program): every frame the server sends (pong, started, stdout, stderr, exit, error) matches
+    its schema exactly and repeats no member name; the fault is named with frame type and
+    member."""
     client, _ = await wire_of(ctx, True)
     if not await client.ping(77, ctx.t(REACTION_WAIT)):
         return Observation("no-pong")

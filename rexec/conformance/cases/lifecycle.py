@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from typing import Literal
 
 from rexec.protocol import Cancel, encode_frame
 
 from ..case import Context, Observation
 from ..client import Client, CommandRecord
 from ._registry import case
-from ._util import QUICK, run_one, wait_output, wait_started
+from ._util import QUICK, run_one, slots_to_fill, start_one, wait_output
 
 #: A shell whose background child ignores SIGTERM (so only SIGKILL ends it)
 #: and does not hold the command's pipes; the child's pid is printed first.
@@ -40,15 +41,30 @@ def _grace(ctx: Context) -> float:
     return ctx.options.kill_grace + 2.0
 
 
+async def _tree_ended(
+    ctx: Context,
+    client: Client,
+    command_id: int,
+    child: int,
+    flag: Literal["timed_out", "cancelled"],
+    unflagged: str,
+) -> Observation:
+    """Wait for the command's exit, which must carry ``flag`` (else
+    ``unflagged``); then ``tree-killed`` when its child ``child`` is gone
+    within the kill grace, else ``child-survived``."""
+    record = await client.wait_record(command_id, ctx.t(_grace(ctx) + QUICK))
+    if record.exit is None or not getattr(record.exit, flag):
+        return Observation(unflagged, data=record.summary())
+    gone = await ctx.pid_gone(child, _grace(ctx), zombie_ok=True)
+    return Observation("tree-killed" if gone else "child-survived")
+
+
 # --- timeouts ------------------------------------------------------------------------
 
 
-@case(
-    "exit.timed_out",
-    "sleep 30 with timeout 0.5: exit within a few seconds, timed_out true, ended by a signal.",
-    {"timed-out"},
-)
+@case("exit.timed_out", {"timed-out"})
 async def timed_out(ctx: Context) -> Observation:
+    """sleep 30 with timeout 0.5: exit within a few seconds, timed_out true, ended by a signal."""
     _, record = await run_one(ctx, argv=["sleep", "30"], timeout=0.5)
     e = record.exit
     if e is None:
@@ -62,35 +78,19 @@ async def _timeout_tree(ctx: Context, script: str) -> Observation:
     client, command_id, child = await _tree(ctx, script, timeout=0.5)
     if child is None:
         return Observation("no-pid-printed", data=client.records[command_id].summary())
-    await client.wait_terminal(command_id, ctx.t(_grace(ctx) + QUICK))
-    record = client.records[command_id]
-    if record.exit is None or not record.exit.timed_out:
-        return Observation("no-timed-out-exit", data=record.summary())
-    return Observation(
-        "tree-killed"
-        if await ctx.pid_gone(child, _grace(ctx), zombie_ok=True)
-        else "child-survived"
-    )
+    return await _tree_ended(ctx, client, command_id, child, "timed_out", "no-timed-out-exit")
 
 
-@case(
-    "timeout.kill.tree/term",
-    "A shell with a background sleep, timeout 0.5: after the exit, the sleep is gone too.",
-    {"tree-killed"},
-    timeout=15.0,
-)
+@case("timeout.kill.tree/term", {"tree-killed"}, timeout=15.0)
 async def timeout_term(ctx: Context) -> Observation:
+    """A shell with a background sleep, timeout 0.5: after the exit, the sleep is gone too."""
     return await _timeout_tree(ctx, PLAIN_TREE)
 
 
-@case(
-    "timeout.kill.tree/kill",
-    "As timeout.kill.tree/term with a child that ignores SIGTERM: gone within the kill grace "
-    "(--kill-grace, default 2 s) plus 2 s.",
-    {"tree-killed"},
-    timeout=20.0,
-)
+@case("timeout.kill.tree/kill", {"tree-killed"}, timeout=20.0)
 async def timeout_kill(ctx: Context) -> Observation:
+    """As timeout.kill.tree/term with a child that ignores SIGTERM: gone within the kill grace
+    (--kill-grace, default 2 s) plus 2 s."""
     return await _timeout_tree(ctx, STUBBORN_TREE)
 
 
@@ -99,15 +99,11 @@ async def timeout_kill(ctx: Context) -> Observation:
 TERM_IGNORED = "trap 'echo term' TERM; i=0; while [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done"
 
 
-@case(
-    "timeout.kill.tree/grace",
-    "A shell that ignores SIGTERM (printing 'term' when it arrives), timeout 0.5: it is told "
-    "SIGTERM first, then ends by SIGKILL, no sooner than the kill grace (--kill-grace) after "
-    "the SIGTERM and no later than the grace plus 2 s.",
-    {"killed-after-grace"},
-    timeout=20.0,
-)
+@case("timeout.kill.tree/grace", {"killed-after-grace"}, timeout=20.0)
 async def timeout_grace(ctx: Context) -> Observation:
+    """A shell that ignores SIGTERM (printing 'term' when it arrives), timeout 0.5: it is told
+    SIGTERM first, then ends by SIGKILL, no sooner than the kill grace (--kill-grace) after the
+    SIGTERM and no later than the grace plus 2 s."""
     client = await ctx.client()
     command_id = await client.run(shell=TERM_IGNORED, timeout=0.5)
     record = client.records[command_id]
@@ -131,14 +127,10 @@ async def timeout_grace(ctx: Context) -> Observation:
     return Observation("killed-after-grace", detail)
 
 
-@case(
-    "message.integers/seconds",
-    "sleep 1 with timeout 5: durations are seconds, so the command is not timed out (as it "
-    "would be at 5 ms) and its exit's duration is about 1 (not 1000).",
-    {"seconds"},
-    timeout=15.0,
-)
+@case("message.integers/seconds", {"seconds"}, timeout=15.0)
 async def durations_in_seconds(ctx: Context) -> Observation:
+    """sleep 1 with timeout 5: durations are seconds, so the command is not timed out (as it
+    would be at 5 ms) and its exit's duration is about 1 (not 1000)."""
     started = time.monotonic()
     _, record = await run_one(ctx, argv=["sleep", "1"], timeout=5, wait=8.0)
     elapsed = time.monotonic() - started
@@ -154,18 +146,14 @@ async def durations_in_seconds(ctx: Context) -> Observation:
 # --- cancellation ---------------------------------------------------------------------
 
 
-@case(
-    "cancel.kill.tree/before-start",
-    "run sleep 30 and cancel in one write: the command ends at once with exit cancelled true "
-    "(or, if it never started, a command-scoped error).",
-    {"cancelled", "error-terminal"},
-)
+@case("cancel.kill.tree/before-start", {"cancelled", "error-terminal"})
 async def cancel_before_start(ctx: Context) -> Observation:
+    """run sleep 30 and cancel in one write: the command ends at once with exit cancelled true
+    (or, if it never started, a command-scoped error)."""
     client = await ctx.client()
     run = client.run_message(argv=["sleep", "30"])
     await client.wire.send_raw(encode_frame(run) + encode_frame(Cancel(id=run.id)))
-    await client.wait_terminal(run.id, ctx.t(_grace(ctx) + QUICK))
-    record = client.records[run.id]
+    record = await client.wait_record(run.id, ctx.t(_grace(ctx) + QUICK))
     if record.error is not None and not record.error.fatal:
         return Observation("error-terminal")
     if record.exit is None:
@@ -173,14 +161,10 @@ async def cancel_before_start(ctx: Context) -> Observation:
     return Observation("cancelled" if record.exit.cancelled else "not-flagged")
 
 
-@case(
-    "cancel.kill.tree/mid-stream",
-    "A shell printing a tick every 50 ms is cancelled after its first tick, with a child that "
-    "ignores SIGTERM: exit cancelled true, and the child is gone within the kill grace.",
-    {"tree-killed"},
-    timeout=20.0,
-)
+@case("cancel.kill.tree/mid-stream", {"tree-killed"}, timeout=20.0)
 async def cancel_mid_stream(ctx: Context) -> Observation:
+    """A shell printing a tick every 50 ms is cancelled after its first tick, with a child that
+    ignores SIGTERM: exit cancelled true, and the child is gone within the kill grace."""
     script = (
         "(trap '' TERM; exec sleep 60) >/dev/null 2>&1 & echo $!; "
         "while :; do echo tick; sleep 0.05; done"
@@ -190,41 +174,23 @@ async def cancel_mid_stream(ctx: Context) -> Observation:
         return Observation("no-pid-printed", data=client.records[command_id].summary())
     await wait_output(ctx, client, command_id, b"tick")
     await client.wire.send(Cancel(id=command_id))
-    await client.wait_terminal(command_id, ctx.t(_grace(ctx) + QUICK))
-    record = client.records[command_id]
-    if record.exit is None or not record.exit.cancelled:
-        return Observation("not-cancelled", data=record.summary())
-    return Observation(
-        "tree-killed"
-        if await ctx.pid_gone(child, _grace(ctx), zombie_ok=True)
-        else "child-survived"
-    )
+    return await _tree_ended(ctx, client, command_id, child, "cancelled", "not-cancelled")
 
 
-@case(
-    "exit.cancelled",
-    "sleep 30 cancelled after started: exit with cancelled true and timed_out false.",
-    {"cancelled"},
-    timeout=10.0,
-)
+@case("exit.cancelled", {"cancelled"}, timeout=10.0)
 async def exit_cancelled(ctx: Context) -> Observation:
-    client = await ctx.client()
-    command_id = await client.run(argv=["sleep", "30"])
-    await wait_started(ctx, client, command_id)
+    """sleep 30 cancelled after started: exit with cancelled true and timed_out false."""
+    client, command_id = await start_one(ctx, argv=["sleep", "30"])
     await client.wire.send(Cancel(id=command_id))
-    await client.wait_terminal(command_id, ctx.t(_grace(ctx) + QUICK))
-    e = client.records[command_id].exit
+    e = (await client.wait_record(command_id, ctx.t(_grace(ctx) + QUICK))).exit
     if e is None:
         return Observation("no-exit")
     return Observation("cancelled" if e.cancelled and not e.timed_out else "not-flagged")
 
 
-@case(
-    "cancel.kill.tree/after-exit",
-    "A cancel for a command that has exited is dropped: no frame for it, ping still answered.",
-    {"dropped"},
-)
+@case("cancel.kill.tree/after-exit", {"dropped"})
 async def cancel_after_exit(ctx: Context) -> Observation:
+    """A cancel for a command that has exited is dropped: no frame for it, ping still answered."""
     client, record = await run_one(ctx, argv=["true"])
     await client.wire.send(Cancel(id=record.id))
     if not await client.ping(8, ctx.t(QUICK)):
@@ -245,14 +211,10 @@ async def _pipes_held(ctx: Context) -> tuple[Observation | None, CommandRecord]:
     return None, record
 
 
-@case(
-    "exit.by.process",
-    "sh -c 'sleep 30 & echo hi': the exit comes within the drain grace (default 2 s) plus "
-    "3 s, with output 'hi' and exit_code 0, although the sleep holds the pipes.",
-    {"ended-by-process"},
-    timeout=12.0,
-)
+@case("exit.by.process", {"ended-by-process"}, timeout=12.0)
 async def by_process(ctx: Context) -> Observation:
+    """sh -c 'sleep 30 & echo hi': the exit comes within the drain grace (default 2 s) plus 3 s,
+    with output 'hi' and exit_code 0, although the sleep holds the pipes."""
     failure, record = await _pipes_held(ctx)
     if failure or record.exit is None:
         return failure or Observation("hung")
@@ -260,39 +222,28 @@ async def by_process(ctx: Context) -> Observation:
     return Observation("ended-by-process" if ok else "wrong-result", data=record.summary())
 
 
-@case(
-    "exit.pipes_held",
-    "sh -c 'sleep 30 & echo hi': the exit has pipes_held true.",
-    {"pipes-held"},
-    timeout=12.0,
-)
+@case("exit.pipes_held", {"pipes-held"}, timeout=12.0)
 async def pipes_held(ctx: Context) -> Observation:
+    """sh -c 'sleep 30 & echo hi': the exit has pipes_held true."""
     failure, record = await _pipes_held(ctx)
     if failure or record.exit is None:
         return failure or Observation("hung")
     return Observation("pipes-held" if record.exit.pipes_held else "not-flagged")
 
 
-@case(
-    "process.reaped",
-    "After the exit of 'true', its pid is gone (not a zombie) within 1 s.",
-    {"reaped"},
-)
+@case("process.reaped", {"reaped"})
 async def reaped(ctx: Context) -> Observation:
+    """After the exit of 'true', its pid is gone (not a zombie) within 1 s."""
     _, record = await run_one(ctx, argv=["true"])
     if record.pid is None or record.exit is None:
         return Observation("no-exit", data=record.summary())
     return Observation("reaped" if await ctx.pid_gone(record.pid, 1.0) else "zombie-or-alive")
 
 
-@case(
-    "disconnect.kill",
-    "Start a shell with a SIGTERM-ignoring child, then close the connection: both are gone "
-    "within the kill grace plus 2 s.",
-    {"tree-killed"},
-    timeout=15.0,
-)
+@case("disconnect.kill", {"tree-killed"}, timeout=15.0)
 async def disconnect(ctx: Context) -> Observation:
+    """Start a shell with a SIGTERM-ignoring child, then close the connection: both are gone
+    within the kill grace plus 2 s."""
     client, command_id, child = await _tree(ctx, STUBBORN_TREE)
     pid = client.records[command_id].pid
     if child is None or pid is None:
@@ -302,18 +253,14 @@ async def disconnect(ctx: Context) -> Observation:
     return Observation("tree-killed" if gone else "survived")
 
 
-@case(
-    "close.client.eof",
-    "Run 'sleep 0.5; echo done', then half-close at once: the output and exit still arrive, "
-    "then the server closes.",
-    {"served-then-closed"},
-)
+@case("close.client.eof", {"served-then-closed"})
 async def half_close(ctx: Context) -> Observation:
+    """Run 'sleep 0.5; echo done', then half-close at once: the output and exit still arrive,
+    then the server closes."""
     client = await ctx.client()
     command_id = await client.run(shell="sleep 0.5; echo done")
     await client.wire.shutdown_write()
-    await client.wait_terminal(command_id, ctx.t(QUICK))
-    record = client.records[command_id]
+    record = await client.wait_record(command_id, ctx.t(QUICK))
     if record.exit is None or bytes(record.stdout) != b"done\n":
         return Observation("cut-off", data=record.summary())
     closed, _ = await client.wire.wait_closed(ctx.t(2.0))
@@ -323,18 +270,13 @@ async def half_close(ctx: Context) -> Observation:
 # --- concurrency and limits ---------------------------------------------------------------
 
 
-@case(
-    "command.concurrent/interleaved",
-    "20 commands (or max_commands, if lower) at once on one connection, each printing its own "
-    "numbered lines with pauses: every command's output complete and in order.",
-    {"all-intact"},
-    timeout=10.0,
-)
+@case("command.concurrent/interleaved", {"all-intact"}, timeout=10.0)
 async def concurrent(ctx: Context) -> Observation:
+    """20 commands (or max_commands, if lower) at once on one connection, each printing its own
+    numbered lines with pauses: every command's output complete and in order."""
     client = await ctx.client()
-    assert client.hello is not None
     ids = []
-    for n in range(min(20, client.hello.limits.max_commands)):
+    for n in range(min(20, client.limits.max_commands)):
         script = f'i=0; while [ $i -lt 20 ]; do echo "{n}:$i"; i=$((i+1)); sleep 0.01; done'
         ids.append(client.run_message(shell=script))
     await client.wire.send(*ids)
@@ -348,34 +290,22 @@ async def concurrent(ctx: Context) -> Observation:
     return Observation("all-intact" if not bad else f"broken:{len(bad)}")
 
 
-@case(
-    "command.concurrent/not-serialised",
-    "cat (stdin open, so it waits) runs while a second command, printf, starts and ends on the "
-    "same connection.",
-    {"concurrent"},
-)
+@case("command.concurrent/not-serialised", {"concurrent"})
 async def not_serialised(ctx: Context) -> Observation:
-    client = await ctx.client()
-    reader = await client.run(argv=["cat"], stdin=True)
-    await wait_started(ctx, client, reader)
+    """cat (stdin open, so it waits) runs while a second command, printf, starts and ends on the
+    same connection."""
+    client, reader = await start_one(ctx, argv=["cat"], stdin=True)
     _, record = await run_one(ctx, client=client, argv=["printf", "second"], wait=3.0)
     await client.stdin_eof(reader)
     return Observation("concurrent" if bytes(record.stdout) == b"second" else "serialised")
 
 
-@case(
-    "command.busy",
-    "Start max_commands (announced) sleeps, then one more run: it is refused at once with the "
-    "command-scoped busy; after cancelling one, a run is accepted again.",
-    {"busy"},
-    timeout=20.0,
-)
+@case("command.busy", {"busy"}, timeout=20.0)
 async def busy(ctx: Context) -> Observation:
+    """Start max_commands (announced) sleeps, then one more run: it is refused at once with the
+    command-scoped busy; after cancelling one, a run is accepted again."""
     client = await ctx.client()
-    assert client.hello is not None
-    limit = client.hello.limits.max_commands
-    if limit > 256:
-        return Observation("unsupported", f"max_commands {limit} is above what the suite starts")
+    limit = slots_to_fill(client)
     runs = [client.run_message(argv=["sleep", "30"]) for _ in range(limit)]
     await client.wire.send(*runs)
     await client.pump(
@@ -386,8 +316,7 @@ async def busy(ctx: Context) -> Observation:
     )
     over = client.run_message(argv=["true"])
     await client.wire.send(over)
-    await client.wait_terminal(over.id, ctx.t(2.0))
-    record = client.records[over.id]
+    record = await client.wait_record(over.id, ctx.t(2.0))
     await client.wire.send(*[Cancel(id=r.id) for r in runs])
     if record.error is not None and record.error.code == "busy" and not record.error.fatal:
         return Observation("busy")

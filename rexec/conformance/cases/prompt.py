@@ -83,16 +83,12 @@ async def _drain(client: Client, wait: float) -> str:
     return "abandoned"
 
 
-@case(
-    "error.fatal.prompt",
-    "Fill the pipe to the server's own buffer (a command writes 64 KiB steps and counts them; "
-    "SO_RCVBUF 64 KiB; the suite stops reading), send a bad length, and still read nothing: the "
-    "server's socket must leave ESTABLISHED (seen in /proc/net/tcp on its host); draining then "
-    "ends in a close without the error frame, which was behind the unsent output.",
-    {"abandoned"},
-    timeout=45.0,
-)
+@case("error.fatal.prompt", {"abandoned"}, timeout=45.0)
 async def prompt(ctx: Context) -> Observation:
+    """Fill the pipe to the server's own buffer (a command writes 64 KiB steps and counts them;
+    SO_RCVBUF 64 KiB; the suite stops reading), send a bad length, and still read nothing: the
+    server's socket must leave ESTABLISHED (seen in /proc/net/tcp on its host); draining then
+    ends in a close without the error frame, which was behind the unsent output."""
     client = await ctx.client(rcvbuf=64 * 1024)
     progress = ctx.temp_path("prompt-progress")
     command_id = await client.run(

@@ -13,7 +13,7 @@ from rexec.protocol import Cancel, Error, Resize, Run, Stdin, encode_frame
 from ..case import REACTION_WAIT, Context, Observation
 from ..wire import Closed
 from ._registry import case, register
-from ._util import QUICK, fatal_seen, run_one, wait_output, wait_started
+from ._util import QUICK, fatal_seen, run_one, start_one, wait_output, wait_started
 
 CANARY = b"CANARYx9q"
 
@@ -21,32 +21,23 @@ CANARY = b"CANARYx9q"
 # --- keepalive -------------------------------------------------------------------------
 
 
-@case(
-    "message.ping.answer/idle",
-    "After auth, ping seq 7: pong seq 7 within 1 s.",
-    {"pong"},
-)
+@case("message.ping.answer/idle", {"pong"})
 async def ping_idle(ctx: Context) -> Observation:
+    """After auth, ping seq 7: pong seq 7 within 1 s."""
     client = await ctx.client()
     return Observation("pong" if await client.ping(7, ctx.t(1.0)) else "no-pong")
 
 
-@case(
-    "message.ping.answer/large-seq",
-    "ping seq 2^53 - 1: pong with exactly that seq.",
-    {"pong"},
-)
+@case("message.ping.answer/large-seq", {"pong"})
 async def ping_large(ctx: Context) -> Observation:
+    """ping seq 2^53 - 1: pong with exactly that seq."""
     client = await ctx.client()
     return Observation("pong" if await client.ping(2**53 - 1, ctx.t(1.0)) else "no-pong")
 
 
-@case(
-    "message.ping.answer/mid-stream",
-    "While a command prints a line every 20 ms, ping seq 99: the pong comes within 1 s.",
-    {"pong"},
-)
+@case("message.ping.answer/mid-stream", {"pong"})
 async def ping_mid_stream(ctx: Context) -> Observation:
+    """While a command prints a line every 20 ms, ping seq 99: the pong comes within 1 s."""
     client = await ctx.client()
     command_id = await client.run(
         shell="i=0; while [ $i -lt 100 ]; do echo $i; sleep 0.02; i=$((i+1)); done"
@@ -60,13 +51,10 @@ async def ping_mid_stream(ctx: Context) -> Observation:
 # --- fatal errors ------------------------------------------------------------------------
 
 
-@case(
-    "error.fatal.close/stops-reading",
-    "After auth, a bad length and a run (touch MARKER) in one write: the fatal error is sent, "
-    "the connection closed, and the run never acted on.",
-    {"fatal:frame.bad_length"},
-)
+@case("error.fatal.close/stops-reading", {"fatal:frame.bad_length"})
 async def stops_reading(ctx: Context) -> Observation:
+    """After auth, a bad length and a run (touch MARKER) in one write: the fatal error is sent,
+    the connection closed, and the run never acted on."""
     marker = ctx.temp_path("after-fatal")
     client = await ctx.client()
     run = Run(id=client.new_id(), shell=f"touch {shlex.quote(marker)}")
@@ -102,13 +90,10 @@ for _variant, _header, _code in (
 # --- pseudo-terminals ---------------------------------------------------------------------
 
 
-@case(
-    "pty.run",
-    "pty {rows 30, cols 100, term xterm}: stdin and stdout are terminals, TERM is xterm and "
-    "stty size says '30 100' (a server without ptys answers pty.failed: unsupported).",
-    {"tty:xterm:30 100"},
-)
+@case("pty.run", {"tty:xterm:30 100"})
 async def pty_run(ctx: Context) -> Observation:
+    """pty {rows 30, cols 100, term xterm}: stdin and stdout are terminals, TERM is xterm and
+    stty size says '30 100' (a server without ptys answers pty.failed: unsupported)."""
     _, record = await run_one(
         ctx,
         shell='test -t 0 && test -t 1 && printf tty; printf ":%s:" "$TERM"; stty size',
@@ -117,13 +102,10 @@ async def pty_run(ctx: Context) -> Observation:
     return Observation(bytes(record.stdout).decode("utf-8", "replace").strip())
 
 
-@case(
-    "resize.pty",
-    "A pty command waiting on a line of input is resized to 40x120, then sent a newline: "
-    "stty size says '40 120'.",
-    {"40 120"},
-)
+@case("resize.pty", {"40 120"})
 async def pty_resize(ctx: Context) -> Observation:
+    """A pty command waiting on a line of input is resized to 40x120, then sent a newline: stty
+    size says '40 120'."""
     client = await ctx.client()
     command_id = await client.run(
         shell="read line; stty size", stdin=True, pty={"rows": 24, "cols": 80}
@@ -132,40 +114,31 @@ async def pty_resize(ctx: Context) -> Observation:
     await client.wire.send(
         Resize(id=command_id, rows=40, cols=120), Stdin.with_data(command_id, b"\n")
     )
-    await client.wait_terminal(command_id, ctx.t(QUICK))
-    lines = bytes(client.records[command_id].stdout).replace(b"\r", b"").split(b"\n")
+    record = await client.wait_record(command_id, ctx.t(QUICK))
+    lines = bytes(record.stdout).replace(b"\r", b"").split(b"\n")
     return Observation(
         next((x.decode() for x in lines if x.strip() and x.strip()[0:1].isdigit()), "no-size")
     )
 
 
-@case(
-    "resize.pty/no-pty",
-    "A resize for a command without a pty is ignored: it runs on and ping is answered.",
-    {"ignored"},
-)
+@case("resize.pty/no-pty", {"ignored"})
 async def resize_no_pty(ctx: Context) -> Observation:
-    client = await ctx.client()
-    command_id = await client.run(argv=["sleep", "0.3"])
-    await wait_started(ctx, client, command_id)
+    """A resize for a command without a pty is ignored: it runs on and ping is answered."""
+    client, command_id = await start_one(ctx, argv=["sleep", "0.3"])
     await client.wire.send(Resize(id=command_id, rows=40, cols=120))
     if not await client.ping(4, ctx.t(QUICK)):
         return Observation("closed" if client.closed or client.fatal_error() else "no-pong")
-    await client.wait_terminal(command_id, ctx.t(QUICK))
-    e = client.records[command_id].exit
+    e = (await client.wait_record(command_id, ctx.t(QUICK))).exit
     return Observation("ignored" if e is not None and e.exit_code == 0 else "disturbed")
 
 
 # --- transport ------------------------------------------------------------------------------
 
 
-@case(
-    "tls.loopback.only",
-    "When the suite reaches the server on a non-loopback address, it must be over TLS (a server "
-    "started with an explicit opt-out fails this case by design). Unsupported on loopback.",
-    {"tls"},
-)
+@case("tls.loopback.only", {"tls"})
 async def loopback_only(ctx: Context) -> Observation:
+    """When the suite reaches the server on a non-loopback address, it must be over TLS (a
+    server started with an explicit opt-out fails this case by design). Unsupported on loopback."""
     if ctx.target.tls is not None:
         return Observation("tls")
     try:
@@ -181,17 +154,12 @@ async def loopback_only(ctx: Context) -> Observation:
     return Observation("plaintext-off-loopback")
 
 
-@case(
-    "error.unknown.accept/server",
-    "After auth, run 'sleep 0.3; echo done', then send two non-fatal errors of a code no version "
-    "defines, one without an id and one with the command's: the server drops both, answers a "
-    "ping, and the command runs to its exit.",
-    {"carried-on"},
-)
+@case("error.unknown.accept/server", {"carried-on"})
 async def unknown_code(ctx: Context) -> Observation:
-    client = await ctx.client()
-    command_id = await client.run(shell="sleep 0.3; echo done")
-    await wait_started(ctx, client, command_id)
+    """After auth, run 'sleep 0.3; echo done', then send two non-fatal errors of a code no
+    version defines, one without an id and one with the command's: the server drops both,
+    answers a ping, and the command runs to its exit."""
+    client, command_id = await start_one(ctx, shell="sleep 0.3; echo done")
     note = "a code from a later version"
     await client.wire.send(
         Error(code="future.unknown_code", message=note, fatal=False),
@@ -200,8 +168,7 @@ async def unknown_code(ctx: Context) -> Observation:
     if not await client.ping(31, ctx.t(REACTION_WAIT)):
         fatal = fatal_seen(client)
         return Observation(f"fatal:{fatal}" if fatal else "no-pong")
-    await client.wait_terminal(command_id, ctx.t(QUICK))
-    record = client.records[command_id]
+    record = await client.wait_record(command_id, ctx.t(QUICK))
     if record.exit is None or bytes(record.stdout) != b"done\n":
         return Observation("command-ended", f"frames {record.kinds}")
     return Observation("carried-on")

@@ -32,34 +32,25 @@ async def _fatal_after(ctx: Context, clock: str, data: bytes) -> Observation:
     return Observation(await ctx.await_fatal(client.wire, wait=timeout + MARGIN))
 
 
-@case(
-    "timeout.frame",
-    "After auth, send a header length of 30 and 10 bytes of the header, then nothing: fatal "
-    "frame.timeout once the server's frame deadline (--frame-timeout) has passed.",
-    {"fatal:frame.timeout"},
-)
+@case("timeout.frame", {"fatal:frame.timeout"})
 async def frame_deadline(ctx: Context) -> Observation:
+    """After auth, send a header length of 30 and 10 bytes of the header, then nothing: fatal
+    frame.timeout once the server's frame deadline (--frame-timeout) has passed."""
     return await _fatal_after(ctx, "frame", LENGTH.pack(30) + b'{"type":"p')
 
 
-@case(
-    "timeout.idle",
-    "After auth, send nothing and run nothing: fatal idle.timeout once the server's idle "
-    "timeout (--idle-timeout) has passed, not a bare close.",
-    {"fatal:idle.timeout"},
-)
+@case("timeout.idle", {"fatal:idle.timeout"})
 async def idle(ctx: Context) -> Observation:
+    """After auth, send nothing and run nothing: fatal idle.timeout once the server's idle
+    timeout (--idle-timeout) has passed, not a bare close."""
     return await _fatal_after(ctx, "idle", b"")
 
 
-@case(
-    "timeout.stall",
-    "With SO_RCVBUF 64 KiB, run a command writing 32 MiB and read nothing: once the server's "
-    "stall timeout (--stall-timeout) has passed, the command is gone (kill -0 on the helper "
-    "connection) and the connection is dropped, without an error frame.",
-    {"ended-and-dropped"},
-)
+@case("timeout.stall", {"ended-and-dropped"})
 async def stall(ctx: Context) -> Observation:
+    """With SO_RCVBUF 64 KiB, run a command writing 32 MiB and read nothing: once the server's
+    stall timeout (--stall-timeout) has passed, the command is gone (kill -0 on the helper
+    connection) and the connection is dropped, without an error frame."""
     timeout = _told(ctx.options.stall_timeout, "--stall-timeout")
     client = await ctx.client(rcvbuf=64 * 1024)
     command_id = await client.run(shell="head -c 33554432 /dev/zero")

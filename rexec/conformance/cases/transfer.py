@@ -22,6 +22,8 @@ from ._transfer import (
     ALL_BYTES,
     LARGE_ZEROS,
     get,
+    make_file,
+    observed,
     printf_script,
     put,
     read_back,
@@ -29,7 +31,7 @@ from ._transfer import (
     shell_ok,
     terminal_outcome,
 )
-from ._util import QUICK, over_the_window
+from ._util import QUICK, fatal_after, over_the_window
 
 # --- get ------------------------------------------------------------------------------
 
@@ -69,31 +71,25 @@ def stream_outcome(record: CommandRecord, expected: bytes, mode: int | None = No
     return ",".join(faults) or "exact"
 
 
-@case(
-    "transfer.get.stream/small",
-    "get a 1 KiB file holding every byte value, mode 0640: file {size 1024, mode 0o640}, "
-    "exactly those bytes as stdout, done with size 1024 and their sha256.",
-    {"exact"},
-)
+@case("transfer.get.stream/small", {"exact"})
 async def get_small(ctx: Context) -> Observation:
+    """get a 1 KiB file holding every byte value, mode 0640: file {size 1024, mode 0o640},
+    exactly those bytes as stdout, done with size 1024 and their sha256."""
     path = ctx.temp_path("get")
-    await shell_ok(
-        ctx,
-        f"{printf_script(ALL_BYTES)} > {shlex.quote(path)} && chmod 640 {shlex.quote(path)}",
-        "create the source file",
-    )
+    await make_file(ctx, path, ALL_BYTES, mode=0o640)
     record = await get(ctx, await ctx.client(), path)
-    return Observation(stream_outcome(record, ALL_BYTES, 0o640), data=record.summary())
+    return observed(record, stream_outcome(record, ALL_BYTES, 0o640))
 
 
 @case(
     "transfer.get.stream/large",
-    f"get a file of {(len(ALL_BYTES) * 2 + LARGE_ZEROS) >> 10} KiB (several body-sized frames): "
-    "exactly its bytes in order, then done with the size and sha256.",
     {"exact"},
     timeout=10.0,
+    facts={"kib": (len(ALL_BYTES) * 2 + LARGE_ZEROS) >> 10},
 )
 async def get_large(ctx: Context) -> Observation:
+    """get a file of {kib} KiB (several body-sized frames): exactly its bytes in order, then done
+    with the size and sha256."""
     path = ctx.temp_path("get")
     tail = bytes(reversed(ALL_BYTES))
     await shell_ok(
@@ -104,80 +100,62 @@ async def get_large(ctx: Context) -> Observation:
     )
     record = await get(ctx, await ctx.client(), path, wait=8.0)
     expected = ALL_BYTES + bytes(LARGE_ZEROS) + tail
-    return Observation(stream_outcome(record, expected), data=record.summary())
+    return observed(record, stream_outcome(record, expected))
 
 
-@case(
-    "transfer.get.stream/empty",
-    "get an empty file: file {size 0}, no stdout, done with size 0 and the sha256 of nothing.",
-    {"exact"},
-)
+@case("transfer.get.stream/empty", {"exact"})
 async def get_empty(ctx: Context) -> Observation:
+    """get an empty file: file {size 0}, no stdout, done with size 0 and the sha256 of nothing."""
     path = ctx.temp_path("get")
-    await shell_ok(ctx, f": > {shlex.quote(path)}", "create the source file")
+    await make_file(ctx, path, b"")
     record = await get(ctx, await ctx.client(), path)
-    return Observation(stream_outcome(record, b""), data=record.summary())
+    return observed(record, stream_outcome(record, b""))
 
 
-@case(
-    "transfer.get.regular/directory",
-    "get /tmp (a directory): the command-scoped error file.is_directory.",
-    {"error:file.is_directory"},
-)
+@case("transfer.get.regular/directory", {"error:file.is_directory"})
 async def get_directory(ctx: Context) -> Observation:
+    """get /tmp (a directory): the command-scoped error file.is_directory."""
     record = await get(ctx, await ctx.client(), "/tmp")
-    return Observation(terminal_outcome(record), data=record.summary())
+    return observed(record)
 
 
-@case(
-    "transfer.get.regular/device",
-    "get /dev/null (a character device): the command-scoped error file.failed.",
-    {"error:file.failed"},
-)
+@case("transfer.get.regular/device", {"error:file.failed"})
 async def get_device(ctx: Context) -> Observation:
+    """get /dev/null (a character device): the command-scoped error file.failed."""
     record = await get(ctx, await ctx.client(), "/dev/null")
-    return Observation(terminal_outcome(record), data=record.summary())
+    return observed(record)
 
 
-@case(
-    "transfer.get.regular/fifo",
-    "get a FIFO nobody writes to: file.failed at once, without waiting for a writer "
-    "(unsupported when the server can't run mkfifo).",
-    {"error:file.failed"},
-)
+@case("transfer.get.regular/fifo", {"error:file.failed"})
 async def get_fifo(ctx: Context) -> Observation:
+    """get a FIFO nobody writes to: file.failed at once, without waiting for a writer
+    (unsupported when the server can't run mkfifo)."""
     path = ctx.temp_path("fifo")
     record = await ctx.sh(f"mkfifo {shlex.quote(path)}")
-    if record.exit is None or record.exit.exit_code != 0:
+    if not record.succeeded:
         raise Unsupported("the server can't run mkfifo")
     record = await get(ctx, await ctx.client(), path, wait=REACTION_WAIT)
-    return Observation(terminal_outcome(record), data=record.summary())
+    return observed(record)
 
 
 # --- errors ---------------------------------------------------------------------------
 
 
-@case(
-    "transfer.errors/get-missing",
-    "get a file that does not exist: the command-scoped error file.not_found.",
-    {"error:file.not_found"},
-)
+@case("transfer.errors/get-missing", {"error:file.not_found"})
 async def get_missing(ctx: Context) -> Observation:
+    """get a file that does not exist: the command-scoped error file.not_found."""
     record = await get(ctx, await ctx.client(), ctx.temp_path("missing"))
-    return Observation(terminal_outcome(record), data=record.summary())
+    return observed(record)
 
 
-@case(
-    "transfer.errors/put-missing-directory",
-    "put into a directory that does not exist, sending no data: file.not_found at once.",
-    {"error:file.not_found"},
-)
+@case("transfer.errors/put-missing-directory", {"error:file.not_found"})
 async def put_missing_directory(ctx: Context) -> Observation:
+    """put into a directory that does not exist, sending no data: file.not_found at once."""
     client = await ctx.client()
     path = ctx.temp_path("nodir") + "/file"
     record = await put(ctx, client, path, b"abc", eof=False)
     await client.wait_terminal(record.id, ctx.t(REACTION_WAIT))
-    return Observation(terminal_outcome(record), data=record.summary())
+    return observed(record)
 
 
 #: Files even root can't read: Linux's write-only sysctls (mode 0200), whose
@@ -190,12 +168,11 @@ async def unreadable_file(ctx: Context) -> str:
     """A regular file the server's user can't read: one of mode 000 it
     creates, else (root) a file of ROOT_UNREADABLE; Unsupported if none."""
     path = ctx.temp_path("noperm")
-    quoted = shlex.quote(path)
-    await shell_ok(ctx, f"printf secret > {quoted} && chmod 000 {quoted}", "create the file")
+    await make_file(ctx, path, b"secret", mode=0o000)
     for candidate in (path, *ROOT_UNREADABLE):
         quoted = shlex.quote(candidate)
         check = await ctx.sh(f"test -f {quoted} && ! test -r {quoted}")
-        if check.exit is not None and check.exit.exit_code == 0:
+        if check.succeeded:
             return candidate
     raise Unsupported(
         "the server's user reads a file of mode 000 (root) and no write-only "
@@ -203,13 +180,10 @@ async def unreadable_file(ctx: Context) -> str:
     )
 
 
-@case(
-    "transfer.errors/get-permission-denied",
-    "get a file of mode 000 (as root, a write-only sysctl such as /proc/sys/vm/compact_memory, "
-    "which root can't read either): file.permission_denied.",
-    {"error:file.permission_denied"},
-)
+@case("transfer.errors/get-permission-denied", {"error:file.permission_denied"})
 async def get_permission_denied(ctx: Context) -> Observation:
+    """get a file of mode 000 (as root, a write-only sysctl such as /proc/sys/vm/compact_memory,
+    which root can't read either): file.permission_denied."""
     path = await unreadable_file(ctx)
     record = await get(ctx, await ctx.client(), path)
     return Observation(terminal_outcome(record), data=record.summary(), detail=path)
@@ -218,25 +192,20 @@ async def get_permission_denied(ctx: Context) -> Observation:
 # --- put: data, digest, done, mode ------------------------------------------------------
 
 
-@case(
-    "transfer.put.data/credit",
-    "put 2 x stdin_window + 4099 bytes, sending only within the credit (stdin_window, then "
-    "what stdin_credit grants): done, and cat shows exactly those bytes.",
-    {"stored"},
-    timeout=15.0,
-)
+@case("transfer.put.data/credit", {"stored"}, timeout=15.0)
 async def put_credit(ctx: Context) -> Observation:
+    """put 2 x stdin_window + 4099 bytes, sending only within the credit (stdin_window, then
+    what stdin_credit grants): done, and cat shows exactly those bytes."""
     client = await ctx.client()
-    assert client.hello is not None
-    size = min(2 * client.hello.limits.stdin_window + 4099, 16 * 1024 * 1024)
+    size = min(2 * client.limits.stdin_window + 4099, 16 * 1024 * 1024)
     data = (bytes(range(251)) * (size // 251 + 1))[:size]
     path = ctx.temp_path("put")
     record = await put(ctx, client, path, data, wait=10.0)
     if not record.terminal:
-        stalled = record.credit_granted == 0 and size > client.hello.limits.stdin_window
-        return Observation("stalled" if stalled else "no-terminal", data=record.summary())
+        stalled = record.credit_granted == 0 and size > client.limits.stdin_window
+        return observed(record, "stalled" if stalled else "no-terminal")
     if record.done is None:
-        return Observation(terminal_outcome(record), data=record.summary())
+        return observed(record)
     stored = await read_back(ctx, path)
     return Observation(
         "stored" if stored == data else "content-differs",
@@ -245,76 +214,61 @@ async def put_credit(ctx: Context) -> Observation:
     )
 
 
-@case(
-    "transfer.put.data/window-exceeded",
-    "put stdin_window + 1 bytes in one stdin frame sent with the put: fatal flow.window_exceeded.",
-    {"fatal:flow.window_exceeded"},
-)
+@case("transfer.put.data/window-exceeded", {"fatal:flow.window_exceeded"})
 async def put_window_exceeded(ctx: Context) -> Observation:
+    """put stdin_window + 1 bytes in one stdin frame sent with the put: fatal
+    flow.window_exceeded."""
     client = await ctx.client()
     size = over_the_window(client)
     data = b"w" * size
     message = client.put_message(path=ctx.temp_path("put"), size=size, sha256=sha256(data))
-    await client.wire.send(message, Stdin.with_data(message.id, data))
-    return Observation(await ctx.await_fatal(client.wire))
+    return await fatal_after(ctx, client, message, Stdin.with_data(message.id, data))
 
 
-@case(
-    "transfer.put.digest/short",
-    "put declaring 5 bytes more than it sends, then stdin_eof: file.size_mismatch.",
-    {"error:file.size_mismatch"},
-)
+@case("transfer.put.digest/short", {"error:file.size_mismatch"})
 async def put_short(ctx: Context) -> Observation:
+    """put declaring 5 bytes more than it sends, then stdin_eof: file.size_mismatch."""
     record = await put(
         ctx, await ctx.client(), ctx.temp_path("put"), b"short", size=10, digest=sha256(b"short")
     )
-    return Observation(terminal_outcome(record), data=record.summary())
+    return observed(record)
 
 
-@case(
-    "transfer.put.digest/long",
-    "put declaring 5 bytes and sending 10 (within the credit), no stdin_eof: "
-    "file.size_mismatch as soon as they arrive.",
-    {"error:file.size_mismatch"},
-)
+@case("transfer.put.digest/long", {"error:file.size_mismatch"})
 async def put_long(ctx: Context) -> Observation:
+    """put declaring 5 bytes and sending 10 (within the credit), no stdin_eof:
+    file.size_mismatch as soon as they arrive."""
     client = await ctx.client()
     record = await put(
         ctx, client, ctx.temp_path("put"), b"0123456789", size=5, digest=sha256(b"01234"), eof=False
     )
     await client.wait_terminal(record.id, ctx.t(REACTION_WAIT))
-    return Observation(terminal_outcome(record), data=record.summary())
+    return observed(record)
 
 
-@case(
-    "transfer.put.digest/sha256",
-    "put whose sha256 is not that of its content: file.digest_mismatch.",
-    {"error:file.digest_mismatch"},
-)
+@case("transfer.put.digest/sha256", {"error:file.digest_mismatch"})
 async def put_bad_digest(ctx: Context) -> Observation:
+    """put whose sha256 is not that of its content: file.digest_mismatch."""
     record = await put(
         ctx, await ctx.client(), ctx.temp_path("put"), b"content\n", digest=sha256(b"other\n")
     )
-    return Observation(terminal_outcome(record), data=record.summary())
+    return observed(record)
 
 
-@case(
-    "transfer.put.done/after-eof",
-    "put sending all its bytes, then waiting 0.5 s before stdin_eof: nothing terminal before "
-    "the stdin_eof, then done with the declared size and the content's sha256.",
-    {"done-after-eof"},
-)
+@case("transfer.put.done/after-eof", {"done-after-eof"})
 async def put_done_after_eof(ctx: Context) -> Observation:
+    """put sending all its bytes, then waiting 0.5 s before stdin_eof: nothing terminal before
+    the stdin_eof, then done with the declared size and the content's sha256."""
     client = await ctx.client()
     data = b"all of it\n"
     record = await put(ctx, client, ctx.temp_path("put"), data, eof=False)
     await client.pump(ctx.t(0.5), until=lambda: record.terminal)
     if record.terminal:
-        return Observation(f"{terminal_outcome(record)}-before-eof", data=record.summary())
+        return observed(record, f"{terminal_outcome(record)}-before-eof")
     await client.stdin_eof(record.id)
     await client.wait_terminal(record.id, ctx.t(QUICK))
     if record.done is None:
-        return Observation(terminal_outcome(record), data=record.summary())
+        return observed(record)
     faults = [
         f
         for f, bad in (
@@ -323,7 +277,7 @@ async def put_done_after_eof(ctx: Context) -> Observation:
         )
         if bad
     ]
-    return Observation(",".join(faults) or "done-after-eof", data=record.summary())
+    return observed(record, ",".join(faults) or "done-after-eof")
 
 
 for _mode in (0o600, 0o666, 0o707):
@@ -333,10 +287,10 @@ for _mode in (0o600, 0o666, 0o707):
         path = ctx.temp_path("mode")
         record = await put(ctx, client, path, b"mode\n", mode=mode)
         if record.done is None:
-            return Observation(terminal_outcome(record), data=record.summary())
+            return observed(record)
         got = await get(ctx, client, path)
         if got.file is None:
-            return Observation(f"get:{terminal_outcome(got)}", data=got.summary())
+            return observed(got, f"get:{terminal_outcome(got)}")
         return Observation(f"mode:{got.file.mode:#o}")
 
     register(

@@ -20,7 +20,9 @@ from ._transfer import (
     HUGE,
     get,
     leftovers_gone,
+    make_file,
     nothing_left,
+    observed,
     put,
     read_back,
     sha256,
@@ -28,35 +30,28 @@ from ._transfer import (
     started_put,
     terminal_outcome,
 )
-from ._util import QUICK, fatal_seen
+from ._util import QUICK, fatal_after, fatal_seen, slots_to_fill
 
 # --- put: atomic, cancel, half-close ------------------------------------------------------
 
 
-@case(
-    "transfer.put.atomic/in-progress",
-    "While a put has sent half its bytes (no stdin_eof), test -e on the target says no: the "
-    "content has only a temporary name until the rename.",
-    {"hidden"},
-)
+@case("transfer.put.atomic/in-progress", {"hidden"})
 async def put_in_progress(ctx: Context) -> Observation:
+    """While a put has sent half its bytes (no stdin_eof), test -e on the target says no: the
+    content has only a temporary name until the rename."""
     client = await ctx.client()
     path = ctx.temp_path("atomic")
     message = await started_put(ctx, client, path)
     record = client.records[message.id]
     if record.terminal:
-        return Observation(f"ended:{terminal_outcome(record)}", data=record.summary())
+        return observed(record, f"ended:{terminal_outcome(record)}")
     return Observation("visible" if await ctx.path_exists(path) else "hidden")
 
 
-@case(
-    "transfer.put.atomic/cut-off",
-    "A put whose connection is reset after half its bytes: no file under the target name, and "
-    "no temporary file beside it within 2 s.",
-    {"nothing-left"},
-    timeout=10.0,
-)
+@case("transfer.put.atomic/cut-off", {"nothing-left"}, timeout=10.0)
 async def put_cut_off(ctx: Context) -> Observation:
+    """A put whose connection is reset after half its bytes: no file under the target name, and
+    no temporary file beside it within 2 s."""
     client = await ctx.client()
     path = ctx.temp_path("atomic")
     message = await started_put(ctx, client, path)
@@ -66,79 +61,58 @@ async def put_cut_off(ctx: Context) -> Observation:
     return Observation(await nothing_left(ctx, path))
 
 
-@case(
-    "transfer.put.atomic/failed-replace",
-    "A file holds 'old'; a put of new content with a wrong sha256 fails: the file still holds "
-    "'old', and no temporary file is left.",
-    {"unchanged"},
-    timeout=10.0,
-)
+@case("transfer.put.atomic/failed-replace", {"unchanged"}, timeout=10.0)
 async def put_failed_replace(ctx: Context) -> Observation:
+    """A file holds 'old'; a put of new content with a wrong sha256 fails: the file still holds
+    'old', and no temporary file is left."""
     path = ctx.temp_path("atomic")
-    await shell_ok(ctx, f"printf 'old\\n' > {shlex.quote(path)}", "create the target")
+    await make_file(ctx, path, b"old\n")
     record = await put(ctx, await ctx.client(), path, b"new content\n", digest=sha256(b"x"))
     if record.error is None:
-        return Observation(terminal_outcome(record), data=record.summary())
+        return observed(record)
     content = await read_back(ctx, path)
     if content != b"old\n":
-        return Observation("gone" if content is None else "changed", data=record.summary())
+        return observed(record, "gone" if content is None else "changed")
     return Observation("unchanged" if await leftovers_gone(ctx, path) else "temp-left")
 
 
-@case(
-    "transfer.put.atomic/replace",
-    "A file holds 'old'; a put of 'new' succeeds: done, and the file holds 'new'.",
-    {"replaced"},
-)
+@case("transfer.put.atomic/replace", {"replaced"})
 async def put_replace(ctx: Context) -> Observation:
+    """A file holds 'old'; a put of 'new' succeeds: done, and the file holds 'new'."""
     path = ctx.temp_path("atomic")
-    await shell_ok(ctx, f"printf 'old\\n' > {shlex.quote(path)}", "create the target")
+    await make_file(ctx, path, b"old\n")
     record = await put(ctx, await ctx.client(), path, b"new\n")
     if record.done is None:
-        return Observation(terminal_outcome(record), data=record.summary())
+        return observed(record)
     content = await read_back(ctx, path)
     return Observation("replaced" if content == b"new\n" else "not-replaced")
 
 
-@case(
-    "transfer.put.atomic/is-directory",
-    "put to /tmp (a directory), sending no data: file.is_directory at once.",
-    {"error:file.is_directory"},
-)
+@case("transfer.put.atomic/is-directory", {"error:file.is_directory"})
 async def put_is_directory(ctx: Context) -> Observation:
+    """put to /tmp (a directory), sending no data: file.is_directory at once."""
     client = await ctx.client()
     record = await put(ctx, client, "/tmp", b"abc", eof=False)
     await client.wait_terminal(record.id, ctx.t(REACTION_WAIT))
-    return Observation(terminal_outcome(record), data=record.summary())
+    return observed(record)
 
 
-@case(
-    "transfer.cancel/put",
-    "cancel a put after half its bytes: file.cancelled, and neither the target nor a "
-    "temporary file is left.",
-    {"error:file.cancelled,nothing-left"},
-    timeout=10.0,
-)
+@case("transfer.cancel/put", {"error:file.cancelled,nothing-left"}, timeout=10.0)
 async def cancel_put(ctx: Context) -> Observation:
+    """cancel a put after half its bytes: file.cancelled, and neither the target nor a temporary
+    file is left."""
     client = await ctx.client()
     path = ctx.temp_path("cancel")
     message = await started_put(ctx, client, path)
     await client.wire.send(Cancel(id=message.id))
-    await client.wait_terminal(message.id, ctx.t(QUICK))
-    record = client.records[message.id]
-    return Observation(
-        f"{terminal_outcome(record)},{await nothing_left(ctx, path)}", data=record.summary()
-    )
+    record = await client.wait_record(message.id, ctx.t(QUICK))
+    return observed(record, f"{terminal_outcome(record)},{await nothing_left(ctx, path)}")
 
 
-@case(
-    "transfer.cancel/get",
-    f"get a {HUGE >> 20} MiB file without reading (SO_RCVBUF 64 KiB), cancel it after 0.5 s, "
-    "then read: the get ends with file.cancelled, not done.",
-    {"error:file.cancelled"},
-    timeout=20.0,
-)
+@case("transfer.cancel/get", {"error:file.cancelled"}, timeout=20.0, facts={"mib": HUGE >> 20})
 async def cancel_get(ctx: Context) -> Observation:
+    """get a {mib} MiB file without reading (SO_RCVBUF 64 KiB), cancel it after 0.5 s, then read:
+    the get ends with file.cancelled, not done."""
     path = ctx.temp_path("cancel")
     await shell_ok(ctx, f"head -c {HUGE} /dev/zero > {shlex.quote(path)}", "create the file")
     client = await ctx.client(rcvbuf=64 * 1024)
@@ -151,23 +125,16 @@ async def cancel_get(ctx: Context) -> Observation:
     return Observation(terminal_outcome(record), f"{len(record.stdout)} bytes before the end")
 
 
-@case(
-    "transfer.put.half_close",
-    "Half-close the connection (FIN) while a put has sent half its bytes: the put ends with "
-    "file.cancelled and nothing is left.",
-    {"error:file.cancelled,nothing-left"},
-    timeout=10.0,
-)
+@case("transfer.put.half_close", {"error:file.cancelled,nothing-left"}, timeout=10.0)
 async def put_half_close(ctx: Context) -> Observation:
+    """Half-close the connection (FIN) while a put has sent half its bytes: the put ends with
+    file.cancelled and nothing is left."""
     client = await ctx.client()
     path = ctx.temp_path("halfclose")
     message = await started_put(ctx, client, path)
     await client.wire.shutdown_write()
-    await client.wait_terminal(message.id, ctx.t(QUICK))
-    record = client.records[message.id]
-    return Observation(
-        f"{terminal_outcome(record)},{await nothing_left(ctx, path)}", data=record.summary()
-    )
+    record = await client.wait_record(message.id, ctx.t(QUICK))
+    return observed(record, f"{terminal_outcome(record)},{await nothing_left(ctx, path)}")
 
 
 # --- terminal frames ----------------------------------------------------------------------
@@ -184,50 +151,38 @@ async def _one_terminal(ctx: Context, client: Client, record: CommandRecord) -> 
     return "one-done" if record.done is not None else "one-error"
 
 
-@case(
-    "transfer.terminal.one/put",
-    "A successful put: exactly one done, and nothing for its id in the 0.3 s after.",
-    {"one-done"},
-)
+@case("transfer.terminal.one/put", {"one-done"})
 async def terminal_put(ctx: Context) -> Observation:
+    """A successful put: exactly one done, and nothing for its id in the 0.3 s after."""
     client = await ctx.client()
     record = await put(ctx, client, ctx.temp_path("put"), b"once\n")
-    return Observation(await _one_terminal(ctx, client, record), data=record.summary())
+    return observed(record, await _one_terminal(ctx, client, record))
 
 
-@case(
-    "transfer.terminal.one/get",
-    "A successful get: exactly one done, and nothing for its id in the 0.3 s after.",
-    {"one-done"},
-)
+@case("transfer.terminal.one/get", {"one-done"})
 async def terminal_get(ctx: Context) -> Observation:
+    """A successful get: exactly one done, and nothing for its id in the 0.3 s after."""
     path = ctx.temp_path("get")
-    await shell_ok(ctx, f"printf 'once\\n' > {shlex.quote(path)}", "create the file")
+    await make_file(ctx, path, b"once\n")
     client = await ctx.client()
     record = await get(ctx, client, path)
-    return Observation(await _one_terminal(ctx, client, record), data=record.summary())
+    return observed(record, await _one_terminal(ctx, client, record))
 
 
-@case(
-    "transfer.terminal.one/error",
-    "A get of a missing file: exactly one error with its id (fatal false), nothing after.",
-    {"one-error"},
-)
+@case("transfer.terminal.one/error", {"one-error"})
 async def terminal_error(ctx: Context) -> Observation:
+    """A get of a missing file: exactly one error with its id (fatal false), nothing after."""
     client = await ctx.client()
     record = await get(ctx, client, ctx.temp_path("missing"))
     if record.error is not None and record.error.fatal:
         return Observation("fatal")
-    return Observation(await _one_terminal(ctx, client, record), data=record.summary())
+    return observed(record, await _one_terminal(ctx, client, record))
 
 
-@case(
-    "command.frames.dropped/signal-for-put",
-    "signal and resize for a running put, then the rest of its data and stdin_eof: the frames "
-    "are dropped (no fatal error) and the put ends with done.",
-    {"dropped"},
-)
+@case("command.frames.dropped/signal-for-put", {"dropped"})
 async def terminal_signal(ctx: Context) -> Observation:
+    """signal and resize for a running put, then the rest of its data and stdin_eof: the frames
+    are dropped (no fatal error) and the put ends with done."""
     client = await ctx.client()
     message = await started_put(ctx, client, ctx.temp_path("put"))
     await client.wire.send(
@@ -236,8 +191,7 @@ async def terminal_signal(ctx: Context) -> Observation:
         Stdin.with_data(message.id, b"p" * 1000),
         StdinEof(id=message.id),
     )
-    await client.wait_terminal(message.id, ctx.t(QUICK))
-    record = client.records[message.id]
+    record = await client.wait_record(message.id, ctx.t(QUICK))
     fatal = fatal_seen(client)
     if fatal is not None:
         return Observation(f"fatal:{fatal}")
@@ -253,12 +207,9 @@ async def terminal_signal(ctx: Context) -> Observation:
 # --- ids, concurrency, busy ---------------------------------------------------------------
 
 
-@case(
-    "transfer.id/lower",
-    "run (id 5), then a put with id 3: fatal command.bad_id (transfers share the run ids).",
-    {"fatal:command.bad_id"},
-)
+@case("transfer.id/lower", {"fatal:command.bad_id"})
 async def id_lower(ctx: Context) -> Observation:
+    """run (id 5), then a put with id 3: fatal command.bad_id (transfers share the run ids)."""
     client = await ctx.client()
     client.next_id = 6
     path = ctx.temp_path("put")
@@ -269,34 +220,26 @@ async def id_lower(ctx: Context) -> Observation:
     return Observation(await ctx.await_fatal(client.wire))
 
 
-@case(
-    "transfer.id/run-after-get",
-    "get (id 7) of a missing file, then a run with the same id 7: fatal command.bad_id.",
-    {"fatal:command.bad_id"},
-)
+@case("transfer.id/run-after-get", {"fatal:command.bad_id"})
 async def id_run_after_get(ctx: Context) -> Observation:
+    """get (id 7) of a missing file, then a run with the same id 7: fatal command.bad_id."""
     client = await ctx.client()
     client.next_id = 7
     record = await get(ctx, client, ctx.temp_path("missing"))
     if not record.terminal:
         return Observation("get-no-terminal")
-    await client.wire.send(Run(id=7, argv=["true"]))
-    return Observation(await ctx.await_fatal(client.wire))
+    return await fatal_after(ctx, client, Run(id=7, argv=["true"]))
 
 
-@case(
-    "transfer.id/concurrent",
-    "With a put open (half its bytes sent), a run of printf on the same connection completes; "
-    "then the rest of the put and stdin_eof: done.",
-    {"interleaved"},
-)
+@case("transfer.id/concurrent", {"interleaved"})
 async def id_concurrent(ctx: Context) -> Observation:
+    """With a put open (half its bytes sent), a run of printf on the same connection completes;
+    then the rest of the put and stdin_eof: done."""
     client = await ctx.client()
     path = ctx.temp_path("put")
     message = await started_put(ctx, client, path, size=2000, part=1000)
     run_id = await client.run(argv=["printf", "ok"])
-    await client.wait_terminal(run_id, ctx.t(3.0))
-    ran = client.records[run_id]
+    ran = await client.wait_record(run_id, ctx.t(3.0))
     if ran.error is not None and ran.error.code.startswith("spawn."):
         raise Unsupported(f"the server can't run printf: {ran.error.code}")
     record = client.records[message.id]
@@ -311,19 +254,12 @@ async def id_concurrent(ctx: Context) -> Observation:
     )
 
 
-@case(
-    "transfer.id/busy",
-    "max_commands puts left open (no data), then one more put: the command-scoped error busy "
-    "(a running transfer counts against max_commands).",
-    {"error:busy"},
-    timeout=10.0,
-)
+@case("transfer.id/busy", {"error:busy"}, timeout=10.0)
 async def id_busy(ctx: Context) -> Observation:
+    """max_commands puts left open (no data), then one more put: the command-scoped error busy
+    (a running transfer counts against max_commands)."""
     client = await ctx.client()
-    assert client.hello is not None
-    count = client.hello.limits.max_commands
-    if count > 256:
-        raise Unsupported(f"max_commands {count} is too many open puts for this case")
+    count = slots_to_fill(client)
     tag = secrets.token_hex(4)
     messages = [
         client.put_message(path=ctx.temp_path(f"busy{tag}-{i}"), size=1, sha256=sha256(b"b"))
@@ -336,8 +272,8 @@ async def id_busy(ctx: Context) -> Observation:
     ended = [m.id for m in messages[:-1] if client.records[m.id].terminal]
     if ended:
         first = client.records[ended[0]]
-        return Observation(f"open-put-ended:{terminal_outcome(first)}", data=first.summary())
+        return observed(first, f"open-put-ended:{terminal_outcome(first)}")
     await client.wire.send(messages[-1])
     record = client.records[messages[-1].id]
     await client.wait_terminal(record.id, ctx.t(REACTION_WAIT))
-    return Observation(terminal_outcome(record), data=record.summary())
+    return observed(record)
