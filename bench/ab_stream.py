@@ -52,6 +52,16 @@ def _own_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+class _Discard:
+    """A sink for ``OutputReader.copy_to`` that keeps nothing."""
+
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
 def _file_digest(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -98,9 +108,7 @@ def worker(workload: str, nbytes: int) -> dict:
                 async with conn:
                     if workload == "stdout":
                         proc = await conn.start(["head", "-c", str(nbytes), "/dev/zero"])
-                        got = 0
-                        while chunk := await proc.stdout.read(MiB):
-                            got += len(chunk)
+                        got = await proc.stdout.copy_to(_Discard())  # 1 MiB reads
                         await proc.wait()
                         if got != nbytes:
                             raise RuntimeError(f"read {got} of {nbytes} bytes")
