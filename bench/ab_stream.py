@@ -162,8 +162,10 @@ def main() -> None:
                 env = dict(os.environ, PYTHONPATH=sides[side])
                 out = subprocess.run(
                     [sys.executable, __file__, "--b", "-", "--worker", workload, str(nbytes)],
-                    env=env, capture_output=True, text=True, timeout=600, check=True,
+                    env=env, capture_output=True, text=True, timeout=600,
                 )  # fmt: skip
+                if out.returncode:
+                    sys.exit(f"{workload} {side} failed:\n{out.stderr}")
                 results[side].append(json.loads(out.stdout.strip().splitlines()[-1]))
                 loads.append(os.getloadavg()[0])
                 r = results[side][-1]
