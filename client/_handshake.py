@@ -29,12 +29,13 @@ from rexec.protocol import (
 )
 from rexec.tls_binding import BindingUnavailable, channel_binding
 
+from .chunk_reader import RECV_SIZE
 from .errors import AuthenticationError, ProtocolViolation, RexecConnectionError, VersionMismatch
 
 _T = TypeVar("_T")
 
-#: Bytes asked of the socket per read.
-READ_SIZE = 256 * 1024
+#: Bytes asked of the socket per read: a whole frame (see ``ChunkReader``).
+READ_SIZE = RECV_SIZE
 
 
 async def handshake(

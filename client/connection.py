@@ -38,6 +38,7 @@ from rexec.protocol import (
 )
 
 from ._handshake import READ_SIZE, fatal_error_frame
+from .chunk_reader import BODY_APART
 from .errors import (
     CannotSend,
     ProtocolViolation,
@@ -272,13 +273,16 @@ class ClientConnection:
         """
         if self._error is not None:
             raise self._error
+        apart = message.data_size >= BODY_APART  # a large body isn't copied into the frame
         try:
-            frame = self._protocol.send(message)
+            frame = (self._protocol.send_header if apart else self._protocol.send)(message)
         except LocalProtocolError as exc:
             raise CannotSend(
                 f"{self.peer}: cannot send {message.type}: {exc.message}", exc.code.value
             ) from None
         self._writer.write(frame)
+        if apart:
+            self._writer.write(message.data)  # type: ignore[attr-defined]
 
     async def send(self, message: Message) -> None:
         """``send_nowait``, then wait until the transport can take more.

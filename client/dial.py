@@ -10,8 +10,9 @@ import ssl as ssl_module
 
 from rexec.protocol import KEY_SIZE, Connection, Role
 
-from ._handshake import READ_SIZE, handshake
+from ._handshake import handshake
 from .address import library_address
+from .chunk_reader import HOLD_LIMIT, open_connection
 from .connection import DEFAULT_OUTPUT_HIGH_WATER, ClientConnection
 from .errors import ConnectTimeout, RexecConnectionError
 from .failures import describe_os_error
@@ -67,8 +68,8 @@ async def connect(
     writer: asyncio.StreamWriter | None = None
     try:
         async with asyncio.timeout(connect_timeout):
-            reader, writer = await asyncio.open_connection(  # type: ignore[arg-type]
-                address.host, address.port, limit=READ_SIZE, **tls
+            reader, writer = await open_connection(
+                address.host, address.port, limit=HOLD_LIMIT, **tls
             )
             protocol = Connection(Role.CLIENT)
             hello = await handshake(reader, writer, protocol, key, peer)

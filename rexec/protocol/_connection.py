@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from ._command_messages import Run
 from ._commands import Command, apply_client_frame, apply_server_frame, open_command
 from ._errors import ErrorCode, LocalProtocolError, ProtocolError, RemoteProtocolError
-from ._framing import FrameDecoder, encode_frame
+from ._framing import FrameDecoder, encode_frame, encode_header
 from ._handshake import Transcript, choose_version
 from ._handshake_steps import Handshake, HandshakeStep, sign_auth
 from ._limits import Limits
@@ -209,22 +209,44 @@ class Connection:
             LocalProtocolError: the message is illegal in the current state,
                 or larger than the peer accepts; nothing changes.
         """
-        if self._eof_sent:
-            raise LocalProtocolError(ErrorCode.PROTOCOL_UNEXPECTED, "this side has half-closed")
         # Encode and size-check first: a message that can't be sent must
         # leave the state (stdin credit, command table) untouched.
         frame = encode_frame(message)
-        self._check_size(frame, message.data_size)
         # The handshake records its frames as they travel, without the body
         # (an auth's mac); no later frame needs the copy.
         handshake = self.state is ConnectionState.HANDSHAKE
         raw = frame[: len(frame) - message.data_size] if handshake else b""
+        self._record(message, len(frame) - 4 - message.data_size, raw)
+        return frame
+
+    def send_header(self, message: MessageBase) -> bytes:
+        """``send`` without the body: check and record ``message`` and return
+        its length prefix and header only. The caller writes exactly
+        ``data_size`` body bytes right after them, nothing between (the
+        message's own ``data``, or bytes the kernel moves from a pipe), so a
+        body is never copied into a frame. Not during the handshake, whose
+        transcript is made of whole frames.
+
+        Raises:
+            LocalProtocolError: as ``send``.
+        """
+        if self.state is ConnectionState.HANDSHAKE:
+            raise LocalProtocolError(ErrorCode.INTERNAL, "the handshake sends whole frames")
+        header = encode_header(message)
+        self._record(message, len(header) - 4, b"")
+        return header
+
+    def _record(self, message: MessageBase, header_length: int, raw: bytes) -> None:
+        """Check that ``message`` (its header ``header_length`` bytes) may be
+        sent now and record it; raise ``LocalProtocolError`` otherwise."""
+        if self._eof_sent:
+            raise LocalProtocolError(ErrorCode.PROTOCOL_UNEXPECTED, "this side has half-closed")
+        self._check_size(header_length, message.data_size)
         if not self._apply(message, sender=self.role, raw=raw):
             raise LocalProtocolError(
                 ErrorCode.PROTOCOL_UNEXPECTED,
                 f"{message.type} for a command that has ended",
             )
-        return frame
 
     def send_eof(self) -> None:
         """Record that this client half-closes (protocol.md [close.client.eof]):
@@ -277,7 +299,7 @@ class Connection:
 
     # --- rules -----------------------------------------------------------------
 
-    def _check_size(self, frame: bytes, data_size: int) -> None:
+    def _check_size(self, header_length: int, data_size: int) -> None:
         """Refuse to send what the peer would reject as too large
         (protocol.md [limits.announced])."""
         if self.role is Role.CLIENT and self.server_limits is not None:
@@ -285,7 +307,7 @@ class Connection:
             max_body = self.server_limits.max_body
         else:
             max_header, max_body = PROTOCOL_MAX_HEADER, PROTOCOL_MAX_BODY
-        if len(frame) - 4 - data_size > max_header:
+        if header_length > max_header:
             raise LocalProtocolError(
                 ErrorCode.FRAME_TOO_LARGE, f"header above the peer's limit of {max_header}"
             )
