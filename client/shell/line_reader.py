@@ -20,6 +20,7 @@ from typing import Any
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.completion import Completer
+from prompt_toolkit.enums import EditingMode
 from prompt_toolkit.filters import is_searching
 from prompt_toolkit.formatted_text import AnyFormattedText
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
@@ -126,10 +127,16 @@ class PromptReader:
         completer: Tab completion.
         message: the prompt of a first line, computed at each prompt.
         style: its colours, or None.
+        vi_mode: whether lines are edited as vi does (``set -o vi``), asked
+            at each prompt.
     """
 
     def __init__(
-        self, completer: Completer, message: Callable[[], AnyFormattedText], style: Style | None
+        self,
+        completer: Completer,
+        message: Callable[[], AnyFormattedText],
+        style: Style | None,
+        vi_mode: Callable[[], bool],
     ) -> None:
         self.history = UnitHistory(_open_history())
         self._message = message
@@ -141,6 +148,7 @@ class PromptReader:
             style=style,
             output=terminal_output(),
         )
+        self._vi_mode = vi_mode
 
     async def read(self, *, continuation: bool, watch: asyncio.Future[Any]) -> str:
         """The next line typed.
@@ -163,6 +171,7 @@ class PromptReader:
 
     async def _prompt(self, continuation: bool) -> str:
         message = CONTINUATION if continuation else self._message
+        self._session.editing_mode = EditingMode.VI if self._vi_mode() else EditingMode.EMACS
         try:
             # Ctrl-C at the prompt is a key (the terminal is raw there); the
             # SIGINT handler stays the shell's.

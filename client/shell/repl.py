@@ -45,8 +45,6 @@ from .syntax import ends_in_continuation, surely_complete
 _STYLE = Style.from_dict(
     {"status": "ansired bold", "user": "ansigreen bold", "cwd": "ansiblue bold"}
 )
-#: Status of a line whose shell was killed (as by SIGKILL).
-EXIT_KILLED = 137
 
 T = TypeVar("T")
 
@@ -92,6 +90,7 @@ class Repl:
                 RemoteCompleter(lambda: self.shell),
                 self._message,
                 _STYLE if colour_enabled(sys.stdout) else None,
+                lambda: self.state.editing_mode == "vi",
             )
 
     async def run(self) -> int:
@@ -115,8 +114,9 @@ class Repl:
                         await self.shell.leave(exc.status)
                     return exc.status
                 except ShellEnded as ended:
-                    if not await self._shell_ended(ended):
-                        return ended.status.returncode
+                    status = await self._shell_ended(ended)
+                    if status is not None:
+                        return status
                 except RexecConnectionError as exc:
                     if not await self._recover(exc):
                         return EXIT_FAILURE
@@ -274,23 +274,28 @@ class Repl:
     def _keep_snapshot(self, snapshot: Snapshot) -> None:
         self.state.snapshot = snapshot
 
-    async def _shell_ended(self, ended: ShellEnded) -> bool:
-        """The remote shell ended: return whether the session goes on (in a
-        new shell). One that exited by itself ends the session, as ``exit``
-        in bash over ssh does; one that was killed is replaced."""
+    async def _shell_ended(self, ended: ShellEnded) -> int | None:
+        """The remote shell ended: return None if the session goes on (in a
+        new shell), else its exit status. One that exited by itself ends the
+        session, as ``exit`` in bash over ssh does; one that was killed is
+        replaced."""
         status = ended.status
         if status.exit_code is not None and not ended.killed_by_rexec:
-            return False
+            return status.returncode
         if self._interactive:
             print(flush=True)  # after the terminal's ^C
         say(f"the remote shell {status.describe()}; a new one goes on from the session's state")
-        self.state.record(EXIT_TIMEOUT if status.timed_out else EXIT_KILLED)
+        self.state.record(status)
         try:
             await self._interruptible(self._start_shell())
+        except RexecConnectionError as exc:
+            # The connection went with the shell (the server is shutting
+            # down): as for any lost connection, offer a new one.
+            return None if await self._recover(exc) else EXIT_FAILURE
         except (Interrupted, ShellEnded, RexecError) as exc:
             say(f"no new shell: {exc}")
-            return False
-        return True
+            return status.returncode
+        return None
 
     async def _interruptible(self, work: Awaitable[T]) -> T:
         """``work``, which Ctrl-C cancels (``Interrupted``)."""

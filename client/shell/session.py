@@ -45,6 +45,9 @@ from .window import WindowSize, terminal_env
 COMPLETION_TIMEOUT = 5.0
 #: Seconds the shell gets to save its history and run its exit traps on leaving.
 LEAVE_TIMEOUT = 5.0
+#: Seconds the shell may outlive the record channel before the session is
+#: given up as lost.
+CHANNEL_END_GRACE = 5.0
 #: Seconds the rest of a line's output may take once its status has come.
 OUTPUT_END_TIMEOUT = 30.0
 
@@ -335,8 +338,19 @@ class RemoteShell:
             await asyncio.wait({waited, self._ended}, return_when=asyncio.FIRST_COMPLETED)
             if waited.done() and not waited.cancelled() and waited.exception() is None:
                 return waited.result()
+            if (
+                waited.done()
+                and not waited.cancelled()
+                and isinstance(waited.exception(), ChannelClosed)
+            ):
+                # The helper that carries the records ended: the server is
+                # ending the session (shutting down), or someone killed it;
+                # the shell ends with it, or is ended here.
+                await asyncio.wait({self._ended}, timeout=CHANNEL_END_GRACE)
+                if not self._ended.done():
+                    raise RexecConnectionError("the session's control channel ended")
             if not self._ended.done():
-                return waited.result()  # its exception: a timeout, a closed channel
+                return waited.result()  # its exception: a timeout
         finally:
             if not waited.done():
                 waited.cancel()

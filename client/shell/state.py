@@ -140,6 +140,8 @@ class SessionState:
     last_status: int = 0
     #: … and as the prompt shows it (None: success).
     last_label: str | None = None
+    #: How lines are edited: "emacs" (as bash starts) or "vi" (``set -o vi``).
+    editing_mode: str = "emacs"
 
     def record(self, status: ExitStatus | int, label: str | None = None) -> int:
         """Remember how the last line ended (``label`` overrides how the

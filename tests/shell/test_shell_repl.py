@@ -192,6 +192,39 @@ def test_server_killed_mid_command_gives_one_line(server: Any, open_shell: OpenS
     assert shell.exit_status() == 255
 
 
+def test_server_stopped_mid_command_gives_one_line_and_an_offer(
+    server: Any, open_shell: OpenShell
+) -> None:
+    """SIGTERM to rexecd while a line runs (outsider finding F-A: a
+    traceback, exit 1): one line, the offer to reconnect, no traceback."""
+    shell = open_shell(server)
+    shell.child.sendline("echo sta''rted; sleep 30")
+    shell.child.expect_exact("started")
+    server.process.terminate()
+    shell.child.expect_exact("? [y/n]")
+    message = plain(shell.child.before)
+    assert "Traceback" not in message
+    lines = [line for line in message.splitlines() if line.startswith("rexec:")]
+    assert lines and "shutting down" in lines[-1], message
+    shell.child.sendline("n")
+    assert shell.exit_status() == 255
+
+
+def test_set_o_vi_edits_lines_as_vi_and_the_shell_lives(server: Any, open_shell: OpenShell) -> None:
+    """``set -o vi`` (outsider finding F0: the remote bash died of SIGSEGV)
+    switches rexec's own line editor; the shell and its state live on."""
+    shell = open_shell(server)
+    shell.run("X=kept")
+    assert "died" not in shell.run("set -o vi")
+    shell.child.send("echo $X-vi\x1b")  # Escape: vi's command mode
+    shell.child.send("0ia")  # to the start, insert "a": "aecho ..." is no command
+    shell.child.send("\x1bx\r")  # back to command mode, delete the "a", Enter
+    assert "\nkept-vi\n" in shell.prompt()
+    assert shell.status is None
+    shell.run("set -o emacs")
+    assert "\nkept\n" in shell.run("echo $X")
+
+
 def test_server_killed_while_idle_is_noticed_at_the_prompt(
     server: Any, open_shell: OpenShell
 ) -> None:
