@@ -54,8 +54,14 @@ def test_the_key_is_in_nothing_a_command_lists(
 ) -> None:
     """Every 32-hex-digit word that `set`, `declare -p`, `declare -f` and
     `env` print in the session, tried as the key, forges nothing: the key is
-    not among them."""
+    not among them. Where the shell keeps it, a line that forgets all
+    aliases, then one that forgets all completions, do not reach: the
+    session goes on."""
+    shell = open_shell(server, *options)
+    shell.run("alias ll='ls -l'; unalias -a; hash -r; false")
+    assert shell.status == "1"
+    assert "alias ll=" not in shell.run("alias")
+    shell.run("complete -r 2>/dev/null; (exit 4)")
+    assert shell.status == "4"
     listing = "{ set; declare -p; declare -f; env; } 2>/dev/null"
-    _prompt_unchanged_by(
-        open_shell(server, *options), f"{listing} | grep -oE '[0-9a-f]{{32}}' | sort -u"
-    )
+    _prompt_unchanged_by(shell, f"{listing} | grep -oE '[0-9a-f]{{32}}' | sort -u")
