@@ -67,7 +67,7 @@ SH = Dialect("sh", "remote.sh", sh_quote, "eval")
 #: What only the start needs, dropped after it: the state snapshot sent after
 #: each line (functions and variables included) is that much smaller.
 STARTUP_ONLY = (
-    "command unset -f __rexec_begin __rexec_ready __rexec_restored __rexec_keep_key;"
+    "command unset -f __rexec_begin __rexec_ready __rexec_restored;"
     " command unset -v __rexec_s_login"
 )
 

@@ -54,21 +54,25 @@ __rexec_send() {
 # Keeps KEY, the session's key, where no command of the user's sees it: not
 # in a variable (`set`, `declare -p` and the state snapshot would show it, a
 # line's `echo` read it), nor a function's text (`set` and `declare -f` print
-# those), nor BASH_ALIASES (which `set` lists once it has been read), nor the
-# environment, a file or a descriptor (which any process of the account opens
-# through /proc): in an alias, in this shell's memory alone, which only
-# `alias` shows, typed in this shell by its owner (the snapshot's copy is
-# dropped by the client, state.py). Kept at the start and again once the
-# start-up files have run, in case they said `unalias -a`.
+# those), nor BASH_ALIASES (which `set` lists once read), nor the environment,
+# a file or a descriptor (which any process of the account opens through
+# /proc): in this shell's memory alone, as an alias and as the word list of a
+# completion, which only `alias` and `complete`, typed in this shell by its
+# owner, show (the snapshot's alias is dropped by the client, state.py). Each
+# gives the other back when read, so that a line's `unalias -a` (or a start-up
+# file's) or `complete -r` does not lose it; both in one line do.
 __rexec_keep_key() {
     builtin alias __rexec_key="$1"
+    builtin complete -W "$1" __rexec_key
 }
 
-# The key in __rexec_s_key, for one record (unset right after it): read from
-# `alias` in a subshell, which leaves BASH_ALIASES unread.
+# The key in __rexec_s_key, for one record (unset right after it): read in a
+# subshell, which leaves BASH_ALIASES unread (both print it in '...'), and
+# kept again.
 __rexec_load_key() {
-    __rexec_s_key=$(builtin alias __rexec_key 2>/dev/null)
-    __rexec_s_key=${__rexec_s_key#*=\'} __rexec_s_key=${__rexec_s_key%\'}
+    __rexec_s_key=$(builtin alias __rexec_key 2>/dev/null || builtin complete -p __rexec_key 2>/dev/null)
+    __rexec_s_key=${__rexec_s_key#*\'} __rexec_s_key=${__rexec_s_key%%\'*}
+    __rexec_keep_key "$__rexec_s_key"
 }
 
 # Gives back, as the first line of each eval, what the user had: the status
