@@ -46,33 +46,32 @@ __rexec_s_live=1
 # leading NUL ends whatever a record cut short by Ctrl-C left behind, so
 # that a lost record never swallows the next one.
 __rexec_send() {
-    __rexec_load_key
-    builtin printf '\0%s %s\0' "$__rexec_s_key" "$1" >| "$__rexec_s_ctl"
-    builtin unset -v __rexec_s_key
+    __rexec_check_key
+    (builtin printf '\0%s %s\0' "${BASH_ALIASES[__rexec_key]-}" "$1" >| "$__rexec_s_ctl")
 }
 
 # Keeps KEY, the session's key, where no command of the user's sees it: not
 # in a variable (`set`, `declare -p` and the state snapshot would show it, a
 # line's `echo` read it), nor a function's text (`set` and `declare -f` print
-# those), nor BASH_ALIASES (which `set` lists once read), nor the environment,
-# a file or a descriptor (which any process of the account opens through
-# /proc): in this shell's memory alone, as an alias and as the word list of a
-# completion, which only `alias` and `complete`, typed in this shell by its
-# owner, show (the snapshot's alias is dropped by the client, state.py). Each
-# gives the other back when read, so that a line's `unalias -a` (or a start-up
-# file's) or `complete -r` does not lose it; both in one line do.
+# those), nor the environment, a file or a descriptor (which any process of
+# the account opens through /proc): in this shell's memory alone, as an alias
+# and as the word list of a completion, which only `alias` and `complete`,
+# typed in this shell by its owner, show (the snapshot's alias is dropped by
+# the client, state.py). Records read it in a subshell: BASH_ALIASES, once
+# read, is a variable that `set` and `declare -p` list, but only there.
 __rexec_keep_key() {
     builtin alias __rexec_key="$1"
     builtin complete -W "$1" __rexec_key
 }
 
-# The key in __rexec_s_key, for one record (unset right after it): read in a
-# subshell, which leaves BASH_ALIASES unread (both print it in '...'), and
-# kept again.
-__rexec_load_key() {
-    __rexec_s_key=$(builtin alias __rexec_key 2>/dev/null || builtin complete -p __rexec_key 2>/dev/null)
-    __rexec_s_key=${__rexec_s_key#*\'} __rexec_s_key=${__rexec_s_key%%\'*}
-    __rexec_keep_key "$__rexec_s_key"
+# Gives back whichever copy of the key a line removed (`unalias -a`, also a
+# start-up file's, or `complete -r`; both in one line lose it) from the other.
+__rexec_check_key() {
+    if ! builtin alias __rexec_key >/dev/null 2>&1; then
+        __rexec_keep_key "$(builtin complete -p __rexec_key 2>/dev/null | { IFS="'" builtin read -r _ k _ && builtin printf %s "$k"; })"
+    elif ! builtin complete -p __rexec_key >/dev/null 2>&1; then
+        __rexec_keep_key "$(builtin printf %s "${BASH_ALIASES[__rexec_key]}")"
+    fi
 }
 
 # Gives back, as the first line of each eval, what the user had: the status
@@ -264,10 +263,9 @@ __rexec_return() {
 # last line says it is whole: a snapshot cut short by Ctrl-C is not used.
 __rexec_snapshot() {
     __rexec_u_dirstack=("${DIRSTACK[@]}")
-    __rexec_load_key
+    __rexec_check_key
     {
-        builtin printf '\0%s state %s\n' "$__rexec_s_key" "$1"
-        builtin unset -v __rexec_s_key
+        (builtin printf '\0%s state %s\n' "${BASH_ALIASES[__rexec_key]-}" "$1")
         builtin printf '%s shopt\n' "$__rexec_s_mark"
         builtin shopt -p
         builtin printf '%s setopts\n' "$__rexec_s_mark"
