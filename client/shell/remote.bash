@@ -46,22 +46,34 @@ __rexec_s_live=1
 # leading NUL ends whatever a record cut short by Ctrl-C left behind, so
 # that a lost record never swallows the next one.
 __rexec_send() {
-    __rexec_check_key
-    (builtin printf '\0%s %s\0' "${BASH_ALIASES[__rexec_key]-}" "$1" >| "$__rexec_s_ctl")
+    __rexec_keyed "$1" '\0' >| "$__rexec_s_ctl"
 }
 
 # Keeps KEY, the session's key, where no command of the user's sees it: not
 # in a variable (`set`, `declare -p` and the state snapshot would show it, a
 # line's `echo` read it), nor a function's text (`set` and `declare -f` print
-# those), nor the environment, a file or a descriptor (which any process of
-# the account opens through /proc): in this shell's memory alone, as an alias
-# and as the word list of a completion, which only `alias` and `complete`,
-# typed in this shell by its owner, show (the snapshot's alias is dropped by
-# the client, state.py). Records read it in a subshell: BASH_ALIASES, once
-# read, is a variable that `set` and `declare -p` list, but only there.
+# those), nor BASH_ALIASES (a variable they list once it is read), nor the
+# environment, a file or a descriptor (which any process of the account opens
+# through /proc): in this shell's memory alone, in an alias that prints it
+# (__rexec_keyed) and as the word list of a completion, which only `alias`
+# and `complete`, typed in this shell by its owner, show (the snapshot's alias
+# is dropped by the client, state.py).
 __rexec_keep_key() {
-    builtin alias __rexec_key="$1"
+    builtin alias __rexec_key="builtin printf '\\0%s %s%b' $1"
     builtin complete -W "$1" __rexec_key
+}
+
+# Prints NUL, the key, a space, TEXT and END (printf %b): the alias, expanded
+# where eval reads it, without a fork or a variable.
+__rexec_keyed() {
+    __rexec_check_key
+    if builtin shopt -q expand_aliases; then
+        builtin eval '__rexec_key "$1" "$2"'
+    else
+        builtin shopt -s expand_aliases
+        builtin eval '__rexec_key "$1" "$2"'
+        builtin shopt -u expand_aliases
+    fi
 }
 
 # Gives back whichever copy of the key a line removed (`unalias -a`, also a
@@ -70,7 +82,7 @@ __rexec_check_key() {
     if ! builtin alias __rexec_key >/dev/null 2>&1; then
         __rexec_keep_key "$(builtin complete -p __rexec_key 2>/dev/null | { IFS="'" builtin read -r _ k _ && builtin printf %s "$k"; })"
     elif ! builtin complete -p __rexec_key >/dev/null 2>&1; then
-        __rexec_keep_key "$(builtin printf %s "${BASH_ALIASES[__rexec_key]}")"
+        __rexec_keep_key "$(builtin alias __rexec_key | { IFS=" '" builtin read -ra k && builtin printf %s "${k[-1]}"; })"
     fi
 }
 
@@ -263,9 +275,8 @@ __rexec_return() {
 # last line says it is whole: a snapshot cut short by Ctrl-C is not used.
 __rexec_snapshot() {
     __rexec_u_dirstack=("${DIRSTACK[@]}")
-    __rexec_check_key
     {
-        (builtin printf '\0%s state %s\n' "${BASH_ALIASES[__rexec_key]-}" "$1")
+        __rexec_keyed "state $1" '\n'
         builtin printf '%s shopt\n' "$__rexec_s_mark"
         builtin shopt -p
         builtin printf '%s setopts\n' "$__rexec_s_mark"
