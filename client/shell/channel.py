@@ -10,7 +10,8 @@ payload contains one; the NUL before each record ends whatever a record cut
 short by Ctrl-C left behind.
 
 KEY is the session's secret (``RemoteShell``), which the remote shell got on
-its stdin, never in its environment or arguments: a record without it came
+its stdin, never in its environment or arguments, and keeps out of what its
+commands can list (``remote.bash``, ``remote.sh``): a record without it came
 from something else that opened the pipe through /proc, and is dropped, as
 is a second ``status`` for a line. That keeps a stray or hostile program that
 writes into the channel from changing the prompt; it is no boundary against a

@@ -41,10 +41,49 @@ __rexec_s_flags=aeuvxET
 # are); __rexec_settings and __rexec_end switch between the two.
 __rexec_s_live=1
 
-# Writes one record. The leading NUL ends whatever a record cut short by
-# Ctrl-C left behind, so that a lost record never swallows the next one.
+# Writes one record, in one write (nothing another writer puts in the pipe
+# lands inside it), after the session's key (see __rexec_keep_key). The
+# leading NUL ends whatever a record cut short by Ctrl-C left behind, so
+# that a lost record never swallows the next one.
 __rexec_send() {
-    builtin printf '\0%s %s\0' "$__rexec_s_key" "$1" >| "$__rexec_s_ctl"
+    __rexec_keyed "$1" '\0' >| "$__rexec_s_ctl"
+}
+
+# Keeps KEY, the session's key, where no command of the user's sees it: not
+# in a variable (`set`, `declare -p` and the state snapshot would show it, a
+# line's `echo` read it), nor a function's text (`set` and `declare -f` print
+# those), nor BASH_ALIASES (a variable they list once it is read), nor the
+# environment, a file or a descriptor (which any process of the account opens
+# through /proc): in this shell's memory alone, in an alias that prints it
+# (__rexec_keyed) and as the word list of a completion, which only `alias`
+# and `complete`, typed in this shell by its owner, show (the snapshot's alias
+# is dropped by the client, state.py).
+__rexec_keep_key() {
+    builtin alias __rexec_key="builtin printf '\\0%s %s%b' $1"
+    builtin complete -W "$1" __rexec_key
+}
+
+# Prints NUL, the key, a space, TEXT and END (printf %b): the alias, expanded
+# where eval reads it, without a fork or a variable.
+__rexec_keyed() {
+    __rexec_check_key
+    if builtin shopt -q expand_aliases; then
+        builtin eval '__rexec_key "$1" "$2"'
+    else
+        builtin shopt -s expand_aliases
+        builtin eval '__rexec_key "$1" "$2"'
+        builtin shopt -u expand_aliases
+    fi
+}
+
+# Gives back whichever copy of the key a line removed (`unalias -a`, also a
+# start-up file's, or `complete -r`; both in one line lose it) from the other.
+__rexec_check_key() {
+    if ! builtin alias __rexec_key >/dev/null 2>&1; then
+        __rexec_keep_key "$(builtin complete -p __rexec_key 2>/dev/null | { IFS="'" builtin read -r _ k _ && builtin printf %s "$k"; })"
+    elif ! builtin complete -p __rexec_key >/dev/null 2>&1; then
+        __rexec_keep_key "$(builtin alias __rexec_key | { IFS=" '" builtin read -ra k && builtin printf %s "${k[-1]}"; })"
+    fi
 }
 
 # Gives back, as the first line of each eval, what the user had: the status
@@ -237,7 +276,7 @@ __rexec_return() {
 __rexec_snapshot() {
     __rexec_u_dirstack=("${DIRSTACK[@]}")
     {
-        builtin printf '\0%s state %s\n' "$__rexec_s_key" "$1"
+        __rexec_keyed "state $1" '\n'
         builtin printf '%s shopt\n' "$__rexec_s_mark"
         builtin shopt -p
         builtin printf '%s setopts\n' "$__rexec_s_mark"
@@ -296,8 +335,7 @@ __rexec_complete() {
 
 # The start of a session, CTL MARK KEY: the session's stdout and stderr (hidden
 # until now, see session.py) given back, two spare descriptors of them kept
-# for the markers, the control channel named, with the key its records carry
-# (a variable of this shell alone: never exported, so no command sees it).
+# for the markers, the control channel named, the key its records carry kept.
 __rexec_begin() {
     exec 1>&4 2>&3 3>&- 4>&-
     # Spare descriptors high up, where a line's own redirections rarely go.
@@ -305,7 +343,8 @@ __rexec_begin() {
     if ! [[ $__rexec_s_value =~ ^[0-9]+$ ]] || ((__rexec_s_value > 256)); then __rexec_s_value=256; fi
     __rexec_s_out=$((__rexec_s_value - 2)) __rexec_s_err=$((__rexec_s_value - 3))
     builtin eval "exec $__rexec_s_out>&1 $__rexec_s_err>&2"
-    __rexec_s_ctl=$1 __rexec_s_mark=$2 __rexec_s_key=$3
+    __rexec_s_ctl=$1 __rexec_s_mark=$2
+    __rexec_keep_key "$3"
     __rexec_s_running= __rexec_s_report= __rexec_s_nonce= __rexec_s_snapshot= __rexec_s_status=0
     PROMPT_COMMAND=__rexec_prompt
 }
@@ -332,17 +371,18 @@ __rexec_restored() {
     PROMPT_COMMAND=__rexec_prompt
 }
 
-# The shell is ready, NONCE: the user's settings put aside, the history bash
-# would have loaded at start-up loaded, the identity sent, the start-up
-# files' output marked as complete, a first snapshot sent.
+# The shell is ready, KEY NONCE: the key kept again, the user's settings put
+# aside, the history bash would have loaded at start-up loaded, the identity
+# sent, the start-up files' output marked as complete, a first snapshot sent.
 __rexec_ready() {
+    __rexec_keep_key "$1"
     __rexec_s_running=ready
     __rexec_end "$__rexec_s_status" "${__rexec_u_underscore-$_}"
     __rexec_s_report=
     if [ "$__rexec_u_history" = 1 ] && [ -n "${HISTFILE-}" ]; then builtin history -r; fi
     __rexec_send "ready 0"$'\n'"bash $BASH_VERSION"$'\n'"${USER:-$(id -un 2>/dev/null)}"$'\n'"${HOSTNAME%%.*}"$'\n'"${HOME-}"$'\n'"$PWD"
     __rexec_s_snapshot=0
-    __rexec_finish 0 "$1"
+    __rexec_finish 0 "$2"
 }
 
 # Leaving with STATUS: the user's settings back, so that bash saves the

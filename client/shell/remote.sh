@@ -18,8 +18,18 @@
 __rexec_s_flags=aeuvx
 __rexec_s_live=1
 
-__rexec_send() {
-    printf '\000%s %s\000' "$__rexec_s_key" "$1" >|"$__rexec_s_ctl"
+# __rexec_send RECORD and __rexec_state_head SEQ are made by __rexec_keep_key.
+
+# Makes the functions that write records with KEY, the session's key, in
+# their text: sh has no way to print a function's text (`set` shows
+# variables only), so no command of the user's sees it, as it would a
+# variable; nor is it exported, in a file or a descriptor (which any process
+# of the account opens through /proc). KEY is hex: it is safe in the text.
+# A record is one write: nothing another writer puts in the pipe lands in it.
+__rexec_keep_key() {
+    case $1 in '' | *[!0-9a-f]*) return 1 ;; esac
+    eval "__rexec_send() { printf '\\000$1 %s\\000' \"\$1\" >|\"\$__rexec_s_ctl\"; }
+__rexec_state_head() { printf '\\000$1 state %s\\n' \"\$1\"; }"
 }
 
 __rexec_resume() {
@@ -122,7 +132,7 @@ $PWD"
 
 __rexec_snapshot() {
     {
-        printf '\000%s state %s\n' "$__rexec_s_key" "$1"
+        __rexec_state_head "$1"
         printf '%s setopts\n' "$__rexec_s_mark"
         set +o
         printf '%s vars\n' "$__rexec_s_mark"
@@ -178,7 +188,8 @@ $__rexec_s_path"
 
 __rexec_begin() {
     exec 1>&4 2>&3 3>&- 4>&- 9>&1 8>&2
-    __rexec_s_ctl=$1 __rexec_s_mark=$2 __rexec_s_key=$3
+    __rexec_s_ctl=$1 __rexec_s_mark=$2
+    __rexec_keep_key "$3"
     __rexec_s_running= __rexec_s_report= __rexec_s_nonce= __rexec_s_snapshot= __rexec_s_status=0
 }
 
@@ -195,6 +206,7 @@ the directory $PWD is gone"
 }
 
 __rexec_ready() {
+    __rexec_keep_key "$1"
     __rexec_s_running=ready
     __rexec_end "$__rexec_s_status"
     __rexec_s_report=
@@ -205,7 +217,7 @@ $(uname -n 2>/dev/null | cut -d. -f1)
 ${HOME-}
 $PWD"
     __rexec_s_snapshot=0
-    __rexec_finish 0 "$1"
+    __rexec_finish 0 "$2"
 }
 
 __rexec_leave() {

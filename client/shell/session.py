@@ -181,7 +181,7 @@ class RemoteShell:
         self._send(
             text
             + script(self.dialect.script)
-            + f"\n{begin}; __rexec_ready {nonce}; {STARTUP_ONLY}\n".encode()
+            + f"\n{begin}; __rexec_ready {self._key} {nonce}; {STARTUP_ONLY}\n".encode()
         )
         try:
             fields = (await self._until(ready)).fields()

@@ -102,6 +102,10 @@ class Snapshot:
         return b"".join(_restorable(name, text) for name, text in self.sections())
 
 
+#: The start of the names of rexec's own aliases in the remote shell.
+_OWN_ALIAS = b"__rexec_"
+
+
 def _restorable(name: str, text: bytes) -> bytes:
     lines = text.splitlines()
     if name == "setopts":
@@ -118,6 +122,9 @@ def _restorable(name: str, text: bytes) -> bytes:
     elif name == "aliases":
         # sh's `alias` prints NAME='VALUE'; bash's `alias -p` adds the word.
         lines = [line if line.startswith(b"alias ") else b"alias " + line for line in lines]
+        # Not rexec's own (remote.bash keeps the session's key in one): a new
+        # shell gets a key of its own.
+        lines = [line for line in lines if not line.startswith(b"alias " + _OWN_ALIAS)]
     return b"".join(line + b"\n" for line in lines)
 
 
