@@ -144,6 +144,31 @@ def test_state_comes_back_after_a_reconnect(
     )
 
 
+def test_a_change_made_by_the_line_just_before_the_cut_comes_back(
+    start_server: Callable[..., Any], open_shell: OpenShell
+) -> None:
+    """The prompt after a line comes only once the state after it is safe on
+    the client: a server lost right then still restores what that line set
+    (a large variable makes the state take long enough to come that a prompt
+    drawn before it would be caught)."""
+    first = start_server()
+    shell = open_shell(first)
+    shell.run(
+        "BIG=$(printf '%4000000s' ''); cd /usr; export LAST=yes; last() { echo last-fn; };"
+        " alias la='echo last-alias'"
+    )
+    first.process.kill()
+    first.process.wait()
+    start_server("--port", str(first.port), key_file=first.key_file)
+    shell.child.expect_exact("? [y/n]")
+    shell.child.sendline("y")
+    assert "state restored" in shell.prompt()
+    assert shell.cwd == "/usr"
+    assert printed(
+        shell.run('echo "$LAST ${#BIG}"; last; la'), "yes 4000000", "last-fn", "last-alias"
+    )
+
+
 def test_a_shell_killed_by_ctrl_c_is_replaced_with_the_session_state(
     server: Any, open_shell: OpenShell
 ) -> None:
