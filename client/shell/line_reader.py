@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from prompt_toolkit import PromptSession
+from prompt_toolkit.buffer import Buffer
 from prompt_toolkit.completion import Completer
 from prompt_toolkit.filters import is_searching
 from prompt_toolkit.formatted_text import AnyFormattedText
@@ -166,25 +167,49 @@ class PromptReader:
             output=terminal_output(),
         )
         _lighten(self._session)
+        self._on_accept: Callable[[str], None] | None = None
+        buffer = self._session.default_buffer
+        accept = buffer.accept_handler
+        assert accept is not None
 
-    async def read(self, *, continuation: bool, watch: asyncio.Future[Any]) -> str:
-        """The next line typed.
+        def accepted(buffer: Buffer) -> bool:
+            # Before the prompt ends (its last drawing of the line comes after).
+            if self._on_accept is not None:
+                self._on_accept(buffer.document.text)
+            return accept(buffer)
+
+        buffer.accept_handler = accepted
+
+    async def read(
+        self,
+        *,
+        continuation: bool,
+        watch: asyncio.Future[Any],
+        on_accept: Callable[[str], None] | None = None,
+    ) -> str:
+        """The next line typed. ``on_accept`` is called with it as soon as it
+        is accepted, before the prompt draws it for the last time and gives
+        the terminal back (that takes a render of the whole prompt).
 
         Raises:
             LineDiscarded: Ctrl-C.
             EOFError: Ctrl-D on an empty line.
             Watched: ``watch`` finished first (the prompt is gone).
         """
-        prompt = asyncio.ensure_future(self._prompt(continuation))
-        await asyncio.wait({prompt, watch}, return_when=asyncio.FIRST_COMPLETED)
-        if watch.done() and not prompt.done():
-            app = self._session.app
-            if app.is_running:
-                app.exit(exception=Watched(watch.result()))
-            else:
-                prompt.cancel()
-                raise Watched(watch.result())
-        return await prompt
+        self._on_accept = on_accept
+        try:
+            prompt = asyncio.ensure_future(self._prompt(continuation))
+            await asyncio.wait({prompt, watch}, return_when=asyncio.FIRST_COMPLETED)
+            if watch.done() and not prompt.done():
+                app = self._session.app
+                if app.is_running:
+                    app.exit(exception=Watched(watch.result()))
+                else:
+                    prompt.cancel()
+                    raise Watched(watch.result())
+            return await prompt
+        finally:
+            self._on_accept = None
 
     async def _prompt(self, continuation: bool) -> str:
         message = CONTINUATION if continuation else self._message
@@ -204,8 +229,15 @@ class PipeReader:
 
     history = None
 
-    async def read(self, *, continuation: bool, watch: asyncio.Future[Any]) -> str:
-        """The next line, without its newline.
+    async def read(
+        self,
+        *,
+        continuation: bool,
+        watch: asyncio.Future[Any],
+        on_accept: Callable[[str], None] | None = None,
+    ) -> str:
+        """The next line, without its newline (``on_accept`` is not called:
+        nothing is drawn here to overlap with).
 
         Raises:
             EOFError: the input has ended.
