@@ -19,12 +19,14 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from prompt_toolkit import PromptSession
+from prompt_toolkit.buffer import Buffer
 from prompt_toolkit.completion import Completer
 from prompt_toolkit.enums import EditingMode
 from prompt_toolkit.filters import is_searching
 from prompt_toolkit.formatted_text import AnyFormattedText
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+from prompt_toolkit.layout import ConditionalContainer, FloatContainer, Layout
 from prompt_toolkit.output import Output, create_output
 from prompt_toolkit.output.vt100 import Vt100_Output
 from prompt_toolkit.search import accept_search, stop_search
@@ -98,6 +100,29 @@ def terminal_output() -> Output:
     return output
 
 
+def _lighten(session: PromptSession[str]) -> None:
+    """Give ``session`` a layout of only what rexec's prompt shows: the
+    prompt and its line (or the Ctrl-R search in its place) and the completion
+    menu.
+
+    ``PromptSession`` lays out every feature a prompt may have (a frame, the
+    validation, system, argument, multi-line search and bottom toolbars, a
+    multi-column completion menu, a right prompt), each hidden by a filter
+    when unused, and walks them all on each key and each render (twice a
+    line): about two thirds of the CLI's CPU for a line. rexec sets none of
+    them. Where the layout is not the one this expects (another
+    prompt_toolkit), it is kept as it is.
+    """
+    framed = session.layout.container.get_children()[0]
+    main = framed.alternative_content if isinstance(framed, ConditionalContainer) else None
+    if not isinstance(main, FloatContainer) or not main.floats:
+        return
+    main.floats = main.floats[:1]  # the single-column completion menu
+    session.layout = session.app.layout = Layout(
+        main, focused_element=session.layout.current_window
+    )
+
+
 def _key_bindings() -> KeyBindings:
     bindings = KeyBindings()
 
@@ -149,25 +174,50 @@ class PromptReader:
             output=terminal_output(),
         )
         self._vi_mode = vi_mode
+        _lighten(self._session)
+        self._on_accept: Callable[[str], None] | None = None
+        buffer = self._session.default_buffer
+        accept = buffer.accept_handler
+        assert accept is not None
 
-    async def read(self, *, continuation: bool, watch: asyncio.Future[Any]) -> str:
-        """The next line typed.
+        def accepted(buffer: Buffer) -> bool:
+            # Before the prompt ends (its last drawing of the line comes after).
+            if self._on_accept is not None:
+                self._on_accept(buffer.document.text)
+            return accept(buffer)
+
+        buffer.accept_handler = accepted
+
+    async def read(
+        self,
+        *,
+        continuation: bool,
+        watch: asyncio.Future[Any],
+        on_accept: Callable[[str], None] | None = None,
+    ) -> str:
+        """The next line typed. ``on_accept`` is called with it as soon as it
+        is accepted, before the prompt draws it for the last time and gives
+        the terminal back (that takes a render of the whole prompt).
 
         Raises:
             LineDiscarded: Ctrl-C.
             EOFError: Ctrl-D on an empty line.
             Watched: ``watch`` finished first (the prompt is gone).
         """
-        prompt = asyncio.ensure_future(self._prompt(continuation))
-        await asyncio.wait({prompt, watch}, return_when=asyncio.FIRST_COMPLETED)
-        if watch.done() and not prompt.done():
-            app = self._session.app
-            if app.is_running:
-                app.exit(exception=Watched(watch.result()))
-            else:
-                prompt.cancel()
-                raise Watched(watch.result())
-        return await prompt
+        self._on_accept = on_accept
+        try:
+            prompt = asyncio.ensure_future(self._prompt(continuation))
+            await asyncio.wait({prompt, watch}, return_when=asyncio.FIRST_COMPLETED)
+            if watch.done() and not prompt.done():
+                app = self._session.app
+                if app.is_running:
+                    app.exit(exception=Watched(watch.result()))
+                else:
+                    prompt.cancel()
+                    raise Watched(watch.result())
+            return await prompt
+        finally:
+            self._on_accept = None
 
     async def _prompt(self, continuation: bool) -> str:
         message = CONTINUATION if continuation else self._message
@@ -188,8 +238,15 @@ class PipeReader:
 
     history = None
 
-    async def read(self, *, continuation: bool, watch: asyncio.Future[Any]) -> str:
-        """The next line, without its newline.
+    async def read(
+        self,
+        *,
+        continuation: bool,
+        watch: asyncio.Future[Any],
+        on_accept: Callable[[str], None] | None = None,
+    ) -> str:
+        """The next line, without its newline (``on_accept`` is not called:
+        nothing is drawn here to overlap with).
 
         Raises:
             EOFError: the input has ended.

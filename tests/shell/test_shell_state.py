@@ -21,6 +21,19 @@ def printed(output: str, *lines: str) -> bool:
     return ("\n" + "\n".join(lines) + "\n") in output
 
 
+def reconnect_after_losing(
+    server: Any, start_server: Callable[..., Any], shell: ShellUnderTest
+) -> None:
+    """Kill ``server``, start another on its port and key, and answer the
+    shell's offer to reconnect; it says the state was restored."""
+    server.process.kill()
+    server.process.wait()
+    start_server("--port", str(server.port), key_file=server.key_file)
+    shell.child.expect_exact("? [y/n]")
+    shell.child.sendline("y")
+    assert "state restored" in shell.prompt()
+
+
 def test_cd_in_a_compound_line_lasts(server: Any, open_shell: OpenShell, tmp_path: Path) -> None:
     (tmp_path / "listed-file").write_text("")
     shell = open_shell(server)
@@ -119,12 +132,7 @@ def test_state_comes_back_after_a_reconnect(
     shell.run("set -o pipefail; shopt -s extglob; set -- one 'two 2'")
     shell.run("sh -c 'exit 3'")
     assert shell.status == "3"
-    first.process.kill()
-    first.process.wait()
-    start_server("--port", str(first.port), key_file=first.key_file)
-    shell.child.expect_exact("? [y/n]")
-    shell.child.sendline("y")
-    assert "state restored" in shell.prompt()
+    reconnect_after_losing(first, start_server, shell)
     # The prompt shows the last line's status (what $? is), not the lost connection's.
     assert shell.cwd == "/etc" and shell.status == "3"
     output = shell.run(
@@ -141,6 +149,26 @@ def test_state_comes_back_after_a_reconnect(
         "1",
         "extglob",
         "/usr",
+    )
+
+
+def test_a_change_made_by_the_line_just_before_the_cut_comes_back(
+    start_server: Callable[..., Any], open_shell: OpenShell
+) -> None:
+    """The prompt after a line comes only once the state after it is safe on
+    the client: a server lost right then still restores what that line set
+    (a large variable makes the state take long enough to come that a prompt
+    drawn before it would be caught)."""
+    first = start_server()
+    shell = open_shell(first)
+    shell.run(
+        "BIG=$(printf '%4000000s' ''); cd /usr; export LAST=yes; last() { echo last-fn; };"
+        " alias la='echo last-alias'"
+    )
+    reconnect_after_losing(first, start_server, shell)
+    assert shell.cwd == "/usr"
+    assert printed(
+        shell.run('echo "$LAST ${#BIG}"; last; la'), "yes 4000000", "last-fn", "last-alias"
     )
 
 
