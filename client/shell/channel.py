@@ -28,6 +28,7 @@ import asyncio
 import collections
 import dataclasses
 import hmac
+import re
 from collections.abc import Callable
 
 from ..streams import OutputReader
@@ -54,6 +55,18 @@ class Record:
     def fields(self) -> list[str]:
         """The payload's lines, decoded (undecodable bytes replaced)."""
         return self.payload.decode("utf-8", "replace").split("\n")
+
+    def candidates(self) -> list[str]:
+        """A ``complete`` record's candidates: one a line, written with
+        ``\\`` and ``\n`` for a backslash and a newline (a name may hold one)."""
+        return [_ESCAPE.sub(_unescape, name) for name in self.fields() if name]
+
+
+_ESCAPE = re.compile(r"\\(.)", re.DOTALL)
+
+
+def _unescape(match: re.Match[str]) -> str:
+    return "\n" if match[1] == "n" else match[1]
 
 
 def parse_record(data: bytes, key: str) -> Record | None:

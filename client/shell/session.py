@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import re
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -283,7 +282,7 @@ class RemoteShell:
             record = await asyncio.wait_for(self._until(answer), COMPLETION_TIMEOUT)
         except (TimeoutError, ShellEnded, ChannelClosed):
             return []
-        return [_unescaped(name) for name in record.fields() if name]
+        return record.candidates()
 
     # --- the end ---------------------------------------------------------------------
 
@@ -376,15 +375,6 @@ class RemoteShell:
         if status.connection_lost:
             raise RexecConnectionError(status.connection_error or "connection lost")
         raise ShellEnded(status)
-
-
-def _unescaped(candidate: str) -> str:
-    """A completion candidate as the remote shell wrote it on its line
-    (``\\`` and ``\n`` for a backslash and a newline), as it is."""
-    return _ESCAPE.sub(lambda match: "\n" if match[1] == "n" else match[1], candidate)
-
-
-_ESCAPE = re.compile(r"\\(.)", re.DOTALL)
 
 
 async def open_shell(
