@@ -139,12 +139,12 @@ class Repl:
             ShellEnded, RexecConnectionError: as ``RemoteShell.run_line``.
         """
         try:
-            try:
-                text = await self._read(continuation=False, on_accept=self._send_early)
-            except LineDiscarded:
-                return
-            except EOFError:
-                raise ExitShell(self.state.last_status) from None
+            text = await self._read(continuation=False, on_accept=self._send_early)
+        except LineDiscarded:
+            return
+        except EOFError:
+            raise ExitShell(self.state.last_status) from None
+        try:
             if not text.strip():
                 return
             found = find_builtin(text)
@@ -166,11 +166,10 @@ class Repl:
         then waits for it)."""
         if self.shell is None or not text.strip() or find_builtin(text) is not None:
             return
-        stdin_path = self.shell.ready_stdin_path()
-        if stdin_path is None or ends_in_continuation(text) or not surely_complete(text):
+        if ends_in_continuation(text) or not surely_complete(text):
             return
-        with contextlib.suppress(RexecError, ValueError):
-            # (The shell's stdin is gone: sent the usual way, the line says so.)
+        stdin_path = self.shell.ready_stdin_path()
+        if stdin_path is not None:
             self._early = self.shell.send_line(text, "run", stdin_path)
 
     async def _run_unit(self, text: str) -> None:

@@ -253,19 +253,17 @@ class RemoteShell:
         reading ``stdin_path``; ``run_line(sent=...)`` then waits for it."""
         self._seq += 1
         seq, nonce = self._seq, secrets.token_hex(16)
+        answer = self._channel.expect(_ANSWERS, seq)
+        # The line is over when its output has all come and the state after
+        # it is safe here (a reconnect right after restores it).
+        ending = asyncio.gather(self._expect_markers(nonce), self._channel.expect({"state"}, seq))
         done = f"__rexec_done {seq} {nonce}\n".encode()
-        # Sent first: if it can't be, nothing waits for an answer. (None can
-        # come before the waits are set: that takes the event loop.)
         self._send(
             f"{self._window.update()}"
             f"__rexec_pre {seq} {mode} {stdin_path} {self.dialect.quote(text)}"
             f' && {self.dialect.eval_word} "$__rexec_s_cmd" <"$__rexec_s_in"\n'.encode()
             + done
         )
-        answer = self._channel.expect(_ANSWERS, seq)
-        # The line is over when its output has all come and the state after
-        # it is safe here (a reconnect right after restores it).
-        ending = asyncio.gather(self._expect_markers(nonce), self._channel.expect({"state"}, seq))
         return SentLine(seq, answer, ending, done)
 
     def ready_stdin_path(self) -> str | None:
