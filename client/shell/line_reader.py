@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from prompt_toolkit import PromptSession
-from prompt_toolkit.buffer import Buffer
 from prompt_toolkit.completion import Completer
 from prompt_toolkit.enums import EditingMode
 from prompt_toolkit.filters import is_searching
@@ -175,49 +174,25 @@ class PromptReader:
         )
         self._vi_mode = vi_mode
         _lighten(self._session)
-        self._on_accept: Callable[[str], None] | None = None
-        buffer = self._session.default_buffer
-        accept = buffer.accept_handler
-        assert accept is not None
 
-        def accepted(buffer: Buffer) -> bool:
-            # Before the prompt ends (its last drawing of the line comes after).
-            if self._on_accept is not None:
-                self._on_accept(buffer.document.text)
-            return accept(buffer)
-
-        buffer.accept_handler = accepted
-
-    async def read(
-        self,
-        *,
-        continuation: bool,
-        watch: asyncio.Future[Any],
-        on_accept: Callable[[str], None] | None = None,
-    ) -> str:
-        """The next line typed. ``on_accept`` is called with it as soon as it
-        is accepted, before the prompt draws it for the last time and gives
-        the terminal back (that takes a render of the whole prompt).
+    async def read(self, *, continuation: bool, watch: asyncio.Future[Any]) -> str:
+        """The next line typed.
 
         Raises:
             LineDiscarded: Ctrl-C.
             EOFError: Ctrl-D on an empty line.
             Watched: ``watch`` finished first (the prompt is gone).
         """
-        self._on_accept = on_accept
-        try:
-            prompt = asyncio.ensure_future(self._prompt(continuation))
-            await asyncio.wait({prompt, watch}, return_when=asyncio.FIRST_COMPLETED)
-            if watch.done() and not prompt.done():
-                app = self._session.app
-                if app.is_running:
-                    app.exit(exception=Watched(watch.result()))
-                else:
-                    prompt.cancel()
-                    raise Watched(watch.result())
-            return await prompt
-        finally:
-            self._on_accept = None
+        prompt = asyncio.ensure_future(self._prompt(continuation))
+        await asyncio.wait({prompt, watch}, return_when=asyncio.FIRST_COMPLETED)
+        if watch.done() and not prompt.done():
+            app = self._session.app
+            if app.is_running:
+                app.exit(exception=Watched(watch.result()))
+            else:
+                prompt.cancel()
+                raise Watched(watch.result())
+        return await prompt
 
     async def _prompt(self, continuation: bool) -> str:
         message = CONTINUATION if continuation else self._message
@@ -238,15 +213,8 @@ class PipeReader:
 
     history = None
 
-    async def read(
-        self,
-        *,
-        continuation: bool,
-        watch: asyncio.Future[Any],
-        on_accept: Callable[[str], None] | None = None,
-    ) -> str:
-        """The next line, without its newline (``on_accept`` is not called:
-        nothing is drawn here to overlap with).
+    async def read(self, *, continuation: bool, watch: asyncio.Future[Any]) -> str:
+        """The next line, without its newline.
 
         Raises:
             EOFError: the input has ended.

@@ -50,12 +50,6 @@ class LineStdin:
                 self._connection.start(list(HOLDER_ARGV), stdin=True), name="rexec-line-stdin"
             )
 
-    def ready_path(self) -> str | None:
-        """``path()`` when it needs no waiting (a live helper), else None."""
-        if self._holder is None or self._holder.status is not None:
-            return None
-        return f"/proc/{self._holder.pid}/fd/0"
-
     async def path(self) -> str:
         """The path a line opens as its stdin, ``/dev/null`` if no helper can
         be had (the server refused it: the line then reads nothing).
@@ -75,11 +69,10 @@ class LineStdin:
             finally:
                 self._next = None
             self._used = False
-        ready = self.ready_path()
-        if ready is None:  # it died: replace it
+        if self._holder.status is not None:  # it died: replace it
             self._holder = None
             return await self.path()
-        return ready
+        return f"/proc/{self._holder.pid}/fd/0"
 
     async def forward(self, interrupt: Callable[[], None]) -> None:
         """Send local input to the current helper until the end of input

@@ -21,7 +21,7 @@ import argparse
 import asyncio
 import contextlib
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 from prompt_toolkit import PromptSession
@@ -38,7 +38,6 @@ from .builtins import ExitShell, find_builtin
 from .completer import RemoteCompleter
 from .display import TerminalOutput, say
 from .line_reader import LineDiscarded, PipeReader, PromptReader, Watched, terminal_output
-from .sent_line import SentLine
 from .session import LineEnd, RemoteShell, ShellEnded, open_shell
 from .state import EXIT_TIMEOUT, SessionState, Snapshot
 from .syntax import ends_in_continuation, surely_complete
@@ -86,8 +85,6 @@ class Repl:
         self._output = TerminalOutput()
         self._interactive = sys.stdin.isatty()
         self._reader: PromptReader | PipeReader = PipeReader()
-        #: A line sent as the prompt accepted it, not yet waited for.
-        self._early: SentLine | None = None
         if self._interactive:
             self._reader = PromptReader(
                 RemoteCompleter(lambda: self.shell),
@@ -139,38 +136,20 @@ class Repl:
             ShellEnded, RexecConnectionError: as ``RemoteShell.run_line``.
         """
         try:
-            text = await self._read(continuation=False, on_accept=self._send_early)
+            text = await self._read(continuation=False)
         except LineDiscarded:
             return
         except EOFError:
             raise ExitShell(self.state.last_status) from None
-        try:
-            if not text.strip():
-                return
-            found = find_builtin(text)
-            if found is not None:
-                self._remember(text)
-                builtin, rest = found
-                self.state.record(await builtin.run(self, rest))
-                return
-            await self._run_unit(text)
-        finally:
-            if self._early is not None:
-                self._early.forget()
-                self._early = None
-
-    def _send_early(self, text: str) -> None:
-        """Send a line the prompt has just accepted, when it is one for the
-        remote shell as it is (complete, not a built-in), so that the shell
-        runs it while the prompt draws it for the last time (``_run_line``
-        then waits for it)."""
-        if self.shell is None or not text.strip() or find_builtin(text) is not None:
+        if not text.strip():
             return
-        if ends_in_continuation(text) or not surely_complete(text):
+        found = find_builtin(text)
+        if found is not None:
+            self._remember(text)
+            builtin, rest = found
+            self.state.record(await builtin.run(self, rest))
             return
-        stdin_path = self.shell.ready_stdin_path()
-        if stdin_path is not None:
-            self._early = self.shell.send_line(text, "run", stdin_path)
+        await self._run_unit(text)
 
     async def _run_unit(self, text: str) -> None:
         """Run ``text`` in the remote shell, reading continuation lines while
@@ -195,14 +174,12 @@ class Repl:
 
     async def _run_line(self, text: str, mode: str) -> LineEnd:
         assert self.shell is not None
-        sent, self._early = self._early, None
         return await self.shell.run_line(
             text,
             mode,
             typed_input=self._interactive,
             interrupts=self._forwarder,
             timeout=self.state.timeout,
-            sent=sent,
         )
 
     def _record(self, end: LineEnd) -> None:
@@ -234,17 +211,13 @@ class Repl:
         ]
         return FormattedText(parts)
 
-    async def _read(
-        self, *, continuation: bool, on_accept: Callable[[str], None] | None = None
-    ) -> str:
+    async def _read(self, *, continuation: bool) -> str:
         """The next line; raises EOFError, LineDiscarded, or what ended
         while the prompt waited (``ShellEnded``, ``RexecConnectionError``)."""
         assert self.shell is not None
         watch = asyncio.ensure_future(self._idle_end(self.shell))
         try:
-            return await self._reader.read(
-                continuation=continuation, watch=watch, on_accept=on_accept
-            )
+            return await self._reader.read(continuation=continuation, watch=watch)
         except Watched as watched:
             raise watched.result from None
         finally:

@@ -37,7 +37,6 @@ from .dialects import BASH, SESSION_COMMAND, SH, STARTUP_ONLY, script
 from .interrupts import LineControl
 from .line_stdin import LineStdin
 from .output import MarkedStream, StreamEnded
-from .sent_line import SentLine, forget
 from .state import RemoteIdentity, Snapshot
 from .window import WindowSize, terminal_env
 
@@ -187,7 +186,7 @@ class RemoteShell:
             fields = (await self._until(ready)).fields()
             await self._until(ending)
         finally:
-            forget(ending)
+            _forget(ending)
         shell, user, host, home, cwd = (fields + [""] * 5)[:5]
         self.ready = Ready(shell, RemoteIdentity(user, host, home), cwd)
         return self.ready
@@ -202,23 +201,32 @@ class RemoteShell:
         typed_input: bool,
         interrupts: InterruptForwarder,
         timeout: float | None,
-        sent: SentLine | None = None,
     ) -> LineEnd:
         """Run ``text`` in the shell, its output going where ``start`` said;
         return how it ended. ``mode`` is ``run``, ``check`` (only if it is
         complete; else ``more``) or ``force`` (as it is). With
         ``typed_input`` local stdin feeds the line, else it reads nothing.
         Ctrl-C (through ``interrupts``) and ``timeout`` act as
-        ``interrupts.LineControl`` says. ``sent``: ``send_line`` sent it already.
+        ``interrupts.LineControl`` says.
 
         Raises:
             ShellEnded: the shell ended during the line.
             RexecConnectionError: the connection was lost.
         """
-        if sent is None:
-            stdin_path = await self._line_stdin.path() if typed_input else "/dev/null"
-            sent = self.send_line(text, mode, stdin_path)
-        seq, answer, ending, done = sent.seq, sent.answer, sent.ending, sent.done
+        self._seq += 1
+        seq, nonce = self._seq, secrets.token_hex(16)
+        stdin_path = await self._line_stdin.path() if typed_input else "/dev/null"
+        answer = self._channel.expect(_ANSWERS, seq)
+        # The line is over when its output has all come and the state after
+        # it is safe here (a reconnect right after restores it).
+        ending = asyncio.gather(self._expect_markers(nonce), self._channel.expect({"state"}, seq))
+        done = f"__rexec_done {seq} {nonce}\n".encode()
+        self._send(
+            f"{self._window.update()}"
+            f"__rexec_pre {seq} {mode} {stdin_path} {self.dialect.quote(text)}"
+            f' && {self.dialect.eval_word} "$__rexec_s_cmd" <"$__rexec_s_in"\n'.encode()
+            + done
+        )
         assert self._session is not None
         control = LineControl(self._session, timeout)
         feeder = asyncio.create_task(self._line_stdin.forward(interrupts)) if typed_input else None
@@ -240,35 +248,13 @@ class RemoteShell:
                     self._on_warning("the end of the line's output is late; more may follow")
         finally:
             control.close()
-            forget(ending)
+            _forget(ending)
             await stop_task(feeder)
             self._line_stdin.after_line()
         if record.kind == "more":
             return LineEnd(more=True)
         status, cwd = (record.fields() + ["1", ""])[:2]
         return LineEnd(int(status) if status.isdigit() else 1, cwd, timed_out=control.timed_out)
-
-    def send_line(self, text: str, mode: str, stdin_path: str) -> SentLine:
-        """Send ``text`` to run at once (``mode`` as ``run_line`` says),
-        reading ``stdin_path``; ``run_line(sent=...)`` then waits for it."""
-        self._seq += 1
-        seq, nonce = self._seq, secrets.token_hex(16)
-        answer = self._channel.expect(_ANSWERS, seq)
-        # The line is over when its output has all come and the state after
-        # it is safe here (a reconnect right after restores it).
-        ending = asyncio.gather(self._expect_markers(nonce), self._channel.expect({"state"}, seq))
-        done = f"__rexec_done {seq} {nonce}\n".encode()
-        self._send(
-            f"{self._window.update()}"
-            f"__rexec_pre {seq} {mode} {stdin_path} {self.dialect.quote(text)}"
-            f' && {self.dialect.eval_word} "$__rexec_s_cmd" <"$__rexec_s_in"\n'.encode()
-            + done
-        )
-        return SentLine(seq, answer, ending, done)
-
-    def ready_stdin_path(self) -> str | None:
-        """The stdin path a line typed into gets, if it is there already."""
-        return self._line_stdin.ready_path()
 
     async def complete(self, kind: str, word: str) -> list[str]:
         """Candidates for ``word`` (``kind``: ``command``, ``variable`` or
@@ -373,6 +359,23 @@ class RemoteShell:
         if status.connection_lost:
             raise RexecConnectionError(status.connection_error or "connection lost")
         raise ShellEnded(status)
+
+
+def _forget(future: asyncio.Future[Any]) -> None:
+    """Stop waiting for ``future``: cancel it, and take its exception (so
+    that asyncio does not report it as never retrieved).
+
+    A cancelled ``gather`` does not end cancelled: it ends later, once its
+    children have, with a ``CancelledError`` as its *exception*, which is
+    taken when it comes (a line that needs a continuation line forgets its
+    ``ending`` gather this way at every ``> `` prompt)."""
+    future.cancel()
+    future.add_done_callback(_take_exception)
+
+
+def _take_exception(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 async def open_shell(
