@@ -44,8 +44,7 @@ from .window import WindowSize, terminal_env
 COMPLETION_TIMEOUT = 5.0
 #: Seconds the shell gets to save its history and run its exit traps on leaving.
 LEAVE_TIMEOUT = 5.0
-#: Seconds the shell may outlive the record channel before the session is
-#: given up as lost.
+#: Seconds the shell may outlive its record channel (then the session is lost).
 CHANNEL_END_GRACE = 5.0
 #: Seconds the rest of a line's output may take once its status has come.
 OUTPUT_END_TIMEOUT = 30.0
@@ -342,9 +341,8 @@ class RemoteShell:
                 and not waited.cancelled()
                 and isinstance(waited.exception(), ChannelClosed)
             ):
-                # The helper that carries the records ended: the server is
-                # ending the session (shutting down), or someone killed it;
-                # the shell ends with it, or is ended here.
+                # The record helper ended: the server is ending the session
+                # (shutting down), or it was killed; the shell goes with it.
                 await asyncio.wait({self._ended}, timeout=CHANNEL_END_GRACE)
                 if not self._ended.done():
                     raise RexecConnectionError("the session's control channel ended")
