@@ -324,10 +324,11 @@ def test_batch_says_what_discovery_ignored(tmp_path) -> None:
     finally:
         fake.close()
     assert result.returncode != 0
-    assert "rexec: ignored 1 answer(s) that named an address other than its sender's" in (
-        result.stderr.splitlines()
-    )
-    assert "no server answered" in result.stderr
+    assert result.stderr.splitlines() == [
+        "rexec: ignored 1 answer(s) that named an address other than its sender's",
+        f"rexec: @discover:{fake.port}: no server answered the discovery probe on UDP port "
+        f"{fake.port}",
+    ]
 
 
 def test_answer_never_longer_than_the_probe() -> None:
