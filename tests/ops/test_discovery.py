@@ -161,6 +161,17 @@ def test_probes_from_outside_the_networks_are_ignored(start_server) -> None:
     assert sample(scrape(server), "rexecd_discovery_probes_total", result="outside_networks") == 1
 
 
+def discover_from(answers) -> subprocess.CompletedProcess[str]:
+    """``rexec discover --json`` against a FakeResponder answering with ``answers``."""
+    fake = FakeResponder(answers)
+    try:
+        return rexec_discover(
+            "--address", "127.0.0.1", "--port", str(fake.port), "--json", "--timeout", "0.5"
+        )
+    finally:
+        fake.close()
+
+
 class FakeResponder:
     """Answers every probe with the datagrams ``answers(nonce)`` makes."""
 
@@ -242,13 +253,7 @@ def test_an_answer_names_only_its_sender_and_one_sender_few_servers() -> None:
         flood = [encode_answer(nonce, announcement(f"f{n}", 8000 + n), 512) for n in range(100)]
         return [elsewhere, *flood]
 
-    fake = FakeResponder(answers)
-    try:
-        result = rexec_discover(
-            "--address", "127.0.0.1", "--port", str(fake.port), "--json", "--timeout", "0.5"
-        )
-    finally:
-        fake.close()
+    result = discover_from(answers)
     found = [json.loads(line) for line in result.stdout.splitlines()]
     assert result.returncode == 0, result.stderr
     assert [entry["name"] for entry in found] == [f"f{n}" for n in range(MAX_PER_SENDER)]
@@ -268,13 +273,7 @@ def test_one_responder_answering_100_times_is_one_target_and_garbage_is_counted(
         same = encode_answer(nonce, announcement("same", 7001), 512)
         return [same] * 100 + [b"garbage"] * 7
 
-    fake = FakeResponder(answers)
-    try:
-        result = rexec_discover(
-            "--address", "127.0.0.1", "--port", str(fake.port), "--json", "--timeout", "0.5"
-        )
-    finally:
-        fake.close()
+    result = discover_from(answers)
     assert result.returncode == 0, result.stderr
     assert [json.loads(line)["name"] for line in result.stdout.splitlines()] == ["same"]
     assert result.stderr.splitlines() == [f"rexec: ignored 7 answer(s) that {MALFORMED}"]
