@@ -12,7 +12,8 @@ garbage and answers forged without seeing the probe are ignored. Whoever does
 see the probe (a peer on the LAN) can answer it, so an answer may name only
 its own sender (``host`` empty or its source address: never steer a batch
 to another machine), one sender counts for ``MAX_PER_SENDER`` servers at most,
-and all senders for ``MAX_ANSWERS``. Discovery is a convenience, not an
+and all senders for ``MAX_SERVERS``; what is ignored is counted, by reason.
+Discovery is a convenience, not an
 authority: a server found this way still has to prove the shared key when you
 connect, as every server does.
 """
@@ -27,6 +28,7 @@ import secrets
 import select
 import socket
 import struct
+import sys
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -51,19 +53,23 @@ __all__ = [
     "discover",
     "discover_addresses",
     "discover_spec",
+    "ignored_lines",
 ]
 
 #: Seconds to collect answers: a LAN answers in milliseconds; a second leaves
 #: room for a busy host without making ``rexec discover`` feel slow.
 DEFAULT_TIMEOUT = 1.0
-#: Answers kept at most: a flood of (valid) answers can't grow memory.
-MAX_ANSWERS = 4096
+#: Servers kept at most, from all senders: a flood of (valid) answers from
+#: many senders can't grow memory or a batch's target list without bound.
+MAX_SERVERS = 1024
 #: Servers one sender (source address) may announce: several rexecd on one
 #: host, each on its own port, but not a flood of made-up ones.
 MAX_PER_SENDER = 16
 #: Why an answer that echoed the nonce was not kept (the keys of ``ignored``).
 ELSEWHERE = "named an address other than its sender's"
 TOO_MANY = f"came from a sender that had announced {MAX_PER_SENDER} servers already"
+MALFORMED = "were malformed or did not echo our probe"
+OVER_CAP = "came after the most servers discovery keeps had been found"
 
 _SIOCGIFFLAGS = 0x8913
 _SIOCGIFBRDADDR = 0x8919
@@ -135,11 +141,13 @@ def discover(
     port: int = DEFAULT_ANNOUNCE_PORT,
     timeout: float = DEFAULT_TIMEOUT,
     ignored: collections.Counter[str] | None = None,
+    max_servers: int = MAX_SERVERS,
 ) -> list[DiscoveredServer]:
     """Probe ``addresses`` (default: ``default_probe_addresses()``) on UDP
     ``port`` and return the servers that answered within ``timeout`` seconds,
-    each once, sorted by address. Answers that echoed the probe but were not
-    kept (``ELSEWHERE``, ``TOO_MANY``) are counted in ``ignored``.
+    each once, sorted by address, ``max_servers`` at most. Answers not kept
+    are counted in ``ignored`` by reason (``MALFORMED``, ``ELSEWHERE``,
+    ``TOO_MANY``, ``OVER_CAP``; see ``ignored_lines``).
 
     Raises:
         DiscoveryError: a bad address, or no probe could be sent at all.
@@ -169,7 +177,7 @@ def discover(
                 "cannot send a discovery probe: " + "; ".join(errors or ["no address"])
             )
         deadline = time.monotonic() + timeout
-        while len(found) < MAX_ANSWERS:
+        while True:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
@@ -184,6 +192,7 @@ def discover(
                 continue  # an ICMP error for one of the probes: that address is silent
             announcement = decode_answer(data, nonce)
             if announcement is None:
+                ignored[MALFORMED] += 1
                 continue
             server = DiscoveredServer(announcement, source[0])
             key = (server.address.host, server.address.port)
@@ -193,10 +202,22 @@ def discover(
                 ignored[ELSEWHERE] += 1
             elif per_sender[server.responder] >= MAX_PER_SENDER:
                 ignored[TOO_MANY] += 1
+            elif len(found) >= max_servers:
+                ignored[OVER_CAP] += 1  # read on until the timeout, to say how many
             else:
                 per_sender[server.responder] += 1
                 found[key] = server
     return sorted(found.values(), key=_sort_key)
+
+
+def ignored_lines(ignored: collections.Counter[str]) -> list[str]:
+    """One ``rexec:`` line per reason ``discover`` ignored answers for, to print
+    on stderr (the cap's line names it)."""
+    lines = []
+    for why, count in ignored.items():
+        cap = f" ({MAX_SERVERS}; only these are listed)" if why == OVER_CAP else ""
+        lines.append(f"rexec: ignored {count} answer(s) that {why}{cap}")
+    return lines
 
 
 def _sort_key(server: DiscoveredServer) -> tuple[int, int, str]:
@@ -212,10 +233,11 @@ def discover_addresses(
     addresses: Iterable[str] | None = None,
     port: int = DEFAULT_ANNOUNCE_PORT,
     timeout: float = DEFAULT_TIMEOUT,
+    ignored: collections.Counter[str] | None = None,
 ) -> list[Address]:
     """The rexec addresses of the servers ``discover`` finds (for ``rexec
-    batch --hosts @discover``)."""
-    return [server.address for server in discover(addresses, port, timeout)]
+    batch --hosts @discover``); ``ignored`` as for ``discover``."""
+    return [server.address for server in discover(addresses, port, timeout, ignored)]
 
 
 #: The ``--hosts`` spec of ``rexec batch`` that stands for the servers found.
@@ -232,7 +254,9 @@ def discover_spec(
 ) -> list[Address] | None:
     """What a target spec means if it is ``@discover`` (probe the default
     addresses on the default port) or ``@discover:PORT`` (another announce
-    port): the addresses found, in order. None for any other spec.
+    port): the addresses found, in order. None for any other spec. Answers
+    ignored are said on stderr, one ``rexec:`` line per reason, as ``rexec
+    discover`` says them: a batch's target list is not trimmed silently.
 
     Raises:
         DiscoveryError: a bad port, no probe could be sent, or no server answered.
@@ -247,7 +271,10 @@ def discover_spec(
         port = int(port_text)
     if addresses is None and os.environ.get(ADDRESSES_VARIABLE):
         addresses = os.environ[ADDRESSES_VARIABLE].split(",")
-    found = discover_addresses(addresses, port=port, timeout=timeout)
+    ignored: collections.Counter[str] = collections.Counter()
+    found = discover_addresses(addresses, port=port, timeout=timeout, ignored=ignored)
+    for line in ignored_lines(ignored):
+        print(line, file=sys.stderr)
     if not found:
         raise DiscoveryError(f"{spec}: no server answered the discovery probe on UDP port {port}")
     return found

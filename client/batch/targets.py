@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ..address import DEFAULT_PORT, Address, parse_address
-from ..discovery import discover_spec
+from ..discovery import DiscoveryError, discover_spec
 from .groups import GroupError, Groups
 from .nodeset import NodeSetError, expand
 
@@ -127,7 +127,10 @@ def resolve_targets(
         except (NodeSetError, GroupError) as exc:
             raise TargetError(str(exc)) from None
     seen: dict[Address, None] = {}
-    sources = [discover_spec(spec) or expand_spec(spec, default_port, groups) for spec in specs]
+    try:
+        sources = [discover_spec(spec) or expand_spec(spec, default_port, groups) for spec in specs]
+    except DiscoveryError as exc:  # no answer, or no probe sent: a usage error, not a traceback
+        raise TargetError(str(exc)) from None
     sources += [read_host_file(path, default_port, groups) for path in host_files]
     for source in sources:
         for address in source:

@@ -8,7 +8,13 @@ import json
 import sys
 from typing import Any
 
-from ..discovery import DEFAULT_ANNOUNCE_PORT, DEFAULT_TIMEOUT, DiscoveryError, discover
+from ..discovery import (
+    DEFAULT_ANNOUNCE_PORT,
+    DEFAULT_TIMEOUT,
+    DiscoveryError,
+    discover,
+    ignored_lines,
+)
 from .base import add_command, fail, positive_float
 
 DESCRIPTION = """\
@@ -73,8 +79,8 @@ def main(args: argparse.Namespace) -> int:
         servers = discover(args.address, args.port, args.timeout, ignored)
     except DiscoveryError as exc:
         return fail(str(exc))
-    for why, count in ignored.items():
-        print(f"rexec: ignored {count} answer(s) that {why}", file=sys.stderr)
+    for line in ignored_lines(ignored):
+        print(line, file=sys.stderr)
     for server in servers:
         if args.json:
             print(json.dumps(server.to_json(), ensure_ascii=False, separators=(",", ":")))

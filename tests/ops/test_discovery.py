@@ -8,6 +8,7 @@ network namespaces) is in test_discovery_netns.py.
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import secrets
@@ -32,7 +33,16 @@ from rexec.protocol._discovery import (
     encode_probe,
 )
 from rexec_client import Address
-from rexec_client.discovery import MAX_PER_SENDER, DiscoveryError, discover, discover_spec
+from rexec_client.discovery import (
+    MALFORMED,
+    MAX_PER_SENDER,
+    MAX_SERVERS,
+    OVER_CAP,
+    DiscoveryError,
+    discover,
+    discover_spec,
+    ignored_lines,
+)
 
 from .conftest import announce_port, sample, scrape
 
@@ -151,12 +161,23 @@ def test_probes_from_outside_the_networks_are_ignored(start_server) -> None:
     assert sample(scrape(server), "rexecd_discovery_probes_total", result="outside_networks") == 1
 
 
+def discover_from(answers) -> subprocess.CompletedProcess[str]:
+    """``rexec discover --json`` against a FakeResponder answering with ``answers``."""
+    fake = FakeResponder(answers)
+    try:
+        return rexec_discover(
+            "--address", "127.0.0.1", "--port", str(fake.port), "--json", "--timeout", "0.5"
+        )
+    finally:
+        fake.close()
+
+
 class FakeResponder:
     """Answers every probe with the datagrams ``answers(nonce)`` makes."""
 
-    def __init__(self, answers) -> None:
+    def __init__(self, answers, host: str = "127.0.0.1", port: int = 0) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((host, port))
         self.sock.settimeout(0.1)
         self.port = self.sock.getsockname()[1]
         self.answers = answers
@@ -232,13 +253,7 @@ def test_an_answer_names_only_its_sender_and_one_sender_few_servers() -> None:
         flood = [encode_answer(nonce, announcement(f"f{n}", 8000 + n), 512) for n in range(100)]
         return [elsewhere, *flood]
 
-    fake = FakeResponder(answers)
-    try:
-        result = rexec_discover(
-            "--address", "127.0.0.1", "--port", str(fake.port), "--json", "--timeout", "0.5"
-        )
-    finally:
-        fake.close()
+    result = discover_from(answers)
     found = [json.loads(line) for line in result.stdout.splitlines()]
     assert result.returncode == 0, result.stderr
     assert [entry["name"] for entry in found] == [f"f{n}" for n in range(MAX_PER_SENDER)]
@@ -247,6 +262,71 @@ def test_an_answer_names_only_its_sender_and_one_sender_few_servers() -> None:
         "rexec: ignored 1 answer(s) that named an address other than its sender's",
         f"rexec: ignored {100 - MAX_PER_SENDER} answer(s) that came from a sender that had "
         f"announced {MAX_PER_SENDER} servers already",
+    ]
+
+
+def test_one_responder_answering_100_times_is_one_target_and_garbage_is_counted() -> None:
+    """A responder repeating its answer (or garbage) 100 times plants one
+    target; what could not be read is counted and said on stderr."""
+
+    def answers(nonce: bytes) -> list[bytes]:
+        same = encode_answer(nonce, announcement("same", 7001), 512)
+        return [same] * 100 + [b"garbage"] * 7
+
+    result = discover_from(answers)
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(line)["name"] for line in result.stdout.splitlines()] == ["same"]
+    assert result.stderr.splitlines() == [f"rexec: ignored 7 answer(s) that {MALFORMED}"]
+
+
+def test_the_total_cap_holds_and_is_said() -> None:
+    """Senders on three loopback addresses announce 5 servers each; with a cap
+    of 8 servers, 8 are kept and the rest counted as over the cap."""
+    hosts = ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
+    port = free_udp_port()
+    responders = []
+    for host in hosts:
+
+        def answers(nonce: bytes, host: str = host) -> list[bytes]:
+            made = [announcement(f"{host}-{n}", 8000 + n, host=host) for n in range(5)]
+            return [encode_answer(nonce, each, 512) for each in made]
+
+        responders.append(FakeResponder(answers, host=host, port=port))
+    ignored: collections.Counter[str] = collections.Counter()
+    try:
+        found = discover(hosts, port=port, timeout=0.5, ignored=ignored, max_servers=8)
+    finally:
+        for fake in responders:
+            fake.close()
+    assert len(found) == 8
+    assert ignored == {OVER_CAP: 7}
+    assert ignored_lines(ignored) == [
+        f"rexec: ignored 7 answer(s) that {OVER_CAP} ({MAX_SERVERS}; only these are listed)"
+    ]
+
+
+def test_batch_says_what_discovery_ignored(tmp_path) -> None:
+    """``rexec batch --hosts @discover`` does not drop answers silently: a
+    planted answer naming another machine is refused, and said on stderr."""
+
+    def answers(nonce: bytes) -> list[bytes]:
+        return [encode_answer(nonce, announcement("elsewhere", 7001, host="127.0.0.9"), 512)]
+
+    fake = FakeResponder(answers)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "rexec_client.cli", "batch", "--key-file", str(tmp_path / "k"),
+             "-H", f"@discover:{fake.port}", "--onall", "--", "true"],
+            check=False, capture_output=True, text=True, timeout=60,
+            env={**os.environ, "REXEC_DISCOVER_ADDRESSES": "127.0.0.1"},
+        )  # fmt: skip
+    finally:
+        fake.close()
+    assert result.returncode != 0
+    assert result.stderr.splitlines() == [
+        "rexec: ignored 1 answer(s) that named an address other than its sender's",
+        f"rexec: @discover:{fake.port}: no server answered the discovery probe on UDP port "
+        f"{fake.port}",
     ]
 
 
