@@ -8,13 +8,18 @@ One probe goes to each address (by default this host's loopback, the
 broadcast address of every IPv4 interface that has one, and 255.255.255.255);
 answers are collected until the timeout. An answer counts only if it is
 well-formed and echoes the nonce of our probe (rexec/protocol/_discovery.py), so
-garbage and answers forged without seeing the probe are ignored. Discovery
-is a convenience, not an authority: a server found this way still has to prove
-the shared key when you connect, as every server does.
+garbage and answers forged without seeing the probe are ignored. Whoever does
+see the probe (a peer on the LAN) can answer it, so an answer may name only
+its own sender (``host`` empty or its source address: never steer a batch
+to another machine), one sender counts for ``MAX_PER_SENDER`` servers at most,
+and all senders for ``MAX_ANSWERS``. Discovery is a convenience, not an
+authority: a server found this way still has to prove the shared key when you
+connect, as every server does.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import ipaddress
 import os
@@ -53,6 +58,12 @@ __all__ = [
 DEFAULT_TIMEOUT = 1.0
 #: Answers kept at most: a flood of (valid) answers can't grow memory.
 MAX_ANSWERS = 4096
+#: Servers one sender (source address) may announce: several rexecd on one
+#: host, each on its own port, but not a flood of made-up ones.
+MAX_PER_SENDER = 16
+#: Why an answer that echoed the nonce was not kept (the keys of ``ignored``).
+ELSEWHERE = "named an address other than its sender's"
+TOO_MANY = f"came from a sender that had announced {MAX_PER_SENDER} servers already"
 
 _SIOCGIFFLAGS = 0x8913
 _SIOCGIFBRDADDR = 0x8919
@@ -123,10 +134,12 @@ def discover(
     addresses: Iterable[str] | None = None,
     port: int = DEFAULT_ANNOUNCE_PORT,
     timeout: float = DEFAULT_TIMEOUT,
+    ignored: collections.Counter[str] | None = None,
 ) -> list[DiscoveredServer]:
     """Probe ``addresses`` (default: ``default_probe_addresses()``) on UDP
     ``port`` and return the servers that answered within ``timeout`` seconds,
-    each once, sorted by address.
+    each once, sorted by address. Answers that echoed the probe but were not
+    kept (``ELSEWHERE``, ``TOO_MANY``) are counted in ``ignored``.
 
     Raises:
         DiscoveryError: a bad address, or no probe could be sent at all.
@@ -140,6 +153,8 @@ def discover(
     nonce = secrets.token_bytes(16)
     probe = encode_probe(nonce)
     found: dict[tuple[str, int], DiscoveredServer] = {}
+    per_sender: collections.Counter[str] = collections.Counter()
+    ignored = collections.Counter() if ignored is None else ignored
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
         sock.setblocking(False)
@@ -171,7 +186,16 @@ def discover(
             if announcement is None:
                 continue
             server = DiscoveredServer(announcement, source[0])
-            found.setdefault((server.address.host, server.address.port), server)
+            key = (server.address.host, server.address.port)
+            if key in found:
+                continue  # the same server again (it got two of our probes)
+            if announcement.host not in ("", server.responder):
+                ignored[ELSEWHERE] += 1
+            elif per_sender[server.responder] >= MAX_PER_SENDER:
+                ignored[TOO_MANY] += 1
+            else:
+                per_sender[server.responder] += 1
+                found[key] = server
     return sorted(found.values(), key=_sort_key)
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import collections
 import json
+import sys
 from typing import Any
 
 from ..discovery import DEFAULT_ANNOUNCE_PORT, DEFAULT_TIMEOUT, DiscoveryError, discover
@@ -66,10 +68,13 @@ def _port(text: str) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
+    ignored: collections.Counter[str] = collections.Counter()
     try:
-        servers = discover(args.address, args.port, args.timeout)
+        servers = discover(args.address, args.port, args.timeout, ignored)
     except DiscoveryError as exc:
         return fail(str(exc))
+    for why, count in ignored.items():
+        print(f"rexec: ignored {count} answer(s) that {why}", file=sys.stderr)
     for server in servers:
         if args.json:
             print(json.dumps(server.to_json(), ensure_ascii=False, separators=(",", ":")))

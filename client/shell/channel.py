@@ -2,12 +2,20 @@
 
 The remote shell (``remote.bash``, ``remote.sh``) writes records between
 NULs into the stdin pipe of a ``cat`` that runs beside it; that ``cat``'s
-stdout arrives here. A record is ``KIND SEQ`` on its first line, then a
+stdout arrives here. A record is ``KEY KIND SEQ`` on its first line, then a
 payload: ``shell`` and ``ready`` at start-up, ``status`` and ``state`` after
 each line, ``more`` for an unfinished line, ``complete`` for Tab, ``warning``
 for something to tell the user. The shell's own strings can't hold NUL, so no
 payload contains one; the NUL before each record ends whatever a record cut
 short by Ctrl-C left behind.
+
+KEY is the session's secret (``RemoteShell``), which the remote shell got on
+its stdin, never in its environment or arguments: a record without it came
+from something else that opened the pipe through /proc, and is dropped, as
+is a second ``status`` for a line. That keeps a stray or hostile program that
+writes into the channel from changing the prompt; it is no boundary against a
+process of the same account that writes into the shell's own input, which
+can run anything there (as one can write to an ssh session's terminal).
 
 Records say nothing about the shell's output, which arrives on other
 streams: ``output.MarkedStream`` tells when a line's output is complete.
@@ -18,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import hmac
 from collections.abc import Callable
 
 from ..streams import OutputReader
@@ -46,12 +55,14 @@ class Record:
         return self.payload.decode("utf-8", "replace").split("\n")
 
 
-def parse_record(data: bytes) -> Record | None:
+def parse_record(data: bytes, key: str) -> Record | None:
     """The record in ``data`` (one record without its NULs), or None when it
-    is not one (nothing, or a user wrote to the channel: it is ignored)."""
+    is not one of the session ``key``'s (nothing, or something else wrote to
+    the channel: it is ignored)."""
     header, _, payload = data.partition(b"\n")
-    kind, _, seq = header.decode("ascii", "replace").partition(" ")
-    if not kind.isalpha() or not seq.isdigit():
+    given, _, rest = header.decode("ascii", "replace").partition(" ")
+    kind, _, seq = rest.partition(" ")
+    if not hmac.compare_digest(given, key) or not kind.isalpha() or not seq.isdigit():
         return None
     return Record(kind, int(seq), payload)
 
@@ -71,6 +82,7 @@ class ControlChannel:
 
     Args:
         reader: the helper ``cat``'s stdout.
+        key: the session's secret, which every record must start with.
         on_state: called with each ``state`` record.
         on_warning: called with the text of each ``warning`` record.
     """
@@ -78,10 +90,14 @@ class ControlChannel:
     def __init__(
         self,
         reader: OutputReader,
+        key: str,
         on_state: Callable[[Record], None],
         on_warning: Callable[[str], None],
     ) -> None:
         self._reader = reader
+        self._key = key
+        #: The last line that got its ``status``: another for it is forged.
+        self._last_status = 0
         self._on_state = on_state
         self._on_warning = on_warning
         self._waiters: list[_Waiter] = []
@@ -98,7 +114,7 @@ class ControlChannel:
                 for index, part in enumerate(chunk.split(b"\0")):
                     if index:
                         # A NUL: the record before it is complete.
-                        if not skipping and (record := parse_record(bytes(pending))):
+                        if not skipping and (record := parse_record(bytes(pending), self._key)):
                             self._deliver(record)
                         pending.clear()
                         skipping = False
@@ -132,6 +148,10 @@ class ControlChannel:
         return future
 
     def _deliver(self, record: Record) -> None:
+        if record.kind == "status":
+            if record.seq <= self._last_status:
+                return
+            self._last_status = record.seq
         if record.kind == "state":
             self._on_state(record)
         elif record.kind == "warning":

@@ -27,6 +27,9 @@ from .session import RemoteShell
 
 #: Characters a completion escapes with a backslash, as shells do.
 _SPECIAL = re.compile(r"([\s\\'\"$`!&|;<>()*?\[\]{}#])")
+#: Characters no backslash can carry (a backslash-newline is no newline): a
+#: name with one is quoted whole, in the remote shell's own way.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 #: What may come just before the first word of a command.
 _COMMAND_START = re.compile(r"(?:^|[;&|(`]|\$\(|\b(?:then|else|do|if|while|until|time)\s)\s*\Z")
 #: Most names offered for one Tab.
@@ -96,9 +99,11 @@ def _kind(before_word: str, word: str) -> tuple[str, str]:
     return "path", word
 
 
-def _escaped(name: str) -> str:
+def _escaped(name: str, quote_word: Callable[[str], str]) -> str:
     # A leading ~ stays one: the shell expands it.
     head = "~" if name.startswith("~") else ""
+    if _CONTROL.search(name):
+        return head + quote_word(name[len(head) :])
     return head + _SPECIAL.sub(r"\\\1", name[len(head) :])
 
 
@@ -134,7 +139,9 @@ class RemoteCompleter(Completer):
         prefix = word.value[: len(word.value) - len(stem)]
         for name in names:
             yield Completion(
-                _replacement(kind, prefix, name, word.quote, unique=len(names) == 1),
+                _replacement(
+                    kind, prefix, name, word.quote, shell.dialect.quote, unique=len(names) == 1
+                ),
                 start_position=word.start - len(typed),
                 display=one_line(
                     name.rstrip("/").rpartition("/")[2] + ("/" if name.endswith("/") else "")
@@ -142,10 +149,19 @@ class RemoteCompleter(Completer):
             )
 
 
-def _replacement(kind: str, prefix: str, name: str, quote: str, *, unique: bool) -> str:
+def _replacement(
+    kind: str,
+    prefix: str,
+    name: str,
+    quote: str,
+    quote_word: Callable[[str], str],
+    *,
+    unique: bool,
+) -> str:
     """What the word becomes: ``name`` quoted as the word was (``quote``
-    open, or escaped), after ``prefix`` (``$``, ``${``); a unique match that
-    is not a directory is closed (quote, brace) and followed by a space."""
+    open, or escaped; with a control character, quoted whole by
+    ``quote_word``), after ``prefix`` (``$``, ``${``); a unique match that is
+    not a directory is closed (quote, brace) and followed by a space."""
     ends = unique and not name.endswith("/")
     if kind == "variable":
         # In double quotes the variable stays in them, the quote left open.
@@ -156,5 +172,5 @@ def _replacement(kind: str, prefix: str, name: str, quote: str, *, unique: bool)
     elif quote == '"':
         text = '"' + re.sub(r'([$`"\\])', r"\\\1", name) + ('"' if ends else "")
     else:
-        text = _escaped(name)
+        text = _escaped(name, quote_word)
     return text + (" " if ends else "")

@@ -14,8 +14,10 @@ from importlib import resources
 from .syntax import ansi_c_quote, sh_quote
 
 #: Started by /bin/sh -c on the server, with the control helper's pid and the
-#: login shell (the server sets $SHELL from the account): checks that /proc
-#: can reach the helpers, names the shell it starts on the control channel,
+#: login shell (the server sets $SHELL from the account): reads the session's
+#: key (``channel``) from its stdin (never to pass it on in the environment,
+#: were ``key`` imported from it), checks that /proc can reach the helpers,
+#: names the shell it starts on the control channel,
 #: and starts it with its stdout and stderr hidden (kept on 4 and 3) until
 #: rexec's functions are in place: no prompt or start-up noise leaks. An
 #: interactive bash keeps a copy of its first stderr as "its terminal" and,
@@ -24,6 +26,7 @@ from .syntax import ansi_c_quote, sh_quote
 #: it never uses otherwise (and which gives it no job control) keeps it quiet.
 SESSION_COMMAND = """\
 exec 3>&2 4>&1 >/dev/null 2>&1
+IFS= read -r key || exit 1
 ctl=/proc/{control}/fd/0
 if ! [ -w "$ctl" ]; then
     echo "rexec shell: this server has no /proc/PID/fd, which line mode needs (try --pty)" >&3
@@ -33,11 +36,13 @@ case {login_shell} in */bash)
     if [ -x "$SHELL" ]; then
         tty=/dev/null
         if {{ : <>/dev/ptmx; }} 2>/dev/null; then tty=/dev/ptmx; fi
-        printf '\\000shell 0\\nbash\\000' >"$ctl"
+        printf '\\000%s shell 0\\nbash\\000' "$key" >"$ctl"
+        unset key
         exec "$SHELL" --noediting --norc --noprofile +o history -i 2<>"$tty"
     fi
 esac
-printf '\\000shell 0\\nsh\\000' >"$ctl"
+printf '\\000%s shell 0\\nsh\\000' "$key" >"$ctl"
+unset key
 exec /bin/sh -i
 """
 

@@ -44,7 +44,7 @@ __rexec_s_live=1
 # Writes one record. The leading NUL ends whatever a record cut short by
 # Ctrl-C left behind, so that a lost record never swallows the next one.
 __rexec_send() {
-    builtin printf '\0%s\0' "$1" >| "$__rexec_s_ctl"
+    builtin printf '\0%s %s\0' "$__rexec_s_key" "$1" >| "$__rexec_s_ctl"
 }
 
 # Gives back, as the first line of each eval, what the user had: the status
@@ -237,7 +237,7 @@ __rexec_return() {
 __rexec_snapshot() {
     __rexec_u_dirstack=("${DIRSTACK[@]}")
     {
-        builtin printf '\0state %s\n' "$1"
+        builtin printf '\0%s state %s\n' "$__rexec_s_key" "$1"
         builtin printf '%s shopt\n' "$__rexec_s_mark"
         builtin shopt -p
         builtin printf '%s setopts\n' "$__rexec_s_mark"
@@ -261,7 +261,8 @@ __rexec_snapshot() {
 # Tab completion: SEQ KIND WORD, KIND "command" (the first word: aliases,
 # functions, builtins, keywords, programs; and paths), "variable" (after a $)
 # or "path". Sends the candidates, one per line, directories marked with a
-# trailing /.
+# trailing /, each with \ and newline written as \\ and \n (a file name may
+# hold a newline; the client undoes it).
 __rexec_complete() {
     __rexec_s_value="complete $1"
     case $2 in
@@ -270,23 +271,33 @@ __rexec_complete() {
         *) __rexec_s_list=() ;;
     esac
     if [ "$2" != variable ]; then
-        builtin mapfile -t __rexec_s_paths < <(builtin compgen -f -- "$3" 2>/dev/null)
-        for __rexec_s_path in "${__rexec_s_paths[@]}"; do
-            __rexec_s_test=$__rexec_s_path
-            # compgen keeps a leading ~ as typed; test the real path.
-            case $__rexec_s_test in "~"*) __rexec_s_test=$HOME${__rexec_s_test#"~"} ;; esac
-            if [ -d "$__rexec_s_test" ]; then __rexec_s_path+=/; fi
+        # Paths by a glob, not compgen -f, whose lines would split a name
+        # that holds a newline; failglob off for it (nullglob does no harm).
+        case $3 in "~/"*) __rexec_s_test=$HOME/${3#"~/"} ;; *) __rexec_s_test=$3 ;; esac
+        if builtin shopt -q failglob; then __rexec_s_glob=1; builtin shopt -u failglob; else __rexec_s_glob=; fi
+        for __rexec_s_path in "$__rexec_s_test"*; do
+            if [ -d "$__rexec_s_path" ]; then
+                __rexec_s_path+=/
+            elif ! [ -e "$__rexec_s_path" ] && ! [ -L "$__rexec_s_path" ]; then
+                continue
+            fi
+            case $3 in "~/"*) __rexec_s_path="~/${__rexec_s_path#"$HOME/"}" ;; esac
             __rexec_s_list+=("$__rexec_s_path")
         done
+        if [ -n "$__rexec_s_glob" ]; then builtin shopt -s failglob; fi
     fi
-    for __rexec_s_path in "${__rexec_s_list[@]}"; do __rexec_s_value+=$'\n'$__rexec_s_path; done
+    for __rexec_s_path in "${__rexec_s_list[@]}"; do
+        __rexec_s_path=${__rexec_s_path//\\/\\\\}
+        __rexec_s_value+=$'\n'${__rexec_s_path//$'\n'/\\n}
+    done
     __rexec_send "$__rexec_s_value"
-    builtin unset -v __rexec_s_list __rexec_s_paths __rexec_s_path __rexec_s_test
+    builtin unset -v __rexec_s_list __rexec_s_path __rexec_s_test __rexec_s_glob
 }
 
-# The start of a session, CTL MARK: the session's stdout and stderr (hidden
+# The start of a session, CTL MARK KEY: the session's stdout and stderr (hidden
 # until now, see session.py) given back, two spare descriptors of them kept
-# for the markers, the control channel named.
+# for the markers, the control channel named, with the key its records carry
+# (a variable of this shell alone: never exported, so no command sees it).
 __rexec_begin() {
     exec 1>&4 2>&3 3>&- 4>&-
     # Spare descriptors high up, where a line's own redirections rarely go.
@@ -294,7 +305,7 @@ __rexec_begin() {
     if ! [[ $__rexec_s_value =~ ^[0-9]+$ ]] || ((__rexec_s_value > 256)); then __rexec_s_value=256; fi
     __rexec_s_out=$((__rexec_s_value - 2)) __rexec_s_err=$((__rexec_s_value - 3))
     builtin eval "exec $__rexec_s_out>&1 $__rexec_s_err>&2"
-    __rexec_s_ctl=$1 __rexec_s_mark=$2
+    __rexec_s_ctl=$1 __rexec_s_mark=$2 __rexec_s_key=$3
     __rexec_s_running= __rexec_s_report= __rexec_s_nonce= __rexec_s_snapshot= __rexec_s_status=0
     PROMPT_COMMAND=__rexec_prompt
 }

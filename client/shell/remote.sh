@@ -19,7 +19,7 @@ __rexec_s_flags=aeuvx
 __rexec_s_live=1
 
 __rexec_send() {
-    printf '\000%s\000' "$1" >|"$__rexec_s_ctl"
+    printf '\000%s %s\000' "$__rexec_s_key" "$1" >|"$__rexec_s_ctl"
 }
 
 __rexec_resume() {
@@ -36,7 +36,7 @@ __rexec_settings() {
 # PS1, expanded in a subshell at each prompt (see the top).
 __rexec_top() {
     if [ -n "$__rexec_s_running" ]; then
-        printf '\000top %s\000' "$__rexec_s_running" >|"$__rexec_s_ctl"
+        __rexec_send "top $__rexec_s_running"
     fi
 }
 
@@ -122,7 +122,7 @@ $PWD"
 
 __rexec_snapshot() {
     {
-        printf '\000state %s\n' "$1"
+        printf '\000%s state %s\n' "$__rexec_s_key" "$1"
         printf '%s setopts\n' "$__rexec_s_mark"
         set +o
         printf '%s vars\n' "$__rexec_s_mark"
@@ -139,6 +139,22 @@ __rexec_snapshot() {
     } >|"$__rexec_s_ctl"
 }
 
+# __rexec_escape NAME: NAME with \ and newline written as \\ and \n, in
+# __rexec_s_path (a candidate is one line; see remote.bash).
+__rexec_escape() {
+    __rexec_s_rest=$1 __rexec_s_path=
+    while [ -n "$__rexec_s_rest" ]; do
+        __rexec_s_char=${__rexec_s_rest%"${__rexec_s_rest#?}"}
+        __rexec_s_rest=${__rexec_s_rest#?}
+        case $__rexec_s_char in
+            '\') __rexec_s_char='\\' ;;
+            '
+') __rexec_s_char='\n' ;;
+        esac
+        __rexec_s_path=$__rexec_s_path$__rexec_s_char
+    done
+}
+
 # Tab completion: paths only (sh can't list its commands or variables).
 __rexec_complete() {
     __rexec_s_value="complete $1"
@@ -151,6 +167,8 @@ __rexec_complete() {
                 continue
             fi
             case $3 in "~/"*) __rexec_s_path="~/${__rexec_s_path#"$HOME/"}" ;; esac
+            case $__rexec_s_path in *'\'* | *'
+'*) __rexec_escape "$__rexec_s_path" ;; esac
             __rexec_s_value="$__rexec_s_value
 $__rexec_s_path"
         done
@@ -160,7 +178,7 @@ $__rexec_s_path"
 
 __rexec_begin() {
     exec 1>&4 2>&3 3>&- 4>&- 9>&1 8>&2
-    __rexec_s_ctl=$1 __rexec_s_mark=$2
+    __rexec_s_ctl=$1 __rexec_s_mark=$2 __rexec_s_key=$3
     __rexec_s_running= __rexec_s_report= __rexec_s_nonce= __rexec_s_snapshot= __rexec_s_status=0
 }
 

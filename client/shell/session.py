@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import re
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -103,7 +104,9 @@ class RemoteShell:
         self._on_snapshot = on_snapshot
         self._on_warning = on_warning
         self._mark = f"rexec-{secrets.token_hex(8)}"
-        self._channel = ControlChannel(control.stdout, self._state_record, on_warning)
+        #: What every record of this shell starts with (see ``channel``).
+        self._key = secrets.token_hex(16)
+        self._channel = ControlChannel(control.stdout, self._key, self._state_record, on_warning)
         self._line_stdin = LineStdin(connection)
         self._tasks: list[asyncio.Task[Any]] = [asyncio.create_task(self._channel.run())]
         self._session: RemoteProcess | None = None
@@ -149,6 +152,8 @@ class RemoteShell:
         if env and snapshot is None:
             self._window = WindowSize((int(env["LINES"]), int(env["COLUMNS"])))
         self._session = session
+        # First on its stdin: SESSION_COMMAND reads it before anything else.
+        self._send(f"{self._key}\n".encode())
         self._ended = asyncio.create_task(session.wait())
         self._stdout = MarkedStream(session.stdout, out)
         self._stderr = MarkedStream(session.stderr, err)
@@ -169,7 +174,7 @@ class RemoteShell:
         nonce = secrets.token_hex(16)
         ready = self._channel.expect({"ready"}, 0)
         ending = asyncio.gather(self._expect_markers(nonce), self._channel.expect({"state"}, 0))
-        begin = f"__rexec_begin /proc/{self._control.pid}/fd/0 {self._mark} && {then}"
+        begin = f"__rexec_begin /proc/{self._control.pid}/fd/0 {self._mark} {self._key} && {then}"
         self._send(
             text
             + script(self.dialect.script)
@@ -259,7 +264,7 @@ class RemoteShell:
             record = await asyncio.wait_for(self._until(answer), COMPLETION_TIMEOUT)
         except (TimeoutError, ShellEnded, ChannelClosed):
             return []
-        return [name for name in record.fields() if name]
+        return [_unescaped(name) for name in record.fields() if name]
 
     # --- the end ---------------------------------------------------------------------
 
@@ -341,6 +346,15 @@ class RemoteShell:
         if status.connection_lost:
             raise RexecConnectionError(status.connection_error or "connection lost")
         raise ShellEnded(status)
+
+
+def _unescaped(candidate: str) -> str:
+    """A completion candidate as the remote shell wrote it on its line
+    (``\\`` and ``\n`` for a backslash and a newline), as it is."""
+    return _ESCAPE.sub(lambda match: "\n" if match[1] == "n" else match[1], candidate)
+
+
+_ESCAPE = re.compile(r"\\(.)", re.DOTALL)
 
 
 def _forget(future: asyncio.Future[Any]) -> None:

@@ -13,6 +13,12 @@ the next step:
    (spoofed sources spread over a network share the second);
 5. state: nothing is answered while the server shuts down.
 
+An answer leaves from the address the announcement names (``IP_PKTINFO``),
+not from whichever one the kernel would pick for the prober: a client keeps
+only answers whose ``host`` is empty or their own source (a peer that sees the
+probe can then name only itself), so a server listening on one address must
+answer from it.
+
 Dropped probes are counted in ``rexecd_discovery_probes_total``, never logged:
 a flood must not fill the disk.
 """
@@ -22,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import struct
 import time
 from collections.abc import Callable, Sequence
 from typing import cast
@@ -35,6 +42,9 @@ SOURCE_BURST = 5.0
 #: All sources together: a bound on answers per second whatever the sources.
 GLOBAL_RATE = 50.0
 GLOBAL_BURST = 100.0
+#: IP_PKTINFO, the ancillary data that picks a datagram's source address:
+#: Python names it only from 3.13; 8 is Linux's value (rexecd runs on Linux).
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 #: Sources tracked at once; beyond it, idle buckets are forgotten, and if none
 #: are idle the probe is dropped (a spoofing flood doesn't grow memory).
 MAX_SOURCES = 4096
@@ -94,6 +104,8 @@ class Announcer(asyncio.DatagramProtocol):
         self._clock = clock
         self._buckets = TokenBuckets()
         self.transport: asyncio.DatagramTransport | None = None
+        #: The bound socket itself, for ``sendmsg`` (the transport has none).
+        self.sock: socket.socket | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
@@ -115,8 +127,23 @@ class Announcer(asyncio.DatagramProtocol):
         if answer is None or self.transport is None:
             self._count("not_answered")
             return
-        self.transport.sendto(answer, addr)
+        self._send(answer, addr, announcement.host if announcement else "")
         self._count("answered")
+
+    def _send(self, answer: bytes, addr: tuple[str | int, ...], host: str) -> None:
+        """Send ``answer`` to ``addr`` from ``host`` when it names one address."""
+        assert self.transport is not None
+        if not host or self.sock is None:
+            self.transport.sendto(answer, addr)
+            return
+        try:
+            # struct in_pktinfo: interface 0 (any), the source to use, unused.
+            pktinfo = struct.pack("=I4s4s", 0, socket.inet_aton(host), bytes(4))
+            self.sock.sendmsg([answer], [(socket.IPPROTO_IP, IP_PKTINFO, pktinfo)], 0, addr)
+        except OSError:
+            # Not an IPv4 address (no IPv4 client can use it), a full buffer,
+            # an unroutable prober: a lost datagram, as UDP may lose one.
+            pass
 
     def error_received(self, exc: Exception) -> None:
         pass  # an ICMP error for an earlier answer: the prober has gone
@@ -146,7 +173,8 @@ async def start_announcer(
         sock.close()
         raise
     loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(
+    transport, announcer = await loop.create_datagram_endpoint(
         lambda: Announcer(announcement, networks, count), sock=sock
     )
+    announcer.sock = sock
     return transport, sock.getsockname()[1]

@@ -32,7 +32,7 @@ from rexec.protocol._discovery import (
     encode_probe,
 )
 from rexec_client import Address
-from rexec_client.discovery import DiscoveryError, discover, discover_spec
+from rexec_client.discovery import MAX_PER_SENDER, DiscoveryError, discover, discover_spec
 
 from .conftest import announce_port, sample, scrape
 
@@ -220,6 +220,34 @@ def test_spoofed_and_garbled_answers_are_ignored() -> None:
         fake.close()
     assert [(server.name, server.address.port) for server in found] == [("real", 7001)]
     assert [json.loads(line)["name"] for line in result.stdout.splitlines()] == ["real"]
+
+
+def test_an_answer_names_only_its_sender_and_one_sender_few_servers() -> None:
+    """Whoever sees the probe can answer it (attacker finding F9): an answer
+    naming another machine is ignored, so a batch can't be steered there, and
+    one sender flooding made-up servers gets MAX_PER_SENDER of them listed."""
+
+    def answers(nonce: bytes) -> list[bytes]:
+        elsewhere = encode_answer(nonce, announcement("elsewhere", 7001, host="127.0.0.9"), 512)
+        flood = [encode_answer(nonce, announcement(f"f{n}", 8000 + n), 512) for n in range(100)]
+        return [elsewhere, *flood]
+
+    fake = FakeResponder(answers)
+    try:
+        result = rexec_discover(
+            "--address", "127.0.0.1", "--port", str(fake.port), "--json", "--timeout", "0.5"
+        )
+    finally:
+        fake.close()
+    found = [json.loads(line) for line in result.stdout.splitlines()]
+    assert result.returncode == 0, result.stderr
+    assert [entry["name"] for entry in found] == [f"f{n}" for n in range(MAX_PER_SENDER)]
+    assert {entry["host"] for entry in found} == {"127.0.0.1"}
+    assert result.stderr.splitlines() == [
+        "rexec: ignored 1 answer(s) that named an address other than its sender's",
+        f"rexec: ignored {100 - MAX_PER_SENDER} answer(s) that came from a sender that had "
+        f"announced {MAX_PER_SENDER} servers already",
+    ]
 
 
 def test_answer_never_longer_than_the_probe() -> None:

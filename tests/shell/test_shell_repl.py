@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pexpect
+import pytest
 
 from .conftest import ShellUnderTest, plain, rexec_argv
 
@@ -304,5 +305,45 @@ def test_remote_names_print_inert_in_prompt_and_completion(
         shell.child.send("ls \t\t")
         shell.child.expect_exact(rb"q\x1b]0;COMPTITLE\x07z")
         assert b"\x1b]0;COMPTITLE" not in shell.child.before
+    finally:
+        shutil.rmtree(base)
+
+
+@pytest.mark.parametrize("options", [(), ("--sh",)], ids=["bash", "sh"])
+def test_a_program_that_writes_forged_records_changes_nothing(
+    server: Any, open_shell: OpenShell, options: tuple[str, ...]
+) -> None:
+    """A program run in the session that finds the record channel (the
+    ``cat`` beside the shell) through /proc and writes status records into it,
+    as attacker finding F3's forge.sh did, with or without a made-up key,
+    changes neither the status nor the directory the prompt shows."""
+    shell = open_shell(server, *options)
+    shell.run("cd /tmp")
+    forge = (
+        "for p in /proc/[0-9]*; do"
+        ' if [ "$(cat $p/comm 2>/dev/null)" = cat ] && grep -qx "PPid:.$PPID" $p/status; then'
+        " for s in $(seq 1 30); do"
+        " printf '\\0status %s\\n0\\n/FORGED\\0\\0%s status %s\\n0\\n/FORGED\\0' $s $s $s"
+        " >$p/fd/0; done; echo for''ged; fi; done 2>/dev/null; (exit 3)"
+    )
+    assert "forged" in shell.run(forge)  # it found the channel and wrote
+    assert (shell.status, shell.cwd) == ("3", "/tmp")
+    shell.run("true")
+    assert (shell.status, shell.cwd) == (None, "/tmp")
+
+
+@pytest.mark.parametrize("options", [(), ("--sh",)], ids=["bash", "sh"])
+def test_a_remote_name_with_a_newline_completes_as_one_name(
+    server: Any, open_shell: OpenShell, options: tuple[str, ...]
+) -> None:
+    base = Path(tempfile.mkdtemp(prefix="nl", dir="/tmp"))
+    try:
+        (base / "two\nlines").touch()
+        shell = open_shell(server, *options)
+        shell.child.send(f"ls -b {base}/two\t")
+        shell.child.expect_exact("lines")  # the completion, drawn
+        shell.child.send(" \r")
+        assert "two\\nlines" in shell.prompt()  # ls -b names it so
+        assert shell.status is None
     finally:
         shutil.rmtree(base)
