@@ -169,6 +169,10 @@ class RemoteProcess:
         other stream's end): stdout in this task, stderr in one task beside
         it, rather than the three tasks and the future of a ``gather``
         (the client's CPU per short command, bench/SPEED4_LATENCY.md)."""
+        if self._finished.is_set():
+            # All of it is in (a short command's exit often comes with its
+            # ``started``): nothing more can arrive to fill either stream.
+            return await _collect(self.stdout, stdout), await _collect(self.stderr, stderr)
         err_task = asyncio.ensure_future(_collect(self.stderr, stderr))
         try:
             out = await _collect(self.stdout, stdout)

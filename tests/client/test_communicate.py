@@ -4,6 +4,7 @@ and nothing left running when the caller gives up (its one-task path)."""
 from __future__ import annotations
 
 import asyncio
+import io
 from typing import Any
 
 import pytest
@@ -72,3 +73,28 @@ def test_a_cancelled_communicate_leaves_no_reader_running(server: Any) -> None:
     left, signal = asyncio.run(go())
     assert left == []
     assert signal == 9
+
+
+def test_communicate_after_the_end_returns_all_of_both_streams(server: Any) -> None:
+    """Once the command has ended (a short command's exit often comes with
+    its ``started``), ``communicate`` returns everything it wrote, captured
+    or copied to the files given."""
+    script = "printf 'out%.0s' $(seq 1000); printf 'err%.0s' $(seq 1000) >&2"
+
+    async def go() -> tuple[tuple[bytes | None, bytes | None], ...]:
+        conn = await _connect(server)
+        try:
+            results = []
+            for sinks in ({}, {"stdout": io.BytesIO(), "stderr": io.BytesIO()}):
+                process = await conn.start(["sh", "-c", script])
+                await asyncio.wait_for(process.wait(), CLI_TIMEOUT)
+                captured = await asyncio.wait_for(process.communicate(**sinks), CLI_TIMEOUT)
+                copied = tuple(sink.getvalue() for sink in sinks.values())
+                results.append(captured + copied)
+            return tuple(results)
+        finally:
+            await conn.close()
+
+    captured, copied = asyncio.run(go())
+    assert captured == (b"out" * 1000, b"err" * 1000)
+    assert copied == (None, None, b"out" * 1000, b"err" * 1000)
