@@ -122,6 +122,7 @@ class AuditLog:
         # timer that hands them over (see HAND_OVER_DELAY).
         self._pending: list[bytes] = []
         self._hand_over_timer: asyncio.TimerHandle | None = None
+        self._hand_over_loop: asyncio.AbstractEventLoop | None = None
         self._stop = threading.Event()
         self._writer = threading.Thread(target=self._write_out, name="rexecd-audit", daemon=True)
         self._writer.start()
@@ -217,14 +218,15 @@ class AuditLog:
         self._queued += 1
         self._queued_bytes += len(line)
         self._pending.append(line)
-        if self._hand_over_timer is not None:
-            return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # no loop (start-up, shutdown): at once
             self._hand_over()
             return
-        self._hand_over_timer = loop.call_later(HAND_OVER_DELAY, self._hand_over)
+        if self._hand_over_timer is None or self._hand_over_loop is not loop:
+            # (A timer left on a loop that has stopped would never fire.)
+            self._hand_over_loop = loop
+            self._hand_over_timer = loop.call_later(HAND_OVER_DELAY, self._hand_over)
 
     def _hand_over(self) -> None:
         """Give the writer thread every pending record, in order, in one wake-up."""

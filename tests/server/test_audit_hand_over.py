@@ -88,3 +88,23 @@ def test_records_queued_without_a_loop_are_handed_over_at_once(tmp_path: Path) -
         assert _events(path) == [("exec", 3)]
     finally:
         log.close()
+
+
+def test_records_of_a_later_event_loop_are_written_too(tmp_path: Path) -> None:
+    """A loop that stopped with records pending (its hand-over never ran)
+    does not hold back the records a later loop queues."""
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(str(path))
+
+    async def first() -> None:
+        log.try_write("exit", id=1)
+
+    async def second() -> list[tuple[str, int]]:
+        log.try_write("exit", id=2)
+        return await _written(path, 2)
+
+    try:
+        asyncio.run(first())
+        assert asyncio.run(second()) == [("exit", 1), ("exit", 2)]
+    finally:
+        log.close()
