@@ -195,25 +195,31 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     return 2 * len(os.sched_getaffinity(0))
 
 
-#: The tests that take longest (wall time measured, run under xdist), longest
-#: first: they start first, so that the run does not end waiting for one of
-#: them on a single worker. The breakage run after the long waits: every worker
-#: that draws one of its tests waits for the one run (run_once.py).
+#: The tests that take longest (wall time measured, run under xdist), started
+#: first so that the run does not end waiting for one of them on a single
+#: worker; those that mostly wait (for a deadline, a reaction that never
+#: comes) between those that keep a core busy, so that the first minute keeps
+#: the cores busy too. The breakage run (a core for ~20 s) is started by one
+#: test early; the other breakage tests come in their file's turn, long after
+#: it, so that no worker waits for it (run_once.py).
 RUN_FIRST = (
-    "tests/conformance/test_broken.py::test_unbroken_fake_server_passes",
-    "tests/conformance/test_against_rexecd.py::test_rexecd_passes_every_must",
+    "tests/conformance/test_broken.py::test_unbroken_fake_server_passes",  # waits
     "tests/hardening/test_load.py::test_soak_every_exit_and_digest",
-    "tests/conformance/test_broken.py::test_breakage_is_caught",
-    "tests/conformance/test_broken.py::test_failure_names_what_the_server_sent",
-    "tests/conformance/test_mutants.py::test_mutant_is_caught_by_the_named_case",
-    "tests/client/test_transfer_cli_habits.py::test_resume_continues_a_killed_transfer",
-    "tests/hardening/test_stateful.py::test_state_machine",
-    "tests/server/test_stdin.py::test_64_mib_through_cat",
+    "tests/conformance/test_against_rexecd.py::test_rexecd_passes_every_must",  # waits
+    "tests/conformance/test_broken.py::test_failure_names_what_the_server_sent",  # breakage run
+    "tests/conformance/test_client_check.py::test_broken_client_is_caught[fragile_reader]",  # waits
     "tests/test_bench_smoke.py",
-    "tests/hardening/test_load.py::test_1000_concurrent_connections",
-    "tests/transfer/test_hardening.py::test_a_put_in_one_byte_frames",
+    "tests/conformance/test_cli.py::test_should_failure_fails_only_in_strict_mode",  # waits
     "tests/newuser/test_scripts.py::test_serve_on_a_fresh_clone",
+    "tests/hardening/test_stateful.py::test_state_machine",  # waits
+    "tests/transfer/test_hardening.py::test_a_racing_swap_never_writes_outside",
+    "tests/conformance/test_client_check.py::test_broken_client_is_caught",  # waits
+    "tests/conformance/test_mutants.py::test_mutant_is_caught_by_the_named_case",  # waits
+    "tests/transfer/test_hardening.py::test_a_put_in_one_byte_frames",
+    "tests/hardening/test_load.py::test_1000_concurrent_connections",
     "tests/transfer/test_put_get.py::test_128_mib_round_trip_with_bounded_memory",
+    "tests/client/test_client_api.py::test_64_mib_through_cat_is_byte_identical",
+    "tests/server/test_stdin.py::test_64_mib_through_cat",
 )
 
 

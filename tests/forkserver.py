@@ -1,13 +1,16 @@
-"""Start ``rexecd`` without paying Python's start-up and imports each time.
+"""Start ``rexecd`` and ``rexec`` without paying Python's start-up and
+imports each time.
 
 Half a second of CPU per start (interpreter start-up and importing rexec,
 pydantic, asyncio) was a third of the whole suite's CPU: ~600 tests start
-their own rexecd. A fork server, one per pytest worker, imports
-``rexec.daemon`` once and forks a child per start; the child takes the
-test's argv, environment, working directory, umask and standard streams and
-runs ``rexec.daemon.main(argv)`` to its end, exiting as ``python -m
-rexec.daemon`` would (atexit handlers, threads joined). Every test still gets
-its own fresh rexecd process, port and directories.
+their own rexecd, and hundreds run the ``rexec`` program. A fork server, one
+per pytest worker and program, imports the program once and forks a child
+per start; the child takes the test's argv, environment, working directory,
+umask and standard streams and runs the program as ``python -m MODULE``
+would, to its end (atexit handlers, threads joined). Every test still gets
+a fresh process of its own, port and directories. What a forked child
+cannot show: what the program imports, its memory, a standard stream closed
+before it starts (tests of those start it with ``subprocess``).
 
 The fork server is tied to the worker (it ends on EOF on its control socket
 and with ``setpriv --pdeathsig``) and its children to it (``PR_SET_PDEATHSIG``),
@@ -19,12 +22,14 @@ stderr, and the child's end of a status socketpair); the fork server writes
 ``PID\\n`` on the status socket once forked and ``STATUS\\n`` (the raw wait
 status) when the child has ended, then closes it.
 
-Run by ``ForkServer`` (below) as ``python forkserver.py FD``.
+Run by ``ForkServer`` (below) as ``python forkserver.py FD MODULE...``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import importlib
 import json
 import os
 import runpy
@@ -34,6 +39,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import weakref
 from pathlib import Path
 from typing import IO, Any
@@ -57,13 +63,14 @@ class ForkedProcess:
         self,
         args: list[str],
         status: socket.socket,
+        stdin: IO[bytes] | None,
         stdout: IO[bytes] | None,
         stderr: IO[bytes] | None,
     ) -> None:
         self.args = args
+        self.stdin = stdin
         self.stdout = stdout
         self.stderr = stderr
-        self.stdin = None
         self.returncode: int | None = None
         self._status = status
         # A test that never waits for its process still closes the socket
@@ -97,10 +104,14 @@ class ForkedProcess:
             return None
 
     def send_signal(self, sig: int) -> None:
-        # Until the fork server has said the child ended it has not reaped
-        # it either, so the PID cannot have been reused.
+        # The fork server reaps the child a moment before it says so: no such
+        # process then means it has ended (its status is on the way). The PID
+        # is free for that moment only, too short for the kernel to reuse it.
         if self.poll() is None:
-            os.kill(self.pid, sig)
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
 
     def terminate(self) -> None:
         self.send_signal(signal.SIGTERM)
@@ -110,12 +121,22 @@ class ForkedProcess:
 
 
 class ForkServer:
-    """The worker's side: starts the fork server on first use."""
+    """The worker's side: starts the fork server on first use; it imports
+    ``preload`` before it forks anything."""
 
-    def __init__(self) -> None:
+    def __init__(self, preload: tuple[str, ...]) -> None:
+        self._preload = preload
         self._control: socket.socket | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Start the fork server now, from this thread (``popen`` starts it on
+        first use). Call it from the main thread before starting servers from
+        others: the fork server ends with the thread that started it
+        (``ended_with_this_process``), and with it every server it forked."""
+        with self._lock:
+            self._ensure_started()
 
     def _ensure_started(self) -> socket.socket:
         if self._control is None or self._process is None or self._process.poll() is not None:
@@ -123,7 +144,9 @@ class ForkServer:
                 self._control.close()  # the fork server that read it has ended
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             self._process = subprocess.Popen(
-                ended_with_this_process([sys.executable, __file__, str(theirs.fileno())]),
+                ended_with_this_process(
+                    [sys.executable, __file__, str(theirs.fileno()), *self._preload]
+                ),
                 pass_fds=[theirs.fileno()],
                 stdin=subprocess.DEVNULL,
             )
@@ -135,6 +158,7 @@ class ForkServer:
         self,
         args: list[str],
         *,
+        stdin: int | None = None,
         stdout: int | None = None,
         stderr: int | IO[Any] | None = None,
         cwd: str | Path | None = None,
@@ -145,7 +169,7 @@ class ForkServer:
         ``[sys.executable, "-m", MODULE, ...]`` or ``[sys.executable,
         SCRIPT.py, ...]`` (ValueError for any other program). ``stdout`` and
         ``stderr``: None (inherited), ``subprocess.PIPE``, a descriptor or a
-        file; stdin is inherited."""
+        file; ``stdin``: None (inherited) or ``subprocess.PIPE``."""
         if len(args) < 2 or args[0] != sys.executable:
             raise ValueError(f"not a Python program of ours: {args[:2]}")
         program = args[1:3] if args[1] == "-m" else args[1:2]
@@ -159,12 +183,15 @@ class ForkServer:
             "umask": current_umask(),
             "new_session": start_new_session,
         }
+        if stdin not in (None, subprocess.PIPE):
+            raise ValueError("stdin: inherited or a pipe")
         streams, theirs = [], []
-        for target, given in ((1, stdout), (2, stderr)):
+        for target, given in ((0, stdin), (1, stdout), (2, stderr)):
             if given == subprocess.PIPE:
                 read_end, write_end = os.pipe()
-                streams.append(os.fdopen(read_end, "rb"))
-                theirs.append(write_end)
+                ours, child_end = (write_end, read_end) if target == 0 else (read_end, write_end)
+                streams.append(os.fdopen(ours, "wb" if target == 0 else "rb"))
+                theirs.append(child_end)
             else:
                 streams.append(None)
                 theirs.append(target if given is None else _descriptor(given))
@@ -173,10 +200,10 @@ class ForkServer:
             with self._lock:
                 control = self._ensure_started()
                 socket.send_fds(
-                    control, [json.dumps(request).encode()], [0, *theirs, status_theirs.fileno()]
+                    control, [json.dumps(request).encode()], [*theirs, status_theirs.fileno()]
                 )
         finally:
-            for given, fd in zip((stdout, stderr), theirs, strict=True):
+            for given, fd in zip((stdin, stdout, stderr), theirs, strict=True):
                 if given == subprocess.PIPE:
                     os.close(fd)
             status_theirs.close()
@@ -187,6 +214,66 @@ class ForkServer:
             self._control.close()  # EOF: the fork server exits
         if self._process is not None:
             self._process.wait(timeout=15)
+
+
+def run(
+    args: list[str],
+    *,
+    timeout: float,
+    input: bytes | str | None = None,
+    env: dict[str, str] | None = None,
+    cwd: str | Path | None = None,
+    text: bool = False,
+    server: ForkServer | None = None,
+) -> subprocess.CompletedProcess[Any]:
+    """As ``subprocess.run(args, capture_output=True, timeout=..., ...)``
+    (``text``: ``input`` encoded and output decoded as UTF-8), forked from
+    this worker's ``server`` (``FORK_SERVER`` unless given): a program that
+    runs to its end without paying its imports each time. With ``input``
+    its stdin is a pipe that gets it, else stdin is inherited.
+    TimeoutExpired, the child killed, after ``timeout`` seconds."""
+    process = (server or FORK_SERVER).popen(
+        args,
+        stdin=None if input is None else subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=cwd,
+    )
+    if process.stdin is not None:
+        data = input.encode() if isinstance(input, str) else input
+        threading.Thread(target=_feed, args=(process.stdin, data), daemon=True).start()
+    output = {process.stdout: bytearray(), process.stderr: bytearray()}
+    deadline = time.monotonic() + timeout
+    try:
+        while streams := [stream for stream in output if not stream.closed]:
+            ready = select.select(streams, [], [], max(0.0, deadline - time.monotonic()))[0]
+            if not ready:
+                raise subprocess.TimeoutExpired(args, timeout)
+            for stream in ready:
+                chunk = os.read(stream.fileno(), 65536)
+                output[stream] += chunk
+                if not chunk:
+                    stream.close()
+        returncode = process.wait(timeout=max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise subprocess.TimeoutExpired(args, timeout) from None
+    finally:
+        for stream in output:
+            stream.close()
+    stdout, stderr = (bytes(data) for data in output.values())
+    if text:
+        return subprocess.CompletedProcess(args, returncode, stdout.decode(), stderr.decode())
+    return subprocess.CompletedProcess(args, returncode, stdout, stderr)
+
+
+def _feed(stdin: IO[bytes], data: bytes | None) -> None:
+    """Write ``data`` to a child's stdin and close it; a child that stopped
+    reading is no error (as ``subprocess.run``)."""
+    with contextlib.suppress(BrokenPipeError), stdin:
+        stdin.write(data or b"")
 
 
 def _descriptor(stream: int | IO[Any]) -> int:
@@ -292,12 +379,9 @@ def _run_as_main(request: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    # The point: imported once, before any fork (concurrent.futures.thread is
-    # what rexecd imports later, when it starts serving).
-    import concurrent.futures.thread  # noqa: F401
-
-    import rexec.daemon  # noqa: F401
-
+    # The point: imported once, before any fork.
+    for module in sys.argv[2:]:
+        importlib.import_module(module)
     control = socket.socket(fileno=int(sys.argv[1]))
     _run_as_main(_serve(control))
     sys.exit(0)
@@ -307,5 +391,10 @@ if __name__ == "__main__":
     main()
 
 
-#: This worker's fork server (started on first use, ends with the worker).
-FORK_SERVER = ForkServer()
+#: This worker's fork servers (each started on first use, ends with the
+#: worker): of rexecd (concurrent.futures.thread is what it imports when it
+#: starts serving), and of ``python -m rexec_client.cli``, its subcommands in.
+FORK_SERVER = ForkServer(("concurrent.futures.thread", "rexec.daemon"))
+CLI_FORK_SERVER = ForkServer(
+    tuple(f"rexec_client.cli.{name}" for name in ("run", "put", "get", "batch", "keygen"))
+)

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import forkserver
 import pytest
 
 
@@ -129,13 +130,14 @@ def run_batch_cli(
 ) -> subprocess.CompletedProcess:
     """``rexec batch`` with the pool's key, ``input`` on its stdin; output
     as text (bytes with ``text=False``); bounded."""
-    return subprocess.run(
+    # Forked from a fork server that has imported the program: each run
+    # skips its imports (forkserver.CLI_FORK_SERVER).
+    return forkserver.run(
         batch_argv(pool, *args),
-        input=input if text else input.encode(),
-        capture_output=True,
+        input=input,
         text=text,
         timeout=timeout,
-        check=False,
+        server=forkserver.CLI_FORK_SERVER,
     )
 
 

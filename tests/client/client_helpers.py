@@ -6,10 +6,13 @@ from __future__ import annotations
 import asyncio
 import secrets
 import ssl
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+
+import forkserver
 
 from rexec.protocol import (
     Auth,
@@ -28,6 +31,15 @@ CLI_TIMEOUT = 60
 
 def cli_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "rexec_client.cli", *args]
+
+
+def run_cli(*args: str, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    """``rexec ARGS`` to its end, output captured, bounded (CLI_TIMEOUT):
+    forked from a fork server that has imported the program
+    (``forkserver.CLI_FORK_SERVER``), so each run skips its imports."""
+    return forkserver.run(
+        cli_argv(*args), input=input, timeout=CLI_TIMEOUT, server=forkserver.CLI_FORK_SERVER
+    )
 
 
 @asynccontextmanager

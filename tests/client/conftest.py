@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
-from client_helpers import CLI_TIMEOUT, cli_argv
+from client_helpers import run_cli
 
 
 @pytest.fixture
@@ -18,11 +18,9 @@ def rexec_run(server: Any) -> Callable[..., subprocess.CompletedProcess[bytes]]:
     def run(
         *args: str, input: bytes = b"", address: str | None = None, options: Sequence[str] = ()
     ) -> subprocess.CompletedProcess[bytes]:
-        argv = cli_argv(
-            "run", "--key-file", str(server.key_file), *options, address or server.address, *args
-        )
-        return subprocess.run(
-            argv, input=input, capture_output=True, timeout=CLI_TIMEOUT, check=False
-        )
+        return run_cli(
+            "run", "--key-file", str(server.key_file), *options, address or server.address, *args,
+            input=input,
+        )  # fmt: skip
 
     return run

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import forkserver
 import pytest
 from client_helpers import CLI_TIMEOUT
 
@@ -23,9 +24,9 @@ def keygen(
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REXEC_", "XDG_"))}
     if home is not None:
         env["HOME"] = str(home)
-    return subprocess.run(
+    return forkserver.run(  # forked: without the program's imports (CLI_FORK_SERVER)
         [sys.executable, "-m", "rexec_client.cli", "keygen", *args], input=stdin, env=env,
-        capture_output=True, timeout=CLI_TIMEOUT, check=False,
+        timeout=CLI_TIMEOUT, server=forkserver.CLI_FORK_SERVER,
     )  # fmt: skip
 
 

@@ -13,15 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from client_helpers import CLI_TIMEOUT, cli_argv
+from client_helpers import CLI_TIMEOUT, cli_argv, run_cli
 
 MiB = 1024 * 1024
 
 
 def rexec(server: Any, command: str, *args: str, key_file: str | None = None
           ) -> subprocess.CompletedProcess[bytes]:  # fmt: skip
-    argv = cli_argv(command, "--key-file", key_file or str(server.key_file), server.address, *args)
-    return subprocess.run(argv, capture_output=True, timeout=CLI_TIMEOUT, check=False)
+    return run_cli(command, "--key-file", key_file or str(server.key_file), server.address, *args)
 
 
 def temp_files(directory: Path) -> list[Path]:

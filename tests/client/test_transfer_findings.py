@@ -17,14 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from client_helpers import CLI_TIMEOUT, cli_argv
+from client_helpers import CLI_TIMEOUT, cli_argv, run_cli
 
 MiB = 1024 * 1024
 
 
 def rexec(server: Any, command: str, *args: str) -> subprocess.CompletedProcess[bytes]:
-    argv = cli_argv(command, "--key-file", str(server.key_file), server.address, *args)
-    return subprocess.run(argv, capture_output=True, timeout=CLI_TIMEOUT, check=False)
+    return run_cli(command, "--key-file", str(server.key_file), server.address, *args)
 
 
 def _tree(base: Path) -> Path:

@@ -9,7 +9,7 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 
 import pytest
@@ -97,17 +97,36 @@ def fake_server(tmp_path: Path) -> Iterator[Callable[..., FakeServer]]:
 
 
 async def run_cases_async(
-    host: str, port: int, key: bytes, patterns: list[str] | None = None, **timing: float
+    host: str,
+    port: int,
+    key: bytes,
+    patterns: list[str] | None = None,
+    *,
+    ids: Collection[str] = (),
+    **timing: float,
 ) -> dict[str, Result]:
-    """Run the selected cases; results by case id."""
-    cases = select_cases(all_cases(), patterns, None)
+    """Run the cases ``patterns`` select (globs on case or requirement ids,
+    as ``rexec-conformance --case``; every case when None), or with ``ids``
+    the cases of exactly those ids (a requirement's id as a pattern selects
+    its sub-cases too); results by case id."""
+    if ids:
+        cases = [case for case in all_cases() if case.id in ids]
+        assert {case.id for case in cases} == set(ids), set(ids) - {case.id for case in cases}
+    else:
+        cases = select_cases(all_cases(), patterns, None)
     options = Options(key=key, **timing)
     results = await run_suite(cases, Target(host, port), options)
     return {r.case.id: r for r in results}
 
 
 def run_cases(
-    host: str, port: int, key: bytes, patterns: list[str] | None = None, **timing: float
+    host: str,
+    port: int,
+    key: bytes,
+    patterns: list[str] | None = None,
+    *,
+    ids: Collection[str] = (),
+    **timing: float,
 ) -> dict[str, Result]:
     """``run_cases_async`` in a fresh event loop."""
-    return asyncio.run(run_cases_async(host, port, key, patterns, **timing))
+    return asyncio.run(run_cases_async(host, port, key, patterns, ids=ids, **timing))

@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
+from forkserver import FORK_SERVER
 from run_once import once_per_run
 
-from rexec.conformance import Result, Verdict, all_cases
+from rexec.conformance import Options, Result, Verdict, all_cases
+from rexec.conformance.runner import budget
 
 from .broken_server import FLAGS
 from .conftest import FAKE_TIMING, FakeServer, run_cases, run_cases_async, start_fake, stop_fake
@@ -22,8 +24,16 @@ from .conftest import FAKE_TIMING, FakeServer, run_cases, run_cases_async, start
 ROUNDS = int(os.environ.get("REXEC_BREAKAGE_ROUNDS", "1"))
 
 #: Broken servers checked at once: most of a breakage run is spent waiting for
-#: a reaction that never comes, so they overlap well even on 2 cores.
-PARALLEL = 8
+#: a reaction that never comes (a few seconds of wall time, hardly any CPU),
+#: so they overlap well even on 2 cores.
+PARALLEL = 24
+
+#: flag -> timeout multiplier for its cases, where they can only end by
+#: running out of time while an endless command's output streams at full
+#: speed (a fake that never caps output: three processes spinning for the
+#: whole wait). The shorter wait gives the same verdict (more than 1000
+#: bytes, no capped exit) for a fifth of the CPU.
+MULTIPLIER = {"ignore_output_limit": 0.2}
 
 
 #: flag -> the case ids that must fail (non-strict for SHOULD cases) against it.
@@ -320,6 +330,13 @@ def test_unbroken_fake_server_passes(fake_server: Callable[..., FakeServer]) -> 
     }
 
 
+def longest_wait(flag: str) -> float:
+    """Seconds the cases run against ``flag``'s fake may take at most (their
+    budgets): what orders the breakage run, longest first."""
+    options = Options(key=b"", multiplier=MULTIPLIER.get(flag, 1.0), **FAKE_TIMING)
+    return sum(budget(case, options) for case in all_cases() if case.id in CAUGHT_BY[flag])
+
+
 class Seen(NamedTuple):
     """What a breakage test needs of one case's result (shared as JSON)."""
 
@@ -350,7 +367,8 @@ def breakage_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list
                             server.host,
                             server.port,
                             server.key,
-                            sorted(CAUGHT_BY[flag]),
+                            ids=CAUGHT_BY[flag],
+                            multiplier=MULTIPLIER.get(flag, 1.0),
                             **FAKE_TIMING,
                         )
                     )
@@ -360,7 +378,9 @@ def breakage_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list
 
     async def all_flags(root: Path) -> dict[str, list[dict[str, Result]]]:
         slots = asyncio.Semaphore(PARALLEL)
-        return dict(await asyncio.gather(*(one(root, flag, slots) for flag in CAUGHT_BY)))
+        # Longest first, so that the run does not end waiting for one late starter.
+        flags = sorted(CAUGHT_BY, key=longest_wait, reverse=True)
+        return dict(await asyncio.gather(*(one(root, flag, slots) for flag in flags)))
 
     def run(root: Path) -> dict[str, list[dict[str, list[Any]]]]:
         return {
@@ -371,6 +391,7 @@ def breakage_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list
             for flag, rounds in asyncio.run(all_flags(root)).items()
         }
 
+    FORK_SERVER.start()  # here: started from an executor thread, it would end with that thread
     shared = once_per_run(tmp_path_factory, "conformance-breakage", run)
     return {
         flag: [

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import forkserver
 import pytest
 
 from .conftest import Daemon, open_wire, write_key
@@ -18,10 +19,10 @@ def rexecd(
 ) -> subprocess.CompletedProcess[str]:
     merged = {k: v for k, v in os.environ.items() if not k.startswith("REXECD_")}
     merged.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "rexec.daemon", *args], capture_output=True, text=True,
-        env=merged, timeout=30, cwd=cwd,
-    )  # fmt: skip
+    # Forked (forkserver.run): the same program, without its imports each time.
+    return forkserver.run(
+        [sys.executable, "-m", "rexec.daemon", *args], text=True, env=merged, timeout=30, cwd=cwd
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import forkserver
 import pytest
 
 from .conftest import Daemon, open_wire, write_key
@@ -197,10 +198,9 @@ def test_a_config_that_allows_the_floor_is_refused_at_start(pattern: str, tmp_pa
     config = tmp_path / "rexecd.toml"
     config.write_text(f'[[keys]]\nname = "k"\nfile = "{key}"\nenv_allow = ["{pattern}"]\n')
     for argv in (["--config", str(config)], ["--key-file", str(key), "--env-allow", pattern]):
-        result = subprocess.run(
-            [sys.executable, "-m", "rexec.daemon", "--check-config", *argv],
-            capture_output=True, text=True, timeout=30, check=False,
-        )  # fmt: skip
+        result = forkserver.run(
+            [sys.executable, "-m", "rexec.daemon", "--check-config", *argv], text=True, timeout=30
+        )
         assert result.returncode == 1, result
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and "env_allow" in lines[0] and "Traceback" not in result.stderr
@@ -216,10 +216,11 @@ def test_a_key_restricted_to_programs_lists_exact_names(entry: str, tmp_path: Pa
         f'[[keys]]\nname = "k"\nfile = "{key}"\nallow_argv = ["/usr/bin/less"]\n'
         f'env_allow = ["APP_MODE", "{entry}"]\n'
     )
-    result = subprocess.run(
+    result = forkserver.run(
         [sys.executable, "-m", "rexec.daemon", "--check-config", "--config", str(config)],
-        capture_output=True, text=True, timeout=30, check=False,
-    )  # fmt: skip
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 1, result
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr

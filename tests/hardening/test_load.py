@@ -80,13 +80,23 @@ def soak_command(seed: int, data_file: Path, data: bytes) -> tuple[list[str], by
         for _ in range(2)
     ]
     offsets = [rng.randrange(0, len(data) - length) for length in lengths]
-    # One dd per stream (not a tail | head pipeline): the soak is of the server,
-    # and every process the command forks is load on the two cores CI has.
-    read = f"dd if={data_file} bs=64K iflag=skip_bytes,count_bytes status=none"
+
+    # Every process the command forks is load on the two cores CI has, and
+    # the soak is of the server: the shell prints an empty or one-byte slice
+    # itself (half of them), one dd per stream prints the others (not a
+    # tail | head pipeline).
+    def emit(offset: int, length: int) -> str:
+        if length == 0:
+            return ":"
+        if length == 1:
+            return f"printf '\\{data[offset]:03o}'"
+        return (
+            f"dd if={data_file} bs=64K iflag=skip_bytes,count_bytes status=none "
+            f"skip={offset} count={length}"
+        )
+
     script = (
-        f"{read} skip={offsets[0]} count={lengths[0]}; "
-        f"{read} skip={offsets[1]} count={lengths[1]} >&2; "
-        f"exit {seed % 256}"
+        f"{emit(offsets[0], lengths[0])}; {emit(offsets[1], lengths[1])} >&2; exit {seed % 256}"
     )
     out = data[offsets[0] : offsets[0] + lengths[0]]
     err = data[offsets[1] : offsets[1] + lengths[1]]

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import forkserver
 import pytest
 
 TIMEOUT = 60
@@ -29,7 +30,7 @@ def init_tls(directory: Path, *names: str) -> subprocess.CompletedProcess[str]:
     """``rexecd --init-tls DIRECTORY --tls-name NAME...``."""
     argv = [sys.executable, "-m", "rexec.daemon", "--init-tls", str(directory)]
     argv += [f"--tls-name={name}" for name in names]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT, check=False)
+    return forkserver.run(argv, text=True, timeout=TIMEOUT)  # forked: without rexecd's imports
 
 
 class ClientMachine:
@@ -46,9 +47,9 @@ class ClientMachine:
         return env | {"HOME": str(self.home)}
 
     def rexec(self, *args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run(
+        return forkserver.run(  # forked: without the program's imports (CLI_FORK_SERVER)
             [sys.executable, "-m", "rexec_client.cli", *args], input=stdin, env=self.env(),
-            capture_output=True, timeout=TIMEOUT, check=False,
+            timeout=TIMEOUT, server=forkserver.CLI_FORK_SERVER,
         )  # fmt: skip
 
     def receive(self, server_tls_dir: Path, *names: str) -> None:

@@ -12,6 +12,7 @@ import stat
 import subprocess
 import sys
 
+import forkserver
 import pytest
 from launch import has_ipv6_loopback, wait_for_ready
 
@@ -21,9 +22,8 @@ DAEMON = [sys.executable, "-m", "rexec.daemon"]
 
 
 def rexecd(*args: str, timeout: float = 5.0) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*DAEMON, *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
+    """rexecd with ``args`` to its end, output captured (forked: ``forkserver.run``)."""
+    return forkserver.run([*DAEMON, *args], timeout=timeout, text=True)
 
 
 def write_key(path, mode: int = 0o600):
