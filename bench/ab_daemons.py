@@ -13,6 +13,7 @@ CPU; it prints medians per side and the B/A ratio of each.
     python bench/ab_daemons.py --b /tmp/base --workload rt --blocks 20
     python bench/ab_daemons.py --b /tmp/base --workload conc16
     python bench/ab_daemons.py --b /tmp/base --workload bulk --bulk-mib 256
+    python bench/ab_daemons.py --b . --a-env REXEC_EVENT_LOOP=uvloop --workload rt
 """
 
 from __future__ import annotations
@@ -55,8 +56,10 @@ def _own_cpu() -> float:
 class Daemon:
     """rexecd from the source tree ``tree`` on a free port."""
 
-    def __init__(self, tree: Path, key_file: Path, state: Path) -> None:
-        env = dict(os.environ, PYTHONPATH=str(tree))
+    def __init__(
+        self, tree: Path, key_file: Path, state: Path, extra_env: dict[str, str] | None = None
+    ) -> None:
+        env = dict(os.environ, PYTHONPATH=str(tree), **(extra_env or {}))
         argv = [sys.executable, "-m", "rexec.daemon", "--port", "0", "--key-file", str(key_file)]
         argv += ["--audit-log", str(state / "audit.jsonl"), "--state-dir", str(state / "records")]
         self.process = subprocess.Popen(
@@ -116,7 +119,8 @@ async def _main(args: argparse.Namespace) -> None:
         for name, tree in trees.items():
             state = tmp / name
             state.mkdir()
-            daemons[name] = Daemon(tree, key_file, state)
+            extra_env = dict(item.split("=", 1) for item in getattr(args, f"{name.lower()}_env"))
+            daemons[name] = Daemon(tree, key_file, state, extra_env)
         key = load_key(key_file)
         n_clients = 16 if args.workload == "conc16" else 1
         clients = {
@@ -170,6 +174,11 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=20, help="blocks per side (alternating)")
     parser.add_argument("--count", type=int, default=100, help="commands per block and client")
     parser.add_argument("--bulk-mib", type=int, default=256)
+    for side in ("a", "b"):
+        parser.add_argument(
+            f"--{side}-env", action="append", default=[], metavar="NAME=VALUE",
+            help=f"an environment variable for daemon {side.upper()} (e.g. REXEC_EVENT_LOOP=uvloop)",
+        )  # fmt: skip
     asyncio.run(_main(parser.parse_args()))
 
 

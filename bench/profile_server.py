@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Profile rexecd (and the benchmark client) under the round-trip and bulk loads.
 
-    python bench/profile_server.py [--tool py-spy|cprofile] [--workload rt,conc,bulk]
+    python bench/profile_server.py [--tool py-spy|cprofile|cprofile-cpu] [--workload rt,conc,bulk]
                                    [--rt-count 3000] [--bulk-bytes 1073741824]
                                    [--out DIR] [--client-profile]
 
@@ -59,6 +59,8 @@ def start_server(tmp: Path, tool: str, prof_out: Path):
     argv = [sys.executable]
     if tool == "cprofile":
         argv += ["-m", "cProfile", "-o", str(prof_out)]
+    elif tool == "cprofile-cpu":
+        argv += [str(BENCH / "cpu_cprofile.py"), str(prof_out)]
     argv += [
         "-m",
         "rexec.daemon",
@@ -248,7 +250,7 @@ def profile_one(workload, args, out: Path) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--tool", choices=("py-spy", "cprofile"), default="py-spy")
+    p.add_argument("--tool", choices=("py-spy", "cprofile", "cprofile-cpu"), default="py-spy")
     p.add_argument("--workload", default="rt,conc,bulk")
     p.add_argument("--rt-count", type=int, default=3000)
     p.add_argument("--bulk-bytes", type=int, default=1 << 30)

@@ -21,6 +21,7 @@ and the count is written (an ``audit_lost`` record) once there is room again.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import datetime
 import errno
@@ -60,6 +61,12 @@ DEFAULT_BUFFER = 4 * 1024 * 1024
 _BATCH = 256
 #: Pause between attempts after a failed write (ENOSPC, EIO, EPIPE).
 _RETRY = 0.5
+#: Records queued on the event loop are handed to the writer thread together,
+#: this long after the first of them: each hand-over wakes the thread, which
+#: then trades the GIL with the loop, and a command makes two records a
+#: millisecond or so apart (waking it per record cost the daemon about 10% of
+#: its CPU per short command; bench/SPEED4_LATENCY.md). Far below ``timeout``.
+HAND_OVER_DELAY = 0.002
 
 
 #: Why records can't be written to a FIFO nobody has opened to read.
@@ -111,6 +118,11 @@ class AuditLog:
                 level="warning",
             )
         self._lines: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        # Records queued on the loop and not yet handed to the writer, and the
+        # timer that hands them over (see HAND_OVER_DELAY).
+        self._pending: list[bytes] = []
+        self._hand_over_timer: asyncio.TimerHandle | None = None
+        self._hand_over_loop: asyncio.AbstractEventLoop | None = None
         self._stop = threading.Event()
         self._writer = threading.Thread(target=self._write_out, name="rexecd-audit", daemon=True)
         self._writer.start()
@@ -166,7 +178,9 @@ class AuditLog:
 
     def close(self, timeout: float | None = None) -> None:
         """Write what is queued (for ``timeout``, default the log's own), then
-        stop the writer. A writer still stuck then is left to the process's exit."""
+        stop the writer. A writer still stuck then is left to the process's exit.
+        Call it from the thread that queued records, once its loop has stopped."""
+        self._hand_over()
         self._lines.put(None)
         self._writer.join(self._timeout if timeout is None else timeout)
         self._stop.set()
@@ -203,7 +217,25 @@ class AuditLog:
         self._queued_at.append(time.monotonic())
         self._queued += 1
         self._queued_bytes += len(line)
-        self._lines.put(line)
+        self._pending.append(line)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (start-up, shutdown): at once
+            self._hand_over()
+            return
+        if self._hand_over_timer is None or self._hand_over_loop is not loop:
+            # (A timer left on a loop that has stopped would never fire.)
+            self._hand_over_loop = loop
+            self._hand_over_timer = loop.call_later(HAND_OVER_DELAY, self._hand_over)
+
+    def _hand_over(self) -> None:
+        """Give the writer thread every pending record, in order, in one wake-up."""
+        if self._hand_over_timer is not None:
+            self._hand_over_timer.cancel()
+            self._hand_over_timer = None
+        for line in self._pending:  # the thread wakes at the first, takes the rest with it
+            self._lines.put(line)
+        self._pending.clear()
 
     def _forget_written(self) -> None:
         for _ in range(len(self._queued_at) - (self._queued - self._written)):

@@ -52,6 +52,8 @@ def test_env_values_are_not_audited(start_server) -> None:
     server = start_server("--env-allow", "API_TOKEN")
     with connect(server) as wire:
         wire.wait(wire.run(["true"], env={"API_TOKEN": "hunter2-secret-value"}), 5)
+    # The writer thread writes the records a moment after the frames left.
+    wait_for_records(server, lambda rs: any(r["event"] == "exit" for r in rs), timeout=10.0)
     text = server.audit_log.read_text()
     assert "API_TOKEN" in text
     assert "hunter2-secret-value" not in text
