@@ -318,7 +318,7 @@ async def _run(args: argparse.Namespace) -> int:
                 stdout_broke, status = await _relay(process)
                 cancelled_here = process.cancel_requested
         except RemoteCommandError as exc:
-            return refused(connection.peer, exc, hint=_hint(command, exc.code, args.address))
+            return refused(connection.peer, exc, hint=_hint(command, exc, _as_typed(args.address)))
         except ValueError as exc:
             raise CliError(str(exc)) from None
     if stdout_broke and not status.connection_lost:
@@ -345,8 +345,23 @@ def _ending_note(status: ExitStatus, cancelled_here: bool) -> str | None:
     return None
 
 
-def _hint(command: RemoteCommand, code: str, address: str) -> str | None:
-    """What to do instead, when a refusal comes from the form of the command."""
+def _as_typed(address: str) -> str:
+    """``run``, the options given before HOST, and HOST, as typed (so that a
+    hint pasted back runs with the same key file, port, ...)."""
+    words = sys.argv[1:]
+    if address in words:
+        words = words[: words.index(address) + 1]
+    else:
+        words = ["run", address]
+    return shlex.join(words)
+
+
+def _hint(command: RemoteCommand, refusal: RemoteCommandError, run: str) -> str | None:
+    """What to do instead, when a refusal comes from the form of the command
+    (``run``: ``run [OPTIONS] HOST`` as typed)."""
+    code = refusal.code
+    if code == "command.denied" and "outside the allowed roots" in str(refusal):
+        return "this key runs commands only in its own directories: name one with --cwd DIR"
     if isinstance(command.words, list):
         program = command.words[0]
         if code == "spawn.not_found" and program.startswith("-"):
@@ -359,10 +374,15 @@ def _hint(command: RemoteCommand, code: str, address: str) -> str | None:
             how = "as one word" if command.implicit else "as one word, without '--'"
             return (
                 f"{program!r} was run as a program name, without a shell; to run a shell "
-                f"command line, give it {how}: rexec run {address} {line}"
+                f"command line, give it {how}: rexec {run} {line}"
             )
-    elif code == "command.denied" and command.implicit and not _SHELL_SYNTAX.search(command.words):
-        return f"to run it as a program, without a shell: rexec run {address} -- {command.words}"
+    elif (
+        code == "command.denied"
+        and "shell strings" in str(refusal)
+        and command.implicit
+        and not _SHELL_SYNTAX.search(command.words)
+    ):
+        return f"to run it as a program, without a shell: rexec {run} -- {command.words}"
     return None
 
 

@@ -80,9 +80,13 @@ def test_dashes_still_force_an_argv(rexec_run: Run) -> None:
     assert result.returncode == 127 and result.stdout == b""
 
 
-def _shell(line: str, key_file: Path) -> subprocess.CompletedProcess[bytes]:
-    """``line`` typed into a shell where ``rexec`` is this test's client."""
-    env = dict(os.environ, REXEC_KEY_FILE=str(key_file))
+def _shell(line: str, key_file: Path | None) -> subprocess.CompletedProcess[bytes]:
+    """``line`` typed into a shell where ``rexec`` is this test's client (and
+    ``key_file`` the default key file, if given)."""
+    env = dict(os.environ)
+    env.pop("REXEC_KEY_FILE", None)
+    if key_file is not None:
+        env["REXEC_KEY_FILE"] = str(key_file)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return subprocess.run(
         ["/bin/sh", "-c", line], env=env, capture_output=True, timeout=CLI_TIMEOUT, check=False
@@ -94,8 +98,9 @@ def test_a_shell_line_after_dashes_gets_a_hint_that_works(rexec_run: Run, server
     assert result.returncode == 127
     lines = result.stderr.decode().splitlines()
     assert len(lines) == 1 and "no such program" in lines[0], lines
-    suggested = f"rexec run {server.address} 'echo one | tr a-z A-Z'"
-    assert lines[0].endswith(suggested) and "without '--'" in lines[0], lines
+    assert lines[0].endswith(f"{server.address} 'echo one | tr a-z A-Z'"), lines
+    assert "without '--'" in lines[0], lines
+    suggested = lines[0][lines[0].index("rexec run ") :]  # with the options as typed
     followed = _shell(suggested, server.key_file)
     assert (followed.returncode, followed.stdout) == (0, b"ONE\n")
 
@@ -104,12 +109,21 @@ def test_a_shell_line_after_dashes_gets_a_hint_that_works(rexec_run: Run, server
 def argv_only_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A rexecd whose one key may run ``uptime`` as an argv, and no shell
     strings; yields its address and that key's file."""
+    yield from _server_with_one_key(tmp_path, 'allow_argv = ["uptime"]\nallow_shell = false\n')
+
+
+@pytest.fixture
+def rooted_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A rexecd whose one key may run commands only under tmp_path/root
+    (not the account's home); yields its address and that key's file."""
+    (tmp_path / "root").mkdir()
+    yield from _server_with_one_key(tmp_path, f'cwd_roots = ["{tmp_path / "root"}"]\n')
+
+
+def _server_with_one_key(tmp_path: Path, rules: str) -> Iterator[tuple[str, Path]]:
     key_file = write_key(tmp_path / "ci.key")
     config = tmp_path / "rexecd.toml"
-    config.write_text(
-        f'[[keys]]\nname = "ci"\nfile = "{key_file}"\nallow_argv = ["uptime"]\n'
-        "allow_shell = false\n"
-    )
+    config.write_text(f'[[keys]]\nname = "ci"\nfile = "{key_file}"\n{rules}')
     argv = [
         sys.executable, "-m", "rexec.daemon", "--host", "127.0.0.1", "--port", "0",
         "--config", str(config), "--audit-log", str(tmp_path / "audit.jsonl"),
@@ -206,3 +220,29 @@ def test_no_stdin_flag_gives_eof_at_once_even_on_a_terminal(server: Any) -> None
     finally:
         child.close()
     assert child.exitstatus == 0 and time.monotonic() - started < TERMINAL_TIMEOUT
+
+
+def test_a_hint_keeps_the_options_typed_before_host(argv_only_server: tuple[str, Path]) -> None:
+    """Outsider finding F9: the hint dropped --key-file, so pasting it failed."""
+    address, key_file = argv_only_server
+    result = _shell(f"rexec run --key-file {key_file} {address} uptime", None)
+    lines = result.stderr.decode().splitlines()
+    suggested = f"rexec run --key-file {key_file} {address} -- uptime"
+    assert len(lines) == 1 and lines[0].endswith(suggested), lines
+    followed = _shell(suggested, None)
+    assert followed.returncode == 0 and b"load average" in followed.stdout
+
+
+def test_a_key_held_to_its_directories_is_told_of_cwd(
+    rooted_server: tuple[str, Path], tmp_path: Path
+) -> None:
+    """Outsider finding F8: a refusal for the directory suggested running the
+    command as a program, which is refused the same way."""
+    address, key_file = rooted_server
+    result = _shell(f"rexec run {address} pwd", key_file)
+    assert result.returncode == 255
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1 and "outside the allowed roots" in lines[0], lines
+    assert "--cwd DIR" in lines[0] and "without a shell" not in lines[0], lines
+    followed = _shell(f"rexec run --cwd {tmp_path / 'root'} {address} pwd", key_file)
+    assert followed.stdout.decode().strip() == str(tmp_path / "root")
