@@ -155,8 +155,10 @@ def register(subparsers: Any) -> None:
         what.add_argument(
             "-t",
             "--tty",
-            action="store_true",
-            help="run the command on a pseudo-terminal on the server, this terminal in raw mode",
+            action="count",
+            default=0,
+            help="run the command on a pseudo-terminal on the server, this terminal in raw mode"
+            " (as ssh: not when stdin is no terminal, unless given twice, -tt)",
         ),
         what.add_argument(
             "-n",
@@ -302,9 +304,16 @@ async def _run(args: argparse.Namespace) -> int:
         "timeout": args.timeout,
     }
     stdout_broke = False
+    on_pty = args.tty > 1 or (args.tty == 1 and sys.stdin.isatty())
+    if args.tty and not on_pty:
+        # ssh's rule: a pty would echo piped input back into the output.
+        print(
+            "rexec: no pseudo-terminal, as stdin is not a terminal (-tt forces one)",
+            file=sys.stderr,
+        )
     async with await open_connection(args, args.address) as connection:
         try:
-            if args.tty:
+            if on_pty:
                 # On a pty the terminal is the command's input: read it unless -n.
                 status = await run_on_pty(
                     connection, command.words, forward_stdin=not args.no_stdin, **options

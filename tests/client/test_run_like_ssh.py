@@ -246,3 +246,14 @@ def test_a_key_held_to_its_directories_is_told_of_cwd(
     assert "--cwd DIR" in lines[0] and "without a shell" not in lines[0], lines
     followed = _shell(f"rexec run --cwd {tmp_path / 'root'} {address} pwd", key_file)
     assert followed.stdout.decode().strip() == str(tmp_path / "root")
+
+
+def test_t_with_piped_stdin_gets_no_pty_unless_given_twice(server: Any) -> None:
+    """Outsider finding F11: ``echo x | rexec run -t HOST cat`` printed x twice
+    (the pty's echo, then cat's). As ssh: no pty, a note; ``-tt`` forces one."""
+    once = _shell(f"echo piped | rexec run -t {server.address} cat", server.key_file)
+    assert (once.returncode, once.stdout) == (0, b"piped\n")
+    assert b"stdin is not a terminal" in once.stderr
+    twice = _shell(f"echo piped | rexec run -tt {server.address} cat", server.key_file)
+    assert twice.returncode == 0 and b"stdin is not a terminal" not in twice.stderr
+    assert twice.stdout.count(b"piped") == 2  # on a pty, as asked: its echo and cat's
