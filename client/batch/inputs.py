@@ -5,7 +5,9 @@
 * a template after ``--`` with its arguments (``template``): ``-- echo {}
   ::: a b``, or the arguments on stdin;
 * with ``--onall``, a command after ``--`` with no replacement string and no
-  ``:::``: that argv, once on every target (no shell, no input read).
+  ``:::``: that argv, once on every target (no shell, no input read); one
+  word that is a command line (``'exit 3'``, ``'a | b'``) runs in the remote
+  shell, as ``rexec run HOST 'exit 3'``, pdsh and clush run it.
 
 The commands file is opened when the batch starts, so a missing or
 unreadable file is a usage error naming it, never an empty batch.
@@ -20,7 +22,7 @@ import sys
 from collections.abc import Iterator
 from typing import IO
 
-from ..cli.common import CliError
+from ..cli.common import CliError, is_command_line
 from .jobs import InputFormat, Job, read_jobs
 from .template import Template, TemplateError
 
@@ -39,7 +41,8 @@ class BatchInput:
         )
         self._separator = b"\0" if args.null else b"\n"
         self.template: Template | None = None
-        self.argv: tuple[str, ...] | None = None
+        #: The one job of ``--onall -- CMD ARG...``.
+        self.one: Job | None = None
         self._file: IO[bytes] | None = None
         self.name = args.commands_file
         if args.remote_command is not None:
@@ -68,7 +71,11 @@ class BatchInput:
             raise CliError(str(exc)) from None
         if args.onall and not template.sources and not template.has_replacement:
             # The argv runs as it is, no shell: -q changes nothing.
-            self.argv = tuple(args.remote_command)
+            words = args.remote_command
+            if len(words) == 1 and is_command_line(words[0]):
+                self.one = Job(id="1", shell=words[0])
+            else:
+                self.one = Job(id="1", argv=tuple(words))
             return
         if args.jsonl:
             raise CliError("--jsonl reads jobs, not a template's arguments: drop one")
@@ -82,12 +89,12 @@ class BatchInput:
     @property
     def one_command(self) -> bool:
         """True for ``--onall -- CMD ARG...`` (one argv, run everywhere)."""
-        return self.argv is not None
+        return self.one is not None
 
     def jobs(self) -> Iterator[Job]:
         """The jobs, read lazily (a generator)."""
-        if self.argv is not None:
-            yield Job(id="1", argv=self.argv)
+        if self.one is not None:
+            yield self.one
         elif self.template is not None:
             yield from self.template.jobs(sys.stdin.buffer, separator=self._separator)
         else:
@@ -99,7 +106,7 @@ class BatchInput:
         """True when the input ends by itself (a regular file, a list of
         arguments, one command): after a stop, the rest can be read to
         report it skipped."""
-        if self.argv is not None:
+        if self.one is not None:
             return True
         if self.template is not None:
             return self.template.count is not None or _is_regular(sys.stdin)
@@ -109,7 +116,7 @@ class BatchInput:
     def count(self) -> int | None:
         """The number of jobs when it can be known without running them
         (a regular commands file is read once more, quickly); else None."""
-        if self.argv is not None:
+        if self.one is not None:
             return 1
         if self.template is not None:
             return self.template.count

@@ -32,7 +32,8 @@ and {1} {2} ... for several sources; arguments are quoted for the shell and
 appended when the template has no {}; with -q each word of the template is
 quoted too, as GNU parallel -q). 'rexec batch --onall -w SPEC -- CMD
 ARG...' without any replacement string or ':::' runs CMD once on every
-target, as an argv (no shell).
+target, as an argv (no shell); one word with a blank or shell syntax in it
+('exit 3') is a command line for the remote shell, as with pdsh.
 
 Targets: -w 'web[01-20/2]:7000,db[1-3]' (ranges with zero padding and steps,
 comma lists; the port defaults to --port), '@name' for a group of the groups

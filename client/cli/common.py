@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import re
 import ssl
 from collections.abc import Coroutine
 from pathlib import Path
@@ -51,6 +52,16 @@ __all__ = [
 
 #: Exit statuses for commands the server could not start, as shells use them.
 EXIT_BY_REFUSAL = RETURNCODE_BY_REFUSAL
+
+#: Characters that only a shell gives a meaning to (quotes, operators,
+#: expansions): a "program name" containing one was meant for the shell.
+SHELL_SYNTAX = re.compile(r"[|&;<>()$`*?'\"\\]")
+
+
+def is_command_line(word: str) -> bool:
+    """Whether ``word``, given where a program's name goes, reads as a shell
+    command line (a blank or shell syntax in it), as ``'exit 3'`` does."""
+    return any(char.isspace() for char in word) or bool(SHELL_SYNTAX.search(word))
 
 
 def add_connection_options(parser: argparse.ArgumentParser) -> list[argparse.Action]:

@@ -18,10 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import os
-import re
-import shlex
 import sys
 from collections.abc import Collection, Sequence
 from typing import Any
@@ -43,6 +40,7 @@ from .common import (
     refused,
     run_async_command,
 )
+from .remote_command import RemoteCommand, as_typed, refusal_hint
 
 DESCRIPTION = """\
 Run a command on a rexecd server: its output appears here, its exit status
@@ -91,20 +89,6 @@ examples:
   tar cf - dir | rexec run server tar xf - -C /tmp
   rexec run --tls server.example.org uptime
 """
-
-#: Characters that only a shell gives a meaning to (quotes, operators,
-#: expansions): a "program name" containing one was meant for the shell.
-_SHELL_SYNTAX = re.compile(r"[|&;<>()$`*?'\"\\]")
-
-
-@dataclasses.dataclass(frozen=True)
-class RemoteCommand:
-    """What to run: an argv, or a command line for the server's shell."""
-
-    words: str | list[str]
-    shell: bool
-    #: The form was chosen by the number of words (not by '--' or --shell).
-    implicit: bool = False
 
 
 def register(subparsers: Any) -> None:
@@ -327,7 +311,9 @@ async def _run(args: argparse.Namespace) -> int:
                 stdout_broke, status = await _relay(process)
                 cancelled_here = process.cancel_requested
         except RemoteCommandError as exc:
-            return refused(connection.peer, exc, hint=_hint(command, exc, _as_typed(args.address)))
+            return refused(
+                connection.peer, exc, hint=refusal_hint(command, exc, as_typed(args.address))
+            )
         except ValueError as exc:
             raise CliError(str(exc)) from None
     if stdout_broke and not status.connection_lost:
@@ -351,47 +337,6 @@ def _ending_note(status: ExitStatus, cancelled_here: bool) -> str | None:
             "output open, so the server ended it (pipes_held); to leave a job running, "
             "redirect its output: 'JOB >/dev/null 2>&1 &'"
         )
-    return None
-
-
-def _as_typed(address: str) -> str:
-    """``run``, the options given before HOST, and HOST, as typed (so that a
-    hint pasted back runs with the same key file, port, ...)."""
-    words = sys.argv[1:]
-    if address in words:
-        words = words[: words.index(address) + 1]
-    else:
-        words = ["run", address]
-    return shlex.join(words)
-
-
-def _hint(command: RemoteCommand, refusal: RemoteCommandError, run: str) -> str | None:
-    """What to do instead, when a refusal comes from the form of the command
-    (``run``: ``run [OPTIONS] HOST`` as typed)."""
-    code = refusal.code
-    if code == "command.denied" and "outside the allowed roots" in str(refusal):
-        return "this key runs commands only in its own directories: name one with --cwd DIR"
-    if isinstance(command.words, list):
-        program = command.words[0]
-        if code == "spawn.not_found" and program.startswith("-"):
-            return (
-                f"{program!r} came after HOST, so it was run as the command: rexec's options "
-                "go before HOST (see 'rexec run --help')"
-            )
-        if code == "spawn.not_found" and (" " in program or _SHELL_SYNTAX.search(program)):
-            line = shlex.quote(" ".join(command.words))
-            how = "as one word" if command.implicit else "as one word, without '--'"
-            return (
-                f"{program!r} was run as a program name, without a shell; to run a shell "
-                f"command line, give it {how}: rexec {run} {line}"
-            )
-    elif (
-        code == "command.denied"
-        and "shell strings" in str(refusal)
-        and command.implicit
-        and not _SHELL_SYNTAX.search(command.words)
-    ):
-        return f"to run it as a program, without a shell: rexec {run} -- {command.words}"
     return None
 
 

@@ -132,6 +132,19 @@ def test_onall_lines_start_with_the_host(pool: Pool) -> None:
     assert plain.stdout == "out\n" * 3
 
 
+def test_one_command_line_after_dashes_runs_in_the_shell_as_pdsh(pool: Pool) -> None:
+    """Outsider finding F1: ``--onall -- 'exit 3'`` looked for a program named
+    "exit 3"; pdsh, clush and ``rexec run HOST 'exit 3'`` run it in the shell.
+    Several words stay an argv, run as they are."""
+    done = run_batch_cli(pool, "-w", pool.spec, "--onall", "--no-host-prefix", "--", "exit 3")
+    assert done.returncode == 1 and "spawn.not_found" not in done.stderr, done.stderr
+    assert ": exit 3 (3 failed; jobs 1)" in done.stderr
+    piped = run_batch_cli(pool, "-w", pool.spec, "--onall", "-b", "--", "echo a | tr a A")
+    assert piped.returncode == 0 and "\nA\n" in piped.stdout, piped.stdout
+    argv = run_batch_cli(pool, "-w", pool.spec, "--onall", "--no-host-prefix", "--", "echo", "a;b")
+    assert argv.stdout == "a;b\n" * len(pool.servers)
+
+
 def test_the_port_shows_when_targets_differ_in_port(pool: Pool) -> None:
     other = f"127.0.0.2:{pool.port + 1 if pool.port < 65535 else pool.port - 1}"
     done = run_batch_cli(pool, "-w", f"{pool.label(0)},{other}", "--onall", "--", "echo", "hi")
