@@ -34,7 +34,7 @@ from .errors import AuthenticationError, ProtocolViolation, RexecConnectionError
 
 _T = TypeVar("_T")
 
-#: Bytes asked of the socket per read: a whole frame (see ``ChunkReader``).
+#: Bytes asked of the reader per read (see ``ChunkReader``).
 READ_SIZE = RECV_SIZE
 
 

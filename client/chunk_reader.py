@@ -5,9 +5,10 @@ socket gave, as it gave it.
 slices each ``read()`` out of it, then moves the rest of the buffer down: three
 copies of every byte before the frame decoder sees it. The decoder keeps the
 chunks it is fed as they are (``rexec.protocol.FrameDecoder``), so here a
-``read()`` returns the next received ``bytes`` object itself, and the socket is
-asked for up to a whole frame per receive (``RECV_SIZE``) so that bulk output
-costs a few event-loop turns per frame, not one per 256 KiB.
+``read()`` returns the next received ``bytes`` object itself. The socket is
+asked for 256 KiB per receive (the transport's own size, ``RECV_SIZE``): asking
+for a whole frame (1 MiB) saved a few event-loop turns but raised a get's peak
+RSS past 64 MiB (61–68 MiB against 57–59, bench/run.py and ``time -f %M``).
 
 Only ``read()`` is supported (the connection and the handshake use nothing
 else). Flow control is the ``StreamReader``'s: the transport is paused once
@@ -21,11 +22,9 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-from rexec.protocol import PROTOCOL_MAX_BODY, PROTOCOL_MAX_HEADER
-
-#: Bytes asked of the socket per receive: the largest frame, so that a frame
-#: already in the socket's buffer arrives in one piece.
-RECV_SIZE = 4 + PROTOCOL_MAX_HEADER + PROTOCOL_MAX_BODY
+#: Bytes asked of the socket per receive: asyncio's selector transport's
+#: ``max_size`` (see the module docstring for why not a whole frame).
+RECV_SIZE = 256 * 1024
 #: Unread bytes above twice which the socket is paused (as ``StreamReader``'s
 #: ``limit``): at most 512 KiB and one receive held.
 HOLD_LIMIT = 256 * 1024
@@ -42,13 +41,6 @@ class ChunkReader(asyncio.StreamReader):
         super().__init__(limit=limit)
         self._chunks: deque[bytes] = deque()
         self._held = 0  # bytes in _chunks
-
-    def set_transport(self, transport: asyncio.BaseTransport) -> None:
-        super().set_transport(transport)
-        # The selector transport reads ``max_size`` bytes per receive (256 KiB
-        # as a class default); other transports (TLS) ignore the attribute.
-        if hasattr(transport, "max_size"):
-            transport.max_size = RECV_SIZE  # type: ignore[attr-defined]
 
     def feed_data(self, data: bytes) -> None:
         if not data:
