@@ -46,6 +46,11 @@ def parse_address(text: str, default_port: int = DEFAULT_PORT) -> Address:
     else:
         host, colon, port_text_or_empty = text.partition(":")
         port_text = port_text_or_empty if colon else None
+        if "@" in host:
+            raise ValueError(
+                f"bad address {text!r}: rexec has no USER@ (commands run as the server's "
+                "account, or a key's run_as): give HOST[:PORT]"
+            )
         if host:
             _check_host_name(text, host)
     if not host:

@@ -42,9 +42,15 @@ def client_program() -> str:
     return shlex.quote(str(beside.absolute()))
 
 
+#: Stands for the key file in a hint for a server with ``[[keys]]`` only: no
+#: one file is everybody's, and the hint must not name a key it can't use.
+KEY_FILE_OF_A_KEY = "KEY_FILE"
+
+
 def connect_hint(host: str, port: int, *, key_file: str | None, tls: bool) -> str:
     """The ``rexec run`` command line that reaches a server listening on
-    ``host:port`` (a wildcard address is replaced by this host's name)."""
+    ``host:port`` (a wildcard address is replaced by this host's name);
+    ``key_file`` may be ``KEY_FILE_OF_A_KEY``, then the command is one too."""
     try:
         wildcard = ipaddress.ip_address(host).is_unspecified
     except ValueError:
@@ -54,8 +60,12 @@ def connect_hint(host: str, port: int, *, key_file: str | None, tls: bool) -> st
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     options = []
     # The key a client in a new terminal reads unless told otherwise.
-    if key_file is not None and Path(key_file).absolute() != (config_dir() / "key").absolute():
+    command = ["uname", "-a"]
+    if key_file == KEY_FILE_OF_A_KEY:
+        options += ["--key-file", key_file]
+        command = ["COMMAND"]  # what the key may run, which its rules say
+    elif key_file is not None and Path(key_file).absolute() != (config_dir() / "key").absolute():
         options += ["--key-file", str(Path(key_file).absolute())]
     if tls:
         options.append("--tls")
-    return f"{client_program()} run {shlex.join([*options, address, 'uname', '-a'])}"
+    return f"{client_program()} run {shlex.join([*options, address, *command])}"

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from rexec import eventloop
-from rexec.connect_hint import connect_hint
+from rexec.connect_hint import KEY_FILE_OF_A_KEY, connect_hint
 from rexec.files import TempRecords, UnsafeRecords
 from rexec.keyfile import KeyFileError, default_key_path, load_key, load_or_create_key
 from rexec.log import capture_library_logs, log, loop_exception_handler
@@ -281,8 +281,15 @@ async def serve(
     for address in addresses:  # the first line is the one scripts wait for
         print(f"rexecd listening on {address}", flush=True)
     settings = config.settings
-    tls, key_file = config.ssl is not None, None if settings.keys else settings.key_file
-    log(f"connect with: {connect_hint(first[0], first[1], key_file=key_file, tls=tls)}")
+    tls, key_file = (
+        config.ssl is not None,
+        KEY_FILE_OF_A_KEY if settings.keys else settings.key_file,
+    )
+    hint = connect_hint(first[0], first[1], key_file=key_file, tls=tls)
+    if settings.keys:
+        hint += f" ({KEY_FILE_OF_A_KEY}: the file of a key of [[keys]]: "
+        hint += ", ".join(key.name for key in config.keys) + ")"
+    log(f"connect with: {hint}")
     log(f"audit log: {audit.path or 'stderr'}")
     await stop.wait()
     for listener in listeners:

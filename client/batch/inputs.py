@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import stat
 import sys
 from collections.abc import Iterator
@@ -56,8 +57,15 @@ class BatchInput:
             try:
                 self._file = open(args.commands_file, "rb")  # noqa: SIM115 (closed by close())
             except OSError as exc:
+                hint = ""
+                if isinstance(exc, FileNotFoundError) and is_command_line(args.commands_file):
+                    # pdsh and clush take the command there: say where it goes.
+                    hint = (
+                        "; to run it on every target: rexec batch --onall -w SPEC -- "
+                        + shlex.quote(args.commands_file)
+                    )
                 raise CliError(
-                    f"cannot read commands file {args.commands_file!r}: {exc.strerror}"
+                    f"cannot read commands file {args.commands_file!r}: {exc.strerror}{hint}"
                 ) from None
 
     def _command(self, args: argparse.Namespace) -> None:

@@ -44,7 +44,30 @@ class ArgumentParser(argparse.ArgumentParser):
     exits 255, so that statuses 1–254 stay the remote command's."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_FAILURE, f"rexec: {message} (see '{self.prog} --help')\n")
+        self.exit(
+            EXIT_FAILURE,
+            f"rexec: {message}{_habit_hint(self.prog, message)} (see '{self.prog} --help')\n",
+        )
+
+
+#: ssh and scp options a newcomer types, and where rexec has what they meant.
+_SSH_OPTIONS = {
+    "-p": "the port goes with the host: HOST:PORT",
+    "-l": "rexec has no login name: commands run as the server's account",
+}
+
+
+def _habit_hint(prog: str, message: str) -> str:
+    """A hint for a usage error that an ssh or scp habit makes, or ""."""
+    words = message.removeprefix("unrecognized arguments: ").split()
+    for option, hint in _SSH_OPTIONS.items():
+        if message.startswith("unrecognized arguments") and option in words:
+            return f"; {option}: {hint}"
+    if prog.endswith((" put", " get")) and "arguments are required" in message:
+        verb = prog.rsplit(" ", 1)[1]
+        operands = "LOCAL REMOTE" if verb == "put" else "REMOTE LOCAL"
+        return f"; it is 'rexec {verb} HOST {operands}', not scp's HOST:PATH"
+    return ""
 
 
 def add_command(

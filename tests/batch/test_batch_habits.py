@@ -201,6 +201,16 @@ def test_f_is_the_fanout_and_hosts_files_keep_their_long_option(tmp_path: Path) 
     assert right.stdout.split() == ["h1:7420", "h2:7420"]
 
 
+def test_a_command_given_where_the_file_goes_gets_a_hint(pool: Pool) -> None:
+    """Outsider finding F2: the clush habit ``-w H 'cmd'`` names a commands
+    file; when no such file exists and it reads as a command, say where it goes."""
+    done = run_batch_cli(pool, "--onall", "-w", pool.spec, "echo $((1+1))")
+    assert done.returncode == 255
+    assert done.stderr.strip().endswith(
+        "to run it on every target: rexec batch --onall -w SPEC -- 'echo $((1+1))'"
+    ), done.stderr
+
+
 def test_a_missing_or_unreadable_commands_file_is_an_error(pool: Pool, tmp_path: Path) -> None:
     for path in (tmp_path / "missing.txt", tmp_path):
         done = run_batch_cli(pool, "-H", pool.spec, str(path))

@@ -66,6 +66,29 @@ def test_an_unknown_option_points_at_the_subcommands_help(subcommand: str) -> No
 
 
 @pytest.mark.parametrize(
+    ("argv", "hint"),
+    [
+        (["run", "root@127.0.0.1", "id"], "rexec has no USER@"),
+        (["run", "-p", "7464", "127.0.0.1", "id"], "-p: the port goes with the host: HOST:PORT"),
+        (
+            ["put", "f", "127.0.0.1:/tmp/x"],
+            "it is 'rexec put HOST LOCAL REMOTE', not scp's HOST:PATH",
+        ),
+        (["get", "127.0.0.1:/etc/hostname", "."], "it is 'rexec get HOST REMOTE LOCAL'"),
+    ],
+    ids=["user-at", "dash-p", "scp-put", "scp-get"],
+)
+def test_ssh_and_scp_habits_get_a_hint(argv: list[str], hint: str) -> None:
+    """Outsider finding F12: one line, exit 255, and what rexec has instead."""
+    result = subprocess.run(
+        cli_argv(*argv), capture_output=True, timeout=CLI_TIMEOUT, check=False
+    )  # fmt: skip
+    assert result.returncode == 255
+    [line] = result.stderr.decode().splitlines()
+    assert hint in line, line
+
+
+@pytest.mark.parametrize(
     ("options", "code"),
     [(["--cwd", "/nonexistent-dir"], "cwd.invalid"), (["-e", "LD_PRELOAD=x"], "env.forbidden")],
 )

@@ -282,3 +282,30 @@ def test_a_bad_value_in_the_config_names_its_line(tmp_path, text: str, expected:
     proc = rexecd("--config", str(config), "--key-file", str(key), "--check-config")
     line = assert_one_line_refusal(proc)
     assert line.startswith(f"rexecd: {config}{expected}"), line
+
+
+def test_the_connect_hint_of_a_server_with_only_named_keys_names_a_key_file(tmp_path) -> None:
+    """Outsider finding F10: with [[keys]] only, the start-up line suggested a
+    command with no key file (and a program no key may run): auth.failed."""
+    key_file = write_key(tmp_path / "deploy.key")
+    config = tmp_path / "rexecd.toml"
+    config.write_text(f'[[keys]]\nname = "deploy"\nfile = "{key_file}"\nallow_argv = ["uptime"]\n')
+    argv = [
+        sys.executable, "-m", "rexec.daemon", "--host", "127.0.0.1", "--port", "0",
+        "--config", str(config), "--audit-log", str(tmp_path / "audit.jsonl"),
+        "--state-dir", str(tmp_path / "state"),
+    ]  # fmt: skip
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stderr is not None
+        for _ in range(20):  # the first few lines: key, listening, connect with
+            line = process.stderr.readline()
+            if "connect with" in line or not line:
+                break
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        assert process.stderr is not None
+        process.stderr.close()
+    assert " run --key-file KEY_FILE 127.0.0.1:" in line and " COMMAND " in line, line
+    assert "a key of [[keys]]: deploy" in line, line
