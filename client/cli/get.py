@@ -202,6 +202,7 @@ async def _get_tree(conn: ClientConnection, args: argparse.Namespace, reporter: 
         await get_one(conn, args.remote, local_target(remote, args.local), reporter, args)
         return
     top = await _tree_top(conn, remote, args.local)
+    directories = await _find(conn, remote, "d")  # nothing is made if it fails
     try:
         make_directory(top, top)
     except TransferError as exc:
@@ -212,7 +213,7 @@ async def _get_tree(conn: ClientConnection, args: argparse.Namespace, reporter: 
     # directories verified to be in it: a link in the local tree that leads
     # out is never written through (local.denied). One listing at a time is
     # held (each bounded), its names decoded as they are used.
-    for directory in await _find(conn, remote, "d"):
+    for directory in directories:
         where = _local_path(top, directory)
         try:
             make_directory(top, where)
