@@ -116,6 +116,9 @@ async def get_one(
             progress=reporter.progress(name),
         )  # fmt: skip
     except TransferError as exc:
+        if exc.code == "file.is_directory" and not args.recursive:
+            exc = TransferError(exc.code, f"{exc.message} (use -r to copy a tree)",
+                                remote=exc.remote)  # fmt: skip
         reporter.failed(f"{remote} -> {local}", exc)
         return
     reporter.done("received", name, result)
@@ -199,11 +202,18 @@ async def _get_tree(conn: ClientConnection, args: argparse.Namespace, reporter: 
         await get_one(conn, args.remote, local_target(remote, args.local), reporter, args)
         return
     top = await _tree_top(conn, remote, args.local)
+    directories = await _find(conn, remote, "d")  # nothing is made if it fails
+    try:
+        make_directory(top, top)
+    except TransferError as exc:
+        # As scp -r: the target itself is wrong (a file, a missing parent),
+        # so nothing beneath it can be made: one line, and stop.
+        raise TreeFailed(f"{top}: {exc}") from None
     # Everything local is made beneath ``top`` through descriptors of
     # directories verified to be in it: a link in the local tree that leads
     # out is never written through (local.denied). One listing at a time is
     # held (each bounded), its names decoded as they are used.
-    for directory in await _find(conn, remote, "d"):
+    for directory in directories:
         where = _local_path(top, directory)
         try:
             make_directory(top, where)

@@ -55,6 +55,7 @@ _LINK_SCRIPT = 'while [ $# -gt 1 ]; do ln -sfn -- "$1" "$2" || exit 1; shift 2; 
 #: symbolic link already there (nothing is written through one).
 _MKDIR_SCRIPT = (
     'for d; do if [ -L "$d" ]; then echo "$d: a symbolic link is in the way" >&2; exit 1; fi; '
+    'if [ -e "$d" ] && [ ! -d "$d" ]; then echo "$d: not a directory" >&2; exit 1; fi; '
     'mkdir -p -- "$d" || exit 1; done'
 )
 
@@ -154,7 +155,7 @@ async def _put_tree(conn: ClientConnection, args: argparse.Namespace, reporter: 
         status, error, _ = await remote_run(conn, ["sh", "-c", _MKDIR_SCRIPT, "sh", *batch],
                                             "mkdir", cwd=base)  # fmt: skip
         if status != 0:
-            raise TreeFailed(f"{args.remote}: could not create the remote directories: {error}")
+            raise TreeFailed(_mkdir_failure(args.remote, base, name, error))
     for local_path, remote_file in files:
         await put_one(conn, local_path, remote_join(base, remote_file), reporter, args,
                       retry_into_directory=False)  # fmt: skip
@@ -165,6 +166,18 @@ async def _put_tree(conn: ClientConnection, args: argparse.Namespace, reporter: 
             raise TreeFailed(f"{args.remote}: could not create the remote links: {error}")
         for target, path in zip(batch[::2], batch[1::2], strict=True):
             reporter.say(f"link {remote_join(base, path)} -> {target}")
+
+
+def _mkdir_failure(remote: str, base: str, name: str, error: str) -> str:
+    """The one line for ``_MKDIR_SCRIPT``'s failure (its last stderr line
+    ``error``): the directory in the way named as the user would (REMOTE for
+    the top of the tree), what is wrong, and a code."""
+    for reason in ("not a directory", "a symbolic link is in the way"):
+        path = error.removesuffix(f": {reason}")
+        if path != error:
+            shown = remote if path == name else remote_join(base, path)
+            return f"{shown}: {reason} (file.failed)"
+    return f"{remote}: could not create the remote directories: {error} (file.failed)"
 
 
 def _is_special(path: str) -> bool:

@@ -53,12 +53,28 @@ def _open_target(path: str, place: Place, put: Put) -> AtomicFile:
     if info is not None and _names_a_directory(info, dir_fd, name):
         os.close(dir_fd)
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
-    writer = AtomicFile.create(dir_fd, name, resume_key=put.resume, registry=place.records)
+    try:
+        writer = AtomicFile.create(dir_fd, name, resume_key=put.resume, registry=place.records)
+    except OSError as exc:
+        # The target may well exist (/proc/version): what failed is the
+        # temporary file beside it, which "no such file" would hide.
+        raise _temp_error(exc) from None
     if put.size is not None and writer.size > put.size:
         # A partial file longer than the content can't be its start: anew.
         writer.discard()
         return _open_target(path, place, put)
     return writer
+
+
+def _temp_error(exc: OSError) -> TransferError:
+    """The wire error for a temporary file that can't be made beside the
+    target: permission as such, anything else ``file.failed`` (never
+    ``file.not_found``: the directory was found)."""
+    name = errno.errorcode.get(exc.errno or 0, "EUNKNOWN")
+    reason = f"cannot create a temporary file beside it: {os.strerror(exc.errno or 0).lower()}"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return TransferError(ErrorCode.FILE_PERMISSION_DENIED, f"{reason} ({name})")
+    return TransferError(ErrorCode.FILE_FAILED, f"{reason} ({name})")
 
 
 def _names_a_directory(info: os.stat_result, dir_fd: int, name: bytes) -> bool:
