@@ -90,11 +90,7 @@ def _open_writer(
     except OutsideRoots:
         raise TransferError("local.denied", "the path leads out of the target tree by a link",
                             remote=False) from None  # fmt: skip
-    try:
-        return AtomicFile.create(dir_fd, name, resume_key=resume_key)
-    except BaseException:
-        os.close(dir_fd)
-        raise
+    return AtomicFile.create(dir_fd, name, resume_key=resume_key)  # owns dir_fd
 
 
 async def get(

@@ -147,17 +147,22 @@ class AtomicFile(DigestWriter):
 
         With ``resume_key``, continue the partial file an earlier writer of
         the same name and key kept (its bytes are read back and hashed), or
-        start one.
+        start one. ``dir_fd`` is the writer's from the call on, and closed
+        by it, on a failure here too.
 
         Raises:
             OSError: the temporary file can't be created (``EACCES``,
                 ``ENOSPC`` …).
         """
-        if resume_key is not None:
-            temp = partial_name(name, resume_key)
-            fd = _open_partial(dir_fd, temp)
-        else:
-            fd, temp = _new_temp(dir_fd, name)
+        try:
+            if resume_key is not None:
+                temp = partial_name(name, resume_key)
+                fd = _open_partial(dir_fd, temp)
+            else:
+                fd, temp = _new_temp(dir_fd, name)
+        except BaseException:
+            os.close(dir_fd)
+            raise
         writer = cls(dir_fd, name, temp, fd, None)
         try:
             if registry is not None:

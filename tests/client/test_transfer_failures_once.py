@@ -68,6 +68,19 @@ def test_put_where_no_temporary_file_can_be_made_says_so(server: Any, tmp_path: 
     assert "/proc/version: no such file" not in text and code == "file.failed"
 
 
+def test_failed_puts_leave_no_descriptor_open_in_rexecd(server: Any, tmp_path: Path) -> None:
+    """A put whose temporary file can't be made leaked the directory's
+    descriptor in rexecd, one per failure (found with the finding above)."""
+    source = tmp_path / "a.txt"
+    source.write_bytes(b"a")
+    fds = Path(f"/proc/{server.process.pid}/fd")
+    rexec(server, "put", str(source), "/proc/version")  # connections and the like warmed up
+    before = len(list(fds.iterdir()))
+    for _ in range(5):
+        rexec(server, "put", str(source), "/proc/version")
+    assert len(list(fds.iterdir())) == before
+
+
 def test_get_of_a_directory_without_r_suggests_it(server: Any, tmp_path: Path) -> None:
     tree = _tree(tmp_path)
     text, code = _one_line(rexec(server, "get", str(tree), str(tmp_path / "t")))
