@@ -66,6 +66,10 @@ _RETRY = 0.5
 #: then trades the GIL with the loop, and a command makes two records a
 #: millisecond or so apart (waking it per record cost the daemon about 10% of
 #: its CPU per short command; bench/SPEED4_LATENCY.md). Far below ``timeout``.
+#: The timer waits for the loop's next turn, which a burst of work (a thousand
+#: commands started in one turn) can put seconds away: a record queued once
+#: the first pending one is this old hands them all over at once, so that the
+#: log never looks stuck (``timeout``) to a loop that is only busy.
 HAND_OVER_DELAY = 0.002
 
 
@@ -218,6 +222,12 @@ class AuditLog:
         self._queued += 1
         self._queued_bytes += len(line)
         self._pending.append(line)
+        if (
+            len(self._pending) > 1
+            and self._queued_at[-1] - self._queued_at[-len(self._pending)] >= HAND_OVER_DELAY
+        ):
+            self._hand_over()
+            return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # no loop (start-up, shutdown): at once

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 from rexec.server.audit import AuditLog
@@ -108,3 +109,29 @@ def test_records_of_a_later_event_loop_are_written_too(tmp_path: Path) -> None:
         assert asyncio.run(second()) == [("exit", 1), ("exit", 2)]
     finally:
         log.close()
+
+
+def test_a_loop_busy_for_longer_than_the_timeout_is_not_taken_for_a_stuck_log(
+    tmp_path: Path,
+) -> None:
+    """A thousand commands started in one turn of the loop queue their records
+    without the loop ever waiting: the hand-over timer can't fire meanwhile,
+    and the log looked stuck (records older than ``timeout`` unwritten), so
+    new commands were refused with audit.unavailable (tests/hardening's 1000
+    connections under load). Records are handed over as they age instead."""
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(str(path), timeout=0.1)
+
+    async def go() -> int:
+        written, busy_until = 0, time.monotonic() + 0.5
+        while time.monotonic() < busy_until:  # one turn: never awaits
+            log.write("exec", id=written)  # raises AuditError if the log looks stuck
+            written += 1
+            time.sleep(0.001)
+        return written
+
+    try:
+        count = asyncio.run(go())
+    finally:
+        log.close()
+    assert len(_events(path)) == count
