@@ -46,7 +46,9 @@ __rexec_s_live=1
 # leading NUL ends whatever a record cut short by Ctrl-C left behind, so
 # that a lost record never swallows the next one.
 __rexec_send() {
-    __rexec_keyed "$1" '\0' >| "$__rexec_s_ctl"
+    # (Not a word on the user's stderr when the channel is gone: the server
+    # is ending the session, and the client says so.)
+    __rexec_keyed "$1" '\0' 2>/dev/null >| "$__rexec_s_ctl"
 }
 
 # Keeps KEY, the session's key, where no command of the user's sees it: not
@@ -294,7 +296,7 @@ __rexec_snapshot() {
         builtin printf '%s aliases\n' "$__rexec_s_mark"
         builtin alias -p
         builtin printf '%s end\n\0' "$__rexec_s_mark"
-    } >| "$__rexec_s_ctl"
+    } 2>/dev/null >| "$__rexec_s_ctl"
 }
 
 # Tab completion: SEQ KIND WORD, KIND "command" (the first word: aliases,

@@ -28,7 +28,7 @@ __rexec_s_live=1
 # A record is one write: nothing another writer puts in the pipe lands in it.
 __rexec_keep_key() {
     case $1 in '' | *[!0-9a-f]*) return 1 ;; esac
-    eval "__rexec_send() { printf '\\000$1 %s\\000' \"\$1\" >|\"\$__rexec_s_ctl\"; }
+    eval "__rexec_send() { printf '\\000$1 %s\\000' \"\$1\" 2>/dev/null >|\"\$__rexec_s_ctl\"; }
 __rexec_state_head() { printf '\\000$1 state %s\\n' \"\$1\"; }"
 }
 
@@ -146,7 +146,7 @@ __rexec_snapshot() {
         printf '%s aliases\n' "$__rexec_s_mark"
         alias
         printf '%s end\n\000' "$__rexec_s_mark"
-    } >|"$__rexec_s_ctl"
+    } 2>/dev/null >|"$__rexec_s_ctl"
 }
 
 # __rexec_escape NAME: NAME with \ and newline written as \\ and \n, in

@@ -284,13 +284,24 @@ class Repl:
             return status.returncode
         if self._interactive:
             print(flush=True)  # after the terminal's ^C
+        shutting_down = RexecConnectionError(
+            f"connection to {self.connection.peer} lost: the server is shutting down"
+            " (server.shutting_down)"
+        )
+        if status.cancelled and not ended.killed_by_rexec:
+            # Only a server shutting down ends a shell nobody cancelled: the
+            # connection goes with it; as for any lost connection, offer a new one.
+            return None if await self._recover(shutting_down) else EXIT_FAILURE
         say(f"the remote shell {status.describe()}; a new one goes on from the session's state")
         self.state.record(status)
         try:
             await self._interruptible(self._start_shell())
+        except RemoteCommandError as exc:
+            if exc.code != "server.shutting_down":
+                say(f"no new shell: {exc}")
+                return status.returncode
+            return None if await self._recover(shutting_down) else EXIT_FAILURE
         except RexecConnectionError as exc:
-            # The connection went with the shell (the server is shutting
-            # down): as for any lost connection, offer a new one.
             return None if await self._recover(exc) else EXIT_FAILURE
         except (Interrupted, ShellEnded, RexecError) as exc:
             say(f"no new shell: {exc}")
