@@ -178,14 +178,20 @@ def _complete_a_remote_path(server: Any, open_shell: OpenShell, tmp_path: Path) 
     assert shell.cwd.endswith("/completion-target-dir")
 
 
-def test_server_killed_mid_command_gives_one_line(server: Any, open_shell: OpenShell) -> None:
-    shell = open_shell(server)
+def _server_gone_mid_line(shell: ShellUnderTest, end: Callable[[], None]) -> tuple[str, list[str]]:
+    """Run a long line, ``end`` the server meanwhile, wait for the offer to
+    reconnect; return what was shown before it, and its ``rexec:`` lines."""
     shell.child.sendline("echo sta''rted; sleep 30")
     shell.child.expect_exact("started")
-    server.process.kill()
+    end()
     shell.child.expect_exact("? [y/n]")
     message = plain(shell.child.before)
-    lines = [line for line in message.splitlines() if line.startswith("rexec:")]
+    return message, [line for line in message.splitlines() if line.startswith("rexec:")]
+
+
+def test_server_killed_mid_command_gives_one_line(server: Any, open_shell: OpenShell) -> None:
+    shell = open_shell(server)
+    message, lines = _server_gone_mid_line(shell, server.process.kill)
     assert len(lines) == 1 and "lost" in lines[0], message
     assert "Traceback" not in message
     shell.child.sendline("n")
@@ -198,15 +204,10 @@ def test_server_stopped_mid_command_gives_one_line_and_an_offer(
     """SIGTERM to rexecd while a line runs (outsider finding F-A: a
     traceback, exit 1): one line, the offer to reconnect, no traceback."""
     shell = open_shell(server)
-    shell.child.sendline("echo sta''rted; sleep 30")
-    shell.child.expect_exact("started")
-    server.process.terminate()
-    shell.child.expect_exact("? [y/n]")
-    message = plain(shell.child.before)
+    message, lines = _server_gone_mid_line(shell, server.process.terminate)
     assert "Traceback" not in message
     assert "No such file" not in message  # the record channel's end, said by bash (outsider4c)
     assert "a new one goes on" not in message  # not on a server that is going away
-    lines = [line for line in message.splitlines() if line.startswith("rexec:")]
     assert lines and "shutting down" in lines[-1], message
     shell.child.sendline("n")
     assert shell.exit_status() == 255
