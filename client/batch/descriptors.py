@@ -43,6 +43,12 @@ def descriptors_in_use() -> int:
         return 16  # no /proc: a typical start-up count
 
 
+def descriptors_free() -> bool:
+    """Whether the process is below its open-file limit now."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return soft == resource.RLIM_INFINITY or descriptors_in_use() < soft
+
+
 def fit_fanout(fanout: int) -> tuple[int, str | None]:
     """The fanout that fits the open-file limit (raised if need be and
     allowed), and a one-line note when it is below ``fanout``."""

@@ -20,7 +20,7 @@ Contract:
   used first); when none is idle the caller waits (``can_reserve()``). A
   connection being closed counts until it is closed, so the number of
   sockets never exceeds the fanout. Running out of descriptors anyway
-  (``OutOfDescriptors``) lowers the fanout instead of failing the job.
+  (``OutOfDescriptors``) lowers the fanout; the job waits for a slot.
 * ``ServerPool.least_loaded()`` picks the spread server with room and the
   fewest running jobs (ties: the first listed), preferring servers already
   connected, and opening a new connection only while a slot is free: in
@@ -38,7 +38,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from ..address import Address
 from ..connection import ClientConnection
 from ..errors import RexecConnectionError
-from .descriptors import OutOfDescriptors, out_of_descriptors
+from .descriptors import OutOfDescriptors, descriptors_free, out_of_descriptors
 from .targets import label
 
 Connector = Callable[[Address], Awaitable[ClientConnection]]
@@ -53,6 +53,7 @@ REVIVE_BACKOFF = 0.5
 _CLOSE_TIMEOUT = 5.0
 #: How many idle servers ``reserve`` looks through for one with no work queued.
 _EVICTION_SCAN = 64
+_DESCRIPTOR_RETRIES = 3  # connection attempts after EMFILE with nothing open
 
 
 class Server:
@@ -65,6 +66,7 @@ class Server:
         "_reconnects_left",
         "_revivals",
         "address",
+        "descriptor_retries",
         "down",
         "holds_slot",
         "index",
@@ -100,6 +102,7 @@ class Server:
         self._connecting: asyncio.Task[ClientConnection] | None = None
         self._reconnects_left = reconnects
         self._revivals = 0
+        self.descriptor_retries = 0
 
     @property
     def has_room(self) -> bool:
@@ -125,7 +128,7 @@ class Server:
         try:
             if self._revivals:
                 await asyncio.sleep(min(REVIVE_BACKOFF * self._revivals, 5.0))
-            connection = await self._connector(self.address)
+            connection = await self._pool.connector(self.address)
         except RexecConnectionError as exc:
             if out_of_descriptors(exc) and self._pool.out_of_descriptors(self):
                 raise OutOfDescriptors(str(exc)) from None
@@ -146,19 +149,16 @@ class Server:
         self.limit = min(self.limit, connection.server_limits.max_commands)
         return connection
 
-    @property
-    def _connector(self) -> Connector:
-        return self._pool.connector
-
     def mark_down(self, why: str) -> None:
         """Record that the server can't be used (the first reason wins)."""
         if self.down is None:
             self.down = why
-        self._drop_connection()
+        self.evict()
 
-    def _drop_connection(self) -> None:
+    def evict(self) -> None:
         """Close the connection (in the background) and give the slot back
-        once it is closed."""
+        once it is closed: for a down server, or an idle one whose slot is
+        wanted."""
         connection, self._connection = self._connection, None
         if not self.holds_slot:
             return
@@ -176,9 +176,9 @@ class Server:
         self._pool.released(self, closing=True)
         asyncio.ensure_future(close())
 
-    def evict(self) -> None:
-        """Close an idle server's connection to free its slot."""
-        self._drop_connection()
+    @property
+    def is_connecting(self) -> bool:
+        return self._connecting is not None
 
     def revive(self) -> bool:
         """Allow one more connection attempt to a down server, if the budget
@@ -376,19 +376,23 @@ class ServerPool:
         self.on_slot_free()
 
     def out_of_descriptors(self, server: Server) -> bool:
-        """Connecting to ``server`` found no descriptor. When other connections
-        are open (closing them will free some), give its slot back, keep the
-        fanout below what is open now and return True: the job waits. False
-        when none is open: waiting would free nothing."""
-        others = self.open + self.closing - (1 if server.holds_slot else 0)
-        if others <= 0:
-            return False
+        """Connecting to ``server`` found no descriptor. True (its slot given
+        back, the fanout kept to the connections holding one) when waiting
+        frees one: another connection is open, opening or closing, or none
+        is but the limit has room now (closed meanwhile; a few tries)."""
+        others = [s for s in self._by_index if s is not server and s.holds_slot]
+        connected = sum(1 for s in others if not s.is_connecting)
+        if not self.closing + len(others):
+            if server.descriptor_retries >= _DESCRIPTOR_RETRIES or not descriptors_free():
+                return False
+            server.descriptor_retries += 1
         if server.holds_slot:
             server.holds_slot = False
             self.released(server, closing=False)
-        if others < self.fanout:
-            self.fanout = others
-            self.fanout_note = f"fanout lowered to {others}: out of file descriptors"
+        holding = max(1, self.closing + connected)
+        if holding < self.fanout:
+            self.fanout = holding
+            self.fanout_note = f"fanout lowered to {holding}: out of file descriptors"
         return True
 
     async def close(self) -> None:
