@@ -110,10 +110,13 @@ def test_discover_finds_two_servers_by_loopback_broadcast(start_server) -> None:
 def test_no_answer_when_announce_is_off(start_server) -> None:
     server = start_server()
     assert psutil.Process(server.process.pid).net_connections(kind="udp") == []
-    result = rexec_discover(
-        "--address", "127.255.255.255", "--port", str(free_udp_port()), "--timeout", "0.3"
-    )
+    port = free_udp_port()
+    result = rexec_discover("--address", "127.255.255.255", "--port", str(port), "--timeout", "0.3")
     assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == (
+        f"rexec: no server answered the discovery probe on UDP port {port} within 0.3 s"
+        " (rexecd answers only with --announce)\n"
+    )
 
 
 def test_probe_sizes_outside_256_to_512_get_no_answer(start_server) -> None:
