@@ -91,7 +91,7 @@ class Operations:
                 server.subscribe(metrics)
                 host, port = parse_http_address(settings.http)
                 self._http = HttpEndpoint(
-                    healthy=lambda: not server.shutting_down, metrics=metrics.render
+                    not_accepting=server.not_accepting, metrics=metrics.render
                 )
                 try:
                     bound = await self._http.start(host, port)
