@@ -20,7 +20,11 @@
    through ``rexec_client.shell.session`` in this process (the mechanism
    without the local prompt), one ``rexec run`` of ``true`` per line on a
    warm connection (what a line cost before the session kept one shell),
-   and ``ssh -tt HOST bash`` with the same line (a prompt of its own).
+   and ``ssh -tt HOST bash -l`` with the same line (a prompt of its own).
+   Both shells read the account's login start-up files (``/etc/profile``,
+   ``~/.profile``, ...), as ``rexec shell`` and ``ssh HOST`` do: a
+   ``PROMPT_COMMAND`` set there (pyenv's hook forks ``stat`` at each
+   prompt) then costs both the same, and the difference is rexec's own.
 3. put/get throughput of one ``--size`` file (default 1 GiB, random bytes,
    on /dev/shm on both ends so no disk is involved): ``rexec put``/``rexec
    get`` (CLI, whole process: start-up, connect, hash pass, transfer, fsync,
@@ -469,10 +473,9 @@ def line_rows(servers: Servers) -> list[LineRow]:
         ),
         LineRow(
             "ssh-bash",
-            "OpenSSH `ssh -tt HOST bash`",
-            lambda: PromptSession(
-                servers.ssh_tt(["bash", "--norc", "--noprofile"]), SSH_PROMPT, setup=SSH_SETUP
-            ),
+            "OpenSSH `ssh -tt HOST bash -l`",
+            # -l: the start-up files rexec shell reads (see the docstring).
+            lambda: PromptSession(servers.ssh_tt(["bash", "-l"]), SSH_PROMPT, setup=SSH_SETUP),
             servers.sshd_pids,
         ),
     ]
@@ -707,8 +710,8 @@ def line_report(meta, rows, lines) -> list[str]:
         f"### A `true` line, Enter to the next prompt ({meta['line_samples']} lines x "
         f"{meta['reps']} repetitions per row)",
         "",
-        "| | median | p95 | p99 | on top of `ssh -tt HOST bash` (median) "
-        "| vs `ssh -tt HOST bash` | CPU a line: client + server side |",
+        "| | median | p95 | p99 | on top of `ssh -tt HOST bash -l` (median) "
+        "| vs `ssh -tt HOST bash -l` | CPU a line: client + server side |",
         "|---|---|---|---|---|---|---|",
     ]
     ssh = lines.get("ssh-bash")
@@ -730,9 +733,9 @@ def line_report(meta, rows, lines) -> list[str]:
     L += [
         "",
         "Median and percentiles over all lines pooled; the difference and ratio to "
-        "`ssh -tt HOST bash` are of the per-repetition medians, median [min–max] over the "
+        "`ssh -tt HOST bash -l` are of the per-repetition medians, median [min–max] over the "
         "repetitions. Goal: a `true` line costs rexec shell under 5 ms on top of what it costs "
-        "over ssh. CPU a line: medians over the repetitions of the CPU time the client "
+        "over ssh, both shells reading the account's start-up files. CPU a line: medians over the repetitions of the CPU time the client "
         "(the CLI's process tree, or this process for the in-process rows) and the server side "
         "(rexecd and its children: the remote bash and helpers; sshd and its children) used, per "
         "line, in clock ticks of 10 ms over the whole repetition: on a busy machine wall times "
