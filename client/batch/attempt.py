@@ -8,8 +8,11 @@ How an attempt can end, for the scheduler (``engine``):
   its connection was lost once the command had been sent: it *may have run*
   (``JobResult.started``), so it is never run again without ``--retries``;
 * ``NotStarted`` — the server could not be reached (connect, handshake or
-  authentication failed): the command was never sent, so the job may go
-  to another server without being counted as an attempt;
+  authentication failed), or it refused the command for a reason of its
+  own that proves the command never started and will refuse every other
+  (``NOT_RUN_HERE``: it is shutting down, its audit log fails): the server
+  is dropped, and the job may go to another server without being counted
+  as an attempt;
 * ``Busy`` — the server refused the command as ``busy`` (its own limit):
   run it again later, uncounted.
 """
@@ -38,6 +41,12 @@ from .servers import Server
 OutputCallback = Callable[[Job, Address, str, bytes], None]
 
 _READ_SIZE = 1 << 16
+
+#: Refusals that say the command never started and that the server will run
+#: none (``busy`` says only "not now": it waits): the server is dropped and
+#: the job runs elsewhere, uncounted. A refusal for the command's own sake
+#: (``command.denied``, ``spawn.*``, ``cwd.invalid`` …) is the job's result.
+NOT_RUN_HERE = frozenset({"server.shutting_down", "audit.unavailable"})
 
 
 @dataclasses.dataclass(slots=True, eq=False)
@@ -148,7 +157,7 @@ class AttemptRunner:
             process = await connection.start(
                 job.args,
                 shell=job.is_shell,
-                cwd=job.cwd,
+                cwd=job.cwd if job.cwd is not None else self._options.cwd,
                 env=job.env,
                 timeout=job.timeout or self._options.timeout,
             )
@@ -156,6 +165,11 @@ class AttemptRunner:
             if exc.code == "busy":
                 server.busy()
                 raise Busy from None
+            if exc.code in NOT_RUN_HERE:
+                why = f"{exc.message} ({exc.code})"
+                server.mark_down(why)
+                result = failure(item, server, Status.CONNECT_ERROR, why, exc.code)
+                raise NotStarted(result) from None
             result = failure(item, server, Status.FAILED, exc.message, exc.code, start)
             return dataclasses.replace(result, exit_code=RETURNCODE_BY_REFUSAL.get(exc.code))
         except RexecConnectionError as exc:
@@ -182,11 +196,23 @@ class AttemptRunner:
             code, error = "output.lost", lost[0]
         if code is not None and result_status is Status.OK:
             result_status = Status.FAILED  # never an ok without all its output
+        if result_status is Status.CANCELLED and not process.cancel_requested:
+            # Nobody here cancelled it: the server ended it on its own, shutting
+            # down (as ``rexec run`` says): how it died, and why.
+            result_status = Status.SIGNAL if status.signal is not None else Status.FAILED
+            how = f" ({status.signal_name})" if status.signal_name else ""
+            code, error = (
+                "server.shutting_down",
+                f"the server is shutting down: it ended the command{how}",
+            )
         if status.connection_lost:
             server.mark_down(status.connection_error or "connection lost")
             error = status.connection_error
-            if self._cancelling():  # we dropped it after cancelling: the server kills it
+            if self._cancelling():
+                # We dropped it after cancelling (or it was lost meanwhile):
+                # the server kills it when it sees the drop, if it still can.
                 result_status = Status.CANCELLED
+                error = f"cancel not confirmed: {server.down}; the command may still run"
         return JobResult(
             job=job,
             target=server.address,

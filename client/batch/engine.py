@@ -373,7 +373,7 @@ class Batch:
     def _give_up(self, item: WorkItem) -> None:
         """The server did not confirm a cancel in time: drop its connection."""
         if item in self._running and item.tried:
-            item.tried[-1].mark_down("it did not confirm a cancel in time")
+            item.tried[-1].mark_down(f"no answer within {self.options.cancel_grace:g} s")
 
     async def _skip_pending(self) -> None:
         for item in self._pending.drain():

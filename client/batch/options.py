@@ -25,6 +25,8 @@ class BatchOptions:
     fanout: int | None = DEFAULT_FANOUT
     onall: bool = False
     timeout: float | None = None
+    #: The directory a job runs in unless it names its own (``Job.cwd``).
+    cwd: str | None = None
     retries: int = 0
     retry_failed: bool = False
     halt: HaltPolicy | None = None

@@ -215,6 +215,12 @@ def register(subparsers: Any) -> None:
         help="the server kills a command (its whole process group) after this long",
     )
     sched.add_argument(
+        "--cwd",
+        metavar="DIR",
+        help="run the commands in DIR on the server (a --jsonl job's own 'cwd' wins; "
+        "default: the server's, the home directory of its account)",
+    )
+    sched.add_argument(
         "--retries",
         type=_count,
         default=0,
