@@ -167,7 +167,7 @@ class AttemptRunner:
                 raise Busy from None
             if exc.code in NOT_RUN_HERE:
                 why = f"{exc.message} ({exc.code})"
-                server.mark_down(why)
+                server.mark_down(why, drain=True)  # the other commands there run on
                 result = failure(item, server, Status.CONNECT_ERROR, why, exc.code)
                 raise NotStarted(result) from None
             result = failure(item, server, Status.FAILED, exc.message, exc.code, start)

@@ -288,6 +288,7 @@ class Batch:
             if not released:
                 released = True
                 server.running -= 1
+                server.drained()
                 self._pool.changed(server)
                 self._pending.mark_ready(server)
                 self._wake.set()

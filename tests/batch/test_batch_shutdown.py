@@ -135,7 +135,9 @@ def test_a_job_pinned_to_a_server_shutting_down_fails_naming_why(
     pool = start_pool(2, "--shutdown-grace", "60")
     commands, started, release = _gated_jobs(tmp_path, gated=1, plain=1)
     results = tmp_path / "r.jsonl"
-    argv = batch_argv(pool, "--onall", "-H", pool.spec, "--results", str(results))
+    argv = batch_argv(
+        pool, "--onall", "--per-host", "1", "-H", pool.spec, "--results", str(results)
+    )
     with _held(pool, 1, tmp_path) as shut_down, _popen([*argv, str(commands)]) as batch:
         _wait_until(lambda: len(list(started.iterdir())) == 2, "job 1 running on both")
         shut_down()
@@ -224,7 +226,8 @@ def test_sigterm_ends_the_batch_143_and_an_unconfirmed_cancel_says_so(
         out, err = batch.communicate(timeout=CLI_TIMEOUT)
     assert batch.returncode == 128 + signal.SIGTERM, err
     host = pool.servers[0].host
-    first, head, *lines = err.splitlines()
+    # The first line starts with a carriage return (over a progress line).
+    first, head, *lines = [line for line in err.splitlines() if line]
     assert "terminated: cancelling 1 running command(s)" in first, err
     assert head.endswith(": 1 cancelled (interrupted)"), err
     assert lines == [
