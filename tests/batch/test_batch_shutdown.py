@@ -45,11 +45,12 @@ def _refuses_connections(host: str, port: int) -> bool:
 
 
 @contextlib.contextmanager
-def _popen(argv: list[str]) -> Iterator[subprocess.Popen]:
-    """A process ended by its PID (and its process group's leftovers) at the end."""
-    process = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
+def _popen(argv: list[str], stdout: Path | None = None) -> Iterator[subprocess.Popen]:
+    """A process (its stdout to the file ``stdout`` if given), killed by its
+    PID at the end if it still runs."""
+    with contextlib.ExitStack() as files:
+        out = files.enter_context(stdout.open("w")) if stdout else subprocess.PIPE
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.PIPE, text=True)
     try:
         yield process
     finally:
@@ -217,10 +218,11 @@ def test_sigterm_ends_the_batch_143_and_an_unconfirmed_cancel_says_so(
     """outsider5 F2: SIGTERM is 143 (as put and get), not Ctrl-C's 130; a
     cancel the (hung) server never answered is not reported as done."""
     pool = start_pool(1)
-    pid_file = tmp_path / "pid"
-    argv = batch_argv(pool, "--onall", "--keepalive", "30", "-H", pool.spec, "--")
-    with _stopped(pool, 0) as stop, _popen([*argv, f"echo $$ > {pid_file}; sleep 60"]) as batch:
-        _wait_until(lambda: pid_file.exists() and pid_file.read_text().strip(), "the command")
+    printed = tmp_path / "out"
+    argv = batch_argv(pool, "--onall", "--line", "--keepalive", "30", "-H", pool.spec, "--")
+    with _stopped(pool, 0) as stop, _popen([*argv, "echo ready; sleep 60"], printed) as batch:
+        # Its output printed: the batch knows the command started (it has one to cancel).
+        _wait_until(lambda: "ready" in printed.read_text(), "the command's output")
         stop()
         batch.send_signal(signal.SIGTERM)
         out, err = batch.communicate(timeout=CLI_TIMEOUT)
