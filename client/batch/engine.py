@@ -14,10 +14,12 @@ Contract:
   job with ``target`` is pinned there.
 * Every work item pulled from the input yields exactly one ``JobResult``,
   after its last attempt: nothing is lost, nothing reported twice.
-* Dead servers (``attempt``): a server that can't be reached, or whose
-  connection is lost, is *dropped* (``dropped``): it gets no more spread
-  jobs. A spread job whose server could not be reached was never sent, so
-  it goes back to the queue for the others, uncounted; when every server is
+* Dead servers (``attempt``): a server that can't be reached, whose
+  connection is lost, or that refuses a command saying it will run none
+  (shutting down: ``NOT_RUN_HERE``) is *dropped* (``dropped``): it gets no
+  more spread jobs. A spread job whose server could not be reached or
+  refused it so never ran, so it goes back to the queue for the others,
+  uncounted; when every server is
   dropped (and none may be revived) it fails, ``NO_SERVER_LEFT``. A job
   whose command was sent before its connection was lost may have run: it
   ends ``connect_error``, rerun only within ``retries`` (a command need not

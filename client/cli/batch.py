@@ -43,6 +43,12 @@ without port excludes it on every port).
 
 Each job has a stable id (the input line number, the argument's number, or
 the JSON 'id'): the joblog, --results and --resume use it.
+
+A keepalive ping goes every 5 s on each connection unless --keepalive says
+otherwise: a server that stops answering 3 in a row (hung, its host gone)
+ends its jobs as connect_error and is dropped, rather than hang the batch.
+A server that refuses jobs as shutting down is dropped and its jobs run on
+the others.
 """
 
 EPILOG = (
