@@ -23,6 +23,7 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Callable
+from typing import NoReturn
 
 from ..address import Address
 from ..errors import RemoteCommandError, RexecConnectionError
@@ -166,13 +167,14 @@ class AttemptRunner:
                 server.busy()
                 raise Busy from None
             if exc.code in NOT_RUN_HERE:
-                why = f"{exc.message} ({exc.code})"
-                server.mark_down(why, drain=True)  # the other commands there run on
-                result = failure(item, server, Status.CONNECT_ERROR, why, exc.code)
-                raise NotStarted(result) from None
+                self._not_run_here(item, server, f"{exc.message} ({exc.code})", exc.code)
             result = failure(item, server, Status.FAILED, exc.message, exc.code, start)
             return dataclasses.replace(result, exit_code=RETURNCODE_BY_REFUSAL.get(exc.code))
         except RexecConnectionError as exc:
+            if exc.code in NOT_RUN_HERE:
+                # Ended by the server shutting down (its last command done)
+                # before an answer: a server shutting down starts nothing.
+                self._not_run_here(item, server, str(exc), exc.code)
             # The start frame may have reached the server: the command may run.
             server.mark_down(str(exc))
             status = status_of_connection_error(exc)
@@ -228,6 +230,13 @@ class AttemptRunner:
             error=error,
             **{name: getattr(status, name) for name in _FROM_EXIT_STATUS},
         )
+
+    @staticmethod
+    def _not_run_here(item: WorkItem, server: Server, why: str, code: str) -> NoReturn:
+        """The server said it runs no more commands: it is dropped (the
+        commands running there go on) and ``item`` never ran there."""
+        server.mark_down(why, drain=True)
+        raise NotStarted(failure(item, server, Status.CONNECT_ERROR, why, code))
 
     async def _read(
         self, reader: OutputReader, job: Job, target: Address, stream: str, lost: list[str]

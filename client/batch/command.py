@@ -38,7 +38,7 @@ from .halt import HaltPolicy, HaltSyntaxError
 from .inputs import BatchInput
 from .joblog import DoneJobs, JoblogWriter
 from .jobs import Job, JobInputError
-from .options import BatchOptions
+from .options import BATCH_KEEPALIVE, BatchOptions
 from .outcome import JobResult
 from .output import GroupPrinter, LinePrinter, OrderedPrinter, Printer, Tagger, host_prefix, job_tag
 from .progress import Progress
@@ -57,10 +57,6 @@ from .targets import (
 
 #: Status when our stdout was closed by its reader (as a process killed by SIGPIPE).
 EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
-#: Keepalive interval unless --keepalive says otherwise (as the shell's): a
-#: server that stops answering (hung, its host gone) ends its jobs as
-#: ``connect_error`` after KEEPALIVE_COUNT unanswered pings, never hangs the batch.
-BATCH_KEEPALIVE = 5.0
 
 
 def main(args: argparse.Namespace) -> int:

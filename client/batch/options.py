@@ -10,6 +10,10 @@ from .servers import DEFAULT_FANOUT
 
 #: Commands running at once in a spread batch unless ``-j`` says otherwise.
 DEFAULT_JOBS = 32
+#: ``rexec batch``'s keepalive interval unless --keepalive says otherwise (as
+#: the shell's): a server that stops answering (hung, its host gone) ends its
+#: jobs as ``connect_error`` after 3 unanswered pings, never hangs the batch.
+BATCH_KEEPALIVE = 5.0
 
 
 @dataclasses.dataclass(kw_only=True)

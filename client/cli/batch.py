@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..batch.exit_codes import HELP_TABLE
-from ..batch.options import DEFAULT_JOBS
+from ..batch.options import BATCH_KEEPALIVE, DEFAULT_JOBS
 from ..batch.servers import DEFAULT_FANOUT
 from .base import add_command
 from .common import add_connection_options, positive_float
@@ -322,7 +322,9 @@ def register(subparsers: Any) -> None:
         help="no progress line (shown only when stderr is a terminal)",
     )
     people.add_argument("--quiet", action="store_true", help="no summary at the end")
-    add_connection_options(parser)
+    for action in add_connection_options(parser):
+        if action.dest == "keepalive" and action.help:
+            action.help = action.help.replace("(default: off)", f"(default: {BATCH_KEEPALIVE:g})")
     parser.set_defaults(handler=_main, accepts_command=True, mode="group")
 
 
