@@ -62,6 +62,8 @@ class WorkItem:
     process: RemoteProcess | None = None
     task: asyncio.Task[None] | None = None
     connecting: bool = False
+    #: When this attempt's command was sent (epoch seconds; 0: not yet).
+    sent: float = 0.0
 
 
 class Busy(Exception):
@@ -99,6 +101,16 @@ def failure(
     )
 
 
+def aborted(item: WorkItem, server: Server) -> JobResult:
+    """The result of an attempt ended by the batch being aborted (a second
+    Ctrl-C): one whose command was sent may have run, its cancel never
+    confirmed; one not sent was skipped."""
+    if not item.sent:
+        return failure(item, server, Status.SKIPPED, "the batch was aborted")
+    why = "cancel not confirmed: the batch was aborted; the command may still run"
+    return failure(item, server, Status.CANCELLED, why, start=item.sent)
+
+
 #: The fields of a result copied from the command's ``ExitStatus``.
 _FROM_EXIT_STATUS = (
     "exit_code",
@@ -134,12 +146,25 @@ class AttemptRunner:
         self._cancel = cancel
 
     async def run(self, item: WorkItem, server: Server) -> JobResult:
-        """One attempt of ``item`` on ``server``.
+        """One attempt of ``item`` on ``server``. An exception nobody foresaw
+        (a bug, a bad port given through the library) is a failed job, its
+        server dropped: never a job lost without a result.
 
         Raises:
             NotStarted: the server could not be reached.
             Busy: the server refused the command as busy.
         """
+        item.sent = 0.0
+        try:
+            return await self._run(item, server)
+        except (Busy, NotStarted):
+            raise
+        except Exception as exc:
+            why = f"rexec could not run it: {type(exc).__name__}: {exc}"
+            server.mark_down(why)
+            return failure(item, server, Status.FAILED, why, "client.error", item.sent)
+
+    async def _run(self, item: WorkItem, server: Server) -> JobResult:
         job = item.job
         item.connecting = True
         try:
@@ -154,6 +179,7 @@ class AttemptRunner:
         if self._cancelling():
             return failure(item, server, Status.SKIPPED, "cancelled before it started")
         start, t0 = time.time(), time.monotonic()
+        item.sent = start
         try:
             process = await connection.start(
                 job.args,

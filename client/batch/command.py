@@ -109,8 +109,6 @@ _SAME_NAMED_OPTIONS = (
 
 
 def _options(args: argparse.Namespace, n_targets: int, batch_input: BatchInput) -> BatchOptions:
-    if (args.resume or args.resume_failed) and not args.joblog:
-        raise CliError("--resume needs --joblog FILE (the log to resume from)")
     halt = HaltPolicy.parse(args.halt) if args.halt else None
     wants_total = (args.progress and sys.stderr.isatty()) or (halt is not None and halt.percent)
     total = batch_input.count() if wants_total else None
@@ -134,6 +132,9 @@ def _options(args: argparse.Namespace, n_targets: int, batch_input: BatchInput) 
 def _done_jobs(args: argparse.Namespace) -> DoneJobs | None:
     if not (args.resume or args.resume_failed):
         return None
+    if not args.joblog:
+        option = "--resume" if args.resume else "--resume-failed"
+        raise CliError(f"{option} needs --joblog FILE (the log to resume from)")
     return DoneJobs.read(args.joblog, failed_too=args.resume)
 
 

@@ -49,7 +49,7 @@ from collections.abc import AsyncIterator, Callable
 
 from ..address import Address
 from ..errors import RexecConnectionError
-from .attempt import AttemptRunner, Busy, NotStarted, OutputCallback, WorkItem, failure
+from .attempt import AttemptRunner, Busy, NotStarted, OutputCallback, WorkItem, aborted, failure
 from .halt import HaltPolicy
 from .jobs import Job, JobInputError
 from .options import BatchOptions
@@ -307,8 +307,7 @@ class Batch:
             except asyncio.CancelledError:
                 if self._closed:
                     raise
-                status = Status.CANCELLED if item.process is not None else Status.SKIPPED
-                result = failure(item, server, status, "the batch was aborted")
+                result = aborted(item, server)
             if server.down is not None and not self._cancelling:
                 self._dropped[server] = None
             release_server()

@@ -87,6 +87,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    value = _count(text) if text.strip().isdigit() else 0
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 1 to 65535, got {text!r}")
+    return value
+
+
 def _fanout(text: str) -> int:
     """``-f N``; a word that is no number is most likely a hosts file, which
     ``-f`` named before it became the fanout: say where that went."""
@@ -165,7 +172,7 @@ def register(subparsers: Any) -> None:
     )
     targets.add_argument(
         "--port",
-        type=_positive,
+        type=_port,
         default=None,
         metavar="PORT",
         help="port of targets that name none (default: 7420)",
