@@ -1,9 +1,10 @@
 """``rexec batch`` when a server shuts down (a rolling restart), hangs, or
 the batch itself is terminated: the real CLI against real ``rexecd``.
 
-A server that refuses a command with ``server.shutting_down`` proved it never
-ran it: a spread job goes to the other servers, uncounted, and the server is
-dropped; a pinned job fails naming the cause. A command the server ends as
+A server that refuses a command with ``server.shutting_down`` (or
+``audit.unavailable``) proved it never ran it and will run none: a spread job
+goes to the other servers, uncounted, and the server is dropped; a pinned job
+fails naming the cause. A command the server ends as
 it shuts down is a signal with its cause, as ``rexec run`` says it. A server
 that stops answering ends its jobs through the keepalive (on by default),
 never hangs the batch. SIGTERM to the batch exits 143, and a cancel the
@@ -12,6 +13,7 @@ server never confirmed says so."""
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import socket
 import subprocess
@@ -22,7 +24,15 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import CLI_TIMEOUT, Pool, batch_argv, read_results
+from .conftest import (
+    CLI_TIMEOUT,
+    Pool,
+    batch_argv,
+    read_joblog,
+    read_results,
+    run_batch_cli,
+    start_rexecd,
+)
 
 DROPPED = "(dropped: no more jobs sent there)"
 #: A job that waits (bounded) until the file ``release`` exists.
@@ -45,12 +55,17 @@ def _refuses_connections(host: str, port: int) -> bool:
 
 
 @contextlib.contextmanager
-def _popen(argv: list[str], stdout: Path | None = None) -> Iterator[subprocess.Popen]:
-    """A process (its stdout to the file ``stdout`` if given), killed by its
-    PID at the end if it still runs."""
+def _popen(
+    argv: list[str], stdout: Path | None = None, stderr: Path | None = None
+) -> Iterator[subprocess.Popen]:
+    """A process (its stdout and stderr to these files if given), killed by
+    its PID at the end if it still runs."""
     with contextlib.ExitStack() as files:
-        out = files.enter_context(stdout.open("w")) if stdout else subprocess.PIPE
-        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.PIPE, text=True)
+        out, err = (
+            files.enter_context(path.open("w")) if path else subprocess.PIPE
+            for path in (stdout, stderr)
+        )
+        process = subprocess.Popen(argv, stdout=out, stderr=err, text=True)
     try:
         yield process
     finally:
@@ -236,3 +251,67 @@ def test_sigterm_ends_the_batch_143_and_an_unconfirmed_cancel_says_so(
         f"  {host}: cancel not confirmed: no answer within 10 s; the command may still run "
         "(1 cancelled; jobs 1)"
     ]
+
+
+def test_a_server_whose_audit_log_is_stuck_is_no_black_hole(start_pool, tmp_path: Path) -> None:
+    """outsider5 F20: a server refusing every command at once (its audit log
+    can't be written) would get nearly every job from the least-loaded
+    scheduler; it is dropped at its first refusal and the jobs run elsewhere."""
+    pool = start_pool(1)
+    fifo = tmp_path / "audit.fifo"
+    os.mkfifo(fifo)  # nobody reads it: the server refuses every command
+    stuck = start_rexecd(
+        tmp_path / "stuck",
+        *("--port", str(pool.port), "--audit-log", str(fifo)),
+        host="127.0.0.3",
+        key_file=pool.key_file,
+    )
+    try:
+        results = tmp_path / "r.jsonl"
+        done = run_batch_cli(
+            pool,
+            *("-H", f"127.0.0.[2-3]:{pool.port}", "-j", "4", "-k", "--results", str(results)),
+            input="".join(f"echo {i}\n" for i in range(1, 21)),
+        )
+    finally:
+        stuck.stop(signal.SIGKILL)
+        stuck.process.stdout.close()
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "".join(f"{i}\n" for i in range(1, 21))
+    assert {(r["status"], r["attempt"], r["target"]) for r in read_results(results)} == {
+        ("ok", 1, pool.label(0))
+    }
+    assert done.stderr.splitlines()[1:] == [
+        f"  127.0.0.3: the audit log can't be written (audit.unavailable) {DROPPED}"
+    ]
+
+
+def test_a_second_ctrl_c_keeps_the_start_of_a_command_sent(start_pool, tmp_path: Path) -> None:
+    """outsider5 F21: aborted while its (hung) server ran it, a command is
+    logged as sent (host, start time), so --resume does not run it again,
+    and its cancel is said to be unconfirmed."""
+    pool = start_pool(1)
+    printed, said, log = tmp_path / "out", tmp_path / "err", tmp_path / "log.tsv"
+    argv = batch_argv(pool, "--onall", "--line", "--joblog", str(log), "-H", pool.spec, "--")
+    with _stopped(pool, 0) as stop, _popen([*argv, "echo ready; sleep 60"], printed, said) as batch:
+        _wait_until(lambda: "ready" in printed.read_text(), "the command's output")
+        stop()
+        batch.send_signal(signal.SIGINT)
+        _wait_until(lambda: "interrupted: cancelling 1" in said.read_text(), "the first Ctrl-C")
+        batch.send_signal(signal.SIGINT)
+        batch.communicate(timeout=CLI_TIMEOUT)
+    err = said.read_text()
+    assert batch.returncode == 130, err
+    (row,) = read_joblog(log)
+    assert row["Host"] == pool.label(0) and float(row["Starttime"]) > 0, row
+    assert err.splitlines()[-1] == (
+        f"  {pool.servers[0].host}: cancel not confirmed: the batch was aborted; the command may "
+        "still run (1 cancelled; jobs 1)"
+    )
+    # --resume plans nothing: the command was sent, it may have run.
+    resumed = run_batch_cli(
+        pool,
+        *("--onall", "--resume", "--dry-run", "--joblog", str(log), "-H", pool.spec),
+        *("--", "echo ready; sleep 60"),
+    )
+    assert (resumed.returncode, resumed.stdout) == (0, ""), resumed.stderr
