@@ -183,7 +183,9 @@ def _connector(args: argparse.Namespace) -> Connector:
 def _printer(
     args: argparse.Namespace, display: DisplayNames, stdout: BinaryIO, stderr: BinaryIO
 ) -> Printer:
-    if args.mode == "coalesce":
+    if args.mode == "coalesce":  # -b: stdout gathered, stderr as it comes (clush)
+        return CoalescingPrinter(stdout, display, stderr=stderr)
+    if args.mode == "coalesce-all":
         return CoalescingPrinter(stdout, display)
     tag: Tagger | None = None
     if args.tag:

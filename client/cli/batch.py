@@ -290,7 +290,16 @@ def register(subparsers: Any) -> None:
         dest="mode",
         action="store_const",
         const="coalesce",
-        help="print identical results once, under their folded target list",
+        help="print identical outputs once, under their folded target list, as clush -b: "
+        "stdout only (stderr goes to stderr, 'host: ' before each line)",
+    )
+    mode.add_argument(
+        "-B",
+        "--coalesce-all",
+        dest="mode",
+        action="store_const",
+        const="coalesce-all",
+        help="like -b, with stderr gathered too (after stdout), as clush -B",
     )
     out.add_argument(
         "--tag",
