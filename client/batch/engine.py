@@ -19,8 +19,8 @@ Contract:
   (shutting down: ``NOT_RUN_HERE``) is *dropped* (``dropped``): it gets no
   more spread jobs. A spread job whose server could not be reached or
   refused it so never ran, so it goes back to the queue for the others,
-  uncounted; when every server is
-  dropped (and none may be revived) it fails, ``NO_SERVER_LEFT``. A job
+  uncounted; when every server is dropped (and none may be revived) it
+  fails, ``NO_SERVER_LEFT``. A job
   whose command was sent before its connection was lost may have run: it
   ends ``connect_error``, rerun only within ``retries`` (a command need not
   be idempotent: running it twice is the user's call). A pinned job whose

@@ -37,6 +37,9 @@ from .targets import label
 _MAX_IDS = 10
 _MAX_HINTS = 3
 MAX_CAUSES = 32
+#: Codes whose ``error`` says what the code alone does not (who ended the
+#: command, and how; what went wrong in rexec).
+_SAID_WITH_THEIR_CAUSE = ("server.shutting_down", "client.error")
 
 
 @dataclasses.dataclass
@@ -61,8 +64,8 @@ def cause_of(result: JobResult) -> str:
         return f"{text}, after the command was sent" if result.started else text
     if is_refusal(result):
         return refusal_cause(result)
-    if result.error_code == "server.shutting_down" and result.error:
-        return f"{result.error} (server.shutting_down)"
+    if result.error_code in _SAID_WITH_THEIR_CAUSE and result.error:
+        return f"{result.error} ({result.error_code})"
     return result.reason
 
 
