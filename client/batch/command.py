@@ -304,6 +304,13 @@ async def _run(
     remove_handlers = _install_interrupts(batch, signals)
     started = time.monotonic()
     input_error: JobInputError | None = None
+    ticker = (
+        asyncio.create_task(
+            progress.keep_drawn(lambda: (batch.succeeded, batch.failed, batch.running))
+        )
+        if progress is not None
+        else None
+    )
     try:
         async for result in batch.results():
             records.write(result)
@@ -323,6 +330,9 @@ async def _run(
     except JobInputError as exc:
         input_error = exc
     finally:
+        if ticker is not None:  # stopped before the line is cleared for good
+            ticker.cancel()
+            await asyncio.gather(ticker, return_exceptions=True)
         remove_handlers()
         records.close()
         if progress is not None:
