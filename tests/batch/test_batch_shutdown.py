@@ -292,7 +292,9 @@ def test_a_second_ctrl_c_keeps_the_start_of_a_command_sent(start_pool, tmp_path:
     and its cancel is said to be unconfirmed."""
     pool = start_pool(1)
     printed, said, log = tmp_path / "out", tmp_path / "err", tmp_path / "log.tsv"
-    argv = batch_argv(pool, "--onall", "--line", "--joblog", str(log), "-H", pool.spec, "--")
+    argv = batch_argv(
+        pool, "--onall", "--line", "--keepalive", "30", "--joblog", str(log), "-H", pool.spec, "--"
+    )
     with _stopped(pool, 0) as stop, _popen([*argv, "echo ready; sleep 60"], printed, said) as batch:
         _wait_until(lambda: "ready" in printed.read_text(), "the command's output")
         stop()
