@@ -139,7 +139,9 @@ class KeySpec(BaseModel):
         Shown("", "a list of strings"),
     ] = ()
     allow_shell: Switch = True
-    allow_pty: Switch = True
+    #: unset: true, but false when allow_argv is set: on a terminal, a pager
+    #: (git log, journalctl, man) or an editor runs any command typed at it.
+    allow_pty: Switch | None = None
     #: unset: true, but false when allow_argv is set (as shell strings are):
     #: a key that may run some programs must not be able to replace them.
     allow_transfer: Switch | None = None
@@ -215,7 +217,9 @@ class Settings(BaseSettings):
     # Admission (rexec/server/admission.py): like sshd's MaxStartups and
     # PerSourcePenalties, except that nothing is refused before a key is proven.
     max_connections: Count = _setting(512, "authenticated connections in all")
-    max_connections_per_source: Count = _setting(64, "authenticated connections from one address")
+    max_connections_per_source: Count = _setting(
+        64, "authenticated connections from one address with one key"
+    )
     max_connections_per_key: Count = _setting(
         128, "authenticated connections with one key, so one key can't fill the server (0: no cap)"
     )
