@@ -4,6 +4,7 @@ the count of running requests, the observers, and the graceful shutdown."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 from typing import Protocol
 
@@ -47,8 +48,9 @@ class Server:
         self.temp_records: TempRecords | None = None
         self.admission = Admission(config.admission_limits)
         self.sessions: set[LiveSession] = set()
-        #: Commands and transfers running now, on every session.
+        #: Commands and transfers running now, on every session, and by key.
         self.running_requests = 0
+        self._running_by_key: collections.Counter[str] = collections.Counter()
         self.shutting_down = False
         self._observers: list[Observer] = [AuditTrail(audit)]
         self._session_numbers = itertools.count(1)
@@ -77,10 +79,10 @@ class Server:
         if not self.sessions:
             self._empty.set()
 
-    def busy_refusal(self, running_here: int) -> tuple[ErrorCode, str] | None:
-        """Why a new request on a session running ``running_here`` can't start
-        now (shutting down, or a command limit: ``busy``, which a client may
-        retry), or None."""
+    def busy_refusal(self, running_here: int, key: str) -> tuple[ErrorCode, str] | None:
+        """Why a new request of ``key`` on a session running ``running_here``
+        can't start now (shutting down, or a command limit: ``busy``, which a
+        client may retry), or None."""
         if self.shutting_down:
             return ErrorCode.SHUTTING_DOWN, "the server is shutting down"
         settings = self.config.settings
@@ -89,6 +91,10 @@ class Server:
             or self.running_requests >= settings.max_total_commands
         ):
             return ErrorCode.BUSY, "too many running commands; retry later"
+        # A share matters only with someone to share with: several keys.
+        share = settings.max_commands_per_key if len(self.config.keys) > 1 else 0
+        if 0 < share <= self._running_by_key[key]:
+            return ErrorCode.BUSY, "too many running commands with this key; retry later"
         return None
 
     def not_accepting(self) -> str | None:
@@ -100,15 +106,20 @@ class Server:
         reason = self.audit.unavailable()
         return f"audit unavailable: {reason}" if reason is not None else None
 
-    def request_started(self, pgid: int | None = None) -> None:
-        """Count a command (or transfer) in; record its process group, if any."""
+    def request_started(self, key: str, pgid: int | None = None) -> None:
+        """Count a command (or transfer) of ``key`` in; record its process
+        group, if any."""
         self.running_requests += 1
+        self._running_by_key[key] += 1
         self._idle.clear()
         if pgid is not None and self.records is not None:
             self.records.add(pgid)
 
-    def request_finished(self, pgid: int | None = None) -> None:
+    def request_finished(self, key: str, pgid: int | None = None) -> None:
         self.running_requests -= 1
+        self._running_by_key[key] -= 1
+        if not self._running_by_key[key]:
+            del self._running_by_key[key]
         if self.running_requests == 0:
             self._idle.set()
         if pgid is not None and self.records is not None:

@@ -303,7 +303,7 @@ class Session(asyncio.Protocol):
         self.writer.fatal(ErrorCode.BUSY, reason)
 
     def _start(self, request: Run | Put | Get) -> None:
-        busy = self.server.busy_refusal(len(self.requests))
+        busy = self.server.busy_refusal(len(self.requests), self.key.name)
         if busy is not None:
             refuse(self, request, *busy)
             return

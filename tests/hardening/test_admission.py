@@ -359,3 +359,32 @@ def test_one_key_at_the_address_cap_does_not_shut_out_another_key(daemon, tmp_pa
     finally:
         for wire in held:
             wire.close()
+
+
+def test_one_key_can_not_take_every_command_slot(daemon, tmp_path: Path, marker) -> None:
+    """Attacker5 F15: a restricted key's never-ending commands held every
+    slot of ``max_total_commands``; its share is ``max_commands_per_key``,
+    and another key's command still starts."""
+    from .conftest import write_key
+
+    keys = {name: tmp_path / f"{name}.key" for name in ("cat", "admin")}
+    cat_key, admin_key = write_key(keys["cat"]), write_key(keys["admin"])
+    config = tmp_path / "rexecd.toml"
+    config.write_text(
+        f'[[keys]]\nname = "cat"\nfile = "{keys["cat"]}"\nallow_argv = ["sleep"]\n\n'
+        f'[[keys]]\nname = "admin"\nfile = "{keys["admin"]}"\n'
+    )
+    server = daemon(
+        "--config", str(config), "--max-total-commands", "4", "--max-commands-per-key", "2",
+        "--kill-grace", "0.2", key=False,
+    )  # fmt: skip
+    m = marker()
+    with wire_from(server, "127.0.6.1", key=cat_key) as holder:
+        holder.authenticate(timeout=5)
+        held = [holder.run(["sleep", m]) for _ in range(2)]
+        holder.wait_for(lambda: all(holder.results[i].started is not None for i in held))
+        third = holder.wait(holder.run(["sleep", m]), 5)
+        assert third.error is not None and third.error.code == "busy", third.frames
+        assert "with this key" in third.error.message
+        server.key = admin_key
+        assert served(server, "127.0.6.2") < 5
