@@ -4,7 +4,9 @@ of keys and rules on SIGHUP. Started by rexec.daemon once the rexec port
 listens, closed after the graceful shutdown (so ``/healthz`` says 503 while it
 runs).
 
-Reload (SIGHUP, ``systemctl reload rexecd``): the settings are read again from
+Reload (SIGHUP, ``systemctl reload rexecd``): first the audit log is opened
+again at its path, for logrotate, whether or not the rest succeeds
+(``AuditLog.reopen``). Then the settings are read again from
 the same flags, environment and config file, and keys and rules are loaded
 again. If anything is wrong, the error is logged, the old configuration stays,
 and ``rexecd_config_reloads_total{result="failed"}`` goes up. Otherwise the
@@ -153,8 +155,10 @@ class Operations:
         )  # fmt: skip
 
     def reload(self) -> bool:
-        """Re-read settings, keys and rules; True if the new ones are in use."""
+        """Reopen the audit log (logrotate), whatever comes next; re-read
+        settings, keys and rules. True if the new ones are in use."""
         server = self.server
+        server.audit.reopen()
         old = server.config
         assert self._rebuild is not None
         try:
