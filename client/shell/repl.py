@@ -365,7 +365,7 @@ class Repl:
             return True
 
     async def _reconnect(self) -> None:
-        self.connection = await open_connection(self._args, self._args.address)
+        self.connection = await open_connection(self._args, self._args.address, worked_before=True)
         await self._start_shell()
 
 
