@@ -72,6 +72,11 @@ class StdinWriter:
             self._closing = True
             self._kick()
 
+    @property
+    def unsent(self) -> int:
+        """Bytes written and not yet sent (waiting for credit)."""
+        return self._written - self.sent
+
     def is_closing(self) -> bool:
         return self._closing
 

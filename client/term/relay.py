@@ -20,7 +20,7 @@ from ..errors import RexecConnectionError
 from ..process import RemoteProcess
 from ..stdin import StdinWriter
 from ..streams import OutputReader
-from .local_io import read_chunks
+from .local_io import read_chunks, read_terminal_now
 
 #: Seconds within which a second Ctrl-C cancels the command.
 DOUBLE_INTERRUPT = 1.0
@@ -64,16 +64,60 @@ async def forward_input(
     the end, so it ends the remote command's input.
     """
     try:
-        async for chunk in read_chunks(fd):
-            if on_input is not None:
-                on_input()
-            stdin.write(chunk)
-            await stdin.drain()
+        if os.isatty(fd):
+            await _forward_terminal(stdin, fd, on_input)
+        else:
+            async for chunk in read_chunks(fd):
+                if on_input is not None:
+                    on_input()
+                stdin.write(chunk)
+                await stdin.drain()
         if on_input is not None:
             on_input()
         stdin.close()
     except (BrokenPipeError, RexecConnectionError):
         pass  # the command or the connection ended; its status says how
+
+
+async def _forward_terminal(
+    stdin: StdinWriter, fd: int, on_input: Callable[[], None] | None
+) -> None:
+    """Forward a terminal's input until its end: each read is made and
+    written to ``stdin`` in the event loop's reader callback, so a keystroke
+    leaves in the loop turn that saw it, with no task woken for it (the
+    echo's latency). While ``stdin`` holds unsent bytes (its credit spent,
+    a paste) the terminal is not read until they have gone."""
+    loop = asyncio.get_running_loop()
+
+    def on_readable(paused: asyncio.Future[bool]) -> None:
+        if paused.done():
+            return  # the reader is being removed
+        try:
+            chunk = read_terminal_now(fd)
+            if chunk is None:
+                return
+            if not chunk:
+                paused.set_result(True)
+                return
+            if on_input is not None:
+                on_input()
+            stdin.write(chunk)
+        except Exception as exc:  # raised again in the awaiting task
+            paused.set_exception(exc)
+            return
+        if stdin.unsent:
+            paused.set_result(False)
+
+    while True:
+        paused: asyncio.Future[bool] = loop.create_future()
+        loop.add_reader(fd, on_readable, paused)
+        try:
+            ended = await paused
+        finally:
+            loop.remove_reader(fd)
+        if ended:
+            return
+        await stdin.drain()
 
 
 async def stop_task(task: asyncio.Task[None] | None) -> None:
