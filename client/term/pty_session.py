@@ -67,7 +67,9 @@ async def run_on_pty(
     with raw_mode(0), _resizes_forwarded(process), interrupts_forwarded(process):
         feeder = asyncio.create_task(forward_input(process.stdin)) if process.stdin else None
         try:
-            await copy_output(process.stdout, sys.stdout.buffer, on_broken=process.cancel)
+            await copy_output(
+                process.stdout, sys.stdout.buffer, on_broken=process.cancel, write_through=True
+            )
             return await process.wait()
         finally:
             await stop_task(feeder)

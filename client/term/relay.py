@@ -31,15 +31,25 @@ async def copy_output(
     file: BinaryIO,
     on_broken: Callable[[], None],
     transform: Callable[[bytes], bytes] | None = None,
+    *,
+    write_through: bool = False,
 ) -> bool:
     """Copy ``reader`` to ``file`` as chunks arrive (each one flushed); when
     the local reader of ``file`` goes away, call ``on_broken`` and discard the
     rest. ``transform``, when given, rewrites each chunk before it is written.
+    ``write_through``: write each chunk as the connection receives it, with no
+    task woken for it (``OutputReader.write_through``; a terminal's echo).
     Returns whether ``file`` broke."""
+
+    def write(chunk: bytes) -> None:
+        file.write(transform(chunk) if transform else chunk)
+        file.flush()
+
     try:
+        if write_through:
+            reader.write_through(write)
         while chunk := await reader.read(2**20):
-            file.write(transform(chunk) if transform else chunk)
-            file.flush()
+            write(chunk)
         return False
     except BrokenPipeError:
         # Point the descriptor at /dev/null so that the flush at exit does not
