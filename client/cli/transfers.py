@@ -244,7 +244,7 @@ class Reporter:
         file": one line (unless -q), and not a failure."""
         self.clear()
         if not self.quiet:
-            print(f"rexec: {name}: {why}, skipped", file=sys.stderr, flush=True)
+            print(f"rexec: {one_line(f'{name}: {why}, skipped')}", file=sys.stderr, flush=True)
 
     def skipped(self, name: str, why: str) -> None:
         self.clear()
