@@ -98,25 +98,28 @@ async def _forward_terminal(
     echo's latency). While ``stdin`` holds unsent bytes (its credit spent,
     a paste) the terminal is not read until they have gone."""
     loop = asyncio.get_running_loop()
+    # The callback's error, raised in this task. Not set on the future: a
+    # task cancelled before it wakes would leave it "never retrieved".
+    failure: Exception | None = None
 
     def on_readable(paused: asyncio.Future[bool]) -> None:
+        nonlocal failure
         if paused.done():
             return  # the reader is being removed
         try:
             chunk = read_terminal_now(fd)
             if chunk is None:
                 return
-            if not chunk:
-                paused.set_result(True)
-                return
-            if on_input is not None:
-                on_input()
-            stdin.write(chunk)
-        except Exception as exc:  # raised again in the awaiting task
-            paused.set_exception(exc)
-            return
-        if stdin.unsent:
-            paused.set_result(False)
+            if chunk:
+                if on_input is not None:
+                    on_input()
+                stdin.write(chunk)
+        except Exception as exc:
+            failure = exc
+        if failure is not None or not chunk:
+            paused.set_result(True)  # the end of input, or a failure
+        elif stdin.unsent:
+            paused.set_result(False)  # wait until stdin has sent it
 
     while True:
         paused: asyncio.Future[bool] = loop.create_future()
@@ -125,6 +128,8 @@ async def _forward_terminal(
             ended = await paused
         finally:
             loop.remove_reader(fd)
+        if failure is not None:
+            raise failure
         if ended:
             return
         await stdin.drain()

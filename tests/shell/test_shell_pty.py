@@ -118,9 +118,7 @@ def test_a_local_term_that_is_no_terminal_name_sends_the_default(server: Any, sp
     assert child.exitstatus == 0
 
 
-def test_run_t_into_a_pipe_that_closes_ends_the_command_quietly(
-    server: Any, spawn: Spawn
-) -> None:
+def test_run_t_into_a_pipe_that_closes_ends_the_command_quietly(server: Any, spawn: Spawn) -> None:
     # Output written straight from the connection (the echo's path) to a
     # pipe whose reader leaves: rexec cancels the command and exits without
     # a traceback, as with a pipe it copies from a task.
