@@ -7,6 +7,7 @@ import asyncio
 import itertools
 from typing import Protocol
 
+from rexec.eventloop import bulk_over
 from rexec.files import TempRecords
 from rexec.protocol import ErrorCode
 from rexec.server.admission import Admission
@@ -102,6 +103,7 @@ class Server:
         self.running_requests -= 1
         if self.running_requests == 0:
             self._idle.set()
+        bulk_over()  # after bulk, the freed heap goes back (rexec/eventloop.py)
         if pgid is not None and self.records is not None:
             self.records.remove(pgid)
 
