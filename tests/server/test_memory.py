@@ -1,0 +1,86 @@
+"""rexecd's memory across bulk transfers, read from /proc in a real daemon:
+what a transfer uses is bounded, and what it freed goes back to the kernel
+when it ends, so a daemon serving transfer after transfer keeps the same
+peak (issue 15: server RSS under 64 MiB in every row)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rexec.eventloop import RETURN_AFTER
+from tests.transfer.client import TransferClient, file_digest
+
+MiB = 1024 * 1024
+#: Above ``RETURN_AFTER``, so that each transfer alone is bulk enough for its
+#: end to hand the freed heap back.
+SIZE = RETURN_AFTER + 16 * MiB
+#: What one transfer may add to the daemon's resident memory at its peak: a
+#: put's credit window (4 MiB) or a get's read-ahead and transport buffer
+#: (3 MiB), the receive and frame buffers around them, with room to spare.
+PEAK_ALLOWANCE = 16 * MiB
+#: What may stay resident after a transfer ends (the heap's bookkeeping,
+#: objects of the session): not its megabyte buffers.
+KEPT_ALLOWANCE = 3 * MiB
+
+
+def _status_kib(pid: int, field: str) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(field + ":"))
+
+
+def _reset_peak(pid: int) -> None:
+    """Reset the process's ``VmHWM`` to its current RSS (proc(5), clear_refs)."""
+    with open(f"/proc/{pid}/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")
+
+
+def _write_random(path: Path, size: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "wb") as file:
+        for _ in range(size // MiB):
+            chunk = os.urandom(MiB)
+            digest.update(chunk)
+            file.write(chunk)
+    return digest.hexdigest()
+
+
+@pytest.mark.slow
+def test_transfers_do_not_ratchet_the_daemons_memory(server: Any, tmp_path: Path) -> None:
+    pid = server.process.pid
+    client = TransferClient.to(server)
+    try:
+        # Warm up: the message models and the session's first buffers exist
+        # once a small put and get have run; the baseline is taken after.
+        warm = tmp_path / "warm.bin"
+        assert client.put_bytes(str(warm), os.urandom(3 * MiB)).error is None
+        with open(os.devnull, "wb") as sink:
+            assert client.get(str(warm), sink).error is None
+        baseline = _status_kib(pid, "VmRSS") * 1024
+
+        source = tmp_path / "source.bin"
+        digest = _write_random(source, SIZE)
+        copy = tmp_path / "copy.bin"
+        for direction in ("put", "get", "put", "get"):
+            _reset_peak(pid)
+            if direction == "put":
+                result = client.put_file(str(copy), source)
+            else:
+                with open(copy, "wb") as sink:
+                    result = client.get(str(source), sink)
+            assert result.error is None, result.error
+            assert result.done is not None and result.done.sha256 == digest
+            assert file_digest(copy) == digest
+            # ``done`` is sent after the transfer's end has returned its memory.
+            peak = _status_kib(pid, "VmHWM") * 1024 - baseline
+            kept = _status_kib(pid, "VmRSS") * 1024 - baseline
+            where = f"{direction} of {SIZE // MiB} MiB"
+            assert peak < PEAK_ALLOWANCE, f"{where}: rexecd's peak {peak / MiB:.1f} MiB up"
+            assert kept < KEPT_ALLOWANCE, f"{where}: rexecd kept {kept / MiB:.1f} MiB after it"
+            copy.unlink()
+    finally:
+        client.close()
