@@ -112,8 +112,11 @@ class DiscoveredServer:
 
 
 def default_probe_addresses() -> list[str]:
-    """127.0.0.1, each up IPv4 interface's broadcast address, 255.255.255.255."""
-    addresses = ["127.0.0.1", *_interface_broadcasts(), "255.255.255.255"]
+    """127.0.0.1 and loopback's broadcast 127.255.255.255 (the loopback
+    interface has no broadcast address of its own, and servers on one host
+    share the announce port: a probe to one address reaches one of them),
+    each up IPv4 interface's broadcast address, 255.255.255.255."""
+    addresses = ["127.0.0.1", "127.255.255.255", *_interface_broadcasts(), "255.255.255.255"]
     return list(dict.fromkeys(addresses))
 
 

@@ -64,6 +64,15 @@ class ExitStatus:
         return cls(**message.model_dump(exclude={"type", "id", "data_size"}))
 
     @property
+    def capped_note(self) -> str | None:
+        """What the server's output limit did, for a person (None: nothing
+        was withheld)."""
+        if not self.output_capped:
+            return None
+        delivered = self.stdout_bytes + self.stderr_bytes
+        return f"the server's output limit withheld what the command wrote after {delivered} bytes"
+
+    @property
     def returncode(self) -> int:
         """One number for the outcome; see the module docstring."""
         if self.connection_lost:

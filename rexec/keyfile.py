@@ -95,13 +95,14 @@ def load_key(path: Path) -> bytes:
             ) from None
         raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from None
     try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
             raise KeyFileError(f"key file {path} is not a regular file")
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise KeyFileError(
                 f"key file {path} is accessible by group or others; run: chmod 600 {path}"
             )
+        _check_owners(path, info.st_uid)
         content = os.read(fd, _MAX_FILE_SIZE + 1)
     except OSError as exc:
         raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from None
@@ -113,6 +114,31 @@ def load_key(path: Path) -> bytes:
         raise KeyFileError(
             f"key file {path} must hold {2 * KEY_SIZE} hex digits on one line"
         ) from None
+
+
+def _check_owners(path: Path, owner: int) -> None:
+    """As OpenSSH's StrictModes: the key file is this user's or root's, and
+    no directory above it lets anyone else replace it (owned by this user or
+    root, not writable by group or others unless sticky, as /tmp is).
+
+    Raises:
+        KeyFileError: someone else could have written the key.
+    """
+    me = os.geteuid()
+    if owner not in (me, 0):
+        raise KeyFileError(
+            f"key file {path} is owned by uid {owner}, not by this user (uid {me}) or root: "
+            "someone else could have written it"
+        )
+    directory = Path(os.path.abspath(path)).parent
+    for step in (directory, *directory.parents):
+        info = os.stat(step)
+        open_to_others = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+        if info.st_uid not in (me, 0) or (open_to_others and not info.st_mode & stat.S_ISVTX):
+            raise KeyFileError(
+                f"key file {path}: the directory {step} lets another user replace it "
+                "(it must belong to this user or root, and be writable by no one else)"
+            )
 
 
 def write_key(path: Path, key: bytes, *, replace: bool = False) -> None:

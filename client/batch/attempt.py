@@ -176,10 +176,12 @@ class AttemptRunner:
         status = await process.wait()
         result_status = status_of(status)
         error = code = None
-        if lost:  # never an ok without its output
+        if status.output_capped:
+            code, error = "output_capped", status.capped_note
+        if lost:  # the output could not be kept here
             code, error = "output.lost", lost[0]
-            if result_status is Status.OK:
-                result_status = Status.FAILED
+        if code is not None and result_status is Status.OK:
+            result_status = Status.FAILED  # never an ok without all its output
         if status.connection_lost:
             server.mark_down(status.connection_error or "connection lost")
             error = status.connection_error

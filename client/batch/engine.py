@@ -96,6 +96,7 @@ class Batch:
         self._room = asyncio.Event()
         pool.on_slot_free = self._wake.set
         self._input_done = False
+        self._feeder: asyncio.Task[None] | None = None
         self._next_start = 0.0
         #: Why the batch stopped starting jobs early: None, "halt", "interrupt", "input".
         self.stopped: str | None = None
@@ -132,7 +133,7 @@ class Batch:
             JobInputError: a bad input record (after the results of every job
                 read before it; no job after it is started).
         """
-        feeder = asyncio.create_task(self._feed(), name="batch-feed")
+        self._feeder = feeder = asyncio.create_task(self._feed(), name="batch-feed")
         dispatcher = asyncio.create_task(self._dispatch(), name="batch-dispatch")
         try:
             while (result := await self._results.get()) is not None:
@@ -357,6 +358,11 @@ class Batch:
     def _stop(self, reason: str) -> None:
         if self.stopped is None:
             self.stopped = reason
+        if reason != "input" and self._feeder is not None:
+            # No more jobs start: stop waiting for a slow input (a pipe, the
+            # terminal). A take() waiting for input holds no job, and what a
+            # finite input has left is read again to report it skipped.
+            self._feeder.cancel()
         self._room.set()
         self._wake.set()
 

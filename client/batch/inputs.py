@@ -27,6 +27,9 @@ from ..cli.common import CliError, is_command_line
 from .jobs import InputFormat, Job, read_jobs
 from .template import Template, TemplateError
 
+#: The name of the commands file when it is standard input (``-``).
+_STDIN_NAME = "<stdin>"
+
 
 class BatchInput:
     """The jobs of one ``rexec batch`` run (see the module docstring).
@@ -51,8 +54,14 @@ class BatchInput:
         elif args.quote:
             raise CliError("-q quotes the words of a command template: give one after '--'")
         elif args.commands_file == "-":
-            self._file = sys.stdin.buffer
-            self.name = "<stdin>"
+            self._file = _stdin()
+            self.name = _STDIN_NAME
+            if sys.stdin.isatty():
+                print(
+                    "rexec batch: reading commands from the terminal, one a line (end with "
+                    "Ctrl-D); to run one command on every target: --onall -w SPEC -- COMMAND",
+                    file=sys.stderr,
+                )
         else:
             try:
                 self._file = open(args.commands_file, "rb")  # noqa: SIM115 (closed by close())
@@ -104,7 +113,8 @@ class BatchInput:
         if self.one is not None:
             yield self.one
         elif self.template is not None:
-            yield from self.template.jobs(sys.stdin.buffer, separator=self._separator)
+            with _stdin() as stdin:
+                yield from self.template.jobs(stdin, separator=self._separator)
         else:
             assert self._file is not None
             yield from read_jobs(self._file, self.format, self.name)
@@ -129,8 +139,8 @@ class BatchInput:
         if self.template is not None:
             return self.template.count
         assert self._file is not None
-        if self._file is sys.stdin.buffer or not _is_regular(self._file):
-            return None
+        if self.name == _STDIN_NAME or not _is_regular(self._file):
+            return None  # stdin is read once, as it comes
         count, tail = 0, b""
         with open(self._file.name, "rb") as file:
             while chunk := file.read(1 << 20):
@@ -140,8 +150,21 @@ class BatchInput:
         return count + (1 if tail.strip() else 0)
 
     def close(self) -> None:
-        if self._file is not None and self._file is not sys.stdin.buffer:
+        """Close a commands file that is a regular file. A pipe, a FIFO or a
+        terminal may still be read by the input thread, blocked until its
+        writer writes: closing it would wait as long (its lock), so the
+        process's exit closes it."""
+        if self._file is not None and _is_regular(self._file):
             self._file.close()
+
+
+def _stdin() -> IO[bytes]:
+    """Standard input, to be read in a thread: a reader of its own over a
+    copy of descriptor 0. A thread still blocked in ``sys.stdin.buffer``
+    when the batch ends (Ctrl-C, a log that can't be written) makes the
+    interpreter abort at exit ("could not acquire lock"); its own reader is
+    simply left behind."""
+    return open(os.dup(0), "rb")  # noqa: SIM115 (see BatchInput.close)
 
 
 def _is_regular(file: IO[bytes] | IO[str]) -> bool:

@@ -7,7 +7,8 @@ ok              the command exited 0
 failed          it exited non-zero, or the server refused to start it
                 (``spawn.not_found`` …: ``error`` says which), or its
                 output could not be kept (``output.lost``: the spool file
-                could not be written)
+                could not be written) or was withheld by the server's output
+                limit (``output_capped``)
 signal          it was killed by a signal (not by our timeout or cancel)
 timeout         the server ended it because its timeout expired
 cancelled       it was ended by a cancel (Ctrl-C, ``--halt now``) or by the

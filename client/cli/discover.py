@@ -81,6 +81,12 @@ def main(args: argparse.Namespace) -> int:
         return fail(str(exc))
     for line in ignored_lines(ignored):
         print(line, file=sys.stderr)
+    if not servers:
+        return fail(
+            f"no server answered the discovery probe on UDP port {args.port} within "
+            f"{args.timeout:g} s (rexecd answers only with --announce)",
+            status=1,
+        )
     for server in servers:
         if args.json:
             print(json.dumps(server.to_json(), ensure_ascii=False, separators=(",", ":")))
@@ -88,7 +94,7 @@ def main(args: argparse.Namespace) -> int:
             versions = ",".join(str(v) for v in server.announcement.protocol)
             tls = "tls" if server.tls else "plain"
             print(f"{server.address!s:24} {_printable(server.name):32} {tls:5} protocol {versions}")
-    return 0 if servers else 1
+    return 0
 
 
 def _printable(text: str) -> str:

@@ -213,18 +213,29 @@ async def _get_tree(conn: ClientConnection, args: argparse.Namespace, reporter: 
     # directories verified to be in it: a link in the local tree that leads
     # out is never written through (local.denied). One listing at a time is
     # held (each bounded), its names decoded as they are used.
+    # A directory that can't be made is one line, and what is beneath it is
+    # passed over in silence (as rsync's "skipping any contents"), not one
+    # more line for each.
+    failed: list[str] = []
     for directory in directories:
         where = _local_path(top, directory)
+        if _beneath(where, failed):
+            continue
         try:
             make_directory(top, where)
         except TransferError as exc:
-            reporter.failed(where, exc)  # and the files beneath it fail in turn
+            reporter.failed(where, exc, "nothing beneath it was copied")
+            failed.append(where)
     for path in await _find(conn, remote, "f"):
-        if _utf8(path, reporter):
-            await get_one(conn, remote_join(remote, path[2:]), _local_path(top, path), reporter,
-                          args, tree=top)  # fmt: skip
+        where = _local_path(top, path)
+        if not _beneath(where, failed) and _utf8(path, reporter):
+            await get_one(conn, remote_join(remote, path[2:]), where, reporter, args, tree=top)
     # Links last, and as links: nothing above was written through one.
-    links = (link for link in await _find(conn, remote, "l") if _utf8(link, reporter))
+    links = (
+        link
+        for link in await _find(conn, remote, "l")
+        if not _beneath(_local_path(top, link), failed) and _utf8(link, reporter)
+    )
     for batch in argv_batches(links):
         for link, target in zip(batch, await _link_targets(conn, remote, batch), strict=True):
             where = _local_path(top, link)
@@ -234,6 +245,11 @@ async def _get_tree(conn: ClientConnection, args: argparse.Namespace, reporter: 
                 reporter.failed(f"{remote_join(remote, link[2:])} -> {where}", exc)
                 continue
             reporter.say(f"link {where} -> {target}")
+
+
+def _beneath(path: str, directories: list[str]) -> bool:
+    """Whether ``path`` is inside one of ``directories``."""
+    return any(path.startswith(directory + os.sep) for directory in directories)
 
 
 def _local_path(top: str, relative: str) -> str:

@@ -31,6 +31,7 @@ from ..term.relay import copy_output, forward_input, interrupts_forwarded, stop_
 from .base import add_command
 from .common import (
     EXIT_BROKEN_PIPE,
+    EXIT_FAILURE,
     CliError,
     add_connection_options,
     command_exit_status,
@@ -71,13 +72,15 @@ interactive programs. Its output then all arrives on stdout.
 EPILOG = """\
 exit status:
   0-255     the remote command's exit code
-  124       the command was ended because --timeout expired
+  124       the command was ended because --timeout (or the server's own time
+            limit, with a line saying so) expired
   128+N     the command was killed by signal N (130 after Ctrl-C; 143 when
             the server shut down under it, with a line saying so)
   126, 127  the command could not be executed / was not found
   141       local stdout was closed early (e.g. '| head'); the command is cancelled
   255       rexec failed: usage, address, key, connection, TLS or protocol
-            error, the connection was lost, stdout was closed (>&-), or the
+            error, the connection was lost, stdout was closed (>&-), the
+            server's output limit cut the output (output_capped), or the
             server refused the command: command.denied, env.forbidden,
             cwd.invalid, busy (one 'rexec: ...' line says which)
 
@@ -318,15 +321,23 @@ async def _run(args: argparse.Namespace) -> int:
             raise CliError(str(exc)) from None
     if stdout_broke and not status.connection_lost:
         return EXIT_BROKEN_PIPE
-    note = _ending_note(status, cancelled_here)
+    note = _ending_note(status, cancelled_here, args.timeout)
     if note:
         fail(f"{connection.peer}: {note}")
+    if status.output_capped:
+        return EXIT_FAILURE  # what arrived is not all the command wrote
     return command_exit_status(status)
 
 
-def _ending_note(status: ExitStatus, cancelled_here: bool) -> str | None:
+def _ending_note(status: ExitStatus, cancelled_here: bool, timeout: float | None) -> str | None:
     """One line on what the server did to the command that its exit status
     alone does not say, as the ``exit`` record says it (None: nothing)."""
+    if status.output_capped:
+        return f"{status.capped_note} (output_capped)"
+    if status.timed_out and (timeout is None or (status.duration or 0) < timeout):
+        # Not our --timeout: the server's (or the key's) limit, which clamps it.
+        ran = f" after {status.duration:.3g} s" if status.duration is not None else ""
+        return f"the server's time limit ended the command{ran} (timed_out)"
     if status.cancelled and not cancelled_here:
         # Only a server shutting down cancels a command nobody cancelled.
         how = f" ({status.signal_name})" if status.signal_name else ""

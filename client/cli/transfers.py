@@ -232,17 +232,19 @@ class Reporter:
         if self.show_summary:
             print(one_line(line), file=sys.stderr, flush=True)
 
-    def failed(self, name: str, exc: TransferError) -> None:
+    def failed(self, name: str, exc: TransferError, consequence: str = "") -> None:
+        """One line for ``name``'s failure (and what follows from it)."""
         self.clear()
         self.failures += 1
-        fail(f"{name}: {exc}", EXIT_TRANSFER_FAILED)
+        what = f"{exc.message}; {consequence} ({exc.code})" if consequence else str(exc)
+        fail(f"{name}: {what}", EXIT_TRANSFER_FAILED)
 
     def passed_over(self, name: str, why: str) -> None:
         """A file left out on purpose, as rsync's "skipping non-regular
         file": one line (unless -q), and not a failure."""
         self.clear()
         if not self.quiet:
-            print(f"rexec: {name}: {why}, skipped", file=sys.stderr, flush=True)
+            print(f"rexec: {one_line(f'{name}: {why}, skipped')}", file=sys.stderr, flush=True)
 
     def skipped(self, name: str, why: str) -> None:
         self.clear()

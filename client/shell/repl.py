@@ -292,7 +292,10 @@ class Repl:
             # Only a server shutting down ends a shell nobody cancelled: the
             # connection goes with it; as for any lost connection, offer a new one.
             return None if await self._recover(shutting_down) else EXIT_FAILURE
-        say(f"the remote shell {status.describe()}; a new one goes on from the session's state")
+        why = status.describe()
+        if status.timed_out:  # the shell is one command: the server's limit counts its age
+            why = f"reached the server's time limit for one command ({status.duration or 0:.0f} s)"
+        say(f"the remote shell {why}; a new one goes on from the session's state")
         self.state.record(status)
         try:
             await self._interruptible(self._start_shell())

@@ -3,8 +3,9 @@
 The socket is bound to every IPv4 address on ``announce_port`` (a broadcast
 probe reaches only sockets bound to the wildcard or to the broadcast address),
 with SO_REUSEADDR so that several rexecd on one host can all answer a
-broadcast. What is answered is narrowed in this order, each check cheaper than
-the next step:
+broadcast; a server listening on one address binds that address too, so that
+a probe sent to it reaches this server and no other. What is answered is
+narrowed in this order, each check cheaper than the next step:
 
 1. size: a datagram outside 256–512 bytes is dropped (no amplification);
 2. source: only from ``announce_networks`` (default: loopback only);
@@ -161,20 +162,42 @@ async def start_announcer(
     announcement: Callable[[], Announcement | None],
     networks: Sequence[str],
     count: Callable[[str], None] = lambda result: None,
-) -> tuple[asyncio.DatagramTransport, int]:
-    """Bind ``0.0.0.0:port`` and answer probes; returns the transport and the
-    bound port. Raises OSError."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("0.0.0.0", port))
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
+    unicast: str = "",
+) -> tuple[list[asyncio.DatagramTransport], int]:
+    """Bind ``0.0.0.0:port`` and answer probes; returns the transports and
+    the bound port. With ``unicast`` (the one IPv4 address the server listens
+    on), bind ``unicast:port`` as well: of the sockets sharing a port on one
+    host, only the last bound to the wildcard gets a probe sent to one
+    address, while the socket bound to that very address is preferred over
+    it, so each server answers probes sent to its own address. Raises
+    OSError."""
     loop = asyncio.get_running_loop()
-    transport, announcer = await loop.create_datagram_endpoint(
-        lambda: Announcer(announcement, networks, count), sock=sock
-    )
-    announcer.sock = sock
-    return transport, sock.getsockname()[1]
+    transports: list[asyncio.DatagramTransport] = []
+    try:
+        for address in ("0.0.0.0", *([unicast] if _is_ipv4(unicast) else [])):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind((address, port))
+                sock.setblocking(False)
+            except OSError:
+                sock.close()
+                raise
+            port = sock.getsockname()[1]  # port 0: the second binds the same one
+            transport, announcer = await loop.create_datagram_endpoint(
+                lambda: Announcer(announcement, networks, count), sock=sock
+            )
+            announcer.sock = sock
+            transports.append(transport)
+    except OSError:
+        for transport in transports:
+            transport.close()
+        raise
+    return transports, port
+
+
+def _is_ipv4(host: str) -> bool:
+    try:
+        return not ipaddress.IPv4Address(host).is_unspecified
+    except ValueError:
+        return False

@@ -70,11 +70,13 @@ class _Answer:
 
 
 class HttpEndpoint:
-    """Serves ``/healthz`` (200 while accepting, 503 while shutting down) and
-    ``/metrics`` from the callables given."""
+    """Serves ``/healthz`` (200 ``ok`` while ``not_accepting`` says None, else
+    503 with its reason) and ``/metrics`` from the callables given."""
 
-    def __init__(self, *, healthy: Callable[[], bool], metrics: Callable[[], bytes]) -> None:
-        self._healthy = healthy
+    def __init__(
+        self, *, not_accepting: Callable[[], str | None], metrics: Callable[[], bytes]
+    ) -> None:
+        self._not_accepting = not_accepting
         self._metrics = metrics
         self._server: asyncio.Server | None = None
         #: Connections still reading their request head, oldest first (a
@@ -167,9 +169,10 @@ class HttpEndpoint:
         if request.method not in ALLOWED_METHODS:
             return _Answer(HTTPStatus.METHOD_NOT_ALLOWED, b"method not allowed\n", allow=True)
         if path == b"/healthz":
-            if self._healthy():
+            reason = self._not_accepting()
+            if reason is None:
                 return _Answer(HTTPStatus.OK, b"ok\n")
-            return _Answer(HTTPStatus.SERVICE_UNAVAILABLE, b"shutting down\n")
+            return _Answer(HTTPStatus.SERVICE_UNAVAILABLE, reason.encode() + b"\n")
         return _Answer(HTTPStatus.OK, self._metrics(), content_type=METRICS_CONTENT_TYPE)
 
     @staticmethod

@@ -133,6 +133,10 @@ class ServerMetrics:
         Gauge(
             "rexecd_shutting_down", "1 while the server shuts down", registry=registry
         ).set_function(lambda: 1 if server.shutting_down else 0)
+        Gauge(
+            "rexecd_accepting_commands", "1 while a new command could start (/healthz 200)",
+            registry=registry,
+        ).set_function(lambda: 0 if server.not_accepting() else 1)  # fmt: skip
         self.reloads = _counter(
             registry, "rexecd_config_reloads_total", "SIGHUP reloads, by result",
             "result", ("ok", "failed"),

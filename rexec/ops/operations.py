@@ -61,7 +61,7 @@ class Operations:
         self.metrics: ServerMetrics | None = None
         self._rebuild = rebuild
         self._http: HttpEndpoint | None = None
-        self._announcer: asyncio.DatagramTransport | None = None
+        self._announcers: list[asyncio.DatagramTransport] = []
         self._listen: tuple[str, int] = ("", 0)
         self._signal_installed = False
 
@@ -91,7 +91,7 @@ class Operations:
                 server.subscribe(metrics)
                 host, port = parse_http_address(settings.http)
                 self._http = HttpEndpoint(
-                    healthy=lambda: not server.shutting_down, metrics=metrics.render
+                    not_accepting=server.not_accepting, metrics=metrics.render
                 )
                 try:
                     bound = await self._http.start(host, port)
@@ -102,9 +102,9 @@ class Operations:
                 print(f"rexecd http on {_shown(*bound)}", flush=True)
             if settings.announce:
                 try:
-                    self._announcer, port = await start_announcer(
+                    self._announcers, port = await start_announcer(
                         settings.announce_port, self._announcement,
-                        settings.announce_networks, self._count_probe,
+                        settings.announce_networks, self._count_probe, unicast=self._listen[0],
                     )  # fmt: skip
                 except OSError as exc:
                     raise OperationsError(
@@ -124,9 +124,9 @@ class Operations:
         if self._signal_installed:
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             self._signal_installed = False
-        if self._announcer is not None:
-            self._announcer.close()
-            self._announcer = None
+        for announcer in self._announcers:
+            announcer.close()
+        self._announcers = []
         if self._http is not None:
             await self._http.close()
             self._http = None

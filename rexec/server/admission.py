@@ -20,12 +20,14 @@ did. So nothing is refused before authentication:
   is answered only after a delay (1 s, doubling, at most ``auth_penalty``),
   except for sources in ``penalty_exempt``. The next connection, and the
   right key, are not slowed.
-- The limits on connections (``max_connections`` in all, per source and per
-  key) count authenticated connections only, and are checked once a key is
-  proven: ``busy`` to a key holder when the server is full is an honest
+- The limits on connections (``max_connections`` in all, per source and key,
+  per key) count authenticated connections only, and are checked once a key
+  is proven: ``busy`` to a key holder when the server is full is an honest
   answer. The per-key cap, well below the global one, keeps the holder of one
-  key (however restricted) from filling the server: it is that key's new
-  connection that is refused, never another key's.
+  key (however restricted) from filling the server, and the per-source cap
+  counts each key's connections from an address apart: on loopback every
+  local user shares one address. Either way it is that key's new connection
+  that is refused, never another key's.
 
 What "slows" means under a flood of new connections from the client's own
 address: the listening socket keeps asyncio's accept queue of 100, and a
@@ -47,6 +49,7 @@ import dataclasses
 import ipaddress
 import itertools
 from collections.abc import Hashable
+from typing import TypeVar
 
 #: The first penalty delay, doubled with each further failure.
 PENALTY_BASE = 1.0
@@ -54,6 +57,7 @@ PENALTY_BASE = 1.0
 _PRUNE_ABOVE = 4096
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_Name = TypeVar("_Name", str, tuple[str, str])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,9 +117,9 @@ class Admission:
         self._most = 0
         self._seq = itertools.count()
         #: Authenticated connections with their sources and keys, and the
-        #: counts by source and by key.
+        #: counts by (source, key) and by key.
         self._authenticated: dict[Hashable, tuple[str, str]] = {}
-        self._per_source: collections.Counter[str] = collections.Counter()
+        self._per_source: collections.Counter[tuple[str, str]] = collections.Counter()
         self._per_key: collections.Counter[str] = collections.Counter()
         #: Failed authentications by source: how many, and when the last was.
         self._failures: dict[str, tuple[int, float]] = {}
@@ -167,12 +171,12 @@ class Admission:
         limits = self.limits
         if len(self._authenticated) >= limits.max_connections:
             return "too many connections; retry later"
-        if self._per_source[pending.source] >= limits.max_connections_per_source:
-            return "too many connections from this address; retry later"
+        if self._per_source[pending.source, key] >= limits.max_connections_per_source:
+            return "too many connections with this key from this address; retry later"
         if 0 < limits.max_connections_per_key <= self._per_key[key]:
             return "too many connections with this key; retry later"
         self._authenticated[conn] = (pending.source, key)
-        self._per_source[pending.source] += 1
+        self._per_source[pending.source, key] += 1
         self._per_key[key] += 1
         return None
 
@@ -181,9 +185,8 @@ class Admission:
         self._forget(conn)
         held = self._authenticated.pop(conn, None)
         if held is not None:
-            source, key = held
-            _release(self._per_source, source)
-            _release(self._per_key, key)
+            _release(self._per_source, held)
+            _release(self._per_key, held[1])
 
     # --- internals ---------------------------------------------------------------------
 
@@ -241,7 +244,7 @@ class Admission:
         self._prune_at = max(_PRUNE_ABOVE, 2 * len(self._failures))
 
 
-def _release(counts: collections.Counter[str], name: str) -> None:
+def _release(counts: collections.Counter[_Name], name: _Name) -> None:
     """One fewer under ``name``; a count that reaches zero is dropped (the
     tables hold only what is in use)."""
     counts[name] -= 1

@@ -28,6 +28,7 @@ import errno
 import json
 import os
 import queue
+import stat
 import sys
 import threading
 import time
@@ -198,15 +199,25 @@ class AuditLog:
         this writer thread's writes may.
 
         Raises:
-            OSError: the file can't be opened.
+            OSError: the file can't be opened, is a symbolic link, or is a
+                file another user owns or others may write (they could read
+                or rewrite the trail).
         """
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK
         try:
-            fd = os.open(path, flags, 0o600)
+            fd = os.open(path, flags | os.O_NOFOLLOW, 0o600)
         except OSError as exc:
             if exc.errno == errno.ENXIO:
                 return None
+            if exc.errno == errno.ELOOP:
+                raise OSError(exc.errno, "it is a symbolic link; give the log's own path") from None
             raise
+        info = os.fstat(fd)
+        if stat.S_ISREG(info.st_mode) and (
+            info.st_uid != os.geteuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+        ):
+            os.close(fd)
+            raise OSError(errno.EPERM, "another user owns it, or group or others may write it")
         os.set_blocking(fd, True)
         return fd
 

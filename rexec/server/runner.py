@@ -123,10 +123,6 @@ class CommandRunner:
         return spawned.process.pid
 
     @property
-    def finished(self) -> bool:
-        return self._finished
-
-    @property
     def pid(self) -> int | None:
         """The command's pid, which is also its process group id."""
         return self._spawned.process.pid if self._spawned is not None else None
@@ -344,7 +340,9 @@ class CommandRunner:
         self._maybe_finish()
 
     def _time_out(self) -> None:
-        if not self._finished and not self._killing:
+        if not self._exited:  # seen at once with an exit (a stopped server): the exit wins
+            self._process_exited()
+        if not self._exited and not self._killing:
             self.outcome.timed_out = True
             self._kill_tree()
 

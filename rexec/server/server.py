@@ -92,6 +92,15 @@ class Server:
             return ErrorCode.BUSY, "too many running commands; retry later"
         return None
 
+    def not_accepting(self) -> str | None:
+        """Why no new command could start now, whoever asks (shutting down,
+        an audit log that can't be written), or None: what ``/healthz``
+        answers."""
+        if self.shutting_down:
+            return "shutting down"
+        reason = self.audit.unavailable()
+        return f"audit unavailable: {reason}" if reason is not None else None
+
     def request_started(self, pgid: int | None = None) -> None:
         """Count a command (or transfer) in; record its process group, if any."""
         self.running_requests += 1

@@ -215,7 +215,9 @@ class Settings(BaseSettings):
     # Admission (rexec/server/admission.py): like sshd's MaxStartups and
     # PerSourcePenalties, except that nothing is refused before a key is proven.
     max_connections: Count = _setting(512, "authenticated connections in all")
-    max_connections_per_source: Count = _setting(64, "authenticated connections from one address")
+    max_connections_per_source: Count = _setting(
+        64, "authenticated connections from one address with one key"
+    )
     max_connections_per_key: Count = _setting(
         128, "authenticated connections with one key, so one key can't fill the server (0: no cap)"
     )

@@ -50,6 +50,25 @@ def test_get_r_onto_a_local_file_fails_once(server: Any, tmp_path: Path) -> None
     assert existing.read_bytes() == b"mine\n"  # left as it was
 
 
+def test_get_r_a_file_in_the_way_deeper_fails_once_and_the_rest_is_copied(
+    server: Any, tmp_path: Path
+) -> None:
+    """A local file where the remote tree has a directory with files (and a
+    directory) beneath it: one line for it, none for what is beneath."""
+    tree = _tree(tmp_path)
+    (tree / "sub" / "empty" / "c").write_bytes(b"c")
+    (tree / "sub" / "link").symlink_to("b")
+    backup = tmp_path / "backup"  # an existing directory: the copy goes to backup/tree
+    local = backup / "tree"
+    local.mkdir(parents=True)
+    (local / "sub").write_bytes(b"mine\n")
+    text, code = _one_line(rexec(server, "get", "-r", str(tree), str(backup)))
+    gone = "not a directory; nothing beneath it was copied"
+    assert text == f"rexec: {local / 'sub'}: {gone} (local.failed)\n"
+    assert (local / "a").read_bytes() == b"a" and (local / "link").readlink() == Path("a")
+    assert (local / "sub").read_bytes() == b"mine\n"
+
+
 def test_put_r_onto_a_remote_file_says_not_a_directory(server: Any, tmp_path: Path) -> None:
     tree = _tree(tmp_path)
     existing = tmp_path / "a.txt"

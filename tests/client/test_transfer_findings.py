@@ -144,6 +144,18 @@ def test_special_files_in_a_tree_are_reported_and_skipped(server: Any, tmp_path:
     assert rexec(server, "put", "-r", "-q", str(tree), str(tmp_path / "quiet")).stderr == b""
 
 
+def test_a_skipped_files_name_is_printed_escaped(server: Any, tmp_path: Path) -> None:
+    """attacker5 F16: a FIFO named with an escape sequence and a newline drove
+    the terminal and forged a line of its own."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    os.mkfifo(tree / "x\x1b]0;title\x07\nrexec: forged")
+    result = rexec(server, "put", "-r", str(tree), str(tmp_path / "copy"))
+    assert result.returncode == 0, result.stderr
+    (line,) = result.stderr.decode().splitlines()
+    assert "\x1b" not in line and "\\x1b" in line and "\\n" in line, line
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
 def test_a_get_ended_by_a_signal_leaves_no_partial_file(
     server: Any, tmp_path: Path, sig: signal.Signals

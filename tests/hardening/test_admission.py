@@ -235,7 +235,7 @@ def test_connection_limits_apply_once_the_key_is_proven(daemon) -> None:
         with wire_from(server, "127.0.0.1") as third:
             third.authenticate(expect_ok=False)
             error = third.expect_error_then_eof("busy")
-            assert "from this address" in error.message
+            assert "with this key from this address" in error.message
         held.append(wire_from(server, "127.0.0.2"))
         held[-1].authenticate(timeout=5)
         with wire_from(server, "127.0.0.3") as fourth:
@@ -327,6 +327,35 @@ def test_one_key_can_not_fill_the_server(daemon, tmp_path: Path) -> None:
         held.pop().close()
         server.key = argv_key
         assert wait_until(lambda: _authenticates(server, "127.0.9.5"), 5, 0.05)
+    finally:
+        for wire in held:
+            wire.close()
+
+
+def test_one_key_at_the_address_cap_does_not_shut_out_another_key(daemon, tmp_path: Path) -> None:
+    """Attacker5 F12: on loopback every local user is one address; the
+    holder of a restricted key holding the per-address cap with idle
+    connections must not keep another key out."""
+    from .conftest import write_key
+
+    keys = {name: tmp_path / f"{name}.key" for name in ("monitor", "admin")}
+    monitor_key, admin_key = write_key(keys["monitor"]), write_key(keys["admin"])
+    config = tmp_path / "rexecd.toml"
+    config.write_text(
+        f'[[keys]]\nname = "monitor"\nfile = "{keys["monitor"]}"\nallow_argv = ["true"]\n\n'
+        f'[[keys]]\nname = "admin"\nfile = "{keys["admin"]}"\n'
+    )
+    server = daemon("--config", str(config), "--max-connections-per-source", "3", key=False)
+    held = []
+    try:
+        for _ in range(3):
+            held.append(wire_from(server, "127.0.7.1", key=monitor_key))
+            held[-1].authenticate(timeout=5)
+        with wire_from(server, "127.0.7.1", key=monitor_key) as fourth:
+            fourth.authenticate(expect_ok=False)
+            assert "with this key" in fourth.expect_error_then_eof("busy").message
+        server.key = admin_key
+        assert served(server, "127.0.7.1") < 5
     finally:
         for wire in held:
             wire.close()

@@ -35,13 +35,15 @@ AUDIT_TIMEOUT = 0.5
 MAX_COMMANDS = 3000
 
 
-def http_status(server: Daemon, path: str = "/healthz", timeout: float = 2.0) -> int:
+def health(server: Daemon, timeout: float = 2.0) -> tuple[int, bytes]:
+    """``/healthz``'s status and body."""
     match = re.search(r"rexecd http on (\S+):(\d+)", server.startup_output)
     assert match, server.startup_output
     conn = http.client.HTTPConnection(match.group(1), int(match.group(2)), timeout=timeout)
     try:
-        conn.request("GET", path)
-        return conn.getresponse().status
+        conn.request("GET", "/healthz")
+        response = conn.getresponse()
+        return response.status, response.read()
     finally:
         conn.close()
 
@@ -61,8 +63,10 @@ def run_until_refused(server: Daemon, marker_dir: Path) -> tuple[int, Any]:
 
 def check_served_while_stalled(server: Daemon, running: Any, wire: Any, marker_dir: Path) -> None:
     """What must go on while the log is stuck."""
-    # Health checks answer.
-    assert http_status(server) == 200
+    # Health checks answer, and say that no command can start (a load
+    # balancer takes the node out) and why.
+    status, body = health(server)
+    assert status == 503 and body.startswith(b"audit unavailable: "), body
     # A new connection authenticates and answers pings.
     with open_wire(server) as other:
         other.send(Ping(seq=7))
@@ -139,6 +143,7 @@ def test_a_stalled_fifo_reader_never_freezes_the_daemon(daemon, fifo_log, tmp_pa
     shipper.send_signal(signal.SIGCONT)
     # Accepted again once what was queued is written.
     assert wait_until(lambda: _runs(server), 10, interval=0.1)
+    assert health(server) == (200, b"ok\n")
     assert stop(server) == 0
     shipper.wait(10)  # the daemon closed the FIFO: the shipper sees its end
     check_trail(sink.read_text().splitlines(), ran)

@@ -39,6 +39,7 @@ from rexec_client.discovery import (
     MAX_SERVERS,
     OVER_CAP,
     DiscoveryError,
+    default_probe_addresses,
     discover,
     discover_spec,
     ignored_lines,
@@ -107,13 +108,35 @@ def test_discover_finds_two_servers_by_loopback_broadcast(start_server) -> None:
     assert text.returncode == 0 and first.address in text.stdout and second.address in text.stdout
 
 
+def test_each_server_on_a_shared_port_answers_a_probe_to_its_own_address(start_server) -> None:
+    """Outsider5 F15: of the wildcard sockets sharing the announce port, only
+    the last bound got a probe sent to one address (and answered it about
+    itself); each server now binds its own address as well."""
+    port = free_udp_port()
+    announce = ("--announce", "--announce-port", str(port))
+    servers = [start_server(*announce, host=f"127.0.0.{n}") for n in (2, 3)]
+    for server in servers:
+        result = rexec_discover(
+            "--address", server.host, "--port", str(port), "--json", "--timeout", "0.5"
+        )
+        assert result.returncode == 0, result.stderr
+        found = [json.loads(line)["address"] for line in result.stdout.splitlines()]
+        assert found == [server.address]
+    # The probes sent by default reach every server on this host (loopback's
+    # broadcast among them); the others leave loopback, so they are not sent here.
+    assert "127.255.255.255" in default_probe_addresses()
+
+
 def test_no_answer_when_announce_is_off(start_server) -> None:
     server = start_server()
     assert psutil.Process(server.process.pid).net_connections(kind="udp") == []
-    result = rexec_discover(
-        "--address", "127.255.255.255", "--port", str(free_udp_port()), "--timeout", "0.3"
-    )
+    port = free_udp_port()
+    result = rexec_discover("--address", "127.255.255.255", "--port", str(port), "--timeout", "0.3")
     assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == (
+        f"rexec: no server answered the discovery probe on UDP port {port} within 0.3 s"
+        " (rexecd answers only with --announce)\n"
+    )
 
 
 def test_probe_sizes_outside_256_to_512_get_no_answer(start_server) -> None:

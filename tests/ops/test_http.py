@@ -69,10 +69,12 @@ def test_metrics_parse_with_every_family(start_server) -> None:
         "rexecd_output_bytes_total": "counter", "rexecd_command_duration_seconds": "histogram",
         "rexecd_shutting_down": "gauge", "rexecd_config_reloads_total": "counter",
         "rexecd_discovery_probes_total": "counter", "rexecd_build_info": "gauge",
+        "rexecd_accepting_commands": "gauge",
     }  # fmt: skip
     assert {name: families[name].kind for name in expected} == expected
     assert sample(families, "rexecd_running_commands") == 0
     assert sample(families, "rexecd_shutting_down") == 0
+    assert sample(families, "rexecd_accepting_commands") == 1
 
 
 def test_counters_move_as_commands_run(start_server, marker) -> None:
@@ -185,7 +187,9 @@ def test_healthz_is_503_during_graceful_shutdown(start_server, marker) -> None:
     assert status == 503
     response = http_request(server, "/healthz")
     assert response.body == b"shutting down\n"
-    assert sample(scrape(server), "rexecd_shutting_down") == 1
+    families = scrape(server)
+    assert sample(families, "rexecd_shutting_down") == 1
+    assert sample(families, "rexecd_accepting_commands") == 0
     # The running command ends; the server finishes its shutdown and exits 0.
     wire.send(Cancel(id=command))
     assert wire.wait(command).exit.cancelled

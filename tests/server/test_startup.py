@@ -89,6 +89,43 @@ def test_key_file_readable_by_others_is_refused(tmp_path) -> None:
     assert f"chmod 600 {key}" in line
 
 
+def test_key_file_others_could_replace_is_refused(tmp_path) -> None:
+    """As StrictModes (attacker5 F13): a key in a directory others may write
+    (not sticky) could be anyone's; one in a sticky directory (/tmp) is not."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    key = write_key(shared / "key")
+    shared.chmod(0o777)
+    line = assert_one_line_refusal(rexecd("--port", "0", "--key-file", str(key)))
+    assert f"the directory {shared} lets another user replace it" in line, line
+    shared.chmod(0o1777)  # sticky: nobody else can rename or remove our file
+    assert rexecd("--check-config", "--key-file", str(key)).returncode == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file to another user")
+def test_key_file_of_another_user_is_refused(tmp_path) -> None:
+    key = write_key(tmp_path / "key")
+    os.chown(key, 65534, 65534)  # nobody's, as if planted before the first start
+    line = assert_one_line_refusal(rexecd("--port", "0", "--key-file", str(key)))
+    assert "is owned by uid 65534" in line, line
+
+
+def test_an_audit_log_others_can_rewrite_or_a_link_is_refused(tmp_path) -> None:
+    """Attacker5 F14: the trail is not written through a link, nor into a
+    file others may write."""
+    key = write_key(tmp_path / "key")
+    writable = tmp_path / "audit.jsonl"
+    writable.touch(mode=0o666)
+    writable.chmod(0o666)
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(tmp_path / "elsewhere.jsonl")
+    for log, reason in ((writable, "group or others may write it"), (link, "symbolic link")):
+        proc = rexecd("--port", "0", "--key-file", str(key), "--audit-log", str(log))
+        line = assert_one_line_refusal(proc)
+        assert line.startswith(f"rexecd: cannot open audit log {log}: ") and reason in line, line
+    assert not (tmp_path / "elsewhere.jsonl").exists()
+
+
 def test_malformed_key_file_is_refused(tmp_path) -> None:
     key = tmp_path / "key"
     key.write_text("not hex\n")
