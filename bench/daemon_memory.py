@@ -43,7 +43,9 @@ def _start_daemon(work: Path, env: dict[str, str]) -> tuple[subprocess.Popen[byt
     daemon = subprocess.Popen(
         [sys.executable, "-m", "rexec.daemon", "--port", "0", "--key-file", str(work / "key"),
          "--audit-log", "/dev/null", "--state-dir", str(work / "state")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+        # cwd: ``-m`` puts the working directory ahead of PYTHONPATH, and a
+        # checkout's would then be the daemon's rexec, whatever --tree says.
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=work,
     )  # fmt: skip
     assert daemon.stdout is not None
     for _ in range(50):  # bounded: rexecd prints a few lines before listening
@@ -68,7 +70,7 @@ def _step(step: str, address: str, work: Path, size: int, env: dict[str, str]) -
         argv = [*common, step, "-q", "--key-file", str(work / "key"), address, str(source),
                 str(copy)]  # fmt: skip
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    out = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    out = subprocess.run(argv, env=env, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     if out.returncode:
         raise RuntimeError(f"{step} failed: {out.stderr.decode(errors='replace')[-400:]}")
     if step != "stdout" and copy.stat().st_size != size:
@@ -96,7 +98,7 @@ def main() -> None:
         daemon, address = _start_daemon(work, env)
         try:
             subprocess.run([sys.executable, "-c", CLI, "run", "--key-file", str(work / "key"),
-                            address, "true"], env=env, check=True)  # fmt: skip
+                            address, "true"], env=env, cwd=work, check=True)  # fmt: skip
             idle = _status_mib(daemon.pid, "VmRSS")
             print(f"rexecd ({tree}) after one `true`: {idle:.1f} MiB", flush=True)
             for n, step in enumerate(args.steps.split(",")):
