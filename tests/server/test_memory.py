@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -84,3 +86,48 @@ def test_transfers_do_not_ratchet_the_daemons_memory(server: Any, tmp_path: Path
             copy.unlink()
     finally:
         client.close()
+
+
+#: A client library process doing one transfer after another on one
+#: connection; prints its resident memory (KiB) after each.
+_LIBRARY_WORKER = """
+import asyncio, sys
+import rexec_client
+from rexec.keyfile import load_key
+from rexec_client.transfer import get, put
+
+host, port, key, source, copy = sys.argv[1:6]
+
+def rss():
+    with open("/proc/self/status") as status:
+        return next(int(l.split()[1]) for l in status if l.startswith("VmRSS:"))
+
+async def main():
+    conn = await rexec_client.connect(host, int(port), load_key(key))
+    async with conn:
+        for transfer in (get, put, get, put, get, put):
+            await transfer(conn, source, copy)
+            print(rss(), flush=True)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.slow
+def test_transfers_do_not_ratchet_a_library_clients_memory(server: Any, tmp_path: Path) -> None:
+    # A program using the library for transfer after transfer: what each
+    # freed goes back at its end, so the process stays where the first
+    # left it.
+    source = tmp_path / "source.bin"
+    _write_random(source, SIZE)
+    out = subprocess.run(
+        [sys.executable, "-c", _LIBRARY_WORKER, server.host, str(server.port),
+         str(server.key_file), str(source), str(tmp_path / "copy.bin")],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    resident = [int(line) * 1024 for line in out.stdout.split()]
+    assert len(resident) == 6
+    grown = max(resident) - resident[0]
+    shown = ", ".join(f"{r / MiB:.1f}" for r in resident)
+    assert grown < KEPT_ALLOWANCE, f"the client's RSS after each transfer: {shown} MiB"
