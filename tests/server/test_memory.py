@@ -26,8 +26,13 @@ SIZE = RETURN_AFTER + 16 * MiB
 #: (3 MiB), the receive and frame buffers around them, with room to spare.
 PEAK_ALLOWANCE = 16 * MiB
 #: What may stay resident after a transfer ends (the heap's bookkeeping,
-#: objects of the session): not its megabyte buffers.
-KEPT_ALLOWANCE = 3 * MiB
+#: objects of the session, small blocks where freed pages were): not its
+#: megabyte buffers (main kept 8.5 MiB after a get).
+KEPT_ALLOWANCE = 5 * MiB
+#: The same for a client process, which also keeps what its transfers'
+#: threads and the connection's buffers hold (up to 6 MiB here under load;
+#: main's library kept 20 MiB after three gets and puts).
+CLIENT_KEPT_ALLOWANCE = 10 * MiB
 
 
 def _status_kib(pid: int, field: str) -> int:
@@ -96,7 +101,7 @@ import rexec_client
 from rexec.keyfile import load_key
 from rexec_client.transfer import get, put
 
-host, port, key, source, copy = sys.argv[1:6]
+host, port, key, warm, source, copy = sys.argv[1:7]
 
 def rss():
     with open("/proc/self/status") as status:
@@ -105,6 +110,10 @@ def rss():
 async def main():
     conn = await rexec_client.connect(host, int(port), load_key(key))
     async with conn:
+        # Warm up: the transfer messages' models exist after a small get and put.
+        await get(conn, warm, copy)
+        await put(conn, warm, copy)
+        print(rss(), flush=True)
         for transfer in (get, put, get, put, get, put):
             await transfer(conn, source, copy)
             print(rss(), flush=True)
@@ -118,16 +127,17 @@ def test_transfers_do_not_ratchet_a_library_clients_memory(server: Any, tmp_path
     # A program using the library for transfer after transfer: what each
     # freed goes back at its end, so the process stays where the first
     # left it.
-    source = tmp_path / "source.bin"
+    warm, source = tmp_path / "warm.bin", tmp_path / "source.bin"
+    _write_random(warm, 3 * MiB)
     _write_random(source, SIZE)
     out = subprocess.run(
         [sys.executable, "-c", _LIBRARY_WORKER, server.host, str(server.port),
-         str(server.key_file), str(source), str(tmp_path / "copy.bin")],
+         str(server.key_file), str(warm), str(source), str(tmp_path / "copy.bin")],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     resident = [int(line) * 1024 for line in out.stdout.split()]
-    assert len(resident) == 6
-    grown = max(resident) - resident[0]
+    assert len(resident) == 7
+    kept = max(resident[1:]) - resident[0]
     shown = ", ".join(f"{r / MiB:.1f}" for r in resident)
-    assert grown < KEPT_ALLOWANCE, f"the client's RSS after each transfer: {shown} MiB"
+    assert kept < CLIENT_KEPT_ALLOWANCE, f"the client's RSS, warm then after each: {shown} MiB"
