@@ -46,10 +46,10 @@ _MMAP_THRESHOLD = 4 * 1024 * 1024
 _TRIM_THRESHOLD = 16 * 1024 * 1024
 #: Bulk bytes (frame bodies, sent or received) after which the end of a
 #: request hands the heap's free pages back (:func:`bulk_moved`). Large enough
-#: that the pages a later transfer faults in again cost it under 1% of its
-#: CPU (a fault costs about 0.5 CPU-s per GiB; a transfer's working set is
-#: about 8 MiB, faulted in once per trim against at least 64 MiB moved at
-#: over 1 CPU-s per GiB).
+#: that the pages a later transfer faults in again cost little: a
+#: transfer's working set is about 8 MiB, faulted in again at about 0.5
+#: CPU-s per GiB (4 ms) once per at least 64 MiB moved at over 1.5 CPU-s per
+#: GiB (about 2% at worst, 0.3% for 512 MiB).
 RETURN_AFTER = 64 * 1024 * 1024
 _libc: Any = None
 _allocator_pinned = False
