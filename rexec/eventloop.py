@@ -5,6 +5,10 @@ uvloop is opt-in, not the default, because ``bench/run.py`` did not show it
 paying here: about 10% off the warm round trip, but bulk output no faster and
 in most runs slower (see the README's Speed section). Every rexec program
 runs on either loop (the test suite passes on both); nothing depends on which.
+
+Also the heap a bulk-streaming process runs on: glibc's allocator tuned to
+reuse megabyte buffers (:func:`pin_allocator`) and to hand them back once a
+burst is over (:func:`bulk_moved`, :func:`bulk_over`).
 """
 
 from __future__ import annotations
