@@ -8,6 +8,7 @@ import collections
 import itertools
 from typing import Protocol
 
+from rexec.eventloop import bulk_over
 from rexec.files import TempRecords
 from rexec.protocol import ErrorCode
 from rexec.server.admission import Admission
@@ -122,6 +123,7 @@ class Server:
             del self._running_by_key[key]
         if self.running_requests == 0:
             self._idle.set()
+        bulk_over()  # after bulk, the freed heap goes back (rexec/eventloop.py)
         if pgid is not None and self.records is not None:
             self.records.remove(pgid)
 
