@@ -188,12 +188,11 @@ def server(start_server: Callable[..., RunningServer]) -> RunningServer:
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """``-n auto``: three workers per core. Much of a test's time is spent
-    waiting (for a deadline, a grace period, a peer that never answers):
-    with two workers per core, CI's 2 cores were busy only 58 % of the run
-    (328 CPU-seconds in 283 s); a third worker per core runs meanwhile. Every
-    test has its own port, directories and HOME, so workers never meet."""
-    return 3 * len(os.sched_getaffinity(0))
+    """``-n auto``: two workers per core. Much of a test's time is spent
+    waiting (for a deadline, a grace period, a peer that never answers): a
+    second worker per core runs meanwhile. Every test has its own port,
+    directories and HOME, so workers never meet."""
+    return 2 * len(os.sched_getaffinity(0))
 
 
 #: The tests that take longest (wall time measured, run under xdist), started

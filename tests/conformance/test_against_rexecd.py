@@ -38,11 +38,10 @@ KNOWN_SERVER_BUGS: dict[str, str] = {
 }
 #: The frame, idle and stall timeouts and the kill and drain graces, short
 #: for the cases that wait them out, given to rexecd and to the suite alike
-#: (long enough for every other case: the longest pause with output unread is
-#: the backpressure cases' 1.5 s, under the stall timeout; the graces are
-#: those the fake server runs with, tests/conformance/conftest.py).
+#: (long enough for every other case, under load too; the graces are those
+#: the fake server runs with, tests/conformance/conftest.py).
 TIMEOUTS = (
-    "--frame-timeout", "2", "--idle-timeout", "3", "--stall-timeout", "3",
+    "--frame-timeout", "2", "--idle-timeout", "5", "--stall-timeout", "6",
     "--kill-grace", "1", "--drain-grace", "1",
 )  # fmt: skip
 #: Cases that can't be judged against a loopback plaintext server. (The mode
