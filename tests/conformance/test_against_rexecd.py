@@ -36,9 +36,14 @@ KNOWN_SERVER_BUGS: dict[str, str] = {
     # stream as a half-close (Session.eof_received never told the Connection),
     # so a stream ending inside a frame left the commands running.
 }
-#: The frame, idle and stall timeouts, short for the timeout cases, given to
-#: rexecd and to the suite alike (long enough for every other case).
-TIMEOUTS = ("--frame-timeout", "2", "--idle-timeout", "5", "--stall-timeout", "6")
+#: The frame, idle and stall timeouts and the kill and drain graces, short
+#: for the cases that wait them out, given to rexecd and to the suite alike
+#: (long enough for every other case, under load too; the graces are those
+#: the fake server runs with, tests/conformance/conftest.py).
+TIMEOUTS = (
+    "--frame-timeout", "2", "--idle-timeout", "5", "--stall-timeout", "6",
+    "--kill-grace", "1", "--drain-grace", "1",
+)  # fmt: skip
 #: Cases that can't be judged against a loopback plaintext server. (The mode
 #: 000 case runs as root too: it falls back to a write-only sysctl.)
 UNSUPPORTED_HERE = {"tls.loopback.only", "tls.version/tls-1.2"}

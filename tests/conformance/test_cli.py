@@ -142,6 +142,10 @@ def test_should_failure_fails_only_in_strict_mode(
         f"{server.host}:{server.port}",
         "--cases",
         "error.fatal.prompt",
+        # The fake never closes: each run waits the case's whole close wait
+        # (10 s) for the same verdict, never-closed; half of it is plenty.
+        "--timeout-multiplier",
+        "0.5",
     )
     relaxed = cli(*args)
     assert relaxed.returncode == 0 and "non-strict" in relaxed.stdout

@@ -11,7 +11,7 @@ import pytest
 
 from rexec.protocol import Error, Exit
 
-from .wire import ServerClosed, connect, wait_for_processes, wait_gone
+from .wire import CommandResult, ServerClosed, connect, wait_for_processes, wait_gone
 
 
 def read_to_the_end(wire, timeout: float) -> list:
@@ -23,6 +23,19 @@ def read_to_the_end(wire, timeout: float) -> list:
             frames.append(wire.next_event(deadline - time.monotonic()))
     except ServerClosed:
         return frames
+
+
+def run_until_refused(wire, timeout: float = 10.0) -> tuple[int, CommandResult]:
+    """Run ``echo too late`` until the daemon refuses it (it has acted on a
+    SIGTERM just sent, however loaded the machine), or ``timeout`` passes:
+    the id and result of the last run."""
+    deadline = time.monotonic() + timeout
+    while True:
+        command_id = wire.run(["echo", "too late"])
+        result = wire.wait(command_id, 5)
+        if result.error is not None or time.monotonic() > deadline:
+            return command_id, result
+        time.sleep(0.05)
 
 
 def test_sigterm_cancels_commands_then_closes_every_connection(start_server, marker) -> None:
@@ -98,9 +111,7 @@ def test_run_during_shutdown_is_refused_command_scoped(start_server, marker) -> 
         running = wire.run(["sleep", m])
         assert wait_for_processes(m, 1)
         server.process.send_signal(signal.SIGTERM)
-        time.sleep(0.3)  # let the daemon act on the signal
-        refused = wire.run(["echo", "too late"])
-        result = wire.wait(refused, 2)
+        refused, result = run_until_refused(wire)
         assert result.error is not None
         assert result.error.code == "server.shutting_down"
         assert result.error.fatal is False and result.error.id == refused
@@ -117,7 +128,8 @@ def test_no_new_connections_during_shutdown(start_server, marker) -> None:
         wire.run(["sleep", m])
         assert wait_for_processes(m, 1)
         server.process.send_signal(signal.SIGTERM)
-        time.sleep(0.3)
+        _, result = run_until_refused(wire)  # the daemon has acted on the signal
+        assert result.error is not None and result.error.code == "server.shutting_down"
         try:
             probe = socket.create_connection((server.host, server.port), timeout=1)
         except ConnectionRefusedError:
