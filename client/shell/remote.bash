@@ -388,10 +388,15 @@ __rexec_ready() {
 }
 
 # Leaving with STATUS: the user's settings back, so that bash saves the
-# history as it would, then what a login shell does on exit.
+# history as it would, then what a login shell does on exit. Under `set -x`
+# bash traces each step on its stderr as it starts it, which here is
+# /dev/null: nothing of rexec's shows, while ~/.bash_logout's own commands
+# (and its output) go to the session's stderr, as a login bash's would.
 __rexec_leave() {
-    __rexec_settings "$__rexec_u_underscore"
-    PROMPT_COMMAND=
-    if [ -r ~/.bash_logout ]; then . ~/.bash_logout </dev/null; fi
-    builtin exit "$1" 2>/dev/null
+    {
+        PROMPT_COMMAND=
+        __rexec_settings "$__rexec_u_underscore"
+        if [ -r ~/.bash_logout ]; then . ~/.bash_logout </dev/null 2>&"$__rexec_s_err"; fi
+        builtin exit "$1"
+    } 2>/dev/null
 }
