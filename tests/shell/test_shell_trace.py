@@ -44,3 +44,20 @@ def test_ctrl_d_after_set_xv_shows_nothing_of_rexec(server: Any, open_shell: Ope
     assert _traced(shown) == [], shown
     shell.child.close()
     assert shell.child.exitstatus == 0
+
+
+def test_ctrl_c_after_set_x_traces_nothing_of_rexec(server: Any, open_shell: OpenShell) -> None:
+    shell = open_shell(server)
+    shell.run("set -x")
+    shell.run("PROMPT_COMMAND+='; echo pc-err >&2'")
+    shell.child.sendline("echo sta''rted; sleep 30")
+    shell.child.expect_exact("started")
+    shell.child.sendintr()
+    shown = shell.prompt()
+    assert shell.status == "SIGINT"
+    assert "__rexec" not in shown and "PROMPT_COMMAND" not in shown, shown
+    # The user's PROMPT_COMMAND runs, untraced (README), its stderr shown.
+    assert "\npc-err\n" in shown, shown
+    shown = shell.run("true")
+    assert "__rexec" not in shown, shown
+    assert "++ true" in _traced(shown) and "\npc-err\n" in shown, shown
