@@ -27,7 +27,7 @@ from typing import Any
 from ..address import Address
 from ..api import resolve_key
 from ..connection import ClientConnection
-from ..dial import DEFAULT_CONNECT_TIMEOUT, connect
+from ..dial import DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEEPALIVE_TIMEOUT, connect
 from .attempt import OutputCallback
 from .engine import Batch, SkipPredicate
 from .halt import HaltPolicy
@@ -44,8 +44,10 @@ def make_connector(
     ssl: ssl_module.SSLContext | None = None,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     keepalive: float | None = None,
+    keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT,
 ) -> Connector:
-    """A connector that opens authenticated connections with these settings."""
+    """A connector that opens authenticated connections with these settings
+    (``keepalive``, ``keepalive_timeout``: as ``connect`` takes them)."""
 
     async def open_connection(address: Address) -> ClientConnection:
         return await connect(
@@ -55,6 +57,7 @@ def make_connector(
             ssl=ssl,
             connect_timeout=connect_timeout,
             keepalive=keepalive,
+            keepalive_timeout=keepalive_timeout,
         )
 
     return open_connection

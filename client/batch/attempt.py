@@ -8,8 +8,11 @@ How an attempt can end, for the scheduler (``engine``):
   its connection was lost once the command had been sent: it *may have run*
   (``JobResult.started``), so it is never run again without ``--retries``;
 * ``NotStarted`` — the server could not be reached (connect, handshake or
-  authentication failed): the command was never sent, so the job may go
-  to another server without being counted as an attempt;
+  authentication failed), or it refused the command for a reason of its
+  own that proves the command never started and will refuse every other
+  (``NOT_RUN_HERE``: it is shutting down, its audit log fails): the server
+  is dropped, and the job may go to another server without being counted
+  as an attempt;
 * ``Busy`` — the server refused the command as ``busy`` (its own limit):
   run it again later, uncounted.
 """
@@ -20,6 +23,7 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Callable
+from typing import NoReturn
 
 from ..address import Address
 from ..errors import RemoteCommandError, RexecConnectionError
@@ -39,6 +43,12 @@ OutputCallback = Callable[[Job, Address, str, bytes], None]
 
 _READ_SIZE = 1 << 16
 
+#: Refusals that say the command never started and that the server will run
+#: none (``busy`` says only "not now": it waits): the server is dropped and
+#: the job runs elsewhere, uncounted. A refusal for the command's own sake
+#: (``command.denied``, ``spawn.*``, ``cwd.invalid`` …) is the job's result.
+NOT_RUN_HERE = frozenset({"server.shutting_down", "audit.unavailable"})
+
 
 @dataclasses.dataclass(slots=True, eq=False)
 class WorkItem:
@@ -52,6 +62,8 @@ class WorkItem:
     process: RemoteProcess | None = None
     task: asyncio.Task[None] | None = None
     connecting: bool = False
+    #: When this attempt's command was sent (epoch seconds; 0: not yet).
+    sent: float = 0.0
 
 
 class Busy(Exception):
@@ -89,6 +101,16 @@ def failure(
     )
 
 
+def aborted(item: WorkItem, server: Server) -> JobResult:
+    """The result of an attempt ended by the batch being aborted (a second
+    Ctrl-C): one whose command was sent may have run, its cancel never
+    confirmed; one not sent was skipped."""
+    if not item.sent:
+        return failure(item, server, Status.SKIPPED, "the batch was aborted")
+    why = "cancel not confirmed: the batch was aborted; the command may still run"
+    return failure(item, server, Status.CANCELLED, why, start=item.sent)
+
+
 #: The fields of a result copied from the command's ``ExitStatus``.
 _FROM_EXIT_STATUS = (
     "exit_code",
@@ -124,12 +146,25 @@ class AttemptRunner:
         self._cancel = cancel
 
     async def run(self, item: WorkItem, server: Server) -> JobResult:
-        """One attempt of ``item`` on ``server``.
+        """One attempt of ``item`` on ``server``. An exception nobody foresaw
+        (a bug, a bad port given through the library) is a failed job, its
+        server dropped: never a job lost without a result.
 
         Raises:
             NotStarted: the server could not be reached.
             Busy: the server refused the command as busy.
         """
+        item.sent = 0.0
+        try:
+            return await self._run(item, server)
+        except (Busy, NotStarted):
+            raise
+        except Exception as exc:
+            why = f"rexec could not run it: {type(exc).__name__}: {exc}"
+            server.mark_down(why)
+            return failure(item, server, Status.FAILED, why, "client.error", item.sent)
+
+    async def _run(self, item: WorkItem, server: Server) -> JobResult:
         job = item.job
         item.connecting = True
         try:
@@ -144,11 +179,12 @@ class AttemptRunner:
         if self._cancelling():
             return failure(item, server, Status.SKIPPED, "cancelled before it started")
         start, t0 = time.time(), time.monotonic()
+        item.sent = start
         try:
             process = await connection.start(
                 job.args,
                 shell=job.is_shell,
-                cwd=job.cwd,
+                cwd=job.cwd if job.cwd is not None else self._options.cwd,
                 env=job.env,
                 timeout=job.timeout or self._options.timeout,
             )
@@ -156,9 +192,15 @@ class AttemptRunner:
             if exc.code == "busy":
                 server.busy()
                 raise Busy from None
+            if exc.code in NOT_RUN_HERE:
+                self._not_run_here(item, server, f"{exc.message} ({exc.code})", exc.code)
             result = failure(item, server, Status.FAILED, exc.message, exc.code, start)
             return dataclasses.replace(result, exit_code=RETURNCODE_BY_REFUSAL.get(exc.code))
         except RexecConnectionError as exc:
+            if exc.code in NOT_RUN_HERE:
+                # Ended by the server shutting down (its last command done)
+                # before an answer: a server shutting down starts nothing.
+                self._not_run_here(item, server, str(exc), exc.code)
             # The start frame may have reached the server: the command may run.
             server.mark_down(str(exc))
             status = status_of_connection_error(exc)
@@ -182,11 +224,23 @@ class AttemptRunner:
             code, error = "output.lost", lost[0]
         if code is not None and result_status is Status.OK:
             result_status = Status.FAILED  # never an ok without all its output
+        if result_status is Status.CANCELLED and not process.cancel_requested:
+            # Nobody here cancelled it: the server ended it on its own, shutting
+            # down (as ``rexec run`` says): how it died, and why.
+            result_status = Status.SIGNAL if status.signal is not None else Status.FAILED
+            how = f" ({status.signal_name})" if status.signal_name else ""
+            code, error = (
+                "server.shutting_down",
+                f"the server is shutting down: it ended the command{how}",
+            )
         if status.connection_lost:
             server.mark_down(status.connection_error or "connection lost")
             error = status.connection_error
-            if self._cancelling():  # we dropped it after cancelling: the server kills it
+            if self._cancelling():
+                # We dropped it after cancelling (or it was lost meanwhile):
+                # the server kills it when it sees the drop, if it still can.
                 result_status = Status.CANCELLED
+                error = f"cancel not confirmed: {server.down}; the command may still run"
         return JobResult(
             job=job,
             target=server.address,
@@ -202,6 +256,13 @@ class AttemptRunner:
             error=error,
             **{name: getattr(status, name) for name in _FROM_EXIT_STATUS},
         )
+
+    @staticmethod
+    def _not_run_here(item: WorkItem, server: Server, why: str, code: str) -> NoReturn:
+        """The server said it runs no more commands: it is dropped (the
+        commands running there go on) and ``item`` never ran there."""
+        server.mark_down(why, drain=True)
+        raise NotStarted(failure(item, server, Status.CONNECT_ERROR, why, code))
 
     async def _read(
         self, reader: OutputReader, job: Job, target: Address, stream: str, lost: list[str]

@@ -1,13 +1,18 @@
 """``-b``: identical results printed once, as ``clush -b`` and
 ``dshbak -c`` do.
 
-Results are grouped by (command, stdout, stderr, status) as they finish
-(only a digest of each output is kept per result); each group is printed at
-the end (in input order) under a header naming its targets as a folded node
-set and their count::
+Results are grouped by (command, stdout, status) as they finish (only a
+digest of each output is kept per result); each group is printed at the end
+(in input order) under a header naming its targets as a folded node set and
+their count::
 
     ---------------- web[01-03] (3)
-    <the output: stdout, then stderr>
+    <the output>
+
+As with clush, ``-b`` gathers stdout only: a command's stderr goes to
+stderr as its job ends, each line after ``host: ``, so ``2>/dev/null``
+drops it and a report on stdout holds none; ``-B`` gathers stderr too
+(after stdout, in the group, on stdout).
 
 A group whose status is not ok says so in its header (``exit 2``,
 ``timeout``, ``connect_error`` …). When the batch ran more than one command,
@@ -22,6 +27,7 @@ from collections.abc import Callable
 from typing import BinaryIO
 
 from ..address import Address
+from .capture import Captured
 from .jobs import Job
 from .nodeset import fold
 from .outcome import JobResult, Status
@@ -32,10 +38,19 @@ SEPARATOR = "-" * 16
 
 
 class CoalescingPrinter:
-    """Args: ``display``, how a target is written (``targets.DisplayNames``)."""
+    """Args: ``display``, how a target is written (``targets.DisplayNames``);
+    ``stderr``: where the commands' stderr goes, line by line after
+    ``host: `` (``-b``); None: gathered with stdout (``-B``)."""
 
-    def __init__(self, stdout: BinaryIO, display: Callable[[Address], str] = label) -> None:
+    def __init__(
+        self,
+        stdout: BinaryIO,
+        display: Callable[[Address], str] = label,
+        *,
+        stderr: BinaryIO | None = None,
+    ) -> None:
         self._out = stdout
+        self._err = stderr
         self._display = display
         self._groups: dict[bytes, tuple[JobResult, list[str], list[int]]] = {}
         self._commands: set[str] = set()
@@ -47,7 +62,11 @@ class CoalescingPrinter:
         command = result.job.command_text
         self._commands.add(command)
         name = self._display(result.target) if result.target else f"job {result.job.id}"
-        key = _fingerprint(command, result)
+        if self._err is not None and result.stderr_capture is not None:
+            write_captured(self._err, result.stderr_capture, f"{name}: ".encode())
+            self._err.flush()
+            result.stderr_capture.release()
+        key = _fingerprint(command, self._gathered(result), result)
         group = self._groups.get(key)
         if group is None:
             # Keep one copy of the output, not one per target.
@@ -68,7 +87,7 @@ class CoalescingPrinter:
                 [header] if len(self._commands) == 1 else [header, f"$ {result.job.command_text}"]
             )
             self._out.write(("\n".join(lines) + "\n").encode())
-            for captured in (result.stdout_capture, result.stderr_capture):
+            for captured in self._gathered(result):
                 if captured is not None and captured.size:
                     write_captured(self._out, captured, None)
                     if captured.last_byte != b"\n":
@@ -76,11 +95,17 @@ class CoalescingPrinter:
             result.release()
         self._out.flush()
 
+    def _gathered(self, result: JobResult) -> tuple[Captured | None, ...]:
+        """The outputs printed in the group: stdout, and stderr with ``-B``."""
+        if self._err is not None:
+            return (result.stdout_capture,)
+        return (result.stdout_capture, result.stderr_capture)
 
-def _fingerprint(command: str, result: JobResult) -> bytes:
+
+def _fingerprint(command: str, outputs: tuple[Captured | None, ...], result: JobResult) -> bytes:
     """What makes two results print the same: command, output, state."""
     digest = hashlib.sha256(command.encode() + b"\0" + _state(result).encode())
-    for captured in (result.stdout_capture, result.stderr_capture):
+    for captured in outputs:
         digest.update(b"\0%d\0" % (captured.size if captured else -1))
         for chunk in captured.chunks() if captured else ():
             digest.update(chunk)

@@ -26,7 +26,7 @@ from rexec.keyfile import KeyFileError, default_key_path, load_key
 
 from ..address import DEFAULT_PORT, Address
 from ..cli.base import one_line
-from ..cli.common import CliError, fail, ssl_context
+from ..cli.common import KEEPALIVE_COUNT, CliError, fail, ssl_context
 from .api import make_batch, make_connector
 from .capture import Spool
 from .coalesce import CoalescingPrinter
@@ -38,7 +38,7 @@ from .halt import HaltPolicy, HaltSyntaxError
 from .inputs import BatchInput
 from .joblog import DoneJobs, JoblogWriter
 from .jobs import Job, JobInputError
-from .options import BatchOptions
+from .options import BATCH_KEEPALIVE, BatchOptions
 from .outcome import JobResult
 from .output import GroupPrinter, LinePrinter, OrderedPrinter, Printer, Tagger, host_prefix, job_tag
 from .progress import Progress
@@ -47,7 +47,13 @@ from .results_file import ResultsWriter
 from .servers import Connector
 from .source import ThreadedSource
 from .summary import Summary
-from .targets import DisplayNames, TargetError, label, resolve_targets
+from .targets import (
+    DisplayNames,
+    TargetError,
+    label,
+    refuse_pdsh_host_file,
+    resolve_targets,
+)
 
 #: Status when our stdout was closed by its reader (as a process killed by SIGPIPE).
 EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
@@ -57,6 +63,7 @@ def main(args: argparse.Namespace) -> int:
     """Run ``rexec batch`` as ``args`` say; return the exit status."""
     try:
         groups = Groups(args.groups_file) if args.groups_file else Groups()
+        refuse_pdsh_host_file(args.hosts)
         specs = [*args.hosts, *(f"@{group}" for group in args.host_groups)]
         targets = resolve_targets(
             specs, args.hosts_file, args.exclude, args.port or DEFAULT_PORT, groups
@@ -90,12 +97,18 @@ def main(args: argparse.Namespace) -> int:
 
 
 #: The options given to ``BatchOptions`` as they are, under the same name.
-_SAME_NAMED_OPTIONS = ("per_host", "onall", "timeout", "retries", "retry_failed", "delay")
+_SAME_NAMED_OPTIONS = (
+    "per_host",
+    "onall",
+    "timeout",
+    "cwd",
+    "retries",
+    "retry_failed",
+    "delay",
+)
 
 
 def _options(args: argparse.Namespace, n_targets: int, batch_input: BatchInput) -> BatchOptions:
-    if (args.resume or args.resume_failed) and not args.joblog:
-        raise CliError("--resume needs --joblog FILE (the log to resume from)")
     halt = HaltPolicy.parse(args.halt) if args.halt else None
     wants_total = (args.progress and sys.stderr.isatty()) or (halt is not None and halt.percent)
     total = batch_input.count() if wants_total else None
@@ -119,6 +132,9 @@ def _options(args: argparse.Namespace, n_targets: int, batch_input: BatchInput) 
 def _done_jobs(args: argparse.Namespace) -> DoneJobs | None:
     if not (args.resume or args.resume_failed):
         return None
+    if not args.joblog:
+        option = "--resume" if args.resume else "--resume-failed"
+        raise CliError(f"{option} needs --joblog FILE (the log to resume from)")
     return DoneJobs.read(args.joblog, failed_too=args.resume)
 
 
@@ -154,18 +170,22 @@ def _dry_run(
 def _connector(args: argparse.Namespace) -> Connector:
     """One key and one TLS context for every connection (a bad key or TLS
     file is a usage error, reported once, before anything runs)."""
+    keepalive = args.keepalive or BATCH_KEEPALIVE
     return make_connector(
         load_key(Path(args.key_file) if args.key_file else default_key_path()),
         ssl=ssl_context(args),
         connect_timeout=args.connect_timeout,
-        keepalive=args.keepalive,
+        keepalive=keepalive,
+        keepalive_timeout=keepalive * KEEPALIVE_COUNT,
     )
 
 
 def _printer(
     args: argparse.Namespace, display: DisplayNames, stdout: BinaryIO, stderr: BinaryIO
 ) -> Printer:
-    if args.mode == "coalesce":
+    if args.mode == "coalesce":  # -b: stdout gathered, stderr as it comes (clush)
+        return CoalescingPrinter(stdout, display, stderr=stderr)
+    if args.mode == "coalesce-all":
         return CoalescingPrinter(stdout, display)
     tag: Tagger | None = None
     if args.tag:
@@ -209,18 +229,18 @@ def _silence_stdout() -> None:
     os.close(devnull)
 
 
-def _install_interrupts(batch: Batch) -> Callable[[], None]:
-    """Ctrl-C/SIGTERM: cancel the batch; a second Ctrl-C: drop the
-    connections. Returns the function that removes the handlers."""
+def _install_interrupts(batch: Batch, received: list[int]) -> Callable[[], None]:
+    """Ctrl-C/SIGTERM: cancel the batch; a second one: drop the connections.
+    Each signal received is appended to ``received``. Returns the function
+    that removes the handlers."""
     loop = asyncio.get_running_loop()
-    presses = 0
 
-    def interrupted() -> None:
-        nonlocal presses
-        presses += 1
-        if presses == 1:
+    def interrupted(signum: int) -> None:
+        received.append(signum)
+        if len(received) == 1:
+            what = "terminated" if signum == signal.SIGTERM else "interrupted"
             print(
-                f"\rrexec batch: interrupted: cancelling {batch.running} running command(s) "
+                f"\rrexec batch: {what}: cancelling {batch.running} running command(s) "
                 "(Ctrl-C again to drop the connections)",
                 file=sys.stderr,
                 flush=True,
@@ -230,7 +250,7 @@ def _install_interrupts(batch: Batch) -> Callable[[], None]:
             batch.abort()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, interrupted)
+        loop.add_signal_handler(sig, interrupted, sig)
 
     def remove() -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -280,9 +300,17 @@ async def _run(
     except OSError as exc:
         raise CliError(f"cannot write {exc.filename}: {exc.strerror}") from None
     summary = Summary(display)
-    remove_handlers = _install_interrupts(batch)
+    signals: list[int] = []
+    remove_handlers = _install_interrupts(batch, signals)
     started = time.monotonic()
     input_error: JobInputError | None = None
+    ticker = (
+        asyncio.create_task(
+            progress.keep_drawn(lambda: (batch.succeeded, batch.failed, batch.running))
+        )
+        if progress is not None
+        else None
+    )
     try:
         async for result in batch.results():
             records.write(result)
@@ -302,6 +330,9 @@ async def _run(
     except JobInputError as exc:
         input_error = exc
     finally:
+        if ticker is not None:  # stopped before the line is cleared for good
+            ticker.cancel()
+            await asyncio.gather(ticker, return_exceptions=True)
         remove_handlers()
         records.close()
         if progress is not None:
@@ -334,4 +365,6 @@ async def _run(
         fail(str(input_error), EXIT_USAGE)
     if broken_pipe and status == EXIT_INTERRUPTED:
         return EXIT_BROKEN_PIPE
+    if status == EXIT_INTERRUPTED and signals:
+        return 128 + signals[0]  # SIGTERM: 143, as put and get, and shells, say
     return status

@@ -14,11 +14,13 @@ Contract:
   job with ``target`` is pinned there.
 * Every work item pulled from the input yields exactly one ``JobResult``,
   after its last attempt: nothing is lost, nothing reported twice.
-* Dead servers (``attempt``): a server that can't be reached, or whose
-  connection is lost, is *dropped* (``dropped``): it gets no more spread
-  jobs. A spread job whose server could not be reached was never sent, so
-  it goes back to the queue for the others, uncounted; when every server is
-  dropped (and none may be revived) it fails, ``NO_SERVER_LEFT``. A job
+* Dead servers (``attempt``): a server that can't be reached, whose
+  connection is lost, or that refuses a command saying it will run none
+  (shutting down: ``NOT_RUN_HERE``) is *dropped* (``dropped``): it gets no
+  more spread jobs. A spread job whose server could not be reached or
+  refused it so never ran, so it goes back to the queue for the others,
+  uncounted; when every server is dropped (and none may be revived) it
+  fails, ``NO_SERVER_LEFT``. A job
   whose command was sent before its connection was lost may have run: it
   ends ``connect_error``, rerun only within ``retries`` (a command need not
   be idempotent: running it twice is the user's call). A pinned job whose
@@ -47,7 +49,7 @@ from collections.abc import AsyncIterator, Callable
 
 from ..address import Address
 from ..errors import RexecConnectionError
-from .attempt import AttemptRunner, Busy, NotStarted, OutputCallback, WorkItem, failure
+from .attempt import AttemptRunner, Busy, NotStarted, OutputCallback, WorkItem, aborted, failure
 from .halt import HaltPolicy
 from .jobs import Job, JobInputError
 from .options import BatchOptions
@@ -289,6 +291,7 @@ class Batch:
             if not released:
                 released = True
                 server.running -= 1
+                server.drained()
                 self._pool.changed(server)
                 self._pending.mark_ready(server)
                 self._wake.set()
@@ -304,8 +307,7 @@ class Batch:
             except asyncio.CancelledError:
                 if self._closed:
                     raise
-                status = Status.CANCELLED if item.process is not None else Status.SKIPPED
-                result = failure(item, server, status, "the batch was aborted")
+                result = aborted(item, server)
             if server.down is not None and not self._cancelling:
                 self._dropped[server] = None
             release_server()
@@ -379,7 +381,7 @@ class Batch:
     def _give_up(self, item: WorkItem) -> None:
         """The server did not confirm a cancel in time: drop its connection."""
         if item in self._running and item.tried:
-            item.tried[-1].mark_down("it did not confirm a cancel in time")
+            item.tried[-1].mark_down(f"no answer within {self.options.cancel_grace:g} s")
 
     async def _skip_pending(self) -> None:
         for item in self._pending.drain():

@@ -6,17 +6,19 @@ status  meaning
 0       every job succeeded (or a ``--halt ...,success=`` goal was reached)
 1       some command failed: exited non-zero, or could not be started
 2       some command timed out or was killed by a signal
-3       a job has no result: its server was unreachable or broke the
-        protocol, or the connection was lost (connect_error,
-        protocol_error; a server shutting down cancels its commands: 3
-        too). A server dropped from a spread batch whose jobs all ran on
-        the others is named in the summary but fails no job: 0.
+3       a job has no result: its server was unreachable, shutting down
+        (it refused the job) or broke the protocol, or the connection was
+        lost (connect_error, protocol_error). A server dropped from a
+        spread batch whose jobs all ran on the others is named in the
+        summary but fails no job: 0. A command the server ended as it
+        shut down was killed by a signal: 2.
 4       the batch was stopped by ``--halt`` (fail= or done=)
 130     interrupted (Ctrl-C); running commands were cancelled
+143     terminated (SIGTERM), as Ctrl-C otherwise
 255     usage error (bad option, host spec, input record or key file)
 ======  ==================================================================
 
-When several apply, the first of this list wins: 255, 130, 4, 3, 2, 1, 0 —
+When several apply, the first of this list wins: 255, 130/143, 4, 3, 2, 1, 0 —
 the more the batch itself went wrong, the higher the status; a plain failure
 (1) is reported only when nothing worse happened. The summary on stderr and
 ``--results`` always give every job's own status.
@@ -41,9 +43,10 @@ EXIT_USAGE = 255
 HELP_TABLE = """\
 exit status (the first that applies wins):
   255  usage error: bad option, host spec, input record or key file
-  130  interrupted by Ctrl-C (running commands were cancelled remotely)
+  130  interrupted by Ctrl-C (running commands were cancelled remotely); 143: SIGTERM
   4    stopped by --halt (fail= or done=; a reached success= goal exits 0)
-  3    a job has no result: its server was unreachable or lost, or broke the protocol
+  3    a job has no result: its server was unreachable, lost or shutting down, or broke
+       the protocol
   2    a command timed out or was killed by a signal
   1    a command exited non-zero or could not be started
   0    every job succeeded

@@ -10,6 +10,10 @@ from .servers import DEFAULT_FANOUT
 
 #: Commands running at once in a spread batch unless ``-j`` says otherwise.
 DEFAULT_JOBS = 32
+#: ``rexec batch``'s keepalive interval unless --keepalive says otherwise (as
+#: the shell's): a server that stops answering (hung, its host gone) ends its
+#: jobs as ``connect_error`` after 3 unanswered pings, never hangs the batch.
+BATCH_KEEPALIVE = 5.0
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -25,6 +29,8 @@ class BatchOptions:
     fanout: int | None = DEFAULT_FANOUT
     onall: bool = False
     timeout: float | None = None
+    #: The directory a job runs in unless it names its own (``Job.cwd``).
+    cwd: str | None = None
     retries: int = 0
     retry_failed: bool = False
     halt: HaltPolicy | None = None

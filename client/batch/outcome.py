@@ -9,12 +9,14 @@ failed          it exited non-zero, or the server refused to start it
                 output could not be kept (``output.lost``: the spool file
                 could not be written) or was withheld by the server's output
                 limit (``output_capped``)
-signal          it was killed by a signal (not by our timeout or cancel)
+signal          it was killed by a signal (not by our timeout or cancel;
+                ``server.shutting_down``: by the server shutting down)
 timeout         the server ended it because its timeout expired
-cancelled       it was ended by a cancel (Ctrl-C, ``--halt now``) or by the
-                server shutting down
+cancelled       it was ended by our cancel (Ctrl-C, ``--halt now``); the
+                ``error`` says when the server never confirmed it
 connect_error   no result: the connection was lost while the job ran (it
                 had started: it may have run), or no server could run it
+                (a pinned job's server was unreachable or shutting down)
 protocol_error  no result: the server broke the protocol
 skipped         never started (``--halt``, Ctrl-C)
 ==============  ===========================================================

@@ -1,6 +1,7 @@
 """The progress line on stderr, for people: only when stderr is a terminal.
 
-One line, redrawn in place (``\\r``) at most 5 times a second::
+One line, redrawn in place (``\\r``) 5 times a second (``keep_drawn``), from
+the start, whether or not jobs end::
 
     rexec batch: 1200/10000 ok 1180 failed 20 running 64  312/s  ETA 0:28
 
@@ -11,7 +12,9 @@ mode would garble it: the caller clears first).
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 from ..term.status_line import StatusLine, clock
@@ -42,3 +45,11 @@ class Progress:
 
     def clear(self) -> None:
         self._line.clear()
+
+    async def keep_drawn(self, counts: Callable[[], tuple[int, int, int]]) -> None:
+        """Redraw the line with ``counts()`` (ok, failed, running) every
+        ``_INTERVAL`` until cancelled: it shows while no job has ended yet,
+        and comes back after printed output cleared it."""
+        while True:
+            self.update(*counts(), force=True)
+            await asyncio.sleep(_INTERVAL)

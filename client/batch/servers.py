@@ -1,18 +1,10 @@
-"""The servers of a batch: one connection each, opened on first use and
-shared by all the jobs that run there (multiplexed), their load, and the
-fanout: how many connections are open at once.
+"""The servers of a batch (``ServerPool``): the targets in load order, and
+the fanout: how many connections are open at once. One server, its
+connection and state, is a ``server.Server``.
 
 Contract:
 
-* ``Server.connection()`` opens the connection once; concurrent callers wait
-  for the same attempt. A failed attempt, or a connection found lost, marks
-  the server *down* (``down`` says why) and its connection is dropped.
-* A down server gets no new spread jobs. ``revive()`` allows one more
-  connection attempt (after a short back-off), at most ``reconnects`` times:
-  retries of jobs pinned to it use that.
-* ``limit`` is ``--per-host`` (or unbounded), lowered to the server's
-  announced ``max_commands`` once connected, and lowered further when the
-  server answers ``busy`` (its global limit, shared with other clients).
+* A down server gets no new spread jobs (see ``server``).
 * Fanout (``ServerPool.fanout``, as clush's and pdsh's ``-f``): a server
   needs a *slot* to connect, and holds it until its connection is closed.
   When every slot is taken, ``reserve()`` closes the connection of an idle
@@ -32,186 +24,22 @@ from __future__ import annotations
 import asyncio
 import collections
 import heapq
-import math
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from ..address import Address
-from ..connection import ClientConnection
-from ..errors import RexecConnectionError
-from .descriptors import OutOfDescriptors, descriptors_free, out_of_descriptors
-from .targets import label
+from .descriptors import descriptors_free
+from .server import Connector, Server
 
-Connector = Callable[[Address], Awaitable[ClientConnection]]
+__all__ = ["DEFAULT_FANOUT", "Connector", "Server", "ServerPool"]
 
 #: Connections open at once unless ``--fanout`` says otherwise: far more than
 #: clush's 64 (a rexec connection is one socket, not an ssh process), far
 #: below the usual open-file limits, and enough to keep a 2,000 jobs/s client
 #: busy with servers that answer in 100 ms.
 DEFAULT_FANOUT = 256
-#: Seconds to wait before reconnecting to a server that was down (× revivals).
-REVIVE_BACKOFF = 0.5
-_CLOSE_TIMEOUT = 5.0
 #: How many idle servers ``reserve`` looks through for one with no work queued.
 _EVICTION_SCAN = 64
 _DESCRIPTOR_RETRIES = 3  # connection attempts after EMFILE with nothing open
-
-
-class Server:
-    """One target of the batch."""
-
-    __slots__ = (
-        "_connecting",
-        "_connection",
-        "_pool",
-        "_reconnects_left",
-        "_revivals",
-        "address",
-        "descriptor_retries",
-        "down",
-        "holds_slot",
-        "index",
-        "label",
-        "limit",
-        "pending",
-        "running",
-        "spread",
-    )
-
-    def __init__(
-        self,
-        address: Address,
-        index: int,
-        pool: ServerPool,
-        per_host: int | None,
-        reconnects: int,
-        spread: bool,
-    ) -> None:
-        self.address = address
-        self.label = label(address)
-        self.index = index
-        self.spread = spread
-        self.running = 0
-        #: Jobs queued for this server alone (kept by the scheduler).
-        self.pending = 0
-        self.limit: float = per_host if per_host else math.inf
-        self.down: str | None = None
-        #: True from ``ServerPool.reserve`` until the connection is closed.
-        self.holds_slot = False
-        self._pool = pool
-        self._connection: ClientConnection | None = None
-        self._connecting: asyncio.Task[ClientConnection] | None = None
-        self._reconnects_left = reconnects
-        self._revivals = 0
-        self.descriptor_retries = 0
-
-    @property
-    def has_room(self) -> bool:
-        return self.down is None and self.running < self.limit
-
-    async def connection(self) -> ClientConnection:
-        """The server's connection, opened if needed (the caller holds its
-        slot: see ``ServerPool.reserve``).
-
-        Raises:
-            RexecConnectionError: it can't be reached (the server is now down).
-            OutOfDescriptors: no descriptor was left to connect with.
-        """
-        if self.down is not None:
-            raise RexecConnectionError(self.down)
-        if self._connection is not None and not self._connection.is_closed:
-            return self._connection
-        if self._connecting is None:
-            self._connecting = asyncio.create_task(self._connect(), name=f"connect-{self.label}")
-        return await asyncio.shield(self._connecting)
-
-    async def _connect(self) -> ClientConnection:
-        try:
-            if self._revivals:
-                await asyncio.sleep(min(REVIVE_BACKOFF * self._revivals, 5.0))
-            connection = await self._pool.connector(self.address)
-        except RexecConnectionError as exc:
-            if out_of_descriptors(exc) and self._pool.out_of_descriptors(self):
-                raise OutOfDescriptors(str(exc)) from None
-            self.mark_down(str(exc))
-            raise
-        finally:
-            self._connecting = None
-        if not self.holds_slot:
-            # Marked down while it connected (another job's connection to it
-            # was lost), or the batch is closing: an idle server is the only
-            # one evicted, and a server connecting has a job. The reason it is
-            # down is this job's reason too.
-            asyncio.ensure_future(connection.close())
-            raise RexecConnectionError(
-                self.down or f"the connection to {self.label} was closed by the client"
-            )
-        self._connection = connection
-        self.limit = min(self.limit, connection.server_limits.max_commands)
-        return connection
-
-    def mark_down(self, why: str) -> None:
-        """Record that the server can't be used (the first reason wins)."""
-        if self.down is None:
-            self.down = why
-        self.evict()
-
-    def evict(self) -> None:
-        """Close the connection (in the background) and give the slot back
-        once it is closed: for a down server, or an idle one whose slot is
-        wanted."""
-        connection, self._connection = self._connection, None
-        if not self.holds_slot:
-            return
-        self.holds_slot = False
-        if connection is None or connection.is_closed:
-            self._pool.released(self, closing=False)
-            return
-
-        async def close() -> None:
-            try:
-                await _close(connection)
-            finally:
-                self._pool.closed(self)
-
-        self._pool.released(self, closing=True)
-        asyncio.ensure_future(close())
-
-    @property
-    def is_connecting(self) -> bool:
-        return self._connecting is not None
-
-    def revive(self) -> bool:
-        """Allow one more connection attempt to a down server, if the budget
-        allows; True when it does."""
-        if self.down is None:
-            return True
-        if self._reconnects_left <= 0:
-            return False
-        self._reconnects_left -= 1
-        self._revivals += 1
-        self.down = None
-        self._pool.changed(self)
-        return True
-
-    def busy(self) -> None:
-        """The server refused a command as ``busy``: run fewer there."""
-        self.limit = max(1, min(self.limit, self.running - 1))
-
-    async def close(self) -> None:
-        if self._connecting is not None:
-            self._connecting.cancel()
-        connection, self._connection = self._connection, None
-        self.holds_slot = False
-        if connection is not None:
-            await _close(connection)
-
-
-async def _close(connection: ClientConnection) -> None:
-    try:
-        async with asyncio.timeout(_CLOSE_TIMEOUT):
-            await connection.close()
-    except TimeoutError:
-        pass
 
 
 class ServerPool:

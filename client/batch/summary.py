@@ -31,10 +31,15 @@ from collections.abc import Callable, Iterable
 from ..address import Address
 from .nodeset import fold
 from .outcome import JobResult, Status
+from .refusals import is_refusal, refusal_cause, refusal_hint
 from .targets import label
 
 _MAX_IDS = 10
+_MAX_HINTS = 3
 MAX_CAUSES = 32
+#: Codes whose ``error`` says what the code alone does not (who ended the
+#: command, and how; what went wrong in rexec).
+_SAID_WITH_THEIR_CAUSE = ("server.shutting_down", "client.error")
 
 
 @dataclasses.dataclass
@@ -52,11 +57,15 @@ def cause_of(result: JobResult) -> str:
         return "not started"
     if status is Status.TIMEOUT:
         return "timed out"
-    if status is Status.CANCELLED:
-        return "cancelled"
+    if status is Status.CANCELLED:  # by us; the error says when it is not confirmed
+        return _without_peer(result.error, result.target) if result.error else "cancelled"
     if status.is_transport:
         text = _without_peer(result.error or status.value, result.target)
         return f"{text}, after the command was sent" if result.started else text
+    if is_refusal(result):
+        return refusal_cause(result)
+    if result.error_code in _SAID_WITH_THEIR_CAUSE and result.error:
+        return f"{result.error} ({result.error_code})"
     return result.reason
 
 
@@ -86,6 +95,8 @@ class Summary:
         self._other: collections.Counter[Status] = collections.Counter()
         #: Servers dropped during the run, by cause.
         self.dropped: dict[str, list[str]] = {}
+        #: What to do instead, for the refusals seen (each said once).
+        self._hints: dict[str, None] = {}
 
     def add_dropped(self, servers: Iterable[tuple[Address, str]]) -> None:
         """Servers dropped during the run, with the reason each was."""
@@ -97,6 +108,9 @@ class Summary:
         self.counts[result.status] += 1
         if result.ok:
             return
+        hint = refusal_hint(result) if is_refusal(result) else None
+        if hint is not None and len(self._hints) < _MAX_HINTS:
+            self._hints[hint] = None
         key = (result.status, cause_of(result))
         cause = self._causes.get(key)
         if cause is None:
@@ -134,4 +148,5 @@ class Summary:
         if self._other:
             others = ", ".join(f"{n} {s.value}" for s, n in self._other.items())
             lines.append(f"  (more causes: {others})")
+        lines.extend(f"  hint: {hint}" for hint in self._hints)
         return lines

@@ -31,6 +31,22 @@ class TargetError(ValueError):
     """A spec, host file or exclusion that can't be used (one line)."""
 
 
+def refuse_pdsh_host_file(specs: Iterable[str]) -> None:
+    """pdsh reads ``-w ^FILE`` as a file of hosts; here it would be a host
+    named ``^FILE``: say where that went.
+
+    Raises:
+        TargetError: a spec (or one of its comma-separated parts) starts with ``^``.
+    """
+    for spec in specs:
+        for part in spec.split(","):
+            if part.startswith("^"):
+                raise TargetError(
+                    f"-w {part}: '^FILE' is pdsh's host file; here it is --hosts-file "
+                    f"{part[1:] or 'FILE'} (see 'rexec batch --help')"
+                )
+
+
 def label(address: Address) -> str:
     """How a target is written in output, logs and results: ``host:port``."""
     return str(address)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..batch.exit_codes import HELP_TABLE
-from ..batch.options import DEFAULT_JOBS
+from ..batch.options import BATCH_KEEPALIVE, DEFAULT_JOBS
 from ..batch.servers import DEFAULT_FANOUT
 from .base import add_command
 from .common import add_connection_options, positive_float
@@ -43,6 +43,12 @@ without port excludes it on every port).
 
 Each job has a stable id (the input line number, the argument's number, or
 the JSON 'id'): the joblog, --results and --resume use it.
+
+A keepalive ping goes every 5 s on each connection unless --keepalive says
+otherwise: a server that stops answering 3 in a row (hung, its host gone)
+ends its jobs as connect_error and is dropped, rather than hang the batch.
+A server that refuses jobs as shutting down is dropped and its jobs run on
+the others.
 """
 
 EPILOG = (
@@ -78,6 +84,13 @@ def _positive(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _count(text) if text.strip().isdigit() else 0
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 1 to 65535, got {text!r}")
     return value
 
 
@@ -159,7 +172,7 @@ def register(subparsers: Any) -> None:
     )
     targets.add_argument(
         "--port",
-        type=_positive,
+        type=_port,
         default=None,
         metavar="PORT",
         help="port of targets that name none (default: 7420)",
@@ -213,6 +226,12 @@ def register(subparsers: Any) -> None:
         type=positive_float,
         metavar="SECONDS",
         help="the server kills a command (its whole process group) after this long",
+    )
+    sched.add_argument(
+        "--cwd",
+        metavar="DIR",
+        help="run the commands in DIR on the server (a --jsonl job's own 'cwd' wins; "
+        "default: the server's, the home directory of its account)",
     )
     sched.add_argument(
         "--retries",
@@ -271,7 +290,16 @@ def register(subparsers: Any) -> None:
         dest="mode",
         action="store_const",
         const="coalesce",
-        help="print identical results once, under their folded target list",
+        help="print identical outputs once, under their folded target list, as clush -b: "
+        "stdout only (stderr goes to stderr, 'host: ' before each line)",
+    )
+    mode.add_argument(
+        "-B",
+        "--coalesce-all",
+        dest="mode",
+        action="store_const",
+        const="coalesce-all",
+        help="like -b, with stderr gathered too (after stdout), as clush -B",
     )
     out.add_argument(
         "--tag",
@@ -310,7 +338,9 @@ def register(subparsers: Any) -> None:
         help="no progress line (shown only when stderr is a terminal)",
     )
     people.add_argument("--quiet", action="store_true", help="no summary at the end")
-    add_connection_options(parser)
+    for action in add_connection_options(parser):
+        if action.dest == "keepalive" and action.help:
+            action.help = action.help.replace("(default: off)", f"(default: {BATCH_KEEPALIVE:g})")
     parser.set_defaults(handler=_main, accepts_command=True, mode="group")
 
 

@@ -288,14 +288,26 @@ __rexec_return() {
 # order it is to be restored: options before the functions whose text they
 # change (extglob), aliases last so that they change nothing restored. The
 # last line says it is whole: a snapshot cut short by Ctrl-C is not used.
+#
+# The options (`shopt -p`, `set +o`: a third of the snapshot's lines, each a
+# write and rarely changed) are sent only when $BASHOPTS or $SHELLOPTS, which
+# name those that are on, changed since the last snapshot that had them and
+# was written whole; the section "options" names that snapshot's SEQ either
+# way, and the client takes them from it.
 __rexec_snapshot() {
     __rexec_u_dirstack=("${DIRSTACK[@]}")
+    __rexec_s_options_now="$BASHOPTS $SHELLOPTS"
     {
         __rexec_keyed "state $1" '\n'
-        builtin printf '%s shopt\n' "$__rexec_s_mark"
-        builtin shopt -p
-        builtin printf '%s setopts\n' "$__rexec_s_mark"
-        builtin set +o
+        if [ "$__rexec_s_options_now" = "$__rexec_s_options" ]; then
+            builtin printf '%s options\n%s\n' "$__rexec_s_mark" "$__rexec_s_options_seq"
+        else
+            builtin printf '%s options\n%s\n' "$__rexec_s_mark" "$1"
+            builtin printf '%s shopt\n' "$__rexec_s_mark"
+            builtin shopt -p
+            builtin printf '%s setopts\n' "$__rexec_s_mark"
+            builtin set +o
+        fi
         builtin printf '%s vars\n' "$__rexec_s_mark"
         builtin declare -p
         builtin printf '%s funcs\n' "$__rexec_s_mark"
@@ -309,7 +321,10 @@ __rexec_snapshot() {
         builtin printf '%s aliases\n' "$__rexec_s_mark"
         builtin alias -p
         builtin printf '%s end\n\0' "$__rexec_s_mark"
-    } 2>/dev/null >| "$__rexec_s_ctl"
+    } 2>/dev/null >| "$__rexec_s_ctl" || return
+    if [ "$__rexec_s_options_now" != "$__rexec_s_options" ]; then
+        __rexec_s_options=$__rexec_s_options_now __rexec_s_options_seq=$1
+    fi
 }
 
 # Tab completion: SEQ KIND WORD, KIND "command" (the first word: aliases,
@@ -361,6 +376,8 @@ __rexec_begin() {
     __rexec_s_ctl=$1 __rexec_s_mark=$2
     __rexec_keep_key "$3"
     __rexec_s_running= __rexec_s_report= __rexec_s_nonce= __rexec_s_snapshot= __rexec_s_status=0
+    # (A restored snapshot brings its shell's; this one has sent none yet.)
+    __rexec_s_options= __rexec_s_options_seq=
     PROMPT_COMMAND=$__rexec_s_hook
 }
 

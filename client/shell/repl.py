@@ -278,7 +278,7 @@ class Repl:
         )
 
     def _keep_snapshot(self, snapshot: Snapshot) -> None:
-        self.state.snapshot = snapshot
+        self.state.snapshot = snapshot.with_options_of(self.state.snapshot)
 
     async def _shell_ended(self, ended: ShellEnded) -> int | None:
         """The remote shell ended: return None if the session goes on (in a
@@ -364,7 +364,10 @@ class Repl:
             # The prompt shows what ``$?`` is in the new shell: the last
             # finished line's status, not the lost connection's.
             self.state.record(self.state.shell_status)
-            restored = "restored" if self.state.snapshot is not None else "not known: a new one"
+            snapshot = self.state.snapshot
+            restored = "restored" if snapshot is not None else "not known: a new one"
+            if snapshot is not None and snapshot.lacks_options:
+                restored += ", but not its shell options (shopt, set -o): not known here"
             say(f"reconnected to {self.connection.peer}; the shell's state {restored}")
             return True
 

@@ -95,6 +95,43 @@ class Snapshot:
                 lines.append(line)
         return sections
 
+    def with_options_of(self, previous: Snapshot | None) -> Snapshot:
+        """This snapshot, with its shell options (``shopt``, ``setopts``)
+        taken from ``previous`` when it names them as unchanged since an
+        earlier one (``options SEQ``, see remote.bash) and ``previous`` has
+        those. Without them (``previous`` is another), a new shell made from
+        it keeps the options it starts with (``lacks_options``)."""
+        options = self._section(_OPTIONS)
+        if options is None or self._section(b"shopt") is not None:
+            return self
+        if previous is None or previous._section(_OPTIONS) != options:
+            return self
+        kept = b"".join(
+            self._mark_line(name) + body
+            for name in (b"shopt", b"setopts")
+            if (body := previous._section(name)) is not None
+        )
+        head = self._mark_line(_OPTIONS) + options
+        return dataclasses.replace(self, text=self.text.replace(head, head + kept, 1))
+
+    @property
+    def lacks_options(self) -> bool:
+        """Whether the shell options this snapshot names are not in it."""
+        return self._section(_OPTIONS) is not None and self._section(b"shopt") is None
+
+    def _mark_line(self, name: bytes) -> bytes:
+        return self.mark.encode() + b" " + name + b"\n"
+
+    def _section(self, name: bytes) -> bytes | None:
+        """The text of the section ``name`` (None without one)."""
+        text, line = b"\n" + self.text, b"\n" + self._mark_line(name)
+        start = text.find(line)
+        if start < 0:
+            return None
+        start += len(line)
+        end = text.find(b"\n" + self.mark.encode() + b" ", start - 1)
+        return text[start : end + 1 if end >= 0 else len(text)]
+
     def restore_script(self) -> bytes:
         """Shell text that makes a new shell of the same kind like this one,
         as far as text can; run at its top level, errors hidden (read-only
@@ -104,11 +141,15 @@ class Snapshot:
 
 #: The start of the names of rexec's own aliases in the remote shell.
 _OWN_ALIAS = b"__rexec_"
+#: The section that names the snapshot whose shell options are this one's.
+_OPTIONS = b"options"
 
 
 def _restorable(name: str, text: bytes) -> bytes:
     lines = text.splitlines()
-    if name == "setopts":
+    if name == _OPTIONS.decode():
+        lines = []
+    elif name == "setopts":
         lines = [
             line
             for line in lines

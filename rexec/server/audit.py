@@ -199,18 +199,25 @@ class AuditLog:
         this writer thread's writes may.
 
         Raises:
-            OSError: the file can't be opened, is a symbolic link, or is a
+            OSError: the file can't be opened, is a symbolic link another
+                user owns (it would choose where the trail goes), or is a
                 file another user owns or others may write (they could read
-                or rewrite the trail).
+                or rewrite the trail). ``/dev/stderr`` and ``/proc/self/fd/N``
+                are links of root's and this user's.
         """
+        try:
+            link = os.lstat(path)
+        except FileNotFoundError:
+            pass
+        else:
+            if stat.S_ISLNK(link.st_mode) and link.st_uid not in (os.geteuid(), 0):
+                raise OSError(errno.EPERM, "it is a symbolic link another user owns")
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK
         try:
-            fd = os.open(path, flags | os.O_NOFOLLOW, 0o600)
+            fd = os.open(path, flags, 0o600)
         except OSError as exc:
             if exc.errno == errno.ENXIO:
                 return None
-            if exc.errno == errno.ELOOP:
-                raise OSError(exc.errno, "it is a symbolic link; give the log's own path") from None
             raise
         info = os.fstat(fd)
         if stat.S_ISREG(info.st_mode) and (

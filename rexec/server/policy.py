@@ -51,16 +51,21 @@ class KeyRules:
             key=key,
             allow_argv=tuple(tuple(shlex.split(prefix)) for prefix in spec.allow_argv),
             allow_shell=spec.allow_shell,
-            allow_pty=spec.allow_pty,
-            # Off by default for a key limited to some programs: it could
-            # put its own program; an explicit true turns it back on.
-            allow_transfer=(
-                spec.allow_transfer if spec.allow_transfer is not None else not spec.allow_argv
-            ),
+            # Both off by default for a key limited to some programs (an
+            # explicit true turns them back on): with a pty, a pager or an
+            # editor it may run escapes to a shell; with transfers, it could
+            # put its own program in place of an allowed one.
+            allow_pty=_unless_limited(spec.allow_pty, spec),
+            allow_transfer=_unless_limited(spec.allow_transfer, spec),
             cwd_roots=tuple(os.path.realpath(root) for root in spec.cwd_roots),
             max_timeout=spec.max_timeout,
             env_allow=spec.env_allow,
         )
+
+
+def _unless_limited(switch: bool | None, spec: KeySpec) -> bool:
+    """An explicit switch, or by default true unless ``allow_argv`` is set."""
+    return switch if switch is not None else not spec.allow_argv
 
 
 def _tightest(*limits: float) -> float | None:

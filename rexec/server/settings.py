@@ -139,7 +139,9 @@ class KeySpec(BaseModel):
         Shown("", "a list of strings"),
     ] = ()
     allow_shell: Switch = True
-    allow_pty: Switch = True
+    #: unset: true, but false when allow_argv is set: on a terminal, a pager
+    #: (git log, journalctl, man) or an editor runs any command typed at it.
+    allow_pty: Switch | None = None
     #: unset: true, but false when allow_argv is set (as shell strings are):
     #: a key that may run some programs must not be able to replace them.
     allow_transfer: Switch | None = None

@@ -11,6 +11,8 @@ import pytest
 from server.wire import wait_gone
 
 from rexec.protocol import Pty
+from rexec.server.policy import KeyRules
+from rexec.server.settings import KeySpec
 
 from .conftest import Daemon, open_wire, write_key
 
@@ -19,7 +21,8 @@ from .conftest import Daemon, open_wire, write_key
 def keyed(daemon, tmp_path: Path) -> tuple[Daemon, bytes, bytes, Path]:
     """A daemon with two keys: ``ops`` (any program, confined to a root, APP_*
     variables only) and ``ci`` (``echo``/``sleep``/``yes`` only, no shell, no
-    pty, 0.5 s at most). Returns the daemon, both keys and the ops root."""
+    pty (the default with allow_argv), 0.5 s at most). Returns the daemon,
+    both keys and the ops root."""
     ops_key, ci_key = write_key(tmp_path / "ops.key"), write_key(tmp_path / "ci.key")
     root = tmp_path / "root"
     (root / "sub").mkdir(parents=True)
@@ -43,7 +46,6 @@ name = "ci"
 file = "{tmp_path / "ci.key"}"
 allow_argv = ["echo", "sleep", "yes", "sh -c 'exit 3'"]
 allow_shell = false
-allow_pty = false
 max_timeout = 0.5
 """)
     server = daemon("--config", str(config), key=False)
@@ -110,6 +112,8 @@ def test_shell_strings_refused_for_ci(keyed) -> None:
 
 
 def test_pty_refused_for_ci(keyed) -> None:
+    """Attacker5 F17: a key that may run some programs gets no pty unless its
+    rules say allow_pty = true: on a terminal, `git log`'s pager runs `!id`."""
     server, ops_key, ci_key, root = keyed
     with open_wire(server, key=ci_key) as wire:
         denied(wire.wait(wire.run(["echo", "hi"], pty=Pty()), 5))
@@ -195,3 +199,10 @@ def test_server_max_timeout_clamps(daemon, marker) -> None:
         start = time.monotonic()
         result = wire.wait(wire.run(["sleep", m], timeout=0.1), 5)
         assert result.exit.timed_out is True and time.monotonic() - start < 0.45
+
+
+def test_an_explicit_allow_pty_turns_it_back_on_for_a_key_with_allow_argv(tmp_path: Path) -> None:
+    spec = {"name": "k", "file": str(tmp_path / "k"), "allow_argv": ("top",)}
+    assert KeyRules.from_spec(KeySpec(**spec), bytes(32)).allow_pty is False
+    assert KeyRules.from_spec(KeySpec(**spec, allow_pty=True), bytes(32)).allow_pty is True
+    assert KeyRules.from_spec(KeySpec(name="k", file="f"), bytes(32)).allow_pty is True
