@@ -12,6 +12,8 @@ goes to the offer to reconnect, as for a lost connection.
 
 from __future__ import annotations
 
+import asyncio
+
 from prompt_toolkit.application import run_in_terminal
 from prompt_toolkit.application.current import get_app_or_none
 
@@ -36,7 +38,7 @@ class ServerLeaving:
     async def watch(self, connection: ClientConnection) -> None:
         """Wait for ``connection``'s notice; when it is the server shutting
         down, say so (once), above the prompt if one is shown."""
-        notice = await connection.wait_notice()
+        notice = await asyncio.shield(connection.notice)
         if notice.code != SHUTTING_DOWN or self.error is not None:
             return
         self.error = RexecConnectionError(
