@@ -12,7 +12,6 @@ ends with a "connection lost" status: nothing waits forever.
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 from collections.abc import Mapping, Sequence
 from types import TracebackType
@@ -53,8 +52,6 @@ from .result import CompletedProcess
 if TYPE_CHECKING:
     from rexec.protocol import Message
 
-log = logging.getLogger(__name__)
-
 #: Unread output of one command above which the connection stops reading its
 #: socket: two full frames, so a reader keeps up without stalling the sender.
 DEFAULT_OUTPUT_HIGH_WATER = 2 * PROTOCOL_MAX_BODY
@@ -90,6 +87,8 @@ class ClientConnection:
         self._processes: dict[int, CommandHandler] = {}
         self._error: RexecConnectionError | None = None
         self._ended = asyncio.Event()
+        #: The server's first notice (see _dispatch).
+        self.notice: asyncio.Future[Error] = asyncio.get_running_loop().create_future()
         self._reading_paused = False
         self._reader_task = asyncio.create_task(self._read_loop(), name=f"rexec-reader-{peer}")
         self._keepalive = (
@@ -383,8 +382,9 @@ class ClientConnection:
         command_id: int | None = getattr(message, "id", None)
         if command_id is None:
             assert isinstance(message, Error)  # the protocol state allows nothing else
-            # A non-fatal error about no command: nothing to end; tell the log.
-            log.warning("rexec server %s reported %s: %s", self.peer, message.code, message.message)
+            # A non-fatal error about no command, a notice (server.shutting_down as it starts to).
+            if not self.notice.done():
+                self.notice.set_result(message)
             return
         process = self._processes[command_id]
         process.handle(message)

@@ -40,6 +40,10 @@ __rexec_s_flags=aeuvxET
 # Whether the user's settings are in force (a new shell: its start-up files'
 # are); __rexec_settings and __rexec_end switch between the two.
 __rexec_s_live=1
+# PROMPT_COMMAND while it is rexec's: after a line cut short by Ctrl-C it
+# runs with the user's `set -x` still on, and bash traces each step on its
+# stderr, here /dev/null, as it starts it (nothing of rexec's shows).
+__rexec_s_hook='{ __rexec_prompt; } 2>/dev/null'
 
 # Writes one record, in one write (nothing another writer puts in the pipe
 # lands inside it), after the session's key (see __rexec_keep_key). The
@@ -202,23 +206,32 @@ __rexec_end() {
 # If the line set PROMPT_COMMAND, take what it set (without this hook) as the
 # user's and put the hook back.
 __rexec_keep_prompt_command() {
-    if [[ ${PROMPT_COMMAND@a} != *a* && ${PROMPT_COMMAND-} == __rexec_prompt ]]; then
+    if [[ ${PROMPT_COMMAND@a} != *a* && ${PROMPT_COMMAND-} == "$__rexec_s_hook" ]]; then
         return 0
     fi
     __rexec_u_prompt_command=()
     for __rexec_s_value in "${PROMPT_COMMAND[@]}"; do
+        __rexec_s_value=${__rexec_s_value//"$__rexec_s_hook"/}
         __rexec_s_value=${__rexec_s_value//__rexec_prompt/}
-        if [ -n "${__rexec_s_value//[; $'\n']/}" ]; then
+        # What was added after the hook (`PROMPT_COMMAND+="; cmd"`) starts
+        # with a separator that eval would call a syntax error.
+        __rexec_s_value=${__rexec_s_value#"${__rexec_s_value%%[!; $'\n']*}"}
+        if [ -n "$__rexec_s_value" ]; then
             __rexec_u_prompt_command+=("$__rexec_s_value")
         fi
     done
     builtin unset -v PROMPT_COMMAND
-    PROMPT_COMMAND=__rexec_prompt
+    PROMPT_COMMAND=$__rexec_s_hook
 }
 
 # PROMPT_COMMAND: bash runs it each time it is back at its top level.
 __rexec_prompt() {
-    __rexec_finish "$?"
+    __rexec_s_value=$?
+    # Its stderr is /dev/null (__rexec_s_hook): the user's PROMPT_COMMAND's
+    # goes to the session's.
+    __rexec_s_user_err=$__rexec_s_err
+    __rexec_finish "$__rexec_s_value"
+    __rexec_s_user_err=2
 }
 
 # The second line of each line the user typed: SEQ NONCE (see the top).
@@ -257,7 +270,7 @@ __rexec_report() {
         for __rexec_s_value in "${__rexec_u_prompt_command[@]}"; do
             __rexec_return "$__rexec_s_status" "$__rexec_u_underscore"
             builtin eval "$__rexec_s_value"
-        done </dev/null
+        done </dev/null 2>&"${__rexec_s_user_err:-2}"
         __rexec_s_running=$__rexec_s_report
         __rexec_end "$__rexec_s_status" "$__rexec_u_underscore"
         __rexec_u_flags+=$__rexec_s_xtrace
@@ -365,7 +378,7 @@ __rexec_begin() {
     __rexec_s_running= __rexec_s_report= __rexec_s_nonce= __rexec_s_snapshot= __rexec_s_status=0
     # (A restored snapshot brings its shell's; this one has sent none yet.)
     __rexec_s_options= __rexec_s_options_seq=
-    PROMPT_COMMAND=__rexec_prompt
+    PROMPT_COMMAND=$__rexec_s_hook
 }
 
 # The start-up files a login bash reads (rexec starts bash with --norc
@@ -387,7 +400,7 @@ __rexec_restored() {
         builtin pushd -n -- "${__rexec_u_dirstack[__rexec_s_i]}" >/dev/null
     done
     __rexec_s_status=$1 __rexec_s_live=
-    PROMPT_COMMAND=__rexec_prompt
+    PROMPT_COMMAND=$__rexec_s_hook
 }
 
 # The shell is ready, KEY NONCE: the key kept again, the user's settings put
@@ -405,10 +418,15 @@ __rexec_ready() {
 }
 
 # Leaving with STATUS: the user's settings back, so that bash saves the
-# history as it would, then what a login shell does on exit.
+# history as it would, then what a login shell does on exit. Under `set -x`
+# bash traces each step on its stderr as it starts it, which here is
+# /dev/null: nothing of rexec's shows, while ~/.bash_logout's own commands
+# (and its output) go to the session's stderr, as a login bash's would.
 __rexec_leave() {
-    __rexec_settings "$__rexec_u_underscore"
-    PROMPT_COMMAND=
-    if [ -r ~/.bash_logout ]; then . ~/.bash_logout </dev/null; fi
-    builtin exit "$1" 2>/dev/null
+    {
+        PROMPT_COMMAND=
+        __rexec_settings "$__rexec_u_underscore"
+        if [ -r ~/.bash_logout ]; then . ~/.bash_logout </dev/null 2>&"$__rexec_s_err"; fi
+        builtin exit "$1"
+    } 2>/dev/null
 }

@@ -37,6 +37,7 @@ from ..term.terminal import colour_enabled
 from .builtins import ExitShell, find_builtin
 from .completer import RemoteCompleter
 from .display import TerminalOutput, say
+from .leaving import ServerLeaving
 from .line_reader import LineDiscarded, PipeReader, PromptReader, Watched, terminal_output
 from .session import LineEnd, RemoteShell, ShellEnded, open_shell
 from .state import EXIT_TIMEOUT, SessionState, Snapshot
@@ -83,6 +84,7 @@ class Repl:
         self.state = SessionState()
         self._forwarder = InterruptForwarder()
         self._output = TerminalOutput()
+        self._leaving = ServerLeaving()
         self._interactive = sys.stdin.isatty()
         self._reader: PromptReader | PipeReader = PipeReader()
         if self._interactive:
@@ -141,6 +143,9 @@ class Repl:
             return
         except EOFError:
             raise ExitShell(self.state.last_status) from None
+        if self._leaving.error is not None:  # said at the prompt: the line is not run
+            self._remember(text)
+            raise self._leaving.error
         if not text.strip():
             return
         found = find_builtin(text)
@@ -228,11 +233,12 @@ class Repl:
         the shell's (as the exception to raise)."""
         lost = asyncio.ensure_future(self.connection.wait_ended())
         ended = asyncio.ensure_future(shell.wait_ended())
+        notice = asyncio.ensure_future(self._leaving.watch(self.connection))
         try:
             await asyncio.wait({lost, ended}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            lost.cancel()
-            ended.cancel()
+            for waited in (lost, ended, notice):
+                waited.cancel()
         if lost.done() and not lost.cancelled():
             return lost.result()
         status = ended.result()
@@ -326,7 +332,8 @@ class Repl:
         """Report a lost connection in one line and offer to reconnect;
         return whether the session goes on (on a new connection, in a shell
         made from the session's state)."""
-        say(str(error))
+        if not self._leaving.said():
+            say(str(error))
         self.state.record(EXIT_FAILURE)
         await self.close()
         if not self._interactive:
@@ -366,6 +373,7 @@ class Repl:
 
     async def _reconnect(self) -> None:
         self.connection = await open_connection(self._args, self._args.address, worked_before=True)
+        self._leaving = ServerLeaving()
         await self._start_shell()
 
 

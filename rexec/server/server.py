@@ -27,6 +27,8 @@ class LiveSession(Protocol):
 
     def cancel_requests(self) -> None: ...
 
+    def notify(self, code: ErrorCode, message: str) -> None: ...
+
     def fatal(self, code: ErrorCode, message: str) -> None: ...
 
 
@@ -128,12 +130,19 @@ class Server:
             self.records.remove(pgid)
 
     async def shut_down(self) -> None:
-        """Refuse new requests, let running ones finish within the shutdown
-        grace, cancel the rest, then close every session with a fatal
+        """Tell every session (a non-fatal ``server.shutting_down``), refuse
+        new requests, let running ones finish within the shutdown grace,
+        cancel the rest, then close every session with a fatal
         ``server.shutting_down``."""
         self.shutting_down = True
+        grace = self.config.settings.shutdown_grace
+        for session in list(self.sessions):
+            session.notify(
+                ErrorCode.SHUTTING_DOWN,
+                f"the server is shutting down; running commands get {grace:g} s to finish",
+            )
         try:
-            await asyncio.wait_for(self._idle.wait(), self.config.settings.shutdown_grace)
+            await asyncio.wait_for(self._idle.wait(), grace)
         except TimeoutError:
             for session in list(self.sessions):
                 session.cancel_requests()

@@ -351,6 +351,12 @@ class Session(asyncio.Protocol):
         for request in list(self.requests.values()):
             request.cancel()
 
+    def notify(self, code: ErrorCode, message: str) -> None:
+        """Tell an authenticated client something about no command (a
+        non-fatal ``error`` without ``id``); nothing ends."""
+        if self._key is not None and not self.writer.closing:
+            self.writer.send(Error(code=code.value, message=message, fatal=False))
+
     def fatal(self, code: ErrorCode, message: str) -> None:
         if self._upgrade is not None:  # in its TLS handshake: nothing can be said to it
             self._upgrade.drop()

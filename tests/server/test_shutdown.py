@@ -54,14 +54,17 @@ def test_sigterm_cancels_commands_then_closes_every_connection(start_server, mar
             exits = [f for f in frames if isinstance(f, Exit)]
             assert len(exits) == 1 and exits[0].id == command_id
             assert exits[0].cancelled is True
-            fatal = [f for f in frames if isinstance(f, Error)]
-            assert len(fatal) == 1 and fatal[0].code == "server.shutting_down" and fatal[0].fatal
-            assert frames.index(exits[0]) < frames.index(fatal[0]), (
-                "exit must come before the fatal error"
+            notice, fatal = [f for f in frames if isinstance(f, Error)]
+            # Told at once (a notice about no command), then the end.
+            assert (notice.code, notice.fatal, notice.id) == ("server.shutting_down", False, None)
+            assert fatal.code == "server.shutting_down" and fatal.fatal
+            assert frames.index(notice) < frames.index(exits[0]) < frames.index(fatal), (
+                "the notice first; the exit before the fatal error"
             )
         frames = read_to_the_end(idle, 5)
         assert [(f.code, f.fatal) for f in frames if isinstance(f, Error)] == [
-            ("server.shutting_down", True)
+            ("server.shutting_down", False),
+            ("server.shutting_down", True),
         ]
         assert server.process.wait(timeout=5) == 0
         assert time.monotonic() - signalled < 0.5 + 0.3 + 3.0
@@ -152,7 +155,10 @@ def test_sigint_shuts_down_too(start_server) -> None:
     with connect(server) as wire:
         server.process.send_signal(signal.SIGINT)
         frames = read_to_the_end(wire, 5)
-        assert [f.code for f in frames if isinstance(f, Error)] == ["server.shutting_down"]
+        assert [(f.code, f.fatal) for f in frames if isinstance(f, Error)] == [
+            ("server.shutting_down", False),
+            ("server.shutting_down", True),
+        ]
     try:
         assert server.process.wait(timeout=5) == 0
     except subprocess.TimeoutExpired:
