@@ -84,7 +84,9 @@ def worker(workload: str, nbytes: int) -> dict:
         daemon = subprocess.Popen(
             [sys.executable, "-m", "rexec.daemon", "--port", "0", "--key-file", str(key_file),
              "--audit-log", "/dev/null", "--state-dir", str(work / "records")],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            # cwd: ``-m`` puts the working directory ahead of PYTHONPATH: run
+            # from a checkout, both sides' daemons were that checkout's.
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=work,
         )  # fmt: skip
         try:
             assert daemon.stdout is not None

@@ -2,8 +2,11 @@
 
 Bytes written are sent in ``stdin`` frames no larger than the server's body
 limit and never beyond the command's stdin credit (protocol.md 5.3): when the
-credit is spent, sending waits for the server's ``stdin_credit`` frames. One
-pump task per writer does the sending, so ``write`` never blocks.
+credit is spent, sending waits for the server's ``stdin_credit`` frames.
+``write`` never blocks: bytes that can go at once (nothing queued before them,
+within the credit and one frame) are sent from ``write`` itself, as a keystroke
+is; the rest are queued for one pump task per writer, which sends them as
+credit allows.
 """
 
 from __future__ import annotations
@@ -46,10 +49,13 @@ class StdinWriter:
             raise self._error
         if self._closing:
             raise ValueError("write to a closed stdin")
-        if data:
-            self._buffer += data
-            self._written += len(data)
-            self._kick()
+        if not data:
+            return
+        self._written += len(data)
+        if self._send_at_once(data):
+            return
+        self._buffer += data
+        self._kick()
 
     async def drain(self) -> None:
         """Wait until every byte written so far has been sent."""
@@ -66,6 +72,11 @@ class StdinWriter:
             self._closing = True
             self._kick()
 
+    @property
+    def unsent(self) -> int:
+        """Bytes written and not yet sent (waiting for credit)."""
+        return self._written - self.sent
+
     def is_closing(self) -> bool:
         return self._closing
 
@@ -77,7 +88,8 @@ class StdinWriter:
     # --- called by the process ---------------------------------------------
 
     def credit_granted(self) -> None:
-        self._changed.set()
+        if self._buffer or self._closing:  # only a pump with bytes or an end to send waits
+            self._changed.set()
 
     def command_ended(self, error: BaseException) -> None:
         """The command ended (``BrokenPipeError``) or the connection was lost:
@@ -88,6 +100,25 @@ class StdinWriter:
         self._progress.set()
 
     # --- internals -------------------------------------------------------------
+
+    def _send_at_once(self, data: bytes) -> bool:
+        """Send ``data`` in one frame now if nothing written before it is
+        still queued and the credit and the body limit allow; say whether it
+        was (or was dropped by a lost connection, as the pump would drop it).
+        Saves the pump's wake-up per keystroke; the credit bounds what the
+        connection's buffer can hold of it, as the pump's wait does."""
+        if self._buffer or len(data) > min(
+            self._connection.stdin_credit(self._id), self._connection.max_body
+        ):
+            return False
+        try:
+            self._connection.send_nowait(Stdin.with_data(self._id, bytes(data)))
+        except RexecConnectionError as exc:
+            self.command_ended(exc)
+            return True
+        self.sent += len(data)
+        self._progress.set()
+        return True
 
     def _kick(self) -> None:
         if self._pump_task is None:

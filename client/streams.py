@@ -44,6 +44,8 @@ class OutputReader:
         self._line_limit = line_limit
         #: Body bytes received for this stream so far.
         self.received = 0
+        self._through: Callable[[bytes], None] | None = None  # see write_through
+        self._failure: Exception | None = None  # of the write-through, for read()
 
     @property
     def buffered(self) -> int:
@@ -62,7 +64,10 @@ class OutputReader:
             while chunk := await self.read(2**20):
                 chunks.append(chunk)
             return b"".join(chunks)
-        await self._wait_until(lambda: bool(self._size) or self._eof)
+        await self._wait_until(lambda: bool(self._size) or self._eof or self._failure is not None)
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
         first = len(self._chunks[0]) - self._head if self._chunks else 0
         if _WHOLE_BODY <= first <= n:
             return self._take(first)  # one large body as it came: handed over, not copied
@@ -88,6 +93,19 @@ class OutputReader:
             total += len(chunk)
         return total
 
+    def write_through(self, write: Callable[[bytes], None]) -> None:
+        """Hand each chunk to ``write`` as it is received, in the connection's
+        reader, instead of buffering it for a reading task to wake up for:
+        for a terminal relay, where that wake-up is part of every echo's
+        latency. What is buffered already goes first. ``write`` is the only
+        consumer: it must not block on anyone but the local terminal, as the
+        reading task's own writes did. If it raises, writing through stops:
+        the next ``read()`` raises that error, and the chunks after it are
+        buffered for ``read()`` as before (a relay drains them)."""
+        self._through = write
+        if self._size:
+            self._pass_through(self._take(self._size))
+
     def __aiter__(self) -> OutputReader:
         return self
 
@@ -102,6 +120,10 @@ class OutputReader:
     def feed_data(self, data: bytes) -> None:
         if len(data) >= _WHOLE_BODY:
             pin_allocator()  # bulk output: keep its megabyte buffers in the heap (idempotent)
+        if data and self._through is not None:
+            self.received += len(data)
+            self._pass_through(bytes(data))
+            return
         if data:
             self._chunks.append(bytes(data))  # a no-op for bytes; a view is copied once
             self._size += len(data)
@@ -113,6 +135,15 @@ class OutputReader:
         self._changed.set()
 
     # --- internals -------------------------------------------------------------
+
+    def _pass_through(self, data: bytes) -> None:
+        assert self._through is not None
+        try:
+            self._through(data)
+        except Exception as exc:  # the write's own error, raised again by read()
+            self._through = None
+            self._failure = exc
+            self._changed.set()
 
     async def _wait_until(self, ready: Callable[[], bool]) -> None:
         while not ready():

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import ipaddress
 import os
 import resource
@@ -18,9 +17,7 @@ import signal
 import socket
 import ssl
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from rexec import eventloop
 from rexec.connect_hint import KEY_FILE_OF_A_KEY, connect_hint
@@ -31,6 +28,7 @@ from rexec.log import set_format as set_log_format
 from rexec.log import start_background as log_to_background
 from rexec.log import stop_background as stop_log_background
 from rexec.ops.operations import Operations, OperationsError
+from rexec.ops.reload import Rebuild
 from rexec.server.audit import AuditLog
 from rexec.server.config import ServerConfig
 from rexec.server.flags import EXIT_STARTUP, build_parser
@@ -249,7 +247,7 @@ async def serve(
     config: ServerConfig,
     audit: AuditLog,
     records: ProcessRecords | None,
-    rebuild: Callable[[], ServerConfig] | None = None,
+    rebuild: Rebuild | None = None,
     temp_records: TempRecords | None = None,
 ) -> None:
     """Listen until SIGTERM or SIGINT, then shut down gracefully; with
@@ -336,19 +334,6 @@ def _records(settings: Settings, audit: AuditLog) -> tuple[ProcessRecords, TempR
     return records, temp_records
 
 
-def _rebuild(flags: dict[str, Any], config_file: str | None) -> ServerConfig:
-    """The config a fresh start would build now (for SIGHUP).
-
-    Raises:
-        StartupError: the settings, keys or TLS files are broken.
-    """
-    try:
-        settings = load_settings(flags, config_file)
-    except SettingsError as exc:
-        raise StartupError(str(exc)) from None
-    return build_config(settings)
-
-
 def main(argv: list[str] | None = None) -> int:
     reset_inherited_signals()  # before any thread exists
     parser = build_parser()
@@ -381,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             audit = _open_audit(settings)
             try:
-                rebuild = functools.partial(_rebuild, args, config_file)
+                rebuild = Rebuild(build_config, args, config_file)
                 records, temp_records = _records(settings, audit)
                 eventloop.run(serve(config, audit, records, rebuild, temp_records))
             finally:

@@ -114,8 +114,12 @@ def add_connection_options(parser: argparse.ArgumentParser) -> list[argparse.Act
     ]
 
 
-async def open_connection(args: argparse.Namespace, address_text: str) -> ClientConnection:
+async def open_connection(
+    args: argparse.Namespace, address_text: str, *, worked_before: bool = False
+) -> ClientConnection:
     """Connect and authenticate as the connection options in ``args`` say.
+    ``worked_before``: a reconnect with options that worked, so a silent
+    server is hung or busy, not one that wants TLS (no ``--tls`` hint).
 
     Raises:
         CliError: a bad address, key file or TLS file.
@@ -146,7 +150,7 @@ async def open_connection(args: argparse.Namespace, address_text: str) -> Client
             return await connecting
         return await _unless_tls(connecting, address, args.connect_timeout)
     except RexecConnectionError as exc:
-        hint = _connection_hint(exc, tls)
+        hint = None if worked_before and tls is None else _connection_hint(exc, tls)
         if hint is None:
             raise
         raise type(exc)(f"{exc} ({hint})", exc.code) from exc

@@ -372,7 +372,7 @@ class Repl:
             return True
 
     async def _reconnect(self) -> None:
-        self.connection = await open_connection(self._args, self._args.address)
+        self.connection = await open_connection(self._args, self._args.address, worked_before=True)
         self._leaving = ServerLeaving()
         await self._start_shell()
 

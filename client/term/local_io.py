@@ -49,9 +49,7 @@ async def read_chunks(fd: int) -> AsyncIterator[bytes]:
 
 
 async def _read_terminal(fd: int) -> AsyncIterator[bytes]:
-    """Chunks from a terminal until its end of input: in canonical mode a line
-    at a time, and b"" (the end) for Ctrl-D at the start of a line; in raw mode
-    whatever bytes have arrived. A terminal that hung up (EIO) also ends it."""
+    """Chunks from a terminal until its end of input (see ``read_terminal_now``)."""
     loop = asyncio.get_running_loop()
     readable = asyncio.Event()
     loop.add_reader(fd, readable.set)
@@ -59,20 +57,31 @@ async def _read_terminal(fd: int) -> AsyncIterator[bytes]:
         while True:
             await readable.wait()
             readable.clear()
-            # The loop's readiness may be stale (reported before the last
-            # read took the data): ask again, as a read would block the loop.
-            if not select.select([fd], [], [], 0)[0]:
+            chunk = read_terminal_now(fd)
+            if chunk is None:
                 continue
-            try:
-                chunk = os.read(fd, CHUNK_SIZE)
-            except (BlockingIOError, InterruptedError):
-                continue
-            except OSError as exc:
-                if exc.errno == errno.EIO:
-                    return
-                raise
             if not chunk:
                 return
             yield chunk
     finally:
         loop.remove_reader(fd)
+
+
+def read_terminal_now(fd: int) -> bytes | None:
+    """Read what the terminal ``fd`` holds, once the loop said it is readable:
+    in canonical mode a line, and b"" (the end) for Ctrl-D at the start of a
+    line; in raw mode whatever bytes have arrived. A terminal that hung up
+    (EIO) also reads as the end. None: nothing to read after all."""
+    # The loop's readiness may be stale (reported before the last read took
+    # the data): ask again, as a read would block the loop (the terminal is
+    # left blocking, see ``read_chunks``).
+    if not select.select([fd], [], [], 0)[0]:
+        return None
+    try:
+        return os.read(fd, CHUNK_SIZE)
+    except (BlockingIOError, InterruptedError):
+        return None
+    except OSError as exc:
+        if exc.errno == errno.EIO:
+            return b""
+        raise

@@ -17,6 +17,7 @@ import signal
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 
+from rexec.eventloop import pin_allocator
 from rexec.protocol import Pty
 
 from ..connection import ClientConnection
@@ -49,6 +50,10 @@ async def run_on_pty(
         RemoteCommandError: the server refused the command (nothing ran).
         RexecConnectionError: the connection was lost before it started.
     """
+    # Each receive asks for 256 KiB; unpinned, glibc maps and unmaps that
+    # block per keystroke's echo (mmap, mremap, munmap). ~2 ms once, for a
+    # session that lives as long as someone types.
+    pin_allocator()
     rows, cols = window_size()
     process = await connection.start(
         command,
@@ -62,7 +67,9 @@ async def run_on_pty(
     with raw_mode(0), _resizes_forwarded(process), interrupts_forwarded(process):
         feeder = asyncio.create_task(forward_input(process.stdin)) if process.stdin else None
         try:
-            await copy_output(process.stdout, sys.stdout.buffer, on_broken=process.cancel)
+            await copy_output(
+                process.stdout, sys.stdout.buffer, on_broken=process.cancel, write_through=True
+            )
             return await process.wait()
         finally:
             await stop_task(feeder)

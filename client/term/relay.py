@@ -20,7 +20,7 @@ from ..errors import RexecConnectionError
 from ..process import RemoteProcess
 from ..stdin import StdinWriter
 from ..streams import OutputReader
-from .local_io import read_chunks
+from .local_io import read_chunks, read_terminal_now
 
 #: Seconds within which a second Ctrl-C cancels the command.
 DOUBLE_INTERRUPT = 1.0
@@ -31,15 +31,25 @@ async def copy_output(
     file: BinaryIO,
     on_broken: Callable[[], None],
     transform: Callable[[bytes], bytes] | None = None,
+    *,
+    write_through: bool = False,
 ) -> bool:
     """Copy ``reader`` to ``file`` as chunks arrive (each one flushed); when
     the local reader of ``file`` goes away, call ``on_broken`` and discard the
     rest. ``transform``, when given, rewrites each chunk before it is written.
+    ``write_through``: write each chunk as the connection receives it, with no
+    task woken for it (``OutputReader.write_through``; a terminal's echo).
     Returns whether ``file`` broke."""
+
+    def write(chunk: bytes) -> None:
+        file.write(transform(chunk) if transform else chunk)
+        file.flush()
+
     try:
+        if write_through:
+            reader.write_through(write)
         while chunk := await reader.read(2**20):
-            file.write(transform(chunk) if transform else chunk)
-            file.flush()
+            write(chunk)
         return False
     except BrokenPipeError:
         # Point the descriptor at /dev/null so that the flush at exit does not
@@ -64,16 +74,65 @@ async def forward_input(
     the end, so it ends the remote command's input.
     """
     try:
-        async for chunk in read_chunks(fd):
-            if on_input is not None:
-                on_input()
-            stdin.write(chunk)
-            await stdin.drain()
+        if os.isatty(fd):
+            await _forward_terminal(stdin, fd, on_input)
+        else:
+            async for chunk in read_chunks(fd):
+                if on_input is not None:
+                    on_input()
+                stdin.write(chunk)
+                await stdin.drain()
         if on_input is not None:
             on_input()
         stdin.close()
     except (BrokenPipeError, RexecConnectionError):
         pass  # the command or the connection ended; its status says how
+
+
+async def _forward_terminal(
+    stdin: StdinWriter, fd: int, on_input: Callable[[], None] | None
+) -> None:
+    """Forward a terminal's input until its end: each read is made and
+    written to ``stdin`` in the event loop's reader callback, so a keystroke
+    leaves in the loop turn that saw it, with no task woken for it (the
+    echo's latency). While ``stdin`` holds unsent bytes (its credit spent,
+    a paste) the terminal is not read until they have gone."""
+    loop = asyncio.get_running_loop()
+    # The callback's error, raised in this task. Not set on the future: a
+    # task cancelled before it wakes would leave it "never retrieved".
+    failure: Exception | None = None
+
+    def on_readable(paused: asyncio.Future[bool]) -> None:
+        nonlocal failure
+        if paused.done():
+            return  # the reader is being removed
+        try:
+            chunk = read_terminal_now(fd)
+            if chunk is None:
+                return
+            if chunk:
+                if on_input is not None:
+                    on_input()
+                stdin.write(chunk)
+        except Exception as exc:
+            failure = exc
+        if failure is not None or not chunk:
+            paused.set_result(True)  # the end of input, or a failure
+        elif stdin.unsent:
+            paused.set_result(False)  # wait until stdin has sent it
+
+    while True:
+        paused: asyncio.Future[bool] = loop.create_future()
+        loop.add_reader(fd, on_readable, paused)
+        try:
+            ended = await paused
+        finally:
+            loop.remove_reader(fd)
+        if failure is not None:
+            raise failure
+        if ended:
+            return
+        await stdin.drain()
 
 
 async def stop_task(task: asyncio.Task[None] | None) -> None:

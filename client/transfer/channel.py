@@ -10,7 +10,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from rexec.eventloop import pin_allocator
+from rexec.eventloop import bulk_moved, pin_allocator
 from rexec.protocol import Cancel, Done, Error, File, LocalProtocolError, StdinCredit, Stdout
 
 from ..errors import RexecConnectionError
@@ -108,6 +108,7 @@ class Channel:
                 return  # in flight before the server saw the cancel
             self.chunks.append(message.data)
             self.buffered += len(message.data)
+            bulk_moved(len(message.data))
         elif isinstance(message, File):
             self.file = message
         elif isinstance(message, Done):

@@ -28,6 +28,7 @@ import os
 import time
 from typing import TYPE_CHECKING, BinaryIO
 
+from rexec.eventloop import bulk_over
 from rexec.files import AtomicFile, DigestWriter, OutsideRoots, Roots, open_parent
 from rexec.protocol import Get
 
@@ -194,6 +195,8 @@ async def _fetch(
     except BaseException:
         channel.cancel(conn, command_id)
         raise
+    finally:
+        bulk_over()  # after bulk, the freed heap goes back (rexec/eventloop.py)
     return file.mode, file.mtime
 
 

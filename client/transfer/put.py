@@ -26,6 +26,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, BinaryIO
 
+from rexec.eventloop import bulk_moved, bulk_over
 from rexec.protocol import Put, Stdin, StdinEof
 
 from .channel import Channel, Progress, TransferResult, remote_path
@@ -255,6 +256,7 @@ async def put(
                                 "the server's sha256 is not the one sent", remote=True)  # fmt: skip
     finally:
         source.close()
+        bulk_over()  # after bulk, the freed heap goes back (rexec/eventloop.py)
     return TransferResult(
         "put", source.name, remote, reader.read, sha256, message.mode,
         time.monotonic() - started, offset,
@@ -287,5 +289,6 @@ async def _send(
             await conn.send(Stdin.with_data(command_id, piece))  # type: ignore[arg-type]
             view = view[len(piece) :]
         sent += len(chunk)
+        bulk_moved(len(chunk))
         if progress is not None:
             progress(sent, total)

@@ -194,6 +194,7 @@ async def _read_request(http: h11.Connection, reader: asyncio.StreamReader) -> h
     Raises:
         h11.RemoteProtocolError: a malformed or too large request head.
     """
+    received = 0
     while True:
         event = http.next_event()
         if isinstance(event, h11.Request):
@@ -201,4 +202,9 @@ async def _read_request(http: h11.Connection, reader: asyncio.StreamReader) -> h
         data = await reader.read(MAX_REQUEST_HEAD)
         if not data:
             return None  # gone before a whole request: nobody to answer
+        # h11 bounds only a head still incomplete; one that came whole in a
+        # single read is bounded here.
+        received += len(data)
+        if received > MAX_REQUEST_HEAD:
+            raise h11.RemoteProtocolError("request head too large", error_status_hint=431)
         http.receive_data(data)

@@ -4,7 +4,9 @@ of keys and rules on SIGHUP. Started by rexec.daemon once the rexec port
 listens, closed after the graceful shutdown (so ``/healthz`` says 503 while it
 runs).
 
-Reload (SIGHUP, ``systemctl reload rexecd``): the settings are read again from
+Reload (SIGHUP, ``systemctl reload rexecd``): first the audit log is opened
+again at its path, for logrotate, whether or not the rest succeeds
+(``AuditLog.reopen``). Then the settings are read again from
 the same flags, environment and config file, and keys and rules are loaded
 again. If anything is wrong, the error is logged, the old configuration stays,
 and ``rexecd_config_reloads_total{result="failed"}`` goes up. Otherwise the
@@ -12,7 +14,8 @@ server's config is replaced: new connections authenticate against the new
 keys; connections already authenticated keep the rules of the key they
 authenticated with, and their running commands are not touched. Settings that
 belong to sockets or the process (``RESTART_ONLY``) keep their old values, with
-a warning naming those that changed.
+a warning line for each that changed; so does a value the file changed that a
+flag or variable overrides (rexec/ops/reload.py).
 """
 
 from __future__ import annotations
@@ -20,26 +23,18 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import signal
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from rexec.log import log
 from rexec.ops.discovery import start_announcer
 from rexec.ops.http import HttpEndpoint
+from rexec.ops.reload import RESTART_ONLY, Rebuild, restart_needed
 from rexec.protocol import SUPPORTED_VERSIONS, Announcement
-from rexec.server.config import ServerConfig
 from rexec.server.server import Server
 from rexec.server.settings import parse_http_address
 
 if TYPE_CHECKING:
     from rexec.ops.metrics import ServerMetrics
-
-#: Settings a reload can't apply: they are sockets, files or the process's
-#: identity, fixed at start-up.
-RESTART_ONLY = (
-    "host", "port", "insecure", "tls_cert", "tls_key", "tls_client_ca", "audit_log", "state_dir",
-    "run_as", "http", "announce", "announce_port", "announce_networks", "log_format",
-)  # fmt: skip
 
 
 class OperationsError(Exception):
@@ -53,7 +48,7 @@ def _shown(host: str, port: int) -> str:
 class Operations:
     """The running extras of one server; ``await close()`` at the end."""
 
-    def __init__(self, server: Server, rebuild: Callable[[], ServerConfig] | None) -> None:
+    def __init__(self, server: Server, rebuild: Rebuild | None) -> None:
         self.server = server
         #: Kept only where /metrics is served (--http): without a reader the
         #: counts would cost memory, prometheus_client, and a call per output
@@ -70,7 +65,7 @@ class Operations:
         cls,
         server: Server,
         listen: tuple[str, int],
-        rebuild: Callable[[], ServerConfig] | None = None,
+        rebuild: Rebuild | None = None,
     ) -> Operations:
         """Start what the settings ask for and print each bound address on
         stdout (``rexecd http on HOST:PORT``, ``rexecd announcing on
@@ -153,35 +148,36 @@ class Operations:
         )  # fmt: skip
 
     def reload(self) -> bool:
-        """Re-read settings, keys and rules; True if the new ones are in use."""
+        """Reopen the audit log (logrotate), whatever comes next; re-read
+        settings, keys and rules. True if the new ones are in use."""
         server = self.server
+        server.audit.reopen()
         old = server.config
         assert self._rebuild is not None
         try:
-            new = self._rebuild()
+            new, overridden = self._rebuild()
         except Exception as exc:  # noqa: BLE001  whatever went wrong, the running config stays
             self._count_reload("failed")
             log(f"reload failed, keeping the running configuration: {exc}", level="error")
             server.audit.try_write("reload", ok=False, reason=str(exc))
             return False
         kept = {name: getattr(old.settings, name) for name in RESTART_ONLY}
-        changed = [name for name, value in kept.items() if getattr(new.settings, name) != value]
-        settings = new.settings.model_copy(update=kept)
+        not_applied = restart_needed(old.settings, new.settings)
         server.config = dataclasses.replace(
             new,
-            settings=settings,
+            settings=new.settings.model_copy(update=kept),
             server_name=old.server_name,
             ssl=old.ssl,
-            process_policy=new.process_policy if "run_as" not in changed else old.process_policy,
-        )
+            process_policy=(
+                old.process_policy if new.settings.run_as != old.settings.run_as
+                else new.process_policy
+            ),
+        )  # fmt: skip
         server.admission.limits = server.config.admission_limits
         self._count_reload("ok")
         names = [key.name for key in server.config.keys]
         server.audit.try_write("reload", ok=True, keys=names)
         log(f"reloaded the configuration: {len(names)} key(s)", keys=",".join(names))
-        if changed:
-            log(
-                "these settings need a restart and keep their old values: " + ", ".join(changed),
-                level="warning",
-            )
+        for line in not_applied + overridden:
+            log(line, level="warning")
         return True

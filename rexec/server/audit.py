@@ -28,13 +28,13 @@ import errno
 import json
 import os
 import queue
-import stat
 import sys
 import threading
 import time
 from typing import Any
 
 from rexec.log import log
+from rexec.server.audit_file import NO_READER, open_log, reopened
 from rexec.server.events import (
     AuthFailed,
     AuthSucceeded,
@@ -74,10 +74,6 @@ _RETRY = 0.5
 HAND_OVER_DELAY = 0.002
 
 
-#: Why records can't be written to a FIFO nobody has opened to read.
-_NO_READER = "no reader on its FIFO"
-
-
 class AuditError(Exception):
     """The record can't be written now; the request it gates must not run."""
 
@@ -101,7 +97,10 @@ class AuditLog:
         max_buffer: int = DEFAULT_BUFFER,
     ) -> None:
         self.path = path
-        self._fd: int | None = sys.stderr.fileno() if path is None else self._open(path)
+        self._fd: int | None = sys.stderr.fileno() if path is None else open_log(path)
+        #: The descriptor last given to the writer (the loop's side: the
+        #: writer closes a descriptor only once it has a newer one).
+        self._newest_fd = self._fd
         self._timeout = timeout
         self._max_buffer = max_buffer
         # The event loop's side: what it has queued (times of records not yet
@@ -116,13 +115,15 @@ class AuditLog:
         self._written_bytes = 0
         self._error: str | None = None
         if self._fd is None:
-            self._error = _NO_READER
+            self._error = NO_READER
             log(
                 f"audit log {path} is a FIFO with no reader yet: commands are refused "
                 "(audit.unavailable) until one opens it",
                 level="warning",
             )
-        self._lines: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        # Records in order; None closes the log, a descriptor (``reopen``)
+        # replaces the log's between two records.
+        self._lines: queue.SimpleQueue[bytes | int | None] = queue.SimpleQueue()
         # Records queued on the loop and not yet handed to the writer, and the
         # timer that hands them over (see HAND_OVER_DELAY).
         self._pending: list[bytes] = []
@@ -192,41 +193,17 @@ class AuditLog:
         if not self._writer.is_alive() and self.path is not None and self._fd is not None:
             os.close(self._fd)
 
-    @staticmethod
-    def _open(path: str) -> int | None:
-        """Open the log to append (created 0600) without waiting: None for a
-        FIFO that has no reader yet (ENXIO); the descriptor then blocks, as
-        this writer thread's writes may.
-
-        Raises:
-            OSError: the file can't be opened, is a symbolic link another
-                user owns (it would choose where the trail goes), or is a
-                file another user owns or others may write (they could read
-                or rewrite the trail). ``/dev/stderr`` and ``/proc/self/fd/N``
-                are links of root's and this user's.
-        """
-        try:
-            link = os.lstat(path)
-        except FileNotFoundError:
-            pass
-        else:
-            if stat.S_ISLNK(link.st_mode) and link.st_uid not in (os.geteuid(), 0):
-                raise OSError(errno.EPERM, "it is a symbolic link another user owns")
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK
-        try:
-            fd = os.open(path, flags, 0o600)
-        except OSError as exc:
-            if exc.errno == errno.ENXIO:
-                return None
-            raise
-        info = os.fstat(fd)
-        if stat.S_ISREG(info.st_mode) and (
-            info.st_uid != os.geteuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-        ):
-            os.close(fd)
-            raise OSError(errno.EPERM, "another user owns it, or group or others may write it")
-        os.set_blocking(fd, True)
-        return fd
+    def reopen(self) -> None:
+        """Open the log's path again (SIGHUP, after logrotate moved the file):
+        records queued before go to the old file, later ones to the new one
+        (``reopened`` says when the old one is kept, and why)."""
+        if self.path is None or self._newest_fd is None:
+            return
+        fd = reopened(self.path, self._newest_fd)
+        if fd is not None:
+            self._hand_over()  # what is queued so far belongs to the old file
+            self._lines.put(fd)
+            self._newest_fd = fd
 
     def _queue(self, line: bytes) -> None:
         if self._lost:
@@ -276,28 +253,37 @@ class AuditLog:
 
     def _write_out(self) -> None:
         """Take records in order and write them, in batches; retry a failed
-        write until it succeeds or the log is closed."""
-        while True:
-            line = self._lines.get()
-            if line is None:
-                return
-            batch = [line]
-            closing = False
+        write until it succeeds or the log is closed. A descriptor in the
+        queue (``reopen``) replaces the log's once the records before it
+        are written."""
+        item = self._lines.get()
+        while item is not None:
+            if isinstance(item, int):
+                self._swap(item)
+                item = self._lines.get()
+                continue
+            batch = [item]
+            after: bytes | int | None = None  # what ended the batch early
+            early = False
             while len(batch) < _BATCH:
                 try:
                     more = self._lines.get_nowait()
                 except queue.Empty:
                     break
-                if more is None:
-                    closing = True
+                if not isinstance(more, bytes):  # closing, or a new descriptor
+                    after, early = more, True
                     break
                 batch.append(more)
             if not self._write_batch(b"".join(batch)):
                 return
             self._written_bytes += sum(len(line) for line in batch)
             self._written += len(batch)
-            if closing:
-                return
+            item = after if early else self._lines.get()
+
+    def _swap(self, fd: int) -> None:
+        old, self._fd = self._fd, fd
+        if old is not None:
+            os.close(old)
 
     def _descriptor(self) -> int:
         """The log's descriptor; a FIFO is opened once it has a reader.
@@ -307,9 +293,9 @@ class AuditLog:
         """
         if self._fd is None:
             assert self.path is not None
-            self._fd = self._open(self.path)
+            self._fd = open_log(self.path)
             if self._fd is None:
-                raise OSError(errno.ENXIO, _NO_READER)
+                raise OSError(errno.ENXIO, NO_READER)
         return self._fd
 
     def _write_batch(self, data: bytes) -> bool:

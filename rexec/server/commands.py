@@ -122,7 +122,7 @@ class Command(CommandRunner):
         nothing started."""
         host = self._host
         pid = super().start()
-        host.server.request_started(pid)
+        host.server.request_started(host.key.name, pid)
         host.server.emit(CommandStarted(host.origin, self.id, pid))
         host.send_started(Started(id=self.id, pid=pid))
         if host.output_paused:
@@ -151,6 +151,6 @@ class Command(CommandRunner):
 
     def _send_exit(self, exit: Exit) -> None:
         host = self._host
-        host.server.request_finished(self.pid)
+        host.server.request_finished(host.key.name, self.pid)
         host.server.emit(CommandFinished(host.origin, exit))
         host.end(exit)

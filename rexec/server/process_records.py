@@ -6,19 +6,25 @@ leader's start time (field 22 of /proc/PID/stat, in clock ticks since boot) and
 the pid and start time of the daemon that started it. A pid can be reused; a
 pid with the same start time is the same process. Files are removed when the
 command is reaped; a file whose daemon is no longer running belongs to one that
-did not get to clean up. Several daemons may share the directory: a sweep
-leaves the records of live ones alone.
+did not get to clean up (a zombie, one killed a moment ago and not yet reaped,
+included). Several daemons may share the directory: a sweep leaves the records
+of live ones alone, and says so.
 """
 
 from __future__ import annotations
 
+import collections
 import os
 import signal
 import stat
 from pathlib import Path
 
+from rexec.log import log
 
-def _start_time(pid: int) -> str | None:
+
+def _stat(pid: int) -> tuple[str, str] | None:
+    """The state (field 3 of /proc/PID/stat: ``R``, ``S``, ``Z``…) and start
+    time of a process, or None if there is none."""
     # Plain descriptors rather than open(): this runs for every command.
     try:
         fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
@@ -32,7 +38,20 @@ def _start_time(pid: int) -> str | None:
         os.close(fd)
     # The command name (field 2) is in parentheses and may contain anything.
     fields = stat_line[stat_line.rindex(b")") + 2 :].split()
-    return fields[19].decode()  # field 22 overall
+    return fields[0].decode(), fields[19].decode()  # fields 3 and 22 overall
+
+
+def _start_time(pid: int) -> str | None:
+    found = _stat(pid)
+    return None if found is None else found[1]
+
+
+def _running(pid: int, start: str) -> bool:
+    """Whether ``pid`` is still the process that started at ``start`` and
+    has not died: a daemon killed a moment ago is a zombie (``Z``) until its
+    parent reaps it, and will clean up nothing."""
+    found = _stat(pid)
+    return found is not None and found[1] == start and found[0] not in ("Z", "X")
 
 
 class UnsafeDirectory(Exception):
@@ -77,9 +96,12 @@ class ProcessRecords:
             pass
 
     def sweep(self) -> list[int]:
-        """SIGKILL every recorded group whose leader is still the same process;
-        forget every record. Returns the groups killed."""
+        """SIGKILL every recorded group of a daemon no longer running whose
+        leader is still the same process; forget those records. The records
+        of a daemon still running are left to it, and stderr says so. Returns
+        the groups killed."""
         killed = []
+        left: collections.Counter[int] = collections.Counter()
         for record in self.directory.iterdir():
             if not record.name.isdigit():
                 continue
@@ -89,8 +111,9 @@ class ProcessRecords:
             except (OSError, ValueError):
                 record.unlink(missing_ok=True)
                 continue
-            if _start_time(int(owner_pid)) == owner_start:
-                continue  # its daemon is alive and will clean up itself
+            if _running(int(owner_pid), owner_start):
+                left[int(owner_pid)] += 1  # its daemon will clean up itself
+                continue
             # The leader still the process we started, or gone with members of
             # its group left behind (a group id is not reused while the group
             # has members): either way the group is ours to end.
@@ -101,4 +124,9 @@ class ProcessRecords:
                 except ProcessLookupError:
                     pass
             record.unlink(missing_ok=True)
+        for owner, count in sorted(left.items()):
+            log(
+                f"left {count} recorded process group(s) of a running rexecd (pid {owner}) "
+                f"in {self.directory}"
+            )
         return killed

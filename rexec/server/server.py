@@ -4,9 +4,11 @@ the count of running requests, the observers, and the graceful shutdown."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 from typing import Protocol
 
+from rexec.eventloop import bulk_over
 from rexec.files import TempRecords
 from rexec.protocol import ErrorCode
 from rexec.server.admission import Admission
@@ -49,8 +51,9 @@ class Server:
         self.temp_records: TempRecords | None = None
         self.admission = Admission(config.admission_limits)
         self.sessions: set[LiveSession] = set()
-        #: Commands and transfers running now, on every session.
+        #: Commands and transfers running now, on every session, and by key.
         self.running_requests = 0
+        self._running_by_key: collections.Counter[str] = collections.Counter()
         self.shutting_down = False
         self._observers: list[Observer] = [AuditTrail(audit)]
         self._session_numbers = itertools.count(1)
@@ -79,10 +82,10 @@ class Server:
         if not self.sessions:
             self._empty.set()
 
-    def busy_refusal(self, running_here: int) -> tuple[ErrorCode, str] | None:
-        """Why a new request on a session running ``running_here`` can't start
-        now (shutting down, or a command limit: ``busy``, which a client may
-        retry), or None."""
+    def busy_refusal(self, running_here: int, key: str) -> tuple[ErrorCode, str] | None:
+        """Why a new request of ``key`` on a session running ``running_here``
+        can't start now (shutting down, or a command limit: ``busy``, which a
+        client may retry), or None."""
         if self.shutting_down:
             return ErrorCode.SHUTTING_DOWN, "the server is shutting down"
         settings = self.config.settings
@@ -91,6 +94,10 @@ class Server:
             or self.running_requests >= settings.max_total_commands
         ):
             return ErrorCode.BUSY, "too many running commands; retry later"
+        # A share matters only with someone to share with: several keys.
+        share = settings.max_commands_per_key if len(self.config.keys) > 1 else 0
+        if 0 < share <= self._running_by_key[key]:
+            return ErrorCode.BUSY, "too many running commands with this key; retry later"
         return None
 
     def not_accepting(self) -> str | None:
@@ -102,17 +109,23 @@ class Server:
         reason = self.audit.unavailable()
         return f"audit unavailable: {reason}" if reason is not None else None
 
-    def request_started(self, pgid: int | None = None) -> None:
-        """Count a command (or transfer) in; record its process group, if any."""
+    def request_started(self, key: str, pgid: int | None = None) -> None:
+        """Count a command (or transfer) of ``key`` in; record its process
+        group, if any."""
         self.running_requests += 1
+        self._running_by_key[key] += 1
         self._idle.clear()
         if pgid is not None and self.records is not None:
             self.records.add(pgid)
 
-    def request_finished(self, pgid: int | None = None) -> None:
+    def request_finished(self, key: str, pgid: int | None = None) -> None:
         self.running_requests -= 1
+        self._running_by_key[key] -= 1
+        if not self._running_by_key[key]:
+            del self._running_by_key[key]
         if self.running_requests == 0:
             self._idle.set()
+        bulk_over()  # after bulk, the freed heap goes back (rexec/eventloop.py)
         if pgid is not None and self.records is not None:
             self.records.remove(pgid)
 

@@ -21,6 +21,7 @@ import signal
 import time
 import typing
 
+from rexec.eventloop import bulk_moved
 from rexec.log import log, log_exception
 from rexec.protocol import (
     Auth,
@@ -151,6 +152,7 @@ class Session(asyncio.Protocol):
             return
         if not self._reading:
             return
+        bulk_moved(len(data))  # what the heap has held (rexec/eventloop.py)
         try:
             self.conn.receive_data(data)
             while self._reading and (message := self.conn.next_event()) is not None:
@@ -303,7 +305,7 @@ class Session(asyncio.Protocol):
         self.writer.fatal(ErrorCode.BUSY, reason)
 
     def _start(self, request: Run | Put | Get) -> None:
-        busy = self.server.busy_refusal(len(self.requests))
+        busy = self.server.busy_refusal(len(self.requests), self.key.name)
         if busy is not None:
             refuse(self, request, *busy)
             return

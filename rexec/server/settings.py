@@ -239,6 +239,9 @@ class Settings(BaseSettings):
     # Commands.
     max_commands: Positive = _setting(Limits().max_commands, "running commands per connection")
     max_total_commands: Positive = _setting(256, "running commands in all")
+    max_commands_per_key: Count = _setting(
+        128, "running commands and transfers of one key when there are several (0: no cap)"
+    )
     max_argv_bytes: Bytes = _setting(128 * 1024, "bytes of argv or shell string of one command")
     max_env_bytes: Bytes = _setting(
         64 * 1024, "bytes of client-supplied environment of one command"

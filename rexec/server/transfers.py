@@ -109,7 +109,7 @@ class Transfer:
                 on_data=lambda data: host.send(Stdout.with_data(command_id, data)),
                 on_finish=self._finished,
             )  # fmt: skip
-        host.server.request_started()
+        host.server.request_started(host.key.name)
         self._io.start()
         if host.output_paused:
             self._io.pause_output()
@@ -145,7 +145,7 @@ class Transfer:
 
     def _finished(self, outcome: TransferOutcome) -> None:
         host, request = self._host, self._request
-        host.server.request_finished()
+        host.server.request_finished(host.key.name)
         error = outcome.error
         if (
             error is not None

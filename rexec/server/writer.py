@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 
+from rexec.eventloop import bulk_moved
 from rexec.log import log_exception
 from rexec.protocol import (
     Connection,
@@ -93,6 +94,7 @@ class Writer:
             command_id = getattr(message, "id", -1)
             pending = self._pending_started.pop(command_id, None) if self._pending_started else None
             lazy = self._lazy_credit.pop(command_id, None) if self._lazy_credit else None
+            bulk_moved(message.data_size)  # what the heap has held (rexec/eventloop.py)
             if pending is None and lazy is None and message.data_size >= _BODY_APART:
                 self.transport.write(self.conn.send_header(message))
                 self.transport.write(message.data)  # type: ignore[union-attr]

@@ -66,3 +66,48 @@ def test_a_large_body_is_handed_over_without_a_copy() -> None:
         return await reader.read(4 << 20)
 
     assert asyncio.run(scenario()) is body
+
+
+def test_write_through_hands_over_each_chunk_buffered_ones_first() -> None:
+    async def scenario() -> tuple[list[bytes], bytes, int]:
+        reader, _ = _reader()
+        reader.feed_data(b"before ")
+        written: list[bytes] = []
+        reader.write_through(written.append)
+        reader.feed_data(b"one ")
+        reader.feed_data(b"two")
+        reader.feed_eof()
+        return written, await reader.read(100), reader.received
+
+    written, rest, received = asyncio.run(scenario())
+    assert written == [b"before ", b"one ", b"two"]
+    assert rest == b"", "nothing is left for read(): it sees the end"
+    assert received == len(b"before one two")
+
+
+def test_a_failed_write_through_is_raised_by_read_and_the_rest_is_read() -> None:
+    async def scenario() -> tuple[list[bytes], bytes]:
+        reader, _ = _reader()
+        written: list[bytes] = []
+
+        def write(chunk: bytes) -> None:
+            if written:
+                raise BrokenPipeError("the terminal went away")
+            written.append(chunk)
+
+        reader.write_through(write)
+        reader.feed_data(b"shown ")
+        reader.feed_data(b"lost ")  # the write fails: writing through stops
+        reader.feed_data(b"after")
+        reader.feed_eof()
+        try:
+            await reader.read(100)
+        except BrokenPipeError:
+            pass
+        else:
+            raise AssertionError("read() did not raise the write's error")
+        return written, await reader.read(-1)
+
+    written, rest = asyncio.run(scenario())
+    assert written == [b"shown "]
+    assert rest == b"after", "chunks after the failure are buffered for read()"

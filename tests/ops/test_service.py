@@ -130,7 +130,7 @@ def test_sighup_reload_warns_about_settings_that_need_a_restart(
     )
     reload_and_wait(process, "ok", 1)
     stderr = (tmp_path / "rexecd.stderr").read_text()
-    assert "these settings need a restart and keep their old values: announce" in stderr
+    assert "announce changed false -> true: needs a restart, not applied" in stderr
 
 
 def rexecd(*args: str) -> subprocess.CompletedProcess[str]:

@@ -116,3 +116,17 @@ def test_a_local_term_that_is_no_terminal_name_sends_the_default(server: Any, sp
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
+
+
+def test_run_t_into_a_pipe_that_closes_ends_the_command_quietly(server: Any, spawn: Spawn) -> None:
+    # Output written straight from the connection (the echo's path) to a
+    # pipe whose reader leaves: rexec cancels the command and exits without
+    # a traceback, as with a pipe it copies from a task.
+    argv = run_t(server, "sh", "-c", "while :; do echo line; done")
+    child = spawn(["sh", "-c", f'{shlex.join(argv)} | head -n 3; echo "status=$?"'])
+    child.expect(rb"status=(\d+)")
+    output = plain(child.before)
+    child.expect(pexpect.EOF)
+    child.close()
+    assert output.count("line") == 3, output
+    assert "Traceback" not in output and "Error" not in output, output

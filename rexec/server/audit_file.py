@@ -1,0 +1,81 @@
+"""Opening the audit log's file: at start, for a FIFO once it has a reader,
+and again on SIGHUP after logrotate moved it (``reopened``). Every opening
+makes the same checks, so that a rotation can't swap in a file someone else
+could read or rewrite."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+from rexec.log import log
+
+#: Why records can't be written to a FIFO nobody has opened to read.
+NO_READER = "no reader on its FIFO"
+
+
+def open_log(path: str) -> int | None:
+    """Open the log to append (created 0600) without waiting: None for a
+    FIFO that has no reader yet (ENXIO); the descriptor then blocks, as
+    the writer thread's writes may.
+
+    Raises:
+        OSError: the file can't be opened, is a symbolic link another
+            user owns (it would choose where the trail goes), or is a
+            file another user owns or others may write (they could read
+            or rewrite the trail). ``/dev/stderr`` and ``/proc/self/fd/N``
+            are links of root's and this user's.
+    """
+    try:
+        link = os.lstat(path)
+    except FileNotFoundError:
+        pass
+    else:
+        if stat.S_ISLNK(link.st_mode) and link.st_uid not in (os.geteuid(), 0):
+            raise OSError(errno.EPERM, "it is a symbolic link another user owns")
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            return None
+        raise
+    info = os.fstat(fd)
+    if stat.S_ISREG(info.st_mode) and (
+        info.st_uid != os.geteuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    ):
+        os.close(fd)
+        raise OSError(errno.EPERM, "another user owns it, or group or others may write it")
+    os.set_blocking(fd, True)
+    return fd
+
+
+def reopened(path: str, current: int) -> int | None:
+    """A new descriptor for ``path`` when it no longer names the regular file
+    open as ``current`` (moved away, or replaced: logrotate's ``create``);
+    None when there is nothing to do (the same file, or ``current`` is not a
+    regular file: a FIFO, a terminal) or when the new file can't be used
+    (``open_log``'s checks), which is then said on stderr in one line: the
+    caller keeps writing to ``current``."""
+    try:
+        info = os.fstat(current)
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        there = os.stat(path)  # a link (of ours, or root's) stands for its file
+        if (there.st_dev, there.st_ino) == (info.st_dev, info.st_ino):
+            return None
+    except OSError:
+        pass  # moved away (then it is created), or open_log says why not
+    try:
+        fd = open_log(path)
+        if fd is None:
+            raise OSError(errno.ENXIO, NO_READER)
+    except OSError as exc:
+        log(
+            f"cannot reopen audit log {path}: {exc.strerror or exc}; "
+            "still writing to the file it had open",
+            level="error",
+        )
+        return None
+    return fd
