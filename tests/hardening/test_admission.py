@@ -298,22 +298,29 @@ def test_bookkeeping_is_bounded() -> None:
     assert source_of("::ffff:192.0.2.1") == "192.0.2.1"
 
 
+def _restricted_and_open_keys(
+    daemon, tmp_path: Path, program: str, *flags: str
+) -> tuple[Daemon, bytes, bytes]:
+    """A daemon with two keys: one that may run only ``program``, one that
+    may run anything; returns it and both keys."""
+    from .conftest import write_key
+
+    keys = {name: tmp_path / f"{name}.key" for name in ("restricted", "open")}
+    restricted, open_key = write_key(keys["restricted"]), write_key(keys["open"])
+    config = tmp_path / "rexecd.toml"
+    config.write_text(
+        f'[[keys]]\nname = "restricted"\nfile = "{keys["restricted"]}"\n'
+        f'allow_argv = ["{program}"]\n\n[[keys]]\nname = "open"\nfile = "{keys["open"]}"\n'
+    )
+    return daemon("--config", str(config), *flags, key=False), restricted, open_key
+
+
 def test_one_key_can_not_fill_the_server(daemon, tmp_path: Path) -> None:
     """Finding 2: the holder of one key, however restricted, fills only its
     own share (``max_connections_per_key``); another key still gets in."""
-    from .conftest import write_key
-
-    keys = {name: tmp_path / f"{name}.key" for name in ("argv", "open")}
-    argv_key, open_key = write_key(keys["argv"]), write_key(keys["open"])
-    config = tmp_path / "rexecd.toml"
-    config.write_text(
-        f'[[keys]]\nname = "argv"\nfile = "{keys["argv"]}"\nallow_argv = ["true"]\n\n'
-        f'[[keys]]\nname = "open"\nfile = "{keys["open"]}"\n'
+    server, argv_key, open_key = _restricted_and_open_keys(
+        daemon, tmp_path, "true", "--max-connections", "6", "--max-connections-per-key", "3"
     )
-    server = daemon(
-        "--config", str(config), "--max-connections", "6", "--max-connections-per-key", "3",
-        key=False,
-    )  # fmt: skip
     held = []
     try:
         for n in range(3):
@@ -336,16 +343,9 @@ def test_one_key_at_the_address_cap_does_not_shut_out_another_key(daemon, tmp_pa
     """Attacker5 F12: on loopback every local user is one address; the
     holder of a restricted key holding the per-address cap with idle
     connections must not keep another key out."""
-    from .conftest import write_key
-
-    keys = {name: tmp_path / f"{name}.key" for name in ("monitor", "admin")}
-    monitor_key, admin_key = write_key(keys["monitor"]), write_key(keys["admin"])
-    config = tmp_path / "rexecd.toml"
-    config.write_text(
-        f'[[keys]]\nname = "monitor"\nfile = "{keys["monitor"]}"\nallow_argv = ["true"]\n\n'
-        f'[[keys]]\nname = "admin"\nfile = "{keys["admin"]}"\n'
+    server, monitor_key, admin_key = _restricted_and_open_keys(
+        daemon, tmp_path, "true", "--max-connections-per-source", "3"
     )
-    server = daemon("--config", str(config), "--max-connections-per-source", "3", key=False)
     held = []
     try:
         for _ in range(3):
@@ -365,21 +365,12 @@ def test_one_key_can_not_take_every_command_slot(daemon, tmp_path: Path, marker)
     """Attacker5 F15: a restricted key's never-ending commands held every
     slot of ``max_total_commands``; its share is ``max_commands_per_key``,
     and another key's command still starts."""
-    from .conftest import write_key
-
-    keys = {name: tmp_path / f"{name}.key" for name in ("cat", "admin")}
-    cat_key, admin_key = write_key(keys["cat"]), write_key(keys["admin"])
-    config = tmp_path / "rexecd.toml"
-    config.write_text(
-        f'[[keys]]\nname = "cat"\nfile = "{keys["cat"]}"\nallow_argv = ["sleep"]\n\n'
-        f'[[keys]]\nname = "admin"\nfile = "{keys["admin"]}"\n'
-    )
-    server = daemon(
-        "--config", str(config), "--max-total-commands", "4", "--max-commands-per-key", "2",
-        "--kill-grace", "0.2", key=False,
+    server, sleep_key, admin_key = _restricted_and_open_keys(
+        daemon, tmp_path, "sleep",
+        "--max-total-commands", "4", "--max-commands-per-key", "2", "--kill-grace", "0.2",
     )  # fmt: skip
     m = marker()
-    with wire_from(server, "127.0.6.1", key=cat_key) as holder:
+    with wire_from(server, "127.0.6.1", key=sleep_key) as holder:
         holder.authenticate(timeout=5)
         held = [holder.run(["sleep", m]) for _ in range(2)]
         holder.wait_for(lambda: all(holder.results[i].started is not None for i in held))
