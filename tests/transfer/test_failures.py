@@ -252,8 +252,9 @@ def test_transfers_count_as_running_commands(
 def test_shutdown_ends_a_put_and_removes_its_temporary_file(
     start_server: Callable[..., Any], clients: Callable[[Any], TransferClient], work: Path
 ) -> None:
-    # [close.server.shutdown]: a transfer still going when the grace ends is
-    # ended with server.shutting_down, then the connection is closed.
+    # [close.server.shutdown]: the notice that the server is shutting down,
+    # then a transfer still going when the grace ends is ended with
+    # server.shutting_down, then the connection is closed.
     server = start_server("--shutdown-grace", "0.5")
     client = clients(server)
     target = work / "f"
@@ -270,6 +271,7 @@ def test_shutdown_ends_a_put_and_removes_its_temporary_file(
     kinds = [(e.type, getattr(e, "code", None), getattr(e, "id", None)) for e in events
              if e.type == "error"]  # fmt: skip
     assert kinds == [
+        ("error", "server.shutting_down", None),
         ("error", "server.shutting_down", result.id),
         ("error", "server.shutting_down", None),
     ]
