@@ -300,7 +300,8 @@ class Repl:
             return None if await self._recover(shutting_down) else EXIT_FAILURE
         why = status.describe()
         if status.timed_out:  # the shell is one command: the server's limit counts its age
-            why = f"reached the server's time limit for one command ({status.duration or 0:.0f} s)"
+            age = f"{status.duration or 0:.0f} s"  # its age, kill grace included
+            why = f"was ended by the server's time limit for one command after {age}"
         say(f"the remote shell {why}; a new one goes on from the session's state")
         self.state.record(status)
         try:
