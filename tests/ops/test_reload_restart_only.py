@@ -5,14 +5,13 @@ not apply it either."""
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
 from tests.server.wire import connect
 
-from .test_service import key_file, keys_config, reload_and_wait
+from .test_service import keys_config, reload_and_wait, started_with_the_first_of_two_keys
 
 
 def wait_for_line(path: Path, line: str) -> str:
@@ -27,11 +26,9 @@ def wait_for_line(path: Path, line: str) -> str:
 def test_restart_only_changes_are_named_one_a_line_and_the_rest_applied(
     tmp_path: Path, configured_servers
 ) -> None:
-    first, second = key_file(tmp_path, "k1"), key_file(tmp_path, "k2")
-    config = tmp_path / "rexecd.toml"
-    config.write_text(keys_config(("first", first, "")))
-    process = configured_servers(tmp_path, config)
-    port = int(re.search(r"rexecd listening on \S+:(\d+)", process.startup_output).group(1))
+    process, config, first, second, port = started_with_the_first_of_two_keys(
+        tmp_path, configured_servers
+    )
 
     config.write_text(
         keys_config(("first", first, ""), ("second", second, "")).replace(

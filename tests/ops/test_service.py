@@ -60,14 +60,26 @@ def reload_and_wait(process, result: str, count: int) -> None:
         time.sleep(0.05)
 
 
-def test_sighup_reload_adds_a_key_without_disturbing_a_running_command(
+def started_with_the_first_of_two_keys(
     tmp_path: Path, configured_servers
-) -> None:
+) -> tuple[subprocess.Popen[bytes], Path, Path, Path, int]:
+    """A rexecd whose config names key ``first`` (``second`` is made but not
+    named yet, for a reload to add): the process, its config, both key
+    files and its port."""
     first, second = key_file(tmp_path, "k1"), key_file(tmp_path, "k2")
     config = tmp_path / "rexecd.toml"
     config.write_text(keys_config(("first", first, "")))
     process = configured_servers(tmp_path, config)
     port = int(re.search(r"rexecd listening on \S+:(\d+)", process.startup_output).group(1))
+    return process, config, first, second, port
+
+
+def test_sighup_reload_adds_a_key_without_disturbing_a_running_command(
+    tmp_path: Path, configured_servers
+) -> None:
+    process, config, first, second, port = started_with_the_first_of_two_keys(
+        tmp_path, configured_servers
+    )
     as_first = SimpleNamespace(host="127.0.0.1", port=port, key=bytes.fromhex(first.read_text()))
     as_second = SimpleNamespace(host="127.0.0.1", port=port, key=bytes.fromhex(second.read_text()))
 
