@@ -10,6 +10,7 @@ to do instead (the hints ``rexec run`` gives, in ``rexec batch``'s terms).
 from __future__ import annotations
 
 from ..cli.common import is_command_line
+from ..cli.remote_command import CWD_HINT, no_shell_strings, outside_roots
 from .outcome import JobResult, Status
 
 #: Codes a server refuses a command with for the command's own sake (the
@@ -45,9 +46,9 @@ def refusal_hint(result: JobResult) -> str | None:
     command or a missing option (None: nothing to suggest)."""
     code, reason = result.error_code, result.error or ""
     argv = result.job.argv
-    if code == "command.denied" and "outside the allowed roots" in reason:
-        return "this key runs commands only in its own directories: name one with --cwd DIR"
-    if code == "command.denied" and "shell strings" in reason:
+    if outside_roots(code, reason):
+        return CWD_HINT
+    if no_shell_strings(code, reason):
         return "this key runs programs only, without a shell: give the command as an argv"
     if code != "spawn.not_found" or not argv:
         return None

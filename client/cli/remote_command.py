@@ -34,12 +34,28 @@ def as_typed(address: str) -> str:
     return shlex.join(words)
 
 
+#: The hint for a refusal of a directory outside the key's roots (``rexec
+#: run`` and ``rexec batch`` alike).
+CWD_HINT = "this key runs commands only in its own directories: name one with --cwd DIR"
+
+
+def outside_roots(code: str | None, message: str) -> bool:
+    """Whether the refusal is of a directory outside the key's roots (told by
+    rexecd's words: the protocol has no code of its own for it)."""
+    return code == "command.denied" and "outside the allowed roots" in message
+
+
+def no_shell_strings(code: str | None, message: str) -> bool:
+    """Whether the refusal is of a shell string by a key that runs programs only."""
+    return code == "command.denied" and "shell strings" in message
+
+
 def refusal_hint(command: RemoteCommand, refusal: RemoteCommandError, run: str) -> str | None:
     """What to do instead, when a refusal comes from the form of the command
     (``run``: ``run [OPTIONS] HOST`` as typed)."""
     code = refusal.code
-    if code == "command.denied" and "outside the allowed roots" in str(refusal):
-        return "this key runs commands only in its own directories: name one with --cwd DIR"
+    if outside_roots(code, str(refusal)):
+        return CWD_HINT
     if isinstance(command.words, list):
         program = command.words[0]
         if code == "spawn.not_found" and program.startswith("-"):
@@ -55,8 +71,7 @@ def refusal_hint(command: RemoteCommand, refusal: RemoteCommandError, run: str) 
                 f"command line, give it {how}: rexec {run} {line}"
             )
     elif (
-        code == "command.denied"
-        and "shell strings" in str(refusal)
+        no_shell_strings(code, str(refusal))
         and command.implicit
         and not SHELL_SYNTAX.search(command.words)
     ):
