@@ -50,7 +50,8 @@ def _refuses_connections(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=5):
             return False
-    except ConnectionRefusedError:
+    except (ConnectionRefusedError, ConnectionResetError):
+        # Reset: the listener closed with this connection still in its backlog.
         return True
 
 
