@@ -5,22 +5,17 @@ not apply it either."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
 from tests.server.wire import connect
 
-from .test_service import keys_config, reload_and_wait, started_with_the_first_of_two_keys
-
-
-def wait_for_line(path: Path, line: str) -> str:
-    """stderr once it holds ``line`` (a thread of rexecd's own writes it)."""
-    deadline = time.monotonic() + 20
-    while line not in (text := path.read_text()):
-        assert time.monotonic() < deadline, text
-        time.sleep(0.05)
-    return text
+from .test_service import (
+    keys_config,
+    reload_and_wait,
+    started_with_the_first_of_two_keys,
+    wait_for_line,
+)
 
 
 def test_restart_only_changes_are_named_one_a_line_and_the_rest_applied(

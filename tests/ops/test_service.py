@@ -52,6 +52,15 @@ def scrape_process(process) -> dict:
         conn.close()
 
 
+def wait_for_line(path: Path, line: str) -> str:
+    """stderr once it holds ``line`` (a thread of rexecd's own writes it)."""
+    deadline = time.monotonic() + 20
+    while line not in (text := path.read_text()):
+        assert time.monotonic() < deadline, text
+        time.sleep(0.05)
+    return text
+
+
 def reload_and_wait(process, result: str, count: int) -> None:
     process.send_signal(signal.SIGHUP)
     deadline = time.monotonic() + 10
@@ -141,8 +150,10 @@ def test_sighup_reload_warns_about_settings_that_need_a_restart(
         keys_config(("first", first, "")).replace("[server]\n", "[server]\nannounce = true\n")
     )
     reload_and_wait(process, "ok", 1)
-    stderr = (tmp_path / "rexecd.stderr").read_text()
-    assert "announce changed false -> true: needs a restart, not applied" in stderr
+    # rexecd's reload says it on stderr after the reload is counted: wait for it.
+    wait_for_line(
+        tmp_path / "rexecd.stderr", "announce changed false -> true: needs a restart, not applied"
+    )
 
 
 def rexecd(*args: str) -> subprocess.CompletedProcess[str]:
