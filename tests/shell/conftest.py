@@ -14,11 +14,13 @@ import io
 import os
 import re
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pexpect
+import psutil
 import pytest
 
 #: Bound on every wait for the program under test.
@@ -164,3 +166,14 @@ def open_shell(spawn: Callable[..., pexpect.spawn]) -> Callable[..., ShellUnderT
         return shell
 
     return open_
+
+
+def running(*argv: str, timeout: float = 15.0) -> bool:
+    """Whether a process with exactly ``argv`` shows up within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for process in psutil.process_iter(["cmdline"]):
+            if process.info["cmdline"] == list(argv):
+                return True
+        time.sleep(0.02)
+    return False

@@ -7,16 +7,14 @@ import os
 import secrets
 import shutil
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pexpect
-import psutil
 import pytest
 
-from .conftest import ShellUnderTest, plain, rexec_argv
+from .conftest import ShellUnderTest, plain, rexec_argv, running
 
 OpenShell = Callable[..., ShellUnderTest]
 UP_ARROW = "\x1b[A"
@@ -80,7 +78,7 @@ def test_ctrl_c_interrupts_the_command_and_the_shell_stays(
     # Ctrl-C once `sleep` runs: one landing while bash is still between fork
     # and exec is lost by bash itself, over ssh as here (seen once in 24 runs
     # under load).
-    assert _running("sleep", duration)
+    assert running("sleep", duration)
     shell.child.sendintr()
     assert "not-reached" not in shell.prompt()
     assert shell.status == "SIGINT"
@@ -366,14 +364,3 @@ def test_a_remote_name_with_a_newline_completes_as_one_name(
         assert shell.status is None
     finally:
         shutil.rmtree(base)
-
-
-def _running(*argv: str, timeout: float = 15.0) -> bool:
-    """Whether a process with exactly ``argv`` shows up within ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for process in psutil.process_iter(["cmdline"]):
-            if process.info["cmdline"] == list(argv):
-                return True
-        time.sleep(0.02)
-    return False

@@ -4,12 +4,13 @@ rexec's own steps (outsider finding F0b: leaving after ``set -x`` printed
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from typing import Any
 
 import pexpect
 
-from .conftest import ShellUnderTest, plain
+from .conftest import ShellUnderTest, plain, running
 
 OpenShell = Callable[..., ShellUnderTest]
 
@@ -50,8 +51,9 @@ def test_ctrl_c_after_set_x_traces_nothing_of_rexec(server: Any, open_shell: Ope
     shell = open_shell(server)
     shell.run("set -x")
     shell.run("PROMPT_COMMAND+='; echo pc-err >&2'")
-    shell.child.sendline("echo sta''rted; sleep 30")
-    shell.child.expect_exact("started")
+    duration = f"30.{secrets.randbelow(10**6):06d}"
+    shell.child.sendline(f"sleep {duration}")
+    assert running("sleep", duration)  # Ctrl-C before exec is lost by bash itself
     shell.child.sendintr()
     shown = shell.prompt()
     assert shell.status == "SIGINT"
