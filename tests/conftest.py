@@ -24,7 +24,13 @@ from pathlib import Path
 
 import pytest
 from forkserver import FORK_SERVER, ForkedProcess
-from launch import ended_with_this_process, read_audit_log, wait_for_ready, write_key_file
+from launch import (
+    ended_with_this_process,
+    read_audit_log,
+    stop_process,
+    wait_for_ready,
+    write_key_file,
+)
 
 #: The XDG base directories: unset, each is its default beneath HOME.
 XDG_DIRECTORIES = ("XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME")
@@ -170,15 +176,7 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
 
     yield start
     for server in servers:
-        if server.process.poll() is None:
-            server.process.send_signal(signal.SIGTERM)
-            try:
-                server.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.process.kill()
-                server.process.wait()
-        if server.process.stdout:
-            server.process.stdout.close()
+        stop_process(server.process)
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import http.client
 import itertools
 import math
 import re
-import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from forkserver import FORK_SERVER
-from launch import wait_for_ready
+from launch import stop_process, wait_for_ready
 
 from tests.conftest import READY_LINE, STARTUP_TIMEOUT, RunningServer
 from tests.server.conftest import marker  # noqa: F401  (the fixture, shared)
@@ -198,12 +197,4 @@ def configured_servers() -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
 
     yield start
     for process in started:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if process.stdout:
-            process.stdout.close()
+        stop_process(process)
