@@ -185,6 +185,49 @@ def server(start_server: Callable[..., RunningServer]) -> RunningServer:
     return start_server()
 
 
+def start_with_config(directory: Path, config: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """Start rexecd with ``--config`` and no ``--key-file``; wait until it listens.
+    Returns the process; its startup stdout is in ``process.startup_output``."""
+    argv = [
+        sys.executable,
+        "-m",
+        "rexec.daemon",
+        "--config",
+        str(config),
+        "--port",
+        "0",
+        "--audit-log",
+        str(directory / "audit.jsonl"),
+        "--state-dir",
+        str(directory / "state"),
+        *extra,
+    ]
+    with open(directory / "rexecd.stderr", "wb") as stderr:
+        process = FORK_SERVER.popen(argv, stdout=subprocess.PIPE, stderr=stderr)
+    match, output = wait_for_ready(process, READY_LINE, STARTUP_TIMEOUT)
+    if not match:
+        process.kill()
+        process.wait()
+        raise RuntimeError(f"rexecd did not start: {(directory / 'rexecd.stderr').read_text()}")
+    process.startup_output = output.decode()  # type: ignore[attr-defined]
+    return process
+
+
+@pytest.fixture
+def configured_servers() -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Factory around ``start_with_config``; every process is stopped by PID."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(directory: Path, config: Path, *extra: str) -> subprocess.Popen[bytes]:
+        process = start_with_config(directory, config, *extra)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        stop_process(process)
+
+
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """``-n auto``: two workers per core. Much of a test's time is spent
     waiting (for a deadline, a grace period, a peer that never answers): a
