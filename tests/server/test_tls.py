@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import pytest
 import trustme
 
-from .wire import ServerClosed, Wire
+from .wire import ServerClosed, Wire, connect
 
 
 @pytest.fixture
@@ -60,7 +60,7 @@ def assert_handshake_refused(server, context: ssl.SSLContext) -> None:
     got_hello = False
     with (
         pytest.raises((ssl.SSLError, ConnectionError, ServerClosed, TimeoutError)),
-        Wire.open(server.host, server.port, key=server.key, ssl_context=context) as wire,
+        connect(server, auth=False, ssl_context=context) as wire,
     ):
         # With TLS 1.3 the server's refusal arrives after the client's
         # side of the handshake: the first read fails instead.
@@ -71,12 +71,7 @@ def assert_handshake_refused(server, context: ssl.SSLContext) -> None:
 
 def test_valid_client_certificate_runs_a_command(tls_server, pki) -> None:
     ca, client_cert, _ = pki
-    with Wire.open(
-        tls_server.host,
-        tls_server.port,
-        key=tls_server.key,
-        ssl_context=client_context(ca, client_cert),
-    ) as wire:
+    with connect(tls_server, auth=False, ssl_context=client_context(ca, client_cert)) as wire:
         assert isinstance(wire.sock, ssl.SSLSocket)
         assert wire.sock.version() == "TLSv1.3"
         wire.authenticate()
@@ -132,12 +127,7 @@ def test_tls_1_1_client_is_refused(tls_server, pki) -> None:
 
 def test_wrong_hmac_key_still_fails_inside_tls(tls_server, pki) -> None:
     ca, client_cert, _ = pki
-    with Wire.open(
-        tls_server.host,
-        tls_server.port,
-        key=tls_server.key,
-        ssl_context=client_context(ca, client_cert),
-    ) as wire:
+    with connect(tls_server, auth=False, ssl_context=client_context(ca, client_cert)) as wire:
         wire.authenticate(mac=bytes(32), expect_ok=False)
         error = wire.next_event(5)
         assert error.type == "error" and error.code == "auth.failed"
