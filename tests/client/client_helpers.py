@@ -4,10 +4,13 @@ and a scripted fake server for handshake cases a real rexecd never produces."""
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
+import signal
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -112,3 +115,23 @@ def write_key(path: Path) -> Path:
     path.write_text(secrets.token_hex(32) + "\n")
     path.chmod(0o600)
     return path
+
+
+def kill_once(argv: list[str], condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Start ``argv`` (output discarded) and SIGKILL it as soon as
+    ``condition()`` holds (checked every 5 ms, for ``timeout`` seconds at
+    most; it must not end before). Returns once it is reaped; on a failed
+    check it is killed too."""
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert process.poll() is None, "it ended before it could be killed"
+            assert time.monotonic() < deadline, f"not killed within {timeout} s"
+            time.sleep(0.005)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import signal
 import stat
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from client_helpers import CLI_TIMEOUT, cli_argv, run_cli
+from client_helpers import CLI_TIMEOUT, cli_argv, kill_once, run_cli
 
 MiB = 1024 * 1024
 
@@ -189,20 +187,8 @@ def test_killed_get_leaves_no_file_under_the_final_name(server: Any, tmp_path: P
     argv = cli_argv(
         "get", "--key-file", str(server.key_file), server.address, str(source), str(target)
     )
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        # Kill once data is being written to the temporary file.
-        while not any(p.stat().st_size > 0 for p in temp_files(target_dir)):
-            assert process.poll() is None, "the get ended before it could be killed"
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    # Killed once data is being written to the temporary file.
+    kill_once(argv, lambda: any(p.stat().st_size > 0 for p in temp_files(target_dir)))
     assert not target.exists()
     # Only the temporary name was ever used (SIGKILL can't clean it up).
     assert all(p.name.startswith(".huge.bin.rexec-") for p in target_dir.iterdir())

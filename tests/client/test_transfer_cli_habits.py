@@ -10,15 +10,13 @@ import os
 import pwd
 import re
 import secrets
-import signal
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from client_helpers import cli_argv, run_cli
+from client_helpers import cli_argv, kill_once, run_cli
 
 MiB = 1024 * 1024
 
@@ -118,14 +116,6 @@ def test_recursive_copies_links_as_links_both_ways(server: Any, tmp_path: Path) 
     assert not list((tmp_path / "back").rglob("secret"))
 
 
-def wait_for(condition: Callable[[], bool], process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while not condition():
-        assert process.poll() is None, "the transfer ended before it could be killed"
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
-
-
 def partials(directory: Path) -> list[Path]:
     return [p for p in directory.iterdir() if p.name.endswith(".part")]
 
@@ -147,15 +137,7 @@ def test_resume_continues_a_killed_transfer(server: Any, tmp_path: Path, directi
     target = target_dir / "big"
     argv = cli_argv(direction, "--resume", "--key-file", str(server.key_file), server.address,
                     str(source), str(target))  # fmt: skip
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for(lambda: any(p.stat().st_size > KILL_PAST for p in partials(target_dir)), process)
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    kill_once(argv, lambda: any(p.stat().st_size > KILL_PAST for p in partials(target_dir)))
     deadline = time.monotonic() + 10  # a put's server keeps what it got once it sees the loss
     while not partials(target_dir) and time.monotonic() < deadline:
         time.sleep(0.01)
