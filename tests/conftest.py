@@ -24,7 +24,13 @@ from pathlib import Path
 
 import pytest
 from forkserver import FORK_SERVER, ForkedProcess
-from launch import ended_with_this_process, read_audit_log, wait_for_ready, write_key_file
+from launch import (
+    ended_with_this_process,
+    read_audit_log,
+    stop_process,
+    wait_for_ready,
+    write_key_file,
+)
 
 #: The XDG base directories: unset, each is its default beneath HOME.
 XDG_DIRECTORIES = ("XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME")
@@ -170,21 +176,56 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
 
     yield start
     for server in servers:
-        if server.process.poll() is None:
-            server.process.send_signal(signal.SIGTERM)
-            try:
-                server.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.process.kill()
-                server.process.wait()
-        if server.process.stdout:
-            server.process.stdout.close()
+        stop_process(server.process)
 
 
 @pytest.fixture
 def server(start_server: Callable[..., RunningServer]) -> RunningServer:
     """One running ``rexecd`` with default settings."""
     return start_server()
+
+
+def start_with_config(directory: Path, config: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """Start rexecd with ``--config`` and no ``--key-file``; wait until it listens.
+    Returns the process; its startup stdout is in ``process.startup_output``."""
+    argv = [
+        sys.executable,
+        "-m",
+        "rexec.daemon",
+        "--config",
+        str(config),
+        "--port",
+        "0",
+        "--audit-log",
+        str(directory / "audit.jsonl"),
+        "--state-dir",
+        str(directory / "state"),
+        *extra,
+    ]
+    with open(directory / "rexecd.stderr", "wb") as stderr:
+        process = FORK_SERVER.popen(argv, stdout=subprocess.PIPE, stderr=stderr)
+    match, output = wait_for_ready(process, READY_LINE, STARTUP_TIMEOUT)
+    if not match:
+        process.kill()
+        process.wait()
+        raise RuntimeError(f"rexecd did not start: {(directory / 'rexecd.stderr').read_text()}")
+    process.startup_output = output.decode()  # type: ignore[attr-defined]
+    return process
+
+
+@pytest.fixture
+def configured_servers() -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Factory around ``start_with_config``; every process is stopped by PID."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(directory: Path, config: Path, *extra: str) -> subprocess.Popen[bytes]:
+        process = start_with_config(directory, config, *extra)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        stop_process(process)
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:

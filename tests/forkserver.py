@@ -269,6 +269,19 @@ def run(
     return subprocess.CompletedProcess(args, returncode, stdout, stderr)
 
 
+def run_rexecd(
+    *args: str,
+    timeout: float = 30.0,
+    env: dict[str, str] | None = None,
+    cwd: str | Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """``rexecd args`` run to its end (``--check-config``, ``--version``, a
+    refused start), output captured as text; forked as ``run``."""
+    return run(
+        [sys.executable, "-m", "rexec.daemon", *args], timeout=timeout, env=env, cwd=cwd, text=True
+    )
+
+
 def _feed(stdin: IO[bytes], data: bytes | None) -> None:
     """Write ``data`` to a child's stdin and close it; a child that stopped
     reading is no error (as ``subprocess.run``)."""

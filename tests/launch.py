@@ -9,6 +9,7 @@ import re
 import secrets
 import select
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -57,6 +58,24 @@ def wait_for_ready(
                 break
             output += chunk
     return ready.search(output), output
+
+
+def stop_process(process: Any, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+    """Stop a server we started (a ``subprocess.Popen`` or a ``ForkedProcess``)
+    by its PID: ``sig`` unless it has ended already, up to ``timeout`` seconds
+    to end, then SIGKILL. Its pipes are closed (else a ResourceWarning fails a
+    later test). Returns its exit status."""
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    for stream in (process.stdout, process.stderr):
+        if stream:
+            stream.close()
+    return process.returncode
 
 
 def has_ipv6_loopback() -> bool:

@@ -116,7 +116,7 @@ def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pool]:
     _stop_pool(shared.servers)
 
 
-def batch_argv(pool: Pool | None, *args: str) -> list[str]:
+def batch_argv(pool: Pool | Emulator | None, *args: str) -> list[str]:
     key = ["--key-file", str(pool.key_file)] if pool is not None else []
     return [sys.executable, "-m", "rexec_client.cli", "batch", *key, *args]
 

@@ -9,12 +9,15 @@ import sys
 import textwrap
 from pathlib import Path
 
-from .conftest import CLI_TIMEOUT, batch_argv, read_results
+from .conftest import CLI_TIMEOUT, Emulator, batch_argv, read_results
 
 
-def run(*args: str, prefix: tuple[str, ...] = (), input: str = "") -> subprocess.CompletedProcess:
+def run(
+    fleet: Emulator, *args: str, prefix: tuple[str, ...] = (), input: str = ""
+) -> subprocess.CompletedProcess:
+    """``rexec batch`` with ``fleet``'s key over all its servers (``-w``), and ``args``."""
     return subprocess.run(
-        [*prefix, *batch_argv(None, *args)],
+        [*prefix, *batch_argv(fleet, "-w", fleet.hosts, *args)],
         input=input,
         capture_output=True,
         text=True,
@@ -25,19 +28,7 @@ def run(*args: str, prefix: tuple[str, ...] = (), input: str = "") -> subprocess
 
 def test_onall_keeps_at_most_fanout_connections_open(start_fleet) -> None:
     fleet = start_fleet(300)
-    done = run(
-        "--key-file",
-        str(fleet.key_file),
-        "-w",
-        fleet.hosts,
-        "--onall",
-        "-f",
-        "8",
-        "-j",
-        "32",
-        "--",
-        "hostname",
-    )
+    done = run(fleet, "--onall", "-f", "8", "-j", "32", "--", "hostname")
     assert done.returncode == 0, done.stderr
     lines = sorted(done.stdout.splitlines())
     assert lines == sorted(f"{fleet.host(i)}: node{i:05d}" for i in range(1, 301))
@@ -50,18 +41,7 @@ def test_fanout_fits_a_low_open_file_limit(start_fleet) -> None:
     """With 64 descriptors, -f 500 can't be: the fanout is lowered, said
     once, and every one of 200 servers is still reached."""
     fleet = start_fleet(200)
-    done = run(
-        "--key-file",
-        str(fleet.key_file),
-        "-w",
-        fleet.hosts,
-        "--onall",
-        "-f",
-        "500",
-        "--",
-        "true",
-        prefix=("prlimit", "--nofile=64:64"),
-    )
+    done = run(fleet, "--onall", "-f", "500", "--", "true", prefix=("prlimit", "--nofile=64:64"))
     assert done.returncode == 0, done.stderr
     assert "fanout lowered from 500 to" in done.stderr and "open-file limit is 64" in done.stderr
     assert fleet.stats()["authenticated"] == 200
@@ -72,10 +52,7 @@ def test_the_soft_open_file_limit_is_raised_to_fit_the_fanout(start_fleet) -> No
     the batch raises its own soft limit rather than lowering the fanout."""
     fleet = start_fleet(300)
     done = run(
-        "--key-file",
-        str(fleet.key_file),
-        "-w",
-        fleet.hosts,
+        fleet,
         "--onall",
         "-f",
         "300",
@@ -121,9 +98,7 @@ def test_running_out_of_descriptors_makes_jobs_wait_not_fail(start_fleet, tmp_pa
 
 def test_b_folds_identical_outputs_and_failures_name_their_nodes(start_fleet) -> None:
     fleet = start_fleet(500, "--down", "17,342")
-    done = run(
-        "--key-file", str(fleet.key_file), "-w", fleet.hosts, "--onall", "-b", "--", "echo", "hello"
-    )
+    done = run(fleet, "--onall", "-b", "--", "echo", "hello")
     assert done.returncode == 3
     assert done.stdout.splitlines() == [
         "---------------- 127.1.0.[1-16,18-250],127.1.1.[1-91,93-250] (498)",
@@ -138,19 +113,7 @@ def test_b_folds_identical_outputs_and_failures_name_their_nodes(start_fleet) ->
 def test_failures_are_summarised_by_cause(start_fleet, tmp_path: Path) -> None:
     fleet = start_fleet(40, "--down", "5", "--drop", "6-7", "--slow", "8", "--slow-seconds", "30")
     results = tmp_path / "r.jsonl"
-    done = run(
-        "--key-file",
-        str(fleet.key_file),
-        "-w",
-        fleet.hosts,
-        "--onall",
-        "--connect-timeout",
-        "1",
-        "--results",
-        str(results),
-        "--",
-        "false",
-    )
+    done = run(fleet, "--onall", "--connect-timeout", "1", "--results", str(results), "--", "false")
     assert done.returncode == 3
     assert sorted(done.stderr.splitlines()[1:]) == sorted(
         [
@@ -169,10 +132,7 @@ def test_a_spread_batch_over_many_servers_accounts_for_every_job(
     fleet = start_fleet(200, "--down", "50")
     results = tmp_path / "r.jsonl"
     done = run(
-        "--key-file",
-        str(fleet.key_file),
-        "-w",
-        fleet.hosts,
+        fleet,
         "-j",
         "64",
         "-f",
@@ -206,15 +166,7 @@ def test_a_server_that_dies_mid_command_is_a_lost_connection_not_a_result(
     results = tmp_path / "r.jsonl"
     for _ in range(4):
         done = run(
-            "--key-file",
-            str(fleet.key_file),
-            "-w",
-            fleet.hosts,
-            "--retries",
-            "1",
-            "--results",
-            str(results),
-            input="drop-connection\n" * 5,
+            fleet, "--retries", "1", "--results", str(results), input="drop-connection\n" * 5
         )
         assert done.returncode == 3
         records = read_results(results)
@@ -242,25 +194,11 @@ def test_onall_runs_as_many_commands_at_once_as_the_fanout(start_fleet) -> None:
     """pdsh -f 40 and clush -f 40 run 40 commands at once: so does --onall -f
     40 unless -j says otherwise (not the spread batch's default of 32)."""
     fleet = start_fleet(40)  # one round, its commands long enough to overlap under load
-    base = ("--key-file", str(fleet.key_file), "-w", fleet.hosts, "--onall")
-    done = run(*base, "-f", "40", "--", "sleep", "3")
+    done = run(fleet, "--onall", "-f", "40", "--", "sleep", "3")
     assert done.returncode == 0, done.stderr
     assert fleet.stats()["peak_running"] == 40
     bounded = start_fleet(20)
-    done = run(
-        "--key-file",
-        str(bounded.key_file),
-        "-w",
-        bounded.hosts,
-        "--onall",
-        "-f",
-        "40",
-        "-j",
-        "4",
-        "--",
-        "sleep",
-        "0.2",
-    )
+    done = run(bounded, "--onall", "-f", "40", "-j", "4", "--", "sleep", "0.2")
     assert done.returncode == 0, done.stderr
     assert bounded.stats()["peak_running"] == 4
 
@@ -284,10 +222,7 @@ def test_a_spread_batch_runs_every_job_on_the_servers_that_are_up(
     )
     results = tmp_path / "r.jsonl"
     done = run(
-        "--key-file",
-        str(fleet.key_file),
-        "-w",
-        fleet.hosts,
+        fleet,
         "-j",
         "200",  # and jobs that take a while: every server gets tried
         "--connect-timeout",

@@ -11,18 +11,16 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pexpect
 import pytest
 from client_helpers import CLI_TIMEOUT, cli_argv, write_key
-from launch import wait_for_ready
 
 Run = Callable[..., subprocess.CompletedProcess[bytes]]
 
-READY_LINE = re.compile(rb"rexecd listening on (\S+):(\d+)")
 #: Bound on every wait for the program on a terminal.
 TERMINAL_TIMEOUT = 20
 
@@ -106,39 +104,31 @@ def test_a_shell_line_after_dashes_gets_a_hint_that_works(rexec_run: Run, server
 
 
 @pytest.fixture
-def argv_only_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+def argv_only_server(tmp_path: Path, configured_servers: Callable[..., Any]) -> tuple[str, Path]:
     """A rexecd whose one key may run ``uptime`` as an argv, and no shell
-    strings; yields its address and that key's file."""
-    yield from _server_with_one_key(tmp_path, 'allow_argv = ["uptime"]\nallow_shell = false\n')
+    strings: its address and that key's file."""
+    rules = 'allow_argv = ["uptime"]\nallow_shell = false\n'
+    return _server_with_one_key(configured_servers, tmp_path, rules)
 
 
 @pytest.fixture
-def rooted_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+def rooted_server(tmp_path: Path, configured_servers: Callable[..., Any]) -> tuple[str, Path]:
     """A rexecd whose one key may run commands only under tmp_path/root
-    (not the account's home); yields its address and that key's file."""
+    (not the account's home): its address and that key's file."""
     (tmp_path / "root").mkdir()
-    yield from _server_with_one_key(tmp_path, f'cwd_roots = ["{tmp_path / "root"}"]\n')
+    rules = f'cwd_roots = ["{tmp_path / "root"}"]\n'
+    return _server_with_one_key(configured_servers, tmp_path, rules)
 
 
-def _server_with_one_key(tmp_path: Path, rules: str) -> Iterator[tuple[str, Path]]:
+def _server_with_one_key(
+    configured_servers: Callable[..., Any], tmp_path: Path, rules: str
+) -> tuple[str, Path]:
     key_file = write_key(tmp_path / "ci.key")
     config = tmp_path / "rexecd.toml"
     config.write_text(f'[[keys]]\nname = "ci"\nfile = "{key_file}"\n{rules}')
-    argv = [
-        sys.executable, "-m", "rexec.daemon", "--host", "127.0.0.1", "--port", "0",
-        "--config", str(config), "--audit-log", str(tmp_path / "audit.jsonl"),
-        "--state-dir", str(tmp_path / "state"),
-    ]  # fmt: skip
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    try:
-        match, output = wait_for_ready(process, READY_LINE, CLI_TIMEOUT)
-        assert match is not None, output
-        yield f"127.0.0.1:{int(match.group(2))}", key_file
-    finally:
-        process.terminate()
-        process.wait(timeout=CLI_TIMEOUT)
-        assert process.stdout is not None
-        process.stdout.close()
+    process = configured_servers(tmp_path, config, "--host", "127.0.0.1")
+    port = re.search(r"rexecd listening on \S+:(\d+)", process.startup_output)[1]
+    return f"127.0.0.1:{port}", key_file
 
 
 def test_a_key_without_shell_strings_gets_a_hint_that_works(

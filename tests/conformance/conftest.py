@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
-import signal
 import subprocess
 import sys
 from collections.abc import Callable, Collection, Iterator
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from forkserver import FORK_SERVER
-from launch import wait_for_ready, write_key_file
+from launch import stop_process, wait_for_ready, write_key_file
 
 from rexec.conformance import Options, Result, Target, all_cases, run_suite
 from rexec.conformance import select as select_cases
@@ -71,15 +70,7 @@ def start_fake(directory: Path, flags: list[str], *extra: str) -> FakeServer:
 def stop_fake(server: FakeServer) -> None:
     """Stop the fake server; on SIGTERM it kills every command it started,
     whatever its flags, so no breakage leaks processes past the test."""
-    if server.process.poll() is None:
-        server.process.send_signal(signal.SIGTERM)
-        try:
-            server.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait()
-    if server.process.stdout:
-        server.process.stdout.close()
+    stop_process(server.process, timeout=5)
 
 
 @pytest.fixture

@@ -22,8 +22,9 @@ from typing import Any
 import psutil
 import pytest
 from forkserver import FORK_SERVER
-from launch import ended_with_this_process, read_audit_log, wait_for_ready
-from server.wire import Wire, kill_leftovers, unique_marker
+from launch import ended_with_this_process, read_audit_log, stop_process, wait_for_ready
+from server.conftest import marker, wires  # noqa: F401  (the fixtures, shared)
+from server.wire import connect as open_wire
 
 READY_LINE = re.compile(rb"rexecd listening on (\S+):(\d+)")
 STARTUP_TIMEOUT = 15.0
@@ -134,18 +135,8 @@ def launch(
 
 
 def stop(daemon: Daemon, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
-    """Stop a daemon we started, by its PID."""
-    if daemon.process.poll() is None:
-        daemon.process.send_signal(sig)
-        try:
-            daemon.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            daemon.process.kill()
-            daemon.process.wait()
-    for stream in (daemon.process.stdout, daemon.process.stderr):
-        if stream:
-            stream.close()
-    return daemon.process.returncode
+    """Stop a daemon we started, by its PID (``stop_process``)."""
+    return stop_process(daemon.process, sig, timeout)
 
 
 @pytest.fixture
@@ -162,52 +153,6 @@ def daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
     yield start
     for instance in started:
         stop(instance)
-
-
-@pytest.fixture
-def marker() -> Iterator[Callable[[], str]]:
-    """Unique ``sleep`` durations; processes still carrying one at teardown are
-    SIGKILLed by PID (nobody else uses the value)."""
-    made: list[str] = []
-
-    def make() -> str:
-        value = unique_marker()
-        made.append(value)
-        return value
-
-    yield make
-    for value in made:
-        kill_leftovers(value)
-
-
-@pytest.fixture
-def wires() -> Iterator[Callable[..., Wire]]:
-    """Factory: ``wires(daemon, auth=True, key=None)`` → an open Wire, closed at teardown."""
-    opened: list[Wire] = []
-
-    def make(target: Daemon, *, auth: bool = True, key: bytes | None = None, **kwargs: Any) -> Wire:
-        wire = Wire.open(target.host, target.port, key=key or target.key, **kwargs)
-        opened.append(wire)
-        if auth:
-            wire.authenticate()
-        return wire
-
-    yield make
-    for wire in opened:
-        wire.close()
-
-
-def open_wire(
-    target: Daemon, *, key: bytes | None = None, auth: bool = True, **kwargs: Any
-) -> Wire:
-    wire = Wire.open(target.host, target.port, key=key or target.key, **kwargs)
-    try:
-        if auth:
-            wire.authenticate()
-    except BaseException:
-        wire.close()
-        raise
-    return wire
 
 
 def healthy(target: Daemon, timeout: float = 5.0) -> bool:

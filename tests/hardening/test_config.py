@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
-import forkserver
 import pytest
+from forkserver import run_rexecd
 
 from .conftest import Daemon, open_wire, write_key
 
@@ -17,12 +16,11 @@ from .conftest import Daemon, open_wire, write_key
 def rexecd(
     *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
+    """``run_rexecd`` with no ``REXECD_`` setting inherited from this process,
+    and ``env`` added."""
     merged = {k: v for k, v in os.environ.items() if not k.startswith("REXECD_")}
     merged.update(env or {})
-    # Forked (forkserver.run): the same program, without its imports each time.
-    return forkserver.run(
-        [sys.executable, "-m", "rexec.daemon", *args], text=True, env=merged, timeout=30, cwd=cwd
-    )
+    return run_rexecd(*args, env=merged, cwd=cwd)
 
 
 @pytest.fixture(autouse=True)

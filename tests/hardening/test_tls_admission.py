@@ -9,7 +9,7 @@ import socket
 import time
 
 import pytest
-from server.test_tls import client_context, pki  # noqa: F401  (pki: a fixture)
+from server.test_tls import client_context, pki, tls_flags  # noqa: F401  (pki: a fixture)
 from server.wire import ServerClosed, Wire
 
 from .conftest import Daemon, wait_until
@@ -21,18 +21,8 @@ HALF_CLIENT_HELLO = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(32)
 
 @pytest.fixture
 def tls_daemon(daemon, pki):  # noqa: F811
-    _, _, paths = pki
-
     def start(*args: str) -> Daemon:
-        return daemon(
-            "--tls-cert",
-            str(paths["cert"]),
-            "--tls-key",
-            str(paths["key"]),
-            "--tls-client-ca",
-            str(paths["ca"]),
-            *args,
-        )
+        return daemon(*tls_flags(pki), *args)
 
     return start
 

@@ -10,17 +10,8 @@ import http.client
 import itertools
 import math
 import re
-import signal
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
-import pytest
-from forkserver import FORK_SERVER
-from launch import wait_for_ready
-
-from tests.conftest import READY_LINE, STARTUP_TIMEOUT, RunningServer
+from tests.conftest import RunningServer
 from tests.server.conftest import marker  # noqa: F401  (the fixture, shared)
 
 HTTP_LINE = re.compile(r"rexecd http on (\S+):(\d+)")
@@ -153,57 +144,3 @@ def scrape(server: RunningServer) -> dict[str, Family]:
     response = http_request(server, "/metrics")
     assert response.status == 200
     return parse_prometheus(response.body.decode())
-
-
-# --- rexecd from a config file ----------------------------------------------------
-
-
-def start_with_config(directory: Path, config: Path, *extra: str) -> subprocess.Popen[bytes]:
-    """Start rexecd with ``--config`` and no ``--key-file``; wait until it listens.
-    Returns the process; its startup stdout is in ``process.startup_output``."""
-    argv = [
-        sys.executable,
-        "-m",
-        "rexec.daemon",
-        "--config",
-        str(config),
-        "--port",
-        "0",
-        "--audit-log",
-        str(directory / "audit.jsonl"),
-        "--state-dir",
-        str(directory / "state"),
-        *extra,
-    ]
-    with open(directory / "rexecd.stderr", "wb") as stderr:
-        process = FORK_SERVER.popen(argv, stdout=subprocess.PIPE, stderr=stderr)
-    match, output = wait_for_ready(process, READY_LINE, STARTUP_TIMEOUT)
-    if not match:
-        process.kill()
-        process.wait()
-        raise RuntimeError(f"rexecd did not start: {(directory / 'rexecd.stderr').read_text()}")
-    process.startup_output = output.decode()  # type: ignore[attr-defined]
-    return process
-
-
-@pytest.fixture
-def configured_servers() -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
-    """Factory around ``start_with_config``; every process is stopped by PID."""
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start(directory: Path, config: Path, *extra: str) -> subprocess.Popen[bytes]:
-        process = start_with_config(directory, config, *extra)
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if process.stdout:
-            process.stdout.close()

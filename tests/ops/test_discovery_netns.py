@@ -14,7 +14,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from launch import write_key_file
+from launch import stop_process, write_key_file
 
 from tests.conftest import READY_LINE
 
@@ -133,15 +132,7 @@ class Lan:
 
     def tear_down(self) -> None:
         for process in self.processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
-            if process.stdout:
-                process.stdout.close()
+            stop_process(process, timeout=10)
         for namespace in self.namespaces:
             subprocess.run(
                 ["ip", "netns", "del", namespace], check=False, capture_output=True, timeout=10

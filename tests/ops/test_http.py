@@ -5,9 +5,9 @@ shutting down; 400/404/405/431; no command text in any response."""
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 import time
+
+from forkserver import run_rexecd
 
 from rexec.protocol import Cancel
 from tests.server.wire import Wire, connect, run_once
@@ -201,28 +201,18 @@ def test_healthz_is_503_during_graceful_shutdown(start_server, marker) -> None:
     assert server.process.wait(timeout=10) == 0
 
 
-def rexecd(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rexec.daemon", *args],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-
-
 def test_http_off_loopback_needs_insecure(tmp_path) -> None:
     key = tmp_path / "key"
     key.write_text("00" * 32)
     key.chmod(0o600)
-    result = rexecd("--key-file", str(key), "--http", "0.0.0.0:9100", "--check-config")
+    result = run_rexecd("--key-file", str(key), "--http", "0.0.0.0:9100", "--check-config")
     assert result.returncode == 1
     assert "refusing to serve HTTP on 0.0.0.0" in result.stderr and "--insecure" in result.stderr
-    result = rexecd(
+    result = run_rexecd(
         "--key-file", str(key), "--http", "0.0.0.0:9100", "--insecure", "--check-config"
     )
     assert result.returncode == 0, result.stderr
-    result = rexecd("--key-file", str(key), "--http", "somewhere", "--check-config")
+    result = run_rexecd("--key-file", str(key), "--http", "somewhere", "--check-config")
     assert result.returncode == 1 and "http must be IP:PORT" in result.stderr
 
 
@@ -234,7 +224,7 @@ def test_http_port_in_use_is_a_start_up_error(tmp_path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = rexecd(
+        result = run_rexecd(
             "--key-file", str(key), "--port", "0", "--state-dir", str(tmp_path / "state"),
             "--audit-log", str(tmp_path / "audit"), "--http", f"127.0.0.1:{port}",
         )  # fmt: skip

@@ -11,13 +11,13 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import tomllib
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from forkserver import run_rexecd
 from launch import write_key_file
 
 from rexec import __version__
@@ -156,16 +156,6 @@ def test_sighup_reload_warns_about_settings_that_need_a_restart(
     )
 
 
-def rexecd(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rexec.daemon", *args],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-
-
 @pytest.mark.parametrize(
     ("text", "needle"),
     [
@@ -178,7 +168,7 @@ def rexecd(*args: str) -> subprocess.CompletedProcess[str]:
 def test_check_config_catches_a_broken_file(tmp_path: Path, text: str, needle: str) -> None:
     config = tmp_path / "rexecd.toml"
     config.write_text(text)
-    result = rexecd(
+    result = run_rexecd(
         "--config", str(config), "--key-file", str(write_key_file(tmp_path)), "--check-config"
     )
     assert result.returncode == 1
@@ -190,7 +180,7 @@ def test_log_format_json(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        result = rexecd(
+        result = run_rexecd(
             "--key-file", str(key), "--port", str(taken.getsockname()[1]), "--log-format", "json",
             "--state-dir", str(tmp_path / "state"), "--audit-log", str(tmp_path / "audit"),
         )  # fmt: skip
@@ -209,7 +199,7 @@ def test_log_format_json_when_serving(start_server) -> None:
 
 
 def test_version() -> None:
-    result = rexecd("--version")
+    result = run_rexecd("--version")
     assert result.returncode == 0 and result.stdout.strip() == f"rexecd {__version__}"
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from itertools import pairwise
 
+import pytest
 from budget import examples
 from hypothesis import HealthCheck, settings
 
@@ -16,7 +17,10 @@ from rexec.protocol import (
     FrameDecoder,
     Hello,
     Limits,
+    LocalProtocolError,
+    RemoteProtocolError,
     Role,
+    encode_frame,
     macs_match,
 )
 
@@ -112,3 +116,26 @@ def open_pair(server_limits: Limits | None = None) -> tuple[Connection, Connecti
     server = Connection(Role.SERVER, limits=server_limits)
     handshake(client, server)
     return client, server
+
+
+def pair_of(client: Connection, server: Connection, role: Role) -> tuple[Connection, Connection]:
+    """(sender, receiver) for a message sent by ``role``."""
+    return (client, server) if role is Role.CLIENT else (server, client)
+
+
+def assert_refused_when_sent(sender: Connection, message: object, code: object) -> None:
+    """``sender.send(message)`` raises LocalProtocolError with ``code`` (a bug
+    on that side: nothing is sent)."""
+    with pytest.raises(LocalProtocolError) as info:
+        sender.send(message)  # type: ignore[arg-type]
+    assert info.value.code is code
+
+
+def assert_refused_when_received(receiver: Connection, message: object, code: object) -> None:
+    """The bytes of ``message``, forged (as a broken peer would send them,
+    bypassing its own checks), make ``receiver.next_event()`` raise
+    RemoteProtocolError with ``code``."""
+    receiver.receive_data(encode_frame(message))  # type: ignore[arg-type]
+    with pytest.raises(RemoteProtocolError) as info:
+        receiver.next_event()
+    assert info.value.code is code

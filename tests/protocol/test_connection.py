@@ -47,7 +47,18 @@ from rexec.protocol import (
     encode_frame,
 )
 
-from .helpers import FAST, byte_by_byte, deliver, handshake, open_pair, receive_chunks, split
+from .helpers import (
+    FAST,
+    assert_refused_when_received,
+    assert_refused_when_sent,
+    byte_by_byte,
+    deliver,
+    handshake,
+    open_pair,
+    pair_of,
+    receive_chunks,
+    split,
+)
 from .vectors import (
     AUTH,
     AUTH_OK,
@@ -69,11 +80,6 @@ WINDOW = ErrorCode.FLOW_WINDOW_EXCEEDED
 
 def exit_ok(command_id: int) -> Exit:
     return Exit(id=command_id, exit_code=0, signal=None, duration=0.0)
-
-
-def pair_of(client: Connection, server: Connection, role: Role) -> tuple[Connection, Connection]:
-    """(sender, receiver) for a message sent by ``role``."""
-    return (client, server) if role is Role.CLIENT else (server, client)
 
 
 # --- The handshake ------------------------------------------------------------------
@@ -304,22 +310,14 @@ def _setup(case: Case) -> tuple[Connection, Connection]:
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
 def test_local_violation_raises_local_error(case: Case) -> None:
-    client, server = _setup(case)
-    sender, _ = pair_of(client, server, case.sender)
-    with pytest.raises(LocalProtocolError) as info:
-        sender.send(case.message)  # type: ignore[arg-type]
-    assert info.value.code is case.code
+    sender, _ = pair_of(*_setup(case), case.sender)
+    assert_refused_when_sent(sender, case.message, case.code)
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
 def test_remote_violation_raises_remote_error(case: Case) -> None:
-    client, server = _setup(case)
-    _, receiver = pair_of(client, server, case.sender)
-    # Forged: the bytes a broken peer would send, bypassing its own checks.
-    receiver.receive_data(encode_frame(case.message))  # type: ignore[arg-type]
-    with pytest.raises(RemoteProtocolError) as info:
-        receiver.next_event()
-    assert info.value.code is case.code
+    _, receiver = pair_of(*_setup(case), case.sender)
+    assert_refused_when_received(receiver, case.message, case.code)
 
 
 def test_case_names_are_unique() -> None:

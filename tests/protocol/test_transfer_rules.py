@@ -44,12 +44,15 @@ from rexec.protocol import (
 
 from .helpers import (
     FAST,
+    assert_refused_when_received,
+    assert_refused_when_sent,
     byte_by_byte,
     decode_chunks,
     deliver,
     handshake,
     new_decoder,
     open_pair,
+    pair_of,
     receive_chunks,
     split,
 )
@@ -293,28 +296,21 @@ def _setup(case: Case) -> tuple[Connection, Connection]:
     server = Connection(Role.SERVER, limits=SMALL_WINDOW)
     handshake(client, server)
     for role, message in case.steps:
-        sender, receiver = (client, server) if role is C else (server, client)
+        sender, receiver = pair_of(client, server, role)
         deliver(sender, receiver, message)
     return client, server
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
 def test_local_violation_raises_local_error(case: Case) -> None:
-    client, server = _setup(case)
-    sender = client if case.sender is C else server
-    with pytest.raises(LocalProtocolError) as info:
-        sender.send(case.message)  # type: ignore[arg-type]
-    assert info.value.code is case.code
+    sender, _ = pair_of(*_setup(case), case.sender)
+    assert_refused_when_sent(sender, case.message, case.code)
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
 def test_remote_violation_raises_remote_error(case: Case) -> None:
-    client, server = _setup(case)
-    receiver = server if case.sender is C else client
-    receiver.receive_data(encode_frame(case.message))  # type: ignore[arg-type]
-    with pytest.raises(RemoteProtocolError) as info:
-        receiver.next_event()
-    assert info.value.code is case.code
+    _, receiver = pair_of(*_setup(case), case.sender)
+    assert_refused_when_received(receiver, case.message, case.code)
 
 
 def test_case_names_are_unique() -> None:

@@ -22,8 +22,8 @@ DAEMON = [sys.executable, "-m", "rexec.daemon"]
 
 
 def rexecd(*args: str, timeout: float = 5.0) -> subprocess.CompletedProcess[str]:
-    """rexecd with ``args`` to its end, output captured (forked: ``forkserver.run``)."""
-    return forkserver.run([*DAEMON, *args], timeout=timeout, text=True)
+    """rexecd with ``args`` to its end, output captured (``run_rexecd``)."""
+    return forkserver.run_rexecd(*args, timeout=timeout)
 
 
 def write_key(path, mode: int = 0o600):

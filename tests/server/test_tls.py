@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import pytest
 import trustme
 
-from .wire import ServerClosed, Wire
+from .wire import ServerClosed, Wire, connect
 
 
 @pytest.fixture
@@ -34,17 +34,17 @@ def pki(tmp_path):
     return ca, client_cert, paths
 
 
+def tls_flags(pki, *, client_certificates: bool = True) -> list[str]:
+    """rexecd's flags to serve TLS with ``pki``'s certificate, requiring client
+    certificates from its CA unless ``client_certificates=False``."""
+    _, _, paths = pki
+    flags = ["--tls-cert", str(paths["cert"]), "--tls-key", str(paths["key"])]
+    return [*flags, "--tls-client-ca", str(paths["ca"])] if client_certificates else flags
+
+
 @pytest.fixture
 def tls_server(start_server, pki):
-    _, _, paths = pki
-    return start_server(
-        "--tls-cert",
-        str(paths["cert"]),
-        "--tls-key",
-        str(paths["key"]),
-        "--tls-client-ca",
-        str(paths["ca"]),
-    )
+    return start_server(*tls_flags(pki))
 
 
 def client_context(ca, client_cert=None) -> ssl.SSLContext:
@@ -55,14 +55,23 @@ def client_context(ca, client_cert=None) -> ssl.SSLContext:
     return context
 
 
+def assert_handshake_refused(server, context: ssl.SSLContext) -> None:
+    """A client with ``context`` never gets ``server``'s hello."""
+    got_hello = False
+    with (
+        pytest.raises((ssl.SSLError, ConnectionError, ServerClosed, TimeoutError)),
+        connect(server, auth=False, ssl_context=context) as wire,
+    ):
+        # With TLS 1.3 the server's refusal arrives after the client's
+        # side of the handshake: the first read fails instead.
+        wire.read_hello(3)
+        got_hello = True
+    assert not got_hello
+
+
 def test_valid_client_certificate_runs_a_command(tls_server, pki) -> None:
     ca, client_cert, _ = pki
-    with Wire.open(
-        tls_server.host,
-        tls_server.port,
-        key=tls_server.key,
-        ssl_context=client_context(ca, client_cert),
-    ) as wire:
+    with connect(tls_server, auth=False, ssl_context=client_context(ca, client_cert)) as wire:
         assert isinstance(wire.sock, ssl.SSLSocket)
         assert wire.sock.version() == "TLSv1.3"
         wire.authenticate()
@@ -75,35 +84,13 @@ def test_valid_client_certificate_runs_a_command(tls_server, pki) -> None:
 
 def test_no_client_certificate_fails_the_tls_handshake(tls_server, pki) -> None:
     ca, _, _ = pki
-    context = client_context(ca)
-    got_hello = False
-    with (
-        pytest.raises((ssl.SSLError, ConnectionError, ServerClosed, TimeoutError)),
-        Wire.open(
-            tls_server.host, tls_server.port, key=tls_server.key, ssl_context=context
-        ) as wire,
-    ):
-        # With TLS 1.3 the server's refusal arrives after the client's
-        # side of the handshake: the first read fails instead.
-        wire.read_hello(3)
-        got_hello = True
-    assert not got_hello
+    assert_handshake_refused(tls_server, client_context(ca))
 
 
 def test_certificate_from_another_ca_fails(tls_server, pki) -> None:
     ca, _, _ = pki
     stranger = trustme.CA().issue_cert("client.example")
-    context = client_context(ca, stranger)
-    got_hello = False
-    with (
-        pytest.raises((ssl.SSLError, ConnectionError, ServerClosed, TimeoutError)),
-        Wire.open(
-            tls_server.host, tls_server.port, key=tls_server.key, ssl_context=context
-        ) as wire,
-    ):
-        wire.read_hello(3)
-        got_hello = True
-    assert not got_hello
+    assert_handshake_refused(tls_server, client_context(ca, stranger))
 
 
 def test_plaintext_to_the_tls_port_is_closed(tls_server) -> None:
@@ -140,12 +127,7 @@ def test_tls_1_1_client_is_refused(tls_server, pki) -> None:
 
 def test_wrong_hmac_key_still_fails_inside_tls(tls_server, pki) -> None:
     ca, client_cert, _ = pki
-    with Wire.open(
-        tls_server.host,
-        tls_server.port,
-        key=tls_server.key,
-        ssl_context=client_context(ca, client_cert),
-    ) as wire:
+    with connect(tls_server, auth=False, ssl_context=client_context(ca, client_cert)) as wire:
         wire.authenticate(mac=bytes(32), expect_ok=False)
         error = wire.next_event(5)
         assert error.type == "error" and error.code == "auth.failed"
@@ -157,8 +139,7 @@ def test_wrong_hmac_key_still_fails_inside_tls(tls_server, pki) -> None:
 @pytest.fixture
 def server_auth_only(start_server, pki):
     """TLS without client certificates, so that a relay can open its own session."""
-    _, _, paths = pki
-    return start_server("--tls-cert", str(paths["cert"]), "--tls-key", str(paths["key"]))
+    return start_server(*tls_flags(pki, client_certificates=False))
 
 
 @contextlib.asynccontextmanager

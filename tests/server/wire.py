@@ -361,9 +361,11 @@ class Wire:
             received += data
 
 
-def connect(server: Any, *, auth: bool = True, **kwargs: Any) -> Wire:
-    """A connection to a ``RunningServer``, authenticated unless ``auth=False``."""
-    wire = Wire.open(server.host, server.port, key=server.key, **kwargs)
+def connect(server: Any, *, auth: bool = True, key: bytes | None = None, **kwargs: Any) -> Wire:
+    """A connection to a running server (anything with ``host``, ``port`` and
+    ``key``), with ``key`` instead of the server's if given, authenticated
+    unless ``auth=False``."""
+    wire = Wire.open(server.host, server.port, key=key or server.key, **kwargs)
     try:
         if auth:
             wire.authenticate()
