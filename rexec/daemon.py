@@ -30,6 +30,7 @@ from rexec.log import stop_background as stop_log_background
 from rexec.ops.operations import Operations, OperationsError
 from rexec.ops.reload import Rebuild
 from rexec.server.audit import AuditLog
+from rexec.server.audit_file import check_log
 from rexec.server.config import ServerConfig
 from rexec.server.flags import EXIT_STARTUP, build_parser
 from rexec.server.policy import KeyRules
@@ -313,6 +314,18 @@ def _open_audit(settings: Settings) -> AuditLog:
     return audit
 
 
+def _check_audit(settings: Settings) -> None:
+    """What ``_open_audit`` would refuse, found by the same checks without
+    creating or opening the log (``--check-config``)."""
+    path = audit_log_path(settings)
+    if path is None or (settings.audit_log is None and not path.parent.exists()):
+        return  # stderr; or the default place, whose directory the start makes
+    try:
+        check_log(str(path))
+    except OSError as exc:
+        raise StartupError(f"cannot open audit log {path}: {exc.strerror}") from None
+
+
 def _records(settings: Settings, audit: AuditLog) -> tuple[ProcessRecords, TempRecords]:
     """Open the state directory and clean up after a crashed predecessor: end
     the process groups it left running, remove the temporary files of its
@@ -356,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
             _check_port_free(settings)  # before a first start creates the key file
         config = build_config(settings, check_only=check_only)
         if check_only:
+            _check_audit(settings)
             print(f"rexecd: configuration OK ({len(config.keys)} key(s))")
             return 0
         raise_open_file_limit()  # room for hundreds of connections (rexec/server/admission.py)

@@ -130,6 +130,16 @@ def _check_owners(path: Path, owner: int) -> None:
             f"key file {path} is owned by uid {owner}, not by this user (uid {me}) or root: "
             "someone else could have written it"
         )
+    _check_directories(path)
+
+
+def _check_directories(path: Path) -> None:
+    """No directory above ``path`` lets anyone else replace it (``_check_owners``).
+
+    Raises:
+        KeyFileError: one does.
+    """
+    me = os.geteuid()
     directory = Path(os.path.abspath(path)).parent
     for step in (directory, *directory.parents):
         info = os.stat(step)
@@ -148,10 +158,13 @@ def write_key(path: Path, key: bytes, *, replace: bool = False) -> None:
 
     Raises:
         FileExistsError: ``path`` exists and ``replace`` is false.
-        KeyFileError: the directory or the file can't be written.
+        KeyFileError: the directory or the file can't be written, or a
+            directory above it lets another user replace it (``load_key``
+            would refuse the key: nothing is written).
     """
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _check_directories(path)
         # mkstemp creates the file 0600, so the key is never readable by others.
         fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:

@@ -5,7 +5,8 @@
 * a template after ``--`` with its arguments (``template``): ``-- echo {}
   ::: a b``, or the arguments on stdin;
 * with ``--onall``, a command after ``--`` with no replacement string and no
-  ``:::``: that argv, once on every target (no shell, no input read); one
+  ``:::``: that argv, once on every target (no shell, no input read; refused
+  when stdin is not a terminal and holds input, which it would ignore); one
   word that is a command line (``'exit 3'``, ``'a | b'``) runs in the remote
   shell, as ``rexec run HOST 'exit 3'``, pdsh and clush run it.
 
@@ -16,10 +17,12 @@ unreadable file is a usage error naming it, never an empty batch.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import shlex
 import stat
 import sys
+import termios
 from collections.abc import Iterator
 from typing import IO
 
@@ -87,6 +90,15 @@ class BatchInput:
         except TemplateError as exc:
             raise CliError(str(exc)) from None
         if args.onall and not template.sources and not template.has_replacement:
+            if _stdin_holds_input():
+                # Either reading is common (GNU parallel appends the lines;
+                # pdsh and clush users mean one command): a guess would run
+                # the wrong commands on every target, a refusal costs a retry.
+                raise CliError(
+                    "--onall -- COMMAND with no {} and no ':::' runs COMMAND once on every "
+                    "target and reads no input, but stdin holds some: add {} to give each line "
+                    "to COMMAND, or run it with </dev/null"
+                )
             # The argv runs as it is, no shell: -q changes nothing.
             words = args.remote_command
             if len(words) == 1 and is_command_line(words[0]):
@@ -165,6 +177,23 @@ def _stdin() -> IO[bytes]:
     interpreter abort at exit ("could not acquire lock"); its own reader is
     simply left behind."""
     return open(os.dup(0), "rb")  # noqa: SIM115 (see BatchInput.close)
+
+
+def _stdin_holds_input() -> bool:
+    """Whether standard input, not a terminal, holds bytes to read now: a
+    regular file with bytes past its offset, or a pipe, FIFO or socket with
+    bytes waiting (its end alone is no input). Reads nothing; input that a
+    slow writer has not written yet is not seen."""
+    try:
+        info = os.fstat(0)
+        if stat.S_ISREG(info.st_mode):
+            return info.st_size > os.lseek(0, 0, os.SEEK_CUR)
+        if stat.S_ISFIFO(info.st_mode) or stat.S_ISSOCK(info.st_mode):
+            waiting = fcntl.ioctl(0, termios.FIONREAD, b"\0\0\0\0")
+            return int.from_bytes(waiting, sys.byteorder, signed=True) > 0
+    except OSError:
+        pass  # closed, or a file that can't tell: nothing to say about it
+    return False
 
 
 def _is_regular(file: IO[bytes] | IO[str]) -> bool:

@@ -45,6 +45,7 @@ from typing import IO
 from ..address import Address
 from .jobs import Job
 from .outcome import JobResult, Status
+from .record_file import open_record_file
 from .targets import label
 
 COLUMNS = (
@@ -77,7 +78,7 @@ class JoblogWriter:
     first), or, with ``append`` (resuming), after the lines already there."""
 
     def __init__(self, path: str | Path, *, append: bool = False) -> None:
-        self._file: IO[str] = open(path, "a" if append else "w", encoding="utf-8", newline="")
+        self._file: IO[str] = open_record_file(path, append=append)
         if self._file.tell() == 0:
             self._file.write("\t".join(COLUMNS) + "\n")
             self._file.flush()

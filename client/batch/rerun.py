@@ -16,6 +16,7 @@ from typing import IO
 
 from .jobs import InputFormat, format_job
 from .outcome import JobResult
+from .record_file import open_record_file
 
 
 def rerun_format(input_format: InputFormat, onall: bool) -> InputFormat:
@@ -27,7 +28,7 @@ class RerunWriter:
     """Writes the jobs of non-ok results to ``path`` (truncated)."""
 
     def __init__(self, path: str | Path, fmt: InputFormat, *, pin_targets: bool) -> None:
-        self._file: IO[bytes] = open(path, "wb")
+        self._file: IO[bytes] = open_record_file(path, append=False, binary=True)
         self._format = fmt
         self._pin = pin_targets
         self.count = 0

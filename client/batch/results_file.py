@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .outcome import JobResult
+from .record_file import open_record_file
 from .targets import label
 
 SCHEMA_VERSION = 1
@@ -87,7 +88,7 @@ class ResultsWriter:
     ``append`` — as ``--resume`` does)."""
 
     def __init__(self, path: str | Path, *, append: bool = False) -> None:
-        self._file: IO[str] = open(path, "a" if append else "w", encoding="utf-8")
+        self._file: IO[str] = open_record_file(path, append=append)
 
     def write(self, result: JobResult) -> None:
         self._file.write(json.dumps(result_record(result), ensure_ascii=False) + "\n")

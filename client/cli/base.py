@@ -98,6 +98,13 @@ def positive_float(text: str) -> float:
     return value
 
 
+def server_directory(text: str) -> str:
+    """argparse type: a directory on the server (``--cwd``), not empty."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a directory on the server, got ''")
+    return text
+
+
 def fail(message: str, status: int = EXIT_FAILURE) -> int:
     """Print ``rexec: MESSAGE`` on stderr, as one line (``one_line``), and
     return ``status``."""

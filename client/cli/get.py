@@ -113,7 +113,7 @@ async def get_one(
         result = await get(
             conn, remote, sys.stdout.buffer if local == "-" else local,
             preserve_mtime=args.preserve, resume=args.resume, local_root=tree,
-            progress=reporter.progress(name),
+            progress=reporter.progress(name), stall_timeout=args.stall_timeout,
         )  # fmt: skip
     except TransferError as exc:
         if exc.code == "file.is_directory" and not args.recursive:

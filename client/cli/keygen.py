@@ -22,7 +22,9 @@ EXIT_NOT_WRITTEN = 1
 DESCRIPTION = f"""\
 Make the shared key that rexecd and its clients prove to each other that they
 hold, in --key-file (default: {default_key_path()}; $REXEC_KEY_FILE
-overrides), mode 0600 in a directory of mode 0700.
+overrides), mode 0600 in a directory of mode 0700. A directory above it that
+another user owns or may write (and is not sticky, as /tmp is) is refused, as
+rexec and rexecd refuse a key there.
 
 Without --import, a new random key is made (rexecd also makes one on its first
 start when it finds none). With --import, the key is read from stdin: copy the

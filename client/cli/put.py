@@ -105,7 +105,10 @@ async def put_one(
     if retry_into_directory and remote.endswith("/"):
         remote, retry_into_directory = remote_join(remote, name), False
     source = sys.stdin.buffer if local == "-" else local
-    options = {"preserve_mtime": args.preserve, "resume": args.resume}
+    options = {
+        "preserve_mtime": args.preserve, "resume": args.resume,
+        "stall_timeout": args.stall_timeout,
+    }  # fmt: skip
     try:
         try:
             result = await put(conn, source, remote, progress=reporter.progress(name), **options)

@@ -28,7 +28,7 @@ from ..process import RemoteProcess
 from ..result import ExitStatus
 from ..term.pty_session import run_on_pty
 from ..term.relay import copy_output, forward_input, interrupts_forwarded, stop_task
-from .base import add_command
+from .base import add_command, server_directory
 from .common import (
     EXIT_BROKEN_PIPE,
     EXIT_FAILURE,
@@ -126,7 +126,7 @@ def register(subparsers: Any) -> None:
         ),
         what.add_argument(
             "--cwd",
-            type=_directory,
+            type=server_directory,
             metavar="DIR",
             help="working directory on the server (default: its home)",
         ),
@@ -262,12 +262,6 @@ def _check_text(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
             except UnicodeEncodeError:
                 raw = text.encode(errors="surrogateescape")
                 parser.error(f"{where}: {raw!r} is not UTF-8 text, which rexec carries")
-
-
-def _directory(text: str) -> str:
-    if not text:
-        raise argparse.ArgumentTypeError("expected a directory on the server, got ''")
-    return text
 
 
 def _env_assignment(text: str) -> tuple[str, str]:

@@ -14,7 +14,7 @@ from typing import Any
 from ..errors import RemoteCommandError
 from ..shell.history_file import history_path
 from ..term.pty_session import LOGIN_SHELL, run_on_pty
-from .base import add_command
+from .base import add_command, server_directory
 from .common import (
     add_connection_options,
     command_exit_status,
@@ -22,6 +22,7 @@ from .common import (
     refused,
     run_async_command,
 )
+from .remote_command import CWD_HINT, outside_roots
 
 #: Keepalive interval of the shell unless --keepalive says otherwise: an idle
 #: shell is where a dead server or network goes unnoticed longest.
@@ -68,6 +69,7 @@ server or network is noticed even while idle.
 examples:
   rexec shell server
   rexec shell --pty server:7420
+  rexec shell --cwd /srv/app server
 """
 
 
@@ -91,6 +93,11 @@ def register(subparsers: Any) -> None:
         help="line mode in /bin/sh even where the login shell is bash (POSIX sh: no functions"
         " kept over a reconnect)",
     )
+    parser.add_argument(
+        "--cwd", type=server_directory, metavar="DIR",
+        help="start the shell in DIR on the server (default: its home); where the server or the "
+        "key has cwd_roots, name one of them",
+    )  # fmt: skip
     add_connection_options(parser)
     parser.set_defaults(handler=main)
 
@@ -111,9 +118,10 @@ def main(args: argparse.Namespace) -> int:
 async def _login_shell(args: argparse.Namespace) -> int:
     async with await open_connection(args, args.address) as connection:
         try:
-            status = await run_on_pty(connection, LOGIN_SHELL, shell=True)
+            status = await run_on_pty(connection, LOGIN_SHELL, shell=True, cwd=args.cwd)
         except RemoteCommandError as exc:
-            return refused(connection.peer, exc)
+            roots = args.cwd is None and outside_roots(exc.code, exc.message)
+            return refused(connection.peer, exc, CWD_HINT if roots else None)
     if status.connection_lost and sys.stdout.isatty():
         print(flush=True)  # the remote prompt left the cursor mid-line
     return command_exit_status(status)

@@ -63,8 +63,14 @@ from typing import Any, Self
 
 from ..connection import ClientConnection
 from ..term.status_line import StatusLine, clock
-from ..transfer import Progress, TransferError, TransferResult, remote_path
-from .base import add_command, one_line
+from ..transfer import (
+    DEFAULT_STALL_TIMEOUT,
+    Progress,
+    TransferError,
+    TransferResult,
+    remote_path,
+)
+from .base import add_command, one_line, positive_float
 from .common import (
     EXIT_FAILURE,
     add_connection_options,
@@ -128,6 +134,11 @@ def register_transfer(
     parser.add_argument(
         "--resume", action="store_true",
         help="keep what an interrupted transfer moved, and continue from it when run again",
+    )  # fmt: skip
+    parser.add_argument(
+        "--stall-timeout", type=positive_float, default=DEFAULT_STALL_TIMEOUT, metavar="SECONDS",
+        help="fail a file when the server sends nothing of it for this long while the "
+        "connection is up, as rsync's --timeout (default: %(default)g)",
     )  # fmt: skip
     noise = parser.add_mutually_exclusive_group()
     noise.add_argument("-q", "--quiet", action="store_true", help="no progress, no summary")
@@ -236,6 +247,8 @@ class Reporter:
         """One line for ``name``'s failure (and what follows from it)."""
         self.clear()
         self.failures += 1
+        if exc.code == "transfer.stalled" and not consequence:
+            consequence = "--stall-timeout sets how long to wait"
         what = f"{exc.message}; {consequence} ({exc.code})" if consequence else str(exc)
         fail(f"{name}: {what}", EXIT_TRANSFER_FAILED)
 

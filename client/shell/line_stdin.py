@@ -37,8 +37,9 @@ class LineStdin:
         connection: where the helpers run (the session's connection).
     """
 
-    def __init__(self, connection: ClientConnection) -> None:
+    def __init__(self, connection: ClientConnection, cwd: str | None) -> None:
         self._connection = connection
+        self._cwd = cwd
         self._next: asyncio.Task[RemoteProcess] | None = None
         self._holder: RemoteProcess | None = None
         self._used = False
@@ -47,7 +48,8 @@ class LineStdin:
         """Start the next helper now, so that it is there when a line needs it."""
         if self._holder is None and self._next is None:
             self._next = asyncio.create_task(
-                self._connection.start(list(HOLDER_ARGV), stdin=True), name="rexec-line-stdin"
+                self._connection.start(list(HOLDER_ARGV), stdin=True, cwd=self._cwd),
+                name="rexec-line-stdin",
             )
 
     async def path(self) -> str:

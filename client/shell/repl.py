@@ -39,7 +39,8 @@ from .completer import RemoteCompleter
 from .display import TerminalOutput, say
 from .leaving import ServerLeaving
 from .line_reader import LineDiscarded, PipeReader, PromptReader, Watched, terminal_output
-from .session import LineEnd, RemoteShell, ShellEnded, open_shell
+from .opening import open_shell
+from .session import LineEnd, RemoteShell, ShellEnded
 from .state import EXIT_TIMEOUT, SessionState, Snapshot
 from .syntax import ends_in_continuation, surely_complete
 
@@ -266,16 +267,14 @@ class Repl:
             snapshot=self.state.snapshot,
             status=self.state.shell_status,
             posix_sh=self._args.sh,
+            cwd=self._args.cwd,
             on_snapshot=self._keep_snapshot,
             on_warning=say,
         )
         ready = self.shell.ready
         assert ready is not None
-        self.state.identity, self.state.cwd, self.state.shell = (
-            ready.identity,
-            ready.cwd,
-            ready.shell,
-        )
+        identity, cwd, shell = ready.identity, ready.cwd, ready.shell
+        self.state.identity, self.state.cwd, self.state.shell = identity, cwd, shell
 
     def _keep_snapshot(self, snapshot: Snapshot) -> None:
         self.state.snapshot = snapshot.with_options_of(self.state.snapshot)

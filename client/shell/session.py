@@ -86,7 +86,7 @@ _ANSWERS = {"status", "more", "top"}
 
 
 class RemoteShell:
-    """A started remote shell (``open_shell`` makes one).
+    """A started remote shell (``opening.open_shell`` makes one).
 
     Attributes:
         dialect: the kind of shell it is.
@@ -99,8 +99,11 @@ class RemoteShell:
         control: RemoteProcess,
         on_snapshot: Callable[[Snapshot], None],
         on_warning: Callable[[str], None],
+        cwd: str | None,
     ) -> None:
         self._connection = connection
+        #: Where its commands start (None: the server's default directory).
+        self._cwd = cwd
         self._control = control
         self._on_snapshot = on_snapshot
         self._on_warning = on_warning
@@ -108,7 +111,7 @@ class RemoteShell:
         #: What every record of this shell starts with (see ``channel``).
         self._key = secrets.token_hex(16)
         self._channel = ControlChannel(control.stdout, self._key, self._state_record, on_warning)
-        self._line_stdin = LineStdin(connection)
+        self._line_stdin = LineStdin(connection, cwd)
         self._tasks: list[asyncio.Task[Any]] = [asyncio.create_task(self._channel.run())]
         self._session: RemoteProcess | None = None
         self._ended: asyncio.Task[ExitStatus] | None = None
@@ -141,14 +144,16 @@ class RemoteShell:
         )
         env = terminal_env()
         try:
-            session = await self._connection.start(command, shell=True, stdin=True, env=env)
+            session = await self._connection.start(
+                command, shell=True, stdin=True, env=env, cwd=self._cwd
+            )
         except RemoteCommandError as exc:
             if exc.code != "env.forbidden":
                 raise
             # A server that does not take these: the shell goes on without
             # them (COLUMNS and LINES still come, from the first line on).
             self._on_warning(f"the terminal's TERM, COLUMNS and LINES not passed: {exc}")
-            session = await self._connection.start(command, shell=True, stdin=True)
+            session = await self._connection.start(command, shell=True, stdin=True, cwd=self._cwd)
             env = {}
         if env and snapshot is None:
             self._window = WindowSize((int(env["LINES"]), int(env["COLUMNS"])))
@@ -374,26 +379,3 @@ def _forget(future: asyncio.Future[Any]) -> None:
 def _take_exception(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()
-
-
-async def open_shell(
-    connection: ClientConnection,
-    out: Writer,
-    err: Writer,
-    *,
-    snapshot: Snapshot | None,
-    status: int,
-    posix_sh: bool = False,
-    on_snapshot: Callable[[Snapshot], None],
-    on_warning: Callable[[str], None],
-) -> RemoteShell:
-    """A remote shell started on ``connection`` (see ``RemoteShell.start``);
-    nothing is left running if it fails."""
-    control = await connection.start(["cat"], stdin=True)
-    shell = RemoteShell(connection, control, on_snapshot, on_warning)
-    try:
-        await shell.start(out, err, snapshot, status, posix_sh)
-    except BaseException:
-        await shell.close()
-        raise
-    return shell

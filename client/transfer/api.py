@@ -13,13 +13,14 @@ and SHA-256 end to end; see ``put`` and ``get`` for how. Failures raise
 a lost connection raises ``RexecConnectionError``.
 """
 
-from .channel import Progress, TransferResult, remote_path
+from .channel import DEFAULT_STALL_TIMEOUT, Progress, TransferResult, remote_path
 from .errors import TransferError, local_error
 from .get import check_local_target, get
 from .put import put
 from .tree import make_directory, make_link
 
 __all__ = [
+    "DEFAULT_STALL_TIMEOUT",
     "Progress",
     "TransferError",
     "TransferResult",

@@ -23,6 +23,14 @@ if TYPE_CHECKING:
 #: None while unknown (a put from a pipe).
 Progress = Callable[[int, "int | None"], None]
 
+#: Seconds a transfer may wait for the server (for data, credit or its end)
+#: without receiving a frame of it before it fails with ``transfer.stalled``,
+#: as rsync's ``--timeout`` (which is off by default; a hang is not): a
+#: server may stop a transfer while it still answers pings, and nothing else
+#: ends the wait. Long enough for a server's silent work: the ``fsync`` at the
+#: end of a put, or hashing the kept start of a resumed one.
+DEFAULT_STALL_TIMEOUT = 300.0
+
 
 @dataclasses.dataclass(frozen=True)
 class TransferResult:
@@ -81,9 +89,10 @@ def remote_path(path: str) -> str:
 
 
 class Channel:
-    """What arrived for one transfer id; the transfer waits on ``wait``."""
+    """What arrived for one transfer id; the transfer waits on ``wait``,
+    at most ``stall_timeout`` seconds at a time (None: for ever)."""
 
-    def __init__(self, high_water: int) -> None:
+    def __init__(self, high_water: int, stall_timeout: float | None) -> None:
         pin_allocator()  # a transfer is bulk data: keep its megabyte buffers in the heap
         self.file: File | None = None
         self.done: Done | None = None
@@ -91,6 +100,7 @@ class Channel:
         self.chunks: collections.deque[bytes] = collections.deque()
         self.buffered = 0
         self._high_water = high_water
+        self._stall_timeout = stall_timeout
         self._changed = asyncio.Event()
         self._room = asyncio.Event()
         #: Set by ``cancel``: nobody reads the bytes any more.
@@ -139,8 +149,22 @@ class Channel:
     # --- for the transfer ------------------------------------------------------
 
     async def wait(self) -> None:
-        """Wait until some frame (or the end) has arrived since the last wait."""
-        await self._changed.wait()
+        """Wait until some frame (or the end) has arrived since the last wait.
+
+        Raises:
+            TransferError: ``transfer.stalled``, when nothing arrived within
+                the stall timeout.
+        """
+        try:
+            async with asyncio.timeout(self._stall_timeout):
+                await self._changed.wait()
+        except TimeoutError:
+            raise TransferError(
+                "transfer.stalled",
+                f"the server sent nothing of it for {self._stall_timeout:g} s, "
+                "though the connection is up; gave up",
+                remote=False,
+            ) from None
         self._changed.clear()
 
     async def wait_until(self, ready: Callable[[], bool]) -> None:
@@ -191,5 +215,5 @@ def interrupted(exc: BaseException) -> bool:
     rather than a check failing: a resumable transfer keeps its partial
     file then."""
     if isinstance(exc, TransferError):
-        return exc.code == "file.cancelled"
+        return exc.code in ("file.cancelled", "transfer.stalled")
     return isinstance(exc, (RexecConnectionError, asyncio.CancelledError, KeyboardInterrupt))

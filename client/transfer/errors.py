@@ -21,7 +21,8 @@ class TransferError(RexecError):
             ``local.permission_denied``, ``local.is_directory``,
             ``local.changed`` (the file changed while it was sent),
             ``local.denied`` (a local path that leads out of the tree being
-            copied by a link) or ``local.failed``.
+            copied by a link) or ``local.failed``; ``transfer.stalled``
+            when the server sent nothing of it for the stall timeout.
         message: a short explanation, without the path.
         remote: True when the server reported it.
     """

@@ -32,7 +32,15 @@ from rexec.eventloop import bulk_over
 from rexec.files import AtomicFile, DigestWriter, OutsideRoots, Roots, open_parent
 from rexec.protocol import Get
 
-from .channel import Channel, Progress, TransferResult, in_thread, interrupted, remote_path
+from .channel import (
+    DEFAULT_STALL_TIMEOUT,
+    Channel,
+    Progress,
+    TransferResult,
+    in_thread,
+    interrupted,
+    remote_path,
+)
 from .errors import TransferError, local_error
 
 if TYPE_CHECKING:
@@ -103,6 +111,7 @@ async def get(
     resume: bool = False,
     local_root: str | None = None,
     progress: Progress | None = None,
+    stall_timeout: float | None = DEFAULT_STALL_TIMEOUT,
 ) -> TransferResult:
     """Copy the server's file ``remote`` to ``local``: a path (replaced
     atomically if it exists, with the server file's mode through
@@ -111,7 +120,9 @@ async def get(
     ``sys.stdout.buffer``). With ``resume``, see the module docstring. With
     ``local_root``, ``local`` must resolve inside that directory (symbolic
     links on the way followed only while they stay in it): ``local.denied``
-    otherwise.
+    otherwise. A server that sends nothing of the file for ``stall_timeout``
+    seconds (None: no limit) fails it with ``transfer.stalled``; the
+    partial file is removed (kept with ``resume``).
 
     Raises:
         TransferError: a local or remote failure, or ``file.digest_mismatch``
@@ -122,7 +133,7 @@ async def get(
     path = remote_path(remote)
     if not isinstance(local, (str, os.PathLike)):
         sink = DigestWriter(local.fileno())  # standard output is not ours to close
-        mode, _ = await _fetch(conn, path, sink, 0, progress)
+        mode, _ = await _fetch(conn, path, sink, 0, progress, stall_timeout)
         return _result(local, remote, sink, mode, started)
     check_local_target(local)
     key = hashlib.sha256(f"{conn.peer}\0{path}".encode()).hexdigest()[:32] if resume else None
@@ -132,11 +143,11 @@ async def get(
         except OSError as exc:
             raise local_error(exc) from None
         try:
-            mode, mtime = await _fetch(conn, path, writer, writer.resumed, progress)
+            mode, mtime = await _fetch(conn, path, writer, writer.resumed, progress, stall_timeout)
             mode = local_mode(mode)
             await in_thread(writer.commit, mode, mtime if preserve_mtime else None)
         except TransferError as exc:
-            await in_thread(writer.discard)
+            await in_thread(writer.keep if key is not None and interrupted(exc) else writer.discard)
             # A kept start that no longer matches the server's file: drop it,
             # fetch the whole file once.
             stale = exc.code in ("file.digest_mismatch", "file.size_mismatch")
@@ -159,11 +170,12 @@ async def _fetch(
     sink: DigestWriter,
     offset: int,
     progress: Progress | None,
+    stall_timeout: float | None,
 ) -> tuple[int, float | None]:
     """Get ``path`` from ``offset`` on into ``sink``, and check the whole
     against the server's ``done``; returns the file's mode and mtime."""
     command_id = conn.next_command_id()
-    channel = Channel(GET_HIGH_WATER)
+    channel = Channel(GET_HIGH_WATER, stall_timeout)
     await conn.open_transfer(Get(id=command_id, path=path, offset=offset), channel)
     try:
         await channel.wait_until(lambda: channel.file is not None)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from rexec.eventloop import bulk_moved, bulk_over
 from rexec.protocol import Put, Stdin, StdinEof
 
-from .channel import Channel, Progress, TransferResult, remote_path
+from .channel import DEFAULT_STALL_TIMEOUT, Channel, Progress, TransferResult, remote_path
 from .errors import TransferError, local_error
 
 if TYPE_CHECKING:
@@ -200,6 +200,7 @@ async def put(
     preserve_mtime: bool = False,
     resume: bool = False,
     progress: Progress | None = None,
+    stall_timeout: float | None = DEFAULT_STALL_TIMEOUT,
 ) -> TransferResult:
     """Copy ``local`` (a path, or a binary stream such as
     ``sys.stdin.buffer``, read to its end) to ``remote`` on the server.
@@ -208,7 +209,10 @@ async def put(
     ``file.is_directory``); relative paths, ``~`` and ``~/…`` are relative
     to the server account's home. The file gets ``mode`` exactly (default:
     the local file's permission bits; for a stream, 0666 less the umask),
-    and with ``preserve_mtime`` the local file's modification time.
+    and with ``preserve_mtime`` the local file's modification time. A
+    server that sends nothing for it (credit, its ``done``) for
+    ``stall_timeout`` seconds (None: no limit) fails it with
+    ``transfer.stalled``.
 
     Raises:
         TransferError: a local or remote failure (see its ``code``).
@@ -219,7 +223,7 @@ async def put(
     source = Source.open(local)
     try:
         command_id = conn.next_command_id()
-        channel = Channel(_PUT_HIGH_WATER)
+        channel = Channel(_PUT_HIGH_WATER, stall_timeout)
         message = Put(
             id=command_id, path=path, size=source.size,
             mode=source.mode if mode is None else mode,

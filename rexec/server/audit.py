@@ -48,6 +48,7 @@ from rexec.server.events import (
     Event,
     Origin,
     RequestRefused,
+    TlsHelloOnPlainListener,
     TransferFinished,
 )
 
@@ -58,6 +59,12 @@ DEFAULT_TIMEOUT = 5.0
 #: Bytes of records held while the log is slow: thousands of records (a
 #: command makes about four of 200–400 bytes), a bounded cost in memory.
 DEFAULT_BUFFER = 4 * 1024 * 1024
+#: What a ``tls_hello_on_plain_listener`` record says: who sends them, so that
+#: an operator does not take a burst of rexec clients for a scanner.
+_TLS_HELLO_NOTE = (
+    "a TLS client on this plaintext listener: a rexec client whose greeting was late checks so "
+    "whether the server speaks TLS"
+)
 #: Records the writer takes from the queue for one write.
 _BATCH = 256
 #: Pause between attempts after a failed write (ENOSPC, EIO, EPIPE).
@@ -353,6 +360,8 @@ class AuditTrail:
                 self._record(origin, "disconnect", running=running)
             case BadFrame(origin, code, note):
                 self._record(origin, "bad_frame", code=code, note=note)
+            case TlsHelloOnPlainListener(origin):
+                self._record(origin, "tls_hello_on_plain_listener", note=_TLS_HELLO_NOTE)
             case AuthSucceeded(origin, key):
                 self._record(origin, "auth", ok=True, key=key)
             case AuthFailed(origin, "timeout"):

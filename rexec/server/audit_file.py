@@ -27,13 +27,7 @@ def open_log(path: str) -> int | None:
             or rewrite the trail). ``/dev/stderr`` and ``/proc/self/fd/N``
             are links of root's and this user's.
     """
-    try:
-        link = os.lstat(path)
-    except FileNotFoundError:
-        pass
-    else:
-        if stat.S_ISLNK(link.st_mode) and link.st_uid not in (os.geteuid(), 0):
-            raise OSError(errno.EPERM, "it is a symbolic link another user owns")
+    _check_link(path)
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK
     try:
         fd = os.open(path, flags, 0o600)
@@ -41,14 +35,52 @@ def open_log(path: str) -> int | None:
         if exc.errno == errno.ENXIO:
             return None
         raise
-    info = os.fstat(fd)
+    try:
+        _check_file(os.fstat(fd))
+    except OSError:
+        os.close(fd)
+        raise
+    os.set_blocking(fd, True)
+    return fd
+
+
+def check_log(path: str) -> None:
+    """Raise the ``OSError`` that ``open_log(path)`` would, by the same
+    checks, without creating, opening or changing anything (``rexecd
+    --check-config``): a FIFO's reader must not see an end of file, and a
+    check leaves no empty log behind. A missing file needs a directory to be
+    made in, which this user may write.
+    """
+    _check_link(path)
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        directory = os.path.dirname(os.path.realpath(path))
+        if not os.path.isdir(directory):
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT)) from None
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES)) from None
+        return
+    _check_file(info)
+
+
+def _check_link(path: str) -> None:
+    """A symbolic link another user owns would choose where the trail goes."""
+    try:
+        link = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(link.st_mode) and link.st_uid not in (os.geteuid(), 0):
+        raise OSError(errno.EPERM, "it is a symbolic link another user owns")
+
+
+def _check_file(info: os.stat_result) -> None:
+    """A regular file another user owns or others may write: they could read
+    or rewrite the trail."""
     if stat.S_ISREG(info.st_mode) and (
         info.st_uid != os.geteuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
     ):
-        os.close(fd)
         raise OSError(errno.EPERM, "another user owns it, or group or others may write it")
-    os.set_blocking(fd, True)
-    return fd
 
 
 def reopened(path: str, current: int) -> int | None:

@@ -78,6 +78,25 @@ class BadFrame(_OfConnection):
 
 
 @_event
+class TlsHelloOnPlainListener(_OfConnection):
+    """A TLS ClientHello where the first frame goes: a TLS client on a plain
+    listener. A rexec client sends one, on a second connection, when the
+    greeting is late, to tell a TLS server from a slow one (README, TLS)."""
+
+
+def unreadable_first_frame(
+    origin: Origin, code: str, data: bytes
+) -> BadFrame | TlsHelloOnPlainListener:
+    """The event for a frame too large before authentication that ``data``
+    (the bytes just received) starts: a TLS handshake record (content type
+    22, version 3.x: SSL 3.0 to TLS 1.3 all write 3.0 to 3.4 there) is a TLS
+    client, anything else perhaps another protocol."""
+    if len(data) >= 3 and data[0] == 0x16 and data[1] == 0x03 and data[2] <= 0x04:
+        return TlsHelloOnPlainListener(origin)
+    return BadFrame(origin, code, "possibly another protocol")
+
+
+@_event
 class AuthSucceeded(_OfConnection):
     key: str  # the name of the key that matched
 

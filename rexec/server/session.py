@@ -48,7 +48,6 @@ from rexec.server.deadlines import Deadline, Deadlines
 from rexec.server.events import (
     AuthFailed,
     AuthSucceeded,
-    BadFrame,
     ClientStalled,
     ConnectionAdmitted,
     ConnectionOpened,
@@ -56,6 +55,7 @@ from rexec.server.events import (
     DeadlineExpired,
     Disconnected,
     Origin,
+    unreadable_first_frame,
 )
 from rexec.server.policy import KeyRules
 from rexec.server.requests import Request, refuse
@@ -163,7 +163,7 @@ class Session(asyncio.Protocol):
             self._rearm_idle()
         except RemoteProtocolError as exc:
             if exc.code is ErrorCode.FRAME_TOO_LARGE and self._key is None:
-                self.server.emit(BadFrame(self.origin, exc.code.value, "possibly another protocol"))
+                self.server.emit(unreadable_first_frame(self.origin, exc.code.value, data))
             self.writer.fatal(exc.code, exc.message)
         except Exception:  # a bug here must end this connection only, loudly in the log
             log_exception("a connection ended by a bug")

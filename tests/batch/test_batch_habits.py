@@ -105,6 +105,21 @@ def test_a_template_runs_on_every_server_with_onall(pool: Pool) -> None:
     )
 
 
+def test_onall_without_a_replacement_refuses_piped_input(pool: Pool, tmp_path: Path) -> None:
+    """Outsider5 F13: ``printf 'a\\nb\\n' | rexec batch --onall -- echo`` ran
+    ``echo`` once everywhere and dropped the input without a word (without
+    --onall the same line means ``echo a; echo b``). Now it is refused in one
+    line, before anything runs; an empty stdin or ``{}`` runs as before."""
+    command = ("--onall", "-w", pool.spec, "--", "sh", "-c", "echo ran")
+    refused = run_batch_cli(pool, *command, input="a\nb\n")
+    assert (refused.returncode, refused.stdout) == (255, ""), refused
+    lines = refused.stderr.splitlines()
+    assert len(lines) == 1 and "stdin holds some: add {}" in lines[0], refused.stderr
+    assert "</dev/null" in lines[0]
+    done = run_batch_cli(pool, *command, input="")
+    assert done.returncode == 0 and done.stdout.count("ran") == len(pool.servers), done
+
+
 def test_dry_run_shows_the_composed_commands(pool: Pool, tmp_path: Path) -> None:
     args = tmp_path / "args"
     args.write_text("f 1.log\nf2.log\n")

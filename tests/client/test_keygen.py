@@ -65,6 +65,27 @@ def test_an_existing_key_is_kept_unless_forced(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["key"]  # no temporary file left
 
 
+@pytest.mark.parametrize("mode", [0o777, 0o775])
+def test_a_key_is_not_written_where_rexec_would_refuse_it(tmp_path: Path, mode: int) -> None:
+    """retest5 item 8: keygen wrote a key into a 0777 directory ("Made a new
+    key in …"), which rexecd and rexec then refused. It refuses at once, in
+    rexec's own words, and writes nothing; a sticky directory (as /tmp) is
+    fine, as for rexec."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(mode)
+    result = keygen("--key-file", str(shared / "key"))
+    lines = result.stderr.decode().splitlines()
+    assert result.returncode == 1 and result.stdout == b"", result
+    assert lines == [
+        f"rexec: key file {shared / 'key'}: the directory {shared} lets another user replace it "
+        "(it must belong to this user or root, and be writable by no one else)"
+    ]
+    assert list(shared.iterdir()) == []
+    shared.chmod(mode | 0o1000)
+    assert keygen("--key-file", str(shared / "key")).returncode == 0
+
+
 def test_an_imported_key_works_with_the_server_it_came_from(server: Any, tmp_path: Path) -> None:
     path = tmp_path / "client" / "key"
     # Pasted, in capitals, with blanks around it: the same 32 bytes.

@@ -11,6 +11,7 @@ is proven.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import threading
@@ -20,6 +21,8 @@ from pathlib import Path
 from server.wire import ServerClosed, Wire
 
 from rexec.protocol import Error, Hello
+from rexec_client.address import Address
+from rexec_client.cli.common import _speaks_tls
 
 from .conftest import Daemon, healthy, open_wire, wait_until
 
@@ -146,6 +149,24 @@ def test_a_wrong_key_delays_only_its_own_answer(daemon) -> None:
     records = server.audit_records()
     assert sum(1 for r in records if r["event"] == "auth" and r["ok"] is False) == 9
     assert not [r for r in records if r["event"] == "refused_connection"]
+
+
+def test_rexec_clients_tls_probes_cost_their_address_nothing(daemon) -> None:
+    """retest5 (note on item 7): under a burst, rexec clients whose greeting
+    is late send a TLS hello on a second connection; rexecd audited each as a
+    ``bad_frame`` (a scanner, to an operator). They are named for what they
+    are, and they are no failed authentication: the address's one wrong key
+    afterwards is still answered at once (four counted failures beyond
+    ``--auth-failures 1`` would hold it 8 s)."""
+    server = daemon("--auth-failures", "1", "--auth-penalty", "30", "--auth-failure-window", "60")
+    address = Address(server.host, server.port)
+    for _ in range(5):
+        assert asyncio.run(_speaks_tls(address, 5.0)) is False  # the client's own probe
+    assert wrong_key(server) < 4.0
+    hellos = wait_until(lambda: len(server.events("tls_hello_on_plain_listener")) == 5, 10)
+    assert hellos, server.audit_records()
+    assert server.events("bad_frame") == []
+    assert [r["ok"] for r in server.events("auth")] == [False]
 
 
 def test_failures_outside_the_window_do_not_add_up(daemon) -> None:

@@ -135,14 +135,20 @@ TLS_CLIENT_HELLO_PREFIX = bytes.fromhex("1603010200010001fc0303" + "00" * 32 + "
 )
 def test_cross_protocol_bytes_are_refused_at_once(server, payload) -> None:
     with raw_wire(server) as wire:
+        peer = f"127.0.0.1:{wire.sock.getsockname()[1]}"
         started = time.monotonic()
         wire.send_raw(payload)
         wire.expect_error_then_eof("frame.too_large", timeout=1.0, eof_within=1.0)
         assert time.monotonic() - started < 1.0
     assert_still_serving(server)
-    records = [r for r in server.audit_records() if r["event"] == "bad_frame"]
-    assert records, "no audit record for a probable cross-protocol request"
-    assert records[0]["peer"].startswith("127.0.0.1:")
+    records = [r for r in server.audit_records() if r.get("peer") == peer]
+    # A TLS hello is named as such (rexec clients send one when the greeting
+    # is late), not taken for a scanner's bad frame.
+    tls = payload == TLS_CLIENT_HELLO_PREFIX
+    expected = "tls_hello_on_plain_listener" if tls else "bad_frame"
+    assert [r["event"] for r in records if r["event"] not in ("connect", "disconnect")] == [
+        expected
+    ], records
 
 
 def test_cross_protocol_bytes_before_reading_hello(server) -> None:

@@ -110,30 +110,55 @@ def test_key_file_of_another_user_is_refused(tmp_path) -> None:
     assert "is owned by uid 65534" in line, line
 
 
-def test_an_audit_log_others_can_rewrite_is_refused(tmp_path) -> None:
+#: A real start, and the check an operator runs before one (retest5 item 8:
+#: --check-config passed an audit log the start then refused).
+START_OR_CHECK = pytest.mark.parametrize(
+    "how", [("--port", "0"), ("--check-config",)], ids=["start", "check-config"]
+)
+
+
+@START_OR_CHECK
+@pytest.mark.parametrize("mode", [0o666, 0o664])
+def test_an_audit_log_others_can_rewrite_is_refused(tmp_path, how, mode) -> None:
     """Attacker5 F14: the trail is not written into a file others may write
     (nor, below, through a link another user planted)."""
     key = write_key(tmp_path / "key")
     writable = tmp_path / "audit.jsonl"
     writable.touch()
-    writable.chmod(0o666)
-    proc = rexecd("--port", "0", "--key-file", str(key), "--audit-log", str(writable))
+    writable.chmod(mode)
+    proc = rexecd(*how, "--key-file", str(key), "--audit-log", str(writable))
     line = assert_one_line_refusal(proc)
     assert line == (
         f"rexecd: cannot open audit log {writable}: "
         "another user owns it, or group or others may write it"
     )
+    assert writable.read_bytes() == b""
 
 
+@START_OR_CHECK
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a link to another user")
-def test_an_audit_log_through_another_users_link_is_refused(tmp_path) -> None:
+def test_an_audit_log_through_another_users_link_is_refused(tmp_path, how) -> None:
     key = write_key(tmp_path / "key")
     link = tmp_path / "audit.jsonl"
     link.symlink_to(tmp_path / "chosen-by-them")
     os.lchown(link, 65534, 65534)
-    proc = rexecd("--port", "0", "--key-file", str(key), "--audit-log", str(link))
+    proc = rexecd(*how, "--key-file", str(key), "--audit-log", str(link))
     assert "a symbolic link another user owns" in assert_one_line_refusal(proc)
     assert not (tmp_path / "chosen-by-them").exists()
+
+
+def test_check_config_checks_the_audit_log_without_making_it(tmp_path) -> None:
+    """The check creates nothing; a log in a missing directory fails it, as
+    the start fails, and a new log where it can be made passes."""
+    key = write_key(tmp_path / "key")
+    missing = tmp_path / "no-such-dir" / "audit.jsonl"
+    proc = rexecd("--check-config", "--key-file", str(key), "--audit-log", str(missing))
+    line = assert_one_line_refusal(proc)
+    assert line == f"rexecd: cannot open audit log {missing}: No such file or directory"
+    new = tmp_path / "audit.jsonl"
+    proc = rexecd("--check-config", "--key-file", str(key), "--audit-log", str(new))
+    assert proc.returncode == 0 and "configuration OK" in proc.stdout, proc.stderr
+    assert not new.exists()
 
 
 def test_malformed_key_file_is_refused(tmp_path) -> None:
