@@ -122,28 +122,20 @@ _FROM_EXIT_STATUS = (
 )
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
 class AttemptRunner:
     """Runs attempts as ``options`` say.
 
-    Args:
-        cancelling: whether the batch is being cancelled (an attempt that
-            gets its connection then does not start; one that started is
-            handed to ``cancel`` at once).
-        cancel: cancel a started item's command remotely.
+    ``cancelling``: whether the batch is being cancelled (an attempt that
+    gets its connection then does not start; one that started is handed to
+    ``cancel`` at once). ``cancel``: cancel a started item's command remotely.
     """
 
-    def __init__(
-        self,
-        options: BatchOptions,
-        on_output: OutputCallback | None,
-        *,
-        cancelling: Callable[[], bool],
-        cancel: Callable[[WorkItem], None],
-    ) -> None:
-        self._options = options
-        self._on_output = on_output
-        self._cancelling = cancelling
-        self._cancel = cancel
+    options: BatchOptions
+    on_output: OutputCallback | None
+    _: dataclasses.KW_ONLY
+    cancelling: Callable[[], bool]
+    cancel: Callable[[WorkItem], None]
 
     async def run(self, item: WorkItem, server: Server) -> JobResult:
         """One attempt of ``item`` on ``server``. An exception nobody foresaw
@@ -176,7 +168,7 @@ class AttemptRunner:
             raise NotStarted(failure(item, server, status, str(exc), exc.code)) from None
         finally:
             item.connecting = False
-        if self._cancelling():
+        if self.cancelling():
             return failure(item, server, Status.SKIPPED, "cancelled before it started")
         start, t0 = time.time(), time.monotonic()
         item.sent = start
@@ -184,9 +176,9 @@ class AttemptRunner:
             process = await connection.start(
                 job.args,
                 shell=job.is_shell,
-                cwd=job.cwd if job.cwd is not None else self._options.cwd,
+                cwd=job.cwd if job.cwd is not None else self.options.cwd,
                 env=job.env,
-                timeout=job.timeout or self._options.timeout,
+                timeout=job.timeout or self.options.timeout,
             )
         except RemoteCommandError as exc:
             if exc.code == "busy":
@@ -208,8 +200,8 @@ class AttemptRunner:
         except ValueError as exc:
             return failure(item, server, Status.FAILED, str(exc), "invalid", start)
         item.process = process
-        if self._cancelling():
-            self._cancel(item)
+        if self.cancelling():
+            self.cancel(item)
         lost: list[str] = []  # why output could not be kept
         stdout, stderr = await asyncio.gather(
             self._read(process.stdout, job, server.address, "stdout", lost),
@@ -236,7 +228,7 @@ class AttemptRunner:
         if status.connection_lost:
             server.mark_down(status.connection_error or "connection lost")
             error = status.connection_error
-            if self._cancelling():
+            if self.cancelling():
                 # We dropped it after cancelling (or it was lost meanwhile):
                 # the server kills it when it sees the drop, if it still can.
                 result_status = Status.CANCELLED
@@ -271,11 +263,11 @@ class AttemptRunner:
         can't be kept (the spool file can't be written: disk full …) is
         dropped, the stream read to its end all the same, and ``lost`` says
         why."""
-        captured = Captured(self._options.spool) if self._options.capture else None
+        captured = Captured(self.options.spool) if self.options.capture else None
         try:
             while chunk := await reader.read(_READ_SIZE):
-                if self._on_output is not None:
-                    self._on_output(job, target, stream, chunk)
+                if self.on_output is not None:
+                    self.on_output(job, target, stream, chunk)
                 if captured is None:
                     continue
                 try:
@@ -288,6 +280,6 @@ class AttemptRunner:
             if captured is not None:
                 captured.release()
             raise
-        if self._on_output is not None:
-            self._on_output(job, target, stream, b"")
+        if self.on_output is not None:
+            self.on_output(job, target, stream, b"")
         return captured
