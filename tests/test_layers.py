@@ -1,7 +1,8 @@
 """The import layers of the code base, as the README's "Architecture" shows them.
 
 Every import counts, typing-only and function-level ones included: a layer that
-needs a name from a higher one for its annotations still depends on it.
+needs a name from a higher one for its annotations still depends on it; so do
+imports by name (``importlib.import_module("…")``, a lazy table's strings).
 
     rexec.protocol                      pure: no rexec module but its own
     rexec (keyfile, log, files …)       shared by every side: the protocol only
@@ -43,13 +44,45 @@ def _modules() -> dict[str, pathlib.Path]:
 MODULES = _modules()
 
 
-def _imports(name: str, path: pathlib.Path) -> set[str]:
-    """The project modules that ``name`` imports, anywhere in its file."""
+#: Modules that import by a name they compute (``importlib.import_module``
+#: of an f-string), and what they compute it from: each names its targets in
+#: string constants of its own, which count as imports below.
+COMPUTED_IMPORTS = {
+    "rexec.protocol": "_MODULES: its own submodules",
+    "rexec_client": "_SUBPACKAGES and _ORIGINS: its own submodules",
+    "rexec_client.cli": "SUBCOMMANDS: its subcommands' modules",
+}
+
+
+def _is_import_call(node: ast.Call) -> bool:
+    func = node.func
+    called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+    return called in ("import_module", "__import__")
+
+
+def _imports(name: str, path: pathlib.Path, source: str | None = None) -> set[str]:
+    """The project modules that ``name`` imports, anywhere in its file
+    (``source``: its text, if not read from ``path``). A string constant that
+    is a module's name, absolute or relative (``".connection"``), counts: it
+    is how ``importlib.import_module`` and lazy tables import. An import call
+    whose name is computed is allowed only in ``COMPUTED_IMPORTS``."""
     is_package = path.name == "__init__.py"
     package = name if is_package else name.rpartition(".")[0]
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
+    for node in ast.walk(ast.parse(path.read_text() if source is None else source, str(path))):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            value = node.value
+            targets = [f"{package}{value}" if value.startswith(".") else value]
+            if name in COMPUTED_IMPORTS:
+                targets.append(f"{name}.{value}")  # a lazy loader's bare submodule name
+        elif isinstance(node, ast.Call) and _is_import_call(node):
+            computed = not (node.args and isinstance(node.args[0], ast.Constant))
+            assert not computed or name in COMPUTED_IMPORTS, (
+                f"{name} imports a module by a computed name: the layer test can't see which; "
+                "name it in a string constant and list the module in COMPUTED_IMPORTS"
+            )
+            continue
+        elif isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             if node.level:
@@ -160,6 +193,26 @@ def _cycles() -> list[list[str]]:
         if node not in index:
             visit(node)
     return components
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        'importlib.import_module("rexec.server.server")',
+        '__import__("rexec.server.server")',
+        '_LAZY = {"Thing": "rexec.server.server"}',
+    ],
+)
+def test_an_import_by_name_is_seen(line: str) -> None:
+    """An import the ``import`` statement does not show still counts."""
+    path = PACKAGES["rexec"] / "protocol" / "_framing.py"
+    assert "rexec.server.server" in _imports("rexec.protocol._framing", path, line)
+
+
+def test_an_import_by_a_computed_name_is_refused_outside_the_known_lazy_loaders() -> None:
+    path = PACKAGES["rexec"] / "protocol" / "_framing.py"
+    with pytest.raises(AssertionError, match="computed name"):
+        _imports("rexec.protocol._framing", path, 'importlib.import_module(f"rexec.{x}")')
 
 
 def test_no_import_cycles() -> None:
