@@ -18,7 +18,6 @@ import contextlib
 import errno
 import functools
 import hashlib
-import hmac
 import json
 import os
 import secrets
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from rexec import protocol
+from rexec.conformance.cases.handshake import version_1_client_mac
 
 
 def _header_frame(header: dict[str, Any], *, drop: str) -> bytes:
@@ -190,13 +190,7 @@ _INHERITED_SIGNALS = (
 
 def _version_1_mac(key: bytes, session: Session, auth: protocol.Auth) -> bytes:
     """Protocol version 1's client mac: over the nonces and the server name only."""
-    data = (
-        b"rexec-auth-v1 client\x00"
-        + bytes.fromhex(session.nonce)
-        + bytes.fromhex(auth.nonce)
-        + session.config.name.encode()
-    )
-    return hmac.new(key, data, hashlib.sha256).digest()
+    return version_1_client_mac(key, session.nonce, auth.nonce, session.config.name)
 
 
 def _json_object(raw: bytes) -> dict[str, Any]:

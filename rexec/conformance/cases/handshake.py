@@ -163,14 +163,23 @@ async def version_1_mac(ctx: Context) -> Observation:
     client = await ctx.hello_only()
     assert client.hello is not None
     auth = client.auth_message()
+    weak = version_1_client_mac(
+        ctx.options.key, client.hello.nonce, auth.nonce, client.hello.server
+    )
+    return await fatal_after(ctx, client, auth.signed(weak))
+
+
+def version_1_client_mac(key: bytes, server_nonce: str, client_nonce: str, server: str) -> bytes:
+    """Protocol version 1's client mac, which version 2 refuses: HMAC-SHA256
+    over the two nonces (hex) and the server's name only, nothing of the
+    rest of the exchange."""
     data = (
         b"rexec-auth-v1 client\x00"
-        + bytes.fromhex(client.hello.nonce)
-        + bytes.fromhex(auth.nonce)
-        + client.hello.server.encode()
+        + bytes.fromhex(server_nonce)
+        + bytes.fromhex(client_nonce)
+        + server.encode()
     )
-    weak = hmac.new(ctx.options.key, data, hashlib.sha256).digest()
-    return await fatal_after(ctx, client, auth.signed(weak))
+    return hmac.new(key, data, hashlib.sha256).digest()
 
 
 @case("auth.binding/other-binding", {"fatal:auth.failed"})
