@@ -27,7 +27,7 @@ class LiveSession(Protocol):
 
     def cancel_requests(self) -> None: ...
 
-    def notify(self, code: ErrorCode, message: str) -> None: ...
+    def send_notice(self, code: ErrorCode, message: str) -> None: ...
 
     def fatal(self, code: ErrorCode, message: str) -> None: ...
 
@@ -137,7 +137,7 @@ class Server:
         self.shutting_down = True
         grace = self.config.settings.shutdown_grace
         for session in list(self.sessions):
-            session.notify(
+            session.send_notice(
                 ErrorCode.SHUTTING_DOWN,
                 f"the server is shutting down; running commands get {grace:g} s to finish",
             )

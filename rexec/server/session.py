@@ -351,7 +351,7 @@ class Session(asyncio.Protocol):
         for request in list(self.requests.values()):
             request.cancel()
 
-    def notify(self, code: ErrorCode, message: str) -> None:
+    def send_notice(self, code: ErrorCode, message: str) -> None:
         """Tell an authenticated client something about no command (a
         non-fatal ``error`` without ``id``); nothing ends."""
         if self._key is not None and not self.writer.closing:
