@@ -231,6 +231,9 @@ class Session(asyncio.Protocol):
     # --- routing --------------------------------------------------------------------------
 
     def _route(self, message: Message) -> None:
+        # A frame for an id reaches here only while that request runs: the
+        # protocol Connection drops frames for unknown and ended ids, and a
+        # request leaves ``requests`` when it ends (so indexing is safe).
         match message:
             case Auth():
                 self._authenticate(message)
