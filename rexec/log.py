@@ -155,6 +155,12 @@ def log_exception(message: str) -> None:
     log(f"{message}\n{traceback.format_exc().rstrip()}", level="error")
 
 
+def log_bug_limited(kind: str, message: str) -> None:
+    """As ``log_exception``, but at most ``BURST`` messages of ``kind`` per
+    ``WINDOW`` seconds: for a bug that would repeat on every event."""
+    _limited(kind, f"{message}\n{traceback.format_exc().rstrip()}", "error")
+
+
 class _Limiter:
     """At most ``burst`` messages of a kind per ``WINDOW`` seconds; counts
     the ones held back, to be said with the next one let through."""

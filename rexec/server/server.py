@@ -10,6 +10,7 @@ from typing import Protocol
 
 from rexec.eventloop import bulk_over
 from rexec.files import TempRecords
+from rexec.log import log_bug_limited
 from rexec.protocol import ErrorCode
 from rexec.server.admission import Admission
 from rexec.server.audit import AuditLog, AuditTrail
@@ -67,8 +68,19 @@ class Server:
         self._observers.append(observer)
 
     def emit(self, event: Event) -> None:
+        """Tell every observer of ``event``, in the order they subscribed.
+        Observers must not raise (``events.Observer``); one that does, a bug,
+        is logged (rate-limited) and disturbs neither the observers after it
+        nor the session or command whose event it is: events are emitted from
+        the output path, and no metric is worth a command's output."""
         for observer in self._observers:
-            observer.notify(event)
+            try:
+                observer.notify(event)
+            except Exception:  # noqa: BLE001  see the docstring
+                name = type(observer).__name__
+                log_bug_limited(
+                    f"observer:{name}", f"{name} failed on {type(event).__name__} (a bug)"
+                )
 
     def next_session_number(self) -> int:
         return next(self._session_numbers)
