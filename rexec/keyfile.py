@@ -133,22 +133,45 @@ def _check_owners(path: Path, owner: int) -> None:
     _check_directories(path)
 
 
+def directory_open_to_others(path: str | os.PathLike[str]) -> Path | None:
+    """The first directory above ``path`` that lets another user replace what
+    is in it, as OpenSSH's StrictModes judges: one not owned by this user or
+    root, or writable by group or others without the sticky bit (/tmp is
+    fine). Directories that do not exist yet are skipped: whoever creates
+    them owns them. None when there is none.
+
+    Raises:
+        OSError: a directory on the way can't be examined.
+    """
+    me = os.geteuid()
+    directory = Path(os.path.abspath(path)).parent
+    for step in (directory, *directory.parents):
+        try:
+            info = os.stat(step)
+        except FileNotFoundError:
+            continue
+        open_to_others = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+        if info.st_uid not in (me, 0) or (open_to_others and not info.st_mode & stat.S_ISVTX):
+            return step
+    return None
+
+
+#: How a directory another user may write in is refused, after its path.
+OPEN_DIRECTORY = (
+    "lets another user replace it (it must belong to this user or root, and be writable by "
+    "no one else)"
+)
+
+
 def _check_directories(path: Path) -> None:
     """No directory above ``path`` lets anyone else replace it (``_check_owners``).
 
     Raises:
         KeyFileError: one does.
     """
-    me = os.geteuid()
-    directory = Path(os.path.abspath(path)).parent
-    for step in (directory, *directory.parents):
-        info = os.stat(step)
-        open_to_others = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-        if info.st_uid not in (me, 0) or (open_to_others and not info.st_mode & stat.S_ISVTX):
-            raise KeyFileError(
-                f"key file {path}: the directory {step} lets another user replace it "
-                "(it must belong to this user or root, and be writable by no one else)"
-            )
+    step = directory_open_to_others(path)
+    if step is not None:
+        raise KeyFileError(f"key file {path}: the directory {step} {OPEN_DIRECTORY}")
 
 
 def write_key(path: Path, key: bytes, *, replace: bool = False) -> None:
@@ -163,8 +186,8 @@ def write_key(path: Path, key: bytes, *, replace: bool = False) -> None:
             would refuse the key: nothing is written).
     """
     try:
+        _check_directories(path)  # before making any directory of its own
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        _check_directories(path)
         # mkstemp creates the file 0600, so the key is never readable by others.
         fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:

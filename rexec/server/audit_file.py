@@ -9,6 +9,7 @@ import errno
 import os
 import stat
 
+from rexec.keyfile import OPEN_DIRECTORY, directory_open_to_others
 from rexec.log import log
 
 #: Why records can't be written to a FIFO nobody has opened to read.
@@ -27,7 +28,7 @@ def open_log(path: str) -> int | None:
             or rewrite the trail). ``/dev/stderr`` and ``/proc/self/fd/N``
             are links of root's and this user's.
     """
-    _check_link(path)
+    _check_place(path)
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK
     try:
         fd = os.open(path, flags, 0o600)
@@ -51,7 +52,7 @@ def check_log(path: str) -> None:
     check leaves no empty log behind. A missing file needs a directory to be
     made in, which this user may write.
     """
-    _check_link(path)
+    _check_place(path)
     try:
         info = os.stat(path)
     except FileNotFoundError:
@@ -64,8 +65,13 @@ def check_log(path: str) -> None:
     _check_file(info)
 
 
-def _check_link(path: str) -> None:
-    """A symbolic link another user owns would choose where the trail goes."""
+def _check_place(path: str) -> None:
+    """A symbolic link another user owns would choose where the trail goes;
+    a directory above it that others may write in would let them remove or
+    replace the trail (as for the key file, rexec/keyfile.py)."""
+    step = directory_open_to_others(path)
+    if step is not None:
+        raise OSError(errno.EPERM, f"the directory {step} {OPEN_DIRECTORY}")
     try:
         link = os.lstat(path)
     except FileNotFoundError:

@@ -82,6 +82,10 @@ def test_a_key_is_not_written_where_rexec_would_refuse_it(tmp_path: Path, mode: 
         "(it must belong to this user or root, and be writable by no one else)"
     ]
     assert list(shared.iterdir()) == []
+    # Deeper (retest6): refused before any directory of its own is made.
+    deeper = keygen("--key-file", str(shared / "a" / "b" / "key"))
+    assert deeper.returncode == 1 and f"the directory {shared} lets" in deeper.stderr.decode()
+    assert list(shared.iterdir()) == []
     shared.chmod(mode | 0o1000)
     assert keygen("--key-file", str(shared / "key")).returncode == 0
 

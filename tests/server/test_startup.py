@@ -147,6 +147,27 @@ def test_an_audit_log_through_another_users_link_is_refused(tmp_path, how) -> No
     assert not (tmp_path / "chosen-by-them").exists()
 
 
+@START_OR_CHECK
+def test_an_audit_log_in_a_directory_others_may_write_in_is_refused(tmp_path, how) -> None:
+    """retest6: there anyone could remove or replace the trail (as for the
+    key file, a sticky directory such as /tmp is fine)."""
+    key = write_key(tmp_path / "key")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    proc = rexecd(*how, "--key-file", str(key), "--audit-log", str(shared / "audit.jsonl"))
+    line = assert_one_line_refusal(proc)
+    assert line == (
+        f"rexecd: cannot open audit log {shared / 'audit.jsonl'}: the directory {shared} lets "
+        "another user replace it (it must belong to this user or root, and be writable by no "
+        "one else)"
+    )
+    assert list(shared.iterdir()) == []
+    shared.chmod(0o1777)
+    proc = rexecd("--check-config", "--key-file", str(key), "--audit-log", str(shared / "a"))
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_check_config_checks_the_audit_log_without_making_it(tmp_path) -> None:
     """The check creates nothing; a log in a missing directory fails it, as
     the start fails, and a new log where it can be made passes."""
