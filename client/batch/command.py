@@ -135,7 +135,10 @@ def _done_jobs(args: argparse.Namespace) -> DoneJobs | None:
     if not args.joblog:
         option = "--resume" if args.resume else "--resume-failed"
         raise CliError(f"{option} needs --joblog FILE (the log to resume from)")
-    return DoneJobs.read(args.joblog, failed_too=args.resume)
+    try:
+        return DoneJobs.read(args.joblog, failed_too=args.resume)
+    except OSError as exc:
+        raise CliError(f"cannot read {args.joblog}: {exc.strerror}") from None
 
 
 def _dry_run(

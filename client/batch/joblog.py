@@ -45,7 +45,7 @@ from typing import IO
 from ..address import Address
 from .jobs import Job
 from .outcome import JobResult, Status
-from .record_file import open_record_file
+from .record_file import open_record_file, read_record_file
 from .targets import label
 
 COLUMNS = (
@@ -130,7 +130,7 @@ class DoneJobs:
         """
         done = cls(failed_too=failed_too)
         try:
-            file = open(path, encoding="utf-8", newline="")
+            file = read_record_file(path)
         except FileNotFoundError:
             return done
         with file:

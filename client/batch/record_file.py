@@ -1,39 +1,69 @@
-"""Opening the files a batch writes its records to (``--joblog``,
-``--results``, ``--rerun-file``), so that a symbolic link planted at their
-path can't choose which file they truncate or append to."""
+"""Opening the files a batch keeps its records in (``--joblog``, ``--results``,
+``--rerun-file``), so that another user can't choose what they read or write:
+neither through a symbolic link planted at their path nor through a file of
+theirs created there first (in /tmp, say, where ``fs.protected_symlinks`` and
+``fs.protected_regular`` may be off). A joblog decides which jobs ``--resume``
+skips: one another user wrote would choose them."""
 
 from __future__ import annotations
 
 import errno
 import os
+import stat
 from pathlib import Path
 from typing import IO, Any
+
+#: Who may own a record file, or a link to it, besides this user.
+_TRUSTED = (0,)
 
 
 def open_record_file(path: str | Path, *, append: bool, binary: bool = False) -> IO[Any]:
     """Open ``path`` to write: created (mode 0666 less the umask) if new,
-    truncated unless ``append``, as ``open(path, "a" | "w")``. A final
-    symbolic link is followed only when it is this user's or root's: one
-    another user owns was planted (in /tmp, say, where
-    ``fs.protected_symlinks`` may be off) to make the batch truncate or
-    append to a file of the victim's choosing.
+    truncated unless ``append``, as ``open(path, "a" | "w")``.
 
     Raises:
-        OSError: it can't be opened, or is another user's link (its
-            ``filename`` is ``path``).
+        OSError: it can't be opened, or it (or a final symbolic link to it)
+            is another user's (its ``filename`` is ``path``).
     """
     flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_APPEND if append else os.O_TRUNC)
-    try:
-        fd = os.open(path, flags | os.O_NOFOLLOW, 0o666)
-    except OSError as exc:
-        if exc.errno != errno.ELOOP:
-            raise
-        if os.lstat(path).st_uid not in (os.geteuid(), 0):
-            raise OSError(
-                errno.EPERM, "it is a symbolic link another user owns", os.fspath(path)
-            ) from None
-        fd = os.open(path, flags, 0o666)  # ours (in a sticky directory nobody else may swap it)
+    fd = _open_ours(path, flags)
     mode = ("a" if append else "w") + ("b" if binary else "")
     if binary:
         return open(fd, mode)
     return open(fd, mode, encoding="utf-8", newline="")
+
+
+def read_record_file(path: str | Path) -> IO[str]:
+    """Open ``path`` to read (``--resume``'s joblog), with the checks of
+    ``open_record_file``.
+
+    Raises:
+        OSError: as ``open_record_file``; FileNotFoundError when missing.
+    """
+    return open(_open_ours(path, os.O_RDONLY | os.O_CLOEXEC), encoding="utf-8", newline="")
+
+
+def _open_ours(path: str | Path, flags: int) -> int:
+    """``os.open(path, flags)``, refusing another user's final link or file.
+    A link of this user's or root's is followed, as ``> FILE`` does (in a
+    sticky directory nobody else may swap it)."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW, 0o666)
+    except OSError as exc:
+        # ELOOP: a final link; EACCES: a sticky directory's protected link.
+        if exc.errno not in (errno.ELOOP, errno.EACCES) or not os.path.islink(path):
+            raise
+        if _owner_untrusted(os.lstat(path)):
+            raise OSError(
+                errno.EPERM, "it is a symbolic link another user owns", os.fspath(path)
+            ) from None
+        fd = os.open(path, flags, 0o666)
+    info = os.fstat(fd)
+    if stat.S_ISREG(info.st_mode) and _owner_untrusted(info):
+        os.close(fd)
+        raise OSError(errno.EPERM, "another user owns it", os.fspath(path))
+    return fd
+
+
+def _owner_untrusted(info: os.stat_result) -> bool:
+    return info.st_uid != os.geteuid() and info.st_uid not in _TRUSTED

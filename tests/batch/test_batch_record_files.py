@@ -18,28 +18,52 @@ _NOBODY = 65534
 _OPTIONS = [("--joblog",), ("--results",), ("--rerun-file",), ("--joblog", "--resume")]
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a link to another user")
-@pytest.mark.parametrize("option", _OPTIONS, ids=["joblog", "results", "rerun", "resume"])
-def test_a_link_another_user_planted_is_refused(
-    pool: Pool, tmp_path: Path, option: tuple[str, ...]
-) -> None:
-    victim = tmp_path / "victim"
-    precious = "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n"
-    victim.write_text(precious)  # a joblog of the victim's, which --resume reads
-    planted = tmp_path / "planted"
-    planted.symlink_to(victim)
-    os.lchown(planted, _NOBODY, _NOBODY)
+_PRECIOUS = "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n"
+
+
+def _refused(pool: Pool, tmp_path: Path, option: tuple[str, ...], path: Path, why: str) -> None:
+    """The batch refuses ``path`` in one line, before any job runs."""
     marker = tmp_path / "ran"
     done = run_batch_cli(
-        pool, "-w", pool.spec, option[0], str(planted), *option[1:],
-        "--", "touch", str(marker),
+        pool, "-w", pool.spec, option[0], str(path), *option[1:], "--", "touch", str(marker),
     )  # fmt: skip
     assert (done.returncode, done.stdout) == (255, ""), done
-    assert done.stderr.splitlines() == [
-        f"rexec: cannot write {planted}: it is a symbolic link another user owns"
-    ]
-    assert victim.read_text() == precious
-    assert not marker.exists()  # refused before any job ran
+    verb = "read" if "--resume" in option else "write"  # --resume reads the joblog first
+    assert done.stderr.splitlines() == [f"rexec: cannot {verb} {path}: {why}"]
+    assert not marker.exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a link to another user")
+@pytest.mark.parametrize("sticky", [False, True], ids=["plain-dir", "sticky-dir"])
+@pytest.mark.parametrize("option", _OPTIONS, ids=["joblog", "results", "rerun", "resume"])
+def test_a_link_another_user_planted_is_refused(
+    pool: Pool, tmp_path: Path, option: tuple[str, ...], sticky: bool
+) -> None:
+    """In a sticky directory (as /tmp) the kernel may refuse such a link
+    itself (EACCES, retest6): the same line says why."""
+    victim = tmp_path / "victim"
+    victim.write_text(_PRECIOUS)  # a joblog of the victim's, which --resume reads
+    where = tmp_path / "shared"
+    where.mkdir(mode=0o1777 if sticky else 0o755)
+    where.chmod(0o1777 if sticky else 0o755)
+    planted = where / "planted"
+    planted.symlink_to(victim)
+    os.lchown(planted, _NOBODY, _NOBODY)
+    _refused(pool, tmp_path, option, planted, "it is a symbolic link another user owns")
+    assert victim.read_text() == _PRECIOUS
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file to another user")
+@pytest.mark.parametrize("option", _OPTIONS, ids=["joblog", "results", "rerun", "resume"])
+def test_a_file_another_user_made_there_first_is_refused(
+    pool: Pool, tmp_path: Path, option: tuple[str, ...]
+) -> None:
+    """retest6: a joblog another user created first in /tmp chose which jobs
+    root's --resume skipped, and took its records."""
+    planted = tmp_path / "joblog.tsv"
+    planted.write_text(_PRECIOUS + "1\t:\t0\t0\t0\t0\t0\t0\ttouch\n")
+    os.chown(planted, _NOBODY, _NOBODY)
+    _refused(pool, tmp_path, option, planted, "another user owns it")
 
 
 def test_a_link_of_ones_own_is_followed(pool: Pool, tmp_path: Path) -> None:
