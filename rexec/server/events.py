@@ -19,7 +19,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, Literal, Protocol
 
-from rexec.protocol import Exit
+from rexec.protocol import ErrorCode, Exit
 from rexec.server.outcome import Stream
 
 
@@ -71,7 +71,9 @@ class Disconnected(_OfConnection):
 
 @_event
 class BadFrame(_OfConnection):
-    """A frame too large before authentication: perhaps another protocol."""
+    """A protocol error before authentication: bytes of another protocol (a
+    frame too large), or a client that does not speak this one (``note``:
+    what was wrong)."""
 
     code: str
     note: str
@@ -84,16 +86,19 @@ class TlsHelloOnPlainListener(_OfConnection):
     greeting is late, to tell a TLS server from a slow one (README, TLS)."""
 
 
-def unreadable_first_frame(
-    origin: Origin, code: str, data: bytes
+def bad_frame_before_auth(
+    origin: Origin, code: ErrorCode, message: str, data: bytes
 ) -> BadFrame | TlsHelloOnPlainListener:
-    """The event for a frame too large before authentication that ``data``
-    (the bytes just received) starts: a TLS handshake record (content type
-    22, version 3.x: SSL 3.0 to TLS 1.3 all write 3.0 to 3.4 there) is a TLS
-    client, anything else perhaps another protocol."""
+    """The event for the protocol error ``code`` (``message``) before
+    authentication, ``data`` the bytes just received. A frame too large that
+    a TLS handshake record starts (content type 22, version 3.x: SSL 3.0 to
+    TLS 1.3 all write 3.0 to 3.4 there) is a TLS client; any other frame too
+    large, perhaps another protocol; any other error is said as it is."""
+    if code is not ErrorCode.FRAME_TOO_LARGE:
+        return BadFrame(origin, code.value, message)
     if len(data) >= 3 and data[0] == 0x16 and data[1] == 0x03 and data[2] <= 0x04:
         return TlsHelloOnPlainListener(origin)
-    return BadFrame(origin, code, "possibly another protocol")
+    return BadFrame(origin, code.value, "possibly another protocol")
 
 
 @_event

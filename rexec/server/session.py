@@ -55,7 +55,7 @@ from rexec.server.events import (
     DeadlineExpired,
     Disconnected,
     Origin,
-    unreadable_first_frame,
+    bad_frame_before_auth,
 )
 from rexec.server.policy import KeyRules
 from rexec.server.requests import Request, refuse
@@ -162,8 +162,8 @@ class Session(asyncio.Protocol):
             self.deadlines.watch_frame(self.conn.mid_frame)
             self._rearm_idle()
         except RemoteProtocolError as exc:
-            if exc.code is ErrorCode.FRAME_TOO_LARGE and self._key is None:
-                self.server.emit(unreadable_first_frame(self.origin, exc.code.value, data))
+            if self._key is None:
+                self.server.emit(bad_frame_before_auth(self.origin, exc.code, exc.message, data))
             self.writer.fatal(exc.code, exc.message)
         except Exception:  # a bug here must end this connection only, loudly in the log
             log_exception("a connection ended by a bug")

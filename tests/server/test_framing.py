@@ -151,6 +151,33 @@ def test_cross_protocol_bytes_are_refused_at_once(server, payload) -> None:
     ], records
 
 
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [
+        (b"\xff\xff\xff\xff" + b"junk" * 4, "frame.bad_length"),
+        (b"\x00\x00\x00\x00junk", "frame.bad_length"),
+        (struct.pack("<i", 5) + b"{abc}", "header.bad_json"),
+    ],
+    ids=["negative-length", "zero-length", "not-json"],
+)
+def test_any_protocol_error_before_authentication_is_recorded(server, payload, code) -> None:
+    """retest6: junk that fails otherwise than by its size left only connect
+    and disconnect in the audit log, nothing of what the prober sent."""
+    with raw_wire(server) as wire:
+        peer = f"127.0.0.1:{wire.sock.getsockname()[1]}"
+        wire.send_raw(payload)
+        wire.expect_error_then_eof(code, timeout=5.0, eof_within=5.0)
+    deadline = time.monotonic() + 10  # the writer thread hands records over in batches
+    while True:
+        records = [
+            r for r in server.audit_records() if r.get("peer") == peer and r["event"] == "bad_frame"
+        ]
+        if records or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert [(r["code"], bool(r["note"])) for r in records] == [(code, True)], records
+
+
 def test_cross_protocol_bytes_before_reading_hello(server) -> None:
     """A client that does not wait for hello (as an HTTP client would)."""
     with Wire.open(server.host, server.port, key=server.key) as wire:
