@@ -338,9 +338,7 @@ def register(subparsers: Any) -> None:
         help="no progress line (shown only when stderr is a terminal)",
     )
     people.add_argument("--quiet", action="store_true", help="no summary at the end")
-    for action in add_connection_options(parser):
-        if action.dest == "keepalive" and action.help:
-            action.help = action.help.replace("(default: off)", f"(default: {BATCH_KEEPALIVE:g})")
+    add_connection_options(parser, keepalive=BATCH_KEEPALIVE)
     parser.set_defaults(handler=_main, accepts_command=True, mode="group")
 
 

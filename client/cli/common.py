@@ -64,8 +64,12 @@ def is_command_line(word: str) -> bool:
     return any(char.isspace() for char in word) or bool(SHELL_SYNTAX.search(word))
 
 
-def add_connection_options(parser: argparse.ArgumentParser) -> list[argparse.Action]:
-    """Options for reaching and authenticating to a server; returns them."""
+def add_connection_options(
+    parser: argparse.ArgumentParser, *, keepalive: float | None = None
+) -> list[argparse.Action]:
+    """Options for reaching and authenticating to a server; returns them.
+    ``keepalive``: the default of ``--keepalive`` (None: off)."""
+    keepalive_default = "off" if keepalive is None else f"{keepalive:g}"
     group = parser.add_argument_group("connection")
     tls = parser.add_argument_group(
         "TLS (servers not on this machine speak only TLS; see README 'A second machine')"
@@ -87,10 +91,11 @@ def add_connection_options(parser: argparse.ArgumentParser) -> list[argparse.Act
         group.add_argument(
             "--keepalive",
             type=positive_float,
+            default=keepalive,
             metavar="SECONDS",
             help="ping the server this often; give up after "
             f"{KEEPALIVE_COUNT} pings in a row go unanswered, as ssh's ServerAliveInterval "
-            "and ServerAliveCountMax (default: off)",
+            f"and ServerAliveCountMax (default: {keepalive_default})",
         ),
         tls.add_argument(
             "--tls",

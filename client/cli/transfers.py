@@ -107,6 +107,14 @@ REMOTE is the server account's home (quote it from the local shell).
 """
 
 
+#: Seconds between keepalive pings on a put's or get's connection unless
+#: --keepalive says otherwise (as rexec batch): a server that stops (a hung
+#: host, SIGSTOP) is found out after three unanswered pings, also while no
+#: file is moving, as in the listing commands of -r, which --stall-timeout
+#: does not bound.
+TRANSFER_KEEPALIVE = 5.0
+
+
 def register_transfer(
     subparsers: Any,
     name: str,
@@ -146,7 +154,7 @@ def register_transfer(
         "-v", "--verbose", action="store_true",
         help="print the summary line even when stderr is not a terminal",
     )  # fmt: skip
-    add_connection_options(parser)
+    add_connection_options(parser, keepalive=TRANSFER_KEEPALIVE)
     parser.set_defaults(handler=handler)
 
 

@@ -81,3 +81,33 @@ def test_put_to_a_server_that_grants_no_credit_fails(tmp_path: Path) -> None:
     line = one_line(result)
     assert line.startswith("rexec: big -> /srv/big: the server sent nothing of it for 2 s"), line
     assert "(transfer.stalled)" in line, line
+
+
+def silent(event: Message) -> Iterator[MessageBase]:
+    """A hung server past the handshake: no answer to anything, pings included."""
+    return iter(())
+
+
+def test_a_recursive_get_from_a_hung_server_ends_by_the_default_keepalive(tmp_path: Path) -> None:
+    """retest6: ``get -r`` lists the remote tree with commands, which
+    --stall-timeout does not bound; a hung server hung it for ever. A
+    transfer's connection now keeps a keepalive by default (5 s, 3 pings)."""
+    key_file = write_key(tmp_path / "key")
+    key = bytes.fromhex(key_file.read_text().strip())
+
+    async def go() -> subprocess.CompletedProcess[str]:
+        async with fake_server(key, answer=silent) as port:
+            argv = cli_argv(
+                "get", "-r", "--key-file", str(key_file), f"127.0.0.1:{port}", "/srv/tree", "tree"
+            )
+            run = asyncio.to_thread(
+                subprocess.run, argv, capture_output=True, text=True, timeout=60,
+                stdin=subprocess.DEVNULL, cwd=tmp_path,
+            )  # fmt: skip
+            return await asyncio.wait_for(run, 60)
+
+    result = asyncio.run(go())
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0 and len(lines) == 1, (result.returncode, result.stderr)
+    assert "keepalive" in lines[0] or "no answer" in lines[0], lines
+    assert not (tmp_path / "tree").exists()
