@@ -98,6 +98,14 @@ def positive_float(text: str) -> float:
     return value
 
 
+def seconds_or_never(text: str) -> float | None:
+    """argparse type: a number of seconds > 0, or 0 for no limit (None), as
+    rsync's ``--timeout=0`` and rexecd's own timeouts."""
+    if text.strip() in ("0", "0.0"):
+        return None
+    return positive_float(text)
+
+
 def server_directory(text: str) -> str:
     """argparse type: a directory on the server (``--cwd``), not empty."""
     if not text:

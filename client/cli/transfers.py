@@ -70,7 +70,7 @@ from ..transfer import (
     TransferResult,
     remote_path,
 )
-from .base import add_command, one_line, positive_float
+from .base import add_command, one_line, seconds_or_never
 from .common import (
     EXIT_FAILURE,
     add_connection_options,
@@ -144,9 +144,9 @@ def register_transfer(
         help="keep what an interrupted transfer moved, and continue from it when run again",
     )  # fmt: skip
     parser.add_argument(
-        "--stall-timeout", type=positive_float, default=DEFAULT_STALL_TIMEOUT, metavar="SECONDS",
+        "--stall-timeout", type=seconds_or_never, default=DEFAULT_STALL_TIMEOUT, metavar="SECONDS",
         help="fail a file when the server sends nothing of it for this long while the "
-        "connection is up, as rsync's --timeout (default: %(default)g)",
+        "connection is up, as rsync's --timeout; 0: never (default: %(default)g)",
     )  # fmt: skip
     noise = parser.add_mutually_exclusive_group()
     noise.add_argument("-q", "--quiet", action="store_true", help="no progress, no summary")

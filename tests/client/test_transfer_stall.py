@@ -13,6 +13,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from client_helpers import CLI_TIMEOUT, cli_argv, fake_server, write_key
 
 from rexec.protocol import File, Get, Message, MessageBase, Ping, Pong, Stdout
@@ -31,21 +32,24 @@ def stalling(event: Message) -> Iterator[MessageBase]:
         yield Stdout.with_data(event.id, _FIRST_PART)
 
 
-def run_against_stalling_server(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """``rexec ARGS[0] --key-file K --keepalive 0.5 --stall-timeout 2
-    127.0.0.1:PORT ARGS[1:]`` against ``stalling``, bounded."""
+def run_against_stalling_server(
+    tmp_path: Path, *args: str, stall: str = "2", timeout: float = CLI_TIMEOUT
+) -> subprocess.CompletedProcess[str]:
+    """``rexec ARGS[0] --key-file K --keepalive 0.5 --stall-timeout STALL
+    127.0.0.1:PORT ARGS[1:]`` against ``stalling``, for ``timeout`` seconds
+    at most (then ``subprocess.TimeoutExpired``)."""
     key_file = write_key(tmp_path / "key")
     key = bytes.fromhex(key_file.read_text().strip())
-    options = ["--key-file", str(key_file), "--keepalive", "0.5", "--stall-timeout", "2"]
+    options = ["--key-file", str(key_file), "--keepalive", "0.5", "--stall-timeout", stall]
 
     async def go() -> subprocess.CompletedProcess[str]:
         async with fake_server(key, answer=stalling) as port:
             argv = cli_argv(args[0], *options, f"127.0.0.1:{port}", *args[1:])
             run = asyncio.to_thread(
-                subprocess.run, argv, capture_output=True, text=True, timeout=CLI_TIMEOUT,
+                subprocess.run, argv, capture_output=True, text=True, timeout=timeout,
                 stdin=subprocess.DEVNULL, cwd=tmp_path,
             )  # fmt: skip
-            return await asyncio.wait_for(run, CLI_TIMEOUT)
+            return await asyncio.wait_for(run, timeout + 5)
 
     return asyncio.run(go())
 
@@ -111,3 +115,10 @@ def test_a_recursive_get_from_a_hung_server_ends_by_the_default_keepalive(tmp_pa
     assert result.returncode != 0 and len(lines) == 1, (result.returncode, result.stderr)
     assert "keepalive" in lines[0] or "no answer" in lines[0], lines
     assert not (tmp_path / "tree").exists()
+
+
+def test_a_stall_timeout_of_0_waits_for_ever_as_rsyncs(tmp_path: Path) -> None:
+    """retest6: ``--stall-timeout 0`` was refused; rsync's ``--timeout=0`` and
+    rexecd's own timeouts mean no limit."""
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_against_stalling_server(tmp_path, "get", "/srv/big", "big", stall="0", timeout=4)
