@@ -36,7 +36,7 @@ def as_typed(address: str) -> str:
 
 #: The hint for a refusal of a directory outside the key's roots (``rexec
 #: run`` and ``rexec batch`` alike).
-CWD_HINT = "this key runs commands only in its own directories: name one with --cwd DIR"
+CWD_HINT = "commands may run only in the allowed directories: name one with --cwd DIR"
 
 
 def outside_roots(code: str | None, message: str) -> bool:

@@ -21,7 +21,7 @@ def test_cwd_serves_a_server_with_cwd_roots(start_pool, tmp_path: Path) -> None:
     assert refused.returncode == 1, refused.stderr
     assert refused.stderr.splitlines()[1:] == [
         f"  {host}: command.denied: the directory is outside the allowed roots (1 failed; jobs 1)",
-        "  hint: this key runs commands only in its own directories: name one with --cwd DIR",
+        "  hint: commands may run only in the allowed directories: name one with --cwd DIR",
     ]
     done = run_batch_cli(pool, "--onall", "--cwd", str(root), "-H", pool.spec, "--", "pwd")
     assert (done.returncode, done.stdout) == (0, f"{host}: {root}\n"), done.stderr
