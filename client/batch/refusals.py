@@ -10,7 +10,7 @@ to do instead (the hints ``rexec run`` gives, in ``rexec batch``'s terms).
 from __future__ import annotations
 
 from ..cli.common import is_command_line
-from ..cli.remote_command import CWD_HINT, no_shell_strings, outside_roots
+from ..refusal_kinds import CWD_HINT, no_shell_strings, outside_roots
 from .outcome import JobResult, Status
 
 #: Codes a server refuses a command with for the command's own sake (the

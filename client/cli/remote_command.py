@@ -10,6 +10,7 @@ import shlex
 import sys
 
 from ..errors import RemoteCommandError
+from ..refusal_kinds import CWD_HINT, no_shell_strings, outside_roots
 from .common import SHELL_SYNTAX, is_command_line
 
 
@@ -32,22 +33,6 @@ def as_typed(address: str) -> str:
     else:
         words = ["run", address]
     return shlex.join(words)
-
-
-#: The hint for a refusal of a directory outside the key's roots (``rexec
-#: run`` and ``rexec batch`` alike).
-CWD_HINT = "commands may run only in the allowed directories: name one with --cwd DIR"
-
-
-def outside_roots(code: str | None, message: str) -> bool:
-    """Whether the refusal is of a directory outside the key's roots (told by
-    rexecd's words: the protocol has no code of its own for it)."""
-    return code == "command.denied" and "outside the allowed roots" in message
-
-
-def no_shell_strings(code: str | None, message: str) -> bool:
-    """Whether the refusal is of a shell string by a key that runs programs only."""
-    return code == "command.denied" and "shell strings" in message
 
 
 def refusal_hint(command: RemoteCommand, refusal: RemoteCommandError, run: str) -> str | None:

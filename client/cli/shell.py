@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 from ..errors import RemoteCommandError
+from ..refusal_kinds import CWD_HINT, outside_roots
 from ..shell.history_file import history_path
 from ..term.pty_session import LOGIN_SHELL, run_on_pty
 from .base import add_command, server_directory
@@ -22,7 +23,6 @@ from .common import (
     refused,
     run_async_command,
 )
-from .remote_command import CWD_HINT, outside_roots
 
 #: Keepalive interval of the shell unless --keepalive says otherwise: an idle
 #: shell is where a dead server or network goes unnoticed longest.

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..cli.remote_command import CWD_HINT, outside_roots
 from ..connection import ClientConnection
 from ..errors import RemoteCommandError
+from ..refusal_kinds import CWD_HINT, outside_roots
 from .session import RemoteShell, Writer
 from .state import Snapshot
 
