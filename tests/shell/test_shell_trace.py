@@ -8,8 +8,6 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
-import pexpect
-
 from .conftest import ShellUnderTest, plain, running
 
 OpenShell = Callable[..., ShellUnderTest]
@@ -28,23 +26,19 @@ def test_leaving_after_set_x_traces_nothing_of_rexec(server: Any, open_shell: Op
     shown = shell.run("X=1; echo $X")
     assert _traced(shown) == ["++ X=1", "++ echo 1"], shown
     shell.child.sendline("exit 4")
-    shell.child.expect(pexpect.EOF)
+    assert shell.exit_status() == 4
     shown = plain(shell.child.before)
     assert _traced(shown) == [], shown
-    shell.child.close()
-    assert shell.child.exitstatus == 4
 
 
 def test_ctrl_d_after_set_xv_shows_nothing_of_rexec(server: Any, open_shell: OpenShell) -> None:
     shell = open_shell(server)
     shell.run("set -xv")
     shell.child.sendeof()
-    shell.child.expect(pexpect.EOF)
+    assert shell.exit_status() == 0
     shown = plain(shell.child.before)
     assert "rexec" not in shown and "PROMPT_COMMAND" not in shown, shown
     assert _traced(shown) == [], shown
-    shell.child.close()
-    assert shell.child.exitstatus == 0
 
 
 def test_ctrl_c_after_set_x_traces_nothing_of_rexec(server: Any, open_shell: OpenShell) -> None:
