@@ -26,7 +26,7 @@ from rexec.keyfile import KeyFileError, default_key_path, load_key
 
 from ..address import DEFAULT_PORT, Address
 from ..cli.base import one_line
-from ..cli.common import KEEPALIVE_COUNT, CliError, fail, ssl_context
+from ..cli.common import CliError, fail, keepalive_options, ssl_context
 from .api import make_batch, make_connector
 from .capture import Spool
 from .coalesce import CoalescingPrinter
@@ -38,7 +38,7 @@ from .halt import HaltPolicy, HaltSyntaxError
 from .inputs import BatchInput
 from .joblog import DoneJobs, JoblogWriter
 from .jobs import Job, JobInputError
-from .options import BATCH_KEEPALIVE, BatchOptions
+from .options import BatchOptions
 from .outcome import JobResult
 from .output import GroupPrinter, LinePrinter, OrderedPrinter, Printer, Tagger, host_prefix, job_tag
 from .progress import Progress
@@ -173,13 +173,11 @@ def _dry_run(
 def _connector(args: argparse.Namespace) -> Connector:
     """One key and one TLS context for every connection (a bad key or TLS
     file is a usage error, reported once, before anything runs)."""
-    keepalive = args.keepalive or BATCH_KEEPALIVE
     return make_connector(
         load_key(Path(args.key_file) if args.key_file else default_key_path()),
         ssl=ssl_context(args),
         connect_timeout=args.connect_timeout,
-        keepalive=keepalive,
-        keepalive_timeout=keepalive * KEEPALIVE_COUNT,
+        **keepalive_options(args),  # --keepalive's default is BATCH_KEEPALIVE (cli/batch.py)
     )
 
 

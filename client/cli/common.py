@@ -44,6 +44,7 @@ __all__ = [
     "add_connection_options",
     "command_exit_status",
     "fail",
+    "keepalive_options",
     "open_connection",
     "positive_float",
     "refused",
@@ -145,10 +146,7 @@ async def open_connection(
         key,
         ssl=tls.context if tls else None,
         connect_timeout=args.connect_timeout,
-        keepalive=args.keepalive,
-        keepalive_timeout=(
-            args.keepalive * KEEPALIVE_COUNT if args.keepalive else DEFAULT_KEEPALIVE_TIMEOUT
-        ),
+        **keepalive_options(args),
     )
     try:
         if tls is not None:
@@ -164,6 +162,15 @@ async def open_connection(
 #: Keepalive pings in a row that may go unanswered before the connection is
 #: given up, as ssh's ServerAliveCountMax (whose default is also 3).
 KEEPALIVE_COUNT = 3
+
+
+def keepalive_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``connect()``'s ``keepalive`` and ``keepalive_timeout`` as --keepalive
+    asks: ``KEEPALIVE_COUNT`` pings in a row may go unanswered."""
+    interval = args.keepalive
+    timeout = interval * KEEPALIVE_COUNT if interval else DEFAULT_KEEPALIVE_TIMEOUT
+    return {"keepalive": interval, "keepalive_timeout": timeout}
+
 
 #: Seconds without a rexec hello after which a plaintext connection checks,
 #: on a second connection, whether the server speaks TLS: a rexec server
