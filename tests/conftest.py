@@ -90,7 +90,9 @@ def start_rexecd(
     It is forked from a fork server that has imported rexec already
     (tests/forkserver.py): the same program as ``python -m rexec.daemon``,
     without a third of a second of start-up CPU per server. ``real_exec``:
-    exec it instead, for a test that reads its ``/proc/PID/cmdline``."""
+    exec it instead, for a test that reads its ``/proc/PID/cmdline``. Its
+    working directory is ``directory``: a command can tell which server ran
+    it by ``/proc/$PPID/cwd``."""
     directory.mkdir(parents=True, exist_ok=True)
     key_file = key_file or write_key_file(directory)
     audit_log = directory / "audit.jsonl"
@@ -121,6 +123,7 @@ def start_rexecd(
             ended_with_this_process(argv) if real_exec else argv,
             stdout=subprocess.PIPE,
             stderr=stderr_file,
+            cwd=directory,
         )
     match, line = wait_for_ready(process, READY_LINE, STARTUP_TIMEOUT)
     if not match:
