@@ -259,6 +259,9 @@ RUN_FIRST = (
     "tests/transfer/test_hardening.py::test_a_racing_swap_never_writes_outside",
     "tests/conformance/test_client_check.py::test_broken_client_is_caught",  # waits
     "tests/conformance/test_mutants.py::test_mutant_is_caught_by_the_named_case",  # waits
+    "tests/batch/test_batch_shutdown.py::test_a_hung_server_ends_its_jobs",  # waits
+    "tests/client/test_transfer_stall.py::test_a_recursive_get_from_a_hung_server",  # waits
+    "tests/batch/test_batch_shutdown.py::test_sigterm_ends_the_batch_143",  # waits
     "tests/transfer/test_hardening.py::test_a_put_in_one_byte_frames",
     "tests/hardening/test_load.py::test_1000_concurrent_connections",
     "tests/transfer/test_put_get.py::test_128_mib_round_trip_with_bounded_memory",

@@ -122,7 +122,7 @@ def batch_argv(pool: Pool | Emulator | None, *args: str) -> list[str]:
 
 
 def run_batch_cli(
-    pool: Pool | None,
+    pool: Pool | Emulator | None,
     *args: str,
     input: str = "",
     text: bool = True,
