@@ -15,8 +15,11 @@ from client_helpers import CLI_TIMEOUT
 
 #: What each subcommand must not load, beyond ``NEVER``.
 NOT_FOR = {
+    # A plain connection needs no TLS channel binding (ctypes); a command
+    # without -t, no terminal modes.
     "run": ("prompt_toolkit", "rexec_client.shell", "rexec_client.batch", "rexec_client.transfer",
-            "rexec_client.discovery"),
+            "rexec_client.discovery", "rexec.tls_binding", "ctypes",
+            "rexec_client.term.pty_session", "termios"),
     "put": ("prompt_toolkit", "rexec_client.shell", "rexec_client.batch", "rexec_client.discovery"),
     "get": ("prompt_toolkit", "rexec_client.shell", "rexec_client.batch", "rexec_client.discovery"),
     "batch": ("prompt_toolkit", "rexec_client.shell", "rexec_client.transfer"),
