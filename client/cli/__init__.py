@@ -151,7 +151,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser, subparsers = _build(chosen)
     module = sys.modules[SUBCOMMANDS[chosen][0]] if chosen else None
     if module is not None and hasattr(module, "parse_arguments"):
-        args = module.parse_arguments(subparsers[chosen], argv[1:])
+        args: argparse.Namespace = module.parse_arguments(subparsers[chosen], argv[1:])
     else:
         own, remote = split_remote_command(argv)
         args, unknown = parser.parse_known_args(own)
