@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from rexec.protocol import (
     NONCE_SIZE,
@@ -27,10 +27,12 @@ from rexec.protocol import (
     choose_version,
     macs_match,
 )
-from rexec.tls_binding import BindingUnavailable, channel_binding
 
 from .chunk_reader import RECV_SIZE
 from .errors import AuthenticationError, ProtocolViolation, RexecConnectionError, VersionMismatch
+
+if TYPE_CHECKING:
+    import ssl
 
 _T = TypeVar("_T")
 
@@ -55,13 +57,8 @@ async def handshake(
         RexecConnectionError: the server refused or closed the connection, or
             the TLS session can't be bound.
     """
-    try:
-        binding = channel_binding(writer.get_extra_info("ssl_object"))
-    except BindingUnavailable as exc:
-        raise RexecConnectionError(
-            f"cannot authenticate over TLS to {peer}: {exc}; refusing an unbound connection",
-            ErrorCode.TLS_BINDING_UNAVAILABLE.value,
-        ) from None
+    tls = writer.get_extra_info("ssl_object")
+    binding = b"" if tls is None else _tls_binding(tls, peer)
     hello = await _receive(reader, writer, protocol, Hello, peer)
     if choose_version(hello.versions) is None:
         raise VersionMismatch(
@@ -88,6 +85,25 @@ async def handshake(
             ErrorCode.AUTH_FAILED.value,
         )
     return hello
+
+
+def _tls_binding(tls: ssl.SSLObject, peer: str) -> bytes:
+    """The channel binding of the TLS session ``tls`` (see ``rexec.tls_binding``).
+
+    Raises:
+        RexecConnectionError: it can't be computed; the connection must not
+            go on unbound.
+    """
+    # Imported here: it loads ctypes, which a plain connection never needs.
+    from rexec.tls_binding import BindingUnavailable, channel_binding
+
+    try:
+        return channel_binding(tls)
+    except BindingUnavailable as exc:
+        raise RexecConnectionError(
+            f"cannot authenticate over TLS to {peer}: {exc}; refusing an unbound connection",
+            ErrorCode.TLS_BINDING_UNAVAILABLE.value,
+        ) from None
 
 
 async def _receive(

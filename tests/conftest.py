@@ -90,7 +90,9 @@ def start_rexecd(
     It is forked from a fork server that has imported rexec already
     (tests/forkserver.py): the same program as ``python -m rexec.daemon``,
     without a third of a second of start-up CPU per server. ``real_exec``:
-    exec it instead, for a test that reads its ``/proc/PID/cmdline``."""
+    exec it instead, for a test that reads its ``/proc/PID/cmdline``. Its
+    working directory is ``directory``: a command can tell which server ran
+    it by ``/proc/$PPID/cwd``."""
     directory.mkdir(parents=True, exist_ok=True)
     key_file = key_file or write_key_file(directory)
     audit_log = directory / "audit.jsonl"
@@ -121,6 +123,7 @@ def start_rexecd(
             ended_with_this_process(argv) if real_exec else argv,
             stdout=subprocess.PIPE,
             stderr=stderr_file,
+            cwd=directory,
         )
     match, line = wait_for_ready(process, READY_LINE, STARTUP_TIMEOUT)
     if not match:
@@ -256,6 +259,9 @@ RUN_FIRST = (
     "tests/transfer/test_hardening.py::test_a_racing_swap_never_writes_outside",
     "tests/conformance/test_client_check.py::test_broken_client_is_caught",  # waits
     "tests/conformance/test_mutants.py::test_mutant_is_caught_by_the_named_case",  # waits
+    "tests/batch/test_batch_shutdown.py::test_a_hung_server_ends_its_jobs",  # waits
+    "tests/client/test_transfer_stall.py::test_a_recursive_get_from_a_hung_server",  # waits
+    "tests/batch/test_batch_shutdown.py::test_sigterm_ends_the_batch_143",  # waits
     "tests/transfer/test_hardening.py::test_a_put_in_one_byte_frames",
     "tests/hardening/test_load.py::test_1000_concurrent_connections",
     "tests/transfer/test_put_get.py::test_128_mib_round_trip_with_bounded_memory",

@@ -18,6 +18,7 @@ and no module imports, directly or not, one that imports it back.
 from __future__ import annotations
 
 import ast
+import functools
 import pathlib
 
 import pytest
@@ -106,7 +107,12 @@ def _imports(name: str, path: pathlib.Path, source: str | None = None) -> set[st
     return found
 
 
-GRAPH = {name: _imports(name, path) for name, path in MODULES.items()}
+@functools.cache
+def graph() -> dict[str, set[str]]:
+    """Each module's imports of ours: read when a test needs them, not when
+    every worker collects this file (it parses every module)."""
+    return {name: _imports(name, path) for name, path in MODULES.items()}
+
 
 SHARED = (
     "rexec",
@@ -154,7 +160,7 @@ def test_imports_stay_in_their_layers(module: str) -> None:
     layer = _layer(module)
     wrong = sorted(
         target
-        for target in GRAPH[module]
+        for target in graph()[module]
         if _layer(target) != layer and _layer(target) not in ALLOWED[layer]
     )
     assert not wrong, f"{module} ({layer}) may not import {wrong}"
@@ -172,7 +178,7 @@ def _cycles() -> list[list[str]]:
         index[node] = low[node] = len(index)
         stack.append(node)
         on_stack.add(node)
-        for target in GRAPH[node]:
+        for target in graph()[node]:
             if target not in index:
                 visit(target)
                 low[node] = min(low[node], low[target])
@@ -189,7 +195,7 @@ def _cycles() -> list[list[str]]:
             if len(component) > 1:
                 components.append(sorted(component))
 
-    for node in sorted(GRAPH):
+    for node in sorted(graph()):
         if node not in index:
             visit(node)
     return components

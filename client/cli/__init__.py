@@ -23,9 +23,11 @@ one line and status 255 before anything runs (see ``base``).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import rexec
 
@@ -113,11 +115,43 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
+    with _collector_paused():
+        args = _parse(argv)
+    status: int = args.handler(args)
+    return status
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Start up (import the subcommand, parse) without the cyclic garbage
+    collector, then freeze what start-up made.
+
+    Start-up allocates some 30,000 objects (modules, classes, functions, the
+    message models) that live until the program exits: the collector
+    traversed them about 60 times while they were imported and again at
+    exit, about 30 ms of the 200 ms of CPU of a cold ``rexec run HOST true``.
+    ``gc.freeze`` takes them out of every later collection, the one at exit
+    included. The cyclic garbage start-up leaves (about 800 objects, 170 KiB:
+    the parsers, classes made and dropped while importing) is kept rather
+    than collected, once.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    """The parsed command line, its subcommand's module imported."""
     chosen = argv[0] if argv and argv[0] in SUBCOMMANDS else None
     parser, subparsers = _build(chosen)
     module = sys.modules[SUBCOMMANDS[chosen][0]] if chosen else None
     if module is not None and hasattr(module, "parse_arguments"):
-        args = module.parse_arguments(subparsers[chosen], argv[1:])
+        args: argparse.Namespace = module.parse_arguments(subparsers[chosen], argv[1:])
     else:
         own, remote = split_remote_command(argv)
         args, unknown = parser.parse_known_args(own)
@@ -128,5 +162,4 @@ def _main(argv: list[str]) -> int:
         if remote is not None and not getattr(args, "accepts_command", False):
             parser.error("this command takes no remote command after '--'")
         args.remote_command = remote
-    status: int = args.handler(args)
-    return status
+    return args

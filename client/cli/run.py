@@ -26,7 +26,6 @@ from typing import Any
 from ..errors import RemoteCommandError
 from ..process import RemoteProcess
 from ..result import ExitStatus
-from ..term.pty_session import run_on_pty
 from ..term.relay import copy_output, forward_input, interrupts_forwarded, stop_task
 from .base import add_command, server_directory
 from .common import (
@@ -295,6 +294,9 @@ async def _run(args: argparse.Namespace) -> int:
     async with await open_connection(args, args.address) as connection:
         try:
             if on_pty:
+                # Imported here: only -t needs the terminal's modes and window size.
+                from ..term.pty_session import run_on_pty
+
                 # On a pty the terminal is the command's input: read it unless -n.
                 status = await run_on_pty(
                     connection, command.words, forward_stdin=not args.no_stdin, **options

@@ -27,6 +27,7 @@ from ._fields import (
     TermName,
     TermSize,
     Text,
+    empty_dict,
 )
 from ._limits import MAX_INT32, MAX_SECONDS
 from ._message_base import CLOSED, EXTENSIBLE, DataMessage, MessageBase
@@ -50,7 +51,7 @@ class Run(MessageBase):
     argv: Annotated[list[Text], Field(min_length=1)] | None = None
     shell: Text | None = None
     cwd: Annotated[Text, Field(min_length=1)] | None = None
-    env: dict[EnvName, Text] = Field(default_factory=dict)
+    env: dict[EnvName, Text] = Field(default_factory=empty_dict)
     stdin: bool = False
     timeout: Annotated[float, Field(gt=0, le=MAX_SECONDS)] | None = None
     output_limit: Count | None = None

@@ -14,7 +14,16 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from ._fields import CommandId, Count, ErrorCodeText, Features, Hex32, MacBody, Text
+from ._fields import (
+    CommandId,
+    Count,
+    ErrorCodeText,
+    Features,
+    Hex32,
+    MacBody,
+    Text,
+    empty_list,
+)
 from ._handshake import MAC_SIZE
 from ._limits import MAX_INT32
 from ._message_base import EXTENSIBLE, BodyMessage, MessageBase
@@ -39,7 +48,7 @@ class Hello(MessageBase):
     versions: Annotated[
         list[Annotated[int, Field(ge=1, le=65535)]], Field(min_length=1, max_length=16)
     ]
-    features: Features = Field(default_factory=list)
+    features: Features = Field(default_factory=empty_list)
     nonce: Hex32
     server: Annotated[Text, Field(max_length=255)]
     limits: ServerLimits
@@ -52,7 +61,7 @@ class Auth(BodyMessage):
     type: Literal["auth"] = "auth"
     data_size: MacBody
     version: Annotated[int, Field(ge=1, le=65535)]
-    features: Features = Field(default_factory=list)
+    features: Features = Field(default_factory=empty_list)
     nonce: Hex32
 
     @property

@@ -61,8 +61,9 @@ def _start_pool(directory: Path, n: int, extra: tuple[str, ...]) -> Pool:
     hosts = [f"127.0.0.{2 + i}" for i in range(n)]
     port = free_port(hosts)
     args = ("--port", str(port), *extra)
-    # Real execs: tests tell the servers apart by /proc/$PPID/cmdline.
-    first = start_rexecd(directory / "server0", *args, host=hosts[0], real_exec=True)
+    # Each server runs in its own directory: a job tells them apart by
+    # /proc/$PPID/cwd (test_batch_cli.ON_FIRST).
+    first = start_rexecd(directory / "server0", *args, host=hosts[0])
     servers = [first]
     try:
         for i, host in enumerate(hosts[1:], 1):
@@ -72,7 +73,6 @@ def _start_pool(directory: Path, n: int, extra: tuple[str, ...]) -> Pool:
                     *args,
                     host=host,
                     key_file=first.key_file,
-                    real_exec=True,
                 )
             )
     except BaseException:
@@ -122,7 +122,7 @@ def batch_argv(pool: Pool | Emulator | None, *args: str) -> list[str]:
 
 
 def run_batch_cli(
-    pool: Pool | None,
+    pool: Pool | Emulator | None,
     *args: str,
     input: str = "",
     text: bool = True,

@@ -54,8 +54,9 @@ RESULT_FIELDS = {
     "error_code",
     "error",
 }
-#: A command that says which server runs it: rexecd is the parent of the shell.
-ON_FIRST = "grep -q 127.0.0.2 /proc/$PPID/cmdline"
+#: A command that succeeds only on the pool's first server (127.0.0.2): its
+#: parent, rexecd, runs in that server's directory (start_rexecd).
+ON_FIRST = "readlink /proc/$PPID/cwd | grep -q /server0$"
 
 
 def processes_with(token: str) -> list[psutil.Process]:

@@ -9,13 +9,16 @@ import sys
 import textwrap
 from pathlib import Path
 
-from .conftest import CLI_TIMEOUT, Emulator, batch_argv, read_results
+from .conftest import CLI_TIMEOUT, Emulator, batch_argv, read_results, run_batch_cli
 
 
 def run(
     fleet: Emulator, *args: str, prefix: tuple[str, ...] = (), input: str = ""
 ) -> subprocess.CompletedProcess:
-    """``rexec batch`` with ``fleet``'s key over all its servers (``-w``), and ``args``."""
+    """``rexec batch`` with ``fleet``'s key over all its servers (``-w``), and ``args``;
+    exec'd under ``prefix`` (a command such as ``prlimit``), else forked."""
+    if not prefix:
+        return run_batch_cli(fleet, "-w", fleet.hosts, *args, input=input)
     return subprocess.run(
         [*prefix, *batch_argv(fleet, "-w", fleet.hosts, *args)],
         input=input,

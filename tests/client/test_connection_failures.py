@@ -120,7 +120,7 @@ def test_a_silent_server_suggests_tls(silent_server: int, tmp_path: Path) -> Non
         "run", "--key-file", str(key), "--connect-timeout", "0.5",
         f"127.0.0.1:{silent_server}", "true",
     )  # fmt: skip
-    result = subprocess.run(argv, capture_output=True, timeout=CLI_TIMEOUT, check=False)
+    result = forkserver.run(argv, timeout=CLI_TIMEOUT, server=forkserver.CLI_FORK_SERVER)
     assert_one_line(result, "no answer from 127.0.0.1:", "within 0.5 s", "add --tls")
 
 
@@ -146,7 +146,7 @@ def test_unusable_files_are_one_line_naming_the_file(
     if "--key-file" not in options:
         given += ["--key-file", str(server.key_file)]
     argv = cli_argv("run", *given, server.address, "true")
-    result = subprocess.run(argv, capture_output=True, timeout=CLI_TIMEOUT, check=False)
+    result = forkserver.run(argv, timeout=CLI_TIMEOUT, server=forkserver.CLI_FORK_SERVER)
     assert_one_line(result, *phrases)
 
 
@@ -200,7 +200,7 @@ def test_a_tls_server_is_named_without_waiting_for_the_timeout(
     argv = cli_argv(
         "run", "--key-file", str(server.key_file), "--connect-timeout", "60", server.address, "true"
     )
-    result = subprocess.run(argv, capture_output=True, timeout=CLI_TIMEOUT - 10, check=False)
+    result = forkserver.run(argv, timeout=CLI_TIMEOUT - 10, server=forkserver.CLI_FORK_SERVER)
     assert_one_line(result, f"no answer from {server.address} in plaintext", "speaks TLS",
                     "add --tls")  # fmt: skip
 
@@ -215,7 +215,7 @@ def test_a_silent_tls_server_gets_no_certificate_hint(
         "run", "--key-file", str(key), "--tls-dir", str(tls_files), "--connect-timeout", "0.5",
         f"127.0.0.1:{silent_server}", "true",
     )  # fmt: skip
-    result = subprocess.run(argv, capture_output=True, timeout=CLI_TIMEOUT, check=False)
+    result = forkserver.run(argv, timeout=CLI_TIMEOUT, server=forkserver.CLI_FORK_SERVER)
     line = assert_one_line(result, "no answer from 127.0.0.1:", "within 0.5 s")
     assert "certificate" not in line
 

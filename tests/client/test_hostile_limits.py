@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import forkserver
 import pytest
 from client_helpers import CLI_TIMEOUT, cli_argv, fake_server, write_key
 
@@ -34,19 +35,16 @@ def limits(max_header: int, max_body: int) -> ServerLimits:
 
 
 async def _cli(key_file: Path, argv: list[str]) -> tuple[int, str]:
-    process = await asyncio.create_subprocess_exec(
-        *cli_argv(argv[0], "--key-file", str(key_file), *argv[1:]),
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        _, stderr = await asyncio.wait_for(process.communicate(), CLI_TIMEOUT)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise
-    assert process.returncode is not None
-    return process.returncode, stderr.decode(errors="replace")
+    # Forked (forkserver.CLI_FORK_SERVER) in a thread: the fake server runs
+    # on this thread's event loop meanwhile.
+    done = await asyncio.to_thread(
+        forkserver.run,
+        cli_argv(argv[0], "--key-file", str(key_file), *argv[1:]),
+        input=b"",
+        timeout=CLI_TIMEOUT,
+        server=forkserver.CLI_FORK_SERVER,
+    )
+    return done.returncode, done.stderr.decode(errors="replace")
 
 
 def one_line_255(status: int, stderr: str) -> str:

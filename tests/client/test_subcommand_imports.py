@@ -15,8 +15,11 @@ from client_helpers import CLI_TIMEOUT
 
 #: What each subcommand must not load, beyond ``NEVER``.
 NOT_FOR = {
+    # A plain connection needs no TLS channel binding (ctypes); a command
+    # without -t, no terminal modes.
     "run": ("prompt_toolkit", "rexec_client.shell", "rexec_client.batch", "rexec_client.transfer",
-            "rexec_client.discovery"),
+            "rexec_client.discovery", "rexec.tls_binding", "ctypes",
+            "rexec_client.term.pty_session", "termios"),
     "put": ("prompt_toolkit", "rexec_client.shell", "rexec_client.batch", "rexec_client.discovery"),
     "get": ("prompt_toolkit", "rexec_client.shell", "rexec_client.batch", "rexec_client.discovery"),
     "batch": ("prompt_toolkit", "rexec_client.shell", "rexec_client.transfer"),
@@ -32,11 +35,14 @@ NEVER = ("cryptography", "rexec.server", "rexec.pki", "rexec.daemon")
 
 
 #: ``python -c _RECORDER FILE MODULE ARG...`` runs ``python -m MODULE ARG...``
-#: and, as it exits, writes the name of every module it loaded to FILE.
+#: and, as it exits, writes to FILE the number of objects frozen out of the
+#: garbage collector's sight (``gc.freeze``) on the first line, then the name
+#: of every module it loaded.
 _RECORDER = """
-import atexit, runpy, sys
+import atexit, gc, runpy, sys
 record, module, *sys.argv[1:] = sys.argv[1:]
-atexit.register(lambda: open(record, "w").write("\\n".join(sorted(sys.modules))))
+atexit.register(lambda: open(record, "w").write(
+    "\\n".join([str(gc.get_freeze_count()), *sorted(sys.modules)])))
 runpy.run_module(module, run_name="__main__", alter_sys=True)
 """
 
@@ -46,11 +52,21 @@ def imported(
 ) -> tuple[subprocess.CompletedProcess[bytes], set[str]]:
     """Run ``python -m MODULE ARGS``; return the result and every module it
     had loaded when it exited."""
+    result, _, modules = recorded(module, args, record, stdin)
+    return result, modules
+
+
+def recorded(
+    module: str, args: list[str], record: Path, stdin: bytes = b""
+) -> tuple[subprocess.CompletedProcess[bytes], int, set[str]]:
+    """Run ``python -m MODULE ARGS``; return the result, the objects frozen
+    when it exited and every module it had loaded."""
     result = subprocess.run(
         [sys.executable, "-c", _RECORDER, str(record), module, *args], input=stdin,
         capture_output=True, timeout=CLI_TIMEOUT, check=False,
     )  # fmt: skip
-    return result, set(record.read_text().splitlines())
+    frozen, *modules = record.read_text().splitlines()
+    return result, int(frozen), set(modules)
 
 
 def _loaded(modules: set[str], package: str) -> list[str]:
@@ -83,6 +99,16 @@ def test_a_subcommand_loads_only_what_it_uses(name: str, server: Any, tmp_path: 
     assert f"rexec_client.cli.{name}" in modules  # the measurement sees what it should
     for package in (*NOT_FOR[name], *NEVER):
         assert not _loaded(modules, package), f"rexec {name} loads {_loaded(modules, package)}"
+
+
+def test_what_start_up_made_is_frozen(server: Any, tmp_path: Path) -> None:
+    """The modules, classes and functions a cold ``rexec`` makes as it starts
+    live until it exits: they are frozen out of the garbage collector's
+    passes (``gc.freeze``), the one at exit included."""
+    args, stdin, status = _command("run", server, tmp_path)
+    result, frozen, _ = recorded("rexec_client.cli", args, tmp_path / "modules", stdin)
+    assert result.returncode == status, result.stderr[-2000:]
+    assert frozen > 10_000
 
 
 def test_rexecd_loads_certificate_making_only_for_init_tls(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ never grows the server's memory, and loses nothing."""
 
 from __future__ import annotations
 
+import functools
 import time
 
 import psutil
@@ -13,7 +14,13 @@ from rexec.protocol import Cancel
 from .wire import Wire, connect, run_once
 
 SEQ_LINES = 3_000_000
-SEQ_OUTPUT = b"".join(b"%d\n" % i for i in range(1, SEQ_LINES + 1))  # about 21 MB
+
+
+@functools.cache
+def seq_output() -> bytes:
+    """What ``seq 1 SEQ_LINES`` writes, about 21 MB: made when a test needs it,
+    not when every worker collects this file."""
+    return b"".join(b"%d\n" % i for i in range(1, SEQ_LINES + 1))
 
 
 def rss(server) -> int:
@@ -61,9 +68,9 @@ def test_client_that_stops_reading_does_not_grow_the_server(server) -> None:
         # Reading resumes: everything arrives, in order, nothing lost.
         result = wire.wait(command_id, 60)
         assert result.exit.exit_code == 0
-        assert len(result.stdout) == len(SEQ_OUTPUT)
-        assert bytes(result.stdout) == SEQ_OUTPUT
-        assert result.exit.stdout_bytes == len(SEQ_OUTPUT)
+        assert len(result.stdout) == len(seq_output())
+        assert bytes(result.stdout) == seq_output()
+        assert result.exit.stdout_bytes == len(seq_output())
 
 
 def test_yes_with_a_stalled_reader_then_cancel(server) -> None:
@@ -118,11 +125,11 @@ def test_slow_reader_loses_no_output_after_the_command_exits(start_server, tmp_p
         result = wire.wait(command_id, 60)
         assert result.exit.exit_code == 0
         received = bytes(result.stdout)
-        assert len(received) == len(SEQ_OUTPUT), (
-            f"lost {len(SEQ_OUTPUT) - len(received)} bytes of output;"
+        assert len(received) == len(seq_output()), (
+            f"lost {len(seq_output()) - len(received)} bytes of output;"
             f" pipes_held={result.exit.pipes_held}"
         )
-        assert received == SEQ_OUTPUT
+        assert received == seq_output()
         assert result.exit.pipes_held is False
 
 
