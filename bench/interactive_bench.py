@@ -355,7 +355,7 @@ class LibraryShell:
     async def _open(self) -> None:
         from rexec.keyfile import load_key
         from rexec_client.dial import connect
-        from rexec_client.shell.session import open_shell
+        from rexec_client.shell.opening import open_shell
         from rexec_client.term.relay import InterruptForwarder
 
         async def discard(data: bytes) -> None:

@@ -100,18 +100,6 @@ async def _exit(shell: Shell, rest: str) -> int:
     raise ExitShell(int(rest))
 
 
-async def _editing(shell: Shell, rest: str) -> int:
-    """``set -o vi`` / ``set -o emacs``: lines are edited here, by rexec, so
-    the choice is made here (the remote shell has no line editor to switch;
-    bash, asked to, would end)."""
-    shell.state.editing_mode = rest.split()[1]
-    return 0
-
-
-def _is_editing_mode(rest: str) -> bool:
-    return rest.split() in (["-o", "vi"], ["-o", "emacs"])
-
-
 async def _put(shell: Shell, rest: str) -> int:
     return await _transfer(shell, "put", rest)
 
@@ -209,8 +197,11 @@ three at once: the shell is replaced by a new one with the session's state). At 
 prompt: Ctrl-C discards the line, Ctrl-D leaves, Ctrl-R searches the history,
 Tab completes remote commands, paths and $variables. An unfinished line goes
 on with '> '. A line that starts with '!' runs here, so bash's history
-expansion ('!!', '!$', '^old^new') is not available: use Up or Ctrl-R. For
-full-screen programs use 'rexec shell --pty'."""
+expansion ('!!', '!$', '^old^new') is not available: use Up or Ctrl-R.
+'set -o vi' / 'set -o emacs' (in any line, or a sourced file) choose how rexec
+edits lines: the remote shell keeps the option, but its own line editor reads
+no terminal, so 'bind' changes nothing here. For full-screen programs use
+'rexec shell --pty'."""
 
 BUILTINS: dict[str, Builtin] = {
     builtin.name: builtin
@@ -221,13 +212,6 @@ BUILTINS: dict[str, Builtin] = {
             "show or set each line's time limit",
             _timeout,
             takes=_one_word_at_most,
-        ),
-        Builtin(
-            "set",
-            "set -o vi|emacs",
-            "edit lines as vi or emacs does (any other set is the shell's)",
-            _editing,
-            takes=_is_editing_mode,
         ),
         Builtin("put", "put LOCAL [REMOTE]", "copy a file to the server (sha256-checked)", _put),
         Builtin("get", "get REMOTE [LOCAL]", "copy a file from the server (sha256-checked)", _get),

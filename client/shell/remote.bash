@@ -67,6 +67,22 @@ __rexec_send() {
 __rexec_keep_key() {
     builtin alias __rexec_key="builtin printf '\\0%s %s%b' $1"
     builtin complete -W "$1" __rexec_key
+    __rexec_keep_set
+}
+
+# `set -o vi` (or emacs, or `+o`) in an interactive bash swaps the shell's
+# input for readline at once: inside the eval that runs a line, the rest of
+# the line is lost and bash dies (SIGSEGV, bash 5.2). It does not in a file
+# that `.` runs, where bash is not interactive. So `set`, at the top level of
+# a line, is an alias that runs the builtin in such a file: a here-string on
+# a spare descriptor, its arguments after a first word "set" (a `.` given
+# arguments keeps the positional parameters its `set` sets, at the top
+# level). In a function, where `.` would give the function's back, it is
+# the builtin itself. The option then only decides how rexec edits lines
+# (the client reads it from the snapshot).
+__rexec_keep_set() {
+    __rexec_s_set=(builtin set builtin . "/dev/fd/$__rexec_s_setfd" set)
+    builtin alias set='"${__rexec_s_set[@]:2${FUNCNAME+*0}:4${FUNCNAME+-2}}" '"$__rexec_s_setfd"'<<<'\''builtin set "${@:2}"'\'
 }
 
 # Prints NUL, the key, a space, TEXT and END (printf %b): the alias, expanded
@@ -236,7 +252,16 @@ __rexec_prompt() {
 
 # The second line of each line the user typed: SEQ NONCE (see the top).
 __rexec_done() {
-    __rexec_finish "$?" "$2"
+    __rexec_s_value=$?
+    if [ -n "$__rexec_s_running" ]; then
+        # Cut short by Ctrl-C, and bash ran no PROMPT_COMMAND (it runs none
+        # while vi or emacs is on): the user's `set -x` is still in force.
+        __rexec_s_user_err=$__rexec_s_err
+        { __rexec_finish "$__rexec_s_value" "$2"; } 2>/dev/null
+        __rexec_s_user_err=2
+        return
+    fi
+    __rexec_finish "$__rexec_s_value" "$2"
 }
 
 # What is left to do at the top level (STATUS [NONCE]): end a line cut short
@@ -372,6 +397,7 @@ __rexec_begin() {
     __rexec_s_value=$(builtin ulimit -n 2>/dev/null)
     if ! [[ $__rexec_s_value =~ ^[0-9]+$ ]] || ((__rexec_s_value > 256)); then __rexec_s_value=256; fi
     __rexec_s_out=$((__rexec_s_value - 2)) __rexec_s_err=$((__rexec_s_value - 3))
+    __rexec_s_setfd=$((__rexec_s_value - 4))
     builtin eval "exec $__rexec_s_out>&1 $__rexec_s_err>&2"
     __rexec_s_ctl=$1 __rexec_s_mark=$2
     __rexec_keep_key "$3"
@@ -408,6 +434,14 @@ __rexec_restored() {
 # sent, the start-up files' output marked as complete, a first snapshot sent.
 __rexec_ready() {
     __rexec_keep_key "$1"
+    # The line editing mode a restored snapshot had (state.py), set as the
+    # alias `set` does, so that the shell's input stays as it is. (Not on
+    # by default, as over ssh: with it on, bash runs no PROMPT_COMMAND.)
+    if [ -n "${__rexec_s_editing-}" ]; then
+        builtin eval "builtin . /dev/fd/$__rexec_s_setfd set -o $__rexec_s_editing" \
+            "$__rexec_s_setfd<<<'builtin set \"\${@:2}\"'"
+        builtin unset -v __rexec_s_editing
+    fi
     __rexec_s_running=ready
     __rexec_end "$__rexec_s_status" "${__rexec_u_underscore-$_}"
     __rexec_s_report=

@@ -277,7 +277,8 @@ class Repl:
         self.state.identity, self.state.cwd, self.state.shell = identity, cwd, shell
 
     def _keep_snapshot(self, snapshot: Snapshot) -> None:
-        self.state.snapshot = snapshot.with_options_of(self.state.snapshot)
+        self.state.snapshot = kept = snapshot.with_options_of(self.state.snapshot)
+        self.state.editing_mode = kept.editing_mode or self.state.editing_mode
 
     async def _shell_ended(self, ended: ShellEnded) -> int | None:
         """The remote shell ended: return None if the session goes on (in a

@@ -132,6 +132,15 @@ class Snapshot:
         end = text.find(b"\n" + self.mark.encode() + b" ", start - 1)
         return text[start : end + 1 if end >= 0 else len(text)]
 
+    @property
+    def editing_mode(self) -> str | None:
+        """How the shell edits lines by its options: "vi" after ``set -o vi``,
+        else "emacs"; None when the snapshot has no options."""
+        options = self._section(b"setopts")
+        if options is None:
+            return None
+        return "vi" if b"vi" in _editing_modes(options.splitlines()) else "emacs"
+
     def restore_script(self) -> bytes:
         """Shell text that makes a new shell of the same kind like this one,
         as far as text can; run at its top level, errors hidden (read-only
@@ -139,10 +148,16 @@ class Snapshot:
         return b"".join(_restorable(name, text) for name, text in self.sections())
 
 
-#: The start of the names of rexec's own aliases in the remote shell.
-_OWN_ALIAS = b"__rexec_"
+#: How rexec's own aliases in the remote shell start (remote.bash).
+_OWN_ALIASES = (b"alias __rexec_", b"alias set='\"${__rexec_s_set[@]")
 #: The section that names the snapshot whose shell options are this one's.
 _OPTIONS = b"options"
+
+
+def _editing_modes(lines: list[bytes]) -> list[bytes]:
+    """The line editing modes (vi, emacs) that ``set +o`` lines say are on."""
+    modes = (_SET_OPTION.match(line.strip()) for line in lines if line.startswith(b"set -o "))
+    return [match[1] for match in modes if match and match[1] in (b"vi", b"emacs")]
 
 
 def _restorable(name: str, text: bytes) -> bytes:
@@ -150,11 +165,15 @@ def _restorable(name: str, text: bytes) -> bytes:
     if name == _OPTIONS.decode():
         lines = []
     elif name == "setopts":
+        # The line editing mode is set by rexec's functions, once they are in
+        # place (remote.bash, __rexec_ready): `set -o vi` here would swap the
+        # shell's input for readline.
+        editing = [b"__rexec_s_editing=" + mode for mode in _editing_modes(lines)]
         lines = [
             line
             for line in lines
             if not ((match := _SET_OPTION.match(line.strip())) and match[1] in _UNRESTORED_OPTIONS)
-        ]
+        ] + editing[:1]
     elif name == "fattrs":
         # "declare -f NAME" would print the function; only attributes matter.
         lines = [line for line in lines if (match := _FUNCTION_ATTRIBUTES.match(line)) and match[1]]
@@ -163,9 +182,9 @@ def _restorable(name: str, text: bytes) -> bytes:
     elif name == "aliases":
         # sh's `alias` prints NAME='VALUE'; bash's `alias -p` adds the word.
         lines = [line if line.startswith(b"alias ") else b"alias " + line for line in lines]
-        # Not rexec's own (remote.bash keeps the session's key in one): a new
-        # shell gets a key of its own.
-        lines = [line for line in lines if not line.startswith(b"alias " + _OWN_ALIAS)]
+        # Not rexec's own (remote.bash keeps the session's key in one, and
+        # makes `set` one): a new shell gets them from its own functions.
+        lines = [line for line in lines if not line.startswith(_OWN_ALIASES)]
     return b"".join(line + b"\n" for line in lines)
 
 
@@ -188,7 +207,9 @@ class SessionState:
     last_status: int = 0
     #: … and as the prompt shows it (None: success).
     last_label: str | None = None
-    #: How lines are edited: "emacs" (as bash starts) or "vi" (``set -o vi``).
+    #: How lines are edited: "emacs" (as bash starts) or "vi": the remote
+    #: shell's option (``set -o vi``, typed or in a sourced file, in the
+    #: snapshot), whose own editor reads no terminal.
     editing_mode: str = "emacs"
 
     def record(self, status: ExitStatus | int, label: str | None = None) -> int:
