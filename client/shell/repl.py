@@ -245,7 +245,7 @@ class Repl:
         status = ended.result()
         if status.connection_lost:
             return RexecConnectionError(status.connection_error or "connection lost")
-        return ShellEnded(status)
+        return shell.ended(status)
 
     # --- the remote shell ----------------------------------------------------------
 

@@ -105,6 +105,8 @@ class RemoteShell:
         #: Where its commands start (None: the server's default directory).
         self._cwd = cwd
         self._control = control
+        #: The last line's interrupts: whether rexec killed the shell.
+        self._line_control: LineControl | None = None
         self._on_snapshot = on_snapshot
         self._on_warning = on_warning
         self._mark = f"rexec-{secrets.token_hex(8)}"
@@ -232,19 +234,16 @@ class RemoteShell:
             + done
         )
         assert self._session is not None
-        control = LineControl(self._session, timeout)
+        self._line_control = control = LineControl(self._session, timeout)
         feeder = asyncio.create_task(self._line_stdin.forward(interrupts)) if typed_input else None
         try:
             with interrupts.attached(control):
-                try:
-                    record = await self._until(answer)
-                    while record.kind == "top":
-                        # sh dropped the line's end with what it had read
-                        # ahead (see remote.sh): send it again.
-                        self._send(done)
-                        record = await self._until(self._channel.expect(_ANSWERS, seq))
-                except ShellEnded as ended:
-                    raise ShellEnded(ended.status, killed_by_rexec=control.killed) from None
+                record = await self._until(answer)
+                while record.kind == "top":
+                    # sh dropped the line's end with what it had read
+                    # ahead (see remote.sh): send it again.
+                    self._send(done)
+                    record = await self._until(self._channel.expect(_ANSWERS, seq))
             if record.kind != "more":
                 try:
                     await self._until(asyncio.wait_for(ending, OUTPUT_END_TIMEOUT))
@@ -361,7 +360,15 @@ class RemoteShell:
         status = await self.wait_ended()
         if status.connection_lost:
             raise RexecConnectionError(status.connection_error or "connection lost")
-        raise ShellEnded(status)
+        raise self.ended(status)
+
+    def ended(self, status: ExitStatus) -> ShellEnded:
+        """This shell's end with ``status``, killed by rexec if the last
+        line's interrupts (Ctrl-C a third time, its time limit) killed it,
+        however late the end is noticed: in that line, while its output
+        ends, or at the next prompt."""
+        control = self._line_control
+        return ShellEnded(status, killed_by_rexec=control is not None and control.killed)
 
 
 def _forget(future: asyncio.Future[Any]) -> None:
