@@ -179,6 +179,12 @@ def _key_bindings() -> KeyBindings:
         accept_search()
         event.app.current_buffer.validate_and_handle()
 
+    # Ctrl-Z at the prompt does nothing, as in bash (which ignores the
+    # SIGTSTP it makes there); prompt_toolkit would put a literal ^Z in the line.
+    @bindings.add("c-z", eager=True)
+    def _ignore_suspend(event: KeyPressEvent) -> None:
+        pass
+
     return bindings
 
 

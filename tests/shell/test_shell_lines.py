@@ -75,6 +75,15 @@ def test_an_unfinished_line_continues_and_runs_as_one(server: Any, open_shell: O
     assert shell.status is None
 
 
+def test_ctrl_z_at_the_prompt_does_nothing(server: Any, open_shell: OpenShell) -> None:
+    # As bash, which ignores the SIGTSTP there; the line stays as typed.
+    shell = open_shell(server)
+    shell.child.send("echo a\x1ab")
+    output = shell.run("")
+    assert "\nab\n" in output
+    assert shell.status is None  # 0: the prompt shows no status
+
+
 def test_ctrl_c_and_ctrl_d_on_a_continuation_line(server: Any, open_shell: OpenShell) -> None:
     shell = open_shell(server)
     shell.more("while true; do")
