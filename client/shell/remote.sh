@@ -10,7 +10,8 @@
 #   again (which does its work once for each nonce). The user's PS1 and PS2
 #   are kept aside and never shown: rexec draws its own prompt;
 # - no $_, no history, no arrays: the line's $? is all that is given back;
-# - only descriptors 0-9: the output markers go to 9 and 8;
+# - only descriptors 0-9: the output markers go to 9 and 8 (to 1 and 2 while a
+#   line has taken 9 or 8 for itself);
 # - the state snapshot holds what sh can print as text (options, variables,
 #   exported names, traps, umask, aliases), not functions: a new shell made
 #   from it has no functions.
@@ -113,13 +114,29 @@ __rexec_finish() {
     if [ -n "$2" ] && [ "$2" != "$__rexec_s_done" ]; then __rexec_s_nonce=$2 __rexec_s_done=$2; fi
     if [ -n "$__rexec_s_report" ]; then __rexec_report; fi
     if [ -n "$__rexec_s_nonce" ]; then
-        printf '\000%s' "$__rexec_s_nonce" >&9
-        printf '\000%s' "$__rexec_s_nonce" >&8
+        __rexec_mark "$__rexec_s_nonce"
         __rexec_s_nonce=
         if [ -n "$__rexec_s_snapshot" ]; then
             __rexec_snapshot "$__rexec_s_snapshot"
             __rexec_s_snapshot=
         fi
+    fi
+}
+
+# The end of the line's output on each stream: on 9 and 8, the copies of the
+# session's stdout and stderr kept since __rexec_begin; where a line took
+# one for itself (`exec 9>lockfile`), on 1 or 2 as long as that is still a
+# pipe: never into a file of the user's.
+__rexec_mark() {
+    if [ -p /dev/fd/9 ]; then
+        printf '\000%s' "$1" >&9
+    elif [ -p /dev/fd/1 ]; then
+        printf '\000%s' "$1"
+    fi
+    if [ -p /dev/fd/8 ]; then
+        printf '\000%s' "$1" >&8
+    elif [ -p /dev/fd/2 ]; then
+        printf '\000%s' "$1" >&2
     fi
 }
 

@@ -203,6 +203,20 @@ def test_sh_fallback_keeps_state_too(server: Any, open_shell: OpenShell) -> None
     )
 
 
+def test_sh_lines_may_take_the_framing_s_descriptors(
+    server: Any, open_shell: OpenShell, tmp_path: Path
+) -> None:
+    # The usual lock idiom takes descriptor 9, where sh's framing writes the end
+    # of a line's output: the session goes on, and the user's files get
+    # nothing of rexec's.
+    shell = open_shell(server, "--sh")
+    lock, other = tmp_path / "lock", tmp_path / "eight"
+    assert printed(shell.run(f"exec 9>{lock} 8>{other}; echo locked"), "locked")
+    assert printed(shell.run("echo two; echo err >&2"), "two", "err")
+    assert shell.status is None
+    assert lock.read_bytes() == b"" and other.read_bytes() == b""
+
+
 def test_xtrace_traces_only_the_user_s_line(server: Any, open_shell: OpenShell) -> None:
     shell = open_shell(server)
     output = shell.run("set -x; echo traced")
