@@ -176,7 +176,8 @@ __rexec_pre() {
 
 # Whether TEXT is a complete command: bash -n, with the session's extglob
 # (which changes what parses), says "unexpected end of file", "unexpected EOF"
-# or warns of a here-document ended by the end of the text when it is not.
+# or "unexpected token `EOF'" (a conditional left open: `[[ a &&`), or warns of
+# a here-document ended by the end of the text when it is not.
 # What it said is left in __rexec_s_value.
 __rexec_is_complete() {
     __rexec_s_value=$(
@@ -184,7 +185,8 @@ __rexec_is_complete() {
         LC_ALL=C LANGUAGE=C exec -a bash "$BASH" --norc --noprofile "${__rexec_s_extglob[@]}" -n 2>&1 <<<"$1"
     )
     case $__rexec_s_value in
-        *"unexpected end of file"* | *"unexpected EOF"* | *"delimited by end-of-file"*) return 1 ;;
+        *"unexpected end of file"* | *"unexpected EOF"* | *"unexpected token \`EOF'"* | \
+            *"delimited by end-of-file"*) return 1 ;;
     esac
     return 0
 }

@@ -5,7 +5,7 @@ Whether a line is complete is the remote shell's own decision (its parser,
 with the session's options, see ``remote.bash``): asking costs a fork there, so
 ``surely_complete`` answers the common case here, conservatively. It says yes
 only for text that has no construct that can span lines: quotes must be
-closed, and any nesting (``$(``, backquotes, ``${``, braces, parentheses, here
+closed, and any nesting (``$(``, backquotes, ``${``, ``$[``, braces, parentheses, here
 documents, reserved words that open a compound command) or a trailing ``|``,
 ``&&`` or ``||`` sends the text to the remote parser instead.
 
@@ -107,7 +107,7 @@ def _scan(text: str) -> tuple[_State, bool, bool]:
             state = _State.ANSI_C if word.endswith("$") else _State.SINGLE
         elif char == '"':
             state = _State.DOUBLE
-        elif char in _NESTING or text.startswith("${", index - 1):
+        elif char in _NESTING or text.startswith(("${", "$["), index - 1):
             nesting = True
         word += char
     if word in _RESERVED:

@@ -72,6 +72,12 @@ def test_an_unfinished_line_continues_and_runs_as_one(server: Any, open_shell: O
     shell.more("cat <<EOF")
     shell.more("here $((1 + 1))")
     assert "\nhere 2\n" in shell.run("EOF")
+    # Open to the end of the line as bash's own parser sees it, as over ssh:
+    # a conditional's operator, the old arithmetic expansion.
+    shell.more("[[ a == a &&")
+    assert "\ndouble\n" in shell.run("b == b ]] && echo double")
+    shell.more("echo $[1 +")
+    assert "\n3\n" in shell.run("2]")
     assert shell.status is None
 
 
