@@ -14,7 +14,6 @@ import os
 import re
 import secrets
 import stat
-import tempfile
 from pathlib import Path
 
 from rexec.protocol import KEY_SIZE
@@ -176,8 +175,10 @@ def _check_directories(path: Path) -> None:
 
 def write_key(path: Path, key: bytes, *, replace: bool = False) -> None:
     """Store ``key`` at ``path`` (mode 0600), creating its directory (0700)
-    if needed. The file appears whole or not at all: it is written under a
-    temporary name and renamed into place.
+    if needed. The file appears whole or not at all: the one atomic writer
+    (``rexec.files.AtomicFile``) writes it under a temporary name, created
+    0600, so the key is never readable by others, and links it into place
+    (renames it over the old one with ``replace``).
 
     Raises:
         FileExistsError: ``path`` exists and ``replace`` is false.
@@ -185,31 +186,26 @@ def write_key(path: Path, key: bytes, *, replace: bool = False) -> None:
             directory above it lets another user replace it (``load_key``
             would refuse the key: nothing is written).
     """
+    # Here, not at the top: rexec.files loads ctypes (openat2), which a
+    # program that only reads its key never needs.
+    from rexec.files import AtomicFile, Roots, open_parent
+
     try:
         _check_directories(path)  # before making any directory of its own
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        # mkstemp creates the file 0600, so the key is never readable by others.
-        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        dir_fd, name = open_parent(os.fsencode(path), Roots(), base=os.fsencode(os.getcwd()))
+        writer = AtomicFile.create(dir_fd, name)
     except OSError as exc:
         raise KeyFileError(f"cannot create key file {path}: {exc.strerror}") from None
     try:
-        with os.fdopen(fd, "w") as file:
-            file.write(format_key(key))
-            file.flush()
-            os.fsync(file.fileno())
-        if replace:
-            os.replace(temporary, path)
-        else:
-            # link() fails if the name exists, so a key is never overwritten
-            # by a concurrent writer either.
-            os.link(temporary, path)
+        writer.write([format_key(key).encode()])
+        writer.commit(0o600, replace=replace)
     except FileExistsError:
         raise
     except OSError as exc:
         raise KeyFileError(f"cannot write key file {path}: {exc.strerror}") from None
     finally:
-        if os.path.lexists(temporary):
-            os.unlink(temporary)
+        writer.discard()
 
 
 def load_or_create_key(path: Path) -> tuple[bytes, bool]:

@@ -5,7 +5,7 @@ needs a name from a higher one for its annotations still depends on it; so do
 imports by name (``importlib.import_module("…")``, a lazy table's strings).
 
     rexec.protocol                      pure: no rexec module but its own
-    rexec (keyfile, log, files …)       shared by every side: the protocol only
+    rexec (keyfile, log, files …)       shared by every side: the protocol, one another
     rexec.server                        the daemon's core: never ops, client, conformance
     rexec.ops                           observers of the server: never the client
     rexec.daemon                        wires server and ops together

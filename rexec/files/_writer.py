@@ -183,16 +183,19 @@ class AtomicFile(DigestWriter):
             self.size += n
         self.resumed = self.size
 
-    def commit(self, mode: int, mtime: float | None = None) -> None:
+    def commit(self, mode: int, mtime: float | None = None, *, replace: bool = True) -> None:
         """Give the file exactly ``mode`` (the umask does not apply) and,
         when given, ``mtime`` (seconds), flush it, and rename it over the
         target in one atomic step; then flush the directory, so that the
-        rename survives a crash too. The writer is closed afterwards.
+        rename survives a crash too. The writer is closed afterwards. With
+        ``replace`` false it is linked into place instead, which never
+        overwrites a file, not even one another writer put there meanwhile.
 
         Raises:
             OSError: a failure before the rename leaves the target as it
                 was (call ``discard``); ``EISDIR`` when a directory took the
-                target's name meanwhile.
+                target's name meanwhile; ``FileExistsError`` when the target
+                exists and ``replace`` is false.
         """
         fd = self._fd
         os.fchmod(fd, mode)
@@ -207,7 +210,17 @@ class AtomicFile(DigestWriter):
         except OSError:
             self._fd = -2  # closed all the same; discard must not close it again
             raise
-        os.replace(self.temp, self.name, src_dir_fd=self._dir_fd, dst_dir_fd=self._dir_fd)
+        if replace:
+            os.replace(self.temp, self.name, src_dir_fd=self._dir_fd, dst_dir_fd=self._dir_fd)
+        else:
+            os.link(
+                self.temp,
+                self.name,
+                src_dir_fd=self._dir_fd,
+                dst_dir_fd=self._dir_fd,
+                follow_symlinks=False,
+            )
+            _unlink(self._dir_fd, self.temp)
         self.temp = b""
         _sync_directory(self._dir_fd)
         self._close_directory()

@@ -56,6 +56,21 @@ def test_the_target_changes_only_at_commit(tmp_path: Path) -> None:
     assert leftovers(tmp_path) == []
 
 
+def test_a_commit_that_may_not_replace_never_overwrites(tmp_path: Path) -> None:
+    # What the key file needs: whoever writes it first keeps it.
+    target = tmp_path / "key"
+    first, second = writer_for(target), writer_for(target)
+    first.write([b"first"])
+    second.write([b"second"])
+    first.commit(0o600, replace=False)
+    with pytest.raises(FileExistsError):
+        second.commit(0o600, replace=False)
+    second.discard()
+    assert target.read_bytes() == b"first"
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o600
+    assert leftovers(tmp_path) == []
+
+
 def test_a_link_at_the_target_is_replaced_not_written_through(tmp_path: Path) -> None:
     (tmp_path / "elsewhere").write_bytes(b"untouched")
     (tmp_path / "f").symlink_to(tmp_path / "elsewhere")
