@@ -67,22 +67,6 @@ __rexec_send() {
 __rexec_keep_key() {
     builtin alias __rexec_key="builtin printf '\\0%s %s%b' $1"
     builtin complete -W "$1" __rexec_key
-    __rexec_keep_set
-}
-
-# `set -o vi` (or emacs, or `+o`) in an interactive bash swaps the shell's
-# input for readline at once: inside the eval that runs a line, the rest of
-# the line is lost and bash dies (SIGSEGV, bash 5.2). It does not in a file
-# that `.` runs, where bash is not interactive. So `set`, at the top level of
-# a line, is an alias that runs the builtin in such a file: a here-string on
-# a spare descriptor, its arguments after a first word "set" (a `.` given
-# arguments keeps the positional parameters its `set` sets, at the top
-# level). In a function, where `.` would give the function's back, it is
-# the builtin itself. The option then only decides how rexec edits lines
-# (the client reads it from the snapshot).
-__rexec_keep_set() {
-    __rexec_s_set=(builtin set builtin . "/dev/fd/$__rexec_s_setfd" set)
-    builtin alias set='"${__rexec_s_set[@]:2${FUNCNAME+*0}:4${FUNCNAME+-2}}" '"$__rexec_s_setfd"'<<<'\''builtin set "${@:2}"'\'
 }
 
 # Prints NUL, the key, a space, TEXT and END (printf %b): the alias, expanded
@@ -167,6 +151,20 @@ __rexec_pre() {
         # forced run of an unfinished here-document, which would swallow it.
         __rexec_s_cmd+=$'\n''{ __rexec_tail "$?" "$_" "$@"; } 2>/dev/null'
     fi
+    # `set -o vi` (or emacs, or `+o`) in an interactive bash swaps the
+    # shell's input for readline at once: inside the eval that runs a line,
+    # the rest of the line is lost and bash dies (SIGSEGV, bash 5.2). Not in
+    # a file that `.` runs, where bash is not interactive: a line that may
+    # switch them (its text names vi or emacs after an o) runs as such a file,
+    # a here-string on a spare descriptor (the same commands: `.` without
+    # arguments keeps the shell's positional parameters). The option then
+    # decides how rexec edits lines (the client reads it from the snapshot).
+    case $4 in
+        *o*vi* | *o*emacs*)
+            __rexec_s_body=$__rexec_s_cmd
+            __rexec_s_cmd="builtin . /dev/fd/$__rexec_s_setfd $__rexec_s_setfd<<<\"\$__rexec_s_body\""
+            ;;
+    esac
     # The history: bash keeps the text of the eval as it reads it (the
     # user's settings, `set -o history` among them, are back by then).
     # set -v echoes what the shell reads: the line, as bash would.
@@ -436,12 +434,13 @@ __rexec_restored() {
 # sent, the start-up files' output marked as complete, a first snapshot sent.
 __rexec_ready() {
     __rexec_keep_key "$1"
-    # The line editing mode a restored snapshot had (state.py), set as the
-    # alias `set` does, so that the shell's input stays as it is. (Not on
-    # by default, as over ssh: with it on, bash runs no PROMPT_COMMAND.)
+    # The line editing mode a restored snapshot had (state.py), set in a
+    # file that `.` runs, as a line that names it is (__rexec_pre), so that
+    # the shell's input stays as it is. (Not on by default, as over ssh:
+    # with it on, bash runs no PROMPT_COMMAND.)
     if [ -n "${__rexec_s_editing-}" ]; then
-        builtin eval "builtin . /dev/fd/$__rexec_s_setfd set -o $__rexec_s_editing" \
-            "$__rexec_s_setfd<<<'builtin set \"\${@:2}\"'"
+        builtin eval "builtin . /dev/fd/$__rexec_s_setfd" \
+            "$__rexec_s_setfd<<<'builtin set -o $__rexec_s_editing'"
         builtin unset -v __rexec_s_editing
     fi
     __rexec_s_running=ready

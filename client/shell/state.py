@@ -148,8 +148,8 @@ class Snapshot:
         return b"".join(_restorable(name, text) for name, text in self.sections())
 
 
-#: How rexec's own aliases in the remote shell start (remote.bash).
-_OWN_ALIASES = (b"alias __rexec_", b"alias set='\"${__rexec_s_set[@]")
+#: The start of the names of rexec's own aliases in the remote shell.
+_OWN_ALIAS = b"__rexec_"
 #: The section that names the snapshot whose shell options are this one's.
 _OPTIONS = b"options"
 
@@ -182,9 +182,9 @@ def _restorable(name: str, text: bytes) -> bytes:
     elif name == "aliases":
         # sh's `alias` prints NAME='VALUE'; bash's `alias -p` adds the word.
         lines = [line if line.startswith(b"alias ") else b"alias " + line for line in lines]
-        # Not rexec's own (remote.bash keeps the session's key in one, and
-        # makes `set` one): a new shell gets them from its own functions.
-        lines = [line for line in lines if not line.startswith(_OWN_ALIASES)]
+        # Not rexec's own (remote.bash keeps the session's key in one): a new
+        # shell gets a key of its own.
+        lines = [line for line in lines if not line.startswith(b"alias " + _OWN_ALIAS)]
     return b"".join(line + b"\n" for line in lines)
 
 

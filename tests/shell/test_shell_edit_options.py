@@ -76,11 +76,34 @@ def test_set_o_vi_in_a_sourced_file_switches_the_editor(
     assert shell.status is None
 
 
+def test_other_spellings_of_the_switch_in_a_line_keep_its_changes(
+    server: Any, open_shell: OpenShell
+) -> None:
+    shell = open_shell(server)
+    for line in (
+        "builtin set -o vi; W=1",
+        "command set -o emacs; W=2",
+        "f() { set -o vi; }; f; W=3",
+        "\\set -o emacs; W=4",
+    ):
+        output = shell.run(line)
+        assert "died" not in output and shell.status is None, (line, output)
+    assert printed(shell.run("echo W=$W"), "W=4")
+
+
+def test_a_function_that_uses_set_is_kept_as_typed(server: Any, open_shell: OpenShell) -> None:
+    # As bash over ssh: declare -f shows it, and another bash can run it.
+    shell = open_shell(server)
+    shell.run('g() { set -- x y; echo "n=$#"; }')
+    assert "set -- x y" in shell.run("declare -f g")
+    assert printed(shell.run("export -f g; bash -c g"), "n=2")
+
+
 def test_positional_parameters_set_in_a_line_and_in_a_function_last(
     server: Any, open_shell: OpenShell
 ) -> None:
-    """``set`` at the top level of a line goes through rexec's alias; the
-    positional parameters it sets are the shell's, as typed into bash."""
+    """A line that names vi runs as a file that ``.`` runs; the positional
+    parameters its ``set`` sets are the shell's, as typed into bash."""
     shell = open_shell(server)
     output = shell.run('set -o vi -- a "b c"; echo $# "$2"; f() { set -- x; echo f$#$1; }; f')
     assert printed(output, "2 b c", "f1x"), output
