@@ -222,6 +222,13 @@ BUILTINS: dict[str, Builtin] = {
             _exit,
             takes=_one_word_at_most,
         ),
+        Builtin(
+            "logout",
+            "logout [N]",
+            "leave as exit does (over ssh, bash is a login shell, where logout works)",
+            _exit,
+            takes=_one_word_at_most,
+        ),
         Builtin("help", "help [BUILTIN]", "this help", _help, takes=_is_builtin_name),
     )
 }

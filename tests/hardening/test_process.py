@@ -119,6 +119,24 @@ def test_run_as_nobody(daemon) -> None:
 
 
 @AS_ROOT
+def test_run_as_a_command_may_open_its_own_streams_again(daemon) -> None:
+    # /dev/stdin, /dev/stdout: the pipes are its user's, as a terminal is
+    # over ssh (rexec shell's line mode opens them so).
+    server = daemon("--run-as", "nobody")
+    with open_wire(server) as wire:
+        command_id = wire.run(
+            ["sh", "-c", "cat /dev/stdin > /dev/stdout; echo err > /dev/stderr"],
+            cwd="/",
+            stdin=True,
+        )
+        wire.stdin(command_id, b"typed\n")
+        wire.stdin_eof(command_id)
+        result = wire.wait(command_id, 5)
+    assert bytes(result.stdout) == b"typed\n" and bytes(result.stderr) == b"err\n"
+    assert result.exit.exit_code == 0
+
+
+@AS_ROOT
 @CAN_LIMIT_OTHERS
 def test_fork_loop_under_nproc_does_not_stop_other_clients(daemon, marker) -> None:
     server = daemon("--run-as", "nobody", "--rlimit-nproc", "20", "--kill-grace", "0.3")

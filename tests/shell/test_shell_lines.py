@@ -81,6 +81,14 @@ def test_an_unfinished_line_continues_and_runs_as_one(server: Any, open_shell: O
     assert shell.status is None
 
 
+def test_logout_leaves_as_exit_does(server: Any, open_shell: OpenShell) -> None:
+    # A login shell over ssh takes `logout`; bash would refuse it here.
+    shell = open_shell(server)
+    shell.run("false")
+    shell.child.sendline("logout")
+    assert shell.exit_status() == 1
+
+
 def test_ctrl_z_at_the_prompt_does_nothing(server: Any, open_shell: OpenShell) -> None:
     # As bash, which ignores the SIGTSTP there; the line stays as typed.
     shell = open_shell(server)
