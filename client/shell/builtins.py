@@ -163,12 +163,15 @@ async def _help(shell: Shell, rest: str) -> int:
         print(f"{builtin.usage}\n    {builtin.summary}")
         return 0
     state = shell.state
+    bash = state.shell.startswith("bash")
     which = (
         f"bash ({state.shell.removeprefix('bash ')}), the account's login shell"
-        if state.shell.startswith("bash")
+        if bash
         else "/bin/sh (the account's login shell is not bash, or --sh)"
     )
-    print(HELP_HEADER.format(host=state.identity.host or "the server", which=which))
+    # dash, the usual /bin/sh, has no help of its own.
+    own_help = " 'help NAME' shows bash's help for its own commands." if bash else ""
+    print(HELP_HEADER.format(host=state.identity.host or "the server", which=which, help=own_help))
     for builtin in (*BUILTINS.values(), LOCAL):
         print(f"  {builtin.usage:<22} {builtin.summary}")
     print(HELP_FOOTER)
@@ -186,8 +189,7 @@ def _one_word_at_most(rest: str) -> bool:
 HELP_HEADER = """\
 rexec shell: the lines you type run in one shell on {host}, for the whole
 session: {which}. What a line changes (directory, variables, functions,
-aliases, options, umask) lasts, as in bash over ssh. 'help NAME' shows the
-remote shell's help for its own commands. rexec's built-ins:"""
+aliases, options, umask) lasts, as in bash over ssh.{help} rexec's built-ins:"""
 
 HELP_FOOTER = """
 While a line runs, what you type goes to its stdin (line by line) and Ctrl-D

@@ -140,7 +140,7 @@ def test_exit_with_a_status(server: Any, open_shell: OpenShell) -> None:
 def test_builtins_help_and_local_commands(server: Any, open_shell: OpenShell) -> None:
     shell = open_shell(server)
     output = shell.run("help")
-    for word in ("bash", "timeout", "put", "get", "!COMMAND", "exit"):
+    for word in ("bash", "timeout", "put", "get", "!COMMAND", "exit", "logout", "help NAME"):
         assert word in output
     assert "\nlocal-side\n" in shell.run("!echo local-side")
     assert "local.not_found" in shell.run("put no-such-file b")
