@@ -37,7 +37,7 @@ from .dialects import BASH, SESSION_COMMAND, SH, STARTUP_ONLY, script
 from .interrupts import LineControl
 from .line_stdin import LineStdin
 from .output import MarkedStream, StreamEnded
-from .state import RemoteIdentity, Snapshot
+from .state import EXIT_TIMEOUT, RemoteIdentity, Snapshot
 from .window import WindowSize, terminal_env
 
 #: Seconds a Tab completion may take before it completes nothing.
@@ -107,6 +107,9 @@ class RemoteShell:
         self._control = control
         #: The last line's interrupts: whether rexec killed the shell.
         self._line_control: LineControl | None = None
+        #: The status the next line's `$?` starts from, where it is not what
+        #: the shell saw: 124 after a line's time limit (the shell saw SIGINT).
+        self._status_fix = ""
         self._on_snapshot = on_snapshot
         self._on_warning = on_warning
         self._mark = f"rexec-{secrets.token_hex(8)}"
@@ -228,11 +231,12 @@ class RemoteShell:
         ending = asyncio.gather(self._expect_markers(nonce), self._channel.expect({"state"}, seq))
         done = f"__rexec_done {seq} {nonce}\n".encode()
         self._send(
-            f"{self._window.update()}"
+            f"{self._window.update()}{self._status_fix}"
             f"__rexec_pre {seq} {mode} {stdin_path} {self.dialect.quote(text)}"
             f' && {self.dialect.eval_word} "$__rexec_s_cmd" <"$__rexec_s_in"\n'.encode()
             + done
         )
+        self._status_fix = ""
         assert self._session is not None
         self._line_control = control = LineControl(self._session, timeout)
         feeder = asyncio.create_task(self._line_stdin.forward(interrupts)) if typed_input else None
@@ -257,6 +261,8 @@ class RemoteShell:
         if record.kind == "more":
             return LineEnd(more=True)
         status, cwd = (record.fields() + ["1", ""])[:2]
+        if control.timed_out:
+            self._status_fix = f"__rexec_s_status={EXIT_TIMEOUT}; "
         return LineEnd(int(status) if status.isdigit() else 1, cwd, timed_out=control.timed_out)
 
     async def complete(self, kind: str, word: str) -> list[str]:

@@ -110,6 +110,7 @@ def test_exit_status_shows_in_the_prompt(server: Any, open_shell: OpenShell) -> 
     shell.run("timeout 0.5")
     shell.run("sleep 10")
     assert shell.status == "timeout"
+    assert "\n124\n" in shell.run("echo $?")  # as the prompt said, not the SIGINT's 130
     shell.run("timeout off")
     shell.run("true")
     assert shell.status is None
