@@ -69,6 +69,19 @@ def reload_and_wait(process, result: str, count: int) -> None:
         time.sleep(0.05)
 
 
+def reload_records(audit_log: Path, count: int) -> list[tuple[bool, list[str] | None]]:
+    """(ok, keys) of each reload the audit log records, once it holds
+    ``count`` of them or after 10 s: its own thread writes the record a moment
+    after the reload is counted."""
+    deadline = time.monotonic() + 10
+    while True:
+        events = [json.loads(line) for line in audit_log.read_text().splitlines()]
+        reloads = [(e["ok"], e.get("keys")) for e in events if e["event"] == "reload"]
+        if len(reloads) >= count or time.monotonic() > deadline:
+            return reloads
+        time.sleep(0.05)
+
+
 def started_with_the_first_of_two_keys(
     tmp_path: Path, configured_servers
 ) -> tuple[subprocess.Popen[bytes], Path, Path, Path, int]:
@@ -133,8 +146,7 @@ def test_sighup_reload_adds_a_key_without_disturbing_a_running_command(
     assert re.search(r"reload failed, keeping the running configuration: .*line \d+", stderr), (
         stderr
     )
-    events = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
-    reloads = [(event["ok"], event.get("keys")) for event in events if event["event"] == "reload"]
+    reloads = reload_records(tmp_path / "audit.jsonl", 3)
     assert reloads == [(True, ["first", "second"]), (True, ["second"]), (False, None)]
     assert process.poll() is None
 
