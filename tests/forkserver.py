@@ -9,7 +9,8 @@ per start; the child takes the test's argv, environment, working directory,
 umask and standard streams and runs the program as ``python -m MODULE``
 would, to its end (atexit handlers, threads joined). Every test still gets
 a fresh process of its own, port and directories. What a forked child
-cannot show: what the program imports, its memory, a standard stream closed
+cannot show: what the program imports, its memory, the first build of its
+message validators (done once, in the fork server), a standard stream closed
 before it starts (tests of those start it with ``subprocess``).
 
 The fork server is tied to the worker (it ends on EOF on its control socket
