@@ -446,6 +446,10 @@ __rexec_ready() {
     __rexec_s_running=ready
     __rexec_end "$__rexec_s_status" "${__rexec_u_underscore-$_}"
     __rexec_s_report=
+    # The history holds the start-up's own lines (history is on while the
+    # login files run, for them to turn it off): bash starts a session's
+    # history from HISTFILE alone.
+    if [ "$__rexec_u_history" = 1 ]; then builtin history -c; fi
     if [ "$__rexec_u_history" = 1 ] && [ -n "${HISTFILE-}" ]; then builtin history -r; fi
     __rexec_send "ready 0"$'\n'"bash $BASH_VERSION"$'\n'"${USER:-$(id -un 2>/dev/null)}"$'\n'"${HOSTNAME%%.*}"$'\n'"${HOME-}"$'\n'"$PWD"
     __rexec_s_snapshot=0

@@ -81,6 +81,15 @@ def test_an_unfinished_line_continues_and_runs_as_one(server: Any, open_shell: O
     assert shell.status is None
 
 
+def test_bash_s_history_holds_only_what_was_typed(server: Any, open_shell: OpenShell) -> None:
+    # Not the login's own lines (`if [ -r /etc/profile ]; then …`).
+    shell = open_shell(server)
+    shell.run("echo typed")
+    listed = [line.split(None, 1)[1] for line in shell.run("history").splitlines()[1:] if line]
+    assert listed[-2:] == ["echo typed", "history"], listed
+    assert not [line for line in listed if "profile" in line or "__rexec" in line], listed
+
+
 def test_logout_leaves_as_exit_does(server: Any, open_shell: OpenShell) -> None:
     # A login shell over ssh takes `logout`; bash would refuse it here.
     shell = open_shell(server)
