@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pexpect
+import pytest
 
 from .conftest import COLS, ROWS, ShellUnderTest, plain, rexec_argv
 
@@ -90,12 +91,14 @@ def test_bash_s_history_holds_only_what_was_typed(server: Any, open_shell: OpenS
     assert not [line for line in listed if "profile" in line or "__rexec" in line], listed
 
 
-def test_logout_leaves_as_exit_does(server: Any, open_shell: OpenShell) -> None:
-    # A login shell over ssh takes `logout`; bash would refuse it here.
+@pytest.mark.parametrize("word", ["exit", "logout"])  # logout: as in the login bash over ssh
+def test_exit_or_logout_leaves_with_the_last_status(
+    server: Any, open_shell: OpenShell, word: str
+) -> None:
     shell = open_shell(server)
-    shell.run("false")
-    shell.child.sendline("logout")
-    assert shell.exit_status() == 1
+    shell.run("sh -c 'exit 4'")
+    shell.child.sendline(word)
+    assert shell.exit_status() == 4
 
 
 def test_ctrl_z_at_the_prompt_does_nothing(server: Any, open_shell: OpenShell) -> None:
@@ -165,9 +168,6 @@ def test_a_line_runs_in_the_login_bash(server: Any, open_shell: OpenShell) -> No
     assert "\nbash-interactive\n" in shell.run(
         'case "$BASH_VERSION/$-" in ?*/*i*) echo bash-interactive; esac'
     )
-    shell.run("sh -c 'exit 4'")
-    shell.child.sendline("exit")
-    assert shell.exit_status() == 4
 
 
 def test_exit_in_a_line_ends_the_session(server: Any, open_shell: OpenShell) -> None:
