@@ -115,6 +115,12 @@ def load_key(path: Path) -> bytes:
         ) from None
 
 
+def trusted_owner(uid: int) -> bool:
+    """Whether a file or directory owned by ``uid`` is safe to trust, as
+    OpenSSH's StrictModes judges: this user's or root's."""
+    return uid in (os.geteuid(), 0)
+
+
 def _check_owners(path: Path, owner: int) -> None:
     """As OpenSSH's StrictModes: the key file is this user's or root's, and
     no directory above it lets anyone else replace it (owned by this user or
@@ -123,11 +129,10 @@ def _check_owners(path: Path, owner: int) -> None:
     Raises:
         KeyFileError: someone else could have written the key.
     """
-    me = os.geteuid()
-    if owner not in (me, 0):
+    if not trusted_owner(owner):
         raise KeyFileError(
-            f"key file {path} is owned by uid {owner}, not by this user (uid {me}) or root: "
-            "someone else could have written it"
+            f"key file {path} is owned by uid {owner}, not by this user (uid {os.geteuid()}) "
+            "or root: someone else could have written it"
         )
     _check_directories(path)
 
@@ -142,7 +147,6 @@ def directory_open_to_others(path: str | os.PathLike[str]) -> Path | None:
     Raises:
         OSError: a directory on the way can't be examined.
     """
-    me = os.geteuid()
     directory = Path(os.path.abspath(path)).parent
     for step in (directory, *directory.parents):
         try:
@@ -150,7 +154,7 @@ def directory_open_to_others(path: str | os.PathLike[str]) -> Path | None:
         except FileNotFoundError:
             continue
         open_to_others = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-        if info.st_uid not in (me, 0) or (open_to_others and not info.st_mode & stat.S_ISVTX):
+        if not trusted_owner(info.st_uid) or (open_to_others and not info.st_mode & stat.S_ISVTX):
             return step
     return None
 

@@ -13,8 +13,7 @@ import stat
 from pathlib import Path
 from typing import IO, Any
 
-#: Who may own a record file, or a link to it, besides this user.
-_TRUSTED = (0,)
+from rexec.keyfile import trusted_owner
 
 
 def open_record_file(path: str | Path, *, append: bool, binary: bool = False) -> IO[Any]:
@@ -53,17 +52,13 @@ def _open_ours(path: str | Path, flags: int) -> int:
         # ELOOP: a final link; EACCES: a sticky directory's protected link.
         if exc.errno not in (errno.ELOOP, errno.EACCES) or not os.path.islink(path):
             raise
-        if _owner_untrusted(os.lstat(path)):
+        if not trusted_owner(os.lstat(path).st_uid):
             raise OSError(
                 errno.EPERM, "it is a symbolic link another user owns", os.fspath(path)
             ) from None
         fd = os.open(path, flags, 0o666)
     info = os.fstat(fd)
-    if stat.S_ISREG(info.st_mode) and _owner_untrusted(info):
+    if stat.S_ISREG(info.st_mode) and not trusted_owner(info.st_uid):
         os.close(fd)
         raise OSError(errno.EPERM, "another user owns it", os.fspath(path))
     return fd
-
-
-def _owner_untrusted(info: os.stat_result) -> bool:
-    return info.st_uid != os.geteuid() and info.st_uid not in _TRUSTED

@@ -9,7 +9,7 @@ import errno
 import os
 import stat
 
-from rexec.keyfile import OPEN_DIRECTORY, directory_open_to_others
+from rexec.keyfile import OPEN_DIRECTORY, directory_open_to_others, trusted_owner
 from rexec.log import log
 
 #: Why records can't be written to a FIFO nobody has opened to read.
@@ -76,7 +76,7 @@ def _check_place(path: str) -> None:
         link = os.lstat(path)
     except FileNotFoundError:
         return
-    if stat.S_ISLNK(link.st_mode) and link.st_uid not in (os.geteuid(), 0):
+    if stat.S_ISLNK(link.st_mode) and not trusted_owner(link.st_uid):
         raise OSError(errno.EPERM, "it is a symbolic link another user owns")
 
 
