@@ -105,11 +105,9 @@ class RemoteShell:
         #: Where its commands start (None: the server's default directory).
         self._cwd = cwd
         self._control = control
-        #: The last line's interrupts: whether rexec killed the shell.
+        #: The last line's interrupts: whether its time limit expired, whether
+        #: rexec killed the shell.
         self._line_control: LineControl | None = None
-        #: The status the next line's `$?` starts from, where it is not what
-        #: the shell saw: 124 after a line's time limit (the shell saw SIGINT).
-        self._status_fix = ""
         self._on_snapshot = on_snapshot
         self._on_warning = on_warning
         self._mark = f"rexec-{secrets.token_hex(8)}"
@@ -230,13 +228,15 @@ class RemoteShell:
         # it is safe here (a reconnect right after restores it).
         ending = asyncio.gather(self._expect_markers(nonce), self._channel.expect({"state"}, seq))
         done = f"__rexec_done {seq} {nonce}\n".encode()
+        last = self._line_control
+        # After a line's time limit `$?` is 124, as the prompt said; the shell saw SIGINT.
+        status_fix = f"__rexec_s_status={EXIT_TIMEOUT}; " if last and last.timed_out else ""
         self._send(
-            f"{self._window.update()}{self._status_fix}"
+            f"{self._window.update()}{status_fix}"
             f"__rexec_pre {seq} {mode} {stdin_path} {self.dialect.quote(text)}"
             f' && {self.dialect.eval_word} "$__rexec_s_cmd" <"$__rexec_s_in"\n'.encode()
             + done
         )
-        self._status_fix = ""
         assert self._session is not None
         self._line_control = control = LineControl(self._session, timeout)
         feeder = asyncio.create_task(self._line_stdin.forward(interrupts)) if typed_input else None
@@ -261,8 +261,6 @@ class RemoteShell:
         if record.kind == "more":
             return LineEnd(more=True)
         status, cwd = (record.fields() + ["1", ""])[:2]
-        if control.timed_out:
-            self._status_fix = f"__rexec_s_status={EXIT_TIMEOUT}; "
         return LineEnd(int(status) if status.isdigit() else 1, cwd, timed_out=control.timed_out)
 
     async def complete(self, kind: str, word: str) -> list[str]:
