@@ -14,6 +14,7 @@ until the next chunk shows whether they are.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 
 from ..streams import OutputReader
@@ -46,7 +47,9 @@ class MarkedStream:
 
     def __init__(self, reader: OutputReader, write: Callable[[bytes], Awaitable[None]]) -> None:
         self._reader = reader
-        self._write = write
+        self._show = write
+        #: When output was last shown (``time.monotonic``; 0 before any).
+        self.shown_at = 0.0
         self._marker = b""
         self._seen: asyncio.Future[None] | None = None
         self._held = b""
@@ -77,6 +80,10 @@ class MarkedStream:
                 self._seen.set_exception(StreamEnded())
                 # Nobody may be waiting any more (the line was abandoned).
                 self._seen.exception()
+
+    async def _write(self, data: bytes) -> None:
+        self.shown_at = time.monotonic()
+        await self._show(data)
 
     async def _take(self, data: bytes) -> None:
         self._held = b""

@@ -124,6 +124,7 @@ class RemoteShell:
         self.dialect = BASH
         self.ready: Ready | None = None
         self._window = WindowSize(None)
+        self._out: Writer | None = None
 
     # --- start -------------------------------------------------------------------
 
@@ -164,6 +165,7 @@ class RemoteShell:
         # First on its stdin: SESSION_COMMAND reads it before anything else.
         self._send(f"{self._key}\n".encode())
         self._ended = asyncio.create_task(session.wait())
+        self._out = out
         self._stdout = MarkedStream(session.stdout, out)
         self._stderr = MarkedStream(session.stderr, err)
         self._tasks += [
@@ -238,7 +240,9 @@ class RemoteShell:
             + done
         )
         assert self._session is not None
-        self._line_control = control = LineControl(self._session, timeout)
+        self._line_control = control = LineControl(
+            self._session, self._connection, self._cwd, timeout
+        )
         feeder = asyncio.create_task(self._line_stdin.forward(interrupts)) if typed_input else None
         try:
             with interrupts.attached(control):
@@ -260,6 +264,9 @@ class RemoteShell:
             self._line_stdin.after_line()
         if record.kind == "more":
             return LineEnd(more=True)
+        assert self._out is not None and self._stdout is not None and self._stderr is not None
+        if control.left_mid_line(max(self._stdout.shown_at, self._stderr.shown_at)):
+            await self._out(b"\n")  # the prompt below the terminal's ^C
         status, cwd = (record.fields() + ["1", ""])[:2]
         return LineEnd(int(status) if status.isdigit() else 1, cwd, timed_out=control.timed_out)
 
