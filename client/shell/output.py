@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from ..streams import OutputReader
 
@@ -65,6 +66,12 @@ class MarkedStream:
             self._marker, self._seen = marker, seen
         return seen
 
+    def not_coming(self) -> None:
+        """The awaited marker will not come: its future is done now."""
+        if self._seen is not None and not self._seen.done():
+            self._seen.set_result(None)
+        self._seen = None
+
     async def run(self) -> None:
         """Copy until the stream ends; then an awaited marker fails with
         ``StreamEnded``."""
@@ -105,3 +112,20 @@ class MarkedStream:
         if len(data) > keep:
             await self._write(data[: len(data) - keep])
         self._held = data[len(data) - keep :]
+
+
+def forget(future: asyncio.Future[Any]) -> None:
+    """Stop waiting for ``future``: cancel it, and take its exception (so
+    that asyncio does not report it as never retrieved).
+
+    A cancelled ``gather`` does not end cancelled: it ends later, once its
+    children have, with a ``CancelledError`` as its *exception*, which is
+    taken when it comes (a line that needs a continuation line forgets its
+    ``ending`` gather this way at every ``> `` prompt)."""
+    future.cancel()
+    future.add_done_callback(_take_exception)
+
+
+def _take_exception(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()

@@ -10,8 +10,9 @@
 #   again (which does its work once for each nonce). The user's PS1 and PS2
 #   are kept aside and never shown: rexec draws its own prompt;
 # - no $_, no history, no arrays: the line's $? is all that is given back;
-# - only descriptors 0-9: the output markers go to 9 and 8 (to 1 and 2 while a
-#   line has taken 9 or 8 for itself);
+# - only descriptors 0-9: the output markers go to 9 and 8 (to wherever the
+#   session's pipes still are while a line has taken 9 or 8 for itself, and
+#   nowhere, the status record says so, when the shell holds them on none);
 # - the state snapshot holds what sh can print as text (options, variables,
 #   exported names, traps, umask, aliases), not functions: a new shell made
 #   from it has no functions.
@@ -123,27 +124,51 @@ __rexec_finish() {
     fi
 }
 
-# The end of the line's output on each stream: on 9 and 8, the copies of the
-# session's stdout and stderr kept since __rexec_begin; where a line took
-# one for itself (`exec 9>lockfile`), on 1 or 2 as long as that is still a
-# pipe: never into a file of the user's.
+# The end of the line's output on each stream (MARKER): where
+# __rexec_mark_fds found the session's stdout and stderr.
 __rexec_mark() {
-    if [ -p /dev/fd/9 ]; then
-        printf '\000%s' "$1" >&9
-    elif [ -p /dev/fd/1 ]; then
-        printf '\000%s' "$1"
+    if [ -n "$__rexec_s_outfd" ]; then printf '\000%s' "$1" >&"$__rexec_s_outfd"; fi
+    if [ -n "$__rexec_s_errfd" ]; then printf '\000%s' "$1" >&"$__rexec_s_errfd"; fi
+}
+
+# Where the session's stdout and stderr are, in __rexec_s_outfd and
+# __rexec_s_errfd: on 9 and 8, the copies kept since __rexec_begin; where a
+# line took one for itself (`exec 9>lockfile`), on whichever descriptor is
+# still that pipe (`exec 3>&1 >file`: 3), never into a file of the user's.
+# Empty when this shell holds the pipe on none: the status record then names
+# the stream (__rexec_s_unmarked), and the client waits for no marker there.
+__rexec_mark_fds() {
+    __rexec_find_fd 9 "$__rexec_s_outpipe"
+    __rexec_s_outfd=$__rexec_s_fd __rexec_s_unmarked=
+    if [ -z "$__rexec_s_fd" ]; then __rexec_s_unmarked=stdout; fi
+    __rexec_find_fd 8 "$__rexec_s_errpipe"
+    __rexec_s_errfd=$__rexec_s_fd
+    if [ -z "$__rexec_s_fd" ]; then __rexec_s_unmarked="$__rexec_s_unmarked stderr"; fi
+}
+
+# __rexec_find_fd SPARE PIPE: SPARE if it is still a pipe (no fork: the
+# usual case), else the descriptor that is PIPE (as readlink names it), else
+# nothing; in __rexec_s_fd.
+__rexec_find_fd() {
+    if [ -p "/dev/fd/$1" ]; then
+        __rexec_s_fd=$1
+        return
     fi
-    if [ -p /dev/fd/8 ]; then
-        printf '\000%s' "$1" >&8
-    elif [ -p /dev/fd/2 ]; then
-        printf '\000%s' "$1" >&2
-    fi
+    for __rexec_s_fd in 1 2 3 4 5 6 7 8 9 0; do
+        if [ -p "/dev/fd/$__rexec_s_fd" ] &&
+            [ "$(readlink "/proc/$$/fd/$__rexec_s_fd" 2>/dev/null)" = "$2" ]; then
+            return
+        fi
+    done
+    __rexec_s_fd=
 }
 
 __rexec_report() {
+    __rexec_mark_fds
     __rexec_send "status $__rexec_s_report
 $__rexec_s_status
-$PWD"
+$PWD
+$__rexec_s_unmarked"
     __rexec_s_snapshot=$__rexec_s_report __rexec_s_report=
 }
 
@@ -208,6 +233,8 @@ __rexec_begin() {
     __rexec_s_ctl=$1 __rexec_s_mark=$2
     __rexec_keep_key "$3"
     __rexec_s_running= __rexec_s_report= __rexec_s_nonce= __rexec_s_snapshot= __rexec_s_status=0
+    __rexec_s_outpipe=$(readlink "/proc/$$/fd/9") __rexec_s_errpipe=$(readlink "/proc/$$/fd/8")
+    __rexec_s_outfd=9 __rexec_s_errfd=8
 }
 
 __rexec_s_login='if [ -r /etc/profile ]; then . /etc/profile; fi

@@ -215,6 +215,16 @@ def test_sh_lines_may_take_the_framing_s_descriptors(
     assert printed(shell.run(f"exec 9>{lock} 8>{other}; echo locked"), "locked")
     assert printed(shell.run("echo two; echo err >&2"), "two", "err")
     assert shell.status is None
+    # With 9 and 8 taken, the session's stdout and stderr kept on 3 and 4 only,
+    # or on none: the prompt comes at once (sh writes the end of the output
+    # where it finds the session's pipes, and says when it has none), and the
+    # next line runs, none of it taken as the hidden line's input.
+    hidden = tmp_path / "hidden"
+    output = shell.run(f"exec 3>&1 4>&2 >{hidden} 2>&1; echo hidden; echo hidden-err >&2")
+    output += shell.run("exec 1>&3 2>&4; echo back")
+    output += shell.run(f"exec 3>&- 4>&- >{hidden} 2>&1; echo gone; exec 3>&-")
+    assert "\nhidden" not in output and "\nback\n" in output
+    assert hidden.read_text() == "gone\n"
     assert lock.read_bytes() == b"" and other.read_bytes() == b""
 
 
