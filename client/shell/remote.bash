@@ -151,6 +151,16 @@ __rexec_pre() {
         # forced run of an unfinished here-document, which would swallow it.
         __rexec_s_cmd+=$'\n''{ __rexec_tail "$?" "$_" "$@"; } 2>/dev/null'
     fi
+    # set -v: bash echoes each line as it reads it, rexec's tail after the
+    # text too. With -v on as the line starts (not on the forced run of an
+    # unfinished here-document), the text is echoed here, once, as bash over
+    # ssh echoes the typed line, and the whole eval is one group, read before
+    # -v is back: nothing of it is echoed again. (The line that turns -v on
+    # still echoes the tail once.)
+    if [[ $__rexec_u_flags == *v* && $2 != force ]]; then
+        builtin printf '%s\n' "$4" >&2
+        __rexec_s_cmd="{ $__rexec_s_cmd"$'\n''}'
+    fi
     # `set -o vi` (or emacs, or `+o`) in an interactive bash swaps the
     # shell's input for readline at once: inside the eval that runs a line,
     # the rest of the line is lost and bash dies (SIGSEGV, bash 5.2). Not in
@@ -167,8 +177,6 @@ __rexec_pre() {
     esac
     # The history: bash keeps the text of the eval as it reads it (the
     # user's settings, `set -o history` among them, are back by then).
-    # set -v echoes what the shell reads: the line, as bash would.
-    case $__rexec_u_flags in *v*) builtin printf '%s\n' "$4" >&2 ;; esac
     return 0
 }
 

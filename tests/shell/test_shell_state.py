@@ -237,6 +237,14 @@ def test_xtrace_traces_only_the_user_s_line(server: Any, open_shell: OpenShell) 
     # (Traced one level down, "++", as the line runs in an eval.)
     assert "+ echo traced\ntraced\n" in output and "+ echo again\nagain\n" in output
     assert "__rexec" not in shell.run("echo quiet")
+    # set -v echoes each line once, as read, and nothing of rexec's (shelluser7
+    # F19; the line that turns it on still shows rexec's tail).
+    shell.run("set -v")
+    output = shell.run("echo verbose; echo ag''ain")
+    output += shell.run("set +v")
+    assert "__rexec" not in output, output
+    assert output.count("echo verbose; echo ag''ain") == 2, output  # the typed line, the echo
+    assert "\nverbose\nagain\n" in output
 
 
 def test_the_remote_history_holds_each_typed_line_once(server: Any, open_shell: OpenShell) -> None:
