@@ -56,6 +56,15 @@ class Record:
         """The payload's lines, decoded (undecodable bytes replaced)."""
         return self.payload.decode("utf-8", "replace").split("\n")
 
+    def line_end(self) -> tuple[int, str, list[str]]:
+        """A ``status`` record's status, the shell's directory (the rest of
+        the payload: a directory's name may hold a newline) and the streams
+        that get no end-of-output marker (sh names them after the status)."""
+        head, _, cwd = self.payload.decode("utf-8", "replace").partition("\n")
+        words = head.split()
+        status = int(words[0]) if words and words[0].isdigit() else 1
+        return status, cwd, words[1:]
+
     def candidates(self) -> list[str]:
         """A ``complete`` record's candidates: one a line, written with
         ``\\`` and ``\n`` for a backslash and a newline (a name may hold one)."""

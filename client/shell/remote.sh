@@ -136,7 +136,8 @@ __rexec_mark() {
 # line took one for itself (`exec 9>lockfile`), on whichever descriptor is
 # still that pipe (`exec 3>&1 >file`: 3), never into a file of the user's.
 # Empty when this shell holds the pipe on none: the status record then names
-# the stream (__rexec_s_unmarked), and the client waits for no marker there.
+# the stream after the status (__rexec_s_unmarked), and the client waits for
+# no marker there.
 __rexec_mark_fds() {
     __rexec_find_fd 9 "$__rexec_s_outpipe"
     __rexec_s_outfd=$__rexec_s_fd __rexec_s_unmarked=
@@ -166,9 +167,8 @@ __rexec_find_fd() {
 __rexec_report() {
     __rexec_mark_fds
     __rexec_send "status $__rexec_s_report
-$__rexec_s_status
-$PWD
-$__rexec_s_unmarked"
+$__rexec_s_status $__rexec_s_unmarked
+$PWD"
     __rexec_s_snapshot=$__rexec_s_report __rexec_s_report=
 }
 

@@ -196,7 +196,8 @@ class RemoteShell:
             await self._until(ending)
         finally:
             forget(ending)
-        shell, user, host, home, cwd = (fields + [""] * 5)[:5]
+        shell, user, host, home = (fields + [""] * 4)[:4]
+        cwd = "\n".join(fields[4:])  # (a directory's name may hold a newline)
         self.ready = Ready(shell, RemoteIdentity(user, host, home), cwd)
         return self.ready
 
@@ -268,8 +269,8 @@ class RemoteShell:
         assert self._out is not None and self._stdout is not None and self._stderr is not None
         if control.left_mid_line(max(self._stdout.shown_at, self._stderr.shown_at)):
             await self._out(b"\n")  # the prompt below the terminal's ^C
-        status, cwd = (record.fields() + ["1", ""])[:2]
-        return LineEnd(int(status) if status.isdigit() else 1, cwd, timed_out=control.timed_out)
+        status, cwd, _ = record.line_end()
+        return LineEnd(status, cwd, timed_out=control.timed_out)
 
     async def complete(self, kind: str, word: str) -> list[str]:
         """Candidates for ``word`` (``kind``: ``command``, ``variable`` or
@@ -325,9 +326,9 @@ class RemoteShell:
         self._session.stdin.write(data)
 
     def _markers_not_coming(self, record: Record) -> None:
-        """The streams a ``status`` record names on its third line get no
-        marker (sh holds the session's pipe on none of its descriptors)."""
-        unmarked = (record.fields() + [""] * 3)[2].split()
+        """The streams a ``status`` record names get no marker (sh holds the
+        session's pipe on none of its descriptors)."""
+        unmarked = record.line_end()[2]
         for name, stream in (("stdout", self._stdout), ("stderr", self._stderr)):
             if name in unmarked and stream is not None:
                 stream.not_coming()
