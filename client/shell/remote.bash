@@ -281,14 +281,43 @@ __rexec_finish() {
     if [ -n "$2" ]; then __rexec_s_nonce=$2; fi
     if [ -n "$__rexec_s_report" ]; then __rexec_report; fi
     if [ -n "$__rexec_s_nonce" ]; then
-        builtin printf '\0%s' "$__rexec_s_nonce" >&"$__rexec_s_out"
-        builtin printf '\0%s' "$__rexec_s_nonce" >&"$__rexec_s_err"
+        if [ -n "$__rexec_s_outfd" ]; then builtin printf '\0%s' "$__rexec_s_nonce" >&"$__rexec_s_outfd"; fi
+        if [ -n "$__rexec_s_errfd" ]; then builtin printf '\0%s' "$__rexec_s_nonce" >&"$__rexec_s_errfd"; fi
         __rexec_s_nonce=
         if [ -n "$__rexec_s_snapshot" ]; then
             __rexec_snapshot "$__rexec_s_snapshot"
             __rexec_s_snapshot=
         fi
     fi
+}
+
+# Where the end of the line's output goes (__rexec_s_outfd, __rexec_s_errfd):
+# the descriptors __rexec_begin made for it while each is still the same
+# pipe as its spare copy; else whichever of the two is still the session's
+# pipe (readlink against its name kept at the start: forks only then); else
+# none, and the status record names the stream (__rexec_s_unmarked) for the
+# client not to wait for it. So a line that takes one of them for itself
+# (`exec 254>file`, a FIFO) never gets a byte of rexec's in it.
+__rexec_mark_fds() {
+    __rexec_s_unmarked=
+    __rexec_find_fd "$__rexec_s_out" "$__rexec_s_outref" "$__rexec_s_outpipe" stdout
+    __rexec_s_outfd=$__rexec_s_fd
+    __rexec_find_fd "$__rexec_s_err" "$__rexec_s_errref" "$__rexec_s_errpipe" stderr
+    __rexec_s_errfd=$__rexec_s_fd
+}
+
+# __rexec_find_fd FD SPARE PIPE NAME: see __rexec_mark_fds; in __rexec_s_fd.
+__rexec_find_fd() {
+    if [[ /dev/fd/$1 -ef /dev/fd/$2 ]]; then
+        __rexec_s_fd=$1
+        return
+    fi
+    for __rexec_s_fd in "$1" "$2"; do
+        if [[ -p /dev/fd/$__rexec_s_fd && $(readlink "/proc/$$/fd/$__rexec_s_fd") == "$3" ]]; then
+            return
+        fi
+    done
+    __rexec_s_fd= __rexec_s_unmarked+=" $4"
 }
 
 # Runs the user's PROMPT_COMMAND, as bash would before its prompt, then sends
@@ -308,7 +337,8 @@ __rexec_report() {
         __rexec_end "$__rexec_s_status" "$__rexec_u_underscore"
         __rexec_u_flags+=$__rexec_s_xtrace
     fi
-    __rexec_send "status $__rexec_s_report"$'\n'"$__rexec_s_status"$'\n'"$PWD"
+    __rexec_mark_fds
+    __rexec_send "status $__rexec_s_report"$'\n'"$__rexec_s_status$__rexec_s_unmarked"$'\n'"$PWD"
     __rexec_s_snapshot=$__rexec_s_report __rexec_s_report=
 }
 
@@ -406,7 +436,10 @@ __rexec_begin() {
     if ! [[ $__rexec_s_value =~ ^[0-9]+$ ]] || ((__rexec_s_value > 256)); then __rexec_s_value=256; fi
     __rexec_s_out=$((__rexec_s_value - 2)) __rexec_s_err=$((__rexec_s_value - 3))
     __rexec_s_setfd=$((__rexec_s_value - 4))
-    builtin eval "exec $__rexec_s_out>&1 $__rexec_s_err>&2"
+    __rexec_s_outref=$((__rexec_s_value - 5)) __rexec_s_errref=$((__rexec_s_value - 6))
+    builtin eval "exec $__rexec_s_out>&1 $__rexec_s_err>&2 $__rexec_s_outref>&1 $__rexec_s_errref>&2"
+    __rexec_s_outfd=$__rexec_s_out __rexec_s_errfd=$__rexec_s_err
+    __rexec_s_outpipe=$(readlink "/proc/$$/fd/1") __rexec_s_errpipe=$(readlink "/proc/$$/fd/2")
     __rexec_s_ctl=$1 __rexec_s_mark=$2
     __rexec_keep_key "$3"
     __rexec_s_running= __rexec_s_report= __rexec_s_nonce= __rexec_s_snapshot= __rexec_s_status=0

@@ -10,9 +10,8 @@
 #   again (which does its work once for each nonce). The user's PS1 and PS2
 #   are kept aside and never shown: rexec draws its own prompt;
 # - no $_, no history, no arrays: the line's $? is all that is given back;
-# - only descriptors 0-9: the output markers go to 9 and 8 (to wherever the
-#   session's pipes still are while a line has taken 9 or 8 for itself, and
-#   nowhere, the status record says so, when the shell holds them on none);
+# - only descriptors 0-9: the output markers go to 9 and 8, checked against
+#   1 and 2 (see __rexec_mark_fds), not to spare copies high up;
 # - the state snapshot holds what sh can print as text (options, variables,
 #   exported names, traps, umask, aliases), not functions: a new shell made
 #   from it has no functions.
@@ -132,42 +131,41 @@ __rexec_mark() {
 }
 
 # Where the session's stdout and stderr are, in __rexec_s_outfd and
-# __rexec_s_errfd: on 9 and 8, the copies kept since __rexec_begin; where a
-# line took one for itself (`exec 9>lockfile`), on whichever descriptor is
-# still that pipe (`exec 3>&1 >file`: 3), never into a file of the user's.
-# Empty when this shell holds the pipe on none: the status record then names
-# the stream after the status (__rexec_s_unmarked), and the client waits for
-# no marker there.
+# __rexec_s_errfd: on 9 and 8, the copies kept since __rexec_begin, while
+# each is the same file as 1 and 2 (here, at the top level, the session's
+# pipes unless a line moved them); else on whichever descriptor is that pipe
+# (readlink against its name kept at the start: forks only then), as after
+# `exec 9>lockfile` or `exec 3>&1 >file`: never into a file or FIFO of the
+# user's. Empty when this shell holds the pipe on none: the status record then
+# names the stream after the status (__rexec_s_unmarked), and the client
+# waits for no marker there.
 __rexec_mark_fds() {
-    __rexec_find_fd 9 "$__rexec_s_outpipe"
-    __rexec_s_outfd=$__rexec_s_fd __rexec_s_unmarked=
-    if [ -z "$__rexec_s_fd" ]; then __rexec_s_unmarked=stdout; fi
-    __rexec_find_fd 8 "$__rexec_s_errpipe"
+    __rexec_s_unmarked=
+    __rexec_find_fd 9 1 "$__rexec_s_outpipe" stdout
+    __rexec_s_outfd=$__rexec_s_fd
+    __rexec_find_fd 8 2 "$__rexec_s_errpipe" stderr
     __rexec_s_errfd=$__rexec_s_fd
-    if [ -z "$__rexec_s_fd" ]; then __rexec_s_unmarked="$__rexec_s_unmarked stderr"; fi
 }
 
-# __rexec_find_fd SPARE PIPE: SPARE if it is still a pipe (no fork: the
-# usual case), else the descriptor that is PIPE (as readlink names it), else
-# nothing; in __rexec_s_fd.
+# __rexec_find_fd FD SAME PIPE NAME: see __rexec_mark_fds; in __rexec_s_fd.
 __rexec_find_fd() {
-    if [ -p "/dev/fd/$1" ]; then
+    if [ "/dev/fd/$1" -ef "/dev/fd/$2" ] && [ -p "/dev/fd/$1" ]; then
         __rexec_s_fd=$1
         return
     fi
-    for __rexec_s_fd in 1 2 3 4 5 6 7 8 9 0; do
+    for __rexec_s_fd in $1 1 2 3 4 5 6 7 8 9 0; do
         if [ -p "/dev/fd/$__rexec_s_fd" ] &&
-            [ "$(readlink "/proc/$$/fd/$__rexec_s_fd" 2>/dev/null)" = "$2" ]; then
+            [ "$(readlink "/proc/$$/fd/$__rexec_s_fd" 2>/dev/null)" = "$3" ]; then
             return
         fi
     done
-    __rexec_s_fd=
+    __rexec_s_fd= __rexec_s_unmarked="$__rexec_s_unmarked $4"
 }
 
 __rexec_report() {
     __rexec_mark_fds
     __rexec_send "status $__rexec_s_report
-$__rexec_s_status $__rexec_s_unmarked
+$__rexec_s_status$__rexec_s_unmarked
 $PWD"
     __rexec_s_snapshot=$__rexec_s_report __rexec_s_report=
 }

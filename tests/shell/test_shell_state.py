@@ -215,6 +215,12 @@ def test_sh_lines_may_take_the_framing_s_descriptors(
     assert printed(shell.run(f"exec 9>{lock} 8>{other}; echo locked"), "locked")
     assert printed(shell.run("echo two; echo err >&2"), "two", "err")
     assert shell.status is None
+    # A FIFO of the user's on 9 is no session pipe either (attacker8 F7).
+    fifo = tmp_path / "fifo"
+    shell.run(f"mkfifo {fifo}; cat {fifo} >{fifo}.out & exec 9>{fifo}")
+    assert printed(shell.run("echo hello-after"), "hello-after")
+    shell.run(f"exec 9>{lock}; wait")
+    assert (tmp_path / "fifo.out").read_bytes() == b""
     # With 9 and 8 taken, the session's stdout and stderr kept on 3 and 4 only,
     # or on none: the prompt comes at once (sh writes the end of the output
     # where it finds the session's pipes, and says when it has none), and the
@@ -226,6 +232,20 @@ def test_sh_lines_may_take_the_framing_s_descriptors(
     assert "\nhidden" not in output and "\nback\n" in output
     assert hidden.read_text() == "gone\n"
     assert lock.read_bytes() == b"" and other.read_bytes() == b""
+
+
+def test_bash_lines_may_take_the_framing_s_descriptors(
+    server: Any, open_shell: OpenShell, tmp_path: Path
+) -> None:
+    # bash keeps its end-of-output markers on two descriptors high up (254 and
+    # 253 where ulimit -n allows): a line that takes them gets nothing of
+    # rexec's in its files, and the session goes on (attacker8 F7).
+    shell = open_shell(server)
+    out, err = tmp_path / "out", tmp_path / "err"
+    shell.run(f'n=$(ulimit -n); ((n > 256)) && n=256; eval "exec $((n-2))>{out} $((n-3))>{err}"')
+    assert printed(shell.run("echo two; echo err >&2"), "two", "err")
+    assert shell.status is None
+    assert out.read_bytes() == b"" and err.read_bytes() == b""
 
 
 def test_xtrace_traces_only_the_user_s_line(server: Any, open_shell: OpenShell) -> None:
