@@ -11,6 +11,11 @@ shell. A third one kills the shell itself; the session continues in a new
 shell made from the last state snapshot (the programs and jobs it ran are
 gone). A time limit (the ``timeout`` built-in) does the same in steps of
 ``TIMEOUT_GRACE`` seconds from its expiry.
+
+Each step after the first waits ``STEP_DELAY`` and is not taken if the line
+has ended by then: Ctrl-C pressed three times in a burst (or held down) on
+``sleep 100`` ends the sleep with the first, and the others must not go on to
+end the shell, as in bash over ssh, where they only clear the next prompt.
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ from ..process import RemoteProcess
 
 #: Seconds between the steps after a line's time limit has expired.
 TIMEOUT_GRACE = 2.0
+#: Seconds a step asked for by Ctrl-C waits for the one before it to act:
+#: the line's end, seen here, cancels it.
+STEP_DELAY = 0.5
 
 
 class LineControl:
@@ -38,6 +46,9 @@ class LineControl:
         self._shell = shell
         self._terminated = False
         self._timer: asyncio.TimerHandle | None = None
+        #: Steps asked for by Ctrl-C and not taken yet, and the next one's timer.
+        self._steps_due = 0
+        self._step_timer: asyncio.TimerHandle | None = None
         #: The shell was killed: the session goes on in a new one.
         self.killed = False
         #: The time limit expired.
@@ -50,7 +61,21 @@ class LineControl:
         self._signal(sig)
 
     def cancel(self) -> None:
-        """Ctrl-C again, soon after: SIGTERM to the group, then the shell's end."""
+        """Ctrl-C again, soon after: the next step, ``STEP_DELAY`` later
+        unless the line ends before (see the module docstring)."""
+        self._steps_due += 1
+        if self._step_timer is None:
+            self._step_timer = asyncio.get_running_loop().call_later(STEP_DELAY, self._due_step)
+
+    def _due_step(self) -> None:
+        self._steps_due -= 1
+        self._step()
+        self._step_timer = None
+        if self._steps_due > 0 and not self.killed:
+            self._step_timer = asyncio.get_running_loop().call_later(STEP_DELAY, self._due_step)
+
+    def _step(self) -> None:
+        """SIGTERM to the group; the next time, the shell's end."""
         if not self._terminated:
             self._terminated = True
             self._signal("SIGTERM")
@@ -62,8 +87,9 @@ class LineControl:
 
     def close(self) -> None:
         """The line has ended: no more steps."""
-        if self._timer is not None:
-            self._timer.cancel()
+        for timer in (self._timer, self._step_timer):
+            if timer is not None:
+                timer.cancel()
 
     def _time_up(self) -> None:
         self.timed_out = True
@@ -71,7 +97,7 @@ class LineControl:
         self._later(TIMEOUT_GRACE, self._time_up_again)
 
     def _time_up_again(self) -> None:
-        self.cancel()
+        self._step()
         if not self.killed:
             self._later(TIMEOUT_GRACE, self._time_up_again)
 
