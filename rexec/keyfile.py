@@ -142,13 +142,17 @@ def directory_open_to_others(path: str | os.PathLike[str]) -> Path | None:
     is in it, as OpenSSH's StrictModes judges: one not owned by this user or
     root, or writable by group or others without the sticky bit (/tmp is
     fine). Directories that do not exist yet are skipped: whoever creates
-    them owns them. None when there is none.
+    them owns them. Both the path as written and where its symbolic links
+    lead are walked, as sshd's ``secure_path`` walks the real one: a link
+    into another user's directory hands them the file. None when there is
+    none.
 
     Raises:
         OSError: a directory on the way can't be examined.
     """
     directory = Path(os.path.abspath(path)).parent
-    for step in (directory, *directory.parents):
+    real = Path(os.path.realpath(directory))
+    for step in dict.fromkeys((directory, *directory.parents, real, *real.parents)):
         try:
             info = os.stat(step)
         except FileNotFoundError:
