@@ -25,6 +25,7 @@ from rexec.protocol import (
     ProtocolError,
     RemoteProtocolError,
     choose_version,
+    endpoint_binding,
     macs_match,
 )
 
@@ -58,7 +59,11 @@ async def handshake(
             the TLS session can't be bound.
     """
     tls = writer.get_extra_info("ssl_object")
-    binding = b"" if tls is None else _tls_binding(tls, peer)
+    binding = (
+        _tls_binding(tls, peer)
+        if tls is not None
+        else endpoint_binding(writer.get_extra_info("sockname"), writer.get_extra_info("peername"))
+    )
     hello = await _receive(reader, writer, protocol, Hello, peer)
     if choose_version(hello.versions) is None:
         raise VersionMismatch(
@@ -139,7 +144,8 @@ def _refusal(error: Error, peer: str) -> RexecConnectionError:
         # middle who changed it, look the same from here.
         return AuthenticationError(
             f"{peer} refused the key (auth.failed): the key file does not match the server's, "
-            "or something between you and the server altered the handshake",
+            "or something between you and the server altered the handshake or relayed it"
+            " (a connection without TLS is bound to its two ends: through a tunnel, use TLS)",
             error.code,
         )
     if error.code == ErrorCode.VERSION_UNSUPPORTED.value:

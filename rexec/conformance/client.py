@@ -119,13 +119,20 @@ class Client:
 
     @property
     def binding(self) -> bytes:
-        """The TLS channel binding of this connection (b"" without TLS).
+        """The binding of this connection: its TLS channel binding, or
+        without TLS its two ends (protocol.md 3.1).
 
         Raises:
             SetupError: a TLS session whose binding can't be computed here.
         """
+        writer = self.wire.writer
+        tls = writer.get_extra_info("ssl_object")
+        if tls is None:
+            return protocol.endpoint_binding(
+                writer.get_extra_info("sockname"), writer.get_extra_info("peername")
+            )
         try:
-            return channel_binding(self.wire.writer.get_extra_info("ssl_object"))
+            return channel_binding(tls)
         except BindingUnavailable as exc:
             raise SetupError(f"no TLS channel binding: {exc}") from None
 

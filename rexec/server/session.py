@@ -41,6 +41,7 @@ from rexec.protocol import (
     Started,
     Stdin,
     StdinEof,
+    endpoint_binding,
 )
 from rexec.server.auth import Handshake, HandshakeFailed
 from rexec.server.commands import start_command
@@ -135,10 +136,18 @@ class Session(asyncio.Protocol):
         """Bind to the TLS channel (if any), start the authentication clock
         and send ``hello``."""
         self.writer.attach(transport)
+        tls = transport.get_extra_info("ssl_object")
         try:
-            # protocol.md [auth.binding]: under TLS the macs cover the
-            # session's tls-exporter value; a session we can't bind is refused.
-            self._binding = channel_binding(transport.get_extra_info("ssl_object"))
+            # protocol.md [auth.binding]: the macs cover the TLS session's
+            # tls-exporter value (a session we can't bind is refused), or
+            # the connection's two ends as we see them (a relay's differ).
+            self._binding = (
+                channel_binding(tls)
+                if tls is not None
+                else endpoint_binding(
+                    transport.get_extra_info("peername"), transport.get_extra_info("sockname")
+                )
+            )
         except BindingUnavailable as exc:
             log(f"refusing a TLS connection from {self.origin.peer}: {exc}", level="error")
             self.writer.fatal(ErrorCode.TLS_BINDING_UNAVAILABLE, "no TLS channel binding")

@@ -18,6 +18,7 @@ from pathlib import Path
 import forkserver
 
 from rexec.protocol import (
+    PROTOCOL_VERSION,
     Auth,
     AuthOk,
     Connection,
@@ -26,6 +27,7 @@ from rexec.protocol import (
     MessageBase,
     Role,
     ServerLimits,
+    endpoint_binding,
 )
 
 #: Bound on every CLI run in these tests.
@@ -74,7 +76,7 @@ async def fake_server(
         protocol = Connection(Role.SERVER)
         nonce = secrets.token_hex(32)
         hello = Hello(
-            versions=versions or [2],
+            versions=versions or [PROTOCOL_VERSION],
             nonce=nonce,
             server="fake",
             limits=limits or protocol.announced_limits(),
@@ -87,7 +89,10 @@ async def fake_server(
             protocol.receive_data(data)
             auth = protocol.next_event()
         if isinstance(auth, Auth):
-            mac = protocol.transcript().server_mac(key if prove else bytes(32), auth.mac)
+            binding = endpoint_binding(
+                writer.get_extra_info("peername"), writer.get_extra_info("sockname")
+            )
+            mac = protocol.transcript(binding).server_mac(key if prove else bytes(32), auth.mac)
             writer.write(protocol.send(AuthOk.with_mac(mac)))
             for message in after_auth:
                 writer.write(protocol.send(message))
