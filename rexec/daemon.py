@@ -22,7 +22,13 @@ from pathlib import Path
 from rexec import eventloop
 from rexec.connect_hint import KEY_FILE_OF_A_KEY, connect_hint
 from rexec.files import TempRecords, UnsafeRecords
-from rexec.keyfile import KeyFileError, default_key_path, load_key, load_or_create_key
+from rexec.keyfile import (
+    KeyFileError,
+    default_key_path,
+    load_key,
+    load_or_create_key,
+    untrusted_place,
+)
 from rexec.log import capture_library_logs, log, loop_exception_handler
 from rexec.log import set_format as set_log_format
 from rexec.log import start_background as log_to_background
@@ -80,6 +86,12 @@ def _tls_context(settings: Settings) -> ssl.SSLContext | None:
     # TLS 1.3: the handshake's macs bind to its tls-exporter (protocol.md 9).
     context.minimum_version = ssl.TLSVersion.TLSv1_3
     try:
+        # As for the key file: another user's CA would vouch for their own
+        # clients, their server key would be theirs to read (attacker8 F9).
+        for path in filter(None, (settings.tls_cert, settings.tls_key, settings.tls_client_ca)):
+            why = untrusted_place(path)
+            if why is not None:
+                raise StartupError(f"cannot load TLS file {path}: {why}")
         context.load_cert_chain(settings.tls_cert, settings.tls_key)
         if settings.tls_client_ca is not None:
             context.verify_mode = ssl.CERT_REQUIRED

@@ -163,6 +163,23 @@ def directory_open_to_others(path: str | os.PathLike[str]) -> Path | None:
     return None
 
 
+def untrusted_place(path: str | os.PathLike[str]) -> str | None:
+    """Why the file or directory at ``path`` (which exists) could be another
+    user's doing, as StrictModes judges a key file: it is not this user's or
+    root's, or a directory above it (or, a directory, itself) lets another
+    user replace what is in it; None when neither.
+
+    Raises:
+        OSError: it can't be examined.
+    """
+    info = os.stat(path)
+    if not trusted_owner(info.st_uid):
+        return f"it is owned by uid {info.st_uid}, not by this user or root"
+    inside = os.path.join(path, "_") if stat.S_ISDIR(info.st_mode) else path
+    step = directory_open_to_others(inside)
+    return None if step is None else f"the directory {step} {OPEN_DIRECTORY}"
+
+
 #: How a directory another user may write in is refused, after its path.
 OPEN_DIRECTORY = (
     "lets another user replace it (it must belong to this user or root, and be writable by "
