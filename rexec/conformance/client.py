@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from rexec import protocol
-from rexec.tls_binding import BindingUnavailable, channel_binding
+from rexec.binding import BindingUnavailable, connection_binding
 
 from .wire import Closed, Wire
 
@@ -125,14 +125,8 @@ class Client:
         Raises:
             SetupError: a TLS session whose binding can't be computed here.
         """
-        writer = self.wire.writer
-        tls = writer.get_extra_info("ssl_object")
-        if tls is None:
-            return protocol.endpoint_binding(
-                writer.get_extra_info("sockname"), writer.get_extra_info("peername")
-            )
         try:
-            return channel_binding(tls)
+            return connection_binding(self.wire.writer, server=False)
         except BindingUnavailable as exc:
             raise SetupError(f"no TLS channel binding: {exc}") from None
 

@@ -39,6 +39,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rexec import protocol
+from rexec.binding import connection_binding
 
 from .serve_scenarios import LIMITS, SCENARIOS, Scenarios
 from .serve_wire import ClientGone
@@ -102,9 +103,7 @@ class ScriptedSession(Scenarios):
             await self.fatal("version.unsupported", "protocol version not supported")
             self.report["violations"].append(f"sent auth version {auth.version}, not offered")
             return
-        binding = protocol.endpoint_binding(
-            self.writer.get_extra_info("peername"), self.writer.get_extra_info("sockname")
-        )
+        binding = connection_binding(self.writer, server=True)
         transcript = protocol.Transcript(hello_frame, self.decoder.raw_header, binding)
         if not protocol.macs_match(transcript.client_mac(self.key), auth.mac):
             await self.fatal("auth.failed", "authentication failed")

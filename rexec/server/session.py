@@ -21,6 +21,7 @@ import signal
 import time
 import typing
 
+from rexec.binding import BindingUnavailable, connection_binding
 from rexec.eventloop import bulk_moved
 from rexec.log import log, log_exception
 from rexec.protocol import (
@@ -41,7 +42,6 @@ from rexec.protocol import (
     Started,
     Stdin,
     StdinEof,
-    endpoint_binding,
 )
 from rexec.server.auth import Handshake, HandshakeFailed
 from rexec.server.commands import start_command
@@ -64,7 +64,6 @@ from rexec.server.server import Server
 from rexec.server.tls_upgrade import TlsUpgrade
 from rexec.server.transfers import start_transfer
 from rexec.server.writer import Terminal, Writer
-from rexec.tls_binding import BindingUnavailable, channel_binding
 
 #: What each deadline ends the connection with.
 _EXPIRED = {
@@ -136,18 +135,9 @@ class Session(asyncio.Protocol):
         """Bind to the TLS channel (if any), start the authentication clock
         and send ``hello``."""
         self.writer.attach(transport)
-        tls = transport.get_extra_info("ssl_object")
         try:
-            # protocol.md [auth.binding]: the macs cover the TLS session's
-            # tls-exporter value (a session we can't bind is refused), or
-            # the connection's two ends as we see them (a relay's differ).
-            self._binding = (
-                channel_binding(tls)
-                if tls is not None
-                else endpoint_binding(
-                    transport.get_extra_info("peername"), transport.get_extra_info("sockname")
-                )
-            )
+            # protocol.md [auth.binding]: a TLS session we can't bind is refused.
+            self._binding = connection_binding(transport, server=True)
         except BindingUnavailable as exc:
             log(f"refusing a TLS connection from {self.origin.peer}: {exc}", level="error")
             self.writer.fatal(ErrorCode.TLS_BINDING_UNAVAILABLE, "no TLS channel binding")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import forkserver
 
+from rexec.binding import connection_binding
 from rexec.protocol import (
     PROTOCOL_VERSION,
     Auth,
@@ -27,7 +28,6 @@ from rexec.protocol import (
     MessageBase,
     Role,
     ServerLimits,
-    endpoint_binding,
 )
 
 #: Bound on every CLI run in these tests.
@@ -89,9 +89,7 @@ async def fake_server(
             protocol.receive_data(data)
             auth = protocol.next_event()
         if isinstance(auth, Auth):
-            binding = endpoint_binding(
-                writer.get_extra_info("peername"), writer.get_extra_info("sockname")
-            )
+            binding = connection_binding(writer, server=True)
             mac = protocol.transcript(binding).server_mac(key if prove else bytes(32), auth.mac)
             writer.write(protocol.send(AuthOk.with_mac(mac)))
             for message in after_auth:

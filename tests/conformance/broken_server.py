@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from rexec import protocol
+from rexec.binding import connection_binding
 from rexec.conformance.cases.handshake import version_1_client_mac
 
 
@@ -1032,9 +1033,7 @@ class Session:
             raise Fatal("version.unsupported", "protocol version not supported")
         if auth.features and "ignore_features" not in self.flags:
             raise Fatal("feature.unsupported", "feature not offered")
-        binding = protocol.endpoint_binding(
-            self.writer.get_extra_info("peername"), self.writer.get_extra_info("sockname")
-        )
+        binding = connection_binding(self.writer, server=True)
         transcript = protocol.Transcript(self.hello_frame, self.frame_head, binding)
         key = self.config.key
         if not (

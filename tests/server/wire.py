@@ -47,7 +47,7 @@ from rexec.protocol import (
     endpoint_binding,
     macs_match,
 )
-from rexec.tls_binding import channel_binding
+from rexec.tls_binding import tls_exporter
 
 #: Default bound on one read from the server.
 EVENT_TIMEOUT = 10.0
@@ -170,7 +170,7 @@ class Wire:
         """The binding of this connection: its TLS channel binding, or
         without TLS its two ends (protocol.md 3.1)."""
         if isinstance(self.sock, ssl.SSLSocket):
-            return channel_binding(self.sock)
+            return tls_exporter(self.sock)
         return endpoint_binding(self.sock.getsockname(), self.sock.getpeername())
 
     def authenticate(
