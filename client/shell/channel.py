@@ -31,6 +31,7 @@ import hmac
 import re
 from collections.abc import Callable
 
+from ..cli.base import one_line
 from ..streams import OutputReader
 
 #: Records nobody waited for that are kept for a later ``expect``.
@@ -178,7 +179,8 @@ class ControlChannel:
         if record.kind == "state":
             self._on_state(record)
         elif record.kind == "warning":
-            self._on_warning("\n".join(record.fields()))
+            # Remote text (a directory's name): inert, on one line.
+            self._on_warning(one_line("\n".join(record.fields())))
         for waiter in self._waiters:
             if record.kind in waiter.kinds and record.seq == waiter.seq:
                 self._waiters.remove(waiter)

@@ -5,6 +5,9 @@ connection or a killed shell gets all of it back."""
 
 from __future__ import annotations
 
+import os
+import re
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -172,22 +175,48 @@ def test_a_change_made_by_the_line_just_before_the_cut_comes_back(
     )
 
 
-def test_a_shell_killed_by_ctrl_c_is_replaced_with_the_session_state(
-    server: Any, open_shell: OpenShell
-) -> None:
-    shell = open_shell(server)
-    shell.run("cd /tmp; KEPT=yes")
-    # A line that ignores SIGINT and SIGTERM: the third Ctrl-C ends the shell.
+def replaced_by_three_ctrl_c(shell: ShellUnderTest) -> str:
+    """Run a line that ignores SIGINT and SIGTERM and press Ctrl-C three
+    times, so that the third ends the shell; what was shown up to the next
+    prompt."""
     shell.child.sendline("trap '' INT TERM; echo sta''rted; sleep 60")
     shell.child.expect_exact("started")
     for _ in range(3):
         shell.child.sendintr()
         time.sleep(0.2)  # each its own SIGINT (pending ones merge into one)
-    output = shell.prompt()
+    return shell.prompt()
+
+
+def test_a_shell_killed_by_ctrl_c_is_replaced_with_the_session_state(
+    server: Any, open_shell: OpenShell
+) -> None:
+    shell = open_shell(server)
+    shell.run("cd /tmp; KEPT=yes")
+    output = replaced_by_three_ctrl_c(shell)
     assert "a new one goes on from the session's state" in output
     assert "Traceback" not in output
     assert shell.cwd == "/tmp"
     assert printed(shell.run("echo $KEPT"), "yes")
+
+
+def test_a_gone_directory_with_escapes_in_its_name_is_reported_inert(
+    server: Any, open_shell: OpenShell
+) -> None:
+    # Attacker8 F3: anyone who names a directory the user enters chose the
+    # text of the "is gone" line after a new shell: a terminal escape, and a
+    # newline that forged a second rexec: line. (A short path: the prompt
+    # shows it.)
+    shell = open_shell(server)
+    parent = tempfile.mkdtemp(prefix="rx", dir="/tmp")
+    shell.run(
+        f'd=$(printf \'{parent}/g\\033]0;T\\007\\nrexec: FORGED\'); mkdir "$d"; cd "$d"; rmdir "$d"'
+    )
+    os.rmdir(parent)
+    output = replaced_by_three_ctrl_c(shell)
+    assert "a new one goes on from the session's state" in output
+    gone = [line for line in output.splitlines() if "is gone" in line]
+    assert gone and "\\x1b]0;T\\x07\\nrexec: FORGED is gone" in gone[0], output
+    assert "\x1b]0;" not in output and not re.search(r"^rexec: FORGED", output, re.M)
 
 
 def test_sh_fallback_keeps_state_too(server: Any, open_shell: OpenShell) -> None:
