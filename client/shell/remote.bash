@@ -171,6 +171,7 @@ __rexec_pre() {
     # decides how rexec edits lines (the client reads it from the snapshot).
     case $4 in
         *o*vi* | *o*emacs*)
+            __rexec_spare_fd
             __rexec_s_body=$__rexec_s_cmd
             __rexec_s_cmd="builtin . /dev/fd/$__rexec_s_setfd $__rexec_s_setfd<<<\"\$__rexec_s_body\""
             ;;
@@ -178,6 +179,29 @@ __rexec_pre() {
     # The history: bash keeps the text of the eval as it reads it (the
     # user's settings, `set -o history` among them, are back by then).
     return 0
+}
+
+# Sets __rexec_s_setfd to a descriptor this shell may open now: 4 below its
+# soft limit of open files, at most 252. A line may have lowered the limit
+# since the session began (`ulimit -n 100`), and bash can't open a descriptor
+# at or above it. Read from /proc, without a fork or BASH_REMATCH (the user's).
+__rexec_spare_fd() {
+    local IFS=$' \t' # the user's may be anything: the limits line splits on blanks
+    __rexec_s_value=256
+    builtin mapfile -t __rexec_s_list </proc/$$/limits 2>/dev/null
+    for __rexec_s_path in "${__rexec_s_list[@]}"; do
+        case $__rexec_s_path in
+            "Max open files "*)
+                __rexec_s_list=(${__rexec_s_path#Max open files})
+                if [[ ${__rexec_s_list[0]} == +([0-9]) ]] && ((__rexec_s_list[0] < 256)); then
+                    __rexec_s_value=${__rexec_s_list[0]}
+                fi
+                break
+                ;;
+        esac
+    done
+    __rexec_s_setfd=$((__rexec_s_value - 4))
+    builtin unset -v __rexec_s_list __rexec_s_path
 }
 
 # Whether TEXT is a complete command: bash -n, with the session's extglob
