@@ -220,7 +220,8 @@ BUILTINS: dict[str, Builtin] = {
         Builtin(
             "exit",
             "exit [N]",
-            "leave with status N (default: the last line's)",
+            "leave with status N (default: the last line's); every job ends with the session,"
+            " nohup and disown too: start one with setsid to keep it",
             _exit,
             takes=_one_word_at_most,
         ),

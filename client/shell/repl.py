@@ -100,7 +100,7 @@ class Repl:
         """Start the remote shell, then read and run units until ``exit``,
         Ctrl-D or the end of input, or a lost connection the user does not
         reconnect; return the exit status."""
-        with self._forwarder.installed():
+        with self._forwarder.installed(quit_too=True):
             try:
                 await self._interruptible(self._start_shell())
             except Interrupted:

@@ -7,7 +7,8 @@ a line of ``rexec shell`` runs, the terminal is told instead to end the input
 line at Ctrl-C (VEOL) and to send no SIGINT for it (VINTR off): each Ctrl-C
 then arrives as its own read, ending in that byte, and the text typed before
 it on that line is dropped, as the terminal's own Ctrl-C drops it. The other
-keys (Ctrl-\\, Ctrl-Z, Ctrl-D, erase) keep what the terminal does with them.
+keys (Ctrl-\\, Ctrl-Z, Ctrl-D, erase) keep what the terminal does with them
+(Ctrl-\\'s SIGQUIT is forwarded to the line by ``rexec shell``).
 """
 
 from __future__ import annotations

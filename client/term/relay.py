@@ -176,15 +176,28 @@ class InterruptForwarder:
                 process.send_signal("SIGINT")
         self._last = now
 
+    def quit(self) -> None:
+        """Handle one SIGQUIT (Ctrl-\\): SIGQUIT to the attached command."""
+        if self._process is not None:
+            with contextlib.suppress(RexecConnectionError):
+                self._process.send_signal("SIGQUIT")
+
     @contextlib.contextmanager
-    def installed(self) -> Iterator[None]:
-        """While active, this forwarder is the event loop's SIGINT handler."""
+    def installed(self, *, quit_too: bool = False) -> Iterator[None]:
+        """While active, this forwarder is the event loop's SIGINT handler,
+        and with ``quit_too`` its SIGQUIT handler: Ctrl-\\ then reaches the
+        remote command instead of ending this program (as over a terminal
+        of ssh's, where it is the remote foreground's)."""
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGINT, self)
+        if quit_too:
+            loop.add_signal_handler(signal.SIGQUIT, self.quit)
         try:
             yield
         finally:
             loop.remove_signal_handler(signal.SIGINT)
+            if quit_too:
+                loop.remove_signal_handler(signal.SIGQUIT)
 
     @contextlib.contextmanager
     def attached(self, process: Interruptible) -> Iterator[None]:

@@ -5,7 +5,9 @@ the remote pty, whose own line discipline then acts on it) and restores the
 saved settings on every way out: leaving the ``with`` block (normally or by an
 exception), interpreter exit (``atexit``), and the signals that end a process
 from outside (SIGHUP when the terminal goes away, SIGTERM, SIGQUIT), after
-which the signal is re-delivered so the process still dies of it.
+which the signal is re-delivered so the process still dies of it. A signal the
+program already handles (``rexec shell`` forwards Ctrl-\\'s SIGQUIT to the
+running line) is left to its handler: the process does not die of it.
 """
 
 from __future__ import annotations
@@ -97,7 +99,11 @@ def restored_modes(fd: int, saved: list[Any]) -> Iterator[None]:
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
 
-    previous = {sig: signal.signal(sig, restore_and_die) for sig in _FATAL_SIGNALS}
+    previous = {
+        sig: signal.signal(sig, restore_and_die)
+        for sig in _FATAL_SIGNALS
+        if signal.getsignal(sig) == signal.SIG_DFL
+    }
     atexit.register(restore)
     try:
         yield

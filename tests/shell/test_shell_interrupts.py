@@ -34,3 +34,19 @@ def test_the_second_ctrl_c_terminates_the_line_s_programs_only(
     output += shell.run('echo "$V6"; kill -0 "$BGPID" && echo bg-alive; kill "$BGPID"')
     assert "a new one goes on" not in output
     assert "\nz\nbg-alive\n" in output
+
+
+def test_ctrl_backslash_quits_the_running_line_not_the_session(
+    server: Any, open_shell: OpenShell
+) -> None:
+    # Over ssh, Ctrl-\ is the remote foreground program's SIGQUIT (the usual
+    # way to end one that ignores Ctrl-C); it ended the local rexec and the
+    # whole session with it (shelluser8 F7).
+    shell = open_shell(server)
+    shell.run("KEPT=yes")
+    shell.child.sendline("trap '' INT; echo sta''rted; sleep 60")
+    shell.child.expect_exact("started")
+    shell.child.send("\x1c")
+    output = shell.prompt()
+    assert shell.status == "SIGQUIT", output  # sleep's, long before its 60 s
+    assert "\nyes\n" in shell.run("echo $KEPT")
