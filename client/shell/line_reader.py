@@ -23,6 +23,7 @@ from typing import Any
 from prompt_toolkit import PromptSession
 from prompt_toolkit.application import Application
 from prompt_toolkit.application import application as _application
+from prompt_toolkit.buffer import Buffer
 from prompt_toolkit.completion import Completer
 from prompt_toolkit.enums import EditingMode
 from prompt_toolkit.filters import is_searching
@@ -223,17 +224,48 @@ class PromptReader:
         self._vi_mode = vi_mode
         self._resize_handled = False
         _lighten(self._session)
+        #: What ``read`` waits for: set with the line as the prompt accepts it.
+        self._outcome: asyncio.Future[str | None] | None = None
+        #: An accepted prompt that has not yet given the terminal back.
+        self._ending: asyncio.Task[str] | None = None
+        buffer = self._session.default_buffer
+        accept = buffer.accept_handler
+        assert accept is not None
+
+        def accepted(buffer: Buffer) -> bool:
+            if self._outcome is not None and not self._outcome.done():
+                self._outcome.set_result(buffer.document.text)
+            return accept(buffer)
+
+        buffer.accept_handler = accepted
 
     async def read(self, *, continuation: bool, watch: asyncio.Future[Any]) -> str:
-        """The next line typed.
+        """The next line typed, as soon as the prompt accepts it: the prompt
+        then still erases itself, writes the line as the terminal keeps it and
+        gives the terminal back (``settled``), while the caller sends the line
+        on its way, so that the remote shell runs it meanwhile.
 
         Raises:
             LineDiscarded: Ctrl-C.
             EOFError: Ctrl-D on an empty line.
             Watched: ``watch`` finished first (the prompt is gone).
         """
+        await self.settled()
+        self._outcome = outcome = asyncio.get_running_loop().create_future()
+
+        def decided(_: asyncio.Future[Any]) -> None:
+            if not outcome.done():
+                outcome.set_result(None)
+
         prompt = asyncio.ensure_future(self._prompt(continuation))
-        await asyncio.wait({prompt, watch}, return_when=asyncio.FIRST_COMPLETED)
+        prompt.add_done_callback(decided)
+        watch.add_done_callback(decided)
+        # Awaited directly: the line comes back before the prompt's own end
+        # runs (the accept handler sets ``outcome`` before the prompt exits).
+        line = await outcome
+        if line is not None:
+            self._ending = prompt
+            return line
         if watch.done() and not prompt.done():
             app = self._session.app
             if app.is_running:
@@ -243,8 +275,20 @@ class PromptReader:
                 raise Watched(watch.result())
         return await prompt
 
+    async def settled(self) -> None:
+        """Wait until the last accepted prompt has given the terminal back:
+        what is written to the terminal, or read from it, waits for this."""
+        ending = self._ending
+        if ending is None:
+            return
+        await asyncio.wait({ending})  # not cancelled with a waiter
+        if self._ending is ending:
+            self._ending = None
+            ending.result()  # a fault in the prompt's end, once
+
     async def _prompt(self, continuation: bool) -> str:
-        message = CONTINUATION if continuation else self._message
+        # Fixed as the prompt starts: the state may change before it is echoed.
+        message = to_formatted_text(CONTINUATION if continuation else self._message())
         if not self._resize_handled:
             _keep_resize_handler(self._session.app)
             self._resize_handled = True
@@ -262,7 +306,7 @@ class PromptReader:
             raise LineDiscarded() from None
         finally:
             if app.render_counter != drawn:
-                self._echo(to_formatted_text(message() if callable(message) else message))
+                self._echo(message)
 
     def _echo(self, prompt: StyleAndTextTuples) -> None:
         """Write the prompt that was erased and the line as it was left
@@ -298,3 +342,6 @@ class PipeReader:
         if not data:
             raise EOFError
         return data.decode("utf-8", "replace").removesuffix("\n")
+
+    async def settled(self) -> None:
+        """Nothing to wait for: no prompt is drawn."""
