@@ -14,34 +14,26 @@ From a pipe or a file: lines as they come, no prompt.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 import sys
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from prompt_toolkit import PromptSession
-from prompt_toolkit.application import Application
-from prompt_toolkit.application import application as _application
 from prompt_toolkit.buffer import Buffer
-from prompt_toolkit.cache import SimpleCache
 from prompt_toolkit.completion import Completer
 from prompt_toolkit.enums import EditingMode
 from prompt_toolkit.filters import is_searching
 from prompt_toolkit.formatted_text import AnyFormattedText, StyleAndTextTuples, to_formatted_text
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
-from prompt_toolkit.key_binding import KeyBindings, KeyBindingsBase, KeyPressEvent
-from prompt_toolkit.key_binding.key_bindings import Binding, KeysTuple
-from prompt_toolkit.layout import ConditionalContainer, FloatContainer, Layout
+from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from prompt_toolkit.layout.screen import Char
-from prompt_toolkit.output import Output, create_output
-from prompt_toolkit.output.vt100 import Vt100_Output
 from prompt_toolkit.renderer import print_formatted_text
 from prompt_toolkit.search import accept_search, stop_search
 from prompt_toolkit.styles import DummyStyle, Style
 
 from .display import say
 from .history_file import history_path
+from .prompt_tuning import keep_resize_handler, lighten, look_up_bindings_once, terminal_output
 
 #: The prompt of a continuation line, as bash's PS2.
 CONTINUATION = "> "
@@ -93,108 +85,6 @@ def _open_history() -> History:
         say(f"history not kept: {path}: {exc.strerror or exc}")
         return InMemoryHistory()
     return FileHistory(str(path))
-
-
-def terminal_output() -> Output:
-    """Where the prompts are drawn: the terminal, asked no cursor position.
-
-    prompt_toolkit asks the terminal where the cursor is (a CPR request) at
-    each prompt, only to size a completion menu, and waits up to a second for
-    the answer when a prompt ends before the answer came (a line typed ahead
-    or pasted, a terminal or harness that never answers): every such line
-    would start that much late. bash asks nothing; neither does rexec.
-    """
-    output = create_output()
-    if isinstance(output, Vt100_Output):
-        output.enable_cpr = False
-    return output
-
-
-def _lighten(session: PromptSession[str]) -> None:
-    """Give ``session`` a layout of only what rexec's prompt shows: the
-    prompt and its line (or the Ctrl-R search in its place) and the completion
-    menu.
-
-    ``PromptSession`` lays out every feature a prompt may have (a frame, the
-    validation, system, argument, multi-line search and bottom toolbars, a
-    multi-column completion menu, a right prompt), each hidden by a filter
-    when unused, and walks them all on each key and each render (twice a
-    line): about two thirds of the CLI's CPU for a line. rexec sets none of
-    them. Where the layout is not the one this expects (another
-    prompt_toolkit), it is kept as it is.
-    """
-    framed = session.layout.container.get_children()[0]
-    main = framed.alternative_content if isinstance(framed, ConditionalContainer) else None
-    if not isinstance(main, FloatContainer) or not main.floats:
-        return
-    main.floats = main.floats[:1]  # the single-column completion menu
-    session.layout = session.app.layout = Layout(
-        main, focused_element=session.layout.current_window
-    )
-
-
-class _BindingsByWindow(KeyBindingsBase):
-    """An application's key bindings, each key's looked up once per focused
-    window.
-
-    prompt_toolkit finds the bindings of every key press (twice: those it
-    matches and those it starts) by walking the layout for its controls and
-    computing the version of every merged set of bindings: ~40 µs a key
-    (measured), five keys for ``true`` and Enter. rexec's prompt adds or
-    removes no binding while it runs (vi or emacs mode, a search, are the
-    bindings' filters, evaluated at each key as before), so what the lookup
-    finds depends only on the keys and the focused window (the line, or the
-    Ctrl-R search field).
-    """
-
-    def __init__(self, app: Application[str], bindings: KeyBindingsBase) -> None:
-        self._app = app
-        self._bindings = bindings
-        self._for_keys: SimpleCache[Hashable, list[Binding]] = SimpleCache(maxsize=256)
-        self._starting: SimpleCache[Hashable, list[Binding]] = SimpleCache(maxsize=256)
-
-    def get_bindings_for_keys(self, keys: KeysTuple) -> list[Binding]:
-        return self._for_keys.get(
-            (self._app.layout.current_window, keys),
-            lambda: self._bindings.get_bindings_for_keys(keys),
-        )
-
-    def get_bindings_starting_with_keys(self, keys: KeysTuple) -> list[Binding]:
-        return self._starting.get(
-            (self._app.layout.current_window, keys),
-            lambda: self._bindings.get_bindings_starting_with_keys(keys),
-        )
-
-    @property
-    def _version(self) -> Hashable:
-        raise NotImplementedError  # never merged into other bindings
-
-    @property
-    def bindings(self) -> list[Binding]:
-        raise NotImplementedError  # as prompt_toolkit's own application bindings
-
-
-@contextlib.contextmanager
-def _no_resize_handler(handler: Callable[[], None]) -> Iterator[None]:
-    """In place of prompt_toolkit's own (see ``_keep_resize_handler``)."""
-    yield
-
-
-def _keep_resize_handler(app: Application[str]) -> None:
-    """Redraw ``app``'s prompt on SIGWINCH through one handler installed for
-    the session, instead of the one prompt_toolkit installs as each prompt
-    starts and removes as it ends: asyncio checks the signal against
-    ``signal.valid_signals()`` both times, 140 µs a line (measured). The
-    prompt is this process's only prompt_toolkit application, so its
-    per-prompt handler is turned off for the process; a resize while a line
-    runs (no prompt) draws nothing, as before."""
-
-    def resized() -> None:
-        if app.is_running:
-            app._on_resize()  # what prompt_toolkit's handler calls
-
-    asyncio.get_running_loop().add_signal_handler(signal.SIGWINCH, resized)
-    _application.attach_winch_signal_handler = _no_resize_handler
 
 
 def _continuation(width: int, line_number: int, wrap_count: int) -> str:
@@ -266,9 +156,8 @@ class PromptReader:
         self._style = style or DummyStyle()
         self._vi_mode = vi_mode
         self._resize_handled = False
-        _lighten(self._session)
-        processor = self._session.app.key_processor
-        processor._bindings = _BindingsByWindow(self._session.app, processor._bindings)
+        lighten(self._session)
+        look_up_bindings_once(self._session.app)
         #: What ``read`` waits for: set with the line as the prompt accepts it.
         self._outcome: asyncio.Future[str | None] | None = None
         #: An accepted prompt that has not yet given the terminal back.
@@ -335,7 +224,7 @@ class PromptReader:
         # Fixed as the prompt starts: the state may change before it is echoed.
         message = to_formatted_text(CONTINUATION if continuation else self._message())
         if not self._resize_handled:
-            _keep_resize_handler(self._session.app)
+            keep_resize_handler(self._session.app)
             self._resize_handled = True
         self._session.editing_mode = EditingMode.VI if self._vi_mode() else EditingMode.EMACS
         app = self._session.app

@@ -35,9 +35,10 @@ from .builtins import ExitShell, find_builtin
 from .completer import RemoteCompleter
 from .display import TerminalOutput, say
 from .leaving import ServerLeaving
-from .line_reader import LineDiscarded, PipeReader, PromptReader, Watched, terminal_output
+from .line_reader import LineDiscarded, PipeReader, PromptReader, Watched
 from .opening import open_shell
 from .prompt_text import STYLE, prompt_text
+from .prompt_tuning import terminal_output
 from .session import LineEnd, RemoteShell, ShellEnded
 from .state import EXIT_TIMEOUT, SessionState, Snapshot
 from .syntax import ends_in_continuation, surely_complete
