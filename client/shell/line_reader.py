@@ -33,7 +33,13 @@ from prompt_toolkit.styles import DummyStyle, Style
 
 from .display import say
 from .history_file import history_path
-from .prompt_tuning import keep_resize_handler, lighten, look_up_bindings_once, terminal_output
+from .prompt_tuning import (
+    keep_resize_handler,
+    lighten,
+    look_up_bindings_once,
+    schedule_renders_in_loop,
+    terminal_output,
+)
 
 #: The prompt of a continuation line, as bash's PS2.
 CONTINUATION = "> "
@@ -158,6 +164,7 @@ class PromptReader:
         self._resize_handled = False
         lighten(self._session)
         look_up_bindings_once(self._session.app)
+        schedule_renders_in_loop()
         #: What ``read`` waits for: set with the line as the prompt accepts it.
         self._outcome: asyncio.Future[str | None] | None = None
         #: An accepted prompt that has not yet given the terminal back.

@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 from collections.abc import Callable, Hashable, Iterator
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.application import Application
 from prompt_toolkit.application import application as _application
 from prompt_toolkit.cache import SimpleCache
+from prompt_toolkit.eventloop.utils import call_soon_threadsafe as _call_soon_threadsafe
 from prompt_toolkit.key_binding import KeyBindingsBase
 from prompt_toolkit.key_binding.key_bindings import Binding, KeysTuple
 from prompt_toolkit.layout import ConditionalContainer, FloatContainer, Layout
@@ -97,6 +99,41 @@ class BindingsByWindow(KeyBindingsBase):
     @property
     def bindings(self) -> list[Binding]:
         raise NotImplementedError  # as prompt_toolkit's own application bindings
+
+
+def _call_soon(
+    func: Callable[[], None],
+    max_postpone_time: float | None = None,
+    loop: asyncio.AbstractEventLoop | None = None,
+) -> None:
+    """prompt_toolkit's ``call_soon_threadsafe`` (how a render is scheduled,
+    postponed while other callbacks are ready, up to ``max_postpone_time``),
+    queued with ``call_soon`` when called in the loop's own thread:
+    ``call_soon_threadsafe`` writes to the loop's self-pipe at every
+    postponement, nine times a line (measured), to wake a loop that is awake.
+    """
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:  # another thread: prompt_toolkit's own way
+        running = None
+    if running is None or (loop is not None and loop is not running):
+        _call_soon_threadsafe(func, max_postpone_time, loop)
+        return
+    until = None if max_postpone_time is None else time.monotonic() + max_postpone_time
+
+    def schedule() -> None:
+        if until is None or not getattr(running, "_ready", ()) or time.monotonic() > until:
+            func()
+        else:
+            running.call_soon(schedule)
+
+    running.call_soon(schedule)
+
+
+def schedule_renders_in_loop() -> None:
+    """Have prompt_toolkit schedule its renders with ``_call_soon`` (for this
+    process: the prompt is its only prompt_toolkit application)."""
+    _application.call_soon_threadsafe = _call_soon
 
 
 def look_up_bindings_once(app: Application[str]) -> None:
