@@ -192,7 +192,8 @@ class PromptReader:
             Watched: ``watch`` finished first (the prompt is gone).
         """
         await self.settled()
-        self._outcome = outcome = asyncio.get_running_loop().create_future()
+        outcome: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        self._outcome = outcome
 
         def decided(_: asyncio.Future[Any]) -> None:
             if not outcome.done():

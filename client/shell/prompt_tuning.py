@@ -133,7 +133,7 @@ def _call_soon(
 def schedule_renders_in_loop() -> None:
     """Have prompt_toolkit schedule its renders with ``_call_soon`` (for this
     process: the prompt is its only prompt_toolkit application)."""
-    _application.call_soon_threadsafe = _call_soon
+    _application.call_soon_threadsafe = _call_soon  # type: ignore[attr-defined]
 
 
 def look_up_bindings_once(app: Application[str]) -> None:
