@@ -379,7 +379,7 @@ class LibraryShell:
         t = time.perf_counter()
         self.loop.run_until_complete(
             self.shell.run_line(
-                text.decode(), "run", typed_input=False, interrupts=self.interrupts, timeout=None
+                text.decode(), "run", typed_input=None, interrupts=self.interrupts, timeout=None
             )
         )
         return time.perf_counter() - t

@@ -35,18 +35,23 @@ from run import CLK_TCK, _ticks, _tree  # noqa: E402
 
 #: The CLI, imported from the tree in argv[1] (its packages linked under their
 #: import names in that directory) and not from an editable install.
-_CLI = """
+FROM_TREE = """
 import sys
 packages = sys.argv.pop(1)
 sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f)]
 sys.path.insert(0, packages)
+"""
+_CLI = (
+    FROM_TREE
+    + """
 from rexec_client.cli import main
 sys.exit(main())
 """
+)
 WARM_LINES = 20
 
 
-def _packages(tree: Path, into: Path) -> Path:
+def import_dir(tree: Path, into: Path) -> Path:
     """A directory where ``tree``'s packages have their import names."""
     into.mkdir()
     (into / "rexec_client").symlink_to(tree.resolve() / "client")
@@ -75,7 +80,7 @@ def main() -> None:
             servers[side].start_rexecd()
             argv = servers[side].rexec("shell", servers[side].address)
             # argv is [python, "-c", CODE, ...]: the CLI's code is replaced.
-            packages = _packages(tree, tmp / f"{side}-packages")
+            packages = import_dir(tree, tmp / f"{side}-packages")
             shells[side] = PromptSession(
                 [argv[0], "-c", _CLI, str(packages), *argv[3:]], REXEC_PROMPT
             )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import BinaryIO
 
 from prompt_toolkit.application import run_in_terminal
@@ -41,9 +41,14 @@ class TerminalOutput:
     A local stdout that was closed (``rexec shell < script | head``) takes
     nothing more; the session goes on, as a shell's does when one of its
     commands meets a closed pipe.
+
+    Args:
+        terminal_free: what each write waits for first (a prompt that
+            still has the terminal).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, terminal_free: Callable[[], Awaitable[None]]) -> None:
+        self._terminal_free = terminal_free
         self._paint = stderr_painter()
         self._broken: set[int] = set()
 
@@ -54,6 +59,7 @@ class TerminalOutput:
         await self._show(sys.stderr.buffer, self._paint(data) if self._paint else data)
 
     async def _show(self, file: BinaryIO, data: bytes) -> None:
+        await self._terminal_free()
         app = get_app_or_none()
         if app is not None and app.is_running and not app.is_done:
             await run_in_terminal(lambda: self._write(file, data), in_executor=False)

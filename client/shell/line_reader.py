@@ -14,31 +14,32 @@ From a pipe or a file: lines as they come, no prompt.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from prompt_toolkit import PromptSession
-from prompt_toolkit.application import Application
-from prompt_toolkit.application import application as _application
+from prompt_toolkit.buffer import Buffer
 from prompt_toolkit.completion import Completer
 from prompt_toolkit.enums import EditingMode
 from prompt_toolkit.filters import is_searching
 from prompt_toolkit.formatted_text import AnyFormattedText, StyleAndTextTuples, to_formatted_text
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
-from prompt_toolkit.layout import ConditionalContainer, FloatContainer, Layout
 from prompt_toolkit.layout.screen import Char
-from prompt_toolkit.output import Output, create_output
-from prompt_toolkit.output.vt100 import Vt100_Output
 from prompt_toolkit.renderer import print_formatted_text
 from prompt_toolkit.search import accept_search, stop_search
 from prompt_toolkit.styles import DummyStyle, Style
 
 from .display import say
 from .history_file import history_path
+from .prompt_tuning import (
+    keep_resize_handler,
+    lighten,
+    look_up_bindings_once,
+    schedule_renders_in_loop,
+    terminal_output,
+)
 
 #: The prompt of a continuation line, as bash's PS2.
 CONTINUATION = "> "
@@ -90,67 +91,6 @@ def _open_history() -> History:
         say(f"history not kept: {path}: {exc.strerror or exc}")
         return InMemoryHistory()
     return FileHistory(str(path))
-
-
-def terminal_output() -> Output:
-    """Where the prompts are drawn: the terminal, asked no cursor position.
-
-    prompt_toolkit asks the terminal where the cursor is (a CPR request) at
-    each prompt, only to size a completion menu, and waits up to a second for
-    the answer when a prompt ends before the answer came (a line typed ahead
-    or pasted, a terminal or harness that never answers): every such line
-    would start that much late. bash asks nothing; neither does rexec.
-    """
-    output = create_output()
-    if isinstance(output, Vt100_Output):
-        output.enable_cpr = False
-    return output
-
-
-def _lighten(session: PromptSession[str]) -> None:
-    """Give ``session`` a layout of only what rexec's prompt shows: the
-    prompt and its line (or the Ctrl-R search in its place) and the completion
-    menu.
-
-    ``PromptSession`` lays out every feature a prompt may have (a frame, the
-    validation, system, argument, multi-line search and bottom toolbars, a
-    multi-column completion menu, a right prompt), each hidden by a filter
-    when unused, and walks them all on each key and each render (twice a
-    line): about two thirds of the CLI's CPU for a line. rexec sets none of
-    them. Where the layout is not the one this expects (another
-    prompt_toolkit), it is kept as it is.
-    """
-    framed = session.layout.container.get_children()[0]
-    main = framed.alternative_content if isinstance(framed, ConditionalContainer) else None
-    if not isinstance(main, FloatContainer) or not main.floats:
-        return
-    main.floats = main.floats[:1]  # the single-column completion menu
-    session.layout = session.app.layout = Layout(
-        main, focused_element=session.layout.current_window
-    )
-
-
-@contextlib.contextmanager
-def _no_resize_handler(handler: Callable[[], None]) -> Iterator[None]:
-    """In place of prompt_toolkit's own (see ``_keep_resize_handler``)."""
-    yield
-
-
-def _keep_resize_handler(app: Application[str]) -> None:
-    """Redraw ``app``'s prompt on SIGWINCH through one handler installed for
-    the session, instead of the one prompt_toolkit installs as each prompt
-    starts and removes as it ends: asyncio checks the signal against
-    ``signal.valid_signals()`` both times, 140 µs a line (measured). The
-    prompt is this process's only prompt_toolkit application, so its
-    per-prompt handler is turned off for the process; a resize while a line
-    runs (no prompt) draws nothing, as before."""
-
-    def resized() -> None:
-        if app.is_running:
-            app._on_resize()  # what prompt_toolkit's handler calls
-
-    asyncio.get_running_loop().add_signal_handler(signal.SIGWINCH, resized)
-    _application.attach_winch_signal_handler = _no_resize_handler
 
 
 def _continuation(width: int, line_number: int, wrap_count: int) -> str:
@@ -222,18 +162,52 @@ class PromptReader:
         self._style = style or DummyStyle()
         self._vi_mode = vi_mode
         self._resize_handled = False
-        _lighten(self._session)
+        lighten(self._session)
+        look_up_bindings_once(self._session.app)
+        schedule_renders_in_loop()
+        #: What ``read`` waits for: set with the line as the prompt accepts it.
+        self._outcome: asyncio.Future[str | None] | None = None
+        #: An accepted prompt that has not yet given the terminal back.
+        self._ending: asyncio.Task[str] | None = None
+        buffer = self._session.default_buffer
+        accept = buffer.accept_handler
+        assert accept is not None
+
+        def accepted(buffer: Buffer) -> bool:
+            if self._outcome is not None and not self._outcome.done():
+                self._outcome.set_result(buffer.document.text)
+            return accept(buffer)
+
+        buffer.accept_handler = accepted
 
     async def read(self, *, continuation: bool, watch: asyncio.Future[Any]) -> str:
-        """The next line typed.
+        """The next line typed, as soon as the prompt accepts it: the prompt
+        then still erases itself, writes the line as the terminal keeps it and
+        gives the terminal back (``settled``), while the caller sends the line
+        on its way, so that the remote shell runs it meanwhile.
 
         Raises:
             LineDiscarded: Ctrl-C.
             EOFError: Ctrl-D on an empty line.
             Watched: ``watch`` finished first (the prompt is gone).
         """
+        await self.settled()
+        outcome: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        self._outcome = outcome
+
+        def decided(_: asyncio.Future[Any]) -> None:
+            if not outcome.done():
+                outcome.set_result(None)
+
         prompt = asyncio.ensure_future(self._prompt(continuation))
-        await asyncio.wait({prompt, watch}, return_when=asyncio.FIRST_COMPLETED)
+        prompt.add_done_callback(decided)
+        watch.add_done_callback(decided)
+        # Awaited directly: the line comes back before the prompt's own end
+        # runs (the accept handler sets ``outcome`` before the prompt exits).
+        line = await outcome
+        if line is not None:
+            self._ending = prompt
+            return line
         if watch.done() and not prompt.done():
             app = self._session.app
             if app.is_running:
@@ -243,10 +217,22 @@ class PromptReader:
                 raise Watched(watch.result())
         return await prompt
 
+    async def settled(self) -> None:
+        """Wait until the last accepted prompt has given the terminal back:
+        what is written to the terminal, or read from it, waits for this."""
+        ending = self._ending
+        if ending is None:
+            return
+        await asyncio.wait({ending})  # not cancelled with a waiter
+        if self._ending is ending:
+            self._ending = None
+            ending.result()  # a fault in the prompt's end, once
+
     async def _prompt(self, continuation: bool) -> str:
-        message = CONTINUATION if continuation else self._message
+        # Fixed as the prompt starts: the state may change before it is echoed.
+        message = to_formatted_text(CONTINUATION if continuation else self._message())
         if not self._resize_handled:
-            _keep_resize_handler(self._session.app)
+            keep_resize_handler(self._session.app)
             self._resize_handled = True
         self._session.editing_mode = EditingMode.VI if self._vi_mode() else EditingMode.EMACS
         app = self._session.app
@@ -262,7 +248,7 @@ class PromptReader:
             raise LineDiscarded() from None
         finally:
             if app.render_counter != drawn:
-                self._echo(to_formatted_text(message() if callable(message) else message))
+                self._echo(message)
 
     def _echo(self, prompt: StyleAndTextTuples) -> None:
         """Write the prompt that was erased and the line as it was left
@@ -298,3 +284,6 @@ class PipeReader:
         if not data:
             raise EOFError
         return data.decode("utf-8", "replace").removesuffix("\n")
+
+    async def settled(self) -> None:
+        """Nothing to wait for: no prompt is drawn."""

@@ -25,10 +25,7 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 from prompt_toolkit import PromptSession
-from prompt_toolkit.formatted_text import FormattedText
-from prompt_toolkit.styles import Style
 
-from ..cli.base import one_line
 from ..cli.common import EXIT_FAILURE, EXIT_INTERRUPTED, open_connection
 from ..connection import ClientConnection
 from ..errors import RemoteCommandError, RexecConnectionError, RexecError
@@ -38,15 +35,13 @@ from .builtins import ExitShell, find_builtin
 from .completer import RemoteCompleter
 from .display import TerminalOutput, say
 from .leaving import ServerLeaving
-from .line_reader import LineDiscarded, PipeReader, PromptReader, Watched, terminal_output
+from .line_reader import LineDiscarded, PipeReader, PromptReader, Watched
 from .opening import open_shell
+from .prompt_text import STYLE, prompt_text
+from .prompt_tuning import terminal_output
 from .session import LineEnd, RemoteShell, ShellEnded
 from .state import EXIT_TIMEOUT, SessionState, Snapshot
 from .syntax import ends_in_continuation, surely_complete
-
-_STYLE = Style.from_dict(
-    {"status": "ansired bold", "user": "ansigreen bold", "cwd": "ansiblue bold"}
-)
 
 T = TypeVar("T")
 
@@ -84,17 +79,18 @@ class Repl:
         self.shell: RemoteShell | None = None
         self.state = SessionState()
         self._forwarder = InterruptForwarder()
-        self._output = TerminalOutput()
         self._leaving = ServerLeaving()
         self._interactive = sys.stdin.isatty()
         self._reader: PromptReader | PipeReader = PipeReader()
         if self._interactive:
             self._reader = PromptReader(
                 RemoteCompleter(lambda: self.shell),
-                self._message,
-                _STYLE if colour_enabled(sys.stdout) else None,
+                lambda: prompt_text(self.state),
+                STYLE if colour_enabled(sys.stdout) else None,
                 lambda: self.state.editing_mode == "vi",
             )
+        # The remote output waits for an accepted prompt to give the terminal back.
+        self._output = TerminalOutput(self._reader.settled)
 
     async def run(self) -> int:
         """Start the remote shell, then read and run units until ``exit``,
@@ -144,18 +140,18 @@ class Repl:
             return
         except EOFError:
             raise ExitShell(self.state.last_status) from None
+        found = find_builtin(text) if text.strip() else None
+        if self._leaving.error is None and text.strip() and found is None:
+            await self._run_unit(text)  # sent while the prompt gives the terminal back
+            return
+        await self._reader.settled()
         if self._leaving.error is not None:  # said at the prompt: the line is not run
             self._remember(text)
             raise self._leaving.error
-        if not text.strip():
-            return
-        found = find_builtin(text)
         if found is not None:
             self._remember(text)
             builtin, rest = found
             self.state.record(await builtin.run(self, rest))
-            return
-        await self._run_unit(text)
 
     async def _run_unit(self, text: str) -> None:
         """Run ``text`` in the remote shell, reading continuation lines while
@@ -179,14 +175,19 @@ class Repl:
                 forced = True
 
     async def _run_line(self, text: str, mode: str) -> LineEnd:
+        """Send ``text`` at once, the prompt perhaps still giving the terminal
+        back; return, or raise, once it has."""
         assert self.shell is not None
-        return await self.shell.run_line(
-            text,
-            mode,
-            typed_input=self._interactive,
-            interrupts=self._forwarder,
-            timeout=self.state.timeout,
-        )
+        try:
+            return await self.shell.run_line(
+                text,
+                mode,
+                typed_input=self._reader.settled if self._interactive else None,
+                interrupts=self._forwarder,
+                timeout=self.state.timeout,
+            )
+        finally:
+            await self._reader.settled()
 
     def _record(self, end: LineEnd) -> None:
         if end.timed_out:
@@ -201,21 +202,6 @@ class Repl:
             self._reader.history.add(text)
 
     # --- reading -------------------------------------------------------------------
-
-    def _message(self) -> FormattedText:
-        state = self.state
-        who = state.identity
-        parts: list[tuple[str, str]] = []
-        if state.last_label:
-            parts.append(("class:status", f"[{state.last_label}] "))
-        user = f"{who.user}@" if who.user else ""
-        parts += [
-            ("class:user", one_line(f"{user}{who.host}")),
-            ("", ":"),
-            ("class:cwd", one_line(state.display_cwd())),
-            ("", "# " if who.user == "root" else "$ "),
-        ]
-        return FormattedText(parts)
 
     async def _read(self, *, continuation: bool) -> str:
         """The next line; raises EOFError, LineDiscarded, or what ended

@@ -208,14 +208,15 @@ class RemoteShell:
         text: str,
         mode: str,
         *,
-        typed_input: bool,
+        typed_input: Callable[[], Awaitable[None]] | None,
         interrupts: InterruptForwarder,
         timeout: float | None,
     ) -> LineEnd:
         """Run ``text`` in the shell, its output going where ``start`` said;
         return how it ended. ``mode`` is ``run``, ``check`` (only if it is
         complete; else ``more``) or ``force`` (as it is). With
-        ``typed_input`` local stdin feeds the line, else it reads nothing.
+        ``typed_input`` local stdin feeds the line once that returns (the
+        terminal is free: the line is sent before), else it reads nothing.
         Ctrl-C (through ``interrupts``) and ``timeout`` act as
         ``interrupts.LineControl`` says.
 
@@ -244,7 +245,7 @@ class RemoteShell:
         self._line_control = control = LineControl(
             self._session, self._connection, self._cwd, timeout
         )
-        feeder = asyncio.create_task(self._line_stdin.forward(interrupts)) if typed_input else None
+        feeder = asyncio.create_task(self._feed(typed_input, interrupts)) if typed_input else None
         try:
             with interrupts.attached(control):
                 record = await self._until(answer)
@@ -271,6 +272,12 @@ class RemoteShell:
             await self._out(b"\n")  # the prompt below the terminal's ^C
         status, cwd, _ = record.line_end()
         return LineEnd(status, cwd, timed_out=control.timed_out)
+
+    async def _feed(
+        self, terminal_free: Callable[[], Awaitable[None]], interrupts: InterruptForwarder
+    ) -> None:
+        await terminal_free()
+        await self._line_stdin.forward(interrupts)
 
     async def complete(self, kind: str, word: str) -> list[str]:
         """Candidates for ``word`` (``kind``: ``command``, ``variable`` or
