@@ -26,6 +26,10 @@ import tty
 
 import floor_frames as ff
 
+#: What ``echo`` prints once its terminal is raw and its session asked for:
+#: keys typed before then would meet the terminal's own line editing.
+READY = b"FLOOR UP\r\n"  # no lower-case letter: the bench types those
+
 
 class Client:
     """One connection; ``run`` waits for each command's exit in turn."""
@@ -64,12 +68,13 @@ def transfer(direction: str, host: str, port: int, src: str, dst: str, variant: 
 
 
 def echo(host: str, port: int) -> int:
-    sock = ff.nodelay(socket.create_connection((host, port)))
-    reader = ff.Reader(sock, 4096)
     saved = termios.tcgetattr(0)
     tty.setraw(0)
+    sock = ff.nodelay(socket.create_connection((host, port)))
+    reader = ff.Reader(sock, 4096)
     try:
         sock.sendall(ff.frame(type="pty"))
+        os.write(1, READY)
         while True:
             ready, _, _ = select.select([0, sock], [], [])
             if 0 in ready:

@@ -2,21 +2,25 @@
 minimally needs (socket, json, one pydantic model), connects, sends one
 ``run true`` frame and reads the reply frames to the exit status.
 
-    python bench/floor_cold.py HOST PORT [--asyncio]
+    python [-S] bench/floor_cold.py HOST PORT [--asyncio] [--path SITE_PACKAGES]
 
-``--asyncio`` also imports asyncio (the price of a client built on it). The
+``--asyncio`` also imports asyncio (the price of a client built on it).
+``-S`` skips ``site`` (its ``.pth`` files, the venv's set-up); ``--path``
+then names where pydantic is installed, as a launcher would hard-code it. The
 collector is paused first, as the ``rexec`` program does at start-up.
 Deliberately self-contained: importing ``floor_frames`` would add its imports.
 """
 
 import gc
+import sys
 
 gc.disable()
+if "--path" in sys.argv:
+    sys.path.append(sys.argv[sys.argv.index("--path") + 1])
 
 import json  # noqa: E402
 import socket  # noqa: E402
 import struct  # noqa: E402
-import sys  # noqa: E402
 from typing import Literal  # noqa: E402
 
 from pydantic import BaseModel, Field  # noqa: E402

@@ -181,7 +181,9 @@ def serve_connection(conn: socket.socket, args) -> None:
 def serve_threads(sock: socket.socket, args) -> None:
     while True:
         conn, _ = sock.accept()
-        threading.Thread(target=serve_connection, args=(ff.nodelay(conn), args), daemon=True).start()
+        threading.Thread(
+            target=serve_connection, args=(ff.nodelay(conn), args), daemon=True
+        ).start()
 
 
 class RunProtocol(asyncio.Protocol):
