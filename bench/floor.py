@@ -47,6 +47,9 @@ SERVERS = {
     "asyncio+posix_spawn": (["--io", "asyncio"], ("rt", "conc", "bulk")),
     "threads+splice": (["--out", "splice"], ("bulk",)),
     "transfer-plain": (["--transfer", "plain"], ()),
+    # The 16 connections driven from one thread by a selector (the others: a thread each).
+    "threads+popen, selector client": (["--spawn", "popen"], ("conc",)),
+    "asyncio+posix_spawn, selector client": (["--io", "asyncio"], ("conc",)),
 }
 
 
@@ -80,6 +83,8 @@ class FloorServer(rb.Peer):
             raise RuntimeError("true failed")
 
     async def conc(self, duration: float) -> float:
+        if "selector" in self.name:
+            return floor_client.run_many(self.pool, rb.TRUE, duration)
         local, free, lock = threading.local(), list(self.pool), threading.Lock()
 
         def one() -> None:
@@ -161,8 +166,8 @@ class Bench:
         self.peers += [FloorServer(v) for v in SERVERS]
         for p in self.peers:
             await p.setup(tmp)
-        fs = self.peers[-len(SERVERS)]
-        fast, plain = fs, self.peers[-1]
+        floors = {p.name: p for p in self.peers}
+        fast, plain = floors["floor:threads+posix_spawn"], floors["floor:transfer-plain"]
         self.cold = {
             "floor": [PY, str(rb.BENCH / "floor_cold.py"), fast.host, str(fast.port)],
             "floor-nosite": [
@@ -175,6 +180,8 @@ class Bench:
                 sysconfig.get_paths()["purelib"],
             ],
         }
+        # Informative, not a floor of the row: pydantic's compiled core without pydantic.
+        self.cold["core:pydantic-core only"] = self.cold["floor"] + ["--core"]
         self.cold["floor+asyncio"] = self.cold["floor"] + ["--asyncio"]
         self.cold["floor-nosite+asyncio"] = self.cold["floor-nosite"] + ["--asyncio"]
         client = [PY, str(rb.BENCH / "floor_client.py")]

@@ -2,7 +2,8 @@
 """The floor's client for ``bench/floor.py``: blocking sockets, ``TCP_NODELAY``.
 
 In-process (:class:`Client`): ``run(argv)`` sends one ``run`` frame and reads
-``stdout``/``stderr`` frames (counted, then dropped) until ``exit``.
+``stdout``/``stderr`` frames (counted, then dropped) until ``exit``;
+:func:`run_many` keeps several connections busy from one thread.
 
 As a program (whole process, like ``rexec put``/``scp``):
 
@@ -19,9 +20,11 @@ from __future__ import annotations
 import argparse
 import os
 import select
+import selectors
 import socket
 import sys
 import termios
+import time
 import tty
 
 import floor_frames as ff
@@ -50,6 +53,31 @@ class Client:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def run_many(clients: list[Client], argv: list[str], duration: float) -> float:
+    """Commands run back to back on every connection from one thread (a
+    selector instead of a thread per connection) for ``duration`` s; returns
+    completed commands per second."""
+    sel = selectors.DefaultSelector()
+    request = ff.frame(type="run", argv=argv)
+    count, start = 0, time.perf_counter()
+    deadline = start + duration
+    for c in clients:
+        c.sock.sendall(request)
+        sel.register(c.sock, selectors.EVENT_READ, c)
+    while sel.get_map():
+        for key, _ in sel.select():
+            c = key.data
+            while (h := c.reader.header()).type != "exit":
+                c.reader.body_into(c.sink[: h.data_size])
+            count += 1
+            if time.perf_counter() < deadline:
+                c.sock.sendall(request)
+            else:
+                sel.unregister(c.sock)
+    sel.close()
+    return count / (time.perf_counter() - start)
 
 
 def transfer(direction: str, host: str, port: int, src: str, dst: str, variant: str) -> None:

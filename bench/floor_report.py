@@ -24,13 +24,14 @@ class Row:
     higher_is_better: bool
     floor_filter: str = ""  # floors whose name contains it ("" = every floor)
     floor_exclude: str = ""
+    prefix: str = "floor"  # what a floor contender's name starts with
     previous: tuple[str, str, str] = ("", "", "")  # results.json: section, rexec's key, the ref's
 
     def floors(self, names) -> list[str]:
         return [
             n
             for n in names
-            if n.startswith("floor")
+            if n.startswith(self.prefix)
             and self.floor_filter in n
             and not (self.floor_exclude and self.floor_exclude in n)
         ]
@@ -82,6 +83,16 @@ def rows(args) -> list[Row]:
             0.5,
             False,
             floor_filter="asyncio",
+            previous=("session_rows", "cold/rexec", "cold/ssh"),
+        ),
+        Row(
+            "cold",
+            "cold start, pydantic-core validator, no model (informative)",
+            "ref:ssh",
+            "cold `ssh HOST true`",
+            0.5,
+            False,
+            prefix="core:",
             previous=("session_rows", "cold/rexec", "cold/ssh"),
         ),
         Row(

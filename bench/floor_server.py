@@ -132,6 +132,10 @@ def pty_cat(conn: socket.socket, reader: ff.Reader) -> None:
     poller.register(master, select.POLLIN)
     try:
         while True:
+            # Frames that came with an earlier receive: poll would not report them.
+            while reader.end - reader.start >= 4:
+                h = reader.header()
+                os.write(master, reader.body(h.data_size))
             for fd, _ in poller.poll():
                 if fd == master:
                     try:
@@ -146,10 +150,6 @@ def pty_cat(conn: socket.socket, reader: ff.Reader) -> None:
                 else:
                     h = reader.header()
                     os.write(master, reader.body(h.data_size))
-                    # several frames may have come in one receive
-                    while reader.end - reader.start >= 4:
-                        h = reader.header()
-                        os.write(master, reader.body(h.data_size))
     finally:
         os.close(master)
 
