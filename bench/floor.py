@@ -47,6 +47,7 @@ SERVERS = {
     "asyncio+posix_spawn": (["--io", "asyncio"], ("rt", "conc", "bulk")),
     "threads+splice": (["--out", "splice"], ("bulk",)),
     "transfer-plain": (["--transfer", "plain"], ()),
+    "transfer-mmap": (["--transfer", "mmap"], ()),
     # The 16 connections driven from one thread by a selector (the others: a thread each).
     "threads+popen, selector client": (["--spawn", "popen"], ("conc",)),
     "asyncio+posix_spawn, selector client": (["--io", "asyncio"], ("conc",)),
@@ -167,7 +168,12 @@ class Bench:
         for p in self.peers:
             await p.setup(tmp)
         floors = {p.name: p for p in self.peers}
-        fast, plain = floors["floor:threads+posix_spawn"], floors["floor:transfer-plain"]
+        fast = floors["floor:threads+posix_spawn"]
+        transfer_servers = {  # a server process per way of transferring (its --transfer)
+            "plain": floors["floor:transfer-plain"],
+            "threaded": fast,
+            "mmap": floors["floor:transfer-mmap"],
+        }
         self.cold = {
             "floor": [PY, str(rb.BENCH / "floor_cold.py"), fast.host, str(fast.port)],
             "floor-nosite": [
@@ -191,7 +197,7 @@ class Bench:
         ]
         self.xfer = [
             ib.TransferRow(
-                f"floor:{name}",
+                f"floor:{v}",
                 "",
                 lambda d, s, t, srv=srv, v=v: [
                     *client,
@@ -206,7 +212,7 @@ class Bench:
                 srv.server_pids,
                 lambda srv=srv: srv.proc.pid,
             )
-            for name, srv, v in (("fast", fast, "fast"), ("plain", plain, "plain"))
+            for v, srv in transfer_servers.items()
         ]
         if not no_ssh:
             self.cold["ref:ssh"] = self.servers.sshd.argv(mux=False) + ["true"]

@@ -7,7 +7,7 @@ In-process (:class:`Client`): ``run(argv)`` sends one ``run`` frame and reads
 
 As a program (whole process, like ``rexec put``/``scp``):
 
-    python bench/floor_client.py put|get HOST PORT SRC DST [--transfer plain|fast]
+    python bench/floor_client.py put|get HOST PORT SRC DST [--transfer plain|threaded|mmap]
     python bench/floor_client.py echo HOST PORT
 
 ``echo`` is the pty row's client: its terminal in raw mode, each read from it
@@ -128,7 +128,7 @@ def main(argv=None) -> int:
     p.add_argument("port", type=int)
     p.add_argument("src", nargs="?")
     p.add_argument("dst", nargs="?")
-    p.add_argument("--transfer", choices=("plain", "fast"), default="fast")
+    p.add_argument("--transfer", choices=ff.TRANSFERS, default="threaded")
     a = p.parse_args(argv)
     if a.what == "echo":
         return echo(a.host, a.port)

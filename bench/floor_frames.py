@@ -4,15 +4,13 @@ shares, and nothing more than the product must do.
 A frame is a 4-byte ``'<i'`` header length, a JSON header validated by one
 pydantic model, then ``data_size`` body bytes (rexec's framing, protocol.md).
 Transfers stream their bytes in frames of at most :data:`CHUNK` bytes with
-SHA-256 computed on both ends as they pass; two ways of doing it are offered
-(``plain``: read, hash, send in one thread; ``fast``: ``mmap`` plus
-``sendfile`` on the sending end, ``recv_into`` the receiver's ``mmap`` of the
-file, hashing in a second thread while the next chunk moves).
+SHA-256 computed on both ends as they pass, in one of :data:`TRANSFERS` ways.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import mmap
 import os
@@ -26,6 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field
 LEN = struct.Struct("<i")
 CHUNK = 1 << 20
 MAX_HEADER = 1 << 16
+#: The ways a transfer may move and hash its bytes (see send_file, receive_file).
+TRANSFERS = ("plain", "threaded", "mmap")
 
 
 class Header(BaseModel):
@@ -121,25 +121,23 @@ def nodelay(sock: socket.socket) -> socket.socket:
 
 
 class _Hasher:
-    """SHA-256 of a stream in a worker thread (hashlib releases the GIL), at
-    most two chunks behind the bytes. Chunks are slices of one ``mmap``;
-    once hashed, a chunk's pages are dropped from the mapping (the file keeps
-    them), so the process's RSS stays a few chunks whatever the size."""
+    """SHA-256 of a stream in a worker thread (hashlib releases the GIL) while
+    the calling thread moves the next chunk, at most two chunks behind:
+    once :meth:`add` returns, every chunk but the last two is hashed (and its
+    ``then`` has run), so the caller may reuse the third buffer back."""
 
-    def __init__(self, mm: mmap.mmap) -> None:
+    def __init__(self) -> None:
         self.sha = hashlib.sha256()
-        self.mm = mm
-        self.view = memoryview(mm)
         self.pool = ThreadPoolExecutor(1)
         self.pending: list[Future] = []
 
-    def _one(self, offset: int, length: int) -> None:
-        self.sha.update(self.view[offset : offset + length])
-        start = offset - offset % mmap.PAGESIZE
-        self.mm.madvise(mmap.MADV_DONTNEED, start, offset + length - start)
+    def _one(self, view, then) -> None:
+        self.sha.update(view)
+        if then is not None:
+            then()
 
-    def add(self, offset: int, length: int) -> None:
-        self.pending.append(self.pool.submit(self._one, offset, length))
+    def add(self, view, then=None) -> None:
+        self.pending.append(self.pool.submit(self._one, view, then))
         if len(self.pending) > 2:
             self.pending.pop(0).result()
 
@@ -147,70 +145,91 @@ class _Hasher:
         for f in self.pending:
             f.result()
         self.pool.shutdown()
-        self.view.release()
         return self.sha.hexdigest()
 
 
+def _dropper(mm: mmap.mmap, offset: int, length: int):
+    """Once hashed, a chunk's pages leave the mapping (the file keeps them):
+    RSS stays a few chunks whatever the size."""
+    start = offset - offset % mmap.PAGESIZE
+    return lambda: mm.madvise(mmap.MADV_DONTNEED, start, offset + length - start)
+
+
+def _buffers():
+    """Three chunk buffers in turn: the hasher is at most two behind."""
+    return itertools.cycle([memoryview(bytearray(CHUNK)) for _ in range(3)])
+
+
 def send_file(sock: socket.socket, path: str, variant: str) -> None:
-    """The file as data frames, then ``done`` with its SHA-256."""
+    """The file as data frames, then ``done`` with its SHA-256. ``plain``:
+    read, hash, send; ``threaded``: the same, hashing in a second thread;
+    ``mmap``: the file mapped and hashed in a second thread, sent with
+    ``sendfile``."""
     fd = os.open(path, os.O_RDONLY)
+    hasher = _Hasher()
     try:
         size = os.fstat(fd).st_size
-        if variant == "fast" and size:
+        if variant == "mmap" and size:
             mm = mmap.mmap(fd, size, prot=mmap.PROT_READ)
-            hasher = _Hasher(mm)
+            view = memoryview(mm)
             for off in range(0, size, CHUNK):
                 n = min(CHUNK, size - off)
-                hasher.add(off, n)
+                hasher.add(view[off : off + n], _dropper(mm, off, n))
                 sock.sendall(frame(type="data", data_size=n))
                 sent = 0
                 while sent < n:
                     sent += os.sendfile(sock.fileno(), fd, off + sent, n - sent)
             digest = hasher.hexdigest()
+            view.release()
             mm.close()
         else:
-            sha = hashlib.sha256()
-            buf = bytearray(CHUNK)
-            while n := os.readv(fd, [buf]):
-                chunk = memoryview(buf)[:n]
-                sha.update(chunk)
-                send_all(sock, [frame(type="data", data_size=n), chunk])
-            digest = sha.hexdigest()
+            sha, buffers = hashlib.sha256(), _buffers()
+            while n := os.readv(fd, [buf := next(buffers)]):
+                if variant == "plain":
+                    sha.update(buf[:n])
+                else:
+                    hasher.add(buf[:n])
+                send_all(sock, [frame(type="data", data_size=n), buf[:n]])
+            digest = sha.hexdigest() if variant == "plain" else hasher.hexdigest()
         sock.sendall(frame(type="done", sha256=digest))
     finally:
         os.close(fd)
+        hasher.pool.shutdown()
 
 
 def receive_file(reader: Reader, path: str, size: int, variant: str) -> str:
     """Data frames into ``path`` (``size`` bytes, then ``done``); the digest
-    is checked, a mismatch leaves no file. Returns the digest."""
+    is checked, a mismatch leaves no file. Returns the digest. ``mmap``:
+    received straight into the file's mapping with ``recv_into``."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    hasher = _Hasher()
     try:
         got = 0
-        if variant == "fast" and size:
+        if variant == "mmap" and size:
             os.ftruncate(fd, size)
             mm = mmap.mmap(fd, size)
             view = memoryview(mm)
-            hasher = _Hasher(mm)
             while (h := reader.header()).type == "data":
                 if got + h.data_size > size:
                     raise ValueError("more data than announced")
                 reader.body_into(view[got : got + h.data_size])
-                hasher.add(got, h.data_size)
+                hasher.add(view[got : got + h.data_size], _dropper(mm, got, h.data_size))
                 got += h.data_size
             digest = hasher.hexdigest()
             view.release()
             mm.close()
         else:
-            sha = hashlib.sha256()
-            buf = memoryview(bytearray(CHUNK))
+            sha, buffers = hashlib.sha256(), _buffers()
             while (h := reader.header()).type == "data":
-                chunk = buf[: h.data_size]
+                chunk = next(buffers)[: h.data_size]
                 reader.body_into(chunk)
-                sha.update(chunk)
+                if variant == "plain":
+                    sha.update(chunk)
+                else:
+                    hasher.add(chunk)
                 os.write(fd, chunk)
                 got += h.data_size
-            digest = sha.hexdigest()
+            digest = sha.hexdigest() if variant == "plain" else hasher.hexdigest()
         if h.type != "done" or got != size or h.sha256 != digest:
             raise ValueError(f"transfer check failed: {got} of {size} bytes, {h.type}")
         return digest
@@ -219,3 +238,4 @@ def receive_file(reader: Reader, path: str, size: int, variant: str) -> str:
         raise
     finally:
         os.close(fd)
+        hasher.pool.shutdown()

@@ -249,7 +249,7 @@ def main(argv=None) -> int:
     p.add_argument("--io", choices=("threads", "asyncio"), default="threads")
     p.add_argument("--spawn", choices=("posix_spawn", "popen"), default="posix_spawn")
     p.add_argument("--out", choices=("read", "splice"), default="read")
-    p.add_argument("--transfer", choices=("plain", "fast"), default="fast")
+    p.add_argument("--transfer", choices=ff.TRANSFERS, default="threaded")
     args = p.parse_args(argv)
     sock = socket.create_server(("127.0.0.1", 0), backlog=128)
     print(f"floor listening on 127.0.0.1:{sock.getsockname()[1]}", flush=True)
