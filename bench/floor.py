@@ -128,6 +128,7 @@ class Bench:
         self.noisy: list[str] = []
         self.skipped: list[tuple[str, str]] = []
         self.started = time.monotonic()
+        self.load_start = floor_report.load_average()
 
     async def guarded(self, what: str, measure):
         """``await measure()`` under the other-jobs guard (``run.py``'s)."""

@@ -224,12 +224,18 @@ def memory_lines(bench) -> list[str]:
     return out
 
 
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages."""
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
 def render(bench, args, command: str, previous) -> str:
-    load = open("/proc/loadavg").read().split()[:3]
     head = [
         f"Floor run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: `{command}`; "
         f"{os.cpu_count()} CPUs, {platform.machine()}, Linux {platform.release()}, Python "
-        f"{platform.python_version()}; load average at the end {' '.join(load)}; "
+        f"{platform.python_version()}; load average {bench.load_start} at the start, "
+        f"{load_average()} at the end; "
         f"repetitions {args.reps}. Ratios per repetition, median [min–max].",
         "",
     ]
