@@ -34,7 +34,7 @@ import signal
 from fleet_commands import Plan, Refusal, plan
 
 from rexec import protocol
-from rexec.tls_binding import BindingUnavailable, channel_binding
+from rexec.binding import BindingUnavailable, connection_binding
 
 #: Bytes of ``head -c`` output per frame.
 _CHUNK = 256 * 1024
@@ -106,7 +106,7 @@ class EndpointSession(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._loop = asyncio.get_running_loop()
         self._nonce = secrets.token_hex(protocol.NONCE_SIZE)
-        self._binding = b""  # the TLS channel binding, b"" without TLS
+        self._binding = b""  # the connection's binding (rexec.binding), once connected
         self._commands: dict[int, _Command] = {}
         self._out: list[bytes] = []
         self._paused = False
@@ -128,7 +128,7 @@ class EndpointSession(asyncio.Protocol):
         stats.sessions.add(self)
         stats.counts.peak_open = max(stats.counts.peak_open, len(stats.sessions))
         try:
-            self._binding = channel_binding(transport.get_extra_info("ssl_object"))
+            self._binding = connection_binding(transport, server=True)
         except BindingUnavailable:
             self._fatal(protocol.ErrorCode.TLS_BINDING_UNAVAILABLE, "no TLS channel binding")
             return

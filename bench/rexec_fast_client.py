@@ -26,6 +26,7 @@ from rexec.protocol import (
     Run,
     Stderr,
     Stdout,
+    endpoint_binding,
     macs_match,
 )
 
@@ -50,6 +51,7 @@ class FastClient(asyncio.Protocol):
         self._key = key
         self._conn = Connection(Role.CLIENT)
         self._transport: asyncio.Transport | None = None
+        self._binding = b""
         self._nonce = secrets.token_hex(32)
         self._hello: Hello | None = None
         self._auth: Auth | None = None
@@ -99,11 +101,16 @@ class FastClient(asyncio.Protocol):
             self._pending[msg.id].stderr_bytes += msg.data_size
         elif isinstance(msg, Hello):
             self._hello = msg
-            self._auth = self._conn.sign_auth(self._key, nonce=self._nonce)
+            assert self._transport is not None
+            self._binding = endpoint_binding(
+                self._transport.get_extra_info("sockname"),
+                self._transport.get_extra_info("peername"),
+            )
+            self._auth = self._conn.sign_auth(self._key, nonce=self._nonce, binding=self._binding)
             self._send(self._auth)
         elif isinstance(msg, AuthOk):
             assert self._auth is not None
-            expected = self._conn.transcript().server_mac(self._key, self._auth.mac)
+            expected = self._conn.transcript(self._binding).server_mac(self._key, self._auth.mac)
             if not macs_match(expected, msg.mac):
                 self._fail(RexecError("server failed to prove the key"))
                 return

@@ -2,9 +2,10 @@
 
 Authentication is mutual: after the server accepts our proof we check its
 proof, so a peer that does not hold the key is never sent a command. Both
-proofs cover the whole transcript (both frames as they travelled and, under
-TLS, the session's channel binding), computed by the protocol core: a man in
-the middle who alters the hello or terminates TLS is caught here.
+proofs cover the whole transcript (both frames as they travelled) and the
+connection's binding (``rexec.binding``), computed by the protocol core: a man
+in the middle who alters the hello, terminates TLS or relays a plaintext
+connection is caught here.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import secrets
 from typing import TYPE_CHECKING, TypeVar
 
+from rexec.binding import BindingUnavailable, connection_binding
 from rexec.protocol import (
     NONCE_SIZE,
     SUPPORTED_VERSIONS,
@@ -32,7 +34,7 @@ from .chunk_reader import RECV_SIZE
 from .errors import AuthenticationError, ProtocolViolation, RexecConnectionError, VersionMismatch
 
 if TYPE_CHECKING:
-    import ssl
+    pass
 
 _T = TypeVar("_T")
 
@@ -57,8 +59,13 @@ async def handshake(
         RexecConnectionError: the server refused or closed the connection, or
             the TLS session can't be bound.
     """
-    tls = writer.get_extra_info("ssl_object")
-    binding = b"" if tls is None else _tls_binding(tls, peer)
+    try:
+        binding = connection_binding(writer, server=False)
+    except BindingUnavailable as exc:
+        raise RexecConnectionError(
+            f"cannot authenticate over TLS to {peer}: {exc}; refusing an unbound connection",
+            ErrorCode.TLS_BINDING_UNAVAILABLE.value,
+        ) from None
     hello = await _receive(reader, writer, protocol, Hello, peer)
     if choose_version(hello.versions) is None:
         raise VersionMismatch(
@@ -85,25 +92,6 @@ async def handshake(
             ErrorCode.AUTH_FAILED.value,
         )
     return hello
-
-
-def _tls_binding(tls: ssl.SSLObject, peer: str) -> bytes:
-    """The channel binding of the TLS session ``tls`` (see ``rexec.tls_binding``).
-
-    Raises:
-        RexecConnectionError: it can't be computed; the connection must not
-            go on unbound.
-    """
-    # Imported here: it loads ctypes, which a plain connection never needs.
-    from rexec.tls_binding import BindingUnavailable, channel_binding
-
-    try:
-        return channel_binding(tls)
-    except BindingUnavailable as exc:
-        raise RexecConnectionError(
-            f"cannot authenticate over TLS to {peer}: {exc}; refusing an unbound connection",
-            ErrorCode.TLS_BINDING_UNAVAILABLE.value,
-        ) from None
 
 
 async def _receive(
@@ -139,7 +127,8 @@ def _refusal(error: Error, peer: str) -> RexecConnectionError:
         # middle who changed it, look the same from here.
         return AuthenticationError(
             f"{peer} refused the key (auth.failed): the key file does not match the server's, "
-            "or something between you and the server altered the handshake",
+            "or something between you and the server altered the handshake or relayed it"
+            " (a connection without TLS is bound to its two ends: through a tunnel, use TLS)",
             error.code,
         )
     if error.code == ErrorCode.VERSION_UNSUPPORTED.value:

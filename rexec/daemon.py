@@ -15,7 +15,6 @@ import os
 import resource
 import signal
 import socket
-import ssl
 import sys
 from pathlib import Path
 
@@ -47,6 +46,7 @@ from rexec.server.settings import (
 )
 from rexec.server.settings_file import load_settings
 from rexec.server.spawn import raise_open_file_limit, reset_inherited_signals
+from rexec.server.tls_context import TlsSetupError, server_tls_context
 from rexec.server.transfer_io import PARTIAL_MAX_AGE
 
 _RLIMITS = {
@@ -67,26 +67,6 @@ def _is_loopback(host: str) -> bool:
     except socket.gaierror:
         return False
     return bool(infos) and all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
-
-
-def _tls_context(settings: Settings) -> ssl.SSLContext | None:
-    if settings.tls_cert is None and settings.tls_key is None:
-        if settings.tls_client_ca is not None:
-            raise StartupError("--tls-client-ca needs --tls-cert and --tls-key")
-        return None
-    if settings.tls_cert is None or settings.tls_key is None:
-        raise StartupError("TLS needs both --tls-cert and --tls-key")
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    # TLS 1.3: the handshake's macs bind to its tls-exporter (protocol.md 9).
-    context.minimum_version = ssl.TLSVersion.TLSv1_3
-    try:
-        context.load_cert_chain(settings.tls_cert, settings.tls_key)
-        if settings.tls_client_ca is not None:
-            context.verify_mode = ssl.CERT_REQUIRED
-            context.load_verify_locations(cafile=settings.tls_client_ca)
-    except (OSError, ssl.SSLError) as exc:
-        raise StartupError(f"cannot load TLS files: {exc}") from None
-    return context
 
 
 def _load_keys(settings: Settings, *, create: bool = True) -> tuple[KeyRules, ...]:
@@ -169,7 +149,10 @@ def build_config(settings: Settings, *, check_only: bool = False) -> ServerConfi
     Raises:
         StartupError: with the one line to show.
     """
-    tls = _tls_context(settings)
+    try:
+        tls = server_tls_context(settings)
+    except TlsSetupError as exc:
+        raise StartupError(str(exc)) from None
     loopback = settings.host == LOOPBACKS or _is_loopback(settings.host)
     if tls is None and not settings.insecure and not loopback:
         raise StartupError(

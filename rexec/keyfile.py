@@ -142,13 +142,17 @@ def directory_open_to_others(path: str | os.PathLike[str]) -> Path | None:
     is in it, as OpenSSH's StrictModes judges: one not owned by this user or
     root, or writable by group or others without the sticky bit (/tmp is
     fine). Directories that do not exist yet are skipped: whoever creates
-    them owns them. None when there is none.
+    them owns them. Both the path as written and where its symbolic links
+    lead are walked, as sshd's ``secure_path`` walks the real one: a link
+    into another user's directory hands them the file. None when there is
+    none.
 
     Raises:
         OSError: a directory on the way can't be examined.
     """
     directory = Path(os.path.abspath(path)).parent
-    for step in (directory, *directory.parents):
+    real = Path(os.path.realpath(directory))
+    for step in dict.fromkeys((directory, *directory.parents, real, *real.parents)):
         try:
             info = os.stat(step)
         except FileNotFoundError:
@@ -157,6 +161,23 @@ def directory_open_to_others(path: str | os.PathLike[str]) -> Path | None:
         if not trusted_owner(info.st_uid) or (open_to_others and not info.st_mode & stat.S_ISVTX):
             return step
     return None
+
+
+def untrusted_place(path: str | os.PathLike[str]) -> str | None:
+    """Why the file or directory at ``path`` (which exists) could be another
+    user's doing, as StrictModes judges a key file: it is not this user's or
+    root's, or a directory above it (or, a directory, itself) lets another
+    user replace what is in it; None when neither.
+
+    Raises:
+        OSError: it can't be examined.
+    """
+    info = os.stat(path)
+    if not trusted_owner(info.st_uid):
+        return f"it is owned by uid {info.st_uid}, not by this user or root"
+    inside = os.path.join(path, "_") if stat.S_ISDIR(info.st_mode) else path
+    step = directory_open_to_others(inside)
+    return None if step is None else f"the directory {step} {OPEN_DIRECTORY}"
 
 
 #: How a directory another user may write in is refused, after its path.

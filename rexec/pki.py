@@ -34,6 +34,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from rexec.keyfile import OPEN_DIRECTORY, directory_open_to_others, untrusted_place
+
 #: Lifetimes. The CA outlives the certificates it signs, so that reissuing
 #: one (delete it, run again) never needs a new CA on every machine.
 CA_LIFETIME = datetime.timedelta(days=3650)
@@ -86,7 +88,17 @@ def init_tls(directory: Path, server_names: Sequence[str] = ()) -> Made:
     names = _checked_names(list(dict.fromkeys(server_names or default_server_names())))
     directory = directory.absolute()  # the paths printed must work from anywhere
     try:
+        # A directory, or a CA or key in it, another user could have put
+        # there: their CA would sign our certificates (attacker8 F9). Looked
+        # at before anything is made, and again for what was there.
+        step = directory_open_to_others(directory / CA)
+        if step is not None:
+            raise PkiError(f"{directory}: the directory {step} {OPEN_DIRECTORY}")
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for path in (directory, *(p for p in directory.iterdir() if p.suffix in (".pem", ".key"))):
+            why = untrusted_place(path)
+            if why is not None:
+                raise PkiError(f"{path}: {why}")
     except OSError as exc:
         raise PkiError(f"cannot create {directory}: {exc.strerror}") from None
     now = datetime.datetime.now(datetime.UTC)

@@ -25,7 +25,7 @@ layout of every CPython 3 so far). Nothing is trusted blindly:
 
 Only TLS 1.3 is bound: RFC 9266 forbids ``tls-exporter`` on TLS 1.2 without the
 extended master secret, which ``ssl`` can't confirm. Whatever does not check out
-raises ``BindingUnavailable``, and both the server and the client then refuse
+raises ``ExportFailed``, and both the server and the client then refuse
 the connection (fail closed) rather than run it unbound.
 """
 
@@ -46,8 +46,8 @@ REQUIRED_VERSION = "TLSv1.3"
 _POINTER = ctypes.sizeof(ctypes.c_void_p)
 
 
-class BindingUnavailable(Exception):
-    """The channel binding of this connection can't be computed; the message
+class ExportFailed(Exception):
+    """The channel binding of this session can't be computed; the message
     says why, in one line."""
 
 
@@ -63,7 +63,7 @@ class _OpenSSL:
             self.is_server = library.SSL_is_server
             version_num = library.OpenSSL_version_num
         except (OSError, AttributeError) as exc:
-            raise BindingUnavailable(
+            raise ExportFailed(
                 f"this Python's ssl module does not expose OpenSSL's functions ({exc})"
             ) from None
         self.export.argtypes = [
@@ -80,13 +80,13 @@ class _OpenSSL:
         version_num.argtypes = []
         version_num.restype = ctypes.c_ulong
         if version_num() != ssl.OPENSSL_VERSION_NUMBER:
-            raise BindingUnavailable("the OpenSSL found is not the one the ssl module uses")
+            raise ExportFailed("the OpenSSL found is not the one the ssl module uses")
 
 
 @functools.cache
 def _openssl() -> _OpenSSL:
     if sys.implementation.name != "cpython":
-        raise BindingUnavailable("the TLS channel binding needs CPython's ssl module")
+        raise ExportFailed("the TLS channel binding needs CPython's ssl module")
     return _OpenSSL()
 
 
@@ -99,23 +99,23 @@ def _ssl_pointer(tls: ssl.SSLObject | ssl.SSLSocket, openssl: _OpenSSL) -> int:
     inner = getattr(tls, "_sslobj", None)
     context = getattr(inner, "context", None)
     if inner is None or not isinstance(context, ssl.SSLContext):
-        raise BindingUnavailable("not a TLS connection of the ssl module")
+        raise ExportFailed("not a TLS connection of the ssl module")
     head = object.__basicsize__  # PyObject_HEAD, whatever the build
     if type(inner).__basicsize__ < head + 3 * _POINTER:
-        raise BindingUnavailable("unexpected layout of the ssl module's socket object")
+        raise ExportFailed("unexpected layout of the ssl module's socket object")
     # PySSLSocket: Socket, then ssl, then ctx.
     if _read_pointer(id(inner) + head + 2 * _POINTER) != id(context):
-        raise BindingUnavailable("unexpected layout of the ssl module's socket object")
+        raise ExportFailed("unexpected layout of the ssl module's socket object")
     ssl_ptr = _read_pointer(id(inner) + head + _POINTER)
     # PySSLContext: ctx right after the head.
     ctx_ptr = _read_pointer(id(context) + head)
     if not ssl_ptr or not ctx_ptr or openssl.get_ctx(ssl_ptr) != ctx_ptr:
-        raise BindingUnavailable("the TLS session does not match its context")
+        raise ExportFailed("the TLS session does not match its context")
     version = openssl.get_version(ssl_ptr)
     if version is None or version.decode("ascii", "replace") != tls.version():
-        raise BindingUnavailable("OpenSSL and the ssl module disagree on the TLS version")
+        raise ExportFailed("OpenSSL and the ssl module disagree on the TLS version")
     if bool(openssl.is_server(ssl_ptr)) != tls.server_side:
-        raise BindingUnavailable("OpenSSL and the ssl module disagree on the TLS role")
+        raise ExportFailed("OpenSSL and the ssl module disagree on the TLS role")
     return ssl_ptr
 
 
@@ -124,27 +124,17 @@ def tls_exporter(tls: ssl.SSLObject | ssl.SSLSocket) -> bytes:
     session (RFC 9266: label ``EXPORTER-Channel-Binding``, empty context).
 
     Raises:
-        BindingUnavailable: not TLS 1.3, the handshake is not done, or the
+        ExportFailed: not TLS 1.3, the handshake is not done, or the
             value can't be computed safely on this Python.
     """
     version = tls.version()
     if version != REQUIRED_VERSION:
-        raise BindingUnavailable(
+        raise ExportFailed(
             f"the TLS channel binding needs {REQUIRED_VERSION}, not {version or 'no session'}"
         )
     openssl = _openssl()
     ssl_ptr = _ssl_pointer(tls, openssl)
     out = ctypes.create_string_buffer(BINDING_SIZE)
     if openssl.export(ssl_ptr, out, BINDING_SIZE, LABEL, len(LABEL), b"", 0, 1) != 1:
-        raise BindingUnavailable("OpenSSL could not export the keying material")
+        raise ExportFailed("OpenSSL could not export the keying material")
     return out.raw
-
-
-def channel_binding(tls: ssl.SSLObject | ssl.SSLSocket | None) -> bytes:
-    """What the handshake's macs bind to: ``tls_exporter(tls)`` under TLS,
-    b"" on a connection without TLS (``tls`` None).
-
-    Raises:
-        BindingUnavailable: as ``tls_exporter``.
-    """
-    return b"" if tls is None else tls_exporter(tls)

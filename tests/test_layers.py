@@ -122,6 +122,7 @@ SHARED = (
     "rexec.pki",
     "rexec.connect_hint",
     "rexec.tls_binding",
+    "rexec.binding",
     "rexec.eventloop",
 )
 

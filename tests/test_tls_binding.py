@@ -21,11 +21,12 @@ from pathlib import Path
 import pytest
 import trustme
 
+from rexec.binding import connection_binding
+from rexec.protocol import endpoint_binding
 from rexec.tls_binding import (
     BINDING_SIZE,
     LABEL,
-    BindingUnavailable,
-    channel_binding,
+    ExportFailed,
     tls_exporter,
 )
 
@@ -75,7 +76,8 @@ def test_both_ends_agree(contexts: tuple[ssl.SSLContext, ssl.SSLContext]) -> Non
     value = tls_exporter(client)
     assert len(value) == BINDING_SIZE
     assert tls_exporter(server) == value
-    assert channel_binding(client) == value
+    assert connection_binding(_Link(ssl_object=client), server=False) == value
+    assert connection_binding(_Link(ssl_object=server), server=True) == value
 
 
 def test_each_session_has_its_own(contexts: tuple[ssl.SSLContext, ssl.SSLContext]) -> None:
@@ -83,8 +85,26 @@ def test_each_session_has_its_own(contexts: tuple[ssl.SSLContext, ssl.SSLContext
     assert len(values) == 3
 
 
-def test_no_tls_is_no_binding() -> None:
-    assert channel_binding(None) == b""
+class _Link:
+    """What ``connection_binding`` asks of a transport: its extra info."""
+
+    def __init__(self, **extra: object) -> None:
+        self._extra = extra
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return self._extra.get(name, default)
+
+
+def test_without_tls_the_binding_is_the_two_ends_as_each_side_sees_them() -> None:
+    client_end, server_end = ("127.0.0.1", 50000), ("127.0.0.1", 7420)
+    client = _Link(sockname=client_end, peername=server_end)
+    server = _Link(sockname=server_end, peername=client_end)
+    both = endpoint_binding(client_end, server_end)
+    assert connection_binding(client, server=False) == connection_binding(server, server=True)
+    assert connection_binding(client, server=False) == both
+    # A relay's connection to the server starts at a port of its own.
+    relayed = _Link(sockname=server_end, peername=("127.0.0.1", 50001))
+    assert connection_binding(relayed, server=True) != both
 
 
 def test_tls_1_2_is_refused(contexts: tuple[ssl.SSLContext, ssl.SSLContext]) -> None:
@@ -93,7 +113,7 @@ def test_tls_1_2_is_refused(contexts: tuple[ssl.SSLContext, ssl.SSLContext]) -> 
     client, server = _session(contexts, maximum=ssl.TLSVersion.TLSv1_2)
     assert client.version() == "TLSv1.2"
     for side in (client, server):
-        with pytest.raises(BindingUnavailable, match="TLSv1.3"):
+        with pytest.raises(ExportFailed, match="TLSv1.3"):
             tls_exporter(side)
 
 
@@ -101,7 +121,7 @@ def test_before_the_handshake_there_is_nothing_to_bind(
     contexts: tuple[ssl.SSLContext, ssl.SSLContext],
 ) -> None:
     client = contexts[0].wrap_bio(ssl.MemoryBIO(), ssl.MemoryBIO(), server_hostname="x")
-    with pytest.raises(BindingUnavailable):
+    with pytest.raises(ExportFailed):
         tls_exporter(client)
 
 
@@ -126,7 +146,7 @@ def test_objects_that_only_look_like_tls_are_refused(
         context = contexts[0]
 
     for inner in (None, object(), Holder()):
-        with pytest.raises(BindingUnavailable):
+        with pytest.raises(ExportFailed):
             tls_exporter(_Imitation(inner))  # type: ignore[arg-type]
 
 
@@ -136,7 +156,7 @@ def test_a_session_mismatched_with_its_reported_role_is_refused(
     client, _ = _session(contexts)
     impostor = _Imitation(client._sslobj)  # type: ignore[attr-defined]
     impostor.server_side = True
-    with pytest.raises(BindingUnavailable, match="role"):
+    with pytest.raises(ExportFailed, match="role"):
         tls_exporter(impostor)  # type: ignore[arg-type]
 
 

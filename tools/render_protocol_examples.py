@@ -67,12 +67,15 @@ def hexdump(data: bytes) -> str:
 
 
 def render_macs(vectors: ModuleType) -> str:
-    """The handshake's transcript sizes and macs, without TLS and with the
-    stand-in binding."""
+    """The handshake's transcript sizes and macs, without TLS (bound to the
+    example's two ends) and under TLS (the stand-in binding)."""
     binding = vectors.HANDSHAKE_BINDING
+    client, server = vectors.HANDSHAKE_CLIENT_ENDPOINT, vectors.HANDSHAKE_SERVER_ENDPOINT
     rows = [
         ("transcript", f"hello {len(vectors.HELLO.wire)} bytes, "
                        f"auth without its body {len(vectors.AUTH_HEADER)} bytes"),
+        ("client end, server end", f"{client[0]} {client[1]}, {server[0]} {server[1]}"),
+        ("their binding", vectors.HANDSHAKE_ENDPOINT_BINDING.hex()),
         ("client mac, no TLS", vectors.HANDSHAKE_CLIENT_MAC.hex()),
         ("server mac, no TLS", vectors.HANDSHAKE_SERVER_MAC.hex()),
         (f"binding {binding[:1].hex()}…{binding[-1:].hex()}", binding.hex()),

@@ -31,6 +31,7 @@ import hmac
 import re
 from collections.abc import Callable
 
+from ..cli.base import one_line
 from ..streams import OutputReader
 
 #: Records nobody waited for that are kept for a later ``expect``.
@@ -55,6 +56,15 @@ class Record:
     def fields(self) -> list[str]:
         """The payload's lines, decoded (undecodable bytes replaced)."""
         return self.payload.decode("utf-8", "replace").split("\n")
+
+    def line_end(self) -> tuple[int, str, list[str]]:
+        """A ``status`` record's status, the shell's directory (the rest of
+        the payload: a directory's name may hold a newline) and the streams
+        that get no end-of-output marker (sh names them after the status)."""
+        head, _, cwd = self.payload.decode("utf-8", "replace").partition("\n")
+        words = head.split()
+        status = int(words[0]) if words and words[0].isdigit() else 1
+        return status, cwd, words[1:]
 
     def candidates(self) -> list[str]:
         """A ``complete`` record's candidates: one a line, written with
@@ -169,7 +179,8 @@ class ControlChannel:
         if record.kind == "state":
             self._on_state(record)
         elif record.kind == "warning":
-            self._on_warning("\n".join(record.fields()))
+            # Remote text (a directory's name): inert, on one line.
+            self._on_warning(one_line("\n".join(record.fields())))
         for waiter in self._waiters:
             if record.kind in waiter.kinds and record.seq == waiter.seq:
                 self._waiters.remove(waiter)

@@ -29,7 +29,12 @@ exec 3>&2 4>&1 >/dev/null 2>&1
 IFS= read -r key || exit 1
 ctl=/proc/{control}/fd/0
 if ! [ -w "$ctl" ]; then
-    echo "rexec shell: this server has no /proc/PID/fd, which line mode needs (try --pty)" >&3
+    if [ -e "$ctl" ]; then
+        echo "rexec shell: line mode can't open its helper's pipe here: this server runs commands" \
+            "as another account (run_as) and keeps their pipes its own; use --pty" >&3
+    else
+        echo "rexec shell: this server has no /proc/PID/fd, which line mode needs (try --pty)" >&3
+    fi
     exit 1
 fi
 case {login_shell} in */bash)

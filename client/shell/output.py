@@ -14,7 +14,9 @@ until the next chunk shows whether they are.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from ..streams import OutputReader
 
@@ -46,7 +48,9 @@ class MarkedStream:
 
     def __init__(self, reader: OutputReader, write: Callable[[bytes], Awaitable[None]]) -> None:
         self._reader = reader
-        self._write = write
+        self._show = write
+        #: When output was last shown (``time.monotonic``; 0 before any).
+        self.shown_at = 0.0
         self._marker = b""
         self._seen: asyncio.Future[None] | None = None
         self._held = b""
@@ -61,6 +65,12 @@ class MarkedStream:
         else:
             self._marker, self._seen = marker, seen
         return seen
+
+    def not_coming(self) -> None:
+        """The awaited marker will not come: its future is done now."""
+        if self._seen is not None and not self._seen.done():
+            self._seen.set_result(None)
+        self._seen = None
 
     async def run(self) -> None:
         """Copy until the stream ends; then an awaited marker fails with
@@ -77,6 +87,10 @@ class MarkedStream:
                 self._seen.set_exception(StreamEnded())
                 # Nobody may be waiting any more (the line was abandoned).
                 self._seen.exception()
+
+    async def _write(self, data: bytes) -> None:
+        self.shown_at = time.monotonic()
+        await self._show(data)
 
     async def _take(self, data: bytes) -> None:
         self._held = b""
@@ -98,3 +112,20 @@ class MarkedStream:
         if len(data) > keep:
             await self._write(data[: len(data) - keep])
         self._held = data[len(data) - keep :]
+
+
+def forget(future: asyncio.Future[Any]) -> None:
+    """Stop waiting for ``future``: cancel it, and take its exception (so
+    that asyncio does not report it as never retrieved).
+
+    A cancelled ``gather`` does not end cancelled: it ends later, once its
+    children have, with a ``CancelledError`` as its *exception*, which is
+    taken when it comes (a line that needs a continuation line forgets its
+    ``ending`` gather this way at every ``> `` prompt)."""
+    future.cancel()
+    future.add_done_callback(_take_exception)
+
+
+def _take_exception(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()

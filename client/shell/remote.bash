@@ -151,6 +151,16 @@ __rexec_pre() {
         # forced run of an unfinished here-document, which would swallow it.
         __rexec_s_cmd+=$'\n''{ __rexec_tail "$?" "$_" "$@"; } 2>/dev/null'
     fi
+    # set -v: bash echoes each line as it reads it, rexec's tail after the
+    # text too. With -v on as the line starts (not on the forced run of an
+    # unfinished here-document), the text is echoed here, once, as bash over
+    # ssh echoes the typed line, and the whole eval is one group, read before
+    # -v is back: nothing of it is echoed again. (The line that turns -v on
+    # still echoes the tail once.)
+    if [[ $__rexec_u_flags == *v* && $2 != force ]]; then
+        builtin printf '%s\n' "$4" >&2
+        __rexec_s_cmd="{ $__rexec_s_cmd"$'\n''}'
+    fi
     # `set -o vi` (or emacs, or `+o`) in an interactive bash swaps the
     # shell's input for readline at once: inside the eval that runs a line,
     # the rest of the line is lost and bash dies (SIGSEGV, bash 5.2). Not in
@@ -161,15 +171,37 @@ __rexec_pre() {
     # decides how rexec edits lines (the client reads it from the snapshot).
     case $4 in
         *o*vi* | *o*emacs*)
+            __rexec_spare_fd
             __rexec_s_body=$__rexec_s_cmd
             __rexec_s_cmd="builtin . /dev/fd/$__rexec_s_setfd $__rexec_s_setfd<<<\"\$__rexec_s_body\""
             ;;
     esac
     # The history: bash keeps the text of the eval as it reads it (the
     # user's settings, `set -o history` among them, are back by then).
-    # set -v echoes what the shell reads: the line, as bash would.
-    case $__rexec_u_flags in *v*) builtin printf '%s\n' "$4" >&2 ;; esac
     return 0
+}
+
+# Sets __rexec_s_setfd to a descriptor this shell may open now: 4 below its
+# soft limit of open files, at most 252. A line may have lowered the limit
+# since the session began (`ulimit -n 100`), and bash can't open a descriptor
+# at or above it. Read from /proc, without a fork or BASH_REMATCH (the user's).
+__rexec_spare_fd() {
+    local IFS=$' \t' # the user's may be anything: the limits line splits on blanks
+    __rexec_s_value=256
+    builtin mapfile -t __rexec_s_list </proc/$$/limits 2>/dev/null
+    for __rexec_s_path in "${__rexec_s_list[@]}"; do
+        case $__rexec_s_path in
+            "Max open files "*)
+                __rexec_s_list=(${__rexec_s_path#Max open files})
+                if [[ ${__rexec_s_list[0]} == +([0-9]) ]] && ((__rexec_s_list[0] < 256)); then
+                    __rexec_s_value=${__rexec_s_list[0]}
+                fi
+                break
+                ;;
+        esac
+    done
+    __rexec_s_setfd=$((__rexec_s_value - 4))
+    builtin unset -v __rexec_s_list __rexec_s_path
 }
 
 # Whether TEXT is a complete command: bash -n, with the session's extglob
@@ -273,14 +305,43 @@ __rexec_finish() {
     if [ -n "$2" ]; then __rexec_s_nonce=$2; fi
     if [ -n "$__rexec_s_report" ]; then __rexec_report; fi
     if [ -n "$__rexec_s_nonce" ]; then
-        builtin printf '\0%s' "$__rexec_s_nonce" >&"$__rexec_s_out"
-        builtin printf '\0%s' "$__rexec_s_nonce" >&"$__rexec_s_err"
+        if [ -n "$__rexec_s_outfd" ]; then builtin printf '\0%s' "$__rexec_s_nonce" >&"$__rexec_s_outfd"; fi
+        if [ -n "$__rexec_s_errfd" ]; then builtin printf '\0%s' "$__rexec_s_nonce" >&"$__rexec_s_errfd"; fi
         __rexec_s_nonce=
         if [ -n "$__rexec_s_snapshot" ]; then
             __rexec_snapshot "$__rexec_s_snapshot"
             __rexec_s_snapshot=
         fi
     fi
+}
+
+# Where the end of the line's output goes (__rexec_s_outfd, __rexec_s_errfd):
+# the descriptors __rexec_begin made for it while each is still the same
+# pipe as its spare copy; else whichever of the two is still the session's
+# pipe (readlink against its name kept at the start: forks only then); else
+# none, and the status record names the stream (__rexec_s_unmarked) for the
+# client not to wait for it. So a line that takes one of them for itself
+# (`exec 254>file`, a FIFO) never gets a byte of rexec's in it.
+__rexec_mark_fds() {
+    __rexec_s_unmarked=
+    __rexec_find_fd "$__rexec_s_out" "$__rexec_s_outref" "$__rexec_s_outpipe" stdout
+    __rexec_s_outfd=$__rexec_s_fd
+    __rexec_find_fd "$__rexec_s_err" "$__rexec_s_errref" "$__rexec_s_errpipe" stderr
+    __rexec_s_errfd=$__rexec_s_fd
+}
+
+# __rexec_find_fd FD SPARE PIPE NAME: see __rexec_mark_fds; in __rexec_s_fd.
+__rexec_find_fd() {
+    if [[ /dev/fd/$1 -ef /dev/fd/$2 ]]; then
+        __rexec_s_fd=$1
+        return
+    fi
+    for __rexec_s_fd in "$1" "$2"; do
+        if [[ -p /dev/fd/$__rexec_s_fd && $(readlink "/proc/$$/fd/$__rexec_s_fd") == "$3" ]]; then
+            return
+        fi
+    done
+    __rexec_s_fd= __rexec_s_unmarked+=" $4"
 }
 
 # Runs the user's PROMPT_COMMAND, as bash would before its prompt, then sends
@@ -300,7 +361,8 @@ __rexec_report() {
         __rexec_end "$__rexec_s_status" "$__rexec_u_underscore"
         __rexec_u_flags+=$__rexec_s_xtrace
     fi
-    __rexec_send "status $__rexec_s_report"$'\n'"$__rexec_s_status"$'\n'"$PWD"
+    __rexec_mark_fds
+    __rexec_send "status $__rexec_s_report"$'\n'"$__rexec_s_status$__rexec_s_unmarked"$'\n'"$PWD"
     __rexec_s_snapshot=$__rexec_s_report __rexec_s_report=
 }
 
@@ -398,7 +460,10 @@ __rexec_begin() {
     if ! [[ $__rexec_s_value =~ ^[0-9]+$ ]] || ((__rexec_s_value > 256)); then __rexec_s_value=256; fi
     __rexec_s_out=$((__rexec_s_value - 2)) __rexec_s_err=$((__rexec_s_value - 3))
     __rexec_s_setfd=$((__rexec_s_value - 4))
-    builtin eval "exec $__rexec_s_out>&1 $__rexec_s_err>&2"
+    __rexec_s_outref=$((__rexec_s_value - 5)) __rexec_s_errref=$((__rexec_s_value - 6))
+    builtin eval "exec $__rexec_s_out>&1 $__rexec_s_err>&2 $__rexec_s_outref>&1 $__rexec_s_errref>&2"
+    __rexec_s_outfd=$__rexec_s_out __rexec_s_errfd=$__rexec_s_err
+    __rexec_s_outpipe=$(readlink "/proc/$$/fd/1") __rexec_s_errpipe=$(readlink "/proc/$$/fd/2")
     __rexec_s_ctl=$1 __rexec_s_mark=$2
     __rexec_keep_key "$3"
     __rexec_s_running= __rexec_s_report= __rexec_s_nonce= __rexec_s_snapshot= __rexec_s_status=0

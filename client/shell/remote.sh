@@ -10,8 +10,8 @@
 #   again (which does its work once for each nonce). The user's PS1 and PS2
 #   are kept aside and never shown: rexec draws its own prompt;
 # - no $_, no history, no arrays: the line's $? is all that is given back;
-# - only descriptors 0-9: the output markers go to 9 and 8 (to 1 and 2 while a
-#   line has taken 9 or 8 for itself);
+# - only descriptors 0-9: the output markers go to 9 and 8, checked against
+#   1 and 2 (see __rexec_mark_fds), not to spare copies high up;
 # - the state snapshot holds what sh can print as text (options, variables,
 #   exported names, traps, umask, aliases), not functions: a new shell made
 #   from it has no functions.
@@ -123,26 +123,49 @@ __rexec_finish() {
     fi
 }
 
-# The end of the line's output on each stream: on 9 and 8, the copies of the
-# session's stdout and stderr kept since __rexec_begin; where a line took
-# one for itself (`exec 9>lockfile`), on 1 or 2 as long as that is still a
-# pipe: never into a file of the user's.
+# The end of the line's output on each stream (MARKER): where
+# __rexec_mark_fds found the session's stdout and stderr.
 __rexec_mark() {
-    if [ -p /dev/fd/9 ]; then
-        printf '\000%s' "$1" >&9
-    elif [ -p /dev/fd/1 ]; then
-        printf '\000%s' "$1"
+    if [ -n "$__rexec_s_outfd" ]; then printf '\000%s' "$1" >&"$__rexec_s_outfd"; fi
+    if [ -n "$__rexec_s_errfd" ]; then printf '\000%s' "$1" >&"$__rexec_s_errfd"; fi
+}
+
+# Where the session's stdout and stderr are, in __rexec_s_outfd and
+# __rexec_s_errfd: on 9 and 8, the copies kept since __rexec_begin, while
+# each is the same file as 1 and 2 (here, at the top level, the session's
+# pipes unless a line moved them); else on whichever descriptor is that pipe
+# (readlink against its name kept at the start: forks only then), as after
+# `exec 9>lockfile` or `exec 3>&1 >file`: never into a file or FIFO of the
+# user's. Empty when this shell holds the pipe on none: the status record then
+# names the stream after the status (__rexec_s_unmarked), and the client
+# waits for no marker there.
+__rexec_mark_fds() {
+    __rexec_s_unmarked=
+    __rexec_find_fd 9 1 "$__rexec_s_outpipe" stdout
+    __rexec_s_outfd=$__rexec_s_fd
+    __rexec_find_fd 8 2 "$__rexec_s_errpipe" stderr
+    __rexec_s_errfd=$__rexec_s_fd
+}
+
+# __rexec_find_fd FD SAME PIPE NAME: see __rexec_mark_fds; in __rexec_s_fd.
+__rexec_find_fd() {
+    if [ "/dev/fd/$1" -ef "/dev/fd/$2" ] && [ -p "/dev/fd/$1" ]; then
+        __rexec_s_fd=$1
+        return
     fi
-    if [ -p /dev/fd/8 ]; then
-        printf '\000%s' "$1" >&8
-    elif [ -p /dev/fd/2 ]; then
-        printf '\000%s' "$1" >&2
-    fi
+    for __rexec_s_fd in $1 1 2 3 4 5 6 7 8 9 0; do
+        if [ -p "/dev/fd/$__rexec_s_fd" ] &&
+            [ "$(readlink "/proc/$$/fd/$__rexec_s_fd" 2>/dev/null)" = "$3" ]; then
+            return
+        fi
+    done
+    __rexec_s_fd= __rexec_s_unmarked="$__rexec_s_unmarked $4"
 }
 
 __rexec_report() {
+    __rexec_mark_fds
     __rexec_send "status $__rexec_s_report
-$__rexec_s_status
+$__rexec_s_status$__rexec_s_unmarked
 $PWD"
     __rexec_s_snapshot=$__rexec_s_report __rexec_s_report=
 }
@@ -208,6 +231,8 @@ __rexec_begin() {
     __rexec_s_ctl=$1 __rexec_s_mark=$2
     __rexec_keep_key "$3"
     __rexec_s_running= __rexec_s_report= __rexec_s_nonce= __rexec_s_snapshot= __rexec_s_status=0
+    __rexec_s_outpipe=$(readlink "/proc/$$/fd/9") __rexec_s_errpipe=$(readlink "/proc/$$/fd/8")
+    __rexec_s_outfd=9 __rexec_s_errfd=8
 }
 
 __rexec_s_login='if [ -r /etc/profile ]; then . /etc/profile; fi

@@ -36,7 +36,7 @@ from .channel import ChannelClosed, ControlChannel, Record
 from .dialects import BASH, SESSION_COMMAND, SH, STARTUP_ONLY, script
 from .interrupts import LineControl
 from .line_stdin import LineStdin
-from .output import MarkedStream, StreamEnded
+from .output import MarkedStream, StreamEnded, forget
 from .state import EXIT_TIMEOUT, RemoteIdentity, Snapshot
 from .window import WindowSize, terminal_env
 
@@ -124,6 +124,7 @@ class RemoteShell:
         self.dialect = BASH
         self.ready: Ready | None = None
         self._window = WindowSize(None)
+        self._out: Writer | None = None
 
     # --- start -------------------------------------------------------------------
 
@@ -164,6 +165,7 @@ class RemoteShell:
         # First on its stdin: SESSION_COMMAND reads it before anything else.
         self._send(f"{self._key}\n".encode())
         self._ended = asyncio.create_task(session.wait())
+        self._out = out
         self._stdout = MarkedStream(session.stdout, out)
         self._stderr = MarkedStream(session.stderr, err)
         self._tasks += [
@@ -193,8 +195,9 @@ class RemoteShell:
             fields = (await self._until(ready)).fields()
             await self._until(ending)
         finally:
-            _forget(ending)
-        shell, user, host, home, cwd = (fields + [""] * 5)[:5]
+            forget(ending)
+        shell, user, host, home = (fields + [""] * 4)[:4]
+        cwd = "\n".join(fields[4:])  # (a directory's name may hold a newline)
         self.ready = Ready(shell, RemoteIdentity(user, host, home), cwd)
         return self.ready
 
@@ -238,7 +241,9 @@ class RemoteShell:
             + done
         )
         assert self._session is not None
-        self._line_control = control = LineControl(self._session, timeout)
+        self._line_control = control = LineControl(
+            self._session, self._connection, self._cwd, timeout
+        )
         feeder = asyncio.create_task(self._line_stdin.forward(interrupts)) if typed_input else None
         try:
             with interrupts.attached(control):
@@ -249,19 +254,23 @@ class RemoteShell:
                     self._send(done)
                     record = await self._until(self._channel.expect(_ANSWERS, seq))
             if record.kind != "more":
+                self._markers_not_coming(record)
                 try:
                     await self._until(asyncio.wait_for(ending, OUTPUT_END_TIMEOUT))
                 except TimeoutError:
                     self._on_warning("the end of the line's output is late; more may follow")
         finally:
             control.close()
-            _forget(ending)
+            forget(ending)
             await stop_task(feeder)
             self._line_stdin.after_line()
         if record.kind == "more":
             return LineEnd(more=True)
-        status, cwd = (record.fields() + ["1", ""])[:2]
-        return LineEnd(int(status) if status.isdigit() else 1, cwd, timed_out=control.timed_out)
+        assert self._out is not None and self._stdout is not None and self._stderr is not None
+        if control.left_mid_line(max(self._stdout.shown_at, self._stderr.shown_at)):
+            await self._out(b"\n")  # the prompt below the terminal's ^C
+        status, cwd, _ = record.line_end()
+        return LineEnd(status, cwd, timed_out=control.timed_out)
 
     async def complete(self, kind: str, word: str) -> list[str]:
         """Candidates for ``word`` (``kind``: ``command``, ``variable`` or
@@ -315,6 +324,14 @@ class RemoteShell:
     def _send(self, data: bytes) -> None:
         assert self._session is not None and self._session.stdin is not None
         self._session.stdin.write(data)
+
+    def _markers_not_coming(self, record: Record) -> None:
+        """The streams a ``status`` record names get no marker (sh holds the
+        session's pipe on none of its descriptors)."""
+        unmarked = record.line_end()[2]
+        for name, stream in (("stdout", self._stdout), ("stderr", self._stderr)):
+            if name in unmarked and stream is not None:
+                stream.not_coming()
 
     def _expect_markers(self, nonce: str) -> asyncio.Future[Any]:
         assert self._stdout is not None and self._stderr is not None
@@ -373,20 +390,3 @@ class RemoteShell:
         ends, or at the next prompt."""
         control = self._line_control
         return ShellEnded(status, killed_by_rexec=control is not None and control.killed)
-
-
-def _forget(future: asyncio.Future[Any]) -> None:
-    """Stop waiting for ``future``: cancel it, and take its exception (so
-    that asyncio does not report it as never retrieved).
-
-    A cancelled ``gather`` does not end cancelled: it ends later, once its
-    children have, with a ``CancelledError`` as its *exception*, which is
-    taken when it comes (a line that needs a continuation line forgets its
-    ``ending`` gather this way at every ``> `` prompt)."""
-    future.cancel()
-    future.add_done_callback(_take_exception)
-
-
-def _take_exception(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from rexec import protocol
-from rexec.tls_binding import BindingUnavailable, channel_binding
+from rexec.binding import BindingUnavailable, connection_binding
 
 from .wire import Closed, Wire
 
@@ -119,13 +119,14 @@ class Client:
 
     @property
     def binding(self) -> bytes:
-        """The TLS channel binding of this connection (b"" without TLS).
+        """The binding of this connection: its TLS channel binding, or
+        without TLS its two ends (protocol.md 3.1).
 
         Raises:
             SetupError: a TLS session whose binding can't be computed here.
         """
         try:
-            return channel_binding(self.wire.writer.get_extra_info("ssl_object"))
+            return connection_binding(self.wire.writer, server=False)
         except BindingUnavailable as exc:
             raise SetupError(f"no TLS channel binding: {exc}") from None
 

@@ -98,7 +98,8 @@ _TABLE: tuple[tuple[str, Level, str], ...] = (
      ("Each peer MUST compute and check the macs over the transcript as it itself sent or received "
      "it.")),
     ("auth.binding", _M,
-     "Under TLS, both peers MUST bind the macs to the session's tls-exporter value."),
+     ("Both peers MUST bind the macs to the connection: under TLS to the session's tls-exporter "
+     "value, without TLS to its two ends.")),
     ("auth.mutual", _M,
      ("On a match the server sends auth_ok with its own mac. The client MUST verify it and, on a "
      "mismatch, close the connection without sending any command")),

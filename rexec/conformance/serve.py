@@ -39,6 +39,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rexec import protocol
+from rexec.binding import connection_binding
 
 from .serve_scenarios import LIMITS, SCENARIOS, Scenarios
 from .serve_wire import ClientGone
@@ -82,7 +83,7 @@ class ScriptedSession(Scenarios):
     # --- the script ---------------------------------------------------------------------
 
     async def play(self) -> None:
-        versions = [1] if self.handshake == "version-1" else [2]
+        versions = [1] if self.handshake == "version-1" else [protocol.PROTOCOL_VERSION]
         hello = protocol.Hello(
             versions=versions, nonce=secrets.token_hex(32), server=SERVER_NAME, limits=LIMITS
         )
@@ -102,13 +103,16 @@ class ScriptedSession(Scenarios):
             await self.fatal("version.unsupported", "protocol version not supported")
             self.report["violations"].append(f"sent auth version {auth.version}, not offered")
             return
-        transcript = protocol.Transcript(hello_frame, self.decoder.raw_header)
+        binding = connection_binding(self.writer, server=True)
+        transcript = protocol.Transcript(hello_frame, self.decoder.raw_header, binding)
         if not protocol.macs_match(transcript.client_mac(self.key), auth.mac):
             await self.fatal("auth.failed", "authentication failed")
             return
         if self.handshake == "altered-hello":
             altered = hello.model_copy(update={"limits": LIMITS.model_copy(update={"max_body": 1})})
-            transcript = protocol.Transcript(protocol.encode_frame(altered), transcript.auth)
+            transcript = protocol.Transcript(
+                protocol.encode_frame(altered), transcript.auth, binding
+            )
         mac = transcript.server_mac(self.key, auth.mac)
         auth_ok = protocol.AuthOk.with_mac(bytes(32) if self.handshake == "bad-mac" else mac)
         if self.handshake == "coalesced":

@@ -25,15 +25,17 @@ def open_log(path: str) -> int | None:
         OSError: the file can't be opened, is a symbolic link another
             user owns (it would choose where the trail goes), or is a
             file another user owns or others may write (they could read
-            or rewrite the trail). ``/dev/stderr`` and ``/proc/self/fd/N``
-            are links of root's and this user's.
+            or rewrite the trail, or, a FIFO, read or stall it).
+            ``/dev/stderr`` and ``/proc/self/fd/N`` are links of root's and
+            this user's.
     """
     _check_place(path)
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK
     try:
-        fd = os.open(path, flags, 0o600)
+        fd = _open_through_trusted_link(path, flags)
     except OSError as exc:
-        if exc.errno == errno.ENXIO:
+        if exc.errno == errno.ENXIO:  # a FIFO without a reader: its owner counts already
+            _check_file(os.stat(path))
             return None
         raise
     try:
@@ -80,11 +82,31 @@ def _check_place(path: str) -> None:
         raise OSError(errno.EPERM, "it is a symbolic link another user owns")
 
 
+def _open_through_trusted_link(path: str, flags: int) -> int:
+    """``os.open(path, flags)``, following a symbolic link only if it is
+    ours or root's, as it is at the moment of opening: a link another user
+    put there after ``_check_place`` looked (the directory may be sticky and
+    world-writable, as /tmp) is refused, never followed. A trusted link can't
+    be swapped after it was looked at: only its owner may remove it there."""
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+    link = os.lstat(path)
+    if not trusted_owner(link.st_uid):
+        raise OSError(errno.EPERM, "it is a symbolic link another user owns")
+    return os.open(path, flags, 0o600)
+
+
 def _check_file(info: os.stat_result) -> None:
-    """A regular file another user owns or others may write: they could read
-    or rewrite the trail."""
-    if stat.S_ISREG(info.st_mode) and (
-        info.st_uid != os.geteuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    """A file another user owns (a FIFO of theirs would read or stall the
+    trail), or a regular file not ours or that others may write: they could
+    read or rewrite the trail. Root's and ours may be anything else (a
+    terminal, /dev/null, a FIFO or socket a service manager made)."""
+    if not trusted_owner(info.st_uid) or (
+        stat.S_ISREG(info.st_mode)
+        and (info.st_uid != os.geteuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
     ):
         raise OSError(errno.EPERM, "another user owns it, or group or others may write it")
 

@@ -73,6 +73,15 @@ def _tightest(*limits: float) -> float | None:
     return min(positive) if positive else None
 
 
+def _allowed(argv: list[str], entry: tuple[str, ...]) -> bool:
+    """Whether ``entry`` of ``allow_argv`` allows ``argv``: a prefix of whole
+    words, or, when it ends in an empty word (``""``, as in sudoers), the
+    whole argv and nothing after it."""
+    if entry and entry[-1] == "":
+        return tuple(argv) == entry[:-1]
+    return tuple(argv[: len(entry)]) == entry
+
+
 def authorize(run: Run, rules: KeyRules, settings: Settings) -> Run:
     """The request as it will run, or ``Denied``.
 
@@ -84,9 +93,7 @@ def authorize(run: Run, rules: KeyRules, settings: Settings) -> Run:
     """
     if run.argv is not None:
         argv_bytes = sum(len(arg.encode()) + 1 for arg in run.argv)
-        if rules.allow_argv and not any(
-            tuple(run.argv[: len(prefix)]) == prefix for prefix in rules.allow_argv
-        ):
+        if rules.allow_argv and not any(_allowed(run.argv, entry) for entry in rules.allow_argv):
             raise Denied(ErrorCode.COMMAND_DENIED, f"key {rules.name} may not run this program")
     else:
         argv_bytes = len((run.shell or "").encode())

@@ -21,6 +21,7 @@ import signal
 import time
 import typing
 
+from rexec.binding import BindingUnavailable, connection_binding
 from rexec.eventloop import bulk_moved
 from rexec.log import log, log_exception
 from rexec.protocol import (
@@ -63,7 +64,6 @@ from rexec.server.server import Server
 from rexec.server.tls_upgrade import TlsUpgrade
 from rexec.server.transfers import start_transfer
 from rexec.server.writer import Terminal, Writer
-from rexec.tls_binding import BindingUnavailable, channel_binding
 
 #: What each deadline ends the connection with.
 _EXPIRED = {
@@ -136,9 +136,8 @@ class Session(asyncio.Protocol):
         and send ``hello``."""
         self.writer.attach(transport)
         try:
-            # protocol.md [auth.binding]: under TLS the macs cover the
-            # session's tls-exporter value; a session we can't bind is refused.
-            self._binding = channel_binding(transport.get_extra_info("ssl_object"))
+            # protocol.md [auth.binding]: a TLS session we can't bind is refused.
+            self._binding = connection_binding(transport, server=True)
         except BindingUnavailable as exc:
             log(f"refusing a TLS connection from {self.origin.peer}: {exc}", level="error")
             self.writer.fatal(ErrorCode.TLS_BINDING_UNAVAILABLE, "no TLS channel binding")

@@ -120,7 +120,7 @@ def _allow_argv_entry(prefix: str) -> str:
         words = shlex.split(prefix)
     except ValueError:
         raise ValueError(f"allow_argv entry {prefix!r} has unbalanced quotes") from None
-    if not words:
+    if not [word for word in words if word]:
         raise ValueError("allow_argv entries must not be empty")
     return prefix
 

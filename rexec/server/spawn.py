@@ -191,7 +191,6 @@ def _spawn_on_pipes(
         child_stdin: int = subprocess.DEVNULL
         if run.stdin:
             child_stdin, stdin_fd = _pipe(child_fds, parent_fds)
-        _give_to(identity, child_fds)
         streams = (child_stdin, child_stdout, child_stderr)
         executable = find_executable(argv[0], env.get("PATH"))
         process = _popen(argv, env, cwd, identity, streams, executable=executable)
@@ -252,16 +251,6 @@ def _apply_rlimits(pid: int, rlimits: tuple[tuple[int, int], ...]) -> None:
             raise OSError(errno.EINVAL, str(exc)) from None
 
 
-def _give_to(identity: dict[str, Any], fds: list[int]) -> None:
-    """Make the command's pipes or terminal (``fds``) its user's, under
-    ``run_as``: made by this process, they are the daemon's user's, mode
-    0600, and a command that opens one again by name (``/dev/stdin``,
-    ``/proc/self/fd/0``: ``rexec shell``'s line mode does) would be refused."""
-    if identity:
-        for fd in fds:
-            os.fchown(fd, identity["user"], identity["group"])
-
-
 def _pipe(readers: list[int], writers: list[int]) -> tuple[int, int]:
     """A new pipe (read end, write end); each end is appended to the list of
     the side that will hold it, so the caller can close them on any path."""
@@ -293,7 +282,6 @@ def _spawn_on_pty(
         ) from None
     try:
         set_window_size(master, run.pty.rows, run.pty.cols)
-        _give_to(identity, [slave])  # as sshd gives the user the terminal
         wrapper = [sys.executable, "-I", "-S", "-c", _PTY_EXEC_WRAPPER]
         process = _popen([*wrapper, *argv], env, cwd, identity, (slave, slave, slave))
     except OSError as exc:

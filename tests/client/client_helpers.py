@@ -17,7 +17,9 @@ from pathlib import Path
 
 import forkserver
 
+from rexec.binding import connection_binding
 from rexec.protocol import (
+    PROTOCOL_VERSION,
     Auth,
     AuthOk,
     Connection,
@@ -74,7 +76,7 @@ async def fake_server(
         protocol = Connection(Role.SERVER)
         nonce = secrets.token_hex(32)
         hello = Hello(
-            versions=versions or [2],
+            versions=versions or [PROTOCOL_VERSION],
             nonce=nonce,
             server="fake",
             limits=limits or protocol.announced_limits(),
@@ -87,7 +89,8 @@ async def fake_server(
             protocol.receive_data(data)
             auth = protocol.next_event()
         if isinstance(auth, Auth):
-            mac = protocol.transcript().server_mac(key if prove else bytes(32), auth.mac)
+            binding = connection_binding(writer, server=True)
+            mac = protocol.transcript(binding).server_mac(key if prove else bytes(32), auth.mac)
             writer.write(protocol.send(AuthOk.with_mac(mac)))
             for message in after_auth:
                 writer.write(protocol.send(message))

@@ -90,6 +90,23 @@ def test_a_key_is_not_written_where_rexec_would_refuse_it(tmp_path: Path, mode: 
     assert keygen("--key-file", str(shared / "key")).returncode == 0
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a directory to another user")
+def test_a_key_reached_through_a_link_into_another_users_directory_is_refused(
+    tmp_path: Path,
+) -> None:
+    """Attacker8 F4: the directories the path's links lead through count as
+    the path's own (sshd's StrictModes walks the real path): there the other
+    user swaps the key for one they know."""
+    theirs = tmp_path / "theirs"
+    (theirs / "keys").mkdir(parents=True)
+    os.chown(theirs, 65534, 65534)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "keys").symlink_to(theirs / "keys")
+    result = keygen("--key-file", str(tmp_path / "mine" / "keys" / "key"))
+    assert result.returncode == 1 and f"the directory {theirs} lets" in result.stderr.decode()
+    assert list((theirs / "keys").iterdir()) == []
+
+
 def test_an_imported_key_works_with_the_server_it_came_from(server: Any, tmp_path: Path) -> None:
     path = tmp_path / "client" / "key"
     # Pasted, in capitals, with blanks around it: the same 32 bytes.

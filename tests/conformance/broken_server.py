@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import functools
 import hashlib
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from rexec import protocol
+from rexec.binding import connection_binding
 from rexec.conformance.cases.handshake import version_1_client_mac
 
 
@@ -65,6 +67,7 @@ FLAGS: dict[str, str] = {
     "v1_auth_invalid": "answers a version 1 auth with header.invalid, not version.unsupported",
     "ignore_features": "accepts features hello did not offer",
     "weak_mac": "also accepts version 1's mac, over the nonces and the name only",
+    "unbound_ok": "also accepts a mac without the connection's binding, as version 2 did",
     "no_auth_required": "acts on frames before authentication",
     "accept_any_mac": "does not check the client's mac",
     "fixed_nonce": "uses the same nonce for every connection",
@@ -850,7 +853,7 @@ class Session:
         if "no_hello" not in self.flags:
             self.send(
                 protocol.Hello(
-                    versions=[2],
+                    versions=[protocol.PROTOCOL_VERSION],
                     nonce=self.nonce,
                     server=self.config.name,
                     limits=self.config.limits,
@@ -1026,11 +1029,12 @@ class Session:
             raise Fatal("protocol.unexpected", f"a client may not send {message.type}")
 
     def authenticate(self, auth: protocol.Auth) -> None:
-        if auth.version != 2 and "ignore_version" not in self.flags:
+        if auth.version != protocol.PROTOCOL_VERSION and "ignore_version" not in self.flags:
             raise Fatal("version.unsupported", "protocol version not supported")
         if auth.features and "ignore_features" not in self.flags:
             raise Fatal("feature.unsupported", "feature not offered")
-        transcript = protocol.Transcript(self.hello_frame, self.frame_head)
+        binding = connection_binding(self.writer, server=True)
+        transcript = protocol.Transcript(self.hello_frame, self.frame_head, binding)
         key = self.config.key
         if not (
             protocol.macs_match(transcript.client_mac(key), auth.mac)
@@ -1038,6 +1042,12 @@ class Session:
             or (
                 "weak_mac" in self.flags
                 and protocol.macs_match(_version_1_mac(key, self, auth), auth.mac)
+            )
+            or (
+                "unbound_ok" in self.flags
+                and protocol.macs_match(
+                    dataclasses.replace(transcript, binding=b"").client_mac(key), auth.mac
+                )
             )
         ):
             raise Fatal("auth.failed", "authentication failed")

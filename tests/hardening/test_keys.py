@@ -44,7 +44,7 @@ env_allow = ["APP_*", "LANG"]
 [[keys]]
 name = "ci"
 file = "{tmp_path / "ci.key"}"
-allow_argv = ["echo", "sleep", "yes", "sh -c 'exit 3'"]
+allow_argv = ["echo", "sleep", "yes", "sh -c 'exit 3'", "sh -c 'exit 5' ''"]
 allow_shell = false
 max_timeout = 0.5
 """)
@@ -92,6 +92,11 @@ def test_argv_prefixes(keyed) -> None:
         assert wire.wait(wire.run(["sh", "-c", "exit 3"]), 5).exit.exit_code == 3
         denied(wire.wait(wire.run(["sh", "-c", "exit 4"]), 5))
         denied(wire.wait(wire.run(["sh"]), 5))
+        # An entry ending in an empty word ('', as in sudoers) is the whole
+        # argv: nothing may follow it (attacker8 F8: `git -C REPO log` took
+        # --output=FILE after it and wrote any file as root).
+        assert wire.wait(wire.run(["sh", "-c", "exit 5"]), 5).exit.exit_code == 5
+        denied(wire.wait(wire.run(["sh", "-c", "exit 5", "extra"]), 5))
         # A client PATH would pick which "echo" runs: refused for a key
         # restricted by program name.
         result = wire.wait(wire.run(["echo", "x"], env={"PATH": "/tmp"}), 5)
@@ -99,7 +104,7 @@ def test_argv_prefixes(keyed) -> None:
         # The connection carries on after every refusal.
         assert wire.wait(wire.run(["echo", "still"]), 5).exit.exit_code == 0
     refused = server.events("refused")
-    assert [r["code"] for r in refused] == ["command.denied"] * 4 + ["env.forbidden"]
+    assert [r["code"] for r in refused] == ["command.denied"] * 5 + ["env.forbidden"]
     assert refused[0]["argv"] == ["cat", "/etc/passwd"]
 
 

@@ -6,6 +6,8 @@ import os
 import pwd
 import re
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -119,21 +121,48 @@ def test_run_as_nobody(daemon) -> None:
 
 
 @AS_ROOT
-def test_run_as_a_command_may_open_its_own_streams_again(daemon) -> None:
-    # /dev/stdin, /dev/stdout: the pipes are its user's, as a terminal is
-    # over ssh (rexec shell's line mode opens them so).
+def test_run_as_another_command_of_the_account_cant_open_a_commands_streams(daemon) -> None:
+    # Every key's commands run as the one run_as account: a command's pipes
+    # must stay the daemon's (mode 0600), or a key allowed only `cat` reads
+    # what another key's command prints or is sent, and one allowed only
+    # `tee` types commands into another key's shell (attacker8 F1).
     server = daemon("--run-as", "nobody")
     with open_wire(server) as wire:
-        command_id = wire.run(
-            ["sh", "-c", "cat /dev/stdin > /dev/stdout; echo err > /dev/stderr"],
-            cwd="/",
-            stdin=True,
-        )
-        wire.stdin(command_id, b"typed\n")
-        wire.stdin_eof(command_id)
-        result = wire.wait(command_id, 5)
-    assert bytes(result.stdout) == b"typed\n" and bytes(result.stderr) == b"err\n"
-    assert result.exit.exit_code == 0
+        victim = wire.run(["sh", "-c", 'read -r line; echo "got $line"'], cwd="/", stdin=True)
+        wire.wait_for(lambda: wire.results.get(victim) and wire.results[victim].started)
+        pid = wire.results[victim].started.pid
+        probes = [
+            wire.run(["sh", "-c", f"exec cat /proc/{pid}/fd/{fd}"], cwd="/") for fd in (0, 1, 2)
+        ]
+        probes.append(wire.run(["sh", "-c", f"echo forged > /proc/{pid}/fd/0"], cwd="/"))
+        for probe in wire.wait_all(probes, 10):
+            assert probe.exit is not None and probe.exit.exit_code != 0, probe
+            assert b"Permission denied" in bytes(probe.stderr)
+        wire.stdin(victim, b"typed\n")
+        result = wire.wait(victim, 10)
+    assert bytes(result.stdout) == b"got typed\n"
+    # The price: rexec shell's line mode, which opens its helpers' pipes so,
+    # can't start there; it says why and what to use, in one line.
+    shell = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rexec_client.cli",
+            "shell",
+            "--key-file",
+            str(server.directory / "key"),
+            "--cwd",
+            "/tmp",
+            f"{server.host}:{server.port}",
+        ],
+        input=b"echo never\n",
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert shell.returncode != 0 and b"never" not in shell.stdout
+    assert b"(run_as)" in shell.stderr and b"use --pty" in shell.stderr
+    assert b"Traceback" not in shell.stderr
 
 
 @AS_ROOT

@@ -186,6 +186,32 @@ def test_init_tls_refuses_in_one_line(
     assert len(lines) == 1 and complaint in lines[0], result.stderr
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give files to another user")
+def test_tls_files_another_user_could_have_made_are_refused(tmp_path: Path) -> None:
+    """Attacker8 F9: --init-tls kept and signed with a CA another user had
+    put in the directory, and rexecd trusted another user's client CA. As
+    for the key file: refused in one line, nothing made or started."""
+    planted = tmp_path / "planted"
+    assert init_tls(planted).returncode == 0
+    os.chown(planted / "ca.pem", 65534, 65534)
+    result = init_tls(planted)
+    assert result.returncode == 1 and "ca.pem: it is owned by uid 65534" in result.stderr
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, 65534, 65534)
+    result = init_tls(theirs / "tls")
+    assert result.returncode == 1 and "tls: the directory" in result.stderr
+    assert list(theirs.iterdir()) == [], "nothing made"
+    started = forkserver.run(
+        [sys.executable, "-m", "rexec.daemon", "--port", "0", "--key-file", str(tmp_path / "key"),
+         "--tls-cert", str(planted / "server.pem"), "--tls-key", str(planted / "server.key"),
+         "--tls-client-ca", str(planted / "ca.pem")],
+        text=True, timeout=TIMEOUT,
+    )  # fmt: skip
+    lines = started.stderr.splitlines()
+    assert started.returncode != 0 and f"TLS file {planted / 'ca.pem'}" in lines[-1], lines
+
+
 def test_a_client_machine_runs_commands_over_mutual_tls(
     client: ClientMachine, tls_server: Any
 ) -> None:

@@ -23,6 +23,7 @@ import pytest
 
 import rexec_client
 from rexec.ops.discovery import TokenBuckets
+from rexec.protocol import PROTOCOL_VERSION
 from rexec.protocol._discovery import (
     HEADER_SIZE,
     MIN_PROBE_SIZE,
@@ -88,7 +89,11 @@ def test_discover_finds_two_servers_by_loopback_broadcast(start_server) -> None:
     found = [json.loads(line) for line in result.stdout.splitlines()]
     assert [entry["address"] for entry in found] == [first.address, second.address]
     for entry in found:
-        assert entry["protocol"] == [2] and entry["tls"] is False and entry["client_cert"] is False
+        assert (
+            entry["protocol"] == [PROTOCOL_VERSION]
+            and entry["tls"] is False
+            and entry["client_cert"] is False
+        )
         assert set(entry) == {
             "address",
             "host",

@@ -92,7 +92,7 @@ def handshake(
     the deterministic nonces and key, each side computing its mac over its
     own record of the transcript."""
     hello = Hello(
-        versions=[2],
+        versions=[3],
         features=list(features),
         nonce=HANDSHAKE_SERVER_NONCE,
         server=HANDSHAKE_SERVER_NAME,

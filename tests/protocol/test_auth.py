@@ -21,6 +21,7 @@ from rexec.protocol import (
     Role,
     Transcript,
     encode_frame,
+    endpoint_binding,
     macs_match,
     sign_auth,
 )
@@ -31,17 +32,20 @@ from .vectors import (
     AUTH_HEADER,
     AUTH_OK,
     HANDSHAKE_BINDING,
+    HANDSHAKE_CLIENT_ENDPOINT,
     HANDSHAKE_CLIENT_MAC,
     HANDSHAKE_CLIENT_MAC_TLS,
     HANDSHAKE_CLIENT_NONCE,
+    HANDSHAKE_ENDPOINT_BINDING,
     HANDSHAKE_KEY,
+    HANDSHAKE_SERVER_ENDPOINT,
     HANDSHAKE_SERVER_MAC,
     HANDSHAKE_SERVER_MAC_TLS,
     HANDSHAKE_SERVER_NONCE,
     HELLO,
 )
 
-TRANSCRIPT = Transcript(HELLO.wire, AUTH_HEADER)
+TRANSCRIPT = Transcript(HELLO.wire, AUTH_HEADER, HANDSHAKE_ENDPOINT_BINDING)
 TLS_TRANSCRIPT = Transcript(HELLO.wire, AUTH_HEADER, HANDSHAKE_BINDING)
 
 
@@ -65,7 +69,7 @@ def test_example_key_and_nonces() -> None:
 @pytest.mark.parametrize(
     ("transcript", "binding", "client_mac", "server_mac"),
     [
-        (TRANSCRIPT, b"", HANDSHAKE_CLIENT_MAC, HANDSHAKE_SERVER_MAC),
+        (TRANSCRIPT, HANDSHAKE_ENDPOINT_BINDING, HANDSHAKE_CLIENT_MAC, HANDSHAKE_SERVER_MAC),
         (TLS_TRANSCRIPT, HANDSHAKE_BINDING, HANDSHAKE_CLIENT_MAC_TLS, HANDSHAKE_SERVER_MAC_TLS),
     ],
     ids=["plain", "tls"],
@@ -75,17 +79,45 @@ def test_known_answers(
 ) -> None:
     pieces = (HELLO.wire, AUTH_HEADER, binding)
     # The vectors (and so protocol.md's example) hold the right macs...
-    assert reference_mac("rexec v2 client mac", HANDSHAKE_KEY, *pieces) == client_mac
-    assert reference_mac("rexec v2 server mac", HANDSHAKE_KEY, *pieces, client_mac) == server_mac
+    assert reference_mac("rexec v3 client mac", HANDSHAKE_KEY, *pieces) == client_mac
+    assert reference_mac("rexec v3 server mac", HANDSHAKE_KEY, *pieces, client_mac) == server_mac
     # ...and the implementation computes the same.
     assert transcript.client_mac(HANDSHAKE_KEY) == client_mac
     assert transcript.server_mac(HANDSHAKE_KEY, client_mac) == server_mac
 
 
+def test_the_endpoints_binding_is_the_formula_and_tells_a_relay_apart() -> None:
+    # protocol.md 3.1: SHA-256 over the length-prefixed label, client address
+    # and port, server address and port, as ASCII.
+    pieces = (b"rexec v3 tcp endpoints", b"127.0.0.1", b"50000", b"127.0.0.1", b"7420")
+    spelled = hashlib.sha256(b"".join(struct.pack("<I", len(p)) + p for p in pieces)).digest()
+    assert spelled == HANDSHAKE_ENDPOINT_BINDING
+    assert endpoint_binding(HANDSHAKE_CLIENT_ENDPOINT, HANDSHAKE_SERVER_ENDPOINT) == spelled
+    assert len(spelled) == BINDING_SIZE
+    # Each side's view of one connection agrees (a dual-stack server sees an
+    # IPv4 peer as IPv4-mapped; an IPv6 address carries flow info and zone).
+    mapped = (("::ffff:127.0.0.1", 50000, 0, 0), ("::ffff:127.0.0.1", 7420, 0, 0))
+    assert endpoint_binding(*mapped) == spelled
+    assert endpoint_binding(("fe80::1%eth0", 5, 0, 2), ("::1", 6)) == endpoint_binding(
+        ("fe80:0::1", 5), ("0::1", 6)
+    )
+    # A relay: the client's connection ends at the relay's port, the
+    # server's starts at the relay's own; both differ from the direct ones.
+    assert endpoint_binding(("127.0.0.1", 50000), ("127.0.0.1", 7951)) != spelled
+    assert endpoint_binding(("127.0.0.1", 50001), ("127.0.0.1", 7420)) != spelled
+    # The two ends are not interchangeable.
+    assert endpoint_binding(HANDSHAKE_SERVER_ENDPOINT, HANDSHAKE_CLIENT_ENDPOINT) != spelled
+    with pytest.raises(ValueError):
+        endpoint_binding(("localhost", 1), ("127.0.0.1", 2))
+
+
 def test_the_vectors_carry_the_macs_in_their_bodies() -> None:
     assert AUTH.wire == AUTH_HEADER + HANDSHAKE_CLIENT_MAC
     assert AUTH_OK.wire.endswith(HANDSHAKE_SERVER_MAC)
-    assert sign_auth(HELLO.wire, HANDSHAKE_KEY, nonce=HANDSHAKE_CLIENT_NONCE) == AUTH.message
+    signed = sign_auth(
+        HELLO.wire, HANDSHAKE_KEY, nonce=HANDSHAKE_CLIENT_NONCE, binding=HANDSHAKE_ENDPOINT_BINDING
+    )
+    assert signed == AUTH.message
     assert encode_frame(AUTH.message) == AUTH.wire
 
 
@@ -180,4 +212,4 @@ def test_signing_follows_the_hello_received() -> None:
     client, server = Connection(Role.CLIENT), Connection(Role.SERVER)
     deliver(server, client, HELLO.message)
     auth = client.sign_auth(HANDSHAKE_KEY, nonce=HANDSHAKE_CLIENT_NONCE, binding=HANDSHAKE_BINDING)
-    assert auth.mac == HANDSHAKE_CLIENT_MAC_TLS and auth.version == 2
+    assert auth.mac == HANDSHAKE_CLIENT_MAC_TLS and auth.version == 3

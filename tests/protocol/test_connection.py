@@ -106,7 +106,7 @@ def _hello() -> Hello:
     return HELLO.message  # type: ignore[return-value]
 
 
-def _auth(version: int = 2, features: tuple[str, ...] = ()) -> Auth:
+def _auth(version: int = 3, features: tuple[str, ...] = ()) -> Auth:
     unsigned = Auth.unsigned(version=version, nonce=HANDSHAKE_CLIENT_NONCE, features=features)
     return unsigned.signed(HANDSHAKE_CLIENT_MAC)
 
@@ -197,7 +197,7 @@ CASES = [
     # [handshake.version]
     Case("auth_version_not_offered", _after_hello, C, _auth(version=1),
          ErrorCode.VERSION_UNSUPPORTED),
-    Case("auth_future_version", _after_hello, C, _auth(version=3),
+    Case("auth_future_version", _after_hello, C, _auth(version=4),
          ErrorCode.VERSION_UNSUPPORTED),
     # [handshake.features]
     Case("auth_feature_not_offered", _after_hello, C, _auth(features=("x-nope",)),
@@ -678,9 +678,9 @@ V1_AUTH = _frame(
     [
         V1_AUTH,
         _frame(b'{"type":"auth","version":7,"whatever":{"new":"shape"}}'),
-        _frame(b'{"type":"auth","version":3,"data_size":32,"nonce":"x"}', b"m" * 32),
+        _frame(b'{"type":"auth","version":2,"data_size":32,"nonce":"x"}', b"m" * 32),
     ],
-    ids=["version_1", "version_7_other_shape", "version_3"],
+    ids=["version_1", "version_7_other_shape", "version_2"],
 )
 def test_auth_of_another_version_is_version_unsupported(frame: bytes) -> None:
     # [handshake.version]: whatever the shape of another version's auth, the
@@ -696,7 +696,7 @@ def test_auth_of_another_version_is_version_unsupported(frame: bytes) -> None:
 def test_malformed_auth_of_this_version_is_a_schema_error() -> None:
     server = Connection(Role.SERVER)
     server.send(_hello())
-    server.receive_data(_frame(b'{"type":"auth","version":2,"data_size":32,"nonce":"x"}'))
+    server.receive_data(_frame(b'{"type":"auth","version":3,"data_size":32,"nonce":"x"}'))
     with pytest.raises(RemoteProtocolError) as info:
         server.next_event()
     assert info.value.code is ErrorCode.HEADER_INVALID
@@ -708,12 +708,12 @@ def test_features_offered_and_chosen() -> None:
     client, server = Connection(Role.CLIENT), Connection(Role.SERVER)
     handshake(client, server, features=("x-a", "x-b"))
     assert client.features == server.features == frozenset({"x-a", "x-b"})
-    assert client.version == server.version == 2
+    assert client.version == server.version == 3
 
 
 def test_client_refuses_to_sign_without_a_common_version() -> None:
     client, server = Connection(Role.CLIENT), Connection(Role.SERVER)
-    deliver(server, client, Hello(versions=[1, 3], nonce="aa" * 32, server="s",
+    deliver(server, client, Hello(versions=[1, 2], nonce="aa" * 32, server="s",
                                   limits=server.announced_limits()))  # fmt: skip
     with pytest.raises(LocalProtocolError) as info:
         client.sign_auth(bytes(32), nonce="bb" * 32)

@@ -26,7 +26,7 @@ def _run(extra: bytes) -> bytes:
     return b'{"type":"run","id":1,' + extra + b"}"
 
 
-def _hello(limits: bytes = LIMITS, server: bytes = b'"s"', versions: bytes = b"[2]") -> bytes:
+def _hello(limits: bytes = LIMITS, server: bytes = b'"s"', versions: bytes = b"[3]") -> bytes:
     return (
         b'{"type":"hello","versions":' + versions + b',"nonce":' + NONCE
         + b',"server":' + server + b',"limits":' + limits + b"}"
@@ -80,9 +80,9 @@ HEADER_FAILURES: list[tuple[str, bytes, ErrorCode]] = [
      INVALID),
     ("exit_both_code_and_signal", _exit(b'"exit_code":0,"signal":9,"duration":1'), INVALID),
     ("error_no_fatal", b'{"type":"error","code":"internal","message":"m"}', INVALID),
-    ("hello_no_limits", b'{"type":"hello","versions":[2],"nonce":' + NONCE + b',"server":"s"}',
+    ("hello_no_limits", b'{"type":"hello","versions":[3],"nonce":' + NONCE + b',"server":"s"}',
      INVALID),
-    ("auth_no_data_size", b'{"type":"auth","version":2,"nonce":' + NONCE + b"}", INVALID),
+    ("auth_no_data_size", b'{"type":"auth","version":3,"nonce":' + NONCE + b"}", INVALID),
     ("auth_ok_no_data_size", b'{"type":"auth_ok"}', INVALID),
     ("stdout_no_id", b'{"type":"stdout","data_size":0}', INVALID),
     # [message.extensible]: extra members, in every closed object (all a client
@@ -90,7 +90,7 @@ HEADER_FAILURES: list[tuple[str, bytes, ErrorCode]] = [
     ("ping_extra", b'{"type":"ping","seq":7,"extra":1}', INVALID),
     ("run_extra", _run(b'"shell":"true","user":"root"'), INVALID),
     ("pty_extra", _run(b'"shell":"true","pty":{"rows":1,"cols":1,"mode":"raw"}'), INVALID),
-    ("auth_extra", b'{"type":"auth","data_size":32,"version":2,"nonce":' + NONCE
+    ("auth_extra", b'{"type":"auth","data_size":32,"version":3,"nonce":' + NONCE
      + b',"mac":"' + b"a" * 64 + b'"}', INVALID),
     ("auth_ok_extra", b'{"type":"auth_ok","data_size":32,"mac":"' + b"a" * 64 + b'"}', INVALID),
     ("stdout_extra", b'{"type":"stdout","id":1,"data_size":0,"fd":1}', INVALID),
@@ -151,7 +151,7 @@ HEADER_FAILURES: list[tuple[str, bytes, ErrorCode]] = [
     ("nonce_upper_hex", _hello().replace(b"a" * 64, b"A" * 64), INVALID),
     ("nonce_short", _hello().replace(b"a" * 64, b"a" * 62), INVALID),
     ("nonce_trailing_newline", _hello().replace(b"a" * 64, b"a" * 64 + b"\\n"), INVALID),
-    ("auth_data_size_0", b'{"type":"auth","data_size":0,"version":2,"nonce":' + NONCE + b"}",
+    ("auth_data_size_0", b'{"type":"auth","data_size":0,"version":3,"nonce":' + NONCE + b"}",
      INVALID),
     ("auth_ok_data_size_64", b'{"type":"auth_ok","data_size":64}', INVALID),
     ("auth_ok_data_size_bool", b'{"type":"auth_ok","data_size":true}', INVALID),

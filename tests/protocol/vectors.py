@@ -68,36 +68,44 @@ HANDSHAKE_KEY = bytes(range(32))  # 00 01 02 ... 1f
 HANDSHAKE_SERVER_NONCE = "aa" * 32
 HANDSHAKE_CLIENT_NONCE = "bb" * 32
 HANDSHAKE_SERVER_NAME = "example"
+#: The two ends of the example's plaintext connection, as each side sees them.
+HANDSHAKE_CLIENT_ENDPOINT = ("127.0.0.1", 50000)
+HANDSHAKE_SERVER_ENDPOINT = ("127.0.0.1", 7420)
+#: Their binding: SHA-256 over the length-prefixed label, client address and
+#: port, server address and port (computed with the stdlib hashlib module).
+HANDSHAKE_ENDPOINT_BINDING = bytes.fromhex(
+    "935e4fbb00b1badada01d269bae258ff973965370a27f5cfb123d581b7fb0b8e"
+)
 #: A stand-in for a TLS channel binding (tls-exporter), for the macs under TLS.
 HANDSHAKE_BINDING = b"\xcc" * 32
 # HMAC-SHA256 over the length-prefixed label, hello frame, auth frame (without
 # its body) and binding; the server's also over the client's mac. Computed
 # once with the stdlib hmac module, not with rexec.protocol; test_auth.py
-# recomputes them independently.
+# recomputes them independently. Without TLS, over the endpoints' binding.
 HANDSHAKE_CLIENT_MAC = bytes.fromhex(
-    "71d5b0fe0482b90eef81613e828957edc0ffb4345940ee9cfbdc9388ed416d2a"
+    "4bad8752041cdd52a7b38926657e3e958f7033af35abb2c318e18d3159a33979"
 )
 HANDSHAKE_SERVER_MAC = bytes.fromhex(
-    "ea25ea0e7f34c49270a0c5d2d096919ddad70be7d6bc8234c9f187880c5ef1b4"
+    "57fe9b4e709c471105b2a9a45e0557a2cd97e3592b2866dd0f8f7fbfac9204ef"
 )
 #: The same handshake under TLS, with HANDSHAKE_BINDING as the channel binding.
 HANDSHAKE_CLIENT_MAC_TLS = bytes.fromhex(
-    "3f50d2a594af24f60789258389ac959a3f671edda9eca3ca70e17e56b5e47ad5"
+    "5f8dbc37df8f24ee50e0d973820ea1c91643ad9024d8ebc85ff60bbf0bfa5c44"
 )
 HANDSHAKE_SERVER_MAC_TLS = bytes.fromhex(
-    "c28babf794d4f1ee8a138e5f30fbcd3d2ff42bf5a83056d9c711d25b5f30dad2"
+    "c9d2dce259905bfada7905f6dc7131ebeb0806d24ff222082f333aedf5f396b3"
 )
 
 HELLO = Vector(
     "hello",
     _frame(
-        b'{"type":"hello","data_size":0,"versions":[2],"features":[],'
+        b'{"type":"hello","data_size":0,"versions":[3],"features":[],'
         b'"nonce":"' + HANDSHAKE_SERVER_NONCE.encode() + b'","server":"example",'
         b'"limits":{"max_header":65536,"max_body":1048576,'
         b'"stdin_window":262144,"max_commands":64}}'
     ),
     Hello(
-        versions=[2],
+        versions=[3],
         nonce=HANDSHAKE_SERVER_NONCE,
         server=HANDSHAKE_SERVER_NAME,
         limits=ServerLimits(
@@ -107,13 +115,13 @@ HELLO = Vector(
 )
 #: The auth frame's length prefix and header: what the macs cover of it.
 AUTH_HEADER = _frame(
-    b'{"type":"auth","data_size":32,"version":2,"features":[],'
+    b'{"type":"auth","data_size":32,"version":3,"features":[],'
     b'"nonce":"' + HANDSHAKE_CLIENT_NONCE.encode() + b'"}'
 )
 AUTH = Vector(
     "auth",
     AUTH_HEADER + HANDSHAKE_CLIENT_MAC,
-    Auth.unsigned(version=2, nonce=HANDSHAKE_CLIENT_NONCE).signed(HANDSHAKE_CLIENT_MAC),
+    Auth.unsigned(version=3, nonce=HANDSHAKE_CLIENT_NONCE).signed(HANDSHAKE_CLIENT_MAC),
 )
 AUTH_OK = Vector(
     "auth_ok",
@@ -321,14 +329,14 @@ VECTORS: tuple[Vector, ...] = (
     Vector(
         "hello_extended",
         _frame(
-            b'{"type":"hello","versions":[2,3],"features":["x-later"],'
+            b'{"type":"hello","versions":[3,4],"features":["x-later"],'
             b'"nonce":"' + HANDSHAKE_SERVER_NONCE.encode() + b'","server":"example",'
             b'"software":{"name":"rexecd","version":[9,1]},'
             b'"limits":{"max_header":65536,"max_body":1048576,'
             b'"stdin_window":262144,"max_commands":64,"max_files":3}}'
         ),
         Hello(
-            versions=[2, 3],
+            versions=[3, 4],
             features=["x-later"],
             nonce=HANDSHAKE_SERVER_NONCE,
             server=HANDSHAKE_SERVER_NAME,

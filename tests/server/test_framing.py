@@ -82,13 +82,13 @@ def test_pre_auth_header_of_exactly_4_kib_is_accepted(server) -> None:
     from rexec.protocol import AuthOk, FrameDecoder, Transcript, encode_header
 
     with raw_wire(server) as wire:
-        auth = wire.conn.sign_auth(server.key, nonce=secrets.token_hex(32))
+        auth = wire.conn.sign_auth(server.key, nonce=secrets.token_hex(32), binding=wire.binding)
         header = encode_header(auth)[4:]
         header = header[:-1] + b" " * (4096 - len(header)) + b"}"
         assert len(header) == 4096
         # The mac covers the header as it travels: sign the padded one.
         head = struct.pack("<i", len(header)) + header
-        transcript = Transcript(wire.conn.hello_frame, head)
+        transcript = Transcript(wire.conn.hello_frame, head, wire.binding)
         mac = transcript.client_mac(server.key)
         wire.send_raw(head + mac)
         # The client core did not see this auth go out; decode auth_ok raw.
@@ -224,7 +224,7 @@ def test_extra_field_in_auth_is_invalid(server) -> None:
     with raw_wire(server) as wire:
         wire.send_raw(
             raw_frame(
-                {"type": "auth", "data_size": 32, "version": 2, "nonce": "a" * 64, "extra": 1},
+                {"type": "auth", "data_size": 32, "version": 3, "nonce": "a" * 64, "extra": 1},
                 bytes(32),
             )
         )

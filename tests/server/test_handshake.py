@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from rexec.protocol import Auth, Run, encode_frame, sign_auth
+from rexec.protocol import PROTOCOL_VERSION, Auth, Run, encode_frame, sign_auth
 
 from .wire import Wire, raw_frame, run_once
 
@@ -21,7 +21,7 @@ def test_hello_is_the_first_frame_with_nonce_versions_and_limits(server) -> None
         started = time.monotonic()
         hello = wire.read_hello(2)
         assert time.monotonic() - started < 1.0
-        assert hello.versions == [2]
+        assert hello.versions == [PROTOCOL_VERSION]
         assert hello.features == []
         assert re.fullmatch(r"[0-9a-f]{64}", hello.nonce)
         assert 0 < len(hello.server) <= 255
@@ -53,7 +53,7 @@ def test_auth_ok_carries_a_verifying_server_proof(server) -> None:
         ok = wire.authenticate()  # asserts the proof verifies with our key
         assert ok is not None
         # Sanity: the proof is bound to the key, not just to the transcript.
-        transcript = wire.conn.transcript()
+        transcript = wire.conn.transcript(wire.binding)
         assert ok.mac != transcript.server_mac(bytes(32), transcript.client_mac(bytes(32)))
 
 
@@ -62,7 +62,8 @@ def test_wrong_mac_fails_runs_nothing_and_is_audited(server, tmp_path) -> None:
     with Wire.open(server.host, server.port, key=server.key) as wire:
         wire.read_hello(2)
         wrong_key = secrets.token_bytes(32)
-        auth = encode_frame(wire.conn.sign_auth(wrong_key, nonce=secrets.token_hex(32)))
+        auth = wire.conn.sign_auth(wrong_key, nonce=secrets.token_hex(32), binding=wire.binding)
+        auth = encode_frame(auth)
         run = encode_frame(Run(id=1, argv=["touch", str(marker_file)]))
         wire.send_raw(auth + run)  # pipelined in one segment
         error = wire.expect_error_then_eof("auth.failed")
@@ -87,7 +88,7 @@ def test_replayed_auth_fails(server) -> None:
     server's nonce differs)."""
     with Wire.open(server.host, server.port, key=server.key) as first:
         first.read_hello(2)
-        auth = first.conn.sign_auth(server.key, nonce=secrets.token_hex(32))
+        auth = first.conn.sign_auth(server.key, nonce=secrets.token_hex(32), binding=first.binding)
         captured = encode_frame(auth)
         first.send(auth)
         assert first.next_event(5).type == "auth_ok"
@@ -121,7 +122,9 @@ def test_run_before_reading_hello_is_unexpected(server, tmp_path) -> None:
 def test_second_auth_after_success_is_unexpected(server) -> None:
     with Wire.open(server.host, server.port, key=server.key) as wire:
         wire.authenticate()
-        wire.send_raw(encode_frame(Auth.unsigned(version=2, nonce="a" * 64).signed(bytes(32))))
+        wire.send_raw(
+            encode_frame(Auth.unsigned(version=PROTOCOL_VERSION, nonce="a" * 64).signed(bytes(32)))
+        )
         wire.expect_error_then_eof("protocol.unexpected")
 
 
@@ -132,7 +135,7 @@ def test_server_frames_from_the_client_are_unexpected(server) -> None:
         wire.expect_error_then_eof("protocol.unexpected")
 
 
-@pytest.mark.parametrize("version", [1, 3])
+@pytest.mark.parametrize("version", [1, 2, 4])
 def test_auth_with_another_version_is_unsupported(server, version) -> None:
     with Wire.open(server.host, server.port, key=server.key) as wire:
         wire.authenticate(version=version, expect_ok=False)
@@ -169,19 +172,22 @@ def test_mac_over_an_altered_hello_fails(server, change) -> None:
         hello = wire.read_hello(2)
         altered = {
             "max_body": {"limits": hello.limits.model_copy(update={"max_body": 1})},
-            "versions": {"versions": [2, 3]},
+            "versions": {"versions": [3, 4]},
             "server": {"server": hello.server + "-evil"},
         }[change]
         seen = encode_frame(hello.model_copy(update=altered))
-        wire.send_raw(encode_frame(sign_auth(seen, server.key, nonce=secrets.token_hex(32))))
+        auth = sign_auth(seen, server.key, nonce=secrets.token_hex(32), binding=wire.binding)
+        wire.send_raw(encode_frame(auth))
         wire.expect_error_then_eof("auth.failed")
 
 
-def test_mac_over_a_binding_the_server_does_not_have_fails(server) -> None:
-    """[auth.binding]: without TLS the binding is empty; a mac made for a TLS
-    session (any 32 bytes) is refused."""
+@pytest.mark.parametrize("binding", [b"\x5a" * 32, b""], ids=["other", "unbound"])
+def test_mac_over_a_binding_the_server_does_not_have_fails(server, binding: bytes) -> None:
+    """[auth.binding]: without TLS the binding is the connection's two ends;
+    a mac over anything else (a TLS session's, or none, as version 2 had) is
+    refused."""
     with Wire.open(server.host, server.port, key=server.key) as wire:
-        wire.authenticate(binding=b"\x5a" * 32, expect_ok=False)
+        wire.authenticate(binding=binding, expect_ok=False)
         wire.expect_error_then_eof("auth.failed")
 
 
@@ -189,7 +195,7 @@ def test_server_proof_covers_the_client_mac(server) -> None:
     with Wire.open(server.host, server.port, key=server.key) as wire:
         ok = wire.authenticate()
         assert ok is not None
-        transcript = wire.conn.transcript()
+        transcript = wire.conn.transcript(wire.binding)
         assert ok.mac == transcript.server_mac(server.key, transcript.client_mac(server.key))
         assert ok.mac != transcript.server_mac(server.key, bytes(32))
 
@@ -210,7 +216,7 @@ def test_auth_deadline(start_server) -> None:
 def test_auth_deadline_is_not_extended_by_dribbling(start_server) -> None:
     """A client that sends a byte at a time is still cut off at the deadline."""
     server = start_server("--auth-timeout", "0.5")
-    frame = encode_frame(Auth.unsigned(version=2, nonce="a" * 64).signed(bytes(32)))
+    frame = encode_frame(Auth.unsigned(version=PROTOCOL_VERSION, nonce="a" * 64).signed(bytes(32)))
     with Wire.open(server.host, server.port, key=server.key) as wire:
         opened = time.monotonic()
         wire.read_hello(2)

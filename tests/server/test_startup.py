@@ -148,6 +148,41 @@ def test_an_audit_log_through_another_users_link_is_refused(tmp_path, how) -> No
 
 
 @START_OR_CHECK
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a FIFO to another user")
+def test_an_audit_log_that_is_another_users_fifo_is_refused(tmp_path, how) -> None:
+    """Attacker8 F5: a FIFO is not a regular file, yet its owner reads the
+    whole trail (or stalls it); with or without a reader yet, it is refused."""
+    key = write_key(tmp_path / "key")
+    fifo = tmp_path / "audit.jsonl"
+    os.mkfifo(fifo, 0o600)
+    os.chown(fifo, 65534, 65534)
+    proc = rexecd(*how, "--key-file", str(key), "--audit-log", str(fifo))
+    assert "another user owns it" in assert_one_line_refusal(proc)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a link to another user")
+def test_the_audit_log_follows_only_a_trusted_link_when_it_opens_it(tmp_path) -> None:
+    """Attacker8 F2: the link is judged as it is when the log is opened, not
+    only when the place was looked at before (a sticky directory such as /tmp
+    lets another user plant one in between): theirs is refused, never
+    followed; ours is followed."""
+    from rexec.server import audit_file
+
+    target = tmp_path / "root-only"
+    target.write_bytes(b"kept\n")
+    target.chmod(0o600)
+    link = tmp_path / "audit.jsonl"
+    link.symlink_to(target)
+    fd = audit_file.open_log(str(link))  # ours: followed
+    assert fd is not None
+    os.close(fd)
+    os.lchown(link, 65534, 65534)
+    with pytest.raises(OSError, match="a symbolic link another user owns"):
+        audit_file._open_through_trusted_link(str(link), os.O_WRONLY | os.O_APPEND)
+    assert target.read_bytes() == b"kept\n"
+
+
+@START_OR_CHECK
 def test_an_audit_log_in_a_directory_others_may_write_in_is_refused(tmp_path, how) -> None:
     """retest6: there anyone could remove or replace the trail (as for the
     key file, a sticky directory such as /tmp is fine)."""

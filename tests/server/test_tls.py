@@ -193,7 +193,8 @@ async def relay(
 
 def _through_relay(server, ca, *, mitm: bool) -> tuple[bytes | Exception, int]:
     """Run ``echo through`` with the client library through a relay to
-    ``server``; returns its output (or the exception) and the bytes relayed."""
+    ``server`` (over TLS trusting ``ca``, or without TLS when ``ca`` is None);
+    returns its output (or the exception) and the bytes relayed."""
     from rexec_client import connect
 
     contexts = None
@@ -203,8 +204,10 @@ def _through_relay(server, ca, *, mitm: bool) -> tuple[bytes | Exception, int]:
         upstream = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ca.configure_trust(upstream)
         contexts = (own, upstream)
-    client_context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ca.configure_trust(client_context)
+    client_context = None
+    if ca is not None:
+        client_context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ca.configure_trust(client_context)
 
     async def go() -> tuple[bytes | Exception, int]:
         async with relay((server.host, server.port), contexts) as (port, relayed):
@@ -225,6 +228,22 @@ def test_a_plain_tcp_relay_changes_nothing(server_auth_only, pki) -> None:
     ca, _, _ = pki
     output, relayed = _through_relay(server_auth_only, ca, mitm=False)
     assert output == b"through\n" and relayed > 0
+
+
+def test_a_relay_of_a_connection_without_tls_is_caught(server) -> None:
+    """[auth.binding] without TLS: each side binds the macs to the two ends of
+    the connection as it sees them, and a byte relay's two connections have
+    different ends (attacker8 F6: another local user's port, which a
+    discovery answer had named, relayed a client and ran a command of its
+    own with the client's key). Refused; the client says a relay needs TLS."""
+    from rexec_client import AuthenticationError
+
+    outcome, relayed = _through_relay(server, None, mitm=False)
+    assert isinstance(outcome, AuthenticationError), outcome
+    assert "relayed it" in str(outcome) and "use TLS" in str(outcome)
+    assert relayed > 0  # it really went through the relay
+    records = [r for r in server.audit_records() if r["event"] == "auth"]
+    assert records and records[-1]["ok"] is False
 
 
 def test_a_tls_terminating_man_in_the_middle_is_caught(server_auth_only, pki) -> None:

@@ -28,6 +28,7 @@ from typing import Any, Self
 import psutil
 
 from rexec.protocol import (
+    PROTOCOL_VERSION,
     Auth,
     AuthOk,
     Connection,
@@ -43,9 +44,10 @@ from rexec.protocol import (
     StdinEof,
     Stdout,
     encode_frame,
+    endpoint_binding,
     macs_match,
 )
-from rexec.tls_binding import channel_binding
+from rexec.tls_binding import tls_exporter
 
 #: Default bound on one read from the server.
 EVENT_TIMEOUT = 10.0
@@ -165,14 +167,17 @@ class Wire:
 
     @property
     def binding(self) -> bytes:
-        """The TLS channel binding of this connection (b"" without TLS)."""
-        return channel_binding(self.sock if isinstance(self.sock, ssl.SSLSocket) else None)
+        """The binding of this connection: its TLS channel binding, or
+        without TLS its two ends (protocol.md 3.1)."""
+        if isinstance(self.sock, ssl.SSLSocket):
+            return tls_exporter(self.sock)
+        return endpoint_binding(self.sock.getsockname(), self.sock.getpeername())
 
     def authenticate(
         self,
         key: bytes | None = None,
         *,
-        version: int = 2,
+        version: int = PROTOCOL_VERSION,
         mac: bytes | None = None,
         binding: bytes | None = None,
         timeout: float = EVENT_TIMEOUT,

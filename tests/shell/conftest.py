@@ -29,8 +29,9 @@ TIMEOUT = 15
 ROWS, COLS = 30, 100
 #: What a new prompt starts with (see the module docstring).
 PROMPT_START = b"\x1b[?2004h"
-#: The prompt's text: optional status, user@host, ':', the directory, '$' or '#'.
-PROMPT_TEXT = re.compile(rb"(?:\[([A-Za-z0-9]+)\] )?\S*@\S*?:(\S*?)[#$]")
+#: The prompt's text: optional status, user@host, ':', the directory (which
+#: may hold a space, or a newline shown as \n), '$' or '#'.
+PROMPT_TEXT = re.compile(rb"(?:\[([A-Za-z0-9]+)\] )?\S*@\S*?:([^\r\n]*?)[#$]")
 #: The prompt of a continuation line.
 CONTINUATION_TEXT = re.compile(rb">")
 _ESCAPES = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\r")

@@ -39,7 +39,10 @@ def test_set_o_vi_in_a_compound_line_switches_the_editor_and_the_shell_lives(
     server: Any, open_shell: OpenShell
 ) -> None:
     shell = open_shell(server)
-    shell.run("X=kept; sleep 600 &")
+    # With a soft limit of open files lowered in the session (shelluser8 F4):
+    # the file such a line runs as is opened below it.
+    shell.run("X=kept; ulimit -Sn 100; sleep 600 &")
+    assert printed(shell.run("echo obvious"), "obvious")
     output = shell.run("true; set -o vi")
     assert "died" not in output and shell.status is None, output
     assert printed(edits_as_vi(shell), "kept-vi")

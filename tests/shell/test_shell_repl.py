@@ -27,13 +27,17 @@ def test_prompt_shows_user_host_and_directory(server: Any, open_shell: OpenShell
     assert shell.exit_status() == 0
 
 
-def test_cd_persists_to_the_next_line(server: Any, open_shell: OpenShell) -> None:
+def test_cd_persists_to_the_next_line(server: Any, open_shell: OpenShell, tmp_path: Path) -> None:
     shell = open_shell(server)
     shell.run("cd /tmp")
     assert shell.cwd == "/tmp" and shell.status is None
     assert "\n/tmp\n" in shell.run("pwd")
     shell.run("cd -")
     assert shell.cwd == "~"
+    # A name with a newline is shown whole, the newline as \n (shelluser7 F28).
+    (tmp_path / "a\nb").mkdir()
+    shell.run(f"cd {tmp_path}/a$'\\n'b")
+    assert shell.cwd == f"{tmp_path}/a\\nb"
 
 
 def test_cd_into_a_missing_directory_says_so_and_stays(server: Any, open_shell: OpenShell) -> None:

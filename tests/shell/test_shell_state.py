@@ -5,6 +5,9 @@ connection or a killed shell gets all of it back."""
 
 from __future__ import annotations
 
+import os
+import re
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -172,22 +175,48 @@ def test_a_change_made_by_the_line_just_before_the_cut_comes_back(
     )
 
 
-def test_a_shell_killed_by_ctrl_c_is_replaced_with_the_session_state(
-    server: Any, open_shell: OpenShell
-) -> None:
-    shell = open_shell(server)
-    shell.run("cd /tmp; KEPT=yes")
-    # A line that ignores SIGINT and SIGTERM: the third Ctrl-C ends the shell.
+def replaced_by_three_ctrl_c(shell: ShellUnderTest) -> str:
+    """Run a line that ignores SIGINT and SIGTERM and press Ctrl-C three
+    times, so that the third ends the shell; what was shown up to the next
+    prompt."""
     shell.child.sendline("trap '' INT TERM; echo sta''rted; sleep 60")
     shell.child.expect_exact("started")
     for _ in range(3):
         shell.child.sendintr()
         time.sleep(0.2)  # each its own SIGINT (pending ones merge into one)
-    output = shell.prompt()
+    return shell.prompt()
+
+
+def test_a_shell_killed_by_ctrl_c_is_replaced_with_the_session_state(
+    server: Any, open_shell: OpenShell
+) -> None:
+    shell = open_shell(server)
+    shell.run("cd /tmp; KEPT=yes")
+    output = replaced_by_three_ctrl_c(shell)
     assert "a new one goes on from the session's state" in output
     assert "Traceback" not in output
     assert shell.cwd == "/tmp"
     assert printed(shell.run("echo $KEPT"), "yes")
+
+
+def test_a_gone_directory_with_escapes_in_its_name_is_reported_inert(
+    server: Any, open_shell: OpenShell
+) -> None:
+    # Attacker8 F3: anyone who names a directory the user enters chose the
+    # text of the "is gone" line after a new shell: a terminal escape, and a
+    # newline that forged a second rexec: line. (A short path: the prompt
+    # shows it.)
+    shell = open_shell(server)
+    parent = tempfile.mkdtemp(prefix="rx", dir="/tmp")
+    shell.run(
+        f'd=$(printf \'{parent}/g\\033]0;T\\007\\nrexec: FORGED\'); mkdir "$d"; cd "$d"; rmdir "$d"'
+    )
+    os.rmdir(parent)
+    output = replaced_by_three_ctrl_c(shell)
+    assert "a new one goes on from the session's state" in output
+    gone = [line for line in output.splitlines() if "is gone" in line]
+    assert gone and "\\x1b]0;T\\x07\\nrexec: FORGED is gone" in gone[0], output
+    assert "\x1b]0;" not in output and not re.search(r"^rexec: FORGED", output, re.M)
 
 
 def test_sh_fallback_keeps_state_too(server: Any, open_shell: OpenShell) -> None:
@@ -215,7 +244,37 @@ def test_sh_lines_may_take_the_framing_s_descriptors(
     assert printed(shell.run(f"exec 9>{lock} 8>{other}; echo locked"), "locked")
     assert printed(shell.run("echo two; echo err >&2"), "two", "err")
     assert shell.status is None
+    # A FIFO of the user's on 9 is no session pipe either (attacker8 F7).
+    fifo = tmp_path / "fifo"
+    shell.run(f"mkfifo {fifo}; cat {fifo} >{fifo}.out & exec 9>{fifo}")
+    assert printed(shell.run("echo hello-after"), "hello-after")
+    shell.run(f"exec 9>{lock}; wait")
+    assert (tmp_path / "fifo.out").read_bytes() == b""
+    # With 9 and 8 taken, the session's stdout and stderr kept on 3 and 4 only,
+    # or on none: the prompt comes at once (sh writes the end of the output
+    # where it finds the session's pipes, and says when it has none), and the
+    # next line runs, none of it taken as the hidden line's input.
+    hidden = tmp_path / "hidden"
+    output = shell.run(f"exec 3>&1 4>&2 >{hidden} 2>&1; echo hidden; echo hidden-err >&2")
+    output += shell.run("exec 1>&3 2>&4; echo back")
+    output += shell.run(f"exec 3>&- 4>&- >{hidden} 2>&1; echo gone; exec 3>&-")
+    assert "\nhidden" not in output and "\nback\n" in output
+    assert hidden.read_text() == "gone\n"
     assert lock.read_bytes() == b"" and other.read_bytes() == b""
+
+
+def test_bash_lines_may_take_the_framing_s_descriptors(
+    server: Any, open_shell: OpenShell, tmp_path: Path
+) -> None:
+    # bash keeps its end-of-output markers on two descriptors high up (254 and
+    # 253 where ulimit -n allows): a line that takes them gets nothing of
+    # rexec's in its files, and the session goes on (attacker8 F7).
+    shell = open_shell(server)
+    out, err = tmp_path / "out", tmp_path / "err"
+    shell.run(f'n=$(ulimit -n); ((n > 256)) && n=256; eval "exec $((n-2))>{out} $((n-3))>{err}"')
+    assert printed(shell.run("echo two; echo err >&2"), "two", "err")
+    assert shell.status is None
+    assert out.read_bytes() == b"" and err.read_bytes() == b""
 
 
 def test_xtrace_traces_only_the_user_s_line(server: Any, open_shell: OpenShell) -> None:
@@ -227,6 +286,14 @@ def test_xtrace_traces_only_the_user_s_line(server: Any, open_shell: OpenShell) 
     # (Traced one level down, "++", as the line runs in an eval.)
     assert "+ echo traced\ntraced\n" in output and "+ echo again\nagain\n" in output
     assert "__rexec" not in shell.run("echo quiet")
+    # set -v echoes each line once, as read, and nothing of rexec's (shelluser7
+    # F19; the line that turns it on still shows rexec's tail).
+    shell.run("set -v")
+    output = shell.run("echo verbose; echo ag''ain")
+    output += shell.run("set +v")
+    assert "__rexec" not in output, output
+    assert output.count("echo verbose; echo ag''ain") == 2, output  # the typed line, the echo
+    assert "\nverbose\nagain\n" in output
 
 
 def test_the_remote_history_holds_each_typed_line_once(server: Any, open_shell: OpenShell) -> None:

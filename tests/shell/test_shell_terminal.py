@@ -86,6 +86,24 @@ def test_three_ctrl_c_in_one_write_count_as_three(server: Any, open_shell: OpenS
     assert "yes" in shell.run("echo $KEPT")
 
 
+def test_a_burst_of_ctrl_c_on_a_line_the_first_one_ends_leaves_the_shell_alone(
+    server: Any, open_shell: OpenShell
+) -> None:
+    # Key repeat, or an impatient user: the first SIGINT ends `sleep`; the
+    # others must not go on to SIGTERM the group and kill the shell (which
+    # took the background job and the shell's unsaved state with them).
+    shell = open_shell(server)
+    shell.run("KEPT=yes; sleep 300 & BG=$!")
+    shell.child.sendline("echo sta''rted; sleep 60")
+    shell.child.expect_exact("started")
+    shell.child.send("\x03\x03\x03")
+    output = shell.prompt()
+    assert shell.status == "SIGINT"
+    output += shell.run('echo "$KEPT $(kill -0 $BG && echo alive)"; kill $BG')
+    assert "yes alive" in output
+    assert "a new one goes on" not in output
+
+
 def test_ctrl_c_drops_what_was_typed_on_its_line(server: Any, open_shell: OpenShell) -> None:
     shell = open_shell(server)
     shell.child.sendline("echo rea''dy; cat; echo cat-ended")

@@ -34,6 +34,7 @@ from rexec.protocol import (
     Stdin,
     StdinEof,
     Stdout,
+    endpoint_binding,
     macs_match,
 )
 
@@ -135,11 +136,12 @@ class TransferClient:
     def _handshake(self, key: bytes) -> None:
         hello = self.next_event()
         assert isinstance(hello, Hello), hello
-        auth = self.conn.sign_auth(key, nonce=secrets.token_hex(32))
+        binding = endpoint_binding(self.sock.getsockname(), self.sock.getpeername())
+        auth = self.conn.sign_auth(key, nonce=secrets.token_hex(32), binding=binding)
         self.send(auth)
         auth_ok = self.next_event()
         assert isinstance(auth_ok, AuthOk), auth_ok
-        assert macs_match(self.conn.transcript().server_mac(key, auth.mac), auth_ok.mac)
+        assert macs_match(self.conn.transcript(binding).server_mac(key, auth.mac), auth_ok.mac)
 
     def new_id(self) -> int:
         command_id, self._next_id = self._next_id, self._next_id + 1

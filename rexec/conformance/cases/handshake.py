@@ -13,7 +13,7 @@ import ssl
 import struct
 from typing import Any
 
-from rexec.protocol import AuthOk, Hello, Ping, Run, encode_frame, macs_match
+from rexec.protocol import AuthOk, Hello, Ping, Run, encode_frame, endpoint_binding, macs_match
 
 from ..case import REACTION_WAIT, Context, Observation
 from ..client import Client, Unsupported
@@ -159,7 +159,7 @@ async def altered_hello(ctx: Context) -> Observation:
 @case("auth.transcript/version-1-mac", {"fatal:auth.failed"})
 async def version_1_mac(ctx: Context) -> Observation:
     """An auth whose mac is version 1's (HMAC over the nonces and the server name only), in a
-    version 2 frame: fatal auth.failed."""
+    version 3 frame: fatal auth.failed."""
     client = await ctx.hello_only()
     assert client.hello is not None
     auth = client.auth_message()
@@ -170,7 +170,7 @@ async def version_1_mac(ctx: Context) -> Observation:
 
 
 def version_1_client_mac(key: bytes, server_nonce: str, client_nonce: str, server: str) -> bytes:
-    """Protocol version 1's client mac, which version 2 refuses: HMAC-SHA256
+    """Protocol version 1's client mac, which version 3 refuses: HMAC-SHA256
     over the two nonces (hex) and the server's name only, nothing of the
     rest of the exchange."""
     data = (
@@ -184,9 +184,30 @@ def version_1_client_mac(key: bytes, server_nonce: str, client_nonce: str, serve
 
 @case("auth.binding/other-binding", {"fatal:auth.failed"})
 async def other_binding(ctx: Context) -> Observation:
-    """Sign the auth with a channel binding of 32 bytes of 5a, which no session exports (without
-    TLS the binding is empty; under TLS it is the session's): fatal auth.failed."""
+    """Sign the auth with a binding of 32 bytes of 5a, which neither a TLS session exports nor a
+    connection's two ends give: fatal auth.failed."""
     return await _wrong_auth(ctx, binding=b"\x5a" * 32)
+
+
+@case("auth.binding/unbound", {"fatal:auth.failed"})
+async def unbound(ctx: Context) -> Observation:
+    """Sign the auth with an empty binding, as version 2 did without TLS (a relay's connection
+    would pass such a mac): fatal auth.failed."""
+    return await _wrong_auth(ctx, binding=b"")
+
+
+@case("auth.binding/relayed-ends", {"fatal:auth.failed"})
+async def relayed_ends(ctx: Context) -> Observation:
+    """Without TLS, sign the auth over the two ends a relay's connection would have (the
+    client's own, and the server's address with the next port): fatal auth.failed."""
+    if ctx.target.tls is not None:
+        raise Unsupported("the target is TLS (its binding crosses a relay)")
+    client = await ctx.hello_only()
+    writer = client.wire.writer
+    host, port = writer.get_extra_info("peername")[:2]
+    relay = (host, port % 65535 + 1)
+    binding = endpoint_binding(writer.get_extra_info("sockname"), relay)
+    return await fatal_after(ctx, client, client.auth_message(binding=binding))
 
 
 @case("handshake.features/not-offered", {"fatal:feature.unsupported"})
@@ -246,7 +267,8 @@ async def tls_1_2(ctx: Context) -> Observation:
 @case("auth.nonce.fresh/replay", {"fatal:auth.failed"})
 async def replay(ctx: Context) -> Observation:
     """Capture a successful auth frame, then send the same bytes on a new connection: fatal
-    auth.failed (the new server nonce makes the old mac wrong)."""
+    auth.failed (the new server nonce, and without TLS the new connection's ends, make the old
+    mac wrong)."""
     first = await ctx.hello_only()
     captured = first.auth_message()
     await first.wire.send(captured)
