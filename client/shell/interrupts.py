@@ -12,11 +12,13 @@ server by ``TERMINATE_LINE``: not to the shell nor to its background jobs,
 which over ssh are in process groups of their own. A third one, once the
 second has been carried out, kills the shell itself; the session continues
 in a new shell made from the last state snapshot (the programs and jobs it
-ran are gone). It does so only while the line is still running: when the
-second found none of the line's programs (the first had ended the line, and
-the rest of a burst of Ctrl-C came before its status), the shell is killed
-only if the line's end still has not come ``SETTLE`` seconds later. The
-steps belong to the line: once it has ended, nothing more is done. A time
+ran are gone). It does so only while the line is still running: the shell
+is killed only if the line's end has not come ``TERM_GRACE`` seconds after
+the third Ctrl-C (a program the SIGTERM reached may still be ending, or what
+it found was no longer the line's: a burst of Ctrl-C that came as the line
+ended met the shell's own prompt hook), or ``SETTLE`` seconds when the second
+found none of the line's programs. The steps belong to the line: once it has
+ended, nothing more is done. A time
 limit (the ``timeout`` built-in) takes the same steps, ``TIMEOUT_GRACE``
 seconds apart from its expiry.
 """
@@ -38,6 +40,9 @@ TIMEOUT_GRACE = 2.0
 #: no program of the line's, before a third Ctrl-C kills the shell (a loop of
 #: builtins in a shell that ignores SIGINT has no program to end).
 SETTLE = 2.0
+#: Seconds the line's end may take to come, after a SIGTERM step that found
+#: programs, before a third Ctrl-C kills the shell.
+TERM_GRACE = 0.5
 
 #: Run by /bin/sh on the server with the shell's pid as $1: SIGTERM (and
 #: SIGCONT, for a stopped one) to each live process of the shell's process
@@ -147,8 +152,8 @@ class LineControl:
         found = await self._terminate_line()
         self.terminated = True
         await self._third.wait()
-        if not found:
-            await asyncio.sleep(SETTLE)  # (cancelled by ``close`` when the line ends)
+        # (Cancelled by ``close`` when the line ends meanwhile.)
+        await asyncio.sleep(TERM_GRACE if found else SETTLE)
         self.killed = True
         with contextlib.suppress(RexecConnectionError):
             self._shell.cancel()
