@@ -482,10 +482,15 @@ for __rexec_s_value in ~/.bash_profile ~/.bash_login ~/.profile; do
 done'
 
 # After a restored snapshot, STATUS: back in its directory and directory stack
-# (the variables are back already, OLDPWD among them), its status for $?.
+# (the variables are back already, OLDPWD among them), its status for $?. A
+# directory that is gone leaves the shell in HOME, as a new login would, and
+# says so (PWD, restored with the variables, must not name where it is not).
 __rexec_restored() {
     __rexec_s_value=$OLDPWD
-    builtin cd -- "$PWD" || __rexec_send "warning 0"$'\n'"the directory $PWD is gone"
+    if ! builtin cd -- "$PWD" 2>/dev/null; then
+        __rexec_send "warning 0"$'\n'"the directory $PWD is gone; the shell is in ${HOME:-/} instead"
+        builtin cd -- "${HOME:-/}" 2>/dev/null || builtin cd /
+    fi
     OLDPWD=$__rexec_s_value
     for ((__rexec_s_i = ${#__rexec_u_dirstack[@]} - 1; __rexec_s_i > 0; __rexec_s_i--)); do
         builtin pushd -n -- "${__rexec_u_dirstack[__rexec_s_i]}" >/dev/null

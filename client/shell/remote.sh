@@ -240,8 +240,11 @@ if [ -r "$HOME/.profile" ]; then . "$HOME/.profile"; fi'
 
 __rexec_restored() {
     __rexec_s_value=$OLDPWD
-    cd -- "$PWD" || __rexec_send "warning 0
-the directory $PWD is gone"
+    if ! cd -- "$PWD" 2>/dev/null; then
+        __rexec_send "warning 0
+the directory $PWD is gone; the shell is in ${HOME:-/} instead"
+        cd -- "${HOME:-/}" 2>/dev/null || cd /
+    fi
     OLDPWD=$__rexec_s_value
     __rexec_s_status=$1 __rexec_s_live=
     __rexec_keep_prompts

@@ -217,6 +217,10 @@ def test_a_gone_directory_with_escapes_in_its_name_is_reported_inert(
     gone = [line for line in output.splitlines() if "is gone" in line]
     assert gone and "\\x1b]0;T\\x07\\nrexec: FORGED is gone" in gone[0], output
     assert "\x1b]0;" not in output and not re.search(r"^rexec: FORGED", output, re.M)
+    # And the shell is where it says (shelluser8 F9: the prompt and $PWD kept
+    # the dead path while commands ran in the home directory).
+    assert "the shell is in" in gone[0]
+    assert printed(shell.run('[ "$PWD" = "$(pwd -P)" ] && [ "$PWD" = ~ ] && echo in-home'), "in-home")
 
 
 def test_sh_fallback_keeps_state_too(server: Any, open_shell: OpenShell) -> None:
