@@ -220,7 +220,8 @@ def test_a_gone_directory_with_escapes_in_its_name_is_reported_inert(
     # And the shell is where it says (shelluser8 F9: the prompt and $PWD kept
     # the dead path while commands ran in the home directory).
     assert "the shell is in" in gone[0]
-    assert printed(shell.run('[ "$PWD" = "$(pwd -P)" ] && [ "$PWD" = ~ ] && echo in-home'), "in-home")
+    where = shell.run('[ "$PWD" = "$(pwd -P)" ] && [ "$PWD" = ~ ] && echo in-home')
+    assert printed(where, "in-home")
 
 
 def test_sh_fallback_keeps_state_too(server: Any, open_shell: OpenShell) -> None:
