@@ -245,6 +245,7 @@ class RemoteShell:
         self._line_control = control = LineControl(
             self._session, self._connection, self._cwd, timeout
         )
+        control.killed = last is not None and last.killed  # (see ``ended``)
         feeder = asyncio.create_task(self._feed(typed_input, interrupts)) if typed_input else None
         try:
             with interrupts.attached(control):
@@ -391,9 +392,9 @@ class RemoteShell:
         raise self.ended(status)
 
     def ended(self, status: ExitStatus) -> ShellEnded:
-        """This shell's end with ``status``, killed by rexec if the last
-        line's interrupts (Ctrl-C a third time, its time limit) killed it,
-        however late the end is noticed: in that line, while its output
-        ends, or at the next prompt."""
+        """This shell's end with ``status``, killed by rexec if a line's
+        interrupts (Ctrl-C a third time, its time limit) killed it, however
+        late the end is noticed: in that line, at the next prompt, or in a
+        line sent before it was (not a server shutting down, then)."""
         control = self._line_control
         return ShellEnded(status, killed_by_rexec=control is not None and control.killed)
