@@ -93,7 +93,7 @@ class Session(asyncio.Protocol):
         self._answer_later: asyncio.TimerHandle | None = None
         self._read_eof = False
         self._probe_seq = 0
-        self._binding = b""  # the TLS channel binding, b"" without TLS
+        self._binding = b""  # what the macs bind to (rexec.binding), once greeted
         self._upgrade: TlsUpgrade | None = None  # under TLS, until the greeting
         self._tls = False
         self._lost = False
@@ -132,8 +132,8 @@ class Session(asyncio.Protocol):
             self.eof_received()
 
     def _greet(self, transport: asyncio.Transport) -> None:
-        """Bind to the TLS channel (if any), start the authentication clock
-        and send ``hello``."""
+        """Bind to the connection (its TLS session, or its two ends), start
+        the authentication clock and send ``hello``."""
         self.writer.attach(transport)
         try:
             # protocol.md [auth.binding]: a TLS session we can't bind is refused.
