@@ -35,8 +35,12 @@ from .conftest import (
 )
 
 DROPPED = "(dropped: no more jobs sent there)"
-#: A job that waits (bounded) until the file ``release`` exists.
-_GATE = "for i in $(seq 1200); do test -e {release} && break; sleep 0.05; done"
+#: A job that waits (bounded) until the file ``release`` exists, or a file
+#: ``release`` in the directory of the server that runs it (its parent's).
+_GATE = (
+    "for i in $(seq 1200); do test -e {release} && break; "
+    'test -e "$(readlink /proc/$PPID/cwd)/release" && break; sleep 0.05; done'
+)
 
 
 def _wait_until(predicate, what: str, timeout: float = 30.0) -> None:
@@ -131,6 +135,14 @@ def test_spread_jobs_leave_a_server_shutting_down_for_the_others(
     ):
         _wait_until(lambda: len(list(started.iterdir())) == 4, "4 jobs running")
         shut_down()  # with two jobs of the batch running there
+        # Its jobs end first: the next ones go to its free slots, and it
+        # refuses them (the other server's slots are still taken).
+        victim = pool.servers[1]
+        (victim.audit_log.parent / "release").touch()
+        _wait_until(
+            lambda: any(r.get("code") == "server.shutting_down" for r in victim.audit_records()),
+            "a job refused by the server shutting down",
+        )
         release.touch()
         out, err = batch.communicate(timeout=CLI_TIMEOUT)
     assert batch.returncode == 0, err
