@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import functools
 import os
 import pwd
 import shutil
@@ -90,12 +91,21 @@ def command_env(run: Run, account: Account) -> dict[str, str]:
     daemon's own environment may not describe it (a service manager sets
     little), and a login shell on a pty must be the user's own.
     """
-    env = {name: os.environ[name] for name in BASE_ENV_NAMES if name in os.environ}
-    env.update(HOME=account.home, USER=account.name, LOGNAME=account.name, SHELL=account.shell)
-    env.setdefault("PATH", os.defpath)
+    env = dict(_base_env(account))
     if run.pty is not None:
         env["TERM"] = run.pty.term
     env.update(run.env)
+    return env
+
+
+@functools.cache
+def _base_env(account: Account) -> dict[str, str]:
+    """What every command of ``account`` starts from: the daemon's environment
+    does not change once it runs, so this is built once, not per command.
+    Callers copy it."""
+    env = {name: os.environ[name] for name in BASE_ENV_NAMES if name in os.environ}
+    env.update(HOME=account.home, USER=account.name, LOGNAME=account.name, SHELL=account.shell)
+    env.setdefault("PATH", os.defpath)
     return env
 
 
