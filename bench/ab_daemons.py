@@ -6,8 +6,8 @@ on it. This starts rexecd from two source trees (A: this checkout, B: ``--b``,
 e.g. ``git archive main | tar -x -C /tmp/base``), both on the same key, and runs
 the same workload against each in alternating blocks over the benchmark's own
 client (``rexec_fast_client.py``, on this checkout's protocol). Per block it
-records the wall time, the daemon's own CPU (user+system, from
-``/proc/PID/stat``; its children, the commands, are not counted) and the client's
+records the wall time, the daemon's own CPU (the scheduler's nanoseconds, from
+``/proc/PID/task/*/schedstat``; its children, the commands, are not counted) and the client's
 CPU; it prints medians per side and the B/A ratio of each.
 
     python bench/ab_daemons.py --b /tmp/base --workload rt --blocks 20
@@ -37,15 +37,24 @@ from rexec_fast_client import FastClient  # noqa: E402
 
 from rexec.keyfile import load_key  # noqa: E402
 
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 def _usage_of(pid: int) -> tuple[float, int]:
-    """User+system CPU seconds and minor page faults of ``pid`` itself
-    (fields 14, 15 and 10 of its stat)."""
+    """CPU seconds and minor page faults of ``pid`` itself, its children not
+    included. The CPU is the scheduler's nanosecond count summed over the
+    process's threads (``/proc/PID/task/*/schedstat``): the 10 ms ticks of
+    ``/proc/PID/stat`` are too coarse for a block of short commands. The
+    faults are field 10 of its stat."""
+    ns = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat", "rb") as f:
+                ns += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue  # a thread that ended meanwhile
     with open(f"/proc/{pid}/stat", "rb") as f:
         fields = f.read().rsplit(b")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK, int(fields[7])
+    return ns / 1e9, int(fields[7])
 
 
 def _own_cpu() -> float:
