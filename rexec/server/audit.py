@@ -73,11 +73,9 @@ _RETRY = 0.5
 #: this long after the first of them: each hand-over wakes the thread, which
 #: then trades the GIL with the loop, and a command makes two records a
 #: millisecond or so apart (waking it per record cost the daemon about 10% of
-#: its CPU per short command; bench/SPEED4_LATENCY.md). 10 ms rather than 2:
-#: back-to-back short commands then share a wake-up five or so at a time,
-#: 60 µs of the daemon's CPU less per command (bench/SPEED9_RESULTS.md), and
-#: a line still reaches the file before anyone tailing it could tell. Far
-#: below ``timeout``.
+#: its CPU per short command; bench/SPEED4_LATENCY.md). 10 ms, not 2: short
+#: commands then share a wake-up five or so at a time, 60 µs of CPU less per
+#: command (bench/SPEED9_RESULTS.md). Far below ``timeout``.
 #: The timer waits for the loop's next turn, which a burst of work (a thousand
 #: commands started in one turn) can put seconds away: a record queued once
 #: the first pending one is this old hands them all over at once, so that the
