@@ -38,7 +38,6 @@ from rexec_fast_client import FastClient  # noqa: E402
 from rexec.keyfile import load_key  # noqa: E402
 
 
-
 def _usage_of(pid: int) -> tuple[float, int]:
     """CPU seconds and minor page faults of ``pid`` itself, its children not
     included. The CPU is the scheduler's nanosecond count summed over the
