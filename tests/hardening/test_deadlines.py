@@ -92,6 +92,24 @@ def test_idle_timeout(daemon, marker) -> None:
     assert len(server.events("idle_timeout")) == 2
 
 
+def test_idle_clock_restarts_with_each_command(daemon) -> None:
+    """Short commands 0.25 s apart keep a connection with a 0.6 s idle
+    timeout open for twice the timeout; once they stop, it is closed a whole
+    timeout after the last one ended, not when an earlier clock would have run
+    out."""
+    server = daemon("--idle-timeout", "0.6")
+    with open_wire(server) as wire:
+        started = time.monotonic()
+        while time.monotonic() - started < 1.5:
+            assert wire.wait(wire.run(["true"]), 5).exit.exit_code == 0
+            time.sleep(0.25)
+        last = time.monotonic()
+        wire.wait(wire.run(["true"]), 5)
+        wire.expect_error_then_eof("idle.timeout", timeout=2.0)
+        assert 0.5 < time.monotonic() - last < 1.2
+    assert len(server.events("idle_timeout")) == 1
+
+
 def test_client_that_stops_reading_is_dropped_and_its_command_killed(daemon, marker) -> None:
     server = daemon("--stall-timeout", "0.5", "--kill-grace", "0.2", "--max-total-commands", "1")
     m = marker()
