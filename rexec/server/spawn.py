@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import errno
 import fcntl
-import functools
 import os
 import resource
 import shutil
@@ -189,7 +188,7 @@ def _spawn_on_pipes(
         stdout_fd, child_stdout = _pipe(parent_fds, child_fds)
         stderr_fd, child_stderr = _pipe(parent_fds, child_fds)
         stdin_fd: int | None = None
-        child_stdin: int = _devnull()
+        child_stdin: int = subprocess.DEVNULL
         if run.stdin:
             child_stdin, stdin_fd = _pipe(child_fds, parent_fds)
         streams = (child_stdin, child_stdout, child_stderr)
@@ -250,14 +249,6 @@ def _apply_rlimits(pid: int, rlimits: tuple[tuple[int, int], ...]) -> None:
             pass  # already gone (and reaped by no one yet): nothing to bind
         except ValueError as exc:
             raise OSError(errno.EINVAL, str(exc)) from None
-
-
-@functools.cache
-def _devnull() -> int:
-    """A descriptor of /dev/null for the stdin of commands that get none,
-    opened once (close-on-exec: only the child's dup of it as fd 0 stays);
-    ``subprocess.DEVNULL`` would open and close it for every command."""
-    return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
 
 
 def _pipe(readers: list[int], writers: list[int]) -> tuple[int, int]:
