@@ -105,7 +105,8 @@ class LineControl:
         #: The SIGTERM step and what follows it, once asked for.
         self._escalation: asyncio.Task[None] | None = None
         self._third = asyncio.Event()
-        #: The SIGTERM step was taken.
+        #: The SIGTERM step has begun (set before its SIGTERM is sent: the
+        #: line's end can be read before the step's own answer is).
         self.terminated = False
         #: The shell was killed: the session goes on in a new one.
         self.killed = False
@@ -149,8 +150,8 @@ class LineControl:
             self._escalation.cancel()
 
     async def _escalate(self) -> None:
-        found = await self._terminate_line()
         self.terminated = True
+        found = await self._terminate_line()
         await self._third.wait()
         # (Cancelled by ``close`` when the line ends meanwhile.)
         await asyncio.sleep(TERM_GRACE if found else SETTLE)
